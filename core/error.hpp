@@ -1,0 +1,37 @@
+// The one exception type of segloss, and the checks that throw it.
+//
+// Every message starts with the public function that rejected its input, then names the
+// argument and the values or shapes involved, e.g.
+//   "bce_with_logits: target (2,1,64,64) does not match logits (2,1,64,63)".
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace segloss {
+
+class Error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+namespace detail {
+template <class... Args>
+[[noreturn]] void fail(const char* function, Args&&... parts) {
+  std::ostringstream os;
+  os << function << ": ";
+  (os << ... << std::forward<Args>(parts));
+  throw Error(os.str());
+}
+}  // namespace detail
+
+}  // namespace segloss
+
+// SEGLOSS_CHECK(condition, "function", parts...) throws segloss::Error("function: parts...")
+// when the condition is false. The parts are streamed, so shapes and numbers can be mixed in.
+#define SEGLOSS_CHECK(cond, function, ...)                    \
+  do {                                                        \
+    if (!(cond)) ::segloss::detail::fail(function, __VA_ARGS__); \
+  } while (0)

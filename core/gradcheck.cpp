@@ -1,0 +1,81 @@
+#include "gradcheck.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "error.hpp"
+
+namespace segloss {
+
+std::string GradcheckResult::summary() const {
+  std::ostringstream os;
+  os.precision(3);
+  os << (passed ? "passed" : "FAILED") << ": " << checked << " elements, " << failures
+     << " outside tolerance; max abs error " << max_abs_error << " at " << worst_abs_index
+     << ", max rel error " << max_rel_error << " at " << worst_rel_index << " (analytic "
+     << analytic_at_worst << ", numeric " << numeric_at_worst << ")";
+  return os.str();
+}
+
+GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
+                          const Tensor<double>& analytic, const GradcheckOptions& o) {
+  const char* fn = "gradcheck";
+  SEGLOSS_CHECK(x.defined() && x.numel() > 0, fn, "x is undefined or empty");
+  SEGLOSS_CHECK(analytic.defined() && analytic.shape() == x.shape(), fn, "analytic ",
+                analytic.shape(), " does not match x ", x.shape());
+  SEGLOSS_CHECK(o.eps > 0.0 && std::isfinite(o.eps), fn, "options.eps is ", o.eps,
+                "; it must be finite and > 0");
+  SEGLOSS_CHECK(o.samples >= 0, fn, "options.samples is ", o.samples, "; it must be >= 0");
+
+  const int64_t n = x.numel();
+  std::vector<int64_t> indices;
+  if (o.samples == 0 || o.samples >= n) {
+    indices.resize(static_cast<size_t>(n));
+    std::iota(indices.begin(), indices.end(), int64_t{0});
+  } else {
+    std::mt19937_64 rng(o.seed);
+    std::uniform_int_distribution<int64_t> pick(0, n - 1);
+    for (int64_t k = 0; k < o.samples; ++k) indices.push_back(pick(rng));
+  }
+
+  Tensor<double> probe = x.clone();
+  GradcheckResult r;
+  for (int64_t i : indices) {
+    const double saved = probe[i];
+    probe[i] = saved + o.eps;
+    const double up = f(probe);
+    probe[i] = saved - o.eps;
+    const double down = f(probe);
+    probe[i] = saved;
+    const double num = (up - down) / (2.0 * o.eps);
+    const double ana = analytic[i];
+    const double abs_err = std::fabs(ana - num);
+    const double scale = std::max(std::fabs(ana), std::fabs(num));
+    const double rel_err = scale > o.atol ? abs_err / scale : 0.0;
+    ++r.checked;
+    // NaN in either makes the element fail.
+    if (!(abs_err <= o.atol + o.rtol * std::fabs(num))) ++r.failures;
+    if (!(abs_err <= r.max_abs_error)) {
+      r.max_abs_error = abs_err;
+      r.worst_abs_index = i;
+      if (r.worst_rel_index < 0) {
+        r.analytic_at_worst = ana;
+        r.numeric_at_worst = num;
+      }
+    }
+    if (!(rel_err <= r.max_rel_error)) {
+      r.max_rel_error = rel_err;
+      r.worst_rel_index = i;
+      r.analytic_at_worst = ana;
+      r.numeric_at_worst = num;
+    }
+  }
+  r.passed = r.failures == 0;
+  return r;
+}
+
+}  // namespace segloss

@@ -1,0 +1,85 @@
+// Shape: up to five 64-bit extents, row-major. segloss's image tensors are (N, C, spatial...)
+// with one to three spatial dimensions (so rank 3 to 5); label maps drop the class axis, and
+// reduced results can be rank 0 (a scalar), 1 or 2. Shape itself only knows extents.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <ostream>
+#include <sstream>
+#include <string>
+
+#include "error.hpp"
+
+namespace segloss {
+
+class Shape {
+ public:
+  static constexpr int kMaxRank = 5;
+
+  Shape() = default;  // rank 0: a scalar, one element
+  Shape(std::initializer_list<int64_t> extents) {
+    SEGLOSS_CHECK(extents.size() <= kMaxRank, "Shape", "rank ", extents.size(),
+                  " exceeds the maximum rank ", kMaxRank);
+    for (int64_t e : extents) push_back(e);
+  }
+  template <class It>
+  Shape(It first, It last) {
+    for (; first != last; ++first) push_back(static_cast<int64_t>(*first));
+  }
+
+  void push_back(int64_t extent) {
+    SEGLOSS_CHECK(rank_ < kMaxRank, "Shape", "rank exceeds the maximum rank ", kMaxRank);
+    SEGLOSS_CHECK(extent >= 0, "Shape", "extent ", extent, " at axis ", rank_, " is negative");
+    d_[rank_++] = extent;
+  }
+
+  int rank() const { return rank_; }
+  int64_t operator[](int axis) const { return d_[axis]; }
+  int64_t& operator[](int axis) { return d_[axis]; }
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= d_[i];
+    return n;
+  }
+  // Product of the extents from `axis` to the end (the elements of one slice at axis-1).
+  int64_t numel_from(int axis) const {
+    int64_t n = 1;
+    for (int i = axis; i < rank_; ++i) n *= d_[i];
+    return n;
+  }
+  // The same shape without the axis `axis` (e.g. logits (N,C,H,W) -> labels (N,H,W)).
+  Shape without(int axis) const {
+    Shape s;
+    for (int i = 0; i < rank_; ++i)
+      if (i != axis) s.push_back(d_[i]);
+    return s;
+  }
+
+  bool operator==(const Shape& o) const {
+    if (rank_ != o.rank_) return false;
+    for (int i = 0; i < rank_; ++i)
+      if (d_[i] != o.d_[i]) return false;
+    return true;
+  }
+  bool operator!=(const Shape& o) const { return !(*this == o); }
+
+  // "(2,1,64,64)"; "()" for a scalar.
+  std::string str() const {
+    std::ostringstream os;
+    os << '(';
+    for (int i = 0; i < rank_; ++i) os << (i ? "," : "") << d_[i];
+    os << ')';
+    return os.str();
+  }
+
+ private:
+  std::array<int64_t, kMaxRank> d_{};
+  int rank_ = 0;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+
+}  // namespace segloss

@@ -1,0 +1,65 @@
+// @brief Binary cross-entropy on logits, with PyTorch's weight, pos_weight and reduction.
+//
+// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double; target z of
+// the same shape and type, values in [0, 1] (soft targets are allowed and not checked).
+//
+//   l_i = w_i * [ (1 - z_i) x_i + lw_i * (log1p(exp(-|x_i|)) + max(-x_i, 0)) ]
+//   lw_i = 1 + (pos_weight_c - 1) z_i            (c = channel of element i)
+//   dl_i/dx_i = w_i * [ (1 - z_i) - lw_i * (1 - sigmoid(x_i)) ]    = w_i (p_i - z_i) if no pos_weight
+//
+// which is torch.nn.functional.binary_cross_entropy_with_logits. Derivation: docs/gradients.md.
+//
+// Options (defaults as in PyTorch):
+//   reduction   mean (default): sum_i l_i / numel; sum: sum_i l_i; none: l itself.
+//               The mean divides by the element count, not by the weight sum.
+//   weight      optional; any shape that broadcasts to the logits by PyTorch's rule (aligned on
+//               the right, each extent 1 or equal): (N,C,H,W) per pixel, (N,1,H,W) per pixel
+//               for every channel, (C,1,1) per channel, ... Undefined: every weight is 1.
+//   pos_weight  optional; one value per channel (numel C), or a single value: PyTorch's
+//               pos_weight of shape (C,1,1) [or (C,1,1,1) for volumes]. Note that PyTorch
+//               broadcasts a 1-D pos_weight against the last axis (W), not the channel axis.
+//
+// Edge cases: NaN in x or z propagates to the value and gradient (no check). Logits of any
+// finite size give a finite value and gradient. Errors (segloss::Error) for: rank outside
+// 3..5, any zero extent (empty batch), shape mismatch, a weight that does not broadcast,
+// a pos_weight with a count other than 1 or C, or a CUDA tensor in a build without CUDA.
+#pragma once
+
+#include "../core/reduction.hpp"
+#include "../core/result.hpp"
+#include "../core/tensor.hpp"
+
+namespace segloss {
+
+template <class T>
+struct BceWithLogitsOptions {
+  Reduction reduction = Reduction::mean;
+  Tensor<T> weight;      // undefined: no weight
+  Tensor<T> pos_weight;  // undefined: 1 for every channel
+};
+
+// Forward: a scalar tensor (shape ()) for mean and sum, the per-element loss for none.
+template <class T>
+Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
+                          const BceWithLogitsOptions<T>& options = {});
+
+// Backward: d(loss)/d(logits) scaled by grad_out, which is a one-element tensor for mean and
+// sum, and shaped like the logits for none.
+template <class T>
+Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& target,
+                                   const Tensor<T>& grad_out,
+                                   const BceWithLogitsOptions<T>& options = {});
+
+// Fused value and gradient in one pass over memory (mean or sum only: a loss with reduction
+// none has no single value; use forward and backward). The second form writes the gradient
+// into `grad`, which must be shaped like the logits (allocated when undefined), so a training
+// loop can reuse one buffer and allocate nothing per call.
+template <class T>
+ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                               const BceWithLogitsOptions<T>& options = {});
+template <class T>
+double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                      Tensor<T>& grad,
+                                      const BceWithLogitsOptions<T>& options = {});
+
+}  // namespace segloss

@@ -1,0 +1,13 @@
+// segloss: segmentation losses with exact gradients, and segmentation metrics.
+// Include this header for the whole public API.
+#pragma once
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/gradcheck.hpp"
+#include "core/reduction.hpp"
+#include "core/result.hpp"
+#include "core/shape.hpp"
+#include "core/tensor.hpp"
+#include "losses/bce_with_logits.hpp"
+#include "losses/soft_dice.hpp"

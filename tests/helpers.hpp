@@ -1,0 +1,46 @@
+// Small helpers shared by the tests: seeded random tensors.
+#pragma once
+
+#include <cstdint>
+#include <random>
+
+#include <segloss/segloss.hpp>
+
+namespace segloss::testing {
+
+template <class T>
+Tensor<T> randn(const Shape& s, uint64_t seed, double scale = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> d(0.0, scale);
+  auto t = Tensor<T>::empty(s);
+  for (auto& v : t) v = static_cast<T>(d(rng));
+  return t;
+}
+
+template <class T>
+Tensor<T> uniform(const Shape& s, uint64_t seed, double lo, double hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> d(lo, hi);
+  auto t = Tensor<T>::empty(s);
+  for (auto& v : t) v = static_cast<T>(d(rng));
+  return t;
+}
+
+// A binary mask with roughly `fraction` ones.
+template <class T>
+Tensor<T> mask(const Shape& s, uint64_t seed, double fraction = 0.4) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution d(fraction);
+  auto t = Tensor<T>::empty(s);
+  for (auto& v : t) v = d(rng) ? T(1) : T(0);
+  return t;
+}
+
+template <class To, class From>
+Tensor<To> cast(const Tensor<From>& t) {
+  auto r = Tensor<To>::empty(t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) r[i] = static_cast<To>(t[i]);
+  return r;
+}
+
+}  // namespace segloss::testing

@@ -1,0 +1,52 @@
+// Gradient checks of a loss through its public API, in double:
+//  - value_and_grad's gradient against finite differences of the forward value (mean, sum);
+//  - backward(grad_out) against finite differences of sum(grad_out * forward) (any reduction);
+//  - value_and_grad's value equal to the forward value.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <functional>
+
+#include "helpers.hpp"
+
+namespace segloss::testing {
+
+using Forward = std::function<Tensor<double>(const Tensor<double>&)>;
+using Backward = std::function<Tensor<double>(const Tensor<double>&, const Tensor<double>&)>;
+using Fused = std::function<ValueAndGrad<double>(const Tensor<double>&)>;
+
+inline double dot(const Tensor<double>& a, const Tensor<double>& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// `fused` may be empty (reduction none). `samples` = 0 checks every element. Inputs of many
+// elements need a larger eps: the rounding error of the summed loss, divided by eps, must stay
+// well below the gradient's entries (about 1/numel for a mean).
+inline void check_loss_gradients(const Tensor<double>& x, const Forward& forward,
+                                 const Backward& backward, const Fused& fused,
+                                 int64_t samples = 0, double eps = 1e-6) {
+  GradcheckOptions o;
+  o.samples = samples;
+  o.eps = eps;
+  const Tensor<double> y = forward(x);
+  const auto grad_out = randn<double>(y.shape(), 99);
+  const auto g = backward(x, grad_out);
+  REQUIRE(g.shape() == x.shape());
+  const auto rb = gradcheck([&](const Tensor<double>& v) { return dot(forward(v), grad_out); }, x,
+                            g, o);
+  INFO("backward: ", rb.summary());
+  CHECK(rb.passed);
+  if (fused) {
+    REQUIRE(y.numel() == 1);
+    const auto vg = fused(x);
+    CHECK(vg.value == doctest::Approx(y[0]).epsilon(1e-14));
+    const auto rf = gradcheck([&](const Tensor<double>& v) { return forward(v)[0]; }, x, vg.grad, o);
+    INFO("value_and_grad: ", rf.summary());
+    CHECK(rf.passed);
+  }
+}
+
+}  // namespace segloss::testing

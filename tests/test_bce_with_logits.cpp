@@ -1,0 +1,206 @@
+// bce_with_logits: gradients against finite differences for every option that changes the
+// math, values against a direct (unsimplified) formula, and bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "loss_check.hpp"
+
+using namespace segloss;
+using testing::check_loss_gradients;
+
+namespace {
+
+// -w [pw z log p + (1 - z) log(1 - p)], straight from the definition (fine for moderate x).
+double direct(double x, double z, double w, double pw) {
+  const double p = 1.0 / (1.0 + std::exp(-x));
+  return -w * (pw * z * std::log(p) + (1 - z) * std::log(1 - p));
+}
+
+void check_all_reductions(const Tensor<double>& x, const Tensor<double>& z,
+                          BceWithLogitsOptions<double> o, int64_t samples = 0,
+                          double eps = 1e-6) {
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    INFO("reduction ", reduction_name(r));
+    o.reduction = r;
+    check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return bce_with_logits(v, z, o); },
+        [&](const Tensor<double>& v, const Tensor<double>& go) {
+          return bce_with_logits_backward(v, z, go, o);
+        },
+        r == Reduction::none ? testing::Fused{} : testing::Fused([&](const Tensor<double>& v) {
+          return bce_with_logits_value_and_grad(v, z, o);
+        }),
+        samples, eps);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("bce_with_logits: gradcheck, no options, 1D/2D/3D spatial") {
+  for (const Shape& s : {Shape{2, 1, 37}, Shape{2, 3, 5, 4}, Shape{2, 2, 3, 4, 3}}) {
+    CAPTURE(s);
+    check_all_reductions(testing::randn<double>(s, 1, 3.0), testing::mask<double>(s, 2), {});
+  }
+}
+
+TEST_CASE("bce_with_logits: gradcheck, soft targets") {
+  const Shape s{2, 2, 6, 5};
+  check_all_reductions(testing::randn<double>(s, 3, 2.0), testing::uniform<double>(s, 4, 0, 1), {});
+}
+
+TEST_CASE("bce_with_logits: gradcheck, weight in every broadcast pattern") {
+  const Shape s{2, 3, 5, 4};
+  const auto x = testing::randn<double>(s, 5, 3.0);
+  const auto z = testing::mask<double>(s, 6);
+  for (const Shape& ws : {Shape{2, 3, 5, 4}, Shape{2, 1, 5, 4}, Shape{3, 1, 1}, Shape{1},
+                          Shape{5, 1}, Shape{2, 3, 1, 4}}) {
+    CAPTURE(ws);
+    BceWithLogitsOptions<double> o;
+    o.weight = testing::uniform<double>(ws, 7, 0.1, 2.0);
+    check_all_reductions(x, z, o);
+  }
+}
+
+TEST_CASE("bce_with_logits: gradcheck, pos_weight per channel and shared, with weight") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 8, 3.0);
+  const auto z = testing::uniform<double>(s, 9, 0, 1);
+  BceWithLogitsOptions<double> o;
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {3});
+  check_all_reductions(x, z, o);
+  o.pos_weight = Tensor<double>::from({3.0}, {1});
+  check_all_reductions(x, z, o);
+  o.weight = testing::uniform<double>({2, 1, 4, 5}, 10, 0.1, 2.0);
+  check_all_reductions(x, z, o);
+}
+
+TEST_CASE("bce_with_logits: gradcheck across chunk boundaries (sampled)") {
+  const Shape s{1, 2, 130, 130};  // a plane of 16900 elements spans two chunks
+  BceWithLogitsOptions<double> o;
+  o.weight = testing::uniform<double>({1, 1, 130, 130}, 11, 0.1, 2.0);
+  o.pos_weight = Tensor<double>::from({1.5, 0.5}, {2});
+  check_all_reductions(testing::randn<double>(s, 12, 3.0), testing::mask<double>(s, 13), o, 300,
+                       1e-3);
+}
+
+TEST_CASE("bce_with_logits: values match the direct formula") {
+  const Shape s{2, 3, 7, 3};
+  const auto x = testing::randn<double>(s, 14, 3.0);
+  const auto z = testing::uniform<double>(s, 15, 0, 1);
+  BceWithLogitsOptions<double> o;
+  o.weight = testing::uniform<double>({3, 1, 1}, 16, 0.1, 2.0);
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 4.0}, {3});
+  o.reduction = Reduction::none;
+  const auto l = bce_with_logits(x, z, o);
+  double sum = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int64_t c = (i / 21) % 3;
+    const double ref = direct(x[i], z[i], o.weight[c], o.pos_weight[c]);
+    CHECK(l[i] == doctest::Approx(ref).epsilon(1e-12));
+    sum += ref;
+  }
+  o.reduction = Reduction::sum;
+  CHECK(bce_with_logits(x, z, o)[0] == doctest::Approx(sum).epsilon(1e-12));
+  o.reduction = Reduction::mean;
+  CHECK(bce_with_logits(x, z, o)[0] == doctest::Approx(sum / x.numel()).epsilon(1e-12));
+}
+
+TEST_CASE("bce_with_logits: extreme logits stay finite and exact") {
+  const auto x = Tensor<double>::from({-1e4, -100, -30, 0, 30, 100, 1e4, 1e4}, {1, 1, 8});
+  const auto z = Tensor<double>::from({0, 1, 1, 0.5, 0, 1, 1, 0}, {1, 1, 8});
+  BceWithLogitsOptions<double> o;
+  o.reduction = Reduction::none;
+  const auto l = bce_with_logits(x, z, o);
+  const auto g = bce_with_logits_backward(x, z, Tensor<double>::full(l.shape(), 1.0), o);
+  for (int64_t i = 0; i < 8; ++i) {
+    CHECK(std::isfinite(l[i]));
+    CHECK(std::isfinite(g[i]));
+  }
+  CHECK(l[0] < 1e-300);                              // log1p(exp(-1e4))
+  CHECK(l[1] == doctest::Approx(100.0));             // -log(sigmoid(-100))
+  CHECK(l[6] < 1e-300);  // exp(-1e4) is 0 or a subnormal, depending on the exp
+  CHECK(l[7] == doctest::Approx(1e4));
+  CHECK(g[1] == doctest::Approx(-1.0));              // p - z
+  CHECK(g[3] == doctest::Approx(0.0));
+  CHECK(g[7] == doctest::Approx(1.0));
+  // float: same finiteness at +-1e4
+  auto xf = testing::cast<float>(x), zf = testing::cast<float>(z);
+  BceWithLogitsOptions<float> of;
+  of.reduction = Reduction::none;
+  const auto lf = bce_with_logits(xf, zf, of);
+  for (float v : lf) CHECK(std::isfinite(v));
+}
+
+TEST_CASE("bce_with_logits: NaN propagates") {
+  auto x = testing::randn<double>({1, 1, 40}, 17);
+  x[21] = NAN;
+  const auto z = testing::mask<double>({1, 1, 40}, 18);
+  const auto vg = bce_with_logits_value_and_grad(x, z);
+  CHECK(std::isnan(vg.value));
+  CHECK(std::isnan(vg.grad[21]));
+  CHECK(std::isfinite(vg.grad[20]));
+}
+
+TEST_CASE("bce_with_logits: the caller's gradient buffer is used") {
+  const Shape s{2, 1, 9, 9};
+  const auto x = testing::randn<float>(s, 19), z = testing::mask<float>(s, 20);
+  std::vector<float> buf(s.numel(), -7.f);
+  auto grad = Tensor<float>::view(buf.data(), s);
+  const double v = bce_with_logits_value_and_grad(x, z, grad);
+  const auto ref = bce_with_logits_value_and_grad(x, z);
+  CHECK(v == ref.value);
+  for (int64_t i = 0; i < s.numel(); ++i) CHECK(buf[i] == ref.grad[i]);
+}
+
+TEST_CASE("bce_with_logits: bad input names the function, argument and values") {
+  const auto x = testing::randn<double>({2, 3, 4, 4}, 21);
+  const auto z = testing::mask<double>({2, 3, 4, 4}, 22);
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, testing::mask<double>({2, 3, 4, 3}, 1)),
+                       "bce_with_logits: target (2,3,4,3) does not match logits (2,3,4,4)",
+                       Error);
+  CHECK_THROWS_WITH_AS(bce_with_logits(Tensor<double>::zeros({2, 3}), Tensor<double>::zeros({2, 3})),
+                       "bce_with_logits: logits (2,3) has rank 2; expected (N, C, spatial...) "
+                       "with 1 to 3 spatial axes",
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits(Tensor<double>::zeros({0, 3, 4}), Tensor<double>::zeros({0, 3, 4})),
+      "bce_with_logits: logits (0,3,4) is empty (a zero extent); an empty batch has no loss",
+      Error);
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, Tensor<double>{}), "bce_with_logits: target is undefined",
+                       Error);
+  BceWithLogitsOptions<double> o;
+  o.weight = Tensor<double>::zeros({3, 4, 1, 1});
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
+                       "bce_with_logits: weight (3,4,1,1) does not broadcast to the input "
+                       "(2,3,4,4) (axis 1: 4 vs 3)",
+                       Error);
+  o.weight = Tensor<double>::zeros({1, 2, 3, 4, 4});
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
+                       "bce_with_logits: weight (1,2,3,4,4) has more axes than the input (2,3,4,4)",
+                       Error);
+  o.weight = {};
+  o.pos_weight = Tensor<double>::zeros({2});
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
+                       "bce_with_logits: pos_weight (2) has 2 values; expected 1 or one per "
+                       "channel (3) of logits (2,3,4,4)",
+                       Error);
+  o.pos_weight = {};
+  CHECK_THROWS_WITH_AS(bce_with_logits_backward(x, z, Tensor<double>::zeros({2}), o),
+                       "bce_with_logits_backward: grad_out (2) must hold one element for a mean "
+                       "or sum reduction",
+                       Error);
+  o.reduction = Reduction::none;
+  CHECK_THROWS_WITH_AS(bce_with_logits_backward(x, z, Tensor<double>::zeros({1}), o),
+                       "bce_with_logits_backward: grad_out (1) does not match the loss values "
+                       "(2,3,4,4) of reduction none",
+                       Error);
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, z, o),
+                       "bce_with_logits_value_and_grad: reduction none has no single value; use "
+                       "bce_with_logits and bce_with_logits_backward",
+                       Error);
+  auto wrong = Tensor<double>::zeros({2, 3, 4});
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, z, wrong),
+                       "bce_with_logits_value_and_grad: grad (2,3,4) does not match logits (2,3,4,4)",
+                       Error);
+}

@@ -1,0 +1,75 @@
+// Results are bit-identical on 1, 2, 3 and 8 threads, and from run to run.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "helpers.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+using namespace segloss;
+
+namespace {
+
+template <class T>
+bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
+  return a.shape() == b.shape() &&
+         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
+}
+
+template <class Run>
+void check_thread_invariance(Run run) {
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+#endif
+  const auto ref = run();
+  for (int threads : {1, 2, 3, 8}) {
+#if defined(_OPENMP)
+    omp_set_num_threads(threads);
+#endif
+    CAPTURE(threads);
+    for (int rep = 0; rep < 2; ++rep) {
+      const auto r = run();
+      CHECK(std::memcmp(&r.value, &ref.value, sizeof(double)) == 0);
+      CHECK(same_bits(r.grad, ref.grad));
+    }
+  }
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("determinism: bce_with_logits, float and double, across thread counts") {
+  const Shape s{3, 2, 200, 210};  // 3 chunks per plane, 18 in all
+  BceWithLogitsOptions<float> of;
+  of.weight = testing::uniform<float>({3, 1, 200, 210}, 3, 0.1, 2.0);
+  of.pos_weight = Tensor<float>::from({2.f, 0.5f}, {2});
+  const auto xf = testing::randn<float>(s, 1, 3.0), zf = testing::mask<float>(s, 2);
+  check_thread_invariance([&] { return bce_with_logits_value_and_grad(xf, zf, of); });
+  const auto xd = testing::cast<double>(xf), zd = testing::cast<double>(zf);
+  check_thread_invariance([&] { return bce_with_logits_value_and_grad(xd, zd); });
+}
+
+TEST_CASE("determinism: soft_dice, per image and batch, across thread counts") {
+  const Shape s{3, 2, 200, 210};
+  const auto x = testing::randn<float>(s, 4, 2.0), t = testing::mask<float>(s, 5);
+  for (bool per_image : {true, false}) {
+    SoftDiceOptions o;
+    o.per_image = per_image;
+    check_thread_invariance([&] { return soft_dice_value_and_grad(x, t, o); });
+  }
+}
+
+TEST_CASE("determinism: the chunked reduction does not depend on the thread count") {
+  // A sum whose float rounding would change with any change of grouping.
+  const Shape s{1, 1, 1000003};
+  const auto x = testing::randn<double>(s, 6, 1e3);
+  BceWithLogitsOptions<double> o;
+  o.reduction = Reduction::sum;
+  check_thread_invariance([&] { return bce_with_logits_value_and_grad(x, testing::mask<double>(s, 7), o); });
+}

@@ -1,0 +1,75 @@
+// gradcheck itself: it passes a correct gradient and catches a wrong one.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "helpers.hpp"
+
+using namespace segloss;
+
+namespace {
+// f(x) = sum_i sin(x_i) x_i^2, df/dx_i = cos(x_i) x_i^2 + 2 x_i sin(x_i)
+double f(const Tensor<double>& x) {
+  double s = 0;
+  for (double v : x) s += std::sin(v) * v * v;
+  return s;
+}
+Tensor<double> df(const Tensor<double>& x) {
+  auto g = Tensor<double>::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) g[i] = std::cos(x[i]) * x[i] * x[i] + 2 * x[i] * std::sin(x[i]);
+  return g;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: a correct gradient passes") {
+  const auto x = testing::randn<double>({2, 3, 4}, 1);
+  const auto r = gradcheck(f, x, df(x));
+  INFO(r.summary());
+  CHECK(r.passed);
+  CHECK(r.checked == 24);
+  CHECK(r.max_rel_error < 1e-6);
+}
+
+TEST_CASE("gradcheck: a wrong element is found and named") {
+  const auto x = testing::randn<double>({2, 3, 4}, 2);
+  auto g = df(x);
+  g[17] *= 1.01;
+  const auto r = gradcheck(f, x, g);
+  CHECK_FALSE(r.passed);
+  CHECK(r.failures == 1);
+  CHECK(r.worst_rel_index == 17);
+  CHECK(r.max_rel_error == doctest::Approx(0.01 / 1.01).epsilon(1e-4));
+  CHECK(r.summary().find("FAILED") == 0);
+}
+
+TEST_CASE("gradcheck: a sign error fails, NaN fails") {
+  const auto x = testing::randn<double>({1, 1, 5}, 3);
+  auto g = df(x);
+  for (auto& v : g) v = -v;
+  CHECK_FALSE(gradcheck(f, x, g).passed);
+  g = df(x);
+  g[2] = NAN;
+  CHECK_FALSE(gradcheck(f, x, g).passed);
+}
+
+TEST_CASE("gradcheck: a seeded sample checks that many elements, reproducibly") {
+  const auto x = testing::randn<double>({4, 2, 50}, 4);
+  GradcheckOptions o;
+  o.samples = 30;
+  const auto a = gradcheck(f, x, df(x), o);
+  CHECK(a.checked == 30);
+  CHECK(a.passed);
+  auto g = df(x);
+  for (auto& v : g) v += 1.0;  // every element wrong: any sample finds it
+  const auto b = gradcheck(f, x, g, o);
+  CHECK(b.failures == 30);
+}
+
+TEST_CASE("gradcheck: bad arguments") {
+  const auto x = testing::randn<double>({1, 1, 5}, 5);
+  CHECK_THROWS_WITH_AS(gradcheck(f, x, Tensor<double>::zeros({1, 1, 4})),
+                       "gradcheck: analytic (1,1,4) does not match x (1,1,5)", Error);
+  GradcheckOptions o;
+  o.eps = 0;
+  CHECK_THROWS_AS(gradcheck(f, x, df(x), o), Error);
+}
