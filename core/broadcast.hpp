@@ -30,7 +30,9 @@ struct BroadcastReader {
   int64_t extent[Shape::kMaxRank] = {};  // the input's extents
 
   // Offset in the weight of the first element of plane p = n * C + c.
-  int64_t plane_offset(int64_t p) const { return (p / channels) * stride[0] + (p % channels) * stride[1]; }
+  int64_t plane_offset(int64_t p) const {
+    return (p / channels) * stride[0] + (p % channels) * stride[1];
+  }
 
   // Offset of spatial position s (0 <= s < S) inside a plane, for Kind::general.
   int64_t spatial_offset(int64_t s) const {
@@ -44,10 +46,14 @@ struct BroadcastReader {
 
   T at(int64_t plane, int64_t s) const {
     switch (kind) {
-      case Kind::absent: return T(1);
-      case Kind::per_plane: return data[plane_offset(plane)];
-      case Kind::contiguous: return data[plane_offset(plane) + s];
-      default: return data[plane_offset(plane) + spatial_offset(s)];
+      case Kind::absent:
+        return T(1);
+      case Kind::per_plane:
+        return data[plane_offset(plane)];
+      case Kind::contiguous:
+        return data[plane_offset(plane) + s];
+      default:
+        return data[plane_offset(plane) + spatial_offset(s)];
     }
   }
 };
@@ -82,7 +88,7 @@ BroadcastReader<T> make_broadcast_reader(const char* function, const char* argum
     }
   }
   r.data = weight_data;
-  r.kind = spatial_one ? BroadcastKind::per_plane
+  r.kind = spatial_one    ? BroadcastKind::per_plane
            : spatial_full ? BroadcastKind::contiguous
                           : BroadcastKind::general;
   return r;

@@ -19,8 +19,8 @@ void check_on_cpu(const char* function, const char* argument, const Tensor<T>& t
 template <class T>
 void check_image(const char* function, const char* argument, const Tensor<T>& t) {
   SEGLOSS_CHECK(t.defined(), function, argument, " is undefined");
-  SEGLOSS_CHECK(t.rank() >= 3 && t.rank() <= 5, function, argument, " ", t.shape(),
-                " has rank ", t.rank(), "; expected (N, C, spatial...) with 1 to 3 spatial axes");
+  SEGLOSS_CHECK(t.rank() >= 3 && t.rank() <= 5, function, argument, " ", t.shape(), " has rank ",
+                t.rank(), "; expected (N, C, spatial...) with 1 to 3 spatial axes");
   SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(),
                 " is empty (a zero extent); an empty batch has no loss");
   check_on_cpu(function, argument, t);

@@ -31,7 +31,7 @@ template <class... Args>
 
 // SEGLOSS_CHECK(condition, "function", parts...) throws segloss::Error("function: parts...")
 // when the condition is false. The parts are streamed, so shapes and numbers can be mixed in.
-#define SEGLOSS_CHECK(cond, function, ...)                    \
-  do {                                                        \
+#define SEGLOSS_CHECK(cond, function, ...)                       \
+  do {                                                           \
     if (!(cond)) ::segloss::detail::fail(function, __VA_ARGS__); \
   } while (0)

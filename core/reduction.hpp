@@ -16,5 +16,4 @@ inline const char* reduction_name(Reduction r) {
 // What a loss's input holds: raw logits (sigmoid applied inside) or probabilities.
 enum class Activation { sigmoid, none };
 
-
 }  // namespace segloss

@@ -21,7 +21,9 @@ namespace segloss {
 
 enum class Device { cpu, cuda };
 
-inline const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
+inline const char* device_name(Device d) {
+  return d == Device::cpu ? "cpu" : "cuda";
+}
 
 template <class T>
 class Tensor {

@@ -5,7 +5,8 @@
 //
 //   l_i = w_i * [ (1 - z_i) x_i + lw_i * (log1p(exp(-|x_i|)) + max(-x_i, 0)) ]
 //   lw_i = 1 + (pos_weight_c - 1) z_i            (c = channel of element i)
-//   dl_i/dx_i = w_i * [ (1 - z_i) - lw_i * (1 - sigmoid(x_i)) ]    = w_i (p_i - z_i) if no pos_weight
+//   dl_i/dx_i = w_i * [ (1 - z_i) - lw_i * (1 - sigmoid(x_i)) ]    = w_i (p_i - z_i) if no
+//   pos_weight
 //
 // which is torch.nn.functional.binary_cross_entropy_with_logits. Derivation: docs/gradients.md.
 //
@@ -59,7 +60,6 @@ ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>& logits, const Te
                                                const BceWithLogitsOptions<T>& options = {});
 template <class T>
 double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
-                                      Tensor<T>& grad,
-                                      const BceWithLogitsOptions<T>& options = {});
+                                      Tensor<T>& grad, const BceWithLogitsOptions<T>& options = {});
 
 }  // namespace segloss

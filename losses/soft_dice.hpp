@@ -58,7 +58,7 @@ template <class T>
 ValueAndGrad<T> soft_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                          const SoftDiceOptions& options = {});
 template <class T>
-double soft_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
-                                Tensor<T>& grad, const SoftDiceOptions& options = {});
+double soft_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                                const SoftDiceOptions& options = {});
 
 }  // namespace segloss

@@ -26,8 +26,8 @@ inline double dot(const Tensor<double>& a, const Tensor<double>& b) {
 // elements need a larger eps: the rounding error of the summed loss, divided by eps, must stay
 // well below the gradient's entries (about 1/numel for a mean).
 inline void check_loss_gradients(const Tensor<double>& x, const Forward& forward,
-                                 const Backward& backward, const Fused& fused,
-                                 int64_t samples = 0, double eps = 1e-6) {
+                                 const Backward& backward, const Fused& fused, int64_t samples = 0,
+                                 double eps = 1e-6) {
   GradcheckOptions o;
   o.samples = samples;
   o.eps = eps;
@@ -35,15 +35,16 @@ inline void check_loss_gradients(const Tensor<double>& x, const Forward& forward
   const auto grad_out = randn<double>(y.shape(), 99);
   const auto g = backward(x, grad_out);
   REQUIRE(g.shape() == x.shape());
-  const auto rb = gradcheck([&](const Tensor<double>& v) { return dot(forward(v), grad_out); }, x,
-                            g, o);
+  const auto rb =
+      gradcheck([&](const Tensor<double>& v) { return dot(forward(v), grad_out); }, x, g, o);
   INFO("backward: ", rb.summary());
   CHECK(rb.passed);
   if (fused) {
     REQUIRE(y.numel() == 1);
     const auto vg = fused(x);
     CHECK(vg.value == doctest::Approx(y[0]).epsilon(1e-14));
-    const auto rf = gradcheck([&](const Tensor<double>& v) { return forward(v)[0]; }, x, vg.grad, o);
+    const auto rf =
+        gradcheck([&](const Tensor<double>& v) { return forward(v)[0]; }, x, vg.grad, o);
     INFO("value_and_grad: ", rf.summary());
     CHECK(rf.passed);
   }

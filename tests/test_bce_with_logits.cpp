@@ -18,8 +18,7 @@ double direct(double x, double z, double w, double pw) {
 }
 
 void check_all_reductions(const Tensor<double>& x, const Tensor<double>& z,
-                          BceWithLogitsOptions<double> o, int64_t samples = 0,
-                          double eps = 1e-6) {
+                          BceWithLogitsOptions<double> o, int64_t samples = 0, double eps = 1e-6) {
   for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
     INFO("reduction ", reduction_name(r));
     o.reduction = r;
@@ -117,11 +116,11 @@ TEST_CASE("bce_with_logits: extreme logits stay finite and exact") {
     CHECK(std::isfinite(l[i]));
     CHECK(std::isfinite(g[i]));
   }
-  CHECK(l[0] < 1e-300);                              // log1p(exp(-1e4))
-  CHECK(l[1] == doctest::Approx(100.0));             // -log(sigmoid(-100))
-  CHECK(l[6] < 1e-300);  // exp(-1e4) is 0 or a subnormal, depending on the exp
+  CHECK(l[0] < 1e-300);                   // log1p(exp(-1e4))
+  CHECK(l[1] == doctest::Approx(100.0));  // -log(sigmoid(-100))
+  CHECK(l[6] < 1e-300);                   // exp(-1e4) is 0 or a subnormal, depending on the exp
   CHECK(l[7] == doctest::Approx(1e4));
-  CHECK(g[1] == doctest::Approx(-1.0));              // p - z
+  CHECK(g[1] == doctest::Approx(-1.0));  // p - z
   CHECK(g[3] == doctest::Approx(0.0));
   CHECK(g[7] == doctest::Approx(1.0));
   // float: same finiteness at +-1e4
@@ -157,12 +156,12 @@ TEST_CASE("bce_with_logits: bad input names the function, argument and values") 
   const auto x = testing::randn<double>({2, 3, 4, 4}, 21);
   const auto z = testing::mask<double>({2, 3, 4, 4}, 22);
   CHECK_THROWS_WITH_AS(bce_with_logits(x, testing::mask<double>({2, 3, 4, 3}, 1)),
-                       "bce_with_logits: target (2,3,4,3) does not match logits (2,3,4,4)",
-                       Error);
-  CHECK_THROWS_WITH_AS(bce_with_logits(Tensor<double>::zeros({2, 3}), Tensor<double>::zeros({2, 3})),
-                       "bce_with_logits: logits (2,3) has rank 2; expected (N, C, spatial...) "
-                       "with 1 to 3 spatial axes",
-                       Error);
+                       "bce_with_logits: target (2,3,4,3) does not match logits (2,3,4,4)", Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits(Tensor<double>::zeros({2, 3}), Tensor<double>::zeros({2, 3})),
+      "bce_with_logits: logits (2,3) has rank 2; expected (N, C, spatial...) "
+      "with 1 to 3 spatial axes",
+      Error);
   CHECK_THROWS_WITH_AS(
       bce_with_logits(Tensor<double>::zeros({0, 3, 4}), Tensor<double>::zeros({0, 3, 4})),
       "bce_with_logits: logits (0,3,4) is empty (a zero extent); an empty batch has no loss",
@@ -200,7 +199,7 @@ TEST_CASE("bce_with_logits: bad input names the function, argument and values") 
                        "bce_with_logits and bce_with_logits_backward",
                        Error);
   auto wrong = Tensor<double>::zeros({2, 3, 4});
-  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, z, wrong),
-                       "bce_with_logits_value_and_grad: grad (2,3,4) does not match logits (2,3,4,4)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits_value_and_grad(x, z, wrong),
+      "bce_with_logits_value_and_grad: grad (2,3,4) does not match logits (2,3,4,4)", Error);
 }

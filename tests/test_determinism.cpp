@@ -65,11 +65,21 @@ TEST_CASE("determinism: soft_dice, per image and batch, across thread counts") {
   }
 }
 
+TEST_CASE("determinism: bce_dice with weights, across thread counts") {
+  const Shape s{3, 2, 200, 210};
+  BceDiceOptions<float> o;
+  o.bce.weight = testing::uniform<float>({3, 1, 200, 210}, 8, 0.1, 2.0);
+  o.dice.per_image = false;
+  const auto x = testing::randn<float>(s, 9, 2.0), t = testing::mask<float>(s, 10);
+  check_thread_invariance([&] { return bce_dice_value_and_grad(x, t, o); });
+}
+
 TEST_CASE("determinism: the chunked reduction does not depend on the thread count") {
   // A sum whose float rounding would change with any change of grouping.
   const Shape s{1, 1, 1000003};
   const auto x = testing::randn<double>(s, 6, 1e3);
   BceWithLogitsOptions<double> o;
   o.reduction = Reduction::sum;
-  check_thread_invariance([&] { return bce_with_logits_value_and_grad(x, testing::mask<double>(s, 7), o); });
+  check_thread_invariance(
+      [&] { return bce_with_logits_value_and_grad(x, testing::mask<double>(s, 7), o); });
 }

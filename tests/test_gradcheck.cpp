@@ -16,7 +16,8 @@ double f(const Tensor<double>& x) {
 }
 Tensor<double> df(const Tensor<double>& x) {
   auto g = Tensor<double>::empty(x.shape());
-  for (int64_t i = 0; i < x.numel(); ++i) g[i] = std::cos(x[i]) * x[i] * x[i] + 2 * x[i] * std::sin(x[i]);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    g[i] = std::cos(x[i]) * x[i] * x[i] + 2 * x[i] * std::sin(x[i]);
   return g;
 }
 }  // namespace

@@ -33,7 +33,8 @@ TEST_CASE("precision: bce_with_logits float32 vs double") {
   const auto xd = testing::randn<double>(kShape, 1, 4.0);
   const auto zd = testing::mask<double>(kShape, 2);
   const auto wd = testing::uniform<double>({4, 1, 384, 384}, 3, 0.1, 3.0);
-  const auto xf = testing::cast<float>(xd), zf = testing::cast<float>(zd), wf = testing::cast<float>(wd);
+  const auto xf = testing::cast<float>(xd), zf = testing::cast<float>(zd),
+             wf = testing::cast<float>(wd);
   for (Reduction r : {Reduction::mean, Reduction::sum}) {
     INFO("reduction ", reduction_name(r));
     BceWithLogitsOptions<double> od;
@@ -63,4 +64,17 @@ TEST_CASE("precision: soft_dice float32 vs double") {
       return std::pair{soft_dice_value_and_grad(xf, tf, o), soft_dice_value_and_grad(xd, td, o)};
     });
   }
+}
+
+TEST_CASE("precision: bce_dice float32 vs double") {
+  const auto xd = testing::randn<double>(kShape, 6, 3.0);
+  const auto td = testing::mask<double>(kShape, 7, 0.3);
+  const auto xf = testing::cast<float>(xd), tf = testing::cast<float>(td);
+  BceDiceOptions<double> od;
+  BceDiceOptions<float> of;
+  od.bce.pos_weight = Tensor<double>::from({3.0, 0.5}, {2});
+  of.bce.pos_weight = Tensor<float>::from({3.f, 0.5f}, {2});
+  compare([&] {
+    return std::pair{bce_dice_value_and_grad(xf, tf, of), bce_dice_value_and_grad(xd, td, od)};
+  });
 }

@@ -90,7 +90,8 @@ TEST_CASE("soft_dice: gradcheck across chunk boundaries (sampled)") {
   const Shape s{2, 1, 131, 129};  // planes of 16899 elements: two chunks each
   SoftDiceOptions o;
   o.per_image = false;
-  check_all_reductions(testing::randn<double>(s, 7, 2.0), testing::mask<double>(s, 8), o, 300, 1e-3);
+  check_all_reductions(testing::randn<double>(s, 7, 2.0), testing::mask<double>(s, 8), o, 300,
+                       1e-3);
 }
 
 TEST_CASE("soft_dice: values match the direct formula") {

@@ -57,7 +57,7 @@ TEST_CASE("tensor: undefined and cuda") {
   Tensor<float> t;
   CHECK_FALSE(t.defined());
   CHECK(t.numel() == 0);
-  CHECK_THROWS_WITH_AS(Tensor<float>::zeros({1}, Device::cuda),
-                       "Tensor::empty: device cuda is not available: this build has no CUDA backend",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      Tensor<float>::zeros({1}, Device::cuda),
+      "Tensor::empty: device cuda is not available: this build has no CUDA backend", Error);
 }

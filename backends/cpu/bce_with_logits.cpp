@@ -4,69 +4,41 @@
 
 #include "../../core/parallel.hpp"
 #include "simd.hpp"
+#include "weight_lane.hpp"
 
 namespace segloss {
 namespace cpu {
 namespace {
-
-using Kind = detail::BroadcastKind;
-
-template <class T, Kind WK>
-struct WeightLane {
-  // The weights of elements [s, s + n) of a plane whose weight starts at `base`.
-  static Packet<T> packet(const detail::BroadcastReader<T>& w, const T* base, int64_t s) {
-    if constexpr (WK == Kind::absent) {
-      return Packet<T>::Constant(T(1));
-    } else if constexpr (WK == Kind::per_plane) {
-      return Packet<T>::Constant(*base);
-    } else if constexpr (WK == Kind::contiguous) {
-      return load(base + s);
-    } else {
-      Packet<T> v;
-      for (int l = 0; l < kLanes<T>; ++l) v[l] = base[w.spatial_offset(s + l)];
-      return v;
-    }
-  }
-  static T scalar(const detail::BroadcastReader<T>& w, const T* base, int64_t s) {
-    if constexpr (WK == Kind::absent) {
-      return T(1);
-    } else if constexpr (WK == Kind::per_plane) {
-      return *base;
-    } else if constexpr (WK == Kind::contiguous) {
-      return base[s];
-    } else {
-      return base[w.spatial_offset(s)];
-    }
-  }
-};
 
 template <class T, Kind WK>
 double run_chunk(const BceWithLogitsArgs<T>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
   using W = WeightLane<T, WK>;
   constexpr int L = kLanes<T>;
-  const T pw = a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : ch.plane % a.channels]
-                            : T(1);
+  const T pw =
+      a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : ch.plane % a.channels] : T(1);
   const T* wbase = WK == Kind::absent ? nullptr : a.weight.data + a.weight.plane_offset(ch.plane);
   const int64_t plane_start = ch.plane * a.plane_size;
   const T scale = static_cast<T>(a.grad_scale);
 
-  Eigen::Array<double, L, 1> acc = Eigen::Array<double, L, 1>::Zero();
+  LaneSum<T> acc;
   int64_t i = ch.begin;
   for (; i + L <= ch.end; i += L) {
     const P x = load(a.x + i), z = load(a.z + i);
     const P w = W::packet(a.weight, wbase, i - plane_start);
-    P l, d;
-    pw::bce_logits<P>(x, z, pw::bce_log_weight<P>(z, pw), l, d);
+    const auto lg = pw::logit_with_log<P>(x);
+    const P l = pw::bce_logits_value<P>(x, z, pw, lg), d = pw::bce_logits_grad<P>(x, z, pw, lg);
     if (a.loss) store(a.loss + i, P(w * l));
-    if (a.want_sum) acc += (w * l).template cast<double>();
-    if (a.grad) store(a.grad + i, P(w * d * (a.grad_out ? load(a.grad_out + i) : P::Constant(scale))));
+    if (a.want_sum) acc.add(w * l);
+    if (a.grad)
+      store(a.grad + i, P(w * d * (a.grad_out ? load(a.grad_out + i) : P::Constant(scale))));
   }
-  double sum = acc.sum();
+  double sum = acc.total();
   for (; i < ch.end; ++i) {
     const T w = W::scalar(a.weight, wbase, i - plane_start);
-    T l, d;
-    pw::bce_logits<T>(a.x[i], a.z[i], pw::bce_log_weight<T>(a.z[i], pw), l, d);
+    const auto lg = pw::logit_with_log<T>(a.x[i]);
+    const T l = pw::bce_logits_value<T>(a.x[i], a.z[i], pw, lg);
+    const T d = pw::bce_logits_grad<T>(a.x[i], a.z[i], pw, lg);
     if (a.loss) a.loss[i] = w * l;
     if (a.want_sum) sum += static_cast<double>(w * l);
     if (a.grad) a.grad[i] = w * d * (a.grad_out ? a.grad_out[i] : scale);
@@ -92,12 +64,7 @@ double run(const BceWithLogitsArgs<T>& a) {
 
 template <class T>
 double bce_with_logits(const BceWithLogitsArgs<T>& a) {
-  switch (a.weight.kind) {
-    case Kind::absent: return run<T, Kind::absent>(a);
-    case Kind::per_plane: return run<T, Kind::per_plane>(a);
-    case Kind::contiguous: return run<T, Kind::contiguous>(a);
-    default: return run<T, Kind::general>(a);
-  }
+  return with_weight_kind(a.weight, [&](auto kind) { return run<T, decltype(kind)::value>(a); });
 }
 
 template double bce_with_logits<float>(const BceWithLogitsArgs<float>&);

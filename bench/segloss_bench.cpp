@@ -1,0 +1,144 @@
+// segloss-bench: times each loss's fused value_and_grad against the memory-bandwidth floor.
+//
+// For every case and thread count it prints one JSON object per line:
+//   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor", "mpix_per_s"}
+// floor_ms is the median time, in the same run and at the same thread count, of a plain
+// streaming loop that reads the case's input arrays once and writes one array the size of the
+// logits: what any implementation must at least spend moving memory.
+//
+// Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter substring]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <segloss/segloss.hpp>
+
+using namespace segloss;
+
+namespace {
+
+struct Args {
+  std::vector<int> threads{1, 2};
+  int reps = 25;
+  std::string filter;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (k == "--threads" && v) {
+      a.threads.clear();
+      for (const char* p = v; *p;) {
+        a.threads.push_back(std::atoi(p));
+        while (*p && *p != ',') ++p;
+        if (*p == ',') ++p;
+      }
+      ++i;
+    } else if (k == "--reps" && v) {
+      a.reps = std::max(3, std::atoi(v));
+      ++i;
+    } else if (k == "--filter" && v) {
+      a.filter = v;
+      ++i;
+    } else {
+      std::fprintf(stderr, "usage: segloss-bench [--threads 1,2] [--reps 25] [--filter name]\n");
+      std::exit(k == "--help" ? 0 : 2);
+    }
+  }
+  return a;
+}
+
+double median_ms(int reps, const std::function<void()>& work) {
+  for (int i = 0; i < 3; ++i) work();  // warm-up: page faults, caches, thread pool
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    work();
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[reps / 2];
+}
+
+// The floor: read each input once, write one array the size of the logits.
+void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
+  if (inputs.size() == 2) {
+    const float *a = inputs[0], *b = inputs[1];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  } else {
+    const float *a = inputs[0], *b = inputs[1], *c = inputs[2];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i] + c[i];
+  }
+}
+
+struct Case {
+  std::string name;
+  std::vector<const float*> inputs;  // what the loss reads, for the floor
+  std::function<void()> run;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  const Shape shape{8, 1, 512, 512};
+  const int64_t n = shape.numel();
+
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape), t = Tensor<float>::empty(shape),
+       w = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
+       grad2 = Tensor<float>::empty(shape), out = Tensor<float>::empty(shape);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = normal(rng);
+    t[i] = (i / 512 / 128 + i % 512 / 128) % 2 ? 1.f : 0.f;
+    w[i] = 1.f + (t[i] > 0.5f ? 2.f : 0.f);
+  }
+
+  volatile double sink = 0;
+  BceWithLogitsOptions<float> weighted;
+  weighted.weight = w;
+  std::vector<Case> cases = {
+      {"bce_with_logits",
+       {x.data(), t.data()},
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad); }},
+      {"bce_with_logits_weighted",
+       {x.data(), t.data(), w.data()},
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weighted); }},
+      {"soft_dice",
+       {x.data(), t.data()},
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
+      {"bce_with_logits+soft_dice",
+       {x.data(), t.data()},
+       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+  };
+
+  for (const Case& c : cases) {
+    if (!args.filter.empty() && c.name.find(args.filter) == std::string::npos) continue;
+    for (int threads : args.threads) {
+      omp_set_num_threads(threads);
+      const double ms = median_ms(args.reps, c.run);
+      const double floor = median_ms(args.reps, [&] { stream(c.inputs, out.data(), n); });
+      std::printf(
+          "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
+          "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.2f, \"mpix_per_s\": "
+          "%.1f}\n",
+          c.name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
+          static_cast<double>(n) / (ms * 1e3));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,114 @@
+// bce_dice: the checks of both terms, then the two Dice passes with the BCE term inside.
+#include "bce_dice.hpp"
+
+#include <cmath>
+#include <vector>
+
+#include "../backends/cpu/bce_dice.hpp"
+#include "internal/bce_args.hpp"
+#include "internal/dice_scores.hpp"
+
+namespace segloss {
+namespace {
+
+template <class T>
+struct Plan {
+  cpu::SoftDiceArgs<T> dice;
+  cpu::BceWithLogitsArgs<T> bce;
+  detail::DiceScores scores;
+  BceDiceParts parts;
+  double value = 0.0;
+};
+
+// Checks, runs pass 1, and computes the value and the Dice scores.
+template <class T>
+Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+             const BceDiceOptions<T>& o) {
+  SEGLOSS_CHECK(o.bce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
+                "reduction none is not supported (options.bce.reduction ",
+                reduction_name(o.bce.reduction), ", options.dice.reduction ",
+                reduction_name(o.dice.reduction), "); use the two losses separately");
+  SEGLOSS_CHECK(o.dice.activation == Activation::sigmoid, fn,
+                "options.dice.activation must be sigmoid: BCE and Dice both read logits");
+  SEGLOSS_CHECK(std::isfinite(o.bce_weight) && std::isfinite(o.dice_weight), fn,
+                "options.bce_weight ", o.bce_weight, " and options.dice_weight ", o.dice_weight,
+                " must be finite");
+  Plan<T> p;
+  p.dice = detail::soft_dice_args(fn, logits, target, o.dice);
+  p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
+  std::vector<double> stats(static_cast<size_t>(p.dice.planes * 4));
+  cpu::bce_dice_statistics(p.dice, p.bce, stats.data());
+  p.scores = detail::dice_scores(stats, 4, logits.shape(), o.dice);
+  double bce_sum = 0.0;
+  for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += stats[q * 4 + 3];
+  p.parts.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
+  p.parts.dice = p.scores.reduce(o.dice.reduction);
+  p.value = o.bce_weight * p.parts.bce + o.dice_weight * p.parts.dice;
+  return p;
+}
+
+// Pass 2 for the gradient of g * L.
+template <class T>
+void gradient(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g,
+              T* grad) {
+  std::vector<double> ca, cb;
+  detail::dice_coefficients(p.scores, p.dice.planes, static_cast<const T*>(nullptr),
+                            g * o.dice_weight * p.scores.uniform_weight(o.dice.reduction), ca, cb);
+  const double bce_scale = g * o.bce_weight * detail::bce_mean_scale(logits, o.bce.reduction);
+  cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
+}
+
+}  // namespace
+
+template <class T>
+Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
+                   const BceDiceOptions<T>& options, BceDiceParts* parts) {
+  const auto p = plan("bce_dice", logits, target, options);
+  if (parts) *parts = p.parts;
+  return Tensor<T>::full(Shape{}, static_cast<T>(p.value));
+}
+
+template <class T>
+Tensor<T> bce_dice_backward(const Tensor<T>& logits, const Tensor<T>& target,
+                            const Tensor<T>& grad_out, const BceDiceOptions<T>& options) {
+  const char* fn = "bce_dice_backward";
+  const auto p = plan(fn, logits, target, options);
+  detail::check_grad_out(fn, grad_out, true, Shape{});
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  gradient(p, logits, options, static_cast<double>(grad_out[0]), grad.data());
+  return grad;
+}
+
+template <class T>
+double bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                               const BceDiceOptions<T>& options, BceDiceParts* parts) {
+  const char* fn = "bce_dice_value_and_grad";
+  const auto p = plan(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  gradient(p, logits, options, 1.0, grad.data());
+  if (parts) *parts = p.parts;
+  return p.value;
+}
+
+template <class T>
+ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                        const BceDiceOptions<T>& options, BceDiceParts* parts) {
+  ValueAndGrad<T> r;
+  r.value = bce_dice_value_and_grad(logits, target, r.grad, options, parts);
+  return r;
+}
+
+#define SEGLOSS_INSTANTIATE(T)                                                               \
+  template Tensor<T> bce_dice(const Tensor<T>&, const Tensor<T>&, const BceDiceOptions<T>&,  \
+                              BceDiceParts*);                                                \
+  template Tensor<T> bce_dice_backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                       const BceDiceOptions<T>&);                            \
+  template double bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
+                                          const BceDiceOptions<T>&, BceDiceParts*);          \
+  template ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
+                                                   const BceDiceOptions<T>&, BceDiceParts*);
+SEGLOSS_INSTANTIATE(float)
+SEGLOSS_INSTANTIATE(double)
+#undef SEGLOSS_INSTANTIATE
+
+}  // namespace segloss
