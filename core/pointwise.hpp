@@ -28,6 +28,7 @@ struct ScalarMath {
   }  // the value with every lane equal to c
   static SEGLOSS_HD SEGLOSS_INLINE T exp(T x) { return ::exp(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T log1p(T x) { return ::log1p(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
   static SEGLOSS_HD SEGLOSS_INLINE T max(T a, T b) {
     return a > b ? a : b;
@@ -46,7 +47,7 @@ struct Math<double> : ScalarMath<double> {};
 
 namespace pw {
 
-// What the sigmoid family needs from one logit x, from one exp and one division:
+// What the sigmoid family needs from one logit x, from one exp and one reciprocal:
 //   e = exp(-|x|) in (0, 1], never overflowing;  r = 1 / (1 + e);
 //   q = 1 / (2 + e), only when made by logit_with_log (for log1p(e), see below).
 template <class V>
@@ -58,7 +59,7 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
-  return {e, T(1) / (T(1) + e), e};
+  return {e, M::recip(T(1) + e), e};
 }
 
 // The same with q: one division gives both reciprocals, 1/((1+e)(2+e)) times (2+e) or (1+e).
@@ -67,7 +68,7 @@ SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit_with_log(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
   const V one = T(1) + e, two = T(2) + e;
-  const V inv = T(1) / (one * two);
+  const V inv = M::recip(one * two);
   return {e, two * inv, one * inv};
 }
 
@@ -86,19 +87,28 @@ SEGLOSS_HD SEGLOSS_INLINE V sigmoid_grad(const Logit<V>& l) {
 
 // log1p(e) for e in [0, 1], as in softplus(x) = max(x, 0) + log1p(exp(-|x|)).
 // With u = e / (2 + e) = e q, which lies in [0, 1/3], log1p(e) = log((1 + u) / (1 - u))
-//   = 2 atanh(u) = 2 (u + u^3/3 + u^5/5 + ...).
-// The series falls by u^2 <= 1/9 a term, so 8 terms leave a relative error below 2e-9 (float)
-// and 16 below 2e-17 (double). Only + and * : it vectorizes, and is exact near e = 0 where it
-// behaves like e. (Eigen's general log1p made the BCE loop about 3x slower; bench/RESULTS.md.)
+//   = 2 atanh(u) = 2 u A(u^2),   A(s) = 1 + s/3 + s^2/5 + s^3/7 + ...,   s = u^2 <= 1/9.
+// double sums 16 terms of the series (relative error below 2e-17: the terms fall by 1/9).
+// float uses the degree-4 polynomial in s with the smallest maximum relative error on
+// [0, 1/9], 8e-9 (fitted by scripts/fit_log1p_unit.py), evaluated as pairs to shorten the
+// dependency chain. Only + and *: it vectorizes, and near e = 0 it behaves like e. (Eigen's
+// general SIMD log1p made the BCE loop about 3x slower; bench/RESULTS.md.)
 template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const Logit<V>& l) {
   using T = typename M::Scalar;
-  constexpr int kTerms = sizeof(T) == 4 ? 8 : 16;
   const V u = l.e * l.q;
-  const V u2 = u * u;
-  V series = M::splat(T(1) / T(2 * kTerms - 1));
-  for (int k = kTerms - 2; k >= 0; --k) series = series * u2 + T(1) / T(2 * k + 1);
-  return T(2) * u * series;
+  const V s = u * u;
+  if constexpr (sizeof(T) == 4) {
+    const V s2 = s * s;
+    const V lo = T(1) + T(0.333331585f) * s;
+    const V hi = T(0.200124547f) + T(0.139803037f) * s + T(0.140891552f) * s2;
+    return T(2) * u * (lo + s2 * hi);
+  } else {
+    constexpr int kTerms = 16;
+    V series = M::splat(T(1) / T(2 * kTerms - 1));
+    for (int k = kTerms - 2; k >= 0; --k) series = series * s + T(1) / T(2 * k + 1);
+    return T(2) * u * series;
+  }
 }
 
 // Binary cross-entropy on a logit, with PyTorch's pos_weight pw through the log-weight

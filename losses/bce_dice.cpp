@@ -11,16 +11,15 @@
 namespace segloss {
 namespace {
 
+constexpr int kStats = 4;  // per plane: I, sum p, sum t, sum of weighted BCE losses
+
 template <class T>
 struct Plan {
   cpu::SoftDiceArgs<T> dice;
   cpu::BceWithLogitsArgs<T> bce;
-  detail::DiceScores scores;
-  BceDiceParts parts;
-  double value = 0.0;
+  std::vector<double> stats;
 };
 
-// Checks, runs pass 1, and computes the value and the Dice scores.
 template <class T>
 Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
              const BceDiceOptions<T>& o) {
@@ -36,25 +35,34 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
   Plan<T> p;
   p.dice = detail::soft_dice_args(fn, logits, target, o.dice);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
-  std::vector<double> stats(static_cast<size_t>(p.dice.planes * 4));
-  cpu::bce_dice_statistics(p.dice, p.bce, stats.data());
-  p.scores = detail::dice_scores(stats, 4, logits.shape(), o.dice);
-  double bce_sum = 0.0;
-  for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += stats[q * 4 + 3];
-  p.parts.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
-  p.parts.dice = p.scores.reduce(o.dice.reduction);
-  p.value = o.bce_weight * p.parts.bce + o.dice_weight * p.parts.dice;
+  p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
   return p;
 }
 
-// Pass 2 for the gradient of g * L.
+// The loss from the summed statistics.
 template <class T>
-void gradient(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g,
-              T* grad) {
-  std::vector<double> ca, cb;
-  detail::dice_coefficients(p.scores, p.dice.planes, static_cast<const T*>(nullptr),
-                            g * o.dice_weight * p.scores.uniform_weight(o.dice.reduction), ca, cb);
+double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o,
+             BceDiceParts* parts) {
+  double bce_sum = 0.0;
+  for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
+  BceDiceParts v;
+  v.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
+  v.dice = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice).reduce(o.dice.reduction);
+  if (parts) *parts = v;
+  return o.bce_weight * v.bce + o.dice_weight * v.dice;
+}
+
+// Both passes for the gradient of g * L; fills p.stats.
+template <class T>
+void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g, T* grad) {
+  const T* no_weights = nullptr;
+  const double dice_c =
+      g * o.dice_weight * detail::dice_uniform_weight(logits.shape(), o.dice, o.dice.reduction);
   const double bce_scale = g * o.bce_weight * detail::bce_mean_scale(logits, o.bce.reduction);
+  cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+  const auto scores = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice);
+  std::vector<double> ca, cb;
+  detail::dice_coefficients(scores, p.dice.planes, no_weights, dice_c, ca, cb);
   cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
 }
 
@@ -63,16 +71,16 @@ void gradient(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>
 template <class T>
 Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
-  const auto p = plan("bce_dice", logits, target, options);
-  if (parts) *parts = p.parts;
-  return Tensor<T>::full(Shape{}, static_cast<T>(p.value));
+  auto p = plan("bce_dice", logits, target, options);
+  cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+  return Tensor<T>::full(Shape{}, static_cast<T>(value(p, logits, options, parts)));
 }
 
 template <class T>
 Tensor<T> bce_dice_backward(const Tensor<T>& logits, const Tensor<T>& target,
                             const Tensor<T>& grad_out, const BceDiceOptions<T>& options) {
   const char* fn = "bce_dice_backward";
-  const auto p = plan(fn, logits, target, options);
+  auto p = plan(fn, logits, target, options);
   detail::check_grad_out(fn, grad_out, true, Shape{});
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
   gradient(p, logits, options, static_cast<double>(grad_out[0]), grad.data());
@@ -83,11 +91,10 @@ template <class T>
 double bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                                const BceDiceOptions<T>& options, BceDiceParts* parts) {
   const char* fn = "bce_dice_value_and_grad";
-  const auto p = plan(fn, logits, target, options);
+  auto p = plan(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
   gradient(p, logits, options, 1.0, grad.data());
-  if (parts) *parts = p.parts;
-  return p.value;
+  return value(p, logits, options, parts);
 }
 
 template <class T>

@@ -17,12 +17,17 @@ detail::DiceScores scores(const cpu::SoftDiceArgs<T>& a, const Shape& shape,
   return detail::dice_scores(stats, 3, shape, o);
 }
 
+// Both passes: the sums, then the gradient of sum_j c_j (1 - S_j) with c_j = weights[j] (or
+// `uniform` for every j when weights is null). Returns the scores.
 template <class T>
-void gradient(const cpu::SoftDiceArgs<T>& a, const detail::DiceScores& s, const T* weights,
-              double uniform, T* grad) {
+detail::DiceScores scores_and_gradient(const cpu::SoftDiceArgs<T>& a, const Shape& shape,
+                                       const SoftDiceOptions& o, const T* weights, double uniform,
+                                       T* grad) {
+  auto s = scores(a, shape, o);
   std::vector<double> ca, cb;
   detail::dice_coefficients(s, a.planes, weights, uniform, ca, cb);
   cpu::soft_dice_gradient(a, ca.data(), cb.data(), grad);
+  return s;
 }
 
 }  // namespace
@@ -44,15 +49,16 @@ Tensor<T> soft_dice_backward(const Tensor<T>& logits, const Tensor<T>& target,
                              const Tensor<T>& grad_out, const SoftDiceOptions& options) {
   const char* fn = "soft_dice_backward";
   const auto a = detail::soft_dice_args(fn, logits, target, options);
-  const auto s = scores(a, logits.shape(), options);
   const bool scalar = options.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, s.shape);
+  detail::check_grad_out(fn, grad_out, scalar, detail::dice_scores_shape(logits.shape(), options));
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
   if (scalar)
-    gradient(a, s, static_cast<const T*>(nullptr),
-             static_cast<double>(grad_out[0]) * s.uniform_weight(options.reduction), grad.data());
+    scores_and_gradient(a, logits.shape(), options, static_cast<const T*>(nullptr),
+                        static_cast<double>(grad_out[0]) *
+                            detail::dice_uniform_weight(logits.shape(), options, options.reduction),
+                        grad.data());
   else
-    gradient(a, s, grad_out.data(), 0.0, grad.data());
+    scores_and_gradient(a, logits.shape(), options, grad_out.data(), 0.0, grad.data());
   return grad;
 }
 
@@ -64,8 +70,9 @@ double soft_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target
                 "reduction none has no single value; use soft_dice and soft_dice_backward");
   const auto a = detail::soft_dice_args(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
-  const auto s = scores(a, logits.shape(), options);
-  gradient(a, s, static_cast<const T*>(nullptr), s.uniform_weight(options.reduction), grad.data());
+  const auto s = scores_and_gradient(
+      a, logits.shape(), options, static_cast<const T*>(nullptr),
+      detail::dice_uniform_weight(logits.shape(), options, options.reduction), grad.data());
   return s.reduce(options.reduction);
 }
 

@@ -22,8 +22,10 @@
 // terms 1e-5 and 1e-5.
 //
 // Edge cases: an image and channel whose target and prediction are both empty scores
-// smooth_nr / smooth_dr (1 with the defaults); with smooth_dr = 0 and U = 0 (possible only
-// with activation = none) the score is 0/0 = NaN, which propagates. NaN inputs propagate.
+// smooth_nr / smooth_dr (1 with the defaults). With smooth_dr = 0 and U = 0 the score is
+// 0/0 = NaN, which propagates: U = 0 needs an all-zero target and p = 0 everywhere, i.e.
+// activation = none, or sigmoid logits so negative that exp underflows (below about -104 in
+// float; docs/conventions.md). Keep smooth_dr > 0 to rule it out. NaN inputs propagate.
 // Errors (segloss::Error) for: rank outside 3..5, a zero extent, shape mismatch, negative or
 // non-finite smooth terms, grad_out of the wrong shape.
 #pragma once

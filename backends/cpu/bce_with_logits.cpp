@@ -14,34 +14,37 @@ template <class T, Kind WK>
 double run_chunk(const BceWithLogitsArgs<T>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
   using W = WeightLane<T, WK>;
-  constexpr int L = kLanes<T>;
   const T pw =
       a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : ch.plane % a.channels] : T(1);
   const T* wbase = WK == Kind::absent ? nullptr : a.weight.data + a.weight.plane_offset(ch.plane);
   const int64_t plane_start = ch.plane * a.plane_size;
   const T scale = static_cast<T>(a.grad_scale);
 
-  LaneSum<T> acc;
-  int64_t i = ch.begin;
-  for (; i + L <= ch.end; i += L) {
-    const P x = load(a.x + i), z = load(a.z + i);
-    const P w = W::packet(a.weight, wbase, i - plane_start);
-    const auto lg = pw::logit_with_log<P>(x);
-    const P l = pw::bce_logits_value<P>(x, z, pw, lg), d = pw::bce_logits_grad<P>(x, z, pw, lg);
-    if (a.loss) store(a.loss + i, P(w * l));
-    if (a.want_sum) acc.add(w * l);
-    if (a.grad)
-      store(a.grad + i, P(w * d * (a.grad_out ? load(a.grad_out + i) : P::Constant(scale))));
-  }
-  double sum = acc.total();
+  double sum = 0.0;
+  int64_t i = sum_packets<T, 1>(
+      ch.begin, ch.end,
+      [&](int64_t j, P* acc) {
+        const P x = load(a.x + j), z = load(a.z + j);
+        const P w = W::packet(a.weight, wbase, j - plane_start);
+        const auto lg = pw::logit_with_log<P>(x);
+        const P l = w * pw::bce_logits_value<P>(x, z, pw, lg);
+        if (a.loss) store(a.loss + j, l);
+        if (a.want_sum) acc[0] += l;
+        if (a.grad) {
+          const P d = pw::bce_logits_grad<P>(x, z, pw, lg);
+          store(a.grad + j, P(w * d * (a.grad_out ? load(a.grad_out + j) : P::Constant(scale))));
+        }
+      },
+      &sum);
   for (; i < ch.end; ++i) {
     const T w = W::scalar(a.weight, wbase, i - plane_start);
     const auto lg = pw::logit_with_log<T>(a.x[i]);
-    const T l = pw::bce_logits_value<T>(a.x[i], a.z[i], pw, lg);
-    const T d = pw::bce_logits_grad<T>(a.x[i], a.z[i], pw, lg);
-    if (a.loss) a.loss[i] = w * l;
-    if (a.want_sum) sum += static_cast<double>(w * l);
-    if (a.grad) a.grad[i] = w * d * (a.grad_out ? a.grad_out[i] : scale);
+    const T l = w * pw::bce_logits_value<T>(a.x[i], a.z[i], pw, lg);
+    if (a.loss) a.loss[i] = l;
+    if (a.want_sum) sum += static_cast<double>(l);
+    if (a.grad)
+      a.grad[i] =
+          w * pw::bce_logits_grad<T>(a.x[i], a.z[i], pw, lg) * (a.grad_out ? a.grad_out[i] : scale);
   }
   return sum;
 }

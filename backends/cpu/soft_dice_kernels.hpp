@@ -51,75 +51,87 @@ SEGLOSS_INLINE void probability(const V& x, V& p, V& dp, pw::Logit<V>& lg) {
   }
 }
 
-// Pass 1. stats[plane * K + k] = sum p t, sum p, sum t (and the term's sum when active).
+template <class Term>
+constexpr int kStats = Term::kActive ? 4 : 3;  // sum p t, sum p, sum t (, the term's sum)
+
+// Pass 1 over one chunk: adds its sums to acc[0..kStats).
 template <class T, bool kSigmoid, class Term>
-void dice_statistics(const SoftDiceArgs<T>& a, const Term& term, double* stats) {
+void statistics_chunk(const SoftDiceArgs<T>& a, const Term& term, const detail::Chunk& ch,
+                      double* acc) {
+  using P = Packet<T>;
+  const auto tc = term.at(ch);
+  const int64_t plane_start = ch.plane * a.plane_size;
+  int64_t i = sum_packets<T, kStats<Term>>(
+      ch.begin, ch.end,
+      [&](int64_t j, P* part) {
+        const P x = load(a.x + j), t = load(a.t + j);
+        P p, dp;
+        pw::Logit<P> lg;
+        probability<P, kSigmoid, Term::kActive>(x, p, dp, lg);
+        part[0] += p * t;
+        part[1] += p;
+        part[2] += t;
+        if constexpr (Term::kActive) part[3] += tc.value(x, t, lg, j - plane_start);
+      },
+      acc);
+  for (; i < ch.end; ++i) {
+    T p, dp;
+    pw::Logit<T> lg;
+    probability<T, kSigmoid, Term::kActive>(a.x[i], p, dp, lg);
+    acc[0] += static_cast<double>(p * a.t[i]);
+    acc[1] += static_cast<double>(p);
+    acc[2] += static_cast<double>(a.t[i]);
+    if constexpr (Term::kActive)
+      acc[3] += static_cast<double>(tc.value(a.x[i], a.t[i], lg, i - plane_start));
+  }
+}
+
+// Pass 2 over one chunk: grad_i = (ca - cb t_i) dp_i/dx_i (+ the term's gradient).
+template <class T, bool kSigmoid, class Term>
+void gradient_chunk(const SoftDiceArgs<T>& a, const Term& term, const detail::Chunk& ch,
+                    double coef_a, double coef_b, T* grad) {
   using P = Packet<T>;
   constexpr int L = kLanes<T>;
-  constexpr int K = Term::kActive ? 4 : 3;
-  detail::reduce_planes<K>(
+  const auto tc = term.at(ch);
+  const int64_t plane_start = ch.plane * a.plane_size;
+  const T ca = static_cast<T>(coef_a), cb = static_cast<T>(coef_b);
+  int64_t i = ch.begin;
+  for (; i + L <= ch.end; i += L) {
+    const P x = load(a.x + i), t = load(a.t + i);
+    P p, dp;
+    pw::Logit<P> lg;
+    probability<P, kSigmoid>(x, p, dp, lg);
+    P g = (ca - cb * t) * dp;
+    if constexpr (Term::kActive) g += tc.grad(x, t, lg, i - plane_start);
+    store(grad + i, g);
+  }
+  for (; i < ch.end; ++i) {
+    T p, dp;
+    pw::Logit<T> lg;
+    probability<T, kSigmoid>(a.x[i], p, dp, lg);
+    T g = (ca - cb * a.t[i]) * dp;
+    if constexpr (Term::kActive) g += tc.grad(a.x[i], a.t[i], lg, i - plane_start);
+    grad[i] = g;
+  }
+}
+
+// Pass 1 over everything. stats[plane * kStats + k] (deterministic).
+template <class T, bool kSigmoid, class Term>
+void dice_statistics(const SoftDiceArgs<T>& a, const Term& term, double* stats) {
+  detail::reduce_planes<kStats<Term>>(
       detail::ChunkGrid(a.planes, a.plane_size),
       [&](const detail::Chunk& ch, double* acc) {
-        const auto tc = term.at(ch);
-        const int64_t plane_start = ch.plane * a.plane_size;
-        LaneSum<T> spt, sp, st, sterm;
-        int64_t i = ch.begin;
-        for (; i + L <= ch.end; i += L) {
-          const P x = load(a.x + i), t = load(a.t + i);
-          P p, dp;
-          pw::Logit<P> lg;
-          probability<P, kSigmoid, Term::kActive>(x, p, dp, lg);
-          spt.add(p * t);
-          sp.add(p);
-          st.add(t);
-          if constexpr (Term::kActive) sterm.add(tc.value(x, t, lg, i - plane_start));
-        }
-        acc[0] = spt.total();
-        acc[1] = sp.total();
-        acc[2] = st.total();
-        if constexpr (Term::kActive) acc[3] = sterm.total();
-        for (; i < ch.end; ++i) {
-          T p, dp;
-          pw::Logit<T> lg;
-          probability<T, kSigmoid, Term::kActive>(a.x[i], p, dp, lg);
-          acc[0] += static_cast<double>(p * a.t[i]);
-          acc[1] += static_cast<double>(p);
-          acc[2] += static_cast<double>(a.t[i]);
-          if constexpr (Term::kActive)
-            acc[3] += static_cast<double>(tc.value(a.x[i], a.t[i], lg, i - plane_start));
-        }
+        statistics_chunk<T, kSigmoid>(a, term, ch, acc);
       },
       stats);
 }
 
-// Pass 2. grad_i = (a_j - b_j t_i) dp_i/dx_i (+ the term's gradient) for element i of plane j.
+// Pass 2 over everything, with per-plane coefficients.
 template <class T, bool kSigmoid, class Term>
 void dice_gradient(const SoftDiceArgs<T>& a, const Term& term, const double* coef_a,
                    const double* coef_b, T* grad) {
-  using P = Packet<T>;
-  constexpr int L = kLanes<T>;
   detail::for_each_chunk(detail::ChunkGrid(a.planes, a.plane_size), [&](const detail::Chunk& ch) {
-    const auto tc = term.at(ch);
-    const int64_t plane_start = ch.plane * a.plane_size;
-    const T ca = static_cast<T>(coef_a[ch.plane]), cb = static_cast<T>(coef_b[ch.plane]);
-    int64_t i = ch.begin;
-    for (; i + L <= ch.end; i += L) {
-      const P x = load(a.x + i), t = load(a.t + i);
-      P p, dp;
-      pw::Logit<P> lg;
-      probability<P, kSigmoid>(x, p, dp, lg);
-      P g = (ca - cb * t) * dp;
-      if constexpr (Term::kActive) g += tc.grad(x, t, lg, i - plane_start);
-      store(grad + i, g);
-    }
-    for (; i < ch.end; ++i) {
-      T p, dp;
-      pw::Logit<T> lg;
-      probability<T, kSigmoid>(a.x[i], p, dp, lg);
-      T g = (ca - cb * a.t[i]) * dp;
-      if constexpr (Term::kActive) g += tc.grad(a.x[i], a.t[i], lg, i - plane_start);
-      grad[i] = g;
-    }
+    gradient_chunk<T, kSigmoid>(a, term, ch, coef_a[ch.plane], coef_b[ch.plane], grad);
   });
 }
 

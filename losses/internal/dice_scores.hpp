@@ -26,10 +26,6 @@ struct DiceScores {
   bool per_image = true;
   // The score that plane p (= n * C + c) belongs to.
   int64_t of_plane(int64_t p) const { return per_image ? p : p % channels; }
-  // c_j of a mean or sum reduction.
-  double uniform_weight(Reduction r) const {
-    return r == Reduction::mean ? 1.0 / static_cast<double>(score.size()) : 1.0;
-  }
   // The reduced loss: mean or sum over j of 1 - S_j.
   double reduce(Reduction r) const {
     double sum = 0.0;
@@ -37,6 +33,19 @@ struct DiceScores {
     return sum * (r == Reduction::mean ? 1.0 / static_cast<double>(score.size()) : 1.0);
   }
 };
+
+// S and U + smooth_dr of one score from its sums I and U = sum p + sum t.
+inline void dice_score(double inter, double uni, const SoftDiceOptions& o, double& score,
+                       double& denom) {
+  denom = uni + o.smooth_dr;
+  score = (2.0 * inter + o.smooth_nr) / denom;
+}
+
+// The gradient coefficients a = c S / (U + smooth_dr), b = 2 c / (U + smooth_dr).
+inline void dice_coefficient(double c, double score, double denom, double& ca, double& cb) {
+  ca = c * score / denom;
+  cb = 2.0 * c / denom;
+}
 
 template <class T>
 cpu::SoftDiceArgs<T> soft_dice_args(const char* function, const Tensor<T>& logits,
@@ -54,13 +63,24 @@ cpu::SoftDiceArgs<T> soft_dice_args(const char* function, const Tensor<T>& logit
   return a;
 }
 
+// The shape of the scores: (N, C) per image, (C) for the batch.
+inline Shape dice_scores_shape(const Shape& input, const SoftDiceOptions& o) {
+  return o.per_image ? Shape{input[0], input[1]} : Shape{input[1]};
+}
+
+// c_j of a mean or sum reduction, before any upstream gradient.
+inline double dice_uniform_weight(const Shape& input, const SoftDiceOptions& o, Reduction r) {
+  return r == Reduction::mean ? 1.0 / static_cast<double>(dice_scores_shape(input, o).numel())
+                              : 1.0;
+}
+
 // Scores from per-plane statistics laid out as stats[plane * stride + {0: I, 1: sum p, 2: sum t}].
 inline DiceScores dice_scores(const std::vector<double>& stats, int stride, const Shape& shape,
                               const SoftDiceOptions& o) {
   DiceScores s;
   s.channels = shape[1];
   s.per_image = o.per_image;
-  s.shape = o.per_image ? Shape{shape[0], shape[1]} : Shape{shape[1]};
+  s.shape = dice_scores_shape(shape, o);
   const int64_t count = s.shape.numel(), planes = shape[0] * shape[1];
   std::vector<double> inter(count, 0.0), uni(count, 0.0);
   for (int64_t p = 0; p < planes; ++p) {  // in plane order: batch sums are deterministic
@@ -70,10 +90,7 @@ inline DiceScores dice_scores(const std::vector<double>& stats, int stride, cons
   }
   s.score.resize(count);
   s.denom.resize(count);
-  for (int64_t j = 0; j < count; ++j) {
-    s.denom[j] = uni[j] + o.smooth_dr;
-    s.score[j] = (2.0 * inter[j] + o.smooth_nr) / s.denom[j];
-  }
+  for (int64_t j = 0; j < count; ++j) dice_score(inter[j], uni[j], o, s.score[j], s.denom[j]);
   return s;
 }
 
@@ -85,9 +102,8 @@ void dice_coefficients(const DiceScores& s, int64_t planes, const T* weights, do
   cb.resize(static_cast<size_t>(planes));
   for (int64_t p = 0; p < planes; ++p) {
     const int64_t j = s.of_plane(p);
-    const double c = weights ? static_cast<double>(weights[j]) : uniform;
-    ca[p] = c * s.score[j] / s.denom[j];
-    cb[p] = 2.0 * c / s.denom[j];
+    dice_coefficient(weights ? static_cast<double>(weights[j]) : uniform, s.score[j], s.denom[j],
+                     ca[p], cb[p]);
   }
 }
 
