@@ -9,6 +9,7 @@
 #include "core/result.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "core/threads.hpp"
 #include "losses/bce_dice.hpp"
 #include "losses/bce_with_logits.hpp"
 #include "losses/soft_dice.hpp"

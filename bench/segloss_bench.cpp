@@ -7,8 +7,6 @@
 // logits: what any implementation must at least spend moving memory.
 //
 // Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter substring]
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -74,11 +72,15 @@ double median_ms(int reps, const std::function<void()>& work) {
 void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
   if (inputs.size() == 2) {
     const float *a = inputs[0], *b = inputs[1];
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
+#endif
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
   } else {
     const float *a = inputs[0], *b = inputs[1], *c = inputs[2];
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
+#endif
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i] + c[i];
   }
 }
@@ -128,7 +130,7 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     if (!args.filter.empty() && c.name.find(args.filter) == std::string::npos) continue;
     for (int threads : args.threads) {
-      omp_set_num_threads(threads);
+      set_num_threads(threads);
       const double ms = median_ms(args.reps, c.run);
       const double floor = median_ms(args.reps, [&] { stream(c.inputs, out.data(), n); });
       std::printf(

@@ -43,19 +43,6 @@ struct BroadcastReader {
     }
     return off;
   }
-
-  T at(int64_t plane, int64_t s) const {
-    switch (kind) {
-      case Kind::absent:
-        return T(1);
-      case Kind::per_plane:
-        return data[plane_offset(plane)];
-      case Kind::contiguous:
-        return data[plane_offset(plane) + s];
-      default:
-        return data[plane_offset(plane) + spatial_offset(s)];
-    }
-  }
 };
 
 // Checks that `weight` broadcasts to `input` and builds its reader. An undefined weight gives

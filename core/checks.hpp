@@ -11,8 +11,8 @@ namespace detail {
 
 template <class T>
 void check_on_cpu(const char* function, const char* argument, const Tensor<T>& t) {
-  SEGLOSS_CHECK(t.device() == Device::cpu, function, argument,
-                " is on device cuda, but this build has no CUDA backend");
+  SEGLOSS_CHECK(t.device() == Device::cpu, function, argument, " ", t.shape(), " is on device ",
+                device_name(t.device()), ", but this build has no CUDA backend");
 }
 
 // Image input: defined, rank 3..5 (N, C, 1 to 3 spatial axes), no zero extent, on the CPU.

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <unordered_set>
 #include <vector>
 
 #include "error.hpp"
@@ -24,7 +25,8 @@ std::string GradcheckResult::summary() const {
 GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
                           const Tensor<double>& analytic, const GradcheckOptions& o) {
   const char* fn = "gradcheck";
-  SEGLOSS_CHECK(x.defined() && x.numel() > 0, fn, "x is undefined or empty");
+  SEGLOSS_CHECK(x.defined(), fn, "x is undefined");
+  SEGLOSS_CHECK(x.numel() > 0, fn, "x ", x.shape(), " has no elements");
   SEGLOSS_CHECK(analytic.defined() && analytic.shape() == x.shape(), fn, "analytic ",
                 analytic.shape(), " does not match x ", x.shape());
   SEGLOSS_CHECK(o.eps > 0.0 && std::isfinite(o.eps), fn, "options.eps is ", o.eps,
@@ -37,9 +39,15 @@ GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
     indices.resize(static_cast<size_t>(n));
     std::iota(indices.begin(), indices.end(), int64_t{0});
   } else {
+    // Distinct indices (Floyd's algorithm: k draws, no O(n) table), then in index order.
     std::mt19937_64 rng(o.seed);
-    std::uniform_int_distribution<int64_t> pick(0, n - 1);
-    for (int64_t k = 0; k < o.samples; ++k) indices.push_back(pick(rng));
+    std::unordered_set<int64_t> chosen;
+    for (int64_t j = n - o.samples; j < n; ++j) {
+      const int64_t r = std::uniform_int_distribution<int64_t>(0, j)(rng);
+      if (!chosen.insert(r).second) chosen.insert(j);
+    }
+    indices.assign(chosen.begin(), chosen.end());
+    std::sort(indices.begin(), indices.end());
   }
 
   Tensor<double> probe = x.clone();

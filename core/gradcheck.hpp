@@ -27,7 +27,7 @@ struct GradcheckOptions {
   double eps = 1e-6;     // finite-difference step
   double atol = 1e-8;    // absolute tolerance
   double rtol = 1e-5;    // relative tolerance
-  int64_t samples = 0;   // elements to check: 0 = all, else a random sample of this many
+  int64_t samples = 0;   // elements to check: 0 = all, else this many distinct ones at random
   uint64_t seed = 1234;  // seed of the sample
 };
 

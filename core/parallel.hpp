@@ -15,21 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace segloss {
-
-// Threads that segloss's loops use: OpenMP's current setting (omp_set_num_threads), or 1 in a
-// build without OpenMP.
-inline int num_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 namespace detail {
 
@@ -49,7 +35,6 @@ class ChunkGrid {
         per_plane_(plane_size > 0 ? (plane_size + kChunk - 1) / kChunk : 0) {}
 
   int64_t planes() const { return planes_; }
-  int64_t plane_size() const { return plane_size_; }
   int64_t chunks() const { return planes_ * per_plane_; }
   int64_t chunks_per_plane() const { return per_plane_; }
 
@@ -72,7 +57,9 @@ inline std::vector<double>& reduction_slots() {
 template <class Body>
 void for_each_chunk(const ChunkGrid& grid, Body&& body) {
   const int64_t n = grid.chunks();
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (n > 1)
+#endif
   for (int64_t c = 0; c < n; ++c) body(grid[c]);
 }
 
@@ -83,7 +70,9 @@ const double* fill_slots(const ChunkGrid& grid, Body&& body) {
   std::vector<double>& slots = reduction_slots();
   if (static_cast<int64_t>(slots.size()) < n * K) slots.resize(static_cast<size_t>(n * K));
   double* s = slots.data();
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (n > 1)
+#endif
   for (int64_t c = 0; c < n; ++c) {
     double acc[K] = {};
     body(grid[c], acc);

@@ -27,7 +27,6 @@ struct ScalarMath {
     return c;
   }  // the value with every lane equal to c
   static SEGLOSS_HD SEGLOSS_INLINE T exp(T x) { return ::exp(x); }
-  static SEGLOSS_HD SEGLOSS_INLINE T log1p(T x) { return ::log1p(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
   static SEGLOSS_HD SEGLOSS_INLINE T max(T a, T b) {
@@ -40,7 +39,6 @@ struct ScalarMath {
 template <>
 struct Math<float> : ScalarMath<float> {
   static SEGLOSS_HD SEGLOSS_INLINE float exp(float x) { return ::expf(x); }
-  static SEGLOSS_HD SEGLOSS_INLINE float log1p(float x) { return ::log1pf(x); }
 };
 template <>
 struct Math<double> : ScalarMath<double> {};
@@ -48,28 +46,38 @@ struct Math<double> : ScalarMath<double> {};
 namespace pw {
 
 // What the sigmoid family needs from one logit x, from one exp and one reciprocal:
-//   e = exp(-|x|) in (0, 1], never overflowing;  r = 1 / (1 + e);
-//   q = 1 / (2 + e), only when made by logit_with_log (for log1p(e), see below).
+//   e = exp(-|x|) in (0, 1], never overflowing;  r = 1 / (1 + e).
 template <class V>
 struct Logit {
-  V e, r, q;
+  V e, r;
+};
+
+// The same plus q = 1 / (2 + e), which log1p(e) needs (see log1p_unit). A separate type, so a
+// pass that made only a Logit cannot call something that reads q.
+template <class V>
+struct LogitWithLog : Logit<V> {
+  V q;
 };
 
 template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
-  return {e, M::recip(T(1) + e), e};
+  return {e, M::recip(T(1) + e)};
 }
 
-// The same with q: one division gives both reciprocals, 1/((1+e)(2+e)) times (2+e) or (1+e).
+// One reciprocal gives both: 1/((1+e)(2+e)) times (2+e) is r, times (1+e) is q.
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit_with_log(V x) {
+SEGLOSS_HD SEGLOSS_INLINE LogitWithLog<V> logit_with_log(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
   const V one = T(1) + e, two = T(2) + e;
   const V inv = M::recip(one * two);
-  return {e, two * inv, one * inv};
+  LogitWithLog<V> l;
+  l.e = e;
+  l.r = two * inv;
+  l.q = one * inv;
+  return l;
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x)):  x >= 0: 1 / (1 + e) = r;   x < 0: e / (1 + e) = e r.
@@ -77,6 +85,13 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V sigmoid(V x, const Logit<V>& l) {
   using T = typename M::Scalar;
   return M::select_nonneg(x, M::splat(T(1)), l.e) * l.r;
+}
+
+// 1 - sigmoid(x) = sigmoid(-x):  x >= 0: e r;   x < 0: r. No subtraction.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V sigmoid_complement(V x, const Logit<V>& l) {
+  using T = typename M::Scalar;
+  return M::select_nonneg(x, l.e, M::splat(T(1))) * l.r;
 }
 
 // sigmoid'(x) = p (1 - p) = e / (1 + e)^2 = e r^2, with full relative precision in both tails.
@@ -94,7 +109,7 @@ SEGLOSS_HD SEGLOSS_INLINE V sigmoid_grad(const Logit<V>& l) {
 // dependency chain. Only + and *: it vectorizes, and near e = 0 it behaves like e. (Eigen's
 // general SIMD log1p made the BCE loop about 3x slower; bench/RESULTS.md.)
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const Logit<V>& l) {
+SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const LogitWithLog<V>& l) {
   using T = typename M::Scalar;
   const V u = l.e * l.q;
   const V s = u * u;
@@ -111,27 +126,29 @@ SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const Logit<V>& l) {
   }
 }
 
-// Binary cross-entropy on a logit, with PyTorch's pos_weight pw through the log-weight
-// lw = 1 + (pw - 1) z. PyTorch's form is
-//   l = (1 - z) x + lw * softplus(-x),   dl/dx = (1 - z) - lw (1 - p).
-// Since softplus(-x) = softplus(x) - x and lw - 1 + z = pw z, the same loss is
-//   l = lw * softplus(x) - pw z x,        softplus(x) = max(x, 0) + log1p(e)
-//   dl/dx = lw p - pw z
-// which for pw = 1 are the stable forms max(x, 0) - x z + log1p(exp(-|x|)) and p - z. These
-// forms cancel nothing where z = 0 (the loss and gradient there are tiny positives for very
-// negative x, and keep full relative precision). The value needs logit_with_log.
+// Binary cross-entropy on a logit with PyTorch's pos_weight pw:
+//   l = -[pw z log p + (1 - z) log(1 - p)] = (1 - z) softplus(x) + pw z softplus(-x)
+//   dl/dx = (1 - z) p - pw z (1 - p)
+// with softplus(+-x) = max(+-x, 0) + log1p(e). (PyTorch writes the same loss as
+// (1 - z) x + lw softplus(-x), lw = 1 + (pw - 1) z.) Every term is non-negative, so the value
+// never cancels: a confident correct prediction, z = 0 with x << 0 or z = 1 with x >> 0, gets
+// its tiny loss and gradient, about e, with full relative precision. The gradient's two
+// terms have opposite signs only for soft targets, where it crosses zero. The value needs
+// logit_with_log; value and gradient share its exp and its reciprocal.
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE V bce_logits_value(V x, V z, typename M::Scalar pw, const Logit<V>& l) {
+SEGLOSS_HD SEGLOSS_INLINE V bce_logits_value(V x, V z, typename M::Scalar pw,
+                                             const LogitWithLog<V>& l) {
   using T = typename M::Scalar;
-  const V lw = T(1) + (pw - T(1)) * z;
-  return lw * (M::max(x, M::splat(T(0))) + log1p_unit<V, M>(l)) - pw * z * x;
+  const V log1p_e = log1p_unit<V, M>(l);
+  const V softplus_pos = M::max(x, M::splat(T(0))) + log1p_e;   // softplus(x)
+  const V softplus_neg = M::max(-x, M::splat(T(0))) + log1p_e;  // softplus(-x)
+  return (T(1) - z) * softplus_pos + (pw * z) * softplus_neg;
 }
 
 template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_logits_grad(V x, V z, typename M::Scalar pw, const Logit<V>& l) {
   using T = typename M::Scalar;
-  const V lw = T(1) + (pw - T(1)) * z;
-  return lw * sigmoid<V, M>(x, l) - pw * z;
+  return (T(1) - z) * sigmoid<V, M>(x, l) - (pw * z) * sigmoid_complement<V, M>(x, l);
 }
 
 }  // namespace pw

@@ -30,8 +30,14 @@ class Shape {
   }
 
   void push_back(int64_t extent) {
-    SEGLOSS_CHECK(rank_ < kMaxRank, "Shape", "rank exceeds the maximum rank ", kMaxRank);
+    SEGLOSS_CHECK(rank_ < kMaxRank, "Shape", "adding extent ", extent, " to ", str(),
+                  " exceeds the maximum rank ", kMaxRank);
     SEGLOSS_CHECK(extent >= 0, "Shape", "extent ", extent, " at axis ", rank_, " is negative");
+    int64_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= d_[i];
+    int64_t product = 0;
+    SEGLOSS_CHECK(!__builtin_mul_overflow(n, extent, &product), "Shape", "extents ", str(), " and ",
+                  extent, " hold more than 2^63 - 1 elements");
     d_[rank_++] = extent;
   }
 

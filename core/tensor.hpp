@@ -80,12 +80,16 @@ class Tensor {
     return t;
   }
   // A view over read-only memory. segloss only reads its inputs, so a view of const data is
-  // safe to pass as an input; writing through it is the caller's error.
+  // safe to pass as an input. The handle itself is writable (Tensor has no read-only flag):
+  // passing it where segloss writes (a gradient buffer) or writing through it is the
+  // caller's error.
   static Tensor view(const T* data, const Shape& shape, Device device = Device::cpu) {
     return view(const_cast<T*>(data), shape, device);
   }
 
+  // A copy of the elements in new storage; an undefined tensor clones to an undefined one.
   Tensor clone() const {
+    if (!defined_) return Tensor();
     check_device(device_, "Tensor::clone");
     Tensor t = empty(shape_, device_);
     std::copy(data_, data_ + numel(), t.data_);

@@ -3,12 +3,12 @@
 // Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double; target z of
 // the same shape and type, values in [0, 1] (soft targets are allowed and not checked).
 //
-//   l_i = w_i * [ (1 - z_i) x_i + lw_i * (log1p(exp(-|x_i|)) + max(-x_i, 0)) ]
-//   lw_i = 1 + (pos_weight_c - 1) z_i            (c = channel of element i)
-//   dl_i/dx_i = w_i * [ (1 - z_i) - lw_i * (1 - sigmoid(x_i)) ]    = w_i (p_i - z_i) if no
-//   pos_weight
-//
-// which is torch.nn.functional.binary_cross_entropy_with_logits. Derivation: docs/gradients.md.
+//   l_i = -w_i [ pw_c z_i log p_i + (1 - z_i) log(1 - p_i) ],   p_i = sigmoid(x_i)
+//       = w_i [ (1 - z_i) softplus(x_i) + pw_c z_i softplus(-x_i) ]
+//   dl_i/dx_i = w_i [ (1 - z_i) p_i - pw_c z_i (1 - p_i) ]    = w_i (p_i - z_i) without pos_weight
+// (c = channel of element i), evaluated in forms that never overflow and never cancel for
+// binary targets (core/pointwise.hpp). This is
+// torch.nn.functional.binary_cross_entropy_with_logits. Derivation: docs/gradients.md.
 //
 // Options (defaults as in PyTorch):
 //   reduction   mean (default): sum_i l_i / numel; sum: sum_i l_i; none: l itself.
@@ -16,14 +16,16 @@
 //   weight      optional; any shape that broadcasts to the logits by PyTorch's rule (aligned on
 //               the right, each extent 1 or equal): (N,C,H,W) per pixel, (N,1,H,W) per pixel
 //               for every channel, (C,1,1) per channel, ... Undefined: every weight is 1.
-//   pos_weight  optional; one value per channel (numel C), or a single value: PyTorch's
-//               pos_weight of shape (C,1,1) [or (C,1,1,1) for volumes]. Note that PyTorch
-//               broadcasts a 1-D pos_weight against the last axis (W), not the channel axis.
+//   pos_weight  optional; one value per channel, shaped (C), or as PyTorch's per-channel
+//               pos_weight (C,1,1) [(C,1,1,1) for volumes] or (1,C,1,1); or one value for all.
+//               Other shapes are an error. Note that PyTorch broadcasts a 1-D pos_weight
+//               against the last axis (W), not the channel axis; segloss reads (C) per channel.
 //
 // Edge cases: NaN in x or z propagates to the value and gradient (no check). Logits of any
-// finite size give a finite value and gradient. Errors (segloss::Error) for: rank outside
+// finite size give a finite value and gradient. The gradient buffer may be the logits
+// themselves (an in-place update). Errors (segloss::Error) for: rank outside
 // 3..5, any zero extent (empty batch), shape mismatch, a weight that does not broadcast,
-// a pos_weight with a count other than 1 or C, or a CUDA tensor in a build without CUDA.
+// a pos_weight of another shape, or a CUDA tensor in a build without CUDA.
 #pragma once
 
 #include "../core/reduction.hpp"

@@ -74,6 +74,40 @@ TEST_CASE("bce_with_logits: gradcheck, pos_weight per channel and shared, with w
   check_all_reductions(x, z, o);
 }
 
+TEST_CASE("bce_with_logits: pos_weight as (C), (C,1,1) and (1,C,1,1) give the same loss") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 30, 3.0), z = testing::mask<double>(s, 31);
+  BceWithLogitsOptions<double> o;
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {3});
+  const double flat = bce_with_logits(x, z, o)[0];
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {3, 1, 1});
+  CHECK(bce_with_logits(x, z, o)[0] == flat);
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {1, 3, 1, 1});
+  CHECK(bce_with_logits(x, z, o)[0] == flat);
+  o.pos_weight = Tensor<double>::from({1.0, 1.0, 1.0}, {3});
+  CHECK(bce_with_logits(x, z, o)[0] == bce_with_logits(x, z)[0]);
+}
+
+TEST_CASE("bce_with_logits: the gradient may overwrite the logits (in place)") {
+  const Shape s{2, 1, 9, 7};
+  const auto x = testing::randn<float>(s, 32, 3.0), z = testing::mask<float>(s, 33);
+  const auto ref = bce_with_logits_value_and_grad(x, z);
+  auto inplace = x.clone();
+  const double v = bce_with_logits_value_and_grad(inplace, z, inplace);
+  CHECK(v == ref.value);
+  for (int64_t i = 0; i < s.numel(); ++i) CHECK(inplace[i] == ref.grad[i]);
+}
+
+TEST_CASE("bce_with_logits: a CUDA tensor is rejected in a CPU-only build") {
+  std::vector<float> buf(16, 0.f);
+  const auto x = Tensor<float>::view(buf.data(), {1, 1, 16}, Device::cuda);
+  const auto z = Tensor<float>::view(buf.data(), {1, 1, 16});
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, z),
+                       "bce_with_logits: logits (1,1,16) is on device cuda, but this build has no "
+                       "CUDA backend",
+                       Error);
+}
+
 TEST_CASE("bce_with_logits: gradcheck across chunk boundaries (sampled)") {
   const Shape s{1, 2, 130, 130};  // a plane of 16900 elements spans two chunks
   BceWithLogitsOptions<double> o;
@@ -131,6 +165,29 @@ TEST_CASE("bce_with_logits: extreme logits stay finite and exact") {
   for (float v : lf) CHECK(std::isfinite(v));
 }
 
+TEST_CASE("bce_with_logits: confident correct predictions keep full relative precision") {
+  // z = 0 with x << 0 and z = 1 with x >> 0: the loss is softplus(-|x|) ~ e^-|x| and the
+  // gradient -+sigmoid(-|x|); a form that subtracts (PyTorch's, or p - z) loses every digit
+  // here in float. Reference: the formula in double with std::log1p.
+  const std::vector<double> xs = {-30, -17, -11, 11, 15.5, 17, 30};
+  std::vector<double> zs;
+  for (double x : xs) zs.push_back(x < 0 ? 0.0 : 1.0);
+  const Shape s{1, 1, static_cast<int64_t>(xs.size())};
+  BceWithLogitsOptions<float> of;
+  of.reduction = Reduction::none;
+  const auto xf = testing::cast<float>(Tensor<double>::from(xs, s));
+  const auto zf = testing::cast<float>(Tensor<double>::from(zs, s));
+  const auto l = bce_with_logits(xf, zf, of);
+  const auto g = bce_with_logits_backward(xf, zf, Tensor<float>::full(s, 1.f), of);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    CAPTURE(xs[i]);
+    const double e = std::exp(-std::fabs(static_cast<double>(xf[i])));
+    const double loss = std::log1p(e), grad = (xs[i] < 0 ? 1 : -1) * e / (1 + e);
+    CHECK(l[i] == doctest::Approx(loss).epsilon(2e-6));
+    CHECK(g[i] == doctest::Approx(grad).epsilon(2e-6));
+  }
+}
+
 TEST_CASE("bce_with_logits: NaN propagates") {
   auto x = testing::randn<double>({1, 1, 40}, 17);
   x[21] = NAN;
@@ -181,9 +238,14 @@ TEST_CASE("bce_with_logits: bad input names the function, argument and values") 
   o.weight = {};
   o.pos_weight = Tensor<double>::zeros({2});
   CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
-                       "bce_with_logits: pos_weight (2) has 2 values; expected 1 or one per "
-                       "channel (3) of logits (2,3,4,4)",
+                       "bce_with_logits: pos_weight (2) is neither one value nor one per channel "
+                       "of logits (2,3,4,4): expected (3), or PyTorch's per-channel shape "
+                       "(3,1,...) with one axis fewer than the logits",
                        Error);
+  o.pos_weight = Tensor<double>::zeros({1, 1, 3});  // PyTorch would weight along W
+  CHECK_THROWS_AS(bce_with_logits(x, z, o), Error);
+  o.pos_weight = Tensor<double>::zeros({3, 1});  // neither (3) nor (3,1,1)
+  CHECK_THROWS_AS(bce_with_logits(x, z, o), Error);
   o.pos_weight = {};
   CHECK_THROWS_WITH_AS(bce_with_logits_backward(x, z, Tensor<double>::zeros({2}), o),
                        "bce_with_logits_backward: grad_out (2) must hold one element for a mean "

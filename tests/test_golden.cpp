@@ -180,9 +180,9 @@ struct Tolerance {
   // admits the rounding of a near-zero element computed by cancellation against an O(1)
   // intermediate, which both sides have in different places (measured: at most 4.4e-16 of the
   // largest magnitude, so the margin is >= 20x):
-  //   torch:   log(1 + e) for the bce log term, sigmoid's backward (1 - y) y for y near 1;
-  //   segloss: (1 - z) x + (log1p(exp(-|x|)) + max(-x, 0)) for x << 0, and the bce gradient
-  //            (1 - z) - lw (1 - sigmoid(x)) for x << 0, z = 0.
+  //   torch:   (1 - z) x + lw softplus(-x) for the bce value, sigmoid's backward (1 - y) y
+  //            for y near 1;
+  //   segloss: the bce gradient (1 - z) p - pw z (1 - p) for soft targets near its zero.
   // Every element not within 1e-4 of zero (relative to the largest) is held to 1e-10 relative.
   // In float the floor is 1: the bound is relative to the largest magnitude.
   double rtol;

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
 
 #include "helpers.hpp"
 
@@ -66,6 +67,21 @@ TEST_CASE("gradcheck: a seeded sample checks that many elements, reproducibly") 
   CHECK(b.failures == 30);
 }
 
+TEST_CASE("gradcheck: a sample has distinct elements") {
+  const auto x = testing::randn<double>({1, 1, 40}, 6);
+  std::set<int64_t> probed;
+  const auto record = [&](const Tensor<double>& v) {
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (v[i] != x[i]) probed.insert(i);
+    return f(v);
+  };
+  GradcheckOptions o;
+  o.samples = 39;
+  const auto r = gradcheck(record, x, df(x), o);
+  CHECK(r.checked == 39);
+  CHECK(probed.size() == 39);
+}
+
 TEST_CASE("gradcheck: bad arguments") {
   const auto x = testing::randn<double>({1, 1, 5}, 5);
   CHECK_THROWS_WITH_AS(gradcheck(f, x, Tensor<double>::zeros({1, 1, 4})),
@@ -73,4 +89,5 @@ TEST_CASE("gradcheck: bad arguments") {
   GradcheckOptions o;
   o.eps = 0;
   CHECK_THROWS_AS(gradcheck(f, x, df(x), o), Error);
+  CHECK_THROWS_WITH_AS(gradcheck(f, Tensor<double>{}, df(x)), "gradcheck: x is undefined", Error);
 }

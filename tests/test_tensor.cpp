@@ -17,9 +17,25 @@ TEST_CASE("shape: extents, numel, str, without") {
   CHECK_THROWS_AS(Shape({1, 1, 1, 1, 1, 1}), Error);
 }
 
-TEST_CASE("shape: 64-bit extents") {
+TEST_CASE("shape: 64-bit extents, and a product past 2^63 is an error") {
   const Shape s{3, 1, 65536, 65536};
   CHECK(s.numel() == int64_t{3} * 65536 * 65536);
+  CHECK_THROWS_WITH_AS(Shape({int64_t{1} << 31, int64_t{1} << 31, 4}),
+                       "Shape: extents (2147483648,2147483648) and 4 hold more than 2^63 - 1 "
+                       "elements",
+                       Error);
+}
+
+TEST_CASE("tensor: integer label tensors") {
+  auto labels = Tensor<int64_t>::from({0, 2, 1, -100}, {1, 2, 2});
+  CHECK(labels.rank() == 3);
+  CHECK(labels[3] == -100);
+  std::vector<int32_t> buf = {3, 1, 4, 1, 5, 9};
+  const auto v = Tensor<int32_t>::view(buf.data(), {1, 6});
+  CHECK(v[5] == 9);
+  const auto c = v.clone();
+  buf[5] = 0;
+  CHECK(c[5] == 9);
 }
 
 TEST_CASE("tensor: owning, copies share, clone copies") {
@@ -57,6 +73,7 @@ TEST_CASE("tensor: undefined and cuda") {
   Tensor<float> t;
   CHECK_FALSE(t.defined());
   CHECK(t.numel() == 0);
+  CHECK_FALSE(t.clone().defined());
   CHECK_THROWS_WITH_AS(
       Tensor<float>::zeros({1}, Device::cuda),
       "Tensor::empty: device cuda is not available: this build has no CUDA backend", Error);

@@ -3,8 +3,8 @@
 #include "bce_with_logits.hpp"
 
 #include "../../core/parallel.hpp"
+#include "bce_term.hpp"
 #include "simd.hpp"
-#include "weight_lane.hpp"
 
 namespace segloss {
 namespace cpu {
@@ -13,38 +13,32 @@ namespace {
 template <class T, Kind WK>
 double run_chunk(const BceWithLogitsArgs<T>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
-  using W = WeightLane<T, WK>;
-  const T pw =
-      a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : ch.plane % a.channels] : T(1);
-  const T* wbase = WK == Kind::absent ? nullptr : a.weight.data + a.weight.plane_offset(ch.plane);
+  const auto term = BceTerm<T, WK>{a, static_cast<T>(a.grad_scale)}.at(ch);
   const int64_t plane_start = ch.plane * a.plane_size;
-  const T scale = static_cast<T>(a.grad_scale);
-
   double sum = 0.0;
   int64_t i = sum_packets<T, 1>(
       ch.begin, ch.end,
       [&](int64_t j, P* acc) {
         const P x = load(a.x + j), z = load(a.z + j);
-        const P w = W::packet(a.weight, wbase, j - plane_start);
         const auto lg = pw::logit_with_log<P>(x);
-        const P l = w * pw::bce_logits_value<P>(x, z, pw, lg);
+        const P l = term.value(x, z, lg, j - plane_start);
         if (a.loss) store(a.loss + j, l);
         if (a.want_sum) acc[0] += l;
         if (a.grad) {
-          const P d = pw::bce_logits_grad<P>(x, z, pw, lg);
-          store(a.grad + j, P(w * d * (a.grad_out ? load(a.grad_out + j) : P::Constant(scale))));
+          const P g = term.grad(x, z, lg, j - plane_start);
+          store(a.grad + j, a.grad_out ? P(g * load(a.grad_out + j)) : g);
         }
       },
       &sum);
   for (; i < ch.end; ++i) {
-    const T w = W::scalar(a.weight, wbase, i - plane_start);
     const auto lg = pw::logit_with_log<T>(a.x[i]);
-    const T l = w * pw::bce_logits_value<T>(a.x[i], a.z[i], pw, lg);
+    const T l = term.value(a.x[i], a.z[i], lg, i - plane_start);
     if (a.loss) a.loss[i] = l;
     if (a.want_sum) sum += static_cast<double>(l);
-    if (a.grad)
-      a.grad[i] =
-          w * pw::bce_logits_grad<T>(a.x[i], a.z[i], pw, lg) * (a.grad_out ? a.grad_out[i] : scale);
+    if (a.grad) {
+      const T g = term.grad(a.x[i], a.z[i], lg, i - plane_start);
+      a.grad[i] = a.grad_out ? g * a.grad_out[i] : g;
+    }
   }
   return sum;
 }

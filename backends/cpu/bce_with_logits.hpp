@@ -20,7 +20,7 @@ struct BceWithLogitsArgs {
   bool want_sum = false;          // if set: return sum_i loss_i
   T* grad = nullptr;              // if set: gradient, scaled by grad_out[i] or grad_scale
   const T* grad_out = nullptr;    // per-element upstream gradient, or null
-  double grad_scale = 1.0;
+  double grad_scale = 1.0;        // the gradient's factor (1/numel for a mean, times grad_out[0])
 };
 
 // One pass over memory; returns the deterministic sum of the (weighted) losses when want_sum.

@@ -1,5 +1,5 @@
 // SIMD packets for the CPU loops: fixed-size Eigen arrays, which Eigen evaluates with its
-// vectorized exp and log1p (SSE2 by default, AVX2/AVX-512 with SEGLOSS_NATIVE).
+// vectorized exp (SSE2 by default, AVX2/AVX-512 with SEGLOSS_NATIVE).
 //
 // Math<Packet<T>> gives the pointwise templates in core/pointwise.hpp the same primitives as
 // the scalar Math<T>, so a loop runs the one formula on 64 bytes at a time and finishes

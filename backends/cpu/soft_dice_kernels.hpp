@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../../core/parallel.hpp"
 #include "simd.hpp"
@@ -23,8 +24,8 @@ namespace cpu {
 struct NoTerm {
   static constexpr bool kActive = false;
   struct AtChunk {
-    template <class V>
-    SEGLOSS_INLINE V value(const V& x, const V&, const pw::Logit<V>&, int64_t) const {
+    template <class V, class L>
+    SEGLOSS_INLINE V value(const V& x, const V&, const L&, int64_t) const {
       return x;
     }
     template <class V>
@@ -35,19 +36,25 @@ struct NoTerm {
   AtChunk at(const detail::Chunk&) const { return {}; }
 };
 
-// p, dp/dx, and the logit's terms for one value (scalar or packet). Without the sigmoid,
+// The logit's terms a pass computes: with the log's reciprocal when a term needs its value.
+template <class V, bool kWithLog>
+using LogitOf = std::conditional_t<kWithLog, pw::LogitWithLog<V>, pw::Logit<V>>;
+
+// p, dp/dx and the logit's terms for one value (scalar or packet). Without the sigmoid,
 // p = x and dp/dx = 1 (and lg is unused).
 template <class V, bool kSigmoid, bool kWithLog = false>
-SEGLOSS_INLINE void probability(const V& x, V& p, V& dp, pw::Logit<V>& lg) {
+SEGLOSS_INLINE void probability(const V& x, V& p, V& dp, LogitOf<V, kWithLog>& lg) {
   using M = Math<V>;
   if constexpr (kSigmoid) {
-    lg = kWithLog ? pw::logit_with_log<V>(x) : pw::logit<V>(x);
+    if constexpr (kWithLog)
+      lg = pw::logit_with_log<V>(x);
+    else
+      lg = pw::logit<V>(x);
     p = pw::sigmoid<V>(x, lg);
     dp = pw::sigmoid_grad<V>(lg);
   } else {
     p = x;
     dp = M::splat(typename M::Scalar(1));
-    lg = {dp, dp, dp};
   }
 }
 
@@ -66,7 +73,7 @@ void statistics_chunk(const SoftDiceArgs<T>& a, const Term& term, const detail::
       [&](int64_t j, P* part) {
         const P x = load(a.x + j), t = load(a.t + j);
         P p, dp;
-        pw::Logit<P> lg;
+        LogitOf<P, Term::kActive> lg;
         probability<P, kSigmoid, Term::kActive>(x, p, dp, lg);
         part[0] += p * t;
         part[1] += p;
@@ -76,7 +83,7 @@ void statistics_chunk(const SoftDiceArgs<T>& a, const Term& term, const detail::
       acc);
   for (; i < ch.end; ++i) {
     T p, dp;
-    pw::Logit<T> lg;
+    LogitOf<T, Term::kActive> lg;
     probability<T, kSigmoid, Term::kActive>(a.x[i], p, dp, lg);
     acc[0] += static_cast<double>(p * a.t[i]);
     acc[1] += static_cast<double>(p);

@@ -8,6 +8,19 @@
 namespace segloss {
 namespace detail {
 
+// pos_weight shapes that mean one value per channel: (C), or (C,1,...,1) with one axis fewer
+// than the logits (PyTorch's broadcast shape), or (1,C,1,...,1) with as many. A 1-D (W)
+// tensor that happens to have C elements is accepted as per channel, as documented.
+inline bool is_per_channel(const Shape& w, const Shape& input) {
+  const int64_t c = input[1];
+  if (w.rank() == 1) return w[0] == c;
+  const int lead = input.rank() - w.rank();  // 1: (C,1,...); 0: (1,C,1,...)
+  if (lead < 0 || lead > 1) return false;
+  for (int d = 0; d < w.rank(); ++d)
+    if (w[d] != (d + lead == 1 ? c : 1)) return false;
+  return true;
+}
+
 // Checks the inputs and options and fills everything the kernel reads.
 template <class T>
 cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tensor<T>& logits,
@@ -25,10 +38,13 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
   a.weight = make_broadcast_reader(function, "weight", s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   if (o.pos_weight.defined()) {
-    const int64_t n = o.pos_weight.numel();
-    SEGLOSS_CHECK(n == 1 || n == s[1], function, "pos_weight ", o.pos_weight.shape(), " has ", n,
-                  " values; expected 1 or one per channel (", s[1], ") of logits ", s);
     check_on_cpu(function, "pos_weight", o.pos_weight);
+    const Shape& pws = o.pos_weight.shape();
+    const int64_t n = o.pos_weight.numel();
+    SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, "pos_weight ", pws,
+                  " is neither one value nor one per channel of logits ", s, ": expected (", s[1],
+                  "), or PyTorch's per-channel shape (", s[1],
+                  ",1,...) with one axis fewer than the logits");
     a.pos_weight = o.pos_weight.data();
     a.pos_weight_count = n;
   }

@@ -11,3 +11,10 @@ cmake -S "$source/tests/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/p
   -DCMAKE_CXX_FLAGS="$flags" > /dev/null
 cmake --build "$tmp/consumer" > /dev/null
 "$tmp/consumer/consumer"
+
+# The same program built with plain g++ and pkg-config.
+PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib64/pkgconfig" \
+  pkg-config --exists segloss
+g++ $flags "$source/tests/consumer/main.cpp" -o "$tmp/consumer-pc" \
+  $(PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib64/pkgconfig" pkg-config --cflags --libs segloss)
+"$tmp/consumer-pc"

@@ -1,0 +1,27 @@
+// Compile-only check, built whenever nvcc is found: every pointwise function of
+// core/pointwise.hpp instantiates in device code, for float and double. The CUDA kernels of
+// the losses (a later issue) call these same functions; this keeps them device-clean now.
+#include "../../core/pointwise.hpp"
+
+namespace segloss_cuda_check {
+
+template <class T>
+__global__ void pointwise_compile_check(const T* x, const T* z, T* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  using namespace segloss::pw;
+  const Logit<T> a = logit<T>(x[i]);
+  const LogitWithLog<T> b = logit_with_log<T>(x[i]);
+  out[i] = sigmoid<T>(x[i], a) + sigmoid_complement<T>(x[i], a) + sigmoid_grad<T>(a) +
+           log1p_unit<T>(b) + bce_logits_value<T>(x[i], z[i], T(2), b) +
+           bce_logits_grad<T>(x[i], z[i], T(2), b);
+}
+
+}  // namespace segloss_cuda_check
+
+template __global__ void segloss_cuda_check::pointwise_compile_check<float>(const float*,
+                                                                            const float*, float*,
+                                                                            int);
+template __global__ void segloss_cuda_check::pointwise_compile_check<double>(const double*,
+                                                                             const double*, double*,
+                                                                             int);

@@ -1,0 +1,140 @@
+"""PyTorch CPU reference timings for the cases of segloss-bench (bench/segloss_bench.cpp).
+
+What it measures: on float32 logits of shape (8,1,512,512) with a binary target, the median
+wall time of one forward + backward (gradient to the logits) of
+  - bce_with_logits            F.binary_cross_entropy_with_logits(x, t), mean reduction
+  - bce_with_logits_weighted   the same with weight= a per-pixel tensor w = 1 + 2*t
+  - soft_dice                  the Carvana SoftDiceLoss written in torch: p = sigmoid(x);
+                               per image I = sum p*t, P = sum p, G = sum t;
+                               score = (2*I + 1e-5) / (P + G + 1e-5); loss = 1 - score.mean()
+                               (the smooth terms of segloss's defaults, smooth_nr = smooth_dr = 1e-5)
+  - bce_with_logits+soft_dice  the sum of the two losses, then one backward
+at each thread count of --threads (torch.set_num_threads; interop threads fixed to 1).
+The data follow segloss_bench.cpp's pattern: logits ~ normal(0, 3) from a fixed seed (7; torch's
+generator, so the values are not bit-identical to the C++ std::mt19937 draw) and the target
+((i/512/128 + i%512/128) % 2) over the flattened index. Each case runs 3 warm-up iterations, then
+--reps timed ones (time.perf_counter); the median is reported. Before each iteration the
+logits' .grad is set to None, so every backward allocates and writes a fresh gradient.
+
+Output: one JSON object per line on stdout, with the keys
+  {"name", "shape", "device", "threads", "median_ms", "impl"}
+and, on stderr, the torch version and the first lines of torch.__config__.parallel_info().
+
+Run it with the system interpreter, which has Debian's python3-torch (the python3 on PATH has no
+torch):
+    /usr/bin/python3 bench/compare_pytorch.py --threads 1,2 [--reps 25] [--filter name]
+
+bench/RESULTS.md divides these medians by segloss-bench's median_ms for the same name and thread
+count (the speed-up of segloss's fused value_and_grad over the PyTorch formulation).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+SHAPE = (8, 1, 512, 512)
+SMOOTH_NR = 1e-5
+SMOOTH_DR = 1e-5
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    ap.add_argument("--reps", type=int, default=25, help="timed iterations (default 25, at least 3)")
+    ap.add_argument("--filter", default="", help="run only the cases whose name contains this")
+    a = ap.parse_args()
+    a.threads = [int(s) for s in a.threads.split(",") if s.strip()]
+    a.reps = max(3, a.reps)
+    return a
+
+
+def make_data():
+    n = 1
+    for d in SHAPE:
+        n *= d
+    gen = torch.Generator().manual_seed(7)
+    x = torch.normal(0.0, 3.0, size=SHAPE, generator=gen, dtype=torch.float32)
+    i = torch.arange(n, dtype=torch.int64)
+    t = ((i // 512 // 128 + i % 512 // 128) % 2).to(torch.float32).reshape(SHAPE)
+    w = 1.0 + 2.0 * (t > 0.5).to(torch.float32)
+    return x.contiguous(), t.contiguous(), w.contiguous()
+
+
+def soft_dice_loss(logits, targets):
+    # The historical Carvana SoftDiceLoss, with segloss's default smooth terms.
+    num = logits.size(0)
+    probs = torch.sigmoid(logits)
+    m1 = probs.view(num, -1)
+    m2 = targets.view(num, -1)
+    intersection = (m1 * m2).sum(1)
+    score = (2.0 * intersection + SMOOTH_NR) / (m1.sum(1) + m2.sum(1) + SMOOTH_DR)
+    return 1.0 - score.mean()
+
+
+def median_ms(reps, work):
+    for _ in range(3):  # warm-up: allocator, caches, thread pool
+        work()
+    ms = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        work()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ms)
+
+
+def main():
+    args = parse_args()
+    torch.set_num_interop_threads(1)
+    print("torch", torch.__version__, file=sys.stderr)
+    for line in torch.__config__.parallel_info().splitlines()[:6]:
+        print(line, file=sys.stderr)
+
+    x, t, w = make_data()
+    x.requires_grad_(True)
+
+    def step(loss_fn):
+        def work():
+            x.grad = None
+            loss = loss_fn()
+            loss.backward()
+        return work
+
+    cases = [
+        ("bce_with_logits",
+         "F.binary_cross_entropy_with_logits(x, t) mean; backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t)),
+        ("bce_with_logits_weighted",
+         "F.binary_cross_entropy_with_logits(x, t, weight=1+2t) mean; backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)),
+        ("soft_dice",
+         "Carvana SoftDiceLoss: sigmoid, per-image sums, 1-((2I+1e-5)/(P+G+1e-5)).mean(); backward",
+         lambda: soft_dice_loss(x, t)),
+        ("bce_with_logits+soft_dice",
+         "F.binary_cross_entropy_with_logits(x, t) + SoftDiceLoss; one backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t) + soft_dice_loss(x, t)),
+    ]
+
+    shape_str = "(" + ",".join(str(d) for d in SHAPE) + ")"
+    for name, impl, loss_fn in cases:
+        if args.filter and args.filter not in name:
+            continue
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            ms = median_ms(args.reps, step(loss_fn))
+            print(json.dumps({
+                "name": name,
+                "shape": shape_str,
+                "device": "cpu",
+                "threads": threads,
+                "median_ms": round(ms, 3),
+                "impl": impl,
+            }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
