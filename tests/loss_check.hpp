@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "helpers.hpp"
@@ -22,29 +23,39 @@ inline double dot(const Tensor<double>& a, const Tensor<double>& b) {
   return s;
 }
 
+// The finite difference's own error is the rounding of f, about 1e-16 |f| summed over its
+// terms, divided by eps: the absolute tolerance allows ten times that (1e-15 scale / eps),
+// where scale is the sum of the magnitudes of the terms of f.
+inline GradcheckOptions fd_options(int64_t samples, double eps, double scale) {
+  GradcheckOptions o;
+  o.samples = samples;
+  o.eps = eps;
+  o.atol = 1e-8 + 1e-15 * scale / eps;
+  return o;
+}
+
 // `fused` may be empty (reduction none). `samples` = 0 checks every element. Inputs of many
 // elements need a larger eps: the rounding error of the summed loss, divided by eps, must stay
 // well below the gradient's entries (about 1/numel for a mean).
 inline void check_loss_gradients(const Tensor<double>& x, const Forward& forward,
                                  const Backward& backward, const Fused& fused, int64_t samples = 0,
                                  double eps = 1e-6) {
-  GradcheckOptions o;
-  o.samples = samples;
-  o.eps = eps;
   const Tensor<double> y = forward(x);
   const auto grad_out = randn<double>(y.shape(), 99);
   const auto g = backward(x, grad_out);
   REQUIRE(g.shape() == x.shape());
-  const auto rb =
-      gradcheck([&](const Tensor<double>& v) { return dot(forward(v), grad_out); }, x, g, o);
+  double scale = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) scale += std::fabs(y[i] * grad_out[i]);
+  const auto rb = gradcheck([&](const Tensor<double>& v) { return dot(forward(v), grad_out); }, x,
+                            g, fd_options(samples, eps, scale));
   INFO("backward: ", rb.summary());
   CHECK(rb.passed);
   if (fused) {
     REQUIRE(y.numel() == 1);
     const auto vg = fused(x);
     CHECK(vg.value == doctest::Approx(y[0]).epsilon(1e-14));
-    const auto rf =
-        gradcheck([&](const Tensor<double>& v) { return forward(v)[0]; }, x, vg.grad, o);
+    const auto rf = gradcheck([&](const Tensor<double>& v) { return forward(v)[0]; }, x, vg.grad,
+                              fd_options(samples, eps, std::fabs(y[0])));
     INFO("value_and_grad: ", rf.summary());
     CHECK(rf.passed);
   }

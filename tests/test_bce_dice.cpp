@@ -2,6 +2,8 @@
 // finite differences, and its own bad-input checks.
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include "loss_check.hpp"
 
 using namespace segloss;
@@ -29,7 +31,7 @@ TEST_CASE("bce_dice: equals bce_weight * bce_with_logits + dice_weight * soft_di
       for (Reduction r : {Reduction::mean, Reduction::sum}) {
         CAPTURE(plain);
         CAPTURE(per_image);
-        INFO("reduction ", reduction_name(r));
+        INFO("reduction ", std::string(reduction_name(r)));
         BceDiceOptions<double> o = plain ? BceDiceOptions<double>{} : options_with_everything();
         o.dice.per_image = per_image;
         o.bce.reduction = r;

@@ -2,6 +2,8 @@
 // math, values against a direct (unsimplified) formula, and bad input.
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include <cmath>
 
 #include "loss_check.hpp"
@@ -20,7 +22,7 @@ double direct(double x, double z, double w, double pw) {
 void check_all_reductions(const Tensor<double>& x, const Tensor<double>& z,
                           BceWithLogitsOptions<double> o, int64_t samples = 0, double eps = 1e-6) {
   for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    INFO("reduction ", reduction_name(r));
+    INFO("reduction ", std::string(reduction_name(r)));
     o.reduction = r;
     check_loss_gradients(
         x, [&](const Tensor<double>& v) { return bce_with_logits(v, z, o); },

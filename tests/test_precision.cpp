@@ -2,6 +2,8 @@
 // for the gradient (max-norm relative).
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include <algorithm>
 #include <cmath>
 
@@ -36,7 +38,7 @@ TEST_CASE("precision: bce_with_logits float32 vs double") {
   const auto xf = testing::cast<float>(xd), zf = testing::cast<float>(zd),
              wf = testing::cast<float>(wd);
   for (Reduction r : {Reduction::mean, Reduction::sum}) {
-    INFO("reduction ", reduction_name(r));
+    INFO("reduction ", std::string(reduction_name(r)));
     BceWithLogitsOptions<double> od;
     BceWithLogitsOptions<float> of;
     od.reduction = r;

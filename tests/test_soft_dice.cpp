@@ -2,6 +2,8 @@
 // values against a direct computation, the empty-mask behaviour, and bad input.
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include <cmath>
 
 #include "loss_check.hpp"
@@ -14,7 +16,7 @@ namespace {
 void check_all_reductions(const Tensor<double>& x, const Tensor<double>& t, SoftDiceOptions o,
                           int64_t samples = 0, double eps = 1e-6) {
   for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    INFO("reduction ", reduction_name(r));
+    INFO("reduction ", std::string(reduction_name(r)));
     o.reduction = r;
     check_loss_gradients(
         x, [&](const Tensor<double>& v) { return soft_dice(v, t, o); },
