@@ -53,6 +53,9 @@ def parse_args():
     return a
 
 
+CE_SHAPE = (8, 21, 512, 512)
+
+
 def make_data():
     n = 1
     for d in SHAPE:
@@ -120,12 +123,36 @@ def main():
     ]
 
     shape_str = "(" + ",".join(str(d) for d in SHAPE) + ")"
+    run_cases(args, cases, step, shape_str, args.reps)
+
+    # Multi-class: F.cross_entropy on (8,21,512,512) float32 logits and int64 labels, the same
+    # data as segloss-bench (labels (i / 64) % 21 over the flattened (N,H,W) index).
+    if not args.filter or args.filter in "cross_entropy":
+        n, c, h, w_ = CE_SHAPE
+        gen = torch.Generator().manual_seed(7)
+        xc = torch.normal(0.0, 3.0, size=CE_SHAPE, generator=gen, dtype=torch.float32)
+        xc.requires_grad_(True)
+        y = ((torch.arange(n * h * w_, dtype=torch.int64) // 64) % c).reshape(n, h, w_)
+
+        def ce_step(loss_fn):
+            def work():
+                xc.grad = None
+                loss_fn().backward()
+            return work
+
+        ce_cases = [("cross_entropy", "F.cross_entropy(x, y) mean; backward",
+                     lambda: F.cross_entropy(xc, y))]
+        run_cases(args, ce_cases, ce_step, "(" + ",".join(str(d) for d in CE_SHAPE) + ")",
+                  max(5, args.reps // 3))
+
+
+def run_cases(args, cases, step, shape_str, reps):
     for name, impl, loss_fn in cases:
         if args.filter and args.filter not in name:
             continue
         for threads in args.threads:
             torch.set_num_threads(threads)
-            ms = median_ms(args.reps, step(loss_fn))
+            ms = median_ms(reps, step(loss_fn))
             print(json.dumps({
                 "name": name,
                 "shape": shape_str,

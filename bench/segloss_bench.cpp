@@ -85,6 +85,58 @@ void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
   }
 }
 
+void print_line(const std::string& name, const Shape& shape, int threads, double ms, double floor,
+                int64_t pixels) {
+  std::printf(
+      "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
+      "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.2f, \"mpix_per_s\": %.1f}\n",
+      name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
+      static_cast<double>(pixels) / (ms * 1e3));
+  std::fflush(stdout);
+}
+
+// cross_entropy on (8,21,512,512) float32 logits and int64 labels (i / 64) % 21. Its floor
+// reads the logits and the labels once and writes one array the size of the logits, in
+// blocks of pixels as the kernel does (the labels of a block stay in L1).
+void bench_cross_entropy(const Args& args) {
+  const Shape shape{8, 21, 512, 512};
+  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
+       out = Tensor<float>::empty(shape);
+  auto y = Tensor<int64_t>::empty(shape.without(1));
+  for (auto& v : x) v = normal(rng);
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i / 64) % c;
+  volatile double sink = 0;
+  const int reps = std::max(5, args.reps / 3);
+  constexpr int64_t kBlock = 4096;
+  const auto floor_loop = [&] {
+    const int64_t blocks = n * ((px + kBlock - 1) / kBlock);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t img = b / ((px + kBlock - 1) / kBlock);
+      const int64_t s0 = (b % ((px + kBlock - 1) / kBlock)) * kBlock,
+                    s1 = std::min(px, s0 + kBlock);
+      const int64_t* lab = y.data() + img * px;
+      for (int64_t k = 0; k < c; ++k) {
+        const float* xs = x.data() + (img * c + k) * px;
+        float* os = out.data() + (img * c + k) * px;
+        for (int64_t s = s0; s < s1; ++s) os[s] = xs[s] + static_cast<float>(lab[s]);
+      }
+    }
+  };
+  for (int threads : args.threads) {
+    set_num_threads(threads);
+    const double ms =
+        median_ms(reps, [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); });
+    const double floor = median_ms(reps, floor_loop);
+    print_line("cross_entropy", shape, threads, ms, floor, n * px);
+  }
+}
+
 struct Case {
   std::string name;
   std::vector<const float*> inputs;  // what the loss reads, for the floor
@@ -133,14 +185,10 @@ int main(int argc, char** argv) {
       set_num_threads(threads);
       const double ms = median_ms(args.reps, c.run);
       const double floor = median_ms(args.reps, [&] { stream(c.inputs, out.data(), n); });
-      std::printf(
-          "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
-          "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.2f, \"mpix_per_s\": "
-          "%.1f}\n",
-          c.name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
-          static_cast<double>(n) / (ms * 1e3));
-      std::fflush(stdout);
+      print_line(c.name, shape, threads, ms, floor, n);
     }
   }
+  if (args.filter.empty() || std::string("cross_entropy").find(args.filter) != std::string::npos)
+    bench_cross_entropy(args);
   return 0;
 }

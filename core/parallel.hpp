@@ -22,6 +22,7 @@ namespace detail {
 constexpr int64_t kChunk = 16384;
 
 struct Chunk {
+  int64_t index;  // which chunk, in the grid's order
   int64_t plane;  // which plane
   int64_t begin;  // first element, as a linear index into the whole tensor
   int64_t end;    // one past the last element
@@ -41,7 +42,7 @@ class ChunkGrid {
   Chunk operator[](int64_t c) const {
     const int64_t plane = c / per_plane_;
     const int64_t first = plane * plane_size_ + (c % per_plane_) * kChunk;
-    return {plane, first, std::min(first + kChunk, (plane + 1) * plane_size_)};
+    return {c, plane, first, std::min(first + kChunk, (plane + 1) * plane_size_)};
   }
 
  private:

@@ -27,6 +27,8 @@ struct ScalarMath {
     return c;
   }  // the value with every lane equal to c
   static SEGLOSS_HD SEGLOSS_INLINE T exp(T x) { return ::exp(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE T log(T x) { return ::log(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE T min(T a, T b) { return a < b ? a : b; }
   static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
   static SEGLOSS_HD SEGLOSS_INLINE T max(T a, T b) {
@@ -39,6 +41,7 @@ struct ScalarMath {
 template <>
 struct Math<float> : ScalarMath<float> {
   static SEGLOSS_HD SEGLOSS_INLINE float exp(float x) { return ::expf(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE float log(float x) { return ::logf(x); }
 };
 template <>
 struct Math<double> : ScalarMath<double> {};
@@ -149,6 +152,38 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_logits_grad(V x, V z, typename M::Scalar pw, const Logit<V>& l) {
   using T = typename M::Scalar;
   return (T(1) - z) * sigmoid<V, M>(x, l) - (pw * z) * sigmoid_complement<V, M>(x, l);
+}
+
+// Cross-entropy of one pixel with hard label y over C classes (losses/cross_entropy.hpp), from
+// lse = log sum_c exp(x_c) and the sums the caller gathered: x_y, w_y, and
+// sum_c w_c x_c (only read when eps > 0). W = sum_c w_c.
+//   l = (1 - eps) w_y (lse - x_y) + (eps / C) (W lse - sum_c w_c x_c)
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_loss(V lse, V x_y, V w_y, V wx_sum,
+                                               typename M::Scalar eps,
+                                               typename M::Scalar eps_over_c,
+                                               typename M::Scalar w_total) {
+  using T = typename M::Scalar;
+  return (T(1) - eps) * w_y * (lse - x_y) + eps_over_c * (w_total * lse - wx_sum);
+}
+
+// Its derivative in x_c, with p_c = exp(x_c - lse) and delta = [c = y]:
+//   (1 - eps) w_y (p_c - delta) + (eps / C) (p_c W - w_c)
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_grad(V p_c, V delta, V w_y, typename M::Scalar w_c,
+                                               typename M::Scalar eps,
+                                               typename M::Scalar eps_over_c,
+                                               typename M::Scalar w_total) {
+  using T = typename M::Scalar;
+  return (T(1) - eps) * w_y * (p_c - delta) + eps_over_c * (w_total * p_c - w_c);
+}
+
+// [c = y] for labels held as floating-point integers: 1 - |y - c|, clamped at 0, is exact for
+// them and needs no comparison (which Eigen 3.4 would evaluate lane by lane).
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V label_indicator(V label, typename M::Scalar c) {
+  using T = typename M::Scalar;
+  return M::max(T(1) - M::abs(label - c), M::splat(T(0)));
 }
 
 }  // namespace pw

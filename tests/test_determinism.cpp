@@ -74,6 +74,17 @@ TEST_CASE("determinism: bce_dice with weights, across thread counts") {
   check_thread_invariance([&] { return bce_dice_value_and_grad(x, t, o); });
 }
 
+TEST_CASE("determinism: cross_entropy with weight, smoothing and ignored pixels") {
+  const Shape s{2, 5, 150, 130};  // 2 chunks per image
+  const auto x = testing::randn<float>(s, 14, 3.0);
+  auto y = Tensor<int64_t>::empty({2, 150, 130});
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = i % 7 == 0 ? -100 : (i * 31) % 5;
+  CrossEntropyOptions<float> o;
+  o.weight = Tensor<float>::from({0.5f, 2.f, 1.f, 3.f, 0.25f}, {5});
+  o.label_smoothing = 0.1;
+  check_thread_invariance([&] { return cross_entropy_value_and_grad(x, y, o); });
+}
+
 TEST_CASE("determinism: the chunked reduction does not depend on the thread count") {
   // A sum whose float rounding would change with any change of grouping.
   const Shape s{1, 1, 1000003};

@@ -80,3 +80,18 @@ TEST_CASE("precision: bce_dice float32 vs double") {
     return std::pair{bce_dice_value_and_grad(xf, tf, of), bce_dice_value_and_grad(xd, td, od)};
   });
 }
+
+TEST_CASE("precision: cross_entropy float32 vs double (21 classes)") {
+  const Shape s{2, 21, 160, 160};  // 1,075,200 logits
+  const auto xd = testing::randn<double>(s, 8, 3.0);
+  const auto xf = testing::cast<float>(xd);
+  auto y = Tensor<int64_t>::empty({2, 160, 160});
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = i % 11 == 0 ? -100 : (i * 7) % 21;
+  CrossEntropyOptions<double> od;
+  CrossEntropyOptions<float> of;
+  od.label_smoothing = of.label_smoothing = 0.1;
+  compare([&] {
+    return std::pair{cross_entropy_value_and_grad(xf, y, of),
+                     cross_entropy_value_and_grad(xd, y, od)};
+  });
+}

@@ -133,8 +133,8 @@ struct Math<cpu::Packet<T>> {
 #endif
     return x.exp();
   }
-  static SEGLOSS_INLINE V log1p(const V& x) {
-    return x.log1p();
+  static SEGLOSS_INLINE V log(const V& x) {
+    return x.log();
   }
   static SEGLOSS_INLINE V abs(const V& x) {
     return x.abs();
@@ -144,6 +144,9 @@ struct Math<cpu::Packet<T>> {
   }
   static SEGLOSS_INLINE V max(const V& a, const V& b) {
     return a.max(b);
+  }
+  static SEGLOSS_INLINE V min(const V& a, const V& b) {
+    return a.min(b);
   }
   // Eigen 3.4 evaluates Select one lane at a time, so blend arithmetically: h is 1 for
   // x >= 2^-100, 0 for x <= 0, and in between only where |x| < 2^-100, where the caller's two

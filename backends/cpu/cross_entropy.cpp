@@ -1,0 +1,210 @@
+// CPU kernels of cross_entropy. The fused pass takes a packet of pixels (consecutive spatial
+// positions of one image) and walks the class axis, whose rows are S elements apart: pass A
+// finds the max and sum of exponentials (keeping exp(x_c - max) in a small per-thread buffer),
+// pass B writes the gradient from them. The logits are read from memory once; the C x lanes
+// buffer stays in L1. Nothing the size of the input is allocated.
+#include "cross_entropy.hpp"
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "../../core/parallel.hpp"
+#include "simd.hpp"
+
+namespace segloss {
+namespace cpu {
+namespace {
+
+template <class T>
+std::vector<T>& exp_buffer() {
+  thread_local std::vector<T> buffer;
+  return buffer;
+}
+
+// Lane access for a packet (P) or a single pixel (T).
+template <class T, class V>
+SEGLOSS_INLINE V load_lanes(const T* p) {
+  if constexpr (std::is_same_v<V, T>)
+    return *p;
+  else
+    return load(p);
+}
+template <class T, class V>
+SEGLOSS_INLINE void store_lanes(T* p, const V& v) {
+  if constexpr (std::is_same_v<V, T>)
+    *p = v;
+  else
+    store(p, v);
+}
+template <class T, class V>
+constexpr int lanes() {
+  if constexpr (std::is_same_v<V, T>)
+    return 1;
+  else
+    return kLanes<T>;
+}
+template <class T, class V>
+SEGLOSS_INLINE T& lane(V& v, int l) {
+  if constexpr (std::is_same_v<V, T>)
+    return v;
+  else
+    return v[l];
+}
+
+// One packet (or pixel) at spatial position s of image n. Returns the sum of its losses.
+template <class T, class L, class V>
+SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e) {
+  using M = Math<V>;
+  constexpr int kW = lanes<T, V>();
+  const int64_t C = a.classes, S = a.pixels;
+  const T* x = a.x + n * C * S + s;  // x[c * S] is class c of these pixels
+  const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / C);
+  const T w_total = static_cast<T>(a.weight_total);
+
+  // Pass A: max, exponentials, their sum, and what the loss gathers.
+  V m = load_lanes<T, V>(x);
+  for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
+  V se = M::splat(T(0)), wx = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) {
+    const V xc = load_lanes<T, V>(x + c * S);
+    const V ec = M::exp(xc - m);
+    store_lanes<T, V>(e + c * kW, ec);
+    se += ec;
+    if (a.eps > 0.0 || a.probs) {
+      // probabilities: wx = sum_c w_c q'_c x_c and (below) wq = sum_c w_c q'_c
+      const T wc = a.weight ? a.weight[c] : T(1);
+      if (a.probs) {
+        const V q = load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c;
+        wx += (wc * q) * xc;
+      } else {
+        wx += wc * xc;
+      }
+    }
+  }
+  const V lse = m + M::log(se);
+  const V inv_se = M::recip(se);
+
+  V loss, upstream = M::splat(T(0));
+  const int64_t pix = n * S + s;
+  if (a.grad)
+    upstream =
+        a.grad_out ? load_lanes<T, V>(a.grad_out + pix) : M::splat(static_cast<T>(a.grad_scale));
+
+  if (a.probs) {
+    V wq = M::splat(T(0));
+    for (int64_t c = 0; c < C; ++c) {
+      const T wc = a.weight ? a.weight[c] : T(1);
+      wq += wc * (load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c);
+    }
+    loss = wq * lse - wx;  // sum_c w_c q'_c (lse - x_c)
+    if (a.grad) {
+      for (int64_t c = 0; c < C; ++c) {
+        const T wc = a.weight ? a.weight[c] : T(1);
+        const V q = load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c;
+        const V p = load_lanes<T, V>(e + c * kW) * inv_se;
+        store_lanes<T, V>(a.grad + n * C * S + c * S + s, upstream * (p * wq - wc * q));
+      }
+    }
+  } else {
+    // Per lane: the label, whether it counts, its weight and its logit.
+    V label, w_y, x_y, counted;
+    for (int l = 0; l < kW; ++l) {
+      const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
+      const bool ok = !a.rule.ignored(y);
+      lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
+      lane<T>(w_y, l) = ok ? (a.weight ? a.weight[y] : T(1)) : T(0);
+      lane<T>(x_y, l) = ok ? x[y * S + l] : T(0);
+      lane<T>(counted, l) = ok ? T(1) : T(0);
+    }
+    loss = counted * pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+    if (a.grad) {
+      const V scale = upstream * counted;
+      for (int64_t c = 0; c < C; ++c) {
+        const T wc = a.weight ? a.weight[c] : T(1);
+        const V p = load_lanes<T, V>(e + c * kW) * inv_se;
+        const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
+        store_lanes<T, V>(
+            a.grad + n * C * S + c * S + s,
+            scale * pw::cross_entropy_grad<V>(p, delta, w_y, wc, eps, eps_over_c, w_total));
+      }
+    }
+  }
+  if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
+  return loss;
+}
+
+template <class T, class L>
+double chunk(const CrossEntropyArgs<T, L>& a, const detail::Chunk& ch) {
+  using P = Packet<T>;
+  std::vector<T>& buffer = exp_buffer<T>();
+  const size_t need = static_cast<size_t>(a.classes * kLanes<T>);
+  if (buffer.size() < need) buffer.resize(need);
+  T* e = buffer.data();
+  const int64_t n = ch.plane, s0 = ch.begin - n * a.pixels, s1 = ch.end - n * a.pixels;
+  double sum = 0.0;
+  int64_t s =
+      s0 + (sum_packets<T, 1>(
+                s0, s1, [&](int64_t j, P* acc) { acc[0] += pixels<T, L, P>(a, n, j, e); }, &sum) -
+            s0);
+  for (; s < s1; ++s) sum += static_cast<double>(pixels<T, L, T>(a, n, s, e));
+  return sum;
+}
+
+}  // namespace
+
+template <class T, class L>
+LabelSums cross_entropy_label_sums(const L* labels, int64_t images, int64_t pixels, int64_t classes,
+                                   const LabelRule& rule, const T* weight) {
+  const detail::ChunkGrid grid(images, pixels);
+  std::vector<LabelSums> per_chunk(static_cast<size_t>(grid.chunks()));
+  detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
+    LabelSums r;
+    for (int64_t i = ch.begin; i < ch.end; ++i) {
+      const int64_t y = static_cast<int64_t>(labels[i]);
+      if (rule.ignored(y)) continue;
+      if (y < 0 || y >= classes) {
+        if (r.first_bad < 0) r.first_bad = i;
+        continue;
+      }
+      r.weight_sum += weight ? static_cast<double>(weight[y]) : 1.0;
+      ++r.count;
+    }
+    per_chunk[static_cast<size_t>(ch.index)] = r;
+  });
+  LabelSums total;  // combined in chunk order: deterministic
+  for (const LabelSums& r : per_chunk) {
+    total.weight_sum += r.weight_sum;
+    total.count += r.count;
+    if (total.first_bad < 0) total.first_bad = r.first_bad;
+  }
+  return total;
+}
+
+template <class T, class L>
+double cross_entropy(const CrossEntropyArgs<T, L>& a) {
+  const detail::ChunkGrid grid(a.images, a.pixels);
+  if (!a.want_sum) {
+    detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { chunk(a, ch); });
+    return 0.0;
+  }
+  double total = 0.0;
+  detail::reduce_all<1>(
+      grid, [&](const detail::Chunk& ch, double* acc) { acc[0] += chunk(a, ch); }, &total);
+  return total;
+}
+
+#define SEGLOSS_INSTANTIATE(T, L)                                                        \
+  template LabelSums cross_entropy_label_sums<T, L>(const L*, int64_t, int64_t, int64_t, \
+                                                    const LabelRule&, const T*);         \
+  template double cross_entropy<T, L>(const CrossEntropyArgs<T, L>&);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace segloss

@@ -1,0 +1,185 @@
+// cross_entropy: argument checks, the label pass (validation and the mean's divisor), then the
+// fused kernel for the tensors' device.
+#include "cross_entropy.hpp"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <type_traits>
+
+#include "../backends/cpu/cross_entropy.hpp"
+#include "../core/checks.hpp"
+
+namespace segloss {
+namespace {
+
+template <class T, class L>
+struct Prepared {
+  cpu::CrossEntropyArgs<T, L> args;
+  Shape values_shape;  // the per-pixel loss: (N, spatial...)
+  double divisor = 0;  // of the mean
+};
+
+// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
+std::string position(const Shape& s, int64_t i) {
+  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    idx[static_cast<size_t>(d)] = i % s[d];
+    i /= s[d];
+  }
+  std::ostringstream os;
+  os << '(';
+  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
+  os << ')';
+  return os.str();
+}
+
+template <class T, class L>
+Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                       const CrossEntropyOptions<T>& o) {
+  constexpr bool kSoft = std::is_floating_point_v<L>;
+  detail::check_image(fn, "logits", logits);
+  const Shape& s = logits.shape();
+  const int64_t n = s[0], c = s[1], pixels = s.numel_from(2);
+  SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
+  detail::check_on_cpu(fn, "target", target);
+  if constexpr (kSoft) {
+    SEGLOSS_CHECK(target.shape() == s, fn, "target ", target.shape(),
+                  " (probabilities) does not match logits ", s);
+  } else {
+    SEGLOSS_CHECK(target.shape() == s.without(1), fn, "target ", target.shape(),
+                  " does not match logits ", s, " without the class axis");
+  }
+  SEGLOSS_CHECK(
+      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
+      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
+  Prepared<T, L> p;
+  auto& a = p.args;
+  a.x = logits.data();
+  a.images = n;
+  a.classes = c;
+  a.pixels = pixels;
+  a.eps = o.label_smoothing;
+  a.rule.ignore_index = o.ignore_index;
+  a.rule.ignore_negative = o.ignore_negative;
+  a.weight_total = static_cast<double>(c);
+  if (o.weight.defined()) {
+    detail::check_on_cpu(fn, "weight", o.weight);
+    SEGLOSS_CHECK(o.weight.numel() == c, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
+                  " values; expected one per class (", c, ") of logits ", s);
+    a.weight = o.weight.data();
+    a.weight_total = 0.0;
+    for (int64_t k = 0; k < c; ++k) a.weight_total += static_cast<double>(a.weight[k]);
+  }
+  p.values_shape = s.without(1);
+  if constexpr (kSoft) {
+    a.probs = target.data();
+    p.divisor = static_cast<double>(n * pixels);
+  } else {
+    a.labels = target.data();
+    const auto sums = cpu::cross_entropy_label_sums(a.labels, n, pixels, c, a.rule, a.weight);
+    if (sums.first_bad >= 0) {
+      const int64_t i = sums.first_bad;
+      detail::fail(fn, "target has label ", static_cast<int64_t>(a.labels[i]), " at ",
+                   position(p.values_shape, i), ", outside [0, ", c, ") and not ignore_index ",
+                   o.ignore_index, o.ignore_negative ? " (negative labels are ignored)" : "");
+    }
+    p.divisor =
+        o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);
+  }
+  return p;
+}
+
+// The factor of the mean: 1/divisor, or what an empty divisor gives by the options.
+template <class T>
+double mean_factor(double divisor, const CrossEntropyOptions<T>& o, bool for_gradient) {
+  if (divisor != 0.0) return 1.0 / divisor;
+  if (for_gradient || o.all_ignored == AllIgnored::zero) return 0.0;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+template <class T>
+double reduce(double sum, double divisor, const CrossEntropyOptions<T>& o) {
+  if (o.reduction == Reduction::sum) return sum;
+  const double f = mean_factor(divisor, o, false);
+  return std::isnan(f) ? f : sum * f;
+}
+
+}  // namespace
+
+template <class T, class L>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
+                        const CrossEntropyOptions<T>& options) {
+  auto p = prepare("cross_entropy", logits, target, options);
+  if (options.reduction == Reduction::none) {
+    Tensor<T> out = Tensor<T>::empty(p.values_shape);
+    p.args.loss = out.data();
+    cpu::cross_entropy(p.args);
+    return out;
+  }
+  p.args.want_sum = true;
+  const double sum = cpu::cross_entropy(p.args);
+  return Tensor<T>::full(Shape{}, static_cast<T>(reduce(sum, p.divisor, options)));
+}
+
+template <class T, class L>
+Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<L>& target,
+                                 const Tensor<T>& grad_out, const CrossEntropyOptions<T>& options) {
+  const char* fn = "cross_entropy_backward";
+  auto p = prepare(fn, logits, target, options);
+  const bool scalar = options.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, p.values_shape);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  p.args.grad = grad.data();
+  if (!scalar)
+    p.args.grad_out = grad_out.data();
+  else
+    p.args.grad_scale =
+        static_cast<double>(grad_out[0]) *
+        (options.reduction == Reduction::sum ? 1.0 : mean_factor(p.divisor, options, true));
+  cpu::cross_entropy(p.args);
+  return grad;
+}
+
+template <class T, class L>
+double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                    Tensor<T>& grad, const CrossEntropyOptions<T>& options) {
+  const char* fn = "cross_entropy_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use cross_entropy and "
+                "cross_entropy_backward");
+  auto p = prepare(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  p.args.want_sum = true;
+  p.args.grad = grad.data();
+  p.args.grad_scale =
+      options.reduction == Reduction::sum ? 1.0 : mean_factor(p.divisor, options, true);
+  return reduce(cpu::cross_entropy(p.args), p.divisor, options);
+}
+
+template <class T, class L>
+ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                             const CrossEntropyOptions<T>& options) {
+  ValueAndGrad<T> r;
+  r.value = cross_entropy_value_and_grad(logits, target, r.grad, options);
+  return r;
+}
+
+#define SEGLOSS_INSTANTIATE(T, L)                                                                 \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<L>&,                            \
+                                   const CrossEntropyOptions<T>&);                                \
+  template Tensor<T> cross_entropy_backward(const Tensor<T>&, const Tensor<L>&, const Tensor<T>&, \
+                                            const CrossEntropyOptions<T>&);                       \
+  template double cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
+                                               const CrossEntropyOptions<T>&);                    \
+  template ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
+                                                        const CrossEntropyOptions<T>&);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+
+}  // namespace segloss

@@ -1,0 +1,215 @@
+// cross_entropy: gradients against finite differences for every option that changes the math,
+// values against a direct log-softmax computation, the label policies, and bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+
+#include "loss_check.hpp"
+
+using namespace segloss;
+using testing::check_loss_gradients;
+
+namespace {
+
+// Labels in [0, C), with about `ignored` of them set to `ignore` (a value outside [0, C)).
+template <class L>
+Tensor<L> labels(const Shape& s, int64_t classes, uint64_t seed, double ignored = 0.0,
+                 int64_t ignore = -100) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+  std::bernoulli_distribution skip(ignored);
+  auto t = Tensor<L>::empty(s);
+  for (auto& v : t) v = static_cast<L>(skip(rng) ? ignore : pick(rng));
+  return t;
+}
+
+// Softmax probabilities over the class axis of random logits.
+Tensor<double> probabilities(const Shape& s, uint64_t seed) {
+  auto q = testing::randn<double>(s, seed, 1.5);
+  const int64_t n = s[0], c = s[1], px = s.numel_from(2);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < px; ++j) {
+      double z = 0;
+      for (int64_t k = 0; k < c; ++k) z += std::exp(q[(i * c + k) * px + j]);
+      for (int64_t k = 0; k < c; ++k)
+        q[(i * c + k) * px + j] = std::exp(q[(i * c + k) * px + j]) / z;
+    }
+  return q;
+}
+
+template <class L>
+void check_all_reductions(const Tensor<double>& x, const Tensor<L>& t,
+                          CrossEntropyOptions<double> o) {
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    INFO("reduction ", std::string(reduction_name(r)));
+    o.reduction = r;
+    check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return cross_entropy(v, t, o); },
+        [&](const Tensor<double>& v, const Tensor<double>& go) {
+          return cross_entropy_backward(v, t, go, o);
+        },
+        r == Reduction::none ? testing::Fused{} : testing::Fused([&](const Tensor<double>& v) {
+          return cross_entropy_value_and_grad(v, t, o);
+        }));
+  }
+}
+
+// The loss straight from a log-softmax, for hard labels (PyTorch's definition).
+double direct(const Tensor<double>& x, const Tensor<int64_t>& y,
+              const CrossEntropyOptions<double>& o) {
+  const int64_t n = x.size(0), c = x.size(1), px = x.shape().numel_from(2);
+  double sum = 0, div = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < px; ++j) {
+      const int64_t label = y[i * px + j];
+      if (label == o.ignore_index || (o.ignore_negative && label < 0)) continue;
+      double z = 0;
+      for (int64_t k = 0; k < c; ++k) z += std::exp(x[(i * c + k) * px + j]);
+      const auto logp = [&](int64_t k) { return x[(i * c + k) * px + j] - std::log(z); };
+      const auto w = [&](int64_t k) { return o.weight.defined() ? o.weight[k] : 1.0; };
+      double smooth = 0;
+      for (int64_t k = 0; k < c; ++k) smooth += -w(k) * logp(k);
+      const double eps = o.label_smoothing;
+      sum += (1 - eps) * -w(label) * logp(label) + eps / c * smooth;
+      div += o.mean_over == MeanOver::weights ? w(label) : 1.0;
+    }
+  return o.reduction == Reduction::sum ? sum : sum / div;
+}
+
+}  // namespace
+
+TEST_CASE("cross_entropy: gradcheck, hard labels, 1D/2D/3D, C = 1, 2, 5, 21") {
+  for (const Shape& s : {Shape{2, 5, 4, 3}, Shape{2, 3, 2, 3, 4}, Shape{3, 4, 7}, Shape{2, 1, 6},
+                         Shape{2, 2, 5, 3}, Shape{1, 21, 3, 2}}) {
+    CAPTURE(s);
+    check_all_reductions(testing::randn<double>(s, 1, 2.0), labels<int64_t>(s.without(1), s[1], 2),
+                         {});
+  }
+}
+
+TEST_CASE("cross_entropy: gradcheck, weight, ignore_index, label smoothing and their mix") {
+  const Shape s{2, 5, 4, 3};
+  const auto x = testing::randn<double>(s, 3, 2.0);
+  const auto y = labels<int64_t>(s.without(1), 5, 4, 0.25);
+  const auto y255 = labels<int32_t>(s.without(1), 5, 4, 0.25, 255);
+  CrossEntropyOptions<double> o;
+  check_all_reductions(x, y, o);
+  o.weight = Tensor<double>::from({0.5, 2.0, 1.0, 3.0, 0.25}, {5});
+  check_all_reductions(x, y, o);
+  o.label_smoothing = 0.2;
+  check_all_reductions(x, y, o);
+  o.weight = {};
+  check_all_reductions(x, y, o);
+  o.ignore_index = 255;
+  check_all_reductions(x, y255, o);
+}
+
+TEST_CASE("cross_entropy: gradcheck, probability targets with weight and smoothing") {
+  const Shape s{2, 4, 3, 5};
+  const auto x = testing::randn<double>(s, 5, 2.0);
+  const auto q = probabilities(s, 6);
+  CrossEntropyOptions<double> o;
+  check_all_reductions(x, q, o);
+  o.weight = Tensor<double>::from({0.5, 2.0, 1.0, 3.0}, {4});
+  o.label_smoothing = 0.1;
+  check_all_reductions(x, q, o);
+}
+
+TEST_CASE("cross_entropy: gradcheck, the pytorch-fcn preset") {
+  const Shape s{2, 3, 4, 4};
+  auto o = CrossEntropyOptions<double>::pytorch_fcn();
+  o.weight = Tensor<double>::from({0.5, 2.0, 1.0}, {3});
+  check_all_reductions(testing::randn<double>(s, 7, 2.0),
+                       labels<int64_t>(s.without(1), 3, 8, 0.3, -1), o);
+}
+
+TEST_CASE("cross_entropy: values match a direct log-softmax, every option") {
+  const Shape s{2, 5, 3, 4};
+  const auto x = testing::randn<double>(s, 9, 3.0);
+  const auto y = labels<int64_t>(s.without(1), 5, 10, 0.2);
+  for (int variant = 0; variant < 6; ++variant) {
+    CAPTURE(variant);
+    CrossEntropyOptions<double> o;
+    if (variant & 1) o.weight = Tensor<double>::from({0.5, 2.0, 1.0, 3.0, 0.25}, {5});
+    if (variant & 2) o.label_smoothing = 0.3;
+    if (variant & 4) o.mean_over = MeanOver::valid_pixels;
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+      o.reduction = r;
+      CHECK(cross_entropy(x, y, o)[0] == doctest::Approx(direct(x, y, o)).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("cross_entropy: int32 and int64 labels give the same bits") {
+  const Shape s{2, 4, 5, 5};
+  const auto x = testing::randn<float>(s, 11, 3.0);
+  const auto y64 = labels<int64_t>(s.without(1), 4, 12, 0.1);
+  auto y32 = Tensor<int32_t>::empty(y64.shape());
+  for (int64_t i = 0; i < y64.numel(); ++i) y32[i] = static_cast<int32_t>(y64[i]);
+  const auto a = cross_entropy_value_and_grad(x, y64), b = cross_entropy_value_and_grad(x, y32);
+  CHECK(a.value == b.value);
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(a.grad[i] == b.grad[i]);
+}
+
+TEST_CASE("cross_entropy: every pixel ignored") {
+  const Shape s{1, 3, 2, 2};
+  const auto x = testing::randn<double>(s, 13);
+  const auto y = Tensor<int64_t>::full({1, 2, 2}, -100);
+  CrossEntropyOptions<double> o;
+  auto vg = cross_entropy_value_and_grad(x, y, o);
+  CHECK(vg.value == 0.0);
+  for (double g : vg.grad) CHECK(g == 0.0);
+  o.all_ignored = AllIgnored::nan;  // PyTorch: NaN loss, zero gradient
+  vg = cross_entropy_value_and_grad(x, y, o);
+  CHECK(std::isnan(vg.value));
+  for (double g : vg.grad) CHECK(g == 0.0);
+  o.reduction = Reduction::sum;
+  CHECK(cross_entropy(x, y, o)[0] == 0.0);
+}
+
+TEST_CASE("cross_entropy: large logits stay finite; NaN stays in its pixel") {
+  auto x = Tensor<double>::from({1e4, -1e4, 0, -1e4, 1e4, 0}, {1, 3, 2});
+  const auto y = Tensor<int64_t>::from({0, 2}, {1, 2});
+  const auto vg = cross_entropy_value_and_grad(x, y);
+  CHECK(vg.value == doctest::Approx(1e4 / 2));  // pixel 0: 0; pixel 1: 1e4
+  for (double g : vg.grad) CHECK(std::isfinite(g));
+  x[0] = NAN;
+  const auto n = cross_entropy_value_and_grad(x, y);
+  CHECK(std::isnan(n.value));
+  CHECK(std::isnan(n.grad[0]));
+  CHECK(std::isfinite(n.grad[1]));
+}
+
+TEST_CASE("cross_entropy: bad input names the function, argument and values") {
+  const Shape s{2, 3, 4, 4};
+  const auto x = testing::randn<double>(s, 14);
+  auto y = labels<int64_t>({2, 4, 4}, 3, 15);
+  y[1 * 16 + 2 * 4 + 3] = 7;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, y),
+                       "cross_entropy: target has label 7 at (1,2,3), outside [0, 3) and not "
+                       "ignore_index -100",
+                       Error);
+  y[1 * 16 + 2 * 4 + 3] = -1;
+  CHECK_THROWS_AS(cross_entropy(x, y), Error);
+  CHECK_NOTHROW(cross_entropy(x, y, CrossEntropyOptions<double>::pytorch_fcn()));
+  CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 3}, 3, 1)),
+                       "cross_entropy: target (2,4,3) does not match logits (2,3,4,4) without "
+                       "the class axis",
+                       Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(x, Tensor<double>::zeros({2, 3, 4, 3})),
+                       "cross_entropy: target (2,3,4,3) (probabilities) does not match logits "
+                       "(2,3,4,4)",
+                       Error);
+  CrossEntropyOptions<double> o;
+  o.weight = Tensor<double>::zeros({2});
+  CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
+                       "cross_entropy: weight (2) has 2 values; expected one per class (3) of "
+                       "logits (2,3,4,4)",
+                       Error);
+  o = {};
+  o.label_smoothing = 1.5;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
+                       "cross_entropy: options.label_smoothing is 1.5; it must be in [0, 1]",
+                       Error);
+}
