@@ -30,10 +30,13 @@ struct Chunk {
 
 class ChunkGrid {
  public:
-  ChunkGrid(int64_t planes, int64_t plane_size)
+  // `chunk` elements per chunk (kChunk by default; a loss whose element carries more work,
+  // e.g. C classes per pixel, uses fewer). It must depend only on the shape.
+  ChunkGrid(int64_t planes, int64_t plane_size, int64_t chunk = kChunk)
       : planes_(planes),
         plane_size_(plane_size),
-        per_plane_(plane_size > 0 ? (plane_size + kChunk - 1) / kChunk : 0) {}
+        chunk_(chunk),
+        per_plane_(plane_size > 0 ? (plane_size + chunk - 1) / chunk : 0) {}
 
   int64_t planes() const { return planes_; }
   int64_t chunks() const { return planes_ * per_plane_; }
@@ -41,12 +44,12 @@ class ChunkGrid {
 
   Chunk operator[](int64_t c) const {
     const int64_t plane = c / per_plane_;
-    const int64_t first = plane * plane_size_ + (c % per_plane_) * kChunk;
-    return {c, plane, first, std::min(first + kChunk, (plane + 1) * plane_size_)};
+    const int64_t first = plane * plane_size_ + (c % per_plane_) * chunk_;
+    return {c, plane, first, std::min(first + chunk_, (plane + 1) * plane_size_)};
   }
 
  private:
-  int64_t planes_, plane_size_, per_plane_;
+  int64_t planes_, plane_size_, chunk_, per_plane_;
 };
 
 inline std::vector<double>& reduction_slots() {

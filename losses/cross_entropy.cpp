@@ -16,8 +16,9 @@ namespace {
 template <class T, class L>
 struct Prepared {
   cpu::CrossEntropyArgs<T, L> args;
-  Shape values_shape;  // the per-pixel loss: (N, spatial...)
-  double divisor = 0;  // of the mean
+  Shape values_shape;         // the per-pixel loss: (N, spatial...)
+  double divisor = 0;         // of the mean
+  bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
 // "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
@@ -73,6 +74,11 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   }
   p.values_shape = s.without(1);
   if constexpr (kSoft) {
+    SEGLOSS_CHECK(o.ignore_index == -100 && !o.ignore_negative && o.mean_over == MeanOver::weights,
+                  fn,
+                  "ignore_index, ignore_negative and mean_over apply to label targets only; "
+                  "with probabilities they must keep their defaults (ignore_index ",
+                  o.ignore_index, ", ignore_negative ", o.ignore_negative ? "true" : "false", ")");
     a.probs = target.data();
     p.divisor = static_cast<double>(n * pixels);
   } else {
@@ -86,28 +92,31 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
     }
     p.divisor =
         o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);
+    p.none_counted = sums.count == 0;
   }
   return p;
 }
 
-// The factor of the mean: 1/divisor, or what an empty divisor gives by the options.
-template <class T>
-double mean_factor(double divisor, const CrossEntropyOptions<T>& o, bool for_gradient) {
-  if (divisor != 0.0) return 1.0 / divisor;
+// The factor of the mean: 1/divisor; when no pixel counts, what all_ignored says (the
+// gradient is 0 either way, as in PyTorch). Weights summing to 0 over counted pixels divide by
+// 0 as PyTorch does.
+template <class T, class L>
+double mean_factor(const Prepared<T, L>& p, const CrossEntropyOptions<T>& o, bool for_gradient) {
+  if (!p.none_counted) return 1.0 / p.divisor;
   if (for_gradient || o.all_ignored == AllIgnored::zero) return 0.0;
   return std::numeric_limits<double>::quiet_NaN();
 }
 
-template <class T>
-double reduce(double sum, double divisor, const CrossEntropyOptions<T>& o) {
+template <class T, class L>
+double reduce(double sum, const Prepared<T, L>& p, const CrossEntropyOptions<T>& o) {
   if (o.reduction == Reduction::sum) return sum;
-  const double f = mean_factor(divisor, o, false);
+  const double f = mean_factor(p, o, false);
   return std::isnan(f) ? f : sum * f;
 }
 
 }  // namespace
 
-template <class T, class L>
+template <class T, class L, class>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
                         const CrossEntropyOptions<T>& options) {
   auto p = prepare("cross_entropy", logits, target, options);
@@ -119,10 +128,10 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
   }
   p.args.want_sum = true;
   const double sum = cpu::cross_entropy(p.args);
-  return Tensor<T>::full(Shape{}, static_cast<T>(reduce(sum, p.divisor, options)));
+  return Tensor<T>::full(Shape{}, static_cast<T>(reduce(sum, p, options)));
 }
 
-template <class T, class L>
+template <class T, class L, class>
 Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<L>& target,
                                  const Tensor<T>& grad_out, const CrossEntropyOptions<T>& options) {
   const char* fn = "cross_entropy_backward";
@@ -134,14 +143,13 @@ Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<L>& targe
   if (!scalar)
     p.args.grad_out = grad_out.data();
   else
-    p.args.grad_scale =
-        static_cast<double>(grad_out[0]) *
-        (options.reduction == Reduction::sum ? 1.0 : mean_factor(p.divisor, options, true));
+    p.args.grad_scale = static_cast<double>(grad_out[0]) *
+                        (options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true));
   cpu::cross_entropy(p.args);
   return grad;
 }
 
-template <class T, class L>
+template <class T, class L, class>
 double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const CrossEntropyOptions<T>& options) {
   const char* fn = "cross_entropy_value_and_grad";
@@ -152,12 +160,11 @@ double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   detail::prepare_grad(fn, logits, grad);
   p.args.want_sum = true;
   p.args.grad = grad.data();
-  p.args.grad_scale =
-      options.reduction == Reduction::sum ? 1.0 : mean_factor(p.divisor, options, true);
-  return reduce(cpu::cross_entropy(p.args), p.divisor, options);
+  p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
+  return reduce(cpu::cross_entropy(p.args), p, options);
 }
 
-template <class T, class L>
+template <class T, class L, class>
 ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                              const CrossEntropyOptions<T>& options) {
   ValueAndGrad<T> r;

@@ -5,29 +5,34 @@
 // Target: labels (N, spatial...) as int32 or int64, or probabilities q (N, C, spatial...) of the
 // logits' type. With lse_i = log sum_c exp(x_ic) and log p_ic = x_ic - lse_i, for pixel i:
 //
-//   hard labels y_i:  l_i = (1 - eps) w_{y_i} (lse_i - x_{i,y_i}) + (eps / C) sum_c w_c (lse_i -
-//   x_ic) probabilities:    l_i = sum_c w_c q'_ic (lse_i - x_ic),   q' = (1 - eps) q + eps / C
-//
-//   dl_i/dx_ic = (1 - eps) w_{y_i} (p_ic - [c = y_i]) + (eps / C) (p_ic W - w_c),   W = sum_c w_c
-//   dl_i/dx_ic = p_ic sum_k w_k q'_ik - w_c q'_ic                        (probabilities)
+// clang-format off
+//   hard labels y_i:
+//     l_i = (1 - eps) w_{y_i} (lse_i - x_{i,y_i}) + (eps / C) sum_c w_c (lse_i - x_ic)
+//     dl_i/dx_ic = (1 - eps) w_{y_i} (p_ic - [c = y_i]) + (eps / C) (p_ic W - w_c),  W = sum_c w_c
+//   probabilities q, with q' = (1 - eps) q + eps / C:
+//     l_i = sum_c w_c q'_ic (lse_i - x_ic)
+//     dl_i/dx_ic = p_ic sum_k w_k q'_ik - w_c q'_ic
+// clang-format on
 //
 // which is torch.nn.functional.cross_entropy. Derivation: docs/gradients.md.
 //
-// Options (defaults as in PyTorch):
+// Options (defaults as in PyTorch, except all_ignored):
 //   reduction        mean (default), sum or none (per pixel, shape (N, spatial...)).
 //                    Hard labels, mean: sum_i l_i / sum_i w_{y_i} over the pixels not ignored
 //                    (PyTorch's weighted mean; with no weight, the count of those pixels).
 //                    Probabilities, mean: sum_i l_i / (N * spatial), as PyTorch.
 //   weight           optional class weights, C values (w_c = 1 when undefined).
-//   ignore_index     a label whose pixels count nowhere: loss 0, gradient 0, not in the mean's
-//                    divisor. Default -100. (Hard labels only.)
+//   ignore_index     a label whose pixels count nowhere: loss 0 and gradient 0 (whatever their
+//                    logits or grad_out, even NaN), not in the mean's divisor. Default -100.
+//                    Hard labels only: with probabilities, a non-default ignore_index,
+//                    ignore_negative or mean_over valid_pixels is an error (as PyTorch).
 //   label_smoothing  eps in [0, 1].
 //   ignore_negative  every negative label is ignored (pytorch-fcn's cross_entropy2d), besides
 //                    ignore_index. Default false.
 //   mean_over        weights (default, PyTorch) or valid_pixels: the mean divides by the count
 //                    of pixels not ignored, whatever the weights (pytorch-fcn's
 //                    cross_entropy2d: nll_loss(sum) / mask.sum()).
-//   all_ignored      what the mean gives when every pixel is ignored (a zero divisor): zero
+//   all_ignored      what the mean gives when every pixel is ignored (no pixel counts): zero
 //                    (default: loss 0 and a zero gradient) or nan (PyTorch: loss NaN, and a zero
 //                    gradient). Sum and none are 0 there either way.
 //   pytorch_fcn()    the preset for cross_entropy2d: ignore_negative, mean over valid pixels.
@@ -36,10 +41,12 @@
 // logits' without the class axis (or equal to it, for probabilities), a label outside [0, C)
 // that is not ignored (the message names its position and value), weight without C values,
 // label_smoothing outside [0, 1], grad_out of the wrong shape.
-// NaN logits propagate to the value and gradient of their pixel.
+// NaN logits propagate to the value and gradient of their pixel. Class weights whose sum over
+// the counted pixels is 0 divide by 0, as in PyTorch (NaN or inf).
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/reduction.hpp"
 #include "../core/result.hpp"
@@ -70,24 +77,28 @@ struct CrossEntropyOptions {
   }
 };
 
-// Forward: shape () for mean and sum; the per-pixel loss for none. L is int32_t or int64_t
-// (labels), or T (probabilities, shaped like the logits).
+// The target types: int32_t or int64_t labels, or T probabilities shaped like the logits.
 template <class T, class L>
+inline constexpr bool kCrossEntropyTarget =
+    std::is_same_v<L, int32_t> || std::is_same_v<L, int64_t> || std::is_same_v<L, T>;
+
+// Forward: shape () for mean and sum; the per-pixel loss for none.
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
                         const CrossEntropyOptions<T>& options = {});
 
 // Backward: grad_out has one element for mean and sum, the forward's shape for none.
-template <class T, class L>
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<L>& target,
                                  const Tensor<T>& grad_out,
                                  const CrossEntropyOptions<T>& options = {});
 
 // Fused value and gradient (mean or sum): one pass over the labels (validation and the
 // mean's divisor), one over the logits. The second form writes into `grad`.
-template <class T, class L>
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                              const CrossEntropyOptions<T>& options = {});
-template <class T, class L>
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const CrossEntropyOptions<T>& options = {});
 

@@ -79,9 +79,9 @@ double direct(const Tensor<double>& x, const Tensor<int64_t>& y,
 
 }  // namespace
 
-TEST_CASE("cross_entropy: gradcheck, hard labels, 1D/2D/3D, C = 1, 2, 5, 21") {
+TEST_CASE("cross_entropy: gradcheck, hard labels, 1D/2D/3D, C = 1, 2, 5, 21, 150") {
   for (const Shape& s : {Shape{2, 5, 4, 3}, Shape{2, 3, 2, 3, 4}, Shape{3, 4, 7}, Shape{2, 1, 6},
-                         Shape{2, 2, 5, 3}, Shape{1, 21, 3, 2}}) {
+                         Shape{2, 2, 5, 3}, Shape{1, 21, 3, 2}, Shape{1, 150, 2, 2}}) {
     CAPTURE(s);
     check_all_reductions(testing::randn<double>(s, 1, 2.0), labels<int64_t>(s.without(1), s[1], 2),
                          {});
@@ -168,17 +168,63 @@ TEST_CASE("cross_entropy: every pixel ignored") {
   CHECK(cross_entropy(x, y, o)[0] == 0.0);
 }
 
-TEST_CASE("cross_entropy: large logits stay finite; NaN stays in its pixel") {
-  auto x = Tensor<double>::from({1e4, -1e4, 0, -1e4, 1e4, 0}, {1, 3, 2});
+TEST_CASE("cross_entropy: large logits stay finite, and NaN stays in its pixel") {
+  // (1, 3, 2): pixel 0 has logits (1e4, -1e4, 0), pixel 1 has (-1e4, 1e4, 0).
+  auto x = Tensor<double>::from({1e4, -1e4, -1e4, 1e4, 0, 0}, {1, 3, 2});
   const auto y = Tensor<int64_t>::from({0, 2}, {1, 2});
   const auto vg = cross_entropy_value_and_grad(x, y);
-  CHECK(vg.value == doctest::Approx(1e4 / 2));  // pixel 0: 0; pixel 1: 1e4
+  CHECK(vg.value == doctest::Approx(1e4 / 2));  // pixel 0: 0; pixel 1: 1e4 (PyTorch: 5000)
   for (double g : vg.grad) CHECK(std::isfinite(g));
   x[0] = NAN;
   const auto n = cross_entropy_value_and_grad(x, y);
   CHECK(std::isnan(n.value));
   CHECK(std::isnan(n.grad[0]));
   CHECK(std::isfinite(n.grad[1]));
+}
+
+TEST_CASE("cross_entropy: an ignored pixel counts nowhere, even with non-finite logits") {
+  // Pixel 1 is ignored and holds NaN, inf and -inf; PyTorch gives pixel 0's loss alone.
+  const auto x = Tensor<double>::from({1.0, NAN, -2.0, INFINITY, 0.5, -INFINITY}, {1, 3, 2});
+  const auto y = Tensor<int64_t>::from({0, -100}, {1, 2});
+  const double pixel0 = std::log(std::exp(1.0) + std::exp(-2.0) + std::exp(0.5)) - 1.0;
+  for (double eps : {0.0, 0.1}) {
+    CrossEntropyOptions<double> o;
+    o.label_smoothing = eps;
+    const auto vg = cross_entropy_value_and_grad(x, y, o);
+    CHECK(std::isfinite(vg.value));
+    if (eps == 0.0) CHECK(vg.value == doctest::Approx(pixel0).epsilon(1e-14));
+    for (int64_t c = 0; c < 3; ++c) {
+      CHECK(std::isfinite(vg.grad[c * 2]));
+      CHECK(vg.grad[c * 2 + 1] == 0.0);
+    }
+    o.reduction = Reduction::none;
+    const auto l = cross_entropy(x, y, o);
+    CHECK(l[1] == 0.0);
+    const auto g = cross_entropy_backward(x, y, Tensor<double>::from({1.0, NAN}, {1, 2}), o);
+    for (int64_t c = 0; c < 3; ++c) CHECK(g[c * 2 + 1] == 0.0);
+  }
+}
+
+TEST_CASE("cross_entropy: a confident pixel keeps its small loss at any logit offset (float)") {
+  // Logits (off + 10, off, off - 1), label 0: the loss is log(1 + e^-10 + e^-11) = 6.2106e-5
+  // whatever off is; computing lse - x_y with lse = off + ... would round it away.
+  const double exact = std::log1p(std::exp(-10.0) + std::exp(-11.0));
+  for (float off : {0.f, 100.f, 1000.f, 1e4f}) {
+    CAPTURE(off);
+    const auto x = Tensor<float>::from({off + 10, off, off - 1}, {1, 3, 1});
+    const auto y = Tensor<int64_t>::from({0}, {1, 1});
+    CHECK(cross_entropy(x, y)[0] == doctest::Approx(exact).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("cross_entropy: class weights summing to 0 divide by 0, as in PyTorch") {
+  const auto x = testing::randn<double>({1, 3, 4}, 16);
+  const auto y = Tensor<int64_t>::from({0, 0, 0, 0}, {1, 4});
+  CrossEntropyOptions<double> o;
+  o.weight = Tensor<double>::from({0.0, 1.0, 1.0}, {3});
+  CHECK(std::isnan(cross_entropy(x, y, o)[0]));  // 0 / 0
+  o.reduction = Reduction::sum;
+  CHECK(cross_entropy(x, y, o)[0] == 0.0);
 }
 
 TEST_CASE("cross_entropy: bad input names the function, argument and values") {
@@ -206,6 +252,13 @@ TEST_CASE("cross_entropy: bad input names the function, argument and values") {
   CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
                        "cross_entropy: weight (2) has 2 values; expected one per class (3) of "
                        "logits (2,3,4,4)",
+                       Error);
+  o = {};
+  o.ignore_index = 1;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, Tensor<double>::full(s, 1.0 / 3), o),
+                       "cross_entropy: ignore_index, ignore_negative and mean_over apply to label "
+                       "targets only; with probabilities they must keep their defaults "
+                       "(ignore_index 1, ignore_negative false)",
                        Error);
   o = {};
   o.label_smoothing = 1.5;

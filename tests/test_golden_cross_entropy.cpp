@@ -294,9 +294,10 @@ Tensor<L> to_labels(const GoldenTensor& g) {
   std::vector<L> v(g.values.size());
   for (size_t i = 0; i < v.size(); ++i) {
     const double d = g.values[i];
-    REQUIRE_MESSAGE((std::floor(d) == d && d >= static_cast<double>(std::numeric_limits<L>::min()) &&
-                     d <= static_cast<double>(std::numeric_limits<L>::max())),
-                    "label ", d, " at ", i, " is not an integer of the label type");
+    REQUIRE_MESSAGE(
+        (std::floor(d) == d && d >= static_cast<double>(std::numeric_limits<L>::min()) &&
+         d <= static_cast<double>(std::numeric_limits<L>::max())),
+        "label ", d, " at ", i, " is not an integer of the label type");
     v[i] = static_cast<L>(d);
   }
   return Tensor<L>::from(v, Shape(g.dims.begin(), g.dims.end()));
@@ -316,8 +317,12 @@ Reduction parse_reduction(const std::string& s) {
 
 constexpr const char* kFcnReference = "pytorch_fcn_cross_entropy2d";
 
-bool is_labels(const GoldenCase& c) { return c.option("target") == "labels"; }
-bool is_fcn(const GoldenCase& c) { return c.option("reference") == kFcnReference; }
+bool is_labels(const GoldenCase& c) {
+  return c.option("target") == "labels";
+}
+bool is_fcn(const GoldenCase& c) {
+  return c.option("reference") == kFcnReference;
+}
 
 // segloss's options for a case. pytorch-fcn's cross_entropy2d: size_average True is the preset
 // CrossEntropyOptions::pytorch_fcn(); size_average False is ignore_negative with reduction sum.
@@ -439,8 +444,8 @@ GoldenFile require_golden() {
   INFO("golden file ", f.path);
   REQUIRE_MESSAGE(f.error.empty(), f.error);
   MESSAGE("cross_entropy.txt: ", f.cases.size(), " cases from torch ", f.torch_version);
-  REQUIRE_MESSAGE(f.cases.size() >= kMinCases, "only ", f.cases.size(), " cases, expected >= ",
-                  kMinCases);
+  REQUIRE_MESSAGE(f.cases.size() >= kMinCases, "only ", f.cases.size(),
+                  " cases, expected >= ", kMinCases);
   size_t labels = 0, probs = 0, fcn = 0;
   for (const GoldenCase& c : f.cases) {
     INFO("case ", c.name);
@@ -460,10 +465,9 @@ GoldenFile require_golden() {
       ++probs;
     }
   }
-  REQUIRE_MESSAGE(labels >= kMinLabelCases, labels, " hard-label cases, expected >= ",
-                  kMinLabelCases);
-  REQUIRE_MESSAGE(probs >= kMinProbCases, probs, " probability cases, expected >= ",
-                  kMinProbCases);
+  REQUIRE_MESSAGE(labels >= kMinLabelCases, labels,
+                  " hard-label cases, expected >= ", kMinLabelCases);
+  REQUIRE_MESSAGE(probs >= kMinProbCases, probs, " probability cases, expected >= ", kMinProbCases);
   REQUIRE_MESSAGE(fcn >= kMinFcnCases, fcn, " pytorch-fcn cases, expected >= ", kMinFcnCases);
   return f;
 }
@@ -494,8 +498,8 @@ TEST_CASE("golden: cross_entropy covers the options that change the math") {
   // and smoothing, and pytorch-fcn's cross_entropy2d in both size_average modes, with weight.
   const GoldenFile f = require_golden();
   int ls_ignore_mean = 0, ls_weight_ignore_mean = 0, ignore_zero = 0, ignore_255 = 0, nan_mean = 0,
-      all_ignored_other = 0, probs_weight_ls = 0, fcn_mean = 0, fcn_sum = 0, fcn_weight = 0,
-      c1 = 0, c21 = 0, rank3 = 0, rank5 = 0;
+      all_ignored_other = 0, probs_weight_ls = 0, fcn_mean = 0, fcn_sum = 0, fcn_weight = 0, c1 = 0,
+      c21 = 0, rank3 = 0, rank5 = 0;
   for (const GoldenCase& c : f.cases) {
     INFO("case ", c.name);
     const bool ls = !c.option("label_smoothing").empty();

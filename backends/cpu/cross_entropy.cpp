@@ -53,36 +53,42 @@ SEGLOSS_INLINE T& lane(V& v, int l) {
 }
 
 // One packet (or pixel) at spatial position s of image n. Returns the sum of its losses.
+// One packet (or pixel) at spatial position s of image n. Returns its losses.
+// Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
+// confident pixel's small loss is not the difference of two large numbers.
 template <class T, class L, class V>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;
-  const T* x = a.x + n * C * S + s;  // x[c * S] is class c of these pixels
+  const int64_t base = n * C * S + s;  // [base + c * S] is class c of these pixels
+  const T* x = a.x + base;
   const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / C);
   const T w_total = static_cast<T>(a.weight_total);
+  const auto weight = [&](int64_t c) { return a.weight ? a.weight[c] : T(1); };
+  // probabilities: q'_c = (1 - eps) q_c + eps / C
+  const auto smoothed = [&](int64_t c) -> V {  // V, not an Eigen expression of a temporary
+    return load_lanes<T, V>(a.probs + base + c * S) * (T(1) - eps) + eps_over_c;
+  };
 
-  // Pass A: max, exponentials, their sum, and what the loss gathers.
+  // Pass A: the max, the exponentials, their sum, and sum_c w_c (x_c - m) (times q'_c).
   V m = load_lanes<T, V>(x);
   for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
-  V se = M::splat(T(0)), wx = M::splat(T(0));
+  V se = M::splat(T(0)), wx = M::splat(T(0)), wq = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
-    const V xc = load_lanes<T, V>(x + c * S);
-    const V ec = M::exp(xc - m);
+    const V xc = load_lanes<T, V>(x + c * S) - m;
+    const V ec = M::exp(xc);
     store_lanes<T, V>(e + c * kW, ec);
     se += ec;
-    if (a.eps > 0.0 || a.probs) {
-      // probabilities: wx = sum_c w_c q'_c x_c and (below) wq = sum_c w_c q'_c
-      const T wc = a.weight ? a.weight[c] : T(1);
-      if (a.probs) {
-        const V q = load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c;
-        wx += (wc * q) * xc;
-      } else {
-        wx += wc * xc;
-      }
+    if (a.probs) {
+      const V wqc = weight(c) * smoothed(c);
+      wq += wqc;
+      wx += wqc * xc;
+    } else if (a.eps > 0.0) {
+      wx += weight(c) * xc;
     }
   }
-  const V lse = m + M::log(se);
+  const V lse = M::log(se);  // relative to m
   const V inv_se = M::recip(se);
 
   V loss, upstream = M::splat(T(0));
@@ -92,42 +98,46 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
         a.grad_out ? load_lanes<T, V>(a.grad_out + pix) : M::splat(static_cast<T>(a.grad_scale));
 
   if (a.probs) {
-    V wq = M::splat(T(0));
-    for (int64_t c = 0; c < C; ++c) {
-      const T wc = a.weight ? a.weight[c] : T(1);
-      wq += wc * (load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c);
-    }
     loss = wq * lse - wx;  // sum_c w_c q'_c (lse - x_c)
     if (a.grad) {
       for (int64_t c = 0; c < C; ++c) {
-        const T wc = a.weight ? a.weight[c] : T(1);
-        const V q = load_lanes<T, V>(a.probs + n * C * S + c * S + s) * (T(1) - eps) + eps_over_c;
         const V p = load_lanes<T, V>(e + c * kW) * inv_se;
-        store_lanes<T, V>(a.grad + n * C * S + c * S + s, upstream * (p * wq - wc * q));
+        store_lanes<T, V>(a.grad + base + c * S, upstream * (p * wq - weight(c) * smoothed(c)));
       }
     }
-  } else {
-    // Per lane: the label, whether it counts, its weight and its logit.
-    V label, w_y, x_y, counted;
+    if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
+    return loss;
+  }
+
+  // Hard labels. Per lane: the label, its weight and its logit (relative to m).
+  V label, w_y, x_y, m_lanes = m;
+  bool any_ignored = false;
+  for (int l = 0; l < kW; ++l) {
+    const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
+    const bool ok = !a.rule.ignored(y);
+    any_ignored = any_ignored || !ok;
+    lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
+    lane<T>(w_y, l) = ok ? weight(y) : T(0);
+    lane<T>(x_y, l) = ok ? x[y * S + l] - lane<T>(m_lanes, l) : T(0);
+  }
+  loss = pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (a.grad) {
+    for (int64_t c = 0; c < C; ++c) {
+      const V p = load_lanes<T, V>(e + c * kW) * inv_se;
+      const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
+      store_lanes<T, V>(
+          a.grad + base + c * S,
+          upstream * pw::cross_entropy_grad<V>(p, delta, w_y, weight(c), eps, eps_over_c, w_total));
+    }
+  }
+  // Ignored pixels count nowhere: loss and gradient 0, whatever their logits or grad_out (a
+  // product with a 0/1 mask would keep a NaN or an infinity).
+  if (any_ignored) {
     for (int l = 0; l < kW; ++l) {
-      const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
-      const bool ok = !a.rule.ignored(y);
-      lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
-      lane<T>(w_y, l) = ok ? (a.weight ? a.weight[y] : T(1)) : T(0);
-      lane<T>(x_y, l) = ok ? x[y * S + l] : T(0);
-      lane<T>(counted, l) = ok ? T(1) : T(0);
-    }
-    loss = counted * pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
-    if (a.grad) {
-      const V scale = upstream * counted;
-      for (int64_t c = 0; c < C; ++c) {
-        const T wc = a.weight ? a.weight[c] : T(1);
-        const V p = load_lanes<T, V>(e + c * kW) * inv_se;
-        const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-        store_lanes<T, V>(
-            a.grad + n * C * S + c * S + s,
-            scale * pw::cross_entropy_grad<V>(p, delta, w_y, wc, eps, eps_over_c, w_total));
-      }
+      if (!a.rule.ignored(static_cast<int64_t>(a.labels[pix + l]))) continue;
+      lane<T>(loss, l) = T(0);
+      if (a.grad)
+        for (int64_t c = 0; c < C; ++c) a.grad[base + c * S + l] = T(0);
     }
   }
   if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
@@ -183,7 +193,10 @@ LabelSums cross_entropy_label_sums(const L* labels, int64_t images, int64_t pixe
 
 template <class T, class L>
 double cross_entropy(const CrossEntropyArgs<T, L>& a) {
-  const detail::ChunkGrid grid(a.images, a.pixels);
+  // About kChunk logits per chunk: kChunk / C pixels, a multiple of 64, at least 64. So a
+  // single image of many classes still splits across threads.
+  const int64_t chunk_pixels = std::max<int64_t>(64, detail::kChunk / a.classes / 64 * 64);
+  const detail::ChunkGrid grid(a.images, a.pixels, chunk_pixels);
   if (!a.want_sum) {
     detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { chunk(a, ch); });
     return 0.0;
