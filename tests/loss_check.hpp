@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 
 #include "helpers.hpp"
 
@@ -58,6 +59,27 @@ inline void check_loss_gradients(const Tensor<double>& x, const Forward& forward
                               fd_options(samples, eps, std::fabs(y[0])));
     INFO("value_and_grad: ", rf.summary());
     CHECK(rf.passed);
+  }
+}
+
+// check_loss_gradients for reductions mean, sum and none of one loss, given its three calls as
+// generic callables: forward(x, target, options), backward(x, target, grad_out, options) and
+// value_and_grad(x, target, options). options.reduction is set for each.
+template <class Target, class Options, class Forward3, class Backward4, class Fused3>
+void check_all_reductions(const Tensor<double>& x, const Target& target, Options o,
+                          Forward3 forward, Backward4 backward, Fused3 fused, int64_t samples = 0,
+                          double eps = 1e-6) {
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    INFO("reduction ", std::string(reduction_name(r)));
+    o.reduction = r;
+    check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return forward(v, target, o); },
+        [&](const Tensor<double>& v, const Tensor<double>& go) {
+          return backward(v, target, go, o);
+        },
+        r == Reduction::none ? Fused{}
+                             : Fused([&](const Tensor<double>& v) { return fused(v, target, o); }),
+        samples, eps);
   }
 }
 

@@ -21,19 +21,10 @@ double direct(double x, double z, double w, double pw) {
 
 void check_all_reductions(const Tensor<double>& x, const Tensor<double>& z,
                           BceWithLogitsOptions<double> o, int64_t samples = 0, double eps = 1e-6) {
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    INFO("reduction ", std::string(reduction_name(r)));
-    o.reduction = r;
-    check_loss_gradients(
-        x, [&](const Tensor<double>& v) { return bce_with_logits(v, z, o); },
-        [&](const Tensor<double>& v, const Tensor<double>& go) {
-          return bce_with_logits_backward(v, z, go, o);
-        },
-        r == Reduction::none ? testing::Fused{} : testing::Fused([&](const Tensor<double>& v) {
-          return bce_with_logits_value_and_grad(v, z, o);
-        }),
-        samples, eps);
-  }
+  testing::check_all_reductions(
+      x, z, o, [](auto&&... a) { return bce_with_logits(a...); },
+      [](auto&&... a) { return bce_with_logits_backward(a...); },
+      [](auto&&... a) { return bce_with_logits_value_and_grad(a...); }, samples, eps);
 }
 
 }  // namespace

@@ -41,18 +41,10 @@ Tensor<double> probabilities(const Shape& s, uint64_t seed) {
 template <class L>
 void check_all_reductions(const Tensor<double>& x, const Tensor<L>& t,
                           CrossEntropyOptions<double> o) {
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    INFO("reduction ", std::string(reduction_name(r)));
-    o.reduction = r;
-    check_loss_gradients(
-        x, [&](const Tensor<double>& v) { return cross_entropy(v, t, o); },
-        [&](const Tensor<double>& v, const Tensor<double>& go) {
-          return cross_entropy_backward(v, t, go, o);
-        },
-        r == Reduction::none ? testing::Fused{} : testing::Fused([&](const Tensor<double>& v) {
-          return cross_entropy_value_and_grad(v, t, o);
-        }));
-  }
+  testing::check_all_reductions(
+      x, t, o, [](auto&&... a) { return cross_entropy(a...); },
+      [](auto&&... a) { return cross_entropy_backward(a...); },
+      [](auto&&... a) { return cross_entropy_value_and_grad(a...); });
 }
 
 // The loss straight from a log-softmax, for hard labels (PyTorch's definition).

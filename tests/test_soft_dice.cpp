@@ -15,19 +15,10 @@ namespace {
 
 void check_all_reductions(const Tensor<double>& x, const Tensor<double>& t, SoftDiceOptions o,
                           int64_t samples = 0, double eps = 1e-6) {
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    INFO("reduction ", std::string(reduction_name(r)));
-    o.reduction = r;
-    check_loss_gradients(
-        x, [&](const Tensor<double>& v) { return soft_dice(v, t, o); },
-        [&](const Tensor<double>& v, const Tensor<double>& go) {
-          return soft_dice_backward(v, t, go, o);
-        },
-        r == Reduction::none ? testing::Fused{} : testing::Fused([&](const Tensor<double>& v) {
-          return soft_dice_value_and_grad(v, t, o);
-        }),
-        samples, eps);
-  }
+  testing::check_all_reductions(
+      x, t, o, [](auto&&... a) { return soft_dice(a...); },
+      [](auto&&... a) { return soft_dice_backward(a...); },
+      [](auto&&... a) { return soft_dice_value_and_grad(a...); }, samples, eps);
 }
 
 // Scores straight from the definition, for (N, C, S) data, per image or over the batch.
