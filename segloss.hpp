@@ -13,4 +13,7 @@
 #include "losses/bce_dice.hpp"
 #include "losses/bce_with_logits.hpp"
 #include "losses/cross_entropy.hpp"
+#include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"
+#include "losses/soft_jaccard.hpp"
+#include "losses/tversky.hpp"

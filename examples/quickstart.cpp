@@ -24,7 +24,7 @@ int main() {
   const auto t = Tensor<float>::view(mask.data(), {n, 1, h, w});
 
   const auto bce = segloss::bce_with_logits_value_and_grad(x, t);
-  segloss::SoftDiceOptions dice_options;  // per image, smooth 1e-5, mean
+  segloss::SoftDiceOptions<float> dice_options;  // per image, smooth 1e-5, mean
   const auto dice = segloss::soft_dice_value_and_grad(x, t, dice_options);
   segloss::BceDiceOptions<float> both;
   const auto sum = segloss::bce_dice_value_and_grad(x, t, both);

@@ -6,16 +6,16 @@
 
 #include "../backends/cpu/bce_dice.hpp"
 #include "internal/bce_args.hpp"
-#include "internal/dice_scores.hpp"
+#include "internal/overlap_scores.hpp"
 
 namespace segloss {
 namespace {
 
-constexpr int kStats = 4;  // per plane: I, sum p, sum t, sum of weighted BCE losses
+constexpr int kStats = 4;  // per plane: I, P, T, sum of weighted BCE losses
 
 template <class T>
 struct Plan {
-  cpu::SoftDiceArgs<T> dice;
+  cpu::OverlapArgs<T> dice;
   cpu::BceWithLogitsArgs<T> bce;
   std::vector<double> stats;
 };
@@ -33,7 +33,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                 "options.bce_weight ", o.bce_weight, " and options.dice_weight ", o.dice_weight,
                 " must be finite");
   Plan<T> p;
-  p.dice = detail::soft_dice_args(fn, logits, target, o.dice);
+  p.dice = detail::overlap_args(fn, logits, target, o.dice);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
   return p;
@@ -47,7 +47,8 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
   BceDiceParts v;
   v.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
-  v.dice = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice).reduce(o.dice.reduction);
+  v.dice = detail::overlap_value(
+      detail::overlap_scores(p.stats, kStats, logits.shape(), o.dice, detail::dice_form()), o.dice);
   if (parts) *parts = v;
   return o.bce_weight * v.bce + o.dice_weight * v.dice;
 }
@@ -55,14 +56,14 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
 // Both passes for the gradient of g * L; fills p.stats.
 template <class T>
 void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g, T* grad) {
-  const T* no_weights = nullptr;
-  const double dice_c =
-      g * o.dice_weight * detail::dice_uniform_weight(logits.shape(), o.dice, o.dice.reduction);
   const double bce_scale = g * o.bce_weight * detail::bce_mean_scale(logits, o.bce.reduction);
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
-  const auto scores = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice);
+  const auto scores =
+      detail::overlap_scores(p.stats, kStats, logits.shape(), o.dice, detail::dice_form());
   std::vector<double> ca, cb;
-  detail::dice_coefficients(scores, p.dice.planes, no_weights, dice_c, ca, cb);
+  detail::overlap_coefficients(
+      scores, detail::overlap_slopes<T>(scores, o.dice, g * o.dice_weight, nullptr), p.dice.planes,
+      ca, cb);
   cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
 }
 

@@ -1,18 +1,25 @@
 // @brief BCE + soft Dice on logits, fused: L = bce_weight * BCE + dice_weight * Dice.
 //
-// The combination every binary segmentation seed trains with (Carvana CombinedLoss without
-// weights, albu's BCEDiceLoss without the clamp). It equals
+// The combination every binary segmentation seed trains with. It equals
 //   bce_weight * bce_with_logits(x, z, options.bce) + dice_weight * soft_dice(x, z, options.dice)
 // to rounding, but costs the two passes of Dice alone: the statistics pass also sums the BCE
 // values, the gradient pass also writes the BCE gradient, and both share exp(-|x|).
 //
 //   dL/dx_i = bce_weight * dBCE/dx_i + dice_weight * dDice/dx_i    (see each loss's header)
 //
-// Options: bce (weight, pos_weight; reduction mean or sum), dice (smooth terms, per_image;
+// Options: bce (every bce_with_logits option; reduction mean or sum), dice (every soft_dice
+// option of losses/overlap.hpp: weights, squared, class weights, log and clamp forms, ...;
 // reduction mean or sum; activation must be sigmoid: both terms read logits). Reduction none
 // is rejected: the two terms' per-element and per-score shapes differ. bce_weight and
 // dice_weight must be finite. Inputs, shapes and edge cases as in bce_with_logits and
 // soft_dice.
+//
+// The seeds' combinations (docs/seed-compatibility.md has the exact options):
+//   Carvana CombinedLoss / combined_loss: BCE + Dice (smooth_nr 2, smooth_dr 1); with
+//     is_log_dice, BCE - log(mean Dice score) is dice.log = true; with is_weight (the default),
+//     the boundary weight map w (losses/boundary_weights.hpp) as bce.weight, normalized by the
+//     weight sum, and as dice.weight (w^2 in every sum);
+//   albu BCEDiceLoss: BCE (mean) + Dice (smooth_nr 2, smooth_dr 1) with dice.clamp = true.
 #pragma once
 
 #include "bce_with_logits.hpp"
@@ -25,7 +32,7 @@ struct BceDiceOptions {
   double bce_weight = 1.0;
   double dice_weight = 1.0;
   BceWithLogitsOptions<T> bce;
-  SoftDiceOptions dice;
+  SoftDiceOptions<T> dice;
 };
 
 // The two terms of a bce_dice value, before their weights.

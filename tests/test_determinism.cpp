@@ -59,7 +59,7 @@ TEST_CASE("determinism: soft_dice, per image and batch, across thread counts") {
   const Shape s{3, 2, 200, 210};
   const auto x = testing::randn<float>(s, 4, 2.0), t = testing::mask<float>(s, 5);
   for (bool per_image : {true, false}) {
-    SoftDiceOptions o;
+    SoftDiceOptions<float> o;
     o.per_image = per_image;
     check_thread_invariance([&] { return soft_dice_value_and_grad(x, t, o); });
   }

@@ -98,7 +98,7 @@ void run_bce_case(const GoldenCase& c, const Tolerance& tol) {
 
 template <class T>
 void run_dice_case(const GoldenCase& c, const Tolerance& tol) {
-  SoftDiceOptions o;
+  SoftDiceOptions<T> o;
   o.reduction = parse_reduction(c.option("reduction"));
   o.smooth_nr = parse_double(c.option("smooth_nr"));
   o.smooth_dr = parse_double(c.option("smooth_dr"));

@@ -60,10 +60,11 @@ TEST_CASE("precision: soft_dice float32 vs double") {
   const auto xf = testing::cast<float>(xd), tf = testing::cast<float>(td);
   for (bool per_image : {true, false}) {
     CAPTURE(per_image);
-    SoftDiceOptions o;
-    o.per_image = per_image;
+    SoftDiceOptions<float> of;
+    SoftDiceOptions<double> od;
+    of.per_image = od.per_image = per_image;
     compare([&] {
-      return std::pair{soft_dice_value_and_grad(xf, tf, o), soft_dice_value_and_grad(xd, td, o)};
+      return std::pair{soft_dice_value_and_grad(xf, tf, of), soft_dice_value_and_grad(xd, td, od)};
     });
   }
 }

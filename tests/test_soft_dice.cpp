@@ -13,8 +13,8 @@ using testing::check_loss_gradients;
 
 namespace {
 
-void check_all_reductions(const Tensor<double>& x, const Tensor<double>& t, SoftDiceOptions o,
-                          int64_t samples = 0, double eps = 1e-6) {
+void check_all_reductions(const Tensor<double>& x, const Tensor<double>& t,
+                          SoftDiceOptions<double> o, int64_t samples = 0, double eps = 1e-6) {
   testing::check_all_reductions(
       x, t, o, [](auto&&... a) { return soft_dice(a...); },
       [](auto&&... a) { return soft_dice_backward(a...); },
@@ -23,7 +23,7 @@ void check_all_reductions(const Tensor<double>& x, const Tensor<double>& t, Soft
 
 // Scores straight from the definition, for (N, C, S) data, per image or over the batch.
 std::vector<double> direct_scores(const Tensor<double>& x, const Tensor<double>& t,
-                                  const SoftDiceOptions& o) {
+                                  const SoftDiceOptions<double>& o) {
   const int64_t n = x.size(0), c = x.size(1), s = x.shape().numel_from(2);
   std::vector<double> I(n * c), P(n * c), G(n * c);
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -46,7 +46,7 @@ TEST_CASE("soft_dice: gradcheck, per image and batch, 1D/2D/3D spatial") {
     for (bool per_image : {true, false}) {
       CAPTURE(s);
       CAPTURE(per_image);
-      SoftDiceOptions o;
+      SoftDiceOptions<double> o;
       o.per_image = per_image;
       check_all_reductions(testing::randn<double>(s, 1, 2.0), testing::mask<double>(s, 2), o);
     }
@@ -60,7 +60,7 @@ TEST_CASE("soft_dice: gradcheck, smooth terms") {
   for (auto [nr, dr] : {std::pair{0.0, 0.0}, {2.0, 1.0}, {0.0, 1.0}, {1.0, 0.0}, {5.0, 5.0}}) {
     CAPTURE(nr);
     CAPTURE(dr);
-    SoftDiceOptions o;
+    SoftDiceOptions<double> o;
     o.smooth_nr = nr;
     o.smooth_dr = dr;
     check_all_reductions(x, t, o);
@@ -72,7 +72,7 @@ TEST_CASE("soft_dice: gradcheck, probabilities (activation none) and soft target
   const auto p = testing::uniform<double>(s, 5, 0.05, 0.95);
   const auto t = testing::uniform<double>(s, 6, 0.0, 1.0);
   for (bool per_image : {true, false}) {
-    SoftDiceOptions o;
+    SoftDiceOptions<double> o;
     o.activation = Activation::none;
     o.per_image = per_image;
     check_all_reductions(p, t, o);
@@ -81,7 +81,7 @@ TEST_CASE("soft_dice: gradcheck, probabilities (activation none) and soft target
 
 TEST_CASE("soft_dice: gradcheck across chunk boundaries (sampled)") {
   const Shape s{2, 1, 131, 129};  // planes of 16899 elements: two chunks each
-  SoftDiceOptions o;
+  SoftDiceOptions<double> o;
   o.per_image = false;
   check_all_reductions(testing::randn<double>(s, 7, 2.0), testing::mask<double>(s, 8), o, 300,
                        1e-3);
@@ -92,7 +92,7 @@ TEST_CASE("soft_dice: values match the direct formula") {
   const auto x = testing::randn<double>(s, 9, 2.0);
   const auto t = testing::mask<double>(s, 10);
   for (bool per_image : {true, false}) {
-    SoftDiceOptions o;
+    SoftDiceOptions<double> o;
     o.per_image = per_image;
     o.smooth_nr = 2;
     o.smooth_dr = 1;
@@ -113,7 +113,7 @@ TEST_CASE("soft_dice: values match the direct formula") {
 }
 
 TEST_CASE("soft_dice: a perfect prediction scores 1, empty masks score smooth_nr/smooth_dr") {
-  SoftDiceOptions o;
+  SoftDiceOptions<double> o;
   o.activation = Activation::none;
   o.smooth_nr = o.smooth_dr = 0;
   const auto t = testing::mask<double>({2, 1, 6, 6}, 11);
@@ -124,7 +124,7 @@ TEST_CASE("soft_dice: a perfect prediction scores 1, empty masks score smooth_nr
   CHECK(soft_dice(zero, zero, o)[0] == doctest::Approx(1 - 0.75));
   o.smooth_nr = o.smooth_dr = 0;
   CHECK(std::isnan(soft_dice(zero, zero, o)[0]));  // 0/0, documented
-  o = SoftDiceOptions{};
+  o = SoftDiceOptions<double>{};
   o.activation = Activation::none;
   CHECK(soft_dice(zero, zero, o)[0] == doctest::Approx(0.0));  // default smooth: score 1
 }
@@ -143,7 +143,7 @@ TEST_CASE("soft_dice: bad input names the function, argument and values") {
   const auto t = testing::mask<double>({2, 1, 4, 4}, 15);
   CHECK_THROWS_WITH_AS(soft_dice(x, testing::mask<double>({2, 1, 4, 5}, 1)),
                        "soft_dice: target (2,1,4,5) does not match logits (2,1,4,4)", Error);
-  SoftDiceOptions o;
+  SoftDiceOptions<double> o;
   o.smooth_nr = -1;
   CHECK_THROWS_WITH_AS(soft_dice(x, t, o),
                        "soft_dice: options.smooth_nr is -1; it must be finite and >= 0", Error);
@@ -158,7 +158,7 @@ TEST_CASE("soft_dice: bad input names the function, argument and values") {
                        "soft_dice: logits (4,4) has rank 2; expected (N, C, spatial...) with 1 "
                        "to 3 spatial axes",
                        Error);
-  o = SoftDiceOptions{};
+  o = SoftDiceOptions<double>{};
   o.reduction = Reduction::none;
   CHECK_THROWS_WITH_AS(soft_dice_backward(x, t, Tensor<double>::zeros({2, 2}), o),
                        "soft_dice_backward: grad_out (2,2) does not match the loss values (2,1) "

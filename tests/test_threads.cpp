@@ -14,7 +14,7 @@ TEST_CASE("threads: eight std::threads calling the losses at once get the serial
   const Shape s{2, 2, 130, 70};  // several chunks per plane
   std::vector<Tensor<float>> xs, ts;
   std::vector<double> serial;
-  SoftDiceOptions dice;
+  SoftDiceOptions<float> dice;
   dice.per_image = false;
   for (int k = 0; k < kCallers; ++k) {
     xs.push_back(testing::randn<float>(s, 100 + k, 3.0));

@@ -1,0 +1,248 @@
+// Shared by the overlap losses and bce_dice (not installed): the argument checks, the scores
+// from the per-plane statistics, the loss and dL/dS of each form and reduction, and the
+// per-plane gradient coefficients. losses/overlap.hpp has the math.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../../backends/cpu/overlap.hpp"
+#include "../../core/broadcast.hpp"
+#include "../../core/checks.hpp"
+#include "../overlap.hpp"
+
+namespace segloss {
+namespace detail {
+
+// S = (a_n I + smooth_nr) / (a_I I + a_P P + a_T T + smooth_dr).
+struct ScoreForm {
+  double a_n = 2.0, a_i = 0.0, a_p = 1.0, a_t = 1.0;
+};
+
+inline ScoreForm dice_form() {
+  return {2.0, 0.0, 1.0, 1.0};
+}
+inline ScoreForm jaccard_form() {
+  return {1.0, -1.0, 1.0, 1.0};
+}
+inline ScoreForm tversky_form(double alpha, double beta) {
+  return {1.0, 1.0 - alpha - beta, alpha, beta};
+}
+
+enum class ScoreState : uint8_t { kept, fixed, skipped, excluded };
+
+struct OverlapScores {
+  std::vector<double> score;  // S_j (the fixed value for a fixed score)
+  std::vector<double> ds_di;  // dS/dI
+  std::vector<double> ds_dp;  // dS/dP
+  std::vector<double> cw;     // c_j, the class weight of score j
+  std::vector<ScoreState> state;
+  Shape shape;  // (N, C) per image, (C) for the batch
+  int64_t channels = 1;
+  bool per_image = true;
+  int64_t kept = 0, skipped = 0;  // kept counts the fixed scores too: both are in the mean
+  int64_t of_plane(int64_t p) const { return per_image ? p : p % channels; }
+  bool counted(int64_t j) const {
+    return state[j] == ScoreState::kept || state[j] == ScoreState::fixed;
+  }
+  void fill(OverlapInfo* info) const {
+    if (info) *info = OverlapInfo{kept, skipped};
+  }
+};
+
+template <class T>
+void check_overlap_options(const char* fn, const Shape& input, const OverlapOptions<T>& o) {
+  check_smooth(fn, "options.smooth_nr", o.smooth_nr);
+  check_smooth(fn, "options.smooth_dr", o.smooth_dr);
+  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma > 0.0, fn, "options.gamma is ", o.gamma,
+                "; it must be finite and > 0");
+  SEGLOSS_CHECK(!(o.log && o.clamp), fn, "options.log and options.clamp are both set; choose one");
+  SEGLOSS_CHECK(o.gamma == 1.0 || !(o.log || o.clamp), fn, "options.gamma is ", o.gamma,
+                " with options.", o.log ? "log" : "clamp",
+                "; the focal form (gamma != 1) is a linear-form option");
+  SEGLOSS_CHECK(o.include_background || input[1] > 1, fn, "options.include_background is false",
+                " but the input ", input, " has a single channel (C = 1): no score would remain");
+  if (o.class_weight.defined()) {
+    SEGLOSS_CHECK(o.class_weight.shape() == Shape{input[1]}, fn, "options.class_weight ",
+                  o.class_weight.shape(), " must have shape (", input[1],
+                  "), one weight per channel of the input ", input);
+    check_on_cpu(fn, "options.class_weight", o.class_weight);
+    for (int64_t c = 0; c < input[1]; ++c) {
+      const double v = static_cast<double>(o.class_weight[c]);
+      SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, fn, "options.class_weight[", c, "] is ", v,
+                    "; class weights must be finite and >= 0");
+    }
+  }
+}
+
+template <class T>
+cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                                 const OverlapOptions<T>& o) {
+  check_same_shape_pair(fn, logits, target);
+  check_overlap_options(fn, logits.shape(), o);
+  const Shape& s = logits.shape();
+  cpu::OverlapArgs<T> a;
+  a.x = logits.data();
+  a.t = target.data();
+  a.planes = s[0] * s[1];
+  a.plane_size = s.numel_from(2);
+  a.sigmoid = o.activation == Activation::sigmoid;
+  a.squared = o.squared;
+  if (o.weight.defined()) check_on_cpu(fn, "options.weight", o.weight);
+  a.weight = make_broadcast_reader(fn, "options.weight", s, o.weight.shape(), o.weight.data(),
+                                   o.weight.defined());
+  a.w_squared_pt = o.weighting == OverlapWeighting::squared || o.squared;
+  return a;
+}
+
+// The shape of the scores: (N, C) per image, (C) for the batch.
+template <class T>
+Shape overlap_scores_shape(const Shape& input, const OverlapOptions<T>& o) {
+  return o.per_image ? Shape{input[0], input[1]} : Shape{input[1]};
+}
+
+// Scores from per-plane statistics stats[plane * stride + {0: I, 1: P, 2: T}].
+template <class T>
+OverlapScores overlap_scores(const std::vector<double>& stats, int stride, const Shape& input,
+                             const OverlapOptions<T>& o, const ScoreForm& f) {
+  OverlapScores s;
+  s.channels = input[1];
+  s.per_image = o.per_image;
+  s.shape = overlap_scores_shape(input, o);
+  const int64_t count = s.shape.numel(), planes = input[0] * input[1];
+  std::vector<double> inter(count, 0.0), pred(count, 0.0), targ(count, 0.0);
+  for (int64_t p = 0; p < planes; ++p) {  // in plane order: batch sums are deterministic
+    const int64_t j = s.of_plane(p);
+    inter[j] += stats[p * stride + 0];
+    pred[j] += stats[p * stride + 1];
+    targ[j] += stats[p * stride + 2];
+  }
+  s.score.assign(count, 0.0);
+  s.ds_di.assign(count, 0.0);
+  s.ds_dp.assign(count, 0.0);
+  s.cw.assign(count, 1.0);
+  s.state.assign(count, ScoreState::kept);
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t c = j % s.channels;
+    if (o.class_weight.defined()) s.cw[j] = static_cast<double>(o.class_weight[c]);
+    if (c == 0 && !o.include_background) {
+      s.state[j] = ScoreState::excluded;
+      continue;
+    }
+    if (targ[j] == 0.0 && o.empty != EmptyPolicy::formula) {
+      if (o.empty == EmptyPolicy::skip) {
+        s.state[j] = ScoreState::skipped;
+        ++s.skipped;
+        continue;
+      }
+      s.state[j] = ScoreState::fixed;
+      s.score[j] = o.empty == EmptyPolicy::one ? 1.0 : 0.0;
+      ++s.kept;
+      continue;
+    }
+    const double num = f.a_n * inter[j] + o.smooth_nr;
+    const double den = f.a_i * inter[j] + f.a_p * pred[j] + f.a_t * targ[j] + o.smooth_dr;
+    s.score[j] = num / den;
+    s.ds_di[j] = (f.a_n * den - f.a_i * num) / (den * den);
+    s.ds_dp[j] = -f.a_p * num / (den * den);
+    ++s.kept;
+  }
+  return s;
+}
+
+// The linear form's l(S) and dl/dS.
+inline double linear_loss(double score, double gamma) {
+  return gamma == 1.0 ? 1.0 - score : std::pow(std::max(1.0 - score, 0.0), gamma);
+}
+inline double linear_slope(double score, double gamma) {
+  if (gamma == 1.0) return -1.0;
+  const double m = 1.0 - score;
+  return m > 0.0 ? -gamma * std::pow(m, gamma - 1.0) : 0.0;
+}
+
+// Per-score loss of the sum and none reductions, and its dl/dS (without c_j).
+template <class T>
+double score_loss(double s, const OverlapOptions<T>& o) {
+  if (o.log) return -std::log(s);
+  if (o.clamp) return 1.0 - std::clamp(s, 0.0, 1.0);
+  return linear_loss(s, o.gamma);
+}
+template <class T>
+double score_slope(double s, const OverlapOptions<T>& o) {
+  if (o.log) return -1.0 / s;
+  if (o.clamp) return s >= 0.0 && s <= 1.0 ? -1.0 : 0.0;  // torch.clamp passes at the bounds
+  return linear_slope(s, o.gamma);
+}
+
+// M = (1/n) sum_j c_j S_j, the mean score of the log and clamp forms.
+inline double mean_score(const OverlapScores& s) {
+  double m = 0.0;
+  for (size_t j = 0; j < s.score.size(); ++j)
+    if (s.counted(static_cast<int64_t>(j))) m += s.cw[j] * s.score[j];
+  return m / static_cast<double>(s.kept);
+}
+
+// The reduced loss (mean or sum).
+template <class T>
+double overlap_value(const OverlapScores& s, const OverlapOptions<T>& o) {
+  if (s.kept == 0) return 0.0;
+  const bool mean = o.reduction == Reduction::mean;
+  if (mean && o.log) return -std::log(mean_score(s));
+  if (mean && o.clamp) return 1.0 - std::clamp(mean_score(s), 0.0, 1.0);
+  double sum = 0.0;
+  for (size_t j = 0; j < s.score.size(); ++j)
+    if (s.counted(static_cast<int64_t>(j))) sum += s.cw[j] * score_loss(s.score[j], o);
+  return mean ? sum / static_cast<double>(s.kept) : sum;
+}
+
+// The per-score values of reduction none: c_j l_j, 0 for the scores left out.
+template <class T>
+Tensor<T> overlap_values(const OverlapScores& s, const OverlapOptions<T>& o) {
+  Tensor<T> out = Tensor<T>::zeros(s.shape);
+  for (int64_t j = 0; j < out.numel(); ++j)
+    if (s.counted(j)) out[j] = static_cast<T>(s.cw[j] * score_loss(s.score[j], o));
+  return out;
+}
+
+// G_j = dL/dS_j of a mean or sum reduction times g, or of none with grad_out (g_j per score).
+// Fixed and left-out scores get 0.
+template <class T>
+std::vector<double> overlap_slopes(const OverlapScores& s, const OverlapOptions<T>& o, double g,
+                                   const T* grad_out) {
+  const size_t count = s.score.size();
+  std::vector<double> G(count, 0.0);
+  if (s.kept == 0) return G;
+  const bool mean = !grad_out && o.reduction == Reduction::mean;
+  const double inv_n = 1.0 / static_cast<double>(s.kept);
+  double form_slope = 0.0;  // dL/dM of the mean log or clamp forms
+  if (mean && (o.log || o.clamp)) {
+    const double m = mean_score(s);
+    form_slope = o.log ? -1.0 / m : (m >= 0.0 && m <= 1.0 ? -1.0 : 0.0);
+  }
+  for (size_t j = 0; j < count; ++j) {
+    if (s.state[j] != ScoreState::kept) continue;
+    const double gj = grad_out ? static_cast<double>(grad_out[j]) : g;
+    if (mean && (o.log || o.clamp))
+      G[j] = gj * form_slope * s.cw[j] * inv_n;
+    else
+      G[j] = gj * s.cw[j] * score_slope(s.score[j], o) * (mean ? inv_n : 1.0);
+  }
+  return G;
+}
+
+// Per-plane coefficients of the gradient pass: a_p = G_j dS/dI, b_p = G_j dS/dP.
+inline void overlap_coefficients(const OverlapScores& s, const std::vector<double>& G,
+                                 int64_t planes, std::vector<double>& ca, std::vector<double>& cb) {
+  ca.resize(static_cast<size_t>(planes));
+  cb.resize(static_cast<size_t>(planes));
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t j = s.of_plane(p);
+    ca[p] = G[j] * s.ds_di[j];
+    cb[p] = G[j] * s.ds_dp[j];
+  }
+}
+
+}  // namespace detail
+}  // namespace segloss

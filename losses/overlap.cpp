@@ -1,0 +1,139 @@
+// soft_dice, soft_jaccard and tversky: one implementation over their score forms
+// (losses/overlap.hpp has the math; internal/overlap_scores.hpp the scores and slopes).
+#include "overlap.hpp"
+
+#include <vector>
+
+#include "internal/overlap_scores.hpp"
+#include "soft_dice.hpp"
+#include "soft_jaccard.hpp"
+#include "tversky.hpp"
+
+namespace segloss {
+namespace {
+
+template <class T>
+struct Plan {
+  cpu::OverlapArgs<T> args;
+  detail::OverlapScores scores;
+};
+
+template <class T>
+Plan<T> statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                   const OverlapOptions<T>& o, const detail::ScoreForm& f) {
+  Plan<T> p;
+  p.args = detail::overlap_args(fn, logits, target, o);
+  std::vector<double> stats(static_cast<size_t>(p.args.planes * 3));
+  cpu::overlap_statistics(p.args, stats.data());
+  p.scores = detail::overlap_scores(stats, 3, logits.shape(), o, f);
+  return p;
+}
+
+// The gradient pass for slopes G (dL/dS per score).
+template <class T>
+void gradient(const Plan<T>& p, const std::vector<double>& G, T* grad) {
+  std::vector<double> ca, cb;
+  detail::overlap_coefficients(p.scores, G, p.args.planes, ca, cb);
+  cpu::overlap_gradient(p.args, ca.data(), cb.data(), grad);
+}
+
+template <class T>
+Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                  const OverlapOptions<T>& o, const detail::ScoreForm& f, OverlapInfo* info) {
+  const auto p = statistics(fn, logits, target, o, f);
+  p.scores.fill(info);
+  if (o.reduction == Reduction::none) return detail::overlap_values<T>(p.scores, o);
+  return Tensor<T>::full(Shape{}, static_cast<T>(detail::overlap_value(p.scores, o)));
+}
+
+template <class T>
+Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                   const Tensor<T>& grad_out, const OverlapOptions<T>& o,
+                   const detail::ScoreForm& f) {
+  const bool scalar = o.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
+  const auto p = statistics(fn, logits, target, o, f);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  const auto G =
+      scalar ? detail::overlap_slopes<T>(p.scores, o, static_cast<double>(grad_out[0]), nullptr)
+             : detail::overlap_slopes<T>(p.scores, o, 1.0, grad_out.data());
+  gradient(p, G, grad.data());
+  return grad;
+}
+
+template <class T>
+double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
+                      const Tensor<T>& target, Tensor<T>& grad, const OverlapOptions<T>& o,
+                      const detail::ScoreForm& f, OverlapInfo* info) {
+  SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
+                name, " and ", name, "_backward");
+  const auto p = statistics(fn, logits, target, o, f);
+  detail::prepare_grad(fn, logits, grad);
+  gradient(p, detail::overlap_slopes<T>(p.scores, o, 1.0, nullptr), grad.data());
+  p.scores.fill(info);
+  return detail::overlap_value(p.scores, o);
+}
+
+template <class T>
+detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
+  SEGLOSS_CHECK(std::isfinite(o.alpha) && std::isfinite(o.beta) && o.alpha >= 0.0 &&
+                    o.beta >= 0.0 && o.alpha + o.beta > 0.0,
+                fn, "options.alpha ", o.alpha, " and options.beta ", o.beta,
+                " must be finite and >= 0, with alpha + beta > 0");
+  SEGLOSS_CHECK(!o.squared, fn,
+                "options.squared is not defined for Tversky (FP = P - I holds for plain sums)");
+  return detail::tversky_form(o.alpha, o.beta);
+}
+
+}  // namespace
+
+// The three losses' public functions: each passes its name and score form.
+#define SEGLOSS_OVERLAP_LOSS(NAME, OPTIONS, FORM)                                                 \
+  template <class T>                                                                              \
+  Tensor<T> NAME(const Tensor<T>& logits, const Tensor<T>& target, const OPTIONS<T>& options,     \
+                 OverlapInfo* info) {                                                             \
+    const char* fn = #NAME;                                                                       \
+    return forward<T>(fn, logits, target, options, FORM, info);                                   \
+  }                                                                                               \
+  template <class T>                                                                              \
+  Tensor<T> NAME##_backward(const Tensor<T>& logits, const Tensor<T>& target,                     \
+                            const Tensor<T>& grad_out, const OPTIONS<T>& options) {               \
+    const char* fn = #NAME "_backward";                                                           \
+    return backward<T>(fn, logits, target, grad_out, options, FORM);                              \
+  }                                                                                               \
+  template <class T>                                                                              \
+  double NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad, \
+                               const OPTIONS<T>& options, OverlapInfo* info) {                    \
+    const char* fn = #NAME "_value_and_grad";                                                     \
+    return value_and_grad<T>(fn, #NAME, logits, target, grad, options, FORM, info);               \
+  }                                                                                               \
+  template <class T>                                                                              \
+  ValueAndGrad<T> NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,         \
+                                        const OPTIONS<T>& options, OverlapInfo* info) {           \
+    ValueAndGrad<T> r;                                                                            \
+    r.value = NAME##_value_and_grad(logits, target, r.grad, options, info);                       \
+    return r;                                                                                     \
+  }                                                                                               \
+  template Tensor<float> NAME(const Tensor<float>&, const Tensor<float>&, const OPTIONS<float>&,  \
+                              OverlapInfo*);                                                      \
+  template Tensor<double> NAME(const Tensor<double>&, const Tensor<double>&,                      \
+                               const OPTIONS<double>&, OverlapInfo*);                             \
+  template Tensor<float> NAME##_backward(const Tensor<float>&, const Tensor<float>&,              \
+                                         const Tensor<float>&, const OPTIONS<float>&);            \
+  template Tensor<double> NAME##_backward(const Tensor<double>&, const Tensor<double>&,           \
+                                          const Tensor<double>&, const OPTIONS<double>&);         \
+  template double NAME##_value_and_grad(const Tensor<float>&, const Tensor<float>&,               \
+                                        Tensor<float>&, const OPTIONS<float>&, OverlapInfo*);     \
+  template double NAME##_value_and_grad(const Tensor<double>&, const Tensor<double>&,             \
+                                        Tensor<double>&, const OPTIONS<double>&, OverlapInfo*);   \
+  template ValueAndGrad<float> NAME##_value_and_grad(const Tensor<float>&, const Tensor<float>&,  \
+                                                     const OPTIONS<float>&, OverlapInfo*);        \
+  template ValueAndGrad<double> NAME##_value_and_grad(                                            \
+      const Tensor<double>&, const Tensor<double>&, const OPTIONS<double>&, OverlapInfo*);
+
+SEGLOSS_OVERLAP_LOSS(soft_dice, SoftDiceOptions, detail::dice_form())
+SEGLOSS_OVERLAP_LOSS(soft_jaccard, SoftJaccardOptions, detail::jaccard_form())
+SEGLOSS_OVERLAP_LOSS(tversky, TverskyOptions, tversky_form(fn, options))
+#undef SEGLOSS_OVERLAP_LOSS
+
+}  // namespace segloss

@@ -1,0 +1,91 @@
+// @brief The overlap losses for binary and multilabel segmentation: soft Dice, soft Jaccard
+// (IoU) and Tversky (with its focal form), on logits with a sigmoid per channel or on
+// probabilities. The options and the math they share are here; soft_dice.hpp, soft_jaccard.hpp
+// and tversky.hpp declare the three losses.
+//
+// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double, and target t of
+// the same shape and type with values in [0, 1]. p = sigmoid(x), or p = x when
+// activation = none.
+//
+// Statistics. One score j per image and channel (per_image, the default) or per channel over
+// the whole batch. Over the pixels i of score j, with k = 2 when `squared`, else 1:
+//   I = sum wI_i p_i t_i,   P = sum wP_i p_i^k,   T = sum wP_i t_i^k
+// where the pixel weight w (option `weight`, else 1) enters as
+//   weighting = squared (Carvana WeightedSoftDiceLoss): wI = w^2, wP = w^2;
+//   weighting = on_inputs (albu dice_loss: p and t multiplied by w before the sums):
+//               wI = w^2, wP = w^k.
+//
+// Score. S = (a_n I + smooth_nr) / D with D = a_I I + a_P P + a_T T + smooth_dr:
+//   soft Dice:    a_n = 2, a_I = 0,           a_P = 1,     a_T = 1     (2I / (P + T))
+//   soft Jaccard: a_n = 1, a_I = -1,          a_P = 1,     a_T = 1     (I / (P + T - I))
+//   Tversky:      a_n = 1, a_I = 1 - al - be, a_P = alpha, a_T = beta  (I / (I + al FP + be FN))
+// (with FP = P - I and FN = T - I; alpha = beta = 1/2 is Dice, 1 and 1 is Jaccard).
+//
+// Loss. Scores of channel 0 are left out when include_background = false. A score whose
+// target sum T is 0 follows `empty` (core/reduction.hpp): formula (default) keeps S as
+// computed; one and zero fix S to 1 or 0 (no gradient flows from it); skip drops it. With
+// n the number of scores kept, c_j the class weight of score j's channel (1 by default):
+//   linear form (default):  l_j = 1 - S_j, or max(1 - S_j, 0)^gamma when gamma != 1 (focal);
+//       mean: (1/n) sum_j c_j l_j;   sum: sum_j c_j l_j;   none: c_j l_j per score.
+//   log form (log = true, Carvana is_log_dice):
+//       mean: -log M with M = (1/n) sum_j c_j S_j (the log of the mean score, as the seed);
+//       sum: sum_j -c_j log S_j;   none: -c_j log S_j.
+//   clamp form (clamp = true, albu dice_loss): as the log form with 1 - clamp(., 0, 1) in
+//       place of -log: mean: 1 - clamp(M, 0, 1).
+// Reduction none returns shape (N, C) per image or (C) for the batch, with 0 for the scores
+// left out. When no score is kept (all skipped), the loss is 0 with a zero gradient.
+//
+// Gradient (docs/gradients.md derives it). With G_j = dL/dS_j from the form above,
+//   dS/dI = (a_n D - a_I N) / D^2,   dS/dP = -a_P N / D^2        (N = a_n I + smooth_nr)
+//   dL/dx_i = [G_j dS/dI wI_i t_i + G_j dS/dP wP_i k p_i^(k-1)] dp_i/dx_i
+// The fused path makes one pass for the sums and one for the gradient, with no per-pixel
+// temporary; bce_dice runs a BCE term inside the same two passes.
+//
+// Edge cases: with smooth_dr = 0, a score whose D is 0 is 0/0 = NaN, which propagates (keep
+// smooth_dr > 0, or choose an `empty` policy other than formula). The focal form's derivative
+// for gamma < 1 grows without bound as S -> 1 and is 0 once S >= 1. NaN inputs propagate.
+// Errors (segloss::Error) for: rank outside 3..5, a zero extent, shape mismatch, negative or
+// non-finite smooth terms, a weight that does not broadcast, a class_weight not of shape (C)
+// or with negative or non-finite values, include_background = false with C = 1, gamma <= 0 or
+// non-finite, log or clamp with gamma != 1, log with clamp, grad_out of the wrong shape.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/reduction.hpp"
+#include "../core/result.hpp"
+#include "../core/tensor.hpp"
+
+namespace segloss {
+
+// How a per-pixel weight w enters the overlap sums (see the header comment).
+enum class OverlapWeighting {
+  squared,    // w^2 in every sum (Carvana WeightedSoftDiceLoss)
+  on_inputs,  // p and t multiplied by w before the sums (albu dice_loss)
+};
+
+template <class T>
+struct OverlapOptions {
+  Reduction reduction = Reduction::mean;
+  double smooth_nr = 1e-5;  // added to the numerator
+  double smooth_dr = 1e-5;  // added to the denominator
+  bool per_image = true;    // false: one score per channel, sums over the whole batch
+  Activation activation = Activation::sigmoid;
+  bool squared = false;  // sums of p^2 and t^2 in the denominator (V-Net; MONAI squared_pred)
+  Tensor<T> weight;      // per pixel; broadcasts to the input by PyTorch's rule; undefined: 1
+  OverlapWeighting weighting = OverlapWeighting::squared;
+  Tensor<T> class_weight;                    // shape (C), >= 0; undefined: 1 for every channel
+  bool include_background = true;            // false: channel 0 is left out
+  EmptyPolicy empty = EmptyPolicy::formula;  // for a score whose target sum is 0
+  double gamma = 1.0;  // focal form: l = max(1 - S, 0)^gamma per score, before the mean
+  bool log = false;    // log form: -log of the (mean) score
+  bool clamp = false;  // clamp form: 1 - clamp((mean) score, 0, 1)
+};
+
+// What a forward or value_and_grad call kept: the scores in the loss, and those skipped.
+struct OverlapInfo {
+  int64_t kept = 0;
+  int64_t skipped = 0;
+};
+
+}  // namespace segloss
