@@ -10,7 +10,11 @@ using namespace segloss;
 
 namespace {
 
-BceDiceOptions<double> options_with_everything() {
+// Variant 0: BCE weight and pos_weight with the plain Dice; 1 to 3 add Dice options of
+// losses/overlap.hpp (which run inside bce_dice's passes): 1 the Carvana weighted log form,
+// 2 albu's weight placement with the clamp and squared sums, 3 class weights without the
+// background, focal gamma and the skip policy.
+BceDiceOptions<double> options_with_everything(int variant = 0) {
   BceDiceOptions<double> o;
   o.bce_weight = 0.7;
   o.dice_weight = 1.3;
@@ -18,6 +22,22 @@ BceDiceOptions<double> options_with_everything() {
   o.bce.pos_weight = Tensor<double>::from({2.0, 0.5, 1.5}, {3});
   o.dice.smooth_nr = 2;
   o.dice.smooth_dr = 1;
+  const Shape s{2, 3, 5, 4};
+  if (variant == 1) {
+    o.dice.weight = testing::uniform<double>(s, 6, 0.3, 3.0);
+    o.dice.log = true;
+  } else if (variant == 2) {
+    o.dice.weight = testing::uniform<double>({2, 1, 5, 4}, 7, 0.3, 3.0);
+    o.dice.weighting = OverlapWeighting::on_inputs;
+    o.dice.squared = true;
+    o.dice.clamp = true;
+    o.dice.smooth_nr = o.dice.smooth_dr = 0.1;  // keeps the mean score inside (0, 1)
+  } else if (variant == 3) {
+    o.dice.class_weight = Tensor<double>::from({1.0, 0.5, 2.0}, {3});
+    o.dice.include_background = false;
+    o.dice.gamma = 1.5;
+    o.dice.empty = EmptyPolicy::skip;
+  }
   return o;
 }
 
@@ -26,13 +46,14 @@ BceDiceOptions<double> options_with_everything() {
 TEST_CASE("bce_dice: equals bce_weight * bce_with_logits + dice_weight * soft_dice") {
   const Shape s{2, 3, 5, 4};
   const auto x = testing::randn<double>(s, 2, 3.0), z = testing::mask<double>(s, 3);
-  for (bool plain : {true, false}) {
+  for (int variant : {-1, 0, 1, 2, 3}) {
     for (bool per_image : {true, false}) {
       for (Reduction r : {Reduction::mean, Reduction::sum}) {
-        CAPTURE(plain);
+        CAPTURE(variant);
         CAPTURE(per_image);
         INFO("reduction ", std::string(reduction_name(r)));
-        BceDiceOptions<double> o = plain ? BceDiceOptions<double>{} : options_with_everything();
+        BceDiceOptions<double> o =
+            variant < 0 ? BceDiceOptions<double>{} : options_with_everything(variant);
         o.dice.per_image = per_image;
         o.bce.reduction = r;
         o.dice.reduction = r;
@@ -58,9 +79,10 @@ TEST_CASE("bce_dice: gradcheck, plain and with every option, 1D and 3D") {
   for (const Shape& s : {Shape{2, 3, 5, 4}, Shape{2, 1, 37}, Shape{1, 2, 3, 4, 3}}) {
     CAPTURE(s);
     const auto x = testing::randn<double>(s, 4, 2.0), z = testing::mask<double>(s, 5);
-    for (bool plain : {true, false}) {
-      if (!plain && s != Shape{2, 3, 5, 4}) continue;  // the weights are shaped for 2D
-      const auto o = plain ? BceDiceOptions<double>{} : options_with_everything();
+    for (int variant : {-1, 0, 1, 2, 3}) {
+      CAPTURE(variant);
+      if (variant >= 0 && s != Shape{2, 3, 5, 4}) continue;  // the weights are shaped for 2D
+      const auto o = variant < 0 ? BceDiceOptions<double>{} : options_with_everything(variant);
       testing::check_loss_gradients(
           x, [&](const Tensor<double>& v) { return bce_dice(v, z, o); },
           [&](const Tensor<double>& v, const Tensor<double>& go) {
