@@ -15,5 +15,7 @@
 #include "losses/cross_entropy.hpp"
 #include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"
+#include "losses/generalized_dice.hpp"
 #include "losses/soft_jaccard.hpp"
+#include "losses/softmax_overlap.hpp"
 #include "losses/tversky.hpp"

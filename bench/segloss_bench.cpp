@@ -164,6 +164,16 @@ int main(int argc, char** argv) {
   volatile double sink = 0;
   BceWithLogitsOptions<float> weighted;
   weighted.weight = w;
+  SoftDiceOptions<float> dice_weighted;  // Carvana WeightedSoftDiceLoss: w^2 in every sum
+  dice_weighted.weight = w;
+  TverskyOptions<float> focal_tversky;
+  focal_tversky.alpha = 0.3;
+  focal_tversky.beta = 0.7;
+  focal_tversky.gamma = 4.0 / 3.0;
+  BceDiceOptions<float> bce_dice_weighted;  // weights in both terms, log Dice
+  bce_dice_weighted.bce.weight = w;
+  bce_dice_weighted.dice.weight = w;
+  bce_dice_weighted.dice.log = true;
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -174,9 +184,21 @@ int main(int argc, char** argv) {
       {"soft_dice",
        {x.data(), t.data()},
        [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
+      {"soft_dice_weighted",
+       {x.data(), t.data(), w.data()},
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad, dice_weighted); }},
+      {"soft_jaccard",
+       {x.data(), t.data()},
+       [&] { sink = sink + soft_jaccard_value_and_grad(x, t, grad); }},
+      {"focal_tversky",
+       {x.data(), t.data()},
+       [&] { sink = sink + tversky_value_and_grad(x, t, grad, focal_tversky); }},
       {"bce_with_logits+soft_dice",
        {x.data(), t.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+      {"bce_with_logits+soft_dice_weighted_log",
+       {x.data(), t.data(), w.data()},
+       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }},
   };
 
   for (const Case& c : cases) {

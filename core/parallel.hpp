@@ -67,35 +67,49 @@ void for_each_chunk(const ChunkGrid& grid, Body&& body) {
   for (int64_t c = 0; c < n; ++c) body(grid[c]);
 }
 
-// Fills the reduction slots: K sums per chunk, in chunk order. Returns them.
-template <int K, class Body>
-const double* fill_slots(const ChunkGrid& grid, Body&& body) {
+// Fills the reduction slots: k sums per chunk, in chunk order. Returns them. body(chunk, acc)
+// adds into acc[0..k), zeroed for each chunk.
+template <class Body>
+const double* fill_slots_n(const ChunkGrid& grid, int k, Body&& body) {
   const int64_t n = grid.chunks();
   std::vector<double>& slots = reduction_slots();
-  if (static_cast<int64_t>(slots.size()) < n * K) slots.resize(static_cast<size_t>(n * K));
+  if (static_cast<int64_t>(slots.size()) < n * k) slots.resize(static_cast<size_t>(n * k));
   double* s = slots.data();
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (n > 1)
 #endif
   for (int64_t c = 0; c < n; ++c) {
-    double acc[K] = {};
-    body(grid[c], acc);
-    for (int k = 0; k < K; ++k) s[c * K + k] = acc[k];
+    // The chunk accumulates in its thread's own buffer (no cache line shared with a
+    // neighbouring chunk's slots), then stores once.
+    thread_local std::vector<double> acc;
+    acc.assign(static_cast<size_t>(k), 0.0);
+    body(grid[c], acc.data());
+    std::copy(acc.begin(), acc.end(), s + c * k);
   }
   return s;
 }
 
-// Per-plane sums of K statistics. body(chunk, acc) adds the chunk's contribution to acc[0..K),
-// which starts at zero. out[plane * K + k] receives the plane's sums, combined in chunk order.
 template <int K, class Body>
-void reduce_planes(const ChunkGrid& grid, Body&& body, double* out) {
-  const double* s = fill_slots<K>(grid, body);
+const double* fill_slots(const ChunkGrid& grid, Body&& body) {
+  return fill_slots_n(grid, K, body);
+}
+
+// Per-plane sums of k statistics. body(chunk, acc) adds the chunk's contribution to acc[0..k),
+// which starts at zero. out[plane * k + j] receives the plane's sums, combined in chunk order.
+template <class Body>
+void reduce_planes_n(const ChunkGrid& grid, int k, Body&& body, double* out) {
+  const double* s = fill_slots_n(grid, k, body);
   const int64_t per_plane = grid.chunks_per_plane();
   for (int64_t p = 0; p < grid.planes(); ++p) {
-    for (int k = 0; k < K; ++k) out[p * K + k] = 0.0;
-    for (int64_t j = 0; j < per_plane; ++j)
-      for (int k = 0; k < K; ++k) out[p * K + k] += s[(p * per_plane + j) * K + k];
+    for (int j = 0; j < k; ++j) out[p * k + j] = 0.0;
+    for (int64_t c = 0; c < per_plane; ++c)
+      for (int j = 0; j < k; ++j) out[p * k + j] += s[(p * per_plane + c) * k + j];
   }
+}
+
+template <int K, class Body>
+void reduce_planes(const ChunkGrid& grid, Body&& body, double* out) {
+  reduce_planes_n(grid, K, body, out);
 }
 
 // Sums of K statistics over the whole grid: out[k], combined in chunk order.

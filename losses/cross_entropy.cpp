@@ -4,11 +4,11 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <type_traits>
 
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../core/checks.hpp"
+#include "internal/labels.hpp"
 
 namespace segloss {
 namespace {
@@ -21,36 +21,13 @@ struct Prepared {
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
-// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
-std::string position(const Shape& s, int64_t i) {
-  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    idx[static_cast<size_t>(d)] = i % s[d];
-    i /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << ')';
-  return os.str();
-}
-
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                        const CrossEntropyOptions<T>& o) {
   constexpr bool kSoft = std::is_floating_point_v<L>;
-  detail::check_image(fn, "logits", logits);
+  detail::check_class_target(fn, logits, target);
   const Shape& s = logits.shape();
   const int64_t n = s[0], c = s[1], pixels = s.numel_from(2);
-  SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
-  detail::check_on_cpu(fn, "target", target);
-  if constexpr (kSoft) {
-    SEGLOSS_CHECK(target.shape() == s, fn, "target ", target.shape(),
-                  " (probabilities) does not match logits ", s);
-  } else {
-    SEGLOSS_CHECK(target.shape() == s.without(1), fn, "target ", target.shape(),
-                  " does not match logits ", s, " without the class axis");
-  }
   SEGLOSS_CHECK(
       std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
       "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
@@ -83,13 +60,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
     p.divisor = static_cast<double>(n * pixels);
   } else {
     a.labels = target.data();
-    const auto sums = cpu::cross_entropy_label_sums(a.labels, n, pixels, c, a.rule, a.weight);
-    if (sums.first_bad >= 0) {
-      const int64_t i = sums.first_bad;
-      detail::fail(fn, "target has label ", static_cast<int64_t>(a.labels[i]), " at ",
-                   position(p.values_shape, i), ", outside [0, ", c, ") and not ignore_index ",
-                   o.ignore_index, o.ignore_negative ? " (negative labels are ignored)" : "");
-    }
+    const auto sums = detail::check_labels(fn, target, c, a.rule, a.weight);
     p.divisor =
         o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);
     p.none_counted = sums.count == 0;

@@ -52,8 +52,9 @@ struct OverlapScores {
   }
 };
 
-template <class T>
-void check_overlap_options(const char* fn, const Shape& input, const OverlapOptions<T>& o) {
+// The options every overlap loss shares (OverlapOptions<T>, SoftmaxOverlapOptions<T>, ...).
+template <class O>
+void check_overlap_options(const char* fn, const Shape& input, const O& o) {
   check_smooth(fn, "options.smooth_nr", o.smooth_nr);
   check_smooth(fn, "options.smooth_dr", o.smooth_dr);
   SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma > 0.0, fn, "options.gamma is ", o.gamma,
@@ -98,15 +99,16 @@ cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const 
 }
 
 // The shape of the scores: (N, C) per image, (C) for the batch.
-template <class T>
-Shape overlap_scores_shape(const Shape& input, const OverlapOptions<T>& o) {
+template <class O>
+Shape overlap_scores_shape(const Shape& input, const O& o) {
   return o.per_image ? Shape{input[0], input[1]} : Shape{input[1]};
 }
 
 // Scores from per-plane statistics stats[plane * stride + {0: I, 1: P, 2: T}].
-template <class T>
+// `input` is the logits' shape (N, C, ...).
+template <class O>
 OverlapScores overlap_scores(const std::vector<double>& stats, int stride, const Shape& input,
-                             const OverlapOptions<T>& o, const ScoreForm& f) {
+                             const O& o, const ScoreForm& f) {
   OverlapScores s;
   s.channels = input[1];
   s.per_image = o.per_image;
@@ -163,14 +165,14 @@ inline double linear_slope(double score, double gamma) {
 }
 
 // Per-score loss of the sum and none reductions, and its dl/dS (without c_j).
-template <class T>
-double score_loss(double s, const OverlapOptions<T>& o) {
+template <class O>
+double score_loss(double s, const O& o) {
   if (o.log) return -std::log(s);
   if (o.clamp) return 1.0 - std::clamp(s, 0.0, 1.0);
   return linear_loss(s, o.gamma);
 }
-template <class T>
-double score_slope(double s, const OverlapOptions<T>& o) {
+template <class O>
+double score_slope(double s, const O& o) {
   if (o.log) return -1.0 / s;
   if (o.clamp) return s >= 0.0 && s <= 1.0 ? -1.0 : 0.0;  // torch.clamp passes at the bounds
   return linear_slope(s, o.gamma);
@@ -185,8 +187,8 @@ inline double mean_score(const OverlapScores& s) {
 }
 
 // The reduced loss (mean or sum).
-template <class T>
-double overlap_value(const OverlapScores& s, const OverlapOptions<T>& o) {
+template <class O>
+double overlap_value(const OverlapScores& s, const O& o) {
   if (s.kept == 0) return 0.0;
   const bool mean = o.reduction == Reduction::mean;
   if (mean && o.log) return -std::log(mean_score(s));
@@ -198,8 +200,8 @@ double overlap_value(const OverlapScores& s, const OverlapOptions<T>& o) {
 }
 
 // The per-score values of reduction none: c_j l_j, 0 for the scores left out.
-template <class T>
-Tensor<T> overlap_values(const OverlapScores& s, const OverlapOptions<T>& o) {
+template <class T, class O>
+Tensor<T> overlap_values(const OverlapScores& s, const O& o) {
   Tensor<T> out = Tensor<T>::zeros(s.shape);
   for (int64_t j = 0; j < out.numel(); ++j)
     if (s.counted(j)) out[j] = static_cast<T>(s.cw[j] * score_loss(s.score[j], o));
@@ -208,8 +210,8 @@ Tensor<T> overlap_values(const OverlapScores& s, const OverlapOptions<T>& o) {
 
 // G_j = dL/dS_j of a mean or sum reduction times g, or of none with grad_out (g_j per score).
 // Fixed and left-out scores get 0.
-template <class T>
-std::vector<double> overlap_slopes(const OverlapScores& s, const OverlapOptions<T>& o, double g,
+template <class T, class O>
+std::vector<double> overlap_slopes(const OverlapScores& s, const O& o, double g,
                                    const T* grad_out) {
   const size_t count = s.score.size();
   std::vector<double> G(count, 0.0);

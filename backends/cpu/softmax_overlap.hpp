@@ -1,0 +1,37 @@
+// CPU kernels of the softmax overlap losses (losses/softmax_overlap.hpp and
+// generalized_dice.hpp have the contract and the math): p = softmax over the class axis, and
+// per image and class the sums I, P, T of losses/overlap.hpp; then the gradient through the
+// softmax from per-(image, class) coefficients.
+#pragma once
+
+#include <cstdint>
+
+namespace segloss {
+namespace cpu {
+
+// U is the target's type: int32_t or int64_t for a label map (N, S), or T for probabilities
+// (N, C, S).
+template <class T, class U>
+struct SoftmaxOverlapArgs {
+  const T* x = nullptr;  // logits (N, C, S)
+  int64_t images = 0, classes = 0, pixels = 0;
+  const U* target = nullptr;
+  int64_t ignore_index = -100;  // labels only: a pixel with this label counts nowhere
+  bool squared = false;         // P = sum p^2, T = sum t^2
+};
+
+// Pass 1. stats[(n * C + c) * 3 + k] = I, P, T of image n and class c (deterministic), over
+// the pixels not ignored: I = sum p_c t_c, P = sum p_c^k, T = sum t_c^k, with t_c = [y = c]
+// for labels. Labels must be in [0, C) or ignore_index (the caller checks).
+template <class T, class U>
+void softmax_overlap_statistics(const SoftmaxOverlapArgs<T, U>& a, double* stats);
+
+// Pass 2. With g_c = ca[n C + c] t_c + cb[n C + c] k p_c^(k-1) (dL/dp_c of pixel i),
+//   grad_c = p_c (g_c - sum_k p_k g_k)        (the softmax's Jacobian),
+// and 0 for an ignored pixel.
+template <class T, class U>
+void softmax_overlap_gradient(const SoftmaxOverlapArgs<T, U>& a, const double* ca, const double* cb,
+                              T* grad);
+
+}  // namespace cpu
+}  // namespace segloss

@@ -1,0 +1,65 @@
+// Label-map targets (not installed): the shape check against the logits, and the validation of
+// every label, shared by the losses that take a class index per pixel.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../../backends/cpu/cross_entropy.hpp"
+#include "../../core/checks.hpp"
+
+namespace segloss {
+namespace detail {
+
+// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
+inline std::string position(const Shape& s, int64_t i) {
+  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    idx[static_cast<size_t>(d)] = i % s[d];
+    i /= s[d];
+  }
+  std::ostringstream os;
+  os << '(';
+  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
+  os << ')';
+  return os.str();
+}
+
+// The logits are an image (N, C, spatial...); a label target is (N, spatial...), a probability
+// target (L floating) has the logits' shape.
+template <class T, class L>
+void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>& target) {
+  check_image(fn, "logits", logits);
+  const Shape& s = logits.shape();
+  SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
+  check_on_cpu(fn, "target", target);
+  if constexpr (std::is_floating_point_v<L>) {
+    SEGLOSS_CHECK(target.shape() == s, fn, "target ", target.shape(),
+                  " (probabilities) does not match logits ", s);
+  } else {
+    SEGLOSS_CHECK(target.shape() == s.without(1), fn, "target ", target.shape(),
+                  " does not match logits ", s, " without the class axis");
+  }
+}
+
+// Validates every label (in [0, C) or ignored by the rule) and returns the label pass's sums.
+template <class T, class L>
+cpu::LabelSums check_labels(const char* fn, const Tensor<L>& target, int64_t classes,
+                            const cpu::LabelRule& rule, const T* class_weight = nullptr) {
+  const Shape& s = target.shape();
+  const auto sums = cpu::cross_entropy_label_sums(target.data(), s[0], s.numel_from(1), classes,
+                                                  rule, class_weight);
+  if (sums.first_bad >= 0) {
+    const int64_t i = sums.first_bad;
+    fail(fn, "target has label ", static_cast<int64_t>(target.data()[i]), " at ", position(s, i),
+         ", outside [0, ", classes, ") and not ignore_index ", rule.ignore_index,
+         rule.ignore_negative ? " (negative labels are ignored)" : "");
+  }
+  return sums;
+}
+
+}  // namespace detail
+}  // namespace segloss

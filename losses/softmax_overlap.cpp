@@ -1,0 +1,353 @@
+// softmax_dice, softmax_jaccard, softmax_tversky and generalized_dice: the argument checks, the
+// statistics pass, the scores (internal/overlap_scores.hpp, or the generalized Dice score
+// below), and the gradient pass through the softmax.
+#include "softmax_overlap.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../backends/cpu/softmax_overlap.hpp"
+#include "generalized_dice.hpp"
+#include "internal/labels.hpp"
+#include "internal/overlap_scores.hpp"
+
+namespace segloss {
+namespace {
+
+template <class T, class U>
+struct Plan {
+  cpu::SoftmaxOverlapArgs<T, U> args;
+  std::vector<double> stats;  // per (image, class): I, P, T
+};
+
+// Checks the inputs (O: any options with ignore_index and squared) and runs the statistics pass.
+template <class T, class U>
+Plan<T, U> statistics(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                      int64_t ignore_index, bool squared) {
+  detail::check_class_target(fn, logits, target);
+  const Shape& s = logits.shape();
+  Plan<T, U> p;
+  auto& a = p.args;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.target = target.data();
+  a.ignore_index = ignore_index;
+  a.squared = squared;
+  if constexpr (std::is_floating_point_v<U>) {
+    SEGLOSS_CHECK(ignore_index == -100, fn, "options.ignore_index ", ignore_index,
+                  " applies to label targets only; with probabilities it must keep its default "
+                  "-100");
+  } else {
+    cpu::LabelRule rule;
+    rule.ignore_index = ignore_index;
+    detail::check_labels<T>(fn, target, a.classes, rule);
+  }
+  p.stats.resize(static_cast<size_t>(a.images * a.classes * 3));
+  cpu::softmax_overlap_statistics(a, p.stats.data());
+  return p;
+}
+
+template <class T, class U>
+void gradient(const Plan<T, U>& p, const std::vector<double>& ca, const std::vector<double>& cb,
+              T* grad) {
+  cpu::softmax_overlap_gradient(p.args, ca.data(), cb.data(), grad);
+}
+
+// ---- soft Dice, Jaccard, Tversky: the scores of overlap.hpp ----
+
+template <class T, class U, class O>
+struct Scored {
+  Plan<T, U> plan;
+  detail::OverlapScores scores;
+};
+
+template <class T, class U, class O>
+Scored<T, U, O> scored(const char* fn, const Tensor<T>& logits, const Tensor<U>& target, const O& o,
+                       const detail::ScoreForm& f) {
+  detail::check_image(fn, "logits", logits);
+  detail::check_overlap_options(fn, logits.shape(), o);
+  Scored<T, U, O> r;
+  r.plan = statistics(fn, logits, target, o.ignore_index, o.squared);
+  r.scores = detail::overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
+  return r;
+}
+
+template <class T, class U, class O>
+void overlap_gradient(const Scored<T, U, O>& r, const std::vector<double>& G, T* grad) {
+  std::vector<double> ca, cb;
+  detail::overlap_coefficients(r.scores, G, r.plan.args.images * r.plan.args.classes, ca, cb);
+  gradient(r.plan, ca, cb, grad);
+}
+
+template <class T, class U, class O>
+Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& target, const O& o,
+                  const detail::ScoreForm& f, OverlapInfo* info) {
+  const auto r = scored(fn, logits, target, o, f);
+  r.scores.fill(info);
+  if (o.reduction == Reduction::none) return detail::overlap_values<T>(r.scores, o);
+  return Tensor<T>::full(Shape{}, static_cast<T>(detail::overlap_value(r.scores, o)));
+}
+
+template <class T, class U, class O>
+Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                   const Tensor<T>& grad_out, const O& o, const detail::ScoreForm& f) {
+  detail::check_image(fn, "logits", logits);
+  const bool scalar = o.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
+  const auto r = scored(fn, logits, target, o, f);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  overlap_gradient(
+      r,
+      scalar ? detail::overlap_slopes<T>(r.scores, o, static_cast<double>(grad_out[0]), nullptr)
+             : detail::overlap_slopes<T>(r.scores, o, 1.0, grad_out.data()),
+      grad.data());
+  return grad;
+}
+
+template <class T, class U, class O>
+double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
+                      const Tensor<U>& target, Tensor<T>& grad, const O& o,
+                      const detail::ScoreForm& f, OverlapInfo* info) {
+  SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
+                name, " and ", name, "_backward");
+  const auto r = scored(fn, logits, target, o, f);
+  detail::prepare_grad(fn, logits, grad);
+  overlap_gradient(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr), grad.data());
+  r.scores.fill(info);
+  return detail::overlap_value(r.scores, o);
+}
+
+template <class T>
+detail::ScoreForm tversky_form(const char* fn, const SoftmaxTverskyOptions<T>& o) {
+  SEGLOSS_CHECK(std::isfinite(o.alpha) && std::isfinite(o.beta) && o.alpha >= 0.0 &&
+                    o.beta >= 0.0 && o.alpha + o.beta > 0.0,
+                fn, "options.alpha ", o.alpha, " and options.beta ", o.beta,
+                " must be finite and >= 0, with alpha + beta > 0");
+  SEGLOSS_CHECK(!o.squared, fn,
+                "options.squared is not defined for Tversky (FP = P - I holds for plain sums)");
+  return detail::tversky_form(o.alpha, o.beta);
+}
+
+// ---- generalized Dice ----
+
+struct GdlScores {
+  std::vector<double> score, num, den;  // per score (image, or one for the batch)
+  std::vector<double> w;                // per plane (n, c): the class weight of its score
+  int64_t classes = 0;
+  bool per_image = true;
+  int64_t of_plane(int64_t p) const { return per_image ? p / classes : 0; }
+};
+
+template <class T>
+GdlScores gdl_scores(const std::vector<double>& stats, const Shape& input,
+                     const GeneralizedDiceOptions<T>& o) {
+  const int64_t N = input[0], C = input[1], count = o.per_image ? N : 1;
+  GdlScores s;
+  s.classes = C;
+  s.per_image = o.per_image;
+  // Per score and class: I, P, T (batch sums in image order: deterministic).
+  std::vector<double> I(count * C, 0.0), P(count * C, 0.0), Tt(count * C, 0.0);
+  for (int64_t p = 0; p < N * C; ++p) {
+    const int64_t k = s.of_plane(p) * C + p % C;
+    I[k] += stats[p * 3 + 0];
+    P[k] += stats[p * 3 + 1];
+    Tt[k] += stats[p * 3 + 2];
+  }
+  std::vector<double> w(count * C, 0.0);
+  s.score.resize(count);
+  s.num.resize(count);
+  s.den.resize(count);
+  const int64_t c0 = o.include_background ? 0 : 1;
+  for (int64_t j = 0; j < count; ++j) {
+    double w_max = 0.0;  // the largest finite weight of the score
+    for (int64_t c = c0; c < C; ++c) {
+      const double t = Tt[j * C + c];
+      double v = 1.0;
+      if (o.w_type == GeneralizedDiceWeight::square) v = 1.0 / (t * t);
+      if (o.w_type == GeneralizedDiceWeight::simple) v = 1.0 / t;
+      w[j * C + c] = v;
+      if (std::isfinite(v)) w_max = std::max(w_max, v);
+    }
+    double num = 0.0, den = 0.0;
+    for (int64_t c = c0; c < C; ++c) {
+      double& v = w[j * C + c];
+      if (!std::isfinite(v)) v = w_max;  // an absent class: MONAI's rule
+      num += v * I[j * C + c];
+      den += v * (P[j * C + c] + Tt[j * C + c]);
+    }
+    s.num[j] = 2.0 * num + o.smooth_nr;
+    s.den[j] = den + o.smooth_dr;
+    s.score[j] = s.num[j] / s.den[j];
+  }
+  s.w.assign(static_cast<size_t>(N * C), 0.0);
+  for (int64_t p = 0; p < N * C; ++p)
+    if (p % C >= c0) s.w[p] = w[s.of_plane(p) * C + p % C];
+  return s;
+}
+
+template <class T>
+double gdl_value(const GdlScores& s, Reduction r) {
+  double sum = 0.0;
+  for (double v : s.score) sum += 1.0 - v;
+  return r == Reduction::mean ? sum / static_cast<double>(s.score.size()) : sum;
+}
+
+// The gradient for slopes G_j = dL/dS_j: per plane ca = G 2 w / D, cb = -G w N / D^2.
+template <class T, class U>
+void gdl_gradient(const Plan<T, U>& p, const GdlScores& s, const std::vector<double>& G, T* grad) {
+  const int64_t planes = p.args.images * p.args.classes;
+  std::vector<double> ca(static_cast<size_t>(planes)), cb(static_cast<size_t>(planes));
+  for (int64_t q = 0; q < planes; ++q) {
+    const int64_t j = s.of_plane(q);
+    ca[q] = G[j] * 2.0 * s.w[q] / s.den[j];
+    cb[q] = -G[j] * s.w[q] * s.num[j] / (s.den[j] * s.den[j]);
+  }
+  gradient(p, ca, cb, grad);
+}
+
+template <class T>
+void check_gdl_options(const char* fn, const Shape& input, const GeneralizedDiceOptions<T>& o) {
+  detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
+  detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
+  SEGLOSS_CHECK(o.include_background || input[1] > 1, fn, "options.include_background is false",
+                " but the input ", input, " has a single class (C = 1): no class would remain");
+}
+
+Shape gdl_shape(const Shape& input, bool per_image) {
+  return per_image ? Shape{input[0]} : Shape{1};
+}
+
+}  // namespace
+
+// ---- the public functions ----
+
+#define SEGLOSS_SOFTMAX_OVERLAP_LOSS(NAME, OPTIONS, FORM)                                         \
+  template <class T, class U, class>                                                              \
+  Tensor<T> NAME(const Tensor<T>& logits, const Tensor<U>& target, const OPTIONS<T>& options,     \
+                 OverlapInfo* info) {                                                             \
+    const char* fn = #NAME;                                                                       \
+    return forward(fn, logits, target, options, FORM, info);                                      \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
+  Tensor<T> NAME##_backward(const Tensor<T>& logits, const Tensor<U>& target,                     \
+                            const Tensor<T>& grad_out, const OPTIONS<T>& options) {               \
+    const char* fn = #NAME "_backward";                                                           \
+    return backward(fn, logits, target, grad_out, options, FORM);                                 \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
+  double NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad, \
+                               const OPTIONS<T>& options, OverlapInfo* info) {                    \
+    const char* fn = #NAME "_value_and_grad";                                                     \
+    return value_and_grad(fn, #NAME, logits, target, grad, options, FORM, info);                  \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
+  ValueAndGrad<T> NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,         \
+                                        const OPTIONS<T>& options, OverlapInfo* info) {           \
+    ValueAndGrad<T> r;                                                                            \
+    r.value = NAME##_value_and_grad(logits, target, r.grad, options, info);                       \
+    return r;                                                                                     \
+  }
+
+SEGLOSS_SOFTMAX_OVERLAP_LOSS(softmax_dice, SoftmaxOverlapOptions, detail::dice_form())
+SEGLOSS_SOFTMAX_OVERLAP_LOSS(softmax_jaccard, SoftmaxOverlapOptions, detail::jaccard_form())
+SEGLOSS_SOFTMAX_OVERLAP_LOSS(softmax_tversky, SoftmaxTverskyOptions, tversky_form(fn, options))
+#undef SEGLOSS_SOFTMAX_OVERLAP_LOSS
+
+template <class T, class U, class>
+Tensor<T> generalized_dice(const Tensor<T>& logits, const Tensor<U>& target,
+                           const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice";
+  detail::check_image(fn, "logits", logits);
+  check_gdl_options(fn, logits.shape(), o);
+  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto s = gdl_scores(p.stats, logits.shape(), o);
+  if (o.reduction != Reduction::none)
+    return Tensor<T>::full(Shape{}, static_cast<T>(gdl_value<T>(s, o.reduction)));
+  Tensor<T> out = Tensor<T>::empty(gdl_shape(logits.shape(), o.per_image));
+  for (int64_t j = 0; j < out.numel(); ++j) out[j] = static_cast<T>(1.0 - s.score[j]);
+  return out;
+}
+
+template <class T, class U, class>
+Tensor<T> generalized_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
+                                    const Tensor<T>& grad_out, const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice_backward";
+  detail::check_image(fn, "logits", logits);
+  check_gdl_options(fn, logits.shape(), o);
+  const bool scalar = o.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, gdl_shape(logits.shape(), o.per_image));
+  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto s = gdl_scores(p.stats, logits.shape(), o);
+  std::vector<double> G(s.score.size());
+  const double uniform =
+      o.reduction == Reduction::mean ? 1.0 / static_cast<double>(s.score.size()) : 1.0;
+  for (size_t j = 0; j < G.size(); ++j)
+    G[j] = -(scalar ? static_cast<double>(grad_out[0]) * uniform
+                    : static_cast<double>(grad_out[static_cast<int64_t>(j)]));
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  gdl_gradient(p, s, G, grad.data());
+  return grad;
+}
+
+template <class T, class U, class>
+double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                       Tensor<T>& grad, const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice_value_and_grad";
+  SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
+                "reduction none has no single value; use generalized_dice and "
+                "generalized_dice_backward");
+  detail::check_image(fn, "logits", logits);
+  check_gdl_options(fn, logits.shape(), o);
+  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto s = gdl_scores(p.stats, logits.shape(), o);
+  detail::prepare_grad(fn, logits, grad);
+  const double g = o.reduction == Reduction::mean ? 1.0 / static_cast<double>(s.score.size()) : 1.0;
+  gdl_gradient(p, s, std::vector<double>(s.score.size(), -g), grad.data());
+  return gdl_value<T>(s, o.reduction);
+}
+
+template <class T, class U, class>
+ValueAndGrad<T> generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                                const GeneralizedDiceOptions<T>& o) {
+  ValueAndGrad<T> r;
+  r.value = generalized_dice_value_and_grad(logits, target, r.grad, o);
+  return r;
+}
+
+// ---- instantiations: T float or double; U int32, int64 or T ----
+
+#define SEGLOSS_INSTANTIATE_LOSS(NAME, OPTIONS, T, U)                                             \
+  template Tensor<T> NAME<T, U, void>(const Tensor<T>&, const Tensor<U>&, const OPTIONS<T>&,      \
+                                      OverlapInfo*);                                              \
+  template Tensor<T> NAME##_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,              \
+                                                 const Tensor<T>&, const OPTIONS<T>&);            \
+  template double NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
+                                                    Tensor<T>&, const OPTIONS<T>&, OverlapInfo*); \
+  template ValueAndGrad<T> NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,  \
+                                                             const OPTIONS<T>&, OverlapInfo*);
+#define SEGLOSS_INSTANTIATE(T, U)                                                              \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_dice, SoftmaxOverlapOptions, T, U)                          \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_jaccard, SoftmaxOverlapOptions, T, U)                       \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_tversky, SoftmaxTverskyOptions, T, U)                       \
+  template Tensor<T> generalized_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,          \
+                                                  const GeneralizedDiceOptions<T>&);           \
+  template Tensor<T> generalized_dice_backward<T, U, void>(                                    \
+      const Tensor<T>&, const Tensor<U>&, const Tensor<T>&, const GeneralizedDiceOptions<T>&); \
+  template double generalized_dice_value_and_grad<T, U, void>(                                 \
+      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const GeneralizedDiceOptions<T>&);       \
+  template ValueAndGrad<T> generalized_dice_value_and_grad<T, U, void>(                        \
+      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+#undef SEGLOSS_INSTANTIATE_LOSS
+
+}  // namespace segloss
