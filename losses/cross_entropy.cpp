@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <type_traits>
 
 #include "../backends/cpu/cross_entropy.hpp"
@@ -20,20 +19,6 @@ struct Prepared {
   double divisor = 0;         // of the mean
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
-
-// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
-std::string position(const Shape& s, int64_t i) {
-  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    idx[static_cast<size_t>(d)] = i % s[d];
-    i /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << ')';
-  return os.str();
-}
 
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
@@ -87,7 +72,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
     if (sums.first_bad >= 0) {
       const int64_t i = sums.first_bad;
       detail::fail(fn, "target has label ", static_cast<int64_t>(a.labels[i]), " at ",
-                   position(p.values_shape, i), ", outside [0, ", c, ") and not ignore_index ",
+                   p.values_shape.position(i), ", outside [0, ", c, ") and not ignore_index ",
                    o.ignore_index, o.ignore_negative ? " (negative labels are ignored)" : "");
     }
     p.divisor =
