@@ -17,6 +17,7 @@ template <class T>
 struct Plan {
   cpu::SoftDiceArgs<T> dice;
   cpu::BceWithLogitsArgs<T> bce;
+  double bce_scale = 1.0;  // the BCE term's reduction factor (1/numel, 1/sum(w) or 1)
   std::vector<double> stats;
 };
 
@@ -35,6 +36,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
   Plan<T> p;
   p.dice = detail::soft_dice_args(fn, logits, target, o.dice);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
+  p.bce_scale = detail::bce_mean_scale(logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
   return p;
 }
@@ -46,7 +48,7 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
   double bce_sum = 0.0;
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
   BceDiceParts v;
-  v.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
+  v.bce = p.bce_scale == 0.0 ? 0.0 : bce_sum * p.bce_scale;
   v.dice = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice).reduce(o.dice.reduction);
   if (parts) *parts = v;
   return o.bce_weight * v.bce + o.dice_weight * v.dice;
@@ -58,7 +60,7 @@ void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, d
   const T* no_weights = nullptr;
   const double dice_c =
       g * o.dice_weight * detail::dice_uniform_weight(logits.shape(), o.dice, o.dice.reduction);
-  const double bce_scale = g * o.bce_weight * detail::bce_mean_scale(logits, o.bce.reduction);
+  const double bce_scale = g * o.bce_weight * p.bce_scale;
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
   const auto scores = detail::dice_scores(p.stats, kStats, logits.shape(), o.dice);
   std::vector<double> ca, cb;

@@ -8,10 +8,11 @@
 //
 //   dL/dx_i = bce_weight * dBCE/dx_i + dice_weight * dDice/dx_i    (see each loss's header)
 //
-// Options: bce (weight, pos_weight; reduction mean or sum), dice (smooth terms, per_image;
-// reduction mean or sum; activation must be sigmoid: both terms read logits). Reduction none
-// is rejected: the two terms' per-element and per-score shapes differ. bce_weight and
-// dice_weight must be finite. Inputs, shapes and edge cases as in bce_with_logits and
+// Options: bce (weight, pos_weight, mean_over, label_smoothing; reduction mean or sum; the
+// smoothing changes the BCE term's target only, Dice reads the target as given), dice (smooth
+// terms, per_image; reduction mean or sum; activation must be sigmoid: both terms read logits).
+// Reduction none is rejected: the two terms' per-element and per-score shapes differ. bce_weight
+// and dice_weight must be finite. Inputs, shapes and edge cases as in bce_with_logits and
 // soft_dice.
 #pragma once
 

@@ -64,8 +64,24 @@ double bce_with_logits(const BceWithLogitsArgs<T>& a) {
   return with_weight_kind(a.weight, [&](auto kind) { return run<T, decltype(kind)::value>(a); });
 }
 
+template <class T>
+double sum_values(const T* v, int64_t n) {
+  double total = 0.0;
+  detail::reduce_all<1>(
+      detail::ChunkGrid(1, n),
+      [&](const detail::Chunk& ch, double* acc) {
+        int64_t i = sum_packets<T, 1>(
+            ch.begin, ch.end, [&](int64_t j, Packet<T>* part) { part[0] += load(v + j); }, acc);
+        for (; i < ch.end; ++i) acc[0] += static_cast<double>(v[i]);
+      },
+      &total);
+  return total;
+}
+
 template double bce_with_logits<float>(const BceWithLogitsArgs<float>&);
 template double bce_with_logits<double>(const BceWithLogitsArgs<double>&);
+template double sum_values<float>(const float*, int64_t);
+template double sum_values<double>(const double*, int64_t);
 
 }  // namespace cpu
 }  // namespace segloss
