@@ -51,16 +51,8 @@ double run_chunk(const BinaryCrossEntropyArgs<T>& a, const detail::Chunk& ch) {
 
 template <class T, Kind WK>
 double run(const BinaryCrossEntropyArgs<T>& a) {
-  const detail::ChunkGrid grid(a.planes, a.plane_size);
-  if (!a.want_sum) {
-    detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { run_chunk<T, WK>(a, ch); });
-    return 0.0;
-  }
-  double total = 0.0;
-  detail::reduce_all<1>(
-      grid, [&](const detail::Chunk& ch, double* acc) { acc[0] += run_chunk<T, WK>(a, ch); },
-      &total);
-  return total;
+  return detail::run_chunks(detail::ChunkGrid(a.planes, a.plane_size), a.want_sum,
+                            [&](const detail::Chunk& ch) { return run_chunk<T, WK>(a, ch); });
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import BASE_SEED, Case, fmt, make_target, seed_for  # noqa: E402
+from generate import BASE_SEED, Case, make_target, record, seed_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = "binary_cross_entropy.txt"
@@ -45,20 +45,6 @@ S1 = (1, 1, 7)
 S1B = (2, 3, 6)
 S2 = (2, 3, 5, 4)
 S3 = (2, 2, 2, 3, 4)
-
-
-def record(case, loss, probs, reduction, grad_out_scalar):
-    if reduction == "none":
-        grad_out = torch.randn(loss.shape)
-        (loss * grad_out).sum().backward()
-        case.tensor("grad_out", grad_out)
-        case.tensor("values", loss)
-    else:
-        grad_out = torch.tensor(grad_out_scalar)
-        loss.backward(grad_out)
-        case.tensor("grad_out", grad_out)
-        case.value(loss.item())
-    case.tensor("grad", probs.grad)
 
 
 def edge_probs_and_targets(shape):
