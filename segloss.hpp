@@ -12,6 +12,7 @@
 #include "core/threads.hpp"
 #include "losses/bce_dice.hpp"
 #include "losses/bce_with_logits.hpp"
+#include "losses/binary_cross_entropy.hpp"
 #include "losses/cross_entropy.hpp"
 #include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"

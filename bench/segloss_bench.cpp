@@ -9,6 +9,7 @@
 // Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter substring]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -154,11 +155,13 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> normal(0.f, 3.f);
   auto x = Tensor<float>::empty(shape), t = Tensor<float>::empty(shape),
        w = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
-       grad2 = Tensor<float>::empty(shape), out = Tensor<float>::empty(shape);
+       grad2 = Tensor<float>::empty(shape), out = Tensor<float>::empty(shape),
+       p = Tensor<float>::empty(shape);
   for (int64_t i = 0; i < n; ++i) {
     x[i] = normal(rng);
     t[i] = (i / 512 / 128 + i % 512 / 128) % 2 ? 1.f : 0.f;
     w[i] = 1.f + (t[i] > 0.5f ? 2.f : 0.f);
+    p[i] = 1.f / (1.f + std::exp(-x[i]));  // probabilities for binary_cross_entropy
   }
 
   volatile double sink = 0;
@@ -174,6 +177,8 @@ int main(int argc, char** argv) {
   bce_dice_weighted.bce.weight = w;
   bce_dice_weighted.dice.weight = w;
   bce_dice_weighted.dice.log = true;
+  BceWithLogitsOptions<float> weight_sum = weighted;  // Carvana's WeightedBCELoss2d
+  weight_sum.mean_over = BceMeanOver::weight_sum;
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -181,6 +186,12 @@ int main(int argc, char** argv) {
       {"bce_with_logits_weighted",
        {x.data(), t.data(), w.data()},
        [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weighted); }},
+      {"bce_with_logits_weighted_mean_over_weight_sum",
+       {x.data(), t.data(), w.data()},
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weight_sum); }},
+      {"binary_cross_entropy",
+       {p.data(), t.data()},
+       [&] { sink = sink + binary_cross_entropy_value_and_grad(p, t, grad); }},
       {"soft_dice",
        {x.data(), t.data()},
        [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},

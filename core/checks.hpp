@@ -26,25 +26,28 @@ void check_image(const char* function, const char* argument, const Tensor<T>& t)
   check_on_cpu(function, argument, t);
 }
 
-// Logits and a target of the same shape.
+// An input (logits, or probabilities for the losses that take them, named `input`) and a
+// target of the same shape.
 template <class T, class U>
-void check_same_shape_pair(const char* function, const Tensor<T>& logits, const Tensor<U>& target) {
-  check_image(function, "logits", logits);
+void check_same_shape_pair(const char* function, const Tensor<T>& logits, const Tensor<U>& target,
+                           const char* input = "logits") {
+  check_image(function, input, logits);
   SEGLOSS_CHECK(target.defined(), function, "target is undefined");
   SEGLOSS_CHECK(target.shape() == logits.shape(), function, "target ", target.shape(),
-                " does not match logits ", logits.shape());
+                " does not match ", input, " ", logits.shape());
   check_on_cpu(function, "target", target);
 }
 
-// A caller-given gradient buffer: allocated when undefined, else shaped like the logits.
+// A caller-given gradient buffer: allocated when undefined, else shaped like the input.
 template <class T>
-void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad) {
+void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad,
+                  const char* input = "logits") {
   if (!grad.defined()) {
     grad = Tensor<T>::empty(logits.shape(), logits.device());
     return;
   }
-  SEGLOSS_CHECK(grad.shape() == logits.shape(), function, "grad ", grad.shape(),
-                " does not match logits ", logits.shape());
+  SEGLOSS_CHECK(grad.shape() == logits.shape(), function, "grad ", grad.shape(), " does not match ",
+                input, " ", logits.shape());
   check_on_cpu(function, "grad", grad);
 }
 

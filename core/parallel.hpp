@@ -121,5 +121,20 @@ void reduce_all(const ChunkGrid& grid, Body&& body, double* out) {
     for (int k = 0; k < K; ++k) out[k] += s[c * K + k];
 }
 
+// Runs chunk(ch), which returns the chunk's sum, over every chunk. With want_sum, returns the
+// deterministic total (reduce_all); without, the chunks only run (for_each_chunk) and 0 is
+// returned. The one-pass pointwise losses (bce_with_logits, binary_cross_entropy) use it.
+template <class ChunkSum>
+double run_chunks(const ChunkGrid& grid, bool want_sum, ChunkSum&& chunk) {
+  if (!want_sum) {
+    for_each_chunk(grid, [&](const Chunk& ch) { chunk(ch); });
+    return 0.0;
+  }
+  double total = 0.0;
+  reduce_all<1>(
+      grid, [&](const Chunk& ch, double* acc) { acc[0] += chunk(ch); }, &total);
+  return total;
+}
+
 }  // namespace detail
 }  // namespace segloss

@@ -103,18 +103,17 @@ SEGLOSS_HD SEGLOSS_INLINE V sigmoid_grad(const Logit<V>& l) {
   return l.e * l.r * l.r;
 }
 
-// log1p(e) for e in [0, 1], as in softplus(x) = max(x, 0) + log1p(exp(-|x|)).
-// With u = e / (2 + e) = e q, which lies in [0, 1/3], log1p(e) = log((1 + u) / (1 - u))
-//   = 2 atanh(u) = 2 u A(u^2),   A(s) = 1 + s/3 + s^2/5 + s^3/7 + ...,   s = u^2 <= 1/9.
+// log((1 + u) / (1 - u)) = 2 atanh(u) for |u| <= 1/3: the series 2 u A(u^2),
+//   A(s) = 1 + s/3 + s^2/5 + s^3/7 + ...,   s = u^2 <= 1/9.
 // double sums 16 terms of the series (relative error below 2e-17: the terms fall by 1/9).
 // float uses the degree-4 polynomial in s with the smallest maximum relative error on
 // [0, 1/9], 8e-9 (fitted by scripts/fit_log1p_unit.py), evaluated as pairs to shorten the
-// dependency chain. Only + and *: it vectorizes, and near e = 0 it behaves like e. (Eigen's
-// general SIMD log1p made the BCE loop about 3x slower; bench/RESULTS.md.)
+// dependency chain. Only + and *: it vectorizes, and near u = 0 it behaves like 2u. (Eigen's
+// general SIMD log1p made the BCE loop about 3x slower; bench/RESULTS.md.) The series is odd
+// in u, so it serves log1p(y) for y in [-1/2, 1] through u = y / (2 + y).
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const LogitWithLog<V>& l) {
+SEGLOSS_HD SEGLOSS_INLINE V atanh_series(V u) {
   using T = typename M::Scalar;
-  const V u = l.e * l.q;
   const V s = u * u;
   if constexpr (sizeof(T) == 4) {
     const V s2 = s * s;
@@ -127,6 +126,13 @@ SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const LogitWithLog<V>& l) {
     for (int k = kTerms - 2; k >= 0; --k) series = series * s + T(1) / T(2 * k + 1);
     return T(2) * u * series;
   }
+}
+
+// log1p(e) for e in [0, 1], as in softplus(x) = max(x, 0) + log1p(exp(-|x|)):
+// u = e / (2 + e) = e q lies in [0, 1/3].
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V log1p_unit(const LogitWithLog<V>& l) {
+  return atanh_series<V, M>(l.e * l.q);
 }
 
 // Binary cross-entropy on a logit with PyTorch's pos_weight pw:
@@ -152,6 +158,50 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_logits_grad(V x, V z, typename M::Scalar pw, const Logit<V>& l) {
   using T = typename M::Scalar;
   return (T(1) - z) * sigmoid<V, M>(x, l) - (pw * z) * sigmoid_complement<V, M>(x, l);
+}
+
+// Binary cross-entropy on a probability p in [0, 1], as PyTorch's binary_cross_entropy:
+//   l = -[z max(log p, -100) + (1 - z) max(log(1 - p), -100)]
+// Both logarithms to full relative precision from one log and one series: a = min(p, 1 - p)
+// lies in [0, 1/2] and is exact (1 - p is exact for p >= 1/2), log(a) is a plain log, and
+// log(1 - a) = log1p(-a) is the series above with u = -a / (2 - a), |u| <= 1/3. For p < 1/2
+// they are log p and log(1 - p), for p >= 1/2 the other way round. Both terms of l are >= 0,
+// so the value never cancels. The clamp at -100 makes p = 0 and p = 1 finite.
+// A float a below the smallest normal (p < 1.2e-38, where log p is between -103.3 and -87.3)
+// is scaled by 2^64 first: SIMD logs truncate subnormal arguments to the smallest normal.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V bce_probs_value(V p, V z) {
+  using T = typename M::Scalar;
+  const V lo = M::splat(T(-100));
+  const V a = M::min(p, T(1) - p);
+  V log_a;
+  if constexpr (sizeof(T) == 4) {
+    // h = 1 for a subnormal a (then 2^-126 - a >= 2^-149), 0 otherwise; 2^64 a is exact.
+    const V h =
+        M::min(M::max((T(0x1p-126) - a) * T(0x1p126), M::splat(T(0))) * T(0x1p23), M::splat(T(1)));
+    log_a = M::log(a * (T(1) + h * T(0x1p64))) - h * T(44.3614195558365);  // 64 ln 2
+  } else {
+    log_a = M::log(a);
+  }
+  // Clamped before the selection, so that log 0 = -inf never meets the blend of select_nonneg.
+  log_a = M::max(log_a, lo);
+  const V log_b = atanh_series<V, M>(-a * M::recip(T(2) - a));  // log(1 - a), in [-log 2, 0]
+  const V d = p - T(0.5);
+  const V log_p = M::select_nonneg(d, log_b, log_a);
+  const V log_q = M::select_nonneg(d, log_a, log_b);
+  return -(z * log_p + (T(1) - z) * log_q);
+}
+
+// PyTorch's gradient of it (binary_cross_entropy_backward):
+//   dl/dp = (p - z) / max((1 - p) p, EPSILON),   EPSILON = 1e-12f
+// (ATen's constant is a float; the double kernel converts it, giving 9.9999999600419720e-13).
+// The exact derivative of the unclamped loss; at p = 0 or 1 with a target that disagrees it is
+// +-(1 - 0) / EPSILON = +-1e12, not the 0 of the clamped value.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V bce_probs_grad(V p, V z) {
+  using T = typename M::Scalar;
+  const T eps = static_cast<T>(1e-12f);
+  return (p - z) / M::max((T(1) - p) * p, M::splat(eps));
 }
 
 // Cross-entropy of one pixel with hard label y over C classes (losses/cross_entropy.hpp), from

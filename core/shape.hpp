@@ -81,6 +81,20 @@ class Shape {
     return os.str();
   }
 
+  // The multi-index of linear (row-major) element i, as "(n,c,h,w)".
+  std::string position(int64_t i) const {
+    std::array<int64_t, kMaxRank> idx{};
+    for (int d = rank_ - 1; d >= 0; --d) {
+      idx[d] = i % d_[d];
+      i /= d_[d];
+    }
+    std::ostringstream os;
+    os << '(';
+    for (int d = 0; d < rank_; ++d) os << (d ? "," : "") << idx[d];
+    os << ')';
+    return os.str();
+  }
+
  private:
   std::array<int64_t, kMaxRank> d_{};
   int rank_ = 0;

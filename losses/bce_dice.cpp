@@ -17,6 +17,7 @@ template <class T>
 struct Plan {
   cpu::OverlapArgs<T> dice;
   cpu::BceWithLogitsArgs<T> bce;
+  double bce_scale = 1.0;  // the BCE term's reduction factor (1/numel, 1/sum(w) or 1)
   std::vector<double> stats;
 };
 
@@ -35,6 +36,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
   Plan<T> p;
   p.dice = detail::overlap_args(fn, logits, target, o.dice);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
+  p.bce_scale = detail::bce_mean_scale(logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
   return p;
 }
@@ -46,7 +48,7 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
   double bce_sum = 0.0;
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
   BceDiceParts v;
-  v.bce = bce_sum * detail::bce_mean_scale(logits, o.bce.reduction);
+  v.bce = p.bce_scale == 0.0 ? 0.0 : bce_sum * p.bce_scale;
   v.dice = detail::overlap_value(
       detail::overlap_scores(p.stats, kStats, logits.shape(), o.dice, detail::dice_form()), o.dice);
   if (parts) *parts = v;
@@ -56,7 +58,7 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
 // Both passes for the gradient of g * L; fills p.stats.
 template <class T>
 void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g, T* grad) {
-  const double bce_scale = g * o.bce_weight * detail::bce_mean_scale(logits, o.bce.reduction);
+  const double bce_scale = g * o.bce_weight * p.bce_scale;
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
   const auto scores =
       detail::overlap_scores(p.stats, kStats, logits.shape(), o.dice, detail::dice_form());

@@ -7,11 +7,13 @@
 //
 //   dL/dx_i = bce_weight * dBCE/dx_i + dice_weight * dDice/dx_i    (see each loss's header)
 //
-// Options: bce (every bce_with_logits option; reduction mean or sum), dice (every soft_dice
-// option of losses/overlap.hpp: weights, squared, class weights, log and clamp forms, ...;
-// reduction mean or sum; activation must be sigmoid: both terms read logits). Reduction none
-// is rejected: the two terms' per-element and per-score shapes differ. bce_weight and
-// dice_weight must be finite. Inputs, shapes and edge cases as in bce_with_logits and
+// Options: bce (every bce_with_logits option: weight, pos_weight, mean_over, label_smoothing;
+// reduction mean or sum; the smoothing changes the BCE term's target only, Dice reads the target
+// as given), dice (every soft_dice option of losses/overlap.hpp: weights, squared, class
+// weights, log and clamp forms, ...; reduction mean or sum; activation must be sigmoid: both
+// terms read logits). Reduction none is rejected: the two terms' per-element and per-score
+// shapes differ. bce_weight and dice_weight must be finite. Inputs, shapes and edge cases as in
+// bce_with_logits and
 // soft_dice.
 //
 // The seeds' combinations (docs/seed-compatibility.md has the exact options):

@@ -1,9 +1,21 @@
 // bce_with_logits: argument checks, then the kernel for the tensors' device.
 #include "bce_with_logits.hpp"
 
+#include <algorithm>
+
 #include "internal/bce_args.hpp"
 
 namespace segloss {
+namespace {
+
+// A mean over a weight sum of 0 (scale 0): the loss is 0 and so is the gradient, whatever the
+// logits; the kernel is not run.
+template <class T>
+bool zero_weight_mean(const BceWithLogitsOptions<T>& o, double scale) {
+  return o.reduction == Reduction::mean && scale == 0.0;
+}
+
+}  // namespace
 
 template <class T>
 Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
@@ -15,10 +27,11 @@ Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
     cpu::bce_with_logits(a);
     return out;
   }
+  const double scale = detail::bce_mean_scale(logits, options);
+  if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(Shape{});
   a.want_sum = true;
   const double sum = cpu::bce_with_logits(a);
-  return Tensor<T>::full(Shape{},
-                         static_cast<T>(sum * detail::bce_mean_scale(logits, options.reduction)));
+  return Tensor<T>::full(Shape{}, static_cast<T>(sum * scale));
 }
 
 template <class T>
@@ -29,13 +42,15 @@ Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& tar
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
   const bool scalar = options.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, logits.shape());
+  if (scalar) {
+    const double scale = detail::bce_mean_scale(logits, options);
+    if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(logits.shape());
+    a.grad_scale = static_cast<double>(grad_out[0]) * scale;
+  } else {
+    a.grad_out = grad_out.data();
+  }
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
   a.grad = grad.data();
-  if (scalar)
-    a.grad_scale =
-        static_cast<double>(grad_out[0]) * detail::bce_mean_scale(logits, options.reduction);
-  else
-    a.grad_out = grad_out.data();
   cpu::bce_with_logits(a);
   return grad;
 }
@@ -49,7 +64,11 @@ double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& 
                 "bce_with_logits_backward");
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
-  const double scale = detail::bce_mean_scale(logits, options.reduction);
+  const double scale = detail::bce_mean_scale(logits, options);
+  if (zero_weight_mean(options, scale)) {
+    std::fill(grad.begin(), grad.end(), T(0));
+    return 0.0;
+  }
   a.want_sum = true;
   a.grad = grad.data();
   a.grad_scale = scale;

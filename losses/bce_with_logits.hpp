@@ -12,7 +12,8 @@
 //
 // Options (defaults as in PyTorch):
 //   reduction   mean (default): sum_i l_i / numel; sum: sum_i l_i; none: l itself.
-//               The mean divides by the element count, not by the weight sum.
+//               The mean divides by the element count, not by the weight sum (unless
+//               mean_over says weight_sum).
 //   weight      optional; any shape that broadcasts to the logits by PyTorch's rule (aligned on
 //               the right, each extent 1 or equal): (N,C,H,W) per pixel, (N,1,H,W) per pixel
 //               for every channel, (C,1,1) per channel, ... Undefined: every weight is 1.
@@ -20,12 +21,29 @@
 //               pos_weight (C,1,1) [(C,1,1,1) for volumes] or (1,C,1,1); or one value for all.
 //               Other shapes are an error. Note that PyTorch broadcasts a 1-D pos_weight
 //               against the last axis (W), not the channel axis; segloss reads (C) per channel.
+//   mean_over   what reduction mean divides by (not in PyTorch; sum and none ignore it):
+//               elements (default, PyTorch): numel.
+//               weight_sum: W = sum of the weight broadcast to the full input shape, i.e.
+//               numel / weight.numel() times the sum of the weight tensor's own values (a
+//               (C,1,1) weight counts once per pixel and image). value = sum_i w_i l_i / W: the
+//               Carvana seed WeightedBCELoss2d, loss.sum() / w.sum() with w as big as the input.
+//               No weight: W = numel, the same as elements. W = 0 (all weights 0, or signed
+//               weights that cancel exactly): value 0 and a zero gradient (as cross_entropy's
+//               default when every pixel is ignored), without reading logits or targets.
+//               W is summed in double by a pre-pass over the weight tensor alone.
+//   label_smoothing  eps in [0, 1], default 0: every target is replaced by
+//               z' = z (1 - eps) + eps / 2 (Keras' binary label smoothing: 0 -> eps/2,
+//               1 -> 1 - eps/2) in the loss and its gradient; dl/dx = w [(1 - z') p - pw z' (1 -
+//               p)]. segmentation_models_pytorch's SoftBCEWithLogitsLoss(smooth_factor = s)
+//               computes (1 - z) s + z (1 - s) = z (1 - 2s) + s: the same with eps = 2 s.
+//               pos_weight applies to the smoothed target, as in those libraries.
 //
 // Edge cases: NaN in x or z propagates to the value and gradient (no check). Logits of any
 // finite size give a finite value and gradient. The gradient buffer may be the logits
 // themselves (an in-place update). Errors (segloss::Error) for: rank outside
 // 3..5, any zero extent (empty batch), shape mismatch, a weight that does not broadcast,
-// a pos_weight of another shape, or a CUDA tensor in a build without CUDA.
+// a pos_weight of another shape, label_smoothing outside [0, 1] or NaN, or a CUDA tensor in a
+// build without CUDA.
 #pragma once
 
 #include "../core/reduction.hpp"
@@ -34,11 +52,16 @@
 
 namespace segloss {
 
+// What reduction mean divides by: the element count (PyTorch) or the sum of the weight.
+enum class BceMeanOver { elements, weight_sum };
+
 template <class T>
 struct BceWithLogitsOptions {
   Reduction reduction = Reduction::mean;
   Tensor<T> weight;      // undefined: no weight
   Tensor<T> pos_weight;  // undefined: 1 for every channel
+  BceMeanOver mean_over = BceMeanOver::elements;
+  double label_smoothing = 0.0;  // eps in [0, 1]: z -> z (1 - eps) + eps / 2
 };
 
 // Forward: a scalar tensor (shape ()) for mean and sum, the per-element loss for none.
@@ -53,8 +76,9 @@ Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& tar
                                    const Tensor<T>& grad_out,
                                    const BceWithLogitsOptions<T>& options = {});
 
-// Fused value and gradient in one pass over memory (mean or sum only: a loss with reduction
-// none has no single value; use forward and backward). The second form writes the gradient
+// Fused value and gradient in one pass over logits and targets (mean or sum only: a loss with
+// reduction none has no single value; use forward and backward). mean_over weight_sum adds a
+// pre-pass over the weight tensor alone. The second form writes the gradient
 // into `grad`, which must be shaped like the logits (allocated when undefined), so a training
 // loop can reuse one buffer and allocate nothing per call.
 template <class T>

@@ -258,3 +258,197 @@ TEST_CASE("bce_with_logits: bad input names the function, argument and values") 
       bce_with_logits_value_and_grad(x, z, wrong),
       "bce_with_logits_value_and_grad: grad (2,3,4) does not match logits (2,3,4,4)", Error);
 }
+
+TEST_CASE("bce_with_logits: gradcheck, label_smoothing with weight and pos_weight") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 40, 3.0);
+  const auto z = testing::mask<double>(s, 41);
+  for (double eps : {0.1, 0.5, 1.0}) {
+    CAPTURE(eps);
+    BceWithLogitsOptions<double> o;
+    o.label_smoothing = eps;
+    check_all_reductions(x, z, o);
+    o.weight = testing::uniform<double>({2, 1, 4, 5}, 42, 0.1, 2.0);
+    o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {3});
+    check_all_reductions(x, testing::uniform<double>(s, 43, 0, 1), o);
+  }
+}
+
+TEST_CASE("bce_with_logits: gradcheck, mean_over weight_sum in every broadcast pattern") {
+  const Shape s{2, 3, 5, 4};
+  const auto x = testing::randn<double>(s, 44, 3.0);
+  const auto z = testing::mask<double>(s, 45);
+  for (const Shape& ws : {Shape{2, 3, 5, 4}, Shape{2, 1, 5, 4}, Shape{3, 1, 1}, Shape{1},
+                          Shape{5, 1}, Shape{2, 3, 1, 4}}) {
+    CAPTURE(ws);
+    BceWithLogitsOptions<double> o;
+    o.mean_over = BceMeanOver::weight_sum;
+    o.weight = testing::uniform<double>(ws, 46, 0.1, 2.0);
+    check_all_reductions(x, z, o);
+    o.label_smoothing = 0.2;
+    o.pos_weight = Tensor<double>::from({3.0}, {1});
+    check_all_reductions(x, z, o);
+  }
+  // 3D volumes and a weight whose sum spans several chunks (sampled)
+  const Shape v{1, 2, 3, 90, 70};
+  BceWithLogitsOptions<double> o;
+  o.mean_over = BceMeanOver::weight_sum;
+  o.weight = testing::uniform<double>(v, 47, 0.0, 3.0);
+  check_all_reductions(testing::randn<double>(v, 48, 3.0), testing::mask<double>(v, 49), o, 300,
+                       1e-4);
+}
+
+TEST_CASE("bce_with_logits: mean_over weight_sum divides by the broadcast weight's sum") {
+  const Shape s{2, 3, 7, 3};
+  const auto x = testing::randn<double>(s, 50, 3.0);
+  const auto z = testing::uniform<double>(s, 51, 0, 1);
+  BceWithLogitsOptions<double> o;
+  o.weight = testing::uniform<double>({3, 1, 1}, 52, 0.1, 2.0);
+  o.reduction = Reduction::sum;
+  const double sum = bce_with_logits(x, z, o)[0];
+  // the (3,1,1) weight broadcast to (2,3,7,3): each channel's value covers 2 * 21 elements
+  const double w_sum = 42.0 * (o.weight[0] + o.weight[1] + o.weight[2]);
+  o.reduction = Reduction::mean;
+  o.mean_over = BceMeanOver::weight_sum;
+  const auto vg = bce_with_logits_value_and_grad(x, z, o);
+  CHECK(vg.value == doctest::Approx(sum / w_sum).epsilon(1e-14));
+  CHECK(bce_with_logits(x, z, o)[0] == doctest::Approx(sum / w_sum).epsilon(1e-14));
+  o.mean_over = BceMeanOver::elements;
+  const auto by_count = bce_with_logits_value_and_grad(x, z, o);
+  for (int64_t i = 0; i < s.numel(); ++i)
+    CHECK(vg.grad[i] == doctest::Approx(by_count.grad[i] * s.numel() / w_sum).epsilon(1e-13));
+  // sum and none ignore mean_over
+  for (Reduction r : {Reduction::sum, Reduction::none}) {
+    o.reduction = r;
+    o.mean_over = BceMeanOver::elements;
+    const auto a = bce_with_logits(x, z, o);
+    o.mean_over = BceMeanOver::weight_sum;
+    const auto b = bce_with_logits(x, z, o);
+    for (int64_t i = 0; i < a.numel(); ++i) CHECK(a[i] == b[i]);
+  }
+}
+
+TEST_CASE("bce_with_logits: mean_over weight_sum without a weight is the plain mean") {
+  const Shape s{2, 1, 9, 7};
+  const auto x = testing::randn<float>(s, 53, 3.0), z = testing::mask<float>(s, 54);
+  BceWithLogitsOptions<float> o;
+  o.mean_over = BceMeanOver::weight_sum;
+  const auto a = bce_with_logits_value_and_grad(x, z, o);
+  const auto b = bce_with_logits_value_and_grad(x, z);
+  CHECK(a.value == b.value);
+  for (int64_t i = 0; i < s.numel(); ++i) CHECK(a.grad[i] == b.grad[i]);
+}
+
+TEST_CASE("bce_with_logits: mean_over weight_sum with all-zero weights gives 0 and no gradient") {
+  const Shape s{2, 2, 6, 5};
+  auto x = testing::randn<float>(s, 55, 3.0);
+  x[7] = NAN;  // not read: a zero weight sum short-cuts the kernel
+  const auto z = testing::mask<float>(s, 56);
+  for (const Shape& ws : {Shape{2, 2, 6, 5}, Shape{2, 1, 1, 1}, Shape{1}}) {
+    CAPTURE(ws);
+    BceWithLogitsOptions<float> o;
+    o.mean_over = BceMeanOver::weight_sum;
+    o.weight = Tensor<float>::zeros(ws);
+    CHECK(bce_with_logits(x, z, o)[0] == 0.f);
+    for (float g : bce_with_logits_backward(x, z, Tensor<float>::full({}, 1.f), o)) CHECK(g == 0.f);
+    const auto vg = bce_with_logits_value_and_grad(x, z, o);
+    CHECK(vg.value == 0.0);
+    for (float g : vg.grad) CHECK(g == 0.f);
+    std::vector<float> buf(static_cast<size_t>(s.numel()), -7.f);
+    auto grad = Tensor<float>::view(buf.data(), s);
+    CHECK(bce_with_logits_value_and_grad(x, z, grad, o) == 0.0);
+    for (float g : buf) CHECK(g == 0.f);
+  }
+  // Signed weights that cancel exactly count as a zero sum too.
+  BceWithLogitsOptions<double> o;
+  o.mean_over = BceMeanOver::weight_sum;
+  o.weight = Tensor<double>::from({1.0, -1.0}, {2, 1, 1, 1});
+  const auto xd = testing::randn<double>(s, 57), zd = testing::mask<double>(s, 58);
+  CHECK(bce_with_logits(xd, zd, o)[0] == 0.0);
+  // With the default mean over elements, zero weights give PyTorch's 0 through the kernel.
+  o.mean_over = BceMeanOver::elements;
+  o.weight = Tensor<double>::zeros({1});
+  CHECK(bce_with_logits(xd, zd, o)[0] == 0.0);
+}
+
+TEST_CASE("bce_with_logits: label_smoothing equals BCE on the smoothed target") {
+  const Shape s{2, 3, 6, 5};
+  const auto x = testing::randn<double>(s, 59, 3.0);
+  const auto z = testing::mask<double>(s, 60);
+  for (double eps : {0.0, 0.1, 0.3, 1.0}) {
+    CAPTURE(eps);
+    auto smoothed = z.clone();
+    for (auto& v : smoothed) v = v * (1 - eps) + eps / 2;  // Keras; smp with smooth_factor eps/2
+    BceWithLogitsOptions<double> o;
+    o.weight = testing::uniform<double>({2, 1, 6, 5}, 61, 0.1, 2.0);
+    o.pos_weight = Tensor<double>::from({0.5, 2.0, 7.0}, {3});
+    const auto ref = bce_with_logits_value_and_grad(x, smoothed, o);
+    o.label_smoothing = eps;
+    const auto got = bce_with_logits_value_and_grad(x, z, o);
+    CHECK(got.value == doctest::Approx(ref.value).epsilon(1e-14));
+    for (int64_t i = 0; i < s.numel(); ++i)
+      CHECK(got.grad[i] == doctest::Approx(ref.grad[i]).epsilon(1e-13).scale(1e-3));
+  }
+  // eps = 1 makes every target 1/2: the loss no longer depends on the target
+  BceWithLogitsOptions<double> o;
+  o.label_smoothing = 1.0;
+  auto flipped = z.clone();
+  for (auto& v : flipped) v = 1 - v;
+  CHECK(bce_with_logits(x, z, o)[0] == doctest::Approx(bce_with_logits(x, flipped, o)[0]));
+  // eps = 0 is bit-identical to no smoothing
+  o.label_smoothing = 0.0;
+  const auto a = bce_with_logits_value_and_grad(x, z, o), b = bce_with_logits_value_and_grad(x, z);
+  CHECK(a.value == b.value);
+  for (int64_t i = 0; i < s.numel(); ++i) CHECK(a.grad[i] == b.grad[i]);
+}
+
+TEST_CASE("bce_with_logits: label_smoothing outside [0, 1] or NaN is an error") {
+  const auto x = testing::randn<double>({1, 1, 8}, 62), z = testing::mask<double>({1, 1, 8}, 63);
+  BceWithLogitsOptions<double> o;
+  o.label_smoothing = -0.1;
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
+                       "bce_with_logits: options.label_smoothing is -0.1; it must be in [0, 1]",
+                       Error);
+  o.label_smoothing = 1.5;
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, z, o),
+                       "bce_with_logits_value_and_grad: options.label_smoothing is 1.5; it must "
+                       "be in [0, 1]",
+                       Error);
+  o.label_smoothing = NAN;
+  CHECK_THROWS_WITH_AS(bce_with_logits_backward(x, z, Tensor<double>::full({}, 1.0), o),
+                       "bce_with_logits_backward: options.label_smoothing is nan; it must be in "
+                       "[0, 1]",
+                       Error);
+  BceDiceOptions<double> d;
+  d.bce.label_smoothing = 2.0;
+  CHECK_THROWS_WITH_AS(bce_dice(x, z, d),
+                       "bce_dice: options.label_smoothing is 2; it must be in [0, 1]", Error);
+}
+
+TEST_CASE("bce_with_logits: label_smoothing and mean_over flow through bce_dice") {
+  const Shape s{2, 1, 9, 8};
+  const auto x = testing::randn<double>(s, 64, 3.0), z = testing::mask<double>(s, 65);
+  BceDiceOptions<double> o;
+  o.bce_weight = 0.7;
+  o.bce.weight = testing::uniform<double>({2, 1, 9, 8}, 66, 0.1, 2.0);
+  o.bce.mean_over = BceMeanOver::weight_sum;
+  o.bce.label_smoothing = 0.2;
+  const auto fused = bce_dice_value_and_grad(x, z, o);
+  const auto b = bce_with_logits_value_and_grad(x, z, o.bce);
+  const auto d = soft_dice_value_and_grad(x, z, o.dice);  // Dice reads the unsmoothed target
+  CHECK(fused.value == doctest::Approx(0.7 * b.value + d.value).epsilon(1e-13));
+  for (int64_t i = 0; i < s.numel(); ++i)
+    CHECK(fused.grad[i] == doctest::Approx(0.7 * b.grad[i] + d.grad[i]).epsilon(1e-12));
+  testing::check_loss_gradients(
+      x, [&](const Tensor<double>& v) { return bce_dice(v, z, o); },
+      [&](const Tensor<double>& v, const Tensor<double>& go) {
+        return bce_dice_backward(v, z, go, o);
+      },
+      [&](const Tensor<double>& v) { return bce_dice_value_and_grad(v, z, o); });
+  // all-zero weights: the BCE term is 0 and Dice remains
+  o.bce.weight = Tensor<double>::zeros({1});
+  const auto only_dice = bce_dice_value_and_grad(x, z, o);
+  CHECK(only_dice.value == doctest::Approx(d.value).epsilon(1e-14));
+  for (int64_t i = 0; i < s.numel(); ++i)
+    CHECK(only_dice.grad[i] == doctest::Approx(d.grad[i]).epsilon(1e-13));
+}

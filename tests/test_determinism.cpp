@@ -94,3 +94,21 @@ TEST_CASE("determinism: the chunked reduction does not depend on the thread coun
   check_thread_invariance(
       [&] { return bce_with_logits_value_and_grad(x, testing::mask<double>(s, 7), o); });
 }
+
+TEST_CASE("determinism: binary_cross_entropy with weight, across thread counts") {
+  const Shape s{3, 2, 200, 210};
+  BinaryCrossEntropyOptions<float> o;
+  o.weight = testing::uniform<float>({3, 1, 200, 210}, 21, 0.1, 2.0);
+  const auto p = testing::uniform<float>(s, 22, 0.0, 1.0), z = testing::mask<float>(s, 23);
+  check_thread_invariance([&] { return binary_cross_entropy_value_and_grad(p, z, o); });
+}
+
+TEST_CASE("determinism: bce_with_logits with mean_over weight_sum and label_smoothing") {
+  const Shape s{3, 2, 200, 210};
+  BceWithLogitsOptions<float> o;
+  o.weight = testing::uniform<float>(s, 24, 0.1, 2.0);  // its sum spans several chunks too
+  o.mean_over = BceMeanOver::weight_sum;
+  o.label_smoothing = 0.1;
+  const auto x = testing::randn<float>(s, 25, 3.0), z = testing::mask<float>(s, 26);
+  check_thread_invariance([&] { return bce_with_logits_value_and_grad(x, z, o); });
+}

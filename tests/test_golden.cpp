@@ -76,6 +76,14 @@ void run_bce_case(const GoldenCase& c, const Tolerance& tol) {
   BceWithLogitsOptions<T> o;
   o.reduction = parse_reduction(c.option("reduction"));
   if (c.has("weight")) o.weight = to_tensor<T>(c.tensor("weight"));
+  if (!c.option("label_smoothing").empty())
+    o.label_smoothing = parse_double(c.option("label_smoothing"));
+  const std::string mean_over = c.option("mean_over");
+  if (mean_over == "weight_sum") {
+    o.mean_over = BceMeanOver::weight_sum;
+  } else {
+    REQUIRE_MESSAGE(mean_over.empty(), "bad mean_over '", mean_over, "'");
+  }
   if (c.has("pos_weight")) {
     // PyTorch got pos_weight as (C, 1, ..., 1) or (1); segloss takes the C (or 1) values.
     const GoldenTensor& pw = c.tensor("pos_weight");
@@ -140,8 +148,10 @@ GoldenFile require_golden(const std::string& filename, const std::string& loss, 
   return f;
 }
 
-// The generator writes 53 bce_with_logits and 48 soft_dice cases; fewer means a broken file.
+// The generator writes 53 bce_with_logits cases, 20 more with the label_smoothing and mean_over
+// options, and 48 soft_dice cases; fewer means a broken file.
 constexpr size_t kMinBceCases = 53;
+constexpr size_t kMinBceOptionCases = 20;
 constexpr size_t kMinDiceCases = 48;
 
 }  // namespace
@@ -160,6 +170,68 @@ TEST_CASE("golden: bce_with_logits matches PyTorch in float (1e-4 of max magnitu
     INFO("case ", c.name, " (", f.path, ")");
     run_bce_case<float>(c, kFloat);
   }
+}
+
+TEST_CASE("golden: bce_with_logits label_smoothing and mean_over match PyTorch in double") {
+  const GoldenFile f =
+      require_golden("bce_with_logits_options.txt", "bce_with_logits", kMinBceOptionCases);
+  for (const GoldenCase& c : f.cases) {
+    INFO("case ", c.name, " (", f.path, ")");
+    run_bce_case<double>(c, kDouble);
+  }
+}
+
+TEST_CASE("golden: bce_with_logits label_smoothing and mean_over match PyTorch in float") {
+  const GoldenFile f =
+      require_golden("bce_with_logits_options.txt", "bce_with_logits", kMinBceOptionCases);
+  for (const GoldenCase& c : f.cases) {
+    INFO("case ", c.name, " (", f.path, ")");
+    run_bce_case<float>(c, kFloat);
+  }
+}
+
+TEST_CASE("golden: bce_with_logits options cover smoothing, weight sums and the seeds") {
+  // Each semantics that a plausible implementation could get wrong has a case: smoothing with
+  // each reduction, eps = 1, smp's smooth_factor form, the weight sum over a broadcast weight
+  // (counted once per element it covers), mean_over without a weight, both options together,
+  // and Carvana's WeightedBCELoss2d evaluated by the seed code itself.
+  const GoldenFile f =
+      require_golden("bce_with_logits_options.txt", "bce_with_logits", kMinBceOptionCases);
+  int smooth_mean = 0, smooth_sum = 0, smooth_none = 0, smooth_one = 0, smp = 0, sum_broadcast = 0,
+      sum_no_weight = 0, both = 0, carvana = 0;
+  for (const GoldenCase& c : f.cases) {
+    INFO("case ", c.name);
+    const bool ls = !c.option("label_smoothing").empty();
+    const bool ws = c.option("mean_over") == "weight_sum";
+    const std::string r = c.option("reduction"), ref = c.option("reference");
+    if (ls) {
+      (r == "mean" ? smooth_mean : r == "sum" ? smooth_sum : smooth_none) += 1;
+      smooth_one += c.option("label_smoothing") == "1" ? 1 : 0;
+    }
+    smp += ref == "smp_SoftBCEWithLogitsLoss" ? 1 : 0;
+    if (ws && r == "mean") {
+      if (!c.has("weight"))
+        ++sum_no_weight;
+      else if (c.tensor("weight").values.size() < c.tensor("logits").values.size())
+        ++sum_broadcast;
+      both += ls ? 1 : 0;
+    }
+    if (ref == "carvana_WeightedBCELoss2d") {
+      ++carvana;
+      CHECK(ws);
+      CHECK(r == "mean");
+      CHECK(c.has("weight"));
+    }
+  }
+  CHECK(smooth_mean >= 2);
+  CHECK(smooth_sum >= 1);
+  CHECK(smooth_none >= 2);
+  CHECK(smooth_one >= 1);
+  CHECK(smp >= 2);
+  CHECK(sum_broadcast >= 3);
+  CHECK(sum_no_weight >= 1);
+  CHECK(both >= 1);
+  CHECK(carvana >= 2);
 }
 
 TEST_CASE("golden: soft_dice matches PyTorch in double (rtol 1e-10)") {

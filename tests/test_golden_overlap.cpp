@@ -13,8 +13,7 @@
 // against PyTorch at a relative tolerance of 1e-10, then repeats everything in float with the
 // inputs rounded to float, at 1e-5 of the largest magnitude of each golden tensor and 1e-5 of
 // each golden value (ten times tighter than the other golden tests' 1e-4). The Pytorch-UNet cases
-// hold values only (the seed's own backward is not a gradient). Cases named pending_* need options
-// not yet on main; they are skipped with a MESSAGE naming them. A missing, truncated or short
+// hold values only (the seed's own backward is not a gradient). A missing, truncated or short
 // golden file fails the test.
 #include <doctest/doctest.h>
 
@@ -49,10 +48,6 @@ bool flag(const GoldenCase& c, const std::string& key) {
   const std::string v = required(c, key);
   REQUIRE_MESSAGE((v == "0" || v == "1"), "option ", key, " is '", v, "', not 0 or 1");
   return v == "1";
-}
-
-bool is_pending(const GoldenCase& c) {
-  return c.name.rfind("pending_", 0) == 0;
 }
 
 std::string reference(const GoldenCase& c) {
@@ -207,8 +202,10 @@ void run_bce_dice_case(const GoldenCase& c, const Tolerance& tol) {
   o.bce_weight = parse_double(required(c, "bce_weight"));
   o.dice_weight = parse_double(required(c, "dice_weight"));
   o.bce.reduction = parse_reduction(required(c, "bce.reduction"));
-  REQUIRE_MESSAGE(c.option("bce.mean_over").empty(),
-                  "bce.mean_over is not wired up yet (only pending_ cases may use it)");
+  const std::string mean_over = c.option("bce.mean_over");
+  REQUIRE_MESSAGE((mean_over.empty() || mean_over == "weight_sum"), "bad bce.mean_over '",
+                  mean_over, "'");
+  if (mean_over == "weight_sum") o.bce.mean_over = BceMeanOver::weight_sum;
   if (c.has("bce.weight")) o.bce.weight = to_tensor<T>(c.tensor("bce.weight"));
   if (c.has("bce.pos_weight")) o.bce.pos_weight = to_tensor<T>(c.tensor("bce.pos_weight"));
   const double part_bce = parse_double(required(c, "part_bce"));
@@ -260,7 +257,7 @@ void run_case(const GoldenCase& c, const Tolerance& tol) {
 // The file
 // ---------------------------------------------------------------------------------------------
 
-// The generator writes 175 option-space cases, 20 MONAI, 9 smp, 11 Carvana (2 pending), 12
+// The generator writes 175 option-space cases, 20 MONAI, 9 smp, 11 Carvana (2 with the weight-sum BCE), 12
 // albu, 4 Pytorch-UNet and 6 bce_dice cases (237); fewer means a broken or stale file.
 constexpr size_t kMinCases = 237;
 constexpr size_t kMinHeaderCases = 181;  // the option space and the bce_dice combinations
@@ -316,23 +313,12 @@ GoldenFile require_golden() {
   return f;
 }
 
-// Runs every case that is not pending in precision T; reports the pending ones.
+// Runs every case in precision T.
 template <class T>
 void run_all(const GoldenFile& f, bool is_float) {
-  std::vector<std::string> pending;
   for (const GoldenCase& c : f.cases) {
-    if (is_pending(c)) {
-      pending.push_back(c.name);
-      continue;
-    }
     INFO("case ", c.name, " (reference ", reference(c), ", ", f.path, ")");
     run_case<T>(c, !is_float ? kDouble : kFloat5);
-  }
-  if (!pending.empty()) {
-    std::ostringstream names;
-    for (size_t i = 0; i < pending.size(); ++i) names << (i ? ", " : "") << pending[i];
-    MESSAGE("skipped ", pending.size(),
-            " pending case(s) that need bce_with_logits mean_over = weight_sum: ", names.str());
   }
 }
 
@@ -354,17 +340,13 @@ TEST_CASE("golden overlap: the cases cover the option space") {
   // applies; the seeds' and libraries' references must be present.
   const GoldenFile f = require_golden();
   std::map<std::string, std::map<std::string, int>> n;  // loss -> feature -> count
-  int pending = 0;
+  int weight_sum = 0;  // the weighted Carvana CombinedLoss: BCE normalized by the weight sum
   for (const GoldenCase& c : f.cases) {
     INFO("case ", c.name);
-    if (is_pending(c)) {
-      // pending means exactly: a bce_dice case whose BCE term is normalized by the weight sum
+    if (c.option("bce.mean_over") == "weight_sum") {
       CHECK(c.loss == "bce_dice");
-      CHECK(c.option("bce.mean_over") == "weight_sum");
-      ++pending;
-      continue;
+      ++weight_sum;
     }
-    CHECK(c.option("bce.mean_over").empty());
     auto& m = n[c.loss];
     const std::string r = c.option("reduction");
     const std::string empty = c.option("empty");
@@ -394,7 +376,7 @@ TEST_CASE("golden overlap: the cases cover the option space") {
     if (max_abs >= 1e4) ++m["logits 1e4"];
     if (max_abs >= 30.0) ++m["logits >= 30"];
   }
-  CHECK(pending == 2);
+  CHECK(weight_sum == 2);
   for (const char* loss : {"soft_dice", "soft_jaccard", "tversky"}) {
     INFO("loss ", loss);
     const auto& m = n[loss];

@@ -23,6 +23,7 @@ struct BceTerm {
     const detail::BroadcastReader<T>& weight;
     const T* wbase;
     T pos_weight, scale;
+    T zs, zb;  // label smoothing: the target is z * zs + zb (exactly z when zs = 1, zb = 0)
 
     // The weights of the element or packet at position s of the plane.
     template <class V>
@@ -35,12 +36,14 @@ struct BceTerm {
     // w * l: the weighted loss.
     template <class V>
     SEGLOSS_INLINE V value(const V& x, const V& z, const pw::LogitWithLog<V>& lg, int64_t s) const {
-      return w<V>(s) * pw::bce_logits_value<V>(x, z, pos_weight, lg);
+      const V zz = z * zs + zb;
+      return w<V>(s) * pw::bce_logits_value<V>(x, zz, pos_weight, lg);
     }
     // scale * w * dl/dx.
     template <class V>
     SEGLOSS_INLINE V grad(const V& x, const V& z, const pw::Logit<V>& lg, int64_t s) const {
-      return (scale * w<V>(s)) * pw::bce_logits_grad<V>(x, z, pos_weight, lg);
+      const V zz = z * zs + zb;
+      return (scale * w<V>(s)) * pw::bce_logits_grad<V>(x, zz, pos_weight, lg);
     }
   };
 
@@ -50,7 +53,7 @@ struct BceTerm {
                      : T(1);
     const T* wbase =
         WK == Kind::absent ? nullptr : bce.weight.data + bce.weight.plane_offset(ch.plane);
-    return {bce.weight, wbase, pw, scale};
+    return {bce.weight, wbase, pw, scale, bce.target_scale, bce.target_shift};
   }
 };
 

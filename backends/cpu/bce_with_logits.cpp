@@ -45,16 +45,8 @@ double run_chunk(const BceWithLogitsArgs<T>& a, const detail::Chunk& ch) {
 
 template <class T, Kind WK>
 double run(const BceWithLogitsArgs<T>& a) {
-  const detail::ChunkGrid grid(a.planes, a.plane_size);
-  if (!a.want_sum) {
-    detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { run_chunk<T, WK>(a, ch); });
-    return 0.0;
-  }
-  double total = 0.0;
-  detail::reduce_all<1>(
-      grid, [&](const detail::Chunk& ch, double* acc) { acc[0] += run_chunk<T, WK>(a, ch); },
-      &total);
-  return total;
+  return detail::run_chunks(detail::ChunkGrid(a.planes, a.plane_size), a.want_sum,
+                            [&](const detail::Chunk& ch) { return run_chunk<T, WK>(a, ch); });
 }
 
 }  // namespace
@@ -64,8 +56,24 @@ double bce_with_logits(const BceWithLogitsArgs<T>& a) {
   return with_weight_kind(a.weight, [&](auto kind) { return run<T, decltype(kind)::value>(a); });
 }
 
+template <class T>
+double sum_values(const T* v, int64_t n) {
+  double total = 0.0;
+  detail::reduce_all<1>(
+      detail::ChunkGrid(1, n),
+      [&](const detail::Chunk& ch, double* acc) {
+        int64_t i = sum_packets<T, 1>(
+            ch.begin, ch.end, [&](int64_t j, Packet<T>* part) { part[0] += load(v + j); }, acc);
+        for (; i < ch.end; ++i) acc[0] += static_cast<double>(v[i]);
+      },
+      &total);
+  return total;
+}
+
 template double bce_with_logits<float>(const BceWithLogitsArgs<float>&);
 template double bce_with_logits<double>(const BceWithLogitsArgs<double>&);
+template double sum_values<float>(const float*, int64_t);
+template double sum_values<double>(const double*, int64_t);
 
 }  // namespace cpu
 }  // namespace segloss

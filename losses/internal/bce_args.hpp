@@ -1,6 +1,8 @@
 // Shared by bce_with_logits and bce_dice (not installed): the BCE argument checks.
 #pragma once
 
+#include <cmath>
+
 #include "../../backends/cpu/bce_with_logits.hpp"
 #include "../../core/checks.hpp"
 #include "../bce_with_logits.hpp"
@@ -48,13 +50,26 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
     a.pos_weight = o.pos_weight.data();
     a.pos_weight_count = n;
   }
+  const double eps = o.label_smoothing;
+  SEGLOSS_CHECK(std::isfinite(eps) && eps >= 0.0 && eps <= 1.0, function,
+                "options.label_smoothing is ", eps, "; it must be in [0, 1]");
+  a.target_scale = static_cast<T>(1.0 - eps);
+  a.target_shift = static_cast<T>(eps / 2);
   return a;
 }
 
-// 1/numel for the mean (which divides by the element count, as PyTorch), 1 for the sum.
+// The factor of a scalar reduction: 1 for the sum; for the mean 1/numel (the element count, as
+// PyTorch), or with mean_over weight_sum and a weight 1/W, W the sum of the weight broadcast to
+// the logits' shape = (numel / weight.numel()) * sum of the weight's values (each value is used
+// that many times). W = 0 gives 0: the loss is 0 and so is the gradient.
 template <class T>
-double bce_mean_scale(const Tensor<T>& logits, Reduction r) {
-  return r == Reduction::mean ? 1.0 / static_cast<double>(logits.numel()) : 1.0;
+double bce_mean_scale(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+  if (o.reduction != Reduction::mean) return 1.0;
+  const double n = static_cast<double>(logits.numel());
+  if (o.mean_over == BceMeanOver::elements || !o.weight.defined()) return 1.0 / n;
+  const double repeats = n / static_cast<double>(o.weight.numel());  // an exact integer
+  const double total = cpu::sum_values(o.weight.data(), o.weight.numel()) * repeats;
+  return total == 0.0 ? 0.0 : 1.0 / total;
 }
 
 }  // namespace detail

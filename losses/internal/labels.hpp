@@ -3,30 +3,13 @@
 #pragma once
 
 #include <cstdint>
-#include <sstream>
-#include <string>
 #include <type_traits>
-#include <vector>
 
 #include "../../backends/cpu/cross_entropy.hpp"
 #include "../../core/checks.hpp"
 
 namespace segloss {
 namespace detail {
-
-// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
-inline std::string position(const Shape& s, int64_t i) {
-  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    idx[static_cast<size_t>(d)] = i % s[d];
-    i /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << ')';
-  return os.str();
-}
 
 // The logits are an image (N, C, spatial...); a label target is (N, spatial...), a probability
 // target (L floating) has the logits' shape.
@@ -54,7 +37,7 @@ cpu::LabelSums check_labels(const char* fn, const Tensor<L>& target, int64_t cla
                                                   rule, class_weight);
   if (sums.first_bad >= 0) {
     const int64_t i = sums.first_bad;
-    fail(fn, "target has label ", static_cast<int64_t>(target.data()[i]), " at ", position(s, i),
+    fail(fn, "target has label ", static_cast<int64_t>(target.data()[i]), " at ", s.position(i),
          ", outside [0, ", classes, ") and not ignore_index ", rule.ignore_index,
          rule.ignore_negative ? " (negative labels are ignored)" : "");
   }

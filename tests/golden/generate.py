@@ -5,7 +5,8 @@ Run from anywhere with a Python that has torch (Debian: /usr/bin/python3 with py
 
     /usr/bin/python3 tests/golden/generate.py
 
-It rewrites tests/golden/bce_with_logits.txt and tests/golden/soft_dice.txt next to this script.
+It rewrites tests/golden/bce_with_logits.txt, bce_with_logits_options.txt (the label_smoothing and
+mean_over options) and soft_dice.txt next to this script.
 tests/test_golden.cpp reads them; README.md in this folder describes the format.
 
 Every number is float64 and printed with '%.17g' (round-trips exactly). The gradient is always
@@ -23,9 +24,17 @@ Semantics:
     (or 1-element) tensor.
   * soft_dice has no torch.nn.functional counterpart; soft_dice_reference() below writes the
     formulas of losses/soft_dice.hpp with torch ops, and autograd differentiates them.
-  * The Carvana seeds (BCELoss2d and SoftDiceLoss from /work/shared/seeds/
+  * The Carvana seeds (BCELoss2d, WeightedBCELoss2d and SoftDiceLoss from /work/shared/seeds/
     segmentation-losses-note.md) are copied verbatim and evaluated with their own code, so the
     test shows that segloss with the documented options equals them.
+  * bce_with_logits label_smoothing eps: F.binary_cross_entropy_with_logits on the smoothed
+    target z (1 - eps) + eps / 2 (Keras' convention), or, for the cases with
+    reference smp_SoftBCEWithLogitsLoss, on segmentation_models_pytorch's smoothed target
+    (1 - z) s + z (1 - s) with smooth_factor s = eps / 2 (smp is not installed: its formula is
+    written here with torch ops).
+  * bce_with_logits mean_over weight_sum: the 'none' losses of
+    F.binary_cross_entropy_with_logits summed and divided by the weight expanded to the input
+    shape and summed, or (reference carvana_WeightedBCELoss2d) the seed class itself.
 """
 
 import os
@@ -60,6 +69,40 @@ class BCELoss2d(nn.Module):
         logits_flat = logits.view(-1)
         labels_flat = labels.view(-1)
         return self.bce_loss(logits_flat, labels_flat)
+
+
+class WeightedBCELoss2d(nn.Module):
+    def __init__(self):
+        super(WeightedBCELoss2d, self).__init__()
+
+    def forward(self, logits, labels, weights):
+        w = weights.view(-1)
+        logits = logits.view(-1)
+        gt = labels.view(-1)
+        # http://geek.csdn.net/news/detail/126833
+        loss = logits.clamp(min=0) - logits * gt + torch.log(1 + torch.exp(-logits.abs()))
+        loss = loss * w
+        loss = loss.sum() / w.sum()
+        return loss
+
+
+def carvana_weights(labels, kernel_size):
+    """The weights Carvana's CombinedLoss builds for WeightedBCELoss2d (seeds note, is_weight
+    branch), verbatim but for the kernel size, which the seed picks from H (11 for H = 128 up to
+    51 for H = 1280; these test images are smaller) and Variable/.cuda(), which torch no longer
+    needs: boundary pixels (3x3 average of the labels in [0.01, 0.99]) weigh 3, others 1, then
+    everything is rescaled so that the weights sum to the pixel count. labels: (N, H, W)."""
+    a = F.avg_pool2d(labels, kernel_size=kernel_size, padding=kernel_size // 2,
+                     stride=1)
+    ind = a.ge(0.01) * a.le(0.99)
+    ind = ind.float()
+    weights = torch.ones(a.size())
+
+    w0 = weights.sum()
+    weights += ind * 2
+    w1 = weights.sum()
+    weights = weights / w1 * w0
+    return weights
 
 
 class SoftDiceLoss(nn.Module):
@@ -180,15 +223,27 @@ def pos_weight_shape(shape, per_channel=True):
 
 
 def bce_case(name, shape, reduction, target="binary", weight=None, pos_weight=False,
-             scale=3.0, grad_out=1.0, seed_code=False):
-    """weight: None or the weight's shape. pos_weight: False, 'channel' or 'single'."""
+             scale=3.0, grad_out=1.0, seed_code=False, label_smoothing=0.0, mean_over=None,
+             reference=None):
+    """weight: None or the weight's shape. pos_weight: False, 'channel' or 'single'.
+    label_smoothing: eps (0: none). mean_over: None or 'weight_sum'. reference: None,
+    'smp_SoftBCEWithLogitsLoss' (smoothing in smp's form) or 'carvana_WeightedBCELoss2d'
+    (the seed class, with Carvana's weights; shape (N, 1, H, W))."""
     seed_for(name)
     case = Case(name, "bce_with_logits")
     case.lines.append("shape " + " ".join(str(d) for d in shape))
     case.option("reduction", reduction)
+    if label_smoothing:
+        case.option("label_smoothing", fmt(label_smoothing))
+    if mean_over:
+        case.option("mean_over", mean_over)
     logits = (torch.randn(shape) * scale).requires_grad_(True)
     tgt = make_target(shape, target)
     w = None if weight is None else torch.rand(weight) * 1.5 + 0.25
+    if reference == "carvana_WeightedBCELoss2d":
+        assert weight is None and shape[1] == 1
+        n, _, h, wd = shape
+        w = carvana_weights(tgt.view(n, h, wd), 3).view(shape)
     pw = None
     if pos_weight:
         pw = torch.rand(pos_weight_shape(shape, pos_weight == "channel")) * 3.0 + 0.2
@@ -203,10 +258,28 @@ def bce_case(name, shape, reduction, target="binary", weight=None, pos_weight=Fa
         assert reduction == "mean" and w is None and pw is None
         case.option("reference", "carvana_BCELoss2d")
         loss = BCELoss2d()(logits, tgt)
+    elif reference == "carvana_WeightedBCELoss2d":
+        assert reduction == "mean" and mean_over == "weight_sum" and not label_smoothing
+        case.option("reference", reference)
+        n, _, h, wd = shape
+        loss = WeightedBCELoss2d()(logits.view(n, h, wd), tgt.view(n, h, wd), w.view(n, h, wd))
     else:
+        if reference == "smp_SoftBCEWithLogitsLoss":
+            s = label_smoothing / 2  # smp's smooth_factor
+            case.option("reference", reference)
+            soft = (1 - tgt) * s + tgt * (1 - s)
+        else:
+            assert reference is None
+            soft = tgt * (1 - label_smoothing) + label_smoothing / 2
         # The definition: torch.nn.functional.binary_cross_entropy_with_logits.
-        loss = F.binary_cross_entropy_with_logits(logits, tgt, weight=w, pos_weight=pw,
-                                                  reduction=reduction)
+        if mean_over == "weight_sum" and reduction == "mean":
+            per = F.binary_cross_entropy_with_logits(logits, soft, weight=w, pos_weight=pw,
+                                                     reduction="none")
+            total = w.expand(shape).sum() if w is not None else torch.tensor(per.numel() * 1.0)
+            loss = per.sum() / total
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, soft, weight=w, pos_weight=pw,
+                                                      reduction=reduction)
     record(case, loss, logits, reduction, grad_out)
     return case
 
@@ -270,6 +343,51 @@ def bce_cases():
     # the Carvana seed BCELoss2d == bce_with_logits with reduction mean
     cs.append(bce_case("bce_seed_carvana_BCELoss2d", (3, 1, 6, 5), "mean", seed_code=True))
     cs.append(bce_case("bce_seed_carvana_BCELoss2d_multichannel", S2, "mean", seed_code=True))
+    return cs
+
+
+def bce_option_cases():
+    """bce_with_logits with segloss's label_smoothing and mean_over options (its own file, so
+    that each file stays small)."""
+    N, C, H, W = S2
+    n3, c3, d3, h3, w3 = S3
+    cs = []
+    # label smoothing (Keras' z (1 - eps) + eps / 2; smp's smooth_factor s = eps / 2)
+    for r in ("mean", "sum", "none"):
+        cs.append(bce_case("bce_2d_label_smoothing_0.1_" + r, S2, r, label_smoothing=0.1))
+    cs.append(bce_case("bce_2d_label_smoothing_1_mean", S2, "mean", label_smoothing=1.0))
+    cs.append(bce_case("bce_3d_label_smoothing_0.2_weight_pos_weight_none", S3, "none",
+                       label_smoothing=0.2, weight=(n3, 1, d3, h3, w3), pos_weight="channel"))
+    cs.append(bce_case("bce_1d_b_label_smoothing_0.05_soft_sum", S1B, "sum", target="soft",
+                       label_smoothing=0.05, grad_out=-0.6))
+    cs.append(bce_case("bce_2d_label_smoothing_large_logits_mean", S2, "mean", scale=30.0,
+                       label_smoothing=0.1))
+    cs.append(bce_case("bce_2d_smp_smooth_factor_0.1_mean", S2, "mean", label_smoothing=0.2,
+                       reference="smp_SoftBCEWithLogitsLoss"))
+    cs.append(bce_case("bce_2d_smp_smooth_factor_0.05_pos_weight_weight_none", S2, "none",
+                       label_smoothing=0.1, pos_weight="channel", weight=(C, 1, 1),
+                       reference="smp_SoftBCEWithLogitsLoss"))
+    # mean over the weight sum (the weight expanded to the input shape)
+    for ws, tag in ((S2, "full"), ((N, 1, H, W), "n1hw"), ((C, 1, 1), "c11"), ((W,), "w"),
+                    ((1,), "one")):
+        cs.append(bce_case("bce_2d_weight_%s_mean_over_weight_sum" % tag, S2, "mean", weight=ws,
+                           mean_over="weight_sum"))
+    cs.append(bce_case("bce_2d_no_weight_mean_over_weight_sum", S2, "mean",
+                       mean_over="weight_sum"))
+    cs.append(bce_case("bce_3d_weight_c111_pos_weight_mean_over_weight_sum", S3, "mean",
+                       weight=(c3, 1, 1, 1), pos_weight="channel", mean_over="weight_sum",
+                       grad_out=0.37))
+    cs.append(bce_case("bce_2d_weight_n1hw_sum_mean_over_weight_sum", S2, "sum",
+                       weight=(N, 1, H, W), mean_over="weight_sum"))
+    cs.append(bce_case("bce_2d_weight_full_label_smoothing_mean_over_weight_sum", S2, "mean",
+                       weight=S2, mean_over="weight_sum", label_smoothing=0.1,
+                       target="soft"))
+    # the Carvana seed WeightedBCELoss2d == bce_with_logits(weight, mean_over weight_sum)
+    cs.append(bce_case("bce_seed_carvana_WeightedBCELoss2d", (2, 1, 8, 7), "mean",
+                       mean_over="weight_sum", reference="carvana_WeightedBCELoss2d"))
+    cs.append(bce_case("bce_seed_carvana_WeightedBCELoss2d_b", (3, 1, 5, 9), "mean",
+                       mean_over="weight_sum", reference="carvana_WeightedBCELoss2d",
+                       grad_out=-1.75))
     return cs
 
 
@@ -383,6 +501,7 @@ def write(filename, loss, cases):
 
 def main():
     write("bce_with_logits.txt", "bce_with_logits", bce_cases())
+    write("bce_with_logits_options.txt", "bce_with_logits", bce_option_cases())
     write("soft_dice.txt", "soft_dice", dice_cases())
     return 0
 

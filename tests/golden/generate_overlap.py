@@ -45,8 +45,7 @@ Every non-header case is also computed with header_reference() under the segloss
 case stores, and the generator stops unless the two agree to 1e-12 (value and gradient). So the
 file proves, case by case, that those options reproduce the library or seed.
 
-Cases named pending_* need options not yet on segloss's main branch (bce_with_logits
-mean_over = weight_sum); their data is written and the C++ test skips them, naming them.
+The weighted Carvana CombinedLoss cases use bce_with_logits' mean_over = weight_sum.
 """
 
 import os
@@ -1036,10 +1035,10 @@ def carvana_cases():
                 name, shape, reference="carvana_CombinedLoss",
                 library=lambda x, t, is_log=is_log: CombinedLoss(False, is_log)(x, t),
                 smooth_nr=2.0, smooth_dr=1.0, log=is_log))
-    # CombinedLoss(is_weight=True): the BCE term is normalized by the weight sum (pending:
-    # bce_with_logits mean_over = weight_sum)
+    # CombinedLoss(is_weight=True): the BCE term is normalized by the weight sum
+    # (bce_with_logits mean_over = weight_sum)
     for is_log in (False, True):
-        name = "pending_carvana_CombinedLoss_weighted%s" % ("_log" if is_log else "")
+        name = "carvana_CombinedLoss_weighted%s" % ("_log" if is_log else "")
         x, t = boundary_inputs(name)
         w = carvana_boundary_weights(t.view(1, 128, 2)).view(t.shape)
         cs.append(bce_dice_case(
