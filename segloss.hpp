@@ -12,5 +12,7 @@
 #include "core/threads.hpp"
 #include "losses/bce_dice.hpp"
 #include "losses/bce_with_logits.hpp"
+#include "losses/boundary_weights.hpp"
 #include "losses/cross_entropy.hpp"
 #include "losses/soft_dice.hpp"
+#include "metrics/dice_score.hpp"
