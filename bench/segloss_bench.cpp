@@ -70,7 +70,13 @@ double median_ms(int reps, const std::function<void()>& work) {
 
 // The floor: read each input once, write one array the size of the logits.
 void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
-  if (inputs.size() == 2) {
+  if (inputs.size() == 1) {
+    const float* a = inputs[0];
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + 1.f;
+  } else if (inputs.size() == 2) {
     const float *a = inputs[0], *b = inputs[1];
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
@@ -164,6 +170,9 @@ int main(int argc, char** argv) {
   volatile double sink = 0;
   BceWithLogitsOptions<float> weighted;
   weighted.weight = w;
+  BoundaryWeightOptions k11, k51;
+  k11.kernel_size = 11;
+  k51.kernel_size = 51;
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -177,6 +186,11 @@ int main(int argc, char** argv) {
       {"bce_with_logits+soft_dice",
        {x.data(), t.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+      // The weight map of the mask t (no gradient): k = 11 and k = 51 should cost the same.
+      {"boundary_weights_k11", {t.data()}, [&] { boundary_weights(t, grad, k11); }},
+      {"boundary_weights_k51", {t.data()}, [&] { boundary_weights(t, grad, k51); }},
+      // The thresholded Dice metric (no gradient; writes only its per-image scores).
+      {"dice_score", {x.data(), t.data()}, [&] { sink = sink + dice_score(x, t).mean; }},
   };
 
   for (const Case& c : cases) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <segloss/core/pointwise.hpp>
+
 #include "helpers.hpp"
 
 using namespace segloss;
@@ -345,4 +347,35 @@ TEST_CASE("dice_score: bad input") {
                        "dice_score: target (2,1,8,8) is on device cuda, but this build has no "
                        "CUDA backend",
                        Error);
+}
+
+TEST_CASE("dice_score: logits near the threshold's logit decide as sigmoid in T does") {
+  // Rows of one pixel: each row takes the logit comparison when its logit is outside the
+  // margin around logit(threshold), and the sigmoid otherwise. Both must agree with computing
+  // sigmoid(x) in T and comparing it with T(threshold), pixel by pixel.
+  for (double thr : {0.3, 0.5, 0.6, 0.9, 0.999}) {
+    CAPTURE(thr);
+    const double x0 = std::log(thr / (1.0 - thr));
+    const int64_t n = 4001;
+    auto xf = Tensor<float>::empty({1, 1, n, 1});
+    auto xd = Tensor<double>::empty({1, 1, n, 1});
+    for (int64_t j = 0; j < n; ++j) {
+      const double step = (j - n / 2) * 1e-6;  // +-2e-3 around x0, through the margin
+      xf[j] = static_cast<float>(x0 + step * (1.0 + std::fabs(x0)));
+      xd[j] = x0 + (j - n / 2) * 1e-15 * (1.0 + std::fabs(x0));
+    }
+    DiceScoreOptions o;
+    o.threshold = thr;
+    const auto rf = dice_score(xf, Tensor<float>::full(xf.shape(), 1.f), o);
+    const auto rd = dice_score(xd, Tensor<double>::full(xd.shape(), 1.0), o);
+    int64_t want_f = 0, want_d = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      want_f += pw::sigmoid<float>(xf[j], pw::logit<float>(xf[j])) > static_cast<float>(thr);
+      want_d += pw::sigmoid<double>(xd[j], pw::logit<double>(xd[j])) > thr;
+    }
+    CHECK(rf.prediction[0] == static_cast<double>(want_f));
+    CHECK(rd.prediction[0] == static_cast<double>(want_d));
+    CHECK(want_f > 0);
+    CHECK(want_f < n);
+  }
 }
