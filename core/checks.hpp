@@ -2,6 +2,10 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "error.hpp"
 #include "tensor.hpp"
@@ -61,6 +65,20 @@ void check_grad_out(const char* function, const Tensor<T>& grad_out, bool scalar
     SEGLOSS_CHECK(grad_out.shape() == expected, function, "grad_out ", grad_out.shape(),
                   " does not match the loss values ", expected, " of reduction none");
   }
+}
+
+// "(n,c,h,w)" of linear index i in shape s, for messages that name a bad element.
+inline std::string position(const Shape& s, int64_t i) {
+  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    idx[static_cast<size_t>(d)] = i % s[d];
+    i /= s[d];
+  }
+  std::ostringstream os;
+  os << '(';
+  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
+  os << ')';
+  return os.str();
 }
 
 inline void check_smooth(const char* function, const char* argument, double v) {

@@ -21,20 +21,6 @@ struct Prepared {
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
-// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
-std::string position(const Shape& s, int64_t i) {
-  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    idx[static_cast<size_t>(d)] = i % s[d];
-    i /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << ')';
-  return os.str();
-}
-
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                        const CrossEntropyOptions<T>& o) {
@@ -87,8 +73,9 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
     if (sums.first_bad >= 0) {
       const int64_t i = sums.first_bad;
       detail::fail(fn, "target has label ", static_cast<int64_t>(a.labels[i]), " at ",
-                   position(p.values_shape, i), ", outside [0, ", c, ") and not ignore_index ",
-                   o.ignore_index, o.ignore_negative ? " (negative labels are ignored)" : "");
+                   detail::position(p.values_shape, i), ", outside [0, ", c,
+                   ") and not ignore_index ", o.ignore_index,
+                   o.ignore_negative ? " (negative labels are ignored)" : "");
     }
     p.divisor =
         o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <vector>
 
 #include "../backends/cpu/dice_score.hpp"
@@ -52,20 +51,6 @@ DiceScoreOptions DiceScoreOptions::albu_dice_clamp() {
 }
 
 namespace {
-
-// "(n,c,z,y,x)" of a linear index in shape s.
-std::string coordinates(const Shape& s, int64_t index) {
-  std::vector<int64_t> c(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    c[static_cast<size_t>(d)] = index % s[d];
-    index /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < c.size(); ++d) os << (d ? "," : "") << c[d];
-  os << ')';
-  return os.str();
-}
 
 template <class T>
 cpu::DiceScoreArgs<T> dice_score_args(const char* fn, const Tensor<T>& pred,
@@ -115,7 +100,7 @@ DiceScoreResult dice_score(const Tensor<T>& pred, const Tensor<T>& target,
   std::vector<double> stats(static_cast<size_t>(a.planes * 3));
   const cpu::DiceBadValue bad = cpu::dice_score_statistics(a, stats.data());
   SEGLOSS_CHECK(bad.index < 0, fn, bad.in_pred ? "pred" : "target", " holds ", bad.value,
-                " at index ", bad.index, " ", coordinates(s, bad.index),
+                " at index ", bad.index, " ", detail::position(s, bad.index),
                 "; with check_binary every scored value must be 0 or 1");
 
   DiceScoreResult r;

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # no __pycache__ next to the data
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import Case, seed_for  # noqa: E402  (the shared writer and seeds)
+from generate import Case, seed_for, write  # noqa: E402  (the shared writer and seeds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = "boundary_weights.txt"
@@ -265,15 +265,7 @@ def build():
 
 def main():
     build()
-    path = os.path.join(HERE, OUTPUT)
-    with open(path, "w") as f:
-        f.write("# Golden values for segloss boundary_weights; written by "
-                "tests/golden/generate_boundary_weights.py\n")
-        f.write("torch %s\n" % torch.__version__)
-        for c in CASES:
-            f.write(c.text())
-        f.write("count %d\n" % len(CASES))
-    print("%s: %d cases, %d bytes" % (OUTPUT, len(CASES), os.path.getsize(path)))
+    write(OUTPUT, "boundary_weights", CASES, generator="tests/golden/generate_boundary_weights.py")
 
 
 if __name__ == "__main__":

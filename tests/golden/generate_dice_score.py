@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 sys.dont_write_bytecode = True  # no __pycache__ next to the data
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import Case, seed_for  # noqa: E402  (the shared writer and seeds)
+from generate import Case, seed_for, write  # noqa: E402  (the shared writer and seeds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = "dice_score.txt"
@@ -403,15 +403,7 @@ def build():
 
 def main():
     build()
-    path = os.path.join(HERE, OUTPUT)
-    with open(path, "w") as f:
-        f.write("# Golden values for segloss dice_score; written by "
-                "tests/golden/generate_dice_score.py\n")
-        f.write("torch %s\n" % torch.__version__)
-        for c in CASES:
-            f.write(c.text())
-        f.write("count %d\n" % len(CASES))
-    print("%s: %d cases, %d bytes" % (OUTPUT, len(CASES), os.path.getsize(path)))
+    write(OUTPUT, "dice_score", CASES, generator="tests/golden/generate_dice_score.py")
 
 
 if __name__ == "__main__":
