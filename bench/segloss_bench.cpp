@@ -1,4 +1,5 @@
-// segloss-bench: times each loss's fused value_and_grad against the memory-bandwidth floor.
+// segloss-bench: times each loss's fused value_and_grad (for the boundary weight map and the
+// Dice metric, which have no gradient, the call itself) against the memory-bandwidth floor.
 //
 // For every case and thread count it prints one JSON object per line:
 //   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor", "mpix_per_s"}
