@@ -1,4 +1,5 @@
-// segloss-bench: times each loss's fused value_and_grad against the memory-bandwidth floor.
+// segloss-bench: times each loss's fused value_and_grad (for the boundary weight map and the
+// Dice metric, which have no gradient, the call itself) against the memory-bandwidth floor.
 //
 // For every case and thread count it prints one JSON object per line:
 //   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor", "mpix_per_s"}
@@ -71,7 +72,13 @@ double median_ms(int reps, const std::function<void()>& work) {
 
 // The floor: read each input once, write one array the size of the logits.
 void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
-  if (inputs.size() == 2) {
+  if (inputs.size() == 1) {
+    const float* a = inputs[0];
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + 1.f;
+  } else if (inputs.size() == 2) {
     const float *a = inputs[0], *b = inputs[1];
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
@@ -179,6 +186,9 @@ int main(int argc, char** argv) {
   bce_dice_weighted.dice.log = true;
   BceWithLogitsOptions<float> weight_sum = weighted;  // Carvana's WeightedBCELoss2d
   weight_sum.mean_over = BceMeanOver::weight_sum;
+  BoundaryWeightOptions k11, k51;
+  k11.kernel_size = 11;
+  k51.kernel_size = 51;
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -210,6 +220,11 @@ int main(int argc, char** argv) {
       {"bce_with_logits+soft_dice_weighted_log",
        {x.data(), t.data(), w.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }},
+      // The weight map of the mask t (no gradient): k = 11 and k = 51 should cost the same.
+      {"boundary_weights_k11", {t.data()}, [&] { boundary_weights(t, grad, k11); }},
+      {"boundary_weights_k51", {t.data()}, [&] { boundary_weights(t, grad, k51); }},
+      // The thresholded Dice metric (no gradient; writes only its per-image scores).
+      {"dice_score", {x.data(), t.data()}, [&] { sink = sink + dice_score(x, t).mean; }},
   };
 
   for (const Case& c : cases) {

@@ -2,6 +2,10 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "error.hpp"
 #include "tensor.hpp"
