@@ -4,11 +4,11 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <type_traits>
 
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../core/checks.hpp"
+#include "internal/labels.hpp"
 
 namespace segloss {
 namespace {
@@ -20,20 +20,6 @@ struct Prepared {
   double divisor = 0;         // of the mean
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
-
-// "(n, d, h, w)" of linear pixel index i in a (N, spatial...) shape.
-std::string position(const Shape& s, int64_t i) {
-  std::vector<int64_t> idx(static_cast<size_t>(s.rank()));
-  for (int d = s.rank() - 1; d >= 0; --d) {
-    idx[static_cast<size_t>(d)] = i % s[d];
-    i /= s[d];
-  }
-  std::ostringstream os;
-  os << '(';
-  for (size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << ')';
-  return os.str();
-}
 
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
@@ -83,13 +69,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
     p.divisor = static_cast<double>(n * pixels);
   } else {
     a.labels = target.data();
-    const auto sums = cpu::cross_entropy_label_sums(a.labels, n, pixels, c, a.rule, a.weight);
-    if (sums.first_bad >= 0) {
-      const int64_t i = sums.first_bad;
-      detail::fail(fn, "target has label ", static_cast<int64_t>(a.labels[i]), " at ",
-                   position(p.values_shape, i), ", outside [0, ", c, ") and not ignore_index ",
-                   o.ignore_index, o.ignore_negative ? " (negative labels are ignored)" : "");
-    }
+    const auto sums = detail::checked_label_sums(fn, a.labels, p.values_shape, c, a.rule, a.weight);
     p.divisor =
         o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);
     p.none_counted = sums.count == 0;

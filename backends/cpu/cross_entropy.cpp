@@ -10,49 +10,12 @@
 #include <vector>
 
 #include "../../core/parallel.hpp"
-#include "simd.hpp"
+#include "lanes.hpp"
 
 namespace segloss {
 namespace cpu {
 namespace {
 
-template <class T>
-std::vector<T>& exp_buffer() {
-  thread_local std::vector<T> buffer;
-  return buffer;
-}
-
-// Lane access for a packet (P) or a single pixel (T).
-template <class T, class V>
-SEGLOSS_INLINE V load_lanes(const T* p) {
-  if constexpr (std::is_same_v<V, T>)
-    return *p;
-  else
-    return load(p);
-}
-template <class T, class V>
-SEGLOSS_INLINE void store_lanes(T* p, const V& v) {
-  if constexpr (std::is_same_v<V, T>)
-    *p = v;
-  else
-    store(p, v);
-}
-template <class T, class V>
-constexpr int lanes() {
-  if constexpr (std::is_same_v<V, T>)
-    return 1;
-  else
-    return kLanes<T>;
-}
-template <class T, class V>
-SEGLOSS_INLINE T& lane(V& v, int l) {
-  if constexpr (std::is_same_v<V, T>)
-    return v;
-  else
-    return v[l];
-}
-
-// One packet (or pixel) at spatial position s of image n. Returns the sum of its losses.
 // One packet (or pixel) at spatial position s of image n. Returns its losses.
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
 // confident pixel's small loss is not the difference of two large numbers.
@@ -147,10 +110,7 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
 template <class T, class L>
 double chunk(const CrossEntropyArgs<T, L>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
-  std::vector<T>& buffer = exp_buffer<T>();
-  const size_t need = static_cast<size_t>(a.classes * kLanes<T>);
-  if (buffer.size() < need) buffer.resize(need);
-  T* e = buffer.data();
+  T* e = class_buffer<T>(static_cast<size_t>(a.classes * kLanes<T>));
   const int64_t n = ch.plane, s0 = ch.begin - n * a.pixels, s1 = ch.end - n * a.pixels;
   double sum = 0.0;
   int64_t s =
