@@ -13,4 +13,5 @@
 #include "losses/bce_dice.hpp"
 #include "losses/bce_with_logits.hpp"
 #include "losses/cross_entropy.hpp"
+#include "losses/focal.hpp"
 #include "losses/soft_dice.hpp"
