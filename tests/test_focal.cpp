@@ -12,24 +12,13 @@
 #include "loss_check.hpp"
 
 using namespace segloss;
+using testing::labels;
 
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-// Labels in [0, C), with about `ignored` of them set to `ignore`.
-template <class L>
-Tensor<L> labels(const Shape& s, int64_t classes, uint64_t seed, double ignored = 0.0,
-                 int64_t ignore = -100) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
-  std::bernoulli_distribution skip(ignored);
-  auto t = Tensor<L>::empty(s);
-  for (auto& v : t) v = static_cast<L>(skip(rng) ? ignore : pick(rng));
-  return t;
-}
 
 void check_sigmoid_reductions(const Tensor<double>& x, const Tensor<double>& z,
                               SigmoidFocalOptions<double> o, int64_t samples = 0,
