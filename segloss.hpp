@@ -15,6 +15,7 @@
 #include "losses/binary_cross_entropy.hpp"
 #include "losses/boundary_weights.hpp"
 #include "losses/cross_entropy.hpp"
+#include "losses/focal.hpp"
 #include "losses/generalized_dice.hpp"
 #include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"

@@ -16,6 +16,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <segloss/segloss.hpp>
@@ -103,10 +104,11 @@ void print_line(const std::string& name, const Shape& shape, int threads, double
   std::fflush(stdout);
 }
 
-// cross_entropy on (8,21,512,512) float32 logits and int64 labels (i / 64) % 21. Its floor
-// reads the logits and the labels once and writes one array the size of the logits, in
-// blocks of pixels as the kernel does (the labels of a block stay in L1).
-void bench_cross_entropy(const Args& args) {
+// The multi-class losses (cross_entropy, softmax_focal) on (8,21,512,512) float32 logits and
+// int64 labels (i / 64) % 21. Their floor reads the logits and the labels once and writes one
+// array the size of the logits, in blocks of pixels as the kernels do (the labels of a block
+// stay in L1).
+void bench_multiclass(const Args& args) {
   const Shape shape{8, 21, 512, 512};
   const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
   std::mt19937 rng(7);
@@ -136,12 +138,18 @@ void bench_cross_entropy(const Args& args) {
       }
     }
   };
-  for (int threads : args.threads) {
-    set_num_threads(threads);
-    const double ms =
-        median_ms(reps, [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); });
-    const double floor = median_ms(reps, floor_loop);
-    print_line("cross_entropy", shape, threads, ms, floor, n * px);
+  const std::vector<std::pair<std::string, std::function<void()>>> losses = {
+      {"cross_entropy", [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); }},
+      {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(x, y, grad); }},
+  };
+  for (const auto& [name, run] : losses) {
+    if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
+    for (int threads : args.threads) {
+      set_num_threads(threads);
+      const double ms = median_ms(reps, run);
+      const double floor = median_ms(reps, floor_loop);
+      print_line(name, shape, threads, ms, floor, n * px);
+    }
   }
 }
 
@@ -225,6 +233,9 @@ int main(int argc, char** argv) {
       {"boundary_weights_k51", {t.data()}, [&] { boundary_weights(t, grad, k51); }},
       // The thresholded Dice metric (no gradient; writes only its per-image scores).
       {"dice_score", {x.data(), t.data()}, [&] { sink = sink + dice_score(x, t).mean; }},
+      {"sigmoid_focal",
+       {x.data(), t.data()},
+       [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad); }},
   };
 
   for (const Case& c : cases) {
@@ -236,7 +247,6 @@ int main(int argc, char** argv) {
       print_line(c.name, shape, threads, ms, floor, n);
     }
   }
-  if (args.filter.empty() || std::string("cross_entropy").find(args.filter) != std::string::npos)
-    bench_cross_entropy(args);
+  bench_multiclass(args);
   return 0;
 }

@@ -28,6 +28,7 @@ struct ScalarMath {
   }  // the value with every lane equal to c
   static SEGLOSS_HD SEGLOSS_INLINE T exp(T x) { return ::exp(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T log(T x) { return ::log(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE T log1p(T x) { return ::log1p(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T min(T a, T b) { return a < b ? a : b; }
   static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
@@ -42,6 +43,7 @@ template <>
 struct Math<float> : ScalarMath<float> {
   static SEGLOSS_HD SEGLOSS_INLINE float exp(float x) { return ::expf(x); }
   static SEGLOSS_HD SEGLOSS_INLINE float log(float x) { return ::logf(x); }
+  static SEGLOSS_HD SEGLOSS_INLINE float log1p(float x) { return ::log1pf(x); }
 };
 template <>
 struct Math<double> : ScalarMath<double> {};
@@ -234,6 +236,106 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V label_indicator(V label, typename M::Scalar c) {
   using T = typename M::Scalar;
   return M::max(T(1) - M::abs(label - c), M::splat(T(0)));
+}
+
+// ---- Focal losses (losses/focal.hpp; derivations in docs/gradients.md, section "focal") ----
+
+// The smallest normal number of T: the floor of a divisor that may underflow to 0.
+template <class T>
+SEGLOSS_HD SEGLOSS_INLINE constexpr T tiny_normal() {
+  return sizeof(T) == 4 ? T(1.17549435e-38f) : T(2.2250738585072014e-308);
+}
+
+// q^gamma for q in [0, 1], with the exponent chosen at compile time: K = 0 is gamma = 0 (1, even
+// at q = 0, where exp(0 log 0) would be NaN), K = 1 and K = 2 are exact products, and K = -1 is
+// any gamma > 0 as exp(gamma log q), which is exp(-inf) = 0 at q = 0.
+template <int K, class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V focal_power(V q, typename M::Scalar gamma) {
+  using T = typename M::Scalar;
+  if constexpr (K == 0) {
+    return M::splat(T(1));
+  } else if constexpr (K == 1) {
+    return q;
+  } else if constexpr (K == 2) {
+    return q * q;
+  } else {
+    return M::exp(gamma * M::log(q));
+  }
+}
+
+template <class V>
+struct FocalTerm {
+  V value, grad;
+};
+
+// The sigmoid focal loss of one element, before its factor alpha_t (RetinaNet; torchvision's
+// sigmoid_focal_loss), and its derivative in x:
+//   p = sigmoid(x), s = 1 - p = sigmoid(-x), ce = BCE-with-logits (bce_logits_value, pw = 1)
+//   q = 1 - p_t = p (1 - z) + s z        (p_t = p z + s (1 - z); no subtraction, q >= 0)
+//   l = q^gamma ce
+//   dl/dx = q^gamma [ (1 - z) p - z s  +  gamma (1 - 2z) (p s / q) ce ]
+// from dq/dx = p s (1 - 2z) and dce/dx = (1 - z) p - z s. The factor p s / q replaces
+// q^(gamma - 1), which is infinite at q = 0 for gamma < 1: p s / q <= max(p, s) <= 1. It is
+// divided with q floored at the smallest normal number: where q is 0, p s is 0 too (q = 0 needs
+// p = 0 or s = 0), so the term is 0, its limit. With K = 0 (gamma = 0) this is exactly the BCE.
+template <int K, class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE FocalTerm<V> sigmoid_focal(V x, V z, typename M::Scalar gamma,
+                                                     const LogitWithLog<V>& l) {
+  using T = typename M::Scalar;
+  const V ce = bce_logits_value<V, M>(x, z, T(1), l);
+  const V dce = bce_logits_grad<V, M>(x, z, T(1), l);
+  if constexpr (K == 0) {
+    return {ce, dce};
+  } else {
+    const V p = sigmoid<V, M>(x, l), s = sigmoid_complement<V, M>(x, l);
+    const V q = p * (T(1) - z) + s * z;
+    const V qg = focal_power<K, V, M>(q, gamma);
+    const V ratio = sigmoid_grad<V>(l) * M::recip(M::max(q, M::splat(tiny_normal<T>())));
+    return {qg * ce, qg * (dce + (gamma * (T(1) - T(2) * z)) * ratio * ce)};
+  }
+}
+
+// The softmax focal loss of one pixel with label t, before its class factor a = alpha[t]:
+//   l = -(1 - p_t)^gamma log p_t,   p = softmax(x)
+// from what the pass over the classes gathered, all relative to the max logit m: the sum of
+// exponentials S = sum_c exp(x_c - m) (passed as 1/S), rest = sum_{c != t} exp(x_c - m) summed
+// on its own (so 1 - p_t = rest / S never cancels), e_t = exp(x_t - m) and d = x_t - m <= 0.
+//   nll = -log p_t = log1p(rest / e_t), accurate as p_t -> 1; written
+//         log1p(rest / max(e_t, e^-40)) + (max(d, -40) - d) so that an e_t that underflows
+//         (d < -40, and then rest >= 1: the max class is another one) costs under 1e-17 relative.
+//   q = 1 - p_t = rest / S;   h = p_t nll / q = e_t nll / rest, in [0, 1]
+// (-log p <= (1 - p) / p), 0 where rest = 0 (then nll = 0 too), and -> 1 as p_t -> 1.
+// value = a q^gamma nll; factor F = a q^gamma (1 + gamma h), so that
+//   dl/dx_c = F (p_c - [c = t])   (softmax_focal_grad).
+template <class V>
+struct SoftmaxFocalPixel {
+  V value, factor, q;
+};
+
+template <int K, class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE SoftmaxFocalPixel<V> softmax_focal_pixel(V rest, V inv_sum, V e_t, V d,
+                                                                   V a, typename M::Scalar gamma) {
+  using T = typename M::Scalar;
+  constexpr T kFloor = T(40);  // exp(-40) = 4.2e-18
+  const V e_floor = M::max(e_t, M::splat(T(4.2483542552915889e-18)));
+  const V d_floor = M::max(d, M::splat(-kFloor));
+  const V nll = M::log1p(rest * M::recip(e_floor)) + (d_floor - d);
+  const V q = rest * inv_sum;
+  if constexpr (K == 0) {
+    return {a * nll, a, q};
+  } else {
+    const V qg = a * focal_power<K, V, M>(q, gamma);
+    const V h = nll * e_t * M::recip(M::max(rest, M::splat(tiny_normal<T>())));
+    return {qg * nll, qg * (T(1) + gamma * h), q};
+  }
+}
+
+// dl/dx_c = F (p_c - [c = t]), written (1 - delta) p_c - delta q with delta = [c = t] so that
+// the label's own entry, -q F, does not cancel as p_t -> 1.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V softmax_focal_grad(V factor, V p_c, V q, V delta) {
+  using T = typename M::Scalar;
+  return factor * ((T(1) - delta) * p_c - delta * q);
 }
 
 }  // namespace pw

@@ -36,6 +36,19 @@ Tensor<T> mask(const Shape& s, uint64_t seed, double fraction = 0.4) {
   return t;
 }
 
+// Labels in [0, classes), with about `ignored` of them set to `ignore` (a value outside [0, C),
+// or a class that is then ignored).
+template <class L>
+Tensor<L> labels(const Shape& s, int64_t classes, uint64_t seed, double ignored = 0.0,
+                 int64_t ignore = -100) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+  std::bernoulli_distribution skip(ignored);
+  auto t = Tensor<L>::empty(s);
+  for (auto& v : t) v = static_cast<L>(skip(rng) ? ignore : pick(rng));
+  return t;
+}
+
 template <class To, class From>
 Tensor<To> cast(const Tensor<From>& t) {
   auto r = Tensor<To>::empty(t.shape());

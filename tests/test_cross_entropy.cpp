@@ -9,20 +9,9 @@
 
 using namespace segloss;
 using testing::check_loss_gradients;
+using testing::labels;
 
 namespace {
-
-// Labels in [0, C), with about `ignored` of them set to `ignore` (a value outside [0, C)).
-template <class L>
-Tensor<L> labels(const Shape& s, int64_t classes, uint64_t seed, double ignored = 0.0,
-                 int64_t ignore = -100) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
-  std::bernoulli_distribution skip(ignored);
-  auto t = Tensor<L>::empty(s);
-  for (auto& v : t) v = static_cast<L>(skip(rng) ? ignore : pick(rng));
-  return t;
-}
 
 // Softmax probabilities over the class axis of random logits.
 Tensor<double> probabilities(const Shape& s, uint64_t seed) {

@@ -136,6 +136,9 @@ struct Math<cpu::Packet<T>> {
   static SEGLOSS_INLINE V log(const V& x) {
     return x.log();
   }
+  static SEGLOSS_INLINE V log1p(const V& x) {
+    return x.log1p();
+  }
   static SEGLOSS_INLINE V abs(const V& x) {
     return x.abs();
   }
@@ -151,9 +154,11 @@ struct Math<cpu::Packet<T>> {
   // Eigen 3.4 evaluates Select one lane at a time, so blend arithmetically: h is 1 for
   // x >= 2^-100, 0 for x <= 0, and in between only where |x| < 2^-100, where the caller's two
   // forms agree to the last bit (they are one function continuous at 0, and exp(-|x|) == 1).
+  // a h + b (1 - h) is a or b exactly at h = 1 or 0; b + (a - b) h is not: with b = 1 and a
+  // tiny (sigmoid_complement of a large x) it cancels to 1 + (a - 1), all digits of a lost.
   static SEGLOSS_INLINE V select_nonneg(const V& x, const V& a, const V& b) {
     const V h = (x * T(0x1p100)).max(T(0)).min(T(1));
-    return b + (a - b) * h;
+    return a * h + b * (T(1) - h);
   }
 };
 

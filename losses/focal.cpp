@@ -1,0 +1,238 @@
+// sigmoid_focal and softmax_focal: argument checks, the label pass (softmax_focal), then the
+// kernel for the tensors' device.
+#include "focal.hpp"
+
+#include <cmath>
+
+#include "../backends/cpu/focal.hpp"
+#include "../core/checks.hpp"
+#include "internal/labels.hpp"
+
+namespace segloss {
+namespace {
+
+void check_gamma(const char* fn, double gamma) {
+  SEGLOSS_CHECK(std::isfinite(gamma) && gamma >= 0.0, fn, "options.gamma is ", gamma,
+                "; it must be finite and >= 0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// sigmoid_focal
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
+                                      const Tensor<T>& target, const SigmoidFocalOptions<T>& o) {
+  detail::check_same_shape_pair(fn, logits, target);
+  check_gamma(fn, o.gamma);
+  SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
+                "; it must be in [0, 1], or negative for no alpha factor");
+  const Shape& s = logits.shape();
+  cpu::SigmoidFocalArgs<T> a;
+  a.x = logits.data();
+  a.z = target.data();
+  a.planes = s[0] * s[1];
+  a.plane_size = s.numel_from(2);
+  if (o.weight.defined()) detail::check_on_cpu(fn, "weight", o.weight);
+  a.weight = detail::make_broadcast_reader(fn, "weight", s, o.weight.shape(), o.weight.data(),
+                                           o.weight.defined());
+  if (o.alpha >= 0.0) {  // alpha z + (1 - alpha)(1 - z) = (1 - alpha) + (2 alpha - 1) z
+    a.alpha_base = static_cast<T>(1.0 - o.alpha);
+    a.alpha_slope = static_cast<T>(2.0 * o.alpha - 1.0);
+  }
+  a.gamma = static_cast<T>(o.gamma);
+  return a;
+}
+
+// 1/numel for the mean (torchvision's loss.mean()), 1 for the sum.
+template <class T>
+double sigmoid_mean_scale(const Tensor<T>& logits, Reduction r) {
+  return r == Reduction::mean ? 1.0 / static_cast<double>(logits.numel()) : 1.0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax_focal
+// ---------------------------------------------------------------------------------------------
+
+template <class T, class L>
+struct Prepared {
+  cpu::SoftmaxFocalArgs<T, L> args;
+  Shape values_shape;   // the per-pixel loss: (N, spatial...)
+  int64_t counted = 0;  // pixels not ignored
+
+  // The mean's factor: 1 / counted, and 0 when every pixel is ignored (loss 0, gradient 0).
+  double mean_factor() const { return counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0; }
+  double scale(Reduction r) const { return r == Reduction::mean ? mean_factor() : 1.0; }
+};
+
+template <class T, class L>
+Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                       const SoftmaxFocalOptions<T>& o) {
+  detail::check_class_target(fn, logits, target);
+  const Shape& s = logits.shape();
+  check_gamma(fn, o.gamma);
+  const int64_t c = s[1];
+  Prepared<T, L> p;
+  auto& a = p.args;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = c;
+  a.pixels = s.numel_from(2);
+  a.labels = target.data();
+  a.rule.ignore_index = o.ignore_index;
+  a.gamma = static_cast<T>(o.gamma);
+  if (o.alpha.defined()) {
+    detail::check_on_cpu(fn, "alpha", o.alpha);
+    SEGLOSS_CHECK(o.alpha.numel() == c, fn, "alpha ", o.alpha.shape(), " has ", o.alpha.numel(),
+                  " values; expected one per class (", c, ") of logits ", s);
+    a.alpha = o.alpha.data();
+  }
+  p.values_shape = s.without(1);
+  p.counted = detail::check_labels<T>(fn, target, c, a.rule).count;
+  return p;
+}
+
+}  // namespace
+
+template <class T>
+Tensor<T> sigmoid_focal(const Tensor<T>& logits, const Tensor<T>& target,
+                        const SigmoidFocalOptions<T>& options) {
+  auto a = sigmoid_args("sigmoid_focal", logits, target, options);
+  if (options.reduction == Reduction::none) {
+    Tensor<T> out = Tensor<T>::empty(logits.shape());
+    a.loss = out.data();
+    cpu::sigmoid_focal(a);
+    return out;
+  }
+  a.want_sum = true;
+  const double sum = cpu::sigmoid_focal(a);
+  return Tensor<T>::full(Shape{},
+                         static_cast<T>(sum * sigmoid_mean_scale(logits, options.reduction)));
+}
+
+template <class T>
+Tensor<T> sigmoid_focal_backward(const Tensor<T>& logits, const Tensor<T>& target,
+                                 const Tensor<T>& grad_out, const SigmoidFocalOptions<T>& options) {
+  const char* fn = "sigmoid_focal_backward";
+  auto a = sigmoid_args(fn, logits, target, options);
+  const bool scalar = options.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, logits.shape());
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  a.grad = grad.data();
+  if (scalar)
+    a.grad_scale = static_cast<double>(grad_out[0]) * sigmoid_mean_scale(logits, options.reduction);
+  else
+    a.grad_out = grad_out.data();
+  cpu::sigmoid_focal(a);
+  return grad;
+}
+
+template <class T>
+double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                    Tensor<T>& grad, const SigmoidFocalOptions<T>& options) {
+  const char* fn = "sigmoid_focal_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use sigmoid_focal and "
+                "sigmoid_focal_backward");
+  auto a = sigmoid_args(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = sigmoid_mean_scale(logits, options.reduction);
+  a.want_sum = true;
+  a.grad = grad.data();
+  a.grad_scale = scale;
+  return cpu::sigmoid_focal(a) * scale;
+}
+
+template <class T>
+ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                             const SigmoidFocalOptions<T>& options) {
+  ValueAndGrad<T> r;
+  r.value = sigmoid_focal_value_and_grad(logits, target, r.grad, options);
+  return r;
+}
+
+template <class T, class L, class>
+Tensor<T> softmax_focal(const Tensor<T>& logits, const Tensor<L>& target,
+                        const SoftmaxFocalOptions<T>& options) {
+  auto p = prepare("softmax_focal", logits, target, options);
+  if (options.reduction == Reduction::none) {
+    Tensor<T> out = Tensor<T>::empty(p.values_shape);
+    p.args.loss = out.data();
+    cpu::softmax_focal(p.args);
+    return out;
+  }
+  p.args.want_sum = true;
+  const double sum = cpu::softmax_focal(p.args);
+  return Tensor<T>::full(Shape{}, static_cast<T>(sum * p.scale(options.reduction)));
+}
+
+template <class T, class L, class>
+Tensor<T> softmax_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
+                                 const Tensor<T>& grad_out, const SoftmaxFocalOptions<T>& options) {
+  const char* fn = "softmax_focal_backward";
+  auto p = prepare(fn, logits, target, options);
+  const bool scalar = options.reduction != Reduction::none;
+  detail::check_grad_out(fn, grad_out, scalar, p.values_shape);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  p.args.grad = grad.data();
+  if (scalar)
+    p.args.grad_scale = static_cast<double>(grad_out[0]) * p.scale(options.reduction);
+  else
+    p.args.grad_out = grad_out.data();
+  cpu::softmax_focal(p.args);
+  return grad;
+}
+
+template <class T, class L, class>
+double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                    Tensor<T>& grad, const SoftmaxFocalOptions<T>& options) {
+  const char* fn = "softmax_focal_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use softmax_focal and "
+                "softmax_focal_backward");
+  auto p = prepare(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = p.scale(options.reduction);
+  p.args.want_sum = true;
+  p.args.grad = grad.data();
+  p.args.grad_scale = scale;
+  return cpu::softmax_focal(p.args) * scale;
+}
+
+template <class T, class L, class>
+ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                             const SoftmaxFocalOptions<T>& options) {
+  ValueAndGrad<T> r;
+  r.value = softmax_focal_value_and_grad(logits, target, r.grad, options);
+  return r;
+}
+
+#define SEGLOSS_INSTANTIATE(T)                                                                    \
+  template Tensor<T> sigmoid_focal(const Tensor<T>&, const Tensor<T>&,                            \
+                                   const SigmoidFocalOptions<T>&);                                \
+  template Tensor<T> sigmoid_focal_backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                            const SigmoidFocalOptions<T>&);                       \
+  template double sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
+                                               const SigmoidFocalOptions<T>&);                    \
+  template ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
+                                                        const SigmoidFocalOptions<T>&);
+SEGLOSS_INSTANTIATE(float)
+SEGLOSS_INSTANTIATE(double)
+#undef SEGLOSS_INSTANTIATE
+
+#define SEGLOSS_INSTANTIATE(T, L)                                                                 \
+  template Tensor<T> softmax_focal(const Tensor<T>&, const Tensor<L>&,                            \
+                                   const SoftmaxFocalOptions<T>&);                                \
+  template Tensor<T> softmax_focal_backward(const Tensor<T>&, const Tensor<L>&, const Tensor<T>&, \
+                                            const SoftmaxFocalOptions<T>&);                       \
+  template double softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
+                                               const SoftmaxFocalOptions<T>&);                    \
+  template ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
+                                                        const SoftmaxFocalOptions<T>&);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+#undef SEGLOSS_INSTANTIATE
+
+}  // namespace segloss
