@@ -14,6 +14,7 @@
 #include "losses/bce_with_logits.hpp"
 #include "losses/binary_cross_entropy.hpp"
 #include "losses/boundary_weights.hpp"
+#include "losses/combined.hpp"
 #include "losses/cross_entropy.hpp"
 #include "losses/focal.hpp"
 #include "losses/generalized_dice.hpp"

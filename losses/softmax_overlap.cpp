@@ -10,83 +10,15 @@
 
 #include "../backends/cpu/softmax_overlap.hpp"
 #include "generalized_dice.hpp"
-#include "internal/labels.hpp"
-#include "internal/overlap_scores.hpp"
+#include "internal/softmax_overlap_passes.hpp"
 
 namespace segloss {
 namespace {
 
-template <class T, class U>
-struct Plan {
-  cpu::SoftmaxOverlapArgs<T, U> args;
-  std::vector<double> stats;  // per (image, class): I, P, T
-};
-
-// Checks the inputs (O: any options with ignore_index and squared) and runs the statistics pass.
-template <class T, class U>
-Plan<T, U> statistics(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-                      int64_t ignore_index, bool squared) {
-  detail::check_class_target(fn, logits, target);
-  const Shape& s = logits.shape();
-  Plan<T, U> p;
-  auto& a = p.args;
-  a.x = logits.data();
-  a.images = s[0];
-  a.classes = s[1];
-  a.pixels = s.numel_from(2);
-  a.target = target.data();
-  a.ignore_index = ignore_index;
-  a.squared = squared;
-  if constexpr (std::is_floating_point_v<U>) {
-    SEGLOSS_CHECK(ignore_index == -100, fn, "options.ignore_index ", ignore_index,
-                  " applies to label targets only; with probabilities it must keep its default "
-                  "-100");
-  } else {
-    cpu::LabelRule rule;
-    rule.ignore_index = ignore_index;
-    detail::check_labels<T>(fn, target, a.classes, rule);
-  }
-  p.stats.resize(static_cast<size_t>(a.images * a.classes * 3));
-  cpu::softmax_overlap_statistics(a, p.stats.data());
-  return p;
-}
-
-template <class T, class U>
-void gradient(const Plan<T, U>& p, const std::vector<double>& ca, const std::vector<double>& cb,
-              T* grad) {
-  cpu::softmax_overlap_gradient(p.args, ca.data(), cb.data(), grad);
-}
-
-// ---- soft Dice, Jaccard, Tversky: the scores of overlap.hpp ----
-
-template <class T, class U, class O>
-struct Scored {
-  Plan<T, U> plan;
-  detail::OverlapScores scores;
-};
-
-template <class T, class U, class O>
-Scored<T, U, O> scored(const char* fn, const Tensor<T>& logits, const Tensor<U>& target, const O& o,
-                       const detail::ScoreForm& f) {
-  detail::check_image(fn, "logits", logits);
-  detail::check_overlap_options(fn, logits.shape(), o);
-  Scored<T, U, O> r;
-  r.plan = statistics(fn, logits, target, o.ignore_index, o.squared);
-  r.scores = detail::overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
-  return r;
-}
-
-template <class T, class U, class O>
-void overlap_gradient(const Scored<T, U, O>& r, const std::vector<double>& G, T* grad) {
-  std::vector<double> ca, cb;
-  detail::overlap_coefficients(r.scores, G, r.plan.args.images * r.plan.args.classes, ca, cb);
-  gradient(r.plan, ca, cb, grad);
-}
-
 template <class T, class U, class O>
 Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& target, const O& o,
                   const detail::ScoreForm& f, OverlapInfo* info) {
-  const auto r = scored(fn, logits, target, o, f);
+  const auto r = detail::softmax_scored(fn, logits, target, o, f);
   r.scores.fill(info);
   if (o.reduction == Reduction::none) return detail::overlap_values<T>(r.scores, o);
   return Tensor<T>::full(Shape{}, static_cast<T>(detail::overlap_value(r.scores, o)));
@@ -98,9 +30,9 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& tar
   detail::check_image(fn, "logits", logits);
   const bool scalar = o.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
-  const auto r = scored(fn, logits, target, o, f);
+  const auto r = detail::softmax_scored(fn, logits, target, o, f);
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
-  overlap_gradient(
+  detail::softmax_overlap_grad(
       r,
       scalar ? detail::overlap_slopes<T>(r.scores, o, static_cast<double>(grad_out[0]), nullptr)
              : detail::overlap_slopes<T>(r.scores, o, 1.0, grad_out.data()),
@@ -114,9 +46,10 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                       const detail::ScoreForm& f, OverlapInfo* info) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
                 name, " and ", name, "_backward");
-  const auto r = scored(fn, logits, target, o, f);
+  const auto r = detail::softmax_scored(fn, logits, target, o, f);
   detail::prepare_grad(fn, logits, grad);
-  overlap_gradient(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr), grad.data());
+  detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr),
+                               grad.data());
   r.scores.fill(info);
   return detail::overlap_value(r.scores, o);
 }
@@ -198,7 +131,8 @@ double gdl_value(const GdlScores& s, Reduction r) {
 
 // The gradient for slopes G_j = dL/dS_j: per plane ca = G 2 w / D, cb = -G w N / D^2.
 template <class T, class U>
-void gdl_gradient(const Plan<T, U>& p, const GdlScores& s, const std::vector<double>& G, T* grad) {
+void gdl_gradient(const detail::SoftmaxPlan<T, U>& p, const GdlScores& s,
+                  const std::vector<double>& G, T* grad) {
   const int64_t planes = p.args.images * p.args.classes;
   std::vector<double> ca(static_cast<size_t>(planes)), cb(static_cast<size_t>(planes));
   for (int64_t q = 0; q < planes; ++q) {
@@ -206,7 +140,7 @@ void gdl_gradient(const Plan<T, U>& p, const GdlScores& s, const std::vector<dou
     ca[q] = G[j] * 2.0 * s.w[q] / s.den[j];
     cb[q] = -G[j] * s.w[q] * s.num[j] / (s.den[j] * s.den[j]);
   }
-  gradient(p, ca, cb, grad);
+  detail::softmax_gradient(p, ca, cb, grad);
 }
 
 template <class T>
@@ -263,7 +197,7 @@ Tensor<T> generalized_dice(const Tensor<T>& logits, const Tensor<U>& target,
   const char* fn = "generalized_dice";
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
-  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
   const auto s = gdl_scores(p.stats, logits.shape(), o);
   if (o.reduction != Reduction::none)
     return Tensor<T>::full(Shape{}, static_cast<T>(gdl_value<T>(s, o.reduction)));
@@ -280,7 +214,7 @@ Tensor<T> generalized_dice_backward(const Tensor<T>& logits, const Tensor<U>& ta
   check_gdl_options(fn, logits.shape(), o);
   const bool scalar = o.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, gdl_shape(logits.shape(), o.per_image));
-  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
   const auto s = gdl_scores(p.stats, logits.shape(), o);
   std::vector<double> G(s.score.size());
   const double uniform =
@@ -302,7 +236,7 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
                 "generalized_dice_backward");
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
-  const auto p = statistics(fn, logits, target, o.ignore_index, false);
+  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
   const auto s = gdl_scores(p.stats, logits.shape(), o);
   detail::prepare_grad(fn, logits, grad);
   const double g = o.reduction == Reduction::mean ? 1.0 / static_cast<double>(s.score.size()) : 1.0;

@@ -153,9 +153,12 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
     store_lanes<T, V>(g + c * kW, gc);
     dot += p * gc;
   }
+  const T prior = static_cast<T>(a.prior_scale);
   for (int64_t c = 0; c < C; ++c) {
     const V p = load_lanes<T, V>(e + c * kW);
-    store_lanes<T, V>(grad + base + c * S, V(p * (load_lanes<T, V>(g + c * kW) - dot)));
+    V out = p * (load_lanes<T, V>(g + c * kW) - dot);
+    if (a.accumulate) out += prior * load_lanes<T, V>(grad + base + c * S);
+    store_lanes<T, V>(grad + base + c * S, out);
   }
   if (any_ignored)
     for (int l = 0; l < kW; ++l)

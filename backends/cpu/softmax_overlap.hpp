@@ -18,6 +18,11 @@ struct SoftmaxOverlapArgs {
   const U* target = nullptr;
   int64_t ignore_index = -100;  // labels only: a pixel with this label counts nowhere
   bool squared = false;         // P = sum p^2, T = sum t^2
+  // Pass 2 only: add to the gradient already in the buffer, scaled, instead of overwriting it
+  // (grad = prior_scale * grad + this loss's gradient): how a combined loss adds its second
+  // term without a temporary. Ignored pixels get 0 either way.
+  bool accumulate = false;
+  double prior_scale = 1.0;
 };
 
 // Pass 1. stats[(n * C + c) * 3 + k] = I, P, T of image n and class c (deterministic), over

@@ -1,0 +1,217 @@
+// ce_dice and dice_focal: the first term through its own fused value_and_grad into the gradient
+// buffer, the Dice term's two passes around it, its gradient added into the same buffer.
+#include "combined.hpp"
+
+#include <cmath>
+
+#include "internal/softmax_overlap_passes.hpp"
+
+namespace segloss {
+namespace {
+
+void check_weights(const char* fn, const char* a, double wa, const char* b, double wb) {
+  SEGLOSS_CHECK(std::isfinite(wa) && std::isfinite(wb), fn, "options.", a, " ", wa, " and options.",
+                b, " ", wb, " must be finite");
+}
+
+void check_scalar(const char* fn, const char* term, Reduction r) {
+  SEGLOSS_CHECK(r != Reduction::none, fn, "options.", term,
+                ".reduction is none; a combined loss needs both terms reduced to one value "
+                "(mean or sum)");
+}
+
+template <class U>
+void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice) {
+  if constexpr (!std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(a == dice, fn, "options.", term, ".ignore_index ", a,
+                  " differs from options.dice.ignore_index ", dice,
+                  "; both terms must ignore the same pixels");
+}
+
+// The Dice term's statistics and scores (pass 1), after the combination's own checks.
+template <class T, class U>
+auto dice_pass1(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                const SoftmaxOverlapOptions<T>& dice) {
+  check_scalar(fn, "dice", dice.reduction);
+  return detail::softmax_scored(fn, logits, target, dice, detail::dice_form());
+}
+
+// The first term's value and gradient: fn(grad) writes the term's unscaled gradient into grad
+// and returns its value. Then the Dice gradient is added: grad = first_scale * grad + Dice'.
+template <class T, class U, class First>
+void combine(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+             const SoftmaxOverlapOptions<T>& dice, double dice_scale, double first_scale,
+             First&& first, Tensor<T>& grad, double* first_value, double* dice_value) {
+  const auto r = dice_pass1(fn, logits, target, dice);
+  *first_value = first(grad);
+  detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, dice, dice_scale, nullptr),
+                               grad.data(), true, first_scale);
+  *dice_value = detail::overlap_value(r.scores, dice);
+}
+
+template <class T, class U>
+void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
+  check_weights(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
+  check_scalar(fn, "ce", o.ce.reduction);
+  check_same_ignore<U>(fn, "ce", o.ce.ignore_index, o.dice.ignore_index);
+  if constexpr (!std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(!o.ce.ignore_negative, fn,
+                  "options.ce.ignore_negative is set; the Dice term ignores one label value only, "
+                  "so both terms would not ignore the same pixels");
+}
+
+template <class T, class L>
+void check_dice_focal(const char* fn, const DiceFocalOptions<T>& o) {
+  check_weights(fn, "dice_weight", o.dice_weight, "focal_weight", o.focal_weight);
+  check_scalar(fn, "focal", o.focal.reduction);
+  check_same_ignore<L>(fn, "focal", o.focal.ignore_index, o.dice.ignore_index);
+}
+
+}  // namespace
+
+// ---- ce_dice ----
+
+template <class T, class U, class>
+double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
+                              const CeDiceOptions<T>& o, CeDiceParts* parts) {
+  const char* fn = "ce_dice_value_and_grad";
+  check_ce_dice<T, U>(fn, o);
+  detail::check_image(fn, "logits", logits);
+  detail::prepare_grad(fn, logits, grad);
+  CeDiceParts v;
+  combine(
+      fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
+      [&](Tensor<T>& g) { return cross_entropy_value_and_grad(logits, target, g, o.ce); }, grad,
+      &v.ce, &v.dice);
+  if (parts) *parts = v;
+  return o.ce_weight * v.ce + o.dice_weight * v.dice;
+}
+
+template <class T, class U, class>
+ValueAndGrad<T> ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                       const CeDiceOptions<T>& o, CeDiceParts* parts) {
+  ValueAndGrad<T> r;
+  r.value = ce_dice_value_and_grad(logits, target, r.grad, o, parts);
+  return r;
+}
+
+template <class T, class U, class>
+Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDiceOptions<T>& o,
+                  CeDiceParts* parts) {
+  const char* fn = "ce_dice";
+  check_ce_dice<T, U>(fn, o);
+  check_scalar(fn, "dice", o.dice.reduction);
+  CeDiceParts v;
+  v.dice = static_cast<double>(softmax_dice(logits, target, o.dice)[0]);
+  v.ce = static_cast<double>(cross_entropy(logits, target, o.ce)[0]);
+  if (parts) *parts = v;
+  return Tensor<T>::full(Shape{}, static_cast<T>(o.ce_weight * v.ce + o.dice_weight * v.dice));
+}
+
+template <class T, class U, class>
+Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
+                           const Tensor<T>& grad_out, const CeDiceOptions<T>& o) {
+  const char* fn = "ce_dice_backward";
+  check_ce_dice<T, U>(fn, o);
+  detail::check_grad_out(fn, grad_out, true, Shape{});
+  const double g = static_cast<double>(grad_out[0]);
+  const auto r = dice_pass1(fn, logits, target, o.dice);
+  Tensor<T> grad = cross_entropy_backward(
+      logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.ce_weight)), o.ce);
+  detail::softmax_overlap_grad(
+      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
+      1.0);
+  return grad;
+}
+
+// ---- dice_focal ----
+
+template <class T, class L, class>
+double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                 const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
+  const char* fn = "dice_focal_value_and_grad";
+  check_dice_focal<T, L>(fn, o);
+  detail::check_image(fn, "logits", logits);
+  detail::prepare_grad(fn, logits, grad);
+  DiceFocalParts v;
+  combine(
+      fn, logits, target, o.dice, o.dice_weight, o.focal_weight,
+      [&](Tensor<T>& g) { return softmax_focal_value_and_grad(logits, target, g, o.focal); }, grad,
+      &v.focal, &v.dice);
+  if (parts) *parts = v;
+  return o.dice_weight * v.dice + o.focal_weight * v.focal;
+}
+
+template <class T, class L, class>
+ValueAndGrad<T> dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                          const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
+  ValueAndGrad<T> r;
+  r.value = dice_focal_value_and_grad(logits, target, r.grad, o, parts);
+  return r;
+}
+
+template <class T, class L, class>
+Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const DiceFocalOptions<T>& o,
+                     DiceFocalParts* parts) {
+  const char* fn = "dice_focal";
+  check_dice_focal<T, L>(fn, o);
+  check_scalar(fn, "dice", o.dice.reduction);
+  DiceFocalParts v;
+  v.dice = static_cast<double>(softmax_dice(logits, target, o.dice)[0]);
+  v.focal = static_cast<double>(softmax_focal(logits, target, o.focal)[0]);
+  if (parts) *parts = v;
+  return Tensor<T>::full(Shape{},
+                         static_cast<T>(o.dice_weight * v.dice + o.focal_weight * v.focal));
+}
+
+template <class T, class L, class>
+Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
+                              const Tensor<T>& grad_out, const DiceFocalOptions<T>& o) {
+  const char* fn = "dice_focal_backward";
+  check_dice_focal<T, L>(fn, o);
+  detail::check_grad_out(fn, grad_out, true, Shape{});
+  const double g = static_cast<double>(grad_out[0]);
+  const auto r = dice_pass1(fn, logits, target, o.dice);
+  Tensor<T> grad = softmax_focal_backward(
+      logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.focal_weight)), o.focal);
+  detail::softmax_overlap_grad(
+      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
+      1.0);
+  return grad;
+}
+
+// ---- instantiations ----
+
+#define SEGLOSS_INSTANTIATE_CE_DICE(T, U)                                                     \
+  template Tensor<T> ce_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,                  \
+                                         const CeDiceOptions<T>&, CeDiceParts*);              \
+  template Tensor<T> ce_dice_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,         \
+                                                  const Tensor<T>&, const CeDiceOptions<T>&); \
+  template double ce_dice_value_and_grad<T, U, void>(                                         \
+      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*); \
+  template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                \
+      const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);
+#define SEGLOSS_INSTANTIATE_DICE_FOCAL(T, L)                                                    \
+  template Tensor<T> dice_focal<T, L, void>(const Tensor<T>&, const Tensor<L>&,                 \
+                                            const DiceFocalOptions<T>&, DiceFocalParts*);       \
+  template Tensor<T> dice_focal_backward<T, L, void>(                                           \
+      const Tensor<T>&, const Tensor<L>&, const Tensor<T>&, const DiceFocalOptions<T>&);        \
+  template double dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,     \
+                                                        Tensor<T>&, const DiceFocalOptions<T>&, \
+                                                        DiceFocalParts*);                       \
+  template ValueAndGrad<T> dice_focal_value_and_grad<T, L, void>(                               \
+      const Tensor<T>&, const Tensor<L>&, const DiceFocalOptions<T>&, DiceFocalParts*);
+SEGLOSS_INSTANTIATE_CE_DICE(float, int32_t)
+SEGLOSS_INSTANTIATE_CE_DICE(float, int64_t)
+SEGLOSS_INSTANTIATE_CE_DICE(float, float)
+SEGLOSS_INSTANTIATE_CE_DICE(double, int32_t)
+SEGLOSS_INSTANTIATE_CE_DICE(double, int64_t)
+SEGLOSS_INSTANTIATE_CE_DICE(double, double)
+SEGLOSS_INSTANTIATE_DICE_FOCAL(float, int32_t)
+SEGLOSS_INSTANTIATE_DICE_FOCAL(float, int64_t)
+SEGLOSS_INSTANTIATE_DICE_FOCAL(double, int32_t)
+SEGLOSS_INSTANTIATE_DICE_FOCAL(double, int64_t)
+#undef SEGLOSS_INSTANTIATE_CE_DICE
+#undef SEGLOSS_INSTANTIATE_DICE_FOCAL
+
+}  // namespace segloss

@@ -1,0 +1,88 @@
+// @brief Multi-class combinations that return the total and its parts:
+//   ce_dice:    L = ce_weight * cross_entropy + dice_weight * softmax_dice
+//   dice_focal: L = dice_weight * softmax_dice + focal_weight * softmax_focal
+// (MONAI's DiceCELoss and DiceFocalLoss have this shape, with lambda_ce / lambda_dice /
+// lambda_focal as the weights). Each term keeps every option of its own loss
+// (cross_entropy.hpp, softmax_overlap.hpp, focal.hpp); the gradient is the weighted sum of the
+// terms' gradients.
+//
+// Targets: ce_dice takes a label map (int32/int64) or probabilities, as both its terms do;
+// dice_focal takes a label map. With labels, both terms must ignore the same pixels: the
+// terms' ignore_index must be equal (and cross_entropy's ignore_negative off).
+//
+// Passes: the Dice statistics pass, the first term's fused value-and-gradient pass writing
+// the gradient buffer, then the Dice gradient pass adding into it (no temporary the size of
+// the input). Reduction none is rejected for either term (their shapes differ), as are
+// non-finite term weights.
+#pragma once
+
+#include "cross_entropy.hpp"
+#include "focal.hpp"
+#include "softmax_overlap.hpp"
+
+namespace segloss {
+
+template <class T>
+struct CeDiceOptions {
+  double ce_weight = 1.0;
+  double dice_weight = 1.0;
+  CrossEntropyOptions<T> ce;
+  SoftmaxOverlapOptions<T> dice;
+};
+
+struct CeDiceParts {
+  double ce = 0.0;    // the cross-entropy term, before its weight
+  double dice = 0.0;  // the Dice term, before its weight
+};
+
+template <class T>
+struct DiceFocalOptions {
+  double dice_weight = 1.0;
+  double focal_weight = 1.0;
+  SoftmaxOverlapOptions<T> dice;
+  SoftmaxFocalOptions<T> focal;
+};
+
+struct DiceFocalParts {
+  double dice = 0.0;
+  double focal = 0.0;
+};
+
+namespace detail {
+template <class L>
+constexpr bool kLabelMap = std::is_same_v<L, int32_t> || std::is_same_v<L, int64_t>;
+}  // namespace detail
+
+// Forward: shape (); `parts`, when given, receives the two terms.
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target,
+                  const CeDiceOptions<T>& options = {}, CeDiceParts* parts = nullptr);
+// Backward: grad_out holds one element.
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
+                           const Tensor<T>& grad_out, const CeDiceOptions<T>& options = {});
+// Fused value and gradient; the second form writes into `grad` (allocated when undefined).
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+ValueAndGrad<T> ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                       const CeDiceOptions<T>& options = {},
+                                       CeDiceParts* parts = nullptr);
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
+                              const CeDiceOptions<T>& options = {}, CeDiceParts* parts = nullptr);
+
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target,
+                     const DiceFocalOptions<T>& options = {}, DiceFocalParts* parts = nullptr);
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
+                              const Tensor<T>& grad_out, const DiceFocalOptions<T>& options = {});
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+ValueAndGrad<T> dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                          const DiceFocalOptions<T>& options = {},
+                                          DiceFocalParts* parts = nullptr);
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                 const DiceFocalOptions<T>& options = {},
+                                 DiceFocalParts* parts = nullptr);
+
+}  // namespace segloss

@@ -1,0 +1,93 @@
+// The softmax overlap losses' two passes as the loss layer drives them (not installed): the
+// checks and the statistics pass, the scores, and the gradient pass. Shared by
+// softmax_overlap.cpp and the combined losses (combined.cpp), which add a second term.
+#pragma once
+
+#include <type_traits>
+#include <vector>
+
+#include "../../backends/cpu/softmax_overlap.hpp"
+#include "../softmax_overlap.hpp"
+#include "labels.hpp"
+#include "overlap_scores.hpp"
+
+namespace segloss {
+namespace detail {
+
+template <class T, class U>
+struct SoftmaxPlan {
+  cpu::SoftmaxOverlapArgs<T, U> args;
+  std::vector<double> stats;  // per (image, class): I, P, T
+};
+
+// Checks the logits and target and runs the statistics pass.
+template <class T, class U>
+SoftmaxPlan<T, U> softmax_statistics(const char* fn, const Tensor<T>& logits,
+                                     const Tensor<U>& target, int64_t ignore_index, bool squared) {
+  check_class_target(fn, logits, target);
+  const Shape& s = logits.shape();
+  SoftmaxPlan<T, U> p;
+  auto& a = p.args;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.target = target.data();
+  a.ignore_index = ignore_index;
+  a.squared = squared;
+  if constexpr (std::is_floating_point_v<U>) {
+    SEGLOSS_CHECK(ignore_index == -100, fn, "options.ignore_index ", ignore_index,
+                  " applies to label targets only; with probabilities it must keep its default "
+                  "-100");
+  } else {
+    cpu::LabelRule rule;
+    rule.ignore_index = ignore_index;
+    check_labels<T>(fn, target, a.classes, rule);
+  }
+  p.stats.resize(static_cast<size_t>(a.images * a.classes * 3));
+  cpu::softmax_overlap_statistics(a, p.stats.data());
+  return p;
+}
+
+// The gradient pass from per-(image, class) coefficients. With `accumulate`, the gradient is
+// added to prior_scale times what `grad` holds (a combined loss's first term).
+template <class T, class U>
+void softmax_gradient(const SoftmaxPlan<T, U>& p, const std::vector<double>& ca,
+                      const std::vector<double>& cb, T* grad, bool accumulate = false,
+                      double prior_scale = 1.0) {
+  auto a = p.args;
+  a.accumulate = accumulate;
+  a.prior_scale = prior_scale;
+  cpu::softmax_overlap_gradient(a, ca.data(), cb.data(), grad);
+}
+
+// ---- soft Dice, Jaccard, Tversky: the scores of overlap.hpp ----
+
+template <class T, class U, class O>
+struct SoftmaxScored {
+  SoftmaxPlan<T, U> plan;
+  OverlapScores scores;
+};
+
+template <class T, class U, class O>
+SoftmaxScored<T, U, O> softmax_scored(const char* fn, const Tensor<T>& logits,
+                                      const Tensor<U>& target, const O& o, const ScoreForm& f) {
+  check_image(fn, "logits", logits);
+  check_overlap_options(fn, logits.shape(), o);
+  SoftmaxScored<T, U, O> r;
+  r.plan = softmax_statistics(fn, logits, target, o.ignore_index, o.squared);
+  r.scores = overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
+  return r;
+}
+
+// The gradient pass for slopes G (dL/dS per score); accumulate as in softmax_gradient.
+template <class T, class U, class O>
+void softmax_overlap_grad(const SoftmaxScored<T, U, O>& r, const std::vector<double>& G, T* grad,
+                          bool accumulate = false, double prior_scale = 1.0) {
+  std::vector<double> ca, cb;
+  overlap_coefficients(r.scores, G, r.plan.args.images * r.plan.args.classes, ca, cb);
+  softmax_gradient(r.plan, ca, cb, grad, accumulate, prior_scale);
+}
+
+}  // namespace detail
+}  // namespace segloss
