@@ -136,7 +136,11 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
   V label = M::splat(T(0));
   bool any_ignored = false;
   if constexpr (kLabels<T, U>) any_ignored = labels_of<T, U, V>(a, a.target + n * S + s, label);
-  V dot = M::splat(T(0));
+  // g_c - sum_k p_k g_k is evaluated as d_c - sum_k p_k d_k with d_c = g_c - g_r, where r is a
+  // class of the largest p (the two agree as sum_k p_k = 1). For a saturated pixel (p_r near 1)
+  // the plain form cancels to an error of eps |g| while the gradient, about
+  // (1 - p_r) |g_k - g_r|, is far smaller; the shifted form keeps its relative precision.
+  V p_max = M::splat(T(-1)), g_ref = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
     const V p = load_lanes<T, V>(e + c * kW);
     V t;
@@ -151,7 +155,14 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
     else
       gc += M::splat(b_c);
     store_lanes<T, V>(g + c * kW, gc);
-    dot += p * gc;
+    g_ref = M::select_nonneg(V(p - p_max), gc, g_ref);  // gc where p > p_max
+    p_max = M::max(p_max, p);
+  }
+  V dot = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) {
+    const V d = load_lanes<T, V>(g + c * kW) - g_ref;
+    store_lanes<T, V>(g + c * kW, d);
+    dot += load_lanes<T, V>(e + c * kW) * d;
   }
   const T prior = static_cast<T>(a.prior_scale);
   for (int64_t c = 0; c < C; ++c) {
