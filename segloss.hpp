@@ -14,6 +14,7 @@
 #include "losses/bce_with_logits.hpp"
 #include "losses/binary_cross_entropy.hpp"
 #include "losses/cross_entropy.hpp"
+#include "losses/lovasz.hpp"
 #include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"
 #include "losses/generalized_dice.hpp"
