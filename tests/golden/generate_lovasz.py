@@ -25,8 +25,8 @@ case is drawn again (next seed) until, in every sort, neighbouring errors differ
 GAP and (hinge) every error is at least GAP away from 0 (relu's kink). Labels are int64 (the C++
 test feeds them as int32 and int64).
 
-Gradients: loss.backward(grad_out) with a scalar grad_out for mean / sum, and
-(loss * grad_out).sum().backward() with grad_out random (rounded like the logits) for none.
+Gradients (generate.py's record): loss.backward(grad_out) with a scalar grad_out for mean /
+sum, and (loss * grad_out).sum().backward() with a random grad_out for none.
 """
 
 import os
@@ -36,7 +36,7 @@ import torch
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import BASE_SEED, Case, seed_for  # noqa: E402
+from generate import BASE_SEED, Case, record, seed_for  # noqa: E402  (the shared writer)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = "lovasz.txt"
@@ -144,20 +144,6 @@ def reduce(per_problem, reduction):
 
 def rounded(t):
     return torch.round(t * 2.0 ** 20) / 2.0 ** 20
-
-
-def record(case, loss, logits, reduction, grad_out_scalar):
-    if reduction == "none":
-        grad_out = rounded(torch.randn(loss.shape))
-        (loss * grad_out).sum().backward()
-        case.tensor("grad_out", grad_out)
-        case.tensor("values", loss)
-    else:
-        grad_out = torch.tensor(grad_out_scalar)
-        loss.backward(grad_out)
-        case.tensor("grad_out", grad_out)
-        case.value(loss.item())
-    case.tensor("grad", logits.grad)
 
 
 def draw(name, make):
