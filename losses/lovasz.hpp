@@ -76,9 +76,11 @@
 // not a sum over pixels, so there is no statistics/finalize split: a sharded batch must gather
 // its problems.
 //
-// NaN: a NaN logit sorts as the largest error of its problem; the problem's loss is NaN and the
-// gradient of its pixel is NaN. |x| = 1e4 is finite: probabilities round to 0 or 1, errors tie
-// at 0 and keep pixel order.
+// NaN: a NaN logit sorts as the largest error of its problem, and the problem's loss is NaN. In
+// lovasz_softmax the gradient of its pixel is NaN (its softmax is); in lovasz_hinge the pixel's
+// gradient entry is -s_i g_1, finite (the other pixels' entries are as if it were the largest
+// error). |x| = 1e4 is finite: probabilities round to 0 or 1, errors tie at 0 and keep pixel
+// order.
 //
 // Errors (segloss::Error): rank outside 3..5, a zero extent, labels of the wrong shape, a label
 // outside [0, C) that is not ignore_index (softmax) or a label other than 0 and 1 that is not

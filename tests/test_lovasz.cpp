@@ -436,7 +436,11 @@ TEST_CASE("lovasz: edge cases") {
   SUBCASE("NaN logits: the loss is NaN") {
     auto x = testing::randn<double>(kShape, 81);
     x[5] = NAN;
-    CHECK(std::isnan(lovasz_softmax(x, labels_of<int64_t>(kShape, 82))[0]));
+    const auto y = labels_of<int64_t>(kShape, 82);
+    CHECK(std::isnan(lovasz_softmax(x, y)[0]));
+    const auto g = lovasz_softmax_value_and_grad(x, y).grad;  // x[5]: image 0, pixel 5
+    for (int64_t c = 0; c < 4; ++c) CHECK(std::isnan(g[c * 12 + 5]));
+    CHECK(std::isfinite(g[6]));
     CHECK(std::isnan(lovasz_hinge(x, testing::mask<double>(kShape, 83))[0]));
   }
   SUBCASE("a (N, C, S) multi-label problem per channel is a view (N*C, 1, S)") {
