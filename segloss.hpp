@@ -18,6 +18,7 @@
 #include "losses/cross_entropy.hpp"
 #include "losses/focal.hpp"
 #include "losses/generalized_dice.hpp"
+#include "losses/lovasz.hpp"
 #include "losses/overlap.hpp"
 #include "losses/soft_dice.hpp"
 #include "losses/soft_jaccard.hpp"

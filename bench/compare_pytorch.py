@@ -79,6 +79,36 @@ def soft_dice_loss(logits, targets):
     return 1.0 - score.mean()
 
 
+LOVASZ_SHAPE = (2, 21, 256, 256)
+
+
+def lovasz_grad(gt_sorted):
+    """The increments g_k = J_k - J_{k-1} of the Jaccard loss along the sorted pixels (Alg. 1 of
+    Berman et al., CVPR 2018): J_k = 1 - (G - cumsum(gt)) / (G + cumsum(1 - gt))."""
+    total = gt_sorted.sum()
+    jac = 1.0 - (total - gt_sorted.cumsum(0)) / (total + (1.0 - gt_sorted).cumsum(0))
+    return torch.cat([jac[:1], jac[1:] - jac[:-1]])
+
+
+def lovasz_softmax_reference(logits, labels):
+    """The authors' Lovasz-Softmax (bermanmaxim/LovaszSoftmax, pytorch/lovasz_losses.py:
+    classes='present', per_image=False, ignore=None) in our own torch: softmax over C, then per
+    class present in the labels one descending sort of |fg - p_c| over all pixels, the dot with
+    lovasz_grad of the sorted ground truth, and the mean over those classes."""
+    C = logits.shape[1]
+    probs = torch.softmax(logits, dim=1).movedim(1, -1).reshape(-1, C)
+    lab = labels.reshape(-1)
+    losses = []
+    for c in range(C):
+        fg = (lab == c).to(probs.dtype)
+        if fg.sum() == 0:
+            continue
+        errors = (fg - probs[:, c]).abs()
+        errors_sorted, perm = torch.sort(errors, 0, descending=True)
+        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
+    return torch.stack(losses).mean()
+
+
 def median_ms(reps, work):
     for _ in range(3):  # warm-up: allocator, caches, thread pool
         work()
@@ -144,6 +174,28 @@ def main():
                      lambda: F.cross_entropy(xc, y))]
         run_cases(args, ce_cases, ce_step, "(" + ",".join(str(d) for d in CE_SHAPE) + ")",
                   max(5, args.reps // 3))
+
+    # Lovasz-Softmax on (2,21,256,256) float32 logits and int64 labels (i / 64) % 21, as in
+    # segloss-bench.
+    if not args.filter or args.filter in "lovasz_softmax":
+        n, c, h, w_ = LOVASZ_SHAPE
+        gen = torch.Generator().manual_seed(7)
+        xl = torch.normal(0.0, 3.0, size=LOVASZ_SHAPE, generator=gen, dtype=torch.float32)
+        xl.requires_grad_(True)
+        yl = ((torch.arange(n * h * w_, dtype=torch.int64) // 64) % c).reshape(n, h, w_)
+
+        def lovasz_step(loss_fn):
+            def work():
+                xl.grad = None
+                loss_fn().backward()
+            return work
+
+        lovasz_cases = [("lovasz_softmax",
+                         "Lovasz-Softmax (authors' algorithm, classes present, batch): softmax, "
+                         "per class sort + lovasz_grad + dot, mean; backward",
+                         lambda: lovasz_softmax_reference(xl, yl))]
+        run_cases(args, lovasz_cases, lovasz_step,
+                  "(" + ",".join(str(d) for d in LOVASZ_SHAPE) + ")", max(5, args.reps // 3))
 
 
 def run_cases(args, cases, step, shape_str, reps):

@@ -153,6 +153,42 @@ void bench_multiclass(const Args& args) {
   }
 }
 
+// lovasz_softmax on (2,21,256,256) float32 logits and int64 labels (i / 64) % 21 (the issue's
+// shape), defaults: one batch problem, classes present. Its floor is cross_entropy's: read the
+// logits and the labels once, write one array the size of the logits. (The loss sorts 21 arrays
+// of 131072 errors: it is bound by the sorts, far above this floor.)
+void bench_lovasz_softmax(const Args& args) {
+  const Shape shape{2, 21, 256, 256};
+  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
+       out = Tensor<float>::empty(shape);
+  auto y = Tensor<int64_t>::empty(shape.without(1));
+  for (auto& v : x) v = normal(rng);
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i / 64) % c;
+  volatile double sink = 0;
+  const int reps = std::max(5, args.reps / 3);
+  const auto floor_loop = [&] {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t k = 0; k < n * c; ++k) {
+      const int64_t* lab = y.data() + (k / c) * px;
+      const float* xs = x.data() + k * px;
+      float* os = out.data() + k * px;
+      for (int64_t s = 0; s < px; ++s) os[s] = xs[s] + static_cast<float>(lab[s]);
+    }
+  };
+  for (int threads : args.threads) {
+    set_num_threads(threads);
+    const double ms =
+        median_ms(reps, [&] { sink = sink + lovasz_softmax_value_and_grad(x, y, grad); });
+    const double floor = median_ms(reps, floor_loop);
+    print_line("lovasz_softmax", shape, threads, ms, floor, n * px);
+  }
+}
+
 struct Case {
   std::string name;
   std::vector<const float*> inputs;  // what the loss reads, for the floor
@@ -225,6 +261,9 @@ int main(int argc, char** argv) {
       {"bce_with_logits+soft_dice",
        {x.data(), t.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+      {"lovasz_hinge",
+       {x.data(), t.data()},
+       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
       {"bce_with_logits+soft_dice_weighted_log",
        {x.data(), t.data(), w.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }},
@@ -248,5 +287,7 @@ int main(int argc, char** argv) {
     }
   }
   bench_multiclass(args);
+  if (args.filter.empty() || std::string("lovasz_softmax").find(args.filter) != std::string::npos)
+    bench_lovasz_softmax(args);
   return 0;
 }

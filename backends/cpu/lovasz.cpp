@@ -1,0 +1,412 @@
+// CPU kernels of the Lovász losses.
+//
+// A sort key is the error's bit pattern with the sign cleared, complemented: for e >= 0 the bits
+// of a float grow with its value, so ascending keys are descending errors (a NaN, whose bits
+// exceed every finite value's, comes first). The records (key, position | ground-truth bit) are
+// sorted by an LSD radix sort on 11-bit digits, which is stable: records with equal keys keep
+// the order in which they were written, i.e. pixel order. Digits that are the same in every key
+// are skipped. The walk then follows Alg. 1 of the paper in double.
+//
+// lovasz_softmax runs in three steps: (A) the max logit and the inverse sum of exponentials of
+// every pixel; (B) per (problem, class), in parallel: the errors from p = exp(x - m) * r, the
+// sort, the walk, and dL/dp written into the class's planes of the gradient; (C) the softmax's
+// Jacobian in place, pixel by pixel, with p computed again from (m, r).
+#include "lovasz.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "../../core/parallel.hpp"
+#include "class_axis.hpp"
+#include "simd.hpp"
+
+namespace segloss {
+namespace cpu {
+namespace {
+
+template <class T>
+using KeyOf = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
+
+// For e >= 0 or NaN: ascending keys are descending errors.
+template <class T>
+SEGLOSS_INLINE KeyOf<T> descending_key(T e) {
+  using K = KeyOf<T>;
+  K b;
+  std::memcpy(&b, &e, sizeof b);
+  return static_cast<K>(~(b & (std::numeric_limits<K>::max() >> 1)));
+}
+
+template <class T>
+SEGLOSS_INLINE T error_of(KeyOf<T> key) {
+  const KeyOf<T> b = ~key;
+  T e;
+  std::memcpy(&e, &b, sizeof e);
+  return e;
+}
+
+// A record: the key, and the pixel's position in its problem with the ground truth in the top bit.
+template <class K, class I>
+struct Rec {
+  K key;
+  I idx;
+};
+
+template <class I>
+constexpr I kGroundTruthBit = I(1) << (8 * sizeof(I) - 1);
+
+// Stable LSD radix sort of a[0..n) by key; b is scratch of n records. Returns the array that
+// holds the result (a or b).
+template <class K, class I>
+Rec<K, I>* radix_sort(Rec<K, I>* a, Rec<K, I>* b, int64_t n) {
+  constexpr int kBits = 11;
+  constexpr int64_t kBuckets = int64_t(1) << kBits;
+  constexpr K kMask = static_cast<K>(kBuckets - 1);
+  constexpr int kPasses = (static_cast<int>(8 * sizeof(K)) + kBits - 1) / kBits;
+  if (n < 2) return a;
+  thread_local std::vector<int64_t> histogram;
+  histogram.assign(static_cast<size_t>(kPasses * kBuckets), 0);
+  int64_t* hist = histogram.data();
+  for (int64_t i = 0; i < n; ++i) {
+    const K k = a[i].key;
+    for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & kMask)];
+  }
+  for (int p = 0; p < kPasses; ++p) {
+    int64_t* h = hist + p * kBuckets;
+    const int shift = p * kBits;
+    if (h[(a[0].key >> shift) & kMask] == n) continue;  // one digit value: nothing moves
+    int64_t sum = 0;
+    for (int64_t d = 0; d < kBuckets; ++d) {
+      const int64_t c = h[d];
+      h[d] = sum;
+      sum += c;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const Rec<K, I> r = a[i];
+      b[h[(r.key >> shift) & kMask]++] = r;
+    }
+    std::swap(a, b);
+  }
+  return a;
+}
+
+// Alg. 1 over the sorted records: with G = gts, I_k and U_k as in losses/lovasz.hpp,
+// g_k = J_k - J_{k-1}. Returns sum_k e_k g_k; with kGrad calls write(position, s g_k), s = -1 for
+// ground truth 1 and +1 otherwise (d e / d p, or d e / d x for the hinge).
+template <bool kGrad, class T, class I, class Write>
+double walk(const Rec<KeyOf<T>, I>* r, int64_t n, int64_t gts, Write&& write) {
+  constexpr I kFg = kGroundTruthBit<I>;
+  double inter = static_cast<double>(gts), uni = inter, j_prev = 0.0, loss = 0.0;
+  for (int64_t k = 0; k < n; ++k) {
+    const bool fg = (r[k].idx & kFg) != 0;
+    if (fg)
+      inter -= 1.0;
+    else
+      uni += 1.0;
+    const double j = 1.0 - inter / uni;
+    const double g = j - j_prev;
+    j_prev = j;
+    loss += static_cast<double>(error_of<T>(r[k].key)) * g;
+    if constexpr (kGrad) write(static_cast<int64_t>(r[k].idx & ~kFg), fg ? -g : g);
+  }
+  return loss;
+}
+
+// Per-thread record buffers, grown as needed and freed at the end of the call.
+template <class K, class I>
+struct SortBuffers {
+  std::unique_ptr<Rec<K, I>[]> a, b;
+  int64_t capacity = 0;
+  void reserve(int64_t n) {
+    if (n <= capacity) return;
+    a.reset(new Rec<K, I>[static_cast<size_t>(n)]);
+    b.reset(new Rec<K, I>[static_cast<size_t>(n)]);
+    capacity = n;
+  }
+};
+
+// ---- lovasz_softmax ----
+
+// Step A for one packet (or pixel): the max logit m and r = 1 / sum_c exp(x_c - m).
+template <class T, class V>
+SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out) {
+  using M = Math<V>;
+  V m = load_lanes<T, V>(x);
+  for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
+  V se = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) se += M::exp(V(load_lanes<T, V>(x + c * S) - m));
+  store_lanes<T, V>(m_out, m);
+  store_lanes<T, V>(r_out, M::recip(se));
+}
+
+template <class T, class V>
+SEGLOSS_INLINE V probability(const T* x, const T* m, const T* r) {
+  using M = Math<V>;
+  return M::exp(V(load_lanes<T, V>(x) - load_lanes<T, V>(m))) * load_lanes<T, V>(r);
+}
+
+// Step C for one packet (or pixel): grad holds G_c = dL/dp_c; replaces it with
+// p_c (G_c - sum_k p_k G_k), or 0 for an ignored pixel.
+template <class T, class L, class V>
+SEGLOSS_INLINE void jacobian_at(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t n, int64_t s,
+                                T* e) {
+  using M = Math<V>;
+  constexpr int kW = lanes<T, V>();
+  const int64_t C = a.classes, S = a.pixels, base = n * C * S + s, pix = n * S + s;
+  const T *m = mr + pix, *r = mr + a.images * S + pix;
+  V dot = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) {
+    const V p = probability<T, V>(a.x + base + c * S, m, r);
+    store_lanes<T, V>(e + c * kW, p);
+    dot += p * load_lanes<T, V>(a.grad + base + c * S);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    T* g = a.grad + base + c * S;
+    store_lanes<T, V>(g, V(load_lanes<T, V>(e + c * kW) * (load_lanes<T, V>(g) - dot)));
+  }
+  for (int l = 0; l < kW; ++l)
+    if (static_cast<int64_t>(a.labels[pix + l]) == a.ignore_index)
+      for (int64_t c = 0; c < C; ++c) a.grad[base + c * S + l] = T(0);
+}
+
+// Step B for the class c of problem j: returns loss_c; with a gradient, writes G into the
+// class's planes of the problem's images.
+template <class T, class L, class I>
+double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, int64_t c,
+                    SortBuffers<KeyOf<T>, I>& buf) {
+  using P = Packet<T>;
+  constexpr int kL = kLanes<T>;
+  constexpr I kFg = kGroundTruthBit<I>;
+  const int64_t C = a.classes, S = a.pixels, PI = a.problem_images, n0 = j * PI;
+  const int64_t jc = j * C + c;
+  if (!a.counted[jc]) {
+    if (a.grad)
+      for (int64_t n = n0; n < n0 + PI; ++n)
+        std::fill(a.grad + (n * C + c) * S, a.grad + (n * C + c + 1) * S, T(0));
+    return 0.0;
+  }
+  int64_t valid = 0;
+  for (int64_t k = 0; k < C; ++k) valid += a.counts[j * C + k];
+  buf.reserve(valid);
+  Rec<KeyOf<T>, I>* rec = buf.a.get();
+  int64_t count = 0;
+  alignas(64) T p[kL];
+  for (int64_t n = n0; n < n0 + PI; ++n) {
+    const T* x = a.x + (n * C + c) * S;
+    const T *m = mr + n * S, *r = mr + a.images * S + n * S;
+    const L* y = a.labels + n * S;
+    T* g = a.grad ? a.grad + (n * C + c) * S : nullptr;
+    const I base = static_cast<I>((n - n0) * S);
+    const auto add = [&](int64_t s, T prob) {
+      const int64_t label = static_cast<int64_t>(y[s]);
+      if (label == a.ignore_index) {
+        if (g) g[s] = T(0);
+        return;
+      }
+      const bool fg = label == c;
+      rec[count++] = {descending_key<T>(fg ? T(1) - prob : prob),
+                      static_cast<I>((base + static_cast<I>(s)) | (fg ? kFg : I(0)))};
+    };
+    int64_t s = 0;
+    for (; s + kL <= S; s += kL) {
+      store(p, probability<T, P>(x + s, m + s, r + s));
+      for (int l = 0; l < kL; ++l) add(s + l, p[l]);
+    }
+    for (; s < S; ++s) add(s, probability<T, T>(x + s, m + s, r + s));
+  }
+  Rec<KeyOf<T>, I>* sorted = radix_sort(rec, buf.b.get(), count);
+  const int64_t gts = a.counts[jc];
+  if (!a.grad) return walk<false, T, I>(sorted, count, gts, [](int64_t, double) {});
+  const double scale = a.scale[j];
+  if (PI == 1) {
+    T* g = a.grad + (n0 * C + c) * S;
+    return walk<true, T, I>(sorted, count, gts,
+                            [&](int64_t pos, double v) { g[pos] = static_cast<T>(scale * v); });
+  }
+  // A batch problem: position n S + s lies in plane (n, c). n by a floating-point quotient,
+  // corrected (a 64-bit division per pixel would cost more than the rest of the walk).
+  const double inv_s = 1.0 / static_cast<double>(S);
+  return walk<true, T, I>(sorted, count, gts, [&](int64_t pos, double v) {
+    int64_t n = static_cast<int64_t>(static_cast<double>(pos) * inv_s);
+    if (n * S > pos) --n;
+    if ((n + 1) * S <= pos) ++n;
+    a.grad[(n * C + c) * S + (pos - n * S)] = static_cast<T>(scale * v);
+  });
+}
+
+template <class T, class L, class I>
+void softmax_tasks(const LovaszSoftmaxArgs<T, L>& a, const T* mr, double* per_task) {
+  const int64_t tasks = a.images / a.problem_images * a.classes;
+#if defined(_OPENMP)
+#pragma omp parallel if (tasks > 1)
+#endif
+  {
+    SortBuffers<KeyOf<T>, I> buf;
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t t = 0; t < tasks; ++t)
+      per_task[t] = softmax_task<T, L, I>(a, mr, t / a.classes, t % a.classes, buf);
+  }
+}
+
+// ---- lovasz_hinge ----
+
+template <class T, class I>
+double hinge_task(const LovaszHingeArgs<T>& a, int64_t j, SortBuffers<KeyOf<T>, I>& buf) {
+  constexpr I kFg = kGroundTruthBit<I>;
+  const int64_t size = a.size;
+  const T* x = a.x + j * size;
+  const T* t = a.t + j * size;
+  T* g = a.grad ? a.grad + j * size : nullptr;
+  buf.reserve(size);
+  Rec<KeyOf<T>, I>* rec = buf.a.get();
+  int64_t count = 0, gts = 0;
+  for (int64_t i = 0; i < size; ++i) {
+    const T label = t[i];
+    if (a.has_ignore && static_cast<double>(label) == a.ignore) {
+      if (g) g[i] = T(0);
+      continue;
+    }
+    const bool fg = label == T(1);
+    gts += fg ? 1 : 0;
+    const T e = fg ? T(1) - x[i] : T(1) + x[i];
+    // Errors <= 0 add nothing (relu) and take no gradient; they would sort last, after every
+    // position whose g_k they could change. NaN is kept (it sorts first).
+    if (e <= T(0)) {
+      if (g) g[i] = T(0);
+      continue;
+    }
+    rec[count++] = {descending_key<T>(e), static_cast<I>(static_cast<I>(i) | (fg ? kFg : I(0)))};
+  }
+  Rec<KeyOf<T>, I>* sorted = radix_sort(rec, buf.b.get(), count);
+  if (!g) return walk<false, T, I>(sorted, count, gts, [](int64_t, double) {});
+  const double scale = a.scale[j];
+  return walk<true, T, I>(sorted, count, gts,
+                          [&](int64_t pos, double v) { g[pos] = static_cast<T>(scale * v); });
+}
+
+template <class T, class I>
+void hinge_tasks(const LovaszHingeArgs<T>& a, double* out) {
+#if defined(_OPENMP)
+#pragma omp parallel if (a.problems > 1)
+#endif
+  {
+    SortBuffers<KeyOf<T>, I> buf;
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t j = 0; j < a.problems; ++j) out[j] = hinge_task<T, I>(a, j, buf);
+  }
+}
+
+}  // namespace
+
+template <class L>
+void lovasz_label_counts(const L* labels, int64_t images, int64_t pixels, int64_t classes,
+                         int64_t ignore_index, int64_t* counts) {
+  const detail::ChunkGrid grid(images, pixels);
+  std::vector<int64_t> per_chunk(static_cast<size_t>(grid.chunks() * classes), 0);
+  detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
+    int64_t* k = per_chunk.data() + ch.index * classes;
+    for (int64_t i = ch.begin; i < ch.end; ++i) {
+      const int64_t y = static_cast<int64_t>(labels[i]);
+      if (y != ignore_index) ++k[y];
+    }
+  });
+  std::fill(counts, counts + images * classes, int64_t(0));
+  for (int64_t ch = 0; ch < grid.chunks(); ++ch) {
+    const int64_t n = ch / grid.chunks_per_plane();
+    for (int64_t c = 0; c < classes; ++c) counts[n * classes + c] += per_chunk[ch * classes + c];
+  }
+}
+
+template <class T, class L>
+void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
+  using P = Packet<T>;
+  constexpr int kL = kLanes<T>;
+  const int64_t N = a.images, C = a.classes, S = a.pixels;
+  // Step A: m (N S values), then r (N S values).
+  std::unique_ptr<T[]> mr(new T[static_cast<size_t>(2 * N * S)]);
+  T* m = mr.get();
+  T* r = m + N * S;
+  const detail::ChunkGrid grid(N, S, class_chunk_pixels(C));
+  detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
+    const int64_t n = ch.plane, s0 = ch.begin - n * S, s1 = ch.end - n * S;
+    const T* x = a.x + n * C * S;
+    int64_t s = s0;
+    for (; s + kL <= s1; s += kL)
+      max_and_inverse_sum<T, P>(x + s, C, S, m + n * S + s, r + n * S + s);
+    for (; s < s1; ++s) max_and_inverse_sum<T, T>(x + s, C, S, m + n * S + s, r + n * S + s);
+  });
+
+  // Step B.
+  const int64_t problems = N / a.problem_images;
+  std::vector<double> per_task(static_cast<size_t>(problems * C), 0.0);
+  if (a.problem_images * S < (int64_t(1) << 31))
+    softmax_tasks<T, L, uint32_t>(a, m, per_task.data());
+  else
+    softmax_tasks<T, L, uint64_t>(a, m, per_task.data());
+  for (int64_t j = 0; j < problems; ++j) {
+    out[j] = 0.0;
+    for (int64_t c = 0; c < C; ++c) out[j] += per_task[static_cast<size_t>(j * C + c)];
+  }
+
+  // Step C.
+  if (!a.grad) return;
+  detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
+    T* e = class_buffer<T>(static_cast<size_t>(C * kL));
+    const int64_t n = ch.plane, s0 = ch.begin - n * S, s1 = ch.end - n * S;
+    int64_t s = s0;
+    for (; s + kL <= s1; s += kL) jacobian_at<T, L, P>(a, m, n, s, e);
+    for (; s < s1; ++s) jacobian_at<T, L, T>(a, m, n, s, e);
+  });
+}
+
+template <class T>
+int64_t lovasz_hinge_first_bad(const T* t, int64_t n, bool has_ignore, double ignore) {
+  const detail::ChunkGrid grid(1, n);
+  std::vector<int64_t> first(static_cast<size_t>(grid.chunks()), -1);
+  detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
+    for (int64_t i = ch.begin; i < ch.end; ++i) {
+      const T v = t[i];
+      if (v == T(0) || v == T(1) || (has_ignore && static_cast<double>(v) == ignore)) continue;
+      first[static_cast<size_t>(ch.index)] = i;
+      return;
+    }
+  });
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+template <class T>
+void lovasz_hinge(const LovaszHingeArgs<T>& a, double* out) {
+  if (a.size < (int64_t(1) << 31))
+    hinge_tasks<T, uint32_t>(a, out);
+  else
+    hinge_tasks<T, uint64_t>(a, out);
+}
+
+template void lovasz_label_counts<int32_t>(const int32_t*, int64_t, int64_t, int64_t, int64_t,
+                                           int64_t*);
+template void lovasz_label_counts<int64_t>(const int64_t*, int64_t, int64_t, int64_t, int64_t,
+                                           int64_t*);
+#define SEGLOSS_INSTANTIATE(T, L) \
+  template void lovasz_softmax<T, L>(const LovaszSoftmaxArgs<T, L>&, double*);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+#undef SEGLOSS_INSTANTIATE
+template int64_t lovasz_hinge_first_bad<float>(const float*, int64_t, bool, double);
+template int64_t lovasz_hinge_first_bad<double>(const double*, int64_t, bool, double);
+template void lovasz_hinge<float>(const LovaszHingeArgs<float>&, double*);
+template void lovasz_hinge<double>(const LovaszHingeArgs<double>&, double*);
+
+}  // namespace cpu
+}  // namespace segloss
