@@ -20,3 +20,5 @@
 #include "losses/soft_jaccard.hpp"
 #include "losses/softmax_overlap.hpp"
 #include "losses/tversky.hpp"
+#include "metrics/confusion_matrix.hpp"
+#include "metrics/scores.hpp"
