@@ -164,7 +164,7 @@ TEST_CASE("confusion_matrix: argmax ties go to the lowest class, NaN is the maxi
   CHECK(b.count(1, 2) == 1);
 }
 
-TEST_CASE("confusion_matrix: ignore_index, also inside [0, C), and every pixel ignored") {
+TEST_CASE("confusion_matrix: ignore_index, also a class, and every pixel ignored") {
   const Shape s{2, 6, 5};
   const auto pred = labels<int32_t>(s, 4, 31);
   const auto truth = labels<int64_t>(s, 4, 32, 0.3, 255);
@@ -222,7 +222,7 @@ TEST_CASE(
   CHECK(dl.total() == 22);
 }
 
-TEST_CASE("confusion_matrix: a predicted label outside [0, C) is always an error") {
+TEST_CASE("confusion_matrix: a predicted label that is not a class is always an error") {
   const Shape s{1, 4, 4};
   const auto truth = labels<int32_t>(s, 3, 51);
   for (int64_t bad : {3, -1, 255}) {
