@@ -25,3 +25,5 @@
 #include "losses/softmax_overlap.hpp"
 #include "losses/tversky.hpp"
 #include "metrics/dice_score.hpp"
+#include "metrics/confusion_matrix.hpp"
+#include "metrics/scores.hpp"

@@ -189,6 +189,87 @@ void bench_lovasz_softmax(const Args& args) {
   }
 }
 
+// The confusion matrix with 21 classes: from int64 label maps (8,512,512), truth (i / 64) % 21
+// and prediction (i / 48) % 21 over the flat index; and fused from (8,21,512,512) float32 logits
+// (normal(0, 3)) with the same truth. Floors: a plain loop that reads the two label maps once,
+// and one that reads the logits and the labels once (in blocks of pixels as the fused kernel),
+// each summing what it reads.
+void bench_confusion_matrix(const Args& args) {
+  const Shape shape{8, 21, 512, 512};
+  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2), total = n * px;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape);
+  auto y = Tensor<int64_t>::empty(shape.without(1)), p = Tensor<int64_t>::empty(shape.without(1));
+  for (auto& v : x) v = normal(rng);
+  for (int64_t i = 0; i < total; ++i) {
+    y[i] = (i / 64) % c;
+    p[i] = (i / 48) % c;
+  }
+  volatile int64_t isink = 0;
+  volatile double sink = 0;
+  const int reps = std::max(5, args.reps / 3);
+  ConfusionMatrix cm(c);
+  const auto label_floor = [&] {
+    int64_t s = 0;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) reduction(+ : s)
+#endif
+    for (int64_t i = 0; i < total; ++i) s += y[i] + p[i];
+    isink = isink + s;
+  };
+  constexpr int64_t kBlock = 4096;
+  const int64_t per = (px + kBlock - 1) / kBlock;
+  const auto logit_floor = [&] {
+    double s = 0;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) reduction(+ : s)
+#endif
+    for (int64_t b = 0; b < n * per; ++b) {
+      const int64_t img = b / per, s0 = (b % per) * kBlock, s1 = std::min(px, s0 + kBlock);
+      float acc = 0.f;
+      for (int64_t k = 0; k < c; ++k) {
+        const float* xs = x.data() + (img * c + k) * px;
+#if defined(_OPENMP)
+#pragma omp simd reduction(+ : acc)
+#endif
+        for (int64_t j = s0; j < s1; ++j) acc += xs[j];
+      }
+      const int64_t* lab = y.data() + img * px;
+      int64_t l = 0;
+#if defined(_OPENMP)
+#pragma omp simd reduction(+ : l)
+#endif
+      for (int64_t j = s0; j < s1; ++j) l += lab[j];
+      s += static_cast<double>(acc) + static_cast<double>(l);
+    }
+    sink = sink + s;
+  };
+  const bool labels = args.filter.empty() ||
+                      std::string("confusion_matrix_labels").find(args.filter) != std::string::npos;
+  const bool logits = args.filter.empty() ||
+                      std::string("confusion_matrix_logits").find(args.filter) != std::string::npos;
+  for (int threads : args.threads) {
+    set_num_threads(threads);
+    if (labels) {
+      const double ms = median_ms(args.reps, [&] {
+        cm.reset();
+        cm.update(p, y);
+      });
+      print_line("confusion_matrix_labels", shape.without(1), threads, ms,
+                 median_ms(args.reps, label_floor), total);
+    }
+    if (logits) {
+      const double ms = median_ms(reps, [&] {
+        cm.reset();
+        cm.update_from_logits(x, y);
+      });
+      print_line("confusion_matrix_logits", shape, threads, ms, median_ms(reps, logit_floor),
+                 total);
+    }
+  }
+}
+
 struct Case {
   std::string name;
   std::vector<const float*> inputs;  // what the loss reads, for the floor
@@ -289,5 +370,6 @@ int main(int argc, char** argv) {
   bench_multiclass(args);
   if (args.filter.empty() || std::string("lovasz_softmax").find(args.filter) != std::string::npos)
     bench_lovasz_softmax(args);
+  bench_confusion_matrix(args);
   return 0;
 }

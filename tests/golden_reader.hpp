@@ -52,6 +52,7 @@ struct GoldenFile {
   std::string path;
   std::string error;  // empty when the file parsed completely
   std::string torch_version;
+  std::string numpy_version;  // files whose reference is numpy (metrics.txt) say so instead
   std::vector<GoldenCase> cases;
 };
 
@@ -128,6 +129,8 @@ inline GoldenFile load_golden(const std::string& filename, const std::string& ge
       if (!in_case) {
         if (key == "torch") {
           ls >> f.torch_version;
+        } else if (key == "numpy") {
+          ls >> f.numpy_version;
         } else if (key == "case") {
           current = GoldenCase();
           if (!(ls >> current.name)) throw std::runtime_error("case without a name");
@@ -169,7 +172,8 @@ inline GoldenFile load_golden(const std::string& filename, const std::string& ge
     if (declared_count != static_cast<int64_t>(f.cases.size()))
       throw std::runtime_error("count line says " + std::to_string(declared_count) + ", read " +
                                std::to_string(f.cases.size()) + " cases");
-    if (f.torch_version.empty()) throw std::runtime_error("no torch version line");
+    if (f.torch_version.empty() && f.numpy_version.empty())
+      throw std::runtime_error("no torch (or numpy) version line");
   } catch (const std::exception& e) {
     f.error = f.path + ":" + std::to_string(line_no) + ": " + e.what();
   }

@@ -1,0 +1,224 @@
+// ConfusionMatrix: argument checks and error messages; the counting is in
+// backends/cpu/confusion_matrix.cpp.
+#include "confusion_matrix.hpp"
+
+#include <numeric>
+#include <utility>
+
+#include "../backends/cpu/confusion_matrix.hpp"
+#include "../core/checks.hpp"
+
+namespace segloss {
+namespace {
+
+void check_classes(const char* fn, int64_t c) {
+  SEGLOSS_CHECK(c >= 1 && c <= ConfusionMatrix::kMaxClasses, fn, "num_classes is ", c,
+                "; it must be in [1, ", ConfusionMatrix::kMaxClasses, "]");
+}
+
+cpu::HistRule rule_of(int64_t classes, const ConfusionMatrixOptions& o) {
+  cpu::HistRule r;
+  r.classes = classes;
+  r.ignore_index = o.ignore_index;
+  r.drop_out_of_range = o.out_of_range == OutOfRange::drop;
+  return r;
+}
+
+template <class L>
+void check_labels_defined(const char* fn, const char* arg, const Tensor<L>& t) {
+  SEGLOSS_CHECK(t.defined(), fn, arg, " is undefined");
+  SEGLOSS_CHECK(t.rank() >= 1, fn, arg, " has rank 0; a label map has rank >= 1");
+  detail::check_on_cpu(fn, arg, t);
+}
+
+template <class P, class L>
+void check_label_pair(const char* fn, const Tensor<P>& pred, const Tensor<L>& truth) {
+  check_labels_defined(fn, "pred_labels", pred);
+  check_labels_defined(fn, "true_labels", truth);
+  SEGLOSS_CHECK(pred.shape() == truth.shape(), fn, "pred_labels ", pred.shape(),
+                " does not match true_labels ", truth.shape());
+}
+
+template <class T, class L>
+void check_logits_pair(const char* fn, const Tensor<T>& logits, const Tensor<L>& truth,
+                       int64_t classes) {
+  SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+  SEGLOSS_CHECK(logits.rank() >= 3 && logits.rank() <= 5, fn, "logits ", logits.shape(),
+                " has rank ", logits.rank(),
+                "; expected (N, C, spatial...) with 1 to 3 spatial axes");
+  detail::check_on_cpu(fn, "logits", logits);
+  SEGLOSS_CHECK(logits.size(1) == classes, fn, "logits ", logits.shape(), " has ", logits.size(1),
+                " classes on axis 1; the matrix has ", classes);
+  check_labels_defined(fn, "true_labels", truth);
+  SEGLOSS_CHECK(truth.shape() == logits.shape().without(1), fn, "true_labels ", truth.shape(),
+                " does not match logits ", logits.shape(), " without the class axis");
+}
+
+// Turns a kernel's first bad pixel into the error message. `offset` is the linear index of the
+// kernel's first pixel in the tensors (per-image updates); pred is null for the logits path.
+template <class P, class L>
+void report(const char* fn, const cpu::HistResult& r, int64_t offset, const P* pred,
+            const Tensor<L>& truth, int64_t classes, const ConfusionMatrixOptions& o) {
+  if (r.first_bad < 0) return;
+  const int64_t i = offset + r.first_bad;
+  const Shape& s = truth.shape();
+  if (r.bad_is_pred)
+    detail::fail(fn, "pred_labels has label ", static_cast<int64_t>(pred[i]), " at ", s.position(i),
+                 " (true label ", static_cast<int64_t>(truth[i]), "), outside [0, ", classes,
+                 "); a predicted label must be a class");
+  detail::fail(fn, "true_labels has label ", static_cast<int64_t>(truth[i]), " at ", s.position(i),
+               ", outside [0, ", classes, ") and not ignore_index ", o.ignore_index,
+               " (options.out_of_range = drop skips such pixels silently, as pytorch-fcn)");
+}
+
+}  // namespace
+
+ConfusionMatrix::ConfusionMatrix(int64_t num_classes, const ConfusionMatrixOptions& options)
+    : classes_(num_classes), options_(options) {
+  check_classes("ConfusionMatrix", num_classes);
+  hist_.assign(static_cast<size_t>(num_classes * num_classes), 0);
+}
+
+ConfusionMatrix ConfusionMatrix::from_counts(int64_t num_classes, std::vector<int64_t> counts,
+                                             const ConfusionMatrixOptions& options) {
+  const char* fn = "ConfusionMatrix::from_counts";
+  check_classes(fn, num_classes);
+  SEGLOSS_CHECK(static_cast<int64_t>(counts.size()) == num_classes * num_classes, fn, "counts has ",
+                counts.size(), " values; ", num_classes, " classes need ",
+                num_classes * num_classes);
+  for (size_t i = 0; i < counts.size(); ++i)
+    SEGLOSS_CHECK(counts[i] >= 0, fn, "counts[", i, "] is ", counts[i], "; counts are >= 0");
+  ConfusionMatrix m(num_classes, options);
+  m.hist_ = std::move(counts);
+  return m;
+}
+
+template <class P, class L, class>
+void ConfusionMatrix::update(const Tensor<P>& pred_labels, const Tensor<L>& true_labels) {
+  const char* fn = "ConfusionMatrix::update";
+  check_label_pair(fn, pred_labels, true_labels);
+  const auto r =
+      cpu::confusion_from_labels(pred_labels.data(), true_labels.data(), true_labels.numel(),
+                                 rule_of(classes_, options_), hist_.data());
+  report(fn, r, 0, pred_labels.data(), true_labels, classes_, options_);
+}
+
+template <class T, class L, class>
+void ConfusionMatrix::update_from_logits(const Tensor<T>& logits, const Tensor<L>& true_labels) {
+  const char* fn = "ConfusionMatrix::update_from_logits";
+  check_logits_pair(fn, logits, true_labels, classes_);
+  const Shape& s = logits.shape();
+  const auto r =
+      cpu::confusion_from_logits(logits.data(), true_labels.data(), s[0], s.numel_from(2),
+                                 rule_of(classes_, options_), hist_.data());
+  report(fn, r, 0, static_cast<const int32_t*>(nullptr), true_labels, classes_, options_);
+}
+
+void ConfusionMatrix::merge(const ConfusionMatrix& other) {
+  SEGLOSS_CHECK(other.classes_ == classes_, "ConfusionMatrix::merge", "other has ", other.classes_,
+                " classes; this matrix has ", classes_);
+  for (size_t i = 0; i < hist_.size(); ++i) hist_[i] += other.hist_[i];
+}
+
+void ConfusionMatrix::reset() {
+  std::fill(hist_.begin(), hist_.end(), 0);
+}
+
+int64_t ConfusionMatrix::count(int64_t true_class, int64_t pred_class) const {
+  SEGLOSS_CHECK(
+      true_class >= 0 && true_class < classes_ && pred_class >= 0 && pred_class < classes_,
+      "ConfusionMatrix::count", "class pair (", true_class, ", ", pred_class, ") is outside [0, ",
+      classes_, ")");
+  return hist_[static_cast<size_t>(true_class * classes_ + pred_class)];
+}
+
+Tensor<int64_t> ConfusionMatrix::matrix() const {
+  return Tensor<int64_t>::from(hist_, Shape{classes_, classes_});
+}
+
+int64_t ConfusionMatrix::total() const {
+  return std::accumulate(hist_.begin(), hist_.end(), int64_t{0});
+}
+
+std::vector<int64_t> ConfusionMatrix::true_counts() const {
+  std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
+  for (int64_t t = 0; t < classes_; ++t)
+    for (int64_t p = 0; p < classes_; ++p) r[t] += hist_[t * classes_ + p];
+  return r;
+}
+
+std::vector<int64_t> ConfusionMatrix::pred_counts() const {
+  std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
+  for (int64_t t = 0; t < classes_; ++t)
+    for (int64_t p = 0; p < classes_; ++p) r[p] += hist_[t * classes_ + p];
+  return r;
+}
+
+template <class P, class L, class>
+std::vector<ConfusionMatrix> confusion_per_image(const Tensor<P>& pred_labels,
+                                                 const Tensor<L>& true_labels, int64_t num_classes,
+                                                 const ConfusionMatrixOptions& options) {
+  const char* fn = "confusion_per_image";
+  check_classes(fn, num_classes);
+  check_label_pair(fn, pred_labels, true_labels);
+  SEGLOSS_CHECK(true_labels.rank() >= 2, fn, "true_labels ", true_labels.shape(),
+                " has rank 1; per-image matrices need (N, spatial...)");
+  const int64_t n = true_labels.size(0), px = true_labels.shape().numel_from(1);
+  std::vector<ConfusionMatrix> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> hist(static_cast<size_t>(num_classes * num_classes), 0);
+    const auto r =
+        cpu::confusion_from_labels(pred_labels.data() + i * px, true_labels.data() + i * px, px,
+                                   rule_of(num_classes, options), hist.data());
+    report(fn, r, i * px, pred_labels.data(), true_labels, num_classes, options);
+    out.push_back(ConfusionMatrix::from_counts(num_classes, std::move(hist), options));
+  }
+  return out;
+}
+
+template <class T, class L, class>
+std::vector<ConfusionMatrix> confusion_per_image_from_logits(
+    const Tensor<T>& logits, const Tensor<L>& true_labels, const ConfusionMatrixOptions& options) {
+  const char* fn = "confusion_per_image_from_logits";
+  SEGLOSS_CHECK(logits.defined() && logits.rank() >= 2, fn, "logits ",
+                logits.defined() ? logits.shape().str() : std::string("(undefined)"),
+                " has no class axis; expected (N, C, spatial...)");
+  const int64_t c = logits.size(1);
+  check_classes(fn, c);
+  check_logits_pair(fn, logits, true_labels, c);
+  const int64_t n = logits.size(0), px = logits.shape().numel_from(2);
+  std::vector<ConfusionMatrix> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> hist(static_cast<size_t>(c * c), 0);
+    const auto r =
+        cpu::confusion_from_logits(logits.data() + i * c * px, true_labels.data() + i * px, 1, px,
+                                   rule_of(c, options), hist.data());
+    report(fn, r, i * px, static_cast<const int32_t*>(nullptr), true_labels, c, options);
+    out.push_back(ConfusionMatrix::from_counts(c, std::move(hist), options));
+  }
+  return out;
+}
+
+#define SEGLOSS_INSTANTIATE_LABELS(P, L)                                     \
+  template void ConfusionMatrix::update(const Tensor<P>&, const Tensor<L>&); \
+  template std::vector<ConfusionMatrix> confusion_per_image(                 \
+      const Tensor<P>&, const Tensor<L>&, int64_t, const ConfusionMatrixOptions&);
+SEGLOSS_INSTANTIATE_LABELS(int32_t, int32_t)
+SEGLOSS_INSTANTIATE_LABELS(int32_t, int64_t)
+SEGLOSS_INSTANTIATE_LABELS(int64_t, int32_t)
+SEGLOSS_INSTANTIATE_LABELS(int64_t, int64_t)
+#undef SEGLOSS_INSTANTIATE_LABELS
+
+#define SEGLOSS_INSTANTIATE_LOGITS(T, L)                                                 \
+  template void ConfusionMatrix::update_from_logits(const Tensor<T>&, const Tensor<L>&); \
+  template std::vector<ConfusionMatrix> confusion_per_image_from_logits(                 \
+      const Tensor<T>&, const Tensor<L>&, const ConfusionMatrixOptions&);
+SEGLOSS_INSTANTIATE_LOGITS(float, int32_t)
+SEGLOSS_INSTANTIATE_LOGITS(float, int64_t)
+SEGLOSS_INSTANTIATE_LOGITS(double, int32_t)
+SEGLOSS_INSTANTIATE_LOGITS(double, int64_t)
+#undef SEGLOSS_INSTANTIATE_LOGITS
+
+}  // namespace segloss
