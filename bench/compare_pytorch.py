@@ -79,6 +79,53 @@ def soft_dice_loss(logits, targets):
     return 1.0 - score.mean()
 
 
+def carvana_combined_loss(logits, labels):
+    """The Carvana seed's combined_loss(is_weight=True, is_log_dice=False) (the seeds note, section
+    3), run on the CPU: the code as written there, except that Variable(...).cuda() and .cuda() are
+    dropped and the kernel table is cut to the 512 entry this shape uses. The weight map is
+    computed from the labels inside the loss, as the seed does, and takes no gradient."""
+    size = logits.size()
+    logits = logits.view(size[0], size[2], size[3])
+    labels = labels.view(size[0], size[2], size[3])
+    kernel_size = 21  # H == 512 in the seed's table
+    a = F.avg_pool2d(labels, kernel_size=kernel_size, padding=kernel_size // 2, stride=1)
+    ind = a.ge(0.01) * a.le(0.99)
+    ind = ind.float()
+    weights = torch.ones(a.size())
+    w0 = weights.sum()
+    weights += ind * 2
+    w1 = weights.sum()
+    weights = weights / w1 * w0
+    # WeightedBCELoss2d
+    w = weights.view(-1)
+    z = logits.view(-1)
+    gt = labels.view(-1)
+    loss = z.clamp(min=0) - z * gt + torch.log(1 + torch.exp(-z.abs()))
+    bce_loss = (loss * w).sum() / w.sum()
+    # WeightedSoftDiceLoss
+    probs = torch.sigmoid(logits)
+    num = labels.size(0)
+    w = weights.view(num, -1)
+    w2 = w * w
+    m1 = probs.view(num, -1)
+    m2 = labels.view(num, -1)
+    intersection = m1 * m2
+    score = 2.0 * ((w2 * intersection).sum(1) + 1) / ((w2 * m1).sum(1) + (w2 * m2).sum(1) + 1)
+    dice_loss = 1 - score.sum() / num
+    return bce_loss + dice_loss
+
+
+def softmax_dice_loss(logits, labels):
+    """Multi-class soft Dice as MONAI's DiceLoss(softmax=True, to_onehot_y=True) computes it with
+    its defaults (per image and class, smooth 1e-5), in torch: softmax, one-hot, sums over H, W."""
+    c = logits.shape[1]
+    p = torch.softmax(logits, dim=1)
+    t = F.one_hot(labels, c).permute(0, 3, 1, 2).to(p.dtype)
+    inter = (p * t).sum((2, 3))
+    score = (2.0 * inter + SMOOTH_NR) / (p.sum((2, 3)) + t.sum((2, 3)) + SMOOTH_DR)
+    return 1.0 - score.mean()
+
+
 LOVASZ_SHAPE = (2, 21, 256, 256)
 
 
@@ -150,6 +197,10 @@ def main():
         ("bce_with_logits+soft_dice",
          "F.binary_cross_entropy_with_logits(x, t) + SoftDiceLoss; one backward",
          lambda: F.binary_cross_entropy_with_logits(x, t) + soft_dice_loss(x, t)),
+        ("carvana_combined_loss",
+         "Carvana combined_loss(is_weight=True): avg_pool2d(k=21) boundary weights, "
+         "WeightedBCELoss2d + WeightedSoftDiceLoss; one backward",
+         lambda: carvana_combined_loss(x, t)),
     ]
 
     shape_str = "(" + ",".join(str(d) for d in SHAPE) + ")"
@@ -157,7 +208,7 @@ def main():
 
     # Multi-class: F.cross_entropy on (8,21,512,512) float32 logits and int64 labels, the same
     # data as segloss-bench (labels (i / 64) % 21 over the flattened (N,H,W) index).
-    if not args.filter or args.filter in "cross_entropy":
+    if not args.filter or any(args.filter in k for k in ("cross_entropy", "softmax_dice", "ce_dice")):
         n, c, h, w_ = CE_SHAPE
         gen = torch.Generator().manual_seed(7)
         xc = torch.normal(0.0, 3.0, size=CE_SHAPE, generator=gen, dtype=torch.float32)
@@ -171,7 +222,11 @@ def main():
             return work
 
         ce_cases = [("cross_entropy", "F.cross_entropy(x, y) mean; backward",
-                     lambda: F.cross_entropy(xc, y))]
+                     lambda: F.cross_entropy(xc, y)),
+                    ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot): softmax, one_hot, "
+                     "per image and class sums; backward", lambda: softmax_dice_loss(xc, y)),
+                    ("ce_dice", "F.cross_entropy + the softmax Dice above; one backward",
+                     lambda: F.cross_entropy(xc, y) + softmax_dice_loss(xc, y))]
         run_cases(args, ce_cases, ce_step, "(" + ",".join(str(d) for d in CE_SHAPE) + ")",
                   max(5, args.reps // 3))
 

@@ -141,6 +141,10 @@ void bench_multiclass(const Args& args) {
   const std::vector<std::pair<std::string, std::function<void()>>> losses = {
       {"cross_entropy", [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); }},
       {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(x, y, grad); }},
+      {"softmax_dice", [&] { sink = sink + softmax_dice_value_and_grad(x, y, grad); }},
+      {"generalized_dice", [&] { sink = sink + generalized_dice_value_and_grad(x, y, grad); }},
+      {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(x, y, grad); }},
+      {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(x, y, grad); }},
   };
   for (const auto& [name, run] : losses) {
     if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
@@ -314,6 +318,15 @@ int main(int argc, char** argv) {
   BoundaryWeightOptions k11, k51;
   k11.kernel_size = 11;
   k51.kernel_size = 51;
+  // The Carvana combined_loss(is_weight=True): the boundary weight map of the labels (k = 21 for
+  // H = 512), then BCE normalized by the weight sum + Dice with w^2 in every sum, smooth 2 and 1.
+  auto boundary = Tensor<float>::empty(shape);
+  BceDiceOptions<float> carvana;
+  carvana.bce.weight = boundary;
+  carvana.bce.mean_over = BceMeanOver::weight_sum;
+  carvana.dice.weight = boundary;
+  carvana.dice.smooth_nr = 2;
+  carvana.dice.smooth_dr = 1;
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -345,6 +358,12 @@ int main(int argc, char** argv) {
       {"lovasz_hinge",
        {x.data(), t.data()},
        [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
+      {"carvana_combined_loss",
+       {x.data(), t.data()},
+       [&] {
+         boundary_weights(t, boundary);
+         sink = sink + bce_dice_value_and_grad(x, t, grad, carvana);
+       }},
       {"bce_with_logits+soft_dice_weighted_log",
        {x.data(), t.data(), w.data()},
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }},
