@@ -1,5 +1,5 @@
 // quickstart: the losses' values and gradients on a synthetic mask, each checked against
-// finite differences. What a user of segloss writes, in about forty lines.
+// finite differences, and a metric. What a user of segloss writes, in about fifty lines.
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -31,6 +31,10 @@ int main() {
   std::printf("bce_with_logits  %.6f   grad[500] %+.3e\n", bce.value, bce.grad[500]);
   std::printf("soft_dice        %.6f   grad[500] %+.3e\n", dice.value, dice.grad[500]);
   std::printf("bce_dice         %.6f   (= %.6f + %.6f)\n", sum.value, bce.value, dice.value);
+  // A metric: the thresholded Dice score (sigmoid > 0.5) of each image, and their mean.
+  const auto score = segloss::dice_score(x, t);
+  std::printf("dice_score       %.4f   (%lld images scored)\n", score.mean,
+              static_cast<long long>(score.counted));
 
   // The same losses in double, against central finite differences on 200 sampled pixels.
   auto xd = Tensor<double>::empty(x.shape()), td = Tensor<double>::empty(t.shape());
