@@ -245,6 +245,29 @@ ValueAndGrad<float> call_cross_entropy2d(const Tensor<float>& score, const Tenso
   return vg;
 }
 
+// pytorch-fcn _fast_hist(label_true, label_pred, n_class) for one image
+std::vector<int64_t> call_fast_hist(const Tensor<int64_t>& label_true,
+                                    const Tensor<int64_t>& label_pred, int64_t n_class) {
+  // doc: _fast_hist
+  ConfusionMatrix cm(n_class, ConfusionMatrixOptions::pytorch_fcn());
+  cm.update(label_pred, label_true);               // int32 or int64 label maps of one shape
+  const std::vector<int64_t>& hist = cm.counts();  // hist[t * n_class + p]
+  // end doc
+  return hist;
+}
+
+// pytorch-fcn label_accuracy_score(label_trues, label_preds, n_class)
+FcnScores call_label_accuracy_score(const std::vector<Tensor<int64_t>>& label_trues,
+                                    const std::vector<Tensor<int64_t>>& label_preds,
+                                    int64_t n_class) {
+  // doc: label_accuracy_score
+  ConfusionMatrix all(n_class, ConfusionMatrixOptions::pytorch_fcn());
+  for (size_t k = 0; k < label_trues.size(); ++k) all.update(label_preds[k], label_trues[k]);
+  FcnScores s = label_accuracy_score(all);  // pixel_accuracy, mean_class_accuracy, mean_iou, fw_iou
+  // end doc
+  return s;
+}
+
 // Pytorch-UNet training: nn.BCELoss()(probs.view(-1), y.view(-1)); grad: d loss / d probs,
 // logit_grad: d loss / d y_pred.
 ValueAndGrad<float> call_unet_bce(const Tensor<float>& probs, const Tensor<float>& y,
@@ -531,6 +554,51 @@ TEST_CASE("seed calls: pytorch-fcn cross_entropy2d, size_average True and False"
     check_close("weight", call_cross_entropy2d(score, target, w, size_average).value,
                 seed::cross_entropy2d(score, target, wv, size_average));
   }
+}
+
+TEST_CASE("seed calls: pytorch-fcn _fast_hist and label_accuracy_score") {
+  // The seed's numpy code, written out: hist[t, p] over pixels with 0 <= t < n; then
+  // acc = trace / sum, acc_cls = nanmean(diag / row sums), iu = diag / (rows + cols - diag),
+  // mean_iu = nanmean(iu), fwavacc = sum over freq > 0 of freq * iu.
+  const int64_t n = 4;
+  std::vector<Tensor<int64_t>> trues, preds;
+  std::vector<int64_t> hist(n * n, 0);
+  for (uint64_t k = 0; k < 3; ++k) {
+    auto t = testing::labels<int64_t>({5, 6}, n, 10 + k, 0.2, 255);  // 255: dropped
+    auto p = testing::labels<int64_t>({5, 6}, n, 20 + k);
+    for (int64_t i = 0; i < 8; ++i) p[i] = t[i] == 255 ? 0 : t[i];  // some agreement
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (t[i] >= 0 && t[i] < n) ++hist[t[i] * n + p[i]];
+    const auto one = call_fast_hist(t, p, n);
+    std::vector<int64_t> want(n * n, 0);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (t[i] >= 0 && t[i] < n) ++want[t[i] * n + p[i]];
+    CHECK(one == want);
+    trues.push_back(t);
+    preds.push_back(p);
+  }
+  double total = 0, diag = 0, acc_cls = 0, mean_iu = 0, fw = 0;
+  int cls_n = 0, iu_n = 0;
+  for (int64_t c = 0; c < n; ++c) {
+    double row = 0, col = 0;
+    for (int64_t k = 0; k < n; ++k) row += hist[c * n + k], col += hist[k * n + c];
+    total += row;
+    diag += hist[c * n + c];
+    if (row > 0) acc_cls += hist[c * n + c] / row, ++cls_n;
+    const double u = row + col - hist[c * n + c];
+    if (u > 0) mean_iu += hist[c * n + c] / u, ++iu_n;
+  }
+  for (int64_t c = 0; c < n; ++c) {
+    double row = 0, col = 0;
+    for (int64_t k = 0; k < n; ++k) row += hist[c * n + k], col += hist[k * n + c];
+    const double u = row + col - hist[c * n + c];
+    if (row > 0 && u > 0) fw += row / total * hist[c * n + c] / u;
+  }
+  const FcnScores s = call_label_accuracy_score(trues, preds, n);
+  CHECK(s.pixel_accuracy == doctest::Approx(diag / total).epsilon(1e-14));
+  CHECK(s.mean_class_accuracy == doctest::Approx(acc_cls / cls_n).epsilon(1e-14));
+  CHECK(s.mean_iou == doctest::Approx(mean_iu / iu_n).epsilon(1e-14));
+  CHECK(s.fw_iou == doctest::Approx(fw).epsilon(1e-14));
 }
 
 TEST_CASE("seed calls: Pytorch-UNet nn.BCELoss on sigmoid outputs") {
