@@ -457,3 +457,25 @@ TEST_CASE("overlap: bad input names the function, argument and values") {
                        "and tversky_backward",
                        Error);
 }
+
+TEST_CASE("overlap: all-zero pixel weights leave only the smooth terms, with a zero gradient") {
+  for (OverlapWeighting wf : {OverlapWeighting::squared, OverlapWeighting::on_inputs}) {
+    CAPTURE(static_cast<int>(wf));
+    Options o;
+    o.weight = Tensor<double>::zeros(kShape);
+    o.weighting = wf;
+    o.smooth_nr = 0.5;
+    o.smooth_dr = 2.0;
+    // I = P = T = 0 for every score: S = smooth_nr / smooth_dr, loss 1 - 0.25.
+    const auto g =
+        soft_dice_value_and_grad(x_of(), t_of(), static_cast<const OverlapOptions<double>&>(o));
+    CHECK(g.value == doctest::Approx(0.75).epsilon(1e-15));
+    for (int64_t i = 0; i < g.grad.numel(); ++i) CHECK(g.grad[i] == 0.0);
+    // The empty policy sees these scores as empty targets (T = 0).
+    o.empty = EmptyPolicy::skip;
+    OverlapInfo info;
+    CHECK(soft_dice(x_of(), t_of(), static_cast<const OverlapOptions<double>&>(o), &info)[0] ==
+          0.0);
+    CHECK(info.skipped == 6);
+  }
+}
