@@ -51,6 +51,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "../core/reduction.hpp"
 #include "../core/result.hpp"
@@ -86,6 +87,26 @@ struct OverlapOptions {
 struct OverlapInfo {
   int64_t kept = 0;
   int64_t skipped = 0;
+};
+
+// Exact losses across data-parallel shards: the statistics / finalize split. When a batch is
+// split across processes (each holding some of its images), each loss X of the family has
+//   1. OverlapStatistics st = X_statistics(logits, target, options);       on every shard
+//   2. the caller sums st.global element-wise across the shards (e.g. MPI_Allreduce with
+//      MPI_SUM of st.global.size() doubles, in place);
+//   3. double loss = X_finalize(logits, target, st, grad, options);        on every shard
+// and every shard gets the loss of the whole batch and the gradient of its own logits: the
+// single-process values up to the order of the additions. Reduction mean or sum.
+//   per_image = false: global = the sums I, P, T of each channel (3 C values); every score
+//     needs every shard's pixels.
+//   per_image = true: the scores are the shard's own; global = the totals the mean needs:
+//     the number of scores kept, sum_j c_j l_j and sum_j c_j S_j (3 values). local keeps the
+//     shard's per-plane sums for its gradient.
+struct OverlapStatistics {
+  std::vector<double> global;  // all-reduce (sum) across the shards before finalize
+  std::vector<double> local;   // stays on the shard: I, P, T of each of its (image, channel)
+  bool per_image = true;
+  int64_t channels = 0;
 };
 
 }  // namespace segloss

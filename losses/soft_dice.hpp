@@ -41,4 +41,13 @@ double soft_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target
                                 const SoftDiceOptions<T>& options = {},
                                 OverlapInfo* info = nullptr);
 
+// The statistics / finalize split for data-parallel shards (overlap.hpp, OverlapStatistics).
+template <class T>
+OverlapStatistics soft_dice_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                       const SoftDiceOptions<T>& options = {});
+template <class T>
+double soft_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                          const OverlapStatistics& reduced, Tensor<T>& grad,
+                          const SoftDiceOptions<T>& options = {});
+
 }  // namespace segloss

@@ -38,4 +38,13 @@ double soft_jaccard_value_and_grad(const Tensor<T>& logits, const Tensor<T>& tar
                                    Tensor<T>& grad, const SoftJaccardOptions<T>& options = {},
                                    OverlapInfo* info = nullptr);
 
+// The statistics / finalize split for data-parallel shards (overlap.hpp, OverlapStatistics).
+template <class T>
+OverlapStatistics soft_jaccard_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                          const SoftJaccardOptions<T>& options = {});
+template <class T>
+double soft_jaccard_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                             const OverlapStatistics& reduced, Tensor<T>& grad,
+                             const SoftJaccardOptions<T>& options = {});
+
 }  // namespace segloss

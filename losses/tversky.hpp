@@ -43,4 +43,13 @@ template <class T>
 double tversky_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                               const TverskyOptions<T>& options = {}, OverlapInfo* info = nullptr);
 
+// The statistics / finalize split for data-parallel shards (overlap.hpp, OverlapStatistics).
+template <class T>
+OverlapStatistics tversky_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                     const TverskyOptions<T>& options = {});
+template <class T>
+double tversky_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                        const OverlapStatistics& reduced, Tensor<T>& grad,
+                        const TverskyOptions<T>& options = {});
+
 }  // namespace segloss

@@ -479,3 +479,83 @@ TEST_CASE("overlap: all-zero pixel weights leave only the smooth terms, with a z
     CHECK(info.skipped == 6);
   }
 }
+
+TEST_CASE("overlap: the statistics / finalize split across shards equals one process") {
+  // A batch of 4 images split into shards of 1 and 3 images (views of the same memory): the
+  // summed statistics give every shard the whole batch's loss and its own part of the gradient.
+  const Shape s{4, 3, 5, 4};
+  const auto x = testing::randn<double>(s, 81, 1.5);
+  auto t = testing::mask<double>(s, 82, 0.4);
+  for (int64_t i = 0; i < 20; ++i) t[i] = 0;  // image 0, channel 0: an empty target
+  const int64_t plane = 3 * 5 * 4;
+  auto shard = [&](const Tensor<double>& v, int64_t first, int64_t count) {
+    return Tensor<double>::view(v.data() + first * plane, {count, 3, 5, 4});
+  };
+  for (bool per_image : {true, false}) {
+    for (int variant = 0; variant < 5; ++variant) {
+      CAPTURE(per_image);
+      CAPTURE(variant);
+      TverskyOptions<double> o;
+      o.per_image = per_image;
+      if (variant == 1) o.log = true;
+      if (variant == 2) o.clamp = true, o.reduction = Reduction::sum;
+      if (variant == 3) o.gamma = 2.0, o.empty = EmptyPolicy::skip;
+      if (variant == 4) {
+        o.class_weight = Tensor<double>::from({0.5, 1.0, 2.0}, {3});
+        o.include_background = false;
+        o.weight = testing::uniform<double>(s, 83, 0.5, 2.0);
+      }
+      for (int loss = 0; loss < 3; ++loss) {
+        CAPTURE(loss);
+        const OverlapOptions<double>& base = o;
+        auto whole = [&]() {
+          return loss == 0   ? soft_dice_value_and_grad(x, t, base)
+                 : loss == 1 ? soft_jaccard_value_and_grad(x, t, base)
+                             : tversky_value_and_grad(x, t, o);
+        };
+        const auto ref = whole();
+        std::vector<OverlapStatistics> st;
+        std::vector<TverskyOptions<double>> opts;
+        for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 1}, {1, 3}}) {
+          TverskyOptions<double> so = o;
+          if (o.weight.defined()) so.weight = shard(o.weight, first, count);
+          const OverlapOptions<double>& sb = so;
+          const auto xs = shard(x, first, count), ts = shard(t, first, count);
+          st.push_back(loss == 0   ? soft_dice_statistics(xs, ts, sb)
+                       : loss == 1 ? soft_jaccard_statistics(xs, ts, sb)
+                                   : tversky_statistics(xs, ts, so));
+          opts.push_back(so);
+        }
+        std::vector<double> reduced = st[0].global;  // the caller's all-reduce (sum)
+        REQUIRE(st[1].global.size() == reduced.size());
+        for (size_t k = 0; k < reduced.size(); ++k) reduced[k] += st[1].global[k];
+        auto grad = Tensor<double>::full(s, NAN);
+        int shard_index = 0;
+        for (auto [first, count] : {std::pair<int64_t, int64_t>{0, 1}, {1, 3}}) {
+          OverlapStatistics r = st[shard_index];
+          r.global = reduced;
+          const auto& so = opts[shard_index++];
+          const OverlapOptions<double>& sb = so;
+          const auto xs = shard(x, first, count), ts = shard(t, first, count);
+          auto gs = shard(grad, first, count);
+          const double v = loss == 0   ? soft_dice_finalize(xs, ts, r, gs, sb)
+                           : loss == 1 ? soft_jaccard_finalize(xs, ts, r, gs, sb)
+                                       : tversky_finalize(xs, ts, r, gs, so);
+          CHECK(v == doctest::Approx(ref.value).epsilon(1e-13));
+        }
+        for (int64_t i = 0; i < x.numel(); ++i)
+          CHECK(grad[i] == doctest::Approx(ref.grad[i]).epsilon(1e-12).scale(1e-6));
+      }
+    }
+  }
+  // Statistics from another layout are refused.
+  const auto st = soft_dice_statistics(x, t);
+  Tensor<double> g;
+  SoftDiceOptions<double> batch;
+  batch.per_image = false;
+  CHECK_THROWS_WITH_AS(soft_dice_finalize(x, t, st, g, batch),
+                       "soft_dice_finalize: the statistics (per_image true, 3 channels, 12 local "
+                       "planes, 3 global values) do not come from this shard's (4,3,5,4) with "
+                       "these options (per_image false, 9 global values)",
+                       Error);
+}

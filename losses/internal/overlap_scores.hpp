@@ -178,25 +178,38 @@ double score_slope(double s, const O& o) {
   return linear_slope(s, o.gamma);
 }
 
-// M = (1/n) sum_j c_j S_j, the mean score of the log and clamp forms.
-inline double mean_score(const OverlapScores& s) {
-  double m = 0.0;
-  for (size_t j = 0; j < s.score.size(); ++j)
-    if (s.counted(static_cast<int64_t>(j))) m += s.cw[j] * s.score[j];
-  return m / static_cast<double>(s.kept);
+// What the reduced loss needs of the scores, as sums over the scores kept (n of them):
+// n, sum_j c_j l_j (l_j the per-score loss of score_loss) and sum_j c_j S_j (n M, the mean score
+// of the log and clamp forms). Sums add across shards of a batch (the statistics / finalize
+// split of overlap.hpp).
+struct OverlapTotals {
+  double kept = 0.0, loss_sum = 0.0, score_sum = 0.0;
+};
+
+template <class O>
+OverlapTotals overlap_totals(const OverlapScores& s, const O& o) {
+  OverlapTotals t;
+  for (size_t j = 0; j < s.score.size(); ++j) {
+    if (!s.counted(static_cast<int64_t>(j))) continue;
+    t.kept += 1.0;
+    t.loss_sum += s.cw[j] * score_loss(s.score[j], o);
+    t.score_sum += s.cw[j] * s.score[j];
+  }
+  return t;
 }
 
-// The reduced loss (mean or sum).
+// The reduced loss (mean or sum) from the totals.
+template <class O>
+double overlap_value(const OverlapTotals& t, const O& o) {
+  if (t.kept == 0.0) return 0.0;
+  const bool mean = o.reduction == Reduction::mean;
+  if (mean && o.log) return -std::log(t.score_sum / t.kept);
+  if (mean && o.clamp) return 1.0 - std::clamp(t.score_sum / t.kept, 0.0, 1.0);
+  return mean ? t.loss_sum / t.kept : t.loss_sum;
+}
 template <class O>
 double overlap_value(const OverlapScores& s, const O& o) {
-  if (s.kept == 0) return 0.0;
-  const bool mean = o.reduction == Reduction::mean;
-  if (mean && o.log) return -std::log(mean_score(s));
-  if (mean && o.clamp) return 1.0 - std::clamp(mean_score(s), 0.0, 1.0);
-  double sum = 0.0;
-  for (size_t j = 0; j < s.score.size(); ++j)
-    if (s.counted(static_cast<int64_t>(j))) sum += s.cw[j] * score_loss(s.score[j], o);
-  return mean ? sum / static_cast<double>(s.kept) : sum;
+  return overlap_value(overlap_totals(s, o), o);
 }
 
 // The per-score values of reduction none: c_j l_j, 0 for the scores left out.
@@ -208,19 +221,20 @@ Tensor<T> overlap_values(const OverlapScores& s, const O& o) {
   return out;
 }
 
-// G_j = dL/dS_j of a mean or sum reduction times g, or of none with grad_out (g_j per score).
-// Fixed and left-out scores get 0.
+// G_j = dL/dS_j of a mean or sum reduction times g, or of none with grad_out (g_j per score),
+// for the scores s and the totals t of the whole loss (t = overlap_totals(s) in one process;
+// the totals summed over the shards in the split). Fixed and left-out scores get 0.
 template <class T, class O>
-std::vector<double> overlap_slopes(const OverlapScores& s, const O& o, double g,
-                                   const T* grad_out) {
+std::vector<double> overlap_slopes(const OverlapScores& s, const OverlapTotals& t, const O& o,
+                                   double g, const T* grad_out) {
   const size_t count = s.score.size();
   std::vector<double> G(count, 0.0);
-  if (s.kept == 0) return G;
+  if (t.kept == 0.0) return G;
   const bool mean = !grad_out && o.reduction == Reduction::mean;
-  const double inv_n = 1.0 / static_cast<double>(s.kept);
+  const double inv_n = 1.0 / t.kept;
   double form_slope = 0.0;  // dL/dM of the mean log or clamp forms
   if (mean && (o.log || o.clamp)) {
-    const double m = mean_score(s);
+    const double m = t.score_sum / t.kept;
     form_slope = o.log ? -1.0 / m : (m >= 0.0 && m <= 1.0 ? -1.0 : 0.0);
   }
   for (size_t j = 0; j < count; ++j) {
@@ -232,6 +246,11 @@ std::vector<double> overlap_slopes(const OverlapScores& s, const O& o, double g,
       G[j] = gj * s.cw[j] * score_slope(s.score[j], o) * (mean ? inv_n : 1.0);
   }
   return G;
+}
+template <class T, class O>
+std::vector<double> overlap_slopes(const OverlapScores& s, const O& o, double g,
+                                   const T* grad_out) {
+  return overlap_slopes<T>(s, overlap_totals(s, o), o, g, grad_out);
 }
 
 // Per-plane coefficients of the gradient pass: a_p = G_j dS/dI, b_p = G_j dS/dP.
