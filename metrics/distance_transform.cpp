@@ -43,12 +43,18 @@ Tensor<double> distance_transform(const Tensor<T>& mask, const DistanceTransform
   const bool to_foreground = options.to == DistanceTo::foreground;
   for (int64_t p = 0; p < planes; ++p) {
     const T* m = mask.data() + p * size;
-    for (int64_t i = 0; i < size; ++i)
-      target[static_cast<size_t>(i)] = (m[i] != T(0)) == to_foreground ? 1 : 0;
+    uint8_t* f = target.data();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (size > 65536)
+#endif
+    for (int64_t i = 0; i < size; ++i) f[i] = (m[i] != T(0)) == to_foreground ? 1 : 0;
     double* o = out.data() + p * size;
-    cpu::squared_distance_transform(target.data(), 1, grid, o);
-    if (!options.squared)
-      for (int64_t i = 0; i < size; ++i) o[i] = std::sqrt(o[i]);
+    cpu::squared_distance_transform(f, 1, grid, o);
+    if (options.squared) continue;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (size > 65536)
+#endif
+    for (int64_t i = 0; i < size; ++i) o[i] = std::sqrt(o[i]);
   }
   return out;
 }

@@ -3,20 +3,22 @@
 //
 // The EDT is separable (Felzenszwalb & Huttenlocher, "Distance transforms of sampled
 // functions", Theory of Computing 8, 2012): with f_0 = 0 on feature voxels and +inf elsewhere,
-//   f_1(z, y, x) = min_x' f_0(z, y, x') + sx^2 (x - x')^2            along each row
+//   f_1(z, y, x) = min_z' f_0(z', y, x) + sz^2 (z - z')^2            along each pillar
 //   f_2(z, y, x) = min_y' f_1(z, y', x) + sy^2 (y - y')^2            along each column
-//   f_3(z, y, x) = min_z' f_2(z', y, x) + sz^2 (z - z')^2            along each pillar
-// and f_3 is the squared distance to the nearest feature voxel. The first step is a distance
-// to the nearest feature on a line (two sweeps). The others take the lower envelope of the
-// parabolas q -> f(p) + w^2 (q - p)^2 rooted at the line's finite samples p: a stack of the
-// parabolas that are lowest somewhere, each with the left end z_k of its interval; a new
-// parabola pops those it hides (intersection s <= z_k), then the envelope is read at every q.
-// Every sample enters and leaves the stack once: O(n) per line of n samples.
+//   f_3(z, y, x) = min_x' f_2(z, y, x') + sx^2 (x - x')^2            along each row
+// and f_3 is the squared distance to the nearest feature voxel (images start at the columns,
+// single lines at the rows). The first step is the distance to the nearest feature on a line:
+// two sweeps, each moving a whole slice (or row) at a time, so they read contiguous memory and
+// vectorize. The others take the lower envelope of the parabolas q -> f(p) + w^2 (q - p)^2
+// rooted at the line's finite samples p: a stack of the parabolas that are lowest somewhere,
+// each with the left end z_k of its interval; a new parabola pops those it hides (their
+// intersection s <= z_k), then the envelope is read at every q. Every sample enters and leaves
+// the stack once: O(n) per line of n samples.
 //
-// Strided lines (columns, pillars) are processed in groups of kGroup neighbours: the group is
-// copied into a line-major buffer (reading kGroup contiguous doubles per step), each line is
-// transformed, and the result is copied back. Groups run in parallel; each line is computed
-// by one thread in a fixed order, so the output does not depend on the thread count.
+// Columns are processed in groups of kGroup neighbours: the group is copied into a line-major
+// buffer (reading kGroup contiguous doubles per step), each line is transformed, and the result
+// is copied back; rows are transformed in place from a copy. Tasks run in parallel; each line is
+// computed by one thread in a fixed order, so the output does not depend on the thread count.
 #include "distance_transform.hpp"
 
 #include <algorithm>
@@ -85,30 +87,64 @@ void lower_envelope(const double* f, int64_t n, double w2, double* d, int64_t* v
   }
 }
 
-// Step 1: along each row of w voxels, the squared distance to the nearest feature on the row.
-void rows_pass(const uint8_t* flags, uint8_t bit, int64_t rows, int64_t w, double w2, double* out) {
+// Step 1 along an axis of n samples whose lines step by `inner` elements, for the `outer`
+// blocks of n * inner elements: the squared distance to the nearest feature on the line. The
+// two sweeps move a whole slice (or row) at a time, so each step reads contiguous memory and
+// the loops vectorize across the lines.
+void binary_pass(const uint8_t* flags, uint8_t bit, int64_t outer, int64_t n, int64_t inner,
+                 double w2, double* out) {
+  constexpr int64_t kSpan = 2048;  // lines per task
+  const int64_t spans = (inner + kSpan - 1) / kSpan, tasks = outer * spans;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (rows * w > 32768)
+#pragma omp parallel for schedule(static) if (tasks > 1 && outer * n * inner > 32768)
 #endif
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* f = flags + r * w;
-    double* o = out + r * w;
-    int64_t last = -1;  // the nearest feature at or before x
-    for (int64_t x = 0; x < w; ++x) {
-      if (f[x] & bit) last = x;
-      o[x] = last < 0 ? kInf : static_cast<double>(x - last);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t / spans, i0 = (t % spans) * kSpan, i1 = std::min(inner, i0 + kSpan);
+    const uint8_t* f = flags + o * n * inner;
+    double* d = out + o * n * inner;
+    // Forward: distance to the nearest feature at or before k (in samples).
+    for (int64_t i = i0; i < i1; ++i) d[i] = (f[i] & bit) ? 0.0 : kInf;
+    for (int64_t k = 1; k < n; ++k) {
+      const uint8_t* fk = f + k * inner;
+      const double* prev = d + (k - 1) * inner;
+      double* dk = d + k * inner;
+      for (int64_t i = i0; i < i1; ++i) dk[i] = (fk[i] & bit) ? 0.0 : prev[i] + 1.0;
     }
-    int64_t next = -1;  // the nearest feature at or after x
-    for (int64_t x = w - 1; x >= 0; --x) {
-      if (f[x] & bit) next = x;
-      if (next >= 0) o[x] = std::min(o[x], static_cast<double>(next - x));
-      o[x] = o[x] * o[x] * w2;  // inf stays inf
+    // Backward: or after k (carry holds line k + 1 in samples); then square and scale (inf
+    // stays inf).
+    double carry[kSpan];
+    double* last = d + (n - 1) * inner;
+    for (int64_t i = i0; i < i1; ++i) {
+      carry[i - i0] = last[i];
+      last[i] = last[i] * last[i] * w2;
+    }
+    for (int64_t k = n - 2; k >= 0; --k) {
+      double* dk = d + k * inner;
+      for (int64_t i = i0; i < i1; ++i) {
+        const double v = std::min(dk[i], carry[i - i0] + 1.0);
+        carry[i - i0] = v;
+        dk[i] = v * v * w2;
+      }
     }
   }
 }
 
-// Steps 2 and 3: the lines (o, i) start at o * n * stride + i, o < outer, i < stride, and step
-// by stride; each gets the lower envelope of its values.
+// The lower envelope along contiguous rows of w samples.
+void rows_pass(double* data, int64_t rows, int64_t w, double w2) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (rows * w > 32768)
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    LineScratch& s = line_scratch();
+    s.reserve(w);
+    double* row = data + r * w;
+    std::copy(row, row + w, s.in.data());
+    lower_envelope(s.in.data(), w, w2, row, s.v.data(), s.z.data());
+  }
+}
+
+// The lower envelope along strided lines: the lines (o, i) start at o * n * stride + i,
+// o < outer, i < stride, and step by stride.
 void strided_pass(double* data, int64_t outer, int64_t n, int64_t stride, double w2) {
   const int64_t groups = (stride + kGroup - 1) / kGroup;
   const int64_t tasks = outer * groups;
@@ -139,9 +175,21 @@ void strided_pass(double* data, int64_t outer, int64_t n, int64_t stride, double
 
 void squared_distance_transform(const uint8_t* flags, uint8_t bit, const EdtGrid& g, double* out) {
   const int64_t d = g.extent[0], h = g.extent[1], w = g.extent[2];
-  rows_pass(flags, bit, d * h, w, g.spacing[2] * g.spacing[2], out);
-  if (h > 1) strided_pass(out, d, h, w, g.spacing[1] * g.spacing[1]);
-  if (d > 1) strided_pass(out, 1, d, h * w, g.spacing[0] * g.spacing[0]);
+  const double wz = g.spacing[0] * g.spacing[0], wy = g.spacing[1] * g.spacing[1],
+               wx = g.spacing[2] * g.spacing[2];
+  // Step 1 along the first axis longer than one sample (the order of the axes does not change
+  // the minimum); it reads whole slices or rows, so it is cheap whatever its stride. The
+  // envelope then runs along the later axes, the last one over contiguous rows.
+  if (d > 1) {
+    binary_pass(flags, bit, 1, d, h * w, wz, out);
+    if (h > 1) strided_pass(out, d, h, w, wy);
+    if (w > 1) rows_pass(out, d * h, w, wx);
+  } else if (h > 1) {
+    binary_pass(flags, bit, 1, h, w, wy, out);
+    if (w > 1) rows_pass(out, h, w, wx);
+  } else {
+    binary_pass(flags, bit, 1, w, 1, wx, out);  // one line: step 1 is the whole transform
+  }
 }
 
 void mark_borders(const uint8_t* masks, uint8_t* borders, const EdtGrid& g, int axes,
