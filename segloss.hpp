@@ -26,4 +26,6 @@
 #include "losses/tversky.hpp"
 #include "metrics/dice_score.hpp"
 #include "metrics/confusion_matrix.hpp"
+#include "metrics/distance_transform.hpp"
 #include "metrics/scores.hpp"
+#include "metrics/surface_distance.hpp"
