@@ -8,7 +8,8 @@
 // it runs on 1, 2, 3 or 16 threads, and from run to run.
 //
 // The slots are the only workspace: K doubles per chunk, i.e. K/kChunk of the input (about
-// 0.02% for K = 3), held in a buffer that is reused by later calls on the same thread.
+// 0.02% for K = 3; a kernel with per-class sums keeps its chunks large enough that they stay
+// under 1%), held in a buffer that is reused by later calls on the same thread.
 #pragma once
 
 #include <algorithm>

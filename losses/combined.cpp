@@ -3,6 +3,7 @@
 #include "combined.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "internal/softmax_overlap_passes.hpp"
 
@@ -49,6 +50,28 @@ void combine(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
   *dice_value = detail::overlap_value(r.scores, dice);
 }
 
+// The Dice gradient pass reads the logits after the first term has written the gradient: the
+// two buffers must not overlap.
+template <class T>
+void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
+  const T *x0 = logits.data(), *x1 = x0 + logits.numel();
+  const T *g0 = grad.data(), *g1 = g0 + grad.numel();
+  SEGLOSS_CHECK(g1 <= x0 || x1 <= g0, fn,
+                "grad overlaps the logits; a combined loss reads the logits again after "
+                "writing its first term's gradient, so it cannot run in place");
+}
+
+// Runs one term's public function; its errors are re-raised under the combined function's
+// name, with the term named ("ce_dice: in the cross-entropy term: cross_entropy: ...").
+template <class F>
+auto term(const char* fn, const char* which, F&& f) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw Error(std::string(fn) + ": in the " + which + " term: " + e.what());
+  }
+}
+
 template <class T, class U>
 void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
   check_weights(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
@@ -78,11 +101,15 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   check_ce_dice<T, U>(fn, o);
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
+  check_not_aliased(fn, logits, grad);
   CeDiceParts v;
   combine(
       fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
-      [&](Tensor<T>& g) { return cross_entropy_value_and_grad(logits, target, g, o.ce); }, grad,
-      &v.ce, &v.dice);
+      [&](Tensor<T>& g) {
+        return term(fn, "cross-entropy",
+                    [&] { return cross_entropy_value_and_grad(logits, target, g, o.ce); });
+      },
+      grad, &v.ce, &v.dice);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
 }
@@ -102,8 +129,10 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
   check_ce_dice<T, U>(fn, o);
   check_scalar(fn, "dice", o.dice.reduction);
   CeDiceParts v;
-  v.dice = static_cast<double>(softmax_dice(logits, target, o.dice)[0]);
-  v.ce = static_cast<double>(cross_entropy(logits, target, o.ce)[0]);
+  v.dice = detail::overlap_value(
+      detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
+  v.ce = term(fn, "cross-entropy",
+              [&] { return static_cast<double>(cross_entropy(logits, target, o.ce)[0]); });
   if (parts) *parts = v;
   return Tensor<T>::full(Shape{}, static_cast<T>(o.ce_weight * v.ce + o.dice_weight * v.dice));
 }
@@ -116,8 +145,10 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
   const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = cross_entropy_backward(
-      logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.ce_weight)), o.ce);
+  Tensor<T> grad = term(fn, "cross-entropy", [&] {
+    return cross_entropy_backward(logits, target,
+                                  Tensor<T>::full(Shape{}, static_cast<T>(g * o.ce_weight)), o.ce);
+  });
   detail::softmax_overlap_grad(
       r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
       1.0);
@@ -157,8 +188,10 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
   check_dice_focal<T, L>(fn, o);
   check_scalar(fn, "dice", o.dice.reduction);
   DiceFocalParts v;
-  v.dice = static_cast<double>(softmax_dice(logits, target, o.dice)[0]);
-  v.focal = static_cast<double>(softmax_focal(logits, target, o.focal)[0]);
+  v.dice = detail::overlap_value(
+      detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
+  v.focal = term(fn, "focal",
+                 [&] { return static_cast<double>(softmax_focal(logits, target, o.focal)[0]); });
   if (parts) *parts = v;
   return Tensor<T>::full(Shape{},
                          static_cast<T>(o.dice_weight * v.dice + o.focal_weight * v.focal));
@@ -172,8 +205,10 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
   const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = softmax_focal_backward(
-      logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.focal_weight)), o.focal);
+  Tensor<T> grad = term(fn, "focal", [&] {
+    return softmax_focal_backward(
+        logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.focal_weight)), o.focal);
+  });
   detail::softmax_overlap_grad(
       r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
       1.0);

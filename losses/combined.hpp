@@ -12,8 +12,10 @@
 //
 // Passes: the Dice statistics pass, the first term's fused value-and-gradient pass writing
 // the gradient buffer, then the Dice gradient pass adding into it (no temporary the size of
-// the input). Reduction none is rejected for either term (their shapes differ), as are
-// non-finite term weights.
+// the input). So the gradient buffer of value_and_grad must not overlap the logits (an error:
+// the Dice pass reads the logits after the first term has written the gradient). Reduction
+// none is rejected for either term (their shapes differ), as are non-finite term weights.
+// An error raised by a term's own checks names the combined function and the term.
 #pragma once
 
 #include "cross_entropy.hpp"

@@ -50,6 +50,7 @@ template <class T>
 Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                    const Tensor<T>& grad_out, const OverlapOptions<T>& o,
                    const detail::ScoreForm& f) {
+  detail::check_image(fn, "logits", logits);
   const bool scalar = o.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
   const auto p = statistics(fn, logits, target, o, f);

@@ -13,7 +13,9 @@
 // where the pixel weight w (option `weight`, else 1) enters as
 //   weighting = squared (Carvana WeightedSoftDiceLoss): wI = w^2, wP = w^2;
 //   weighting = on_inputs (albu dice_loss: p and t multiplied by w before the sums):
-//               wI = w^2, wP = w^k.
+//               wI = w^2, wP = w^k. It is albu's Dice form; with Jaccard and Tversky, whose
+//               FP = P - I = sum w p (w^(k-1) - w t), a weight above 1 can make FP negative
+//               (a perfect prediction then scores above 1): keep such weights <= 1 there.
 //
 // Score. S = (a_n I + smooth_nr) / D with D = a_I I + a_P P + a_T T + smooth_dr:
 //   soft Dice:    a_n = 2, a_I = 0,           a_P = 1,     a_T = 1     (2I / (P + T))
@@ -41,7 +43,8 @@
 // The fused path makes one pass for the sums and one for the gradient, with no per-pixel
 // temporary; bce_dice runs a BCE term inside the same two passes.
 //
-// Edge cases: with smooth_dr = 0, a score whose D is 0 is 0/0 = NaN, which propagates (keep
+// Edge cases: the log form of a score fixed at 0 (empty = zero) is -log 0 = inf with reduction
+// sum or none. With smooth_dr = 0, a score whose D is 0 is 0/0 = NaN, which propagates (keep
 // smooth_dr > 0, or choose an `empty` policy other than formula). The focal form's derivative
 // for gamma < 1 grows without bound as S -> 1 and is 0 once S >= 1. NaN inputs propagate.
 // Errors (segloss::Error) for: rank outside 3..5, a zero extent, shape mismatch, negative or
@@ -75,8 +78,8 @@ struct OverlapOptions {
   bool squared = false;  // sums of p^2 and t^2 in the denominator (V-Net; MONAI squared_pred)
   Tensor<T> weight;      // per pixel; broadcasts to the input by PyTorch's rule; undefined: 1
   OverlapWeighting weighting = OverlapWeighting::squared;
-  Tensor<T> class_weight;                    // shape (C), >= 0; undefined: 1 for every channel
-  bool include_background = true;            // false: channel 0 is left out
+  Tensor<T> class_weight;          // shape (C) even without the background (MONAI: C - 1); >= 0
+  bool include_background = true;  // false: channel 0 is left out
   EmptyPolicy empty = EmptyPolicy::formula;  // for a score whose target sum is 0
   double gamma = 1.0;  // focal form: l = max(1 - S, 0)^gamma per score, before the mean
   bool log = false;    // log form: -log of the (mean) score

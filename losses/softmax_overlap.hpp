@@ -23,7 +23,8 @@
 // only the C values of a packet of pixels in a buffer. docs/gradients.md derives it.
 //
 // Reference semantics: MONAI DiceLoss(softmax=True, to_onehot_y=True) is softmax_dice with the
-// same smooth terms; include_background and batch (per_image = false) mean the same; MONAI's
+// same smooth terms; include_background and batch (per_image = false) mean the same (but
+// class_weight always has C entries, where MONAI takes C - 1 without the background); MONAI's
 // jaccard = True is softmax_jaccard with both smooth terms halved. MONAI's TverskyLoss is
 // softmax_tversky (alpha on the false positives). Errors: as in overlap.hpp, plus label
 // values and target shapes, and ignore_index with probability targets.

@@ -123,6 +123,28 @@ TEST_CASE("combined: bad input names the function and options") {
                        "ce_dice_backward: options.ce.ignore_negative is set; the Dice term ignores "
                        "one label value only, so both terms would not ignore the same pixels",
                        Error);
+  auto in_place = logits_of();  // the gradient buffer may not be the logits
+  auto g = Tensor<double>::view(in_place.data(), kShape);
+  CHECK_THROWS_WITH_AS(
+      ce_dice_value_and_grad(in_place, y, g),
+      "ce_dice_value_and_grad: grad overlaps the logits; a combined loss reads the "
+      "logits again after writing its first term's gradient, so it cannot run in "
+      "place",
+      Error);
+  auto bad = y;
+  bad = bad.clone();
+  bad[5] = 9;
+  CHECK_THROWS_WITH_AS(ce_dice(x, bad),
+                       "ce_dice: target has label 9 at (0,1,2), outside [0, 4) and not "
+                       "ignore_index -100",
+                       Error);
+  CHECK_THROWS_WITH_AS(dice_focal_backward(x, y, Tensor<double>::full({}, 1.0),
+                                           [] {
+                                             DiceFocalOptions<double> d;
+                                             d.focal.gamma = -1;
+                                             return d;
+                                           }()),
+                       doctest::Contains("dice_focal_backward: in the focal term: "), Error);
   DiceFocalOptions<double> f;
   f.focal_weight = INFINITY;
   CHECK_THROWS_WITH_AS(dice_focal(x, y, f),

@@ -251,8 +251,8 @@ TEST_CASE("softmax_overlap: 1D and 3D inputs, C = 1, 2 and 21, chunk boundaries"
             labels_of<int64_t>({2, 1, 4, 3}, 52));  // C = 1: p = 1 everywhere
   check_all(SoftmaxTverskyOptions<double>{}, logits_of({1, 21, 6, 5}),
             labels_of<int32_t>({1, 21, 6, 5}, 53, 9));
-  // 2 classes x 1100 pixels: several chunks of 384 pixels (class_chunk_pixels), odd tail.
-  const Shape big{1, 2, 1100};
+  // 2 classes x 20001 pixels: three chunks of 8192 pixels (class_chunk_pixels(2)), odd tail.
+  const Shape big{1, 2, 20001};
   const auto x = logits_of(big);
   const auto y = labels_of<int64_t>(big, 54, 11);
   check_against_binary(Loss::dice, x, y, SoftmaxTverskyOptions<double>{});

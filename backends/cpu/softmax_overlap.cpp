@@ -181,7 +181,10 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
 
 template <class T, class U>
 void softmax_overlap_statistics(const SoftmaxOverlapArgs<T, U>& a, double* stats) {
-  const detail::ChunkGrid grid(a.images, a.pixels, class_chunk_pixels(a.classes));
+  // 3C double slots per chunk: at least 1024 pixels per chunk keeps them under 0.6% of the
+  // logits whatever C (64-pixel chunks at C = 150 would need 9%).
+  const detail::ChunkGrid grid(a.images, a.pixels,
+                               std::max<int64_t>(1024, class_chunk_pixels(a.classes)));
   detail::reduce_planes_n(
       grid, static_cast<int>(3 * a.classes),
       [&](const detail::Chunk& ch, double* acc) { statistics_chunk(a, ch, acc); }, stats);
