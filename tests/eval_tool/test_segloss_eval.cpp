@@ -442,12 +442,15 @@ TEST_CASE("segloss-eval: missing, extra, unreadable and size-mismatched files ar
   write_label_png(dir.pred("size.png"), l20, 4, 5);
   write_label_png(dir.truth("size.png"), l20, 5, 4);
   std::ofstream(dir.pred("notes.txt")) << "not read";
+  fs::create_directory(dir.pred("folder.png"));  // not a file: not read
+  fs::create_symlink(dir.path / "nowhere.png", dir.truth("link.png"));
+  write_label_png(dir.pred("link.png"), l20, 4, 5);
 
   const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5"});
   CHECK(r.code == 1);
   CHECK(r.out.empty());  // no score for a partial set
   INFO(r.err);
-  CHECK(contains(r.err, "7 problems; no scores were computed"));
+  CHECK(contains(r.err, "8 problems; no scores were computed"));
   CHECK(contains(r.err, "missing    " + dir.pred("missing.png")));
   CHECK(contains(r.err, "extra      " + dir.pred("extra.png")));
   CHECK(contains(r.err, "unreadable " + dir.pred("rgb.png") + ": is RGB"));
@@ -455,7 +458,8 @@ TEST_CASE("segloss-eval: missing, extra, unreadable and size-mismatched files ar
   CHECK(contains(r.err, "unreadable " + dir.truth("junk.png") + ": is not a PNG file"));
   CHECK(contains(r.err, "unreadable " + dir.pred("cut.png") + ": bad PNG data"));
   CHECK(contains(r.err, "size       " + dir.pred("size.png") + ": prediction is 4x5"));
-  CHECK(contains(r.err, "1 entries without a .png name were not read"));
+  CHECK(contains(r.err, "unreadable " + dir.truth("link.png") + ": cannot be opened"));
+  CHECK(contains(r.err, "2 entries that are not .png files were not read"));
   CHECK_FALSE(contains(r.err, "ok.png"));
 
   const RunResult j = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--json"});
@@ -465,10 +469,10 @@ TEST_CASE("segloss-eval: missing, extra, unreadable and size-mismatched files ar
   std::map<std::string, std::string> kinds;  // file -> kind
   for (const Json& p : v["problems"].items) kinds[p["file"].str] = p["kind"].str;
   const std::map<std::string, std::string> expected = {
-      {dir.pred("cut.png"), "unreadable"},  {dir.pred("extra.png"), "extra"},
-      {dir.truth("ga.png"), "unreadable"},  {dir.truth("junk.png"), "unreadable"},
-      {dir.pred("missing.png"), "missing"}, {dir.pred("rgb.png"), "unreadable"},
-      {dir.pred("size.png"), "size"}};
+      {dir.pred("cut.png"), "unreadable"},   {dir.pred("extra.png"), "extra"},
+      {dir.truth("ga.png"), "unreadable"},   {dir.truth("junk.png"), "unreadable"},
+      {dir.truth("link.png"), "unreadable"}, {dir.pred("missing.png"), "missing"},
+      {dir.pred("rgb.png"), "unreadable"},   {dir.pred("size.png"), "size"}};
   CHECK(kinds == expected);
   // Listed in file-name order.
   std::vector<std::string> order;

@@ -35,7 +35,8 @@ std::vector<std::string> list_pngs(const std::string& dir, int64_t& others) {
   if (ec) throw std::runtime_error(dir + ": cannot be listed: " + ec.message());
   for (const fs::directory_entry& e : it) {
     const std::string name = e.path().filename().string();
-    if (is_png_name(name) && e.is_regular_file(ec))
+    // A broken link named *.png is listed, and then reported as unreadable.
+    if (is_png_name(name) && !e.is_directory(ec))
       names.push_back(name);
     else
       ++others;

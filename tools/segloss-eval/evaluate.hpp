@@ -1,9 +1,9 @@
 // @brief segloss-eval's work: pair the PNGs of two folders by file name, read each pair, count
 // it into a ConfusionMatrix, and collect every problem met on the way.
 //
-// Pairing: the regular files whose name ends in ".png" (any case) in each folder; a truth file
-// is paired with the prediction of exactly the same name. Other entries (files with another
-// extension, sub-folders) are not read and are counted in other_files.
+// Pairing: the entries whose name ends in ".png" (any case) in each folder, but folders; a
+// truth file is paired with the prediction of exactly the same name. Other entries (files with
+// another extension, sub-folders) are not read and are counted in other_files.
 //
 // Problems, each naming a file (the path at fault; for a missing prediction, the path where
 // it was expected):

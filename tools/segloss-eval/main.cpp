@@ -218,7 +218,7 @@ int run(int argc, char** argv) {
     return kUsage;
   }
   if (r.other_files > 0)
-    std::fprintf(stderr, "segloss-eval: note: %lld entries without a .png name were not read\n",
+    std::fprintf(stderr, "segloss-eval: note: %lld entries that are not .png files were not read\n",
                  static_cast<long long>(r.other_files));
   if (r.images == 0 && r.problems.empty())
     r.problems.push_back({"missing", o.eval.truth_dir, "no PNG file in the truth folder"});
