@@ -1,0 +1,579 @@
+// End-to-end tests of the segloss-eval tool: each test writes its PNGs into a temporary folder
+// (with the tool's libpng writer), runs the built program, and checks its output against the
+// scores computed directly with ConfusionMatrix on the labels the test drew.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <segloss/segloss.hpp>
+
+#include "png_io.hpp"
+
+#ifndef SEGLOSS_EVAL_EXE
+#error "SEGLOSS_EVAL_EXE: the path of the segloss-eval program"
+#endif
+
+namespace fs = std::filesystem;
+using segloss::tools::PngColor;
+using segloss::tools::write_label_png;
+
+namespace {
+
+// A folder under the system's temporary folder, removed with everything in it at the end.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("segloss-eval-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path / "pred");
+    fs::create_directories(path / "truth");
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string pred() const { return (path / "pred").string(); }
+  std::string truth() const { return (path / "truth").string(); }
+  std::string pred(const std::string& name) const { return (path / "pred" / name).string(); }
+  std::string truth(const std::string& name) const { return (path / "truth" / name).string(); }
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+};
+
+RunResult run_tool(const TempDir& dir, const std::vector<std::string>& args) {
+  std::string cmd = quote(SEGLOSS_EVAL_EXE);
+  for (const std::string& a : args) cmd += " " + quote(a);
+  const fs::path out = dir.path / "stdout.txt", err = dir.path / "stderr.txt";
+  cmd += " > " + quote(out.string()) + " 2> " + quote(err.string()) + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+// A small JSON reader for the tool's output: objects, arrays, strings, numbers, true, false,
+// null.
+struct Json {
+  enum Kind { null, boolean, number, string, array, object } kind = null;
+  bool b = false;
+  double num = 0;
+  std::string str;
+  std::vector<Json> items;
+  std::map<std::string, Json> fields;
+
+  const Json& operator[](const std::string& key) const {
+    const auto it = fields.find(key);
+    if (kind != object || it == fields.end()) FAIL("JSON has no key ", key);
+    return it->second;
+  }
+  const Json& operator[](size_t i) const {
+    if (kind != array || i >= items.size()) FAIL("JSON has no item ", i);
+    return items[i];
+  }
+  // A score: null stands for NaN.
+  double score() const {
+    if (kind == null) return std::nan("");
+    REQUIRE(kind == number);
+    return num;
+  }
+  int64_t integer() const {
+    REQUIRE(kind == number);
+    return static_cast<int64_t>(num);
+  }
+};
+
+struct JsonParser {
+  const std::string& s;
+  size_t i = 0;
+
+  void space() {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  }
+  void expect(char c) {
+    space();
+    if (i >= s.size() || s[i] != c) FAIL("JSON: expected '", c, "' at ", i, " in\n", s);
+    ++i;
+  }
+  bool word(const char* w) {
+    const size_t n = std::char_traits<char>::length(w);
+    if (s.compare(i, n, w) != 0) return false;
+    i += n;
+    return true;
+  }
+  std::string text() {
+    expect('"');
+    std::string r;
+    while (i < s.size() && s[i] != '"') {
+      if (s[i] == '\\') {
+        ++i;
+        if (s[i] == 'u') {
+          r += static_cast<char>(std::stoi(s.substr(i + 1, 4), nullptr, 16));
+          i += 5;
+          continue;
+        }
+        r += s[i] == 'n' ? '\n' : s[i];
+      } else {
+        r += s[i];
+      }
+      ++i;
+    }
+    expect('"');
+    return r;
+  }
+  Json value() {
+    space();
+    Json v;
+    if (i >= s.size()) FAIL("JSON: unexpected end in\n", s);
+    if (s[i] == '{') {
+      v.kind = Json::object;
+      ++i;
+      space();
+      if (s[i] == '}') return ++i, v;
+      do {
+        const std::string key = text();
+        expect(':');
+        v.fields[key] = value();
+        space();
+      } while (s[i] == ',' && ++i);
+      expect('}');
+    } else if (s[i] == '[') {
+      v.kind = Json::array;
+      ++i;
+      space();
+      if (s[i] == ']') return ++i, v;
+      do {
+        v.items.push_back(value());
+        space();
+      } while (s[i] == ',' && ++i);
+      expect(']');
+    } else if (s[i] == '"') {
+      v.kind = Json::string;
+      v.str = text();
+    } else if (word("null")) {
+      v.kind = Json::null;
+    } else if (word("true")) {
+      v.kind = Json::boolean;
+      v.b = true;
+    } else if (word("false")) {
+      v.kind = Json::boolean;
+    } else {
+      v.kind = Json::number;
+      char* end = nullptr;
+      v.num = std::strtod(s.c_str() + i, &end);
+      if (end == s.c_str() + i) FAIL("JSON: bad value at ", i, " in\n", s);
+      i = static_cast<size_t>(end - s.c_str());
+    }
+    return v;
+  }
+};
+
+Json parse_json(const std::string& s) {
+  JsonParser p{s};
+  Json v = p.value();
+  p.space();
+  REQUIRE_MESSAGE(p.i == s.size(), "trailing text after the JSON: ", s.substr(p.i));
+  return v;
+}
+
+// The same double, or both NaN.
+bool same(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || a == b;
+}
+
+struct Image {
+  int64_t h, w;
+  std::vector<int32_t> pred, truth;
+};
+
+// Truth labels in [0, classes_drawn), a share of them `ignore`; the prediction is the truth
+// with some pixels changed to a label in [0, pred_max] (anything at ignored pixels).
+Image draw(std::mt19937& rng, int64_t h, int64_t w, int32_t classes_drawn, int32_t pred_max,
+           int32_t ignore, double ignore_share) {
+  Image im{h, w, {}, {}};
+  std::uniform_int_distribution<int32_t> cls(0, classes_drawn - 1), pcls(0, pred_max);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int64_t i = 0; i < h * w; ++i) {
+    const int32_t t = u(rng) < ignore_share ? ignore : cls(rng);
+    im.truth.push_back(t);
+    im.pred.push_back(t == ignore || u(rng) < 0.3 ? pcls(rng) : t);
+  }
+  return im;
+}
+
+// Checks the tool's JSON against ConfusionMatrix and the scores on the same labels.
+void check_json(const Json& j, const std::vector<Image>& images, int64_t classes, int64_t ignore) {
+  segloss::ConfusionMatrixOptions o;
+  o.ignore_index = ignore;
+  segloss::ConfusionMatrix cm(classes, o);
+  int64_t pixels = 0;
+  for (const Image& im : images) {
+    const segloss::Shape s{im.h, im.w};
+    cm.update(segloss::Tensor<int32_t>::view(im.pred.data(), s),
+              segloss::Tensor<int32_t>::view(im.truth.data(), s));
+    pixels += im.h * im.w;
+  }
+  CHECK(j["ok"].b);
+  CHECK(j["images"].integer() == static_cast<int64_t>(images.size()));
+  CHECK(j["classes"].integer() == classes);
+  CHECK(j["pixels"].integer() == pixels);
+  CHECK(j["scored"].integer() == cm.total());
+  CHECK(j["ignored"].integer() == pixels - cm.total());
+  const segloss::FcnScores fcn = segloss::label_accuracy_score(cm);
+  CHECK(same(j["pixel_accuracy"].score(), fcn.pixel_accuracy));
+  CHECK(same(j["mean_class_accuracy"].score(), fcn.mean_class_accuracy));
+  CHECK(same(j["mean_iou"].score(), fcn.mean_iou));
+  CHECK(same(j["fw_iou"].score(), fcn.fw_iou));
+  CHECK(same(j["mean_dice"].score(),
+             segloss::average_score(cm, segloss::Score::dice, segloss::Average::macro)));
+  const auto iou = segloss::class_scores(cm, segloss::Score::iou);
+  const auto dice = segloss::class_scores(cm, segloss::Score::dice);
+  const auto precision = segloss::class_scores(cm, segloss::Score::precision);
+  const auto recall = segloss::class_scores(cm, segloss::Score::recall);
+  const auto support = cm.true_counts(), predicted = cm.pred_counts();
+  const Json& per = j["per_class"];
+  REQUIRE(per.items.size() == static_cast<size_t>(classes));
+  for (int64_t c = 0; c < classes; ++c) {
+    CAPTURE(c);
+    const Json& e = per[static_cast<size_t>(c)];
+    CHECK(e["class"].integer() == c);
+    CHECK(same(e["iou"].score(), iou[c]));
+    CHECK(same(e["dice"].score(), dice[c]));
+    CHECK(same(e["precision"].score(), precision[c]));
+    CHECK(same(e["recall"].score(), recall[c]));
+    CHECK(e["support"].integer() == support[c]);
+    CHECK(e["predicted"].integer() == predicted[c]);
+  }
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("segloss-eval: JSON scores equal ConfusionMatrix's on 8-bit, 16-bit and palette PNGs") {
+  TempDir dir;
+  std::mt19937 rng(7);
+  const int64_t C = 6;  // class 5 is never drawn: undefined (null) scores
+  struct Pair {
+    const char* name;
+    int64_t h, w;
+    PngColor pred_color;
+    int pred_depth;
+    PngColor truth_color;
+    int truth_depth;
+  };
+  // Predictions reach label 4, which the truth never holds (a class predicted, never true).
+  const Pair pairs[] = {
+      {"a.png", 17, 23, PngColor::gray, 8, PngColor::gray, 16},
+      {"b.png", 1, 1, PngColor::palette, 8, PngColor::gray, 8},
+      {"c.png", 32, 9, PngColor::palette, 4, PngColor::palette, 8},
+      {"d.png", 5, 40, PngColor::gray, 4, PngColor::gray, 16},
+      {"e.png", 64, 64, PngColor::gray, 16, PngColor::gray, 8},
+      {"f.PNG", 3, 70, PngColor::palette, 8, PngColor::palette, 8},
+  };
+  std::vector<Image> images;
+  for (const Pair& p : pairs) {
+    // Sub-8-bit truth cannot hold 255: no ignored pixels there.
+    const bool can_ignore = p.truth_depth >= 8;
+    const Image im = draw(rng, p.h, p.w, 4, 4, 255, can_ignore ? 0.1 : 0.0);
+    write_label_png(dir.pred(p.name), im.pred, p.h, p.w, p.pred_color, p.pred_depth);
+    write_label_png(dir.truth(p.name), im.truth, p.h, p.w, p.truth_color, p.truth_depth);
+    images.push_back(im);
+  }
+  const RunResult r3 =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "6", "--json", "--threads", "3"});
+  INFO(r3.err);
+  REQUIRE(r3.code == 0);
+  const Json j = parse_json(r3.out);
+  check_json(j, images, C, 255);
+  CHECK(j["ignore"].integer() == 255);
+  CHECK(j["per_class"][5]["iou"].kind == Json::null);
+  CHECK(j["per_class"][4]["recall"].kind == Json::null);
+  CHECK(j["per_class"][4]["precision"].score() == 0.0);
+
+  // The same bytes at any thread count.
+  const RunResult r1 =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes=6", "--json", "--threads=1"});
+  CHECK(r1.code == 0);
+  CHECK(r1.out == r3.out);
+}
+
+TEST_CASE("segloss-eval: 16-bit labels above 255, --ignore V and --ignore none") {
+  TempDir dir;
+  std::mt19937 rng(11);
+  const int64_t C = 300;
+  std::vector<Image> images;
+  for (int k = 0; k < 3; ++k) {
+    Image im = draw(rng, 20 + k, 31, 300, 299, 65535, 0.2);
+    const std::string name = "img" + std::to_string(k) + ".png";
+    write_label_png(dir.pred(name), im.pred, im.h, im.w, PngColor::gray, 16);
+    write_label_png(dir.truth(name), im.truth, im.h, im.w, PngColor::gray, 16);
+    images.push_back(im);
+  }
+  const RunResult r =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "300", "--ignore", "65535", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  check_json(parse_json(r.out), images, C, 65535);
+
+  // With nothing ignored, 65535 in the truth is an out-of-range label.
+  const RunResult none =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "300", "--ignore", "none"});
+  CHECK(none.code == 1);
+  CHECK(contains(none.err, "label 65535"));
+  CHECK(contains(none.err, "(no value is ignored)"));
+
+  // Without ignored pixels, --ignore none scores every pixel.
+  TempDir clean;
+  std::vector<Image> clean_images;
+  Image im = draw(rng, 9, 8, 300, 299, 65535, 0.0);
+  write_label_png(clean.pred("x.png"), im.pred, im.h, im.w, PngColor::gray, 16);
+  write_label_png(clean.truth("x.png"), im.truth, im.h, im.w, PngColor::gray, 16);
+  clean_images.push_back(im);
+  const RunResult all =
+      run_tool(clean, {clean.pred(), clean.truth(), "--classes", "300", "--ignore=none", "--json"});
+  INFO(all.err);
+  REQUIRE(all.code == 0);
+  const Json j = parse_json(all.out);
+  check_json(j, clean_images, C, -1);
+  CHECK(j["ignore"].kind == Json::null);
+  CHECK(j["scored"].integer() == 72);
+}
+
+TEST_CASE("segloss-eval: the table with --names") {
+  TempDir dir;
+  std::mt19937 rng(3);
+  Image im = draw(rng, 30, 30, 2, 2, 255, 0.05);  // class 2 is predicted, never true
+  write_label_png(dir.pred("one.png"), im.pred, im.h, im.w);
+  write_label_png(dir.truth("one.png"), im.truth, im.h, im.w);
+  const std::string names = (dir.path / "names.txt").string();
+  std::ofstream(names) << "background\nroad\ntraffic light\n\n";
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "3", "--names", names});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  segloss::ConfusionMatrixOptions o;
+  o.ignore_index = 255;
+  segloss::ConfusionMatrix cm(3, o);
+  cm.update(segloss::Tensor<int32_t>::view(im.pred.data(), {30, 30}),
+            segloss::Tensor<int32_t>::view(im.truth.data(), {30, 30}));
+  const auto fcn = segloss::label_accuracy_score(cm);
+  const auto fmt = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.4f", v);
+    return std::string(b);
+  };
+  CHECK(contains(r.out, "0 background"));
+  CHECK(contains(r.out, "2 traffic light"));
+  CHECK(contains(r.out, "Precision"));
+  CHECK(contains(r.out, "Support"));
+  CHECK(contains(r.out, "Pixel accuracy          " + fmt(fcn.pixel_accuracy)));
+  CHECK(contains(r.out, "Mean class accuracy     " + fmt(fcn.mean_class_accuracy)));
+  CHECK(contains(r.out, "Mean IoU                " + fmt(fcn.mean_iou)));
+  CHECK(contains(r.out, "Frequency-weighted IoU  " + fmt(fcn.fw_iou)));
+  CHECK(contains(
+      r.out, "Mean Dice               " +
+                 fmt(segloss::average_score(cm, segloss::Score::dice, segloss::Average::macro))));
+  CHECK(contains(r.out, std::to_string(cm.true_counts()[1])));
+  // Class 2 is never true: its recall is undefined, shown as '-'.
+  const size_t row = r.out.find("2 traffic light");
+  const std::string line = r.out.substr(row, r.out.find('\n', row) - row);
+  CHECK(contains(line, " - "));
+
+  // A names file with the wrong count is a usage error.
+  std::ofstream(names) << "a\nb\n";
+  const RunResult bad =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "3", "--names", names});
+  CHECK(bad.code == 2);
+  CHECK(contains(bad.err, "has 2 names; --classes is 3"));
+}
+
+TEST_CASE("segloss-eval: missing, extra, unreadable and size-mismatched files are all listed") {
+  TempDir dir;
+  const std::vector<int32_t> l20(20, 1);
+  write_label_png(dir.pred("ok.png"), l20, 4, 5);
+  write_label_png(dir.truth("ok.png"), l20, 4, 5);
+  write_label_png(dir.truth("missing.png"), l20, 4, 5);
+  write_label_png(dir.pred("extra.png"), l20, 4, 5);
+  write_label_png(dir.pred("rgb.png"), l20, 4, 5, PngColor::rgb);
+  write_label_png(dir.truth("rgb.png"), l20, 4, 5);
+  write_label_png(dir.pred("ga.png"), l20, 4, 5);
+  write_label_png(dir.truth("ga.png"), l20, 4, 5, PngColor::gray_alpha);
+  write_label_png(dir.pred("junk.png"), l20, 4, 5);
+  std::ofstream(dir.truth("junk.png")) << "not a png";
+  // A PNG cut short in its image data.
+  std::vector<int32_t> big(64 * 64);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<int32_t>(i * 7919 % 5);
+  write_label_png(dir.pred("cut.png"), big, 64, 64);
+  write_label_png(dir.truth("cut.png"), big, 64, 64);
+  fs::resize_file(dir.pred("cut.png"), fs::file_size(dir.pred("cut.png")) / 2);
+  write_label_png(dir.pred("size.png"), l20, 4, 5);
+  write_label_png(dir.truth("size.png"), l20, 5, 4);
+  std::ofstream(dir.pred("notes.txt")) << "not read";
+  fs::create_directory(dir.pred("folder.png"));  // not a file: not read
+  fs::create_symlink(dir.path / "nowhere.png", dir.truth("link.png"));
+  write_label_png(dir.pred("link.png"), l20, 4, 5);
+
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5"});
+  CHECK(r.code == 1);
+  CHECK(r.out.empty());  // no score for a partial set
+  INFO(r.err);
+  CHECK(contains(r.err, "8 problems; no scores were computed"));
+  CHECK(contains(r.err, "missing    " + dir.pred("missing.png")));
+  CHECK(contains(r.err, "extra      " + dir.pred("extra.png")));
+  CHECK(contains(r.err, "unreadable " + dir.pred("rgb.png") + ": is RGB"));
+  CHECK(contains(r.err, "unreadable " + dir.truth("ga.png") + ": is gray+alpha"));
+  CHECK(contains(r.err, "unreadable " + dir.truth("junk.png") + ": is not a PNG file"));
+  CHECK(contains(r.err, "unreadable " + dir.pred("cut.png") + ": bad PNG data"));
+  CHECK(contains(r.err, "size       " + dir.pred("size.png") + ": prediction is 4x5"));
+  CHECK(contains(r.err, "unreadable " + dir.truth("link.png") + ": cannot be opened"));
+  CHECK(contains(r.err, "2 entries that are not .png files were not read"));
+  CHECK_FALSE(contains(r.err, "ok.png"));
+
+  const RunResult j = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--json"});
+  CHECK(j.code == 1);
+  const Json v = parse_json(j.out);
+  CHECK_FALSE(v["ok"].b);
+  std::map<std::string, std::string> kinds;  // file -> kind
+  for (const Json& p : v["problems"].items) kinds[p["file"].str] = p["kind"].str;
+  const std::map<std::string, std::string> expected = {
+      {dir.pred("cut.png"), "unreadable"},   {dir.pred("extra.png"), "extra"},
+      {dir.truth("ga.png"), "unreadable"},   {dir.truth("junk.png"), "unreadable"},
+      {dir.truth("link.png"), "unreadable"}, {dir.pred("missing.png"), "missing"},
+      {dir.pred("rgb.png"), "unreadable"},   {dir.pred("size.png"), "size"}};
+  CHECK(kinds == expected);
+  // Listed in file-name order.
+  std::vector<std::string> order;
+  for (const Json& p : v["problems"].items) order.push_back(fs::path(p["file"].str).filename());
+  CHECK(std::is_sorted(order.begin(), order.end()));
+}
+
+TEST_CASE("segloss-eval: out-of-range labels name the file, the pixel and the value") {
+  TempDir dir;
+  std::vector<int32_t> truth(6 * 7, 1), pred(6 * 7, 1);
+  truth[2 * 7 + 3] = 9;  // row 2, column 3: not a class and not 255
+  truth[5 * 7 + 6] = 9;
+  pred[4 * 7 + 1] = 7;  // row 4, column 1: a predicted label >= C
+  truth[0] = 255;       // ignored: its prediction is not read
+  pred[0] = 200;
+  write_label_png(dir.pred("x.png"), pred, 6, 7);
+  write_label_png(dir.truth("x.png"), truth, 6, 7);
+  std::vector<int32_t> ok(6 * 7, 0);
+  ok[10] = 255;  // a 255 predicted where the truth is scored: out of range
+  write_label_png(dir.pred("y.png"), ok, 6, 7, PngColor::palette, 8);
+  std::fill(ok.begin(), ok.end(), 0);
+  write_label_png(dir.truth("y.png"), ok, 6, 7);
+
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5"});
+  INFO(r.err);
+  CHECK(r.code == 1);
+  CHECK(contains(r.err, "labels     " + dir.truth("x.png") +
+                            ": label 9 at row 2, column 3 is outside [0, 5) and is not the "
+                            "ignore value 255 (2 such pixels)"));
+  CHECK(contains(r.err, "labels     " + dir.pred("x.png") +
+                            ": label 7 at row 4, column 1 (truth 1) is outside [0, 5) (1 such "
+                            "pixel)"));
+  CHECK(contains(r.err, dir.pred("y.png") + ": label 255 at row 1, column 3 (truth 0)"));
+  CHECK(contains(r.err, "3 problems"));
+
+  // With the bad pixels fixed, the 200 predicted under an ignored truth pixel is fine.
+  truth[2 * 7 + 3] = 0;
+  truth[5 * 7 + 6] = 0;
+  pred[4 * 7 + 1] = 4;
+  write_label_png(dir.pred("x.png"), pred, 6, 7);
+  write_label_png(dir.truth("x.png"), truth, 6, 7);
+  fs::remove(dir.pred("y.png"));
+  fs::remove(dir.truth("y.png"));
+  const RunResult fixed = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--json"});
+  INFO(fixed.err);
+  CHECK(fixed.code == 0);
+  CHECK(parse_json(fixed.out)["ignored"].integer() == 1);
+}
+
+TEST_CASE("segloss-eval: everything ignored, and an empty truth folder") {
+  TempDir dir;
+  const std::vector<int32_t> all_ignored(12, 255), pred(12, 0);
+  write_label_png(dir.pred("a.png"), pred, 3, 4);
+  write_label_png(dir.truth("a.png"), all_ignored, 3, 4);
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "2", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const Json j = parse_json(r.out);
+  check_json(j, {Image{3, 4, pred, all_ignored}}, 2, 255);
+  CHECK(j["scored"].integer() == 0);
+  CHECK(j["mean_iou"].kind == Json::null);
+  CHECK(j["fw_iou"].score() == 0.0);  // pytorch-fcn: a sum over no class
+
+  TempDir empty;
+  const RunResult e = run_tool(empty, {empty.pred(), empty.truth(), "--classes", "2"});
+  CHECK(e.code == 1);
+  CHECK(contains(e.err, "no PNG file in the truth folder"));
+}
+
+TEST_CASE("segloss-eval: usage errors exit with 2, --help with 0") {
+  TempDir dir;
+  const std::string p = dir.pred(), t = dir.truth();
+  const struct {
+    std::vector<std::string> args;
+    const char* message;
+  } cases[] = {
+      {{}, "expected PRED_DIR and TRUTH_DIR, got 0 arguments"},
+      {{p}, "got 1 argument"},
+      {{p, t}, "--classes C is required"},
+      {{p, t, "--classes", "0"}, "--classes is 0; it must be in [1, 32768]"},
+      {{p, t, "--classes", "3x"}, "--classes expects an integer, got '3x'"},
+      {{p, t, "--classes"}, "--classes needs a value"},
+      {{p, t, "--classes", "3", "--threads", "0"}, "--threads is 0"},
+      {{p, t, "--classes", "3", "--ignore", "70000"}, "--ignore is 70000"},
+      {{p, t, "--classes", "3", "--json=yes"}, "--json takes no value"},
+      {{p, t, "--classes", "3", "--frobnicate"}, "unknown option --frobnicate"},
+      {{p, t, "--classes", "3", "--names", dir.truth("none.txt")}, "cannot be opened"},
+      {{p, (dir.path / "nowhere").string(), "--classes", "3"}, "cannot be listed"},
+      {{p, t, "--classes", "3", "--surface"},
+       "--surface needs the surface metrics (metrics/surface_distance.hpp), not built in this "
+       "version"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.message);
+    const RunResult r = run_tool(dir, c.args);
+    CHECK(r.code == 2);
+    CHECK(contains(r.err, c.message));
+    CHECK(r.out.empty());
+  }
+  const RunResult help = run_tool(dir, {"--help"});
+  CHECK(help.code == 0);
+  CHECK(contains(help.out, "Usage: segloss-eval PRED_DIR TRUTH_DIR --classes C"));
+  CHECK(contains(help.out, "Exit status"));
+}

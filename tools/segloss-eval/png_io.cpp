@@ -1,0 +1,226 @@
+// libpng reading and writing of label maps (contract in png_io.hpp).
+//
+// libpng reports an error through a callback that must not return: it longjmps back to the
+// setjmp of the function that called into libpng. Those functions (read_header, read_rows,
+// write_all) hold no C++ object with a destructor, so the jump skips no cleanup; the message is
+// kept in Io and turned into a PngError by the caller, whose Io destructor frees libpng's
+// structs and closes the file.
+#include "png_io.hpp"
+
+#include <png.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+
+namespace segloss::tools {
+namespace {
+
+struct Io {
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  std::FILE* file = nullptr;
+  bool writing = false;
+  char message[256] = {0};
+
+  ~Io() {
+    if (png && writing) png_destroy_write_struct(&png, info ? &info : nullptr);
+    if (png && !writing) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    if (file) std::fclose(file);
+  }
+};
+
+void on_error(png_structp png, png_const_charp msg) {
+  Io* io = static_cast<Io*>(png_get_error_ptr(png));
+  std::snprintf(io->message, sizeof io->message, "%s", msg);
+  png_longjmp(png, 1);
+}
+
+// Warnings (an incorrect sRGB profile, a text chunk too long) do not affect the labels.
+void on_warning(png_structp, png_const_charp) {}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw PngError(path + ": " + what);
+}
+
+const char* color_name(int color) {
+  switch (color) {
+    case PNG_COLOR_TYPE_GRAY:
+      return "grayscale";
+    case PNG_COLOR_TYPE_PALETTE:
+      return "palette";
+    case PNG_COLOR_TYPE_RGB:
+      return "RGB";
+    case PNG_COLOR_TYPE_RGB_ALPHA:
+      return "RGBA";
+    case PNG_COLOR_TYPE_GRAY_ALPHA:
+      return "gray+alpha";
+    default:
+      return "unknown";
+  }
+}
+
+bool host_little_endian() {
+  const uint16_t one = 1;
+  unsigned char first = 0;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+struct Header {
+  png_uint_32 width = 0, height = 0;
+  int bit_depth = 0, color = 0, interlace = 0;
+};
+
+// The header, then the transforms: sub-byte samples unpacked to one byte each (values kept),
+// 16-bit samples in host order, interlaced passes combined. Returns false on a libpng error.
+bool read_header(Io* io, Header* h, png_size_t* rowbytes) {
+  if (setjmp(png_jmpbuf(io->png))) return false;
+  png_init_io(io->png, io->file);
+  png_set_sig_bytes(io->png, 8);
+  png_read_info(io->png, io->info);
+  png_get_IHDR(io->png, io->info, &h->width, &h->height, &h->bit_depth, &h->color, &h->interlace,
+               nullptr, nullptr);
+  if (h->color != PNG_COLOR_TYPE_GRAY && h->color != PNG_COLOR_TYPE_PALETTE) return true;
+  if (h->bit_depth < 8) png_set_packing(io->png);
+  if (h->bit_depth == 16 && host_little_endian()) png_set_swap(io->png);
+  png_set_interlace_handling(io->png);
+  png_read_update_info(io->png, io->info);
+  *rowbytes = png_get_rowbytes(io->png, io->info);
+  return true;
+}
+
+bool read_rows(Io* io, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(io->png))) return false;
+  png_read_image(io->png, rows);
+  png_read_end(io->png, nullptr);
+  return true;
+}
+
+bool write_all(Io* io, png_uint_32 width, png_uint_32 height, int depth, int color,
+               png_const_colorp palette, int palette_size, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(io->png))) return false;
+  png_init_io(io->png, io->file);
+  png_set_IHDR(io->png, io->info, width, height, depth, color, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_PLTE(io->png, io->info, palette, palette_size);
+  png_write_info(io->png, io->info);
+  if (depth < 8) png_set_packing(io->png);
+  png_write_image(io->png, rows);
+  png_write_end(io->png, nullptr);
+  return true;
+}
+
+}  // namespace
+
+LabelImage read_label_png(const std::string& path) {
+  Io io;
+  io.file = std::fopen(path.c_str(), "rb");
+  if (!io.file) fail(path, std::string("cannot be opened: ") + std::strerror(errno));
+  unsigned char sig[8];
+  if (std::fread(sig, 1, 8, io.file) != 8 || png_sig_cmp(sig, 0, 8) != 0)
+    fail(path, "is not a PNG file (no PNG signature)");
+  io.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &io, on_error, on_warning);
+  if (io.png) io.info = png_create_info_struct(io.png);
+  if (!io.png || !io.info) fail(path, "libpng could not allocate its reader");
+
+  Header h;
+  png_size_t rowbytes = 0;
+  if (!read_header(&io, &h, &rowbytes)) fail(path, std::string("bad PNG data: ") + io.message);
+  if (h.color != PNG_COLOR_TYPE_GRAY && h.color != PNG_COLOR_TYPE_PALETTE)
+    fail(path, std::string("is ") + color_name(h.color) + " (" + std::to_string(h.bit_depth) +
+                   "-bit); a label map is grayscale (8 or 16-bit) or palette indices");
+
+  const int64_t height = h.height, width = h.width;
+  const size_t bytes = h.bit_depth == 16 ? 2 : 1;
+  if (rowbytes != static_cast<size_t>(width) * bytes)
+    fail(path, "unexpected row size " + std::to_string(rowbytes) + " bytes for width " +
+                   std::to_string(width));
+  std::vector<unsigned char> data(static_cast<size_t>(height) * rowbytes);
+  std::vector<png_bytep> rows(static_cast<size_t>(height));
+  for (int64_t y = 0; y < height; ++y) rows[y] = data.data() + y * rowbytes;
+  if (!read_rows(&io, rows.data())) fail(path, std::string("bad PNG data: ") + io.message);
+
+  LabelImage img;
+  img.height = height;
+  img.width = width;
+  img.bit_depth = h.bit_depth;
+  img.palette = h.color == PNG_COLOR_TYPE_PALETTE;
+  img.labels.resize(static_cast<size_t>(height * width));
+  if (bytes == 2) {
+    for (size_t i = 0; i < img.labels.size(); ++i) {
+      uint16_t v;
+      std::memcpy(&v, data.data() + 2 * i, 2);
+      img.labels[i] = v;
+    }
+  } else {
+    for (size_t i = 0; i < img.labels.size(); ++i) img.labels[i] = data[i];
+  }
+  return img;
+}
+
+void write_label_png(const std::string& path, const std::vector<int32_t>& labels, int64_t height,
+                     int64_t width, PngColor color, int bit_depth) {
+  if (height < 1 || width < 1 || height > 0x7fffffff || width > 0x7fffffff)
+    fail(path, "cannot write a " + std::to_string(height) + "x" + std::to_string(width) + " PNG");
+  if (static_cast<int64_t>(labels.size()) != height * width)
+    fail(path, "labels has " + std::to_string(labels.size()) + " values for " +
+                   std::to_string(height) + "x" + std::to_string(width));
+  const bool depth_ok = color == PngColor::gray
+                            ? (bit_depth == 1 || bit_depth == 2 || bit_depth == 4 ||
+                               bit_depth == 8 || bit_depth == 16)
+                        : color == PngColor::palette
+                            ? (bit_depth == 1 || bit_depth == 2 || bit_depth == 4 || bit_depth == 8)
+                            : bit_depth == 8;
+  if (!depth_ok) fail(path, "bit depth " + std::to_string(bit_depth) + " is not valid here");
+  const int64_t max_label = (int64_t{1} << bit_depth) - 1;
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] > max_label)
+      fail(path, "label " + std::to_string(labels[i]) + " does not fit " +
+                     std::to_string(bit_depth) + " bits");
+
+  const int channels = color == PngColor::rgb ? 3 : color == PngColor::gray_alpha ? 2 : 1;
+  const int bytes = bit_depth == 16 ? 2 : 1;  // samples below 8 bits are packed by libpng
+  const size_t rowbytes = static_cast<size_t>(width) * channels * bytes;
+  std::vector<unsigned char> data(rowbytes * static_cast<size_t>(height));
+  for (size_t i = 0; i < labels.size(); ++i) {
+    unsigned char* px = data.data() + i * channels * bytes;
+    const auto v = static_cast<uint32_t>(labels[i]);
+    if (bytes == 2) {  // PNG stores 16-bit samples big-endian
+      px[0] = static_cast<unsigned char>(v >> 8);
+      px[1] = static_cast<unsigned char>(v & 0xff);
+    } else if (color == PngColor::gray_alpha) {
+      px[0] = static_cast<unsigned char>(v);
+      px[1] = 255;
+    } else {
+      for (int c = 0; c < channels; ++c) px[c] = static_cast<unsigned char>(v);
+    }
+  }
+  std::vector<png_bytep> rows(static_cast<size_t>(height));
+  for (int64_t y = 0; y < height; ++y) rows[y] = data.data() + y * rowbytes;
+
+  // A palette of 2^depth distinct colours, index 0 black.
+  std::vector<png_color> palette;
+  if (color == PngColor::palette)
+    for (int64_t i = 0; i <= max_label; ++i)
+      palette.push_back({static_cast<png_byte>(i * 37 % 256), static_cast<png_byte>(i * 91 % 256),
+                         static_cast<png_byte>(i * 151 % 256)});
+
+  Io io;
+  io.writing = true;
+  io.file = std::fopen(path.c_str(), "wb");
+  if (!io.file) fail(path, std::string("cannot be created: ") + std::strerror(errno));
+  io.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &io, on_error, on_warning);
+  if (io.png) io.info = png_create_info_struct(io.png);
+  if (!io.png || !io.info) fail(path, "libpng could not allocate its writer");
+  const int png_color = color == PngColor::gray      ? PNG_COLOR_TYPE_GRAY
+                        : color == PngColor::palette ? PNG_COLOR_TYPE_PALETTE
+                        : color == PngColor::rgb     ? PNG_COLOR_TYPE_RGB
+                                                     : PNG_COLOR_TYPE_GRAY_ALPHA;
+  if (!write_all(&io, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), bit_depth,
+                 png_color, palette.data(), static_cast<int>(palette.size()), rows.data()))
+    fail(path, std::string("libpng failed to write: ") + io.message);
+  if (std::fflush(io.file) != 0) fail(path, std::string("write failed: ") + std::strerror(errno));
+}
+
+}  // namespace segloss::tools
