@@ -55,7 +55,7 @@ struct Config {
   int threads = 0;  // 0: OpenMP's default
   std::string out = "out/train_shapes";
   bool quick = false;
-  int64_t train_n = 1024, val_n = 128, size = 64, batch = 16;
+  int64_t train_n = 1024, val_n = 128, size = 64, batch = 8;
   double lr = 3e-3;
 };
 
@@ -69,6 +69,9 @@ const char* const kUsage =
     "  --seed S            seed of the data, the initial weights and the order (default 1)\n"
     "  --threads T         threads (segloss::set_num_threads; default: OpenMP's)\n"
     "  --out DIR           output folder (default out/train_shapes)\n"
+    "  --batch B           images per step (default 8)\n"
+    "  --lr X              Adam's learning rate, decayed along a cosine to X / 20 (default 3e-3)\n"
+    "  --train-images N    training set size (default 1024; validation: 128)\n"
     "  --quick             a short run that checks the loss falls and the mIoU rises (the test)\n";
 
 Config parse(int argc, char** argv) {
@@ -91,6 +94,12 @@ Config parse(int argc, char** argv) {
       c.threads = std::stoi(value());
     } else if (a == "--out") {
       c.out = value();
+    } else if (a == "--batch") {
+      c.batch = std::stoll(value());
+    } else if (a == "--lr") {
+      c.lr = std::stod(value());
+    } else if (a == "--train-images") {
+      c.train_n = std::stoll(value());
     } else if (a == "--quick") {
       c.quick = true;
     } else if (a == "--help" || a == "-h") {
@@ -109,6 +118,8 @@ Config parse(int argc, char** argv) {
         "--loss ce or ce+dice");
   if (c.epochs < 1) throw std::runtime_error("--epochs must be >= 1");
   if (c.threads < 0) throw std::runtime_error("--threads must be >= 1");
+  if (c.batch < 1 || c.lr <= 0 || c.train_n < c.batch)
+    throw std::runtime_error("--batch, --lr, --train-images: positive, and at least one batch");
   if (c.quick) {
     c.train_n = 192, c.val_n = 32, c.size = 32;
     if (c.epochs == 12) c.epochs = 3;
@@ -185,7 +196,7 @@ void predict(const Net<float>& net, const Dataset& d, const std::vector<int64_t>
 #pragma omp parallel for schedule(dynamic)
   for (int64_t b = 0; b < n; ++b) {
     Cache<float>& k = caches[thread_id()];
-    net.forward(&d.images[index[b] * hw], d.size, d.size, k);
+    net.forward(&d.inputs[index[b] * hw], d.size, d.size, k);
     std::copy(k.z.data(), k.z.data() + c * hw, &logits[b * c * hw]);
   }
 }
@@ -310,7 +321,7 @@ int run(const Config& config) {
       adam.lr = config.lr * (0.05 + 0.95 * 0.5 * (1 + std::cos(3.141592653589793 * t)));
       for (int64_t b = 0; b < bs; ++b) {
         const int64_t i = order[step * bs + b];
-        std::copy(&train.images[i * hw], &train.images[(i + 1) * hw], &xb[b * hw]);
+        std::copy(&train.inputs[i * hw], &train.inputs[(i + 1) * hw], &xb[b * hw]);
         std::copy(&train.labels[i * hw], &train.labels[(i + 1) * hw], &yb[b * hw]);
         if (config.boundary_weights)
           std::copy(&pixel_weight[i * hw], &pixel_weight[(i + 1) * hw], &wb[b * hw]);

@@ -6,9 +6,9 @@
 // plane of channel c, so a batch of such matrices laid end to end is the (N, C, H, W) layout
 // the losses take.
 //
-// Conv (3x3, stride s, dilation d, zero padding d): im2col, then one GEMM.
-//   cols[o, ci * 9 + ky * 3 + kx] = in[(oy s - d + ky d) * W + (ox s - d + kx d), ci] (0 outside)
-//   out = cols * Wt + 1 b^T                     Wt: (Cin 9, Cout), b: (Cout)
+// Conv (k x k, k = 3 or 1, stride s, dilation d, zero padding p = d (k / 2)): im2col, one GEMM.
+//   cols[o, (ci k + ky) k + kx] = in[(oy s - p + ky d) * W + (ox s - p + kx d), ci] (0 outside)
+//   out = cols * Wt + 1 b^T                     Wt: (Cin k^2, Cout), b: (Cout)
 //   dWt = cols^T dout,  db = column sums of dout,  dcols = dout Wt^T, and col2im adds dcols back
 //   into din at the positions im2col read them from.
 // ReLU: out = max(in, 0), din = dout [out > 0]. Upsample x2 (nearest): out[y, x] = in[y/2, x/2],
@@ -22,7 +22,7 @@
 //   a4 = relu(conv 32->32, dilation 2)       1/4
 //   a5 = relu(conv 32->32, dilation 4)       1/4   receptive field 57 pixels so far
 //   a6 = relu(conv [up(a5), a2] 48->16)      1/2
-//   z  = conv [up(a6), a1] 32->4             full resolution: the logits, receptive field 63
+//   z  = conv 1x1 [up(a6), a1] 32->4         full resolution: the logits, receptive field 61
 #pragma once
 
 #include <Eigen/Dense>
@@ -38,35 +38,36 @@ using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
 template <class T>
 using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
-// A 3x3 convolution with zero padding equal to the dilation ("same" size at stride 1, half the
-// size at stride 2 for even sizes).
+// A k x k convolution (k = 1 or 3) with zero padding d (k / 2): "same" size at stride 1, half
+// the size at stride 2 for even sizes.
 template <class T>
 struct Conv {
-  int cin = 0, cout = 0, stride = 1, dilation = 1;
-  Mat<T> w;  // (cin * 9, cout)
+  int cin = 0, cout = 0, stride = 1, dilation = 1, k = 3;
+  Mat<T> w;  // (cin * k * k, cout)
   Vec<T> b;  // (cout)
 
   Conv() = default;
-  Conv(int cin_, int cout_, int stride_, int dilation_)
-      : cin(cin_), cout(cout_), stride(stride_), dilation(dilation_) {
-    w = Mat<T>::Zero(cin * 9, cout);
+  Conv(int cin_, int cout_, int stride_, int dilation_, int k_ = 3)
+      : cin(cin_), cout(cout_), stride(stride_), dilation(dilation_), k(k_) {
+    w = Mat<T>::Zero(cin * k * k, cout);
     b = Vec<T>::Zero(cout);
   }
-  // Padding d and kernel extent 2 d + 1: (n + 2 d - 2 d - 1) / s + 1.
+  int pad() const { return dilation * (k / 2); }
+  // (n + 2 pad - d (k - 1) - 1) / s + 1, and 2 pad = d (k - 1).
   int64_t out_size(int64_t n) const { return (n - 1) / stride + 1; }
 
   void im2col(const Mat<T>& in, int64_t h, int64_t wd, Mat<T>& cols) const {
     const int64_t ho = out_size(h), wo = out_size(wd);
-    cols.resize(ho * wo, cin * 9);
+    cols.resize(ho * wo, cin * k * k);
     for (int ci = 0; ci < cin; ++ci)
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) {
-          T* col = cols.col(ci * 9 + ky * 3 + kx).data();
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          T* col = cols.col((ci * k + ky) * k + kx).data();
           const T* plane = in.col(ci).data();
           for (int64_t oy = 0; oy < ho; ++oy) {
-            const int64_t iy = oy * stride - dilation + ky * dilation;
+            const int64_t iy = oy * stride - pad() + ky * dilation;
             for (int64_t ox = 0; ox < wo; ++ox) {
-              const int64_t ix = ox * stride - dilation + kx * dilation;
+              const int64_t ix = ox * stride - pad() + kx * dilation;
               col[oy * wo + ox] =
                   (iy >= 0 && iy < h && ix >= 0 && ix < wd) ? plane[iy * wd + ix] : T(0);
             }
@@ -77,15 +78,15 @@ struct Conv {
     const int64_t ho = out_size(h), wo = out_size(wd);
     din.setZero(h * wd, cin);
     for (int ci = 0; ci < cin; ++ci)
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) {
-          const T* col = dcols.col(ci * 9 + ky * 3 + kx).data();
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const T* col = dcols.col((ci * k + ky) * k + kx).data();
           T* plane = din.col(ci).data();
           for (int64_t oy = 0; oy < ho; ++oy) {
-            const int64_t iy = oy * stride - dilation + ky * dilation;
+            const int64_t iy = oy * stride - pad() + ky * dilation;
             if (iy < 0 || iy >= h) continue;
             for (int64_t ox = 0; ox < wo; ++ox) {
-              const int64_t ix = ox * stride - dilation + kx * dilation;
+              const int64_t ix = ox * stride - pad() + kx * dilation;
               if (ix >= 0 && ix < wd) plane[iy * wd + ix] += col[oy * wo + ox];
             }
           }
@@ -142,14 +143,14 @@ struct Cache {
 template <class T>
 struct Net {
   static constexpr int kClasses = 4;
-  Conv<T> c[7] = {{1, 16, 1, 1},  {16, 16, 2, 1}, {16, 32, 2, 1},      {32, 32, 1, 2},
-                  {32, 32, 1, 4}, {48, 16, 1, 1}, {32, kClasses, 1, 1}};
+  Conv<T> c[7] = {{1, 16, 1, 1},  {16, 16, 2, 1}, {16, 32, 2, 1},         {32, 32, 1, 2},
+                  {32, 32, 1, 4}, {48, 16, 1, 1}, {32, kClasses, 1, 1, 1}};
 
   // He-normal weights from `seed`, zero biases.
   void init(uint64_t seed) {
     std::mt19937_64 rng(seed);
     for (auto& l : c) {
-      const double sd = std::sqrt(2.0 / (9.0 * l.cin));
+      const double sd = std::sqrt(2.0 / double(l.w.rows()));  // fan-in cin k^2
       for (int64_t i = 0; i < l.w.size(); ++i) {
         // Box-Muller on our own uniforms: the same numbers with any standard library.
         const double u1 = ((rng() >> 11) + 0.5) * 0x1p-53, u2 = (rng() >> 11) * 0x1p-53;

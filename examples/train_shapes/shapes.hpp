@@ -2,9 +2,10 @@
 // rectangles (class 2) and triangles (class 3) over a textured, noisy background (class 0).
 //
 // Each image: a background level in [0.15, 0.45] plus three random plane waves (amplitude up to
-// 0.07 each); then 2 to 5 shapes, each of a random class, size (radius 6 to 15 pixels at 64x64,
+// 0.07 each); then 2 to 4 shapes, each of a random class, size (radius 6 to 15 pixels at 64x64,
 // scaled with the image), rotation and intensity (uniform in [0.55, 0.95], so intensity says
-// nothing about the class); a later shape covers an earlier one, in the image and in the labels.
+// nothing about the class, redrawn up to 8 times until it is 0.15 away from the earlier shapes');
+// a later shape covers an earlier one, in the image and in the labels.
 // Then Gaussian noise (sigma 0.05) over everything, clamped to [0, 1]. The class is the form
 // only: telling a rectangle's inside from an ellipse's needs the corners, so the network needs
 // context (a receptive field about the size of a shape).
@@ -42,6 +43,7 @@ struct Dataset {
   int64_t n = 0, size = 0;
   std::vector<float> images;    // (n, 1, size, size), values in [0, 1]
   std::vector<int64_t> labels;  // (n, size, size), 0..3
+  std::vector<float> inputs;    // the network's input: 3 (image - 0.5), about zero-centred
 };
 
 inline const char* const kClassNames[4] = {"background", "ellipse", "rectangle", "triangle"};
@@ -70,12 +72,22 @@ inline Dataset make_shapes(int64_t n, int64_t size, uint64_t seed) {
         img[y * size + x] = float(v);
         lab[y * size + x] = 0;
       }
-    const int shapes = 2 + rng.below(4);
+    const int shapes = 2 + rng.below(3);
+    std::vector<float> painted;
     for (int s = 0; s < shapes; ++s) {
       const int cls = 1 + rng.below(3);
       const double cx = rng.uniform(4, 60) * scale, cy = rng.uniform(4, 60) * scale;
       const double r = rng.uniform(6, 15) * scale, rot = rng.uniform(0, pi);
-      const double value = rng.uniform(0.55, 0.95);
+      // A shape differs from the background and from every shape it covers by at least 0.15 in
+      // intensity (a few draws; the last one stands), so that an occluding edge is visible.
+      double value = 0;
+      for (int attempt = 0; attempt < 8; ++attempt) {
+        value = rng.uniform(0.55, 0.95);
+        bool clear = true;
+        for (float v : painted) clear = clear && std::abs(v - value) >= 0.15;
+        if (clear) break;
+      }
+      painted.push_back(float(value));
       const double ca = std::cos(rot), sa = std::sin(rot);
       // Ellipse semi-axes, rectangle half-sides (one side at least 0.6 of the other), or the
       // triangle's corners at jittered angles.
@@ -111,6 +123,8 @@ inline Dataset make_shapes(int64_t n, int64_t size, uint64_t seed) {
     for (int64_t p = 0; p < size * size; ++p)
       img[p] = float(std::clamp(img[p] + 0.05 * rng.normal(), 0.0, 1.0));
   }
+  d.inputs.resize(d.images.size());
+  for (size_t p = 0; p < d.images.size(); ++p) d.inputs[p] = 3 * (d.images[p] - 0.5f);
   return d;
 }
 
