@@ -55,7 +55,7 @@ struct Config {
   int threads = 0;  // 0: OpenMP's default
   std::string out = "out/train_shapes";
   bool quick = false;
-  int64_t train_n = 1024, val_n = 128, size = 64, batch = 8;
+  int64_t train_n = 1024, val_n = 128, size = 64, batch = 4;
   double lr = 3e-3;
 };
 
@@ -69,9 +69,9 @@ const char* const kUsage =
     "  --seed S            seed of the data, the initial weights and the order (default 1)\n"
     "  --threads T         threads (segloss::set_num_threads; default: OpenMP's)\n"
     "  --out DIR           output folder (default out/train_shapes)\n"
-    "  --batch B           images per step (default 8)\n"
+    "  --batch B           images per step (default 4)\n"
     "  --lr X              Adam's learning rate, decayed along a cosine to X / 20 (default 3e-3)\n"
-    "  --train-images N    training set size (default 1024; validation: 128)\n"
+    "  --train-images N    new training images per epoch (default 1024; validation: 128)\n"
     "  --quick             a short run that checks the loss falls and the mIoU rises (the test)\n";
 
 Config parse(int argc, char** argv) {
@@ -132,8 +132,20 @@ Config parse(int argc, char** argv) {
 struct Loss {
   const Config& config;
   segloss::CrossEntropyOptions<float> ce_none;  // reduction none, for the weighted form
+  // Dice and Tversky over the whole batch (per_image = false): one score per class. Per image,
+  // a class absent from an image scores about 0 whatever the prediction (smooth terms 1e-5),
+  // a loss of about 1 per absent class that only teaches to push its probability to 0.
+  segloss::SoftmaxOverlapOptions<float> dice;
+  segloss::CeDiceOptions<float> ce_dice;
+  segloss::SoftmaxTverskyOptions<float> tversky;
 
-  explicit Loss(const Config& c) : config(c) { ce_none.reduction = segloss::Reduction::none; }
+  explicit Loss(const Config& c) : config(c) {
+    ce_none.reduction = segloss::Reduction::none;
+    dice.per_image = false;
+    ce_dice.dice = dice;
+    tversky.per_image = false;
+    tversky.alpha = 0.3, tversky.beta = 0.7;  // false negatives weigh more than false positives
+  }
 
   double operator()(const Tensor<float>& logits, const Tensor<int64_t>& labels,
                     const Tensor<float>& pixel_weight, Tensor<float>& grad) const {
@@ -152,21 +164,18 @@ struct Loss {
       grad = segloss::cross_entropy_backward(logits, labels, grad_out, ce_none);
       value /= p;
       if (l == "ce+dice") {
-        auto dice = segloss::softmax_dice_value_and_grad(logits, labels);
-        for (int64_t i = 0; i < grad.numel(); ++i) grad[i] += dice.grad[i];
-        value += dice.value;
+        auto d = segloss::softmax_dice_value_and_grad(logits, labels, dice);
+        for (int64_t i = 0; i < grad.numel(); ++i) grad[i] += d.grad[i];
+        value += d.value;
       }
       return value;
     }
     if (l == "ce") return segloss::cross_entropy_value_and_grad(logits, labels, grad);
-    if (l == "dice") return segloss::softmax_dice_value_and_grad(logits, labels, grad);
-    if (l == "ce+dice") return segloss::ce_dice_value_and_grad(logits, labels, grad);
+    if (l == "dice") return segloss::softmax_dice_value_and_grad(logits, labels, grad, dice);
+    if (l == "ce+dice") return segloss::ce_dice_value_and_grad(logits, labels, grad, ce_dice);
     if (l == "focal") return segloss::softmax_focal_value_and_grad(logits, labels, grad);
     if (l == "lovasz") return segloss::lovasz_softmax_value_and_grad(logits, labels, grad);
-    // tversky: false negatives weigh more than false positives (alpha 0.3, beta 0.7).
-    segloss::SoftmaxTverskyOptions<float> tv;
-    tv.alpha = 0.3, tv.beta = 0.7;
-    return segloss::softmax_tversky_value_and_grad(logits, labels, grad, tv);
+    return segloss::softmax_tversky_value_and_grad(logits, labels, grad, tversky);
   }
 };
 
@@ -265,17 +274,19 @@ int run(const Config& config) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
 
-  const Dataset train = make_shapes(config.train_n, config.size, config.seed);
-  const Dataset val = make_shapes(config.val_n, config.size, config.seed + 1000000);
-  const std::vector<float> pixel_weight =
-      config.boundary_weights ? boundary_pixel_weights(train) : std::vector<float>();
+  // Validation: stream seed * 1000; training: fresh images every epoch (stream seed * 1000 +
+  // epoch), so the network never sees an image twice and cannot overfit the set.
+  const Dataset val = make_shapes(config.val_n, config.size, config.seed * 1000);
+  Dataset train;
+  std::vector<float> pixel_weight;
   const int64_t s = config.size, hw = s * s, classes = Net<float>::kClasses, bs = config.batch;
-  std::fprintf(stderr,
-               "train_shapes: %lld training and %lld validation images of %lldx%lld, loss %s%s, "
-               "%d threads\n",
-               (long long)train.n, (long long)val.n, (long long)s, (long long)s,
-               config.loss.c_str(), config.boundary_weights ? " (boundary-weighted CE)" : "",
-               threads);
+  std::fprintf(
+      stderr,
+      "train_shapes: %lld new training images per epoch, %lld validation images, %lldx%lld, "
+      "loss %s%s, "
+      "%d threads\n",
+      (long long)config.train_n, (long long)val.n, (long long)s, (long long)s, config.loss.c_str(),
+      config.boundary_weights ? " (boundary-weighted CE)" : "", threads);
 
   Net<float> net;
   net.init(config.seed);
@@ -303,17 +314,21 @@ int run(const Config& config) {
   std::fprintf(stderr, "before training: val mIoU %.3f  Dice %.3f\n", val_miou[0], val_dice[0]);
 
   const bool tty = isatty(2);
-  const int64_t steps_per_epoch = train.n / bs, total_steps = steps_per_epoch * config.epochs;
-  std::vector<int64_t> order(train.n);
+  const int64_t steps_per_epoch = config.train_n / bs,
+                total_steps = steps_per_epoch * config.epochs;
+  std::vector<int64_t> order(config.train_n);
   std::vector<float> xb(bs * hw), logits(bs * classes * hw), wb(bs * hw);
   std::vector<int64_t> yb(bs * hw);
   std::vector<std::vector<float>> image_grads(bs, std::vector<float>(params.size()));
   std::vector<double> g(params.size());
   auto grad = Tensor<float>::empty({bs, classes, s, s});
   for (int epoch = 1; epoch <= config.epochs; ++epoch) {
+    train = make_shapes(config.train_n, config.size, config.seed * 1000 + uint64_t(epoch));
+    if (config.boundary_weights) pixel_weight = boundary_pixel_weights(train);
     std::iota(order.begin(), order.end(), 0);
     Rng shuffle(config.seed * 7919 + uint64_t(epoch));
-    for (int64_t i = train.n - 1; i > 0; --i) std::swap(order[i], order[shuffle.below(int(i + 1))]);
+    for (int64_t i = config.train_n - 1; i > 0; --i)
+      std::swap(order[i], order[shuffle.below(int(i + 1))]);
     double sum = 0;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       // Cosine decay of the learning rate, from lr to lr / 20.
@@ -399,7 +414,7 @@ int run(const Config& config) {
                  "  \"iou\": %s,\n  \"dice\": %s,\n  \"precision\": %s,\n  \"recall\": %s\n}\n",
                  config.loss.c_str(), config.boundary_weights ? "true" : "false",
                  (unsigned long long)config.seed, threads, config.epochs, (long long)s,
-                 (long long)train.n, (long long)val.n, total_seconds,
+                 (long long)config.train_n, (long long)val.n, total_seconds,
                  json_array(epoch_loss).c_str(), json_array(val_miou).c_str(),
                  json_array(val_dice).c_str(), json_array(epoch_seconds).c_str(),
                  fcn.pixel_accuracy, fcn.mean_class_accuracy, fcn.fw_iou, json_array(iou).c_str(),
