@@ -6,4 +6,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 segloss_install_deps
 segloss_build
 cd "$root/build"
+# One test per core, each with OpenMP threads: idle threads sleep rather than spin.
+export OMP_WAIT_POLICY=PASSIVE
 ctest --output-on-failure -j "$(nproc)"
