@@ -257,8 +257,8 @@ void run_case(const GoldenCase& c, const Tolerance& tol) {
 // The file
 // ---------------------------------------------------------------------------------------------
 
-// The generator writes 175 option-space cases, 20 MONAI, 9 smp, 11 Carvana (2 with the weight-sum BCE), 12
-// albu, 4 Pytorch-UNet and 6 bce_dice cases (237); fewer means a broken or stale file.
+// The generator writes 175 option-space cases, 20 MONAI, 9 smp, 11 Carvana (2 with the weight-sum
+// BCE), 12 albu, 4 Pytorch-UNet and 6 bce_dice cases (237); fewer means a broken or stale file.
 constexpr size_t kMinCases = 237;
 constexpr size_t kMinHeaderCases = 181;  // the option space and the bce_dice combinations
 
