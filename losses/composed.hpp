@@ -57,8 +57,7 @@ template <class T>
 ad::Var<T> bce_with_logits(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<T>& target,
                            const BceWithLogitsOptions<T>& options = {});
 template <class T>
-ad::Var<T> binary_cross_entropy(ad::Tape<T>& tape, const ad::Var<T>& probs,
-                                const Tensor<T>& target,
+ad::Var<T> binary_cross_entropy(ad::Tape<T>& tape, const ad::Var<T>& probs, const Tensor<T>& target,
                                 const BinaryCrossEntropyOptions<T>& options = {});
 template <class T>
 ad::Var<T> sigmoid_focal(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<T>& target,
