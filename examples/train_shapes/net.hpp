@@ -62,7 +62,8 @@ struct Conv {
     const int64_t off = kx * dilation - pad();  // ix = ox s + off
     lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
     hi = wd - off <= 0 ? 0 : std::min<int64_t>(wo, (wd - off + stride - 1) / stride);
-    if (hi < lo) hi = lo;
+    lo = std::min(lo, wo);  // a tap that misses the image on every output column
+    hi = std::max(lo, hi);
   }
   // The rows are read in runs: the bounds are checked once per (row, kx), not per pixel.
   void im2col(const Mat<T>& in, int64_t h, int64_t wd, Mat<T>& cols) const {
