@@ -50,7 +50,8 @@ int thread_id() {
 struct Config {
   std::string loss = "ce+dice";
   bool boundary_weights = false;
-  int epochs = 12;
+  int epochs = 16;
+  bool epochs_given = false;
   uint64_t seed = 1;
   int threads = 0;  // 0: OpenMP's default
   std::string out = "out/train_shapes";
@@ -65,7 +66,7 @@ const char* const kUsage =
     "  --boundary-weights  weight the cross-entropy term (ce, ce+dice) by "
     "segloss::boundary_weights\n"
     "                      of the one-hot target (edge pixels count more)\n"
-    "  --epochs N          training epochs (default 12)\n"
+    "  --epochs N          training epochs (default 16)\n"
     "  --seed S            seed of the data, the initial weights and the order (default 1)\n"
     "  --threads T         threads (segloss::set_num_threads; default: OpenMP's)\n"
     "  --out DIR           output folder (default out/train_shapes)\n"
@@ -88,6 +89,7 @@ Config parse(int argc, char** argv) {
       c.boundary_weights = true;
     } else if (a == "--epochs") {
       c.epochs = std::stoi(value());
+      c.epochs_given = true;
     } else if (a == "--seed") {
       c.seed = std::stoull(value());
     } else if (a == "--threads") {
@@ -122,7 +124,7 @@ Config parse(int argc, char** argv) {
     throw std::runtime_error("--batch, --lr, --train-images: positive, and at least one batch");
   if (c.quick) {
     c.train_n = 192, c.val_n = 32, c.size = 32;
-    if (c.epochs == 12) c.epochs = 3;
+    if (!c.epochs_given) c.epochs = 3;
   }
   return c;
 }

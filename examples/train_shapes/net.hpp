@@ -26,6 +26,7 @@
 #pragma once
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -56,6 +57,15 @@ struct Conv {
   // (n + 2 pad - d (k - 1) - 1) / s + 1, and 2 pad = d (k - 1).
   int64_t out_size(int64_t n) const { return (n - 1) / stride + 1; }
 
+  // The output columns ox whose input column ix = ox s - p + kx d lies in [0, wd): [lo, hi).
+  void valid_range(int kx, int64_t wd, int64_t wo, int64_t& lo, int64_t& hi) const {
+    const int64_t off = kx * dilation - pad();  // ix = ox s + off
+    lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    hi = wd - off <= 0 ? 0 : std::min<int64_t>(wo, (wd - off + stride - 1) / stride);
+    lo = std::min(lo, wo);  // a tap that misses the image on every output column
+    hi = std::max(lo, hi);
+  }
+  // The rows are read in runs: the bounds are checked once per (row, kx), not per pixel.
   void im2col(const Mat<T>& in, int64_t h, int64_t wd, Mat<T>& cols) const {
     const int64_t ho = out_size(h), wo = out_size(wd);
     cols.resize(ho * wo, cin * k * k);
@@ -64,13 +74,23 @@ struct Conv {
         for (int kx = 0; kx < k; ++kx) {
           T* col = cols.col((ci * k + ky) * k + kx).data();
           const T* plane = in.col(ci).data();
+          int64_t lo, hi;
+          valid_range(kx, wd, wo, lo, hi);
+          const int64_t off = kx * dilation - pad();
           for (int64_t oy = 0; oy < ho; ++oy) {
             const int64_t iy = oy * stride - pad() + ky * dilation;
-            for (int64_t ox = 0; ox < wo; ++ox) {
-              const int64_t ix = ox * stride - pad() + kx * dilation;
-              col[oy * wo + ox] =
-                  (iy >= 0 && iy < h && ix >= 0 && ix < wd) ? plane[iy * wd + ix] : T(0);
+            T* o = col + oy * wo;
+            if (iy < 0 || iy >= h) {
+              std::fill(o, o + wo, T(0));
+              continue;
             }
+            const T* row = plane + iy * wd;  // row[ox s + off] for ox in [lo, hi)
+            std::fill(o, o + lo, T(0));
+            if (stride == 1)
+              std::copy(row + lo + off, row + hi + off, o + lo);
+            else
+              for (int64_t ox = lo; ox < hi; ++ox) o[ox] = row[ox * stride + off];
+            std::fill(o + hi, o + wo, T(0));
           }
         }
   }
@@ -82,13 +102,18 @@ struct Conv {
         for (int kx = 0; kx < k; ++kx) {
           const T* col = dcols.col((ci * k + ky) * k + kx).data();
           T* plane = din.col(ci).data();
+          int64_t lo, hi;
+          valid_range(kx, wd, wo, lo, hi);
+          const int64_t off = kx * dilation - pad();
           for (int64_t oy = 0; oy < ho; ++oy) {
             const int64_t iy = oy * stride - pad() + ky * dilation;
             if (iy < 0 || iy >= h) continue;
-            for (int64_t ox = 0; ox < wo; ++ox) {
-              const int64_t ix = ox * stride - pad() + kx * dilation;
-              if (ix >= 0 && ix < wd) plane[iy * wd + ix] += col[oy * wo + ox];
-            }
+            T* row = plane + iy * wd;
+            const T* c = col + oy * wo;
+            if (stride == 1)
+              for (int64_t ox = lo; ox < hi; ++ox) row[ox + off] += c[ox];
+            else
+              for (int64_t ox = lo; ox < hi; ++ox) row[ox * stride + off] += c[ox];
           }
         }
   }
@@ -127,17 +152,19 @@ void upsample2(const Mat<T>& in, int64_t h, int64_t wd, Mat<T>& out) {
 }
 // din = the 2x2 block sums of dout; (h, wd) is the small size.
 template <class T>
-void upsample2_backward(const Mat<T>& dout, int64_t h, int64_t wd, Mat<T>& din) {
+void upsample2_backward(const Eigen::Ref<const Mat<T>>& dout, int64_t h, int64_t wd, Mat<T>& din) {
   din.setZero(h * wd, dout.cols());
   for (int64_t c = 0; c < dout.cols(); ++c)
     for (int64_t y = 0; y < 2 * h; ++y)
       for (int64_t x = 0; x < 2 * wd; ++x) din((y / 2) * wd + x / 2, c) += dout(y * 2 * wd + x, c);
 }
 
-// What the backward of one image needs from its forward.
+// What the backward of one image needs from its forward, and the scratch matrices of both
+// (kept from image to image, so that the steady state allocates nothing).
 template <class T>
 struct Cache {
   Mat<T> x, cols[7], a1, a2, a3, a4, a5, m6, a6, m7, z;
+  Mat<T> up, dcols, d7, d6, d6a, d5, d4, d3, d0, tmp, da1, da2;  // scratch
 };
 
 template <class T>
@@ -187,21 +214,19 @@ struct Net {
     c[2].forward(k.a2, h2, w2, k.cols[2], k.a3), relu_inplace(k.a3);
     c[3].forward(k.a3, h4, w4, k.cols[3], k.a4), relu_inplace(k.a4);
     c[4].forward(k.a4, h4, w4, k.cols[4], k.a5), relu_inplace(k.a5);
-    Mat<T> up;
-    upsample2(k.a5, h4, w4, up);
+    upsample2(k.a5, h4, w4, k.up);
     k.m6.resize(h2 * w2, 48);
-    k.m6 << up, k.a2;
+    k.m6 << k.up, k.a2;
     c[5].forward(k.m6, h2, w2, k.cols[5], k.a6), relu_inplace(k.a6);
-    upsample2(k.a6, h2, w2, up);
+    upsample2(k.a6, h2, w2, k.up);
     k.m7.resize(h * w, 32);
-    k.m7 << up, k.a1;
+    k.m7 << k.up, k.a1;
     c[6].forward(k.m7, h, w, k.cols[6], k.z);
   }
 
   // dz = dL/dz of one image; adds dL/dparams into g (a flat vector in get()'s order). When dx
   // is not null it receives dL/dx (h * w values): for the gradient check.
-  void backward(const Cache<T>& k, const Mat<T>& dz, int64_t h, int64_t w, T* g,
-                T* dx = nullptr) const {
+  void backward(Cache<T>& k, const Mat<T>& dz, int64_t h, int64_t w, T* g, T* dx = nullptr) const {
     const int64_t h2 = h / 2, w2 = w / 2, h4 = h / 4, w4 = w / 4;
     // Views of each layer's slice of g.
     std::vector<Eigen::Map<Mat<T>>> gw;
@@ -210,14 +235,15 @@ struct Net {
       gw.emplace_back(g, l.w.rows(), l.w.cols()), g += l.w.size();
       gb.emplace_back(g, l.b.size()), g += l.b.size();
     }
-    Mat<T> dcols, d7, d6, d6a, d5, d4, d3, d2, d1, d0, tmp;
+    Mat<T>&dcols = k.dcols, &d7 = k.d7, &d6 = k.d6, &d6a = k.d6a, &d5 = k.d5, &d4 = k.d4,
+    &d3 = k.d3, &d0 = k.d0, &tmp = k.tmp, &da1 = k.da1, &da2 = k.da2;
     backward_layer(6, k.cols[6], dz, h, w, gw, gb, &d7, dcols);  // d7: dL/dm7
-    Mat<T> da1 = d7.rightCols(16);
-    upsample2_backward(Mat<T>(d7.leftCols(16)), h2, w2, d6);  // dL/da6
+    da1 = d7.rightCols(16);
+    upsample2_backward<T>(d7.leftCols(16), h2, w2, d6);  // dL/da6
     relu_backward(k.a6, d6);
     backward_layer(5, k.cols[5], d6, h2, w2, gw, gb, &d6a, dcols);  // dL/dm6
-    Mat<T> da2 = d6a.rightCols(16);
-    upsample2_backward(Mat<T>(d6a.leftCols(32)), h4, w4, d5);  // dL/da5
+    da2 = d6a.rightCols(16);
+    upsample2_backward<T>(d6a.leftCols(32), h4, w4, d5);  // dL/da5
     relu_backward(k.a5, d5);
     backward_layer(4, k.cols[4], d5, h4, w4, gw, gb, &d4, dcols);
     relu_backward(k.a4, d4);

@@ -54,6 +54,8 @@ inline Dataset make_shapes(int64_t n, int64_t size, uint64_t seed) {
   d.n = n, d.size = size;
   d.images.resize(n * size * size), d.labels.resize(n * size * size);
   const double pi = 3.141592653589793, scale = size / 64.0;
+  // Each image from its own stream: the same images at any thread count.
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     Rng rng(seed * 1000003ull + uint64_t(i));  // each image on its own: any subset is the same
     float* img = &d.images[i * size * size];

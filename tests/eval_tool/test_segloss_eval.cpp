@@ -561,9 +561,7 @@ TEST_CASE("segloss-eval: usage errors exit with 2, --help with 0") {
       {{p, t, "--classes", "3", "--frobnicate"}, "unknown option --frobnicate"},
       {{p, t, "--classes", "3", "--names", dir.truth("none.txt")}, "cannot be opened"},
       {{p, (dir.path / "nowhere").string(), "--classes", "3"}, "cannot be listed"},
-      {{p, t, "--classes", "3", "--surface"},
-       "--surface needs the surface metrics (metrics/surface_distance.hpp), not built in this "
-       "version"},
+      {{p, t, "--classes", "3", "--surface=1"}, "--surface takes no value"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.message);
@@ -576,4 +574,98 @@ TEST_CASE("segloss-eval: usage errors exit with 2, --help with 0") {
   CHECK(help.code == 0);
   CHECK(contains(help.out, "Usage: segloss-eval PRED_DIR TRUTH_DIR --classes C"));
   CHECK(contains(help.out, "Exit status"));
+}
+
+// --surface on shapes whose distances are known exactly: a one-pixel-wide vertical line and its
+// copy shifted sideways by k (every border pixel is k from the other line), and single pixels
+// 3 and 4 apart (distance 5). Background against the library on the same labels.
+TEST_CASE("segloss-eval: --surface HD95 and ASSD per class, with known distances") {
+  TempDir dir;
+  constexpr int64_t H = 20, W = 24, C = 5;
+  struct Labels {
+    std::vector<int32_t> pred = std::vector<int32_t>(H * W, 0), truth = pred;
+    void set(std::vector<int32_t>& m, int64_t y, int64_t x, int32_t c) { m[y * W + x] = c; }
+  };
+  Labels a, b;
+  for (int64_t y = 4; y <= 13; ++y) a.set(a.truth, y, 5, 1), a.set(a.pred, y, 8, 1);   // k = 3
+  a.set(a.truth, 15, 10, 2), a.set(a.pred, 18, 14, 2);                                 // 5 apart
+  for (int64_t y = 2; y <= 9; ++y) b.set(b.truth, y, 12, 1), b.set(b.pred, y, 13, 1);  // k = 1
+  for (int64_t y = 10; y <= 11; ++y)  // class 3 in the truth only: missed
+    for (int64_t x = 3; x <= 4; ++x) b.set(b.truth, y, x, 3);
+  for (int64_t x = 0; x < W; ++x) b.set(b.truth, 19, x, 255);  // an ignored row
+  write_label_png(dir.pred("a.png"), a.pred, H, W);
+  write_label_png(dir.truth("a.png"), a.truth, H, W);
+  write_label_png(dir.pred("b.png"), b.pred, H, W);
+  write_label_png(dir.truth("b.png"), b.truth, H, W);
+
+  const RunResult r =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--json", "--surface"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const Json j = parse_json(r.out);
+  check_json(j, {Image{H, W, a.pred, a.truth}, Image{H, W, b.pred, b.truth}}, C, 255);
+  const Json& per = j["per_class"];
+  const double diagonal = std::sqrt(double(H * H + W * W));
+  // Class 0 (background, in both images): the library on the same label maps.
+  segloss::SurfaceDistanceOptions so;
+  so.empty = segloss::SurfaceEmpty::bounded;
+  so.ignore_index = 255;
+  double hd0 = 0, assd0 = 0;
+  for (const Labels* l : {&a, &b}) {
+    const segloss::Shape s{1, H, W};
+    const auto lib = segloss::surface_distance_labels(
+        segloss::Tensor<int32_t>::view(l->pred.data(), s),
+        segloss::Tensor<int32_t>::view(l->truth.data(), s), {0}, so);
+    hd0 += lib.hausdorff_percentile[0], assd0 += lib.average_surface_distance[0];
+  }
+  const struct {
+    double hd95, assd;
+    int64_t images, one_empty;
+  } expected[C] = {{hd0 / 2, assd0 / 2, 2, 0},
+                   {2.0, 2.0, 2, 0},  // (3 + 1) / 2
+                   {5.0, 5.0, 1, 0},  // absent from b: b is skipped
+                   {diagonal, diagonal, 1, 1},
+                   {std::nan(""), std::nan(""), 0, 0}};
+  for (int64_t c = 0; c < C; ++c) {
+    CAPTURE(c);
+    const Json& e = per[static_cast<size_t>(c)];
+    CHECK(same(e["hd95"].score(), expected[c].hd95));
+    CHECK(same(e["assd"].score(), expected[c].assd));
+    CHECK(e["surface_images"].integer() == expected[c].images);
+    CHECK(e["surface_one_empty"].integer() == expected[c].one_empty);
+  }
+  CHECK(hd0 > 0);
+  CHECK(same(j["mean_hd95"].score(), (hd0 / 2 + 2.0 + 5.0 + diagonal) / 4));
+  CHECK(same(j["mean_assd"].score(), (assd0 / 2 + 2.0 + 5.0 + diagonal) / 4));
+
+  // The same at 3 threads, byte for byte; the table shows the two columns and the means.
+  const RunResult r3 = run_tool(
+      dir, {dir.pred(), dir.truth(), "--classes", "5", "--json", "--surface", "--threads", "3"});
+  CHECK(r3.out == r.out);
+  const RunResult table = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--surface"});
+  REQUIRE(table.code == 0);
+  CHECK(contains(table.out, "HD95"));
+  CHECK(contains(table.out, "ASSD"));
+  CHECK(contains(table.out, "   2.0000    2.0000\n"));
+  CHECK(contains(table.out, "  31.2410   31.2410\n"));
+  CHECK(contains(table.out, "Mean HD95"));
+  // Without --surface, no surface keys.
+  const RunResult plain = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "5", "--json"});
+  REQUIRE(plain.code == 0);
+  CHECK(!contains(plain.out, "hd95"));
+
+  // A class that is the ignore value has no surface value.
+  TempDir small;
+  std::vector<int32_t> t(16, 0), p(16, 0);
+  t[5] = 1, p[6] = 1, t[10] = 2;
+  write_label_png(small.pred("x.png"), p, 4, 4);
+  write_label_png(small.truth("x.png"), t, 4, 4);
+  const RunResult ig = run_tool(small, {small.pred(), small.truth(), "--classes", "3", "--ignore",
+                                        "2", "--json", "--surface"});
+  INFO(ig.err);
+  REQUIRE(ig.code == 0);
+  const Json ji = parse_json(ig.out);
+  CHECK(ji["per_class"][1]["hd95"].score() == 1.0);
+  CHECK(ji["per_class"][2]["hd95"].kind == Json::null);
+  CHECK(ji["per_class"][2]["surface_images"].integer() == 0);
 }

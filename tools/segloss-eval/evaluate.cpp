@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include <segloss/core/threads.hpp>
+#include <segloss/metrics/surface_distance.hpp>
 
 #include "png_io.hpp"
 
@@ -89,10 +91,43 @@ void label_problems(const EvalOptions& o, const std::string& name, const LabelIm
     out.push_back({"labels", path_in(o.truth_dir, name), library_message});
 }
 
+// Per class of one pair, with options.surface: 0 skipped (the class in neither mask or the
+// ignore value), 1 scored, 2 scored with one mask empty.
 struct PairOutcome {
   std::vector<Problem> problems;
   int64_t pixels = 0;
+  std::vector<double> hd95, assd;
+  std::vector<uint8_t> surface_state;
 };
+
+// HD95 and ASSD of every class of one pair that passed the label checks.
+void surface_pair(const EvalOptions& o, const LabelImage& pred, const LabelImage& truth,
+                  PairOutcome& out) {
+  const int64_t C = o.classes;
+  std::vector<int64_t> classes;  // every class but the ignore value
+  for (int64_t c = 0; c < C; ++c)
+    if (c != o.ignore) classes.push_back(c);
+  out.hd95.assign(static_cast<size_t>(C), std::nan(""));
+  out.assd.assign(static_cast<size_t>(C), std::nan(""));
+  out.surface_state.assign(static_cast<size_t>(C), 0);
+  if (classes.empty()) return;
+  SurfaceDistanceOptions so;
+  so.empty = SurfaceEmpty::bounded;  // one empty mask: the diagonal; both: skipped below
+  // PNG labels are >= 0, so -100 (the default) never matches under --ignore none.
+  if (o.ignore >= 0) so.ignore_index = o.ignore;
+  const Shape shape{1, truth.height, truth.width};
+  const SurfaceDistanceResult r =
+      surface_distance_labels(Tensor<int32_t>::view(pred.labels.data(), shape),
+                              Tensor<int32_t>::view(truth.labels.data(), shape), classes, so);
+  for (size_t k = 0; k < classes.size(); ++k) {
+    const size_t c = static_cast<size_t>(classes[k]);
+    const int64_t bp = r.pred_border[k], bt = r.true_border[k];
+    if (bp == 0 && bt == 0) continue;  // the class is in neither mask
+    out.surface_state[c] = (bp == 0 || bt == 0) ? 2 : 1;
+    out.hd95[c] = r.hausdorff_percentile[k];
+    out.assd[c] = r.average_surface_distance[k];
+  }
+}
 
 // Reads one pair and counts it into cm, or records its problems (then cm is unchanged).
 void score_pair(const EvalOptions& o, const std::string& name, ConfusionMatrix& cm,
@@ -134,6 +169,7 @@ void score_pair(const EvalOptions& o, const std::string& name, ConfusionMatrix& 
     return;
   }
   out.pixels = truth.height * truth.width;
+  if (o.surface) surface_pair(o, pred, truth, out);
 }
 
 }  // namespace
@@ -214,6 +250,27 @@ EvalResult evaluate(const EvalOptions& o) {
       r.pixels += out.pixels;
     }
     for (const Problem& p : out.problems) listed.push_back({pairs[static_cast<size_t>(k)], p});
+  }
+  if (o.surface) {  // the means over images, summed in file-name order
+    const size_t C = static_cast<size_t>(o.classes);
+    std::vector<double> hd95(C, 0.0), assd(C, 0.0);
+    r.surface_images.assign(C, 0);
+    r.surface_one_empty.assign(C, 0);
+    for (const PairOutcome& out : outcomes) {
+      if (!out.problems.empty()) continue;
+      for (size_t c = 0; c < C; ++c) {
+        if (out.surface_state[c] == 0) continue;
+        hd95[c] += out.hd95[c];
+        assd[c] += out.assd[c];
+        ++r.surface_images[c];
+        if (out.surface_state[c] == 2) ++r.surface_one_empty[c];
+      }
+    }
+    for (size_t c = 0; c < C; ++c) {
+      const double n = static_cast<double>(r.surface_images[c]);
+      r.hd95.push_back(n > 0 ? hd95[c] / n : std::nan(""));
+      r.assd.push_back(n > 0 ? assd[c] / n : std::nan(""));
+    }
   }
   std::stable_sort(listed.begin(), listed.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });

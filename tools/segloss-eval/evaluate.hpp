@@ -18,6 +18,19 @@
 // A pair with a problem adds nothing to the matrix. Every pair is read even after a problem,
 // so that one run lists them all.
 //
+// Surface distances (options.surface): per pair and per class c, HD95 and ASSD of the masks
+// (pred == c) and (truth == c) (metrics/surface_distance.hpp: MONAI's border voxels, symmetric
+// 95th percentile and mean of the joined distance lists, in pixels), with the truth's ignored
+// pixels background in both masks. Per class, the mean over the images in which the class is
+// in the truth or the prediction, in file-name order:
+//   class in neither mask of an image: that image is skipped for the class (as IoU's 0/0);
+//     a class skipped in every image has no value (NaN);
+//   class in exactly one mask (missed, or predicted where absent): the image's diagonal
+//     sqrt(H^2 + W^2) for both scores (SurfaceEmpty::bounded, the challenge convention; MONAI
+//     gives +inf and a NaN HD95 there, which would drop a total miss from the mean), counted
+//     in surface_one_empty;
+//   a class equal to the ignore value has no value.
+//
 // Threads: the pairs are shared among `threads` workers (each reads and counts its pairs into
 // its own matrix; the matrices are added at the end: integer counts, so the result does not
 // depend on the thread count). Each worker needs about 16 C^2 bytes; fewer workers run when
@@ -45,6 +58,7 @@ struct EvalOptions {
   int64_t classes = 0;
   int64_t ignore = 255;  // a value no PNG holds (e.g. -1) scores every pixel
   int threads = 1;
+  bool surface = false;  // also HD95 and ASSD per class (see above)
   // Called from the calling thread with (pairs done, pairs in all), at most about every 0.1 s
   // and once at the end; may be empty.
   std::function<void(int64_t, int64_t)> progress;
@@ -57,6 +71,11 @@ struct EvalResult {
   int64_t counted = 0;      // pixels in the matrix (the others have the ignore value in truth)
   int64_t other_files = 0;  // entries of the two folders that are not PNG files
   std::vector<Problem> problems;  // in file-name order; empty when all went well
+  // With options.surface, one entry per class (empty otherwise): the means over images
+  // described above (NaN when no image scores the class), the images that score the class,
+  // and those of them in which one mask is empty.
+  std::vector<double> hd95, assd;
+  std::vector<int64_t> surface_images, surface_one_empty;
 };
 
 // Throws std::runtime_error when a folder cannot be listed.

@@ -39,8 +39,9 @@ Options:
                  scored pixel, is an error naming the file, the pixel and the value.
   --names FILE   class names, one per line (exactly C lines)
   --json         print the results as JSON on stdout instead of the table
-  --surface      add HD95 and ASSD per class (needs the surface metrics; not built in this
-                 version)
+  --surface      add HD95 and ASSD per class, in pixels: the mean over the images that
+                 hold the class in the truth or the prediction; an image holding it in
+                 only one of them scores its diagonal sqrt(H^2 + W^2)
   --threads N    files read in parallel (default: the number of CPUs)
   -h, --help     print this help and exit
 
@@ -65,7 +66,6 @@ struct Options {
   EvalOptions eval;
   std::string names_file;
   bool json = false;
-  bool surface = false;
   bool help = false;
 };
 
@@ -128,7 +128,7 @@ Options parse_args(int argc, char** argv) {
       o.json = true;
     } else if (arg == "--surface") {
       no_value();
-      o.surface = true;
+      o.eval.surface = true;
     } else if (arg == "--threads") {
       o.eval.threads = static_cast<int>(parse_int(arg, take_value(), 1, 1024));
     } else {
@@ -192,12 +192,6 @@ int run(int argc, char** argv) {
       std::fputs(kHelp, stdout);
       return kOk;
     }
-    if (o.surface)
-      // Wired when metrics/surface_distance.hpp lands (issue 6 item 3): HD95 and ASSD per class
-      // from each pair's label maps, in evaluate.cpp's score_pair.
-      throw UsageError{
-          "--surface needs the surface metrics (metrics/surface_distance.hpp), not built in "
-          "this version"};
     if (!o.names_file.empty()) {
       names = read_names(o.names_file, o.eval.classes);
     } else {

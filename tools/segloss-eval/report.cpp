@@ -15,9 +15,20 @@ struct Scores {
   std::vector<int64_t> support, predicted;
   FcnScores fcn;
   double mean_dice = 0;
+  double mean_hd95 = std::nan(""), mean_assd = std::nan("");  // with --surface
 };
 
-Scores compute(const ConfusionMatrix& cm) {
+// The mean of the values that are not NaN, in class order; NaN when there is none.
+double nanmean(const std::vector<double>& v) {
+  double sum = 0;
+  int64_t n = 0;
+  for (const double x : v)
+    if (!std::isnan(x)) sum += x, ++n;
+  return n > 0 ? sum / static_cast<double>(n) : std::nan("");
+}
+
+Scores compute(const EvalResult& r) {
+  const ConfusionMatrix& cm = r.matrix;
   Scores s;
   s.iou = class_scores(cm, Score::iou);
   s.dice = class_scores(cm, Score::dice);
@@ -27,6 +38,8 @@ Scores compute(const ConfusionMatrix& cm) {
   s.predicted = cm.pred_counts();
   s.fcn = label_accuracy_score(cm);
   s.mean_dice = average_score(cm, Score::dice, Average::macro);
+  s.mean_hd95 = nanmean(r.hd95);
+  s.mean_assd = nanmean(r.assd);
   return s;
 }
 
@@ -66,7 +79,7 @@ void json_number(std::FILE* out, double v) {
 
 void print_table(std::FILE* out, const ReportInfo& info) {
   const EvalResult& r = *info.result;
-  const Scores s = compute(r.matrix);
+  const Scores s = compute(r);
   const int64_t C = r.matrix.num_classes();
   std::fprintf(out, "%" PRId64 " image pairs, %" PRId64 " pixels: %" PRId64 " scored, %" PRId64,
                r.images, r.pixels, r.counted, r.pixels - r.counted);
@@ -83,23 +96,38 @@ void print_table(std::FILE* out, const ReportInfo& info) {
     width = std::max(width, label[c].size());
   }
   const int w = static_cast<int>(width);
-  std::fprintf(out, "%-*s %9s %9s %10s %9s %12s\n", w, "class", "IoU", "Dice", "Precision",
-               "Recall", "Support");
-  for (int64_t c = 0; c < C; ++c)
-    std::fprintf(out, "%-*s %9s %9s %10s %9s %12" PRId64 "\n", w, label[c].c_str(),
+  const bool surface = !r.hd95.empty();
+  std::fprintf(out, "%-*s %9s %9s %10s %9s %12s", w, "class", "IoU", "Dice", "Precision", "Recall",
+               "Support");
+  if (surface) std::fprintf(out, " %9s %9s", "HD95", "ASSD");
+  std::fputc('\n', out);
+  for (int64_t c = 0; c < C; ++c) {
+    std::fprintf(out, "%-*s %9s %9s %10s %9s %12" PRId64, w, label[c].c_str(),
                  fixed(s.iou[c]).c_str(), fixed(s.dice[c]).c_str(), fixed(s.precision[c]).c_str(),
                  fixed(s.recall[c]).c_str(), s.support[c]);
-  std::fprintf(out, "('-': undefined, 0/0; left out of the means)\n\n");
+    if (surface) std::fprintf(out, " %9s %9s", fixed(r.hd95[c]).c_str(), fixed(r.assd[c]).c_str());
+    std::fputc('\n', out);
+  }
+  std::fprintf(out, "('-': undefined, 0/0; left out of the means)\n");
+  if (surface)
+    std::fprintf(out,
+                 "(HD95, ASSD: pixels, mean over the images holding the class in truth or "
+                 "prediction;\n a class in only one of them scores the image diagonal)\n");
+  std::fputc('\n', out);
   std::fprintf(out, "Pixel accuracy          %s\n", fixed(s.fcn.pixel_accuracy).c_str());
   std::fprintf(out, "Mean class accuracy     %s\n", fixed(s.fcn.mean_class_accuracy).c_str());
   std::fprintf(out, "Mean IoU                %s\n", fixed(s.fcn.mean_iou).c_str());
   std::fprintf(out, "Frequency-weighted IoU  %s\n", fixed(s.fcn.fw_iou).c_str());
   std::fprintf(out, "Mean Dice               %s\n", fixed(s.mean_dice).c_str());
+  if (surface) {
+    std::fprintf(out, "Mean HD95               %s\n", fixed(s.mean_hd95).c_str());
+    std::fprintf(out, "Mean ASSD               %s\n", fixed(s.mean_assd).c_str());
+  }
 }
 
 void print_json(std::FILE* out, const ReportInfo& info) {
   const EvalResult& r = *info.result;
-  const Scores s = compute(r.matrix);
+  const Scores s = compute(r);
   const int64_t C = r.matrix.num_classes();
   std::fprintf(out,
                "{\n  \"ok\": true,\n  \"images\": %" PRId64 ",\n  \"classes\": %" PRId64
@@ -113,13 +141,18 @@ void print_json(std::FILE* out, const ReportInfo& info) {
                ",\n  \"pixels\": %" PRId64 ",\n  \"scored\": %" PRId64 ",\n  \"ignored\": %" PRId64
                ",\n",
                r.pixels, r.counted, r.pixels - r.counted);
+  const bool surface = !r.hd95.empty();
   const std::pair<const char*, double> summary[] = {
       {"pixel_accuracy", s.fcn.pixel_accuracy},
       {"mean_class_accuracy", s.fcn.mean_class_accuracy},
       {"mean_iou", s.fcn.mean_iou},
       {"fw_iou", s.fcn.fw_iou},
-      {"mean_dice", s.mean_dice}};
+      {"mean_dice", s.mean_dice},
+      {"mean_hd95", s.mean_hd95},
+      {"mean_assd", s.mean_assd}};
   for (const auto& [key, v] : summary) {
+    const std::string k = key;
+    if (!surface && (k == "mean_hd95" || k == "mean_assd")) continue;
     std::fprintf(out, "  \"%s\": ", key);
     json_number(out, v);
     std::fputs(",\n", out);
@@ -136,8 +169,17 @@ void print_json(std::FILE* out, const ReportInfo& info) {
       std::fprintf(out, ", \"%s\": ", key);
       json_number(out, v);
     }
-    std::fprintf(out, ", \"support\": %" PRId64 ", \"predicted\": %" PRId64 "}%s\n", s.support[c],
-                 s.predicted[c], c + 1 < C ? "," : "");
+    std::fprintf(out, ", \"support\": %" PRId64 ", \"predicted\": %" PRId64, s.support[c],
+                 s.predicted[c]);
+    if (surface) {
+      std::fputs(", \"hd95\": ", out);
+      json_number(out, r.hd95[c]);
+      std::fputs(", \"assd\": ", out);
+      json_number(out, r.assd[c]);
+      std::fprintf(out, ", \"surface_images\": %" PRId64 ", \"surface_one_empty\": %" PRId64,
+                   r.surface_images[c], r.surface_one_empty[c]);
+    }
+    std::fprintf(out, "}%s\n", c + 1 < C ? "," : "");
   }
   std::fputs("  ]\n}\n", out);
 }

@@ -7,6 +7,9 @@
 //     the truth) and, in JSON, predicted (pixels predicted as the class);
 //   pixel accuracy, mean class accuracy, mean IoU, frequency-weighted IoU: pytorch-fcn's
 //     label_accuracy_score; mean Dice: the macro average of the per-class Dice.
+//   with --surface (EvalResult::hd95 not empty): per class HD95 and ASSD (evaluate.hpp) and, in
+//     JSON, surface_images and surface_one_empty; mean HD95 and mean ASSD: the means over the
+//     classes that have a value.
 // Text: 4 decimals, "-" for NaN. JSON: doubles with 17 significant digits (they read back
 // exactly), null for NaN; "ignore" is null when no pixel value can equal it.
 #pragma once
