@@ -145,6 +145,11 @@ void bench_multiclass(const Args& args) {
       {"generalized_dice", [&] { sink = sink + generalized_dice_value_and_grad(x, y, grad); }},
       {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(x, y, grad); }},
       {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(x, y, grad); }},
+      // The shard split on one shard (statistics, then finalize; no all-reduce).
+      {"cross_entropy_split",
+       [&] { sink = sink + cross_entropy_finalize(x, y, cross_entropy_statistics(x, y), grad); }},
+      {"ce_dice_split",
+       [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }},
   };
   for (const auto& [name, run] : losses) {
     if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
@@ -490,6 +495,19 @@ int main(int argc, char** argv) {
       {"sigmoid_focal",
        {x.data(), t.data()},
        [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad); }},
+      // The shard split on one shard (statistics, then finalize; no all-reduce): the overhead
+      // of the split against the fused path (docs/distributed.md).
+      {"soft_dice_split",
+       {x.data(), t.data()},
+       [&] { sink = sink + soft_dice_finalize(x, t, soft_dice_statistics(x, t), grad); }},
+      {"bce_with_logits+soft_dice_split",
+       {x.data(), t.data()},
+       [&] { sink = sink + bce_dice_finalize(x, t, bce_dice_statistics(x, t), grad); }},
+      {"bce_with_logits_split",
+       {x.data(), t.data()},
+       [&] {
+         sink = sink + bce_with_logits_finalize(x, t, bce_with_logits_statistics(x, t), grad);
+       }},
   };
 
   for (const Case& c : cases) {
