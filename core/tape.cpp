@@ -1,0 +1,867 @@
+// The tape and its primitives. Each op is its forward, then a backward closure that adds
+// dL/d(input) = dL/d(output) * d(output)/d(input) into the inputs' gradients.
+#include "tape.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "checks.hpp"
+#include "parallel.hpp"
+
+namespace segloss::ad {
+
+// ---------------------------------------------------------------------------------------------
+// Var and Tape
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+Tape<T>& Var<T>::tape() const {
+  SEGLOSS_CHECK(tape_ != nullptr, "ad::Var", "the Var is undefined (default-constructed)");
+  return *tape_;
+}
+template <class T>
+const Tensor<T>& Var<T>::value() const {
+  return tape().node(*this).value;
+}
+template <class T>
+bool Var<T>::requires_grad() const {
+  return tape().node(*this).requires_grad;
+}
+template <class T>
+double Var<T>::item() const {
+  const Tensor<T>& v = value();
+  SEGLOSS_CHECK(v.numel() == 1, "ad::Var::item", "the value ", v.shape(),
+                " has more than one element");
+  return static_cast<double>(v[0]);
+}
+
+template <class T>
+void Tape<T>::check_var(const char* op, const Var<T>& v) const {
+  SEGLOSS_CHECK(v.tape_ != nullptr, op, "a Var is undefined (default-constructed)");
+  SEGLOSS_CHECK(v.tape_ == this, op, "Var #", v.id_, " belongs to another tape");
+  SEGLOSS_CHECK(v.id_ >= 0 && v.id_ < size(), op, "Var #", v.id_, " is not on the tape (", size(),
+                " nodes; was the tape cleared?)");
+}
+template <class T>
+const typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) const {
+  check_var("ad::Tape", v);
+  return nodes_[static_cast<size_t>(v.id_)];
+}
+template <class T>
+typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) {
+  check_var("ad::Tape", v);
+  return nodes_[static_cast<size_t>(v.id_)];
+}
+
+template <class T>
+Var<T> Tape<T>::push(Node n) {
+  nodes_.push_back(std::move(n));
+  return Var<T>(this, size() - 1);
+}
+
+template <class T>
+Var<T> Tape<T>::leaf(const Tensor<T>& value, bool requires_grad) {
+  SEGLOSS_CHECK(value.defined(), "ad::Tape::leaf", "the tensor is undefined");
+  detail::check_on_cpu("ad::Tape::leaf", "the tensor", value);
+  Node n;
+  n.op = requires_grad ? "leaf" : "constant";
+  n.value = value;
+  n.requires_grad = requires_grad;
+  return push(std::move(n));
+}
+template <class T>
+Var<T> Tape<T>::constant(const Tensor<T>& value) {
+  return leaf(value, false);
+}
+template <class T>
+Var<T> Tape<T>::scalar(double value) {
+  return constant(Tensor<T>::full(Shape{}, static_cast<T>(value)));
+}
+
+template <class T>
+Var<T> Tape<T>::record(const char* op, Tensor<T> value, const std::vector<Var<T>>& inputs,
+                       Backward backward) {
+  Node n;
+  n.op = op;
+  n.value = std::move(value);
+  for (const Var<T>& v : inputs) {
+    check_var(op, v);
+    n.inputs.push_back(v.id_);
+    n.requires_grad = n.requires_grad || nodes_[static_cast<size_t>(v.id_)].requires_grad;
+  }
+  if (n.requires_grad) n.backward = std::move(backward);
+  return push(std::move(n));
+}
+
+template <class T>
+void Tape<T>::backward(const Var<T>& loss) {
+  check_var("ad::Tape::backward", loss);
+  const Node& l = nodes_[static_cast<size_t>(loss.id_)];
+  SEGLOSS_CHECK(l.value.numel() == 1, "ad::Tape::backward", "the loss (", l.op, ", Var #", loss.id_,
+                ") has shape ", l.value.shape(),
+                "; backward starts from a one-element scalar (reduce it with sum or mean)");
+  for (Node& n : nodes_) {
+    n.grad = Tensor<T>();
+    n.grad_adopted = false;
+  }
+  has_grads_ = true;
+  if (!l.requires_grad) return;
+  nodes_[static_cast<size_t>(loss.id_)].grad = Tensor<T>::full(l.value.shape(), T(1));
+  // The tape is in topological order: every node's inputs come before it.
+  for (int64_t i = loss.id_; i >= 0; --i) {
+    Node& n = nodes_[static_cast<size_t>(i)];
+    if (!n.backward || !n.grad.defined()) continue;
+    const Tensor<T> g = n.grad;  // a handle: the closure may add into an input's buffer
+    n.backward(*this, g);
+  }
+}
+
+template <class T>
+const Tensor<T>& Tape<T>::grad(const Var<T>& v) const {
+  check_var("ad::Tape::grad", v);
+  const Node& n = nodes_[static_cast<size_t>(v.id_)];
+  SEGLOSS_CHECK(n.requires_grad, "ad::Tape::grad", "Var #", v.id_, " (", n.op,
+                ") does not require a gradient (a constant, or computed from constants only)");
+  SEGLOSS_CHECK(has_grads_, "ad::Tape::grad", "no gradients yet: call backward(loss) first");
+  Node& m = const_cast<Node&>(n);  // the zeros of a node the loss does not reach
+  if (!m.grad.defined()) m.grad = Tensor<T>::zeros(n.value.shape());
+  return m.grad;
+}
+
+template <class T>
+Tensor<T>& Tape<T>::grad_buffer(const Var<T>& v) {
+  Node& n = node(v);
+  if (!n.grad.defined()) {
+    n.grad = Tensor<T>::zeros(n.value.shape());
+  } else if (n.grad_adopted) {  // copy on write: another node still holds this tensor
+    n.grad = n.grad.clone();
+    n.grad_adopted = false;
+  }
+  return n.grad;
+}
+
+template <class T>
+void Tape<T>::accumulate(const Var<T>& v, const Tensor<T>& contribution, double scale, bool adopt) {
+  Node& n = node(v);
+  if (!n.requires_grad) return;
+  if (!n.grad.defined() && adopt && scale == 1.0) {
+    n.grad = contribution;
+    n.grad_adopted = true;
+    return;
+  }
+  const bool fresh = !n.grad.defined();
+  Tensor<T>& g = fresh ? (n.grad = Tensor<T>::empty(n.value.shape())) : grad_buffer(v);
+  const T s = static_cast<T>(scale);
+  T* gd = g.data();
+  const T* c = contribution.data();
+  detail::for_each_chunk(detail::ChunkGrid(1, g.numel()), [&](const detail::Chunk& ch) {
+    if (fresh)
+      for (int64_t i = ch.begin; i < ch.end; ++i) gd[i] = s * c[i];
+    else
+      for (int64_t i = ch.begin; i < ch.end; ++i) gd[i] += s * c[i];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loops
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// body(i) for every i in [0, n), in parallel chunks.
+template <class Body>
+void parallel_for(int64_t n, Body&& body) {
+  detail::for_each_chunk(detail::ChunkGrid(1, n), [&](const detail::Chunk& ch) {
+    for (int64_t i = ch.begin; i < ch.end; ++i) body(i);
+  });
+}
+
+// The layout of an operand read against an output shape: its stride for each output axis
+// (0 where it is broadcast). `identity` when the operand has the output's shape.
+struct Layout {
+  int rank = 0;
+  int64_t extent[Shape::kMaxRank] = {};
+  int64_t stride[Shape::kMaxRank] = {};
+  bool identity = true;
+};
+
+// Whether `in` broadcasts to `out` (see tape.hpp: right-aligned, or a rank-1 (C) per class).
+bool broadcasts(const Shape& in, const Shape& out) {
+  if (in == out) return true;
+  if (in.rank() == 1 && out.rank() >= 2 && in[0] == out[1]) return true;
+  if (in.rank() > out.rank()) return false;
+  const int lead = out.rank() - in.rank();
+  for (int d = 0; d < in.rank(); ++d)
+    if (in[d] != 1 && in[d] != out[d + lead]) return false;
+  return true;
+}
+
+Layout layout(const Shape& in, const Shape& out) {
+  Layout l;
+  l.rank = out.rank();
+  for (int d = 0; d < out.rank(); ++d) l.extent[d] = out[d];
+  if (in == out) {
+    int64_t step = 1;
+    for (int d = out.rank() - 1; d >= 0; --d) {
+      l.stride[d] = step;
+      step *= out[d];
+    }
+    return l;
+  }
+  l.identity = false;
+  if (in.rank() == 1 && out.rank() >= 2 && in[0] == out[1]) {  // (C) along the class axis
+    l.stride[1] = in[0] == 1 ? 0 : 1;
+    return l;
+  }
+  const int lead = out.rank() - in.rank();
+  int64_t step = 1;
+  for (int d = in.rank() - 1; d >= 0; --d) {
+    l.stride[d + lead] = in[d] == 1 ? 0 : step;
+    step *= in[d];
+  }
+  return l;
+}
+
+// Walks a row-major output, keeping the offset of each of two operands in step.
+struct Cursor {
+  const Layout* l[2];
+  int64_t idx[Shape::kMaxRank] = {};
+  int64_t off[2] = {0, 0};
+
+  Cursor(const Layout& a, const Layout& b, int64_t i) : l{&a, &b} {
+    for (int d = a.rank - 1; d >= 0; --d) {
+      idx[d] = i % a.extent[d];
+      i /= a.extent[d];
+      for (int k = 0; k < 2; ++k) off[k] += idx[d] * l[k]->stride[d];
+    }
+  }
+  void next() {
+    for (int d = l[0]->rank - 1; d >= 0; --d) {
+      ++idx[d];
+      for (int k = 0; k < 2; ++k) off[k] += l[k]->stride[d];
+      if (idx[d] < l[0]->extent[d]) return;
+      for (int k = 0; k < 2; ++k) off[k] -= l[k]->stride[d] * l[0]->extent[d];
+      idx[d] = 0;
+    }
+  }
+};
+
+// body(i, ia, ib) for every output element i with the operands' offsets ia and ib, in parallel.
+template <class Body>
+void for_each_pair(const Layout& a, const Layout& b, int64_t n, Body&& body) {
+  if (a.identity && b.identity) {
+    parallel_for(n, [&](int64_t i) { body(i, i, i); });
+    return;
+  }
+  detail::for_each_chunk(detail::ChunkGrid(1, n), [&](const detail::Chunk& ch) {
+    Cursor c(a, b, ch.begin);
+    for (int64_t i = ch.begin; i < ch.end; ++i, c.next()) body(i, c.off[0], c.off[1]);
+  });
+}
+
+// The output shape of a binary op: the shape both operands broadcast to.
+template <class T>
+Shape binary_shape(const char* op, const Var<T>& a, const Var<T>& b) {
+  a.tape().check_var(op, a);
+  a.tape().check_var(op, b);
+  const Shape &sa = a.shape(), &sb = b.shape();
+  if (broadcasts(sb, sa)) return sa;
+  if (broadcasts(sa, sb)) return sb;
+  detail::fail(op, "shapes ", sa, " and ", sb, " do not broadcast (one operand must broadcast",
+               " to the other's shape)");
+}
+
+// A binary op. f(x, y) is the value; da(x, y, out) and db(x, y, out) the partial derivatives.
+template <class T, class F, class DA, class DB>
+Var<T> binary(const char* op, const Var<T>& a, const Var<T>& b, F f, DA da, DB db) {
+  const Shape shape = binary_shape(op, a, b);
+  const Layout la = layout(a.shape(), shape), lb = layout(b.shape(), shape);
+  Tensor<T> out = Tensor<T>::empty(shape);
+  const T *x = a.value().data(), *y = b.value().data();
+  T* o = out.data();
+  for_each_pair(la, lb, shape.numel(),
+                [&](int64_t i, int64_t ia, int64_t ib) { o[i] = f(x[ia], y[ib]); });
+  return a.tape().record(
+      op, out, {a, b}, [a, b, la, lb, out, da, db](Tape<T>& tape, const Tensor<T>& g) {
+        const T *x = a.value().data(), *y = b.value().data(), *gd = g.data(), *o = out.data();
+        const int64_t n = g.numel();
+        // The partial derivative with respect to operand k at output i (offsets ia, ib).
+        auto partial = [&](int k, int64_t i, int64_t ia, int64_t ib) -> double {
+          return k == 0 ? da(x[ia], y[ib], o[i]) : db(x[ia], y[ib], o[i]);
+        };
+        for (int k = 0; k < 2; ++k) {
+          const Var<T>& v = k == 0 ? a : b;
+          if (!v.requires_grad()) continue;
+          T* gv = tape.grad_buffer(v).data();
+          if ((k == 0 ? la : lb).identity) {  // full size: output i is element i, in parallel
+            for_each_pair(la, lb, n, [&](int64_t i, int64_t ia, int64_t ib) {
+              gv[i] += static_cast<T>(gd[i] * partial(k, i, ia, ib));
+            });
+            continue;
+          }
+          // Broadcast: many outputs per element, summed in double in output order.
+          std::vector<double> acc(static_cast<size_t>(v.value().numel()), 0.0);
+          Cursor c(la, lb, 0);
+          for (int64_t i = 0; i < n; ++i, c.next())
+            acc[static_cast<size_t>(c.off[k])] += gd[i] * partial(k, i, c.off[0], c.off[1]);
+          for (size_t j = 0; j < acc.size(); ++j) gv[j] += static_cast<T>(acc[j]);
+        }
+      });
+}
+
+// A unary op: f(x) the value, d(x, y) the derivative given x and y = f(x).
+template <class T, class F, class D>
+Var<T> unary(const char* op, const Var<T>& a, F f, D d) {
+  a.tape().check_var(op, a);
+  const Tensor<T>& xv = a.value();
+  Tensor<T> out = Tensor<T>::empty(xv.shape());
+  const T* x = xv.data();
+  T* o = out.data();
+  parallel_for(xv.numel(), [&](int64_t i) { o[i] = f(x[i]); });
+  return a.tape().record(op, out, {a}, [a, out, d](Tape<T>& tape, const Tensor<T>& g) {
+    const T *x = a.value().data(), *y = out.data(), *gd = g.data();
+    T* gx = tape.grad_buffer(a).data();
+    parallel_for(g.numel(), [&](int64_t i) { gx[i] += gd[i] * d(x[i], y[i]); });
+  });
+}
+
+// sigmoid and log(sigmoid) from e = exp(-|x|), which never overflows.
+template <class T>
+T stable_sigmoid(T x) {
+  const T e = std::exp(-std::fabs(x));
+  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+template <class T>
+T stable_log_sigmoid(T x) {
+  return std::min(x, T(0)) - std::log1p(std::exp(-std::fabs(x)));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise arithmetic
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b) {
+  return binary(
+      "ad::add", a, b, [](T x, T y) { return x + y; }, [](T, T, T) { return T(1); },
+      [](T, T, T) { return T(1); });
+}
+template <class T>
+Var<T> sub(const Var<T>& a, const Var<T>& b) {
+  return binary(
+      "ad::sub", a, b, [](T x, T y) { return x - y; }, [](T, T, T) { return T(1); },
+      [](T, T, T) { return T(-1); });
+}
+template <class T>
+Var<T> mul(const Var<T>& a, const Var<T>& b) {
+  return binary(
+      "ad::mul", a, b, [](T x, T y) { return x * y; }, [](T, T y, T) { return y; },
+      [](T x, T, T) { return x; });
+}
+// d(x/y)/dx = 1/y, d(x/y)/dy = -x/y^2 = -(x/y)/y.
+template <class T>
+Var<T> div(const Var<T>& a, const Var<T>& b) {
+  return binary(
+      "ad::div", a, b, [](T x, T y) { return x / y; }, [](T, T y, T) { return T(1) / y; },
+      [](T, T y, T o) { return -o / y; });
+}
+
+template <class T>
+Var<T> add(const Var<T>& a, double c) {
+  const T k = static_cast<T>(c);
+  return unary(
+      "ad::add", a, [k](T x) { return x + k; }, [](T, T) { return T(1); });
+}
+template <class T>
+Var<T> mul(const Var<T>& a, double c) {
+  const T k = static_cast<T>(c);
+  return unary(
+      "ad::mul", a, [k](T x) { return x * k; }, [k](T, T) { return k; });
+}
+template <class T>
+Var<T> rsub(double c, const Var<T>& a) {
+  const T k = static_cast<T>(c);
+  return unary(
+      "ad::rsub", a, [k](T x) { return k - x; }, [](T, T) { return T(-1); });
+}
+// d(c/x)/dx = -c/x^2 = -(c/x)/x.
+template <class T>
+Var<T> rdiv(double c, const Var<T>& a) {
+  const T k = static_cast<T>(c);
+  return unary(
+      "ad::rdiv", a, [k](T x) { return k / x; }, [](T x, T y) { return -y / x; });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise functions
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+Var<T> neg(const Var<T>& a) {
+  return unary(
+      "ad::neg", a, [](T x) { return -x; }, [](T, T) { return T(-1); });
+}
+template <class T>
+Var<T> exp(const Var<T>& a) {  // (e^x)' = e^x
+  return unary(
+      "ad::exp", a, [](T x) { return std::exp(x); }, [](T, T y) { return y; });
+}
+template <class T>
+Var<T> log(const Var<T>& a) {  // (log x)' = 1/x
+  return unary(
+      "ad::log", a, [](T x) { return std::log(x); }, [](T x, T) { return T(1) / x; });
+}
+template <class T>
+Var<T> log1p(const Var<T>& a) {  // (log(1 + x))' = 1/(1 + x)
+  return unary(
+      "ad::log1p", a, [](T x) { return std::log1p(x); }, [](T x, T) { return T(1) / (T(1) + x); });
+}
+// sigma' = sigma (1 - sigma).
+template <class T>
+Var<T> sigmoid(const Var<T>& a) {
+  return unary(
+      "ad::sigmoid", a, [](T x) { return stable_sigmoid(x); },
+      [](T, T y) { return y * (T(1) - y); });
+}
+// (log sigma(x))' = 1 - sigma(x) = sigma(-x), without cancellation.
+template <class T>
+Var<T> log_sigmoid(const Var<T>& a) {
+  return unary(
+      "ad::log_sigmoid", a, [](T x) { return stable_log_sigmoid(x); },
+      [](T x, T) { return stable_sigmoid(-x); });
+}
+// softplus(x) = -log sigma(-x); softplus' = sigma(x).
+template <class T>
+Var<T> softplus(const Var<T>& a) {
+  return unary(
+      "ad::softplus", a, [](T x) { return -stable_log_sigmoid(-x); },
+      [](T x, T) { return stable_sigmoid(x); });
+}
+template <class T>
+Var<T> clamp(const Var<T>& a, double lo, double hi) {
+  SEGLOSS_CHECK(!(lo > hi), "ad::clamp", "lo ", lo, " is above hi ", hi);
+  const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+  return unary(
+      "ad::clamp", a, [l, h](T x) { return x < l   ? l
+                                           : x > h ? h
+                                                   : x; },
+      [l, h](T x, T) { return x >= l && x <= h ? T(1) : T(0); });
+}
+// (x^p)' = p x^(p-1). p = 1 and p = 2 are exact products.
+template <class T>
+Var<T> pow(const Var<T>& a, double p) {
+  const T k = static_cast<T>(p);
+  if (p == 2.0)
+    return unary(
+        "ad::pow", a, [](T x) { return x * x; }, [](T x, T) { return T(2) * x; });
+  if (p == 1.0)
+    return unary(
+        "ad::pow", a, [](T x) { return x; }, [](T, T) { return T(1); });
+  return unary(
+      "ad::pow", a, [k](T x) { return std::pow(x, k); },
+      [k](T x, T) { return k * std::pow(x, k - T(1)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the class axis
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// (N, C, S) view of a tensor of rank >= 2: S = the product of the axes after the class axis.
+struct ClassAxis {
+  int64_t n, c, s;
+};
+ClassAxis class_axis(const char* op, const Shape& shape) {
+  SEGLOSS_CHECK(shape.rank() >= 2, op, "the input ", shape,
+                " has no class axis (rank 2 or more expected: (N, C, ...))");
+  return {shape[0], shape[1], shape.numel_from(2)};
+}
+
+// body(n, s) for every pixel (image n, spatial s), in parallel chunks of pixels.
+template <class Body>
+void for_each_pixel(const ClassAxis& a, Body&& body) {
+  detail::for_each_chunk(detail::ChunkGrid(a.n, a.s, 4096), [&](const detail::Chunk& ch) {
+    const int64_t n = ch.plane;
+    for (int64_t s = ch.begin - n * a.s; s < ch.end - n * a.s; ++s) body(n, s);
+  });
+}
+
+}  // namespace
+
+// y_c = exp(x_c - m) / sum_k exp(x_k - m), m = max_k x_k.
+// Backward: dL/dx_c = y_c (g_c - sum_k y_k g_k).
+template <class T>
+Var<T> softmax(const Var<T>& a) {
+  const char* op = "ad::softmax";
+  a.tape().check_var(op, a);
+  const ClassAxis ax = class_axis(op, a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  const T* x = a.value().data();
+  T* y = out.data();
+  for_each_pixel(ax, [&](int64_t n, int64_t s) {
+    const int64_t base = n * ax.c * ax.s + s;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t c = 0; c < ax.c; ++c) m = std::max(m, x[base + c * ax.s]);
+    double total = 0.0;
+    for (int64_t c = 0; c < ax.c; ++c) {
+      const T e = std::exp(x[base + c * ax.s] - m);
+      y[base + c * ax.s] = e;
+      total += e;
+    }
+    const double inv = 1.0 / total;
+    for (int64_t c = 0; c < ax.c; ++c)
+      y[base + c * ax.s] = static_cast<T>(y[base + c * ax.s] * inv);
+  });
+  return a.tape().record(op, out, {a}, [a, out, ax](Tape<T>& tape, const Tensor<T>& g) {
+    const T *y = out.data(), *gd = g.data();
+    T* gx = tape.grad_buffer(a).data();
+    for_each_pixel(ax, [&](int64_t n, int64_t s) {
+      const int64_t base = n * ax.c * ax.s + s;
+      double dot = 0.0;
+      for (int64_t c = 0; c < ax.c; ++c)
+        dot += static_cast<double>(y[base + c * ax.s]) * gd[base + c * ax.s];
+      for (int64_t c = 0; c < ax.c; ++c) {
+        const int64_t i = base + c * ax.s;
+        gx[i] += static_cast<T>(y[i] * (gd[i] - dot));
+      }
+    });
+  });
+}
+
+// y_c = (x_c - m) - log sum_k exp(x_k - m).
+// Backward: dL/dx_c = g_c - p_c sum_k g_k, p_c = exp(y_c).
+template <class T>
+Var<T> log_softmax(const Var<T>& a) {
+  const char* op = "ad::log_softmax";
+  a.tape().check_var(op, a);
+  const ClassAxis ax = class_axis(op, a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  const T* x = a.value().data();
+  T* y = out.data();
+  for_each_pixel(ax, [&](int64_t n, int64_t s) {
+    const int64_t base = n * ax.c * ax.s + s;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t c = 0; c < ax.c; ++c) m = std::max(m, x[base + c * ax.s]);
+    double total = 0.0;
+    for (int64_t c = 0; c < ax.c; ++c)
+      total += std::exp(static_cast<double>(x[base + c * ax.s] - m));
+    const double lse = std::log(total);
+    for (int64_t c = 0; c < ax.c; ++c) {
+      const int64_t i = base + c * ax.s;
+      y[i] = static_cast<T>(static_cast<double>(x[i] - m) - lse);
+    }
+  });
+  return a.tape().record(op, out, {a}, [a, out, ax](Tape<T>& tape, const Tensor<T>& g) {
+    const T *y = out.data(), *gd = g.data();
+    T* gx = tape.grad_buffer(a).data();
+    for_each_pixel(ax, [&](int64_t n, int64_t s) {
+      const int64_t base = n * ax.c * ax.s + s;
+      double total = 0.0;
+      for (int64_t c = 0; c < ax.c; ++c) total += gd[base + c * ax.s];
+      for (int64_t c = 0; c < ax.c; ++c) {
+        const int64_t i = base + c * ax.s;
+        gx[i] += static_cast<T>(gd[i] - std::exp(static_cast<double>(y[i])) * total);
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sums and means
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+enum class Keep { none, image, klass, image_class };
+
+// The input seen as (outer, middle, inner) blocks: a sum keeping axis 0 sums planes of
+// numel / N elements; keeping axis 1 sums, for each class, N planes of S elements.
+template <class T>
+Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
+  a.tape().check_var(op, a);
+  const Shape& in = a.shape();
+  const bool needs_class = keep == Keep::klass || keep == Keep::image_class;
+  SEGLOSS_CHECK(in.rank() >= (needs_class           ? 2
+                              : keep == Keep::image ? 1
+                                                    : 0),
+                op, "the input ", in, " has no ",
+                needs_class ? "class axis (rank 2 or more expected)"
+                            : "image axis (rank 1 or more expected)");
+  const int64_t total = in.numel();
+  // Planes of contiguous elements, each summed in chunk order (core/parallel.hpp).
+  int64_t planes = 1;
+  Shape out_shape;
+  if (keep == Keep::image) {
+    planes = in[0];
+    out_shape = Shape{in[0]};
+  } else if (keep == Keep::image_class) {
+    planes = in[0] * in[1];
+    out_shape = Shape{in[0], in[1]};
+  } else if (keep == Keep::klass) {
+    planes = in[0] * in[1];
+    out_shape = Shape{in[1]};
+  }
+  const int64_t plane_size = planes > 0 ? total / planes : 0;
+  std::vector<double> sums(static_cast<size_t>(planes), 0.0);
+  const T* x = a.value().data();
+  if (total > 0)
+    detail::reduce_planes_n(
+        detail::ChunkGrid(planes, plane_size), 1,
+        [&](const detail::Chunk& ch, double* acc) {
+          double s = 0.0;
+          for (int64_t i = ch.begin; i < ch.end; ++i) s += x[i];
+          acc[0] += s;
+        },
+        sums.data());
+  // Per class: add the N planes of each class, in image order.
+  const int64_t outputs = out_shape.numel();
+  std::vector<double> result(static_cast<size_t>(outputs), 0.0);
+  for (int64_t p = 0; p < planes; ++p)
+    result[static_cast<size_t>(keep == Keep::klass ? p % in[1] : p)] += sums[p];
+  const int64_t count = outputs > 0 ? total / outputs : 0;  // elements per output
+  const double scale = take_mean ? 1.0 / static_cast<double>(count) : 1.0;
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  for (int64_t j = 0; j < outputs; ++j)
+    out[j] = static_cast<T>(result[static_cast<size_t>(j)] * scale);
+  // Backward: every element of the input receives its output's gradient (times 1/count).
+  const int64_t channels = needs_class ? in[1] : 1;
+  return a.tape().record(
+      op, out, {a}, [a, keep, plane_size, channels, scale](Tape<T>& tape, const Tensor<T>& g) {
+        T* gx = tape.grad_buffer(a).data();
+        const T* gd = g.data();
+        parallel_for(a.value().numel(), [&](int64_t i) {
+          const int64_t p = i / plane_size;
+          const int64_t j = keep == Keep::none ? 0 : keep == Keep::klass ? p % channels : p;
+          gx[i] += static_cast<T>(gd[j] * scale);
+        });
+      });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> sum(const Var<T>& a) {
+  return reduce("ad::sum", a, Keep::none, false);
+}
+template <class T>
+Var<T> mean(const Var<T>& a) {
+  return reduce("ad::mean", a, Keep::none, true);
+}
+template <class T>
+Var<T> sum_per_image(const Var<T>& a) {
+  return reduce("ad::sum_per_image", a, Keep::image, false);
+}
+template <class T>
+Var<T> mean_per_image(const Var<T>& a) {
+  return reduce("ad::mean_per_image", a, Keep::image, true);
+}
+template <class T>
+Var<T> sum_per_class(const Var<T>& a) {
+  return reduce("ad::sum_per_class", a, Keep::klass, false);
+}
+template <class T>
+Var<T> mean_per_class(const Var<T>& a) {
+  return reduce("ad::mean_per_class", a, Keep::klass, true);
+}
+template <class T>
+Var<T> sum_per_image_class(const Var<T>& a) {
+  return reduce("ad::sum_per_image_class", a, Keep::image_class, false);
+}
+template <class T>
+Var<T> mean_per_image_class(const Var<T>& a) {
+  return reduce("ad::mean_per_image_class", a, Keep::image_class, true);
+}
+
+// out[n, 0, s] = sum_c x[n, c, s]; backward: every class of a pixel gets the pixel's gradient.
+template <class T>
+Var<T> class_sum(const Var<T>& a) {
+  const char* op = "ad::class_sum";
+  a.tape().check_var(op, a);
+  const ClassAxis ax = class_axis(op, a.shape());
+  Shape out_shape = a.shape();
+  out_shape[1] = 1;
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  const T* x = a.value().data();
+  T* y = out.data();
+  for_each_pixel(ax, [&](int64_t n, int64_t s) {
+    double total = 0.0;
+    for (int64_t c = 0; c < ax.c; ++c) total += x[(n * ax.c + c) * ax.s + s];
+    y[n * ax.s + s] = static_cast<T>(total);
+  });
+  return a.tape().record(op, out, {a}, [a, ax](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    for_each_pixel(ax, [&](int64_t n, int64_t s) {
+      for (int64_t c = 0; c < ax.c; ++c) gx[(n * ax.c + c) * ax.s + s] += gd[n * ax.s + s];
+    });
+  });
+}
+
+template <class T>
+Var<T> reshape(const Var<T>& a, const Shape& shape) {
+  const char* op = "ad::reshape";
+  a.tape().check_var(op, a);
+  SEGLOSS_CHECK(shape.numel() == a.shape().numel(), op, "cannot reshape ", a.shape(), " to ", shape,
+                ": the element counts differ");
+  Tensor<T> out = Tensor<T>::empty(shape);
+  std::copy(a.value().begin(), a.value().end(), out.begin());
+  return a.tape().record(op, out, {a}, [a](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    parallel_for(g.numel(), [&](int64_t i) { gx[i] += gd[i]; });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masks and labels
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b) {
+  const char* op = "ad::where";
+  a.tape().check_var(op, a);
+  a.tape().check_var(op, b);
+  SEGLOSS_CHECK(a.shape() == b.shape(), op, "a ", a.shape(), " and b ", b.shape(),
+                " must have one shape");
+  SEGLOSS_CHECK(mask.defined(), op, "mask is undefined");
+  detail::check_on_cpu(op, "mask", mask);
+  SEGLOSS_CHECK(broadcasts(mask.shape(), a.shape()), op, "mask ", mask.shape(),
+                " does not broadcast to ", a.shape());
+  const Shape shape = a.shape();
+  const Layout lm = layout(mask.shape(), shape), la = layout(shape, shape);
+  Tensor<T> out = Tensor<T>::empty(shape);
+  const T *m = mask.data(), *x = a.value().data(), *y = b.value().data();
+  T* o = out.data();
+  for_each_pair(la, lm, shape.numel(),
+                [&](int64_t i, int64_t, int64_t im) { o[i] = m[im] != T(0) ? x[i] : y[i]; });
+  return a.tape().record(op, out, {a, b}, [a, b, mask, la, lm](Tape<T>& tape, const Tensor<T>& g) {
+    const T *m = mask.data(), *gd = g.data();
+    for (int k = 0; k < 2; ++k) {
+      const Var<T>& v = k == 0 ? a : b;
+      if (!v.requires_grad()) continue;
+      T* gv = tape.grad_buffer(v).data();
+      const bool taken = k == 0;
+      for_each_pair(la, lm, g.numel(), [&](int64_t i, int64_t, int64_t im) {
+        if ((m[im] != T(0)) == taken) gv[i] += gd[i];
+      });
+    }
+  });
+}
+
+namespace {
+
+template <class L>
+void check_labels(const char* op, const Tensor<L>& labels) {
+  SEGLOSS_CHECK(labels.defined(), op, "labels is undefined");
+  SEGLOSS_CHECK(labels.rank() >= 1 && labels.rank() <= 4, op, "labels ", labels.shape(),
+                " has rank ", labels.rank(), "; expected (N, spatial...)");
+  detail::check_on_cpu(op, "labels", labels);
+}
+
+// The label map's shape with a class axis of extent c inserted at axis 1.
+Shape with_class_axis(const Shape& labels, int64_t c) {
+  Shape s;
+  s.push_back(labels[0]);
+  s.push_back(c);
+  for (int d = 1; d < labels.rank(); ++d) s.push_back(labels[d]);
+  return s;
+}
+
+}  // namespace
+
+template <class T, class L>
+Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes, int64_t ignore_index) {
+  const char* op = "ad::one_hot";
+  check_labels(op, labels);
+  SEGLOSS_CHECK(classes >= 1, op, "classes is ", classes, "; it must be >= 1");
+  const int64_t n = labels.shape()[0], s = labels.numel() / std::max<int64_t>(n, 1);
+  Tensor<T> out = Tensor<T>::zeros(with_class_axis(labels.shape(), classes));
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    const int64_t y = static_cast<int64_t>(labels[i]);
+    if (y == ignore_index) continue;
+    SEGLOSS_CHECK(y >= 0 && y < classes, op, "label ", y, " at ", labels.shape().position(i),
+                  " is outside [0, ", classes, ") and is not ignore_index ", ignore_index);
+    out[((i / s) * classes + y) * s + i % s] = T(1);
+  }
+  return tape.constant(out);
+}
+
+template <class T, class L>
+Var<T> valid_mask(Tape<T>& tape, const Tensor<L>& labels, int64_t ignore_index) {
+  check_labels("ad::valid_mask", labels);
+  Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), 1));
+  for (int64_t i = 0; i < labels.numel(); ++i)
+    out[i] = static_cast<int64_t>(labels[i]) == ignore_index ? T(0) : T(1);
+  return tape.constant(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused losses
+// ---------------------------------------------------------------------------------------------
+
+// dL/d(input) = g * grad, with g the incoming gradient of the scalar value.
+template <class T>
+Var<T> fused_node(const char* op, const Var<T>& input, double value, Tensor<T> grad) {
+  input.tape().check_var(op, input);
+  SEGLOSS_CHECK(grad.defined() && grad.shape() == input.shape(), op, "the fused gradient ",
+                grad.shape(), " does not match the input ", input.shape());
+  return input.tape().record(op, Tensor<T>::full(Shape{}, static_cast<T>(value)), {input},
+                             [input, grad](Tape<T>& tape, const Tensor<T>& g) {
+                               tape.accumulate(input, grad, static_cast<double>(g[0]), true);
+                             });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiations
+// ---------------------------------------------------------------------------------------------
+
+#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                  \
+  template Var<T> one_hot(Tape<T>&, const Tensor<L>&, int64_t, int64_t); \
+  template Var<T> valid_mask(Tape<T>&, const Tensor<L>&, int64_t);
+#define SEGLOSS_INSTANTIATE(T)                                               \
+  template class Var<T>;                                                     \
+  template class Tape<T>;                                                    \
+  template Var<T> add(const Var<T>&, const Var<T>&);                         \
+  template Var<T> sub(const Var<T>&, const Var<T>&);                         \
+  template Var<T> mul(const Var<T>&, const Var<T>&);                         \
+  template Var<T> div(const Var<T>&, const Var<T>&);                         \
+  template Var<T> add(const Var<T>&, double);                                \
+  template Var<T> mul(const Var<T>&, double);                                \
+  template Var<T> rsub(double, const Var<T>&);                               \
+  template Var<T> rdiv(double, const Var<T>&);                               \
+  template Var<T> neg(const Var<T>&);                                        \
+  template Var<T> exp(const Var<T>&);                                        \
+  template Var<T> log(const Var<T>&);                                        \
+  template Var<T> log1p(const Var<T>&);                                      \
+  template Var<T> sigmoid(const Var<T>&);                                    \
+  template Var<T> log_sigmoid(const Var<T>&);                                \
+  template Var<T> softplus(const Var<T>&);                                   \
+  template Var<T> clamp(const Var<T>&, double, double);                      \
+  template Var<T> pow(const Var<T>&, double);                                \
+  template Var<T> softmax(const Var<T>&);                                    \
+  template Var<T> log_softmax(const Var<T>&);                                \
+  template Var<T> sum(const Var<T>&);                                        \
+  template Var<T> mean(const Var<T>&);                                       \
+  template Var<T> sum_per_image(const Var<T>&);                              \
+  template Var<T> mean_per_image(const Var<T>&);                             \
+  template Var<T> sum_per_class(const Var<T>&);                              \
+  template Var<T> mean_per_class(const Var<T>&);                             \
+  template Var<T> sum_per_image_class(const Var<T>&);                        \
+  template Var<T> mean_per_image_class(const Var<T>&);                       \
+  template Var<T> class_sum(const Var<T>&);                                  \
+  template Var<T> reshape(const Var<T>&, const Shape&);                      \
+  template Var<T> where(const Tensor<T>&, const Var<T>&, const Var<T>&);     \
+  template Var<T> fused_node(const char*, const Var<T>&, double, Tensor<T>); \
+  SEGLOSS_INSTANTIATE_LABEL(T, int32_t)                                      \
+  SEGLOSS_INSTANTIATE_LABEL(T, int64_t)
+SEGLOSS_INSTANTIATE(float)
+SEGLOSS_INSTANTIATE(double)
+#undef SEGLOSS_INSTANTIATE
+#undef SEGLOSS_INSTANTIATE_LABEL
+
+}  // namespace segloss::ad

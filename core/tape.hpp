@@ -1,0 +1,312 @@
+// @brief The autodiff tape (namespace segloss::ad): record tensor operations, then walk them
+// backwards to get the gradient of a scalar loss with respect to every leaf that asks for one.
+//
+// Design (in the spirit of micrograd, karpathy/micrograd engine.py):
+//  - A Tape<T> owns a list of nodes. A node holds its value (a Tensor<T>), the ids of its
+//    inputs, and a backward closure written right next to the op's forward. Nodes are appended
+//    in the order they are computed, so the list is already a topological order: backward()
+//    seeds the loss's gradient with 1 and calls the closures from the loss down to the first
+//    node. No graph search, no reference counting.
+//  - A closure receives the gradient of the loss with respect to its node's value and ADDS its
+//    contribution into the gradients of the inputs (Tape::grad_buffer(input) += ...). A value
+//    used twice (x * x, or logits fed to two losses) therefore collects both contributions.
+//  - Var<T> is a handle: the tape and a node id. Copying it copies the handle; the value lives
+//    on the tape until the tape is cleared or destroyed.
+//  - Leaves (tape.leaf) are the tensors to differentiate; constants (tape.constant) are inputs
+//    that get no gradient (targets, masks, weights). A node requires a gradient when one of
+//    its inputs does; backward() skips the closures of nodes that do not, and allocates a
+//    gradient only for the nodes it reaches.
+//  - Two kinds of ops: the primitives of this header (elementwise math with broadcasting,
+//    softmax over the class axis, sums over chosen axes, masks), from which a new loss can be
+//    written without deriving it; and the fused losses (losses/tape_losses.hpp), recorded by
+//    fused_node(): their value and gradient come out of one fused value_and_grad call in the
+//    forward, and backward only scales that gradient by the incoming scalar and adds it in.
+//    A loss used alone thus costs what the fused call costs: when nothing else flows into the
+//    logits' gradient, backward hands the fused gradient buffer over without copying it
+//    (copy-on-write protects it if more is added later).
+//  - Determinism: every primitive's loop runs over the chunks of core/parallel.hpp, and every
+//    sum (the reductions, and the gradient of a broadcast operand) is taken in double in a
+//    fixed order, so values and gradients do not depend on the thread count.
+//
+// Broadcasting (the binary ops +, -, *, /, and where): operands of equal shape; or one operand
+// that broadcasts to the other's shape by PyTorch's rule (aligned on the right, each extent 1
+// or equal: a scalar (), (N,C,1,1), (1,C,1,1), (C,1,1), ...). One exception, segloss's
+// convention for class weights: a rank-1 operand of C values against a tensor of rank >= 2 is
+// read along the class axis (axis 1), not along the last axis as PyTorch would. Both operands
+// broadcasting at once ((N,1) with (1,C)) is not supported.
+//
+// Reductions: sum and mean over everything (shape ()), per image (N), per class (C), per image
+// and class (N, C); class_sum over the class axis only (N, 1, spatial...). A mean divides by
+// the number of elements summed. Sums are accumulated in double.
+//
+// Scalar algebra: a one-element Var is a scalar (a loss value); the same ops combine them with
+// each other and with constants (loss_a + 0.5 * loss_b, log(l), pow(l, 2), ...).
+//
+// Edge cases: NaN propagates through every op. log of 0 is -inf and its gradient inf, pow(x, p)
+// with x = 0 and p < 1 has an infinite gradient: the tape adds no guards of its own (write the
+// loss in a form that avoids them, e.g. log_sigmoid instead of log(sigmoid)). clamp passes the
+// gradient where lo <= x <= hi (the bounds included, as torch.clamp) and 0 outside.
+//
+// Errors (segloss::Error, naming the op): a Var from another tape or an undefined Var, shapes
+// that do not broadcast, backward() from a Var that is not a one-element scalar, grad() of a
+// Var that does not require a gradient, axes the input lacks, labels outside [0, C) that are
+// not ignore_index, and CUDA tensors (the tape is CPU-only, as the fused losses are).
+//
+// Cost: each op allocates its output (and, in backward, its inputs' gradients). Primitives are
+// correct first and fast second; bench/segloss_bench.cpp reports composed-versus-fused ratios.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor.hpp"
+
+namespace segloss::ad {
+
+template <class T>
+class Tape;
+
+// A value recorded on a tape: the tape and the node's id. Cheap to copy.
+template <class T>
+class Var {
+ public:
+  Var() = default;  // undefined: using it in an op is an error
+
+  bool defined() const { return tape_ != nullptr; }
+  Tape<T>& tape() const;
+  int64_t id() const { return id_; }
+  const Tensor<T>& value() const;
+  const Shape& shape() const { return value().shape(); }
+  bool requires_grad() const;
+  double item() const;  // the value of a one-element Var, as a double
+
+ private:
+  friend class Tape<T>;
+  Var(Tape<T>* tape, int64_t id) : tape_(tape), id_(id) {}
+  Tape<T>* tape_ = nullptr;
+  int64_t id_ = -1;
+};
+
+template <class T>
+class Tape {
+ public:
+  // A node's backward: given dL/d(value) (shaped like the value), add into the inputs'
+  // gradients through tape.grad_buffer(input) or tape.accumulate(input, ...).
+  using Backward = std::function<void(Tape& tape, const Tensor<T>& grad)>;
+
+  Tape() = default;
+  Tape(const Tape&) = delete;  // closures and Vars refer to the tape by address
+  Tape& operator=(const Tape&) = delete;
+
+  // A tensor to differentiate (requires_grad) or not. The tensor is not copied: the tape keeps
+  // a handle, so the caller must not change its elements while the tape is used.
+  Var<T> leaf(const Tensor<T>& value, bool requires_grad = true);
+  // An input that gets no gradient (a target, a mask, a weight); not copied either.
+  Var<T> constant(const Tensor<T>& value);
+  // A constant scalar (shape ()).
+  Var<T> scalar(double value);
+
+  // Records a node computed from `inputs` (all on this tape). It requires a gradient when one
+  // of its inputs does; only then is `backward` kept and called.
+  Var<T> record(const char* op, Tensor<T> value, const std::vector<Var<T>>& inputs,
+                Backward backward);
+
+  // Computes dL/dv for every v that requires a gradient and that L depends on. L must be a
+  // one-element Var of this tape. Gradients of an earlier backward() are discarded first.
+  void backward(const Var<T>& loss);
+
+  // dL/dv after backward(); zeros when L does not depend on v. Error when v does not require a
+  // gradient, or before backward().
+  const Tensor<T>& grad(const Var<T>& v) const;
+
+  // For node backwards: v's gradient buffer, allocated as zeros on first use, to add into.
+  Tensor<T>& grad_buffer(const Var<T>& v);
+  // For node backwards: adds scale * contribution into v's gradient. With adopt, the tape may
+  // keep `contribution` itself as v's gradient when nothing has flowed into v yet and scale is
+  // 1 (no copy); the caller must then never write into `contribution` again.
+  void accumulate(const Var<T>& v, const Tensor<T>& contribution, double scale = 1.0,
+                  bool adopt = false);
+
+  // Checks that v is a defined Var of this tape (error names `op`).
+  void check_var(const char* op, const Var<T>& v) const;
+
+  int64_t size() const { return static_cast<int64_t>(nodes_.size()); }
+  const char* op_name(const Var<T>& v) const { return node(v).op; }
+  // Drops every node: Vars made before are no longer valid.
+  void clear() { nodes_.clear(); }
+
+ private:
+  friend class Var<T>;
+  struct Node {
+    const char* op = "";
+    Tensor<T> value;
+    bool requires_grad = false;
+    std::vector<int64_t> inputs;
+    Backward backward;
+    Tensor<T> grad;             // undefined until a gradient flows in
+    bool grad_adopted = false;  // grad is a tensor another node also holds (copy on write)
+  };
+  const Node& node(const Var<T>& v) const;
+  Node& node(const Var<T>& v);
+  Var<T> push(Node n);
+
+  std::vector<Node> nodes_;
+  bool has_grads_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Primitives. Each records one node; its backward is next to its forward in tape.cpp.
+// ---------------------------------------------------------------------------------------------
+
+// Elementwise with broadcasting (see the header comment).
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b);
+template <class T>
+Var<T> sub(const Var<T>& a, const Var<T>& b);
+template <class T>
+Var<T> mul(const Var<T>& a, const Var<T>& b);
+template <class T>
+Var<T> div(const Var<T>& a, const Var<T>& b);
+
+// With a constant c: a + c, a * c, c - a (rsub), c / a (rdiv). a - c and a / c are add and
+// mul with -c and 1 / c.
+template <class T>
+Var<T> add(const Var<T>& a, double c);
+template <class T>
+Var<T> mul(const Var<T>& a, double c);
+template <class T>
+Var<T> rsub(double c, const Var<T>& a);
+template <class T>
+Var<T> rdiv(double c, const Var<T>& a);
+
+// Elementwise functions.
+template <class T>
+Var<T> neg(const Var<T>& a);
+template <class T>
+Var<T> exp(const Var<T>& a);
+template <class T>
+Var<T> log(const Var<T>& a);  // log of x <= 0 is -inf or NaN, as std::log
+template <class T>
+Var<T> log1p(const Var<T>& a);
+template <class T>
+Var<T> sigmoid(const Var<T>& a);  // 1 / (1 + exp(-x)), without overflow
+template <class T>
+Var<T> log_sigmoid(const Var<T>& a);  // log sigmoid(x) = min(x, 0) - log1p(exp(-|x|))
+template <class T>
+Var<T> softplus(const Var<T>& a);  // log(1 + exp(x)) = -log_sigmoid(-x)
+template <class T>
+Var<T> clamp(const Var<T>& a, double lo, double hi);  // gradient 1 on [lo, hi], else 0
+template <class T>
+Var<T> pow(const Var<T>& a, double p);  // x^p; p = 2 is x * x
+
+// Softmax and log-softmax over the class axis (axis 1) of a tensor of rank >= 2, relative to
+// the max logit: log_softmax = (x - max) - log(sum exp(x - max)).
+template <class T>
+Var<T> softmax(const Var<T>& a);
+template <class T>
+Var<T> log_softmax(const Var<T>& a);
+
+// Sums and means. sum/mean: over everything, shape (). *_per_image: keep axis 0, shape (N).
+// *_per_class: keep axis 1, shape (C). *_per_image_class: keep axes 0 and 1, shape (N, C).
+// class_sum: over axis 1 only, keeping it with extent 1: (N, 1, spatial...).
+template <class T>
+Var<T> sum(const Var<T>& a);
+template <class T>
+Var<T> mean(const Var<T>& a);
+template <class T>
+Var<T> sum_per_image(const Var<T>& a);
+template <class T>
+Var<T> mean_per_image(const Var<T>& a);
+template <class T>
+Var<T> sum_per_class(const Var<T>& a);
+template <class T>
+Var<T> mean_per_class(const Var<T>& a);
+template <class T>
+Var<T> sum_per_image_class(const Var<T>& a);
+template <class T>
+Var<T> mean_per_image_class(const Var<T>& a);
+template <class T>
+Var<T> class_sum(const Var<T>& a);
+
+// The same elements under another shape of equal element count (copied).
+template <class T>
+Var<T> reshape(const Var<T>& a, const Shape& shape);
+
+// a where mask != 0, else b. a and b have one shape; mask broadcasts to it and is a constant
+// (no gradient flows into it). The gradient goes to a where mask is set, to b elsewhere, so a
+// NaN in the branch not taken does not reach the result or the gradient.
+template <class T>
+Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b);
+
+// Label maps (N, spatial...) of int32 or int64, as constants:
+//   one_hot: (N, C, spatial...) with 1 at the label's class; a pixel labelled ignore_index
+//            gets a row of zeros. Another label outside [0, C) is an error.
+//   valid_mask: (N, 1, spatial...), 1 where the label is not ignore_index, else 0.
+template <class T, class L>
+Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes,
+               int64_t ignore_index = -100);
+template <class T, class L>
+Var<T> valid_mask(Tape<T>& tape, const Tensor<L>& labels, int64_t ignore_index = -100);
+
+// A fused loss: `value` and its gradient `grad` (shaped like input) were computed together.
+// backward adds g * grad into input's gradient, adopting `grad` without a copy when it can.
+template <class T>
+Var<T> fused_node(const char* op, const Var<T>& input, double value, Tensor<T> grad);
+
+// Operators: the same ops with the usual spelling.
+template <class T>
+Var<T> operator+(const Var<T>& a, const Var<T>& b) {
+  return add(a, b);
+}
+template <class T>
+Var<T> operator-(const Var<T>& a, const Var<T>& b) {
+  return sub(a, b);
+}
+template <class T>
+Var<T> operator*(const Var<T>& a, const Var<T>& b) {
+  return mul(a, b);
+}
+template <class T>
+Var<T> operator/(const Var<T>& a, const Var<T>& b) {
+  return div(a, b);
+}
+template <class T>
+Var<T> operator-(const Var<T>& a) {
+  return neg(a);
+}
+template <class T>
+Var<T> operator+(const Var<T>& a, double c) {
+  return add(a, c);
+}
+template <class T>
+Var<T> operator+(double c, const Var<T>& a) {
+  return add(a, c);
+}
+template <class T>
+Var<T> operator-(const Var<T>& a, double c) {
+  return add(a, -c);
+}
+template <class T>
+Var<T> operator-(double c, const Var<T>& a) {
+  return rsub(c, a);
+}
+template <class T>
+Var<T> operator*(const Var<T>& a, double c) {
+  return mul(a, c);
+}
+template <class T>
+Var<T> operator*(double c, const Var<T>& a) {
+  return mul(a, c);
+}
+template <class T>
+Var<T> operator/(const Var<T>& a, double c) {
+  return mul(a, 1.0 / c);
+}
+template <class T>
+Var<T> operator/(double c, const Var<T>& a) {
+  return rdiv(c, a);
+}
+
+}  // namespace segloss::ad

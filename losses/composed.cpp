@@ -1,0 +1,524 @@
+// The losses composed from tape primitives (losses/composed.hpp). Each is the formula of its
+// fused loss's header, in the same notation, written with core/tape.hpp's ops; the tape
+// differentiates it. The argument checks are the fused losses' own.
+#include "composed.hpp"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "internal/bce_args.hpp"
+#include "internal/labels.hpp"
+#include "internal/overlap_scores.hpp"
+
+namespace segloss::composed {
+
+using ad::Tape;
+using ad::Var;
+
+namespace {
+
+// ---- shared pieces ----
+
+template <class T>
+void check_input(const char* fn, Tape<T>& tape, const Var<T>& x) {
+  tape.check_var(fn, x);
+}
+
+// A weight broadcast by PyTorch's rule (aligned on the right). The tape reads a rank-1 operand
+// along the class axis, so a rank-1 weight (W) is given to it as (1, W).
+template <class T>
+Var<T> pytorch_weight(Tape<T>& tape, const Tensor<T>& w) {
+  if (w.rank() != 1) return tape.constant(w);
+  Tensor<T> v = Tensor<T>::empty(Shape{1, w.size(0)});
+  std::copy(w.begin(), w.end(), v.begin());
+  return tape.constant(v);
+}
+
+// A constant tensor of `shape` filled with v.
+template <class T>
+Var<T> filled(Tape<T>& tape, const Shape& shape, double v) {
+  return tape.constant(Tensor<T>::full(shape, static_cast<T>(v)));
+}
+
+// The reduction of per-element (or per-pixel) losses l: mean = sum / divisor.
+template <class T>
+Var<T> reduce(const Var<T>& l, Reduction r, double divisor) {
+  if (r == Reduction::none) return l;
+  const Var<T> s = ad::sum(l);
+  return r == Reduction::sum ? s : s / divisor;
+}
+
+// The loss and gradient of a mean with nothing to average: 0, and no gradient.
+template <class T>
+Var<T> zero_loss(Tape<T>& tape) {
+  return tape.scalar(0.0);
+}
+
+// ---- the overlap family: scores from the sums I, P, T (overlap.hpp) ----
+
+// I, P, T are (N, C) per image or (C) for the batch. The score
+//   S = (a_n I + smooth_nr) / (a_I I + a_P P + a_T T + smooth_dr),
+// the empty policy, the class weights c_j, include_background, then the form (linear, focal,
+// log, clamp) and the reduction, as overlap.hpp writes them.
+template <class T, class O>
+Var<T> overlap_loss(Tape<T>& tape, const Var<T>& I, const Var<T>& P, const Var<T>& Tt,
+                    const detail::ScoreForm& f, const O& o, const char* fn) {
+  const Shape shape = I.shape();
+  const int64_t count = shape.numel(), channels = shape[shape.rank() - 1];
+  Var<T> S = (f.a_n * I + o.smooth_nr) / (f.a_i * I + f.a_p * P + f.a_t * Tt + o.smooth_dr);
+  // Which scores count, and which are fixed by the empty policy (the target sum T is 0).
+  Tensor<T> kept = Tensor<T>::empty(shape), empty = Tensor<T>::zeros(shape);
+  int64_t n = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    const bool background = j % channels == 0 && !o.include_background;
+    const bool is_empty = Tt.value()[j] == T(0) && o.empty != EmptyPolicy::formula;
+    kept[j] = !background && !(is_empty && o.empty == EmptyPolicy::skip) ? T(1) : T(0);
+    empty[j] = is_empty ? T(1) : T(0);
+    n += kept[j] != T(0);
+  }
+  if (o.empty == EmptyPolicy::one || o.empty == EmptyPolicy::zero)
+    S = ad::where(empty, filled(tape, shape, o.empty == EmptyPolicy::one ? 1.0 : 0.0), S);
+  const Var<T> zeros = filled(tape, shape, 0.0);
+  const Var<T> cw = o.class_weight.defined() ? tape.constant(o.class_weight) : tape.scalar(1.0);
+  (void)fn;
+  if (n == 0) return o.reduction == Reduction::none ? zeros : zero_loss(tape);
+  const bool mean = o.reduction == Reduction::mean;
+  if (mean && (o.log || o.clamp)) {  // the form of the mean score M = (1/n) sum_j c_j S_j
+    const Var<T> M = ad::sum(ad::where(kept, cw * S, zeros)) / static_cast<double>(n);
+    return o.log ? -ad::log(M) : 1.0 - ad::clamp(M, 0.0, 1.0);
+  }
+  Var<T> l;
+  if (o.log)
+    l = -ad::log(S);
+  else if (o.clamp)
+    l = 1.0 - ad::clamp(S, 0.0, 1.0);
+  else if (o.gamma == 1.0)
+    l = 1.0 - S;
+  else
+    l = ad::pow(ad::clamp(1.0 - S, 0.0, std::numeric_limits<double>::infinity()), o.gamma);
+  const Var<T> v = ad::where(kept, cw * l, zeros);
+  return reduce(v, o.reduction, static_cast<double>(n));
+}
+
+// The sums of one score: per image and class (N, C), or per class over the batch (C).
+template <class T>
+Var<T> score_sum(const Var<T>& v, bool per_image) {
+  return per_image ? ad::sum_per_image_class(v) : ad::sum_per_class(v);
+}
+
+// Binary and multilabel overlap losses: p = sigmoid(x) (or x), the weights wI = w^2 and
+// wP = w^2 (weighting squared, or squared sums) or w (on_inputs).
+template <class T>
+Var<T> binary_overlap(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                      const OverlapOptions<T>& o, const detail::ScoreForm& f, const char* fn) {
+  check_input(fn, tape, x);
+  detail::overlap_args(fn, x.value(), target, o);  // the fused loss's checks
+  const Var<T> p = o.activation == Activation::sigmoid ? ad::sigmoid(x) : x;
+  const Var<T> t = tape.constant(target);
+  const double k = o.squared ? 2.0 : 1.0;
+  Var<T> pt = p * t, pk = ad::pow(p, k), tk = ad::pow(t, k);
+  if (o.weight.defined()) {
+    const Var<T> w = pytorch_weight(tape, o.weight);
+    const Var<T> w2 = w * w;
+    const Var<T> wp = o.weighting == OverlapWeighting::squared || o.squared ? w2 : w;
+    pt = pt * w2;
+    pk = pk * wp;
+    tk = tk * wp;
+  }
+  return overlap_loss(tape, score_sum(pt, o.per_image), score_sum(pk, o.per_image),
+                      score_sum(tk, o.per_image), f, o, fn);
+}
+
+// Multi-class targets: one-hot labels (ignored pixels: a row of zeros and a 0 in `valid`) or
+// probabilities (every pixel valid).
+template <class T>
+struct ClassTarget {
+  Var<T> t;             // (N, C, spatial...)
+  Var<T> valid;         // (N, 1, spatial...) or a scalar 1
+  int64_t counted = 0;  // pixels not ignored
+};
+
+template <class T, class U>
+ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logits,
+                            const Tensor<U>& target, int64_t ignore_index,
+                            bool ignore_negative = false) {
+  detail::check_class_target(fn, logits, target);
+  ClassTarget<T> c;
+  if constexpr (std::is_floating_point_v<U>) {
+    SEGLOSS_CHECK(ignore_index == -100 && !ignore_negative, fn,
+                  "ignore_index applies to label targets only; with probabilities it must keep "
+                  "its default (ignore_index ",
+                  ignore_index, ")");
+    c.t = tape.constant(target);
+    c.valid = tape.scalar(1.0);
+    c.counted = target.numel() / logits.size(1);
+  } else {
+    cpu::LabelRule rule;
+    rule.ignore_index = ignore_index;
+    rule.ignore_negative = ignore_negative;
+    const auto sums = detail::check_labels<T>(fn, target, logits.size(1), rule);
+    c.counted = sums.count;
+    // ignore_negative: negative labels become ignore_index for one_hot and valid_mask.
+    Tensor<U> labels = target;
+    if (ignore_negative) {
+      labels = target.clone();
+      for (auto& y : labels)
+        if (rule.ignored(static_cast<int64_t>(y))) y = static_cast<U>(ignore_index);
+    }
+    c.t = ad::one_hot(tape, labels, logits.size(1), ignore_index);
+    c.valid = ad::valid_mask(tape, labels, ignore_index);
+  }
+  return c;
+}
+
+// Multi-class overlap losses: p = softmax(x) over the valid pixels.
+template <class T, class U, class O>
+Var<T> softmax_overlap(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, const O& o,
+                       const detail::ScoreForm& f, const char* fn) {
+  check_input(fn, tape, x);
+  const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
+  detail::check_overlap_options(fn, x.shape(), o);
+  const Var<T> p = ad::softmax(x) * c.valid;
+  const double k = o.squared ? 2.0 : 1.0;
+  return overlap_loss(tape, score_sum(p * c.t, o.per_image), score_sum(ad::pow(p, k), o.per_image),
+                      score_sum(ad::pow(c.t, k), o.per_image), f, o, fn);
+}
+
+template <class T>
+detail::ScoreForm checked_tversky_form(const char* fn, double alpha, double beta, bool squared) {
+  SEGLOSS_CHECK(std::isfinite(alpha) && std::isfinite(beta) && alpha >= 0.0 && beta >= 0.0 &&
+                    alpha + beta > 0.0,
+                fn, "options.alpha ", alpha, " and options.beta ", beta,
+                " must be finite and >= 0, with alpha + beta > 0");
+  SEGLOSS_CHECK(!squared, fn,
+                "options.squared is not defined for Tversky (FP = P - I holds for plain sums)");
+  return detail::tversky_form(alpha, beta);
+}
+
+template <class T>
+void check_gamma(const char* fn, double gamma) {
+  SEGLOSS_CHECK(std::isfinite(gamma) && gamma >= 0.0, fn, "options.gamma is ", gamma,
+                "; it must be finite and >= 0");
+}
+
+template <class T>
+void check_term_weights(const char* fn, const char* a, double va, const char* b, double vb) {
+  SEGLOSS_CHECK(std::isfinite(va) && std::isfinite(vb), fn, "options.", a, " ", va, " and options.",
+                b, " ", vb, " must be finite");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Binary and multilabel losses
+// ---------------------------------------------------------------------------------------------
+
+// l = w [(1 - z') softplus(x) + pw z' softplus(-x)],  z' = z (1 - eps) + eps / 2.
+template <class T>
+Var<T> bce_with_logits(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                       const BceWithLogitsOptions<T>& o) {
+  const char* fn = "composed::bce_with_logits";
+  check_input(fn, tape, x);
+  detail::bce_with_logits_args(fn, x.value(), target, o);
+  const double eps = o.label_smoothing;
+  const Var<T> z = tape.constant(target) * (1.0 - eps) + eps / 2;
+  Var<T> positive = z * ad::softplus(-x);
+  if (o.pos_weight.defined()) {
+    const Tensor<T>& pw = o.pos_weight;
+    const Var<T> pwv = pw.numel() == 1
+                           ? tape.scalar(static_cast<double>(pw[0]))
+                           : tape.constant(Tensor<T>::from(std::vector<T>(pw.begin(), pw.end()),
+                                                           Shape{pw.numel()}));  // (C): per class
+    positive = pwv * positive;
+  }
+  Var<T> l = (1.0 - z) * ad::softplus(x) + positive;
+  if (o.weight.defined()) l = pytorch_weight(tape, o.weight) * l;
+  double divisor = static_cast<double>(x.value().numel());
+  if (o.reduction == Reduction::mean && o.mean_over == BceMeanOver::weight_sum &&
+      o.weight.defined()) {
+    // W = the weight broadcast to the logits' shape, summed.
+    divisor = ad::sum(pytorch_weight(tape, o.weight) * filled(tape, x.shape(), 1.0)).item();
+    if (divisor == 0.0) return zero_loss(tape);
+  }
+  return reduce(l, o.reduction, divisor);
+}
+
+// l = -w [z max(log p, -100) + (1 - z) max(log(1 - p), -100)].
+template <class T>
+Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& target,
+                            const BinaryCrossEntropyOptions<T>& o) {
+  const char* fn = "composed::binary_cross_entropy";
+  check_input(fn, tape, p);
+  detail::check_same_shape_pair(fn, p.value(), target, "probs");
+  const char* names[] = {"probs", "target"};
+  const Tensor<T>* inputs[] = {&p.value(), &target};
+  for (int k = 0; k < 2; ++k)
+    for (int64_t i = 0; i < inputs[k]->numel(); ++i) {
+      const T v = (*inputs[k])[i];
+      SEGLOSS_CHECK(v >= T(0) && v <= T(1), fn, names[k], " has value ", v, " at index ", i, " ",
+                    p.shape().position(i), ", outside [0, 1]");
+    }
+  const double inf = std::numeric_limits<double>::infinity();
+  const Var<T> z = tape.constant(target);
+  Var<T> l =
+      -(z * ad::clamp(ad::log(p), -100.0, inf) + (1.0 - z) * ad::clamp(ad::log1p(-p), -100.0, inf));
+  if (o.weight.defined()) {
+    detail::make_broadcast_reader(fn, "weight", p.shape(), o.weight.shape(), o.weight.data(), true);
+    l = pytorch_weight(tape, o.weight) * l;
+  }
+  return reduce(l, o.reduction, static_cast<double>(p.value().numel()));
+}
+
+// l = w a_t q^gamma ce, ce = (1 - z) softplus(x) + z softplus(-x),
+// q = p (1 - z) + (1 - p) z with 1 - p = sigmoid(-x), a_t = alpha z + (1 - alpha)(1 - z).
+template <class T>
+Var<T> sigmoid_focal(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                     const SigmoidFocalOptions<T>& o) {
+  const char* fn = "composed::sigmoid_focal";
+  check_input(fn, tape, x);
+  detail::check_same_shape_pair(fn, x.value(), target);
+  check_gamma<T>(fn, o.gamma);
+  SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
+                "; it must be in [0, 1], or negative for no alpha factor");
+  const Var<T> z = tape.constant(target);
+  const Var<T> ce = (1.0 - z) * ad::softplus(x) + z * ad::softplus(-x);
+  const Var<T> q = ad::sigmoid(x) * (1.0 - z) + ad::sigmoid(-x) * z;
+  Var<T> l = o.gamma == 0.0 ? ce : ad::pow(q, o.gamma) * ce;
+  if (o.alpha >= 0.0) l = (o.alpha * z + (1.0 - o.alpha) * (1.0 - z)) * l;
+  if (o.weight.defined()) {
+    detail::make_broadcast_reader(fn, "weight", x.shape(), o.weight.shape(), o.weight.data(), true);
+    l = pytorch_weight(tape, o.weight) * l;
+  }
+  return reduce(l, o.reduction, static_cast<double>(x.value().numel()));
+}
+
+template <class T>
+Var<T> soft_dice(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                 const SoftDiceOptions<T>& o) {
+  return binary_overlap(tape, x, target, o, detail::dice_form(), "composed::soft_dice");
+}
+template <class T>
+Var<T> soft_jaccard(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                    const SoftJaccardOptions<T>& o) {
+  return binary_overlap(tape, x, target, o, detail::jaccard_form(), "composed::soft_jaccard");
+}
+template <class T>
+Var<T> tversky(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+               const TverskyOptions<T>& o) {
+  const char* fn = "composed::tversky";
+  return binary_overlap<T>(tape, x, target, o,
+                           checked_tversky_form<T>(fn, o.alpha, o.beta, o.squared), fn);
+}
+
+// bce_weight * bce_with_logits + dice_weight * soft_dice.
+template <class T>
+Var<T> bce_dice(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                const BceDiceOptions<T>& o) {
+  const char* fn = "composed::bce_dice";
+  check_term_weights<T>(fn, "bce_weight", o.bce_weight, "dice_weight", o.dice_weight);
+  SEGLOSS_CHECK(o.bce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
+                "reduction none is not supported: the two terms' shapes differ");
+  SEGLOSS_CHECK(o.dice.activation == Activation::sigmoid, fn,
+                "options.dice.activation must be sigmoid: both terms read logits");
+  return o.bce_weight * bce_with_logits(tape, x, target, o.bce) +
+         o.dice_weight * soft_dice(tape, x, target, o.dice);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-class losses
+// ---------------------------------------------------------------------------------------------
+
+// l_i = -sum_c w_c q'_ic log p_ic, with q' = (1 - eps) onehot + eps / C on the valid pixels
+// (labels) or (1 - eps) q + eps / C (probabilities); the mean divides by sum_i w_{y_i} over
+// the valid pixels (labels, mean_over weights), their count (valid_pixels), or N * spatial
+// (probabilities).
+template <class T, class U, class>
+Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
+                     const CrossEntropyOptions<T>& o) {
+  const char* fn = "composed::cross_entropy";
+  check_input(fn, tape, x);
+  const int64_t C = x.value().size(1);
+  SEGLOSS_CHECK(
+      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
+      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
+  if constexpr (std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(o.mean_over == MeanOver::weights, fn,
+                  "mean_over applies to label targets only; with probabilities it must keep its "
+                  "default");
+  const ClassTarget<T> c =
+      class_target(tape, fn, x.value(), target, o.ignore_index, o.ignore_negative);
+  if (o.weight.defined())
+    SEGLOSS_CHECK(o.weight.numel() == C, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
+                  " values; expected one per class (", C, ") of logits ", x.shape());
+  const Var<T> w = o.weight.defined() ? tape.constant(o.weight) : tape.scalar(1.0);
+  const double eps = o.label_smoothing;
+  const Var<T> q = (1.0 - eps) * c.t + (eps / static_cast<double>(C)) * c.valid;
+  const Var<T> l = -ad::class_sum(w * q * ad::log_softmax(x));  // (N, 1, spatial...)
+  if (o.reduction == Reduction::none) return ad::reshape(l, x.shape().without(1));
+  if (o.reduction == Reduction::sum) return ad::sum(l);
+  double divisor = static_cast<double>(c.counted);
+  if constexpr (!std::is_floating_point_v<U>) {
+    if (c.counted == 0)
+      return o.all_ignored == AllIgnored::zero
+                 ? zero_loss(tape)
+                 : tape.scalar(std::numeric_limits<double>::quiet_NaN());
+    if (o.mean_over == MeanOver::weights) divisor = ad::sum(w * c.t).item();
+  }
+  return ad::sum(l) / divisor;
+}
+
+// l_i = -a (1 - p_t)^gamma log p_t, a = alpha[t]; the mean divides by the valid pixels.
+template <class T, class L, class>
+Var<T> softmax_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
+                     const SoftmaxFocalOptions<T>& o) {
+  const char* fn = "composed::softmax_focal";
+  check_input(fn, tape, x);
+  check_gamma<T>(fn, o.gamma);
+  const int64_t C = x.value().size(1);
+  const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
+  if (o.alpha.defined())
+    SEGLOSS_CHECK(o.alpha.numel() == C, fn, "options.alpha ", o.alpha.shape(), " has ",
+                  o.alpha.numel(), " values; expected one per class (", C, ")");
+  const Var<T> log_pt = ad::class_sum(c.t * ad::log_softmax(x));  // 0 where ignored
+  // 1 - p_t, with 1 where ignored (so that q^gamma stays differentiable there).
+  const Var<T> q =
+      ad::where(c.valid.value(), 1.0 - ad::exp(log_pt), filled(tape, log_pt.shape(), 1.0));
+  Var<T> l = -(o.gamma == 0.0 ? log_pt : ad::pow(q, o.gamma) * log_pt);
+  if (o.alpha.defined()) l = ad::class_sum(c.t * tape.constant(o.alpha)) * l;
+  if (o.reduction == Reduction::none) return ad::reshape(l, x.shape().without(1));
+  if (o.reduction == Reduction::mean && c.counted == 0) return zero_loss(tape);
+  return reduce(l, o.reduction, static_cast<double>(c.counted));
+}
+
+#define SEGLOSS_SOFTMAX_OVERLAP(NAME, OPTIONS, FORM)                                          \
+  template <class T, class U, class>                                                          \
+  Var<T> NAME(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, const OPTIONS<T>& o) { \
+    const char* fn = "composed::" #NAME;                                                      \
+    return softmax_overlap(tape, x, target, o, FORM, fn);                                     \
+  }
+SEGLOSS_SOFTMAX_OVERLAP(softmax_dice, SoftmaxOverlapOptions, detail::dice_form())
+SEGLOSS_SOFTMAX_OVERLAP(softmax_jaccard, SoftmaxOverlapOptions, detail::jaccard_form())
+SEGLOSS_SOFTMAX_OVERLAP(softmax_tversky, SoftmaxTverskyOptions,
+                        checked_tversky_form<T>(fn, o.alpha, o.beta, o.squared))
+#undef SEGLOSS_SOFTMAX_OVERLAP
+
+// S = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), loss 1 - S, with the
+// constant class weights w_c = 1 / T_c^2 (square), 1 / T_c (simple) or 1, an infinite weight
+// replaced by the largest finite one of the score (MONAI).
+template <class T, class U, class>
+Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
+                        const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "composed::generalized_dice";
+  check_input(fn, tape, x);
+  detail::check_image(fn, "logits", x.value());
+  detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
+  detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
+  const int64_t C = x.value().size(1);
+  SEGLOSS_CHECK(o.include_background || C > 1, fn, "options.include_background is false",
+                " but the input ", x.shape(), " has a single class (C = 1): no class would remain");
+  const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
+  const Var<T> p = ad::softmax(x) * c.valid;
+  const Var<T> I = score_sum(p * c.t, o.per_image), P = score_sum(p, o.per_image),
+               Tt = score_sum(c.t, o.per_image);
+  // The weights: constants of the target, per score row (an image, or the batch).
+  const Tensor<T>& tv = Tt.value();
+  Tensor<T> w = Tensor<T>::zeros(tv.shape());
+  for (int64_t row = 0; row < tv.numel() / C; ++row) {
+    double w_max = 0.0;
+    std::vector<double> v(static_cast<size_t>(C), 0.0);
+    for (int64_t k = o.include_background ? 0 : 1; k < C; ++k) {
+      const double t = static_cast<double>(tv[row * C + k]);
+      v[k] = o.w_type == GeneralizedDiceWeight::square   ? 1.0 / (t * t)
+             : o.w_type == GeneralizedDiceWeight::simple ? 1.0 / t
+                                                         : 1.0;
+      if (std::isfinite(v[k])) w_max = std::max(w_max, v[k]);
+    }
+    for (int64_t k = o.include_background ? 0 : 1; k < C; ++k)
+      w[row * C + k] = static_cast<T>(std::isfinite(v[k]) ? v[k] : w_max);
+  }
+  const Var<T> wv = tape.constant(w);
+  const auto over_classes = [&](const Var<T>& v) {
+    return o.per_image ? ad::sum_per_image(v) : ad::reshape(ad::sum(v), Shape{1});
+  };
+  const Var<T> S =
+      (2.0 * over_classes(wv * I) + o.smooth_nr) / (over_classes(wv * (P + Tt)) + o.smooth_dr);
+  return reduce(1.0 - S, o.reduction, static_cast<double>(S.shape().numel()));
+}
+
+template <class T, class U, class>
+Var<T> ce_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, const CeDiceOptions<T>& o) {
+  const char* fn = "composed::ce_dice";
+  check_term_weights<T>(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
+  SEGLOSS_CHECK(o.ce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
+                "reduction none is not supported: the two terms' shapes differ");
+  if constexpr (!std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(o.ce.ignore_index == o.dice.ignore_index && !o.ce.ignore_negative, fn,
+                  "the terms must ignore the same pixels: ce.ignore_index ", o.ce.ignore_index,
+                  ", dice.ignore_index ", o.dice.ignore_index, ", ce.ignore_negative ",
+                  o.ce.ignore_negative ? "true" : "false");
+  return o.ce_weight * cross_entropy(tape, x, target, o.ce) +
+         o.dice_weight * softmax_dice(tape, x, target, o.dice);
+}
+
+template <class T, class L, class>
+Var<T> dice_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
+                  const DiceFocalOptions<T>& o) {
+  const char* fn = "composed::dice_focal";
+  check_term_weights<T>(fn, "dice_weight", o.dice_weight, "focal_weight", o.focal_weight);
+  SEGLOSS_CHECK(o.dice.reduction != Reduction::none && o.focal.reduction != Reduction::none, fn,
+                "reduction none is not supported: the two terms' shapes differ");
+  SEGLOSS_CHECK(o.dice.ignore_index == o.focal.ignore_index, fn,
+                "the terms must ignore the same pixels: dice.ignore_index ", o.dice.ignore_index,
+                ", focal.ignore_index ", o.focal.ignore_index);
+  return o.dice_weight * softmax_dice(tape, x, target, o.dice) +
+         o.focal_weight * softmax_focal(tape, x, target, o.focal);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiations
+// ---------------------------------------------------------------------------------------------
+
+#define SEGLOSS_INSTANTIATE_LABELS(T, L)                                               \
+  template Var<T> softmax_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&, \
+                                            const SoftmaxFocalOptions<T>&);            \
+  template Var<T> dice_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&,    \
+                                         const DiceFocalOptions<T>&);
+#define SEGLOSS_INSTANTIATE_TARGET(T, U)                                                  \
+  template Var<T> cross_entropy<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,    \
+                                            const CrossEntropyOptions<T>&);               \
+  template Var<T> softmax_dice<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,     \
+                                           const SoftmaxOverlapOptions<T>&);              \
+  template Var<T> softmax_jaccard<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,  \
+                                              const SoftmaxOverlapOptions<T>&);           \
+  template Var<T> softmax_tversky<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,  \
+                                              const SoftmaxTverskyOptions<T>&);           \
+  template Var<T> generalized_dice<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&, \
+                                               const GeneralizedDiceOptions<T>&);         \
+  template Var<T> ce_dice<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,          \
+                                      const CeDiceOptions<T>&);
+#define SEGLOSS_INSTANTIATE(T)                                                                     \
+  template Var<T> bce_with_logits(Tape<T>&, const Var<T>&, const Tensor<T>&,                       \
+                                  const BceWithLogitsOptions<T>&);                                 \
+  template Var<T> binary_cross_entropy(Tape<T>&, const Var<T>&, const Tensor<T>&,                  \
+                                       const BinaryCrossEntropyOptions<T>&);                       \
+  template Var<T> sigmoid_focal(Tape<T>&, const Var<T>&, const Tensor<T>&,                         \
+                                const SigmoidFocalOptions<T>&);                                    \
+  template Var<T> soft_dice(Tape<T>&, const Var<T>&, const Tensor<T>&, const SoftDiceOptions<T>&); \
+  template Var<T> soft_jaccard(Tape<T>&, const Var<T>&, const Tensor<T>&,                          \
+                               const SoftJaccardOptions<T>&);                                      \
+  template Var<T> tversky(Tape<T>&, const Var<T>&, const Tensor<T>&, const TverskyOptions<T>&);    \
+  template Var<T> bce_dice(Tape<T>&, const Var<T>&, const Tensor<T>&, const BceDiceOptions<T>&);   \
+  SEGLOSS_INSTANTIATE_LABELS(T, int32_t)                                                           \
+  SEGLOSS_INSTANTIATE_LABELS(T, int64_t)                                                           \
+  SEGLOSS_INSTANTIATE_TARGET(T, int32_t)                                                           \
+  SEGLOSS_INSTANTIATE_TARGET(T, int64_t)                                                           \
+  SEGLOSS_INSTANTIATE_TARGET(T, T)
+SEGLOSS_INSTANTIATE(float)
+SEGLOSS_INSTANTIATE(double)
+#undef SEGLOSS_INSTANTIATE
+#undef SEGLOSS_INSTANTIATE_TARGET
+#undef SEGLOSS_INSTANTIATE_LABELS
+
+}  // namespace segloss::composed

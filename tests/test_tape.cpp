@@ -1,0 +1,749 @@
+// The autodiff tape (core/tape.hpp): every primitive against finite differences in double,
+// accumulation, scalar algebra, the fused loss nodes (losses/tape_losses.hpp) against the fused
+// calls, the composed losses (losses/composed.hpp) against the fused losses to 1e-10 in double,
+// and the tape's errors.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "loss_check.hpp"
+
+using namespace segloss;
+using ad::Tape;
+using ad::Var;
+
+namespace {
+
+using Vars = std::vector<Var<double>>;
+using Build = std::function<Var<double>(Tape<double>&, const Vars&)>;
+
+// The value of sum(build(inputs) * r) for a fixed random r shaped like the output (so that
+// outputs whose plain sum is constant, such as a softmax, are still tested), and, with `grads`,
+// its gradient with respect to every input from the tape.
+double weighted_output(const std::vector<Tensor<double>>& inputs, const Build& build,
+                       std::vector<Tensor<double>>* grads) {
+  Tape<double> tape;
+  Vars v;
+  for (const auto& t : inputs) v.push_back(tape.leaf(t));
+  const Var<double> out = build(tape, v);
+  const auto r = testing::randn<double>(out.shape(), 77);
+  const Var<double> l = ad::sum(out * tape.constant(r));
+  if (grads) {
+    tape.backward(l);
+    for (const auto& x : v) grads->push_back(tape.grad(x).clone());
+  }
+  return l.item();
+}
+
+// Gradchecks build with respect to each of its inputs.
+void check_primitive(const std::vector<Tensor<double>>& inputs, const Build& build) {
+  std::vector<Tensor<double>> grads;
+  weighted_output(inputs, build, &grads);
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    CAPTURE(k);
+    const auto r = gradcheck(
+        [&](const Tensor<double>& x) {
+          auto in = inputs;
+          in[k] = x;
+          return weighted_output(in, build, nullptr);
+        },
+        inputs[k], grads[k]);
+    INFO(r.summary());
+    CHECK(r.passed);
+  }
+}
+
+double max_abs(const Tensor<double>& t) {
+  double m = 0;
+  for (double v : t) m = std::max(m, std::fabs(v));
+  return m;
+}
+
+// |a - b| <= tol * max(1, |b|), elementwise for tensors (relative to the largest entry).
+void check_close(double a, double b, double tol = 1e-10) {
+  CHECK(std::fabs(a - b) <= tol * std::max(1.0, std::fabs(b)));
+}
+void check_close(const Tensor<double>& a, const Tensor<double>& b, double tol = 1e-10) {
+  REQUIRE(a.shape() == b.shape());
+  const double scale = std::max(max_abs(b), 1e-300);
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  INFO("worst difference ", worst, " against a largest entry of ", scale);
+  CHECK(worst <= tol * scale);
+}
+
+// A composed loss against its fused value and gradient (mean or sum).
+template <class Composed, class Fused>
+void check_composed_scalar(const Tensor<double>& x, Composed composed, Fused fused) {
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  const Var<double> out = composed(tape, v);
+  REQUIRE(out.shape().numel() == 1);
+  tape.backward(out);
+  const ValueAndGrad<double> f = fused(x);
+  check_close(out.item(), f.value);
+  check_close(tape.grad(v), f.grad);
+}
+
+// The same for any reduction: with none, against the forward values and the backward of
+// sum(out * grad_out).
+template <class Composed, class Fused, class Forward, class Backward>
+void check_composed(const Tensor<double>& x, Reduction r, Composed composed, Fused fused,
+                    Forward forward, Backward backward) {
+  if (r != Reduction::none) return check_composed_scalar(x, composed, fused);
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  const Var<double> out = composed(tape, v);
+  const Tensor<double> y = forward(x);
+  check_close(out.value(), y);
+  const auto go = testing::randn<double>(y.shape(), 5);
+  tape.backward(ad::sum(out * tape.constant(go)));
+  check_close(tape.grad(v), backward(x, go));
+}
+
+// check_composed for the three reductions of a loss with options o and target t.
+#define CHECK_COMPOSED(NAME, x, t, o, reductions)                                             \
+  for (Reduction r_ : reductions) {                                                           \
+    INFO(#NAME " reduction ", std::string(reduction_name(r_)));                               \
+    auto o_ = o;                                                                              \
+    o_.reduction = r_;                                                                        \
+    check_composed(                                                                           \
+        x, r_,                                                                                \
+        [&](Tape<double>& tp, const Var<double>& v) { return composed::NAME(tp, v, t, o_); }, \
+        [&](const Tensor<double>& v) { return NAME##_value_and_grad(v, t, o_); },             \
+        [&](const Tensor<double>& v) { return NAME(v, t, o_); },                              \
+        [&](const Tensor<double>& v, const Tensor<double>& go) {                              \
+          return NAME##_backward(v, t, go, o_);                                               \
+        });                                                                                   \
+  }
+
+const std::vector<Reduction> kAll = {Reduction::mean, Reduction::sum, Reduction::none};
+const std::vector<Reduction> kScalar = {Reduction::mean, Reduction::sum};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Primitives
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("tape: elementwise arithmetic, same shape and broadcast, against finite differences") {
+  const Shape s{2, 3, 4, 5};
+  const auto a = testing::randn<double>(s, 1);
+  const auto b = testing::uniform<double>(s, 2, 0.5, 2.0);  // away from 0 for division
+  const std::vector<Shape> small = {Shape{},        Shape{2, 3, 1, 1}, Shape{1, 3, 1, 1}, Shape{3},
+                                    Shape{3, 1, 1}, Shape{1, 1, 4, 5}, Shape{5}};
+  const std::vector<std::pair<const char*, std::function<Var<double>(Var<double>, Var<double>)>>>
+      ops = {{"add", [](Var<double> x, Var<double> y) { return x + y; }},
+             {"sub", [](Var<double> x, Var<double> y) { return x - y; }},
+             {"mul", [](Var<double> x, Var<double> y) { return x * y; }},
+             {"div", [](Var<double> x, Var<double> y) { return x / y; }}};
+  for (const auto& entry : ops) {
+    CAPTURE(std::string(entry.first));
+    const auto& op = entry.second;
+    check_primitive({a, b}, [&](Tape<double>&, const Vars& v) { return op(v[0], v[1]); });
+    for (const Shape& bs : small) {
+      CAPTURE(bs);
+      const auto c = testing::uniform<double>(bs, 3, 0.5, 2.0);
+      // The broadcast operand second, then first.
+      check_primitive({a, c}, [&](Tape<double>&, const Vars& v) { return op(v[0], v[1]); });
+      check_primitive({c, b}, [&](Tape<double>&, const Vars& v) { return op(v[0], v[1]); });
+    }
+  }
+}
+
+TEST_CASE("tape: a rank-1 operand of C values is read along the class axis") {
+  Tape<double> tape;
+  const auto x = testing::randn<double>({2, 3, 2, 2}, 1);
+  const auto w = Tensor<double>::from({1.0, 10.0, 100.0}, {3});
+  const Var<double> y = tape.leaf(x) * tape.constant(w);
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(y.value()[i] == x[i] * w[(i / 4) % 3]);
+}
+
+TEST_CASE("tape: operations with constants and scalar algebra") {
+  const auto a = testing::uniform<double>({2, 1, 3, 3}, 4, 0.5, 2.0);
+  check_primitive({a}, [](Tape<double>&, const Vars& v) {
+    return 2.0 + v[0] * 3.0 - 1.5 + (4.0 - v[0]) / 2.0 + 3.0 / v[0] - 0.5 * v[0];
+  });
+  // Scalars: losses combined with each other and with constants.
+  const auto s1 = Tensor<double>::full({}, 0.7), s2 = Tensor<double>::full({}, 1.9);
+  check_primitive({s1, s2}, [](Tape<double>&, const Vars& v) {
+    const Var<double>&p = v[0], &q = v[1];
+    return ad::log(p) * q + ad::exp(p) / q - ad::pow(p, 3.0) + 2.0 / p - ad::pow(q, 0.5) * p +
+           (p - q) * (p + q);
+  });
+}
+
+TEST_CASE("tape: elementwise functions against finite differences, and finite at |x| = 1e4") {
+  const Shape s{2, 2, 3, 4};
+  const auto x = testing::randn<double>(s, 5, 2.0);
+  const auto pos = testing::uniform<double>(s, 6, 0.2, 3.0);
+  const auto unit = testing::uniform<double>(s, 7, -0.8, 2.0);
+  check_primitive({x}, [](Tape<double>&, const Vars& v) { return -v[0]; });
+  check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::exp(v[0]); });
+  check_primitive({pos}, [](Tape<double>&, const Vars& v) { return ad::log(v[0]); });
+  check_primitive({unit}, [](Tape<double>&, const Vars& v) { return ad::log1p(v[0]); });
+  check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::sigmoid(v[0]); });
+  check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::log_sigmoid(v[0]); });
+  check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::softplus(v[0]); });
+  for (double p : {2.0, 1.0, 0.5, 3.0, -1.5}) {
+    CAPTURE(p);
+    check_primitive({pos}, [p](Tape<double>&, const Vars& v) { return ad::pow(v[0], p); });
+  }
+  // clamp: inputs at least 0.05 from the bounds, where finite differences are valid.
+  auto c = x.clone();
+  for (auto& v : c)
+    if (std::fabs(v - 0.5) < 0.05 || std::fabs(v + 1.0) < 0.05) v += 0.2;
+  check_primitive({c}, [](Tape<double>&, const Vars& v) { return ad::clamp(v[0], -1.0, 0.5); });
+  {
+    Tape<double> tape;
+    const Var<double> v = tape.leaf(Tensor<double>::from({-2.0, -1.0, 0.0, 0.5, 3.0}, {5}));
+    tape.backward(ad::sum(ad::clamp(v, -1.0, 0.5)));
+    const Tensor<double>& g = tape.grad(v);
+    CHECK(g[0] == 0.0);  // below
+    CHECK(g[1] == 1.0);  // at the bounds: passes, as torch.clamp
+    CHECK(g[2] == 1.0);
+    CHECK(g[3] == 1.0);
+    CHECK(g[4] == 0.0);  // above
+  }
+  // |x| = 1e4: sigmoid, log_sigmoid and softplus stay finite, and so do their gradients.
+  Tape<double> tape;
+  const Var<double> big = tape.leaf(Tensor<double>::from({-1e4, 1e4}, {2}));
+  const Var<double> l = ad::sum(ad::sigmoid(big) + ad::log_sigmoid(big) + ad::softplus(big));
+  tape.backward(l);
+  CHECK(std::isfinite(l.item()));
+  CHECK(l.item() == doctest::Approx(-1e4 + 1.0 + 1e4).epsilon(1e-12));
+  for (double g : tape.grad(big)) CHECK(std::isfinite(g));
+}
+
+TEST_CASE(
+    "tape: softmax and log_softmax over the class axis, 2D and 3D, against finite "
+    "differences") {
+  for (const Shape& s : {Shape{2, 4, 3, 3}, Shape{1, 3, 2, 2, 2}, Shape{3, 5}, Shape{1, 1, 1, 1}}) {
+    CAPTURE(s);
+    const auto x = testing::randn<double>(s, 8, 2.0);
+    check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::softmax(v[0]); });
+    check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::log_softmax(v[0]); });
+  }
+  // Relative to the max logit: finite for logits of 1e4.
+  Tape<double> tape;
+  const Var<double> x = tape.leaf(Tensor<double>::from({1e4, -1e4, 0.0}, {1, 3, 1, 1}));
+  const Var<double> y = ad::log_softmax(x);
+  CHECK(y.value()[0] == 0.0);
+  CHECK(y.value()[1] == -2e4);
+  tape.backward(ad::sum(y * tape.constant(Tensor<double>::from({1.0, 2.0, 3.0}, {1, 3, 1, 1}))));
+  for (double g : tape.grad(x)) CHECK(std::isfinite(g));
+}
+
+TEST_CASE(
+    "tape: sums and means over chosen axes, reshape and where, against finite "
+    "differences") {
+  const auto x = testing::randn<double>({2, 3, 4, 5}, 9);
+  const std::vector<std::pair<const char*, Var<double> (*)(const Var<double>&)>> reductions = {
+      {"sum", ad::sum},
+      {"mean", ad::mean},
+      {"sum_per_image", ad::sum_per_image},
+      {"mean_per_image", ad::mean_per_image},
+      {"sum_per_class", ad::sum_per_class},
+      {"mean_per_class", ad::mean_per_class},
+      {"sum_per_image_class", ad::sum_per_image_class},
+      {"mean_per_image_class", ad::mean_per_image_class},
+      {"class_sum", ad::class_sum}};
+  for (const auto& [name, f] : reductions) {
+    CAPTURE(std::string(name));
+    check_primitive({x}, [f = f](Tape<double>&, const Vars& v) { return f(v[0]); });
+  }
+  // Shapes and values against plain loops.
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  CHECK(ad::sum(v).shape() == Shape{});
+  CHECK(ad::sum_per_image(v).shape() == Shape{2});
+  CHECK(ad::sum_per_class(v).shape() == Shape{3});
+  CHECK(ad::sum_per_image_class(v).shape() == Shape{2, 3});
+  CHECK(ad::class_sum(v).shape() == Shape{2, 1, 4, 5});
+  double class1 = 0, image1 = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    if ((i / 20) % 3 == 1) class1 += x[i];
+    if (i / 60 == 1) image1 += x[i];
+  }
+  CHECK(ad::sum_per_class(v).value()[1] == doctest::Approx(class1).epsilon(1e-14));
+  CHECK(ad::mean_per_image(v).value()[1] == doctest::Approx(image1 / 60).epsilon(1e-14));
+
+  check_primitive({x}, [](Tape<double>&, const Vars& v) {
+    return ad::reshape(v[0], Shape{6, 20});
+  });
+  const auto m = testing::mask<double>({2, 1, 4, 5}, 10);
+  const auto y = testing::randn<double>({2, 3, 4, 5}, 11);
+  check_primitive({x, y}, [&](Tape<double>&, const Vars& v) { return ad::where(m, v[0], v[1]); });
+}
+
+TEST_CASE("tape: where keeps a NaN in the branch not taken out of the value and gradient") {
+  Tape<double> tape;
+  const Var<double> a = tape.leaf(Tensor<double>::from({1.0, 4.0}, {2}));
+  const Var<double> b = ad::log(a - 2.0);  // NaN at a = 1
+  const Var<double> l = ad::sum(ad::where(Tensor<double>::from({0.0, 1.0}, {2}), b, a * 0.0));
+  tape.backward(l);
+  CHECK(l.item() == doctest::Approx(std::log(2.0)));
+  CHECK(tape.grad(a)[0] == 0.0);
+  CHECK(tape.grad(a)[1] == doctest::Approx(0.5));
+}
+
+TEST_CASE("tape: one_hot and valid_mask of int32 and int64 label maps") {
+  const auto y32 = Tensor<int32_t>::from({0, 2, -100, 1, 2, 0}, {2, 3});
+  const auto y64 = testing::cast<int64_t>(y32);
+  Tape<double> tape;
+  for (const Var<double>& oh : {ad::one_hot(tape, y32, 3), ad::one_hot(tape, y64, 3)}) {
+    REQUIRE(oh.shape() == Shape{2, 3, 3});
+    CHECK_FALSE(oh.requires_grad());
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t s = 0; s < 3; ++s)
+          CHECK(oh.value()[(n * 3 + c) * 3 + s] == (y32[n * 3 + s] == c ? 1.0 : 0.0));
+  }
+  const Var<double> valid = ad::valid_mask(tape, y32);
+  REQUIRE(valid.shape() == Shape{2, 1, 3});
+  CHECK(valid.value()[2] == 0.0);
+  CHECK(valid.value()[3] == 1.0);
+  CHECK_THROWS_WITH_AS(ad::one_hot(tape, y32, 2),
+                       doctest::Contains("ad::one_hot: label 2 at (0,1)"), Error);
+}
+
+TEST_CASE("tape: a value used twice accumulates both gradients") {
+  const auto x = testing::randn<double>({1, 2, 3, 3}, 12);
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  tape.backward(ad::sum(v * v) + 3.0 * ad::sum(v) + ad::mean(ad::sigmoid(v)));
+  const Tensor<double>& g = tape.grad(v);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double p = 1.0 / (1.0 + std::exp(-x[i]));
+    CHECK(g[i] == doctest::Approx(2 * x[i] + 3 + p * (1 - p) / 18.0).epsilon(1e-13));
+  }
+  // The same through finite differences, and a chain that reuses an intermediate.
+  check_primitive({x}, [](Tape<double>&, const Vars& v) {
+    const Var<double> p = ad::sigmoid(v[0]);
+    return p * p + p * v[0] - ad::exp(p);
+  });
+}
+
+TEST_CASE("tape: two fused losses on the same logits add, and backward twice gives the same") {
+  const Shape s{2, 1, 6, 5};
+  const auto x = testing::randn<double>(s, 13, 2.0), z = testing::mask<double>(s, 14);
+  const auto bce = bce_with_logits_value_and_grad(x, z);
+  const auto dice = soft_dice_value_and_grad(x, z);
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  const Var<double> a = ad::bce_with_logits(v, z), b = ad::soft_dice(v, z);
+  const Var<double> l = a + 0.5 * b;
+  check_close(l.item(), bce.value + 0.5 * dice.value, 1e-15);
+  for (int round = 0; round < 2; ++round) {
+    CAPTURE(round);
+    tape.backward(l);
+    const Tensor<double>& g = tape.grad(v);
+    for (int64_t i = 0; i < x.numel(); ++i)
+      CHECK(g[i] == doctest::Approx(bce.grad[i] + 0.5 * dice.grad[i]).epsilon(1e-14));
+  }
+  // A loss alone: the fused gradient itself; then from a scaled copy (2 * a), twice.
+  tape.backward(a);
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(tape.grad(v)[i] == bce.grad[i]);
+  const Var<double> twice = 2.0 * a;
+  for (int round = 0; round < 2; ++round) {
+    tape.backward(twice);
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(tape.grad(v)[i] == 2.0 * bce.grad[i]);
+  }
+  tape.backward(a);  // the adopted gradient was not changed by the rounds above
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(tape.grad(v)[i] == bce.grad[i]);
+}
+
+TEST_CASE("tape: results do not depend on the thread count") {
+  const Shape s{2, 3, 64, 70};  // several chunks per plane
+  const auto x = testing::randn<double>(s, 15, 2.0);
+  const auto y = testing::labels<int64_t>({2, 64, 70}, 3, 16, 0.1);
+  const auto run = [&](int threads) {
+    const int before = num_threads();
+    set_num_threads(threads);
+    Tape<double> tape;
+    const Var<double> v = tape.leaf(x);
+    const Var<double> l = composed::ce_dice(tape, v, y);
+    tape.backward(l);
+    std::vector<double> r = {l.item()};
+    r.insert(r.end(), tape.grad(v).begin(), tape.grad(v).end());
+    set_num_threads(before);
+    return r;
+  };
+  CHECK(run(1) == run(3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused loss nodes
+// ---------------------------------------------------------------------------------------------
+
+// The node's value and its gradient (scaled by 1.5 through the scalar algebra) equal the fused
+// call's.
+template <class Node, class Fused>
+void check_node(const Tensor<double>& x, Node node, Fused fused) {
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(x);
+  const Var<double> l = node(v);
+  tape.backward(1.5 * l);
+  const ValueAndGrad<double> f = fused(x);
+  CHECK(l.item() == f.value);
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(tape.grad(v)[i] == 1.5 * f.grad[i]);
+}
+
+TEST_CASE("tape: every fused loss node equals its fused value and gradient") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 17, 2.0);
+  const auto z = testing::mask<double>(s, 18);
+  const auto p = testing::uniform<double>(s, 19, 0.05, 0.95);
+  const auto y = testing::labels<int32_t>({2, 4, 5}, 3, 20, 0.1);
+  const auto y64 = testing::cast<int64_t>(y);
+  const auto q = [&] {  // probability targets
+    Tape<double> t;
+    return ad::softmax(t.leaf(testing::randn<double>(s, 21))).value().clone();
+  }();
+#define NODE(NAME, X, T, O)                                                       \
+  SUBCASE(#NAME) {                                                                \
+    check_node(                                                                   \
+        X, [&](const Var<double>& v) { return ad::NAME(v, T, O); },               \
+        [&](const Tensor<double>& v) { return NAME##_value_and_grad(v, T, O); }); \
+  }
+  BceWithLogitsOptions<double> bo;
+  bo.pos_weight = Tensor<double>::from({2.0, 0.5, 1.0}, {3});
+  NODE(bce_with_logits, x, z, bo)
+  NODE(binary_cross_entropy, p, z, BinaryCrossEntropyOptions<double>{})
+  NODE(sigmoid_focal, x, z, SigmoidFocalOptions<double>{})
+  NODE(soft_dice, x, z, SoftDiceOptions<double>{})
+  NODE(soft_jaccard, x, z, SoftJaccardOptions<double>{})
+  NODE(tversky, x, z, TverskyOptions<double>{})
+  NODE(bce_dice, x, z, BceDiceOptions<double>{})
+  NODE(lovasz_hinge, x, z, LovaszHingeOptions<double>{})
+  NODE(cross_entropy, x, y, CrossEntropyOptions<double>{})
+  NODE(cross_entropy, x, q, CrossEntropyOptions<double>{})
+  NODE(softmax_focal, x, y64, SoftmaxFocalOptions<double>{})
+  NODE(softmax_dice, x, y, SoftmaxOverlapOptions<double>{})
+  NODE(softmax_jaccard, x, q, SoftmaxOverlapOptions<double>{})
+  NODE(softmax_tversky, x, y64, SoftmaxTverskyOptions<double>{})
+  NODE(generalized_dice, x, y, GeneralizedDiceOptions<double>{})
+  NODE(ce_dice, x, y, CeDiceOptions<double>{})
+  NODE(dice_focal, x, y, DiceFocalOptions<double>{})
+  NODE(lovasz_softmax, x, y, LovaszSoftmaxOptions<double>{})
+#undef NODE
+}
+
+TEST_CASE("tape: a float tape runs the float fused losses") {
+  const Shape s{2, 1, 8, 8};
+  const auto x = testing::randn<float>(s, 22, 2.0), z = testing::mask<float>(s, 23);
+  Tape<float> tape;
+  const Var<float> v = tape.leaf(x);
+  const Var<float> l = ad::bce_dice(v, z) + 0.1 * composed::soft_dice(tape, v, z);
+  tape.backward(l);
+  const auto bd = bce_dice_value_and_grad(x, z);
+  const auto sd = soft_dice_value_and_grad(x, z);
+  CHECK(l.item() == doctest::Approx(bd.value + 0.1 * sd.value).epsilon(1e-5));
+  for (int64_t i = 0; i < x.numel(); ++i)
+    CHECK(tape.grad(v)[i] == doctest::Approx(bd.grad[i] + 0.1f * sd.grad[i]).epsilon(1e-4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Composed against fused, 1e-10 in double
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE(
+    "composed: bce_with_logits equals the fused loss (weight, pos_weight, smoothing, "
+    "mean_over)") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 24, 3.0), z = testing::mask<double>(s, 25);
+  BceWithLogitsOptions<double> o;
+  CHECK_COMPOSED(bce_with_logits, x, z, o, kAll)
+  o.weight = testing::uniform<double>({2, 1, 4, 5}, 26, 0.2, 2.0);
+  o.pos_weight = Tensor<double>::from({2.0, 0.5, 1.5}, {3, 1, 1});
+  o.label_smoothing = 0.1;
+  CHECK_COMPOSED(bce_with_logits, x, z, o, kAll)
+  o.weight = testing::uniform<double>({5}, 27, 0.2, 2.0);  // along W, PyTorch's rule
+  o.pos_weight = Tensor<double>::from({3.0}, {1});
+  o.mean_over = BceMeanOver::weight_sum;
+  CHECK_COMPOSED(bce_with_logits, x, z, o, kAll)
+  // 1x1 images, N = 1, and |x| = 1e4.
+  const auto big = Tensor<double>::from({1e4, -1e4, 3.0}, {1, 3, 1});
+  const auto bz = Tensor<double>::from({0.0, 1.0, 1.0}, {1, 3, 1});
+  CHECK_COMPOSED(bce_with_logits, big, bz, BceWithLogitsOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: binary_cross_entropy and sigmoid_focal equal the fused losses") {
+  const Shape s{2, 2, 3, 4};
+  const auto p = testing::uniform<double>(s, 28, 0.02, 0.98), z = testing::mask<double>(s, 29);
+  BinaryCrossEntropyOptions<double> bo;
+  CHECK_COMPOSED(binary_cross_entropy, p, z, bo, kAll)
+  bo.weight = testing::uniform<double>({2, 1, 1, 1}, 30, 0.1, 2.0);
+  CHECK_COMPOSED(binary_cross_entropy, p, z, bo, kAll)
+
+  const auto x = testing::randn<double>(s, 31, 2.0);
+  const auto soft = testing::uniform<double>(s, 32, 0.0, 1.0);
+  for (double gamma : {2.0, 0.0, 1.5}) {
+    for (double alpha : {0.25, -1.0}) {
+      CAPTURE(gamma);
+      CAPTURE(alpha);
+      SigmoidFocalOptions<double> fo;
+      fo.gamma = gamma;
+      fo.alpha = alpha;
+      CHECK_COMPOSED(sigmoid_focal, x, z, fo, kAll)
+      fo.weight = testing::uniform<double>({2, 2, 1, 1}, 33, 0.1, 2.0);
+      CHECK_COMPOSED(sigmoid_focal, x, soft, fo, kAll)
+    }
+  }
+}
+
+// Option sets of the overlap family: 0 defaults, 1 batch scores with smooth terms and squared
+// sums, 2 weights on inputs with class weights, no background and focal gamma, 3 the weighted
+// log form, 4 the clamp form on probabilities, 5 the skip and one empty policies (an empty
+// plane in the target), 6 per-image with the zero policy.
+template <class O>
+O overlap_variant(int k, const Shape& s) {
+  constexpr bool binary = std::is_base_of_v<OverlapOptions<double>, O>;  // pixel weights
+  O o;
+  if (k == 1) {
+    o.per_image = false;
+    o.smooth_nr = 2;
+    o.smooth_dr = 1;
+    o.squared = true;
+  } else if (k == 2) {
+    if constexpr (binary) {
+      o.weight = testing::uniform<double>({s[0], 1, s[2], s[3]}, 40, 0.2, 1.0);
+      o.weighting = OverlapWeighting::on_inputs;
+    }
+    o.class_weight = Tensor<double>::from({1.0, 0.5, 2.0}, {3});
+    o.include_background = false;
+    o.gamma = 1.5;
+  } else if (k == 3) {
+    if constexpr (binary) o.weight = testing::uniform<double>(s, 41, 0.3, 3.0);
+    o.log = true;
+  } else if (k == 4) {
+    o.clamp = true;
+    o.smooth_nr = o.smooth_dr = 0.1;
+    if constexpr (binary) o.activation = Activation::none;
+  } else if (k == 5) {
+    o.empty = EmptyPolicy::skip;
+  } else if (k == 6) {
+    o.empty = EmptyPolicy::one;
+    o.per_image = false;
+  } else if (k == 7) {
+    o.empty = EmptyPolicy::zero;
+  }
+  return o;
+}
+
+TEST_CASE("composed: soft_dice, soft_jaccard and tversky equal the fused losses") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 42, 2.0);
+  auto z = testing::mask<double>(s, 43);
+  for (int64_t i = 20; i < 40; ++i) z[i] = 0;  // image 0, channel 1 empty
+  const auto probs = testing::uniform<double>(s, 44, 0.01, 0.99);
+  for (int k = 0; k <= 7; ++k) {
+    CAPTURE(k);
+    const auto& in = k == 4 ? probs : x;
+    const auto od = overlap_variant<SoftDiceOptions<double>>(k, s);
+    CHECK_COMPOSED(soft_dice, in, z, od, kAll)
+    CHECK_COMPOSED(soft_jaccard, in, z, od, kAll)
+    auto ot = overlap_variant<TverskyOptions<double>>(k, s);
+    ot.squared = false;
+    ot.alpha = 0.3;
+    ot.beta = 0.7;
+    CHECK_COMPOSED(tversky, in, z, ot, kAll)
+  }
+  // A 3D volume, N = 1.
+  const Shape v{1, 2, 3, 3, 2};
+  const auto xv = testing::randn<double>(v, 45), zv = testing::mask<double>(v, 46);
+  CHECK_COMPOSED(soft_dice, xv, zv, SoftDiceOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: bce_dice equals the fused loss") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 47, 2.0), z = testing::mask<double>(s, 48);
+  BceDiceOptions<double> o;
+  o.bce_weight = 0.7;
+  o.dice_weight = 1.3;
+  o.bce.pos_weight = Tensor<double>::from({2.0, 0.5, 1.5}, {3});
+  o.dice.weight = testing::uniform<double>(s, 49, 0.3, 3.0);
+  o.dice.log = true;
+  for (Reduction r : kScalar) {
+    o.bce.reduction = o.dice.reduction = r;
+    check_composed_scalar(
+        x, [&](Tape<double>& t, const Var<double>& v) { return composed::bce_dice(t, v, z, o); },
+        [&](const Tensor<double>& v) { return bce_dice_value_and_grad(v, z, o); });
+  }
+}
+
+TEST_CASE("composed: cross_entropy equals the fused loss (weights, ignore_index, smoothing)") {
+  const Shape s{2, 4, 3, 5};
+  const auto x = testing::randn<double>(s, 50, 2.0);
+  const auto y = testing::labels<int64_t>({2, 3, 5}, 4, 51, 0.2);
+  const auto y32 = testing::cast<int32_t>(y);
+  CrossEntropyOptions<double> o;
+  CHECK_COMPOSED(cross_entropy, x, y, o, kAll)
+  o.weight = Tensor<double>::from({0.5, 2.0, 1.0, 0.25}, {4});
+  o.label_smoothing = 0.2;
+  CHECK_COMPOSED(cross_entropy, x, y, o, kAll)
+  CHECK_COMPOSED(cross_entropy, x, y32, o, kAll)
+  auto fcn = CrossEntropyOptions<double>::pytorch_fcn();
+  fcn.weight = o.weight;
+  auto yn = y32.clone();
+  yn[3] = -1;
+  yn[7] = -5;
+  CHECK_COMPOSED(cross_entropy, x, yn, fcn, kAll)
+  // Probability targets.
+  Tape<double> t;
+  const auto q = ad::softmax(t.leaf(testing::randn<double>(s, 52))).value().clone();
+  CrossEntropyOptions<double> po;
+  po.weight = o.weight;
+  po.label_smoothing = 0.1;
+  CHECK_COMPOSED(cross_entropy, x, q, po, kAll)
+  // Every pixel ignored: 0 (default) or NaN, with a zero gradient.
+  const auto all = Tensor<int64_t>::full({2, 3, 5}, -100);
+  for (AllIgnored a : {AllIgnored::zero, AllIgnored::nan}) {
+    CrossEntropyOptions<double> ao;
+    ao.all_ignored = a;
+    Tape<double> tape;
+    const Var<double> v = tape.leaf(x);
+    const Var<double> l = composed::cross_entropy(tape, v, all, ao);
+    tape.backward(l);
+    CHECK(std::isnan(l.item()) == (a == AllIgnored::nan));
+    CHECK(max_abs(tape.grad(v)) == 0.0);
+  }
+}
+
+TEST_CASE("composed: softmax_focal equals the fused loss") {
+  const Shape s{2, 3, 4, 4};
+  const auto x = testing::randn<double>(s, 53, 2.0);
+  const auto y = testing::labels<int32_t>({2, 4, 4}, 3, 54, 0.15);
+  for (double gamma : {2.0, 0.0, 0.5}) {
+    CAPTURE(gamma);
+    SoftmaxFocalOptions<double> o;
+    o.gamma = gamma;
+    CHECK_COMPOSED(softmax_focal, x, y, o, kAll)
+    o.alpha = Tensor<double>::from({0.25, 1.0, 2.0}, {3});
+    CHECK_COMPOSED(softmax_focal, x, y, o, kAll)
+  }
+}
+
+TEST_CASE(
+    "composed: softmax_dice, softmax_jaccard, softmax_tversky and generalized_dice equal "
+    "the fused losses") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 55, 2.0);
+  auto y = testing::labels<int64_t>({2, 4, 5}, 3, 56, 0.1);
+  for (int64_t i = 0; i < 20; ++i)  // image 0 has no class 2
+    if (y[i] == 2) y[i] = 0;
+  Tape<double> t;
+  const auto q = ad::softmax(t.leaf(testing::randn<double>(s, 57))).value().clone();
+  for (int k = 0; k <= 7; ++k) {
+    if (k == 3 || k == 4) continue;  // pixel weights and probabilities as input: binary only
+    CAPTURE(k);
+    auto o = overlap_variant<SoftmaxTverskyOptions<double>>(k, s);
+    CHECK_COMPOSED(softmax_dice, x, y, static_cast<SoftmaxOverlapOptions<double>&>(o), kAll)
+    CHECK_COMPOSED(softmax_jaccard, x, q, static_cast<SoftmaxOverlapOptions<double>&>(o), kAll)
+    o.squared = false;
+    o.alpha = 0.7;
+    o.beta = 0.3;
+    CHECK_COMPOSED(softmax_tversky, x, y, o, kAll)
+  }
+  SoftmaxOverlapOptions<double> lo;
+  lo.log = true;
+  CHECK_COMPOSED(softmax_dice, x, y, lo, kAll)
+
+  for (auto w : {GeneralizedDiceWeight::square, GeneralizedDiceWeight::simple,
+                 GeneralizedDiceWeight::uniform}) {
+    for (bool per_image : {true, false}) {
+      GeneralizedDiceOptions<double> g;
+      g.w_type = w;
+      g.per_image = per_image;
+      CHECK_COMPOSED(generalized_dice, x, y, g, kAll)
+      g.include_background = false;
+      CHECK_COMPOSED(generalized_dice, x, q, g, kAll)
+    }
+  }
+}
+
+TEST_CASE("composed: ce_dice and dice_focal equal the fused losses") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 58, 2.0);
+  const auto y = testing::labels<int32_t>({2, 4, 5}, 3, 59, 0.1);
+  CeDiceOptions<double> o;
+  o.ce_weight = 0.6;
+  o.dice_weight = 1.4;
+  o.ce.label_smoothing = 0.1;
+  o.dice.include_background = false;
+  DiceFocalOptions<double> f;
+  f.focal.gamma = 1.5;
+  f.dice.per_image = false;
+  for (Reduction r : kScalar) {
+    o.ce.reduction = o.dice.reduction = f.dice.reduction = f.focal.reduction = r;
+    check_composed_scalar(
+        x, [&](Tape<double>& t, const Var<double>& v) { return composed::ce_dice(t, v, y, o); },
+        [&](const Tensor<double>& v) { return ce_dice_value_and_grad(v, y, o); });
+    check_composed_scalar(
+        x, [&](Tape<double>& t, const Var<double>& v) { return composed::dice_focal(t, v, y, f); },
+        [&](const Tensor<double>& v) { return dice_focal_value_and_grad(v, y, f); });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("tape: errors") {
+  Tape<double> tape, other;
+  const auto x = testing::randn<double>({2, 3, 4, 4}, 60);
+  const Var<double> v = tape.leaf(x);
+  CHECK_THROWS_WITH_AS(tape.backward(v),
+                       doctest::Contains("ad::Tape::backward: the loss (leaf, Var #0) has shape "
+                                         "(2,3,4,4); backward starts from a one-element scalar"),
+                       Error);
+  const Var<double> w = tape.leaf(testing::randn<double>({2, 3, 4, 5}, 61));
+  CHECK_THROWS_WITH_AS(v + w,
+                       "ad::add: shapes (2,3,4,4) and (2,3,4,5) do not broadcast (one operand "
+                       "must broadcast to the other's shape)",
+                       Error);
+  const Var<double> u = other.leaf(x);
+  CHECK_THROWS_WITH_AS(v * u, doctest::Contains("ad::mul: Var #0 belongs to another tape"), Error);
+  CHECK_THROWS_WITH_AS(other.backward(ad::sum(v)),
+                       doctest::Contains("ad::Tape::backward: Var #2 belongs to another tape"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::exp(Var<double>()), doctest::Contains("undefined"), Error);
+  const Var<double> c = tape.constant(x);
+  tape.backward(ad::sum(v));
+  CHECK_THROWS_WITH_AS(tape.grad(c), doctest::Contains("ad::Tape::grad: Var #"), Error);
+  CHECK_THROWS_WITH_AS(ad::sum_per_class(ad::sum(v)),
+                       doctest::Contains("ad::sum_per_class: the input () has no class axis"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::reshape(v, Shape{5}), doctest::Contains("ad::reshape: cannot reshape"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::clamp(v, 1.0, 0.0), "ad::clamp: lo 1 is above hi 0", Error);
+  // Loss nodes are scalars; composed losses check their arguments as the fused ones do.
+  BceWithLogitsOptions<double> none;
+  none.reduction = Reduction::none;
+  CHECK_THROWS_WITH_AS(ad::bce_with_logits(v, x, none),
+                       doctest::Contains("ad::bce_with_logits: reduction none is not a loss node"),
+                       Error);
+  CHECK_THROWS_WITH_AS(composed::soft_dice(tape, v, testing::mask<double>({2, 3, 4, 5}, 62)),
+                       "composed::soft_dice: target (2,3,4,5) does not match logits (2,3,4,4)",
+                       Error);
+  CHECK_THROWS_WITH_AS(composed::soft_dice(other, v, x),
+                       doctest::Contains("composed::soft_dice: Var #0 belongs to another tape"),
+                       Error);
+  const auto bad = Tensor<int64_t>::full({2, 4, 4}, 3);
+  CHECK_THROWS_WITH_AS(composed::cross_entropy(tape, v, bad),
+                       doctest::Contains("composed::cross_entropy: target has label 3 at (0,0,0)"),
+                       Error);
+  BceDiceOptions<double> bd;
+  bd.dice.reduction = Reduction::none;
+  CHECK_THROWS_WITH_AS(composed::bce_dice(tape, v, x, bd),
+                       doctest::Contains("composed::bce_dice: reduction none is not supported"),
+                       Error);
+  tape.clear();
+  CHECK_THROWS_WITH_AS(ad::exp(v), doctest::Contains("is not on the tape"), Error);
+}
