@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/tape.hpp"
 #include "bce_dice.hpp"
 #include "bce_with_logits.hpp"
 #include "binary_cross_entropy.hpp"
 #include "combined.hpp"
+#include "composed.hpp"
 #include "cross_entropy.hpp"
 #include "focal.hpp"
 #include "generalized_dice.hpp"
@@ -190,27 +192,51 @@ struct Tolerance {
   double float_tolerance = 5e-6;
 };
 
-// A loss's three calls on (x, target, options): forward, backward and value_and_grad into a
-// caller buffer.
-template <class F, class B, class V>
+// A loss's calls on (x, target, options): forward, backward, value_and_grad into a caller
+// buffer, and its composed form from tape primitives (losses/composed.hpp) when `composed` is
+// true (else that member is never called).
+template <class F, class B, class V, class P>
 struct Calls {
   F forward;
   B backward;
   V value_and_grad;
+  P composed_form;
+  bool composed;
 };
-template <class F, class B, class V>
-Calls<F, B, V> calls(F f, B b, V v) {
-  return {f, b, v};
+template <class F, class B, class V, class P>
+Calls<F, B, V, P> calls(F f, B b, V v, P p, bool composed) {
+  return {f, b, v, p, composed};
 }
 
-#define SEGLOSS_REGISTRY_CALLS(NAME)                                               \
-  calls([](const auto& x, const auto& t, const auto& o) { return NAME(x, t, o); }, \
-        [](const auto& x, const auto& t, const auto& go, const auto& o) {          \
-          return NAME##_backward(x, t, go, o);                                     \
-        },                                                                         \
-        [](const auto& x, const auto& t, auto& g, const auto& o) {                 \
-          return NAME##_value_and_grad(x, t, g, o);                                \
-        })
+#define SEGLOSS_REGISTRY_FUSED(NAME)                                         \
+  [](const auto& x, const auto& t, const auto& o) { return NAME(x, t, o); }, \
+      [](const auto& x, const auto& t, const auto& go, const auto& o) {      \
+        return NAME##_backward(x, t, go, o);                                 \
+      },                                                                     \
+      [](const auto& x, const auto& t, auto& g, const auto& o) {             \
+        return NAME##_value_and_grad(x, t, g, o);                            \
+      }
+#define SEGLOSS_REGISTRY_CALLS(NAME)                                \
+  calls(                                                            \
+      SEGLOSS_REGISTRY_FUSED(NAME),                                 \
+      [](auto& tape, const auto& v, const auto& t, const auto& o) { \
+        return composed::NAME(tape, v, t, o);                       \
+      },                                                            \
+      true)
+// A loss without a composed form (the Lovász losses: a sort, not a composition of primitives).
+#define SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(NAME) \
+  calls(                                        \
+      SEGLOSS_REGISTRY_FUSED(NAME),             \
+      [](auto&, const auto& v, const auto&, const auto&) { return v; }, false)
+
+// Copies `from` into the caller's gradient buffer (allocated when undefined).
+template <class T>
+void copy_grad(const Tensor<T>& from, Tensor<T>& g) {
+  if (!g.defined()) g = Tensor<T>::empty(from.shape());
+  SEGLOSS_CHECK(g.shape() == from.shape(), "registry", "grad ", g.shape(),
+                " is not shaped like the input ", from.shape());
+  std::copy(from.begin(), from.end(), g.begin());
+}
 
 // Binds the calls to the inputs and options: mean and sum as they are, none through a fixed
 // random grad_out r (value <r, loss(x)>, gradient backward(x, r)).
@@ -219,26 +245,39 @@ Problem<T> bind(const Inputs<T>& in, const Tgt& target, const Opt& o, const C& c
                 Reduction reduction) {
   Problem<T> p;
   p.input = in.x;
+  Tensor<T> r;  // none: the weights of the per-element (or per-score) losses
   if (reduction != Reduction::none) {
     p.value = [=](const Tensor<T>& x) { return double(c.forward(x, target, o)[0]); };
     p.value_and_grad = [=](const Tensor<T>& x, Tensor<T>& g) {
       return c.value_and_grad(x, target, g, o);
     };
     p.magnitude = std::fabs(p.value(in.x));
-    return p;
+  } else {
+    const Tensor<T> y = c.forward(in.x, target, o);
+    r = normal<T>(y.shape(), in.seed + 99, 1.0);
+    p.magnitude = dot_magnitude(y, r);
+    p.value = [=](const Tensor<T>& x) { return dot(c.forward(x, target, o), r); };
+    p.value_and_grad = [=](const Tensor<T>& x, Tensor<T>& g) {
+      copy_grad(c.backward(x, target, r, o), g);
+      return dot(c.forward(x, target, o), r);
+    };
   }
-  const Tensor<T> y = c.forward(in.x, target, o);
-  const Tensor<T> r = normal<T>(y.shape(), in.seed + 99, 1.0);
-  p.magnitude = dot_magnitude(y, r);
-  p.value = [=](const Tensor<T>& x) { return dot(c.forward(x, target, o), r); };
-  p.value_and_grad = [=](const Tensor<T>& x, Tensor<T>& g) {
-    const Tensor<T> b = c.backward(x, target, r, o);
-    if (!g.defined()) g = Tensor<T>::empty(x.shape());
-    SEGLOSS_CHECK(g.shape() == x.shape(), "registry", "grad ", g.shape(), " is not shaped like ",
-                  x.shape());
-    std::copy(b.begin(), b.end(), g.begin());
-    return dot(c.forward(x, target, o), r);
-  };
+  if (c.composed)
+    p.composed = [=](const Tensor<T>& x, Tensor<T>& g) {
+      ad::Tape<T> tape;
+      const ad::Var<T> v = tape.leaf(x);
+      const ad::Var<T> out = c.composed_form(tape, v, target, o);
+      double value = 0;
+      if (reduction != Reduction::none) {
+        tape.backward(out);
+        value = out.item();
+      } else {
+        tape.backward(ad::sum(out * tape.constant(r)));
+        value = dot(out.value(), r);
+      }
+      copy_grad(tape.grad(v), g);
+      return value;
+    };
   return p;
 }
 
@@ -733,7 +772,7 @@ void add_combined(Builder& b) {
 }
 
 void add_lovasz(Builder& b) {
-  const auto ls = SEGLOSS_REGISTRY_CALLS(lovasz_softmax);
+  const auto ls = SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(lovasz_softmax);
   constexpr Target K = Target::labels;
   b.add<LovaszSoftmaxOptions, K>("lovasz_softmax", "default", "batch problem, present classes",
                                  kLabels, kMean, ls, kNothing);
@@ -755,7 +794,7 @@ void add_lovasz(Builder& b) {
                                                   in.relabel_ignored(255);
                                                 });
 
-  const auto lh = SEGLOSS_REGISTRY_CALLS(lovasz_hinge);
+  const auto lh = SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(lovasz_hinge);
   constexpr Target dense = Target::dense;
   b.add<LovaszHingeOptions, dense>("lovasz_hinge", "default", "per_image, mean", kLogits, kMean, lh,
                                    kNothing);

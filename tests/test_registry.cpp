@@ -32,8 +32,13 @@ bool identifier_char(char c) {
 }
 
 // The loss functions a header declares: every NAME in "NAME_value_and_grad(" and in the softmax
-// overlap family's declaration macro "SEGLOSS_DECLARE_SOFTMAX_OVERLAP(NAME,".
-std::set<std::string> declared_losses(const std::string& text) {
+// overlap family's declaration macro "SEGLOSS_DECLARE_SOFTMAX_OVERLAP(NAME,". Every fused loss
+// has a value_and_grad (design.md), so this finds them all.
+// Comments are left out (they name losses in prose, e.g. "X_value_and_grad").
+std::set<std::string> declared_losses(const std::string& source) {
+  std::string text;
+  std::istringstream lines(source);
+  for (std::string line; std::getline(lines, line);) text += line.substr(0, line.find("//")) + "\n";
   std::set<std::string> names;
   const std::string suffix = "_value_and_grad(";
   for (size_t at = text.find(suffix); at != std::string::npos; at = text.find(suffix, at + 1)) {
