@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -288,7 +289,7 @@ class Builder {
   // One entry of loss `loss`: inputs of `kind`, the options Opt<T> set by setup(o, inputs), the
   // target read as K, the calls c.
   template <template <class> class Opt, Target K, class C, class Setup>
-  void add(const char* loss, const char* preset, const char* description, InputKind kind,
+  void add(const char* loss, const char* preset, const std::string& description, InputKind kind,
            Reduction reduction, const C& c, Setup setup, Tolerance tol = {}) {
     Entry e;
     e.loss = loss;
@@ -355,6 +356,15 @@ constexpr InputKind kLogits = InputKind::binary_logits, kProbs = InputKind::prob
                     kLabels = InputKind::multiclass_labels,
                     kProbTargets = InputKind::multiclass_probs;
 
+// The presets default (mean), sum and none of a loss; `what` describes the default's options.
+template <template <class> class Opt, Target K, class C>
+void add_reductions(Builder& b, const char* loss, const char* what, InputKind kind, const C& c) {
+  b.add<Opt, K>(loss, "default", std::string(what) + ", reduction mean", kind, kMean, c, kNothing);
+  b.add<Opt, K>(loss, "sum", std::string(what) + ", reduction sum", kind, kSum, c, kNothing);
+  b.add<Opt, K>(loss, "none", std::string(what) + ", reduction none (<r, loss>)", kind, kNone, c,
+                kNothing);
+}
+
 // A per-pixel weight (N, 1, spatial...) in [0.5, 2].
 template <class T>
 Tensor<T> pixel_weight(const Inputs<T>& in, double lo = 0.5, double hi = 2.0) {
@@ -364,12 +374,7 @@ Tensor<T> pixel_weight(const Inputs<T>& in, double lo = 0.5, double hi = 2.0) {
 void add_binary_ce(Builder& b) {
   const auto bce = SEGLOSS_REGISTRY_CALLS(bce_with_logits);
   constexpr Target dense = Target::dense;
-  b.add<BceWithLogitsOptions, dense>("bce_with_logits", "default", "reduction mean", kLogits, kMean,
-                                     bce, kNothing);
-  b.add<BceWithLogitsOptions, dense>("bce_with_logits", "sum", "reduction sum", kLogits, kSum, bce,
-                                     kNothing);
-  b.add<BceWithLogitsOptions, dense>("bce_with_logits", "none", "reduction none (<r, loss>)",
-                                     kLogits, kNone, bce, kNothing);
+  add_reductions<BceWithLogitsOptions, dense>(b, "bce_with_logits", "no weight", kLogits, bce);
   b.add<BceWithLogitsOptions, dense>("bce_with_logits", "weight", "per-pixel weight (N,1,H,W)",
                                      kLogits, kMean, bce,
                                      [](auto& o, auto& in) { o.weight = pixel_weight(in); });
@@ -399,13 +404,8 @@ void add_binary_ce(Builder& b) {
                                      });
 
   const auto bcep = SEGLOSS_REGISTRY_CALLS(binary_cross_entropy);
-  b.add<BinaryCrossEntropyOptions, dense>("binary_cross_entropy", "default",
-                                          "probabilities in (0.05, 0.95), reduction mean", kProbs,
-                                          kMean, bcep, kNothing);
-  b.add<BinaryCrossEntropyOptions, dense>("binary_cross_entropy", "sum", "reduction sum", kProbs,
-                                          kSum, bcep, kNothing);
-  b.add<BinaryCrossEntropyOptions, dense>("binary_cross_entropy", "none", "reduction none", kProbs,
-                                          kNone, bcep, kNothing);
+  add_reductions<BinaryCrossEntropyOptions, dense>(b, "binary_cross_entropy",
+                                                   "probabilities in (0.05, 0.95)", kProbs, bcep);
   b.add<BinaryCrossEntropyOptions, dense>("binary_cross_entropy", "weight",
                                           "per-pixel weight (N,1,H,W)", kProbs, kMean, bcep,
                                           [](auto& o, auto& in) { o.weight = pixel_weight(in); });
@@ -414,12 +414,7 @@ void add_binary_ce(Builder& b) {
 void add_sigmoid_focal(Builder& b) {
   const auto f = SEGLOSS_REGISTRY_CALLS(sigmoid_focal);
   constexpr Target dense = Target::dense;
-  b.add<SigmoidFocalOptions, dense>("sigmoid_focal", "default", "alpha 0.25, gamma 2, mean",
-                                    kLogits, kMean, f, kNothing);
-  b.add<SigmoidFocalOptions, dense>("sigmoid_focal", "sum", "reduction sum", kLogits, kSum, f,
-                                    kNothing);
-  b.add<SigmoidFocalOptions, dense>("sigmoid_focal", "none", "reduction none", kLogits, kNone, f,
-                                    kNothing);
+  add_reductions<SigmoidFocalOptions, dense>(b, "sigmoid_focal", "alpha 0.25, gamma 2", kLogits, f);
   b.add<SigmoidFocalOptions, dense>("sigmoid_focal", "no_alpha", "alpha -1 (no alpha factor)",
                                     kLogits, kMean, f, [](auto& o, auto&) { o.alpha = -1; });
   b.add<SigmoidFocalOptions, dense>("sigmoid_focal", "gamma0", "gamma 0 (weighted BCE)", kLogits,
@@ -439,10 +434,7 @@ void add_sigmoid_focal(Builder& b) {
 template <template <class> class Opt, class C>
 void add_overlap_common(Builder& b, const char* loss, const C& c, InputKind kind_default) {
   constexpr Target dense = Target::dense;
-  b.add<Opt, dense>(loss, "default", "per_image, smooth 1e-5, mean", kind_default, kMean, c,
-                    kNothing);
-  b.add<Opt, dense>(loss, "sum", "reduction sum", kind_default, kSum, c, kNothing);
-  b.add<Opt, dense>(loss, "none", "reduction none (per score)", kind_default, kNone, c, kNothing);
+  add_reductions<Opt, dense>(b, loss, "per_image, smooth 1e-5", kind_default, c);
   b.add<Opt, dense>(loss, "batch", "per_image false", kind_default, kMean, c,
                     [](auto& o, auto&) { o.per_image = false; });
   b.add<Opt, dense>(loss, "probabilities", "activation none (probability input)", kProbs, kMean, c,
@@ -586,12 +578,7 @@ void add_cross_entropy_labels(Builder& b, const char* suffix_default) {
                                   });
     return;
   }
-  b.add<CrossEntropyOptions, K>("cross_entropy", "default", "labels, 10% ignored, mean", kLabels,
-                                kMean, ce, kNothing);
-  b.add<CrossEntropyOptions, K>("cross_entropy", "sum", "reduction sum", kLabels, kSum, ce,
-                                kNothing);
-  b.add<CrossEntropyOptions, K>("cross_entropy", "none", "reduction none", kLabels, kNone, ce,
-                                kNothing);
+  add_reductions<CrossEntropyOptions, K>(b, "cross_entropy", "labels, 10% ignored", kLabels, ce);
   b.add<CrossEntropyOptions, K>(
       "cross_entropy", "weight", "class weight (C), weighted mean", kLabels, kMean, ce,
       [](auto& o, auto& in) { o.weight = in.class_values(15, 0.5, 2.0); });
@@ -639,12 +626,7 @@ void add_cross_entropy(Builder& b) {
 void add_softmax_focal(Builder& b) {
   const auto f = SEGLOSS_REGISTRY_CALLS(softmax_focal);
   constexpr Target K = Target::labels;
-  b.add<SoftmaxFocalOptions, K>("softmax_focal", "default", "gamma 2, 10% ignored, mean", kLabels,
-                                kMean, f, kNothing);
-  b.add<SoftmaxFocalOptions, K>("softmax_focal", "sum", "reduction sum", kLabels, kSum, f,
-                                kNothing);
-  b.add<SoftmaxFocalOptions, K>("softmax_focal", "none", "reduction none", kLabels, kNone, f,
-                                kNothing);
+  add_reductions<SoftmaxFocalOptions, K>(b, "softmax_focal", "gamma 2, 10% ignored", kLabels, f);
   b.add<SoftmaxFocalOptions, K>(
       "softmax_focal", "alpha", "alpha (C)", kLabels, kMean, f,
       [](auto& o, auto& in) { o.alpha = in.class_values(16, 0.25, 1.0); });
@@ -662,10 +644,7 @@ void add_softmax_focal(Builder& b) {
 template <template <class> class Opt, class C>
 void add_softmax_overlap_common(Builder& b, const char* loss, const C& c, bool squared = true) {
   constexpr Target K = Target::labels;
-  b.add<Opt, K>(loss, "default", "labels, 10% ignored, per_image, mean", kLabels, kMean, c,
-                kNothing);
-  b.add<Opt, K>(loss, "sum", "reduction sum", kLabels, kSum, c, kNothing);
-  b.add<Opt, K>(loss, "none", "reduction none (per score)", kLabels, kNone, c, kNothing);
+  add_reductions<Opt, K>(b, loss, "labels, 10% ignored, per_image", kLabels, c);
   b.add<Opt, K>(loss, "batch", "per_image false", kLabels, kMean, c,
                 [](auto& o, auto&) { o.per_image = false; });
   if (squared)  // Tversky refuses squared sums (FP = P - I holds for plain sums)
@@ -715,13 +694,8 @@ void add_softmax_overlap(Builder& b) {
 
   const auto gd = SEGLOSS_REGISTRY_CALLS(generalized_dice);
   constexpr Target K = Target::labels;
-  b.add<GeneralizedDiceOptions, K>("generalized_dice", "default",
-                                   "w = 1/T^2, per_image, labels, mean", kLabels, kMean, gd,
-                                   kNothing);
-  b.add<GeneralizedDiceOptions, K>("generalized_dice", "sum", "reduction sum", kLabels, kSum, gd,
-                                   kNothing);
-  b.add<GeneralizedDiceOptions, K>("generalized_dice", "none", "reduction none", kLabels, kNone, gd,
-                                   kNothing);
+  add_reductions<GeneralizedDiceOptions, K>(b, "generalized_dice", "w = 1/T^2, per_image, labels",
+                                            kLabels, gd);
   b.add<GeneralizedDiceOptions, K>(
       "generalized_dice", "simple", "w = 1/T", kLabels, kMean, gd,
       [](auto& o, auto&) { o.w_type = GeneralizedDiceWeight::simple; });
@@ -796,12 +770,7 @@ void add_lovasz(Builder& b) {
 
   const auto lh = SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(lovasz_hinge);
   constexpr Target dense = Target::dense;
-  b.add<LovaszHingeOptions, dense>("lovasz_hinge", "default", "per_image, mean", kLogits, kMean, lh,
-                                   kNothing);
-  b.add<LovaszHingeOptions, dense>("lovasz_hinge", "sum", "reduction sum", kLogits, kSum, lh,
-                                   kNothing);
-  b.add<LovaszHingeOptions, dense>("lovasz_hinge", "none", "reduction none", kLogits, kNone, lh,
-                                   kNothing);
+  add_reductions<LovaszHingeOptions, dense>(b, "lovasz_hinge", "per_image", kLogits, lh);
   b.add<LovaszHingeOptions, dense>("lovasz_hinge", "batch", "per_image false", kLogits, kMean, lh,
                                    [](auto& o, auto&) { o.per_image = false; });
   b.add<LovaszHingeOptions, dense>("lovasz_hinge", "ignore", "ignore 255 (every 7th pixel)",
