@@ -87,6 +87,12 @@ struct Inputs {
     s[1] = channels;
     return s;
   }
+  // (C, 1, ...): one value per channel, broadcast over the spatial axes.
+  Shape channel_shape() const {
+    std::vector<int64_t> extents(static_cast<size_t>(shape.rank() - 1), 1);
+    extents[0] = c();
+    return Shape(extents.begin(), extents.end());
+  }
   // A fresh tensor drawn from this problem's seed and a salt.
   Tensor<T> uniform(const Shape& s, uint64_t salt, double lo, double hi) const {
     return registry::uniform<T>(s, seed * 1000003 + salt, lo, hi);
@@ -378,11 +384,9 @@ void add_binary_ce(Builder& b) {
   b.add<BceWithLogitsOptions, dense>("bce_with_logits", "weight", "per-pixel weight (N,1,H,W)",
                                      kLogits, kMean, bce,
                                      [](auto& o, auto& in) { o.weight = pixel_weight(in); });
-  b.add<BceWithLogitsOptions, dense>("bce_with_logits", "weight_channel",
-                                     "per-channel weight (C,1,1), sum", kLogits, kSum, bce,
-                                     [](auto& o, auto& in) {
-                                       o.weight = in.uniform(Shape{in.c(), 1, 1}, 12, 0.5, 2.0);
-                                     });
+  b.add<BceWithLogitsOptions, dense>(
+      "bce_with_logits", "weight_channel", "per-channel weight (C,1,...), sum", kLogits, kSum, bce,
+      [](auto& o, auto& in) { o.weight = in.uniform(in.channel_shape(), 12, 0.5, 2.0); });
   b.add<BceWithLogitsOptions, dense>(
       "bce_with_logits", "pos_weight", "pos_weight (C)", kLogits, kMean, bce,
       [](auto& o, auto& in) { o.pos_weight = in.class_values(13, 0.5, 3.0); });

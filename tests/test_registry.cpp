@@ -233,3 +233,18 @@ TEST_CASE("registry: the metrics are bit-identical at 1, 2, 3 and 8 threads and 
         });
   }
 }
+
+TEST_CASE("registry: every entry passes its checks on a 1-D signal with N = 1 and on 3-D volumes") {
+  for (const Shape& shape : {Shape{1, 2, 7}, Shape{2, 2, 2, 3, 3}}) {
+    CAPTURE(shape);
+    for (const auto& e : registry::entries()) {
+      CAPTURE(e.name());
+      registry::CheckOptions o;
+      o.shape = shape;
+      const auto r = registry::check(e, o);
+      INFO("gradcheck: ", r.gradcheck.summary(), "; float error ", r.float_error,
+           ", composed error ", r.composed_error, "; error: ", r.error);
+      CHECK(r.passed);
+    }
+  }
+}
