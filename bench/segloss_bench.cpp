@@ -333,6 +333,62 @@ void bench_surface(const Args& args) {
   }
 }
 
+// The tape (core/tape.hpp) against the fused calls, on the binary case's inputs. In these lines
+// floor_ms is the direct fused value_and_grad call (into a reused gradient buffer) measured in
+// the same run, so ratio_to_floor is the ratio to the fused call, and "baseline" says so:
+//   tape_node:bce_dice   Tape, leaf, ad::bce_dice, backward, grad: the tape's overhead when a
+//                        loss is used alone (issue 5's target: <= 1.05);
+//   composed:soft_dice   soft_dice written from primitives (losses/composed.hpp), forward and
+//                        backward on a tape, against the fused soft_dice.
+void print_tape_line(const std::string& name, const Shape& shape, int threads, double ms,
+                     double fused_ms, int64_t pixels) {
+  std::printf(
+      "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
+      "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.3f, \"mpix_per_s\": %.1f, "
+      "\"baseline\": \"fused\"}\n",
+      name.c_str(), shape.str().c_str(), threads, ms, fused_ms, ms / fused_ms,
+      static_cast<double>(pixels) / (ms * 1e3));
+  std::fflush(stdout);
+}
+
+void bench_tape(const Args& args, const Tensor<float>& x, const Tensor<float>& t,
+                Tensor<float>& grad) {
+  volatile double sink = 0;
+  const auto tape_bce_dice = [&] {
+    ad::Tape<float> tape;
+    const ad::Var<float> v = tape.leaf(x);
+    const ad::Var<float> l = ad::bce_dice(v, t);
+    tape.backward(l);
+    sink = sink + l.item() + tape.grad(v)[0];
+  };
+  const auto composed_soft_dice = [&] {
+    ad::Tape<float> tape;
+    const ad::Var<float> v = tape.leaf(x);
+    const ad::Var<float> l = composed::soft_dice(tape, v, t);
+    tape.backward(l);
+    sink = sink + l.item() + tape.grad(v)[0];
+  };
+  const struct {
+    const char* name;
+    std::function<void()> tape, fused;
+  } cases[] = {
+      {"tape_node:bce_dice", tape_bce_dice,
+       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+      {"composed:soft_dice", composed_soft_dice,
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
+  };
+  for (const auto& c : cases) {
+    if (!args.filter.empty() && std::string(c.name).find(args.filter) == std::string::npos)
+      continue;
+    for (int threads : args.threads) {
+      set_num_threads(threads);
+      const double fused = median_ms(args.reps, c.fused);
+      const double ms = median_ms(args.reps, c.tape);
+      print_tape_line(c.name, x.shape(), threads, ms, fused, x.numel());
+    }
+  }
+}
+
 struct Case {
   std::string name;
   std::vector<const float*> inputs;  // what the loss reads, for the floor
@@ -445,6 +501,7 @@ int main(int argc, char** argv) {
       print_line(c.name, shape, threads, ms, floor, n);
     }
   }
+  bench_tape(args, x, t, grad);
   bench_multiclass(args);
   if (args.filter.empty() || std::string("lovasz_softmax").find(args.filter) != std::string::npos)
     bench_lovasz_softmax(args);

@@ -451,16 +451,15 @@ Var<T> clamp(const Var<T>& a, double lo, double hi) {
                                                    : x; },
       [l, h](T x, T) { return x >= l && x <= h ? T(1) : T(0); });
 }
-// (x^p)' = p x^(p-1). p = 1 and p = 2 are exact products.
+// (x^p)' = p x^(p-1). p = 2 is the exact product x * x; p = 1 is x itself (no node).
 template <class T>
 Var<T> pow(const Var<T>& a, double p) {
+  a.tape().check_var("ad::pow", a);
+  if (p == 1.0) return a;
   const T k = static_cast<T>(p);
   if (p == 2.0)
     return unary(
         "ad::pow", a, [](T x) { return x * x; }, [](T x, T) { return T(2) * x; });
-  if (p == 1.0)
-    return unary(
-        "ad::pow", a, [](T x) { return x; }, [](T, T) { return T(1); });
   return unary(
       "ad::pow", a, [k](T x) { return std::pow(x, k); },
       [k](T x, T) { return k * std::pow(x, k - T(1)); });

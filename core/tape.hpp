@@ -118,7 +118,8 @@ class Tape {
   void backward(const Var<T>& loss);
 
   // dL/dv after backward(); zeros when L does not depend on v. Error when v does not require a
-  // gradient, or before backward().
+  // gradient, or before backward(). The tensor may share its storage with a fused loss node's
+  // gradient (see accumulate): read it, or clone() it before writing into it.
   const Tensor<T>& grad(const Var<T>& v) const;
 
   // For node backwards: v's gradient buffer, allocated as zeros on first use, to add into.
@@ -199,7 +200,7 @@ Var<T> softplus(const Var<T>& a);  // log(1 + exp(x)) = -log_sigmoid(-x)
 template <class T>
 Var<T> clamp(const Var<T>& a, double lo, double hi);  // gradient 1 on [lo, hi], else 0
 template <class T>
-Var<T> pow(const Var<T>& a, double p);  // x^p; p = 2 is x * x
+Var<T> pow(const Var<T>& a, double p);  // x^p; p = 2 is x * x, p = 1 returns a
 
 // Softmax and log-softmax over the class axis (axis 1) of a tensor of rank >= 2, relative to
 // the max logit: log_softmax = (x - max) - log(sum exp(x - max)).
