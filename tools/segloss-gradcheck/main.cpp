@@ -22,10 +22,11 @@ const char* const kHelp = R"(Usage: segloss-gradcheck [LOSS...] [options]
 Checks every registered loss and option preset (losses/registry.hpp), or those of the losses
 named (e.g. segloss-gradcheck soft_dice cross_entropy), on seeded random inputs of shape
 (2, 3, 5, 6) (labels (2, 5, 6) with about 10% ignored pixels for the multi-class losses):
-  grad rel / abs  the worst relative and absolute error of the fused gradient (value_and_grad)
-                  against central finite differences of the forward value, in double, over
-                  every element; the tolerance is the entry's rtol plus an absolute term
-                  scaled to the value's rounding (1e-14 |value| / eps)
+  grad rel / abs  the fused gradient (value_and_grad) against central finite differences of
+                  the forward value, in double, over every element: the worst relative error
+                  (among the elements whose error is above the absolute tolerance) and the
+                  worst absolute error; an element passes within the entry's rtol (1e-6) plus
+                  an absolute term scaled to the value's rounding (1e-14 |value| / eps)
   composed        the largest difference between the fused value and gradient and those of
                   the same loss composed from the autodiff tape's primitives; must be <= 1e-10;
                   '-' where the entry has no composed form
