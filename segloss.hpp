@@ -22,6 +22,7 @@
 #include "losses/generalized_dice.hpp"
 #include "losses/lovasz.hpp"
 #include "losses/overlap.hpp"
+#include "losses/registry.hpp"
 #include "losses/soft_dice.hpp"
 #include "losses/soft_jaccard.hpp"
 #include "losses/softmax_overlap.hpp"
