@@ -156,9 +156,17 @@ Shape shape_of(const segloss_tensor& t, const char* function, const char* argume
   return s;
 }
 
+// The CUDA backend is not part of this build: a CUDA tensor is refused here, with its own status.
+constexpr bool kHaveCuda = false;
+
 Device device_of(const segloss_tensor& t, const char* function, const char* argument) {
   if (t.device == SEGLOSS_CPU) return Device::cpu;
-  if (t.device == SEGLOSS_CUDA) return Device::cuda;
+  if (t.device == SEGLOSS_CUDA) {
+    if (!kHaveCuda)
+      fail(SEGLOSS_ERROR_DEVICE, function, argument,
+           " is on cuda; this build has no CUDA backend (segloss_has_cuda() is 0)");
+    return Device::cuda;
+  }
   fail(SEGLOSS_ERROR_DEVICE, function, argument, " has device ", int(t.device),
        "; expected SEGLOSS_CPU or SEGLOSS_CUDA");
 }
@@ -653,7 +661,7 @@ int segloss_abi_version(void) {
 }
 
 int segloss_has_cuda(void) {
-  return 0;
+  return kHaveCuda ? 1 : 0;
 }
 
 const char* segloss_last_error(void) {

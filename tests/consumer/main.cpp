@@ -18,9 +18,9 @@ int main() {
     logits[i] = std::sin(static_cast<double>(i));
     target[i] = i % 3 == 0 ? 1.0 : 0.0;
   }
-  const auto dice = segloss::soft_dice_value_and_grad(
-      segloss::Tensor<double>::view(logits.data(), {2, 3, 8}),
-      segloss::Tensor<double>::view(target.data(), {2, 3, 8}));
+  const auto dice =
+      segloss::soft_dice_value_and_grad(segloss::Tensor<double>::view(logits.data(), {2, 3, 8}),
+                                        segloss::Tensor<double>::view(target.data(), {2, 3, 8}));
   std::printf("soft_dice=%.17g\n", dice.value);
   return std::fabs(v - std::log(2.0)) < 1e-12 ? 0 : 1;
 }
