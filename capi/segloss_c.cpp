@@ -156,15 +156,15 @@ Shape shape_of(const segloss_tensor& t, const char* function, const char* argume
   return s;
 }
 
-// The CUDA backend is not part of this build: a CUDA tensor is refused here, with its own status.
-constexpr bool kHaveCuda = false;
-
 Device device_of(const segloss_tensor& t, const char* function, const char* argument) {
   if (t.device == SEGLOSS_CPU) return Device::cpu;
   if (t.device == SEGLOSS_CUDA) {
-    if (!kHaveCuda)
+    if (!cuda::built())
       fail(SEGLOSS_ERROR_DEVICE, function, argument,
            " is on cuda; this build has no CUDA backend (segloss_has_cuda() is 0)");
+    if (!cuda::available())
+      fail(SEGLOSS_ERROR_DEVICE, function, argument,
+           " is on cuda; no CUDA device is available (segloss_has_cuda() is 0)");
     return Device::cuda;
   }
   fail(SEGLOSS_ERROR_DEVICE, function, argument, " has device ", int(t.device),
@@ -267,7 +267,8 @@ void with_target(const segloss_tensor* t, const char* function, F&& f) {
 }
 
 // Copies a result computed by the library into the caller's buffer `out`: same dtype, and the
-// result's shape (a scalar result fits any one-element buffer).
+// result's shape (a scalar result fits any one-element buffer). Either may be on the GPU; the
+// copy runs on the call's stream and waits for it.
 template <class T>
 void copy_out(const Tensor<T>& result, const segloss_tensor* out, const char* function,
               const char* argument) {
@@ -276,16 +277,7 @@ void copy_out(const Tensor<T>& result, const segloss_tensor* out, const char* fu
   if (!fits)
     fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " has shape ", o.shape(),
          "; the result has shape ", result.shape());
-  if (o.device() != Device::cpu || result.device() != Device::cpu)
-    fail(SEGLOSS_ERROR_DEVICE, function, argument, " is on ", device_name(o.device()),
-         "; this build copies results on the CPU only");
-  std::copy(result.begin(), result.end(), o.data());
-}
-
-// The CUDA stream of a call. This build has no CUDA backend: a CUDA tensor is refused by the
-// library ("device cuda is not available"), and a stream with CPU tensors is ignored.
-void use_stream(void* cuda_stream) {
-  (void)cuda_stream;
+  Tensor<T>::view(o.data(), result.shape(), o.device()).copy_from(result);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -543,7 +535,7 @@ segloss_status loss_value_and_grad(const char* function, const segloss_tensor* l
                                    double* value, const segloss_tensor* grad, void* stream, F&& f) {
   return guard(function, [&] {
     require(value, function, "value");
-    use_stream(stream);
+    const cuda::StreamScope stream_scope(stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -560,7 +552,7 @@ segloss_status loss_forward(const char* function, const segloss_tensor* logits,
                             const segloss_tensor* out, void* stream, F&& f) {
   return guard(function, [&] {
     require(out, function, "out");
-    use_stream(stream);
+    const cuda::StreamScope stream_scope(stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -578,7 +570,7 @@ segloss_status loss_backward(const char* function, const segloss_tensor* logits,
                              const COptions* options, const segloss_tensor* grad, void* stream,
                              F&& f) {
   return guard(function, [&] {
-    use_stream(stream);
+    const cuda::StreamScope stream_scope(stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -602,7 +594,7 @@ segloss_status loss_statistics(const char* function, const segloss_tensor* logit
   return guard(function, [&] {
     require(statistics, function, "statistics");
     *statistics = nullptr;
-    use_stream(stream);
+    const cuda::StreamScope stream_scope(stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -622,7 +614,7 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
   return guard(function, [&] {
     require(reduced, function, "reduced");
     require(value, function, "value");
-    use_stream(stream);
+    const cuda::StreamScope stream_scope(stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -661,7 +653,11 @@ int segloss_abi_version(void) {
 }
 
 int segloss_has_cuda(void) {
-  return kHaveCuda ? 1 : 0;
+  try {
+    return cuda::available() ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
 }
 
 const char* segloss_last_error(void) {
@@ -1020,7 +1016,7 @@ segloss_status segloss_boundary_weights(const segloss_tensor* mask,
                                         const segloss_tensor* weights, void* cuda_stream) {
   const char* function = "segloss_boundary_weights";
   return guard(function, [&] {
-    use_stream(cuda_stream);
+    const cuda::StreamScope stream_scope(cuda_stream);
     BoundaryWeightOptions o;
     if (options) {
       o.kernel_size = options->kernel_size;
@@ -1136,7 +1132,7 @@ segloss_status segloss_confusion_matrix_update(segloss_confusion_matrix* cm,
   const char* function = "segloss_confusion_matrix_update";
   return guard(function, [&] {
     require(cm, function, "cm");
-    use_stream(cuda_stream);
+    const cuda::StreamScope stream_scope(cuda_stream);
     with_labels(pred_labels, function, "pred_labels", [&](const auto& p) {
       with_labels(true_labels, function, "true_labels",
                   [&](const auto& t) { cm->cm.update(p, t); });
@@ -1151,7 +1147,7 @@ segloss_status segloss_confusion_matrix_update_from_logits(segloss_confusion_mat
   const char* function = "segloss_confusion_matrix_update_from_logits";
   return guard(function, [&] {
     require(cm, function, "cm");
-    use_stream(cuda_stream);
+    const cuda::StreamScope stream_scope(cuda_stream);
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
@@ -1295,7 +1291,7 @@ segloss_status segloss_dice_score(const segloss_tensor* pred, const segloss_tens
   const char* function = "segloss_dice_score";
   return guard(function, [&] {
     require(result, function, "result");
-    use_stream(cuda_stream);
+    const cuda::StreamScope stream_scope(cuda_stream);
     DiceScoreOptions o;
     if (options) {
       o.activation = enum_of<Activation>(int(options->activation), 2, function, "activation",
