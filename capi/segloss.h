@@ -32,9 +32,15 @@
  * and, for the losses that split across data-parallel shards (soft_dice, soft_jaccard,
  * tversky), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
  *
- * cuda_stream: a cudaStream_t passed as void*. NULL means the default stream. It is used
- * when the tensors live on a CUDA device; CPU tensors ignore it. This build's device support
- * is reported by segloss_has_cuda().
+ * cuda_stream: a cudaStream_t passed as void*; NULL means the default (legacy) stream. The
+ * call enqueues its kernels on it (segloss::cuda::StreamScope) when the tensors live on a CUDA
+ * device; CPU tensors ignore it. A call that returns a host value (value_and_grad's double)
+ * waits for that stream only. segloss_has_cuda() says whether CUDA tensors can be used; which
+ * losses have CUDA kernels is listed in docs/cuda.md (others refuse CUDA tensors with
+ * SEGLOSS_ERROR_INVALID_ARGUMENT and a message).
+ *
+ * Thread safety: calls on distinct outputs may run concurrently from any threads; a confusion
+ * matrix or statistics object must not be used by two threads at once.
  */
 #ifndef SEGLOSS_C_H
 #define SEGLOSS_C_H
@@ -76,7 +82,8 @@ SEGLOSS_C_API const char* segloss_version(void);
 SEGLOSS_C_API void segloss_version_numbers(int* major, int* minor, int* patch);
 /* The ABI version the library was built with (SEGLOSS_C_ABI_VERSION of its header). */
 SEGLOSS_C_API int segloss_abi_version(void);
-/* 1 when the library has a CUDA backend, else 0. */
+/* 1 when the library was built with its CUDA backend and a CUDA device is available, else 0.
+ * CUDA tensors are refused (SEGLOSS_ERROR_DEVICE) when it is 0. */
 SEGLOSS_C_API int segloss_has_cuda(void);
 
 /* ---------------------------------------------------------------------------------------- */
