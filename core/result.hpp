@@ -1,5 +1,8 @@
-// What a fused value_and_grad returns.
+// What a fused value_and_grad returns, and what a statistics call of the shard split returns.
 #pragma once
+
+#include <cstddef>
+#include <vector>
 
 #include "tensor.hpp"
 
@@ -11,6 +14,21 @@ template <class T>
 struct ValueAndGrad {
   double value = 0.0;
   Tensor<T> grad;
+};
+
+// The statistics of one shard of a batch, for the statistics / finalize split of a loss that
+// needs sums over the whole batch (docs/distributed.md). `global` is what the caller sums
+// element-wise across the shards before finalize, in place: data() and size() are its buffer,
+// e.g. MPI_Allreduce(MPI_IN_PLACE, st.data(), int(st.size()), MPI_DOUBLE, MPI_SUM, comm).
+// `local` stays on the shard (sums the shard's own gradient needs; empty for most losses).
+// A shard with no pixels contributes zeros: a vector of zeros of the same size is the identity
+// of the sum. Each loss documents its layout of `global`.
+struct ShardStatistics {
+  std::vector<double> global;  // all-reduce (sum) across the shards before finalize
+  std::vector<double> local;   // stays on the shard
+  double* data() { return global.data(); }
+  const double* data() const { return global.data(); }
+  size_t size() const { return global.size(); }
 };
 
 }  // namespace segloss

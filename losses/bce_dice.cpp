@@ -7,6 +7,7 @@
 #include "../backends/cpu/bce_dice.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/overlap_scores.hpp"
+#include "internal/shards.hpp"
 
 namespace segloss {
 namespace {
@@ -108,15 +109,56 @@ ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>
   return r;
 }
 
-#define SEGLOSS_INSTANTIATE(T)                                                               \
-  template Tensor<T> bce_dice(const Tensor<T>&, const Tensor<T>&, const BceDiceOptions<T>&,  \
-                              BceDiceParts*);                                                \
-  template Tensor<T> bce_dice_backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
-                                       const BceDiceOptions<T>&);                            \
-  template double bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
-                                          const BceDiceOptions<T>&, BceDiceParts*);          \
-  template ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
-                                                   const BceDiceOptions<T>&, BceDiceParts*);
+// ---- the statistics / finalize split ----
+
+template <class T>
+OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                      const BceDiceOptions<T>& options) {
+  const char* fn = "bce_dice_statistics";
+  auto p = plan(fn, logits, target, options);
+  cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+  double bce_sum = 0.0;
+  for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
+  OverlapStatistics st = detail::overlap_split_statistics(p.stats, kStats, logits.shape(),
+                                                          options.dice, detail::dice_form());
+  st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(logits, options.bce),
+                                       static_cast<double>(logits.numel())});
+  return st;
+}
+
+template <class T>
+double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                         const OverlapStatistics& reduced, Tensor<T>& grad,
+                         const BceDiceOptions<T>& options, BceDiceParts* parts) {
+  const char* fn = "bce_dice_finalize";
+  auto p = plan(fn, logits, target, options);
+  std::vector<double> ca, cb;
+  BceDiceParts v;
+  v.dice = detail::overlap_split_coefficients<T>(fn, reduced, detail::kMeanSplitSize,
+                                                 logits.shape(), options.dice, detail::dice_form(),
+                                                 options.dice_weight, ca, cb);
+  const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
+  v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
+  detail::prepare_grad(fn, logits, grad);
+  cpu::bce_dice_gradient(p.dice, p.bce, options.bce_weight * bce_scale, ca.data(), cb.data(),
+                         grad.data());
+  if (parts) *parts = v;
+  return options.bce_weight * v.bce + options.dice_weight * v.dice;
+}
+
+#define SEGLOSS_INSTANTIATE(T)                                                                    \
+  template Tensor<T> bce_dice(const Tensor<T>&, const Tensor<T>&, const BceDiceOptions<T>&,       \
+                              BceDiceParts*);                                                     \
+  template Tensor<T> bce_dice_backward(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,      \
+                                       const BceDiceOptions<T>&);                                 \
+  template double bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,         \
+                                          const BceDiceOptions<T>&, BceDiceParts*);               \
+  template ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&,            \
+                                                   const BceDiceOptions<T>&, BceDiceParts*);      \
+  template OverlapStatistics bce_dice_statistics(const Tensor<T>&, const Tensor<T>&,              \
+                                                 const BceDiceOptions<T>&);                       \
+  template double bce_dice_finalize(const Tensor<T>&, const Tensor<T>&, const OverlapStatistics&, \
+                                    Tensor<T>&, const BceDiceOptions<T>&, BceDiceParts*);
 SEGLOSS_INSTANTIATE(float)
 SEGLOSS_INSTANTIATE(double)
 #undef SEGLOSS_INSTANTIATE

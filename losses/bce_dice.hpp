@@ -63,4 +63,17 @@ double bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                const BceDiceOptions<T>& options = {},
                                BceDiceParts* parts = nullptr);
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md), in the same
+// two passes as the fused path. OverlapStatistics whose global holds the BCE term's 3 values
+// first (bce_with_logits_statistics' layout: loss sum, divisor, numel), then the Dice term's
+// (soft_dice_statistics' layout); local holds the Dice term's per-plane sums. finalize returns
+// the batch's loss (its terms in `parts`, when given) and writes this shard's gradient.
+template <class T>
+OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                      const BceDiceOptions<T>& options = {});
+template <class T>
+double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                         const OverlapStatistics& reduced, Tensor<T>& grad,
+                         const BceDiceOptions<T>& options = {}, BceDiceParts* parts = nullptr);
+
 }  // namespace segloss

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "internal/bce_args.hpp"
+#include "internal/shards.hpp"
 
 namespace segloss {
 namespace {
@@ -83,6 +84,38 @@ ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>& logits, const Te
   return r;
 }
 
+template <class T>
+ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                           const BceWithLogitsOptions<T>& options) {
+  const char* fn = "bce_with_logits_statistics";
+  detail::check_split_reduction(fn, options.reduction);
+  auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  a.want_sum = true;
+  const double sum = cpu::bce_with_logits(a);
+  return detail::mean_statistics(sum, detail::bce_mean_divisor(logits, options),
+                                 static_cast<double>(logits.numel()));
+}
+
+template <class T>
+double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                                const ShardStatistics& reduced, Tensor<T>& grad,
+                                const BceWithLogitsOptions<T>& options) {
+  const char* fn = "bce_with_logits_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = detail::bce_scale_of(options, reduced.global[detail::kDivisor]);
+  if (zero_weight_mean(options, scale)) {
+    std::fill(grad.begin(), grad.end(), T(0));
+    return 0.0;
+  }
+  a.grad = grad.data();
+  a.grad_scale = scale;
+  cpu::bce_with_logits(a);
+  return reduced.global[detail::kLossSum] * scale;
+}
+
 #define SEGLOSS_INSTANTIATE(T)                                                                   \
   template Tensor<T> bce_with_logits(const Tensor<T>&, const Tensor<T>&,                         \
                                      const BceWithLogitsOptions<T>&);                            \
@@ -91,7 +124,12 @@ ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>& logits, const Te
   template double bce_with_logits_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&, \
                                                  const BceWithLogitsOptions<T>&);                \
   template ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>&, const Tensor<T>&,    \
-                                                          const BceWithLogitsOptions<T>&);
+                                                          const BceWithLogitsOptions<T>&);       \
+  template ShardStatistics bce_with_logits_statistics(const Tensor<T>&, const Tensor<T>&,        \
+                                                      const BceWithLogitsOptions<T>&);           \
+  template double bce_with_logits_finalize(const Tensor<T>&, const Tensor<T>&,                   \
+                                           const ShardStatistics&, Tensor<T>&,                   \
+                                           const BceWithLogitsOptions<T>&);
 SEGLOSS_INSTANTIATE(float)
 SEGLOSS_INSTANTIATE(double)
 #undef SEGLOSS_INSTANTIATE

@@ -88,4 +88,20 @@ template <class T>
 double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                       Tensor<T>& grad, const BceWithLogitsOptions<T>& options = {});
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
+// statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (its
+// numel, or with mean_over weight_sum its W), its numel}: one pass over the shard (and one over
+// its weight for weight_sum). A weight is the shard's own: a per-image weight (N, ...) is sliced
+// like the logits; a weight without the batch axis ((C,1,1), (1,C,1,1), ...) is passed whole to
+// every shard, and its W adds up to the batch's. The caller sums global across the shards;
+// finalize returns the batch's loss (0 with a zero gradient when the summed W is 0) and writes
+// this shard's part of the batch's gradient into `grad` (allocated when undefined): one pass.
+template <class T>
+ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                           const BceWithLogitsOptions<T>& options = {});
+template <class T>
+double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                                const ShardStatistics& reduced, Tensor<T>& grad,
+                                const BceWithLogitsOptions<T>& options = {});
+
 }  // namespace segloss

@@ -90,6 +90,39 @@ void check_dice_focal(const char* fn, const DiceFocalOptions<T>& o) {
   check_same_ignore<L>(fn, "focal", o.focal.ignore_index, o.dice.ignore_index);
 }
 
+// The split of a combined loss: the first term's statistics (3 values) then the Dice term's.
+template <class T, class U, class FirstStatistics>
+OverlapStatistics split_statistics(const char* fn, const char* which, const Tensor<T>& logits,
+                                   const Tensor<U>& target, const SoftmaxOverlapOptions<T>& dice,
+                                   FirstStatistics&& first) {
+  check_scalar(fn, "dice", dice.reduction);
+  OverlapStatistics st =
+      detail::softmax_split_statistics(fn, logits, target, dice, detail::dice_form());
+  const ShardStatistics a = term(fn, which, first);
+  st.global.insert(st.global.begin(), a.global.begin(), a.global.end());
+  return st;
+}
+
+// first(reduced first-term statistics, grad) writes the first term's gradient and returns its
+// value; the Dice gradient (times dice_weight) is added to first_weight times it.
+template <class T, class U, class FirstFinalize>
+void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
+                    const Tensor<U>& target, const OverlapStatistics& reduced, Tensor<T>& grad,
+                    const SoftmaxOverlapOptions<T>& dice, double dice_weight, double first_weight,
+                    FirstFinalize&& first, double* first_value, double* dice_value) {
+  check_scalar(fn, "dice", dice.reduction);
+  detail::check_image(fn, "logits", logits);
+  detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
+  detail::prepare_grad(fn, logits, grad);
+  check_not_aliased(fn, logits, grad);
+  ShardStatistics a;
+  a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
+  *first_value = term(fn, which, [&] { return first(a, grad); });
+  *dice_value = detail::softmax_split_finalize(fn, logits, target, reduced, detail::kMeanSplitSize,
+                                               grad.data(), dice, detail::dice_form(), dice_weight,
+                                               true, first_weight);
+}
+
 }  // namespace
 
 // ---- ce_dice ----
@@ -155,6 +188,32 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
   return grad;
 }
 
+template <class T, class U, class>
+OverlapStatistics ce_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
+                                     const CeDiceOptions<T>& o) {
+  const char* fn = "ce_dice_statistics";
+  check_ce_dice<T, U>(fn, o);
+  return split_statistics(fn, "cross-entropy", logits, target, o.dice,
+                          [&] { return cross_entropy_statistics(logits, target, o.ce); });
+}
+
+template <class T, class U, class>
+double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
+                        const OverlapStatistics& reduced, Tensor<T>& grad,
+                        const CeDiceOptions<T>& o, CeDiceParts* parts) {
+  const char* fn = "ce_dice_finalize";
+  check_ce_dice<T, U>(fn, o);
+  CeDiceParts v;
+  split_finalize(
+      fn, "cross-entropy", logits, target, reduced, grad, o.dice, o.dice_weight, o.ce_weight,
+      [&](const ShardStatistics& a, Tensor<T>& g) {
+        return cross_entropy_finalize(logits, target, a, g, o.ce);
+      },
+      &v.ce, &v.dice);
+  if (parts) *parts = v;
+  return o.ce_weight * v.ce + o.dice_weight * v.dice;
+}
+
 // ---- dice_focal ----
 
 template <class T, class L, class>
@@ -215,27 +274,63 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
   return grad;
 }
 
+template <class T, class L, class>
+OverlapStatistics dice_focal_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const DiceFocalOptions<T>& o) {
+  const char* fn = "dice_focal_statistics";
+  check_dice_focal<T, L>(fn, o);
+  return split_statistics(fn, "focal", logits, target, o.dice,
+                          [&] { return softmax_focal_statistics(logits, target, o.focal); });
+}
+
+template <class T, class L, class>
+double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                           const OverlapStatistics& reduced, Tensor<T>& grad,
+                           const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
+  const char* fn = "dice_focal_finalize";
+  check_dice_focal<T, L>(fn, o);
+  DiceFocalParts v;
+  split_finalize(
+      fn, "focal", logits, target, reduced, grad, o.dice, o.dice_weight, o.focal_weight,
+      [&](const ShardStatistics& a, Tensor<T>& g) {
+        return softmax_focal_finalize(logits, target, a, g, o.focal);
+      },
+      &v.focal, &v.dice);
+  if (parts) *parts = v;
+  return o.dice_weight * v.dice + o.focal_weight * v.focal;
+}
+
 // ---- instantiations ----
 
-#define SEGLOSS_INSTANTIATE_CE_DICE(T, U)                                                     \
-  template Tensor<T> ce_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,                  \
-                                         const CeDiceOptions<T>&, CeDiceParts*);              \
-  template Tensor<T> ce_dice_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,         \
-                                                  const Tensor<T>&, const CeDiceOptions<T>&); \
-  template double ce_dice_value_and_grad<T, U, void>(                                         \
-      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*); \
-  template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                \
-      const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);
-#define SEGLOSS_INSTANTIATE_DICE_FOCAL(T, L)                                                    \
-  template Tensor<T> dice_focal<T, L, void>(const Tensor<T>&, const Tensor<L>&,                 \
-                                            const DiceFocalOptions<T>&, DiceFocalParts*);       \
-  template Tensor<T> dice_focal_backward<T, L, void>(                                           \
-      const Tensor<T>&, const Tensor<L>&, const Tensor<T>&, const DiceFocalOptions<T>&);        \
-  template double dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,     \
-                                                        Tensor<T>&, const DiceFocalOptions<T>&, \
-                                                        DiceFocalParts*);                       \
-  template ValueAndGrad<T> dice_focal_value_and_grad<T, L, void>(                               \
-      const Tensor<T>&, const Tensor<L>&, const DiceFocalOptions<T>&, DiceFocalParts*);
+#define SEGLOSS_INSTANTIATE_CE_DICE(T, U)                                                       \
+  template Tensor<T> ce_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,                    \
+                                         const CeDiceOptions<T>&, CeDiceParts*);                \
+  template Tensor<T> ce_dice_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
+                                                  const Tensor<T>&, const CeDiceOptions<T>&);   \
+  template double ce_dice_value_and_grad<T, U, void>(                                           \
+      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*);   \
+  template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                  \
+      const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);               \
+  template OverlapStatistics ce_dice_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&, \
+                                                            const CeDiceOptions<T>&);           \
+  template double ce_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,              \
+                                               const OverlapStatistics&, Tensor<T>&,            \
+                                               const CeDiceOptions<T>&, CeDiceParts*);
+#define SEGLOSS_INSTANTIATE_DICE_FOCAL(T, L)                                                       \
+  template Tensor<T> dice_focal<T, L, void>(const Tensor<T>&, const Tensor<L>&,                    \
+                                            const DiceFocalOptions<T>&, DiceFocalParts*);          \
+  template Tensor<T> dice_focal_backward<T, L, void>(                                              \
+      const Tensor<T>&, const Tensor<L>&, const Tensor<T>&, const DiceFocalOptions<T>&);           \
+  template double dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,        \
+                                                        Tensor<T>&, const DiceFocalOptions<T>&,    \
+                                                        DiceFocalParts*);                          \
+  template ValueAndGrad<T> dice_focal_value_and_grad<T, L, void>(                                  \
+      const Tensor<T>&, const Tensor<L>&, const DiceFocalOptions<T>&, DiceFocalParts*);            \
+  template OverlapStatistics dice_focal_statistics<T, L, void>(const Tensor<T>&, const Tensor<L>&, \
+                                                               const DiceFocalOptions<T>&);        \
+  template double dice_focal_finalize<T, L, void>(const Tensor<T>&, const Tensor<L>&,              \
+                                                  const OverlapStatistics&, Tensor<T>&,            \
+                                                  const DiceFocalOptions<T>&, DiceFocalParts*);
 SEGLOSS_INSTANTIATE_CE_DICE(float, int32_t)
 SEGLOSS_INSTANTIATE_CE_DICE(float, int64_t)
 SEGLOSS_INSTANTIATE_CE_DICE(float, float)

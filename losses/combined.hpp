@@ -87,4 +87,26 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
                                  const DiceFocalOptions<T>& options = {},
                                  DiceFocalParts* parts = nullptr);
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md). OverlapStatistics
+// whose global holds the first term's 3 values (cross_entropy_statistics' or
+// softmax_focal_statistics' layout: loss sum, divisor, count) then the Dice term's
+// (softmax_dice_statistics' layout); local holds the Dice term's per-(image, class) sums.
+// finalize returns the batch's loss (its terms in `parts`, when given) and writes this shard's
+// gradient; as value_and_grad, grad must not overlap the logits.
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+OverlapStatistics ce_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
+                                     const CeDiceOptions<T>& options = {});
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
+                        const OverlapStatistics& reduced, Tensor<T>& grad,
+                        const CeDiceOptions<T>& options = {}, CeDiceParts* parts = nullptr);
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+OverlapStatistics dice_focal_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const DiceFocalOptions<T>& options = {});
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                           const OverlapStatistics& reduced, Tensor<T>& grad,
+                           const DiceFocalOptions<T>& options = {},
+                           DiceFocalParts* parts = nullptr);
+
 }  // namespace segloss

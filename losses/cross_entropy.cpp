@@ -9,6 +9,7 @@
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
+#include "internal/shards.hpp"
 
 namespace segloss {
 namespace {
@@ -18,6 +19,7 @@ struct Prepared {
   cpu::CrossEntropyArgs<T, L> args;
   Shape values_shape;         // the per-pixel loss: (N, spatial...)
   double divisor = 0;         // of the mean
+  double counted = 0;         // pixels that count (not ignored)
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
@@ -58,11 +60,13 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
                   o.ignore_index, ", ignore_negative ", o.ignore_negative ? "true" : "false", ")");
     a.probs = target.data();
     p.divisor = static_cast<double>(n * pixels);
+    p.counted = p.divisor;
   } else {
     a.labels = target.data();
     const auto sums = detail::check_labels(fn, target, c, a.rule, a.weight);
     p.divisor =
         o.mean_over == MeanOver::weights ? sums.weight_sum : static_cast<double>(sums.count);
+    p.counted = static_cast<double>(sums.count);
     p.none_counted = sums.count == 0;
   }
   return p;
@@ -143,6 +147,36 @@ ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tens
   return r;
 }
 
+template <class T, class L, class>
+ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                         const CrossEntropyOptions<T>& options) {
+  const char* fn = "cross_entropy_statistics";
+  detail::check_split_reduction(fn, options.reduction);
+  auto p = prepare(fn, logits, target, options);
+  p.args.want_sum = true;
+  const double sum = cpu::cross_entropy(p.args);
+  return detail::mean_statistics(sum, p.divisor, p.counted);
+}
+
+// The shard's gradient with the batch's divisor: mean_factor reads the reduced divisor and
+// whether any shard counted a pixel.
+template <class T, class L, class>
+double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const CrossEntropyOptions<T>& options) {
+  const char* fn = "cross_entropy_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  auto p = prepare(fn, logits, target, options);
+  p.divisor = reduced.global[detail::kDivisor];
+  p.none_counted = reduced.global[detail::kCounted] == 0.0;
+  detail::prepare_grad(fn, logits, grad);
+  p.args.grad = grad.data();
+  p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
+  cpu::cross_entropy(p.args);
+  return reduce(reduced.global[detail::kLossSum], p, options);
+}
+
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<L>&,                            \
                                    const CrossEntropyOptions<T>&);                                \
@@ -151,7 +185,12 @@ ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tens
   template double cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
                                                const CrossEntropyOptions<T>&);                    \
   template ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
-                                                        const CrossEntropyOptions<T>&);
+                                                        const CrossEntropyOptions<T>&);           \
+  template ShardStatistics cross_entropy_statistics(const Tensor<T>&, const Tensor<L>&,           \
+                                                    const CrossEntropyOptions<T>&);               \
+  template double cross_entropy_finalize(const Tensor<T>&, const Tensor<L>&,                      \
+                                         const ShardStatistics&, Tensor<T>&,                      \
+                                         const CrossEntropyOptions<T>&);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(float, float)

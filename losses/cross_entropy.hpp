@@ -102,4 +102,20 @@ template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const CrossEntropyOptions<T>& options = {});
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
+// statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (the weight
+// sum sum_i w_{y_i} of its counted pixels, their count with mean_over valid_pixels, or N *
+// spatial with probabilities), the count of its counted pixels}; one pass over the labels and
+// one over the logits. The caller sums global across the shards; finalize then returns the
+// batch's loss (all_ignored applies when no shard counts a pixel) and writes this shard's part
+// of the batch's gradient into `grad` (allocated when undefined): one pass over the logits. A
+// shard whose pixels are all ignored is fine (its statistics are zeros, its gradient is 0).
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
+ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                         const CrossEntropyOptions<T>& options = {});
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
+double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const CrossEntropyOptions<T>& options = {});
+
 }  // namespace segloss

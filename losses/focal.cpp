@@ -7,6 +7,7 @@
 #include "../backends/cpu/focal.hpp"
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
+#include "internal/shards.hpp"
 
 namespace segloss {
 namespace {
@@ -48,6 +49,12 @@ cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
 template <class T>
 double sigmoid_mean_scale(const Tensor<T>& logits, Reduction r) {
   return r == Reduction::mean ? 1.0 / static_cast<double>(logits.numel()) : 1.0;
+}
+
+// The scale of a mean over `divisor` elements or pixels (0 when there are none), or of a sum.
+double split_scale(Reduction r, double divisor) {
+  if (r != Reduction::mean) return 1.0;
+  return divisor > 0.0 ? 1.0 / divisor : 0.0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,6 +214,62 @@ ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>& logits, const Tens
   return r;
 }
 
+// ---- the statistics / finalize split ----
+
+template <class T>
+ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                         const SigmoidFocalOptions<T>& options) {
+  const char* fn = "sigmoid_focal_statistics";
+  detail::check_split_reduction(fn, options.reduction);
+  auto a = sigmoid_args(fn, logits, target, options);
+  a.want_sum = true;
+  const double n = static_cast<double>(logits.numel());
+  return detail::mean_statistics(cpu::sigmoid_focal(a), n, n);
+}
+
+template <class T>
+double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const SigmoidFocalOptions<T>& options) {
+  const char* fn = "sigmoid_focal_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  auto a = sigmoid_args(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
+  a.grad = grad.data();
+  a.grad_scale = scale;
+  cpu::sigmoid_focal(a);
+  return reduced.global[detail::kLossSum] * scale;
+}
+
+template <class T, class L, class>
+ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                         const SoftmaxFocalOptions<T>& options) {
+  const char* fn = "softmax_focal_statistics";
+  detail::check_split_reduction(fn, options.reduction);
+  auto p = prepare(fn, logits, target, options);
+  p.args.want_sum = true;
+  const double counted = static_cast<double>(p.counted);
+  return detail::mean_statistics(cpu::softmax_focal(p.args), counted, counted);
+}
+
+template <class T, class L, class>
+double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const SoftmaxFocalOptions<T>& options) {
+  const char* fn = "softmax_focal_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  auto p = prepare(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
+  p.args.grad = grad.data();
+  p.args.grad_scale = scale;
+  cpu::softmax_focal(p.args);
+  return reduced.global[detail::kLossSum] * scale;
+}
+
 #define SEGLOSS_INSTANTIATE(T)                                                                    \
   template Tensor<T> sigmoid_focal(const Tensor<T>&, const Tensor<T>&,                            \
                                    const SigmoidFocalOptions<T>&);                                \
@@ -215,7 +278,12 @@ ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>& logits, const Tens
   template double sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
                                                const SigmoidFocalOptions<T>&);                    \
   template ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
-                                                        const SigmoidFocalOptions<T>&);
+                                                        const SigmoidFocalOptions<T>&);           \
+  template ShardStatistics sigmoid_focal_statistics(const Tensor<T>&, const Tensor<T>&,           \
+                                                    const SigmoidFocalOptions<T>&);               \
+  template double sigmoid_focal_finalize(const Tensor<T>&, const Tensor<T>&,                      \
+                                         const ShardStatistics&, Tensor<T>&,                      \
+                                         const SigmoidFocalOptions<T>&);
 SEGLOSS_INSTANTIATE(float)
 SEGLOSS_INSTANTIATE(double)
 #undef SEGLOSS_INSTANTIATE
@@ -228,7 +296,12 @@ SEGLOSS_INSTANTIATE(double)
   template double softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
                                                const SoftmaxFocalOptions<T>&);                    \
   template ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
-                                                        const SoftmaxFocalOptions<T>&);
+                                                        const SoftmaxFocalOptions<T>&);           \
+  template ShardStatistics softmax_focal_statistics(const Tensor<T>&, const Tensor<L>&,           \
+                                                    const SoftmaxFocalOptions<T>&);               \
+  template double softmax_focal_finalize(const Tensor<T>&, const Tensor<L>&,                      \
+                                         const ShardStatistics&, Tensor<T>&,                      \
+                                         const SoftmaxFocalOptions<T>&);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(double, int32_t)

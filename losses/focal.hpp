@@ -121,6 +121,18 @@ template <class T>
 double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                     Tensor<T>& grad, const SigmoidFocalOptions<T>& options = {});
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
+// statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (numel),
+// numel}: one pass. The caller sums global across the shards; finalize returns the batch's loss
+// and writes this shard's part of the batch's gradient into `grad` (allocated when undefined).
+template <class T>
+ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T>& target,
+                                         const SigmoidFocalOptions<T>& options = {});
+template <class T>
+double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const SigmoidFocalOptions<T>& options = {});
+
 // The label types of softmax_focal.
 template <class L>
 inline constexpr bool kFocalLabel = std::is_same_v<L, int32_t> || std::is_same_v<L, int64_t>;
@@ -144,5 +156,16 @@ ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>& logits, const Tens
 template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
 double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const SoftmaxFocalOptions<T>& options = {});
+
+// The split for data-parallel shards, as sigmoid_focal's, with global = {sum_i l_i over the
+// shard, the count of its pixels not ignored (the mean's divisor), that count again}. No pixel
+// counted in any shard: the mean is 0 with a zero gradient.
+template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
+ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L>& target,
+                                         const SoftmaxFocalOptions<T>& options = {});
+template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
+double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
+                              const ShardStatistics& reduced, Tensor<T>& grad,
+                              const SoftmaxFocalOptions<T>& options = {});
 
 }  // namespace segloss

@@ -52,4 +52,18 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
                                        Tensor<T>& grad,
                                        const GeneralizedDiceOptions<T>& options = {});
 
+// The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum),
+// with OverlapStatistics: per_image = false: global = I_c, P_c, T_c of every class summed over
+// the shard (3 C values; the class weights come from the summed T_c, so they are the batch's);
+// per_image = true: global = {the shard's number of images, sum of its scores' losses 1 - S_j}
+// (2 values), and local keeps its per-(image, class) sums. finalize returns the batch's loss and
+// writes this shard's part of the gradient into `grad` (allocated when undefined).
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+OverlapStatistics generalized_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
+                                              const GeneralizedDiceOptions<T>& options = {});
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
+                                 const OverlapStatistics& reduced, Tensor<T>& grad,
+                                 const GeneralizedDiceOptions<T>& options = {});
+
 }  // namespace segloss

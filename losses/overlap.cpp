@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "internal/overlap_scores.hpp"
+#include "internal/shards.hpp"
 #include "soft_dice.hpp"
 #include "soft_jaccard.hpp"
 #include "tversky.hpp"
@@ -75,66 +76,30 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   return detail::overlap_value(p.scores, o);
 }
 
-// ---- the statistics / finalize split (overlap.hpp) ----
+// ---- the statistics / finalize split (overlap.hpp; internal/overlap_scores.hpp) ----
 
 template <class T>
 OverlapStatistics split_statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                                    const OverlapOptions<T>& o, const detail::ScoreForm& f) {
-  SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
-                "reduction none has no single value to split across shards; use mean or sum");
-  Plan<T> p;
-  p.args = detail::overlap_args(fn, logits, target, o);
-  OverlapStatistics st;
-  st.per_image = o.per_image;
-  st.channels = logits.shape()[1];
-  st.local.resize(static_cast<size_t>(p.args.planes * 3));
-  cpu::overlap_statistics(p.args, st.local.data());
-  if (o.per_image) {  // the shard's own scores: their totals are what the mean needs
-    const auto t =
-        detail::overlap_totals(detail::overlap_scores(st.local, 3, logits.shape(), o, f), o);
-    st.global = {t.kept, t.loss_sum, t.score_sum};
-  } else {  // every channel's sums, over the shard's images in order
-    st.global.assign(static_cast<size_t>(3 * st.channels), 0.0);
-    for (int64_t q = 0; q < p.args.planes; ++q)
-      for (int k = 0; k < 3; ++k) st.global[(q % st.channels) * 3 + k] += st.local[q * 3 + k];
-  }
-  return st;
+  detail::check_split_reduction(fn, o.reduction);
+  const auto args = detail::overlap_args(fn, logits, target, o);
+  std::vector<double> sums(static_cast<size_t>(args.planes * 3));
+  cpu::overlap_statistics(args, sums.data());
+  return detail::overlap_split_statistics(sums, 3, logits.shape(), o, f);
 }
 
 template <class T>
 double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                       const OverlapStatistics& st, Tensor<T>& grad, const OverlapOptions<T>& o,
                       const detail::ScoreForm& f) {
-  SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
-                "reduction none has no single value to split across shards; use mean or sum");
-  Plan<T> p;
-  p.args = detail::overlap_args(fn, logits, target, o);
-  const Shape& s = logits.shape();
-  const size_t want_global = o.per_image ? 3 : static_cast<size_t>(3 * s[1]);
-  SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == s[1] &&
-                    st.local.size() == static_cast<size_t>(3 * p.args.planes) &&
-                    st.global.size() == want_global,
-                fn, "the statistics (per_image ", st.per_image ? "true" : "false", ", ",
-                st.channels, " channels, ", st.local.size() / 3, " local planes, ",
-                st.global.size(), " global values) do not come from this shard's ", s,
-                " with these options (per_image ", o.per_image ? "true" : "false", ", ",
-                want_global, " global values)");
-  detail::prepare_grad(fn, logits, grad);
+  detail::check_split_reduction(fn, o.reduction);
+  const auto args = detail::overlap_args(fn, logits, target, o);
   std::vector<double> ca, cb;
-  if (o.per_image) {
-    p.scores = detail::overlap_scores(st.local, 3, s, o, f);
-    const detail::OverlapTotals t{st.global[0], st.global[1], st.global[2]};
-    detail::overlap_coefficients(p.scores, detail::overlap_slopes<T>(p.scores, t, o, 1.0, nullptr),
-                                 p.args.planes, ca, cb);
-    cpu::overlap_gradient(p.args, ca.data(), cb.data(), grad.data());
-    return detail::overlap_value(t, o);
-  }
-  // One "image" holding every channel's reduced sums: the batch scores.
-  p.scores = detail::overlap_scores(st.global, 3, Shape{1, s[1]}, o, f);
-  detail::overlap_coefficients(p.scores, detail::overlap_slopes<T>(p.scores, o, 1.0, nullptr),
-                               p.args.planes, ca, cb);
-  cpu::overlap_gradient(p.args, ca.data(), cb.data(), grad.data());
-  return detail::overlap_value(p.scores, o);
+  const double value =
+      detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);
+  detail::prepare_grad(fn, logits, grad);
+  cpu::overlap_gradient(args, ca.data(), cb.data(), grad.data());
+  return value;
 }
 
 template <class T>

@@ -96,7 +96,7 @@ struct OverlapInfo {
 // split across processes (each holding some of its images), each loss X of the family has
 //   1. OverlapStatistics st = X_statistics(logits, target, options);       on every shard
 //   2. the caller sums st.global element-wise across the shards (e.g. MPI_Allreduce with
-//      MPI_SUM of st.global.size() doubles, in place);
+//      MPI_SUM of st.size() doubles at st.data(), in place);
 //   3. double loss = X_finalize(logits, target, st, grad, options);        on every shard
 // and every shard gets the loss of the whole batch and the gradient of its own logits: the
 // single-process values up to the order of the additions. Reduction mean or sum.
@@ -105,9 +105,10 @@ struct OverlapInfo {
 //   per_image = true: the scores are the shard's own; global = the totals the mean needs:
 //     the number of scores kept, sum_j c_j l_j and sum_j c_j S_j (3 values). local keeps the
 //     shard's per-plane sums for its gradient.
-struct OverlapStatistics {
-  std::vector<double> global;  // all-reduce (sum) across the shards before finalize
-  std::vector<double> local;   // stays on the shard: I, P, T of each of its (image, channel)
+// The softmax overlap losses and generalized_dice (softmax_overlap.hpp, generalized_dice.hpp)
+// and the combined losses bce_dice and ce_dice use the same type (their headers give the
+// layout). docs/distributed.md has the protocol.
+struct OverlapStatistics : ShardStatistics {
   bool per_image = true;
   int64_t channels = 0;
 };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "../backends/cpu/softmax_overlap.hpp"
@@ -137,8 +138,9 @@ void gdl_gradient(const detail::SoftmaxPlan<T, U>& p, const GdlScores& s,
   std::vector<double> ca(static_cast<size_t>(planes)), cb(static_cast<size_t>(planes));
   for (int64_t q = 0; q < planes; ++q) {
     const int64_t j = s.of_plane(q);
-    ca[q] = G[j] * 2.0 * s.w[q] / s.den[j];
-    cb[q] = -G[j] * s.w[q] * s.num[j] / (s.den[j] * s.den[j]);
+    const double w = s.w[s.per_image ? q : q % s.classes];  // for the batch: one w per class
+    ca[q] = G[j] * 2.0 * w / s.den[j];
+    cb[q] = -G[j] * w * s.num[j] / (s.den[j] * s.den[j]);
   }
   detail::softmax_gradient(p, ca, cb, grad);
 }
@@ -184,6 +186,22 @@ Shape gdl_shape(const Shape& input, bool per_image) {
     ValueAndGrad<T> r;                                                                            \
     r.value = NAME##_value_and_grad(logits, target, r.grad, options, info);                       \
     return r;                                                                                     \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
+  OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,           \
+                                      const OPTIONS<T>& options) {                                \
+    const char* fn = #NAME "_statistics";                                                         \
+    return detail::softmax_split_statistics(fn, logits, target, options, FORM);                   \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
+  double NAME##_finalize(const Tensor<T>& logits, const Tensor<U>& target,                        \
+                         const OverlapStatistics& reduced, Tensor<T>& grad,                       \
+                         const OPTIONS<T>& options) {                                             \
+    const char* fn = #NAME "_finalize";                                                           \
+    detail::check_overlap_split(fn, reduced, 0, logits.shape(), options);                         \
+    detail::prepare_grad(fn, logits, grad);                                                       \
+    return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), options,   \
+                                          FORM);                                                  \
   }
 
 SEGLOSS_SOFTMAX_OVERLAP_LOSS(softmax_dice, SoftmaxOverlapOptions, detail::dice_form())
@@ -252,6 +270,67 @@ ValueAndGrad<T> generalized_dice_value_and_grad(const Tensor<T>& logits, const T
   return r;
 }
 
+// ---- generalized Dice: the statistics / finalize split ----
+
+template <class T, class U, class>
+OverlapStatistics generalized_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
+                                              const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice_statistics";
+  detail::check_split_reduction(fn, o.reduction);
+  detail::check_image(fn, "logits", logits);
+  check_gdl_options(fn, logits.shape(), o);
+  const Shape& shape = logits.shape();
+  const int64_t C = shape[1], planes = shape[0] * C;
+  auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
+  OverlapStatistics st;
+  st.per_image = o.per_image;
+  st.channels = C;
+  if (o.per_image) {  // the shard's own scores: the mean needs their count and loss sum
+    const auto s = gdl_scores(p.stats, shape, o);
+    st.global = {static_cast<double>(s.score.size()), gdl_value<T>(s, Reduction::sum)};
+  } else {  // every class's sums, over the shard's images in order
+    st.global.assign(static_cast<size_t>(3 * C), 0.0);
+    for (int64_t q = 0; q < planes; ++q)
+      for (int k = 0; k < 3; ++k) st.global[(q % C) * 3 + k] += p.stats[q * 3 + k];
+  }
+  st.local = std::move(p.stats);
+  return st;
+}
+
+template <class T, class U, class>
+double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
+                                 const OverlapStatistics& st, Tensor<T>& grad,
+                                 const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice_finalize";
+  detail::check_split_reduction(fn, o.reduction);
+  detail::check_image(fn, "logits", logits);
+  check_gdl_options(fn, logits.shape(), o);
+  const Shape& shape = logits.shape();
+  const int64_t C = shape[1];
+  const size_t want_global = o.per_image ? 2 : static_cast<size_t>(3 * C);
+  SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == C &&
+                    st.local.size() == static_cast<size_t>(3 * shape[0] * C) &&
+                    st.global.size() == want_global,
+                fn, "the statistics (per_image ", st.per_image ? "true" : "false", ", ",
+                st.channels, " classes, ", st.local.size() / 3, " local planes, ", st.global.size(),
+                " global values) do not come from this shard's ", shape,
+                " with these options (per_image ", o.per_image ? "true" : "false", ", ",
+                want_global, " global values)");
+  const auto p = detail::softmax_plan(fn, logits, target, o.ignore_index, false);
+  detail::prepare_grad(fn, logits, grad);
+  if (o.per_image) {  // the shard's scores; the mean over the batch's count of scores
+    const double count = st.global[0];
+    const auto s = gdl_scores(st.local, shape, o);
+    const double g = o.reduction == Reduction::mean ? 1.0 / count : 1.0;
+    gdl_gradient(p, s, std::vector<double>(s.score.size(), -g), grad.data());
+    return o.reduction == Reduction::mean ? st.global[1] / count : st.global[1];
+  }
+  // One "image" holding every class's reduced sums: the batch score.
+  const auto s = gdl_scores(st.global, Shape{1, C}, o);
+  gdl_gradient(p, s, std::vector<double>(1, -1.0), grad.data());
+  return gdl_value<T>(s, o.reduction);
+}
+
 // ---- instantiations: T float or double; U int32, int64 or T ----
 
 #define SEGLOSS_INSTANTIATE_LOSS(NAME, OPTIONS, T, U)                                             \
@@ -262,7 +341,12 @@ ValueAndGrad<T> generalized_dice_value_and_grad(const Tensor<T>& logits, const T
   template double NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
                                                     Tensor<T>&, const OPTIONS<T>&, OverlapInfo*); \
   template ValueAndGrad<T> NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,  \
-                                                             const OPTIONS<T>&, OverlapInfo*);
+                                                             const OPTIONS<T>&, OverlapInfo*);    \
+  template OverlapStatistics NAME##_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&,    \
+                                                           const OPTIONS<T>&);                    \
+  template double NAME##_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,                 \
+                                              const OverlapStatistics&, Tensor<T>&,               \
+                                              const OPTIONS<T>&);
 #define SEGLOSS_INSTANTIATE(T, U)                                                              \
   SEGLOSS_INSTANTIATE_LOSS(softmax_dice, SoftmaxOverlapOptions, T, U)                          \
   SEGLOSS_INSTANTIATE_LOSS(softmax_jaccard, SoftmaxOverlapOptions, T, U)                       \
@@ -274,7 +358,12 @@ ValueAndGrad<T> generalized_dice_value_and_grad(const Tensor<T>& logits, const T
   template double generalized_dice_value_and_grad<T, U, void>(                                 \
       const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const GeneralizedDiceOptions<T>&);       \
   template ValueAndGrad<T> generalized_dice_value_and_grad<T, U, void>(                        \
-      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);
+      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                   \
+  template OverlapStatistics generalized_dice_statistics<T, U, void>(                          \
+      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                   \
+  template double generalized_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,    \
+                                                        const OverlapStatistics&, Tensor<T>&,  \
+                                                        const GeneralizedDiceOptions<T>&);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(float, float)

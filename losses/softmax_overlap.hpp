@@ -79,11 +79,22 @@ constexpr bool kClassTarget =
                                         OverlapInfo * info = nullptr);                             \
   template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
   double NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,  \
-                               const OPTIONS<T>& options = {}, OverlapInfo * info = nullptr);
+                               const OPTIONS<T>& options = {}, OverlapInfo * info = nullptr);      \
+  template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
+  OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,            \
+                                      const OPTIONS<T>& options = {});                             \
+  template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
+  double NAME##_finalize(const Tensor<T>& logits, const Tensor<U>& target,                         \
+                         const OverlapStatistics& reduced, Tensor<T>& grad,                        \
+                         const OPTIONS<T>& options = {});
 
 // Forward: shape () for mean and sum; (N, C) per image or (C) for the batch for none.
 // Backward: grad_out has one element for mean and sum, and the forward's shape for none.
 // Fused value and gradient (mean or sum); the second form writes into `grad`.
+// statistics / finalize: the split for data-parallel shards of overlap.hpp (OverlapStatistics:
+// 3 values per class with per_image = false, 3 in all with per_image = true; mean or sum). A
+// shard whose pixels are all ignored is fine: its sums are 0 (with per_image, its images' scores
+// are those of empty targets, as in one process).
 SEGLOSS_DECLARE_SOFTMAX_OVERLAP(softmax_dice, SoftmaxOverlapOptions)
 SEGLOSS_DECLARE_SOFTMAX_OVERLAP(softmax_jaccard, SoftmaxOverlapOptions)
 SEGLOSS_DECLARE_SOFTMAX_OVERLAP(softmax_tversky, SoftmaxTverskyOptions)

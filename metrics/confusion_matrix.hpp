@@ -46,6 +46,7 @@
 // above; merge with another num_classes; from_counts with a wrong size or a negative count.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -97,6 +98,12 @@ class ConfusionMatrix {
   // hist[true_class][pred_class]; both in [0, C) (checked).
   int64_t count(int64_t true_class, int64_t pred_class) const;
   const std::vector<int64_t>& counts() const { return hist_; }
+  // The counts as one buffer (C * C int64, row-major as counts()) for an all-reduce in place
+  // across shards: MPI_Allreduce(MPI_IN_PLACE, cm.data(), int(cm.size()), MPI_INT64_T, MPI_SUM,
+  // comm) leaves every rank with the batch's matrix (integer sums: exact in any order).
+  int64_t* data() { return hist_.data(); }
+  const int64_t* data() const { return hist_.data(); }
+  size_t size() const { return hist_.size(); }
   Tensor<int64_t> matrix() const;            // a (C, C) copy
   int64_t total() const;                     // every counted pixel
   std::vector<int64_t> true_counts() const;  // row sums: the support of each class

@@ -1,7 +1,8 @@
 # Sourced by the other scripts: installs the Debian packages segloss builds with, when missing.
 # Needs root (as on a fresh Debian 12 machine); runs apt-get update only when it installs.
 segloss_install_deps() {
-  local wanted=(cmake g++ make pkg-config libeigen3-dev doctest-dev libpng-dev "$@")
+  local wanted=(cmake g++ make pkg-config libeigen3-dev doctest-dev libpng-dev openmpi-bin
+                libopenmpi-dev "$@")
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -58,18 +58,30 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
   return a;
 }
 
-// The factor of a scalar reduction: 1 for the sum; for the mean 1/numel (the element count, as
-// PyTorch), or with mean_over weight_sum and a weight 1/W, W the sum of the weight broadcast to
-// the logits' shape = (numel / weight.numel()) * sum of the weight's values (each value is used
-// that many times). W = 0 gives 0: the loss is 0 and so is the gradient.
+// What the mean divides by: numel (the element count, as PyTorch), or with mean_over weight_sum
+// and a weight W, the sum of the weight broadcast to the logits' shape = (numel /
+// weight.numel()) * sum of the weight's values (each value is used that many times).
+template <class T>
+double bce_mean_divisor(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+  const double n = static_cast<double>(logits.numel());
+  if (o.mean_over == BceMeanOver::elements || !o.weight.defined()) return n;
+  const double repeats = n / static_cast<double>(o.weight.numel());  // an exact integer
+  return cpu::sum_values(o.weight.data(), o.weight.numel()) * repeats;
+}
+
+// The factor of a scalar reduction for a divisor: 1 for the sum, 1/divisor for the mean; a
+// divisor of 0 (W = 0) gives 0: the loss is 0 and so is the gradient.
+template <class T>
+double bce_scale_of(const BceWithLogitsOptions<T>& o, double divisor) {
+  if (o.reduction != Reduction::mean) return 1.0;
+  return divisor == 0.0 ? 0.0 : 1.0 / divisor;
+}
+
+// The factor of a scalar reduction of this input.
 template <class T>
 double bce_mean_scale(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
   if (o.reduction != Reduction::mean) return 1.0;
-  const double n = static_cast<double>(logits.numel());
-  if (o.mean_over == BceMeanOver::elements || !o.weight.defined()) return 1.0 / n;
-  const double repeats = n / static_cast<double>(o.weight.numel());  // an exact integer
-  const double total = cpu::sum_values(o.weight.data(), o.weight.numel()) * repeats;
-  return total == 0.0 ? 0.0 : 1.0 / total;
+  return bce_scale_of(o, bce_mean_divisor(logits, o));
 }
 
 }  // namespace detail

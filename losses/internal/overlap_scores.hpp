@@ -265,5 +265,76 @@ inline void overlap_coefficients(const OverlapScores& s, const std::vector<doubl
   }
 }
 
+// ---- the statistics / finalize split (overlap.hpp, OverlapStatistics) ----
+
+// A shard's statistics from its per-plane sums sums[plane * stride + {0: I, 1: P, 2: T}] over
+// the N C planes of `input` (the shard's logits' shape). local keeps I, P, T (stride 3).
+template <class O>
+OverlapStatistics overlap_split_statistics(const std::vector<double>& sums, int stride,
+                                           const Shape& input, const O& o, const ScoreForm& f) {
+  const int64_t channels = input[1], planes = input[0] * channels;
+  OverlapStatistics st;
+  st.per_image = o.per_image;
+  st.channels = channels;
+  st.local.resize(static_cast<size_t>(planes * 3));
+  for (int64_t q = 0; q < planes; ++q)
+    for (int k = 0; k < 3; ++k) st.local[q * 3 + k] = sums[q * stride + k];
+  if (o.per_image) {  // the shard's own scores: their totals are what the mean needs
+    const auto t = overlap_totals(overlap_scores(st.local, 3, input, o, f), o);
+    st.global = {t.kept, t.loss_sum, t.score_sum};
+  } else {  // every channel's sums, over the shard's images in order
+    st.global.assign(static_cast<size_t>(3 * channels), 0.0);
+    for (int64_t q = 0; q < planes; ++q)
+      for (int k = 0; k < 3; ++k) st.global[(q % channels) * 3 + k] += st.local[q * 3 + k];
+  }
+  return st;
+}
+
+// The number of global values of an overlap term: 3 per image (the totals), else 3 per channel.
+template <class O>
+size_t overlap_split_size(const Shape& input, const O& o) {
+  return o.per_image ? 3 : static_cast<size_t>(3 * input[1]);
+}
+
+// Statistics that do not come from this shard's input with these options are an error; the
+// overlap part of st.global starts after `offset` values of another term (a combined loss).
+template <class O>
+void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t offset, const Shape& s,
+                         const O& o) {
+  const size_t want_global = offset + overlap_split_size(s, o);
+  SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == s[1] &&
+                    st.local.size() == static_cast<size_t>(3 * s[0] * s[1]) &&
+                    st.global.size() == want_global,
+                fn, "the statistics (per_image ", st.per_image ? "true" : "false", ", ",
+                st.channels, " channels, ", st.local.size() / 3, " local planes, ",
+                st.global.size(), " global values) do not come from this shard's ", s,
+                " with these options (per_image ", o.per_image ? "true" : "false", ", ",
+                want_global, " global values)");
+}
+
+// Finalize: from the reduced statistics (checked first), the per-plane coefficients ca, cb of
+// the gradient of g times the loss, for the shard's N C planes; returns the loss. With
+// per_image the shard's scores come from local and the mean's totals from global; without, the
+// batch scores come from the reduced per-channel sums.
+template <class T, class O>
+double overlap_split_coefficients(const char* fn, const OverlapStatistics& st, size_t offset,
+                                  const Shape& s, const O& o, const ScoreForm& f, double g,
+                                  std::vector<double>& ca, std::vector<double>& cb) {
+  check_overlap_split(fn, st, offset, s, o);
+  const int64_t planes = s[0] * s[1];
+  const double* global = st.global.data() + offset;
+  if (o.per_image) {
+    const auto scores = overlap_scores(st.local, 3, s, o, f);
+    const OverlapTotals t{global[0], global[1], global[2]};
+    overlap_coefficients(scores, overlap_slopes<T>(scores, t, o, g, nullptr), planes, ca, cb);
+    return overlap_value(t, o);
+  }
+  // One "image" holding every channel's reduced sums: the batch scores.
+  const std::vector<double> sums(global, global + 3 * s[1]);
+  const auto scores = overlap_scores(sums, 3, Shape{1, s[1]}, o, f);
+  overlap_coefficients(scores, overlap_slopes<T>(scores, o, g, nullptr), planes, ca, cb);
+  return overlap_value(scores, o);
+}
+
 }  // namespace detail
 }  // namespace segloss

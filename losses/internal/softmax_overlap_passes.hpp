@@ -10,6 +10,7 @@
 #include "../softmax_overlap.hpp"
 #include "labels.hpp"
 #include "overlap_scores.hpp"
+#include "shards.hpp"
 
 namespace segloss {
 namespace detail {
@@ -20,10 +21,10 @@ struct SoftmaxPlan {
   std::vector<double> stats;  // per (image, class): I, P, T
 };
 
-// Checks the logits and target and runs the statistics pass.
+// Checks the logits and target (validating the labels) and fills the kernels' arguments.
 template <class T, class U>
-SoftmaxPlan<T, U> softmax_statistics(const char* fn, const Tensor<T>& logits,
-                                     const Tensor<U>& target, int64_t ignore_index, bool squared) {
+SoftmaxPlan<T, U> softmax_plan(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                               int64_t ignore_index, bool squared) {
   check_class_target(fn, logits, target);
   const Shape& s = logits.shape();
   SoftmaxPlan<T, U> p;
@@ -44,8 +45,16 @@ SoftmaxPlan<T, U> softmax_statistics(const char* fn, const Tensor<T>& logits,
     rule.ignore_index = ignore_index;
     check_labels<T>(fn, target, a.classes, rule);
   }
-  p.stats.resize(static_cast<size_t>(a.images * a.classes * 3));
-  cpu::softmax_overlap_statistics(a, p.stats.data());
+  return p;
+}
+
+// Checks the logits and target and runs the statistics pass.
+template <class T, class U>
+SoftmaxPlan<T, U> softmax_statistics(const char* fn, const Tensor<T>& logits,
+                                     const Tensor<U>& target, int64_t ignore_index, bool squared) {
+  auto p = softmax_plan(fn, logits, target, ignore_index, squared);
+  p.stats.resize(static_cast<size_t>(p.args.images * p.args.classes * 3));
+  cpu::softmax_overlap_statistics(p.args, p.stats.data());
   return p;
 }
 
@@ -87,6 +96,38 @@ void softmax_overlap_grad(const SoftmaxScored<T, U, O>& r, const std::vector<dou
   std::vector<double> ca, cb;
   overlap_coefficients(r.scores, G, r.plan.args.images * r.plan.args.classes, ca, cb);
   softmax_gradient(r.plan, ca, cb, grad, accumulate, prior_scale);
+}
+
+// ---- the statistics / finalize split (overlap.hpp, OverlapStatistics) ----
+
+template <class T, class U, class O>
+OverlapStatistics softmax_split_statistics(const char* fn, const Tensor<T>& logits,
+                                           const Tensor<U>& target, const O& o,
+                                           const ScoreForm& f) {
+  check_split_reduction(fn, o.reduction);
+  check_image(fn, "logits", logits);
+  check_overlap_options(fn, logits.shape(), o);
+  const auto p = softmax_statistics(fn, logits, target, o.ignore_index, o.squared);
+  return overlap_split_statistics(p.stats, 3, logits.shape(), o, f);
+}
+
+// Finalize from the reduced statistics, whose overlap part starts at `offset`: writes g times
+// the shard's gradient into grad (accumulate and prior_scale as in softmax_gradient, for a
+// combined loss's second term); returns the loss.
+template <class T, class U, class O>
+double softmax_split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                              const OverlapStatistics& st, size_t offset, T* grad, const O& o,
+                              const ScoreForm& f, double g = 1.0, bool accumulate = false,
+                              double prior_scale = 1.0) {
+  check_split_reduction(fn, o.reduction);
+  check_image(fn, "logits", logits);
+  check_overlap_options(fn, logits.shape(), o);
+  const auto p = softmax_plan(fn, logits, target, o.ignore_index, o.squared);
+  std::vector<double> ca, cb;
+  const double value =
+      overlap_split_coefficients<T>(fn, st, offset, logits.shape(), o, f, g, ca, cb);
+  softmax_gradient(p, ca, cb, grad, accumulate, prior_scale);
+  return value;
 }
 
 }  // namespace detail

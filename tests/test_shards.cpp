@@ -1,0 +1,450 @@
+// The statistics / finalize split across data-parallel shards: for every loss that has it, a
+// batch cut into 2 and 3 uneven shards (views of the same memory) gives, after the shards'
+// statistics are summed, the single-process loss on every shard and, concatenated, the
+// single-process gradient, within 1e-12 relative in double. An empty rank (statistics of zeros)
+// and shards whose pixels are all ignored are covered.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace segloss;
+
+namespace {
+
+// Images [first, first + count) of a tensor whose first axis is the batch.
+template <class T>
+Tensor<T> slice(const Tensor<T>& v, int64_t first, int64_t count) {
+  Shape s = v.shape();
+  const int64_t per_image = v.numel() / s[0];
+  s[0] = count;
+  return Tensor<T>::view(const_cast<T*>(v.data()) + first * per_image, s);
+}
+
+// The shard layouts of a batch of 5: two and three uneven shards.
+const std::vector<std::vector<int64_t>> kLayouts = {{2, 3}, {1, 3, 1}, {4, 1}};
+
+// stat(first, count) -> S; fin(first, count, reduced S, grad view) -> value. For each layout:
+// every shard's statistics, summed in shard order with an empty rank's zeros, then every
+// shard's finalize into its slice of one gradient buffer.
+template <class S, class Stat, class Fin>
+void check_split(const ValueAndGrad<double>& ref, Stat stat, Fin fin) {
+  const Shape& shape = ref.grad.shape();
+  double gmax = 0.0;
+  for (int64_t i = 0; i < ref.grad.numel(); ++i) gmax = std::max(gmax, std::fabs(ref.grad[i]));
+  for (const auto& layout : kLayouts) {
+    CAPTURE(layout.size());
+    CAPTURE(layout[0]);
+    std::vector<S> st;
+    int64_t first = 0;
+    for (int64_t count : layout) {
+      st.push_back(stat(first, count));
+      first += count;
+    }
+    REQUIRE(first == shape[0]);
+    std::vector<double> reduced(st[0].size(), 0.0);  // the caller's all-reduce (sum)
+    for (const auto& s : st) {
+      REQUIRE(s.size() == reduced.size());
+      for (size_t k = 0; k < reduced.size(); ++k) reduced[k] += s.data()[k];
+    }
+    const std::vector<double> empty_rank(reduced.size(), 0.0);  // a rank without images
+    for (size_t k = 0; k < reduced.size(); ++k) reduced[k] += empty_rank[k];
+    auto grad = Tensor<double>::full(shape, NAN);
+    first = 0;
+    for (size_t r = 0; r < layout.size(); ++r) {
+      S mine = st[r];
+      mine.global = reduced;
+      auto g = slice(grad, first, layout[r]);
+      const double v = fin(first, layout[r], mine, g);
+      CHECK(v == doctest::Approx(ref.value).epsilon(1e-12));
+      first += layout[r];
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < grad.numel(); ++i) {
+      const double tol = 1e-12 * (std::fabs(ref.grad[i]) + 1e-3 * gmax);
+      if (!(std::fabs(grad[i] - ref.grad[i]) <= tol) && bad++ < 5)
+        CHECK_MESSAGE(false, "gradient ", i, ": ", grad[i], " vs ", ref.grad[i]);
+    }
+    CHECK(bad == 0);
+  }
+}
+
+const Shape kShape{5, 3, 6, 5};
+const Shape kLabelShape{5, 6, 5};
+constexpr int64_t kImagePixels = 30;
+
+// Labels with some ignored pixels, and image 0 entirely ignored (a shard of one image whose
+// pixels are all ignored: layout {1, 3, 1}).
+Tensor<int64_t> labels_with_ignored(int64_t ignore = -100) {
+  auto y = testing::labels<int64_t>(kLabelShape, 3, 301, 0.2, ignore);
+  for (int64_t i = 0; i < kImagePixels; ++i) y[i] = ignore;
+  return y;
+}
+
+Tensor<double> probabilities(uint64_t seed) {
+  auto q = testing::uniform<double>(kShape, seed, 0.05, 1.0);
+  for (int64_t n = 0; n < kShape[0]; ++n)
+    for (int64_t i = 0; i < kImagePixels; ++i) {
+      double z = 0.0;
+      for (int64_t c = 0; c < 3; ++c) z += q[(n * 3 + c) * kImagePixels + i];
+      for (int64_t c = 0; c < 3; ++c) q[(n * 3 + c) * kImagePixels + i] /= z;
+    }
+  return q;
+}
+
+}  // namespace
+
+TEST_CASE("shards: cross_entropy statistics / finalize equal one process") {
+  const auto x = testing::randn<double>(kShape, 300, 2.0);
+  const auto y = labels_with_ignored();
+  for (int variant = 0; variant < 5; ++variant) {
+    CAPTURE(variant);
+    CrossEntropyOptions<double> o;
+    if (variant == 1) o.weight = Tensor<double>::from({0.5, 2.0, 1.25}, {3});
+    if (variant == 2) o.label_smoothing = 0.1, o.weight = Tensor<double>::from({1, 3, 0.5}, {3});
+    if (variant == 3)
+      o.mean_over = MeanOver::valid_pixels, o.weight = Tensor<double>::from({1, 3, 2}, {3});
+    if (variant == 4) o.reduction = Reduction::sum, o.label_smoothing = 0.2;
+    check_split<ShardStatistics>(
+        cross_entropy_value_and_grad(x, y, o),
+        [&](int64_t f, int64_t c) {
+          return cross_entropy_statistics(slice(x, f, c), slice(y, f, c), o);
+        },
+        [&](int64_t f, int64_t c, const ShardStatistics& r, Tensor<double>& g) {
+          return cross_entropy_finalize(slice(x, f, c), slice(y, f, c), r, g, o);
+        });
+  }
+  // Probability targets: the mean divides by N * spatial of the whole batch.
+  const auto q = probabilities(302);
+  CrossEntropyOptions<double> o;
+  o.label_smoothing = 0.05;
+  check_split<ShardStatistics>(
+      cross_entropy_value_and_grad(x, q, o),
+      [&](int64_t f, int64_t c) {
+        return cross_entropy_statistics(slice(x, f, c), slice(q, f, c), o);
+      },
+      [&](int64_t f, int64_t c, const ShardStatistics& r, Tensor<double>& g) {
+        return cross_entropy_finalize(slice(x, f, c), slice(q, f, c), r, g, o);
+      });
+}
+
+TEST_CASE("shards: cross_entropy with every pixel of the batch ignored follows all_ignored") {
+  const auto x = testing::randn<double>(kShape, 310);
+  auto y = Tensor<int64_t>::full(kLabelShape, -100);
+  for (AllIgnored policy : {AllIgnored::zero, AllIgnored::nan}) {
+    CrossEntropyOptions<double> o;
+    o.all_ignored = policy;
+    const auto ref = cross_entropy_value_and_grad(x, y, o);
+    auto s0 = cross_entropy_statistics(slice(x, 0, 2), slice(y, 0, 2), o);
+    const auto s1 = cross_entropy_statistics(slice(x, 2, 3), slice(y, 2, 3), o);
+    for (size_t k = 0; k < s0.size(); ++k) s0.data()[k] += s1.data()[k];
+    Tensor<double> g;
+    const double v = cross_entropy_finalize(slice(x, 0, 2), slice(y, 0, 2), s0, g, o);
+    if (policy == AllIgnored::nan)
+      CHECK((std::isnan(v) && std::isnan(ref.value)));
+    else
+      CHECK((v == 0.0 && ref.value == 0.0));
+    for (int64_t i = 0; i < g.numel(); ++i) CHECK(g[i] == 0.0);
+  }
+}
+
+TEST_CASE("shards: bce_with_logits statistics / finalize equal one process") {
+  const auto x = testing::randn<double>(kShape, 320, 2.0);
+  const auto z = testing::mask<double>(kShape, 321, 0.4);
+  const auto w_pixel = testing::uniform<double>(Shape{5, 1, 6, 5}, 322, 0.0, 2.0);
+  const auto w_class = Tensor<double>::from({0.5, 1.0, 3.0}, {3, 1, 1});
+  for (int variant = 0; variant < 6; ++variant) {
+    CAPTURE(variant);
+    BceWithLogitsOptions<double> o;
+    bool sliced_weight = false;
+    if (variant == 1)
+      o.weight = w_pixel, o.mean_over = BceMeanOver::weight_sum, sliced_weight = true;
+    if (variant == 2) o.weight = w_class, o.mean_over = BceMeanOver::weight_sum;
+    if (variant == 3)
+      o.pos_weight = Tensor<double>::from({2.0, 0.5, 1.0}, {3}), o.label_smoothing = 0.1;
+    if (variant == 4) o.reduction = Reduction::sum, o.weight = w_pixel, sliced_weight = true;
+    if (variant == 5) o.weight = w_class;  // mean over elements with a weight
+    auto shard_options = [&](int64_t f, int64_t c) {
+      auto so = o;
+      if (sliced_weight) so.weight = slice(o.weight, f, c);
+      return so;
+    };
+    check_split<ShardStatistics>(
+        bce_with_logits_value_and_grad(x, z, o),
+        [&](int64_t f, int64_t c) {
+          return bce_with_logits_statistics(slice(x, f, c), slice(z, f, c), shard_options(f, c));
+        },
+        [&](int64_t f, int64_t c, const ShardStatistics& r, Tensor<double>& g) {
+          return bce_with_logits_finalize(slice(x, f, c), slice(z, f, c), r, g,
+                                          shard_options(f, c));
+        });
+  }
+}
+
+TEST_CASE("shards: bce_with_logits with a weight summing to 0 over the batch gives 0") {
+  const auto x = testing::randn<double>(kShape, 330);
+  const auto z = testing::mask<double>(kShape, 331);
+  BceWithLogitsOptions<double> o;
+  o.weight = Tensor<double>::zeros(Shape{3, 1, 1});
+  o.mean_over = BceMeanOver::weight_sum;
+  auto st = bce_with_logits_statistics(slice(x, 0, 1), slice(z, 0, 1), o);
+  const auto other = bce_with_logits_statistics(slice(x, 1, 4), slice(z, 1, 4), o);
+  for (size_t k = 0; k < st.size(); ++k) st.data()[k] += other.data()[k];
+  auto g = Tensor<double>::full(Shape{1, 3, 6, 5}, NAN);
+  CHECK(bce_with_logits_finalize(slice(x, 0, 1), slice(z, 0, 1), st, g, o) == 0.0);
+  for (int64_t i = 0; i < g.numel(); ++i) CHECK(g[i] == 0.0);
+}
+
+TEST_CASE("shards: focal statistics / finalize equal one process") {
+  const auto x = testing::randn<double>(kShape, 340, 2.0);
+  const auto z = testing::mask<double>(kShape, 341, 0.3);
+  const auto y = labels_with_ignored();
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    SigmoidFocalOptions<double> so;
+    so.reduction = r;
+    so.gamma = 1.5;
+    check_split<ShardStatistics>(
+        sigmoid_focal_value_and_grad(x, z, so),
+        [&](int64_t f, int64_t c) {
+          return sigmoid_focal_statistics(slice(x, f, c), slice(z, f, c), so);
+        },
+        [&](int64_t f, int64_t c, const ShardStatistics& st, Tensor<double>& g) {
+          return sigmoid_focal_finalize(slice(x, f, c), slice(z, f, c), st, g, so);
+        });
+    SoftmaxFocalOptions<double> mo;
+    mo.reduction = r;
+    mo.alpha = Tensor<double>::from({0.25, 1.0, 0.5}, {3});
+    check_split<ShardStatistics>(
+        softmax_focal_value_and_grad(x, y, mo),
+        [&](int64_t f, int64_t c) {
+          return softmax_focal_statistics(slice(x, f, c), slice(y, f, c), mo);
+        },
+        [&](int64_t f, int64_t c, const ShardStatistics& st, Tensor<double>& g) {
+          return softmax_focal_finalize(slice(x, f, c), slice(y, f, c), st, g, mo);
+        });
+  }
+}
+
+TEST_CASE("shards: softmax_dice, softmax_jaccard, softmax_tversky equal one process") {
+  const auto x = testing::randn<double>(kShape, 350, 1.5);
+  const auto y = labels_with_ignored();
+  const auto q = probabilities(351);
+  for (bool per_image : {true, false}) {
+    for (int variant = 0; variant < 5; ++variant) {
+      CAPTURE(per_image);
+      CAPTURE(variant);
+      SoftmaxTverskyOptions<double> o;
+      o.per_image = per_image;
+      if (variant == 1) o.log = true;
+      if (variant == 2) o.clamp = true, o.reduction = Reduction::sum;
+      if (variant == 3) o.gamma = 2.0, o.empty = EmptyPolicy::skip;
+      if (variant == 4) {
+        o.class_weight = Tensor<double>::from({0.5, 1.0, 2.0}, {3});
+        o.include_background = false;
+        o.alpha = 0.7, o.beta = 0.3;
+      }
+      const SoftmaxOverlapOptions<double>& b = o;
+      // Labels (with an all-ignored image) and probabilities.
+      for (int target = 0; target < 2; ++target) {
+        CAPTURE(target);
+        auto run = [&](const auto& t) {
+          check_split<OverlapStatistics>(
+              softmax_dice_value_and_grad(x, t, b),
+              [&](int64_t f, int64_t c) {
+                return softmax_dice_statistics(slice(x, f, c), slice(t, f, c), b);
+              },
+              [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+                return softmax_dice_finalize(slice(x, f, c), slice(t, f, c), r, g, b);
+              });
+          check_split<OverlapStatistics>(
+              softmax_jaccard_value_and_grad(x, t, b),
+              [&](int64_t f, int64_t c) {
+                return softmax_jaccard_statistics(slice(x, f, c), slice(t, f, c), b);
+              },
+              [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+                return softmax_jaccard_finalize(slice(x, f, c), slice(t, f, c), r, g, b);
+              });
+          check_split<OverlapStatistics>(
+              softmax_tversky_value_and_grad(x, t, o),
+              [&](int64_t f, int64_t c) {
+                return softmax_tversky_statistics(slice(x, f, c), slice(t, f, c), o);
+              },
+              [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+                return softmax_tversky_finalize(slice(x, f, c), slice(t, f, c), r, g, o);
+              });
+        };
+        if (target == 0)
+          run(y);
+        else
+          run(q);
+      }
+    }
+  }
+}
+
+TEST_CASE("shards: generalized_dice equals one process") {
+  const auto x = testing::randn<double>(kShape, 360, 1.5);
+  auto y = labels_with_ignored();
+  for (int64_t i = kImagePixels; i < 2 * kImagePixels; ++i)  // image 1 without class 2
+    if (y[i] == 2) y[i] = 1;
+  for (bool per_image : {true, false}) {
+    for (auto w : {GeneralizedDiceWeight::square, GeneralizedDiceWeight::simple,
+                   GeneralizedDiceWeight::uniform}) {
+      for (Reduction r : {Reduction::mean, Reduction::sum}) {
+        CAPTURE(per_image);
+        CAPTURE(static_cast<int>(w));
+        GeneralizedDiceOptions<double> o;
+        o.per_image = per_image;
+        o.w_type = w;
+        o.reduction = r;
+        o.include_background = w != GeneralizedDiceWeight::simple;
+        check_split<OverlapStatistics>(
+            generalized_dice_value_and_grad(x, y, o),
+            [&](int64_t f, int64_t c) {
+              return generalized_dice_statistics(slice(x, f, c), slice(y, f, c), o);
+            },
+            [&](int64_t f, int64_t c, const OverlapStatistics& st, Tensor<double>& g) {
+              return generalized_dice_finalize(slice(x, f, c), slice(y, f, c), st, g, o);
+            });
+      }
+    }
+  }
+}
+
+TEST_CASE("shards: ce_dice, dice_focal and bce_dice equal one process, with their parts") {
+  const auto x = testing::randn<double>(kShape, 370, 1.5);
+  const auto y = labels_with_ignored();
+  for (bool per_image : {true, false}) {
+    CAPTURE(per_image);
+    CeDiceOptions<double> co;
+    co.ce_weight = 0.7, co.dice_weight = 1.3;
+    co.ce.weight = Tensor<double>::from({1.0, 2.0, 0.5}, {3});
+    co.ce.label_smoothing = 0.1;
+    co.dice.per_image = per_image;
+    CeDiceParts ref_parts;
+    const auto ref = ce_dice_value_and_grad(x, y, co, &ref_parts);
+    check_split<OverlapStatistics>(
+        ref,
+        [&](int64_t f, int64_t c) {
+          return ce_dice_statistics(slice(x, f, c), slice(y, f, c), co);
+        },
+        [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+          CeDiceParts parts;
+          const double v = ce_dice_finalize(slice(x, f, c), slice(y, f, c), r, g, co, &parts);
+          CHECK(parts.ce == doctest::Approx(ref_parts.ce).epsilon(1e-12));
+          CHECK(parts.dice == doctest::Approx(ref_parts.dice).epsilon(1e-12));
+          return v;
+        });
+
+    DiceFocalOptions<double> fo;
+    fo.focal_weight = 2.0;
+    fo.dice.per_image = per_image;
+    fo.dice.reduction = Reduction::sum;
+    check_split<OverlapStatistics>(
+        dice_focal_value_and_grad(x, y, fo),
+        [&](int64_t f, int64_t c) {
+          return dice_focal_statistics(slice(x, f, c), slice(y, f, c), fo);
+        },
+        [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+          return dice_focal_finalize(slice(x, f, c), slice(y, f, c), r, g, fo);
+        });
+
+    const auto z = testing::mask<double>(kShape, 371, 0.4);
+    const auto w = testing::uniform<double>(Shape{5, 1, 6, 5}, 372, 0.5, 1.5);
+    BceDiceOptions<double> bo;
+    bo.bce_weight = 0.5;
+    bo.bce.weight = w;
+    bo.bce.mean_over = BceMeanOver::weight_sum;
+    bo.dice.per_image = per_image;
+    bo.dice.log = true;
+    BceDiceParts bref_parts;
+    const auto bref = bce_dice_value_and_grad(x, z, bo, &bref_parts);
+    auto shard_options = [&](int64_t f, int64_t c) {
+      auto so = bo;
+      so.bce.weight = slice(w, f, c);
+      return so;
+    };
+    check_split<OverlapStatistics>(
+        bref,
+        [&](int64_t f, int64_t c) {
+          return bce_dice_statistics(slice(x, f, c), slice(z, f, c), shard_options(f, c));
+        },
+        [&](int64_t f, int64_t c, const OverlapStatistics& r, Tensor<double>& g) {
+          BceDiceParts parts;
+          const double v =
+              bce_dice_finalize(slice(x, f, c), slice(z, f, c), r, g, shard_options(f, c), &parts);
+          CHECK(parts.bce == doctest::Approx(bref_parts.bce).epsilon(1e-12));
+          CHECK(parts.dice == doctest::Approx(bref_parts.dice).epsilon(1e-12));
+          return v;
+        });
+  }
+}
+
+TEST_CASE("shards: the split in float agrees with the fused float path") {
+  const auto x = testing::cast<float>(testing::randn<double>(kShape, 380, 1.5));
+  const auto y = testing::cast<int32_t>(labels_with_ignored());
+  auto a = cross_entropy_statistics(slice(x, 0, 2), slice(y, 0, 2));
+  const auto b = cross_entropy_statistics(slice(x, 2, 3), slice(y, 2, 3));
+  auto d = softmax_dice_statistics(slice(x, 0, 2), slice(y, 0, 2));
+  const auto e = softmax_dice_statistics(slice(x, 2, 3), slice(y, 2, 3));
+  for (size_t k = 0; k < a.size(); ++k) a.data()[k] += b.data()[k];
+  for (size_t k = 0; k < d.size(); ++k) d.data()[k] += e.data()[k];
+  Tensor<float> g;
+  CHECK(cross_entropy_finalize(slice(x, 2, 3), slice(y, 2, 3), a, g) ==
+        doctest::Approx(cross_entropy_value_and_grad(x, y).value).epsilon(1e-6));
+  Tensor<float> g0;
+  CHECK(softmax_dice_finalize(slice(x, 0, 2), slice(y, 0, 2), d, g0) ==
+        doctest::Approx(softmax_dice_value_and_grad(x, y).value).epsilon(1e-6));
+}
+
+TEST_CASE("shards: the confusion matrix all-reduces through data() and size()") {
+  const auto x = testing::randn<double>(kShape, 390);
+  const auto y = labels_with_ignored();
+  ConfusionMatrix whole(3), a(3), b(3);
+  whole.update_from_logits(x, y);
+  a.update_from_logits(slice(x, 0, 2), slice(y, 0, 2));
+  b.update_from_logits(slice(x, 2, 3), slice(y, 2, 3));
+  REQUIRE(a.size() == 9);
+  for (size_t k = 0; k < a.size(); ++k) a.data()[k] += b.data()[k];  // the all-reduce
+  CHECK(a.counts() == whole.counts());
+}
+
+TEST_CASE("shards: bad statistics and reduction none are errors") {
+  const auto x = testing::randn<double>(kShape, 395);
+  const auto y = labels_with_ignored();
+  CrossEntropyOptions<double> none;
+  none.reduction = Reduction::none;
+  CHECK_THROWS_WITH_AS(cross_entropy_statistics(x, y, none),
+                       "cross_entropy_statistics: reduction none has no single value to split "
+                       "across shards; use mean or sum",
+                       Error);
+  Tensor<double> g;
+  SoftmaxOverlapOptions<double> batch;
+  batch.per_image = false;
+  const auto dice = softmax_dice_statistics(x, y, batch);
+  ShardStatistics wrong;
+  wrong.global = dice.global;
+  CHECK_THROWS_WITH_AS(cross_entropy_finalize(x, y, wrong, g),
+                       "cross_entropy_finalize: the statistics have 9 global values; this loss's "
+                       "statistics have 3 (were they made by another loss's statistics?)",
+                       Error);
+  CHECK_THROWS_WITH_AS(softmax_dice_finalize(x, y, dice, g),
+                       "softmax_dice_finalize: the statistics (per_image false, 3 channels, 15 "
+                       "local planes, 9 global values) do not come from this shard's (5,3,6,5) "
+                       "with these options (per_image true, 3 global values)",
+                       Error);
+  // A combined loss's statistics hold the first term's 3 values before the Dice term's.
+  CHECK_THROWS_WITH_AS(ce_dice_finalize(x, y, softmax_dice_statistics(x, y), g),
+                       "ce_dice_finalize: the statistics (per_image true, 3 channels, 15 local "
+                       "planes, 3 global values) do not come from this shard's (5,3,6,5) with "
+                       "these options (per_image true, 6 global values)",
+                       Error);
+  CHECK_THROWS_WITH_AS(generalized_dice_finalize(x, y, dice, g),
+                       "generalized_dice_finalize: the statistics (per_image false, 3 classes, 15 "
+                       "local planes, 9 global values) do not come from this shard's (5,3,6,5) "
+                       "with these options (per_image true, 2 global values)",
+                       Error);
+}
