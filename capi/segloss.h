@@ -29,8 +29,8 @@
  *   segloss_X_backward(logits, target, grad_out, options, grad, cuda_stream)
  *       d(loss)/d(logits) scaled by grad_out (one element for mean and sum, the forward's
  *       shape for none) into `grad`.
- * and, for the losses that split across data-parallel shards (soft_dice, soft_jaccard,
- * tversky), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
+ * and, for the losses whose value needs sums over the whole batch (all but the Lovasz
+ * losses), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
  *
  * cuda_stream: a cudaStream_t passed as void*; NULL means the default (legacy) stream. The
  * call enqueues its kernels on it (segloss::cuda::StreamScope) when the tensors live on a CUDA
@@ -414,7 +414,8 @@ SEGLOSS_C_DECLARE_LOSS(lovasz_softmax, segloss_lovasz_softmax_options)
 /* Exact losses across data-parallel shards: statistics / finalize                          */
 /* ---------------------------------------------------------------------------------------- */
 
-/* The statistics of one shard (opaque; C++'s OverlapStatistics). The protocol:
+/* The statistics of one shard (opaque; C++'s ShardStatistics or OverlapStatistics; the layout
+ * of the numbers is in each loss's C++ header and docs/distributed.md). The protocol:
  *   1. segloss_X_statistics(logits, target, options, &st, stream)       on every shard;
  *   2. segloss_statistics_global(st, &data, &count); the caller sums the `count` doubles at
  *      `data` element-wise across the shards, in place (MPI_Allreduce(MPI_IN_PLACE, data,
@@ -439,9 +440,20 @@ SEGLOSS_C_API void segloss_statistics_destroy(segloss_statistics* st); /* NULL i
       const segloss_statistics* reduced, const OPTIONS* options, double* value,           \
       const segloss_tensor* grad, void* cuda_stream);
 
+SEGLOSS_C_DECLARE_SPLIT(bce_with_logits, segloss_bce_with_logits_options)
+SEGLOSS_C_DECLARE_SPLIT(sigmoid_focal, segloss_sigmoid_focal_options)
 SEGLOSS_C_DECLARE_SPLIT(soft_dice, segloss_overlap_options)
 SEGLOSS_C_DECLARE_SPLIT(soft_jaccard, segloss_overlap_options)
 SEGLOSS_C_DECLARE_SPLIT(tversky, segloss_tversky_options)
+SEGLOSS_C_DECLARE_SPLIT(bce_dice, segloss_bce_dice_options)
+SEGLOSS_C_DECLARE_SPLIT(cross_entropy, segloss_cross_entropy_options)
+SEGLOSS_C_DECLARE_SPLIT(softmax_dice, segloss_softmax_overlap_options)
+SEGLOSS_C_DECLARE_SPLIT(softmax_jaccard, segloss_softmax_overlap_options)
+SEGLOSS_C_DECLARE_SPLIT(softmax_tversky, segloss_softmax_tversky_options)
+SEGLOSS_C_DECLARE_SPLIT(generalized_dice, segloss_generalized_dice_options)
+SEGLOSS_C_DECLARE_SPLIT(ce_dice, segloss_ce_dice_options)
+SEGLOSS_C_DECLARE_SPLIT(softmax_focal, segloss_softmax_focal_options)
+SEGLOSS_C_DECLARE_SPLIT(dice_focal, segloss_dice_focal_options)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Boundary weights (losses/boundary_weights.hpp)                                           */
@@ -508,6 +520,10 @@ SEGLOSS_C_API segloss_status segloss_confusion_matrix_merge(segloss_confusion_ma
                                                             const segloss_confusion_matrix* other);
 SEGLOSS_C_API segloss_status
 segloss_confusion_matrix_num_classes(const segloss_confusion_matrix* cm, int64_t* num_classes);
+/* The counts in place (C^2 int64, row-major), for an all-reduce across shards:
+ * MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_INT64_T, MPI_SUM, comm). Valid until destroy. */
+SEGLOSS_C_API segloss_status segloss_confusion_matrix_data(segloss_confusion_matrix* cm,
+                                                           int64_t** data, int64_t* count);
 /* Copies the counts into `counts`, which holds `capacity` values (at least C^2). */
 SEGLOSS_C_API segloss_status segloss_confusion_matrix_counts(const segloss_confusion_matrix* cm,
                                                              int64_t* counts, int64_t capacity);

@@ -587,7 +587,16 @@ segloss_status loss_backward(const char* function, const segloss_tensor* logits,
   });
 }
 
-template <class COptions, class F>
+// A statistics object holds the OverlapStatistics of the overlap family and of the combined
+// losses, or (in its ShardStatistics base) the statistics of the others.
+void keep(OverlapStatistics& kept, OverlapStatistics&& st) {
+  kept = std::move(st);
+}
+void keep(OverlapStatistics& kept, ShardStatistics&& st) {
+  static_cast<ShardStatistics&>(kept) = std::move(st);
+}
+
+template <Target K, class COptions, class F>
 segloss_status loss_statistics(const char* function, const segloss_tensor* logits,
                                const segloss_tensor* target, const COptions* options,
                                segloss_statistics** statistics, void* stream, F&& f) {
@@ -598,15 +607,17 @@ segloss_status loss_statistics(const char* function, const segloss_tensor* logit
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
-      const auto t = view<T>(target, function, "target");
-      auto st = std::make_unique<segloss_statistics>();
-      st->overlap = f(x, t, to_cpp<T>(options, function));
-      *statistics = st.release();
+      const auto o = to_cpp<T>(options, function);
+      with_target<K, T>(target, function, [&](const auto& t) {
+        auto st = std::make_unique<segloss_statistics>();
+        keep(st->overlap, f(x, t, o));
+        *statistics = st.release();
+      });
     });
   });
 }
 
-template <class COptions, class F>
+template <Target K, class COptions, class F>
 segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
                              const segloss_tensor* target, const segloss_statistics* reduced,
                              const COptions* options, double* value, const segloss_tensor* grad,
@@ -618,9 +629,10 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
     with_float(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
-      const auto t = view<T>(target, function, "target");
       auto g = view<T>(grad, function, "grad");
-      *value = f(x, t, reduced->overlap, g, to_cpp<T>(options, function));
+      const auto o = to_cpp<T>(options, function);
+      with_target<K, T>(target, function,
+                        [&](const auto& t) { *value = f(x, t, reduced->overlap, g, o); });
     });
   });
 }
@@ -968,28 +980,41 @@ SEGLOSS_C_LOSS(lovasz_softmax, segloss_lovasz_softmax_options, Target::labels)
 #undef SEGLOSS_C_LOSS
 
 // The statistics / finalize pair of loss NAME.
-#define SEGLOSS_C_SPLIT(NAME, OPTIONS)                                                             \
+#define SEGLOSS_C_SPLIT(NAME, OPTIONS, KIND)                                                       \
   segloss_status segloss_##NAME##_statistics(const segloss_tensor* logits,                         \
                                              const segloss_tensor* target, const OPTIONS* options, \
                                              segloss_statistics** statistics, void* cuda_stream) { \
-    return loss_statistics("segloss_" #NAME "_statistics", logits, target, options, statistics,    \
-                           cuda_stream, [](const auto& x, const auto& t, const auto& o) {          \
-                             return segloss::NAME##_statistics(x, t, o);                           \
-                           });                                                                     \
+    return loss_statistics<KIND>("segloss_" #NAME "_statistics", logits, target, options,          \
+                                 statistics, cuda_stream,                                          \
+                                 [](const auto& x, const auto& t, const auto& o) {                 \
+                                   return segloss::NAME##_statistics(x, t, o);                     \
+                                 });                                                               \
   }                                                                                                \
   segloss_status segloss_##NAME##_finalize(                                                        \
       const segloss_tensor* logits, const segloss_tensor* target,                                  \
       const segloss_statistics* reduced, const OPTIONS* options, double* value,                    \
       const segloss_tensor* grad, void* cuda_stream) {                                             \
-    return loss_finalize("segloss_" #NAME "_finalize", logits, target, reduced, options, value,    \
-                         grad, cuda_stream,                                                        \
-                         [](const auto& x, const auto& t, const auto& st, auto& g,                 \
-                            const auto& o) { return segloss::NAME##_finalize(x, t, st, g, o); });  \
+    return loss_finalize<KIND>(                                                                    \
+        "segloss_" #NAME "_finalize", logits, target, reduced, options, value, grad, cuda_stream,  \
+        [](const auto& x, const auto& t, const auto& st, auto& g, const auto& o) {                 \
+          return segloss::NAME##_finalize(x, t, st, g, o);                                         \
+        });                                                                                        \
   }
 
-SEGLOSS_C_SPLIT(soft_dice, segloss_overlap_options)
-SEGLOSS_C_SPLIT(soft_jaccard, segloss_overlap_options)
-SEGLOSS_C_SPLIT(tversky, segloss_tversky_options)
+SEGLOSS_C_SPLIT(bce_with_logits, segloss_bce_with_logits_options, Target::same)
+SEGLOSS_C_SPLIT(sigmoid_focal, segloss_sigmoid_focal_options, Target::same)
+SEGLOSS_C_SPLIT(soft_dice, segloss_overlap_options, Target::same)
+SEGLOSS_C_SPLIT(soft_jaccard, segloss_overlap_options, Target::same)
+SEGLOSS_C_SPLIT(tversky, segloss_tversky_options, Target::same)
+SEGLOSS_C_SPLIT(bce_dice, segloss_bce_dice_options, Target::same)
+SEGLOSS_C_SPLIT(cross_entropy, segloss_cross_entropy_options, Target::classes)
+SEGLOSS_C_SPLIT(softmax_dice, segloss_softmax_overlap_options, Target::classes)
+SEGLOSS_C_SPLIT(softmax_jaccard, segloss_softmax_overlap_options, Target::classes)
+SEGLOSS_C_SPLIT(softmax_tversky, segloss_softmax_tversky_options, Target::classes)
+SEGLOSS_C_SPLIT(generalized_dice, segloss_generalized_dice_options, Target::classes)
+SEGLOSS_C_SPLIT(ce_dice, segloss_ce_dice_options, Target::classes)
+SEGLOSS_C_SPLIT(softmax_focal, segloss_softmax_focal_options, Target::labels)
+SEGLOSS_C_SPLIT(dice_focal, segloss_dice_focal_options, Target::labels)
 #undef SEGLOSS_C_SPLIT
 
 segloss_status segloss_statistics_global(segloss_statistics* st, double** data, int64_t* count) {
@@ -1183,6 +1208,16 @@ segloss_status segloss_confusion_matrix_counts(const segloss_confusion_matrix* c
       fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "counts holds ", capacity,
            " values; it needs ", h.size());
     std::copy(h.begin(), h.end(), counts);
+  });
+}
+
+segloss_status segloss_confusion_matrix_data(segloss_confusion_matrix* cm, int64_t** data,
+                                             int64_t* count) {
+  const char* function = "segloss_confusion_matrix_data";
+  return guard(function, [&] {
+    require(cm, function, "cm");
+    *require(data, function, "data") = cm->cm.data();
+    *require(count, function, "count") = static_cast<int64_t>(cm->cm.size());
   });
 }
 

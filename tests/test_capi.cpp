@@ -679,61 +679,71 @@ TEST_CASE_TEMPLATE("capi: multi-class losses match C++", T, float, double) {
   }
 }
 
-TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", T, float, double) {
-  const Shape s{4, 2, 6, 5};
-  const auto x = randn<T>(s, 21, 2.0);
-  const auto z = mask<T>(s, 22);
+namespace {
+
+// The first or second half of a tensor along axis 0 (a shard of the batch).
+template <class T>
+Tensor<T> half_of(const Tensor<T>& t, int which) {
+  Shape s = t.shape();
+  s[0] /= 2;
+  return Tensor<T>::view(t.data() + which * s.numel(), s);
+}
+
+// statistics / finalize through C against C++ on the whole batch, then the protocol on two
+// shards (halves of the batch) against one process's value_and_grad.
+template <class T, class U, class CO, class PO, class CStats, class CFinal, class PStats,
+          class PFinal, class PVag>
+void check_split(const Tensor<T>& x, const Tensor<U>& z, const CO* co, const PO& po, CStats cstats,
+                 CFinal cfinal, PStats pstats, PFinal pfinal, PVag pvag) {
   const segloss_tensor dx = desc(x), dz = desc(z);
+  segloss_statistics* st = nullptr;
+  REQUIRE_MESSAGE(cstats(&dx, &dz, co, &st, nullptr) == SEGLOSS_OK, last_error());
+  const auto ref = pstats(x, z, po);
+  double* data = nullptr;
+  int64_t count = -1;
+  REQUIRE(segloss_statistics_global(st, &data, &count) == SEGLOSS_OK);
+  REQUIRE(count == static_cast<int64_t>(ref.global.size()));
+  for (int64_t i = 0; i < count; ++i) CHECK(data[i] == ref.global[static_cast<size_t>(i)]);
+  auto g = Tensor<T>::empty(x.shape());
+  const segloss_tensor dg = desc(g);
+  double v = 0;
+  REQUIRE_MESSAGE(cfinal(&dx, &dz, st, co, &v, &dg, nullptr) == SEGLOSS_OK, last_error());
+  Tensor<T> rg;
+  CHECK(v == pfinal(x, z, ref, rg, po));
+  CHECK(same(g, rg));
+  segloss_statistics_destroy(st);
 
-  const auto run = [&](auto cstats, auto cfinal, auto pstats, auto pfinal, auto pvag,
-                       const auto* co, const auto& po) {
-    // One process: the C statistics and finalize equal the C++ ones.
-    segloss_statistics* st = nullptr;
-    REQUIRE_MESSAGE(cstats(&dx, &dz, co, &st, nullptr) == SEGLOSS_OK, last_error());
-    const OverlapStatistics ref = pstats(x, z, po);
-    double* data = nullptr;
-    int64_t count = -1;
-    REQUIRE(segloss_statistics_global(st, &data, &count) == SEGLOSS_OK);
-    REQUIRE(count == static_cast<int64_t>(ref.global.size()));
-    for (int64_t i = 0; i < count; ++i) CHECK(data[i] == ref.global[static_cast<size_t>(i)]);
-    auto g = Tensor<T>::empty(s);
-    const segloss_tensor dg = desc(g);
-    double v = 0;
-    REQUIRE_MESSAGE(cfinal(&dx, &dz, st, co, &v, &dg, nullptr) == SEGLOSS_OK, last_error());
-    Tensor<T> rg;
-    CHECK(v == pfinal(x, z, ref, rg, po));
-    CHECK(same(g, rg));
-    segloss_statistics_destroy(st);
+  // Two shards: sum the global statistics (the all-reduce), then finalize each shard.
+  segloss_statistics* sh[2] = {nullptr, nullptr};
+  double* d[2] = {nullptr, nullptr};
+  int64_t n[2] = {0, 0};
+  auto grad = Tensor<T>::empty(x.shape());
+  for (int k = 0; k < 2; ++k) {
+    const auto xk = half_of(x, k);
+    const auto zk = half_of(z, k);
+    const segloss_tensor dxk = desc(xk), dzk = desc(zk);
+    REQUIRE_MESSAGE(cstats(&dxk, &dzk, co, &sh[k], nullptr) == SEGLOSS_OK, last_error());
+    REQUIRE(segloss_statistics_global(sh[k], &d[k], &n[k]) == SEGLOSS_OK);
+  }
+  REQUIRE(n[0] == n[1]);
+  for (int64_t i = 0; i < n[0]; ++i) d[0][i] = d[1][i] = d[0][i] + d[1][i];
+  double vk[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    const auto xk = half_of(x, k);
+    const auto zk = half_of(z, k);
+    const auto gk = half_of(grad, k);
+    const segloss_tensor dxk = desc(xk), dzk = desc(zk), dgk = desc(gk);
+    REQUIRE_MESSAGE(cfinal(&dxk, &dzk, sh[k], co, &vk[k], &dgk, nullptr) == SEGLOSS_OK,
+                    last_error());
+    segloss_statistics_destroy(sh[k]);
+  }
+  const auto whole = pvag(x, z, po);
+  CHECK(vk[0] == vk[1]);
+  CHECK(vk[0] == doctest::Approx(whole.value).epsilon(1e-10));
+  for (int64_t i = 0; i < x.numel(); ++i)
+    CHECK(double(grad[i]) == doctest::Approx(double(whole.grad[i])).epsilon(1e-5));
+}
 
-    // Two shards of two images each: sum the global statistics, then finalize each shard.
-    const int64_t half = s.numel() / 2;
-    const Shape hs{2, 2, 6, 5};
-    const auto x0 = Tensor<T>::view(x.data(), hs), x1 = Tensor<T>::view(x.data() + half, hs);
-    const auto z0 = Tensor<T>::view(z.data(), hs), z1 = Tensor<T>::view(z.data() + half, hs);
-    const segloss_tensor dx0 = desc(x0), dx1 = desc(x1), dz0 = desc(z0), dz1 = desc(z1);
-    segloss_statistics *s0 = nullptr, *s1 = nullptr;
-    REQUIRE(cstats(&dx0, &dz0, co, &s0, nullptr) == SEGLOSS_OK);
-    REQUIRE(cstats(&dx1, &dz1, co, &s1, nullptr) == SEGLOSS_OK);
-    double *d0 = nullptr, *d1 = nullptr;
-    int64_t n0 = 0, n1 = 0;
-    REQUIRE(segloss_statistics_global(s0, &d0, &n0) == SEGLOSS_OK);
-    REQUIRE(segloss_statistics_global(s1, &d1, &n1) == SEGLOSS_OK);
-    REQUIRE(n0 == n1);
-    for (int64_t i = 0; i < n0; ++i) d0[i] = d1[i] = d0[i] + d1[i];  // the all-reduce
-    auto grad = Tensor<T>::empty(s);
-    const auto g0 = Tensor<T>::view(grad.data(), hs), g1 = Tensor<T>::view(grad.data() + half, hs);
-    const segloss_tensor dg0 = desc(g0), dg1 = desc(g1);
-    double v0 = 0, v1 = 0;
-    REQUIRE(cfinal(&dx0, &dz0, s0, co, &v0, &dg0, nullptr) == SEGLOSS_OK);
-    REQUIRE(cfinal(&dx1, &dz1, s1, co, &v1, &dg1, nullptr) == SEGLOSS_OK);
-    segloss_statistics_destroy(s0);
-    segloss_statistics_destroy(s1);
-    const auto whole = pvag(x, z, po);
-    CHECK(v0 == v1);
-    CHECK(v0 == doctest::Approx(whole.value).epsilon(1e-12));
-    for (int64_t i = 0; i < s.numel(); ++i)
-      CHECK(double(grad[i]) == doctest::Approx(double(whole.grad[i])).epsilon(1e-5));
-  };
 #define SPLIT_FNS(NAME)                                                                       \
   [](auto... a) { return segloss_##NAME##_statistics(a...); },                                \
       [](auto... a) { return segloss_##NAME##_finalize(a...); },                              \
@@ -743,32 +753,120 @@ TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", 
       },                                                                                      \
       [](const auto& x, const auto& t, const auto& o) { return NAME##_value_and_grad(x, t, o); }
 
-  segloss_overlap_options c;
-  segloss_overlap_options_init(&c);
-  OverlapOptions<T> o;
-  run(SPLIT_FNS(soft_dice), &c, o);
-  c.per_image = 0;
-  o.per_image = false;
-  run(SPLIT_FNS(soft_jaccard), &c, o);
-  segloss_tversky_options tc;
-  segloss_tversky_options_init(&tc);
-  tc.alpha = 0.2;
-  tc.overlap.per_image = 0;
-  TverskyOptions<T> to;
-  to.alpha = 0.2;
-  to.per_image = false;
-  run(SPLIT_FNS(tversky), &tc, to);
-#undef SPLIT_FNS
+}  // namespace
 
-  segloss_statistics_destroy(nullptr);
-  CHECK(segloss_statistics_global(nullptr, nullptr, nullptr) == SEGLOSS_ERROR_NULL_POINTER);
-  double v = 0;
-  auto g = Tensor<T>::empty(s);
-  const segloss_tensor dg = desc(g);
-  CHECK(segloss_soft_dice_finalize(&dx, &dz, nullptr, nullptr, &v, &dg, nullptr) ==
-        SEGLOSS_ERROR_NULL_POINTER);
-  CHECK(last_error() == "segloss_soft_dice_finalize: reduced is a null pointer");
+TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", T, float, double) {
+  const Shape s{4, 3, 6, 5};
+  const auto x = randn<T>(s, 21, 2.0);
+  const auto z = mask<T>(s, 22);
+  const auto y = labels<int32_t>({4, 6, 5}, 3, 23, 0.1, 255);
+  const auto cw = uniform<T>({3}, 24, 0.5, 2.0);
+  const segloss_tensor dcw = desc(cw);
+
+  SUBCASE("binary") {
+    segloss_overlap_options c;
+    segloss_overlap_options_init(&c);
+    OverlapOptions<T> o;
+    check_split(x, z, &c, o, SPLIT_FNS(soft_dice));
+    c.per_image = 0;
+    o.per_image = false;
+    check_split(x, z, &c, o, SPLIT_FNS(soft_jaccard));
+    segloss_tversky_options tc;
+    segloss_tversky_options_init(&tc);
+    tc.alpha = 0.2;
+    tc.overlap.per_image = 0;
+    TverskyOptions<T> to;
+    to.alpha = 0.2;
+    to.per_image = false;
+    check_split(x, z, &tc, to, SPLIT_FNS(tversky));
+    segloss_bce_with_logits_options bc;
+    segloss_bce_with_logits_options_init(&bc);
+    bc.reduction = SEGLOSS_REDUCTION_SUM;
+    BceWithLogitsOptions<T> bo;
+    bo.reduction = Reduction::sum;
+    check_split(x, z, &bc, bo, SPLIT_FNS(bce_with_logits));
+    check_split(x, z, static_cast<const segloss_sigmoid_focal_options*>(nullptr),
+                SigmoidFocalOptions<T>{}, SPLIT_FNS(sigmoid_focal));
+    segloss_bce_dice_options bd;
+    segloss_bce_dice_options_init(&bd);
+    bd.dice.per_image = 0;
+    BceDiceOptions<T> bdo;
+    bdo.dice.per_image = false;
+    check_split(x, z, &bd, bdo, SPLIT_FNS(bce_dice));
+  }
+  SUBCASE("multi-class") {
+    segloss_cross_entropy_options c;
+    segloss_cross_entropy_options_init(&c);
+    c.weight = &dcw;
+    c.ignore_index = 255;
+    CrossEntropyOptions<T> o;
+    o.weight = cw;
+    o.ignore_index = 255;
+    check_split(x, y, &c, o, SPLIT_FNS(cross_entropy));
+    segloss_softmax_focal_options f;
+    segloss_softmax_focal_options_init(&f);
+    f.ignore_index = 255;
+    SoftmaxFocalOptions<T> fo;
+    fo.ignore_index = 255;
+    check_split(x, y, &f, fo, SPLIT_FNS(softmax_focal));
+    segloss_softmax_overlap_options d;
+    segloss_softmax_overlap_options_init(&d);
+    d.ignore_index = 255;
+    d.per_image = 0;
+    SoftmaxOverlapOptions<T> dop;
+    dop.ignore_index = 255;
+    dop.per_image = false;
+    check_split(x, y, &d, dop, SPLIT_FNS(softmax_dice));
+    check_split(x, y, &d, dop, SPLIT_FNS(softmax_jaccard));
+    segloss_softmax_tversky_options t;
+    segloss_softmax_tversky_options_init(&t);
+    t.overlap.ignore_index = 255;
+    t.alpha = 0.7;
+    SoftmaxTverskyOptions<T> tov;
+    tov.ignore_index = 255;
+    tov.alpha = 0.7;
+    check_split(x, y, &t, tov, SPLIT_FNS(softmax_tversky));
+    segloss_generalized_dice_options gd;
+    segloss_generalized_dice_options_init(&gd);
+    gd.ignore_index = 255;
+    gd.per_image = 0;
+    GeneralizedDiceOptions<T> gdo;
+    gdo.ignore_index = 255;
+    gdo.per_image = false;
+    check_split(x, y, &gd, gdo, SPLIT_FNS(generalized_dice));
+    segloss_ce_dice_options cd;
+    segloss_ce_dice_options_init(&cd);
+    cd.ce.ignore_index = cd.dice.ignore_index = 255;
+    CeDiceOptions<T> cdo;
+    cdo.ce.ignore_index = cdo.dice.ignore_index = 255;
+    check_split(x, y, &cd, cdo, SPLIT_FNS(ce_dice));
+    segloss_dice_focal_options df;
+    segloss_dice_focal_options_init(&df);
+    df.focal.ignore_index = df.dice.ignore_index = 255;
+    DiceFocalOptions<T> dfo;
+    dfo.focal.ignore_index = dfo.dice.ignore_index = 255;
+    check_split(x, y, &df, dfo, SPLIT_FNS(dice_focal));
+  }
+  SUBCASE("errors") {
+    const segloss_tensor dx = desc(x), dz = desc(z);
+    segloss_statistics_destroy(nullptr);
+    CHECK(segloss_statistics_global(nullptr, nullptr, nullptr) == SEGLOSS_ERROR_NULL_POINTER);
+    double v = 0;
+    auto g = Tensor<T>::empty(s);
+    const segloss_tensor dg = desc(g);
+    CHECK(segloss_soft_dice_finalize(&dx, &dz, nullptr, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_NULL_POINTER);
+    CHECK(last_error() == "segloss_soft_dice_finalize: reduced is a null pointer");
+    CHECK(segloss_soft_dice_statistics(&dx, &dz, nullptr, nullptr, nullptr) ==
+          SEGLOSS_ERROR_NULL_POINTER);
+    segloss_statistics* st = reinterpret_cast<segloss_statistics*>(&v);
+    const segloss_tensor dy = desc(y);
+    CHECK(segloss_cross_entropy_statistics(&dx, &dy, nullptr, &st, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);  // label 255 is not ignored by default
+    CHECK(st == nullptr);
+  }
 }
+#undef SPLIT_FNS
 
 TEST_CASE("capi: boundary_weights matches C++") {
   const auto m = mask<float>({2, 1, 16, 12}, 31, 0.5);
@@ -822,6 +920,12 @@ TEST_CASE("capi: confusion matrix and scores match C++") {
   CHECK(segloss_confusion_matrix_counts(cm, counts.data(), C * C - 1) ==
         SEGLOSS_ERROR_INVALID_ARGUMENT);
   CHECK(last_error() == "segloss_confusion_matrix_counts: counts holds 24 values; it needs 25");
+
+  int64_t* inplace = nullptr;
+  int64_t inplace_count = 0;
+  REQUIRE(segloss_confusion_matrix_data(cm, &inplace, &inplace_count) == SEGLOSS_OK);
+  CHECK(inplace_count == C * C);
+  CHECK(std::vector<int64_t>(inplace, inplace + inplace_count) == ref.counts());
 
   // Merge: a second matrix from the counts (as after an all-reduce), added to the first.
   segloss_confusion_matrix* copy = nullptr;
