@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include <segloss/capi/segloss.h>
 #include <segloss/segloss.hpp>
 
 using namespace segloss;
@@ -447,6 +448,10 @@ int main(int argc, char** argv) {
   carvana.dice.weight = boundary;
   carvana.dice.smooth_nr = 2;
   carvana.dice.smooth_dr = 1;
+  const int64_t dims[4] = {shape[0], shape[1], shape[2], shape[3]};
+  const segloss_tensor cx = segloss_tensor_make(x.data(), SEGLOSS_F32, 4, dims);
+  const segloss_tensor ct = segloss_tensor_make(t.data(), SEGLOSS_F32, 4, dims);
+  const segloss_tensor cgrad = segloss_tensor_make(grad.data(), SEGLOSS_F32, 4, dims);
   std::vector<Case> cases = {
       {"bce_with_logits",
        {x.data(), t.data()},
@@ -507,6 +512,16 @@ int main(int argc, char** argv) {
        {x.data(), t.data()},
        [&] {
          sink = sink + bce_with_logits_finalize(x, t, bce_with_logits_statistics(x, t), grad);
+       }},
+      // The same call through the C API (libsegloss_c): the boundary should cost nothing.
+      {"capi_bce_with_logits",
+       {x.data(), t.data()},
+       [&] {
+         double v = 0;
+         if (segloss_bce_with_logits_value_and_grad(&cx, &ct, nullptr, &v, &cgrad, nullptr) !=
+             SEGLOSS_OK)
+           std::fprintf(stderr, "%s\n", segloss_last_error());
+         sink = sink + v;
        }},
   };
 
