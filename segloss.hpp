@@ -4,6 +4,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/finite.hpp"
 #include "core/gradcheck.hpp"
 #include "core/reduction.hpp"
 #include "core/result.hpp"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "finite.hpp"
 #include "tensor.hpp"
 
 namespace segloss {
@@ -28,6 +29,7 @@ void check_image(const char* function, const char* argument, const Tensor<T>& t)
   SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(),
                 " is empty (a zero extent); an empty batch has no loss");
   check_on_cpu(function, argument, t);
+  if (check_finite_enabled()) check_finite(t, argument, function);  // opt-in (core/finite.hpp)
 }
 
 // An input (logits, or probabilities for the losses that take them, named `input`) and a
@@ -40,6 +42,7 @@ void check_same_shape_pair(const char* function, const Tensor<T>& logits, const 
   SEGLOSS_CHECK(target.shape() == logits.shape(), function, "target ", target.shape(),
                 " does not match ", input, " ", logits.shape());
   check_on_cpu(function, "target", target);
+  if (check_finite_enabled()) check_finite(target, "target", function);
 }
 
 // A caller-given gradient buffer: allocated when undefined, else shaped like the input.
