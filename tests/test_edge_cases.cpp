@@ -257,7 +257,7 @@ TEST_CASE("edge: options negative, NaN or out of range are errors naming the opt
 // ---------------------------------------------------------------------------------------------
 // Labels out of range
 
-TEST_CASE("edge: labels outside [0, C) and not ignore_index are errors naming the first one") {
+TEST_CASE("edge: labels outside 0..C-1 and not ignore_index are errors naming the first one") {
   const auto x = randn<float>({2, 3, 4, 5}, 1);
   auto lab = labels<int64_t>({2, 4, 5}, 3, 3);
   lab[27] = 3;  // (1,1,2)
