@@ -167,7 +167,7 @@ void run(Reader& r) {
           o.log = flags & 16;
           o.activation = flags & 32 ? Activation::none : Activation::sigmoid;
         }
-        const Tensor<T> v = family % 12 == 1 ? soft_dice(c.x, c.t, o) : tversky(c.x, c.t, o);
+        const Tensor<T> v = family % 12 == 1 ? soft_dice(c.x, c.t, o) : soft_jaccard(c.x, c.t, o);
         if (o.reduction != Reduction::none)
           check_finite_result(clean, soft_dice_value_and_grad(c.x, c.t, o), "soft_dice not finite");
         else
