@@ -5,6 +5,7 @@
 #include "core/config.hpp"
 #include "core/cuda.hpp"
 #include "core/error.hpp"
+#include "core/finite.hpp"
 #include "core/gradcheck.hpp"
 #include "core/reduction.hpp"
 #include "core/result.hpp"

@@ -9,6 +9,7 @@
 
 #include "cuda.hpp"
 #include "error.hpp"
+#include "finite.hpp"
 #include "tensor.hpp"
 
 namespace segloss {
@@ -58,6 +59,8 @@ void check_image(const char* function, const char* argument, const Tensor<T>& t,
   SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(),
                 " is empty (a zero extent); an empty batch has no loss");
   check_input_device(function, argument, t, cuda_path);
+  // opt-in (core/finite.hpp); host memory only
+  if (check_finite_enabled() && t.device() == Device::cpu) check_finite(t, argument, function);
 }
 
 // An input (logits, or probabilities for the losses that take them, named `input`) and a
@@ -70,6 +73,8 @@ void check_same_shape_pair(const char* function, const Tensor<T>& logits, const 
   SEGLOSS_CHECK(target.shape() == logits.shape(), function, "target ", target.shape(),
                 " does not match ", input, " ", logits.shape());
   check_same_device(function, "target", target, logits.device(), input);
+  if (check_finite_enabled() && target.device() == Device::cpu)
+    check_finite(target, "target", function);
 }
 
 // A caller-given gradient buffer: allocated (on the input's device) when undefined, else shaped

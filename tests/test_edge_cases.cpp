@@ -1,0 +1,638 @@
+// One test case per row of docs/edge-cases.md: bad input and extreme values across the loss
+// families and the metrics. Each TEST_CASE name starts with "edge:" and the row's key, which the
+// table cites.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "loss_check.hpp"
+
+using namespace segloss;
+using segloss::testing::labels;
+using segloss::testing::mask;
+using segloss::testing::randn;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The message of the segloss::Error that f raises, or "<no error>".
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// f raises segloss::Error and its message contains every part.
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  const std::string m = error_of(f);
+  INFO("message: ", m);
+  for (const auto& p : parts) CHECK(m.find(p) != std::string::npos);
+}
+
+template <class T>
+bool all_finite(const Tensor<T>& t) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(static_cast<double>(t[i]))) return false;
+  return true;
+}
+
+template <class T>
+bool all_zero(const Tensor<T>& t) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (t[i] != T(0)) return false;
+  return true;
+}
+
+// A view of a host buffer tagged as a CUDA tensor (never dereferenced: the checks reject it).
+template <class T>
+Tensor<T> cuda_view(const Tensor<T>& host) {
+  return Tensor<T>::view(host.data(), host.shape(), Device::cuda);
+}
+
+// Detection of a callable overload: mixing dtypes is a compile-time error.
+template <class A, class B, class = void>
+struct CanBce : std::false_type {};
+template <class A, class B>
+struct CanBce<A, B,
+              std::void_t<decltype(bce_with_logits(std::declval<const Tensor<A>&>(),
+                                                   std::declval<const Tensor<B>&>()))>>
+    : std::true_type {};
+
+template <class A, class B, class = void>
+struct CanCrossEntropy : std::false_type {};
+template <class A, class B>
+struct CanCrossEntropy<A, B,
+                       std::void_t<decltype(cross_entropy(std::declval<const Tensor<A>&>(),
+                                                          std::declval<const Tensor<B>&>()))>>
+    : std::true_type {};
+
+template <class P, class L, class = void>
+struct CanConfusion : std::false_type {};
+template <class P, class L>
+struct CanConfusion<P, L,
+                    std::void_t<decltype(std::declval<ConfusionMatrix&>().update(
+                        std::declval<const Tensor<P>&>(), std::declval<const Tensor<L>&>()))>>
+    : std::true_type {};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Shapes, ranks, dtypes, devices
+
+TEST_CASE("edge: shape mismatch between input and target, every family") {
+  const auto x = randn<float>({2, 3, 4, 5}, 1);
+  const auto t = mask<float>({2, 3, 4, 4}, 2);
+  const auto lab = labels<int64_t>({2, 4, 4}, 3, 3);
+  expect_error([&] { bce_with_logits(x, t); }, {"bce_with_logits: target (2,3,4,4)", "(2,3,4,5)"});
+  expect_error([&] { binary_cross_entropy(x, t); }, {"binary_cross_entropy:", "(2,3,4,4)"});
+  expect_error([&] { soft_dice(x, t); }, {"soft_dice:", "(2,3,4,4)"});
+  expect_error([&] { sigmoid_focal(x, t); }, {"sigmoid_focal:", "(2,3,4,4)"});
+  expect_error([&] { lovasz_hinge(x, t); }, {"lovasz_hinge:", "(2,3,4,4)"});
+  expect_error([&] { cross_entropy(x, lab); }, {"cross_entropy:", "(2,4,4)"});
+  expect_error([&] { softmax_dice(x, lab); }, {"softmax_dice:", "(2,4,4)"});
+  expect_error([&] { softmax_focal(x, lab); }, {"softmax_focal:", "(2,4,4)"});
+  expect_error([&] { lovasz_softmax(x, lab); }, {"lovasz_softmax:", "(2,4,4)"});
+  expect_error([&] { dice_score(x, t); }, {"dice_score:", "(2,3,4,4)"});
+  expect_error([&] { surface_distance(x, t); }, {"surface_distance:", "(2,3,4,4)"});
+  ConfusionMatrix cm(3);
+  const auto pred = labels<int64_t>({2, 4, 5}, 3, 4);
+  expect_error([&] { cm.update(pred, lab); }, {"(2,4,4)", "(2,4,5)"});
+}
+
+TEST_CASE("edge: rank outside 3..5 (N, C, 1 to 3 spatial axes) is an error") {
+  for (const Shape& s : {Shape{7}, Shape{4, 5}}) {  // Shape itself stops at rank 5
+    CAPTURE(s);
+    const auto x = randn<float>(s, 1);
+    const auto t = mask<float>(s, 2);
+    expect_error([&] { bce_with_logits(x, t); }, {"bce_with_logits: logits", "has rank"});
+    expect_error([&] { soft_dice(x, t); }, {"soft_dice: logits", "has rank"});
+    expect_error([&] { sigmoid_focal(x, t); }, {"sigmoid_focal: logits", "has rank"});
+    expect_error([&] { dice_score(x, t); }, {"dice_score:", "rank"});
+  }
+  const auto x2 = randn<float>({4, 5}, 1);
+  const auto l1 = labels<int64_t>({4}, 5, 2);
+  expect_error([&] { cross_entropy(x2, l1); }, {"cross_entropy: logits", "rank"});
+  expect_error([&] { softmax_dice(x2, l1); }, {"softmax_dice: logits", "rank"});
+}
+
+TEST_CASE("edge: dtype mismatches are compile-time errors") {
+  // A loss takes logits and targets of one floating type; labels are int32 or int64.
+  static_assert(CanBce<float, float>::value && CanBce<double, double>::value);
+  static_assert(!CanBce<float, double>::value && !CanBce<double, float>::value);
+  static_assert(CanCrossEntropy<float, int64_t>::value && CanCrossEntropy<float, int32_t>::value);
+  static_assert(CanCrossEntropy<float, float>::value);  // class probabilities
+  static_assert(!CanCrossEntropy<float, double>::value);
+  static_assert(CanConfusion<int32_t, int64_t>::value);
+  static_assert(!CanConfusion<float, int64_t>::value && !CanConfusion<int64_t, double>::value);
+  CHECK(!CanBce<float, double>::value);
+}
+
+TEST_CASE("edge: a CUDA tensor in a CPU-only build is an error, every family") {
+  const auto x = randn<float>({1, 2, 3, 3}, 1);
+  const auto t = mask<float>({1, 2, 3, 3}, 2);
+  const auto lab = labels<int64_t>({1, 3, 3}, 2, 3);
+  const std::string cuda = "is on device cuda";
+  expect_error([&] { bce_with_logits(cuda_view(x), t); }, {"bce_with_logits: logits", cuda});
+  expect_error([&] { bce_with_logits(x, cuda_view(t)); }, {"bce_with_logits: target", cuda});
+  expect_error([&] { soft_dice(cuda_view(x), t); }, {"soft_dice:", cuda});
+  expect_error([&] { cross_entropy(cuda_view(x), lab); }, {"cross_entropy:", cuda});
+  expect_error([&] { cross_entropy(x, cuda_view(lab)); }, {"cross_entropy:", cuda});
+  expect_error([&] { softmax_focal(cuda_view(x), lab); }, {"softmax_focal:", cuda});
+  expect_error([&] { lovasz_softmax(cuda_view(x), lab); }, {"lovasz_softmax:", cuda});
+  expect_error([&] { dice_score(cuda_view(x), t); }, {"dice_score:", cuda});
+  ConfusionMatrix cm(2);
+  expect_error([&] { cm.update(cuda_view(lab), lab); }, {cuda});
+  expect_error([&] { surface_distance(cuda_view(x), t); }, {"surface_distance:", cuda});
+}
+
+TEST_CASE("edge: weight, pos_weight and class weights of the wrong shape") {
+  const auto x = randn<float>({2, 3, 4, 5}, 1);
+  const auto t = mask<float>({2, 3, 4, 5}, 2);
+  const auto lab = labels<int64_t>({2, 4, 5}, 3, 3);
+  BceWithLogitsOptions<float> b;
+  b.weight = Tensor<float>::full({3, 2, 5}, 1.f);
+  expect_error([&] { bce_with_logits(x, t, b); }, {"weight (3,2,5) does not broadcast"});
+  b.weight = Tensor<float>();
+  b.pos_weight = Tensor<float>::full({2}, 1.f);
+  expect_error([&] { bce_with_logits(x, t, b); },
+               {"bce_with_logits: pos_weight (2) is neither one value nor one per channel"});
+  CrossEntropyOptions<float> ce;
+  ce.weight = Tensor<float>::full({4}, 1.f);
+  expect_error([&] { cross_entropy(x, lab, ce); }, {"cross_entropy:", "weight"});
+  SoftmaxOverlapOptions<float> sd;
+  sd.class_weight = Tensor<float>::full({2}, 1.f);
+  expect_error([&] { softmax_dice(x, lab, sd); }, {"softmax_dice:", "class_weight"});
+  SoftmaxFocalOptions<float> sf;
+  sf.alpha = Tensor<float>::full({5}, 1.f);
+  expect_error([&] { softmax_focal(x, lab, sf); }, {"softmax_focal:", "alpha"});
+}
+
+TEST_CASE("edge: grad_out, grad buffers and value_and_grad with reduction none") {
+  const auto x = randn<double>({2, 1, 4, 4}, 1);
+  const auto t = mask<double>({2, 1, 4, 4}, 2);
+  expect_error([&] { bce_with_logits_backward(x, t, Tensor<double>::full({2}, 1.0)); },
+               {"bce_with_logits_backward: grad_out (2)"});
+  auto grad = Tensor<double>::empty({2, 1, 4, 3});
+  expect_error([&] { bce_with_logits_value_and_grad(x, t, grad); }, {"grad (2,1,4,3)"});
+  expect_error([&] { soft_dice_value_and_grad(x, t, grad); }, {"grad (2,1,4,3)"});
+  BceWithLogitsOptions<double> none;
+  none.reduction = Reduction::none;
+  expect_error([&] { bce_with_logits_value_and_grad(x, t, none); }, {"none"});
+  SoftDiceOptions<double> dnone;
+  dnone.reduction = Reduction::none;
+  expect_error(
+      [&] {
+        soft_dice_backward(x, t, Tensor<double>::full({3, 1}, 1.0), dnone);
+      },
+      {"soft_dice_backward: grad_out (3,1)", "(2,1)"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options out of range
+
+TEST_CASE("edge: options negative, NaN or out of range are errors naming the option") {
+  const auto x = randn<double>({1, 2, 4, 4}, 1);
+  const auto t = mask<double>({1, 2, 4, 4}, 2);
+  const auto lab = labels<int64_t>({1, 4, 4}, 2, 3);
+  for (double bad : {-1.0, kNaN, kInf}) {
+    CAPTURE(bad);
+    SoftDiceOptions<double> d;
+    d.smooth_dr = bad;
+    expect_error([&] { soft_dice(x, t, d); }, {"soft_dice: options.smooth_dr"});
+    SoftmaxOverlapOptions<double> s;
+    s.smooth_nr = bad;
+    expect_error([&] { softmax_dice(x, lab, s); }, {"softmax_dice:", "smooth_nr"});
+    BceWithLogitsOptions<double> b;
+    b.label_smoothing = bad;
+    expect_error([&] { bce_with_logits(x, t, b); }, {"bce_with_logits:", "label_smoothing"});
+    CrossEntropyOptions<double> ce;
+    ce.label_smoothing = bad;
+    expect_error([&] { cross_entropy(x, lab, ce); }, {"cross_entropy:", "label_smoothing"});
+    SigmoidFocalOptions<double> f;
+    f.gamma = bad;
+    expect_error([&] { sigmoid_focal(x, t, f); }, {"sigmoid_focal:", "gamma"});
+    SoftmaxFocalOptions<double> sf;
+    sf.gamma = bad;
+    expect_error([&] { softmax_focal(x, lab, sf); }, {"softmax_focal:", "gamma"});
+    SoftmaxTverskyOptions<double> tv;
+    tv.alpha = bad;
+    expect_error([&] { softmax_tversky(x, lab, tv); }, {"softmax_tversky:", "alpha"});
+    SurfaceDistanceOptions so;
+    so.tolerance = bad;
+    expect_error([&] { surface_distance(x, t, so); }, {"surface_distance:", "tolerance"});
+  }
+  BceWithLogitsOptions<double> b;
+  b.label_smoothing = 1.5;
+  expect_error([&] { bce_with_logits(x, t, b); }, {"label_smoothing is 1.5"});
+  SurfaceDistanceOptions so;
+  so.percentile = 101;
+  expect_error([&] { surface_distance(x, t, so); }, {"surface_distance:", "percentile"});
+  so.percentile = 95;
+  so.spacing = {1.0, -1.0};
+  expect_error([&] { surface_distance(x, t, so); }, {"surface_distance:", "spacing"});
+  DiceScoreOptions ds;
+  ds.border = -1;
+  expect_error([&] { dice_score(x, t, ds); }, {"dice_score:", "border"});
+  expect_error([&] { ConfusionMatrix(0); }, {"num_classes is 0"});
+  expect_error([&] { ConfusionMatrix(ConfusionMatrix::kMaxClasses + 1); }, {"num_classes is"});
+  SoftmaxOverlapOptions<double> nobg;
+  nobg.include_background = false;
+  const auto x1 = randn<double>({1, 1, 4, 4}, 5);
+  const auto l1 = Tensor<int64_t>::zeros({1, 4, 4});
+  expect_error([&] { softmax_dice(x1, l1, nobg); }, {"softmax_dice:", "include_background"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Labels out of range
+
+TEST_CASE("edge: labels outside 0..C-1 and not ignore_index are errors naming the first one") {
+  const auto x = randn<float>({2, 3, 4, 5}, 1);
+  auto lab = labels<int64_t>({2, 4, 5}, 3, 3);
+  lab[27] = 3;  // (1,1,2)
+  lab[33] = -1;
+  expect_error([&] { cross_entropy(x, lab); }, {"cross_entropy:", "(1,1,2)", "3"});
+  expect_error([&] { softmax_focal(x, lab); }, {"softmax_focal:", "(1,1,2)"});
+  expect_error([&] { softmax_dice(x, lab); }, {"softmax_dice:", "(1,1,2)"});
+  expect_error([&] { lovasz_softmax(x, lab); }, {"lovasz_softmax:", "(1,1,2)"});
+  ConfusionMatrix cm(3);
+  const auto pred = labels<int64_t>({2, 4, 5}, 3, 4);
+  expect_error([&] { cm.update(pred, lab); }, {"(1,1,2)"});
+  // pytorch-fcn's rule drops them instead; the ignore_index is never an error.
+  ConfusionMatrix dropped(3, ConfusionMatrixOptions::pytorch_fcn());
+  dropped.update(pred, lab);
+  CHECK(dropped.total() == 38);
+  lab[27] = -100;
+  lab[33] = -100;
+  CHECK(std::isfinite(cross_entropy(x, lab)[0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// NaN and infinity
+
+TEST_CASE("edge: NaN in logits or targets propagates to the value, every family") {
+  auto x = randn<double>({2, 3, 4, 5}, 1);
+  auto t = mask<double>({2, 3, 4, 5}, 2);
+  const auto lab = labels<int64_t>({2, 4, 5}, 3, 3);
+  SUBCASE("in the logits") {
+    x[17] = kNaN;
+  }
+  SUBCASE("in the target") {
+    t[17] = kNaN;
+  }
+  const bool target_nan = std::isnan(t[17]);
+  CHECK(std::isnan(bce_with_logits(x, t)[0]));
+  CHECK(std::isnan(soft_dice(x, t)[0]));
+  CHECK(std::isnan(soft_jaccard(x, t)[0]));
+  CHECK(std::isnan(tversky(x, t)[0]));
+  CHECK(std::isnan(sigmoid_focal(x, t)[0]));
+  CHECK(std::isnan(bce_dice(x, t)[0]));
+  CHECK(std::isnan(softmax_dice(x, t)[0]));  // class-probability targets
+  if (!target_nan) {
+    CHECK(std::isnan(cross_entropy(x, lab)[0]));
+    CHECK(std::isnan(softmax_focal(x, lab)[0]));
+    CHECK(std::isnan(softmax_dice(x, lab)[0]));
+    CHECK(std::isnan(lovasz_softmax(x, lab)[0]));
+    CHECK(std::isnan(lovasz_hinge(x, mask<double>(x.shape(), 3))[0]));
+    // The value-and-gradient form: the NaN stays in its own element's gradient for the
+    // pointwise losses.
+    const auto vg = bce_with_logits_value_and_grad(x, t);
+    CHECK(std::isnan(vg.value));
+    CHECK(std::isnan(vg.grad[17]));
+    CHECK(std::isfinite(vg.grad[16]));
+  }
+}
+
+TEST_CASE("edge: infinite logits are outside the contract: a non-finite value, never a crash") {
+  auto x = randn<double>({1, 2, 3, 3}, 1);
+  const auto t = mask<double>({1, 2, 3, 3}, 2);
+  for (double inf : {kInf, -kInf}) {
+    CAPTURE(inf);
+    x[4] = inf;
+    // BCE: +inf with target 1 is inf - inf, -inf with target 0 likewise; with the other target
+    // the element loss is +inf. Either way the value is not finite, unless the target makes
+    // the element exactly 0, which does not happen for both signs.
+    auto t0 = t.clone();
+    t0[4] = inf > 0 ? 0.0 : 1.0;
+    CHECK(!std::isfinite(bce_with_logits(x, t0)[0]));
+  }
+  // check_finite reports them (next row).
+  expect_error([&] { check_finite(x, "logits"); }, {"check_finite: logits (1,2,3,3) has -inf at"});
+}
+
+TEST_CASE("edge: check_finite raises with the first bad element, and the opt-in flag") {
+  auto x = randn<float>({2, 3, 130, 70}, 1);  // several chunks per plane
+  const auto t = mask<float>(x.shape(), 2);
+  CHECK(first_non_finite(x) == -1);
+  CHECK_NOTHROW(check_finite(x, "logits"));
+  const int64_t late = x.numel() - 5, early = 30000;
+  x[late] = static_cast<float>(kInf);
+  x[early] = static_cast<float>(kNaN);
+  CHECK(first_non_finite(x) == early);
+  for (int threads : {1, 2, 3, 8}) {
+    set_num_threads(threads);
+    CHECK(first_non_finite(x) == early);
+  }
+  set_num_threads(1);
+  CHECK_THROWS_WITH_AS(check_finite(x, "logits"),
+                       ("check_finite: logits (2,3,130,70) has nan at " +
+                        x.shape().position(early) + " (element 30000)")
+                           .c_str(),
+                       Error);
+  CHECK(first_non_finite(Tensor<int64_t>::zeros({3})) == -1);
+
+  // The flag: off by default, the NaN propagates; on, the losses and metrics raise.
+  CHECK(!check_finite_enabled());
+  CHECK(std::isnan(bce_with_logits(x, t)[0]));
+  set_check_finite(true);
+  expect_error([&] { bce_with_logits(x, t); }, {"bce_with_logits: logits (2,3,130,70) has nan at"});
+  expect_error([&] { soft_dice(x, t); }, {"soft_dice: logits", "nan"});
+  expect_error(
+      [&] {
+        cross_entropy(x, labels<int64_t>({2, 130, 70}, 3, 4));
+      },
+      {"cross_entropy: logits", "nan"});
+  expect_error([&] { dice_score(x, t); }, {"dice_score: pred", "nan"});
+  auto tn = t.clone();
+  tn[3] = static_cast<float>(-kInf);
+  const auto xf = randn<float>(x.shape(), 5);
+  expect_error([&] { bce_with_logits(xf, tn); }, {"bce_with_logits: target", "-inf at (0,0,0,3)"});
+  CHECK_NOTHROW(bce_with_logits(xf, t));
+  set_check_finite(false);
+  CHECK(std::isnan(soft_dice(x, t)[0]));
+}
+
+TEST_CASE("edge: logits of +-1e4 give a finite value and gradient, every loss, float and double") {
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    const Shape s{2, 3, 5, 4};
+    auto x = Tensor<T>::empty(s);
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = T(i % 3 == 0 ? 1e4 : (i % 3 == 1 ? -1e4 : 0));
+    const auto t = mask<T>(s, 2);
+    const auto lab = labels<int64_t>({2, 5, 4}, 3, 3, 0.1);
+    auto finite = [](const ValueAndGrad<T>& vg) {
+      return std::isfinite(vg.value) && all_finite(vg.grad);
+    };
+    CHECK(finite(bce_with_logits_value_and_grad(x, t)));
+    CHECK(finite(soft_dice_value_and_grad(x, t)));
+    CHECK(finite(soft_jaccard_value_and_grad(x, t)));
+    CHECK(finite(tversky_value_and_grad(x, t)));
+    CHECK(finite(sigmoid_focal_value_and_grad(x, t)));
+    CHECK(finite(bce_dice_value_and_grad(x, t)));
+    CHECK(finite(lovasz_hinge_value_and_grad(x, t)));
+    CHECK(finite(cross_entropy_value_and_grad(x, lab)));
+    CHECK(finite(softmax_focal_value_and_grad(x, lab)));
+    CHECK(finite(softmax_dice_value_and_grad(x, lab)));
+    CHECK(finite(softmax_tversky_value_and_grad(x, lab)));
+    CHECK(finite(generalized_dice_value_and_grad(x, lab)));
+    CHECK(finite(lovasz_softmax_value_and_grad(x, lab)));
+    CHECK(finite(ce_dice_value_and_grad(x, lab)));
+    CHECK(finite(dice_focal_value_and_grad(x, lab)));
+    const auto ds = dice_score(x, t);
+    CHECK(std::isfinite(ds.mean));
+    ConfusionMatrix cm(3);
+    cm.update_from_logits(x, lab);
+    CHECK(cm.total() > 0);
+  };
+  SUBCASE("float") {
+    run(0.0f);
+  }
+  SUBCASE("double") {
+    run(0.0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Empty masks, every pixel ignored, zero weights (the policies: docs/conventions.md)
+
+TEST_CASE("edge: empty masks give the documented scores and finite gradients") {
+  const auto x = Tensor<double>::full({2, 2, 4, 4}, -30.0);
+  const auto t = Tensor<double>::zeros(x.shape());
+  const auto vg = soft_dice_value_and_grad(x, t);
+  CHECK(vg.value == doctest::Approx(0.0).epsilon(1e-6));  // smooth_nr / smooth_dr = 1
+  CHECK(all_finite(vg.grad));
+  CHECK(all_finite(soft_jaccard_value_and_grad(x, t).grad));
+  const auto ds = dice_score(x, t);  // skip: nothing left, NaN mean
+  CHECK(ds.skipped == 4);
+  CHECK(std::isnan(ds.mean));
+  const auto sd = surface_distance(t, t);  // masks; both empty in every pair
+  CHECK(sd.empty == 4);
+  CHECK(std::isnan(sd.mean_hausdorff));
+  const auto lab = Tensor<int64_t>::zeros({2, 4, 4});  // class 1 absent
+  CHECK(all_finite(softmax_dice_value_and_grad(x, lab).grad));
+  CHECK(all_finite(generalized_dice_value_and_grad(x, lab).grad));
+}
+
+TEST_CASE("edge: every pixel ignored gives 0 and a zero gradient") {
+  const auto x = randn<double>({2, 3, 4, 4}, 1);
+  const auto lab = Tensor<int64_t>::full({2, 4, 4}, -100);
+  const auto ce = cross_entropy_value_and_grad(x, lab);
+  CHECK(ce.value == 0.0);
+  CHECK(all_zero(ce.grad));
+  CrossEntropyOptions<double> pt;
+  pt.all_ignored = AllIgnored::nan;
+  CHECK(std::isnan(cross_entropy(x, lab, pt)[0]));
+  const auto sf = softmax_focal_value_and_grad(x, lab);
+  CHECK(sf.value == 0.0);
+  CHECK(all_zero(sf.grad));
+  const auto lv = lovasz_softmax_value_and_grad(x, lab);
+  CHECK(lv.value == 0.0);
+  CHECK(all_zero(lv.grad));
+  const auto sd = softmax_dice_value_and_grad(x, lab);
+  CHECK(std::isfinite(sd.value));
+  CHECK(all_zero(sd.grad));
+  ConfusionMatrix cm(3);
+  cm.update(labels<int64_t>({2, 4, 4}, 3, 2), lab);
+  CHECK(cm.total() == 0);
+}
+
+TEST_CASE("edge: zero weights") {
+  const auto x = randn<double>({2, 3, 4, 4}, 1);
+  const auto t = mask<double>(x.shape(), 2);
+  BceWithLogitsOptions<double> b;
+  b.weight = Tensor<double>::zeros({1, 3, 1, 1});
+  auto vg = bce_with_logits_value_and_grad(x, t, b);
+  CHECK(vg.value == 0.0);  // mean over the elements of zeros
+  CHECK(all_zero(vg.grad));
+  b.mean_over = BceMeanOver::weight_sum;  // 0 / 0 is defined as 0 here
+  vg = bce_with_logits_value_and_grad(x, t, b);
+  CHECK(vg.value == 0.0);
+  CHECK(all_zero(vg.grad));
+  SoftDiceOptions<double> d;  // all pixel weights 0: every target sum is 0, the empty rule
+  d.weight = Tensor<double>::zeros({1, 1, 4, 4});
+  const auto dv = soft_dice_value_and_grad(x, t, d);
+  CHECK(dv.value == doctest::Approx(0.0).epsilon(1e-6));
+  CHECK(all_zero(dv.grad));
+  // cross_entropy with every class weight 0: the mean divides by the weight sum, 0 / 0 = NaN
+  // as in PyTorch (a sum is 0 with a zero gradient; mean_over = valid_pixels gives 0).
+  const auto lab = labels<int64_t>({2, 4, 4}, 3, 3);
+  CrossEntropyOptions<double> ce;
+  ce.weight = Tensor<double>::zeros({3});
+  CHECK(std::isnan(cross_entropy_value_and_grad(x, lab, ce).value));
+  ce.reduction = Reduction::sum;
+  auto cv = cross_entropy_value_and_grad(x, lab, ce);
+  CHECK(cv.value == 0.0);
+  CHECK(all_zero(cv.grad));
+  ce.reduction = Reduction::mean;
+  ce.mean_over = MeanOver::valid_pixels;
+  cv = cross_entropy_value_and_grad(x, lab, ce);
+  CHECK(cv.value == 0.0);
+  CHECK(all_zero(cv.grad));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes: N = 0, spatial size 1, C = 1, C = 1000
+
+TEST_CASE("edge: N = 0 (or any zero extent) is an error, every family") {
+  const auto x = Tensor<float>::empty({0, 2, 4, 4});
+  const auto t = Tensor<float>::empty({0, 2, 4, 4});
+  const auto lab = Tensor<int64_t>::empty({0, 4, 4});
+  const std::string empty = "is empty (a zero extent)";
+  expect_error([&] { bce_with_logits(x, t); }, {"bce_with_logits: logits (0,2,4,4)", empty});
+  expect_error([&] { soft_dice(x, t); }, {"soft_dice:", empty});
+  expect_error([&] { sigmoid_focal(x, t); }, {"sigmoid_focal:", empty});
+  expect_error([&] { cross_entropy(x, lab); }, {"cross_entropy:", empty});
+  expect_error([&] { softmax_dice(x, lab); }, {"softmax_dice:", empty});
+  expect_error([&] { lovasz_softmax(x, lab); }, {"lovasz_softmax:", empty});
+  expect_error([&] { dice_score(x, t); }, {"dice_score:", empty});
+  // A confusion matrix counts nothing from an empty batch (it accumulates over updates).
+  ConfusionMatrix cm(2);
+  cm.update(lab, lab);
+  CHECK(cm.total() == 0);
+  const auto x2 = Tensor<float>::empty({2, 2, 0, 4});
+  expect_error([&] { bce_with_logits(x2, x2); }, {"bce_with_logits:", empty});
+}
+
+TEST_CASE("edge: spatial size 1 (1, 1x1, 1x1x1), N = 1: gradients check") {
+  for (const Shape& s : {Shape{1, 2, 1}, Shape{1, 2, 1, 1}, Shape{1, 2, 1, 1, 1}}) {
+    CAPTURE(s);
+    const auto x = randn<double>(s, 1);
+    const auto t = mask<double>(s, 2, 0.5);
+    std::vector<int64_t> le{1};
+    for (int d = 2; d < s.rank(); ++d) le.push_back(1);
+    const auto lab = Tensor<int64_t>::full(Shape(le.begin(), le.end()), 1);
+    testing::check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return bce_with_logits(v, t); },
+        [&](const Tensor<double>& v, const Tensor<double>& g) {
+          return bce_with_logits_backward(v, t, g);
+        },
+        [&](const Tensor<double>& v) { return bce_with_logits_value_and_grad(v, t); });
+    testing::check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return soft_dice(v, t); },
+        [&](const Tensor<double>& v, const Tensor<double>& g) {
+          return soft_dice_backward(v, t, g);
+        },
+        [&](const Tensor<double>& v) { return soft_dice_value_and_grad(v, t); });
+    testing::check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return cross_entropy(v, lab); },
+        [&](const Tensor<double>& v, const Tensor<double>& g) {
+          return cross_entropy_backward(v, lab, g);
+        },
+        [&](const Tensor<double>& v) { return cross_entropy_value_and_grad(v, lab); });
+    testing::check_loss_gradients(
+        x, [&](const Tensor<double>& v) { return softmax_dice(v, lab); },
+        [&](const Tensor<double>& v, const Tensor<double>& g) {
+          return softmax_dice_backward(v, lab, g);
+        },
+        [&](const Tensor<double>& v) { return softmax_dice_value_and_grad(v, lab); });
+    CHECK(dice_score(x, t).counted + dice_score(x, t).skipped == 2);
+    ConfusionMatrix cm(2);
+    cm.update_from_logits(x, lab);
+    CHECK(cm.total() == 1);
+  }
+}
+
+TEST_CASE("edge: C = 1") {
+  const auto x = randn<double>({2, 1, 4, 4}, 1);
+  const auto t = mask<double>(x.shape(), 2);
+  const auto lab = Tensor<int64_t>::zeros({2, 4, 4});
+  // Sigmoid losses: one channel is the usual binary case.
+  CHECK(std::isfinite(bce_with_logits(x, t)[0]));
+  CHECK(std::isfinite(soft_dice(x, t)[0]));
+  // Softmax over one class is 1 everywhere: cross entropy 0 with a zero gradient, a perfect
+  // softmax Dice.
+  const auto ce = cross_entropy_value_and_grad(x, lab);
+  CHECK(ce.value == 0.0);
+  CHECK(all_zero(ce.grad));
+  const auto sd = softmax_dice_value_and_grad(x, lab);
+  CHECK(sd.value == doctest::Approx(0.0).epsilon(1e-12));
+  CHECK(all_finite(sd.grad));
+  ConfusionMatrix cm(1);
+  cm.update(lab, lab);
+  CHECK(cm.count(0, 0) == 32);
+}
+
+TEST_CASE("edge: C = 1000 classes") {
+  const int64_t C = 1000;
+  const auto x = randn<double>({2, C, 3, 2}, 1, 3.0);
+  const auto lab = labels<int64_t>({2, 3, 2}, C, 2);
+  const auto vg = cross_entropy_value_and_grad(x, lab);
+  // Reference: the mean of logsumexp - x_y, in long double.
+  long double ref = 0;
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t s = 0; s < 6; ++s) {
+      long double m = -1e300L, sum = 0;
+      for (int64_t c = 0; c < C; ++c) m = std::max<long double>(m, x[(n * C + c) * 6 + s]);
+      for (int64_t c = 0; c < C; ++c) sum += std::exp(x[(n * C + c) * 6 + s] - m);
+      ref += m + std::log(sum) - x[(n * C + lab[n * 6 + s]) * 6 + s];
+    }
+  CHECK(vg.value == doctest::Approx(static_cast<double>(ref / 12)).epsilon(1e-12));
+  // The softmax gradient sums to 0 over the classes of each pixel.
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t s = 0; s < 6; ++s) {
+      double g = 0;
+      for (int64_t c = 0; c < C; ++c) g += vg.grad[(n * C + c) * 6 + s];
+      CHECK(std::fabs(g) < 1e-15);
+    }
+  CHECK(all_finite(softmax_dice_value_and_grad(x, lab).grad));
+  CHECK(all_finite(softmax_focal_value_and_grad(x, lab).grad));
+  CHECK(all_finite(lovasz_softmax_value_and_grad(x, lab).grad));
+  ConfusionMatrix cm(C);
+  cm.update_from_logits(x, lab);
+  CHECK(cm.total() == 12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index arithmetic at chunk boundaries (the >= 2^31 case itself: tests/large, ctest -L large)
+
+TEST_CASE("edge: planes of kChunk - 1, kChunk, kChunk + 1 and 2 kChunk + 1 elements") {
+  const int64_t k = 16384;  // core/parallel.hpp kChunk
+  for (int64_t len : {k - 1, k, k + 1, 2 * k + 1}) {
+    CAPTURE(len);
+    const Shape s{2, 2, len};
+    const auto x = randn<double>(s, 11, 4.0);
+    const auto t = mask<double>(s, 12);
+    // bce_with_logits sum against a direct loop; the gradient's last element of each plane.
+    BceWithLogitsOptions<double> o;
+    o.reduction = Reduction::sum;
+    double ref = 0;
+    for (int64_t i = 0; i < x.numel(); ++i)
+      ref += std::max(x[i], 0.0) - x[i] * t[i] + std::log1p(std::exp(-std::fabs(x[i])));
+    const auto vg = bce_with_logits_value_and_grad(x, t, o);
+    CHECK(vg.value == doctest::Approx(ref).epsilon(1e-12));
+    for (int64_t p = 0; p < 4; ++p) {
+      const int64_t i = (p + 1) * len - 1;
+      CHECK(vg.grad[i] == doctest::Approx(1 / (1 + std::exp(-x[i])) - t[i]).epsilon(1e-12));
+    }
+    // Confusion matrix counts against a direct count.
+    const auto pred = labels<int64_t>({2, len}, 3, 13);
+    const auto truth = labels<int64_t>({2, len}, 3, 14);
+    ConfusionMatrix cm(3);
+    cm.update(pred, truth);
+    std::vector<int64_t> direct(9, 0);
+    for (int64_t i = 0; i < pred.numel(); ++i)
+      ++direct[static_cast<size_t>(truth[i] * 3 + pred[i])];
+    CHECK(cm.counts() == direct);
+  }
+}
