@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "../../core/error.hpp"
 #include "launch.cuh"
 
 namespace segloss {
@@ -113,17 +112,17 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class Pred, class L>
-cpu::HistResult run(Pred pred, const L* truth, int64_t total, const cpu::HistRule& rule,
-                    int64_t* hist, void* workspace, void* stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+cpu::HistResult run(const char* function, Pred pred, const L* truth, int64_t total,
+                    const cpu::HistRule& rule, int64_t* hist) {
   const int64_t C = rule.classes, bins = C * C;
   if (total == 0) return {};
-  auto* flag = static_cast<unsigned long long*>(workspace);
-  auto* counts = flag + 32;  // 256 bytes in
-  check_cuda(cudaMemsetAsync(flag, 0xff, sizeof(unsigned long long), s),
-             "ConfusionMatrix: cudaMemsetAsync");
-  check_cuda(cudaMemsetAsync(counts, 0, static_cast<size_t>(bins) * sizeof(unsigned long long), s),
-             "ConfusionMatrix: cudaMemsetAsync");
+  Call call(function, confusion_workspace_bytes(C));
+  const cudaStream_t s = call.stream();
+  auto* flag = call.at<unsigned long long>(detail::kHeaderBytes);
+  auto* counts = call.at<unsigned long long>(2 * detail::kHeaderBytes);
+  check(cudaMemsetAsync(flag, 0xff, sizeof(unsigned long long), s), function, "cudaMemsetAsync");
+  check(cudaMemsetAsync(counts, 0, static_cast<size_t>(bins) * sizeof(unsigned long long), s),
+        function, "cudaMemsetAsync");
   const bool shared_hist = bins <= kSharedBins;
   const size_t smem = shared_hist ? static_cast<size_t>(bins) * sizeof(unsigned int) : 0;
   int64_t blocks = (total + kThreads - 1) / kThreads;
@@ -131,15 +130,15 @@ cpu::HistResult run(Pred pred, const L* truth, int64_t total, const cpu::HistRul
   const Rule r{C, rule.ignore_index, rule.drop_out_of_range};
   count_cells<Pred, L><<<static_cast<int>(blocks), kThreads, smem, s>>>(pred, truth, total, r,
                                                                         shared_hist, counts, flag);
-  check_cuda(cudaGetLastError(), "ConfusionMatrix: kernel launch");
+  call.launched();
   unsigned long long key = 0;
   std::vector<int64_t> host(static_cast<size_t>(bins));
-  check_cuda(cudaMemcpyAsync(&key, flag, sizeof(key), cudaMemcpyDeviceToHost, s),
-             "ConfusionMatrix: cudaMemcpyAsync");
-  check_cuda(cudaMemcpyAsync(host.data(), counts, host.size() * sizeof(int64_t),
-                             cudaMemcpyDeviceToHost, s),
-             "ConfusionMatrix: cudaMemcpyAsync");
-  check_cuda(cudaStreamSynchronize(s), "ConfusionMatrix: cudaStreamSynchronize");
+  check(cudaMemcpyAsync(&key, flag, sizeof(key), cudaMemcpyDeviceToHost, s), function,
+        "cudaMemcpyAsync of the error flag");
+  check(cudaMemcpyAsync(host.data(), counts, host.size() * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                        s),
+        function, "cudaMemcpyAsync of the counts");
+  check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
   cpu::HistResult result;
   if (key != ~0ull) {
     result.first_bad = static_cast<int64_t>(key >> 1);
@@ -153,54 +152,41 @@ cpu::HistResult run(Pred pred, const L* truth, int64_t total, const cpu::HistRul
 }  // namespace
 
 size_t confusion_workspace_bytes(int64_t classes) {
-  return 256 + static_cast<size_t>(classes * classes) * sizeof(unsigned long long);
+  return 2 * detail::kHeaderBytes +
+         static_cast<size_t>(classes * classes) * sizeof(unsigned long long);
 }
 
 template <class P, class L>
-cpu::HistResult confusion_from_labels(const P* pred, const L* truth, int64_t count,
-                                      const cpu::HistRule& rule, int64_t* hist, void* workspace,
-                                      void* stream) {
-  return run(LabelPrediction<P>{pred}, truth, count, rule, hist, workspace, stream);
+cpu::HistResult confusion_from_labels(const char* function, const P* pred, const L* truth,
+                                      int64_t count, const cpu::HistRule& rule, int64_t* hist) {
+  return run(function, LabelPrediction<P>{pred}, truth, count, rule, hist);
 }
 
 template <class T, class L>
-cpu::HistResult confusion_from_logits(const T* logits, const L* truth, int64_t images,
-                                      int64_t pixels, const cpu::HistRule& rule, int64_t* hist,
-                                      void* workspace, void* stream) {
-  return run(ArgmaxPrediction<T>{logits, rule.classes, pixels}, truth, images * pixels, rule, hist,
-             workspace, stream);
+cpu::HistResult confusion_from_logits(const char* function, const T* logits, const L* truth,
+                                      int64_t images, int64_t pixels, const cpu::HistRule& rule,
+                                      int64_t* hist) {
+  return run(function, ArgmaxPrediction<T>{logits, rule.classes, pixels}, truth, images * pixels,
+             rule, hist);
 }
 
-template <class L>
-int64_t read_element(const L* data, int64_t index, void* stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  L v{};
-  check_cuda(cudaMemcpyAsync(&v, data + index, sizeof(L), cudaMemcpyDeviceToHost, s),
-             "ConfusionMatrix: cudaMemcpyAsync");
-  check_cuda(cudaStreamSynchronize(s), "ConfusionMatrix: cudaStreamSynchronize");
-  return static_cast<int64_t>(v);
-}
-
-#define SEGLOSS_INSTANTIATE_LABELS(P, L)                \
-  template cpu::HistResult confusion_from_labels<P, L>( \
-      const P*, const L*, int64_t, const cpu::HistRule&, int64_t*, void*, void*);
+#define SEGLOSS_INSTANTIATE_LABELS(P, L)                                                         \
+  template cpu::HistResult confusion_from_labels<P, L>(const char*, const P*, const L*, int64_t, \
+                                                       const cpu::HistRule&, int64_t*);
 SEGLOSS_INSTANTIATE_LABELS(int32_t, int32_t)
 SEGLOSS_INSTANTIATE_LABELS(int32_t, int64_t)
 SEGLOSS_INSTANTIATE_LABELS(int64_t, int32_t)
 SEGLOSS_INSTANTIATE_LABELS(int64_t, int64_t)
 #undef SEGLOSS_INSTANTIATE_LABELS
 
-#define SEGLOSS_INSTANTIATE_LOGITS(T, L)                \
-  template cpu::HistResult confusion_from_logits<T, L>( \
-      const T*, const L*, int64_t, int64_t, const cpu::HistRule&, int64_t*, void*, void*);
+#define SEGLOSS_INSTANTIATE_LOGITS(T, L)                                                         \
+  template cpu::HistResult confusion_from_logits<T, L>(const char*, const T*, const L*, int64_t, \
+                                                       int64_t, const cpu::HistRule&, int64_t*);
 SEGLOSS_INSTANTIATE_LOGITS(float, int32_t)
 SEGLOSS_INSTANTIATE_LOGITS(float, int64_t)
 SEGLOSS_INSTANTIATE_LOGITS(double, int32_t)
 SEGLOSS_INSTANTIATE_LOGITS(double, int64_t)
 #undef SEGLOSS_INSTANTIATE_LOGITS
-
-template int64_t read_element<int32_t>(const int32_t*, int64_t, void*);
-template int64_t read_element<int64_t>(const int64_t*, int64_t, void*);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -2,7 +2,8 @@
 // declarations only: no CUDA header, so metrics/confusion_matrix.cpp can include it.
 //
 // The label maps and logits are device pointers; `hist` is the host's int64 C x C matrix. A call
-// counts into a device histogram in the workspace, copies the C * C counts back, synchronizes
+// runs on the current stream (cuda::StreamScope) and counts into a device histogram in the call's
+// workspace (the pool, or cuda::WorkspaceScope), copies the C * C counts back, synchronizes
 // the stream and, when no label was bad, adds them into `hist` (on an error `hist` is left
 // unchanged, as on the CPU). Each block counts into its own histogram in shared memory (32-bit
 // integer atomics, one per group of equal cells in a warp) and adds it to the device histogram
@@ -22,23 +23,18 @@ namespace cuda {
 // The workspace a call needs for C classes, in bytes: the C * C device counts and the flag.
 size_t confusion_workspace_bytes(int64_t classes);
 
-// As cpu::confusion_from_labels, over `count` pixels of two device label maps.
+// As cpu::confusion_from_labels, over `count` pixels of two device label maps. `function` names
+// the call in the messages of CUDA errors.
 template <class P, class L>
-cpu::HistResult confusion_from_labels(const P* pred, const L* truth, int64_t count,
-                                      const cpu::HistRule& rule, int64_t* hist, void* workspace,
-                                      void* stream);
+cpu::HistResult confusion_from_labels(const char* function, const P* pred, const L* truth,
+                                      int64_t count, const cpu::HistRule& rule, int64_t* hist);
 
 // As cpu::confusion_from_logits: the prediction is the argmax over the class axis of the device
 // logits (images, C, pixels), read in the same pass (no argmax map is made).
 template <class T, class L>
-cpu::HistResult confusion_from_logits(const T* logits, const L* truth, int64_t images,
-                                      int64_t pixels, const cpu::HistRule& rule, int64_t* hist,
-                                      void* workspace, void* stream);
-
-// One element of a device array, read back (synchronizes the stream): the offending label of
-// an error message.
-template <class L>
-int64_t read_element(const L* data, int64_t index, void* stream);
+cpu::HistResult confusion_from_logits(const char* function, const T* logits, const L* truth,
+                                      int64_t images, int64_t pixels, const cpu::HistRule& rule,
+                                      int64_t* hist);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../../core/error.hpp"
 #include "../../core/pointwise.hpp"
 #include "launch.cuh"
 
@@ -99,8 +98,8 @@ __global__ void __launch_bounds__(kThreads)
   if (bad != ~0ull) atomicMin(first_bad, bad);  // integers: the minimum, in any order
   __shared__ double sh_w[kThreads / 32];
   __shared__ long long sh_c[kThreads / 32];
-  ws = block_sum(ws, sh_w);
-  count = block_sum(count, sh_c);
+  ws = block_total(ws, sh_w);
+  count = block_total(count, sh_c);
   if (threadIdx.x == 0) {
     weight_partial[blockIdx.x] = ws;
     count_partial[blockIdx.x] = count;
@@ -120,8 +119,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   __shared__ double sh_w[kThreads / 32];
   __shared__ long long sh_c[kThreads / 32];
-  ws = block_sum(ws, sh_w);
-  count = block_sum(count, sh_c);
+  ws = block_total(ws, sh_w);
+  count = block_total(count, sh_c);
   if (threadIdx.x != 0) return;
   double w_total = static_cast<double>(classes);
   if (weight) {
@@ -248,11 +247,16 @@ __global__ void __launch_bounds__(kThreads)
     T* g = a.grad ? a.grad + base : nullptr;
     const int64_t y = static_cast<int64_t>(a.labels[pix]);
     T loss = T(0);
-    if (ignored(y, a.ignore_index, a.ignore_negative) || y < 0 || y >= a.classes) {
-      // Ignored pixels count nowhere: loss and gradient 0 whatever their logits. A bad label
-      // (flagged by the label pass) is treated the same, so nothing reads out of bounds.
+    if (ignored(y, a.ignore_index, a.ignore_negative)) {
+      // Ignored pixels count nowhere: loss and gradient 0 whatever their logits.
       if (g)
         for (int c = 0; c < C; ++c) g[c * S] = T(0);
+    } else if (y < 0 || y >= a.classes) {
+      // A bad label (flagged by the label pass): NaN, so that a result kept on the device shows
+      // it; nothing is read out of bounds.
+      loss = static_cast<T>(NAN);
+      if (g)
+        for (int c = 0; c < C; ++c) g[c * S] = static_cast<T>(NAN);
     } else {
       const int yi = static_cast<int>(y);
       const T w_y = w ? w[yi] : T(1);
@@ -265,80 +269,94 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (!loss_partial) return;
   __shared__ double sh[kThreads / 32];
-  acc = block_sum(acc, sh);
+  acc = block_total(acc, sh);
   if (threadIdx.x == 0) loss_partial[blockIdx.x] = acc;
 }
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    finish(int blocks, bool mean, const double* loss_partial, Status* st, T* value) {
+    finish(int blocks, bool mean, const double* loss_partial, Status* st, T* value,
+           double* value_slot, int* flag_slot) {
   double sum = 0.0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) sum += loss_partial[b];
   __shared__ double sh[kThreads / 32];
-  sum = block_sum(sum, sh);
+  sum = block_total(sum, sh);
   if (threadIdx.x != 0) return;
   const double f = st->mean_factor;
   const double v = !mean ? sum : isnan(f) ? f : sum * f;
   st->value = v;
+  *value_slot = v;  // the Call's result slot and flag: Call::host_value and device_value read them
+  if (st->first_bad != ~0ull) *flag_slot = kBadLabel;
   if (value) *value = static_cast<T>(v);
 }
 
 }  // namespace
 
 size_t cross_entropy_workspace_bytes() {
-  return kStatusBytes + 3 * kPartialBytes;
+  return detail::kHeaderBytes + kStatusBytes + 3 * kPartialBytes;
 }
 
 template <class T, class L>
-void cross_entropy(const CrossEntropyArgs<T, L>& a, void* workspace, void* stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Layout w = layout(workspace);
+CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_status) {
+  Call call(a.function, cross_entropy_workspace_bytes());
+  const cudaStream_t s = call.stream();
+  const Layout w = layout(call.at<char>(detail::kHeaderBytes));
   const int64_t total = a.images * a.pixels;
   const bool scalar = a.reduction != Reduction::none;
   const bool mean = a.reduction == Reduction::mean;
-  check_cuda(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s),
-             "cross_entropy: cudaMemsetAsync");
+  check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
+        "cudaMemsetAsync");
   const int label_blocks = blocks_for(total);
   label_pass<L, T><<<label_blocks, kThreads, 0, s>>>(a.labels, total, a.classes, a.ignore_index,
                                                      a.ignore_negative, a.weight, w.label_weight,
                                                      w.label_count, &w.status->first_bad);
+  call.launched();
   prepare<T><<<1, kThreads, 0, s>>>(label_blocks, a.classes, a.weight, mean, a.mean_over_valid,
                                     a.all_ignored_nan, scalar ? a.grad_out : nullptr,
                                     w.label_weight, w.label_count, w.status);
+  call.launched();
   const int blocks = blocks_for(total);
-  const bool want_sum = scalar;  // mean/sum: the value; none: the per-pixel loss only
-  double* partial = want_sum ? w.loss_partial : nullptr;
+  double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
   if (a.classes <= kRegisterClasses)
     fused<T, L, kRegisterClasses><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
   else
     fused<T, L, 0><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
-  if (want_sum) finish<T><<<1, kThreads, 0, s>>>(blocks, mean, partial, w.status, a.value);
-  check_cuda(cudaGetLastError(), "cross_entropy: kernel launch");
-}
-
-CrossEntropyStatus cross_entropy_status(const void* workspace, void* stream) {
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  Status host;
-  check_cuda(cudaMemcpyAsync(&host, workspace, sizeof(Status), cudaMemcpyDeviceToHost, s),
-             "cross_entropy: cudaMemcpyAsync (status)");
-  check_cuda(cudaStreamSynchronize(s), "cross_entropy: cudaStreamSynchronize");
+  call.launched();
+  if (scalar) {
+    finish<T><<<1, kThreads, 0, s>>>(blocks, mean, partial, w.status, a.value, call.value(),
+                                     call.flag());
+    call.launched();
+  }
   CrossEntropyStatus r;
+  if (!host_status) return r;
+  Status host;
+  check(cudaMemcpyAsync(&host, w.status, sizeof(Status), cudaMemcpyDeviceToHost, s), a.function,
+        "cudaMemcpyAsync of the status");
+  check(cudaStreamSynchronize(s), a.function, "cudaStreamSynchronize");
   r.value = host.value;
   r.first_bad = host.first_bad == ~0ull ? -1 : static_cast<int64_t>(host.first_bad);
   return r;
 }
 
-const void* cross_entropy_error_flag(const void* workspace) {
-  return &static_cast<const Status*>(workspace)->first_bad;
+template <class L>
+int64_t read_element(const L* data, int64_t index) {
+  const cudaStream_t s = stream();
+  L v{};
+  check(cudaMemcpyAsync(&v, data + index, sizeof(L), cudaMemcpyDeviceToHost, s), "read_element",
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(s), "read_element", "cudaStreamSynchronize");
+  return static_cast<int64_t>(v);
 }
 
 #define SEGLOSS_INSTANTIATE(T, L) \
-  template void cross_entropy<T, L>(const CrossEntropyArgs<T, L>&, void*, void*);
+  template CrossEntropyStatus cross_entropy<T, L>(const CrossEntropyArgs<T, L>&, bool);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(double, int32_t)
 SEGLOSS_INSTANTIATE(double, int64_t)
 #undef SEGLOSS_INSTANTIATE
+template int64_t read_element<int32_t>(const int32_t*, int64_t);
+template int64_t read_element<int64_t>(const int64_t*, int64_t);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -1,14 +1,14 @@
 // CUDA kernels of cross_entropy with label targets (losses/cross_entropy.hpp has the contract and
-// the math; docs/cuda.md the launch plan). Host-side declarations only: no CUDA header, so the
-// host compiler can include it from losses/cross_entropy.cpp.
+// the math; docs/cuda.md the launch plan). Host-side declarations only: no CUDA header, so
+// losses/cross_entropy.cpp can include them.
 //
-// Every pointer below is a device pointer. The call only enqueues work on `stream` (a
-// cudaStream_t, null for the default stream): nothing is synchronized and nothing is allocated.
-// The work is four kernels: the label pass (validation, the mean's divisor), a one-block prepare
-// (the divisor's combine, W = sum_c w_c, the gradient's scale), the fused pass (value and
-// gradient of every pixel, one partial sum per block) and a one-block finish (the partials
-// combined in a fixed order). The reductions never use float atomics: the result is bitwise the
-// same from run to run.
+// Every pointer in the arguments is a device pointer. The work runs on the current stream
+// (cuda::StreamScope) in the call's workspace (the pool, or cuda::WorkspaceScope; its size is
+// cross_entropy_workspace_bytes()), as four kernels: the label pass (validation, the mean's
+// divisor), a one-block prepare (the divisor's combine, W = sum_c w_c, the gradient's scale), the
+// fused pass (value and gradient of every pixel, one partial sum per block) and a one-block
+// finish (the partials combined in a fixed order). No float atomics: the result is bitwise the
+// same from run to run. Nothing waits for the device unless the caller asks for a host value.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +21,7 @@ namespace cuda {
 
 template <class T, class L>
 struct CrossEntropyArgs {
+  const char* function = "cross_entropy";       // names the call in error messages
   const T* x = nullptr;                         // logits (N, C, S)
   int64_t images = 0, classes = 0, pixels = 0;  // N, C, S
   const L* labels = nullptr;                    // (N, S)
@@ -37,27 +38,25 @@ struct CrossEntropyArgs {
   const T* grad_out = nullptr;   // none: (N, S); mean/sum: one element; null: 1
 };
 
-// The workspace the call needs, in bytes (a few tens of KB, fixed by nothing but a constant
-// bound on the grid; 256-byte aligned pointer expected).
+// A pixel whose label is outside [0, C) and not ignored gets a NaN loss and a NaN gradient (so a
+// reduced value is NaN), and sets the call's error flag: the smallest such linear index.
+struct CrossEntropyStatus {
+  double value = 0.0;      // the reduced value in double (mean or sum), when read back
+  int64_t first_bad = -1;  // the first bad label's linear index, or -1
+};
+
+// The workspace bytes of one call (a fixed size: the grid has at most a fixed number of blocks).
 size_t cross_entropy_workspace_bytes();
 
-// Enqueues the passes. `workspace` holds cross_entropy_workspace_bytes() bytes and must not be
-// used by another call until this one's status has been read (or the stream has moved on).
+// Enqueues the passes. With host_status, copies the value and the error flag back and waits
+// for the stream; otherwise returns at once (status fields left at their defaults).
 template <class T, class L>
-void cross_entropy(const CrossEntropyArgs<T, L>& a, void* workspace, void* stream);
+CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_status);
 
-// What the host reads back after the call: the reduced value (mean or sum, in double, before the
-// cast to T) and the first pixel (linear index into the labels) whose label is outside [0, C)
-// and not ignored, or -1. Synchronizes the stream.
-struct CrossEntropyStatus {
-  double value = 0.0;
-  int64_t first_bad = -1;
-};
-CrossEntropyStatus cross_entropy_status(const void* workspace, void* stream);
-
-// The device pointer to the status's first_bad (an unsigned 64-bit integer, all ones when every
-// label is good): for callers that keep the result on the device and check later.
-const void* cross_entropy_error_flag(const void* workspace);
+// One element of a device array, copied back (waits for the stream): the offending label of an
+// error message.
+template <class L>
+int64_t read_element(const L* data, int64_t index);
 
 }  // namespace cuda
 }  // namespace segloss
