@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/config.hpp"
+#include "core/cuda.hpp"
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/reduction.hpp"

@@ -7,42 +7,73 @@
 #include <string>
 #include <vector>
 
+#include "cuda.hpp"
 #include "error.hpp"
 #include "tensor.hpp"
 
 namespace segloss {
 namespace detail {
 
+// A tensor on the CPU. A CUDA tensor is rejected, naming why: the build has no CUDA backend,
+// or the function has no CUDA path yet.
 template <class T>
 void check_on_cpu(const char* function, const char* argument, const Tensor<T>& t) {
-  SEGLOSS_CHECK(t.device() == Device::cpu, function, argument, " ", t.shape(), " is on device ",
-                device_name(t.device()), ", but this build has no CUDA backend");
+  if (t.device() == Device::cpu) return;
+  if (!cuda::built())
+    fail(function, argument, " ", t.shape(), " is on device ", device_name(t.device()),
+         ", but this build has no CUDA backend");
+  fail(function, argument, " ", t.shape(), " is on device ", device_name(t.device()), ", but ",
+       function, " has no CUDA path yet");
 }
 
-// Image input: defined, rank 3..5 (N, C, 1 to 3 spatial axes), no zero extent, on the CPU.
+// The device of a call's input: the CPU, or CUDA for a function with a CUDA path
+// (cuda_path) in a build with the backend.
 template <class T>
-void check_image(const char* function, const char* argument, const Tensor<T>& t) {
+void check_input_device(const char* function, const char* argument, const Tensor<T>& t,
+                        bool cuda_path) {
+  if (!(cuda_path && cuda::built())) check_on_cpu(function, argument, t);
+}
+
+// Every other tensor of a call is on the input's device.
+template <class T>
+void check_same_device(const char* function, const char* argument, const Tensor<T>& t,
+                       Device device, const char* input = "logits") {
+  if (device == Device::cpu) {
+    check_on_cpu(function, argument, t);
+    return;
+  }
+  SEGLOSS_CHECK(t.device() == device, function, argument, " ", t.shape(), " is on device ",
+                device_name(t.device()), ", but ", input, " are on ", device_name(device),
+                ": every tensor of a call must be on one device");
+}
+
+// Image input: defined, rank 3..5 (N, C, 1 to 3 spatial axes), no zero extent, on the CPU (or
+// on CUDA, for a function with a CUDA path).
+template <class T>
+void check_image(const char* function, const char* argument, const Tensor<T>& t,
+                 bool cuda_path = false) {
   SEGLOSS_CHECK(t.defined(), function, argument, " is undefined");
   SEGLOSS_CHECK(t.rank() >= 3 && t.rank() <= 5, function, argument, " ", t.shape(), " has rank ",
                 t.rank(), "; expected (N, C, spatial...) with 1 to 3 spatial axes");
   SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(),
                 " is empty (a zero extent); an empty batch has no loss");
-  check_on_cpu(function, argument, t);
+  check_input_device(function, argument, t, cuda_path);
 }
 
 // An input (logits, or probabilities for the losses that take them, named `input`) and a
-// target of the same shape.
+// target of the same shape, on the input's device.
 template <class T, class U>
 void check_same_shape_pair(const char* function, const Tensor<T>& logits, const Tensor<U>& target,
-                           const char* input = "logits") {
-  check_image(function, input, logits);
+                           const char* input = "logits", bool cuda_path = false) {
+  check_image(function, input, logits, cuda_path);
   SEGLOSS_CHECK(target.defined(), function, "target is undefined");
   SEGLOSS_CHECK(target.shape() == logits.shape(), function, "target ", target.shape(),
                 " does not match ", input, " ", logits.shape());
-  check_on_cpu(function, "target", target);
+  check_same_device(function, "target", target, logits.device(), input);
 }
 
-// A caller-given gradient buffer: allocated when undefined, else shaped like the input.
+// A caller-given gradient buffer: allocated (on the input's device) when undefined, else shaped
+// like the input and on its device.
 template <class T>
 void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad,
                   const char* input = "logits") {
@@ -52,15 +83,15 @@ void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad
   }
   SEGLOSS_CHECK(grad.shape() == logits.shape(), function, "grad ", grad.shape(), " does not match ",
                 input, " ", logits.shape());
-  check_on_cpu(function, "grad", grad);
+  check_same_device(function, "grad", grad, logits.device(), input);
 }
 
-// grad_out for backward: one element for a scalar reduction, else `expected`.
+// grad_out for backward: one element for a scalar reduction, else `expected`; on `device`.
 template <class T>
 void check_grad_out(const char* function, const Tensor<T>& grad_out, bool scalar,
-                    const Shape& expected) {
+                    const Shape& expected, Device device = Device::cpu) {
   SEGLOSS_CHECK(grad_out.defined(), function, "grad_out is undefined");
-  check_on_cpu(function, "grad_out", grad_out);
+  check_same_device(function, "grad_out", grad_out, device);
   if (scalar) {
     SEGLOSS_CHECK(grad_out.numel() == 1, function, "grad_out ", grad_out.shape(),
                   " must hold one element for a mean or sum reduction");

@@ -1,11 +1,18 @@
 // Tensor<T>: a contiguous, row-major array of float, double, int32_t or int64_t with a shape
 // of rank 0 to 5 and a device tag.
 //
-// A tensor either owns its storage (Tensor::zeros, Tensor::empty, Tensor::from, clone) or is a
-// non-owning view over the caller's memory (Tensor::view). Views are how an engine hands its
+// A tensor either owns its storage (Tensor::zeros, Tensor::empty, Tensor::from, clone, to) or is
+// a non-owning view over the caller's memory (Tensor::view). Views are how an engine hands its
 // buffers over without a copy; the caller keeps the memory alive while the view is used.
 // Copying a Tensor copies the handle, not the elements (like a shared_ptr); clone() copies
 // the elements. segloss never writes into a tensor passed as an input.
+//
+// Device cuda (a build with the CUDA backend, see core/cuda.hpp): empty, zeros and full allocate
+// with cudaMalloc on the current device, freed with cudaFree when the last handle goes; view wraps
+// a device pointer of the caller's. The elements are not reachable from the host (operator[],
+// begin and end are for CPU tensors): move them with to(Device) or copy_from, which run on the
+// current stream (cuda::StreamScope) and return once the copy is done. In a build without the
+// backend, allocating or copying a CUDA tensor throws segloss::Error.
 #pragma once
 
 #include <algorithm>
@@ -25,6 +32,16 @@ inline const char* device_name(Device d) {
   return d == Device::cpu ? "cpu" : "cuda";
 }
 
+namespace detail {
+// Device memory, defined by the CUDA backend (backends/cuda/runtime.cu), or throwing in a build
+// without it (core/cuda.cpp). Errors name `function`.
+void* device_alloc(size_t bytes, const char* function);
+void device_free(void* data) noexcept;
+// Copies `bytes` bytes between any two devices on the current stream and waits for the copy.
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                 const char* function);
+}  // namespace detail
+
 template <class T>
 class Tensor {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
@@ -37,21 +54,27 @@ class Tensor {
   // An undefined tensor: no shape, no data. Options use it to mean "not given".
   Tensor() = default;
 
-  // Owning tensors (CPU). Elements of empty() are uninitialized.
+  // Owning tensors, on the CPU or (cudaMalloc) on the current CUDA device. Elements of empty()
+  // are uninitialized.
   static Tensor empty(const Shape& shape, Device device = Device::cpu) {
-    check_device(device, "Tensor::empty");
     Tensor t;
     t.shape_ = shape;
     t.device_ = device;
     t.defined_ = true;
-    const int64_t n = shape.numel();
-    if (n > 0) {
-      t.storage_ = std::shared_ptr<T[]>(new T[static_cast<size_t>(n)]);
+    const size_t n = static_cast<size_t>(shape.numel());
+    if (device == Device::cuda) {
+      // Allocated even for zero elements, so that a CUDA build without a GPU fails here too.
+      T* p = static_cast<T*>(detail::device_alloc(n * sizeof(T), "Tensor::empty"));
+      t.storage_ = std::shared_ptr<T[]>(p, [](T* q) { detail::device_free(q); });
+      t.data_ = n > 0 ? p : nullptr;
+    } else if (n > 0) {
+      t.storage_ = std::shared_ptr<T[]>(new T[n]);
       t.data_ = t.storage_.get();
     }
     return t;
   }
   static Tensor full(const Shape& shape, T value, Device device = Device::cpu) {
+    if (device == Device::cuda) return full(shape, value).to(Device::cuda);
     Tensor t = empty(shape, device);
     std::fill(t.data_, t.data_ + shape.numel(), value);
     return t;
@@ -87,13 +110,31 @@ class Tensor {
     return view(const_cast<T*>(data), shape, device);
   }
 
-  // A copy of the elements in new storage; an undefined tensor clones to an undefined one.
-  Tensor clone() const {
+  // A copy of the elements in new storage on the same device; an undefined tensor clones to an
+  // undefined one.
+  Tensor clone() const { return to(device_); }
+
+  // A copy of the elements in new storage on `device` (always a copy, also when the tensor is
+  // already there). Returns once the copy is done, so a CPU result can be read at once.
+  Tensor to(Device device) const {
     if (!defined_) return Tensor();
-    check_device(device_, "Tensor::clone");
-    Tensor t = empty(shape_, device_);
-    std::copy(data_, data_ + numel(), t.data_);
+    Tensor t = empty(shape_, device);
+    t.copy_from(*this);
     return t;
+  }
+
+  // Copies the elements of `src`, of the same shape, on any device, into this tensor's memory
+  // (which may be a view). Returns once the copy is done.
+  void copy_from(const Tensor& src) const {
+    SEGLOSS_CHECK(defined_ && src.defined_ && src.shape_ == shape_, "Tensor::copy_from", "source ",
+                  src.shape_, " does not match destination ", shape_, " (or one is undefined)");
+    if (numel() == 0 || src.data_ == data_) return;
+    if (device_ == Device::cpu && src.device_ == Device::cpu) {
+      std::copy(src.data_, src.data_ + numel(), data_);
+      return;
+    }
+    detail::device_copy(data_, device_, src.data_, src.device_,
+                        static_cast<size_t>(numel()) * sizeof(T), "Tensor::copy_from");
   }
 
   bool defined() const { return defined_; }
@@ -111,11 +152,6 @@ class Tensor {
   T* end() const { return data_ + numel(); }
 
  private:
-  static void check_device(Device device, const char* function) {
-    SEGLOSS_CHECK(device == Device::cpu, function,
-                  "device cuda is not available: this build has no CUDA backend");
-  }
-
   std::shared_ptr<T[]> storage_;
   T* data_ = nullptr;
   Shape shape_;

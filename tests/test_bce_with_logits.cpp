@@ -91,13 +91,17 @@ TEST_CASE("bce_with_logits: the gradient may overwrite the logits (in place)") {
   for (int64_t i = 0; i < s.numel(); ++i) CHECK(inplace[i] == ref.grad[i]);
 }
 
-TEST_CASE("bce_with_logits: a CUDA tensor is rejected in a CPU-only build") {
+TEST_CASE("bce_with_logits: a CUDA tensor is rejected in a CPU-only build, or beside a CPU one") {
   std::vector<float> buf(16, 0.f);
   const auto x = Tensor<float>::view(buf.data(), {1, 1, 16}, Device::cuda);
   const auto z = Tensor<float>::view(buf.data(), {1, 1, 16});
+  // Rejected before any kernel runs (x is host memory labelled cuda).
   CHECK_THROWS_WITH_AS(bce_with_logits(x, z),
-                       "bce_with_logits: logits (1,1,16) is on device cuda, but this build has no "
-                       "CUDA backend",
+                       cuda::built() ? "bce_with_logits: target (1,1,16) is on device cpu, but "
+                                       "logits are on cuda: every tensor of a call must be on "
+                                       "one device"
+                                     : "bce_with_logits: logits (1,1,16) is on device cuda, but "
+                                       "this build has no CUDA backend",
                        Error);
 }
 

@@ -74,7 +74,18 @@ TEST_CASE("tensor: undefined and cuda") {
   CHECK_FALSE(t.defined());
   CHECK(t.numel() == 0);
   CHECK_FALSE(t.clone().defined());
-  CHECK_THROWS_WITH_AS(
-      Tensor<float>::zeros({1}, Device::cuda),
-      "Tensor::empty: device cuda is not available: this build has no CUDA backend", Error);
+  if (!cuda::built()) {
+    CHECK_THROWS_WITH_AS(
+        Tensor<float>::zeros({1}, Device::cuda),
+        "Tensor::empty: device cuda is not available: this build has no CUDA backend", Error);
+  } else if (!cuda::available()) {
+    CHECK_THROWS_WITH_AS(Tensor<float>::zeros({1}, Device::cuda),
+                         doctest::Contains("Tensor::empty: cudaMalloc failed: "), Error);
+  } else {
+    const auto t = Tensor<float>::full({3}, 2.5f, Device::cuda);
+    CHECK(t.device() == Device::cuda);
+    const auto h = t.to(Device::cpu);
+    CHECK(h[0] == 2.5f);
+    CHECK(h[2] == 2.5f);
+  }
 }

@@ -1,0 +1,182 @@
+// The CUDA backend's runtime: device memory for Tensor, availability, the workspace pool, the
+// Call and the combine stage of the reductions (runtime.cuh).
+#include "runtime.cuh"
+
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "../../core/tensor.hpp"
+
+namespace segloss {
+namespace cuda {
+
+void check(cudaError_t e, const char* function, const char* what) {
+  if (e == cudaSuccess) return;
+  cudaGetLastError();  // clear it, so that a later launch check does not report it again
+  segloss::detail::fail(function, what, " failed: ", cudaGetErrorName(e), ": ",
+                        cudaGetErrorString(e));
+}
+
+bool available() {
+  static const bool present = [] {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no device" error
+      return false;
+    }
+    return count > 0;
+  }();
+  return present;
+}
+
+namespace {
+
+// The pool: one growing buffer per (device, stream), each with the mutex that serializes the
+// calls enqueueing on it.
+struct PoolEntry {
+  std::mutex mutex;
+  void* data = nullptr;
+  size_t bytes = 0;
+};
+
+struct Pool {
+  std::mutex mutex;  // guards `entries` (not the buffers)
+  std::map<std::pair<int, cudaStream_t>, std::unique_ptr<PoolEntry>> entries;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool;  // never destroyed: calls may run during static destruction
+  return *p;
+}
+
+PoolEntry& pool_entry(int device, cudaStream_t s) {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mutex);
+  auto& e = p.entries[{device, s}];
+  if (!e) e = std::make_unique<PoolEntry>();
+  return *e;
+}
+
+__global__ void combine_kernel(const double* partials, int64_t parts, int k, double* out) {
+  const int64_t q = blockIdx.x / k;
+  const int j = static_cast<int>(blockIdx.x % k);
+  double acc[1] = {0.0};
+  for (int64_t r = threadIdx.x; r < parts; r += kThreads)
+    acc[0] += partials[(q * parts + r) * k + j];
+  block_sum<1>(acc, out + blockIdx.x);
+}
+
+}  // namespace
+
+size_t pool_bytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mutex);
+  size_t total = 0;
+  for (auto& [key, e] : p.entries) {
+    std::lock_guard<std::mutex> ge(e->mutex);
+    total += e->bytes;
+  }
+  return total;
+}
+
+void release_pool() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mutex);
+  int current = 0;
+  cudaGetDevice(&current);
+  for (auto& [key, e] : p.entries) {
+    std::lock_guard<std::mutex> ge(e->mutex);
+    if (!e->data) continue;
+    cudaSetDevice(key.first);
+    cudaStreamSynchronize(key.second);
+    cudaFree(e->data);
+    e->data = nullptr;
+    e->bytes = 0;
+  }
+  cudaSetDevice(current);
+}
+
+Call::Call(const char* function, size_t bytes) : function_(function), stream_(stream()) {
+  const detail::ThreadState& ts = detail::thread_state();
+  if (ts.workspace) {
+    const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
+    const uintptr_t aligned = (start + detail::kAlign - 1) / detail::kAlign * detail::kAlign;
+    const size_t usable =
+        ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
+    SEGLOSS_CHECK(usable >= bytes, function, "the caller's workspace holds ", ts.workspace_bytes,
+                  " bytes but this call needs ", bytes + detail::kAlign,
+                  " (cuda::workspace_size gives it)");
+    base_ = reinterpret_cast<char*>(aligned);
+  } else {
+    int device = 0;
+    check(cudaGetDevice(&device), function, "cudaGetDevice");
+    PoolEntry& e = pool_entry(device, stream_);
+    lock_ = std::unique_lock<std::mutex>(e.mutex);
+    if (e.bytes < bytes) {
+      if (e.data) {  // kernels queued earlier on this stream may still read the old buffer
+        check(cudaStreamSynchronize(stream_), function, "cudaStreamSynchronize");
+        check(cudaFree(e.data), function, "cudaFree of the workspace");
+        e.data = nullptr;
+        e.bytes = 0;
+      }
+      check(cudaMalloc(&e.data, bytes), function, "cudaMalloc of the workspace");
+      e.bytes = bytes;
+    }
+    base_ = static_cast<char*>(e.data);
+  }
+  check(cudaMemsetAsync(base_, 0, detail::kHeaderBytes, stream_), function, "cudaMemsetAsync");
+}
+
+void Call::launched() const {
+  check(cudaGetLastError(), function_, "a kernel launch");
+}
+
+double Call::host_value(const char* flag_message) {
+  struct {
+    double value;
+    int flag;
+  } header;
+  check(cudaMemcpyAsync(&header, base_, sizeof(header), cudaMemcpyDeviceToHost, stream_), function_,
+        "cudaMemcpyAsync of the result");
+  check(cudaStreamSynchronize(stream_), function_, "cudaStreamSynchronize");
+  SEGLOSS_CHECK(header.flag == 0, function_, flag_message);
+  return header.value;
+}
+
+void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
+             double* out) {
+  if (groups * k == 0) return;
+  combine_kernel<<<static_cast<unsigned>(groups * k), kThreads, 0, call.stream()>>>(partials, parts,
+                                                                                    k, out);
+  call.launched();
+}
+
+}  // namespace cuda
+
+namespace detail {
+
+void* device_alloc(size_t bytes, const char* function) {
+  void* p = nullptr;
+  cuda::check(cudaMalloc(&p, bytes > 0 ? bytes : 1), function, "cudaMalloc");
+  return p;
+}
+
+void device_free(void* data) noexcept {
+  if (data) cudaFree(data);
+}
+
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                 const char* function) {
+  const cudaMemcpyKind kind =
+      dst_device == Device::cuda
+          ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+          : (src_device == Device::cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  const cudaStream_t s = cuda::stream();
+  cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), function, "cudaMemcpyAsync");
+  cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+}
+
+}  // namespace detail
+}  // namespace segloss

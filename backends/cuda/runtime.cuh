@@ -1,0 +1,132 @@
+// The CUDA backend's common machinery, for the .cu files of backends/cuda (not installed):
+// error checks, the current stream, one call's workspace (Call), and the deterministic
+// two-stage reduction. docs/cuda.md describes the design.
+//
+// A pass runs a Body over a PlaneGrid (core/cuda_internal.hpp): block b handles part
+// b % parts of plane b / parts, each thread a fixed, strided set of its elements. A reducing
+// pass sums K doubles per thread, then per block with a fixed tree in shared memory, and writes
+// the block's K partials; combine() then adds the partials of each group (a plane, or the whole
+// tensor) in a fixed tree again. No atomics on results: the same input gives the same bits on
+// every run.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "../../core/cuda.hpp"
+#include "../../core/cuda_internal.hpp"
+#include "../../core/error.hpp"
+
+namespace segloss {
+namespace cuda {
+
+using detail::kThreads;
+using detail::PlaneGrid;
+
+// Throws segloss::Error "function: what failed: <CUDA's message>" unless e is cudaSuccess.
+void check(cudaError_t e, const char* function, const char* what);
+
+inline cudaStream_t stream() {
+  return static_cast<cudaStream_t>(current_stream());
+}
+
+// The bits a kernel may set in a call's error flag (an int; atomicOr on it is not a result).
+constexpr int kBadLabel = 1;
+
+// One library call on the current stream: its workspace (from the caller's WorkspaceScope, or
+// the pool of this device and stream, locked for the call's lifetime so that calls from other
+// threads on the same stream enqueue after it), with the header (result slot, error flag)
+// zeroed on the stream.
+class Call {
+ public:
+  Call(const char* function, size_t bytes);
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  const char* function() const { return function_; }
+  cudaStream_t stream() const { return stream_; }
+  template <class U>
+  U* at(size_t offset) const {
+    return reinterpret_cast<U*>(base_ + offset);
+  }
+  double* value() const { return at<double>(0); }
+  int* flag() const { return at<int>(sizeof(double)); }
+
+  // After a launch: throws if it failed.
+  void launched() const;
+  // Copies the result slot and the error flag to the host and waits for the stream. A set flag
+  // throws segloss::Error("function: flag_message").
+  double host_value(const char* flag_message = "a kernel reported an error");
+  // out[0] = the result slot as T, or NaN when the error flag is set; enqueued, no wait.
+  template <class T>
+  void device_value(T* out) const;
+
+ private:
+  const char* function_;
+  cudaStream_t stream_;
+  char* base_ = nullptr;
+  std::unique_lock<std::mutex> lock_;
+};
+
+template <class T>
+__global__ void store_value_kernel(const double* value, const int* flag, T* out) {
+  out[0] = *flag ? static_cast<T>(NAN) : static_cast<T>(*value);
+}
+
+template <class T>
+void Call::device_value(T* out) const {
+  store_value_kernel<T><<<1, 1, 0, stream_>>>(value(), flag(), out);
+  launched();
+}
+
+// Sums acc[0..K) over the block's threads in a fixed tree; thread 0 writes them to out[0..K).
+template <int K>
+__device__ void block_sum(const double (&acc)[K], double* out) {
+  __shared__ double buf[K][kThreads];
+  for (int k = 0; k < K; ++k) buf[k][threadIdx.x] = acc[k];
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s)
+      for (int k = 0; k < K; ++k) buf[k][threadIdx.x] += buf[k][threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    for (int k = 0; k < K; ++k) out[k] = buf[k][0];
+}
+
+// A pass over the grid. body.at(plane) gives the plane's view, whose operator()(s, i, acc)
+// handles element s of the plane (linear index i) and adds its K statistics to acc. With
+// K > 0 the block writes its K sums to partials[block * K + k]; K = 0 is a pass that only
+// writes (a gradient).
+template <int K, class Body>
+__global__ void __launch_bounds__(kThreads)
+    plane_pass_kernel(PlaneGrid g, Body body, double* partials) {
+  const int64_t plane = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
+  const int64_t begin = part * g.part_size;
+  const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
+  const auto at = body.at(plane);
+  double acc[K > 0 ? K : 1] = {};
+  const int64_t base = plane * g.plane_size;
+#pragma unroll 4
+  for (int64_t s = begin + threadIdx.x; s < end; s += kThreads) at(s, base + s, acc);
+  if constexpr (K > 0) block_sum<K>(acc, partials + blockIdx.x * K);
+}
+
+template <int K, class Body>
+void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials) {
+  if (g.blocks() == 0) return;
+  plane_pass_kernel<K, Body>
+      <<<static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream()>>>(g, body, partials);
+  call.launched();
+}
+
+// The second stage: out[q * k + j] = sum over r < parts of partials[(q * parts + r) * k + j],
+// for the groups q < groups, in a fixed order (one block per value, a strided sum per thread,
+// then the block's tree).
+void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
+             double* out);
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,83 @@
+// segloss::cuda's thread-local state and shape arithmetic, in every build; without the CUDA
+// backend (SEGLOSS_WITH_CUDA undefined) also the stand-ins of its runtime functions, which
+// report that the build has none. backends/cuda/runtime.cu defines them otherwise.
+#include "cuda.hpp"
+
+#include "cuda_internal.hpp"
+#include "tensor.hpp"
+
+namespace segloss {
+namespace cuda {
+namespace detail {
+
+ThreadState& thread_state() {
+  thread_local ThreadState state;
+  return state;
+}
+
+}  // namespace detail
+
+bool built() {
+#if defined(SEGLOSS_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void* current_stream() {
+  return detail::thread_state().stream;
+}
+
+StreamScope::StreamScope(void* stream) : previous_(detail::thread_state().stream) {
+  detail::thread_state().stream = stream;
+}
+StreamScope::~StreamScope() {
+  detail::thread_state().stream = previous_;
+}
+
+WorkspaceScope::WorkspaceScope(void* data, size_t bytes)
+    : previous_data_(detail::thread_state().workspace),
+      previous_bytes_(detail::thread_state().workspace_bytes) {
+  detail::thread_state().workspace = data;
+  detail::thread_state().workspace_bytes = data ? bytes : 0;
+}
+WorkspaceScope::~WorkspaceScope() {
+  detail::thread_state().workspace = previous_data_;
+  detail::thread_state().workspace_bytes = previous_bytes_;
+}
+
+size_t workspace_size(const Shape& input, int stats) {
+  const int64_t planes = input.rank() >= 2 ? input[0] * input[1] : 1;
+  const int64_t plane_size = input.rank() >= 2 ? input.numel_from(2) : input.numel();
+  // kAlign more than the layout: a caller's buffer may start anywhere.
+  return detail::layout(detail::plane_grid(planes, plane_size), stats).total + detail::kAlign;
+}
+
+#if !defined(SEGLOSS_WITH_CUDA)
+bool available() {
+  return false;
+}
+size_t pool_bytes() {
+  return 0;
+}
+void release_pool() {}
+#endif
+
+}  // namespace cuda
+
+#if !defined(SEGLOSS_WITH_CUDA)
+namespace detail {
+
+void* device_alloc(size_t, const char* function) {
+  fail(function, "device cuda is not available: this build has no CUDA backend");
+}
+void device_free(void*) noexcept {}
+void device_copy(void*, Device, const void*, Device, size_t, const char* function) {
+  fail(function, "device cuda is not available: this build has no CUDA backend");
+}
+
+}  // namespace detail
+#endif
+
+}  // namespace segloss

@@ -1,0 +1,84 @@
+// segloss::cuda: what a caller controls of the CUDA backend (docs/cuda.md has the whole story).
+//
+// This header does not include cuda_runtime.h: a stream is passed as void* (a cudaStream_t is a
+// pointer type), so programs built without the CUDA toolkit include it too. In a build without
+// the CUDA backend built() and available() are false, the scopes are accepted and do nothing,
+// and a CUDA tensor is rejected by every function that receives one.
+//
+// Streams. Every CUDA call of segloss enqueues its kernels on the calling thread's current
+// stream: the one of the innermost StreamScope alive on the thread, else the legacy default
+// stream (nullptr). Nothing synchronizes, except a call that returns a host value (a double,
+// or a host tensor), which waits for its own stream only.
+//
+// Workspace. A call needs a small device workspace (block partials of its reductions, its
+// per-plane sums, the result slot and the error flag). By default it comes from a pool cached
+// per device and per stream: it grows when a call needs more and is reused by every later call
+// on that stream, so no cudaMalloc happens per call after the first (pool_bytes() shows the
+// pool's size). Calls on one stream from several threads are serialized while they enqueue.
+// A caller who manages memory itself gives a buffer with WorkspaceScope instead; then segloss
+// allocates nothing, and a buffer smaller than the call needs is an error that names the size
+// (workspace_size() computes it beforehand).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "shape.hpp"
+
+namespace segloss {
+namespace cuda {
+
+// Whether this build has the CUDA backend (nvcc was found at configure time).
+bool built();
+
+// Whether a CUDA device can be used: the backend is built and the runtime sees at least one
+// GPU. The answer is computed once and cached.
+bool available();
+
+// The current stream of the calling thread (nullptr: the default stream).
+void* current_stream();
+
+// Makes `stream` (a cudaStream_t) the calling thread's current stream for the scope's lifetime.
+// Scopes nest; the destructor restores the previous stream.
+class StreamScope {
+ public:
+  explicit StreamScope(void* stream);
+  ~StreamScope();
+  StreamScope(const StreamScope&) = delete;
+  StreamScope& operator=(const StreamScope&) = delete;
+
+ private:
+  void* previous_;
+};
+
+// Gives segloss a caller-owned device buffer of `bytes` bytes as the workspace of every CUDA
+// call made on this thread during the scope (instead of the cached pool). The buffer must be on
+// the current device, stay alive, and not be used by anything else while the calls' kernels
+// run; calls on different streams must not share one buffer at the same time. Any alignment
+// is accepted (segloss aligns inside it). Scopes nest.
+class WorkspaceScope {
+ public:
+  WorkspaceScope(void* data, size_t bytes);
+  ~WorkspaceScope();
+  WorkspaceScope(const WorkspaceScope&) = delete;
+  WorkspaceScope& operator=(const WorkspaceScope&) = delete;
+
+ private:
+  void* previous_data_;
+  size_t previous_bytes_;
+};
+
+// The workspace (bytes) that one call needs for an input of shape (N, C, spatial...) whose
+// reductions sum `stats` values per plane (image and channel): bce_with_logits 1, soft_dice 3,
+// bce_dice 4. The default, 4, is enough for every loss of the backend so far.
+size_t workspace_size(const Shape& input, int stats = 4);
+
+// Bytes held by the cached workspace pool on every device and stream (0 before the first
+// call). It stays constant once the calls of a training step have all run once.
+size_t pool_bytes();
+
+// Frees the pool's buffers (after synchronizing their streams). Later calls allocate again.
+void release_pool();
+
+}  // namespace cuda
+}  // namespace segloss

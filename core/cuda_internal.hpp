@@ -1,0 +1,70 @@
+// The CUDA backend's host-side arithmetic, shared by core/cuda.cpp and backends/cuda (not
+// installed; no CUDA header): how a pass over (planes x plane_size) elements is cut into blocks,
+// and how one call's workspace is laid out. Both depend on the shape only, never on the device,
+// so a reduction adds the same numbers in the same order on every run and every GPU.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+namespace segloss {
+namespace cuda {
+namespace detail {
+
+constexpr int kThreads = 256;            // threads per block of every kernel
+constexpr int64_t kMinPerBlock = 4096;   // elements a block gets at least (16 per thread)
+constexpr int64_t kTargetBlocks = 1056;  // about 8 blocks per multiprocessor of an H100/H200
+constexpr size_t kAlign = 256;           // alignment of every region of the workspace
+constexpr size_t kHeaderBytes = kAlign;  // the result slot (double) and the error flag (int)
+
+inline size_t align_up(size_t b) {
+  return (b + kAlign - 1) / kAlign * kAlign;
+}
+
+// A pass over `planes` planes of `plane_size` contiguous elements (an image and channel each):
+// every plane is cut into `parts` equal ranges of `part_size` elements, one block each, block
+// b = plane * parts + part. The cut depends on the shape only.
+struct PlaneGrid {
+  int64_t planes = 0, plane_size = 0, parts = 1, part_size = 0;
+  int64_t blocks() const { return planes * parts; }
+};
+
+inline PlaneGrid plane_grid(int64_t planes, int64_t plane_size) {
+  PlaneGrid g;
+  g.planes = planes;
+  g.plane_size = plane_size;
+  const int64_t want = (plane_size + kMinPerBlock - 1) / kMinPerBlock;
+  const int64_t cap = std::max<int64_t>(1, kTargetBlocks / std::max<int64_t>(planes, 1));
+  g.parts = std::max<int64_t>(1, std::min(want, cap));
+  g.part_size = (plane_size + g.parts - 1) / g.parts;
+  return g;
+}
+
+// One call's workspace: [header | partials: blocks * stats | sums: planes * stats |
+// coefficients: 2 * planes] doubles, each region aligned.
+struct Layout {
+  size_t partials = 0, sums = 0, coef = 0, total = 0;
+};
+
+inline Layout layout(const PlaneGrid& g, int stats) {
+  Layout l;
+  const size_t k = static_cast<size_t>(std::max(stats, 1));
+  l.partials = kHeaderBytes;
+  l.sums = l.partials + align_up(static_cast<size_t>(g.blocks()) * k * sizeof(double));
+  l.coef = l.sums + align_up(static_cast<size_t>(g.planes) * k * sizeof(double));
+  l.total = l.coef + align_up(static_cast<size_t>(g.planes) * 2 * sizeof(double));
+  return l;
+}
+
+// The calling thread's current stream and caller-given workspace (core/cuda.cpp).
+struct ThreadState {
+  void* stream = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+ThreadState& thread_state();
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace segloss
