@@ -140,85 +140,106 @@ __global__ void __launch_bounds__(kThreads)
   st->grad_scale = g0 * (mean ? factor : 1.0);
 }
 
-// One pixel: its loss, and its gradient written to g (class c at g[c * S]).
-template <class T, int K>
-struct Pixel;
+// What a pixel's label makes of it: counted, ignored (loss and gradient 0 whatever its logits),
+// or bad (outside [0, C), flagged by the label pass: loss and gradient NaN, so that a result kept
+// on the device shows it; nothing is read out of bounds, the label taken as 0).
+enum PixelState { kCounted = 0, kIgnored = 1, kBad = 2 };
 
-// C <= K: the logits in registers (K a compile-time bound; the loops unroll, so the array is
-// indexed by constants only and stays in registers).
+template <class T>
+__device__ __forceinline__ T by_state(int state, T v) {
+  return state == kCounted ? v : state == kIgnored ? T(0) : static_cast<T>(NAN);
+}
+
+// One pixel's loss, and its gradient written to g (class c at g[c * S]) unless g is null.
+//
+// C <= K: the C logits are loaded into registers at once, before anything waits on the label,
+// so C independent loads are in flight per thread; the loops unroll, so the array is indexed by
+// constants only and stays in registers. Ignored and bad pixels go through the same code (no
+// branch that would hold the loads back) and are overridden at the end.
 template <class T, int K>
-struct Pixel {
-  static __device__ __forceinline__ T run(const T* __restrict__ x, T* __restrict__ g, int64_t S,
-                                          int C, int y, const T* w, T w_y, T up, T eps,
-                                          T eps_over_c, T w_total) {
-    using M = Math<T>;
-    T v[K];
+__device__ __forceinline__ T pixel_in_registers(const T* __restrict__ x, T* __restrict__ g,
+                                                int64_t S, int C, int y, int state, const T* w,
+                                                T up, T eps, T eps_over_c, T w_total) {
+  using M = Math<T>;
+  T v[K];
+  {
+    const T* xc = x;
 #pragma unroll
-    for (int c = 0; c < K; ++c)
-      if (c < C) v[c] = __ldcs(x + c * S);  // read once: stream past the caches
-    T m = v[0];
+    for (int c = 0; c < K; ++c) {
+      if (c < C) v[c] = __ldcs(xc);  // read once: stream past the caches
+      xc += S;
+    }
+  }
+  T m = v[0];
 #pragma unroll
-    for (int c = 1; c < K; ++c)
-      if (c < C) m = M::max(m, v[c]);
-    // Relative to the max m: lse - x_c = log(se) - (x_c - m), no cancellation of large values.
-    T se = T(0), wx = T(0), x_y = T(0);
+  for (int c = 1; c < K; ++c)
+    if (c < C) m = M::max(m, v[c]);
+  // Relative to the max m: lse - x_c = log(se) - (x_c - m), no cancellation of large values.
+  T se = T(0), wx = T(0), x_y = T(0);
+#pragma unroll
+  for (int c = 0; c < K; ++c) {
+    if (c < C) {
+      const T xc = v[c] - m;
+      x_y = c == y ? xc : x_y;
+      v[c] = M::exp(xc);
+      se += v[c];
+      if (eps > T(0)) wx += w[c] * xc;
+    }
+  }
+  const T w_y = w[y];
+  const T lse = M::log(se);
+  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (g) {
+    const T inv_se = M::recip(se);
 #pragma unroll
     for (int c = 0; c < K; ++c) {
       if (c < C) {
-        const T xc = v[c] - m;
-        x_y = c == y ? xc : x_y;
-        v[c] = M::exp(xc);
-        se += v[c];
-        if (eps > T(0)) wx += w[c] * xc;
+        const T p = v[c] * inv_se;
+        const T d = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
+                                                   eps_over_c, w_total);
+        __stcs(g, by_state(state, d));
       }
+      g += S;
     }
-    const T lse = M::log(se);
-    const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
-    if (g) {
-      const T inv_se = M::recip(se);
-#pragma unroll
-      for (int c = 0; c < K; ++c) {
-        if (c < C) {
-          const T p = v[c] * inv_se;
-          __stcs(g + c * S, up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
-                                                           eps_over_c, w_total));
-        }
-      }
-    }
-    return loss;
   }
-};
+  return by_state(state, loss);
+}
 
-// Any C: three walks over the row (max; exponentials and sums; gradient).
+// Any C: three walks over the row (max; exponentials and sums; gradient), which mostly hit the
+// caches after the first.
 template <class T>
-struct Pixel<T, 0> {
-  static __device__ __forceinline__ T run(const T* __restrict__ x, T* __restrict__ g, int64_t S,
-                                          int C, int y, const T* w, T w_y, T up, T eps,
-                                          T eps_over_c, T w_total) {
-    using M = Math<T>;
-    const auto wc = [&](int c) { return w ? w[c] : T(1); };
-    T m = x[0];
-    for (int c = 1; c < C; ++c) m = M::max(m, x[c * S]);
-    T se = T(0), wx = T(0);
-    for (int c = 0; c < C; ++c) {
-      const T xc = x[c * S] - m;
-      se += M::exp(xc);
-      if (eps > T(0)) wx += wc(c) * xc;
-    }
-    const T x_y = x[static_cast<int64_t>(y) * S] - m;
-    const T lse = M::log(se);
-    const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
-    if (g) {
-      const T inv_se = M::recip(se);
-      for (int c = 0; c < C; ++c) {
-        const T p = M::exp(x[c * S] - m) * inv_se;
-        g[c * S] = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, wc(c), eps,
-                                                  eps_over_c, w_total);
-      }
-    }
-    return loss;
+__device__ __forceinline__ T pixel_walk(const T* __restrict__ x, T* __restrict__ g, int64_t S,
+                                        int C, int y, int state, const T* w, T up, T eps,
+                                        T eps_over_c, T w_total) {
+  using M = Math<T>;
+  if (state != kCounted) {
+    if (g)
+      for (int c = 0; c < C; ++c) g[c * S] = by_state(state, T(0));
+    return by_state(state, T(0));
   }
-};
+  const auto wc = [&](int c) { return w ? w[c] : T(1); };
+  T m = x[0];
+  for (int c = 1; c < C; ++c) m = M::max(m, x[c * S]);
+  T se = T(0), wx = T(0);
+  for (int c = 0; c < C; ++c) {
+    const T xc = x[c * S] - m;
+    se += M::exp(xc);
+    if (eps > T(0)) wx += wc(c) * xc;
+  }
+  const T x_y = x[static_cast<int64_t>(y) * S] - m;
+  const T w_y = wc(y);
+  const T lse = M::log(se);
+  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (g) {
+    const T inv_se = M::recip(se);
+    for (int c = 0; c < C; ++c) {
+      const T p = M::exp(x[c * S] - m) * inv_se;
+      g[c * S] = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, wc(c), eps,
+                                                eps_over_c, w_total);
+    }
+  }
+  return loss;
+}
 
 template <class T, class L, int K>
 __global__ void __launch_bounds__(kThreads)
@@ -246,24 +267,18 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t base = n * a.classes * S + s;
     T* g = a.grad ? a.grad + base : nullptr;
     const int64_t y = static_cast<int64_t>(a.labels[pix]);
-    T loss = T(0);
-    if (ignored(y, a.ignore_index, a.ignore_negative)) {
-      // Ignored pixels count nowhere: loss and gradient 0 whatever their logits.
-      if (g)
-        for (int c = 0; c < C; ++c) g[c * S] = T(0);
-    } else if (y < 0 || y >= a.classes) {
-      // A bad label (flagged by the label pass): NaN, so that a result kept on the device shows
-      // it; nothing is read out of bounds.
-      loss = static_cast<T>(NAN);
-      if (g)
-        for (int c = 0; c < C; ++c) g[c * S] = static_cast<T>(NAN);
-    } else {
-      const int yi = static_cast<int>(y);
-      const T w_y = w ? w[yi] : T(1);
-      T up = T(0);
-      if (g) up = per_pixel_up ? (a.grad_out ? a.grad_out[pix] : T(1)) : scale;
-      loss = Pixel<T, K>::run(a.x + base, g, S, C, yi, w, w_y, up, eps, eps_over_c, w_total);
-    }
+    const int state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
+                      : y < 0 || y >= a.classes                     ? kBad
+                                                                    : kCounted;
+    const int yi = state == kCounted ? static_cast<int>(y) : 0;
+    T up = T(0);
+    if (g) up = per_pixel_up ? (a.grad_out ? a.grad_out[pix] : T(1)) : scale;
+    T loss;
+    if constexpr (K > 0)
+      loss =
+          pixel_in_registers<T, K>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
+    else
+      loss = pixel_walk<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
     if (a.loss) a.loss[pix] = loss;
     acc += static_cast<double>(loss);
   }
@@ -317,7 +332,15 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   call.launched();
   const int blocks = blocks_for(total);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
-  if (a.classes <= kRegisterClasses)
+  // The register array is sized for the next bucket of C: registers per thread decide how many
+  // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256).
+  if (a.classes <= 8)
+    fused<T, L, 8><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= 16)
+    fused<T, L, 16><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= 24)
+    fused<T, L, 24><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= kRegisterClasses)
     fused<T, L, kRegisterClasses><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
   else
     fused<T, L, 0><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
