@@ -9,13 +9,19 @@
 //                     gradient: 5 floats per element.
 //   bce_vg            bce_with_logits_value_and_grad (one pass): 3 floats per element.
 //   soft_dice_vg      soft_dice_value_and_grad: 5 floats per element.
+//   cross_entropy_vg  cross_entropy_value_and_grad on --ce-shape logits (default 16,21,448,448:
+//                     67.4M >= 2^26 logits, C = 21) with int64 labels (i / 64) % C, value kept on
+//                     the device: logits read once, labels read once, gradient written once,
+//                     (8 C + 8) bytes per pixel (the kernels also read the labels in the label
+//                     pass, 8 more bytes per pixel, not counted).
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
 // "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after 3
 // warm-ups); the forwards are left out: they return a new tensor, whose cudaMalloc and cudaFree
-// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move, not what the
-// kernels move); fraction_of_copy = gb_per_s / the copy case's.
+// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move,
+// not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
 //
-// Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name]
+// Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
+//                           [--filter name]
 // A new case is one entry of `cases` in main: its name, its minimum bytes, and a callable that
 // enqueues one call on the current stream (cross_entropy: logits and labels, C = 21).
 #include <cuda_runtime.h>
@@ -44,7 +50,8 @@ void check(cudaError_t e, const char* what) {
 }
 
 struct Args {
-  Shape shape{64, 1, 1024, 1024};  // 2^26 logits
+  Shape shape{64, 1, 1024, 1024};    // 2^26 logits
+  Shape ce_shape{16, 21, 448, 448};  // cross_entropy: C = 21, 67.4M logits
   int reps = 20;
   std::string filter;
 };
@@ -57,7 +64,7 @@ Args parse(int argc, char** argv) {
       a.reps = std::max(1, std::atoi(argv[++i]));
     } else if (k == "--filter" && i + 1 < argc) {
       a.filter = argv[++i];
-    } else if (k == "--n" && i + 1 < argc) {
+    } else if ((k == "--n" || k == "--ce-shape") && i + 1 < argc) {
       Shape s;
       std::string v = argv[++i];
       for (size_t p = 0; p <= v.size();) {
@@ -65,10 +72,11 @@ Args parse(int argc, char** argv) {
         s.push_back(std::atoll(v.substr(p, q - p).c_str()));
         p = q + 1;
       }
-      a.shape = s;
+      (k == "--n" ? a.shape : a.ce_shape) = s;
     } else {
       std::fprintf(stderr,
-                   "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name]\n");
+                   "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] "
+                   "[--reps 20] [--filter name]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }
@@ -134,6 +142,24 @@ int main(int argc, char** argv) {
   auto value = Tensor<float>::empty(Shape{}, Device::cuda);
   const double f4 = 4.0 * static_cast<double>(n);  // bytes of one float tensor
 
+  // cross_entropy: logits ~ normal(0, 3), labels (i / 64) % C over the flattened label index
+  // (the pattern of compare_cuda_pytorch.py).
+  const Shape& cs = args.ce_shape;
+  const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
+  Tensor<float> ce_x, ce_grad;
+  Tensor<int64_t> ce_y;
+  if (args.filter.empty() ||
+      std::string("cross_entropy_vg").find(args.filter) != std::string::npos) {
+    std::vector<float> hcx(static_cast<size_t>(cn));
+    std::vector<int64_t> hcy(static_cast<size_t>(cpix));
+    for (auto& v : hcx) v = normal(rng);
+    for (int64_t i = 0; i < cpix; ++i) hcy[static_cast<size_t>(i)] = (i / 64) % classes;
+    ce_x = Tensor<float>::view(hcx.data(), cs).to(Device::cuda);
+    ce_y = Tensor<int64_t>::view(hcy.data(), cs.without(1)).to(Device::cuda);
+    ce_grad = Tensor<float>::empty(cs, Device::cuda);
+  }
+  const double ce_bytes = 8.0 * static_cast<double>(cn) + 8.0 * static_cast<double>(cpix);
+
   const BceDiceOptions<float> bd;
   std::vector<Case> cases = {
       {"copy", 2 * f4,
@@ -145,6 +171,8 @@ int main(int argc, char** argv) {
       {"bce_dice_vg", 5 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bd); }},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
       {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
+      {"cross_entropy_vg", ce_bytes,
+       [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); }},
   };
 
   cudaDeviceProp prop{};
@@ -160,8 +188,8 @@ int main(int argc, char** argv) {
         "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.4f, "
         "\"min_bytes\": %.0f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, "
         "\"fraction_of_copy\": %.3f}\n",
-        c.name.c_str(), shape.str().c_str(), prop.name, ms, c.min_bytes, gbs, copy_gbs,
-        copy_gbs > 0 ? gbs / copy_gbs : 0.0);
+        c.name.c_str(), (c.name == "cross_entropy_vg" ? cs : shape).str().c_str(), prop.name, ms,
+        c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
     std::fflush(stdout);
   }
   check(cudaStreamSynchronize(s), "final synchronize");

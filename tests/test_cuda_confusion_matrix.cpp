@@ -12,8 +12,7 @@
 #include <string>
 #include <vector>
 
-#include <segloss/core/cuda.hpp>
-
+#include "cuda_check.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;
@@ -21,15 +20,9 @@ using testing::labels;
 
 namespace {
 
-bool no_device() {
-  if (cuda::available()) return false;
-  MESSAGE("skipped: no CUDA device");
-  return true;
-}
-
 template <class T>
 Tensor<T> dev(const Tensor<T>& t) {
-  return t.to(Device::cuda);
+  return testing::gpu(t);
 }
 
 template <class P, class L>
@@ -60,7 +53,7 @@ void check_logits_parity(const Shape& s, uint64_t seed, ConfusionMatrixOptions o
 }  // namespace
 
 TEST_CASE("cuda confusion_matrix: label maps equal the CPU, int32/int64, C = 1 to 150") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   for (int64_t c : {1, 2, 21, 110, 111, 150}) {
     check_labels_parity<int32_t, int64_t>(Shape{2, 37, 41}, c, 100 + c);
     check_labels_parity<int64_t, int32_t>(Shape{3, 5, 7, 9}, c, 200 + c);
@@ -70,7 +63,7 @@ TEST_CASE("cuda confusion_matrix: label maps equal the CPU, int32/int64, C = 1 t
 }
 
 TEST_CASE("cuda confusion_matrix: logits equal the CPU, float/double, 1-3D, C = 1 to 150") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   check_logits_parity<float, int64_t>(Shape{2, 21, 33, 35}, 1);
   check_logits_parity<double, int32_t>(Shape{3, 5, 101}, 2);
   check_logits_parity<float, int32_t>(Shape{1, 4, 5, 6, 7}, 3);
@@ -80,7 +73,7 @@ TEST_CASE("cuda confusion_matrix: logits equal the CPU, float/double, 1-3D, C = 
 }
 
 TEST_CASE("cuda confusion_matrix: argmax ties go to the lowest class, NaN is the maximum") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 4, 600};
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<int> pick(-1, 1);
@@ -103,7 +96,7 @@ TEST_CASE("cuda confusion_matrix: argmax ties go to the lowest class, NaN is the
 }
 
 TEST_CASE("cuda confusion_matrix: ignore_index (void 255, or a class) and out_of_range drop") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   ConfusionMatrixOptions o;
   o.ignore_index = 255;
   check_labels_parity<int32_t, int64_t>(Shape{2, 60, 50}, 4, 7, o);
@@ -138,7 +131,7 @@ TEST_CASE("cuda confusion_matrix: ignore_index (void 255, or a class) and out_of
 TEST_CASE(
     "cuda confusion_matrix: bad labels raise through the error flag, leaving the matrix "
     "unchanged") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   // The two bad labels are in different blocks; the first in linear order is reported.
   const Shape s{3, 100000};
   const auto pred = labels<int64_t>(s, 5, 61);
@@ -171,7 +164,7 @@ TEST_CASE(
 }
 
 TEST_CASE("cuda confusion_matrix: the same counts over 10 runs, and per-image matrices") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{4, 21, 300, 200};
   const auto xd = dev(testing::randn<float>(s, 71));
   const auto td = dev(labels<int32_t>(s.without(1), 21, 72, 0.1));

@@ -10,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <segloss/core/cuda.hpp>
-
+#include "cuda_check.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;
@@ -19,19 +18,13 @@ using testing::labels;
 
 namespace {
 
-bool no_device() {
-  if (cuda::available()) return false;
-  MESSAGE("skipped: no CUDA device");
-  return true;
-}
-
 template <class T>
 Tensor<T> host(const Tensor<T>& t) {
   return t.to(Device::cpu);
 }
 template <class T>
 Tensor<T> dev(const Tensor<T>& t) {
-  return t.to(Device::cuda);
+  return testing::gpu(t);
 }
 
 template <class T>
@@ -157,7 +150,7 @@ void check_options(const Shape& s, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("cuda cross_entropy: CPU parity, float, C = 21, 2D, int64 and int32 labels") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   SUBCASE("int64") {
     check_options<float, int64_t>(Shape{2, 21, 17, 13}, 1);
   }
@@ -167,7 +160,7 @@ TEST_CASE("cuda cross_entropy: CPU parity, float, C = 21, 2D, int64 and int32 la
 }
 
 TEST_CASE("cuda cross_entropy: CPU parity, double, 1D and 3D, C = 5") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   SUBCASE("1D") {
     check_options<double, int64_t>(Shape{3, 5, 101}, 3);
   }
@@ -177,7 +170,7 @@ TEST_CASE("cuda cross_entropy: CPU parity, double, 1D and 3D, C = 5") {
 }
 
 TEST_CASE("cuda cross_entropy: C above the register bound (40) and C = 1, 2, 32") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   SUBCASE("C = 40 float") {
     check_options<float, int64_t>(Shape{2, 40, 9, 11}, 5);
   }
@@ -196,7 +189,7 @@ TEST_CASE("cuda cross_entropy: C above the register bound (40) and C = 1, 2, 32"
 }
 
 TEST_CASE("cuda cross_entropy: N = 1, a 1x1 image, and a grid-stride size (> 4096 blocks)") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   SUBCASE("1x1") {
     check_options<float, int64_t>(Shape{1, 21, 1, 1}, 10);
   }
@@ -211,7 +204,7 @@ TEST_CASE("cuda cross_entropy: N = 1, a 1x1 image, and a grid-stride size (> 409
 }
 
 TEST_CASE("cuda cross_entropy: every pixel ignored: zero or NaN, and a zero gradient") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 4, 3, 3};
   const auto x = testing::randn<float>(s, 13);
   const auto y = Tensor<int64_t>::full(s.without(1), -100);
@@ -226,7 +219,7 @@ TEST_CASE("cuda cross_entropy: every pixel ignored: zero or NaN, and a zero grad
 }
 
 TEST_CASE("cuda cross_entropy: |x| = 1e4 stays finite, and NaN logits stay in their pixel") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{1, 3, 2, 2};
   auto x = Tensor<float>::from({1e4f, -1e4f, 0, 1, -1e4f, 1e4f, 0, 2, 0, 0, 1e4f, 3}, s);
   const auto y = Tensor<int64_t>::from({0, 0, 2, 1}, s.without(1));
@@ -242,7 +235,7 @@ TEST_CASE("cuda cross_entropy: |x| = 1e4 stays finite, and NaN logits stay in th
 }
 
 TEST_CASE("cuda cross_entropy: bitwise identical value and gradient over 10 runs") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{4, 21, 257, 255};
   const auto xd = dev(testing::randn<float>(s, 14, 3.0));
   const auto yd = dev(labels<int32_t>(s.without(1), 21, 15, 0.05));
@@ -262,7 +255,7 @@ TEST_CASE("cuda cross_entropy: bitwise identical value and gradient over 10 runs
 }
 
 TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a device result NaN") {
-  if (no_device()) return;
+  SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 5, 4, 4};
   const auto xd = dev(testing::randn<float>(s, 17));
   auto y = labels<int64_t>(s.without(1), 5, 18);
