@@ -1,5 +1,6 @@
 // CUDA kernel of bce_with_logits: one pass, one thread per element of a strided range, the math
-// of core/pointwise.hpp, the sum in double through the two-stage reduction of runtime.cuh.
+// of core/pointwise.hpp, the sum in the element type per step of 8 and in double beyond, through
+// the two-stage reduction of runtime.cuh.
 #include "bce_with_logits.hpp"
 
 #include "../../core/pointwise.hpp"
@@ -12,6 +13,7 @@ namespace {
 
 template <class T>
 struct BceBody {
+  using Part = T;
   cpu::BceWithLogitsArgs<T> a;
   const T* grad_scale_by;
 
@@ -23,7 +25,7 @@ struct BceBody {
     bool want_value;
 
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&acc)[K]) const {
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&acc)[K]) const {
       const T xi = x[i];
       const T zi = z[i] * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
@@ -31,7 +33,7 @@ struct BceBody {
       if (want_value) {
         const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
         if (loss) loss[i] = l;
-        acc[0] += static_cast<double>(l);
+        acc[0] += l;
       }
       if (grad) {
         const T g = (scale * w) * pw::bce_logits_grad<T>(xi, zi, pos_weight, lg);

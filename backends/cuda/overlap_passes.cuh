@@ -40,6 +40,7 @@ struct BcePlane {
 
 template <class T, bool kSigmoid, bool kBce>
 struct StatsBody {
+  using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
 
@@ -49,7 +50,7 @@ struct StatsBody {
     BcePlane<T> b;
 
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&acc)[K]) const {
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&acc)[K]) const {
       const T xi = x[i], ti = t[i];
       T p;
       pw::LogitWithLog<T> lg;
@@ -61,13 +62,13 @@ struct StatsBody {
       } else {
         p = xi;
       }
-      acc[0] += static_cast<double>(p * ti);
-      acc[1] += static_cast<double>(squared ? p * p : p);
-      acc[2] += static_cast<double>(squared ? ti * ti : ti);
+      acc[0] += (p * ti);
+      acc[1] += (squared ? p * p : p);
+      acc[2] += (squared ? ti * ti : ti);
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        acc[3] += static_cast<double>(weight_at(b.weight, b.wrow, s) *
-                                      pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
+        acc[3] +=
+            (weight_at(b.weight, b.wrow, s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
       }
     }
   };
@@ -84,6 +85,7 @@ struct StatsBody {
 
 template <class T, bool kSigmoid, bool kBce>
 struct GradBody {
+  using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
   const double* coef;       // a_p at [plane], b_p at [planes + plane]
@@ -98,7 +100,7 @@ struct GradBody {
     BcePlane<T> b;
 
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&)[K]) const {
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&)[K]) const {
       const T xi = x[i], ti = t[i];
       T p, dp;
       pw::Logit<T> lg;
