@@ -20,7 +20,7 @@ struct BceBody {
   struct At {
     const T *x, *z, *grad_out, *wrow;
     T *loss, *grad;
-    segloss::detail::BroadcastReader<T> weight;
+    const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
     T pos_weight, scale, zs, zb;
     bool want_value;
 
@@ -29,7 +29,7 @@ struct BceBody {
       const T xi = x[i];
       const T zi = z[i] * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
-      const T w = weight_at(weight, wrow, s);
+      const T w = weight_at(*weight, wrow, s);
       if (want_value) {
         const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
         if (loss) loss[i] = l;
@@ -49,7 +49,7 @@ struct BceBody {
     t.grad_out = a.grad_out;
     t.loss = a.loss;
     t.grad = a.grad;
-    t.weight = a.weight;
+    t.weight = &a.weight;
     t.wrow = weight_row(a.weight, plane);
     t.pos_weight =
         a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : plane % a.channels] : T(1);

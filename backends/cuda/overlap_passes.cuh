@@ -23,12 +23,12 @@ constexpr size_t kBceScaleOffset = 16;
 template <class T>
 struct BcePlane {
   const T* wrow = nullptr;
-  segloss::detail::BroadcastReader<T> weight;
+  const segloss::detail::BroadcastReader<T>* weight = nullptr;  // in the kernel's parameters
   T pos_weight = 1, zs = 1, zb = 0;
 
   __device__ static BcePlane make(const cpu::BceWithLogitsArgs<T>& b, int64_t plane) {
     BcePlane q;
-    q.weight = b.weight;
+    q.weight = &b.weight;
     q.wrow = weight_row(b.weight, plane);
     q.pos_weight =
         b.pos_weight ? b.pos_weight[b.pos_weight_count == 1 ? 0 : plane % b.channels] : T(1);
@@ -68,7 +68,7 @@ struct StatsBody {
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
         acc[3] +=
-            (weight_at(b.weight, b.wrow, s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
+            (weight_at(*b.weight, b.wrow, s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
       }
     }
   };
@@ -116,7 +116,7 @@ struct GradBody {
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        g += (bscale * weight_at(b.weight, b.wrow, s)) *
+        g += (bscale * weight_at(*b.weight, b.wrow, s)) *
              pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
       }
       grad[i] = g;

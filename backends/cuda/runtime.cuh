@@ -104,10 +104,12 @@ constexpr int kUnroll = 8;
 // handles element s of the plane (linear index i) and adds its K statistics to part (of type
 // Body::Part, the element type). Thread t of a block handles the elements begin + t + j * 256
 // of its range, kUnroll of them per step. With K > 0 the block writes its K sums to
-// partials[block * K + k]; K = 0 is a pass that only writes (a gradient).
+// partials[block * K + k]; K = 0 is a pass that only writes (a gradient). The body is a
+// __grid_constant__ parameter: a plane's view may point into it (a broadcast weight's reader)
+// without a per-thread copy.
 template <int K, class Body>
 __global__ void __launch_bounds__(kThreads)
-    plane_pass_kernel(PlaneGrid g, Body body, double* partials) {
+    plane_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
   using Part = typename Body::Part;
   constexpr int KK = K > 0 ? K : 1;
   const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
