@@ -33,6 +33,10 @@ inline cudaStream_t stream() {
 }
 
 // The bits a kernel may set in a call's error flag (an int; atomicOr on it is not a result).
+// A loss that reads labels passes call.flag() to its kernels, which do
+//   if (label out of range) atomicOr(flag, kBadLabel);   // and skip the element
+// and reads its host value with call.host_value("target holds a label outside [0, C)");
+// a device-resident value becomes NaN instead (device_value).
 constexpr int kBadLabel = 1;
 
 // One library call on the current stream: its workspace (from the caller's WorkspaceScope, or
