@@ -98,7 +98,7 @@ void release_pool() {
   cudaSetDevice(current);
 }
 
-Call::Call(const char* function, size_t bytes) : function_(function), stream_(stream()) {
+Call::Call(const char* function, size_t bytes) : function_(function), stream_(thread_stream()) {
   const detail::ThreadState& ts = detail::thread_state();
   if (ts.workspace) {
     const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
@@ -173,7 +173,7 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
       dst_device == Device::cuda
           ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
           : (src_device == Device::cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  const cudaStream_t s = cuda::stream();
+  const cudaStream_t s = cuda::thread_stream();
   cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), function, "cudaMemcpyAsync");
   cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
 }

@@ -28,8 +28,16 @@ using detail::PlaneGrid;
 // Throws segloss::Error "function: what failed: <CUDA's message>" unless e is cudaSuccess.
 void check(cudaError_t e, const char* function, const char* what);
 
-inline cudaStream_t stream() {
+// The calling thread's current stream (StreamScope's, else the legacy default stream). Not
+// named stream(): inside Call, whose member stream() returns the call's stream, an unqualified
+// stream() would find the member (that was the crash of the first GPU run: Call's constructor
+// initialized stream_ from itself, an uninitialized value).
+inline cudaStream_t thread_stream() {
   return static_cast<cudaStream_t>(current_stream());
+}
+// The same, for code outside Call's members (kept for the kernels written against it).
+inline cudaStream_t stream() {
+  return thread_stream();
 }
 
 // The bits a kernel may set in a call's error flag (an int; atomicOr on it is not a result).
