@@ -12,10 +12,13 @@
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
 // "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after 3
 // warm-ups); the forwards are left out: they return a new tensor, whose cudaMalloc and cudaFree
-// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move, not what the
-// kernels move); fraction_of_copy = gb_per_s / the copy case's.
+// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move,
+// not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
 //
-// Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name]
+// Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name] [--list]
+// --filter runs the copy case and the case of exactly that name; --list prints the case names
+// (without touching the GPU's memory). After each warm-up and each timed call the bench checks
+// cudaGetLastError and synchronizes, and aborts naming the case on an error.
 // A new case is one entry of `cases` in main: its name, its minimum bytes, and a callable that
 // enqueues one call on the current stream (cross_entropy: logits and labels, C = 21).
 #include <cuda_runtime.h>
@@ -47,6 +50,7 @@ struct Args {
   Shape shape{64, 1, 1024, 1024};  // 2^26 logits
   int reps = 20;
   std::string filter;
+  bool list = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -55,6 +59,8 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--reps" && i + 1 < argc) {
       a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (k == "--list") {
+      a.list = true;
     } else if (k == "--filter" && i + 1 < argc) {
       a.filter = argv[++i];
     } else if (k == "--n" && i + 1 < argc) {
@@ -67,27 +73,52 @@ Args parse(int argc, char** argv) {
       }
       a.shape = s;
     } else {
-      std::fprintf(stderr,
-                   "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name]\n");
+      std::fprintf(
+          stderr,
+          "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--reps 20] [--filter name] [--list]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }
   return a;
 }
 
-// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups.
-double median_ms(cudaStream_t s, int reps, const std::function<void()>& f) {
+// Aborts naming the case when a launch failed or the stream holds an error: a call that enqueued
+// nothing (a failed launch, a wrong stream) would otherwise be timed as impossibly fast.
+void check_case(cudaStream_t s, const std::string& name, const char* when) {
+  const std::string what = name + ": " + when;
+  check(cudaGetLastError(), (what + " (cudaGetLastError)").c_str());
+  check(cudaStreamSynchronize(s), (what + " (cudaStreamSynchronize)").c_str());
+  check(cudaDeviceSynchronize(), (what + " (cudaDeviceSynchronize)").c_str());
+}
+
+// Runs f, turning a segloss::Error into an abort that names the case.
+void run_case(const std::string& name, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "segloss-cuda-bench: %s: %s\n", name.c_str(), e.what());
+    std::exit(1);
+  }
+}
+
+// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups
+// (checked for errors, as are the timed calls).
+double median_ms(cudaStream_t s, int reps, const std::string& name,
+                 const std::function<void()>& f) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "cudaEventCreate");
   check(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) f();
-  check(cudaStreamSynchronize(s), "warm-up");
+  for (int i = 0; i < 3; ++i) {
+    run_case(name, f);
+    check_case(s, name, "warm-up");
+  }
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
     check(cudaEventRecord(a, s), "cudaEventRecord");
-    f();
+    run_case(name, f);
     check(cudaEventRecord(b, s), "cudaEventRecord");
     check(cudaEventSynchronize(b), "cudaEventSynchronize");
+    check_case(s, name, "timed call");
     float ms = 0;
     check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
     t.push_back(ms);
@@ -112,7 +143,8 @@ int main(int argc, char** argv) {
     std::printf("{\"name\": \"none\", \"skipped\": \"no CUDA device\"}\n");
     return 0;
   }
-  const Shape& shape = args.shape;
+  // --list builds the cases on a tiny shape: only their names are printed.
+  const Shape shape = args.list ? Shape{1, 1, 1, 1} : args.shape;
   const int64_t n = shape.numel();
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -150,10 +182,13 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   double copy_gbs = 0.0;
+  if (args.list) {
+    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
   for (const Case& c : cases) {
-    if (c.name != "copy" && !args.filter.empty() && c.name.find(args.filter) == std::string::npos)
-      continue;
-    const double ms = median_ms(s, args.reps, c.run);
+    if (c.name != "copy" && !args.filter.empty() && c.name != args.filter) continue;
+    const double ms = median_ms(s, args.reps, c.name, c.run);
     const double gbs = c.min_bytes / (ms * 1e6);
     if (c.name == "copy") copy_gbs = gbs;
     std::printf(
