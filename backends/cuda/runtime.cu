@@ -4,6 +4,8 @@
 
 #include <map>
 #include <memory>
+#include <thread>
+#include <tuple>
 #include <utility>
 
 #include "../../core/tensor.hpp"
@@ -41,9 +43,21 @@ struct PoolEntry {
   size_t bytes = 0;
 };
 
+// An entry's key: the device and the stream handle, and for cudaStreamPerThread the thread too
+// (that one handle names a different stream on every thread: sharing its buffer would let one
+// thread's call overwrite the workspace another thread's kernels still read).
+struct PoolKey {
+  int device;
+  cudaStream_t stream;
+  std::thread::id thread;
+  bool operator<(const PoolKey& o) const {
+    return std::tie(device, stream, thread) < std::tie(o.device, o.stream, o.thread);
+  }
+};
+
 struct Pool {
   std::mutex mutex;  // guards `entries` (not the buffers)
-  std::map<std::pair<int, cudaStream_t>, std::unique_ptr<PoolEntry>> entries;
+  std::map<PoolKey, std::unique_ptr<PoolEntry>> entries;
 };
 
 Pool& pool() {
@@ -54,7 +68,9 @@ Pool& pool() {
 PoolEntry& pool_entry(int device, cudaStream_t s) {
   Pool& p = pool();
   std::lock_guard<std::mutex> g(p.mutex);
-  auto& e = p.entries[{device, s}];
+  const PoolKey key{device, s,
+                    s == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  auto& e = p.entries[key];
   if (!e) e = std::make_unique<PoolEntry>();
   return *e;
 }
@@ -89,8 +105,10 @@ void release_pool() {
   for (auto& [key, e] : p.entries) {
     std::lock_guard<std::mutex> ge(e->mutex);
     if (!e->data) continue;
-    cudaSetDevice(key.first);
-    cudaStreamSynchronize(key.second);
+    cudaSetDevice(key.device);
+    // The whole device, not the entry's stream: that stream may have been destroyed since (a
+    // stale handle is undefined behaviour), or be another thread's per-thread stream.
+    cudaDeviceSynchronize();
     cudaFree(e->data);
     e->data = nullptr;
     e->bytes = 0;
