@@ -24,10 +24,16 @@ struct BceBody {
     T pos_weight, scale, zs, zb;
     bool want_value;
 
+    struct In {
+      T x, z;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], z[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&acc)[K]) const {
-      const T xi = x[i];
-      const T zi = z[i] * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
+                                               T (&acc)[K]) const {
+      const T xi = in.x;
+      const T zi = in.z * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
       const T w = weight_at(*weight, wrow, s);
       if (want_value) {

@@ -49,9 +49,15 @@ struct StatsBody {
     bool squared;
     BcePlane<T> b;
 
+    struct In {
+      T x, t;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&acc)[K]) const {
-      const T xi = x[i], ti = t[i];
+    __device__ __forceinline__ void operator()(int64_t s, int64_t, const In& in,
+                                               T (&acc)[K]) const {
+      const T xi = in.x, ti = in.t;
       T p;
       pw::LogitWithLog<T> lg;
       if constexpr (kBce) {  // the log's reciprocal too, for the BCE value
@@ -99,9 +105,14 @@ struct GradBody {
     bool squared;
     BcePlane<T> b;
 
+    struct In {
+      T x, t;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, T (&)[K]) const {
-      const T xi = x[i], ti = t[i];
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in, T (&)[K]) const {
+      const T xi = in.x, ti = in.t;
       T p, dp;
       pw::Logit<T> lg;
       if constexpr (kSigmoid) {

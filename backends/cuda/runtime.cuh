@@ -112,9 +112,10 @@ __device__ void block_sum(const double (&acc)[K], double* out) {
 // are added in the element type (as the CPU adds 8 packets) before one addition in double.
 constexpr int kUnroll = 8;
 
-// A pass over the grid. body.at(plane) gives the plane's view, whose operator()(s, i, part)
-// handles element s of the plane (linear index i) and adds its K statistics to part (of type
-// Body::Part, the element type). Thread t of a block handles the elements begin + t + j * 256
+// A pass over the grid. body.at(plane) gives the plane's view: its load(i) reads the inputs of
+// element i (an At::In), and its operator()(s, i, in, part) handles element s of the plane
+// (linear index i) from them and adds its K statistics to part (of type Body::Part, the element
+// type). Thread t of a block handles the elements begin + t + j * 256
 // of its range, kUnroll of them per step. With K > 0 the block writes its K sums to
 // partials[block * K + k]; K = 0 is a pass that only writes (a gradient). The body is a
 // __grid_constant__ parameter: a plane's view may point into it (a broadcast weight's reader)
@@ -127,15 +128,24 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
   const int64_t begin = part_index * g.part_size;
   const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
-  const auto at = body.at(plane);
+  using At = decltype(body.at(0));
+  const At at = body.at(plane);
   double acc[KK] = {};
   const int64_t base = plane * g.plane_size;
   for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * kUnroll) {
+    // Every load of the step before any store: a gradient pass's stores could alias the next
+    // elements' inputs as far as the compiler knows, which would serialize load, math, store.
+    typename At::In in[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) in[u] = at.load(base + s);
+    }
     Part part[KK] = {};
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t s = s0 + u * kThreads;
-      if (s < end) at(s, base + s, part);
+      if (s < end) at(s, base + s, in[u], part);
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
   }
