@@ -57,7 +57,7 @@ pass=0; fail=0; failed=()
 while IFS= read -r name; do
   pattern=${name//,/\\,}
   start=$(date +%s.%N)
-  timeout 120 "$build/tests/segloss-tests" -tc="$pattern" > "$OUT/case.log" 2>&1
+  timeout 90 "$build/tests/segloss-tests" -tc="$pattern" > "$OUT/case.log" 2>&1
   rc=$?
   secs=$(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)")
   ran=$(grep -E '^\[doctest\] test cases:' "$OUT/case.log" | grep -oE '[0-9]+ passed' | head -1)
