@@ -21,7 +21,10 @@
 // not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
 //
 // Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
-//                           [--filter name]
+//                           [--filter name] [--list]
+// --filter runs the copy case and the case of exactly that name; --list prints the case names
+// (without touching the GPU's memory). After each warm-up and each timed call the bench checks
+// cudaGetLastError and synchronizes, and aborts naming the case on an error.
 // A new case is one entry of `cases` in main: its name, its minimum bytes, and a callable that
 // enqueues one call on the current stream (cross_entropy: logits and labels, C = 21).
 #include <cuda_runtime.h>
@@ -54,6 +57,7 @@ struct Args {
   Shape ce_shape{16, 21, 448, 448};  // cross_entropy: C = 21, 67.4M logits
   int reps = 20;
   std::string filter;
+  bool list = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -62,6 +66,8 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--reps" && i + 1 < argc) {
       a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (k == "--list") {
+      a.list = true;
     } else if (k == "--filter" && i + 1 < argc) {
       a.filter = argv[++i];
     } else if ((k == "--n" || k == "--ce-shape") && i + 1 < argc) {
@@ -76,26 +82,50 @@ Args parse(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] "
-                   "[--reps 20] [--filter name]\n");
+                   "[--reps 20] [--filter name] [--list]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }
   return a;
 }
 
-// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups.
-double median_ms(cudaStream_t s, int reps, const std::function<void()>& f) {
+// Aborts naming the case when a launch failed or the stream holds an error: a call that enqueued
+// nothing (a failed launch, a wrong stream) would otherwise be timed as impossibly fast.
+void check_case(cudaStream_t s, const std::string& name, const char* when) {
+  const std::string what = name + ": " + when;
+  check(cudaGetLastError(), (what + " (cudaGetLastError)").c_str());
+  check(cudaStreamSynchronize(s), (what + " (cudaStreamSynchronize)").c_str());
+  check(cudaDeviceSynchronize(), (what + " (cudaDeviceSynchronize)").c_str());
+}
+
+// Runs f, turning a segloss::Error into an abort that names the case.
+void run_case(const std::string& name, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "segloss-cuda-bench: %s: %s\n", name.c_str(), e.what());
+    std::exit(1);
+  }
+}
+
+// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups
+// (checked for errors, as are the timed calls).
+double median_ms(cudaStream_t s, int reps, const std::string& name,
+                 const std::function<void()>& f) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "cudaEventCreate");
   check(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) f();
-  check(cudaStreamSynchronize(s), "warm-up");
+  for (int i = 0; i < 3; ++i) {
+    run_case(name, f);
+    check_case(s, name, "warm-up");
+  }
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
     check(cudaEventRecord(a, s), "cudaEventRecord");
-    f();
+    run_case(name, f);
     check(cudaEventRecord(b, s), "cudaEventRecord");
     check(cudaEventSynchronize(b), "cudaEventSynchronize");
+    check_case(s, name, "timed call");
     float ms = 0;
     check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
     t.push_back(ms);
@@ -120,7 +150,8 @@ int main(int argc, char** argv) {
     std::printf("{\"name\": \"none\", \"skipped\": \"no CUDA device\"}\n");
     return 0;
   }
-  const Shape& shape = args.shape;
+  // --list builds the cases on a tiny shape: only their names are printed.
+  const Shape shape = args.list ? Shape{1, 1, 1, 1} : args.shape;
   const int64_t n = shape.numel();
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -144,12 +175,11 @@ int main(int argc, char** argv) {
 
   // cross_entropy: logits ~ normal(0, 3), labels (i / 64) % C over the flattened label index
   // (the pattern of compare_cuda_pytorch.py).
-  const Shape& cs = args.ce_shape;
+  const Shape cs = args.list ? Shape{1, 21, 1, 1} : args.ce_shape;
   const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
   Tensor<float> ce_x, ce_grad;
   Tensor<int64_t> ce_y;
-  if (args.filter.empty() ||
-      std::string("cross_entropy_vg").find(args.filter) != std::string::npos) {
+  if (args.filter.empty() || args.filter == "cross_entropy_vg") {
     std::vector<float> hcx(static_cast<size_t>(cn));
     std::vector<int64_t> hcy(static_cast<size_t>(cpix));
     for (auto& v : hcx) v = normal(rng);
@@ -178,10 +208,13 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   double copy_gbs = 0.0;
+  if (args.list) {
+    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
   for (const Case& c : cases) {
-    if (c.name != "copy" && !args.filter.empty() && c.name.find(args.filter) == std::string::npos)
-      continue;
-    const double ms = median_ms(s, args.reps, c.run);
+    if (c.name != "copy" && !args.filter.empty() && c.name != args.filter) continue;
+    const double ms = median_ms(s, args.reps, c.name, c.run);
     const double gbs = c.min_bytes / (ms * 1e6);
     if (c.name == "copy") copy_gbs = gbs;
     std::printf(

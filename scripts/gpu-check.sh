@@ -4,10 +4,12 @@
 # It needs nvcc, cmake, a C++ compiler and python3 with PyTorch (CUDA), and .deps/ filled by
 # scripts/gpu-deps.sh on a machine with Eigen and doctest (the GPU machine has neither and no
 # network). Steps, each timestamped: configure with -DSEGLOSS_CUDA=ON against .deps, build the
-# tests and the CUDA benchmark (-j16), run the CUDA tests (segloss-tests -tc='*cuda*'), the
-# benchmark (bench/cuda_bench.cu) and the PyTorch comparison (bench/compare_cuda_pytorch.py),
-# then print a table. Writes under $OUT (default build-gpu/out): gpu-check.log, tests.log,
-# cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
+# tests and the CUDA benchmark (-j16), run the CUDA tests (every case of
+# segloss-tests -ltc -tc='*cuda*' in its own process: ok/FAIL per case, a crash does not stop
+# the run, a count at the end), the benchmark (bench/cuda_bench.cu, each case in its own
+# # process) and the PyTorch comparison (bench/compare_cuda_pytorch.py), then print a table.
+# Writes under $OUT (default build-gpu/out): gpu-check.log, tests.log (every case's output),
+# cases.txt, cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -45,14 +47,56 @@ if ! cmake --build "$build" -j16 --target segloss-tests segloss-cuda-bench > "$O
   exit 1
 fi
 
-ts "CUDA tests"
-if ! "$build/tests/segloss-tests" -tc='*cuda*' --duration=true >> "$OUT/tests.log" 2>&1; then
-  status=1
-fi
-grep -E "skipped|ERROR|FAILED|test cases" "$OUT/tests.log" | tail -25
+ts "CUDA tests (one process per test case)"
+# Each case runs alone, so that a crash (SIGSEGV, abort) costs only that case. doctest's -tc
+# takes a comma-separated list of patterns: a comma inside a name is escaped with a backslash.
+"$build/tests/segloss-tests" -ltc -tc='*cuda*' 2>/dev/null \
+  | grep -v -E '^\[doctest\]|^=+$' | sed '/^$/d' > "$OUT/cases.txt"
+: > "$OUT/tests.log"
+pass=0; fail=0; failed=()
+while IFS= read -r name; do
+  pattern=${name//,/\\,}
+  start=$(date +%s.%N)
+  timeout 90 "$build/tests/segloss-tests" -tc="$pattern" > "$OUT/case.log" 2>&1
+  rc=$?
+  secs=$(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)")
+  ran=$(grep -E '^\[doctest\] test cases:' "$OUT/case.log" | grep -oE '[0-9]+ passed' | head -1)
+  { echo "=== $name (rc $rc)"; cat "$OUT/case.log"; } >> "$OUT/tests.log"
+  if [ "$rc" -eq 0 ] && [ "$ran" != "0 passed" ]; then
+    pass=$((pass + 1)); printf 'ok    %5ss  %s\n' "$secs" "$name"
+  else
+    fail=$((fail + 1)); failed+=("$name"); status=1
+    why="rc $rc"
+    [ "$rc" -eq 124 ] && why="timeout"
+    [ "$rc" -gt 128 ] && why="signal $((rc - 128))"
+    grep -q "CRASHED" "$OUT/case.log" && why="$why, crashed"
+    [ "$ran" = "0 passed" ] && [ "$rc" -eq 0 ] && why="no test case matched the name"
+    printf 'FAIL  %5ss  %s  (%s)\n' "$secs" "$name" "$why"
+    grep -E "ERROR|FATAL|THREW|CHECK|REQUIRE|values:|logged:|failed:" "$OUT/case.log" | head -8 \
+      | sed 's/^/        /'
+  fi
+done < "$OUT/cases.txt"
+rm -f "$OUT/case.log"
+echo "CUDA tests: $pass ok, $fail failed, $((pass + fail)) in all"
+for n in "${failed[@]+"${failed[@]}"}"; do echo "  failed: $n"; done
 
-ts "benchmark (segloss-cuda-bench)"
-timeout 120 "$build/bench/segloss-cuda-bench" --reps 20 | tee "$OUT/cuda_bench.jsonl" || status=1
+ts "benchmark (segloss-cuda-bench, one process per case)"
+: > "$OUT/cuda_bench.jsonl"
+bench_ok=0; bench_fail=0
+for c in $(timeout 60 "$build/bench/segloss-cuda-bench" --list | grep -E '^[A-Za-z0-9_]+$'); do
+  [ "$c" = "copy" ] && continue
+  # Each process measures the copy case too, for its own fraction_of_copy.
+  if timeout 90 "$build/bench/segloss-cuda-bench" --reps 20 --filter "$c" > "$OUT/bench_case.jsonl" 2> "$OUT/bench_case.err"; then
+    bench_ok=$((bench_ok + 1))
+  else
+    rc=$?; bench_fail=$((bench_fail + 1)); status=1
+    echo "FAIL  bench $c (rc $rc): $(tail -3 "$OUT/bench_case.err" | tr '\n' ' ')"
+  fi
+  cat "$OUT/bench_case.jsonl" | tee -a "$OUT/cuda_bench.jsonl"
+  cat "$OUT/bench_case.err" >&2
+done
+rm -f "$OUT/bench_case.jsonl" "$OUT/bench_case.err"
+echo "benchmark: $bench_ok ok, $bench_fail failed"
 
 ts "PyTorch comparison"
 PYTHONUNBUFFERED=1 timeout 120 python3 "$root/bench/compare_cuda_pytorch.py" --reps 20 \

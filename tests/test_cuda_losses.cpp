@@ -3,6 +3,7 @@
 // double; determinism over 10 runs. Each test skips with a message where no GPU is present.
 #include <doctest/doctest.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -214,6 +215,10 @@ void overlap_all(const L& loss, bool allow_squared = true) {
           CAPTURE(probs);
           CAPTURE(reduction_name(r));
           O o = overlap_case<O>(k, s, r);
+          if constexpr (std::is_same_v<O, TverskyOptions<T>>) {  // a_I = 1 - alpha - beta != 0
+            o.alpha = 0.3;
+            o.beta = 0.9;
+          }
           if (probs) o.activation = Activation::none;
           const auto x = probs ? uniform<T>(s, 30 + k, 0, 1) : randn<T>(s, 30 + k, 2.0);
           const auto z = mask<T>(s, 50 + k, 0.3);

@@ -164,6 +164,11 @@ TEST_CASE("cuda runtime: calls run on the scope's stream without a wait (graph c
     bce_dice_value_and_grad(x, z, grad, value);
     cudaGraph_t graph = nullptr;
     REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    // The call's memset and kernels were recorded (an empty graph: they went to another stream,
+    // as when Call's constructor read an uninitialized stream handle).
+    size_t nodes = 0;
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    CHECK(nodes >= 5);  // memset, statistics, combine, finalize, gradient, device value
     cudaGraphExec_t exec = nullptr;
     REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
     auto poison = Tensor<float>::full(Shape{}, -1.f);

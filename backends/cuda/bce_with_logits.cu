@@ -1,5 +1,6 @@
 // CUDA kernel of bce_with_logits: one pass, one thread per element of a strided range, the math
-// of core/pointwise.hpp, the sum in double through the two-stage reduction of runtime.cuh.
+// of core/pointwise.hpp, the sum in the element type per step of 8 and in double beyond, through
+// the two-stage reduction of runtime.cuh.
 #include "bce_with_logits.hpp"
 
 #include "../../core/pointwise.hpp"
@@ -12,26 +13,33 @@ namespace {
 
 template <class T>
 struct BceBody {
+  using Part = T;
   cpu::BceWithLogitsArgs<T> a;
   const T* grad_scale_by;
 
   struct At {
     const T *x, *z, *grad_out, *wrow;
     T *loss, *grad;
-    segloss::detail::BroadcastReader<T> weight;
+    const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
     T pos_weight, scale, zs, zb;
     bool want_value;
 
+    struct In {
+      T x, z;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], z[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&acc)[K]) const {
-      const T xi = x[i];
-      const T zi = z[i] * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
+                                               T (&acc)[K]) const {
+      const T xi = in.x;
+      const T zi = in.z * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
-      const T w = weight_at(weight, wrow, s);
+      const T w = weight_at(*weight, wrow, s);
       if (want_value) {
         const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
         if (loss) loss[i] = l;
-        acc[0] += static_cast<double>(l);
+        acc[0] += l;
       }
       if (grad) {
         const T g = (scale * w) * pw::bce_logits_grad<T>(xi, zi, pos_weight, lg);
@@ -47,7 +55,7 @@ struct BceBody {
     t.grad_out = a.grad_out;
     t.loss = a.loss;
     t.grad = a.grad;
-    t.weight = a.weight;
+    t.weight = &a.weight;
     t.wrow = weight_row(a.weight, plane);
     t.pos_weight =
         a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : plane % a.channels] : T(1);

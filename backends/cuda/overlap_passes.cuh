@@ -23,12 +23,12 @@ constexpr size_t kBceScaleOffset = 16;
 template <class T>
 struct BcePlane {
   const T* wrow = nullptr;
-  segloss::detail::BroadcastReader<T> weight;
+  const segloss::detail::BroadcastReader<T>* weight = nullptr;  // in the kernel's parameters
   T pos_weight = 1, zs = 1, zb = 0;
 
   __device__ static BcePlane make(const cpu::BceWithLogitsArgs<T>& b, int64_t plane) {
     BcePlane q;
-    q.weight = b.weight;
+    q.weight = &b.weight;
     q.wrow = weight_row(b.weight, plane);
     q.pos_weight =
         b.pos_weight ? b.pos_weight[b.pos_weight_count == 1 ? 0 : plane % b.channels] : T(1);
@@ -40,6 +40,7 @@ struct BcePlane {
 
 template <class T, bool kSigmoid, bool kBce>
 struct StatsBody {
+  using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
 
@@ -48,9 +49,15 @@ struct StatsBody {
     bool squared;
     BcePlane<T> b;
 
+    struct In {
+      T x, t;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&acc)[K]) const {
-      const T xi = x[i], ti = t[i];
+    __device__ __forceinline__ void operator()(int64_t s, int64_t, const In& in,
+                                               T (&acc)[K]) const {
+      const T xi = in.x, ti = in.t;
       T p;
       pw::LogitWithLog<T> lg;
       if constexpr (kBce) {  // the log's reciprocal too, for the BCE value
@@ -61,13 +68,13 @@ struct StatsBody {
       } else {
         p = xi;
       }
-      acc[0] += static_cast<double>(p * ti);
-      acc[1] += static_cast<double>(squared ? p * p : p);
-      acc[2] += static_cast<double>(squared ? ti * ti : ti);
+      acc[0] += (p * ti);
+      acc[1] += (squared ? p * p : p);
+      acc[2] += (squared ? ti * ti : ti);
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        acc[3] += static_cast<double>(weight_at(b.weight, b.wrow, s) *
-                                      pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
+        acc[3] +=
+            (weight_at(*b.weight, b.wrow, s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
       }
     }
   };
@@ -84,6 +91,7 @@ struct StatsBody {
 
 template <class T, bool kSigmoid, bool kBce>
 struct GradBody {
+  using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
   const double* coef;       // a_p at [plane], b_p at [planes + plane]
@@ -97,9 +105,14 @@ struct GradBody {
     bool squared;
     BcePlane<T> b;
 
+    struct In {
+      T x, t;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, double (&)[K]) const {
-      const T xi = x[i], ti = t[i];
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in, T (&)[K]) const {
+      const T xi = in.x, ti = in.t;
       T p, dp;
       pw::Logit<T> lg;
       if constexpr (kSigmoid) {
@@ -114,7 +127,7 @@ struct GradBody {
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        g += (bscale * weight_at(b.weight, b.wrow, s)) *
+        g += (bscale * weight_at(*b.weight, b.wrow, s)) *
              pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
       }
       grad[i] = g;
