@@ -2,6 +2,8 @@
 // input, with PyTorch's broadcasting rule: shapes align on the right, and each extent of the
 // weight is 1 or equal to the input's. Missing leading axes count as 1.
 //
+// The reader is plain data with __host__ __device__ offsets, so the CUDA kernels use it too.
+//
 // Loops walk the input plane by plane (plane = one image and channel, S spatial elements),
 // so the reader answers two questions: where a plane starts in the weight, and how the
 // weight moves inside a plane: not at all (spatial extents all 1), one step per element
@@ -10,6 +12,7 @@
 
 #include <cstdint>
 
+#include "config.hpp"
 #include "error.hpp"
 #include "shape.hpp"
 
@@ -30,12 +33,12 @@ struct BroadcastReader {
   int64_t extent[Shape::kMaxRank] = {};  // the input's extents
 
   // Offset in the weight of the first element of plane p = n * C + c.
-  int64_t plane_offset(int64_t p) const {
+  SEGLOSS_HD int64_t plane_offset(int64_t p) const {
     return (p / channels) * stride[0] + (p % channels) * stride[1];
   }
 
   // Offset of spatial position s (0 <= s < S) inside a plane, for Kind::general.
-  int64_t spatial_offset(int64_t s) const {
+  SEGLOSS_HD int64_t spatial_offset(int64_t s) const {
     int64_t off = 0;
     for (int d = 2 + spatial_rank - 1; d >= 2; --d) {
       off += (s % extent[d]) * stride[d];

@@ -106,6 +106,18 @@ void check_grad_out(const char* function, const Tensor<T>& grad_out, bool scalar
   }
 }
 
+// The one-element result tensor of a device-resident value: allocated (shape (), on the input's
+// device) when undefined, else one element on that device.
+template <class T>
+void prepare_value(const char* function, const Tensor<T>& input, Tensor<T>& value) {
+  if (!value.defined()) {
+    value = Tensor<T>::empty(Shape{}, input.device());
+    return;
+  }
+  SEGLOSS_CHECK(value.numel() == 1, function, "value ", value.shape(), " must hold one element");
+  check_same_device(function, "value", value, input.device());
+}
+
 inline void check_smooth(const char* function, const char* argument, double v) {
   SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, function, argument, " is ", v,
                 "; it must be finite and >= 0");

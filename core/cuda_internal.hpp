@@ -12,9 +12,12 @@ namespace segloss {
 namespace cuda {
 namespace detail {
 
-constexpr int kThreads = 256;            // threads per block of every kernel
-constexpr int64_t kMinPerBlock = 4096;   // elements a block gets at least (16 per thread)
-constexpr int64_t kTargetBlocks = 1056;  // about 8 blocks per multiprocessor of an H100/H200
+constexpr int kThreads = 256;           // threads per block of every kernel
+constexpr int64_t kMinPerBlock = 4096;  // elements a block gets at least (16 per thread)
+// Blocks a pass aims at: many short blocks, so that the last wave is a small part of the pass
+// (the passes run 3 or 4 blocks of 256 threads per multiprocessor: 64-80 registers); 24 per
+// multiprocessor of an H100/H200 (132). The cut depends on the shape only, never on the device.
+constexpr int64_t kTargetBlocks = 3168;
 constexpr size_t kAlign = 256;           // alignment of every region of the workspace
 constexpr size_t kHeaderBytes = kAlign;  // the result slot (double) and the error flag (int)
 

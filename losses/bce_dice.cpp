@@ -35,7 +35,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                 "options.bce_weight ", o.bce_weight, " and options.dice_weight ", o.dice_weight,
                 " must be finite");
   Plan<T> p;
-  p.dice = detail::overlap_args(fn, logits, target, o.dice);
+  p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
   p.bce_scale = detail::bce_mean_scale(logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
@@ -70,12 +70,63 @@ void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, d
   cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA call: both terms' passes with grad (or none) and the value where r says.
+template <class T>
+void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o,
+              BceDiceParts* parts, const T* grad_out, T* grad, cuda::Result<T> r) {
+  SEGLOSS_CHECK(!parts, fn, "parts is not supported on cuda yet");
+  cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o.dice, detail::dice_form());
+  f.bce_weight = o.bce_weight;
+  f.bce_scale = p.bce_scale;
+  f.dice_weight = o.dice_weight;
+  cuda::Upstream<T> up;
+  up.grad_out = grad_out;
+  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, up, grad, r);
+}
+#endif
+
+// The value_and_grad forms: the value returned, or (device_value) also written to one element
+// on the logits' device, which on CUDA happens without a wait (the returned value is then 0).
+template <class T>
+double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                      Tensor<T>& grad, const BceDiceOptions<T>& options, BceDiceParts* parts,
+                      T* device_value) {
+  auto p = plan(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    double value = 0.0;
+    cuda::Result<T> r;
+    if (device_value)
+      r.device = device_value;
+    else
+      r.host = &value;
+    run_cuda<T>(fn, p, logits, options, parts, nullptr, grad.data(), r);
+    return value;
+  }
+#endif
+  gradient(p, logits, options, 1.0, grad.data());
+  const double v = value(p, logits, options, parts);
+  if (device_value) *device_value = static_cast<T>(v);
+  return v;
+}
+
 }  // namespace
 
 template <class T>
 Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
   auto p = plan("bce_dice", logits, target, options);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
+    Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
+    cuda::Result<T> r;
+    r.device = out.data();
+    run_cuda<T>("bce_dice", p, logits, options, parts, nullptr, nullptr, r);
+    return out;
+  }
+#endif
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
   return Tensor<T>::full(Shape{}, static_cast<T>(value(p, logits, options, parts)));
 }
@@ -85,8 +136,14 @@ Tensor<T> bce_dice_backward(const Tensor<T>& logits, const Tensor<T>& target,
                             const Tensor<T>& grad_out, const BceDiceOptions<T>& options) {
   const char* fn = "bce_dice_backward";
   auto p = plan(fn, logits, target, options);
-  detail::check_grad_out(fn, grad_out, true, Shape{});
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
+  Tensor<T> grad = Tensor<T>::empty(logits.shape(), logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device
+    run_cuda<T>(fn, p, logits, options, nullptr, grad_out.data(), grad.data(), {});
+    return grad;
+  }
+#endif
   gradient(p, logits, options, static_cast<double>(grad_out[0]), grad.data());
   return grad;
 }
@@ -94,11 +151,18 @@ Tensor<T> bce_dice_backward(const Tensor<T>& logits, const Tensor<T>& target,
 template <class T>
 double bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                                const BceDiceOptions<T>& options, BceDiceParts* parts) {
+  return value_and_grad<T>("bce_dice_value_and_grad", logits, target, grad, options, parts,
+                           nullptr);
+}
+
+template <class T>
+void bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                             Tensor<T>& value, const BceDiceOptions<T>& options,
+                             BceDiceParts* parts) {
   const char* fn = "bce_dice_value_and_grad";
-  auto p = plan(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
-  gradient(p, logits, options, 1.0, grad.data());
-  return value(p, logits, options, parts);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+  detail::prepare_value(fn, logits, value);
+  value_and_grad<T>(fn, logits, target, grad, options, parts, value.data());
 }
 
 template <class T>
@@ -153,6 +217,8 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                                        const BceDiceOptions<T>&);                                 \
   template double bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,         \
                                           const BceDiceOptions<T>&, BceDiceParts*);               \
+  template void bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,           \
+                                        Tensor<T>&, const BceDiceOptions<T>&, BceDiceParts*);     \
   template ValueAndGrad<T> bce_dice_value_and_grad(const Tensor<T>&, const Tensor<T>&,            \
                                                    const BceDiceOptions<T>&, BceDiceParts*);      \
   template OverlapStatistics bce_dice_statistics(const Tensor<T>&, const Tensor<T>&,              \

@@ -22,6 +22,11 @@
 //     the boundary weight map w (losses/boundary_weights.hpp) as bce.weight, normalized by the
 //     weight sum, and as dice.weight (w^2 in every sum);
 //   albu BCEDiceLoss: BCE (mean) + Dice (smooth_nr 2, smooth_dr 1) with dice.clamp = true.
+//
+// CUDA (docs/cuda.md): logits on a CUDA device run the fused passes there, with the options
+// each term supports on CUDA (bce_with_logits.hpp: all but mean_over weight_sum; overlap.hpp:
+// reduction, smooth terms, per_image, squared, include_background). `parts` is not supported on
+// cuda yet. Three kernels and a small combine per call, no wait unless a host value is asked for.
 #pragma once
 
 #include "bce_with_logits.hpp"
@@ -62,6 +67,12 @@ template <class T>
 double bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                                const BceDiceOptions<T>& options = {},
                                BceDiceParts* parts = nullptr);
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits.
+template <class T>
+void bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                             Tensor<T>& value, const BceDiceOptions<T>& options = {},
+                             BceDiceParts* parts = nullptr);
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md), in the same
 // two passes as the fused path. OverlapStatistics whose global holds the BCE term's 3 values

@@ -5,15 +5,54 @@
 
 #include "internal/bce_args.hpp"
 #include "internal/shards.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/bce_with_logits.hpp"
+#endif
 
 namespace segloss {
 namespace {
 
 // A mean over a weight sum of 0 (scale 0): the loss is 0 and so is the gradient, whatever the
-// logits; the kernel is not run.
+// logits; the kernel is not run. (CPU only: mean_over weight_sum is not on CUDA yet.)
 template <class T>
 bool zero_weight_mean(const BceWithLogitsOptions<T>& o, double scale) {
   return o.reduction == Reduction::mean && scale == 0.0;
+}
+
+// The value and gradient of a mean or sum into `grad`, and the value into r (CUDA) or returned
+// (CPU).
+template <class T>
+double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                      Tensor<T>& grad, const BceWithLogitsOptions<T>& options, T* device_value) {
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use bce_with_logits and "
+                "bce_with_logits_backward");
+  auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  detail::prepare_grad(fn, logits, grad);
+  const double scale = detail::bce_mean_scale(logits, options);
+  a.want_sum = true;
+  a.grad = grad.data();
+  a.grad_scale = scale;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    double value = 0.0;
+    cuda::Result<T> r;
+    if (device_value)
+      r.device = device_value;
+    else
+      r.host = &value;
+    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+    return value;
+  }
+#endif
+  double value = 0.0;
+  if (zero_weight_mean(options, scale)) {
+    std::fill(grad.begin(), grad.end(), T(0));
+  } else {
+    value = cpu::bce_with_logits(a) * scale;
+  }
+  if (device_value) *device_value = static_cast<T>(value);
+  return value;
 }
 
 }  // namespace
@@ -21,16 +60,33 @@ bool zero_weight_mean(const BceWithLogitsOptions<T>& o, double scale) {
 template <class T>
 Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
                           const BceWithLogitsOptions<T>& options) {
-  auto a = detail::bce_with_logits_args("bce_with_logits", logits, target, options);
+  const char* fn = "bce_with_logits";
+  auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  const Device device = logits.device();
   if (options.reduction == Reduction::none) {
-    Tensor<T> out = Tensor<T>::empty(logits.shape());
+    Tensor<T> out = Tensor<T>::empty(logits.shape(), device);
     a.loss = out.data();
+#if defined(SEGLOSS_WITH_CUDA)
+    if (device == Device::cuda) {
+      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), 1.0, {});
+      return out;
+    }
+#endif
     cpu::bce_with_logits(a);
     return out;
   }
   const double scale = detail::bce_mean_scale(logits, options);
-  if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(Shape{});
   a.want_sum = true;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda) {  // the value stays on the device: no wait
+    Tensor<T> out = Tensor<T>::empty(Shape{}, device);
+    cuda::Result<T> r;
+    r.device = out.data();
+    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+    return out;
+  }
+#endif
+  if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(Shape{});
   const double sum = cpu::bce_with_logits(a);
   return Tensor<T>::full(Shape{}, static_cast<T>(sum * scale));
 }
@@ -41,17 +97,26 @@ Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& tar
                                    const BceWithLogitsOptions<T>& options) {
   const char* fn = "bce_with_logits_backward";
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  const Device device = logits.device();
   const bool scalar = options.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, logits.shape());
+  detail::check_grad_out(fn, grad_out, scalar, logits.shape(), device);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape(), device);
+  a.grad = grad.data();
+  const double scale = scalar ? detail::bce_mean_scale(logits, options) : 1.0;
+  if (scalar)
+    a.grad_scale = scale;
+  else
+    a.grad_out = grad_out.data();
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda) {  // grad_out[0] is read on the device
+    cuda::bce_with_logits(fn, a, scalar ? grad_out.data() : nullptr, 1.0, {});
+    return grad;
+  }
+#endif
   if (scalar) {
-    const double scale = detail::bce_mean_scale(logits, options);
     if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(logits.shape());
     a.grad_scale = static_cast<double>(grad_out[0]) * scale;
-  } else {
-    a.grad_out = grad_out.data();
   }
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
-  a.grad = grad.data();
   cpu::bce_with_logits(a);
   return grad;
 }
@@ -59,21 +124,18 @@ Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& tar
 template <class T>
 double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                       Tensor<T>& grad, const BceWithLogitsOptions<T>& options) {
+  return value_and_grad<T>("bce_with_logits_value_and_grad", logits, target, grad, options,
+                           nullptr);
+}
+
+template <class T>
+void bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                    Tensor<T>& grad, Tensor<T>& value,
+                                    const BceWithLogitsOptions<T>& options) {
   const char* fn = "bce_with_logits_value_and_grad";
-  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
-                "reduction none has no single value; use bce_with_logits and "
-                "bce_with_logits_backward");
-  auto a = detail::bce_with_logits_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
-  const double scale = detail::bce_mean_scale(logits, options);
-  if (zero_weight_mean(options, scale)) {
-    std::fill(grad.begin(), grad.end(), T(0));
-    return 0.0;
-  }
-  a.want_sum = true;
-  a.grad = grad.data();
-  a.grad_scale = scale;
-  return cpu::bce_with_logits(a) * scale;
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+  detail::prepare_value(fn, logits, value);
+  value_and_grad<T>(fn, logits, target, grad, options, value.data());
 }
 
 template <class T>
@@ -123,6 +185,8 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
                                               const Tensor<T>&, const BceWithLogitsOptions<T>&); \
   template double bce_with_logits_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&, \
                                                  const BceWithLogitsOptions<T>&);                \
+  template void bce_with_logits_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,   \
+                                               Tensor<T>&, const BceWithLogitsOptions<T>&);      \
   template ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>&, const Tensor<T>&,    \
                                                           const BceWithLogitsOptions<T>&);       \
   template ShardStatistics bce_with_logits_statistics(const Tensor<T>&, const Tensor<T>&,        \

@@ -44,6 +44,13 @@
 // 3..5, any zero extent (empty batch), shape mismatch, a weight that does not broadcast,
 // a pos_weight of another shape, label_smoothing outside [0, 1] or NaN, or a CUDA tensor in a
 // build without CUDA.
+//
+// CUDA (docs/cuda.md): logits on a CUDA device run the CUDA kernel; target, weight, pos_weight,
+// grad, grad_out and value must then be on the device too (an error otherwise). Every option
+// works there except mean_over weight_sum (an error, "not supported on cuda yet"). The forward's
+// scalar stays on the device (no wait); the value_and_grad returning a double waits for the
+// stream; the form with `value` does not. The sum is deterministic but adds in another order
+// than the CPU's: CPU and CUDA agree to rounding, not bit for bit.
 #pragma once
 
 #include "../core/reduction.hpp"
@@ -87,6 +94,12 @@ ValueAndGrad<T> bce_with_logits_value_and_grad(const Tensor<T>& logits, const Te
 template <class T>
 double bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                       Tensor<T>& grad, const BceWithLogitsOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is.
+template <class T>
+void bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                    Tensor<T>& grad, Tensor<T>& value,
+                                    const BceWithLogitsOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
 // statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (its

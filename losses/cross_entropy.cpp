@@ -10,6 +10,9 @@
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
 #include "internal/shards.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/cross_entropy.hpp"
+#endif
 
 namespace segloss {
 namespace {
@@ -23,16 +26,21 @@ struct Prepared {
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
+template <class T>
+void check_smoothing(const char* fn, const CrossEntropyOptions<T>& o) {
+  SEGLOSS_CHECK(
+      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
+      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
+}
+
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                        const CrossEntropyOptions<T>& o) {
   constexpr bool kSoft = std::is_floating_point_v<L>;
   detail::check_class_target(fn, logits, target);
+  check_smoothing(fn, o);
   const Shape& s = logits.shape();
   const int64_t n = s[0], c = s[1], pixels = s.numel_from(2);
-  SEGLOSS_CHECK(
-      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
-      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
   Prepared<T, L> p;
   auto& a = p.args;
   a.x = logits.data();
@@ -89,11 +97,108 @@ double reduce(double sum, const Prepared<T, L>& p, const CrossEntropyOptions<T>&
   return std::isnan(f) ? f : sum * f;
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA path (backends/cuda/cross_entropy.cu): label targets only. The label pass, the mean's
+// divisor and W run on the device, so nothing waits for it unless a host value is asked for.
+template <class T, class L>
+cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
+                                       const Tensor<L>& target, const CrossEntropyOptions<T>& o) {
+  detail::check_class_target(fn, logits, target, true);
+  check_smoothing(fn, o);
+  const Shape& s = logits.shape();
+  cuda::CrossEntropyArgs<T, L> a;
+  a.function = fn;
+  if constexpr (std::is_floating_point_v<L>) {
+    detail::fail(fn, "target ", target.shape(),
+                 " holds probabilities, which are not supported on cuda yet; pass labels "
+                 "(N, spatial...) as int32 or int64");
+  } else {
+    a.labels = target.data();
+  }
+  if (o.weight.defined()) {
+    detail::check_same_device(fn, "weight", o.weight, Device::cuda);
+    SEGLOSS_CHECK(o.weight.numel() == s[1], fn, "weight ", o.weight.shape(), " has ",
+                  o.weight.numel(), " values; expected one per class (", s[1], ") of logits ", s);
+    a.weight = o.weight.data();
+  }
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.ignore_index = o.ignore_index;
+  a.ignore_negative = o.ignore_negative;
+  a.eps = o.label_smoothing;
+  a.reduction = o.reduction;
+  a.mean_over_valid = o.mean_over == MeanOver::valid_pixels;
+  a.all_ignored_nan = o.all_ignored == AllIgnored::nan;
+  return a;
+}
+
+// Runs the passes; with host_status, raises the CPU's error for the first bad label.
+template <class T, class L>
+double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, bool host_status) {
+  if constexpr (std::is_floating_point_v<L>) {
+    (void)a, (void)target, (void)host_status;
+    return 0.0;  // not reached: cuda_args rejects probabilities
+  } else {
+    const auto st = cuda::cross_entropy(a, host_status);
+    if (st.first_bad >= 0) {
+      cpu::LabelRule rule;
+      rule.ignore_index = a.ignore_index;
+      rule.ignore_negative = a.ignore_negative;
+      detail::fail_bad_label(a.function, target.shape(), st.first_bad,
+                             cuda::read_element(target.data(), st.first_bad), a.classes, rule);
+    }
+    return st.value;
+  }
+}
+
+template <class T, class L>
+Tensor<T> cuda_forward(const Tensor<T>& logits, const Tensor<L>& target,
+                       const CrossEntropyOptions<T>& o) {
+  auto a = cuda_args("cross_entropy", logits, target, o);
+  Tensor<T> out = Tensor<T>::empty(
+      o.reduction == Reduction::none ? logits.shape().without(1) : Shape{}, Device::cuda);
+  (o.reduction == Reduction::none ? a.loss : a.value) = out.data();
+  cuda_run(a, target, false);
+  return out;
+}
+
+template <class T, class L>
+Tensor<T> cuda_backward(const Tensor<T>& logits, const Tensor<L>& target, const Tensor<T>& grad_out,
+                        const CrossEntropyOptions<T>& o) {
+  const char* fn = "cross_entropy_backward";
+  auto a = cuda_args(fn, logits, target, o);
+  detail::check_grad_out(fn, grad_out, o.reduction != Reduction::none, logits.shape().without(1),
+                         Device::cuda);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+  a.grad = grad.data();
+  a.grad_out = grad_out.data();
+  cuda_run(a, target, false);
+  return grad;
+}
+
+// With `value` (a device scalar) nothing waits; without, the value comes back to the host.
+template <class T, class L>
+double cuda_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                           Tensor<T>* value, const CrossEntropyOptions<T>& o) {
+  const char* fn = "cross_entropy_value_and_grad";
+  auto a = cuda_args(fn, logits, target, o);
+  detail::prepare_grad(fn, logits, grad);
+  a.grad = grad.data();
+  if (value) a.value = value->data();
+  return cuda_run(a, target, value == nullptr);
+}
+#endif
+
 }  // namespace
 
 template <class T, class L, class>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
                         const CrossEntropyOptions<T>& options) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) return cuda_forward(logits, target, options);
+#endif
   auto p = prepare("cross_entropy", logits, target, options);
   if (options.reduction == Reduction::none) {
     Tensor<T> out = Tensor<T>::empty(p.values_shape);
@@ -109,6 +214,9 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<L>& target,
 template <class T, class L, class>
 Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<L>& target,
                                  const Tensor<T>& grad_out, const CrossEntropyOptions<T>& options) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) return cuda_backward(logits, target, grad_out, options);
+#endif
   const char* fn = "cross_entropy_backward";
   auto p = prepare(fn, logits, target, options);
   const bool scalar = options.reduction != Reduction::none;
@@ -131,12 +239,38 @@ double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use cross_entropy and "
                 "cross_entropy_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda)
+    return cuda_value_and_grad(logits, target, grad, static_cast<Tensor<T>*>(nullptr), options);
+#endif
   auto p = prepare(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
   p.args.want_sum = true;
   p.args.grad = grad.data();
   p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
   return reduce(cpu::cross_entropy(p.args), p, options);
+}
+
+template <class T, class L, class>
+void cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const CrossEntropyOptions<T>& options) {
+  const char* fn = "cross_entropy_value_and_grad";
+  if (!value.defined()) {
+    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+    value = Tensor<T>::empty(Shape{}, logits.device());
+  }
+  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
+  detail::check_same_device(fn, "value", value, logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                  "reduction none has no single value; use cross_entropy and "
+                  "cross_entropy_backward");
+    cuda_value_and_grad(logits, target, grad, &value, options);
+    return;
+  }
+#endif
+  value[0] = static_cast<T>(cross_entropy_value_and_grad(logits, target, grad, options));
 }
 
 template <class T, class L, class>
@@ -184,6 +318,8 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                                             const CrossEntropyOptions<T>&);                       \
   template double cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
                                                const CrossEntropyOptions<T>&);                    \
+  template void cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,      \
+                                             Tensor<T>&, const CrossEntropyOptions<T>&);          \
   template ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
                                                         const CrossEntropyOptions<T>&);           \
   template ShardStatistics cross_entropy_statistics(const Tensor<T>&, const Tensor<L>&,           \

@@ -43,6 +43,15 @@
 // label_smoothing outside [0, 1], grad_out of the wrong shape.
 // NaN logits propagate to the value and gradient of their pixel. Class weights whose sum over
 // the counted pixels is 0 divide by 0, as in PyTorch (NaN or inf).
+//
+// CUDA (docs/cuda.md): logits on a CUDA device run backends/cuda/cross_entropy.cu; the labels,
+// weight, grad, grad_out and value must then be on the device too (an error otherwise). Label
+// targets only: probabilities on CUDA are an error ("not supported on cuda yet"). Every option
+// works. The label pass (validation, the mean's divisor) runs on the device, so nothing waits for
+// it: the forward's scalar, backward and the value_and_grad form with `value` stay on the device,
+// and a bad label shows there as NaN (the reduced value, and the loss and gradient of its pixel);
+// the forms returning a double wait for the stream and raise the CPU's error for it. The sums
+// are deterministic but add in another order than the CPU's: CPU and CUDA agree to rounding.
 #pragma once
 
 #include <cstdint>
@@ -101,6 +110,11 @@ ValueAndGrad<T> cross_entropy_value_and_grad(const Tensor<T>& logits, const Tens
 template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const CrossEntropyOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is.
+template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
+void cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const CrossEntropyOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
 // statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (the weight

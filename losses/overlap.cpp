@@ -41,6 +41,20 @@ void gradient(const Plan<T>& p, const std::vector<double>& G, T* grad) {
 template <class T>
 Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                   const OverlapOptions<T>& o, const detail::ScoreForm& f, OverlapInfo* info) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    const bool none = o.reduction == Reduction::none;
+    Tensor<T> out = Tensor<T>::empty(
+        none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
+    cuda::Result<T> r;
+    if (!none) r.device = out.data();
+    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, nullptr,
+                         none ? out.data() : nullptr, r);
+    detail::cuda_overlap_info(logits.shape(), o, info);
+    return out;
+  }
+#endif
   const auto p = statistics(fn, logits, target, o, f);
   p.scores.fill(info);
   if (o.reduction == Reduction::none) return detail::overlap_values<T>(p.scores, o);
@@ -51,9 +65,22 @@ template <class T>
 Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                    const Tensor<T>& grad_out, const OverlapOptions<T>& o,
                    const detail::ScoreForm& f) {
-  detail::check_image(fn, "logits", logits);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   const bool scalar = o.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
+  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o),
+                         logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    cuda::Upstream<T> up;
+    up.grad_out = grad_out.data();
+    up.per_score = !scalar;
+    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), up, grad.data(),
+                         nullptr, {});
+    return grad;
+  }
+#endif
   const auto p = statistics(fn, logits, target, o, f);
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
   const auto G =
@@ -63,17 +90,37 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
   return grad;
 }
 
+// The value is returned, and also written to device_value when given (one element on the
+// logits' device; on CUDA then without a wait, and the returned value is 0).
 template <class T>
 double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                       const Tensor<T>& target, Tensor<T>& grad, const OverlapOptions<T>& o,
-                      const detail::ScoreForm& f, OverlapInfo* info) {
+                      const detail::ScoreForm& f, OverlapInfo* info, T* device_value = nullptr) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
                 name, " and ", name, "_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    detail::prepare_grad(fn, logits, grad);
+    double value = 0.0;
+    cuda::Result<T> r;
+    if (device_value)
+      r.device = device_value;
+    else
+      r.host = &value;
+    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, grad.data(),
+                         nullptr, r);
+    detail::cuda_overlap_info(logits.shape(), o, info);
+    return value;
+  }
+#endif
   const auto p = statistics(fn, logits, target, o, f);
   detail::prepare_grad(fn, logits, grad);
   gradient(p, detail::overlap_slopes<T>(p.scores, o, 1.0, nullptr), grad.data());
   p.scores.fill(info);
-  return detail::overlap_value(p.scores, o);
+  const double value = detail::overlap_value(p.scores, o);
+  if (device_value) *device_value = static_cast<T>(value);
+  return value;
 }
 
 // ---- the statistics / finalize split (overlap.hpp; internal/overlap_scores.hpp) ----
@@ -135,6 +182,19 @@ detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
     const char* fn = #NAME "_value_and_grad";                                                     \
     return value_and_grad<T>(fn, #NAME, logits, target, grad, options, FORM, info);               \
   }                                                                                               \
+  template <class T>                                                                              \
+  void NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,   \
+                             Tensor<T>& value, const OPTIONS<T>& options, OverlapInfo* info) {    \
+    const char* fn = #NAME "_value_and_grad";                                                     \
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);                                \
+    detail::prepare_value(fn, logits, value);                                                     \
+    value_and_grad<T>(fn, #NAME, logits, target, grad, options, FORM, info, value.data());        \
+  }                                                                                               \
+  template void NAME##_value_and_grad(const Tensor<float>&, const Tensor<float>&, Tensor<float>&, \
+                                      Tensor<float>&, const OPTIONS<float>&, OverlapInfo*);       \
+  template void NAME##_value_and_grad(const Tensor<double>&, const Tensor<double>&,               \
+                                      Tensor<double>&, Tensor<double>&, const OPTIONS<double>&,   \
+                                      OverlapInfo*);                                              \
   template <class T>                                                                              \
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<T>& target,           \
                                       const OPTIONS<T>& options) {                                \

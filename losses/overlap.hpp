@@ -51,6 +51,15 @@
 // non-finite smooth terms, a weight that does not broadcast, a class_weight not of shape (C)
 // or with negative or non-finite values, include_background = false with C = 1, gamma <= 0 or
 // non-finite, log or clamp with gamma != 1, log with clamp, grad_out of the wrong shape.
+//
+// CUDA (docs/cuda.md). Logits on a CUDA device run soft_dice, soft_jaccard and tversky (forward,
+// backward, value_and_grad) on it, with target and grad_out there too. Supported there:
+// reduction (mean, sum, none), smooth_nr, smooth_dr, per_image, activation, squared,
+// include_background. Not supported on cuda yet (an error naming the option): weight,
+// class_weight, empty other than formula, gamma other than 1, log, clamp, and the statistics /
+// finalize split. The sums are deterministic, in another order than the CPU's: the two agree
+// to rounding. The forward's value and the value_and_grad form with `value` stay on the device
+// (no wait).
 #pragma once
 
 #include <cstdint>

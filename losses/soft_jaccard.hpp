@@ -37,6 +37,12 @@ template <class T>
 double soft_jaccard_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                    Tensor<T>& grad, const SoftJaccardOptions<T>& options = {},
                                    OverlapInfo* info = nullptr);
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits (overlap.hpp, "CUDA").
+template <class T>
+void soft_jaccard_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                                 Tensor<T>& value, const SoftJaccardOptions<T>& options = {},
+                                 OverlapInfo* info = nullptr);
 
 // The statistics / finalize split for data-parallel shards (overlap.hpp, OverlapStatistics).
 template <class T>

@@ -42,6 +42,12 @@ ValueAndGrad<T> tversky_value_and_grad(const Tensor<T>& logits, const Tensor<T>&
 template <class T>
 double tversky_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                               const TverskyOptions<T>& options = {}, OverlapInfo* info = nullptr);
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits (overlap.hpp, "CUDA").
+template <class T>
+void tversky_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                            Tensor<T>& value, const TverskyOptions<T>& options = {},
+                            OverlapInfo* info = nullptr);
 
 // The statistics / finalize split for data-parallel shards (overlap.hpp, OverlapStatistics).
 template <class T>

@@ -7,6 +7,10 @@
 
 #include "../backends/cpu/confusion_matrix.hpp"
 #include "../core/checks.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/confusion_matrix.hpp"
+#include "../backends/cuda/cross_entropy.hpp"  // read_element
+#endif
 
 namespace segloss {
 namespace {
@@ -28,13 +32,15 @@ template <class L>
 void check_labels_defined(const char* fn, const char* arg, const Tensor<L>& t) {
   SEGLOSS_CHECK(t.defined(), fn, arg, " is undefined");
   SEGLOSS_CHECK(t.rank() >= 1, fn, arg, " has rank 0; a label map has rank >= 1");
-  detail::check_on_cpu(fn, arg, t);
 }
 
+// pred_labels on the CPU or (in a build with the backend) on CUDA; true_labels on its device.
 template <class P, class L>
 void check_label_pair(const char* fn, const Tensor<P>& pred, const Tensor<L>& truth) {
   check_labels_defined(fn, "pred_labels", pred);
+  detail::check_input_device(fn, "pred_labels", pred, true);
   check_labels_defined(fn, "true_labels", truth);
+  detail::check_same_device(fn, "true_labels", truth, pred.device(), "pred_labels");
   SEGLOSS_CHECK(pred.shape() == truth.shape(), fn, "pred_labels ", pred.shape(),
                 " does not match true_labels ", truth.shape());
 }
@@ -46,12 +52,23 @@ void check_logits_pair(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   SEGLOSS_CHECK(logits.rank() >= 3 && logits.rank() <= 5, fn, "logits ", logits.shape(),
                 " has rank ", logits.rank(),
                 "; expected (N, C, spatial...) with 1 to 3 spatial axes");
-  detail::check_on_cpu(fn, "logits", logits);
+  detail::check_input_device(fn, "logits", logits, true);
   SEGLOSS_CHECK(logits.size(1) == classes, fn, "logits ", logits.shape(), " has ", logits.size(1),
                 " classes on axis 1; the matrix has ", classes);
   check_labels_defined(fn, "true_labels", truth);
+  detail::check_same_device(fn, "true_labels", truth, logits.device());
   SEGLOSS_CHECK(truth.shape() == logits.shape().without(1), fn, "true_labels ", truth.shape(),
                 " does not match logits ", logits.shape(), " without the class axis");
+}
+
+// Element i of a label map on the CPU or (copied back) on CUDA.
+template <class L>
+int64_t label_at(const L* data, int64_t i, Device device) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda) return cuda::read_element(data, i);
+#endif
+  (void)device;
+  return static_cast<int64_t>(data[i]);
 }
 
 // Turns a kernel's first bad pixel into the error message. `offset` is the linear index of the
@@ -62,13 +79,38 @@ void report(const char* fn, const cpu::HistResult& r, int64_t offset, const P* p
   if (r.first_bad < 0) return;
   const int64_t i = offset + r.first_bad;
   const Shape& s = truth.shape();
+  const Device d = truth.device();
   if (r.bad_is_pred)
-    detail::fail(fn, "pred_labels has label ", static_cast<int64_t>(pred[i]), " at ", s.position(i),
-                 " (true label ", static_cast<int64_t>(truth[i]), "), outside [0, ", classes,
+    detail::fail(fn, "pred_labels has label ", label_at(pred, i, d), " at ", s.position(i),
+                 " (true label ", label_at(truth.data(), i, d), "), outside [0, ", classes,
                  "); a predicted label must be a class");
-  detail::fail(fn, "true_labels has label ", static_cast<int64_t>(truth[i]), " at ", s.position(i),
+  detail::fail(fn, "true_labels has label ", label_at(truth.data(), i, d), " at ", s.position(i),
                ", outside [0, ", classes, ") and not ignore_index ", o.ignore_index,
                " (options.out_of_range = drop skips such pixels silently, as pytorch-fcn)");
+}
+
+// The counting kernels of the labels' device.
+template <class P, class L>
+cpu::HistResult count_labels(const char* fn, const P* pred, const L* truth, int64_t count,
+                             const cpu::HistRule& rule, int64_t* hist, Device device) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda)
+    return cuda::confusion_from_labels(fn, pred, truth, count, rule, hist);
+#endif
+  (void)fn, (void)device;
+  return cpu::confusion_from_labels(pred, truth, count, rule, hist);
+}
+
+template <class T, class L>
+cpu::HistResult count_logits(const char* fn, const T* logits, const L* truth, int64_t images,
+                             int64_t pixels, const cpu::HistRule& rule, int64_t* hist,
+                             Device device) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda)
+    return cuda::confusion_from_logits(fn, logits, truth, images, pixels, rule, hist);
+#endif
+  (void)fn, (void)device;
+  return cpu::confusion_from_logits(logits, truth, images, pixels, rule, hist);
 }
 
 }  // namespace
@@ -97,9 +139,8 @@ template <class P, class L, class>
 void ConfusionMatrix::update(const Tensor<P>& pred_labels, const Tensor<L>& true_labels) {
   const char* fn = "ConfusionMatrix::update";
   check_label_pair(fn, pred_labels, true_labels);
-  const auto r =
-      cpu::confusion_from_labels(pred_labels.data(), true_labels.data(), true_labels.numel(),
-                                 rule_of(classes_, options_), hist_.data());
+  const auto r = count_labels(fn, pred_labels.data(), true_labels.data(), true_labels.numel(),
+                              rule_of(classes_, options_), hist_.data(), true_labels.device());
   report(fn, r, 0, pred_labels.data(), true_labels, classes_, options_);
 }
 
@@ -108,9 +149,8 @@ void ConfusionMatrix::update_from_logits(const Tensor<T>& logits, const Tensor<L
   const char* fn = "ConfusionMatrix::update_from_logits";
   check_logits_pair(fn, logits, true_labels, classes_);
   const Shape& s = logits.shape();
-  const auto r =
-      cpu::confusion_from_logits(logits.data(), true_labels.data(), s[0], s.numel_from(2),
-                                 rule_of(classes_, options_), hist_.data());
+  const auto r = count_logits(fn, logits.data(), true_labels.data(), s[0], s.numel_from(2),
+                              rule_of(classes_, options_), hist_.data(), logits.device());
   report(fn, r, 0, static_cast<const int32_t*>(nullptr), true_labels, classes_, options_);
 }
 
@@ -168,9 +208,8 @@ std::vector<ConfusionMatrix> confusion_per_image(const Tensor<P>& pred_labels,
   out.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     std::vector<int64_t> hist(static_cast<size_t>(num_classes * num_classes), 0);
-    const auto r =
-        cpu::confusion_from_labels(pred_labels.data() + i * px, true_labels.data() + i * px, px,
-                                   rule_of(num_classes, options), hist.data());
+    const auto r = count_labels(fn, pred_labels.data() + i * px, true_labels.data() + i * px, px,
+                                rule_of(num_classes, options), hist.data(), true_labels.device());
     report(fn, r, i * px, pred_labels.data(), true_labels, num_classes, options);
     out.push_back(ConfusionMatrix::from_counts(num_classes, std::move(hist), options));
   }
@@ -192,9 +231,8 @@ std::vector<ConfusionMatrix> confusion_per_image_from_logits(
   out.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     std::vector<int64_t> hist(static_cast<size_t>(c * c), 0);
-    const auto r =
-        cpu::confusion_from_logits(logits.data() + i * c * px, true_labels.data() + i * px, 1, px,
-                                   rule_of(c, options), hist.data());
+    const auto r = count_logits(fn, logits.data() + i * c * px, true_labels.data() + i * px, 1, px,
+                                rule_of(c, options), hist.data(), logits.device());
     report(fn, r, i * px, static_cast<const int32_t*>(nullptr), true_labels, c, options);
     out.push_back(ConfusionMatrix::from_counts(c, std::move(hist), options));
   }

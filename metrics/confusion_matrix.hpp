@@ -40,6 +40,12 @@
 // counts() is the row-major C x C array; from_counts() rebuilds a matrix from such an array
 // (e.g. after an MPI all-reduce of counts()).
 //
+// CUDA (docs/cuda.md): label maps or logits on a CUDA device are counted there
+// (backends/cuda/confusion_matrix.cu; both tensors of an update on the device, an error
+// otherwise), with the same options, tie and NaN rules, and error messages. The counts are
+// integers added by integer atomics, so they are exact and equal to the CPU's; the C x C counts
+// are copied back into this host object, so an update waits for the current stream.
+//
 // Errors (segloss::Error): num_classes outside [1, 32768]; shapes that differ; a label map of
 // rank 0; logits of rank outside 3..5 or with a class axis other than num_classes; true labels
 // not shaped like the logits without the class axis; tensors on another device; bad labels as

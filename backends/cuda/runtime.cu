@@ -4,6 +4,8 @@
 
 #include <map>
 #include <memory>
+#include <thread>
+#include <tuple>
 #include <utility>
 
 #include "../../core/tensor.hpp"
@@ -41,9 +43,21 @@ struct PoolEntry {
   size_t bytes = 0;
 };
 
+// An entry's key: the device and the stream handle, and for cudaStreamPerThread the thread too
+// (that one handle names a different stream on every thread: sharing its buffer would let one
+// thread's call overwrite the workspace another thread's kernels still read).
+struct PoolKey {
+  int device;
+  cudaStream_t stream;
+  std::thread::id thread;
+  bool operator<(const PoolKey& o) const {
+    return std::tie(device, stream, thread) < std::tie(o.device, o.stream, o.thread);
+  }
+};
+
 struct Pool {
   std::mutex mutex;  // guards `entries` (not the buffers)
-  std::map<std::pair<int, cudaStream_t>, std::unique_ptr<PoolEntry>> entries;
+  std::map<PoolKey, std::unique_ptr<PoolEntry>> entries;
 };
 
 Pool& pool() {
@@ -54,7 +68,9 @@ Pool& pool() {
 PoolEntry& pool_entry(int device, cudaStream_t s) {
   Pool& p = pool();
   std::lock_guard<std::mutex> g(p.mutex);
-  auto& e = p.entries[{device, s}];
+  const PoolKey key{device, s,
+                    s == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  auto& e = p.entries[key];
   if (!e) e = std::make_unique<PoolEntry>();
   return *e;
 }
@@ -89,8 +105,10 @@ void release_pool() {
   for (auto& [key, e] : p.entries) {
     std::lock_guard<std::mutex> ge(e->mutex);
     if (!e->data) continue;
-    cudaSetDevice(key.first);
-    cudaStreamSynchronize(key.second);
+    cudaSetDevice(key.device);
+    // The whole device, not the entry's stream: that stream may have been destroyed since (a
+    // stale handle is undefined behaviour), or be another thread's per-thread stream.
+    cudaDeviceSynchronize();
     cudaFree(e->data);
     e->data = nullptr;
     e->bytes = 0;
@@ -98,7 +116,7 @@ void release_pool() {
   cudaSetDevice(current);
 }
 
-Call::Call(const char* function, size_t bytes) : function_(function), stream_(stream()) {
+Call::Call(const char* function, size_t bytes) : function_(function), stream_(thread_stream()) {
   const detail::ThreadState& ts = detail::thread_state();
   if (ts.workspace) {
     const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
@@ -173,7 +191,7 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
       dst_device == Device::cuda
           ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
           : (src_device == Device::cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  const cudaStream_t s = cuda::stream();
+  const cudaStream_t s = cuda::thread_stream();
   cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), function, "cudaMemcpyAsync");
   cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
 }

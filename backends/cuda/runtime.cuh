@@ -28,11 +28,23 @@ using detail::PlaneGrid;
 // Throws segloss::Error "function: what failed: <CUDA's message>" unless e is cudaSuccess.
 void check(cudaError_t e, const char* function, const char* what);
 
-inline cudaStream_t stream() {
+// The calling thread's current stream (StreamScope's, else the legacy default stream). Not
+// named stream(): inside Call, whose member stream() returns the call's stream, an unqualified
+// stream() would find the member (that was the crash of the first GPU run: Call's constructor
+// initialized stream_ from itself, an uninitialized value).
+inline cudaStream_t thread_stream() {
   return static_cast<cudaStream_t>(current_stream());
+}
+// The same, for code outside Call's members (kept for the kernels written against it).
+inline cudaStream_t stream() {
+  return thread_stream();
 }
 
 // The bits a kernel may set in a call's error flag (an int; atomicOr on it is not a result).
+// A loss that reads labels passes call.flag() to its kernels, which do
+//   if (label out of range) atomicOr(flag, kBadLabel);   // and skip the element
+// and reads its host value with call.host_value("target holds a label outside [0, C)");
+// a device-resident value becomes NaN instead (device_value).
 constexpr int kBadLabel = 1;
 
 // One library call on the current stream: its workspace (from the caller's WorkspaceScope, or
@@ -96,21 +108,47 @@ __device__ void block_sum(const double (&acc)[K], double* out) {
     for (int k = 0; k < K; ++k) out[k] = buf[k][0];
 }
 
-// A pass over the grid. body.at(plane) gives the plane's view, whose operator()(s, i, acc)
-// handles element s of the plane (linear index i) and adds its K statistics to acc. With
-// K > 0 the block writes its K sums to partials[block * K + k]; K = 0 is a pass that only
-// writes (a gradient).
+// Elements a thread handles per step: their loads are issued together, and their statistics
+// are added in the element type (as the CPU adds 8 packets) before one addition in double.
+constexpr int kUnroll = 8;
+
+// A pass over the grid. body.at(plane) gives the plane's view: its load(i) reads the inputs of
+// element i (an At::In), and its operator()(s, i, in, part) handles element s of the plane
+// (linear index i) from them and adds its K statistics to part (of type Body::Part, the element
+// type). Thread t of a block handles the elements begin + t + j * 256
+// of its range, kUnroll of them per step. With K > 0 the block writes its K sums to
+// partials[block * K + k]; K = 0 is a pass that only writes (a gradient). The body is a
+// __grid_constant__ parameter: a plane's view may point into it (a broadcast weight's reader)
+// without a per-thread copy.
 template <int K, class Body>
 __global__ void __launch_bounds__(kThreads)
-    plane_pass_kernel(PlaneGrid g, Body body, double* partials) {
-  const int64_t plane = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
-  const int64_t begin = part * g.part_size;
+    plane_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
+  using Part = typename Body::Part;
+  constexpr int KK = K > 0 ? K : 1;
+  const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
+  const int64_t begin = part_index * g.part_size;
   const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
-  const auto at = body.at(plane);
-  double acc[K > 0 ? K : 1] = {};
+  using At = decltype(body.at(0));
+  const At at = body.at(plane);
+  double acc[KK] = {};
   const int64_t base = plane * g.plane_size;
-#pragma unroll 4
-  for (int64_t s = begin + threadIdx.x; s < end; s += kThreads) at(s, base + s, acc);
+  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * kUnroll) {
+    // Every load of the step before any store: a gradient pass's stores could alias the next
+    // elements' inputs as far as the compiler knows, which would serialize load, math, store.
+    typename At::In in[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) in[u] = at.load(base + s);
+    }
+    Part part[KK] = {};
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) at(s, base + s, in[u], part);
+    }
+    for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
+  }
   if constexpr (K > 0) block_sum<K>(acc, partials + blockIdx.x * K);
 }
 

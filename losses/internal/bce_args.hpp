@@ -28,19 +28,23 @@ template <class T>
 cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tensor<T>& logits,
                                                const Tensor<T>& target,
                                                const BceWithLogitsOptions<T>& o) {
-  check_same_shape_pair(function, logits, target);
+  check_same_shape_pair(function, logits, target, "logits", /*cuda_path=*/true);
   const Shape& s = logits.shape();
+  const Device device = logits.device();
   cpu::BceWithLogitsArgs<T> a;
   a.x = logits.data();
   a.z = target.data();
   a.channels = s[1];
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
-  if (o.weight.defined()) check_on_cpu(function, "weight", o.weight);
+  if (o.weight.defined()) check_same_device(function, "weight", o.weight, device);
+  SEGLOSS_CHECK(
+      device == Device::cpu || o.mean_over == BceMeanOver::elements || !o.weight.defined(),
+      function, "options.mean_over weight_sum is not supported on cuda yet");
   a.weight = make_broadcast_reader(function, "weight", s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   if (o.pos_weight.defined()) {
-    check_on_cpu(function, "pos_weight", o.pos_weight);
+    check_same_device(function, "pos_weight", o.pos_weight, device);
     const Shape& pws = o.pos_weight.shape();
     const int64_t n = o.pos_weight.numel();
     SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, "pos_weight ", pws,

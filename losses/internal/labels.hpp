@@ -12,13 +12,15 @@ namespace segloss {
 namespace detail {
 
 // The logits are an image (N, C, spatial...); a label target is (N, spatial...), a probability
-// target (L floating) has the logits' shape.
+// target (L floating) has the logits' shape. With cuda_path the logits may be on CUDA (in a build
+// with the backend), and the target must then be there too.
 template <class T, class L>
-void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>& target) {
-  check_image(fn, "logits", logits);
+void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                        bool cuda_path = false) {
+  check_image(fn, "logits", logits, cuda_path);
   const Shape& s = logits.shape();
   SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
-  check_on_cpu(fn, "target", target);
+  check_same_device(fn, "target", target, logits.device());
   if constexpr (std::is_floating_point_v<L>) {
     SEGLOSS_CHECK(target.shape() == s, fn, "target ", target.shape(),
                   " (probabilities) does not match logits ", s);
@@ -28,6 +30,14 @@ void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>
   }
 }
 
+// The error of a label outside [0, C) that is not ignored, at linear index i of target shape s.
+[[noreturn]] inline void fail_bad_label(const char* fn, const Shape& s, int64_t i, int64_t label,
+                                        int64_t classes, const cpu::LabelRule& rule) {
+  fail(fn, "target has label ", label, " at ", s.position(i), ", outside [0, ", classes,
+       ") and not ignore_index ", rule.ignore_index,
+       rule.ignore_negative ? " (negative labels are ignored)" : "");
+}
+
 // Validates every label (in [0, C) or ignored by the rule) and returns the label pass's sums.
 template <class T, class L>
 cpu::LabelSums check_labels(const char* fn, const Tensor<L>& target, int64_t classes,
@@ -35,12 +45,9 @@ cpu::LabelSums check_labels(const char* fn, const Tensor<L>& target, int64_t cla
   const Shape& s = target.shape();
   const auto sums = cpu::cross_entropy_label_sums(target.data(), s[0], s.numel_from(1), classes,
                                                   rule, class_weight);
-  if (sums.first_bad >= 0) {
-    const int64_t i = sums.first_bad;
-    fail(fn, "target has label ", static_cast<int64_t>(target.data()[i]), " at ", s.position(i),
-         ", outside [0, ", classes, ") and not ignore_index ", rule.ignore_index,
-         rule.ignore_negative ? " (negative labels are ignored)" : "");
-  }
+  if (sums.first_bad >= 0)
+    fail_bad_label(fn, s, sums.first_bad, static_cast<int64_t>(target.data()[sums.first_bad]),
+                   classes, rule);
   return sums;
 }
 

@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "../../backends/cpu/overlap.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../../backends/cuda/overlap.hpp"
+#endif
 #include "../../core/broadcast.hpp"
 #include "../../core/checks.hpp"
 #include "../overlap.hpp"
@@ -78,10 +81,25 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o) {
   }
 }
 
+// The options the CUDA path does not support yet (backends/cuda/overlap.hpp).
+template <class T>
+void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o) {
+  const char* unsupported = o.weight.defined()                ? "options.weight"
+                            : o.class_weight.defined()        ? "options.class_weight"
+                            : o.empty != EmptyPolicy::formula ? "options.empty other than formula"
+                            : o.gamma != 1.0                  ? "options.gamma other than 1"
+                            : o.log                           ? "options.log"
+                            : o.clamp                         ? "options.clamp"
+                                                              : nullptr;
+  SEGLOSS_CHECK(!unsupported, fn, unsupported, " is not supported on cuda yet");
+}
+
+// The arguments of the kernels; cuda_path: the caller has a CUDA path for a CUDA input.
 template <class T>
 cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
-                                 const OverlapOptions<T>& o) {
-  check_same_shape_pair(fn, logits, target);
+                                 const OverlapOptions<T>& o, bool cuda_path = false) {
+  check_same_shape_pair(fn, logits, target, "logits", cuda_path);
+  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o);
   check_overlap_options(fn, logits.shape(), o);
   const Shape& s = logits.shape();
   cpu::OverlapArgs<T> a;
@@ -334,6 +352,36 @@ double overlap_split_coefficients(const char* fn, const OverlapStatistics& st, s
   const auto scores = overlap_scores(sums, 3, Shape{1, s[1]}, o, f);
   overlap_coefficients(scores, overlap_slopes<T>(scores, o, g, nullptr), planes, ca, cb);
   return overlap_value(scores, o);
+}
+
+#if defined(SEGLOSS_WITH_CUDA)
+// What the CUDA finalize needs of the options (the subset check_overlap_cuda_options allows).
+template <class T>
+cuda::OverlapForm cuda_overlap_form(const Shape& s, const OverlapOptions<T>& o,
+                                    const ScoreForm& f) {
+  cuda::OverlapForm c;
+  c.a_n = f.a_n;
+  c.a_i = f.a_i;
+  c.a_p = f.a_p;
+  c.a_t = f.a_t;
+  c.smooth_nr = o.smooth_nr;
+  c.smooth_dr = o.smooth_dr;
+  c.images = s[0];
+  c.channels = s[1];
+  c.per_image = o.per_image;
+  c.include_background = o.include_background;
+  c.mean = o.reduction == Reduction::mean;
+  return c;
+}
+#endif
+
+// OverlapInfo of a CUDA call: with the options CUDA supports, every score is kept except the
+// excluded background.
+template <class T>
+void cuda_overlap_info(const Shape& s, const OverlapOptions<T>& o, OverlapInfo* info) {
+  if (!info) return;
+  const int64_t count = o.per_image ? s[0] * s[1] : s[1];
+  *info = OverlapInfo{count - (o.include_background ? 0 : count / s[1]), 0};
 }
 
 }  // namespace detail

@@ -1,0 +1,24 @@
+// CUDA kernels of bce_dice: the overlap passes of overlap_passes.cuh with the BCE term inside
+// (pass 1 also sums the weighted BCE values; pass 2 also adds the BCE gradient), sharing
+// exp(-|x|) between the two terms.
+#include "overlap_passes.cuh"
+
+namespace segloss {
+namespace cuda {
+
+template <class T>
+void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
+                  const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
+                  T* grad, Result<T> r) {
+  overlap_detail::run<T, true>(function, a, bce, f, up, grad, nullptr, r);
+}
+
+template void bce_dice_run<float>(const char*, const cpu::OverlapArgs<float>&,
+                                  const cpu::BceWithLogitsArgs<float>&, const OverlapForm&,
+                                  Upstream<float>, float*, Result<float>);
+template void bce_dice_run<double>(const char*, const cpu::OverlapArgs<double>&,
+                                   const cpu::BceWithLogitsArgs<double>&, const OverlapForm&,
+                                   Upstream<double>, double*, Result<double>);
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,104 @@
+// CUDA kernel of bce_with_logits: one pass, one thread per element of a strided range, the math
+// of core/pointwise.hpp, the sum in the element type per step of 8 and in double beyond, through
+// the two-stage reduction of runtime.cuh.
+#include "bce_with_logits.hpp"
+
+#include "../../core/pointwise.hpp"
+#include "runtime.cuh"
+#include "weight.cuh"
+
+namespace segloss {
+namespace cuda {
+namespace {
+
+template <class T>
+struct BceBody {
+  using Part = T;
+  cpu::BceWithLogitsArgs<T> a;
+  const T* grad_scale_by;
+
+  struct At {
+    const T *x, *z, *grad_out, *wrow;
+    T *loss, *grad;
+    const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
+    T pos_weight, scale, zs, zb;
+    bool want_value;
+
+    struct In {
+      T x, z;
+    };
+    __device__ __forceinline__ In load(int64_t i) const { return {x[i], z[i]}; }
+
+    template <int K>
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
+                                               T (&acc)[K]) const {
+      const T xi = in.x;
+      const T zi = in.z * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
+      const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
+      const T w = weight_at(*weight, wrow, s);
+      if (want_value) {
+        const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
+        if (loss) loss[i] = l;
+        acc[0] += l;
+      }
+      if (grad) {
+        const T g = (scale * w) * pw::bce_logits_grad<T>(xi, zi, pos_weight, lg);
+        grad[i] = grad_out ? g * grad_out[i] : g;
+      }
+    }
+  };
+
+  __device__ At at(int64_t plane) const {
+    At t;
+    t.x = a.x;
+    t.z = a.z;
+    t.grad_out = a.grad_out;
+    t.loss = a.loss;
+    t.grad = a.grad;
+    t.weight = &a.weight;
+    t.wrow = weight_row(a.weight, plane);
+    t.pos_weight =
+        a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : plane % a.channels] : T(1);
+    const double by = grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0;
+    t.scale = static_cast<T>(a.grad_scale * by);
+    t.zs = a.target_scale;
+    t.zb = a.target_shift;
+    t.want_value = a.want_sum || a.loss;
+    return t;
+  }
+};
+
+__global__ void scale_value_kernel(const double* sum, double scale, double* value) {
+  *value = *sum * scale;
+}
+
+}  // namespace
+
+template <class T>
+void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
+                     const T* grad_scale_by, double value_scale, Result<T> r) {
+  const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
+  const detail::Layout l = detail::layout(g, 1);
+  Call call(function, l.total);
+  const BceBody<T> body{a, grad_scale_by};
+  if (!a.want_sum) {
+    plane_pass<0>(call, g, body, nullptr);
+    return;
+  }
+  double* partials = call.at<double>(l.partials);
+  double* total = call.at<double>(l.sums);
+  plane_pass<1>(call, g, body, partials);
+  combine(call, partials, 1, g.blocks(), 1, total);
+  scale_value_kernel<<<1, 1, 0, call.stream()>>>(total, value_scale, call.value());
+  call.launched();
+  if (r.device) call.device_value(r.device);
+  if (r.host) *r.host = call.host_value();
+}
+
+template void bce_with_logits<float>(const char*, const cpu::BceWithLogitsArgs<float>&,
+                                     const float*, double, Result<float>);
+template void bce_with_logits<double>(const char*, const cpu::BceWithLogitsArgs<double>&,
+                                      const double*, double, Result<double>);
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,385 @@
+// CUDA kernels of cross_entropy with label targets. The logits are (N, C, S): the C logits of a
+// pixel are S elements apart, so each thread takes a pixel and walks the class axis, and the
+// threads of a warp, on consecutive pixels, read each class row coalesced. For C <= 32 the
+// pixel's logits are loaded into registers at once (C independent loads in flight per thread)
+// and the exponentials kept there, so the logits are read from memory once and the gradient
+// written once, in the same pass that computes the loss. Larger C walks the row three times
+// (max, sums, gradient), which mostly hits the caches.
+//
+// Four launches on the caller's stream (cross_entropy.hpp):
+//   1. label_pass: every label checked (the first bad linear index by an integer atomicMin, so
+//      the same index whatever the scheduling), and per block the count of counted pixels and
+//      the sum of their class weights (double);
+//   2. prepare (one block): the block partials added in a fixed order; the mean's divisor,
+//      W = sum_c w_c, the value's mean factor and the gradient's scale, kept on the device so
+//      nothing waits for the host;
+//   3. fused: loss and gradient per pixel; one double partial of the loss per block;
+//   4. finish (one block): the partials added in a fixed order, the reduction applied.
+// The grid is a fixed function of the shape (at most kMaxBlocks blocks, grid-stride loops),
+// and every sum runs in a fixed order: the value is bitwise the same from run to run.
+#include "cross_entropy.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "../../core/pointwise.hpp"
+#include "launch.cuh"
+
+namespace segloss {
+namespace cuda {
+namespace {
+
+constexpr int kMaxBlocks = 4096;
+constexpr int kRegisterClasses = 32;  // C up to this keeps a pixel's logits in registers
+
+// The device-side status at the start of the workspace.
+struct Status {
+  double value;                  // the reduced value (double)
+  unsigned long long first_bad;  // all ones: no bad label
+  long long count;               // counted pixels
+  double weight_sum;             // sum of their class weights
+  double w_total;                // W = sum_c w_c
+  double mean_factor;            // the value's factor for mean (NaN: all ignored, nan policy)
+  double grad_scale;             // the gradient's factor for mean and sum (grad_out included)
+};
+
+struct Layout {
+  Status* status;
+  double* label_weight;  // kMaxBlocks
+  long long* label_count;
+  double* loss_partial;  // kMaxBlocks
+};
+
+constexpr size_t kStatusBytes = 256;
+constexpr size_t kPartialBytes = sizeof(double) * kMaxBlocks;
+
+Layout layout(void* workspace) {
+  char* p = static_cast<char*>(workspace);
+  Layout l;
+  l.status = reinterpret_cast<Status*>(p);
+  l.label_weight = reinterpret_cast<double*>(p + kStatusBytes);
+  l.label_count = reinterpret_cast<long long*>(p + kStatusBytes + kPartialBytes);
+  l.loss_partial = reinterpret_cast<double*>(p + kStatusBytes + 2 * kPartialBytes);
+  return l;
+}
+
+__device__ __forceinline__ bool ignored(int64_t y, int64_t ignore_index, bool ignore_negative) {
+  return y == ignore_index || (ignore_negative && y < 0);
+}
+
+int blocks_for(int64_t items) {
+  const int64_t b = (items + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 1 ? 1 : b > kMaxBlocks ? kMaxBlocks : b);
+}
+
+template <class L, class T>
+__global__ void __launch_bounds__(kThreads)
+    label_pass(const L* __restrict__ labels, int64_t total, int64_t classes, int64_t ignore_index,
+               bool ignore_negative, const T* __restrict__ weight, double* weight_partial,
+               long long* count_partial, unsigned long long* first_bad) {
+  double ws = 0.0;
+  long long count = 0;
+  unsigned long long bad = ~0ull;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t y = static_cast<int64_t>(labels[i]);
+    if (ignored(y, ignore_index, ignore_negative)) continue;
+    if (y < 0 || y >= classes) {
+      if (bad == ~0ull) bad = static_cast<unsigned long long>(i);  // i grows: the thread's first
+      continue;
+    }
+    ws += weight ? static_cast<double>(weight[y]) : 1.0;
+    ++count;
+  }
+  if (bad != ~0ull) atomicMin(first_bad, bad);  // integers: the minimum, in any order
+  __shared__ double sh_w[kThreads / 32];
+  __shared__ long long sh_c[kThreads / 32];
+  ws = block_total(ws, sh_w);
+  count = block_total(count, sh_c);
+  if (threadIdx.x == 0) {
+    weight_partial[blockIdx.x] = ws;
+    count_partial[blockIdx.x] = count;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    prepare(int blocks, int64_t classes, const T* __restrict__ weight, bool mean, bool mean_valid,
+            bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
+            const double* weight_partial, const long long* count_partial, Status* st) {
+  double ws = 0.0;
+  long long count = 0;
+  for (int b = threadIdx.x; b < blocks; b += kThreads) {
+    ws += weight_partial[b];
+    count += count_partial[b];
+  }
+  __shared__ double sh_w[kThreads / 32];
+  __shared__ long long sh_c[kThreads / 32];
+  ws = block_total(ws, sh_w);
+  count = block_total(count, sh_c);
+  if (threadIdx.x != 0) return;
+  double w_total = static_cast<double>(classes);
+  if (weight) {
+    w_total = 0.0;
+    for (int64_t c = 0; c < classes; ++c) w_total += static_cast<double>(weight[c]);
+  }
+  // As the CPU path (losses/cross_entropy.cpp): 1/divisor, and when no pixel counts, 0 for the
+  // gradient and 0 or NaN for the value. Weights summing to 0 divide by 0 as PyTorch does.
+  const bool none_counted = count == 0;
+  const double divisor = mean_valid ? static_cast<double>(count) : ws;
+  const double factor = none_counted ? 0.0 : 1.0 / divisor;
+  st->count = count;
+  st->weight_sum = ws;
+  st->w_total = w_total;
+  st->mean_factor = none_counted && all_ignored_nan ? nan("") : factor;
+  const double g0 = grad_out_scalar ? static_cast<double>(grad_out_scalar[0]) : 1.0;
+  st->grad_scale = g0 * (mean ? factor : 1.0);
+}
+
+// What a pixel's label makes of it: counted, ignored (loss and gradient 0 whatever its logits),
+// or bad (outside [0, C), flagged by the label pass: loss and gradient NaN, so that a result kept
+// on the device shows it; nothing is read out of bounds, the label taken as 0).
+enum PixelState { kCounted = 0, kIgnored = 1, kBad = 2 };
+
+template <class T>
+__device__ __forceinline__ T by_state(int state, T v) {
+  return state == kCounted ? v : state == kIgnored ? T(0) : static_cast<T>(NAN);
+}
+
+// One pixel's loss, and its gradient written to g (class c at g[c * S]) unless g is null.
+//
+// C <= K: the C logits are loaded into registers at once, before anything waits on the label,
+// so C independent loads are in flight per thread; the loops unroll, so the array is indexed by
+// constants only and stays in registers. Ignored and bad pixels go through the same code (no
+// branch that would hold the loads back) and are overridden at the end.
+template <class T, int K>
+__device__ __forceinline__ T pixel_in_registers(const T* __restrict__ x, T* __restrict__ g,
+                                                int64_t S, int C, int y, int state, const T* w,
+                                                T up, T eps, T eps_over_c, T w_total) {
+  using M = Math<T>;
+  T v[K];
+  {
+    const T* xc = x;
+#pragma unroll
+    for (int c = 0; c < K; ++c) {
+      if (c < C) v[c] = __ldcs(xc);  // read once: stream past the caches
+      xc += S;
+    }
+  }
+  T m = v[0];
+#pragma unroll
+  for (int c = 1; c < K; ++c)
+    if (c < C) m = M::max(m, v[c]);
+  // Relative to the max m: lse - x_c = log(se) - (x_c - m), no cancellation of large values.
+  T se = T(0), wx = T(0), x_y = T(0);
+#pragma unroll
+  for (int c = 0; c < K; ++c) {
+    if (c < C) {
+      const T xc = v[c] - m;
+      x_y = c == y ? xc : x_y;
+      v[c] = M::exp(xc);
+      se += v[c];
+      if (eps > T(0)) wx += w[c] * xc;
+    }
+  }
+  const T w_y = w[y];
+  const T lse = M::log(se);
+  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (g) {
+    const T inv_se = M::recip(se);
+#pragma unroll
+    for (int c = 0; c < K; ++c) {
+      if (c < C) {
+        const T p = v[c] * inv_se;
+        const T d = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
+                                                   eps_over_c, w_total);
+        __stcs(g, by_state(state, d));
+      }
+      g += S;
+    }
+  }
+  return by_state(state, loss);
+}
+
+// Any C: three walks over the row (max; exponentials and sums; gradient), which mostly hit the
+// caches after the first.
+template <class T>
+__device__ __forceinline__ T pixel_walk(const T* __restrict__ x, T* __restrict__ g, int64_t S,
+                                        int C, int y, int state, const T* w, T up, T eps,
+                                        T eps_over_c, T w_total) {
+  using M = Math<T>;
+  if (state != kCounted) {
+    if (g)
+      for (int c = 0; c < C; ++c) g[c * S] = by_state(state, T(0));
+    return by_state(state, T(0));
+  }
+  const auto wc = [&](int c) { return w ? w[c] : T(1); };
+  T m = x[0];
+  for (int c = 1; c < C; ++c) m = M::max(m, x[c * S]);
+  T se = T(0), wx = T(0);
+  for (int c = 0; c < C; ++c) {
+    const T xc = x[c * S] - m;
+    se += M::exp(xc);
+    if (eps > T(0)) wx += wc(c) * xc;
+  }
+  const T x_y = x[static_cast<int64_t>(y) * S] - m;
+  const T w_y = wc(y);
+  const T lse = M::log(se);
+  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (g) {
+    const T inv_se = M::recip(se);
+    for (int c = 0; c < C; ++c) {
+      const T p = M::exp(x[c * S] - m) * inv_se;
+      g[c * S] = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, wc(c), eps,
+                                                eps_over_c, w_total);
+    }
+  }
+  return loss;
+}
+
+template <class T, class L, int K>
+__global__ void __launch_bounds__(kThreads)
+    fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial) {
+  const int C = static_cast<int>(a.classes);
+  const int64_t S = a.pixels, total = a.images * S;
+  const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / a.classes);
+  const T w_total = static_cast<T>(st->w_total);
+  const bool per_pixel_up = a.reduction == Reduction::none;
+  const T scale = static_cast<T>(st->grad_scale);
+  // With C <= K the class weights (or ones) sit in shared memory; otherwise read from a.weight.
+  __shared__ T sh_weight[K > 0 ? K : 1];
+  const T* w = a.weight;
+  if constexpr (K > 0) {
+    for (int c = threadIdx.x; c < K; c += kThreads)
+      sh_weight[c] = c < C ? (a.weight ? a.weight[c] : T(1)) : T(0);
+    __syncthreads();
+    w = sh_weight;
+  }
+  double acc = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  for (int64_t pix = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; pix < total;
+       pix += stride) {
+    const int64_t n = pix / S, s = pix - n * S;
+    const int64_t base = n * a.classes * S + s;
+    T* g = a.grad ? a.grad + base : nullptr;
+    const int64_t y = static_cast<int64_t>(a.labels[pix]);
+    const int state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
+                      : y < 0 || y >= a.classes                     ? kBad
+                                                                    : kCounted;
+    const int yi = state == kCounted ? static_cast<int>(y) : 0;
+    T up = T(0);
+    if (g) up = per_pixel_up ? (a.grad_out ? a.grad_out[pix] : T(1)) : scale;
+    T loss;
+    if constexpr (K > 0)
+      loss =
+          pixel_in_registers<T, K>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
+    else
+      loss = pixel_walk<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
+    if (a.loss) a.loss[pix] = loss;
+    acc += static_cast<double>(loss);
+  }
+  if (!loss_partial) return;
+  __shared__ double sh[kThreads / 32];
+  acc = block_total(acc, sh);
+  if (threadIdx.x == 0) loss_partial[blockIdx.x] = acc;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    finish(int blocks, bool mean, const double* loss_partial, Status* st, T* value,
+           double* value_slot, int* flag_slot) {
+  double sum = 0.0;
+  for (int b = threadIdx.x; b < blocks; b += kThreads) sum += loss_partial[b];
+  __shared__ double sh[kThreads / 32];
+  sum = block_total(sum, sh);
+  if (threadIdx.x != 0) return;
+  const double f = st->mean_factor;
+  const double v = !mean ? sum : isnan(f) ? f : sum * f;
+  st->value = v;
+  *value_slot = v;  // the Call's result slot and flag: Call::host_value and device_value read them
+  if (st->first_bad != ~0ull) *flag_slot = kBadLabel;
+  if (value) *value = static_cast<T>(v);
+}
+
+}  // namespace
+
+size_t cross_entropy_workspace_bytes() {
+  return detail::kHeaderBytes + kStatusBytes + 3 * kPartialBytes;
+}
+
+template <class T, class L>
+CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_status) {
+  Call call(a.function, cross_entropy_workspace_bytes());
+  const cudaStream_t s = call.stream();
+  const Layout w = layout(call.at<char>(detail::kHeaderBytes));
+  const int64_t total = a.images * a.pixels;
+  const bool scalar = a.reduction != Reduction::none;
+  const bool mean = a.reduction == Reduction::mean;
+  check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
+        "cudaMemsetAsync");
+  const int label_blocks = blocks_for(total);
+  label_pass<L, T><<<label_blocks, kThreads, 0, s>>>(a.labels, total, a.classes, a.ignore_index,
+                                                     a.ignore_negative, a.weight, w.label_weight,
+                                                     w.label_count, &w.status->first_bad);
+  call.launched();
+  prepare<T><<<1, kThreads, 0, s>>>(label_blocks, a.classes, a.weight, mean, a.mean_over_valid,
+                                    a.all_ignored_nan, scalar ? a.grad_out : nullptr,
+                                    w.label_weight, w.label_count, w.status);
+  call.launched();
+  const int blocks = blocks_for(total);
+  double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
+  // The register array is sized for the next bucket of C: registers per thread decide how many
+  // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256).
+  if (a.classes <= 8)
+    fused<T, L, 8><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= 16)
+    fused<T, L, 16><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= 24)
+    fused<T, L, 24><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else if (a.classes <= kRegisterClasses)
+    fused<T, L, kRegisterClasses><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  else
+    fused<T, L, 0><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+  call.launched();
+  if (scalar) {
+    finish<T><<<1, kThreads, 0, s>>>(blocks, mean, partial, w.status, a.value, call.value(),
+                                     call.flag());
+    call.launched();
+  }
+  CrossEntropyStatus r;
+  if (!host_status) return r;
+  Status host;
+  check(cudaMemcpyAsync(&host, w.status, sizeof(Status), cudaMemcpyDeviceToHost, s), a.function,
+        "cudaMemcpyAsync of the status");
+  check(cudaStreamSynchronize(s), a.function, "cudaStreamSynchronize");
+  r.value = host.value;
+  r.first_bad = host.first_bad == ~0ull ? -1 : static_cast<int64_t>(host.first_bad);
+  return r;
+}
+
+template <class L>
+int64_t read_element(const L* data, int64_t index) {
+  const cudaStream_t s = stream();
+  L v{};
+  check(cudaMemcpyAsync(&v, data + index, sizeof(L), cudaMemcpyDeviceToHost, s), "read_element",
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(s), "read_element", "cudaStreamSynchronize");
+  return static_cast<int64_t>(v);
+}
+
+#define SEGLOSS_INSTANTIATE(T, L) \
+  template CrossEntropyStatus cross_entropy<T, L>(const CrossEntropyArgs<T, L>&, bool);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+#undef SEGLOSS_INSTANTIATE
+template int64_t read_element<int32_t>(const int32_t*, int64_t);
+template int64_t read_element<int64_t>(const int64_t*, int64_t);
+
+}  // namespace cuda
+}  // namespace segloss

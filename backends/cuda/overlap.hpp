@@ -1,0 +1,55 @@
+// CUDA kernels of the overlap losses (soft Dice, soft Jaccard, Tversky; losses/overlap.hpp has
+// the contract and the math) and of bce_dice, which adds a BCE term to the same passes. Not
+// installed; no CUDA header.
+//
+// Three stages on the current stream, no wait between them: the statistics pass (per-plane
+// I, P, T, and the BCE sum), a finalize kernel (one thread: the scores, the loss value, and the
+// gradient's per-plane coefficients, all in double), and the gradient pass. The subset of
+// OverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, activation, squared,
+// include_background; the other options are rejected by the caller (losses/overlap.cpp).
+#pragma once
+
+#include <cstdint>
+
+#include "../cpu/bce_with_logits.hpp"
+#include "../cpu/overlap.hpp"
+#include "result.hpp"
+
+namespace segloss {
+namespace cuda {
+
+// What the finalize kernel needs to know of the loss.
+struct OverlapForm {
+  double a_n = 2.0, a_i = 0.0, a_p = 1.0, a_t = 1.0;  // the score form (ScoreForm)
+  double smooth_nr = 1e-5, smooth_dr = 1e-5;
+  int64_t images = 1, channels = 1;
+  bool per_image = true, include_background = true;
+  bool mean = true;  // reduction mean (else sum, or none)
+  // The BCE term of bce_dice (bce_dice_run only): value = bce_weight * bce_scale * sum(BCE)
+  // + dice_weight * Dice; dice_weight also scales the Dice part of the gradient.
+  double bce_weight = 0.0, bce_scale = 0.0, dice_weight = 1.0;
+};
+
+// The gradient scale, on the device: grad_out (one element, or one per score with
+// per_score), or null for 1.
+template <class T>
+struct Upstream {
+  const T* grad_out = nullptr;
+  bool per_score = false;
+};
+
+// The overlap loss alone. grad: the gradient (null: no gradient pass); scores: c_j l_j per
+// score for reduction none (null: not wanted); r: the reduced value.
+template <class T>
+void overlap_run(const char* function, const cpu::OverlapArgs<T>& a, const OverlapForm& f,
+                 Upstream<T> up, T* grad, T* scores, Result<T> r);
+
+// bce_dice: the same passes with the BCE term of `bce` (its weight, pos_weight and label
+// smoothing).
+template <class T>
+void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
+                  const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
+                  T* grad, Result<T> r);
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,230 @@
+// segloss-cuda-bench: the CUDA losses against the device's copy bandwidth, measured in the
+// same run.
+//
+// Cases (one JSON line each on stdout):
+//   copy              cudaMemcpyAsync device to device of the logits' bytes (--n floats);
+//                     bytes = read + written.
+//   bce_dice_vg       bce_dice_value_and_grad, value kept on the device (no wait per call):
+//                     pass 1 reads logits and targets, pass 2 reads them again and writes the
+//                     gradient: 5 floats per element.
+//   bce_vg            bce_with_logits_value_and_grad (one pass): 3 floats per element.
+//   soft_dice_vg      soft_dice_value_and_grad: 5 floats per element.
+//   cross_entropy_vg  cross_entropy_value_and_grad on --ce-shape logits (default 16,21,448,448:
+//                     67.4M >= 2^26 logits, C = 21) with int64 labels (i / 64) % C, value kept on
+//                     the device: logits read once, labels read once, gradient written once,
+//                     (8 C + 8) bytes per pixel (the kernels also read the labels in the label
+//                     pass, 8 more bytes per pixel, not counted).
+// Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
+// "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after 3
+// warm-ups); the forwards are left out: they return a new tensor, whose cudaMalloc and cudaFree
+// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move,
+// not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
+//
+// Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
+//                           [--filter name] [--list]
+// --filter runs the copy case and the case of exactly that name; --list prints the case names
+// (without touching the GPU's memory). After each warm-up and each timed call the bench checks
+// cudaGetLastError and synchronizes, and aborts naming the case on an error.
+// A new case is one entry of `cases` in main: its name, its minimum bytes, and a callable that
+// enqueues one call on the current stream (cross_entropy: logits and labels, C = 21).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <segloss/segloss.hpp>
+
+using namespace segloss;
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "segloss-cuda-bench: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+struct Args {
+  Shape shape{64, 1, 1024, 1024};    // 2^26 logits
+  Shape ce_shape{16, 21, 448, 448};  // cross_entropy: C = 21, 67.4M logits
+  int reps = 20;
+  std::string filter;
+  bool list = false;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--reps" && i + 1 < argc) {
+      a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (k == "--list") {
+      a.list = true;
+    } else if (k == "--filter" && i + 1 < argc) {
+      a.filter = argv[++i];
+    } else if ((k == "--n" || k == "--ce-shape") && i + 1 < argc) {
+      Shape s;
+      std::string v = argv[++i];
+      for (size_t p = 0; p <= v.size();) {
+        const size_t q = std::min(v.find(',', p), v.size());
+        s.push_back(std::atoll(v.substr(p, q - p).c_str()));
+        p = q + 1;
+      }
+      (k == "--n" ? a.shape : a.ce_shape) = s;
+    } else {
+      std::fprintf(stderr,
+                   "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] "
+                   "[--reps 20] [--filter name] [--list]\n");
+      std::exit(k == "--help" ? 0 : 2);
+    }
+  }
+  return a;
+}
+
+// Aborts naming the case when a launch failed or the stream holds an error: a call that enqueued
+// nothing (a failed launch, a wrong stream) would otherwise be timed as impossibly fast.
+void check_case(cudaStream_t s, const std::string& name, const char* when) {
+  const std::string what = name + ": " + when;
+  check(cudaGetLastError(), (what + " (cudaGetLastError)").c_str());
+  check(cudaStreamSynchronize(s), (what + " (cudaStreamSynchronize)").c_str());
+  check(cudaDeviceSynchronize(), (what + " (cudaDeviceSynchronize)").c_str());
+}
+
+// Runs f, turning a segloss::Error into an abort that names the case.
+void run_case(const std::string& name, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "segloss-cuda-bench: %s: %s\n", name.c_str(), e.what());
+    std::exit(1);
+  }
+}
+
+// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups
+// (checked for errors, as are the timed calls).
+double median_ms(cudaStream_t s, int reps, const std::string& name,
+                 const std::function<void()>& f) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "cudaEventCreate");
+  check(cudaEventCreate(&b), "cudaEventCreate");
+  for (int i = 0; i < 3; ++i) {
+    run_case(name, f);
+    check_case(s, name, "warm-up");
+  }
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    check(cudaEventRecord(a, s), "cudaEventRecord");
+    run_case(name, f);
+    check(cudaEventRecord(b, s), "cudaEventRecord");
+    check(cudaEventSynchronize(b), "cudaEventSynchronize");
+    check_case(s, name, "timed call");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Case {
+  std::string name;
+  double min_bytes;
+  std::function<void()> run;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  if (!cuda::available()) {
+    std::printf("{\"name\": \"none\", \"skipped\": \"no CUDA device\"}\n");
+    return 0;
+  }
+  // --list builds the cases on a tiny shape: only their names are printed.
+  const Shape shape = args.list ? Shape{1, 1, 1, 1} : args.shape;
+  const int64_t n = shape.numel();
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  cuda::StreamScope scope(s);
+
+  // Logits ~ normal(0, 3) and a binary target with large blobs, from a fixed seed.
+  std::vector<float> hx(static_cast<size_t>(n)), hz(static_cast<size_t>(n));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  const int64_t w = shape[shape.rank() - 1];
+  for (int64_t i = 0; i < n; ++i) {
+    hx[static_cast<size_t>(i)] = normal(rng);
+    hz[static_cast<size_t>(i)] = static_cast<float>(((i / w / 128) + (i % w / 128)) % 2);
+  }
+  const auto x = Tensor<float>::view(hx.data(), shape).to(Device::cuda);
+  const auto z = Tensor<float>::view(hz.data(), shape).to(Device::cuda);
+  auto grad = Tensor<float>::empty(shape, Device::cuda);
+  auto copy = Tensor<float>::empty(shape, Device::cuda);
+  auto value = Tensor<float>::empty(Shape{}, Device::cuda);
+  const double f4 = 4.0 * static_cast<double>(n);  // bytes of one float tensor
+
+  // cross_entropy: logits ~ normal(0, 3), labels (i / 64) % C over the flattened label index
+  // (the pattern of compare_cuda_pytorch.py).
+  const Shape cs = args.list ? Shape{1, 21, 1, 1} : args.ce_shape;
+  const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
+  Tensor<float> ce_x, ce_grad;
+  Tensor<int64_t> ce_y;
+  if (args.filter.empty() || args.filter == "cross_entropy_vg") {
+    std::vector<float> hcx(static_cast<size_t>(cn));
+    std::vector<int64_t> hcy(static_cast<size_t>(cpix));
+    for (auto& v : hcx) v = normal(rng);
+    for (int64_t i = 0; i < cpix; ++i) hcy[static_cast<size_t>(i)] = (i / 64) % classes;
+    ce_x = Tensor<float>::view(hcx.data(), cs).to(Device::cuda);
+    ce_y = Tensor<int64_t>::view(hcy.data(), cs.without(1)).to(Device::cuda);
+    ce_grad = Tensor<float>::empty(cs, Device::cuda);
+  }
+  const double ce_bytes = 8.0 * static_cast<double>(cn) + 8.0 * static_cast<double>(cpix);
+
+  const BceDiceOptions<float> bd;
+  std::vector<Case> cases = {
+      {"copy", 2 * f4,
+       [&] {
+         check(cudaMemcpyAsync(copy.data(), x.data(), static_cast<size_t>(f4),
+                               cudaMemcpyDeviceToDevice, s),
+               "cudaMemcpyAsync");
+       }},
+      {"bce_dice_vg", 5 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bd); }},
+      {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
+      {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
+      {"cross_entropy_vg", ce_bytes,
+       [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); }},
+  };
+
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  double copy_gbs = 0.0;
+  if (args.list) {
+    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
+  for (const Case& c : cases) {
+    if (c.name != "copy" && !args.filter.empty() && c.name != args.filter) continue;
+    const double ms = median_ms(s, args.reps, c.name, c.run);
+    const double gbs = c.min_bytes / (ms * 1e6);
+    if (c.name == "copy") copy_gbs = gbs;
+    std::printf(
+        "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.4f, "
+        "\"min_bytes\": %.0f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, "
+        "\"fraction_of_copy\": %.3f}\n",
+        c.name.c_str(), (c.name == "cross_entropy_vg" ? cs : shape).str().c_str(), prop.name, ms,
+        c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
+    std::fflush(stdout);
+  }
+  check(cudaStreamSynchronize(s), "final synchronize");
+  return 0;
+}

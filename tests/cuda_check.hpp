@@ -1,0 +1,71 @@
+// Shared by the CUDA tests: the skip when no GPU is present, and CPU-against-CUDA comparisons.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <segloss/segloss.hpp>
+
+// Skips the rest of a test case that needs a GPU, with a message, when none is present.
+#define SEGLOSS_REQUIRE_GPU()             \
+  do {                                    \
+    if (!segloss::cuda::available()) {    \
+      MESSAGE("skipped: no CUDA device"); \
+      return;                             \
+    }                                     \
+  } while (0)
+
+namespace segloss::testing {
+
+// A copy on the GPU (an undefined tensor stays undefined).
+template <class T>
+Tensor<T> gpu(const Tensor<T>& t) {
+  return t.defined() ? t.to(Device::cuda) : t;
+}
+
+// The float32 and float64 tolerances of CPU-against-CUDA parity (relative to the largest
+// magnitude of the reference: elementwise relative errors are meaningless where a gradient
+// crosses zero).
+template <class T>
+constexpr double parity_tol() {
+  return sizeof(T) == 4 ? 1e-5 : 1e-11;
+}
+
+// max |ref - got| <= tol * max |ref|, with NaN only where the reference has NaN.
+template <class T>
+void check_parity(const Tensor<T>& ref, const Tensor<T>& got_any_device, double tol,
+                  const char* what) {
+  const Tensor<T> got = got_any_device.to(Device::cpu);
+  INFO(what);
+  REQUIRE(got.shape() == ref.shape());
+  double scale = 0.0, diff = 0.0;
+  int64_t nan_mismatch = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = static_cast<double>(ref[i]), g = static_cast<double>(got[i]);
+    if (std::isnan(r) != std::isnan(g)) ++nan_mismatch;
+    if (std::isnan(r) || std::isnan(g)) continue;
+    scale = std::max(scale, std::abs(r));
+    diff = std::max(diff, std::abs(r - g));
+  }
+  CHECK(nan_mismatch == 0);
+  CHECK(diff <= tol * std::max(scale, 1e-300));
+}
+
+inline void check_parity(double ref, double got, double tol, const char* what) {
+  INFO(what, ": cpu ", ref, " cuda ", got);
+  CHECK(std::abs(ref - got) <= tol * std::max(std::abs(ref), 1e-300));
+}
+
+// Bitwise equality of two tensors (on any device).
+template <class T>
+bool same_bits(const Tensor<T>& a_any, const Tensor<T>& b_any) {
+  const Tensor<T> a = a_any.to(Device::cpu), b = b_any.to(Device::cpu);
+  if (a.shape() != b.shape()) return false;
+  return std::equal(a.begin(), a.end(), b.begin(),
+                    [](T x, T y) { return std::memcmp(&x, &y, sizeof(T)) == 0; });
+}
+
+}  // namespace segloss::testing

@@ -1,0 +1,339 @@
+// cross_entropy on CUDA: parity with the CPU path (float32 within 1e-5 relative, float64 within
+// 1e-12) for every option, reduction and entry point, bitwise determinism over 10 runs, the error
+// flag of bad labels, the device-resident value, and input errors. The tests that need a GPU
+// skip with a message when none is present; the argument checks run everywhere.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+using namespace segloss;
+using testing::labels;
+
+namespace {
+
+template <class T>
+Tensor<T> host(const Tensor<T>& t) {
+  return t.to(Device::cpu);
+}
+template <class T>
+Tensor<T> dev(const Tensor<T>& t) {
+  return testing::gpu(t);
+}
+
+template <class T>
+double tolerance() {
+  return sizeof(T) == 4 ? 1e-5 : 1e-12;
+}
+
+// |a - b| <= tol (|b| + max|b|): relative per element, with a floor at the tensor's scale for
+// elements near 0 (a gradient p - 1 cancels in float on both sides).
+template <class T>
+void check_close(const Tensor<T>& got, const Tensor<T>& want, const char* what) {
+  REQUIRE(got.shape() == want.shape());
+  double scale = 0;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+  const double tol = tolerance<T>();
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double a = got[i], b = want[i];
+    const bool ok =
+        (std::isnan(a) && std::isnan(b)) || std::abs(a - b) <= tol * (std::abs(b) + scale);
+    if (!ok && bad++ == 0) first = i;
+  }
+  INFO(what, ": ", bad, " of ", want.numel(), " differ; first at ", first, ": ",
+       first >= 0 ? got[first] : T(0), " vs ", first >= 0 ? want[first] : T(0));
+  CHECK(bad == 0);
+}
+
+void check_value(double got, double want, double tol) {
+  if (std::isnan(want)) {
+    CHECK(std::isnan(got));
+    return;
+  }
+  CHECK(std::abs(got - want) <= tol * std::max(1.0, std::abs(want)));
+}
+
+// The CUDA options: the CPU's with the weight moved to the device.
+template <class T>
+CrossEntropyOptions<T> on_device(CrossEntropyOptions<T> o) {
+  if (o.weight.defined()) o.weight = dev(o.weight);
+  return o;
+}
+
+// Every entry point on both devices.
+template <class T, class L>
+void check_parity(const Tensor<T>& x, const Tensor<L>& y, const CrossEntropyOptions<T>& o) {
+  const auto od = on_device(o);
+  const Tensor<T> xd = dev(x);
+  const Tensor<L> yd = dev(y);
+  const double tol = tolerance<T>();
+  // forward
+  const Tensor<T> f_cpu = cross_entropy(x, y, o);
+  const Tensor<T> f_gpu = cross_entropy(xd, yd, od);
+  CHECK(f_gpu.device() == Device::cuda);
+  check_close(host(f_gpu), f_cpu, "forward");
+  // backward, with a grad_out that is not 1
+  const Tensor<T> go = o.reduction == Reduction::none
+                           ? testing::uniform<T>(x.shape().without(1), 77, 0.5, 2.0)
+                           : Tensor<T>::full(Shape{}, T(0.75));
+  check_close(host(cross_entropy_backward(xd, yd, dev(go), od)),
+              cross_entropy_backward(x, y, go, o), "backward");
+  if (o.reduction == Reduction::none) return;
+  // value_and_grad, both forms
+  const auto vg_cpu = cross_entropy_value_and_grad(x, y, o);
+  const auto vg_gpu = cross_entropy_value_and_grad(xd, yd, od);
+  check_value(vg_gpu.value, vg_cpu.value, tol);
+  CHECK(vg_gpu.grad.device() == Device::cuda);
+  check_close(host(vg_gpu.grad), vg_cpu.grad, "value_and_grad");
+  Tensor<T> grad = Tensor<T>::empty(x.shape(), Device::cuda);
+  const double v = cross_entropy_value_and_grad(xd, yd, grad, od);
+  check_value(v, vg_cpu.value, tol);
+  check_close(host(grad), vg_cpu.grad, "value_and_grad into a buffer");
+  // the value kept on the device
+  Tensor<T> grad2, value;
+  cross_entropy_value_and_grad(xd, yd, grad2, value, od);
+  REQUIRE(value.device() == Device::cuda);
+  CHECK(value.shape() == Shape{});
+  check_value(host(value)[0], static_cast<T>(vg_cpu.value), tol);
+  check_close(host(grad2), vg_cpu.grad, "value_and_grad with a device value");
+}
+
+template <class T, class L>
+void check_options(const Shape& s, uint64_t seed) {
+  const int64_t c = s[1];
+  const auto x = testing::randn<T>(s, seed, 2.0);
+  const auto y = labels<L>(s.without(1), c, seed + 1, 0.2, -100);
+  const auto w = testing::uniform<T>(Shape{c}, seed + 2, 0.2, 3.0);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    CAPTURE(reduction_name(r));
+    CrossEntropyOptions<T> o;
+    o.reduction = r;
+    SUBCASE("plain") {
+      check_parity(x, y, o);
+    }
+    SUBCASE("weight") {
+      o.weight = w;
+      check_parity(x, y, o);
+    }
+    SUBCASE("label smoothing") {
+      o.label_smoothing = 0.15;
+      check_parity(x, y, o);
+    }
+    SUBCASE("weight and label smoothing") {
+      o.weight = w;
+      o.label_smoothing = 0.3;
+      check_parity(x, y, o);
+    }
+    SUBCASE("ignore_index a class") {
+      o.ignore_index = 2;
+      const auto y2 = labels<L>(s.without(1), c, seed + 3, 0.0);
+      check_parity(x, y2, o);
+    }
+    SUBCASE("ignore_negative and mean over valid pixels (pytorch_fcn)") {
+      auto p = CrossEntropyOptions<T>::pytorch_fcn();
+      p.reduction = r;
+      p.weight = w;
+      const auto y2 = labels<L>(s.without(1), c, seed + 4, 0.3, -1);
+      check_parity(x, y2, p);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda cross_entropy: CPU parity, float, C = 21, 2D, int64 and int32 labels") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("int64") {
+    check_options<float, int64_t>(Shape{2, 21, 17, 13}, 1);
+  }
+  SUBCASE("int32") {
+    check_options<float, int32_t>(Shape{2, 21, 17, 13}, 2);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: CPU parity, double, 1D and 3D, C = 5") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("1D") {
+    check_options<double, int64_t>(Shape{3, 5, 101}, 3);
+  }
+  SUBCASE("3D") {
+    check_options<double, int32_t>(Shape{2, 5, 3, 5, 7}, 4);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: C above the register bound (40) and C = 1, 2, 32") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("C = 40 float") {
+    check_options<float, int64_t>(Shape{2, 40, 9, 11}, 5);
+  }
+  SUBCASE("C = 40 double") {
+    check_options<double, int64_t>(Shape{1, 40, 33}, 6);
+  }
+  SUBCASE("C = 32") {
+    check_options<float, int32_t>(Shape{1, 32, 7, 7}, 7);
+  }
+  SUBCASE("C = 2") {
+    check_options<float, int64_t>(Shape{4, 2, 5, 5}, 8);
+  }
+  SUBCASE("C = 1") {
+    check_options<double, int64_t>(Shape{2, 1, 3, 3}, 9);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: N = 1, a 1x1 image, and a grid-stride size (> 4096 blocks)") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("1x1") {
+    check_options<float, int64_t>(Shape{1, 21, 1, 1}, 10);
+  }
+  SUBCASE("large") {
+    const Shape s{2, 21, 700, 800};  // 1.12M pixels: every thread takes more than one
+    const auto x = testing::randn<float>(s, 11, 2.0);
+    const auto y = labels<int64_t>(s.without(1), 21, 12, 0.1);
+    CrossEntropyOptions<float> o;
+    o.label_smoothing = 0.1;
+    check_parity(x, y, o);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: every pixel ignored: zero or NaN, and a zero gradient") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 4, 3, 3};
+  const auto x = testing::randn<float>(s, 13);
+  const auto y = Tensor<int64_t>::full(s.without(1), -100);
+  for (AllIgnored a : {AllIgnored::zero, AllIgnored::nan}) {
+    CrossEntropyOptions<float> o;
+    o.all_ignored = a;
+    check_parity(x, y, o);
+    const auto r = cross_entropy_value_and_grad(dev(x), dev(y), o);
+    CHECK((a == AllIgnored::nan ? std::isnan(r.value) : r.value == 0.0));
+    for (float g : host(r.grad)) CHECK(g == 0.0f);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: |x| = 1e4 stays finite, and NaN logits stay in their pixel") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{1, 3, 2, 2};
+  auto x = Tensor<float>::from({1e4f, -1e4f, 0, 1, -1e4f, 1e4f, 0, 2, 0, 0, 1e4f, 3}, s);
+  const auto y = Tensor<int64_t>::from({0, 0, 2, 1}, s.without(1));
+  CrossEntropyOptions<float> o;
+  o.reduction = Reduction::none;
+  check_parity(x, y, o);
+  for (float v : host(cross_entropy(dev(x), dev(y), o))) CHECK(std::isfinite(v));
+  x[3] = NAN;  // pixel 3, class 0
+  const auto loss = host(cross_entropy(dev(x), dev(y), o));
+  CHECK(std::isnan(loss[3]));
+  CHECK(std::isfinite(loss[0]));
+  CHECK(std::isfinite(loss[2]));
+}
+
+TEST_CASE("cuda cross_entropy: bitwise identical value and gradient over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{4, 21, 257, 255};
+  const auto xd = dev(testing::randn<float>(s, 14, 3.0));
+  const auto yd = dev(labels<int32_t>(s.without(1), 21, 15, 0.05));
+  CrossEntropyOptions<float> o;
+  o.weight = dev(testing::uniform<float>(Shape{21}, 16, 0.5, 2.0));
+  o.label_smoothing = 0.1;
+  const auto first = cross_entropy_value_and_grad(xd, yd, o);
+  const auto g0 = host(first.grad);
+  for (int run = 1; run < 10; ++run) {
+    const auto r = cross_entropy_value_and_grad(xd, yd, o);
+    CHECK(std::memcmp(&r.value, &first.value, sizeof(double)) == 0);
+    const auto g = host(r.grad);
+    CHECK(std::memcmp(g.data(), g0.data(), sizeof(float) * static_cast<size_t>(g0.numel())) == 0);
+    const auto f = host(cross_entropy(xd, yd, o));
+    CHECK(static_cast<double>(f[0]) == static_cast<double>(static_cast<float>(first.value)));
+  }
+}
+
+TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a device result NaN") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 5, 4, 4};
+  const auto xd = dev(testing::randn<float>(s, 17));
+  auto y = labels<int64_t>(s.without(1), 5, 18);
+  y[21] = 5;  // image 1, (1, 1)
+  y[30] = -3;
+  const auto yd = dev(y);
+  CrossEntropyOptions<float> o;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, yd, o),
+                       "cross_entropy_value_and_grad: target has label 5 at (1,1,1), outside "
+                       "[0, 5) and not ignore_index -100",
+                       Error);
+  o.reduction = Reduction::sum;
+  Tensor<float> grad;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, yd, grad, o),
+                       doctest::Contains("target has label 5 at (1,1,1)"), Error);
+  // The results that stay on the device carry it as NaN: the reduced value, and the loss and
+  // gradient of the bad pixel only.
+  CHECK(std::isnan(host(cross_entropy(xd, yd, o))[0]));
+  o.reduction = Reduction::none;
+  const auto loss = host(cross_entropy(xd, yd, o));
+  const auto g = host(cross_entropy_backward(xd, yd, dev(Tensor<float>::full(s.without(1), 1)), o));
+  for (int64_t i = 0; i < loss.numel(); ++i) {
+    CAPTURE(i);
+    CHECK(std::isnan(loss[i]) == (i == 21 || i == 30));
+  }
+  for (int64_t c = 0; c < 5; ++c) {
+    CHECK(std::isnan(g[(1 * 5 + c) * 16 + 5]));
+    CHECK(std::isfinite(g[(1 * 5 + c) * 16 + 4]));
+  }
+  // ignore_negative makes -3 ignored; 5 is still bad
+  o.ignore_negative = true;
+  o.reduction = Reduction::mean;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, yd, o),
+                       doctest::Contains("label 5 at (1,1,1), outside [0, 5) and not ignore_index "
+                                         "-100 (negative labels are ignored)"),
+                       Error);
+  // the device stays usable after a bad label
+  const auto good = dev(labels<int64_t>(s.without(1), 5, 19));
+  CHECK(std::isfinite(cross_entropy_value_and_grad(xd, good, CrossEntropyOptions<float>{}).value));
+}
+
+TEST_CASE("cross_entropy: value_and_grad into a value tensor equals the double form (CPU)") {
+  const Shape s{2, 4, 3, 5};
+  const auto x = testing::randn<double>(s, 21);
+  const auto y = labels<int32_t>(s.without(1), 4, 22, 0.2);
+  CrossEntropyOptions<double> o;
+  o.label_smoothing = 0.1;
+  Tensor<double> grad, value;
+  cross_entropy_value_and_grad(x, y, grad, value, o);
+  const auto want = cross_entropy_value_and_grad(x, y, o);
+  CHECK(value.shape() == Shape{});
+  CHECK(value[0] == want.value);
+  for (int64_t i = 0; i < grad.numel(); ++i) CHECK(grad[i] == want.grad[i]);
+  auto two = Tensor<double>::zeros(Shape{2});
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, grad, two, o),
+                       "cross_entropy_value_and_grad: value (2) must hold one element", Error);
+  o.reduction = Reduction::none;
+  Tensor<double> v2;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, grad, v2, o),
+                       doctest::Contains("reduction none has no single value"), Error);
+}
+
+TEST_CASE("cuda cross_entropy: mixed devices and unsupported targets are errors") {
+  // Checked before any CUDA call: runs without a GPU (the pointer is never dereferenced).
+  if (!cuda::built()) {
+    MESSAGE("skipped: no CUDA backend in this build");
+    return;
+  }
+  static float fake[1];
+  const Shape s{1, 3, 2, 2};
+  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
+  const auto y = labels<int64_t>(s.without(1), 3, 20);
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, y), doctest::Contains("target"), Error);
+  const auto yd =
+      Tensor<int64_t>::view(reinterpret_cast<int64_t*>(fake), s.without(1), Device::cuda);
+  CrossEntropyOptions<float> o;
+  o.weight = Tensor<float>::full(Shape{3}, 1.0f);  // on the CPU
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, yd, o), doctest::Contains("weight"), Error);
+  const auto q = Tensor<float>::view(fake, s, Device::cuda);
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, q), doctest::Contains("not supported on cuda"), Error);
+}

@@ -1,0 +1,230 @@
+// The CUDA backend's runtime: device tensors, streams, the workspace (pool and caller-given),
+// the device-resident result, and the argument errors. The tests that need a GPU skip with a
+// message where none is present; the others run in every build.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+#if defined(SEGLOSS_TEST_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+using namespace segloss;
+using namespace segloss::testing;
+
+TEST_CASE("cuda runtime: available implies built") {
+  CHECK((!cuda::available() || cuda::built()));
+#if defined(SEGLOSS_TEST_CUDA)
+  CHECK(cuda::built());
+#endif
+}
+
+TEST_CASE("cuda runtime: StreamScope sets the thread's stream, nests and restores") {
+  CHECK(cuda::current_stream() == nullptr);
+  int a = 0, b = 0;  // stand-ins: the scope only records the handle
+  {
+    cuda::StreamScope outer(&a);
+    CHECK(cuda::current_stream() == &a);
+    {
+      cuda::StreamScope inner(&b);
+      CHECK(cuda::current_stream() == &b);
+    }
+    CHECK(cuda::current_stream() == &a);
+  }
+  CHECK(cuda::current_stream() == nullptr);
+}
+
+TEST_CASE("cuda runtime: workspace_size depends on the shape and the statistics") {
+  const size_t small = cuda::workspace_size({2, 1, 64, 64}, 1);
+  CHECK(small > 0);
+  CHECK(cuda::workspace_size({2, 1, 64, 64}, 4) >= small);
+  CHECK(cuda::workspace_size({64, 3, 512, 512}, 4) > cuda::workspace_size({2, 1, 64, 64}, 4));
+  // A few kilobytes even for large inputs: block partials and per-plane sums only.
+  CHECK(cuda::workspace_size({64, 1, 1024, 1024}, 4) < (size_t{1} << 20));
+}
+
+TEST_CASE("cuda runtime: tensors of one call on different devices are an error") {
+  if (!cuda::built()) {
+    MESSAGE("skipped: this build has no CUDA backend (other tests cover its message)");
+    return;
+  }
+  // Host memory labelled cuda: every check below fails before a kernel could touch it.
+  std::vector<float> buf(2 * 64, 0.f);
+  const auto xd = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
+  const auto zh = Tensor<float>::view(buf.data(), {2, 1, 8, 8});
+  CHECK_THROWS_WITH_AS(soft_dice(xd, zh),
+                       "soft_dice: target (2,1,8,8) is on device cpu, but logits are on cuda: "
+                       "every tensor of a call must be on one device",
+                       Error);
+  BceWithLogitsOptions<float> o;
+  o.weight = Tensor<float>::view(buf.data(), {1, 1, 8, 8});
+  CHECK_THROWS_WITH_AS(bce_with_logits(xd, xd, o),
+                       "bce_with_logits: weight (1,1,8,8) is on device cpu, but logits are on "
+                       "cuda: every tensor of a call must be on one device",
+                       Error);
+  Tensor<float> grad = Tensor<float>::zeros({2, 1, 8, 8});
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, grad),
+                       "bce_dice_value_and_grad: grad (2,1,8,8) is on device cpu, but logits are "
+                       "on cuda: every tensor of a call must be on one device",
+                       Error);
+  CHECK_THROWS_WITH_AS(soft_dice_backward(xd, xd, Tensor<float>::full(Shape{}, 1.f)),
+                       "soft_dice_backward: grad_out () is on device cpu, but logits are on "
+                       "cuda: every tensor of a call must be on one device",
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      binary_cross_entropy(xd, xd),
+      "binary_cross_entropy: probs (2,1,8,8) is on device cuda, but binary_cross_entropy has no "
+      "CUDA path yet",
+      Error);
+}
+
+TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming them") {
+  if (!cuda::built()) {
+    MESSAGE("skipped: this build has no CUDA backend");
+    return;
+  }
+  std::vector<float> buf(2 * 64, 0.f);
+  const auto xd = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
+  SoftDiceOptions<float> o;
+  o.weight = xd;
+  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, o),
+                       "soft_dice: options.weight is not supported on cuda yet", Error);
+  o = {};
+  o.log = true;
+  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, o), "soft_dice: options.log is not supported on cuda yet",
+                       Error);
+  o = {};
+  o.empty = EmptyPolicy::skip;
+  CHECK_THROWS_WITH_AS(
+      soft_jaccard(xd, xd, o),
+      "soft_jaccard: options.empty other than formula is not supported on cuda yet", Error);
+  o = {};
+  o.gamma = 2.0;
+  CHECK_THROWS_WITH_AS(soft_dice_value_and_grad(xd, xd, o),
+                       "soft_dice_value_and_grad: options.gamma other than 1 is not supported on "
+                       "cuda yet",
+                       Error);
+  BceWithLogitsOptions<float> b;
+  b.weight = xd;
+  b.mean_over = BceMeanOver::weight_sum;
+  CHECK_THROWS_WITH_AS(bce_with_logits(xd, xd, b),
+                       "bce_with_logits: options.mean_over weight_sum is not supported on cuda yet",
+                       Error);
+  BceDiceOptions<float> bd;
+  bd.dice.clamp = true;
+  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, bd), "bce_dice: options.clamp is not supported on cuda yet",
+                       Error);
+  CHECK_THROWS_WITH_AS(soft_dice_statistics(xd, xd),
+                       "soft_dice_statistics: logits (2,1,8,8) is on device cuda, but "
+                       "soft_dice_statistics has no CUDA path yet",
+                       Error);
+}
+
+TEST_CASE("cuda runtime: device tensors copy to and from the host") {
+  SEGLOSS_REQUIRE_GPU();
+  const auto h = randn<double>({3, 2, 5}, 1);
+  const auto d = h.to(Device::cuda);
+  CHECK(d.device() == Device::cuda);
+  CHECK(d.owns_memory());
+  const auto d2 = d.clone();
+  CHECK(d2.device() == Device::cuda);
+  CHECK(d2.data() != d.data());
+  const auto back = d2.to(Device::cpu);
+  for (int64_t i = 0; i < h.numel(); ++i) CHECK(back[i] == h[i]);
+  // copy_from into a view of device memory, and zeros on the device.
+  auto z = Tensor<double>::zeros({3, 2, 5}, Device::cuda);
+  const auto v = Tensor<double>::view(z.data(), z.shape(), Device::cuda);
+  CHECK_FALSE(v.owns_memory());
+  v.copy_from(h);
+  CHECK(same_bits(z, h));
+  CHECK_THROWS_WITH_AS(v.copy_from(Tensor<double>::zeros({2})),
+                       doctest::Contains("Tensor::copy_from: source (2) does not match"), Error);
+}
+
+#if defined(SEGLOSS_TEST_CUDA)
+
+TEST_CASE("cuda runtime: calls run on the scope's stream without a wait (graph capture)") {
+  SEGLOSS_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  const Shape shape{2, 1, 96, 80};
+  const auto x = gpu(randn<float>(shape, 3, 3.0)), z = gpu(mask<float>(shape, 4));
+  Tensor<float> grad = Tensor<float>::empty(shape, Device::cuda);
+  Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  double expected = 0.0;
+  {
+    cuda::StreamScope scope(s);
+    expected = bce_dice_value_and_grad(x, z, grad);  // warms the pool of stream s
+    // A capture fails if the call syncs, allocates, or uses another stream: so the call is
+    // recorded only if it enqueues on s alone.
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    bce_dice_value_and_grad(x, z, grad, value);
+    cudaGraph_t graph = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    // The call's memset and kernels were recorded (an empty graph: they went to another stream,
+    // as when Call's constructor read an uninitialized stream handle).
+    size_t nodes = 0;
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    CHECK(nodes >= 5);  // memset, statistics, combine, finalize, gradient, device value
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    auto poison = Tensor<float>::full(Shape{}, -1.f);
+    value.copy_from(poison);
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(value.to(Device::cpu)[0] == doctest::Approx(expected).epsilon(1e-6));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("cuda runtime: the workspace pool does not grow after warm-up") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape big{4, 3, 128, 128}, small{2, 1, 31, 17};
+  const auto x = gpu(randn<float>(big, 5)), z = gpu(mask<float>(big, 6));
+  const auto xs = gpu(randn<float>(small, 7)), zs = gpu(mask<float>(small, 8));
+  Tensor<float> g = Tensor<float>::empty(big, Device::cuda);
+  Tensor<float> gs = Tensor<float>::empty(small, Device::cuda);
+  auto step = [&] {
+    bce_dice_value_and_grad(x, z, g);
+    bce_with_logits_value_and_grad(x, z, g);
+    soft_dice_value_and_grad(xs, zs, gs);
+    bce_with_logits(x, z);
+  };
+  step();
+  const size_t warm = cuda::pool_bytes();
+  CHECK(warm > 0);
+  for (int i = 0; i < 5; ++i) step();
+  CHECK(cuda::pool_bytes() == warm);
+}
+
+TEST_CASE("cuda runtime: a caller-given workspace is used instead of the pool") {
+  SEGLOSS_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  const Shape shape{3, 2, 70, 70};
+  const auto x = gpu(randn<double>(shape, 9, 2.0)), z = gpu(mask<double>(shape, 10));
+  const double expected = bce_dice_value_and_grad(x, z).value;
+  const size_t bytes = cuda::workspace_size(shape);
+  auto ws =
+      Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)}, Device::cuda);
+  const size_t pool_before = cuda::pool_bytes();
+  {
+    cuda::StreamScope stream(s);  // a new stream: the pool would grow if it were used
+    cuda::WorkspaceScope scope(ws.data(), bytes);
+    CHECK(bce_dice_value_and_grad(x, z).value == expected);
+    CHECK(cuda::pool_bytes() == pool_before);
+    cuda::WorkspaceScope tiny(ws.data(), 64);
+    CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(x, z),
+                         doctest::Contains("bce_dice_value_and_grad: the caller's workspace holds "
+                                           "64 bytes but this call needs"),
+                         Error);
+  }
+  cudaStreamDestroy(s);
+}
+
+#endif
