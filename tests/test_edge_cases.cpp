@@ -139,13 +139,16 @@ TEST_CASE("edge: dtype mismatches are compile-time errors") {
   CHECK(!CanBce<float, double>::value);
 }
 
-TEST_CASE("edge: a CUDA tensor in a CPU-only build is an error, every family") {
+// Without the CUDA backend every CUDA tensor is refused ("... is on device cuda"); with it, a
+// call mixing devices is refused ("... is on device cpu, but logits are on cuda"), and so is a
+// CUDA tensor given to a function without a CUDA path. Both messages name the function and cuda.
+TEST_CASE("edge: a CUDA tensor beside a CPU one, or in a CPU-only build, is an error") {
   const auto x = randn<float>({1, 2, 3, 3}, 1);
   const auto t = mask<float>({1, 2, 3, 3}, 2);
   const auto lab = labels<int64_t>({1, 3, 3}, 2, 3);
-  const std::string cuda = "is on device cuda";
-  expect_error([&] { bce_with_logits(cuda_view(x), t); }, {"bce_with_logits: logits", cuda});
-  expect_error([&] { bce_with_logits(x, cuda_view(t)); }, {"bce_with_logits: target", cuda});
+  const std::string cuda = "cuda";
+  expect_error([&] { bce_with_logits(cuda_view(x), t); }, {"bce_with_logits:", cuda});
+  expect_error([&] { bce_with_logits(x, cuda_view(t)); }, {"bce_with_logits:", cuda});
   expect_error([&] { soft_dice(cuda_view(x), t); }, {"soft_dice:", cuda});
   expect_error([&] { cross_entropy(cuda_view(x), lab); }, {"cross_entropy:", cuda});
   expect_error([&] { cross_entropy(x, cuda_view(lab)); }, {"cross_entropy:", cuda});
