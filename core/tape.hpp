@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <deque>
 #include <vector>
 
 #include "tensor.hpp"
@@ -153,7 +154,9 @@ class Tape {
   Node& node(const Var<T>& v);
   Var<T> push(Node n);
 
-  std::vector<Node> nodes_;
+  // A deque, not a vector: recording a node never moves the others, so a reference to a value
+  // (Var::value(), Tape::value) stays valid while later ops are recorded.
+  std::deque<Node> nodes_;
   bool has_grads_ = false;
 };
 

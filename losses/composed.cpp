@@ -145,6 +145,7 @@ ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logi
                             const Tensor<U>& target, int64_t ignore_index,
                             bool ignore_negative = false) {
   detail::check_class_target(fn, logits, target);
+  const int64_t classes = logits.size(1);  // read before recording: `logits` may be a tape value
   ClassTarget<T> c;
   if constexpr (std::is_floating_point_v<U>) {
     SEGLOSS_CHECK(ignore_index == -100 && !ignore_negative, fn,
@@ -153,12 +154,12 @@ ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logi
                   ignore_index, ")");
     c.t = tape.constant(target);
     c.valid = tape.scalar(1.0);
-    c.counted = target.numel() / logits.size(1);
+    c.counted = target.numel() / classes;
   } else {
     cpu::LabelRule rule;
     rule.ignore_index = ignore_index;
     rule.ignore_negative = ignore_negative;
-    const auto sums = detail::check_labels<T>(fn, target, logits.size(1), rule);
+    const auto sums = detail::check_labels<T>(fn, target, classes, rule);
     c.counted = sums.count;
     // ignore_negative: negative labels become ignore_index for one_hot and valid_mask.
     Tensor<U> labels = target;
@@ -167,7 +168,7 @@ ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logi
       for (auto& y : labels)
         if (rule.ignored(static_cast<int64_t>(y))) y = static_cast<U>(ignore_index);
     }
-    c.t = ad::one_hot(tape, labels, logits.size(1), ignore_index);
+    c.t = ad::one_hot(tape, labels, classes, ignore_index);
     c.valid = ad::valid_mask(tape, labels, ignore_index);
   }
   return c;
