@@ -307,9 +307,13 @@ GoldenFile require_golden() {
   }
   REQUIRE_MESSAGE(per_reference["header"] >= kMinHeaderCases, per_reference["header"],
                   " header cases, expected >= ", kMinHeaderCases);
-  for (const auto& [ref, min] : reference_minimums())
+  // Not a structured binding: doctest's message lambda captures these (clang 14, C++17).
+  for (const auto& entry : reference_minimums()) {
+    const std::string& ref = entry.first;
+    const size_t min = entry.second;
     REQUIRE_MESSAGE(per_reference[ref] >= min, per_reference[ref], " ", ref,
                     " cases, expected >= ", min);
+  }
   return f;
 }
 

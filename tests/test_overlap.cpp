@@ -337,7 +337,8 @@ TEST_CASE("overlap: log and clamp forms") {
 }
 
 TEST_CASE("overlap: Tversky alpha and beta, with Dice and Jaccard as special cases") {
-  for (auto [alpha, beta] : {std::pair{0.3, 0.7}, {0.7, 0.3}, {1.0, 0.0}, {0.0, 2.0}}) {
+  for (auto ab : {std::pair{0.3, 0.7}, {0.7, 0.3}, {1.0, 0.0}, {0.0, 2.0}}) {
+    const double alpha = ab.first, beta = ab.second;  // CAPTURE cannot take bindings (clang 14)
     CAPTURE(alpha);
     CAPTURE(beta);
     Options o;

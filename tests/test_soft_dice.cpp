@@ -57,7 +57,8 @@ TEST_CASE("soft_dice: gradcheck, smooth terms") {
   const Shape s{2, 2, 6, 5};
   const auto x = testing::randn<double>(s, 3, 2.0);
   const auto t = testing::mask<double>(s, 4, 0.3);
-  for (auto [nr, dr] : {std::pair{0.0, 0.0}, {2.0, 1.0}, {0.0, 1.0}, {1.0, 0.0}, {5.0, 5.0}}) {
+  for (auto smooth : {std::pair{0.0, 0.0}, {2.0, 1.0}, {0.0, 1.0}, {1.0, 0.0}, {5.0, 5.0}}) {
+    const double nr = smooth.first, dr = smooth.second;  // CAPTURE cannot take bindings (clang 14)
     CAPTURE(nr);
     CAPTURE(dr);
     SoftDiceOptions<double> o;

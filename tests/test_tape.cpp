@@ -254,7 +254,9 @@ TEST_CASE(
       {"sum_per_image_class", ad::sum_per_image_class},
       {"mean_per_image_class", ad::mean_per_image_class},
       {"class_sum", ad::class_sum}};
-  for (const auto& [name, f] : reductions) {
+  for (const auto& reduction : reductions) {
+    const auto& name = reduction.first;  // CAPTURE cannot take bindings (clang 14)
+    const auto& f = reduction.second;
     CAPTURE(std::string(name));
     check_primitive({x}, [f = f](Tape<double>&, const Vars& v) { return f(v[0]); });
   }
