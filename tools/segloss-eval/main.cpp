@@ -4,7 +4,6 @@
 
 #include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +14,7 @@
 
 #include <segloss/metrics/confusion_matrix.hpp>
 
+#include "../common/cli.hpp"
 #include "evaluate.hpp"
 #include "report.hpp"
 
@@ -58,9 +58,8 @@ Exit status:
   2  a usage error (bad option, folder that cannot be listed, bad --names file)
 )";
 
-struct UsageError {
-  std::string message;
-};
+using segloss::tools::parse_int;
+using segloss::tools::UsageError;
 
 struct Options {
   EvalOptions eval;
@@ -69,68 +68,36 @@ struct Options {
   bool help = false;
 };
 
-int64_t parse_int(const std::string& option, const std::string& text, int64_t lo, int64_t hi) {
-  int64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (ec != std::errc() || ptr != end || text.empty())
-    throw UsageError{option + " expects an integer, got '" + text + "'"};
-  if (v < lo || v > hi)
-    throw UsageError{option + " is " + text + "; it must be in [" + std::to_string(lo) + ", " +
-                     std::to_string(hi) + "]"};
-  return v;
-}
-
 Options parse_args(int argc, char** argv) {
   Options o;
   unsigned cpus = std::thread::hardware_concurrency();
   o.eval.threads = cpus > 0 ? static_cast<int>(cpus) : 1;
   std::vector<std::string> positional;
-  bool have_classes = false, options_done = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i], value;
-    if (options_done || arg.size() < 2 || arg[0] != '-') {
+  bool have_classes = false;
+  segloss::tools::ArgReader args(argc, argv);
+  while (args.next()) {
+    const std::string& arg = args.arg();
+    if (args.positional()) {
       positional.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_done = true;
-      continue;
-    }
-    const size_t eq = arg.find('=');
-    bool has_value = false;
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    const auto take_value = [&]() {
-      if (has_value) return value;
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return std::string(argv[++i]);
-    };
-    const auto no_value = [&]() {
-      if (has_value) throw UsageError{arg + " takes no value"};
-    };
-    if (arg == "-h" || arg == "--help") {
-      no_value();
+    } else if (arg == "-h" || arg == "--help") {
+      args.no_value();
       o.help = true;
     } else if (arg == "--classes") {
-      o.eval.classes = parse_int(arg, take_value(), 1, segloss::ConfusionMatrix::kMaxClasses);
+      o.eval.classes = parse_int(arg, args.value(), 1, segloss::ConfusionMatrix::kMaxClasses);
       have_classes = true;
     } else if (arg == "--ignore") {
-      const std::string v = take_value();
+      const std::string v = args.value();
       o.eval.ignore = v == "none" ? -1 : parse_int(arg, v, -1, 65535);
     } else if (arg == "--names") {
-      o.names_file = take_value();
+      o.names_file = args.value();
     } else if (arg == "--json") {
-      no_value();
+      args.no_value();
       o.json = true;
     } else if (arg == "--surface") {
-      no_value();
+      args.no_value();
       o.eval.surface = true;
     } else if (arg == "--threads") {
-      o.eval.threads = static_cast<int>(parse_int(arg, take_value(), 1, 1024));
+      o.eval.threads = static_cast<int>(parse_int(arg, args.value(), 1, 1024));
     } else {
       throw UsageError{"unknown option " + arg};
     }

@@ -6,10 +6,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include <segloss/losses/registry.hpp>
+
+#include "../common/cli.hpp"
 
 namespace {
 
@@ -53,9 +56,7 @@ Exit status:
 // amount R before the gradcheck, so that every row must fail: ctest runs it to show that the
 // tool reports a failure and exits 1.
 
-struct UsageError {
-  std::string message;
-};
+using segloss::tools::UsageError;
 
 struct Options {
   std::vector<std::string> losses;
@@ -63,58 +64,34 @@ struct Options {
   registry::CheckOptions check;
 };
 
-double parse_number(const std::string& option, const std::string& text) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used == text.size() && std::isfinite(v)) return v;
-  } catch (const std::exception&) {
-  }
-  throw UsageError{option + " expects a number, got '" + text + "'"};
-}
-
 Options parse_args(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i], value;
-    bool has_value = false;
-    if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
-      value = arg.substr(arg.find('=') + 1);
-      arg = arg.substr(0, arg.find('='));
-      has_value = true;
-    }
-    const auto take_value = [&]() {
-      if (has_value) return value;
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return std::string(argv[++i]);
-    };
-    const auto no_value = [&]() {
-      if (has_value) throw UsageError{arg + " takes no value"};
-    };
-    if (arg == "-h" || arg == "--help") {
-      no_value();
-      o.help = true;
-    } else if (arg == "--list") {
-      no_value();
-      o.list = true;
-    } else if (arg == "--json") {
-      no_value();
-      o.json = true;
-    } else if (arg == "--seed") {
-      const double s = parse_number(arg, take_value());
-      if (s < 0 || s != std::floor(s)) throw UsageError{"--seed expects an integer >= 0"};
-      o.check.seed = static_cast<uint64_t>(s);
-    } else if (arg == "--self-test-perturb") {
-      o.check.perturb_gradient = parse_number(arg, take_value());
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      throw UsageError{"unknown option " + arg};
-    } else {
+  segloss::tools::ArgReader args(argc, argv);
+  while (args.next()) {
+    const std::string& arg = args.arg();
+    if (args.positional()) {
       if (registry::find(arg).empty()) {
         std::string known;
         for (const auto& l : registry::losses()) known += (known.empty() ? "" : ", ") + l;
         throw UsageError{"unknown loss '" + arg + "'; the registered losses are " + known};
       }
       o.losses.push_back(arg);
+    } else if (arg == "-h" || arg == "--help") {
+      args.no_value();
+      o.help = true;
+    } else if (arg == "--list") {
+      args.no_value();
+      o.list = true;
+    } else if (arg == "--json") {
+      args.no_value();
+      o.json = true;
+    } else if (arg == "--seed") {
+      o.check.seed = static_cast<uint64_t>(
+          segloss::tools::parse_int(arg, args.value(), 0, std::numeric_limits<int64_t>::max()));
+    } else if (arg == "--self-test-perturb") {
+      o.check.perturb_gradient = segloss::tools::parse_number(arg, args.value());
+    } else {
+      throw UsageError{"unknown option " + arg};
     }
   }
   return o;
