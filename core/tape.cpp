@@ -10,6 +10,24 @@
 #include "checks.hpp"
 #include "parallel.hpp"
 
+namespace segloss {
+namespace detail {
+// dst = scale * src (assign) or dst += scale * src on the current CUDA stream: defined by the
+// CUDA backend (backends/cuda/tape.cu), or failing below in a build without it.
+template <class T>
+void tape_scale_add(T* dst, const T* src, double scale, int64_t n, bool assign);
+#if !defined(SEGLOSS_WITH_CUDA)
+template <class T>
+void tape_scale_add(T*, const T*, double, int64_t, bool) {
+  fail("ad::Tape::backward", "a CUDA gradient, but this build has no CUDA backend");
+}
+template void tape_scale_add<float>(float*, const float*, double, int64_t, bool);
+template void tape_scale_add<double>(double*, const double*, double, int64_t, bool);
+#endif
+}  // namespace detail
+
+}  // namespace segloss
+
 namespace segloss::ad {
 
 // ---------------------------------------------------------------------------------------------
@@ -45,6 +63,15 @@ void Tape<T>::check_var(const char* op, const Var<T>& v) const {
                 " nodes; was the tape cleared?)");
 }
 template <class T>
+void Tape<T>::check_cpu_var(const char* op, const Var<T>& v) const {
+  check_var(op, v);
+  const Tensor<T>& value = nodes_[static_cast<size_t>(v.id_)].value;
+  SEGLOSS_CHECK(value.device() == Device::cpu, op, "Var #", v.id_, " ", value.shape(),
+                " is on device ", device_name(value.device()), ", but ", op,
+                " has no CUDA path yet: on CUDA the tape records the fused loss nodes "
+                "(losses/tape_losses.hpp) and scalar algebra on their values");
+}
+template <class T>
 const typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) const {
   check_var("ad::Tape", v);
   return nodes_[static_cast<size_t>(v.id_)];
@@ -64,7 +91,7 @@ Var<T> Tape<T>::push(Node n) {
 template <class T>
 Var<T> Tape<T>::leaf(const Tensor<T>& value, bool requires_grad) {
   SEGLOSS_CHECK(value.defined(), "ad::Tape::leaf", "the tensor is undefined");
-  detail::check_on_cpu("ad::Tape::leaf", "the tensor", value);
+  detail::check_input_device("ad::Tape::leaf", "the tensor", value, /*cuda_path=*/true);
   Node n;
   n.op = requires_grad ? "leaf" : "constant";
   n.value = value;
@@ -108,7 +135,8 @@ void Tape<T>::backward(const Var<T>& loss) {
   }
   has_grads_ = true;
   if (!l.requires_grad) return;
-  nodes_[static_cast<size_t>(loss.id_)].grad = Tensor<T>::full(l.value.shape(), T(1));
+  nodes_[static_cast<size_t>(loss.id_)].grad =
+      Tensor<T>::full(l.value.shape(), T(1), l.value.device());
   // The tape is in topological order: every node's inputs come before it.
   for (int64_t i = loss.id_; i >= 0; --i) {
     Node& n = nodes_[static_cast<size_t>(i)];
@@ -126,7 +154,7 @@ const Tensor<T>& Tape<T>::grad(const Var<T>& v) const {
                 ") does not require a gradient (a constant, or computed from constants only)");
   SEGLOSS_CHECK(has_grads_, "ad::Tape::grad", "no gradients yet: call backward(loss) first");
   Node& m = const_cast<Node&>(n);  // the zeros of a node the loss does not reach
-  if (!m.grad.defined()) m.grad = Tensor<T>::zeros(n.value.shape());
+  if (!m.grad.defined()) m.grad = Tensor<T>::zeros(n.value.shape(), n.value.device());
   return m.grad;
 }
 
@@ -134,7 +162,7 @@ template <class T>
 Tensor<T>& Tape<T>::grad_buffer(const Var<T>& v) {
   Node& n = node(v);
   if (!n.grad.defined()) {
-    n.grad = Tensor<T>::zeros(n.value.shape());
+    n.grad = Tensor<T>::zeros(n.value.shape(), n.value.device());
   } else if (n.grad_adopted) {  // copy on write: another node still holds this tensor
     n.grad = n.grad.clone();
     n.grad_adopted = false;
@@ -152,7 +180,15 @@ void Tape<T>::accumulate(const Var<T>& v, const Tensor<T>& contribution, double 
     return;
   }
   const bool fresh = !n.grad.defined();
-  Tensor<T>& g = fresh ? (n.grad = Tensor<T>::empty(n.value.shape())) : grad_buffer(v);
+  Tensor<T>& g =
+      fresh ? (n.grad = Tensor<T>::empty(n.value.shape(), n.value.device())) : grad_buffer(v);
+  SEGLOSS_CHECK(contribution.device() == g.device(), "ad::Tape::backward", "a gradient on ",
+                device_name(contribution.device()), " flows into Var #", v.id_, " on ",
+                device_name(g.device()));
+  if (g.device() == Device::cuda) {  // a fused loss node's gradient on the device
+    detail::tape_scale_add(g.data(), contribution.data(), scale, g.numel(), fresh);
+    return;
+  }
   const T s = static_cast<T>(scale);
   T* gd = g.data();
   const T* c = contribution.data();
@@ -264,8 +300,8 @@ void for_each_pair(const Layout& a, const Layout& b, int64_t n, Body&& body) {
 // The output shape of a binary op: the shape both operands broadcast to.
 template <class T>
 Shape binary_shape(const char* op, const Var<T>& a, const Var<T>& b) {
-  a.tape().check_var(op, a);
-  a.tape().check_var(op, b);
+  a.tape().check_cpu_var(op, a);
+  a.tape().check_cpu_var(op, b);
   const Shape &sa = a.shape(), &sb = b.shape();
   if (broadcasts(sb, sa)) return sa;
   if (broadcasts(sa, sb)) return sb;
@@ -314,7 +350,7 @@ Var<T> binary(const char* op, const Var<T>& a, const Var<T>& b, F f, DA da, DB d
 // A unary op: f(x) the value, d(x, y) the derivative given x and y = f(x).
 template <class T, class F, class D>
 Var<T> unary(const char* op, const Var<T>& a, F f, D d) {
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const Tensor<T>& xv = a.value();
   Tensor<T> out = Tensor<T>::empty(xv.shape());
   const T* x = xv.data();
@@ -454,7 +490,7 @@ Var<T> clamp(const Var<T>& a, double lo, double hi) {
 // (x^p)' = p x^(p-1). p = 2 is the exact product x * x; p = 1 is x itself (no node).
 template <class T>
 Var<T> pow(const Var<T>& a, double p) {
-  a.tape().check_var("ad::pow", a);
+  a.tape().check_cpu_var("ad::pow", a);
   if (p == 1.0) return a;
   const T k = static_cast<T>(p);
   if (p == 2.0)
@@ -497,7 +533,7 @@ void for_each_pixel(const ClassAxis& a, Body&& body) {
 template <class T>
 Var<T> softmax(const Var<T>& a) {
   const char* op = "ad::softmax";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   Tensor<T> out = Tensor<T>::empty(a.shape());
   const T* x = a.value().data();
@@ -537,7 +573,7 @@ Var<T> softmax(const Var<T>& a) {
 template <class T>
 Var<T> log_softmax(const Var<T>& a) {
   const char* op = "ad::log_softmax";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   Tensor<T> out = Tensor<T>::empty(a.shape());
   const T* x = a.value().data();
@@ -582,7 +618,7 @@ enum class Keep { none, image, klass, image_class };
 // numel / N elements; keeping axis 1 sums, for each class, N planes of S elements.
 template <class T>
 Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const Shape& in = a.shape();
   const bool needs_class = keep == Keep::klass || keep == Keep::image_class;
   SEGLOSS_CHECK(in.rank() >= (needs_class           ? 2
@@ -680,7 +716,7 @@ Var<T> mean_per_image_class(const Var<T>& a) {
 template <class T>
 Var<T> class_sum(const Var<T>& a) {
   const char* op = "ad::class_sum";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   Shape out_shape = a.shape();
   out_shape[1] = 1;
@@ -704,7 +740,7 @@ Var<T> class_sum(const Var<T>& a) {
 template <class T>
 Var<T> reshape(const Var<T>& a, const Shape& shape) {
   const char* op = "ad::reshape";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   SEGLOSS_CHECK(shape.numel() == a.shape().numel(), op, "cannot reshape ", a.shape(), " to ", shape,
                 ": the element counts differ");
   Tensor<T> out = Tensor<T>::empty(shape);
@@ -723,8 +759,8 @@ Var<T> reshape(const Var<T>& a, const Shape& shape) {
 template <class T>
 Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b) {
   const char* op = "ad::where";
-  a.tape().check_var(op, a);
-  a.tape().check_var(op, b);
+  a.tape().check_cpu_var(op, a);
+  a.tape().check_cpu_var(op, b);
   SEGLOSS_CHECK(a.shape() == b.shape(), op, "a ", a.shape(), " and b ", b.shape(),
                 " must have one shape");
   SEGLOSS_CHECK(mask.defined(), op, "mask is undefined");

@@ -50,7 +50,16 @@
 // Errors (segloss::Error, naming the op): a Var from another tape or an undefined Var, shapes
 // that do not broadcast, backward() from a Var that is not a one-element scalar, grad() of a
 // Var that does not require a gradient, axes the input lacks, labels outside [0, C) that are
-// not ignore_index, and CUDA tensors (the tape is CPU-only, as the fused losses are).
+// not ignore_index, and a CUDA value given to a primitive (see CUDA below).
+//
+// CUDA: a leaf may be a CUDA tensor (Tensor::to(Device::cuda), or a view of the caller's device
+// pointer). The fused loss nodes of losses/tape_losses.hpp run on it wherever the fused loss
+// has a CUDA path (docs/cuda.md): the value comes back to the host as the node's scalar, the
+// gradient stays on the device, and backward scales it and adds it into the leaf's gradient
+// with one elementwise kernel on the current stream (backends/cuda/tape.cu), or adopts it
+// without a copy when the loss is used alone. Scalar algebra on the loss values (host scalars)
+// works as on the CPU, so `bce + 0.5 * dice` on CUDA logits is a CUDA tape. The primitives are
+// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet"; compose on the CPU.
 //
 // Cost: each op allocates its output (and, in backward, its inputs' gradients). Primitives are
 // correct first and fast second; bench/segloss_bench.cpp reports composed-versus-fused ratios.
@@ -133,6 +142,8 @@ class Tape {
 
   // Checks that v is a defined Var of this tape (error names `op`).
   void check_var(const char* op, const Var<T>& v) const;
+  // The same, and that v's value is on the CPU: every primitive computes on the CPU.
+  void check_cpu_var(const char* op, const Var<T>& v) const;
 
   int64_t size() const { return static_cast<int64_t>(nodes_.size()); }
   const char* op_name(const Var<T>& v) const { return node(v).op; }
