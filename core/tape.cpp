@@ -49,7 +49,7 @@ bool Var<T>::requires_grad() const {
 }
 template <class T>
 double Var<T>::item() const {
-  const Tensor<T>& v = value();
+  const Tensor<T> v = value().device() == Device::cpu ? value() : value().to(Device::cpu);
   SEGLOSS_CHECK(v.numel() == 1, "ad::Var::item", "the value ", v.shape(),
                 " has more than one element");
   return static_cast<double>(v[0]);
