@@ -3,7 +3,7 @@
 // the loss, its gradient with respect to the logits, and the validation metrics.
 //
 //   train_shapes [--loss ce|dice|ce+dice|focal|lovasz|tversky] [--boundary-weights]
-//                [--epochs N] [--seed S] [--threads T] [--out DIR] [--quick]
+//                [--epochs N] [--seed S] [--threads T] [--out DIR] [--quick] [--device cuda]
 //
 // Writes to DIR (default out/train_shapes): strip_*.png (input | truth | prediction) for a few
 // validation images, curve.svg (training loss and validation mIoU per epoch) and metrics.json.
@@ -56,6 +56,7 @@ struct Config {
   int threads = 0;  // 0: OpenMP's default
   std::string out = "out/train_shapes";
   bool quick = false;
+  std::string device = "cpu";
   int64_t train_n = 1024, val_n = 128, size = 64, batch = 4;
   double lr = 3e-3;
 };
@@ -73,7 +74,10 @@ const char* const kUsage =
     "  --batch B           images per step (default 4)\n"
     "  --lr X              Adam's learning rate, decayed along a cosine to X / 20 (default 3e-3)\n"
     "  --train-images N    new training images per epoch (default 1024; validation: 128)\n"
-    "  --quick             a short run that checks the loss falls and the mIoU rises (the test)\n";
+    "  --quick             a short run that checks the loss falls and the mIoU rises (the test)\n"
+    "  --device D          cpu (default) | cuda: the loss and its gradient on the GPU (the\n"
+    "                      network stays on the CPU; each step copies the logits there and the\n"
+    "                      gradient back). Exits 77 when no GPU is present\n";
 
 Config parse(int argc, char** argv) {
   Config c;
@@ -104,6 +108,8 @@ Config parse(int argc, char** argv) {
       c.train_n = std::stoll(value());
     } else if (a == "--quick") {
       c.quick = true;
+    } else if (a == "--device") {
+      c.device = value();
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -118,6 +124,11 @@ Config parse(int argc, char** argv) {
     throw std::runtime_error(
         "--boundary-weights weights the cross-entropy term: use it with "
         "--loss ce or ce+dice");
+  if (c.device != "cpu" && c.device != "cuda")
+    throw std::runtime_error("unknown --device " + c.device + " (cpu or cuda)");
+  if (c.device == "cuda" && c.boundary_weights)
+    throw std::runtime_error(
+        "--boundary-weights weighs the per-pixel losses on the CPU: use it with --device cpu");
   if (c.epochs < 1) throw std::runtime_error("--epochs must be >= 1");
   if (c.threads < 0) throw std::runtime_error("--threads must be >= 1");
   if (c.batch < 1 || c.lr <= 0 || c.train_n < c.batch)
@@ -151,6 +162,7 @@ struct Loss {
 
   double operator()(const Tensor<float>& logits, const Tensor<int64_t>& labels,
                     const Tensor<float>& pixel_weight, Tensor<float>& grad) const {
+    if (config.device == "cuda") return on_cuda(logits, labels, grad);
     const std::string& l = config.loss;
     if (config.boundary_weights) {
       // Weighted cross-entropy: L = sum_i w_i l_i / P (P pixels, mean of w is 1), its gradient
@@ -178,6 +190,36 @@ struct Loss {
     if (l == "focal") return segloss::softmax_focal_value_and_grad(logits, labels, grad);
     if (l == "lovasz") return segloss::lovasz_softmax_value_and_grad(logits, labels, grad);
     return segloss::softmax_tversky_value_and_grad(logits, labels, grad, tversky);
+  }
+
+  // --device cuda: the same losses on copies of the logits and labels on the GPU (the
+  // library picks the CUDA path from the tensors' device; a loss without one raises an error
+  // naming it). ce+dice runs as its two terms, each with a CUDA path, and their gradients are
+  // added on the host.
+  double on_cuda(const Tensor<float>& logits, const Tensor<int64_t>& labels,
+                 Tensor<float>& grad) const {
+    using segloss::Device;
+    const Tensor<float> x = logits.to(Device::cuda);
+    const Tensor<int64_t> y = labels.to(Device::cuda);
+    Tensor<float> g;  // allocated on the GPU by the loss
+    const std::string& l = config.loss;
+    double value = 0;
+    if (l == "ce+dice") {
+      Tensor<float> g_dice;
+      value = segloss::cross_entropy_value_and_grad(x, y, g, ce_dice.ce) +
+              segloss::softmax_dice_value_and_grad(x, y, g_dice, ce_dice.dice);
+      grad.copy_from(g);
+      const Tensor<float> d = g_dice.to(Device::cpu);
+      for (int64_t i = 0; i < grad.numel(); ++i) grad[i] += d[i];
+      return value;
+    }
+    if (l == "ce") value = segloss::cross_entropy_value_and_grad(x, y, g);
+    if (l == "dice") value = segloss::softmax_dice_value_and_grad(x, y, g, dice);
+    if (l == "focal") value = segloss::softmax_focal_value_and_grad(x, y, g);
+    if (l == "lovasz") value = segloss::lovasz_softmax_value_and_grad(x, y, g);
+    if (l == "tversky") value = segloss::softmax_tversky_value_and_grad(x, y, g, tversky);
+    grad.copy_from(g);
+    return value;
   }
 };
 
@@ -288,7 +330,10 @@ int run(const Config& config) {
       "loss %s%s, "
       "%d threads\n",
       (long long)config.train_n, (long long)val.n, (long long)s, (long long)s, config.loss.c_str(),
-      config.boundary_weights ? " (boundary-weighted CE)" : "", threads);
+      config.boundary_weights   ? " (boundary-weighted CE)"
+      : config.device == "cuda" ? " on the GPU"
+                                : "",
+      threads);
 
   Net<float> net;
   net.init(config.seed);
@@ -445,7 +490,14 @@ int run(const Config& config) {
 
 int main(int argc, char** argv) {
   try {
-    return run(parse(argc, argv));
+    const Config config = parse(argc, argv);
+    if (config.device == "cuda" && !segloss::cuda::available()) {
+      std::fprintf(stderr, "train_shapes: --device cuda: %s; skipped\n",
+                   segloss::cuda::built() ? "no CUDA device is available"
+                                          : "this build of segloss has no CUDA backend");
+      return 77;  // ctest's SKIP_RETURN_CODE
+    }
+    return run(config);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_shapes: %s\n%s", e.what(), kUsage);
     return 2;
