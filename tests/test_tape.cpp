@@ -751,7 +751,8 @@ TEST_CASE("tape: errors") {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather, relu)
+// Group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather, relu) and the
+// composed Lovász losses
 // ---------------------------------------------------------------------------------------------
 
 namespace {
@@ -864,4 +865,106 @@ TEST_CASE("tape: relu passes no gradient at 0, and the group primitives' errors"
                        Error);
   CHECK_THROWS_WITH_AS(ad::gather(v, Tensor<int64_t>::from({0, 3}, {2})),
                        "ad::gather: index 3 at (1) is outside [0, 3) of the input (3)", Error);
+}
+
+TEST_CASE("composed: lovasz_softmax equals the fused loss (every option)") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 92, 2.0);
+  auto y = testing::labels<int64_t>({2, 4, 5}, 3, 93, 0.15);
+  for (int64_t i = 0; i < 20; ++i)  // image 0 has no class 2
+    if (y[i] == 2) y[i] = 1;
+  const auto y32 = testing::cast<int32_t>(y);
+  for (bool per_image : {false, true}) {
+    CAPTURE(per_image);
+    LovaszSoftmaxOptions<double> o;
+    o.per_image = per_image;
+    CHECK_COMPOSED(lovasz_softmax, x, y, o, kAll)
+    o.classes = LovaszClasses::all;
+    CHECK_COMPOSED(lovasz_softmax, x, y32, o, kAll)
+    o.class_list = {2, 0};
+    CHECK_COMPOSED(lovasz_softmax, x, y, o, kAll)
+    auto y255 = y32.clone();  // ignore_index 255
+    for (auto& v : y255)
+      if (v == -100) v = 255;
+    LovaszSoftmaxOptions<double> i255;
+    i255.per_image = per_image;
+    i255.ignore_index = 255;
+    CHECK_COMPOSED(lovasz_softmax, x, y255, i255, kAll)
+  }
+  // Edge cases: image 1 all ignored (per image), a 3D volume, N = 1, a 1x1 image, |x| = 1e4
+  // (probabilities 0 or 1: errors tie at 0 and keep pixel order in both).
+  auto yi = y.clone();
+  for (int64_t i = 20; i < 40; ++i) yi[i] = -100;
+  LovaszSoftmaxOptions<double> pi;
+  pi.per_image = true;
+  CHECK_COMPOSED(lovasz_softmax, x, yi, pi, kAll)
+  const auto all_ignored = Tensor<int64_t>::full({2, 4, 5}, -100);
+  CHECK_COMPOSED(lovasz_softmax, x, all_ignored, pi, kAll)
+  const auto x3 = testing::randn<double>({2, 4, 3, 3, 2}, 94, 2.0);
+  const auto y3 = testing::labels<int64_t>({2, 3, 3, 2}, 4, 95, 0.1);
+  CHECK_COMPOSED(lovasz_softmax, x3, y3, LovaszSoftmaxOptions<double>{}, kAll)
+  const auto x1 = testing::randn<double>({1, 3, 1, 1}, 96);
+  const auto y1 = Tensor<int64_t>::from({2}, {1, 1, 1});
+  CHECK_COMPOSED(lovasz_softmax, x1, y1, pi, kAll)
+  auto big = testing::randn<double>(s, 97);
+  for (auto& v : big) v = v > 0 ? 1e4 : -1e4;
+  CHECK_COMPOSED(lovasz_softmax, big, y, LovaszSoftmaxOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: lovasz_hinge equals the fused loss (every option, ties)") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 98, 2.0);
+  const auto z = testing::mask<double>(s, 99);
+  for (bool per_image : {true, false}) {
+    CAPTURE(per_image);
+    LovaszHingeOptions<double> o;
+    o.per_image = per_image;
+    CHECK_COMPOSED(lovasz_hinge, x, z, o, kAll)
+    auto zi = z.clone();
+    for (int64_t i = 0; i < zi.numel(); i += 5) zi[i] = 255;
+    o.ignore = 255.0;
+    CHECK_COMPOSED(lovasz_hinge, x, zi, o, kAll)
+    // Ties: logits on a grid of four values, so many errors are equal (and many are <= 0).
+    auto grid = x.clone();
+    for (auto& v : grid) v = std::round(v) / 2;
+    CHECK_COMPOSED(lovasz_hinge, grid, z, o, kAll)
+  }
+  // One image all ignored, a 3D volume, N = 1 with a 1x1 image, |x| = 1e4.
+  LovaszHingeOptions<double> ig;
+  ig.ignore = 255.0;
+  auto zi = z.clone();
+  for (int64_t i = 60; i < 120; ++i) zi[i] = 255;
+  CHECK_COMPOSED(lovasz_hinge, x, zi, ig, kAll)
+  const auto x3 = testing::randn<double>({2, 1, 3, 3, 2}, 100, 2.0);
+  CHECK_COMPOSED(lovasz_hinge, x3, testing::mask<double>(x3.shape(), 101),
+                 LovaszHingeOptions<double>{}, kAll)
+  const auto x1 = Tensor<double>::from({0.3}, {1, 1, 1, 1});
+  CHECK_COMPOSED(lovasz_hinge, x1, Tensor<double>::from({1.0}, {1, 1, 1, 1}),
+                 LovaszHingeOptions<double>{}, kAll)
+  auto big = x.clone();
+  for (auto& v : big) v = v > 0 ? 1e4 : -1e4;
+  CHECK_COMPOSED(lovasz_hinge, big, z, LovaszHingeOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: the Lovász losses check their arguments as the fused ones do") {
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(testing::randn<double>({2, 3, 4, 4}, 102));
+  const auto bad = Tensor<int64_t>::full({2, 4, 4}, 3);
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, bad),
+                       doctest::Contains("composed::lovasz_softmax: target has label 3 at (0,0,0)"),
+                       Error);
+  LovaszSoftmaxOptions<double> o;
+  o.class_list = {1, 3};
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, Tensor<int64_t>::zeros({2, 4, 4}), o),
+                       "composed::lovasz_softmax: options.class_list[1] is 3, outside [0, 3) of "
+                       "logits (2,3,4,4)",
+                       Error);
+  o.class_list = {1, 1};
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, Tensor<int64_t>::zeros({2, 4, 4}), o),
+                       "composed::lovasz_softmax: options.class_list repeats class 1", Error);
+  const auto t = Tensor<double>::full({2, 3, 4, 4}, 0.5);
+  CHECK_THROWS_WITH_AS(composed::lovasz_hinge(tape, v, t),
+                       doctest::Contains("composed::lovasz_hinge: target has label 0.5 at "
+                                         "(0,0,0,0); expected 0 or 1"),
+                       Error);
 }
