@@ -346,6 +346,9 @@ void bench_surface(const Args& args) {
 //                        loss is used alone (issue 5's target: <= 1.05);
 //   composed:soft_dice   soft_dice written from primitives (losses/composed.hpp), forward and
 //                        backward on a tape, against the fused soft_dice.
+//   composed:lovasz_hinge
+//                        lovasz_hinge (per image) from primitives (sort_desc, cumsum, ...),
+//                        against the fused lovasz_hinge.
 void print_tape_line(const std::string& name, const Shape& shape, int threads, double ms,
                      double fused_ms, int64_t pixels) {
   std::printf(
@@ -374,6 +377,13 @@ void bench_tape(const Args& args, const Tensor<float>& x, const Tensor<float>& t
     tape.backward(l);
     sink = sink + l.item() + tape.grad(v)[0];
   };
+  const auto composed_lovasz_hinge = [&] {
+    ad::Tape<float> tape;
+    const ad::Var<float> v = tape.leaf(x);
+    const ad::Var<float> l = composed::lovasz_hinge(tape, v, t);
+    tape.backward(l);
+    sink = sink + l.item() + tape.grad(v)[0];
+  };
   const struct {
     const char* name;
     std::function<void()> tape, fused;
@@ -382,6 +392,8 @@ void bench_tape(const Args& args, const Tensor<float>& x, const Tensor<float>& t
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
       {"composed:soft_dice", composed_soft_dice,
        [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
+      {"composed:lovasz_hinge", composed_lovasz_hinge,
+       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
   };
   for (const auto& c : cases) {
     if (!args.filter.empty() && std::string(c.name).find(args.filter) == std::string::npos)

@@ -836,6 +836,171 @@ Var<T> valid_mask(Tape<T>& tape, const Tensor<L>& labels, int64_t ignore_index) 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Groups: sort, running sums, gather
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Checks that offsets partition the n elements of a Var into consecutive groups.
+void check_offsets(const char* op, const std::vector<int64_t>& offsets, int64_t n) {
+  SEGLOSS_CHECK(!offsets.empty() && offsets.front() == 0 && offsets.back() == n, op,
+                "offsets must start at 0 and end at the element count ", n, " (got ",
+                offsets.size(), " offsets, first ", offsets.empty() ? -1 : offsets.front(),
+                ", last ", offsets.empty() ? -1 : offsets.back(), ")");
+  for (size_t j = 1; j < offsets.size(); ++j)
+    SEGLOSS_CHECK(offsets[j] >= offsets[j - 1], op, "offsets[", j, "] = ", offsets[j],
+                  " is smaller than offsets[", j - 1, "] = ", offsets[j - 1]);
+}
+
+// body(j) for every group j, in parallel (each group on one thread).
+template <class Body>
+void for_each_group(const std::vector<int64_t>& offsets, Body&& body) {
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1) if (groups > 1 && offsets.back() > 4096)
+#endif
+  for (int64_t j = 0; j < groups; ++j) body(j, offsets[j], offsets[j + 1]);
+}
+
+// The descending order of sort_desc: a NaN first, then larger values; a strict weak order, so
+// std::stable_sort keeps equal values (and NaNs) in index order.
+template <class T>
+bool sorts_before(T a, T b) {
+  if (std::isnan(a)) return !std::isnan(b);
+  if (std::isnan(b)) return false;
+  return a > b;
+}
+
+}  // namespace
+
+template <class T>
+Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
+  const char* op = "ad::sort_desc";
+  a.tape().check_var(op, a);
+  const int64_t n = a.value().numel();
+  check_offsets(op, offsets, n);
+  const T* x = a.value().data();
+  Tensor<int64_t> perm = Tensor<int64_t>::empty(a.shape());
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  int64_t* pm = perm.data();
+  T* y = out.data();
+  for_each_group(offsets, [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) pm[i] = i;
+    std::stable_sort(pm + b, pm + e,
+                     [x](int64_t i, int64_t k) { return sorts_before(x[i], x[k]); });
+    for (int64_t i = b; i < e; ++i) y[i] = x[pm[i]];
+  });
+  Sorted<T> r;
+  r.perm = perm;
+  r.values = a.tape().record(op, out, {a}, [a, perm](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    const int64_t* pm = perm.data();
+    parallel_for(g.numel(), [&](int64_t k) { gx[pm[k]] += gd[k]; });  // a permutation: no races
+  });
+  return r;
+}
+
+template <class T>
+Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
+  const char* op = "ad::cumsum";
+  a.tape().check_var(op, a);
+  check_offsets(op, offsets, a.value().numel());
+  const T* x = a.value().data();
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  T* y = out.data();
+  for_each_group(offsets, [&](int64_t, int64_t b, int64_t e) {
+    double s = 0.0;
+    for (int64_t i = b; i < e; ++i) y[i] = static_cast<T>(s += x[i]);
+  });
+  return a.tape().record(op, out, {a}, [a, offsets](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    for_each_group(offsets, [&](int64_t, int64_t b, int64_t e) {
+      double s = 0.0;
+      for (int64_t i = e - 1; i >= b; --i) gx[i] += static_cast<T>(s += gd[i]);
+    });
+  });
+}
+
+template <class T>
+Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
+  const char* op = "ad::adjacent_diff";
+  a.tape().check_var(op, a);
+  check_offsets(op, offsets, a.value().numel());
+  const T* x = a.value().data();
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  T* y = out.data();
+  for_each_group(offsets, [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = i == b ? x[i] : x[i] - x[i - 1];
+  });
+  return a.tape().record(op, out, {a}, [a, offsets](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    for_each_group(offsets, [&](int64_t, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) gx[i] += i + 1 < e ? gd[i] - gd[i + 1] : gd[i];
+    });
+  });
+}
+
+template <class T>
+Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
+  const char* op = "ad::segment_sum";
+  a.tape().check_var(op, a);
+  check_offsets(op, offsets, a.value().numel());
+  const T* x = a.value().data();
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
+  Tensor<T> out = Tensor<T>::empty(Shape{groups});
+  T* y = out.data();
+  for_each_group(offsets, [&](int64_t j, int64_t b, int64_t e) {
+    double s = 0.0;
+    for (int64_t i = b; i < e; ++i) s += x[i];
+    y[j] = static_cast<T>(s);
+  });
+  return a.tape().record(op, out, {a}, [a, offsets](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    const T* gd = g.data();
+    for_each_group(offsets, [&](int64_t j, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) gx[i] += gd[j];
+    });
+  });
+}
+
+template <class T>
+Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index) {
+  const char* op = "ad::gather";
+  a.tape().check_var(op, a);
+  SEGLOSS_CHECK(index.defined(), op, "index is undefined");
+  detail::check_on_cpu(op, "index", index);
+  const int64_t n = a.value().numel();
+  const int64_t* ix = index.data();
+  for (int64_t i = 0; i < index.numel(); ++i)
+    SEGLOSS_CHECK(ix[i] >= 0 && ix[i] < n, op, "index ", ix[i], " at ", index.shape().position(i),
+                  " is outside [0, ", n, ") of the input ", a.shape());
+  const T* x = a.value().data();
+  Tensor<T> out = Tensor<T>::empty(index.shape());
+  T* y = out.data();
+  parallel_for(index.numel(), [&](int64_t i) { y[i] = x[ix[i]]; });
+  return a.tape().record(op, out, {a}, [a, index](Tape<T>& tape, const Tensor<T>& g) {
+    // Indices may repeat: one pass on one thread, summed in double in index order.
+    std::vector<double> acc(static_cast<size_t>(a.value().numel()), 0.0);
+    const int64_t* ix = index.data();
+    const T* gd = g.data();
+    for (int64_t i = 0; i < index.numel(); ++i) acc[static_cast<size_t>(ix[i])] += gd[i];
+    T* gx = tape.grad_buffer(a).data();
+    parallel_for(a.value().numel(), [&](int64_t i) { gx[i] += static_cast<T>(acc[i]); });
+  });
+}
+
+// relu'(x) = [x > 0], and 1 for a NaN (which passes through).
+template <class T>
+Var<T> relu(const Var<T>& a) {
+  return unary(
+      "ad::relu", a, [](T x) { return std::isnan(x) || x > T(0) ? x : T(0); },
+      [](T x, T) { return std::isnan(x) || x > T(0) ? T(1) : T(0); });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fused losses
 // ---------------------------------------------------------------------------------------------
 
@@ -892,6 +1057,12 @@ Var<T> fused_node(const char* op, const Var<T>& input, double value, Tensor<T> g
   template Var<T> reshape(const Var<T>&, const Shape&);                      \
   template Var<T> where(const Tensor<T>&, const Var<T>&, const Var<T>&);     \
   template Var<T> fused_node(const char*, const Var<T>&, double, Tensor<T>); \
+  template Sorted<T> sort_desc(const Var<T>&, const std::vector<int64_t>&);  \
+  template Var<T> cumsum(const Var<T>&, const std::vector<int64_t>&);        \
+  template Var<T> adjacent_diff(const Var<T>&, const std::vector<int64_t>&); \
+  template Var<T> segment_sum(const Var<T>&, const std::vector<int64_t>&);   \
+  template Var<T> gather(const Var<T>&, const Tensor<int64_t>&);             \
+  template Var<T> relu(const Var<T>&);                                       \
   SEGLOSS_INSTANTIATE_LABEL(T, int32_t)                                      \
   SEGLOSS_INSTANTIATE_LABEL(T, int64_t)
 SEGLOSS_INSTANTIATE(float)

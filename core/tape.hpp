@@ -17,7 +17,8 @@
 //    its inputs does; backward() skips the closures of nodes that do not, and allocates a
 //    gradient only for the nodes it reaches.
 //  - Two kinds of ops: the primitives of this header (elementwise math with broadcasting,
-//    softmax over the class axis, sums over chosen axes, masks), from which a new loss can be
+//    softmax over the class axis, sums over chosen axes, masks, and a sort, running sums and
+//    gathers along groups for sort-based losses), from which a new loss can be
 //    written without deriving it; and the fused losses (losses/tape_losses.hpp), recorded by
 //    fused_node(): their value and gradient come out of one fused value_and_grad call in the
 //    forward, and backward only scales that gradient by the incoming scalar and adds it in.
@@ -264,6 +265,54 @@ Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes,
                int64_t ignore_index = -100);
 template <class T, class L>
 Var<T> valid_mask(Tape<T>& tape, const Tensor<L>& labels, int64_t ignore_index = -100);
+
+// Groups (segments) along the flattened elements, for the ops a sort-based loss needs (the
+// Lovász losses of losses/composed.hpp). `offsets` holds G + 1 nondecreasing positions with
+// offsets[0] = 0 and offsets[G] = numel(a): group j is the elements [offsets[j], offsets[j+1])
+// of a in row-major order. A group may be empty (two equal offsets). The caller lays the
+// groups out with gather (for example one group per image and class, over the pixels that are
+// not ignored). Error: offsets that are not such a partition of a's elements.
+//
+// sort_desc: the values of each group in descending order, and the permutation: perm[k] is
+//   the (flat) index into a of the element at sorted position k (perm stays inside each group;
+//   an int64 tensor shaped like a, a constant). Stable: equal values keep their order in a
+//   (the first index first), -0 and +0 are equal, and a NaN sorts before every number (as the
+//   largest value), NaNs in index order. These are the fused Lovász kernels' rules
+//   (backends/cpu/lovasz.cpp), so the two pick the same permutation where errors tie.
+//   Backward: the permutation is held fixed (a subgradient where values tie):
+//   a_bar[perm[k]] += g[k].
+template <class T>
+struct Sorted {
+  Var<T> values;         // shaped like a
+  Tensor<int64_t> perm;  // shaped like a: the flat index into a of each sorted value
+};
+template <class T>
+Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets);
+// cumsum: the inclusive running sum within each group, y[k] = sum_{offsets[j] <= i <= k} a[i]
+//   (summed in double). Backward: the reverse running sum, a_bar[k] += sum_{k <= i < end} g[i].
+template <class T>
+Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets);
+// adjacent_diff: y[k] = a[k] - a[k-1] within a group, and y = a at each group's first element
+//   (the inverse of cumsum). Backward: a_bar[k] += g[k] - g[k+1], without g[k+1] at a group's
+//   last element.
+template <class T>
+Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets);
+// segment_sum: the sum of each group (in double, in order), shape (G); an empty group sums
+//   to 0. Backward: every element of group j gets g[j].
+template <class T>
+Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets);
+
+// gather: y[i] = a.flat[index[i]], shaped like index (int64 indices into a's elements, in
+//   [0, numel(a)); an index may repeat: gather also broadcasts a per-group value to the group's
+//   elements). Backward: scatter-add, a_bar.flat[index[i]] += g[i], summed in double in index
+//   order. Error: an index outside [0, numel(a)).
+template <class T>
+Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index);
+
+// relu: max(x, 0); the gradient is 1 for x > 0 and 0 for x <= 0 (relu'(0) = 0, as PyTorch;
+// clamp(x, 0, inf) passes the gradient at 0). NaN passes through, with slope 1.
+template <class T>
+Var<T> relu(const Var<T>& a);
 
 // A fused loss: `value` and its gradient `grad` (shaped like input) were computed together.
 // backward adds g * grad into input's gradient, adopting `grad` without a copy when it can.

@@ -3,11 +3,13 @@
 // differentiates it. The argument checks are the fused losses' own.
 #include "composed.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "../backends/cpu/lovasz.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/labels.hpp"
 #include "internal/overlap_scores.hpp"
@@ -478,14 +480,183 @@ Var<T> dice_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
 }
 
 // ---------------------------------------------------------------------------------------------
+// The Lovász losses
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// The groups of a Lovász loss laid out one after another: `index` holds, group by group, the
+// flat indices (into the errors' tensor) of the group's pixels in pixel order; `offsets` the
+// group boundaries; `group_of` the group of each gathered element; per problem, the groups it
+// owns (`problem_offsets`) and the weight 1 / K_j of their losses (`weight`, one per group).
+struct LovaszGroups {
+  std::vector<int64_t> index, offsets{0}, group_of, problem_offsets{0};
+  std::vector<double> weight;
+  int64_t problems = 0;
+
+  void add(int64_t i) {
+    index.push_back(i);
+    group_of.push_back(static_cast<int64_t>(offsets.size()) - 1);
+  }
+  void close_group(double w) {
+    offsets.push_back(static_cast<int64_t>(index.size()));
+    weight.push_back(w);
+  }
+  void close_problem() {
+    problem_offsets.push_back(static_cast<int64_t>(weight.size()));
+    ++problems;
+  }
+  int64_t groups() const { return static_cast<int64_t>(weight.size()); }
+};
+
+template <class V>
+Tensor<V> vector_tensor(const std::vector<V>& v) {
+  return Tensor<V>::from(v, Shape{static_cast<int64_t>(v.size())});
+}
+
+// The Lovász extension of the Jaccard loss over the groups (Alg. 1 of Berman et al., CVPR 2018):
+// errors e gathered by groups.index, ground truth gt (0 or 1, same layout as e; a constant).
+// Each group's errors are sorted in decreasing order (ties in pixel order); with
+// G = sum gt, I_k = G - cumsum(gt_sorted), U_k = G + cumsum(1 - gt_sorted), J_k = 1 - I_k / U_k,
+// g = adjacent_diff(J), the group's loss is sum_k f(e_(k)) g_k. Returns the loss per problem,
+// sum over its groups of weight * loss, shape (problems).
+template <class T>
+Var<T> lovasz_extension(Tape<T>& tape, const Var<T>& e, const Var<T>& gt, const LovaszGroups& grp,
+                        bool hinge) {
+  const Tensor<int64_t> index = vector_tensor(grp.index);
+  const auto& off = grp.offsets;
+  const ad::Sorted<T> sorted = ad::sort_desc(ad::gather(e, index), off);
+  const Var<T> gs = ad::gather(ad::gather(gt, index), sorted.perm);  // gt in sorted order
+  const Var<T> G = ad::gather(ad::segment_sum(gs, off), vector_tensor(grp.group_of));
+  const Var<T> inter = G - ad::cumsum(gs, off), uni = G + ad::cumsum(1.0 - gs, off);
+  const Var<T> g = ad::adjacent_diff(1.0 - inter / uni, off);  // a constant: gt only
+  const Var<T> f = hinge ? ad::relu(sorted.values) : sorted.values;
+  const Var<T> loss = ad::segment_sum(f * g, off);  // per group
+  return ad::segment_sum(
+      loss * tape.constant(vector_tensor(std::vector<T>(grp.weight.begin(), grp.weight.end()))),
+      grp.problem_offsets);
+}
+
+template <class T>
+Var<T> lovasz_reduce(const Var<T>& per_problem, Reduction r) {
+  if (r == Reduction::none) return per_problem;
+  return r == Reduction::sum ? ad::sum(per_problem) : ad::mean(per_problem);
+}
+
+// Zeros per problem (none) or a scalar 0: every problem without a group.
+template <class T>
+Var<T> lovasz_zero(Tape<T>& tape, int64_t problems, Reduction r) {
+  return r == Reduction::none ? filled(tape, Shape{problems}, 0.0) : zero_loss(tape);
+}
+
+}  // namespace
+
+// Per problem j and counted class c: the pixels not ignored, e_i = |[y_i = c] - p_ic| written
+// where(onehot, 1 - p, p), their Lovász extension; L_j the mean over the K_j counted classes.
+template <class T, class L, class>
+Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
+                      const LovaszSoftmaxOptions<T>& o) {
+  const char* fn = "composed::lovasz_softmax";
+  check_input(fn, tape, x);
+  detail::check_class_target(fn, x.value(), target);
+  const Shape shape = x.shape();
+  const int64_t N = shape[0], C = shape[1], S = shape.numel_from(2);
+  for (size_t k = 0; k < o.class_list.size(); ++k) {
+    const int64_t c = o.class_list[k];
+    SEGLOSS_CHECK(c >= 0 && c < C, fn, "options.class_list[", k, "] is ", c, ", outside [0, ", C,
+                  ") of logits ", shape);
+    SEGLOSS_CHECK(
+        std::find(o.class_list.begin(), o.class_list.begin() + static_cast<std::ptrdiff_t>(k), c) ==
+            o.class_list.begin() + static_cast<std::ptrdiff_t>(k),
+        fn, "options.class_list repeats class ", c);
+  }
+  cpu::LabelRule rule;
+  rule.ignore_index = o.ignore_index;
+  detail::check_labels<T>(fn, target, C, rule);
+
+  // The groups: which classes count in which problem (options.classes / class_list).
+  const int64_t problems = o.per_image ? N : 1, PI = o.per_image ? 1 : N;
+  std::vector<unsigned char> listed(static_cast<size_t>(C), 0);
+  for (int64_t c : o.class_list) listed[c] = 1;
+  LovaszGroups grp;
+  for (int64_t j = 0; j < problems; ++j) {
+    std::vector<int64_t> count(static_cast<size_t>(C), 0);
+    int64_t valid = 0;
+    for (int64_t n = j * PI; n < (j + 1) * PI; ++n)
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t y = static_cast<int64_t>(target[n * S + s]);
+        if (y != o.ignore_index) ++count[y], ++valid;
+      }
+    std::vector<int64_t> kept;
+    for (int64_t c = 0; c < C && valid > 0; ++c)  // all ignored: no class counts
+      if (!o.class_list.empty() ? listed[c] != 0 : o.classes == LovaszClasses::all || count[c] > 0)
+        kept.push_back(c);
+    for (int64_t c : kept) {
+      for (int64_t n = j * PI; n < (j + 1) * PI; ++n)
+        for (int64_t s = 0; s < S; ++s)
+          if (static_cast<int64_t>(target[n * S + s]) != o.ignore_index)
+            grp.add((n * C + c) * S + s);
+      grp.close_group(1.0 / static_cast<double>(kept.size()));
+    }
+    grp.close_problem();
+  }
+  if (grp.index.empty()) return lovasz_zero(tape, problems, o.reduction);
+
+  const Var<T> fg = ad::one_hot(tape, target, C, o.ignore_index);
+  const Var<T> p = ad::softmax(x);
+  const Var<T> e = ad::where(fg.value(), 1.0 - p, p);
+  return lovasz_reduce(lovasz_extension(tape, e, fg, grp, false), o.reduction);
+}
+
+// Per problem (an image, or the batch) over its pixels not ignored: signs s = 2 t - 1, errors
+// e = 1 - x s, the Lovász extension with f = relu.
+template <class T>
+Var<T> lovasz_hinge(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
+                    const LovaszHingeOptions<T>& o) {
+  const char* fn = "composed::lovasz_hinge";
+  check_input(fn, tape, x);
+  detail::check_same_shape_pair(fn, x.value(), target);
+  const Shape shape = x.shape();
+  const bool has_ignore = o.ignore.has_value();
+  const double ignore = has_ignore ? *o.ignore : 0.0;
+  const int64_t bad =
+      cpu::lovasz_hinge_first_bad(target.data(), target.numel(), has_ignore, ignore);
+  if (bad >= 0) {
+    if (has_ignore)
+      detail::fail(fn, "target has label ", static_cast<double>(target[bad]), " at ",
+                   shape.position(bad), "; expected 0, 1 or options.ignore ", ignore);
+    detail::fail(fn, "target has label ", static_cast<double>(target[bad]), " at ",
+                 shape.position(bad), "; expected 0 or 1 (options.ignore is not set)");
+  }
+  const int64_t problems = o.per_image ? shape[0] : 1, size = shape.numel() / problems;
+  LovaszGroups grp;
+  Tensor<T> sign = Tensor<T>::empty(shape);
+  for (int64_t j = 0; j < problems; ++j) {
+    for (int64_t i = j * size; i < (j + 1) * size; ++i) {
+      const bool ignored = has_ignore && static_cast<double>(target[i]) == ignore;
+      sign[i] = ignored ? T(0) : T(2) * target[i] - T(1);
+      if (!ignored) grp.add(i);
+    }
+    grp.close_group(1.0);
+    grp.close_problem();
+  }
+  if (grp.index.empty()) return lovasz_zero(tape, problems, o.reduction);  // all ignored
+  const Var<T> e = 1.0 - x * tape.constant(sign);
+  const Var<T> gt = tape.constant(target);
+  return lovasz_reduce(lovasz_extension(tape, e, gt, grp, true), o.reduction);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Instantiations
 // ---------------------------------------------------------------------------------------------
 
-#define SEGLOSS_INSTANTIATE_LABELS(T, L)                                               \
-  template Var<T> softmax_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&, \
-                                            const SoftmaxFocalOptions<T>&);            \
-  template Var<T> dice_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&,    \
-                                         const DiceFocalOptions<T>&);
+#define SEGLOSS_INSTANTIATE_LABELS(T, L)                                                \
+  template Var<T> softmax_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&,  \
+                                            const SoftmaxFocalOptions<T>&);             \
+  template Var<T> dice_focal<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&,     \
+                                         const DiceFocalOptions<T>&);                   \
+  template Var<T> lovasz_softmax<T, L, void>(Tape<T>&, const Var<T>&, const Tensor<L>&, \
+                                             const LovaszSoftmaxOptions<T>&);
 #define SEGLOSS_INSTANTIATE_TARGET(T, U)                                                  \
   template Var<T> cross_entropy<T, U, void>(Tape<T>&, const Var<T>&, const Tensor<U>&,    \
                                             const CrossEntropyOptions<T>&);               \
@@ -511,6 +682,8 @@ Var<T> dice_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                                const SoftJaccardOptions<T>&);                                      \
   template Var<T> tversky(Tape<T>&, const Var<T>&, const Tensor<T>&, const TverskyOptions<T>&);    \
   template Var<T> bce_dice(Tape<T>&, const Var<T>&, const Tensor<T>&, const BceDiceOptions<T>&);   \
+  template Var<T> lovasz_hinge(Tape<T>&, const Var<T>&, const Tensor<T>&,                          \
+                               const LovaszHingeOptions<T>&);                                      \
   SEGLOSS_INSTANTIATE_LABELS(T, int32_t)                                                           \
   SEGLOSS_INSTANTIATE_LABELS(T, int64_t)                                                           \
   SEGLOSS_INSTANTIATE_TARGET(T, int32_t)                                                           \

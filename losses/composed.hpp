@@ -33,7 +33,13 @@
 //   softmax_dice, softmax_jaccard, softmax_tversky: all, for labels and probabilities.
 //   generalized_dice     all, for labels and probabilities.
 //   bce_dice, ce_dice, dice_focal: all (their terms' options; reduction none is an error).
-// Not composed: lovasz_softmax and lovasz_hinge (a sort; use their tape nodes).
+//   lovasz_softmax       all (per_image, classes present/all, class_list, ignore_index,
+//                        reductions), for int32 and int64 labels.
+//   lovasz_hinge         all (per_image, ignore, reductions).
+// The Lovász losses are written with the group primitives of core/tape.hpp: the errors of each
+// group (a problem's class) gathered, sort_desc (the fused kernels' tie rule, so both pick the
+// same permutation), the Jaccard gradient vector g from cumsums of the sorted ground truth and
+// adjacent_diff, and segment_sum(f(e_sorted) * g). An all-ignored input gives the constant 0.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +52,7 @@
 #include "cross_entropy.hpp"
 #include "focal.hpp"
 #include "generalized_dice.hpp"
+#include "lovasz.hpp"
 #include "soft_dice.hpp"
 #include "soft_jaccard.hpp"
 #include "softmax_overlap.hpp"
@@ -99,5 +106,11 @@ ad::Var<T> ce_dice(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<U>&
 template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
 ad::Var<T> dice_focal(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<L>& target,
                       const DiceFocalOptions<T>& options = {});
+template <class T, class L, class = std::enable_if_t<detail::kLovaszLabel<L>>>
+ad::Var<T> lovasz_softmax(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<L>& target,
+                          const LovaszSoftmaxOptions<T>& options = {});
+template <class T>
+ad::Var<T> lovasz_hinge(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<T>& target,
+                        const LovaszHingeOptions<T>& options = {});
 
 }  // namespace segloss::composed

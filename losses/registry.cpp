@@ -230,11 +230,6 @@ Calls<F, B, V, P> calls(F f, B b, V v, P p, bool composed) {
         return composed::NAME(tape, v, t, o);                       \
       },                                                            \
       true)
-// A loss without a composed form (the Lovász losses: a sort, not a composition of primitives).
-#define SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(NAME) \
-  calls(                                        \
-      SEGLOSS_REGISTRY_FUSED(NAME),             \
-      [](auto&, const auto& v, const auto&, const auto&) { return v; }, false)
 
 // Copies `from` into the caller's gradient buffer (allocated when undefined).
 template <class T>
@@ -750,7 +745,7 @@ void add_combined(Builder& b) {
 }
 
 void add_lovasz(Builder& b) {
-  const auto ls = SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(lovasz_softmax);
+  const auto ls = SEGLOSS_REGISTRY_CALLS(lovasz_softmax);
   constexpr Target K = Target::labels;
   b.add<LovaszSoftmaxOptions, K>("lovasz_softmax", "default", "batch problem, present classes",
                                  kLabels, kMean, ls, kNothing);
@@ -772,7 +767,7 @@ void add_lovasz(Builder& b) {
                                                   in.relabel_ignored(255);
                                                 });
 
-  const auto lh = SEGLOSS_REGISTRY_CALLS_FUSED_ONLY(lovasz_hinge);
+  const auto lh = SEGLOSS_REGISTRY_CALLS(lovasz_hinge);
   constexpr Target dense = Target::dense;
   add_reductions<LovaszHingeOptions, dense>(b, "lovasz_hinge", "per_image", kLogits, lh);
   b.add<LovaszHingeOptions, dense>("lovasz_hinge", "batch", "per_image false", kLogits, kMean, lh,

@@ -145,6 +145,7 @@ TEST_CASE("registry: every entry passes gradcheck, fused vs composed and float v
     CHECK(r.gradcheck.checked == registry::default_shape().numel());
     CHECK(r.float_passed);
     CHECK(r.composed_passed);
+    CHECK(r.has_composed);  // issue 5: every loss has a composed form (the Lovász ones too)
     CHECK(r.passed);
     if (r.has_composed)
       ++with_composed;

@@ -749,3 +749,222 @@ TEST_CASE("tape: errors") {
   tape.clear();
   CHECK_THROWS_WITH_AS(ad::exp(v), doctest::Contains("is not on the tape"), Error);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather, relu) and the
+// composed Lovász losses
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Groups of 4, 0 (empty), 1 and 7 elements over 12 values.
+const std::vector<int64_t> kGroups = {0, 4, 4, 5, 12};
+
+}  // namespace
+
+TEST_CASE("tape: group primitives against finite differences (an empty group, a group of 1)") {
+  const auto x = testing::randn<double>({3, 4}, 90, 2.0);  // distinct values: no ties
+  SUBCASE("sort_desc") {
+    check_primitive(
+        {x}, [](Tape<double>&, const Vars& v) { return ad::sort_desc(v[0], kGroups).values; });
+    // The permutation: descending within each group, inside the group.
+    Tape<double> t;
+    const auto s = ad::sort_desc(t.leaf(x), kGroups);
+    for (size_t j = 0; j + 1 < kGroups.size(); ++j)
+      for (int64_t k = kGroups[j]; k < kGroups[j + 1]; ++k) {
+        CHECK(s.perm[k] >= kGroups[j]);
+        CHECK(s.perm[k] < kGroups[j + 1]);
+        CHECK(s.values.value()[k] == x[s.perm[k]]);
+        if (k > kGroups[j]) CHECK(s.values.value()[k - 1] > s.values.value()[k]);
+      }
+  }
+  SUBCASE("cumsum") {
+    check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::cumsum(v[0], kGroups); });
+  }
+  SUBCASE("adjacent_diff") {
+    check_primitive({x},
+                    [](Tape<double>&, const Vars& v) { return ad::adjacent_diff(v[0], kGroups); });
+  }
+  SUBCASE("segment_sum") {
+    check_primitive({x},
+                    [](Tape<double>&, const Vars& v) { return ad::segment_sum(v[0], kGroups); });
+    Tape<double> t;
+    const auto s = ad::segment_sum(t.leaf(x), kGroups).value();
+    REQUIRE(s.shape() == Shape{4});
+    CHECK(s[0] == doctest::Approx(x[0] + x[1] + x[2] + x[3]));
+    CHECK(s[1] == 0.0);  // the empty group
+    CHECK(s[2] == x[4]);
+  }
+  SUBCASE("gather, with repeated indices (scatter-add)") {
+    const auto index = Tensor<int64_t>::from({3, 0, 3, 11, 7, 7, 7, 5}, {2, 4});
+    check_primitive({x}, [&](Tape<double>&, const Vars& v) { return ad::gather(v[0], index); });
+    Tape<double> t;
+    const Var<double> v = t.leaf(x);
+    const Var<double> y = ad::gather(v, index);
+    CHECK(y.shape() == Shape{2, 4});
+    CHECK(y.value()[3] == x[11]);
+    t.backward(ad::sum(y));
+    CHECK(t.grad(v)[7] == 3.0);  // used three times
+    CHECK(t.grad(v)[1] == 0.0);  // not used
+  }
+  SUBCASE("relu (away from its kink)") {
+    check_primitive({x}, [](Tape<double>&, const Vars& v) { return ad::relu(v[0]); });
+  }
+  SUBCASE("composed: the Lovász gradient vector of a sorted ground truth") {
+    // The chain the composed losses use, with respect to every input, in one gradcheck.
+    check_primitive({x}, [](Tape<double>&, const Vars& v) {
+      const Var<double> c = ad::cumsum(ad::sort_desc(v[0], kGroups).values, kGroups);
+      return ad::adjacent_diff(c * c, kGroups) / (1.0 + ad::relu(v[0]));
+    });
+  }
+  // cumsum and adjacent_diff are inverses.
+  Tape<double> t;
+  const auto back = ad::adjacent_diff(ad::cumsum(t.leaf(x), kGroups), kGroups).value();
+  for (int64_t i = 0; i < x.numel(); ++i) CHECK(back[i] == doctest::Approx(x[i]).epsilon(1e-14));
+}
+
+TEST_CASE("tape: sort_desc ties keep index order, a NaN sorts first, and backward scatters") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // Group 0: ties at 2 and at 0 (with -0), group 1: a NaN among ties, group 2: size 1.
+  const auto x =
+      Tensor<double>::from({0.0, 2.0, -0.0, 2.0, 1.0, 2.0, 3.0, 3.0, nan, 3.0, nan, 5.0}, {12});
+  const std::vector<int64_t> groups = {0, 6, 11, 12};
+  Tape<double> t;
+  const Var<double> v = t.leaf(x);
+  const auto s = ad::sort_desc(v, groups);
+  const std::vector<int64_t> want = {1, 3, 5, 4, 0, 2, 8, 10, 6, 7, 9, 11};
+  for (int64_t k = 0; k < 12; ++k) {
+    CAPTURE(k);
+    CHECK(s.perm[k] == want[static_cast<size_t>(k)]);
+  }
+  // Backward holds the permutation: x_bar[perm[k]] = r[k] exactly, also where values tie.
+  const auto r = testing::randn<double>({12}, 91);
+  t.backward(ad::sum(s.values * t.constant(r)));
+  for (int64_t k = 0; k < 12; ++k) CHECK(t.grad(v)[want[static_cast<size_t>(k)]] == r[k]);
+  // Float: the same order.
+  Tape<float> tf;
+  const auto sf = ad::sort_desc(tf.leaf(testing::cast<float>(x)), groups);
+  for (int64_t k = 0; k < 12; ++k) CHECK(sf.perm[k] == want[static_cast<size_t>(k)]);
+}
+
+TEST_CASE("tape: relu passes no gradient at 0, and the group primitives' errors") {
+  Tape<double> t;
+  const auto x = Tensor<double>::from({-1.0, 0.0, 2.0}, {3});
+  const Var<double> v = t.leaf(x);
+  t.backward(ad::sum(ad::relu(v)));
+  CHECK(t.grad(v)[0] == 0.0);
+  CHECK(t.grad(v)[1] == 0.0);  // relu'(0) = 0; clamp(x, 0, inf) would give 1
+  CHECK(t.grad(v)[2] == 1.0);
+  CHECK_THROWS_WITH_AS(ad::sort_desc(v, {0, 2}),
+                       doctest::Contains("ad::sort_desc: offsets must start at 0 and end at the "
+                                         "element count 3"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::cumsum(v, {0, 2, 1, 3}),
+                       "ad::cumsum: offsets[2] = 1 is smaller than offsets[1] = 2", Error);
+  CHECK_THROWS_WITH_AS(ad::segment_sum(v, {}), doctest::Contains("ad::segment_sum: offsets"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::gather(v, Tensor<int64_t>::from({0, 3}, {2})),
+                       "ad::gather: index 3 at (1) is outside [0, 3) of the input (3)", Error);
+}
+
+TEST_CASE("composed: lovasz_softmax equals the fused loss (every option)") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 92, 2.0);
+  auto y = testing::labels<int64_t>({2, 4, 5}, 3, 93, 0.15);
+  for (int64_t i = 0; i < 20; ++i)  // image 0 has no class 2
+    if (y[i] == 2) y[i] = 1;
+  const auto y32 = testing::cast<int32_t>(y);
+  for (bool per_image : {false, true}) {
+    CAPTURE(per_image);
+    LovaszSoftmaxOptions<double> o;
+    o.per_image = per_image;
+    CHECK_COMPOSED(lovasz_softmax, x, y, o, kAll)
+    o.classes = LovaszClasses::all;
+    CHECK_COMPOSED(lovasz_softmax, x, y32, o, kAll)
+    o.class_list = {2, 0};
+    CHECK_COMPOSED(lovasz_softmax, x, y, o, kAll)
+    auto y255 = y32.clone();  // ignore_index 255
+    for (auto& v : y255)
+      if (v == -100) v = 255;
+    LovaszSoftmaxOptions<double> i255;
+    i255.per_image = per_image;
+    i255.ignore_index = 255;
+    CHECK_COMPOSED(lovasz_softmax, x, y255, i255, kAll)
+  }
+  // Edge cases: image 1 all ignored (per image), a 3D volume, N = 1, a 1x1 image, |x| = 1e4
+  // (probabilities 0 or 1: errors tie at 0 and keep pixel order in both).
+  auto yi = y.clone();
+  for (int64_t i = 20; i < 40; ++i) yi[i] = -100;
+  LovaszSoftmaxOptions<double> pi;
+  pi.per_image = true;
+  CHECK_COMPOSED(lovasz_softmax, x, yi, pi, kAll)
+  const auto all_ignored = Tensor<int64_t>::full({2, 4, 5}, -100);
+  CHECK_COMPOSED(lovasz_softmax, x, all_ignored, pi, kAll)
+  const auto x3 = testing::randn<double>({2, 4, 3, 3, 2}, 94, 2.0);
+  const auto y3 = testing::labels<int64_t>({2, 3, 3, 2}, 4, 95, 0.1);
+  CHECK_COMPOSED(lovasz_softmax, x3, y3, LovaszSoftmaxOptions<double>{}, kAll)
+  const auto x1 = testing::randn<double>({1, 3, 1, 1}, 96);
+  const auto y1 = Tensor<int64_t>::from({2}, {1, 1, 1});
+  CHECK_COMPOSED(lovasz_softmax, x1, y1, pi, kAll)
+  auto big = testing::randn<double>(s, 97);
+  for (auto& v : big) v = v > 0 ? 1e4 : -1e4;
+  CHECK_COMPOSED(lovasz_softmax, big, y, LovaszSoftmaxOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: lovasz_hinge equals the fused loss (every option, ties)") {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 98, 2.0);
+  const auto z = testing::mask<double>(s, 99);
+  for (bool per_image : {true, false}) {
+    CAPTURE(per_image);
+    LovaszHingeOptions<double> o;
+    o.per_image = per_image;
+    CHECK_COMPOSED(lovasz_hinge, x, z, o, kAll)
+    auto zi = z.clone();
+    for (int64_t i = 0; i < zi.numel(); i += 5) zi[i] = 255;
+    o.ignore = 255.0;
+    CHECK_COMPOSED(lovasz_hinge, x, zi, o, kAll)
+    // Ties: logits on a grid of four values, so many errors are equal (and many are <= 0).
+    auto grid = x.clone();
+    for (auto& v : grid) v = std::round(v) / 2;
+    CHECK_COMPOSED(lovasz_hinge, grid, z, o, kAll)
+  }
+  // One image all ignored, a 3D volume, N = 1 with a 1x1 image, |x| = 1e4.
+  LovaszHingeOptions<double> ig;
+  ig.ignore = 255.0;
+  auto zi = z.clone();
+  for (int64_t i = 60; i < 120; ++i) zi[i] = 255;
+  CHECK_COMPOSED(lovasz_hinge, x, zi, ig, kAll)
+  const auto x3 = testing::randn<double>({2, 1, 3, 3, 2}, 100, 2.0);
+  CHECK_COMPOSED(lovasz_hinge, x3, testing::mask<double>(x3.shape(), 101),
+                 LovaszHingeOptions<double>{}, kAll)
+  const auto x1 = Tensor<double>::from({0.3}, {1, 1, 1, 1});
+  CHECK_COMPOSED(lovasz_hinge, x1, Tensor<double>::from({1.0}, {1, 1, 1, 1}),
+                 LovaszHingeOptions<double>{}, kAll)
+  auto big = x.clone();
+  for (auto& v : big) v = v > 0 ? 1e4 : -1e4;
+  CHECK_COMPOSED(lovasz_hinge, big, z, LovaszHingeOptions<double>{}, kAll)
+}
+
+TEST_CASE("composed: the Lovász losses check their arguments as the fused ones do") {
+  Tape<double> tape;
+  const Var<double> v = tape.leaf(testing::randn<double>({2, 3, 4, 4}, 102));
+  const auto bad = Tensor<int64_t>::full({2, 4, 4}, 3);
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, bad),
+                       doctest::Contains("composed::lovasz_softmax: target has label 3 at (0,0,0)"),
+                       Error);
+  LovaszSoftmaxOptions<double> o;
+  o.class_list = {1, 3};
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, Tensor<int64_t>::zeros({2, 4, 4}), o),
+                       "composed::lovasz_softmax: options.class_list[1] is 3, outside [0, 3) of "
+                       "logits (2,3,4,4)",
+                       Error);
+  o.class_list = {1, 1};
+  CHECK_THROWS_WITH_AS(composed::lovasz_softmax(tape, v, Tensor<int64_t>::zeros({2, 4, 4}), o),
+                       "composed::lovasz_softmax: options.class_list repeats class 1", Error);
+  const auto t = Tensor<double>::full({2, 3, 4, 4}, 0.5);
+  CHECK_THROWS_WITH_AS(composed::lovasz_hinge(tape, v, t),
+                       doctest::Contains("composed::lovasz_hinge: target has label 0.5 at "
+                                         "(0,0,0,0); expected 0 or 1"),
+                       Error);
+}
