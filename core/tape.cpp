@@ -876,7 +876,7 @@ bool sorts_before(T a, T b) {
 template <class T>
 Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::sort_desc";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   const int64_t n = a.value().numel();
   check_offsets(op, offsets, n);
   const T* x = a.value().data();
@@ -904,7 +904,7 @@ Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::cumsum";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   check_offsets(op, offsets, a.value().numel());
   const T* x = a.value().data();
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -926,7 +926,7 @@ Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::adjacent_diff";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   check_offsets(op, offsets, a.value().numel());
   const T* x = a.value().data();
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -946,7 +946,7 @@ Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::segment_sum";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   check_offsets(op, offsets, a.value().numel());
   const T* x = a.value().data();
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
@@ -969,7 +969,7 @@ Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index) {
   const char* op = "ad::gather";
-  a.tape().check_var(op, a);
+  a.tape().check_cpu_var(op, a);
   SEGLOSS_CHECK(index.defined(), op, "index is undefined");
   detail::check_on_cpu(op, "index", index);
   const int64_t n = a.value().numel();

@@ -37,6 +37,9 @@ TEST_CASE("cuda tape: a CUDA leaf is refused by primitives, or by a build withou
                        Error);
   CHECK_THROWS_WITH_AS(ad::softmax(x), doctest::Contains("ad::softmax has no CUDA path yet"),
                        Error);
+  CHECK_THROWS_WITH_AS(ad::sort_desc(x, {0, 24}),
+                       doctest::Contains("ad::sort_desc has no CUDA path yet"), Error);
+  CHECK_THROWS_WITH_AS(ad::relu(x), doctest::Contains("ad::relu has no CUDA path yet"), Error);
   const Var<float> y = tape.leaf(randn<float>({1, 2, 3, 4}, 3));
   CHECK_THROWS_WITH_AS(x + y, doctest::Contains("ad::add has no CUDA path yet"), Error);
 }
