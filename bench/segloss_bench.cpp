@@ -317,8 +317,7 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
       {"lovasz_hinge", [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }, xt,
        sort_reps},
       {"lovasz_hinge_batch",
-       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad, hinge_batch); }, xt,
-       sort_reps},
+       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad, hinge_batch); }, xt, sort_reps},
       // The thresholded Dice metric (no gradient; writes only its per-image scores).
       {"dice_score", [&] { sink = sink + dice_score(x, t).mean; }, xt},
       // The shard split on one shard (statistics, then finalize; no all-reduce): the overhead
@@ -436,18 +435,21 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
                                     "ce_dice",
                                     "dice_focal",
                                     "lovasz_softmax",
-                                    "confusion_matrix_labels",
                                     "confusion_matrix_logits"};
-  if (full)
-    for (const char* s : {"cross_entropy_split", "ce_dice_split", "mean_iou", "per_image_scores"})
-      names.push_back(s);
-  if (!bench.any(names, shape)) return;
+  // The cases on the label maps alone print the labels' shape (N, spatial...).
+  std::vector<std::string> label_names = {"confusion_matrix_labels"};
+  if (full) {
+    for (const char* s : {"cross_entropy_split", "ce_dice_split"}) names.push_back(s);
+    for (const char* s : {"mean_iou", "per_image_scores"}) label_names.push_back(s);
+  }
+  const Shape label_shape = shape.without(1);
+  const bool on_logits = bench.any(names, shape), on_labels = bench.any(label_names, label_shape);
+  if (!on_logits && !on_labels) return;
 
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.f, 3.f);
   auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
        out = Tensor<float>::empty(shape);
-  const Shape label_shape = shape.without(1);
   auto y = Tensor<int64_t>::empty(label_shape), yi = Tensor<int64_t>::empty(label_shape),
        pred = Tensor<int64_t>::empty(label_shape);
   for (auto& v : x) v = normal(rng);
@@ -545,12 +547,6 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
       // Defaults: one batch problem, classes present.
       {"lovasz_softmax", [&] { sink = sink + lovasz_softmax_value_and_grad(x, y, grad); },
        floor_loop, sort_reps},
-      {"confusion_matrix_labels",
-       [&] {
-         cm.reset();
-         cm.update(pred, y);
-       },
-       label_floor, bench.args().reps},
       {"confusion_matrix_logits",
        [&] {
          cm.reset();
@@ -566,6 +562,21 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
          floor_loop},
         {"ce_dice_split",
          [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }, floor_loop},
+    };
+    cases.insert(cases.end(), more.begin(), more.end());
+  }
+  bench.run(cases, shape, total, reps);
+
+  std::vector<Case> label_cases = {
+      {"confusion_matrix_labels",
+       [&] {
+         cm.reset();
+         cm.update(pred, y);
+       },
+       label_floor},
+  };
+  if (full) {
+    const std::vector<Case> more = {
         // The scores of metrics/scores.hpp from label maps: the matrix, then mean IoU, Dice,
         // pixel accuracy, kappa, MCC and pytorch-fcn's four (the scores cost O(C^2)).
         {"mean_iou",
@@ -576,18 +587,18 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
                   average_score(cm, Score::dice, Average::macro) + pixel_accuracy(cm) +
                   cohen_kappa(cm) + matthews_corrcoef(cm) + label_accuracy_score(cm).fw_iou;
          },
-         label_floor, bench.args().reps},
+         label_floor},
         // One matrix per image, then the per-image mean IoU (Average::per_image).
         {"per_image_scores",
          [&] {
            const auto images = confusion_per_image(pred, y, c);
            sink = sink + average_score(images, Score::iou, Average::per_image);
          },
-         label_floor, bench.args().reps},
+         label_floor},
     };
-    cases.insert(cases.end(), more.begin(), more.end());
+    label_cases.insert(label_cases.end(), more.begin(), more.end());
   }
-  bench.run(cases, shape, total, reps);
+  bench.run(label_cases, label_shape, total, bench.args().reps);
 }
 
 // Lovasz-Softmax on (2,21,256,256) (the shape of issue 9's target), as in bench_multiclass.
