@@ -19,6 +19,7 @@ std::atomic<int64_t> g_live{0};
 std::atomic<int64_t> g_peak{0};
 std::atomic<int64_t> g_count{0};
 
+#if SEGLOSS_ALLOC_COUNT
 constexpr size_t kHeader = 16;
 
 void on_alloc(size_t bytes) {
@@ -69,6 +70,8 @@ void* allocate_or_throw(size_t bytes, size_t align) {
   }
 }
 
+#endif  // SEGLOSS_ALLOC_COUNT
+
 }  // namespace
 
 int64_t live_bytes() {
@@ -94,6 +97,7 @@ int64_t peak_extra_bytes(const std::function<void()>& work) {
 
 }  // namespace alloc_count
 
+#if SEGLOSS_ALLOC_COUNT
 using alloc_count::allocate;
 using alloc_count::allocate_or_throw;
 using alloc_count::release;
@@ -166,3 +170,4 @@ void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcep
 void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
   release(p, al(a));
 }
+#endif  // SEGLOSS_ALLOC_COUNT

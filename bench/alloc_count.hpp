@@ -20,12 +20,33 @@
 // included). Memory that stays allocated after the call (a thread-local buffer grown on first
 // use) counts in that peak; run the call once before measuring to see the steady state that a
 // training loop sees. One measurement at a time: a concurrent one resets the same peak.
+//
+// ThreadSanitizer and MemorySanitizer define operator new and delete themselves (a link error
+// with a second definition): under them the replacements are left out, enabled() is false,
+// every count is 0, and the memory tests skip. AddressSanitizer lets a program replace them
+// (its malloc still sees every block), so the counting stays on there.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 
+#if defined(__SANITIZE_THREAD__)
+#define SEGLOSS_ALLOC_COUNT 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define SEGLOSS_ALLOC_COUNT 0
+#endif
+#endif
+#ifndef SEGLOSS_ALLOC_COUNT
+#define SEGLOSS_ALLOC_COUNT 1
+#endif
+
 namespace alloc_count {
+
+// Whether operator new is counted in this build (false under ThreadSanitizer, MemorySanitizer).
+constexpr bool enabled() {
+  return SEGLOSS_ALLOC_COUNT != 0;
+}
 
 // Bytes allocated by operator new and not yet freed, in the whole program.
 int64_t live_bytes();
