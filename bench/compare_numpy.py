@@ -1,12 +1,19 @@
 """numpy reference timings for segloss-bench's confusion-matrix cases (bench/segloss_bench.cpp).
 
-What it measures, on the same data as segloss-bench (21 classes; truth (i // 64) % 21 and
-prediction (i // 48) % 21 over the flat index of (8,512,512), int64):
+What it measures, on the same data as segloss-bench, for each multi-class shape (N, C, ...) of
+segloss-bench, (8,21,512,512), (4,150,256,256) and (2,4,96,96,96) (truth (i // 64) % C and
+prediction (i // 48) % C over the flat index of (N, spatial...), int64):
   - confusion_matrix_labels   pytorch-fcn's _fast_hist (seeds note): the mask
                               (t >= 0) & (t < C), then np.bincount(C * t[mask] + p[mask],
                               minlength=C**2).reshape(C, C)
-  - confusion_matrix_logits   np.argmax(logits, axis=1) on (8,21,512,512) float32 logits
+  - confusion_matrix_logits   np.argmax(logits, axis=1) on float32 logits of the shape
                               (normal(0, 3), numpy's generator with seed 7), then _fast_hist
+and on (8,21,512,512) only:
+  - mean_iou                  _fast_hist, then pytorch-fcn's label_accuracy_score (acc,
+                              acc_cls, mean_iu, fwavacc) and the macro Dice (segloss's case
+                              also computes kappa and MCC: O(C^2) either way)
+  - per_image_scores          _fast_hist per image, then the nanmean of each image's IoU and
+                              the mean over the images
 numpy runs these single-threaded (bincount and argmax do not use threads); the --threads value is
 recorded for pairing with segloss-bench's line. Each case runs 3 warm-up iterations, then --reps
 timed ones (time.perf_counter); the median is reported.
@@ -34,7 +41,7 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--reps", type=int, default=25, help="timed iterations (default 25, at least 3)")
-    ap.add_argument("--filter", default="", help="run only the cases whose name contains this")
+    ap.add_argument("--filter", default="", help="run only the cases whose 'name shape' contains this")
     a = ap.parse_args()
     a.threads = [int(s) for s in a.threads.split(",") if s.strip()]
     a.reps = max(3, a.reps)
@@ -50,6 +57,29 @@ def _fast_hist(label_true, label_pred, n_class):
     return hist
 
 
+def label_accuracy_score(hist):
+    # pytorch-fcn's scores from the histogram (seeds note), plus the macro Dice.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.diag(hist).sum() / hist.sum()
+        acc_cls = np.nanmean(np.diag(hist) / hist.sum(axis=1))
+        iu = np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))
+        mean_iu = np.nanmean(iu)
+        freq = hist.sum(axis=1) / hist.sum()
+        fwavacc = (freq[freq > 0] * iu[freq > 0]).sum()
+        dice = np.nanmean(2 * np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0)))
+    return acc, acc_cls, mean_iu, fwavacc, dice
+
+
+def per_image_iou(truth, pred, c):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ious = []
+        for t, p in zip(truth, pred):
+            hist = _fast_hist(t.reshape(-1), p.reshape(-1), c)
+            ious.append(np.nanmean(np.diag(hist) /
+                                   (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))))
+    return float(np.mean(ious))
+
+
 def median_ms(reps, work):
     for _ in range(3):
         work()
@@ -61,28 +91,61 @@ def median_ms(reps, work):
     return statistics.median(ms)
 
 
-def main():
-    args = parse_args()
-    print("numpy", np.__version__, file=sys.stderr)
-    n, c, h, w = SHAPE
-    i = np.arange(n * h * w, dtype=np.int64)
-    truth = ((i // 64) % c).reshape(n, h, w)
-    pred = ((i // 48) % c).reshape(n, h, w)
-    cases = [("confusion_matrix_labels", "(8,512,512)", "_fast_hist(t.flatten(), p.flatten(), 21)",
+SHAPES = [(8, 21, 512, 512), (4, 150, 256, 256), (2, 4, 96, 96, 96)]
+
+
+def shape_str(shape):
+    return "(" + ",".join(str(d) for d in shape) + ")"
+
+
+def wanted(args, name, shape):
+    return not args.filter or args.filter in name + " " + shape_str(shape)
+
+
+def bench_shape(args, shape):
+    n, c = shape[0], shape[1]
+    label_shape = (n,) + tuple(shape[2:])
+    names = ["confusion_matrix_labels", "confusion_matrix_logits"]
+    if shape == SHAPES[0]:
+        names += ["mean_iou", "per_image_scores"]
+    if not any(wanted(args, k, label_shape if k != "confusion_matrix_logits" else shape)
+               for k in names):
+        return
+    i = np.arange(int(np.prod(label_shape)), dtype=np.int64)
+    truth = ((i // 64) % c).reshape(label_shape)
+    pred = ((i // 48) % c).reshape(label_shape)
+    big = int(np.prod(shape)) > 25_000_000
+    cases = [("confusion_matrix_labels", label_shape,
+              "_fast_hist(t.flatten(), p.flatten(), %d)" % c,
               lambda: _fast_hist(truth.reshape(-1), pred.reshape(-1), c), args.reps)]
-    if not args.filter or args.filter in "confusion_matrix_logits":
-        x = np.random.default_rng(7).normal(0.0, 3.0, size=SHAPE).astype(np.float32)
-        cases.append(("confusion_matrix_logits", "(8,21,512,512)",
-                      "_fast_hist(t.flatten(), np.argmax(x, axis=1).flatten(), 21)",
+    if wanted(args, "confusion_matrix_logits", shape):
+        x = np.random.default_rng(7).normal(0.0, 3.0, size=shape).astype(np.float32)
+        cases.append(("confusion_matrix_logits", shape,
+                      "_fast_hist(t.flatten(), np.argmax(x, axis=1).flatten(), %d)" % c,
                       lambda: _fast_hist(truth.reshape(-1), np.argmax(x, axis=1).reshape(-1), c),
-                      max(5, args.reps // 3)))
-    for name, shape, impl, work, reps in cases:
-        if args.filter and args.filter not in name:
+                      max(3, args.reps // (5 if big else 3))))
+    if shape == SHAPES[0]:
+        cases += [("mean_iou", label_shape, "_fast_hist, then label_accuracy_score and macro Dice",
+                   lambda: label_accuracy_score(_fast_hist(truth.reshape(-1), pred.reshape(-1), c)),
+                   args.reps),
+                  ("per_image_scores", label_shape,
+                   "_fast_hist per image, nanmean IoU per image, mean over images",
+                   lambda: per_image_iou(truth, pred, c), args.reps)]
+    for name, sh, impl, work, reps in cases:
+        if not wanted(args, name, sh):
             continue
         ms = median_ms(reps, work)
         for threads in args.threads:
-            print(json.dumps({"name": name, "shape": shape, "device": "cpu", "threads": threads,
-                              "median_ms": round(ms, 3), "impl": impl}), flush=True)
+            print(json.dumps({"name": name, "shape": shape_str(sh), "device": "cpu",
+                              "threads": threads, "median_ms": round(ms, 3), "impl": impl}),
+                  flush=True)
+
+
+def main():
+    args = parse_args()
+    print("numpy", np.__version__, file=sys.stderr)
+    for shape in SHAPES:
+        bench_shape(args, shape)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,59 @@
 """PyTorch CPU reference timings for the cases of segloss-bench (bench/segloss_bench.cpp).
 
-What it measures: on float32 logits of shape (8,1,512,512) with a binary target, the median
-wall time of one forward + backward (gradient to the logits) of
-  - bce_with_logits            F.binary_cross_entropy_with_logits(x, t), mean reduction
-  - bce_with_logits_weighted   the same with weight= a per-pixel tensor w = 1 + 2*t
-  - soft_dice                  the Carvana SoftDiceLoss written in torch: p = sigmoid(x);
-                               per image I = sum p*t, P = sum p, G = sum t;
-                               score = (2*I + 1e-5) / (P + G + 1e-5); loss = 1 - score.mean()
-                               (the smooth terms of segloss's defaults, smooth_nr = smooth_dr = 1e-5)
-  - bce_with_logits+soft_dice  the sum of the two losses, then one backward
-at each thread count of --threads (torch.set_num_threads; interop threads fixed to 1).
-The data follow segloss_bench.cpp's pattern: logits ~ normal(0, 3) from a fixed seed (7; torch's
-generator, so the values are not bit-identical to the C++ std::mt19937 draw) and the target
-((i/512/128 + i%512/128) % 2) over the flattened index. Each case runs 3 warm-up iterations, then
---reps timed ones (time.perf_counter); the median is reported. Before each iteration the
-logits' .grad is set to None, so every backward allocates and writes a fresh gradient.
+For every segloss-bench case that has a usual PyTorch formulation, the median wall time of one
+forward + backward (gradient to the logits, or to the probabilities for binary_cross_entropy;
+the forward alone for the metrics), on the same shapes and the same data pattern, at each
+thread count of --threads (torch.set_num_threads; interop threads fixed to 1). The names and
+shape strings are segloss-bench's, so bench/table.py pairs the lines by (name, shape, threads).
+
+Binary, on (8,1,512,512) and the volume (2,4,96,96,96) (each channel a binary problem):
+  bce_with_logits[_weighted|_pos_weight|_smoothing]
+      F.binary_cross_entropy_with_logits, mean; weight = w = 1 + 2t; pos_weight 3 per channel
+      (shape (C,1,1[,1]) so that it broadcasts over the channel axis); label smoothing eps 0.1
+      as t (1 - eps) + eps / 2 (segloss's definition; PyTorch's BCE has no such option)
+  binary_cross_entropy[_weighted]   F.binary_cross_entropy(sigmoid(x) as a leaf, t[, weight=w])
+  soft_dice        the historical Carvana SoftDiceLoss (seeds note) per image and channel, with
+                   segloss's smooth terms 1e-5: 1 - mean((2I + s) / (P + G + s))
+  soft_dice_weighted   Carvana WeightedSoftDiceLoss (w^2 in every sum), smooth 1e-5
+  soft_dice_squared    MONAI DiceLoss(sigmoid=True, squared_pred=True) in torch
+  soft_dice_batch      MONAI DiceLoss(sigmoid=True, batch=True) in torch (sums over N)
+  soft_jaccard[_squared]   MONAI DiceLoss(sigmoid=True, jaccard=True[, squared_pred]) in torch:
+                   (I + s) / (P + G - I + s)
+  tversky, focal_tversky   MONAI TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7) in torch:
+                   (I + s) / (I + 0.3 FP + 0.7 FN + s); focal: mean((1 - TI)^(4/3))
+  bce_with_logits+soft_dice   the sum of F.binary_cross_entropy_with_logits and SoftDiceLoss
+  bce_with_logits+soft_dice_weighted_log   weighted BCE + -log(mean weighted Dice score)
+  sigmoid_focal[_weighted]   torchvision's sigmoid_focal_loss formula (alpha 0.25, gamma 2,
+                   mean) written in torch[, times w]
+  lovasz_hinge[_batch]   the authors' Lovasz hinge (Berman et al., CVPR 2018, Alg. 1;
+                   per image, or the batch as one problem) written in torch: errors
+                   1 - x (2t - 1), one descending sort, relu(errors) . lovasz_grad
+  dice_score       the seeds' thresholded DiceScore: (sigmoid(x) > 0.5), per image and
+                   channel, 2I / (P + G) (forward only; no gradient)
+  carvana_combined_loss   the Carvana seed's combined_loss(is_weight=True), on (8,1,512,512)
+  boundary_weights_k11|k51   the Carvana seed's weight map: avg_pool2d(t, k, stride 1, padding
+                   k // 2), 1 + 2 [0.01 <= a <= 0.99], normalized to the pixel count (forward)
+Multi-class, on (8,21,512,512), (4,150,256,256) and the volume (2,4,96,96,96), int64 labels:
+  cross_entropy[_weight|_ignore_index|_smoothing]   F.cross_entropy, mean; class weights
+                   1 + (c % 3); ignore_index 255 on a tenth of the pixels; label_smoothing 0.1
+  softmax_focal    -(1 - p_y)^2 log p_y from F.log_softmax, mean over pixels
+  softmax_dice, softmax_jaccard, softmax_tversky   MONAI DiceLoss / DiceLoss(jaccard=True) /
+                   TverskyLoss(alpha 0.3, beta 0.7) with softmax=True, to_onehot_y=True, in
+                   torch: softmax, F.one_hot, per image and class sums, smooth 1e-5
+  generalized_dice   MONAI GeneralizedDiceLoss(softmax=True, to_onehot_y=True) in torch:
+                   w_c = 1 / T_c^2, infinite weights replaced by the image's largest finite one
+  ce_dice, dice_focal   the sums cross_entropy + softmax_dice, softmax_dice + softmax_focal
+  lovasz_softmax   the authors' Lovasz-Softmax (classes present, batch) in torch; on the
+                   large shapes only with --slow (about a minute per call)
+Lovasz-Softmax also on (2,21,256,256).
+
+The data follow segloss_bench.cpp's pattern: logits ~ normal(0, 3) (torch's generator, seed 7,
+so the values are not bit-identical to the C++ std::mt19937 draw); binary target the
+checkerboard ((i / W / b + i % W / b) % 2) with b = W / 4 over the flat index; labels
+(i / 64) % C over the flat (N, spatial) index. Each case runs warm-up iterations (3; 1 on the
+large multi-class shapes), then --reps timed ones (the multi-class shapes: a fifth, at least
+3; time.perf_counter); the median is reported. Before each iteration the input's .grad is set
+to None, so every backward allocates and writes a fresh gradient.
 
 Output: one JSON object per line on stdout, with the keys
   {"name", "shape", "device", "threads", "median_ms", "impl"}
@@ -22,10 +61,10 @@ and, on stderr, the torch version and the first lines of torch.__config__.parall
 
 Run it with the system interpreter, which has Debian's python3-torch (the python3 on PATH has no
 torch):
-    /usr/bin/python3 bench/compare_pytorch.py --threads 1,2 [--reps 25] [--filter name]
-
-bench/RESULTS.md divides these medians by segloss-bench's median_ms for the same name and thread
-count (the speed-up of segloss's fused value_and_grad over the PyTorch formulation).
+    /usr/bin/python3 bench/compare_pytorch.py --threads 1,2 [--reps 25] [--filter text] [--slow]
+--filter keeps the cases whose "name shape" contains the text, as segloss-bench's.
+bench/table.py divides these medians by segloss-bench's median_ms for the same name, shape and
+thread count (the speed-up of segloss's fused value_and_grad over the PyTorch formulation).
 """
 
 import argparse
@@ -37,47 +76,135 @@ import time
 import torch
 import torch.nn.functional as F
 
-SHAPE = (8, 1, 512, 512)
-SMOOTH_NR = 1e-5
-SMOOTH_DR = 1e-5
+SMOOTH = 1e-5
+BINARY_SHAPES = [(8, 1, 512, 512), (2, 4, 96, 96, 96)]
+MULTICLASS_SHAPES = [(8, 21, 512, 512), (4, 150, 256, 256), (2, 4, 96, 96, 96)]
+LOVASZ_SHAPE = (2, 21, 256, 256)
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--reps", type=int, default=25, help="timed iterations (default 25, at least 3)")
-    ap.add_argument("--filter", default="", help="run only the cases whose name contains this")
+    ap.add_argument("--filter", default="", help="run only the cases whose 'name shape' contains this")
+    ap.add_argument("--slow", action="store_true",
+                    help="also lovasz_softmax on the large multi-class shapes")
     a = ap.parse_args()
     a.threads = [int(s) for s in a.threads.split(",") if s.strip()]
     a.reps = max(3, a.reps)
     return a
 
 
-CE_SHAPE = (8, 21, 512, 512)
+def shape_str(shape):
+    return "(" + ",".join(str(d) for d in shape) + ")"
 
 
-def make_data():
+def numel(shape):
     n = 1
-    for d in SHAPE:
+    for d in shape:
         n *= d
+    return n
+
+
+def logits(shape):
     gen = torch.Generator().manual_seed(7)
-    x = torch.normal(0.0, 3.0, size=SHAPE, generator=gen, dtype=torch.float32)
-    i = torch.arange(n, dtype=torch.int64)
-    t = ((i // 512 // 128 + i % 512 // 128) % 2).to(torch.float32).reshape(SHAPE)
+    return torch.normal(0.0, 3.0, size=shape, generator=gen, dtype=torch.float32).contiguous()
+
+
+def binary_data(shape):
+    w_ = shape[-1]
+    b = max(1, w_ // 4)
+    i = torch.arange(numel(shape), dtype=torch.int64)
+    t = ((i // w_ // b + i % w_ // b) % 2).to(torch.float32).reshape(shape)
     w = 1.0 + 2.0 * (t > 0.5).to(torch.float32)
-    return x.contiguous(), t.contiguous(), w.contiguous()
+    return logits(shape), t.contiguous(), w.contiguous()
 
 
-def soft_dice_loss(logits, targets):
-    # The historical Carvana SoftDiceLoss, with segloss's default smooth terms.
-    num = logits.size(0)
-    probs = torch.sigmoid(logits)
-    m1 = probs.view(num, -1)
-    m2 = targets.view(num, -1)
-    intersection = (m1 * m2).sum(1)
-    score = (2.0 * intersection + SMOOTH_NR) / (m1.sum(1) + m2.sum(1) + SMOOTH_DR)
-    return 1.0 - score.mean()
+def label_data(shape):
+    c = shape[1]
+    label_shape = (shape[0],) + tuple(shape[2:])
+    i = torch.arange(numel(label_shape), dtype=torch.int64)
+    y = ((i // 64) % c).reshape(label_shape)
+    yi = torch.where((i // 64) % 10 == 0, torch.full_like(i, 255), (i // 64) % c).reshape(label_shape)
+    return logits(shape), y, yi
 
+
+# ---- binary overlap losses (per image and channel: sums over the spatial axes) ----
+
+def overlap_sums(p, t, w2=None, squared=False, batch=False):
+    dims = tuple(range(2, p.dim()))
+    if batch:
+        dims = (0,) + dims
+    pk = p * p if squared else p
+    tk = t * t if squared else t
+    if w2 is None:
+        return (p * t).sum(dims), pk.sum(dims), tk.sum(dims)
+    return (w2 * p * t).sum(dims), (w2 * pk).sum(dims), (w2 * tk).sum(dims)
+
+
+def dice_score_of(i, p, g):
+    return (2.0 * i + SMOOTH) / (p + g + SMOOTH)
+
+
+def soft_dice_loss(x, t, **kw):
+    i, p, g = overlap_sums(torch.sigmoid(x), t, **kw)
+    return 1.0 - dice_score_of(i, p, g).mean()
+
+
+def soft_jaccard_loss(x, t, **kw):
+    i, p, g = overlap_sums(torch.sigmoid(x), t, **kw)
+    return 1.0 - ((i + SMOOTH) / (p + g - i + SMOOTH)).mean()
+
+
+def tversky_index(i, p, g, alpha=0.3, beta=0.7):
+    return (i + SMOOTH) / (i + alpha * (p - i) + beta * (g - i) + SMOOTH)
+
+
+def tversky_loss(x, t, gamma=1.0):
+    s = tversky_index(*overlap_sums(torch.sigmoid(x), t))
+    return (1.0 - s).mean() if gamma == 1.0 else (1.0 - s).clamp(min=0).pow(gamma).mean()
+
+
+def sigmoid_focal_loss(x, t, w=None, alpha=0.25, gamma=2.0):
+    # torchvision.ops.sigmoid_focal_loss's formula, reduction "mean".
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    if w is not None:
+        loss = loss * w
+    return loss.mean()
+
+
+def lovasz_hinge_flat(x, t):
+    signs = 2.0 * t - 1.0
+    errors = 1.0 - x * signs
+    errors_sorted, perm = torch.sort(errors, 0, descending=True)
+    return torch.dot(F.relu(errors_sorted), lovasz_grad(t[perm]))
+
+
+def lovasz_hinge(x, t, per_image=True):
+    if per_image:
+        n = x.shape[0]
+        return torch.stack([lovasz_hinge_flat(x[k].reshape(-1), t[k].reshape(-1))
+                            for k in range(n)]).mean()
+    return lovasz_hinge_flat(x.reshape(-1), t.reshape(-1))
+
+
+def thresholded_dice(x, t):
+    q = (torch.sigmoid(x) > 0.5).to(t.dtype)
+    dims = tuple(range(2, x.dim()))
+    return (2.0 * (q * t).sum(dims) / (q.sum(dims) + t.sum(dims))).mean()
+
+
+def boundary_weight_map(t, k):
+    a = F.avg_pool2d(t, kernel_size=k, padding=k // 2, stride=1)
+    ind = (a.ge(0.01) * a.le(0.99)).float()
+    w = torch.ones(a.size())
+    w0 = w.sum()
+    w = w + ind * 2
+    return w / w.sum() * w0
 
 def carvana_combined_loss(logits, labels):
     """The Carvana seed's combined_loss(is_weight=True, is_log_dice=False) (the seeds note, section
@@ -115,19 +242,47 @@ def carvana_combined_loss(logits, labels):
     return bce_loss + dice_loss
 
 
-def softmax_dice_loss(logits, labels):
-    """Multi-class soft Dice as MONAI's DiceLoss(softmax=True, to_onehot_y=True) computes it with
-    its defaults (per image and class, smooth 1e-5), in torch: softmax, one-hot, sums over H, W."""
-    c = logits.shape[1]
-    p = torch.softmax(logits, dim=1)
-    t = F.one_hot(labels, c).permute(0, 3, 1, 2).to(p.dtype)
-    inter = (p * t).sum((2, 3))
-    score = (2.0 * inter + SMOOTH_NR) / (p.sum((2, 3)) + t.sum((2, 3)) + SMOOTH_DR)
+
+# ---- multi-class losses (softmax over C; one-hot targets as MONAI builds them) ----
+
+def one_hot(y, c, dtype):
+    return F.one_hot(y, c).movedim(-1, 1).to(dtype)
+
+
+def softmax_sums(x, y):
+    c = x.shape[1]
+    p = torch.softmax(x, dim=1)
+    t = one_hot(y, c, p.dtype)
+    dims = tuple(range(2, x.dim()))
+    return (p * t).sum(dims), p.sum(dims), t.sum(dims)
+
+
+def softmax_dice_loss(x, y):
+    return 1.0 - dice_score_of(*softmax_sums(x, y)).mean()
+
+
+def softmax_jaccard_loss(x, y):
+    i, p, g = softmax_sums(x, y)
+    return 1.0 - ((i + SMOOTH) / (p + g - i + SMOOTH)).mean()
+
+
+def softmax_tversky_loss(x, y):
+    return 1.0 - tversky_index(*softmax_sums(x, y)).mean()
+
+
+def generalized_dice_loss(x, y):
+    i, p, g = softmax_sums(x, y)
+    w = 1.0 / (g * g)
+    inf = torch.isinf(w)
+    w = torch.where(inf, torch.zeros_like(w), w)
+    w = w + inf.to(w.dtype) * w.max(dim=1, keepdim=True).values
+    score = (2.0 * (w * i).sum(1) + SMOOTH) / ((w * (p + g)).sum(1) + SMOOTH)
     return 1.0 - score.mean()
 
 
-LOVASZ_SHAPE = (2, 21, 256, 256)
-
+def softmax_focal_loss(x, y, gamma=2.0):
+    logp = F.log_softmax(x, dim=1).gather(1, y.unsqueeze(1))
+    return (-((1.0 - logp.exp()) ** gamma) * logp).mean()
 
 def lovasz_grad(gt_sorted):
     """The increments g_k = J_k - J_{k-1} of the Jaccard loss along the sorted pixels (Alg. 1 of
@@ -156,8 +311,9 @@ def lovasz_softmax_reference(logits, labels):
     return torch.stack(losses).mean()
 
 
-def median_ms(reps, work):
-    for _ in range(3):  # warm-up: allocator, caches, thread pool
+
+def median_ms(reps, work, warmup=3):
+    for _ in range(warmup):  # allocator, caches, thread pool
         work()
     ms = []
     for _ in range(reps):
@@ -167,107 +323,186 @@ def median_ms(reps, work):
     return statistics.median(ms)
 
 
+def wanted(args, name, shape):
+    return not args.filter or args.filter in name + " " + shape_str(shape)
+
+
+def run_cases(args, shape, leaf, cases, reps, warmup=3):
+    """Times each case (name, impl, loss_fn) wanted on `shape`: leaf.grad = None, loss_fn(),
+    backward (no backward when leaf is None: a metric under torch.no_grad)."""
+    for name, impl, loss_fn in cases:
+        if not wanted(args, name, shape):
+            continue
+
+        def work():
+            if leaf is None:
+                with torch.no_grad():
+                    loss_fn()
+                return
+            leaf.grad = None
+            loss_fn().backward()
+
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            ms = median_ms(reps, work, warmup)
+            print(json.dumps({"name": name, "shape": shape_str(shape), "device": "cpu",
+                              "threads": threads, "median_ms": round(ms, 3), "impl": impl}),
+                  flush=True)
+
+
+def any_wanted(args, names, shape):
+    return any(wanted(args, n, shape) for n in names)
+
+
+BINARY_NAMES = ["bce_with_logits", "bce_with_logits_weighted", "bce_with_logits_pos_weight",
+                "bce_with_logits_smoothing", "binary_cross_entropy",
+                "binary_cross_entropy_weighted", "soft_dice", "soft_dice_weighted",
+                "soft_dice_squared", "soft_dice_batch", "soft_jaccard", "soft_jaccard_squared",
+                "tversky", "focal_tversky", "bce_with_logits+soft_dice",
+                "bce_with_logits+soft_dice_weighted_log", "sigmoid_focal",
+                "sigmoid_focal_weighted", "lovasz_hinge", "lovasz_hinge_batch", "dice_score",
+                "carvana_combined_loss", "boundary_weights_k11", "boundary_weights_k51"]
+
+
+def bench_binary(args, shape):
+    if not any_wanted(args, BINARY_NAMES, shape):
+        return
+    planar = len(shape) == 4
+    x, t, w = binary_data(shape)
+    x.requires_grad_(True)
+    c = shape[1]
+    pos_weight = torch.full((c,) + (1,) * (len(shape) - 2), 3.0)
+    eps = 0.1
+    p = torch.sigmoid(x.detach()).requires_grad_(True)
+    w2 = w * w
+    cases = [
+        ("bce_with_logits", "F.binary_cross_entropy_with_logits(x, t) mean; backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t)),
+        ("bce_with_logits_weighted", "F.binary_cross_entropy_with_logits(x, t, weight=1+2t); backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)),
+        ("bce_with_logits_pos_weight", "F.binary_cross_entropy_with_logits(x, t, pos_weight=3 per channel)",
+         lambda: F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight)),
+        ("bce_with_logits_smoothing", "F.binary_cross_entropy_with_logits(x, t (1 - 0.1) + 0.05)",
+         lambda: F.binary_cross_entropy_with_logits(x, t * (1 - eps) + eps / 2)),
+        ("soft_dice", "Carvana SoftDiceLoss per image and channel, smooth 1e-5; backward",
+         lambda: soft_dice_loss(x, t)),
+        ("soft_dice_weighted", "Carvana WeightedSoftDiceLoss (w^2 sums), smooth 1e-5; backward",
+         lambda: soft_dice_loss(x, t, w2=w2)),
+        ("soft_dice_squared", "MONAI-style DiceLoss(sigmoid, squared_pred) in torch; backward",
+         lambda: soft_dice_loss(x, t, squared=True)),
+        ("soft_dice_batch", "MONAI-style DiceLoss(sigmoid, batch=True) in torch; backward",
+         lambda: soft_dice_loss(x, t, batch=True)),
+        ("soft_jaccard", "MONAI-style DiceLoss(sigmoid, jaccard=True) in torch; backward",
+         lambda: soft_jaccard_loss(x, t)),
+        ("soft_jaccard_squared", "MONAI-style DiceLoss(sigmoid, jaccard, squared_pred); backward",
+         lambda: soft_jaccard_loss(x, t, squared=True)),
+        ("tversky", "MONAI-style TverskyLoss(sigmoid, alpha 0.3, beta 0.7) in torch; backward",
+         lambda: tversky_loss(x, t)),
+        ("focal_tversky", "Tversky as above, mean((1 - TI)^(4/3)); backward",
+         lambda: tversky_loss(x, t, gamma=4.0 / 3.0)),
+        ("bce_with_logits+soft_dice", "F.binary_cross_entropy_with_logits + SoftDiceLoss; one backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t) + soft_dice_loss(x, t)),
+        ("bce_with_logits+soft_dice_weighted_log",
+         "weighted BCE + -log(mean w^2-weighted Dice score); one backward",
+         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)
+         - torch.log(dice_score_of(*overlap_sums(torch.sigmoid(x), t, w2=w2)).mean())),
+        ("sigmoid_focal", "torchvision sigmoid_focal_loss formula (0.25, 2) mean; backward",
+         lambda: sigmoid_focal_loss(x, t)),
+        ("sigmoid_focal_weighted", "the same times w; backward",
+         lambda: sigmoid_focal_loss(x, t, w=w)),
+        ("lovasz_hinge", "Lovasz hinge (authors' algorithm, per image) in torch; backward",
+         lambda: lovasz_hinge(x, t)),
+        ("lovasz_hinge_batch", "Lovasz hinge (authors' algorithm, batch) in torch; backward",
+         lambda: lovasz_hinge(x, t, per_image=False)),
+    ]
+    if planar:
+        cases.append(("carvana_combined_loss",
+                      "Carvana combined_loss(is_weight=True): avg_pool2d(k=21) boundary weights, "
+                      "WeightedBCELoss2d + WeightedSoftDiceLoss; one backward",
+                      lambda: carvana_combined_loss(x, t)))
+    run_cases(args, shape, x, cases, args.reps)
+    run_cases(args, shape, p, [
+        ("binary_cross_entropy", "F.binary_cross_entropy(p, t) mean; backward to p",
+         lambda: F.binary_cross_entropy(p, t)),
+        ("binary_cross_entropy_weighted", "F.binary_cross_entropy(p, t, weight=w); backward to p",
+         lambda: F.binary_cross_entropy(p, t, weight=w))], args.reps)
+    metrics = [("dice_score", "seeds' DiceScore: sigmoid(x) > 0.5, per image and channel (forward)",
+                lambda: thresholded_dice(x, t))]
+    if planar:
+        metrics += [("boundary_weights_k11", "Carvana weight map, avg_pool2d k=11 (forward)",
+                     lambda: boundary_weight_map(t, 11)),
+                    ("boundary_weights_k51", "Carvana weight map, avg_pool2d k=51 (forward)",
+                     lambda: boundary_weight_map(t, 51))]
+    run_cases(args, shape, None, metrics, args.reps)
+
+
+MULTICLASS_NAMES = ["cross_entropy", "cross_entropy_weight", "cross_entropy_ignore_index",
+                    "cross_entropy_smoothing", "softmax_focal", "softmax_dice", "softmax_jaccard",
+                    "softmax_tversky", "generalized_dice", "ce_dice", "dice_focal",
+                    "lovasz_softmax"]
+
+
+def bench_multiclass(args, shape):
+    if not any_wanted(args, MULTICLASS_NAMES, shape):
+        return
+    x, y, yi = label_data(shape)
+    x.requires_grad_(True)
+    c = shape[1]
+    cw = 1.0 + (torch.arange(c) % 3).to(torch.float32)
+    big = numel(shape) > 25_000_000
+    reps = max(3, args.reps // 5)
+    cases = [
+        ("cross_entropy", "F.cross_entropy(x, y) mean; backward", lambda: F.cross_entropy(x, y)),
+        ("cross_entropy_weight", "F.cross_entropy(x, y, weight=1+(c%3)); backward",
+         lambda: F.cross_entropy(x, y, weight=cw)),
+        ("cross_entropy_ignore_index", "F.cross_entropy(x, y, ignore_index=255), a tenth ignored",
+         lambda: F.cross_entropy(x, yi, ignore_index=255)),
+        ("cross_entropy_smoothing", "F.cross_entropy(x, y, label_smoothing=0.1); backward",
+         lambda: F.cross_entropy(x, y, label_smoothing=0.1)),
+        ("softmax_focal", "-(1-p_y)^2 log p_y from log_softmax, mean; backward",
+         lambda: softmax_focal_loss(x, y)),
+        ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot) in torch; backward",
+         lambda: softmax_dice_loss(x, y)),
+        ("softmax_jaccard", "MONAI-style DiceLoss(softmax, one-hot, jaccard) in torch; backward",
+         lambda: softmax_jaccard_loss(x, y)),
+        ("softmax_tversky", "MONAI-style TverskyLoss(softmax, one-hot, 0.3, 0.7) in torch; backward",
+         lambda: softmax_tversky_loss(x, y)),
+        ("generalized_dice", "MONAI-style GeneralizedDiceLoss(softmax, one-hot, square) in torch",
+         lambda: generalized_dice_loss(x, y)),
+        ("ce_dice", "F.cross_entropy + the softmax Dice above; one backward",
+         lambda: F.cross_entropy(x, y) + softmax_dice_loss(x, y)),
+        ("dice_focal", "the softmax Dice + the softmax focal above; one backward",
+         lambda: softmax_dice_loss(x, y) + softmax_focal_loss(x, y)),
+    ]
+    if not big or args.slow:
+        cases.append(("lovasz_softmax",
+                      "Lovasz-Softmax (authors' algorithm, classes present, batch) in torch",
+                      lambda: lovasz_softmax_reference(x, y)))
+    run_cases(args, shape, x, cases, reps, warmup=1 if big else 3)
+
+
+def bench_lovasz_small(args):
+    if not wanted(args, "lovasz_softmax", LOVASZ_SHAPE):
+        return
+    x, y, _ = label_data(LOVASZ_SHAPE)
+    x.requires_grad_(True)
+    run_cases(args, LOVASZ_SHAPE, x, [
+        ("lovasz_softmax", "Lovasz-Softmax (authors' algorithm, classes present, batch): "
+         "softmax, per class sort + lovasz_grad + dot, mean; backward",
+         lambda: lovasz_softmax_reference(x, y))], max(5, args.reps // 3))
+
+
 def main():
     args = parse_args()
     torch.set_num_interop_threads(1)
     print("torch", torch.__version__, file=sys.stderr)
     for line in torch.__config__.parallel_info().splitlines()[:6]:
         print(line, file=sys.stderr)
-
-    x, t, w = make_data()
-    x.requires_grad_(True)
-
-    def step(loss_fn):
-        def work():
-            x.grad = None
-            loss = loss_fn()
-            loss.backward()
-        return work
-
-    cases = [
-        ("bce_with_logits",
-         "F.binary_cross_entropy_with_logits(x, t) mean; backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t)),
-        ("bce_with_logits_weighted",
-         "F.binary_cross_entropy_with_logits(x, t, weight=1+2t) mean; backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)),
-        ("soft_dice",
-         "Carvana SoftDiceLoss: sigmoid, per-image sums, 1-((2I+1e-5)/(P+G+1e-5)).mean(); backward",
-         lambda: soft_dice_loss(x, t)),
-        ("bce_with_logits+soft_dice",
-         "F.binary_cross_entropy_with_logits(x, t) + SoftDiceLoss; one backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t) + soft_dice_loss(x, t)),
-        ("carvana_combined_loss",
-         "Carvana combined_loss(is_weight=True): avg_pool2d(k=21) boundary weights, "
-         "WeightedBCELoss2d + WeightedSoftDiceLoss; one backward",
-         lambda: carvana_combined_loss(x, t)),
-    ]
-
-    shape_str = "(" + ",".join(str(d) for d in SHAPE) + ")"
-    run_cases(args, cases, step, shape_str, args.reps)
-
-    # Multi-class: F.cross_entropy on (8,21,512,512) float32 logits and int64 labels, the same
-    # data as segloss-bench (labels (i / 64) % 21 over the flattened (N,H,W) index).
-    if not args.filter or any(args.filter in k for k in ("cross_entropy", "softmax_dice", "ce_dice")):
-        n, c, h, w_ = CE_SHAPE
-        gen = torch.Generator().manual_seed(7)
-        xc = torch.normal(0.0, 3.0, size=CE_SHAPE, generator=gen, dtype=torch.float32)
-        xc.requires_grad_(True)
-        y = ((torch.arange(n * h * w_, dtype=torch.int64) // 64) % c).reshape(n, h, w_)
-
-        def ce_step(loss_fn):
-            def work():
-                xc.grad = None
-                loss_fn().backward()
-            return work
-
-        ce_cases = [("cross_entropy", "F.cross_entropy(x, y) mean; backward",
-                     lambda: F.cross_entropy(xc, y)),
-                    ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot): softmax, one_hot, "
-                     "per image and class sums; backward", lambda: softmax_dice_loss(xc, y)),
-                    ("ce_dice", "F.cross_entropy + the softmax Dice above; one backward",
-                     lambda: F.cross_entropy(xc, y) + softmax_dice_loss(xc, y))]
-        run_cases(args, ce_cases, ce_step, "(" + ",".join(str(d) for d in CE_SHAPE) + ")",
-                  max(5, args.reps // 3))
-
-    # Lovasz-Softmax on (2,21,256,256) float32 logits and int64 labels (i / 64) % 21, as in
-    # segloss-bench.
-    if not args.filter or args.filter in "lovasz_softmax":
-        n, c, h, w_ = LOVASZ_SHAPE
-        gen = torch.Generator().manual_seed(7)
-        xl = torch.normal(0.0, 3.0, size=LOVASZ_SHAPE, generator=gen, dtype=torch.float32)
-        xl.requires_grad_(True)
-        yl = ((torch.arange(n * h * w_, dtype=torch.int64) // 64) % c).reshape(n, h, w_)
-
-        def lovasz_step(loss_fn):
-            def work():
-                xl.grad = None
-                loss_fn().backward()
-            return work
-
-        lovasz_cases = [("lovasz_softmax",
-                         "Lovasz-Softmax (authors' algorithm, classes present, batch): softmax, "
-                         "per class sort + lovasz_grad + dot, mean; backward",
-                         lambda: lovasz_softmax_reference(xl, yl))]
-        run_cases(args, lovasz_cases, lovasz_step,
-                  "(" + ",".join(str(d) for d in LOVASZ_SHAPE) + ")", max(5, args.reps // 3))
-
-
-def run_cases(args, cases, step, shape_str, reps):
-    for name, impl, loss_fn in cases:
-        if args.filter and args.filter not in name:
-            continue
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            ms = median_ms(reps, step(loss_fn))
-            print(json.dumps({
-                "name": name,
-                "shape": shape_str,
-                "device": "cpu",
-                "threads": threads,
-                "median_ms": round(ms, 3),
-                "impl": impl,
-            }), flush=True)
+    for shape in BINARY_SHAPES:
+        bench_binary(args, shape)
+    for shape in MULTICLASS_SHAPES:
+        bench_multiclass(args, shape)
+    bench_lovasz_small(args)
 
 
 if __name__ == "__main__":

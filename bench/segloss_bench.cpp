@@ -1,13 +1,31 @@
-// segloss-bench: times each loss's fused value_and_grad (for the boundary weight map and the
-// Dice metric, which have no gradient, the call itself) against the memory-bandwidth floor.
+// segloss-bench: times every loss's fused value_and_grad and every metric (for the boundary weight
+// map and the metrics, which have no gradient, the call itself) against the memory-bandwidth
+// floor, at the issue's sizes:
+//   binary       (8,1,512,512) and the volume (2,4,96,96,96) (four binary channels);
+//   multi-class  (8,21,512,512), (4,150,256,256) and the volume (2,4,96,96,96), int64 labels;
+//   Lovasz-Softmax also on (2,21,256,256), surface metrics on one 256^3 volume.
 //
 // For every case and thread count it prints one JSON object per line:
-//   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor", "mpix_per_s"}
+//   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor",
+//    "mpix_per_s", "peak_extra_bytes"}
 // floor_ms is the median time, in the same run and at the same thread count, of a plain
 // streaming loop that reads the case's input arrays once and writes one array the size of the
-// logits: what any implementation must at least spend moving memory.
+// logits: what any implementation must at least spend moving memory. peak_extra_bytes is the
+// peak heap memory one call allocates beyond what was live before it (bench/alloc_count.hpp:
+// every operator new counted, on all threads), measured on a call after the timed ones, so
+// thread-local workspaces already grown by earlier calls are not counted again. The target for
+// a loss is O(N*C) (per-image and per-class sums), never O(pixels); inputs and the gradient are
+// the caller's and not counted. Lines of the tape cases add "baseline": "fused" (their floor is
+// the fused call).
 //
-// Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter substring]
+// Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter text] [--quick] [--list]
+//   --filter  runs the cases whose "name shape" contains text (e.g. "cross_entropy",
+//             "(4,150", "softmax_dice (2,4,96")
+//   --quick   the binary (8,1,512,512) cases and the volumes only, 5 repetitions
+//   --list    prints the "name shape" of every case that would run, and runs none
+// The large multi-class shapes run a fifth of --reps (at least 5) after one warm-up call (three
+// elsewhere), the volumes a third; the sorting losses (Lovasz) a fifth, or 3 on the large and
+// multi-class shapes, the 256^3 surface metrics 3.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,6 +40,8 @@
 #include <segloss/capi/segloss.h>
 #include <segloss/segloss.hpp>
 
+#include "alloc_count.hpp"
+
 using namespace segloss;
 
 namespace {
@@ -30,6 +50,8 @@ struct Args {
   std::vector<int> threads{1, 2};
   int reps = 25;
   std::string filter;
+  bool quick = false;
+  bool list = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -51,16 +73,24 @@ Args parse(int argc, char** argv) {
     } else if (k == "--filter" && v) {
       a.filter = v;
       ++i;
+    } else if (k == "--quick") {
+      a.quick = true;
+      a.reps = 5;
+    } else if (k == "--list") {
+      a.list = true;
     } else {
-      std::fprintf(stderr, "usage: segloss-bench [--threads 1,2] [--reps 25] [--filter name]\n");
+      std::fprintf(stderr,
+                   "usage: segloss-bench [--threads 1,2] [--reps 25] [--filter text] [--quick] "
+                   "[--list]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }
   return a;
 }
 
-double median_ms(int reps, const std::function<void()>& work) {
-  for (int i = 0; i < 3; ++i) work();  // warm-up: page faults, caches, thread pool
+// `warmup` calls first (page faults, caches, thread pool), then the median of `reps` timed ones.
+double median_ms(int reps, const std::function<void()>& work, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) work();
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -72,7 +102,76 @@ double median_ms(int reps, const std::function<void()>& work) {
   return ms[reps / 2];
 }
 
-// The floor: read each input once, write one array the size of the logits.
+// One timed case: what it runs, and the streaming loop that is its floor (or, for the tape
+// lines, the fused call that is their baseline).
+struct Case {
+  std::string name;
+  std::function<void()> run;
+  std::function<void()> floor;
+  int reps = 0;  // 0: the suite's
+};
+
+// The multi-class shapes (8,21,512,512), (4,150,256,256) and the 256^3 volume are "large".
+constexpr int64_t kLarge = 16'000'000;
+
+class Bench {
+ public:
+  explicit Bench(const Args& args) : args_(args) {}
+  const Args& args() const { return args_; }
+
+  bool wanted(const std::string& name, const Shape& shape) const {
+    const std::string key = name + " " + shape.str();
+    return args_.filter.empty() || key.find(args_.filter) != std::string::npos;
+  }
+  // Whether any of `cases` runs on `shape` (with --list: prints them, and returns false, so that
+  // a suite allocates nothing).
+  bool any(const std::vector<std::string>& names, const Shape& shape) const {
+    bool found = false;
+    for (const auto& n : names)
+      if (wanted(n, shape)) {
+        if (args_.list) std::printf("%s %s\n", n.c_str(), shape.str().c_str());
+        found = true;
+      }
+    return found && !args_.list;
+  }
+
+  // Times each wanted case at every thread count: the case's median, then its floor's, then
+  // the peak extra bytes of one more call. `pixels` is the pixel count for mpix_per_s.
+  void run(const std::vector<Case>& cases, const Shape& shape, int64_t pixels, int reps,
+           const char* baseline = nullptr) const {
+    for (const Case& c : cases) {
+      if (!wanted(c.name, shape)) continue;
+      const int r = c.reps > 0 ? c.reps : reps;
+      // One warm-up call on the large shapes (each call there moves hundreds of MB).
+      const int warmup = shape.numel() > kLarge ? 1 : 3;
+      for (int threads : args_.threads) {
+        set_num_threads(threads);
+        const double ms = median_ms(r, c.run, warmup);
+        const double floor = median_ms(r, c.floor, warmup);
+        const int64_t extra = alloc_count::peak_extra_bytes(c.run);
+        std::printf(
+            "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
+            "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.3f, "
+            "\"mpix_per_s\": %.1f, \"peak_extra_bytes\": %lld%s%s%s}\n",
+            c.name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
+            static_cast<double>(pixels) / (ms * 1e3), static_cast<long long>(extra),
+            baseline ? ", \"baseline\": \"" : "", baseline ? baseline : "", baseline ? "\"" : "");
+        std::fflush(stdout);
+      }
+    }
+  }
+
+ private:
+  Args args_;
+};
+
+std::vector<std::string> names_of(const std::vector<Case>& cases) {
+  std::vector<std::string> n;
+  for (const auto& c : cases) n.push_back(c.name);
+  return n;
+}
+
+// The floor of the binary cases: read each input once, write one array the size of the logits.
 void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
   if (inputs.size() == 1) {
     const float* a = inputs[0];
@@ -95,42 +194,307 @@ void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
   }
 }
 
-void print_line(const std::string& name, const Shape& shape, int threads, double ms, double floor,
-                int64_t pixels) {
-  std::printf(
-      "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
-      "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.2f, \"mpix_per_s\": %.1f}\n",
-      name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
-      static_cast<double>(pixels) / (ms * 1e3));
-  std::fflush(stdout);
+// The binary losses and metrics on float32 logits x ~ normal(0, 3) (std::mt19937 seed 7) of
+// `shape` (N, C, spatial...), each channel a binary problem, with the target a checkerboard of
+// squares of a quarter of the last extent, b = W / 4: t = ((i / W / b + i % W / b) % 2) over
+// the flat index (for (8,1,512,512), b = 128), and pixel weights w = 1 + 2 t. `planar`: the 2D
+// cases that exist only for images (the boundary weight map and the Carvana loss built on it,
+// the C API, the tape).
+void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
+  const int64_t n = shape.numel(), W = shape[shape.rank() - 1], b = std::max<int64_t>(1, W / 4);
+  const std::vector<std::string> planar_names = {"bce_with_logits_weighted_mean_over_weight_sum",
+                                                 "carvana_combined_loss",
+                                                 "boundary_weights_k11",
+                                                 "boundary_weights_k51",
+                                                 "capi_bce_with_logits",
+                                                 "tape_node:bce_dice",
+                                                 "composed:soft_dice",
+                                                 "composed:lovasz_hinge"};
+  std::vector<std::string> names = {"bce_with_logits",
+                                    "bce_with_logits_weighted",
+                                    "bce_with_logits_pos_weight",
+                                    "bce_with_logits_smoothing",
+                                    "binary_cross_entropy",
+                                    "binary_cross_entropy_weighted",
+                                    "soft_dice",
+                                    "soft_dice_weighted",
+                                    "soft_dice_squared",
+                                    "soft_dice_batch",
+                                    "soft_jaccard",
+                                    "soft_jaccard_squared",
+                                    "tversky",
+                                    "focal_tversky",
+                                    "bce_with_logits+soft_dice",
+                                    "bce_with_logits+soft_dice_weighted_log",
+                                    "sigmoid_focal",
+                                    "sigmoid_focal_weighted",
+                                    "lovasz_hinge",
+                                    "lovasz_hinge_batch",
+                                    "dice_score",
+                                    "soft_dice_split",
+                                    "bce_with_logits+soft_dice_split",
+                                    "bce_with_logits_split"};
+  if (planar) names.insert(names.end(), planar_names.begin(), planar_names.end());
+  if (!bench.any(names, shape)) return;
+
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape), t = Tensor<float>::empty(shape),
+       w = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
+       out = Tensor<float>::empty(shape), p = Tensor<float>::empty(shape);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = normal(rng);
+    t[i] = (i / W / b + i % W / b) % 2 ? 1.f : 0.f;
+    w[i] = 1.f + (t[i] > 0.5f ? 2.f : 0.f);
+    p[i] = 1.f / (1.f + std::exp(-x[i]));  // probabilities for binary_cross_entropy
+  }
+
+  volatile double sink = 0;
+  BceWithLogitsOptions<float> weighted;
+  weighted.weight = w;
+  BceWithLogitsOptions<float> pos_weight;  // 3 for every channel
+  pos_weight.pos_weight = Tensor<float>::full(Shape{shape[1]}, 3.f);
+  BceWithLogitsOptions<float> smoothing;
+  smoothing.label_smoothing = 0.1;
+  BinaryCrossEntropyOptions<float> bce_weighted;
+  bce_weighted.weight = w;
+  SoftDiceOptions<float> dice_weighted;  // Carvana WeightedSoftDiceLoss: w^2 in every sum
+  dice_weighted.weight = w;
+  SoftDiceOptions<float> dice_squared;  // V-Net: p^2 and t^2 in the denominator
+  dice_squared.squared = true;
+  SoftDiceOptions<float> dice_batch;  // one score per channel over the batch
+  dice_batch.per_image = false;
+  SoftJaccardOptions<float> jaccard_squared;
+  jaccard_squared.squared = true;
+  TverskyOptions<float> tversky;
+  tversky.alpha = 0.3;
+  tversky.beta = 0.7;
+  TverskyOptions<float> focal_tversky = tversky;
+  focal_tversky.gamma = 4.0 / 3.0;
+  SigmoidFocalOptions<float> focal_weighted;
+  focal_weighted.weight = w;
+  LovaszHingeOptions<float> hinge_batch;
+  hinge_batch.per_image = false;
+  BceDiceOptions<float> bce_dice_weighted;  // weights in both terms, log Dice
+  bce_dice_weighted.bce.weight = w;
+  bce_dice_weighted.dice.weight = w;
+  bce_dice_weighted.dice.log = true;
+  BceWithLogitsOptions<float> weight_sum = weighted;  // Carvana's WeightedBCELoss2d
+  weight_sum.mean_over = BceMeanOver::weight_sum;
+
+  // The volume (7 M elements) runs a third of the repetitions.
+  const int reps = planar ? bench.args().reps : std::max(5, bench.args().reps / 3);
+  const int sort_reps = std::max(3, bench.args().reps / 5);
+  const auto floor = [&](std::vector<const float*> inputs) {
+    return [&out, n, inputs] { stream(inputs, out.data(), n); };
+  };
+  const auto xt = floor({x.data(), t.data()}), xtw = floor({x.data(), t.data(), w.data()}),
+             pt = floor({p.data(), t.data()}), ptw = floor({p.data(), t.data(), w.data()});
+  std::vector<Case> cases = {
+      {"bce_with_logits", [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad); }, xt},
+      {"bce_with_logits_weighted",
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weighted); }, xtw},
+      {"bce_with_logits_pos_weight",
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, pos_weight); }, xt},
+      {"bce_with_logits_smoothing",
+       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, smoothing); }, xt},
+      {"binary_cross_entropy",
+       [&] { sink = sink + binary_cross_entropy_value_and_grad(p, t, grad); }, pt},
+      {"binary_cross_entropy_weighted",
+       [&] { sink = sink + binary_cross_entropy_value_and_grad(p, t, grad, bce_weighted); }, ptw},
+      {"soft_dice", [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }, xt},
+      {"soft_dice_weighted",
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad, dice_weighted); }, xtw},
+      {"soft_dice_squared",
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad, dice_squared); }, xt},
+      {"soft_dice_batch", [&] { sink = sink + soft_dice_value_and_grad(x, t, grad, dice_batch); },
+       xt},
+      {"soft_jaccard", [&] { sink = sink + soft_jaccard_value_and_grad(x, t, grad); }, xt},
+      {"soft_jaccard_squared",
+       [&] { sink = sink + soft_jaccard_value_and_grad(x, t, grad, jaccard_squared); }, xt},
+      {"tversky", [&] { sink = sink + tversky_value_and_grad(x, t, grad, tversky); }, xt},
+      {"focal_tversky", [&] { sink = sink + tversky_value_and_grad(x, t, grad, focal_tversky); },
+       xt},
+      {"bce_with_logits+soft_dice", [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }, xt},
+      {"bce_with_logits+soft_dice_weighted_log",
+       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }, xtw},
+      {"sigmoid_focal", [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad); }, xt},
+      {"sigmoid_focal_weighted",
+       [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad, focal_weighted); }, xtw},
+      // Bound by the sorts, far above the floor: fewer repetitions.
+      {"lovasz_hinge", [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }, xt,
+       sort_reps},
+      {"lovasz_hinge_batch",
+       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad, hinge_batch); }, xt, sort_reps},
+      // The thresholded Dice metric (no gradient; writes only its per-image scores).
+      {"dice_score", [&] { sink = sink + dice_score(x, t).mean; }, xt},
+      // The shard split on one shard (statistics, then finalize; no all-reduce): the overhead
+      // of the split against the fused path (docs/distributed.md).
+      {"soft_dice_split",
+       [&] { sink = sink + soft_dice_finalize(x, t, soft_dice_statistics(x, t), grad); }, xt},
+      {"bce_with_logits+soft_dice_split",
+       [&] { sink = sink + bce_dice_finalize(x, t, bce_dice_statistics(x, t), grad); }, xt},
+      {"bce_with_logits_split",
+       [&] {
+         sink = sink + bce_with_logits_finalize(x, t, bce_with_logits_statistics(x, t), grad);
+       },
+       xt},
+  };
+
+  // The 2D-only cases.
+  BoundaryWeightOptions k11, k51;
+  k11.kernel_size = 11;
+  k51.kernel_size = 51;
+  // The Carvana combined_loss(is_weight=True): the boundary weight map of the labels (k = 21 for
+  // H = 512), then BCE normalized by the weight sum + Dice with w^2 in every sum, smooth 2 and 1.
+  Tensor<float> boundary;
+  BceDiceOptions<float> carvana;
+  std::vector<int64_t> dims(static_cast<size_t>(shape.rank()));
+  for (int i = 0; i < shape.rank(); ++i) dims[static_cast<size_t>(i)] = shape[i];
+  const segloss_tensor cx = segloss_tensor_make(x.data(), SEGLOSS_F32, shape.rank(), dims.data());
+  const segloss_tensor ct = segloss_tensor_make(t.data(), SEGLOSS_F32, shape.rank(), dims.data());
+  const segloss_tensor cgrad =
+      segloss_tensor_make(grad.data(), SEGLOSS_F32, shape.rank(), dims.data());
+  if (planar) {
+    boundary = Tensor<float>::empty(shape);
+    carvana.bce.weight = boundary;
+    carvana.bce.mean_over = BceMeanOver::weight_sum;
+    carvana.dice.weight = boundary;
+    carvana.dice.smooth_nr = 2;
+    carvana.dice.smooth_dr = 1;
+    const std::vector<Case> planar_cases = {
+        {"bce_with_logits_weighted_mean_over_weight_sum",
+         [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weight_sum); }, xtw},
+        {"carvana_combined_loss",
+         [&] {
+           boundary_weights(t, boundary);
+           sink = sink + bce_dice_value_and_grad(x, t, grad, carvana);
+         },
+         xt},
+        // The weight map of the mask t (no gradient): k = 11 and k = 51 should cost the same.
+        {"boundary_weights_k11", [&] { boundary_weights(t, grad, k11); }, floor({t.data()})},
+        {"boundary_weights_k51", [&] { boundary_weights(t, grad, k51); }, floor({t.data()})},
+        // The same call through the C API (libsegloss_c): the boundary should cost nothing.
+        {"capi_bce_with_logits",
+         [&] {
+           double v = 0;
+           if (segloss_bce_with_logits_value_and_grad(&cx, &ct, nullptr, &v, &cgrad, nullptr) !=
+               SEGLOSS_OK)
+             std::fprintf(stderr, "%s\n", segloss_last_error());
+           sink = sink + v;
+         },
+         xt},
+    };
+    cases.insert(cases.end(), planar_cases.begin(), planar_cases.end());
+  }
+  bench.run(cases, shape, n, reps);
+  if (!planar) return;
+
+  // The tape (core/tape.hpp) against the fused calls. In these lines floor_ms is the direct
+  // fused value_and_grad call (into a reused gradient buffer) measured in the same run, so
+  // ratio_to_floor is the ratio to the fused call, and "baseline" says so:
+  //   tape_node:bce_dice   Tape, leaf, ad::bce_dice, backward, grad: the tape's overhead when a
+  //                        loss is used alone (issue 5's target: <= 1.05);
+  //   composed:soft_dice   soft_dice written from primitives (losses/composed.hpp), forward and
+  //                        backward on a tape, against the fused soft_dice.
+  //   composed:lovasz_hinge
+  //                        lovasz_hinge (per image) from primitives (sort_desc, cumsum, ...),
+  //                        against the fused lovasz_hinge.
+  const std::vector<Case> tape_cases = {
+      {"tape_node:bce_dice",
+       [&] {
+         ad::Tape<float> tape;
+         const ad::Var<float> v = tape.leaf(x);
+         const ad::Var<float> l = ad::bce_dice(v, t);
+         tape.backward(l);
+         sink = sink + l.item() + tape.grad(v)[0];
+       },
+       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
+      {"composed:soft_dice",
+       [&] {
+         ad::Tape<float> tape;
+         const ad::Var<float> v = tape.leaf(x);
+         const ad::Var<float> l = composed::soft_dice(tape, v, t);
+         tape.backward(l);
+         sink = sink + l.item() + tape.grad(v)[0];
+       },
+       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
+  };
+  bench.run(tape_cases, shape, n, bench.args().reps, "fused");
+  // About a second a call: fewer repetitions.
+  const std::vector<Case> slow_tape_cases = {
+      {"composed:lovasz_hinge",
+       [&] {
+         ad::Tape<float> tape;
+         const ad::Var<float> v = tape.leaf(x);
+         const ad::Var<float> l = composed::lovasz_hinge(tape, v, t);
+         tape.backward(l);
+         sink = sink + l.item() + tape.grad(v)[0];
+       },
+       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
+  };
+  bench.run(slow_tape_cases, shape, n, std::max(3, bench.args().reps / 5), "fused");
 }
 
-// The multi-class losses (cross_entropy, softmax_focal) on (8,21,512,512) float32 logits and
-// int64 labels (i / 64) % 21. Their floor reads the logits and the labels once and writes one
-// array the size of the logits, in blocks of pixels as the kernels do (the labels of a block
-// stay in L1).
-void bench_multiclass(const Args& args) {
-  const Shape shape{8, 21, 512, 512};
-  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
+// The multi-class losses and metrics on float32 logits x ~ normal(0, 3) (std::mt19937 seed 7)
+// of `shape` (N, C, spatial...) and int64 labels y = (i / 64) % C over the flat (N, spatial)
+// index. Variants: class weights 1 + (c % 3); ignore_index 255 on the pixels with
+// (i / 64) % 10 == 0 (a tenth); label smoothing 0.1. Their floor reads the logits and the
+// labels once and writes one array the size of the logits, in blocks of pixels as the kernels
+// do (the labels of a block stay in L1). The confusion-matrix lines read the same logits and
+// labels, and the labels with a prediction (i / 48) % C; their floors read what they read and
+// sum it. `full`: also the split and score cases (on the first shape only, to keep the run
+// short).
+void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
+  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2), total = n * px;
+  std::vector<std::string> names = {"cross_entropy",
+                                    "cross_entropy_weight",
+                                    "cross_entropy_ignore_index",
+                                    "cross_entropy_smoothing",
+                                    "softmax_focal",
+                                    "softmax_dice",
+                                    "softmax_jaccard",
+                                    "softmax_tversky",
+                                    "generalized_dice",
+                                    "ce_dice",
+                                    "dice_focal",
+                                    "lovasz_softmax",
+                                    "confusion_matrix_logits"};
+  // The cases on the label maps alone print the labels' shape (N, spatial...).
+  std::vector<std::string> label_names = {"confusion_matrix_labels"};
+  if (full) {
+    for (const char* s : {"cross_entropy_split", "ce_dice_split"}) names.push_back(s);
+    for (const char* s : {"mean_iou", "per_image_scores"}) label_names.push_back(s);
+  }
+  const Shape label_shape = shape.without(1);
+  const bool on_logits = bench.any(names, shape), on_labels = bench.any(label_names, label_shape);
+  if (!on_logits && !on_labels) return;
+
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.f, 3.f);
   auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
        out = Tensor<float>::empty(shape);
-  auto y = Tensor<int64_t>::empty(shape.without(1));
+  auto y = Tensor<int64_t>::empty(label_shape), yi = Tensor<int64_t>::empty(label_shape),
+       pred = Tensor<int64_t>::empty(label_shape);
   for (auto& v : x) v = normal(rng);
-  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i / 64) % c;
+  for (int64_t i = 0; i < total; ++i) {
+    y[i] = (i / 64) % c;
+    yi[i] = (i / 64) % 10 == 0 ? 255 : y[i];
+    pred[i] = (i / 48) % c;
+  }
   volatile double sink = 0;
-  const int reps = std::max(5, args.reps / 3);
+  volatile int64_t isink = 0;
+  const bool big = shape.numel() > kLarge;
+  const int reps = std::max(5, bench.args().reps / (big ? 5 : 3));
+  const int sort_reps = 3;  // lovasz_softmax: one sort per class, far above the floor
   constexpr int64_t kBlock = 4096;
+  const int64_t per = (px + kBlock - 1) / kBlock;
   const auto floor_loop = [&] {
-    const int64_t blocks = n * ((px + kBlock - 1) / kBlock);
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t img = b / ((px + kBlock - 1) / kBlock);
-      const int64_t s0 = (b % ((px + kBlock - 1) / kBlock)) * kBlock,
-                    s1 = std::min(px, s0 + kBlock);
+    for (int64_t blk = 0; blk < n * per; ++blk) {
+      const int64_t img = blk / per, s0 = (blk % per) * kBlock, s1 = std::min(px, s0 + kBlock);
       const int64_t* lab = y.data() + img * px;
       for (int64_t k = 0; k < c; ++k) {
         const float* xs = x.data() + (img * c + k) * px;
@@ -139,104 +503,21 @@ void bench_multiclass(const Args& args) {
       }
     }
   };
-  const std::vector<std::pair<std::string, std::function<void()>>> losses = {
-      {"cross_entropy", [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); }},
-      {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(x, y, grad); }},
-      {"softmax_dice", [&] { sink = sink + softmax_dice_value_and_grad(x, y, grad); }},
-      {"generalized_dice", [&] { sink = sink + generalized_dice_value_and_grad(x, y, grad); }},
-      {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(x, y, grad); }},
-      {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(x, y, grad); }},
-      // The shard split on one shard (statistics, then finalize; no all-reduce).
-      {"cross_entropy_split",
-       [&] { sink = sink + cross_entropy_finalize(x, y, cross_entropy_statistics(x, y), grad); }},
-      {"ce_dice_split",
-       [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }},
-  };
-  for (const auto& [name, run] : losses) {
-    if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
-    for (int threads : args.threads) {
-      set_num_threads(threads);
-      const double ms = median_ms(reps, run);
-      const double floor = median_ms(reps, floor_loop);
-      print_line(name, shape, threads, ms, floor, n * px);
-    }
-  }
-}
-
-// lovasz_softmax on (2,21,256,256) float32 logits and int64 labels (i / 64) % 21 (the issue's
-// shape), defaults: one batch problem, classes present. Its floor is cross_entropy's: read the
-// logits and the labels once, write one array the size of the logits. (The loss sorts 21 arrays
-// of 131072 errors: it is bound by the sorts, far above this floor.)
-void bench_lovasz_softmax(const Args& args) {
-  const Shape shape{2, 21, 256, 256};
-  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 3.f);
-  auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
-       out = Tensor<float>::empty(shape);
-  auto y = Tensor<int64_t>::empty(shape.without(1));
-  for (auto& v : x) v = normal(rng);
-  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i / 64) % c;
-  volatile double sink = 0;
-  const int reps = std::max(5, args.reps / 3);
-  const auto floor_loop = [&] {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
-#endif
-    for (int64_t k = 0; k < n * c; ++k) {
-      const int64_t* lab = y.data() + (k / c) * px;
-      const float* xs = x.data() + k * px;
-      float* os = out.data() + k * px;
-      for (int64_t s = 0; s < px; ++s) os[s] = xs[s] + static_cast<float>(lab[s]);
-    }
-  };
-  for (int threads : args.threads) {
-    set_num_threads(threads);
-    const double ms =
-        median_ms(reps, [&] { sink = sink + lovasz_softmax_value_and_grad(x, y, grad); });
-    const double floor = median_ms(reps, floor_loop);
-    print_line("lovasz_softmax", shape, threads, ms, floor, n * px);
-  }
-}
-
-// The confusion matrix with 21 classes: from int64 label maps (8,512,512), truth (i / 64) % 21
-// and prediction (i / 48) % 21 over the flat index; and fused from (8,21,512,512) float32 logits
-// (normal(0, 3)) with the same truth. Floors: a plain loop that reads the two label maps once,
-// and one that reads the logits and the labels once (in blocks of pixels as the fused kernel),
-// each summing what it reads.
-void bench_confusion_matrix(const Args& args) {
-  const Shape shape{8, 21, 512, 512};
-  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2), total = n * px;
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 3.f);
-  auto x = Tensor<float>::empty(shape);
-  auto y = Tensor<int64_t>::empty(shape.without(1)), p = Tensor<int64_t>::empty(shape.without(1));
-  for (auto& v : x) v = normal(rng);
-  for (int64_t i = 0; i < total; ++i) {
-    y[i] = (i / 64) % c;
-    p[i] = (i / 48) % c;
-  }
-  volatile int64_t isink = 0;
-  volatile double sink = 0;
-  const int reps = std::max(5, args.reps / 3);
-  ConfusionMatrix cm(c);
   const auto label_floor = [&] {
     int64_t s = 0;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) reduction(+ : s)
 #endif
-    for (int64_t i = 0; i < total; ++i) s += y[i] + p[i];
+    for (int64_t i = 0; i < total; ++i) s += y[i] + pred[i];
     isink = isink + s;
   };
-  constexpr int64_t kBlock = 4096;
-  const int64_t per = (px + kBlock - 1) / kBlock;
   const auto logit_floor = [&] {
     double s = 0;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) reduction(+ : s)
 #endif
-    for (int64_t b = 0; b < n * per; ++b) {
-      const int64_t img = b / per, s0 = (b % per) * kBlock, s1 = std::min(px, s0 + kBlock);
+    for (int64_t blk = 0; blk < n * per; ++blk) {
+      const int64_t img = blk / per, s0 = (blk % per) * kBlock, s1 = std::min(px, s0 + kBlock);
       float acc = 0.f;
       for (int64_t k = 0; k < c; ++k) {
         const float* xs = x.data() + (img * c + k) * px;
@@ -255,29 +536,122 @@ void bench_confusion_matrix(const Args& args) {
     }
     sink = sink + s;
   };
-  const bool labels = args.filter.empty() ||
-                      std::string("confusion_matrix_labels").find(args.filter) != std::string::npos;
-  const bool logits = args.filter.empty() ||
-                      std::string("confusion_matrix_logits").find(args.filter) != std::string::npos;
-  for (int threads : args.threads) {
-    set_num_threads(threads);
-    if (labels) {
-      const double ms = median_ms(args.reps, [&] {
-        cm.reset();
-        cm.update(p, y);
-      });
-      print_line("confusion_matrix_labels", shape.without(1), threads, ms,
-                 median_ms(args.reps, label_floor), total);
-    }
-    if (logits) {
-      const double ms = median_ms(reps, [&] {
-        cm.reset();
-        cm.update_from_logits(x, y);
-      });
-      print_line("confusion_matrix_logits", shape, threads, ms, median_ms(reps, logit_floor),
-                 total);
-    }
+
+  auto class_weight = Tensor<float>::empty(Shape{c});
+  for (int64_t k = 0; k < c; ++k) class_weight[k] = 1.f + static_cast<float>(k % 3);
+  CrossEntropyOptions<float> ce_weight, ce_ignore, ce_smoothing;
+  ce_weight.weight = class_weight;
+  ce_ignore.ignore_index = 255;
+  ce_smoothing.label_smoothing = 0.1;
+  SoftmaxTverskyOptions<float> tversky;
+  tversky.alpha = 0.3;
+  tversky.beta = 0.7;
+  ConfusionMatrix cm(c);
+
+  std::vector<Case> cases = {
+      {"cross_entropy", [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad); },
+       floor_loop},
+      {"cross_entropy_weight",
+       [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad, ce_weight); }, floor_loop},
+      {"cross_entropy_ignore_index",
+       [&] { sink = sink + cross_entropy_value_and_grad(x, yi, grad, ce_ignore); }, floor_loop},
+      {"cross_entropy_smoothing",
+       [&] { sink = sink + cross_entropy_value_and_grad(x, y, grad, ce_smoothing); }, floor_loop},
+      {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(x, y, grad); },
+       floor_loop},
+      {"softmax_dice", [&] { sink = sink + softmax_dice_value_and_grad(x, y, grad); }, floor_loop},
+      {"softmax_jaccard", [&] { sink = sink + softmax_jaccard_value_and_grad(x, y, grad); },
+       floor_loop},
+      {"softmax_tversky",
+       [&] { sink = sink + softmax_tversky_value_and_grad(x, y, grad, tversky); }, floor_loop},
+      {"generalized_dice", [&] { sink = sink + generalized_dice_value_and_grad(x, y, grad); },
+       floor_loop},
+      {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(x, y, grad); }, floor_loop},
+      {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(x, y, grad); }, floor_loop},
+      // Defaults: one batch problem, classes present.
+      {"lovasz_softmax", [&] { sink = sink + lovasz_softmax_value_and_grad(x, y, grad); },
+       floor_loop, sort_reps},
+      {"confusion_matrix_logits",
+       [&] {
+         cm.reset();
+         cm.update_from_logits(x, y);
+       },
+       logit_floor},
+  };
+  if (full) {
+    const std::vector<Case> more = {
+        // The shard split on one shard (statistics, then finalize; no all-reduce).
+        {"cross_entropy_split",
+         [&] { sink = sink + cross_entropy_finalize(x, y, cross_entropy_statistics(x, y), grad); },
+         floor_loop},
+        {"ce_dice_split",
+         [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }, floor_loop},
+    };
+    cases.insert(cases.end(), more.begin(), more.end());
   }
+  bench.run(cases, shape, total, reps);
+
+  std::vector<Case> label_cases = {
+      {"confusion_matrix_labels",
+       [&] {
+         cm.reset();
+         cm.update(pred, y);
+       },
+       label_floor},
+  };
+  if (full) {
+    const std::vector<Case> more = {
+        // The scores of metrics/scores.hpp from label maps: the matrix, then mean IoU, Dice,
+        // pixel accuracy, kappa, MCC and pytorch-fcn's four (the scores cost O(C^2)).
+        {"mean_iou",
+         [&] {
+           cm.reset();
+           cm.update(pred, y);
+           sink = sink + average_score(cm, Score::iou, Average::macro) +
+                  average_score(cm, Score::dice, Average::macro) + pixel_accuracy(cm) +
+                  cohen_kappa(cm) + matthews_corrcoef(cm) + label_accuracy_score(cm).fw_iou;
+         },
+         label_floor},
+        // One matrix per image, then the per-image mean IoU (Average::per_image).
+        {"per_image_scores",
+         [&] {
+           const auto images = confusion_per_image(pred, y, c);
+           sink = sink + average_score(images, Score::iou, Average::per_image);
+         },
+         label_floor},
+    };
+    label_cases.insert(label_cases.end(), more.begin(), more.end());
+  }
+  bench.run(label_cases, label_shape, total, bench.args().reps);
+}
+
+// Lovasz-Softmax on (2,21,256,256) (the shape of issue 9's target), as in bench_multiclass.
+void bench_lovasz_small(const Bench& bench) {
+  const Shape shape{2, 21, 256, 256};
+  if (!bench.any({"lovasz_softmax"}, shape)) return;
+  const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  auto x = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
+       out = Tensor<float>::empty(shape);
+  auto y = Tensor<int64_t>::empty(shape.without(1));
+  for (auto& v : x) v = normal(rng);
+  for (int64_t i = 0; i < y.numel(); ++i) y[i] = (i / 64) % c;
+  volatile double sink = 0;
+  const auto floor_loop = [&] {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t k = 0; k < n * c; ++k) {
+      const int64_t* lab = y.data() + (k / c) * px;
+      const float* xs = x.data() + k * px;
+      float* os = out.data() + k * px;
+      for (int64_t s = 0; s < px; ++s) os[s] = xs[s] + static_cast<float>(lab[s]);
+    }
+  };
+  bench.run({{"lovasz_softmax", [&] { sink = sink + lovasz_softmax_value_and_grad(x, y, grad); },
+              floor_loop}},
+            shape, n * px, std::max(5, bench.args().reps / 3));
 }
 
 // Surface metrics on one 256^3 volume (1,1,256,256,256) float32 masks: the truth an ellipsoid
@@ -288,14 +662,9 @@ void bench_confusion_matrix(const Args& args) {
 // distance_transform_256cubed times the EDT of the truth alone. The floor reads the two masks once
 // (the EDT's: one mask, writing one array of doubles would be more, so it shares the two-mask
 // floor).
-void bench_surface(const Args& args) {
-  const bool hd =
-      args.filter.empty() || std::string("hd95_256cubed").find(args.filter) != std::string::npos;
-  const bool edt =
-      args.filter.empty() ||
-      std::string("distance_transform_256cubed").find(args.filter) != std::string::npos;
-  if (!hd && !edt) return;
+void bench_surface(const Bench& bench) {
   const Shape shape{1, 1, 256, 256, 256};
+  if (!bench.any({"hd95_256cubed", "distance_transform_256cubed"}, shape)) return;
   const int64_t e = 256, total = shape.numel();
   auto truth = Tensor<float>::empty(shape), pred = Tensor<float>::empty(shape);
   const auto inside = [](double z, double y, double x, double rz, double ry, double rx) {
@@ -315,7 +684,6 @@ void bench_surface(const Args& args) {
         pred[i] = p ? 1.f : 0.f;
       }
   volatile double sink = 0;
-  const int reps = std::max(3, args.reps / 5);
   const auto floor_loop = [&] {
     double s = 0;
 #if defined(_OPENMP)
@@ -324,233 +692,66 @@ void bench_surface(const Args& args) {
     for (int64_t i = 0; i < total; ++i) s += static_cast<double>(truth[i] + pred[i]);
     sink = sink + s;
   };
-  for (int threads : args.threads) {
-    set_num_threads(threads);
-    if (hd) {
-      const double ms = median_ms(
-          reps, [&] { sink = sink + surface_distance(pred, truth).hausdorff_percentile[0]; });
-      print_line("hd95_256cubed", shape, threads, ms, median_ms(reps, floor_loop), total);
-    }
-    if (edt) {
-      const double ms = median_ms(reps, [&] { sink = sink + distance_transform(truth)[0]; });
-      print_line("distance_transform_256cubed", shape, threads, ms, median_ms(reps, floor_loop),
-                 total);
-    }
+  bench.run(
+      {{"hd95_256cubed",
+        [&] { sink = sink + surface_distance(pred, truth).hausdorff_percentile[0]; }, floor_loop},
+       {"distance_transform_256cubed", [&] { sink = sink + distance_transform(truth)[0]; },
+        floor_loop}},
+      shape, total, 3);
+}
+
+// The multi-class surface metrics on label volumes (2,96,96,96) with 4 classes: the truth
+// concentric shells about the centre (class min(3, r / 12) at distance r), the prediction the
+// same about a centre moved by (2, -1, 1). surface_distance_labels scores classes 1 to 3 of
+// both images in one call. The floor reads the two label volumes once.
+void bench_surface_labels(const Bench& bench) {
+  const Shape shape{2, 96, 96, 96};
+  if (!bench.any({"surface_distance_labels"}, shape)) return;
+  const int64_t e = 96, total = shape.numel();
+  auto truth = Tensor<int64_t>::empty(shape), pred = Tensor<int64_t>::empty(shape);
+  const auto shell = [](double z, double y, double x) {
+    return std::min<int64_t>(3, static_cast<int64_t>(std::sqrt(z * z + y * y + x * x) / 12));
+  };
+  for (int64_t i = 0; i < total; ++i) {
+    const double z = static_cast<double>(i / (e * e) % e) - 48,
+                 y = static_cast<double>(i / e % e) - 48, x = static_cast<double>(i % e) - 48;
+    truth[i] = shell(z, y, x);
+    pred[i] = shell(z - 2, y + 1, x - 1);
   }
-}
-
-// The tape (core/tape.hpp) against the fused calls, on the binary case's inputs. In these lines
-// floor_ms is the direct fused value_and_grad call (into a reused gradient buffer) measured in
-// the same run, so ratio_to_floor is the ratio to the fused call, and "baseline" says so:
-//   tape_node:bce_dice   Tape, leaf, ad::bce_dice, backward, grad: the tape's overhead when a
-//                        loss is used alone (issue 5's target: <= 1.05);
-//   composed:soft_dice   soft_dice written from primitives (losses/composed.hpp), forward and
-//                        backward on a tape, against the fused soft_dice.
-//   composed:lovasz_hinge
-//                        lovasz_hinge (per image) from primitives (sort_desc, cumsum, ...),
-//                        against the fused lovasz_hinge.
-void print_tape_line(const std::string& name, const Shape& shape, int threads, double ms,
-                     double fused_ms, int64_t pixels) {
-  std::printf(
-      "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
-      "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.3f, \"mpix_per_s\": %.1f, "
-      "\"baseline\": \"fused\"}\n",
-      name.c_str(), shape.str().c_str(), threads, ms, fused_ms, ms / fused_ms,
-      static_cast<double>(pixels) / (ms * 1e3));
-  std::fflush(stdout);
-}
-
-void bench_tape(const Args& args, const Tensor<float>& x, const Tensor<float>& t,
-                Tensor<float>& grad) {
   volatile double sink = 0;
-  const auto tape_bce_dice = [&] {
-    ad::Tape<float> tape;
-    const ad::Var<float> v = tape.leaf(x);
-    const ad::Var<float> l = ad::bce_dice(v, t);
-    tape.backward(l);
-    sink = sink + l.item() + tape.grad(v)[0];
+  volatile int64_t isink = 0;
+  const auto floor_loop = [&] {
+    int64_t s = 0;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) reduction(+ : s)
+#endif
+    for (int64_t i = 0; i < total; ++i) s += truth[i] + pred[i];
+    isink = isink + s;
   };
-  const auto composed_soft_dice = [&] {
-    ad::Tape<float> tape;
-    const ad::Var<float> v = tape.leaf(x);
-    const ad::Var<float> l = composed::soft_dice(tape, v, t);
-    tape.backward(l);
-    sink = sink + l.item() + tape.grad(v)[0];
-  };
-  const auto composed_lovasz_hinge = [&] {
-    ad::Tape<float> tape;
-    const ad::Var<float> v = tape.leaf(x);
-    const ad::Var<float> l = composed::lovasz_hinge(tape, v, t);
-    tape.backward(l);
-    sink = sink + l.item() + tape.grad(v)[0];
-  };
-  const struct {
-    const char* name;
-    std::function<void()> tape, fused;
-  } cases[] = {
-      {"tape_node:bce_dice", tape_bce_dice,
-       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
-      {"composed:soft_dice", composed_soft_dice,
-       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
-      {"composed:lovasz_hinge", composed_lovasz_hinge,
-       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
-  };
-  for (const auto& c : cases) {
-    if (!args.filter.empty() && std::string(c.name).find(args.filter) == std::string::npos)
-      continue;
-    for (int threads : args.threads) {
-      set_num_threads(threads);
-      const double fused = median_ms(args.reps, c.fused);
-      const double ms = median_ms(args.reps, c.tape);
-      print_tape_line(c.name, x.shape(), threads, ms, fused, x.numel());
-    }
-  }
+  bench.run(
+      {{"surface_distance_labels",
+        [&] {
+          sink = sink + surface_distance_labels(pred, truth, {1, 2, 3}).mean_hausdorff_percentile;
+        },
+        floor_loop}},
+      shape, total, std::max(3, bench.args().reps / 5));
 }
-
-struct Case {
-  std::string name;
-  std::vector<const float*> inputs;  // what the loss reads, for the floor
-  std::function<void()> run;
-};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
-  const Shape shape{8, 1, 512, 512};
-  const int64_t n = shape.numel();
-
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 3.f);
-  auto x = Tensor<float>::empty(shape), t = Tensor<float>::empty(shape),
-       w = Tensor<float>::empty(shape), grad = Tensor<float>::empty(shape),
-       grad2 = Tensor<float>::empty(shape), out = Tensor<float>::empty(shape),
-       p = Tensor<float>::empty(shape);
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = normal(rng);
-    t[i] = (i / 512 / 128 + i % 512 / 128) % 2 ? 1.f : 0.f;
-    w[i] = 1.f + (t[i] > 0.5f ? 2.f : 0.f);
-    p[i] = 1.f / (1.f + std::exp(-x[i]));  // probabilities for binary_cross_entropy
+  const Bench bench(args);
+  const Shape volume{2, 4, 96, 96, 96};
+  bench_binary(bench, Shape{8, 1, 512, 512}, true);
+  bench_binary(bench, volume, false);
+  bench_multiclass(bench, volume, false);
+  bench_surface_labels(bench);
+  if (!args.quick) {
+    bench_multiclass(bench, Shape{8, 21, 512, 512}, true);
+    bench_multiclass(bench, Shape{4, 150, 256, 256}, false);
+    bench_lovasz_small(bench);
+    bench_surface(bench);
   }
-
-  volatile double sink = 0;
-  BceWithLogitsOptions<float> weighted;
-  weighted.weight = w;
-  SoftDiceOptions<float> dice_weighted;  // Carvana WeightedSoftDiceLoss: w^2 in every sum
-  dice_weighted.weight = w;
-  TverskyOptions<float> focal_tversky;
-  focal_tversky.alpha = 0.3;
-  focal_tversky.beta = 0.7;
-  focal_tversky.gamma = 4.0 / 3.0;
-  BceDiceOptions<float> bce_dice_weighted;  // weights in both terms, log Dice
-  bce_dice_weighted.bce.weight = w;
-  bce_dice_weighted.dice.weight = w;
-  bce_dice_weighted.dice.log = true;
-  BceWithLogitsOptions<float> weight_sum = weighted;  // Carvana's WeightedBCELoss2d
-  weight_sum.mean_over = BceMeanOver::weight_sum;
-  BoundaryWeightOptions k11, k51;
-  k11.kernel_size = 11;
-  k51.kernel_size = 51;
-  // The Carvana combined_loss(is_weight=True): the boundary weight map of the labels (k = 21 for
-  // H = 512), then BCE normalized by the weight sum + Dice with w^2 in every sum, smooth 2 and 1.
-  auto boundary = Tensor<float>::empty(shape);
-  BceDiceOptions<float> carvana;
-  carvana.bce.weight = boundary;
-  carvana.bce.mean_over = BceMeanOver::weight_sum;
-  carvana.dice.weight = boundary;
-  carvana.dice.smooth_nr = 2;
-  carvana.dice.smooth_dr = 1;
-  const int64_t dims[4] = {shape[0], shape[1], shape[2], shape[3]};
-  const segloss_tensor cx = segloss_tensor_make(x.data(), SEGLOSS_F32, 4, dims);
-  const segloss_tensor ct = segloss_tensor_make(t.data(), SEGLOSS_F32, 4, dims);
-  const segloss_tensor cgrad = segloss_tensor_make(grad.data(), SEGLOSS_F32, 4, dims);
-  std::vector<Case> cases = {
-      {"bce_with_logits",
-       {x.data(), t.data()},
-       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad); }},
-      {"bce_with_logits_weighted",
-       {x.data(), t.data(), w.data()},
-       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weighted); }},
-      {"bce_with_logits_weighted_mean_over_weight_sum",
-       {x.data(), t.data(), w.data()},
-       [&] { sink = sink + bce_with_logits_value_and_grad(x, t, grad, weight_sum); }},
-      {"binary_cross_entropy",
-       {p.data(), t.data()},
-       [&] { sink = sink + binary_cross_entropy_value_and_grad(p, t, grad); }},
-      {"soft_dice",
-       {x.data(), t.data()},
-       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad); }},
-      {"soft_dice_weighted",
-       {x.data(), t.data(), w.data()},
-       [&] { sink = sink + soft_dice_value_and_grad(x, t, grad, dice_weighted); }},
-      {"soft_jaccard",
-       {x.data(), t.data()},
-       [&] { sink = sink + soft_jaccard_value_and_grad(x, t, grad); }},
-      {"focal_tversky",
-       {x.data(), t.data()},
-       [&] { sink = sink + tversky_value_and_grad(x, t, grad, focal_tversky); }},
-      {"bce_with_logits+soft_dice",
-       {x.data(), t.data()},
-       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }},
-      {"lovasz_hinge",
-       {x.data(), t.data()},
-       [&] { sink = sink + lovasz_hinge_value_and_grad(x, t, grad); }},
-      {"carvana_combined_loss",
-       {x.data(), t.data()},
-       [&] {
-         boundary_weights(t, boundary);
-         sink = sink + bce_dice_value_and_grad(x, t, grad, carvana);
-       }},
-      {"bce_with_logits+soft_dice_weighted_log",
-       {x.data(), t.data(), w.data()},
-       [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }},
-      // The weight map of the mask t (no gradient): k = 11 and k = 51 should cost the same.
-      {"boundary_weights_k11", {t.data()}, [&] { boundary_weights(t, grad, k11); }},
-      {"boundary_weights_k51", {t.data()}, [&] { boundary_weights(t, grad, k51); }},
-      // The thresholded Dice metric (no gradient; writes only its per-image scores).
-      {"dice_score", {x.data(), t.data()}, [&] { sink = sink + dice_score(x, t).mean; }},
-      {"sigmoid_focal",
-       {x.data(), t.data()},
-       [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad); }},
-      // The shard split on one shard (statistics, then finalize; no all-reduce): the overhead
-      // of the split against the fused path (docs/distributed.md).
-      {"soft_dice_split",
-       {x.data(), t.data()},
-       [&] { sink = sink + soft_dice_finalize(x, t, soft_dice_statistics(x, t), grad); }},
-      {"bce_with_logits+soft_dice_split",
-       {x.data(), t.data()},
-       [&] { sink = sink + bce_dice_finalize(x, t, bce_dice_statistics(x, t), grad); }},
-      {"bce_with_logits_split",
-       {x.data(), t.data()},
-       [&] {
-         sink = sink + bce_with_logits_finalize(x, t, bce_with_logits_statistics(x, t), grad);
-       }},
-      // The same call through the C API (libsegloss_c): the boundary should cost nothing.
-      {"capi_bce_with_logits",
-       {x.data(), t.data()},
-       [&] {
-         double v = 0;
-         if (segloss_bce_with_logits_value_and_grad(&cx, &ct, nullptr, &v, &cgrad, nullptr) !=
-             SEGLOSS_OK)
-           std::fprintf(stderr, "%s\n", segloss_last_error());
-         sink = sink + v;
-       }},
-  };
-
-  for (const Case& c : cases) {
-    if (!args.filter.empty() && c.name.find(args.filter) == std::string::npos) continue;
-    for (int threads : args.threads) {
-      set_num_threads(threads);
-      const double ms = median_ms(args.reps, c.run);
-      const double floor = median_ms(args.reps, [&] { stream(c.inputs, out.data(), n); });
-      print_line(c.name, shape, threads, ms, floor, n);
-    }
-  }
-  bench_tape(args, x, t, grad);
-  bench_multiclass(args);
-  if (args.filter.empty() || std::string("lovasz_softmax").find(args.filter) != std::string::npos)
-    bench_lovasz_softmax(args);
-  bench_confusion_matrix(args);
-  bench_surface(args);
   return 0;
 }
