@@ -285,11 +285,12 @@ template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
                           const T* grad_scale_by, T* device_value, bool host_status) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
-  // The workspace: [header | partials: one per block | count, factor, scale, total].
+  // The workspace (detail::softmax_focal_bytes): [header | partials: one per block | count,
+  // factor, scale, total].
   const size_t partials_at = detail::kHeaderBytes;
   const size_t misc_at =
       partials_at + detail::align_up(static_cast<size_t>(g.blocks()) * sizeof(double));
-  Call call(function, misc_at + detail::align_up(4 * sizeof(double)));
+  Call call(function, detail::softmax_focal_bytes(g));
   double* partials = call.at<double>(partials_at);
   double* count = call.at<double>(misc_at);
   double* factor = count + 1;

@@ -187,33 +187,88 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
+// ---- generalized Dice: the finalize of losses/softmax_overlap.cpp's gdl_scores ----
 
-template <class T, class U>
-SoftmaxOverlapStatus softmax_overlap_run(const char* function,
-                                         const cpu::SoftmaxOverlapArgs<T, U>& a,
-                                         const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
-                                         T* device_value, bool host_status) {
+// A class's weight from its target sum t, before the rule for absent classes (w_type: 0
+// uniform, 1 simple, 2 square).
+__device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
+  return w_type == 2 ? 1.0 / (t * t) : w_type == 1 ? 1.0 / t : 1.0;
+}
+
+// One thread: per score j (an image, or the batch) the class weights (an infinite one, of a
+// class absent from the target, replaced by the largest finite one: MONAI's rule), the score
+// S_j = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), the value, the
+// per-score losses 1 - S_j when asked, and the coefficients of the gradient pass
+// a = G_j 2 w_c / D_j, b = -G_j w_c N_j / D_j^2 of every plane of the score, in the CPU's order.
+template <class T>
+__global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> up, T* scores,
+                                    double* coef, double* value) {
+  const int64_t N = f.images, C = f.classes, planes = N * C;
+  const int64_t count = f.per_image ? N : 1, c0 = f.include_background ? 0 : 1;
+  const int64_t images_per_score = f.per_image ? 1 : N;
+  const double g0 = up.grad_out && !up.per_score ? static_cast<double>(up.grad_out[0]) : 1.0;
+  const double uniform = f.mean ? 1.0 / static_cast<double>(count) : 1.0;
+  double* ca = coef;
+  double* cb = coef + planes;
+  double loss_sum = 0.0;
+  for (int64_t j = 0; j < count; ++j) {
+    // Sum k (0: I, 1: P, 2: T) of class c over the score's images, in image order.
+    const auto sum_of = [&](int64_t c, int k) {
+      double v = 0.0;
+      for (int64_t n = 0; n < images_per_score; ++n)
+        v += sums[((f.per_image ? j : n) * C + c) * 3 + k];
+      return v;
+    };
+    double w_max = 0.0;
+    for (int64_t c = c0; c < C; ++c) {
+      const double v = gdl_raw_weight(f.w_type, sum_of(c, 2));
+      if (isfinite(v)) w_max = v > w_max ? v : w_max;
+    }
+    const auto weight = [&](int64_t c) {
+      const double v = gdl_raw_weight(f.w_type, sum_of(c, 2));
+      return isfinite(v) ? v : w_max;
+    };
+    double num = 0.0, den = 0.0;
+    for (int64_t c = c0; c < C; ++c) {
+      const double w = weight(c);
+      num += w * sum_of(c, 0);
+      den += w * (sum_of(c, 1) + sum_of(c, 2));
+    }
+    const double nj = 2.0 * num + f.smooth_nr, dj = den + f.smooth_dr;
+    const double s = nj / dj;
+    loss_sum += 1.0 - s;
+    if (scores) scores[j] = static_cast<T>(1.0 - s);
+    const double G = -(up.per_score ? static_cast<double>(up.grad_out[j]) : g0 * uniform);
+    for (int64_t n = 0; n < images_per_score; ++n) {
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t q = (f.per_image ? j : n) * C + c;
+        const double w = c >= c0 ? weight(c) : 0.0;
+        ca[q] = G * 2.0 * w / dj;
+        cb[q] = -G * w * nj / (dj * dj);
+      }
+    }
+  }
+  *value = f.mean ? loss_sum / static_cast<double>(count) : loss_sum;
+}
+
+// The whole call: the statistics pass and its combine, `finalize(call, sums, coef)` (which
+// launches the finalize kernel of the loss), the gradient pass when grad is set, then the value.
+template <class T, class U, class Finalize>
+SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
+                         const Finalize& finalize, T* grad, T* device_value, bool host_status) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
-  const int64_t C = a.classes, K = 3 * C, planes = a.images * C;
-  // The workspace: [header | partials: blocks * 3C | sums: N * 3C | coefficients: 2 N C].
-  const size_t partials_at = detail::kHeaderBytes;
-  const size_t sums_at =
-      partials_at + detail::align_up(static_cast<size_t>(g.blocks() * K) * sizeof(double));
-  const size_t coef_at =
-      sums_at + detail::align_up(static_cast<size_t>(planes * 3) * sizeof(double));
-  const size_t total = coef_at + detail::align_up(static_cast<size_t>(planes * 2) * sizeof(double));
-  Call call(function, total);
-  double* partials = call.at<double>(partials_at);
-  double* sums = call.at<double>(sums_at);
-  double* coef = call.at<double>(coef_at);
+  const int64_t C = a.classes, K = 3 * C;
+  const detail::Layout l = detail::softmax_layout(g, C);  // core/cuda_internal.hpp
+  Call call(function, l.total);
+  double* partials = call.at<double>(l.partials);
+  double* sums = call.at<double>(l.sums);
+  double* coef = call.at<double>(l.coef);
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   stats_kernel<T, U><<<blocks, kThreads, kWarps * K * sizeof(double), call.stream()>>>(
       g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
   call.launched();
   combine(call, partials, a.images, g.parts, static_cast<int>(K), sums);
-  overlap_detail::finalize_kernel<T>
-      <<<1, 1, 0, call.stream()>>>(sums, 3, f, up, scores, coef, call.value(), nullptr);
+  finalize(call, sums, coef);
   call.launched();
   if (grad) {
     grad_kernel<T, U><<<blocks, kThreads, 2 * C * sizeof(T), call.stream()>>>(g, a, coef, grad);
@@ -240,10 +295,38 @@ SoftmaxOverlapStatus softmax_overlap_run(const char* function,
   return st;
 }
 
+}  // namespace
+
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_run(const char* function,
+                                         const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                         const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
+                                         T* device_value, bool host_status) {
+  const auto finalize = [&](const Call& call, const double* sums, double* coef) {
+    overlap_detail::finalize_kernel<T>
+        <<<1, 1, 0, call.stream()>>>(sums, 3, f, up, scores, coef, call.value(), nullptr);
+  };
+  return run<T, U>(function, a, finalize, grad, device_value, host_status);
+}
+
+template <class T, class U>
+SoftmaxOverlapStatus generalized_dice_run(const char* function,
+                                          const cpu::SoftmaxOverlapArgs<T, U>& a, const GdlForm& f,
+                                          Upstream<T> up, T* grad, T* scores, T* device_value,
+                                          bool host_status) {
+  const auto finalize = [&](const Call& call, const double* sums, double* coef) {
+    gdl_finalize_kernel<T><<<1, 1, 0, call.stream()>>>(sums, f, up, scores, coef, call.value());
+  };
+  return run<T, U>(function, a, finalize, grad, device_value, host_status);
+}
+
 #define SEGLOSS_INSTANTIATE(T, U)                                                                 \
   template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const OverlapForm&, Upstream<T>, T*, T*, \
-      T*, bool);
+      T*, bool);                                                                                  \
+  template SoftmaxOverlapStatus generalized_dice_run<T, U>(                                       \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const GdlForm&, Upstream<T>, T*, T*, T*, \
+      bool);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(float, float)
