@@ -3,6 +3,8 @@
 // report that the build has none. backends/cuda/runtime.cu defines them otherwise.
 #include "cuda.hpp"
 
+#include <algorithm>
+
 #include "cuda_internal.hpp"
 #include "tensor.hpp"
 
@@ -50,8 +52,17 @@ WorkspaceScope::~WorkspaceScope() {
 size_t workspace_size(const Shape& input, int stats) {
   const int64_t planes = input.rank() >= 2 ? input[0] * input[1] : 1;
   const int64_t plane_size = input.rank() >= 2 ? input.numel_from(2) : input.numel();
+  // The largest of every call's layout (core/cuda_internal.hpp) for this input.
+  size_t need = std::max(detail::layout(detail::plane_grid(planes, plane_size), stats).total,
+                         detail::kCrossEntropyBytes);
+  if (input.rank() >= 2) {
+    const detail::PlaneGrid images = detail::plane_grid(input[0], plane_size);
+    need = std::max({need, detail::confusion_bytes(input[1]),
+                     detail::softmax_layout(images, input[1]).total,
+                     detail::softmax_focal_bytes(images)});
+  }
   // kAlign more than the layout: a caller's buffer may start anywhere.
-  return detail::layout(detail::plane_grid(planes, plane_size), stats).total + detail::kAlign;
+  return need + detail::kAlign;
 }
 
 #if !defined(SEGLOSS_WITH_CUDA)

@@ -60,6 +60,38 @@ inline Layout layout(const PlaneGrid& g, int stats) {
   return l;
 }
 
+// The softmax overlap losses and generalized Dice (backends/cuda/softmax_overlap.cu): a pass over
+// the pixels of each image (g = plane_grid(N, S)) that sums 3 values per class, so the workspace
+// is [header | partials: blocks * 3C | sums: N * 3C | coefficients: 2 N C] doubles.
+inline Layout softmax_layout(const PlaneGrid& g, int64_t classes) {
+  Layout l;
+  const size_t k = static_cast<size_t>(3 * classes);
+  l.partials = kHeaderBytes;
+  l.sums = l.partials + align_up(static_cast<size_t>(g.blocks()) * k * sizeof(double));
+  l.coef = l.sums + align_up(static_cast<size_t>(g.planes) * k * sizeof(double));
+  l.total = l.coef + align_up(static_cast<size_t>(g.planes * classes) * 2 * sizeof(double));
+  return l;
+}
+
+// softmax_focal (backends/cuda/focal.cu), over g = plane_grid(N, S): [header | partials: one
+// double per block | the count, the mean's factor, the gradient's scale, the total].
+inline size_t softmax_focal_bytes(const PlaneGrid& g) {
+  return kHeaderBytes + align_up(static_cast<size_t>(g.blocks()) * sizeof(double)) +
+         align_up(4 * sizeof(double));
+}
+
+// cross_entropy (backends/cuda/cross_entropy.cu): a fixed size whatever the shape, since its grid
+// has at most kCrossEntropyMaxBlocks blocks: the header, a 256-byte status, and three arrays of
+// one 8-byte partial per block.
+constexpr int kCrossEntropyMaxBlocks = 4096;
+constexpr size_t kCrossEntropyBytes = kHeaderBytes + 256 + 3 * 8 * kCrossEntropyMaxBlocks;
+
+// The confusion matrix of C classes (backends/cuda/confusion_matrix.cu): two headers and C * C
+// 64-bit counts.
+inline size_t confusion_bytes(int64_t classes) {
+  return 2 * kHeaderBytes + static_cast<size_t>(classes * classes) * 8;
+}
+
 // The calling thread's current stream and caller-given workspace (core/cuda.cpp).
 struct ThreadState {
   void* stream = nullptr;

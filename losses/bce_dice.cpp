@@ -6,6 +6,7 @@
 
 #include "../backends/cpu/bce_dice.hpp"
 #include "internal/bce_args.hpp"
+#include "internal/cuda_result.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
 
@@ -35,7 +36,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                 "options.bce_weight ", o.bce_weight, " and options.dice_weight ", o.dice_weight,
                 " must be finite");
   Plan<T> p;
-  p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true);
+  p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true, "options.dice.");
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
   p.bce_scale = detail::bce_mean_scale(logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
@@ -95,16 +96,10 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
   auto p = plan(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {
-    double value = 0.0;
-    cuda::Result<T> r;
-    if (device_value)
-      r.device = device_value;
-    else
-      r.host = &value;
-    run_cuda<T>(fn, p, logits, options, parts, nullptr, grad.data(), r);
-    return value;
-  }
+  if (logits.device() == Device::cuda)
+    return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
+      run_cuda<T>(fn, p, logits, options, parts, nullptr, grad.data(), r);
+    });
 #endif
   gradient(p, logits, options, 1.0, grad.data());
   const double v = value(p, logits, options, parts);
@@ -119,13 +114,10 @@ Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
   auto p = plan("bce_dice", logits, target, options);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
-    Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
-    cuda::Result<T> r;
-    r.device = out.data();
-    run_cuda<T>("bce_dice", p, logits, options, parts, nullptr, nullptr, r);
-    return out;
-  }
+  if (logits.device() == Device::cuda)  // the value stays on the device: no wait
+    return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
+      run_cuda<T>("bce_dice", p, logits, options, parts, nullptr, nullptr, r);
+    });
 #endif
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
   return Tensor<T>::full(Shape{}, static_cast<T>(value(p, logits, options, parts)));

@@ -7,6 +7,7 @@
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/bce_with_logits.hpp"
+#include "internal/cuda_result.hpp"
 #endif
 
 namespace segloss {
@@ -34,16 +35,10 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
   a.grad = grad.data();
   a.grad_scale = scale;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {
-    double value = 0.0;
-    cuda::Result<T> r;
-    if (device_value)
-      r.device = device_value;
-    else
-      r.host = &value;
-    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
-    return value;
-  }
+  if (logits.device() == Device::cuda)
+    return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
+      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+    });
 #endif
   double value = 0.0;
   if (zero_weight_mean(options, scale)) {
@@ -78,13 +73,10 @@ Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
   const double scale = detail::bce_mean_scale(logits, options);
   a.want_sum = true;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (device == Device::cuda) {  // the value stays on the device: no wait
-    Tensor<T> out = Tensor<T>::empty(Shape{}, device);
-    cuda::Result<T> r;
-    r.device = out.data();
-    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
-    return out;
-  }
+  if (device == Device::cuda)  // the value stays on the device: no wait
+    return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
+      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+    });
 #endif
   if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(Shape{});
   const double sum = cpu::bce_with_logits(a);

@@ -8,6 +8,11 @@
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
 #include "internal/shards.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/cross_entropy.hpp"
+#include "../backends/cuda/focal.hpp"
+#include "internal/cuda_result.hpp"
+#endif
 
 namespace segloss {
 namespace {
@@ -21,10 +26,12 @@ void check_gamma(const char* fn, double gamma) {
 // sigmoid_focal
 // ---------------------------------------------------------------------------------------------
 
+// cuda_path: the caller has a CUDA path for CUDA logits (the weight is then on the device too).
 template <class T>
 cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
-                                      const Tensor<T>& target, const SigmoidFocalOptions<T>& o) {
-  detail::check_same_shape_pair(fn, logits, target);
+                                      const Tensor<T>& target, const SigmoidFocalOptions<T>& o,
+                                      bool cuda_path = false) {
+  detail::check_same_shape_pair(fn, logits, target, "logits", cuda_path);
   check_gamma(fn, o.gamma);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
@@ -34,7 +41,7 @@ cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
   a.z = target.data();
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
-  if (o.weight.defined()) detail::check_on_cpu(fn, "weight", o.weight);
+  if (o.weight.defined()) detail::check_same_device(fn, "weight", o.weight, logits.device());
   a.weight = detail::make_broadcast_reader(fn, "weight", s, o.weight.shape(), o.weight.data(),
                                            o.weight.defined());
   if (o.alpha >= 0.0) {  // alpha z + (1 - alpha)(1 - z) = (1 - alpha) + (2 alpha - 1) z
@@ -99,19 +106,75 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   return p;
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA path of softmax_focal (backends/cuda/focal.cu): the labels are checked and counted
+// on the device, so nothing waits unless a host value is asked for.
+template <class T, class L>
+Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                            const SoftmaxFocalOptions<T>& o) {
+  detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
+  const Shape& s = logits.shape();
+  check_gamma(fn, o.gamma);
+  Prepared<T, L> p;
+  auto& a = p.args;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.labels = target.data();
+  a.rule.ignore_index = o.ignore_index;
+  a.gamma = static_cast<T>(o.gamma);
+  if (o.alpha.defined()) {
+    detail::check_same_device(fn, "alpha", o.alpha, Device::cuda);
+    SEGLOSS_CHECK(o.alpha.numel() == s[1], fn, "alpha ", o.alpha.shape(), " has ", o.alpha.numel(),
+                  " values; expected one per class (", s[1], ") of logits ", s);
+    a.alpha = o.alpha.data();
+  }
+  p.values_shape = s.without(1);
+  return p;
+}
+
+// Runs the passes; with host_status, waits and raises the CPU's error for the first bad label.
+template <class T, class L>
+double cuda_softmax_run(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
+                        const Tensor<L>& target, bool mean, const T* grad_scale_by, T* device_value,
+                        bool host_status) {
+  const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status);
+  if (st.first_bad >= 0)
+    detail::fail_bad_label(fn, target.shape(), st.first_bad,
+                           cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
+  return st.value;
+}
+#endif
+
 }  // namespace
 
 template <class T>
 Tensor<T> sigmoid_focal(const Tensor<T>& logits, const Tensor<T>& target,
                         const SigmoidFocalOptions<T>& options) {
-  auto a = sigmoid_args("sigmoid_focal", logits, target, options);
+  const char* fn = "sigmoid_focal";
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
+  const Device device = logits.device();
   if (options.reduction == Reduction::none) {
-    Tensor<T> out = Tensor<T>::empty(logits.shape());
+    Tensor<T> out = Tensor<T>::empty(logits.shape(), device);
     a.loss = out.data();
+#if defined(SEGLOSS_WITH_CUDA)
+    if (device == Device::cuda) {
+      cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, {});
+      return out;
+    }
+#endif
     cpu::sigmoid_focal(a);
     return out;
   }
   a.want_sum = true;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (device == Device::cuda)  // the value stays on the device: no wait
+    return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
+      cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr),
+                          sigmoid_mean_scale(logits, options.reduction), r);
+    });
+#endif
   const double sum = cpu::sigmoid_focal(a);
   return Tensor<T>::full(Shape{},
                          static_cast<T>(sum * sigmoid_mean_scale(logits, options.reduction)));
@@ -121,11 +184,21 @@ template <class T>
 Tensor<T> sigmoid_focal_backward(const Tensor<T>& logits, const Tensor<T>& target,
                                  const Tensor<T>& grad_out, const SigmoidFocalOptions<T>& options) {
   const char* fn = "sigmoid_focal_backward";
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   const bool scalar = options.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, logits.shape());
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  detail::check_grad_out(fn, grad_out, scalar, logits.shape(), logits.device());
+  Tensor<T> grad = Tensor<T>::empty(logits.shape(), logits.device());
   a.grad = grad.data();
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out[0] is read on the device
+    if (scalar)
+      a.grad_scale = sigmoid_mean_scale(logits, options.reduction);
+    else
+      a.grad_out = grad_out.data();
+    cuda::sigmoid_focal(fn, a, scalar ? grad_out.data() : nullptr, 1.0, {});
+    return grad;
+  }
+#endif
   if (scalar)
     a.grad_scale = static_cast<double>(grad_out[0]) * sigmoid_mean_scale(logits, options.reduction);
   else
@@ -141,12 +214,18 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use sigmoid_focal and "
                 "sigmoid_focal_backward");
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad);
   const double scale = sigmoid_mean_scale(logits, options.reduction);
   a.want_sum = true;
   a.grad = grad.data();
   a.grad_scale = scale;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda)  // waits for the value
+    return detail::cuda_value(static_cast<T*>(nullptr), [&](cuda::Result<T> r) {
+      cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), scale, r);
+    });
+#endif
   return cpu::sigmoid_focal(a) * scale;
 }
 
@@ -161,6 +240,21 @@ ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tens
 template <class T, class L, class>
 Tensor<T> softmax_focal(const Tensor<T>& logits, const Tensor<L>& target,
                         const SoftmaxFocalOptions<T>& options) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
+    const char* fn = "softmax_focal";
+    auto p = cuda_prepare(fn, logits, target, options);
+    const bool none = options.reduction == Reduction::none;
+    Tensor<T> out = Tensor<T>::empty(none ? p.values_shape : Shape{}, Device::cuda);
+    if (none)
+      p.args.loss = out.data();
+    else
+      p.args.want_sum = true;
+    cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
+                           none ? nullptr : out.data(), false);
+    return out;
+  }
+#endif
   auto p = prepare("softmax_focal", logits, target, options);
   if (options.reduction == Reduction::none) {
     Tensor<T> out = Tensor<T>::empty(p.values_shape);
@@ -177,6 +271,19 @@ template <class T, class L, class>
 Tensor<T> softmax_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
                                  const Tensor<T>& grad_out, const SoftmaxFocalOptions<T>& options) {
   const char* fn = "softmax_focal_backward";
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device
+    auto p = cuda_prepare(fn, logits, target, options);
+    const bool scalar = options.reduction != Reduction::none;
+    detail::check_grad_out(fn, grad_out, scalar, p.values_shape, Device::cuda);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    p.args.grad = grad.data();
+    if (!scalar) p.args.grad_out = grad_out.data();
+    cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean,
+                           scalar ? grad_out.data() : nullptr, nullptr, false);
+    return grad;
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   const bool scalar = options.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, p.values_shape);
@@ -197,6 +304,16 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use softmax_focal and "
                 "softmax_focal_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for the value
+    auto p = cuda_prepare(fn, logits, target, options);
+    detail::prepare_grad(fn, logits, grad);
+    p.args.want_sum = true;
+    p.args.grad = grad.data();
+    return cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
+                                  nullptr, true);
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
   const double scale = p.scale(options.reduction);

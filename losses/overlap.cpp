@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "internal/cuda_result.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
 #include "soft_dice.hpp"
@@ -102,14 +103,10 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   if (logits.device() == Device::cuda) {
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad);
-    double value = 0.0;
-    cuda::Result<T> r;
-    if (device_value)
-      r.device = device_value;
-    else
-      r.host = &value;
-    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, grad.data(),
-                         nullptr, r);
+    const double value = detail::cuda_value(device_value, [&](cuda::Result<T> r) {
+      cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, grad.data(),
+                           nullptr, r);
+    });
     detail::cuda_overlap_info(logits.shape(), o, info);
     return value;
   }

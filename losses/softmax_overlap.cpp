@@ -6,19 +6,103 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../backends/cpu/softmax_overlap.hpp"
 #include "generalized_dice.hpp"
 #include "internal/softmax_overlap_passes.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/cross_entropy.hpp"
+#include "../backends/cuda/softmax_overlap.hpp"
+#endif
 
 namespace segloss {
 namespace {
 
+#if defined(SEGLOSS_WITH_CUDA)
+// ---- the CUDA path (backends/cuda/softmax_overlap.cu) ----
+// The labels are checked on the device (the call's error flag), so nothing waits for the
+// device unless a host value is asked for. The options CUDA does not cover are an error.
+
+template <class O>
+void check_softmax_cuda_options(const char* fn, const Shape& s, const O& o) {
+  const char* unsupported = o.class_weight.defined()          ? "options.class_weight"
+                            : o.empty != EmptyPolicy::formula ? "options.empty other than formula"
+                            : o.gamma != 1.0                  ? "options.gamma other than 1"
+                            : o.log                           ? "options.log"
+                            : o.clamp                         ? "options.clamp"
+                                                              : nullptr;
+  SEGLOSS_CHECK(!unsupported, fn, unsupported, " is not supported on cuda yet");
+  SEGLOSS_CHECK(s[1] <= cuda::kSoftmaxOverlapMaxClasses, fn, "logits ", s, " have ", s[1],
+                " classes; more than ", cuda::kSoftmaxOverlapMaxClasses,
+                " are not supported on cuda yet");
+}
+
+template <class T, class U, class O>
+cpu::SoftmaxOverlapArgs<T, U> cuda_args(const char* fn, const Tensor<T>& logits,
+                                        const Tensor<U>& target, const O& o) {
+  detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
+  check_softmax_cuda_options(fn, logits.shape(), o);
+  detail::check_overlap_options(fn, logits.shape(), o);
+  if constexpr (std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(o.ignore_index == -100, fn, "options.ignore_index ", o.ignore_index,
+                  " applies to label targets only; with probabilities it must keep its default "
+                  "-100");
+  const Shape& s = logits.shape();
+  cpu::SoftmaxOverlapArgs<T, U> a;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.target = target.data();
+  a.ignore_index = o.ignore_index;
+  a.squared = o.squared;
+  return a;
+}
+
+// The value of a call's status; raises the CPU's error for the first bad label it reports.
+template <class T, class U>
+double cuda_status(const char* fn, const cuda::SoftmaxOverlapStatus& st,
+                   const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target) {
+  if constexpr (!std::is_floating_point_v<U>) {
+    if (st.first_bad >= 0) {
+      cpu::LabelRule rule;
+      rule.ignore_index = a.ignore_index;
+      detail::fail_bad_label(fn, target.shape(), st.first_bad,
+                             cuda::read_element(target.data(), st.first_bad), a.classes, rule);
+    }
+  }
+  return st.value;
+}
+
+// Runs the passes; with host_status, waits and raises the CPU's error for the first bad label.
+template <class T, class U>
+double cuda_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
+                const cuda::OverlapForm& f, cuda::Upstream<T> up, T* grad, T* scores,
+                T* device_value, bool host_status) {
+  return cuda_status(
+      fn, cuda::softmax_overlap_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status), a,
+      target);
+}
+#endif
+
 template <class T, class U, class O>
 Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& target, const O& o,
                   const detail::ScoreForm& f, OverlapInfo* info) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
+    const auto a = cuda_args(fn, logits, target, o);
+    const bool none = o.reduction == Reduction::none;
+    Tensor<T> out = Tensor<T>::empty(
+        none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
+    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), {}, nullptr,
+                   none ? out.data() : nullptr, none ? nullptr : out.data(), false);
+    detail::cuda_overlap_info(logits.shape(), o, info);
+    return out;
+  }
+#endif
   const auto r = detail::softmax_scored(fn, logits, target, o, f);
   r.scores.fill(info);
   if (o.reduction == Reduction::none) return detail::overlap_values<T>(r.scores, o);
@@ -28,9 +112,22 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& targ
 template <class T, class U, class O>
 Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                    const Tensor<T>& grad_out, const O& o, const detail::ScoreForm& f) {
-  detail::check_image(fn, "logits", logits);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   const bool scalar = o.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o));
+  detail::check_grad_out(fn, grad_out, scalar, detail::overlap_scores_shape(logits.shape(), o),
+                         logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device
+    const auto a = cuda_args(fn, logits, target, o);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    cuda::Upstream<T> up;
+    up.grad_out = grad_out.data();
+    up.per_score = !scalar;
+    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), up, grad.data(),
+                   nullptr, nullptr, false);
+    return grad;
+  }
+#endif
   const auto r = detail::softmax_scored(fn, logits, target, o, f);
   Tensor<T> grad = Tensor<T>::empty(logits.shape());
   detail::softmax_overlap_grad(
@@ -47,6 +144,17 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                       const detail::ScoreForm& f, OverlapInfo* info) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
                 name, " and ", name, "_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for the value
+    const auto a = cuda_args(fn, logits, target, o);
+    detail::prepare_grad(fn, logits, grad);
+    const double value =
+        cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), {},
+                       grad.data(), nullptr, nullptr, true);
+    detail::cuda_overlap_info(logits.shape(), o, info);
+    return value;
+  }
+#endif
   const auto r = detail::softmax_scored(fn, logits, target, o, f);
   detail::prepare_grad(fn, logits, grad);
   detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr),
@@ -157,6 +265,54 @@ Shape gdl_shape(const Shape& input, bool per_image) {
   return per_image ? Shape{input[0]} : Shape{1};
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// generalized Dice on CUDA (every option): the passes of the softmax overlap losses with the
+// generalized Dice finalize (backends/cuda/softmax_overlap.cu).
+template <class T, class U>
+cpu::SoftmaxOverlapArgs<T, U> cuda_gdl_args(const char* fn, const Tensor<T>& logits,
+                                            const Tensor<U>& target,
+                                            const GeneralizedDiceOptions<T>& o) {
+  detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
+  const Shape& s = logits.shape();
+  check_gdl_options(fn, s, o);
+  SEGLOSS_CHECK(s[1] <= cuda::kSoftmaxOverlapMaxClasses, fn, "logits ", s, " have ", s[1],
+                " classes; more than ", cuda::kSoftmaxOverlapMaxClasses,
+                " are not supported on cuda yet");
+  if constexpr (std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(o.ignore_index == -100, fn, "options.ignore_index ", o.ignore_index,
+                  " applies to label targets only; with probabilities it must keep its default "
+                  "-100");
+  cpu::SoftmaxOverlapArgs<T, U> a;
+  a.x = logits.data();
+  a.images = s[0];
+  a.classes = s[1];
+  a.pixels = s.numel_from(2);
+  a.target = target.data();
+  a.ignore_index = o.ignore_index;
+  return a;
+}
+
+template <class T, class U>
+double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
+                    const GeneralizedDiceOptions<T>& o, cuda::Upstream<T> up, T* grad, T* scores,
+                    T* device_value, bool host_status) {
+  cuda::GdlForm f;
+  f.images = a.images;
+  f.classes = a.classes;
+  f.w_type = o.w_type == GeneralizedDiceWeight::uniform  ? 0
+             : o.w_type == GeneralizedDiceWeight::simple ? 1
+                                                         : 2;
+  f.smooth_nr = o.smooth_nr;
+  f.smooth_dr = o.smooth_dr;
+  f.per_image = o.per_image;
+  f.include_background = o.include_background;
+  f.mean = o.reduction == Reduction::mean;
+  return cuda_status(
+      fn, cuda::generalized_dice_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status),
+      a, target);
+}
+#endif
+
 }  // namespace
 
 // ---- the public functions ----
@@ -213,6 +369,17 @@ template <class T, class U, class>
 Tensor<T> generalized_dice(const Tensor<T>& logits, const Tensor<U>& target,
                            const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice";
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
+    const auto a = cuda_gdl_args(fn, logits, target, o);
+    const bool none = o.reduction == Reduction::none;
+    Tensor<T> out =
+        Tensor<T>::empty(none ? gdl_shape(logits.shape(), o.per_image) : Shape{}, Device::cuda);
+    cuda_gdl_run<T, U>(fn, a, target, o, {}, nullptr, none ? out.data() : nullptr,
+                       none ? nullptr : out.data(), false);
+    return out;
+  }
+#endif
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
   const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
@@ -228,6 +395,20 @@ template <class T, class U, class>
 Tensor<T> generalized_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
                                     const Tensor<T>& grad_out, const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_backward";
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device
+    const auto a = cuda_gdl_args(fn, logits, target, o);
+    const bool scalar = o.reduction != Reduction::none;
+    detail::check_grad_out(fn, grad_out, scalar, gdl_shape(logits.shape(), o.per_image),
+                           Device::cuda);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    cuda::Upstream<T> up;
+    up.grad_out = grad_out.data();
+    up.per_score = !scalar;
+    cuda_gdl_run<T, U>(fn, a, target, o, up, grad.data(), nullptr, nullptr, false);
+    return grad;
+  }
+#endif
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
   const bool scalar = o.reduction != Reduction::none;
@@ -252,6 +433,13 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
                 "reduction none has no single value; use generalized_dice and "
                 "generalized_dice_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for the value
+    const auto a = cuda_gdl_args(fn, logits, target, o);
+    detail::prepare_grad(fn, logits, grad);
+    return cuda_gdl_run<T, U>(fn, a, target, o, {}, grad.data(), nullptr, nullptr, true);
+  }
+#endif
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
   const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);

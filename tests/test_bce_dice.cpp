@@ -135,7 +135,24 @@ TEST_CASE("bce_dice: bad input") {
   o = {};
   o.dice.smooth_dr = -1;
   CHECK_THROWS_WITH_AS(bce_dice(x, z, o),
-                       "bce_dice: options.smooth_dr is -1; it must be finite and >= 0", Error);
+                       "bce_dice: options.dice.smooth_dr is -1; it must be finite and >= 0", Error);
+  // The Dice term's options are named by their path in BceDiceOptions.
+  o = {};
+  o.dice.gamma = 0;
+  CHECK_THROWS_WITH_AS(bce_dice(x, z, o),
+                       "bce_dice: options.dice.gamma is 0; it must be finite and > 0", Error);
+  o = {};
+  o.dice.weight = Tensor<double>::full({1, 1, 1, 4, 4}, 1.0);
+  CHECK_THROWS_WITH_AS(bce_dice(x, z, o),
+                       "bce_dice: options.dice.weight (1,1,1,4,4) has more axes than the input "
+                       "(2,1,4,4)",
+                       Error);
+  o = {};
+  o.dice.class_weight = Tensor<double>::full({2}, 1.0);
+  CHECK_THROWS_WITH_AS(bce_dice(x, z, o),
+                       "bce_dice: options.dice.class_weight (2) must have shape (1), one weight "
+                       "per channel of the input (2,1,4,4)",
+                       Error);
   CHECK_THROWS_WITH_AS(bce_dice(x, testing::mask<double>({2, 1, 4, 3}, 1)),
                        "bce_dice: target (2,1,4,3) does not match logits (2,1,4,4)", Error);
   o = {};

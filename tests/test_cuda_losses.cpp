@@ -310,3 +310,28 @@ TEST_CASE("cuda losses: bitwise identical over 10 runs") {
     CHECK(same_bits(d, d0));
   }
 }
+
+TEST_CASE("cuda bce_dice: the Dice options CUDA does not cover are named by their path") {
+  // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
+  if (!cuda::built()) {
+    MESSAGE("skipped: no CUDA backend in this build");
+    return;
+  }
+  static float fake[1];
+  const Shape s{1, 1, 2, 2};
+  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
+  BceDiceOptions<float> o;
+  o.dice.weight = Tensor<float>::view(fake, s, Device::cuda);
+  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, o),
+                       "bce_dice: options.dice.weight is not supported on cuda yet", Error);
+  o = {};
+  o.dice.gamma = 2;
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, o),
+                       "bce_dice_value_and_grad: options.dice.gamma other than 1 is not "
+                       "supported on cuda yet",
+                       Error);
+  SoftDiceOptions<float> d;
+  d.log = true;
+  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, d), "soft_dice: options.log is not supported on cuda yet",
+                       Error);
+}

@@ -115,8 +115,8 @@ TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming the
                        Error);
   BceDiceOptions<float> bd;
   bd.dice.clamp = true;
-  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, bd), "bce_dice: options.clamp is not supported on cuda yet",
-                       Error);
+  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, bd),
+                       "bce_dice: options.dice.clamp is not supported on cuda yet", Error);
   CHECK_THROWS_WITH_AS(soft_dice_statistics(xd, xd),
                        "soft_dice_statistics: logits (2,1,8,8) is on device cuda, but "
                        "soft_dice_statistics has no CUDA path yet",

@@ -152,8 +152,7 @@ cpu::HistResult run(const char* function, Pred pred, const L* truth, int64_t tot
 }  // namespace
 
 size_t confusion_workspace_bytes(int64_t classes) {
-  return 2 * detail::kHeaderBytes +
-         static_cast<size_t>(classes * classes) * sizeof(unsigned long long);
+  return detail::confusion_bytes(classes);  // two headers and C * C 64-bit counts
 }
 
 template <class P, class L>

@@ -307,8 +307,14 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+// cuda::workspace_size (core/cuda.cpp) knows this size as detail::kCrossEntropyBytes.
+static_assert(kMaxBlocks == detail::kCrossEntropyMaxBlocks &&
+                  detail::kHeaderBytes + kStatusBytes + 3 * kPartialBytes ==
+                      detail::kCrossEntropyBytes,
+              "core/cuda_internal.hpp's kCrossEntropyBytes must describe this layout");
+
 size_t cross_entropy_workspace_bytes() {
-  return detail::kHeaderBytes + kStatusBytes + 3 * kPartialBytes;
+  return detail::kCrossEntropyBytes;
 }
 
 template <class T, class L>

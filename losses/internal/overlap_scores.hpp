@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../../backends/cpu/overlap.hpp"
@@ -56,51 +57,63 @@ struct OverlapScores {
 };
 
 // The options every overlap loss shares (OverlapOptions<T>, SoftmaxOverlapOptions<T>, ...).
+// `path` is how the caller reaches the options in error messages: "options." for a loss's own
+// options, "options.dice." for those of bce_dice's Dice term.
 template <class O>
-void check_overlap_options(const char* fn, const Shape& input, const O& o) {
-  check_smooth(fn, "options.smooth_nr", o.smooth_nr);
-  check_smooth(fn, "options.smooth_dr", o.smooth_dr);
-  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma > 0.0, fn, "options.gamma is ", o.gamma,
+void check_overlap_options(const char* fn, const Shape& input, const O& o,
+                           const char* path = "options.") {
+  // (the argument's name is put together on the error path only: no allocation per call)
+  SEGLOSS_CHECK(std::isfinite(o.smooth_nr) && o.smooth_nr >= 0.0, fn, path, "smooth_nr is ",
+                o.smooth_nr, "; it must be finite and >= 0");
+  SEGLOSS_CHECK(std::isfinite(o.smooth_dr) && o.smooth_dr >= 0.0, fn, path, "smooth_dr is ",
+                o.smooth_dr, "; it must be finite and >= 0");
+  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma > 0.0, fn, path, "gamma is ", o.gamma,
                 "; it must be finite and > 0");
-  SEGLOSS_CHECK(!(o.log && o.clamp), fn, "options.log and options.clamp are both set; choose one");
-  SEGLOSS_CHECK(o.gamma == 1.0 || !(o.log || o.clamp), fn, "options.gamma is ", o.gamma,
-                " with options.", o.log ? "log" : "clamp",
+  SEGLOSS_CHECK(!(o.log && o.clamp), fn, path, "log and ", path, "clamp are both set; choose one");
+  SEGLOSS_CHECK(o.gamma == 1.0 || !(o.log || o.clamp), fn, path, "gamma is ", o.gamma, " with ",
+                path, o.log ? "log" : "clamp",
                 "; the focal form (gamma != 1) is a linear-form option");
-  SEGLOSS_CHECK(o.include_background || input[1] > 1, fn, "options.include_background is false",
-                " but the input ", input, " has a single channel (C = 1): no score would remain");
+  SEGLOSS_CHECK(o.include_background || input[1] > 1, fn, path,
+                "include_background is false but the input ", input,
+                " has a single channel (C = 1): no score would remain");
   if (o.class_weight.defined()) {
-    SEGLOSS_CHECK(o.class_weight.shape() == Shape{input[1]}, fn, "options.class_weight ",
+    SEGLOSS_CHECK(o.class_weight.shape() == Shape{input[1]}, fn, path, "class_weight ",
                   o.class_weight.shape(), " must have shape (", input[1],
                   "), one weight per channel of the input ", input);
-    check_on_cpu(fn, "options.class_weight", o.class_weight);
+    if (o.class_weight.device() != Device::cpu)
+      check_on_cpu(fn, (std::string(path) + "class_weight").c_str(), o.class_weight);
     for (int64_t c = 0; c < input[1]; ++c) {
       const double v = static_cast<double>(o.class_weight[c]);
-      SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, fn, "options.class_weight[", c, "] is ", v,
+      SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, fn, path, "class_weight[", c, "] is ", v,
                     "; class weights must be finite and >= 0");
     }
   }
 }
 
-// The options the CUDA path does not support yet (backends/cuda/overlap.hpp).
+// The options the CUDA path does not support yet (backends/cuda/overlap.hpp); path as in
+// check_overlap_options.
 template <class T>
-void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o) {
-  const char* unsupported = o.weight.defined()                ? "options.weight"
-                            : o.class_weight.defined()        ? "options.class_weight"
-                            : o.empty != EmptyPolicy::formula ? "options.empty other than formula"
-                            : o.gamma != 1.0                  ? "options.gamma other than 1"
-                            : o.log                           ? "options.log"
-                            : o.clamp                         ? "options.clamp"
+void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
+                                const char* path = "options.") {
+  const char* unsupported = o.weight.defined()                ? "weight"
+                            : o.class_weight.defined()        ? "class_weight"
+                            : o.empty != EmptyPolicy::formula ? "empty other than formula"
+                            : o.gamma != 1.0                  ? "gamma other than 1"
+                            : o.log                           ? "log"
+                            : o.clamp                         ? "clamp"
                                                               : nullptr;
-  SEGLOSS_CHECK(!unsupported, fn, unsupported, " is not supported on cuda yet");
+  SEGLOSS_CHECK(!unsupported, fn, path, unsupported, " is not supported on cuda yet");
 }
 
-// The arguments of the kernels; cuda_path: the caller has a CUDA path for a CUDA input.
+// The arguments of the kernels; cuda_path: the caller has a CUDA path for a CUDA input; path
+// as in check_overlap_options.
 template <class T>
 cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
-                                 const OverlapOptions<T>& o, bool cuda_path = false) {
+                                 const OverlapOptions<T>& o, bool cuda_path = false,
+                                 const char* path = "options.") {
   check_same_shape_pair(fn, logits, target, "logits", cuda_path);
-  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o);
-  check_overlap_options(fn, logits.shape(), o);
+  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o, path);
+  check_overlap_options(fn, logits.shape(), o, path);
   const Shape& s = logits.shape();
   cpu::OverlapArgs<T> a;
   a.x = logits.data();
@@ -109,8 +122,10 @@ cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const 
   a.plane_size = s.numel_from(2);
   a.sigmoid = o.activation == Activation::sigmoid;
   a.squared = o.squared;
-  if (o.weight.defined()) check_on_cpu(fn, "options.weight", o.weight);
-  a.weight = make_broadcast_reader(fn, "options.weight", s, o.weight.shape(), o.weight.data(),
+  // The argument's name for the weight's errors (built only when there is a weight).
+  const std::string weight = o.weight.defined() ? std::string(path) + "weight" : std::string();
+  if (o.weight.defined()) check_on_cpu(fn, weight.c_str(), o.weight);
+  a.weight = make_broadcast_reader(fn, weight.c_str(), s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   a.w_squared_pt = o.weighting == OverlapWeighting::squared || o.squared;
   return a;
@@ -356,9 +371,9 @@ double overlap_split_coefficients(const char* fn, const OverlapStatistics& st, s
 
 #if defined(SEGLOSS_WITH_CUDA)
 // What the CUDA finalize needs of the options (the subset check_overlap_cuda_options allows).
-template <class T>
-cuda::OverlapForm cuda_overlap_form(const Shape& s, const OverlapOptions<T>& o,
-                                    const ScoreForm& f) {
+// O: OverlapOptions<T>, or the softmax losses' SoftmaxOverlapOptions<T>.
+template <class O>
+cuda::OverlapForm cuda_overlap_form(const Shape& s, const O& o, const ScoreForm& f) {
   cuda::OverlapForm c;
   c.a_n = f.a_n;
   c.a_i = f.a_i;
@@ -377,8 +392,8 @@ cuda::OverlapForm cuda_overlap_form(const Shape& s, const OverlapOptions<T>& o,
 
 // OverlapInfo of a CUDA call: with the options CUDA supports, every score is kept except the
 // excluded background.
-template <class T>
-void cuda_overlap_info(const Shape& s, const OverlapOptions<T>& o, OverlapInfo* info) {
+template <class O>
+void cuda_overlap_info(const Shape& s, const O& o, OverlapInfo* info) {
   if (!info) return;
   const int64_t count = o.per_image ? s[0] * s[1] : s[1];
   *info = OverlapInfo{count - (o.include_background ? 0 : count / s[1]), 0};

@@ -1,0 +1,339 @@
+// CUDA kernels of the softmax overlap losses. The logits are (N, C, S): a pixel's C logits are S
+// elements apart, so each thread takes a pixel and walks the class axis (the threads of a warp,
+// on consecutive pixels, read each class row coalesced), as cross_entropy.cu and the CPU kernel
+// (backends/cpu/softmax_overlap.cpp) do.
+//
+// Statistics pass: block b handles part b % parts of image b / parts (the PlaneGrid of the
+// image's S pixels); each warp takes 32 consecutive pixels per step. Per pixel: the max, the sum
+// of exp(x_c - max), then per class p_c, t_c and the three terms p t, p^k, t^k, each added over
+// the warp by a fixed shuffle tree (in the element type) and by lane 0 to the warp's double sums
+// in shared memory. The block adds its 8 warps in order and writes 3 C partials; combine()
+// adds the parts of each image in a fixed order. No atomics touch a sum: the same bits on every
+// run. Then the finalize kernel of the sigmoid overlap losses (overlap_passes.cuh) turns the
+// per-(image, class) sums into the scores, the value and the coefficients a, b, and the
+// gradient pass writes, per pixel, with g_c = a_c t_c + b_c dP_c (dP = 2 p for squared sums,
+// else 1) and r a class of the largest logit,
+//   grad_c = p_c ((g_c - g_r) - sum_k p_k (g_k - g_r))
+// (the shifted form of the CPU kernel, which keeps the precision of a saturated pixel).
+#include "softmax_overlap.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "../../core/pointwise.hpp"
+#include "overlap_passes.cuh"
+
+namespace segloss {
+namespace cuda {
+namespace {
+
+constexpr int kWarps = kThreads / 32;
+// Where the smallest bad label index goes in the call's header (value at 0, flag at 8, the BCE
+// scale of bce_dice at 16): stored as its complement by atomicMax, so the zeroed header means
+// none.
+constexpr size_t kFirstBadOffset = 24;
+
+template <class T, class U>
+constexpr bool kLabels = !std::is_same_v<T, U>;
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;  // the warp's sum, in lane 0
+}
+
+// The softmax of the pixel at x (classes S apart): m = the largest logit (r its first class)
+// and inv = 1 / sum_c exp(x_c - m); p_c = exp(x_c - m) inv.
+template <class T>
+__device__ __forceinline__ void softmax_of(const T* x, int64_t C, int64_t S, T& m, T& inv,
+                                           int64_t& r) {
+  using M = segloss::Math<T>;
+  m = x[0];
+  r = 0;
+  for (int64_t c = 1; c < C; ++c) {
+    const T v = x[c * S];
+    if (v > m) {
+      m = v;
+      r = c;
+    }
+  }
+  T se = T(0);
+  for (int64_t c = 0; c < C; ++c) se += M::exp(x[c * S] - m);
+  inv = T(1) / se;
+}
+
+template <class T, class U>
+__global__ void __launch_bounds__(kThreads)
+    stats_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, double* partials,
+                 int* flag, unsigned long long* first_bad) {
+  using M = segloss::Math<T>;
+  extern __shared__ double sums[];  // [kWarps][3 C]
+  const int64_t C = a.classes, S = a.pixels, K = 3 * C;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t k = threadIdx.x; k < kWarps * K; k += kThreads) sums[k] = 0.0;
+  __syncthreads();
+  double* mine = sums + warp * K;
+  const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
+  const int64_t begin = part * g.part_size;
+  const int64_t end = begin + g.part_size < S ? begin + g.part_size : S;
+  const T* x = a.x + n * C * S;
+  // s0 is the same for the 32 lanes of a warp: every lane runs every step (the shuffles need
+  // the whole warp); a lane past the end adds zeros.
+  for (int64_t s0 = begin + warp * 32; s0 < end; s0 += kThreads) {
+    const int64_t s = s0 + lane;
+    bool counted = s < end, bad = false;
+    int64_t y = -1;
+    if constexpr (kLabels<T, U>) {
+      if (counted) {
+        y = static_cast<int64_t>(a.target[n * S + s]);
+        if (y == a.ignore_index) {
+          counted = false;  // an ignored pixel counts nowhere
+        } else if (y < 0 || y >= C) {
+          bad = true;
+          atomicOr(flag, kBadLabel);
+          atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
+        }
+      }
+    }
+    T m = T(0), inv = T(0);
+    int64_t r = 0;
+    if (counted) softmax_of(x + s, C, S, m, inv, r);
+    for (int64_t c = 0; c < C; ++c) {
+      const T p = counted ? M::exp(x[c * S + s] - m) * inv : T(0);
+      T t;
+      if constexpr (kLabels<T, U>)
+        t = bad ? static_cast<T>(NAN) : (counted && y == c ? T(1) : T(0));
+      else
+        t = counted ? a.target[(n * C + c) * S + s] : T(0);
+      const T vi = warp_sum<T>(p * t);
+      const T vp = warp_sum<T>(a.squared ? p * p : p);
+      const T vt = warp_sum<T>(a.squared ? t * t : t);
+      if (lane == 0) {
+        mine[3 * c + 0] += static_cast<double>(vi);
+        mine[3 * c + 1] += static_cast<double>(vp);
+        mine[3 * c + 2] += static_cast<double>(vt);
+      }
+    }
+  }
+  __syncthreads();
+  for (int64_t k = threadIdx.x; k < K; k += kThreads) {
+    double v = 0.0;
+    for (int w = 0; w < kWarps; ++w) v += sums[w * K + k];
+    partials[blockIdx.x * K + k] = v;
+  }
+}
+
+template <class T, class U>
+__global__ void __launch_bounds__(kThreads)
+    grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
+                T* grad) {
+  using M = segloss::Math<T>;
+  extern __shared__ double shared[];
+  const int64_t C = a.classes, S = a.pixels, planes = a.images * C;
+  const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
+  T* ca = reinterpret_cast<T*>(shared);  // the image's coefficients a_c, b_c in T
+  T* cb = ca + C;
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    ca[c] = static_cast<T>(coef[n * C + c]);
+    cb[c] = static_cast<T>(coef[planes + n * C + c]);
+  }
+  __syncthreads();
+  const int64_t begin = part * g.part_size;
+  const int64_t end = begin + g.part_size < S ? begin + g.part_size : S;
+  const T* x = a.x + n * C * S;
+  T* out = grad + n * C * S;
+  for (int64_t s = begin + threadIdx.x; s < end; s += kThreads) {
+    int64_t y = -1;
+    if constexpr (kLabels<T, U>) {
+      y = static_cast<int64_t>(a.target[n * S + s]);
+      const bool ignored = y == a.ignore_index;
+      if (ignored || y < 0 || y >= C) {  // 0 for an ignored pixel, NaN for a bad label
+        const T v = ignored ? T(0) : static_cast<T>(NAN);
+        for (int64_t c = 0; c < C; ++c) out[c * S + s] = v;
+        continue;
+      }
+    }
+    T m, inv;
+    int64_t r;
+    softmax_of(x + s, C, S, m, inv, r);
+    // g_c = dL/dp_c of the pixel.
+    auto g_of = [&](int64_t c, T p) {
+      T t;
+      if constexpr (kLabels<T, U>)
+        t = y == c ? T(1) : T(0);
+      else
+        t = a.target[(n * C + c) * S + s];
+      T gc = t * ca[c];
+      if (a.squared)
+        gc += p * (cb[c] + cb[c]);
+      else
+        gc += cb[c];
+      return gc;
+    };
+    const T g_ref = g_of(r, M::exp(x[r * S + s] - m) * inv);
+    T dot = T(0);
+    for (int64_t c = 0; c < C; ++c) {
+      const T p = M::exp(x[c * S + s] - m) * inv;
+      dot += p * (g_of(c, p) - g_ref);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const T p = M::exp(x[c * S + s] - m) * inv;
+      out[c * S + s] = p * ((g_of(c, p) - g_ref) - dot);
+    }
+  }
+}
+
+// ---- generalized Dice: the finalize of losses/softmax_overlap.cpp's gdl_scores ----
+
+// A class's weight from its target sum t, before the rule for absent classes (w_type: 0
+// uniform, 1 simple, 2 square).
+__device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
+  return w_type == 2 ? 1.0 / (t * t) : w_type == 1 ? 1.0 / t : 1.0;
+}
+
+// One thread: per score j (an image, or the batch) the class weights (an infinite one, of a
+// class absent from the target, replaced by the largest finite one: MONAI's rule), the score
+// S_j = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), the value, the
+// per-score losses 1 - S_j when asked, and the coefficients of the gradient pass
+// a = G_j 2 w_c / D_j, b = -G_j w_c N_j / D_j^2 of every plane of the score, in the CPU's order.
+template <class T>
+__global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> up, T* scores,
+                                    double* coef, double* value) {
+  const int64_t N = f.images, C = f.classes, planes = N * C;
+  const int64_t count = f.per_image ? N : 1, c0 = f.include_background ? 0 : 1;
+  const int64_t images_per_score = f.per_image ? 1 : N;
+  const double g0 = up.grad_out && !up.per_score ? static_cast<double>(up.grad_out[0]) : 1.0;
+  const double uniform = f.mean ? 1.0 / static_cast<double>(count) : 1.0;
+  double* ca = coef;
+  double* cb = coef + planes;
+  double loss_sum = 0.0;
+  for (int64_t j = 0; j < count; ++j) {
+    // Sum k (0: I, 1: P, 2: T) of class c over the score's images, in image order.
+    const auto sum_of = [&](int64_t c, int k) {
+      double v = 0.0;
+      for (int64_t n = 0; n < images_per_score; ++n)
+        v += sums[((f.per_image ? j : n) * C + c) * 3 + k];
+      return v;
+    };
+    double w_max = 0.0;
+    for (int64_t c = c0; c < C; ++c) {
+      const double v = gdl_raw_weight(f.w_type, sum_of(c, 2));
+      if (isfinite(v)) w_max = v > w_max ? v : w_max;
+    }
+    const auto weight = [&](int64_t c) {
+      const double v = gdl_raw_weight(f.w_type, sum_of(c, 2));
+      return isfinite(v) ? v : w_max;
+    };
+    double num = 0.0, den = 0.0;
+    for (int64_t c = c0; c < C; ++c) {
+      const double w = weight(c);
+      num += w * sum_of(c, 0);
+      den += w * (sum_of(c, 1) + sum_of(c, 2));
+    }
+    const double nj = 2.0 * num + f.smooth_nr, dj = den + f.smooth_dr;
+    const double s = nj / dj;
+    loss_sum += 1.0 - s;
+    if (scores) scores[j] = static_cast<T>(1.0 - s);
+    const double G = -(up.per_score ? static_cast<double>(up.grad_out[j]) : g0 * uniform);
+    for (int64_t n = 0; n < images_per_score; ++n) {
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t q = (f.per_image ? j : n) * C + c;
+        const double w = c >= c0 ? weight(c) : 0.0;
+        ca[q] = G * 2.0 * w / dj;
+        cb[q] = -G * w * nj / (dj * dj);
+      }
+    }
+  }
+  *value = f.mean ? loss_sum / static_cast<double>(count) : loss_sum;
+}
+
+// The whole call: the statistics pass and its combine, `finalize(call, sums, coef)` (which
+// launches the finalize kernel of the loss), the gradient pass when grad is set, then the value.
+template <class T, class U, class Finalize>
+SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
+                         const Finalize& finalize, T* grad, T* device_value, bool host_status) {
+  const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
+  const int64_t C = a.classes, K = 3 * C;
+  const detail::Layout l = detail::softmax_layout(g, C);  // core/cuda_internal.hpp
+  Call call(function, l.total);
+  double* partials = call.at<double>(l.partials);
+  double* sums = call.at<double>(l.sums);
+  double* coef = call.at<double>(l.coef);
+  const unsigned blocks = static_cast<unsigned>(g.blocks());
+  stats_kernel<T, U><<<blocks, kThreads, kWarps * K * sizeof(double), call.stream()>>>(
+      g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
+  call.launched();
+  combine(call, partials, a.images, g.parts, static_cast<int>(K), sums);
+  finalize(call, sums, coef);
+  call.launched();
+  if (grad) {
+    grad_kernel<T, U><<<blocks, kThreads, 2 * C * sizeof(T), call.stream()>>>(g, a, coef, grad);
+    call.launched();
+  }
+  if (device_value) call.device_value(device_value);
+  SoftmaxOverlapStatus st;
+  if (host_status) {
+    struct {
+      double value;
+      int flag;
+      int pad;
+      double bce_scale;
+      unsigned long long first_bad;
+    } header;
+    static_assert(sizeof(header) == kFirstBadOffset + sizeof(unsigned long long), "header layout");
+    check(cudaMemcpyAsync(&header, call.value(), sizeof(header), cudaMemcpyDeviceToHost,
+                          call.stream()),
+          function, "cudaMemcpyAsync of the result");
+    check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
+    st.value = header.value;
+    if (header.flag) st.first_bad = static_cast<int64_t>(~header.first_bad);
+  }
+  return st;
+}
+
+}  // namespace
+
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_run(const char* function,
+                                         const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                         const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
+                                         T* device_value, bool host_status) {
+  const auto finalize = [&](const Call& call, const double* sums, double* coef) {
+    overlap_detail::finalize_kernel<T>
+        <<<1, 1, 0, call.stream()>>>(sums, 3, f, up, scores, coef, call.value(), nullptr);
+  };
+  return run<T, U>(function, a, finalize, grad, device_value, host_status);
+}
+
+template <class T, class U>
+SoftmaxOverlapStatus generalized_dice_run(const char* function,
+                                          const cpu::SoftmaxOverlapArgs<T, U>& a, const GdlForm& f,
+                                          Upstream<T> up, T* grad, T* scores, T* device_value,
+                                          bool host_status) {
+  const auto finalize = [&](const Call& call, const double* sums, double* coef) {
+    gdl_finalize_kernel<T><<<1, 1, 0, call.stream()>>>(sums, f, up, scores, coef, call.value());
+  };
+  return run<T, U>(function, a, finalize, grad, device_value, host_status);
+}
+
+#define SEGLOSS_INSTANTIATE(T, U)                                                                 \
+  template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const OverlapForm&, Upstream<T>, T*, T*, \
+      T*, bool);                                                                                  \
+  template SoftmaxOverlapStatus generalized_dice_run<T, U>(                                       \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const GdlForm&, Upstream<T>, T*, T*, T*, \
+      bool);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,68 @@
+// CUDA kernels of softmax_dice, softmax_jaccard and softmax_tversky (losses/softmax_overlap.hpp
+// has the contract and the math; backends/cpu/softmax_overlap.hpp the CPU kernels they mirror).
+// Not installed; no CUDA header.
+//
+// Three stages on the current stream, no wait between them, as for the sigmoid overlap losses
+// (overlap.hpp): the statistics pass (per image and class I, P, T of p = softmax(x)), the
+// finalize kernel of overlap_passes.cuh (one thread: the scores, the value, the per-(image,
+// class) gradient coefficients, in double), and the gradient pass through the softmax. The
+// subset of SoftmaxOverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, squared,
+// include_background, ignore_index (label targets int32/int64, or probabilities); the caller
+// (losses/softmax_overlap.cpp) rejects the others, and more than kSoftmaxOverlapMaxClasses
+// classes.
+#pragma once
+
+#include <cstdint>
+
+#include "../cpu/softmax_overlap.hpp"
+#include "overlap.hpp"
+
+namespace segloss {
+namespace cuda {
+
+// The statistics pass keeps 3 C double sums per warp in shared memory (8 warps: 192 C bytes,
+// 38,400 for 200 classes: well inside the 48 KiB a kernel gets without opting in). 200 covers
+// ADE20K (150) and COCO-Stuff (182).
+constexpr int64_t kSoftmaxOverlapMaxClasses = 200;
+
+// What a call reports when asked for a host value.
+struct SoftmaxOverlapStatus {
+  double value = 0.0;      // the reduced value (mean or sum)
+  int64_t first_bad = -1;  // the linear index in the target of the first bad label, or -1
+};
+
+// The loss of a.x (N, C, S) against a.target (labels (N, S), or probabilities (N, C, S)).
+// grad: the gradient (null: no gradient pass), scaled by up; scores: c_j l_j per score for
+// reduction none (null: not wanted); device_value: the reduced value, one device element
+// (NaN when a label is bad; null: not wanted). With host_status the call copies the value and
+// the bad-label index back and waits for the stream; otherwise it returns at once.
+//
+// A label outside [0, C) that is not ignore_index sets the call's error flag and the smallest
+// such index (an integer atomic: the same whatever the scheduling); it makes the sums of its
+// image NaN, so its scores, value and gradient are NaN: nothing reads out of bounds.
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_run(const char* function,
+                                         const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                         const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
+                                         T* device_value, bool host_status);
+
+// What the generalized Dice finalize needs of the options (losses/generalized_dice.hpp).
+struct GdlForm {
+  int64_t images = 1, classes = 1;
+  int w_type = 2;  // 0: uniform, 1: simple (1 / T), 2: square (1 / T^2)
+  double smooth_nr = 1e-5, smooth_dr = 1e-5;
+  bool per_image = true, include_background = true;
+  bool mean = true;  // reduction mean (else sum, or none)
+};
+
+// generalized_dice: the passes above (with a.squared false) and the generalized Dice finalize;
+// arguments and results as in softmax_overlap_run (scores: 1 - S_j per score for reduction
+// none).
+template <class T, class U>
+SoftmaxOverlapStatus generalized_dice_run(const char* function,
+                                          const cpu::SoftmaxOverlapArgs<T, U>& a, const GdlForm& f,
+                                          Upstream<T> up, T* grad, T* scores, T* device_value,
+                                          bool host_status);
+
+}  // namespace cuda
+}  // namespace segloss

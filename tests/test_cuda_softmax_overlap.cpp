@@ -1,0 +1,466 @@
+// softmax_dice, softmax_jaccard and softmax_tversky on CUDA against the CPU: every entry point
+// (forward, backward, both value_and_grad forms) for every option the CUDA path supports, label
+// targets int32 and int64 and probability targets, float (1e-5 relative) and double (1e-12);
+// bitwise determinism over 10 runs; bad labels through the error flag; the options CUDA does
+// not cover are errors naming them. The tests that need a GPU skip with a message when none is
+// present; the argument checks run in every build with the CUDA backend.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+using namespace segloss;
+using namespace segloss::testing;
+
+namespace {
+
+template <class T>
+double tol() {
+  return sizeof(T) == 4 ? 1e-5 : 1e-12;
+}
+
+template <class T>
+struct SDice {
+  using O = SoftmaxOverlapOptions<T>;
+  template <class U>
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<U>& y, const O& o, OverlapInfo* i) const {
+    return softmax_dice(x, y, o, i);
+  }
+  template <class U>
+  Tensor<T> backward(const Tensor<T>& x, const Tensor<U>& y, const Tensor<T>& g, const O& o) const {
+    return softmax_dice_backward(x, y, g, o);
+  }
+  template <class U>
+  double vg(const Tensor<T>& x, const Tensor<U>& y, Tensor<T>& g, const O& o) const {
+    return softmax_dice_value_and_grad(x, y, g, o);
+  }
+  template <class U>
+  ValueAndGrad<T> vg2(const Tensor<T>& x, const Tensor<U>& y, const O& o) const {
+    return softmax_dice_value_and_grad(x, y, o);
+  }
+};
+
+template <class T>
+struct SJaccard {
+  using O = SoftmaxOverlapOptions<T>;
+  template <class U>
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<U>& y, const O& o, OverlapInfo* i) const {
+    return softmax_jaccard(x, y, o, i);
+  }
+  template <class U>
+  Tensor<T> backward(const Tensor<T>& x, const Tensor<U>& y, const Tensor<T>& g, const O& o) const {
+    return softmax_jaccard_backward(x, y, g, o);
+  }
+  template <class U>
+  double vg(const Tensor<T>& x, const Tensor<U>& y, Tensor<T>& g, const O& o) const {
+    return softmax_jaccard_value_and_grad(x, y, g, o);
+  }
+  template <class U>
+  ValueAndGrad<T> vg2(const Tensor<T>& x, const Tensor<U>& y, const O& o) const {
+    return softmax_jaccard_value_and_grad(x, y, o);
+  }
+};
+
+template <class T>
+struct STversky {
+  using O = SoftmaxTverskyOptions<T>;
+  template <class U>
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<U>& y, const O& o, OverlapInfo* i) const {
+    return softmax_tversky(x, y, o, i);
+  }
+  template <class U>
+  Tensor<T> backward(const Tensor<T>& x, const Tensor<U>& y, const Tensor<T>& g, const O& o) const {
+    return softmax_tversky_backward(x, y, g, o);
+  }
+  template <class U>
+  double vg(const Tensor<T>& x, const Tensor<U>& y, Tensor<T>& g, const O& o) const {
+    return softmax_tversky_value_and_grad(x, y, g, o);
+  }
+  template <class U>
+  ValueAndGrad<T> vg2(const Tensor<T>& x, const Tensor<U>& y, const O& o) const {
+    return softmax_tversky_value_and_grad(x, y, o);
+  }
+};
+
+// Every entry point of one loss on both devices, with one target (labels or probabilities).
+template <class T, class U, class Loss, class O>
+void check_parity_all(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y, const O& o) {
+  const double t = tol<T>();
+  const Tensor<T> xd = gpu(x);
+  const Tensor<U> yd = gpu(y);
+  OverlapInfo info_cpu, info_gpu;
+  const Tensor<T> f = loss.forward(x, y, o, &info_cpu);
+  const Tensor<T> fd = loss.forward(xd, yd, o, &info_gpu);
+  CHECK(fd.device() == Device::cuda);
+  check_parity(f, fd, t, "forward");
+  CHECK(info_gpu.kept == info_cpu.kept);
+  CHECK(info_gpu.skipped == info_cpu.skipped);
+  const Tensor<T> go = o.reduction == Reduction::none ? uniform<T>(f.shape(), 91, 0.5, 2.0)
+                                                      : Tensor<T>::full(Shape{}, T(0.75));
+  check_parity(loss.backward(x, y, go, o), loss.backward(xd, yd, gpu(go), o), t, "backward");
+  if (o.reduction == Reduction::none) return;
+  Tensor<T> g, gd;
+  const double v = loss.vg(x, y, g, o);
+  const double vd = loss.vg(xd, yd, gd, o);
+  CHECK(gd.device() == Device::cuda);
+  check_parity(v, vd, t, "value_and_grad value");
+  check_parity(g, gd, t, "value_and_grad grad");
+  const auto r = loss.vg2(xd, yd, o);
+  CHECK(r.value == vd);
+  CHECK(same_bits(r.grad, gd));
+}
+
+// The options CUDA supports, each on its own and some together, for every reduction.
+template <class T, class U, class Loss>
+void check_options(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y, bool tversky) {
+  using O = typename Loss::O;
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    CAPTURE(reduction_name(r));
+    O o;
+    o.reduction = r;
+    check_parity_all(loss, x, y, o);
+    O p = o;
+    p.per_image = false;
+    check_parity_all(loss, x, y, p);
+    if (x.shape()[1] > 1) {
+      O b = o;
+      b.include_background = false;
+      check_parity_all(loss, x, y, b);
+    }
+    O sm = o;
+    sm.smooth_nr = 0.5;
+    sm.smooth_dr = 2.0;
+    check_parity_all(loss, x, y, sm);
+    if (!tversky) {
+      O sq = o;
+      sq.squared = true;
+      check_parity_all(loss, x, y, sq);
+      sq.per_image = false;
+      sq.smooth_nr = 0;
+      check_parity_all(loss, x, y, sq);
+    }
+  }
+}
+
+template <class T, class Loss>
+void check_loss(const Loss& loss, const Shape& s, uint64_t seed, bool tversky = false) {
+  const int64_t C = s[1];
+  const auto x = randn<T>(s, seed, 2.0);
+  SUBCASE("int64 labels, some ignored") {
+    check_options(loss, x, labels<int64_t>(s.without(1), C, seed + 1, 0.2, -100), tversky);
+  }
+  SUBCASE("int32 labels") {
+    check_options(loss, x, labels<int32_t>(s.without(1), C, seed + 2), tversky);
+  }
+  SUBCASE("ignore_index a class") {
+    typename Loss::O o;
+    o.ignore_index = C - 1;
+    check_parity_all(loss, x, labels<int64_t>(s.without(1), C, seed + 3), o);
+    o.reduction = Reduction::none;
+    check_parity_all(loss, x, labels<int32_t>(s.without(1), C, seed + 4), o);
+  }
+  SUBCASE("probabilities") {
+    check_options(loss, x, uniform<T>(s, seed + 5, 0.0, 1.0), tversky);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda softmax_dice: CPU parity, every option, float and double") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("float 2D C = 4") {
+    check_loss<float>(SDice<float>{}, Shape{2, 4, 17, 19}, 1);
+  }
+  SUBCASE("double 3D C = 3") {
+    check_loss<double>(SDice<double>{}, Shape{1, 3, 5, 6, 7}, 2);
+  }
+  SUBCASE("float 1D C = 2, N = 3") {
+    check_loss<float>(SDice<float>{}, Shape{3, 2, 40}, 3);
+  }
+}
+
+TEST_CASE("cuda softmax_jaccard: CPU parity, every option, float and double") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("float 2D C = 5") {
+    check_loss<float>(SJaccard<float>{}, Shape{2, 5, 13, 11}, 4);
+  }
+  SUBCASE("double 2D C = 3") {
+    check_loss<double>(SJaccard<double>{}, Shape{2, 3, 9, 8}, 5);
+  }
+}
+
+TEST_CASE("cuda softmax_tversky: CPU parity, alpha and beta, every option") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("float, default alpha = beta = 0.5") {
+    check_loss<float>(STversky<float>{}, Shape{2, 4, 12, 10}, 6, true);
+  }
+  SUBCASE("double, alpha 0.3 beta 0.7") {
+    const Shape s{2, 3, 7, 9};
+    const auto x = randn<double>(s, 7, 2.0);
+    const auto y = labels<int64_t>(s.without(1), 3, 8, 0.1);
+    for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+      SoftmaxTverskyOptions<double> o;
+      o.reduction = r;
+      o.alpha = 0.3;
+      o.beta = 0.7;
+      check_parity_all(STversky<double>{}, x, y, o);
+      o.per_image = false;
+      o.include_background = false;
+      check_parity_all(STversky<double>{}, x, y, o);
+    }
+  }
+}
+
+TEST_CASE("cuda softmax overlap: C = 1, C = 21, C = 200, a 1x1 image, several blocks per image") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("C = 1") {
+    const Shape s{2, 1, 5, 5};
+    check_parity_all(SDice<double>{}, randn<double>(s, 9), labels<int64_t>(s.without(1), 1, 10),
+                     SoftmaxOverlapOptions<double>{});
+  }
+  SUBCASE("C = 21, 1x1") {
+    const Shape s{1, 21, 1, 1};
+    check_parity_all(SDice<float>{}, randn<float>(s, 11), labels<int64_t>(s.without(1), 21, 12),
+                     SoftmaxOverlapOptions<float>{});
+  }
+  SUBCASE("C = 21, 2 x 300 x 301 (several parts per image), float and double") {
+    const Shape s{2, 21, 300, 301};
+    const auto y = labels<int32_t>(s.without(1), 21, 13, 0.05);
+    check_parity_all(SDice<float>{}, randn<float>(s, 14, 3.0), y, SoftmaxOverlapOptions<float>{});
+    SoftmaxOverlapOptions<double> o;
+    o.squared = true;
+    check_parity_all(SJaccard<double>{}, randn<double>(s, 15, 3.0), y, o);
+  }
+  SUBCASE("C = 200 (the most on CUDA)") {
+    const Shape s{1, 200, 9, 7};
+    check_parity_all(SDice<float>{}, randn<float>(s, 16), labels<int64_t>(s.without(1), 200, 17),
+                     SoftmaxOverlapOptions<float>{});
+  }
+}
+
+TEST_CASE("cuda softmax overlap: |x| = 1e4 finite, and every pixel ignored") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{1, 3, 2, 2};
+  const auto x = Tensor<float>::from({1e4f, -1e4f, 0, 1, -1e4f, 1e4f, 0, 2, 0, 0, 1e4f, 3}, s);
+  const auto y = Tensor<int64_t>::from({0, 0, 2, 1}, s.without(1));
+  check_parity_all(SDice<float>{}, x, y, SoftmaxOverlapOptions<float>{});
+  const auto r = softmax_dice_value_and_grad(gpu(x), gpu(y));
+  CHECK(std::isfinite(r.value));
+  for (float g : r.grad.to(Device::cpu)) CHECK(std::isfinite(g));
+  const auto all = Tensor<int64_t>::full(s.without(1), -100);
+  check_parity_all(SDice<float>{}, x, all, SoftmaxOverlapOptions<float>{});
+  for (float g : softmax_dice_value_and_grad(gpu(x), gpu(all)).grad.to(Device::cpu))
+    CHECK(g == 0.0f);
+}
+
+TEST_CASE("cuda softmax overlap: bitwise identical value and gradient over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{4, 21, 129, 127};
+  const auto xd = gpu(randn<float>(s, 18, 3.0));
+  const auto yd = gpu(labels<int32_t>(s.without(1), 21, 19, 0.05));
+  SoftmaxTverskyOptions<float> o;
+  o.alpha = 0.3;
+  o.beta = 0.7;
+  const auto first = softmax_tversky_value_and_grad(xd, yd, o);
+  const auto f0 = softmax_dice(xd, yd);
+  for (int run = 1; run < 10; ++run) {
+    const auto r = softmax_tversky_value_and_grad(xd, yd, o);
+    CHECK(std::memcmp(&r.value, &first.value, sizeof(double)) == 0);
+    CHECK(same_bits(r.grad, first.grad));
+    CHECK(same_bits(softmax_dice(xd, yd), f0));
+  }
+}
+
+TEST_CASE("cuda softmax overlap: a bad label makes value_and_grad raise and device results NaN") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 5, 4, 4};
+  const auto xd = gpu(randn<float>(s, 20));
+  auto y = labels<int64_t>(s.without(1), 5, 21);
+  y[21] = 5;  // image 1, (1, 1)
+  y[30] = -3;
+  const auto yd = gpu(y);
+  CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(xd, yd),
+                       "softmax_dice_value_and_grad: target has label 5 at (1,1,1), outside "
+                       "[0, 5) and not ignore_index -100",
+                       Error);
+  Tensor<float> grad;
+  CHECK_THROWS_WITH_AS(softmax_jaccard_value_and_grad(xd, yd, grad),
+                       doctest::Contains("target has label 5 at (1,1,1)"), Error);
+  CHECK(std::isnan(softmax_dice(xd, yd).to(Device::cpu)[0]));
+  SoftmaxOverlapOptions<float> o;
+  o.reduction = Reduction::none;
+  const auto scores = softmax_dice(xd, yd, o).to(Device::cpu);  // (N, C): image 1 only
+  for (int64_t c = 0; c < 5; ++c) {
+    CHECK(std::isfinite(scores[c]));
+    CHECK(std::isnan(scores[5 + c]));
+  }
+  // the device stays usable after a bad label
+  const auto good = gpu(labels<int64_t>(s.without(1), 5, 22));
+  CHECK(std::isfinite(softmax_dice_value_and_grad(xd, good).value));
+}
+
+TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming them") {
+  // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
+  if (!cuda::built()) {
+    MESSAGE("skipped: no CUDA backend in this build");
+    return;
+  }
+  static float fake[1];
+  static int64_t fake_labels[1];
+  const Shape s{1, 3, 2, 2};
+  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
+  const auto yd = Tensor<int64_t>::view(fake_labels, s.without(1), Device::cuda);
+  SoftmaxOverlapOptions<float> o;
+  o.class_weight = Tensor<float>::full({3}, 1.0f);
+  CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o),
+                       "softmax_dice: options.class_weight is not supported on cuda yet", Error);
+  o = {};
+  o.empty = EmptyPolicy::skip;
+  CHECK_THROWS_WITH_AS(softmax_jaccard_value_and_grad(xd, yd, o),
+                       doctest::Contains("options.empty other than formula is not supported on "
+                                         "cuda yet"),
+                       Error);
+  o = {};
+  o.gamma = 2;
+  CHECK_THROWS_WITH_AS(
+      softmax_dice_backward(xd, yd, Tensor<float>::view(fake, Shape{}, Device::cuda), o),
+      doctest::Contains("options.gamma other than 1"), Error);
+  o = {};
+  o.log = true;
+  CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.log is not supported"),
+                       Error);
+  o = {};
+  o.clamp = true;
+  CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.clamp is not supported"),
+                       Error);
+  const auto many = Tensor<float>::view(fake, {1, 201, 2, 2}, Device::cuda);
+  CHECK_THROWS_WITH_AS(softmax_dice(many, yd), doctest::Contains("201 classes"), Error);
+  // mixed devices
+  CHECK_THROWS_WITH_AS(softmax_dice(xd, labels<int64_t>(s.without(1), 3, 23)),
+                       doctest::Contains("target"), Error);
+}
+
+namespace {
+
+template <class T>
+struct Gdl {
+  using O = GeneralizedDiceOptions<T>;
+  template <class U>
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<U>& y, const O& o, OverlapInfo* i) const {
+    if (i) *i = OverlapInfo{};  // generalized Dice reports no OverlapInfo
+    return generalized_dice(x, y, o);
+  }
+  template <class U>
+  Tensor<T> backward(const Tensor<T>& x, const Tensor<U>& y, const Tensor<T>& g, const O& o) const {
+    return generalized_dice_backward(x, y, g, o);
+  }
+  template <class U>
+  double vg(const Tensor<T>& x, const Tensor<U>& y, Tensor<T>& g, const O& o) const {
+    return generalized_dice_value_and_grad(x, y, g, o);
+  }
+  template <class U>
+  ValueAndGrad<T> vg2(const Tensor<T>& x, const Tensor<U>& y, const O& o) const {
+    return generalized_dice_value_and_grad(x, y, o);
+  }
+};
+
+// Every weight type, per image or for the batch, with or without the background, every
+// reduction; the target has a class absent (its infinite weight becomes the largest finite one).
+template <class T, class U>
+void gdl_options(const Tensor<T>& x, const Tensor<U>& y) {
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
+    for (GeneralizedDiceWeight w : {GeneralizedDiceWeight::square, GeneralizedDiceWeight::simple,
+                                    GeneralizedDiceWeight::uniform})
+      for (bool per_image : {true, false})
+        for (bool background : {true, false}) {
+          CAPTURE(reduction_name(r));
+          CAPTURE(static_cast<int>(w));
+          CAPTURE(per_image);
+          CAPTURE(background);
+          GeneralizedDiceOptions<T> o;
+          o.reduction = r;
+          o.w_type = w;
+          o.per_image = per_image;
+          o.include_background = background;
+          check_parity_all(Gdl<T>{}, x, y, o);
+        }
+}
+
+}  // namespace
+
+TEST_CASE("cuda generalized_dice: CPU parity, every option, labels and probabilities") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("float 2D C = 4, int64 labels with ignored pixels, class 3 absent from image 0") {
+    const Shape s{2, 4, 11, 13};
+    auto y = labels<int64_t>(s.without(1), 3, 30, 0.1);  // classes 0..2 only in image 0
+    const auto y1 = labels<int64_t>(s.without(1), 4, 31);
+    for (int64_t i = 143; i < 286; ++i) y[i] = y1[i];  // image 1 has every class
+    gdl_options(randn<float>(s, 32, 2.0), y);
+  }
+  SUBCASE("double 3D C = 3, int32 labels") {
+    const Shape s{2, 3, 4, 5, 3};
+    gdl_options(randn<double>(s, 33, 2.0), labels<int32_t>(s.without(1), 3, 34));
+  }
+  SUBCASE("float probabilities") {
+    const Shape s{2, 3, 9, 7};
+    gdl_options(randn<float>(s, 35, 2.0), uniform<float>(s, 36, 0.0, 1.0));
+  }
+  SUBCASE("ignore_index a class, several blocks per image") {
+    const Shape s{2, 21, 200, 201};
+    GeneralizedDiceOptions<float> o;
+    o.ignore_index = 20;
+    check_parity_all(Gdl<float>{}, randn<float>(s, 37, 3.0), labels<int64_t>(s.without(1), 21, 38),
+                     o);
+  }
+}
+
+TEST_CASE("cuda generalized_dice: bitwise determinism, and a bad label raises") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 5, 4, 4};
+  const auto xd = gpu(randn<float>(s, 39));
+  const auto good = gpu(labels<int64_t>(s.without(1), 5, 40));
+  const auto first = generalized_dice_value_and_grad(xd, good);
+  for (int run = 1; run < 10; ++run) {
+    const auto r = generalized_dice_value_and_grad(xd, good);
+    CHECK(std::memcmp(&r.value, &first.value, sizeof(double)) == 0);
+    CHECK(same_bits(r.grad, first.grad));
+  }
+  auto y = labels<int64_t>(s.without(1), 5, 41);
+  y[21] = 7;
+  CHECK_THROWS_WITH_AS(generalized_dice_value_and_grad(xd, gpu(y)),
+                       "generalized_dice_value_and_grad: target has label 7 at (1,1,1), outside "
+                       "[0, 5) and not ignore_index -100",
+                       Error);
+  CHECK(std::isnan(generalized_dice(xd, gpu(y)).to(Device::cpu)[0]));
+}
+
+TEST_CASE("cuda workspace_size covers every loss of the backend on the shape") {
+  // The fixed workspace of cross_entropy (98,816 bytes: docs/cuda.md), the confusion matrix's
+  // C * C counts, the softmax losses' per-(image, class) sums: all within workspace_size.
+  const Shape s{2, 21, 64, 64};
+  CHECK(cuda::workspace_size(s) >= 98816 + 256);
+  CHECK(cuda::workspace_size({1, 150, 8, 8}) >= 2 * 256 + 150 * 150 * 8 + 256);
+  CHECK(cuda::workspace_size({64, 150, 512, 512}) > cuda::workspace_size({1, 150, 8, 8}));
+  SEGLOSS_REQUIRE_GPU();
+  const auto xd = gpu(randn<float>(s, 42));
+  const auto yd = gpu(labels<int64_t>(s.without(1), 21, 43, 0.1));
+  const double dice = softmax_dice_value_and_grad(xd, yd).value;
+  const double gdl = generalized_dice_value_and_grad(xd, yd).value;
+  const double focal = softmax_focal_value_and_grad(xd, yd).value;
+  const double ce = cross_entropy_value_and_grad(xd, yd).value;
+  const size_t bytes = cuda::workspace_size(s);
+  auto ws =
+      Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)}, Device::cuda);
+  const size_t pool_before = cuda::pool_bytes();
+  cuda::WorkspaceScope scope(ws.data(), bytes);
+  CHECK(softmax_dice_value_and_grad(xd, yd).value == dice);
+  CHECK(generalized_dice_value_and_grad(xd, yd).value == gdl);
+  CHECK(softmax_focal_value_and_grad(xd, yd).value == focal);
+  CHECK(cross_entropy_value_and_grad(xd, yd).value == ce);
+  CHECK(cuda::pool_bytes() == pool_before);
+}
