@@ -128,8 +128,8 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& tar
     return grad;
   }
 #endif
-  const auto r = detail::softmax_scored(fn, logits, target, o, f);
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  Tensor<T> grad;
+  const auto r = detail::softmax_scored(fn, logits, target, o, f, &grad);
   detail::softmax_overlap_grad(
       r,
       scalar ? detail::overlap_slopes<T>(r.scores, o, static_cast<double>(grad_out[0]), nullptr)
@@ -155,8 +155,7 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
     return value;
   }
 #endif
-  const auto r = detail::softmax_scored(fn, logits, target, o, f);
-  detail::prepare_grad(fn, logits, grad);
+  const auto r = detail::softmax_scored(fn, logits, target, o, f, &grad);
   detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr),
                                grad.data());
   r.scores.fill(info);
@@ -413,7 +412,8 @@ Tensor<T> generalized_dice_backward(const Tensor<T>& logits, const Tensor<U>& ta
   check_gdl_options(fn, logits.shape(), o);
   const bool scalar = o.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, gdl_shape(logits.shape(), o.per_image));
-  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
+  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false, grad.data());
   const auto s = gdl_scores(p.stats, logits.shape(), o);
   std::vector<double> G(s.score.size());
   const double uniform =
@@ -421,7 +421,6 @@ Tensor<T> generalized_dice_backward(const Tensor<T>& logits, const Tensor<U>& ta
   for (size_t j = 0; j < G.size(); ++j)
     G[j] = -(scalar ? static_cast<double>(grad_out[0]) * uniform
                     : static_cast<double>(grad_out[static_cast<int64_t>(j)]));
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
   gdl_gradient(p, s, G, grad.data());
   return grad;
 }
@@ -442,9 +441,10 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
 #endif
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
-  const auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
-  const auto s = gdl_scores(p.stats, logits.shape(), o);
+  auto p = detail::softmax_plan(fn, logits, target, o.ignore_index, false);
   detail::prepare_grad(fn, logits, grad);
+  detail::run_statistics(p, target, grad.data());  // stores p in grad for the gradient pass
+  const auto s = gdl_scores(p.stats, logits.shape(), o);
   const double g = o.reduction == Reduction::mean ? 1.0 / static_cast<double>(s.score.size()) : 1.0;
   gdl_gradient(p, s, std::vector<double>(s.score.size(), -g), grad.data());
   return gdl_value<T>(s, o.reduction);

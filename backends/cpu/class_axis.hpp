@@ -5,6 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <type_traits>
 #include <vector>
 
@@ -49,6 +52,47 @@ SEGLOSS_INLINE T& lane(V& v, int l) {
     return v;
   else
     return v[l];
+}
+
+// Per lane of a packet (or a pixel) of labels y: the label as T, or -1 where it equals
+// ignore_index. Returns whether any lane is ignored. With AVX-512 a float packet converts its 16
+// labels in registers: the lane-by-lane loop wrote 16 scalars to the stack and read them back
+// as one vector, a store-forwarding stall per packet.
+template <class T, class V, class U>
+SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<V, Packet<float>> &&
+                (std::is_same_v<U, int64_t> || std::is_same_v<U, int32_t>)) {
+    __m512 f;
+    __mmask16 ignored;
+    if constexpr (std::is_same_v<U, int64_t>) {
+      const __m512i lo = _mm512_loadu_si512(y), hi = _mm512_loadu_si512(y + 8);
+      const __m512i ig = _mm512_set1_epi64(ignore_index);
+      ignored = static_cast<__mmask16>(_mm512_cmpeq_epi64_mask(lo, ig) |
+                                       (_mm512_cmpeq_epi64_mask(hi, ig) << 8));
+      f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(lo)), _mm512_cvtepi64_ps(hi),
+                             1);
+    } else {
+      const __m512i v = _mm512_loadu_si512(y);
+      // An ignore_index outside int32's range matches no int32 label.
+      const bool fits = ignore_index >= INT32_MIN && ignore_index <= INT32_MAX;
+      ignored = fits ? _mm512_cmpeq_epi32_mask(
+                           v, _mm512_set1_epi32(static_cast<int32_t>(fits ? ignore_index : 0)))
+                     : static_cast<__mmask16>(0);
+      f = _mm512_cvtepi32_ps(v);
+    }
+    _mm512_storeu_ps(label.data(), _mm512_mask_blend_ps(ignored, f, _mm512_set1_ps(-1.f)));
+    return ignored != 0;
+  }
+#endif
+  bool any_ignored = false;
+  for (int l = 0; l < lanes<T, V>(); ++l) {
+    const int64_t v = static_cast<int64_t>(y[l]);
+    const bool ignored = v == ignore_index;
+    any_ignored = any_ignored || ignored;
+    lane<T>(label, l) = ignored ? T(-1) : static_cast<T>(v);
+  }
+  return any_ignored;
 }
 
 // Pixels per chunk for a kernel that reads C values per pixel: about kChunk values, a multiple

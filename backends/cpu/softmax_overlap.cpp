@@ -2,7 +2,8 @@
 // packet of pixels (consecutive spatial positions of one image) and walks the class axis, whose
 // rows are S elements apart, keeping exp(x_c - max) of the packet in a small per-thread buffer.
 // Pass 1 accumulates 3 sums per class in float packets over blocks of 8 packets, widened to
-// double per block; pass 2 recomputes the softmax and writes the gradient.
+// double per block; pass 2 recomputes the softmax (or reads the p that pass 1 stored in the
+// gradient buffer) and writes the gradient.
 #include "softmax_overlap.hpp"
 
 #include <algorithm>
@@ -41,14 +42,7 @@ SEGLOSS_INLINE void softmax(const T* x, int64_t C, int64_t S, T* e) {
 // Per lane of a packet of labels: the label as T (-1 when ignored) and whether any is ignored.
 template <class T, class U, class V>
 SEGLOSS_INLINE bool labels_of(const SoftmaxOverlapArgs<T, U>& a, const U* y, V& label) {
-  bool any_ignored = false;
-  for (int l = 0; l < lanes<T, V>(); ++l) {
-    const int64_t v = static_cast<int64_t>(y[l]);
-    const bool ignored = v == a.ignore_index;
-    any_ignored = any_ignored || ignored;
-    lane<T>(label, l) = ignored ? T(-1) : static_cast<T>(v);
-  }
-  return any_ignored;
+  return label_lanes<T, V>(y, a.ignore_index, label);
 }
 
 // Where pass 1 adds its sums: float packets kept as plain values (so no alignment is assumed),
@@ -102,6 +96,10 @@ SEGLOSS_INLINE void accumulate(const SoftmaxOverlapArgs<T, U>& a, int64_t n, int
     acc.add(3 * c + 1, pk);
     acc.add(3 * c + 2, tk);
   }
+  // Stored last: the buffer may be the logits or the pixel's own target was read above.
+  if (a.probs_out)
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(a.probs_out + base + c * S, load_lanes<T, V>(e + c * kW));
 }
 
 template <class T, class U>
@@ -132,7 +130,11 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;
   const int64_t base = n * C * S + s;
-  softmax<T, V>(a.x + base, C, S, e);
+  if (a.probs)  // pass 1 stored p (for an ignored pixel 0, whose gradient is 0 below anyway)
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(e + c * kW, load_lanes<T, V>(a.probs + base + c * S));
+  else
+    softmax<T, V>(a.x + base, C, S, e);
   V label = M::splat(T(0));
   bool any_ignored = false;
   if constexpr (kLabels<T, U>) any_ignored = labels_of<T, U, V>(a, a.target + n * S + s, label);

@@ -23,6 +23,16 @@ struct SoftmaxOverlapArgs {
   // term without a temporary. Ignored pixels get 0 either way.
   bool accumulate = false;
   double prior_scale = 1.0;
+  // Pass 1 only: when set, p (the softmax, laid out like the logits) is also written here, so
+  // that pass 2 reads it instead of recomputing the softmax (C exps per pixel saved). The
+  // callers pass their gradient buffer, which may be the logits themselves: each pixel's logits
+  // and target are read before its p is written. It must not overlap the target otherwise.
+  // (An ignored pixel's p is stored as 0.)
+  T* probs_out = nullptr;
+  // Pass 2 only: when set, p is read from here instead of recomputed from x. It may be grad
+  // itself (each pixel's p is read before its gradient is written); not with accumulate, which
+  // reads the prior gradient from grad.
+  const T* probs = nullptr;
 };
 
 // Pass 1. stats[(n * C + c) * 3 + k] = I, P, T of image n and class c (deterministic), over

@@ -48,13 +48,33 @@ SoftmaxPlan<T, U> softmax_plan(const char* fn, const Tensor<T>& logits, const Te
   return p;
 }
 
-// Checks the logits and target and runs the statistics pass.
+// The statistics pass. With `probs` (the gradient buffer of a value_and_grad or backward, the
+// logits' shape), the pass also stores the softmax there and the plan's gradient pass reads
+// it back instead of recomputing it. Not when `probs` overlaps a probability target, which
+// the gradient pass reads again.
+template <class T, class U>
+void run_statistics(SoftmaxPlan<T, U>& p, const Tensor<U>& target, T* probs) {
+  if constexpr (std::is_same_v<T, U>) {
+    const int64_t n = p.args.images * p.args.classes * p.args.pixels;
+    const T *t0 = target.data(), *t1 = t0 + target.numel();
+    if (probs && !(probs + n <= t0 || t1 <= probs)) probs = nullptr;
+  } else {
+    (void)target;
+  }
+  p.stats.resize(static_cast<size_t>(p.args.images * p.args.classes * 3));
+  p.args.probs_out = probs;
+  cpu::softmax_overlap_statistics(p.args, p.stats.data());
+  p.args.probs_out = nullptr;
+  p.args.probs = probs;
+}
+
+// Checks the logits and target and runs the statistics pass (storing p in `probs` as above).
 template <class T, class U>
 SoftmaxPlan<T, U> softmax_statistics(const char* fn, const Tensor<T>& logits,
-                                     const Tensor<U>& target, int64_t ignore_index, bool squared) {
+                                     const Tensor<U>& target, int64_t ignore_index, bool squared,
+                                     T* probs = nullptr) {
   auto p = softmax_plan(fn, logits, target, ignore_index, squared);
-  p.stats.resize(static_cast<size_t>(p.args.images * p.args.classes * 3));
-  cpu::softmax_overlap_statistics(p.args, p.stats.data());
+  run_statistics(p, target, probs);
   return p;
 }
 
@@ -67,6 +87,7 @@ void softmax_gradient(const SoftmaxPlan<T, U>& p, const std::vector<double>& ca,
   auto a = p.args;
   a.accumulate = accumulate;
   a.prior_scale = prior_scale;
+  if (accumulate) a.probs = nullptr;  // grad holds the prior gradient, not p
   cpu::softmax_overlap_gradient(a, ca.data(), cb.data(), grad);
 }
 
@@ -78,13 +99,18 @@ struct SoftmaxScored {
   OverlapScores scores;
 };
 
+// With `grad` (value_and_grad's buffer, checked or allocated here after the other checks),
+// pass 1 stores p in it for the gradient pass.
 template <class T, class U, class O>
 SoftmaxScored<T, U, O> softmax_scored(const char* fn, const Tensor<T>& logits,
-                                      const Tensor<U>& target, const O& o, const ScoreForm& f) {
+                                      const Tensor<U>& target, const O& o, const ScoreForm& f,
+                                      Tensor<T>* grad = nullptr) {
   check_image(fn, "logits", logits);
   check_overlap_options(fn, logits.shape(), o);
   SoftmaxScored<T, U, O> r;
-  r.plan = softmax_statistics(fn, logits, target, o.ignore_index, o.squared);
+  r.plan = softmax_plan(fn, logits, target, o.ignore_index, o.squared);
+  if (grad) prepare_grad(fn, logits, *grad);
+  run_statistics(r.plan, target, grad ? grad->data() : nullptr);
   r.scores = overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
   return r;
 }
