@@ -80,6 +80,17 @@ class Reader {
   size_t i_ = 0;
 };
 
+// Counts for FUZZ_CAPI_STATS=1 (printed at exit): how many calls ran, succeeded, and had their
+// result checked for finiteness; a run over the corpus shows what the invariants saw.
+struct Stats {
+  long calls = 0, ok = 0, finite_checked = 0;
+  ~Stats() {
+    if (std::getenv("FUZZ_CAPI_STATS"))
+      std::fprintf(stderr, "fuzz_capi: %ld calls, %ld OK, %ld results checked finite\n", calls, ok,
+                   finite_checked);
+  }
+} stats;
+
 [[noreturn]] void finding(const std::string& what) {
   std::fprintf(stderr, "fuzz_capi: %s\n", what.c_str());
   std::abort();
@@ -204,7 +215,10 @@ double get(const segloss_tensor& t, int64_t i) {
 }
 
 void put(const segloss_tensor& t, int64_t i, double v) {
-  switch (dtype_of(t)) {
+  const int d = dtype_of(t);
+  if (d != SEGLOSS_F32 && d != SEGLOSS_F64)  // an integer: in range (a conversion would be UB)
+    v = std::isfinite(v) ? std::fmin(std::fmax(std::trunc(v), -2147483648.0), 2147483647.0) : 0.0;
+  switch (d) {
     case SEGLOSS_F32:
       static_cast<float*>(t.data)[i] = static_cast<float>(v);
       break;
@@ -217,8 +231,8 @@ void put(const segloss_tensor& t, int64_t i, double v) {
     case SEGLOSS_I64:
       static_cast<int64_t*>(t.data)[i] = static_cast<int64_t>(v);
       break;
-    default:
-      static_cast<uint8_t*>(t.data)[i] = static_cast<uint8_t>(v);
+    default:  // u8, or an invalid dtype (its buffer holds 8 bytes per element)
+      static_cast<uint8_t*>(t.data)[i] = static_cast<uint8_t>(static_cast<int64_t>(v) & 0xff);
   }
 }
 
@@ -239,6 +253,8 @@ bool all_finite(const segloss_tensor& t) {
 bool check(segloss_status s, const char* function) {
   int v;
   std::memcpy(&v, &s, sizeof v);
+  ++stats.calls;
+  stats.ok += v == SEGLOSS_OK;
   if (v < SEGLOSS_OK || v > SEGLOSS_ERROR_INTERNAL)
     finding(std::string(function) + " returned status " + std::to_string(v));
   if (v == SEGLOSS_OK) return true;
@@ -254,6 +270,7 @@ bool check(segloss_status s, const char* function) {
 void check_finite(const Ctx& c, bool ok, const char* function, double value,
                   const segloss_tensor* grad) {
   if (!ok || !c.clean) return;
+  ++stats.finite_checked;
   if (!std::isfinite(value))
     finding(std::string(function) + ": value " + std::to_string(value) + " on clean input");
   if (grad && !all_finite(*grad))
@@ -458,6 +475,9 @@ void decode(Ctx& c, const Batch& b, segloss_overlap_options& o) {
   o.log = c.flag();
   o.clamp = c.flag();
   if (o.log) c.clean = false;  // log of a zero score is -inf by design
+  int activation;
+  std::memcpy(&activation, &o.activation, sizeof activation);
+  if (activation == SEGLOSS_ACTIVATION_NONE) c.clean = false;  // logits taken as probabilities
 }
 
 void decode(Ctx& c, const Batch& b, segloss_tversky_options& o) {
@@ -1030,7 +1050,8 @@ void run_boundary(Ctx& c, const Batch& b) {
   const segloss_boundary_weights_options* op = c.r.byte() < 32 ? nullptr : &o;
   const segloss_tensor* w = grad_buffer(c, b);  // the mask's shape and dtype, or not
   const bool ok = check(segloss_boundary_weights(&b.t, op, w, nullptr), "segloss_boundary_weights");
-  if (ok && c.clean && !all_finite(*w)) finding("segloss_boundary_weights: non-finite weights");
+  if (ok && c.clean && b.t_clean && !all_finite(*w))
+    finding("segloss_boundary_weights: non-finite weights on a clean mask");
 }
 
 void run_misc(Ctx& c) {
