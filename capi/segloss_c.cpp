@@ -107,6 +107,18 @@ P* require(P* p, const char* function, const char* argument) {
   return p;
 }
 
+// The integer stored in a C enum object (a field or an argument). A C caller may store any int
+// there; in C++, loading an enum lvalue whose value is outside the enum's range is undefined
+// (clang's -fsanitize=enum reports it), so every enum the caller passes is read through its
+// bytes, validated as an int, and only then converted.
+template <class E>
+int int_of(const E& e) noexcept {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int), "a C enum is an int");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // ------------------------------------------------------------------------------------------
 // Tensors
 // ------------------------------------------------------------------------------------------
@@ -157,8 +169,9 @@ Shape shape_of(const segloss_tensor& t, const char* function, const char* argume
 }
 
 Device device_of(const segloss_tensor& t, const char* function, const char* argument) {
-  if (t.device == SEGLOSS_CPU) return Device::cpu;
-  if (t.device == SEGLOSS_CUDA) {
+  const int device = int_of(t.device);
+  if (device == SEGLOSS_CPU) return Device::cpu;
+  if (device == SEGLOSS_CUDA) {
     if (!cuda::built())
       fail(SEGLOSS_ERROR_DEVICE, function, argument,
            " is on cuda; this build has no CUDA backend (segloss_has_cuda() is 0)");
@@ -167,7 +180,7 @@ Device device_of(const segloss_tensor& t, const char* function, const char* argu
            " is on cuda; no CUDA device is available (segloss_has_cuda() is 0)");
     return Device::cuda;
   }
-  fail(SEGLOSS_ERROR_DEVICE, function, argument, " has device ", int(t.device),
+  fail(SEGLOSS_ERROR_DEVICE, function, argument, " has device ", device,
        "; expected SEGLOSS_CPU or SEGLOSS_CUDA");
 }
 
@@ -175,9 +188,9 @@ Device device_of(const segloss_tensor& t, const char* function, const char* argu
 template <class T>
 Tensor<T> view(const segloss_tensor* t, const char* function, const char* argument) {
   require(t, function, argument);
-  if (t->dtype != dtype_of<T>())
-    fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(t->dtype), "; expected ",
-         dtype_name(dtype_of<T>()));
+  if (int_of(t->dtype) != dtype_of<T>())
+    fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
+         "; expected ", dtype_name(dtype_of<T>()));
   const Shape s = shape_of(*t, function, argument);
   const Device d = device_of(*t, function, argument);
   if (t->data == nullptr && s.numel() > 0)
@@ -195,7 +208,7 @@ Tensor<T> optional_view(const segloss_tensor* t, const char* function, const cha
 template <class F>
 void with_float(const segloss_tensor* t, const char* function, const char* argument, F&& f) {
   require(t, function, argument);
-  switch (t->dtype) {
+  switch (int_of(t->dtype)) {
     case SEGLOSS_F32:
       f(float{});
       return;
@@ -203,7 +216,7 @@ void with_float(const segloss_tensor* t, const char* function, const char* argum
       f(double{});
       return;
     default:
-      fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(t->dtype),
+      fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
            "; expected f32 or f64");
   }
 }
@@ -212,7 +225,7 @@ void with_float(const segloss_tensor* t, const char* function, const char* argum
 template <class F>
 void with_labels(const segloss_tensor* t, const char* function, const char* argument, F&& f) {
   require(t, function, argument);
-  switch (t->dtype) {
+  switch (int_of(t->dtype)) {
     case SEGLOSS_I32:
       f(view<int32_t>(t, function, argument));
       return;
@@ -235,7 +248,7 @@ void with_labels(const segloss_tensor* t, const char* function, const char* argu
       return;
     }
     default:
-      fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(t->dtype),
+      fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
            "; expected i32, i64 or u8 labels");
   }
 }
@@ -255,12 +268,13 @@ void with_target(const segloss_tensor* t, const char* function, F&& f) {
   } else if constexpr (K == Target::labels) {
     with_labels(t, function, "target", f);
   } else {
-    if (t->dtype == dtype_of<T>())
+    const int dtype = int_of(t->dtype);
+    if (dtype == dtype_of<T>())
       f(view<T>(t, function, "target"));
-    else if (t->dtype == SEGLOSS_I32 || t->dtype == SEGLOSS_I64 || t->dtype == SEGLOSS_U8)
+    else if (dtype == SEGLOSS_I32 || dtype == SEGLOSS_I64 || dtype == SEGLOSS_U8)
       with_labels(t, function, "target", f);
     else
-      fail(SEGLOSS_ERROR_DTYPE, function, "target has dtype ", dtype_str(t->dtype),
+      fail(SEGLOSS_ERROR_DTYPE, function, "target has dtype ", dtype_str(int_of(t->dtype)),
            "; expected i32, i64 or u8 labels, or ", dtype_name(dtype_of<T>()),
            " probabilities like the logits");
   }
@@ -293,12 +307,12 @@ E enum_of(int value, int count, const char* function, const char* field, const c
 }
 
 #define SEGLOSS_ENUM(VALUE, COUNT, FIELD, CPP, CTYPE) \
-  enum_of<CPP>(int(VALUE), COUNT, function, FIELD, CTYPE)
+  enum_of<CPP>(int_of(VALUE), COUNT, function, FIELD, CTYPE)
 
-Reduction reduction_of(segloss_reduction r, const char* function, const char* field) {
+Reduction reduction_of(const segloss_reduction& r, const char* function, const char* field) {
   return SEGLOSS_ENUM(r, 3, field, Reduction, "segloss_reduction");
 }
-EmptyPolicy empty_of(segloss_empty_policy e, const char* function, const char* field) {
+EmptyPolicy empty_of(const segloss_empty_policy& e, const char* function, const char* field) {
   return SEGLOSS_ENUM(e, 4, field, EmptyPolicy, "segloss_empty_policy");
 }
 
@@ -677,7 +691,7 @@ const char* segloss_last_error(void) {
 }
 
 const char* segloss_status_name(segloss_status status) {
-  switch (status) {
+  switch (int_of(status)) {
     case SEGLOSS_OK:
       return "SEGLOSS_OK";
     case SEGLOSS_ERROR_INVALID_ARGUMENT:
@@ -701,7 +715,7 @@ segloss_tensor segloss_tensor_make(void* data, segloss_dtype dtype, int32_t ndim
   segloss_tensor t;
   std::memset(&t, 0, sizeof t);
   t.data = data;
-  t.dtype = dtype;
+  std::memcpy(&t.dtype, &dtype, sizeof t.dtype);  // any int: the calls check it
   t.device = SEGLOSS_CPU;
   if (ndim < 0 || ndim > SEGLOSS_MAX_NDIM || (ndim > 0 && shape == nullptr)) {
     t.ndim = -1;
@@ -1072,7 +1086,7 @@ ConfusionMatrixOptions confusion_options(const segloss_confusion_matrix_options*
   ConfusionMatrixOptions o;
   if (!c) return o;
   o.ignore_index = c->ignore_index;
-  o.out_of_range = enum_of<OutOfRange>(int(c->out_of_range), 2, function, "out_of_range",
+  o.out_of_range = enum_of<OutOfRange>(int_of(c->out_of_range), 2, function, "out_of_range",
                                        "segloss_out_of_range");
   return o;
 }
@@ -1080,23 +1094,25 @@ ConfusionMatrixOptions confusion_options(const segloss_confusion_matrix_options*
 ScoreOptions score_options(const segloss_score_options* c, const char* function) {
   ScoreOptions o;
   if (!c) return o;
-  o.empty = enum_of<EmptyPolicy>(int(c->empty), 4, function, "empty", "segloss_empty_policy");
+  o.empty = enum_of<EmptyPolicy>(int_of(c->empty), 4, function, "empty", "segloss_empty_policy");
   o.beta = c->beta;
   return o;
 }
 
-Score score_of(segloss_score s, const char* function) {
-  if (int(s) < 0 || int(s) > int(Score::fbeta))
-    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "score is ", int(s),
+Score score_of(const segloss_score& s, const char* function) {
+  const int v = int_of(s);
+  if (v < 0 || v > int(Score::fbeta))
+    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "score is ", v,
          ", not a value of segloss_score");
-  return Score(s);
+  return Score(v);
 }
 
-Average average_of(segloss_average a, const char* function) {
-  if (int(a) < 0 || int(a) > int(Average::per_image))
-    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "average is ", int(a),
+Average average_of(const segloss_average& a, const char* function) {
+  const int v = int_of(a);
+  if (v < 0 || v > int(Average::per_image))
+    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "average is ", v,
          ", not a value of segloss_average");
-  return Average(a);
+  return Average(v);
 }
 
 void copy_values(const std::vector<double>& v, double* out, int64_t capacity, const char* function,
@@ -1329,7 +1345,7 @@ segloss_status segloss_dice_score(const segloss_tensor* pred, const segloss_tens
     const cuda::StreamScope stream_scope(cuda_stream);
     DiceScoreOptions o;
     if (options) {
-      o.activation = enum_of<Activation>(int(options->activation), 2, function, "activation",
+      o.activation = enum_of<Activation>(int_of(options->activation), 2, function, "activation",
                                          "segloss_activation");
       o.threshold = options->threshold;
       o.round = options->round != 0;
@@ -1337,8 +1353,8 @@ segloss_status segloss_dice_score(const segloss_tensor* pred, const segloss_tens
       o.smooth_dr = options->smooth_dr;
       o.per_channel = options->per_channel != 0;
       o.border = options->border;
-      o.empty =
-          enum_of<EmptyPolicy>(int(options->empty), 4, function, "empty", "segloss_empty_policy");
+      o.empty = enum_of<EmptyPolicy>(int_of(options->empty), 4, function, "empty",
+                                     "segloss_empty_policy");
       o.clamp = options->clamp != 0;
       o.check_binary = options->check_binary != 0;
     }
@@ -1377,7 +1393,7 @@ SurfaceDistanceOptions surface_options(const segloss_surface_distance_options* c
     o.class_tolerance.assign(c->class_tolerance, c->class_tolerance + c->class_tolerance_size);
   }
   o.directed = c->directed != 0;
-  o.empty = enum_of<SurfaceEmpty>(int(c->empty), 2, function, "empty", "segloss_surface_empty");
+  o.empty = enum_of<SurfaceEmpty>(int_of(c->empty), 2, function, "empty", "segloss_surface_empty");
   o.ignore_index = c->ignore_index;
   return o;
 }

@@ -1344,3 +1344,115 @@ TEST_CASE("capi: the last error is per thread") {
           SEGLOSS_OK);
   CHECK(last_error() == mine);
 }
+
+// Any int in a C enum field, as a C caller may store it (in C++, through its bytes). Enum
+// arguments are passed as a cast prvalue, as the tests above do: UBSan checks loads of enum
+// objects, and the C layer must not load them as enums either.
+template <class E>
+void set_raw_enum(E& field, int value) {
+  std::memcpy(&field, &value, sizeof value);
+}
+
+// Values far outside each enum's range (beyond the bits its values need): the C layer reads them
+// as integers, so UBSan's -fsanitize=enum (on in .ci/run's stage 3) stays quiet and the call
+// refuses them with the value in the message.
+TEST_CASE("capi: enum fields and arguments far out of range are read as integers") {
+  const auto x = randn<float>({1, 2, 3, 3}, 81);
+  const auto z = Tensor<float>::full(x.shape(), 1.0f);
+  auto g = Tensor<float>::empty(x.shape());
+  const segloss_tensor dx = desc(x);
+  const segloss_tensor dz = desc(z), dg = desc(g);
+  double v = 0;
+  segloss_tensor bad = dx;
+  set_raw_enum(bad.dtype, 1 << 20);
+  CHECK(segloss_soft_dice_value_and_grad(&bad, &dz, nullptr, &v, &dg, nullptr) ==
+        SEGLOSS_ERROR_DTYPE);
+  CHECK(last_error() ==
+        "segloss_soft_dice_value_and_grad: logits has dtype unknown (1048576); expected f32 or "
+        "f64");
+  bad = dx;
+  set_raw_enum(bad.device, -5);
+  CHECK(segloss_soft_dice_value_and_grad(&bad, &dz, nullptr, &v, &dg, nullptr) ==
+        SEGLOSS_ERROR_DEVICE);
+  CHECK(last_error() ==
+        "segloss_soft_dice_value_and_grad: logits has device -5; expected SEGLOSS_CPU or "
+        "SEGLOSS_CUDA");
+  const int64_t shape[1] = {2};
+  const segloss_tensor made = segloss_tensor_make(g.data(), segloss_dtype(77), 1, shape);
+  int made_dtype = 0;
+  std::memcpy(&made_dtype, &made.dtype, sizeof made_dtype);
+  CHECK(made_dtype == 77);
+  CHECK(std::string(segloss_status_name(segloss_status(1 << 30))) == "unknown status");
+
+  segloss_cross_entropy_options ce;
+  segloss_cross_entropy_options_init(&ce);
+  set_raw_enum(ce.all_ignored, -2);
+  const auto labels = Tensor<int64_t>::zeros({1, 3, 3});
+  const segloss_tensor dl = desc(labels);
+  CHECK(segloss_cross_entropy_value_and_grad(&dx, &dl, &ce, &v, &dg, nullptr) ==
+        SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_cross_entropy_value_and_grad: options.all_ignored is -2, not a value of "
+        "segloss_all_ignored");
+  segloss_generalized_dice_options gd;
+  segloss_generalized_dice_options_init(&gd);
+  set_raw_enum(gd.w_type, 1000);
+  CHECK(segloss_generalized_dice_forward(&dx, &dl, &gd, &dg, nullptr) ==
+        SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_generalized_dice_forward: options.w_type is 1000, not a value of "
+        "segloss_generalized_dice_weight");
+  segloss_lovasz_softmax_options lo;
+  segloss_lovasz_softmax_options_init(&lo);
+  set_raw_enum(lo.classes, 64);
+  CHECK(segloss_lovasz_softmax_value_and_grad(&dx, &dl, &lo, &v, &dg, nullptr) ==
+        SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_lovasz_softmax_value_and_grad: options.classes is 64, not a value of "
+        "segloss_lovasz_classes");
+
+  segloss_confusion_matrix_options co;
+  segloss_confusion_matrix_options_init(&co);
+  set_raw_enum(co.out_of_range, 1 << 16);
+  segloss_confusion_matrix* cm = nullptr;
+  CHECK(segloss_confusion_matrix_create(2, &co, &cm) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(cm == nullptr);
+  CHECK(last_error() ==
+        "segloss_confusion_matrix_create: options.out_of_range is 65536, not a value of "
+        "segloss_out_of_range");
+  REQUIRE(segloss_confusion_matrix_create(2, nullptr, &cm) == SEGLOSS_OK);
+  CHECK(segloss_confusion_matrix_average_score(cm, SEGLOSS_SCORE_IOU, segloss_average(1000),
+                                               nullptr, &v) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_confusion_matrix_average_score: average is 1000, not a value of "
+        "segloss_average");
+  std::vector<double> values(2);
+  CHECK(segloss_confusion_matrix_class_scores(cm, segloss_score(-3), nullptr, values.data(), 2) ==
+        SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_confusion_matrix_class_scores: score is -3, not a value of segloss_score");
+  segloss_score_options so;
+  segloss_score_options_init(&so);
+  set_raw_enum(so.empty, 99);
+  CHECK(segloss_confusion_matrix_cohen_kappa(cm, &so, &v) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_confusion_matrix_cohen_kappa: options.empty is 99, not a value of "
+        "segloss_empty_policy");
+  segloss_confusion_matrix_destroy(cm);
+
+  segloss_dice_score_options dso;
+  segloss_dice_score_options_init(&dso);
+  set_raw_enum(dso.activation, 5);
+  segloss_dice_score_result dr;
+  CHECK(segloss_dice_score(&dx, &dz, &dso, &dr, nullptr, nullptr) ==
+        SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_dice_score: options.activation is 5, not a value of segloss_activation");
+  segloss_surface_distance_options sdo;
+  segloss_surface_distance_options_init(&sdo);
+  set_raw_enum(sdo.empty, -100);
+  segloss_surface_distance_result sr;
+  CHECK(segloss_surface_distance(&dz, &dz, &sdo, &sr, nullptr) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_surface_distance: options.empty is -100, not a value of segloss_surface_empty");
+}
