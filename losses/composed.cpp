@@ -12,6 +12,7 @@
 #include "../backends/cpu/lovasz.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/labels.hpp"
+#include "internal/lovasz_args.hpp"
 #include "internal/overlap_scores.hpp"
 
 namespace segloss::composed {
@@ -558,21 +559,9 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                       const LovaszSoftmaxOptions<T>& o) {
   const char* fn = "composed::lovasz_softmax";
   check_input(fn, tape, x);
-  detail::check_class_target(fn, x.value(), target);
+  detail::check_lovasz_softmax_args(fn, x.value(), target, o);
   const Shape shape = x.shape();
   const int64_t N = shape[0], C = shape[1], S = shape.numel_from(2);
-  for (size_t k = 0; k < o.class_list.size(); ++k) {
-    const int64_t c = o.class_list[k];
-    SEGLOSS_CHECK(c >= 0 && c < C, fn, "options.class_list[", k, "] is ", c, ", outside [0, ", C,
-                  ") of logits ", shape);
-    SEGLOSS_CHECK(
-        std::find(o.class_list.begin(), o.class_list.begin() + static_cast<std::ptrdiff_t>(k), c) ==
-            o.class_list.begin() + static_cast<std::ptrdiff_t>(k),
-        fn, "options.class_list repeats class ", c);
-  }
-  cpu::LabelRule rule;
-  rule.ignore_index = o.ignore_index;
-  detail::check_labels<T>(fn, target, C, rule);
 
   // The groups: which classes count in which problem (options.classes / class_list).
   const int64_t problems = o.per_image ? N : 1, PI = o.per_image ? 1 : N;

@@ -9,6 +9,7 @@
 #include "../backends/cpu/lovasz.hpp"
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
+#include "internal/lovasz_args.hpp"
 
 namespace segloss {
 namespace {
@@ -52,21 +53,9 @@ struct SoftmaxPlan {
 template <class T, class L>
 SoftmaxPlan<T, L> softmax_plan(const char* fn, const Tensor<T>& logits, const Tensor<L>& labels,
                                const LovaszSoftmaxOptions<T>& o) {
-  detail::check_class_target(fn, logits, labels);
+  detail::check_lovasz_softmax_args(fn, logits, labels, o);
   const Shape& s = logits.shape();
   const int64_t N = s[0], C = s[1], S = s.numel_from(2);
-  for (size_t k = 0; k < o.class_list.size(); ++k) {
-    const int64_t c = o.class_list[k];
-    SEGLOSS_CHECK(c >= 0 && c < C, fn, "options.class_list[", k, "] is ", c, ", outside [0, ", C,
-                  ") of logits ", s);
-    SEGLOSS_CHECK(
-        std::find(o.class_list.begin(), o.class_list.begin() + static_cast<std::ptrdiff_t>(k), c) ==
-            o.class_list.begin() + static_cast<std::ptrdiff_t>(k),
-        fn, "options.class_list repeats class ", c);
-  }
-  cpu::LabelRule rule;
-  rule.ignore_index = o.ignore_index;
-  detail::check_labels<T>(fn, labels, C, rule);
 
   SoftmaxPlan<T, L> p;
   p.problems = o.per_image ? N : 1;

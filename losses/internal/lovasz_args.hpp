@@ -1,0 +1,37 @@
+// lovasz_softmax's argument checks (not installed), shared by the fused loss (losses/lovasz.cpp)
+// and the composed one (losses/composed.cpp) so that both raise the same errors.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "../lovasz.hpp"
+#include "labels.hpp"
+
+namespace segloss {
+namespace detail {
+
+// The logits (N, C, spatial...) against a label target, options.class_list (each class in
+// [0, C), none repeated) and every label (in [0, C) or options.ignore_index). Errors name `fn`.
+template <class T, class L>
+void check_lovasz_softmax_args(const char* fn, const Tensor<T>& logits, const Tensor<L>& labels,
+                               const LovaszSoftmaxOptions<T>& o) {
+  check_class_target(fn, logits, labels);
+  const Shape& s = logits.shape();
+  const int64_t C = s[1];
+  for (size_t k = 0; k < o.class_list.size(); ++k) {
+    const int64_t c = o.class_list[k];
+    SEGLOSS_CHECK(c >= 0 && c < C, fn, "options.class_list[", k, "] is ", c, ", outside [0, ", C,
+                  ") of logits ", s);
+    const auto first = o.class_list.begin();
+    const auto here = first + static_cast<std::ptrdiff_t>(k);
+    SEGLOSS_CHECK(std::find(first, here, c) == here, fn, "options.class_list repeats class ", c);
+  }
+  cpu::LabelRule rule;
+  rule.ignore_index = o.ignore_index;
+  check_labels<T>(fn, labels, C, rule);
+}
+
+}  // namespace detail
+}  // namespace segloss
