@@ -4,12 +4,12 @@
 # It needs nvcc, cmake, a C++ compiler and python3 with PyTorch (CUDA), and .deps/ filled by
 # scripts/gpu-deps.sh on a machine with Eigen and doctest (the GPU machine has neither and no
 # network). Steps, each timestamped: configure with -DSEGLOSS_CUDA=ON against .deps, build the
-# tests and the CUDA benchmark (-j16), run the CUDA tests (every case of
+# tests, the CUDA benchmark and examples/train_shapes (-j16), run the CUDA tests (every case of
 # segloss-tests -ltc -tc='*cuda*' in its own process: ok/FAIL per case, a crash does not stop
-# the run, a count at the end), the benchmark (bench/cuda_bench.cu, each case in its own
-# # process) and the PyTorch comparison (bench/compare_cuda_pytorch.py), then print a table.
+# the run, a count at the end), train_shapes --quick --device cuda, the benchmark
+# (bench/cuda_bench.cu, each case in its own process) and the PyTorch comparison (bench/compare_cuda_pytorch.py), then print a table.
 # Writes under $OUT (default build-gpu/out): gpu-check.log, tests.log (every case's output),
-# cases.txt, cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
+# cases.txt, train_shapes.log, cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,7 +31,7 @@ fi
 ts "configure"
 configure() {
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_CUDA=ON \
-    -DCMAKE_PREFIX_PATH="$root/.deps" -DSEGLOSS_BUILD_TOOLS=OFF -DSEGLOSS_BUILD_EXAMPLES=OFF "$@" \
+    -DCMAKE_PREFIX_PATH="$root/.deps" -DSEGLOSS_BUILD_TOOLS=OFF -DSEGLOSS_BUILD_EXAMPLES=ON "$@" \
     > "$OUT/configure.txt" 2>&1
 }
 if ! configure; then
@@ -41,8 +41,8 @@ fi
 grep "segloss:" "$OUT/configure.txt"
 rm -f "$OUT/configure.txt"
 
-ts "build (segloss-tests, segloss-cuda-bench)"
-if ! cmake --build "$build" -j16 --target segloss-tests segloss-cuda-bench > "$OUT/tests.log" 2>&1; then
+ts "build (segloss-tests, segloss-cuda-bench, train_shapes)"
+if ! cmake --build "$build" -j16 --target segloss-tests segloss-cuda-bench train_shapes > "$OUT/tests.log" 2>&1; then
   grep -E "error|Error" -A3 "$OUT/tests.log" | head -60
   exit 1
 fi
@@ -79,6 +79,15 @@ done < "$OUT/cases.txt"
 rm -f "$OUT/case.log"
 echo "CUDA tests: $pass ok, $fail failed, $((pass + fail)) in all"
 for n in "${failed[@]+"${failed[@]}"}"; do echo "  failed: $n"; done
+
+ts "train_shapes --quick --device cuda (the demo's loss and gradient on the GPU)"
+if timeout 150 "$build/examples/train_shapes" --quick --threads 16 --device cuda \
+    --out "$OUT/train_shapes_cuda" > "$OUT/train_shapes.log" 2>&1; then
+  echo "train_shapes cuda: ok"; tail -4 "$OUT/train_shapes.log"
+else
+  rc=$?; status=1
+  echo "FAIL  train_shapes --device cuda (rc $rc)"; tail -15 "$OUT/train_shapes.log"
+fi
 
 ts "benchmark (segloss-cuda-bench, one process per case)"
 : > "$OUT/cuda_bench.jsonl"
