@@ -7,9 +7,10 @@
 # tests, the CUDA benchmark and examples/train_shapes (-j16), run the CUDA tests (every case of
 # segloss-tests -ltc -tc='*cuda*' in its own process: ok/FAIL per case, a crash does not stop
 # the run, a count at the end), train_shapes --quick --device cuda, the benchmark
-# (bench/cuda_bench.cu, each case in its own process) and the PyTorch comparison (bench/compare_cuda_pytorch.py), then print a table.
-# Writes under $OUT (default build-gpu/out): gpu-check.log, tests.log (every case's output),
-# cases.txt, train_shapes.log, cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
+# (bench/cuda_bench.cu, each case in its own process) and the PyTorch comparison
+# (bench/compare_cuda_pytorch.py), then print a table. Writes under $OUT (default
+# build-gpu/out): gpu-check.log, tests.log (every case's output), cases.txt, train_shapes.log,
+# cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
