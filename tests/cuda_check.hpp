@@ -18,7 +18,25 @@
     }                                     \
   } while (0)
 
+// Skips the rest of a test case that needs a build with the CUDA backend, though not a GPU: the
+// argument checks that raise before any CUDA call.
+#define SEGLOSS_REQUIRE_CUDA_BUILD()                     \
+  do {                                                   \
+    if (!segloss::cuda::built()) {                       \
+      MESSAGE("skipped: no CUDA backend in this build"); \
+      return;                                            \
+    }                                                    \
+  } while (0)
+
 namespace segloss::testing {
+
+// A tensor labelled CUDA over a host dummy, for the argument checks that raise before any CUDA
+// call (so they run without a GPU). Its elements are never read: nothing may dereference it.
+template <class T>
+Tensor<T> unread_cuda_view(const Shape& shape) {
+  static T dummy[1];
+  return Tensor<T>::view(dummy, shape, Device::cuda);
+}
 
 // A copy on the GPU (an undefined tensor stays undefined).
 template <class T>

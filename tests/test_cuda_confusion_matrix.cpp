@@ -188,18 +188,13 @@ TEST_CASE("cuda confusion_matrix: the same counts over 10 runs, and per-image ma
 }
 
 TEST_CASE("cuda confusion_matrix: label maps on two devices are an error") {
-  if (!cuda::built()) {
-    MESSAGE("skipped: no CUDA backend in this build");
-    return;
-  }
-  static int64_t fake[4];
+  SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{2, 2};
-  const auto pd = Tensor<int64_t>::view(fake, s, Device::cuda);
+  const auto pd = testing::unread_cuda_view<int64_t>(s);
   const auto t = Tensor<int64_t>::zeros(s);
   ConfusionMatrix m(3);
   CHECK_THROWS_WITH_AS(m.update(pd, t), doctest::Contains("true_labels"), Error);
-  static float fx[12];
-  const auto xd = Tensor<float>::view(fx, {1, 3, 2, 2}, Device::cuda);
+  const auto xd = testing::unread_cuda_view<float>({1, 3, 2, 2});
   CHECK_THROWS_WITH_AS(m.update_from_logits(xd, Tensor<int64_t>::zeros({1, 2, 2})),
                        doctest::Contains("true_labels"), Error);
 }

@@ -320,20 +320,15 @@ TEST_CASE("cross_entropy: value_and_grad into a value tensor equals the double f
 
 TEST_CASE("cuda cross_entropy: mixed devices and unsupported targets are errors") {
   // Checked before any CUDA call: runs without a GPU (the pointer is never dereferenced).
-  if (!cuda::built()) {
-    MESSAGE("skipped: no CUDA backend in this build");
-    return;
-  }
-  static float fake[1];
+  SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 3, 2, 2};
-  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
+  const auto xd = testing::unread_cuda_view<float>(s);
   const auto y = labels<int64_t>(s.without(1), 3, 20);
   CHECK_THROWS_WITH_AS(cross_entropy(xd, y), doctest::Contains("target"), Error);
-  const auto yd =
-      Tensor<int64_t>::view(reinterpret_cast<int64_t*>(fake), s.without(1), Device::cuda);
+  const auto yd = testing::unread_cuda_view<int64_t>(s.without(1));
   CrossEntropyOptions<float> o;
   o.weight = Tensor<float>::full(Shape{3}, 1.0f);  // on the CPU
   CHECK_THROWS_WITH_AS(cross_entropy(xd, yd, o), doctest::Contains("weight"), Error);
-  const auto q = Tensor<float>::view(fake, s, Device::cuda);
+  const auto q = testing::unread_cuda_view<float>(s);
   CHECK_THROWS_WITH_AS(cross_entropy(xd, q), doctest::Contains("not supported on cuda"), Error);
 }

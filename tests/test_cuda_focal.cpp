@@ -248,15 +248,10 @@ TEST_CASE("cuda softmax_focal: a bad label makes value_and_grad raise and device
 
 TEST_CASE("cuda focal: mixed devices are errors naming the tensor") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
-  if (!cuda::built()) {
-    MESSAGE("skipped: no CUDA backend in this build");
-    return;
-  }
-  static float fake[1];
-  static int64_t fake_labels[1];
+  SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 3, 2, 2};
-  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
-  const auto yd = Tensor<int64_t>::view(fake_labels, s.without(1), Device::cuda);
+  const auto xd = unread_cuda_view<float>(s);
+  const auto yd = unread_cuda_view<int64_t>(s.without(1));
   SoftmaxFocalOptions<float> o;
   o.alpha = Tensor<float>::full({3}, 1.0f);  // on the CPU
   CHECK_THROWS_WITH_AS(softmax_focal(xd, yd, o), doctest::Contains("alpha"), Error);
@@ -264,7 +259,7 @@ TEST_CASE("cuda focal: mixed devices are errors naming the tensor") {
                        doctest::Contains("target"), Error);
   SigmoidFocalOptions<float> so;
   so.weight = Tensor<float>::full({3, 1, 1}, 1.0f);  // on the CPU
-  CHECK_THROWS_WITH_AS(sigmoid_focal(xd, Tensor<float>::view(fake, s, Device::cuda), so),
+  CHECK_THROWS_WITH_AS(sigmoid_focal(xd, unread_cuda_view<float>(s), so),
                        doctest::Contains("weight"), Error);
   CHECK_THROWS_WITH_AS(sigmoid_focal(xd, Tensor<float>::full(s, 0.0f)), doctest::Contains("target"),
                        Error);

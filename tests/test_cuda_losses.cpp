@@ -313,15 +313,11 @@ TEST_CASE("cuda losses: bitwise identical over 10 runs") {
 
 TEST_CASE("cuda bce_dice: the Dice options CUDA does not cover are named by their path") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
-  if (!cuda::built()) {
-    MESSAGE("skipped: no CUDA backend in this build");
-    return;
-  }
-  static float fake[1];
+  SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 1, 2, 2};
-  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
+  const auto xd = unread_cuda_view<float>(s);
   BceDiceOptions<float> o;
-  o.dice.weight = Tensor<float>::view(fake, s, Device::cuda);
+  o.dice.weight = unread_cuda_view<float>(s);
   CHECK_THROWS_WITH_AS(bce_dice(xd, xd, o),
                        "bce_dice: options.dice.weight is not supported on cuda yet", Error);
   o = {};

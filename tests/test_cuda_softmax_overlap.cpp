@@ -306,15 +306,10 @@ TEST_CASE("cuda softmax overlap: a bad label makes value_and_grad raise and devi
 
 TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming them") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
-  if (!cuda::built()) {
-    MESSAGE("skipped: no CUDA backend in this build");
-    return;
-  }
-  static float fake[1];
-  static int64_t fake_labels[1];
+  SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 3, 2, 2};
-  const auto xd = Tensor<float>::view(fake, s, Device::cuda);
-  const auto yd = Tensor<int64_t>::view(fake_labels, s.without(1), Device::cuda);
+  const auto xd = unread_cuda_view<float>(s);
+  const auto yd = unread_cuda_view<int64_t>(s.without(1));
   SoftmaxOverlapOptions<float> o;
   o.class_weight = Tensor<float>::full({3}, 1.0f);
   CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o),
@@ -327,9 +322,8 @@ TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming t
                        Error);
   o = {};
   o.gamma = 2;
-  CHECK_THROWS_WITH_AS(
-      softmax_dice_backward(xd, yd, Tensor<float>::view(fake, Shape{}, Device::cuda), o),
-      doctest::Contains("options.gamma other than 1"), Error);
+  CHECK_THROWS_WITH_AS(softmax_dice_backward(xd, yd, unread_cuda_view<float>(Shape{}), o),
+                       doctest::Contains("options.gamma other than 1"), Error);
   o = {};
   o.log = true;
   CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.log is not supported"),
@@ -338,7 +332,7 @@ TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming t
   o.clamp = true;
   CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.clamp is not supported"),
                        Error);
-  const auto many = Tensor<float>::view(fake, {1, 201, 2, 2}, Device::cuda);
+  const auto many = unread_cuda_view<float>({1, 201, 2, 2});
   CHECK_THROWS_WITH_AS(softmax_dice(many, yd), doctest::Contains("201 classes"), Error);
   // mixed devices
   CHECK_THROWS_WITH_AS(softmax_dice(xd, labels<int64_t>(s.without(1), 3, 23)),
