@@ -81,6 +81,11 @@ inline constexpr bool kLabelType = std::is_same_v<L, int32_t> || std::is_same_v<
 
 class ConfusionMatrix {
  public:
+  // The largest num_classes (any int16 label map fits). The matrix holds C * C int64 counts:
+  // 8 * C^2 bytes, 1.3 MB at C = 150 but 8 GiB at kMaxClasses, allocated by the constructor
+  // (std::bad_alloc where the memory is not there; the C API returns
+  // SEGLOSS_ERROR_OUT_OF_MEMORY). Each update allocates one more matrix of that size per thread
+  // for its private histograms (four for small C; backends/cpu/confusion_matrix.cpp).
   static constexpr int64_t kMaxClasses = 32768;
 
   explicit ConfusionMatrix(int64_t num_classes, const ConfusionMatrixOptions& options = {});
