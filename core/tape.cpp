@@ -174,6 +174,11 @@ template <class T>
 void Tape<T>::accumulate(const Var<T>& v, const Tensor<T>& contribution, double scale, bool adopt) {
   Node& n = node(v);
   if (!n.requires_grad) return;
+  // Checked before anything is adopted or allocated, so a caught error leaves no gradient half
+  // made (an uninitialized buffer would otherwise be readable through grad()).
+  SEGLOSS_CHECK(contribution.device() == n.value.device(), "ad::Tape::backward", "a gradient on ",
+                device_name(contribution.device()), " flows into Var #", v.id_, " on ",
+                device_name(n.value.device()));
   if (!n.grad.defined() && adopt && scale == 1.0) {
     n.grad = contribution;
     n.grad_adopted = true;
@@ -182,9 +187,6 @@ void Tape<T>::accumulate(const Var<T>& v, const Tensor<T>& contribution, double 
   const bool fresh = !n.grad.defined();
   Tensor<T>& g =
       fresh ? (n.grad = Tensor<T>::empty(n.value.shape(), n.value.device())) : grad_buffer(v);
-  SEGLOSS_CHECK(contribution.device() == g.device(), "ad::Tape::backward", "a gradient on ",
-                device_name(contribution.device()), " flows into Var #", v.id_, " on ",
-                device_name(g.device()));
   if (g.device() == Device::cuda) {  // a fused loss node's gradient on the device
     detail::tape_scale_add(g.data(), contribution.data(), scale, g.numel(), fresh);
     return;

@@ -94,9 +94,14 @@ __global__ void __launch_bounds__(kThreads)
           counted = false;  // an ignored pixel counts nowhere
         } else if (y < 0 || y >= C) {
           bad = true;
-          atomicOr(flag, kBadLabel);
-          atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
         }
+      }
+      // One lane per warp reports: the lowest bad lane holds the warp's smallest index (lanes
+      // are consecutive pixels). Every lane of the warp gets here (s0 is the same for all).
+      const unsigned bad_lanes = __ballot_sync(0xffffffffu, bad);
+      if (bad_lanes != 0u && lane == __ffs(static_cast<int>(bad_lanes)) - 1) {
+        atomicOr(flag, kBadLabel);
+        atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
       }
     }
     T m = T(0), inv = T(0);
@@ -239,12 +244,14 @@ __global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> u
     loss_sum += 1.0 - s;
     if (scores) scores[j] = static_cast<T>(1.0 - s);
     const double G = -(up.per_score ? static_cast<double>(up.grad_out[j]) : g0 * uniform);
-    for (int64_t n = 0; n < images_per_score; ++n) {
-      for (int64_t c = 0; c < C; ++c) {
+    // Class outer: each weight once (O(N C) loads for a batch score, not O(N^2 C)).
+    for (int64_t c = 0; c < C; ++c) {
+      const double w = c >= c0 ? weight(c) : 0.0;
+      const double a_c = G * 2.0 * w / dj, b_c = -G * w * nj / (dj * dj);
+      for (int64_t n = 0; n < images_per_score; ++n) {
         const int64_t q = (f.per_image ? j : n) * C + c;
-        const double w = c >= c0 ? weight(c) : 0.0;
-        ca[q] = G * 2.0 * w / dj;
-        cb[q] = -G * w * nj / (dj * dj);
+        ca[q] = a_c;
+        cb[q] = b_c;
       }
     }
   }
@@ -264,13 +271,16 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   const unsigned blocks = static_cast<unsigned>(g.blocks());
-  stats_kernel<T, U><<<blocks, kThreads, kWarps * K * sizeof(double), call.stream()>>>(
-      g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
-  call.launched();
+  // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
+  if (blocks > 0) {
+    stats_kernel<T, U><<<blocks, kThreads, kWarps * K * sizeof(double), call.stream()>>>(
+        g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
+    call.launched();
+  }
   combine(call, partials, a.images, g.parts, static_cast<int>(K), sums);
   finalize(call, sums, coef);
   call.launched();
-  if (grad) {
+  if (grad && blocks > 0) {
     grad_kernel<T, U><<<blocks, kThreads, 2 * C * sizeof(T), call.stream()>>>(g, a, coef, grad);
     call.launched();
   }
