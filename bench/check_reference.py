@@ -12,9 +12,18 @@ functions, then the options segloss_bench.cpp sets for that case (and nothing el
 loss's _value_and_grad entry point (the metrics: segloss_dice_score, segloss_boundary_weights).
 For compare_numpy.py's cases it does the same with numpy against the confusion-matrix API.
 
-Shapes: binary (2,1,128,128) (the planar cases need H in the Carvana kernel table and at least
-51 pixels for the k = 51 weight map) and the volume (2,4,12,12,12); multi-class (2,21,32,32),
-(2,150,16,16) and the volume (2,4,8,8,8).
+Shapes: binary (2,1,128,128) and (1,1,512,512) (the planar cases need H in the Carvana kernel
+table, 11 at H = 128 and the benchmark's 21 at H = 512, and at least 51 pixels for the k = 51
+weight map) and the volume (2,4,12,12,12); multi-class (2,21,32,32), (2,150,16,16) and the
+volume (2,4,8,8,8) (at these sizes each image holds only some of the classes, so absent classes,
+the generalized Dice's infinite weights and Lovasz's "present" classes are exercised too).
+
+What a match proves: the torch (numpy) code that compare_pytorch.py (compare_numpy.py) times
+computes the loss and gradient that segloss's benchmark case computes, with the same options,
+reduction, smooth terms, weights, ignore_index and per-image/batch split, on data of the
+benchmark's kind. It says nothing about the timings, and the data pattern has no empty masks,
+so the empty-mask policies are not exercised (both sides would differ there: e.g. the seeds'
+thresholded Dice gives NaN where segloss's dice_score skips).
 
 A case matches when, in double,
     |value_ref - value_segloss| <= 1e-9 max(|value_ref|, |value_segloss|)   and
@@ -460,7 +469,7 @@ SEGLOSS_MULTICLASS = {
     "lovasz_softmax": simple("lovasz_softmax", target="y"),
 }
 
-BINARY_CHECK_SHAPES = [(2, 1, 128, 128), (2, 4, 12, 12, 12)]
+BINARY_CHECK_SHAPES = [(2, 1, 128, 128), (1, 1, 512, 512), (2, 4, 12, 12, 12)]
 MULTICLASS_CHECK_SHAPES = [(2, 21, 32, 32), (2, 150, 16, 16), (2, 4, 8, 8, 8)]
 NUMPY_CHECK_SHAPES = [(2, 21, 32, 32), (2, 150, 16, 16), (2, 4, 8, 8, 8)]
 
