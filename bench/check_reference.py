@@ -525,16 +525,17 @@ def compare(name, shape, ref_name, ref, seg, rtol=RTOL, grad_rtol=None):
     return ok
 
 
-def check_torch(s, args, results, seg_binary=None, seg_multiclass=None):
+def check_torch(s, args, results, seg_binary=None, seg_multiclass=None, shapes=None):
     dtype = torch.float32 if args.float32 else torch.float64
     rtol = RTOL_FLOAT32 if args.float32 else RTOL
     torch.set_default_dtype(dtype)
     seg_binary = seg_binary or SEGLOSS_BINARY
     seg_multiclass = seg_multiclass or SEGLOSS_MULTICLASS
-    for shapes, table, seg, inputs in (
-            (BINARY_CHECK_SHAPES, cp.BINARY_CASES, seg_binary, cp.binary_inputs),
-            (MULTICLASS_CHECK_SHAPES, cp.MULTICLASS_CASES, seg_multiclass, cp.label_inputs)):
-        for shape in shapes:
+    binary_shapes, multiclass_shapes = shapes or (BINARY_CHECK_SHAPES, MULTICLASS_CHECK_SHAPES)
+    for family_shapes, table, seg, inputs in (
+            (binary_shapes, cp.BINARY_CASES, seg_binary, cp.binary_inputs),
+            (multiclass_shapes, cp.MULTICLASS_CASES, seg_multiclass, cp.label_inputs)):
+        for shape in family_shapes:
             d = inputs(shape, dtype)
             nd = as_numpy(d)
             for name, _impl, leaf, fn, flag in table:
@@ -658,8 +659,11 @@ def self_test(s, args):
     multiclass = {k: v for k, v in PERTURBED.items() if k in SEGLOSS_MULTICLASS}
     results = []
     out = io.StringIO()
+    # The shapes with N = 2 (with N = 1, per image and batch are the same problem).
+    shapes = ([sh for sh in BINARY_CHECK_SHAPES if sh[0] > 1],
+              [sh for sh in MULTICLASS_CHECK_SHAPES if sh[0] > 1])
     with contextlib.redirect_stdout(out):
-        check_torch(s, args, results, binary, multiclass)
+        check_torch(s, args, results, binary, multiclass, shapes)
     results = [r for r in results if r[0] in PERTURBED]
     caught = [r for r in results if not r[2]]
     missed = ["%s %s" % (n, cp.shape_str(sh)) for n, sh, ok in results if ok]
