@@ -23,7 +23,8 @@ Output: one JSON object per line on stdout, with the keys
 and the numpy version on stderr. Run it with the system interpreter:
     /usr/bin/python3 bench/compare_numpy.py --threads 1,2 [--reps 25] [--filter name]
 The speed-up of segloss is this median divided by segloss-bench's median_ms for the same name
-and thread count.
+and thread count. bench/check_reference.py checks that these cases (fcn_case_* and
+per_image_iou below) compute what segloss's cases compute (counts exactly, scores to 1e-9).
 """
 
 import argparse
@@ -102,6 +103,31 @@ def wanted(args, name, shape):
     return not args.filter or args.filter in name + " " + shape_str(shape)
 
 
+def label_maps(label_shape, c):
+    """segloss-bench's truth (i // 64) % C and prediction (i // 48) % C over the flat index."""
+    i = np.arange(int(np.prod(label_shape)), dtype=np.int64)
+    return ((i // 64) % c).reshape(label_shape), ((i // 48) % c).reshape(label_shape)
+
+
+def logits_of(shape, dtype=np.float32):
+    """Logits normal(0, 3), numpy's generator with seed 7."""
+    return np.random.default_rng(7).normal(0.0, 3.0, size=shape).astype(dtype)
+
+
+# What each case computes from (truth, pred) label maps of C classes (x: logits for
+# confusion_matrix_logits); bench/check_reference.py checks these against segloss.
+def fcn_case_labels(truth, pred, c):
+    return _fast_hist(truth.reshape(-1), pred.reshape(-1), c)
+
+
+def fcn_case_logits(truth, x, c):
+    return _fast_hist(truth.reshape(-1), np.argmax(x, axis=1).reshape(-1), c)
+
+
+def fcn_case_mean_iou(truth, pred, c):
+    return label_accuracy_score(_fast_hist(truth.reshape(-1), pred.reshape(-1), c))
+
+
 def bench_shape(args, shape):
     n, c = shape[0], shape[1]
     label_shape = (n,) + tuple(shape[2:])
@@ -111,22 +137,20 @@ def bench_shape(args, shape):
     if not any(wanted(args, k, label_shape if k != "confusion_matrix_logits" else shape)
                for k in names):
         return
-    i = np.arange(int(np.prod(label_shape)), dtype=np.int64)
-    truth = ((i // 64) % c).reshape(label_shape)
-    pred = ((i // 48) % c).reshape(label_shape)
+    truth, pred = label_maps(label_shape, c)
     big = int(np.prod(shape)) > 25_000_000
     cases = [("confusion_matrix_labels", label_shape,
               "_fast_hist(t.flatten(), p.flatten(), %d)" % c,
-              lambda: _fast_hist(truth.reshape(-1), pred.reshape(-1), c), args.reps)]
+              lambda: fcn_case_labels(truth, pred, c), args.reps)]
     if wanted(args, "confusion_matrix_logits", shape):
-        x = np.random.default_rng(7).normal(0.0, 3.0, size=shape).astype(np.float32)
+        x = logits_of(shape)
         cases.append(("confusion_matrix_logits", shape,
                       "_fast_hist(t.flatten(), np.argmax(x, axis=1).flatten(), %d)" % c,
-                      lambda: _fast_hist(truth.reshape(-1), np.argmax(x, axis=1).reshape(-1), c),
+                      lambda: fcn_case_logits(truth, x, c),
                       max(3, args.reps // (5 if big else 3))))
     if shape == SHAPES[0]:
         cases += [("mean_iou", label_shape, "_fast_hist, then label_accuracy_score and macro Dice",
-                   lambda: label_accuracy_score(_fast_hist(truth.reshape(-1), pred.reshape(-1), c)),
+                   lambda: fcn_case_mean_iou(truth, pred, c),
                    args.reps),
                   ("per_image_scores", label_shape,
                    "_fast_hist per image, nanmean IoU per image, mean over images",

@@ -59,6 +59,21 @@ Output: one JSON object per line on stdout, with the keys
   {"name", "shape", "device", "threads", "median_ms", "impl"}
 and, on stderr, the torch version and the first lines of torch.__config__.parallel_info().
 
+The cases are one table per family (BINARY_CASES, MULTICLASS_CASES: name, impl text, the leaf
+the gradient goes to, the torch function of the inputs, and a flag), with the options as named
+constants (POS_WEIGHT, BCE_SMOOTHING, TVERSKY_ALPHA, ...), so that bench/check_reference.py runs
+these very functions.
+
+What the comparison is worth: bench/check_reference.py runs every case of these tables (and
+compare_numpy.py's) on small float64 inputs of the same kind and checks that value and gradient
+agree with segloss's case (segloss_bench.cpp's options, through the C API) to a relative 1e-9,
+so a speed-up printed by bench/table.py compares the same computation. Run it after changing a
+formulation here or an option in segloss_bench.cpp (it is also the ctest check_reference):
+    cmake --build build --target segloss_c
+    /usr/bin/python3 bench/check_reference.py        # one JSON line per case, then a summary
+It does not check the timings themselves (threads, warm-up) nor the float32 rounding at the
+benchmark's sizes (--float32 runs the same check in float32 with a tolerance of 2e-5).
+
 Run it with the system interpreter, which has Debian's python3-torch (the python3 on PATH has no
 torch):
     /usr/bin/python3 bench/compare_pytorch.py --threads 1,2 [--reps 25] [--filter text] [--slow]
@@ -106,27 +121,27 @@ def numel(shape):
     return n
 
 
-def logits(shape):
+def logits(shape, dtype=torch.float32):
     gen = torch.Generator().manual_seed(7)
-    return torch.normal(0.0, 3.0, size=shape, generator=gen, dtype=torch.float32).contiguous()
+    return torch.normal(0.0, 3.0, size=shape, generator=gen, dtype=dtype).contiguous()
 
 
-def binary_data(shape):
+def binary_data(shape, dtype=torch.float32):
     w_ = shape[-1]
     b = max(1, w_ // 4)
     i = torch.arange(numel(shape), dtype=torch.int64)
-    t = ((i // w_ // b + i % w_ // b) % 2).to(torch.float32).reshape(shape)
-    w = 1.0 + 2.0 * (t > 0.5).to(torch.float32)
-    return logits(shape), t.contiguous(), w.contiguous()
+    t = ((i // w_ // b + i % w_ // b) % 2).to(dtype).reshape(shape)
+    w = 1.0 + 2.0 * (t > 0.5).to(dtype)
+    return logits(shape, dtype), t.contiguous(), w.contiguous()
 
 
-def label_data(shape):
+def label_data(shape, dtype=torch.float32):
     c = shape[1]
     label_shape = (shape[0],) + tuple(shape[2:])
     i = torch.arange(numel(label_shape), dtype=torch.int64)
     y = ((i // 64) % c).reshape(label_shape)
     yi = torch.where((i // 64) % 10 == 0, torch.full_like(i, 255), (i // 64) % c).reshape(label_shape)
-    return logits(shape), y, yi
+    return logits(shape, dtype), y, yi
 
 
 # ---- binary overlap losses (per image and channel: sums over the spatial axes) ----
@@ -200,25 +215,31 @@ def thresholded_dice(x, t):
 
 def boundary_weight_map(t, k):
     a = F.avg_pool2d(t, kernel_size=k, padding=k // 2, stride=1)
-    ind = (a.ge(0.01) * a.le(0.99)).float()
-    w = torch.ones(a.size())
+    ind = (a.ge(0.01) * a.le(0.99)).to(a.dtype)  # .float() in the seed (float32 here)
+    w = torch.ones(a.size(), dtype=a.dtype)
     w0 = w.sum()
     w = w + ind * 2
     return w / w.sum() * w0
 
+# The seed's kernel sizes by image height (128 -> 11, ..., 1280 -> 51).
+CARVANA_KERNELS = {128: 11, 256: 21, 512: 21, 1024: 41, 1280: 51}
+
+
 def carvana_combined_loss(logits, labels):
     """The Carvana seed's combined_loss(is_weight=True, is_log_dice=False) (the seeds note, section
     3), run on the CPU: the code as written there, except that Variable(...).cuda() and .cuda() are
-    dropped and the kernel table is cut to the 512 entry this shape uses. The weight map is
-    computed from the labels inside the loss, as the seed does, and takes no gradient."""
+    dropped, and .float() / torch.ones(size) take the labels' dtype (float32 in the benchmark:
+    the same; float64 in check_reference.py). The kernel size comes from the seed's table of
+    heights (21 for H = 512). The weight map is computed from the labels inside the loss, as
+    the seed does, and takes no gradient."""
     size = logits.size()
     logits = logits.view(size[0], size[2], size[3])
     labels = labels.view(size[0], size[2], size[3])
-    kernel_size = 21  # H == 512 in the seed's table
+    kernel_size = CARVANA_KERNELS[size[2]]  # the seed's table: 21 for H = 512
     a = F.avg_pool2d(labels, kernel_size=kernel_size, padding=kernel_size // 2, stride=1)
     ind = a.ge(0.01) * a.le(0.99)
-    ind = ind.float()
-    weights = torch.ones(a.size())
+    ind = ind.to(a.dtype)
+    weights = torch.ones(a.size(), dtype=a.dtype)
     w0 = weights.sum()
     weights += ind * 2
     w1 = weights.sum()
@@ -354,142 +375,184 @@ def any_wanted(args, names, shape):
     return any(wanted(args, n, shape) for n in names)
 
 
-BINARY_NAMES = ["bce_with_logits", "bce_with_logits_weighted", "bce_with_logits_pos_weight",
-                "bce_with_logits_smoothing", "binary_cross_entropy",
-                "binary_cross_entropy_weighted", "soft_dice", "soft_dice_weighted",
-                "soft_dice_squared", "soft_dice_batch", "soft_jaccard", "soft_jaccard_squared",
-                "tversky", "focal_tversky", "bce_with_logits+soft_dice",
-                "bce_with_logits+soft_dice_weighted_log", "sigmoid_focal",
-                "sigmoid_focal_weighted", "lovasz_hinge", "lovasz_hinge_batch", "dice_score",
-                "carvana_combined_loss", "boundary_weights_k11", "boundary_weights_k51"]
+# ---- the cases: one table, shared with bench/check_reference.py ----
+#
+# Each case is (name, impl, leaf, fn, flag): fn(d) returns the loss (or the metric) of the
+# inputs `d` (binary_inputs or label_inputs below); leaf is the attribute of d the gradient is
+# taken to ("x": the logits, "p": the probabilities), or None for a metric (forward only, under
+# torch.no_grad). flag: "planar" for the binary cases of the 2D shape only, "slow" for the
+# multi-class case that runs on the large shapes only with --slow. The options below are
+# segloss_bench.cpp's; check_reference.py reads them to set segloss's options.
+
+POS_WEIGHT = 3.0            # bce_with_logits_pos_weight: 3 for every channel
+BCE_SMOOTHING = 0.1         # bce_with_logits_smoothing: eps, t -> t (1 - eps) + eps / 2
+TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7
+FOCAL_TVERSKY_GAMMA = 4.0 / 3.0
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0   # sigmoid_focal (torchvision's defaults)
+SOFTMAX_FOCAL_GAMMA = 2.0
+CE_IGNORE_INDEX = 255       # cross_entropy_ignore_index, on a tenth of the pixels
+CE_SMOOTHING = 0.1          # cross_entropy_smoothing
+BOUNDARY_KERNELS = {"boundary_weights_k11": 11, "boundary_weights_k51": 51}
+
+
+def class_weights(c, dtype=torch.float32):
+    """cross_entropy_weight's class weights 1 + (c % 3)."""
+    return 1.0 + (torch.arange(c) % 3).to(dtype)
+
+
+class Inputs:
+    """The tensors a case reads (attributes), built once per shape."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def binary_inputs(shape, dtype=torch.float32):
+    """Logits x (leaf), probabilities p = sigmoid(x) (a leaf of its own, for
+    binary_cross_entropy), checkerboard target t, pixel weights w = 1 + 2t and w2 = w^2, and the
+    per-channel pos_weight, shaped (C, 1, 1[, 1]) so that it broadcasts over the channel axis."""
+    x, t, w = binary_data(shape, dtype)
+    x.requires_grad_(True)
+    p = torch.sigmoid(x.detach()).requires_grad_(True)
+    pos_weight = torch.full((shape[1],) + (1,) * (len(shape) - 2), POS_WEIGHT, dtype=dtype)
+    return Inputs(x=x, p=p, t=t, w=w, w2=w * w, pos_weight=pos_weight)
+
+
+def label_inputs(shape, dtype=torch.float32):
+    """Logits x (leaf), int64 labels y and yi (a tenth of the pixels CE_IGNORE_INDEX), and the
+    class weights cw."""
+    x, y, yi = label_data(shape, dtype)
+    x.requires_grad_(True)
+    return Inputs(x=x, y=y, yi=yi, cw=class_weights(shape[1], dtype))
+
+
+BINARY_CASES = [
+    ("bce_with_logits", "F.binary_cross_entropy_with_logits(x, t) mean; backward", "x",
+     lambda d: F.binary_cross_entropy_with_logits(d.x, d.t), None),
+    ("bce_with_logits_weighted",
+     "F.binary_cross_entropy_with_logits(x, t, weight=1+2t); backward", "x",
+     lambda d: F.binary_cross_entropy_with_logits(d.x, d.t, weight=d.w), None),
+    ("bce_with_logits_pos_weight",
+     "F.binary_cross_entropy_with_logits(x, t, pos_weight=3 per channel)", "x",
+     lambda d: F.binary_cross_entropy_with_logits(d.x, d.t, pos_weight=d.pos_weight), None),
+    ("bce_with_logits_smoothing",
+     "F.binary_cross_entropy_with_logits(x, t (1 - 0.1) + 0.05)", "x",
+     lambda d: F.binary_cross_entropy_with_logits(
+         d.x, d.t * (1 - BCE_SMOOTHING) + BCE_SMOOTHING / 2), None),
+    ("soft_dice", "Carvana SoftDiceLoss per image and channel, smooth 1e-5; backward", "x",
+     lambda d: soft_dice_loss(d.x, d.t), None),
+    ("soft_dice_weighted", "Carvana WeightedSoftDiceLoss (w^2 sums), smooth 1e-5; backward", "x",
+     lambda d: soft_dice_loss(d.x, d.t, w2=d.w2), None),
+    ("soft_dice_squared", "MONAI-style DiceLoss(sigmoid, squared_pred) in torch; backward", "x",
+     lambda d: soft_dice_loss(d.x, d.t, squared=True), None),
+    ("soft_dice_batch", "MONAI-style DiceLoss(sigmoid, batch=True) in torch; backward", "x",
+     lambda d: soft_dice_loss(d.x, d.t, batch=True), None),
+    ("soft_jaccard", "MONAI-style DiceLoss(sigmoid, jaccard=True) in torch; backward", "x",
+     lambda d: soft_jaccard_loss(d.x, d.t), None),
+    ("soft_jaccard_squared", "MONAI-style DiceLoss(sigmoid, jaccard, squared_pred); backward",
+     "x", lambda d: soft_jaccard_loss(d.x, d.t, squared=True), None),
+    ("tversky", "MONAI-style TverskyLoss(sigmoid, alpha 0.3, beta 0.7) in torch; backward", "x",
+     lambda d: tversky_loss(d.x, d.t), None),
+    ("focal_tversky", "Tversky as above, mean((1 - TI)^(4/3)); backward", "x",
+     lambda d: tversky_loss(d.x, d.t, gamma=FOCAL_TVERSKY_GAMMA), None),
+    ("bce_with_logits+soft_dice",
+     "F.binary_cross_entropy_with_logits + SoftDiceLoss; one backward", "x",
+     lambda d: F.binary_cross_entropy_with_logits(d.x, d.t) + soft_dice_loss(d.x, d.t), None),
+    ("bce_with_logits+soft_dice_weighted_log",
+     "weighted BCE + -log(mean w^2-weighted Dice score); one backward", "x",
+     lambda d: F.binary_cross_entropy_with_logits(d.x, d.t, weight=d.w)
+     - torch.log(dice_score_of(*overlap_sums(torch.sigmoid(d.x), d.t, w2=d.w2)).mean()), None),
+    ("sigmoid_focal", "torchvision sigmoid_focal_loss formula (0.25, 2) mean; backward", "x",
+     lambda d: sigmoid_focal_loss(d.x, d.t, alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA), None),
+    ("sigmoid_focal_weighted", "the same times w; backward", "x",
+     lambda d: sigmoid_focal_loss(d.x, d.t, w=d.w, alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA), None),
+    ("lovasz_hinge", "Lovasz hinge (authors' algorithm, per image) in torch; backward", "x",
+     lambda d: lovasz_hinge(d.x, d.t), None),
+    ("lovasz_hinge_batch", "Lovasz hinge (authors' algorithm, batch) in torch; backward", "x",
+     lambda d: lovasz_hinge(d.x, d.t, per_image=False), None),
+    ("carvana_combined_loss",
+     "Carvana combined_loss(is_weight=True): avg_pool2d(k=21) boundary weights, "
+     "WeightedBCELoss2d + WeightedSoftDiceLoss; one backward", "x",
+     lambda d: carvana_combined_loss(d.x, d.t), "planar"),
+    ("binary_cross_entropy", "F.binary_cross_entropy(p, t) mean; backward to p", "p",
+     lambda d: F.binary_cross_entropy(d.p, d.t), None),
+    ("binary_cross_entropy_weighted", "F.binary_cross_entropy(p, t, weight=w); backward to p",
+     "p", lambda d: F.binary_cross_entropy(d.p, d.t, weight=d.w), None),
+    ("dice_score", "seeds' DiceScore: sigmoid(x) > 0.5, per image and channel (forward)", None,
+     lambda d: thresholded_dice(d.x, d.t), None),
+    ("boundary_weights_k11", "Carvana weight map, avg_pool2d k=11 (forward)", None,
+     lambda d: boundary_weight_map(d.t, BOUNDARY_KERNELS["boundary_weights_k11"]), "planar"),
+    ("boundary_weights_k51", "Carvana weight map, avg_pool2d k=51 (forward)", None,
+     lambda d: boundary_weight_map(d.t, BOUNDARY_KERNELS["boundary_weights_k51"]), "planar"),
+]
+BINARY_NAMES = [c[0] for c in BINARY_CASES]
+
+
+def run_table(args, shape, d, table, reps, warmup=3):
+    """Times the cases of `table` in order, each with its leaf."""
+    for name, impl, leaf, fn, _ in table:
+        run_cases(args, shape, None if leaf is None else getattr(d, leaf),
+                  [(name, impl, lambda fn=fn: fn(d))], reps, warmup)
 
 
 def bench_binary(args, shape):
     if not any_wanted(args, BINARY_NAMES, shape):
         return
     planar = len(shape) == 4
-    x, t, w = binary_data(shape)
-    x.requires_grad_(True)
-    c = shape[1]
-    pos_weight = torch.full((c,) + (1,) * (len(shape) - 2), 3.0)
-    eps = 0.1
-    p = torch.sigmoid(x.detach()).requires_grad_(True)
-    w2 = w * w
-    cases = [
-        ("bce_with_logits", "F.binary_cross_entropy_with_logits(x, t) mean; backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t)),
-        ("bce_with_logits_weighted", "F.binary_cross_entropy_with_logits(x, t, weight=1+2t); backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)),
-        ("bce_with_logits_pos_weight", "F.binary_cross_entropy_with_logits(x, t, pos_weight=3 per channel)",
-         lambda: F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight)),
-        ("bce_with_logits_smoothing", "F.binary_cross_entropy_with_logits(x, t (1 - 0.1) + 0.05)",
-         lambda: F.binary_cross_entropy_with_logits(x, t * (1 - eps) + eps / 2)),
-        ("soft_dice", "Carvana SoftDiceLoss per image and channel, smooth 1e-5; backward",
-         lambda: soft_dice_loss(x, t)),
-        ("soft_dice_weighted", "Carvana WeightedSoftDiceLoss (w^2 sums), smooth 1e-5; backward",
-         lambda: soft_dice_loss(x, t, w2=w2)),
-        ("soft_dice_squared", "MONAI-style DiceLoss(sigmoid, squared_pred) in torch; backward",
-         lambda: soft_dice_loss(x, t, squared=True)),
-        ("soft_dice_batch", "MONAI-style DiceLoss(sigmoid, batch=True) in torch; backward",
-         lambda: soft_dice_loss(x, t, batch=True)),
-        ("soft_jaccard", "MONAI-style DiceLoss(sigmoid, jaccard=True) in torch; backward",
-         lambda: soft_jaccard_loss(x, t)),
-        ("soft_jaccard_squared", "MONAI-style DiceLoss(sigmoid, jaccard, squared_pred); backward",
-         lambda: soft_jaccard_loss(x, t, squared=True)),
-        ("tversky", "MONAI-style TverskyLoss(sigmoid, alpha 0.3, beta 0.7) in torch; backward",
-         lambda: tversky_loss(x, t)),
-        ("focal_tversky", "Tversky as above, mean((1 - TI)^(4/3)); backward",
-         lambda: tversky_loss(x, t, gamma=4.0 / 3.0)),
-        ("bce_with_logits+soft_dice", "F.binary_cross_entropy_with_logits + SoftDiceLoss; one backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t) + soft_dice_loss(x, t)),
-        ("bce_with_logits+soft_dice_weighted_log",
-         "weighted BCE + -log(mean w^2-weighted Dice score); one backward",
-         lambda: F.binary_cross_entropy_with_logits(x, t, weight=w)
-         - torch.log(dice_score_of(*overlap_sums(torch.sigmoid(x), t, w2=w2)).mean())),
-        ("sigmoid_focal", "torchvision sigmoid_focal_loss formula (0.25, 2) mean; backward",
-         lambda: sigmoid_focal_loss(x, t)),
-        ("sigmoid_focal_weighted", "the same times w; backward",
-         lambda: sigmoid_focal_loss(x, t, w=w)),
-        ("lovasz_hinge", "Lovasz hinge (authors' algorithm, per image) in torch; backward",
-         lambda: lovasz_hinge(x, t)),
-        ("lovasz_hinge_batch", "Lovasz hinge (authors' algorithm, batch) in torch; backward",
-         lambda: lovasz_hinge(x, t, per_image=False)),
-    ]
-    if planar:
-        cases.append(("carvana_combined_loss",
-                      "Carvana combined_loss(is_weight=True): avg_pool2d(k=21) boundary weights, "
-                      "WeightedBCELoss2d + WeightedSoftDiceLoss; one backward",
-                      lambda: carvana_combined_loss(x, t)))
-    run_cases(args, shape, x, cases, args.reps)
-    run_cases(args, shape, p, [
-        ("binary_cross_entropy", "F.binary_cross_entropy(p, t) mean; backward to p",
-         lambda: F.binary_cross_entropy(p, t)),
-        ("binary_cross_entropy_weighted", "F.binary_cross_entropy(p, t, weight=w); backward to p",
-         lambda: F.binary_cross_entropy(p, t, weight=w))], args.reps)
-    metrics = [("dice_score", "seeds' DiceScore: sigmoid(x) > 0.5, per image and channel (forward)",
-                lambda: thresholded_dice(x, t))]
-    if planar:
-        metrics += [("boundary_weights_k11", "Carvana weight map, avg_pool2d k=11 (forward)",
-                     lambda: boundary_weight_map(t, 11)),
-                    ("boundary_weights_k51", "Carvana weight map, avg_pool2d k=51 (forward)",
-                     lambda: boundary_weight_map(t, 51))]
-    run_cases(args, shape, None, metrics, args.reps)
+    d = binary_inputs(shape)
+    run_table(args, shape, d, [c for c in BINARY_CASES if c[4] != "planar" or planar],
+              args.reps)
 
 
-MULTICLASS_NAMES = ["cross_entropy", "cross_entropy_weight", "cross_entropy_ignore_index",
-                    "cross_entropy_smoothing", "softmax_focal", "softmax_dice", "softmax_jaccard",
-                    "softmax_tversky", "generalized_dice", "ce_dice", "dice_focal",
-                    "lovasz_softmax"]
+MULTICLASS_CASES = [
+    ("cross_entropy", "F.cross_entropy(x, y) mean; backward", "x",
+     lambda d: F.cross_entropy(d.x, d.y), None),
+    ("cross_entropy_weight", "F.cross_entropy(x, y, weight=1+(c%3)); backward", "x",
+     lambda d: F.cross_entropy(d.x, d.y, weight=d.cw), None),
+    ("cross_entropy_ignore_index", "F.cross_entropy(x, y, ignore_index=255), a tenth ignored",
+     "x", lambda d: F.cross_entropy(d.x, d.yi, ignore_index=CE_IGNORE_INDEX), None),
+    ("cross_entropy_smoothing", "F.cross_entropy(x, y, label_smoothing=0.1); backward", "x",
+     lambda d: F.cross_entropy(d.x, d.y, label_smoothing=CE_SMOOTHING), None),
+    ("softmax_focal", "-(1-p_y)^2 log p_y from log_softmax, mean; backward", "x",
+     lambda d: softmax_focal_loss(d.x, d.y, gamma=SOFTMAX_FOCAL_GAMMA), None),
+    ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot) in torch; backward", "x",
+     lambda d: softmax_dice_loss(d.x, d.y), None),
+    ("softmax_jaccard", "MONAI-style DiceLoss(softmax, one-hot, jaccard) in torch; backward", "x",
+     lambda d: softmax_jaccard_loss(d.x, d.y), None),
+    ("softmax_tversky", "MONAI-style TverskyLoss(softmax, one-hot, 0.3, 0.7) in torch; backward",
+     "x", lambda d: softmax_tversky_loss(d.x, d.y), None),
+    ("generalized_dice", "MONAI-style GeneralizedDiceLoss(softmax, one-hot, square) in torch",
+     "x", lambda d: generalized_dice_loss(d.x, d.y), None),
+    ("ce_dice", "F.cross_entropy + the softmax Dice above; one backward", "x",
+     lambda d: F.cross_entropy(d.x, d.y) + softmax_dice_loss(d.x, d.y), None),
+    ("dice_focal", "the softmax Dice + the softmax focal above; one backward", "x",
+     lambda d: softmax_dice_loss(d.x, d.y) + softmax_focal_loss(d.x, d.y,
+                                                                 gamma=SOFTMAX_FOCAL_GAMMA), None),
+    ("lovasz_softmax", "Lovasz-Softmax (authors' algorithm, classes present, batch) in torch",
+     "x", lambda d: lovasz_softmax_reference(d.x, d.y), "slow"),
+]
+MULTICLASS_NAMES = [c[0] for c in MULTICLASS_CASES]
+LOVASZ_SMALL_IMPL = ("Lovasz-Softmax (authors' algorithm, classes present, batch): "
+                     "softmax, per class sort + lovasz_grad + dot, mean; backward")
 
 
 def bench_multiclass(args, shape):
     if not any_wanted(args, MULTICLASS_NAMES, shape):
         return
-    x, y, yi = label_data(shape)
-    x.requires_grad_(True)
-    c = shape[1]
-    cw = 1.0 + (torch.arange(c) % 3).to(torch.float32)
+    d = label_inputs(shape)
     big = numel(shape) > 25_000_000
     reps = max(3, args.reps // 5)
-    cases = [
-        ("cross_entropy", "F.cross_entropy(x, y) mean; backward", lambda: F.cross_entropy(x, y)),
-        ("cross_entropy_weight", "F.cross_entropy(x, y, weight=1+(c%3)); backward",
-         lambda: F.cross_entropy(x, y, weight=cw)),
-        ("cross_entropy_ignore_index", "F.cross_entropy(x, y, ignore_index=255), a tenth ignored",
-         lambda: F.cross_entropy(x, yi, ignore_index=255)),
-        ("cross_entropy_smoothing", "F.cross_entropy(x, y, label_smoothing=0.1); backward",
-         lambda: F.cross_entropy(x, y, label_smoothing=0.1)),
-        ("softmax_focal", "-(1-p_y)^2 log p_y from log_softmax, mean; backward",
-         lambda: softmax_focal_loss(x, y)),
-        ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot) in torch; backward",
-         lambda: softmax_dice_loss(x, y)),
-        ("softmax_jaccard", "MONAI-style DiceLoss(softmax, one-hot, jaccard) in torch; backward",
-         lambda: softmax_jaccard_loss(x, y)),
-        ("softmax_tversky", "MONAI-style TverskyLoss(softmax, one-hot, 0.3, 0.7) in torch; backward",
-         lambda: softmax_tversky_loss(x, y)),
-        ("generalized_dice", "MONAI-style GeneralizedDiceLoss(softmax, one-hot, square) in torch",
-         lambda: generalized_dice_loss(x, y)),
-        ("ce_dice", "F.cross_entropy + the softmax Dice above; one backward",
-         lambda: F.cross_entropy(x, y) + softmax_dice_loss(x, y)),
-        ("dice_focal", "the softmax Dice + the softmax focal above; one backward",
-         lambda: softmax_dice_loss(x, y) + softmax_focal_loss(x, y)),
-    ]
-    if not big or args.slow:
-        cases.append(("lovasz_softmax",
-                      "Lovasz-Softmax (authors' algorithm, classes present, batch) in torch",
-                      lambda: lovasz_softmax_reference(x, y)))
-    run_cases(args, shape, x, cases, reps, warmup=1 if big else 3)
+    table = [c for c in MULTICLASS_CASES if c[4] != "slow" or not big or args.slow]
+    run_table(args, shape, d, table, reps, warmup=1 if big else 3)
 
 
 def bench_lovasz_small(args):
     if not wanted(args, "lovasz_softmax", LOVASZ_SHAPE):
         return
-    x, y, _ = label_data(LOVASZ_SHAPE)
-    x.requires_grad_(True)
-    run_cases(args, LOVASZ_SHAPE, x, [
-        ("lovasz_softmax", "Lovasz-Softmax (authors' algorithm, classes present, batch): "
-         "softmax, per class sort + lovasz_grad + dot, mean; backward",
-         lambda: lovasz_softmax_reference(x, y))], max(5, args.reps // 3))
+    d = label_inputs(LOVASZ_SHAPE)
+    fn = [c[3] for c in MULTICLASS_CASES if c[0] == "lovasz_softmax"][0]
+    run_table(args, LOVASZ_SHAPE, d, [("lovasz_softmax", LOVASZ_SMALL_IMPL, "x", fn, None)],
+              max(5, args.reps // 3))
 
 
 def main():
