@@ -52,13 +52,12 @@ import math
 import os
 import sys
 
-import numpy as np
-
 try:
+    import numpy as np
     import torch
-except ImportError:  # the python3 on PATH has no torch: ctest reports the test skipped
-    print("check_reference.py: this interpreter has no torch (run it with /usr/bin/python3)",
-          file=sys.stderr)
+except ImportError:  # no torch or numpy here (the python3 on PATH, a bare CI image): skipped
+    print("check_reference.py: this interpreter has no torch or numpy (run it with "
+          "/usr/bin/python3 after apt-get install python3-torch)", file=sys.stderr)
     sys.exit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
