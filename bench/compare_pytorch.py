@@ -17,8 +17,10 @@ Binary, on (8,1,512,512) and the volume (2,4,96,96,96) (each channel a binary pr
   soft_dice_weighted   Carvana WeightedSoftDiceLoss (w^2 in every sum), smooth 1e-5
   soft_dice_squared    MONAI DiceLoss(sigmoid=True, squared_pred=True) in torch
   soft_dice_batch      MONAI DiceLoss(sigmoid=True, batch=True) in torch (sums over N)
-  soft_jaccard[_squared]   MONAI DiceLoss(sigmoid=True, jaccard=True[, squared_pred]) in torch:
-                   (I + s) / (P + G - I + s)
+  soft_jaccard[_squared]   the soft Jaccard of MONAI DiceLoss(sigmoid=True, jaccard=True
+                   [, squared_pred]) in torch, with segloss's smooth placement
+                   (I + s) / (P + G - I + s) (MONAI writes (2I + s) / (2(P + G - I) + s):
+                   the same work)
   tversky, focal_tversky   MONAI TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7) in torch:
                    (I + s) / (I + 0.3 FP + 0.7 FN + s); focal: mean((1 - TI)^(4/3))
   bce_with_logits+soft_dice   the sum of F.binary_cross_entropy_with_logits and SoftDiceLoss
@@ -447,9 +449,9 @@ BINARY_CASES = [
      lambda d: soft_dice_loss(d.x, d.t, squared=True), None),
     ("soft_dice_batch", "MONAI-style DiceLoss(sigmoid, batch=True) in torch; backward", "x",
      lambda d: soft_dice_loss(d.x, d.t, batch=True), None),
-    ("soft_jaccard", "MONAI-style DiceLoss(sigmoid, jaccard=True) in torch; backward", "x",
+    ("soft_jaccard", "soft Jaccard (I + s) / (P + G - I + s), as MONAI jaccard=True; backward", "x",
      lambda d: soft_jaccard_loss(d.x, d.t), None),
-    ("soft_jaccard_squared", "MONAI-style DiceLoss(sigmoid, jaccard, squared_pred); backward",
+    ("soft_jaccard_squared", "soft Jaccard as above, squared_pred; backward",
      "x", lambda d: soft_jaccard_loss(d.x, d.t, squared=True), None),
     ("tversky", "MONAI-style TverskyLoss(sigmoid, alpha 0.3, beta 0.7) in torch; backward", "x",
      lambda d: tversky_loss(d.x, d.t), None),
@@ -517,7 +519,7 @@ MULTICLASS_CASES = [
      lambda d: softmax_focal_loss(d.x, d.y, gamma=SOFTMAX_FOCAL_GAMMA), None),
     ("softmax_dice", "MONAI-style DiceLoss(softmax, one-hot) in torch; backward", "x",
      lambda d: softmax_dice_loss(d.x, d.y), None),
-    ("softmax_jaccard", "MONAI-style DiceLoss(softmax, one-hot, jaccard) in torch; backward", "x",
+    ("softmax_jaccard", "soft Jaccard (I + s) / (U - I + s), softmax, one-hot; backward", "x",
      lambda d: softmax_jaccard_loss(d.x, d.y), None),
     ("softmax_tversky", "MONAI-style TverskyLoss(softmax, one-hot, 0.3, 0.7) in torch; backward",
      "x", lambda d: softmax_tversky_loss(d.x, d.y), None),
