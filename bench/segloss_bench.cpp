@@ -281,6 +281,10 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
   bce_dice_weighted.dice.log = true;
   BceWithLogitsOptions<float> weight_sum = weighted;  // Carvana's WeightedBCELoss2d
   weight_sum.mean_over = BceMeanOver::weight_sum;
+  // float16 logits and targets (losses/half_logits.hpp: widen, the float loss, round): the floor
+  // is the float one, so the ratio shows the conversion path's cost over the float call.
+  const Tensor<float16> x16 = to_half<float16>(x), t16 = to_half<float16>(t);
+  Tensor<float16> grad16 = Tensor<float16>::empty(x.shape());
 
   // The volume (7 M elements) runs a third of the repetitions.
   const int reps = planar ? bench.args().reps : std::max(5, bench.args().reps / 3);
@@ -316,6 +320,8 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
       {"focal_tversky", [&] { sink = sink + tversky_value_and_grad(x, t, grad, focal_tversky); },
        xt},
       {"bce_with_logits+soft_dice", [&] { sink = sink + bce_dice_value_and_grad(x, t, grad); }, xt},
+      {"bce_with_logits+soft_dice_float16",
+       [&] { sink = sink + bce_dice_value_and_grad(x16, t16, grad16); }, xt},
       {"bce_with_logits+soft_dice_weighted_log",
        [&] { sink = sink + bce_dice_value_and_grad(x, t, grad, bce_dice_weighted); }, xtw},
       {"sigmoid_focal", [&] { sink = sink + sigmoid_focal_value_and_grad(x, t, grad); }, xt},

@@ -1,5 +1,6 @@
-// Tensor<T>: a contiguous, row-major array of float, double, int32_t or int64_t with a shape
-// of rank 0 to 5 and a device tag.
+// Tensor<T>: a contiguous, row-major array of float, double, int32_t, int64_t, or the 16-bit
+// storage types float16 and bfloat16 (core/half.hpp), with a shape of rank 0 to 5 and a device
+// tag.
 //
 // A tensor either owns its storage (Tensor::zeros, Tensor::empty, Tensor::from, clone, to) or is
 // a non-owning view over the caller's memory (Tensor::view). Views are how an engine hands its
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "half.hpp"
 #include "shape.hpp"
 
 namespace segloss {
@@ -45,8 +47,8 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
 template <class T>
 class Tensor {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
-                    std::is_same_v<T, int32_t> || std::is_same_v<T, int64_t>,
-                "segloss::Tensor holds float, double, int32_t or int64_t");
+                    std::is_same_v<T, int32_t> || std::is_same_v<T, int64_t> || kHalf<T>,
+                "segloss::Tensor holds float, double, int32_t, int64_t, float16 or bfloat16");
 
  public:
   using value_type = T;

@@ -1,6 +1,7 @@
 // @brief BCE + soft Dice on logits, fused: L = bce_weight * BCE + dice_weight * Dice.
 //
-// The combination every binary segmentation seed trains with. It equals
+// The combination every binary segmentation seed trains with (float16 / bfloat16 logits too:
+// losses/half_logits.hpp). It equals
 //   bce_weight * bce_with_logits(x, z, options.bce) + dice_weight * soft_dice(x, z, options.dice)
 // to rounding, but costs the two passes of Dice alone: the statistics pass also sums the BCE
 // values, the gradient pass also writes the BCE gradient, and both share exp(-|x|).

@@ -1,7 +1,8 @@
 // @brief Binary cross-entropy on logits, with PyTorch's weight, pos_weight and reduction.
 //
-// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double; target z of
-// the same shape and type, values in [0, 1] (soft targets are allowed and not checked).
+// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double (float16 and
+// bfloat16: losses/half_logits.hpp); target z of the same shape and type, values in [0, 1] (soft
+// targets are allowed and not checked).
 //
 //   l_i = -w_i [ pw_c z_i log p_i + (1 - z_i) log(1 - p_i) ],   p_i = sigmoid(x_i)
 //       = w_i [ (1 - z_i) softplus(x_i) + pw_c z_i softplus(-x_i) ]

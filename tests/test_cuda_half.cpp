@@ -1,0 +1,163 @@
+// float16 / bfloat16 logits on CUDA (losses/half_logits.hpp): parity with the CPU 16-bit path for
+// bce_with_logits, soft_dice, bce_dice and cross_entropy (every entry point), bitwise determinism
+// over 10 runs, and the error flag of bad labels. The GPU tests skip with a message when no GPU
+// is present.
+//
+// Both devices round the same float result with the same code (core/half.hpp), so the 16-bit
+// outputs differ only where the float losses differ (rounding of the CUDA sums, 1e-5 relative):
+// the 16-bit results are compared within one unit in the last place of the 16-bit type (relative
+// to the tensor's largest magnitude), the double values within 1e-5 relative.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+using namespace segloss;
+
+namespace {
+
+template <class H>
+double ulp() {
+  return std::is_same_v<H, float16> ? 1.0 / 1024 : 1.0 / 128;
+}
+
+// max |cpu - gpu| <= ulp(H) * max |cpu| (+ the float tolerance), NaN where NaN.
+template <class H>
+void check_half(const Tensor<H>& cpu, const Tensor<H>& gpu_any, const char* what) {
+  REQUIRE(gpu_any.device() == Device::cuda);
+  testing::check_parity(to_float(cpu), to_float(gpu_any.to(Device::cpu)), ulp<H>() + 1e-5, what);
+}
+
+template <class H>
+Tensor<H> half_randn(const Shape& s, uint64_t seed, double scale) {
+  return to_half<H>(testing::randn<float>(s, seed, scale));
+}
+
+template <class H>
+Tensor<H> dev(const Tensor<H>& t) {
+  return testing::gpu(t);
+}
+
+template <class H>
+void binary_parity() {
+  const Shape s{2, 3, 17, 19};
+  const auto x = half_randn<H>(s, 1, 3.0);
+  const auto t = to_half<H>(testing::mask<float>(s, 2));
+  const auto xd = dev(x), td = dev(t);
+  BceWithLogitsOptions<H> bo;
+  bo.pos_weight = to_half<H>(testing::uniform<float>(Shape{3}, 3, 0.5, 2.0));
+  BceWithLogitsOptions<H> bod = bo;
+  bod.pos_weight = dev(bo.pos_weight);
+  SoftDiceOptions<H> dopt;
+  dopt.squared = true;
+  BceDiceOptions<H> bd;
+  bd.bce = bo;
+  BceDiceOptions<H> bdd = bd;
+  bdd.bce = bod;
+  const auto go = Tensor<H>::full(Shape{}, H(0.75f));
+  const auto god = dev(go);
+
+  check_half(bce_with_logits(x, t, bo), bce_with_logits(xd, td, bod), "bce forward");
+  check_half(bce_with_logits_backward(x, t, go, bo), bce_with_logits_backward(xd, td, god, bod),
+             "bce backward");
+  auto a = bce_with_logits_value_and_grad(x, t, bo);
+  auto b = bce_with_logits_value_and_grad(xd, td, bod);
+  testing::check_parity(a.value, b.value, 1e-5, "bce value");
+  check_half(a.grad, b.grad, "bce value_and_grad");
+  Tensor<H> g, v;
+  bce_with_logits_value_and_grad(xd, td, g, v, bod);
+  check_half(Tensor<H>::full(Shape{}, H(static_cast<float>(a.value))), v, "bce device value");
+
+  check_half(soft_dice(x, t, dopt), soft_dice(xd, td, dopt), "dice forward");
+  check_half(soft_dice_backward(x, t, go, dopt), soft_dice_backward(xd, td, god, dopt),
+             "dice backward");
+  a = soft_dice_value_and_grad(x, t, dopt);
+  b = soft_dice_value_and_grad(xd, td, dopt);
+  testing::check_parity(a.value, b.value, 1e-5, "dice value");
+  check_half(a.grad, b.grad, "dice value_and_grad");
+
+  check_half(bce_dice(x, t, bd), bce_dice(xd, td, bdd), "bce_dice forward");
+  check_half(bce_dice_backward(x, t, go, bd), bce_dice_backward(xd, td, god, bdd),
+             "bce_dice backward");
+  a = bce_dice_value_and_grad(x, t, bd);
+  b = bce_dice_value_and_grad(xd, td, bdd);
+  testing::check_parity(a.value, b.value, 1e-5, "bce_dice value");
+  check_half(a.grad, b.grad, "bce_dice value_and_grad");
+}
+
+template <class H, class L>
+void cross_entropy_parity() {
+  const Shape s{2, 21, 9, 11};
+  const auto x = half_randn<H>(s, 4, 3.0);
+  const auto y = testing::labels<L>(s.without(1), 21, 5, 0.1, -100);
+  const auto xd = dev(x);
+  const auto yd = testing::gpu(y);
+  CrossEntropyOptions<H> o;
+  o.weight = to_half<H>(testing::uniform<float>(Shape{21}, 6, 0.2, 3.0));
+  o.label_smoothing = 0.1;
+  CrossEntropyOptions<H> od = o;
+  od.weight = dev(o.weight);
+  const auto go = Tensor<H>::full(Shape{}, H(0.75f));
+  check_half(cross_entropy(x, y, o), cross_entropy(xd, yd, od), "ce forward");
+  check_half(cross_entropy_backward(x, y, go, o), cross_entropy_backward(xd, yd, dev(go), od),
+             "ce backward");
+  const auto a = cross_entropy_value_and_grad(x, y, o);
+  const auto b = cross_entropy_value_and_grad(xd, yd, od);
+  testing::check_parity(a.value, b.value, 1e-5, "ce value");
+  check_half(a.grad, b.grad, "ce value_and_grad");
+  o.reduction = od.reduction = Reduction::none;
+  check_half(cross_entropy(x, y, o), cross_entropy(xd, yd, od), "ce forward none");
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("cuda half: bce_with_logits, soft_dice, bce_dice match the CPU 16-bit path", H,
+                   float16, bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  binary_parity<H>();
+}
+
+TEST_CASE_TEMPLATE("cuda half: cross_entropy (C = 21) matches the CPU 16-bit path", H, float16,
+                   bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  cross_entropy_parity<H, int64_t>();
+  cross_entropy_parity<H, int32_t>();
+}
+
+TEST_CASE_TEMPLATE("cuda half: bitwise identical value and gradient over 10 runs", H, float16,
+                   bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{4, 5, 64, 65};
+  const auto xd = dev(half_randn<H>(s, 7, 2.0));
+  const auto td = dev(to_half<H>(testing::mask<float>(s, 8)));
+  const auto yd = testing::gpu(testing::labels<int32_t>(s.without(1), 5, 9));
+  const auto bd0 = bce_dice_value_and_grad(xd, td);
+  const auto ce0 = cross_entropy_value_and_grad(xd, yd);
+  for (int run = 0; run < 10; ++run) {
+    const auto bd = bce_dice_value_and_grad(xd, td);
+    const auto ce = cross_entropy_value_and_grad(xd, yd);
+    CHECK(std::memcmp(&bd.value, &bd0.value, sizeof(double)) == 0);
+    CHECK(std::memcmp(&ce.value, &ce0.value, sizeof(double)) == 0);
+    CHECK(testing::same_bits(bd.grad, bd0.grad));
+    CHECK(testing::same_bits(ce.grad, ce0.grad));
+  }
+}
+
+TEST_CASE_TEMPLATE("cuda half: a bad label raises, or makes the device value NaN", H, float16,
+                   bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 4, 8, 8};
+  const auto xd = dev(half_randn<H>(s, 10, 1.0));
+  auto y = testing::labels<int64_t>(s.without(1), 4, 11);
+  y[17] = 9;
+  const auto yd = testing::gpu(y);
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, yd), doctest::Contains("cross_entropy"),
+                       Error);
+  Tensor<H> g, v;
+  cross_entropy_value_and_grad(xd, yd, g, v);
+  CHECK(std::isnan(static_cast<float>(v.to(Device::cpu)[0])));
+}
