@@ -73,17 +73,14 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
     return loss;
   }
 
-  // Hard labels. Per lane: the label, its weight and its logit (relative to m).
-  V label, w_y, x_y, m_lanes = m;
-  bool any_ignored = false;
-  for (int l = 0; l < kW; ++l) {
-    const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
-    const bool ok = !a.rule.ignored(y);
-    any_ignored = any_ignored || !ok;
-    lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
-    lane<T>(w_y, l) = ok ? weight(y) : T(0);
-    lane<T>(x_y, l) = ok ? x[y * S + l] - lane<T>(m_lanes, l) : T(0);
-  }
+  // Hard labels. Per lane: the label (-1 where ignored), its weight (0 where ignored: without
+  // class weights min(label + 1, 1)) and its logit relative to m (0 where ignored), gathered.
+  V label;
+  const bool any_ignored =
+      label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+  const V w_y = a.weight ? gather_lanes<T, V>(a.weight, label, 1, 0, M::splat(T(0)))
+                         : V(M::min(V(label + T(1)), M::splat(T(1))));
+  const V x_y = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
   loss = pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
   if (a.grad) {
     for (int64_t c = 0; c < C; ++c) {
@@ -98,7 +95,7 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   // product with a 0/1 mask would keep a NaN or an infinity).
   if (any_ignored) {
     for (int l = 0; l < kW; ++l) {
-      if (!a.rule.ignored(static_cast<int64_t>(a.labels[pix + l]))) continue;
+      if (lane<T>(label, l) >= T(0)) continue;
       lane<T>(loss, l) = T(0);
       if (a.grad)
         for (int64_t c = 0; c < C; ++c) a.grad[base + c * S + l] = T(0);

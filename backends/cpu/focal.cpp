@@ -114,16 +114,13 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
   const int64_t pix = n * S + s;
   const T* x = a.x + base;
 
-  // Per lane: the label (-1 when ignored, which matches no class) and its factor.
-  V label, alpha_t;
-  bool any_ignored = false;
-  for (int l = 0; l < kW; ++l) {
-    const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
-    const bool ok = !a.rule.ignored(y);
-    any_ignored = any_ignored || !ok;
-    lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
-    lane<T>(alpha_t, l) = ok ? (a.alpha ? a.alpha[y] : T(1)) : T(0);
-  }
+  // Per lane: the label (-1 when ignored, which matches no class) and its factor (0 when
+  // ignored: without alpha min(label + 1, 1)).
+  V label;
+  const bool any_ignored =
+      label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+  const V alpha_t = a.alpha ? gather_lanes<T, V>(a.alpha, label, 1, 0, M::splat(T(0)))
+                            : V(M::min(V(label + T(1)), M::splat(T(1))));
 
   // Pass A: the max m, e_c = exp(x_c - m), their sum, and the sum over c != label.
   V m = load_lanes<T, V>(x);
@@ -136,15 +133,9 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     rest += ec * (T(1) - pw::label_indicator<V>(label, static_cast<T>(c)));
   }
 
-  // Per lane: d = x_t - m (as pass A computed it) and e_t = exp(d).
-  V d = M::splat(T(0)), e_t = M::splat(T(1)), m_lanes = m;
-  for (int l = 0; l < kW; ++l) {
-    const T y = lane<T>(label, l);
-    if (y < T(0)) continue;
-    const int64_t c = static_cast<int64_t>(y);
-    lane<T>(d, l) = x[c * S + l] - lane<T>(m_lanes, l);
-    lane<T>(e_t, l) = e[c * kW + l];
-  }
+  // Per lane: d = x_t - m (as pass A computed it) and e_t = exp(d); 0 and 1 where ignored.
+  const V d = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
+  const V e_t = gather_lanes<T, V>(e, label, kW, 1, M::splat(T(1)));
   const V inv_se = M::recip(se);
   const auto f = pw::softmax_focal_pixel<K, V>(rest, inv_se, e_t, d, alpha_t, a.gamma);
   V loss = f.value;
