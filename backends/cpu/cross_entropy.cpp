@@ -12,15 +12,17 @@
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
 #include "simd.hpp"
+#include "softmax_overlap_pixels.hpp"
 
 namespace segloss {
 namespace cpu {
 namespace {
 
-// One packet (or pixel) at spatial position s of image n. Returns its losses.
+// One packet (or pixel) at spatial position s of image n. Returns its losses. With kProbs
+// (ce_dice's fused first pass, no gradient), e holds the probabilities p_c afterwards.
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
 // confident pixel's small loss is not the difference of two large numbers.
-template <class T, class L, class V>
+template <class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
@@ -54,6 +56,9 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   }
   const V lse = M::log(se);  // relative to m
   const V inv_se = M::recip(se);
+  if constexpr (kProbs)  // p as the gradient loops below compute it
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(e + c * kW, V(load_lanes<T, V>(e + c * kW) * inv_se));
 
   V loss, upstream = M::splat(T(0));
   const int64_t pix = n * S + s;
@@ -162,6 +167,14 @@ double cross_entropy(const CrossEntropyArgs<T, L>& a) {
   return total;
 }
 
+template <class T, class L>
+double cross_entropy_dice_statistics(const CrossEntropyArgs<T, L>& a,
+                                     const SoftmaxOverlapArgs<T, L>& dice, double* stats) {
+  return overlap_pixels::run_statistics<true>(dice, stats, [&](auto v, int64_t n, int64_t s, T* e) {
+    return pixels<T, L, decltype(v), true>(a, n, s, e);
+  });
+}
+
 #define SEGLOSS_INSTANTIATE(T, L)                                                        \
   template LabelSums cross_entropy_label_sums<T, L>(const L*, int64_t, int64_t, int64_t, \
                                                     const LabelRule&, const T*);         \
@@ -172,6 +185,14 @@ SEGLOSS_INSTANTIATE(double, int32_t)
 SEGLOSS_INSTANTIATE(double, int64_t)
 SEGLOSS_INSTANTIATE(float, float)
 SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+#define SEGLOSS_INSTANTIATE(T, L)                                                    \
+  template double cross_entropy_dice_statistics<T, L>(const CrossEntropyArgs<T, L>&, \
+                                                      const SoftmaxOverlapArgs<T, L>&, double*);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
 #undef SEGLOSS_INSTANTIATE
 
 }  // namespace cpu

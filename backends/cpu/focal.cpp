@@ -15,6 +15,7 @@
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
+#include "softmax_overlap_pixels.hpp"
 #include "weight_lane.hpp"
 
 namespace segloss {
@@ -105,7 +106,7 @@ double sigmoid_run(const SigmoidFocalArgs<T>& a) {
 
 // One packet (or pixel) at spatial position s of image n, e: the C x lanes buffer. Returns its
 // losses. The formulas are pw::softmax_focal_pixel's; here the gathering.
-template <int K, class T, class L, class V>
+template <int K, class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_t s, T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
@@ -161,6 +162,9 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     }
   }
   if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
+  if constexpr (kProbs)  // dice_focal's fused first pass: p, as the gradient loop computed it
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(e + c * kW, V(load_lanes<T, V>(e + c * kW) * inv_se));
   return loss;
 }
 
@@ -209,12 +213,31 @@ double softmax_focal(const SoftmaxFocalArgs<T, L>& a) {
                          [&](auto gk) { return softmax_run<decltype(gk)::value>(a); });
 }
 
+template <class T, class L>
+double softmax_focal_dice_statistics(const SoftmaxFocalArgs<T, L>& a,
+                                     const SoftmaxOverlapArgs<T, L>& dice, double* stats) {
+  return with_gamma_kind(static_cast<double>(a.gamma), [&](auto gk) {
+    return overlap_pixels::run_statistics<true>(
+        dice, stats, [&](auto v, int64_t n, int64_t s, T* e) {
+          return focal_pixels<decltype(gk)::value, T, L, decltype(v), true>(a, n, s, e);
+        });
+  });
+}
+
 template double sigmoid_focal<float>(const SigmoidFocalArgs<float>&);
 template double sigmoid_focal<double>(const SigmoidFocalArgs<double>&);
 template double softmax_focal<float, int32_t>(const SoftmaxFocalArgs<float, int32_t>&);
 template double softmax_focal<float, int64_t>(const SoftmaxFocalArgs<float, int64_t>&);
 template double softmax_focal<double, int32_t>(const SoftmaxFocalArgs<double, int32_t>&);
 template double softmax_focal<double, int64_t>(const SoftmaxFocalArgs<double, int64_t>&);
+#define SEGLOSS_INSTANTIATE(T, L)                                                    \
+  template double softmax_focal_dice_statistics<T, L>(const SoftmaxFocalArgs<T, L>&, \
+                                                      const SoftmaxOverlapArgs<T, L>&, double*);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+#undef SEGLOSS_INSTANTIATE
 
 }  // namespace cpu
 }  // namespace segloss
