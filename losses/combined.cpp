@@ -4,7 +4,12 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "../backends/cpu/cross_entropy.hpp"
+#include "../backends/cpu/focal.hpp"
+#include "internal/fused_terms.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 
 namespace segloss {
@@ -72,6 +77,60 @@ auto term(const char* fn, const char* which, F&& f) {
   }
 }
 
+// ce_dice with labels, two passes: pass 1 computes the softmax once per pixel for the
+// cross-entropy value, the Dice statistics and p (stored in grad); pass 2 reads p back and
+// writes ce_weight times cross_entropy's gradient plus the Dice gradient. Neither pass
+// recomputes the softmax. The checks run in the order of combine's.
+template <class T, class L>
+void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                   Tensor<T>& grad, const CeDiceOptions<T>& o, CeDiceParts& v) {
+  check_scalar(fn, "dice", o.dice.reduction);
+  cpu::CrossEntropyArgs<T, L> ce;
+  const auto r = detail::softmax_scored_with(
+      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
+        v.ce = term(fn, "cross-entropy", [&] {
+          return detail::cross_entropy_value_and_grad_with<T, L>(
+              logits, target, grad, o.ce, [&](const cpu::CrossEntropyArgs<T, L>& a) {
+                ce = a;
+                ce.grad = nullptr;  // written in pass 2, from p
+                plan.args.probs_out = grad.data();
+                const double sum =
+                    cpu::cross_entropy_dice_statistics(ce, plan.args, plan.stats.data());
+                plan.args.probs_out = nullptr;
+                plan.args.probs = grad.data();
+                return sum;
+              });
+        });
+      });
+  std::vector<double> ca, cb;
+  detail::overlap_coefficients(r.scores,
+                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
+                               r.plan.args.images * r.plan.args.classes, ca, cb);
+  cpu::softmax_overlap_gradient_ce(r.plan.args, ca.data(), cb.data(), ce, o.ce_weight, grad.data());
+  v.dice = detail::overlap_value(r.scores, o.dice);
+}
+
+// dice_focal, two passes: pass 1 computes the softmax once per pixel for the focal value and
+// gradient (written to grad) and the Dice statistics; pass 2 recomputes the softmax for the
+// Dice gradient, added to focal_weight times the focal gradient (the focal gradient's per-pixel
+// factors are not kept, so p cannot replace the focal gradient in the buffer).
+template <class T, class L>
+void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                      Tensor<T>& grad, const DiceFocalOptions<T>& o, DiceFocalParts& v) {
+  check_scalar(fn, "dice", o.dice.reduction);
+  const auto r = detail::softmax_scored_with(
+      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
+        v.focal = detail::softmax_focal_value_and_grad_with<T, L>(
+            logits, target, grad, o.focal, [&](const cpu::SoftmaxFocalArgs<T, L>& a) {
+              return cpu::softmax_focal_dice_statistics(a, plan.args, plan.stats.data());
+            });
+      });
+  detail::softmax_overlap_grad(r,
+                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
+                               grad.data(), true, o.focal_weight);
+  v.dice = detail::overlap_value(r.scores, o.dice);
+}
+
 template <class T, class U>
 void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
   check_weights(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
@@ -136,13 +195,16 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   detail::prepare_grad(fn, logits, grad);
   check_not_aliased(fn, logits, grad);
   CeDiceParts v;
-  combine(
-      fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
-      [&](Tensor<T>& g) {
-        return term(fn, "cross-entropy",
-                    [&] { return cross_entropy_value_and_grad(logits, target, g, o.ce); });
-      },
-      grad, &v.ce, &v.dice);
+  if constexpr (std::is_floating_point_v<U>)
+    combine(
+        fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
+        [&](Tensor<T>& g) {
+          return term(fn, "cross-entropy",
+                      [&] { return cross_entropy_value_and_grad(logits, target, g, o.ce); });
+        },
+        grad, &v.ce, &v.dice);
+  else
+    ce_dice_fused(fn, logits, target, grad, o, v);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
 }
@@ -224,10 +286,7 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
   DiceFocalParts v;
-  combine(
-      fn, logits, target, o.dice, o.dice_weight, o.focal_weight,
-      [&](Tensor<T>& g) { return softmax_focal_value_and_grad(logits, target, g, o.focal); }, grad,
-      &v.focal, &v.dice);
+  dice_focal_fused(fn, logits, target, grad, o, v);
   if (parts) *parts = v;
   return o.dice_weight * v.dice + o.focal_weight * v.focal;
 }

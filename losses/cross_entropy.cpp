@@ -8,6 +8,7 @@
 
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../core/checks.hpp"
+#include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -310,6 +311,42 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   cpu::cross_entropy(p.args);
   return reduce(reduced.global[detail::kLossSum], p, options);
 }
+
+namespace detail {
+
+template <class T, class L>
+double cross_entropy_value_and_grad_with(
+    const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+    const CrossEntropyOptions<T>& options,
+    const std::function<double(const cpu::CrossEntropyArgs<T, L>&)>& kernel) {
+  const char* fn = "cross_entropy_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use cross_entropy and "
+                "cross_entropy_backward");
+  auto p = prepare(fn, logits, target, options);
+  prepare_grad(fn, logits, grad);
+  p.args.want_sum = true;
+  p.args.grad = grad.data();
+  p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
+  return reduce(kernel(p.args), p, options);
+}
+
+template double cross_entropy_value_and_grad_with(
+    const Tensor<float>&, const Tensor<int32_t>&, Tensor<float>&, const CrossEntropyOptions<float>&,
+    const std::function<double(const cpu::CrossEntropyArgs<float, int32_t>&)>&);
+template double cross_entropy_value_and_grad_with(
+    const Tensor<float>&, const Tensor<int64_t>&, Tensor<float>&, const CrossEntropyOptions<float>&,
+    const std::function<double(const cpu::CrossEntropyArgs<float, int64_t>&)>&);
+template double cross_entropy_value_and_grad_with(
+    const Tensor<double>&, const Tensor<int32_t>&, Tensor<double>&,
+    const CrossEntropyOptions<double>&,
+    const std::function<double(const cpu::CrossEntropyArgs<double, int32_t>&)>&);
+template double cross_entropy_value_and_grad_with(
+    const Tensor<double>&, const Tensor<int64_t>&, Tensor<double>&,
+    const CrossEntropyOptions<double>&,
+    const std::function<double(const cpu::CrossEntropyArgs<double, int64_t>&)>&);
+
+}  // namespace detail
 
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<L>&,                            \

@@ -6,6 +6,7 @@
 
 #include "../backends/cpu/focal.hpp"
 #include "../core/checks.hpp"
+#include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -404,6 +405,43 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
 SEGLOSS_INSTANTIATE(float)
 SEGLOSS_INSTANTIATE(double)
 #undef SEGLOSS_INSTANTIATE
+
+namespace detail {
+
+template <class T, class L>
+double softmax_focal_value_and_grad_with(
+    const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+    const SoftmaxFocalOptions<T>& options,
+    const std::function<double(const cpu::SoftmaxFocalArgs<T, L>&)>& kernel) {
+  const char* fn = "softmax_focal_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use softmax_focal and "
+                "softmax_focal_backward");
+  auto p = prepare(fn, logits, target, options);
+  prepare_grad(fn, logits, grad);
+  const double scale = p.scale(options.reduction);
+  p.args.want_sum = true;
+  p.args.grad = grad.data();
+  p.args.grad_scale = scale;
+  return kernel(p.args) * scale;
+}
+
+template double softmax_focal_value_and_grad_with(
+    const Tensor<float>&, const Tensor<int32_t>&, Tensor<float>&, const SoftmaxFocalOptions<float>&,
+    const std::function<double(const cpu::SoftmaxFocalArgs<float, int32_t>&)>&);
+template double softmax_focal_value_and_grad_with(
+    const Tensor<float>&, const Tensor<int64_t>&, Tensor<float>&, const SoftmaxFocalOptions<float>&,
+    const std::function<double(const cpu::SoftmaxFocalArgs<float, int64_t>&)>&);
+template double softmax_focal_value_and_grad_with(
+    const Tensor<double>&, const Tensor<int32_t>&, Tensor<double>&,
+    const SoftmaxFocalOptions<double>&,
+    const std::function<double(const cpu::SoftmaxFocalArgs<double, int32_t>&)>&);
+template double softmax_focal_value_and_grad_with(
+    const Tensor<double>&, const Tensor<int64_t>&, Tensor<double>&,
+    const SoftmaxFocalOptions<double>&,
+    const std::function<double(const cpu::SoftmaxFocalArgs<double, int64_t>&)>&);
+
+}  // namespace detail
 
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template Tensor<T> softmax_focal(const Tensor<T>&, const Tensor<L>&,                            \

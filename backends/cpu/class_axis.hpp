@@ -53,13 +53,22 @@ SEGLOSS_INLINE T& lane(V& v, int l) {
   else
     return v[l];
 }
+template <class T, class V>
+SEGLOSS_INLINE const T& lane(const V& v, int l) {
+  if constexpr (std::is_same_v<V, T>)
+    return v;
+  else
+    return v[l];
+}
 
 // Per lane of a packet (or a pixel) of labels y: the label as T, or -1 where it equals
 // ignore_index. Returns whether any lane is ignored. With AVX-512 a float packet converts its 16
 // labels in registers: the lane-by-lane loop wrote 16 scalars to the stack and read them back
 // as one vector, a store-forwarding stall per packet.
+// With ignore_negative, every negative label is ignored too (cross_entropy's option).
 template <class T, class V, class U>
-SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label) {
+SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label,
+                                bool ignore_negative = false) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
   if constexpr (std::is_same_v<T, float> && std::is_same_v<V, Packet<float>> &&
                 (std::is_same_v<U, int64_t> || std::is_same_v<U, int32_t>)) {
@@ -70,6 +79,10 @@ SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label) {
       const __m512i ig = _mm512_set1_epi64(ignore_index);
       ignored = static_cast<__mmask16>(_mm512_cmpeq_epi64_mask(lo, ig) |
                                        (_mm512_cmpeq_epi64_mask(hi, ig) << 8));
+      if (ignore_negative)
+        ignored |=
+            static_cast<__mmask16>(_mm512_cmplt_epi64_mask(lo, _mm512_setzero_si512()) |
+                                   (_mm512_cmplt_epi64_mask(hi, _mm512_setzero_si512()) << 8));
       f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(lo)), _mm512_cvtepi64_ps(hi),
                              1);
     } else {
@@ -79,6 +92,7 @@ SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label) {
       ignored = fits ? _mm512_cmpeq_epi32_mask(
                            v, _mm512_set1_epi32(static_cast<int32_t>(fits ? ignore_index : 0)))
                      : static_cast<__mmask16>(0);
+      if (ignore_negative) ignored |= _mm512_cmplt_epi32_mask(v, _mm512_setzero_si512());
       f = _mm512_cvtepi32_ps(v);
     }
     _mm512_storeu_ps(label.data(), _mm512_mask_blend_ps(ignored, f, _mm512_set1_ps(-1.f)));
@@ -88,11 +102,52 @@ SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label) {
   bool any_ignored = false;
   for (int l = 0; l < lanes<T, V>(); ++l) {
     const int64_t v = static_cast<int64_t>(y[l]);
-    const bool ignored = v == ignore_index;
+    const bool ignored = v == ignore_index || (ignore_negative && v < 0);
     any_ignored = any_ignored || ignored;
     lane<T>(label, l) = ignored ? T(-1) : static_cast<T>(v);
   }
   return any_ignored;
+}
+
+// Per lane l of a packet (or a pixel) whose label y_l (as label_lanes gives it) is >= 0:
+// p[y_l * stride + l * lane_step]; a lane whose label is -1 (ignored) keeps `fallback`. With
+// AVX-512 a float packet gathers in one instruction, its offsets in int32 when `fits` (the
+// caller's bound on the largest offset); otherwise, or for other types, lane by lane. (Picking
+// the lanes one by one through memory stalled on store forwarding, as label_lanes describes.)
+template <class T, class V>
+SEGLOSS_INLINE V gather_lanes(const T* p, const V& label, int64_t stride, int lane_step,
+                              const V& fallback, bool fits = true) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<V, Packet<float>>) {
+    if (fits) {
+      const __m512 y = _mm512_loadu_ps(label.data());
+      const __mmask16 ok = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+      const __m512i lane_offset =
+          _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                             _mm512_set1_epi32(lane_step));
+      const __m512i index =
+          _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvttps_epi32(y),
+                                              _mm512_set1_epi32(static_cast<int32_t>(stride))),
+                           lane_offset);
+      V out;
+      _mm512_storeu_ps(out.data(),
+                       _mm512_mask_i32gather_ps(_mm512_loadu_ps(fallback.data()), ok, index, p, 4));
+      return out;
+    }
+  }
+#endif
+  (void)fits;
+  V out = fallback;
+  for (int l = 0; l < lanes<T, V>(); ++l) {
+    const T y = lane<T>(label, l);
+    if (y >= T(0)) lane<T>(out, l) = p[static_cast<int64_t>(y) * stride + l * lane_step];
+  }
+  return out;
+}
+
+// Whether every offset gather_lanes forms for rows `stride` apart, C rows and W lanes, fits int32.
+inline bool gather_fits(int64_t classes, int64_t stride, int lanes_) {
+  return (classes - 1) * stride + lanes_ <= int64_t{INT32_MAX};
 }
 
 // Pixels per chunk for a kernel that reads C values per pixel: about kChunk values, a multiple

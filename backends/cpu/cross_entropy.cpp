@@ -12,15 +12,17 @@
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
 #include "simd.hpp"
+#include "softmax_overlap_pixels.hpp"
 
 namespace segloss {
 namespace cpu {
 namespace {
 
-// One packet (or pixel) at spatial position s of image n. Returns its losses.
+// One packet (or pixel) at spatial position s of image n. Returns its losses. With kProbs
+// (ce_dice's fused first pass, no gradient), e holds the probabilities p_c afterwards.
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
 // confident pixel's small loss is not the difference of two large numbers.
-template <class T, class L, class V>
+template <class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
@@ -54,6 +56,9 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   }
   const V lse = M::log(se);  // relative to m
   const V inv_se = M::recip(se);
+  if constexpr (kProbs)  // p as the gradient loops below compute it
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(e + c * kW, V(load_lanes<T, V>(e + c * kW) * inv_se));
 
   V loss, upstream = M::splat(T(0));
   const int64_t pix = n * S + s;
@@ -73,17 +78,14 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
     return loss;
   }
 
-  // Hard labels. Per lane: the label, its weight and its logit (relative to m).
-  V label, w_y, x_y, m_lanes = m;
-  bool any_ignored = false;
-  for (int l = 0; l < kW; ++l) {
-    const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
-    const bool ok = !a.rule.ignored(y);
-    any_ignored = any_ignored || !ok;
-    lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
-    lane<T>(w_y, l) = ok ? weight(y) : T(0);
-    lane<T>(x_y, l) = ok ? x[y * S + l] - lane<T>(m_lanes, l) : T(0);
-  }
+  // Hard labels. Per lane: the label (-1 where ignored), its weight (0 where ignored: without
+  // class weights min(label + 1, 1)) and its logit relative to m (0 where ignored), gathered.
+  V label;
+  const bool any_ignored =
+      label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+  const V w_y = a.weight ? gather_lanes<T, V>(a.weight, label, 1, 0, M::splat(T(0)))
+                         : V(M::min(V(label + T(1)), M::splat(T(1))));
+  const V x_y = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
   loss = pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
   if (a.grad) {
     for (int64_t c = 0; c < C; ++c) {
@@ -98,7 +100,7 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   // product with a 0/1 mask would keep a NaN or an infinity).
   if (any_ignored) {
     for (int l = 0; l < kW; ++l) {
-      if (!a.rule.ignored(static_cast<int64_t>(a.labels[pix + l]))) continue;
+      if (lane<T>(label, l) >= T(0)) continue;
       lane<T>(loss, l) = T(0);
       if (a.grad)
         for (int64_t c = 0; c < C; ++c) a.grad[base + c * S + l] = T(0);
@@ -165,6 +167,14 @@ double cross_entropy(const CrossEntropyArgs<T, L>& a) {
   return total;
 }
 
+template <class T, class L>
+double cross_entropy_dice_statistics(const CrossEntropyArgs<T, L>& a,
+                                     const SoftmaxOverlapArgs<T, L>& dice, double* stats) {
+  return overlap_pixels::run_statistics<true>(dice, stats, [&](auto v, int64_t n, int64_t s, T* e) {
+    return pixels<T, L, decltype(v), true>(a, n, s, e);
+  });
+}
+
 #define SEGLOSS_INSTANTIATE(T, L)                                                        \
   template LabelSums cross_entropy_label_sums<T, L>(const L*, int64_t, int64_t, int64_t, \
                                                     const LabelRule&, const T*);         \
@@ -175,6 +185,14 @@ SEGLOSS_INSTANTIATE(double, int32_t)
 SEGLOSS_INSTANTIATE(double, int64_t)
 SEGLOSS_INSTANTIATE(float, float)
 SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
+#define SEGLOSS_INSTANTIATE(T, L)                                                    \
+  template double cross_entropy_dice_statistics<T, L>(const CrossEntropyArgs<T, L>&, \
+                                                      const SoftmaxOverlapArgs<T, L>&, double*);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
 #undef SEGLOSS_INSTANTIATE
 
 }  // namespace cpu

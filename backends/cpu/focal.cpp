@@ -15,6 +15,7 @@
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
+#include "softmax_overlap_pixels.hpp"
 #include "weight_lane.hpp"
 
 namespace segloss {
@@ -105,7 +106,7 @@ double sigmoid_run(const SigmoidFocalArgs<T>& a) {
 
 // One packet (or pixel) at spatial position s of image n, e: the C x lanes buffer. Returns its
 // losses. The formulas are pw::softmax_focal_pixel's; here the gathering.
-template <int K, class T, class L, class V>
+template <int K, class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_t s, T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
@@ -114,16 +115,13 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
   const int64_t pix = n * S + s;
   const T* x = a.x + base;
 
-  // Per lane: the label (-1 when ignored, which matches no class) and its factor.
-  V label, alpha_t;
-  bool any_ignored = false;
-  for (int l = 0; l < kW; ++l) {
-    const int64_t y = static_cast<int64_t>(a.labels[pix + l]);
-    const bool ok = !a.rule.ignored(y);
-    any_ignored = any_ignored || !ok;
-    lane<T>(label, l) = ok ? static_cast<T>(y) : T(-1);
-    lane<T>(alpha_t, l) = ok ? (a.alpha ? a.alpha[y] : T(1)) : T(0);
-  }
+  // Per lane: the label (-1 when ignored, which matches no class) and its factor (0 when
+  // ignored: without alpha min(label + 1, 1)).
+  V label;
+  const bool any_ignored =
+      label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+  const V alpha_t = a.alpha ? gather_lanes<T, V>(a.alpha, label, 1, 0, M::splat(T(0)))
+                            : V(M::min(V(label + T(1)), M::splat(T(1))));
 
   // Pass A: the max m, e_c = exp(x_c - m), their sum, and the sum over c != label.
   V m = load_lanes<T, V>(x);
@@ -136,15 +134,9 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     rest += ec * (T(1) - pw::label_indicator<V>(label, static_cast<T>(c)));
   }
 
-  // Per lane: d = x_t - m (as pass A computed it) and e_t = exp(d).
-  V d = M::splat(T(0)), e_t = M::splat(T(1)), m_lanes = m;
-  for (int l = 0; l < kW; ++l) {
-    const T y = lane<T>(label, l);
-    if (y < T(0)) continue;
-    const int64_t c = static_cast<int64_t>(y);
-    lane<T>(d, l) = x[c * S + l] - lane<T>(m_lanes, l);
-    lane<T>(e_t, l) = e[c * kW + l];
-  }
+  // Per lane: d = x_t - m (as pass A computed it) and e_t = exp(d); 0 and 1 where ignored.
+  const V d = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
+  const V e_t = gather_lanes<T, V>(e, label, kW, 1, M::splat(T(1)));
   const V inv_se = M::recip(se);
   const auto f = pw::softmax_focal_pixel<K, V>(rest, inv_se, e_t, d, alpha_t, a.gamma);
   V loss = f.value;
@@ -170,6 +162,9 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     }
   }
   if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
+  if constexpr (kProbs)  // dice_focal's fused first pass: p, as the gradient loop computed it
+    for (int64_t c = 0; c < C; ++c)
+      store_lanes<T, V>(e + c * kW, V(load_lanes<T, V>(e + c * kW) * inv_se));
   return loss;
 }
 
@@ -218,12 +213,31 @@ double softmax_focal(const SoftmaxFocalArgs<T, L>& a) {
                          [&](auto gk) { return softmax_run<decltype(gk)::value>(a); });
 }
 
+template <class T, class L>
+double softmax_focal_dice_statistics(const SoftmaxFocalArgs<T, L>& a,
+                                     const SoftmaxOverlapArgs<T, L>& dice, double* stats) {
+  return with_gamma_kind(static_cast<double>(a.gamma), [&](auto gk) {
+    return overlap_pixels::run_statistics<true>(
+        dice, stats, [&](auto v, int64_t n, int64_t s, T* e) {
+          return focal_pixels<decltype(gk)::value, T, L, decltype(v), true>(a, n, s, e);
+        });
+  });
+}
+
 template double sigmoid_focal<float>(const SigmoidFocalArgs<float>&);
 template double sigmoid_focal<double>(const SigmoidFocalArgs<double>&);
 template double softmax_focal<float, int32_t>(const SoftmaxFocalArgs<float, int32_t>&);
 template double softmax_focal<float, int64_t>(const SoftmaxFocalArgs<float, int64_t>&);
 template double softmax_focal<double, int32_t>(const SoftmaxFocalArgs<double, int32_t>&);
 template double softmax_focal<double, int64_t>(const SoftmaxFocalArgs<double, int64_t>&);
+#define SEGLOSS_INSTANTIATE(T, L)                                                    \
+  template double softmax_focal_dice_statistics<T, L>(const SoftmaxFocalArgs<T, L>&, \
+                                                      const SoftmaxOverlapArgs<T, L>&, double*);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+#undef SEGLOSS_INSTANTIATE
 
 }  // namespace cpu
 }  // namespace segloss

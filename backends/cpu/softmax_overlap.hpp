@@ -48,5 +48,18 @@ template <class T, class U>
 void softmax_overlap_gradient(const SoftmaxOverlapArgs<T, U>& a, const double* ca, const double* cb,
                               T* grad);
 
+template <class T, class L>
+struct CrossEntropyArgs;
+
+// Pass 2 of ce_dice (labels): reads p from a.probs (where the fused first pass,
+// cross_entropy_dice_statistics, stored it) and writes, per pixel and class,
+//   grad_c = p_c (g_c - sum_k p_k g_k) + ce_scale * (cross_entropy's gradient of ce),
+// the latter from p as cross_entropy's kernel computes it (ce.grad_scale as its upstream factor;
+// no per-pixel grad_out), and 0 for an ignored pixel. a.accumulate must be false.
+template <class T, class L>
+void softmax_overlap_gradient_ce(const SoftmaxOverlapArgs<T, L>& a, const double* ca,
+                                 const double* cb, const CrossEntropyArgs<T, L>& ce,
+                                 double ce_scale, T* grad);
+
 }  // namespace cpu
 }  // namespace segloss

@@ -115,6 +115,22 @@ SoftmaxScored<T, U, O> softmax_scored(const char* fn, const Tensor<T>& logits,
   return r;
 }
 
+// softmax_scored with the statistics pass left to statistics(plan), which fills plan.stats
+// (sized here) after the same checks: a combined loss's pass fused with its first term.
+template <class T, class U, class O, class Statistics>
+SoftmaxScored<T, U, O> softmax_scored_with(const char* fn, const Tensor<T>& logits,
+                                           const Tensor<U>& target, const O& o, const ScoreForm& f,
+                                           Statistics&& statistics) {
+  check_image(fn, "logits", logits);
+  check_overlap_options(fn, logits.shape(), o);
+  SoftmaxScored<T, U, O> r;
+  r.plan = softmax_plan(fn, logits, target, o.ignore_index, o.squared);
+  r.plan.stats.resize(static_cast<size_t>(r.plan.args.images * r.plan.args.classes * 3));
+  statistics(r.plan);
+  r.scores = overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
+  return r;
+}
+
 // The gradient pass for slopes G (dL/dS per score); accumulate as in softmax_gradient.
 template <class T, class U, class O>
 void softmax_overlap_grad(const SoftmaxScored<T, U, O>& r, const std::vector<double>& G, T* grad,

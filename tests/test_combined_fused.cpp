@@ -1,0 +1,175 @@
+// The fused paths of the class-axis kernels in float, where the AVX-512 build gathers the
+// labels' lanes (cpu::gather_lanes) and ce_dice / dice_focal compute the softmax once for both
+// terms: against the terms computed apart (composed), against double, and across thread counts.
+// Shapes with several packets per image and a scalar tail, a 3D volume, N = 1 and a 1x1 image.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace segloss;
+
+namespace {
+
+const std::vector<Shape> kShapes{{2, 5, 37, 11}, {1, 3, 4, 5, 6}, {1, 4, 1, 1}, {3, 21, 8, 9}};
+
+// |a - b| <= atol + rtol |b| elementwise.
+void check_close(const Tensor<float>& a, const Tensor<float>& b, double rtol, double atol) {
+  REQUIRE(a.numel() == b.numel());
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    INFO("element ", i);
+    CHECK(std::abs(static_cast<double>(a[i]) - b[i]) <= atol + rtol * std::abs(b[i]));
+  }
+}
+
+void check_close(const Tensor<float>& a, const Tensor<double>& b, double rtol, double atol) {
+  REQUIRE(a.numel() == b.numel());
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    INFO("element ", i);
+    CHECK(std::abs(static_cast<double>(a[i]) - b[i]) <= atol + rtol * std::abs(b[i]));
+  }
+}
+
+// The fused call at 1 and at 2 threads: bit-identical value and gradient.
+template <class F>
+void check_thread_independent(F&& f) {
+  const int before = num_threads();
+  set_num_threads(1);
+  const ValueAndGrad<float> one = f();
+  set_num_threads(2);
+  const ValueAndGrad<float> two = f();
+  set_num_threads(before);
+  CHECK(one.value == two.value);
+  bool same = true;
+  for (int64_t i = 0; i < one.grad.numel(); ++i) same = same && one.grad[i] == two.grad[i];
+  CHECK(same);
+}
+
+template <class L>
+void ce_dice_case(const Shape& s, uint64_t seed) {
+  const int64_t C = s[1];
+  const auto x = testing::randn<float>(s, seed, 2.5);
+  const auto y = testing::labels<L>(s.without(1), C, seed + 1, 0.15, 255);
+  std::vector<float> w(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    w[static_cast<size_t>(c)] = 0.5f + 0.25f * static_cast<float>(c % 4);
+  CeDiceOptions<float> o;
+  o.ce_weight = 0.8;
+  o.dice_weight = 1.3;
+  o.ce.ignore_index = o.dice.ignore_index = 255;
+  for (int variant = 0; variant < 3; ++variant) {
+    INFO("variant ", variant);
+    o.ce.weight = variant == 1 ? Tensor<float>::from(w, {C}) : Tensor<float>();
+    o.ce.label_smoothing = variant == 2 ? 0.1 : 0.0;
+    o.dice.squared = variant == 2;
+    o.dice.per_image = variant != 1;
+    const auto ce = cross_entropy_value_and_grad(x, y, o.ce);
+    const auto dice = softmax_dice_value_and_grad(x, y, o.dice);
+    CeDiceParts parts;
+    const auto got = ce_dice_value_and_grad(x, y, o, &parts);
+    CHECK(parts.ce == doctest::Approx(ce.value).epsilon(1e-6));
+    CHECK(parts.dice == doctest::Approx(dice.value).epsilon(1e-6));
+    CHECK(got.value == doctest::Approx(0.8 * ce.value + 1.3 * dice.value).epsilon(1e-6));
+    auto composed = Tensor<float>::empty(s);
+    for (int64_t i = 0; i < composed.numel(); ++i)
+      composed[i] = 0.8f * ce.grad[i] + 1.3f * dice.grad[i];
+    check_close(got.grad, composed, 1e-5, 1e-7);
+    // Against double: the float path is the double formula to float rounding.
+    CeDiceOptions<double> od;
+    od.ce_weight = o.ce_weight;
+    od.dice_weight = o.dice_weight;
+    od.ce.ignore_index = od.dice.ignore_index = 255;
+    if (variant == 1) od.ce.weight = testing::cast<double>(o.ce.weight);
+    od.ce.label_smoothing = o.ce.label_smoothing;
+    od.dice.squared = o.dice.squared;
+    od.dice.per_image = o.dice.per_image;
+    const auto ref = ce_dice_value_and_grad(testing::cast<double>(x), y, od);
+    CHECK(got.value == doctest::Approx(ref.value).epsilon(1e-5));
+    check_close(got.grad, ref.grad, 1e-3, 1e-6);
+    check_thread_independent([&] { return ce_dice_value_and_grad(x, y, o); });
+  }
+}
+
+template <class L>
+void dice_focal_case(const Shape& s, uint64_t seed) {
+  const int64_t C = s[1];
+  const auto x = testing::randn<float>(s, seed, 2.5);
+  const auto y = testing::labels<L>(s.without(1), C, seed + 1, 0.15, 255);
+  std::vector<float> alpha(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    alpha[static_cast<size_t>(c)] = 0.25f + 0.2f * static_cast<float>(c % 3);
+  DiceFocalOptions<float> o;
+  o.dice_weight = 0.6;
+  o.focal_weight = 1.7;
+  o.focal.ignore_index = o.dice.ignore_index = 255;
+  for (double gamma : {2.0, 1.5, 0.0}) {
+    INFO("gamma ", gamma);
+    o.focal.gamma = static_cast<float>(gamma);
+    o.focal.alpha = gamma == 1.5 ? Tensor<float>::from(alpha, {C}) : Tensor<float>();
+    const auto focal = softmax_focal_value_and_grad(x, y, o.focal);
+    const auto dice = softmax_dice_value_and_grad(x, y, o.dice);
+    DiceFocalParts parts;
+    const auto got = dice_focal_value_and_grad(x, y, o, &parts);
+    CHECK(parts.focal == doctest::Approx(focal.value).epsilon(1e-6));
+    CHECK(parts.dice == doctest::Approx(dice.value).epsilon(1e-6));
+    auto composed = Tensor<float>::empty(s);
+    for (int64_t i = 0; i < composed.numel(); ++i)
+      composed[i] = 1.7f * focal.grad[i] + 0.6f * dice.grad[i];
+    check_close(got.grad, composed, 1e-5, 1e-7);
+    check_thread_independent([&] { return dice_focal_value_and_grad(x, y, o); });
+  }
+}
+
+}  // namespace
+
+TEST_CASE("combined fused: ce_dice in float equals its terms apart, double, at 1 and 2 threads") {
+  uint64_t seed = 900;
+  for (const Shape& s : kShapes) {
+    INFO("shape ", s);
+    ce_dice_case<int64_t>(s, seed += 10);
+    ce_dice_case<int32_t>(s, seed += 10);
+  }
+}
+
+TEST_CASE("combined fused: dice_focal in float equals its terms apart, at 1 and 2 threads") {
+  uint64_t seed = 950;
+  for (const Shape& s : kShapes) {
+    INFO("shape ", s);
+    dice_focal_case<int64_t>(s, seed += 10);
+    dice_focal_case<int32_t>(s, seed += 10);
+  }
+}
+
+TEST_CASE("combined fused: cross_entropy in float with ignore_negative and int32 labels") {
+  // Negative labels of every kind (-1, -7, the default ignore_index -100) among packets.
+  const Shape s{2, 6, 19, 7};
+  const auto x = testing::randn<float>(s, 991, 3.0);
+  auto y = testing::labels<int32_t>(s.without(1), 6, 992);
+  for (int64_t i = 0; i < y.numel(); i += 5) y[i] = i % 3 == 0 ? -1 : (i % 3 == 1 ? -7 : -100);
+  CrossEntropyOptions<float> o;
+  o.ignore_negative = true;
+  o.weight = Tensor<float>::from({1.0f, 0.5f, 2.0f, 1.5f, 0.25f, 1.0f}, {6});
+  CrossEntropyOptions<double> od;
+  od.ignore_negative = true;
+  od.weight = testing::cast<double>(o.weight);
+  const auto got = cross_entropy_value_and_grad(x, y, o);
+  const auto ref = cross_entropy_value_and_grad(testing::cast<double>(x), y, od);
+  CHECK(got.value == doctest::Approx(ref.value).epsilon(1e-5));
+  check_close(got.grad, ref.grad, 1e-4, 1e-7);
+  for (int64_t i = 0; i < y.numel(); i += 5) {  // an ignored pixel has no gradient
+    const int64_t n = i / (19 * 7), p = i % (19 * 7);
+    for (int64_t c = 0; c < 6; ++c) CHECK(got.grad[(n * 6 + c) * 19 * 7 + p] == 0.0f);
+  }
+  SoftmaxFocalOptions<float> fo;
+  fo.ignore_index = -1;
+  auto yf = testing::labels<int32_t>(s.without(1), 6, 993, 0.2, -1);
+  SoftmaxFocalOptions<double> fod;
+  fod.ignore_index = -1;
+  const auto fgot = softmax_focal_value_and_grad(x, yf, fo);
+  const auto fref = softmax_focal_value_and_grad(testing::cast<double>(x), yf, fod);
+  CHECK(fgot.value == doctest::Approx(fref.value).epsilon(1e-5));
+  check_close(fgot.grad, fref.grad, 1e-4, 1e-7);
+}
