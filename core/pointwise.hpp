@@ -31,6 +31,12 @@ struct ScalarMath {
   static SEGLOSS_HD SEGLOSS_INLINE T log1p(T x) { return ::log1p(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T min(T a, T b) { return a < b ? a : b; }
   static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
+  // 1 / x for a finite x with 2^-126 <= |x| <= 2^126 (or NaN, which it returns). A SIMD packet
+  // of floats may use a reciprocal estimate refined by Newton steps (simd.hpp): within 2 ulp
+  // instead of correctly rounded.
+  static SEGLOSS_HD SEGLOSS_INLINE T recip_normal(T x) { return T(1) / x; }
+  // a / b for such a b: a times recip_normal(b) in a SIMD packet of floats.
+  static SEGLOSS_HD SEGLOSS_INLINE T div_normal(T a, T b) { return a / b; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
   static SEGLOSS_HD SEGLOSS_INLINE T max(T a, T b) {
     return a > b ? a : b;
@@ -68,7 +74,7 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
-  return {e, M::recip(T(1) + e)};
+  return {e, M::recip_normal(T(1) + e)};
 }
 
 // One reciprocal gives both: 1/((1+e)(2+e)) times (2+e) is r, times (1+e) is q.
@@ -77,7 +83,7 @@ SEGLOSS_HD SEGLOSS_INLINE LogitWithLog<V> logit_with_log(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
   const V one = T(1) + e, two = T(2) + e;
-  const V inv = M::recip(one * two);
+  const V inv = M::recip_normal(one * two);
   LogitWithLog<V> l;
   l.e = e;
   l.r = two * inv;
@@ -187,7 +193,7 @@ SEGLOSS_HD SEGLOSS_INLINE V bce_probs_value(V p, V z) {
   }
   // Clamped before the selection, so that log 0 = -inf never meets the blend of select_nonneg.
   log_a = M::max(log_a, lo);
-  const V log_b = atanh_series<V, M>(-a * M::recip(T(2) - a));  // log(1 - a), in [-log 2, 0]
+  const V log_b = atanh_series<V, M>(-a * M::recip_normal(T(2) - a));  // log(1 - a), in [-log 2, 0]
   const V d = p - T(0.5);
   const V log_p = M::select_nonneg(d, log_b, log_a);
   const V log_q = M::select_nonneg(d, log_a, log_b);
@@ -203,7 +209,7 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_probs_grad(V p, V z) {
   using T = typename M::Scalar;
   const T eps = static_cast<T>(1e-12f);
-  return (p - z) / M::max((T(1) - p) * p, M::splat(eps));
+  return M::div_normal(p - z, M::max((T(1) - p) * p, M::splat(eps)));
 }
 
 // Cross-entropy of one pixel with hard label y over C classes (losses/cross_entropy.hpp), from
@@ -290,7 +296,7 @@ SEGLOSS_HD SEGLOSS_INLINE FocalTerm<V> sigmoid_focal(V x, V z, typename M::Scala
     const V p = sigmoid<V, M>(x, l), s = sigmoid_complement<V, M>(x, l);
     const V q = p * (T(1) - z) + s * z;
     const V qg = focal_power<K, V, M>(q, gamma);
-    const V ratio = sigmoid_grad<V>(l) * M::recip(M::max(q, M::splat(tiny_normal<T>())));
+    const V ratio = sigmoid_grad<V>(l) * M::recip_normal(M::max(q, M::splat(tiny_normal<T>())));
     return {qg * ce, qg * (dce + (gamma * (T(1) - T(2) * z)) * ratio * ce)};
   }
 }
