@@ -45,14 +45,31 @@ struct ScalarMath {
   // at x = 0, so the SIMD version may blend them for |x| below 2^-100 (see simd.hpp).
   static SEGLOSS_HD SEGLOSS_INLINE T select_nonneg(T x, T a, T b) { return x >= T(0) ? a : b; }
 };
+// log(a) for a float a >= 0, subnormal a included: SIMD logs truncate subnormal arguments to the
+// smallest normal, so a subnormal a (then 2^-126 - a >= 2^-149, h = 1; else h = 0) is scaled by
+// 2^64 first (exact) and 64 ln 2 taken off. Only + * min max and M::log.
+template <class V, class M>
+SEGLOSS_HD SEGLOSS_INLINE V log_scaling_subnormals(V a) {
+  using T = typename M::Scalar;
+  const V h =
+      M::min(M::max((T(0x1p-126) - a) * T(0x1p126), M::splat(T(0))) * T(0x1p23), M::splat(T(1)));
+  return M::log(a * (T(1) + h * T(0x1p64))) - h * T(44.3614195558365);  // 64 ln 2
+}
+
 template <>
 struct Math<float> : ScalarMath<float> {
   static SEGLOSS_HD SEGLOSS_INLINE float exp(float x) { return ::expf(x); }
   static SEGLOSS_HD SEGLOSS_INLINE float log(float x) { return ::logf(x); }
   static SEGLOSS_HD SEGLOSS_INLINE float log1p(float x) { return ::log1pf(x); }
+  // log(x) for x >= 0 including subnormal x (bce_probs_value).
+  static SEGLOSS_HD SEGLOSS_INLINE float log_denormal(float x) {
+    return log_scaling_subnormals<float, Math<float>>(x);
+  }
 };
 template <>
-struct Math<double> : ScalarMath<double> {};
+struct Math<double> : ScalarMath<double> {
+  static SEGLOSS_HD SEGLOSS_INLINE double log_denormal(double x) { return ::log(x); }
+};
 
 namespace pw {
 
@@ -176,21 +193,15 @@ SEGLOSS_HD SEGLOSS_INLINE V bce_logits_grad(V x, V z, typename M::Scalar pw, con
 // they are log p and log(1 - p), for p >= 1/2 the other way round. Both terms of l are >= 0,
 // so the value never cancels. The clamp at -100 makes p = 0 and p = 1 finite.
 // A float a below the smallest normal (p < 1.2e-38, where log p is between -103.3 and -87.3)
-// is scaled by 2^64 first: SIMD logs truncate subnormal arguments to the smallest normal.
+// needs a log exact for subnormals (M::log_denormal): SIMD logs truncate subnormal arguments to
+// the smallest normal, so it scales a by 2^64 first (log_scaling_subnormals), or, for AVX-512
+// float packets, takes the exponent and mantissa apart with vgetexpps / vgetmantps.
 template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_probs_value(V p, V z) {
   using T = typename M::Scalar;
   const V lo = M::splat(T(-100));
   const V a = M::min(p, T(1) - p);
-  V log_a;
-  if constexpr (sizeof(T) == 4) {
-    // h = 1 for a subnormal a (then 2^-126 - a >= 2^-149), 0 otherwise; 2^64 a is exact.
-    const V h =
-        M::min(M::max((T(0x1p-126) - a) * T(0x1p126), M::splat(T(0))) * T(0x1p23), M::splat(T(1)));
-    log_a = M::log(a * (T(1) + h * T(0x1p64))) - h * T(44.3614195558365);  // 64 ln 2
-  } else {
-    log_a = M::log(a);
-  }
+  V log_a = M::log_denormal(a);  // log_scaling_subnormals, or a log exact for subnormals
   // Clamped before the selection, so that log 0 = -inf never meets the blend of select_nonneg.
   log_a = M::max(log_a, lo);
   const V log_b = atanh_series<V, M>(-a * M::recip_normal(T(2) - a));  // log(1 - a), in [-log 2, 0]
