@@ -31,6 +31,12 @@ struct ScalarMath {
   static SEGLOSS_HD SEGLOSS_INLINE T log1p(T x) { return ::log1p(x); }
   static SEGLOSS_HD SEGLOSS_INLINE T min(T a, T b) { return a < b ? a : b; }
   static SEGLOSS_HD SEGLOSS_INLINE T recip(T x) { return T(1) / x; }
+  // 1 / x for a finite x with 2^-126 <= |x| <= 2^126 (or NaN, which it returns). A SIMD packet
+  // of floats may use a reciprocal estimate refined by Newton steps (simd.hpp): within 2 ulp
+  // instead of correctly rounded.
+  static SEGLOSS_HD SEGLOSS_INLINE T recip_normal(T x) { return T(1) / x; }
+  // a / b for such a b: a times recip_normal(b) in a SIMD packet of floats.
+  static SEGLOSS_HD SEGLOSS_INLINE T div_normal(T a, T b) { return a / b; }
   static SEGLOSS_HD SEGLOSS_INLINE T abs(T x) { return x < T(0) ? -x : x; }
   static SEGLOSS_HD SEGLOSS_INLINE T max(T a, T b) {
     return a > b ? a : b;
@@ -39,14 +45,31 @@ struct ScalarMath {
   // at x = 0, so the SIMD version may blend them for |x| below 2^-100 (see simd.hpp).
   static SEGLOSS_HD SEGLOSS_INLINE T select_nonneg(T x, T a, T b) { return x >= T(0) ? a : b; }
 };
+// log(a) for a float a >= 0, subnormal a included: SIMD logs truncate subnormal arguments to the
+// smallest normal, so a subnormal a (then 2^-126 - a >= 2^-149, h = 1; else h = 0) is scaled by
+// 2^64 first (exact) and 64 ln 2 taken off. Only + * min max and M::log.
+template <class V, class M>
+SEGLOSS_HD SEGLOSS_INLINE V log_scaling_subnormals(V a) {
+  using T = typename M::Scalar;
+  const V h =
+      M::min(M::max((T(0x1p-126) - a) * T(0x1p126), M::splat(T(0))) * T(0x1p23), M::splat(T(1)));
+  return M::log(a * (T(1) + h * T(0x1p64))) - h * T(44.3614195558365);  // 64 ln 2
+}
+
 template <>
 struct Math<float> : ScalarMath<float> {
   static SEGLOSS_HD SEGLOSS_INLINE float exp(float x) { return ::expf(x); }
   static SEGLOSS_HD SEGLOSS_INLINE float log(float x) { return ::logf(x); }
   static SEGLOSS_HD SEGLOSS_INLINE float log1p(float x) { return ::log1pf(x); }
+  // log(x) for x >= 0 including subnormal x (bce_probs_value).
+  static SEGLOSS_HD SEGLOSS_INLINE float log_denormal(float x) {
+    return log_scaling_subnormals<float, Math<float>>(x);
+  }
 };
 template <>
-struct Math<double> : ScalarMath<double> {};
+struct Math<double> : ScalarMath<double> {
+  static SEGLOSS_HD SEGLOSS_INLINE double log_denormal(double x) { return ::log(x); }
+};
 
 namespace pw {
 
@@ -68,7 +91,7 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE Logit<V> logit(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
-  return {e, M::recip(T(1) + e)};
+  return {e, M::recip_normal(T(1) + e)};
 }
 
 // One reciprocal gives both: 1/((1+e)(2+e)) times (2+e) is r, times (1+e) is q.
@@ -77,7 +100,7 @@ SEGLOSS_HD SEGLOSS_INLINE LogitWithLog<V> logit_with_log(V x) {
   using T = typename M::Scalar;
   const V e = M::exp(-M::abs(x));
   const V one = T(1) + e, two = T(2) + e;
-  const V inv = M::recip(one * two);
+  const V inv = M::recip_normal(one * two);
   LogitWithLog<V> l;
   l.e = e;
   l.r = two * inv;
@@ -170,24 +193,18 @@ SEGLOSS_HD SEGLOSS_INLINE V bce_logits_grad(V x, V z, typename M::Scalar pw, con
 // they are log p and log(1 - p), for p >= 1/2 the other way round. Both terms of l are >= 0,
 // so the value never cancels. The clamp at -100 makes p = 0 and p = 1 finite.
 // A float a below the smallest normal (p < 1.2e-38, where log p is between -103.3 and -87.3)
-// is scaled by 2^64 first: SIMD logs truncate subnormal arguments to the smallest normal.
+// needs a log exact for subnormals (M::log_denormal): SIMD logs truncate subnormal arguments to
+// the smallest normal, so it scales a by 2^64 first (log_scaling_subnormals), or, for AVX-512
+// float packets, takes the exponent and mantissa apart with vgetexpps / vgetmantps.
 template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_probs_value(V p, V z) {
   using T = typename M::Scalar;
   const V lo = M::splat(T(-100));
   const V a = M::min(p, T(1) - p);
-  V log_a;
-  if constexpr (sizeof(T) == 4) {
-    // h = 1 for a subnormal a (then 2^-126 - a >= 2^-149), 0 otherwise; 2^64 a is exact.
-    const V h =
-        M::min(M::max((T(0x1p-126) - a) * T(0x1p126), M::splat(T(0))) * T(0x1p23), M::splat(T(1)));
-    log_a = M::log(a * (T(1) + h * T(0x1p64))) - h * T(44.3614195558365);  // 64 ln 2
-  } else {
-    log_a = M::log(a);
-  }
+  V log_a = M::log_denormal(a);  // log_scaling_subnormals, or a log exact for subnormals
   // Clamped before the selection, so that log 0 = -inf never meets the blend of select_nonneg.
   log_a = M::max(log_a, lo);
-  const V log_b = atanh_series<V, M>(-a * M::recip(T(2) - a));  // log(1 - a), in [-log 2, 0]
+  const V log_b = atanh_series<V, M>(-a * M::recip_normal(T(2) - a));  // log(1 - a), in [-log 2, 0]
   const V d = p - T(0.5);
   const V log_p = M::select_nonneg(d, log_b, log_a);
   const V log_q = M::select_nonneg(d, log_a, log_b);
@@ -203,7 +220,7 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V bce_probs_grad(V p, V z) {
   using T = typename M::Scalar;
   const T eps = static_cast<T>(1e-12f);
-  return (p - z) / M::max((T(1) - p) * p, M::splat(eps));
+  return M::div_normal(p - z, M::max((T(1) - p) * p, M::splat(eps)));
 }
 
 // Cross-entropy of one pixel with hard label y over C classes (losses/cross_entropy.hpp), from
@@ -290,7 +307,7 @@ SEGLOSS_HD SEGLOSS_INLINE FocalTerm<V> sigmoid_focal(V x, V z, typename M::Scala
     const V p = sigmoid<V, M>(x, l), s = sigmoid_complement<V, M>(x, l);
     const V q = p * (T(1) - z) + s * z;
     const V qg = focal_power<K, V, M>(q, gamma);
-    const V ratio = sigmoid_grad<V>(l) * M::recip(M::max(q, M::splat(tiny_normal<T>())));
+    const V ratio = sigmoid_grad<V>(l) * M::recip_normal(M::max(q, M::splat(tiny_normal<T>())));
     return {qg * ce, qg * (dce + (gamma * (T(1) - T(2) * z)) * ratio * ce)};
   }
 }

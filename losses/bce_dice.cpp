@@ -61,6 +61,16 @@ double value(const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>&
 template <class T>
 void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, double g, T* grad) {
   const double bce_scale = g * o.bce_weight * p.bce_scale;
+  // Pass 1 stashes exp(-|x|) in grad for pass 2 unless grad overlaps an input that pass 2 reads
+  // (or the logits other than exactly).
+  const int64_t n = logits.numel();
+  const auto disjoint = [&](const Tensor<T>& t) {
+    return cpu::stash_disjoint<T>(grad, n, t.data(), t.numel());
+  };
+  if ((grad == p.dice.x || cpu::stash_disjoint<T>(grad, n, p.dice.x, n)) &&
+      cpu::stash_disjoint<T>(grad, n, p.dice.t, n) && disjoint(o.dice.weight) &&
+      disjoint(o.bce.weight) && disjoint(o.bce.pos_weight))
+    p.dice.stash = grad;
   cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
   const auto scores =
       detail::overlap_scores(p.stats, kStats, logits.shape(), o.dice, detail::dice_form());

@@ -20,11 +20,24 @@ struct Plan {
   detail::OverlapScores scores;
 };
 
+// With grad (checked or allocated here, after the other checks), pass 1 stashes exp(-|x|) in it
+// for the gradient pass, unless it overlaps the target or the weight, or the logits other than
+// exactly (cpu::OverlapArgs::stash).
 template <class T>
 Plan<T> statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
-                   const OverlapOptions<T>& o, const detail::ScoreForm& f) {
+                   const OverlapOptions<T>& o, const detail::ScoreForm& f,
+                   Tensor<T>* grad = nullptr) {
   Plan<T> p;
   p.args = detail::overlap_args(fn, logits, target, o);
+  if (grad) {
+    detail::prepare_grad(fn, logits, *grad);
+    const int64_t n = grad->numel();
+    T* g = grad->data();
+    if ((g == logits.data() || cpu::stash_disjoint(g, n, logits.data(), n)) &&
+        cpu::stash_disjoint(g, n, target.data(), target.numel()) &&
+        cpu::stash_disjoint(g, n, o.weight.data(), o.weight.numel()))
+      p.args.stash = g;
+  }
   std::vector<double> stats(static_cast<size_t>(p.args.planes * 3));
   cpu::overlap_statistics(p.args, stats.data());
   p.scores = detail::overlap_scores(stats, 3, logits.shape(), o, f);
@@ -82,8 +95,8 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
     return grad;
   }
 #endif
-  const auto p = statistics(fn, logits, target, o, f);
-  Tensor<T> grad = Tensor<T>::empty(logits.shape());
+  Tensor<T> grad;
+  const auto p = statistics(fn, logits, target, o, f, &grad);
   const auto G =
       scalar ? detail::overlap_slopes<T>(p.scores, o, static_cast<double>(grad_out[0]), nullptr)
              : detail::overlap_slopes<T>(p.scores, o, 1.0, grad_out.data());
@@ -111,8 +124,7 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
     return value;
   }
 #endif
-  const auto p = statistics(fn, logits, target, o, f);
-  detail::prepare_grad(fn, logits, grad);
+  const auto p = statistics(fn, logits, target, o, f, &grad);
   gradient(p, detail::overlap_slopes<T>(p.scores, o, 1.0, nullptr), grad.data());
   p.scores.fill(info);
   const double value = detail::overlap_value(p.scores, o);

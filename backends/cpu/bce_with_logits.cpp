@@ -18,7 +18,7 @@ double run_chunk(const BceWithLogitsArgs<T>& a, const detail::Chunk& ch) {
   double sum = 0.0;
   int64_t i = sum_packets<T, 1>(
       ch.begin, ch.end,
-      [&](int64_t j, P* acc) {
+      [&](int64_t j, P* acc) SEGLOSS_LAMBDA_INLINE {
         const P x = load(a.x + j), z = load(a.z + j);
         const auto lg = pw::logit_with_log<P>(x);
         const P l = term.value(x, z, lg, j - plane_start);

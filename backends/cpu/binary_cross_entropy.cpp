@@ -20,7 +20,7 @@ double run_chunk(const BinaryCrossEntropyArgs<T>& a, const detail::Chunk& ch) {
   double sum = 0.0;
   int64_t i = sum_packets<T, 1>(
       ch.begin, ch.end,
-      [&](int64_t j, P* acc) {
+      [&](int64_t j, P* acc) SEGLOSS_LAMBDA_INLINE {
         const P p = load(a.p + j), z = load(a.z + j);
         const P w = WeightLane<T, WK>::packet(a.weight, wbase, j - plane_start);
         if (a.loss || a.want_sum) {

@@ -58,7 +58,7 @@ double sigmoid_chunk(const SigmoidFocalArgs<T>& a, const detail::Chunk& ch) {
   double sum = 0.0;
   int64_t i = sum_packets<T, 1>(
       ch.begin, ch.end,
-      [&](int64_t j, P* acc) {
+      [&](int64_t j, P* acc) SEGLOSS_LAMBDA_INLINE {
         const P x = load(a.x + j), z = load(a.z + j);
         const auto f = pw::sigmoid_focal<K, P>(x, z, a.gamma, pw::logit_with_log<P>(x));
         const P c = coefficient(z, j - plane_start);

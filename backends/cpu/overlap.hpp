@@ -22,7 +22,20 @@ struct OverlapArgs {
   // before the sums without squaring: albu's form).
   detail::BroadcastReader<T> weight;
   bool w_squared_pt = true;
+  // With the sigmoid: where pass 1 stores s = copysign(exp(-|x|), x) (the caller's gradient
+  // buffer) for pass 2, which then reads s instead of x and rebuilds e = |s|, the sign of x,
+  // 1 / (1 + e), p and dp/dx from it without a second exp. These are the bits pass 2 would
+  // compute from x, so the gradient is the same either way. Null: pass 2 reads x. It must not
+  // overlap t or the weight, which pass 2 reads again (stash_disjoint).
+  T* stash = nullptr;
 };
+
+// Whether [a, a + na) and [b, b + nb) are disjoint: a gradient buffer may serve as the stash only
+// if it shares no memory with an input that pass 2 reads after pass 1 wrote it.
+template <class T>
+bool stash_disjoint(const T* a, int64_t na, const T* b, int64_t nb) {
+  return b == nullptr || nb == 0 || a + na <= b || b + nb <= a;
+}
 
 // Pass 1. stats[plane * 3 + k] = I, P, T over the plane (deterministic):
 //   I = sum wI p t,  P = sum wP p^k,  T = sum wP t^k   (k = 2 when squared, else 1).

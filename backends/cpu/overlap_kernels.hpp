@@ -100,13 +100,20 @@ template <class Term>
 constexpr int kStats = Term::kActive ? 4 : 3;  // I, P, T (, the term's sum)
 
 // One element or packet of pass 1: adds wI p t, wP p^k, wP t^k (and the term) to part[].
-template <class Var, class V, class Acc, class W, class TC>
+// With kStash (and the sigmoid), also stores copysign(e, x) at stash (overlap.hpp).
+template <class Var, bool kStash, class V, class Acc, class W, class TC, class T>
 SEGLOSS_INLINE void accumulate(const V& x, const V& t, int64_t s, const W& weight, const TC& tc,
-                               Acc* part) {
+                               Acc* part, T* stash) {
   constexpr bool kTerm = !std::is_same_v<TC, NoTerm::AtChunk>;
   V p, dp;
   LogitOf<V, kTerm> lg;
   probability<V, Var::kSigmoid, kTerm>(x, p, dp, lg);
+  if constexpr (kStash && Var::kSigmoid) {
+    if constexpr (std::is_same_v<V, T>)
+      *stash = with_sign_of(x, lg.e);
+    else
+      store(stash, with_sign_of(x, lg.e));
+  }
   V pt = p * t, pk = p, tk = t;
   if constexpr (Var::kSquared) {
     pk = p * p;
@@ -133,7 +140,7 @@ SEGLOSS_INLINE void accumulate(const V& x, const V& t, int64_t s, const W& weigh
 }
 
 // Pass 1 over one chunk: adds its sums to acc[0..kStats).
-template <class T, class Var, class Term>
+template <class T, class Var, bool kStash, class Term>
 void statistics_chunk(const OverlapArgs<T>& a, const Term& term, const detail::Chunk& ch,
                       double* acc) {
   using P = Packet<T>;
@@ -142,20 +149,37 @@ void statistics_chunk(const OverlapArgs<T>& a, const Term& term, const detail::C
   const int64_t plane_start = ch.plane * a.plane_size;
   int64_t i = sum_packets<T, kStats<Term>>(
       ch.begin, ch.end,
-      [&](int64_t j, P* part) {
-        accumulate<Var>(load(a.x + j), load(a.t + j), j - plane_start, weight, tc, part);
+      [&](int64_t j, P* part) SEGLOSS_LAMBDA_INLINE {
+        accumulate<Var, kStash>(load(a.x + j), load(a.t + j), j - plane_start, weight, tc, part,
+                                a.stash + j);
       },
       acc);
-  for (; i < ch.end; ++i) accumulate<Var>(a.x[i], a.t[i], i - plane_start, weight, tc, acc);
+  for (; i < ch.end; ++i) {
+    const T x = a.x[i], t = a.t[i];  // copies: the stash may be x itself
+    accumulate<Var, kStash>(x, t, i - plane_start, weight, tc, acc, a.stash + i);
+  }
 }
 
-// One element or packet of pass 2.
-template <class Var, class V, class W, class TC>
-SEGLOSS_INLINE V gradient_at(const V& x, const V& t, int64_t s, const W& weight, const TC& tc,
-                             const V& ca, const V& cb) {
-  V p, dp;
+// One element or packet of pass 2. With kStash, x is pass 1's copysign(e, x): e, 1 / (1 + e)
+// and p are rebuilt from it, and +-1 with the sign of x stands in for x (the sigmoid and the
+// term's gradient read only its sign).
+template <class Var, bool kStash, class V, class W, class TC>
+SEGLOSS_INLINE V gradient_at(const V& x_or_stash, const V& t, int64_t s, const W& weight,
+                             const TC& tc, const V& ca, const V& cb) {
+  using M = Math<V>;
+  using T = typename M::Scalar;
+  V p, dp, x;
   pw::Logit<V> lg;
-  probability<V, Var::kSigmoid>(x, p, dp, lg);
+  if constexpr (kStash && Var::kSigmoid) {
+    lg.e = M::abs(x_or_stash);
+    lg.r = M::recip_normal(T(1) + lg.e);  // as pw::logit computes it from x
+    x = with_sign_of(x_or_stash, M::splat(T(1)));
+    p = pw::sigmoid<V>(x, lg);
+    dp = pw::sigmoid_grad<V>(lg);
+  } else {
+    x = x_or_stash;
+    probability<V, Var::kSigmoid>(x, p, dp, lg);
+  }
   V gi = ca * t, gp = cb;
   if constexpr (Var::kSquared) gp = cb * (p + p);
   if constexpr (Var::kWeight != Kind::absent) {
@@ -170,7 +194,7 @@ SEGLOSS_INLINE V gradient_at(const V& x, const V& t, int64_t s, const W& weight,
 }
 
 // Pass 2 over one chunk.
-template <class T, class Var, class Term>
+template <class T, class Var, bool kStash, class Term>
 void gradient_chunk(const OverlapArgs<T>& a, const Term& term, const detail::Chunk& ch,
                     double coef_a, double coef_b, T* grad) {
   using P = Packet<T>;
@@ -180,12 +204,13 @@ void gradient_chunk(const OverlapArgs<T>& a, const Term& term, const detail::Chu
   const int64_t plane_start = ch.plane * a.plane_size;
   const T ca = static_cast<T>(coef_a), cb = static_cast<T>(coef_b);
   const P ca_p = P::Constant(ca), cb_p = P::Constant(cb);
+  const T* src = kStash ? a.stash : a.x;  // the stash is grad itself: read before written
   int64_t i = ch.begin;
   for (; i + L <= ch.end; i += L)
-    store(grad + i,
-          gradient_at<Var>(load(a.x + i), load(a.t + i), i - plane_start, weight, tc, ca_p, cb_p));
+    store(grad + i, gradient_at<Var, kStash>(load(src + i), load(a.t + i), i - plane_start, weight,
+                                             tc, ca_p, cb_p));
   for (; i < ch.end; ++i)
-    grad[i] = gradient_at<Var>(a.x[i], a.t[i], i - plane_start, weight, tc, ca, cb);
+    grad[i] = gradient_at<Var, kStash>(src[i], a.t[i], i - plane_start, weight, tc, ca, cb);
 }
 
 // Calls f(Variant<...>{}) with the arguments' variant as compile-time values. A term that reads
@@ -228,19 +253,29 @@ void overlap_statistics_with(const OverlapArgs<T>& a, const Term& term, double* 
     using Var = decltype(var);
     detail::reduce_planes<kStats<Term>>(
         detail::ChunkGrid(a.planes, a.plane_size),
-        [&](const detail::Chunk& ch, double* acc) { statistics_chunk<T, Var>(a, term, ch, acc); },
+        [&](const detail::Chunk& ch, double* acc) {
+          if (Var::kSigmoid && a.stash)
+            statistics_chunk<T, Var, Var::kSigmoid>(a, term, ch, acc);
+          else
+            statistics_chunk<T, Var, false>(a, term, ch, acc);
+        },
         stats);
   });
 }
 
-// Pass 2 over everything, with per-plane coefficients.
+// Pass 2 over everything, with per-plane coefficients. With a.stash set, pass 1 must have run
+// with the same a (and a.stash must be grad).
 template <class T, class Term>
 void overlap_gradient_with(const OverlapArgs<T>& a, const Term& term, const double* coef_a,
                            const double* coef_b, T* grad) {
   with_variant<T, Term::kActive>(a, [&](auto var) {
     using Var = decltype(var);
     detail::for_each_chunk(detail::ChunkGrid(a.planes, a.plane_size), [&](const detail::Chunk& ch) {
-      gradient_chunk<T, Var>(a, term, ch, coef_a[ch.plane], coef_b[ch.plane], grad);
+      if (Var::kSigmoid && a.stash)
+        gradient_chunk<T, Var, Var::kSigmoid>(a, term, ch, coef_a[ch.plane], coef_b[ch.plane],
+                                              grad);
+      else
+        gradient_chunk<T, Var, false>(a, term, ch, coef_a[ch.plane], coef_b[ch.plane], grad);
     });
   });
 }

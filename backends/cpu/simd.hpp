@@ -14,6 +14,8 @@
 #include <type_traits>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cstdint>
 
 #include "../../core/pointwise.hpp"
@@ -34,6 +36,16 @@ constexpr int kVectorBytes = 16;
 
 template <class T>
 constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
+
+// Forces a lambda's body inline where it is called, as SEGLOSS_INLINE does for functions:
+// write it after the parameter list, [&](int64_t j, P* acc) SEGLOSS_LAMBDA_INLINE { ... }.
+// GCC outlined the per-packet bodies given to sum_packets (a call per packet, with the
+// accumulators and the constants going through memory each time).
+#if defined(__GNUC__) || defined(__clang__)
+#define SEGLOSS_LAMBDA_INLINE __attribute__((always_inline))
+#else
+#define SEGLOSS_LAMBDA_INLINE
+#endif
 
 template <class T>
 using Packet = Eigen::Array<T, kLanes<T>, 1>;
@@ -93,6 +105,26 @@ SEGLOSS_INLINE int64_t sum_packets(int64_t begin, int64_t end, Body&& body, doub
   return i;
 }
 
+// copysign(m, x) for m >= 0 (or NaN), and copysign(1, s): the stash of the overlap passes
+// (overlap.hpp) keeps the sign of x in the sign bit of e = exp(-|x|), also where e is 0.
+template <class T>
+SEGLOSS_INLINE T with_sign_of(const T& x, const T& m) {
+  return std::copysign(m, x);
+}
+template <class T>
+SEGLOSS_INLINE Packet<T> with_sign_of(const Packet<T>& x, const Packet<T>& m) {
+  Packet<T> out;
+#if defined(__AVX512F__)
+  const __m512i sign =
+      std::is_same_v<T, float> ? _mm512_set1_epi32(INT32_MIN) : _mm512_set1_epi64(INT64_MIN);
+  const __m512i xi = _mm512_loadu_si512(x.data()), mi = _mm512_loadu_si512(m.data());
+  _mm512_storeu_si512(out.data(), _mm512_ternarylogic_epi32(sign, xi, mi, 0xCA));  // sign ? x : m
+#else
+  for (int k = 0; k < kLanes<T>; ++k) out[k] = std::copysign(m[k], x[k]);
+#endif
+  return out;
+}
+
 }  // namespace cpu
 
 #if defined(__AVX512F__)
@@ -120,6 +152,35 @@ SEGLOSS_INLINE V exp_avx512(const V& v) {
   _mm512_storeu_ps(out.data(), _mm512_scalef_ps(p, n));
   return out;
 }
+
+// 1 / x for 16 floats with 2^-126 <= |x| <= 2^126: the 14-bit estimate vrcp14ps and one Newton
+// step r + r (1 - x r), whose error is the square of the estimate's (2^-28) plus the rounding of
+// the two fused steps: within 2 ulp. A division costs 3 uops and blocks the divider for
+// about 10 cycles per 16 floats; this is 1 + 2 FMA-port uops.
+SEGLOSS_INLINE __m512 recip_newton_avx512(__m512 x) {
+  const __m512 r = _mm512_rcp14_ps(x);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(1.f)), r);
+}
+
+// log(a) for 16 floats a >= 0, subnormal a included: a = m 2^k with m in [0.75, 1.5) from
+// vgetmantps / vgetexpps (exact, and exact for subnormals), log m = 2 atanh(u) with
+// u = (m - 1) / (m + 1) in [-1/7, 1/5] (m - 1 exact) by pw::atanh_series, and k ln 2 added in
+// two parts (Cody-Waite). Within 3 ulp; log 0 = -inf, NaN passes through. Used where Eigen's
+// log would need the subnormal scaling (bce_probs_value): about 2x cheaper than that.
+template <class F>
+SEGLOSS_INLINE __m512 log_avx512(__m512 a, F&& atanh_series) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 m = _mm512_getmant_ps(a, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_src);
+  __m512 k = _mm512_getexp_ps(a);  // floor(log2 a): m is that mantissa, or half of it (m < 1)
+  k = _mm512_mask_add_ps(k, _mm512_cmp_ps_mask(m, one, _CMP_LT_OQ), k, one);
+  const __m512 u = _mm512_mul_ps(_mm512_sub_ps(m, one), recip_newton_avx512(_mm512_add_ps(m, one)));
+  const __m512 log_m = atanh_series(u);
+  const __m512 r = _mm512_fmadd_ps(k, _mm512_set1_ps(0.693359375f),
+                                   _mm512_fmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), log_m));
+  // a = 0: k = -inf, and the two parts would make -inf + inf.
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_EQ_OQ), r,
+                              _mm512_set1_ps(-INFINITY));
+}
 #endif
 
 template <class T>
@@ -136,6 +197,25 @@ struct Math<cpu::Packet<T>> {
   static SEGLOSS_INLINE V log(const V& x) {
     return x.log();
   }
+  // log(x) for x >= 0 including subnormal x (bce_probs_value).
+  static SEGLOSS_INLINE V log_denormal(const V& x) {
+    if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+      V out;
+      _mm512_storeu_ps(out.data(),
+                       log_avx512(_mm512_loadu_ps(x.data()), [](__m512 u) SEGLOSS_LAMBDA_INLINE {
+                         V uv;
+                         _mm512_storeu_ps(uv.data(), u);
+                         return _mm512_loadu_ps(pw::atanh_series<V, Math>(uv).data());
+                       }));
+      return out;
+#else
+      return log_scaling_subnormals<V, Math>(x);
+#endif
+    } else {
+      return x.log();
+    }
+  }
   static SEGLOSS_INLINE V log1p(const V& x) {
     return x.log1p();
   }
@@ -145,20 +225,54 @@ struct Math<cpu::Packet<T>> {
   static SEGLOSS_INLINE V recip(const V& x) {
     return x.inverse();
   }
+  static SEGLOSS_INLINE V recip_normal(const V& x) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      V out;
+      _mm512_storeu_ps(out.data(), recip_newton_avx512(_mm512_loadu_ps(x.data())));
+      return out;
+    }
+#endif
+    return x.inverse();
+  }
+  static SEGLOSS_INLINE V div_normal(const V& a, const V& b) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) return a * recip_normal(b);
+#endif
+    return a / b;
+  }
   static SEGLOSS_INLINE V max(const V& a, const V& b) {
     return a.max(b);
   }
   static SEGLOSS_INLINE V min(const V& a, const V& b) {
     return a.min(b);
   }
-  // Eigen 3.4 evaluates Select one lane at a time, so blend arithmetically: h is 1 for
-  // x >= 2^-100, 0 for x <= 0, and in between only where |x| < 2^-100, where the caller's two
+  // Without AVX-512: Eigen 3.4 evaluates Select one lane at a time, so blend arithmetically: h is 1
+  // for x >= 2^-100, 0 for x <= 0, and in between only where |x| < 2^-100, where the caller's two
   // forms agree to the last bit (they are one function continuous at 0, and exp(-|x|) == 1).
   // a h + b (1 - h) is a or b exactly at h = 1 or 0; b + (a - b) h is not: with b = 1 and a
   // tiny (sigmoid_complement of a large x) it cancels to 1 + (a - 1), all digits of a lost.
+  // With AVX-512 it is a true selection instead: one compare into a mask register and a blend
+  // (a for x >= 0, b for x < 0 or NaN), exact everywhere.
   static SEGLOSS_INLINE V select_nonneg(const V& x, const V& a, const V& b) {
+#if defined(__AVX512F__)
+    V out;
+    if constexpr (std::is_same_v<T, float>) {
+      const __mmask16 m =
+          _mm512_cmp_ps_mask(_mm512_loadu_ps(x.data()), _mm512_setzero_ps(), _CMP_GE_OQ);
+      _mm512_storeu_ps(out.data(), _mm512_mask_blend_ps(m, _mm512_loadu_ps(b.data()),
+                                                        _mm512_loadu_ps(a.data())));
+    } else {
+      const __mmask8 m =
+          _mm512_cmp_pd_mask(_mm512_loadu_pd(x.data()), _mm512_setzero_pd(), _CMP_GE_OQ);
+      _mm512_storeu_pd(out.data(), _mm512_mask_blend_pd(m, _mm512_loadu_pd(b.data()),
+                                                        _mm512_loadu_pd(a.data())));
+    }
+    return out;
+#else
     const V h = (x * T(0x1p100)).max(T(0)).min(T(1));
     return a * h + b * (T(1) - h);
+#endif
   }
 };
 
