@@ -56,11 +56,7 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
   V p_max = M::splat(T(-1)), g_ref = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
     const V p = load_lanes<T, V>(e + c * kW);
-    V t;
-    if constexpr (kLabels<T, U>)
-      t = pw::label_indicator<V>(label, static_cast<T>(c));
-    else
-      t = load_lanes<T, V>(a.target + base + c * S);
+    const V t = overlap_pixels::class_target<T, U, V>(a, label, base, c);
     const T a_c = static_cast<T>(ca[c]), b_c = static_cast<T>(cb[c]);
     V gc = t * a_c;
     if (a.squared)

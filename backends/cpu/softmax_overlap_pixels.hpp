@@ -20,6 +20,17 @@ namespace overlap_pixels {
 template <class T, class U>
 constexpr bool kLabels = !std::is_same_v<T, U>;
 
+// t_c of a packet (or pixel) at element `base` of class 0: the indicator [y = c] of its labels,
+// or the probability target's row c.
+template <class T, class U, class V>
+SEGLOSS_INLINE V class_target(const SoftmaxOverlapArgs<T, U>& a, const V& label, int64_t base,
+                              int64_t c) {
+  if constexpr (kLabels<T, U>)
+    return pw::label_indicator<V>(label, static_cast<T>(c));
+  else
+    return load_lanes<T, V>(a.target + base + c * a.pixels);
+}
+
 // The softmax of one packet (or pixel): p_c = e[c * W] after the call (W = lanes). Returns
 // nothing; e holds the probabilities.
 template <class T, class V>
@@ -82,11 +93,7 @@ SEGLOSS_INLINE void accumulate_probs(const SoftmaxOverlapArgs<T, U>& a, int64_t 
   }
   for (int64_t c = 0; c < C; ++c) {
     const V p = load_lanes<T, V>(e + c * kW);
-    V t;
-    if constexpr (kLabels<T, U>)
-      t = pw::label_indicator<V>(label, static_cast<T>(c));
-    else
-      t = load_lanes<T, V>(a.target + base + c * S);
+    const V t = class_target<T, U, V>(a, label, base, c);
     V pk = p, tk = t;
     if (a.squared) {
       pk = p * p;
