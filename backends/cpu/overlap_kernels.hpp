@@ -151,12 +151,12 @@ void statistics_chunk(const OverlapArgs<T>& a, const Term& term, const detail::C
       ch.begin, ch.end,
       [&](int64_t j, P* part) SEGLOSS_LAMBDA_INLINE {
         accumulate<Var, kStash>(load(a.x + j), load(a.t + j), j - plane_start, weight, tc, part,
-                                a.stash + j);
+                                kStash ? a.stash + j : nullptr);  // no offset on a null stash
       },
       acc);
   for (; i < ch.end; ++i) {
     const T x = a.x[i], t = a.t[i];  // copies: the stash may be x itself
-    accumulate<Var, kStash>(x, t, i - plane_start, weight, tc, acc, a.stash + i);
+    accumulate<Var, kStash>(x, t, i - plane_start, weight, tc, acc, kStash ? a.stash + i : nullptr);
   }
 }
 
