@@ -24,12 +24,38 @@ inline double dot(const Tensor<double>& a, const Tensor<double>& b) {
   return s;
 }
 
+// Whether this test binary is built with AddressSanitizer or ThreadSanitizer (CI's stages 2 and
+// 3; GCC defines __SANITIZE_*__, clang answers __has_feature).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
+// A sampled check costs two evaluations of the whole loss per sample. Under a sanitizer one
+// evaluation is 20-100x slower (clang's ASan build also carries the fuzzer's coverage hooks),
+// and the four sampled chunk-boundary checks took 24 minutes of CI's ASan stage at 300 samples.
+// What the sanitizer stages look for (out-of-bounds access, races, UB) every evaluation
+// exercises whichever element is perturbed, so there the sample is cut to kSanitizedSamples
+// elements; the release stage (scripts/test.sh) checks the full sample. samples = 0 (every
+// element) is left alone: those inputs are small.
+inline constexpr int64_t kSanitizedSamples = 24;
+inline int64_t fd_samples(int64_t samples) {
+  return kSanitized && samples > kSanitizedSamples ? kSanitizedSamples : samples;
+}
+
 // The finite difference's own error is the rounding of f, about 1e-16 |f| summed over its
 // terms, divided by eps: the absolute tolerance allows ten times that (1e-15 scale / eps),
 // where scale is the sum of the magnitudes of the terms of f.
 inline GradcheckOptions fd_options(int64_t samples, double eps, double scale) {
   GradcheckOptions o;
-  o.samples = samples;
+  o.samples = fd_samples(samples);
   o.eps = eps;
   o.atol = 1e-8 + 1e-15 * scale / eps;
   return o;
