@@ -17,8 +17,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -53,6 +55,9 @@ class Tensor {
  public:
   using value_type = T;
 
+  // The alignment in bytes of a CPU tensor's own storage (a cache line).
+  static constexpr size_t kStorageAlignment = 64;
+
   // An undefined tensor: no shape, no data. Options use it to mean "not given".
   Tensor() = default;
 
@@ -70,8 +75,16 @@ class Tensor {
       t.storage_ = std::shared_ptr<T[]>(p, [](T* q) { detail::device_free(q); });
       t.data_ = n > 0 ? p : nullptr;
     } else if (n > 0) {
-      t.storage_ = std::shared_ptr<T[]>(new T[n]);
-      t.data_ = t.storage_.get();
+      // Aligned to kStorageAlignment: the class-axis kernels write large gradients with
+      // non-temporal stores, which need whole aligned lines (backends/cpu/simd.hpp). new T[n]
+      // gave glibc's 16 bytes past a page for large arrays.
+      static_assert(std::is_trivially_destructible_v<T>, "the deleter runs no destructor");
+      if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
+      T* p = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kStorageAlignment)));
+      std::uninitialized_default_construct_n(p, n);  // no writes for the element types
+      t.storage_ = std::shared_ptr<T[]>(
+          p, [](T* q) { ::operator delete(q, std::align_val_t(kStorageAlignment)); });
+      t.data_ = p;
     }
     return t;
   }

@@ -23,7 +23,8 @@ namespace {
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
 // confident pixel's small loss is not the difference of two large numbers.
 template <class T, class L, class V, bool kProbs = false>
-SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e) {
+SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e,
+                        bool stream = false) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;
@@ -71,7 +72,8 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
     if (a.grad) {
       for (int64_t c = 0; c < C; ++c) {
         const V p = load_lanes<T, V>(e + c * kW) * inv_se;
-        store_lanes<T, V>(a.grad + base + c * S, upstream * (p * wq - weight(c) * smoothed(c)));
+        store_grad_lanes<T, V>(a.grad + base + c * S, upstream * (p * wq - weight(c) * smoothed(c)),
+                               stream);
       }
     }
     if (a.loss) store_lanes<T, V>(a.loss + pix, loss);
@@ -88,12 +90,16 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   const V x_y = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
   loss = pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
   if (a.grad) {
+    // A packet with an ignored lane is stored the ordinary way: its lanes are zeroed below,
+    // and a streamed line is not overwritten by ordinary stores.
+    const bool nt = stream && !any_ignored;
     for (int64_t c = 0; c < C; ++c) {
       const V p = load_lanes<T, V>(e + c * kW) * inv_se;
       const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-      store_lanes<T, V>(
+      store_grad_lanes<T, V>(
           a.grad + base + c * S,
-          upstream * pw::cross_entropy_grad<V>(p, delta, w_y, weight(c), eps, eps_over_c, w_total));
+          upstream * pw::cross_entropy_grad<V>(p, delta, w_y, weight(c), eps, eps_over_c, w_total),
+          nt);
     }
   }
   // Ignored pixels count nowhere: loss and gradient 0, whatever their logits or grad_out (a
@@ -115,12 +121,15 @@ double chunk(const CrossEntropyArgs<T, L>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
   T* e = class_buffer<T>(static_cast<size_t>(a.classes * kLanes<T>));
   const int64_t n = ch.plane, s0 = ch.begin - n * a.pixels, s1 = ch.end - n * a.pixels;
+  const bool stream = stream_gradient(a.grad, a.images * a.classes * a.pixels);
   double sum = 0.0;
   int64_t s =
       s0 + (sum_packets<T, 1>(
-                s0, s1, [&](int64_t j, P* acc) { acc[0] += pixels<T, L, P>(a, n, j, e); }, &sum) -
+                s0, s1, [&](int64_t j, P* acc) { acc[0] += pixels<T, L, P>(a, n, j, e, stream); },
+                &sum) -
             s0);
   for (; s < s1; ++s) sum += static_cast<double>(pixels<T, L, T>(a, n, s, e));
+  if (stream) stream_fence();
   return sum;
 }
 

@@ -107,7 +107,8 @@ double sigmoid_run(const SigmoidFocalArgs<T>& a) {
 // One packet (or pixel) at spatial position s of image n, e: the C x lanes buffer. Returns its
 // losses. The formulas are pw::softmax_focal_pixel's; here the gathering.
 template <int K, class T, class L, class V, bool kProbs = false>
-SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_t s, T* e) {
+SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_t s, T* e,
+                              bool stream = false) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;
@@ -145,10 +146,12 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     const V upstream =
         a.grad_out ? load_lanes<T, V>(a.grad_out + pix) : M::splat(static_cast<T>(a.grad_scale));
     const V factor = upstream * f.factor;
+    const bool nt = stream && !any_ignored;  // ignored lanes are zeroed by ordinary stores below
     for (int64_t c = 0; c < C; ++c) {
       const V p = load_lanes<T, V>(e + c * kW) * inv_se;
       const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-      store_lanes<T, V>(a.grad + base + c * S, pw::softmax_focal_grad<V>(factor, p, f.q, delta));
+      store_grad_lanes<T, V>(a.grad + base + c * S,
+                             pw::softmax_focal_grad<V>(factor, p, f.q, delta), nt);
     }
   }
   // Ignored pixels count nowhere: loss and gradient 0, whatever their logits or grad_out (a
@@ -173,13 +176,16 @@ double focal_chunk(const SoftmaxFocalArgs<T, L>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
   T* e = class_buffer<T>(static_cast<size_t>(a.classes * kLanes<T>));
   const int64_t n = ch.plane, s0 = ch.begin - n * a.pixels, s1 = ch.end - n * a.pixels;
+  const bool stream = stream_gradient(a.grad, a.images * a.classes * a.pixels);
   double sum = 0.0;
   int64_t s =
       s0 + (sum_packets<T, 1>(
-                s0, s1, [&](int64_t j, P* acc) { acc[0] += focal_pixels<K, T, L, P>(a, n, j, e); },
+                s0, s1,
+                [&](int64_t j, P* acc) { acc[0] += focal_pixels<K, T, L, P>(a, n, j, e, stream); },
                 &sum) -
             s0);
   for (; s < s1; ++s) sum += static_cast<double>(focal_pixels<K, T, L, T>(a, n, s, e));
+  if (stream) stream_fence();
   return sum;
 }
 
