@@ -69,6 +69,17 @@ void check_fallback_bits(const Tensor<float>& x, const Tensor<L>& y, O o, Fwd fw
   CHECK(testing::same_bits(fallback.grad, gathered.grad));
 }
 
+// The three calls of loss `name` (forward, backward, value_and_grad into a buffer) as the
+// generic lambdas check_fallback_bits takes.
+#define SEGLOSS_LOSS_CALLS(name)                                             \
+  [](const auto& a, const auto& t, const auto& o) { return name(a, t, o); }, \
+      [](const auto& a, const auto& t, const auto& go, const auto& o) {      \
+        return name##_backward(a, t, go, o);                                 \
+      },                                                                     \
+      [](const auto& a, const auto& t, auto& g, const auto& o) {             \
+        return name##_value_and_grad(a, t, g, o);                            \
+      }
+
 // (N, C, S...) shapes: C = 5, 19 and 17 (not multiples of 16) with 37, 63 and 105 pixels (two,
 // three and six packets and a tail of 5, 15 and 9), a volume; and a 1x1 image of one item (a
 // scalar tail only, no packet).
@@ -92,15 +103,7 @@ TEST_CASE_TEMPLATE("gather fallback: cross_entropy bit for bit", L, int32_t, int
     for (int k = 0; k < 3; ++k) {
       CAPTURE(k);
       const auto& o = options[k];
-      check_fallback_bits(
-          x, y, o,
-          [](const auto& a, const auto& t, const auto& op) { return cross_entropy(a, t, op); },
-          [](const auto& a, const auto& t, const auto& go, const auto& op) {
-            return cross_entropy_backward(a, t, go, op);
-          },
-          [](const auto& a, const auto& t, auto& g, const auto& op) {
-            return cross_entropy_value_and_grad(a, t, g, op);
-          });
+      check_fallback_bits(x, y, o, SEGLOSS_LOSS_CALLS(cross_entropy));
     }
   }
 }
@@ -120,15 +123,7 @@ TEST_CASE_TEMPLATE("gather fallback: softmax_focal bit for bit", L, int32_t, int
     for (int k = 0; k < 2; ++k) {
       CAPTURE(k);
       const auto& o = options[k];
-      check_fallback_bits(
-          x, y, o,
-          [](const auto& a, const auto& t, const auto& op) { return softmax_focal(a, t, op); },
-          [](const auto& a, const auto& t, const auto& go, const auto& op) {
-            return softmax_focal_backward(a, t, go, op);
-          },
-          [](const auto& a, const auto& t, auto& g, const auto& op) {
-            return softmax_focal_value_and_grad(a, t, g, op);
-          });
+      check_fallback_bits(x, y, o, SEGLOSS_LOSS_CALLS(softmax_focal));
     }
   }
 }
