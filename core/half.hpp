@@ -110,7 +110,7 @@ SEGLOSS_HD inline uint16_t float_to_bfloat16_bits(float f) {
 
 // IEEE binary16 storage. float16(x) rounds to nearest even; float(h) is exact.
 struct float16 {
-  uint16_t bits = 0;
+  uint16_t bits;  // uninitialized by default, as a float is: Tensor<float16>::empty writes nothing
 
   float16() = default;
   SEGLOSS_HD explicit float16(float f) : bits(detail::float_to_half_bits(f)) {}
@@ -125,7 +125,7 @@ struct float16 {
 // bfloat16 storage (the top half of a float). bfloat16(x) rounds to nearest even; float(b) is
 // exact.
 struct bfloat16 {
-  uint16_t bits = 0;
+  uint16_t bits;  // uninitialized by default, as for float16
 
   bfloat16() = default;
   SEGLOSS_HD explicit bfloat16(float f) : bits(detail::float_to_bfloat16_bits(f)) {}
@@ -140,30 +140,14 @@ struct bfloat16 {
 static_assert(sizeof(float16) == 2 && sizeof(bfloat16) == 2, "16-bit storage types");
 static_assert(std::is_trivially_copyable_v<float16> && std::is_trivially_copyable_v<bfloat16>,
               "half types are copied as bytes");
+// new T[n] (Tensor::empty) leaves them uninitialized as it does float; float16{} and
+// Tensor::zeros give +0.
+static_assert(std::is_trivially_default_constructible_v<float16> &&
+                  std::is_trivially_default_constructible_v<bfloat16>,
+              "half types are not zeroed by default construction");
 
 // The 16-bit logit types.
 template <class T>
 inline constexpr bool kHalf = std::is_same_v<T, float16> || std::is_same_v<T, bfloat16>;
-
-// The loads and stores of a kernel over storage type S: compute in float for the 16-bit types,
-// in S itself for float and double.
-template <class S>
-struct Storage {
-  using Compute = S;
-  static SEGLOSS_HD Compute load(S v) { return v; }
-  static SEGLOSS_HD S store(Compute v) { return v; }
-};
-template <>
-struct Storage<float16> {
-  using Compute = float;
-  static SEGLOSS_HD float load(float16 v) { return static_cast<float>(v); }
-  static SEGLOSS_HD float16 store(float v) { return float16(v); }
-};
-template <>
-struct Storage<bfloat16> {
-  using Compute = float;
-  static SEGLOSS_HD float load(bfloat16 v) { return static_cast<float>(v); }
-  static SEGLOSS_HD bfloat16 store(float v) { return bfloat16(v); }
-};
 
 }  // namespace segloss

@@ -96,6 +96,22 @@ decltype(auto) widen_target(const Tensor<U>& t) {
     return t;
 }
 
+// The entry points on 16-bit logits: `float_loss` (the float loss's call of the same form, as a
+// generic lambda) on the widened inputs, its results rounded into 16 bits. `fn` names the call
+// in the errors of a gradient or value buffer.
+template <class H, class U, class O, class F>
+Tensor<H> half_forward(const Tensor<H>& logits, const Tensor<U>& target, const O& options,
+                       F&& float_loss) {
+  return to_half<H>(float_loss(to_float(logits), widen_target(target), widen(options)));
+}
+
+template <class H, class U, class O, class F>
+Tensor<H> half_backward(const Tensor<H>& logits, const Tensor<U>& target, const Tensor<H>& grad_out,
+                        const O& options, F&& float_loss) {
+  return to_half<H>(
+      float_loss(to_float(logits), widen_target(target), to_float(grad_out), widen(options)));
+}
+
 // The value_and_grad form writing into the caller's `grad` (and returning the double).
 template <class H, class U, class O, class F>
 double value_and_grad_into(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
@@ -121,94 +137,61 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
 
 }  // namespace
 
-// The five entry points of bce_with_logits, soft_dice and bce_dice. EXTRA_PARAM and EXTRA_ARG are
-// the trailing pointer parameter of the loss's forward and value_and_grad and its name, each
-// preceded by SEGLOSS_COMMA, or both empty.
-#define SEGLOSS_HALF_BINARY(H, name, Options, EXTRA_PARAM, EXTRA_ARG)                              \
-  template <>                                                                                      \
-  Tensor<H> name<H>(const Tensor<H>& logits, const Tensor<H>& target,                              \
-                    const Options<H>& options EXTRA_PARAM) {                                       \
-    return to_half<H>(name(to_float(logits), to_float(target), widen(options) EXTRA_ARG));         \
-  }                                                                                                \
-  template <>                                                                                      \
-  Tensor<H> name##_backward<H>(const Tensor<H>& logits, const Tensor<H>& target,                   \
-                               const Tensor<H>& grad_out, const Options<H>& options) {             \
-    return to_half<H>(                                                                             \
-        name##_backward(to_float(logits), to_float(target), to_float(grad_out), widen(options)));  \
-  }                                                                                                \
-  template <>                                                                                      \
-  double name##_value_and_grad<H>(const Tensor<H>& logits, const Tensor<H>& target,                \
-                                  Tensor<H>& grad, const Options<H>& options EXTRA_PARAM) {        \
-    return value_and_grad_into(                                                                    \
-        #name "_value_and_grad", logits, target, grad, options,                                    \
-        [&](const auto& x, const auto& z, Tensor<float>& g, const auto& o) {                       \
-          return name##_value_and_grad(x, z, g, o EXTRA_ARG);                                      \
-        });                                                                                        \
-  }                                                                                                \
-  template <>                                                                                      \
-  void name##_value_and_grad<H>(const Tensor<H>& logits, const Tensor<H>& target, Tensor<H>& grad, \
-                                Tensor<H>& value, const Options<H>& options EXTRA_PARAM) {         \
-    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,            \
-                         [&](const auto& x, const auto& z, Tensor<float>& g, Tensor<float>& v,     \
-                             const auto& o) { name##_value_and_grad(x, z, g, v, o EXTRA_ARG); });  \
-  }                                                                                                \
-  template <>                                                                                      \
-  ValueAndGrad<H> name##_value_and_grad<H>(const Tensor<H>& logits, const Tensor<H>& target,       \
-                                           const Options<H>& options EXTRA_PARAM) {                \
-    ValueAndGrad<H> r;                                                                             \
-    r.value = name##_value_and_grad<H>(logits, target, r.grad, options EXTRA_ARG);                 \
-    return r;                                                                                      \
-  }
-
-#define SEGLOSS_HALF_CROSS_ENTROPY(H, L)                                                          \
+// The five 16-bit specializations of one loss (declared in losses/half_logits.hpp), for logits
+// Tensor<H> and a target of type Target (Tensor<H>, or cross_entropy's labels). Their template
+// arguments are deduced from the parameters (cross_entropy's third is its default, void).
+// EXTRA_PARAM and EXTRA_ARG are the trailing pointer parameter of the loss's forward and
+// value_and_grad and its name, each preceded by SEGLOSS_COMMA, or both empty.
+#define SEGLOSS_HALF_LOSS(H, Target, name, Options, EXTRA_PARAM, EXTRA_ARG)                       \
   template <>                                                                                     \
-  Tensor<H> cross_entropy<H, L, void>(const Tensor<H>& logits, const Tensor<L>& target,           \
-                                      const CrossEntropyOptions<H>& options) {                    \
-    return to_half<H>(cross_entropy(to_float(logits), target, widen(options)));                   \
+  Tensor<H> name(const Tensor<H>& logits, const Target& target,                                   \
+                 const Options<H>& options EXTRA_PARAM) {                                         \
+    return half_forward(                                                                          \
+        logits, target, options,                                                                  \
+        [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EXTRA_ARG); });    \
   }                                                                                               \
   template <>                                                                                     \
-  Tensor<H> cross_entropy_backward<H, L, void>(const Tensor<H>& logits, const Tensor<L>& target,  \
-                                               const Tensor<H>& grad_out,                         \
-                                               const CrossEntropyOptions<H>& options) {           \
-    return to_half<H>(                                                                            \
-        cross_entropy_backward(to_float(logits), target, to_float(grad_out), widen(options)));    \
+  Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                        \
+                            const Tensor<H>& grad_out, const Options<H>& options) {               \
+    return half_backward(logits, target, grad_out, options,                                       \
+                         [](const auto& x, const auto& t, const auto& go, const auto& o) {        \
+                           return name##_backward(x, t, go, o);                                   \
+                         });                                                                      \
   }                                                                                               \
   template <>                                                                                     \
-  double cross_entropy_value_and_grad<H, L, void>(const Tensor<H>& logits,                        \
-                                                  const Tensor<L>& target, Tensor<H>& grad,       \
-                                                  const CrossEntropyOptions<H>& options) {        \
+  double name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,    \
+                               const Options<H>& options EXTRA_PARAM) {                           \
     return value_and_grad_into(                                                                   \
-        "cross_entropy_value_and_grad", logits, target, grad, options,                            \
-        [&](const auto& x, const auto& z, Tensor<float>& g, const auto& o) {                      \
-          return cross_entropy_value_and_grad(x, z, g, o);                                        \
+        #name "_value_and_grad", logits, target, grad, options,                                   \
+        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                      \
+          return name##_value_and_grad(x, t, g, o EXTRA_ARG);                                     \
         });                                                                                       \
   }                                                                                               \
   template <>                                                                                     \
-  void cross_entropy_value_and_grad<H, L, void>(const Tensor<H>& logits, const Tensor<L>& target, \
-                                                Tensor<H>& grad, Tensor<H>& value,                \
-                                                const CrossEntropyOptions<H>& options) {          \
-    value_and_grad_value("cross_entropy_value_and_grad", logits, target, grad, value, options,    \
-                         [&](const auto& x, const auto& z, Tensor<float>& g, Tensor<float>& v,    \
-                             const auto& o) { cross_entropy_value_and_grad(x, z, g, v, o); });    \
+  void name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,      \
+                             Tensor<H>& value, const Options<H>& options EXTRA_PARAM) {           \
+    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,           \
+                         [&](const auto& x, const auto& t, Tensor<float>& g, Tensor<float>& v,    \
+                             const auto& o) { name##_value_and_grad(x, t, g, v, o EXTRA_ARG); }); \
   }                                                                                               \
   template <>                                                                                     \
-  ValueAndGrad<H> cross_entropy_value_and_grad<H, L, void>(                                       \
-      const Tensor<H>& logits, const Tensor<L>& target, const CrossEntropyOptions<H>& options) {  \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>& logits, const Target& target,            \
+                                        const Options<H>& options EXTRA_PARAM) {                  \
     ValueAndGrad<H> r;                                                                            \
-    r.value = cross_entropy_value_and_grad<H, L, void>(logits, target, r.grad, options);          \
+    r.value = name##_value_and_grad(logits, target, r.grad, options EXTRA_ARG);                   \
     return r;                                                                                     \
   }
 
-#define SEGLOSS_HALF_DEFINE(H)                                                        \
-  template Tensor<float> to_float<H>(const Tensor<H>&);                               \
-  template Tensor<H> to_half<H>(const Tensor<float>&);                                \
-  SEGLOSS_HALF_BINARY(H, bce_with_logits, BceWithLogitsOptions, , )                   \
-  SEGLOSS_HALF_BINARY(H, soft_dice, OverlapOptions, SEGLOSS_COMMA OverlapInfo* info,  \
-                      SEGLOSS_COMMA info)                                             \
-  SEGLOSS_HALF_BINARY(H, bce_dice, BceDiceOptions, SEGLOSS_COMMA BceDiceParts* parts, \
-                      SEGLOSS_COMMA parts)                                            \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int32_t)                                              \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int64_t)
+#define SEGLOSS_HALF_DEFINE(H)                                                                 \
+  template Tensor<float> to_float<H>(const Tensor<H>&);                                        \
+  template Tensor<H> to_half<H>(const Tensor<float>&);                                         \
+  SEGLOSS_HALF_LOSS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions, , )                   \
+  SEGLOSS_HALF_LOSS(H, Tensor<H>, soft_dice, OverlapOptions, SEGLOSS_COMMA OverlapInfo* info,  \
+                    SEGLOSS_COMMA info)                                                        \
+  SEGLOSS_HALF_LOSS(H, Tensor<H>, bce_dice, BceDiceOptions, SEGLOSS_COMMA BceDiceParts* parts, \
+                    SEGLOSS_COMMA parts)                                                       \
+  SEGLOSS_HALF_LOSS(H, Tensor<int32_t>, cross_entropy, CrossEntropyOptions, , )                \
+  SEGLOSS_HALF_LOSS(H, Tensor<int64_t>, cross_entropy, CrossEntropyOptions, , )
 #define SEGLOSS_COMMA ,
 SEGLOSS_HALF_DEFINE(float16)
 SEGLOSS_HALF_DEFINE(bfloat16)

@@ -8,36 +8,22 @@
 #include <cstring>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include <segloss/capi/segloss.h>
 
+#include "capi_helpers.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;
+using segloss::testing::desc;
 using segloss::testing::labels;
+using segloss::testing::last_error;
 using segloss::testing::mask;
 using segloss::testing::randn;
 using segloss::testing::uniform;
 
 namespace {
-
-template <class T>
-constexpr segloss_dtype dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return SEGLOSS_F32;
-  if constexpr (std::is_same_v<T, double>) return SEGLOSS_F64;
-  if constexpr (std::is_same_v<T, int32_t>) return SEGLOSS_I32;
-  if constexpr (std::is_same_v<T, int64_t>) return SEGLOSS_I64;
-}
-
-// A descriptor over a tensor's memory.
-template <class T>
-segloss_tensor desc(const Tensor<T>& t) {
-  int64_t shape[SEGLOSS_MAX_NDIM] = {};
-  for (int i = 0; i < t.rank(); ++i) shape[i] = t.size(i);
-  return segloss_tensor_make(t.data(), dtype_of<T>(), t.rank(), shape);
-}
 
 // Element-wise equal, NaN equal to NaN; shapes equal.
 template <class T>
@@ -50,10 +36,6 @@ bool same(const Tensor<T>& a, const Tensor<T>& b) {
 
 bool same_value(double a, double b) {
   return a == b || (std::isnan(a) && std::isnan(b));
-}
-
-std::string last_error() {
-  return segloss_last_error();
 }
 
 // The three entry points of a loss against the C++ calls with the same options. `fused`: the

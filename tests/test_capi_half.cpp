@@ -4,40 +4,22 @@
 
 #include <cstring>
 #include <string>
-#include <type_traits>
 
 #include <segloss/capi/segloss.h>
 
+#include "capi_helpers.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;
+using segloss::testing::desc;
+using segloss::testing::last_error;
 
 namespace {
-
-template <class T>
-constexpr segloss_dtype dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return SEGLOSS_F32;
-  if constexpr (std::is_same_v<T, float16>) return SEGLOSS_F16;
-  if constexpr (std::is_same_v<T, bfloat16>) return SEGLOSS_BF16;
-  if constexpr (std::is_same_v<T, int32_t>) return SEGLOSS_I32;
-  if constexpr (std::is_same_v<T, int64_t>) return SEGLOSS_I64;
-}
-
-template <class T>
-segloss_tensor desc(const Tensor<T>& t) {
-  int64_t shape[SEGLOSS_MAX_NDIM] = {};
-  for (int i = 0; i < t.rank(); ++i) shape[i] = t.size(i);
-  return segloss_tensor_make(t.data(), dtype_of<T>(), t.rank(), shape);
-}
 
 template <class H>
 bool same_bits(const Tensor<H>& a, const Tensor<H>& b) {
   return a.shape() == b.shape() &&
          std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(H)) == 0;
-}
-
-std::string last_error() {
-  return segloss_last_error();
 }
 
 }  // namespace

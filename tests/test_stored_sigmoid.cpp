@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -19,16 +18,11 @@
 #include <segloss/segloss.hpp>
 
 #include "helpers.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 
 namespace {
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
 
 // Equal to 8 ulp of the largest magnitude: an FMA contracted or not rounds one term differently,
 // and the BCE and Dice terms of an element may cancel, so the bound is on the terms' scale.
@@ -40,13 +34,6 @@ bool close(const Tensor<T>& a, const Tensor<T>& b) {
   for (int64_t i = 0; i < a.numel(); ++i)
     if (!(std::abs(a[i] - b[i]) <= 8 * std::numeric_limits<T>::epsilon() * m)) return false;
   return true;
-}
-
-template <class T>
-Tensor<T> copy_of(const Tensor<T>& t) {
-  auto r = Tensor<T>::empty(t.shape());
-  std::memcpy(r.data(), t.data(), sizeof(T) * static_cast<size_t>(t.numel()));
-  return r;
 }
 
 // Logits of scale 4 with the extremes written in: exp(-|x|) subnormal (|x| = 90 in float, 730
@@ -119,19 +106,15 @@ TEST_CASE_TEMPLATE("stored sigmoid: equals the recomputing path", T, float, doub
   const auto fs = losses<T>(w);
   for (size_t k = 0; k < fs.size(); ++k) {
     CAPTURE(k);
-    Tensor<T> stored;
-    const double v1 = fs[k](x, t, stored);
-    CHECK(std::isfinite(v1));
-    for (int64_t i = 0; i < stored.numel(); ++i) {
+    // With the target itself as the buffer, pass 1 must not store there (pass 2 reads the target
+    // again), so that call recomputes exp(-|x|) from the logits.
+    const auto r = testing::stored_and_recomputed(fs[k], x, t);
+    CHECK(std::isfinite(r.value));
+    for (int64_t i = 0; i < r.stored.numel(); ++i) {
       CAPTURE(i);
-      REQUIRE(std::isfinite(stored[i]));
+      REQUIRE(std::isfinite(r.stored[i]));
     }
-    // The buffer is the target itself: pass 1 must not store there (pass 2 reads the target
-    // again), so this call recomputes exp(-|x|) from the logits.
-    Tensor<T> t_in_place = copy_of(t);
-    const double v2 = fs[k](x, t_in_place, t_in_place);
-    CHECK(v1 == v2);
-    CHECK(close(stored, t_in_place));
+    CHECK(close(r.stored, r.recomputed));
   }
 }
 
@@ -148,7 +131,7 @@ TEST_CASE_TEMPLATE("stored sigmoid: a buffer overlapping the weight is not store
     const double v = fs[k](x, t, ref);
     // The weight's own storage as the buffer: the call reads the weight in both passes, so it
     // must recompute; its gradient is then the same as with a separate buffer.
-    Tensor<T> w_copy = copy_of(w);
+    Tensor<T> w_copy = testing::copy_of(w);
     const auto fw = losses<T>(w_copy);
     const double v2 = fw[k](x, t, w_copy);
     CHECK(v == v2);
@@ -163,28 +146,14 @@ TEST_CASE_TEMPLATE("stored sigmoid: in place on the logits, backward, thread cou
   const auto t = testing::mask<T>(s, 952);
   const auto w = testing::uniform<T>(s, 953, 0.5, 2.0);
   const auto fs = losses<T>(w);
-  const int before = num_threads();
   for (size_t k = 0; k < fs.size(); ++k) {
     CAPTURE(k);
-    set_num_threads(1);
-    Tensor<T> ref;
-    const double v = fs[k](x, t, ref);
-    for (int threads : {2, 3}) {
-      CAPTURE(threads);
-      set_num_threads(threads);
-      Tensor<T> g;
-      CHECK(fs[k](x, t, g) == v);
-      CHECK(same_bits(g, ref));
-    }
-    set_num_threads(before);
-    Tensor<T> in_place = copy_of(x);  // grad is the logits: each pixel's e overwrites its logit
-    CHECK(fs[k](in_place, t, in_place) == v);
-    CHECK(same_bits(in_place, ref));
+    testing::check_threads_and_in_place(fs[k], x, t);
   }
   // backward stores into the tensor it returns.
   Tensor<T> ref;
   soft_dice_value_and_grad(x, t, ref);
-  CHECK(same_bits(soft_dice_backward(x, t, Tensor<T>::full(Shape{}, T(1))), ref));
+  CHECK(testing::same_bits(soft_dice_backward(x, t, Tensor<T>::full(Shape{}, T(1))), ref));
   bce_dice_value_and_grad(x, t, ref);
-  CHECK(same_bits(bce_dice_backward(x, t, Tensor<T>::full(Shape{}, T(1))), ref));
+  CHECK(testing::same_bits(bce_dice_backward(x, t, Tensor<T>::full(Shape{}, T(1))), ref));
 }

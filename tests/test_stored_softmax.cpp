@@ -7,30 +7,17 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <vector>
 
 #include <segloss/segloss.hpp>
 
 #include "helpers.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 
 namespace {
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
-
-template <class T>
-Tensor<T> copy_of(const Tensor<T>& t) {
-  auto r = Tensor<T>::empty(t.shape());
-  std::memcpy(r.data(), t.data(), sizeof(T) * static_cast<size_t>(t.numel()));
-  return r;
-}
 
 // Probabilities over the class axis of (N, C, S...) (a soft target).
 template <class T>
@@ -89,14 +76,10 @@ TEST_CASE_TEMPLATE("stored softmax: equals the recomputing path bit for bit (pro
     const auto fs = losses<T, T>(squared);
     for (size_t k = 0; k < fs.size(); ++k) {
       CAPTURE(k);
-      Tensor<T> stored;
-      const double v1 = fs[k](x, t, stored);
-      // The buffer is the target itself: the statistics pass must not store p there (the
-      // gradient pass reads the target again), so this call recomputes the softmax.
-      Tensor<T> t_in_place = copy_of(t);
-      const double v2 = fs[k](x, t_in_place, t_in_place);
-      CHECK(v1 == v2);
-      CHECK(same_bits(stored, t_in_place));
+      // With the target itself as the buffer, the statistics pass must not store p there (the
+      // gradient pass reads the target again), so that call recomputes the softmax.
+      const auto r = testing::stored_and_recomputed(fs[k], x, t);
+      CHECK(testing::same_bits(r.stored, r.recomputed));
     }
   }
 }
@@ -133,30 +116,17 @@ TEST_CASE_TEMPLATE("stored softmax: in place on the logits, backward, thread cou
   const auto x = testing::randn<T>(s, 921, 2.0);
   const auto y = testing::labels<int32_t>(s.without(1), 6, 922, 0.1);
   const auto fs = losses<T, int32_t>(false);
-  const int before = num_threads();
   for (size_t k = 0; k < fs.size(); ++k) {
     CAPTURE(k);
-    set_num_threads(1);
-    Tensor<T> ref;
-    const double v = fs[k](x, y, ref);
-    for (int threads : {2, 3}) {
-      CAPTURE(threads);
-      set_num_threads(threads);
-      Tensor<T> g;
-      CHECK(fs[k](x, y, g) == v);
-      CHECK(same_bits(g, ref));
-    }
-    set_num_threads(before);
-    Tensor<T> in_place = copy_of(x);  // grad is the logits: each pixel's p overwrites its logits
-    CHECK(fs[k](in_place, y, in_place) == v);
-    CHECK(same_bits(in_place, ref));
+    testing::check_threads_and_in_place(fs[k], x, y);
   }
   // backward stores p in the tensor it returns.
   SoftmaxOverlapOptions<T> o;
   Tensor<T> ref;
   softmax_dice_value_and_grad(x, y, ref, o);
-  CHECK(same_bits(softmax_dice_backward(x, y, Tensor<T>::full(Shape{}, T(1)), o), ref));
+  CHECK(testing::same_bits(softmax_dice_backward(x, y, Tensor<T>::full(Shape{}, T(1)), o), ref));
   GeneralizedDiceOptions<T> go;
   generalized_dice_value_and_grad(x, y, ref, go);
-  CHECK(same_bits(generalized_dice_backward(x, y, Tensor<T>::full(Shape{}, T(1)), go), ref));
+  CHECK(
+      testing::same_bits(generalized_dice_backward(x, y, Tensor<T>::full(Shape{}, T(1)), go), ref));
 }

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gather_fits.hpp"  // gather_fits, and the test seam that forces the fallback
 #include "simd.hpp"
 
 namespace segloss {
@@ -128,8 +129,9 @@ SEGLOSS_INLINE bool label_lanes(const U* y, int64_t ignore_index, V& label,
 // Per lane l of a packet (or a pixel) whose label y_l (as label_lanes gives it) is >= 0:
 // p[y_l * stride + l * lane_step]; a lane whose label is -1 (ignored) keeps `fallback`. With
 // AVX-512 a float packet gathers in one instruction, its offsets in int32 when `fits` (the
-// caller's bound on the largest offset); otherwise, or for other types, lane by lane. (Picking
-// the lanes one by one through memory stalled on store forwarding, as label_lanes describes.)
+// caller's bound on the largest offset, gather_fits); otherwise, or for other types, lane by lane.
+// (Picking the lanes one by one through memory stalled on store forwarding, as label_lanes
+// describes.)
 template <class T, class V>
 SEGLOSS_INLINE V gather_lanes(const T* p, const V& label, int64_t stride, int lane_step,
                               const V& fallback, bool fits = true) {
@@ -159,11 +161,6 @@ SEGLOSS_INLINE V gather_lanes(const T* p, const V& label, int64_t stride, int la
     if (y >= T(0)) lane<T>(out, l) = p[static_cast<int64_t>(y) * stride + l * lane_step];
   }
   return out;
-}
-
-// Whether every offset gather_lanes forms for rows `stride` apart, C rows and W lanes, fits int32.
-inline bool gather_fits(int64_t classes, int64_t stride, int lanes_) {
-  return (classes - 1) * stride + lanes_ <= int64_t{INT32_MAX};
 }
 
 // Pixels per chunk for a kernel that reads C values per pixel: about kChunk values, a multiple
