@@ -288,20 +288,21 @@ void binary(const Args& args) {
     };
   };
   const auto xt = copy(x.data(), t.data()), pt = copy(p.data(), t.data());
-  // exp/log per element, read from the kernels (backends/cpu): bce_term.hpp's BCE is one exp
-  // (e = exp(-|x|)) and log1p(e) by a polynomial, not a log call; binary_cross_entropy two logs
-  // (log p, log(1 - p)), no exp; sigmoid_focal one exp and log1p(e) by the polynomial; soft_dice
-  // one exp (pass 1 stashes it in the gradient buffer for pass 2); bce_dice one exp per pass
-  // and the BCE's log1p polynomial. Counted as 0 logs where the log is the polynomial.
+  // exp/log per element, read from the kernels (core/pointwise.hpp, backends/cpu): logs done
+  // by a polynomial (the atanh series of log1p_unit, for log1p(exp(-|x|)) and log(1 - a)) are
+  // not counted. bce_with_logits: one exp, e = exp(-|x|), and a reciprocal; binary_cross_entropy:
+  // one log (log_denormal of a = min(p, 1 - p)), no exp, two divisions; sigmoid_focal (gamma 2, an
+  // exact square): one exp, two reciprocals; soft_dice: one exp in pass 1, stashed in the
+  // gradient buffer as copysign(e, x) for pass 2; bce_dice: the same exp serves both terms.
   const std::vector<Case> cases = {
       {"bce_with_logits", [&] { sink = sink + bce_with_logits_value_and_grad(*x, *t, *grad); }, xt,
        1, 0},
       {"binary_cross_entropy",
-       [&] { sink = sink + binary_cross_entropy_value_and_grad(*p, *t, *grad); }, pt, 0, 2},
+       [&] { sink = sink + binary_cross_entropy_value_and_grad(*p, *t, *grad); }, pt, 0, 1},
       {"sigmoid_focal", [&] { sink = sink + sigmoid_focal_value_and_grad(*x, *t, *grad); }, xt, 1,
        0},
       {"soft_dice", [&] { sink = sink + soft_dice_value_and_grad(*x, *t, *grad); }, xt, 1, 0},
-      {"bce_dice", [&] { sink = sink + bce_dice_value_and_grad(*x, *t, *grad); }, xt, 2, 0},
+      {"bce_dice", [&] { sink = sink + bce_dice_value_and_grad(*x, *t, *grad); }, xt, 1, 0},
   };
   const double bytes = 3.0 * 4.0 * static_cast<double>(n);
   run_cases(args, cases, shape, n, bytes, 3.0 * 4.0 * static_cast<double>(n) / 1024.0);
@@ -338,21 +339,22 @@ void multiclass(const Args& args, const Shape& shape) {
       }
     asm volatile("" : : "r"(out) : "memory");
   };
-  // exp/log per class element, read from the kernels: cross_entropy one exp per class and one
-  // log per pixel (log of the sum); softmax_focal the same softmax plus, per pixel, log and a
-  // pow of (1 - p_t) (exp and log: counted as one of each); ce_dice one softmax (pass 1 keeps p
-  // for both terms, pass 2 recomputes exp(x_c - m) from the stored max and sum: two exps per
-  // class) and one log per pixel; dice_focal two softmaxes' exps (statistics, gradient) plus
-  // the focal term's per-pixel log and pow.
+  // exp/log per class element, read from the kernels (backends/cpu/cross_entropy.cpp, focal.cpp,
+  // losses/combined.cpp): cross_entropy one exp per class, one log per pixel (of the sum of
+  // exponentials); softmax_focal (gamma 2, an exact square) one exp per class, one log1p per
+  // pixel (-log p_t = log1p(rest / e_t)); ce_dice one softmax in pass 1 (p is stored in the
+  // gradient buffer, pass 2 reads it back: no exp) and cross_entropy's log per pixel; dice_focal
+  // the focal softmax in pass 1 and a second softmax in pass 2 (the Dice gradient), one log1p
+  // per pixel.
   const double c = static_cast<double>(C);
   const std::vector<Case> cases = {
       {"cross_entropy", [&] { sink = sink + cross_entropy_value_and_grad(*x, *y, *grad); }, copy, 1,
        1 / c},
-      {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(*x, *y, *grad); }, copy,
-       1 + 1 / c, 2 / c},
-      {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(*x, *y, *grad); }, copy, 2, 1 / c},
-      {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(*x, *y, *grad); }, copy,
-       2 + 1 / c, 2 / c},
+      {"softmax_focal", [&] { sink = sink + softmax_focal_value_and_grad(*x, *y, *grad); }, copy, 1,
+       1 / c},
+      {"ce_dice", [&] { sink = sink + ce_dice_value_and_grad(*x, *y, *grad); }, copy, 1, 1 / c},
+      {"dice_focal", [&] { sink = sink + dice_focal_value_and_grad(*x, *y, *grad); }, copy, 2,
+       1 / c},
   };
   const double bytes = (4.0 + 4.0) * static_cast<double>(shape.numel()) + 8.0 * total;
   run_cases(args, cases, shape, shape.numel(), bytes, bytes / 1024.0);
