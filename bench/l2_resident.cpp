@@ -6,9 +6,10 @@
 // memory system would not bring it to the floor.
 //
 // For each case (float32, reduction mean, default options, value and gradient in one call) and
-// each repetition it times, interleaved: the loss (K calls), the copy loop (K calls) and a chain
-// of dependent integer adds (one cycle each, so their rate is the core's clock). K is chosen so
-// that one sample lasts about a millisecond. Reported per case, as one JSON object per line:
+// each repetition it times, in the thread's CPU time, interleaved: the loss (K calls), the copy
+// loop (K calls) and a chain of dependent integer adds (one cycle each, so their rate is the core's
+// clock). K is chosen so that one sample lasts about a millisecond. Reported per case, as one JSON
+// object per line:
 //   ns_per_element       median over the repetitions of the loss's time / elements
 //   ns_spread            [min, max] of the same
 //   copy_ns_per_element  the copy loop's median
@@ -39,9 +40,9 @@
 //            the line's "huge_kib" is the process's AnonHugePages after allocation
 // Run it pinned: taskset -c 1 ./build/bench/segloss-l2
 #include <sys/mman.h>
+#include <time.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -160,10 +161,13 @@ long huge_kib() {
   return -1;
 }
 
+// The calling thread's CPU time in ns: the machine is shared, and a sample that the scheduler
+// interrupted would count the other tenant's time with wall-clock time (the caches it disturbed
+// still count).
 double now_ns() {
-  return std::chrono::duration<double, std::nano>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return 1e9 * static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec);
 }
 
 // The core clock in GHz: a chain of dependent register-register adds retires one per cycle.
