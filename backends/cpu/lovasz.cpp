@@ -5,7 +5,9 @@
 // exceed every finite value's, comes first). The records (key, position | ground-truth bit) are
 // sorted by an LSD radix sort on 11-bit digits, which is stable: records with equal keys keep
 // the order in which they were written, i.e. pixel order. Digits that are the same in every key
-// are skipped. The walk then follows Alg. 1 of the paper in double.
+// are skipped. Each sort runs on one thread, except lovasz_hinge's batch problem (one sort, the
+// whole call), which all threads sort together, with the same result. The walk then follows
+// Alg. 1 of the paper in double.
 //
 // lovasz_softmax runs in three steps: (A) the max logit and the inverse sum of exponentials of
 // every pixel; (B) per (problem, class), in parallel: the errors from p = exp(x - m) * r, the
@@ -302,8 +304,8 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
         return;
       }
       const bool fg = label == c;
-      const KeyOf<T> key = descending_key<T>(fg ? T(1) - prob : prob);
-      rec[count++] = {key, static_cast<I>((base + static_cast<I>(s)) | (fg ? kFg : I(0)))};
+      rec[count++] = {descending_key<T>(fg ? T(1) - prob : prob),
+                      static_cast<I>((base + static_cast<I>(s)) | (fg ? kFg : I(0)))};
     };
     int64_t s = 0;
     for (; s + kL <= S; s += kL) {
