@@ -66,8 +66,9 @@
 // Cost and memory. Per (problem, class) one sort of P errors: an LSD radix sort on their bits
 // (11-bit digits: 3 passes in float, 6 in double; O(P) each), stable, so that equal errors keep
 // pixel order and the result does not depend on the thread count. Problems and classes run in
-// parallel (OpenMP), each sort on one thread, so a batch problem with few classes (or
-// lovasz_hinge with per_image = false) uses as many threads as it has classes (one). Memory:
+// parallel (OpenMP), each sort on one thread, so a batch problem with few classes uses as many
+// threads as it has classes; lovasz_hinge with per_image = false (one problem) splits its sort
+// across the threads (the walk stays on one). Memory:
 // two arrays of P (key, index) records per sort in flight (16 bytes per pixel in float, 32 in
 // double), i.e. O(P) per thread, which a sort needs; lovasz_softmax also keeps the max logit
 // and the inverse sum of exponentials of every pixel (2 values of T per pixel, 1/C of the

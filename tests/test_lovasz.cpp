@@ -505,3 +505,183 @@ TEST_CASE("lovasz: bad input names the function, the argument and the values") {
   CHECK_THROWS_WITH_AS(lovasz_hinge(x, Tensor<double>::zeros({2, 4, 3})),
                        "lovasz_hinge: target (2,4,3) does not match logits (2,4,3,4)", Error);
 }
+
+// ---- The radix sort against std::stable_sort, bit for bit ----
+//
+// The kernels sort the errors by an LSD radix sort on their bits (sequentially per problem, or
+// by all threads for lovasz_hinge's one batch problem). A stable sort has one result, so the
+// loss and gradient must equal those of Alg. 1 walked in the order of std::stable_sort (errors
+// descending, NaN first, ties in pixel order), in the same arithmetic (double, J_k = 1 - I_k /
+// U_k): the gradient bit for bit (each g_k depends on the ground truth before it in the order,
+// so this checks the permutation), the loss to 1e-14 (1e-6 as float; its sum may be contracted to
+// fused multiply-adds in the kernel and not here). The inputs are adversarial for a radix sort:
+// long runs of equal keys, -0.0 next to 0.0, errors that differ only in the low, middle or high
+// bits of the key (so that one pass moves records and the others are skipped), huge values, NaN; at
+// sizes around one bucket table (2048) and around the size from which the batch sort is split
+// across threads (65536), at 1, 2 and 3 threads.
+
+namespace {
+
+// Per problem: the loss L_j and, with scale 1, the gradient dL/dx (0 where not sorted).
+template <class T>
+std::pair<std::vector<double>, std::vector<T>> hinge_stable_sort_reference(const Tensor<T>& x,
+                                                                           const Tensor<T>& t,
+                                                                           bool per_image) {
+  const int64_t problems = per_image ? x.size(0) : 1, size = x.numel() / problems;
+  std::vector<double> loss;
+  std::vector<T> grad(static_cast<size_t>(x.numel()), T(0));
+  struct Item {
+    T e;
+    int64_t pos;
+    bool fg;
+  };
+  for (int64_t j = 0; j < problems; ++j) {
+    std::vector<Item> items;
+    int64_t gts = 0;
+    for (int64_t i = j * size; i < (j + 1) * size; ++i) {
+      const bool fg = t[i] == T(1);
+      gts += fg ? 1 : 0;
+      const T e = fg ? T(1) - x[i] : T(1) + x[i];
+      if (!(e <= T(0))) items.push_back({e, i, fg});  // relu: e <= 0 adds nothing; NaN stays
+    }
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+      if (std::isnan(a.e) || std::isnan(b.e)) return std::isnan(a.e) && !std::isnan(b.e);
+      return a.e > b.e;
+    });
+    double inter = static_cast<double>(gts), uni = inter, j_prev = 0.0, l = 0.0;
+    for (const Item& it : items) {
+      if (it.fg)
+        inter -= 1.0;
+      else
+        uni += 1.0;
+      const double jk = 1.0 - inter / uni;
+      const double g = jk - j_prev;
+      j_prev = jk;
+      l += static_cast<double>(it.e) * g;
+      grad[static_cast<size_t>(it.pos)] = static_cast<T>(1.0 * (it.fg ? -g : g));
+    }
+    loss.push_back(l);
+  }
+  return {loss, grad};
+}
+
+// Logits of n pixels whose errors 1 +- x are adversarial for the sort, by kind.
+template <class T>
+Tensor<T> adversarial_logits(int kind, int64_t n, uint64_t seed) {
+  using K = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
+  constexpr int kMantissa = std::numeric_limits<T>::digits - 1;
+  std::mt19937_64 rng(seed);
+  auto x = Tensor<T>::empty(Shape{n});
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = rng();
+    T e = T(1);  // the error 1 + x for a background pixel; x = e - 1
+    switch (kind) {
+      case 0:  // every logit equal
+        e = T(0.75);
+        break;
+      case 1:  // few distinct values: long runs of ties
+        e = T(0.25) * static_cast<T>(r % 5 + 1);
+        break;
+      case 2: {  // only the lowest digit of the key differs (last 8 mantissa bits)
+        K b;
+        T one = T(1.5);
+        std::memcpy(&b, &one, sizeof b);
+        b += static_cast<K>(r % 256);
+        std::memcpy(&e, &b, sizeof e);
+        break;
+      }
+      case 3: {  // only bits 11..21 of the key differ
+        K b;
+        T one = T(1.5);
+        std::memcpy(&b, &one, sizeof b);
+        b += static_cast<K>((r % 2048) << 11);
+        std::memcpy(&e, &b, sizeof e);
+        break;
+      }
+      case 4:  // only the exponent differs: powers of two, from tiny to huge
+        e = std::ldexp(T(1), static_cast<int>(r % 120) - 60);
+        break;
+      case 5:  // random, with every kind of tie: -0.0 and 0.0 logits (error 1), huge, one NaN
+        switch (r % 6) {
+          case 0:
+            e = T(1) + T(-0.0);
+            break;
+          case 1:
+            e = T(1) + T(0.0);
+            break;
+          case 2:
+            e = static_cast<T>(std::is_same_v<T, float> ? 1e30 : 1e300);
+            break;
+          default:
+            e = static_cast<T>(static_cast<double>(r >> 11) * 0x1p-53 * 4.0);
+        }
+        break;
+    }
+    (void)kMantissa;
+    x[i] = e - T(1);
+    if (kind == 5 && i == n / 2 && n > 4) x[i] = std::numeric_limits<T>::quiet_NaN();
+    if (kind == 5 && r % 7 == 0) x[i] = T(-0.0);
+  }
+  return x;
+}
+
+template <class T>
+void check_hinge_against_stable_sort() {
+  const int64_t sizes[] = {1, 2, 3, 2047, 2048, 2049, 65535, 65536, 65537, 70001};
+  for (int kind = 0; kind < 6; ++kind)
+    for (int64_t n : sizes) {
+      if (n > 4096 && kind != 1 && kind != 5) continue;  // the large sizes on two kinds
+      CAPTURE(kind);
+      CAPTURE(n);
+      // Two images of n/2 (at least 1) pixels each, labels half 0, half 1 in stripes.
+      const int64_t half = std::max<int64_t>(1, n / 2);
+      const Shape s{2, 1, 1, half};
+      const Tensor<T> flat = adversarial_logits<T>(kind, 2 * half, 100 + kind);
+      auto x = Tensor<T>::empty(s), t = Tensor<T>::empty(s);
+      for (int64_t i = 0; i < 2 * half; ++i) {
+        const bool fg = (i / 3) % 2 == 1;
+        t[i] = fg ? T(1) : T(0);
+        // The same error for a foreground pixel: e = 1 - x.
+        x[i] = fg ? -flat[i] : flat[i];
+      }
+      for (bool per_image : {true, false}) {
+        CAPTURE(per_image);
+        const auto ref = hinge_stable_sort_reference(x, t, per_image);
+        LovaszHingeOptions<T> o;
+        o.per_image = per_image;
+        o.reduction = Reduction::none;
+        const auto ones = Tensor<T>::full(Shape{per_image ? 2 : 1}, T(1));
+        for (int threads : {1, 2, 3}) {
+          CAPTURE(threads);
+#if defined(_OPENMP)
+          omp_set_num_threads(threads);
+#endif
+          const Tensor<T> values = lovasz_hinge(x, t, o);
+          const Tensor<T> grad = lovasz_hinge_backward(x, t, ones, o);
+          for (size_t j = 0; j < ref.first.size(); ++j) {
+            const double want = ref.first[j], got = values[static_cast<int64_t>(j)];
+            if (std::isnan(want)) {
+              CHECK(std::isnan(got));
+            } else {
+              CHECK(got == doctest::Approx(want).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-14));
+            }
+          }
+          CHECK(std::memcmp(grad.data(), ref.second.data(),
+                            sizeof(T) * static_cast<size_t>(x.numel())) == 0);
+        }
+      }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("lovasz_hinge: bit-identical to Alg. 1 after std::stable_sort, adversarial keys") {
+#if defined(_OPENMP)
+  const int saved = omp_get_max_threads();
+#endif
+  check_hinge_against_stable_sort<float>();
+  check_hinge_against_stable_sort<double>();
+#if defined(_OPENMP)
+  omp_set_num_threads(saved);
+#endif
+}

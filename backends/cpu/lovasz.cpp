@@ -5,7 +5,9 @@
 // exceed every finite value's, comes first). The records (key, position | ground-truth bit) are
 // sorted by an LSD radix sort on 11-bit digits, which is stable: records with equal keys keep
 // the order in which they were written, i.e. pixel order. Digits that are the same in every key
-// are skipped. The walk then follows Alg. 1 of the paper in double.
+// are skipped. Each sort runs on one thread, except lovasz_hinge's batch problem (one sort, the
+// whole call), which all threads sort together, with the same result. The walk then follows
+// Alg. 1 of the paper in double.
 //
 // lovasz_softmax runs in three steps: (A) the max logit and the inverse sum of exponentials of
 // every pixel; (B) per (problem, class), in parallel: the errors from p = exp(x - m) * r, the
@@ -20,6 +22,10 @@
 #include <memory>
 #include <type_traits>
 #include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
@@ -59,39 +65,128 @@ struct Rec {
 template <class I>
 constexpr I kGroundTruthBit = I(1) << (8 * sizeof(I) - 1);
 
-// Stable LSD radix sort of a[0..n) by key; b is scratch of n records. Returns the array that
-// holds the result (a or b).
-template <class K, class I>
-Rec<K, I>* radix_sort(Rec<K, I>* a, Rec<K, I>* b, int64_t n) {
-  constexpr int kBits = 11;
-  constexpr int64_t kBuckets = int64_t(1) << kBits;
-  constexpr K kMask = static_cast<K>(kBuckets - 1);
-  constexpr int kPasses = (static_cast<int>(8 * sizeof(K)) + kBits - 1) / kBits;
-  if (n < 2) return a;
-  thread_local std::vector<int64_t> histogram;
-  histogram.assign(static_cast<size_t>(kPasses * kBuckets), 0);
-  int64_t* hist = histogram.data();
-  for (int64_t i = 0; i < n; ++i) {
-    const K k = a[i].key;
-    for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & kMask)];
-  }
-  for (int p = 0; p < kPasses; ++p) {
-    int64_t* h = hist + p * kBuckets;
-    const int shift = p * kBits;
-    if (h[(a[0].key >> shift) & kMask] == n) continue;  // one digit value: nothing moves
-    int64_t sum = 0;
-    for (int64_t d = 0; d < kBuckets; ++d) {
-      const int64_t c = h[d];
-      h[d] = sum;
-      sum += c;
-    }
+// The digit width of the radix sort. Measured against 8 bits (4 passes over a float key) and 16
+// bits (2 passes, 65536 buckets) on the bench's Lovász cases (session 6): neither won by more
+// than the noise (8 bits was 2-15 % slower throughout, 16 bits 7 % faster at 262144 records per
+// class and 3-7 % slower at 65536, where the 65536-bucket prefix sums cost as much as a pass).
+constexpr int kDigitBits = 11;
+
+// Stable LSD radix sort of records by key on kBits-bit digits, least significant first. One read
+// counts the digits of every pass, then each pass moves the records once. A pass whose digit is
+// the same in every key (its histogram has all n records in one bucket) moves nothing and is
+// skipped. Counts are of type I: n fits in I, since the positions do.
+template <int kBits, class K, class I>
+class RadixSort {
+ public:
+  static constexpr int kPasses = (static_cast<int>(8 * sizeof(K)) + kBits - 1) / kBits;
+  static constexpr int64_t kBuckets = int64_t(1) << kBits;
+
+  // Sorts a[0..n) by key; b is scratch of n records. Returns the array that holds the result
+  // (a or b).
+  Rec<K, I>* sort(Rec<K, I>* a, Rec<K, I>* b, int64_t n) {
+    if (n < 2) return a;
+    hist_.assign(static_cast<size_t>(kPasses * kBuckets), I(0));
+    I* hist = hist_.data();
     for (int64_t i = 0; i < n; ++i) {
-      const Rec<K, I> r = a[i];
-      b[h[(r.key >> shift) & kMask]++] = r;
+      const K k = a[i].key;
+      for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + digit(k, p)];
     }
-    std::swap(a, b);
+    for (int p = 0; p < kPasses; ++p) {
+      I* h = hist + p * kBuckets;
+      if (static_cast<int64_t>(h[digit(a[0].key, p)]) == n) continue;  // nothing moves
+      I sum = 0;
+      for (int64_t d = 0; d < kBuckets; ++d) {
+        const I c = h[d];
+        h[d] = sum;
+        sum += c;
+      }
+      scatter(a, b, 0, n, p, h);
+      std::swap(a, b);
+    }
+    return a;
   }
-  return a;
+
+  // The same result as sort() (a stable sort has one), by the threads of a parallel region that
+  // all call it: each pass, thread t counts the digits of its contiguous part of the records,
+  // its offset in bucket d is the count of smaller digits plus that of digit d in the parts
+  // before t, and it moves its part in order. Every thread returns the array with the result.
+  Rec<K, I>* sort_in_team(Rec<K, I>* a, Rec<K, I>* b, int64_t n, int thread, int threads) {
+    if (n < 2) return a;
+#if defined(_OPENMP)
+#pragma omp single
+    team_.assign(static_cast<size_t>(threads * kBuckets), I(0));
+    // (the implicit barrier of single publishes team_)
+    I* const all = team_.data();
+    I* const mine = all + thread * kBuckets;
+    std::vector<I> offset(static_cast<size_t>(kBuckets));
+    const int64_t lo = n * thread / threads, hi = n * (thread + 1) / threads;
+    for (int p = 0; p < kPasses; ++p) {
+      std::fill(mine, mine + kBuckets, I(0));
+      for (int64_t i = lo; i < hi; ++i) ++mine[digit(a[i].key, p)];
+#pragma omp barrier
+      I below = 0;  // records of smaller digits, all parts
+      for (int64_t d = 0; d < kBuckets; ++d) {
+        I before = 0, total = 0;
+        for (int u = 0; u < threads; ++u) {
+          const I c = all[u * kBuckets + d];
+          before += u < thread ? c : I(0);
+          total += c;
+        }
+        offset[static_cast<size_t>(d)] = below + before;
+        below += total;
+      }
+      const int64_t d0 = digit(a[0].key, p);
+      I in_d0 = 0;
+      for (int u = 0; u < threads; ++u) in_d0 += all[u * kBuckets + d0];
+#pragma omp barrier
+      if (static_cast<int64_t>(in_d0) == n) continue;  // nothing moves (alike in every thread)
+      scatter(a, b, lo, hi, p, offset.data());
+#pragma omp barrier
+      std::swap(a, b);
+    }
+    return a;
+#else
+    (void)thread;
+    (void)threads;
+    return sort(a, b, n);
+#endif
+  }
+
+ private:
+  static SEGLOSS_INLINE int64_t digit(K key, int p) {
+    return static_cast<int64_t>((key >> (p * kBits)) & static_cast<K>(kBuckets - 1));
+  }
+
+  // Moves a[lo..hi) to b by digit p, h[d] being the next slot of digit d.
+  static void scatter(const Rec<K, I>* a, Rec<K, I>* b, int64_t lo, int64_t hi, int p, I* h) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const Rec<K, I> r = a[i];
+      b[h[digit(r.key, p)]++] = r;
+    }
+  }
+
+  std::vector<I> hist_;
+  std::vector<I> team_;
+};
+
+// Below this many records a sort is not split across threads.
+constexpr int64_t kTeamSortMin = int64_t(1) << 16;
+
+// sorter.sort(a, b, n) by all threads (one problem, nothing else to run in parallel).
+template <int kBits, class K, class I>
+Rec<K, I>* sort_by_team(RadixSort<kBits, K, I>& sorter, Rec<K, I>* a, Rec<K, I>* b, int64_t n) {
+#if defined(_OPENMP)
+  Rec<K, I>* out = a;
+#pragma omp parallel
+  {
+    Rec<K, I>* r = sorter.sort_in_team(a, b, n, omp_get_thread_num(), omp_get_num_threads());
+#pragma omp master
+    out = r;
+  }
+  return out;
+#else
+  return sorter.sort(a, b, n);
+#endif
 }
 
 // Alg. 1 over the sorted records: with G = gts, I_k and U_k as in losses/lovasz.hpp,
@@ -116,10 +211,11 @@ double walk(const Rec<KeyOf<T>, I>* r, int64_t n, int64_t gts, Write&& write) {
   return loss;
 }
 
-// Per-thread record buffers, grown as needed and freed at the end of the call.
-template <class K, class I>
+// Per-thread record buffers and sort counts, grown as needed and freed at the end of the call.
+template <int kBits, class K, class I>
 struct SortBuffers {
   std::unique_ptr<Rec<K, I>[]> a, b;
+  RadixSort<kBits, K, I> sorter;
   int64_t capacity = 0;
   void reserve(int64_t n) {
     if (n <= capacity) return;
@@ -175,9 +271,9 @@ SEGLOSS_INLINE void jacobian_at(const LovaszSoftmaxArgs<T, L>& a, const T* mr, i
 
 // Step B for the class c of problem j: returns loss_c; with a gradient, writes G into the
 // class's planes of the problem's images.
-template <class T, class L, class I>
+template <int kBits, class T, class L, class I>
 double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, int64_t c,
-                    SortBuffers<KeyOf<T>, I>& buf) {
+                    SortBuffers<kBits, KeyOf<T>, I>& buf) {
   using P = Packet<T>;
   constexpr int kL = kLanes<T>;
   constexpr I kFg = kGroundTruthBit<I>;
@@ -218,7 +314,7 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
     }
     for (; s < S; ++s) add(s, probability<T, T>(x + s, m + s, r + s));
   }
-  Rec<KeyOf<T>, I>* sorted = radix_sort(rec, buf.b.get(), count);
+  Rec<KeyOf<T>, I>* sorted = buf.sorter.sort(rec, buf.b.get(), count);
   const int64_t gts = a.counts[jc];
   if (!a.grad) return walk<false, T, I>(sorted, count, gts, [](int64_t, double) {});
   const double scale = a.scale[j];
@@ -238,26 +334,27 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
   });
 }
 
-template <class T, class L, class I>
+template <int kBits, class T, class L, class I>
 void softmax_tasks(const LovaszSoftmaxArgs<T, L>& a, const T* mr, double* per_task) {
   const int64_t tasks = a.images / a.problem_images * a.classes;
 #if defined(_OPENMP)
 #pragma omp parallel if (tasks > 1)
 #endif
   {
-    SortBuffers<KeyOf<T>, I> buf;
+    SortBuffers<kBits, KeyOf<T>, I> buf;
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t t = 0; t < tasks; ++t)
-      per_task[t] = softmax_task<T, L, I>(a, mr, t / a.classes, t % a.classes, buf);
+      per_task[t] = softmax_task<kBits, T, L, I>(a, mr, t / a.classes, t % a.classes, buf);
   }
 }
 
 // ---- lovasz_hinge ----
 
-template <class T, class I>
-double hinge_task(const LovaszHingeArgs<T>& a, int64_t j, SortBuffers<KeyOf<T>, I>& buf) {
+template <int kBits, class T, class I>
+double hinge_task(const LovaszHingeArgs<T>& a, int64_t j, SortBuffers<kBits, KeyOf<T>, I>& buf,
+                  bool team) {
   constexpr I kFg = kGroundTruthBit<I>;
   const int64_t size = a.size;
   const T* x = a.x + j * size;
@@ -266,41 +363,48 @@ double hinge_task(const LovaszHingeArgs<T>& a, int64_t j, SortBuffers<KeyOf<T>, 
   buf.reserve(size);
   Rec<KeyOf<T>, I>* rec = buf.a.get();
   int64_t count = 0, gts = 0;
+  // Without branches (whether a pixel is kept is data-dependent, often at random): every pixel's
+  // record is written at the end of those kept, and the end moves past it if it is kept. Ignored
+  // pixels, and errors <= 0, which add nothing (relu) and take no gradient, are not kept (they
+  // would sort last, after every position whose g_k they could change); NaN is kept (it sorts
+  // first). Every gradient entry is zeroed here; the walk writes those of the kept pixels.
   for (int64_t i = 0; i < size; ++i) {
     const T label = t[i];
-    if (a.has_ignore && static_cast<double>(label) == a.ignore) {
-      if (g) g[i] = T(0);
-      continue;
-    }
+    const bool counted = !(a.has_ignore && static_cast<double>(label) == a.ignore);
     const bool fg = label == T(1);
-    gts += fg ? 1 : 0;
+    gts += (counted && fg) ? 1 : 0;
     const T e = fg ? T(1) - x[i] : T(1) + x[i];
-    // Errors <= 0 add nothing (relu) and take no gradient; they would sort last, after every
-    // position whose g_k they could change. NaN is kept (it sorts first).
-    if (e <= T(0)) {
-      if (g) g[i] = T(0);
-      continue;
-    }
-    rec[count++] = {descending_key<T>(e), static_cast<I>(static_cast<I>(i) | (fg ? kFg : I(0)))};
+    rec[count] = {descending_key<T>(e), static_cast<I>(static_cast<I>(i) | (fg ? kFg : I(0)))};
+    count += (counted && !(e <= T(0))) ? 1 : 0;
   }
-  Rec<KeyOf<T>, I>* sorted = radix_sort(rec, buf.b.get(), count);
+  if (g) std::fill(g, g + size, T(0));
+  Rec<KeyOf<T>, I>* sorted = team && count >= kTeamSortMin
+                                 ? sort_by_team(buf.sorter, rec, buf.b.get(), count)
+                                 : buf.sorter.sort(rec, buf.b.get(), count);
   if (!g) return walk<false, T, I>(sorted, count, gts, [](int64_t, double) {});
   const double scale = a.scale[j];
   return walk<true, T, I>(sorted, count, gts,
                           [&](int64_t pos, double v) { g[pos] = static_cast<T>(scale * v); });
 }
 
-template <class T, class I>
+template <int kBits, class T, class I>
 void hinge_tasks(const LovaszHingeArgs<T>& a, double* out) {
+#if defined(_OPENMP)
+  if (a.problems == 1 && omp_get_max_threads() > 1) {  // one sort, by all threads
+    SortBuffers<kBits, KeyOf<T>, I> buf;
+    out[0] = hinge_task<kBits, T, I>(a, 0, buf, true);
+    return;
+  }
+#endif
 #if defined(_OPENMP)
 #pragma omp parallel if (a.problems > 1)
 #endif
   {
-    SortBuffers<KeyOf<T>, I> buf;
+    SortBuffers<kBits, KeyOf<T>, I> buf;
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t j = 0; j < a.problems; ++j) out[j] = hinge_task<T, I>(a, j, buf);
+    for (int64_t j = 0; j < a.problems; ++j) out[j] = hinge_task<kBits, T, I>(a, j, buf, false);
   }
 }
 
@@ -348,9 +452,9 @@ void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
   const int64_t problems = N / a.problem_images;
   std::vector<double> per_task(static_cast<size_t>(problems * C), 0.0);
   if (a.problem_images * S < (int64_t(1) << 31))
-    softmax_tasks<T, L, uint32_t>(a, m, per_task.data());
+    softmax_tasks<kDigitBits, T, L, uint32_t>(a, m, per_task.data());
   else
-    softmax_tasks<T, L, uint64_t>(a, m, per_task.data());
+    softmax_tasks<kDigitBits, T, L, uint64_t>(a, m, per_task.data());
   for (int64_t j = 0; j < problems; ++j) {
     out[j] = 0.0;
     for (int64_t c = 0; c < C; ++c) out[j] += per_task[static_cast<size_t>(j * C + c)];
@@ -387,9 +491,9 @@ int64_t lovasz_hinge_first_bad(const T* t, int64_t n, bool has_ignore, double ig
 template <class T>
 void lovasz_hinge(const LovaszHingeArgs<T>& a, double* out) {
   if (a.size < (int64_t(1) << 31))
-    hinge_tasks<T, uint32_t>(a, out);
+    hinge_tasks<kDigitBits, T, uint32_t>(a, out);
   else
-    hinge_tasks<T, uint64_t>(a, out);
+    hinge_tasks<kDigitBits, T, uint64_t>(a, out);
 }
 
 template void lovasz_label_counts<int32_t>(const int32_t*, int64_t, int64_t, int64_t, int64_t,
