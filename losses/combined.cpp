@@ -1,5 +1,7 @@
-// ce_dice and dice_focal: the first term through its own fused value_and_grad into the gradient
-// buffer, the Dice term's two passes around it, its gradient added into the same buffer.
+// ce_dice and dice_focal: two passes over the logits with one softmax. Pass 1 computes the first
+// term's value and the Dice statistics from one softmax per pixel and stores p in the gradient
+// buffer; pass 2 reads p back and writes both terms' gradients (value_and_grad and backward
+// alike). The statistics / finalize split runs the terms apart.
 #include "combined.hpp"
 
 #include <cmath>
@@ -34,36 +36,23 @@ void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice
                   "; both terms must ignore the same pixels");
 }
 
-// The Dice term's statistics and scores (pass 1), after the combination's own checks.
-template <class T, class U>
-auto dice_pass1(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-                const SoftmaxOverlapOptions<T>& dice) {
-  check_scalar(fn, "dice", dice.reduction);
-  return detail::softmax_scored(fn, logits, target, dice, detail::dice_form());
-}
-
-// The first term's value and gradient: fn(grad) writes the term's unscaled gradient into grad
-// and returns its value. Then the Dice gradient is added: grad = first_scale * grad + Dice'.
-template <class T, class U, class First>
-void combine(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-             const SoftmaxOverlapOptions<T>& dice, double dice_scale, double first_scale,
-             First&& first, Tensor<T>& grad, double* first_value, double* dice_value) {
-  const auto r = dice_pass1(fn, logits, target, dice);
-  *first_value = first(grad);
-  detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, dice, dice_scale, nullptr),
-                               grad.data(), true, first_scale);
-  *dice_value = detail::overlap_value(r.scores, dice);
-}
-
 // The Dice gradient pass reads the logits after the first term has written the gradient: the
-// two buffers must not overlap.
-template <class T>
-void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
+// two buffers must not overlap. Nor may grad overlap a probability target, which the second
+// pass reads again after the first stored p in grad.
+template <class T, class U>
+void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                       const Tensor<T>& grad) {
   const T *x0 = logits.data(), *x1 = x0 + logits.numel();
   const T *g0 = grad.data(), *g1 = g0 + grad.numel();
   SEGLOSS_CHECK(g1 <= x0 || x1 <= g0, fn,
                 "grad overlaps the logits; a combined loss reads the logits again after "
                 "writing its first term's gradient, so it cannot run in place");
+  if constexpr (std::is_same_v<T, U>) {
+    const T *t0 = target.data(), *t1 = t0 + target.numel();
+    SEGLOSS_CHECK(g1 <= t0 || t1 <= g0, fn,
+                  "grad overlaps the target; a combined loss reads the probability target again "
+                  "after storing the softmax in grad");
+  }
 }
 
 // Runs one term's public function; its errors are re-raised under the combined function's
@@ -77,20 +66,22 @@ auto term(const char* fn, const char* which, F&& f) {
   }
 }
 
-// ce_dice with labels, two passes: pass 1 computes the softmax once per pixel for the
-// cross-entropy value, the Dice statistics and p (stored in grad); pass 2 reads p back and
-// writes ce_weight times cross_entropy's gradient plus the Dice gradient. Neither pass
-// recomputes the softmax. The checks run in the order of combine's.
-template <class T, class L>
-void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
-                   Tensor<T>& grad, const CeDiceOptions<T>& o, CeDiceParts& v) {
+// ce_dice, two passes: pass 1 computes the softmax once per pixel for the cross-entropy value,
+// the Dice statistics and p (stored in grad); pass 2 reads p back and writes ce_scale times
+// cross_entropy's gradient plus dice_scale times the Dice gradient. Neither pass recomputes the
+// softmax. Labels or probability targets (U = T). value_and_grad passes the weights as the
+// scales, backward the weights times grad_out. The checks run in the order of combine's.
+template <class T, class U>
+void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                   Tensor<T>& grad, const CeDiceOptions<T>& o, double ce_scale, double dice_scale,
+                   CeDiceParts& v) {
   check_scalar(fn, "dice", o.dice.reduction);
-  cpu::CrossEntropyArgs<T, L> ce;
+  cpu::CrossEntropyArgs<T, U> ce;
   const auto r = detail::softmax_scored_with(
-      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
+      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, U>& plan) {
         v.ce = term(fn, "cross-entropy", [&] {
-          return detail::cross_entropy_value_and_grad_with<T, L>(
-              logits, target, grad, o.ce, [&](const cpu::CrossEntropyArgs<T, L>& a) {
+          return detail::cross_entropy_value_and_grad_with<T, U>(
+              logits, target, grad, o.ce, [&](const cpu::CrossEntropyArgs<T, U>& a) {
                 ce = a;
                 ce.grad = nullptr;  // written in pass 2, from p
                 plan.args.probs_out = grad.data();
@@ -104,30 +95,45 @@ void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& tar
       });
   std::vector<double> ca, cb;
   detail::overlap_coefficients(r.scores,
-                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
+                               detail::overlap_slopes<T>(r.scores, o.dice, dice_scale, nullptr),
                                r.plan.args.images * r.plan.args.classes, ca, cb);
-  cpu::softmax_overlap_gradient_ce(r.plan.args, ca.data(), cb.data(), ce, o.ce_weight, grad.data());
+  cpu::softmax_overlap_gradient_ce(r.plan.args, ca.data(), cb.data(), ce, ce_scale, grad.data());
   v.dice = detail::overlap_value(r.scores, o.dice);
 }
 
-// dice_focal, two passes: pass 1 computes the softmax once per pixel for the focal value and
-// gradient (written to grad) and the Dice statistics; pass 2 recomputes the softmax for the
-// Dice gradient, added to focal_weight times the focal gradient (the focal gradient's per-pixel
-// factors are not kept, so p cannot replace the focal gradient in the buffer).
+// dice_focal, two passes the same way: pass 1 computes the softmax once per pixel for the focal
+// value and the Dice statistics and stores p in grad; pass 2 reads p back and writes
+// focal_scale times the focal gradient, F (p_c - [c = t]) with F a function of p_t, alpha_t and
+// gamma only (softmax_overlap.cpp, focal_factor_from_probs), plus dice_scale times the Dice
+// gradient.
 template <class T, class L>
 void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
-                      Tensor<T>& grad, const DiceFocalOptions<T>& o, DiceFocalParts& v) {
+                      Tensor<T>& grad, const DiceFocalOptions<T>& o, double focal_scale,
+                      double dice_scale, DiceFocalParts& v) {
   check_scalar(fn, "dice", o.dice.reduction);
+  cpu::SoftmaxFocalArgs<T, L> focal;
   const auto r = detail::softmax_scored_with(
       fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
-        v.focal = detail::softmax_focal_value_and_grad_with<T, L>(
-            logits, target, grad, o.focal, [&](const cpu::SoftmaxFocalArgs<T, L>& a) {
-              return cpu::softmax_focal_dice_statistics(a, plan.args, plan.stats.data());
-            });
+        v.focal = term(fn, "focal", [&] {
+          return detail::softmax_focal_value_and_grad_with<T, L>(
+              logits, target, grad, o.focal, [&](const cpu::SoftmaxFocalArgs<T, L>& a) {
+                focal = a;
+                focal.grad = nullptr;  // written in pass 2, from p
+                plan.args.probs_out = grad.data();
+                const double sum =
+                    cpu::softmax_focal_dice_statistics(focal, plan.args, plan.stats.data());
+                plan.args.probs_out = nullptr;
+                plan.args.probs = grad.data();
+                return sum;
+              });
+        });
       });
-  detail::softmax_overlap_grad(r,
-                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
-                               grad.data(), true, o.focal_weight);
+  std::vector<double> ca, cb;
+  detail::overlap_coefficients(r.scores,
+                               detail::overlap_slopes<T>(r.scores, o.dice, dice_scale, nullptr),
+                               r.plan.args.images * r.plan.args.classes, ca, cb);
+  cpu::softmax_overlap_gradient_focal(r.plan.args, ca.data(), cb.data(), focal, focal_scale,
+                                      grad.data());
   v.dice = detail::overlap_value(r.scores, o.dice);
 }
 
@@ -173,7 +179,7 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
   detail::check_image(fn, "logits", logits);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, grad);
+  check_not_aliased(fn, logits, target, grad);
   ShardStatistics a;
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
   *first_value = term(fn, which, [&] { return first(a, grad); });
@@ -193,18 +199,9 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   check_ce_dice<T, U>(fn, o);
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, grad);
+  check_not_aliased(fn, logits, target, grad);
   CeDiceParts v;
-  if constexpr (std::is_floating_point_v<U>)
-    combine(
-        fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
-        [&](Tensor<T>& g) {
-          return term(fn, "cross-entropy",
-                      [&] { return cross_entropy_value_and_grad(logits, target, g, o.ce); });
-        },
-        grad, &v.ce, &v.dice);
-  else
-    ce_dice_fused(fn, logits, target, grad, o, v);
+  ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
 }
@@ -239,14 +236,9 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
   check_ce_dice<T, U>(fn, o);
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
-  const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = term(fn, "cross-entropy", [&] {
-    return cross_entropy_backward(logits, target,
-                                  Tensor<T>::full(Shape{}, static_cast<T>(g * o.ce_weight)), o.ce);
-  });
-  detail::softmax_overlap_grad(
-      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
-      1.0);
+  Tensor<T> grad;
+  CeDiceParts v;
+  ce_dice_fused(fn, logits, target, grad, o, g * o.ce_weight, g * o.dice_weight, v);
   return grad;
 }
 
@@ -286,7 +278,7 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
   DiceFocalParts v;
-  dice_focal_fused(fn, logits, target, grad, o, v);
+  dice_focal_fused(fn, logits, target, grad, o, o.focal_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.dice_weight * v.dice + o.focal_weight * v.focal;
 }
@@ -322,14 +314,9 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
   check_dice_focal<T, L>(fn, o);
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
-  const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = term(fn, "focal", [&] {
-    return softmax_focal_backward(
-        logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.focal_weight)), o.focal);
-  });
-  detail::softmax_overlap_grad(
-      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
-      1.0);
+  Tensor<T> grad;
+  DiceFocalParts v;
+  dice_focal_fused(fn, logits, target, grad, o, g * o.focal_weight, g * o.dice_weight, v);
   return grad;
 }
 
