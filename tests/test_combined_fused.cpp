@@ -323,6 +323,22 @@ TEST_CASE("combined fused: saturated logits (|x| = 1e4) and a 1x1 image stay fin
   check_close(got.grad, composed, 1e-5, 1e-7);
 }
 
+TEST_CASE("combined fused: dice_focal in place (grad = the logits) equals the out-of-place call") {
+  const Shape s{2, 4, 9, 5};
+  const auto x = testing::randn<float>(s, 997, 2.0);
+  const auto y = testing::labels<int64_t>(s.without(1), 4, 998, 0.1, 255);
+  DiceFocalOptions<float> o;
+  o.focal.ignore_index = o.dice.ignore_index = 255;
+  const auto ref = dice_focal_value_and_grad(x, y, o);
+  auto in_place = x.clone();
+  auto g = Tensor<float>::view(in_place.data(), s);
+  const double v = dice_focal_value_and_grad(in_place, y, g, o);
+  CHECK(v == ref.value);
+  bool same = true;
+  for (int64_t i = 0; i < g.numel(); ++i) same = same && g[i] == ref.grad[i];
+  CHECK(same);
+}
+
 TEST_CASE("combined fused: a gradient buffer over a probability target is refused") {
   const Shape s{1, 3, 4, 4};
   const auto x = testing::randn<float>(s, 995, 1.0);
