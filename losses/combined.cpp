@@ -66,75 +66,84 @@ auto term(const char* fn, const char* which, F&& f) {
   }
 }
 
-// ce_dice, two passes: pass 1 computes the softmax once per pixel for the cross-entropy value,
-// the Dice statistics and p (stored in grad); pass 2 reads p back and writes ce_scale times
-// cross_entropy's gradient plus dice_scale times the Dice gradient. Neither pass recomputes the
-// softmax. Labels or probability targets (U = T). value_and_grad passes the weights as the
-// scales, backward the weights times grad_out. The checks run in the order of combine's.
+// The two passes of ce_dice and dice_focal, one softmax per pixel. Pass 1 runs through the first
+// term's value_and_grad_with (its checks and reduction): value_with(kernel) calls it, and the
+// kernel is pass1(args, dice args, stats), the first term's value and the Dice statistics from
+// one softmax, with p stored in grad and the first term's gradient left to pass 2 (args.grad
+// null). Pass 2, pass2(dice args, ca, cb, args, grad), reads p back and writes the first term's
+// gradient (computed from p, scaled by the caller) plus dice_scale times the Dice gradient.
+// Returns the first term's value; the Dice term's goes to *dice_value.
+template <class Args, class T, class U, class ValueWith, class Pass1, class Pass2>
+double two_passes(const char* fn, const char* which, const Tensor<T>& logits,
+                  const Tensor<U>& target, Tensor<T>& grad, const SoftmaxOverlapOptions<T>& dice,
+                  double dice_scale, ValueWith&& value_with, Pass1&& pass1, Pass2&& pass2,
+                  double* dice_value) {
+  check_scalar(fn, "dice", dice.reduction);
+  Args first;
+  double first_value = 0.0;
+  const auto r = detail::softmax_scored_with(
+      fn, logits, target, dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, U>& plan) {
+        first_value = term(fn, which, [&] {
+          return value_with([&](const Args& a) {
+            first = a;
+            first.grad = nullptr;  // written in pass 2, from p
+            plan.args.probs_out = grad.data();
+            const double sum = pass1(first, plan.args, plan.stats.data());
+            plan.args.probs_out = nullptr;
+            plan.args.probs = grad.data();
+            return sum;
+          });
+        });
+      });
+  std::vector<double> ca, cb;
+  detail::overlap_coefficients(r.scores,
+                               detail::overlap_slopes<T>(r.scores, dice, dice_scale, nullptr),
+                               r.plan.args.images * r.plan.args.classes, ca, cb);
+  pass2(r.plan.args, ca.data(), cb.data(), first, grad.data());
+  *dice_value = detail::overlap_value(r.scores, dice);
+  return first_value;
+}
+
+// ce_dice (labels or probability targets, U = T): pass 2 writes ce_scale times cross_entropy's
+// gradient, computed from p as its own kernel computes it. value_and_grad passes the weights as
+// the scales, backward the weights times grad_out.
 template <class T, class U>
 void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                    Tensor<T>& grad, const CeDiceOptions<T>& o, double ce_scale, double dice_scale,
                    CeDiceParts& v) {
-  check_scalar(fn, "dice", o.dice.reduction);
-  cpu::CrossEntropyArgs<T, U> ce;
-  const auto r = detail::softmax_scored_with(
-      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, U>& plan) {
-        v.ce = term(fn, "cross-entropy", [&] {
-          return detail::cross_entropy_value_and_grad_with<T, U>(
-              logits, target, grad, o.ce, [&](const cpu::CrossEntropyArgs<T, U>& a) {
-                ce = a;
-                ce.grad = nullptr;  // written in pass 2, from p
-                plan.args.probs_out = grad.data();
-                const double sum =
-                    cpu::cross_entropy_dice_statistics(ce, plan.args, plan.stats.data());
-                plan.args.probs_out = nullptr;
-                plan.args.probs = grad.data();
-                return sum;
-              });
-        });
-      });
-  std::vector<double> ca, cb;
-  detail::overlap_coefficients(r.scores,
-                               detail::overlap_slopes<T>(r.scores, o.dice, dice_scale, nullptr),
-                               r.plan.args.images * r.plan.args.classes, ca, cb);
-  cpu::softmax_overlap_gradient_ce(r.plan.args, ca.data(), cb.data(), ce, ce_scale, grad.data());
-  v.dice = detail::overlap_value(r.scores, o.dice);
+  using Args = cpu::CrossEntropyArgs<T, U>;
+  v.ce = two_passes<Args>(
+      fn, "cross-entropy", logits, target, grad, o.dice, dice_scale,
+      [&](const auto& kernel) {
+        return detail::cross_entropy_value_and_grad_with<T, U>(logits, target, grad, o.ce, kernel);
+      },
+      [](const Args& a, const cpu::SoftmaxOverlapArgs<T, U>& d, double* stats) {
+        return cpu::cross_entropy_dice_statistics(a, d, stats);
+      },
+      [&](const cpu::SoftmaxOverlapArgs<T, U>& d, const double* ca, const double* cb, const Args& a,
+          T* g) { cpu::softmax_overlap_gradient_ce(d, ca, cb, a, ce_scale, g); },
+      &v.dice);
 }
 
-// dice_focal, two passes the same way: pass 1 computes the softmax once per pixel for the focal
-// value and the Dice statistics and stores p in grad; pass 2 reads p back and writes
-// focal_scale times the focal gradient, F (p_c - [c = t]) with F a function of p_t, alpha_t and
-// gamma only (softmax_overlap.cpp, focal_factor_from_probs), plus dice_scale times the Dice
-// gradient.
+// dice_focal: pass 2 writes focal_scale times the focal gradient F (p_c - [c = t]), F a
+// function of p_t, alpha_t and gamma only (softmax_overlap.cpp, focal_factor_from_probs).
 template <class T, class L>
 void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                       Tensor<T>& grad, const DiceFocalOptions<T>& o, double focal_scale,
                       double dice_scale, DiceFocalParts& v) {
-  check_scalar(fn, "dice", o.dice.reduction);
-  cpu::SoftmaxFocalArgs<T, L> focal;
-  const auto r = detail::softmax_scored_with(
-      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
-        v.focal = term(fn, "focal", [&] {
-          return detail::softmax_focal_value_and_grad_with<T, L>(
-              logits, target, grad, o.focal, [&](const cpu::SoftmaxFocalArgs<T, L>& a) {
-                focal = a;
-                focal.grad = nullptr;  // written in pass 2, from p
-                plan.args.probs_out = grad.data();
-                const double sum =
-                    cpu::softmax_focal_dice_statistics(focal, plan.args, plan.stats.data());
-                plan.args.probs_out = nullptr;
-                plan.args.probs = grad.data();
-                return sum;
-              });
-        });
-      });
-  std::vector<double> ca, cb;
-  detail::overlap_coefficients(r.scores,
-                               detail::overlap_slopes<T>(r.scores, o.dice, dice_scale, nullptr),
-                               r.plan.args.images * r.plan.args.classes, ca, cb);
-  cpu::softmax_overlap_gradient_focal(r.plan.args, ca.data(), cb.data(), focal, focal_scale,
-                                      grad.data());
-  v.dice = detail::overlap_value(r.scores, o.dice);
+  using Args = cpu::SoftmaxFocalArgs<T, L>;
+  v.focal = two_passes<Args>(
+      fn, "focal", logits, target, grad, o.dice, dice_scale,
+      [&](const auto& kernel) {
+        return detail::softmax_focal_value_and_grad_with<T, L>(logits, target, grad, o.focal,
+                                                               kernel);
+      },
+      [](const Args& a, const cpu::SoftmaxOverlapArgs<T, L>& d, double* stats) {
+        return cpu::softmax_focal_dice_statistics(a, d, stats);
+      },
+      [&](const cpu::SoftmaxOverlapArgs<T, L>& d, const double* ca, const double* cb, const Args& a,
+          T* g) { cpu::softmax_overlap_gradient_focal(d, ca, cb, a, focal_scale, g); },
+      &v.dice);
 }
 
 template <class T, class U>

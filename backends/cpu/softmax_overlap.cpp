@@ -31,6 +31,10 @@ using overlap_pixels::softmax;
 struct NoTerm {
   template <class V>
   struct Pixel {};
+  template <class V, class T>
+  SEGLOSS_INLINE Pixel<V> pixel(const V&, int64_t, const T*) const {
+    return {};
+  }
 };
 
 // cross_entropy's gradient as its own kernel computes it from the same p (the same expression):
@@ -174,22 +178,16 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
     store_lanes<T, V>(g + c * kW, d);
     dot += load_lanes<T, V>(e + c * kW) * d;
   }
-  if constexpr (kFirst) {
-    const auto px = first.template pixel<V>(label, base, e);
-    for (int64_t c = 0; c < C; ++c) {
-      const V p = load_lanes<T, V>(e + c * kW);
-      V out = p * (load_lanes<T, V>(g + c * kW) - dot);
+  const auto px = first.template pixel<V>(label, base, e);
+  const T prior = static_cast<T>(a.prior_scale);
+  for (int64_t c = 0; c < C; ++c) {
+    const V p = load_lanes<T, V>(e + c * kW);
+    V out = p * (load_lanes<T, V>(g + c * kW) - dot);
+    if constexpr (kFirst)
       out += first.template at<V>(px, p, label, base, c);
-      store_lanes<T, V>(grad + base + c * S, out);
-    }
-  } else {
-    const T prior = static_cast<T>(a.prior_scale);
-    for (int64_t c = 0; c < C; ++c) {
-      const V p = load_lanes<T, V>(e + c * kW);
-      V out = p * (load_lanes<T, V>(g + c * kW) - dot);
-      if (a.accumulate) out += prior * load_lanes<T, V>(grad + base + c * S);
-      store_lanes<T, V>(grad + base + c * S, out);
-    }
+    else if (a.accumulate)
+      out += prior * load_lanes<T, V>(grad + base + c * S);
+    store_lanes<T, V>(grad + base + c * S, out);
   }
   if (any_ignored)
     for (int l = 0; l < kW; ++l)
