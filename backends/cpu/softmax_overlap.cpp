@@ -44,44 +44,49 @@ template <class T, class U>
 struct CeTerm {
   const CrossEntropyArgs<T, U>* args;
   T scale;
+  // Per pixel: w_y (labels) or W_q (probabilities), and the call's constants as values (kept
+  // in registers across the class loop's stores to grad, which could alias members read
+  // through `this`).
   template <class V>
   struct Pixel {
-    V w;  // w_y (labels) or W_q (probabilities)
+    V w, upstream;
+    T scale, eps, eps_over_c, w_total;
   };
-  template <class V>
-  SEGLOSS_INLINE V smoothed(int64_t base, int64_t c) const {
-    const T eps = static_cast<T>(args->eps);
-    return load_lanes<T, V>(args->probs + base + c * args->pixels) * (T(1) - eps) +
-           static_cast<T>(args->eps / args->classes);
-  }
   SEGLOSS_INLINE T weight(int64_t c) const { return args->weight ? args->weight[c] : T(1); }
+  template <class V>
+  SEGLOSS_INLINE V smoothed(const Pixel<V>& px, int64_t base, int64_t c) const {
+    return load_lanes<T, V>(args->probs + base + c * args->pixels) * (T(1) - px.eps) +
+           px.eps_over_c;
+  }
   template <class V>
   SEGLOSS_INLINE Pixel<V> pixel(const V& label, int64_t base, const T*) const {
     using M = Math<V>;
+    Pixel<V> px;
+    px.upstream = M::splat(static_cast<T>(args->grad_scale));
+    px.scale = scale;
+    px.eps = static_cast<T>(args->eps);
+    px.eps_over_c = static_cast<T>(args->eps / args->classes);
+    px.w_total = static_cast<T>(args->weight_total);
     if constexpr (overlap_pixels::kLabels<T, U>) {
-      return {args->weight ? gather_lanes<T, V>(args->weight, label, 1, 0, M::splat(T(0)))
-                           : V(M::min(V(label + T(1)), M::splat(T(1))))};
+      px.w = args->weight ? gather_lanes<T, V>(args->weight, label, 1, 0, M::splat(T(0)))
+                          : V(M::min(V(label + T(1)), M::splat(T(1))));
     } else {
-      V wq = M::splat(T(0));
-      for (int64_t c = 0; c < args->classes; ++c) wq += weight(c) * smoothed<V>(base, c);
-      return {wq};
+      (void)label;
+      px.w = M::splat(T(0));
+      for (int64_t c = 0; c < args->classes; ++c) px.w += weight(c) * smoothed<V>(px, base, c);
     }
+    return px;
   }
   template <class V>
   SEGLOSS_INLINE V at(const Pixel<V>& px, const V& p, const V& label, int64_t base,
                       int64_t c) const {
-    using M = Math<V>;
-    const V upstream = M::splat(static_cast<T>(args->grad_scale));
     if constexpr (overlap_pixels::kLabels<T, U>) {
-      const T eps = static_cast<T>(args->eps),
-              eps_over_c = static_cast<T>(args->eps / args->classes);
       const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-      return scale *
-             V(upstream * pw::cross_entropy_grad<V>(p, delta, px.w, weight(c), eps, eps_over_c,
-                                                    static_cast<T>(args->weight_total)));
+      return px.scale * V(px.upstream * pw::cross_entropy_grad<V>(p, delta, px.w, weight(c), px.eps,
+                                                                  px.eps_over_c, px.w_total));
     } else {
       (void)label;
-      return scale * V(upstream * V(p * px.w - weight(c) * smoothed<V>(base, c)));
+      return px.scale * V(px.upstream * V(p * px.w - weight(c) * smoothed<V>(px, base, c)));
     }
   }
 };
@@ -114,7 +119,7 @@ struct FocalTerm {
   T scale;
   template <class V>
   struct Pixel {
-    V factor, q;
+    V factor, q;  // F times upstream and scale; q = sum_{c != t} p_c
   };
   template <class V>
   SEGLOSS_INLINE Pixel<V> pixel(const V& label, int64_t, const T* e) const {
@@ -127,12 +132,13 @@ struct FocalTerm {
     for (int64_t c = 0; c < args->classes; ++c)
       q += load_lanes<T, V>(e + c * kW) * (T(1) - pw::label_indicator<V>(label, static_cast<T>(c)));
     const V upstream = M::splat(static_cast<T>(args->grad_scale));
-    return {V(upstream * focal_factor_from_probs<K, V>(p_t, q, alpha_t, args->gamma)), q};
+    const V f = upstream * focal_factor_from_probs<K, V>(p_t, q, alpha_t, args->gamma);
+    return {V(scale * f), q};
   }
   template <class V>
   SEGLOSS_INLINE V at(const Pixel<V>& px, const V& p, const V& label, int64_t, int64_t c) const {
     const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-    return scale * pw::softmax_focal_grad<V>(px.factor, p, px.q, delta);
+    return pw::softmax_focal_grad<V>(px.factor, p, px.q, delta);
   }
 };
 
