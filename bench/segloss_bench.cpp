@@ -469,7 +469,9 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
   // The cases on the label maps alone print the labels' shape (N, spatial...).
   std::vector<std::string> label_names = {"confusion_matrix_labels"};
   if (full) {
-    for (const char* s : {"cross_entropy_split", "ce_dice_split"}) names.push_back(s);
+    for (const char* s : {"cross_entropy_split", "ce_dice_split", "ce_dice_probs",
+                          "ce_dice_backward", "dice_focal_backward"})
+      names.push_back(s);
     for (const char* s : {"mean_iou", "per_image_scores"}) label_names.push_back(s);
   }
   const Shape label_shape = shape.without(1);
@@ -584,6 +586,33 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
        },
        logit_floor},
   };
+  // ce_dice on probability targets q (N, C, spatial...): the one-hot of y smoothed, 0.9 on
+  // the label and 0.1 / (C - 1) elsewhere (allocated only when a case needs it). Its floor
+  // reads the logits and q and writes one array, as floor_loop does with the labels.
+  Tensor<float> q;
+  const auto probs_floor = [&] {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t blk = 0; blk < n * per; ++blk) {
+      const int64_t img = blk / per, s0 = (blk % per) * kBlock, s1 = std::min(px, s0 + kBlock);
+      for (int64_t k = 0; k < c; ++k) {
+        const float* xs = x.data() + (img * c + k) * px;
+        const float* qs = q.data() + (img * c + k) * px;
+        float* os = out.data() + (img * c + k) * px;
+        for (int64_t s = s0; s < s1; ++s) os[s] = xs[s] + qs[s];
+      }
+    }
+  };
+  if (full && bench.any({"ce_dice_probs"}, shape)) {
+    q = Tensor<float>::empty(shape);
+    const float off = 0.1f / static_cast<float>(std::max<int64_t>(1, c - 1));
+    for (int64_t img = 0; img < n; ++img)
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t s = 0; s < px; ++s)
+          q[(img * c + k) * px + s] = y[img * px + s] == k ? 0.9f : off;
+  }
+  const auto one = Tensor<float>::full(Shape{}, 1.0f);
   if (full) {
     const std::vector<Case> more = {
         // The shard split on one shard (statistics, then finalize; no all-reduce).
@@ -592,6 +621,11 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
          floor_loop},
         {"ce_dice_split",
          [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }, floor_loop},
+        {"ce_dice_probs", [&] { sink = sink + ce_dice_value_and_grad(x, q, grad); }, probs_floor},
+        // The backward forms (grad_out 1): they allocate the gradient they return.
+        {"ce_dice_backward", [&] { sink = sink + ce_dice_backward(x, y, one)[0]; }, floor_loop},
+        {"dice_focal_backward", [&] { sink = sink + dice_focal_backward(x, y, one)[0]; },
+         floor_loop},
     };
     cases.insert(cases.end(), more.begin(), more.end());
   }

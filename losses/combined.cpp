@@ -1,5 +1,7 @@
-// ce_dice and dice_focal: the first term through its own fused value_and_grad into the gradient
-// buffer, the Dice term's two passes around it, its gradient added into the same buffer.
+// ce_dice and dice_focal: two passes over the logits with one softmax. Pass 1 computes the first
+// term's value and the Dice statistics from one softmax per pixel and stores p in the gradient
+// buffer; pass 2 reads p back and writes both terms' gradients (value_and_grad and backward
+// alike). The statistics / finalize split runs the terms apart.
 #include "combined.hpp"
 
 #include <cmath>
@@ -34,36 +36,23 @@ void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice
                   "; both terms must ignore the same pixels");
 }
 
-// The Dice term's statistics and scores (pass 1), after the combination's own checks.
-template <class T, class U>
-auto dice_pass1(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-                const SoftmaxOverlapOptions<T>& dice) {
-  check_scalar(fn, "dice", dice.reduction);
-  return detail::softmax_scored(fn, logits, target, dice, detail::dice_form());
-}
-
-// The first term's value and gradient: fn(grad) writes the term's unscaled gradient into grad
-// and returns its value. Then the Dice gradient is added: grad = first_scale * grad + Dice'.
-template <class T, class U, class First>
-void combine(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-             const SoftmaxOverlapOptions<T>& dice, double dice_scale, double first_scale,
-             First&& first, Tensor<T>& grad, double* first_value, double* dice_value) {
-  const auto r = dice_pass1(fn, logits, target, dice);
-  *first_value = first(grad);
-  detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, dice, dice_scale, nullptr),
-                               grad.data(), true, first_scale);
-  *dice_value = detail::overlap_value(r.scores, dice);
-}
-
 // The Dice gradient pass reads the logits after the first term has written the gradient: the
-// two buffers must not overlap.
-template <class T>
-void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
+// two buffers must not overlap. Nor may grad overlap a probability target, which the second
+// pass reads again after the first stored p in grad.
+template <class T, class U>
+void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                       const Tensor<T>& grad) {
   const T *x0 = logits.data(), *x1 = x0 + logits.numel();
   const T *g0 = grad.data(), *g1 = g0 + grad.numel();
   SEGLOSS_CHECK(g1 <= x0 || x1 <= g0, fn,
                 "grad overlaps the logits; a combined loss reads the logits again after "
                 "writing its first term's gradient, so it cannot run in place");
+  if constexpr (std::is_same_v<T, U>) {
+    const T *t0 = target.data(), *t1 = t0 + target.numel();
+    SEGLOSS_CHECK(g1 <= t0 || t1 <= g0, fn,
+                  "grad overlaps the target; a combined loss reads the probability target again "
+                  "after storing the softmax in grad");
+  }
 }
 
 // Runs one term's public function; its errors are re-raised under the combined function's
@@ -77,58 +66,84 @@ auto term(const char* fn, const char* which, F&& f) {
   }
 }
 
-// ce_dice with labels, two passes: pass 1 computes the softmax once per pixel for the
-// cross-entropy value, the Dice statistics and p (stored in grad); pass 2 reads p back and
-// writes ce_weight times cross_entropy's gradient plus the Dice gradient. Neither pass
-// recomputes the softmax. The checks run in the order of combine's.
-template <class T, class L>
-void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
-                   Tensor<T>& grad, const CeDiceOptions<T>& o, CeDiceParts& v) {
-  check_scalar(fn, "dice", o.dice.reduction);
-  cpu::CrossEntropyArgs<T, L> ce;
+// The two passes of ce_dice and dice_focal, one softmax per pixel. Pass 1 runs through the first
+// term's value_and_grad_with (its checks and reduction): value_with(kernel) calls it, and the
+// kernel is pass1(args, dice args, stats), the first term's value and the Dice statistics from
+// one softmax, with p stored in grad and the first term's gradient left to pass 2 (args.grad
+// null). Pass 2, pass2(dice args, ca, cb, args, grad), reads p back and writes the first term's
+// gradient (computed from p, scaled by the caller) plus dice_scale times the Dice gradient.
+// Returns the first term's value; the Dice term's goes to *dice_value.
+template <class Args, class T, class U, class ValueWith, class Pass1, class Pass2>
+double two_passes(const char* fn, const char* which, const Tensor<T>& logits,
+                  const Tensor<U>& target, Tensor<T>& grad, const SoftmaxOverlapOptions<T>& dice,
+                  double dice_scale, ValueWith&& value_with, Pass1&& pass1, Pass2&& pass2,
+                  double* dice_value) {
+  check_scalar(fn, "dice", dice.reduction);
+  Args first;
+  double first_value = 0.0;
   const auto r = detail::softmax_scored_with(
-      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
-        v.ce = term(fn, "cross-entropy", [&] {
-          return detail::cross_entropy_value_and_grad_with<T, L>(
-              logits, target, grad, o.ce, [&](const cpu::CrossEntropyArgs<T, L>& a) {
-                ce = a;
-                ce.grad = nullptr;  // written in pass 2, from p
-                plan.args.probs_out = grad.data();
-                const double sum =
-                    cpu::cross_entropy_dice_statistics(ce, plan.args, plan.stats.data());
-                plan.args.probs_out = nullptr;
-                plan.args.probs = grad.data();
-                return sum;
-              });
+      fn, logits, target, dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, U>& plan) {
+        first_value = term(fn, which, [&] {
+          return value_with([&](const Args& a) {
+            first = a;
+            first.grad = nullptr;  // written in pass 2, from p
+            plan.args.probs_out = grad.data();
+            const double sum = pass1(first, plan.args, plan.stats.data());
+            plan.args.probs_out = nullptr;
+            plan.args.probs = grad.data();
+            return sum;
+          });
         });
       });
   std::vector<double> ca, cb;
   detail::overlap_coefficients(r.scores,
-                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
+                               detail::overlap_slopes<T>(r.scores, dice, dice_scale, nullptr),
                                r.plan.args.images * r.plan.args.classes, ca, cb);
-  cpu::softmax_overlap_gradient_ce(r.plan.args, ca.data(), cb.data(), ce, o.ce_weight, grad.data());
-  v.dice = detail::overlap_value(r.scores, o.dice);
+  pass2(r.plan.args, ca.data(), cb.data(), first, grad.data());
+  *dice_value = detail::overlap_value(r.scores, dice);
+  return first_value;
 }
 
-// dice_focal, two passes: pass 1 computes the softmax once per pixel for the focal value and
-// gradient (written to grad) and the Dice statistics; pass 2 recomputes the softmax for the
-// Dice gradient, added to focal_weight times the focal gradient (the focal gradient's per-pixel
-// factors are not kept, so p cannot replace the focal gradient in the buffer).
+// ce_dice (labels or probability targets, U = T): pass 2 writes ce_scale times cross_entropy's
+// gradient, computed from p as its own kernel computes it. value_and_grad passes the weights as
+// the scales, backward the weights times grad_out.
+template <class T, class U>
+void ce_dice_fused(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                   Tensor<T>& grad, const CeDiceOptions<T>& o, double ce_scale, double dice_scale,
+                   CeDiceParts& v) {
+  using Args = cpu::CrossEntropyArgs<T, U>;
+  v.ce = two_passes<Args>(
+      fn, "cross-entropy", logits, target, grad, o.dice, dice_scale,
+      [&](const auto& kernel) {
+        return detail::cross_entropy_value_and_grad_with<T, U>(logits, target, grad, o.ce, kernel);
+      },
+      [](const Args& a, const cpu::SoftmaxOverlapArgs<T, U>& d, double* stats) {
+        return cpu::cross_entropy_dice_statistics(a, d, stats);
+      },
+      [&](const cpu::SoftmaxOverlapArgs<T, U>& d, const double* ca, const double* cb, const Args& a,
+          T* g) { cpu::softmax_overlap_gradient_ce(d, ca, cb, a, ce_scale, g); },
+      &v.dice);
+}
+
+// dice_focal: pass 2 writes focal_scale times the focal gradient F (p_c - [c = t]), F a
+// function of p_t, alpha_t and gamma only (softmax_overlap.cpp, focal_factor_from_probs).
 template <class T, class L>
 void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
-                      Tensor<T>& grad, const DiceFocalOptions<T>& o, DiceFocalParts& v) {
-  check_scalar(fn, "dice", o.dice.reduction);
-  const auto r = detail::softmax_scored_with(
-      fn, logits, target, o.dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, L>& plan) {
-        v.focal = detail::softmax_focal_value_and_grad_with<T, L>(
-            logits, target, grad, o.focal, [&](const cpu::SoftmaxFocalArgs<T, L>& a) {
-              return cpu::softmax_focal_dice_statistics(a, plan.args, plan.stats.data());
-            });
-      });
-  detail::softmax_overlap_grad(r,
-                               detail::overlap_slopes<T>(r.scores, o.dice, o.dice_weight, nullptr),
-                               grad.data(), true, o.focal_weight);
-  v.dice = detail::overlap_value(r.scores, o.dice);
+                      Tensor<T>& grad, const DiceFocalOptions<T>& o, double focal_scale,
+                      double dice_scale, DiceFocalParts& v) {
+  using Args = cpu::SoftmaxFocalArgs<T, L>;
+  v.focal = two_passes<Args>(
+      fn, "focal", logits, target, grad, o.dice, dice_scale,
+      [&](const auto& kernel) {
+        return detail::softmax_focal_value_and_grad_with<T, L>(logits, target, grad, o.focal,
+                                                               kernel);
+      },
+      [](const Args& a, const cpu::SoftmaxOverlapArgs<T, L>& d, double* stats) {
+        return cpu::softmax_focal_dice_statistics(a, d, stats);
+      },
+      [&](const cpu::SoftmaxOverlapArgs<T, L>& d, const double* ca, const double* cb, const Args& a,
+          T* g) { cpu::softmax_overlap_gradient_focal(d, ca, cb, a, focal_scale, g); },
+      &v.dice);
 }
 
 template <class T, class U>
@@ -173,7 +188,7 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
   detail::check_image(fn, "logits", logits);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, grad);
+  check_not_aliased(fn, logits, target, grad);
   ShardStatistics a;
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
   *first_value = term(fn, which, [&] { return first(a, grad); });
@@ -193,18 +208,9 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   check_ce_dice<T, U>(fn, o);
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, grad);
+  check_not_aliased(fn, logits, target, grad);
   CeDiceParts v;
-  if constexpr (std::is_floating_point_v<U>)
-    combine(
-        fn, logits, target, o.dice, o.dice_weight, o.ce_weight,
-        [&](Tensor<T>& g) {
-          return term(fn, "cross-entropy",
-                      [&] { return cross_entropy_value_and_grad(logits, target, g, o.ce); });
-        },
-        grad, &v.ce, &v.dice);
-  else
-    ce_dice_fused(fn, logits, target, grad, o, v);
+  ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
 }
@@ -239,14 +245,9 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
   check_ce_dice<T, U>(fn, o);
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
-  const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = term(fn, "cross-entropy", [&] {
-    return cross_entropy_backward(logits, target,
-                                  Tensor<T>::full(Shape{}, static_cast<T>(g * o.ce_weight)), o.ce);
-  });
-  detail::softmax_overlap_grad(
-      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
-      1.0);
+  Tensor<T> grad;
+  CeDiceParts v;
+  ce_dice_fused(fn, logits, target, grad, o, g * o.ce_weight, g * o.dice_weight, v);
   return grad;
 }
 
@@ -286,7 +287,7 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
   DiceFocalParts v;
-  dice_focal_fused(fn, logits, target, grad, o, v);
+  dice_focal_fused(fn, logits, target, grad, o, o.focal_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.dice_weight * v.dice + o.focal_weight * v.focal;
 }
@@ -322,14 +323,9 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
   check_dice_focal<T, L>(fn, o);
   detail::check_grad_out(fn, grad_out, true, Shape{});
   const double g = static_cast<double>(grad_out[0]);
-  const auto r = dice_pass1(fn, logits, target, o.dice);
-  Tensor<T> grad = term(fn, "focal", [&] {
-    return softmax_focal_backward(
-        logits, target, Tensor<T>::full(Shape{}, static_cast<T>(g * o.focal_weight)), o.focal);
-  });
-  detail::softmax_overlap_grad(
-      r, detail::overlap_slopes<T>(r.scores, o.dice, g * o.dice_weight, nullptr), grad.data(), true,
-      1.0);
+  Tensor<T> grad;
+  DiceFocalParts v;
+  dice_focal_fused(fn, logits, target, grad, o, g * o.focal_weight, g * o.dice_weight, v);
   return grad;
 }
 

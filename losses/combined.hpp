@@ -10,17 +10,17 @@
 // dice_focal takes a label map. With labels, both terms must ignore the same pixels: the
 // terms' ignore_index must be equal (and cross_entropy's ignore_negative off).
 //
-// Passes of value_and_grad (no temporary the size of the input): pass 1 computes the softmax
-// once per pixel for the first term's value and the Dice statistics. ce_dice with labels stores
-// p in the gradient buffer there, and pass 2 reads it back and writes ce_weight times
-// cross_entropy's gradient (computed from p) plus the Dice gradient: the softmax is computed
-// once. dice_focal writes the focal gradient in pass 1, and pass 2 recomputes the softmax for
-// the Dice gradient, added into the buffer (the focal gradient's per-pixel factors are not
-// kept). ce_dice with probabilities, and backward, run the Dice statistics pass, the first
-// term's own pass, then the Dice gradient pass. The gradient buffer of value_and_grad must not
-// overlap the logits (an error for ce_dice: a later pass reads the logits, or its labels and p,
-// after the buffer was written). Reduction
-// none is rejected for either term (their shapes differ), as are non-finite term weights.
+// Passes of value_and_grad and backward (no temporary the size of the input): pass 1 computes
+// the softmax once per pixel for the first term's value and the Dice statistics and stores p in
+// the gradient buffer; pass 2 reads it back and writes the first term's gradient, computed from
+// p (cross_entropy's for labels or probabilities; the focal one from p_t, alpha and gamma),
+// times its weight, plus the Dice gradient times dice_weight (backward: the weights times
+// grad_out). The softmax is computed once. The statistics / finalize split runs the terms
+// apart. ce_dice's gradient buffer must not overlap the logits, nor a probability target (an
+// error: a later pass reads them after the buffer was written); dice_focal's may be the logits
+// (pass 2 reads only p and the labels).
+// Reduction none is rejected for either term (their shapes differ), as are non-finite term
+// weights.
 // An error raised by a term's own checks names the combined function and the term.
 #pragma once
 

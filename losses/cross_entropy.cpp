@@ -345,6 +345,13 @@ template double cross_entropy_value_and_grad_with(
     const Tensor<double>&, const Tensor<int64_t>&, Tensor<double>&,
     const CrossEntropyOptions<double>&,
     const std::function<double(const cpu::CrossEntropyArgs<double, int64_t>&)>&);
+template double cross_entropy_value_and_grad_with(
+    const Tensor<float>&, const Tensor<float>&, Tensor<float>&, const CrossEntropyOptions<float>&,
+    const std::function<double(const cpu::CrossEntropyArgs<float, float>&)>&);
+template double cross_entropy_value_and_grad_with(
+    const Tensor<double>&, const Tensor<double>&, Tensor<double>&,
+    const CrossEntropyOptions<double>&,
+    const std::function<double(const cpu::CrossEntropyArgs<double, double>&)>&);
 
 }  // namespace detail
 

@@ -2,13 +2,17 @@
 // labels' lanes (cpu::gather_lanes) and ce_dice / dice_focal compute the softmax once for both
 // terms: against the terms computed apart (composed), against double, and across thread counts.
 // Shapes with several packets per image and a scalar tail, a 3D volume, N = 1 and a 1x1 image.
+// ce_dice with probability targets and the backward forms take the same two passes (pass 2
+// computes the first term's gradient from the p pass 1 stored): the same comparisons, and
+// finite differences in double for every option of the first term that changes its gradient.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "helpers.hpp"
+#include "loss_check.hpp"
 
 using namespace segloss;
 
@@ -48,24 +52,43 @@ void check_thread_independent(F&& f) {
   CHECK(same);
 }
 
+// A label map with a share ignored (255), or for L = float probability targets q, uniform in
+// [0, 1) and not normalized (cross_entropy weighs each class's -log p by q'_c).
+template <class L>
+Tensor<L> target_of(const Shape& s, uint64_t seed) {
+  if constexpr (std::is_floating_point_v<L>)
+    return testing::uniform<float>(s, seed, 0.0, 1.0);
+  else
+    return testing::labels<L>(s.without(1), s[1], seed, 0.15, 255);
+}
+
 template <class L>
 void ce_dice_case(const Shape& s, uint64_t seed) {
+  constexpr bool kProbs = std::is_floating_point_v<L>;
   const int64_t C = s[1];
   const auto x = testing::randn<float>(s, seed, 2.5);
-  const auto y = testing::labels<L>(s.without(1), C, seed + 1, 0.15, 255);
+  const auto y = target_of<L>(s, seed + 1);
+  const auto y_double = [&] {
+    if constexpr (kProbs)
+      return testing::cast<double>(y);
+    else
+      return y;
+  }();
+  const int64_t ignore = kProbs ? -100 : 255;
   std::vector<float> w(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c)
     w[static_cast<size_t>(c)] = 0.5f + 0.25f * static_cast<float>(c % 4);
   CeDiceOptions<float> o;
   o.ce_weight = 0.8;
   o.dice_weight = 1.3;
-  o.ce.ignore_index = o.dice.ignore_index = 255;
+  o.ce.ignore_index = o.dice.ignore_index = ignore;
   for (int variant = 0; variant < 3; ++variant) {
     INFO("variant ", variant);
     o.ce.weight = variant == 1 ? Tensor<float>::from(w, {C}) : Tensor<float>();
     o.ce.label_smoothing = variant == 2 ? 0.1 : 0.0;
     o.dice.squared = variant == 2;
     o.dice.per_image = variant != 1;
+    o.ce.reduction = o.dice.reduction = variant == 1 ? Reduction::sum : Reduction::mean;
     const auto ce = cross_entropy_value_and_grad(x, y, o.ce);
     const auto dice = softmax_dice_value_and_grad(x, y, o.dice);
     CeDiceParts parts;
@@ -76,20 +99,33 @@ void ce_dice_case(const Shape& s, uint64_t seed) {
     auto composed = Tensor<float>::empty(s);
     for (int64_t i = 0; i < composed.numel(); ++i)
       composed[i] = 0.8f * ce.grad[i] + 1.3f * dice.grad[i];
-    check_close(got.grad, composed, 1e-5, 1e-7);
+    const double atol = kProbs ? 1e-6 : 1e-7;  // a sum over unnormalized q: larger entries
+    check_close(got.grad, composed, 1e-5, atol);
     // Against double: the float path is the double formula to float rounding.
     CeDiceOptions<double> od;
     od.ce_weight = o.ce_weight;
     od.dice_weight = o.dice_weight;
-    od.ce.ignore_index = od.dice.ignore_index = 255;
+    od.ce.ignore_index = od.dice.ignore_index = ignore;
     if (variant == 1) od.ce.weight = testing::cast<double>(o.ce.weight);
     od.ce.label_smoothing = o.ce.label_smoothing;
     od.dice.squared = o.dice.squared;
     od.dice.per_image = o.dice.per_image;
-    const auto ref = ce_dice_value_and_grad(testing::cast<double>(x), y, od);
+    od.ce.reduction = od.dice.reduction = o.dice.reduction;
+    const auto ref = ce_dice_value_and_grad(testing::cast<double>(x), y_double, od);
     CHECK(got.value == doctest::Approx(ref.value).epsilon(1e-5));
     check_close(got.grad, ref.grad, 1e-3, 1e-6);
     check_thread_independent([&] { return ce_dice_value_and_grad(x, y, o); });
+    // backward(grad_out) is grad_out times value_and_grad's gradient, through the same passes.
+    const auto go = Tensor<float>::full(Shape{}, 2.0f);
+    const auto back = ce_dice_backward(x, y, go, o);
+    auto scaled = Tensor<float>::empty(s);
+    for (int64_t i = 0; i < scaled.numel(); ++i) scaled[i] = 2.0f * got.grad[i];
+    check_close(back, scaled, 1e-5, atol);
+    check_thread_independent([&] {
+      ValueAndGrad<float> r{};
+      r.grad = ce_dice_backward(x, y, go, o);
+      return r;
+    });
   }
 }
 
@@ -105,10 +141,13 @@ void dice_focal_case(const Shape& s, uint64_t seed) {
   o.dice_weight = 0.6;
   o.focal_weight = 1.7;
   o.focal.ignore_index = o.dice.ignore_index = 255;
-  for (double gamma : {2.0, 1.5, 0.0}) {
+  for (double gamma : {2.0, 1.5, 0.0, 1.0, 0.5}) {
     INFO("gamma ", gamma);
     o.focal.gamma = static_cast<float>(gamma);
-    o.focal.alpha = gamma == 1.5 ? Tensor<float>::from(alpha, {C}) : Tensor<float>();
+    o.focal.alpha =
+        gamma == 1.5 || gamma == 1.0 ? Tensor<float>::from(alpha, {C}) : Tensor<float>();
+    o.dice.squared = gamma == 1.0;
+    o.focal.reduction = o.dice.reduction = gamma == 0.5 ? Reduction::sum : Reduction::mean;
     const auto focal = softmax_focal_value_and_grad(x, y, o.focal);
     const auto dice = softmax_dice_value_and_grad(x, y, o.dice);
     DiceFocalParts parts;
@@ -119,7 +158,30 @@ void dice_focal_case(const Shape& s, uint64_t seed) {
     for (int64_t i = 0; i < composed.numel(); ++i)
       composed[i] = 1.7f * focal.grad[i] + 0.6f * dice.grad[i];
     check_close(got.grad, composed, 1e-5, 1e-7);
+    // Against double: the focal factor from the stored p is the double formula to float rounding.
+    DiceFocalOptions<double> od;
+    od.dice_weight = o.dice_weight;
+    od.focal_weight = o.focal_weight;
+    od.focal.ignore_index = od.dice.ignore_index = 255;
+    od.focal.gamma = gamma;
+    if (o.focal.alpha.defined()) od.focal.alpha = testing::cast<double>(o.focal.alpha);
+    od.dice.squared = o.dice.squared;
+    od.focal.reduction = od.dice.reduction = o.dice.reduction;
+    const auto ref = dice_focal_value_and_grad(testing::cast<double>(x), y, od);
+    CHECK(got.value == doctest::Approx(ref.value).epsilon(1e-5));
+    check_close(got.grad, ref.grad, 1e-3, 1e-6);
     check_thread_independent([&] { return dice_focal_value_and_grad(x, y, o); });
+    // backward(grad_out) is grad_out times value_and_grad's gradient, through the same passes.
+    const auto go = Tensor<float>::full(Shape{}, -0.75f);
+    const auto back = dice_focal_backward(x, y, go, o);
+    auto scaled = Tensor<float>::empty(s);
+    for (int64_t i = 0; i < scaled.numel(); ++i) scaled[i] = -0.75f * got.grad[i];
+    check_close(back, scaled, 1e-5, 1e-7);
+    check_thread_independent([&] {
+      ValueAndGrad<float> r{};
+      r.grad = dice_focal_backward(x, y, go, o);
+      return r;
+    });
   }
 }
 
@@ -141,6 +203,124 @@ TEST_CASE("combined fused: dice_focal in float equals its terms apart, at 1 and 
     dice_focal_case<int64_t>(s, seed += 10);
     dice_focal_case<int32_t>(s, seed += 10);
   }
+}
+
+TEST_CASE("combined fused: ce_dice with probability targets in float, at 1 and 2 threads") {
+  uint64_t seed = 970;
+  for (const Shape& s : kShapes) {
+    INFO("shape ", s);
+    ce_dice_case<float>(s, seed += 10);
+  }
+}
+
+TEST_CASE("combined fused: gradients in double against finite differences, every option") {
+  // Each option of the first term that changes pass 2's formula, with each reduction and the
+  // Dice options that change the Dice gradient (squared, per_image); a 3D volume, N = 1.
+  const Shape s{2, 3, 3, 4};
+  const auto x = testing::randn<double>(s, 981, 1.5);
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 982, 0.2, 255);
+  const Tensor<double> alpha = Tensor<double>::from({0.25, 0.5, 1.0}, {3});
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    for (double gamma : {0.0, 1.0, 2.0, 1.5, 0.5}) {
+      for (bool with_alpha : {false, true}) {
+        INFO("reduction ", std::string(reduction_name(r)), " gamma ", gamma, " alpha ", with_alpha);
+        DiceFocalOptions<double> o;
+        o.dice_weight = 0.9;
+        o.focal_weight = 1.4;
+        o.focal.ignore_index = o.dice.ignore_index = 255;
+        o.focal.reduction = o.dice.reduction = r;
+        o.focal.gamma = gamma;
+        if (with_alpha) o.focal.alpha = alpha;
+        o.dice.squared = with_alpha;
+        o.dice.per_image = gamma != 1.5;
+        testing::check_loss_gradients(
+            x, [&](const Tensor<double>& v) { return dice_focal(v, y, o); },
+            [&](const Tensor<double>& v, const Tensor<double>& go) {
+              return dice_focal_backward(v, y, go, o);
+            },
+            [&](const Tensor<double>& v) { return dice_focal_value_and_grad(v, y, o); });
+      }
+    }
+  }
+  const Shape v3{1, 4, 2, 3, 2};
+  const auto xv = testing::randn<double>(v3, 983, 1.5);
+  const auto q = testing::uniform<double>(v3, 984, 0.0, 1.0);
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      INFO("reduction ", std::string(reduction_name(r)), " variant ", variant);
+      CeDiceOptions<double> o;
+      o.ce_weight = 0.6;
+      o.dice_weight = 1.1;
+      o.ce.reduction = o.dice.reduction = r;
+      if (variant & 1) o.ce.weight = Tensor<double>::from({1.0, 2.0, 0.5, 1.5}, {4});
+      if (variant & 2) o.ce.label_smoothing = 0.2;
+      o.dice.squared = variant == 3;
+      o.dice.per_image = variant != 1;
+      testing::check_loss_gradients(
+          xv, [&](const Tensor<double>& v) { return ce_dice(v, q, o); },
+          [&](const Tensor<double>& v, const Tensor<double>& go) {
+            return ce_dice_backward(v, q, go, o);
+          },
+          [&](const Tensor<double>& v) { return ce_dice_value_and_grad(v, q, o); });
+    }
+  }
+}
+
+TEST_CASE("combined fused: saturated logits (|x| = 1e4) and a 1x1 image stay finite") {
+  // p_t = 1 (q = 0) or p_t underflowed to 0 (q = 1): the focal factor from p takes its limits.
+  const Shape s{2, 3, 5, 4};
+  auto x = testing::randn<float>(s, 990, 1.0);
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 991);
+  for (int64_t i = 0; i < x.numel(); i += 3) x[i] = i % 2 ? 1e4f : -1e4f;
+  for (double gamma : {2.0, 0.5}) {
+    INFO("gamma ", gamma);
+    DiceFocalOptions<float> o;
+    o.focal.gamma = static_cast<float>(gamma);
+    const auto got = dice_focal_value_and_grad(x, y, o);
+    const auto focal = softmax_focal_value_and_grad(x, y, o.focal);
+    const auto dice = softmax_dice_value_and_grad(x, y, o.dice);
+    CHECK(std::isfinite(got.value));
+    auto composed = Tensor<float>::empty(s);
+    for (int64_t i = 0; i < composed.numel(); ++i) composed[i] = focal.grad[i] + dice.grad[i];
+    for (int64_t i = 0; i < got.grad.numel(); ++i) REQUIRE(std::isfinite(got.grad[i]));
+    check_close(got.grad, composed, 1e-5, 1e-7);
+  }
+  const Shape one{1, 4, 1, 1};
+  const auto x1 = testing::randn<float>(one, 992, 3.0);
+  const auto q1 = testing::uniform<float>(one, 993, 0.0, 1.0);
+  const auto got = ce_dice_value_and_grad(x1, q1);
+  const auto ce = cross_entropy_value_and_grad(x1, q1);
+  const auto dice = softmax_dice_value_and_grad(x1, q1);
+  auto composed = Tensor<float>::empty(one);
+  for (int64_t i = 0; i < 4; ++i) composed[i] = ce.grad[i] + dice.grad[i];
+  check_close(got.grad, composed, 1e-5, 1e-7);
+}
+
+TEST_CASE("combined fused: dice_focal in place (grad = the logits) equals the out-of-place call") {
+  const Shape s{2, 4, 9, 5};
+  const auto x = testing::randn<float>(s, 997, 2.0);
+  const auto y = testing::labels<int64_t>(s.without(1), 4, 998, 0.1, 255);
+  DiceFocalOptions<float> o;
+  o.focal.ignore_index = o.dice.ignore_index = 255;
+  const auto ref = dice_focal_value_and_grad(x, y, o);
+  auto in_place = x.clone();
+  auto g = Tensor<float>::view(in_place.data(), s);
+  const double v = dice_focal_value_and_grad(in_place, y, g, o);
+  CHECK(v == ref.value);
+  bool same = true;
+  for (int64_t i = 0; i < g.numel(); ++i) same = same && g[i] == ref.grad[i];
+  CHECK(same);
+}
+
+TEST_CASE("combined fused: a gradient buffer over a probability target is refused") {
+  const Shape s{1, 3, 4, 4};
+  const auto x = testing::randn<float>(s, 995, 1.0);
+  auto q = testing::uniform<float>(s, 996, 0.0, 1.0);
+  auto g = Tensor<float>::view(q.data(), s);
+  CHECK_THROWS_WITH_AS(ce_dice_value_and_grad(x, q, g),
+                       "ce_dice_value_and_grad: grad overlaps the target; a combined loss reads "
+                       "the probability target again after storing the softmax in grad",
+                       Error);
 }
 
 TEST_CASE("combined fused: cross_entropy in float with ignore_negative and int32 labels") {

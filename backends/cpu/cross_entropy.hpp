@@ -51,7 +51,8 @@ struct CrossEntropyArgs {
 template <class T, class L>
 double cross_entropy(const CrossEntropyArgs<T, L>& a);
 
-// ce_dice's fused first pass (labels): the softmax once per pixel for both terms. Returns the
+// ce_dice's fused first pass (labels, or L = T probabilities): the softmax once per pixel for
+// both terms. Returns the
 // cross-entropy sum as cross_entropy does (a.grad must be null: the gradient comes in pass 2,
 // softmax_overlap_gradient_ce); fills `stats` as softmax_overlap_statistics(dice, stats) does
 // and stores p in dice.probs_out when set.

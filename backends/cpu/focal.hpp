@@ -58,8 +58,9 @@ template <class T, class L>
 double softmax_focal(const SoftmaxFocalArgs<T, L>& a);
 
 // dice_focal's fused first pass: softmax_focal(a) (value, and the gradient when a.grad is set)
-// and, from the same softmax, `stats` as softmax_overlap_statistics(dice, stats) fills them
-// (dice.probs_out must be null when a.grad is set: the buffer holds the focal gradient).
+// and, from the same softmax, `stats` as softmax_overlap_statistics(dice, stats) fills them,
+// storing p in dice.probs_out when set (then a.grad must be null: the focal gradient comes in
+// pass 2, softmax_overlap_gradient_focal, from that p).
 template <class T, class L>
 double softmax_focal_dice_statistics(const SoftmaxFocalArgs<T, L>& a,
                                      const SoftmaxOverlapArgs<T, L>& dice, double* stats);

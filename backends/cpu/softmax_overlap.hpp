@@ -50,16 +50,27 @@ void softmax_overlap_gradient(const SoftmaxOverlapArgs<T, U>& a, const double* c
 
 template <class T, class L>
 struct CrossEntropyArgs;
+template <class T, class L>
+struct SoftmaxFocalArgs;
 
-// Pass 2 of ce_dice (labels): reads p from a.probs (where the fused first pass,
+// Pass 2 of ce_dice: reads p from a.probs (where the fused first pass,
 // cross_entropy_dice_statistics, stored it) and writes, per pixel and class,
 //   grad_c = p_c (g_c - sum_k p_k g_k) + ce_scale * (cross_entropy's gradient of ce),
-// the latter from p as cross_entropy's kernel computes it (ce.grad_scale as its upstream factor;
-// no per-pixel grad_out), and 0 for an ignored pixel. a.accumulate must be false.
+// the latter from p as cross_entropy's kernel computes it, for labels or (L = T) probability
+// targets (ce.grad_scale as its upstream factor; no per-pixel grad_out), and 0 for an ignored
+// pixel. a.accumulate must be false.
 template <class T, class L>
 void softmax_overlap_gradient_ce(const SoftmaxOverlapArgs<T, L>& a, const double* ca,
                                  const double* cb, const CrossEntropyArgs<T, L>& ce,
                                  double ce_scale, T* grad);
+
+// Pass 2 of dice_focal (labels), as softmax_overlap_gradient_ce with softmax_focal's gradient
+// F (p_c - [c = t]) in place of cross_entropy's: F from p alone (softmax_overlap.cpp),
+// focal.grad_scale its upstream factor.
+template <class T, class L>
+void softmax_overlap_gradient_focal(const SoftmaxOverlapArgs<T, L>& a, const double* ca,
+                                    const double* cb, const SoftmaxFocalArgs<T, L>& focal,
+                                    double focal_scale, T* grad);
 
 }  // namespace cpu
 }  // namespace segloss
