@@ -19,10 +19,13 @@
 // the fused call).
 //
 // Usage: segloss-bench [--threads 1,2] [--reps 25] [--filter text] [--quick] [--list]
+//                      [--no-stream]
 //   --filter  runs the cases whose "name shape" contains text (e.g. "cross_entropy",
 //             "(4,150", "softmax_dice (2,4,96")
 //   --quick   the binary (8,1,512,512) cases and the volumes only, 5 repetitions
 //   --list    prints the "name shape" of every case that would run, and runs none
+//   --no-stream  ordinary stores for every gradient (cpu::stream_gradient_bytes at its maximum:
+//             the class-axis kernels otherwise stream gradients of 32 MiB or more), for A/B runs
 // The large multi-class shapes run a fifth of --reps (at least 5) after one warm-up call (three
 // elsewhere), the volumes a third; the sorting losses (Lovasz) a fifth, or 3 on the large and
 // multi-class shapes, the 256^3 surface metrics 3.
@@ -40,6 +43,7 @@
 #include <segloss/capi/segloss.h>
 #include <segloss/segloss.hpp>
 
+#include "../backends/cpu/stream_threshold.hpp"
 #include "alloc_count.hpp"
 
 using namespace segloss;
@@ -78,10 +82,12 @@ Args parse(int argc, char** argv) {
       a.reps = 5;
     } else if (k == "--list") {
       a.list = true;
+    } else if (k == "--no-stream") {
+      cpu::stream_gradient_bytes = INT64_MAX;
     } else {
       std::fprintf(stderr,
                    "usage: segloss-bench [--threads 1,2] [--reps 25] [--filter text] [--quick] "
-                   "[--list]\n");
+                   "[--list] [--no-stream]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }

@@ -12,7 +12,7 @@
 
 #include <segloss/segloss.hpp>
 
-#include "../backends/cpu/simd.hpp"
+#include "../backends/cpu/stream_threshold.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;

@@ -50,12 +50,6 @@ SEGLOSS_INLINE void store_grad_lanes(T* p, const V& v, bool stream) {
   else
     store(p, v);
 }
-// Whether a class-axis kernel writes this gradient with store_stream: its size alone decides
-// (the values are the same either way).
-template <class T>
-bool stream_gradient(const T* grad, int64_t elements) {
-  return grad != nullptr && elements * static_cast<int64_t>(sizeof(T)) >= stream_gradient_bytes;
-}
 template <class T, class V>
 constexpr int lanes() {
   if constexpr (std::is_same_v<V, T>)

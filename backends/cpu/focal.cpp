@@ -176,7 +176,7 @@ double focal_chunk(const SoftmaxFocalArgs<T, L>& a, const detail::Chunk& ch) {
   using P = Packet<T>;
   T* e = class_buffer<T>(static_cast<size_t>(a.classes * kLanes<T>));
   const int64_t n = ch.plane, s0 = ch.begin - n * a.pixels, s1 = ch.end - n * a.pixels;
-  const bool stream = stream_gradient(a.grad, a.images * a.classes * a.pixels);
+  const bool stream = stream_gradient(a.grad, a.images * a.classes * a.pixels, sizeof(T));
   double sum = 0.0;
   int64_t s =
       s0 + (sum_packets<T, 1>(

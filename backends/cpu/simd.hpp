@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "../../core/pointwise.hpp"
+#include "stream_threshold.hpp"
 
 namespace segloss {
 namespace cpu {
@@ -63,7 +64,7 @@ SEGLOSS_INLINE void store(T* p, const Packet<T>& v) {
 // A non-temporal store of a packet where p is aligned to the packet's width: the cache line
 // is written without being read first (no read-for-ownership) and is not kept in cache.
 // Elsewhere, and without SSE2, an ordinary store. The class-axis kernels use it for gradients
-// too large to be read back from cache (stream_gradient_bytes): a pixel packet writes one line in
+// too large to be read back from cache (stream_threshold.hpp): a pixel packet writes one line in
 // each of C class rows, and with C = 150 the ordinary stores' line reads cost as much as the
 // exps (bench/L2_RESIDENT.md). The stores are weakly ordered: call stream_fence() before the
 // data is read by another thread or handed back to the caller.
@@ -97,14 +98,6 @@ inline void stream_fence() {
   _mm_sfence();
 #endif
 }
-
-// Gradients of at least this many bytes are written with store_stream by the class-axis
-// kernels. Measured (bench/L2_RESIDENT.md): -16 % time at 132 MB (C = 21), -32 % at 157 MB
-// (C = 150); +10-25 % on arrays that fit in L2, where the next reader would also find the
-// gradient out of cache. Between the two it was not measured; 32 MiB is about a server L3.
-// A variable only so that tests can take the streaming path on small tensors (it changes no
-// value: tests/test_stream_stores.cpp); the library never writes it.
-inline int64_t stream_gradient_bytes = int64_t(32) << 20;
 
 // Sums over the packets of [begin, end): body(i, part) adds the packet at i into the K
 // accumulators part[0..K). They add in T for up to kBlock packets (float rounding over 8
