@@ -7,7 +7,8 @@
 //
 // For every case and thread count it prints one JSON object per line:
 //   {"name", "shape", "device", "threads", "median_ms", "floor_ms", "ratio_to_floor",
-//    "mpix_per_s", "peak_extra_bytes"}
+//    "mpix_per_s", "peak_extra_bytes"} (and "output_bytes" for a call that returns a new
+//    tensor: the backward forms; those bytes are not in peak_extra_bytes)
 // floor_ms is the median time, in the same run and at the same thread count, of a plain
 // streaming loop that reads the case's input arrays once and writes one array the size of the
 // logits: what any implementation must at least spend moving memory. peak_extra_bytes is the
@@ -115,6 +116,9 @@ struct Case {
   std::function<void()> run;
   std::function<void()> floor;
   int reps = 0;  // 0: the suite's
+  // Bytes of the tensor the call allocates and returns (the backward forms' gradient): the
+  // caller's output, so not counted in peak_extra_bytes (they are printed as output_bytes).
+  int64_t output_bytes = 0;
 };
 
 // The multi-class shapes (8,21,512,512), (4,150,256,256) and the 256^3 volume are "large".
@@ -154,14 +158,17 @@ class Bench {
         set_num_threads(threads);
         const double ms = median_ms(r, c.run, warmup);
         const double floor = median_ms(r, c.floor, warmup);
-        const int64_t extra = alloc_count::peak_extra_bytes(c.run);
+        const int64_t extra = alloc_count::peak_extra_bytes(c.run) - c.output_bytes;
         std::printf(
             "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"cpu\", \"threads\": %d, "
             "\"median_ms\": %.3f, \"floor_ms\": %.3f, \"ratio_to_floor\": %.3f, "
-            "\"mpix_per_s\": %.1f, \"peak_extra_bytes\": %lld%s%s%s}\n",
+            "\"mpix_per_s\": %.1f, \"peak_extra_bytes\": %lld%s%s%s",
             c.name.c_str(), shape.str().c_str(), threads, ms, floor, ms / floor,
             static_cast<double>(pixels) / (ms * 1e3), static_cast<long long>(extra),
             baseline ? ", \"baseline\": \"" : "", baseline ? baseline : "", baseline ? "\"" : "");
+        if (c.output_bytes > 0)
+          std::printf(", \"output_bytes\": %lld", static_cast<long long>(c.output_bytes));
+        std::printf("}\n");
         std::fflush(stdout);
       }
     }
@@ -619,6 +626,7 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
           q[(img * c + k) * px + s] = y[img * px + s] == k ? 0.9f : off;
   }
   const auto one = Tensor<float>::full(Shape{}, 1.0f);
+  const int64_t grad_bytes = shape.numel() * static_cast<int64_t>(sizeof(float));
   if (full) {
     const std::vector<Case> more = {
         // The shard split on one shard (statistics, then finalize; no all-reduce).
@@ -628,10 +636,12 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
         {"ce_dice_split",
          [&] { sink = sink + ce_dice_finalize(x, y, ce_dice_statistics(x, y), grad); }, floor_loop},
         {"ce_dice_probs", [&] { sink = sink + ce_dice_value_and_grad(x, q, grad); }, probs_floor},
-        // The backward forms (grad_out 1): they allocate the gradient they return.
-        {"ce_dice_backward", [&] { sink = sink + ce_dice_backward(x, y, one)[0]; }, floor_loop},
+        // The backward forms (grad_out 1): they allocate the gradient they return (timed: the
+        // caller pays it; not counted as extra memory: it is the output).
+        {"ce_dice_backward", [&] { sink = sink + ce_dice_backward(x, y, one)[0]; }, floor_loop, 0,
+         grad_bytes},
         {"dice_focal_backward", [&] { sink = sink + dice_focal_backward(x, y, one)[0]; },
-         floor_loop},
+         floor_loop, 0, grad_bytes},
     };
     cases.insert(cases.end(), more.begin(), more.end());
   }
