@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include <segloss/segloss.hpp>
@@ -64,6 +65,20 @@ void check_threads_and_in_place(const F& f, const Tensor<T>& x, const Tensor<U>&
   Tensor<T> in_place = copy_of(x);
   CHECK(f(in_place, t, in_place) == v);
   CHECK(same_bits(in_place, ref));
+}
+
+// Probabilities over the class axis of (N, C, S...) (a soft target).
+template <class T>
+Tensor<T> soft_target(const Shape& s, uint64_t seed) {
+  auto t = testing::uniform<T>(s, seed, 0.0, 1.0);
+  const int64_t N = s[0], C = s[1], S = s.numel_from(2);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < S; ++i) {
+      T sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += t[(n * C + c) * S + i];
+      for (int64_t c = 0; c < C; ++c) t[(n * C + c) * S + i] /= sum;
+    }
+  return t;
 }
 
 }  // namespace segloss::testing

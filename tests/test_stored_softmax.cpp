@@ -19,20 +19,6 @@ using namespace segloss;
 
 namespace {
 
-// Probabilities over the class axis of (N, C, S...) (a soft target).
-template <class T>
-Tensor<T> soft_target(const Shape& s, uint64_t seed) {
-  auto t = testing::uniform<T>(s, seed, 0.0, 1.0);
-  const int64_t N = s[0], C = s[1], S = s.numel_from(2);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t i = 0; i < S; ++i) {
-      T sum = 0;
-      for (int64_t c = 0; c < C; ++c) sum += t[(n * C + c) * S + i];
-      for (int64_t c = 0; c < C; ++c) t[(n * C + c) * S + i] /= sum;
-    }
-  return t;
-}
-
 // f(x, t, grad) -> value, the four losses' buffer form with non-default options.
 template <class T, class U>
 std::vector<std::function<double(const Tensor<T>&, const Tensor<U>&, Tensor<T>&)>> losses(
@@ -70,7 +56,7 @@ TEST_CASE_TEMPLATE("stored softmax: equals the recomputing path bit for bit (pro
   // 37 pixels: packets and a scalar tail; 5 classes.
   const Shape s{2, 5, 37};
   const auto x = testing::randn<T>(s, 901, 3.0);
-  const auto t = soft_target<T>(s, 902);
+  const auto t = testing::soft_target<T>(s, 902);
   for (bool squared : {false, true}) {
     CAPTURE(squared);
     const auto fs = losses<T, T>(squared);

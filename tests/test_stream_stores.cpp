@@ -14,6 +14,7 @@
 
 #include "../backends/cpu/stream_threshold.hpp"
 #include "helpers.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 
@@ -25,12 +26,6 @@ struct StreamThreshold {
   explicit StreamThreshold(int64_t bytes) { cpu::stream_gradient_bytes = bytes; }
   ~StreamThreshold() { cpu::stream_gradient_bytes = saved; }
 };
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
 
 // A gradient buffer the caller owns, whose data starts `offset` elements past an aligned
 // address (offset 0: aligned, as Tensor::empty is).
@@ -56,7 +51,7 @@ void check_streamed_equals_plain(const Shape& s, int64_t offset, const Run& run)
     v_streamed = run(streamed.view);
   }
   CHECK(v_streamed == v_plain);
-  CHECK(same_bits(streamed.view, plain.view));
+  CHECK(testing::same_bits(streamed.view, plain.view));
 }
 
 template <class T, class L>
@@ -107,14 +102,8 @@ TEST_CASE_TEMPLATE("stream stores: probability targets, class weights, backward,
                    float, double) {
   const Shape s{2, 21, 24, 32};
   const auto x = testing::randn<T>(s, 81, 2.0);
-  auto q = testing::uniform<T>(s, 82, 0.0, 1.0);
-  const int64_t N = s[0], C = s[1], S = s.numel_from(2);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t p = 0; p < S; ++p) {
-      T sum = 0;
-      for (int64_t c = 0; c < C; ++c) sum += q[(n * C + c) * S + p];
-      for (int64_t c = 0; c < C; ++c) q[(n * C + c) * S + p] /= sum;
-    }
+  const auto q = testing::soft_target<T>(s, 82);
+  const int64_t C = s[1];
   const auto y = testing::labels<int64_t>(s.without(1), C, 83, 0.05);
   CrossEntropyOptions<T> ce;
   ce.weight = testing::uniform<T>({C}, 84, 0.5, 2.0);
@@ -132,7 +121,7 @@ TEST_CASE_TEMPLATE("stream stores: probability targets, class weights, backward,
     const StreamThreshold on(0);
     streamed = cross_entropy_backward(x, y, grad_out, ce);
   }
-  CHECK(same_bits(streamed, plain));
+  CHECK(testing::same_bits(streamed, plain));
 
   const int before = num_threads();
   for (int threads : {1, 2, 3}) {
