@@ -36,9 +36,12 @@ void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice
                   "; both terms must ignore the same pixels");
 }
 
-// The Dice gradient pass reads the logits after the first term has written the gradient: the
-// two buffers must not overlap. Nor may grad overlap a probability target, which the second
-// pass reads again after the first stored p in grad.
+// split_finalize's Dice gradient pass reads the logits after the first term has written the
+// gradient: the two buffers must not overlap. ce_dice's fused passes keep the same rule,
+// although their pass 2 reads p from grad and never the logits (exactly in place would work
+// there, as it does for dice_focal, which does not call this; relaxing it is left for later).
+// Nor may grad overlap a probability target, which pass 2 reads again after pass 1 stored p in
+// grad.
 template <class T, class U>
 void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                        const Tensor<T>& grad) {
