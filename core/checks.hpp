@@ -78,7 +78,9 @@ void check_same_shape_pair(const char* function, const Tensor<T>& logits, const 
 }
 
 // A caller-given gradient buffer: allocated (on the input's device) when undefined, else shaped
-// like the input and on its device.
+// like the input and on its device, and either the input itself (in place) or apart from it. A
+// buffer that overlaps the input at another offset would overwrite inputs other threads have
+// still to read (a silently wrong, timing-dependent result), so it is refused.
 template <class T>
 void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad,
                   const char* input = "logits") {
@@ -89,6 +91,14 @@ void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad
   SEGLOSS_CHECK(grad.shape() == logits.shape(), function, "grad ", grad.shape(), " does not match ",
                 input, " ", logits.shape());
   check_same_device(function, "grad", grad, logits.device(), input);
+  const auto g0 = reinterpret_cast<std::uintptr_t>(grad.data());
+  const auto x0 = reinterpret_cast<std::uintptr_t>(logits.data());
+  const auto bytes = static_cast<std::uintptr_t>(logits.numel()) * sizeof(T);
+  SEGLOSS_CHECK(
+      g0 == x0 || g0 + bytes <= x0 || x0 + bytes <= g0, function, "grad overlaps ", input,
+      " at an offset of ",
+      (static_cast<long long>(g0) - static_cast<long long>(x0)) / static_cast<long long>(sizeof(T)),
+      " elements; pass ", input, " itself (in place) or a separate buffer");
 }
 
 // grad_out for backward: one element for a scalar reduction, else `expected`; on `device`.

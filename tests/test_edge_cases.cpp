@@ -639,3 +639,40 @@ TEST_CASE("edge: planes of kChunk - 1, kChunk, kChunk + 1 and 2 kChunk + 1 eleme
     CHECK(cm.counts() == direct);
   }
 }
+
+TEST_CASE("edge: a grad buffer overlapping the logits at an offset is refused, in place is not") {
+  const Shape s{2, 3, 4, 8};
+  const int64_t n = s.numel();
+  auto buf = Tensor<double>::empty({2 * n});
+  const auto x0 = randn<double>(s, 41, 2.0);
+  const auto y = labels<int64_t>(s.without(1), 3, 42);
+  const auto t = mask<double>(s, 43);
+  for (int64_t i = 0; i < n; ++i) buf[i] = x0[i];
+  const auto x = Tensor<double>::view(buf.data(), s);
+  for (int64_t offset : std::vector<int64_t>{1, 16, n - 1, -1, -(n - 1)}) {
+    CAPTURE(offset);
+    // The buffer's second half starts at n; offsets below 0 put grad before the logits.
+    auto big = Tensor<double>::empty({3 * n});
+    for (int64_t i = 0; i < n; ++i) big[n + i] = x0[i];
+    const auto xv = Tensor<double>::view(big.data() + n, s);
+    auto g = Tensor<double>::view(big.data() + n + offset, s);
+    const std::string where = "grad overlaps logits at an offset of " + std::to_string(offset);
+    CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(xv, t, g), doctest::Contains(where.c_str()),
+                         Error);
+    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xv, y, g), doctest::Contains(where.c_str()),
+                         Error);
+    CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(xv, y, g), doctest::Contains(where.c_str()),
+                         Error);
+    CHECK_THROWS_WITH_AS(dice_focal_value_and_grad(xv, y, g), doctest::Contains(where.c_str()),
+                         Error);
+  }
+  // In place (grad is the logits) and a separate buffer give the same value and gradient.
+  const auto ref = cross_entropy_value_and_grad(x0, y);
+  Tensor<double> g = x;
+  CHECK(cross_entropy_value_and_grad(x, y, g) == doctest::Approx(ref.value).epsilon(1e-15));
+  for (int64_t i = 0; i < n; ++i) CHECK(buf[i] == ref.grad[i]);
+  auto apart = Tensor<double>::view(buf.data() + n, s);
+  for (int64_t i = 0; i < n; ++i) buf[i] = x0[i];
+  CHECK(cross_entropy_value_and_grad(x, y, apart) == doctest::Approx(ref.value).epsilon(1e-15));
+  for (int64_t i = 0; i < n; ++i) CHECK(apart[i] == ref.grad[i]);
+}

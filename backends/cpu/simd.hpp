@@ -63,31 +63,21 @@ SEGLOSS_INLINE void store(T* p, const Packet<T>& v) {
 
 // A non-temporal store of a packet where p is aligned to the packet's width: the cache line
 // is written without being read first (no read-for-ownership) and is not kept in cache.
-// Elsewhere, and without SSE2, an ordinary store. The class-axis kernels use it for gradients
-// too large to be read back from cache (stream_threshold.hpp): a pixel packet writes one line in
+// Elsewhere an ordinary store; and only with AVX-512, where a packet is a whole 64-byte line
+// (the width it was measured at: with SSE2/AVX a packet is part of a line, and the partial
+// write-combining flushes were not measured). The class-axis kernels use it for gradients too
+// large to be read back from cache (stream_threshold.hpp): a pixel packet writes one line in
 // each of C class rows, and with C = 150 the ordinary stores' line reads cost as much as the
 // exps (bench/L2_RESIDENT.md). The stores are weakly ordered: call stream_fence() before the
 // data is read by another thread or handed back to the caller.
 template <class T>
 SEGLOSS_INLINE void store_stream(T* p, const Packet<T>& v) {
-#if defined(__SSE2__)
-  if ((reinterpret_cast<std::uintptr_t>(p) & (kVectorBytes - 1)) == 0) {
 #if defined(__AVX512F__)
+  if ((reinterpret_cast<std::uintptr_t>(p) & 63) == 0) {
     if constexpr (std::is_same_v<T, float>)
       _mm512_stream_ps(p, _mm512_loadu_ps(v.data()));
     else
       _mm512_stream_pd(p, _mm512_loadu_pd(v.data()));
-#elif defined(__AVX__)
-    if constexpr (std::is_same_v<T, float>)
-      _mm256_stream_ps(p, _mm256_loadu_ps(v.data()));
-    else
-      _mm256_stream_pd(p, _mm256_loadu_pd(v.data()));
-#else
-    if constexpr (std::is_same_v<T, float>)
-      _mm_stream_ps(p, _mm_loadu_ps(v.data()));
-    else
-      _mm_stream_pd(p, _mm_loadu_pd(v.data()));
-#endif
     return;
   }
 #endif
