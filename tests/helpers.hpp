@@ -1,8 +1,10 @@
-// Small helpers shared by the tests: seeded random tensors.
+// Small helpers shared by the tests: seeded random tensors, and a guard for the library's test
+// seams.
 #pragma once
 
 #include <cstdint>
 #include <random>
+#include <utility>
 
 #include <segloss/segloss.hpp>
 
@@ -55,5 +57,23 @@ Tensor<To> cast(const Tensor<From>& t) {
   for (int64_t i = 0; i < t.numel(); ++i) r[i] = static_cast<To>(t[i]);
   return r;
 }
+
+// Sets a variable (a library test seam such as cpu::stream_gradient_bytes or
+// cpu::gather_offset_limit) for the guard's lifetime and restores the value it had, also when a
+// check throws out of the scope.
+template <class T>
+class ScopedValue {
+ public:
+  ScopedValue(T& variable, T value) : variable_(variable), saved_(variable) {
+    variable_ = std::move(value);
+  }
+  ~ScopedValue() { variable_ = std::move(saved_); }
+  ScopedValue(const ScopedValue&) = delete;
+  ScopedValue& operator=(const ScopedValue&) = delete;
+
+ private:
+  T& variable_;
+  T saved_;
+};
 
 }  // namespace segloss::testing

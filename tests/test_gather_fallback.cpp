@@ -23,16 +23,6 @@ using namespace segloss;
 
 namespace {
 
-// Lowers the bound so that no offset fits: every gather_lanes call of the kernels takes the
-// lane loop until the guard goes.
-struct ForceGatherFallback {
-  int64_t saved = cpu::gather_offset_limit;
-  ForceGatherFallback() { cpu::gather_offset_limit = 0; }
-  ~ForceGatherFallback() { cpu::gather_offset_limit = saved; }
-  ForceGatherFallback(const ForceGatherFallback&) = delete;
-  ForceGatherFallback& operator=(const ForceGatherFallback&) = delete;
-};
-
 struct Results {
   Tensor<float> loss, back, grad;  // reduction none's forward and backward; mean's gradient
   double value = 0;                // mean's value
@@ -57,7 +47,9 @@ void check_fallback_bits(const Tensor<float>& x, const Tensor<L>& y, O o, Fwd fw
   const Results gathered = run();
   Results fallback;
   {
-    ForceGatherFallback force;
+    // A bound of 0: no offset fits, every gather_lanes call of the kernels takes the lane loop
+    // until the guard goes.
+    const testing::ScopedValue<int64_t> force(cpu::gather_offset_limit, 0);
     REQUIRE_FALSE(cpu::gather_fits(C, S, 16));
     fallback = run();
   }

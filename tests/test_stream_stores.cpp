@@ -20,13 +20,6 @@ using namespace segloss;
 
 namespace {
 
-// Sets cpu::stream_gradient_bytes for the scope of a check, and restores it.
-struct StreamThreshold {
-  int64_t saved = cpu::stream_gradient_bytes;
-  explicit StreamThreshold(int64_t bytes) { cpu::stream_gradient_bytes = bytes; }
-  ~StreamThreshold() { cpu::stream_gradient_bytes = saved; }
-};
-
 // A gradient buffer the caller owns, whose data starts `offset` elements past an aligned
 // address (offset 0: aligned, as Tensor::empty is).
 template <class T>
@@ -43,11 +36,11 @@ void check_streamed_equals_plain(const Shape& s, int64_t offset, const Run& run)
   GradBuffer<T> plain(s, offset), streamed(s, offset);
   double v_plain = 0, v_streamed = 0;
   {
-    const StreamThreshold off(INT64_MAX);
+    const testing::ScopedValue<int64_t> off(cpu::stream_gradient_bytes, INT64_MAX);
     v_plain = run(plain.view);
   }
   {
-    const StreamThreshold on(0);
+    const testing::ScopedValue<int64_t> on(cpu::stream_gradient_bytes, 0);
     v_streamed = run(streamed.view);
   }
   CHECK(v_streamed == v_plain);
@@ -114,11 +107,11 @@ TEST_CASE_TEMPLATE("stream stores: probability targets, class weights, backward,
   ce.reduction = Reduction::none;
   Tensor<T> plain, streamed;
   {
-    const StreamThreshold off(INT64_MAX);
+    const testing::ScopedValue<int64_t> off(cpu::stream_gradient_bytes, INT64_MAX);
     plain = cross_entropy_backward(x, y, grad_out, ce);
   }
   {
-    const StreamThreshold on(0);
+    const testing::ScopedValue<int64_t> on(cpu::stream_gradient_bytes, 0);
     streamed = cross_entropy_backward(x, y, grad_out, ce);
   }
   CHECK(testing::same_bits(streamed, plain));
