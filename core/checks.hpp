@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -77,6 +78,22 @@ void check_same_shape_pair(const char* function, const Tensor<T>& logits, const 
     check_finite(target, "target", function);
 }
 
+// Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte. The addresses are
+// compared as std::uintptr_t: <, <= on pointers into different objects are unspecified. An empty
+// range overlaps nothing; ranges that only touch (one ends where the other starts) do not overlap.
+inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+  if (a_bytes == 0 || b_bytes == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a);
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b);
+  return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+// A tensor's elements as a byte range for overlaps().
+template <class T>
+std::size_t data_bytes(const Tensor<T>& t) {
+  return static_cast<std::size_t>(t.numel()) * sizeof(T);
+}
+
 // A caller-given gradient buffer: allocated (on the input's device) when undefined, else shaped
 // like the input and on its device, and either the input itself (in place) or apart from it. A
 // buffer that overlaps the input at another offset would overwrite inputs other threads have
@@ -91,14 +108,13 @@ void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad
   SEGLOSS_CHECK(grad.shape() == logits.shape(), function, "grad ", grad.shape(), " does not match ",
                 input, " ", logits.shape());
   check_same_device(function, "grad", grad, logits.device(), input);
-  const auto g0 = reinterpret_cast<std::uintptr_t>(grad.data());
-  const auto x0 = reinterpret_cast<std::uintptr_t>(logits.data());
-  const auto bytes = static_cast<std::uintptr_t>(logits.numel()) * sizeof(T);
-  SEGLOSS_CHECK(
-      g0 == x0 || g0 + bytes <= x0 || x0 + bytes <= g0, function, "grad overlaps ", input,
-      " at an offset of ",
-      (static_cast<long long>(g0) - static_cast<long long>(x0)) / static_cast<long long>(sizeof(T)),
-      " elements; pass ", input, " itself (in place) or a separate buffer");
+  const auto bytes = data_bytes(logits);
+  SEGLOSS_CHECK(grad.data() == logits.data() || !overlaps(grad.data(), bytes, logits.data(), bytes),
+                function, "grad overlaps ", input, " at an offset of ",
+                (reinterpret_cast<std::intptr_t>(grad.data()) -
+                 reinterpret_cast<std::intptr_t>(logits.data())) /
+                    static_cast<long long>(sizeof(T)),
+                " elements; pass ", input, " itself (in place) or a separate buffer");
 }
 
 // grad_out for backward: one element for a scalar reduction, else `expected`; on `device`.

@@ -45,14 +45,15 @@ void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice
 template <class T, class U>
 void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                        const Tensor<T>& grad) {
-  const T *x0 = logits.data(), *x1 = x0 + logits.numel();
-  const T *g0 = grad.data(), *g1 = g0 + grad.numel();
-  SEGLOSS_CHECK(g1 <= x0 || x1 <= g0, fn,
+  SEGLOSS_CHECK(!detail::overlaps(grad.data(), detail::data_bytes(grad), logits.data(),
+                                  detail::data_bytes(logits)),
+                fn,
                 "grad overlaps the logits; a combined loss reads the logits again after "
                 "writing its first term's gradient, so it cannot run in place");
   if constexpr (std::is_same_v<T, U>) {
-    const T *t0 = target.data(), *t1 = t0 + target.numel();
-    SEGLOSS_CHECK(g1 <= t0 || t1 <= g0, fn,
+    SEGLOSS_CHECK(!detail::overlaps(grad.data(), detail::data_bytes(grad), target.data(),
+                                    detail::data_bytes(target)),
+                  fn,
                   "grad overlaps the target; a combined loss reads the probability target again "
                   "after storing the softmax in grad");
   }
