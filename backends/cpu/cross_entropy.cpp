@@ -6,6 +6,7 @@
 #include "cross_entropy.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <type_traits>
 #include <vector>
 
@@ -25,6 +26,11 @@ namespace {
 template <class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e,
                         bool stream = false) {
+  // kProbs computes no gradient: ce_dice's two_passes (losses/combined.cpp) clears a.grad for
+  // pass 1, whose gradient pass 2 writes from p. It must: once e holds p (normalised below), the
+  // gradient loops would multiply by 1 / se a second time, and grad's buffer is the probs_out that
+  // receives p.
+  assert(!kProbs || a.grad == nullptr);
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;

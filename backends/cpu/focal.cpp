@@ -11,6 +11,7 @@
 #include "focal.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <type_traits>
 
 #include "../../core/parallel.hpp"
@@ -109,6 +110,11 @@ double sigmoid_run(const SigmoidFocalArgs<T>& a) {
 template <int K, class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_t s, T* e,
                               bool stream = false) {
+  // kProbs computes no gradient: dice_focal's two_passes (losses/combined.cpp) clears a.grad for
+  // pass 1, whose gradient pass 2 writes from p. A gradient stored here would be a whole
+  // gradient's stores for nothing: grad's buffer is the probs_out that receives p right after this
+  // call (the values would be right, as e is normalised only after the gradient loop).
+  assert(!kProbs || a.grad == nullptr);
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
   const int64_t C = a.classes, S = a.pixels;
