@@ -36,20 +36,25 @@ void check_same_ignore(const char* fn, const char* term, int64_t a, int64_t dice
                   "; both terms must ignore the same pixels");
 }
 
-// split_finalize's Dice gradient pass reads the logits after the first term has written the
-// gradient: the two buffers must not overlap. ce_dice's fused passes keep the same rule,
-// although their pass 2 reads p from grad and never the logits (exactly in place would work
-// there, as it does for dice_focal, which does not call this; relaxing it is left for later).
-// Nor may grad overlap a probability target, which pass 2 reads again after pass 1 stored p in
-// grad.
+// A combined loss's gradient buffer against its inputs (prepare_grad has refused a partial
+// overlap with the logits already). split_finalize's Dice gradient pass recomputes the softmax
+// from the logits after the first term has written the gradient: there grad must not be the
+// logits either (in_place false). ce_dice's fused passes may run exactly in place (in_place
+// true), as dice_focal's do (it does not call this): pass 1 reads all C logits of a packet (or
+// tail pixel) before it stores that packet's p in grad, and each packet is read and written by
+// one thread; pass 2 reads p back from grad and never the logits, all C classes of a packet
+// before it writes that packet's gradient; the first term's value and every check that reads the
+// logits come before pass 1. Nor may grad overlap a probability target, which pass 2 reads
+// again (q'_c, class by class, between the gradient's stores) after pass 1 stored p in grad.
 template <class T, class U>
 void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
-                       const Tensor<T>& grad) {
-  SEGLOSS_CHECK(!detail::overlaps(grad.data(), detail::data_bytes(grad), logits.data(),
-                                  detail::data_bytes(logits)),
+                       const Tensor<T>& grad, bool in_place) {
+  SEGLOSS_CHECK((in_place && grad.data() == logits.data()) ||
+                    !detail::overlaps(grad.data(), detail::data_bytes(grad), logits.data(),
+                                      detail::data_bytes(logits)),
                 fn,
-                "grad overlaps the logits; a combined loss reads the logits again after "
-                "writing its first term's gradient, so it cannot run in place");
+                "grad overlaps the logits; a combined loss's finalize reads the logits again "
+                "after writing its first term's gradient, so it cannot run in place");
   if constexpr (std::is_same_v<T, U>) {
     SEGLOSS_CHECK(!detail::overlaps(grad.data(), detail::data_bytes(grad), target.data(),
                                     detail::data_bytes(target)),
@@ -192,7 +197,7 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
   detail::check_image(fn, "logits", logits);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, target, grad);
+  check_not_aliased(fn, logits, target, grad, false);
   ShardStatistics a;
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
   *first_value = term(fn, which, [&] { return first(a, grad); });
@@ -212,7 +217,7 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   check_ce_dice<T, U>(fn, o);
   detail::check_image(fn, "logits", logits);
   detail::prepare_grad(fn, logits, grad);
-  check_not_aliased(fn, logits, target, grad);
+  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   CeDiceParts v;
   ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
   if (parts) *parts = v;

@@ -16,9 +16,10 @@
 // p (cross_entropy's for labels or probabilities; the focal one from p_t, alpha and gamma),
 // times its weight, plus the Dice gradient times dice_weight (backward: the weights times
 // grad_out). The softmax is computed once. The statistics / finalize split runs the terms
-// apart. ce_dice's gradient buffer must not overlap the logits, nor a probability target (an
-// error: a later pass reads them after the buffer was written); dice_focal's may be the logits
-// (pass 2 reads only p and the labels).
+// apart. value_and_grad's gradient buffer may be exactly the logits (in place: pass 1 reads a
+// packet's logits before storing its p, pass 2 reads only p and the target); one that overlaps
+// the logits at another offset, or overlaps a probability target (which pass 2 reads again after
+// the buffer was written), is an error.
 // Reduction none is rejected for either term (their shapes differ), as are non-finite term
 // weights.
 // An error raised by a term's own checks names the combined function and the term.
@@ -98,7 +99,8 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
 // softmax_focal_statistics' layout: loss sum, divisor, count) then the Dice term's
 // (softmax_dice_statistics' layout); local holds the Dice term's per-(image, class) sums.
 // finalize returns the batch's loss (its terms in `parts`, when given) and writes this shard's
-// gradient; as value_and_grad, grad must not overlap the logits.
+// gradient; grad must not overlap the logits, not even exactly (finalize recomputes the softmax
+// from the logits after writing the first term's gradient).
 template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
 OverlapStatistics ce_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
                                      const CeDiceOptions<T>& options = {});

@@ -123,11 +123,11 @@ TEST_CASE("combined: bad input names the function and options") {
                        "ce_dice_backward: options.ce.ignore_negative is set; the Dice term ignores "
                        "one label value only, so both terms would not ignore the same pixels",
                        Error);
-  auto in_place = logits_of();  // the gradient buffer may not be the logits
+  auto in_place = logits_of();  // finalize's gradient buffer may not be the logits
   auto g = Tensor<double>::view(in_place.data(), kShape);
   CHECK_THROWS_WITH_AS(
-      ce_dice_value_and_grad(in_place, y, g),
-      "ce_dice_value_and_grad: grad overlaps the logits; a combined loss reads the "
+      ce_dice_finalize(in_place, y, ce_dice_statistics(in_place, y), g),
+      "ce_dice_finalize: grad overlaps the logits; a combined loss's finalize reads the "
       "logits again after writing its first term's gradient, so it cannot run in "
       "place",
       Error);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "loss_check.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 
@@ -310,6 +311,75 @@ TEST_CASE("combined fused: dice_focal in place (grad = the logits) equals the ou
   bool same = true;
   for (int64_t i = 0; i < g.numel(); ++i) same = same && g[i] == ref.grad[i];
   CHECK(same);
+}
+
+// ce_dice_value_and_grad in place (grad is the logits) against the out-of-place call at 1
+// thread: at 1, 2 and 3 threads, the out-of-place and the in-place call give its value and its
+// gradient bit for bit. Pass 1 stores each packet's p over its logits after reading them; pass 2
+// reads p and the target, never the logits.
+template <class T, class U>
+void check_ce_dice_in_place(const Tensor<T>& x, const Tensor<U>& y, const CeDiceOptions<T>& o) {
+  const int before = num_threads();
+  set_num_threads(1);
+  Tensor<T> ref;
+  const double v = ce_dice_value_and_grad(x, y, ref, o);
+  CHECK(std::isfinite(v));
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    Tensor<T> apart;
+    CHECK(ce_dice_value_and_grad(x, y, apart, o) == v);
+    CHECK(testing::same_bits(apart, ref));
+    Tensor<T> in_place = testing::copy_of(x);
+    CHECK(ce_dice_value_and_grad(in_place, y, in_place, o) == v);
+    CHECK(testing::same_bits(in_place, ref));
+  }
+  set_num_threads(before);
+}
+
+TEST_CASE_TEMPLATE(
+    "combined fused: ce_dice in place (grad = the logits) equals the out-of-place "
+    "call",
+    T, float, double) {
+  for (const Shape& s : kShapes) {
+    CAPTURE(s);
+    const auto x = testing::randn<T>(s, 1201, 2.5);
+    CeDiceOptions<T> o;  // labels, some ignored, with class weights and smoothing
+    o.ce_weight = 0.7;
+    o.dice_weight = 1.3;
+    o.ce.ignore_index = o.dice.ignore_index = 255;
+    o.ce.label_smoothing = 0.1;
+    std::vector<T> w;
+    for (int64_t c = 0; c < s[1]; ++c) w.push_back(static_cast<T>(0.5 + 0.25 * (c % 4)));
+    o.ce.weight = Tensor<T>::from(w, {s[1]});
+    auto y = testing::labels<int32_t>(s.without(1), s[1], 1202, 0.15, 255);
+    y[0] = 1;  // one pixel counted at least (the 1x1 image's only one)
+    check_ce_dice_in_place(x, y, o);
+    CeDiceOptions<T> q;  // probability targets
+    q.ce.label_smoothing = 0.05;
+    check_ce_dice_in_place(x, testing::uniform<T>(s, 1203, 0.0, 1.0), q);
+  }
+}
+
+TEST_CASE("combined fused: ce_dice refuses a grad over the logits at an offset") {
+  const Shape s{1, 3, 4, 4};
+  const int64_t n = s.numel();
+  const auto x = testing::randn<float>(s, 1204, 1.0);
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 1205);
+  auto big = Tensor<float>::empty({2 * n});
+  for (int64_t i = 0; i < n; ++i) big[i] = x[i];
+  const auto xv = Tensor<float>::view(big.data(), s);
+  auto g = Tensor<float>::view(big.data() + 16, s);
+  CHECK_THROWS_WITH_AS(ce_dice_value_and_grad(xv, y, g),
+                       "ce_dice_value_and_grad: grad overlaps logits at an offset of 16 elements; "
+                       "pass logits itself (in place) or a separate buffer",
+                       Error);
+  // In place with the logits as the probability target too: grad overlaps the target.
+  auto q = testing::uniform<float>(s, 1206, 0.0, 1.0);
+  CHECK_THROWS_WITH_AS(ce_dice_value_and_grad(q, q, q),
+                       "ce_dice_value_and_grad: grad overlaps the target; a combined loss reads "
+                       "the probability target again after storing the softmax in grad",
+                       Error);
 }
 
 TEST_CASE("combined fused: a gradient buffer over a probability target is refused") {
