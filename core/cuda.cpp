@@ -27,6 +27,14 @@ bool built() {
 #endif
 }
 
+bool emulated() {
+#if defined(SEGLOSS_CUDA_EMULATION)
+  return true;
+#else
+  return false;
+#endif
+}
+
 void* current_stream() {
   return detail::thread_state().stream;
 }

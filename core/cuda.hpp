@@ -28,8 +28,14 @@
 namespace segloss {
 namespace cuda {
 
-// Whether this build has the CUDA backend (nvcc was found at configure time).
+// Whether this build has the CUDA backend (nvcc was found at configure time, or the build is
+// the emulator's).
 bool built();
+
+// Whether the CUDA backend of this build is the CPU emulator (SEGLOSS_CUDA=EMULATE, a test
+// build: the kernels run on the CPU, one fiber per CUDA thread; docs/cuda.md "The emulator").
+// Then available() is true without a GPU, and nothing is fast.
+bool emulated();
 
 // Whether a CUDA device can be used: the backend is built and the runtime sees at least one
 // GPU. The answer is computed once and cached.

@@ -89,7 +89,7 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
   double* total = call.at<double>(l.sums);
   plane_pass<1>(call, g, body, partials);
   combine(call, partials, 1, g.blocks(), 1, total);
-  scale_value_kernel<<<1, 1, 0, call.stream()>>>(total, value_scale, call.value());
+  cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, call.value());
   call.launched();
   if (r.device) call.device_value(r.device);
   if (r.host) *r.host = call.host_value();

@@ -63,7 +63,7 @@ template <class Pred, class L>
 __global__ void __launch_bounds__(kThreads)
     count_cells(Pred pred, const L* __restrict__ truth, int64_t total, Rule r, bool shared_hist,
                 unsigned long long* hist, unsigned long long* first_bad) {
-  extern __shared__ unsigned int sh_hist[];
+  SEGLOSS_DYNAMIC_SHARED(unsigned int, sh_hist);
   const int64_t C = r.classes, bins = C * C;
   if (shared_hist) {
     for (int64_t b = threadIdx.x; b < bins; b += kThreads) sh_hist[b] = 0;
@@ -128,8 +128,8 @@ cpu::HistResult run(const char* function, Pred pred, const L* truth, int64_t tot
   int64_t blocks = (total + kThreads - 1) / kThreads;
   if (blocks > kMaxBlocks) blocks = kMaxBlocks;
   const Rule r{C, rule.ignore_index, rule.drop_out_of_range};
-  count_cells<Pred, L><<<static_cast<int>(blocks), kThreads, smem, s>>>(pred, truth, total, r,
-                                                                        shared_hist, counts, flag);
+  cuda::launch(count_cells<Pred, L>, static_cast<int>(blocks), kThreads, smem, s, pred, truth,
+               total, r, shared_hist, counts, flag);
   call.launched();
   unsigned long long key = 0;
   std::vector<int64_t> host(static_cast<size_t>(bins));

@@ -328,32 +328,32 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
         "cudaMemsetAsync");
   const int label_blocks = blocks_for(total);
-  label_pass<L, T><<<label_blocks, kThreads, 0, s>>>(a.labels, total, a.classes, a.ignore_index,
-                                                     a.ignore_negative, a.weight, w.label_weight,
-                                                     w.label_count, &w.status->first_bad);
+  cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
+               a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
+               &w.status->first_bad);
   call.launched();
-  prepare<T><<<1, kThreads, 0, s>>>(label_blocks, a.classes, a.weight, mean, a.mean_over_valid,
-                                    a.all_ignored_nan, scalar ? a.grad_out : nullptr,
-                                    w.label_weight, w.label_count, w.status);
+  cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, a.classes, a.weight, mean,
+               a.mean_over_valid, a.all_ignored_nan, scalar ? a.grad_out : nullptr, w.label_weight,
+               w.label_count, w.status);
   call.launched();
   const int blocks = blocks_for(total);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
   // The register array is sized for the next bucket of C: registers per thread decide how many
   // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256).
   if (a.classes <= 8)
-    fused<T, L, 8><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+    cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= 16)
-    fused<T, L, 16><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+    cuda::launch(fused<T, L, 16>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= 24)
-    fused<T, L, 24><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+    cuda::launch(fused<T, L, 24>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= kRegisterClasses)
-    fused<T, L, kRegisterClasses><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+    cuda::launch(fused<T, L, kRegisterClasses>, blocks, kThreads, 0, s, a, w.status, partial);
   else
-    fused<T, L, 0><<<blocks, kThreads, 0, s>>>(a, w.status, partial);
+    cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial);
   call.launched();
   if (scalar) {
-    finish<T><<<1, kThreads, 0, s>>>(blocks, mean, partial, w.status, a.value, call.value(),
-                                     call.flag());
+    cuda::launch(finish<T>, 1, kThreads, 0, s, blocks, mean, partial, w.status, a.value,
+                 call.value(), call.flag());
     call.launched();
   }
   CrossEntropyStatus r;

@@ -275,7 +275,7 @@ void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& a, cons
   double* total = call.at<double>(l.sums);
   plane_pass<1>(call, g, body, partials);
   combine(call, partials, 1, g.blocks(), 1, total);
-  scale_value_kernel<<<1, 1, 0, call.stream()>>>(total, value_scale, call.value());
+  cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, call.value());
   call.launched();
   if (r.device) call.device_value(r.device);
   if (r.host) *r.host = call.host_value();
@@ -301,7 +301,8 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
                              call.at<unsigned long long>(kFirstBadOffset)},
                 partials);
   combine(call, partials, 1, g.blocks(), 1, count);
-  prepare_kernel<T><<<1, 1, 0, call.stream()>>>(count, mean, grad_scale_by, factor, scale);
+  cuda::launch(prepare_kernel<T>, 1, 1, 0, call.stream(), count, mean, grad_scale_by, factor,
+               scale);
   call.launched();
   const SoftmaxBody<T, L> body{a, scale, cpu::focal_gamma_kind(static_cast<double>(a.gamma))};
   FocalStatus st;
@@ -311,7 +312,7 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
   }
   plane_pass<1>(call, g, body, partials);
   combine(call, partials, 1, g.blocks(), 1, total);
-  finish_kernel<<<1, 1, 0, call.stream()>>>(total, factor, call.value());
+  cuda::launch(finish_kernel, 1, 1, 0, call.stream(), total, factor, call.value());
   call.launched();
   if (device_value) call.device_value(device_value);
   if (host_status) {

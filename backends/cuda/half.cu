@@ -29,7 +29,7 @@ void cuda_convert(Dst* dst, const Src* src, int64_t n, const char* function) {
   constexpr int kBlock = 256;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-  convert_kernel<Dst, Src><<<grid, kBlock, 0, cuda::thread_stream()>>>(dst, src, n);
+  cuda::launch(convert_kernel<Dst, Src>, grid, kBlock, 0, cuda::thread_stream(), dst, src, n);
   cuda::check(cudaGetLastError(), function, "the 16-bit conversion kernel's launch");
 }
 

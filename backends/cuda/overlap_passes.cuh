@@ -217,8 +217,8 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* bce_scale = call.at<double>(kBceScaleOffset);
   plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce>{a, bce}, partials);
   combine(call, partials, g.planes, g.parts, K, sums);
-  finalize_kernel<T>
-      <<<1, 1, 0, call.stream()>>>(sums, K, f, up, scores, coef, call.value(), bce_scale);
+  cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), sums, K, f, up, scores, coef,
+               call.value(), bce_scale);
   call.launched();
   if (grad)
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce>{a, bce, coef, bce_scale, grad}, nullptr);

@@ -166,8 +166,8 @@ double Call::host_value(const char* flag_message) {
 void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
              double* out) {
   if (groups * k == 0) return;
-  combine_kernel<<<static_cast<unsigned>(groups * k), kThreads, 0, call.stream()>>>(partials, parts,
-                                                                                    k, out);
+  cuda::launch(combine_kernel, static_cast<unsigned>(groups * k), kThreads, 0, call.stream(),
+               partials, parts, k, out);
   call.launched();
 }
 

@@ -13,7 +13,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "../../core/cuda.hpp"
 #include "../../core/cuda_internal.hpp"
@@ -39,6 +43,34 @@ inline cudaStream_t thread_stream() {
 inline cudaStream_t stream() {
   return thread_stream();
 }
+
+// Launches kernel<<<grid, block, shared_bytes, stream>>>(args...). Every kernel of the backend is
+// launched through it, so that the emulator build (SEGLOSS_CUDA=EMULATE: a host compiler, which
+// cannot parse <<< >>>) runs the same code; there it runs the kernel on the CPU
+// (backends/cuda/emulator). A launch error is left for cudaGetLastError, as with <<< >>>.
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s,
+            A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "launch: as many arguments as the kernel takes");
+#if defined(SEGLOSS_CUDA_EMULATION)
+  // The arguments are converted to the parameter types once, as a launch copies them to the
+  // device; each emulated thread gets its own copy, as each GPU thread sees the parameters.
+  auto params = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+  segloss_emu::launch(grid, block, shared_bytes, s, [kernel, params] {
+    std::apply([kernel](const auto&... p) { kernel(p...); }, *params);
+  });
+#else
+  kernel<<<grid, block, shared_bytes, s>>>(std::forward<A>(args)...);
+#endif
+}
+
+// Declares the kernel's dynamic shared memory (the launch's shared_bytes) as `type name[]`.
+#if defined(SEGLOSS_CUDA_EMULATION)
+#define SEGLOSS_DYNAMIC_SHARED(type, name) \
+  type* const name = static_cast<type*>(::segloss_emu::dynamic_shared())
+#else
+#define SEGLOSS_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
 
 // The bits a kernel may set in a call's error flag (an int; atomicOr on it is not a result).
 // A loss that reads labels passes call.flag() to its kernels, which do
@@ -89,7 +121,7 @@ __global__ void store_value_kernel(const double* value, const int* flag, T* out)
 
 template <class T>
 void Call::device_value(T* out) const {
-  store_value_kernel<T><<<1, 1, 0, stream_>>>(value(), flag(), out);
+  launch(store_value_kernel<T>, 1, 1, 0, stream_, value(), flag(), out);
   launched();
 }
 
@@ -155,8 +187,8 @@ __global__ void __launch_bounds__(kThreads)
 template <int K, class Body>
 void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials) {
   if (g.blocks() == 0) return;
-  plane_pass_kernel<K, Body>
-      <<<static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream()>>>(g, body, partials);
+  launch(plane_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
+         g, body, partials);
   call.launched();
 }
 

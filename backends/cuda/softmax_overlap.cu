@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads)
     stats_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, double* partials,
                  int* flag, unsigned long long* first_bad) {
   using M = segloss::Math<T>;
-  extern __shared__ double sums[];  // [kWarps][3 C]
+  SEGLOSS_DYNAMIC_SHARED(double, sums);  // [kWarps][3 C]
   const int64_t C = a.classes, S = a.pixels, K = 3 * C;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t k = threadIdx.x; k < kWarps * K; k += kThreads) sums[k] = 0.0;
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kThreads)
     grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
                 T* grad) {
   using M = segloss::Math<T>;
-  extern __shared__ double shared[];
+  SEGLOSS_DYNAMIC_SHARED(double, shared);
   const int64_t C = a.classes, S = a.pixels, planes = a.images * C;
   const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
   T* ca = reinterpret_cast<T*>(shared);  // the image's coefficients a_c, b_c in T
@@ -273,15 +273,16 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
   if (blocks > 0) {
-    stats_kernel<T, U><<<blocks, kThreads, kWarps * K * sizeof(double), call.stream()>>>(
-        g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
+    cuda::launch(stats_kernel<T, U>, blocks, kThreads, kWarps * K * sizeof(double), call.stream(),
+                 g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
     call.launched();
   }
   combine(call, partials, a.images, g.parts, static_cast<int>(K), sums);
   finalize(call, sums, coef);
   call.launched();
   if (grad && blocks > 0) {
-    grad_kernel<T, U><<<blocks, kThreads, 2 * C * sizeof(T), call.stream()>>>(g, a, coef, grad);
+    cuda::launch(grad_kernel<T, U>, blocks, kThreads, 2 * C * sizeof(T), call.stream(), g, a, coef,
+                 grad);
     call.launched();
   }
   if (device_value) call.device_value(device_value);
@@ -313,8 +314,8 @@ SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
                                          T* device_value, bool host_status) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    overlap_detail::finalize_kernel<T>
-        <<<1, 1, 0, call.stream()>>>(sums, 3, f, up, scores, coef, call.value(), nullptr);
+    cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, up, scores,
+                 coef, call.value(), nullptr);
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
 }
@@ -325,7 +326,8 @@ SoftmaxOverlapStatus generalized_dice_run(const char* function,
                                           Upstream<T> up, T* grad, T* scores, T* device_value,
                                           bool host_status) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    gdl_finalize_kernel<T><<<1, 1, 0, call.stream()>>>(sums, f, up, scores, coef, call.value());
+    cuda::launch(gdl_finalize_kernel<T>, 1, 1, 0, call.stream(), sums, f, up, scores, coef,
+                 call.value());
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
 }

@@ -27,8 +27,8 @@ void tape_scale_add(T* dst, const T* src, double scale, int64_t n, bool assign) 
   constexpr int kBlock = 256;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-  scale_add_kernel<T>
-      <<<grid, kBlock, 0, cuda::thread_stream()>>>(dst, src, static_cast<T>(scale), n, assign);
+  cuda::launch(scale_add_kernel<T>, grid, kBlock, 0, cuda::thread_stream(), dst, src,
+               static_cast<T>(scale), n, assign);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the gradient kernel's launch");
 }
 

@@ -1,0 +1,291 @@
+// The CUDA emulator's stand-in for <cuda_runtime.h> (a build with -DSEGLOSS_CUDA=EMULATE puts
+// this directory first on the include path; docs/cuda.md, "The emulator").
+//
+// It runs the CUDA backend's kernels on the CPU, so that every CUDA test (parity with the CPU,
+// determinism, error flags, graph capture) runs on a machine without a GPU. It is a test tool,
+// not a backend: one OS thread runs one launch, block after block, and inside a block every CUDA
+// thread is a fiber (ucontext) that runs until it waits at __syncthreads or at a warp collective
+// (__shfl_down_sync, __ballot_sync, __match_any_sync); the scheduler releases a barrier when
+// every live thread of the block (or of the warp) waits there. Threads run in increasing order
+// on even launches and in decreasing order on odd ones, so a read of shared memory that lacks
+// its barrier sees the other order's result on one of the two runs (the determinism tests run
+// each call 10 times). A warp collective whose mask names a lane that does not take part, and a
+// block whose threads wait at different barriers, stop the program with a message: both are
+// undefined on a GPU.
+//
+// What it cannot show: speed, the memory model between blocks or between a kernel and the host
+// (everything here runs in program order), and nvcc's own compilation (CI compiles the real
+// backend with nvcc separately). Streams run their work when it is enqueued; a stream under
+// capture records it instead (cudaStreamBeginCapture ... cudaGraphLaunch replays it), and a
+// capture fails, as on a GPU, when the captured code synchronizes, allocates, frees, or enqueues
+// on the legacy default stream.
+//
+// Device code: __global__, __device__, __host__ and __launch_bounds__ vanish; a static __shared__
+// array becomes a `static thread_local` (one OS thread runs a whole block at a time, so its fibers
+// share it); dynamic shared memory is SEGLOSS_DYNAMIC_SHARED (backends/cuda/runtime.cuh), filled
+// with 0xff bytes at the start of each block. Kernels are launched with cuda::launch (runtime.cuh),
+// not with <<< >>>, which only nvcc parses.
+#pragma once
+
+#if !defined(SEGLOSS_CUDA_EMULATION)
+#error "backends/cuda/emulator/cuda_runtime.h is for the CUDA emulator build (SEGLOSS_CUDA=EMULATE)"
+#endif
+
+#include <cmath>  // NAN, expf, ...: the real header brings the math functions too
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// ---- device-code keywords ----
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static thread_local
+#define __launch_bounds__(...)
+#define __grid_constant__
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct uint3 {
+  unsigned x, y, z;
+};
+
+// The running fiber's indices (set by the scheduler before it switches to a fiber).
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+// ---- runtime types ----
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
+  cudaErrorNotReady = 600,
+  cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorUnknown = 999,
+};
+using cudaError = cudaError_t;
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+
+struct CUstream_st;
+struct CUevent_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
+struct CUgraphNode_st;
+typedef CUstream_st* cudaStream_t;
+typedef CUevent_st* cudaEvent_t;
+typedef CUgraph_st* cudaGraph_t;
+typedef CUgraphExec_st* cudaGraphExec_t;
+typedef CUgraphNode_st* cudaGraphNode_t;
+
+#define cudaStreamLegacy (reinterpret_cast<cudaStream_t>(0x1))
+#define cudaStreamPerThread (reinterpret_cast<cudaStream_t>(0x2))
+constexpr unsigned cudaStreamDefault = 0x0;
+constexpr unsigned cudaStreamNonBlocking = 0x1;
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor;
+  int multiProcessorCount;
+  int warpSize;
+  int maxThreadsPerBlock;
+};
+
+// ---- runtime API (backends/cuda/emulator/emulator.cpp) ----
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes);
+template <class T>
+cudaError_t cudaMalloc(T** ptr, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+}
+cudaError_t cudaFree(void* ptr);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
+cudaError_t cudaMemset(void* dst, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* count);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+
+// ---- the emulator's machinery ----
+namespace segloss_emu {
+
+// Runs `kernel` for every thread of the grid now, or records it when `stream` is capturing.
+// Returns the launch's error (a bad configuration, or a capture broken by the stream).
+cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                   std::function<void()> kernel);
+
+// The running block's dynamic shared memory (SEGLOSS_DYNAMIC_SHARED).
+void* dynamic_shared();
+
+// Barriers and warp collectives of the running fiber.
+void sync_block();
+// Every live lane of the warp deposits `mine`; returns after all have, with the 32 lanes' values
+// in `all` and the lanes that took part in the return value. Fails (stops the program) when a lane
+// named in `mask` does not take part.
+unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const char* what);
+
+template <class T>
+uint64_t bits_of(T v) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "a warp value of <= 8 bytes");
+  uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof(T));
+  return b;
+}
+template <class T>
+T from_bits(uint64_t b) {
+  T v;
+  std::memcpy(&v, &b, sizeof(T));
+  return v;
+}
+
+}  // namespace segloss_emu
+
+// CUDA's math header declares these in the global namespace, for host and device code.
+using std::isfinite;
+using std::isinf;
+using std::isnan;
+using std::signbit;
+
+// ---- device functions ----
+inline void __syncthreads() {
+  segloss_emu::sync_block();
+}
+
+template <class T>
+T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
+  uint64_t all[32];
+  segloss_emu::warp_exchange(mask, segloss_emu::bits_of(var), all, "__shfl_down_sync");
+  const unsigned lane = threadIdx.x & 31u, w = static_cast<unsigned>(width);
+  const unsigned base = lane / w * w, src = lane + delta;
+  return src < base + w ? segloss_emu::from_bits<T>(all[src]) : var;
+}
+
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  uint64_t all[32];
+  const unsigned present =
+      segloss_emu::warp_exchange(mask, predicate != 0 ? 1u : 0u, all, "__ballot_sync");
+  unsigned out = 0;
+  for (unsigned l = 0; l < 32; ++l)
+    if ((mask & present) >> l & 1u && all[l] != 0) out |= 1u << l;
+  return out;
+}
+
+template <class T>
+unsigned __match_any_sync(unsigned mask, T value) {
+  uint64_t all[32];
+  const uint64_t mine = segloss_emu::bits_of(value);
+  const unsigned present = segloss_emu::warp_exchange(mask, mine, all, "__match_any_sync");
+  unsigned out = 0;
+  for (unsigned l = 0; l < 32; ++l)
+    if ((mask & present) >> l & 1u && all[l] == mine) out |= 1u << l;
+  return out;
+}
+
+inline int __popc(unsigned v) {
+  return __builtin_popcount(v);
+}
+inline int __ffs(int v) {
+  return __builtin_ffs(v);
+}
+
+// Fibers never run at the same time on one OS thread, so a read-modify-write is atomic with
+// respect to the other threads of the launch.
+template <class T>
+T atomicAdd(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
+template <class T>
+T atomicOr(T* p, T v) {
+  const T old = *p;
+  *p = old | v;
+  return old;
+}
+template <class T>
+T atomicMin(T* p, T v) {
+  const T old = *p;
+  *p = v < old ? v : old;
+  return old;
+}
+template <class T>
+T atomicMax(T* p, T v) {
+  const T old = *p;
+  *p = old < v ? v : old;
+  return old;
+}
+
+template <class T>
+T __ldcs(const T* p) {
+  return *p;
+}
+template <class T>
+void __stcs(T* p, T v) {
+  *p = v;
+}

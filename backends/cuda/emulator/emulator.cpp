@@ -1,0 +1,635 @@
+// The CUDA emulator (cuda_runtime.h in this directory says what it is and what it cannot show):
+// the fiber scheduler that runs a launch's blocks, and the runtime API on host memory.
+#include "cuda_runtime.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <set>
+#include <thread>
+#include <vector>
+
+thread_local uint3 threadIdx{0, 0, 0};
+thread_local uint3 blockIdx{0, 0, 0};
+thread_local dim3 blockDim{1, 1, 1};
+thread_local dim3 gridDim{1, 1, 1};
+
+namespace segloss_emu {
+namespace {
+
+[[noreturn]] void die(const char* what, const char* detail) {
+  std::fprintf(stderr, "segloss CUDA emulator: %s%s%s\n", what, detail[0] ? ": " : "", detail);
+  std::fflush(stderr);
+  std::abort();
+}
+
+// ---- fibers ----
+// A fiber's context. On x86-64 a switch saves the callee-saved registers and the floating-point
+// control words on the old stack and pops them from the new one (segloss_emu_switch, below):
+// swapcontext also saves the signal mask, two system calls per switch, which made the emulated
+// tests 5x slower. Elsewhere (and under the sanitizers, which track stacks through ucontext) it
+// is ucontext.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define SEGLOSS_EMU_ASM_SWITCH 1
+#else
+#define SEGLOSS_EMU_ASM_SWITCH 0
+#endif
+
+#if SEGLOSS_EMU_ASM_SWITCH
+}  // namespace
+}  // namespace segloss_emu
+// segloss_emu_switch(void** save, void* next): saves this context on its stack, stores the stack
+// pointer in *save, and resumes the context whose stack pointer is `next`.
+extern "C" void segloss_emu_switch(void** save, void* next);
+asm(R"(
+  .text
+  .globl segloss_emu_switch
+  .hidden segloss_emu_switch
+  .type segloss_emu_switch, @function
+segloss_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size segloss_emu_switch, .-segloss_emu_switch
+)");
+namespace segloss_emu {
+namespace {
+
+struct Context {
+  void* sp = nullptr;
+};
+
+// A context that starts `entry` (which must never return) on the given stack: the frame that
+// segloss_emu_switch pops, from the lowest address: the control words, r15..r12, rbx, rbp, the
+// "return" address (entry, 16-byte aligned as after a call), and a null return address for
+// entry's own frame.
+void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
+  auto* slot = reinterpret_cast<uint64_t*>(top);
+  *--slot = 0;
+  *--slot = reinterpret_cast<uint64_t>(entry);
+  for (int r = 0; r < 6; ++r) *--slot = 0;
+  uint32_t csr[2];
+  asm volatile("stmxcsr %0" : "=m"(csr[0]));
+  asm volatile("fnstcw %0" : "=m"(csr[1]));
+  *--slot = uint64_t{csr[0]} | uint64_t{csr[1] & 0xffffu} << 32;
+  c.sp = slot;
+}
+void switch_to(Context& from, Context& to) {
+  segloss_emu_switch(&from.sp, to.sp);
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+void switch_to(Context& from, Context& to) {
+  swapcontext(&from.uc, &to.uc);
+}
+#endif
+
+enum class State { ready, block_wait, warp_wait, done };
+
+constexpr size_t kStackBytes = 256 * 1024;  // a kernel's frame is small; sanitizers need more
+constexpr unsigned kMaxThreads = 1024;
+
+struct Warp {
+  uint64_t slot[32];
+  unsigned present = 0;  // lanes that deposited a value in the current exchange
+};
+
+// One per OS thread: a launch runs on the thread that enqueues it.
+struct Worker {
+  Context scheduler;
+  Context fiber[kMaxThreads];
+  State state[kMaxThreads];
+  Warp warp[kMaxThreads / 32];
+  char* stacks = nullptr;  // kMaxThreads stacks, mapped on the first launch
+  unsigned threads = 0, current = 0;
+  const std::function<void()>* kernel = nullptr;
+  std::vector<unsigned char> shared;  // dynamic shared memory of the running block
+  uint64_t launches = 0;
+  bool in_kernel = false;
+
+  ~Worker() {
+    if (stacks) munmap(stacks, kStackBytes * kMaxThreads);
+  }
+};
+
+thread_local Worker* worker_ptr = nullptr;
+
+// On the heap: a large thread_local would be allocated in every thread that touches the
+// library's thread-local state (OpenMP's workers too).
+Worker& worker() {
+  thread_local std::unique_ptr<Worker> w;
+  if (!w) w = std::make_unique<Worker>();
+  return *w;
+}
+
+// A fiber's body: the kernel, then back to the scheduler for good.
+[[noreturn]] void fiber_main() {
+  Worker& w = *worker_ptr;
+  (*w.kernel)();
+  w.state[w.current] = State::done;
+  switch_to(w.fiber[w.current], w.scheduler);
+  die("a finished fiber was resumed", "");
+}
+
+void wait(State s) {
+  Worker& w = *worker_ptr;
+  if (!w.in_kernel) die("__syncthreads or a warp collective outside a kernel", "");
+  w.state[w.current] = s;
+  switch_to(w.fiber[w.current], w.scheduler);
+}
+
+void set_thread_index(unsigned t) {
+  threadIdx.x = t % blockDim.x;
+  threadIdx.y = t / blockDim.x % blockDim.y;
+  threadIdx.z = t / (blockDim.x * blockDim.y);
+}
+
+// Runs one block to its end: every fiber until it waits or ends, then releases the barriers
+// whose every live thread waits, until all have ended.
+void run_block(Worker& w) {
+  const unsigned n = w.threads;
+  for (unsigned t = 0; t < n; ++t) {
+    start(w.fiber[t], w.stacks + static_cast<size_t>(t) * kStackBytes, kStackBytes, fiber_main);
+    w.state[t] = State::ready;
+  }
+  for (auto& wp : w.warp) wp.present = 0;
+  const bool reverse = (w.launches & 1u) != 0;
+  for (;;) {
+    for (unsigned k = 0; k < n; ++k) {
+      const unsigned t = reverse ? n - 1 - k : k;
+      if (w.state[t] != State::ready) continue;
+      w.current = t;
+      set_thread_index(t);
+      switch_to(w.scheduler, w.fiber[t]);
+    }
+    unsigned live = 0, at_block = 0;
+    for (unsigned t = 0; t < n; ++t) {
+      if (w.state[t] != State::done) ++live;
+      if (w.state[t] == State::block_wait) ++at_block;
+    }
+    if (live == 0) return;
+    bool released = false;
+    for (unsigned first = 0; first < n; first += 32) {
+      const unsigned last = std::min(n, first + 32);
+      bool all_wait = true, any = false;
+      for (unsigned t = first; t < last; ++t) {
+        if (w.state[t] == State::done) continue;
+        any = true;
+        if (w.state[t] != State::warp_wait) all_wait = false;
+      }
+      if (!any || !all_wait) continue;
+      for (unsigned t = first; t < last; ++t)
+        if (w.state[t] == State::warp_wait) w.state[t] = State::ready;
+      released = true;
+    }
+    if (released) continue;
+    if (at_block == live) {
+      for (unsigned t = 0; t < n; ++t)
+        if (w.state[t] == State::block_wait) w.state[t] = State::ready;
+      continue;
+    }
+    char detail[160];
+    std::snprintf(detail, sizeof detail,
+                  "block (%u,%u,%u): %u threads live, %u at __syncthreads, the rest at a warp "
+                  "collective their warp does not complete",
+                  blockIdx.x, blockIdx.y, blockIdx.z, live, at_block);
+    die("deadlock (threads of a block wait at different barriers)", detail);
+  }
+}
+
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& kernel) {
+  Worker& w = worker();
+  if (w.in_kernel) die("a launch from inside a kernel (dynamic parallelism is not emulated)", "");
+  if (!w.stacks) {
+    void* p = mmap(nullptr, kStackBytes * kMaxThreads, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) die("mmap of the fiber stacks failed", "");
+    w.stacks = static_cast<char*>(p);
+  }
+  worker_ptr = &w;
+  w.kernel = &kernel;
+  w.threads = block.x * block.y * block.z;
+  w.shared.assign(shared_bytes, 0);
+  const uint3 saved_thread = threadIdx, saved_block = blockIdx;
+  const dim3 saved_block_dim = blockDim, saved_grid_dim = gridDim;
+  gridDim = grid;
+  blockDim = block;
+  w.in_kernel = true;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = uint3{x, y, z};
+        std::fill(w.shared.begin(), w.shared.end(), static_cast<unsigned char>(0xff));
+        run_block(w);
+      }
+  w.in_kernel = false;
+  ++w.launches;
+  threadIdx = saved_thread;
+  blockIdx = saved_block;
+  blockDim = saved_block_dim;
+  gridDim = saved_grid_dim;
+}
+
+// ---- streams, capture and graphs ----
+struct Graph {
+  std::vector<std::function<void()>> nodes;
+};
+
+struct Stream {
+  bool capturing = false;
+  bool invalidated = false;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id capture_thread;
+  Graph* graph = nullptr;
+};
+
+std::mutex registry_mutex;
+std::set<Stream*>& streams() {
+  static auto* s = new std::set<Stream*>;
+  return *s;
+}
+Stream legacy_stream;  // the default stream (handle 0 or cudaStreamLegacy)
+thread_local Stream per_thread_stream;
+
+thread_local cudaError_t last_error = cudaSuccess;
+
+cudaError_t fail(cudaError_t e) {
+  last_error = e;
+  return e;
+}
+
+Stream* resolve(cudaStream_t s) {
+  if (s == nullptr || s == cudaStreamLegacy) return &legacy_stream;
+  if (s == cudaStreamPerThread) return &per_thread_stream;
+  std::lock_guard<std::mutex> g(registry_mutex);
+  auto* st = reinterpret_cast<Stream*>(s);
+  return streams().count(st) ? st : nullptr;
+}
+
+// A capture on this thread that a synchronizing call, an allocation or the legacy stream breaks
+// (the global and thread-local modes; relaxed allows them).
+Stream* strict_capture_of_this_thread() {
+  std::lock_guard<std::mutex> g(registry_mutex);
+  for (Stream* s : streams())
+    if (s->capturing && s->mode != cudaStreamCaptureModeRelaxed &&
+        (s->mode == cudaStreamCaptureModeGlobal || s->capture_thread == std::this_thread::get_id()))
+      return s;
+  return nullptr;
+}
+
+// A call that a strict capture forbids: it invalidates the capture and fails.
+cudaError_t forbidden_during_capture() {
+  if (Stream* s = strict_capture_of_this_thread()) {
+    s->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+
+// Runs `op` now, or records it when the stream is capturing.
+cudaError_t enqueue(cudaStream_t handle, std::function<void()> op) {
+  Stream* s = resolve(handle);
+  if (!s) return fail(cudaErrorInvalidResourceHandle);
+  if (s->capturing) {
+    if (s->invalidated) return fail(cudaErrorStreamCaptureInvalidated);
+    s->graph->nodes.push_back(std::move(op));
+    return cudaSuccess;
+  }
+  if (s == &legacy_stream) {
+    if (Stream* c = strict_capture_of_this_thread()) {  // the legacy stream syncs with it
+      c->invalidated = true;
+      return fail(cudaErrorStreamCaptureImplicit);
+    }
+  }
+  op();
+  return cudaSuccess;
+}
+
+struct Event {
+  std::chrono::steady_clock::time_point at;
+};
+
+}  // namespace
+
+void* dynamic_shared() {
+  return worker_ptr->shared.data();
+}
+
+void sync_block() {
+  wait(State::block_wait);
+}
+
+unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const char* what) {
+  Worker& w = *worker_ptr;
+  const unsigned lane = w.current & 31u;
+  Warp& wp = w.warp[w.current / 32];
+  wp.slot[lane] = mine;
+  wp.present |= 1u << lane;
+  wait(State::warp_wait);  // every live lane has deposited
+  std::copy(std::begin(wp.slot), std::end(wp.slot), all);
+  const unsigned present = wp.present;
+  if ((mask & ~present) != 0u) {
+    char detail[160];
+    std::snprintf(detail, sizeof detail,
+                  "block %u, warp %u: mask 0x%08x names lanes 0x%08x that do not take part",
+                  blockIdx.x, w.current / 32, mask, mask & ~present);
+    die(what, detail);
+  }
+  wait(State::warp_wait);  // every lane has read: the slots can be reused
+  wp.present &= ~(1u << lane);
+  return present;
+}
+
+cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                   std::function<void()> kernel) {
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  if (threads == 0 || threads > kMaxThreads || uint64_t{grid.x} * grid.y * grid.z == 0 ||
+      shared_bytes > 227 * 1024)
+    return fail(cudaErrorInvalidConfiguration);
+  return enqueue(stream, [grid, block, shared_bytes, kernel = std::move(kernel)] {
+    run_grid(grid, block, shared_bytes, kernel);
+  });
+}
+
+}  // namespace segloss_emu
+
+using segloss_emu::fail;
+
+// ---- runtime API ----
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return fail(cudaErrorInvalidDevice);
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof prop->name, "segloss CUDA emulator (CPU)");
+  prop->totalGlobalMem = size_t{1} << 32;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  return segloss_emu::forbidden_during_capture();
+}
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = segloss_emu::last_error;
+  segloss_emu::last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() {
+  return segloss_emu::last_error;
+}
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState:
+      return "cudaErrorIllegalState";
+    case cudaErrorNotReady:
+      return "cudaErrorNotReady";
+    case cudaErrorNotSupported:
+      return "cudaErrorNotSupported";
+    case cudaErrorStreamCaptureUnsupported:
+      return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+      return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched:
+      return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit:
+      return "cudaErrorStreamCaptureImplicit";
+    default:
+      return "cudaErrorUnknown";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorInvalidResourceHandle:
+      return "invalid resource handle";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
+    default:
+      return "an error reported by the segloss CUDA emulator";
+  }
+}
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  *ptr = nullptr;
+  if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
+  if (bytes > (size_t{1} << 40)) return fail(cudaErrorMemoryAllocation);
+  // 256-byte aligned, as cudaMalloc's memory is; filled with 0xff, as a GPU does not zero it.
+  void* p = ::operator new (bytes > 0 ? bytes : 1, std::align_val_t{256}, std::nothrow);
+  if (!p) return fail(cudaErrorMemoryAllocation);
+  std::memset(p, 0xff, bytes);
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* ptr) {
+  if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
+  if (ptr) ::operator delete (ptr, std::align_val_t{256});
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t stream) {
+  return segloss_emu::enqueue(stream, [dst, src, bytes] {
+    if (bytes) std::memmove(dst, src, bytes);
+  });
+}
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  return segloss_emu::enqueue(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+  auto* s = new segloss_emu::Stream;
+  std::lock_guard<std::mutex> g(segloss_emu::registry_mutex);
+  segloss_emu::streams().insert(s);
+  *stream = reinterpret_cast<cudaStream_t>(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  auto* s = reinterpret_cast<segloss_emu::Stream*>(stream);
+  std::lock_guard<std::mutex> g(segloss_emu::registry_mutex);
+  if (!segloss_emu::streams().erase(s)) return fail(cudaErrorInvalidResourceHandle);
+  delete s->graph;
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  segloss_emu::Stream* s = segloss_emu::resolve(stream);
+  if (!s) return fail(cudaErrorInvalidResourceHandle);
+  if (s->capturing) {
+    s->invalidated = true;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  if (s == &segloss_emu::legacy_stream) return segloss_emu::forbidden_during_capture();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  segloss_emu::Stream* s = segloss_emu::resolve(stream);
+  if (!s || s == &segloss_emu::legacy_stream || s == &segloss_emu::per_thread_stream)
+    return fail(cudaErrorStreamCaptureUnsupported);  // the emulator captures created streams
+  if (s->capturing) return fail(cudaErrorIllegalState);
+  s->capturing = true;
+  s->invalidated = false;
+  s->mode = mode;
+  s->capture_thread = std::this_thread::get_id();
+  s->graph = new segloss_emu::Graph;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  *graph = nullptr;
+  segloss_emu::Stream* s = segloss_emu::resolve(stream);
+  if (!s) return fail(cudaErrorInvalidResourceHandle);
+  if (!s->capturing) return fail(cudaErrorIllegalState);
+  if (s->capture_thread != std::this_thread::get_id() && s->mode != cudaStreamCaptureModeRelaxed)
+    return fail(cudaErrorStreamCaptureUnmatched);
+  s->capturing = false;
+  segloss_emu::Graph* g = s->graph;
+  s->graph = nullptr;
+  if (s->invalidated) {
+    delete g;
+    return fail(cudaErrorStreamCaptureInvalidated);
+  }
+  *graph = reinterpret_cast<cudaGraph_t>(g);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  segloss_emu::Stream* s = segloss_emu::resolve(stream);
+  if (!s) return fail(cudaErrorInvalidResourceHandle);
+  *status = !s->capturing    ? cudaStreamCaptureStatusNone
+            : s->invalidated ? cudaStreamCaptureStatusInvalidated
+                             : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* count) {
+  if (!graph || !count) return fail(cudaErrorInvalidValue);
+  const auto* g = reinterpret_cast<segloss_emu::Graph*>(graph);
+  if (nodes) return fail(cudaErrorNotSupported);  // the emulator gives the count only
+  *count = g->nodes.size();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!graph) return fail(cudaErrorInvalidValue);
+  *exec = reinterpret_cast<cudaGraphExec_t>(
+      new segloss_emu::Graph(*reinterpret_cast<segloss_emu::Graph*>(graph)));
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return fail(cudaErrorInvalidValue);
+  const auto* g = reinterpret_cast<segloss_emu::Graph*>(exec);
+  return segloss_emu::enqueue(stream, [g] {
+    for (const auto& node : g->nodes) node();
+  });
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete reinterpret_cast<segloss_emu::Graph*>(exec);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete reinterpret_cast<segloss_emu::Graph*>(graph);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = reinterpret_cast<cudaEvent_t>(new segloss_emu::Event{std::chrono::steady_clock::now()});
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete reinterpret_cast<segloss_emu::Event*>(event);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  auto* e = reinterpret_cast<segloss_emu::Event*>(event);
+  return segloss_emu::enqueue(stream, [e] { e->at = std::chrono::steady_clock::now(); });
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  return segloss_emu::forbidden_during_capture();
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  const auto* a = reinterpret_cast<segloss_emu::Event*>(start);
+  const auto* b = reinterpret_cast<segloss_emu::Event*>(end);
+  *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+  return cudaSuccess;
+}
