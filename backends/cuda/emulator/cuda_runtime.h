@@ -256,29 +256,29 @@ inline int __ffs(int v) {
 
 // Fibers never run at the same time on one OS thread, so a read-modify-write is atomic with
 // respect to the other threads of the launch.
+namespace segloss_emu {
+template <class T, class F>
+T read_modify_write(T* p, F f) {
+  const T old = *p;
+  *p = f(old);
+  return old;
+}
+}  // namespace segloss_emu
 template <class T>
 T atomicAdd(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
+  return segloss_emu::read_modify_write(p, [v](T old) { return old + v; });
 }
 template <class T>
 T atomicOr(T* p, T v) {
-  const T old = *p;
-  *p = old | v;
-  return old;
+  return segloss_emu::read_modify_write(p, [v](T old) { return old | v; });
 }
 template <class T>
 T atomicMin(T* p, T v) {
-  const T old = *p;
-  *p = v < old ? v : old;
-  return old;
+  return segloss_emu::read_modify_write(p, [v](T old) { return v < old ? v : old; });
 }
 template <class T>
 T atomicMax(T* p, T v) {
-  const T old = *p;
-  *p = old < v ? v : old;
-  return old;
+  return segloss_emu::read_modify_write(p, [v](T old) { return old < v ? v : old; });
 }
 
 template <class T>
