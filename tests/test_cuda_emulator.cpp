@@ -19,9 +19,11 @@ namespace {
 constexpr unsigned kBlock = 256;
 
 // Runs kernel on one block of kBlock threads on the default stream.
+// Each kernel's launches alternate their thread order: `key` names the kernel.
 template <class F>
-void run_block(F kernel, size_t shared_bytes = 0) {
-  REQUIRE(segloss_emu::launch(dim3(1), dim3(kBlock), shared_bytes, nullptr, kernel) == cudaSuccess);
+void run_block(const void* key, F kernel, size_t shared_bytes = 0) {
+  REQUIRE(segloss_emu::launch(dim3(1), dim3(kBlock), shared_bytes, nullptr, key, kernel) ==
+          cudaSuccess);
 }
 
 }  // namespace
@@ -39,7 +41,7 @@ TEST_CASE("cuda emulator: threads meet at __syncthreads, whichever order they ru
   std::vector<int> out(kBlock, -1);
   for (int launch = 0; launch < 2; ++launch) {  // even launches run threads forward, odd backward
     static thread_local int buf[kBlock];
-    run_block([&] {
+    run_block(&buf, [&] {
       const unsigned t = threadIdx.x;
       buf[t] = static_cast<int>(t) + 1000 * launch;
       __syncthreads();
@@ -58,7 +60,7 @@ TEST_CASE("cuda emulator: a missing __syncthreads shows in one of two launches")
   int stale_launches = 0;
   for (int launch = 0; launch < 2; ++launch) {
     std::vector<int> out(kBlock, 0);
-    run_block([&] {
+    run_block(&buf, [&] {
       const unsigned t = threadIdx.x;
       buf[t] = launch;
       out[t] = buf[(t + 1) % kBlock];
@@ -72,7 +74,7 @@ TEST_CASE("cuda emulator: a missing __syncthreads shows in one of two launches")
 
 TEST_CASE("cuda emulator: warp shuffles, ballots and matches") {
   std::vector<int> sums(kBlock), ballots(kBlock), matches(kBlock);
-  run_block([&] {
+  run_block(&sums, [&] {
     const unsigned t = threadIdx.x, lane = t & 31u;
     int v = static_cast<int>(t);
     for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
@@ -90,16 +92,52 @@ TEST_CASE("cuda emulator: warp shuffles, ballots and matches") {
   }
 }
 
-TEST_CASE("cuda emulator: dynamic shared memory is the launch's size, poisoned per block") {
+TEST_CASE("cuda emulator: partial-mask collectives, and lanes of a 2-D block") {
+  // Lanes 0-15 shuffle among themselves (width 16) while lanes 16-31 go to the barrier: legal.
+  std::vector<int> got(kBlock, -1);
+  run_block(&got, [&] {
+    const unsigned t = threadIdx.x, lane = t & 31u;
+    int v = static_cast<int>(t);
+    if (lane < 16) v = __shfl_down_sync(0x0000ffffu, v, 1, 16);
+    __syncthreads();
+    got[t] = v;
+  });
+  for (unsigned t = 0; t < kBlock; ++t) {
+    const unsigned lane = t & 31u;
+    CHECK(got[t] == static_cast<int>(lane < 15 ? t + 1 : t));
+  }
+  // In a (16, 4) block a warp is two rows: linear thread 16 is lane 16 of warp 0.
+  std::vector<int> next(64, -1);
+  REQUIRE(segloss_emu::launch(dim3(1), dim3(16, 4), 0, nullptr, &next, [&] {
+            const int linear = static_cast<int>(threadIdx.y * 16 + threadIdx.x);
+            next[linear] = __shfl_down_sync(0xffffffffu, linear, 1);
+          }) == cudaSuccess);
+  for (int i = 0; i < 64; ++i) CHECK(next[i] == ((i & 31) == 31 ? i : i + 1));
+}
+
+TEST_CASE("cuda emulator: static shared variables are poisoned at each block's start") {
+  static const char tag = 0;
   std::vector<uint32_t> seen(2 * kBlock);
-  REQUIRE(segloss_emu::launch(dim3(2), dim3(kBlock), kBlock * sizeof(uint32_t), nullptr, [&] {
-            auto* sh = static_cast<uint32_t*>(segloss_emu::dynamic_shared());
-            seen[blockIdx.x * kBlock + threadIdx.x] = sh[threadIdx.x];  // before anyone writes
+  REQUIRE(segloss_emu::launch(dim3(2), dim3(kBlock), 0, nullptr, &tag, [&] {
+            auto* sh = static_cast<uint32_t*>(segloss_emu::static_shared(&tag, kBlock * 4));
+            seen[blockIdx.x * kBlock + threadIdx.x] = sh[threadIdx.x];
             __syncthreads();
             sh[threadIdx.x] = 7;
           }) == cudaSuccess);
+  for (uint32_t v : seen) CHECK(v == 0xffffffffu);
+}
+
+TEST_CASE("cuda emulator: dynamic shared memory is the launch's size, poisoned per block") {
+  std::vector<uint32_t> seen(2 * kBlock);
+  REQUIRE(
+      segloss_emu::launch(dim3(2), dim3(kBlock), kBlock * sizeof(uint32_t), nullptr, &seen, [&] {
+        auto* sh = static_cast<uint32_t*>(segloss_emu::dynamic_shared());
+        seen[blockIdx.x * kBlock + threadIdx.x] = sh[threadIdx.x];  // before anyone writes
+        __syncthreads();
+        sh[threadIdx.x] = 7;
+      }) == cudaSuccess);
   for (uint32_t v : seen) CHECK(v == 0xffffffffu);  // block 1 does not see block 0's 7s
-  CHECK(segloss_emu::launch(dim3(1), dim3(2048), 0, nullptr, [] {}) ==
+  CHECK(segloss_emu::launch(dim3(1), dim3(2048), 0, nullptr, nullptr, [] {}) ==
         cudaErrorInvalidConfiguration);
   CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
   CHECK(cudaGetLastError() == cudaSuccess);
@@ -129,22 +167,33 @@ TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's captur
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
   }
-  SUBCASE("a synchronize, an allocation or the legacy stream breaks it") {
+  SUBCASE("a synchronize, an allocation, or the legacy stream beside a blocking stream breaks it") {
+    cudaStream_t blocking = nullptr;
+    REQUIRE(cudaStreamCreate(&blocking) == cudaSuccess);
     for (int what = 0; what < 3; ++what) {
       CAPTURE(what);
-      REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+      cudaStream_t c = what == 2 ? blocking : s;
+      REQUIRE(cudaStreamBeginCapture(c, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
       void* p = nullptr;
-      const cudaError_t e = what == 0   ? cudaStreamSynchronize(s)
+      const cudaError_t e = what == 0   ? cudaStreamSynchronize(c)
                             : what == 1 ? cudaMalloc(&p, 16)
                                         : cudaMemsetAsync(d, 2, sizeof(int), nullptr);
       CHECK(e != cudaSuccess);
       CHECK(p == nullptr);
       cudaGraph_t graph = nullptr;
-      CHECK(cudaStreamEndCapture(s, &graph) == cudaErrorStreamCaptureInvalidated);
+      CHECK(cudaStreamEndCapture(c, &graph) == cudaErrorStreamCaptureInvalidated);
       CHECK(graph == nullptr);
       cudaGetLastError();
     }
     CHECK(d[0] == 0);  // the legacy stream's memset did not run
+    // A non-blocking stream's capture does not wait for the legacy stream: that work runs.
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    CHECK(cudaMemsetAsync(d, 2, sizeof(int), nullptr) == cudaSuccess);
+    cudaGraph_t graph = nullptr;
+    CHECK(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    cudaGraphDestroy(graph);
+    CHECK(d[0] == 0x02020202);
+    cudaStreamDestroy(blocking);
   }
   cudaFree(d);
   cudaStreamDestroy(s);

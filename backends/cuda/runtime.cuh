@@ -56,13 +56,25 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, cu
   // The arguments are converted to the parameter types once, as a launch copies them to the
   // device; each emulated thread gets its own copy, as each GPU thread sees the parameters.
   auto params = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
-  segloss_emu::launch(grid, block, shared_bytes, s, [kernel, params] {
-    std::apply([kernel](const auto&... p) { kernel(p...); }, *params);
-  });
+  segloss_emu::launch(
+      grid, block, shared_bytes, s, reinterpret_cast<const void*>(kernel),
+      [kernel, params] { std::apply([kernel](const auto&... p) { kernel(p...); }, *params); });
 #else
   kernel<<<grid, block, shared_bytes, s>>>(std::forward<A>(args)...);
 #endif
 }
+
+// Declares a static shared array, `__shared__ type name dims` (dims: "[n]" or "[k][n]"). The
+// emulator poisons it at the start of each block, as it does dynamic shared memory: a plain
+// __shared__ there is a static thread_local that keeps the last block's values.
+#if defined(SEGLOSS_CUDA_EMULATION)
+#define SEGLOSS_STATIC_SHARED(type, name, dims) \
+  static const char name##_tag = 0;             \
+  auto& name =                                  \
+      *static_cast<type(*) dims>(::segloss_emu::static_shared(&name##_tag, sizeof(type dims)))
+#else
+#define SEGLOSS_STATIC_SHARED(type, name, dims) __shared__ type name dims
+#endif
 
 // Declares the kernel's dynamic shared memory (the launch's shared_bytes) as `type name[]`.
 #if defined(SEGLOSS_CUDA_EMULATION)
@@ -128,7 +140,7 @@ void Call::device_value(T* out) const {
 // Sums acc[0..K) over the block's threads in a fixed tree; thread 0 writes them to out[0..K).
 template <int K>
 __device__ void block_sum(const double (&acc)[K], double* out) {
-  __shared__ double buf[K][kThreads];
+  SEGLOSS_STATIC_SHARED(double, buf, [K][kThreads]);
   for (int k = 0; k < K; ++k) buf[k][threadIdx.x] = acc[k];
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {

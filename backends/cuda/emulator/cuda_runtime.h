@@ -4,27 +4,29 @@
 // It runs the CUDA backend's kernels on the CPU, so that every CUDA test (parity with the CPU,
 // determinism, error flags, graph capture) runs on a machine without a GPU. It is a test tool,
 // not a backend: one OS thread runs one launch, block after block, and inside a block every CUDA
-// thread is a fiber (ucontext) that runs until it waits at __syncthreads or at a warp collective
-// (__shfl_down_sync, __ballot_sync, __match_any_sync); the scheduler releases a barrier when
-// every live thread of the block (or of the warp) waits there. Threads run in increasing order
-// on even launches and in decreasing order on odd ones, so a read of shared memory that lacks
-// its barrier sees the other order's result on one of the two runs (the determinism tests run
-// each call 10 times). A warp collective whose mask names a lane that does not take part, and a
-// block whose threads wait at different barriers, stop the program with a message: both are
-// undefined on a GPU.
+// thread is a fiber that runs until it waits at __syncthreads or at a warp collective
+// (__shfl_down_sync, __ballot_sync, __match_any_sync). __syncthreads is released when every live
+// thread of the block waits at one; a collective when every lane its mask names has arrived.
+// Each kernel's launches run its threads in increasing and decreasing order in turn, so a read of
+// shared memory that lacks its barrier sees the other order's result on one of two runs (the
+// determinism tests run each call 10 times). Undefined uses of the collectives (a mask naming an
+// exited lane, a shuffle from a lane that does not take part) and a block stuck between
+// __syncthreads and a collective stop the program with a message.
 //
 // What it cannot show: speed, the memory model between blocks or between a kernel and the host
-// (everything here runs in program order), and nvcc's own compilation (CI compiles the real
-// backend with nvcc separately). Streams run their work when it is enqueued; a stream under
-// capture records it instead (cudaStreamBeginCapture ... cudaGraphLaunch replays it), and a
-// capture fails, as on a GPU, when the captured code synchronizes, allocates, frees, or enqueues
-// on the legacy default stream.
+// (everything here runs in program order), host and device memory being different, and nvcc's
+// own compilation (CI compiles the real backend with nvcc separately). Streams run their work
+// when it is enqueued; a stream under capture records it instead (cudaStreamBeginCapture ...
+// cudaGraphLaunch replays it), and a capture fails, as on a GPU, when the captured code
+// synchronizes, allocates or frees, or enqueues on the legacy stream beside a blocking stream
+// under capture.
 //
-// Device code: __global__, __device__, __host__ and __launch_bounds__ vanish; a static __shared__
-// array becomes a `static thread_local` (one OS thread runs a whole block at a time, so its fibers
-// share it); dynamic shared memory is SEGLOSS_DYNAMIC_SHARED (backends/cuda/runtime.cuh), filled
-// with 0xff bytes at the start of each block. Kernels are launched with cuda::launch (runtime.cuh),
-// not with <<< >>>, which only nvcc parses.
+// Device code: __global__, __device__, __host__ and __launch_bounds__ vanish; a plain static
+// __shared__ array becomes a `static thread_local` (one OS thread runs a whole block at a time, so
+// its fibers share it) that keeps the last block's values, so the backend declares its shared
+// arrays with SEGLOSS_STATIC_SHARED and SEGLOSS_DYNAMIC_SHARED (backends/cuda/runtime.cuh), which
+// start each block as 0xff bytes. Kernels are launched with cuda::launch (runtime.cuh), not with
+// <<< >>>, which only nvcc parses. docs/cuda.md, "The emulator", has the rest.
 #pragma once
 
 #if !defined(SEGLOSS_CUDA_EMULATION)
@@ -81,6 +83,7 @@ enum cudaError_t {
   cudaErrorStreamCaptureInvalidated = 901,
   cudaErrorStreamCaptureUnmatched = 903,
   cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorStreamCaptureWrongThread = 908,
   cudaErrorUnknown = 999,
 };
 using cudaError = cudaError_t;
@@ -177,11 +180,19 @@ namespace segloss_emu {
 
 // Runs `kernel` for every thread of the grid now, or records it when `stream` is capturing.
 // Returns the launch's error (a bad configuration, or a capture broken by the stream).
-cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+// `key` names the kernel (its address): each kernel's launches alternate their thread order.
+cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
                    std::function<void()> kernel);
 
 // The running block's dynamic shared memory (SEGLOSS_DYNAMIC_SHARED).
 void* dynamic_shared();
+// The running block's copy of the static __shared__ variable `tag` (SEGLOSS_STATIC_SHARED):
+// filled with 0xff bytes at its first use in each block.
+void* static_shared(const void* tag, size_t bytes);
+// The running thread's lane (its linear index in the block, modulo 32).
+unsigned lane();
+// Stops the program: a warp collective used in a way that is undefined on a GPU.
+[[noreturn]] void fail_collective(const char* what, const char* detail);
 
 // Barriers and warp collectives of the running fiber.
 void sync_block();
@@ -219,11 +230,17 @@ inline void __syncthreads() {
 
 template <class T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize) {
+  if (width <= 0 || width > 32 || (width & (width - 1)) != 0)
+    segloss_emu::fail_collective("__shfl_down_sync", "width is not a power of 2 up to 32");
   uint64_t all[32];
-  segloss_emu::warp_exchange(mask, segloss_emu::bits_of(var), all, "__shfl_down_sync");
-  const unsigned lane = threadIdx.x & 31u, w = static_cast<unsigned>(width);
+  const unsigned present =
+      segloss_emu::warp_exchange(mask, segloss_emu::bits_of(var), all, "__shfl_down_sync");
+  const unsigned lane = segloss_emu::lane(), w = static_cast<unsigned>(width);
   const unsigned base = lane / w * w, src = lane + delta;
-  return src < base + w ? segloss_emu::from_bits<T>(all[src]) : var;
+  if (src >= base + w) return var;
+  if ((present >> src & 1u) == 0)
+    segloss_emu::fail_collective("__shfl_down_sync", "reads a lane that does not take part");
+  return segloss_emu::from_bits<T>(all[src]);
 }
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) {

@@ -5,6 +5,17 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +23,7 @@
 #include <mutex>
 #include <new>
 #include <set>
+#include <unordered_map>
 #include <thread>
 #include <vector>
 
@@ -33,9 +45,23 @@ namespace {
 // A fiber's context. On x86-64 a switch saves the callee-saved registers and the floating-point
 // control words on the old stack and pops them from the new one (segloss_emu_switch, below):
 // swapcontext also saves the signal mask, two system calls per switch, which made the emulated
-// tests 5x slower. Elsewhere (and under the sanitizers, which track stacks through ucontext) it
-// is ucontext.
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// tests 5x slower. Elsewhere it is ucontext. Under AddressSanitizer every switch is announced
+// (__sanitizer_start/finish_switch_fiber), so that kernels' out-of-bounds accesses to device
+// memory (host memory here) are found without false reports about the fibers' stacks.
+// ThreadSanitizer is not supported (it would need its fiber API).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEGLOSS_EMU_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SEGLOSS_EMU_ASAN)
+#define SEGLOSS_EMU_ASAN 1
+#endif
+#if !defined(SEGLOSS_EMU_ASAN)
+#define SEGLOSS_EMU_ASAN 0
+#endif
+// With shadow stacks (CET) enforced, the `ret` into a fresh fiber would fault: ucontext there.
+#if defined(__x86_64__) && !(defined(__CET__) && (__CET__ & 2))
 #define SEGLOSS_EMU_ASM_SWITCH 1
 #else
 #define SEGLOSS_EMU_ASM_SWITCH 0
@@ -48,7 +74,7 @@ namespace {
 // pointer in *save, and resumes the context whose stack pointer is `next`.
 extern "C" void segloss_emu_switch(void** save, void* next);
 asm(R"(
-  .text
+  .pushsection .text
   .globl segloss_emu_switch
   .hidden segloss_emu_switch
   .type segloss_emu_switch, @function
@@ -75,12 +101,16 @@ segloss_emu_switch:
   popq %rbp
   ret
   .size segloss_emu_switch, .-segloss_emu_switch
+  .popsection
 )");
 namespace segloss_emu {
 namespace {
 
 struct Context {
   void* sp = nullptr;
+  const void* bottom = nullptr;  // the context's stack, for AddressSanitizer
+  size_t size = 0;
+  void* fake_stack = nullptr;
 };
 
 // A context that starts `entry` (which must never return) on the given stack: the frame that
@@ -88,6 +118,10 @@ struct Context {
 // "return" address (entry, 16-byte aligned as after a call), and a null return address for
 // entry's own frame.
 void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
+#if SEGLOSS_EMU_ASAN
+  // The previous block's fiber on this stack never returned: its frames' redzones are poisoned.
+  __asan_unpoison_memory_region(stack, bytes);
+#endif
   auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
   auto* slot = reinterpret_cast<uint64_t*>(top);
   *--slot = 0;
@@ -98,13 +132,19 @@ void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
   asm volatile("fnstcw %0" : "=m"(csr[1]));
   *--slot = uint64_t{csr[0]} | uint64_t{csr[1] & 0xffffu} << 32;
   c.sp = slot;
+  c.bottom = stack;
+  c.size = bytes;
+  c.fake_stack = nullptr;
 }
-void switch_to(Context& from, Context& to) {
+void raw_switch(Context& from, Context& to) {
   segloss_emu_switch(&from.sp, to.sp);
 }
 #else
 struct Context {
   ucontext_t uc;
+  const void* bottom = nullptr;
+  size_t size = 0;
+  void* fake_stack = nullptr;
 };
 void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
   getcontext(&c.uc);
@@ -112,11 +152,28 @@ void start(Context& c, char* stack, size_t bytes, void (*entry)()) {
   c.uc.uc_stack.ss_size = bytes;
   c.uc.uc_link = nullptr;
   makecontext(&c.uc, entry, 0);
+  c.bottom = stack;
+  c.size = bytes;
+  c.fake_stack = nullptr;
 }
-void switch_to(Context& from, Context& to) {
+void raw_switch(Context& from, Context& to) {
   swapcontext(&from.uc, &to.uc);
 }
 #endif
+
+// Switches from the running context to `to`; `from_ends` when the running fiber will never be
+// resumed. A fiber's first entry learns the scheduler's stack (fiber_main).
+void switch_to(Context& from, Context& to, bool from_ends = false) {
+#if SEGLOSS_EMU_ASAN
+  __sanitizer_start_switch_fiber(from_ends ? nullptr : &from.fake_stack, to.bottom, to.size);
+#else
+  (void)from_ends;
+#endif
+  raw_switch(from, to);
+#if SEGLOSS_EMU_ASAN
+  __sanitizer_finish_switch_fiber(from.fake_stack, nullptr, nullptr);
+#endif
+}
 
 enum class State { ready, block_wait, warp_wait, done };
 
@@ -125,7 +182,15 @@ constexpr unsigned kMaxThreads = 1024;
 
 struct Warp {
   uint64_t slot[32];
+  unsigned mask[32];     // each waiting lane's mask
   unsigned present = 0;  // lanes that deposited a value in the current exchange
+};
+
+// A static __shared__ variable (SEGLOSS_STATIC_SHARED) of the running OS thread: its bytes, and
+// the block that last poisoned them.
+struct SharedVariable {
+  std::vector<unsigned char> bytes;
+  uint64_t block = ~uint64_t{0};
 };
 
 // One per OS thread: a launch runs on the thread that enqueues it.
@@ -137,8 +202,10 @@ struct Worker {
   char* stacks = nullptr;  // kMaxThreads stacks, mapped on the first launch
   unsigned threads = 0, current = 0;
   const std::function<void()>* kernel = nullptr;
-  std::vector<unsigned char> shared;  // dynamic shared memory of the running block
-  uint64_t launches = 0;
+  std::vector<unsigned char> shared;                   // dynamic shared memory of the running block
+  std::unordered_map<const void*, uint64_t> launches;  // per kernel: its thread order alternates
+  std::unordered_map<const void*, SharedVariable> static_shared;
+  uint64_t block_serial = 0;
   bool in_kernel = false;
 
   ~Worker() {
@@ -159,9 +226,12 @@ Worker& worker() {
 // A fiber's body: the kernel, then back to the scheduler for good.
 [[noreturn]] void fiber_main() {
   Worker& w = *worker_ptr;
+#if SEGLOSS_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &w.scheduler.bottom, &w.scheduler.size);
+#endif
   (*w.kernel)();
   w.state[w.current] = State::done;
-  switch_to(w.fiber[w.current], w.scheduler);
+  switch_to(w.fiber[w.current], w.scheduler, /*from_ends=*/true);
   die("a finished fiber was resumed", "");
 }
 
@@ -180,14 +250,13 @@ void set_thread_index(unsigned t) {
 
 // Runs one block to its end: every fiber until it waits or ends, then releases the barriers
 // whose every live thread waits, until all have ended.
-void run_block(Worker& w) {
+void run_block(Worker& w, bool reverse) {
   const unsigned n = w.threads;
   for (unsigned t = 0; t < n; ++t) {
     start(w.fiber[t], w.stacks + static_cast<size_t>(t) * kStackBytes, kStackBytes, fiber_main);
     w.state[t] = State::ready;
   }
   for (auto& wp : w.warp) wp.present = 0;
-  const bool reverse = (w.launches & 1u) != 0;
   for (;;) {
     for (unsigned k = 0; k < n; ++k) {
       const unsigned t = reverse ? n - 1 - k : k;
@@ -202,16 +271,21 @@ void run_block(Worker& w) {
       if (w.state[t] == State::block_wait) ++at_block;
     }
     if (live == 0) return;
+    // A warp's waiting lanes go on when every lane their masks name waits too, or has exited
+    // (warp_exchange then reports the exited ones).
     bool released = false;
     for (unsigned first = 0; first < n; first += 32) {
       const unsigned last = std::min(n, first + 32);
-      bool all_wait = true, any = false;
+      unsigned waiting = 0, gone = 0, wanted = 0;
       for (unsigned t = first; t < last; ++t) {
-        if (w.state[t] == State::done) continue;
-        any = true;
-        if (w.state[t] != State::warp_wait) all_wait = false;
+        const unsigned bit = 1u << (t - first);
+        if (w.state[t] == State::done) gone |= bit;
+        if (w.state[t] == State::warp_wait) {
+          waiting |= bit;
+          wanted |= w.warp[first / 32].mask[t - first];
+        }
       }
-      if (!any || !all_wait) continue;
+      if (waiting == 0 || (wanted & ~(waiting | gone)) != 0) continue;
       for (unsigned t = first; t < last; ++t)
         if (w.state[t] == State::warp_wait) w.state[t] = State::ready;
       released = true;
@@ -225,13 +299,14 @@ void run_block(Worker& w) {
     char detail[160];
     std::snprintf(detail, sizeof detail,
                   "block (%u,%u,%u): %u threads live, %u at __syncthreads, the rest at a warp "
-                  "collective their warp does not complete",
+                  "collective whose mask names lanes that wait at __syncthreads",
                   blockIdx.x, blockIdx.y, blockIdx.z, live, at_block);
-    die("deadlock (threads of a block wait at different barriers)", detail);
+    die("deadlock (threads of a block wait at __syncthreads and at a warp collective)", detail);
   }
 }
 
-void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& kernel) {
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* key,
+              const std::function<void()>& kernel) {
   Worker& w = worker();
   if (w.in_kernel) die("a launch from inside a kernel (dynamic parallelism is not emulated)", "");
   if (!w.stacks) {
@@ -239,6 +314,10 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) die("mmap of the fiber stacks failed", "");
     w.stacks = static_cast<char*>(p);
+    // A guard page below each stack: an overflow faults instead of writing the next fiber's.
+    for (unsigned t = 0; t < kMaxThreads; ++t)
+      if (mprotect(w.stacks + static_cast<size_t>(t) * kStackBytes, 4096, PROT_NONE) != 0)
+        die("mprotect of a fiber stack's guard page failed", "");
   }
   worker_ptr = &w;
   w.kernel = &kernel;
@@ -249,15 +328,18 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
   gridDim = grid;
   blockDim = block;
   w.in_kernel = true;
+  // Each kernel's launches alternate their thread order (a call of several kernels repeats,
+  // so a per-thread count would give each kernel the same order every time).
+  const bool reverse = (w.launches[key]++ & 1u) != 0;
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
         blockIdx = uint3{x, y, z};
+        ++w.block_serial;  // static shared variables are poisoned again on first use
         std::fill(w.shared.begin(), w.shared.end(), static_cast<unsigned char>(0xff));
-        run_block(w);
+        run_block(w, reverse);
       }
   w.in_kernel = false;
-  ++w.launches;
   threadIdx = saved_thread;
   blockIdx = saved_block;
   blockDim = saved_block_dim;
@@ -270,6 +352,8 @@ struct Graph {
 };
 
 struct Stream {
+  bool blocking =
+      true;  // created without cudaStreamNonBlocking: synchronizes with the legacy stream
   bool capturing = false;
   bool invalidated = false;
   cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
@@ -277,7 +361,9 @@ struct Stream {
   Graph* graph = nullptr;
 };
 
-std::mutex registry_mutex;
+// Guards the stream registry and every stream's capture state (recursive: the capture checks
+// run inside calls that hold it).
+std::recursive_mutex registry_mutex;
 std::set<Stream*>& streams() {
   static auto* s = new std::set<Stream*>;
   return *s;
@@ -294,8 +380,8 @@ cudaError_t fail(cudaError_t e) {
 
 Stream* resolve(cudaStream_t s) {
   if (s == nullptr || s == cudaStreamLegacy) return &legacy_stream;
+  std::lock_guard<std::recursive_mutex> lock(registry_mutex);
   if (s == cudaStreamPerThread) return &per_thread_stream;
-  std::lock_guard<std::mutex> g(registry_mutex);
   auto* st = reinterpret_cast<Stream*>(s);
   return streams().count(st) ? st : nullptr;
 }
@@ -303,7 +389,7 @@ Stream* resolve(cudaStream_t s) {
 // A capture on this thread that a synchronizing call, an allocation or the legacy stream breaks
 // (the global and thread-local modes; relaxed allows them).
 Stream* strict_capture_of_this_thread() {
-  std::lock_guard<std::mutex> g(registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(registry_mutex);
   for (Stream* s : streams())
     if (s->capturing && s->mode != cudaStreamCaptureModeRelaxed &&
         (s->mode == cudaStreamCaptureModeGlobal || s->capture_thread == std::this_thread::get_id()))
@@ -320,19 +406,25 @@ cudaError_t forbidden_during_capture() {
   return cudaSuccess;
 }
 
-// Runs `op` now, or records it when the stream is capturing.
+// Runs `op` now, or records it when the stream is capturing. Work on the legacy stream waits
+// for every blocking stream, so it breaks the capture of any blocking stream (any thread, any
+// mode), as on a GPU.
 cudaError_t enqueue(cudaStream_t handle, std::function<void()> op) {
-  Stream* s = resolve(handle);
-  if (!s) return fail(cudaErrorInvalidResourceHandle);
-  if (s->capturing) {
-    if (s->invalidated) return fail(cudaErrorStreamCaptureInvalidated);
-    s->graph->nodes.push_back(std::move(op));
-    return cudaSuccess;
-  }
-  if (s == &legacy_stream) {
-    if (Stream* c = strict_capture_of_this_thread()) {  // the legacy stream syncs with it
-      c->invalidated = true;
-      return fail(cudaErrorStreamCaptureImplicit);
+  {
+    std::lock_guard<std::recursive_mutex> lock(registry_mutex);
+    Stream* s = resolve(handle);
+    if (!s) return fail(cudaErrorInvalidResourceHandle);
+    if (s->capturing) {
+      if (s->invalidated) return fail(cudaErrorStreamCaptureInvalidated);
+      s->graph->nodes.push_back(std::move(op));
+      return cudaSuccess;
+    }
+    if (s == &legacy_stream) {
+      for (Stream* c : streams())
+        if (c->capturing && c->blocking) {
+          c->invalidated = true;
+          return fail(cudaErrorStreamCaptureImplicit);
+        }
     }
   }
   op();
@@ -349,6 +441,29 @@ void* dynamic_shared() {
   return worker_ptr->shared.data();
 }
 
+void* static_shared(const void* tag, size_t bytes) {
+  Worker& w = *worker_ptr;
+  if (!w.in_kernel) die("a __shared__ variable used outside a kernel", "");
+  SharedVariable& v = w.static_shared[tag];
+  if (v.bytes.size() < bytes) v.bytes.resize(bytes);
+  if (v.block != w.block_serial) {  // first use in this block: poisoned, as a GPU leaves it
+    std::fill(v.bytes.begin(), v.bytes.end(), static_cast<unsigned char>(0xff));
+    v.block = w.block_serial;
+  }
+  return v.bytes.data();
+}
+
+unsigned lane() {
+  return worker_ptr->current & 31u;
+}
+
+void fail_collective(const char* what, const char* detail) {
+  char text[200];
+  std::snprintf(text, sizeof text, "block (%u,%u,%u), thread %u: %s", blockIdx.x, blockIdx.y,
+                blockIdx.z, worker_ptr->current, detail);
+  die(what, text);
+}
+
 void sync_block() {
   wait(State::block_wait);
 }
@@ -358,30 +473,32 @@ unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const 
   const unsigned lane = w.current & 31u;
   Warp& wp = w.warp[w.current / 32];
   wp.slot[lane] = mine;
+  wp.mask[lane] = mask;
   wp.present |= 1u << lane;
-  wait(State::warp_wait);  // every live lane has deposited
+  wait(State::warp_wait);  // every lane of the mask has deposited (or exited)
   std::copy(std::begin(wp.slot), std::end(wp.slot), all);
   const unsigned present = wp.present;
   if ((mask & ~present) != 0u) {
     char detail[160];
-    std::snprintf(detail, sizeof detail,
-                  "block %u, warp %u: mask 0x%08x names lanes 0x%08x that do not take part",
-                  blockIdx.x, w.current / 32, mask, mask & ~present);
-    die(what, detail);
+    std::snprintf(detail, sizeof detail, "mask 0x%08x names lanes 0x%08x that have exited", mask,
+                  mask & ~present);
+    fail_collective(what, detail);
   }
   wait(State::warp_wait);  // every lane has read: the slots can be reused
   wp.present &= ~(1u << lane);
   return present;
 }
 
-cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
                    std::function<void()> kernel) {
+  // A GPU's limits: 1024 threads per block, y and z of the grid below 65536, and 48 KiB of
+  // dynamic shared memory unless the kernel opts in to more (the backend does not).
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
-  if (threads == 0 || threads > kMaxThreads || uint64_t{grid.x} * grid.y * grid.z == 0 ||
-      shared_bytes > 227 * 1024)
+  if (threads == 0 || threads > kMaxThreads || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+      grid.z == 0 || grid.y > 65535 || grid.z > 65535 || shared_bytes > 48 * 1024)
     return fail(cudaErrorInvalidConfiguration);
-  return enqueue(stream, [grid, block, shared_bytes, kernel = std::move(kernel)] {
-    run_grid(grid, block, shared_bytes, kernel);
+  return enqueue(stream, [grid, block, shared_bytes, key, kernel = std::move(kernel)] {
+    run_grid(grid, block, shared_bytes, key, kernel);
   });
 }
 
@@ -455,6 +572,8 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorStreamCaptureUnmatched";
     case cudaErrorStreamCaptureImplicit:
       return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread:
+      return "cudaErrorStreamCaptureWrongThread";
     default:
       return "cudaErrorUnknown";
   }
@@ -521,22 +640,24 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   auto* s = new segloss_emu::Stream;
-  std::lock_guard<std::mutex> g(segloss_emu::registry_mutex);
+  s->blocking = (flags & cudaStreamNonBlocking) == 0;
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   segloss_emu::streams().insert(s);
   *stream = reinterpret_cast<cudaStream_t>(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   auto* s = reinterpret_cast<segloss_emu::Stream*>(stream);
-  std::lock_guard<std::mutex> g(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   if (!segloss_emu::streams().erase(s)) return fail(cudaErrorInvalidResourceHandle);
   delete s->graph;
   delete s;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   if (s->capturing) {
@@ -547,9 +668,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s || s == &segloss_emu::legacy_stream || s == &segloss_emu::per_thread_stream)
-    return fail(cudaErrorStreamCaptureUnsupported);  // the emulator captures created streams
+    return fail(cudaErrorNotSupported);  // the emulator captures created streams only
   if (s->capturing) return fail(cudaErrorIllegalState);
   s->capturing = true;
   s->invalidated = false;
@@ -559,12 +681,13 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   *graph = nullptr;
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   if (!s->capturing) return fail(cudaErrorIllegalState);
   if (s->capture_thread != std::this_thread::get_id() && s->mode != cudaStreamCaptureModeRelaxed)
-    return fail(cudaErrorStreamCaptureUnmatched);
+    return fail(cudaErrorStreamCaptureWrongThread);
   s->capturing = false;
   segloss_emu::Graph* g = s->graph;
   s->graph = nullptr;
@@ -576,6 +699,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   *status = !s->capturing    ? cudaStreamCaptureStatusNone
