@@ -248,15 +248,11 @@ __device__ __forceinline__ T pixel_walk(const T* __restrict__ x, T* __restrict__
 }
 
 // Probability targets q (class c of the pixel at q[c * S]), with q'_c = (1 - eps) q_c + eps / C
-// and u_c = w_c q'_c, as the CPU kernel (backends/cpu/cross_entropy.cpp) computes them:
+// and u_c = w_c q'_c, by the CPU kernel's functions (core/pointwise.hpp):
 //   l = sum_c u_c (lse - x_c) = (sum_c u_c) log(se) - sum_c u_c (x_c - m)
 //   dl/dx_c = p_c sum_k u_k - u_c
 // (lse and x_c relative to the max m, as for labels). No state: every pixel counts, and a NaN
 // logit or target stays in its pixel's loss and gradient.
-template <class T>
-__device__ __forceinline__ T soft_target(T q, T w, T eps, T eps_over_c) {
-  return w * (q * (T(1) - eps) + eps_over_c);
-}
 
 // C <= K: the C logits and the C targets are loaded into registers at once (2 C independent
 // loads in flight), read from memory once; u_c is kept in place of q_c for the gradient.
@@ -283,19 +279,19 @@ __device__ __forceinline__ T soft_pixel_in_registers(const T* x, const T* q, T* 
       const T xc = v[c] - m;
       v[c] = M::exp(xc);
       se += v[c];
-      u[c] = soft_target(u[c], w[c], eps, eps_over_c);
+      u[c] = pw::cross_entropy_soft_target<T>(u[c], w[c], eps, eps_over_c);
       wq += u[c];
       wx += u[c] * xc;
     }
   }
-  const T loss = wq * M::log(se) - wx;
+  const T loss = pw::cross_entropy_soft_loss<T>(M::log(se), wq, wx);
   if (g) {
     const T inv_se = M::recip(se);
 #pragma unroll
     for (int c = 0; c < K; ++c) {
       if (c < C) {
         const T p = v[c] * inv_se;
-        __stcs(g, up * (p * wq - u[c]));
+        __stcs(g, up * pw::cross_entropy_soft_grad<T>(p, wq, u[c]));
       }
       g += S;
     }
@@ -317,17 +313,17 @@ __device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64
   for (int c = 0; c < C; ++c) {
     const T xc = x[c * S] - m;
     se += M::exp(xc);
-    const T uc = soft_target(q[c * S], wc(c), eps, eps_over_c);
+    const T uc = pw::cross_entropy_soft_target<T>(q[c * S], wc(c), eps, eps_over_c);
     wq += uc;
     wx += uc * xc;
   }
-  const T loss = wq * M::log(se) - wx;
+  const T loss = pw::cross_entropy_soft_loss<T>(M::log(se), wq, wx);
   if (g) {
     const T inv_se = M::recip(se);
     for (int c = 0; c < C; ++c) {
       const T p = M::exp(x[c * S] - m) * inv_se;
-      const T uc = soft_target(q[c * S], wc(c), eps, eps_over_c);
-      g[c * S] = up * (p * wq - uc);
+      const T uc = pw::cross_entropy_soft_target<T>(q[c * S], wc(c), eps, eps_over_c);
+      g[c * S] = up * pw::cross_entropy_soft_grad<T>(p, wq, uc);
     }
   }
   return loss;
