@@ -247,6 +247,29 @@ SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_grad(V p_c, V delta, V w_y, typename M
   return (T(1) - eps) * w_y * (p_c - delta) + eps_over_c * (w_total * p_c - w_c);
 }
 
+// Cross-entropy of one pixel with probability targets q (losses/cross_entropy.hpp). The target's
+// weighted, smoothed share u_c = w_c q'_c, with q'_c = (1 - eps) q_c + eps / C:
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_soft_target(V q_c, typename M::Scalar w_c,
+                                                      typename M::Scalar eps,
+                                                      typename M::Scalar eps_over_c) {
+  using T = typename M::Scalar;
+  return w_c * (q_c * (T(1) - eps) + eps_over_c);
+}
+
+// From the sums the caller gathered, wq = sum_c u_c and wx = sum_c u_c x_c, and lse (x and lse
+// relative to the same shift, the max logit): l = sum_c u_c (lse - x_c) = wq lse - wx.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_soft_loss(V lse, V wq, V wx) {
+  return wq * lse - wx;
+}
+
+// Its derivative in x_c, with p_c = exp(x_c - lse): p_c sum_k u_k - u_c.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_soft_grad(V p_c, V wq, V u_c) {
+  return p_c * wq - u_c;
+}
+
 // [c = y] for labels held as floating-point integers: 1 - |y - c|, clamped at 0, is exact for
 // them and needs no comparison (which Eigen 3.4 would evaluate lane by lane).
 template <class V, class M = Math<V>>

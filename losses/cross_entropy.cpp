@@ -34,6 +34,16 @@ void check_smoothing(const char* fn, const CrossEntropyOptions<T>& o) {
       "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
 }
 
+// With probabilities, the options of labels must keep their defaults (as PyTorch).
+template <class T>
+void check_probability_options(const char* fn, const CrossEntropyOptions<T>& o) {
+  SEGLOSS_CHECK(o.ignore_index == -100 && !o.ignore_negative && o.mean_over == MeanOver::weights,
+                fn,
+                "ignore_index, ignore_negative and mean_over apply to label targets only; "
+                "with probabilities they must keep their defaults (ignore_index ",
+                o.ignore_index, ", ignore_negative ", o.ignore_negative ? "true" : "false", ")");
+}
+
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                        const CrossEntropyOptions<T>& o) {
@@ -62,11 +72,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   }
   p.values_shape = s.without(1);
   if constexpr (kSoft) {
-    SEGLOSS_CHECK(o.ignore_index == -100 && !o.ignore_negative && o.mean_over == MeanOver::weights,
-                  fn,
-                  "ignore_index, ignore_negative and mean_over apply to label targets only; "
-                  "with probabilities they must keep their defaults (ignore_index ",
-                  o.ignore_index, ", ignore_negative ", o.ignore_negative ? "true" : "false", ")");
+    check_probability_options(fn, o);
     a.probs = target.data();
     p.divisor = static_cast<double>(n * pixels);
     p.counted = p.divisor;
@@ -99,8 +105,9 @@ double reduce(double sum, const Prepared<T, L>& p, const CrossEntropyOptions<T>&
 }
 
 #if defined(SEGLOSS_WITH_CUDA)
-// The CUDA path (backends/cuda/cross_entropy.cu): label targets only. The label pass, the mean's
-// divisor and W run on the device, so nothing waits for it unless a host value is asked for.
+// The CUDA path (backends/cuda/cross_entropy.cu): labels or probabilities, every option. The label
+// pass, the mean's divisor and W run on the device, so nothing waits for them unless a host value
+// is asked for.
 template <class T, class L>
 cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
                                        const Tensor<L>& target, const CrossEntropyOptions<T>& o) {
@@ -110,9 +117,8 @@ cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
   cuda::CrossEntropyArgs<T, L> a;
   a.function = fn;
   if constexpr (std::is_floating_point_v<L>) {
-    detail::fail(fn, "target ", target.shape(),
-                 " holds probabilities, which are not supported on cuda yet; pass labels "
-                 "(N, spatial...) as int32 or int64");
+    check_probability_options(fn, o);
+    a.probs = target.data();
   } else {
     a.labels = target.data();
   }
@@ -138,11 +144,9 @@ cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
 // Runs the passes; with host_status, raises the CPU's error for the first bad label.
 template <class T, class L>
 double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, bool host_status) {
-  if constexpr (std::is_floating_point_v<L>) {
-    (void)a, (void)target, (void)host_status;
-    return 0.0;  // not reached: cuda_args rejects probabilities
-  } else {
-    const auto st = cuda::cross_entropy(a, host_status);
+  const auto st = cuda::cross_entropy(a, host_status);
+  (void)target;                                  // read for a bad label only
+  if constexpr (!std::is_floating_point_v<L>) {  // probabilities have no label to report
     if (st.first_bad >= 0) {
       cpu::LabelRule rule;
       rule.ignore_index = a.ignore_index;
@@ -150,8 +154,8 @@ double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, 
       detail::fail_bad_label(a.function, target.shape(), st.first_bad,
                              cuda::read_element(target.data(), st.first_bad), a.classes, rule);
     }
-    return st.value;
   }
+  return st.value;
 }
 
 template <class T, class L>

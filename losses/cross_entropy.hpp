@@ -45,14 +45,14 @@
 // NaN logits propagate to the value and gradient of their pixel. Class weights whose sum over
 // the counted pixels is 0 divide by 0, as in PyTorch (NaN or inf).
 //
-// CUDA (docs/cuda.md): logits on a CUDA device run backends/cuda/cross_entropy.cu; the labels,
-// weight, grad, grad_out and value must then be on the device too (an error otherwise). Label
-// targets only: probabilities on CUDA are an error ("not supported on cuda yet"). Every option
-// works. The label pass (validation, the mean's divisor) runs on the device, so nothing waits for
-// it: the forward's scalar, backward and the value_and_grad form with `value` stay on the device,
-// and a bad label shows there as NaN (the reduced value, and the loss and gradient of its pixel);
-// the forms returning a double wait for the stream and raise the CPU's error for it. The sums
-// are deterministic but add in another order than the CPU's: CPU and CUDA agree to rounding.
+// CUDA (docs/cuda.md): logits on a CUDA device run backends/cuda/cross_entropy.cu; the target,
+// weight, grad, grad_out and value must then be on the device too (an error otherwise). Labels
+// and probabilities, every option. The label pass (validation, the mean's divisor) runs on the
+// device, so nothing waits for it: the forward's scalar, backward and the value_and_grad form
+// with `value` stay on the device, and a bad label shows there as NaN (the reduced value, and the
+// loss and gradient of its pixel); the forms returning a double wait for the stream and raise the
+// CPU's error for it. The sums are deterministic but add in another order than the CPU's: CPU and
+// CUDA agree to rounding.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // cross_entropy on CUDA: parity with the CPU path (float32 within 1e-5 relative, float64 within
-// 1e-12) for every option, reduction and entry point, bitwise determinism over 10 runs, the error
-// flag of bad labels, the device-resident value, and input errors. The tests that need a GPU
+// 1e-12) for every option, reduction and entry point, labels and probability targets, bitwise
+// determinism over 10 runs, the error flag of bad labels, the device-resident value, and input
+// errors. The tests that need a GPU
 // skip with a message when none is present; the argument checks run everywhere.
 #include <doctest/doctest.h>
 
@@ -143,6 +144,56 @@ void check_options(const Shape& s, uint64_t seed) {
       p.weight = w;
       const auto y2 = labels<L>(s.without(1), c, seed + 4, 0.3, -1);
       check_parity(x, y2, p);
+    }
+  }
+}
+
+// Probability targets: per pixel, positive values summing to 1 over the classes.
+template <class T>
+Tensor<T> soft_targets(const Shape& s, uint64_t seed) {
+  auto q = testing::uniform<T>(s, seed, 0.01, 1.0);
+  const int64_t c = s[1], pixels = s.numel_from(2);
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t i = 0; i < pixels; ++i) {
+      double total = 0;
+      for (int64_t k = 0; k < c; ++k) total += q[(n * c + k) * pixels + i];
+      for (int64_t k = 0; k < c; ++k)
+        q[(n * c + k) * pixels + i] = static_cast<T>(q[(n * c + k) * pixels + i] / total);
+    }
+  return q;
+}
+
+// Every option that probability targets take (weight, label_smoothing, each reduction).
+template <class T>
+void check_probability_options(const Shape& s, uint64_t seed) {
+  const int64_t c = s[1];
+  const auto x = testing::randn<T>(s, seed, 2.0);
+  const auto q = soft_targets<T>(s, seed + 1);
+  const auto w = testing::uniform<T>(Shape{c}, seed + 2, 0.2, 3.0);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    CAPTURE(reduction_name(r));
+    CrossEntropyOptions<T> o;
+    o.reduction = r;
+    SUBCASE("plain") {
+      check_parity(x, q, o);
+    }
+    SUBCASE("weight") {
+      o.weight = w;
+      check_parity(x, q, o);
+    }
+    SUBCASE("label smoothing") {
+      o.label_smoothing = 0.15;
+      check_parity(x, q, o);
+    }
+    SUBCASE("weight and label smoothing") {
+      o.weight = w;
+      o.label_smoothing = 0.3;
+      check_parity(x, q, o);
+    }
+    SUBCASE("targets not summing to 1, and label smoothing 1") {
+      o.weight = w;
+      o.label_smoothing = 1.0;
+      check_parity(x, testing::uniform<T>(s, seed + 3, 0.0, 2.0), o);
     }
   }
 }
@@ -297,6 +348,106 @@ TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a devi
   CHECK(std::isfinite(cross_entropy_value_and_grad(xd, good, CrossEntropyOptions<float>{}).value));
 }
 
+TEST_CASE("cuda cross_entropy: probability targets, CPU parity, C = 21 and 40, 1D, 2D, 3D") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("C = 21 float 2D") {
+    check_probability_options<float>(Shape{2, 21, 17, 13}, 31);
+  }
+  SUBCASE("C = 21 double 2D") {
+    check_probability_options<double>(Shape{2, 21, 9, 7}, 32);
+  }
+  SUBCASE("C = 40 float 1D (above the register bound)") {
+    check_probability_options<float>(Shape{2, 40, 99}, 33);
+  }
+  SUBCASE("C = 40 double 3D") {
+    check_probability_options<double>(Shape{2, 40, 3, 4, 5}, 34);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: probability targets, CPU parity, C = 1, 2, 5, 32") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("C = 1 float") {
+    check_probability_options<float>(Shape{2, 1, 5, 5}, 35);
+  }
+  SUBCASE("C = 1 double") {
+    check_probability_options<double>(Shape{3, 1, 7}, 36);
+  }
+  SUBCASE("C = 2 float 3D") {
+    check_probability_options<float>(Shape{2, 2, 3, 5, 7}, 37);
+  }
+  SUBCASE("C = 2 double") {
+    check_probability_options<double>(Shape{4, 2, 5, 5}, 38);
+  }
+  SUBCASE("C = 5 double 1D") {
+    check_probability_options<double>(Shape{3, 5, 101}, 39);
+  }
+  SUBCASE("C = 32 float") {
+    check_probability_options<float>(Shape{1, 32, 7, 7}, 40);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: probability targets, a grid-stride size, in place, NaN targets") {
+  SEGLOSS_REQUIRE_GPU();
+  SUBCASE("large") {
+    const Shape s{2, 21, 700, 800};  // 1.12M pixels, above 4096 blocks of 256: a grid-stride loop
+    CrossEntropyOptions<float> o;
+    o.label_smoothing = 0.1;
+    o.weight = testing::uniform<float>(Shape{21}, 41, 0.5, 2.0);
+    check_parity(testing::randn<float>(s, 42, 2.0), soft_targets<float>(s, 43), o);
+  }
+  SUBCASE("in place: grad is the logits") {
+    for (int64_t c : {int64_t{5}, int64_t{40}}) {  // registers and walks
+      CAPTURE(c);
+      const Shape s{2, c, 6, 7};
+      const auto x = testing::randn<double>(s, 44, 2.0);
+      const auto qd = dev(soft_targets<double>(s, 45));
+      CrossEntropyOptions<double> o;
+      o.label_smoothing = 0.2;
+      const auto want = cross_entropy_value_and_grad(dev(x), qd, o);
+      Tensor<double> xd = dev(x);
+      const double v = cross_entropy_value_and_grad(xd, qd, xd, o);
+      CHECK(v == want.value);
+      CHECK(testing::same_bits(xd, want.grad));
+    }
+  }
+  SUBCASE("a NaN target stays in its pixel") {
+    const Shape s{1, 3, 2, 2};
+    const auto x = testing::randn<float>(s, 46);
+    auto q = soft_targets<float>(s, 47);
+    q[1 * 4 + 2] = NAN;  // class 1 of pixel 2
+    CrossEntropyOptions<float> o;
+    o.reduction = Reduction::none;
+    check_parity(x, q, o);
+    const auto loss = host(cross_entropy(dev(x), dev(q), o));
+    for (int64_t i = 0; i < 4; ++i) CHECK(std::isnan(loss[i]) == (i == 2));
+  }
+}
+
+TEST_CASE("cuda cross_entropy: probability targets, bitwise identical over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  for (int64_t c : {int64_t{21}, int64_t{40}}) {  // registers and walks
+    CAPTURE(c);
+    const Shape s{2, c, 67, 61};
+    const auto xd = dev(testing::randn<float>(s, 48, 3.0));
+    const auto qd = dev(soft_targets<float>(s, 49));
+    CrossEntropyOptions<float> o;
+    o.weight = dev(testing::uniform<float>(Shape{c}, 50, 0.5, 2.0));
+    o.label_smoothing = 0.1;
+    const auto first = cross_entropy_value_and_grad(xd, qd, o);
+    const auto g0 = host(first.grad);
+    o.reduction = Reduction::none;
+    const auto l0 = host(cross_entropy(xd, qd, o));
+    for (int run = 1; run < 10; ++run) {
+      o.reduction = Reduction::mean;
+      const auto r = cross_entropy_value_and_grad(xd, qd, o);
+      CHECK(std::memcmp(&r.value, &first.value, sizeof(double)) == 0);
+      CHECK(testing::same_bits(r.grad, g0));
+      o.reduction = Reduction::none;
+      CHECK(testing::same_bits(cross_entropy(xd, qd, o), l0));
+    }
+  }
+}
+
 TEST_CASE("cross_entropy: value_and_grad into a value tensor equals the double form (CPU)") {
   const Shape s{2, 4, 3, 5};
   const auto x = testing::randn<double>(s, 21);
@@ -329,6 +480,24 @@ TEST_CASE("cuda cross_entropy: mixed devices and unsupported targets are errors"
   CrossEntropyOptions<float> o;
   o.weight = Tensor<float>::full(Shape{3}, 1.0f);  // on the CPU
   CHECK_THROWS_WITH_AS(cross_entropy(xd, yd, o), doctest::Contains("weight"), Error);
+  // Probability targets: the options of labels keep their defaults, as on the CPU; the target
+  // is on the logits' device and shaped like them.
   const auto q = testing::unread_cuda_view<float>(s);
-  CHECK_THROWS_WITH_AS(cross_entropy(xd, q), doctest::Contains("not supported on cuda"), Error);
+  CrossEntropyOptions<float> p;
+  p.ignore_index = 1;
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(xd, q, p),
+      "cross_entropy: ignore_index, ignore_negative and mean_over apply to label targets only; "
+      "with probabilities they must keep their defaults (ignore_index 1, ignore_negative false)",
+      Error);
+  p = CrossEntropyOptions<float>::pytorch_fcn();
+  CHECK_THROWS_WITH_AS(cross_entropy_backward(xd, q, testing::unread_cuda_view<float>(Shape{}), p),
+                       doctest::Contains("apply to label targets only"), Error);
+  Tensor<float> grad;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, q, grad, p),
+                       doctest::Contains("apply to label targets only"), Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, testing::unread_cuda_view<float>(Shape{1, 2, 2, 2})),
+                       doctest::Contains("(probabilities) does not match logits (1,3,2,2)"), Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, Tensor<float>::zeros(s)), doctest::Contains("target"),
+                       Error);
 }

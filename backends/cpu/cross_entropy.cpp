@@ -39,9 +39,10 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
   const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / C);
   const T w_total = static_cast<T>(a.weight_total);
   const auto weight = [&](int64_t c) { return a.weight ? a.weight[c] : T(1); };
-  // probabilities: q'_c = (1 - eps) q_c + eps / C
-  const auto smoothed = [&](int64_t c) -> V {  // V, not an Eigen expression of a temporary
-    return load_lanes<T, V>(a.probs + base + c * S) * (T(1) - eps) + eps_over_c;
+  // probabilities: u_c = w_c q'_c, q'_c = (1 - eps) q_c + eps / C
+  const auto soft_target = [&](int64_t c) -> V {
+    return pw::cross_entropy_soft_target<V>(load_lanes<T, V>(a.probs + base + c * S), weight(c),
+                                            eps, eps_over_c);
   };
 
   // Pass A: the max, the exponentials, their sum, and sum_c w_c (x_c - m) (times q'_c).
@@ -54,7 +55,7 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
     store_lanes<T, V>(e + c * kW, ec);
     se += ec;
     if (a.probs) {
-      const V wqc = weight(c) * smoothed(c);
+      const V wqc = soft_target(c);
       wq += wqc;
       wx += wqc * xc;
     } else if (a.eps > 0.0) {
@@ -74,11 +75,12 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
         a.grad_out ? load_lanes<T, V>(a.grad_out + pix) : M::splat(static_cast<T>(a.grad_scale));
 
   if (a.probs) {
-    loss = wq * lse - wx;  // sum_c w_c q'_c (lse - x_c)
+    loss = pw::cross_entropy_soft_loss<V>(lse, wq, wx);  // sum_c w_c q'_c (lse - x_c)
     if (a.grad) {
       for (int64_t c = 0; c < C; ++c) {
         const V p = load_lanes<T, V>(e + c * kW) * inv_se;
-        store_grad_lanes<T, V>(a.grad + base + c * S, upstream * (p * wq - weight(c) * smoothed(c)),
+        store_grad_lanes<T, V>(a.grad + base + c * S,
+                               upstream * pw::cross_entropy_soft_grad<V>(p, wq, soft_target(c)),
                                stream);
       }
     }

@@ -1,15 +1,17 @@
-// CUDA kernels of cross_entropy with label targets. The logits are (N, C, S): the C logits of a
-// pixel are S elements apart, so each thread takes a pixel and walks the class axis, and the
-// threads of a warp, on consecutive pixels, read each class row coalesced. For C <= 32 the
+// CUDA kernels of cross_entropy with label or probability targets. The logits are (N, C, S): the C
+// logits of a pixel are S elements apart, so each thread takes a pixel and walks the class axis,
+// and the threads of a warp, on consecutive pixels, read each class row coalesced. For C <= 32 the
 // pixel's logits are loaded into registers at once (C independent loads in flight per thread)
 // and the exponentials kept there, so the logits are read from memory once and the gradient
 // written once, in the same pass that computes the loss. Larger C walks the row three times
-// (max, sums, gradient), which mostly hits the caches.
+// (max, sums, gradient), which mostly hits the caches. Probability targets q (N, C, S) are read
+// the same way as the logits, row by row, alongside them.
 //
 // Four launches on the caller's stream (cross_entropy.hpp):
 //   1. label_pass: every label checked (the first bad linear index by an integer atomicMin, so
 //      the same index whatever the scheduling), and per block the count of counted pixels and
-//      the sum of their class weights (double);
+//      the sum of their class weights (double); not run for probability targets, where every
+//      pixel counts and the mean divides by N * S, as PyTorch;
 //   2. prepare (one block): the block partials added in a fixed order; the mean's divisor,
 //      W = sum_c w_c, the value's mean factor and the gradient's scale, kept on the device so
 //      nothing waits for the host;
@@ -108,8 +110,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    prepare(int blocks, int64_t classes, const T* __restrict__ weight, bool mean, bool mean_valid,
-            bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
+    prepare(int blocks, long long fixed_count, int64_t classes, const T* __restrict__ weight,
+            bool mean, bool mean_valid, bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
             const double* weight_partial, const long long* count_partial, Status* st) {
   double ws = 0.0;
   long long count = 0;
@@ -122,6 +124,10 @@ __global__ void __launch_bounds__(kThreads)
   ws = block_total(ws, sh_w);
   count = block_total(count, sh_c);
   if (threadIdx.x != 0) return;
+  if (fixed_count >= 0) {  // probabilities: no label pass; the mean divides by N * S
+    count = fixed_count;
+    ws = static_cast<double>(fixed_count);
+  }
   double w_total = static_cast<double>(classes);
   if (weight) {
     w_total = 0.0;
@@ -241,6 +247,88 @@ __device__ __forceinline__ T pixel_walk(const T* __restrict__ x, T* __restrict__
   return loss;
 }
 
+// Probability targets q (class c of the pixel at q[c * S]), with q'_c = (1 - eps) q_c + eps / C
+// and u_c = w_c q'_c, by the CPU kernel's functions (core/pointwise.hpp):
+//   l = sum_c u_c (lse - x_c) = (sum_c u_c) log(se) - sum_c u_c (x_c - m)
+//   dl/dx_c = p_c sum_k u_k - u_c
+// (lse and x_c relative to the max m, as for labels). No state: every pixel counts, and a NaN
+// logit or target stays in its pixel's loss and gradient.
+
+// C <= K: the C logits and the C targets are loaded into registers at once (2 C independent
+// loads in flight), read from memory once; u_c is kept in place of q_c for the gradient.
+template <class T, int K>
+__device__ __forceinline__ T soft_pixel_in_registers(const T* x, const T* q, T* g, int64_t S, int C,
+                                                     const T* w, T up, T eps, T eps_over_c) {
+  using M = Math<T>;
+  T v[K], u[K];
+#pragma unroll
+  for (int c = 0; c < K; ++c) {
+    if (c < C) {
+      v[c] = __ldcs(x + c * S);  // read once: stream past the caches
+      u[c] = __ldcs(q + c * S);
+    }
+  }
+  T m = v[0];
+#pragma unroll
+  for (int c = 1; c < K; ++c)
+    if (c < C) m = M::max(m, v[c]);
+  T se = T(0), wq = T(0), wx = T(0);
+#pragma unroll
+  for (int c = 0; c < K; ++c) {
+    if (c < C) {
+      const T xc = v[c] - m;
+      v[c] = M::exp(xc);
+      se += v[c];
+      u[c] = pw::cross_entropy_soft_target<T>(u[c], w[c], eps, eps_over_c);
+      wq += u[c];
+      wx += u[c] * xc;
+    }
+  }
+  const T loss = pw::cross_entropy_soft_loss<T>(M::log(se), wq, wx);
+  if (g) {
+    const T inv_se = M::recip(se);
+#pragma unroll
+    for (int c = 0; c < K; ++c) {
+      if (c < C) {
+        const T p = v[c] * inv_se;
+        __stcs(g, up * pw::cross_entropy_soft_grad<T>(p, wq, u[c]));
+      }
+      g += S;
+    }
+  }
+  return loss;
+}
+
+// Any C: three walks over the two rows (max; exponentials and sums; gradient). g may be x or q
+// itself (in place): each element is read before this thread writes it, and no other thread
+// touches the pixel.
+template <class T>
+__device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64_t S, int C,
+                                             const T* w, T up, T eps, T eps_over_c) {
+  using M = Math<T>;
+  const auto wc = [&](int c) { return w ? w[c] : T(1); };
+  T m = x[0];
+  for (int c = 1; c < C; ++c) m = M::max(m, x[c * S]);
+  T se = T(0), wq = T(0), wx = T(0);
+  for (int c = 0; c < C; ++c) {
+    const T xc = x[c * S] - m;
+    se += M::exp(xc);
+    const T uc = pw::cross_entropy_soft_target<T>(q[c * S], wc(c), eps, eps_over_c);
+    wq += uc;
+    wx += uc * xc;
+  }
+  const T loss = pw::cross_entropy_soft_loss<T>(M::log(se), wq, wx);
+  if (g) {
+    const T inv_se = M::recip(se);
+    for (int c = 0; c < C; ++c) {
+      const T p = M::exp(x[c * S] - m) * inv_se;
+      const T uc = pw::cross_entropy_soft_target<T>(q[c * S], wc(c), eps, eps_over_c);
+      g[c * S] = up * pw::cross_entropy_soft_grad<T>(p, wq, uc);
+    }
+  }
+  return loss;
+}
+
 template <class T, class L, int K>
 __global__ void __launch_bounds__(kThreads)
     fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial) {
@@ -266,19 +354,27 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = pix / S, s = pix - n * S;
     const int64_t base = n * a.classes * S + s;
     T* g = a.grad ? a.grad + base : nullptr;
-    const int64_t y = static_cast<int64_t>(a.labels[pix]);
-    const int state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
-                      : y < 0 || y >= a.classes                     ? kBad
-                                                                    : kCounted;
-    const int yi = state == kCounted ? static_cast<int>(y) : 0;
     T up = T(0);
     if (g) up = per_pixel_up ? (a.grad_out ? a.grad_out[pix] : T(1)) : scale;
     T loss;
-    if constexpr (K > 0)
-      loss =
-          pixel_in_registers<T, K>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
-    else
-      loss = pixel_walk<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
+    if constexpr (std::is_floating_point_v<L>) {  // probabilities
+      const T* q = a.probs + base;
+      if constexpr (K > 0)
+        loss = soft_pixel_in_registers<T, K>(a.x + base, q, g, S, C, w, up, eps, eps_over_c);
+      else
+        loss = soft_pixel_walk<T>(a.x + base, q, g, S, C, w, up, eps, eps_over_c);
+    } else {
+      const int64_t y = static_cast<int64_t>(a.labels[pix]);
+      const int state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
+                        : y < 0 || y >= a.classes                     ? kBad
+                                                                      : kCounted;
+      const int yi = state == kCounted ? static_cast<int>(y) : 0;
+      if constexpr (K > 0)
+        loss = pixel_in_registers<T, K>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c,
+                                        w_total);
+      else
+        loss = pixel_walk<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total);
+    }
     if (a.loss) a.loss[pix] = loss;
     acc += static_cast<double>(loss);
   }
@@ -327,12 +423,18 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const bool mean = a.reduction == Reduction::mean;
   check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
         "cudaMemsetAsync");
-  const int label_blocks = blocks_for(total);
-  cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
-               a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
-               &w.status->first_bad);
-  call.launched();
-  cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, a.classes, a.weight, mean,
+  // Probabilities have no label pass: prepare takes N * S as the count and the divisor.
+  constexpr bool kProbs = std::is_floating_point_v<L>;
+  int label_blocks = 0;
+  if constexpr (!kProbs) {
+    label_blocks = blocks_for(total);
+    cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
+                 a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
+                 &w.status->first_bad);
+    call.launched();
+  }
+  const long long fixed_count = kProbs ? static_cast<long long>(total) : -1;
+  cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, fixed_count, a.classes, a.weight, mean,
                a.mean_over_valid, a.all_ignored_nan, scalar ? a.grad_out : nullptr, w.label_weight,
                w.label_count, w.status);
   call.launched();
@@ -383,6 +485,8 @@ SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(double, int32_t)
 SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, double)
 #undef SEGLOSS_INSTANTIATE
 template int64_t read_element<int32_t>(const int32_t*, int64_t);
 template int64_t read_element<int64_t>(const int64_t*, int64_t);

@@ -1,14 +1,15 @@
-// CUDA kernels of cross_entropy with label targets (losses/cross_entropy.hpp has the contract and
-// the math; docs/cuda.md the launch plan). Host-side declarations only: no CUDA header, so
-// losses/cross_entropy.cpp can include them.
+// CUDA kernels of cross_entropy with label targets (L = int32_t, int64_t) or probability targets
+// (L = T) (losses/cross_entropy.hpp has the contract and the math; docs/cuda.md the launch plan).
+// Host-side declarations only: no CUDA header, so losses/cross_entropy.cpp can include them.
 //
 // Every pointer in the arguments is a device pointer. The work runs on the current stream
 // (cuda::StreamScope) in the call's workspace (the pool, or cuda::WorkspaceScope; its size is
 // cross_entropy_workspace_bytes()), as four kernels: the label pass (validation, the mean's
-// divisor), a one-block prepare (the divisor's combine, W = sum_c w_c, the gradient's scale), the
-// fused pass (value and gradient of every pixel, one partial sum per block) and a one-block
-// finish (the partials combined in a fixed order). No float atomics: the result is bitwise the
-// same from run to run. Nothing waits for the device unless the caller asks for a host value.
+// divisor; not run for probabilities, whose divisor is N * S), a one-block prepare (the divisor's
+// combine, W = sum_c w_c, the gradient's scale), the fused pass (value and gradient of every pixel,
+// one partial sum per block) and a one-block finish (the partials combined in a fixed order). No
+// float atomics: the result is bitwise the same from run to run. Nothing waits for the device
+// unless the caller asks for a host value.
 #pragma once
 
 #include <cstddef>
@@ -24,14 +25,15 @@ struct CrossEntropyArgs {
   const char* function = "cross_entropy";       // names the call in error messages
   const T* x = nullptr;                         // logits (N, C, S)
   int64_t images = 0, classes = 0, pixels = 0;  // N, C, S
-  const L* labels = nullptr;                    // (N, S)
-  int64_t ignore_index = -100;
-  bool ignore_negative = false;
-  const T* weight = nullptr;  // C class weights, or null
-  double eps = 0.0;           // label smoothing
+  const L* labels = nullptr;                    // (N, S), with L an integer type
+  const T* probs = nullptr;                     // (N, C, S), with L = T (no labels)
+  int64_t ignore_index = -100;                  // labels only
+  bool ignore_negative = false;                 // labels only
+  const T* weight = nullptr;                    // C class weights, or null
+  double eps = 0.0;                             // label smoothing
   Reduction reduction = Reduction::mean;
-  bool mean_over_valid = false;  // MeanOver::valid_pixels
-  bool all_ignored_nan = false;  // AllIgnored::nan
+  bool mean_over_valid = false;  // MeanOver::valid_pixels (labels only)
+  bool all_ignored_nan = false;  // AllIgnored::nan (labels only: every probability pixel counts)
   T* loss = nullptr;             // if set: the per-pixel loss (N, S) (reduction none)
   T* value = nullptr;            // if set: the reduced value, one element (mean or sum)
   T* grad = nullptr;             // if set: the gradient (N, C, S)
