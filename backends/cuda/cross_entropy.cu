@@ -98,8 +98,8 @@ __global__ void __launch_bounds__(kThreads)
     ++count;
   }
   if (bad != ~0ull) atomicMin(first_bad, bad);  // integers: the minimum, in any order
-  __shared__ double sh_w[kThreads / 32];
-  __shared__ long long sh_c[kThreads / 32];
+  SEGLOSS_STATIC_SHARED(double, sh_w, [kThreads / 32]);
+  SEGLOSS_STATIC_SHARED(long long, sh_c, [kThreads / 32]);
   ws = block_total(ws, sh_w);
   count = block_total(count, sh_c);
   if (threadIdx.x == 0) {
@@ -119,8 +119,8 @@ __global__ void __launch_bounds__(kThreads)
     ws += weight_partial[b];
     count += count_partial[b];
   }
-  __shared__ double sh_w[kThreads / 32];
-  __shared__ long long sh_c[kThreads / 32];
+  SEGLOSS_STATIC_SHARED(double, sh_w, [kThreads / 32]);
+  SEGLOSS_STATIC_SHARED(long long, sh_c, [kThreads / 32]);
   ws = block_total(ws, sh_w);
   count = block_total(count, sh_c);
   if (threadIdx.x != 0) return;
@@ -339,7 +339,7 @@ __global__ void __launch_bounds__(kThreads)
   const bool per_pixel_up = a.reduction == Reduction::none;
   const T scale = static_cast<T>(st->grad_scale);
   // With C <= K the class weights (or ones) sit in shared memory; otherwise read from a.weight.
-  __shared__ T sh_weight[K > 0 ? K : 1];
+  SEGLOSS_STATIC_SHARED(T, sh_weight, [(K > 0 ? K : 1)]);
   const T* w = a.weight;
   if constexpr (K > 0) {
     for (int c = threadIdx.x; c < K; c += kThreads)
@@ -379,7 +379,7 @@ __global__ void __launch_bounds__(kThreads)
     acc += static_cast<double>(loss);
   }
   if (!loss_partial) return;
-  __shared__ double sh[kThreads / 32];
+  SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
   acc = block_total(acc, sh);
   if (threadIdx.x == 0) loss_partial[blockIdx.x] = acc;
 }
@@ -390,7 +390,7 @@ __global__ void __launch_bounds__(kThreads)
            double* value_slot, int* flag_slot) {
   double sum = 0.0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) sum += loss_partial[b];
-  __shared__ double sh[kThreads / 32];
+  SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
   sum = block_total(sum, sh);
   if (threadIdx.x != 0) return;
   const double f = st->mean_factor;
