@@ -85,7 +85,7 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<T>& targ
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
-                                        /*cuda_finalize=*/true);
+                                        /*cuda_all=*/true);
     const bool none = o.reduction == Reduction::none;
     Tensor<T> out = Tensor<T>::empty(
         none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
@@ -115,7 +115,7 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
-                                        /*cuda_finalize=*/true);
+                                        /*cuda_all=*/true);
     Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
     cuda::Upstream<T> up = upstream(o);
     up.grad_out = grad_out.data();
@@ -145,7 +145,7 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
-                                        /*cuda_finalize=*/true);
+                                        /*cuda_all=*/true);
     detail::prepare_grad(fn, logits, grad);
     cuda::OverlapCounts counts;
     const double value = detail::cuda_value(device_value, [&](cuda::Result<T> r) {

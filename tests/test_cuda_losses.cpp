@@ -346,6 +346,56 @@ void overlap_finalize_all(const L& loss) {
         }
 }
 
+// The per-pixel weight: broadcast patterns (per pixel shared by the channels, per channel, the
+// last axis only, the full shape), both weightings, with and without squared sums, alone and
+// with the finalize's options.
+template <class T, class L>
+void overlap_weight_all(const L& loss, bool allow_squared = true) {
+  using O = typename L::O;
+  for (const Shape& s : kShapes)
+    for (Reduction r : kReductions)
+      for (int k = 0; k < 16; ++k) {
+        const bool squared = k & 4, on_inputs = k & 8;
+        if (squared && !allow_squared) continue;
+        CAPTURE(s);
+        CAPTURE(k);
+        CAPTURE(reduction_name(r));
+        O o;
+        o.reduction = r;
+        if constexpr (std::is_same_v<O, TverskyOptions<T>>) {
+          o.alpha = 0.3;
+          o.beta = 0.9;
+        }
+        const int rank = s.rank();
+        Shape ws = s;
+        if ((k & 3) == 0) {
+          ws[1] = 1;
+        } else if ((k & 3) == 1) {
+          ws = Shape{s[1]};
+          for (int d = 2; d < rank; ++d) ws.push_back(1);
+        } else if ((k & 3) == 2) {
+          ws = Shape{s[rank - 1]};
+        }
+        o.weight = uniform<T>(ws, 170 + k, 0.1, 1.0);
+        o.squared = squared;
+        o.weighting = on_inputs ? OverlapWeighting::on_inputs : OverlapWeighting::squared;
+        if (k == 3 || k == 9) {  // with the finalize's options
+          o.class_weight = uniform<T>(Shape{s[1]}, 190 + k, 0.2, 2.0);
+          o.empty = EmptyPolicy::skip;
+          o.gamma = 1.5;
+          o.per_image = k == 9;
+        }
+        if (k == 6) o.log = true;
+        if (k & 1) o.activation = Activation::none;
+        O og = o;
+        og.weight = gpu(o.weight);
+        og.class_weight = gpu(o.class_weight);
+        const auto x = (k & 1) ? uniform<T>(s, 180 + k, 0, 1) : randn<T>(s, 180 + k, 2.0);
+        const auto z = target_with_empty<T>(s, 200 + k, false);
+        check_loss<T>(loss, x, z, o, og, r);
+      }
+}
+
 template <class T>
 void bce_dice_all() {
   for (const Shape& s : kShapes)
@@ -405,7 +455,21 @@ TEST_CASE("cuda soft_jaccard and tversky: CPU parity for the finalize's options"
   overlap_finalize_all<double>(Tv<double>{});
 }
 
-TEST_CASE("cuda soft_dice: the finalize's options are bitwise identical over 10 runs") {
+TEST_CASE("cuda soft_dice: CPU parity with a per-pixel weight (float and double)") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_weight_all<float>(Dice<float>{});
+  overlap_weight_all<double>(Dice<double>{});
+}
+
+TEST_CASE("cuda soft_jaccard and tversky: CPU parity with a per-pixel weight") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_weight_all<float>(Jaccard<float>{});
+  overlap_weight_all<double>(Jaccard<double>{});
+  overlap_weight_all<float>(Tv<float>{}, false);
+  overlap_weight_all<double>(Tv<double>{}, false);
+}
+
+TEST_CASE("cuda soft_dice: the finalize's options and weight are bitwise identical over 10 runs") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{4, 3, 129, 131};
   const auto x = gpu(randn<float>(s, 92, 3.0));
@@ -414,6 +478,7 @@ TEST_CASE("cuda soft_dice: the finalize's options are bitwise identical over 10 
     CAPTURE(k);
     auto o = finalize_case<float, SoftDiceOptions<float>>(k, s, Reduction::mean);
     o.class_weight = gpu(o.class_weight);
+    if (k % 2) o.weight = gpu(uniform<float>(Shape{s[0], 1, s[2], s[3]}, 96, 0.1, 1.0));
     Tensor<float> g0;
     const double v0 = soft_dice_value_and_grad(x, z, g0, o);
     for (int run = 1; run < 10; ++run) {
@@ -512,7 +577,7 @@ TEST_CASE("cuda bce_dice: the Dice options CUDA does not cover are named by thei
                        "bce_dice: options.dice.class_weight is not supported on cuda yet", Error);
 }
 
-TEST_CASE("cuda soft_dice: class_weight on CUDA logits is a CUDA tensor of shape (C)") {
+TEST_CASE("cuda soft_dice: class_weight and weight on CUDA logits are CUDA tensors that fit") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
   SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 3, 2, 2};
@@ -527,7 +592,12 @@ TEST_CASE("cuda soft_dice: class_weight on CUDA logits is a CUDA tensor of shape
   CHECK_THROWS_WITH_AS(soft_jaccard_value_and_grad(xd, xd, d),
                        doctest::Contains("class_weight (2) must have shape (3)"), Error);
   d.class_weight = {};
-  d.weight = unread_cuda_view<float>(s);
+  d.weight = Tensor<float>::full({1, 1, 2, 2}, 1.0f);  // the weight too is a CUDA tensor there
   CHECK_THROWS_WITH_AS(soft_dice(xd, xd, d),
-                       "soft_dice: options.weight is not supported on cuda yet", Error);
+                       "soft_dice: options.weight (1,1,2,2) is on device cpu, but logits are on "
+                       "cuda: every tensor of a call must be on one device",
+                       Error);
+  d.weight = unread_cuda_view<float>({3, 2});
+  CHECK_THROWS_WITH_AS(tversky(xd, xd, TverskyOptions<float>{d}),
+                       doctest::Contains("options.weight (3,2)"), Error);
 }

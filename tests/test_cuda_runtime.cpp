@@ -88,13 +88,11 @@ TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming the
   }
   std::vector<float> buf(2 * 64, 0.f);
   const auto xd = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
-  SoftDiceOptions<float> o;
-  o.weight = xd;
-  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, o),
-                       "soft_dice: options.weight is not supported on cuda yet", Error);
-  o.log = true;  // weight is named first, whatever else is set
-  CHECK_THROWS_WITH_AS(soft_jaccard_value_and_grad(xd, xd, o),
-                       "soft_jaccard_value_and_grad: options.weight is not supported on cuda yet",
+  BceDiceOptions<float> bw;
+  bw.dice.weight = xd;
+  bw.dice.log = true;  // weight is named first, whatever else is set
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, bw),
+                       "bce_dice_value_and_grad: options.dice.weight is not supported on cuda yet",
                        Error);
   BceWithLogitsOptions<float> b;
   b.weight = xd;

@@ -6,8 +6,9 @@
 // I, P, T, and the BCE sum), a finalize kernel (one thread: the scores, the loss value, and the
 // gradient's per-plane coefficients, all in double), and the gradient pass. The subset of
 // OverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, activation, squared,
-// include_background, and the finalize's options class_weight (on the device), empty, gamma,
-// log, clamp; weight is rejected by the caller (losses/overlap.cpp).
+// include_background, weight (on the device, any broadcast, both weightings), and the
+// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's caller
+// still rejects weight and the finalize's options for its Dice term).
 #pragma once
 
 #include <cstdint>

@@ -38,6 +38,30 @@ struct BcePlane {
   }
 };
 
+// The overlap's per-pixel weight w of a plane (cpu::OverlapArgs::weight, read through
+// weight.cuh): the intersection's weight w^2 and that of the P and T sums, w^2 (w_squared_pt)
+// or w, as backends/cpu/overlap_kernels.hpp's PixelWeight.
+template <class T>
+struct PixelWeight {
+  const segloss::detail::BroadcastReader<T>* reader = nullptr;  // in the kernel's parameters
+  const T* row = nullptr;
+  bool weighted = false, w2 = true;
+
+  __device__ static PixelWeight make(const cpu::OverlapArgs<T>& a, int64_t plane) {
+    PixelWeight q;
+    q.reader = &a.weight;
+    q.row = weight_row(a.weight, plane);
+    q.weighted = a.weight.kind != segloss::detail::BroadcastKind::absent;
+    q.w2 = a.w_squared_pt;
+    return q;
+  }
+  __device__ __forceinline__ void at(int64_t s, T& w_i, T& w_pt) const {
+    const T w = weight_at(*reader, row, s);
+    w_i = w * w;
+    w_pt = w2 ? w_i : w;
+  }
+};
+
 template <class T, bool kSigmoid, bool kBce>
 struct StatsBody {
   using Part = T;
@@ -47,6 +71,7 @@ struct StatsBody {
   struct At {
     const T *x, *t;
     bool squared;
+    PixelWeight<T> w;
     BcePlane<T> b;
 
     struct In {
@@ -68,9 +93,17 @@ struct StatsBody {
       } else {
         p = xi;
       }
-      acc[0] += (p * ti);
-      acc[1] += (squared ? p * p : p);
-      acc[2] += (squared ? ti * ti : ti);
+      T pt = p * ti, pk = squared ? p * p : p, tk = squared ? ti * ti : ti;
+      if (w.weighted) {  // wI p t, wP p^k, wP t^k
+        T w_i, w_pt;
+        w.at(s, w_i, w_pt);
+        pt *= w_i;
+        pk *= w_pt;
+        tk *= w_pt;
+      }
+      acc[0] += pt;
+      acc[1] += pk;
+      acc[2] += tk;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
         acc[3] +=
@@ -84,6 +117,7 @@ struct StatsBody {
     q.x = a.x;
     q.t = a.t;
     q.squared = a.squared;
+    q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
     return q;
   }
@@ -103,6 +137,7 @@ struct GradBody {
     T* grad;
     T ca, cb, bscale;
     bool squared;
+    PixelWeight<T> w;
     BcePlane<T> b;
 
     struct In {
@@ -123,7 +158,13 @@ struct GradBody {
         p = xi;
         dp = T(1);
       }
-      const T gi = ca * ti, gp = squared ? cb * (p + p) : cb;
+      T gi = ca * ti, gp = squared ? cb * (p + p) : cb;
+      if (w.weighted) {
+        T w_i, w_pt;
+        w.at(s, w_i, w_pt);
+        gi *= w_i;
+        gp *= w_pt;
+      }
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
@@ -143,6 +184,7 @@ struct GradBody {
     q.cb = static_cast<T>(coef[a.planes + plane]);
     q.bscale = kBce ? static_cast<T>(*bce_scale) : T(0);
     q.squared = a.squared;
+    q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
     return q;
   }

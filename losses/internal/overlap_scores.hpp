@@ -95,13 +95,13 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o,
 }
 
 // The options the CUDA path does not support yet (backends/cuda/overlap.hpp); path as in
-// check_overlap_options. finalize: the caller runs the finalize's options on CUDA (class_weight,
-// empty, gamma, log, clamp: soft_dice, soft_jaccard, tversky); bce_dice does not yet.
+// check_overlap_options. all: the caller runs every option on CUDA (soft_dice, soft_jaccard,
+// tversky); bce_dice does not run weight, class_weight, empty, gamma, log, clamp there yet.
 template <class T>
 void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
-                                const char* path = "options.", bool finalize = false) {
+                                const char* path = "options.", bool all = false) {
+  if (all) return;
   const char* unsupported = o.weight.defined()                ? "weight"
-                            : finalize                        ? nullptr
                             : o.class_weight.defined()        ? "class_weight"
                             : o.empty != EmptyPolicy::formula ? "empty other than formula"
                             : o.gamma != 1.0                  ? "gamma other than 1"
@@ -112,16 +112,17 @@ void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
 }
 
 // The arguments of the kernels; cuda_path: the caller has a CUDA path for a CUDA input; path
-// as in check_overlap_options; cuda_finalize as check_overlap_cuda_options' finalize.
+// as in check_overlap_options; cuda_all as check_overlap_cuda_options' all (then the weight and
+// the class weights of a CUDA call are CUDA tensors).
 template <class T>
 cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                                  const OverlapOptions<T>& o, bool cuda_path = false,
-                                 const char* path = "options.", bool cuda_finalize = false) {
+                                 const char* path = "options.", bool cuda_all = false) {
   check_same_shape_pair(fn, logits, target, "logits", cuda_path);
   const bool on_cuda = cuda_path && logits.device() == Device::cuda;
-  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o, path, cuda_finalize);
+  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o, path, cuda_all);
   check_overlap_options(fn, logits.shape(), o, path,
-                        on_cuda && cuda_finalize ? Device::cuda : Device::cpu);
+                        on_cuda && cuda_all ? Device::cuda : Device::cpu);
   const Shape& s = logits.shape();
   cpu::OverlapArgs<T> a;
   a.x = logits.data();
@@ -132,7 +133,9 @@ cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const 
   a.squared = o.squared;
   // The argument's name for the weight's errors (built only when there is a weight).
   const std::string weight = o.weight.defined() ? std::string(path) + "weight" : std::string();
-  if (o.weight.defined()) check_on_cpu(fn, weight.c_str(), o.weight);
+  if (o.weight.defined())
+    check_same_device(fn, weight.c_str(), o.weight,
+                      on_cuda && cuda_all ? Device::cuda : Device::cpu);
   a.weight = make_broadcast_reader(fn, weight.c_str(), s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   a.w_squared_pt = o.weighting == OverlapWeighting::squared || o.squared;
