@@ -58,9 +58,9 @@
 // include_background, and class_weight (a CUDA tensor; its values are checked on the device:
 // a bad one makes the value NaN, and a host value raises), every empty policy, gamma, log and
 // clamp (OverlapInfo under an empty policy other than formula waits for the stream), weight (a
-// CUDA tensor). Not supported on cuda yet (an error naming it): the statistics / finalize split. The sums are deterministic, in another order than the CPU's: the two agree
-// to rounding. The forward's value and the value_and_grad form with `value` stay on the device
-// (no wait).
+// CUDA tensor). Not supported on cuda yet (an error naming it): the statistics / finalize split.
+// The sums are deterministic, in another order than the CPU's: the two agree to rounding. The
+// forward's value and the value_and_grad form with `value` stay on the device (no wait).
 #pragma once
 
 #include <cstdint>
