@@ -378,5 +378,26 @@ SEGLOSS_HD SEGLOSS_INLINE V softmax_focal_grad(V factor, V p_c, V q, V delta) {
   return factor * ((T(1) - delta) * p_c - delta * q);
 }
 
+// ---- Overlap losses: a score's loss and slope (losses/overlap.hpp; docs/gradients.md) ----
+// The per-score loss l(S) and dl/dS of the linear form (1 - S, or max(1 - S, 0)^gamma), the
+// log form (-log S) and the clamp form (1 - clamp(S, 0, 1)), in double: the CPU's scores
+// (losses/internal/overlap_scores.hpp) and the CUDA finalize (backends/cuda/overlap_passes.cuh)
+// call these. The mean log and clamp forms apply them to the mean score. max and clamp are
+// written as std::max(m, 0) and std::clamp do: a NaN passes through.
+SEGLOSS_HD SEGLOSS_INLINE double overlap_score_loss(double s, double gamma, bool log, bool clamp) {
+  if (log) return -::log(s);
+  if (clamp) return 1.0 - (s < 0.0 ? 0.0 : (1.0 < s ? 1.0 : s));
+  if (gamma == 1.0) return 1.0 - s;
+  const double m = 1.0 - s;
+  return ::pow(m < 0.0 ? 0.0 : m, gamma);
+}
+SEGLOSS_HD SEGLOSS_INLINE double overlap_score_slope(double s, double gamma, bool log, bool clamp) {
+  if (log) return -1.0 / s;
+  if (clamp) return s >= 0.0 && s <= 1.0 ? -1.0 : 0.0;  // torch.clamp passes at the bounds
+  if (gamma == 1.0) return -1.0;
+  const double m = 1.0 - s;
+  return m > 0.0 ? -gamma * ::pow(m, gamma - 1.0) : 0.0;
+}
+
 }  // namespace pw
 }  // namespace segloss

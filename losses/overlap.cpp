@@ -44,6 +44,33 @@ Plan<T> statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
   return p;
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA finalize's device inputs besides grad_out: the class weights (a CUDA tensor).
+template <class T>
+cuda::Upstream<T> upstream(const OverlapOptions<T>& o) {
+  cuda::Upstream<T> up;
+  if (o.class_weight.defined()) up.class_weight = o.class_weight.data();
+  return up;
+}
+
+// Where a CUDA call copies its counts of scores kept and skipped: only when info is asked for
+// and the empty policy makes them depend on the data (the call then waits for the stream).
+template <class T>
+cuda::OverlapCounts* counts_wanted(const OverlapOptions<T>& o, const OverlapInfo* info,
+                                   cuda::OverlapCounts* counts) {
+  return info && o.empty != EmptyPolicy::formula ? counts : nullptr;
+}
+
+template <class T>
+void cuda_info(const Shape& s, const OverlapOptions<T>& o, const cuda::OverlapCounts& counts,
+               OverlapInfo* info) {
+  if (info && o.empty != EmptyPolicy::formula)
+    *info = OverlapInfo{counts.kept, counts.skipped};
+  else
+    detail::cuda_overlap_info(s, o, info);
+}
+#endif
+
 // The gradient pass for slopes G (dL/dS per score).
 template <class T>
 void gradient(const Plan<T>& p, const std::vector<double>& G, T* grad) {
@@ -57,15 +84,17 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<T>& targ
                   const OverlapOptions<T>& o, const detail::ScoreForm& f, OverlapInfo* info) {
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the value stays on the device: no wait
-    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
+                                        /*cuda_all=*/true);
     const bool none = o.reduction == Reduction::none;
     Tensor<T> out = Tensor<T>::empty(
         none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
     cuda::Result<T> r;
     if (!none) r.device = out.data();
-    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, nullptr,
-                         none ? out.data() : nullptr, r);
-    detail::cuda_overlap_info(logits.shape(), o, info);
+    cuda::OverlapCounts counts;
+    cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), upstream(o),
+                         nullptr, none ? out.data() : nullptr, r, counts_wanted(o, info, &counts));
+    cuda_info(logits.shape(), o, counts, info);
     return out;
   }
 #endif
@@ -85,9 +114,10 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
                          logits.device());
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device
-    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
+                                        /*cuda_all=*/true);
     Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
-    cuda::Upstream<T> up;
+    cuda::Upstream<T> up = upstream(o);
     up.grad_out = grad_out.data();
     up.per_score = !scalar;
     cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), up, grad.data(),
@@ -114,13 +144,15 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                 name, " and ", name, "_backward");
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
-    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true);
+    const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
+                                        /*cuda_all=*/true);
     detail::prepare_grad(fn, logits, grad);
+    cuda::OverlapCounts counts;
     const double value = detail::cuda_value(device_value, [&](cuda::Result<T> r) {
-      cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), {}, grad.data(),
-                           nullptr, r);
+      cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), upstream(o),
+                           grad.data(), nullptr, r, counts_wanted(o, info, &counts));
     });
-    detail::cuda_overlap_info(logits.shape(), o, info);
+    cuda_info(logits.shape(), o, counts, info);
     return value;
   }
 #endif

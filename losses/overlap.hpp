@@ -55,11 +55,12 @@
 // CUDA (docs/cuda.md). Logits on a CUDA device run soft_dice, soft_jaccard and tversky (forward,
 // backward, value_and_grad) on it, with target and grad_out there too. Supported there:
 // reduction (mean, sum, none), smooth_nr, smooth_dr, per_image, activation, squared,
-// include_background. Not supported on cuda yet (an error naming the option): weight,
-// class_weight, empty other than formula, gamma other than 1, log, clamp, and the statistics /
-// finalize split. The sums are deterministic, in another order than the CPU's: the two agree
-// to rounding. The forward's value and the value_and_grad form with `value` stay on the device
-// (no wait).
+// include_background, and class_weight (a CUDA tensor; its values are checked on the device:
+// a bad one makes the value NaN, and a host value raises), every empty policy, gamma, log and
+// clamp (OverlapInfo under an empty policy other than formula waits for the stream), weight (a
+// CUDA tensor). Not supported on cuda yet (an error naming it): the statistics / finalize split.
+// The sums are deterministic, in another order than the CPU's: the two agree to rounding. The
+// forward's value and the value_and_grad form with `value` stay on the device (no wait).
 #pragma once
 
 #include <cstdint>

@@ -24,20 +24,38 @@ namespace {
 #if defined(SEGLOSS_WITH_CUDA)
 // ---- the CUDA path (backends/cuda/softmax_overlap.cu) ----
 // The labels are checked on the device (the call's error flag), so nothing waits for the
-// device unless a host value is asked for. The options CUDA does not cover are an error.
+// device unless a host value is asked for. More than kSoftmaxOverlapMaxClasses classes is an
+// error.
 
 template <class O>
-void check_softmax_cuda_options(const char* fn, const Shape& s, const O& o) {
-  const char* unsupported = o.class_weight.defined()          ? "options.class_weight"
-                            : o.empty != EmptyPolicy::formula ? "options.empty other than formula"
-                            : o.gamma != 1.0                  ? "options.gamma other than 1"
-                            : o.log                           ? "options.log"
-                            : o.clamp                         ? "options.clamp"
-                                                              : nullptr;
-  SEGLOSS_CHECK(!unsupported, fn, unsupported, " is not supported on cuda yet");
+void check_softmax_cuda_options(const char* fn, const Shape& s, const O&) {
   SEGLOSS_CHECK(s[1] <= cuda::kSoftmaxOverlapMaxClasses, fn, "logits ", s, " have ", s[1],
                 " classes; more than ", cuda::kSoftmaxOverlapMaxClasses,
                 " are not supported on cuda yet");
+}
+
+// The finalize's device inputs besides grad_out: the class weights (a CUDA tensor).
+template <class T, class O>
+cuda::Upstream<T> cuda_upstream(const O& o) {
+  cuda::Upstream<T> up;
+  if (o.class_weight.defined()) up.class_weight = o.class_weight.data();
+  return up;
+}
+
+// Whether a call must copy its counts of scores kept and skipped back (and wait): info asked
+// for, with an empty policy that makes them depend on the data.
+template <class O>
+bool counts_wanted(const O& o, const OverlapInfo* info) {
+  return info && o.empty != EmptyPolicy::formula;
+}
+
+template <class O>
+void cuda_info(const Shape& s, const O& o, const cuda::SoftmaxOverlapStatus& st,
+               OverlapInfo* info) {
+  if (counts_wanted(o, info))
+    *info = OverlapInfo{st.kept, st.skipped};
+  else
+    detail::cuda_overlap_info(s, o, info);
 }
 
 template <class T, class U, class O>
@@ -45,7 +63,7 @@ cpu::SoftmaxOverlapArgs<T, U> cuda_args(const char* fn, const Tensor<T>& logits,
                                         const Tensor<U>& target, const O& o) {
   detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
   check_softmax_cuda_options(fn, logits.shape(), o);
-  detail::check_overlap_options(fn, logits.shape(), o);
+  detail::check_overlap_options(fn, logits.shape(), o, "options.", Device::cuda);
   if constexpr (std::is_floating_point_v<U>)
     SEGLOSS_CHECK(o.ignore_index == -100, fn, "options.ignore_index ", o.ignore_index,
                   " applies to label targets only; with probabilities it must keep its default "
@@ -66,6 +84,9 @@ cpu::SoftmaxOverlapArgs<T, U> cuda_args(const char* fn, const Tensor<T>& logits,
 template <class T, class U>
 double cuda_status(const char* fn, const cuda::SoftmaxOverlapStatus& st,
                    const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target) {
+  SEGLOSS_CHECK(!st.bad_class_weight, fn,
+                "options.class_weight holds a negative or non-finite value (checked on the "
+                "device)");
   if constexpr (!std::is_floating_point_v<U>) {
     if (st.first_bad >= 0) {
       cpu::LabelRule rule;
@@ -78,13 +99,15 @@ double cuda_status(const char* fn, const cuda::SoftmaxOverlapStatus& st,
 }
 
 // Runs the passes; with host_status, waits and raises the CPU's error for the first bad label.
+// With host_status, st gets the status (the value, the counts).
 template <class T, class U>
 double cuda_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
                 const cuda::OverlapForm& f, cuda::Upstream<T> up, T* grad, T* scores,
-                T* device_value, bool host_status) {
-  return cuda_status(
-      fn, cuda::softmax_overlap_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status), a,
-      target);
+                T* device_value, bool host_status, cuda::SoftmaxOverlapStatus* st = nullptr) {
+  const auto status =
+      cuda::softmax_overlap_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status);
+  if (st) *st = status;
+  return cuda_status(fn, status, a, target);
 }
 #endif
 
@@ -97,9 +120,11 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& targ
     const bool none = o.reduction == Reduction::none;
     Tensor<T> out = Tensor<T>::empty(
         none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
-    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), {}, nullptr,
-                   none ? out.data() : nullptr, none ? nullptr : out.data(), false);
-    detail::cuda_overlap_info(logits.shape(), o, info);
+    cuda::SoftmaxOverlapStatus st;  // waits only for counts that depend on the data
+    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
+                   cuda_upstream<T>(o), nullptr, none ? out.data() : nullptr,
+                   none ? nullptr : out.data(), counts_wanted(o, info), &st);
+    cuda_info(logits.shape(), o, st, info);
     return out;
   }
 #endif
@@ -120,7 +145,7 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& tar
   if (logits.device() == Device::cuda) {  // grad_out is read on the device
     const auto a = cuda_args(fn, logits, target, o);
     Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
-    cuda::Upstream<T> up;
+    cuda::Upstream<T> up = cuda_upstream<T>(o);
     up.grad_out = grad_out.data();
     up.per_score = !scalar;
     cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), up, grad.data(),
@@ -148,10 +173,11 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   if (logits.device() == Device::cuda) {  // waits for the value
     const auto a = cuda_args(fn, logits, target, o);
     detail::prepare_grad(fn, logits, grad);
+    cuda::SoftmaxOverlapStatus st;
     const double value =
-        cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f), {},
-                       grad.data(), nullptr, nullptr, true);
-    detail::cuda_overlap_info(logits.shape(), o, info);
+        cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
+                       cuda_upstream<T>(o), grad.data(), nullptr, nullptr, true, &st);
+    cuda_info(logits.shape(), o, st, info);
     return value;
   }
 #endif

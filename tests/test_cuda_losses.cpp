@@ -3,6 +3,8 @@
 // double; determinism over 10 runs. Each test skips with a message where no GPU is present.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -69,14 +71,16 @@ struct Bce {
 template <class T>
 struct Dice {
   using O = SoftDiceOptions<T>;
-  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o) const {
-    return soft_dice(x, z, o);
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o,
+                    OverlapInfo* info = nullptr) const {
+    return soft_dice(x, z, o, info);
   }
   Tensor<T> backward(const Tensor<T>& x, const Tensor<T>& z, const Tensor<T>& g, const O& o) const {
     return soft_dice_backward(x, z, g, o);
   }
-  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o) const {
-    return soft_dice_value_and_grad(x, z, g, o);
+  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o,
+            OverlapInfo* info = nullptr) const {
+    return soft_dice_value_and_grad(x, z, g, o, info);
   }
   void vg_dev(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, Tensor<T>& v,
               const O& o) const {
@@ -87,14 +91,16 @@ struct Dice {
 template <class T>
 struct Jaccard {
   using O = SoftJaccardOptions<T>;
-  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o) const {
-    return soft_jaccard(x, z, o);
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o,
+                    OverlapInfo* info = nullptr) const {
+    return soft_jaccard(x, z, o, info);
   }
   Tensor<T> backward(const Tensor<T>& x, const Tensor<T>& z, const Tensor<T>& g, const O& o) const {
     return soft_jaccard_backward(x, z, g, o);
   }
-  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o) const {
-    return soft_jaccard_value_and_grad(x, z, g, o);
+  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o,
+            OverlapInfo* info = nullptr) const {
+    return soft_jaccard_value_and_grad(x, z, g, o, info);
   }
   void vg_dev(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, Tensor<T>& v,
               const O& o) const {
@@ -105,14 +111,16 @@ struct Jaccard {
 template <class T>
 struct Tv {
   using O = TverskyOptions<T>;
-  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o) const {
-    return tversky(x, z, o);
+  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& z, const O& o,
+                    OverlapInfo* info = nullptr) const {
+    return tversky(x, z, o, info);
   }
   Tensor<T> backward(const Tensor<T>& x, const Tensor<T>& z, const Tensor<T>& g, const O& o) const {
     return tversky_backward(x, z, g, o);
   }
-  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o) const {
-    return tversky_value_and_grad(x, z, g, o);
+  double vg(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, const O& o,
+            OverlapInfo* info = nullptr) const {
+    return tversky_value_and_grad(x, z, g, o, info);
   }
   void vg_dev(const Tensor<T>& x, const Tensor<T>& z, Tensor<T>& g, Tensor<T>& v,
               const O& o) const {
@@ -227,6 +235,167 @@ void overlap_all(const L& loss, bool allow_squared = true) {
       }
 }
 
+// The finalize's options (class_weight, empty, gamma, log, clamp) of one case k; the class
+// weights are given on the CPU (the GPU's copy goes into o_gpu).
+template <class T, class O>
+O finalize_case(int k, const Shape& s, Reduction r) {
+  O o;
+  o.reduction = r;
+  const auto cw = uniform<T>(Shape{s[1]}, 33 + k, 0.2, 2.0);
+  switch (k) {
+    case 0:
+      o.class_weight = cw;
+      break;
+    case 1:
+      o.empty = EmptyPolicy::one;
+      break;
+    case 2:
+      o.empty = EmptyPolicy::zero;
+      break;
+    case 3:
+      o.empty = EmptyPolicy::skip;
+      break;
+    case 4:
+      o.gamma = 2.0;
+      break;
+    case 5:
+      o.gamma = 0.5;
+      break;
+    case 6:
+      o.log = true;
+      break;
+    case 7:
+      o.clamp = true;
+      break;
+    case 8:  // several together, batch scores
+      o.log = true;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::skip;
+      o.per_image = false;
+      break;
+    case 9:
+      o.clamp = true;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::one;
+      if (s[1] > 1) o.include_background = false;
+      break;
+    case 10:
+      o.gamma = 1.5;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::zero;
+      o.per_image = false;
+      break;
+    default:  // every score skipped where the target is empty everywhere
+      o.empty = EmptyPolicy::skip;
+      o.log = true;
+      break;
+  }
+  return o;
+}
+constexpr int kFinalizeCases = 12;
+
+// A target with empty planes: plane (0, C - 1) everywhere, and channel 0 in every image when
+// there are two channels or more (an empty batch score); case 11's target is all empty.
+template <class T>
+Tensor<T> target_with_empty(const Shape& s, uint64_t seed, bool all_empty) {
+  auto z = mask<T>(s, seed, 0.3);
+  const int64_t C = s[1], S = s.numel_from(2);
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      if (all_empty || (n == 0 && c == C - 1) || (C > 1 && c == 0))
+        for (int64_t i = 0; i < S; ++i) z[(n * C + c) * S + i] = T(0);
+  return z;
+}
+
+// Every finalize case on every shape and reduction, logits and probabilities: the forward (with
+// OverlapInfo: the counts of an empty policy come back from the device), the backward, both
+// value_and_grad forms against the CPU.
+template <class T, class L>
+void overlap_finalize_all(const L& loss) {
+  using O = typename L::O;
+  for (const Shape& s : kShapes)
+    for (Reduction r : kReductions)
+      for (int k = 0; k < kFinalizeCases; ++k)
+        for (bool probs : {false, true}) {
+          CAPTURE(s);
+          CAPTURE(k);
+          CAPTURE(probs);
+          CAPTURE(reduction_name(r));
+          O o = finalize_case<T, O>(k, s, r);
+          if constexpr (std::is_same_v<O, TverskyOptions<T>>) {
+            o.alpha = 0.3;
+            o.beta = 0.9;
+          }
+          if (probs) o.activation = Activation::none;
+          O og = o;
+          og.class_weight = gpu(o.class_weight);
+          const auto x = probs ? uniform<T>(s, 130 + k, 0, 1) : randn<T>(s, 130 + k, 2.0);
+          const auto z = target_with_empty<T>(s, 150 + k, k == kFinalizeCases - 1);
+          check_loss<T>(loss, x, z, o, og, r);
+          OverlapInfo ic{-1, -1}, ig{-2, -2};
+          loss.forward(x, z, o, &ic);
+          loss.forward(gpu(x), gpu(z), og, &ig);
+          CHECK(ig.kept == ic.kept);
+          CHECK(ig.skipped == ic.skipped);
+          if (r == Reduction::none) continue;
+          Tensor<T> g;
+          ig = {-2, -2};
+          loss.vg(gpu(x), gpu(z), g, og, &ig);
+          CHECK(ig.kept == ic.kept);
+          CHECK(ig.skipped == ic.skipped);
+        }
+}
+
+// The per-pixel weight: broadcast patterns (per pixel shared by the channels, per channel, the
+// last axis only, the full shape), both weightings, with and without squared sums, alone and
+// with the finalize's options.
+template <class T, class L>
+void overlap_weight_all(const L& loss, bool allow_squared = true) {
+  using O = typename L::O;
+  for (const Shape& s : kShapes)
+    for (Reduction r : kReductions)
+      for (int k = 0; k < 16; ++k) {
+        const bool squared = k & 4, on_inputs = k & 8;
+        if (squared && !allow_squared) continue;
+        CAPTURE(s);
+        CAPTURE(k);
+        CAPTURE(reduction_name(r));
+        O o;
+        o.reduction = r;
+        if constexpr (std::is_same_v<O, TverskyOptions<T>>) {
+          o.alpha = 0.3;
+          o.beta = 0.9;
+        }
+        const int rank = s.rank();
+        Shape ws = s;
+        if ((k & 3) == 0) {
+          ws[1] = 1;
+        } else if ((k & 3) == 1) {
+          ws = Shape{s[1]};
+          for (int d = 2; d < rank; ++d) ws.push_back(1);
+        } else if ((k & 3) == 2) {
+          ws = Shape{s[rank - 1]};
+        }
+        o.weight = uniform<T>(ws, 170 + k, 0.1, 1.0);
+        o.squared = squared;
+        o.weighting = on_inputs ? OverlapWeighting::on_inputs : OverlapWeighting::squared;
+        if (k == 3 || k == 9) {  // with the finalize's options
+          o.class_weight = uniform<T>(Shape{s[1]}, 190 + k, 0.2, 2.0);
+          o.empty = EmptyPolicy::skip;
+          o.gamma = 1.5;
+          o.per_image = k == 9;
+        }
+        if (k == 6) o.log = true;
+        if (k & 1) o.activation = Activation::none;
+        O og = o;
+        og.weight = gpu(o.weight);
+        og.class_weight = gpu(o.class_weight);
+        const auto x = (k & 1) ? uniform<T>(s, 180 + k, 0, 1) : randn<T>(s, 180 + k, 2.0);
+        const auto z = target_with_empty<T>(s, 200 + k, false);
+        check_loss<T>(loss, x, z, o, og, r);
+      }
+}
+
 template <class T>
 void bce_dice_all() {
   for (const Shape& s : kShapes)
@@ -270,6 +439,82 @@ TEST_CASE("cuda soft_jaccard and tversky: CPU parity for the supported options")
   overlap_all<float>(Jaccard<float>{});
   overlap_all<double>(Jaccard<double>{});
   overlap_all<float>(Tv<float>{}, false);  // tversky has no squared form
+}
+
+TEST_CASE("cuda soft_dice: CPU parity for the finalize's options (float and double)") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_finalize_all<float>(Dice<float>{});
+  overlap_finalize_all<double>(Dice<double>{});
+}
+
+TEST_CASE("cuda soft_jaccard and tversky: CPU parity for the finalize's options") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_finalize_all<float>(Jaccard<float>{});
+  overlap_finalize_all<double>(Jaccard<double>{});
+  overlap_finalize_all<float>(Tv<float>{});
+  overlap_finalize_all<double>(Tv<double>{});
+}
+
+TEST_CASE("cuda soft_dice: CPU parity with a per-pixel weight (float and double)") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_weight_all<float>(Dice<float>{});
+  overlap_weight_all<double>(Dice<double>{});
+}
+
+TEST_CASE("cuda soft_jaccard and tversky: CPU parity with a per-pixel weight") {
+  SEGLOSS_REQUIRE_GPU();
+  overlap_weight_all<float>(Jaccard<float>{});
+  overlap_weight_all<double>(Jaccard<double>{});
+  overlap_weight_all<float>(Tv<float>{}, false);
+  overlap_weight_all<double>(Tv<double>{}, false);
+}
+
+TEST_CASE("cuda soft_dice: the finalize's options and weight are bitwise identical over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{4, 3, 129, 131};
+  const auto x = gpu(randn<float>(s, 92, 3.0));
+  const auto z = gpu(target_with_empty<float>(s, 93, false));
+  for (int k = 0; k < kFinalizeCases; ++k) {
+    CAPTURE(k);
+    auto o = finalize_case<float, SoftDiceOptions<float>>(k, s, Reduction::mean);
+    o.class_weight = gpu(o.class_weight);
+    if (k % 2) o.weight = gpu(uniform<float>(Shape{s[0], 1, s[2], s[3]}, 96, 0.1, 1.0));
+    Tensor<float> g0;
+    const double v0 = soft_dice_value_and_grad(x, z, g0, o);
+    for (int run = 1; run < 10; ++run) {
+      Tensor<float> g;
+      const double v = soft_dice_value_and_grad(x, z, g, o);
+      CHECK(std::memcmp(&v, &v0, sizeof(double)) == 0);
+      CHECK(same_bits(g, g0));
+    }
+  }
+}
+
+TEST_CASE("cuda soft_dice: a bad class weight raises on a host value and is NaN on the device") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 8, 9};
+  const auto x = gpu(randn<float>(s, 94)), z = gpu(mask<float>(s, 95));
+  for (float bad : {-1.0f, std::nanf(""), INFINITY}) {
+    CAPTURE(bad);
+    auto cw = Tensor<float>::full({3}, 1.0f);
+    cw[1] = bad;
+    SoftDiceOptions<float> o;
+    o.class_weight = gpu(cw);
+    Tensor<float> g;
+    CHECK_THROWS_WITH_AS(soft_jaccard_value_and_grad(x, z, g, o),
+                         "soft_jaccard_value_and_grad: options.class_weight holds a negative or "
+                         "non-finite value (checked on the device)",
+                         Error);
+    CHECK(std::isnan(soft_dice(x, z, o).to(Device::cpu)[0]));
+    Tensor<float> value;
+    soft_dice_value_and_grad(x, z, g, value, o);
+    CHECK(std::isnan(value.to(Device::cpu)[0]));
+    for (float v : g.to(Device::cpu)) CHECK(std::isnan(v));
+    o.reduction = Reduction::none;
+    for (float v : soft_dice(x, z, o).to(Device::cpu)) CHECK(std::isnan(v));
+  }
+  // the device stays usable
+  CHECK(std::isfinite(soft_dice_value_and_grad(x, z).value));
 }
 
 TEST_CASE("cuda bce_dice: CPU parity with both terms' options (float and double)") {
@@ -326,8 +571,33 @@ TEST_CASE("cuda bce_dice: the Dice options CUDA does not cover are named by thei
                        "bce_dice_value_and_grad: options.dice.gamma other than 1 is not "
                        "supported on cuda yet",
                        Error);
+  o = {};
+  o.dice.class_weight = unread_cuda_view<float>({1});
+  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, o),
+                       "bce_dice: options.dice.class_weight is not supported on cuda yet", Error);
+}
+
+TEST_CASE("cuda soft_dice: class_weight and weight on CUDA logits are CUDA tensors that fit") {
+  // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
+  SEGLOSS_REQUIRE_CUDA_BUILD();
+  const Shape s{1, 3, 2, 2};
+  const auto xd = unread_cuda_view<float>(s);
   SoftDiceOptions<float> d;
-  d.log = true;
-  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, d), "soft_dice: options.log is not supported on cuda yet",
+  d.class_weight = Tensor<float>::full({3}, 1.0f);
+  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, d),
+                       "soft_dice: options.class_weight (3) is on device cpu, but logits are on "
+                       "cuda: every tensor of a call must be on one device",
                        Error);
+  d.class_weight = unread_cuda_view<float>({2});
+  CHECK_THROWS_WITH_AS(soft_jaccard_value_and_grad(xd, xd, d),
+                       doctest::Contains("class_weight (2) must have shape (3)"), Error);
+  d.class_weight = {};
+  d.weight = Tensor<float>::full({1, 1, 2, 2}, 1.0f);  // the weight too is a CUDA tensor there
+  CHECK_THROWS_WITH_AS(soft_dice(xd, xd, d),
+                       "soft_dice: options.weight (1,1,2,2) is on device cpu, but logits are on "
+                       "cuda: every tensor of a call must be on one device",
+                       Error);
+  d.weight = unread_cuda_view<float>({3, 2});
+  CHECK_THROWS_WITH_AS(tversky(xd, xd, TverskyOptions<float>{d}),
+                       doctest::Contains("options.weight (3,2)"), Error);
 }

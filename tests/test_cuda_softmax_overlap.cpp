@@ -88,31 +88,146 @@ struct STversky {
 };
 
 // Every entry point of one loss on both devices, with one target (labels or probabilities).
+// og: the same options with their tensors (class_weight) on the GPU.
 template <class T, class U, class Loss, class O>
-void check_parity_all(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y, const O& o) {
+void check_parity_all(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y, const O& o,
+                      const O& og) {
   const double t = tol<T>();
   const Tensor<T> xd = gpu(x);
   const Tensor<U> yd = gpu(y);
   OverlapInfo info_cpu, info_gpu;
   const Tensor<T> f = loss.forward(x, y, o, &info_cpu);
-  const Tensor<T> fd = loss.forward(xd, yd, o, &info_gpu);
+  const Tensor<T> fd = loss.forward(xd, yd, og, &info_gpu);
   CHECK(fd.device() == Device::cuda);
   check_parity(f, fd, t, "forward");
   CHECK(info_gpu.kept == info_cpu.kept);
   CHECK(info_gpu.skipped == info_cpu.skipped);
   const Tensor<T> go = o.reduction == Reduction::none ? uniform<T>(f.shape(), 91, 0.5, 2.0)
                                                       : Tensor<T>::full(Shape{}, T(0.75));
-  check_parity(loss.backward(x, y, go, o), loss.backward(xd, yd, gpu(go), o), t, "backward");
+  check_parity(loss.backward(x, y, go, o), loss.backward(xd, yd, gpu(go), og), t, "backward");
   if (o.reduction == Reduction::none) return;
   Tensor<T> g, gd;
   const double v = loss.vg(x, y, g, o);
-  const double vd = loss.vg(xd, yd, gd, o);
+  const double vd = loss.vg(xd, yd, gd, og);
   CHECK(gd.device() == Device::cuda);
   check_parity(v, vd, t, "value_and_grad value");
   check_parity(g, gd, t, "value_and_grad grad");
-  const auto r = loss.vg2(xd, yd, o);
+  const auto r = loss.vg2(xd, yd, og);
   CHECK(r.value == vd);
   CHECK(same_bits(r.grad, gd));
+}
+template <class T, class U, class Loss, class O>
+void check_parity_all(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y, const O& o) {
+  check_parity_all(loss, x, y, o, o);
+}
+
+// The finalize's options (class_weight, empty, gamma, log, clamp), alone and together, for every
+// reduction; the target (labels or probabilities) leaves some (image, class) empty.
+template <class T, class U, class Loss>
+void check_finalize_options(const Loss& loss, const Tensor<T>& x, const Tensor<U>& y) {
+  using O = typename Loss::O;
+  const int64_t C = x.shape()[1];
+  const auto cw = uniform<T>(Shape{C}, 77, 0.2, 2.0);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
+    for (int k = 0; k < 11; ++k) {
+      CAPTURE(reduction_name(r));
+      CAPTURE(k);
+      O o;
+      o.reduction = r;
+      switch (k) {
+        case 0:
+          o.class_weight = cw;
+          break;
+        case 1:
+          o.empty = EmptyPolicy::one;
+          break;
+        case 2:
+          o.empty = EmptyPolicy::zero;
+          break;
+        case 3:
+          o.empty = EmptyPolicy::skip;
+          break;
+        case 4:
+          o.gamma = 2.0;
+          break;
+        case 5:
+          o.gamma = 0.5;
+          break;
+        case 6:
+          o.log = true;
+          break;
+        case 7:
+          o.clamp = true;
+          break;
+        case 8:
+          o.log = true;
+          o.class_weight = cw;
+          o.empty = EmptyPolicy::skip;
+          o.per_image = false;
+          break;
+        case 9:
+          o.clamp = true;
+          o.class_weight = cw;
+          o.empty = EmptyPolicy::one;
+          if (C > 1) o.include_background = false;
+          break;
+        default:
+          o.gamma = 1.5;
+          o.class_weight = cw;
+          o.empty = EmptyPolicy::zero;
+          o.per_image = false;
+          break;
+      }
+      O og = o;
+      og.class_weight = gpu(o.class_weight);
+      check_parity_all(loss, x, y, o, og);
+    }
+}
+
+// Labels of C classes with class C - 1 absent from image 0 and class 1 from every image.
+template <class U>
+Tensor<U> labels_with_absent(const Shape& s, int64_t C, uint64_t seed) {
+  auto y = labels<U>(s, C, seed, 0.1, -100);
+  const int64_t S = s.numel_from(1);
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t i = 0; i < S; ++i) {
+      U& v = y[n * S + i];
+      if (v == 1 || (n == 0 && v == C - 1)) v = 0;
+    }
+  return y;
+}
+
+// Probabilities (N, C, S) with the same classes absent (0), the rest renormalized.
+template <class T>
+Tensor<T> probs_with_absent(const Shape& s, uint64_t seed) {
+  auto p = uniform<T>(s, seed, 0.0, 1.0);
+  const int64_t N = s[0], C = s[1], S = s.numel_from(2);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < S; ++i) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < C; ++c) {
+        T& v = p[(n * C + c) * S + i];
+        if (c == 1 || (n == 0 && c == C - 1)) v = T(0);
+        sum += static_cast<double>(v);
+      }
+      for (int64_t c = 0; c < C; ++c) p[(n * C + c) * S + i] /= static_cast<T>(sum);
+    }
+  return p;
+}
+
+template <class T, class Loss>
+void check_finalize(const Loss& loss, const Shape& s, uint64_t seed) {
+  const int64_t C = s[1];
+  const auto x = randn<T>(s, seed, 2.0);
+  SUBCASE("int64 labels, some ignored") {
+    check_finalize_options(loss, x, labels_with_absent<int64_t>(s.without(1), C, seed + 1));
+  }
+  SUBCASE("int32 labels") {
+    check_finalize_options(loss, x, labels_with_absent<int32_t>(s.without(1), C, seed + 2));
+  }
+  SUBCASE("probabilities") {
+    check_finalize_options(loss, x, probs_with_absent<T>(s, seed + 3));
+  }
 }
 
 // The options CUDA supports, each on its own and some together, for every reduction.
@@ -304,6 +419,65 @@ TEST_CASE("cuda softmax overlap: a bad label makes value_and_grad raise and devi
   CHECK(std::isfinite(softmax_dice_value_and_grad(xd, good).value));
 }
 
+TEST_CASE("cuda softmax_dice: CPU parity for the finalize's options, float and double") {
+  SEGLOSS_REQUIRE_GPU();
+  check_finalize<float>(SDice<float>{}, Shape{2, 4, 9, 11}, 700);
+  check_finalize<double>(SDice<double>{}, Shape{3, 3, 7, 5, 3}, 710);
+}
+
+TEST_CASE("cuda softmax_jaccard and softmax_tversky: CPU parity for the finalize's options") {
+  SEGLOSS_REQUIRE_GPU();
+  check_finalize<float>(SJaccard<float>{}, Shape{2, 4, 9, 11}, 720);
+  check_finalize<double>(SJaccard<double>{}, Shape{2, 5, 40}, 730);
+  check_finalize<float>(STversky<float>{}, Shape{2, 4, 9, 11}, 740);
+  check_finalize<double>(STversky<double>{}, Shape{2, 3, 6, 7}, 750);
+}
+
+TEST_CASE("cuda softmax overlap: the finalize's options are bitwise identical over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{3, 21, 65, 63};
+  const auto xd = gpu(randn<float>(s, 760, 3.0));
+  const auto yd = gpu(labels_with_absent<int32_t>(s.without(1), 21, 761));
+  SoftmaxOverlapOptions<float> o;
+  o.class_weight = gpu(uniform<float>(Shape{21}, 762, 0.2, 2.0));
+  o.empty = EmptyPolicy::skip;
+  o.log = true;
+  SoftmaxOverlapOptions<float> q = o;
+  q.log = false;
+  q.gamma = 1.5;
+  q.empty = EmptyPolicy::one;
+  for (const auto& opt : {o, q}) {
+    const auto first = softmax_dice_value_and_grad(xd, yd, opt);
+    for (int run = 1; run < 10; ++run) {
+      const auto r = softmax_dice_value_and_grad(xd, yd, opt);
+      CHECK(std::memcmp(&r.value, &first.value, sizeof(double)) == 0);
+      CHECK(same_bits(r.grad, first.grad));
+    }
+  }
+}
+
+TEST_CASE("cuda softmax overlap: a bad class weight raises on a host value, NaN on the device") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 5, 4};
+  const auto xd = gpu(randn<float>(s, 770));
+  const auto yd = gpu(labels<int64_t>(s.without(1), 3, 771));
+  SoftmaxOverlapOptions<float> o;
+  auto cw = Tensor<float>::full({3}, 1.0f);
+  cw[2] = -0.5f;
+  o.class_weight = gpu(cw);
+  CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(xd, yd, o),
+                       "softmax_dice_value_and_grad: options.class_weight holds a negative or "
+                       "non-finite value (checked on the device)",
+                       Error);
+  CHECK(std::isnan(softmax_jaccard(xd, yd, o).to(Device::cpu)[0]));
+  cw[2] = std::nanf("");
+  o.class_weight = gpu(cw);
+  for (float g :
+       softmax_dice_backward(xd, yd, gpu(Tensor<float>::full(Shape{}, 1.0f)), o).to(Device::cpu))
+    CHECK(std::isnan(g));
+  CHECK(std::isfinite(softmax_dice_value_and_grad(xd, yd).value));
+}
+
 TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming them") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
   SEGLOSS_REQUIRE_CUDA_BUILD();
@@ -311,27 +485,14 @@ TEST_CASE("cuda softmax overlap: options CUDA does not cover are errors naming t
   const auto xd = unread_cuda_view<float>(s);
   const auto yd = unread_cuda_view<int64_t>(s.without(1));
   SoftmaxOverlapOptions<float> o;
-  o.class_weight = Tensor<float>::full({3}, 1.0f);
+  o.class_weight = Tensor<float>::full({3}, 1.0f);  // on CUDA, class_weight is a CUDA tensor
   CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o),
-                       "softmax_dice: options.class_weight is not supported on cuda yet", Error);
-  o = {};
-  o.empty = EmptyPolicy::skip;
-  CHECK_THROWS_WITH_AS(softmax_jaccard_value_and_grad(xd, yd, o),
-                       doctest::Contains("options.empty other than formula is not supported on "
-                                         "cuda yet"),
+                       "softmax_dice: options.class_weight (3) is on device cpu, but logits are "
+                       "on cuda: every tensor of a call must be on one device",
                        Error);
-  o = {};
-  o.gamma = 2;
-  CHECK_THROWS_WITH_AS(softmax_dice_backward(xd, yd, unread_cuda_view<float>(Shape{}), o),
-                       doctest::Contains("options.gamma other than 1"), Error);
-  o = {};
-  o.log = true;
-  CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.log is not supported"),
-                       Error);
-  o = {};
-  o.clamp = true;
-  CHECK_THROWS_WITH_AS(softmax_dice(xd, yd, o), doctest::Contains("options.clamp is not supported"),
-                       Error);
+  o.class_weight = unread_cuda_view<float>({4});
+  CHECK_THROWS_WITH_AS(softmax_tversky_value_and_grad(xd, yd, SoftmaxTverskyOptions<float>{o}),
+                       doctest::Contains("class_weight (4) must have shape (3)"), Error);
   const auto many = unread_cuda_view<float>({1, 201, 2, 2});
   CHECK_THROWS_WITH_AS(softmax_dice(many, yd), doctest::Contains("201 classes"), Error);
   // mixed devices

@@ -6,13 +6,16 @@
 // I, P, T, and the BCE sum), a finalize kernel (one thread: the scores, the loss value, and the
 // gradient's per-plane coefficients, all in double), and the gradient pass. The subset of
 // OverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, activation, squared,
-// include_background; the other options are rejected by the caller (losses/overlap.cpp).
+// include_background, weight (on the device, any broadcast, both weightings), and the
+// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's caller
+// still rejects weight and the finalize's options for its Dice term).
 #pragma once
 
 #include <cstdint>
 
 #include "../cpu/bce_with_logits.hpp"
 #include "../cpu/overlap.hpp"
+#include "../../core/reduction.hpp"
 #include "result.hpp"
 
 namespace segloss {
@@ -25,24 +28,43 @@ struct OverlapForm {
   int64_t images = 1, channels = 1;
   bool per_image = true, include_background = true;
   bool mean = true;  // reduction mean (else sum, or none)
+  // The finalize's options (losses/overlap.hpp): the empty policy of a score whose T is 0, the
+  // focal exponent of the linear form, the log and clamp forms.
+  EmptyPolicy empty = EmptyPolicy::formula;
+  double gamma = 1.0;
+  bool log = false, clamp = false;
   // The BCE term of bce_dice (bce_dice_run only): value = bce_weight * bce_scale * sum(BCE)
   // + dice_weight * Dice; dice_weight also scales the Dice part of the gradient.
   double bce_weight = 0.0, bce_scale = 0.0, dice_weight = 1.0;
 };
 
-// The gradient scale, on the device: grad_out (one element, or one per score with
-// per_score), or null for 1.
+// What the finalize reads on the device besides the sums: the gradient scale, grad_out (one
+// element, or one per score with per_score), or null for 1; and the class weights (C values),
+// or null for 1.
 template <class T>
 struct Upstream {
   const T* grad_out = nullptr;
   bool per_score = false;
+  const T* class_weight = nullptr;
+};
+
+// The finalize's error flag bit for a class weight that is negative or not finite (the host
+// cannot check device values without a wait): the value is NaN, and a host value raises.
+constexpr int kBadClassWeight = 2;
+
+// The number of scores kept (fixed ones included) and skipped: with an empty policy other than
+// formula they depend on the data, so a call asked for them copies them back and waits.
+struct OverlapCounts {
+  int64_t kept = 0, skipped = 0;
 };
 
 // The overlap loss alone. grad: the gradient (null: no gradient pass); scores: c_j l_j per
 // score for reduction none (null: not wanted); r: the reduced value.
+// counts: where to copy the counts of scores kept and skipped (null: not wanted; else the call
+// waits for the stream).
 template <class T>
 void overlap_run(const char* function, const cpu::OverlapArgs<T>& a, const OverlapForm& f,
-                 Upstream<T> up, T* grad, T* scores, Result<T> r);
+                 Upstream<T> up, T* grad, T* scores, Result<T> r, OverlapCounts* counts = nullptr);
 
 // bce_dice: the same passes with the BCE term of `bce` (its weight, pos_weight and label
 // smoothing).

@@ -38,6 +38,30 @@ struct BcePlane {
   }
 };
 
+// The overlap's per-pixel weight w of a plane (cpu::OverlapArgs::weight, read through
+// weight.cuh): the intersection's weight w^2 and that of the P and T sums, w^2 (w_squared_pt)
+// or w, as backends/cpu/overlap_kernels.hpp's PixelWeight.
+template <class T>
+struct PixelWeight {
+  const segloss::detail::BroadcastReader<T>* reader = nullptr;  // in the kernel's parameters
+  const T* row = nullptr;
+  bool weighted = false, w2 = true;
+
+  __device__ static PixelWeight make(const cpu::OverlapArgs<T>& a, int64_t plane) {
+    PixelWeight q;
+    q.reader = &a.weight;
+    q.row = weight_row(a.weight, plane);
+    q.weighted = a.weight.kind != segloss::detail::BroadcastKind::absent;
+    q.w2 = a.w_squared_pt;
+    return q;
+  }
+  __device__ __forceinline__ void at(int64_t s, T& w_i, T& w_pt) const {
+    const T w = weight_at(*reader, row, s);
+    w_i = w * w;
+    w_pt = w2 ? w_i : w;
+  }
+};
+
 template <class T, bool kSigmoid, bool kBce>
 struct StatsBody {
   using Part = T;
@@ -47,6 +71,7 @@ struct StatsBody {
   struct At {
     const T *x, *t;
     bool squared;
+    PixelWeight<T> w;
     BcePlane<T> b;
 
     struct In {
@@ -68,9 +93,17 @@ struct StatsBody {
       } else {
         p = xi;
       }
-      acc[0] += (p * ti);
-      acc[1] += (squared ? p * p : p);
-      acc[2] += (squared ? ti * ti : ti);
+      T pt = p * ti, pk = squared ? p * p : p, tk = squared ? ti * ti : ti;
+      if (w.weighted) {  // wI p t, wP p^k, wP t^k
+        T w_i, w_pt;
+        w.at(s, w_i, w_pt);
+        pt *= w_i;
+        pk *= w_pt;
+        tk *= w_pt;
+      }
+      acc[0] += pt;
+      acc[1] += pk;
+      acc[2] += tk;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
         acc[3] +=
@@ -84,6 +117,7 @@ struct StatsBody {
     q.x = a.x;
     q.t = a.t;
     q.squared = a.squared;
+    q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
     return q;
   }
@@ -103,6 +137,7 @@ struct GradBody {
     T* grad;
     T ca, cb, bscale;
     bool squared;
+    PixelWeight<T> w;
     BcePlane<T> b;
 
     struct In {
@@ -123,7 +158,13 @@ struct GradBody {
         p = xi;
         dp = T(1);
       }
-      const T gi = ca * ti, gp = squared ? cb * (p + p) : cb;
+      T gi = ca * ti, gp = squared ? cb * (p + p) : cb;
+      if (w.weighted) {
+        T w_i, w_pt;
+        w.at(s, w_i, w_pt);
+        gi *= w_i;
+        gp *= w_pt;
+      }
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
@@ -143,58 +184,143 @@ struct GradBody {
     q.cb = static_cast<T>(coef[a.planes + plane]);
     q.bscale = kBce ? static_cast<T>(*bce_scale) : T(0);
     q.squared = a.squared;
+    q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
     return q;
   }
 };
 
+// Offset in the call's header of the counts of scores kept and skipped (two doubles), which
+// finalize leaves for a caller that asks for them (the softmax losses keep their first bad label
+// at 24).
+constexpr size_t kCountsOffset = 32;
+
+// A score of the finalize: S and its slopes, and how it enters the loss.
+struct FinalScore {
+  double score = 0.0, ds_di = 0.0, ds_dp = 0.0, cw = 1.0;
+  bool counted = false;  // in the loss: kept, or fixed by the empty policy
+  bool kept = false;     // kept with its formula (a fixed score has no gradient)
+  bool skipped = false;
+};
+
+// Score j from the sums (stride K: I, P, T, ...), as losses/internal/overlap_scores.hpp's
+// overlap_scores: the planes of the score added in plane order, the class weight, the
+// background left out, the empty policy for T = 0, then S and its slopes.
+template <class T>
+__device__ FinalScore final_score(const double* sums, int K, const OverlapForm& f,
+                                  const T* class_weight, int64_t j) {
+  const int64_t C = f.channels, c = j % C;
+  double in = 0.0, pred = 0.0, targ = 0.0;  // in plane order, as the CPU
+  for (int64_t n = 0; n < (f.per_image ? 1 : f.images); ++n) {
+    const int64_t p = f.per_image ? j : n * C + c;
+    in += sums[p * K + 0];
+    pred += sums[p * K + 1];
+    targ += sums[p * K + 2];
+  }
+  FinalScore s;
+  if (class_weight) s.cw = static_cast<double>(class_weight[c]);
+  if (c == 0 && !f.include_background) return s;
+  if (targ == 0.0 && f.empty != EmptyPolicy::formula) {
+    if (f.empty == EmptyPolicy::skip) {
+      s.skipped = true;
+      return s;
+    }
+    s.counted = true;
+    s.score = f.empty == EmptyPolicy::one ? 1.0 : 0.0;
+    return s;
+  }
+  const double num = f.a_n * in + f.smooth_nr;
+  const double den = f.a_i * in + f.a_p * pred + f.a_t * targ + f.smooth_dr;
+  s.score = num / den;
+  s.ds_di = (f.a_n * den - f.a_i * num) / (den * den);
+  s.ds_dp = -f.a_p * num / (den * den);
+  s.counted = s.kept = true;
+  return s;
+}
+
 // One thread: the scores from the per-plane sums (stride K: I, P, T[, BCE sum]), the value,
-// the per-plane coefficients, the BCE gradient scale, and the per-score losses when asked.
-// Mirrors losses/internal/overlap_scores.hpp for the options CUDA supports (every score kept
-// unless it is the excluded background; class weights 1; the linear form with gamma = 1).
+// the per-plane coefficients, the BCE gradient scale, the per-score losses when asked, and the
+// counts of scores kept and skipped (counts[0], counts[1]). Mirrors
+// losses/internal/overlap_scores.hpp: overlap_totals, overlap_value, overlap_values and
+// overlap_slopes, with the per-score math of core/pointwise.hpp (overlap_score_loss, _slope).
+// The scores are computed twice (the mean log and clamp forms need the totals before any
+// slope) rather than stored. A class weight that is negative or not finite sets
+// kBadClassWeight in the flag and makes the value, the scores and the coefficients NaN.
 template <class T>
 __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstream<T> up, T* scores,
-                                double* coef, double* value, double* bce_scale) {
+                                double* coef, double* value, double* bce_scale, double* counts,
+                                int* flag) {
   const int64_t C = f.channels, planes = f.images * C;
   const int64_t count = f.per_image ? planes : C;
-  const int64_t excluded = f.include_background ? 0 : count / C;
-  const double kept = static_cast<double>(count - excluded);
   const double g0 = up.grad_out && !up.per_score ? static_cast<double>(up.grad_out[0]) : 1.0;
   double* ca = coef;
   double* cb = coef + planes;
-  double loss_sum = 0.0;
+  bool bad_weight = false;
+  if (up.class_weight)
+    for (int64_t c = 0; c < C; ++c) {
+      const double w = static_cast<double>(up.class_weight[c]);
+      if (!(w >= 0.0 && w <= 1.7976931348623157e308)) bad_weight = true;  // NaN, < 0 or inf
+    }
+  if (bad_weight) {
+    *flag |= kBadClassWeight;
+    for (int64_t p = 0; p < planes; ++p) ca[p] = cb[p] = NAN;
+    for (int64_t j = 0; scores && j < count; ++j) scores[j] = static_cast<T>(NAN);
+    *value = NAN;
+    if (bce_scale) *bce_scale = NAN;
+    counts[0] = counts[1] = 0.0;
+    return;
+  }
+  // overlap_totals: n, sum_j c_j l_j, sum_j c_j S_j over the scores counted.
+  double kept = 0.0, skipped = 0.0, loss_sum = 0.0, score_sum = 0.0;
   for (int64_t j = 0; j < count; ++j) {
-    const int64_t c = j % C;
-    double in = 0.0, pred = 0.0, targ = 0.0;  // in plane order, as the CPU
-    for (int64_t n = 0; n < (f.per_image ? 1 : f.images); ++n) {
-      const int64_t p = f.per_image ? j : n * C + c;
-      in += sums[p * K + 0];
-      pred += sums[p * K + 1];
-      targ += sums[p * K + 2];
-    }
-    double a = 0.0, b = 0.0;
-    if (c == 0 && !f.include_background) {
-      if (scores) scores[j] = T(0);
-    } else {
-      const double num = f.a_n * in + f.smooth_nr;
-      const double den = f.a_i * in + f.a_p * pred + f.a_t * targ + f.smooth_dr;
-      const double s = num / den;
-      const double ds_di = (f.a_n * den - f.a_i * num) / (den * den);
-      const double ds_dp = -f.a_p * num / (den * den);
-      loss_sum += 1.0 - s;
-      if (scores) scores[j] = static_cast<T>(1.0 - s);
+    const FinalScore s = final_score<T>(sums, K, f, up.class_weight, j);
+    if (s.skipped) skipped += 1.0;
+    if (!s.counted) continue;
+    kept += 1.0;
+    loss_sum += s.cw * pw::overlap_score_loss(s.score, f.gamma, f.log, f.clamp);
+    score_sum += s.cw * s.score;
+  }
+  counts[0] = kept;
+  counts[1] = skipped;
+  // overlap_value
+  double dice = 0.0;
+  if (kept != 0.0) {
+    if (f.mean && (f.log || f.clamp))  // the form of the mean score
+      dice = pw::overlap_score_loss(score_sum / kept, 1.0, f.log, f.clamp);
+    else
+      dice = f.mean ? loss_sum / kept : loss_sum;
+  }
+  // overlap_slopes (G_j = dL/dS_j, 0 for a score not kept) and overlap_coefficients; the
+  // per-score values of reduction none (overlap_values).
+  const bool mean = !up.per_score && f.mean;
+  const double inv_n = kept == 0.0 ? 0.0 : 1.0 / kept;
+  double form_slope = 0.0;  // dL/dM of the mean log or clamp forms
+  if (mean && (f.log || f.clamp) && kept != 0.0)
+    form_slope = pw::overlap_score_slope(score_sum / kept, 1.0, f.log, f.clamp);
+  for (int64_t j = 0; j < count; ++j) {
+    const FinalScore s = final_score<T>(sums, K, f, up.class_weight, j);
+    if (scores)
+      scores[j] =
+          s.counted
+              ? static_cast<T>(s.cw * pw::overlap_score_loss(s.score, f.gamma, f.log, f.clamp))
+              : T(0);
+    double G = 0.0;
+    if (s.kept && kept != 0.0) {
+      // bce_dice's Dice term: the CPU passes g times dice_weight as g.
       const double gj = (up.per_score ? static_cast<double>(up.grad_out[j]) : g0) * f.dice_weight;
-      const double G = gj * -1.0 * (f.mean ? 1.0 / kept : 1.0);  // dl/dS = -1 (l = 1 - S)
-      a = G * ds_di;
-      b = G * ds_dp;
+      if (mean && (f.log || f.clamp))
+        G = gj * form_slope * s.cw * inv_n;
+      else
+        G = gj * s.cw * pw::overlap_score_slope(s.score, f.gamma, f.log, f.clamp) *
+            (mean ? inv_n : 1.0);
     }
+    const double a = G * s.ds_di, b = G * s.ds_dp;
     for (int64_t n = 0; n < (f.per_image ? 1 : f.images); ++n) {
-      const int64_t p = f.per_image ? j : n * C + c;
+      const int64_t p = f.per_image ? j : n * C + j;
       ca[p] = a;
       cb[p] = b;
     }
   }
-  const double dice = kept == 0.0 ? 0.0 : (f.mean ? loss_sum / kept : loss_sum);
   if (K == 4) {
     double bce_sum = 0.0;
     for (int64_t p = 0; p < planes; ++p) bce_sum += sums[p * K + 3];
@@ -218,7 +344,7 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce>{a, bce}, partials);
   combine(call, partials, g.planes, g.parts, K, sums);
   cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), sums, K, f, up, scores, coef,
-               call.value(), bce_scale);
+               call.value(), bce_scale, call.at<double>(kCountsOffset), call.flag());
   call.launched();
   if (grad)
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce>{a, bce, coef, bce_scale, grad}, nullptr);
@@ -227,7 +353,8 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
 // The whole call: the passes, then the value where r asks for it.
 template <class T, bool kBce>
 void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-         const OverlapForm& f, Upstream<T> up, T* grad, T* scores, Result<T> r) {
+         const OverlapForm& f, Upstream<T> up, T* grad, T* scores, Result<T> r,
+         OverlapCounts* counts = nullptr) {
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, kBce ? 4 : 3);
   Call call(function, l.total);
@@ -239,7 +366,18 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores);
   }
   if (r.device) call.device_value(r.device);
-  if (r.host) *r.host = call.host_value();
+  if (counts) {  // asked for: copied back, with a wait
+    double c[2];
+    check(cudaMemcpyAsync(c, call.at<double>(kCountsOffset), sizeof(c), cudaMemcpyDeviceToHost,
+                          call.stream()),
+          function, "cudaMemcpyAsync of the counts");
+    check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
+    counts->kept = static_cast<int64_t>(c[0]);
+    counts->skipped = static_cast<int64_t>(c[1]);
+  }
+  if (r.host)
+    *r.host = call.host_value(
+        "options.class_weight holds a negative or non-finite value (checked on the device)");
 }
 
 }  // namespace overlap_detail

@@ -294,14 +294,19 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
       int pad;
       double bce_scale;
       unsigned long long first_bad;
+      double kept, skipped;  // overlap_passes.cuh's finalize (generalized Dice: not written)
     } header;
-    static_assert(sizeof(header) == kFirstBadOffset + sizeof(unsigned long long), "header layout");
+    static_assert(sizeof(header) == overlap_detail::kCountsOffset + 2 * sizeof(double),
+                  "header layout");
     check(cudaMemcpyAsync(&header, call.value(), sizeof(header), cudaMemcpyDeviceToHost,
                           call.stream()),
           function, "cudaMemcpyAsync of the result");
     check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
     st.value = header.value;
-    if (header.flag) st.first_bad = static_cast<int64_t>(~header.first_bad);
+    if (header.flag & kBadLabel) st.first_bad = static_cast<int64_t>(~header.first_bad);
+    st.bad_class_weight = (header.flag & kBadClassWeight) != 0;
+    st.kept = static_cast<int64_t>(header.kept);
+    st.skipped = static_cast<int64_t>(header.skipped);
   }
   return st;
 }
@@ -315,7 +320,8 @@ SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          T* device_value, bool host_status) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
     cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, up, scores,
-                 coef, call.value(), nullptr);
+                 coef, call.value(), nullptr, call.at<double>(overlap_detail::kCountsOffset),
+                 call.flag());
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
 }

@@ -7,7 +7,8 @@
 // finalize kernel of overlap_passes.cuh (one thread: the scores, the value, the per-(image,
 // class) gradient coefficients, in double), and the gradient pass through the softmax. The
 // subset of SoftmaxOverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, squared,
-// include_background, ignore_index (label targets int32/int64, or probabilities); the caller
+// include_background, ignore_index (label targets int32/int64, or probabilities), class_weight
+// (on the device), empty, gamma, log, clamp; the caller
 // (losses/softmax_overlap.cpp) rejects the others, and more than kSoftmaxOverlapMaxClasses
 // classes.
 #pragma once
@@ -27,8 +28,10 @@ constexpr int64_t kSoftmaxOverlapMaxClasses = 200;
 
 // What a call reports when asked for a host value.
 struct SoftmaxOverlapStatus {
-  double value = 0.0;      // the reduced value (mean or sum)
-  int64_t first_bad = -1;  // the linear index in the target of the first bad label, or -1
+  double value = 0.0;             // the reduced value (mean or sum)
+  int64_t first_bad = -1;         // the linear index in the target of the first bad label, or -1
+  bool bad_class_weight = false;  // a class weight negative or not finite (kBadClassWeight)
+  int64_t kept = 0, skipped = 0;  // the scores kept and skipped (softmax_overlap_run only)
 };
 
 // The loss of a.x (N, C, S) against a.target (labels (N, S), or probabilities (N, C, S)).

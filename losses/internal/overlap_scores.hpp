@@ -15,6 +15,7 @@
 #endif
 #include "../../core/broadcast.hpp"
 #include "../../core/checks.hpp"
+#include "../../core/pointwise.hpp"
 #include "../overlap.hpp"
 
 namespace segloss {
@@ -59,9 +60,11 @@ struct OverlapScores {
 // The options every overlap loss shares (OverlapOptions<T>, SoftmaxOverlapOptions<T>, ...).
 // `path` is how the caller reaches the options in error messages: "options." for a loss's own
 // options, "options.dice." for those of bce_dice's Dice term.
+// `device`: the logits' device; on CUDA the class weights are a CUDA tensor too (every tensor of
+// a call on one device), whose values the finalize kernel checks (kBadClassWeight).
 template <class O>
 void check_overlap_options(const char* fn, const Shape& input, const O& o,
-                           const char* path = "options.") {
+                           const char* path = "options.", Device device = Device::cpu) {
   // (the argument's name is put together on the error path only: no allocation per call)
   SEGLOSS_CHECK(std::isfinite(o.smooth_nr) && o.smooth_nr >= 0.0, fn, path, "smooth_nr is ",
                 o.smooth_nr, "; it must be finite and >= 0");
@@ -80,8 +83,9 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o,
     SEGLOSS_CHECK(o.class_weight.shape() == Shape{input[1]}, fn, path, "class_weight ",
                   o.class_weight.shape(), " must have shape (", input[1],
                   "), one weight per channel of the input ", input);
-    if (o.class_weight.device() != Device::cpu)
-      check_on_cpu(fn, (std::string(path) + "class_weight").c_str(), o.class_weight);
+    if (o.class_weight.device() != device)
+      check_same_device(fn, (std::string(path) + "class_weight").c_str(), o.class_weight, device);
+    if (device != Device::cpu) return;
     for (int64_t c = 0; c < input[1]; ++c) {
       const double v = static_cast<double>(o.class_weight[c]);
       SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, fn, path, "class_weight[", c, "] is ", v,
@@ -91,10 +95,12 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o,
 }
 
 // The options the CUDA path does not support yet (backends/cuda/overlap.hpp); path as in
-// check_overlap_options.
+// check_overlap_options. all: the caller runs every option on CUDA (soft_dice, soft_jaccard,
+// tversky); bce_dice does not run weight, class_weight, empty, gamma, log, clamp there yet.
 template <class T>
 void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
-                                const char* path = "options.") {
+                                const char* path = "options.", bool all = false) {
+  if (all) return;
   const char* unsupported = o.weight.defined()                ? "weight"
                             : o.class_weight.defined()        ? "class_weight"
                             : o.empty != EmptyPolicy::formula ? "empty other than formula"
@@ -106,14 +112,17 @@ void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
 }
 
 // The arguments of the kernels; cuda_path: the caller has a CUDA path for a CUDA input; path
-// as in check_overlap_options.
+// as in check_overlap_options; cuda_all as check_overlap_cuda_options' all (then the weight and
+// the class weights of a CUDA call are CUDA tensors).
 template <class T>
 cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                                  const OverlapOptions<T>& o, bool cuda_path = false,
-                                 const char* path = "options.") {
+                                 const char* path = "options.", bool cuda_all = false) {
   check_same_shape_pair(fn, logits, target, "logits", cuda_path);
-  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o, path);
-  check_overlap_options(fn, logits.shape(), o, path);
+  const bool on_cuda = cuda_path && logits.device() == Device::cuda;
+  if (logits.device() == Device::cuda) check_overlap_cuda_options(fn, o, path, cuda_all);
+  check_overlap_options(fn, logits.shape(), o, path,
+                        on_cuda && cuda_all ? Device::cuda : Device::cpu);
   const Shape& s = logits.shape();
   cpu::OverlapArgs<T> a;
   a.x = logits.data();
@@ -124,7 +133,9 @@ cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const 
   a.squared = o.squared;
   // The argument's name for the weight's errors (built only when there is a weight).
   const std::string weight = o.weight.defined() ? std::string(path) + "weight" : std::string();
-  if (o.weight.defined()) check_on_cpu(fn, weight.c_str(), o.weight);
+  if (o.weight.defined())
+    check_same_device(fn, weight.c_str(), o.weight,
+                      on_cuda && cuda_all ? Device::cuda : Device::cpu);
   a.weight = make_broadcast_reader(fn, weight.c_str(), s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   a.w_squared_pt = o.weighting == OverlapWeighting::squared || o.squared;
@@ -189,26 +200,21 @@ OverlapScores overlap_scores(const std::vector<double>& stats, int stride, const
 
 // The linear form's l(S) and dl/dS.
 inline double linear_loss(double score, double gamma) {
-  return gamma == 1.0 ? 1.0 - score : std::pow(std::max(1.0 - score, 0.0), gamma);
+  return pw::overlap_score_loss(score, gamma, false, false);
 }
 inline double linear_slope(double score, double gamma) {
-  if (gamma == 1.0) return -1.0;
-  const double m = 1.0 - score;
-  return m > 0.0 ? -gamma * std::pow(m, gamma - 1.0) : 0.0;
+  return pw::overlap_score_slope(score, gamma, false, false);
 }
 
-// Per-score loss of the sum and none reductions, and its dl/dS (without c_j).
+// Per-score loss of the sum and none reductions, and its dl/dS (without c_j): core/pointwise.hpp,
+// shared with the CUDA finalize.
 template <class O>
 double score_loss(double s, const O& o) {
-  if (o.log) return -std::log(s);
-  if (o.clamp) return 1.0 - std::clamp(s, 0.0, 1.0);
-  return linear_loss(s, o.gamma);
+  return pw::overlap_score_loss(s, o.gamma, o.log, o.clamp);
 }
 template <class O>
 double score_slope(double s, const O& o) {
-  if (o.log) return -1.0 / s;
-  if (o.clamp) return s >= 0.0 && s <= 1.0 ? -1.0 : 0.0;  // torch.clamp passes at the bounds
-  return linear_slope(s, o.gamma);
+  return pw::overlap_score_slope(s, o.gamma, o.log, o.clamp);
 }
 
 // What the reduced loss needs of the scores, as sums over the scores kept (n of them):
@@ -236,8 +242,8 @@ template <class O>
 double overlap_value(const OverlapTotals& t, const O& o) {
   if (t.kept == 0.0) return 0.0;
   const bool mean = o.reduction == Reduction::mean;
-  if (mean && o.log) return -std::log(t.score_sum / t.kept);
-  if (mean && o.clamp) return 1.0 - std::clamp(t.score_sum / t.kept, 0.0, 1.0);
+  if (mean && (o.log || o.clamp))  // the form of the mean score
+    return pw::overlap_score_loss(t.score_sum / t.kept, 1.0, o.log, o.clamp);
   return mean ? t.loss_sum / t.kept : t.loss_sum;
 }
 template <class O>
@@ -268,7 +274,7 @@ std::vector<double> overlap_slopes(const OverlapScores& s, const OverlapTotals& 
   double form_slope = 0.0;  // dL/dM of the mean log or clamp forms
   if (mean && (o.log || o.clamp)) {
     const double m = t.score_sum / t.kept;
-    form_slope = o.log ? -1.0 / m : (m >= 0.0 && m <= 1.0 ? -1.0 : 0.0);
+    form_slope = pw::overlap_score_slope(m, 1.0, o.log, o.clamp);
   }
   for (size_t j = 0; j < count; ++j) {
     if (s.state[j] != ScoreState::kept) continue;
@@ -386,12 +392,17 @@ cuda::OverlapForm cuda_overlap_form(const Shape& s, const O& o, const ScoreForm&
   c.per_image = o.per_image;
   c.include_background = o.include_background;
   c.mean = o.reduction == Reduction::mean;
+  c.empty = o.empty;
+  c.gamma = o.gamma;
+  c.log = o.log;
+  c.clamp = o.clamp;
   return c;
 }
 #endif
 
-// OverlapInfo of a CUDA call: with the options CUDA supports, every score is kept except the
-// excluded background.
+// OverlapInfo of a CUDA call whose empty policy is formula: every score is kept except the
+// excluded background. (With another policy the counts depend on the data: the call copies
+// them back, cuda::OverlapCounts.)
 template <class O>
 void cuda_overlap_info(const Shape& s, const O& o, OverlapInfo* info) {
   if (!info) return;
