@@ -77,6 +77,61 @@ inline void check_parity(double ref, double got, double tol, const char* what) {
   CHECK(std::abs(ref - got) <= tol * std::max(std::abs(ref), 1e-300));
 }
 
+// Case k < kFinalizeOptionCases of the overlap losses' finalize options (binary and softmax
+// options alike): each of class_weight (cw), the empty policies, gamma, log and clamp alone
+// (0-7), then several together (8-10), for a loss with `classes` channels.
+constexpr int kFinalizeOptionCases = 11;
+template <class O, class T>
+O finalize_option_case(int k, int64_t classes, Reduction r, const Tensor<T>& cw) {
+  O o;
+  o.reduction = r;
+  switch (k) {
+    case 0:
+      o.class_weight = cw;
+      break;
+    case 1:
+      o.empty = EmptyPolicy::one;
+      break;
+    case 2:
+      o.empty = EmptyPolicy::zero;
+      break;
+    case 3:
+      o.empty = EmptyPolicy::skip;
+      break;
+    case 4:
+      o.gamma = 2.0;
+      break;
+    case 5:
+      o.gamma = 0.5;
+      break;
+    case 6:
+      o.log = true;
+      break;
+    case 7:
+      o.clamp = true;
+      break;
+    case 8:  // several together, batch scores
+      o.log = true;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::skip;
+      o.per_image = false;
+      break;
+    case 9:
+      o.clamp = true;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::one;
+      if (classes > 1) o.include_background = false;
+      break;
+    default:
+      o.gamma = 1.5;
+      o.class_weight = cw;
+      o.empty = EmptyPolicy::zero;
+      o.per_image = false;
+      break;
+  }
+  return o;
+}
+
 // Bitwise equality of two tensors (on any device).
 template <class T>
 bool same_bits(const Tensor<T>& a_any, const Tensor<T>& b_any) {

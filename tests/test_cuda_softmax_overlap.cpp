@@ -129,55 +129,10 @@ void check_finalize_options(const Loss& loss, const Tensor<T>& x, const Tensor<U
   const int64_t C = x.shape()[1];
   const auto cw = uniform<T>(Shape{C}, 77, 0.2, 2.0);
   for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
-    for (int k = 0; k < 11; ++k) {
+    for (int k = 0; k < kFinalizeOptionCases; ++k) {
       CAPTURE(reduction_name(r));
       CAPTURE(k);
-      O o;
-      o.reduction = r;
-      switch (k) {
-        case 0:
-          o.class_weight = cw;
-          break;
-        case 1:
-          o.empty = EmptyPolicy::one;
-          break;
-        case 2:
-          o.empty = EmptyPolicy::zero;
-          break;
-        case 3:
-          o.empty = EmptyPolicy::skip;
-          break;
-        case 4:
-          o.gamma = 2.0;
-          break;
-        case 5:
-          o.gamma = 0.5;
-          break;
-        case 6:
-          o.log = true;
-          break;
-        case 7:
-          o.clamp = true;
-          break;
-        case 8:
-          o.log = true;
-          o.class_weight = cw;
-          o.empty = EmptyPolicy::skip;
-          o.per_image = false;
-          break;
-        case 9:
-          o.clamp = true;
-          o.class_weight = cw;
-          o.empty = EmptyPolicy::one;
-          if (C > 1) o.include_background = false;
-          break;
-        default:
-          o.gamma = 1.5;
-          o.class_weight = cw;
-          o.empty = EmptyPolicy::zero;
-          o.per_image = false;
-          break;
-      }
+      const O o = finalize_option_case<O>(k, C, r, cw);
       O og = o;
       og.class_weight = gpu(o.class_weight);
       check_parity_all(loss, x, y, o, og);
