@@ -87,6 +87,23 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   return p;
 }
 
+// A caller's gradient buffer (detail::prepare_grad: the logits themselves or apart from them) that
+// must also lie apart from the target and the class weights: the kernel reads a pixel's target
+// (its label, or its row of probabilities, read again by the gradient) and the weights after
+// storing other pixels' gradients, so a grad that overlaps them gives a silently wrong result.
+template <class T, class L>
+void prepare_ce_grad(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                     Tensor<T>& grad, const CrossEntropyOptions<T>& o) {
+  detail::prepare_grad(fn, logits, grad);
+  const auto bytes = detail::data_bytes(grad);
+  SEGLOSS_CHECK(!detail::overlaps(grad.data(), bytes, target.data(), detail::data_bytes(target)),
+                fn, "grad overlaps the target; pass a buffer apart from it");
+  if (o.weight.defined())
+    SEGLOSS_CHECK(
+        !detail::overlaps(grad.data(), bytes, o.weight.data(), detail::data_bytes(o.weight)), fn,
+        "grad overlaps options.weight; pass a buffer apart from it");
+}
+
 // The factor of the mean: 1/divisor; when no pixel counts, what all_ignored says (the
 // gradient is 0 either way, as in PyTorch). Weights summing to 0 over counted pixels divide by
 // 0 as PyTorch does.
@@ -189,7 +206,7 @@ double cuda_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Ten
                            Tensor<T>* value, const CrossEntropyOptions<T>& o) {
   const char* fn = "cross_entropy_value_and_grad";
   auto a = cuda_args(fn, logits, target, o);
-  detail::prepare_grad(fn, logits, grad);
+  prepare_ce_grad(fn, logits, target, grad, o);
   a.grad = grad.data();
   if (value) a.value = value->data();
   return cuda_run(a, target, value == nullptr);
@@ -249,7 +266,7 @@ double cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
     return cuda_value_and_grad(logits, target, grad, static_cast<Tensor<T>*>(nullptr), options);
 #endif
   auto p = prepare(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  prepare_ce_grad(fn, logits, target, grad, options);
   p.args.want_sum = true;
   p.args.grad = grad.data();
   p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
@@ -309,7 +326,7 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   auto p = prepare(fn, logits, target, options);
   p.divisor = reduced.global[detail::kDivisor];
   p.none_counted = reduced.global[detail::kCounted] == 0.0;
-  detail::prepare_grad(fn, logits, grad);
+  prepare_ce_grad(fn, logits, target, grad, options);
   p.args.grad = grad.data();
   p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);
   cpu::cross_entropy(p.args);
@@ -328,7 +345,7 @@ double cross_entropy_value_and_grad_with(
                 "reduction none has no single value; use cross_entropy and "
                 "cross_entropy_backward");
   auto p = prepare(fn, logits, target, options);
-  prepare_grad(fn, logits, grad);
+  prepare_ce_grad(fn, logits, target, grad, options);
   p.args.want_sum = true;
   p.args.grad = grad.data();
   p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);

@@ -2,8 +2,10 @@
 // values against a direct log-softmax computation, the label policies, and bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "loss_check.hpp"
 
@@ -246,4 +248,51 @@ TEST_CASE("cross_entropy: bad input names the function, argument and values") {
   CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
                        "cross_entropy: options.label_smoothing is 1.5; it must be in [0, 1]",
                        Error);
+}
+
+TEST_CASE("cross_entropy: a grad that overlaps the target or the weight is refused") {
+  // The kernel reads a pixel's probabilities again for its gradient and reads the weights
+  // throughout, after storing other pixels' gradients: a grad sharing their memory would give a
+  // silently wrong result, so every form that takes a caller's grad refuses it.
+  const Shape s{2, 3, 4, 4};
+  const int64_t n = s.numel();
+  const auto x = testing::randn<double>(s, 31);
+  const auto q = probabilities(s, 32);
+  std::vector<double> buffer(2 * static_cast<size_t>(n));
+  for (int64_t at : {int64_t(0), int64_t(5), n - 1}) {
+    CAPTURE(at);
+    auto target = Tensor<double>::view(buffer.data() + at, s);
+    target.copy_from(q);
+    auto grad = Tensor<double>::view(buffer.data(), s);  // the target's memory from `at` on
+    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, target, grad),
+                         "cross_entropy_value_and_grad: grad overlaps the target; pass a buffer "
+                         "apart from it",
+                         Error);
+    CHECK_THROWS_WITH_AS(
+        cross_entropy_finalize(x, target, cross_entropy_statistics(x, target), grad),
+        "cross_entropy_finalize: grad overlaps the target; pass a buffer apart from it", Error);
+  }
+  // Labels share no element type with grad, but their bytes can still be the grad's.
+  const auto y = labels<int64_t>({2, 4, 4}, 3, 33);
+  std::vector<double> storage(static_cast<size_t>(n));
+  auto in_grad = Tensor<int64_t>::view(reinterpret_cast<int64_t*>(storage.data()), {2, 4, 4});
+  in_grad.copy_from(y);
+  auto grad = Tensor<double>::view(storage.data(), s);
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, in_grad, grad),
+                       "cross_entropy_value_and_grad: grad overlaps the target; pass a buffer "
+                       "apart from it",
+                       Error);
+  CrossEntropyOptions<double> o;
+  o.weight = Tensor<double>::view(storage.data() + 7, {3});
+  std::fill(o.weight.data(), o.weight.data() + 3, 1.0);
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, grad, o),
+                       "cross_entropy_value_and_grad: grad overlaps options.weight; pass a "
+                       "buffer apart from it",
+                       Error);
+  // Apart from both, and in place on the logits, the calls run and agree.
+  auto apart = Tensor<double>::empty(s);
+  const double v = cross_entropy_value_and_grad(x, q, apart);
+  auto in_place = x.clone();
+  CHECK(cross_entropy_value_and_grad(in_place, q, in_place) == v);
+  for (int64_t i = 0; i < n; ++i) CHECK(in_place[i] == apart[i]);
 }

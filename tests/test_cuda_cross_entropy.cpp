@@ -423,6 +423,28 @@ TEST_CASE("cuda cross_entropy: probability targets, a grid-stride size, in place
   }
 }
 
+TEST_CASE("cuda cross_entropy: a grad that overlaps the probability target is refused") {
+  // As on the CPU (test_cross_entropy.cpp): the kernels read a pixel's targets again for its
+  // gradient, so a grad sharing the target's memory is refused before anything is enqueued.
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{1, 3, 2, 2};
+  const int64_t n = s.numel();
+  const auto x = dev(testing::randn<float>(s, 48));
+  auto buffer = Tensor<float>::zeros(Shape{2 * n}, Device::cuda);
+  for (int64_t at : {int64_t(0), int64_t(5)}) {
+    CAPTURE(at);
+    const auto q = Tensor<float>::view(buffer.data() + at, s, Device::cuda);
+    auto grad = Tensor<float>::view(buffer.data(), s, Device::cuda);
+    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, q, grad),
+                         "cross_entropy_value_and_grad: grad overlaps the target; pass a buffer "
+                         "apart from it",
+                         Error);
+    auto value = Tensor<float>::zeros(Shape{}, Device::cuda);
+    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, q, grad, value),
+                         doctest::Contains("grad overlaps the target"), Error);
+  }
+}
+
 TEST_CASE("cuda cross_entropy: probability targets, bitwise identical over 10 runs") {
   SEGLOSS_REQUIRE_GPU();
   for (int64_t c : {int64_t{21}, int64_t{40}}) {  // registers and walks

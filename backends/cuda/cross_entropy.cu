@@ -156,16 +156,18 @@ __device__ __forceinline__ T by_state(int state, T v) {
   return state == kCounted ? v : state == kIgnored ? T(0) : static_cast<T>(NAN);
 }
 
-// One pixel's loss, and its gradient written to g (class c at g[c * S]) unless g is null.
+// One pixel's loss, and its gradient written to g (class c at g[c * S]) unless g is null. g may
+// be x itself (value_and_grad in place), so neither is __restrict__: each element is read before
+// the store to it, and no later read of the pixel needs an element already stored.
 //
 // C <= K: the C logits are loaded into registers at once, before anything waits on the label,
 // so C independent loads are in flight per thread; the loops unroll, so the array is indexed by
 // constants only and stays in registers. Ignored and bad pixels go through the same code (no
 // branch that would hold the loads back) and are overridden at the end.
 template <class T, int K>
-__device__ __forceinline__ T pixel_in_registers(const T* __restrict__ x, T* __restrict__ g,
-                                                int64_t S, int C, int y, int state, const T* w,
-                                                T up, T eps, T eps_over_c, T w_total) {
+__device__ __forceinline__ T pixel_in_registers(const T* x, T* g, int64_t S, int C, int y,
+                                                int state, const T* w, T up, T eps, T eps_over_c,
+                                                T w_total) {
   using M = Math<T>;
   T v[K];
   {
@@ -214,9 +216,8 @@ __device__ __forceinline__ T pixel_in_registers(const T* __restrict__ x, T* __re
 // Any C: three walks over the row (max; exponentials and sums; gradient), which mostly hit the
 // caches after the first.
 template <class T>
-__device__ __forceinline__ T pixel_walk(const T* __restrict__ x, T* __restrict__ g, int64_t S,
-                                        int C, int y, int state, const T* w, T up, T eps,
-                                        T eps_over_c, T w_total) {
+__device__ __forceinline__ T pixel_walk(const T* x, T* g, int64_t S, int C, int y, int state,
+                                        const T* w, T up, T eps, T eps_over_c, T w_total) {
   using M = Math<T>;
   if (state != kCounted) {
     if (g)
