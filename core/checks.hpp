@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda.hpp"
@@ -115,6 +117,51 @@ void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad
                  reinterpret_cast<std::intptr_t>(logits.data())) /
                     static_cast<long long>(sizeof(T)),
                 " elements; pass ", input, " itself (in place) or a separate buffer");
+}
+
+// Another input of the call (target, weights) that a caller's grad must not share memory with:
+// the kernels read an element of it after storing other elements' gradients, so a grad over it
+// at an offset gives a silently wrong result (over int labels, a class index read out of
+// bounds). `same_ok`: the grad may be this input exactly (same address and size: a tensor of the
+// logits' shape whose element i is read only before the gradient of element i is stored).
+struct OtherInput {
+  const char* name = nullptr;
+  const void* data = nullptr;
+  std::size_t bytes = 0;
+  bool same_ok = false;
+};
+
+template <class U>
+OtherInput apart(const char* name, const Tensor<U>& t) {
+  return {name, t.data(), t.defined() ? data_bytes(t) : 0, false};
+}
+
+template <class U>
+OtherInput apart_or_same(const char* name, const Tensor<U>& t) {
+  return {name, t.data(), t.defined() ? data_bytes(t) : 0, true};
+}
+
+// A target of the logits' element type (probabilities, masks) may be the grad exactly; labels
+// may not overlap it at all.
+template <class T, class U>
+OtherInput target_input(const Tensor<U>& t) {
+  return {"target", t.data(), t.defined() ? data_bytes(t) : 0, std::is_same_v<T, U>};
+}
+
+// prepare_grad, then each other input refused when grad overlaps it (except exactly, same_ok).
+template <class T>
+void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad,
+                  std::initializer_list<OtherInput> others, const char* input = "logits") {
+  prepare_grad(function, logits, grad, input);
+  const std::size_t bytes = data_bytes(grad);
+  for (const OtherInput& o : others) {
+    const bool same =
+        o.same_ok && o.data == static_cast<const void*>(grad.data()) && o.bytes == bytes;
+    SEGLOSS_CHECK(same || !overlaps(grad.data(), bytes, o.data, o.bytes), function,
+                  "grad overlaps ", o.name,
+                  o.same_ok ? "; pass it exactly or a buffer apart from it"
+                            : "; pass a buffer apart from it");
+  }
 }
 
 // grad_out for backward: one element for a scalar reduction, else `expected`; on `device`.

@@ -104,7 +104,12 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                       Tensor<T>& grad, const BceDiceOptions<T>& options, BceDiceParts* parts,
                       T* device_value) {
   auto p = plan(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.bce.weight", options.bce.weight),
+                        detail::apart("options.bce.pos_weight", options.bce.pos_weight),
+                        detail::apart_or_same("options.dice.weight", options.dice.weight),
+                        detail::apart("options.dice.class_weight", options.dice.class_weight)});
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)
     return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
@@ -205,7 +210,12 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                                                  options.dice_weight, ca, cb);
   const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
   v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.bce.weight", options.bce.weight),
+                        detail::apart("options.bce.pos_weight", options.bce.pos_weight),
+                        detail::apart_or_same("options.dice.weight", options.dice.weight),
+                        detail::apart("options.dice.class_weight", options.dice.class_weight)});
   cpu::bce_dice_gradient(p.dice, p.bce, options.bce_weight * bce_scale, ca.data(), cb.data(),
                          grad.data());
   if (parts) *parts = v;

@@ -29,7 +29,10 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                 "reduction none has no single value; use bce_with_logits and "
                 "bce_with_logits_backward");
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight),
+                        detail::apart("options.pos_weight", options.pos_weight)});
   const double scale = detail::bce_mean_scale(logits, options);
   a.want_sum = true;
   a.grad = grad.data();
@@ -158,7 +161,10 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight),
+                        detail::apart("options.pos_weight", options.pos_weight)});
   const double scale = detail::bce_scale_of(options, reduced.global[detail::kDivisor]);
   if (zero_weight_mean(options, scale)) {
     std::fill(grad.begin(), grad.end(), T(0));

@@ -83,7 +83,10 @@ double binary_cross_entropy_value_and_grad(const Tensor<T>& probs, const Tensor<
                 "reduction none has no single value; use binary_cross_entropy and "
                 "binary_cross_entropy_backward");
   auto a = prepare(fn, probs, target, options);
-  detail::prepare_grad(fn, probs, grad, "probs");
+  detail::prepare_grad(fn, probs, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight)},
+                       "probs");
   const double scale = mean_scale(probs, options.reduction);
   a.want_sum = true;
   a.grad = grad.data();

@@ -61,6 +61,12 @@ void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>&
                   fn,
                   "grad overlaps the target; a combined loss reads the probability target again "
                   "after storing the softmax in grad");
+  } else {
+    SEGLOSS_CHECK(!detail::overlaps(grad.data(), detail::data_bytes(grad), target.data(),
+                                    detail::data_bytes(target)),
+                  fn,
+                  "grad overlaps the target; a combined loss reads the labels again after "
+                  "storing the softmax in grad");
   }
 }
 
@@ -196,7 +202,8 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
   check_scalar(fn, "dice", dice.reduction);
   detail::check_image(fn, "logits", logits);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart("options.dice.class_weight", dice.class_weight)});
   check_not_aliased(fn, logits, target, grad, false);
   ShardStatistics a;
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
@@ -216,7 +223,9 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   const char* fn = "ce_dice_value_and_grad";
   check_ce_dice<T, U>(fn, o);
   detail::check_image(fn, "logits", logits);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart("options.ce.weight", o.ce.weight),
+                        detail::apart("options.dice.class_weight", o.dice.class_weight)});
   check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   CeDiceParts v;
   ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
@@ -294,7 +303,10 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
   const char* fn = "dice_focal_value_and_grad";
   check_dice_focal<T, L>(fn, o);
   detail::check_image(fn, "logits", logits);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart("options.focal.alpha", o.focal.alpha),
+                        detail::apart("options.dice.class_weight", o.dice.class_weight)});
+  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   DiceFocalParts v;
   dice_focal_fused(fn, logits, target, grad, o, o.focal_weight, o.dice_weight, v);
   if (parts) *parts = v;

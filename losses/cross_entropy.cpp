@@ -87,21 +87,14 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   return p;
 }
 
-// A caller's gradient buffer (detail::prepare_grad: the logits themselves or apart from them) that
-// must also lie apart from the target and the class weights: the kernel reads a pixel's target
-// (its label, or its row of probabilities, read again by the gradient) and the weights after
-// storing other pixels' gradients, so a grad that overlaps them gives a silently wrong result.
+// A caller's gradient buffer: the logits themselves or apart from them, and apart from the
+// target (labels, or probabilities read again for the gradient) and the class weights.
 template <class T, class L>
 void prepare_ce_grad(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                      Tensor<T>& grad, const CrossEntropyOptions<T>& o) {
-  detail::prepare_grad(fn, logits, grad);
-  const auto bytes = detail::data_bytes(grad);
-  SEGLOSS_CHECK(!detail::overlaps(grad.data(), bytes, target.data(), detail::data_bytes(target)),
-                fn, "grad overlaps the target; pass a buffer apart from it");
-  if (o.weight.defined())
-    SEGLOSS_CHECK(
-        !detail::overlaps(grad.data(), bytes, o.weight.data(), detail::data_bytes(o.weight)), fn,
-        "grad overlaps options.weight; pass a buffer apart from it");
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart("target", target), detail::apart("options.weight", o.weight)});
 }
 
 // The factor of the mean: 1/divisor; when no pixel counts, what all_ignored says (the

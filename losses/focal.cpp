@@ -216,7 +216,9 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
                 "reduction none has no single value; use sigmoid_focal and "
                 "sigmoid_focal_backward");
   auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight)});
   const double scale = sigmoid_mean_scale(logits, options.reduction);
   a.want_sum = true;
   a.grad = grad.data();
@@ -308,7 +310,9 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // waits for the value
     auto p = cuda_prepare(fn, logits, target, options);
-    detail::prepare_grad(fn, logits, grad);
+    detail::prepare_grad(
+        fn, logits, grad,
+        {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
     p.args.want_sum = true;
     p.args.grad = grad.data();
     return cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
@@ -316,7 +320,9 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   }
 #endif
   auto p = prepare(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
   const double scale = p.scale(options.reduction);
   p.args.want_sum = true;
   p.args.grad = grad.data();
@@ -353,7 +359,9 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = sigmoid_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight)});
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   a.grad = grad.data();
   a.grad_scale = scale;
@@ -380,7 +388,9 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto p = prepare(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   p.args.grad = grad.data();
   p.args.grad_scale = scale;
@@ -418,7 +428,8 @@ double softmax_focal_value_and_grad_with(
                 "reduction none has no single value; use softmax_focal and "
                 "softmax_focal_backward");
   auto p = prepare(fn, logits, target, options);
-  prepare_grad(fn, logits, grad);
+  prepare_grad(fn, logits, grad,
+               {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
   const double scale = p.scale(options.reduction);
   p.args.want_sum = true;
   p.args.grad = grad.data();

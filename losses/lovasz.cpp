@@ -192,7 +192,7 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
                 "reduction none has no single value; use lovasz_softmax and "
                 "lovasz_softmax_backward");
   auto p = softmax_plan(fn, logits, labels, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
   const auto up = upstream<T>(p.problems, options.reduction, nullptr, 1.0);
   return reduce(softmax_run<T, L>(p, grad.data(), &up), options.reduction);
 }
@@ -238,7 +238,7 @@ double lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& lab
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use lovasz_hinge and lovasz_hinge_backward");
   auto a = hinge_args(fn, logits, labels, options);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad, {detail::apart_or_same("labels", labels)});
   const auto up = upstream<T>(a.problems, options.reduction, nullptr, 1.0);
   return reduce(hinge_run<T>(a, grad.data(), &up), options.reduction);
 }

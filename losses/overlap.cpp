@@ -30,7 +30,10 @@ Plan<T> statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
   Plan<T> p;
   p.args = detail::overlap_args(fn, logits, target, o);
   if (grad) {
-    detail::prepare_grad(fn, logits, *grad);
+    detail::prepare_grad(
+        fn, logits, *grad,
+        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
+         detail::apart("options.class_weight", o.class_weight)});
     const int64_t n = grad->numel();
     T* g = grad->data();
     if ((g == logits.data() || cpu::stash_disjoint(g, n, logits.data(), n)) &&
@@ -146,7 +149,10 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   if (logits.device() == Device::cuda) {
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
                                         /*cuda_all=*/true);
-    detail::prepare_grad(fn, logits, grad);
+    detail::prepare_grad(
+        fn, logits, grad,
+        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
+         detail::apart("options.class_weight", o.class_weight)});
     cuda::OverlapCounts counts;
     const double value = detail::cuda_value(device_value, [&](cuda::Result<T> r) {
       cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), upstream(o),
@@ -185,7 +191,10 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
   std::vector<double> ca, cb;
   const double value =
       detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
+       detail::apart("options.class_weight", o.class_weight)});
   cpu::overlap_gradient(args, ca.data(), cb.data(), grad.data());
   return value;
 }

@@ -172,7 +172,9 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // waits for the value
     const auto a = cuda_args(fn, logits, target, o);
-    detail::prepare_grad(fn, logits, grad);
+    detail::prepare_grad(
+        fn, logits, grad,
+        {detail::target_input<T>(target), detail::apart("options.class_weight", o.class_weight)});
     cuda::SoftmaxOverlapStatus st;
     const double value =
         cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
@@ -380,7 +382,9 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
                          const OPTIONS<T>& options) {                                             \
     const char* fn = #NAME "_finalize";                                                           \
     detail::check_overlap_split(fn, reduced, 0, logits.shape(), options);                         \
-    detail::prepare_grad(fn, logits, grad);                                                       \
+    detail::prepare_grad(fn, logits, grad,                                                        \
+                         {detail::target_input<T>(target),                                        \
+                          detail::apart("options.class_weight", options.class_weight)});          \
     return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), options,   \
                                           FORM);                                                  \
   }
@@ -461,14 +465,14 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // waits for the value
     const auto a = cuda_gdl_args(fn, logits, target, o);
-    detail::prepare_grad(fn, logits, grad);
+    detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
     return cuda_gdl_run<T, U>(fn, a, target, o, {}, grad.data(), nullptr, nullptr, true);
   }
 #endif
   detail::check_image(fn, "logits", logits);
   check_gdl_options(fn, logits.shape(), o);
   auto p = detail::softmax_plan(fn, logits, target, o.ignore_index, false);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
   detail::run_statistics(p, target, grad.data());  // stores p in grad for the gradient pass
   const auto s = gdl_scores(p.stats, logits.shape(), o);
   const double g = o.reduction == Reduction::mean ? 1.0 / static_cast<double>(s.score.size()) : 1.0;
@@ -531,7 +535,7 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
   const auto p = detail::softmax_plan(fn, logits, target, o.ignore_index, false);
-  detail::prepare_grad(fn, logits, grad);
+  detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
   if (o.per_image) {  // the shard's scores; the mean over the batch's count of scores
     const double count = st.global[0];
     const auto s = gdl_scores(st.local, shape, o);

@@ -109,7 +109,9 @@ SoftmaxScored<T, U, O> softmax_scored(const char* fn, const Tensor<T>& logits,
   check_overlap_options(fn, logits.shape(), o);
   SoftmaxScored<T, U, O> r;
   r.plan = softmax_plan(fn, logits, target, o.ignore_index, o.squared);
-  if (grad) prepare_grad(fn, logits, *grad);
+  if (grad)
+    prepare_grad(fn, logits, *grad,
+                 {target_input<T>(target), apart("options.class_weight", o.class_weight)});
   run_statistics(r.plan, target, grad ? grad->data() : nullptr);
   r.scores = overlap_scores(r.plan.stats, 3, logits.shape(), o, f);
   return r;

@@ -1,0 +1,182 @@
+// A caller's grad buffer that shares memory with the target (or a weight) instead of the logits.
+// Every loss that takes a caller's grad must either refuse it with an Error or give exactly the
+// result of a separate buffer: a kernel that reads a target element after storing a gradient
+// over it gives a silently wrong result (and over int labels, reads out of bounds). The grad is
+// placed at an offset after the target (the stores run ahead of the reads) and exactly on it.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <segloss/segloss.hpp>
+
+#include "helpers.hpp"
+
+using namespace segloss;
+
+namespace {
+
+// f(x, t, grad) for a target t that lives at the start of a buffer and a grad at `shift` bytes
+// into it: refused (an Error about the overlap), or the separate-buffer result exactly. Returns
+// whether it was refused.
+template <class T, class U, class F>
+bool refused_or_same(const Tensor<T>& x, const Tensor<U>& t, size_t shift, F&& f) {
+  Tensor<T> apart = Tensor<T>::empty(x.shape());
+  const double want = f(x, t, apart);
+  const size_t t_bytes = static_cast<size_t>(t.numel()) * sizeof(U);
+  const size_t g_bytes = static_cast<size_t>(x.numel()) * sizeof(T);
+  std::vector<double> storage((std::max(t_bytes, shift + g_bytes) + 7) / 8 + 1);
+  auto* base = reinterpret_cast<unsigned char*>(storage.data());
+  std::memcpy(base, t.data(), t_bytes);
+  const auto tv = Tensor<U>::view(reinterpret_cast<U*>(base), t.shape());
+  auto gv = Tensor<T>::view(reinterpret_cast<T*>(base + shift), x.shape());
+  double got = 0;
+  try {
+    got = f(x, tv, gv);
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("overlaps") != std::string::npos);
+    return true;
+  }
+  CHECK(got == want);
+  bool same = true;
+  for (int64_t i = 0; i < x.numel(); ++i) same = same && gv[i] == apart[i];
+  CHECK(same);
+  return false;
+}
+
+// Every placement: exactly over the target (when the types match: refused, or the same result),
+// one element after its start and half-way into it (refused); one and two threads.
+template <class T, class U, class F>
+void check_target_aliasing(const char* name, const Tensor<T>& x, const Tensor<U>& t, F&& f) {
+  for (int threads : {1, 2}) {
+    const int before = num_threads();
+    set_num_threads(threads);
+    std::vector<size_t> shifts{sizeof(T), static_cast<size_t>(t.numel() / 2) * sizeof(U)};
+    if (sizeof(T) == sizeof(U)) shifts.push_back(0);
+    for (size_t shift : shifts) {
+      const std::string loss = name;
+      CAPTURE(loss);
+      CAPTURE(threads);
+      CAPTURE(shift);
+      const bool r = refused_or_same(x, t, shift, f);
+      if (shift != 0) CHECK(r);  // at an offset: always refused
+    }
+    set_num_threads(before);
+  }
+}
+
+const Shape kShape{2, 3, 16, 20};
+
+}  // namespace
+
+TEST_CASE("grad aliasing: binary losses, grad over the target") {
+  const auto x = testing::randn<double>(kShape, 1, 2.0);
+  const auto t = testing::mask<double>(kShape, 2);
+  check_target_aliasing("bce_with_logits", x, t, [](auto& a, auto& b, auto& g) {
+    return bce_with_logits_value_and_grad(a, b, g);
+  });
+  check_target_aliasing("sigmoid_focal", x, t, [](auto& a, auto& b, auto& g) {
+    return sigmoid_focal_value_and_grad(a, b, g);
+  });
+  check_target_aliasing("soft_dice", x, t, [](auto& a, auto& b, auto& g) {
+    return soft_dice_value_and_grad(a, b, g);
+  });
+  check_target_aliasing("tversky", x, t,
+                        [](auto& a, auto& b, auto& g) { return tversky_value_and_grad(a, b, g); });
+  check_target_aliasing("bce_dice", x, t,
+                        [](auto& a, auto& b, auto& g) { return bce_dice_value_and_grad(a, b, g); });
+  check_target_aliasing("lovasz_hinge", x, t, [](auto& a, auto& b, auto& g) {
+    return lovasz_hinge_value_and_grad(a, b, g);
+  });
+  const auto p = testing::uniform<double>(kShape, 3, 0.05, 0.95);
+  check_target_aliasing("binary_cross_entropy", p, t, [](auto& a, auto& b, auto& g) {
+    return binary_cross_entropy_value_and_grad(a, b, g);
+  });
+}
+
+TEST_CASE("grad aliasing: multi-class losses, grad over the labels or the probabilities") {
+  const auto x = testing::randn<double>(kShape, 4, 2.0);
+  const auto y = testing::labels<int64_t>(kShape.without(1), 3, 5);
+  auto q = testing::uniform<double>(kShape, 6, 0.0, 1.0);  // rows normalised below
+  const int64_t px = kShape.numel_from(2);
+  for (int64_t i = 0; i < kShape[0]; ++i)
+    for (int64_t j = 0; j < px; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < 3; ++c) s += q[(i * 3 + c) * px + j];
+      for (int64_t c = 0; c < 3; ++c) q[(i * 3 + c) * px + j] /= s;
+    }
+  const auto each = [&](const std::string& name, auto f) {
+    check_target_aliasing((name + " (labels)").c_str(), x, y, f);
+    check_target_aliasing((name + " (probabilities)").c_str(), x, q, f);
+  };
+  each("cross_entropy",
+       [](auto& a, auto& b, auto& g) { return cross_entropy_value_and_grad(a, b, g); });
+  each("softmax_dice",
+       [](auto& a, auto& b, auto& g) { return softmax_dice_value_and_grad(a, b, g); });
+  each("generalized_dice",
+       [](auto& a, auto& b, auto& g) { return generalized_dice_value_and_grad(a, b, g); });
+  each("ce_dice", [](auto& a, auto& b, auto& g) { return ce_dice_value_and_grad(a, b, g); });
+  check_target_aliasing("softmax_focal", x, y, [](auto& a, auto& b, auto& g) {
+    return softmax_focal_value_and_grad(a, b, g);
+  });
+  check_target_aliasing("dice_focal", x, y, [](auto& a, auto& b, auto& g) {
+    return dice_focal_value_and_grad(a, b, g);
+  });
+  check_target_aliasing("lovasz_softmax", x, y, [](auto& a, auto& b, auto& g) {
+    return lovasz_softmax_value_and_grad(a, b, g);
+  });
+}
+
+TEST_CASE("grad aliasing: a grad over a weight is refused at an offset, exactly is the same") {
+  // The per-pixel weights of the logits' shape may be the grad exactly (each weight is read
+  // before its element's gradient is stored); per-class weights and any offset are refused.
+  const auto x = testing::randn<double>(kShape, 7, 2.0);
+  const auto t = testing::mask<double>(kShape, 8);
+  const auto w = testing::uniform<double>(kShape, 9, 0.5, 2.0);
+  const auto weighted = [&](const char* name, auto f) {
+    check_target_aliasing(name, x, w, [&](auto& a, auto& ww, auto& g) { return f(a, ww, g); });
+  };
+  weighted("bce_with_logits weight", [&](auto& a, auto& ww, auto& g) {
+    BceWithLogitsOptions<double> o;
+    o.weight = ww;
+    return bce_with_logits_value_and_grad(a, t, g, o);
+  });
+  weighted("sigmoid_focal weight", [&](auto& a, auto& ww, auto& g) {
+    SigmoidFocalOptions<double> o;
+    o.weight = ww;
+    return sigmoid_focal_value_and_grad(a, t, g, o);
+  });
+  weighted("soft_dice weight", [&](auto& a, auto& ww, auto& g) {
+    SoftDiceOptions<double> o;
+    o.weight = ww;
+    return soft_dice_value_and_grad(a, t, g, o);
+  });
+  weighted("bce_dice weights", [&](auto& a, auto& ww, auto& g) {
+    BceDiceOptions<double> o;
+    o.bce.weight = ww;
+    o.dice.weight = ww;
+    return bce_dice_value_and_grad(a, t, g, o);
+  });
+  const auto y = testing::labels<int64_t>(kShape.without(1), 3, 10);
+  std::vector<double> storage(static_cast<size_t>(kShape.numel()));
+  auto grad = Tensor<double>::view(storage.data(), kShape);
+  const auto per_class = Tensor<double>::view(storage.data() + 11, Shape{3});
+  CrossEntropyOptions<double> ce;
+  ce.weight = per_class;
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, grad, ce),
+                       doctest::Contains("grad overlaps options.weight"), Error);
+  SoftmaxFocalOptions<double> sf;
+  sf.alpha = per_class;
+  CHECK_THROWS_WITH_AS(softmax_focal_value_and_grad(x, y, grad, sf),
+                       doctest::Contains("grad overlaps options.alpha"), Error);
+  SoftmaxOverlapOptions<double> sd;
+  sd.class_weight = per_class;
+  CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(x, y, grad, sd),
+                       doctest::Contains("grad overlaps options.class_weight"), Error);
+  BceWithLogitsOptions<double> pw;
+  pw.pos_weight = per_class;
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, t, grad, pw),
+                       doctest::Contains("grad overlaps options.pos_weight"), Error);
+}
