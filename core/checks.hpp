@@ -43,6 +43,9 @@ template <class T>
 void check_same_device(const char* function, const char* argument, const Tensor<T>& t,
                        Device device, const char* input = "logits") {
   if (device == Device::cpu) {
+    SEGLOSS_CHECK(t.device() == Device::cpu || !cuda::built(), function, argument, " ", t.shape(),
+                  " is on device ", device_name(t.device()), ", but ", input,
+                  " are on cpu: every tensor of a call must be on one device");
     check_on_cpu(function, argument, t);
     return;
   }

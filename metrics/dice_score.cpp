@@ -8,6 +8,9 @@
 
 #include "../backends/cpu/dice_score.hpp"
 #include "../core/checks.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/dice_score.hpp"
+#endif
 
 namespace segloss {
 
@@ -55,11 +58,11 @@ namespace {
 template <class T>
 cpu::DiceScoreArgs<T> dice_score_args(const char* fn, const Tensor<T>& pred,
                                       const Tensor<T>& target, const DiceScoreOptions& o) {
-  detail::check_image(fn, "pred", pred);
+  detail::check_image(fn, "pred", pred, /*cuda_path=*/true);
   SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
   SEGLOSS_CHECK(target.shape() == pred.shape(), fn, "target ", target.shape(),
                 " does not match pred ", pred.shape());
-  detail::check_on_cpu(fn, "target", target);
+  detail::check_same_device(fn, "target", target, pred.device(), "pred");
   SEGLOSS_CHECK(std::isfinite(o.threshold) && o.threshold >= 0.0 && o.threshold <= 1.0, fn,
                 "options.threshold is ", o.threshold,
                 "; it must be a probability in [0, 1] (for logits too: it applies to sigmoid(x))");
@@ -98,7 +101,13 @@ DiceScoreResult dice_score(const Tensor<T>& pred, const Tensor<T>& target,
   const auto a = dice_score_args(fn, pred, target, options);
   const Shape& s = pred.shape();
   std::vector<double> stats(static_cast<size_t>(a.planes * 3));
+#if defined(SEGLOSS_WITH_CUDA)
+  const cpu::DiceBadValue bad = pred.device() == Device::cuda
+                                    ? cuda::dice_score_statistics(fn, a, stats.data())
+                                    : cpu::dice_score_statistics(a, stats.data());
+#else
   const cpu::DiceBadValue bad = cpu::dice_score_statistics(a, stats.data());
+#endif
   SEGLOSS_CHECK(bad.index < 0, fn, bad.in_pred ? "pred" : "target", " holds ", bad.value,
                 " at index ", bad.index, " ", s.position(bad.index),
                 "; with check_binary every scored value must be 0 or 1");

@@ -62,7 +62,13 @@
 // Errors (segloss::Error): rank outside 3..5, a zero extent, pred and target shapes that
 // differ, a threshold that is NaN or outside [0, 1], negative or non-finite smooth terms, a
 // negative border or one that leaves no pixel on some axis, a non-binary value under
-// check_binary, a CUDA tensor.
+// check_binary, pred and target on different devices.
+//
+// CUDA: pred and target on the GPU run one pass over the scored boxes on the current stream
+// (backends/cuda/dice_score.cu: the same hard prediction, the sums in double in a fixed order,
+// the first bad value found by an integer atomicMin), then the scores on the host as above: the
+// call waits for the stream. The counts are exact for binary targets; a logit within a few ulps
+// of logit(threshold) may decide differently on a GPU, whose exp is not the host's.
 #pragma once
 
 #include <cstdint>
