@@ -339,9 +339,18 @@ ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T
                                          const SigmoidFocalOptions<T>& options) {
   const char* fn = "sigmoid_focal_statistics";
   detail::check_split_reduction(fn, options.reduction);
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   a.want_sum = true;
   const double n = static_cast<double>(logits.numel());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sum comes back to the host: waits
+    double sum = 0.0;
+    cuda::Result<T> r;
+    r.host = &sum;
+    cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, r);
+    return detail::mean_statistics(sum, n, n);
+  }
+#endif
   return detail::mean_statistics(cpu::sigmoid_focal(a), n, n);
 }
 
@@ -352,12 +361,19 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   const char* fn = "sigmoid_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad);
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   a.grad = grad.data();
   a.grad_scale = scale;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda)  // the scale is a kernel argument: nothing waits
+    cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, {});
+  else
+    cpu::sigmoid_focal(a);
+#else
   cpu::sigmoid_focal(a);
+#endif
   return reduced.global[detail::kLossSum] * scale;
 }
 
