@@ -96,6 +96,29 @@ struct SigmoidFocal {
   }
 };
 
+struct CrossEntropy {
+  template <class T, class U>
+  static ShardStatistics stat(const Tensor<T>& x, const Tensor<U>& t,
+                              const CrossEntropyOptions<T>& o) {
+    return cross_entropy_statistics(x, t, o);
+  }
+  template <class T, class U>
+  static double fin(const Tensor<T>& x, const Tensor<U>& t, const ShardStatistics& r, Tensor<T>& g,
+                    const CrossEntropyOptions<T>& o) {
+    return cross_entropy_finalize(x, t, r, g, o);
+  }
+  template <class T, class U>
+  static ValueAndGrad<T> vag(const Tensor<T>& x, const Tensor<U>& t,
+                             const CrossEntropyOptions<T>& o) {
+    return cross_entropy_value_and_grad(x, t, o);
+  }
+  template <class T>
+  static CrossEntropyOptions<T> dev(CrossEntropyOptions<T> o) {
+    o.weight = gpu(o.weight);
+    return o;
+  }
+};
+
 // The options of shard [first, first + count): the per-image weight sliced when `sliced`.
 template <class O>
 O shard_options(const O& o, bool sliced, int64_t first, int64_t count) {
@@ -247,6 +270,96 @@ void sigmoid_focal_all() {
   }
 }
 
+// Labels of kLabelShape in [0, 3) with about a fifth set to `ignore`, and image 0 entirely
+// `ignore` (a shard whose pixels are all ignored: layout {1, 3, 1}).
+template <class L>
+Tensor<L> labels_with_ignored(uint64_t seed, int64_t ignore = -100) {
+  auto y = labels<L>(kLabelShape, 3, seed, 0.2, ignore);
+  for (int64_t i = 0; i < kLabelShape.numel_from(1); ++i) y[i] = static_cast<L>(ignore);
+  return y;
+}
+
+// Probabilities of kShape: each pixel's 3 values sum to 1.
+template <class T>
+Tensor<T> probabilities(uint64_t seed) {
+  auto q = uniform<T>(kShape, seed, 0.05, 1.0);
+  const int64_t C = kShape[1], S = kShape.numel_from(2);
+  for (int64_t n = 0; n < kShape[0]; ++n)
+    for (int64_t i = 0; i < S; ++i) {
+      T z = 0;
+      for (int64_t c = 0; c < C; ++c) z += q[(n * C + c) * S + i];
+      for (int64_t c = 0; c < C; ++c) q[(n * C + c) * S + i] /= z;
+    }
+  return q;
+}
+
+template <class T, class L>
+void cross_entropy_labels_all(uint64_t seed) {
+  const auto x = randn<T>(kShape, seed, 2.0);
+  const auto y = labels_with_ignored<L>(seed + 1);
+  const auto w = Tensor<T>::from({0.5, 2.0, 1.25}, {3});
+  for (int variant = 0; variant < 9; ++variant) {
+    CAPTURE(variant);
+    CrossEntropyOptions<T> o;
+    Tensor<L> t = y;
+    if (variant == 1) o.weight = w;
+    if (variant == 2) o.label_smoothing = 0.1, o.weight = Tensor<T>::from({1, 3, 0.5}, {3});
+    if (variant == 3) o.mean_over = MeanOver::valid_pixels, o.weight = w;
+    if (variant == 4) o.reduction = Reduction::sum, o.label_smoothing = 0.2, o.weight = w;
+    if (variant == 5) o.ignore_index = 1, t = labels_with_ignored<L>(seed + 2, 1);
+    if (variant == 6) o.ignore_negative = true, t = labels_with_ignored<L>(seed + 3, -1);
+    if (variant == 7) o.all_ignored = AllIgnored::nan, o.weight = w;
+    if (variant == 8) o.mean_over = MeanOver::valid_pixels, o.label_smoothing = 0.05;
+    check_split<CrossEntropy>(x, t, o);
+  }
+  // Every pixel of the batch ignored: all_ignored's value (0 or NaN) and a zero gradient.
+  const auto none = Tensor<L>::full(kLabelShape, L(-100));
+  for (AllIgnored policy : {AllIgnored::zero, AllIgnored::nan}) {
+    for (Reduction r : {Reduction::mean, Reduction::sum}) {
+      CAPTURE(static_cast<int>(policy));
+      CAPTURE(static_cast<int>(r));
+      CrossEntropyOptions<T> o;
+      o.all_ignored = policy;
+      o.reduction = r;
+      check_split<CrossEntropy>(x, none, o);
+    }
+  }
+}
+
+template <class T>
+void cross_entropy_probabilities_all(uint64_t seed) {
+  const auto x = randn<T>(kShape, seed, 2.0);
+  const auto q = probabilities<T>(seed + 1);
+  for (int variant = 0; variant < 4; ++variant) {
+    CAPTURE(variant);
+    CrossEntropyOptions<T> o;
+    if (variant == 1) o.weight = Tensor<T>::from({0.5, 2.0, 1.25}, {3});
+    if (variant == 2) o.label_smoothing = 0.05, o.weight = Tensor<T>::from({1, 3, 0.5}, {3});
+    if (variant == 3) o.reduction = Reduction::sum, o.label_smoothing = 0.1;
+    check_split<CrossEntropy>(x, q, o);
+  }
+}
+
+// A bad label raises in statistics and in finalize with the CPU's message.
+template <class Loss, class T, class L, class O>
+void check_bad_label(const O& o) {
+  const auto x = randn<T>(kShape, 470);
+  auto y = labels<L>(kLabelShape, 3, 471);
+  y[37] = L(7);
+  const O od = Loss::dev(o);
+  const auto xd = gpu(x);
+  const auto yd = gpu(y);
+  const std::string cpu_stat = error_of([&] { Loss::stat(x, y, o); });
+  CHECK(cpu_stat.find("label 7") != std::string::npos);
+  CHECK(error_of([&] { Loss::stat(xd, yd, od); }) == cpu_stat);
+  ShardStatistics st;
+  st.global = {10.0, 150.0, 150.0};
+  Tensor<T> g, gd;
+  const std::string cpu_fin = error_of([&] { Loss::fin(x, y, st, g, o); });
+  CHECK(cpu_fin.find("label 7") != std::string::npos);
+  CHECK(error_of([&] { Loss::fin(xd, yd, st, gd, od); }) == cpu_fin);
+}
+
 }  // namespace
 
 TEST_CASE("cuda split: bce_with_logits statistics / finalize equal one process") {
@@ -295,4 +408,35 @@ TEST_CASE("cuda split: sigmoid_focal errors and 10 runs bitwise") {
   od.gamma = 0.5;
   od.weight = uniform<double>(Shape{5, 3, 1, 1}, 354, 0.0, 2.0);
   check_bitwise<SigmoidFocal>(randn<double>(kShape, 355), mask<double>(kShape, 356), od);
+}
+
+TEST_CASE("cuda split: cross_entropy with labels equals one process (int32, int64)") {
+  SEGLOSS_REQUIRE_GPU();
+  cross_entropy_labels_all<float, int64_t>(500);
+  cross_entropy_labels_all<float, int32_t>(510);
+  cross_entropy_labels_all<double, int64_t>(520);
+  cross_entropy_labels_all<double, int32_t>(530);
+}
+
+TEST_CASE("cuda split: cross_entropy with probabilities equals one process") {
+  SEGLOSS_REQUIRE_GPU();
+  cross_entropy_probabilities_all<float>(540);
+  cross_entropy_probabilities_all<double>(550);
+}
+
+TEST_CASE("cuda split: cross_entropy errors, bad labels and 10 runs bitwise") {
+  SEGLOSS_REQUIRE_GPU();
+  CrossEntropyOptions<float> o;
+  o.weight = Tensor<float>::from({0.5, 2.0, 1.25}, {3});
+  o.label_smoothing = 0.1;
+  check_errors<CrossEntropy>(randn<float>(kShape, 560), labels_with_ignored<int64_t>(561), o);
+  check_errors<CrossEntropy>(randn<float>(kShape, 562), probabilities<float>(563), o);
+  check_bad_label<CrossEntropy, float, int64_t>(o);
+  check_bad_label<CrossEntropy, double, int32_t>(CrossEntropyOptions<double>{});
+  check_bitwise<CrossEntropy>(randn<float>(kShape, 564), labels_with_ignored<int32_t>(565), o);
+  CrossEntropyOptions<double> od;
+  od.mean_over = MeanOver::valid_pixels;
+  check_bitwise<CrossEntropy>(randn<double>(kShape, 566), labels_with_ignored<int64_t>(567), od);
+  check_bitwise<CrossEntropy>(randn<double>(kShape, 568), probabilities<double>(569),
+                              CrossEntropyOptions<double>{});
 }
