@@ -327,12 +327,13 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
     auto a = cuda_args(fn, logits, target, options);
     detail::prepare_grad(fn, logits, grad);
     a.grad = grad.data();
+    a.use_reduced = true;
     a.reduced_divisor = reduced.global[detail::kDivisor];
-    a.reduced_counted = reduced.global[detail::kCounted];
+    a.reduced_none_counted = reduced.global[detail::kCounted] == 0.0;
     cuda_status(a, target, true);
     Prepared<T, L> p;  // the value from the reduced sums, as below
     p.divisor = a.reduced_divisor;
-    p.none_counted = a.reduced_counted == 0.0;
+    p.none_counted = a.reduced_none_counted;
     return reduce(reduced.global[detail::kLossSum], p, options);
   }
 #endif

@@ -136,15 +136,25 @@ Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tenso
 }
 
 // Runs the passes; with host_status, waits and raises the CPU's error for the first bad label.
+// reduced_count: cuda::softmax_focal's (the split's finalize).
+template <class T, class L>
+cuda::FocalStatus cuda_softmax_status(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
+                                      const Tensor<L>& target, bool mean, const T* grad_scale_by,
+                                      T* device_value, bool host_status,
+                                      double reduced_count = -1.0) {
+  const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status,
+                                            reduced_count);
+  if (st.first_bad >= 0)
+    detail::fail_bad_label(fn, target.shape(), st.first_bad,
+                           cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
+  return st;
+}
+
 template <class T, class L>
 double cuda_softmax_run(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
                         const Tensor<L>& target, bool mean, const T* grad_scale_by, T* device_value,
                         bool host_status) {
-  const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status);
-  if (st.first_bad >= 0)
-    detail::fail_bad_label(fn, target.shape(), st.first_bad,
-                           cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
-  return st.value;
+  return cuda_softmax_status(fn, a, target, mean, grad_scale_by, device_value, host_status).value;
 }
 #endif
 
@@ -382,6 +392,14 @@ ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L
                                          const SoftmaxFocalOptions<T>& options) {
   const char* fn = "softmax_focal_statistics";
   detail::check_split_reduction(fn, options.reduction);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sum and the count come back: waits
+    auto p = cuda_prepare(fn, logits, target, options);
+    p.args.want_sum = true;
+    const auto st = cuda_softmax_status<T, L>(fn, p.args, target, false, nullptr, nullptr, true);
+    return detail::mean_statistics(st.value, st.counted, st.counted);
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double counted = static_cast<double>(p.counted);
@@ -395,9 +413,21 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   const char* fn = "softmax_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  const double divisor = reduced.global[detail::kDivisor];
+  const double scale = split_scale(options.reduction, divisor);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
+    auto p = cuda_prepare(fn, logits, target, options);
+    detail::prepare_grad(fn, logits, grad);
+    p.args.grad = grad.data();
+    p.args.want_sum = true;  // the flag is read back with the (unused) shard value
+    cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
+                              nullptr, true, divisor > 0.0 ? divisor : 0.0);
+    return reduced.global[detail::kLossSum] * scale;
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   detail::prepare_grad(fn, logits, grad);
-  const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   p.args.grad = grad.data();
   p.args.grad_scale = scale;
   cpu::softmax_focal(p.args);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -119,11 +120,37 @@ struct CrossEntropy {
   }
 };
 
+struct SoftmaxFocal {
+  template <class T, class L>
+  static ShardStatistics stat(const Tensor<T>& x, const Tensor<L>& t,
+                              const SoftmaxFocalOptions<T>& o) {
+    return softmax_focal_statistics(x, t, o);
+  }
+  template <class T, class L>
+  static double fin(const Tensor<T>& x, const Tensor<L>& t, const ShardStatistics& r, Tensor<T>& g,
+                    const SoftmaxFocalOptions<T>& o) {
+    return softmax_focal_finalize(x, t, r, g, o);
+  }
+  template <class T, class L>
+  static ValueAndGrad<T> vag(const Tensor<T>& x, const Tensor<L>& t,
+                             const SoftmaxFocalOptions<T>& o) {
+    return softmax_focal_value_and_grad(x, t, o);
+  }
+  template <class T>
+  static SoftmaxFocalOptions<T> dev(SoftmaxFocalOptions<T> o) {
+    o.alpha = gpu(o.alpha);
+    return o;
+  }
+};
+
 // The options of shard [first, first + count): the per-image weight sliced when `sliced`.
 template <class O>
 O shard_options(const O& o, bool sliced, int64_t first, int64_t count) {
   O s = o;
-  if (sliced) s.weight = slice(o.weight, first, count);
+  if constexpr (!std::is_same_v<O, SoftmaxFocalOptions<float>> &&
+                !std::is_same_v<O, SoftmaxFocalOptions<double>>) {
+    if (sliced) s.weight = slice(o.weight, first, count);
+  }
   return s;
 }
 
@@ -340,6 +367,29 @@ void cross_entropy_probabilities_all(uint64_t seed) {
   }
 }
 
+template <class T, class L>
+void softmax_focal_all(uint64_t seed) {
+  const auto x = randn<T>(kShape, seed, 2.0);
+  const auto y = labels_with_ignored<L>(seed + 1);
+  for (int variant = 0; variant < 6; ++variant) {
+    CAPTURE(variant);
+    SoftmaxFocalOptions<T> o;
+    Tensor<L> t = y;
+    if (variant == 1) o.reduction = Reduction::sum;
+    if (variant == 2) o.alpha = Tensor<T>::from({0.25, 1.0, 0.5}, {3}), o.gamma = 1.5;
+    if (variant == 3) o.gamma = 0.0, o.reduction = Reduction::sum;
+    if (variant == 4) o.gamma = 1.0, o.ignore_index = 2, t = labels_with_ignored<L>(seed + 2, 2);
+    if (variant == 5) o.gamma = 0.5, o.alpha = Tensor<T>::from({1.0, 0.5, 2.0}, {3});
+    check_split<SoftmaxFocal>(x, t, o);
+  }
+  // Every pixel of the batch ignored: 0 and a zero gradient.
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    SoftmaxFocalOptions<T> o;
+    o.reduction = r;
+    check_split<SoftmaxFocal>(x, Tensor<L>::full(kLabelShape, L(-100)), o);
+  }
+}
+
 // A bad label raises in statistics and in finalize with the CPU's message.
 template <class Loss, class T, class L, class O>
 void check_bad_label(const O& o) {
@@ -439,4 +489,27 @@ TEST_CASE("cuda split: cross_entropy errors, bad labels and 10 runs bitwise") {
   check_bitwise<CrossEntropy>(randn<double>(kShape, 566), labels_with_ignored<int64_t>(567), od);
   check_bitwise<CrossEntropy>(randn<double>(kShape, 568), probabilities<double>(569),
                               CrossEntropyOptions<double>{});
+}
+
+TEST_CASE("cuda split: softmax_focal equals one process (int32, int64)") {
+  SEGLOSS_REQUIRE_GPU();
+  softmax_focal_all<float, int64_t>(600);
+  softmax_focal_all<float, int32_t>(610);
+  softmax_focal_all<double, int64_t>(620);
+  softmax_focal_all<double, int32_t>(630);
+}
+
+TEST_CASE("cuda split: softmax_focal errors, bad labels and 10 runs bitwise") {
+  SEGLOSS_REQUIRE_GPU();
+  SoftmaxFocalOptions<float> o;
+  o.alpha = Tensor<float>::from({0.25, 1.0, 0.5}, {3});
+  o.gamma = 1.5;
+  check_errors<SoftmaxFocal>(randn<float>(kShape, 640), labels_with_ignored<int64_t>(641), o);
+  check_bad_label<SoftmaxFocal, float, int64_t>(o);
+  check_bad_label<SoftmaxFocal, double, int32_t>(SoftmaxFocalOptions<double>{});
+  check_bitwise<SoftmaxFocal>(randn<float>(kShape, 642), labels_with_ignored<int32_t>(643), o);
+  SoftmaxFocalOptions<double> od;
+  od.gamma = 0.5;
+  od.reduction = Reduction::sum;
+  check_bitwise<SoftmaxFocal>(randn<double>(kShape, 644), labels_with_ignored<int64_t>(645), od);
 }

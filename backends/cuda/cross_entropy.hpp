@@ -40,9 +40,11 @@ struct CrossEntropyArgs {
   const T* grad_out = nullptr;   // none: (N, S); mean/sum: one element; null: 1
   // The split's finalize (cross_entropy_finalize): the mean's divisor and the count of counted
   // pixels summed over every shard, which prepare takes in place of this call's own (a kernel
-  // argument: nothing is copied or waited for). reduced_counted < 0: not given.
+  // argument: nothing is copied or waited for): used when use_reduced, no pixel counted in the
+  // batch when reduced_none_counted.
+  bool use_reduced = false;
   double reduced_divisor = 0.0;
-  double reduced_counted = -1.0;
+  bool reduced_none_counted = false;
 };
 
 // A pixel whose label is outside [0, C) and not ignored gets a NaN loss and a NaN gradient (so a
