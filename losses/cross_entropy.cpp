@@ -141,8 +141,8 @@ cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
   return a;
 }
 
-// Runs the passes; with host_status, raises the CPU's error for the first bad label, else
-// returns the status read back.
+// Runs the passes; with host_status, raises the CPU's error for the first bad label and returns
+// the status read back (value, count, weight sum).
 template <class T, class L>
 cuda::CrossEntropyStatus cuda_status(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target,
                                      bool host_status) {
