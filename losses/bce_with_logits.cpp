@@ -148,7 +148,18 @@ ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor
   detail::check_split_reduction(fn, options.reduction);
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
   a.want_sum = true;
-  const double sum = cpu::bce_with_logits(a);
+  double sum = 0.0;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sum comes back to the host: waits
+    cuda::Result<T> r;
+    r.host = &sum;
+    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), 1.0, r);
+  } else {
+    sum = cpu::bce_with_logits(a);
+  }
+#else
+  sum = cpu::bce_with_logits(a);
+#endif
   return detail::mean_statistics(sum, detail::bce_mean_divisor(logits, options),
                                  static_cast<double>(logits.numel()));
 }
@@ -166,6 +177,14 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
                         detail::apart_or_same("options.weight", options.weight),
                         detail::apart("options.pos_weight", options.pos_weight)});
   const double scale = detail::bce_scale_of(options, reduced.global[detail::kDivisor]);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the scale is a kernel argument: nothing waits
+    a.grad = grad.data();
+    a.grad_scale = scale;
+    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), 1.0, {});
+    return reduced.global[detail::kLossSum] * scale;
+  }
+#endif
   if (zero_weight_mean(options, scale)) {
     std::fill(grad.begin(), grad.end(), T(0));
     return 0.0;

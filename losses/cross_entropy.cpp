@@ -151,9 +151,11 @@ cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
   return a;
 }
 
-// Runs the passes; with host_status, raises the CPU's error for the first bad label.
+// Runs the passes; with host_status, raises the CPU's error for the first bad label and returns
+// the status read back (value, count, weight sum).
 template <class T, class L>
-double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, bool host_status) {
+cuda::CrossEntropyStatus cuda_status(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target,
+                                     bool host_status) {
   const auto st = cuda::cross_entropy(a, host_status);
   (void)target;                                  // read for a bad label only
   if constexpr (!std::is_floating_point_v<L>) {  // probabilities have no label to report
@@ -165,7 +167,12 @@ double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, 
                              cuda::read_element(target.data(), st.first_bad), a.classes, rule);
     }
   }
-  return st.value;
+  return st;
+}
+
+template <class T, class L>
+double cuda_run(const cuda::CrossEntropyArgs<T, L>& a, const Tensor<L>& target, bool host_status) {
+  return cuda_status(a, target, host_status).value;
 }
 
 template <class T, class L>
@@ -301,6 +308,15 @@ ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L
                                          const CrossEntropyOptions<T>& options) {
   const char* fn = "cross_entropy_statistics";
   detail::check_split_reduction(fn, options.reduction);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sums come back to the host: waits
+    auto a = cuda_args(fn, logits, target, options);
+    a.reduction = Reduction::sum;  // the value is the loss sum
+    const auto st = cuda_status(a, target, true);
+    const double divisor = a.mean_over_valid ? st.count : st.weight_sum;
+    return detail::mean_statistics(st.value, divisor, st.count);
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double sum = cpu::cross_entropy(p.args);
@@ -316,6 +332,21 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   const char* fn = "cross_entropy_finalize";
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
+    auto a = cuda_args(fn, logits, target, options);
+    prepare_ce_grad(fn, logits, target, grad, options);
+    a.grad = grad.data();
+    a.use_reduced = true;
+    a.reduced_divisor = reduced.global[detail::kDivisor];
+    a.reduced_none_counted = reduced.global[detail::kCounted] == 0.0;
+    cuda_status(a, target, true);
+    Prepared<T, L> p;  // the value from the reduced sums, as below
+    p.divisor = a.reduced_divisor;
+    p.none_counted = a.reduced_none_counted;
+    return reduce(reduced.global[detail::kLossSum], p, options);
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   p.divisor = reduced.global[detail::kDivisor];
   p.none_counted = reduced.global[detail::kCounted] == 0.0;

@@ -136,15 +136,25 @@ Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tenso
 }
 
 // Runs the passes; with host_status, waits and raises the CPU's error for the first bad label.
+// reduced_count: cuda::softmax_focal's (the split's finalize).
+template <class T, class L>
+cuda::FocalStatus cuda_softmax_status(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
+                                      const Tensor<L>& target, bool mean, const T* grad_scale_by,
+                                      T* device_value, bool host_status,
+                                      double reduced_count = -1.0) {
+  const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status,
+                                            reduced_count);
+  if (st.first_bad >= 0)
+    detail::fail_bad_label(fn, target.shape(), st.first_bad,
+                           cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
+  return st;
+}
+
 template <class T, class L>
 double cuda_softmax_run(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
                         const Tensor<L>& target, bool mean, const T* grad_scale_by, T* device_value,
                         bool host_status) {
-  const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status);
-  if (st.first_bad >= 0)
-    detail::fail_bad_label(fn, target.shape(), st.first_bad,
-                           cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
-  return st.value;
+  return cuda_softmax_status(fn, a, target, mean, grad_scale_by, device_value, host_status).value;
 }
 #endif
 
@@ -345,9 +355,18 @@ ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T
                                          const SigmoidFocalOptions<T>& options) {
   const char* fn = "sigmoid_focal_statistics";
   detail::check_split_reduction(fn, options.reduction);
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   a.want_sum = true;
   const double n = static_cast<double>(logits.numel());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sum comes back to the host: waits
+    double sum = 0.0;
+    cuda::Result<T> r;
+    r.host = &sum;
+    cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, r);
+    return detail::mean_statistics(sum, n, n);
+  }
+#endif
   return detail::mean_statistics(cpu::sigmoid_focal(a), n, n);
 }
 
@@ -358,14 +377,21 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   const char* fn = "sigmoid_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
-  auto a = sigmoid_args(fn, logits, target, options);
+  auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart_or_same("target", target),
                         detail::apart_or_same("options.weight", options.weight)});
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   a.grad = grad.data();
   a.grad_scale = scale;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda)  // the scale is a kernel argument: nothing waits
+    cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, {});
+  else
+    cpu::sigmoid_focal(a);
+#else
   cpu::sigmoid_focal(a);
+#endif
   return reduced.global[detail::kLossSum] * scale;
 }
 
@@ -374,6 +400,14 @@ ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L
                                          const SoftmaxFocalOptions<T>& options) {
   const char* fn = "softmax_focal_statistics";
   detail::check_split_reduction(fn, options.reduction);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the sum and the count come back: waits
+    auto p = cuda_prepare(fn, logits, target, options);
+    p.args.want_sum = true;
+    const auto st = cuda_softmax_status<T, L>(fn, p.args, target, false, nullptr, nullptr, true);
+    return detail::mean_statistics(st.value, st.counted, st.counted);
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double counted = static_cast<double>(p.counted);
@@ -387,11 +421,25 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   const char* fn = "softmax_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  const double divisor = reduced.global[detail::kDivisor];
+  const double scale = split_scale(options.reduction, divisor);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
+    auto p = cuda_prepare(fn, logits, target, options);
+    detail::prepare_grad(
+        fn, logits, grad,
+        {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+    p.args.grad = grad.data();
+    p.args.want_sum = true;  // the flag is read back with the (unused) shard value
+    cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
+                              nullptr, true, divisor > 0.0 ? divisor : 0.0);
+    return reduced.global[detail::kLossSum] * scale;
+  }
+#endif
   auto p = prepare(fn, logits, target, options);
   detail::prepare_grad(
       fn, logits, grad,
       {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
-  const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   p.args.grad = grad.data();
   p.args.grad_scale = scale;
   cpu::softmax_focal(p.args);

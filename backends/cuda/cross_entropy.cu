@@ -112,7 +112,8 @@ template <class T>
 __global__ void __launch_bounds__(kThreads)
     prepare(int blocks, long long fixed_count, int64_t classes, const T* __restrict__ weight,
             bool mean, bool mean_valid, bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
-            const double* weight_partial, const long long* count_partial, Status* st) {
+            const double* weight_partial, const long long* count_partial, Status* st,
+            bool use_reduced, double reduced_divisor, bool reduced_none_counted) {
   double ws = 0.0;
   long long count = 0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) {
@@ -135,8 +136,11 @@ __global__ void __launch_bounds__(kThreads)
   }
   // As the CPU path (losses/cross_entropy.cpp): 1/divisor, and when no pixel counts, 0 for the
   // gradient and 0 or NaN for the value. Weights summing to 0 divide by 0 as PyTorch does.
-  const bool none_counted = count == 0;
-  const double divisor = mean_valid ? static_cast<double>(count) : ws;
+  // The split's finalize: the whole batch's divisor and count (the CPU's finalize, too).
+  const bool none_counted = use_reduced ? reduced_none_counted : count == 0;
+  const double divisor = use_reduced  ? reduced_divisor
+                         : mean_valid ? static_cast<double>(count)
+                                      : ws;
   const double factor = none_counted ? 0.0 : 1.0 / divisor;
   st->count = count;
   st->weight_sum = ws;
@@ -437,7 +441,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const long long fixed_count = kProbs ? static_cast<long long>(total) : -1;
   cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, fixed_count, a.classes, a.weight, mean,
                a.mean_over_valid, a.all_ignored_nan, scalar ? a.grad_out : nullptr, w.label_weight,
-               w.label_count, w.status);
+               w.label_count, w.status, a.use_reduced, a.reduced_divisor, a.reduced_none_counted);
   call.launched();
   const int blocks = blocks_for(total);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
@@ -467,6 +471,8 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   check(cudaStreamSynchronize(s), a.function, "cudaStreamSynchronize");
   r.value = host.value;
   r.first_bad = host.first_bad == ~0ull ? -1 : static_cast<int64_t>(host.first_bad);
+  r.count = static_cast<double>(host.count);
+  r.weight_sum = host.weight_sum;
   return r;
 }
 

@@ -38,13 +38,22 @@ struct CrossEntropyArgs {
   T* value = nullptr;            // if set: the reduced value, one element (mean or sum)
   T* grad = nullptr;             // if set: the gradient (N, C, S)
   const T* grad_out = nullptr;   // none: (N, S); mean/sum: one element; null: 1
+  // The split's finalize (cross_entropy_finalize): the mean's divisor and the count of counted
+  // pixels summed over every shard, which prepare takes in place of this call's own (a kernel
+  // argument: nothing is copied or waited for): used when use_reduced, no pixel counted in the
+  // batch when reduced_none_counted.
+  bool use_reduced = false;
+  double reduced_divisor = 0.0;
+  bool reduced_none_counted = false;
 };
 
 // A pixel whose label is outside [0, C) and not ignored gets a NaN loss and a NaN gradient (so a
 // reduced value is NaN), and sets the call's error flag: the smallest such linear index.
 struct CrossEntropyStatus {
-  double value = 0.0;      // the reduced value in double (mean or sum), when read back
-  int64_t first_bad = -1;  // the first bad label's linear index, or -1
+  double value = 0.0;       // the reduced value in double (mean or sum), when read back
+  int64_t first_bad = -1;   // the first bad label's linear index, or -1
+  double count = 0.0;       // the counted pixels (N * S for probabilities), when read back
+  double weight_sum = 0.0;  // the sum of their class weights (N * S for probabilities), likewise
 };
 
 // The workspace bytes of one call (a fixed size: the grid has at most a fixed number of blocks).

@@ -161,11 +161,13 @@ struct LabelBody {
   __device__ At at(int64_t) const { return {labels, classes, ignore_index, flag, first_bad}; }
 };
 
-// The mean's factor and the gradient's scale from the count of counted pixels.
+// The mean's factor and the gradient's scale from the count of counted pixels (the split's
+// finalize: the whole batch's count, reduced_count >= 0, instead).
 template <class T>
 __global__ void prepare_kernel(const double* count, bool mean, const T* grad_scale_by,
-                               double* factor, double* scale) {
-  const double f = mean ? (*count > 0.0 ? 1.0 / *count : 0.0) : 1.0;
+                               double* factor, double* scale, double reduced_count) {
+  const double n = reduced_count >= 0.0 ? reduced_count : *count;
+  const double f = mean ? (n > 0.0 ? 1.0 / n : 0.0) : 1.0;
   *factor = f;
   *scale = f * (grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0);
 }
@@ -283,7 +285,8 @@ void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& a, cons
 
 template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
-                          const T* grad_scale_by, T* device_value, bool host_status) {
+                          const T* grad_scale_by, T* device_value, bool host_status,
+                          double reduced_count) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   // The workspace (detail::softmax_focal_bytes): [header | partials: one per block | count,
   // factor, scale, total].
@@ -301,8 +304,8 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
                              call.at<unsigned long long>(kFirstBadOffset)},
                 partials);
   combine(call, partials, 1, g.blocks(), 1, count);
-  cuda::launch(prepare_kernel<T>, 1, 1, 0, call.stream(), count, mean, grad_scale_by, factor,
-               scale);
+  cuda::launch(prepare_kernel<T>, 1, 1, 0, call.stream(), count, mean, grad_scale_by, factor, scale,
+               reduced_count);
   call.launched();
   const SoftmaxBody<T, L> body{a, scale, cpu::focal_gamma_kind(static_cast<double>(a.gamma))};
   FocalStatus st;
@@ -327,6 +330,9 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
     check(cudaMemcpyAsync(&header, call.value(), sizeof(header), cudaMemcpyDeviceToHost,
                           call.stream()),
           function, "cudaMemcpyAsync of the result");
+    check(
+        cudaMemcpyAsync(&st.counted, count, sizeof(double), cudaMemcpyDeviceToHost, call.stream()),
+        function, "cudaMemcpyAsync of the count");
     check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
     st.value = header.value;
     if (header.flag) st.first_bad = static_cast<int64_t>(~header.first_bad);
@@ -340,7 +346,7 @@ template void sigmoid_focal<double>(const char*, const cpu::SigmoidFocalArgs<dou
                                     const double*, double, Result<double>);
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template FocalStatus softmax_focal<T, L>(const char*, const cpu::SoftmaxFocalArgs<T, L>&, bool, \
-                                           const T*, T*, bool);
+                                           const T*, T*, bool, double);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(double, int32_t)

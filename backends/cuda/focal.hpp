@@ -24,6 +24,7 @@ void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& a, cons
 struct FocalStatus {
   double value = 0.0;      // the reduced value (mean or sum)
   int64_t first_bad = -1;  // the linear index in the target of the first bad label, or -1
+  double counted = 0.0;    // the pixels not ignored (with host_status)
 };
 
 // softmax_focal, in four launches: the label pass (each label checked; the count of pixels not
@@ -35,10 +36,13 @@ struct FocalStatus {
 // scalar), and a.grad_out[i] when set (reduction none). a.want_sum: the value goes to
 // device_value (NaN when a label is bad; null: not wanted) and, with host_status, comes back
 // (the call waits). A label outside [0, C) that is not ignored gets a NaN loss and gradient and
-// sets the call's error flag with the smallest such index.
+// sets the call's error flag with the smallest such index. reduced_count >= 0 (the split's
+// finalize): the mean's factor is 1 / reduced_count (0 when it is 0), the count summed over every
+// shard, in place of this call's own (a kernel argument: nothing is copied or waited for).
 template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
-                          const T* grad_scale_by, T* device_value, bool host_status);
+                          const T* grad_scale_by, T* device_value, bool host_status,
+                          double reduced_count = -1.0);
 
 }  // namespace cuda
 }  // namespace segloss
