@@ -39,6 +39,13 @@
 // too.) The check reads the inputs once before anything is written, so on error no output (not
 // even a caller's grad buffer) is touched. NaN in the weight propagates. Weights of 0 give 0.
 // The gradient buffer may be the probabilities themselves (an in-place update).
+//
+// CUDA (probabilities, target, weight and grad_out on the GPU;
+// backends/cuda/binary_cross_entropy.cu): every form and option, in one pass that also checks the
+// range: an element outside [0, 1] gets a NaN loss and gradient. The forms that return a host value
+// (value_and_grad's double) wait and raise the CPU's message naming the first bad element, after
+// writing grad (the CPU checks before writing anything); forwards, backward and the device-value
+// form leave the NaN on the device without a wait.
 #pragma once
 
 #include "../core/reduction.hpp"
@@ -75,5 +82,11 @@ template <class T>
 double binary_cross_entropy_value_and_grad(const Tensor<T>& probs, const Tensor<T>& target,
                                            Tensor<T>& grad,
                                            const BinaryCrossEntropyOptions<T>& options = {});
+// The value into `value` instead: one element on the probabilities' device (allocated, shape (),
+// when undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is.
+template <class T>
+void binary_cross_entropy_value_and_grad(const Tensor<T>& probs, const Tensor<T>& target,
+                                         Tensor<T>& grad, Tensor<T>& value,
+                                         const BinaryCrossEntropyOptions<T>& options = {});
 
 }  // namespace segloss

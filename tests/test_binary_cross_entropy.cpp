@@ -263,8 +263,9 @@ TEST_CASE("binary_cross_entropy: bad input names the function, argument and valu
   std::vector<float> buf(16, 0.5f);
   const auto cuda = Tensor<float>::view(buf.data(), {1, 1, 16}, Device::cuda);
   CHECK_THROWS_WITH_AS(binary_cross_entropy(cuda, Tensor<float>::view(buf.data(), {1, 1, 16})),
-                       cuda::built() ? "binary_cross_entropy: probs (1,1,16) is on device cuda, "
-                                       "but binary_cross_entropy has no CUDA path yet"
+                       cuda::built() ? "binary_cross_entropy: target (1,1,16) is on device cpu, "
+                                       "but probs are on cuda: every tensor of a call must be on "
+                                       "one device"
                                      : "binary_cross_entropy: probs (1,1,16) is on device cuda, "
                                        "but this build has no CUDA backend",
                        Error);
