@@ -182,11 +182,21 @@ OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& 
                                       const BceDiceOptions<T>& options) {
   const char* fn = "bce_dice_statistics";
   auto p = plan(fn, logits, target, options);
-  cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+  OverlapStatistics st;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the device's per-plane sums, then the CPU's code
+    cuda::bce_dice_statistics_run<T>(fn, p.dice, p.bce, p.stats.data());
+    st = detail::cuda_split_statistics(fn, p.stats, kStats, logits.shape(), options.dice,
+                                       detail::dice_form());
+  }
+#endif
+  if (logits.device() == Device::cpu) {
+    cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+    st = detail::overlap_split_statistics(p.stats, kStats, logits.shape(), options.dice,
+                                          detail::dice_form());
+  }
   double bce_sum = 0.0;
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
-  OverlapStatistics st = detail::overlap_split_statistics(p.stats, kStats, logits.shape(),
-                                                          options.dice, detail::dice_form());
   st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(logits, options.bce),
                                        static_cast<double>(logits.numel())});
   return st;
@@ -198,6 +208,23 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                          const BceDiceOptions<T>& options, BceDiceParts* parts) {
   const char* fn = "bce_dice_finalize";
   auto p = plan(fn, logits, target, options);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
+    detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice);
+    const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
+    BceDiceParts v;
+    v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
+    detail::prepare_grad(fn, logits, grad);
+    cuda::OverlapForm f =
+        detail::cuda_overlap_form(logits.shape(), options.dice, detail::dice_form());
+    f.dice_weight = options.dice_weight;  // scales the Dice term's gradient (its value: here)
+    cuda::OverlapSplit split = detail::cuda_overlap_split(reduced, detail::kMeanSplitSize);
+    split.bce_grad_scale = options.bce_weight * bce_scale;
+    v.dice = cuda::bce_dice_finalize_run<T>(fn, p.dice, p.bce, f, {}, split, grad.data());
+    if (parts) *parts = v;
+    return options.bce_weight * v.bce + options.dice_weight * v.dice;
+  }
+#endif
   std::vector<double> ca, cb;
   BceDiceParts v;
   v.dice = detail::overlap_split_coefficients<T>(fn, reduced, detail::kMeanSplitSize,

@@ -104,10 +104,6 @@ TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming the
   bd.dice.clamp = true;
   CHECK_THROWS_WITH_AS(bce_dice(xd, xd, bd),
                        "bce_dice: options.dice.clamp is not supported on cuda yet", Error);
-  CHECK_THROWS_WITH_AS(soft_dice_statistics(xd, xd),
-                       "soft_dice_statistics: logits (2,1,8,8) is on device cuda, but "
-                       "soft_dice_statistics has no CUDA path yet",
-                       Error);
 }
 
 TEST_CASE("cuda runtime: device tensors copy to and from the host") {

@@ -400,6 +400,30 @@ cuda::OverlapForm cuda_overlap_form(const Shape& s, const O& o, const ScoreForm&
 }
 #endif
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The statistics of a CUDA shard from its per-plane sums (copied back from the device): the CPU's
+// overlap_split_statistics, with the class weights (a CUDA tensor) copied to the host, where the
+// CPU's check of their values runs (the call waits anyway). O: any overlap loss's options.
+template <class O>
+OverlapStatistics cuda_split_statistics(const char* fn, const std::vector<double>& sums, int stride,
+                                        const Shape& input, const O& o, const ScoreForm& f) {
+  if (!o.class_weight.defined()) return overlap_split_statistics(sums, stride, input, o, f);
+  O host = o;
+  host.class_weight = o.class_weight.to(Device::cpu);
+  check_overlap_options(fn, input, host);
+  return overlap_split_statistics(sums, stride, input, host, f);
+}
+
+// What finalize uploads of the reduced statistics, whose overlap part starts at `offset`.
+inline cuda::OverlapSplit cuda_overlap_split(const OverlapStatistics& st, size_t offset) {
+  cuda::OverlapSplit s;
+  s.local = st.local.data();
+  s.global = st.global.data() + offset;
+  s.global_size = st.global.size() - offset;
+  return s;
+}
+#endif
+
 // OverlapInfo of a CUDA call whose empty policy is formula: every score is kept except the
 // excluded background. (With another policy the counts depend on the data: the call copies
 // them back, cuda::OverlapCounts.)
