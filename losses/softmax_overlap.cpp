@@ -120,10 +120,11 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& targ
     const bool none = o.reduction == Reduction::none;
     Tensor<T> out = Tensor<T>::empty(
         none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
-    cuda::SoftmaxOverlapStatus st;  // waits only for counts that depend on the data
-    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
-                   cuda_upstream<T>(o), nullptr, none ? out.data() : nullptr,
-                   none ? nullptr : out.data(), counts_wanted(o, info), &st);
+    // Waits only for counts that depend on the data; the value stays on the device, so a bad
+    // label or class weight makes it NaN and never raises, with or without info.
+    const auto st = cuda::softmax_overlap_run<T, U>(
+        fn, a, detail::cuda_overlap_form(logits.shape(), o, f), cuda_upstream<T>(o), nullptr,
+        none ? out.data() : nullptr, none ? nullptr : out.data(), counts_wanted(o, info));
     cuda_info(logits.shape(), o, st, info);
     return out;
   }

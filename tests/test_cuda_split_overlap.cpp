@@ -582,3 +582,46 @@ TEST_CASE("cuda split: the error paths") {
         }).find("class_weight holds a negative or non-finite value") != std::string::npos);
 }
 
+// Not the split: the forwards of the overlap losses leave their value on the device, so a bad
+// label or class weight makes it NaN and never raises, also when an OverlapInfo makes the call
+// copy its counts back (an empty policy other than formula); value_and_grad returns a host
+// double and raises, with or without info (docs/cuda.md, "Errors").
+TEST_CASE("cuda overlap: a bad label or class weight with and without OverlapInfo") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 4, 5};
+  const auto xd = gpu(randn<float>(s, 700));
+  const auto md = gpu(mask<float>(s, 701, 0.3));
+  auto y = split_labels<int64_t>(s.without(1), 3, 702);
+  y[27] = 3;  // image 1, (1, 2)
+  const auto bad = gpu(y);
+  auto cw = Tensor<float>::full(Shape{3}, 1.0f);
+  cw[2] = NAN;
+  const auto cwd = cw.to(Device::cuda);
+  OverlapInfo info;
+  for (OverlapInfo* i : {static_cast<OverlapInfo*>(nullptr), &info}) {
+    CAPTURE(i != nullptr);
+    SoftmaxOverlapOptions<float> o;
+    o.empty = EmptyPolicy::skip;
+    Tensor<float> v;
+    CHECK_NOTHROW(v = softmax_dice(xd, bad, o, i));
+    CHECK(std::isnan(v.to(Device::cpu)[0]));
+    Tensor<float> g;
+    CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(xd, bad, g, o, i),
+                         doctest::Contains("target has label 3 at (1,1,2)"), Error);
+    const auto good = gpu(split_labels<int64_t>(s.without(1), 3, 702));
+    o.class_weight = cwd;
+    CHECK_NOTHROW(v = softmax_jaccard(xd, good, o, i));
+    CHECK(std::isnan(v.to(Device::cpu)[0]));
+    CHECK_THROWS_WITH_AS(softmax_jaccard_value_and_grad(xd, good, g, o, i),
+                         doctest::Contains("class_weight holds a negative or non-finite value"),
+                         Error);
+    SoftDiceOptions<float> so;
+    so.empty = EmptyPolicy::skip;
+    so.class_weight = cwd;
+    CHECK_NOTHROW(v = soft_dice(xd, md, so, i));
+    CHECK(std::isnan(v.to(Device::cpu)[0]));
+    CHECK_THROWS_WITH_AS(soft_dice_value_and_grad(xd, md, g, so, i),
+                         doctest::Contains("class_weight holds a negative or non-finite value"),
+                         Error);
+  }
+}
