@@ -5,6 +5,9 @@
 // summed on the host, finalize per shard, gives the single-process CPU value and gradient, for
 // every option that changes the statistics' layout or the finalize's math; float (1e-5
 // relative) and double (1e-11); bitwise identical finalize over 10 runs; the error paths.
+// Also two things of session 8 beside the split: bce_dice's Dice term with its weight and
+// finalize options on CUDA (fused forms against the CPU), and the overlap forwards' NaN, never
+// an exception, for a bad label or class weight with or without OverlapInfo.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -363,13 +366,15 @@ void bce_dice_split_all(const Shape& s, uint64_t seed) {
   const auto wfull = uniform<T>(Shape{s[0], 1, s[2], s[3]}, seed + 2, 0.2, 2.0);
   for (Reduction r : {Reduction::mean, Reduction::sum})
     for (int pi = 0; pi < 2; ++pi)
-      for (int k = 0; k < 4; ++k) {
+      for (int k = 0; k < 5 + kFinalizeOptionCases; ++k) {
         CAPTURE(static_cast<int>(r));
         CAPTURE(pi);
         CAPTURE(k);
         Split<T, T, O> L;
         L.opts = [&, r, pi, k](int64_t first, int64_t count, Device d) {
           O o;
+          if (k >= 5)  // the Dice term's finalize options (session 8)
+            o.dice = finalize_option_case<SoftDiceOptions<T>>(k - 5, C, r, class_weights<T>(C, d));
           o.dice.reduction = r;
           o.bce.reduction = k == 1 ? Reduction::sum : Reduction::mean;
           o.dice.per_image = pi == 0;
@@ -386,6 +391,11 @@ void bce_dice_split_all(const Shape& s, uint64_t seed) {
             o.dice.squared = true;
           }
           if (k == 3 && C > 1) o.dice.include_background = false;
+          if (k == 4) {  // the Dice term's per-pixel weight, with a batch axis
+            const auto w = slice(wfull, first, count);
+            o.dice.weight = d == Device::cuda ? w.to(Device::cuda) : w;
+            o.dice.weighting = OverlapWeighting::on_inputs;
+          }
           return o;
         };
         L.stat = [](const Tensor<T>& a, const Tensor<T>& b, const O& o) {
@@ -398,6 +408,62 @@ void bce_dice_split_all(const Shape& s, uint64_t seed) {
         };
         check_split(L, x, y);
       }
+}
+
+// bce_dice's fused forms on CUDA with the Dice term's weight and finalize options (session 8):
+// the forward, the backward, both value_and_grad forms and the device value against the CPU.
+template <class T>
+void bce_dice_dice_options(const Shape& s, uint64_t seed) {
+  const double tol = parity_tol<T>();
+  const int64_t C = s[1], S = s.numel_from(2);
+  const auto x = randn<T>(s, seed, 2.0);
+  auto z = mask<T>(s, seed + 1, 0.3);
+  for (int64_t i = 0; i < S; ++i) z[(C - 1) * S + i] = T(0);  // plane (0, C - 1) empty
+  const auto xd = gpu(x), zd = gpu(z);
+  const auto w = uniform<T>(Shape{s[0], 1, s[2], s[3]}, seed + 2, 0.2, 2.0);
+  const auto grad_out = Tensor<T>::full(Shape{}, T(0.7));
+  for (Reduction r : {Reduction::mean, Reduction::sum})
+    for (int k = 0; k < kFinalizeOptionCases + 3; ++k) {
+      CAPTURE(static_cast<int>(r));
+      CAPTURE(k);
+      BceDiceOptions<T> oc, od;
+      if (k < kFinalizeOptionCases) {
+        oc.dice =
+            finalize_option_case<SoftDiceOptions<T>>(k, C, r, class_weights<T>(C, Device::cpu));
+        od.dice =
+            finalize_option_case<SoftDiceOptions<T>>(k, C, r, class_weights<T>(C, Device::cuda));
+      }
+      if (k >= kFinalizeOptionCases) {  // the per-pixel weight, both weightings, with options
+        oc.dice.weight = w;
+        od.dice.weight = gpu(w);
+        if (k == kFinalizeOptionCases + 1) {
+          oc.dice.weighting = od.dice.weighting = OverlapWeighting::on_inputs;
+          oc.dice.gamma = od.dice.gamma = 2.0;
+          oc.dice.empty = od.dice.empty = EmptyPolicy::skip;
+        }
+        if (k == kFinalizeOptionCases + 2) {
+          oc.dice.squared = od.dice.squared = true;
+          oc.dice.log = od.dice.log = true;
+          oc.dice.class_weight = class_weights<T>(C, Device::cpu);
+          od.dice.class_weight = class_weights<T>(C, Device::cuda);
+        }
+      }
+      oc.dice.reduction = od.dice.reduction = r;
+      oc.bce_weight = od.bce_weight = 0.6;
+      oc.dice_weight = od.dice_weight = 1.4;
+      check_parity(bce_dice(x, z, oc)[0], bce_dice(xd, zd, od).to(Device::cpu)[0], tol, "forward");
+      check_parity(bce_dice_backward(x, z, grad_out, oc),
+                   bce_dice_backward(xd, zd, gpu(grad_out), od), tol, "backward");
+      const auto ref = bce_dice_value_and_grad(x, z, oc);
+      const auto got = bce_dice_value_and_grad(xd, zd, od);
+      check_parity(ref.value, got.value, tol, "value_and_grad: value");
+      check_parity(ref.grad, got.grad, tol, "value_and_grad: grad");
+      Tensor<T> g;
+      auto v = Tensor<T>::empty(Shape{}, Device::cuda);
+      bce_dice_value_and_grad(xd, zd, g, v, od);
+      check_parity(ref.value, static_cast<double>(v.to(Device::cpu)[0]), tol, "device value");
+      check_parity(ref.grad, g, tol, "device value: grad");
+    }
 }
 
 // The message of what f throws ("" when nothing is thrown).
@@ -462,6 +528,36 @@ TEST_CASE("cuda split: bce_dice, both terms' options, float and double") {
   bce_dice_finalize(xd, yd, bce_dice_statistics(xd, yd), gd, {}, &pd);
   check_parity(pc.bce, pd.bce, 1e-11, "parts.bce");
   check_parity(pc.dice, pd.dice, 1e-11, "parts.dice");
+}
+
+TEST_CASE("cuda bce_dice: the Dice term's weight and finalize options, CPU parity") {
+  SEGLOSS_REQUIRE_GPU();
+  bce_dice_dice_options<float>(Shape{2, 3, 9, 11}, 450);
+  bce_dice_dice_options<double>(Shape{3, 2, 5, 7}, 460);
+}
+
+TEST_CASE("cuda bce_dice: a bad Dice class weight raises on a host value, NaN on the device") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 4, 5};
+  const auto xd = gpu(randn<float>(s, 470));
+  const auto zd = gpu(mask<float>(s, 471, 0.3));
+  auto cw = Tensor<float>::full(Shape{3}, 1.0f);
+  cw[1] = -2.0f;
+  BceDiceOptions<float> o;
+  o.dice.class_weight = cw.to(Device::cuda);
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, zd, o),
+                       "bce_dice_value_and_grad: options.dice.class_weight holds a negative or "
+                       "non-finite value (checked on the device)",
+                       Error);
+  CHECK(std::isnan(bce_dice(xd, zd, o).to(Device::cpu)[0]));
+  Tensor<float> g;
+  CHECK_THROWS_WITH_AS(bce_dice_finalize(xd, zd, bce_dice_statistics(xd, zd), g, o),
+                       doctest::Contains("options.dice.class_weight holds a negative"), Error);
+  // statistics copies the class weights to the host: the CPU's message
+  BceDiceOptions<float> oc;
+  oc.dice.class_weight = cw;
+  CHECK(message_of([&] { bce_dice_statistics(xd, zd, o); }) ==
+        message_of([&] { bce_dice_statistics(xd.to(Device::cpu), zd.to(Device::cpu), oc); }));
 }
 
 TEST_CASE("cuda split: finalize is bitwise identical over 10 runs") {

@@ -7,8 +7,8 @@
 // gradient's per-plane coefficients, all in double), and the gradient pass. The subset of
 // OverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, activation, squared,
 // include_background, weight (on the device, any broadcast, both weightings), and the
-// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's caller
-// still rejects weight and the finalize's options for its Dice term).
+// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's Dice
+// term too, since session 8).
 #pragma once
 
 #include <cstdint>

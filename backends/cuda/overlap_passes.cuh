@@ -341,6 +341,14 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
   }
 }
 
+// The error of a bad class weight that a host value reports (bce_dice: its Dice term's).
+inline const char* bad_class_weight_message(bool bce_dice) {
+  return bce_dice ? "options.dice.class_weight holds a negative or non-finite value (checked on "
+                    "the device)"
+                  : "options.class_weight holds a negative or non-finite value (checked on the "
+                    "device)";
+}
+
 template <class T, bool kSigmoid, bool kBce>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
@@ -384,9 +392,7 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     counts->kept = static_cast<int64_t>(c[0]);
     counts->skipped = static_cast<int64_t>(c[1]);
   }
-  if (r.host)
-    *r.host = call.host_value(
-        "options.class_weight holds a negative or non-finite value (checked on the device)");
+  if (r.host) *r.host = call.host_value(bad_class_weight_message(kBce));
 }
 
 // ---- the statistics / finalize split ----
@@ -455,8 +461,7 @@ double run_finalize(const char* function, const cpu::OverlapArgs<T>& a,
   } else {
     plane_pass<0>(call, g, GradBody<T, false, false>{a, bce, coef, bce_scale, grad}, nullptr);
   }
-  return call.host_value(
-      "options.class_weight holds a negative or non-finite value (checked on the device)");
+  return call.host_value(bad_class_weight_message(kBce));
 }
 
 }  // namespace overlap_detail
