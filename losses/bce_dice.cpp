@@ -36,7 +36,8 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                 "options.bce_weight ", o.bce_weight, " and options.dice_weight ", o.dice_weight,
                 " must be finite");
   Plan<T> p;
-  p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true, "options.dice.");
+  p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true, "options.dice.",
+                                /*cuda_all=*/true);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
   p.bce_scale = detail::bce_mean_scale(logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
@@ -82,6 +83,15 @@ void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, d
 }
 
 #if defined(SEGLOSS_WITH_CUDA)
+// The Dice term's device inputs besides grad_out: its class weights (a CUDA tensor).
+template <class T>
+cuda::Upstream<T> dice_upstream(const BceDiceOptions<T>& o, const T* grad_out = nullptr) {
+  cuda::Upstream<T> up;
+  up.grad_out = grad_out;
+  if (o.dice.class_weight.defined()) up.class_weight = o.dice.class_weight.data();
+  return up;
+}
+
 // The CUDA call: both terms' passes with grad (or none) and the value where r says.
 template <class T>
 void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o,
@@ -91,9 +101,7 @@ void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const B
   f.bce_weight = o.bce_weight;
   f.bce_scale = p.bce_scale;
   f.dice_weight = o.dice_weight;
-  cuda::Upstream<T> up;
-  up.grad_out = grad_out;
-  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, up, grad, r);
+  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, dice_upstream(o, grad_out), grad, r);
 }
 #endif
 
@@ -187,11 +195,21 @@ OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& 
                                       const BceDiceOptions<T>& options) {
   const char* fn = "bce_dice_statistics";
   auto p = plan(fn, logits, target, options);
-  cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+  OverlapStatistics st;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the device's per-plane sums, then the CPU's code
+    cuda::bce_dice_statistics_run<T>(fn, p.dice, p.bce, p.stats.data());
+    st = detail::cuda_split_statistics(fn, p.stats, kStats, logits.shape(), options.dice,
+                                       detail::dice_form(), "options.dice.");
+  }
+#endif
+  if (logits.device() == Device::cpu) {
+    cpu::bce_dice_statistics(p.dice, p.bce, p.stats.data());
+    st = detail::overlap_split_statistics(p.stats, kStats, logits.shape(), options.dice,
+                                          detail::dice_form());
+  }
   double bce_sum = 0.0;
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
-  OverlapStatistics st = detail::overlap_split_statistics(p.stats, kStats, logits.shape(),
-                                                          options.dice, detail::dice_form());
   st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(logits, options.bce),
                                        static_cast<double>(logits.numel())});
   return st;
@@ -203,6 +221,29 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                          const BceDiceOptions<T>& options, BceDiceParts* parts) {
   const char* fn = "bce_dice_finalize";
   auto p = plan(fn, logits, target, options);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
+    detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice);
+    const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
+    BceDiceParts v;
+    v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
+    detail::prepare_grad(fn, logits, grad,
+                         {detail::apart_or_same("target", target),
+                          detail::apart_or_same("options.bce.weight", options.bce.weight),
+                          detail::apart("options.bce.pos_weight", options.bce.pos_weight),
+                          detail::apart_or_same("options.dice.weight", options.dice.weight),
+                          detail::apart("options.dice.class_weight", options.dice.class_weight)});
+    cuda::OverlapForm f =
+        detail::cuda_overlap_form(logits.shape(), options.dice, detail::dice_form());
+    f.dice_weight = options.dice_weight;  // scales the Dice term's gradient (its value: here)
+    cuda::OverlapSplit split = detail::cuda_overlap_split(reduced, detail::kMeanSplitSize);
+    split.bce_grad_scale = options.bce_weight * bce_scale;
+    v.dice = cuda::bce_dice_finalize_run<T>(fn, p.dice, p.bce, f, dice_upstream(options), split,
+                                            grad.data());
+    if (parts) *parts = v;
+    return options.bce_weight * v.bce + options.dice_weight * v.dice;
+  }
+#endif
   std::vector<double> ca, cb;
   BceDiceParts v;
   v.dice = detail::overlap_split_coefficients<T>(fn, reduced, detail::kMeanSplitSize,

@@ -26,7 +26,8 @@
 //
 // CUDA (docs/cuda.md): logits on a CUDA device run the fused passes there, with the options
 // each term supports on CUDA (bce_with_logits.hpp: all but mean_over weight_sum; overlap.hpp:
-// reduction, smooth terms, per_image, squared, include_background). `parts` is not supported on
+// every option, the weight and class_weight CUDA tensors), and the statistics /
+// finalize split (finalize fills `parts` too). `parts` of the fused forms is not supported on
 // cuda yet. Three kernels and a small combine per call, no wait unless a host value is asked for.
 #pragma once
 

@@ -172,12 +172,23 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
 
 // ---- the statistics / finalize split (overlap.hpp; internal/overlap_scores.hpp) ----
 
+// On CUDA, statistics runs the statistics pass on the device and copies the per-plane sums back
+// (it waits: the caller asked for host values); the rest is the CPU's code on them
+// (detail::cuda_split_statistics). finalize uploads the reduced sums and runs the device
+// finalize and the gradient pass (cuda::overlap_finalize_run).
 template <class T>
 OverlapStatistics split_statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                                    const OverlapOptions<T>& o, const detail::ScoreForm& f) {
   detail::check_split_reduction(fn, o.reduction);
-  const auto args = detail::overlap_args(fn, logits, target, o);
+  const auto args = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
+                                         /*cuda_all=*/true);
   std::vector<double> sums(static_cast<size_t>(args.planes * 3));
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    cuda::overlap_statistics_run<T>(fn, args, sums.data());
+    return detail::cuda_split_statistics(fn, sums, 3, logits.shape(), o, f);
+  }
+#endif
   cpu::overlap_statistics(args, sums.data());
   return detail::overlap_split_statistics(sums, 3, logits.shape(), o, f);
 }
@@ -187,7 +198,20 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                       const OverlapStatistics& st, Tensor<T>& grad, const OverlapOptions<T>& o,
                       const detail::ScoreForm& f) {
   detail::check_split_reduction(fn, o.reduction);
-  const auto args = detail::overlap_args(fn, logits, target, o);
+  const auto args = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
+                                         /*cuda_all=*/true);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    detail::check_overlap_split(fn, st, 0, logits.shape(), o);
+    detail::prepare_grad(
+        fn, logits, grad,
+        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
+         detail::apart("options.class_weight", o.class_weight)});
+    return cuda::overlap_finalize_run<T>(fn, args, detail::cuda_overlap_form(logits.shape(), o, f),
+                                         upstream(o), detail::cuda_overlap_split(st, 0),
+                                         grad.data());
+  }
+#endif
   std::vector<double> ca, cb;
   const double value =
       detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);

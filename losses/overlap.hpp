@@ -58,7 +58,8 @@
 // include_background, and class_weight (a CUDA tensor; its values are checked on the device:
 // a bad one makes the value NaN, and a host value raises), every empty policy, gamma, log and
 // clamp (OverlapInfo under an empty policy other than formula waits for the stream), weight (a
-// CUDA tensor). Not supported on cuda yet (an error naming it): the statistics / finalize split.
+// CUDA tensor), and the statistics / finalize split (statistics waits and returns host sums;
+// finalize uploads the reduced ones: docs/distributed.md).
 // The sums are deterministic, in another order than the CPU's: the two agree to rounding. The
 // forward's value and the value_and_grad form with `value` stay on the device (no wait).
 #pragma once

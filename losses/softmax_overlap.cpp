@@ -120,10 +120,11 @@ Tensor<T> forward(const char* fn, const Tensor<T>& logits, const Tensor<U>& targ
     const bool none = o.reduction == Reduction::none;
     Tensor<T> out = Tensor<T>::empty(
         none ? detail::overlap_scores_shape(logits.shape(), o) : Shape{}, Device::cuda);
-    cuda::SoftmaxOverlapStatus st;  // waits only for counts that depend on the data
-    cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
-                   cuda_upstream<T>(o), nullptr, none ? out.data() : nullptr,
-                   none ? nullptr : out.data(), counts_wanted(o, info), &st);
+    // Waits only for counts that depend on the data; the value stays on the device, so a bad
+    // label or class weight makes it NaN and never raises, with or without info.
+    const auto st = cuda::softmax_overlap_run<T, U>(
+        fn, a, detail::cuda_overlap_form(logits.shape(), o, f), cuda_upstream<T>(o), nullptr,
+        none ? out.data() : nullptr, none ? nullptr : out.data(), counts_wanted(o, info));
     cuda_info(logits.shape(), o, st, info);
     return out;
   }
@@ -188,6 +189,47 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                                grad.data());
   r.scores.fill(info);
   return detail::overlap_value(r.scores, o);
+}
+
+// ---- the statistics / finalize split: the CPU's (internal/softmax_overlap_passes.hpp), or on
+// CUDA the device's statistics pass with its sums copied back (a wait: the caller asked for host
+// values; a bad label raises then) and the CPU's code on them; finalize uploads the reduced sums
+// and runs the device finalize and gradient pass (backends/cuda/softmax_overlap.cu).
+
+template <class T, class U, class O>
+OverlapStatistics split_statistics(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                                   const O& o, const detail::ScoreForm& f) {
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    detail::check_split_reduction(fn, o.reduction);
+    const auto a = cuda_args(fn, logits, target, o);
+    std::vector<double> sums(static_cast<size_t>(a.images * a.classes * 3));
+    cuda_status(fn, cuda::softmax_overlap_statistics_run<T, U>(fn, a, sums.data()), a, target);
+    return detail::cuda_split_statistics(fn, sums, 3, logits.shape(), o, f);
+  }
+#endif
+  return detail::softmax_split_statistics(fn, logits, target, o, f);
+}
+
+template <class T, class U, class O>
+double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                      const OverlapStatistics& reduced, Tensor<T>& grad, const O& o,
+                      const detail::ScoreForm& f) {
+  detail::check_overlap_split(fn, reduced, 0, logits.shape(), o);
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::target_input<T>(target), detail::apart("options.class_weight", o.class_weight)});
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    detail::check_split_reduction(fn, o.reduction);
+    const auto a = cuda_args(fn, logits, target, o);
+    const auto st = cuda::softmax_overlap_finalize_run<T, U>(
+        fn, a, detail::cuda_overlap_form(logits.shape(), o, f), cuda_upstream<T>(o),
+        detail::cuda_overlap_split(reduced, 0), grad.data());
+    return cuda_status(fn, st, a, target);
+  }
+#endif
+  return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), o, f);
 }
 
 template <class T>
@@ -320,9 +362,8 @@ cpu::SoftmaxOverlapArgs<T, U> cuda_gdl_args(const char* fn, const Tensor<T>& log
 }
 
 template <class T, class U>
-double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
-                    const GeneralizedDiceOptions<T>& o, cuda::Upstream<T> up, T* grad, T* scores,
-                    T* device_value, bool host_status) {
+cuda::GdlForm cuda_gdl_form(const cpu::SoftmaxOverlapArgs<T, U>& a,
+                            const GeneralizedDiceOptions<T>& o) {
   cuda::GdlForm f;
   f.images = a.images;
   f.classes = a.classes;
@@ -334,9 +375,17 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
   f.per_image = o.per_image;
   f.include_background = o.include_background;
   f.mean = o.reduction == Reduction::mean;
-  return cuda_status(
-      fn, cuda::generalized_dice_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status),
-      a, target);
+  return f;
+}
+
+template <class T, class U>
+double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
+                    const GeneralizedDiceOptions<T>& o, cuda::Upstream<T> up, T* grad, T* scores,
+                    T* device_value, bool host_status) {
+  return cuda_status(fn,
+                     cuda::generalized_dice_run<T, U>(fn, a, cuda_gdl_form(a, o), up, grad, scores,
+                                                      device_value, host_status),
+                     a, target);
 }
 #endif
 
@@ -374,19 +423,14 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,           \
                                       const OPTIONS<T>& options) {                                \
     const char* fn = #NAME "_statistics";                                                         \
-    return detail::softmax_split_statistics(fn, logits, target, options, FORM);                   \
+    return split_statistics(fn, logits, target, options, FORM);                                   \
   }                                                                                               \
   template <class T, class U, class>                                                              \
   double NAME##_finalize(const Tensor<T>& logits, const Tensor<U>& target,                        \
                          const OverlapStatistics& reduced, Tensor<T>& grad,                       \
                          const OPTIONS<T>& options) {                                             \
     const char* fn = #NAME "_finalize";                                                           \
-    detail::check_overlap_split(fn, reduced, 0, logits.shape(), options);                         \
-    detail::prepare_grad(fn, logits, grad,                                                        \
-                         {detail::target_input<T>(target),                                        \
-                          detail::apart("options.class_weight", options.class_weight)});          \
-    return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), options,   \
-                                          FORM);                                                  \
+    return split_finalize(fn, logits, target, reduced, grad, options, FORM);                      \
   }
 
 SEGLOSS_SOFTMAX_OVERLAP_LOSS(softmax_dice, SoftmaxOverlapOptions, detail::dice_form())
@@ -495,11 +539,22 @@ OverlapStatistics generalized_dice_statistics(const Tensor<T>& logits, const Ten
                                               const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_statistics";
   detail::check_split_reduction(fn, o.reduction);
-  detail::check_image(fn, "logits", logits);
-  check_gdl_options(fn, logits.shape(), o);
   const Shape& shape = logits.shape();
+  detail::SoftmaxPlan<T, U> p;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the device's sums copied back (a bad label raises)
+    p.args = cuda_gdl_args(fn, logits, target, o);
+    p.stats.resize(static_cast<size_t>(shape[0] * shape[1] * 3));
+    cuda_status(fn, cuda::softmax_overlap_statistics_run<T, U>(fn, p.args, p.stats.data()), p.args,
+                target);
+  }
+#endif
+  if (logits.device() == Device::cpu) {
+    detail::check_image(fn, "logits", logits);
+    check_gdl_options(fn, logits.shape(), o);
+    p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
+  }
   const int64_t C = shape[1], planes = shape[0] * C;
-  auto p = detail::softmax_statistics(fn, logits, target, o.ignore_index, false);
   OverlapStatistics st;
   st.per_image = o.per_image;
   st.channels = C;
@@ -521,8 +576,14 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                                  const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_finalize";
   detail::check_split_reduction(fn, o.reduction);
-  detail::check_image(fn, "logits", logits);
-  check_gdl_options(fn, logits.shape(), o);
+#if defined(SEGLOSS_WITH_CUDA)
+  const auto a = logits.device() == Device::cuda ? cuda_gdl_args(fn, logits, target, o)
+                                                 : cpu::SoftmaxOverlapArgs<T, U>{};
+#endif
+  if (logits.device() == Device::cpu) {
+    detail::check_image(fn, "logits", logits);
+    check_gdl_options(fn, logits.shape(), o);
+  }
   const Shape& shape = logits.shape();
   const int64_t C = shape[1];
   const size_t want_global = o.per_image ? 2 : static_cast<size_t>(3 * C);
@@ -534,6 +595,14 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                 " global values) do not come from this shard's ", shape,
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
+    detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
+    const auto status = cuda::generalized_dice_finalize_run<T, U>(
+        fn, a, cuda_gdl_form(a, o), detail::cuda_overlap_split(st, 0), grad.data());
+    return cuda_status(fn, status, a, target);
+  }
+#endif
   const auto p = detail::softmax_plan(fn, logits, target, o.ignore_index, false);
   detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
   if (o.per_image) {  // the shard's scores; the mean over the batch's count of scores

@@ -513,25 +513,26 @@ TEST_CASE("cuda losses: bitwise identical over 10 runs") {
   }
 }
 
-TEST_CASE("cuda bce_dice: the Dice options CUDA does not cover are named by their path") {
+TEST_CASE(
+    "cuda bce_dice: the Dice term's class_weight and weight are CUDA tensors, named by path") {
   // Checked before any CUDA call: runs without a GPU (the pointers are never dereferenced).
+  // (The Dice term's options themselves run on CUDA since session 8:
+  // tests/test_cuda_split_overlap.cpp.)
   SEGLOSS_REQUIRE_CUDA_BUILD();
   const Shape s{1, 1, 2, 2};
   const auto xd = unread_cuda_view<float>(s);
   BceDiceOptions<float> o;
-  o.dice.weight = unread_cuda_view<float>(s);
+  o.dice.weight = Tensor<float>::full(s, 1.0f);
   CHECK_THROWS_WITH_AS(bce_dice(xd, xd, o),
-                       "bce_dice: options.dice.weight is not supported on cuda yet", Error);
-  o = {};
-  o.dice.gamma = 2;
-  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, o),
-                       "bce_dice_value_and_grad: options.dice.gamma other than 1 is not "
-                       "supported on cuda yet",
+                       "bce_dice: options.dice.weight (1,1,2,2) is on device cpu, but logits are "
+                       "on cuda: every tensor of a call must be on one device",
                        Error);
   o = {};
-  o.dice.class_weight = unread_cuda_view<float>({1});
-  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, o),
-                       "bce_dice: options.dice.class_weight is not supported on cuda yet", Error);
+  o.dice.class_weight = Tensor<float>::full({1}, 1.0f);
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, o),
+                       "bce_dice_value_and_grad: options.dice.class_weight (1) is on device cpu, "
+                       "but logits are on cuda: every tensor of a call must be on one device",
+                       Error);
 }
 
 TEST_CASE("cuda soft_dice: class_weight and weight on CUDA logits are CUDA tensors that fit") {

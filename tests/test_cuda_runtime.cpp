@@ -88,25 +88,11 @@ TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming the
   }
   std::vector<float> buf(2 * 64, 0.f);
   const auto xd = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
-  BceDiceOptions<float> bw;
-  bw.dice.weight = xd;
-  bw.dice.log = true;  // weight is named first, whatever else is set
-  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, bw),
-                       "bce_dice_value_and_grad: options.dice.weight is not supported on cuda yet",
-                       Error);
   BceWithLogitsOptions<float> b;
   b.weight = xd;
   b.mean_over = BceMeanOver::weight_sum;
   CHECK_THROWS_WITH_AS(bce_with_logits(xd, xd, b),
                        "bce_with_logits: options.mean_over weight_sum is not supported on cuda yet",
-                       Error);
-  BceDiceOptions<float> bd;
-  bd.dice.clamp = true;
-  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, bd),
-                       "bce_dice: options.dice.clamp is not supported on cuda yet", Error);
-  CHECK_THROWS_WITH_AS(soft_dice_statistics(xd, xd),
-                       "soft_dice_statistics: logits (2,1,8,8) is on device cuda, but "
-                       "soft_dice_statistics has no CUDA path yet",
                        Error);
 }
 

@@ -20,5 +20,28 @@ template void bce_dice_run<double>(const char*, const cpu::OverlapArgs<double>&,
                                    const cpu::BceWithLogitsArgs<double>&, const OverlapForm&,
                                    Upstream<double>, double*, Result<double>);
 
+template <class T>
+void bce_dice_statistics_run(const char* function, const cpu::OverlapArgs<T>& a,
+                             const cpu::BceWithLogitsArgs<T>& bce, double* host_sums) {
+  overlap_detail::run_statistics<T, true>(function, a, bce, host_sums);
+}
+
+template <class T>
+double bce_dice_finalize_run(const char* function, const cpu::OverlapArgs<T>& a,
+                             const cpu::BceWithLogitsArgs<T>& bce, OverlapForm f, Upstream<T> up,
+                             const OverlapSplit& s, T* grad) {
+  return overlap_detail::run_finalize<T, true>(function, a, bce, f, up, s, grad);
+}
+
+#define SEGLOSS_INSTANTIATE(T)                                                            \
+  template void bce_dice_statistics_run<T>(const char*, const cpu::OverlapArgs<T>&,       \
+                                           const cpu::BceWithLogitsArgs<T>&, double*);    \
+  template double bce_dice_finalize_run<T>(const char*, const cpu::OverlapArgs<T>&,       \
+                                           const cpu::BceWithLogitsArgs<T>&, OverlapForm, \
+                                           Upstream<T>, const OverlapSplit&, T*);
+SEGLOSS_INSTANTIATE(float)
+SEGLOSS_INSTANTIATE(double)
+#undef SEGLOSS_INSTANTIATE
+
 }  // namespace cuda
 }  // namespace segloss

@@ -7,8 +7,8 @@
 // gradient's per-plane coefficients, all in double), and the gradient pass. The subset of
 // OverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, activation, squared,
 // include_background, weight (on the device, any broadcast, both weightings), and the
-// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's caller
-// still rejects weight and the finalize's options for its Dice term).
+// finalize's options class_weight (on the device), empty, gamma, log, clamp (bce_dice's Dice
+// term too, since session 8).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,10 @@ struct OverlapForm {
   // The BCE term of bce_dice (bce_dice_run only): value = bce_weight * bce_scale * sum(BCE)
   // + dice_weight * Dice; dice_weight also scales the Dice part of the gradient.
   double bce_weight = 0.0, bce_scale = 0.0, dice_weight = 1.0;
+  // The split's finalize (overlap_finalize_run) with per_image false: the sums are one image of
+  // the batch's reduced channel sums (images = 1), and the coefficients go to every plane of the
+  // shard's coef_images images. 0: images.
+  int64_t coef_images = 0;
 };
 
 // What the finalize reads on the device besides the sums: the gradient scale, grad_out (one
@@ -46,6 +50,10 @@ struct Upstream {
   const T* grad_out = nullptr;
   bool per_score = false;
   const T* class_weight = nullptr;
+  // The split's finalize with per_image: the reduced totals of the batch (scores kept,
+  // sum c_j l_j, sum c_j S_j; generalized Dice: scores, sum (1 - S_j)) on the device, for the
+  // mean and the value in place of the shard's own; null otherwise.
+  const double* totals = nullptr;
 };
 
 // The finalize's error flag bit for a class weight that is negative or not finite (the host
@@ -72,6 +80,39 @@ template <class T>
 void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
                   const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
                   T* grad, Result<T> r);
+
+// ---- the statistics / finalize split (losses/overlap.cpp, losses/bce_dice.cpp) ----
+
+// statistics: the statistics pass alone; its per-plane sums (stride 3: I, P, T; bce_dice 4: and
+// the sum of the weighted BCE values), a.planes of them, are copied to host_sums (the caller's
+// a.planes * stride doubles). Waits for the stream: the caller asked for host values.
+template <class T>
+void overlap_statistics_run(const char* function, const cpu::OverlapArgs<T>& a, double* host_sums);
+template <class T>
+void bce_dice_statistics_run(const char* function, const cpu::OverlapArgs<T>& a,
+                             const cpu::BceWithLogitsArgs<T>& bce, double* host_sums);
+
+// finalize's host inputs, uploaded into the call's workspace (no statistics pass runs): with
+// per_image, the shard's own sums (local, stride 3, a.planes of them) and the reduced totals
+// (global, 3 values); without, the reduced channel sums (global, 3 C values; local unused).
+// bce_grad_scale: bce_dice's BCE gradient factor (bce_weight over the reduced divisor).
+struct OverlapSplit {
+  const double* local = nullptr;
+  const double* global = nullptr;
+  size_t global_size = 0;
+  double bce_grad_scale = 0.0;
+};
+
+// finalize: the finalize kernel from the uploaded sums (f as for the fused call; its images and
+// coef_images are set here), then the gradient pass into grad. Returns the value (the Dice term
+// alone for bce_dice) and waits; a bad class weight raises.
+template <class T>
+double overlap_finalize_run(const char* function, const cpu::OverlapArgs<T>& a, OverlapForm f,
+                            Upstream<T> up, const OverlapSplit& s, T* grad);
+template <class T>
+double bce_dice_finalize_run(const char* function, const cpu::OverlapArgs<T>& a,
+                             const cpu::BceWithLogitsArgs<T>& bce, OverlapForm f, Upstream<T> up,
+                             const OverlapSplit& s, T* grad);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -252,9 +252,13 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
                                 int* flag) {
   const int64_t C = f.channels, planes = f.images * C;
   const int64_t count = f.per_image ? planes : C;
+  // The images whose planes get coefficients: those of the sums, or in the split without
+  // per_image the shard's (the sums are then one image of the batch's channel sums).
+  const int64_t coef_images = f.coef_images > 0 ? f.coef_images : f.images;
+  const int64_t coef_planes = coef_images * C;
   const double g0 = up.grad_out && !up.per_score ? static_cast<double>(up.grad_out[0]) : 1.0;
   double* ca = coef;
-  double* cb = coef + planes;
+  double* cb = coef + coef_planes;
   bool bad_weight = false;
   if (up.class_weight)
     for (int64_t c = 0; c < C; ++c) {
@@ -263,7 +267,7 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
     }
   if (bad_weight) {
     *flag |= kBadClassWeight;
-    for (int64_t p = 0; p < planes; ++p) ca[p] = cb[p] = NAN;
+    for (int64_t p = 0; p < coef_planes; ++p) ca[p] = cb[p] = NAN;
     for (int64_t j = 0; scores && j < count; ++j) scores[j] = static_cast<T>(NAN);
     *value = NAN;
     if (bce_scale) *bce_scale = NAN;
@@ -282,6 +286,11 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
   }
   counts[0] = kept;
   counts[1] = skipped;
+  if (up.totals) {  // the split with per_image: the batch's totals make the mean and the value
+    kept = up.totals[0];
+    loss_sum = up.totals[1];
+    score_sum = up.totals[2];
+  }
   // overlap_value
   double dice = 0.0;
   if (kept != 0.0) {
@@ -315,7 +324,7 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
             (mean ? inv_n : 1.0);
     }
     const double a = G * s.ds_di, b = G * s.ds_dp;
-    for (int64_t n = 0; n < (f.per_image ? 1 : f.images); ++n) {
+    for (int64_t n = 0; n < (f.per_image ? 1 : coef_images); ++n) {
       const int64_t p = f.per_image ? j : n * C + j;
       ca[p] = a;
       cb[p] = b;
@@ -330,6 +339,14 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
   } else {
     *value = dice;
   }
+}
+
+// The error of a bad class weight that a host value reports (bce_dice: its Dice term's).
+inline const char* bad_class_weight_message(bool bce_dice) {
+  return bce_dice ? "options.dice.class_weight holds a negative or non-finite value (checked on "
+                    "the device)"
+                  : "options.class_weight holds a negative or non-finite value (checked on the "
+                    "device)";
 }
 
 template <class T, bool kSigmoid, bool kBce>
@@ -375,9 +392,76 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     counts->kept = static_cast<int64_t>(c[0]);
     counts->skipped = static_cast<int64_t>(c[1]);
   }
-  if (r.host)
-    *r.host = call.host_value(
-        "options.class_weight holds a negative or non-finite value (checked on the device)");
+  if (r.host) *r.host = call.host_value(bad_class_weight_message(kBce));
+}
+
+// ---- the statistics / finalize split ----
+
+// statistics: pass 1 and its combine, the per-plane sums copied back (waits).
+template <class T, bool kBce>
+void run_statistics(const char* function, const cpu::OverlapArgs<T>& a,
+                    const cpu::BceWithLogitsArgs<T>& bce, double* host_sums) {
+  constexpr int K = kBce ? 4 : 3;
+  const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
+  const detail::Layout l = detail::layout(g, K);
+  Call call(function, l.total);
+  double* partials = call.at<double>(l.partials);
+  double* sums = call.at<double>(l.sums);
+  if (kBce || a.sigmoid)
+    plane_pass<K>(call, g, StatsBody<T, true, kBce>{a, bce}, partials);
+  else
+    plane_pass<K>(call, g, StatsBody<T, false, false>{a, bce}, partials);
+  combine(call, partials, g.planes, g.parts, K, sums);
+  check(cudaMemcpyAsync(host_sums, sums, static_cast<size_t>(a.planes) * K * sizeof(double),
+                        cudaMemcpyDeviceToHost, call.stream()),
+        function, "cudaMemcpyAsync of the statistics");
+  check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
+}
+
+// Copies n doubles of the host's statistics into the workspace, on the call's stream.
+inline void upload(const Call& call, double* to, const double* from, size_t n) {
+  if (n == 0) return;
+  check(cudaMemcpyAsync(to, from, n * sizeof(double), cudaMemcpyHostToDevice, call.stream()),
+        call.function(), "cudaMemcpyAsync of the reduced statistics");
+}
+
+// finalize: the fused call's workspace, whose partials region (unused: no statistics pass)
+// receives the reduced global sums and the BCE gradient scale, and whose sums region the
+// shard's local sums (per_image); then the finalize kernel and the gradient pass.
+template <class T, bool kBce>
+double run_finalize(const char* function, const cpu::OverlapArgs<T>& a,
+                    const cpu::BceWithLogitsArgs<T>& bce, OverlapForm f, Upstream<T> up,
+                    const OverlapSplit& s, T* grad) {
+  const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
+  const detail::Layout l = detail::layout(g, kBce ? 4 : 3);
+  Call call(function, l.total);
+  double* global = call.at<double>(l.partials);  // blocks * K >= 3 C + 1 doubles
+  double* sums = call.at<double>(l.sums);
+  double* coef = call.at<double>(l.coef);
+  double* bce_scale = global + s.global_size;
+  upload(call, global, s.global, s.global_size);
+  if (kBce) upload(call, bce_scale, &s.bce_grad_scale, 1);
+  const double* from = global;
+  if (f.per_image) {  // the shard's scores from its own sums, the mean from the batch's totals
+    upload(call, sums, s.local, static_cast<size_t>(a.planes) * 3);
+    up.totals = global;
+    from = sums;
+  } else {  // the batch's scores: one image of reduced channel sums, for every image's planes
+    f.coef_images = f.images;
+    f.images = 1;
+  }
+  cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), from, 3, f, up, static_cast<T*>(nullptr),
+               coef, call.value(), static_cast<double*>(nullptr), call.at<double>(kCountsOffset),
+               call.flag());
+  call.launched();
+  if constexpr (kBce) {
+    plane_pass<0>(call, g, GradBody<T, true, true>{a, bce, coef, bce_scale, grad}, nullptr);
+  } else if (a.sigmoid) {
+    plane_pass<0>(call, g, GradBody<T, true, false>{a, bce, coef, bce_scale, grad}, nullptr);
+  } else {
+    plane_pass<0>(call, g, GradBody<T, false, false>{a, bce, coef, bce_scale, grad}, nullptr);
+  }
+  return call.host_value(bad_class_weight_message(kBce));
 }
 
 }  // namespace overlap_detail

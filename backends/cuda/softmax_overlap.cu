@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class U>
 __global__ void __launch_bounds__(kThreads)
     grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
-                T* grad) {
+                T* grad, int* flag, unsigned long long* first_bad) {
   using M = segloss::Math<T>;
   SEGLOSS_DYNAMIC_SHARED(double, shared);
   const int64_t C = a.classes, S = a.pixels, planes = a.images * C;
@@ -158,6 +158,10 @@ __global__ void __launch_bounds__(kThreads)
       const bool ignored = y == a.ignore_index;
       if (ignored || y < 0 || y >= C) {  // 0 for an ignored pixel, NaN for a bad label
         const T v = ignored ? T(0) : static_cast<T>(NAN);
+        if (!ignored) {  // reported here too: the split's finalize runs no statistics pass
+          atomicOr(flag, kBadLabel);
+          atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
+        }
         for (int64_t c = 0; c < C; ++c) out[c * S + s] = v;
         continue;
       }
@@ -208,13 +212,19 @@ __device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
 template <class T>
 __global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> up, T* scores,
                                     double* coef, double* value) {
-  const int64_t N = f.images, C = f.classes, planes = N * C;
+  const int64_t N = f.images, C = f.classes;
   const int64_t count = f.per_image ? N : 1, c0 = f.include_background ? 0 : 1;
   const int64_t images_per_score = f.per_image ? 1 : N;
+  // The images whose planes get coefficients: the sums', or in the split without per_image the
+  // shard's (the sums are then one image of the batch's class sums).
+  const int64_t coef_images = f.coef_images > 0 ? f.coef_images : N;
+  const int64_t coef_per_score = f.per_image ? 1 : coef_images;
   const double g0 = up.grad_out && !up.per_score ? static_cast<double>(up.grad_out[0]) : 1.0;
-  const double uniform = f.mean ? 1.0 / static_cast<double>(count) : 1.0;
+  // The mean over the scores: the shard's own, or (the split with per_image) the batch's count.
+  const double scores_counted = up.totals ? up.totals[0] : static_cast<double>(count);
+  const double uniform = f.mean ? 1.0 / scores_counted : 1.0;
   double* ca = coef;
-  double* cb = coef + planes;
+  double* cb = coef + coef_images * C;
   double loss_sum = 0.0;
   for (int64_t j = 0; j < count; ++j) {
     // Sum k (0: I, 1: P, 2: T) of class c over the score's images, in image order.
@@ -248,14 +258,76 @@ __global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> u
     for (int64_t c = 0; c < C; ++c) {
       const double w = c >= c0 ? weight(c) : 0.0;
       const double a_c = G * 2.0 * w / dj, b_c = -G * w * nj / (dj * dj);
-      for (int64_t n = 0; n < images_per_score; ++n) {
+      for (int64_t n = 0; n < coef_per_score; ++n) {
         const int64_t q = (f.per_image ? j : n) * C + c;
         ca[q] = a_c;
         cb[q] = b_c;
       }
     }
   }
-  *value = f.mean ? loss_sum / static_cast<double>(count) : loss_sum;
+  if (up.totals) loss_sum = up.totals[1];  // the batch's sum of 1 - S_j
+  *value = f.mean ? loss_sum / scores_counted : loss_sum;
+}
+
+// The statistics pass and its combine: the per-(image, class) sums I, P, T.
+template <class T, class U>
+void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
+                const cpu::SoftmaxOverlapArgs<T, U>& a) {
+  const int64_t K = 3 * a.classes;
+  const unsigned blocks = static_cast<unsigned>(g.blocks());
+  // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
+  if (blocks > 0) {
+    cuda::launch(stats_kernel<T, U>, blocks, kThreads, kWarps * K * sizeof(double), call.stream(),
+                 g, a, call.at<double>(l.partials), call.flag(),
+                 call.at<unsigned long long>(kFirstBadOffset));
+    call.launched();
+  }
+  combine(call, call.at<double>(l.partials), a.images, g.parts, static_cast<int>(K),
+          call.at<double>(l.sums));
+}
+
+// The gradient pass from the coefficients (a bad label sets the flag here too).
+template <class T, class U>
+void gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
+              const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad) {
+  const unsigned blocks = static_cast<unsigned>(g.blocks());
+  if (!grad || blocks == 0) return;
+  cuda::launch(grad_kernel<T, U>, blocks, kThreads, 2 * a.classes * sizeof(T), call.stream(), g, a,
+               call.at<double>(l.coef), grad, call.flag(),
+               call.at<unsigned long long>(kFirstBadOffset));
+  call.launched();
+}
+
+// Copies the call's header back (the value, the flag, the first bad label, the counts) and
+// waits for the stream; host_sums (when given) gets the n sums.
+inline SoftmaxOverlapStatus read_status(const char* function, const Call& call,
+                                        const double* sums = nullptr, double* host_sums = nullptr,
+                                        size_t n = 0) {
+  struct {
+    double value;
+    int flag;
+    int pad;
+    double bce_scale;
+    unsigned long long first_bad;
+    double kept, skipped;  // overlap_passes.cuh's finalize (generalized Dice: not written)
+  } header;
+  static_assert(sizeof(header) == overlap_detail::kCountsOffset + 2 * sizeof(double),
+                "header layout");
+  if (host_sums)
+    check(
+        cudaMemcpyAsync(host_sums, sums, n * sizeof(double), cudaMemcpyDeviceToHost, call.stream()),
+        function, "cudaMemcpyAsync of the statistics");
+  check(
+      cudaMemcpyAsync(&header, call.value(), sizeof(header), cudaMemcpyDeviceToHost, call.stream()),
+      function, "cudaMemcpyAsync of the result");
+  check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
+  SoftmaxOverlapStatus st;
+  st.value = header.value;
+  if (header.flag & kBadLabel) st.first_bad = static_cast<int64_t>(~header.first_bad);
+  st.bad_class_weight = (header.flag & kBadClassWeight) != 0;
+  st.kept = static_cast<int64_t>(header.kept);
+  st.skipped = static_cast<int64_t>(header.skipped);
+  return st;
 }
 
 // The whole call: the statistics pass and its combine, `finalize(call, sums, coef)` (which
@@ -264,51 +336,35 @@ template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
                          const Finalize& finalize, T* grad, T* device_value, bool host_status) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
-  const int64_t C = a.classes, K = 3 * C;
-  const detail::Layout l = detail::softmax_layout(g, C);  // core/cuda_internal.hpp
+  const detail::Layout l = detail::softmax_layout(g, a.classes);  // core/cuda_internal.hpp
   Call call(function, l.total);
-  double* partials = call.at<double>(l.partials);
-  double* sums = call.at<double>(l.sums);
-  double* coef = call.at<double>(l.coef);
-  const unsigned blocks = static_cast<unsigned>(g.blocks());
-  // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
-  if (blocks > 0) {
-    cuda::launch(stats_kernel<T, U>, blocks, kThreads, kWarps * K * sizeof(double), call.stream(),
-                 g, a, partials, call.flag(), call.at<unsigned long long>(kFirstBadOffset));
-    call.launched();
-  }
-  combine(call, partials, a.images, g.parts, static_cast<int>(K), sums);
-  finalize(call, sums, coef);
+  statistics(call, g, l, a);
+  finalize(call, call.at<double>(l.sums), call.at<double>(l.coef));
   call.launched();
-  if (grad && blocks > 0) {
-    cuda::launch(grad_kernel<T, U>, blocks, kThreads, 2 * C * sizeof(T), call.stream(), g, a, coef,
-                 grad);
-    call.launched();
-  }
+  gradient(call, g, l, a, grad);
   if (device_value) call.device_value(device_value);
-  SoftmaxOverlapStatus st;
-  if (host_status) {
-    struct {
-      double value;
-      int flag;
-      int pad;
-      double bce_scale;
-      unsigned long long first_bad;
-      double kept, skipped;  // overlap_passes.cuh's finalize (generalized Dice: not written)
-    } header;
-    static_assert(sizeof(header) == overlap_detail::kCountsOffset + 2 * sizeof(double),
-                  "header layout");
-    check(cudaMemcpyAsync(&header, call.value(), sizeof(header), cudaMemcpyDeviceToHost,
-                          call.stream()),
-          function, "cudaMemcpyAsync of the result");
-    check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
-    st.value = header.value;
-    if (header.flag & kBadLabel) st.first_bad = static_cast<int64_t>(~header.first_bad);
-    st.bad_class_weight = (header.flag & kBadClassWeight) != 0;
-    st.kept = static_cast<int64_t>(header.kept);
-    st.skipped = static_cast<int64_t>(header.skipped);
-  }
-  return st;
+  return host_status ? read_status(function, call) : SoftmaxOverlapStatus{};
+}
+
+// The split's finalize: the fused call's workspace, whose partials region (no statistics pass
+// runs) receives the reduced global sums and whose sums region the shard's local sums (with
+// per_image); then `finalize(call, from, totals, coef)` and the gradient pass; waits.
+template <class T, class U, class Finalize>
+SoftmaxOverlapStatus run_split(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
+                               bool per_image, const OverlapSplit& s, const Finalize& finalize,
+                               T* grad) {
+  const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
+  const detail::Layout l = detail::softmax_layout(g, a.classes);
+  Call call(function, l.total);
+  double* global = call.at<double>(l.partials);  // blocks * 3 C >= 3 C doubles
+  double* sums = call.at<double>(l.sums);
+  overlap_detail::upload(call, global, s.global, s.global_size);
+  if (per_image)
+    overlap_detail::upload(call, sums, s.local, static_cast<size_t>(a.images * a.classes) * 3);
+  finalize(call, per_image ? sums : global, per_image ? global : nullptr, call.at<double>(l.coef));
+  call.launched();
+  gradient(call, g, l, a, grad);
+  return read_status(function, call);
 }
 
 }  // namespace
@@ -338,7 +394,64 @@ SoftmaxOverlapStatus generalized_dice_run(const char* function,
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
 }
 
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_statistics_run(const char* function,
+                                                    const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                    double* host_sums) {
+  const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
+  const detail::Layout l = detail::softmax_layout(g, a.classes);
+  Call call(function, l.total);
+  statistics(call, g, l, a);
+  return read_status(function, call, call.at<double>(l.sums), host_sums,
+                     static_cast<size_t>(a.images * a.classes) * 3);
+}
+
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
+                                                  const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                  OverlapForm f, Upstream<T> up,
+                                                  const OverlapSplit& s, T* grad) {
+  if (!f.per_image) {  // the batch's scores: one image of reduced class sums
+    f.coef_images = f.images;
+    f.images = 1;
+  }
+  const auto finalize = [&](const Call& call, const double* sums, const double* totals,
+                            double* coef) {
+    Upstream<T> u = up;
+    u.totals = totals;
+    cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, u,
+                 static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
+                 call.at<double>(overlap_detail::kCountsOffset), call.flag());
+  };
+  return run_split<T, U>(function, a, f.per_image, s, finalize, grad);
+}
+
+template <class T, class U>
+SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
+                                                   const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                   GdlForm f, const OverlapSplit& s, T* grad) {
+  if (!f.per_image) {
+    f.coef_images = f.images;
+    f.images = 1;
+  }
+  const auto finalize = [&](const Call& call, const double* sums, const double* totals,
+                            double* coef) {
+    Upstream<T> u;
+    u.totals = totals;
+    cuda::launch(gdl_finalize_kernel<T>, 1, 1, 0, call.stream(), sums, f, u,
+                 static_cast<T*>(nullptr), coef, call.value());
+  };
+  return run_split<T, U>(function, a, f.per_image, s, finalize, grad);
+}
+
 #define SEGLOSS_INSTANTIATE(T, U)                                                                 \
+  template SoftmaxOverlapStatus softmax_overlap_statistics_run<T, U>(                             \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, double*);                                \
+  template SoftmaxOverlapStatus softmax_overlap_finalize_run<T, U>(                               \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, OverlapForm, Upstream<T>,                \
+      const OverlapSplit&, T*);                                                                   \
+  template SoftmaxOverlapStatus generalized_dice_finalize_run<T, U>(                              \
+      const char*, const cpu::SoftmaxOverlapArgs<T, U>&, GdlForm, const OverlapSplit&, T*);       \
   template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const OverlapForm&, Upstream<T>, T*, T*, \
       T*, bool);                                                                                  \

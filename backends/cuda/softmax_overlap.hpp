@@ -56,6 +56,9 @@ struct GdlForm {
   double smooth_nr = 1e-5, smooth_dr = 1e-5;
   bool per_image = true, include_background = true;
   bool mean = true;  // reduction mean (else sum, or none)
+  // The split's finalize without per_image (as OverlapForm::coef_images): the sums are one image
+  // of the batch's class sums, the coefficients go to the shard's coef_images images. 0: images.
+  int64_t coef_images = 0;
 };
 
 // generalized_dice: the passes above (with a.squared false) and the generalized Dice finalize;
@@ -66,6 +69,29 @@ SoftmaxOverlapStatus generalized_dice_run(const char* function,
                                           const cpu::SoftmaxOverlapArgs<T, U>& a, const GdlForm& f,
                                           Upstream<T> up, T* grad, T* scores, T* device_value,
                                           bool host_status);
+
+// ---- the statistics / finalize split (losses/softmax_overlap.cpp) ----
+
+// statistics: the statistics pass alone; the per-(image, class) sums I, P, T (3 N C doubles)
+// copied to host_sums. Waits; the status reports the first bad label.
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_statistics_run(const char* function,
+                                                    const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                    double* host_sums);
+
+// finalize (overlap.hpp's OverlapSplit: local and global uploaded, no statistics pass): the
+// finalize kernel, then the gradient pass into grad (a bad label sets the flag there). Waits; the
+// status has the value, the first bad label and a bad class weight.
+template <class T, class U>
+SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
+                                                  const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                  OverlapForm f, Upstream<T> up,
+                                                  const OverlapSplit& s, T* grad);
+// generalized Dice: global holds (scores, sum (1 - S_j)) with per_image, else 3 C class sums.
+template <class T, class U>
+SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
+                                                   const cpu::SoftmaxOverlapArgs<T, U>& a,
+                                                   GdlForm f, const OverlapSplit& s, T* grad);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -96,7 +96,8 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o,
 
 // The options the CUDA path does not support yet (backends/cuda/overlap.hpp); path as in
 // check_overlap_options. all: the caller runs every option on CUDA (soft_dice, soft_jaccard,
-// tversky); bce_dice does not run weight, class_weight, empty, gamma, log, clamp there yet.
+// tversky, bce_dice since session 8); a caller without all refuses weight, class_weight,
+// empty, gamma, log, clamp there.
 template <class T>
 void check_overlap_cuda_options(const char* fn, const OverlapOptions<T>& o,
                                 const char* path = "options.", bool all = false) {
@@ -397,6 +398,32 @@ cuda::OverlapForm cuda_overlap_form(const Shape& s, const O& o, const ScoreForm&
   c.log = o.log;
   c.clamp = o.clamp;
   return c;
+}
+#endif
+
+#if defined(SEGLOSS_WITH_CUDA)
+// The statistics of a CUDA shard from its per-plane sums (copied back from the device): the CPU's
+// overlap_split_statistics, with the class weights (a CUDA tensor) copied to the host, where the
+// CPU's check of their values runs (the call waits anyway). O: any overlap loss's options; path
+// as in check_overlap_options.
+template <class O>
+OverlapStatistics cuda_split_statistics(const char* fn, const std::vector<double>& sums, int stride,
+                                        const Shape& input, const O& o, const ScoreForm& f,
+                                        const char* path = "options.") {
+  if (!o.class_weight.defined()) return overlap_split_statistics(sums, stride, input, o, f);
+  O host = o;
+  host.class_weight = o.class_weight.to(Device::cpu);
+  check_overlap_options(fn, input, host, path);
+  return overlap_split_statistics(sums, stride, input, host, f);
+}
+
+// What finalize uploads of the reduced statistics, whose overlap part starts at `offset`.
+inline cuda::OverlapSplit cuda_overlap_split(const OverlapStatistics& st, size_t offset) {
+  cuda::OverlapSplit s;
+  s.local = st.local.data();
+  s.global = st.global.data() + offset;
+  s.global_size = st.global.size() - offset;
+  return s;
 }
 #endif
 
