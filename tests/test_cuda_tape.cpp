@@ -4,6 +4,7 @@
 // refuse them. The first case runs everywhere; the others skip without a GPU.
 #include <doctest/doctest.h>
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -152,7 +153,8 @@ Graph<T> run_graph(const std::vector<Tensor<T>>& xs, Device device, F f, int hos
 template <class T, class F>
 void check_graph(const char* what, const std::vector<Tensor<T>>& xs, F f, bool repeat = false,
                  int host_leaf = -1) {
-  INFO(what);
+  const std::string name = what;
+  INFO(name);
   const Graph<T> cpu = run_graph(xs, Device::cpu, f);
   const Graph<T> dev = run_graph(xs, Device::cuda, f, host_leaf);
   check_parity(cpu.value, dev.value, parity_tol<T>(), "value");
