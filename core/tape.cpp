@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "../backends/cuda/tape_ops.hpp"
 #include "checks.hpp"
 #include "parallel.hpp"
 
@@ -23,6 +24,58 @@ void tape_scale_add(T*, const T*, double, int64_t, bool) {
 }
 template void tape_scale_add<float>(float*, const float*, double, int64_t, bool);
 template void tape_scale_add<double>(double*, const double*, double, int64_t, bool);
+// The primitives' device functions (backends/cuda/tape_ops.hpp): never reached in a build without
+// CUDA, where no tape value can be on the device (Tape::leaf refuses it).
+namespace {
+[[noreturn]] void no_cuda_backend() {
+  fail("ad::Tape", "a CUDA value, but this build has no CUDA backend");
+}
+}  // namespace
+template <class T>
+void tape_unary(TapeUnary, const T*, T*, int64_t, T, T) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_unary_grad(TapeUnary, const T*, const T*, const T*, T*, int64_t, T, T) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_binary(TapeBinary, const T*, const T*, T*, const TapeLayout&, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_binary_grad(TapeBinary, int, const T*, const T*, const T*, const T*, T*,
+                      const TapeLayout&, int64_t, int64_t, bool) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_reduce(const T*, T*, const TapeLayout&, int64_t, double) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_class_sum(const T*, T*, int64_t, int64_t, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_broadcast_grad(const T*, T*, const TapeLayout&, int64_t, double) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_where(const T*, const T*, const T*, T*, const TapeLayout&, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_where_grad(const T*, const T*, T*, bool, const TapeLayout&, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_softmax(bool, const T*, T*, int64_t, int64_t, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_softmax_grad(bool, const T*, const T*, T*, int64_t, int64_t, int64_t) {
+  no_cuda_backend();
+}
 #endif
 }  // namespace detail
 
@@ -302,8 +355,8 @@ void for_each_pair(const Layout& a, const Layout& b, int64_t n, Body&& body) {
 // The output shape of a binary op: the shape both operands broadcast to.
 template <class T>
 Shape binary_shape(const char* op, const Var<T>& a, const Var<T>& b) {
-  a.tape().check_cpu_var(op, a);
-  a.tape().check_cpu_var(op, b);
+  a.tape().check_var(op, a);
+  a.tape().check_var(op, b);
   const Shape &sa = a.shape(), &sb = b.shape();
   if (broadcasts(sb, sa)) return sa;
   if (broadcasts(sa, sb)) return sb;
@@ -311,11 +364,97 @@ Shape binary_shape(const char* op, const Var<T>& a, const Var<T>& b) {
                " to the other's shape)");
 }
 
-// A binary op. f(x, y) is the value; da(x, y, out) and db(x, y, out) the partial derivatives.
+// ---- CUDA: the device functions of backends/cuda/tape_ops.hpp ----
+
+template <class T>
+bool on_cuda(const Var<T>& v) {
+  return v.value().device() == Device::cuda;
+}
+
+// The tensor on the device: itself, or a copy of a host tensor (a host scalar, a constant).
+template <class T>
+Tensor<T> on_device(const Tensor<T>& t) {
+  return t.device() == Device::cuda ? t : t.to(Device::cuda);
+}
+
+// Adds a gradient computed on the device into v's gradient: add(gv) adds into a device buffer,
+// v's own when v is on the device; for a host value (a loss value or a constant combined with a
+// CUDA value), a zeroed device buffer whose sum is copied back (the call waits) and added.
+template <class T, class Add>
+void add_device_grad(Tape<T>& tape, const Var<T>& v, Add&& add) {
+  if (on_cuda(v)) {
+    add(tape.grad_buffer(v).data());
+    return;
+  }
+  const Tensor<T> dev = Tensor<T>::zeros(v.shape(), Device::cuda);
+  add(dev.data());
+  const Tensor<T> host = dev.to(Device::cpu);
+  T* gv = tape.grad_buffer(v).data();
+  for (int64_t i = 0; i < host.numel(); ++i) gv[i] += host[i];
+}
+
+detail::TapeLayout tape_layout(const Layout& a, const Layout& b) {
+  detail::TapeLayout l;
+  l.rank = a.rank;
+  for (int d = 0; d < a.rank; ++d) {
+    l.extent[d] = a.extent[d];
+    l.stride[0][d] = a.stride[d];
+    l.stride[1][d] = b.stride[d];
+  }
+  return l;
+}
+
+// The row-major strides of `shape`, in the slot `k` of a layout over the same rank.
+void row_major(detail::TapeLayout& l, int k, const Shape& shape) {
+  int64_t step = 1;
+  for (int d = shape.rank() - 1; d >= 0; --d) {
+    l.stride[k][d] = step;
+    step *= shape[d];
+  }
+}
+
+// A binary op on the device (either operand on CUDA; a host operand is copied there).
+template <class T>
+Var<T> binary_cuda(const char* op, detail::TapeBinary code, const Var<T>& a, const Var<T>& b,
+                   const Shape& shape, const Layout& la, const Layout& lb) {
+  const Tensor<T> av = on_device(a.value()), bv = on_device(b.value());
+  const detail::TapeLayout l = tape_layout(la, lb);
+  Tensor<T> out = Tensor<T>::empty(shape, Device::cuda);
+  detail::tape_binary(code, av.data(), bv.data(), out.data(), l, shape.numel());
+  const bool full[2] = {la.identity, lb.identity};
+  return a.tape().record(
+      op, out, {a, b}, [a, b, av, bv, l, out, code, full](Tape<T>& tape, const Tensor<T>& g) {
+        for (int k = 0; k < 2; ++k) {
+          const Var<T>& v = k == 0 ? a : b;
+          if (!v.requires_grad()) continue;
+          add_device_grad(tape, v, [&](T* gv) {
+            detail::tape_binary_grad(code, k, av.data(), bv.data(), out.data(), g.data(), gv, l,
+                                     g.numel(), v.value().numel(), full[k]);
+          });
+        }
+      });
+}
+
+// A unary op on the device.
+template <class T>
+Var<T> unary_cuda(const char* op, const Var<T>& a, detail::TapeUnary code, T k, T k2) {
+  const Tensor<T>& xv = a.value();
+  Tensor<T> out = Tensor<T>::empty(xv.shape(), Device::cuda);
+  detail::tape_unary(code, xv.data(), out.data(), xv.numel(), k, k2);
+  return a.tape().record(op, out, {a}, [a, out, code, k, k2](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    detail::tape_unary_grad(code, a.value().data(), out.data(), g.data(), gx, g.numel(), k, k2);
+  });
+}
+
+// A binary op. f(x, y) is the value; da(x, y, out) and db(x, y, out) the partial derivatives;
+// `code` the same op on the device.
 template <class T, class F, class DA, class DB>
-Var<T> binary(const char* op, const Var<T>& a, const Var<T>& b, F f, DA da, DB db) {
+Var<T> binary(const char* op, detail::TapeBinary code, const Var<T>& a, const Var<T>& b, F f, DA da,
+              DB db) {
   const Shape shape = binary_shape(op, a, b);
   const Layout la = layout(a.shape(), shape), lb = layout(b.shape(), shape);
+  if (on_cuda(a) || on_cuda(b)) return binary_cuda(op, code, a, b, shape, la, lb);
   Tensor<T> out = Tensor<T>::empty(shape);
   const T *x = a.value().data(), *y = b.value().data();
   T* o = out.data();
@@ -349,10 +488,13 @@ Var<T> binary(const char* op, const Var<T>& a, const Var<T>& b, F f, DA da, DB d
       });
 }
 
-// A unary op: f(x) the value, d(x, y) the derivative given x and y = f(x).
+// A unary op: f(x) the value, d(x, y) the derivative given x and y = f(x); `code` (with the
+// constants k, k2) the same op on the device.
 template <class T, class F, class D>
-Var<T> unary(const char* op, const Var<T>& a, F f, D d) {
-  a.tape().check_cpu_var(op, a);
+Var<T> unary(const char* op, const Var<T>& a, F f, D d, detail::TapeUnary code, T k = T(0),
+             T k2 = T(0)) {
+  a.tape().check_var(op, a);
+  if (on_cuda(a)) return unary_cuda(op, a, code, k, k2);
   const Tensor<T>& xv = a.value();
   Tensor<T> out = Tensor<T>::empty(xv.shape());
   const T* x = xv.data();
@@ -385,53 +527,56 @@ T stable_log_sigmoid(T x) {
 template <class T>
 Var<T> add(const Var<T>& a, const Var<T>& b) {
   return binary(
-      "ad::add", a, b, [](T x, T y) { return x + y; }, [](T, T, T) { return T(1); },
-      [](T, T, T) { return T(1); });
+      "ad::add", detail::TapeBinary::add, a, b, [](T x, T y) { return x + y; },
+      [](T, T, T) { return T(1); }, [](T, T, T) { return T(1); });
 }
 template <class T>
 Var<T> sub(const Var<T>& a, const Var<T>& b) {
   return binary(
-      "ad::sub", a, b, [](T x, T y) { return x - y; }, [](T, T, T) { return T(1); },
-      [](T, T, T) { return T(-1); });
+      "ad::sub", detail::TapeBinary::sub, a, b, [](T x, T y) { return x - y; },
+      [](T, T, T) { return T(1); }, [](T, T, T) { return T(-1); });
 }
 template <class T>
 Var<T> mul(const Var<T>& a, const Var<T>& b) {
   return binary(
-      "ad::mul", a, b, [](T x, T y) { return x * y; }, [](T, T y, T) { return y; },
-      [](T x, T, T) { return x; });
+      "ad::mul", detail::TapeBinary::mul, a, b, [](T x, T y) { return x * y; },
+      [](T, T y, T) { return y; }, [](T x, T, T) { return x; });
 }
 // d(x/y)/dx = 1/y, d(x/y)/dy = -x/y^2 = -(x/y)/y.
 template <class T>
 Var<T> div(const Var<T>& a, const Var<T>& b) {
   return binary(
-      "ad::div", a, b, [](T x, T y) { return x / y; }, [](T, T y, T) { return T(1) / y; },
-      [](T, T y, T o) { return -o / y; });
+      "ad::div", detail::TapeBinary::div, a, b, [](T x, T y) { return x / y; },
+      [](T, T y, T) { return T(1) / y; }, [](T, T y, T o) { return -o / y; });
 }
 
 template <class T>
 Var<T> add(const Var<T>& a, double c) {
   const T k = static_cast<T>(c);
   return unary(
-      "ad::add", a, [k](T x) { return x + k; }, [](T, T) { return T(1); });
+      "ad::add", a, [k](T x) { return x + k; }, [](T, T) { return T(1); }, detail::TapeUnary::add,
+      k);
 }
 template <class T>
 Var<T> mul(const Var<T>& a, double c) {
   const T k = static_cast<T>(c);
   return unary(
-      "ad::mul", a, [k](T x) { return x * k; }, [k](T, T) { return k; });
+      "ad::mul", a, [k](T x) { return x * k; }, [k](T, T) { return k; }, detail::TapeUnary::mul, k);
 }
 template <class T>
 Var<T> rsub(double c, const Var<T>& a) {
   const T k = static_cast<T>(c);
   return unary(
-      "ad::rsub", a, [k](T x) { return k - x; }, [](T, T) { return T(-1); });
+      "ad::rsub", a, [k](T x) { return k - x; }, [](T, T) { return T(-1); },
+      detail::TapeUnary::rsub, k);
 }
 // d(c/x)/dx = -c/x^2 = -(c/x)/x.
 template <class T>
 Var<T> rdiv(double c, const Var<T>& a) {
   const T k = static_cast<T>(c);
   return unary(
-      "ad::rdiv", a, [k](T x) { return k / x; }, [](T x, T y) { return -y / x; });
+      "ad::rdiv", a, [k](T x) { return k / x; }, [](T x, T y) { return -y / x; },
+      detail::TapeUnary::rdiv, k);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,43 +586,46 @@ Var<T> rdiv(double c, const Var<T>& a) {
 template <class T>
 Var<T> neg(const Var<T>& a) {
   return unary(
-      "ad::neg", a, [](T x) { return -x; }, [](T, T) { return T(-1); });
+      "ad::neg", a, [](T x) { return -x; }, [](T, T) { return T(-1); }, detail::TapeUnary::neg);
 }
 template <class T>
 Var<T> exp(const Var<T>& a) {  // (e^x)' = e^x
   return unary(
-      "ad::exp", a, [](T x) { return std::exp(x); }, [](T, T y) { return y; });
+      "ad::exp", a, [](T x) { return std::exp(x); }, [](T, T y) { return y; },
+      detail::TapeUnary::exp);
 }
 template <class T>
 Var<T> log(const Var<T>& a) {  // (log x)' = 1/x
   return unary(
-      "ad::log", a, [](T x) { return std::log(x); }, [](T x, T) { return T(1) / x; });
+      "ad::log", a, [](T x) { return std::log(x); }, [](T x, T) { return T(1) / x; },
+      detail::TapeUnary::log);
 }
 template <class T>
 Var<T> log1p(const Var<T>& a) {  // (log(1 + x))' = 1/(1 + x)
   return unary(
-      "ad::log1p", a, [](T x) { return std::log1p(x); }, [](T x, T) { return T(1) / (T(1) + x); });
+      "ad::log1p", a, [](T x) { return std::log1p(x); }, [](T x, T) { return T(1) / (T(1) + x); },
+      detail::TapeUnary::log1p);
 }
 // sigma' = sigma (1 - sigma).
 template <class T>
 Var<T> sigmoid(const Var<T>& a) {
   return unary(
       "ad::sigmoid", a, [](T x) { return stable_sigmoid(x); },
-      [](T, T y) { return y * (T(1) - y); });
+      [](T, T y) { return y * (T(1) - y); }, detail::TapeUnary::sigmoid);
 }
 // (log sigma(x))' = 1 - sigma(x) = sigma(-x), without cancellation.
 template <class T>
 Var<T> log_sigmoid(const Var<T>& a) {
   return unary(
       "ad::log_sigmoid", a, [](T x) { return stable_log_sigmoid(x); },
-      [](T x, T) { return stable_sigmoid(-x); });
+      [](T x, T) { return stable_sigmoid(-x); }, detail::TapeUnary::log_sigmoid);
 }
 // softplus(x) = -log sigma(-x); softplus' = sigma(x).
 template <class T>
 Var<T> softplus(const Var<T>& a) {
   return unary(
       "ad::softplus", a, [](T x) { return -stable_log_sigmoid(-x); },
-      [](T x, T) { return stable_sigmoid(x); });
+      [](T x, T) { return stable_sigmoid(x); }, detail::TapeUnary::softplus);
 }
 template <class T>
 Var<T> clamp(const Var<T>& a, double lo, double hi) {
@@ -487,20 +635,21 @@ Var<T> clamp(const Var<T>& a, double lo, double hi) {
       "ad::clamp", a, [l, h](T x) { return x < l   ? l
                                            : x > h ? h
                                                    : x; },
-      [l, h](T x, T) { return x >= l && x <= h ? T(1) : T(0); });
+      [l, h](T x, T) { return x >= l && x <= h ? T(1) : T(0); }, detail::TapeUnary::clamp, l, h);
 }
 // (x^p)' = p x^(p-1). p = 2 is the exact product x * x; p = 1 is x itself (no node).
 template <class T>
 Var<T> pow(const Var<T>& a, double p) {
-  a.tape().check_cpu_var("ad::pow", a);
+  a.tape().check_var("ad::pow", a);
   if (p == 1.0) return a;
   const T k = static_cast<T>(p);
   if (p == 2.0)
     return unary(
-        "ad::pow", a, [](T x) { return x * x; }, [](T x, T) { return T(2) * x; });
+        "ad::pow", a, [](T x) { return x * x; }, [](T x, T) { return T(2) * x; },
+        detail::TapeUnary::square);
   return unary(
       "ad::pow", a, [k](T x) { return std::pow(x, k); },
-      [k](T x, T) { return k * std::pow(x, k - T(1)); });
+      [k](T x, T) { return k * std::pow(x, k - T(1)); }, detail::TapeUnary::pow, k);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,6 +677,17 @@ void for_each_pixel(const ClassAxis& a, Body&& body) {
   });
 }
 
+// softmax or log_softmax on the device: one thread per pixel, the CPU's formulas.
+template <class T>
+Var<T> softmax_cuda(const char* op, const Var<T>& a, const ClassAxis& ax, bool log) {
+  Tensor<T> out = Tensor<T>::empty(a.shape(), Device::cuda);
+  detail::tape_softmax(log, a.value().data(), out.data(), ax.n, ax.c, ax.s);
+  return a.tape().record(op, out, {a}, [a, out, ax, log](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    detail::tape_softmax_grad(log, out.data(), g.data(), gx, ax.n, ax.c, ax.s);
+  });
+}
+
 }  // namespace
 
 // y_c = exp(x_c - m) / sum_k exp(x_k - m), m = max_k x_k.
@@ -535,8 +695,9 @@ void for_each_pixel(const ClassAxis& a, Body&& body) {
 template <class T>
 Var<T> softmax(const Var<T>& a) {
   const char* op = "ad::softmax";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
+  if (on_cuda(a)) return softmax_cuda(op, a, ax, false);
   Tensor<T> out = Tensor<T>::empty(a.shape());
   const T* x = a.value().data();
   T* y = out.data();
@@ -575,8 +736,9 @@ Var<T> softmax(const Var<T>& a) {
 template <class T>
 Var<T> log_softmax(const Var<T>& a) {
   const char* op = "ad::log_softmax";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
+  if (on_cuda(a)) return softmax_cuda(op, a, ax, true);
   Tensor<T> out = Tensor<T>::empty(a.shape());
   const T* x = a.value().data();
   T* y = out.data();
@@ -619,8 +781,11 @@ enum class Keep { none, image, klass, image_class };
 // The input seen as (outer, middle, inner) blocks: a sum keeping axis 0 sums planes of
 // numel / N elements; keeping axis 1 sums, for each class, N planes of S elements.
 template <class T>
+Var<T> reduce_cuda(const char* op, const Var<T>& a, Keep keep, bool take_mean);
+
+template <class T>
 Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   const Shape& in = a.shape();
   const bool needs_class = keep == Keep::klass || keep == Keep::image_class;
   SEGLOSS_CHECK(in.rank() >= (needs_class           ? 2
@@ -629,6 +794,7 @@ Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
                 op, "the input ", in, " has no ",
                 needs_class ? "class axis (rank 2 or more expected)"
                             : "image axis (rank 1 or more expected)");
+  if (on_cuda(a)) return reduce_cuda(op, a, keep, take_mean);
   const int64_t total = in.numel();
   // Planes of contiguous elements, each summed in chunk order (core/parallel.hpp).
   int64_t planes = 1;
@@ -679,6 +845,37 @@ Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
       });
 }
 
+// The same on the device: one block per output sums its elements in double in a fixed order
+// (backends/cuda/tape.cu); backward broadcasts the gradient (times 1/count).
+template <class T>
+Var<T> reduce_cuda(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
+  const Shape& in = a.shape();
+  detail::TapeLayout l;  // the output's stride on each input axis (0: summed)
+  l.rank = in.rank();
+  for (int d = 0; d < in.rank(); ++d) l.extent[d] = in[d];
+  Shape out_shape;
+  if (keep == Keep::image) {
+    out_shape = Shape{in[0]};
+    l.stride[0][0] = 1;
+  } else if (keep == Keep::klass) {
+    out_shape = Shape{in[1]};
+    l.stride[0][1] = 1;
+  } else if (keep == Keep::image_class) {
+    out_shape = Shape{in[0], in[1]};
+    l.stride[0][0] = in[1];
+    l.stride[0][1] = 1;
+  }
+  const int64_t outputs = out_shape.numel(), total = in.numel();
+  const int64_t count = outputs > 0 ? total / outputs : 0;  // elements per output
+  const double scale = take_mean ? 1.0 / static_cast<double>(count) : 1.0;
+  Tensor<T> out = Tensor<T>::empty(out_shape, Device::cuda);
+  detail::tape_reduce(a.value().data(), out.data(), l, outputs, scale);
+  return a.tape().record(op, out, {a}, [a, l, scale](Tape<T>& tape, const Tensor<T>& g) {
+    T* gx = tape.grad_buffer(a).data();
+    detail::tape_broadcast_grad(g.data(), gx, l, a.value().numel(), scale);
+  });
+}
+
 }  // namespace
 
 template <class T>
@@ -718,10 +915,23 @@ Var<T> mean_per_image_class(const Var<T>& a) {
 template <class T>
 Var<T> class_sum(const Var<T>& a) {
   const char* op = "ad::class_sum";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   Shape out_shape = a.shape();
   out_shape[1] = 1;
+  if (on_cuda(a)) {  // one thread per pixel, in class order; backward broadcasts over classes
+    Tensor<T> out = Tensor<T>::empty(out_shape, Device::cuda);
+    detail::tape_class_sum(a.value().data(), out.data(), ax.n, ax.c, ax.s);
+    detail::TapeLayout l;
+    l.rank = a.shape().rank();
+    for (int d = 0; d < l.rank; ++d) l.extent[d] = a.shape()[d];
+    row_major(l, 0, out_shape);
+    l.stride[0][1] = 0;
+    return a.tape().record(op, out, {a}, [a, l](Tape<T>& tape, const Tensor<T>& g) {
+      T* gx = tape.grad_buffer(a).data();
+      detail::tape_broadcast_grad(g.data(), gx, l, a.value().numel(), 1.0);
+    });
+  }
   Tensor<T> out = Tensor<T>::empty(out_shape);
   const T* x = a.value().data();
   T* y = out.data();
@@ -742,9 +952,16 @@ Var<T> class_sum(const Var<T>& a) {
 template <class T>
 Var<T> reshape(const Var<T>& a, const Shape& shape) {
   const char* op = "ad::reshape";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   SEGLOSS_CHECK(shape.numel() == a.shape().numel(), op, "cannot reshape ", a.shape(), " to ", shape,
                 ": the element counts differ");
+  if (on_cuda(a)) {  // a copy on the stream (times 1, exact), the gradient added back
+    Tensor<T> out = Tensor<T>::empty(shape, Device::cuda);
+    detail::tape_scale_add(out.data(), a.value().data(), 1.0, out.numel(), true);
+    return a.tape().record(op, out, {a}, [a](Tape<T>& tape, const Tensor<T>& g) {
+      detail::tape_scale_add(tape.grad_buffer(a).data(), g.data(), 1.0, g.numel(), false);
+    });
+  }
   Tensor<T> out = Tensor<T>::empty(shape);
   std::copy(a.value().begin(), a.value().end(), out.begin());
   return a.tape().record(op, out, {a}, [a](Tape<T>& tape, const Tensor<T>& g) {
@@ -761,14 +978,30 @@ Var<T> reshape(const Var<T>& a, const Shape& shape) {
 template <class T>
 Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b) {
   const char* op = "ad::where";
-  a.tape().check_cpu_var(op, a);
-  a.tape().check_cpu_var(op, b);
+  a.tape().check_var(op, a);
+  a.tape().check_var(op, b);
   SEGLOSS_CHECK(a.shape() == b.shape(), op, "a ", a.shape(), " and b ", b.shape(),
                 " must have one shape");
   SEGLOSS_CHECK(mask.defined(), op, "mask is undefined");
-  detail::check_on_cpu(op, "mask", mask);
   SEGLOSS_CHECK(broadcasts(mask.shape(), a.shape()), op, "mask ", mask.shape(),
                 " does not broadcast to ", a.shape());
+  if (on_cuda(a) || on_cuda(b)) {  // host operands (and the mask) are copied to the device
+    const Tensor<T> av = on_device(a.value()), bv = on_device(b.value()), mv = on_device(mask);
+    const Shape shape = a.shape();
+    const detail::TapeLayout l = tape_layout(layout(mask.shape(), shape), layout(shape, shape));
+    Tensor<T> out = Tensor<T>::empty(shape, Device::cuda);
+    detail::tape_where(mv.data(), av.data(), bv.data(), out.data(), l, shape.numel());
+    return a.tape().record(op, out, {a, b}, [a, b, mv, l](Tape<T>& tape, const Tensor<T>& g) {
+      for (int k = 0; k < 2; ++k) {
+        const Var<T>& v = k == 0 ? a : b;
+        if (!v.requires_grad()) continue;
+        add_device_grad(tape, v, [&](T* gv) {
+          detail::tape_where_grad(mv.data(), g.data(), gv, k == 0, l, g.numel());
+        });
+      }
+    });
+  }
+  detail::check_on_cpu(op, "mask", mask);
   const Shape shape = a.shape();
   const Layout lm = layout(mask.shape(), shape), la = layout(shape, shape);
   Tensor<T> out = Tensor<T>::empty(shape);
@@ -999,7 +1232,7 @@ template <class T>
 Var<T> relu(const Var<T>& a) {
   return unary(
       "ad::relu", a, [](T x) { return std::isnan(x) || x > T(0) ? x : T(0); },
-      [](T x, T) { return std::isnan(x) || x > T(0) ? T(1) : T(0); });
+      [](T x, T) { return std::isnan(x) || x > T(0) ? T(1) : T(0); }, detail::TapeUnary::relu);
 }
 
 // ---------------------------------------------------------------------------------------------

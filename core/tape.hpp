@@ -51,7 +51,7 @@
 // Errors (segloss::Error, naming the op): a Var from another tape or an undefined Var, shapes
 // that do not broadcast, backward() from a Var that is not a one-element scalar, grad() of a
 // Var that does not require a gradient, axes the input lacks, labels outside [0, C) that are
-// not ignore_index, and a CUDA value given to a primitive (see CUDA below).
+// not ignore_index, and a CUDA value given to a group primitive (see CUDA below).
 //
 // CUDA: a leaf may be a CUDA tensor (Tensor::to(Device::cuda), or a view of the caller's device
 // pointer). The fused loss nodes of losses/tape_losses.hpp run on it wherever the fused loss
@@ -59,8 +59,13 @@
 // gradient stays on the device, and backward scales it and adds it into the leaf's gradient
 // with one elementwise kernel on the current stream (backends/cuda/tape.cu), or adopts it
 // without a copy when the loss is used alone. Scalar algebra on the loss values (host scalars)
-// works as on the CPU, so `bce + 0.5 * dice` on CUDA logits is a CUDA tape. The primitives are
-// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet"; compose on the CPU.
+// works as on the CPU, so `bce + 0.5 * dice` on CUDA logits is a CUDA tape. The primitives run
+// on CUDA values too (forward and backward on the device, on the current stream; docs/cuda.md,
+// "The tape's primitives on CUDA"): the elementwise ops, where, reshape, the sums and means,
+// class_sum, softmax and log_softmax. A host operand of a binary op or where (a loss value, a
+// constant, the mask) is copied to the device; the gradient of a host operand comes back to
+// the host. The group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) are
+// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet".
 //
 // Cost: each op allocates its output (and, in backward, its inputs' gradients). Primitives are
 // correct first and fast second; bench/segloss_bench.cpp reports composed-versus-fused ratios.
