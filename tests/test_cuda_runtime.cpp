@@ -75,9 +75,8 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "cuda: every tensor of a call must be on one device",
                        Error);
   CHECK_THROWS_WITH_AS(
-      binary_cross_entropy(xd, xd),
-      "binary_cross_entropy: probs (2,1,8,8) is on device cuda, but binary_cross_entropy has no "
-      "CUDA path yet",
+      lovasz_hinge(xd, xd),
+      "lovasz_hinge: logits (2,1,8,8) is on device cuda, but lovasz_hinge has no CUDA path yet",
       Error);
 }
 

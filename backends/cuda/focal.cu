@@ -23,7 +23,7 @@ namespace {
 
 // Where the smallest bad label index goes in the call's header (value at 0, flag at 8): stored
 // as its complement by atomicMax, so the zeroed header means none.
-constexpr size_t kFirstBadOffset = 24;
+constexpr size_t kFirstBadOffset = header::kFirstBad;
 
 // pw::sigmoid_focal with gamma's kind (cpu::focal_gamma_kind) chosen at run time.
 template <class T>

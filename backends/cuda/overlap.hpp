@@ -56,10 +56,6 @@ struct Upstream {
   const double* totals = nullptr;
 };
 
-// The finalize's error flag bit for a class weight that is negative or not finite (the host
-// cannot check device values without a wait): the value is NaN, and a host value raises.
-constexpr int kBadClassWeight = 2;
-
 // The number of scores kept (fixed ones included) and skipped: with an empty policy other than
 // formula they depend on the data, so a call asked for them copies them back and waits.
 struct OverlapCounts {

@@ -17,7 +17,7 @@ namespace cuda {
 namespace overlap_detail {
 
 // Offset in the call's header of the BCE term's gradient scale, which finalize leaves for pass 2.
-constexpr size_t kBceScaleOffset = 16;
+constexpr size_t kBceScaleOffset = header::kBceScale;
 
 // The BCE term's per-plane constants (unused without the term).
 template <class T>
@@ -193,7 +193,7 @@ struct GradBody {
 // Offset in the call's header of the counts of scores kept and skipped (two doubles), which
 // finalize leaves for a caller that asks for them (the softmax losses keep their first bad label
 // at 24).
-constexpr size_t kCountsOffset = 32;
+constexpr size_t kCountsOffset = header::kCounts;
 
 // A score of the finalize: S and its slopes, and how it enters the loss.
 struct FinalScore {

@@ -90,6 +90,29 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, cu
 // and reads its host value with call.host_value("target holds a label outside [0, C)");
 // a device-resident value becomes NaN instead (device_value).
 constexpr int kBadLabel = 1;
+// A class weight that is negative or not finite, found by the overlap losses' finalize (the host
+// cannot check device values without a wait): the value is NaN, and a host value raises.
+constexpr int kBadClassWeight = 2;
+
+// The call's header (detail::kHeaderBytes, zeroed on the stream by Call's constructor): the slots
+// the kernels of the backend share, at fixed offsets. Only these: a new slot goes here.
+namespace header {
+constexpr size_t kValue = 0;      // double: the result (Call::value)
+constexpr size_t kFlag = 8;       // int: the error flag's bits (Call::flag)
+constexpr size_t kBceScale = 16;  // double: bce_dice's BCE gradient scale, finalize to pass 2
+constexpr size_t kFirstBad = 24;  // unsigned long long: ~(the first bad label's index), atomicMax
+constexpr size_t kCounts = 32;    // two doubles: the overlap finalize's scores kept and skipped
+constexpr size_t kEnd = 48;
+static_assert(kFlag >= kValue + sizeof(double) && kBceScale >= kFlag + sizeof(int) &&
+                  kFirstBad >= kBceScale + sizeof(double) &&
+                  kCounts >= kFirstBad + sizeof(unsigned long long) &&
+                  kEnd >= kCounts + 2 * sizeof(double),
+              "the header's slots overlap");
+static_assert(kEnd <= detail::kHeaderBytes, "the header's slots exceed the header");
+static_assert(kFirstBad % alignof(unsigned long long) == 0 && kCounts % alignof(double) == 0 &&
+                  kBceScale % alignof(double) == 0,
+              "a header slot is misaligned");
+}  // namespace header
 
 // One library call on the current stream: its workspace (from the caller's WorkspaceScope, or
 // the pool of this device and stream, locked for the call's lifetime so that calls from other
@@ -107,8 +130,8 @@ class Call {
   U* at(size_t offset) const {
     return reinterpret_cast<U*>(base_ + offset);
   }
-  double* value() const { return at<double>(0); }
-  int* flag() const { return at<int>(sizeof(double)); }
+  double* value() const { return at<double>(header::kValue); }
+  int* flag() const { return at<int>(header::kFlag); }
 
   // After a launch: throws if it failed.
   void launched() const;

@@ -34,7 +34,7 @@ constexpr int kWarps = kThreads / 32;
 // Where the smallest bad label index goes in the call's header (value at 0, flag at 8, the BCE
 // scale of bce_dice at 16): stored as its complement by atomicMax, so the zeroed header means
 // none.
-constexpr size_t kFirstBadOffset = 24;
+constexpr size_t kFirstBadOffset = header::kFirstBad;
 
 template <class T, class U>
 constexpr bool kLabels = !std::is_same_v<T, U>;
