@@ -65,7 +65,8 @@
 // class_sum, softmax and log_softmax. A host operand of a binary op or where (a loss value, a
 // constant, the mask) is copied to the device; the gradient of a host operand comes back to
 // the host. The group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) are
-// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet".
+// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet". The tape does not record
+// streams: run the forward and backward of a CUDA tape on one stream (or synchronize between).
 //
 // Cost: each op allocates its output (and, in backward, its inputs' gradients). Primitives are
 // correct first and fast second; bench/segloss_bench.cpp reports composed-versus-fused ratios.

@@ -105,6 +105,20 @@ void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const B
 }
 #endif
 
+// A caller's grad: the logits or apart from them, and apart from the other inputs (exactly the
+// target or a per-pixel weight of the logits' shape allowed: each is read before its element's
+// gradient is stored).
+template <class T>
+void prepare_bce_dice_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                           Tensor<T>& grad, const BceDiceOptions<T>& options) {
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.bce.weight", options.bce.weight),
+                        detail::apart("options.bce.pos_weight", options.bce.pos_weight),
+                        detail::apart_or_same("options.dice.weight", options.dice.weight),
+                        detail::apart("options.dice.class_weight", options.dice.class_weight)});
+}
+
 // The value_and_grad forms: the value returned, or (device_value) also written to one element
 // on the logits' device, which on CUDA happens without a wait (the returned value is then 0).
 template <class T>
@@ -112,12 +126,7 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                       Tensor<T>& grad, const BceDiceOptions<T>& options, BceDiceParts* parts,
                       T* device_value) {
   auto p = plan(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.bce.weight", options.bce.weight),
-                        detail::apart("options.bce.pos_weight", options.bce.pos_weight),
-                        detail::apart_or_same("options.dice.weight", options.dice.weight),
-                        detail::apart("options.dice.class_weight", options.dice.class_weight)});
+  prepare_bce_dice_grad(fn, logits, target, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)
     return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
@@ -227,12 +236,7 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
     const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
     BceDiceParts v;
     v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
-    detail::prepare_grad(fn, logits, grad,
-                         {detail::apart_or_same("target", target),
-                          detail::apart_or_same("options.bce.weight", options.bce.weight),
-                          detail::apart("options.bce.pos_weight", options.bce.pos_weight),
-                          detail::apart_or_same("options.dice.weight", options.dice.weight),
-                          detail::apart("options.dice.class_weight", options.dice.class_weight)});
+    prepare_bce_dice_grad(fn, logits, target, grad, options);
     cuda::OverlapForm f =
         detail::cuda_overlap_form(logits.shape(), options.dice, detail::dice_form());
     f.dice_weight = options.dice_weight;  // scales the Dice term's gradient (its value: here)
@@ -251,12 +255,7 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                                                  options.dice_weight, ca, cb);
   const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
   v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.bce.weight", options.bce.weight),
-                        detail::apart("options.bce.pos_weight", options.bce.pos_weight),
-                        detail::apart_or_same("options.dice.weight", options.dice.weight),
-                        detail::apart("options.dice.class_weight", options.dice.class_weight)});
+  prepare_bce_dice_grad(fn, logits, target, grad, options);
   cpu::bce_dice_gradient(p.dice, p.bce, options.bce_weight * bce_scale, ca.data(), cb.data(),
                          grad.data());
   if (parts) *parts = v;

@@ -13,6 +13,18 @@
 namespace segloss {
 namespace {
 
+// A caller's grad: the logits or apart from them, and apart from the other inputs (exactly the
+// target or a weight of the logits' shape allowed: each is read before its element's gradient
+// is stored).
+template <class T>
+void prepare_bce_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                      Tensor<T>& grad, const BceWithLogitsOptions<T>& options) {
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight),
+                        detail::apart("options.pos_weight", options.pos_weight)});
+}
+
 // A mean over a weight sum of 0 (scale 0): the loss is 0 and so is the gradient, whatever the
 // logits; the kernel is not run. (CPU only: mean_over weight_sum is not on CUDA yet.)
 template <class T>
@@ -29,10 +41,7 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                 "reduction none has no single value; use bce_with_logits and "
                 "bce_with_logits_backward");
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.weight", options.weight),
-                        detail::apart("options.pos_weight", options.pos_weight)});
+  prepare_bce_grad(fn, logits, target, grad, options);
   const double scale = detail::bce_mean_scale(logits, options);
   a.want_sum = true;
   a.grad = grad.data();
@@ -172,10 +181,7 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.weight", options.weight),
-                        detail::apart("options.pos_weight", options.pos_weight)});
+  prepare_bce_grad(fn, logits, target, grad, options);
   const double scale = detail::bce_scale_of(options, reduced.global[detail::kDivisor]);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the scale is a kernel argument: nothing waits

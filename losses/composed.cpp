@@ -34,6 +34,8 @@ void check_input(const char* fn, Tape<T>& tape, const Var<T>& x) {
 template <class T>
 Var<T> pytorch_weight(Tape<T>& tape, const Tensor<T>& w) {
   if (w.rank() != 1) return tape.constant(w);
+  if (w.device() != Device::cpu)  // a device copy: its elements cannot be read on the host
+    return tape.constant(Tensor<T>::view(w.data(), Shape{1, w.size(0)}, w.device()).clone());
   Tensor<T> v = Tensor<T>::empty(Shape{1, w.size(0)});
   std::copy(w.begin(), w.end(), v.begin());
   return tape.constant(v);
@@ -231,10 +233,14 @@ Var<T> bce_with_logits(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   Var<T> positive = z * ad::softplus(-x);
   if (o.pos_weight.defined()) {
     const Tensor<T>& pw = o.pos_weight;
-    const Var<T> pwv = pw.numel() == 1
-                           ? tape.scalar(static_cast<double>(pw[0]))
-                           : tape.constant(Tensor<T>::from(std::vector<T>(pw.begin(), pw.end()),
-                                                           Shape{pw.numel()}));  // (C): per class
+    const Shape pw_shape = pw.numel() == 1 ? Shape{} : Shape{pw.numel()};  // (C): per class
+    const Var<T> pwv =
+        pw.device() != Device::cpu  // a device copy, never read on the host
+            ? tape.constant(Tensor<T>::view(pw.data(), pw_shape, pw.device()).clone())
+            : pw.numel() == 1
+                  ? tape.scalar(static_cast<double>(pw[0]))
+                  : tape.constant(Tensor<T>::from(std::vector<T>(pw.begin(), pw.end()),
+                                                  Shape{pw.numel()}));  // (C): per class
     positive = pwv * positive;
   }
   Var<T> l = (1.0 - z) * ad::softplus(x) + positive;

@@ -18,6 +18,25 @@
 namespace segloss {
 namespace {
 
+// A caller's grad: the logits or apart from them, and apart from the other inputs (sigmoid: the
+// target or a weight of the logits' shape may be it exactly, each element read before its
+// gradient is stored; softmax: the labels and alpha never).
+template <class T>
+void prepare_sigmoid_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                          Tensor<T>& grad, const SigmoidFocalOptions<T>& options) {
+  detail::prepare_grad(fn, logits, grad,
+                       {detail::apart_or_same("target", target),
+                        detail::apart_or_same("options.weight", options.weight)});
+}
+
+template <class T, class L>
+void prepare_softmax_grad(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                          Tensor<T>& grad, const SoftmaxFocalOptions<T>& options) {
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+}
+
 void check_gamma(const char* fn, double gamma) {
   SEGLOSS_CHECK(std::isfinite(gamma) && gamma >= 0.0, fn, "options.gamma is ", gamma,
                 "; it must be finite and >= 0");
@@ -226,9 +245,7 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
                 "reduction none has no single value; use sigmoid_focal and "
                 "sigmoid_focal_backward");
   auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.weight", options.weight)});
+  prepare_sigmoid_grad(fn, logits, target, grad, options);
   const double scale = sigmoid_mean_scale(logits, options.reduction);
   a.want_sum = true;
   a.grad = grad.data();
@@ -320,9 +337,7 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // waits for the value
     auto p = cuda_prepare(fn, logits, target, options);
-    detail::prepare_grad(
-        fn, logits, grad,
-        {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+    prepare_softmax_grad(fn, logits, target, grad, options);
     p.args.want_sum = true;
     p.args.grad = grad.data();
     return cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
@@ -330,9 +345,7 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   }
 #endif
   auto p = prepare(fn, logits, target, options);
-  detail::prepare_grad(
-      fn, logits, grad,
-      {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+  prepare_softmax_grad(fn, logits, target, grad, options);
   const double scale = p.scale(options.reduction);
   p.args.want_sum = true;
   p.args.grad = grad.data();
@@ -378,9 +391,7 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
-  detail::prepare_grad(fn, logits, grad,
-                       {detail::apart_or_same("target", target),
-                        detail::apart_or_same("options.weight", options.weight)});
+  prepare_sigmoid_grad(fn, logits, target, grad, options);
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   a.grad = grad.data();
   a.grad_scale = scale;
@@ -426,9 +437,7 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
     auto p = cuda_prepare(fn, logits, target, options);
-    detail::prepare_grad(
-        fn, logits, grad,
-        {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+    prepare_softmax_grad(fn, logits, target, grad, options);
     p.args.grad = grad.data();
     p.args.want_sum = true;  // the flag is read back with the (unused) shard value
     cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
@@ -437,9 +446,7 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   }
 #endif
   auto p = prepare(fn, logits, target, options);
-  detail::prepare_grad(
-      fn, logits, grad,
-      {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+  prepare_softmax_grad(fn, logits, target, grad, options);
   p.args.grad = grad.data();
   p.args.grad_scale = scale;
   cpu::softmax_focal(p.args);
@@ -476,8 +483,7 @@ double softmax_focal_value_and_grad_with(
                 "reduction none has no single value; use softmax_focal and "
                 "softmax_focal_backward");
   auto p = prepare(fn, logits, target, options);
-  prepare_grad(fn, logits, grad,
-               {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
+  prepare_softmax_grad(fn, logits, target, grad, options);
   const double scale = p.scale(options.reduction);
   p.args.want_sum = true;
   p.args.grad = grad.data();

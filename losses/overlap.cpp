@@ -14,6 +14,18 @@
 namespace segloss {
 namespace {
 
+// A caller's grad: the logits or apart from them, and apart from the other inputs (exactly the
+// target or a per-pixel weight of the logits' shape allowed: each is read before its element's
+// gradient is stored).
+template <class T>
+void prepare_overlap_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
+                          Tensor<T>& grad, const OverlapOptions<T>& o) {
+  detail::prepare_grad(
+      fn, logits, grad,
+      {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
+       detail::apart("options.class_weight", o.class_weight)});
+}
+
 template <class T>
 struct Plan {
   cpu::OverlapArgs<T> args;
@@ -30,10 +42,7 @@ Plan<T> statistics(const char* fn, const Tensor<T>& logits, const Tensor<T>& tar
   Plan<T> p;
   p.args = detail::overlap_args(fn, logits, target, o);
   if (grad) {
-    detail::prepare_grad(
-        fn, logits, *grad,
-        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
-         detail::apart("options.class_weight", o.class_weight)});
+    prepare_overlap_grad(fn, logits, target, *grad, o);
     const int64_t n = grad->numel();
     T* g = grad->data();
     if ((g == logits.data() || cpu::stash_disjoint(g, n, logits.data(), n)) &&
@@ -149,10 +158,7 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   if (logits.device() == Device::cuda) {
     const auto a = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
                                         /*cuda_all=*/true);
-    detail::prepare_grad(
-        fn, logits, grad,
-        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
-         detail::apart("options.class_weight", o.class_weight)});
+    prepare_overlap_grad(fn, logits, target, grad, o);
     cuda::OverlapCounts counts;
     const double value = detail::cuda_value(device_value, [&](cuda::Result<T> r) {
       cuda::overlap_run<T>(fn, a, detail::cuda_overlap_form(logits.shape(), o, f), upstream(o),
@@ -203,10 +209,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
     detail::check_overlap_split(fn, st, 0, logits.shape(), o);
-    detail::prepare_grad(
-        fn, logits, grad,
-        {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
-         detail::apart("options.class_weight", o.class_weight)});
+    prepare_overlap_grad(fn, logits, target, grad, o);
     return cuda::overlap_finalize_run<T>(fn, args, detail::cuda_overlap_form(logits.shape(), o, f),
                                          upstream(o), detail::cuda_overlap_split(st, 0),
                                          grad.data());
@@ -215,10 +218,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
   std::vector<double> ca, cb;
   const double value =
       detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);
-  detail::prepare_grad(
-      fn, logits, grad,
-      {detail::apart_or_same("target", target), detail::apart_or_same("options.weight", o.weight),
-       detail::apart("options.class_weight", o.class_weight)});
+  prepare_overlap_grad(fn, logits, target, grad, o);
   cpu::overlap_gradient(args, ca.data(), cb.data(), grad.data());
   return value;
 }

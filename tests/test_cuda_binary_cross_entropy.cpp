@@ -117,6 +117,22 @@ TEST_CASE(
                        "binary_cross_entropy_value_and_grad: target has value -0.25 at index 2 "
                        "(0,0,0,2), outside [0, 1]",
                        Error);
+  // In place (grad over the probabilities, or exactly over the target): the bad value is named
+  // as it was read, and nothing is stored (a pass that only checks runs first).
+  p[7] = 2.5;
+  auto in_place = gpu(p);
+  CHECK_THROWS_WITH_AS(binary_cross_entropy_value_and_grad(in_place, gpu(z), in_place),
+                       "binary_cross_entropy_value_and_grad: probs has value 2.5 at index 7 "
+                       "(0,0,1,3), outside [0, 1]",
+                       Error);
+  CHECK(same_bits(in_place, gpu(p)));
+  auto zd = gpu(z);
+  p[7] = 0.5;
+  CHECK_THROWS_WITH_AS(binary_cross_entropy_value_and_grad(gpu(p), zd, zd),
+                       "binary_cross_entropy_value_and_grad: target has value -0.25 at index 2 "
+                       "(0,0,0,2), outside [0, 1]",
+                       Error);
+  CHECK(same_bits(zd, gpu(z)));
   // Without a host value nothing waits: the bad elements' results are NaN, and so is the value.
   BinaryCrossEntropyOptions<double> none;
   none.reduction = Reduction::none;

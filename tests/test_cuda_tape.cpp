@@ -362,15 +362,22 @@ template <class T>
 void check_composed_bce() {
   const Shape s{2, 3, 9, 11};
   const Tensor<T> x = randn<T>(s, 30, 2.0), z = mask<T>(s, 31);
-  std::vector<BceWithLogitsOptions<T>> cases(4);
+  std::vector<BceWithLogitsOptions<T>> cases(7);
   cases[1].label_smoothing = 0.1;
   cases[2].weight = positive<T>(Shape{1, 3, 1, 1}, 32);
   cases[3].reduction = Reduction::sum;
+  // The weight and pos_weight that composed.cpp reshapes: a rank-1 weight (W) is (1, W), and
+  // pos_weight is a scalar or (C). On CUDA they are copied on the device, never read on the host
+  // (which the emulator could not show: a GPU would fault).
+  cases[4].weight = positive<T>(Shape{11}, 33);
+  cases[5].pos_weight = positive<T>(Shape{1}, 34);
+  cases[6].pos_weight = positive<T>(Shape{3}, 35);
   for (size_t k = 0; k < cases.size(); ++k) {
     INFO("case ", k);
     auto on = [&](Device device) {
       BceWithLogitsOptions<T> o = cases[k];
       if (o.weight.defined()) o.weight = o.weight.to(device);
+      if (o.pos_weight.defined()) o.pos_weight = o.pos_weight.to(device);
       Tape<T> tape;
       const Var<T> v = tape.leaf(x.to(device));
       const Var<T> l = composed::bce_with_logits(tape, v, z.to(device), o);

@@ -95,8 +95,34 @@ void binary_cross_entropy(const char* function, const cpu::BinaryCrossEntropyArg
   check(cudaMemsetAsync(first_bad, 0xff, sizeof(unsigned long long), s), function,
         "cudaMemsetAsync");
   const int64_t numel = a.planes * a.plane_size;
-  const BceProbsBody<T> body{a, grad_scale_by, first_bad, numel};
   unsigned long long key = ~0ull;
+  // The bad value as it was read: copied back from its input after the pass, so when the
+  // gradient is stored over an input (in place) and a host value is wanted, a pass that only
+  // checks runs first, and a bad value is reported before anything is stored.
+  const auto report = [&] {
+    if (!bad || key == ~0ull) return false;
+    bad->in_target = key >= static_cast<unsigned long long>(numel);
+    bad->index = static_cast<int64_t>(bad->in_target ? key - numel : key);
+    T v{};
+    check(cudaMemcpyAsync(&v, (bad->in_target ? a.z : a.p) + bad->index, sizeof(T),
+                          cudaMemcpyDeviceToHost, s),
+          function, "cudaMemcpyAsync of the bad value");
+    check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+    bad->value = static_cast<double>(v);
+    return true;
+  };
+  if (bad && a.grad && (a.grad == a.p || a.grad == a.z)) {
+    cpu::BinaryCrossEntropyArgs<T> only_check = a;
+    only_check.grad = nullptr;
+    only_check.loss = nullptr;
+    only_check.want_sum = false;
+    plane_pass<0>(call, g, BceProbsBody<T>{only_check, nullptr, first_bad, numel}, nullptr);
+    check(cudaMemcpyAsync(&key, first_bad, sizeof(key), cudaMemcpyDeviceToHost, s), function,
+          "cudaMemcpyAsync of the error flag");
+    check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+    if (report()) return;
+  }
+  const BceProbsBody<T> body{a, grad_scale_by, first_bad, numel};
   if (!a.want_sum) {
     plane_pass<0>(call, g, body, nullptr);
   } else {
@@ -115,15 +141,7 @@ void binary_cross_entropy(const char* function, const cpu::BinaryCrossEntropyArg
     *r.host = call.host_value();  // waits for the stream, the key's copy included
   else
     check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
-  if (!bad || key == ~0ull) return;
-  bad->in_target = key >= static_cast<unsigned long long>(numel);
-  bad->index = static_cast<int64_t>(bad->in_target ? key - numel : key);
-  T v{};
-  check(cudaMemcpyAsync(&v, (bad->in_target ? a.z : a.p) + bad->index, sizeof(T),
-                        cudaMemcpyDeviceToHost, s),
-        function, "cudaMemcpyAsync of the bad value");
-  check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
-  bad->value = static_cast<double>(v);
+  report();
 }
 
 template void binary_cross_entropy<float>(const char*, const cpu::BinaryCrossEntropyArgs<float>&,

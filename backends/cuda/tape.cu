@@ -319,6 +319,9 @@ template <class T, class Term>
 void launch_sum(const char* what, const TapeLayout& l, int which, const Term& term, T* out,
                 int64_t m, double scale, bool add) {
   if (m <= 0) return;
+  // One block per output: a grid's x extent is at most 2^31 - 1 blocks.
+  SEGLOSS_CHECK(m <= 2147483647, what, "a sum with ", m,
+                " outputs (one block each) exceeds the CUDA grid's 2^31 - 1 blocks");
   cuda::launch(sum_kernel<T, Term>, static_cast<unsigned>(m), cuda::kThreads, 0,
                cuda::thread_stream(), l, which, term, out, scale, add);
   cuda::check(cudaGetLastError(), what, "the sum kernel's launch");
