@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -213,6 +214,37 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
                                                true, first_weight);
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// ---- the CUDA path: the two terms run apart, each with its own CUDA passes (no shared softmax).
+// The first term writes its gradient times its weight into grad (its prepare kernel scales the
+// gradient), then the Dice term's gradient pass adds dice_weight times its own (the accumulate
+// flag of backends/cuda/softmax_overlap.cu). value_and_grad waits twice (each term's value comes
+// back to the host; a bad label is raised by the Dice term, with the CPU's message); backward
+// waits for nothing. The first term's argument errors name the term, as on the CPU. The Dice term
+// reads the logits after the first term wrote grad, so grad may not be the logits (the CPU allows
+// exactly in place).
+template <class T>
+void check_cuda_not_in_place(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
+  SEGLOSS_CHECK(grad.data() != logits.data(), fn,
+                "grad is the logits; on cuda the Dice term reads the logits again after the first "
+                "term wrote its gradient, so a combined loss cannot run in place on cuda yet");
+}
+
+// first(grad, grad_weight, grad_out) runs the first term's CUDA passes (its value returned);
+// the Dice term's are added. Returns the parts {first, dice}.
+template <class T, class U, class First>
+std::pair<double, double> cuda_terms(const char* fn, const char* which, const Tensor<T>& logits,
+                                     const Tensor<U>& target, T* grad,
+                                     const SoftmaxOverlapOptions<T>& dice, double first_weight,
+                                     double dice_weight, const T* grad_out, First&& first) {
+  check_scalar(fn, "dice", dice.reduction);
+  const double a = term(fn, which, [&] { return first(grad, first_weight, grad_out); });
+  const double d = detail::softmax_dice_cuda_term(fn, logits, target, grad, dice, dice_weight,
+                                                  grad_out, /*accumulate=*/true);
+  return {a, d};
+}
+#endif
+
 }  // namespace
 
 // ---- ce_dice ----
@@ -222,12 +254,27 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
                               const CeDiceOptions<T>& o, CeDiceParts* parts) {
   const char* fn = "ce_dice_value_and_grad";
   check_ce_dice<T, U>(fn, o);
-  detail::check_image(fn, "logits", logits);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.ce.weight", o.ce.weight),
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
-  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   CeDiceParts v;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits twice: each term's value
+    check_cuda_not_in_place(fn, logits, grad);
+    check_not_aliased(fn, logits, target, grad, false);
+    const auto r =
+        cuda_terms(fn, "cross-entropy", logits, target, grad.data(), o.dice, o.ce_weight,
+                   o.dice_weight, static_cast<const T*>(nullptr), [&](T* g, double w, const T* go) {
+                     return detail::cross_entropy_cuda_term(logits, target, g, o.ce, w, go);
+                   });
+    v.ce = r.first;
+    v.dice = r.second;
+    if (parts) *parts = v;
+    return o.ce_weight * v.ce + o.dice_weight * v.dice;
+  }
+#endif
+  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
@@ -248,6 +295,19 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
   check_ce_dice<T, U>(fn, o);
   check_scalar(fn, "dice", o.dice.reduction);
   CeDiceParts v;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for both terms' values, uploads the total
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
+                                            1.0, static_cast<const T*>(nullptr), false);
+    v.ce = term(fn, "cross-entropy", [&] {
+      return static_cast<double>(cross_entropy(logits, target, o.ce).to(Device::cpu)[0]);
+    });
+    if (parts) *parts = v;
+    return Tensor<T>::full(Shape{}, static_cast<T>(o.ce_weight * v.ce + o.dice_weight * v.dice))
+        .to(Device::cuda);
+  }
+#endif
   v.dice = detail::overlap_value(
       detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
   v.ce = term(fn, "cross-entropy",
@@ -261,7 +321,18 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
                            const Tensor<T>& grad_out, const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_backward";
   check_ce_dice<T, U>(fn, o);
-  detail::check_grad_out(fn, grad_out, true, Shape{});
+  detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    cuda_terms(fn, "cross-entropy", logits, target, grad.data(), o.dice, o.ce_weight, o.dice_weight,
+               grad_out.data(), [&](T* g, double w, const T* go) {
+                 return detail::cross_entropy_cuda_term(logits, target, g, o.ce, w, go);
+               });
+    return grad;
+  }
+#endif
   const double g = static_cast<double>(grad_out[0]);
   Tensor<T> grad;
   CeDiceParts v;
@@ -302,12 +373,27 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
                                  const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   const char* fn = "dice_focal_value_and_grad";
   check_dice_focal<T, L>(fn, o);
-  detail::check_image(fn, "logits", logits);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.focal.alpha", o.focal.alpha),
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
-  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   DiceFocalParts v;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits twice: each term's value
+    check_cuda_not_in_place(fn, logits, grad);
+    check_not_aliased(fn, logits, target, grad, false);
+    const auto r =
+        cuda_terms(fn, "focal", logits, target, grad.data(), o.dice, o.focal_weight, o.dice_weight,
+                   static_cast<const T*>(nullptr), [&](T* g, double w, const T* go) {
+                     return detail::softmax_focal_cuda_term(logits, target, g, o.focal, w, go);
+                   });
+    v.focal = r.first;
+    v.dice = r.second;
+    if (parts) *parts = v;
+    return o.dice_weight * v.dice + o.focal_weight * v.focal;
+  }
+#endif
+  check_not_aliased(fn, logits, target, grad, true);  // exactly in place allowed
   dice_focal_fused(fn, logits, target, grad, o, o.focal_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.dice_weight * v.dice + o.focal_weight * v.focal;
@@ -328,6 +414,20 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
   check_dice_focal<T, L>(fn, o);
   check_scalar(fn, "dice", o.dice.reduction);
   DiceFocalParts v;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for both terms' values, uploads the total
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
+                                            1.0, static_cast<const T*>(nullptr), false);
+    v.focal = term(fn, "focal", [&] {
+      return static_cast<double>(softmax_focal(logits, target, o.focal).to(Device::cpu)[0]);
+    });
+    if (parts) *parts = v;
+    return Tensor<T>::full(Shape{},
+                           static_cast<T>(o.dice_weight * v.dice + o.focal_weight * v.focal))
+        .to(Device::cuda);
+  }
+#endif
   v.dice = detail::overlap_value(
       detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
   v.focal = term(fn, "focal",
@@ -342,7 +442,18 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
                               const Tensor<T>& grad_out, const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_backward";
   check_dice_focal<T, L>(fn, o);
-  detail::check_grad_out(fn, grad_out, true, Shape{});
+  detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    cuda_terms(fn, "focal", logits, target, grad.data(), o.dice, o.focal_weight, o.dice_weight,
+               grad_out.data(), [&](T* g, double w, const T* go) {
+                 return detail::softmax_focal_cuda_term(logits, target, g, o.focal, w, go);
+               });
+    return grad;
+  }
+#endif
   const double g = static_cast<double>(grad_out[0]);
   Tensor<T> grad;
   DiceFocalParts v;

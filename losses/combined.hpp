@@ -23,6 +23,11 @@
 // Reduction none is rejected for either term (their shapes differ), as are non-finite term
 // weights.
 // An error raised by a term's own checks names the combined function and the term.
+//
+// CUDA logits (docs/cuda.md, "ce_dice and dice_focal on CUDA"): forward, backward and
+// value_and_grad with every option of the terms' CUDA paths; the terms run apart (the first
+// term's gradient times its weight, then the Dice term's added), so grad may not be the logits
+// there. The statistics / finalize split has no CUDA path yet.
 #pragma once
 
 #include "cross_entropy.hpp"

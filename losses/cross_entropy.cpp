@@ -359,6 +359,35 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
 
 namespace detail {
 
+#if defined(SEGLOSS_WITH_CUDA)
+template <class T, class L>
+double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
+                               const CrossEntropyOptions<T>& options, double grad_weight,
+                               const T* grad_out) {
+  const char* fn = grad_out ? "cross_entropy_backward" : "cross_entropy_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use cross_entropy and "
+                "cross_entropy_backward");
+  auto a = cuda_args(fn, logits, target, options);
+  a.grad = grad;
+  a.grad_out = grad_out;
+  a.grad_weight = grad_weight;
+  (void)target;  // a bad label is the Dice term's to report (the CPU's message)
+  return cuda::cross_entropy(a, grad_out == nullptr).value;
+}
+
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                       \
+  template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*, \
+                                          const CrossEntropyOptions<T>&, double, const T*);
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, float)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, int32_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, int64_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, double)
+#undef SEGLOSS_INSTANTIATE_CUDA_TERM
+#endif
+
 template <class T, class L>
 double cross_entropy_value_and_grad_with(
     const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,

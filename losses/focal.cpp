@@ -160,9 +160,9 @@ template <class T, class L>
 cuda::FocalStatus cuda_softmax_status(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
                                       const Tensor<L>& target, bool mean, const T* grad_scale_by,
                                       T* device_value, bool host_status,
-                                      double reduced_count = -1.0) {
+                                      double reduced_count = -1.0, double grad_weight = 1.0) {
   const auto st = cuda::softmax_focal<T, L>(fn, a, mean, grad_scale_by, device_value, host_status,
-                                            reduced_count);
+                                            reduced_count, grad_weight);
   if (st.first_bad >= 0)
     detail::fail_bad_label(fn, target.shape(), st.first_bad,
                            cuda::read_element(target.data(), st.first_bad), a.classes, a.rule);
@@ -472,6 +472,34 @@ SEGLOSS_INSTANTIATE(double)
 #undef SEGLOSS_INSTANTIATE
 
 namespace detail {
+
+#if defined(SEGLOSS_WITH_CUDA)
+template <class T, class L>
+double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
+                               const SoftmaxFocalOptions<T>& options, double grad_weight,
+                               const T* grad_out) {
+  const char* fn = grad_out ? "softmax_focal_backward" : "softmax_focal_value_and_grad";
+  SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                "reduction none has no single value; use softmax_focal and "
+                "softmax_focal_backward");
+  auto p = cuda_prepare(fn, logits, target, options);
+  p.args.want_sum = grad_out == nullptr;
+  p.args.grad = grad;
+  (void)target;  // a bad label is the Dice term's to report (the CPU's message)
+  return cuda::softmax_focal<T, L>(fn, p.args, options.reduction == Reduction::mean, grad_out,
+                                   nullptr, grad_out == nullptr, -1.0, grad_weight)
+      .value;
+}
+
+template double softmax_focal_cuda_term(const Tensor<float>&, const Tensor<int32_t>&, float*,
+                                        const SoftmaxFocalOptions<float>&, double, const float*);
+template double softmax_focal_cuda_term(const Tensor<float>&, const Tensor<int64_t>&, float*,
+                                        const SoftmaxFocalOptions<float>&, double, const float*);
+template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int32_t>&, double*,
+                                        const SoftmaxFocalOptions<double>&, double, const double*);
+template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int64_t>&, double*,
+                                        const SoftmaxFocalOptions<double>&, double, const double*);
+#endif
 
 template <class T, class L>
 double softmax_focal_value_and_grad_with(

@@ -103,9 +103,10 @@ double cuda_status(const char* fn, const cuda::SoftmaxOverlapStatus& st,
 template <class T, class U>
 double cuda_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, const Tensor<U>& target,
                 const cuda::OverlapForm& f, cuda::Upstream<T> up, T* grad, T* scores,
-                T* device_value, bool host_status, cuda::SoftmaxOverlapStatus* st = nullptr) {
-  const auto status =
-      cuda::softmax_overlap_run<T, U>(fn, a, f, up, grad, scores, device_value, host_status);
+                T* device_value, bool host_status, cuda::SoftmaxOverlapStatus* st = nullptr,
+                bool accumulate = false) {
+  const auto status = cuda::softmax_overlap_run<T, U>(fn, a, f, up, grad, scores, device_value,
+                                                      host_status, accumulate);
   if (st) *st = status;
   return cuda_status(fn, status, a, target);
 }
@@ -231,6 +232,40 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& 
 #endif
   return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), o, f);
 }
+
+}  // namespace
+
+#if defined(SEGLOSS_WITH_CUDA)
+namespace detail {
+template <class T, class U>
+double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                              T* grad, const SoftmaxOverlapOptions<T>& o, double grad_weight,
+                              const T* grad_out, bool accumulate) {
+  SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
+                "options.dice.reduction is none; a combined loss needs both terms reduced to one "
+                "value (mean or sum)");
+  const auto a = cuda_args(fn, logits, target, o);
+  cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o, detail::dice_form());
+  f.dice_weight = grad_weight;
+  cuda::Upstream<T> up = cuda_upstream<T>(o);
+  up.grad_out = grad_out;
+  return cuda_run<T, U>(fn, a, target, f, up, grad, nullptr, nullptr, grad_out == nullptr, nullptr,
+                        accumulate);
+}
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                   \
+  template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*, \
+                                         const SoftmaxOverlapOptions<T>&, double, const T*, bool);
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(float, float)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, int32_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, int64_t)
+SEGLOSS_INSTANTIATE_CUDA_TERM(double, double)
+#undef SEGLOSS_INSTANTIATE_CUDA_TERM
+}  // namespace detail
+#endif
+
+namespace {
 
 template <class T>
 detail::ScoreForm tversky_form(const char* fn, const SoftmaxTverskyOptions<T>& o) {

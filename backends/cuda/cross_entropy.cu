@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(kThreads)
     prepare(int blocks, long long fixed_count, int64_t classes, const T* __restrict__ weight,
             bool mean, bool mean_valid, bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
             const double* weight_partial, const long long* count_partial, Status* st,
-            bool use_reduced, double reduced_divisor, bool reduced_none_counted) {
+            bool use_reduced, double reduced_divisor, bool reduced_none_counted,
+            double grad_weight) {
   double ws = 0.0;
   long long count = 0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) {
@@ -147,7 +148,7 @@ __global__ void __launch_bounds__(kThreads)
   st->w_total = w_total;
   st->mean_factor = none_counted && all_ignored_nan ? nan("") : factor;
   const double g0 = grad_out_scalar ? static_cast<double>(grad_out_scalar[0]) : 1.0;
-  st->grad_scale = g0 * (mean ? factor : 1.0);
+  st->grad_scale = g0 * (mean ? factor : 1.0) * grad_weight;
 }
 
 // What a pixel's label makes of it: counted, ignored (loss and gradient 0 whatever its logits),
@@ -441,7 +442,8 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const long long fixed_count = kProbs ? static_cast<long long>(total) : -1;
   cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, fixed_count, a.classes, a.weight, mean,
                a.mean_over_valid, a.all_ignored_nan, scalar ? a.grad_out : nullptr, w.label_weight,
-               w.label_count, w.status, a.use_reduced, a.reduced_divisor, a.reduced_none_counted);
+               w.label_count, w.status, a.use_reduced, a.reduced_divisor, a.reduced_none_counted,
+               a.grad_weight);
   call.launched();
   const int blocks = blocks_for(total);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only

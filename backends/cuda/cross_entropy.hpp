@@ -45,6 +45,10 @@ struct CrossEntropyArgs {
   bool use_reduced = false;
   double reduced_divisor = 0.0;
   bool reduced_none_counted = false;
+  // A factor of the gradient's scale for mean and sum (ce_dice's cross-entropy weight on CUDA,
+  // losses/combined.cpp): prepare multiplies the scale by it; 1 leaves the scale's bits as they
+  // are.
+  double grad_weight = 1.0;
 };
 
 // A pixel whose label is outside [0, C) and not ignored gets a NaN loss and a NaN gradient (so a

@@ -165,11 +165,12 @@ struct LabelBody {
 // finalize: the whole batch's count, reduced_count >= 0, instead).
 template <class T>
 __global__ void prepare_kernel(const double* count, bool mean, const T* grad_scale_by,
-                               double* factor, double* scale, double reduced_count) {
+                               double* factor, double* scale, double reduced_count,
+                               double grad_weight) {
   const double n = reduced_count >= 0.0 ? reduced_count : *count;
   const double f = mean ? (n > 0.0 ? 1.0 / n : 0.0) : 1.0;
   *factor = f;
-  *scale = f * (grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0);
+  *scale = f * (grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0) * grad_weight;
 }
 
 // The value: the sum of the per-pixel losses times the mean's factor.
@@ -286,7 +287,7 @@ void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& a, cons
 template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
                           const T* grad_scale_by, T* device_value, bool host_status,
-                          double reduced_count) {
+                          double reduced_count, double grad_weight) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   // The workspace (detail::softmax_focal_bytes): [header | partials: one per block | count,
   // factor, scale, total].
@@ -305,7 +306,7 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
                 partials);
   combine(call, partials, 1, g.blocks(), 1, count);
   cuda::launch(prepare_kernel<T>, 1, 1, 0, call.stream(), count, mean, grad_scale_by, factor, scale,
-               reduced_count);
+               reduced_count, grad_weight);
   call.launched();
   const SoftmaxBody<T, L> body{a, scale, cpu::focal_gamma_kind(static_cast<double>(a.gamma))};
   FocalStatus st;
@@ -346,7 +347,7 @@ template void sigmoid_focal<double>(const char*, const cpu::SigmoidFocalArgs<dou
                                     const double*, double, Result<double>);
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template FocalStatus softmax_focal<T, L>(const char*, const cpu::SoftmaxFocalArgs<T, L>&, bool, \
-                                           const T*, T*, bool, double);
+                                           const T*, T*, bool, double, double);
 SEGLOSS_INSTANTIATE(float, int32_t)
 SEGLOSS_INSTANTIATE(float, int64_t)
 SEGLOSS_INSTANTIATE(double, int32_t)

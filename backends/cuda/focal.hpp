@@ -39,10 +39,12 @@ struct FocalStatus {
 // sets the call's error flag with the smallest such index. reduced_count >= 0 (the split's
 // finalize): the mean's factor is 1 / reduced_count (0 when it is 0), the count summed over every
 // shard, in place of this call's own (a kernel argument: nothing is copied or waited for).
+// grad_weight: a factor of the gradient's scale (dice_focal's focal weight, losses/combined.cpp;
+// 1 leaves the scale's bits as they are).
 template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
                           const T* grad_scale_by, T* device_value, bool host_status,
-                          double reduced_count = -1.0);
+                          double reduced_count = -1.0, double grad_weight = 1.0);
 
 }  // namespace cuda
 }  // namespace segloss

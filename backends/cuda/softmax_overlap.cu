@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, class U>
 __global__ void __launch_bounds__(kThreads)
     grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
-                T* grad, int* flag, unsigned long long* first_bad) {
+                T* grad, int* flag, unsigned long long* first_bad, bool accumulate) {
   using M = segloss::Math<T>;
   SEGLOSS_DYNAMIC_SHARED(double, shared);
   const int64_t C = a.classes, S = a.pixels, planes = a.images * C;
@@ -162,7 +162,8 @@ __global__ void __launch_bounds__(kThreads)
           atomicOr(flag, kBadLabel);
           atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
         }
-        for (int64_t c = 0; c < C; ++c) out[c * S + s] = v;
+        if (!(accumulate && ignored))  // accumulate: an ignored pixel adds 0
+          for (int64_t c = 0; c < C; ++c) out[c * S + s] = v;
         continue;
       }
     }
@@ -191,7 +192,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (int64_t c = 0; c < C; ++c) {
       const T p = M::exp(x[c * S + s] - m) * inv;
-      out[c * S + s] = p * ((g_of(c, p) - g_ref) - dot);
+      const T v = p * ((g_of(c, p) - g_ref) - dot);
+      out[c * S + s] = accumulate ? out[c * S + s] + v : v;
     }
   }
 }
@@ -289,12 +291,12 @@ void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
 // The gradient pass from the coefficients (a bad label sets the flag here too).
 template <class T, class U>
 void gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
-              const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad) {
+              const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad, bool accumulate = false) {
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   if (!grad || blocks == 0) return;
   cuda::launch(grad_kernel<T, U>, blocks, kThreads, 2 * a.classes * sizeof(T), call.stream(), g, a,
                call.at<double>(l.coef), grad, call.flag(),
-               call.at<unsigned long long>(kFirstBadOffset));
+               call.at<unsigned long long>(kFirstBadOffset), accumulate);
   call.launched();
 }
 
@@ -334,14 +336,15 @@ inline SoftmaxOverlapStatus read_status(const char* function, const Call& call,
 // launches the finalize kernel of the loss), the gradient pass when grad is set, then the value.
 template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
-                         const Finalize& finalize, T* grad, T* device_value, bool host_status) {
+                         const Finalize& finalize, T* grad, T* device_value, bool host_status,
+                         bool accumulate = false) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   const detail::Layout l = detail::softmax_layout(g, a.classes);  // core/cuda_internal.hpp
   Call call(function, l.total);
   statistics(call, g, l, a);
   finalize(call, call.at<double>(l.sums), call.at<double>(l.coef));
   call.launched();
-  gradient(call, g, l, a, grad);
+  gradient(call, g, l, a, grad, accumulate);
   if (device_value) call.device_value(device_value);
   return host_status ? read_status(function, call) : SoftmaxOverlapStatus{};
 }
@@ -373,13 +376,13 @@ template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          const cpu::SoftmaxOverlapArgs<T, U>& a,
                                          const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
-                                         T* device_value, bool host_status) {
+                                         T* device_value, bool host_status, bool accumulate) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
     cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, up, scores,
                  coef, call.value(), nullptr, call.at<double>(overlap_detail::kCountsOffset),
                  call.flag());
   };
-  return run<T, U>(function, a, finalize, grad, device_value, host_status);
+  return run<T, U>(function, a, finalize, grad, device_value, host_status, accumulate);
 }
 
 template <class T, class U>
@@ -454,7 +457,7 @@ SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, GdlForm, const OverlapSplit&, T*);       \
   template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const OverlapForm&, Upstream<T>, T*, T*, \
-      T*, bool);                                                                                  \
+      T*, bool, bool);                                                                            \
   template SoftmaxOverlapStatus generalized_dice_run<T, U>(                                       \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const GdlForm&, Upstream<T>, T*, T*, T*, \
       bool);

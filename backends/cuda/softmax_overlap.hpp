@@ -43,11 +43,16 @@ struct SoftmaxOverlapStatus {
 // A label outside [0, C) that is not ignore_index sets the call's error flag and the smallest
 // such index (an integer atomic: the same whatever the scheduling); it makes the sums of its
 // image NaN, so its scores, value and gradient are NaN: nothing reads out of bounds.
+// accumulate: the gradient pass adds its gradient to what grad holds (the Dice term of ce_dice
+// and dice_focal on CUDA, losses/combined.cpp, after the first term wrote grad; an ignored
+// pixel adds 0, a bad label makes its elements NaN); off, it stores it (the same bits as before
+// the flag existed).
 template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          const cpu::SoftmaxOverlapArgs<T, U>& a,
                                          const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
-                                         T* device_value, bool host_status);
+                                         T* device_value, bool host_status,
+                                         bool accumulate = false);
 
 // What the generalized Dice finalize needs of the options (losses/generalized_dice.hpp).
 struct GdlForm {

@@ -12,6 +12,7 @@
 #include "../../backends/cpu/focal.hpp"
 #include "../cross_entropy.hpp"
 #include "../focal.hpp"
+#include "../softmax_overlap.hpp"
 
 namespace segloss {
 namespace detail {
@@ -27,6 +28,29 @@ double softmax_focal_value_and_grad_with(
     const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
     const SoftmaxFocalOptions<T>& options,
     const std::function<double(const cpu::SoftmaxFocalArgs<T, L>&)>& kernel);
+
+// The CUDA path of the combined losses (losses/combined.cpp): each term's CUDA passes, the
+// gradient written into grad (the Dice term: added to it with accumulate) and scaled by
+// grad_weight, and by grad_out[0] (a device scalar) when grad_out is set. Without grad_out the
+// call waits and returns the term's reduced value; with grad_out nothing waits (backward) and 0
+// is returned. A bad label makes the first term's value and gradient NaN without raising: the
+// Dice term, which runs next on the same labels (both terms ignore the same pixels), raises the
+// CPU's message (under the combined function's name, as the CPU's fused pass does). Defined in
+// cross_entropy.cpp, focal.cpp and softmax_overlap.cpp when the CUDA backend is built.
+template <class T, class L>
+double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
+                               const CrossEntropyOptions<T>& options, double grad_weight,
+                               const T* grad_out);
+template <class T, class L>
+double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
+                               const SoftmaxFocalOptions<T>& options, double grad_weight,
+                               const T* grad_out);
+// fn names the Dice term's errors (the combined function, as on the CPU). grad null: the value
+// only.
+template <class T, class U>
+double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                              T* grad, const SoftmaxOverlapOptions<T>& options, double grad_weight,
+                              const T* grad_out, bool accumulate);
 
 }  // namespace detail
 }  // namespace segloss
