@@ -121,8 +121,9 @@ void Tape<T>::check_cpu_var(const char* op, const Var<T>& v) const {
   const Tensor<T>& value = nodes_[static_cast<size_t>(v.id_)].value;
   SEGLOSS_CHECK(value.device() == Device::cpu, op, "Var #", v.id_, " ", value.shape(),
                 " is on device ", device_name(value.device()), ", but ", op,
-                " has no CUDA path yet: on CUDA the tape records the fused loss nodes "
-                "(losses/tape_losses.hpp) and scalar algebra on their values");
+                " has no CUDA path yet: on CUDA the tape runs the fused loss nodes "
+                "(losses/tape_losses.hpp) and the elementwise, sum and softmax primitives; the "
+                "Lovasz group (sort_desc, cumsum, adjacent_diff, segment_sum, gather) is CPU-only");
 }
 template <class T>
 const typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) const {

@@ -30,11 +30,14 @@ TEST_CASE("cuda tape: the Lovasz primitives refuse a CUDA leaf, or a build witho
   }
   const Var<float> x = tape.leaf(fake);
   CHECK(x.value().device() == Device::cuda);
-  CHECK_THROWS_WITH_AS(ad::sort_desc(x, {0, 24}),
-                       "ad::sort_desc: Var #0 (1,2,3,4) is on device cuda, but ad::sort_desc has "
-                       "no CUDA path yet: on CUDA the tape records the fused loss nodes "
-                       "(losses/tape_losses.hpp) and scalar algebra on their values",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      ad::sort_desc(x, {0, 24}),
+      "ad::sort_desc: Var #0 (1,2,3,4) is on device cuda, but ad::sort_desc has "
+      "no CUDA path yet: on CUDA the tape runs the fused loss nodes "
+      "(losses/tape_losses.hpp) and the elementwise, sum and softmax primitives; "
+      "the Lovasz group (sort_desc, cumsum, adjacent_diff, segment_sum, gather) is "
+      "CPU-only",
+      Error);
   CHECK_THROWS_WITH_AS(ad::cumsum(x, {0, 24}), doctest::Contains("ad::cumsum has no CUDA path yet"),
                        Error);
   CHECK_THROWS_WITH_AS(ad::adjacent_diff(x, {0, 24}),
