@@ -186,29 +186,48 @@ OverlapStatistics split_statistics(const char* fn, const char* which, const Tens
                                    const Tensor<U>& target, const SoftmaxOverlapOptions<T>& dice,
                                    FirstStatistics&& first) {
   check_scalar(fn, "dice", dice.reduction);
+#if defined(SEGLOSS_WITH_CUDA)
+  OverlapStatistics st =
+      logits.device() == Device::cuda  // each term's sums come back: waits
+          ? detail::softmax_dice_cuda_split_statistics(fn, logits, target, dice)
+          : detail::softmax_split_statistics(fn, logits, target, dice, detail::dice_form());
+#else
   OverlapStatistics st =
       detail::softmax_split_statistics(fn, logits, target, dice, detail::dice_form());
+#endif
   const ShardStatistics a = term(fn, which, first);
   st.global.insert(st.global.begin(), a.global.begin(), a.global.end());
   return st;
 }
 
-// first(reduced first-term statistics, grad) writes the first term's gradient and returns its
-// value; the Dice gradient (times dice_weight) is added to first_weight times it.
+// first(reduced first-term statistics, grad, grad_weight) writes the first term's gradient and
+// returns its value; the Dice gradient (times dice_weight) is added to first_weight times it. On
+// the CPU the first term writes its own gradient (grad_weight 1) and the Dice pass scales it by
+// first_weight as it adds (prior_scale); on CUDA the first term's pass scales it (grad_weight
+// first_weight) and the Dice pass adds (accumulate), as in the fused CUDA path below. Both
+// terms wait on CUDA (each finalize reads its bad-label flag back).
 template <class T, class U, class FirstFinalize>
 void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
                     const Tensor<U>& target, const OverlapStatistics& reduced, Tensor<T>& grad,
                     const SoftmaxOverlapOptions<T>& dice, double dice_weight, double first_weight,
                     FirstFinalize&& first, double* first_value, double* dice_value) {
   check_scalar(fn, "dice", dice.reduction);
-  detail::check_image(fn, "logits", logits);
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.dice.class_weight", dice.class_weight)});
   check_not_aliased(fn, logits, target, grad, false);
   ShardStatistics a;
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
-  *first_value = term(fn, which, [&] { return first(a, grad); });
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {
+    *first_value = term(fn, which, [&] { return first(a, grad, first_weight); });
+    *dice_value = detail::softmax_dice_cuda_split_finalize(
+        fn, logits, target, reduced, detail::kMeanSplitSize, grad.data(), dice, dice_weight, true);
+    return;
+  }
+#endif
+  *first_value = term(fn, which, [&] { return first(a, grad, 1.0); });
   *dice_value = detail::softmax_split_finalize(fn, logits, target, reduced, detail::kMeanSplitSize,
                                                grad.data(), dice, detail::dice_form(), dice_weight,
                                                true, first_weight);
@@ -358,7 +377,12 @@ double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
   CeDiceParts v;
   split_finalize(
       fn, "cross-entropy", logits, target, reduced, grad, o.dice, o.dice_weight, o.ce_weight,
-      [&](const ShardStatistics& a, Tensor<T>& g) {
+      [&](const ShardStatistics& a, Tensor<T>& g, double w) {
+#if defined(SEGLOSS_WITH_CUDA)
+        if (logits.device() == Device::cuda)
+          return detail::cross_entropy_cuda_finalize_term(logits, target, a, g, o.ce, w);
+#endif
+        (void)w;  // 1 on the CPU
         return cross_entropy_finalize(logits, target, a, g, o.ce);
       },
       &v.ce, &v.dice);
@@ -479,7 +503,12 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   DiceFocalParts v;
   split_finalize(
       fn, "focal", logits, target, reduced, grad, o.dice, o.dice_weight, o.focal_weight,
-      [&](const ShardStatistics& a, Tensor<T>& g) {
+      [&](const ShardStatistics& a, Tensor<T>& g, double w) {
+#if defined(SEGLOSS_WITH_CUDA)
+        if (logits.device() == Device::cuda)
+          return detail::softmax_focal_cuda_finalize_term(logits, target, a, g, o.focal, w);
+#endif
+        (void)w;  // 1 on the CPU
         return softmax_focal_finalize(logits, target, a, g, o.focal);
       },
       &v.focal, &v.dice);

@@ -27,7 +27,7 @@
 // CUDA logits (docs/cuda.md, "ce_dice and dice_focal on CUDA"): forward, backward and
 // value_and_grad with every option of the terms' CUDA paths; the terms run apart (the first
 // term's gradient times its weight, then the Dice term's added), so grad may not be the logits
-// there. The statistics / finalize split has no CUDA path yet.
+// there. The statistics / finalize split runs on CUDA too (each term's split; two waits).
 #pragma once
 
 #include "cross_entropy.hpp"

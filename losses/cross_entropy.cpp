@@ -325,6 +325,31 @@ ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L
 
 // The shard's gradient with the batch's divisor: mean_factor reads the reduced divisor and
 // whether any shard counted a pixel.
+#if defined(SEGLOSS_WITH_CUDA)
+namespace {
+// cross_entropy_finalize on CUDA, its gradient times grad_weight (a combined loss's first term
+// passes its weight; the public call 1, the same bits as without it). Waits: a bad label raises,
+// as on the CPU.
+template <class T, class L>
+double cuda_finalize(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                     const ShardStatistics& reduced, Tensor<T>& grad,
+                     const CrossEntropyOptions<T>& options, double grad_weight) {
+  auto a = cuda_args(fn, logits, target, options);
+  prepare_ce_grad(fn, logits, target, grad, options);
+  a.grad = grad.data();
+  a.grad_weight = grad_weight;
+  a.use_reduced = true;
+  a.reduced_divisor = reduced.global[detail::kDivisor];
+  a.reduced_none_counted = reduced.global[detail::kCounted] == 0.0;
+  cuda_status(a, target, true);
+  Prepared<T, L> p;  // the value from the reduced sums, as on the CPU
+  p.divisor = a.reduced_divisor;
+  p.none_counted = a.reduced_none_counted;
+  return reduce(reduced.global[detail::kLossSum], p, options);
+}
+}  // namespace
+#endif
+
 template <class T, class L, class>
 double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                               const ShardStatistics& reduced, Tensor<T>& grad,
@@ -333,19 +358,8 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
-    auto a = cuda_args(fn, logits, target, options);
-    prepare_ce_grad(fn, logits, target, grad, options);
-    a.grad = grad.data();
-    a.use_reduced = true;
-    a.reduced_divisor = reduced.global[detail::kDivisor];
-    a.reduced_none_counted = reduced.global[detail::kCounted] == 0.0;
-    cuda_status(a, target, true);
-    Prepared<T, L> p;  // the value from the reduced sums, as below
-    p.divisor = a.reduced_divisor;
-    p.none_counted = a.reduced_none_counted;
-    return reduce(reduced.global[detail::kLossSum], p, options);
-  }
+  if (logits.device() == Device::cuda)
+    return cuda_finalize(fn, logits, target, reduced, grad, options, 1.0);
 #endif
   auto p = prepare(fn, logits, target, options);
   p.divisor = reduced.global[detail::kDivisor];
@@ -376,9 +390,22 @@ double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target,
   return cuda::cross_entropy(a, grad_out == nullptr).value;
 }
 
-#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                       \
-  template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*, \
-                                          const CrossEntropyOptions<T>&, double, const T*);
+template <class T, class L>
+double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const ShardStatistics& reduced, Tensor<T>& grad,
+                                        const CrossEntropyOptions<T>& options, double grad_weight) {
+  const char* fn = "cross_entropy_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  return cuda_finalize(fn, logits, target, reduced, grad, options, grad_weight);
+}
+
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                                 \
+  template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*,           \
+                                          const CrossEntropyOptions<T>&, double, const T*); \
+  template double cross_entropy_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&,      \
+                                                   const ShardStatistics&, Tensor<T>&,      \
+                                                   const CrossEntropyOptions<T>&, double);
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, float)

@@ -175,6 +175,22 @@ double cuda_softmax_run(const char* fn, const cpu::SoftmaxFocalArgs<T, L>& a,
                         bool host_status) {
   return cuda_softmax_status(fn, a, target, mean, grad_scale_by, device_value, host_status).value;
 }
+
+// softmax_focal_finalize on CUDA, its gradient times grad_weight (a combined loss's first term
+// passes its weight; the public call 1). Waits: a bad label raises, as on the CPU.
+template <class T, class L>
+double cuda_softmax_finalize(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
+                             const ShardStatistics& reduced, Tensor<T>& grad,
+                             const SoftmaxFocalOptions<T>& options, double grad_weight) {
+  const double divisor = reduced.global[detail::kDivisor];
+  auto p = cuda_prepare(fn, logits, target, options);
+  prepare_softmax_grad(fn, logits, target, grad, options);
+  p.args.grad = grad.data();
+  p.args.want_sum = true;  // the flag is read back with the (unused) shard value
+  cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
+                            nullptr, true, divisor > 0.0 ? divisor : 0.0, grad_weight);
+  return reduced.global[detail::kLossSum] * split_scale(options.reduction, divisor);
+}
 #endif
 
 }  // namespace
@@ -435,15 +451,8 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   const double divisor = reduced.global[detail::kDivisor];
   const double scale = split_scale(options.reduction, divisor);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits: a bad label raises, as on the CPU
-    auto p = cuda_prepare(fn, logits, target, options);
-    prepare_softmax_grad(fn, logits, target, grad, options);
-    p.args.grad = grad.data();
-    p.args.want_sum = true;  // the flag is read back with the (unused) shard value
-    cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
-                              nullptr, true, divisor > 0.0 ? divisor : 0.0);
-    return reduced.global[detail::kLossSum] * scale;
-  }
+  if (logits.device() == Device::cuda)
+    return cuda_softmax_finalize(fn, logits, target, reduced, grad, options, 1.0);
 #endif
   auto p = prepare(fn, logits, target, options);
   prepare_softmax_grad(fn, logits, target, grad, options);
@@ -499,6 +508,25 @@ template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int3
                                         const SoftmaxFocalOptions<double>&, double, const double*);
 template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int64_t>&, double*,
                                         const SoftmaxFocalOptions<double>&, double, const double*);
+
+template <class T, class L>
+double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const ShardStatistics& reduced, Tensor<T>& grad,
+                                        const SoftmaxFocalOptions<T>& options, double grad_weight) {
+  const char* fn = "softmax_focal_finalize";
+  detail::check_split_reduction(fn, options.reduction);
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  return cuda_softmax_finalize(fn, logits, target, reduced, grad, options, grad_weight);
+}
+#define SEGLOSS_INSTANTIATE_FINALIZE_TERM(T, L)                                        \
+  template double softmax_focal_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&, \
+                                                   const ShardStatistics&, Tensor<T>&, \
+                                                   const SoftmaxFocalOptions<T>&, double);
+SEGLOSS_INSTANTIATE_FINALIZE_TERM(float, int32_t)
+SEGLOSS_INSTANTIATE_FINALIZE_TERM(float, int64_t)
+SEGLOSS_INSTANTIATE_FINALIZE_TERM(double, int32_t)
+SEGLOSS_INSTANTIATE_FINALIZE_TERM(double, int64_t)
+#undef SEGLOSS_INSTANTIATE_FINALIZE_TERM
 #endif
 
 template <class T, class L>

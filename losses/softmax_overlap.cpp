@@ -252,9 +252,33 @@ double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Ten
   return cuda_run<T, U>(fn, a, target, f, up, grad, nullptr, nullptr, grad_out == nullptr, nullptr,
                         accumulate);
 }
-#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                   \
-  template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*, \
-                                         const SoftmaxOverlapOptions<T>&, double, const T*, bool);
+template <class T, class U>
+OverlapStatistics softmax_dice_cuda_split_statistics(const char* fn, const Tensor<T>& logits,
+                                                     const Tensor<U>& target,
+                                                     const SoftmaxOverlapOptions<T>& o) {
+  return split_statistics(fn, logits, target, o, detail::dice_form());
+}
+template <class T, class U>
+double softmax_dice_cuda_split_finalize(const char* fn, const Tensor<T>& logits,
+                                        const Tensor<U>& target, const OverlapStatistics& reduced,
+                                        size_t offset, T* grad, const SoftmaxOverlapOptions<T>& o,
+                                        double grad_weight, bool accumulate) {
+  detail::check_split_reduction(fn, o.reduction);
+  const auto a = cuda_args(fn, logits, target, o);
+  cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o, detail::dice_form());
+  f.dice_weight = grad_weight;
+  const auto st = cuda::softmax_overlap_finalize_run<T, U>(
+      fn, a, f, cuda_upstream<T>(o), detail::cuda_overlap_split(reduced, offset), grad, accumulate);
+  return cuda_status(fn, st, a, target);
+}
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                        \
+  template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*,      \
+                                         const SoftmaxOverlapOptions<T>&, double, const T*, bool); \
+  template OverlapStatistics softmax_dice_cuda_split_statistics(                                   \
+      const char*, const Tensor<T>&, const Tensor<U>&, const SoftmaxOverlapOptions<T>&);           \
+  template double softmax_dice_cuda_split_finalize(                                                \
+      const char*, const Tensor<T>&, const Tensor<U>&, const OverlapStatistics&, size_t, T*,       \
+      const SoftmaxOverlapOptions<T>&, double, bool);
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, float)

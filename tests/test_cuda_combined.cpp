@@ -400,9 +400,13 @@ TEST_CASE("cuda combined: grad the logits, reduction none and aliasing are error
   CHECK_THROWS_WITH_AS(ce_dice_value_and_grad(xd, yd, w),
                        doctest::Contains("ce_dice_value_and_grad: in the cross-entropy term: "),
                        Error);
-  // The statistics / finalize split has no CUDA path yet.
-  CHECK_THROWS_WITH_AS(ce_dice_statistics(xd, yd), doctest::Contains("no CUDA path yet"), Error);
-  CHECK_THROWS_WITH_AS(dice_focal_statistics(xd, yd), doctest::Contains("no CUDA path yet"), Error);
+  // The split's finalize refuses in place, on CUDA as on the CPU.
+  {
+    const auto st = ce_dice_statistics(xd, yd);
+    Tensor<double> in_place = xd;
+    CHECK_THROWS_WITH_AS(ce_dice_finalize(xd, yd, st, in_place),
+                         doctest::Contains("ce_dice_finalize: grad overlaps the logits"), Error);
+  }
   // A CPU grad_out with CUDA logits.
   CHECK_THROWS_WITH_AS(ce_dice_backward(xd, yd, Tensor<double>::full(Shape{}, 1.0)),
                        doctest::Contains("grad_out"), Error);

@@ -1,13 +1,15 @@
 // The statistics / finalize split of the overlap losses on CUDA (soft_dice, soft_jaccard,
-// tversky, softmax_dice, softmax_jaccard, softmax_tversky, generalized_dice, bce_dice), against
+// tversky, softmax_dice, softmax_jaccard, softmax_tversky, generalized_dice, bce_dice, ce_dice,
+// dice_focal), against
 // the CPU: one shard's statistics equal the CPU's and its finalize equals the CUDA
 // value_and_grad; a batch cut into 2 and 3 shards (device views of image slices), statistics
 // summed on the host, finalize per shard, gives the single-process CPU value and gradient, for
 // every option that changes the statistics' layout or the finalize's math; float (1e-5
 // relative) and double (1e-11); bitwise identical finalize over 10 runs; the error paths.
-// Also two things of session 8 beside the split: bce_dice's Dice term with its weight and
-// finalize options on CUDA (fused forms against the CPU), and the overlap forwards' NaN, never
-// an exception, for a bad label or class weight with or without OverlapInfo.
+// ce_dice and dice_focal (session 9) are here too. Also two things of session 8 beside the split:
+// bce_dice's Dice term with its weight and finalize options on CUDA (fused forms against the CPU),
+// and the overlap forwards' NaN, never an exception, for a bad label or class weight with or
+// without OverlapInfo.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -410,6 +412,90 @@ void bce_dice_split_all(const Shape& s, uint64_t seed) {
       }
 }
 
+// ce_dice and dice_focal (session 9): the first term's split and the Dice term's, the first
+// term's gradient scaled by its weight and the Dice term's added. Cases: 0 the defaults; 1 the
+// terms' weights, CE class weights and label smoothing (focal: alpha per class, gamma 0.5);
+// 2.. the Dice term's finalize options; with per_image both ways and mean and sum (both terms)
+// combined as kCombos says.
+template <class T, class U, class O>
+void combined_split_one(const Tensor<T>& x, const Tensor<U>& y) {
+  const int64_t C = x.shape()[1];
+  constexpr bool kFocal = std::is_same_v<O, DiceFocalOptions<T>>;
+  constexpr int kDiceCases[4] = {0, 1, 4, 6};  // of finalize_option_case
+  // (case, reduction sum, per_image flipped): the defaults in all four, the others in two.
+  const int kCombos[10][3] = {{0, 0, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 1}, {1, 0, 0},
+                              {1, 1, 1}, {2, 0, 0}, {3, 1, 1}, {4, 0, 1}, {5, 1, 0}};
+  for (const auto& combo : kCombos) {
+    const int k = combo[0], pi = combo[2];
+    const Reduction r = combo[1] ? Reduction::sum : Reduction::mean;
+    CAPTURE(static_cast<int>(r));
+    CAPTURE(pi);
+    CAPTURE(k);
+    Split<T, U, O> L;
+    L.opts = [=](int64_t, int64_t, Device d) {
+      O o;
+      if (k >= 2)  // Dice finalize cases: class weight, empty one, gamma 2, log
+        o.dice = finalize_option_case<SoftmaxOverlapOptions<T>>(kDiceCases[k - 2], C, r,
+                                                                class_weights<T>(C, d));
+      o.dice.reduction = r;
+      o.dice.ignore_index = -100;
+      if (pi == 1) o.dice.per_image = !o.dice.per_image;
+      if constexpr (kFocal) {
+        o.focal.reduction = r;
+        o.focal.ignore_index = -100;
+        if (k == 1) {
+          o.focal.alpha = class_weights<T>(C, d);
+          o.focal.gamma = 0.5;
+          o.focal_weight = 0.6;
+          o.dice_weight = 1.4;
+        }
+      } else {
+        o.ce.reduction = r;
+        o.ce.ignore_index = -100;
+        if (k == 1) {
+          if constexpr (!std::is_floating_point_v<U>) o.ce.weight = class_weights<T>(C, d);
+          o.ce.label_smoothing = 0.1;
+          o.ce_weight = 0.6;
+          o.dice_weight = 1.4;
+        }
+      }
+      return o;
+    };
+    if constexpr (kFocal) {
+      L.stat = [](const Tensor<T>& a, const Tensor<U>& b, const O& o) {
+        return dice_focal_statistics(a, b, o);
+      };
+      L.fin = [](const Tensor<T>& a, const Tensor<U>& b, const OverlapStatistics& st, Tensor<T>& g,
+                 const O& o) { return dice_focal_finalize(a, b, st, g, o); };
+      L.vg = [](const Tensor<T>& a, const Tensor<U>& b, const O& o) {
+        return dice_focal_value_and_grad(a, b, o);
+      };
+    } else {
+      L.stat = [](const Tensor<T>& a, const Tensor<U>& b, const O& o) {
+        return ce_dice_statistics(a, b, o);
+      };
+      L.fin = [](const Tensor<T>& a, const Tensor<U>& b, const OverlapStatistics& st, Tensor<T>& g,
+                 const O& o) { return ce_dice_finalize(a, b, st, g, o); };
+      L.vg = [](const Tensor<T>& a, const Tensor<U>& b, const O& o) {
+        return ce_dice_value_and_grad(a, b, o);
+      };
+    }
+    check_split(L, x, y);
+  }
+}
+
+template <class T>
+void combined_split_all(const Shape& s, uint64_t seed) {
+  const auto x = randn<T>(s, seed, 1.5);
+  const auto y64 = split_labels<int64_t>(s.without(1), s[1], seed + 1);
+  const auto y32 = split_labels<int32_t>(s.without(1), s[1], seed + 2);
+  combined_split_one<T, int64_t, CeDiceOptions<T>>(x, y64);
+  combined_split_one<T, int32_t, CeDiceOptions<T>>(x, y32);
+  combined_split_one<T, T, CeDiceOptions<T>>(x, split_probs<T>(s, seed + 3));
+  combined_split_one<T, int64_t, DiceFocalOptions<T>>(x, y64);
+  combined_split_one<T, int32_t, DiceFocalOptions<T>>(x, y32);
+}
+
 // bce_dice's fused forms on CUDA with the Dice term's weight and finalize options (session 8):
 // the forward, the backward, both value_and_grad forms and the device value against the CPU.
 template <class T>
@@ -497,6 +583,12 @@ TEST_CASE("cuda split: softmax_dice, every option, labels and probabilities") {
   SEGLOSS_REQUIRE_GPU();
   softmax_split_all<float, SoftmaxOverlapOptions<float>>(0, Shape{5, 4, 6, 5}, 200);
   softmax_split_all<double, SoftmaxOverlapOptions<double>>(0, Shape{5, 3, 4, 7}, 210);
+}
+
+TEST_CASE("cuda split: ce_dice and dice_focal, both terms' options, labels and probabilities") {
+  SEGLOSS_REQUIRE_GPU();
+  combined_split_all<float>(Shape{5, 3, 6, 5}, 260);
+  combined_split_all<double>(Shape{5, 4, 4, 7}, 270);
 }
 
 TEST_CASE("cuda split: softmax_jaccard and softmax_tversky, every option") {

@@ -355,7 +355,7 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
 template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run_split(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
                                bool per_image, const OverlapSplit& s, const Finalize& finalize,
-                               T* grad) {
+                               T* grad, bool accumulate = false) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   const detail::Layout l = detail::softmax_layout(g, a.classes);
   Call call(function, l.total);
@@ -366,7 +366,7 @@ SoftmaxOverlapStatus run_split(const char* function, const cpu::SoftmaxOverlapAr
     overlap_detail::upload(call, sums, s.local, static_cast<size_t>(a.images * a.classes) * 3);
   finalize(call, per_image ? sums : global, per_image ? global : nullptr, call.at<double>(l.coef));
   call.launched();
-  gradient(call, g, l, a, grad);
+  gradient(call, g, l, a, grad, accumulate);
   return read_status(function, call);
 }
 
@@ -413,7 +413,8 @@ template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                                                   const cpu::SoftmaxOverlapArgs<T, U>& a,
                                                   OverlapForm f, Upstream<T> up,
-                                                  const OverlapSplit& s, T* grad) {
+                                                  const OverlapSplit& s, T* grad,
+                                                  bool accumulate) {
   if (!f.per_image) {  // the batch's scores: one image of reduced class sums
     f.coef_images = f.images;
     f.images = 1;
@@ -426,7 +427,7 @@ SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                  static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
                  call.at<double>(overlap_detail::kCountsOffset), call.flag());
   };
-  return run_split<T, U>(function, a, f.per_image, s, finalize, grad);
+  return run_split<T, U>(function, a, f.per_image, s, finalize, grad, accumulate);
 }
 
 template <class T, class U>
@@ -452,7 +453,7 @@ SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, double*);                                \
   template SoftmaxOverlapStatus softmax_overlap_finalize_run<T, U>(                               \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, OverlapForm, Upstream<T>,                \
-      const OverlapSplit&, T*);                                                                   \
+      const OverlapSplit&, T*, bool);                                                             \
   template SoftmaxOverlapStatus generalized_dice_finalize_run<T, U>(                              \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, GdlForm, const OverlapSplit&, T*);       \
   template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \

@@ -85,13 +85,15 @@ SoftmaxOverlapStatus softmax_overlap_statistics_run(const char* function,
                                                     double* host_sums);
 
 // finalize (overlap.hpp's OverlapSplit: local and global uploaded, no statistics pass): the
-// finalize kernel, then the gradient pass into grad (a bad label sets the flag there). Waits; the
-// status has the value, the first bad label and a bad class weight.
+// finalize kernel, then the gradient pass into grad (a bad label sets the flag there; accumulate
+// as in softmax_overlap_run: a combined loss's Dice term adds onto its first term's gradient).
+// Waits; the status has the value, the first bad label and a bad class weight.
 template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                                                   const cpu::SoftmaxOverlapArgs<T, U>& a,
                                                   OverlapForm f, Upstream<T> up,
-                                                  const OverlapSplit& s, T* grad);
+                                                  const OverlapSplit& s, T* grad,
+                                                  bool accumulate = false);
 // generalized Dice: global holds (scores, sum (1 - S_j)) with per_image, else 3 C class sums.
 template <class T, class U>
 SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,

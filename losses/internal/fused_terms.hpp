@@ -45,12 +45,37 @@ template <class T, class L>
 double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
                                const SoftmaxFocalOptions<T>& options, double grad_weight,
                                const T* grad_out);
+// The split's finalize of the first term on CUDA (the public cross_entropy_finalize and
+// softmax_focal_finalize, with their checks, waits and messages), its gradient stored into grad
+// times grad_weight; returns the term's unweighted value.
+template <class T, class L>
+double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const ShardStatistics& reduced, Tensor<T>& grad,
+                                        const CrossEntropyOptions<T>& options, double grad_weight);
+template <class T, class L>
+double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
+                                        const ShardStatistics& reduced, Tensor<T>& grad,
+                                        const SoftmaxFocalOptions<T>& options, double grad_weight);
 // fn names the Dice term's errors (the combined function, as on the CPU). grad null: the value
 // only.
 template <class T, class U>
 double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                               T* grad, const SoftmaxOverlapOptions<T>& options, double grad_weight,
                               const T* grad_out, bool accumulate);
+// The Dice term of a combined loss's split on CUDA: its statistics (the sums copied back; waits)
+// and its finalize from the reduced statistics, whose Dice part starts at `offset`: the gradient
+// times grad_weight added to grad (accumulate) or stored; returns the term's value. As
+// softmax_dice_statistics / softmax_dice_finalize on CUDA, with fn naming the errors.
+template <class T, class U>
+OverlapStatistics softmax_dice_cuda_split_statistics(const char* fn, const Tensor<T>& logits,
+                                                     const Tensor<U>& target,
+                                                     const SoftmaxOverlapOptions<T>& options);
+template <class T, class U>
+double softmax_dice_cuda_split_finalize(const char* fn, const Tensor<T>& logits,
+                                        const Tensor<U>& target, const OverlapStatistics& reduced,
+                                        size_t offset, T* grad,
+                                        const SoftmaxOverlapOptions<T>& options, double grad_weight,
+                                        bool accumulate);
 
 }  // namespace detail
 }  // namespace segloss
