@@ -315,8 +315,18 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
   check_scalar(fn, "dice", o.dice.reduction);
   CeDiceParts v;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits for both terms' values, uploads the total
+  if (logits.device() == Device::cuda) {  // with parts: waits for both terms' values
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    if (!parts) {  // nothing waits: the terms' values and the total stay on the device
+      Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
+      detail::softmax_dice_cuda_total(
+          fn, logits, target, o.dice, out.data(), o.ce_weight, o.dice_weight, [&] {
+            term(fn, "cross-entropy", [&] {
+              detail::cross_entropy_cuda_forward_into(logits, target, o.ce, out.data());
+            });
+          });
+      return out;
+    }
     v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
                                             1.0, static_cast<const T*>(nullptr), false);
     v.ce = term(fn, "cross-entropy", [&] {
@@ -439,8 +449,18 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
   check_scalar(fn, "dice", o.dice.reduction);
   DiceFocalParts v;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits for both terms' values, uploads the total
+  if (logits.device() == Device::cuda) {  // with parts: waits for both terms' values
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    if (!parts) {  // nothing waits: the terms' values and the total stay on the device
+      Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
+      detail::softmax_dice_cuda_total(
+          fn, logits, target, o.dice, out.data(), o.focal_weight, o.dice_weight, [&] {
+            term(fn, "focal", [&] {
+              detail::softmax_focal_cuda_forward_into(logits, target, o.focal, out.data());
+            });
+          });
+      return out;
+    }
     v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
                                             1.0, static_cast<const T*>(nullptr), false);
     v.focal = term(fn, "focal", [&] {

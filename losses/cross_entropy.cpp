@@ -391,6 +391,14 @@ double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target,
 }
 
 template <class T, class L>
+void cross_entropy_cuda_forward_into(const Tensor<T>& logits, const Tensor<L>& target,
+                                     const CrossEntropyOptions<T>& options, T* out) {
+  auto a = cuda_args("cross_entropy", logits, target, options);
+  a.value = out;
+  cuda_run(a, target, false);
+}
+
+template <class T, class L>
 double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
                                         const ShardStatistics& reduced, Tensor<T>& grad,
                                         const CrossEntropyOptions<T>& options, double grad_weight) {
@@ -403,6 +411,8 @@ double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
 #define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                                 \
   template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*,           \
                                           const CrossEntropyOptions<T>&, double, const T*); \
+  template void cross_entropy_cuda_forward_into(const Tensor<T>&, const Tensor<L>&,         \
+                                                const CrossEntropyOptions<T>&, T*);         \
   template double cross_entropy_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&,      \
                                                    const ShardStatistics&, Tensor<T>&,      \
                                                    const CrossEntropyOptions<T>&, double);

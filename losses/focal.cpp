@@ -510,6 +510,16 @@ template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int6
                                         const SoftmaxFocalOptions<double>&, double, const double*);
 
 template <class T, class L>
+void softmax_focal_cuda_forward_into(const Tensor<T>& logits, const Tensor<L>& target,
+                                     const SoftmaxFocalOptions<T>& options, T* out) {
+  const char* fn = "softmax_focal";
+  auto p = cuda_prepare(fn, logits, target, options);
+  p.args.want_sum = true;
+  cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr, out,
+                         false);
+}
+
+template <class T, class L>
 double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>& target,
                                         const ShardStatistics& reduced, Tensor<T>& grad,
                                         const SoftmaxFocalOptions<T>& options, double grad_weight) {
@@ -519,6 +529,8 @@ double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
   return cuda_softmax_finalize(fn, logits, target, reduced, grad, options, grad_weight);
 }
 #define SEGLOSS_INSTANTIATE_FINALIZE_TERM(T, L)                                        \
+  template void softmax_focal_cuda_forward_into(const Tensor<T>&, const Tensor<L>&,    \
+                                                const SoftmaxFocalOptions<T>&, T*);    \
   template double softmax_focal_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&, \
                                                    const ShardStatistics&, Tensor<T>&, \
                                                    const SoftmaxFocalOptions<T>&, double);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -12,6 +13,7 @@
 
 #include "../backends/cpu/softmax_overlap.hpp"
 #include "generalized_dice.hpp"
+#include "internal/fused_terms.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/cross_entropy.hpp"
@@ -253,6 +255,20 @@ double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Ten
                         accumulate);
 }
 template <class T, class U>
+void softmax_dice_cuda_total(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                             const SoftmaxOverlapOptions<T>& o, T* out, double first_weight,
+                             double dice_weight, const std::function<void()>& first) {
+  SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
+                "options.dice.reduction is none; a combined loss needs both terms reduced to one "
+                "value (mean or sum)");
+  const auto a = cuda_args(fn, logits, target, o);  // the Dice term's checks first, as on the CPU
+  first();
+  const cuda::DeviceTotal total{first_weight, dice_weight};
+  cuda::softmax_overlap_run<T, U>(
+      fn, a, detail::cuda_overlap_form(logits.shape(), o, detail::dice_form()), cuda_upstream<T>(o),
+      static_cast<T*>(nullptr), static_cast<T*>(nullptr), out, false, false, &total);
+}
+template <class T, class U>
 OverlapStatistics softmax_dice_cuda_split_statistics(const char* fn, const Tensor<T>& logits,
                                                      const Tensor<U>& target,
                                                      const SoftmaxOverlapOptions<T>& o) {
@@ -274,6 +290,9 @@ double softmax_dice_cuda_split_finalize(const char* fn, const Tensor<T>& logits,
 #define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                        \
   template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*,      \
                                          const SoftmaxOverlapOptions<T>&, double, const T*, bool); \
+  template void softmax_dice_cuda_total(const char*, const Tensor<T>&, const Tensor<U>&,           \
+                                        const SoftmaxOverlapOptions<T>&, T*, double, double,       \
+                                        const std::function<void()>&);                             \
   template OverlapStatistics softmax_dice_cuda_split_statistics(                                   \
       const char*, const Tensor<T>&, const Tensor<U>&, const SoftmaxOverlapOptions<T>&);           \
   template double softmax_dice_cuda_split_finalize(                                                \

@@ -113,6 +113,10 @@ void check_all(const Tensor<T>& x, const Tensor<U>& y, const O& o) {
   check_parity(f, fd, t, "forward");
   check_parity(Loss::first(p), Loss::first(pd), t, "forward: the first term");
   check_parity(Loss::dice(p), Loss::dice(pd), t, "forward: the Dice term");
+  // Without parts the terms' values and the total stay on the device (no wait).
+  const Tensor<T> fn = Loss::forward(xd, yd, od, nullptr);
+  CHECK(fn.device() == Device::cuda);
+  check_parity(f, fn, t, "forward without parts (a device value)");
   const Tensor<T> go = Tensor<T>::full(Shape{}, T(0.75));
   const Tensor<T> b = Loss::backward(x, y, go, o), bd = Loss::backward(xd, yd, gpu(go), od);
   CHECK(bd.device() == Device::cuda);
@@ -352,8 +356,14 @@ TEST_CASE("cuda combined: a bad label raises the CPU's message") {
   const std::string fo_cpu = message([&] { dice_focal_value_and_grad(x, y); });
   CHECK(fo_cpu.find("label 5 at (1,1,1)") != std::string::npos);
   CHECK(message([&] { dice_focal_value_and_grad(xd, yd); }) == fo_cpu);
-  CHECK(message([&] { ce_dice(x, y); }) == message([&] { ce_dice(xd, yd); }));
-  CHECK(message([&] { dice_focal(x, y); }) == message([&] { dice_focal(xd, yd); }));
+  // The forward with parts waits and raises the CPU's message; without parts its value stays on
+  // the device, nothing waits, and it is NaN (as every CUDA forward's device value).
+  CeDiceParts cp;
+  DiceFocalParts fp;
+  CHECK(message([&] { ce_dice(x, y); }) == message([&] { ce_dice(xd, yd, {}, &cp); }));
+  CHECK(message([&] { dice_focal(x, y); }) == message([&] { dice_focal(xd, yd, {}, &fp); }));
+  CHECK(std::isnan(ce_dice(xd, yd).to(Device::cpu)[0]));
+  CHECK(std::isnan(dice_focal(xd, yd).to(Device::cpu)[0]));
   // backward does not wait: the bad pixels' gradient is NaN (the Dice term's sums make their
   // whole image's NaN), the other image's finite.
   const auto go = gpu(Tensor<float>::full(Shape{}, 1.0f));

@@ -141,6 +141,11 @@ class Call {
   // out[0] = the result slot as T, or NaN when the error flag is set; enqueued, no wait.
   template <class T>
   void device_value(T* out) const;
+  // out[0] = held_scale * out[0] + value_scale * the result slot, in double, rounded to T (NaN
+  // when the error flag is set): a combined loss's total from its first term's device value,
+  // which out holds, and this call's (losses/combined.cpp). Enqueued, no wait.
+  template <class T>
+  void device_total(T* out, double held_scale, double value_scale) const;
 
  private:
   const char* function_;
@@ -157,6 +162,19 @@ __global__ void store_value_kernel(const double* value, const int* flag, T* out)
 template <class T>
 void Call::device_value(T* out) const {
   launch(store_value_kernel<T>, 1, 1, 0, stream_, value(), flag(), out);
+  launched();
+}
+
+template <class T>
+__global__ void store_total_kernel(const double* value, const int* flag, T* out, double held_scale,
+                                   double value_scale) {
+  out[0] = *flag ? static_cast<T>(NAN)
+                 : static_cast<T>(held_scale * static_cast<double>(out[0]) + value_scale * *value);
+}
+
+template <class T>
+void Call::device_total(T* out, double held_scale, double value_scale) const {
+  launch(store_total_kernel<T>, 1, 1, 0, stream_, value(), flag(), out, held_scale, value_scale);
   launched();
 }
 

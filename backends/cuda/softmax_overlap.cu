@@ -337,7 +337,7 @@ inline SoftmaxOverlapStatus read_status(const char* function, const Call& call,
 template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
                          const Finalize& finalize, T* grad, T* device_value, bool host_status,
-                         bool accumulate = false) {
+                         bool accumulate = false, const DeviceTotal* total = nullptr) {
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   const detail::Layout l = detail::softmax_layout(g, a.classes);  // core/cuda_internal.hpp
   Call call(function, l.total);
@@ -345,7 +345,10 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
   finalize(call, call.at<double>(l.sums), call.at<double>(l.coef));
   call.launched();
   gradient(call, g, l, a, grad, accumulate);
-  if (device_value) call.device_value(device_value);
+  if (device_value && total)
+    call.device_total(device_value, total->held_scale, total->value_scale);
+  else if (device_value)
+    call.device_value(device_value);
   return host_status ? read_status(function, call) : SoftmaxOverlapStatus{};
 }
 
@@ -376,13 +379,14 @@ template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          const cpu::SoftmaxOverlapArgs<T, U>& a,
                                          const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
-                                         T* device_value, bool host_status, bool accumulate) {
+                                         T* device_value, bool host_status, bool accumulate,
+                                         const DeviceTotal* total) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
     cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, up, scores,
                  coef, call.value(), nullptr, call.at<double>(overlap_detail::kCountsOffset),
                  call.flag());
   };
-  return run<T, U>(function, a, finalize, grad, device_value, host_status, accumulate);
+  return run<T, U>(function, a, finalize, grad, device_value, host_status, accumulate, total);
 }
 
 template <class T, class U>
@@ -413,8 +417,7 @@ template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                                                   const cpu::SoftmaxOverlapArgs<T, U>& a,
                                                   OverlapForm f, Upstream<T> up,
-                                                  const OverlapSplit& s, T* grad,
-                                                  bool accumulate) {
+                                                  const OverlapSplit& s, T* grad, bool accumulate) {
   if (!f.per_image) {  // the batch's scores: one image of reduced class sums
     f.coef_images = f.images;
     f.images = 1;
@@ -458,7 +461,7 @@ SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, GdlForm, const OverlapSplit&, T*);       \
   template SoftmaxOverlapStatus softmax_overlap_run<T, U>(                                        \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const OverlapForm&, Upstream<T>, T*, T*, \
-      T*, bool, bool);                                                                            \
+      T*, bool, bool, const DeviceTotal*);                                                        \
   template SoftmaxOverlapStatus generalized_dice_run<T, U>(                                       \
       const char*, const cpu::SoftmaxOverlapArgs<T, U>&, const GdlForm&, Upstream<T>, T*, T*, T*, \
       bool);

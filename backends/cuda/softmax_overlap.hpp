@@ -47,12 +47,17 @@ struct SoftmaxOverlapStatus {
 // and dice_focal on CUDA, losses/combined.cpp, after the first term wrote grad; an ignored
 // pixel adds 0, a bad label makes its elements NaN); off, it stores it (the same bits as before
 // the flag existed).
+// total: device_value already holds a combined loss's first term's value, and receives
+// total->held_scale times it plus total->value_scale times this loss's (Call::device_total).
+struct DeviceTotal {
+  double held_scale = 1.0, value_scale = 1.0;
+};
 template <class T, class U>
 SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          const cpu::SoftmaxOverlapArgs<T, U>& a,
                                          const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
-                                         T* device_value, bool host_status,
-                                         bool accumulate = false);
+                                         T* device_value, bool host_status, bool accumulate = false,
+                                         const DeviceTotal* total = nullptr);
 
 // What the generalized Dice finalize needs of the options (losses/generalized_dice.hpp).
 struct GdlForm {

@@ -66,6 +66,22 @@ double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Ten
 // and its finalize from the reduced statistics, whose Dice part starts at `offset`: the gradient
 // times grad_weight added to grad (accumulate) or stored; returns the term's value. As
 // softmax_dice_statistics / softmax_dice_finalize on CUDA, with fn naming the errors.
+// A combined forward whose value stays on the device (no wait): the Dice term's checks, then
+// first() (which writes the first term's device value into *out: the two functions below), then
+// the Dice term's passes, whose device value makes *out first_weight * *out + dice_weight * Dice
+// (Call::device_total). A bad label in either term makes *out NaN.
+template <class T, class U>
+void softmax_dice_cuda_total(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
+                             const SoftmaxOverlapOptions<T>& options, T* out, double first_weight,
+                             double dice_weight, const std::function<void()>& first);
+// The first terms' forwards (mean or sum) into one device element, with the public forwards'
+// checks and names (cross_entropy, softmax_focal); no wait.
+template <class T, class L>
+void cross_entropy_cuda_forward_into(const Tensor<T>& logits, const Tensor<L>& target,
+                                     const CrossEntropyOptions<T>& options, T* out);
+template <class T, class L>
+void softmax_focal_cuda_forward_into(const Tensor<T>& logits, const Tensor<L>& target,
+                                     const SoftmaxFocalOptions<T>& options, T* out);
 template <class T, class U>
 OverlapStatistics softmax_dice_cuda_split_statistics(const char* fn, const Tensor<T>& logits,
                                                      const Tensor<U>& target,
