@@ -242,8 +242,7 @@ SurfaceDistanceResult score_all_pairs(int64_t images, int64_t columns,
 template <class Fill>
 SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry& geo,
                                 const SurfaceDistanceOptions& o, Fill&& fill) {
-  return score_all_pairs(images, columns, o, [&](int64_t n, int64_t k, double tau,
-                                                 Workspace& ws) {
+  return score_all_pairs(images, columns, o, [&](int64_t n, int64_t k, double tau, Workspace& ws) {
     ws.masks.resize(static_cast<size_t>(geo.grid.size()));
     fill(n, k, ws.masks.data());
     return score_pair(ws.masks.data(), geo, o, tau, ws);
@@ -298,16 +297,17 @@ SurfaceDistanceResult surface_distance(const Tensor<T>& pred, const Tensor<T>& t
                     s.position(bad.index),
                     "; masks must be 0 or 1 (threshold probabilities first)");
     }
-    return score_all_pairs(s[0], s[1], options,
-                           [&](int64_t n, int64_t k, double tau, Workspace&) {
-                             cuda::SurfacePair& pair = pairs[static_cast<size_t>(n * s[1] + k)];
-                             PairScores sc;
-                             if (pair.empty_masks) sc = empty_scores(pair.empty_masks, geo, options);
-                             else score_lists(sc, pair.d_pt, pair.d_tp, options, tau);
-                             sc.pred_border = pair.pred_border;
-                             sc.true_border = pair.true_border;
-                             return sc;
-                           });
+    return score_all_pairs(s[0], s[1], options, [&](int64_t n, int64_t k, double tau, Workspace&) {
+      cuda::SurfacePair& pair = pairs[static_cast<size_t>(n * s[1] + k)];
+      PairScores sc;
+      if (pair.empty_masks)
+        sc = empty_scores(pair.empty_masks, geo, options);
+      else
+        score_lists(sc, pair.d_pt, pair.d_tp, options, tau);
+      sc.pred_border = pair.pred_border;
+      sc.true_border = pair.true_border;
+      return sc;
+    });
   }
 #endif
   return score_all(s[0], s[1], geo, options, [&](int64_t n, int64_t c, uint8_t* masks) {

@@ -147,7 +147,8 @@ TEST_CASE("cuda boundary_weights: bit-identical to the CPU, 3D (float and double
   parity_3d<double>();
 }
 
-TEST_CASE("cuda boundary_weights: soft masks whose averages sit on a bound (the order of the sums)") {
+TEST_CASE(
+    "cuda boundary_weights: soft masks whose averages sit on a bound (the order of the sums)") {
   SEGLOSS_REQUIRE_GPU();
   // Masks of the inexact values 0.1 and 0.3, with low = the average of a window holding a of
   // them and b of the others: whether such a pixel's T(s) / k^d reaches low depends on the
@@ -256,8 +257,7 @@ TEST_CASE("cuda boundary_weights: argument errors with a CUDA mask") {
   o.low = 0.5;
   o.high = 0.4;
   CHECK_THROWS_WITH_AS(boundary_weights(md, o),
-                       "boundary_weights: options.low 0.5 is greater than options.high 0.4",
-                       Error);
+                       "boundary_weights: options.low 0.5 is greater than options.high 0.4", Error);
   o = {};
   o.boost = -1.0;
   CHECK_THROWS_WITH_AS(boundary_weights(md, o),
@@ -321,7 +321,8 @@ TEST_CASE("cuda boundary_weights: the boundary-weighted bce_dice runs on CUDA") 
 
 #if defined(SEGLOSS_TEST_CUDA)
 
-TEST_CASE("cuda boundary_weights: graph capture, no allocation after warm-up, a caller's workspace") {
+TEST_CASE(
+    "cuda boundary_weights: graph capture, no allocation after warm-up, a caller's workspace") {
   SEGLOSS_REQUIRE_GPU();
   cudaStream_t s = nullptr;
   REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
@@ -376,7 +377,8 @@ TEST_CASE("cuda boundary_weights: graph capture, no allocation after warm-up, a 
     CHECK(cuda::pool_bytes() == pool_before);
     cuda::WorkspaceScope small(ws.data(), bytes - 300);
     CHECK_THROWS_WITH_AS(boundary_weights(gpu(v)),
-                         doctest::Contains("boundary_weights: the caller's workspace holds"), Error);
+                         doctest::Contains("boundary_weights: the caller's workspace holds"),
+                         Error);
   }
   cudaStreamDestroy(s2);
 }

@@ -129,8 +129,7 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     levels_kernel(T* out, int64_t numel, int64_t plane_size, const unsigned long long* count,
-                  const int* bad, const int* any_bad, double boost, double on_raw,
-                  bool normalize) {
+                  const int* bad, const int* any_bad, double boost, double on_raw, bool normalize) {
   const double n = static_cast<double>(numel);
   double off = 1.0, on = on_raw;
   if (normalize) {
@@ -175,9 +174,9 @@ void boundary_weights(const char* function, const cpu::BoundaryWeightArgs<T>& a,
     call.launched();
   } else {
     double* scratch2 = call.at<double>(l.scratch2);
-    launch(axis_sums_kernel<T>, blocks_for(a.planes * ((d + band - 1) / band) * h * w), kThreads,
-           0, s, a.mask, scratch2, a.planes, d, h * w, band, r, static_cast<int*>(nullptr),
-           int64_t{1}, static_cast<int*>(nullptr));
+    launch(axis_sums_kernel<T>, blocks_for(a.planes * ((d + band - 1) / band) * h * w), kThreads, 0,
+           s, a.mask, scratch2, a.planes, d, h * w, band, r, static_cast<int*>(nullptr), int64_t{1},
+           static_cast<int*>(nullptr));
     call.launched();
     launch(axis_sums_kernel<double>, blocks_for(a.planes * d * w), kThreads, 0, s,
            static_cast<const double*>(scratch2), scratch, a.planes * d, h, w, h, r, bad, d,
@@ -196,8 +195,8 @@ void boundary_weights(const char* function, const cpu::BoundaryWeightArgs<T>& a,
 
 template void boundary_weights(const char*, const cpu::BoundaryWeightArgs<float>&, double, double,
                                bool);
-template void boundary_weights(const char*, const cpu::BoundaryWeightArgs<double>&, double,
-                               double, bool);
+template void boundary_weights(const char*, const cpu::BoundaryWeightArgs<double>&, double, double,
+                               bool);
 
 }  // namespace cuda
 }  // namespace segloss

@@ -48,9 +48,9 @@ unsigned blocks_for(int64_t items) {
 // highest plus one of the voxels of plane p in either mask (lows start at ~0, highs at 0).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    masks_kernel(const T* pred, const T* target, uint8_t* masks, int64_t numel,
-                 int64_t plane_size, int64_t h, int64_t w, unsigned long long* first_bad,
-                 unsigned long long* lows, unsigned long long* highs) {
+    masks_kernel(const T* pred, const T* target, uint8_t* masks, int64_t numel, int64_t plane_size,
+                 int64_t h, int64_t w, unsigned long long* first_bad, unsigned long long* lows,
+                 unsigned long long* highs) {
   SEGLOSS_GRID_LOOP(i, numel) {
     const T pv = pred[i], tv = target[i];
     int bits = 0;
@@ -209,9 +209,8 @@ SurfaceLayout surface_layout(int64_t planes, int64_t plane_size) {
 }  // namespace
 
 template <class T>
-SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* target,
-                              int64_t planes, const cpu::EdtGrid& grid, int axes,
-                              std::vector<SurfacePair>& pairs) {
+SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* target, int64_t planes,
+                              const cpu::EdtGrid& grid, int axes, std::vector<SurfacePair>& pairs) {
   const int64_t h = grid.extent[1], w = grid.extent[2];
   const int64_t size = grid.size(), numel = planes * size;
   const SurfaceLayout l = surface_layout(planes, size);
@@ -228,8 +227,8 @@ SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* targ
   check(cudaMemsetAsync(first_bad, 0xff, 8, s), function, "cudaMemsetAsync");
   check(cudaMemsetAsync(box, 0xff, box_bytes / 2, s), function, "cudaMemsetAsync");
   check(cudaMemsetAsync(box + 3 * planes, 0, box_bytes / 2, s), function, "cudaMemsetAsync");
-  launch(masks_kernel<T>, blocks_for(numel), kThreads, 0, s, pred, target, masks, numel, size, h,
-         w, first_bad, box, box + 3 * planes);
+  launch(masks_kernel<T>, blocks_for(numel), kThreads, 0, s, pred, target, masks, numel, size, h, w,
+         first_bad, box, box + 3 * planes);
   call.launched();
   unsigned long long bad = 0;
   std::vector<unsigned long long> boxes(static_cast<size_t>(planes) * 6);
@@ -242,8 +241,8 @@ SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* targ
   if (bad != ~0ull) {
     result.index = static_cast<int64_t>(bad);
     T pv{}, tv{};
-    check(cudaMemcpyAsync(&pv, pred + result.index, sizeof(T), cudaMemcpyDeviceToHost, s),
-          function, "cudaMemcpyAsync of the bad value");
+    check(cudaMemcpyAsync(&pv, pred + result.index, sizeof(T), cudaMemcpyDeviceToHost, s), function,
+          "cudaMemcpyAsync of the bad value");
     check(cudaMemcpyAsync(&tv, target + result.index, sizeof(T), cudaMemcpyDeviceToHost, s),
           function, "cudaMemcpyAsync of the bad value");
     check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");

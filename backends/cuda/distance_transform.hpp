@@ -35,9 +35,8 @@ struct SurfaceBadValue {
 // holds the image's extents and spacing, padded to three axes; `axes` real spatial axes):
 // pairs[p] for every plane, unless a value is not binary (then pairs is left empty).
 template <class T>
-SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* target,
-                              int64_t planes, const cpu::EdtGrid& grid, int axes,
-                              std::vector<SurfacePair>& pairs);
+SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* target, int64_t planes,
+                              const cpu::EdtGrid& grid, int axes, std::vector<SurfacePair>& pairs);
 
 }  // namespace cuda
 }  // namespace segloss
