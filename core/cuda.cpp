@@ -73,6 +73,11 @@ size_t workspace_size(const Shape& input, int stats) {
   return need + detail::kAlign;
 }
 
+size_t boundary_weights_workspace_size(const Shape& mask) {
+  const int64_t planes = mask.rank() >= 2 ? mask[0] * mask[1] : 1;
+  return detail::boundary_layout(planes, mask.numel(), mask.rank() == 5).total + detail::kAlign;
+}
+
 #if !defined(SEGLOSS_WITH_CUDA)
 bool available() {
   return false;

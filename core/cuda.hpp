@@ -79,6 +79,12 @@ class WorkspaceScope {
 // bce_dice 4. The default, 4, is enough for every loss of the backend so far.
 size_t workspace_size(const Shape& input, int stats = 4);
 
+// The workspace (bytes) of boundary_weights on a mask of this shape ((N, C, H, W) or
+// (N, C, D, H, W)). Not covered by workspace_size(): the box sums keep a double per element
+// (two per element for volumes), far more than any loss needs. A caller's WorkspaceScope for a
+// boundary_weights call must hold this much; the pool grows to it on the first call.
+size_t boundary_weights_workspace_size(const Shape& mask);
+
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
 // call). It stays constant once the calls of a training step have all run once.
 size_t pool_bytes();

@@ -92,6 +92,26 @@ inline size_t confusion_bytes(int64_t classes) {
   return 2 * kHeaderBytes + static_cast<size_t>(classes * classes) * 8;
 }
 
+// boundary_weights (backends/cuda/boundary_weights.cu) on a mask of `planes` planes and `numel`
+// elements: [header | the edge count (unsigned long long) and the any-bad flag (int) | one int
+// flag per plane | double scratch: the box sums of one axis pass per element (images), two
+// (volumes: the depth pass and the height pass)]. Unlike the losses' workspaces this one grows
+// with the mask: 8 bytes per element for images, 16 for volumes.
+struct BoundaryLayout {
+  size_t meta = 0, flags = 0, scratch = 0, scratch2 = 0, total = 0;
+};
+
+inline BoundaryLayout boundary_layout(int64_t planes, int64_t numel, bool volume) {
+  BoundaryLayout l;
+  const size_t bytes = static_cast<size_t>(numel) * sizeof(double);
+  l.meta = kHeaderBytes;
+  l.flags = l.meta + kAlign;
+  l.scratch = l.flags + align_up(static_cast<size_t>(planes) * sizeof(int));
+  l.scratch2 = l.scratch + align_up(bytes);
+  l.total = volume ? l.scratch2 + align_up(bytes) : l.scratch2;
+  return l;
+}
+
 // The calling thread's current stream and caller-given workspace (core/cuda.cpp).
 struct ThreadState {
   void* stream = nullptr;

@@ -10,6 +10,10 @@
 #include "../backends/cpu/boundary_weights.hpp"
 #include "../core/checks.hpp"
 
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/boundary_weights.hpp"
+#endif
+
 namespace segloss {
 
 int boundary_kernel_size(int64_t height) {
@@ -46,7 +50,7 @@ void check_mask(const char* fn, const Tensor<T>& mask) {
   SEGLOSS_CHECK(mask.defined(), fn, "mask is undefined");
   SEGLOSS_CHECK(mask.rank() == 4 || mask.rank() == 5, fn, "mask ", mask.shape(), " has rank ",
                 mask.rank(), "; expected (N, C, H, W) or (N, C, D, H, W)");
-  detail::check_image(fn, "mask", mask);
+  detail::check_image(fn, "mask", mask, /*cuda_path=*/true);
 }
 
 void check_options(const char* fn, const BoundaryWeightOptions& o) {
@@ -92,11 +96,11 @@ void boundary_weights(const Tensor<T>& mask, Tensor<T>& weights,
   const Shape& s = mask.shape();
   const int k = resolve_kernel(fn, s, options);
   if (!weights.defined()) {
-    weights = Tensor<T>::empty(s);
+    weights = Tensor<T>::empty(s, mask.device());
   } else {
     SEGLOSS_CHECK(weights.shape() == s, fn, "weights ", weights.shape(), " does not match mask ",
                   s);
-    detail::check_on_cpu(fn, "weights", weights);
+    detail::check_same_device(fn, "weights", weights, mask.device(), "mask");
     SEGLOSS_CHECK(weights.data() != mask.data(), fn,
                   "weights shares its memory with the mask; the box sums need the mask intact");
   }
@@ -113,6 +117,12 @@ void boundary_weights(const Tensor<T>& mask, Tensor<T>& weights,
   a.k = k;
   a.low = static_cast<T>(options.low);
   a.high = static_cast<T>(options.high);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (mask.device() == Device::cuda) {  // everything on the device, no wait
+    cuda::boundary_weights(fn, a, options.boost, 1.0 + options.boost, options.normalize);
+    return;
+  }
+#endif
   std::vector<char> bad;
   const int64_t edges = cpu::boundary_indicator(a, bad);
 

@@ -50,10 +50,16 @@
 // normalize = true every weight NaN (PyTorch would silently give the windows around it
 // ind = 0). Deterministic: results do not depend on the thread count.
 //
+// CUDA: a CUDA mask gives CUDA weights (both forms; a caller's buffer must be on the mask's
+// device), bit-identical to the CPU's for binary and soft masks (the same running sums in the
+// same order, one thread per line: backends/cuda/boundary_weights.cu, docs/cuda.md). Enqueued
+// on the current stream with no wait and no allocation after warm-up; its workspace holds a
+// double per element (two for volumes): cuda::boundary_weights_workspace_size(shape).
+//
 // Errors (segloss::Error): rank other than 4 or 5, a zero extent, an even or negative
 // kernel_size, a kernel_size larger than a spatial extent, NaN low or high, low > high, a
-// boost that is not finite or is <= -1, an output buffer of another shape or over the mask's
-// memory, a CUDA tensor.
+// boost that is not finite or is <= -1, an output buffer of another shape, on another device
+// than the mask, or over the mask's memory.
 #pragma once
 
 #include <cstdint>

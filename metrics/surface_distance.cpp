@@ -13,6 +13,10 @@
 #include "../core/checks.hpp"
 #include "distance_transform.hpp"
 
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/distance_transform.hpp"
+#endif
+
 namespace segloss {
 namespace {
 
@@ -56,6 +60,44 @@ double max_of(const std::vector<double>& x) {
   return *std::max_element(x.begin(), x.end());
 }
 
+// The scores of a pair with both masks empty (empty_masks = 2) or one (1).
+PairScores empty_scores(int empty_masks, const Geometry& geo, const SurfaceDistanceOptions& o) {
+  PairScores s;
+  const bool bounded = o.empty == SurfaceEmpty::bounded;
+  s.empty_masks = empty_masks;
+  if (empty_masks == 2) {
+    if (bounded) s.hausdorff = s.percentile = s.average = 0.0, s.surface_dice = 1.0;
+    return s;
+  }
+  const double far = bounded ? geo.diagonal : kInf;
+  s.hausdorff = s.percentile = s.average = far;
+  if (!bounded) s.percentile = kNaN;  // MONAI's quantile of all-inf lists
+  s.surface_dice = 0.0;
+  return s;
+}
+
+// The four scores from the distance lists D_pt and D_tp (reordered by the percentiles).
+void score_lists(PairScores& s, std::vector<double>& d_pt, std::vector<double>& d_tp,
+                 const SurfaceDistanceOptions& o, double tolerance) {
+  // Sums in index order: pred's border, then the truth's (torch.cat(D_pt, D_tp)).
+  double sum_pt = 0.0, sum_tp = 0.0;
+  int64_t within = 0;
+  for (double v : d_pt) sum_pt += v, within += v <= tolerance ? 1 : 0;
+  for (double v : d_tp) sum_tp += v, within += v <= tolerance ? 1 : 0;
+  const double n_pt = static_cast<double>(d_pt.size()), n_tp = static_cast<double>(d_tp.size());
+  s.surface_dice = static_cast<double>(within) / (n_pt + n_tp);
+  const double q = o.percentile / 100.0;
+  if (o.directed) {
+    s.hausdorff = max_of(d_pt);
+    s.average = sum_pt / n_pt;
+    s.percentile = quantile(d_pt, q);
+  } else {
+    s.hausdorff = std::max(max_of(d_pt), max_of(d_tp));
+    s.average = (sum_pt + sum_tp) / (n_pt + n_tp);
+    s.percentile = std::max(quantile(d_pt, q), quantile(d_tp, q));
+  }
+}
+
 // The scores of one pair from its masks over the whole image (bits kPredMask, kTrueMask).
 PairScores score_pair(const uint8_t* masks, const Geometry& geo, const SurfaceDistanceOptions& o,
                       double tolerance, Workspace& ws) {
@@ -74,13 +116,8 @@ PairScores score_pair(const uint8_t* masks, const Geometry& geo, const SurfaceDi
     lo[1] = std::min(lo[1], y), hi[1] = std::max(hi[1], y);
     lo[2] = std::min(lo[2], first), hi[2] = std::max(hi[2], last);
   }
+  if (hi[0] < 0) return empty_scores(2, geo, o);  // both masks empty
   PairScores s;
-  const bool bounded = o.empty == SurfaceEmpty::bounded;
-  if (hi[0] < 0) {  // both masks empty
-    s.empty_masks = 2;
-    if (bounded) s.hausdorff = s.percentile = s.average = 0.0, s.surface_dice = 1.0;
-    return s;
-  }
 
   // Crop to the box: voxels outside it are background in both masks, so the borders and the
   // distances between border voxels are those of the whole image.
@@ -103,12 +140,10 @@ PairScores score_pair(const uint8_t* masks, const Geometry& geo, const SurfaceDi
   s.pred_border = counts[0];
   s.true_border = counts[1];
   if (counts[0] == 0 || counts[1] == 0) {  // one mask empty
-    s.empty_masks = 1;
-    const double far = bounded ? geo.diagonal : kInf;
-    s.hausdorff = s.percentile = s.average = far;
-    if (!bounded) s.percentile = kNaN;  // MONAI's quantile of all-inf lists
-    s.surface_dice = 0.0;
-    return s;
+    PairScores e = empty_scores(1, geo, o);
+    e.pred_border = counts[0];
+    e.true_border = counts[1];
+    return e;
   }
 
   ws.squared.resize(static_cast<size_t>(size));
@@ -119,24 +154,7 @@ PairScores score_pair(const uint8_t* masks, const Geometry& geo, const SurfaceDi
   cpu::squared_distance_transform(ws.borders.data(), cpu::kPredBorder, box, ws.squared.data());
   cpu::gather_distances(ws.borders.data(), cpu::kTrueBorder, ws.squared.data(), size, ws.d_tp);
 
-  // Sums in index order: pred's border, then the truth's (torch.cat(D_pt, D_tp)).
-  double sum_pt = 0.0, sum_tp = 0.0;
-  int64_t within = 0;
-  for (double v : ws.d_pt) sum_pt += v, within += v <= tolerance ? 1 : 0;
-  for (double v : ws.d_tp) sum_tp += v, within += v <= tolerance ? 1 : 0;
-  const double n_pt = static_cast<double>(ws.d_pt.size()),
-               n_tp = static_cast<double>(ws.d_tp.size());
-  s.surface_dice = static_cast<double>(within) / (n_pt + n_tp);
-  const double q = o.percentile / 100.0;
-  if (o.directed) {
-    s.hausdorff = max_of(ws.d_pt);
-    s.average = sum_pt / n_pt;
-    s.percentile = quantile(ws.d_pt, q);
-  } else {
-    s.hausdorff = std::max(max_of(ws.d_pt), max_of(ws.d_tp));
-    s.average = (sum_pt + sum_tp) / (n_pt + n_tp);
-    s.percentile = std::max(quantile(ws.d_pt, q), quantile(ws.d_tp, q));
-  }
+  score_lists(s, ws.d_pt, ws.d_tp, o, tolerance);
   return s;
 }
 
@@ -172,10 +190,11 @@ Geometry make_geometry(const char* fn, const Shape& s, int first_spatial,
   return g;
 }
 
-// Runs fill(n, k, masks) then score_pair for every (image, column) and assembles the result.
-template <class Fill>
-SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry& geo,
-                                const SurfaceDistanceOptions& o, Fill&& fill) {
+// Runs pair(n, k, tau, ws) -> PairScores for every (image, column) in order and assembles the
+// result.
+template <class Pair>
+SurfaceDistanceResult score_all_pairs(int64_t images, int64_t columns,
+                                      const SurfaceDistanceOptions& o, Pair&& pair) {
   SurfaceDistanceResult r;
   const Shape shape{images, columns};
   r.hausdorff = Tensor<double>::empty(shape);
@@ -185,15 +204,13 @@ SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry&
   r.pred_border = Tensor<int64_t>::zeros(shape);
   r.true_border = Tensor<int64_t>::zeros(shape);
   Workspace ws;
-  ws.masks.resize(static_cast<size_t>(geo.grid.size()));
   double sums[4] = {0.0, 0.0, 0.0, 0.0};
   int64_t kept[4] = {0, 0, 0, 0};
   for (int64_t n = 0; n < images; ++n) {
     for (int64_t k = 0; k < columns; ++k) {
-      fill(n, k, ws.masks.data());
       const double tau =
           o.class_tolerance.empty() ? o.tolerance : o.class_tolerance[static_cast<size_t>(k)];
-      const PairScores s = score_pair(ws.masks.data(), geo, o, tau, ws);
+      const PairScores s = pair(n, k, tau, ws);
       const int64_t j = n * columns + k;
       r.hausdorff[j] = s.hausdorff;
       r.hausdorff_percentile[j] = s.percentile;
@@ -219,6 +236,17 @@ SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry&
   r.mean_average_surface_distance = mean(2);
   r.mean_surface_dice = mean(3);
   return r;
+}
+
+// Runs fill(n, k, masks) then score_pair for every (image, column).
+template <class Fill>
+SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry& geo,
+                                const SurfaceDistanceOptions& o, Fill&& fill) {
+  return score_all_pairs(images, columns, o, [&](int64_t n, int64_t k, double tau, Workspace& ws) {
+    ws.masks.resize(static_cast<size_t>(geo.grid.size()));
+    fill(n, k, ws.masks.data());
+    return score_pair(ws.masks.data(), geo, o, tau, ws);
+  });
 }
 
 // masks[i] = bits from code(i) over [0, size), in parallel blocks; returns the lowest index
@@ -252,11 +280,36 @@ template <class T>
 SurfaceDistanceResult surface_distance(const Tensor<T>& pred, const Tensor<T>& target,
                                        const SurfaceDistanceOptions& options) {
   const char* fn = "surface_distance";
-  detail::check_same_shape_pair(fn, pred, target, "pred");
+  detail::check_same_shape_pair(fn, pred, target, "pred", /*cuda_path=*/true);
   const Shape& s = pred.shape();
   const Geometry geo = make_geometry(fn, s, 2, options);
   check_options(fn, options, s[1]);
   const int64_t size = geo.grid.size();
+#if defined(SEGLOSS_WITH_CUDA)
+  if (pred.device() == Device::cuda) {  // borders and EDTs on the device, the scores here
+    std::vector<cuda::SurfacePair> pairs;
+    const cuda::SurfaceBadValue bad =
+        cuda::surface_pairs(fn, pred.data(), target.data(), s[0] * s[1], geo.grid, geo.axes, pairs);
+    if (bad.index >= 0) {
+      const bool in_pred = !(bad.pred == 0.0 || bad.pred == 1.0);
+      SEGLOSS_CHECK(false, fn, in_pred ? "pred" : "target", " holds ",
+                    in_pred ? bad.pred : bad.target, " at index ", bad.index, " ",
+                    s.position(bad.index),
+                    "; masks must be 0 or 1 (threshold probabilities first)");
+    }
+    return score_all_pairs(s[0], s[1], options, [&](int64_t n, int64_t k, double tau, Workspace&) {
+      cuda::SurfacePair& pair = pairs[static_cast<size_t>(n * s[1] + k)];
+      PairScores sc;
+      if (pair.empty_masks)
+        sc = empty_scores(pair.empty_masks, geo, options);
+      else
+        score_lists(sc, pair.d_pt, pair.d_tp, options, tau);
+      sc.pred_border = pair.pred_border;
+      sc.true_border = pair.true_border;
+      return sc;
+    });
+  }
+#endif
   return score_all(s[0], s[1], geo, options, [&](int64_t n, int64_t c, uint8_t* masks) {
     const int64_t offset = (n * s[1] + c) * size;
     const T* p = pred.data() + offset;

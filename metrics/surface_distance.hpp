@@ -77,8 +77,15 @@
 // (O(|B|)). Each EDT pass is parallel over lines; the result is the same at any thread count
 // (distances are gathered in index order and summed in that order).
 //
+// CUDA: surface_distance takes CUDA masks (both on the device); the masks, bounding boxes,
+// borders and both EDTs run on the device with the CPU's arithmetic, the border flags and
+// squared distances come back and the CPU's code scores them, so the result is the CPU's
+// exactly (backends/cuda/distance_transform.cu, docs/cuda.md). The call waits for its stream
+// (the result is on the host). surface_distance_labels has no CUDA path yet.
+//
 // Errors (segloss::Error): undefined inputs, shapes that differ, ranks outside 3..5 (masks) or
-// 2..4 (labels), a zero extent, a CUDA tensor, a mask value that is not 0 or 1 (named with its
+// 2..4 (labels), a zero extent, a CUDA tensor for the labels form, masks on different devices,
+// a mask value that is not 0 or 1 (named with its
 // index), bad spacing, percentile, tolerance or class_tolerance as above; for labels, an empty
 // `classes`, a negative or repeated class, or ignore_index among the classes.
 #pragma once

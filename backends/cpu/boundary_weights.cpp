@@ -109,11 +109,6 @@ int64_t box_image_rows(const S* src, int64_t h, int64_t w, int r, int64_t y0, in
   return count;
 }
 
-// Bands: enough lines that starting one (k lines) costs at most a quarter of its work.
-int64_t band_lines(int k, int64_t minimum) {
-  return std::max<int64_t>(minimum, 4 * static_cast<int64_t>(k));
-}
-
 }  // namespace
 
 template <class T>
@@ -125,7 +120,7 @@ int64_t boundary_indicator(const BoundaryWeightArgs<T>& a, std::vector<char>& ba
                                             : static_cast<double>(a.k) * a.k);
   // A band is a range of rows (images) or of slices (volumes).
   const int64_t lines = a.volume ? d : h;
-  const int64_t band = band_lines(a.k, a.volume ? 8 : 64);
+  const int64_t band = boundary_band_lines(a.k, a.volume);
   const int64_t bands = (lines + band - 1) / band;
   const int64_t tasks = a.planes * bands;
   std::vector<int64_t> counts(static_cast<size_t>(tasks), 0);

@@ -18,6 +18,15 @@ struct BoundaryWeightArgs {
   T low = T(0), high = T(0);                 // the band, in T (as PyTorch compares)
 };
 
+// The lines (rows of an image, slices of a volume) of one band: each band restarts its running
+// sums from zero, so the sums of a soft mask depend on this cut; the CUDA kernels
+// (backends/cuda/boundary_weights.cu) use the same cut to add in the same order. Enough lines
+// that starting one (k lines) costs at most a quarter of its work.
+inline int64_t boundary_band_lines(int k, bool volume) {
+  const int64_t minimum = volume ? 8 : 64;
+  return minimum > 4 * static_cast<int64_t>(k) ? minimum : 4 * static_cast<int64_t>(k);
+}
+
 // Pass 1: out_i = 1 where low <= T(s_i) / T(k^d) <= high, else 0, with s_i the box sum of
 // mask around i (zero padding). Returns how many ones. bad_planes (resized to planes) is set
 // to 1 for each plane whose box sums met a NaN or infinity. O(elements) whatever k is, and

@@ -1,0 +1,342 @@
+// CUDA kernels of the surface-distance metrics (backends/cuda/distance_transform.hpp).
+//
+// Per call: one pass over every plane writes the masks' bits (kPredMask, kTrueMask), the first
+// non-binary value (integer atomicMin of its index) and each plane's bounding box of the union
+// (integer atomicMin / atomicMax). Per pair with a non-empty box: one thread per box voxel marks
+// the border voxels (the CPU's mark_borders on the cropped box) and counts them; then each EDT
+// runs the CPU's passes (Felzenszwalb & Huttenlocher, Theory of Computing 8, 2012), one thread
+// per line: the two-sweep distance along the first axis longer than one voxel, then the lower
+// envelope of parabolas along the later axes, with the CPU's operations in the CPU's order (the
+// products by __dmul_rn, so that nvcc cannot fuse them into FMAs the CPU does not do), so the
+// squared distances are the CPU's bits. Those and the border flags are copied back; the host
+// gathers and scores them with the CPU's code.
+#include "distance_transform.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "runtime.cuh"
+
+namespace segloss {
+namespace cuda {
+namespace {
+
+__device__ __forceinline__ double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+unsigned blocks_for(int64_t items) {
+  const int64_t b = (items + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(b, int64_t{1} << 20)));
+}
+
+#define SEGLOSS_GRID_LOOP(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// masks[i] = the bits of pred and target at i (0 where a value is not binary, whose index goes
+// to *first_bad by atomicMin); lows[3 p ..] and highs[3 p ..] = the lowest (z, y, x) and the
+// highest plus one of the voxels of plane p in either mask (lows start at ~0, highs at 0).
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    masks_kernel(const T* pred, const T* target, uint8_t* masks, int64_t numel, int64_t plane_size,
+                 int64_t h, int64_t w, unsigned long long* first_bad, unsigned long long* lows,
+                 unsigned long long* highs) {
+  SEGLOSS_GRID_LOOP(i, numel) {
+    const T pv = pred[i], tv = target[i];
+    int bits = 0;
+    if (!((pv == T(0) || pv == T(1)) && (tv == T(0) || tv == T(1)))) {
+      atomicMin(first_bad, static_cast<unsigned long long>(i));
+    } else {
+      bits = (pv == T(1) ? cpu::kPredMask : 0) | (tv == T(1) ? cpu::kTrueMask : 0);
+    }
+    masks[i] = static_cast<uint8_t>(bits);
+    if (bits) {
+      const int64_t p = i / plane_size, r = i % plane_size;
+      const auto x = static_cast<unsigned long long>(r % w),
+                 y = static_cast<unsigned long long>((r / w) % h),
+                 z = static_cast<unsigned long long>(r / (w * h));
+      atomicMin(lows + 3 * p + 0, z);
+      atomicMin(lows + 3 * p + 1, y);
+      atomicMin(lows + 3 * p + 2, x);
+      atomicMax(highs + 3 * p + 0, z + 1);
+      atomicMax(highs + 3 * p + 1, y + 1);
+      atomicMax(highs + 3 * p + 2, x + 1);
+    }
+  }
+}
+
+// The border voxels of the box [lo, lo + ext) of one plane's masks (extents d, h, w), as the
+// CPU's mark_borders on the cropped box: a mask voxel with a face neighbour (along the real
+// axes) outside the mask or the box. counts[0], counts[1] += the pred and true borders.
+__global__ void __launch_bounds__(kThreads)
+    borders_kernel(const uint8_t* masks, int64_t h, int64_t w, int64_t lz, int64_t ly, int64_t lx,
+                   int64_t bd, int64_t bh, int64_t bw, bool use_y, bool use_z, uint8_t* borders,
+                   unsigned long long* counts) {
+  SEGLOSS_GRID_LOOP(i, bd * bh * bw) {
+    const int64_t x = i % bw, y = (i / bw) % bh, z = i / (bw * bh);
+    const auto at = [&](int64_t zz, int64_t yy, int64_t xx) {
+      return masks[((lz + zz) * h + ly + yy) * w + lx + xx];
+    };
+    const uint8_t c = at(z, y, x) & (cpu::kPredMask | cpu::kTrueMask);
+    if (!c) {
+      borders[i] = 0;
+      continue;
+    }
+    uint8_t all = c;
+    all &= x > 0 ? at(z, y, x - 1) : 0;
+    all &= x + 1 < bw ? at(z, y, x + 1) : 0;
+    if (use_y) all &= (y > 0 ? at(z, y - 1, x) : 0) & (y + 1 < bh ? at(z, y + 1, x) : 0);
+    if (use_z) all &= (z > 0 ? at(z - 1, y, x) : 0) & (z + 1 < bd ? at(z + 1, y, x) : 0);
+    const uint8_t border = c & static_cast<uint8_t>(~all);
+    borders[i] = static_cast<uint8_t>(border << 2);
+    if (border & cpu::kPredMask) atomicAdd(counts + 0, 1ull);
+    if (border & cpu::kTrueMask) atomicAdd(counts + 1, 1ull);
+  }
+}
+
+// The CPU's binary_pass for one block (outer = 1): line i < inner of n samples, stepping by
+// inner: the distance in samples to the nearest flagged voxel before, then after, squared and
+// scaled by w2.
+__global__ void __launch_bounds__(kThreads)
+    binary_pass_kernel(const uint8_t* f, uint8_t bit, int64_t n, int64_t inner, double w2,
+                       double* d) {
+  const double inf = INFINITY;
+  SEGLOSS_GRID_LOOP(i, inner) {
+    d[i] = (f[i] & bit) ? 0.0 : inf;
+    for (int64_t k = 1; k < n; ++k)
+      d[k * inner + i] = (f[k * inner + i] & bit) ? 0.0 : d[(k - 1) * inner + i] + 1.0;
+    double* last = d + (n - 1) * inner + i;
+    double carry = *last;
+    *last = *last * *last * w2;
+    for (int64_t k = n - 2; k >= 0; --k) {
+      double* dk = d + k * inner + i;
+      const double c1 = carry + 1.0;
+      const double v = c1 < *dk ? c1 : *dk;  // std::min(*dk, c1)
+      carry = v;
+      *dk = v * v * w2;
+    }
+  }
+}
+
+// A line's scratch array, element k of line t at k * lines + t: adjacent threads (lines) touch
+// adjacent addresses.
+template <class U>
+struct Strided {
+  U* base;
+  int64_t lines;
+  __device__ __forceinline__ U& operator[](int64_t k) const { return base[k * lines]; }
+};
+
+// The CPU's lower_envelope over the lines (o, i), o < outer, i < stride, of n samples starting
+// at o n stride + i and stepping by stride, in place: each line is copied to f (n doubles),
+// with v (n) and z (n + 1) as the CPU's stack, all three interleaved across the lines.
+__global__ void __launch_bounds__(kThreads)
+    envelope_kernel(double* data, int64_t outer, int64_t n, int64_t stride, double w2,
+                    double* in_all, int64_t* v_all, double* z_all) {
+  const double inf = INFINITY;
+  const int64_t lines = outer * stride;
+  SEGLOSS_GRID_LOOP(t, lines) {
+    const int64_t o = t / stride, i = t % stride;
+    double* line = data + o * n * stride + i;
+    const Strided<double> f{in_all + t, lines}, z{z_all + t, lines};
+    const Strided<int64_t> v{v_all + t, lines};
+    for (int64_t q = 0; q < n; ++q) f[q] = line[q * stride];
+    int64_t k = -1;
+    for (int64_t q = 0; q < n; ++q) {
+      const double fq = f[q];
+      if (fq == inf) continue;
+      const double qd = static_cast<double>(q);
+      const double yq = fq + mul_rn(mul_rn(w2, qd), qd);
+      double s = -inf;
+      while (k >= 0) {
+        const int64_t p = v[k];
+        const double pd = static_cast<double>(p);
+        const double yp = f[p] + mul_rn(mul_rn(w2, pd), pd);
+        s = (yq - yp) / (2.0 * w2 * static_cast<double>(q - p));
+        if (s > z[k]) break;
+        --k;
+      }
+      if (k < 0) s = -inf;
+      ++k;
+      v[k] = q;
+      z[k] = s;
+    }
+    if (k < 0) {
+      for (int64_t q = 0; q < n; ++q) line[q * stride] = inf;
+      continue;
+    }
+    z[k + 1] = inf;
+    int64_t j = 0;
+    for (int64_t q = 0; q < n; ++q) {
+      while (z[j + 1] < static_cast<double>(q)) ++j;
+      const double dq = static_cast<double>(q - v[j]);
+      line[q * stride] = f[v[j]] + mul_rn(mul_rn(w2, dq), dq);
+    }
+  }
+}
+
+// Where the regions of one call's workspace start.
+struct SurfaceLayout {
+  size_t meta = 0, box = 0, masks = 0, borders = 0, squared = 0, in = 0, v = 0, z = 0, total = 0;
+};
+
+SurfaceLayout surface_layout(int64_t planes, int64_t plane_size) {
+  using detail::align_up;
+  SurfaceLayout l;
+  const auto s = static_cast<size_t>(plane_size);
+  l.meta = detail::kHeaderBytes;  // first_bad, the two border counts
+  l.box = l.meta + detail::kAlign;
+  l.masks = l.box + align_up(static_cast<size_t>(planes) * 6 * 8);
+  l.borders = l.masks + align_up(static_cast<size_t>(planes) * s);
+  l.squared = l.borders + align_up(s);
+  l.in = l.squared + align_up(8 * s);
+  l.v = l.in + align_up(8 * s);
+  l.z = l.v + align_up(8 * s);
+  l.total = l.z + align_up(8 * 2 * s);  // n + 1 per line of n: at most 2 per sample
+  return l;
+}
+
+}  // namespace
+
+template <class T>
+SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* target, int64_t planes,
+                              const cpu::EdtGrid& grid, int axes, std::vector<SurfacePair>& pairs) {
+  const int64_t h = grid.extent[1], w = grid.extent[2];
+  const int64_t size = grid.size(), numel = planes * size;
+  const SurfaceLayout l = surface_layout(planes, size);
+  Call call(function, l.total);
+  const cudaStream_t s = call.stream();
+  auto* first_bad = call.at<unsigned long long>(l.meta);
+  auto* counts = call.at<unsigned long long>(l.meta + 8);
+  auto* box = call.at<unsigned long long>(l.box);
+  uint8_t* masks = call.at<uint8_t>(l.masks);
+  uint8_t* borders = call.at<uint8_t>(l.borders);
+  double* squared = call.at<double>(l.squared);
+  const size_t box_bytes = static_cast<size_t>(planes) * 6 * 8;
+  // The box region: planes * 3 lows, then planes * 3 highs.
+  check(cudaMemsetAsync(first_bad, 0xff, 8, s), function, "cudaMemsetAsync");
+  check(cudaMemsetAsync(box, 0xff, box_bytes / 2, s), function, "cudaMemsetAsync");
+  check(cudaMemsetAsync(box + 3 * planes, 0, box_bytes / 2, s), function, "cudaMemsetAsync");
+  launch(masks_kernel<T>, blocks_for(numel), kThreads, 0, s, pred, target, masks, numel, size, h, w,
+         first_bad, box, box + 3 * planes);
+  call.launched();
+  unsigned long long bad = 0;
+  std::vector<unsigned long long> boxes(static_cast<size_t>(planes) * 6);
+  check(cudaMemcpyAsync(&bad, first_bad, 8, cudaMemcpyDeviceToHost, s), function,
+        "cudaMemcpyAsync of the error flag");
+  check(cudaMemcpyAsync(boxes.data(), box, box_bytes, cudaMemcpyDeviceToHost, s), function,
+        "cudaMemcpyAsync of the boxes");
+  check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+  SurfaceBadValue result;
+  if (bad != ~0ull) {
+    result.index = static_cast<int64_t>(bad);
+    T pv{}, tv{};
+    check(cudaMemcpyAsync(&pv, pred + result.index, sizeof(T), cudaMemcpyDeviceToHost, s), function,
+          "cudaMemcpyAsync of the bad value");
+    check(cudaMemcpyAsync(&tv, target + result.index, sizeof(T), cudaMemcpyDeviceToHost, s),
+          function, "cudaMemcpyAsync of the bad value");
+    check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+    result.pred = static_cast<double>(pv);
+    result.target = static_cast<double>(tv);
+    pairs.clear();
+    return result;
+  }
+
+  const double wz = grid.spacing[0] * grid.spacing[0], wy = grid.spacing[1] * grid.spacing[1],
+               wx = grid.spacing[2] * grid.spacing[2];
+  double* in = call.at<double>(l.in);
+  int64_t* v = call.at<int64_t>(l.v);
+  double* z = call.at<double>(l.z);
+  std::vector<uint8_t> host_borders;
+  std::vector<double> host_squared;
+  pairs.assign(static_cast<size_t>(planes), SurfacePair{});
+  for (int64_t p = 0; p < planes; ++p) {
+    SurfacePair& pair = pairs[static_cast<size_t>(p)];
+    const unsigned long long* b = boxes.data() + 3 * p;
+    const unsigned long long* e = boxes.data() + 3 * planes + 3 * p;
+    if (e[0] == 0) {  // no voxel in either mask
+      pair.empty_masks = 2;
+      continue;
+    }
+    cpu::EdtGrid bx = grid;
+    int64_t lo[3];
+    for (int a = 0; a < 3; ++a) {
+      lo[a] = static_cast<int64_t>(b[a]);
+      bx.extent[a] = static_cast<int64_t>(e[a]) - lo[a];
+    }
+    const int64_t bsize = bx.size();
+    check(cudaMemsetAsync(counts, 0, 16, s), function, "cudaMemsetAsync");
+    launch(borders_kernel, blocks_for(bsize), kThreads, 0, s,
+           static_cast<const uint8_t*>(masks + p * size), h, w, lo[0], lo[1], lo[2], bx.extent[0],
+           bx.extent[1], bx.extent[2], axes >= 2, axes >= 3, borders, counts);
+    call.launched();
+    unsigned long long c[2] = {0, 0};
+    host_borders.resize(static_cast<size_t>(bsize));
+    check(cudaMemcpyAsync(c, counts, 16, cudaMemcpyDeviceToHost, s), function,
+          "cudaMemcpyAsync of the border counts");
+    check(cudaMemcpyAsync(host_borders.data(), borders, static_cast<size_t>(bsize),
+                          cudaMemcpyDeviceToHost, s),
+          function, "cudaMemcpyAsync of the borders");
+    check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+    pair.pred_border = static_cast<int64_t>(c[0]);
+    pair.true_border = static_cast<int64_t>(c[1]);
+    if (c[0] == 0 || c[1] == 0) {
+      pair.empty_masks = 1;
+      continue;
+    }
+    // The CPU's squared_distance_transform over the box, then its gather_distances.
+    const auto edt = [&](uint8_t bit) {
+      const int64_t bd = bx.extent[0], bh = bx.extent[1], bw = bx.extent[2];
+      const auto binary = [&](int64_t n, int64_t inner, double w2) {
+        launch(binary_pass_kernel, blocks_for(inner), kThreads, 0, s,
+               static_cast<const uint8_t*>(borders), bit, n, inner, w2, squared);
+        call.launched();
+      };
+      const auto envelope = [&](int64_t outer, int64_t n, int64_t stride, double w2) {
+        launch(envelope_kernel, blocks_for(outer * stride), kThreads, 0, s, squared, outer, n,
+               stride, w2, in, v, z);
+        call.launched();
+      };
+      if (bd > 1) {
+        binary(bd, bh * bw, wz);
+        if (bh > 1) envelope(bd, bh, bw, wy);
+        if (bw > 1) envelope(bd * bh, bw, 1, wx);
+      } else if (bh > 1) {
+        binary(bh, bw, wy);
+        if (bw > 1) envelope(bh, bw, 1, wx);
+      } else {
+        binary(bw, 1, wx);
+      }
+      host_squared.resize(static_cast<size_t>(bsize));
+      check(cudaMemcpyAsync(host_squared.data(), squared, static_cast<size_t>(bsize) * 8,
+                            cudaMemcpyDeviceToHost, s),
+            function, "cudaMemcpyAsync of the distances");
+      check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+    };
+    edt(cpu::kTrueBorder);
+    cpu::gather_distances(host_borders.data(), cpu::kPredBorder, host_squared.data(), bsize,
+                          pair.d_pt);
+    edt(cpu::kPredBorder);
+    cpu::gather_distances(host_borders.data(), cpu::kTrueBorder, host_squared.data(), bsize,
+                          pair.d_tp);
+  }
+  return result;
+}
+
+template SurfaceBadValue surface_pairs(const char*, const float*, const float*, int64_t,
+                                       const cpu::EdtGrid&, int, std::vector<SurfacePair>&);
+template SurfaceBadValue surface_pairs(const char*, const double*, const double*, int64_t,
+                                       const cpu::EdtGrid&, int, std::vector<SurfacePair>&);
+
+}  // namespace cuda
+}  // namespace segloss

@@ -1,0 +1,166 @@
+// surface_distance on CUDA: every field of the result (the four scores per pair, the border
+// sizes, the means and the empty counts) equals the CPU's exactly, for blobs and noisy masks in
+// 1, 2 and 3 spatial axes with anisotropic spacing, percentiles, directed, per-class tolerances,
+// both empty-mask policies with empty pairs, float and double; the same result over 10 runs; the
+// CPU's message for a non-binary value; the labels form still refuses CUDA tensors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+using namespace segloss;
+using namespace segloss::testing;
+
+namespace {
+
+bool same_value(double a, double b) {
+  return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+template <class U>
+bool same_tensor(const Tensor<U>& a, const Tensor<U>& b) {
+  if (a.shape() != b.shape()) return false;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    if (!same_value(static_cast<double>(a[i]), static_cast<double>(b[i]))) return false;
+  return true;
+}
+
+void check_same(const SurfaceDistanceResult& want, const SurfaceDistanceResult& got) {
+  CHECK(same_tensor(want.hausdorff, got.hausdorff));
+  CHECK(same_tensor(want.hausdorff_percentile, got.hausdorff_percentile));
+  CHECK(same_tensor(want.average_surface_distance, got.average_surface_distance));
+  CHECK(same_tensor(want.surface_dice, got.surface_dice));
+  CHECK(same_tensor(want.pred_border, got.pred_border));
+  CHECK(same_tensor(want.true_border, got.true_border));
+  CHECK(same_value(want.mean_hausdorff, got.mean_hausdorff));
+  CHECK(same_value(want.mean_hausdorff_percentile, got.mean_hausdorff_percentile));
+  CHECK(same_value(want.mean_average_surface_distance, got.mean_average_surface_distance));
+  CHECK(same_value(want.mean_surface_dice, got.mean_surface_dice));
+  CHECK(want.empty == got.empty);
+  CHECK(want.one_empty == got.one_empty);
+}
+
+// Ellipsoids (2D: ellipses) with centres and radii that vary by plane, plus a few flipped
+// voxels: smooth borders with some noise, and an empty plane or two when asked.
+template <class T>
+Tensor<T> blobs(const Shape& s, uint64_t seed, double scale, bool empties) {
+  auto t = Tensor<T>::zeros(s);
+  const auto noise = mask<T>(s, seed, 0.03);
+  const int spatial = s.rank() - 2;
+  int64_t e[3] = {1, 1, 1};
+  for (int a = 0; a < spatial; ++a) e[3 - spatial + a] = s[2 + a];
+  const int64_t size = e[0] * e[1] * e[2], planes = s[0] * s[1];
+  for (int64_t p = 0; p < planes; ++p) {
+    if (empties && p % 3 == 2) continue;  // an empty mask
+    const double c[3] = {e[0] * (0.4 + 0.05 * (p % 3)), e[1] * (0.5 - 0.04 * (p % 4)),
+                         e[2] * (0.45 + 0.03 * (p % 5))};
+    const double r[3] = {e[0] * scale, e[1] * scale * (1.0 + 0.1 * (p % 2)), e[2] * scale * 0.8};
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t x = i % e[2], y = (i / e[2]) % e[1], z = i / (e[1] * e[2]);
+      double q = 0.0;
+      const double pos[3] = {static_cast<double>(z), static_cast<double>(y),
+                             static_cast<double>(x)};
+      for (int a = 3 - spatial; a < 3; ++a) q += (pos[a] - c[a]) * (pos[a] - c[a]) / (r[a] * r[a]);
+      const bool in = q <= 1.0;
+      t[p * size + i] = (in != (noise[p * size + i] != T(0))) ? T(1) : T(0);
+    }
+  }
+  return t;
+}
+
+template <class T>
+void check_case(const Tensor<T>& pred, const Tensor<T>& target, const SurfaceDistanceOptions& o,
+                const char* what) {
+  INFO(what, " shape ", pred.shape(), " percentile ", o.percentile, " directed ", o.directed);
+  const auto want = surface_distance(pred, target, o);
+  const auto got = surface_distance(gpu(pred), gpu(target), o);
+  check_same(want, got);
+}
+
+template <class T>
+void parity() {
+  const Shape shapes[] = {{2, 3, 20, 17}, {1, 2, 9, 12, 10}, {2, 2, 40}, {1, 1, 1, 7}};
+  for (const Shape& s : shapes) {
+    const int spatial = s.rank() - 2;
+    const auto p = blobs<T>(s, 1, 0.3, true), t = blobs<T>(s, 2, 0.25, true);
+    SurfaceDistanceOptions o;
+    check_case(p, t, o, "blobs");
+    check_case(mask<T>(s, 3, 0.3), mask<T>(s, 4, 0.5), o, "noise");
+    o.spacing.assign(static_cast<size_t>(spatial), 1.0);
+    for (int a = 0; a < spatial; ++a) o.spacing[static_cast<size_t>(a)] = 0.5 + 0.7 * a;
+    o.percentile = 50;
+    o.tolerance = 1.5;
+    check_case(p, t, o, "spacing, median");
+    o.directed = true;
+    o.percentile = 100;
+    o.empty = SurfaceEmpty::bounded;
+    check_case(p, t, o, "directed, bounded");
+    o = {};
+    o.class_tolerance.assign(static_cast<size_t>(s[1]), 0.0);
+    for (int64_t k = 0; k < s[1]; ++k) o.class_tolerance[static_cast<size_t>(k)] = 0.5 * k;
+    o.percentile = 0;
+    check_case(p, t, o, "class tolerances, minimum");
+  }
+  // Several blocks per pass, a box much smaller than the image, and whole-image masks.
+  const Shape big{1, 2, 70, 64};
+  SurfaceDistanceOptions o;
+  check_case(blobs<T>(big, 5, 0.15, false), blobs<T>(big, 6, 0.2, false), o, "small boxes");
+  check_case(Tensor<T>::full(big, T(1)), blobs<T>(big, 7, 0.4, false), o, "a full mask");
+  const Shape all_empty{2, 1, 6, 5};
+  check_case(Tensor<T>::zeros(all_empty), Tensor<T>::zeros(all_empty), o, "all empty");
+  o.empty = SurfaceEmpty::bounded;
+  check_case(Tensor<T>::zeros(all_empty), mask<T>(all_empty, 8), o, "one empty, bounded");
+}
+
+}  // namespace
+
+TEST_CASE("cuda surface_distance: the CPU's result exactly (float and double)") {
+  SEGLOSS_REQUIRE_GPU();
+  parity<float>();
+  parity<double>();
+}
+
+TEST_CASE("cuda surface_distance: the same result over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 2, 16, 15, 14};
+  const auto p = gpu(blobs<double>(s, 11, 0.3, false)), t = gpu(blobs<double>(s, 12, 0.3, false));
+  SurfaceDistanceOptions o;
+  o.spacing = {1.5, 0.7, 0.9};
+  const auto first = surface_distance(p, t, o);
+  for (int i = 0; i < 10; ++i) check_same(first, surface_distance(p, t, o));
+}
+
+TEST_CASE("cuda surface_distance: errors") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 2, 6, 5};
+  auto p = mask<float>(s, 21), t = mask<float>(s, 22);
+  p[37] = 0.5f;
+  t[35] = std::numeric_limits<float>::quiet_NaN();
+  std::string cpu_message;
+  try {
+    surface_distance(p, t);
+  } catch (const Error& e) {
+    cpu_message = e.what();
+  }
+  REQUIRE(!cpu_message.empty());
+  CHECK_THROWS_WITH_AS(surface_distance(gpu(p), gpu(t)), cpu_message.c_str(), Error);
+  CHECK(cpu_message.find("target holds nan at index 35") != std::string::npos);
+  t[35] = 0.f;
+  CHECK_THROWS_WITH_AS(surface_distance(gpu(p), gpu(t)),
+                       doctest::Contains("surface_distance: pred holds 0.5 at index 37"), Error);
+  // Mixed devices, and the labels form (no CUDA path yet).
+  CHECK_THROWS_WITH_AS(surface_distance(gpu(p), t),
+                       doctest::Contains("target (2,2,6,5) is on device cpu, but pred are on cuda"),
+                       Error);
+  const auto labels = Tensor<int32_t>::zeros({2, 6, 5}, Device::cuda);
+  CHECK_THROWS_WITH_AS(surface_distance_labels(labels, labels, {1}),
+                       "surface_distance_labels: pred_labels (2,6,5) is on device cuda, but "
+                       "surface_distance_labels has no CUDA path yet",
+                       Error);
+}
