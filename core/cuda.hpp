@@ -85,6 +85,14 @@ size_t workspace_size(const Shape& input, int stats = 4);
 // boundary_weights call must hold this much; the pool grows to it on the first call.
 size_t boundary_weights_workspace_size(const Shape& mask);
 
+// The workspace (bytes) of lovasz_hinge and lovasz_softmax on CUDA for logits of shape
+// (N, C, spatial...), float or double: they sort every problem's errors at once in the
+// workspace, 24 (float) or 32 (double) bytes per element of the logits, plus 16 per pixel (N times
+// the spatial size) and a little per (image, class). workspace_size() does not include it (it
+// stays a few kilobytes for the other losses): a WorkspaceScope for the Lovász losses must hold
+// this much.
+size_t lovasz_workspace_size(const Shape& input);
+
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
 // call). It stays constant once the calls of a training step have all run once.
 size_t pool_bytes();

@@ -112,6 +112,36 @@ inline BoundaryLayout boundary_layout(int64_t planes, int64_t numel, bool volume
   return l;
 }
 
+// The Lovász losses (backends/cuda/lovasz.cu): one sort per segment (a problem, or a problem and
+// class), all segments in flight at once, so the workspace grows with the input: [header |
+// losses: two doubles per segment (the segments' losses, then lovasz_softmax's problems') | counts:
+// four int64 per segment (lovasz_softmax: ground truths and whether the class counts per segment,
+// whether the problem has a bad label per problem) | scales: two doubles per segment
+// (lovasz_softmax: the gradient's scale and the classes counted, per problem) | pixel values:
+// `pixel_values` doubles (lovasz_softmax's max logit and inverse sum of exponentials per pixel) |
+// the records twice (A and B of the radix sort): a key of key_bytes (4 for float, 8 for double) and
+// an int64 index (the ground truth in its top bit) per record].
+struct LovaszLayout {
+  size_t losses = 0, counts = 0, scales = 0, pixels = 0, keys_a = 0, idx_a = 0, keys_b = 0,
+         idx_b = 0, total = 0;
+};
+
+inline LovaszLayout lovasz_layout(int64_t segments, int64_t records, int64_t pixel_values,
+                                  size_t key_bytes) {
+  LovaszLayout l;
+  const size_t seg = static_cast<size_t>(segments), rec = static_cast<size_t>(records);
+  l.losses = kHeaderBytes;
+  l.counts = l.losses + align_up(seg * 2 * sizeof(double));
+  l.scales = l.counts + align_up(seg * 4 * sizeof(int64_t));
+  l.pixels = l.scales + align_up(seg * 2 * sizeof(double));
+  l.keys_a = l.pixels + align_up(static_cast<size_t>(pixel_values) * sizeof(double));
+  l.idx_a = l.keys_a + align_up(rec * key_bytes);
+  l.keys_b = l.idx_a + align_up(rec * sizeof(int64_t));
+  l.idx_b = l.keys_b + align_up(rec * key_bytes);
+  l.total = l.idx_b + align_up(rec * sizeof(int64_t));
+  return l;
+}
+
 // The calling thread's current stream and caller-given workspace (core/cuda.cpp).
 struct ThreadState {
   void* stream = nullptr;

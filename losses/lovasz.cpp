@@ -10,6 +10,10 @@
 #include "../core/checks.hpp"
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/lovasz.hpp"
+#include "internal/cuda_result.hpp"
+#endif
 
 namespace segloss {
 namespace {
@@ -99,6 +103,51 @@ SoftmaxPlan<T, L> softmax_plan(const char* fn, const Tensor<T>& logits, const Te
   return p;
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA path of lovasz_softmax (backends/cuda/lovasz.cu): the label check, the counts per
+// (problem, class), the classes counted and the scales are computed on the device; only a host
+// value waits, and raises the CPU's message for a bad label.
+template <class T, class L>
+void softmax_cuda(const char* fn, const Tensor<T>& logits, const Tensor<L>& labels, T* grad,
+                  const Tensor<T>* grad_out, T* losses, cuda::Result<T> res,
+                  const LovaszSoftmaxOptions<T>& o) {
+  const Shape& s = logits.shape();
+  const int64_t N = s[0], C = s[1];
+  cuda::LovaszClassRule rule;
+  if (!o.class_list.empty()) {
+    SEGLOSS_CHECK(C <= cuda::kLovaszMaxListed, fn, "options.class_list with ", C,
+                  " classes is not supported on cuda yet (at most ", cuda::kLovaszMaxListed, ")");
+    rule.mode = cuda::LovaszClassRule::listed;
+    for (int64_t c : o.class_list) rule.bits[c / 32] |= 1u << (c % 32);
+  } else if (o.classes == LovaszClasses::all) {
+    rule.mode = cuda::LovaszClassRule::all;
+  }
+  cpu::LovaszSoftmaxArgs<T, L> a;
+  a.x = logits.data();
+  a.images = N;
+  a.classes = C;
+  a.pixels = s.numel_from(2);
+  a.labels = labels.data();
+  a.ignore_index = o.ignore_index;
+  a.problem_images = o.per_image ? 1 : N;
+  a.grad = grad;
+  const int64_t problems = o.per_image ? N : 1;
+  cuda::LovaszUpstream<T> up;
+  up.factor = o.reduction == Reduction::mean ? 1.0 / static_cast<double>(problems) : 1.0;
+  if (grad_out) {
+    up.grad_out = grad_out->data();
+    up.per_problem = o.reduction == Reduction::none;
+  }
+  cuda::LovaszBadLabel bad;
+  cuda::lovasz_softmax(fn, a, rule, o.reduction == Reduction::mean, up, losses, res, &bad);
+  if (bad.index >= 0) {
+    cpu::LabelRule lr;
+    lr.ignore_index = o.ignore_index;
+    detail::fail_bad_label(fn, labels.shape(), bad.index, static_cast<int64_t>(bad.value), C, lr);
+  }
+}
+#endif
+
 // L_j = (1 / K_j) sum_c loss_c, 0 without a class.
 template <class T, class L>
 std::vector<double> softmax_run(SoftmaxPlan<T, L>& p, T* grad, const std::vector<double>* up) {
@@ -119,21 +168,28 @@ std::vector<double> softmax_run(SoftmaxPlan<T, L>& p, T* grad, const std::vector
 // ---- lovasz_hinge ----
 
 template <class T>
+[[noreturn]] void hinge_bad_label(const char* fn, const Shape& s, int64_t bad, double label,
+                                  const LovaszHingeOptions<T>& o) {
+  if (o.ignore.has_value())
+    detail::fail(fn, "target has label ", label, " at ", s.position(bad),
+                 "; expected 0, 1 or options.ignore ", *o.ignore);
+  detail::fail(fn, "target has label ", label, " at ", s.position(bad),
+               "; expected 0 or 1 (options.ignore is not set)");
+}
+
+template <class T>
 cpu::LovaszHingeArgs<T> hinge_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& labels,
                                    const LovaszHingeOptions<T>& o) {
-  detail::check_same_shape_pair(fn, logits, labels);
+  detail::check_same_shape_pair(fn, logits, labels, "logits", /*cuda_path=*/true);
   const Shape& s = logits.shape();
   const bool has_ignore = o.ignore.has_value();
   const double ignore = has_ignore ? *o.ignore : 0.0;
+  // On CUDA the kernel checks the labels (the forms with a host value raise the same message).
   const int64_t bad =
-      cpu::lovasz_hinge_first_bad(labels.data(), labels.numel(), has_ignore, ignore);
-  if (bad >= 0) {
-    if (has_ignore)
-      detail::fail(fn, "target has label ", static_cast<double>(labels.data()[bad]), " at ",
-                   s.position(bad), "; expected 0, 1 or options.ignore ", ignore);
-    detail::fail(fn, "target has label ", static_cast<double>(labels.data()[bad]), " at ",
-                 s.position(bad), "; expected 0 or 1 (options.ignore is not set)");
-  }
+      logits.device() == Device::cuda
+          ? -1
+          : cpu::lovasz_hinge_first_bad(labels.data(), labels.numel(), has_ignore, ignore);
+  if (bad >= 0) hinge_bad_label(fn, s, bad, static_cast<double>(labels.data()[bad]), o);
   cpu::LovaszHingeArgs<T> a;
   a.x = logits.data();
   a.t = labels.data();
@@ -155,6 +211,25 @@ std::vector<double> hinge_run(cpu::LovaszHingeArgs<T>& a, T* grad, const std::ve
   return loss;
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The CUDA path of lovasz_hinge (backends/cuda/lovasz.cu). grad_out (a device tensor) is read on
+// the device; a host value waits and raises the CPU's message for a bad label.
+template <class T>
+void hinge_cuda(const char* fn, const Tensor<T>& labels, const cpu::LovaszHingeArgs<T>& a,
+                Reduction r, const Tensor<T>* grad_out, T* losses, cuda::Result<T> res,
+                const LovaszHingeOptions<T>& o) {
+  cuda::LovaszUpstream<T> up;
+  up.factor = r == Reduction::mean ? 1.0 / static_cast<double>(a.problems) : 1.0;
+  if (grad_out) {
+    up.grad_out = grad_out->data();
+    up.per_problem = r == Reduction::none;
+  }
+  cuda::LovaszBadLabel bad;
+  cuda::lovasz_hinge(fn, a, r == Reduction::mean, up, losses, res, &bad);
+  if (bad.index >= 0) hinge_bad_label(fn, labels.shape(), bad.index, bad.value, o);
+}
+#endif
+
 }  // namespace
 
 // ---- lovasz_softmax: the public entry points ----
@@ -162,7 +237,22 @@ std::vector<double> hinge_run(cpu::LovaszHingeArgs<T>& a, T* grad, const std::ve
 template <class T, class L, class>
 Tensor<T> lovasz_softmax(const Tensor<T>& logits, const Tensor<L>& labels,
                          const LovaszSoftmaxOptions<T>& options) {
-  auto p = softmax_plan("lovasz_softmax", logits, labels, options);
+  const char* fn = "lovasz_softmax";
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the values stay on the device: no wait
+    detail::check_lovasz_softmax_args(fn, logits, labels, options, /*cuda_path=*/true);
+    if (options.reduction == Reduction::none) {
+      Tensor<T> out =
+          Tensor<T>::empty(Shape{options.per_image ? logits.shape()[0] : 1}, Device::cuda);
+      softmax_cuda<T, L>(fn, logits, labels, nullptr, nullptr, out.data(), {}, options);
+      return out;
+    }
+    return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
+      softmax_cuda<T, L>(fn, logits, labels, nullptr, nullptr, nullptr, r, options);
+    });
+  }
+#endif
+  auto p = softmax_plan(fn, logits, labels, options);
   const auto loss = softmax_run<T, L>(p, nullptr, nullptr);
   if (options.reduction == Reduction::none) return values_tensor<T>(loss);
   return Tensor<T>::full(Shape{}, static_cast<T>(reduce(loss, options.reduction)));
@@ -173,6 +263,16 @@ Tensor<T> lovasz_softmax_backward(const Tensor<T>& logits, const Tensor<L>& labe
                                   const Tensor<T>& grad_out,
                                   const LovaszSoftmaxOptions<T>& options) {
   const char* fn = "lovasz_softmax_backward";
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
+    detail::check_lovasz_softmax_args(fn, logits, labels, options, /*cuda_path=*/true);
+    detail::check_grad_out(fn, grad_out, options.reduction != Reduction::none,
+                           Shape{options.per_image ? logits.shape()[0] : 1}, Device::cuda);
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    softmax_cuda<T, L>(fn, logits, labels, grad.data(), &grad_out, nullptr, {}, options);
+    return grad;
+  }
+#endif
   auto p = softmax_plan(fn, logits, labels, options);
   const bool scalar = options.reduction != Reduction::none;
   detail::check_grad_out(fn, grad_out, scalar, Shape{p.problems});
@@ -191,6 +291,18 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use lovasz_softmax and "
                 "lovasz_softmax_backward");
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for the value
+    detail::check_lovasz_softmax_args(fn, logits, labels, options, /*cuda_path=*/true);
+    detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
+    // The Jacobian pass reads the logits after the class passes wrote dL/dp into grad.
+    SEGLOSS_CHECK(grad.data() != logits.data(), fn,
+                  "grad is the logits; on cuda lovasz_softmax needs a separate grad buffer");
+    return detail::cuda_value(static_cast<T*>(nullptr), [&](cuda::Result<T> r) {
+      softmax_cuda<T, L>(fn, logits, labels, grad.data(), nullptr, nullptr, r, options);
+    });
+  }
+#endif
   auto p = softmax_plan(fn, logits, labels, options);
   detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
   const auto up = upstream<T>(p.problems, options.reduction, nullptr, 1.0);
@@ -210,7 +322,20 @@ ValueAndGrad<T> lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Ten
 template <class T>
 Tensor<T> lovasz_hinge(const Tensor<T>& logits, const Tensor<T>& labels,
                        const LovaszHingeOptions<T>& options) {
-  auto a = hinge_args("lovasz_hinge", logits, labels, options);
+  const char* fn = "lovasz_hinge";
+  auto a = hinge_args(fn, logits, labels, options);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // the values stay on the device: no wait
+    if (options.reduction == Reduction::none) {
+      Tensor<T> out = Tensor<T>::empty(Shape{a.problems}, Device::cuda);
+      hinge_cuda<T>(fn, labels, a, options.reduction, nullptr, out.data(), {}, options);
+      return out;
+    }
+    return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
+      hinge_cuda<T>(fn, labels, a, options.reduction, nullptr, nullptr, r, options);
+    });
+  }
+#endif
   const auto loss = hinge_run<T>(a, nullptr, nullptr);
   if (options.reduction == Reduction::none) return values_tensor<T>(loss);
   return Tensor<T>::full(Shape{}, static_cast<T>(reduce(loss, options.reduction)));
@@ -222,7 +347,15 @@ Tensor<T> lovasz_hinge_backward(const Tensor<T>& logits, const Tensor<T>& labels
   const char* fn = "lovasz_hinge_backward";
   auto a = hinge_args(fn, logits, labels, options);
   const bool scalar = options.reduction != Reduction::none;
-  detail::check_grad_out(fn, grad_out, scalar, Shape{a.problems});
+  detail::check_grad_out(fn, grad_out, scalar, Shape{a.problems}, logits.device());
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
+    Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
+    a.grad = grad.data();
+    hinge_cuda<T>(fn, labels, a, options.reduction, &grad_out, nullptr, {}, options);
+    return grad;
+  }
+#endif
   const auto up =
       scalar ? upstream<T>(a.problems, options.reduction, nullptr, static_cast<double>(grad_out[0]))
              : upstream<T>(a.problems, options.reduction, grad_out.data(), 1.0);
@@ -239,6 +372,14 @@ double lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& lab
                 "reduction none has no single value; use lovasz_hinge and lovasz_hinge_backward");
   auto a = hinge_args(fn, logits, labels, options);
   detail::prepare_grad(fn, logits, grad, {detail::apart_or_same("labels", labels)});
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // waits for the value
+    a.grad = grad.data();
+    return detail::cuda_value(static_cast<T*>(nullptr), [&](cuda::Result<T> r) {
+      hinge_cuda<T>(fn, labels, a, options.reduction, nullptr, nullptr, r, options);
+    });
+  }
+#endif
   const auto up = upstream<T>(a.problems, options.reduction, nullptr, 1.0);
   return reduce(hinge_run<T>(a, grad.data(), &up), options.reduction);
 }

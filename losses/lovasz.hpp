@@ -83,6 +83,15 @@
 // error). |x| = 1e4 is finite: probabilities round to 0 or 1, errors tie at 0 and keep pixel
 // order.
 //
+// CUDA (docs/cuda.md, "lovasz_hinge and lovasz_softmax on CUDA"; written in session 9 without a
+// GPU, tested on the CPU emulator): CUDA tensors run every form and option above on the current
+// stream, one block per problem (and class) with a stable radix sort of the same keys, so the
+// permutation is the CPU's; values agree with the CPU to rounding. Labels are checked on the
+// device: a bad label makes its problem's loss and gradient NaN, and the forms that return a host
+// value raise the CPU's message. The workspace grows with the input
+// (cuda::lovasz_workspace_size). Not on CUDA: lovasz_softmax with grad being the logits, and
+// class_list with more than 1024 classes.
+//
 // Errors (segloss::Error): rank outside 3..5, a zero extent, labels of the wrong shape, a label
 // outside [0, C) that is not ignore_index (softmax) or a label other than 0 and 1 that is not
 // options.ignore (hinge), each naming its position and value; a class_list entry outside [0, C)

@@ -75,8 +75,9 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "cuda: every tensor of a call must be on one device",
                        Error);
   CHECK_THROWS_WITH_AS(
-      lovasz_hinge(xd, xd),
-      "lovasz_hinge: logits (2,1,8,8) is on device cuda, but lovasz_hinge has no CUDA path yet",
+      surface_distance(xd, xd),
+      "surface_distance: pred (2,1,8,8) is on device cuda, but surface_distance has no CUDA path "
+      "yet",
       Error);
 }
 

@@ -14,10 +14,12 @@ namespace detail {
 
 // The logits (N, C, spatial...) against a label target, options.class_list (each class in
 // [0, C), none repeated) and every label (in [0, C) or options.ignore_index). Errors name `fn`.
+// cuda_path: the caller has a CUDA path (the labels of CUDA logits are checked by its kernels,
+// not here).
 template <class T, class L>
 void check_lovasz_softmax_args(const char* fn, const Tensor<T>& logits, const Tensor<L>& labels,
-                               const LovaszSoftmaxOptions<T>& o) {
-  check_class_target(fn, logits, labels);
+                               const LovaszSoftmaxOptions<T>& o, bool cuda_path = false) {
+  check_class_target(fn, logits, labels, cuda_path);
   const Shape& s = logits.shape();
   const int64_t C = s[1];
   for (size_t k = 0; k < o.class_list.size(); ++k) {
@@ -28,6 +30,7 @@ void check_lovasz_softmax_args(const char* fn, const Tensor<T>& logits, const Te
     const auto here = first + static_cast<std::ptrdiff_t>(k);
     SEGLOSS_CHECK(std::find(first, here, c) == here, fn, "options.class_list repeats class ", c);
   }
+  if (logits.device() == Device::cuda) return;
   cpu::LabelRule rule;
   rule.ignore_index = o.ignore_index;
   check_labels<T>(fn, labels, C, rule);
