@@ -284,6 +284,18 @@ Tensor<T> lovasz_softmax_backward(const Tensor<T>& logits, const Tensor<L>& labe
   return grad;
 }
 
+// lovasz_softmax writes dL/dp into grad, then applies the softmax's Jacobian, which reads the
+// logits again (CPU and CUDA): grad may not be the logits. (Before session 9 the CPU accepted it
+// and gave a wrong gradient.)
+namespace {
+template <class T>
+void check_not_in_place(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
+  SEGLOSS_CHECK(grad.data() != logits.data(), fn,
+                "grad is the logits; lovasz_softmax needs a separate grad buffer (its softmax "
+                "Jacobian step reads the logits after dL/dp was written into grad)");
+}
+}  // namespace
+
 template <class T, class L, class>
 double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
                                      Tensor<T>& grad, const LovaszSoftmaxOptions<T>& options) {
@@ -295,9 +307,7 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
   if (logits.device() == Device::cuda) {  // waits for the value
     detail::check_lovasz_softmax_args(fn, logits, labels, options, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
-    // The Jacobian pass reads the logits after the class passes wrote dL/dp into grad.
-    SEGLOSS_CHECK(grad.data() != logits.data(), fn,
-                  "grad is the logits; on cuda lovasz_softmax needs a separate grad buffer");
+    check_not_in_place(fn, logits, grad);
     return detail::cuda_value(static_cast<T*>(nullptr), [&](cuda::Result<T> r) {
       softmax_cuda<T, L>(fn, logits, labels, grad.data(), nullptr, nullptr, r, options);
     });
@@ -305,6 +315,7 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
 #endif
   auto p = softmax_plan(fn, logits, labels, options);
   detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
+  check_not_in_place(fn, logits, grad);
   const auto up = upstream<T>(p.problems, options.reduction, nullptr, 1.0);
   return reduce(softmax_run<T, L>(p, grad.data(), &up), options.reduction);
 }

@@ -89,13 +89,13 @@
 // permutation is the CPU's; values agree with the CPU to rounding. Labels are checked on the
 // device: a bad label makes its problem's loss and gradient NaN, and the forms that return a host
 // value raise the CPU's message. The workspace grows with the input
-// (cuda::lovasz_workspace_size). Not on CUDA: lovasz_softmax with grad being the logits, and
-// class_list with more than 1024 classes.
+// (cuda::lovasz_workspace_size). Not on CUDA: class_list with more than 1024 classes.
 //
 // Errors (segloss::Error): rank outside 3..5, a zero extent, labels of the wrong shape, a label
 // outside [0, C) that is not ignore_index (softmax) or a label other than 0 and 1 that is not
 // options.ignore (hinge), each naming its position and value; a class_list entry outside [0, C)
-// or repeated; grad_out of the wrong shape; value_and_grad with reduction none.
+// or repeated; grad_out of the wrong shape; value_and_grad with reduction none; a grad that is
+// the logits in lovasz_softmax (its Jacobian step reads them after writing dL/dp into grad).
 #pragma once
 
 #include <cstdint>

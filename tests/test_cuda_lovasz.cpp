@@ -449,8 +449,9 @@ TEST_CASE("cuda lovasz_softmax: NaN logits, bad labels, in place and class_list 
   const auto good = gpu(labels<int64_t>(s.without(1), 3, 40));
   Tensor<double> in_place = xd.clone();
   CHECK_THROWS_WITH_AS(lovasz_softmax_value_and_grad(in_place, good, in_place, o),
-                       "lovasz_softmax_value_and_grad: grad is the logits; on cuda lovasz_softmax "
-                       "needs a separate grad buffer",
+                       "lovasz_softmax_value_and_grad: grad is the logits; lovasz_softmax needs a "
+                       "separate grad buffer (its softmax Jacobian step reads the logits after "
+                       "dL/dp was written into grad)",
                        Error);
   LovaszSoftmaxOptions<float> wide;
   wide.class_list = {0};

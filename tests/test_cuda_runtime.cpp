@@ -74,11 +74,12 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "soft_dice_backward: grad_out () is on device cpu, but logits are on "
                        "cuda: every tensor of a call must be on one device",
                        Error);
-  CHECK_THROWS_WITH_AS(
-      surface_distance(xd, xd),
-      "surface_distance: pred (2,1,8,8) is on device cuda, but surface_distance has no CUDA path "
-      "yet",
-      Error);
+  std::vector<int32_t> ibuf(2 * 64, 0);
+  const auto yd = Tensor<int32_t>::view(ibuf.data(), {2, 8, 8}, Device::cuda);
+  CHECK_THROWS_WITH_AS(surface_distance_labels(yd, yd, {1}),
+                       "surface_distance_labels: pred_labels (2,8,8) is on device cuda, but "
+                       "surface_distance_labels has no CUDA path yet",
+                       Error);
 }
 
 TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming them") {

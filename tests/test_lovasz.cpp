@@ -460,6 +460,27 @@ TEST_CASE("lovasz: edge cases") {
   }
 }
 
+TEST_CASE("lovasz_softmax: grad being the logits is refused, lovasz_hinge in place is exact") {
+  // lovasz_softmax's Jacobian step reads the logits after dL/dp was written into grad: before
+  // session 9 the CPU accepted grad = logits and gave a gradient off by up to 0.02.
+  const auto x = testing::randn<double>(kShape, 93);
+  const auto y = labels_of<int64_t>(kShape, 94);
+  Tensor<double> in_place = x.clone();
+  CHECK_THROWS_WITH_AS(lovasz_softmax_value_and_grad(in_place, y, in_place),
+                       "lovasz_softmax_value_and_grad: grad is the logits; lovasz_softmax needs a "
+                       "separate grad buffer (its softmax Jacobian step reads the logits after "
+                       "dL/dp was written into grad)",
+                       Error);
+  // lovasz_hinge reads each logit before its gradient is stored: in place gives the same bits.
+  const auto t = testing::mask<double>(kShape, 95);
+  const auto apart = lovasz_hinge_value_and_grad(x, t);
+  Tensor<double> xh = x.clone();
+  CHECK(lovasz_hinge_value_and_grad(xh, t, xh) == apart.value);
+  bool same = true;
+  for (int64_t i = 0; i < x.numel(); ++i) same = same && xh[i] == apart.grad[i];
+  CHECK(same);
+}
+
 TEST_CASE("lovasz: bad input names the function, the argument and the values") {
   const auto x = testing::randn<double>(kShape, 91);
   auto y = labels_of<int64_t>(kShape, 92);
