@@ -80,8 +80,9 @@
 // NaN: a NaN logit sorts as the largest error of its problem, and the problem's loss is NaN. In
 // lovasz_softmax the gradient of its pixel is NaN (its softmax is); in lovasz_hinge the pixel's
 // gradient entry is -s_i g_1, finite (the other pixels' entries are as if it were the largest
-// error). |x| = 1e4 is finite: probabilities round to 0 or 1, errors tie at 0 and keep pixel
-// order.
+// error). |x| = 1e4 is finite: probabilities round to 0 or 1 (nearly: the CPU's SIMD exp gives
+// about 1e-311 for exp(-2e4) where the exact value underflows to 0, so a gradient entry may be
+// of that size where the CUDA path has 0), errors tie at 0 and keep pixel order.
 //
 // CUDA (docs/cuda.md, "lovasz_hinge and lovasz_softmax on CUDA"; written in session 9 without a
 // GPU, tested on the CPU emulator): CUDA tensors run every form and option above on the current
