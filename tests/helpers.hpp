@@ -51,6 +51,21 @@ Tensor<L> labels(const Shape& s, int64_t classes, uint64_t seed, double ignored 
   return t;
 }
 
+// Class probabilities (N, C, spatial...): uniform values in [0, 1), each pixel's C values
+// divided by their sum.
+template <class T>
+Tensor<T> normalized_uniform(const Shape& s, uint64_t seed) {
+  auto q = uniform<T>(s, seed, 0.0, 1.0);
+  const int64_t C = s[1], px = s.numel_from(2);
+  for (int64_t i = 0; i < s[0]; ++i)
+    for (int64_t j = 0; j < px; ++j) {
+      double sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += static_cast<double>(q[(i * C + c) * px + j]);
+      for (int64_t c = 0; c < C; ++c) q[(i * C + c) * px + j] /= static_cast<T>(sum);
+    }
+  return q;
+}
+
 template <class To, class From>
 Tensor<To> cast(const Tensor<From>& t) {
   auto r = Tensor<To>::empty(t.shape());

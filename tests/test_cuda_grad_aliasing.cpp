@@ -109,14 +109,7 @@ TEST_CASE("cuda grad aliasing: multi-class losses, grad over the labels or the p
   SEGLOSS_REQUIRE_GPU();
   const auto x = testing::randn<double>(kShape, 4, 2.0);
   const auto y = testing::labels<int64_t>(kShape.without(1), 3, 5);
-  auto q = testing::uniform<double>(kShape, 6, 0.0, 1.0);  // rows normalised below
-  const int64_t px = kShape.numel_from(2);
-  for (int64_t i = 0; i < kShape[0]; ++i)
-    for (int64_t j = 0; j < px; ++j) {
-      double s = 0;
-      for (int64_t c = 0; c < 3; ++c) s += q[(i * 3 + c) * px + j];
-      for (int64_t c = 0; c < 3; ++c) q[(i * 3 + c) * px + j] /= s;
-    }
+  const auto q = testing::normalized_uniform<double>(kShape, 6);
   // Labels (int64, the grad's element size) are always refused; probability targets exactly
   // under the grad are accepted by the losses whose passes read them first (the CPU's rule).
   const auto each = [&](const char* name, bool prob_exact, auto f) {

@@ -99,14 +99,7 @@ TEST_CASE("grad aliasing: binary losses, grad over the target") {
 TEST_CASE("grad aliasing: multi-class losses, grad over the labels or the probabilities") {
   const auto x = testing::randn<double>(kShape, 4, 2.0);
   const auto y = testing::labels<int64_t>(kShape.without(1), 3, 5);
-  auto q = testing::uniform<double>(kShape, 6, 0.0, 1.0);  // rows normalised below
-  const int64_t px = kShape.numel_from(2);
-  for (int64_t i = 0; i < kShape[0]; ++i)
-    for (int64_t j = 0; j < px; ++j) {
-      double s = 0;
-      for (int64_t c = 0; c < 3; ++c) s += q[(i * 3 + c) * px + j];
-      for (int64_t c = 0; c < 3; ++c) q[(i * 3 + c) * px + j] /= s;
-    }
+  const auto q = testing::normalized_uniform<double>(kShape, 6);
   const auto each = [&](const std::string& name, auto f) {
     check_target_aliasing((name + " (labels)").c_str(), x, y, f);
     check_target_aliasing((name + " (probabilities)").c_str(), x, q, f);
