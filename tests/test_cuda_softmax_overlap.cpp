@@ -298,8 +298,8 @@ TEST_CASE("cuda softmax overlap: C = 1, C = 21, C = 200, a 1x1 image, several bl
     check_parity_all(SDice<float>{}, randn<float>(s, 11), labels<int64_t>(s.without(1), 21, 12),
                      SoftmaxOverlapOptions<float>{});
   }
-  SUBCASE("C = 21, 2 x 300 x 301 (several parts per image), float and double") {
-    const Shape s{2, 21, 300, 301};
+  SUBCASE("C = 21, 2 x 100 x 125 (4 parts per image), float and double") {
+    const Shape s{2, 21, 100, 125};  // 12,500 pixels: 4 blocks of at least kMinPerBlock
     const auto y = labels<int32_t>(s.without(1), 21, 13, 0.05);
     check_parity_all(SDice<float>{}, randn<float>(s, 14, 3.0), y, SoftmaxOverlapOptions<float>{});
     SoftmaxOverlapOptions<double> o;
@@ -330,7 +330,7 @@ TEST_CASE("cuda softmax overlap: |x| = 1e4 finite, and every pixel ignored") {
 
 TEST_CASE("cuda softmax overlap: bitwise identical value and gradient over 10 runs") {
   SEGLOSS_REQUIRE_GPU();
-  const Shape s{4, 21, 129, 127};
+  const Shape s{4, 21, 70, 61};  // 4,270 pixels: 2 blocks per image
   const auto xd = gpu(randn<float>(s, 18, 3.0));
   const auto yd = gpu(labels<int32_t>(s.without(1), 21, 19, 0.05));
   SoftmaxTverskyOptions<float> o;
