@@ -98,6 +98,8 @@ TEST_CASE("cuda grad aliasing: binary losses, grad exactly over the target") {
        [](auto& a, auto& b, auto& g) { return soft_jaccard_value_and_grad(a, b, g); });
   each("tversky", [](auto& a, auto& b, auto& g) { return tversky_value_and_grad(a, b, g); });
   each("bce_dice", [](auto& a, auto& b, auto& g) { return bce_dice_value_and_grad(a, b, g); });
+  each("lovasz_hinge",
+       [](auto& a, auto& b, auto& g) { return lovasz_hinge_value_and_grad(a, b, g); });
   const auto p = testing::uniform<double>(kShape, 3, 0.05, 0.95);
   check_device_target_aliasing(
       "binary_cross_entropy", p, t,
@@ -130,6 +132,9 @@ TEST_CASE("cuda grad aliasing: multi-class losses, grad over the labels or the p
   check_device_target_aliasing(
       "dice_focal", x, y,
       [](auto& a, auto& b, auto& g) { return dice_focal_value_and_grad(a, b, g); }, false);
+  check_device_target_aliasing(
+      "lovasz_softmax", x, y,
+      [](auto& a, auto& b, auto& g) { return lovasz_softmax_value_and_grad(a, b, g); }, false);
 }
 
 TEST_CASE("cuda grad aliasing: a grad exactly over a per-pixel weight") {

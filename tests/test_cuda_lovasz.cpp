@@ -191,6 +191,10 @@ TEST_CASE("cuda lovasz_hinge: a bad label raises the CPU's message or gives NaN"
     CHECK_THROWS_WITH_AS(lovasz_hinge_value_and_grad(xd, td, o), cpu_message.c_str(), Error);
     Tensor<double> g;
     CHECK_THROWS_WITH_AS(lovasz_hinge_value_and_grad(xd, td, g, o), cpu_message.c_str(), Error);
+    // grad being the labels (accepted): the bad label is still read intact for the message.
+    Tensor<double> over = td.clone();
+    CHECK_THROWS_WITH_AS(lovasz_hinge_value_and_grad(xd, over, over, o), cpu_message.c_str(),
+                         Error);
     // No wait in the forward and backward: NaN where the bad label is (its problem only).
     CHECK(std::isnan(lovasz_hinge(xd, td, o).to(Device::cpu)[0]));
     o.reduction = Reduction::none;

@@ -234,7 +234,9 @@ __global__ void __launch_bounds__(kThreads) hinge_kernel(const HingeKernelArgs<T
   long long slot = block_exclusive_scan(s, kept, &count);
   block_exclusive_scan(s, gts, &total_gts);
   if (s.bad) {  // read after the scans' barriers: the same in every thread
-    if (g)
+    // grad may be the labels (value_and_grad accepts it): then the host reads the bad label
+    // back after this kernel to raise the CPU's message, so it must stay intact.
+    if (g && static_cast<const void*>(g) != static_cast<const void*>(t))
       for (long long i = lo; i < hi; ++i) g[i] = static_cast<T>(NAN);
     if (threadIdx.x == 0) k.losses[j] = NAN;
     return;

@@ -141,9 +141,10 @@ class Call {
   // out[0] = the result slot as T, or NaN when the error flag is set; enqueued, no wait.
   template <class T>
   void device_value(T* out) const;
-  // out[0] = held_scale * out[0] + value_scale * the result slot, in double, rounded to T (NaN
-  // when the error flag is set): a combined loss's total from its first term's device value,
-  // which out holds, and this call's (losses/combined.cpp). Enqueued, no wait.
+  // out[0] = held_scale * out[0] + value_scale * the result slot, in double (no FMA), rounded to
+  // T (NaN when the error flag is set): a combined loss's total from its first term's device
+  // value, which out holds (already rounded to T), and this call's (losses/combined.cpp).
+  // Enqueued, no wait.
   template <class T>
   void device_total(T* out, double held_scale, double value_scale) const;
 
@@ -168,8 +169,15 @@ void Call::device_value(T* out) const {
 template <class T>
 __global__ void store_total_kernel(const double* value, const int* flag, T* out, double held_scale,
                                    double value_scale) {
-  out[0] = *flag ? static_cast<T>(NAN)
-                 : static_cast<T>(held_scale * static_cast<double>(out[0]) + value_scale * *value);
+  // Two rounded products and a rounded sum, as the host's w1 * a + w2 * b (nvcc would contract
+  // them into an FMA).
+#if defined(__CUDA_ARCH__)
+  const double total =
+      __dadd_rn(__dmul_rn(held_scale, static_cast<double>(out[0])), __dmul_rn(value_scale, *value));
+#else
+  const double total = held_scale * static_cast<double>(out[0]) + value_scale * *value;
+#endif
+  out[0] = *flag ? static_cast<T>(NAN) : static_cast<T>(total);
 }
 
 template <class T>
