@@ -20,6 +20,8 @@ struct Plan {
   cpu::OverlapArgs<T> dice;
   cpu::BceWithLogitsArgs<T> bce;
   double bce_scale = 1.0;  // the BCE term's reduction factor (1/numel, 1/sum(w) or 1)
+  // CUDA with mean_over weight_sum: 1/W is reduced on the device (bce_scale is then 1 here).
+  bool device_weight_mean = false;
   std::vector<double> stats;
 };
 
@@ -39,7 +41,8 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
   p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true, "options.dice.",
                                 /*cuda_all=*/true);
   p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce);
-  p.bce_scale = detail::bce_mean_scale(logits, o.bce);
+  p.device_weight_mean = detail::bce_device_weight_mean(logits, o.bce);
+  p.bce_scale = p.device_weight_mean ? 1.0 : detail::bce_mean_scale(fn, logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));
   return p;
 }
@@ -101,7 +104,12 @@ void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const B
   f.bce_weight = o.bce_weight;
   f.bce_scale = p.bce_scale;
   f.dice_weight = o.dice_weight;
-  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, dice_upstream(o, grad_out), grad, r);
+  cuda::BceWeight<T> bw;  // the weight's device values when 1/W is reduced on the device
+  if (p.device_weight_mean) {
+    bw.weight = o.bce.weight.data();
+    bw.count = o.bce.weight.numel();
+  }
+  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, dice_upstream(o, grad_out), grad, r, bw);
 }
 #endif
 
@@ -219,7 +227,7 @@ OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& 
   }
   double bce_sum = 0.0;
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
-  st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(logits, options.bce),
+  st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(fn, logits, options.bce),
                                        static_cast<double>(logits.numel())});
   return st;
 }

@@ -25,10 +25,12 @@
 //   albu BCEDiceLoss: BCE (mean) + Dice (smooth_nr 2, smooth_dr 1) with dice.clamp = true.
 //
 // CUDA (docs/cuda.md): logits on a CUDA device run the fused passes there, with the options
-// each term supports on CUDA (bce_with_logits.hpp: all but mean_over weight_sum; overlap.hpp:
-// every option, the weight and class_weight CUDA tensors), and the statistics /
-// finalize split (finalize fills `parts` too). `parts` of the fused forms is not supported on
-// cuda yet. Three kernels and a small combine per call, no wait unless a host value is asked for.
+// each term supports on CUDA (bce_with_logits.hpp: every option, mean_over weight_sum since
+// session 9, its W summed on the device, written without a GPU; overlap.hpp: every option, the
+// weight and class_weight CUDA tensors), and the statistics / finalize split (finalize fills
+// `parts` too). `parts` of the fused forms is not supported on cuda yet. Three kernels and a
+// small combine per call (three more for weight_sum's W), no wait unless a host value is asked
+// for.
 #pragma once
 
 #include "bce_with_logits.hpp"

@@ -25,8 +25,29 @@ void prepare_bce_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                         detail::apart("options.pos_weight", options.pos_weight)});
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// A CUDA mean over the weight sum: the weight's device values, for the kernels to reduce W.
+template <class T>
+cuda::WeightMean<T> device_weight_mean(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+  cuda::WeightMean<T> m;
+  if (detail::bce_device_weight_mean(logits, o)) {
+    m.weight = o.weight.data();  // a device pointer: passed on, never read here
+    m.count = o.weight.numel();
+  }
+  return m;
+}
+#endif
+
+// The host's factor of a scalar reduction: 1 for a CUDA mean over the weight sum, whose 1/W the
+// kernels compute on the device (device_weight_mean).
+template <class T>
+double host_scale(const char* fn, const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+  if (detail::bce_device_weight_mean(logits, o)) return 1.0;
+  return detail::bce_mean_scale(fn, logits, o);
+}
+
 // A mean over a weight sum of 0 (scale 0): the loss is 0 and so is the gradient, whatever the
-// logits; the kernel is not run. (CPU only: mean_over weight_sum is not on CUDA yet.)
+// logits; the kernel is not run on the CPU (CUDA stores the zeros: cuda::WeightMean).
 template <class T>
 bool zero_weight_mean(const BceWithLogitsOptions<T>& o, double scale) {
   return o.reduction == Reduction::mean && scale == 0.0;
@@ -42,14 +63,15 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                 "bce_with_logits_backward");
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
   prepare_bce_grad(fn, logits, target, grad, options);
-  const double scale = detail::bce_mean_scale(logits, options);
+  const double scale = host_scale(fn, logits, options);
   a.want_sum = true;
   a.grad = grad.data();
   a.grad_scale = scale;
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)
     return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
-      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r,
+                            device_weight_mean(logits, options));
     });
 #endif
   double value = 0.0;
@@ -82,12 +104,13 @@ Tensor<T> bce_with_logits(const Tensor<T>& logits, const Tensor<T>& target,
     cpu::bce_with_logits(a);
     return out;
   }
-  const double scale = detail::bce_mean_scale(logits, options);
+  const double scale = host_scale(fn, logits, options);
   a.want_sum = true;
 #if defined(SEGLOSS_WITH_CUDA)
   if (device == Device::cuda)  // the value stays on the device: no wait
     return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
-      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r);
+      cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), scale, r,
+                            device_weight_mean(logits, options));
     });
 #endif
   if (zero_weight_mean(options, scale)) return Tensor<T>::zeros(Shape{});
@@ -106,14 +129,15 @@ Tensor<T> bce_with_logits_backward(const Tensor<T>& logits, const Tensor<T>& tar
   detail::check_grad_out(fn, grad_out, scalar, logits.shape(), device);
   Tensor<T> grad = Tensor<T>::empty(logits.shape(), device);
   a.grad = grad.data();
-  const double scale = scalar ? detail::bce_mean_scale(logits, options) : 1.0;
+  const double scale = scalar ? host_scale(fn, logits, options) : 1.0;
   if (scalar)
     a.grad_scale = scale;
   else
     a.grad_out = grad_out.data();
 #if defined(SEGLOSS_WITH_CUDA)
   if (device == Device::cuda) {  // grad_out[0] is read on the device
-    cuda::bce_with_logits(fn, a, scalar ? grad_out.data() : nullptr, 1.0, {});
+    cuda::bce_with_logits(fn, a, scalar ? grad_out.data() : nullptr, 1.0, {},
+                          device_weight_mean(logits, options));
     return grad;
   }
 #endif
@@ -169,7 +193,7 @@ ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor
 #else
   sum = cpu::bce_with_logits(a);
 #endif
-  return detail::mean_statistics(sum, detail::bce_mean_divisor(logits, options),
+  return detail::mean_statistics(sum, detail::bce_mean_divisor(fn, logits, options),
                                  static_cast<double>(logits.numel()));
 }
 
@@ -187,8 +211,10 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
   if (logits.device() == Device::cuda) {  // the scale is a kernel argument: nothing waits
     a.grad = grad.data();
     a.grad_scale = scale;
-    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), 1.0, {});
-    return reduced.global[detail::kLossSum] * scale;
+    cuda::WeightMean<T> m;
+    m.zero = zero_weight_mean(options, scale);  // exact zeros, as the CPU's fill
+    cuda::bce_with_logits(fn, a, static_cast<const T*>(nullptr), 1.0, {}, m);
+    return m.zero ? 0.0 : reduced.global[detail::kLossSum] * scale;
   }
 #endif
   if (zero_weight_mean(options, scale)) {

@@ -365,7 +365,7 @@ template <class T>
 void check_composed_bce() {
   const Shape s{2, 3, 9, 11};
   const Tensor<T> x = randn<T>(s, 30, 2.0), z = mask<T>(s, 31);
-  std::vector<BceWithLogitsOptions<T>> cases(7);
+  std::vector<BceWithLogitsOptions<T>> cases(8);
   cases[1].label_smoothing = 0.1;
   cases[2].weight = positive<T>(Shape{1, 3, 1, 1}, 32);
   cases[3].reduction = Reduction::sum;
@@ -375,6 +375,9 @@ void check_composed_bce() {
   cases[4].weight = positive<T>(Shape{11}, 33);
   cases[5].pos_weight = positive<T>(Shape{1}, 34);
   cases[6].pos_weight = positive<T>(Shape{3}, 35);
+  // mean_over weight_sum, on CUDA since session 9 (the tape sums W; the fused loss on the device)
+  cases[7].weight = positive<T>(Shape{1, 3, 1, 1}, 36);
+  cases[7].mean_over = BceMeanOver::weight_sum;
   for (size_t k = 0; k < cases.size(); ++k) {
     INFO("case ", k);
     auto on = [&](Device device) {

@@ -6,6 +6,7 @@
 #include "../../core/pointwise.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
+#include "weight_sum.cuh"
 
 namespace segloss {
 namespace cuda {
@@ -16,6 +17,8 @@ struct BceBody {
   using Part = T;
   cpu::BceWithLogitsArgs<T> a;
   const T* grad_scale_by;
+  const double* mean_scale;  // the weight sum's 1/W on the device, or null
+  bool zero;                 // the host's scale is 0: zeros, as mean_scale = 0
 
   struct At {
     const T *x, *z, *grad_out, *wrow;
@@ -23,6 +26,7 @@ struct BceBody {
     const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
     T pos_weight, scale, zs, zb;
     bool want_value;
+    bool zero;  // a mean over a weight sum of 0: the value is 0, the gradient exact zeros
 
     struct In {
       T x, z;
@@ -32,6 +36,10 @@ struct BceBody {
     template <int K>
     __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
                                                T (&acc)[K]) const {
+      if (zero) {  // stored, not scaled: 0 times a NaN gradient would be NaN
+        if (grad) grad[i] = T(0);
+        return;
+      }
       const T xi = in.x;
       const T zi = in.z * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
@@ -59,8 +67,10 @@ struct BceBody {
     t.wrow = weight_row(a.weight, plane);
     t.pos_weight =
         a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : plane % a.channels] : T(1);
-    const double by = grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0;
+    double by = grad_scale_by ? static_cast<double>(grad_scale_by[0]) : 1.0;
+    if (mean_scale) by *= *mean_scale;  // grad_out[0] * (1/W), as the CPU's grad_scale
     t.scale = static_cast<T>(a.grad_scale * by);
+    t.zero = zero || (mean_scale && *mean_scale == 0.0);
     t.zs = a.target_scale;
     t.zb = a.target_shift;
     t.want_value = a.want_sum || a.loss;
@@ -68,19 +78,28 @@ struct BceBody {
   }
 };
 
-__global__ void scale_value_kernel(const double* sum, double scale, double* value) {
-  *value = *sum * scale;
+// value = sum * scale, times the weight sum's factor when given (0 exactly when that is 0).
+__global__ void scale_value_kernel(const double* sum, double scale, const double* mean_scale,
+                                   double* value) {
+  if (!mean_scale)
+    *value = *sum * scale;
+  else
+    *value = *mean_scale == 0.0 ? 0.0 : *sum * (scale * *mean_scale);
 }
 
 }  // namespace
 
 template <class T>
 void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
-                     const T* grad_scale_by, double value_scale, Result<T> r) {
+                     const T* grad_scale_by, double value_scale, Result<T> r,
+                     const WeightMean<T>& m) {
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, 1);
   Call call(function, l.total);
-  const BceBody<T> body{a, grad_scale_by};
+  const double* mean_scale =
+      m.weight ? weight_sum_scale(call, g, l.partials, m.weight, m.count, a.planes * a.plane_size)
+               : nullptr;
+  const BceBody<T> body{a, grad_scale_by, mean_scale, m.zero};
   if (!a.want_sum) {
     plane_pass<0>(call, g, body, nullptr);
     return;
@@ -89,16 +108,37 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
   double* total = call.at<double>(l.sums);
   plane_pass<1>(call, g, body, partials);
   combine(call, partials, 1, g.blocks(), 1, total);
-  cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, call.value());
+  cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, mean_scale,
+               call.value());
   call.launched();
   if (r.device) call.device_value(r.device);
   if (r.host) *r.host = call.host_value();
 }
 
+template <class T>
+double bce_weight_divisor(const char* function, const T* weight, int64_t count, int64_t planes,
+                          int64_t plane_size) {
+  const PlaneGrid g = detail::plane_grid(planes, plane_size);
+  const detail::Layout l = detail::layout(g, 1);
+  Call call(function, l.total);
+  weight_sum_scale(call, g, l.partials, weight, count, planes * plane_size);
+  double w = 0.0;
+  check(cudaMemcpyAsync(&w, call.at<double>(header::kWeightSum), sizeof(double),
+                        cudaMemcpyDeviceToHost, call.stream()),
+        function, "cudaMemcpyAsync of the weight sum");
+  check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
+  return w;
+}
+
 template void bce_with_logits<float>(const char*, const cpu::BceWithLogitsArgs<float>&,
-                                     const float*, double, Result<float>);
+                                     const float*, double, Result<float>,
+                                     const WeightMean<float>&);
 template void bce_with_logits<double>(const char*, const cpu::BceWithLogitsArgs<double>&,
-                                      const double*, double, Result<double>);
+                                      const double*, double, Result<double>,
+                                      const WeightMean<double>&);
+template double bce_weight_divisor<float>(const char*, const float*, int64_t, int64_t, int64_t);
+template double bce_weight_divisor<double>(const char*, const double*, int64_t, int64_t,
+                                           int64_t);
 
 }  // namespace cuda
 }  // namespace segloss

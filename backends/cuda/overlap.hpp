@@ -36,6 +36,9 @@ struct OverlapForm {
   // The BCE term of bce_dice (bce_dice_run only): value = bce_weight * bce_scale * sum(BCE)
   // + dice_weight * Dice; dice_weight also scales the Dice part of the gradient.
   double bce_weight = 0.0, bce_scale = 0.0, dice_weight = 1.0;
+  // bce_dice with mean_over weight_sum: a device double (1/W, 0 when W = 0, weight_sum.cuh)
+  // that multiplies bce_scale in the finalize kernel; set by bce_dice_run, null otherwise.
+  const double* bce_scale_by = nullptr;
   // The split's finalize (overlap_finalize_run) with per_image false: the sums are one image of
   // the batch's reduced channel sums (images = 1), and the coefficients go to every plane of the
   // shard's coef_images images. 0: images.
@@ -70,12 +73,21 @@ template <class T>
 void overlap_run(const char* function, const cpu::OverlapArgs<T>& a, const OverlapForm& f,
                  Upstream<T> up, T* grad, T* scores, Result<T> r, OverlapCounts* counts = nullptr);
 
+// bce_dice's BCE term with mean_over weight_sum: the weight's device values (count of them),
+// whose W = (numel / count) * sum the call reduces on the device before its passes; the BCE
+// term's factor is then f.bce_scale / W (0 when W = 0). weight null: f.bce_scale alone.
+template <class T>
+struct BceWeight {
+  const T* weight = nullptr;
+  int64_t count = 0;
+};
+
 // bce_dice: the same passes with the BCE term of `bce` (its weight, pos_weight and label
 // smoothing).
 template <class T>
 void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
                   const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
-                  T* grad, Result<T> r);
+                  T* grad, Result<T> r, const BceWeight<T>& w = {});
 
 // ---- the statistics / finalize split (losses/overlap.cpp, losses/bce_dice.cpp) ----
 

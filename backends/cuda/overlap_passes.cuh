@@ -11,6 +11,7 @@
 #include "overlap.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
+#include "weight_sum.cuh"
 
 namespace segloss {
 namespace cuda {
@@ -333,9 +334,11 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
   if (K == 4) {
     double bce_sum = 0.0;
     for (int64_t p = 0; p < planes; ++p) bce_sum += sums[p * K + 3];
-    const double bce = f.bce_scale == 0.0 ? 0.0 : bce_sum * f.bce_scale;
+    // bce_dice's mean over the weight sum: f.bce_scale (1) times the device's 1/W.
+    const double bs = f.bce_scale_by ? f.bce_scale * *f.bce_scale_by : f.bce_scale;
+    const double bce = bs == 0.0 ? 0.0 : bce_sum * bs;
     *value = f.bce_weight * bce + f.dice_weight * dice;
-    *bce_scale = g0 * f.bce_weight * f.bce_scale;
+    *bce_scale = g0 * f.bce_weight * bs;
   } else {
     *value = dice;
   }
@@ -367,14 +370,20 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce>{a, bce, coef, bce_scale, grad}, nullptr);
 }
 
-// The whole call: the passes, then the value where r asks for it.
+// The whole call: the passes, then the value where r asks for it. bce_weight (bce_dice's BCE
+// weight, bce_weight_count values on the device): the BCE term's mean over the weight sum, W
+// reduced first (weight_sum.cuh) and its 1/W read by the finalize kernel.
 template <class T, bool kBce>
 void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-         const OverlapForm& f, Upstream<T> up, T* grad, T* scores, Result<T> r,
-         OverlapCounts* counts = nullptr) {
+         OverlapForm f, Upstream<T> up, T* grad, T* scores, Result<T> r,
+         OverlapCounts* counts = nullptr, const T* bce_weight = nullptr,
+         int64_t bce_weight_count = 0) {
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, kBce ? 4 : 3);
   Call call(function, l.total);
+  if (kBce && bce_weight)
+    f.bce_scale_by = weight_sum_scale(call, g, l.partials, bce_weight, bce_weight_count,
+                                      a.planes * a.plane_size);
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
     run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores);
   } else if (a.sigmoid) {

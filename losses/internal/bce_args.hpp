@@ -6,6 +6,9 @@
 #include "../../backends/cpu/bce_with_logits.hpp"
 #include "../../core/checks.hpp"
 #include "../bce_with_logits.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../../backends/cuda/bce_with_logits.hpp"
+#endif
 
 namespace segloss {
 namespace detail {
@@ -38,9 +41,6 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
   if (o.weight.defined()) check_same_device(function, "weight", o.weight, device);
-  SEGLOSS_CHECK(
-      device == Device::cpu || o.mean_over == BceMeanOver::elements || !o.weight.defined(),
-      function, "options.mean_over weight_sum is not supported on cuda yet");
   a.weight = make_broadcast_reader(function, "weight", s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   if (o.pos_weight.defined()) {
@@ -64,13 +64,33 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
 
 // What the mean divides by: numel (the element count, as PyTorch), or with mean_over weight_sum
 // and a weight W, the sum of the weight broadcast to the logits' shape = (numel /
-// weight.numel()) * sum of the weight's values (each value is used that many times).
+// weight.numel()) * sum of the weight's values (each value is used that many times). A CUDA
+// weight is summed on the device and the divisor copied back: this waits (the split's
+// statistics only; the fused CUDA paths keep W on the device, cuda::WeightMean).
 template <class T>
-double bce_mean_divisor(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+double bce_mean_divisor(const char* function, const Tensor<T>& logits,
+                        const BceWithLogitsOptions<T>& o) {
   const double n = static_cast<double>(logits.numel());
   if (o.mean_over == BceMeanOver::elements || !o.weight.defined()) return n;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (o.weight.device() == Device::cuda) {
+    const Shape& s = logits.shape();
+    return cuda::bce_weight_divisor(function, o.weight.data(), o.weight.numel(), s[0] * s[1],
+                                    s.numel_from(2));
+  }
+#else
+  (void)function;
+#endif
   const double repeats = n / static_cast<double>(o.weight.numel());  // an exact integer
   return cpu::sum_values(o.weight.data(), o.weight.numel()) * repeats;
+}
+
+// A mean over the weight sum whose divisor lives on the device (CUDA tensors): the host must not
+// read the weight (bce_mean_divisor would), the CUDA kernels reduce it (cuda::WeightMean).
+template <class T>
+bool bce_device_weight_mean(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+  return logits.device() == Device::cuda && o.reduction == Reduction::mean &&
+         o.mean_over == BceMeanOver::weight_sum && o.weight.defined();
 }
 
 // The factor of a scalar reduction for a divisor: 1 for the sum, 1/divisor for the mean; a
@@ -81,11 +101,13 @@ double bce_scale_of(const BceWithLogitsOptions<T>& o, double divisor) {
   return divisor == 0.0 ? 0.0 : 1.0 / divisor;
 }
 
-// The factor of a scalar reduction of this input.
+// The factor of a scalar reduction of this input (on the host; not for a device weight mean,
+// whose factor the CUDA kernels compute: see bce_device_weight_mean).
 template <class T>
-double bce_mean_scale(const Tensor<T>& logits, const BceWithLogitsOptions<T>& o) {
+double bce_mean_scale(const char* function, const Tensor<T>& logits,
+                      const BceWithLogitsOptions<T>& o) {
   if (o.reduction != Reduction::mean) return 1.0;
-  return bce_scale_of(o, bce_mean_divisor(logits, o));
+  return bce_scale_of(o, bce_mean_divisor(function, logits, o));
 }
 
 }  // namespace detail
