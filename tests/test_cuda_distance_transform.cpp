@@ -50,7 +50,7 @@ void parity() {
     // Plane 0 all background: nothing to measure to for to = foreground; the last plane all
     // foreground: nothing for to = background.
     const int64_t size = s.numel() / (s[0] * s[1]);
-    auto edge = m;
+    auto edge = m.clone();  // a Tensor copy shares the elements
     for (int64_t i = 0; i < size; ++i) edge[i] = T(0);
     for (int64_t i = s.numel() - size; i < s.numel(); ++i) edge[i] = T(1);
     DistanceTransformOptions o;
