@@ -9,7 +9,9 @@
 // envelope of parabolas along the later axes, with the CPU's operations in the CPU's order (the
 // products by __dmul_rn, so that nvcc cannot fuse them into FMAs the CPU does not do), so the
 // squared distances are the CPU's bits. Those and the border flags are copied back; the host
-// gathers and scores them with the CPU's code.
+// gathers and scores them with the CPU's code. The labels form differs only in the first pass
+// (label_masks_kernel: one plane per (image, class)). The public distance_transform runs the
+// same EDT passes (edt_passes) per plane straight into its CUDA output, with no wait.
 #include "distance_transform.hpp"
 
 #include <cuda_runtime.h>
