@@ -112,3 +112,22 @@ TEST_CASE("cuda distance_transform: the CPU's messages") {
   same(Tensor<float>::zeros({4, 5}), unread_cuda_view<float>({4, 5}), o);
   same(Tensor<float>::zeros({1, 0, 5}), unread_cuda_view<float>({1, 0, 5}), o);
 }
+
+TEST_CASE("cuda distance_transform: a caller's workspace of distance_transform_workspace_size") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{4, 1, 6, 7, 8};
+  const auto m = mask<double>(s, 23, 0.7);
+  const size_t bytes = cuda::distance_transform_workspace_size(s);
+  // A byte per element and 32 per element of one plane, at least.
+  CHECK(bytes >= static_cast<size_t>(s.numel()) + 32 * static_cast<size_t>(s.numel() / 4));
+  auto ws = Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)},
+                                  Device::cuda);
+  {
+    cuda::WorkspaceScope scope(ws.data(), bytes);
+    CHECK(differing(distance_transform(m), distance_transform(gpu(m))) == 0);
+    cuda::WorkspaceScope small(ws.data(), bytes - 300);
+    CHECK_THROWS_WITH_AS(distance_transform(gpu(m)),
+                         doctest::Contains("distance_transform: the caller's workspace holds"),
+                         Error);
+  }
+}

@@ -439,32 +439,21 @@ void surface_label_pairs(const char* function, const P* pred, const L* truth, in
   pairs_from_masks(call, l, planes, grid, axes, boxes, pairs);
 }
 
-size_t distance_transform_workspace(int64_t planes, int64_t plane_size) {
-  using detail::align_up;
-  const auto s = static_cast<size_t>(plane_size);
-  return detail::kHeaderBytes + align_up(static_cast<size_t>(planes) * s) + align_up(8 * s) +
-         align_up(8 * s) + align_up(16 * s);
-}
-
 template <class T>
 void distance_transform(const char* function, const T* mask, int64_t planes,
                         const cpu::EdtGrid& grid, bool to_foreground, bool squared, double* out) {
-  using detail::align_up;
   const int64_t size = grid.size(), numel = planes * size;
-  const auto s = static_cast<size_t>(size);
-  const size_t flags_at = detail::kHeaderBytes;
-  const size_t in_at = flags_at + align_up(static_cast<size_t>(numel));
-  const size_t v_at = in_at + align_up(8 * s), z_at = v_at + align_up(8 * s);
-  Call call(function, distance_transform_workspace(planes, size));
+  const detail::DistanceLayout l = detail::distance_layout(planes, size);
+  Call call(function, l.total);
   const cudaStream_t st = call.stream();
-  uint8_t* flags = call.at<uint8_t>(flags_at);
+  uint8_t* flags = call.at<uint8_t>(l.flags);
   launch(target_flags_kernel<T>, blocks_for(numel), kThreads, 0, st, mask, flags, numel,
          to_foreground);
   call.launched();
   // Plane after plane (the envelope's scratch is one plane's), each pass writing its output.
   for (int64_t p = 0; p < planes; ++p)
-    edt_passes(call, flags + p * size, 1, grid, out + p * size, call.at<double>(in_at),
-               call.at<int64_t>(v_at), call.at<double>(z_at));
+    edt_passes(call, flags + p * size, 1, grid, out + p * size, call.at<double>(l.in),
+               call.at<int64_t>(l.v), call.at<double>(l.z));
   if (!squared) {
     launch(sqrt_kernel, blocks_for(numel), kThreads, 0, st, out, numel);
     call.launched();

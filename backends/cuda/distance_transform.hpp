@@ -11,7 +11,6 @@
 // A metric returns host values: the call waits for its stream (once per pair, and per EDT).
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -50,12 +49,11 @@ void surface_label_pairs(const char* function, const P* pred, const L* truth, in
 
 // The public distance_transform (metrics/distance_transform.hpp) of the `planes` planes of the
 // device mask: out (device, planes * grid.size() doubles) = the CPU's values bit for bit.
-// Enqueued on the current stream, no wait. Workspace: distance_transform_workspace(planes,
-// grid.size()) bytes (1 per element of the call, 32 per element of one plane, a header).
+// Enqueued on the current stream, no wait. Workspace: detail::distance_layout (core/
+// cuda_internal.hpp; cuda::distance_transform_workspace_size).
 template <class T>
 void distance_transform(const char* function, const T* mask, int64_t planes,
                         const cpu::EdtGrid& grid, bool to_foreground, bool squared, double* out);
-size_t distance_transform_workspace(int64_t planes, int64_t plane_size);
 
 }  // namespace cuda
 }  // namespace segloss
