@@ -78,6 +78,12 @@ size_t boundary_weights_workspace_size(const Shape& mask) {
   return detail::boundary_layout(planes, mask.numel(), mask.rank() == 5).total + detail::kAlign;
 }
 
+size_t distance_transform_workspace_size(const Shape& mask) {
+  const int64_t planes = mask.rank() >= 2 ? mask[0] * mask[1] : 1;
+  const int64_t plane_size = mask.rank() >= 2 ? mask.numel_from(2) : mask.numel();
+  return detail::distance_layout(planes, plane_size).total + detail::kAlign;
+}
+
 size_t lovasz_workspace_size(const Shape& input) {
   const int64_t numel = input.numel();
   const int64_t images = input.rank() >= 1 ? input[0] : 1;

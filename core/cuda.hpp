@@ -93,6 +93,12 @@ size_t boundary_weights_workspace_size(const Shape& mask);
 // this much.
 size_t lovasz_workspace_size(const Shape& input);
 
+// The workspace (bytes) of distance_transform on a CUDA mask of shape (N, C, spatial...): a
+// byte per element (the flags) and 32 bytes per element of one plane (the EDT's scratch, reused
+// plane after plane), plus the header. workspace_size() does not include it: a WorkspaceScope
+// for a distance_transform call must hold this much.
+size_t distance_transform_workspace_size(const Shape& mask);
+
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
 // call). It stays constant once the calls of a training step have all run once.
 size_t pool_bytes();

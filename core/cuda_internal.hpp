@@ -112,6 +112,24 @@ inline BoundaryLayout boundary_layout(int64_t planes, int64_t numel, bool volume
   return l;
 }
 
+// The public distance_transform (backends/cuda/distance_transform.cu): [header | flags: a byte
+// per element of the call | the envelope's scratch of one plane (reused plane after plane): the
+// line copies (a double per element), v (an int64 per element), z (two doubles per element)].
+struct DistanceLayout {
+  size_t flags = 0, in = 0, v = 0, z = 0, total = 0;
+};
+
+inline DistanceLayout distance_layout(int64_t planes, int64_t plane_size) {
+  DistanceLayout l;
+  const auto s = static_cast<size_t>(plane_size);
+  l.flags = kHeaderBytes;
+  l.in = l.flags + align_up(static_cast<size_t>(planes) * s);
+  l.v = l.in + align_up(8 * s);
+  l.z = l.v + align_up(8 * s);
+  l.total = l.z + align_up(16 * s);
+  return l;
+}
+
 // The Lovász losses (backends/cuda/lovasz.cu): one sort per segment (a problem, or a problem and
 // class), all segments in flight at once, so the workspace grows with the input: [header |
 // losses: two doubles per segment (the segments' losses, then lovasz_softmax's problems') | counts:

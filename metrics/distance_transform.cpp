@@ -1,4 +1,5 @@
-// distance_transform: argument checks, then one plane at a time through the CPU kernel.
+// distance_transform: argument checks, then one plane at a time through the CPU kernel (or, for
+// a CUDA mask, backends/cuda/distance_transform.cu).
 #include "distance_transform.hpp"
 
 #include <cmath>
@@ -7,6 +8,10 @@
 
 #include "../backends/cpu/distance_transform.hpp"
 #include "../core/checks.hpp"
+
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/distance_transform.hpp"
+#endif
 
 namespace segloss {
 
@@ -28,7 +33,7 @@ std::vector<double> checked_spacing(const char* function, const std::vector<doub
 template <class T>
 Tensor<double> distance_transform(const Tensor<T>& mask, const DistanceTransformOptions& options) {
   const char* fn = "distance_transform";
-  detail::check_image(fn, "mask", mask);
+  detail::check_image(fn, "mask", mask, /*cuda_path=*/true);
   const Shape& s = mask.shape();
   const int spatial = s.rank() - 2;
   const std::vector<double> spacing = detail::checked_spacing(fn, options.spacing, spatial);
@@ -38,9 +43,17 @@ Tensor<double> distance_transform(const Tensor<T>& mask, const DistanceTransform
     grid.spacing[3 - spatial + a] = spacing[static_cast<size_t>(a)];
   }
   const int64_t planes = s[0] * s[1], size = grid.size();
+  const bool to_foreground = options.to == DistanceTo::foreground;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (mask.device() == Device::cuda) {  // the CPU's passes on the device; no wait
+    Tensor<double> out = Tensor<double>::empty(s, Device::cuda);
+    cuda::distance_transform(fn, mask.data(), planes, grid, to_foreground, options.squared,
+                             out.data());
+    return out;
+  }
+#endif
   Tensor<double> out = Tensor<double>::empty(s);
   std::vector<uint8_t> target(static_cast<size_t>(size));
-  const bool to_foreground = options.to == DistanceTo::foreground;
   for (int64_t p = 0; p < planes; ++p) {
     const T* m = mask.data() + p * size;
     uint8_t* f = target.data();

@@ -30,8 +30,14 @@
 //   to        DistanceTo::background
 //   squared   false
 //
-// Errors (segloss::Error): an undefined mask, rank outside 3..5, a zero extent, a CUDA tensor,
-// a spacing of the wrong length or with a value that is not finite and > 0.
+// CUDA: a CUDA mask gives a CUDA output with the CPU's values bit for bit (the CPU's passes in
+// the CPU's order on the device, backends/cuda/distance_transform.cu, docs/cuda.md), enqueued
+// on the current stream with no wait; its workspace is cuda::distance_transform_workspace_size
+// (core/cuda.hpp).
+//
+// Errors (segloss::Error): an undefined mask, rank outside 3..5, a zero extent, a CUDA tensor
+// in a build without the CUDA backend, a spacing of the wrong length or with a value that is
+// not finite and > 0.
 #pragma once
 
 #include <vector>

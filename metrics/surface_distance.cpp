@@ -249,6 +249,26 @@ SurfaceDistanceResult score_all(int64_t images, int64_t columns, const Geometry&
   });
 }
 
+#if defined(SEGLOSS_WITH_CUDA)
+// The result from the device's pairs (pair n columns + k for image n, column k): the CPU's
+// scores of the same distance lists.
+SurfaceDistanceResult score_pairs(int64_t images, int64_t columns, const Geometry& geo,
+                                  const SurfaceDistanceOptions& o,
+                                  std::vector<cuda::SurfacePair>& pairs) {
+  return score_all_pairs(images, columns, o, [&](int64_t n, int64_t k, double tau, Workspace&) {
+    cuda::SurfacePair& pair = pairs[static_cast<size_t>(n * columns + k)];
+    PairScores sc;
+    if (pair.empty_masks)
+      sc = empty_scores(pair.empty_masks, geo, o);
+    else
+      score_lists(sc, pair.d_pt, pair.d_tp, o, tau);
+    sc.pred_border = pair.pred_border;
+    sc.true_border = pair.true_border;
+    return sc;
+  });
+}
+#endif
+
 // masks[i] = bits from code(i) over [0, size), in parallel blocks; returns the lowest index
 // where code reported a bad value (-1: none).
 template <class Code>
@@ -297,17 +317,7 @@ SurfaceDistanceResult surface_distance(const Tensor<T>& pred, const Tensor<T>& t
                     s.position(bad.index),
                     "; masks must be 0 or 1 (threshold probabilities first)");
     }
-    return score_all_pairs(s[0], s[1], options, [&](int64_t n, int64_t k, double tau, Workspace&) {
-      cuda::SurfacePair& pair = pairs[static_cast<size_t>(n * s[1] + k)];
-      PairScores sc;
-      if (pair.empty_masks)
-        sc = empty_scores(pair.empty_masks, geo, options);
-      else
-        score_lists(sc, pair.d_pt, pair.d_tp, options, tau);
-      sc.pred_border = pair.pred_border;
-      sc.true_border = pair.true_border;
-      return sc;
-    });
+    return score_pairs(s[0], s[1], geo, options, pairs);
   }
 #endif
   return score_all(s[0], s[1], geo, options, [&](int64_t n, int64_t c, uint8_t* masks) {
@@ -343,8 +353,8 @@ SurfaceDistanceResult surface_distance_labels(const Tensor<P>& pred_labels,
   SEGLOSS_CHECK(pred_labels.shape() == s, fn, "pred_labels ", pred_labels.shape(),
                 " does not match true_labels ", s);
   SEGLOSS_CHECK(s.numel() > 0, fn, "true_labels ", s, " is empty (a zero extent)");
-  detail::check_on_cpu(fn, "pred_labels", pred_labels);
-  detail::check_on_cpu(fn, "true_labels", true_labels);
+  detail::check_input_device(fn, "pred_labels", pred_labels, /*cuda_path=*/true);
+  detail::check_same_device(fn, "true_labels", true_labels, pred_labels.device(), "pred_labels");
   SEGLOSS_CHECK(!classes.empty(), fn, "classes is empty; name the classes to score");
   for (size_t k = 0; k < classes.size(); ++k) {
     SEGLOSS_CHECK(classes[k] >= 0, fn, "classes[", k, "] is ", classes[k], "; classes are >= 0");
@@ -359,6 +369,14 @@ SurfaceDistanceResult surface_distance_labels(const Tensor<P>& pred_labels,
   check_options(fn, options, columns);
   const int64_t size = geo.grid.size();
   const int64_t ignore = options.ignore_index;
+#if defined(SEGLOSS_WITH_CUDA)
+  if (pred_labels.device() == Device::cuda) {  // masks, borders, EDTs on the device; scores here
+    std::vector<cuda::SurfacePair> pairs;
+    cuda::surface_label_pairs(fn, pred_labels.data(), true_labels.data(), s[0], classes, ignore,
+                              geo.grid, geo.axes, pairs);
+    return score_pairs(s[0], columns, geo, options, pairs);
+  }
+#endif
   return score_all(s[0], columns, geo, options, [&](int64_t n, int64_t k, uint8_t* masks) {
     const P* p = pred_labels.data() + n * size;
     const L* t = true_labels.data() + n * size;

@@ -81,10 +81,12 @@
 // borders and both EDTs run on the device with the CPU's arithmetic, the border flags and
 // squared distances come back and the CPU's code scores them, so the result is the CPU's
 // exactly (backends/cuda/distance_transform.cu, docs/cuda.md). The call waits for its stream
-// (the result is on the host). surface_distance_labels has no CUDA path yet.
+// (the result is on the host). surface_distance_labels takes CUDA label maps (both on the
+// device) the same way: the masks of each (image, class) are built on the device with the CPU's
+// rule, the rest is the masks form's; the CPU's result exactly, the call waits.
 //
 // Errors (segloss::Error): undefined inputs, shapes that differ, ranks outside 3..5 (masks) or
-// 2..4 (labels), a zero extent, a CUDA tensor for the labels form, masks on different devices,
+// 2..4 (labels), a zero extent, masks (or label maps) on different devices,
 // a mask value that is not 0 or 1 (named with its
 // index), bad spacing, percentile, tolerance or class_tolerance as above; for labels, an empty
 // `classes`, a negative or repeated class, or ignore_index among the classes.

@@ -74,11 +74,12 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "soft_dice_backward: grad_out () is on device cpu, but logits are on "
                        "cuda: every tensor of a call must be on one device",
                        Error);
-  std::vector<int32_t> ibuf(2 * 64, 0);
-  const auto yd = Tensor<int32_t>::view(ibuf.data(), {2, 8, 8}, Device::cuda);
-  CHECK_THROWS_WITH_AS(surface_distance_labels(yd, yd, {1}),
-                       "surface_distance_labels: pred_labels (2,8,8) is on device cuda, but "
-                       "surface_distance_labels has no CUDA path yet",
+  // A function without a CUDA path: the Lovasz primitives of the tape.
+  ad::Tape<float> tape;
+  const ad::Var<float> v = tape.leaf(xd);
+  CHECK_THROWS_WITH_AS(ad::cumsum(v, {0, 128}),
+                       doctest::Contains("ad::cumsum: Var #0 (2,1,8,8) is on device cuda, but "
+                                         "ad::cumsum has no CUDA path yet"),
                        Error);
 }
 

@@ -2,13 +2,16 @@
 // sizes, the means and the empty counts) equals the CPU's exactly, for blobs and noisy masks in
 // 1, 2 and 3 spatial axes with anisotropic spacing, percentiles, directed, per-class tolerances,
 // both empty-mask policies with empty pairs, float and double; the same result over 10 runs; the
-// CPU's message for a non-binary value; the labels form still refuses CUDA tensors.
+// CPU's message for a non-binary value. The labels form: every field equal to the CPU's for
+// int32 / int64 label maps (mixed), ignore_index, absent classes, 1 to 3 axes, spacing, both
+// empty policies; 10 runs; mixed devices and the CPU's messages.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -154,13 +157,130 @@ TEST_CASE("cuda surface_distance: errors") {
   t[35] = 0.f;
   CHECK_THROWS_WITH_AS(surface_distance(gpu(p), gpu(t)),
                        doctest::Contains("surface_distance: pred holds 0.5 at index 37"), Error);
-  // Mixed devices, and the labels form (no CUDA path yet).
+  // Mixed devices.
   CHECK_THROWS_WITH_AS(surface_distance(gpu(p), t),
                        doctest::Contains("target (2,2,6,5) is on device cpu, but pred are on cuda"),
                        Error);
-  const auto labels = Tensor<int32_t>::zeros({2, 6, 5}, Device::cuda);
-  CHECK_THROWS_WITH_AS(surface_distance_labels(labels, labels, {1}),
-                       "surface_distance_labels: pred_labels (2,6,5) is on device cuda, but "
-                       "surface_distance_labels has no CUDA path yet",
+}
+
+// The labels form (surface_distance_labels): label maps (N, spatial...) whose masks come from
+// the blobs above (class 1 and 2 overlapping, class 0 the rest), noise labels 3, and ignored
+// true labels sprinkled where asked.
+namespace {
+
+template <class L>
+Tensor<L> blob_labels(const Shape& s, uint64_t seed, double ignored, int64_t ignore) {
+  std::vector<int64_t> dims{s[0], 1};  // the blobs' (N, 1, spatial...)
+  for (int a = 1; a < s.rank(); ++a) dims.push_back(s[a]);
+  const Shape m(dims.begin(), dims.end());
+  const auto one = blobs<double>(m, seed, 0.3, false), two = blobs<double>(m, seed + 1, 0.2, true);
+  const auto noise = labels<L>(s, 4, seed + 2, ignored, ignore);
+  auto t = Tensor<L>::zeros(s);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    L v = one[i] != 0.0 ? L(1) : L(0);
+    if (two[i] != 0.0) v = L(2);
+    if (noise[i] == L(3) || noise[i] == static_cast<L>(ignore)) v = noise[i];
+    t[i] = v;
+  }
+  return t;
+}
+
+template <class P, class L>
+void check_labels(const Tensor<P>& pred, const Tensor<L>& truth, const std::vector<int64_t>& cls,
+                  const SurfaceDistanceOptions& o, const char* what) {
+  INFO(what, " shape ", pred.shape(), " classes ", cls.size(), " ignore ", o.ignore_index);
+  const auto want = surface_distance_labels(pred, truth, cls, o);
+  const auto got = surface_distance_labels(gpu(pred), gpu(truth), cls, o);
+  check_same(want, got);
+}
+
+template <class P, class L>
+void label_parity() {
+  const Shape shapes[] = {{2, 20, 17}, {1, 9, 12, 10}, {2, 40}, {1, 1, 7}};
+  for (const Shape& s : shapes) {
+    const int spatial = s.rank() - 1;
+    const auto p = blob_labels<P>(s, 31, 0.0, -100), t = blob_labels<L>(s, 41, 0.05, -100);
+    SurfaceDistanceOptions o;
+    check_labels(p, t, {1, 2, 0}, o, "blobs");
+    // A class absent from both maps (6), one absent from the truth only where ignored (3).
+    check_labels(labels<P>(s, 4, 5), labels<L>(s, 4, 6, 0.1), {3, 6, 1}, o, "noise");
+    o.spacing.assign(static_cast<size_t>(spatial), 1.0);
+    for (int a = 0; a < spatial; ++a) o.spacing[static_cast<size_t>(a)] = 0.6 + 0.5 * a;
+    o.percentile = 50;
+    o.tolerance = 1.5;
+    o.empty = SurfaceEmpty::bounded;
+    check_labels(p, t, {2, 6, 1}, o, "spacing, median, bounded");
+    o = {};
+    o.ignore_index = 3;  // the noise labels are now ignored
+    o.directed = true;
+    o.class_tolerance = {0.0, 1.0};
+    check_labels(p, t, {1, 2}, o, "ignore_index 3, directed, class tolerances");
+  }
+  // Several blocks per pass, small boxes in a larger image.
+  const Shape big{1, 70, 64};
+  check_labels(blob_labels<P>(big, 51, 0.0, -100), blob_labels<L>(big, 61, 0.02, -100), {2, 1},
+               SurfaceDistanceOptions{}, "several blocks");
+}
+
+}  // namespace
+
+TEST_CASE("cuda surface_distance_labels: the CPU's result exactly (int32, int64, mixed)") {
+  SEGLOSS_REQUIRE_GPU();
+  label_parity<int32_t, int32_t>();
+  label_parity<int32_t, int64_t>();
+  label_parity<int64_t, int32_t>();
+  label_parity<int64_t, int64_t>();
+}
+
+TEST_CASE("cuda surface_distance_labels: the same result over 10 runs") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 16, 15, 14};
+  const auto p = gpu(blob_labels<int64_t>(s, 71, 0.0, -100));
+  const auto t = gpu(blob_labels<int32_t>(s, 81, 0.05, -100));
+  SurfaceDistanceOptions o;
+  o.spacing = {1.5, 0.7, 0.9};
+  const auto first = surface_distance_labels(p, t, {1, 2, 3}, o);
+  check_same(surface_distance_labels(p.to(Device::cpu), t.to(Device::cpu), {1, 2, 3}, o), first);
+  for (int i = 0; i < 10; ++i) check_same(first, surface_distance_labels(p, t, {1, 2, 3}, o));
+}
+
+TEST_CASE("cuda surface_distance_labels: errors") {
+  SEGLOSS_REQUIRE_CUDA_BUILD();
+  const Shape s{2, 6, 5};
+  const auto pd = unread_cuda_view<int32_t>(s);
+  const auto td = unread_cuda_view<int64_t>(s);
+  const auto pc = Tensor<int32_t>::zeros(s);
+  const auto tc = Tensor<int64_t>::zeros(s);
+  CHECK_THROWS_WITH_AS(surface_distance_labels(pd, tc, {1}),
+                       "surface_distance_labels: true_labels (2,6,5) is on device cpu, but "
+                       "pred_labels are on cuda: every tensor of a call must be on one device",
                        Error);
+  CHECK_THROWS_WITH_AS(surface_distance_labels(pc, td, {1}),
+                       "surface_distance_labels: true_labels (2,6,5) is on device cuda, but "
+                       "pred_labels are on cpu: every tensor of a call must be on one device",
+                       Error);
+  // The CPU's messages for the other checks.
+  const auto same = [&](auto&& call_cpu, auto&& call_cuda) {
+    std::string want;
+    try {
+      call_cpu();
+    } catch (const Error& e) {
+      want = e.what();
+    }
+    REQUIRE(!want.empty());
+    CHECK_THROWS_WITH_AS(call_cuda(), want.c_str(), Error);
+  };
+  same([&] { surface_distance_labels(pc, tc, {}); }, [&] { surface_distance_labels(pd, td, {}); });
+  same([&] { surface_distance_labels(pc, tc, {1, 2, 1}); },
+       [&] { surface_distance_labels(pd, td, {1, 2, 1}); });
+  SurfaceDistanceOptions o;
+  o.ignore_index = 2;
+  same([&] { surface_distance_labels(pc, tc, {1, 2}, o); },
+       [&] { surface_distance_labels(pd, td, {1, 2}, o); });
+  o = {};
+  o.class_tolerance = {1.0};
+  same([&] { surface_distance_labels(pc, tc, {1, 2}, o); },
+       [&] { surface_distance_labels(pd, td, {1, 2}, o); });
+  same([&] { surface_distance_labels(Tensor<int32_t>::zeros({2, 6, 4}), tc, {1}); },
+       [&] { surface_distance_labels(unread_cuda_view<int32_t>({2, 6, 4}), td, {1}); });
 }
