@@ -33,22 +33,6 @@ namespace segloss {
 namespace cuda {
 namespace {
 
-// A product that nvcc may not fuse with the following addition into an FMA: the CPU (ISO C++,
-// -ffp-contract=off) rounds the product, then the sum.
-__device__ __forceinline__ double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-// Blocks for `items` independent threads' work (grid-stride loops cover the rest).
-unsigned blocks_for(int64_t items) {
-  const int64_t b = (items + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(b, int64_t{1} << 20)));
-}
-
 // Running sums along one axis. The data are `groups` blocks of length x inner elements; the axis
 // has `length` positions `inner` elements apart. Thread t handles position x < inner of band b
 // (lines [b band, (b + 1) band)) of group g, as the CPU's add_line / slide / leave_line handle
@@ -169,25 +153,25 @@ void boundary_weights(const char* function, const cpu::BoundaryWeightArgs<T>& a,
         "cudaMemsetAsync");
   const int64_t band = cpu::boundary_band_lines(a.k, a.volume);
   if (!a.volume) {
-    launch(axis_sums_kernel<T>, blocks_for(a.planes * ((h + band - 1) / band) * w), kThreads, 0, s,
+    launch(axis_sums_kernel<T>, grid_blocks(a.planes * ((h + band - 1) / band) * w), kThreads, 0, s,
            a.mask, scratch, a.planes, h, w, band, r, bad, int64_t{1}, any_bad);
     call.launched();
   } else {
     double* scratch2 = call.at<double>(l.scratch2);
-    launch(axis_sums_kernel<T>, blocks_for(a.planes * ((d + band - 1) / band) * h * w), kThreads, 0,
-           s, a.mask, scratch2, a.planes, d, h * w, band, r, static_cast<int*>(nullptr), int64_t{1},
-           static_cast<int*>(nullptr));
+    launch(axis_sums_kernel<T>, grid_blocks(a.planes * ((d + band - 1) / band) * h * w), kThreads,
+           0, s, a.mask, scratch2, a.planes, d, h * w, band, r, static_cast<int*>(nullptr),
+           int64_t{1}, static_cast<int*>(nullptr));
     call.launched();
-    launch(axis_sums_kernel<double>, blocks_for(a.planes * d * w), kThreads, 0, s,
+    launch(axis_sums_kernel<double>, grid_blocks(a.planes * d * w), kThreads, 0, s,
            static_cast<const double*>(scratch2), scratch, a.planes * d, h, w, h, r, bad, d,
            any_bad);
     call.launched();
   }
   const int64_t rows = a.planes * d * h;
-  launch(row_kernel<T>, blocks_for(rows), kThreads, 0, s, static_cast<const double*>(scratch),
+  launch(row_kernel<T>, grid_blocks(rows), kThreads, 0, s, static_cast<const double*>(scratch),
          a.out, rows, w, r, divisor, a.low, a.high, count);
   call.launched();
-  launch(levels_kernel<T>, blocks_for(numel), kThreads, 0, s, a.out, numel, plane_size,
+  launch(levels_kernel<T>, grid_blocks(numel), kThreads, 0, s, a.out, numel, plane_size,
          static_cast<const unsigned long long*>(count), static_cast<const int*>(bad),
          static_cast<const int*>(any_bad), boost, on_raw, normalize);
   call.launched();

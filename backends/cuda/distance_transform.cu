@@ -28,19 +28,6 @@ namespace segloss {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-unsigned blocks_for(int64_t items) {
-  const int64_t b = (items + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(b, int64_t{1} << 20)));
-}
-
 #define SEGLOSS_GRID_LOOP(i, n)                                                          \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -87,9 +74,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class P, class L>
 __global__ void __launch_bounds__(kThreads)
     label_masks_kernel(const P* pred, const L* truth, const int64_t* classes, int64_t k_count,
-                       int64_t ignore, uint8_t* masks, int64_t numel, int64_t plane_size,
-                       int64_t h, int64_t w, unsigned long long* lows,
-                       unsigned long long* highs) {
+                       int64_t ignore, uint8_t* masks, int64_t numel, int64_t plane_size, int64_t h,
+                       int64_t w, unsigned long long* lows, unsigned long long* highs) {
   SEGLOSS_GRID_LOOP(i, numel) {
     const int64_t p = i / plane_size, r = i % plane_size;
     const int64_t j = (p / k_count) * plane_size + r;  // the voxel in image n = p / K
@@ -216,8 +202,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // Where the regions of one call's workspace start.
 struct SurfaceLayout {
-  size_t meta = 0, box = 0, masks = 0, borders = 0, squared = 0, in = 0, v = 0, z = 0,
-         classes = 0, total = 0;
+  size_t meta = 0, box = 0, masks = 0, borders = 0, squared = 0, in = 0, v = 0, z = 0, classes = 0,
+         total = 0;
 };
 
 // class_count: the labels form's classes (int64 each), 0 for the masks form.
@@ -249,11 +235,11 @@ void edt_passes(const Call& call, const uint8_t* flags, uint8_t bit, const cpu::
   const double wz = g.spacing[0] * g.spacing[0], wy = g.spacing[1] * g.spacing[1],
                wx = g.spacing[2] * g.spacing[2];
   const auto binary = [&](int64_t n, int64_t inner, double w2) {
-    launch(binary_pass_kernel, blocks_for(inner), kThreads, 0, s, flags, bit, n, inner, w2, out);
+    launch(binary_pass_kernel, grid_blocks(inner), kThreads, 0, s, flags, bit, n, inner, w2, out);
     call.launched();
   };
   const auto envelope = [&](int64_t outer, int64_t n, int64_t stride, double w2) {
-    launch(envelope_kernel, blocks_for(outer * stride), kThreads, 0, s, out, outer, n, stride, w2,
+    launch(envelope_kernel, grid_blocks(outer * stride), kThreads, 0, s, out, outer, n, stride, w2,
            in, v, z);
     call.launched();
   };
@@ -329,7 +315,7 @@ void pairs_from_masks(const Call& call, const SurfaceLayout& l, int64_t planes,
     }
     const int64_t bsize = bx.size();
     check(cudaMemsetAsync(counts, 0, 16, s), function, "cudaMemsetAsync");
-    launch(borders_kernel, blocks_for(bsize), kThreads, 0, s,
+    launch(borders_kernel, grid_blocks(bsize), kThreads, 0, s,
            static_cast<const uint8_t*>(masks + p * size), h, w, lo[0], lo[1], lo[2], bx.extent[0],
            bx.extent[1], bx.extent[2], axes >= 2, axes >= 3, borders, counts);
     call.launched();
@@ -381,8 +367,8 @@ SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* targ
   const size_t box_bytes = static_cast<size_t>(planes) * 6 * 8;
   check(cudaMemsetAsync(first_bad, 0xff, 8, s), function, "cudaMemsetAsync");
   clear_boxes(call, l, planes);
-  launch(masks_kernel<T>, blocks_for(numel), kThreads, 0, s, pred, target, masks, numel, size, h, w,
-         first_bad, box, box + 3 * planes);
+  launch(masks_kernel<T>, grid_blocks(numel), kThreads, 0, s, pred, target, masks, numel, size, h,
+         w, first_bad, box, box + 3 * planes);
   call.launched();
   unsigned long long bad = 0;
   std::vector<unsigned long long> boxes(static_cast<size_t>(planes) * 6);
@@ -428,7 +414,7 @@ void surface_label_pairs(const char* function, const P* pred, const L* truth, in
   check(cudaMemcpyAsync(dclasses, classes.data(), classes.size() * 8, cudaMemcpyHostToDevice, s),
         function, "cudaMemcpyAsync of the classes");
   clear_boxes(call, l, planes);
-  launch(label_masks_kernel<P, L>, blocks_for(numel), kThreads, 0, s, pred, truth,
+  launch(label_masks_kernel<P, L>, grid_blocks(numel), kThreads, 0, s, pred, truth,
          static_cast<const int64_t*>(dclasses), k_count, ignore_index, masks, numel, size, h, w,
          box, box + 3 * planes);
   call.launched();
@@ -447,7 +433,7 @@ void distance_transform(const char* function, const T* mask, int64_t planes,
   Call call(function, l.total);
   const cudaStream_t st = call.stream();
   uint8_t* flags = call.at<uint8_t>(l.flags);
-  launch(target_flags_kernel<T>, blocks_for(numel), kThreads, 0, st, mask, flags, numel,
+  launch(target_flags_kernel<T>, grid_blocks(numel), kThreads, 0, st, mask, flags, numel,
          to_foreground);
   call.launched();
   // Plane after plane (the envelope's scratch is one plane's), each pass writing its output.
@@ -455,14 +441,14 @@ void distance_transform(const char* function, const T* mask, int64_t planes,
     edt_passes(call, flags + p * size, 1, grid, out + p * size, call.at<double>(l.in),
                call.at<int64_t>(l.v), call.at<double>(l.z));
   if (!squared) {
-    launch(sqrt_kernel, blocks_for(numel), kThreads, 0, st, out, numel);
+    launch(sqrt_kernel, grid_blocks(numel), kThreads, 0, st, out, numel);
     call.launched();
   }
 }
 
-#define SEGLOSS_INSTANTIATE(T)                                                          \
-  template void distance_transform(const char*, const T*, int64_t, const cpu::EdtGrid&, \
-                                   bool, bool, double*);
+#define SEGLOSS_INSTANTIATE(T)                                                                \
+  template void distance_transform(const char*, const T*, int64_t, const cpu::EdtGrid&, bool, \
+                                   bool, double*);
 SEGLOSS_INSTANTIATE(float)
 SEGLOSS_INSTANTIATE(double)
 SEGLOSS_INSTANTIATE(int32_t)
@@ -473,10 +459,10 @@ template SurfaceBadValue surface_pairs(const char*, const float*, const float*, 
                                        const cpu::EdtGrid&, int, std::vector<SurfacePair>&);
 template SurfaceBadValue surface_pairs(const char*, const double*, const double*, int64_t,
                                        const cpu::EdtGrid&, int, std::vector<SurfacePair>&);
-#define SEGLOSS_INSTANTIATE(P, L)                                                                \
-  template void surface_label_pairs(const char*, const P*, const L*, int64_t,                    \
-                                    const std::vector<int64_t>&, int64_t, const cpu::EdtGrid&, int, \
-                                    std::vector<SurfacePair>&);
+#define SEGLOSS_INSTANTIATE(P, L)                                                              \
+  template void surface_label_pairs(const char*, const P*, const L*, int64_t,                  \
+                                    const std::vector<int64_t>&, int64_t, const cpu::EdtGrid&, \
+                                    int, std::vector<SurfacePair>&);
 SEGLOSS_INSTANTIATE(int32_t, int32_t)
 SEGLOSS_INSTANTIATE(int32_t, int64_t)
 SEGLOSS_INSTANTIATE(int64_t, int32_t)

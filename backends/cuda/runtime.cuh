@@ -12,6 +12,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,24 @@ namespace cuda {
 
 using detail::kThreads;
 using detail::PlaneGrid;
+
+// A product that nvcc may not fuse with a following addition into an FMA: the CPU (ISO C++,
+// -ffp-contract=off) rounds the product, then the sum. Kernels that promise the CPU's bits use
+// it for every product that feeds an addition.
+__device__ __forceinline__ double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// Blocks of kThreads for `items` independent threads' work, at most 2^20 (grid-stride loops
+// cover the rest).
+inline unsigned grid_blocks(int64_t items) {
+  const int64_t b = (items + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(b, int64_t{1} << 20)));
+}
 
 // Throws segloss::Error "function: what failed: <CUDA's message>" unless e is cudaSuccess.
 void check(cudaError_t e, const char* function, const char* what);
@@ -97,12 +116,12 @@ constexpr int kBadClassWeight = 2;
 // The call's header (detail::kHeaderBytes, zeroed on the stream by Call's constructor): the slots
 // the kernels of the backend share, at fixed offsets. Only these: a new slot goes here.
 namespace header {
-constexpr size_t kValue = 0;      // double: the result (Call::value)
-constexpr size_t kFlag = 8;       // int: the error flag's bits (Call::flag)
-constexpr size_t kBceScale = 16;  // double: bce_dice's BCE gradient scale, finalize to pass 2
-constexpr size_t kFirstBad = 24;  // unsigned long long: ~(the first bad label's index), atomicMax
-constexpr size_t kCounts = 32;    // two doubles: the overlap finalize's scores kept and skipped
-constexpr size_t kWeightSum = 48;    // double: bce mean_over weight_sum's divisor W (weight_sum.cuh)
+constexpr size_t kValue = 0;       // double: the result (Call::value)
+constexpr size_t kFlag = 8;        // int: the error flag's bits (Call::flag)
+constexpr size_t kBceScale = 16;   // double: bce_dice's BCE gradient scale, finalize to pass 2
+constexpr size_t kFirstBad = 24;   // unsigned long long: ~(the first bad label's index), atomicMax
+constexpr size_t kCounts = 32;     // two doubles: the overlap finalize's scores kept and skipped
+constexpr size_t kWeightSum = 48;  // double: bce mean_over weight_sum's divisor W (weight_sum.cuh)
 constexpr size_t kWeightScale = 56;  // double: its factor 1/W, 0 when W = 0 (weight_sum.cuh)
 constexpr size_t kEnd = 64;
 static_assert(kFlag >= kValue + sizeof(double) && kBceScale >= kFlag + sizeof(int) &&
@@ -176,12 +195,8 @@ __global__ void store_total_kernel(const double* value, const int* flag, T* out,
                                    double value_scale) {
   // Two rounded products and a rounded sum, as the host's w1 * a + w2 * b (nvcc would contract
   // them into an FMA).
-#if defined(__CUDA_ARCH__)
   const double total =
-      __dadd_rn(__dmul_rn(held_scale, static_cast<double>(out[0])), __dmul_rn(value_scale, *value));
-#else
-  const double total = held_scale * static_cast<double>(out[0]) + value_scale * *value;
-#endif
+      mul_rn(held_scale, static_cast<double>(out[0])) + mul_rn(value_scale, *value);
   out[0] = *flag ? static_cast<T>(NAN) : static_cast<T>(total);
 }
 
