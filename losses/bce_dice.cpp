@@ -85,6 +85,13 @@ void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, d
   cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
 }
 
+// parts of the fused forms has no CUDA path: refused before anything is allocated on the device.
+template <class T>
+void check_cuda_parts(const char* fn, const Tensor<T>& logits, const BceDiceParts* parts) {
+  SEGLOSS_CHECK(!(parts && logits.device() == Device::cuda), fn,
+                "parts is not supported on cuda yet");
+}
+
 #if defined(SEGLOSS_WITH_CUDA)
 // The Dice term's device inputs besides grad_out: its class weights (a CUDA tensor).
 template <class T>
@@ -134,6 +141,7 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                       Tensor<T>& grad, const BceDiceOptions<T>& options, BceDiceParts* parts,
                       T* device_value) {
   auto p = plan(fn, logits, target, options);
+  check_cuda_parts(fn, logits, parts);
   prepare_bce_dice_grad(fn, logits, target, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)
@@ -153,6 +161,7 @@ template <class T>
 Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
   auto p = plan("bce_dice", logits, target, options);
+  check_cuda_parts("bce_dice", logits, parts);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)  // the value stays on the device: no wait
     return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
