@@ -199,7 +199,8 @@ void label_parity() {
   const Shape shapes[] = {{2, 20, 17}, {1, 9, 12, 10}, {2, 40}, {1, 1, 7}};
   for (const Shape& s : shapes) {
     const int spatial = s.rank() - 1;
-    const auto p = blob_labels<P>(s, 31, 0.0, -100), t = blob_labels<L>(s, 41, 0.05, -100);
+    const auto p = blob_labels<P>(s, 31, 0.0, -100);
+    const auto t = blob_labels<L>(s, 41, 0.05, -100);
     SurfaceDistanceOptions o;
     check_labels(p, t, {1, 2, 0}, o, "blobs");
     // A class absent from both maps (6), one absent from the truth only where ignored (3).
