@@ -120,8 +120,8 @@ TEST_CASE("cuda distance_transform: a caller's workspace of distance_transform_w
   const size_t bytes = cuda::distance_transform_workspace_size(s);
   // A byte per element and 32 per element of one plane, at least.
   CHECK(bytes >= static_cast<size_t>(s.numel()) + 32 * static_cast<size_t>(s.numel() / 4));
-  auto ws = Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)},
-                                  Device::cuda);
+  auto ws =
+      Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)}, Device::cuda);
   {
     cuda::WorkspaceScope scope(ws.data(), bytes);
     CHECK(differing(distance_transform(m), distance_transform(gpu(m))) == 0);

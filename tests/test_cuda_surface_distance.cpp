@@ -272,16 +272,36 @@ TEST_CASE("cuda surface_distance_labels: errors") {
     CHECK_THROWS_WITH_AS(call_cuda(), want.c_str(), Error);
   };
   same([&] { surface_distance_labels(pc, tc, {}); }, [&] { surface_distance_labels(pd, td, {}); });
-  same([&] { surface_distance_labels(pc, tc, {1, 2, 1}); },
-       [&] { surface_distance_labels(pd, td, {1, 2, 1}); });
+  same(
+      [&] {
+        surface_distance_labels(pc, tc, {1, 2, 1});
+      },
+      [&] {
+        surface_distance_labels(pd, td, {1, 2, 1});
+      });
   SurfaceDistanceOptions o;
   o.ignore_index = 2;
-  same([&] { surface_distance_labels(pc, tc, {1, 2}, o); },
-       [&] { surface_distance_labels(pd, td, {1, 2}, o); });
+  same(
+      [&] {
+        surface_distance_labels(pc, tc, {1, 2}, o);
+      },
+      [&] {
+        surface_distance_labels(pd, td, {1, 2}, o);
+      });
   o = {};
   o.class_tolerance = {1.0};
-  same([&] { surface_distance_labels(pc, tc, {1, 2}, o); },
-       [&] { surface_distance_labels(pd, td, {1, 2}, o); });
-  same([&] { surface_distance_labels(Tensor<int32_t>::zeros({2, 6, 4}), tc, {1}); },
-       [&] { surface_distance_labels(unread_cuda_view<int32_t>({2, 6, 4}), td, {1}); });
+  same(
+      [&] {
+        surface_distance_labels(pc, tc, {1, 2}, o);
+      },
+      [&] {
+        surface_distance_labels(pd, td, {1, 2}, o);
+      });
+  same(
+      [&] {
+        surface_distance_labels(Tensor<int32_t>::zeros({2, 6, 4}), tc, {1});
+      },
+      [&] {
+        surface_distance_labels(unread_cuda_view<int32_t>({2, 6, 4}), td, {1});
+      });
 }

@@ -67,8 +67,8 @@ template <class T>
 void all_weight_shapes() {
   const auto x = randn<T>(kShape, 901, 2.0);
   const auto z = mask<T>(kShape, 902, 0.4);
-  const std::vector<Shape> shapes = {{2, 1, 16, 12}, {1, 1, 16, 12}, {3, 1, 1}, {1, 3, 1, 1},
-                                     kShape};
+  const std::vector<Shape> shapes = {
+      {2, 1, 16, 12}, {1, 1, 16, 12}, {3, 1, 1}, {1, 3, 1, 1}, kShape};
   for (size_t k = 0; k < shapes.size(); ++k) {
     CAPTURE(k);
     BceWithLogitsOptions<T> o;
@@ -182,8 +182,8 @@ TEST_CASE("cuda weight_sum: the split's statistics / finalize against the CPU") 
   check_parity(bs_cpu.global[1], bs.global[1], 1e-12, "bce_dice divisor W");
   Tensor<double> bg = Tensor<double>::empty(kShape, Device::cuda);
   Tensor<double> bgc;
-  check_parity(bce_dice_finalize(x, z, bs_cpu, bgc, b),
-               bce_dice_finalize(xd, zd, bs, bg, bd), 1e-12, "bce_dice finalize value");
+  check_parity(bce_dice_finalize(x, z, bs_cpu, bgc, b), bce_dice_finalize(xd, zd, bs, bg, bd),
+               1e-12, "bce_dice finalize value");
   check_parity(bgc, bg, 1e-12, "bce_dice finalize grad");
 }
 

@@ -16,8 +16,7 @@ void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
 
 template void bce_dice_run<float>(const char*, const cpu::OverlapArgs<float>&,
                                   const cpu::BceWithLogitsArgs<float>&, const OverlapForm&,
-                                  Upstream<float>, float*, Result<float>,
-                                  const BceWeight<float>&);
+                                  Upstream<float>, float*, Result<float>, const BceWeight<float>&);
 template void bce_dice_run<double>(const char*, const cpu::OverlapArgs<double>&,
                                    const cpu::BceWithLogitsArgs<double>&, const OverlapForm&,
                                    Upstream<double>, double*, Result<double>,

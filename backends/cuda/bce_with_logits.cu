@@ -131,14 +131,12 @@ double bce_weight_divisor(const char* function, const T* weight, int64_t count, 
 }
 
 template void bce_with_logits<float>(const char*, const cpu::BceWithLogitsArgs<float>&,
-                                     const float*, double, Result<float>,
-                                     const WeightMean<float>&);
+                                     const float*, double, Result<float>, const WeightMean<float>&);
 template void bce_with_logits<double>(const char*, const cpu::BceWithLogitsArgs<double>&,
                                       const double*, double, Result<double>,
                                       const WeightMean<double>&);
 template double bce_weight_divisor<float>(const char*, const float*, int64_t, int64_t, int64_t);
-template double bce_weight_divisor<double>(const char*, const double*, int64_t, int64_t,
-                                           int64_t);
+template double bce_weight_divisor<double>(const char*, const double*, int64_t, int64_t, int64_t);
 
 }  // namespace cuda
 }  // namespace segloss

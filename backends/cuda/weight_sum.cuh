@@ -64,7 +64,8 @@ const double* weight_sum_scale(const Call& call, const PlaneGrid& g, size_t part
     wg.planes = 1;
     wg.plane_size = count;
     wg.parts = std::max<int64_t>(
-        1, std::min<int64_t>((count + detail::kMinPerBlock - 1) / detail::kMinPerBlock, g.blocks()));
+        1,
+        std::min<int64_t>((count + detail::kMinPerBlock - 1) / detail::kMinPerBlock, g.blocks()));
     wg.part_size = (count + wg.parts - 1) / wg.parts;
     double* partials = call.at<double>(partials_offset);
     plane_pass<1>(call, wg, weight_sum_detail::SumBody<T>{weight}, partials);
