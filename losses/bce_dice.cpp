@@ -85,13 +85,6 @@ void gradient(Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o, d
   cpu::bce_dice_gradient(p.dice, p.bce, bce_scale, ca.data(), cb.data(), grad);
 }
 
-// parts of the fused forms has no CUDA path: refused before anything is allocated on the device.
-template <class T>
-void check_cuda_parts(const char* fn, const Tensor<T>& logits, const BceDiceParts* parts) {
-  SEGLOSS_CHECK(!(parts && logits.device() == Device::cuda), fn,
-                "parts is not supported on cuda yet");
-}
-
 #if defined(SEGLOSS_WITH_CUDA)
 // The Dice term's device inputs besides grad_out: its class weights (a CUDA tensor).
 template <class T>
@@ -102,11 +95,13 @@ cuda::Upstream<T> dice_upstream(const BceDiceOptions<T>& o, const T* grad_out = 
   return up;
 }
 
-// The CUDA call: both terms' passes with grad (or none) and the value where r says.
+// The CUDA call: both terms' passes with grad (or none) and the value where r says. parts, when
+// given, is copied back from the device: the call then waits for its stream, even in the forms
+// whose value stays on the device (a bad Dice class weight then gives NaN parts, as it gives a
+// NaN device value, where a host value raises).
 template <class T>
 void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const BceDiceOptions<T>& o,
               BceDiceParts* parts, const T* grad_out, T* grad, cuda::Result<T> r) {
-  SEGLOSS_CHECK(!parts, fn, "parts is not supported on cuda yet");
   cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o.dice, detail::dice_form());
   f.bce_weight = o.bce_weight;
   f.bce_scale = p.bce_scale;
@@ -116,7 +111,13 @@ void run_cuda(const char* fn, const Plan<T>& p, const Tensor<T>& logits, const B
     bw.weight = o.bce.weight.data();
     bw.count = o.bce.weight.numel();
   }
-  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, dice_upstream(o, grad_out), grad, r, bw);
+  double host_parts[2] = {0.0, 0.0};
+  cuda::bce_dice_run<T>(fn, p.dice, p.bce, f, dice_upstream(o, grad_out), grad, r, bw,
+                        parts ? host_parts : nullptr);
+  if (parts) {
+    parts->bce = host_parts[0];
+    parts->dice = host_parts[1];
+  }
 }
 #endif
 
@@ -141,7 +142,6 @@ double value_and_grad(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                       Tensor<T>& grad, const BceDiceOptions<T>& options, BceDiceParts* parts,
                       T* device_value) {
   auto p = plan(fn, logits, target, options);
-  check_cuda_parts(fn, logits, parts);
   prepare_bce_dice_grad(fn, logits, target, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)
@@ -161,7 +161,6 @@ template <class T>
 Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
   auto p = plan("bce_dice", logits, target, options);
-  check_cuda_parts("bce_dice", logits, parts);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda)  // the value stays on the device: no wait
     return detail::cuda_scalar<T>([&](cuda::Result<T> r) {

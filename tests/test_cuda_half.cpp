@@ -83,9 +83,12 @@ void binary_parity() {
   check_half(bce_dice(x, t, bd), bce_dice(xd, td, bdd), "bce_dice forward");
   check_half(bce_dice_backward(x, t, go, bd), bce_dice_backward(xd, td, god, bdd),
              "bce_dice backward");
-  a = bce_dice_value_and_grad(x, t, bd);
-  b = bce_dice_value_and_grad(xd, td, bdd);
+  BceDiceParts pa, pb;
+  a = bce_dice_value_and_grad(x, t, bd, &pa);
+  b = bce_dice_value_and_grad(xd, td, bdd, &pb);  // parts on CUDA since session 10
   testing::check_parity(a.value, b.value, 1e-5, "bce_dice value");
+  testing::check_parity(pa.bce, pb.bce, 1e-5, "bce_dice parts.bce");
+  testing::check_parity(pa.dice, pb.dice, 1e-5, "bce_dice parts.dice");
   check_half(a.grad, b.grad, "bce_dice value_and_grad");
 }
 

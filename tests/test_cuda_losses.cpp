@@ -480,6 +480,91 @@ TEST_CASE("cuda bce_dice: CPU parity with both terms' options (float and double)
   bce_dice_all<double>();
 }
 
+// bce_dice's parts (the BCE and Dice terms) from each fused form on CUDA against the CPU's, and
+// the value they make: the finalize kernel writes them next to the value (the call header's
+// kParts slot), and asking for them waits, in the forms whose value stays on the device too.
+template <class T>
+void bce_dice_parts_all() {
+  const double tol = parity_tol<T>();
+  for (const Shape& s : kShapes)
+    for (int k = 0; k < 6; ++k) {
+      CAPTURE(s);
+      CAPTURE(k);
+      BceDiceOptions<T> o;
+      o.bce = bce_case<T>(k, s, Reduction::mean);
+      o.dice = overlap_case<SoftDiceOptions<T>>(k * 5, s, Reduction::mean);
+      o.bce_weight = k == 3 ? 0.7 : 1.0;
+      o.dice_weight = k == 3 ? 1.3 : 2.0;
+      if (k == 4) o.bce.mean_over = BceMeanOver::weight_sum;  // 1/W reduced on the device
+      if (k == 4 && !o.bce.weight.defined()) o.bce.weight = uniform<T>(s, 43, 0.1, 2.0);
+      BceDiceOptions<T> og = o;
+      og.bce = on_gpu(o.bce);
+      const auto x = randn<T>(s, 60 + k, 3.0);
+      const auto z = k == 5 ? uniform<T>(s, 70, 0, 1) : mask<T>(s, 70 + k);
+      const auto xd = gpu(x), zd = gpu(z);
+      Tensor<T> g;
+      BceDiceParts want;
+      const double v = bce_dice_value_and_grad(x, z, g, o, &want);
+      // The parts differ from each other and from the value: a swap or a copy of the value fails.
+      REQUIRE(std::abs(want.bce - want.dice) > 1e-3);
+      const auto check = [&](const BceDiceParts& got, const char* form) {
+        CAPTURE(form);
+        check_parity(want.bce, got.bce, tol, "parts.bce");
+        check_parity(want.dice, got.dice, tol, "parts.dice");
+      };
+      BceDiceParts a, b, c, d;
+      const Tensor<T> f = bce_dice(xd, zd, og, &a);
+      CHECK(f.device() == Device::cuda);
+      check(a, "forward");
+      check_parity(v, static_cast<double>(f.to(Device::cpu)[0]), tol, "forward value");
+      Tensor<T> gd;
+      const double vd = bce_dice_value_and_grad(xd, zd, gd, og, &b);
+      check(b, "value_and_grad");
+      // The value is made from the parts the call returns (one rounding step apart at most).
+      check_parity(vd, o.bce_weight * b.bce + o.dice_weight * b.dice, 1e-15, "value from parts");
+      check_parity(g, gd, tol, "grad");
+      Tensor<T> gd2, value;
+      bce_dice_value_and_grad(xd, zd, gd2, value, og, &c);
+      CHECK(value.device() == Device::cuda);
+      check(c, "device value");
+      CHECK(c.bce == b.bce);
+      CHECK(c.dice == b.dice);
+      CHECK(same_bits(gd, gd2));
+      const ValueAndGrad<T> r = bce_dice_value_and_grad(xd, zd, og, &d);
+      check(d, "ValueAndGrad");
+      CHECK(r.value == vd);
+    }
+}
+
+TEST_CASE("cuda bce_dice: parts from every fused form match the CPU (float and double)") {
+  SEGLOSS_REQUIRE_GPU();
+  bce_dice_parts_all<float>();
+  bce_dice_parts_all<double>();
+}
+
+TEST_CASE("cuda bce_dice: a bad Dice class weight gives NaN parts, or raises with a host value") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 9, 8};
+  const auto xd = gpu(randn<float>(s, 61, 2.0)), zd = gpu(mask<float>(s, 62));
+  BceDiceOptions<float> o;
+  o.dice.class_weight = gpu(Tensor<float>::full({3}, 1.0f));
+  BceDiceParts p;
+  bce_dice(xd, zd, o, &p);
+  CHECK(std::isfinite(p.bce));
+  CHECK(std::isfinite(p.dice));
+  std::vector<float> w = {1.0f, -1.0f, 1.0f};
+  o.dice.class_weight = gpu(Tensor<float>::view(w.data(), {3}));
+  const Tensor<float> f = bce_dice(xd, zd, o, &p);
+  CHECK(std::isnan(p.bce));
+  CHECK(std::isnan(p.dice));
+  CHECK(std::isnan(f.to(Device::cpu)[0]));
+  Tensor<float> g;
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, zd, g, o, &p),
+                       "bce_dice_value_and_grad: options.dice.class_weight holds a negative or "
+                       "non-finite value (checked on the device)",
+                       Error);
+}
+
 TEST_CASE("cuda losses: large logits (|x| = 1e4) give the CPU's finite values") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 1, 33, 31};

@@ -83,20 +83,6 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        Error);
 }
 
-TEST_CASE("cuda runtime: options not supported on cuda yet are errors naming them") {
-  if (!cuda::built()) {
-    MESSAGE("skipped: this build has no CUDA backend");
-    return;
-  }
-  // (bce_with_logits' mean_over weight_sum, refused here until session 9, has a CUDA path now:
-  // tests/test_cuda_weight_sum.cpp.) bce_dice's parts of the fused forms are still refused.
-  std::vector<float> buf(2 * 64, 0.f);
-  const auto xd = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
-  BceDiceParts parts;
-  CHECK_THROWS_WITH_AS(bce_dice(xd, xd, BceDiceOptions<float>{}, &parts),
-                       "bce_dice: parts is not supported on cuda yet", Error);
-}
-
 TEST_CASE("cuda runtime: device tensors copy to and from the host") {
   SEGLOSS_REQUIRE_GPU();
   const auto h = randn<double>({3, 2, 5}, 1);

@@ -9,18 +9,19 @@ namespace cuda {
 template <class T>
 void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
                   const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
-                  T* grad, Result<T> r, const BceWeight<T>& w) {
+                  T* grad, Result<T> r, const BceWeight<T>& w, double* host_parts) {
   overlap_detail::run<T, true>(function, a, bce, f, up, grad, nullptr, r, nullptr, w.weight,
-                               w.count);
+                               w.count, host_parts);
 }
 
 template void bce_dice_run<float>(const char*, const cpu::OverlapArgs<float>&,
                                   const cpu::BceWithLogitsArgs<float>&, const OverlapForm&,
-                                  Upstream<float>, float*, Result<float>, const BceWeight<float>&);
+                                  Upstream<float>, float*, Result<float>, const BceWeight<float>&,
+                                  double*);
 template void bce_dice_run<double>(const char*, const cpu::OverlapArgs<double>&,
                                    const cpu::BceWithLogitsArgs<double>&, const OverlapForm&,
                                    Upstream<double>, double*, Result<double>,
-                                   const BceWeight<double>&);
+                                   const BceWeight<double>&, double*);
 
 template <class T>
 void bce_dice_statistics_run(const char* function, const cpu::OverlapArgs<T>& a,

@@ -39,6 +39,9 @@ struct OverlapForm {
   // bce_dice with mean_over weight_sum: a device double (1/W, 0 when W = 0, weight_sum.cuh)
   // that multiplies bce_scale in the finalize kernel; set by bce_dice_run, null otherwise.
   const double* bce_scale_by = nullptr;
+  // bce_dice: where the finalize kernel writes the two terms' values (BCE, then Dice; two device
+  // doubles, the call header's kParts slot); set by bce_dice_run, null otherwise.
+  double* parts = nullptr;
   // The split's finalize (overlap_finalize_run) with per_image false: the sums are one image of
   // the batch's reduced channel sums (images = 1), and the coefficients go to every plane of the
   // shard's coef_images images. 0: images.
@@ -87,7 +90,7 @@ struct BceWeight {
 template <class T>
 void bce_dice_run(const char* function, const cpu::OverlapArgs<T>& a,
                   const cpu::BceWithLogitsArgs<T>& bce, const OverlapForm& f, Upstream<T> up,
-                  T* grad, Result<T> r, const BceWeight<T>& w = {});
+                  T* grad, Result<T> r, const BceWeight<T>& w = {}, double* host_parts = nullptr);
 
 // ---- the statistics / finalize split (losses/overlap.cpp, losses/bce_dice.cpp) ----
 

@@ -272,6 +272,7 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
     for (int64_t j = 0; scores && j < count; ++j) scores[j] = static_cast<T>(NAN);
     *value = NAN;
     if (bce_scale) *bce_scale = NAN;
+    if (f.parts) f.parts[0] = f.parts[1] = NAN;
     counts[0] = counts[1] = 0.0;
     return;
   }
@@ -339,6 +340,10 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
     const double bce = bs == 0.0 ? 0.0 : bce_sum * bs;
     *value = f.bce_weight * bce + f.dice_weight * dice;
     *bce_scale = g0 * f.bce_weight * bs;
+    if (f.parts) {
+      f.parts[0] = bce;
+      f.parts[1] = dice;
+    }
   } else {
     *value = dice;
   }
@@ -372,15 +377,18 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
 
 // The whole call: the passes, then the value where r asks for it. bce_weight (bce_dice's BCE
 // weight, bce_weight_count values on the device): the BCE term's mean over the weight sum, W
-// reduced first (weight_sum.cuh) and its 1/W read by the finalize kernel.
+// reduced first (weight_sum.cuh) and its 1/W read by the finalize kernel. host_parts (bce_dice's
+// parts, two host doubles: BCE, Dice): copied back from the header's kParts slot, which waits
+// for the stream (once, with the host value when r asks for one too).
 template <class T, bool kBce>
 void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
          OverlapForm f, Upstream<T> up, T* grad, T* scores, Result<T> r,
          OverlapCounts* counts = nullptr, const T* bce_weight = nullptr,
-         int64_t bce_weight_count = 0) {
+         int64_t bce_weight_count = 0, double* host_parts = nullptr) {
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, kBce ? 4 : 3);
   Call call(function, l.total);
+  if (kBce && host_parts) f.parts = call.at<double>(header::kParts);
   if (kBce && bce_weight)
     f.bce_scale_by = weight_sum_scale(call, g, l.partials, bce_weight, bce_weight_count,
                                       a.planes * a.plane_size);
@@ -400,6 +408,12 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
     counts->kept = static_cast<int64_t>(c[0]);
     counts->skipped = static_cast<int64_t>(c[1]);
+  }
+  if (host_parts) {  // copied back before the value's wait (host_value), or with its own wait
+    check(cudaMemcpyAsync(host_parts, f.parts, 2 * sizeof(double), cudaMemcpyDeviceToHost,
+                          call.stream()),
+          function, "cudaMemcpyAsync of the parts");
+    if (!r.host) check(cudaStreamSynchronize(call.stream()), function, "cudaStreamSynchronize");
   }
   if (r.host) *r.host = call.host_value(bad_class_weight_message(kBce));
 }

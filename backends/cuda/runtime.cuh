@@ -123,18 +123,19 @@ constexpr size_t kFirstBad = 24;   // unsigned long long: ~(the first bad label'
 constexpr size_t kCounts = 32;     // two doubles: the overlap finalize's scores kept and skipped
 constexpr size_t kWeightSum = 48;  // double: bce mean_over weight_sum's divisor W (weight_sum.cuh)
 constexpr size_t kWeightScale = 56;  // double: its factor 1/W, 0 when W = 0 (weight_sum.cuh)
-constexpr size_t kEnd = 64;
+constexpr size_t kParts = 64;        // two doubles: bce_dice's BCE and Dice terms (its parts)
+constexpr size_t kEnd = 80;
 static_assert(kFlag >= kValue + sizeof(double) && kBceScale >= kFlag + sizeof(int) &&
                   kFirstBad >= kBceScale + sizeof(double) &&
                   kCounts >= kFirstBad + sizeof(unsigned long long) &&
                   kWeightSum >= kCounts + 2 * sizeof(double) &&
                   kWeightScale >= kWeightSum + sizeof(double) &&
-                  kEnd >= kWeightScale + sizeof(double),
+                  kParts >= kWeightScale + sizeof(double) && kEnd >= kParts + 2 * sizeof(double),
               "the header's slots overlap");
 static_assert(kEnd <= detail::kHeaderBytes, "the header's slots exceed the header");
 static_assert(kFirstBad % alignof(unsigned long long) == 0 && kCounts % alignof(double) == 0 &&
                   kBceScale % alignof(double) == 0 && kWeightSum % alignof(double) == 0 &&
-                  kWeightScale % alignof(double) == 0,
+                  kWeightScale % alignof(double) == 0 && kParts % alignof(double) == 0,
               "a header slot is misaligned");
 }  // namespace header
 
