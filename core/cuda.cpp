@@ -84,6 +84,19 @@ size_t distance_transform_workspace_size(const Shape& mask) {
   return detail::distance_layout(planes, plane_size).total + detail::kAlign;
 }
 
+size_t surface_distance_workspace_size(const Shape& masks) {
+  const int64_t planes = masks.rank() >= 2 ? masks[0] * masks[1] : 1;
+  const int64_t plane_size = masks.rank() >= 2 ? masks.numel_from(2) : masks.numel();
+  return detail::surface_layout(planes, plane_size).total + detail::kAlign;
+}
+
+size_t surface_distance_labels_workspace_size(const Shape& labels, int64_t classes) {
+  const int64_t images = labels.rank() >= 1 ? labels[0] : 1;
+  const int64_t plane_size = labels.rank() >= 1 ? labels.numel_from(1) : 1;
+  const int64_t k = std::max<int64_t>(classes, 0);
+  return detail::surface_layout(images * k, plane_size, k).total + detail::kAlign;
+}
+
 size_t lovasz_workspace_size(const Shape& input) {
   const int64_t numel = input.numel();
   const int64_t images = input.rank() >= 1 ? input[0] : 1;

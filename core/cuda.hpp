@@ -99,6 +99,15 @@ size_t lovasz_workspace_size(const Shape& input);
 // for a distance_transform call must hold this much.
 size_t distance_transform_workspace_size(const Shape& mask);
 
+// The workspace (bytes) of surface_distance on CUDA masks of shape (N, C, spatial...), and of
+// surface_distance_labels on CUDA label maps of shape (N, spatial...) scoring `classes` classes:
+// a byte per element of every (image, class) pair and about 41 bytes per element of one pair
+// (its borders, squared distances and the envelope's scratch, reused pair after pair), plus the
+// header. workspace_size() does not include them: a WorkspaceScope for these metrics must hold
+// this much.
+size_t surface_distance_workspace_size(const Shape& masks);
+size_t surface_distance_labels_workspace_size(const Shape& labels, int64_t classes);
+
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
 // call). It stays constant once the calls of a training step have all run once.
 size_t pool_bytes();

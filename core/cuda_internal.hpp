@@ -130,6 +130,33 @@ inline DistanceLayout distance_layout(int64_t planes, int64_t plane_size) {
   return l;
 }
 
+// surface_distance and surface_distance_labels (backends/cuda/distance_transform.cu): [header |
+// meta: the first bad value, the two border counts | boxes: 6 int64 per pair | masks: a byte per
+// element of every pair (two bits: pred, truth) | one pair's scratch, reused pair after pair:
+// border flags (a byte per element), squared distances, the envelope's line copies (a double
+// each), v (an int64 each), z (two doubles each) | the labels form's classes (an int64 each)].
+// class_count: the labels form's classes, 0 for the masks form.
+struct SurfaceLayout {
+  size_t meta = 0, box = 0, masks = 0, borders = 0, squared = 0, in = 0, v = 0, z = 0, classes = 0,
+         total = 0;
+};
+
+inline SurfaceLayout surface_layout(int64_t planes, int64_t plane_size, int64_t class_count = 0) {
+  SurfaceLayout l;
+  const auto s = static_cast<size_t>(plane_size);
+  l.meta = kHeaderBytes;
+  l.box = l.meta + kAlign;
+  l.masks = l.box + align_up(static_cast<size_t>(planes) * 6 * 8);
+  l.borders = l.masks + align_up(static_cast<size_t>(planes) * s);
+  l.squared = l.borders + align_up(s);
+  l.in = l.squared + align_up(8 * s);
+  l.v = l.in + align_up(8 * s);
+  l.z = l.v + align_up(8 * s);
+  l.classes = l.z + align_up(8 * 2 * s);  // z: n + 1 per line of n, at most 2 per sample
+  l.total = l.classes + align_up(8 * static_cast<size_t>(class_count));
+  return l;
+}
+
 // The Lovász losses (backends/cuda/lovasz.cu): one sort per segment (a problem, or a problem and
 // class), all segments in flight at once, so the workspace grows with the input: [header |
 // losses: two doubles per segment (the segments' losses, then lovasz_softmax's problems') | counts:

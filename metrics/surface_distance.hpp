@@ -83,7 +83,10 @@
 // exactly (backends/cuda/distance_transform.cu, docs/cuda.md). The call waits for its stream
 // (the result is on the host). surface_distance_labels takes CUDA label maps (both on the
 // device) the same way: the masks of each (image, class) are built on the device with the CPU's
-// rule, the rest is the masks form's; the CPU's result exactly, the call waits.
+// rule, the rest is the masks form's; the CPU's result exactly, the call waits. Their device
+// workspace grows with the input: a caller's WorkspaceScope must hold
+// cuda::surface_distance_workspace_size(masks shape) or
+// cuda::surface_distance_labels_workspace_size(labels shape, classes.size()) (core/cuda.hpp).
 //
 // Errors (segloss::Error): undefined inputs, shapes that differ, ranks outside 3..5 (masks) or
 // 2..4 (labels), a zero extent, masks (or label maps) on different devices,

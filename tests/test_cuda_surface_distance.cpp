@@ -7,6 +7,7 @@
 // empty policies; 10 runs; mixed devices and the CPU's messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -304,4 +305,44 @@ TEST_CASE("cuda surface_distance_labels: errors") {
       [&] {
         surface_distance_labels(unread_cuda_view<int32_t>({2, 6, 4}), td, {1});
       });
+}
+
+TEST_CASE("cuda surface_distance: a caller's workspace of the size queries, both forms") {
+  SEGLOSS_REQUIRE_GPU();
+  // The masks form: (N, C, D, H, W); the labels form: (N, D, H, W) with 3 classes.
+  const Shape s{2, 2, 9, 8, 7};
+  const auto p = blobs<float>(s, 13, 0.3, true), t = blobs<float>(s, 14, 0.3, false);
+  const Shape ls{2, 9, 8, 7};
+  const auto lp = blob_labels<int32_t>(ls, 91, 0.0, -100);
+  const auto lt = blob_labels<int64_t>(ls, 92, 0.05, -100);
+  const std::vector<int64_t> classes = {1, 2, 3};
+  const size_t bytes = cuda::surface_distance_workspace_size(s);
+  const size_t label_bytes = cuda::surface_distance_labels_workspace_size(ls, 3);
+  // A byte per element of every pair, and the scratch of one pair (41 bytes per element).
+  CHECK(bytes >= static_cast<size_t>(s.numel()) + 41 * static_cast<size_t>(s.numel() / 4));
+  CHECK(label_bytes >= 3 * static_cast<size_t>(ls.numel()) + 41 * static_cast<size_t>(9 * 8 * 7));
+  const SurfaceDistanceResult want = surface_distance(p, t);
+  const SurfaceDistanceResult want_labels = surface_distance_labels(lp, lt, classes);
+  const auto pd = gpu(p), td = gpu(t);
+  const auto lpd = gpu(lp);
+  const auto ltd = gpu(lt);
+  const size_t most = std::max(bytes, label_bytes);
+  auto ws =
+      Tensor<double>::empty(Shape{static_cast<int64_t>(most / sizeof(double) + 1)}, Device::cuda);
+  {
+    cuda::WorkspaceScope scope(ws.data(), bytes);
+    check_same(want, surface_distance(pd, td));
+    cuda::WorkspaceScope small(ws.data(), bytes - 300);
+    CHECK_THROWS_WITH_AS(surface_distance(pd, td),
+                         doctest::Contains("surface_distance: the caller's workspace holds"),
+                         Error);
+  }
+  {
+    cuda::WorkspaceScope scope(ws.data(), label_bytes);
+    check_same(want_labels, surface_distance_labels(lpd, ltd, classes));
+    cuda::WorkspaceScope small(ws.data(), label_bytes - 300);
+    CHECK_THROWS_WITH_AS(surface_distance_labels(lpd, ltd, classes),
+                         doctest::Contains("surface_distance_labels: the caller's workspace holds"),
+                         Error);
+  }
 }

@@ -200,30 +200,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Where the regions of one call's workspace start.
-struct SurfaceLayout {
-  size_t meta = 0, box = 0, masks = 0, borders = 0, squared = 0, in = 0, v = 0, z = 0, classes = 0,
-         total = 0;
-};
-
-// class_count: the labels form's classes (int64 each), 0 for the masks form.
-SurfaceLayout surface_layout(int64_t planes, int64_t plane_size, int64_t class_count = 0) {
-  using detail::align_up;
-  SurfaceLayout l;
-  const auto s = static_cast<size_t>(plane_size);
-  l.meta = detail::kHeaderBytes;  // first_bad, the two border counts
-  l.box = l.meta + detail::kAlign;
-  l.masks = l.box + align_up(static_cast<size_t>(planes) * 6 * 8);
-  l.borders = l.masks + align_up(static_cast<size_t>(planes) * s);
-  l.squared = l.borders + align_up(s);
-  l.in = l.squared + align_up(8 * s);
-  l.v = l.in + align_up(8 * s);
-  l.z = l.v + align_up(8 * s);
-  l.classes = l.z + align_up(8 * 2 * s);  // z: n + 1 per line of n, at most 2 per sample
-  l.total = l.classes + align_up(8 * static_cast<size_t>(class_count));
-  return l;
-}
-
 // The CPU's squared_distance_transform(flags, bit, g, out) on the device, enqueued on the call's
 // stream (no wait): the two-sweep pass along the first axis longer than one voxel, then the
 // envelopes along the later ones, as the CPU orders them. in, v, z: the envelope's scratch,
@@ -269,7 +245,7 @@ __global__ void __launch_bounds__(kThreads) sqrt_kernel(double* d, int64_t numel
 }
 
 // The box region of l: planes * 3 lows set to ~0, then planes * 3 highs set to 0.
-void clear_boxes(const Call& call, const SurfaceLayout& l, int64_t planes) {
+void clear_boxes(const Call& call, const detail::SurfaceLayout& l, int64_t planes) {
   const size_t box_bytes = static_cast<size_t>(planes) * 6 * 8;
   auto* box = call.at<unsigned long long>(l.box);
   check(cudaMemsetAsync(box, 0xff, box_bytes / 2, call.stream()), call.function(),
@@ -281,7 +257,7 @@ void clear_boxes(const Call& call, const SurfaceLayout& l, int64_t planes) {
 // After the first pass (the masks and the boxes of every plane in the workspace, the boxes also
 // in `boxes` on the host): pairs[p] for every plane p, in plane order (the borders and both
 // EDTs on the device, the gather on the host).
-void pairs_from_masks(const Call& call, const SurfaceLayout& l, int64_t planes,
+void pairs_from_masks(const Call& call, const detail::SurfaceLayout& l, int64_t planes,
                       const cpu::EdtGrid& grid, int axes,
                       const std::vector<unsigned long long>& boxes,
                       std::vector<SurfacePair>& pairs) {
@@ -358,7 +334,7 @@ SurfaceBadValue surface_pairs(const char* function, const T* pred, const T* targ
                               const cpu::EdtGrid& grid, int axes, std::vector<SurfacePair>& pairs) {
   const int64_t h = grid.extent[1], w = grid.extent[2];
   const int64_t size = grid.size(), numel = planes * size;
-  const SurfaceLayout l = surface_layout(planes, size);
+  const detail::SurfaceLayout l = detail::surface_layout(planes, size);
   Call call(function, l.total);
   const cudaStream_t s = call.stream();
   auto* first_bad = call.at<unsigned long long>(l.meta);
@@ -403,7 +379,7 @@ void surface_label_pairs(const char* function, const P* pred, const L* truth, in
   const auto k_count = static_cast<int64_t>(classes.size());
   const int64_t planes = images * k_count;
   const int64_t size = grid.size(), numel = planes * size;
-  const SurfaceLayout l = surface_layout(planes, size, k_count);
+  const detail::SurfaceLayout l = detail::surface_layout(planes, size, k_count);
   Call call(function, l.total);
   const cudaStream_t s = call.stream();
   auto* box = call.at<unsigned long long>(l.box);

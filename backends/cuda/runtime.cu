@@ -125,7 +125,8 @@ Call::Call(const char* function, size_t bytes) : function_(function), stream_(th
         ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
     SEGLOSS_CHECK(usable >= bytes, function, "the caller's workspace holds ", ts.workspace_bytes,
                   " bytes but this call needs ", bytes + detail::kAlign,
-                  " (cuda::workspace_size gives it)");
+                  " (core/cuda.hpp: cuda::workspace_size, or the size query of this "
+                  "function's own workspace)");
     base_ = reinterpret_cast<char*>(aligned);
   } else {
     int device = 0;
