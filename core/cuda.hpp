@@ -109,7 +109,9 @@ size_t surface_distance_workspace_size(const Shape& masks);
 size_t surface_distance_labels_workspace_size(const Shape& labels, int64_t classes);
 
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
-// call). It stays constant once the calls of a training step have all run once.
+// call), with the 16-bit path's scratch buffers (one per device and stream, for the float copies
+// of losses/half_logits.hpp). It stays constant once the calls of a training step have all run
+// once.
 size_t pool_bytes();
 
 // Frees the pool's buffers (after synchronizing their streams). Later calls allocate again.

@@ -2,8 +2,13 @@
 // (losses/half_logits.hpp has the contract).
 #include "half_logits.hpp"
 
+#include <optional>
+
 #include "../core/checks.hpp"
 #include "internal/half_convert.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/scratch.hpp"
+#endif
 
 namespace segloss {
 
@@ -32,20 +37,86 @@ void round_into(const Tensor<float>& src, const Tensor<H>& dst, const char* fn) 
   detail::convert_elements(dst.data(), src.data(), src.numel(), src.device(), fn);
 }
 
-// The options with their tensors widened to float.
+constexpr size_t kCopyAlign = 256;
+size_t copy_bytes(int64_t elements) {
+  return (static_cast<size_t>(elements) * sizeof(float) + kCopyAlign - 1) / kCopyAlign * kCopyAlign;
+}
+template <class U>
+size_t copy_bytes(const Tensor<U>& t) {
+  return t.defined() ? copy_bytes(t.numel()) : 0;
+}
+
+// Where one call's float tensors live (the widened inputs, and the float gradient and value of
+// the into-buffer forms): new tensors on the CPU; on CUDA, views into one lease of the current
+// stream's cached scratch buffer (backends/cuda/scratch.hpp), so that after the first call of
+// the largest size the 16-bit path allocates nothing and nothing waits for a cudaFree. `bytes`:
+// the sum of copy_bytes of every tensor the call takes. The lease lasts as long as this object:
+// the float loss and the rounding run inside it, and a later call on the stream reuses the
+// buffer after them (stream order).
+class FloatCopies {
+ public:
+  FloatCopies(const char* fn, Device device, size_t bytes) : fn_(fn), device_(device) {
+#if defined(SEGLOSS_WITH_CUDA)
+    if (device == Device::cuda && bytes > 0) {
+      lease_.emplace(fn, bytes);
+      bytes_ = bytes;
+    }
+#else
+    (void)bytes;
+#endif
+  }
+
+  // An uninitialized float tensor of shape s.
+  Tensor<float> take(const Shape& s) {
+#if defined(SEGLOSS_WITH_CUDA)
+    if (device_ == Device::cuda) {
+      const size_t need = copy_bytes(s.numel());
+      SEGLOSS_CHECK(used_ + need <= bytes_, fn_, "internal: the 16-bit path's scratch holds ",
+                    bytes_, " bytes, but its copies need more");
+      auto* p = reinterpret_cast<float*>(lease_->data() + used_);
+      used_ += need;
+      return Tensor<float>::view(p, s, Device::cuda);
+    }
+#endif
+    return Tensor<float>::empty(s, device_);
+  }
+
+  // t widened to float (exact); undefined stays undefined.
+  template <class H>
+  Tensor<float> widen(const Tensor<H>& t) {
+    if (!t.defined()) return Tensor<float>();
+    Tensor<float> out = take(t.shape());
+    detail::convert_elements(out.data(), t.data(), t.numel(), t.device(), "to_float");
+    return out;
+  }
+
+ private:
+  const char* fn_;
+  Device device_;
+#if defined(SEGLOSS_WITH_CUDA)
+  std::optional<cuda::detail::ScratchLease> lease_;
+  size_t bytes_ = 0, used_ = 0;
+#endif
+};
+
+// The options with their tensors widened to float, and the bytes of those copies.
 template <class H>
-BceWithLogitsOptions<float> widen(const BceWithLogitsOptions<H>& o) {
+BceWithLogitsOptions<float> widen(const BceWithLogitsOptions<H>& o, FloatCopies& c) {
   BceWithLogitsOptions<float> f;
   f.reduction = o.reduction;
-  f.weight = to_float(o.weight);
-  f.pos_weight = to_float(o.pos_weight);
+  f.weight = c.widen(o.weight);
+  f.pos_weight = c.widen(o.pos_weight);
   f.mean_over = o.mean_over;
   f.label_smoothing = o.label_smoothing;
   return f;
 }
+template <class H>
+size_t options_bytes(const BceWithLogitsOptions<H>& o) {
+  return copy_bytes(o.weight) + copy_bytes(o.pos_weight);
+}
 
 template <class H>
-OverlapOptions<float> widen(const OverlapOptions<H>& o) {
+OverlapOptions<float> widen(const OverlapOptions<H>& o, FloatCopies& c) {
   OverlapOptions<float> f;
   f.reduction = o.reduction;
   f.smooth_nr = o.smooth_nr;
@@ -53,9 +124,9 @@ OverlapOptions<float> widen(const OverlapOptions<H>& o) {
   f.per_image = o.per_image;
   f.activation = o.activation;
   f.squared = o.squared;
-  f.weight = to_float(o.weight);
+  f.weight = c.widen(o.weight);
   f.weighting = o.weighting;
-  f.class_weight = to_float(o.class_weight);
+  f.class_weight = c.widen(o.class_weight);
   f.include_background = o.include_background;
   f.empty = o.empty;
   f.gamma = o.gamma;
@@ -63,22 +134,30 @@ OverlapOptions<float> widen(const OverlapOptions<H>& o) {
   f.clamp = o.clamp;
   return f;
 }
-
 template <class H>
-BceDiceOptions<float> widen(const BceDiceOptions<H>& o) {
-  BceDiceOptions<float> f;
-  f.bce_weight = o.bce_weight;
-  f.dice_weight = o.dice_weight;
-  f.bce = widen(o.bce);
-  f.dice = widen(o.dice);
-  return f;
+size_t options_bytes(const OverlapOptions<H>& o) {
+  return copy_bytes(o.weight) + copy_bytes(o.class_weight);
 }
 
 template <class H>
-CrossEntropyOptions<float> widen(const CrossEntropyOptions<H>& o) {
+BceDiceOptions<float> widen(const BceDiceOptions<H>& o, FloatCopies& c) {
+  BceDiceOptions<float> f;
+  f.bce_weight = o.bce_weight;
+  f.dice_weight = o.dice_weight;
+  f.bce = widen(o.bce, c);
+  f.dice = widen(o.dice, c);
+  return f;
+}
+template <class H>
+size_t options_bytes(const BceDiceOptions<H>& o) {
+  return options_bytes(o.bce) + options_bytes(o.dice);
+}
+
+template <class H>
+CrossEntropyOptions<float> widen(const CrossEntropyOptions<H>& o, FloatCopies& c) {
   CrossEntropyOptions<float> f;
   f.reduction = o.reduction;
-  f.weight = to_float(o.weight);
+  f.weight = c.widen(o.weight);
   f.ignore_index = o.ignore_index;
   f.label_smoothing = o.label_smoothing;
   f.ignore_negative = o.ignore_negative;
@@ -86,30 +165,49 @@ CrossEntropyOptions<float> widen(const CrossEntropyOptions<H>& o) {
   f.all_ignored = o.all_ignored;
   return f;
 }
+template <class H>
+size_t options_bytes(const CrossEntropyOptions<H>& o) {
+  return copy_bytes(o.weight);
+}
 
 // A target of the logits' 16-bit type is widened; labels pass through unchanged.
 template <class U>
-decltype(auto) widen_target(const Tensor<U>& t) {
+decltype(auto) widen_target(const Tensor<U>& t, FloatCopies& c) {
   if constexpr (kHalf<U>)
-    return to_float(t);
+    return c.widen(t);
   else
     return t;
+}
+template <class U>
+size_t target_bytes(const Tensor<U>& t) {
+  if constexpr (kHalf<U>)
+    return copy_bytes(t);
+  else
+    return 0;
+}
+
+// The bytes of the copies of logits, target and options.
+template <class H, class U, class O>
+size_t input_bytes(const Tensor<H>& logits, const Tensor<U>& target, const O& options) {
+  return copy_bytes(logits) + target_bytes(target) + options_bytes(options);
 }
 
 // The entry points on 16-bit logits: `float_loss` (the float loss's call of the same form, as a
 // generic lambda) on the widened inputs, its results rounded into 16 bits. `fn` names the call
 // in the errors of a gradient or value buffer.
 template <class H, class U, class O, class F>
-Tensor<H> half_forward(const Tensor<H>& logits, const Tensor<U>& target, const O& options,
-                       F&& float_loss) {
-  return to_half<H>(float_loss(to_float(logits), widen_target(target), widen(options)));
+Tensor<H> half_forward(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
+                       const O& options, F&& float_loss) {
+  FloatCopies c(fn, logits.device(), input_bytes(logits, target, options));
+  return to_half<H>(float_loss(c.widen(logits), widen_target(target, c), widen(options, c)));
 }
 
 template <class H, class U, class O, class F>
-Tensor<H> half_backward(const Tensor<H>& logits, const Tensor<U>& target, const Tensor<H>& grad_out,
-                        const O& options, F&& float_loss) {
+Tensor<H> half_backward(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
+                        const Tensor<H>& grad_out, const O& options, F&& float_loss) {
+  FloatCopies c(fn, logits.device(), input_bytes(logits, target, options) + copy_bytes(grad_out));
   return to_half<H>(
-      float_loss(to_float(logits), widen_target(target), to_float(grad_out), widen(options)));
+      float_loss(c.widen(logits), widen_target(target, c), c.widen(grad_out), widen(options, c)));
 }
 
 // The value_and_grad form writing into the caller's `grad` (and returning the double).
@@ -117,8 +215,10 @@ template <class H, class U, class O, class F>
 double value_and_grad_into(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
                            Tensor<H>& grad, const O& options, F&& float_loss) {
   detail::prepare_grad(fn, logits, grad);
-  Tensor<float> g;
-  const double v = float_loss(to_float(logits), widen_target(target), g, widen(options));
+  FloatCopies c(fn, logits.device(), input_bytes(logits, target, options) + copy_bytes(logits));
+  Tensor<float> x = c.widen(logits);
+  Tensor<float> g = c.take(logits.shape());
+  const double v = float_loss(x, widen_target(target, c), g, widen(options, c));
   round_into(g, grad, fn);
   return v;
 }
@@ -129,8 +229,12 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
                           Tensor<H>& grad, Tensor<H>& value, const O& options, F&& float_loss) {
   detail::prepare_grad(fn, logits, grad);
   detail::prepare_value(fn, logits, value);
-  Tensor<float> g, v;
-  float_loss(to_float(logits), widen_target(target), g, v, widen(options));
+  FloatCopies c(fn, logits.device(),
+                input_bytes(logits, target, options) + copy_bytes(logits) + copy_bytes(1));
+  Tensor<float> x = c.widen(logits);
+  Tensor<float> g = c.take(logits.shape());
+  Tensor<float> v = c.take(value.shape());
+  float_loss(x, widen_target(target, c), g, v, widen(options, c));
   round_into(g, grad, fn);
   round_into(v, value, fn);
 }
@@ -147,13 +251,13 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
   Tensor<H> name(const Tensor<H>& logits, const Target& target,                                   \
                  const Options<H>& options EXTRA_PARAM) {                                         \
     return half_forward(                                                                          \
-        logits, target, options,                                                                  \
+        #name, logits, target, options,                                                           \
         [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EXTRA_ARG); });    \
   }                                                                                               \
   template <>                                                                                     \
   Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                        \
                             const Tensor<H>& grad_out, const Options<H>& options) {               \
-    return half_backward(logits, target, grad_out, options,                                       \
+    return half_backward(#name "_backward", logits, target, grad_out, options,                    \
                          [](const auto& x, const auto& t, const auto& go, const auto& o) {        \
                            return name##_backward(x, t, go, o);                                   \
                          });                                                                      \

@@ -23,11 +23,16 @@
 // into float16's subnormals (below 6.1e-5) or to 0 (below 6e-8): use bfloat16, or reduction sum
 // with a scale, when numel is large.
 //
-// Cost: the path allocates float copies of the inputs (and of the gradient) per call, 2 + 4
-// bytes read and written per element more than a fused kernel would: it is for parity, tests
-// and small work. On CUDA the widening and rounding are elementwise kernels on the current
-// stream (backends/cuda/half.cu) and the copies are cudaMalloc'ed per call; a fused half kernel
-// (loading 16 bits in the loss kernels) is not written yet.
+// Cost: the path makes float copies of the inputs (and of the gradient), 2 + 4 bytes read and
+// written per element more than a fused kernel would. On the CPU the copies are allocated per
+// call. On CUDA the widening and rounding are elementwise kernels on the current stream
+// (backends/cuda/half.cu), and since session 10 the copies are views into the stream's cached
+// scratch buffer (backends/cuda/scratch.hpp), so after a warm-up call the forms writing into the
+// caller's grad (and value) allocate nothing and wait for nothing (a CUDA graph can capture
+// them); forward and backward still allocate the tensors they return, as every returned CUDA
+// tensor. A caller's WorkspaceScope does not cover the scratch (cuda::pool_bytes counts it,
+// cuda::release_pool frees it). A fused half kernel (loading 16 bits in the loss kernels) is not
+// written yet.
 //
 // Errors are the float loss's (they name the function; shapes and values as for float), plus a
 // gradient or value buffer of the wrong shape or device. Other losses have no 16-bit

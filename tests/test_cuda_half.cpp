@@ -16,6 +16,10 @@
 #include "cuda_check.hpp"
 #include "helpers.hpp"
 
+#if defined(SEGLOSS_TEST_CUDA)
+#include <cuda_runtime.h>
+#endif
+
 using namespace segloss;
 
 namespace {
@@ -164,3 +168,54 @@ TEST_CASE_TEMPLATE("cuda half: a bad label raises, or makes the device value NaN
   cross_entropy_value_and_grad(xd, yd, g, v);
   CHECK(std::isnan(static_cast<float>(v.to(Device::cpu)[0])));
 }
+
+#if defined(SEGLOSS_TEST_CUDA)
+// The float copies come from the stream's cached scratch buffer (backends/cuda/scratch.hpp):
+// after a warm-up call, the into-buffer forms allocate nothing and wait for nothing, so they can
+// be captured in a CUDA graph (a capture fails on a cudaMalloc, a cudaFree or a wait); the
+// graph's replay gives the eager call's bits.
+TEST_CASE_TEMPLATE(
+    "cuda half: after warm-up the into-buffer forms allocate nothing (graph capture)", H, float16,
+    bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  const Shape shape{2, 3, 12, 11};
+  const auto xd = dev(half_randn<H>(shape, 21, 2.0));
+  const auto td = dev(to_half<H>(testing::mask<float>(shape, 22)));
+  const auto yd = testing::gpu(testing::labels<int64_t>(shape.without(1), 3, 23));
+  BceDiceOptions<H> bo;  // a per-pixel BCE weight and a Dice class weight: more copies
+  bo.bce.weight = dev(to_half<H>(testing::uniform<float>(Shape{2, 1, 12, 11}, 24, 0.5, 1.5)));
+  bo.dice.class_weight = dev(to_half<H>(testing::uniform<float>(Shape{3}, 25, 0.5, 1.5)));
+  Tensor<H> g = Tensor<H>::empty(shape, Device::cuda), v = Tensor<H>::empty({}, Device::cuda);
+  Tensor<H> cg = Tensor<H>::empty(shape, Device::cuda), cv = Tensor<H>::empty({}, Device::cuda);
+  {
+    cuda::StreamScope scope(s);
+    bce_dice_value_and_grad(xd, td, g, v, bo);  // warms the workspace and the scratch of s
+    cross_entropy_value_and_grad(xd, yd, cg, cv);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    const auto want_g = g.to(Device::cpu), want_v = v.to(Device::cpu);
+    const auto want_cg = cg.to(Device::cpu), want_cv = cv.to(Device::cpu);
+    const size_t warm = cuda::pool_bytes();
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    bce_dice_value_and_grad(xd, td, g, v, bo);
+    cross_entropy_value_and_grad(xd, yd, cg, cv);
+    cudaGraph_t graph = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+    g.copy_from(Tensor<H>::zeros(shape));
+    cg.copy_from(Tensor<H>::zeros(shape));
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(testing::same_bits(want_g, g.to(Device::cpu)));
+    CHECK(testing::same_bits(want_v, v.to(Device::cpu)));
+    CHECK(testing::same_bits(want_cg, cg.to(Device::cpu)));
+    CHECK(testing::same_bits(want_cv, cv.to(Device::cpu)));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    CHECK(cuda::pool_bytes() == warm);
+  }
+  cudaStreamDestroy(s);
+}
+#endif

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "../../core/tensor.hpp"
+#include "scratch.hpp"
 
 namespace segloss {
 namespace cuda {
@@ -35,8 +36,9 @@ bool available() {
 
 namespace {
 
-// The pool: one growing buffer per (device, stream), each with the mutex that serializes the
-// calls enqueueing on it.
+// The pool: one growing buffer per (device, stream) and kind (the calls' workspace, or the
+// scratch of scratch.hpp), each with the mutex that serializes the calls enqueueing on it.
+enum PoolKind : int { kWorkspace = 0, kScratch = 1 };
 struct PoolEntry {
   std::mutex mutex;
   void* data = nullptr;
@@ -50,8 +52,9 @@ struct PoolKey {
   int device;
   cudaStream_t stream;
   std::thread::id thread;
+  int kind;
   bool operator<(const PoolKey& o) const {
-    return std::tie(device, stream, thread) < std::tie(o.device, o.stream, o.thread);
+    return std::tie(device, stream, thread, kind) < std::tie(o.device, o.stream, o.thread, o.kind);
   }
 };
 
@@ -65,14 +68,37 @@ Pool& pool() {
   return *p;
 }
 
-PoolEntry& pool_entry(int device, cudaStream_t s) {
+PoolEntry& pool_entry(int device, cudaStream_t s, int kind) {
   Pool& p = pool();
   std::lock_guard<std::mutex> g(p.mutex);
-  const PoolKey key{device, s,
-                    s == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  const PoolKey key{
+      device, s, s == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id(), kind};
   auto& e = p.entries[key];
   if (!e) e = std::make_unique<PoolEntry>();
   return *e;
+}
+
+// The buffer of this device's entry of `kind` for stream s, grown to `bytes` at least, with its
+// mutex held by `lock` when this returns.
+void* lease(const char* function, cudaStream_t s, int kind, size_t bytes,
+            std::unique_lock<std::mutex>& lock) {
+  int device = 0;
+  check(cudaGetDevice(&device), function, "cudaGetDevice");
+  PoolEntry& e = pool_entry(device, s, kind);
+  lock = std::unique_lock<std::mutex>(e.mutex);
+  if (e.bytes < bytes) {
+    if (e.data) {  // kernels queued earlier on this stream may still read the old buffer
+      check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+      check(cudaFree(e.data), function,
+            kind == kWorkspace ? "cudaFree of the workspace" : "cudaFree of the scratch buffer");
+      e.data = nullptr;
+      e.bytes = 0;
+    }
+    check(cudaMalloc(&e.data, bytes), function,
+          kind == kWorkspace ? "cudaMalloc of the workspace" : "cudaMalloc of the scratch buffer");
+    e.bytes = bytes;
+  }
+  return e.data;
 }
 
 __global__ void combine_kernel(const double* partials, int64_t parts, int k, double* out) {
@@ -129,21 +155,7 @@ Call::Call(const char* function, size_t bytes) : function_(function), stream_(th
                   "function's own workspace)");
     base_ = reinterpret_cast<char*>(aligned);
   } else {
-    int device = 0;
-    check(cudaGetDevice(&device), function, "cudaGetDevice");
-    PoolEntry& e = pool_entry(device, stream_);
-    lock_ = std::unique_lock<std::mutex>(e.mutex);
-    if (e.bytes < bytes) {
-      if (e.data) {  // kernels queued earlier on this stream may still read the old buffer
-        check(cudaStreamSynchronize(stream_), function, "cudaStreamSynchronize");
-        check(cudaFree(e.data), function, "cudaFree of the workspace");
-        e.data = nullptr;
-        e.bytes = 0;
-      }
-      check(cudaMalloc(&e.data, bytes), function, "cudaMalloc of the workspace");
-      e.bytes = bytes;
-    }
-    base_ = static_cast<char*>(e.data);
+    base_ = static_cast<char*>(lease(function, stream_, kWorkspace, bytes, lock_));
   }
   check(cudaMemsetAsync(base_, 0, detail::kHeaderBytes, stream_), function, "cudaMemsetAsync");
 }
@@ -163,6 +175,14 @@ double Call::host_value(const char* flag_message) {
   SEGLOSS_CHECK(header.flag == 0, function_, flag_message);
   return header.value;
 }
+
+namespace detail {
+
+ScratchLease::ScratchLease(const char* function, size_t bytes) {
+  data_ = static_cast<char*>(lease(function, thread_stream(), kScratch, bytes, lock_));
+}
+
+}  // namespace detail
 
 void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
              double* out) {

@@ -1,0 +1,36 @@
+// A lease on the current stream's cached scratch buffer (not installed; no CUDA header, so host
+// code such as losses/half_logits.cpp can include it). The scratch holds a call's temporaries
+// that are not the kernels' workspace: the 16-bit path's float copies. Like the workspace pool
+// (runtime.cu), it is one growing buffer per (device, stream), reused by every later call on that
+// stream, so nothing is allocated after the first call of the largest size, and nothing waits for
+// a cudaFree. The lease holds the entry's mutex: a call on the same stream from another thread
+// waits for the lease to end, and its kernels then follow on the stream, after every kernel that
+// read the buffer. It is a separate buffer from the workspace: the call that runs inside the
+// lease takes its own workspace. Growing the buffer waits for the stream (the kernels of earlier
+// calls may still read it) before freeing it. cuda::pool_bytes() counts it and
+// cuda::release_pool() frees it. A caller's WorkspaceScope does not cover it.
+#pragma once
+
+#include <cstddef>
+#include <mutex>
+
+namespace segloss {
+namespace cuda {
+namespace detail {
+
+class ScratchLease {
+ public:
+  // At least `bytes` bytes (256-byte aligned), on the current stream's scratch buffer.
+  ScratchLease(const char* function, size_t bytes);
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  char* data() const { return data_; }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+  char* data_ = nullptr;
+};
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace segloss
