@@ -1,0 +1,283 @@
+// The tape's group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) and
+// one_hot / valid_mask on CUDA (core/tape.hpp, docs/cuda.md "The tape's group primitives on
+// CUDA"): each against the CPU tape, bit for bit (the same ops in the same order), 10 runs
+// bitwise; then every composed loss of losses/composed.hpp on a CUDA tape against the CPU tape.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cuda_check.hpp"
+#include "helpers.hpp"
+
+using namespace segloss;
+using namespace segloss::testing;
+using segloss::ad::Tape;
+using segloss::ad::Var;
+
+namespace {
+
+template <class T>
+struct GroupRun {
+  Tensor<T> value, grad;   // the op's output and the leaf's gradient, on the CPU
+  Tensor<int64_t> perm;    // sort_desc's permutation, on the CPU (undefined for the others)
+};
+
+// y = f(leaf) on `device`, then backward from sum(y * w) with a fixed random w, so that every
+// output element sends its own gradient back (the gradient of the sum is w on both devices).
+template <class T, class F>
+GroupRun<T> run_group(const Tensor<T>& x, Device device, F f) {
+  Tape<T> tape;
+  const Var<T> v = tape.leaf(x.to(device));
+  Tensor<int64_t> perm;
+  const Var<T> y = f(v, perm);
+  CHECK(y.value().device() == device);
+  const Tensor<T> w = randn<T>(y.shape(), 77);
+  tape.backward(ad::sum(y * tape.constant(w.to(device))));
+  CHECK(tape.grad(v).device() == device);
+  GroupRun<T> r;
+  r.value = y.value().to(Device::cpu);
+  r.grad = tape.grad(v).to(Device::cpu);
+  if (perm.defined()) {
+    CHECK(perm.device() == device);
+    r.perm = perm.to(Device::cpu);
+  }
+  return r;
+}
+
+// The op on CUDA gives the CPU's bits (value, gradient, permutation); 10 more runs the same.
+template <class T, class F>
+void check_group_op(const char* what, const Tensor<T>& x, F f, bool repeat) {
+  const std::string name = what;
+  INFO(name);
+  const GroupRun<T> cpu = run_group(x, Device::cpu, f);
+  const GroupRun<T> dev = run_group(x, Device::cuda, f);
+  CHECK(same_bits(cpu.value, dev.value));
+  CHECK(same_bits(cpu.grad, dev.grad));
+  if (cpu.perm.defined()) CHECK(same_bits(cpu.perm, dev.perm));
+  if (!repeat) return;
+  for (int run = 0; run < 10; ++run) {
+    const GroupRun<T> again = run_group(x, Device::cuda, f);
+    CHECK(same_bits(again.value, dev.value));
+    CHECK(same_bits(again.grad, dev.grad));
+    if (dev.perm.defined()) CHECK(same_bits(again.perm, dev.perm));
+  }
+}
+
+// Values with many ties: drawn from {-1, -0, +0, 0.5, 2, NaN} (NaN optional), as T.
+template <class T>
+Tensor<T> tied(const Shape& s, uint64_t seed, bool with_nan) {
+  const T pool[] = {T(-1), -T(0), T(0), T(0.5), T(2), std::numeric_limits<T>::quiet_NaN()};
+  Tensor<T> t = Tensor<T>::empty(s);
+  uint64_t state = seed;
+  for (auto& v : t) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    v = pool[(state >> 33) % (with_nan ? 6 : 5)];
+  }
+  return t;
+}
+
+// Offsets over n elements with empty groups (at the start, in the middle, at the end) and
+// groups of 1, of a few, and of more than a block's 256 threads.
+std::vector<int64_t> mixed_offsets(int64_t n) {
+  std::vector<int64_t> off = {0, 0, 1, 1, 4, 4, 300, 301};
+  int64_t at = 301, step = 37;
+  while (at + step < n) {
+    at += step;
+    off.push_back(at);
+    step = step == 37 ? 5 : step == 5 ? 611 : 37;
+  }
+  off.push_back(n);
+  off.push_back(n);
+  return off;
+}
+
+template <class T>
+void check_primitives() {
+  const Shape shape{2, 3, 20, 25};  // 3000 elements: several blocks of the elementwise kernels
+  const int64_t n = shape.numel();
+  const std::vector<int64_t> off = mixed_offsets(n);
+  const std::vector<int64_t> one = {0, n}, each = [&] {
+    std::vector<int64_t> v;  // every element its own group: many groups, many blocks
+    for (int64_t i = 0; i <= 600; ++i) v.push_back(i);
+    v.push_back(n);
+    return v;
+  }();
+  const Tensor<T> x = randn<T>(shape, 5), ties = tied<T>(shape, 6, false),
+                  nans = tied<T>(shape, 7, true);
+  using P = Tensor<int64_t>;
+  for (const auto* o : {&off, &one, &each}) {
+    const std::vector<int64_t>& g = *o;
+    const auto sort = [&g](const Var<T>& v, P& perm) {
+      const ad::Sorted<T> s = ad::sort_desc(v, g);
+      perm = s.perm;
+      return s.values;
+    };
+    const bool repeat = o == &off;
+    check_group_op<T>("sort_desc random", x, sort, false);
+    check_group_op<T>("sort_desc ties", ties, sort, repeat);
+    check_group_op<T>("sort_desc ties and NaN", nans, sort, false);
+    check_group_op<T>("cumsum", x, [&g](const Var<T>& v, P&) { return ad::cumsum(v, g); }, false);
+    check_group_op<T>(
+        "adjacent_diff", x, [&g](const Var<T>& v, P&) { return ad::adjacent_diff(v, g); }, false);
+    check_group_op<T>(
+        "segment_sum", x, [&g](const Var<T>& v, P&) { return ad::segment_sum(v, g); }, false);
+  }
+  // sort_desc's order: descending, NaN first, ties (and -0 / +0) in index order.
+  const GroupRun<T> s = run_group(nans, Device::cuda, [&off](const Var<T>& v, P& perm) {
+    const ad::Sorted<T> r = ad::sort_desc(v, off);
+    perm = r.perm;
+    return r.values;
+  });
+  const auto before = [](T a, T b) { return std::isnan(a) ? !std::isnan(b) : !std::isnan(b) && a > b; };
+  int64_t bad_order = 0;
+  for (size_t j = 0; j + 1 < off.size(); ++j)
+    for (int64_t k = off[j]; k + 1 < off[j + 1]; ++k) {
+      const T a = s.value[k], b = s.value[k + 1];
+      if (before(b, a) || (!before(a, b) && s.perm[k] > s.perm[k + 1])) ++bad_order;
+    }
+  CHECK(bad_order == 0);
+  // An empty group sums to 0; the gradient of a group's sum reaches each of its elements.
+  const GroupRun<T> seg =
+      run_group(x, Device::cuda, [&off](const Var<T>& v, P&) { return ad::segment_sum(v, off); });
+  CHECK(seg.value.numel() == static_cast<int64_t>(off.size()) - 1);
+  CHECK(seg.value[0] == T(0));
+  CHECK(seg.value[static_cast<int64_t>(off.size()) - 2] == T(0));
+}
+
+// gather with repeated indices (every element gathered 0 to many times), from a host and from a
+// device index; a per-group broadcast (gather of a segment_sum).
+template <class T>
+void check_gather() {
+  const Tensor<T> x = randn<T>({3, 7, 11}, 9);
+  const int64_t n = x.numel();
+  Tensor<int64_t> index = Tensor<int64_t>::empty(Shape{5, 211});
+  uint64_t state = 3;
+  for (auto& i : index) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    i = static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(n - 20));  // the last 20: none
+  }
+  using P = Tensor<int64_t>;
+  const Tensor<int64_t> on_gpu = index.to(Device::cuda);
+  const GroupRun<T> cpu =
+      run_group(x, Device::cpu, [&](const Var<T>& v, P&) { return ad::gather(v, index); });
+  const GroupRun<T> host =
+      run_group(x, Device::cuda, [&](const Var<T>& v, P&) { return ad::gather(v, index); });
+  const GroupRun<T> dev =
+      run_group(x, Device::cuda, [&](const Var<T>& v, P&) { return ad::gather(v, on_gpu); });
+  CHECK(same_bits(cpu.value, host.value));
+  CHECK(same_bits(cpu.grad, host.grad));
+  CHECK(same_bits(cpu.value, dev.value));
+  CHECK(same_bits(cpu.grad, dev.grad));
+  for (int run = 0; run < 10; ++run) {  // the scatter-add's order is fixed: the same bits
+    const GroupRun<T> again =
+        run_group(x, Device::cuda, [&](const Var<T>& v, P&) { return ad::gather(v, on_gpu); });
+    CHECK(same_bits(again.grad, dev.grad));
+    CHECK(same_bits(again.value, dev.value));
+  }
+  // A per-group value broadcast to the group's elements, then the Lovász chain's gather by the
+  // permutation of a sort (a device index).
+  const std::vector<int64_t> off = {0, 100, 100, 231};
+  std::vector<int64_t> group_of;
+  for (int64_t j = 0; j + 1 < 4; ++j)
+    for (int64_t i = off[j]; i < off[j + 1]; ++i) group_of.push_back(j);
+  const Tensor<int64_t> gi = Tensor<int64_t>::from(group_of, x.shape());
+  const auto chain = [&](const Var<T>& v, P&) {
+    const ad::Sorted<T> s = ad::sort_desc(v, off);
+    return ad::gather(ad::segment_sum(v, off), gi) * ad::gather(ad::cumsum(v, off), s.perm);
+  };
+  check_group_op<T>("segment_sum, gather, sort_desc, cumsum", x, chain, false);
+}
+
+}  // namespace
+
+TEST_CASE("cuda tape group: sort_desc, cumsum, adjacent_diff, segment_sum give the CPU's bits") {
+  SEGLOSS_REQUIRE_GPU();
+  check_primitives<float>();
+  check_primitives<double>();
+}
+
+TEST_CASE("cuda tape group: gather and its scatter-add backward give the CPU's bits") {
+  SEGLOSS_REQUIRE_GPU();
+  check_gather<float>();
+  check_gather<double>();
+}
+
+TEST_CASE("cuda tape group: argument errors are the CPU's, raised before anything runs") {
+  SEGLOSS_REQUIRE_CUDA_BUILD();
+  const auto fake = unread_cuda_view<float>(Shape{2, 3, 4});
+  Tape<float> cpu_tape, tape;
+  const Var<float> c = cpu_tape.leaf(Tensor<float>::zeros(Shape{2, 3, 4}));
+  const Var<float> x = tape.leaf(fake);
+  const auto same_error = [](auto&& on_cpu, auto&& on_cuda) {
+    std::string expected;
+    try {
+      on_cpu();
+    } catch (const Error& e) {
+      expected = e.what();
+    }
+    REQUIRE(!expected.empty());
+    CHECK_THROWS_WITH_AS(on_cuda(), expected.c_str(), Error);
+  };
+  for (const std::vector<int64_t>& off :
+       {std::vector<int64_t>{0, 23}, std::vector<int64_t>{1, 24}, std::vector<int64_t>{0, 9, 5, 24},
+        std::vector<int64_t>{}}) {
+    same_error([&] { ad::sort_desc(c, off); }, [&] { ad::sort_desc(x, off); });
+    same_error([&] { ad::cumsum(c, off); }, [&] { ad::cumsum(x, off); });
+    same_error([&] { ad::adjacent_diff(c, off); }, [&] { ad::adjacent_diff(x, off); });
+    same_error([&] { ad::segment_sum(c, off); }, [&] { ad::segment_sum(x, off); });
+  }
+  const Tensor<int64_t> bad = Tensor<int64_t>::from({0, 5, 24, 1}, Shape{2, 2});
+  same_error([&] { ad::gather(c, bad); }, [&] { ad::gather(x, bad); });
+  const Tensor<int64_t> negative = Tensor<int64_t>::from({0, -1}, Shape{2});
+  same_error([&] { ad::gather(c, negative); }, [&] { ad::gather(x, negative); });
+  CHECK_THROWS_WITH_AS(ad::gather(x, Tensor<int64_t>()), "ad::gather: index is undefined", Error);
+}
+
+TEST_CASE("cuda tape group: a device index out of range raises the CPU's message") {
+  SEGLOSS_REQUIRE_GPU();
+  const Tensor<float> x = randn<float>({4, 5}, 1);
+  const Tensor<int64_t> bad = Tensor<int64_t>::from({0, 19, 20, 1}, Shape{4});
+  Tape<float> cpu_tape, tape;
+  CHECK_THROWS_WITH_AS(ad::gather(cpu_tape.leaf(x), bad),
+                       "ad::gather: index 20 at (2) is outside [0, 20) of the input (4,5)", Error);
+  CHECK_THROWS_WITH_AS(ad::gather(tape.leaf(x.to(Device::cuda)), bad.to(Device::cuda)),
+                       "ad::gather: index 20 at (2) is outside [0, 20) of the input (4,5)", Error);
+}
+
+namespace {
+
+template <class T, class L>
+void check_one_hot() {
+  const Tensor<L> y = labels<L>({2, 9, 13}, 5, 31, 0.2, -100);
+  const Tensor<L> y7 = labels<L>({3, 70}, 4, 32, 0.2, 7);
+  const Tensor<L> yd = y.to(Device::cuda), y7d = y7.to(Device::cuda);
+  Tape<T> cpu, dev;
+  const Var<T> a = ad::one_hot(cpu, y, 5), b = ad::one_hot(dev, yd, 5);
+  CHECK(b.value().device() == Device::cuda);
+  CHECK(same_bits(a.value(), b.value()));
+  CHECK(same_bits(ad::one_hot(cpu, y7, 4, 7).value(), ad::one_hot(dev, y7d, 4, 7).value()));
+  CHECK(same_bits(ad::valid_mask(cpu, y).value(), ad::valid_mask(dev, yd).value()));
+  const Var<T> m = ad::valid_mask(dev, y7d, 7);
+  CHECK(m.value().device() == Device::cuda);
+  CHECK(same_bits(ad::valid_mask(cpu, y7, 7).value(), m.value()));
+  // A label outside [0, C) that is not ignore_index: the CPU's message (the first one).
+  Tensor<L> bad = y.clone();
+  bad[2 * 9 * 13 - 5] = static_cast<L>(-3);
+  bad[40] = static_cast<L>(5);
+  const char* msg = "ad::one_hot: label 5 at (0,3,1) is outside [0, 5) and is not ignore_index -100";
+  CHECK_THROWS_WITH_AS(ad::one_hot(cpu, bad, 5), msg, Error);
+  CHECK_THROWS_WITH_AS(ad::one_hot(dev, bad.to(Device::cuda), 5), msg, Error);
+}
+
+}  // namespace
+
+TEST_CASE("cuda tape group: one_hot and valid_mask of CUDA labels are CUDA constants") {
+  SEGLOSS_REQUIRE_GPU();
+  check_one_hot<float, int32_t>();
+  check_one_hot<float, int64_t>();
+  check_one_hot<double, int32_t>();
+  check_one_hot<double, int64_t>();
+}
