@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -280,4 +281,306 @@ TEST_CASE("cuda tape group: one_hot and valid_mask of CUDA labels are CUDA const
   check_one_hot<float, int64_t>();
   check_one_hot<double, int32_t>();
   check_one_hot<double, int64_t>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every composed loss (losses/composed.hpp) on a CUDA tape against the CPU tape.
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// f(tape, leaf, target on the device, device) on a tape whose leaf is x on `device`; backward
+// from the loss (a scalar) or from sum(loss * w) (reduction none). Value and gradient on the CPU.
+template <class T, class U, class F>
+std::pair<Tensor<T>, Tensor<T>> run_composed(const Tensor<T>& x, const Tensor<U>& target,
+                                             Device device, F f) {
+  Tape<T> tape;
+  const Var<T> v = tape.leaf(x.to(device));
+  const Var<T> l = f(tape, v, target.to(device), device);
+  const Var<T> s =
+      l.value().numel() == 1
+          ? l
+          : ad::sum(l * tape.constant(randn<T>(l.shape(), 55).to(l.value().device())));
+  tape.backward(s);
+  CHECK(tape.grad(v).device() == device);
+  return {l.value().to(Device::cpu), tape.grad(v).to(Device::cpu)};
+}
+
+template <class T, class U, class F>
+void check_composed(const std::string& what, const Tensor<T>& x, const Tensor<U>& target, F f) {
+  INFO(what);
+  const auto cpu = run_composed(x, target, Device::cpu, f);
+  const auto dev = run_composed(x, target, Device::cuda, f);
+  check_parity(cpu.first, dev.first, parity_tol<T>(), "value");
+  check_parity(cpu.second, dev.second, parity_tol<T>(), "grad");
+}
+
+const Reduction kReductions[] = {Reduction::mean, Reduction::sum, Reduction::none};
+
+template <class T>
+Tensor<T> on(const Tensor<T>& t, Device d) {
+  return t.defined() ? t.to(d) : t;
+}
+
+template <class T>
+void check_binary_composed() {
+  const Shape s{2, 3, 5, 6};
+  const Tensor<T> x = randn<T>(s, 41, 2.0), z = mask<T>(s, 42);
+  const Tensor<T> w = uniform<T>({2, 1, 5, 6}, 43, 0.2, 2.0), cw = Tensor<T>::from({0.5, 1, 2}, {3});
+  const Tensor<T> p = uniform<T>(s, 44, 0.05, 0.95);
+  for (Reduction r : kReductions) {
+    const std::string rs = std::to_string(static_cast<int>(r));
+    check_composed("bce_with_logits " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+      BceWithLogitsOptions<T> o;
+      o.reduction = r;
+      o.weight = on(w, d);
+      o.pos_weight = on(cw, d);
+      o.label_smoothing = 0.1;
+      return composed::bce_with_logits(t, v, zz, o);
+    });
+    check_composed("binary_cross_entropy " + rs, p, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+      BinaryCrossEntropyOptions<T> o;
+      o.reduction = r;
+      o.weight = on(w, d);
+      return composed::binary_cross_entropy(t, v, zz, o);
+    });
+    check_composed("sigmoid_focal " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+      SigmoidFocalOptions<T> o;
+      o.reduction = r;
+      o.weight = on(w, d);
+      return composed::sigmoid_focal(t, v, zz, o);
+    });
+    for (int variant = 0; variant < 2; ++variant) {
+      const auto overlap = [&](auto& o, Device d) {
+        o.reduction = r;
+        if (variant == 1) {
+          o.per_image = false;
+          o.weight = on(w, d);
+          o.class_weight = on(cw, d);
+          o.empty = EmptyPolicy::one;
+          o.squared = r != Reduction::none;
+          o.include_background = false;
+        }
+      };
+      const std::string vs = rs + " variant " + std::to_string(variant);
+      check_composed("soft_dice " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+        SoftDiceOptions<T> o;
+        overlap(o, d);
+        return composed::soft_dice(t, v, zz, o);
+      });
+      check_composed("soft_jaccard " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+        SoftJaccardOptions<T> o;
+        overlap(o, d);
+        return composed::soft_jaccard(t, v, zz, o);
+      });
+      check_composed("tversky " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+        TverskyOptions<T> o;
+        overlap(o, d);
+        o.squared = false;
+        o.alpha = 0.3;
+        o.beta = 0.7;
+        return composed::tversky(t, v, zz, o);
+      });
+    }
+    if (r == Reduction::none) continue;
+    check_composed("bce_dice " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+      BceDiceOptions<T> o;
+      o.bce.reduction = o.dice.reduction = r;
+      o.dice.class_weight = on(cw, d);
+      return composed::bce_dice(t, v, zz, o);
+    });
+  }
+}
+
+template <class T, class L>
+void check_label_composed() {
+  const Shape s{2, 4, 5, 6};
+  const Tensor<T> x = randn<T>(s, 51, 2.0);
+  const Tensor<L> y = labels<L>({2, 5, 6}, 4, 52, 0.2);
+  const Tensor<T> cw = Tensor<T>::from({0.5, 1, 2, 0.25}, {4});
+  using V = Var<T>;
+  for (Reduction r : kReductions) {
+    const std::string rs = std::to_string(static_cast<int>(r));
+    check_composed("cross_entropy " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+      CrossEntropyOptions<T> o;
+      o.reduction = r;
+      o.weight = on(cw, d);
+      o.label_smoothing = 0.1;
+      return composed::cross_entropy(t, v, yy, o);
+    });
+    check_composed("softmax_focal " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+      SoftmaxFocalOptions<T> o;
+      o.reduction = r;
+      o.alpha = on(cw, d);
+      return composed::softmax_focal(t, v, yy, o);
+    });
+    check_composed("softmax_dice " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+      SoftmaxOverlapOptions<T> o;
+      o.reduction = r;
+      o.class_weight = on(cw, d);
+      o.empty = EmptyPolicy::skip;
+      return composed::softmax_dice(t, v, yy, o);
+    });
+    check_composed("softmax_jaccard " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+      SoftmaxOverlapOptions<T> o;
+      o.reduction = r;
+      o.per_image = false;
+      return composed::softmax_jaccard(t, v, yy, o);
+    });
+    check_composed("softmax_tversky " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+      SoftmaxTverskyOptions<T> o;
+      o.reduction = r;
+      o.alpha = 0.2;
+      o.beta = 0.8;
+      return composed::softmax_tversky(t, v, yy, o);
+    });
+    check_composed("generalized_dice " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+      GeneralizedDiceOptions<T> o;
+      o.reduction = r;
+      return composed::generalized_dice(t, v, yy, o);
+    });
+    for (int variant = 0; variant < 3; ++variant)
+      check_composed("lovasz_softmax " + rs + " variant " + std::to_string(variant), x, y,
+                     [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                       LovaszSoftmaxOptions<T> o;
+                       o.reduction = r;
+                       o.per_image = variant != 1;
+                       if (variant == 1) o.classes = LovaszClasses::all;
+                       if (variant == 2) o.class_list = {3, 1};
+                       return composed::lovasz_softmax(t, v, yy, o);
+                     });
+    if (r == Reduction::none) continue;
+    check_composed("ce_dice " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+      CeDiceOptions<T> o;
+      o.ce.reduction = o.dice.reduction = r;
+      return composed::ce_dice(t, v, yy, o);
+    });
+    check_composed("dice_focal " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+      DiceFocalOptions<T> o;
+      o.dice.reduction = o.focal.reduction = r;
+      return composed::dice_focal(t, v, yy, o);
+    });
+  }
+  // ignore_negative (labels -1 ignored) and an all-ignored image for lovasz_softmax.
+  Tensor<L> neg = y.clone();
+  for (int64_t i = 0; i < neg.numel(); i += 7) neg[i] = static_cast<L>(-1);
+  check_composed("cross_entropy ignore_negative", x, neg, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+    CrossEntropyOptions<T> o;
+    o.ignore_negative = true;
+    return composed::cross_entropy(t, v, yy, o);
+  });
+  Tensor<L> half = y.clone();
+  for (int64_t i = 0; i < 30; ++i) half[i] = static_cast<L>(-100);
+  check_composed("lovasz_softmax image 0 ignored", x, half, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+    LovaszSoftmaxOptions<T> o;
+    o.per_image = true;
+    o.reduction = Reduction::none;
+    return composed::lovasz_softmax(t, v, yy, o);
+  });
+}
+
+template <class T>
+void check_probability_composed() {
+  const Shape s{2, 3, 4, 5};
+  const Tensor<T> x = randn<T>(s, 61, 2.0), q = normalized_uniform<T>(s, 62);
+  using V = Var<T>;
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    const std::string rs = std::to_string(static_cast<int>(r));
+    check_composed("cross_entropy probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+      CrossEntropyOptions<T> o;
+      o.reduction = r;
+      return composed::cross_entropy(t, v, qq, o);
+    });
+    check_composed("softmax_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+      SoftmaxOverlapOptions<T> o;
+      o.reduction = r;
+      return composed::softmax_dice(t, v, qq, o);
+    });
+    check_composed("generalized_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+      GeneralizedDiceOptions<T> o;
+      o.reduction = r;
+      o.w_type = GeneralizedDiceWeight::simple;
+      return composed::generalized_dice(t, v, qq, o);
+    });
+    check_composed("ce_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+      CeDiceOptions<T> o;
+      o.ce.reduction = o.dice.reduction = r;
+      return composed::ce_dice(t, v, qq, o);
+    });
+  }
+  // lovasz_hinge: per image or over the batch, with and without ignore (label 2 ignored).
+  const Tensor<T> hx = randn<T>({3, 1, 7, 9}, 63, 1.5);
+  Tensor<T> hz = mask<T>({3, 1, 7, 9}, 64);
+  for (int64_t i = 0; i < hz.numel(); i += 5) hz[i] = T(2);
+  for (Reduction r : kReductions)
+    for (int variant = 0; variant < 3; ++variant)
+      check_composed("lovasz_hinge " + std::to_string(static_cast<int>(r)) + " variant " +
+                         std::to_string(variant),
+                     hx, variant == 0 ? mask<T>({3, 1, 7, 9}, 64) : hz,
+                     [&](Tape<T>& t, const V& v, const Tensor<T>& zz, Device) {
+                       LovaszHingeOptions<T> o;
+                       o.reduction = r;
+                       o.per_image = variant != 2;
+                       if (variant != 0) o.ignore = 2.0;
+                       return composed::lovasz_hinge(t, v, zz, o);
+                     });
+}
+
+}  // namespace
+
+TEST_CASE("cuda tape group: the binary composed losses on a CUDA tape equal the CPU tape") {
+  SEGLOSS_REQUIRE_GPU();
+  check_binary_composed<float>();
+  check_binary_composed<double>();
+}
+
+TEST_CASE("cuda tape group: the label composed losses on a CUDA tape equal the CPU tape") {
+  SEGLOSS_REQUIRE_GPU();
+  check_label_composed<float, int32_t>();
+  check_label_composed<float, int64_t>();
+  check_label_composed<double, int32_t>();
+  check_label_composed<double, int64_t>();
+}
+
+TEST_CASE("cuda tape group: probability targets and lovasz_hinge on a CUDA tape equal the CPU") {
+  SEGLOSS_REQUIRE_GPU();
+  check_probability_composed<float>();
+  check_probability_composed<double>();
+}
+
+TEST_CASE("cuda tape group: a bad CUDA target in a composed loss raises the CPU's message") {
+  SEGLOSS_REQUIRE_GPU();
+  const Tensor<double> x = randn<double>({2, 3, 4, 4}, 71);
+  Tensor<int64_t> y = labels<int64_t>({2, 4, 4}, 3, 72);
+  y[9] = 3;
+  Tensor<double> z = mask<double>({2, 3, 4, 4}, 73);
+  z[5] = 0.5;
+  const auto same_error = [](auto&& f) {
+    std::string expected;
+    try {
+      f(Device::cpu);
+    } catch (const Error& e) {
+      expected = e.what();
+    }
+    REQUIRE(!expected.empty());
+    CHECK_THROWS_WITH_AS(f(Device::cuda), expected.c_str(), Error);
+  };
+  same_error([&](Device d) {
+    Tape<double> t;
+    composed::lovasz_softmax(t, t.leaf(x.to(d)), y.to(d));
+  });
+  same_error([&](Device d) {
+    Tape<double> t;
+    composed::cross_entropy(t, t.leaf(x.to(d)), y.to(d));
+  });
+  same_error([&](Device d) {
+    Tape<double> t;
+    composed::lovasz_hinge(t, t.leaf(x.to(d)), z.to(d));
+  });
+  same_error([&](Device d) {
+    Tape<double> t;
+    Tensor<double> probs = mask<double>({2, 3, 4, 4}, 74);
+    probs[7] = 1.5;
+    composed::binary_cross_entropy(t, t.leaf(probs.to(d)), probs.to(d));
+  });
 }
