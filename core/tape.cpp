@@ -1148,7 +1148,6 @@ bool sorts_before(T a, T b) {
   return a > b;
 }
 
-
 // ---- CUDA: the group primitives (backends/cuda/tape_ops.hpp) ----
 
 // cumsum, adjacent_diff, segment_sum of a CUDA value: the forward and the backward are one
@@ -1192,8 +1191,8 @@ Var<T> gather_cuda(const char* op, const Var<T>& a, const Tensor<int64_t>& index
     for (int64_t k = 0; k < m; ++k) start[k + 1] += start[k];
     std::vector<int64_t> next(start.begin(), start.end() - 1);
     for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(next[ix[i]]++)] = i;
-    add_device_grad(tape, a,
-                    [&](T* gv) { detail::tape_gather_grad(on_device(g).data(), gv, start, order); });
+    add_device_grad(
+        tape, a, [&](T* gv) { detail::tape_gather_grad(on_device(g).data(), gv, start, order); });
   });
 }
 

@@ -608,8 +608,7 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
     for (int64_t c : kept) {
       for (int64_t n = j * PI; n < (j + 1) * PI; ++n)
         for (int64_t s = 0; s < S; ++s)
-          if (static_cast<int64_t>(host[n * S + s]) != o.ignore_index)
-            grp.add((n * C + c) * S + s);
+          if (static_cast<int64_t>(host[n * S + s]) != o.ignore_index) grp.add((n * C + c) * S + s);
       grp.close_group(1.0 / static_cast<double>(kept.size()));
     }
     grp.close_problem();

@@ -22,8 +22,8 @@ namespace {
 
 template <class T>
 struct GroupRun {
-  Tensor<T> value, grad;   // the op's output and the leaf's gradient, on the CPU
-  Tensor<int64_t> perm;    // sort_desc's permutation, on the CPU (undefined for the others)
+  Tensor<T> value, grad;  // the op's output and the leaf's gradient, on the CPU
+  Tensor<int64_t> perm;   // sort_desc's permutation, on the CPU (undefined for the others)
 };
 
 // y = f(leaf) on `device`, then backward from sum(y * w) with a fixed random w, so that every
@@ -120,7 +120,8 @@ void check_primitives() {
     check_group_op<T>("sort_desc random", x, sort, false);
     check_group_op<T>("sort_desc ties", ties, sort, repeat);
     check_group_op<T>("sort_desc ties and NaN", nans, sort, false);
-    check_group_op<T>("cumsum", x, [&g](const Var<T>& v, P&) { return ad::cumsum(v, g); }, false);
+    check_group_op<T>(
+        "cumsum", x, [&g](const Var<T>& v, P&) { return ad::cumsum(v, g); }, false);
     check_group_op<T>(
         "adjacent_diff", x, [&g](const Var<T>& v, P&) { return ad::adjacent_diff(v, g); }, false);
     check_group_op<T>(
@@ -132,7 +133,9 @@ void check_primitives() {
     perm = r.perm;
     return r.values;
   });
-  const auto before = [](T a, T b) { return std::isnan(a) ? !std::isnan(b) : !std::isnan(b) && a > b; };
+  const auto before = [](T a, T b) {
+    return std::isnan(a) ? !std::isnan(b) : !std::isnan(b) && a > b;
+  };
   int64_t bad_order = 0;
   for (size_t j = 0; j + 1 < off.size(); ++j)
     for (int64_t k = off[j]; k + 1 < off[j + 1]; ++k) {
@@ -268,7 +271,8 @@ void check_one_hot() {
   Tensor<L> bad = y.clone();
   bad[2 * 9 * 13 - 5] = static_cast<L>(-3);
   bad[40] = static_cast<L>(5);
-  const char* msg = "ad::one_hot: label 5 at (0,3,1) is outside [0, 5) and is not ignore_index -100";
+  const char* msg =
+      "ad::one_hot: label 5 at (0,3,1) is outside [0, 5) and is not ignore_index -100";
   CHECK_THROWS_WITH_AS(ad::one_hot(cpu, bad, 5), msg, Error);
   CHECK_THROWS_WITH_AS(ad::one_hot(dev, bad.to(Device::cuda), 5), msg, Error);
 }
@@ -297,10 +301,9 @@ std::pair<Tensor<T>, Tensor<T>> run_composed(const Tensor<T>& x, const Tensor<U>
   Tape<T> tape;
   const Var<T> v = tape.leaf(x.to(device));
   const Var<T> l = f(tape, v, target.to(device), device);
-  const Var<T> s =
-      l.value().numel() == 1
-          ? l
-          : ad::sum(l * tape.constant(randn<T>(l.shape(), 55).to(l.value().device())));
+  const Var<T> s = l.value().numel() == 1
+                       ? l
+                       : ad::sum(l * tape.constant(randn<T>(l.shape(), 55).to(l.value().device())));
   tape.backward(s);
   CHECK(tape.grad(v).device() == device);
   return {l.value().to(Device::cpu), tape.grad(v).to(Device::cpu)};
@@ -326,30 +329,34 @@ template <class T>
 void check_binary_composed() {
   const Shape s{2, 3, 5, 6};
   const Tensor<T> x = randn<T>(s, 41, 2.0), z = mask<T>(s, 42);
-  const Tensor<T> w = uniform<T>({2, 1, 5, 6}, 43, 0.2, 2.0), cw = Tensor<T>::from({0.5, 1, 2}, {3});
+  const Tensor<T> w = uniform<T>({2, 1, 5, 6}, 43, 0.2, 2.0),
+                  cw = Tensor<T>::from({0.5, 1, 2}, {3});
   const Tensor<T> p = uniform<T>(s, 44, 0.05, 0.95);
   for (Reduction r : kReductions) {
     const std::string rs = std::to_string(static_cast<int>(r));
-    check_composed("bce_with_logits " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-      BceWithLogitsOptions<T> o;
-      o.reduction = r;
-      o.weight = on(w, d);
-      o.pos_weight = on(cw, d);
-      o.label_smoothing = 0.1;
-      return composed::bce_with_logits(t, v, zz, o);
-    });
-    check_composed("binary_cross_entropy " + rs, p, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-      BinaryCrossEntropyOptions<T> o;
-      o.reduction = r;
-      o.weight = on(w, d);
-      return composed::binary_cross_entropy(t, v, zz, o);
-    });
-    check_composed("sigmoid_focal " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-      SigmoidFocalOptions<T> o;
-      o.reduction = r;
-      o.weight = on(w, d);
-      return composed::sigmoid_focal(t, v, zz, o);
-    });
+    check_composed("bce_with_logits " + rs, x, z,
+                   [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                     BceWithLogitsOptions<T> o;
+                     o.reduction = r;
+                     o.weight = on(w, d);
+                     o.pos_weight = on(cw, d);
+                     o.label_smoothing = 0.1;
+                     return composed::bce_with_logits(t, v, zz, o);
+                   });
+    check_composed("binary_cross_entropy " + rs, p, z,
+                   [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                     BinaryCrossEntropyOptions<T> o;
+                     o.reduction = r;
+                     o.weight = on(w, d);
+                     return composed::binary_cross_entropy(t, v, zz, o);
+                   });
+    check_composed("sigmoid_focal " + rs, x, z,
+                   [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                     SigmoidFocalOptions<T> o;
+                     o.reduction = r;
+                     o.weight = on(w, d);
+                     return composed::sigmoid_focal(t, v, zz, o);
+                   });
     for (int variant = 0; variant < 2; ++variant) {
       const auto overlap = [&](auto& o, Device d) {
         o.reduction = r;
@@ -363,32 +370,36 @@ void check_binary_composed() {
         }
       };
       const std::string vs = rs + " variant " + std::to_string(variant);
-      check_composed("soft_dice " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-        SoftDiceOptions<T> o;
-        overlap(o, d);
-        return composed::soft_dice(t, v, zz, o);
-      });
-      check_composed("soft_jaccard " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-        SoftJaccardOptions<T> o;
-        overlap(o, d);
-        return composed::soft_jaccard(t, v, zz, o);
-      });
-      check_composed("tversky " + vs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-        TverskyOptions<T> o;
-        overlap(o, d);
-        o.squared = false;
-        o.alpha = 0.3;
-        o.beta = 0.7;
-        return composed::tversky(t, v, zz, o);
-      });
+      check_composed("soft_dice " + vs, x, z,
+                     [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                       SoftDiceOptions<T> o;
+                       overlap(o, d);
+                       return composed::soft_dice(t, v, zz, o);
+                     });
+      check_composed("soft_jaccard " + vs, x, z,
+                     [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                       SoftJaccardOptions<T> o;
+                       overlap(o, d);
+                       return composed::soft_jaccard(t, v, zz, o);
+                     });
+      check_composed("tversky " + vs, x, z,
+                     [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                       TverskyOptions<T> o;
+                       overlap(o, d);
+                       o.squared = false;
+                       o.alpha = 0.3;
+                       o.beta = 0.7;
+                       return composed::tversky(t, v, zz, o);
+                     });
     }
     if (r == Reduction::none) continue;
-    check_composed("bce_dice " + rs, x, z, [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
-      BceDiceOptions<T> o;
-      o.bce.reduction = o.dice.reduction = r;
-      o.dice.class_weight = on(cw, d);
-      return composed::bce_dice(t, v, zz, o);
-    });
+    check_composed("bce_dice " + rs, x, z,
+                   [&](Tape<T>& t, const Var<T>& v, const Tensor<T>& zz, Device d) {
+                     BceDiceOptions<T> o;
+                     o.bce.reduction = o.dice.reduction = r;
+                     o.dice.class_weight = on(cw, d);
+                     return composed::bce_dice(t, v, zz, o);
+                   });
   }
 }
 
@@ -401,44 +412,50 @@ void check_label_composed() {
   using V = Var<T>;
   for (Reduction r : kReductions) {
     const std::string rs = std::to_string(static_cast<int>(r));
-    check_composed("cross_entropy " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
-      CrossEntropyOptions<T> o;
-      o.reduction = r;
-      o.weight = on(cw, d);
-      o.label_smoothing = 0.1;
-      return composed::cross_entropy(t, v, yy, o);
-    });
-    check_composed("softmax_focal " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
-      SoftmaxFocalOptions<T> o;
-      o.reduction = r;
-      o.alpha = on(cw, d);
-      return composed::softmax_focal(t, v, yy, o);
-    });
-    check_composed("softmax_dice " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
-      SoftmaxOverlapOptions<T> o;
-      o.reduction = r;
-      o.class_weight = on(cw, d);
-      o.empty = EmptyPolicy::skip;
-      return composed::softmax_dice(t, v, yy, o);
-    });
-    check_composed("softmax_jaccard " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-      SoftmaxOverlapOptions<T> o;
-      o.reduction = r;
-      o.per_image = false;
-      return composed::softmax_jaccard(t, v, yy, o);
-    });
-    check_composed("softmax_tversky " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-      SoftmaxTverskyOptions<T> o;
-      o.reduction = r;
-      o.alpha = 0.2;
-      o.beta = 0.8;
-      return composed::softmax_tversky(t, v, yy, o);
-    });
-    check_composed("generalized_dice " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-      GeneralizedDiceOptions<T> o;
-      o.reduction = r;
-      return composed::generalized_dice(t, v, yy, o);
-    });
+    check_composed("cross_entropy " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+                     CrossEntropyOptions<T> o;
+                     o.reduction = r;
+                     o.weight = on(cw, d);
+                     o.label_smoothing = 0.1;
+                     return composed::cross_entropy(t, v, yy, o);
+                   });
+    check_composed("softmax_focal " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+                     SoftmaxFocalOptions<T> o;
+                     o.reduction = r;
+                     o.alpha = on(cw, d);
+                     return composed::softmax_focal(t, v, yy, o);
+                   });
+    check_composed("softmax_dice " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device d) {
+                     SoftmaxOverlapOptions<T> o;
+                     o.reduction = r;
+                     o.class_weight = on(cw, d);
+                     o.empty = EmptyPolicy::skip;
+                     return composed::softmax_dice(t, v, yy, o);
+                   });
+    check_composed("softmax_jaccard " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                     SoftmaxOverlapOptions<T> o;
+                     o.reduction = r;
+                     o.per_image = false;
+                     return composed::softmax_jaccard(t, v, yy, o);
+                   });
+    check_composed("softmax_tversky " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                     SoftmaxTverskyOptions<T> o;
+                     o.reduction = r;
+                     o.alpha = 0.2;
+                     o.beta = 0.8;
+                     return composed::softmax_tversky(t, v, yy, o);
+                   });
+    check_composed("generalized_dice " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                     GeneralizedDiceOptions<T> o;
+                     o.reduction = r;
+                     return composed::generalized_dice(t, v, yy, o);
+                   });
     for (int variant = 0; variant < 3; ++variant)
       check_composed("lovasz_softmax " + rs + " variant " + std::to_string(variant), x, y,
                      [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
@@ -455,28 +472,31 @@ void check_label_composed() {
       o.ce.reduction = o.dice.reduction = r;
       return composed::ce_dice(t, v, yy, o);
     });
-    check_composed("dice_focal " + rs, x, y, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-      DiceFocalOptions<T> o;
-      o.dice.reduction = o.focal.reduction = r;
-      return composed::dice_focal(t, v, yy, o);
-    });
+    check_composed("dice_focal " + rs, x, y,
+                   [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                     DiceFocalOptions<T> o;
+                     o.dice.reduction = o.focal.reduction = r;
+                     return composed::dice_focal(t, v, yy, o);
+                   });
   }
   // ignore_negative (labels -1 ignored) and an all-ignored image for lovasz_softmax.
   Tensor<L> neg = y.clone();
   for (int64_t i = 0; i < neg.numel(); i += 7) neg[i] = static_cast<L>(-1);
-  check_composed("cross_entropy ignore_negative", x, neg, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-    CrossEntropyOptions<T> o;
-    o.ignore_negative = true;
-    return composed::cross_entropy(t, v, yy, o);
-  });
+  check_composed("cross_entropy ignore_negative", x, neg,
+                 [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                   CrossEntropyOptions<T> o;
+                   o.ignore_negative = true;
+                   return composed::cross_entropy(t, v, yy, o);
+                 });
   Tensor<L> half = y.clone();
   for (int64_t i = 0; i < 30; ++i) half[i] = static_cast<L>(-100);
-  check_composed("lovasz_softmax image 0 ignored", x, half, [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
-    LovaszSoftmaxOptions<T> o;
-    o.per_image = true;
-    o.reduction = Reduction::none;
-    return composed::lovasz_softmax(t, v, yy, o);
-  });
+  check_composed("lovasz_softmax image 0 ignored", x, half,
+                 [&](Tape<T>& t, const V& v, const Tensor<L>& yy, Device) {
+                   LovaszSoftmaxOptions<T> o;
+                   o.per_image = true;
+                   o.reduction = Reduction::none;
+                   return composed::lovasz_softmax(t, v, yy, o);
+                 });
 }
 
 template <class T>
@@ -486,27 +506,31 @@ void check_probability_composed() {
   using V = Var<T>;
   for (Reduction r : {Reduction::mean, Reduction::sum}) {
     const std::string rs = std::to_string(static_cast<int>(r));
-    check_composed("cross_entropy probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
-      CrossEntropyOptions<T> o;
-      o.reduction = r;
-      return composed::cross_entropy(t, v, qq, o);
-    });
-    check_composed("softmax_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
-      SoftmaxOverlapOptions<T> o;
-      o.reduction = r;
-      return composed::softmax_dice(t, v, qq, o);
-    });
-    check_composed("generalized_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
-      GeneralizedDiceOptions<T> o;
-      o.reduction = r;
-      o.w_type = GeneralizedDiceWeight::simple;
-      return composed::generalized_dice(t, v, qq, o);
-    });
-    check_composed("ce_dice probabilities " + rs, x, q, [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
-      CeDiceOptions<T> o;
-      o.ce.reduction = o.dice.reduction = r;
-      return composed::ce_dice(t, v, qq, o);
-    });
+    check_composed("cross_entropy probabilities " + rs, x, q,
+                   [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+                     CrossEntropyOptions<T> o;
+                     o.reduction = r;
+                     return composed::cross_entropy(t, v, qq, o);
+                   });
+    check_composed("softmax_dice probabilities " + rs, x, q,
+                   [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+                     SoftmaxOverlapOptions<T> o;
+                     o.reduction = r;
+                     return composed::softmax_dice(t, v, qq, o);
+                   });
+    check_composed("generalized_dice probabilities " + rs, x, q,
+                   [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+                     GeneralizedDiceOptions<T> o;
+                     o.reduction = r;
+                     o.w_type = GeneralizedDiceWeight::simple;
+                     return composed::generalized_dice(t, v, qq, o);
+                   });
+    check_composed("ce_dice probabilities " + rs, x, q,
+                   [&](Tape<T>& t, const V& v, const Tensor<T>& qq, Device) {
+                     CeDiceOptions<T> o;
+                     o.ce.reduction = o.dice.reduction = r;
+                     return composed::ce_dice(t, v, qq, o);
+                   });
   }
   // lovasz_hinge: per image or over the batch, with and without ignore (label 2 ignored).
   const Tensor<T> hx = randn<T>({3, 1, 7, 9}, 63, 1.5);

@@ -402,7 +402,6 @@ __global__ void softmax_grad_kernel(bool log, const T* y, const T* g, T* gx, int
   }
 }
 
-
 // ---- the group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) ----
 
 // The group j of element i: the largest j < groups with off[j] <= i (then off[j + 1] > i, since
@@ -695,7 +694,8 @@ void tape_sort_desc(const T* x, T* y, int64_t* perm, const std::vector<int64_t>&
                 " groups (one block each) exceed the CUDA grid's 2^31 - 1 blocks");
   using K = cuda::KeyOf<T>;
   const size_t off_at = cuda::detail::kHeaderBytes, ka_at = off_at + region_bytes(groups + 1),
-               kb_at = ka_at + region_bytes(n, sizeof(K)), ib_at = kb_at + region_bytes(n, sizeof(K));
+               kb_at = ka_at + region_bytes(n, sizeof(K)),
+               ib_at = kb_at + region_bytes(n, sizeof(K));
   cuda::Call call("ad::sort_desc", ib_at + region_bytes(n));
   const long long* off = upload(call, off_at, offsets.data(), groups + 1);
   cuda::launch(sort_kernel<T>, static_cast<unsigned>(groups), cuda::kThreads, 0, call.stream(), x,
@@ -718,10 +718,10 @@ void tape_group_op(TapeGroup op, const T* x, T* y, const std::vector<int64_t>& o
                    bool backward) {
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1, n = offsets.back();
   if (groups <= 0) return;
-  const char* what = backward ? "ad::Tape::backward" : op == TapeGroup::cumsum ? "ad::cumsum"
-                                                   : op == TapeGroup::adjacent_diff
-                                                       ? "ad::adjacent_diff"
-                                                       : "ad::segment_sum";
+  const char* what = backward                         ? "ad::Tape::backward"
+                     : op == TapeGroup::cumsum        ? "ad::cumsum"
+                     : op == TapeGroup::adjacent_diff ? "ad::adjacent_diff"
+                                                      : "ad::segment_sum";
   cuda::Call call(what, cuda::detail::kHeaderBytes + region_bytes(groups + 1));
   const long long* off = upload(call, cuda::detail::kHeaderBytes, offsets.data(), groups + 1);
   const cudaStream_t st = call.stream();
@@ -812,18 +812,17 @@ void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore) {
   cuda::check(cudaGetLastError(), "ad::valid_mask", "the kernel's launch");
 }
 
-#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                    \
-  template int64_t tape_one_hot<T, L>(const L*, T*, int64_t, int64_t, int64_t, int64_t, \
-                                      double*);                                            \
+#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                           \
+  template int64_t tape_one_hot<T, L>(const L*, T*, int64_t, int64_t, int64_t, int64_t, double*); \
   template void tape_valid_mask<T, L>(const L*, T*, int64_t, int64_t);
-#define SEGLOSS_INSTANTIATE_GROUP(T)                                                         \
-  template void tape_sort_desc<T>(const T*, T*, int64_t*, const std::vector<int64_t>&);      \
-  template void tape_permute_grad<T>(const int64_t*, const T*, T*, int64_t);                 \
+#define SEGLOSS_INSTANTIATE_GROUP(T)                                                          \
+  template void tape_sort_desc<T>(const T*, T*, int64_t*, const std::vector<int64_t>&);       \
+  template void tape_permute_grad<T>(const int64_t*, const T*, T*, int64_t);                  \
   template void tape_group_op<T>(TapeGroup, const T*, T*, const std::vector<int64_t>&, bool); \
-  template void tape_gather<T>(const T*, const int64_t*, bool, T*, int64_t);                 \
+  template void tape_gather<T>(const T*, const int64_t*, bool, T*, int64_t);                  \
   template void tape_gather_grad<T>(const T*, T*, const std::vector<int64_t>&,                \
-                                    const std::vector<int64_t>&);                            \
-  SEGLOSS_INSTANTIATE_LABEL(T, int32_t)                                                      \
+                                    const std::vector<int64_t>&);                             \
+  SEGLOSS_INSTANTIATE_LABEL(T, int32_t)                                                       \
   SEGLOSS_INSTANTIATE_LABEL(T, int64_t)
 SEGLOSS_INSTANTIATE_GROUP(float)
 SEGLOSS_INSTANTIATE_GROUP(double)

@@ -84,7 +84,6 @@ void tape_softmax(bool log, const T* x, T* y, int64_t n, int64_t c, int64_t s);
 template <class T>
 void tape_softmax_grad(bool log, const T* y, const T* g, T* gx, int64_t n, int64_t c, int64_t s);
 
-
 // ---- The group primitives (core/tape.hpp, "Groups"). `offsets` are the host's G + 1 group
 // boundaries: each call copies them into its Call workspace (runtime.cuh) on the stream. Sums
 // run in double in the CPU's order (one thread per group), so CPU and CUDA give the same bits.
