@@ -97,7 +97,7 @@ void tape_gather_grad(const T*, T*, const std::vector<int64_t>&, const std::vect
   no_cuda_backend();
 }
 template <class T, class L>
-int64_t tape_one_hot(const L*, T*, int64_t, int64_t, int64_t, int64_t, double*) {
+int64_t tape_one_hot(const L*, T*, int64_t, int64_t, int64_t, int64_t, int64_t*) {
   no_cuda_backend();
 }
 template <class T, class L>
@@ -1079,12 +1079,11 @@ Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes, int64_t 
   const int64_t n = labels.shape()[0], s = labels.numel() / std::max<int64_t>(n, 1);
   if (labels.device() == Device::cuda) {  // built on the device; the bad-label check waits once
     Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), classes), Device::cuda);
-    double value = 0.0;
+    int64_t value = 0;
     const int64_t bad =
         detail::tape_one_hot(labels.data(), out.data(), n, classes, s, ignore_index, &value);
-    SEGLOSS_CHECK(bad < 0, op, "label ", static_cast<int64_t>(value), " at ",
-                  labels.shape().position(bad), " is outside [0, ", classes,
-                  ") and is not ignore_index ", ignore_index);
+    SEGLOSS_CHECK(bad < 0, op, "label ", value, " at ", labels.shape().position(bad),
+                  " is outside [0, ", classes, ") and is not ignore_index ", ignore_index);
     return tape.constant(out);
   }
   Tensor<T> out = Tensor<T>::zeros(with_class_axis(labels.shape(), classes));

@@ -5,11 +5,12 @@
 //      takes a contiguous chunk of the pixels, counts the ones it keeps, an exclusive scan of the
 //      counts in thread order gives its first slot, and it writes its chunk in order (a stable
 //      compaction: the records are in pixel order, as the CPU writes them);
-//   2. sorts them by a stable LSD radix sort on 4-bit digits, through the workspace (A to B and
-//      back; 8 passes for a float key, 16 for a double one, so the result is back in A): per
-//      pass each thread counts the digits of its contiguous chunk, an exclusive scan over
-//      (digit, thread) in that order gives each thread its first slot per digit, and each thread
-//      moves its chunk in order. Equal keys keep their order: the CPU's permutation exactly;
+//   2. sorts them by a stable LSD radix sort on 4-bit digits (radix_sort.cuh), through the
+//      workspace (A to B and back; 8 passes for a float key, 16 for a double one, so the result
+//      is back in A): per pass each thread counts the digits of its contiguous chunk, an
+//      exclusive scan over (digit, thread) in that order gives each thread its first slot per
+//      digit, and each thread moves its chunk in order. Equal keys keep their order: the CPU's
+//      permutation exactly;
 //   3. walks Alg. 1 of the paper: each thread counts the ground truths of its chunk of the sorted
 //      records, an exclusive scan gives the count before it, and each record's I_k, U_k, J_k,
 //      J_{k-1} and g_k follow in double from integer counts with the CPU's formulas (so g_k has

@@ -780,7 +780,7 @@ void tape_gather_grad(const T* g, T* gx, const std::vector<int64_t>& start,
 
 template <class T, class L>
 int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, int64_t ignore,
-                     double* bad_value) {
+                     int64_t* bad_value) {
   const int64_t total = n * c * s;
   if (total <= 0) return -1;
   cuda::Call call("ad::one_hot", cuda::detail::kHeaderBytes);
@@ -800,7 +800,7 @@ int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, i
   cuda::check(cudaMemcpyAsync(&v, labels + bad, sizeof v, cudaMemcpyDeviceToHost, call.stream()),
               "ad::one_hot", "cudaMemcpyAsync of the bad label");
   cuda::check(cudaStreamSynchronize(call.stream()), "ad::one_hot", "cudaStreamSynchronize");
-  *bad_value = static_cast<double>(v);
+  *bad_value = static_cast<int64_t>(v);
   return bad;
 }
 
@@ -812,8 +812,8 @@ void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore) {
   cuda::check(cudaGetLastError(), "ad::valid_mask", "the kernel's launch");
 }
 
-#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                           \
-  template int64_t tape_one_hot<T, L>(const L*, T*, int64_t, int64_t, int64_t, int64_t, double*); \
+#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                            \
+  template int64_t tape_one_hot<T, L>(const L*, T*, int64_t, int64_t, int64_t, int64_t, int64_t*); \
   template void tape_valid_mask<T, L>(const L*, T*, int64_t, int64_t);
 #define SEGLOSS_INSTANTIATE_GROUP(T)                                                          \
   template void tape_sort_desc<T>(const T*, T*, int64_t*, const std::vector<int64_t>&);       \

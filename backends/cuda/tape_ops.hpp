@@ -121,7 +121,7 @@ void tape_gather_grad(const T* g, T* gx, const std::vector<int64_t>& start,
 // the error key back, so the call waits for the stream.
 template <class T, class L>
 int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, int64_t ignore,
-                     double* bad_value);
+                     int64_t* bad_value);
 // valid_mask: out[i] = labels[i] == ignore ? 0 : 1 over count labels; no wait.
 template <class T, class L>
 void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore);
