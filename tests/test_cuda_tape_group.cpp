@@ -610,3 +610,26 @@ TEST_CASE("cuda tape group: a bad CUDA target in a composed loss raises the CPU'
     composed::binary_cross_entropy(t, t.leaf(probs.to(d)), probs.to(d));
   });
 }
+
+TEST_CASE("cuda tape group: the composed Lovasz losses on a CUDA tape are bitwise on repeat") {
+  SEGLOSS_REQUIRE_GPU();
+  const Tensor<float> x = randn<float>({2, 4, 9, 11}, 81, 2.0);
+  const Tensor<int32_t> y = labels<int32_t>({2, 9, 11}, 4, 82, 0.1);
+  const Tensor<float> hx = randn<float>({2, 1, 9, 11}, 83), hz = mask<float>({2, 1, 9, 11}, 84);
+  const auto softmax = [&](Tape<float>& t, const Var<float>& v, const Tensor<int32_t>& yy, Device) {
+    return composed::lovasz_softmax(t, v, yy);
+  };
+  const auto hinge = [&](Tape<float>& t, const Var<float>& v, const Tensor<float>& zz, Device) {
+    return composed::lovasz_hinge(t, v, zz);
+  };
+  const auto first_s = run_composed(x, y, Device::cuda, softmax);
+  const auto first_h = run_composed(hx, hz, Device::cuda, hinge);
+  for (int run = 0; run < 10; ++run) {
+    const auto s = run_composed(x, y, Device::cuda, softmax);
+    const auto h = run_composed(hx, hz, Device::cuda, hinge);
+    CHECK(same_bits(s.first, first_s.first));
+    CHECK(same_bits(s.second, first_s.second));
+    CHECK(same_bits(h.first, first_h.first));
+    CHECK(same_bits(h.second, first_h.second));
+  }
+}
