@@ -76,6 +76,34 @@ template <class T>
 void tape_softmax_grad(bool, const T*, const T*, T*, int64_t, int64_t, int64_t) {
   no_cuda_backend();
 }
+template <class T>
+void tape_sort_desc(const T*, T*, int64_t*, const std::vector<int64_t>&) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_permute_grad(const int64_t*, const T*, T*, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_group_op(TapeGroup, const T*, T*, const std::vector<int64_t>&, bool) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_gather(const T*, const int64_t*, bool, T*, int64_t) {
+  no_cuda_backend();
+}
+template <class T>
+void tape_gather_grad(const T*, T*, const std::vector<int64_t>&, const std::vector<int64_t>&) {
+  no_cuda_backend();
+}
+template <class T, class L>
+int64_t tape_one_hot(const L*, T*, int64_t, int64_t, int64_t, int64_t, int64_t*) {
+  no_cuda_backend();
+}
+template <class T, class L>
+void tape_valid_mask(const L*, T*, int64_t, int64_t) {
+  no_cuda_backend();
+}
 #endif
 }  // namespace detail
 
@@ -121,9 +149,8 @@ void Tape<T>::check_cpu_var(const char* op, const Var<T>& v) const {
   const Tensor<T>& value = nodes_[static_cast<size_t>(v.id_)].value;
   SEGLOSS_CHECK(value.device() == Device::cpu, op, "Var #", v.id_, " ", value.shape(),
                 " is on device ", device_name(value.device()), ", but ", op,
-                " has no CUDA path yet: on CUDA the tape runs the fused loss nodes "
-                "(losses/tape_losses.hpp) and the elementwise, sum and softmax primitives; the "
-                "Lovasz group (sort_desc, cumsum, adjacent_diff, segment_sum, gather) is CPU-only");
+                " computes on the CPU only (every primitive of core/tape.hpp has a CUDA path; "
+                "this check is for ops recorded with Tape::record that have none)");
 }
 template <class T>
 const typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) const {
@@ -1031,7 +1058,6 @@ void check_labels(const char* op, const Tensor<L>& labels) {
   SEGLOSS_CHECK(labels.defined(), op, "labels is undefined");
   SEGLOSS_CHECK(labels.rank() >= 1 && labels.rank() <= 4, op, "labels ", labels.shape(),
                 " has rank ", labels.rank(), "; expected (N, spatial...)");
-  detail::check_on_cpu(op, "labels", labels);
 }
 
 // The label map's shape with a class axis of extent c inserted at axis 1.
@@ -1051,6 +1077,15 @@ Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes, int64_t 
   check_labels(op, labels);
   SEGLOSS_CHECK(classes >= 1, op, "classes is ", classes, "; it must be >= 1");
   const int64_t n = labels.shape()[0], s = labels.numel() / std::max<int64_t>(n, 1);
+  if (labels.device() == Device::cuda) {  // built on the device; the bad-label check waits once
+    Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), classes), Device::cuda);
+    int64_t value = 0;
+    const int64_t bad =
+        detail::tape_one_hot(labels.data(), out.data(), n, classes, s, ignore_index, &value);
+    SEGLOSS_CHECK(bad < 0, op, "label ", value, " at ", labels.shape().position(bad),
+                  " is outside [0, ", classes, ") and is not ignore_index ", ignore_index);
+    return tape.constant(out);
+  }
   Tensor<T> out = Tensor<T>::zeros(with_class_axis(labels.shape(), classes));
   for (int64_t i = 0; i < labels.numel(); ++i) {
     const int64_t y = static_cast<int64_t>(labels[i]);
@@ -1065,6 +1100,11 @@ Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes, int64_t 
 template <class T, class L>
 Var<T> valid_mask(Tape<T>& tape, const Tensor<L>& labels, int64_t ignore_index) {
   check_labels("ad::valid_mask", labels);
+  if (labels.device() == Device::cuda) {
+    Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), 1), Device::cuda);
+    detail::tape_valid_mask(labels.data(), out.data(), labels.numel(), ignore_index);
+    return tape.constant(out);
+  }
   Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), 1));
   for (int64_t i = 0; i < labels.numel(); ++i)
     out[i] = static_cast<int64_t>(labels[i]) == ignore_index ? T(0) : T(1);
@@ -1107,14 +1147,75 @@ bool sorts_before(T a, T b) {
   return a > b;
 }
 
+// ---- CUDA: the group primitives (backends/cuda/tape_ops.hpp) ----
+
+// cumsum, adjacent_diff, segment_sum of a CUDA value: the forward and the backward are one
+// kernel each; the host offsets travel with the closure and are copied to the device per call.
+template <class T>
+Var<T> group_cuda(const char* op, detail::TapeGroup code, const Var<T>& a,
+                  const std::vector<int64_t>& offsets) {
+  const Shape shape = code == detail::TapeGroup::segment_sum
+                          ? Shape{static_cast<int64_t>(offsets.size()) - 1}
+                          : a.shape();
+  Tensor<T> out = Tensor<T>::empty(shape, Device::cuda);
+  detail::tape_group_op(code, a.value().data(), out.data(), offsets, false);
+  return a.tape().record(op, out, {a}, [a, offsets, code](Tape<T>& tape, const Tensor<T>& g) {
+    add_device_grad(tape, a, [&](T* gv) {
+      detail::tape_group_op(code, on_device(g).data(), gv, offsets, true);
+    });
+  });
+}
+
+// gather of a CUDA value. The index is checked on the host with the CPU's message: a device
+// index (sort_desc's permutation) is copied back for it (the call waits). The backward's
+// scatter order (the positions of each input element, in increasing order) is built on the host
+// from that copy by a counting sort.
+template <class T>
+Var<T> gather_cuda(const char* op, const Var<T>& a, const Tensor<int64_t>& index) {
+  const bool on_device_index = index.device() == Device::cuda;
+  const Tensor<int64_t> host = on_device_index ? index.to(Device::cpu) : index;
+  const int64_t n = a.value().numel();
+  const int64_t* ix = host.data();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    SEGLOSS_CHECK(ix[i] >= 0 && ix[i] < n, op, "index ", ix[i], " at ", host.shape().position(i),
+                  " is outside [0, ", n, ") of the input ", a.shape());
+  Tensor<T> out = Tensor<T>::empty(index.shape(), Device::cuda);
+  detail::tape_gather(a.value().data(), on_device_index ? index.data() : host.data(),
+                      on_device_index, out.data(), index.numel());
+  return a.tape().record(op, out, {a}, [a, host](Tape<T>& tape, const Tensor<T>& g) {
+    const int64_t m = a.value().numel(), count = host.numel();
+    const int64_t* ix = host.data();
+    std::vector<int64_t> start(static_cast<size_t>(m) + 1, 0), order(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) ++start[static_cast<size_t>(ix[i]) + 1];
+    for (int64_t k = 0; k < m; ++k) start[k + 1] += start[k];
+    std::vector<int64_t> next(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(next[ix[i]]++)] = i;
+    add_device_grad(
+        tape, a, [&](T* gv) { detail::tape_gather_grad(on_device(g).data(), gv, start, order); });
+  });
+}
+
 }  // namespace
 
 template <class T>
 Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::sort_desc";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   const int64_t n = a.value().numel();
   check_offsets(op, offsets, n);
+  if (on_cuda(a)) {
+    Sorted<T> r;
+    r.perm = Tensor<int64_t>::empty(a.shape(), Device::cuda);
+    Tensor<T> out = Tensor<T>::empty(a.shape(), Device::cuda);
+    detail::tape_sort_desc(a.value().data(), out.data(), r.perm.data(), offsets);
+    const Tensor<int64_t> perm = r.perm;
+    r.values = a.tape().record(op, out, {a}, [a, perm](Tape<T>& tape, const Tensor<T>& g) {
+      add_device_grad(tape, a, [&](T* gv) {
+        detail::tape_permute_grad(perm.data(), on_device(g).data(), gv, g.numel());
+      });
+    });
+    return r;
+  }
   const T* x = a.value().data();
   Tensor<int64_t> perm = Tensor<int64_t>::empty(a.shape());
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -1140,8 +1241,9 @@ Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::cumsum";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   check_offsets(op, offsets, a.value().numel());
+  if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::cumsum, a, offsets);
   const T* x = a.value().data();
   Tensor<T> out = Tensor<T>::empty(a.shape());
   T* y = out.data();
@@ -1162,8 +1264,9 @@ Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::adjacent_diff";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   check_offsets(op, offsets, a.value().numel());
+  if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::adjacent_diff, a, offsets);
   const T* x = a.value().data();
   Tensor<T> out = Tensor<T>::empty(a.shape());
   T* y = out.data();
@@ -1182,8 +1285,9 @@ Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::segment_sum";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   check_offsets(op, offsets, a.value().numel());
+  if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::segment_sum, a, offsets);
   const T* x = a.value().data();
   const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
   Tensor<T> out = Tensor<T>::empty(Shape{groups});
@@ -1205,8 +1309,9 @@ Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index) {
   const char* op = "ad::gather";
-  a.tape().check_cpu_var(op, a);
+  a.tape().check_var(op, a);
   SEGLOSS_CHECK(index.defined(), op, "index is undefined");
+  if (on_cuda(a)) return gather_cuda(op, a, index);
   detail::check_on_cpu(op, "index", index);
   const int64_t n = a.value().numel();
   const int64_t* ix = index.data();

@@ -51,7 +51,7 @@
 // Errors (segloss::Error, naming the op): a Var from another tape or an undefined Var, shapes
 // that do not broadcast, backward() from a Var that is not a one-element scalar, grad() of a
 // Var that does not require a gradient, axes the input lacks, labels outside [0, C) that are
-// not ignore_index, and a CUDA value given to a group primitive (see CUDA below).
+// not ignore_index, and offsets or indices outside the input (the same messages on CUDA).
 //
 // CUDA: a leaf may be a CUDA tensor (Tensor::to(Device::cuda), or a view of the caller's device
 // pointer). The fused loss nodes of losses/tape_losses.hpp run on it wherever the fused loss
@@ -64,9 +64,17 @@
 // "The tape's primitives on CUDA"): the elementwise ops, where, reshape, the sums and means,
 // class_sum, softmax and log_softmax. A host operand of a binary op or where (a loss value, a
 // constant, the mask) is copied to the device; the gradient of a host operand comes back to
-// the host. The group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) are
-// CPU-only: given a CUDA value they raise "<op> has no CUDA path yet". The tape does not record
-// streams: run the forward and backward of a CUDA tape on one stream (or synchronize between).
+// the host. The group primitives run on CUDA values too (docs/cuda.md, "The tape's group
+// primitives on CUDA"), with the CPU's bits: sort_desc (the same permutation; perm is then a
+// CUDA tensor), cumsum, adjacent_diff, segment_sum (one thread per group, in double, in the
+// CPU's order), gather (a host or a CUDA index; a CUDA index is copied back once to check it,
+// the call waits; the backward's scatter-add is atomic-free, in index order). The offsets stay
+// host vectors and are copied to the device per call. one_hot and valid_mask of CUDA labels
+// build CUDA constants on the device; one_hot waits once to raise the CPU's bad-label message.
+// The composed losses (losses/composed.hpp) therefore run on a CUDA tape; the ones that read
+// target values on the host (the label checks, the Lovász groups) copy them back (a wait). The
+// tape does not record streams: run the forward and backward of a CUDA tape on one stream (or
+// synchronize between).
 //
 // Cost: each op allocates its output (and, in backward, its inputs' gradients). Primitives are
 // correct first and fast second; bench/segloss_bench.cpp reports composed-versus-fused ratios.
@@ -149,7 +157,8 @@ class Tape {
 
   // Checks that v is a defined Var of this tape (error names `op`).
   void check_var(const char* op, const Var<T>& v) const;
-  // The same, and that v's value is on the CPU: every primitive computes on the CPU.
+  // The same, and that v's value is on the CPU: for ops recorded with record() that compute on
+  // the CPU only (every primitive of this header also runs on CUDA values).
   void check_cpu_var(const char* op, const Var<T>& v) const;
 
   int64_t size() const { return static_cast<int64_t>(nodes_.size()); }

@@ -29,6 +29,15 @@ void check_input(const char* fn, Tape<T>& tape, const Var<T>& x) {
   tape.check_var(fn, x);
 }
 
+// The elements of t on the host: t itself, or a copy of a CUDA tensor (the call waits). On a
+// CUDA tape the composed forms read the few things they check or plan on the host this way (the
+// labels, the target sums of the empty policy, the Lovász groups); the values stay on the
+// device.
+template <class U>
+Tensor<U> on_host(const Tensor<U>& t) {
+  return t.device() == Device::cpu ? t : t.to(Device::cpu);
+}
+
 // A weight broadcast by PyTorch's rule (aligned on the right). The tape reads a rank-1 operand
 // along the class axis, so a rank-1 weight (W) is given to it as (1, W).
 template <class T>
@@ -74,11 +83,12 @@ Var<T> overlap_loss(Tape<T>& tape, const Var<T>& I, const Var<T>& P, const Var<T
   const int64_t count = shape.numel(), channels = shape[shape.rank() - 1];
   Var<T> S = (f.a_n * I + o.smooth_nr) / (f.a_i * I + f.a_p * P + f.a_t * Tt + o.smooth_dr);
   // Which scores count, and which are fixed by the empty policy (the target sum T is 0).
+  const Tensor<T> t_sums = on_host(Tt.value());
   Tensor<T> kept = Tensor<T>::empty(shape), empty = Tensor<T>::zeros(shape);
   int64_t n = 0;
   for (int64_t j = 0; j < count; ++j) {
     const bool background = j % channels == 0 && !o.include_background;
-    const bool is_empty = Tt.value()[j] == T(0) && o.empty != EmptyPolicy::formula;
+    const bool is_empty = t_sums[j] == T(0) && o.empty != EmptyPolicy::formula;
     kept[j] = !background && !(is_empty && o.empty == EmptyPolicy::skip) ? T(1) : T(0);
     empty[j] = is_empty ? T(1) : T(0);
     n += kept[j] != T(0);
@@ -119,7 +129,7 @@ template <class T>
 Var<T> binary_overlap(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
                       const OverlapOptions<T>& o, const detail::ScoreForm& f, const char* fn) {
   check_input(fn, tape, x);
-  detail::overlap_args(fn, x.value(), target, o);  // the fused loss's checks
+  detail::overlap_args(fn, x.value(), target, o, true, "options.", true);  // the fused checks
   const Var<T> p = o.activation == Activation::sigmoid ? ad::sigmoid(x) : x;
   const Var<T> t = tape.constant(target);
   const double k = o.squared ? 2.0 : 1.0;
@@ -149,7 +159,7 @@ template <class T, class U>
 ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logits,
                             const Tensor<U>& target, int64_t ignore_index,
                             bool ignore_negative = false) {
-  detail::check_class_target(fn, logits, target);
+  detail::check_class_target(fn, logits, target, true);
   const int64_t classes = logits.size(1);  // read before recording: `logits` may be a tape value
   ClassTarget<T> c;
   if constexpr (std::is_floating_point_v<U>) {
@@ -164,14 +174,16 @@ ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logi
     cpu::LabelRule rule;
     rule.ignore_index = ignore_index;
     rule.ignore_negative = ignore_negative;
-    const auto sums = detail::check_labels<T>(fn, target, classes, rule);
+    const Tensor<U> host = on_host(target);  // CUDA labels: checked and counted on the host
+    const auto sums = detail::check_labels<T>(fn, host, classes, rule);
     c.counted = sums.count;
     // ignore_negative: negative labels become ignore_index for one_hot and valid_mask.
     Tensor<U> labels = target;
     if (ignore_negative) {
-      labels = target.clone();
+      labels = host.clone();
       for (auto& y : labels)
         if (rule.ignored(static_cast<int64_t>(y))) y = static_cast<U>(ignore_index);
+      if (target.device() != Device::cpu) labels = labels.to(target.device());
     }
     c.t = ad::one_hot(tape, labels, classes, ignore_index);
     c.valid = ad::valid_mask(tape, labels, ignore_index);
@@ -185,7 +197,7 @@ Var<T> softmax_overlap(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, 
                        const detail::ScoreForm& f, const char* fn) {
   check_input(fn, tape, x);
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
-  detail::check_overlap_options(fn, x.shape(), o);
+  detail::check_overlap_options(fn, x.shape(), o, "options.", x.value().device());
   const Var<T> p = ad::softmax(x) * c.valid;
   const double k = o.squared ? 2.0 : 1.0;
   return overlap_loss(tape, score_sum(p * c.t, o.per_image), score_sum(ad::pow(p, k), o.per_image),
@@ -261,9 +273,10 @@ Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& tar
                             const BinaryCrossEntropyOptions<T>& o) {
   const char* fn = "composed::binary_cross_entropy";
   check_input(fn, tape, p);
-  detail::check_same_shape_pair(fn, p.value(), target, "probs");
+  detail::check_same_shape_pair(fn, p.value(), target, "probs", true);
   const char* names[] = {"probs", "target"};
-  const Tensor<T>* inputs[] = {&p.value(), &target};
+  const Tensor<T> host_p = on_host(p.value()), host_t = on_host(target);
+  const Tensor<T>* inputs[] = {&host_p, &host_t};
   for (int k = 0; k < 2; ++k)
     for (int64_t i = 0; i < inputs[k]->numel(); ++i) {
       const T v = (*inputs[k])[i];
@@ -288,7 +301,7 @@ Var<T> sigmoid_focal(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
                      const SigmoidFocalOptions<T>& o) {
   const char* fn = "composed::sigmoid_focal";
   check_input(fn, tape, x);
-  detail::check_same_shape_pair(fn, x.value(), target);
+  detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
   check_gamma<T>(fn, o.gamma);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
@@ -422,7 +435,7 @@ Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
                         const GeneralizedDiceOptions<T>& o) {
   const char* fn = "composed::generalized_dice";
   check_input(fn, tape, x);
-  detail::check_image(fn, "logits", x.value());
+  detail::check_image(fn, "logits", x.value(), true);
   detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
   detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
   const int64_t C = x.value().size(1);
@@ -433,7 +446,7 @@ Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   const Var<T> I = score_sum(p * c.t, o.per_image), P = score_sum(p, o.per_image),
                Tt = score_sum(c.t, o.per_image);
   // The weights: constants of the target, per score row (an image, or the batch).
-  const Tensor<T>& tv = Tt.value();
+  const Tensor<T> tv = on_host(Tt.value());
   Tensor<T> w = Tensor<T>::zeros(tv.shape());
   for (int64_t row = 0; row < tv.numel() / C; ++row) {
     double w_max = 0.0;
@@ -565,7 +578,13 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                       const LovaszSoftmaxOptions<T>& o) {
   const char* fn = "composed::lovasz_softmax";
   check_input(fn, tape, x);
-  detail::check_lovasz_softmax_args(fn, x.value(), target, o);
+  detail::check_lovasz_softmax_args(fn, x.value(), target, o, true);
+  const Tensor<L> host = on_host(target);  // CUDA labels: checked, and the groups planned, here
+  if (target.device() != Device::cpu) {
+    cpu::LabelRule rule;
+    rule.ignore_index = o.ignore_index;
+    detail::check_labels<T>(fn, host, x.value().size(1), rule);
+  }
   const Shape shape = x.shape();
   const int64_t N = shape[0], C = shape[1], S = shape.numel_from(2);
 
@@ -579,7 +598,7 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
     int64_t valid = 0;
     for (int64_t n = j * PI; n < (j + 1) * PI; ++n)
       for (int64_t s = 0; s < S; ++s) {
-        const int64_t y = static_cast<int64_t>(target[n * S + s]);
+        const int64_t y = static_cast<int64_t>(host[n * S + s]);
         if (y != o.ignore_index) ++count[y], ++valid;
       }
     std::vector<int64_t> kept;
@@ -589,8 +608,7 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
     for (int64_t c : kept) {
       for (int64_t n = j * PI; n < (j + 1) * PI; ++n)
         for (int64_t s = 0; s < S; ++s)
-          if (static_cast<int64_t>(target[n * S + s]) != o.ignore_index)
-            grp.add((n * C + c) * S + s);
+          if (static_cast<int64_t>(host[n * S + s]) != o.ignore_index) grp.add((n * C + c) * S + s);
       grp.close_group(1.0 / static_cast<double>(kept.size()));
     }
     grp.close_problem();
@@ -610,17 +628,17 @@ Var<T> lovasz_hinge(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
                     const LovaszHingeOptions<T>& o) {
   const char* fn = "composed::lovasz_hinge";
   check_input(fn, tape, x);
-  detail::check_same_shape_pair(fn, x.value(), target);
+  detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
   const Shape shape = x.shape();
   const bool has_ignore = o.ignore.has_value();
   const double ignore = has_ignore ? *o.ignore : 0.0;
-  const int64_t bad =
-      cpu::lovasz_hinge_first_bad(target.data(), target.numel(), has_ignore, ignore);
+  const Tensor<T> host = on_host(target);  // a CUDA target: checked, and the groups planned, here
+  const int64_t bad = cpu::lovasz_hinge_first_bad(host.data(), host.numel(), has_ignore, ignore);
   if (bad >= 0) {
     if (has_ignore)
-      detail::fail(fn, "target has label ", static_cast<double>(target[bad]), " at ",
+      detail::fail(fn, "target has label ", static_cast<double>(host[bad]), " at ",
                    shape.position(bad), "; expected 0, 1 or options.ignore ", ignore);
-    detail::fail(fn, "target has label ", static_cast<double>(target[bad]), " at ",
+    detail::fail(fn, "target has label ", static_cast<double>(host[bad]), " at ",
                  shape.position(bad), "; expected 0 or 1 (options.ignore is not set)");
   }
   const int64_t problems = o.per_image ? shape[0] : 1, size = shape.numel() / problems;
@@ -628,8 +646,8 @@ Var<T> lovasz_hinge(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   Tensor<T> sign = Tensor<T>::empty(shape);
   for (int64_t j = 0; j < problems; ++j) {
     for (int64_t i = j * size; i < (j + 1) * size; ++i) {
-      const bool ignored = has_ignore && static_cast<double>(target[i]) == ignore;
-      sign[i] = ignored ? T(0) : T(2) * target[i] - T(1);
+      const bool ignored = has_ignore && static_cast<double>(host[i]) == ignore;
+      sign[i] = ignored ? T(0) : T(2) * host[i] - T(1);
       if (!ignored) grp.add(i);
     }
     grp.close_group(1.0);

@@ -74,12 +74,13 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "soft_dice_backward: grad_out () is on device cpu, but logits are on "
                        "cuda: every tensor of a call must be on one device",
                        Error);
-  // A function without a CUDA path: the Lovasz primitives of the tape.
+  // An op without a CUDA path: a caller's own tape op that checks for a CPU value (every
+  // primitive of the tape has a CUDA path since session 10).
   ad::Tape<float> tape;
   const ad::Var<float> v = tape.leaf(xd);
-  CHECK_THROWS_WITH_AS(ad::cumsum(v, {0, 128}),
-                       doctest::Contains("ad::cumsum: Var #0 (2,1,8,8) is on device cuda, but "
-                                         "ad::cumsum has no CUDA path yet"),
+  CHECK_THROWS_WITH_AS(tape.check_cpu_var("my_op", v),
+                       doctest::Contains("my_op: Var #0 (2,1,8,8) is on device cuda, but "
+                                         "my_op computes on the CPU only"),
                        Error);
 }
 

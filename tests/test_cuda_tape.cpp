@@ -1,7 +1,8 @@
 // The autodiff tape on CUDA (core/tape.hpp, "CUDA"): fused loss nodes on CUDA leaves, their
 // gradients scaled and added on the device, scalar algebra on their host values; the primitives
-// on CUDA values (each graph against the same graph on the CPU), and the Lovasz primitives that
-// refuse them. The first case runs everywhere; the others skip without a GPU.
+// on CUDA values (each graph against the same graph on the CPU), and argument errors raised before
+// anything is enqueued (the group primitives: tests/test_cuda_tape_group.cpp). The first case
+// runs everywhere; the others skip without a GPU.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -16,7 +17,7 @@ using namespace segloss::testing;
 using segloss::ad::Tape;
 using segloss::ad::Var;
 
-TEST_CASE("cuda tape: the Lovasz primitives refuse a CUDA leaf, or a build without CUDA") {
+TEST_CASE("cuda tape: a CUDA leaf in a build without CUDA, and argument errors raised first") {
   // A view of a device pointer that is never read: every check runs before any element is.
   std::vector<float> host(24);
   const auto fake = Tensor<float>::view(host.data(), Shape{1, 2, 3, 4}, Device::cuda);
@@ -30,22 +31,14 @@ TEST_CASE("cuda tape: the Lovasz primitives refuse a CUDA leaf, or a build witho
   }
   const Var<float> x = tape.leaf(fake);
   CHECK(x.value().device() == Device::cuda);
-  CHECK_THROWS_WITH_AS(
-      ad::sort_desc(x, {0, 24}),
-      "ad::sort_desc: Var #0 (1,2,3,4) is on device cuda, but ad::sort_desc has "
-      "no CUDA path yet: on CUDA the tape runs the fused loss nodes "
-      "(losses/tape_losses.hpp) and the elementwise, sum and softmax primitives; "
-      "the Lovasz group (sort_desc, cumsum, adjacent_diff, segment_sum, gather) is "
-      "CPU-only",
-      Error);
-  CHECK_THROWS_WITH_AS(ad::cumsum(x, {0, 24}), doctest::Contains("ad::cumsum has no CUDA path yet"),
+  // The group primitives have a CUDA path since session 10 (tests/test_cuda_tape_group.cpp);
+  // their argument errors are raised before anything is enqueued, too.
+  CHECK_THROWS_WITH_AS(ad::sort_desc(x, {0, 23}),
+                       doctest::Contains("ad::sort_desc: offsets must start at 0 and end at the "
+                                         "element count 24"),
                        Error);
-  CHECK_THROWS_WITH_AS(ad::adjacent_diff(x, {0, 24}),
-                       doctest::Contains("ad::adjacent_diff has no CUDA path yet"), Error);
-  CHECK_THROWS_WITH_AS(ad::segment_sum(x, {0, 24}),
-                       doctest::Contains("ad::segment_sum has no CUDA path yet"), Error);
-  CHECK_THROWS_WITH_AS(ad::gather(x, Tensor<int64_t>::zeros(Shape{3})),
-                       doctest::Contains("ad::gather has no CUDA path yet"), Error);
+  CHECK_THROWS_WITH_AS(ad::gather(x, Tensor<int64_t>::full(Shape{3}, 24)),
+                       doctest::Contains("ad::gather: index 24 at (0) is outside [0, 24)"), Error);
   // Argument errors of the ported ops are raised before anything is enqueued.
   CHECK_THROWS_WITH_AS(ad::reshape(x, Shape{5, 5}),
                        doctest::Contains("ad::reshape: cannot reshape (1,2,3,4) to (5,5)"), Error);

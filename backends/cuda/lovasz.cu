@@ -5,11 +5,12 @@
 //      takes a contiguous chunk of the pixels, counts the ones it keeps, an exclusive scan of the
 //      counts in thread order gives its first slot, and it writes its chunk in order (a stable
 //      compaction: the records are in pixel order, as the CPU writes them);
-//   2. sorts them by a stable LSD radix sort on 4-bit digits, through the workspace (A to B and
-//      back; 8 passes for a float key, 16 for a double one, so the result is back in A): per
-//      pass each thread counts the digits of its contiguous chunk, an exclusive scan over
-//      (digit, thread) in that order gives each thread its first slot per digit, and each thread
-//      moves its chunk in order. Equal keys keep their order: the CPU's permutation exactly;
+//   2. sorts them by a stable LSD radix sort on 4-bit digits (radix_sort.cuh), through the
+//      workspace (A to B and back; 8 passes for a float key, 16 for a double one, so the result
+//      is back in A): per pass each thread counts the digits of its contiguous chunk, an
+//      exclusive scan over (digit, thread) in that order gives each thread its first slot per
+//      digit, and each thread moves its chunk in order. Equal keys keep their order: the CPU's
+//      permutation exactly;
 //   3. walks Alg. 1 of the paper: each thread counts the ground truths of its chunk of the sorted
 //      records, an exclusive scan gives the count before it, and each record's I_k, U_k, J_k,
 //      J_{k-1} and g_k follow in double from integer counts with the CPU's formulas (so g_k has
@@ -25,19 +26,13 @@
 #include <type_traits>
 
 #include "../../core/pointwise.hpp"
+#include "radix_sort.cuh"
 #include "runtime.cuh"
 
 namespace segloss {
 namespace cuda {
 namespace {
 
-template <class T>
-using KeyOf = std::conditional_t<std::is_same_v<T, float>, unsigned int, unsigned long long>;
-
-constexpr int kDigitBits = 4;
-constexpr int kBuckets = 1 << kDigitBits;
-static_assert(kBuckets * kThreads % kThreads == 0 && kBuckets == 16,
-              "the scan gives each thread 16 consecutive (digit, thread) counts");
 constexpr unsigned long long kFg = 1ull << 63;  // the ground-truth bit of a record's index
 
 template <class T>
@@ -54,89 +49,6 @@ __device__ __forceinline__ T error_of(KeyOf<T> key) {
   T e;
   memcpy(&e, &b, sizeof e);
   return e;
-}
-
-// The block's shared scratch: the (digit, thread) counts of a sort pass, the scan's partials,
-// and a few block-wide values.
-struct Shared {
-  long long counts[kBuckets][kThreads];
-  long long part[kThreads];
-  long long total[2];
-  int bad;
-};
-
-// Exclusive scan of v over the threads in thread order; every thread gets its prefix, and
-// *total the sum (all threads). Integers: exact. Ends with a barrier.
-__device__ long long block_exclusive_scan(Shared& sh, long long v, long long* total) {
-  const int t = static_cast<int>(threadIdx.x);
-  sh.part[t] = v;
-  __syncthreads();
-  if (t == 0) {
-    long long run = 0;
-    for (int u = 0; u < kThreads; ++u) {
-      const long long c = sh.part[u];
-      sh.part[u] = run;
-      run += c;
-    }
-    sh.total[0] = run;
-  }
-  __syncthreads();
-  const long long mine = sh.part[t];
-  *total = sh.total[0];
-  __syncthreads();  // part and total may be reused next
-  return mine;
-}
-
-// Thread t's contiguous chunk [lo, hi) of n items.
-__device__ __forceinline__ void chunk_of(long long n, long long* lo, long long* hi) {
-  const long long t = threadIdx.x;
-  *lo = n * t / kThreads;
-  *hi = n * (t + 1) / kThreads;
-}
-
-// Stable LSD radix sort of the n records (ka, ia) by key, least significant digit first, through
-// (kb, ib); the result is back in (ka, ia) (an even number of passes).
-template <class K>
-__device__ void block_radix_sort(Shared& sh, K* ka, unsigned long long* ia, K* kb,
-                                 unsigned long long* ib, long long n) {
-  constexpr int kPasses = static_cast<int>(8 * sizeof(K)) / kDigitBits;
-  static_assert(kPasses % 2 == 0, "the sorted records end in A");
-  const int t = static_cast<int>(threadIdx.x);
-  long long lo, hi;
-  chunk_of(n, &lo, &hi);
-  long long* flat = &sh.counts[0][0];
-  for (int p = 0; p < kPasses; ++p) {
-    const int shift = p * kDigitBits;
-    for (int d = 0; d < kBuckets; ++d) sh.counts[d][t] = 0;
-    for (long long i = lo; i < hi; ++i)
-      ++sh.counts[static_cast<int>((ka[i] >> shift) & K(kBuckets - 1))][t];
-    __syncthreads();
-    // The exclusive scan of the counts in (digit, thread) order: thread t takes the 16
-    // consecutive entries [16 t, 16 t + 16).
-    long long sum = 0;
-    for (int q = 0; q < kBuckets; ++q) sum += flat[t * kBuckets + q];
-    long long all;
-    long long run = block_exclusive_scan(sh, sum, &all);
-    for (int q = 0; q < kBuckets; ++q) {
-      const long long c = flat[t * kBuckets + q];
-      flat[t * kBuckets + q] = run;
-      run += c;
-    }
-    __syncthreads();
-    for (long long i = lo; i < hi; ++i) {
-      const K k = ka[i];
-      const long long o = sh.counts[static_cast<int>((k >> shift) & K(kBuckets - 1))][t]++;
-      kb[o] = k;
-      ib[o] = ia[i];
-    }
-    __syncthreads();  // the pass's output is complete before the next pass reads it
-    K* tk = ka;
-    ka = kb;
-    kb = tk;
-    unsigned long long* ti = ia;
-    ia = ib;
-    ib = ti;
-  }
 }
 
 // Alg. 1 over the n sorted records with G = gts ground truths: calls write(index, s g_k) for each

@@ -7,9 +7,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../../core/pointwise.hpp"
+#include "radix_sort.cuh"
 #include "runtime.cuh"
 #include "tape_ops.hpp"
 
@@ -399,6 +402,187 @@ __global__ void softmax_grad_kernel(bool log, const T* y, const T* g, T* gx, int
   }
 }
 
+// ---- the group primitives (sort_desc, cumsum, adjacent_diff, segment_sum, gather) ----
+
+// The group j of element i: the largest j < groups with off[j] <= i (then off[j + 1] > i, since
+// off[groups] is the element count; empty groups are skipped).
+__device__ inline long long group_of(const long long* off, long long groups, long long i) {
+  long long lo = 0, hi = groups;
+  while (hi - lo > 1) {
+    const long long mid = lo + (hi - lo) / 2;
+    if (off[mid] <= i)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// The key of sort_desc's order (core/tape.cpp's sorts_before) for an ascending radix sort: every
+// NaN gets key 0 (first, in index order: the sort is stable), -0 and +0 one key, and larger
+// values smaller keys: the IEEE bits made monotone (sign set: all bits flipped; else the sign
+// bit set), then complemented. A NaN's bits never give key 0 this way, so only NaNs have it.
+template <class T>
+__device__ inline cuda::KeyOf<T> sort_key(T x) {
+  using K = cuda::KeyOf<T>;
+  if (x != x) return K(0);
+  if (x == T(0)) x = T(0);  // -0 -> +0
+  K b;
+  memcpy(&b, &x, sizeof b);
+  constexpr K sign = K(1) << (8 * sizeof(K) - 1);
+  const K ascending = (b & sign) ? static_cast<K>(~b) : static_cast<K>(b | sign);
+  return static_cast<K>(~ascending);
+}
+
+// One block per group: the keys of the group's elements in index order, the block's stable
+// radix sort (radix_sort.cuh) with the indices as records (perm is the records' A buffer), then
+// y[k] = x[perm[k]] (the CPU's y[i] = x[pm[i]]: the value itself, -0 kept).
+template <class T>
+__global__ void __launch_bounds__(cuda::kThreads)
+    sort_kernel(const T* x, T* y, int64_t* perm, const long long* off, cuda::KeyOf<T>* ka,
+                cuda::KeyOf<T>* kb, unsigned long long* ib) {
+  SEGLOSS_STATIC_SHARED(cuda::Shared, sh, [1]);
+  const long long j = blockIdx.x, b = off[j], n = off[j + 1] - b;
+  unsigned long long* ia = reinterpret_cast<unsigned long long*>(perm) + b;
+  for (long long i = threadIdx.x; i < n; i += cuda::kThreads) {
+    ka[b + i] = sort_key(x[b + i]);
+    ia[i] = static_cast<unsigned long long>(b + i);
+  }
+  __syncthreads();
+  cuda::block_radix_sort<cuda::KeyOf<T>>(sh[0], ka + b, ia, kb + b, ib + b, n);
+  for (long long i = threadIdx.x; i < n; i += cuda::kThreads)
+    y[b + i] = x[static_cast<long long>(ia[i])];
+}
+
+// gx[perm[k]] += g[k]: perm is a permutation, so no two threads write one element.
+template <class T>
+__global__ void permute_grad_kernel(const int64_t* perm, const T* g, T* gx, int64_t n) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += step)
+    gx[perm[k]] += g[k];
+}
+
+// One thread per group, in the CPU's order and type: forward y[i] = T(s += x[i]) from the
+// group's first element; backward y[i] += T(s += x[i]) from its last (s in double).
+template <class T>
+__global__ void cumsum_kernel(const T* x, T* y, const long long* off, long long groups,
+                              bool backward) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long j = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; j < groups;
+       j += step) {
+    const long long b = off[j], e = off[j + 1];
+    double s = 0.0;
+    if (!backward)
+      for (long long i = b; i < e; ++i) y[i] = static_cast<T>(s += x[i]);
+    else
+      for (long long i = e - 1; i >= b; --i) y[i] += static_cast<T>(s += x[i]);
+  }
+}
+
+// forward y[i] = x[i] - x[i-1] (x[i] at a group's first element); backward
+// y[i] += x[i] - x[i+1] (x[i] at a group's last element).
+template <class T>
+__global__ void adjacent_diff_kernel(const T* x, T* y, const long long* off, long long groups,
+                                     long long n, bool backward) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += step) {
+    const long long j = group_of(off, groups, i);
+    if (!backward)
+      y[i] = i == off[j] ? x[i] : x[i] - x[i - 1];
+    else
+      y[i] += i + 1 < off[j + 1] ? x[i] - x[i + 1] : x[i];
+  }
+}
+
+// One thread per group: y[j] = T(the sum in double, in index order); an empty group gives 0.
+template <class T>
+__global__ void segment_sum_kernel(const T* x, T* y, const long long* off, long long groups) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long j = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; j < groups;
+       j += step) {
+    double s = 0.0;
+    for (long long i = off[j]; i < off[j + 1]; ++i) s += x[i];
+    y[j] = static_cast<T>(s);
+  }
+}
+
+// gx[i] += g[group of i].
+template <class T>
+__global__ void segment_sum_grad_kernel(const T* g, T* gx, const long long* off, long long groups,
+                                        long long n) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += step)
+    gx[i] += g[group_of(off, groups, i)];
+}
+
+template <class T>
+__global__ void gather_kernel(const T* x, const int64_t* index, T* y, int64_t n) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
+    y[i] = x[index[i]];
+}
+
+// The scatter-add of gather's backward without atomics: element a of the input sums, in double,
+// g[order[k]] for k in [start[a], start[a + 1]) (the positions that gathered a, in increasing
+// order), then gx[a] += T(sum): the CPU's acc[a] += g[i] in index order, the same bits.
+template <class T>
+__global__ void gather_grad_kernel(const T* g, T* gx, const long long* start,
+                                   const long long* order, long long m) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long a = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; a < m;
+       a += step) {
+    double s = 0.0;
+    for (long long k = start[a]; k < start[a + 1]; ++k) s += g[order[k]];
+    gx[a] += static_cast<T>(s);
+  }
+}
+
+// ---- one_hot and valid_mask of a label map on the device ----
+
+// out (n, c, s): 1 at the label's class, 0 elsewhere and on ignored pixels. The thread of class
+// 0 of a pixel reports a label outside [0, c) that is not `ignore` (first_bad: ~index, max).
+template <class T, class L>
+__global__ void one_hot_kernel(const L* labels, T* out, long long n, long long c, long long s,
+                               long long ignore, unsigned long long* first_bad) {
+  const long long total = n * c * s;
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
+    const long long k = (i / s) % c, p = (i / (c * s)) * s + i % s;
+    const long long y = static_cast<long long>(labels[p]);
+    const bool ignored = y == ignore;
+    if (k == 0 && !ignored && (y < 0 || y >= c))
+      atomicMax(first_bad, ~static_cast<unsigned long long>(p));
+    out[i] = !ignored && y == k ? T(1) : T(0);
+  }
+}
+
+template <class T, class L>
+__global__ void valid_mask_kernel(const L* labels, T* out, long long count, long long ignore) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += step)
+    out[i] = static_cast<long long>(labels[i]) == ignore ? T(0) : T(1);
+}
+
+// The workspace of a group op: the header, then regions of int64 values (aligned).
+size_t region_bytes(int64_t count, size_t size = sizeof(int64_t)) {
+  return cuda::detail::align_up(static_cast<size_t>(count) * size);
+}
+
+// Copies host values into the call's workspace at byte offset `at`, on the call's stream (a
+// pageable source: the driver stages it before returning).
+long long* upload(const cuda::Call& call, size_t at, const int64_t* host, int64_t count) {
+  long long* dst = call.at<long long>(at);
+  if (count > 0)
+    cuda::check(cudaMemcpyAsync(dst, host, static_cast<size_t>(count) * sizeof(int64_t),
+                                cudaMemcpyHostToDevice, call.stream()),
+                call.function(), "cudaMemcpyAsync of the offsets");
+  return dst;
+}
+
 }  // namespace
 
 template <class T>
@@ -499,6 +683,151 @@ void tape_softmax_grad(bool log, const T* y, const T* g, T* gx, int64_t n, int64
                gx, n, c, s);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the softmax kernel's launch");
 }
+
+// ---- the group primitives ----
+
+template <class T>
+void tape_sort_desc(const T* x, T* y, int64_t* perm, const std::vector<int64_t>& offsets) {
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1, n = offsets.back();
+  if (groups <= 0 || n <= 0) return;
+  SEGLOSS_CHECK(groups <= 2147483647, "ad::sort_desc", groups,
+                " groups (one block each) exceed the CUDA grid's 2^31 - 1 blocks");
+  using K = cuda::KeyOf<T>;
+  const size_t off_at = cuda::detail::kHeaderBytes, ka_at = off_at + region_bytes(groups + 1),
+               kb_at = ka_at + region_bytes(n, sizeof(K)),
+               ib_at = kb_at + region_bytes(n, sizeof(K));
+  cuda::Call call("ad::sort_desc", ib_at + region_bytes(n));
+  const long long* off = upload(call, off_at, offsets.data(), groups + 1);
+  cuda::launch(sort_kernel<T>, static_cast<unsigned>(groups), cuda::kThreads, 0, call.stream(), x,
+               y, perm, off, call.at<K>(ka_at), call.at<K>(kb_at),
+               call.at<unsigned long long>(ib_at));
+  call.launched();
+}
+
+template <class T>
+void tape_permute_grad(const int64_t* perm, const T* g, T* gx, int64_t n) {
+  if (n <= 0) return;
+  cuda::launch(permute_grad_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), perm, g, gx,
+               n);
+  cuda::check(cudaGetLastError(), "ad::Tape::backward", "the sort's gradient kernel's launch");
+}
+
+// The group ops without a sort: the offsets in the workspace, one kernel.
+template <class T>
+void tape_group_op(TapeGroup op, const T* x, T* y, const std::vector<int64_t>& offsets,
+                   bool backward) {
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1, n = offsets.back();
+  if (groups <= 0) return;
+  const char* what = backward                         ? "ad::Tape::backward"
+                     : op == TapeGroup::cumsum        ? "ad::cumsum"
+                     : op == TapeGroup::adjacent_diff ? "ad::adjacent_diff"
+                                                      : "ad::segment_sum";
+  cuda::Call call(what, cuda::detail::kHeaderBytes + region_bytes(groups + 1));
+  const long long* off = upload(call, cuda::detail::kHeaderBytes, offsets.data(), groups + 1);
+  const cudaStream_t st = call.stream();
+  switch (op) {
+    case TapeGroup::cumsum:
+      cuda::launch(cumsum_kernel<T>, grid_for(groups), kBlock, 0, st, x, y, off,
+                   static_cast<long long>(groups), backward);
+      break;
+    case TapeGroup::adjacent_diff:
+      if (n <= 0) return;
+      cuda::launch(adjacent_diff_kernel<T>, grid_for(n), kBlock, 0, st, x, y, off,
+                   static_cast<long long>(groups), static_cast<long long>(n), backward);
+      break;
+    case TapeGroup::segment_sum:
+      if (!backward) {
+        cuda::launch(segment_sum_kernel<T>, grid_for(groups), kBlock, 0, st, x, y, off,
+                     static_cast<long long>(groups));
+      } else {
+        if (n <= 0) return;
+        cuda::launch(segment_sum_grad_kernel<T>, grid_for(n), kBlock, 0, st, x, y, off,
+                     static_cast<long long>(groups), static_cast<long long>(n));
+      }
+      break;
+  }
+  call.launched();
+}
+
+template <class T>
+void tape_gather(const T* x, const int64_t* index, bool index_on_device, T* y, int64_t n) {
+  if (n <= 0) return;
+  if (index_on_device) {
+    cuda::launch(gather_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), x, index, y, n);
+    cuda::check(cudaGetLastError(), "ad::gather", "the kernel's launch");
+    return;
+  }
+  cuda::Call call("ad::gather", cuda::detail::kHeaderBytes + region_bytes(n));
+  const long long* ix = upload(call, cuda::detail::kHeaderBytes, index, n);
+  cuda::launch(gather_kernel<T>, grid_for(n), kBlock, 0, call.stream(), x,
+               reinterpret_cast<const int64_t*>(ix), y, n);
+  call.launched();
+}
+
+template <class T>
+void tape_gather_grad(const T* g, T* gx, const std::vector<int64_t>& start,
+                      const std::vector<int64_t>& order) {
+  const int64_t m = static_cast<int64_t>(start.size()) - 1, n = static_cast<int64_t>(order.size());
+  if (m <= 0) return;
+  const size_t order_at = cuda::detail::kHeaderBytes + region_bytes(m + 1);
+  cuda::Call call("ad::Tape::backward", order_at + region_bytes(n));
+  const long long* st = upload(call, cuda::detail::kHeaderBytes, start.data(), m + 1);
+  const long long* od = upload(call, order_at, order.data(), n);
+  cuda::launch(gather_grad_kernel<T>, grid_for(m), kBlock, 0, call.stream(), g, gx, st, od,
+               static_cast<long long>(m));
+  call.launched();
+}
+
+template <class T, class L>
+int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, int64_t ignore,
+                     int64_t* bad_value) {
+  const int64_t total = n * c * s;
+  if (total <= 0) return -1;
+  cuda::Call call("ad::one_hot", cuda::detail::kHeaderBytes);
+  unsigned long long* first_bad = call.at<unsigned long long>(cuda::header::kFirstBad);
+  cuda::launch(one_hot_kernel<T, L>, grid_for(total), kBlock, 0, call.stream(), labels, out,
+               static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(s),
+               static_cast<long long>(ignore), first_bad);
+  call.launched();
+  // The one wait: the CPU raises on the first bad label, which only the host can do.
+  unsigned long long key = 0;
+  cuda::check(cudaMemcpyAsync(&key, first_bad, sizeof key, cudaMemcpyDeviceToHost, call.stream()),
+              "ad::one_hot", "cudaMemcpyAsync of the first bad label");
+  cuda::check(cudaStreamSynchronize(call.stream()), "ad::one_hot", "cudaStreamSynchronize");
+  if (key == 0) return -1;
+  const int64_t bad = static_cast<int64_t>(~key);
+  L v{};
+  cuda::check(cudaMemcpyAsync(&v, labels + bad, sizeof v, cudaMemcpyDeviceToHost, call.stream()),
+              "ad::one_hot", "cudaMemcpyAsync of the bad label");
+  cuda::check(cudaStreamSynchronize(call.stream()), "ad::one_hot", "cudaStreamSynchronize");
+  *bad_value = static_cast<int64_t>(v);
+  return bad;
+}
+
+template <class T, class L>
+void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore) {
+  if (count <= 0) return;
+  cuda::launch(valid_mask_kernel<T, L>, grid_for(count), kBlock, 0, cuda::thread_stream(), labels,
+               out, static_cast<long long>(count), static_cast<long long>(ignore));
+  cuda::check(cudaGetLastError(), "ad::valid_mask", "the kernel's launch");
+}
+
+#define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                            \
+  template int64_t tape_one_hot<T, L>(const L*, T*, int64_t, int64_t, int64_t, int64_t, int64_t*); \
+  template void tape_valid_mask<T, L>(const L*, T*, int64_t, int64_t);
+#define SEGLOSS_INSTANTIATE_GROUP(T)                                                          \
+  template void tape_sort_desc<T>(const T*, T*, int64_t*, const std::vector<int64_t>&);       \
+  template void tape_permute_grad<T>(const int64_t*, const T*, T*, int64_t);                  \
+  template void tape_group_op<T>(TapeGroup, const T*, T*, const std::vector<int64_t>&, bool); \
+  template void tape_gather<T>(const T*, const int64_t*, bool, T*, int64_t);                  \
+  template void tape_gather_grad<T>(const T*, T*, const std::vector<int64_t>&,                \
+                                    const std::vector<int64_t>&);                             \
+  SEGLOSS_INSTANTIATE_LABEL(T, int32_t)                                                       \
+  SEGLOSS_INSTANTIATE_LABEL(T, int64_t)
+SEGLOSS_INSTANTIATE_GROUP(float)
+SEGLOSS_INSTANTIATE_GROUP(double)
+#undef SEGLOSS_INSTANTIATE_GROUP
+#undef SEGLOSS_INSTANTIATE_LABEL
 
 #define SEGLOSS_INSTANTIATE(T)                                                                   \
   template void tape_scale_add<T>(T*, const T*, double, int64_t, bool);                          \

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "../../core/shape.hpp"
 
@@ -82,6 +83,48 @@ template <class T>
 void tape_softmax(bool log, const T* x, T* y, int64_t n, int64_t c, int64_t s);
 template <class T>
 void tape_softmax_grad(bool log, const T* y, const T* g, T* gx, int64_t n, int64_t c, int64_t s);
+
+// ---- The group primitives (core/tape.hpp, "Groups"). `offsets` are the host's G + 1 group
+// boundaries: each call copies them into its Call workspace (runtime.cuh) on the stream. Sums
+// run in double in the CPU's order (one thread per group), so CPU and CUDA give the same bits.
+
+// sort_desc: per group (one block each) the stable radix sort of radix_sort.cuh on a key of
+// sort_desc's order; perm the flat indices, y[k] = x[perm[k]].
+template <class T>
+void tape_sort_desc(const T* x, T* y, int64_t* perm, const std::vector<int64_t>& offsets);
+// gx[perm[k]] += g[k] over the n elements (a permutation: no two threads write one element).
+template <class T>
+void tape_permute_grad(const int64_t* perm, const T* g, T* gx, int64_t n);
+
+enum class TapeGroup : int { cumsum, adjacent_diff, segment_sum };
+// Forward (y is the output) or backward (x is the incoming gradient g, y the input's gradient,
+// added into): cumsum: y = the running sum per group / y += the reverse running sum;
+// adjacent_diff: y = x[i] - x[i-1] / y += g[i] - g[i+1]; segment_sum: y[j] = the group's sum /
+// y[i] += g[group of i].
+template <class T>
+void tape_group_op(TapeGroup op, const T* x, T* y, const std::vector<int64_t>& offsets,
+                   bool backward);
+
+// gather: y[i] = x[index[i]] over n indices (checked by the caller). A host index is copied
+// into the call's workspace; a device index is read in place.
+template <class T>
+void tape_gather(const T* x, const int64_t* index, bool index_on_device, T* y, int64_t n);
+// gather's backward without atomics: gx[a] += T(sum in double of g[order[k]] for k in
+// [start[a], start[a+1])), the positions that gathered element a in increasing order (built on
+// the host from the index, copied into the call's workspace).
+template <class T>
+void tape_gather_grad(const T* g, T* gx, const std::vector<int64_t>& start,
+                      const std::vector<int64_t>& order);
+
+// one_hot of a device label map (n, s) into out (n, c, s); returns the flat index of the first
+// label outside [0, c) that is not `ignore` (and its value in *bad_value), or -1: this reads
+// the error key back, so the call waits for the stream.
+template <class T, class L>
+int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, int64_t ignore,
+                     int64_t* bad_value);
+// valid_mask: out[i] = labels[i] == ignore ? 0 : 1 over count labels; no wait.
+template <class T, class L>
+void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore);
 
 }  // namespace detail
 }  // namespace segloss
