@@ -101,7 +101,9 @@ void dice_and_tversky(const Tensor<T>& x, const Tensor<U>& y, bool more, bool tv
     return softmax_dice(a, b, o);
   };
   const auto bw = [](const auto& a, const auto& b, const auto& g,
-                     const SoftmaxOverlapOptions<T>& o) { return softmax_dice_backward(a, b, g, o); };
+                     const SoftmaxOverlapOptions<T>& o) {
+    return softmax_dice_backward(a, b, g, o);
+  };
   SoftmaxOverlapOptions<T> o;
   check_forms(x, y, o, o, vg, fw, bw);
   if (more) {
@@ -208,16 +210,23 @@ void splits(const Tensor<T>& x, const Tensor<U>& y) {
     SoftmaxOverlapOptions<T> o;
     o.per_image = per_image;
     split_one(
-        x, y, o, [](const auto& a, const auto& b, const auto& q) { return softmax_dice_statistics(a, b, q); },
+        x, y, o,
+        [](const auto& a, const auto& b, const auto& q) {
+          return softmax_dice_statistics(a, b, q);
+        },
         [](const auto& a, const auto& b, const auto& st, auto& g, const auto& q) {
           return softmax_dice_finalize(a, b, st, g, q);
         },
-        [](const auto& a, const auto& b, const auto& q) { return softmax_dice_value_and_grad(a, b, q); });
+        [](const auto& a, const auto& b, const auto& q) {
+          return softmax_dice_value_and_grad(a, b, q);
+        });
     GeneralizedDiceOptions<T> g;
     g.per_image = per_image;
     split_one(
         x, y, g,
-        [](const auto& a, const auto& b, const auto& q) { return generalized_dice_statistics(a, b, q); },
+        [](const auto& a, const auto& b, const auto& q) {
+          return generalized_dice_statistics(a, b, q);
+        },
         [](const auto& a, const auto& b, const auto& st, auto& gr, const auto& q) {
           return generalized_dice_finalize(a, b, st, gr, q);
         },
@@ -227,11 +236,14 @@ void splits(const Tensor<T>& x, const Tensor<U>& y) {
     CeDiceOptions<T> c;
     c.dice.per_image = per_image;
     split_one(
-        x, y, c, [](const auto& a, const auto& b, const auto& q) { return ce_dice_statistics(a, b, q); },
+        x, y, c,
+        [](const auto& a, const auto& b, const auto& q) { return ce_dice_statistics(a, b, q); },
         [](const auto& a, const auto& b, const auto& st, auto& gr, const auto& q) {
           return ce_dice_finalize(a, b, st, gr, q);
         },
-        [](const auto& a, const auto& b, const auto& q) { return ce_dice_value_and_grad(a, b, q); });
+        [](const auto& a, const auto& b, const auto& q) {
+          return ce_dice_value_and_grad(a, b, q);
+        });
   }
 }
 
@@ -284,8 +296,12 @@ TEST_CASE("cuda many classes: the statistics / finalize split against the CPU (C
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 201, 4, 9};
   const auto x = randn<double>(s, 13, 2.0);
-  SUBCASE("int64 labels") { splits(x, many_labels<int64_t>(s.without(1), 201, 14)); }
-  SUBCASE("int32 labels") { splits(x, many_labels<int32_t>(s.without(1), 201, 15)); }
+  SUBCASE("int64 labels") {
+    splits(x, many_labels<int64_t>(s.without(1), 201, 14));
+  }
+  SUBCASE("int32 labels") {
+    splits(x, many_labels<int32_t>(s.without(1), 201, 15));
+  }
 }
 
 TEST_CASE("cuda many classes: C = 1100 and 3100 against the CPU, and the workspace size") {
@@ -417,7 +433,9 @@ TEST_CASE("cuda many classes: lovasz_softmax with a class_list over C = 1100") {
   SUBCASE("int64 labels") {
     run(y64, false, true);
   }
-  SUBCASE("int32 labels, per image") { run(cast<int32_t>(y64), true, false); }
+  SUBCASE("int32 labels, per image") {
+    run(cast<int32_t>(y64), true, false);
+  }
   SUBCASE("a caller's workspace of lovasz_workspace_size bytes, anywhere") {
     // double and per_image: the 8-byte keys and the N C segments lovasz_workspace_size counts,
     // so the query is exact

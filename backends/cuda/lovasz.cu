@@ -293,7 +293,8 @@ struct SoftmaxKernelArgs {
   unsigned long long *ia, *ib;
   int* flag;
   unsigned long long* first_bad;
-  const unsigned int* mask;  // class_list over more than kLovaszMaxListed classes: C bits, else null
+  // class_list over more than kLovaszMaxListed classes: C bits (the workspace), else null
+  const unsigned int* mask;
 };
 
 // The words [word0, word0 + words) of the class mask (words <= kLovaszMaxListed / 32), from bits

@@ -8,9 +8,12 @@
 // of exp(x_c - max), then per class p_c, t_c and the three terms p t, p^k, t^k, each added over
 // the warp by a fixed shuffle tree (in the element type) and by lane 0 to the warp's double sums
 // in shared memory. The block adds its 8 warps in order and writes 3 C partials; combine()
-// adds the parts of each image in a fixed order. No atomics touch a sum: the same bits on every
-// run. Then the finalize kernel of the sigmoid overlap losses (overlap_passes.cuh) turns the
-// per-(image, class) sums into the scores, the value and the coefficients a, b, and the
+// adds the parts of each image in a fixed order. Above kSoftmaxOverlapChunk classes the grid's
+// y axis cuts the class axis into chunks (class_chunks): each block computes the softmax over
+// all C classes and sums only its chunk's, into its chunk's place of the 3 C partials, so each
+// class's sum is added in the same order whatever the chunking. No atomics touch a sum: the same
+// bits on every run. Then the finalize kernel of the sigmoid overlap losses (overlap_passes.cuh)
+// turns the per-(image, class) sums into the scores, the value and the coefficients a, b, and the
 // gradient pass writes, per pixel, with g_c = a_c t_c + b_c dP_c (dP = 2 p for squared sums,
 // else 1) and r a class of the largest logit,
 //   grad_c = p_c ((g_c - g_r) - sum_k p_k (g_k - g_r))
