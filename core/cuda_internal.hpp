@@ -165,14 +165,15 @@ inline SurfaceLayout surface_layout(int64_t planes, int64_t plane_size, int64_t 
 // (lovasz_softmax: the gradient's scale and the classes counted, per problem) | pixel values:
 // `pixel_values` doubles (lovasz_softmax's max logit and inverse sum of exponentials per pixel) |
 // the records twice (A and B of the radix sort): a key of key_bytes (4 for float, 8 for double) and
-// an int64 index (the ground truth in its top bit) per record].
+// an int64 index (the ground truth in its top bit) per record | mask: `mask_words` 32-bit words
+// (lovasz_softmax's class_list over more than 1024 classes, one bit per class; else none)].
 struct LovaszLayout {
   size_t losses = 0, counts = 0, scales = 0, pixels = 0, keys_a = 0, idx_a = 0, keys_b = 0,
-         idx_b = 0, total = 0;
+         idx_b = 0, mask = 0, total = 0;
 };
 
 inline LovaszLayout lovasz_layout(int64_t segments, int64_t records, int64_t pixel_values,
-                                  size_t key_bytes) {
+                                  size_t key_bytes, int64_t mask_words = 0) {
   LovaszLayout l;
   const size_t seg = static_cast<size_t>(segments), rec = static_cast<size_t>(records);
   l.losses = kHeaderBytes;
@@ -183,7 +184,8 @@ inline LovaszLayout lovasz_layout(int64_t segments, int64_t records, int64_t pix
   l.idx_a = l.keys_a + align_up(rec * key_bytes);
   l.keys_b = l.idx_a + align_up(rec * sizeof(int64_t));
   l.idx_b = l.keys_b + align_up(rec * key_bytes);
-  l.total = l.idx_b + align_up(rec * sizeof(int64_t));
+  l.mask = l.idx_b + align_up(rec * sizeof(int64_t));
+  l.total = l.mask + align_up(static_cast<size_t>(mask_words) * sizeof(uint32_t));
   return l;
 }
 

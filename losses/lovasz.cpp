@@ -115,10 +115,13 @@ void softmax_cuda(const char* fn, const Tensor<T>& logits, const Tensor<L>& labe
   const int64_t N = s[0], C = s[1];
   cuda::LovaszClassRule rule;
   if (!o.class_list.empty()) {
-    SEGLOSS_CHECK(C <= cuda::kLovaszMaxListed, fn, "options.class_list with ", C,
-                  " classes is not supported on cuda yet (at most ", cuda::kLovaszMaxListed, ")");
     rule.mode = cuda::LovaszClassRule::listed;
-    for (int64_t c : o.class_list) rule.bits[c / 32] |= 1u << (c % 32);
+    if (C <= cuda::kLovaszMaxListed) {
+      for (int64_t c : o.class_list) rule.bits[c / 32] |= 1u << (c % 32);
+    } else {  // the mask goes to the call's workspace (backends/cuda/lovasz.hpp)
+      rule.wide = o.class_list.data();
+      rule.wide_count = static_cast<int64_t>(o.class_list.size());
+    }
   } else if (o.classes == LovaszClasses::all) {
     rule.mode = cuda::LovaszClassRule::all;
   }

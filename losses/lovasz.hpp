@@ -90,7 +90,8 @@
 // permutation is the CPU's; values agree with the CPU to rounding. Labels are checked on the
 // device: a bad label makes its problem's loss and gradient NaN, and the forms that return a host
 // value raise the CPU's message. The workspace grows with the input
-// (cuda::lovasz_workspace_size). Not on CUDA: class_list with more than 1024 classes.
+// (cuda::lovasz_workspace_size). class_list with any C (above 1024 classes its mask goes
+// to the workspace, session 10).
 //
 // Errors (segloss::Error): rank outside 3..5, a zero extent, labels of the wrong shape, a label
 // outside [0, C) that is not ignore_index (softmax) or a label other than 0 and 1 that is not

@@ -26,15 +26,8 @@ namespace {
 #if defined(SEGLOSS_WITH_CUDA)
 // ---- the CUDA path (backends/cuda/softmax_overlap.cu) ----
 // The labels are checked on the device (the call's error flag), so nothing waits for the
-// device unless a host value is asked for. More than kSoftmaxOverlapMaxClasses classes is an
-// error.
-
-template <class O>
-void check_softmax_cuda_options(const char* fn, const Shape& s, const O&) {
-  SEGLOSS_CHECK(s[1] <= cuda::kSoftmaxOverlapMaxClasses, fn, "logits ", s, " have ", s[1],
-                " classes; more than ", cuda::kSoftmaxOverlapMaxClasses,
-                " are not supported on cuda yet");
-}
+// device unless a host value is asked for. Any number of classes (the statistics pass cuts the
+// class axis into chunks above cuda::kSoftmaxOverlapChunk, session 10).
 
 // The finalize's device inputs besides grad_out: the class weights (a CUDA tensor).
 template <class T, class O>
@@ -64,7 +57,6 @@ template <class T, class U, class O>
 cpu::SoftmaxOverlapArgs<T, U> cuda_args(const char* fn, const Tensor<T>& logits,
                                         const Tensor<U>& target, const O& o) {
   detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
-  check_softmax_cuda_options(fn, logits.shape(), o);
   detail::check_overlap_options(fn, logits.shape(), o, "options.", Device::cuda);
   if constexpr (std::is_floating_point_v<U>)
     SEGLOSS_CHECK(o.ignore_index == -100, fn, "options.ignore_index ", o.ignore_index,
@@ -422,9 +414,6 @@ cpu::SoftmaxOverlapArgs<T, U> cuda_gdl_args(const char* fn, const Tensor<T>& log
   detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
   const Shape& s = logits.shape();
   check_gdl_options(fn, s, o);
-  SEGLOSS_CHECK(s[1] <= cuda::kSoftmaxOverlapMaxClasses, fn, "logits ", s, " have ", s[1],
-                " classes; more than ", cuda::kSoftmaxOverlapMaxClasses,
-                " are not supported on cuda yet");
   if constexpr (std::is_floating_point_v<U>)
     SEGLOSS_CHECK(o.ignore_index == -100, fn, "options.ignore_index ", o.ignore_index,
                   " applies to label targets only; with probabilities it must keep its default "

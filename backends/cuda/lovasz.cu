@@ -24,6 +24,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../../core/pointwise.hpp"
 #include "radix_sort.cuh"
@@ -204,7 +205,16 @@ struct SoftmaxKernelArgs {
   unsigned long long *ia, *ib;
   int* flag;
   unsigned long long* first_bad;
+  // class_list over more than kLovaszMaxListed classes: C bits (the workspace), else null
+  const unsigned int* mask;
 };
+
+// The words [word0, word0 + words) of the class mask (words <= kLovaszMaxListed / 32), from bits
+// passed by value (lovasz_softmax's class_list over more than kLovaszMaxListed classes).
+__global__ void class_mask_kernel(unsigned int* mask, long long word0, long long words,
+                                  const LovaszClassRule bits) {
+  for (long long i = threadIdx.x; i < words; i += blockDim.x) mask[word0 + i] = bits.bits[i];
+}
 
 // Per pixel (grid-stride): m and r as the CPU's step A (the scalar form: max in class order, the
 // sum of exponentials in class order, its reciprocal), and the label's check.
@@ -271,7 +281,9 @@ __global__ void softmax_plan_kernel(const SoftmaxKernelArgs<T, L> k, long long p
     for (long long c = 0; c < C; ++c) {
       bool in = false;
       if (valid > 0) {
-        if (k.rule.mode == LovaszClassRule::listed)
+        if (k.rule.mode == LovaszClassRule::listed && k.mask)
+          in = ((k.mask[c / 32] >> (c % 32)) & 1u) != 0;
+        else if (k.rule.mode == LovaszClassRule::listed)
           in = c < kLovaszMaxListed && ((k.rule.bits[c / 32] >> (c % 32)) & 1u) != 0;
         else if (k.rule.mode == LovaszClassRule::all)
           in = true;
@@ -438,12 +450,32 @@ void lovasz_softmax(const char* function, const cpu::LovaszSoftmaxArgs<T, L>& a,
   const int64_t problems = a.images / a.problem_images, segments = problems * a.classes;
   const int64_t pixels = a.images * a.pixels, records = pixels * a.classes;
   static_assert(sizeof(T) <= sizeof(double), "m and r fit the pixel region");
+  const bool wide = rule.mode == LovaszClassRule::listed && rule.wide;
+  const int64_t mask_words = wide ? (a.classes + 31) / 32 : 0;
   const detail::LovaszLayout l =
-      detail::lovasz_layout(segments, records, 2 * pixels, sizeof(KeyOf<T>));
+      detail::lovasz_layout(segments, records, 2 * pixels, sizeof(KeyOf<T>), mask_words);
   Call call(function, l.total);
   SoftmaxKernelArgs<T, L> k;
   k.a = a;
   k.rule = rule;
+  k.rule.wide = nullptr;  // host memory: never in a kernel's arguments
+  k.mask = nullptr;
+  if (wide) {  // the class mask into the workspace, kLovaszMaxListed bits per launch, by value
+    std::vector<unsigned int> words(static_cast<size_t>(mask_words), 0u);
+    for (int64_t i = 0; i < rule.wide_count; ++i)
+      words[static_cast<size_t>(rule.wide[i] / 32)] |= 1u << (rule.wide[i] % 32);
+    unsigned int* mask = call.at<unsigned int>(l.mask);
+    constexpr int64_t per = kLovaszMaxListed / 32;
+    for (int64_t w0 = 0; w0 < mask_words; w0 += per) {
+      LovaszClassRule bits;
+      const int64_t n = mask_words - w0 < per ? mask_words - w0 : per;
+      for (int64_t i = 0; i < n; ++i) bits.bits[i] = words[static_cast<size_t>(w0 + i)];
+      launch(class_mask_kernel, 1, 32, 0, call.stream(), mask, static_cast<long long>(w0),
+             static_cast<long long>(n), bits);
+      call.launched();
+    }
+    k.mask = mask;
+  }
   k.up = up;
   k.losses = call.at<double>(l.losses);
   k.counts = call.at<long long>(l.counts);

@@ -37,12 +37,18 @@ template <class T>
 void lovasz_hinge(const char* function, const cpu::LovaszHingeArgs<T>& a, bool mean,
                   const LovaszUpstream<T>& up, T* losses, Result<T> r, LovaszBadLabel* bad);
 
-// Which classes lovasz_softmax counts: listed (the bits of class_list, classes below
-// kLovaszMaxListed), every class, or the classes present in the problem.
+// Which classes lovasz_softmax counts: listed (class_list), every class, or the classes present
+// in the problem. listed with C <= kLovaszMaxListed: the bits of class_list travel in the kernel
+// arguments. listed with more classes (session 10): `wide` points to the host's class_list
+// (wide_count entries, bits left empty), and lovasz_softmax writes the C-bit mask into the
+// call's workspace by kernel launches that take kLovaszMaxListed bits each by value (no host
+// memory is read after the call returns, and a graph capture records no host pointer).
 constexpr int64_t kLovaszMaxListed = 1024;
 struct LovaszClassRule {
   enum Mode { present, all, listed } mode = present;
   unsigned int bits[kLovaszMaxListed / 32] = {};
+  const int64_t* wide = nullptr;  // host memory, read by lovasz_softmax's host code only
+  int64_t wide_count = 0;
 };
 
 // lovasz_softmax on the current stream: as lovasz_hinge above, with a.counts, a.counted and

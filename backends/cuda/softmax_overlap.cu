@@ -8,9 +8,12 @@
 // of exp(x_c - max), then per class p_c, t_c and the three terms p t, p^k, t^k, each added over
 // the warp by a fixed shuffle tree (in the element type) and by lane 0 to the warp's double sums
 // in shared memory. The block adds its 8 warps in order and writes 3 C partials; combine()
-// adds the parts of each image in a fixed order. No atomics touch a sum: the same bits on every
-// run. Then the finalize kernel of the sigmoid overlap losses (overlap_passes.cuh) turns the
-// per-(image, class) sums into the scores, the value and the coefficients a, b, and the
+// adds the parts of each image in a fixed order. Above kSoftmaxOverlapChunk classes the grid's
+// y axis cuts the class axis into chunks (class_chunks): each block computes the softmax over
+// all C classes and sums only its chunk's, into its chunk's place of the 3 C partials, so each
+// class's sum is added in the same order whatever the chunking. No atomics touch a sum: the same
+// bits on every run. Then the finalize kernel of the sigmoid overlap losses (overlap_passes.cuh)
+// turns the per-(image, class) sums into the scores, the value and the coefficients a, b, and the
 // gradient pass writes, per pixel, with g_c = a_c t_c + b_c dP_c (dP = 2 p for squared sums,
 // else 1) and r a class of the largest logit,
 //   grad_c = p_c ((g_c - g_r) - sum_k p_k (g_k - g_r))
@@ -68,11 +71,16 @@ __device__ __forceinline__ void softmax_of(const T* x, int64_t C, int64_t S, T& 
 
 template <class T, class U>
 __global__ void __launch_bounds__(kThreads)
-    stats_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, double* partials,
-                 int* flag, unsigned long long* first_bad) {
+    stats_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, int64_t chunk,
+                 int64_t chunk0, double* partials, int* flag, unsigned long long* first_bad) {
   using M = segloss::Math<T>;
-  SEGLOSS_DYNAMIC_SHARED(double, sums);  // [kWarps][3 C]
-  const int64_t C = a.classes, S = a.pixels, K = 3 * C;
+  SEGLOSS_DYNAMIC_SHARED(double, sums);  // [kWarps][3 chunk]
+  const int64_t C = a.classes, S = a.pixels;
+  // The classes [c_lo, c_hi) of this block's chunk (chunk0 + blockIdx.y; one chunk of C classes
+  // when C <= kSoftmaxOverlapChunk). Every chunk computes the softmax over all C classes.
+  const int64_t c_lo = (chunk0 + blockIdx.y) * chunk;
+  const int64_t c_hi = c_lo + chunk < C ? c_lo + chunk : C;
+  const int64_t K = 3 * (c_hi - c_lo);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t k = threadIdx.x; k < kWarps * K; k += kThreads) sums[k] = 0.0;
   __syncthreads();
@@ -97,9 +105,10 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
       // One lane per warp reports: the lowest bad lane holds the warp's smallest index (lanes
-      // are consecutive pixels). Every lane of the warp gets here (s0 is the same for all).
+      // are consecutive pixels). Every lane of the warp gets here (s0 is the same for all). The
+      // blocks of the first chunk report (the other chunks see the same labels).
       const unsigned bad_lanes = __ballot_sync(0xffffffffu, bad);
-      if (bad_lanes != 0u && lane == __ffs(static_cast<int>(bad_lanes)) - 1) {
+      if (bad_lanes != 0u && c_lo == 0 && lane == __ffs(static_cast<int>(bad_lanes)) - 1) {
         atomicOr(flag, kBadLabel);
         atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
       }
@@ -107,7 +116,7 @@ __global__ void __launch_bounds__(kThreads)
     T m = T(0), inv = T(0);
     int64_t r = 0;
     if (counted) softmax_of(x + s, C, S, m, inv, r);
-    for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c = c_lo; c < c_hi; ++c) {
       const T p = counted ? M::exp(x[c * S + s] - m) * inv : T(0);
       T t;
       if constexpr (kLabels<T, U>)
@@ -118,35 +127,48 @@ __global__ void __launch_bounds__(kThreads)
       const T vp = warp_sum<T>(a.squared ? p * p : p);
       const T vt = warp_sum<T>(a.squared ? t * t : t);
       if (lane == 0) {
-        mine[3 * c + 0] += static_cast<double>(vi);
-        mine[3 * c + 1] += static_cast<double>(vp);
-        mine[3 * c + 2] += static_cast<double>(vt);
+        double* at = mine + 3 * (c - c_lo);
+        at[0] += static_cast<double>(vi);
+        at[1] += static_cast<double>(vp);
+        at[2] += static_cast<double>(vt);
       }
     }
   }
   __syncthreads();
+  // The block's partials of its chunk: 3 values per class at 3 c of the block's 3 C.
+  double* out = partials + blockIdx.x * (3 * C) + 3 * c_lo;
   for (int64_t k = threadIdx.x; k < K; k += kThreads) {
     double v = 0.0;
     for (int w = 0; w < kWarps; ++w) v += sums[w * K + k];
-    partials[blockIdx.x * K + k] = v;
+    out[k] = v;
   }
 }
 
 template <class T, class U>
 __global__ void __launch_bounds__(kThreads)
     grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
-                T* grad, int* flag, unsigned long long* first_bad, bool accumulate) {
+                T* grad, int* flag, unsigned long long* first_bad, bool accumulate,
+                bool coef_shared) {
   using M = segloss::Math<T>;
   SEGLOSS_DYNAMIC_SHARED(double, shared);
   const int64_t C = a.classes, S = a.pixels, planes = a.images * C;
   const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
-  T* ca = reinterpret_cast<T*>(shared);  // the image's coefficients a_c, b_c in T
+  // The image's coefficients a_c, b_c in T: copied to shared memory when 2 C of them fit
+  // (coef_shared, grad_coef_shared below), else read from the workspace at each use (the same
+  // conversion of the same double: the same value either way).
+  T* ca = reinterpret_cast<T*>(shared);
   T* cb = ca + C;
-  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-    ca[c] = static_cast<T>(coef[n * C + c]);
-    cb[c] = static_cast<T>(coef[planes + n * C + c]);
+  const double* ga = coef + n * C;
+  const double* gb = coef + planes + n * C;
+  if (coef_shared) {
+    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+      ca[c] = static_cast<T>(ga[c]);
+      cb[c] = static_cast<T>(gb[c]);
+    }
   }
   __syncthreads();
+  const auto coef_a = [&](int64_t c) { return coef_shared ? ca[c] : static_cast<T>(ga[c]); };
+  const auto coef_b = [&](int64_t c) { return coef_shared ? cb[c] : static_cast<T>(gb[c]); };
   const int64_t begin = part * g.part_size;
   const int64_t end = begin + g.part_size < S ? begin + g.part_size : S;
   const T* x = a.x + n * C * S;
@@ -177,11 +199,13 @@ __global__ void __launch_bounds__(kThreads)
         t = y == c ? T(1) : T(0);
       else
         t = a.target[(n * C + c) * S + s];
-      T gc = t * ca[c];
-      if (a.squared)
-        gc += p * (cb[c] + cb[c]);
-      else
-        gc += cb[c];
+      T gc = t * coef_a(c);
+      if (a.squared) {
+        const T b = coef_b(c);
+        gc += p * (b + b);
+      } else {
+        gc += coef_b(c);
+      }
       return gc;
     };
     const T g_ref = g_of(r, M::exp(x[r * S + s] - m) * inv);
@@ -271,18 +295,59 @@ __global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> u
   *value = f.mean ? loss_sum / scores_counted : loss_sum;
 }
 
-// The statistics pass and its combine: the per-(image, class) sums I, P, T.
+// How the statistics pass cuts the class axis: `count` chunks of at most `size` classes (the
+// last one may be shorter, none is empty), chunk i the classes [i size, (i + 1) size). Up to
+// kSoftmaxOverlapChunk classes: one chunk of C classes (the kernel and bits of sessions 4-9).
+// Above: as few chunks as kSoftmaxOverlapChunk allows, of equal size but the last.
+struct ClassChunks {
+  int64_t count = 1, size = 1;
+};
+inline ClassChunks class_chunks(int64_t C) {
+  ClassChunks k;
+  if (C <= kSoftmaxOverlapChunk) {
+    k.size = C > 0 ? C : 1;
+    return k;
+  }
+  const int64_t want = (C + kSoftmaxOverlapChunk - 1) / kSoftmaxOverlapChunk;
+  k.size = (C + want - 1) / want;
+  k.count = (C + k.size - 1) / k.size;
+  return k;
+}
+
+// The most dynamic shared memory a kernel gets without opting in (cudaFuncSetAttribute).
+constexpr size_t kSharedLimit = 48 * 1024;
+// The statistics pass's shared memory: 3 double sums per class of a chunk per warp.
+static_assert(kWarps * 3 * kSoftmaxOverlapChunk * sizeof(double) <= kSharedLimit,
+              "the statistics pass's chunk of classes does not fit in shared memory");
+// The most blocks a grid has along y.
+constexpr int64_t kMaxGridY = 65535;
+
+// Whether the gradient pass copies the image's 2 C coefficients (as T) to shared memory: when
+// they fit (up to 3072 classes in double, 6144 in float); else it reads them from the workspace.
+template <class T>
+bool grad_coef_shared(int64_t C) {
+  return static_cast<size_t>(2 * C) * sizeof(T) <= kSharedLimit;
+}
+
+// The statistics pass and its combine: the per-(image, class) sums I, P, T. The grid is (the
+// PlaneGrid's blocks) x (the class chunks); every block writes the 3 values of each class of its
+// chunk into its block's 3 C partials, so the combine sees the same layout whatever the chunks.
 template <class T, class U>
 void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::SoftmaxOverlapArgs<T, U>& a) {
   const int64_t K = 3 * a.classes;
   const unsigned blocks = static_cast<unsigned>(g.blocks());
+  const ClassChunks ch = class_chunks(a.classes);
+  const size_t shared = static_cast<size_t>(kWarps * 3 * ch.size) * sizeof(double);
   // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
   if (blocks > 0) {
-    cuda::launch(stats_kernel<T, U>, blocks, kThreads, kWarps * K * sizeof(double), call.stream(),
-                 g, a, call.at<double>(l.partials), call.flag(),
-                 call.at<unsigned long long>(kFirstBadOffset));
-    call.launched();
+    for (int64_t y0 = 0; y0 < ch.count; y0 += kMaxGridY) {
+      const int64_t ys = ch.count - y0 < kMaxGridY ? ch.count - y0 : kMaxGridY;
+      cuda::launch(stats_kernel<T, U>, dim3(blocks, static_cast<unsigned>(ys)), kThreads, shared,
+                   call.stream(), g, a, ch.size, y0, call.at<double>(l.partials), call.flag(),
+                   call.at<unsigned long long>(kFirstBadOffset));
+      call.launched();
+    }
   }
   combine(call, call.at<double>(l.partials), a.images, g.parts, static_cast<int>(K),
           call.at<double>(l.sums));
@@ -294,9 +359,11 @@ void gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
               const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad, bool accumulate = false) {
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   if (!grad || blocks == 0) return;
-  cuda::launch(grad_kernel<T, U>, blocks, kThreads, 2 * a.classes * sizeof(T), call.stream(), g, a,
-               call.at<double>(l.coef), grad, call.flag(),
-               call.at<unsigned long long>(kFirstBadOffset), accumulate);
+  const bool coef_shared = grad_coef_shared<T>(a.classes);
+  cuda::launch(grad_kernel<T, U>, blocks, kThreads,
+               coef_shared ? static_cast<size_t>(2 * a.classes) * sizeof(T) : size_t{0},
+               call.stream(), g, a, call.at<double>(l.coef), grad, call.flag(),
+               call.at<unsigned long long>(kFirstBadOffset), accumulate, coef_shared);
   call.launched();
 }
 

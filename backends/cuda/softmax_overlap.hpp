@@ -9,8 +9,8 @@
 // subset of SoftmaxOverlapOptions on CUDA: reduction, smooth_nr, smooth_dr, per_image, squared,
 // include_background, ignore_index (label targets int32/int64, or probabilities), class_weight
 // (on the device), empty, gamma, log, clamp; the caller
-// (losses/softmax_overlap.cpp) rejects the others, and more than kSoftmaxOverlapMaxClasses
-// classes.
+// (losses/softmax_overlap.cpp) rejects the others. Any number of classes (above
+// kSoftmaxOverlapChunk the statistics pass cuts the class axis into chunks, session 10).
 #pragma once
 
 #include <cstdint>
@@ -21,10 +21,13 @@
 namespace segloss {
 namespace cuda {
 
-// The statistics pass keeps 3 C double sums per warp in shared memory (8 warps: 192 C bytes,
-// 38,400 for 200 classes: well inside the 48 KiB a kernel gets without opting in). 200 covers
-// ADE20K (150) and COCO-Stuff (182).
-constexpr int64_t kSoftmaxOverlapMaxClasses = 200;
+// The statistics pass keeps 3 double sums per class per warp in shared memory (8 warps: 192
+// bytes a class, 38,400 for 200 classes: well inside the 48 KiB a kernel gets without opting
+// in). Up to kSoftmaxOverlapChunk classes a block sums all of them (200 covers ADE20K (150) and
+// COCO-Stuff (182)); above, the grid's y axis cuts the class axis into chunks of at most
+// kSoftmaxOverlapChunk classes: each block computes the softmax over all C classes and sums
+// its chunk's (docs/cuda.md, "Many classes on CUDA").
+constexpr int64_t kSoftmaxOverlapChunk = 200;
 
 // What a call reports when asked for a host value.
 struct SoftmaxOverlapStatus {
