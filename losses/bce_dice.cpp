@@ -162,7 +162,7 @@ Tensor<T> bce_dice(const Tensor<T>& logits, const Tensor<T>& target,
                    const BceDiceOptions<T>& options, BceDiceParts* parts) {
   auto p = plan("bce_dice", logits, target, options);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda)  // the value stays on the device: no wait
+  if (logits.device() == Device::cuda)  // the value stays on the device: no wait (parts wait)
     return detail::cuda_scalar<T>([&](cuda::Result<T> r) {
       run_cuda<T>("bce_dice", p, logits, options, parts, nullptr, nullptr, r);
     });

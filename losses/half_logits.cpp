@@ -66,10 +66,10 @@ class FloatCopies {
 #endif
   }
 
-  // An uninitialized float tensor of shape s.
+  // An uninitialized float tensor of shape s, on the call's device.
   Tensor<float> take(const Shape& s) {
 #if defined(SEGLOSS_WITH_CUDA)
-    if (device_ == Device::cuda) {
+    if (device_ == Device::cuda && lease_) {
       const size_t need = copy_bytes(s.numel());
       SEGLOSS_CHECK(used_ + need <= bytes_, fn_, "internal: the 16-bit path's scratch holds ",
                     bytes_, " bytes, but its copies need more");
@@ -81,10 +81,13 @@ class FloatCopies {
     return Tensor<float>::empty(s, device_);
   }
 
-  // t widened to float (exact); undefined stays undefined.
+  // t widened to float (exact), on t's device; undefined stays undefined. A tensor on another
+  // device than the call's gets a copy of its own on its device (as before the scratch), so the
+  // float loss raises its usual device error instead of a host loop writing device memory.
   template <class H>
   Tensor<float> widen(const Tensor<H>& t) {
     if (!t.defined()) return Tensor<float>();
+    if (t.device() != device_) return to_float(t);
     Tensor<float> out = take(t.shape());
     detail::convert_elements(out.data(), t.data(), t.numel(), t.device(), "to_float");
     return out;

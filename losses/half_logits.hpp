@@ -28,9 +28,10 @@
 // call. On CUDA the widening and rounding are elementwise kernels on the current stream
 // (backends/cuda/half.cu), and since session 10 the copies are views into the stream's cached
 // scratch buffer (backends/cuda/scratch.hpp), so after a warm-up call the forms writing into the
-// caller's grad (and value) allocate nothing and wait for nothing (a CUDA graph can capture
-// them); forward and backward still allocate the tensors they return, as every returned CUDA
-// tensor. A caller's WorkspaceScope does not cover the scratch (cuda::pool_bytes counts it,
+// caller's grad allocate nothing; the one writing the value into a caller's device tensor also
+// waits for nothing (a CUDA graph can capture it), while the one returning a double waits for
+// its value. Forward and backward still allocate the tensors they return, as every returned
+// CUDA tensor. A caller's WorkspaceScope does not cover the scratch (cuda::pool_bytes counts it,
 // cuda::release_pool frees it). A fused half kernel (loading 16 bits in the loss kernels) is not
 // written yet.
 //

@@ -9,9 +9,16 @@
 // to the tensor's largest magnitude), the double values within 1e-5 relative.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <future>
+#include <memory>
+#include <thread>
 
 #include "cuda_check.hpp"
 #include "helpers.hpp"
@@ -167,6 +174,70 @@ TEST_CASE_TEMPLATE("cuda half: a bad label raises, or makes the device value NaN
   Tensor<H> g, v;
   cross_entropy_value_and_grad(xd, yd, g, v);
   CHECK(std::isnan(static_cast<float>(v.to(Device::cpu)[0])));
+}
+
+// A tensor on the other device is the float loss's device error, as before the scratch (the
+// scratch holds only the copies of tensors on the logits' device).
+TEST_CASE_TEMPLATE("cuda half: inputs on mixed devices are the float loss's device errors", H,
+                   float16, bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 1, 8, 8};
+  const auto x = half_randn<H>(s, 31, 1.0);
+  const auto t = to_half<H>(testing::mask<float>(s, 32));
+  const auto xd = dev(x), td = dev(t);
+  const auto mixed = doctest::Contains("is on device cpu, but logits are on cuda");
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(xd, t), mixed, Error);
+  CHECK_THROWS_WITH_AS(soft_dice(xd, t), mixed, Error);
+  CHECK_THROWS_WITH_AS(bce_with_logits_backward(xd, td, Tensor<H>::full({}, H(1.0f))), mixed,
+                       Error);
+  BceWithLogitsOptions<H> o;
+  o.weight = to_half<H>(testing::uniform<float>(s, 33, 0.5, 1.5));
+  CHECK_THROWS_WITH_AS(bce_with_logits(xd, td, o), mixed, Error);
+  BceDiceOptions<H> bo;
+  bo.dice.class_weight = Tensor<H>::full({1}, H(1.0f));
+  Tensor<H> g, v;
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, td, g, v, bo), mixed, Error);
+  CHECK_THROWS_WITH_AS(bce_with_logits(x, td),
+                       doctest::Contains("is on device cuda, but logits are on cpu"), Error);
+}
+
+// A 16-bit call holds its scratch entry's mutex while its inner call takes the pool's mutex;
+// pool_bytes() and release_pool() must not hold the pool's mutex while they wait for an entry's
+// (session 10's first version did, and this deadlocked within the first calls). Only one thread
+// runs kernels. A deadlock would hang: a watchdog fails the test after 120 s instead.
+TEST_CASE("cuda half: pool_bytes on another thread during 16-bit calls does not deadlock") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 1, 16, 16};
+  const auto xd = dev(half_randn<float16>(s, 41, 1.0));
+  const auto td = dev(to_half<float16>(testing::mask<float>(s, 42)));
+  std::atomic<bool> done{false};
+  std::atomic<int> calls{0}, polls{0};
+  auto finished = std::make_shared<std::promise<void>>();
+  std::future<void> all_done = finished->get_future();
+  std::thread worker([&, finished] {
+    while (polls.load() == 0) std::this_thread::yield();  // the two overlap from the first call
+    for (int i = 0; i < 60; ++i) {
+      bce_with_logits(xd, td);
+      calls.fetch_add(1);
+    }
+    done = true;
+  });
+  std::thread poller([&, finished] {
+    while (!done) {
+      cuda::pool_bytes();
+      polls.fetch_add(1);
+    }
+    worker.join();
+    finished->set_value();
+  });
+  if (all_done.wait_for(std::chrono::seconds(120)) != std::future_status::ready) {
+    std::fprintf(stderr,
+                 "cuda half: deadlock between 16-bit calls and pool_bytes (%d calls, %d polls)\n",
+                 calls.load(), polls.load());
+    std::_Exit(1);  // the threads are stuck: nothing else can end the test
+  }
+  poller.join();
+  CHECK(calls.load() == 60);
 }
 
 #if defined(SEGLOSS_TEST_CUDA)

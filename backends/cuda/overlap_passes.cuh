@@ -409,7 +409,7 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     counts->kept = static_cast<int64_t>(c[0]);
     counts->skipped = static_cast<int64_t>(c[1]);
   }
-  if (host_parts) {  // copied back before the value's wait (host_value), or with its own wait
+  if (kBce && host_parts) {  // copied back before the value's wait (host_value), or its own
     check(cudaMemcpyAsync(host_parts, f.parts, 2 * sizeof(double), cudaMemcpyDeviceToHost,
                           call.stream()),
           function, "cudaMemcpyAsync of the parts");

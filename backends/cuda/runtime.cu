@@ -7,6 +7,7 @@
 #include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "../../core/tensor.hpp"
 #include "scratch.hpp"
@@ -112,11 +113,22 @@ __global__ void combine_kernel(const double* partials, int64_t parts, int k, dou
 
 }  // namespace
 
-size_t pool_bytes() {
+// The entries and their devices, copied under the pool's mutex, which is released before any
+// entry's mutex is taken: a 16-bit call holds its scratch entry's mutex while its inner call
+// takes the pool's mutex (pool_entry), so holding the pool's mutex while waiting for an entry's
+// would deadlock with it. Entries are never erased: the pointers stay valid.
+std::vector<std::pair<int, PoolEntry*>> pool_entries() {
   Pool& p = pool();
   std::lock_guard<std::mutex> g(p.mutex);
+  std::vector<std::pair<int, PoolEntry*>> out;
+  out.reserve(p.entries.size());
+  for (auto& [key, e] : p.entries) out.emplace_back(key.device, e.get());
+  return out;
+}
+
+size_t pool_bytes() {
   size_t total = 0;
-  for (auto& [key, e] : p.entries) {
+  for (auto& [device, e] : pool_entries()) {
     std::lock_guard<std::mutex> ge(e->mutex);
     total += e->bytes;
   }
@@ -124,14 +136,12 @@ size_t pool_bytes() {
 }
 
 void release_pool() {
-  Pool& p = pool();
-  std::lock_guard<std::mutex> g(p.mutex);
   int current = 0;
   cudaGetDevice(&current);
-  for (auto& [key, e] : p.entries) {
+  for (auto& [device, e] : pool_entries()) {
     std::lock_guard<std::mutex> ge(e->mutex);
     if (!e->data) continue;
-    cudaSetDevice(key.device);
+    cudaSetDevice(device);
     // The whole device, not the entry's stream: that stream may have been destroyed since (a
     // stale handle is undefined behaviour), or be another thread's per-thread stream.
     cudaDeviceSynchronize();
@@ -152,7 +162,7 @@ Call::Call(const char* function, size_t bytes) : function_(function), stream_(th
     SEGLOSS_CHECK(usable >= bytes, function, "the caller's workspace holds ", ts.workspace_bytes,
                   " bytes but this call needs ", bytes + detail::kAlign,
                   " (core/cuda.hpp: cuda::workspace_size, or the size query of this "
-                  "function's own workspace)");
+                  "function's own workspace where it has one)");
     base_ = reinterpret_cast<char*>(aligned);
   } else {
     base_ = static_cast<char*>(lease(function, stream_, kWorkspace, bytes, lock_));

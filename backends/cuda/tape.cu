@@ -1,9 +1,10 @@
 // The autodiff tape on the device (core/tape.cpp): a fused loss node's gradient, scaled by the
 // incoming gradient of its scalar value, written or added into the gradient of a CUDA leaf
 // (Tape::accumulate); and the primitives' forward and backward for CUDA values
-// (backends/cuda/tape_ops.hpp). Elementwise kernels are grid-stride loops; every sum runs one
-// block per output in a fixed order (strided double sums per thread, then block_sum's tree):
-// the result is the same bits on every run.
+// (backends/cuda/tape_ops.hpp). Elementwise kernels are grid-stride loops; the reductions run
+// one block per output in a fixed order (strided double sums per thread, then block_sum's tree),
+// and the group ops' sums (cumsum, segment_sum, the gather backward) one thread per group or
+// element, in the CPU's order: the result is the same bits on every run.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -572,14 +573,20 @@ size_t region_bytes(int64_t count, size_t size = sizeof(int64_t)) {
   return cuda::detail::align_up(static_cast<size_t>(count) * size);
 }
 
-// Copies host values into the call's workspace at byte offset `at`, on the call's stream (a
-// pageable source: the driver stages it before returning).
+// Copies host values into the call's workspace at byte offset `at`, on the call's stream, and
+// waits for the stream. The source is pageable memory that the caller may free as soon as the op
+// returns (a temporary offsets vector, a backward's local scatter plan), and CUDA does not
+// promise that cudaMemcpyAsync from pageable memory has read its source when it returns ("API
+// synchronization behavior": such a copy "might be synchronous with respect to host"; the
+// driver "may" stage it). The group ops are the tape's reference forms; this wait is their cost.
 long long* upload(const cuda::Call& call, size_t at, const int64_t* host, int64_t count) {
   long long* dst = call.at<long long>(at);
-  if (count > 0)
+  if (count > 0) {
     cuda::check(cudaMemcpyAsync(dst, host, static_cast<size_t>(count) * sizeof(int64_t),
                                 cudaMemcpyHostToDevice, call.stream()),
                 call.function(), "cudaMemcpyAsync of the offsets");
+    cuda::check(cudaStreamSynchronize(call.stream()), call.function(), "cudaStreamSynchronize");
+  }
   return dst;
 }
 
