@@ -338,7 +338,7 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
     // bce_dice's mean over the weight sum: f.bce_scale (1) times the device's 1/W.
     const double bs = f.bce_scale_by ? f.bce_scale * *f.bce_scale_by : f.bce_scale;
     const double bce = bs == 0.0 ? 0.0 : bce_sum * bs;
-    *value = f.bce_weight * bce + f.dice_weight * dice;
+    *value = mul_rn(f.bce_weight, bce) + mul_rn(f.dice_weight, dice);  // the CPU's, no FMA
     *bce_scale = g0 * f.bce_weight * bs;
     if (f.parts) {
       f.parts[0] = bce;

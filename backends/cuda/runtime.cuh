@@ -40,6 +40,13 @@ __device__ __forceinline__ double mul_rn(double a, double b) {
   return a * b;
 #endif
 }
+__device__ __forceinline__ float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 
 // Blocks of kThreads for `items` independent threads' work, at most 2^20 (grid-stride loops
 // cover the rest).

@@ -33,7 +33,7 @@ template <class T>
 __global__ void scale_add_kernel(T* dst, const T* src, T scale, int64_t n, bool assign) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
-    dst[i] = assign ? scale * src[i] : dst[i] + scale * src[i];
+    dst[i] = assign ? scale * src[i] : dst[i] + cuda::mul_rn(scale, src[i]);  // no FMA: the CPU's
 }
 
 // ---- the math of each op, mirroring core/tape.cpp's lambdas ----
@@ -196,7 +196,7 @@ __global__ void unary_grad_kernel(TapeUnary op, const T* x, const T* y, const T*
                                   int64_t n, T k, T k2) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
-    gx[i] += g[i] * unary_derivative(op, x[i], y[i], k, k2);
+    gx[i] += cuda::mul_rn(g[i], unary_derivative(op, x[i], y[i], k, k2));  // no FMA
 }
 
 template <class T>
@@ -221,7 +221,7 @@ __global__ void binary_grad_full_kernel(TapeBinary op, int which, const T* a, co
     int64_t ia, ib;
     offsets(l, i, ia, ib);
     const double p = static_cast<double>(binary_partial(op, which, a[ia], b[ib], out[i]));
-    gv[i] += static_cast<T>(static_cast<double>(g[i]) * p);
+    gv[i] += static_cast<T>(cuda::mul_rn(static_cast<double>(g[i]), p));  // no FMA
   }
 }
 
@@ -254,7 +254,7 @@ __global__ void broadcast_grad_kernel(const T* g, T* gx, const TapeLayout l, int
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     int64_t j, unused;
     offsets(l, i, j, unused);
-    gx[i] += static_cast<T>(static_cast<double>(g[j]) * scale);
+    gx[i] += static_cast<T>(cuda::mul_rn(static_cast<double>(g[j]), scale));  // no FMA
   }
 }
 
@@ -391,14 +391,15 @@ __global__ void softmax_grad_kernel(bool log, const T* y, const T* g, T* gx, int
     double total = 0.0;
     for (int64_t k = 0; k < c; ++k) {
       const int64_t i = base + k * s;
-      total += log ? static_cast<double>(g[i]) : static_cast<double>(y[i]) * g[i];
+      total += log ? static_cast<double>(g[i])
+                   : cuda::mul_rn(static_cast<double>(y[i]), static_cast<double>(g[i]));
     }
     for (int64_t k = 0; k < c; ++k) {
       const int64_t i = base + k * s;
       if (log)
-        gx[i] += static_cast<T>(g[i] - ::exp(static_cast<double>(y[i])) * total);
+        gx[i] += static_cast<T>(g[i] - cuda::mul_rn(::exp(static_cast<double>(y[i])), total));
       else
-        gx[i] += static_cast<T>(y[i] * (g[i] - total));
+        gx[i] += static_cast<T>(cuda::mul_rn(static_cast<double>(y[i]), g[i] - total));
     }
   }
 }
