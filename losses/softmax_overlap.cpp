@@ -199,8 +199,11 @@ OverlapStatistics split_statistics(const char* fn, const Tensor<T>& logits, cons
     detail::check_split_reduction(fn, o.reduction);
     const auto a = cuda_args(fn, logits, target, o);
     std::vector<double> sums(static_cast<size_t>(a.images * a.classes * 3));
-    cuda_status(fn, cuda::softmax_overlap_statistics_run<T, U>(fn, a, sums.data()), a, target);
-    return detail::cuda_split_statistics(fn, sums, 3, logits.shape(), o, f);
+    const auto status = cuda::softmax_overlap_statistics_run<T, U>(fn, a, sums.data());
+    // The class weights (copied to the host) are checked before a bad label, as on the CPU.
+    OverlapStatistics st = detail::cuda_split_statistics(fn, sums, 3, logits.shape(), o, f);
+    cuda_status(fn, status, a, target);
+    return st;
   }
 #endif
   return detail::softmax_split_statistics(fn, logits, target, o, f);

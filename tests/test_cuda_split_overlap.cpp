@@ -765,6 +765,13 @@ TEST_CASE("cuda split: the error paths") {
   od.class_weight = cw.to(Device::cuda);
   CHECK(message_of([&] { soft_dice_statistics(xd, md, od); }) ==
         message_of([&] { soft_dice_statistics(x, m, oc); }));
+  // A bad class weight and a bad label: the class weight is named first, as on the CPU.
+  SoftmaxOverlapOptions<float> sc, sd;
+  sc.class_weight = cw;
+  sd.class_weight = cw.to(Device::cuda);
+  const std::string cpu_both = message_of([&] { softmax_dice_statistics(x, bad, sc); });
+  CHECK(cpu_both.find("class_weight") != std::string::npos);
+  CHECK(message_of([&] { softmax_dice_statistics(xd, bad_d, sd); }) == cpu_both);
   const auto st_cw = soft_dice_statistics(xd, md);  // made without the class weights
   CHECK(message_of([&] {
           soft_dice_finalize(xd, md, st_cw, gb, od);
