@@ -3,6 +3,7 @@
 // message where none is present; the others run in every build.
 #include <doctest/doctest.h>
 
+#include <thread>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -162,6 +163,35 @@ TEST_CASE("cuda runtime: the workspace pool does not grow after warm-up") {
   for (int i = 0; i < 5; ++i) step();
   CHECK(cuda::pool_bytes() == warm);
 }
+
+#if defined(SEGLOSS_TEST_CUDA)
+// cudaStreamPerThread names a different stream on every thread, so its pool entries are the
+// thread's own; they are freed when the thread exits (after synchronizing its stream), since
+// Linux gives a later thread the dead one's std::thread::id and the entry with it.
+TEST_CASE("cuda runtime: a thread's per-thread-stream buffers are freed when it exits") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 1, 64, 64};
+  const auto x = gpu(randn<float>(s, 9)), z = gpu(mask<float>(s, 10));
+  const Shape s16{2, 1, 16, 16};
+  const auto x16 = gpu(to_half<float16>(randn<float>(s16, 11))),
+             z16 = gpu(to_half<float16>(mask<float>(s16, 12)));
+  const size_t before = cuda::pool_bytes();
+  size_t during = 0;
+  double v = 0.0;
+  std::thread worker([&] {
+    cuda::StreamScope scope(cudaStreamPerThread);
+    Tensor<float> g;
+    v = bce_dice_value_and_grad(x, z, g);
+    bce_with_logits(x16, z16);  // the 16-bit path's scratch entry too
+    during = cuda::pool_bytes();
+  });
+  worker.join();
+  CHECK(during > before);
+  CHECK(cuda::pool_bytes() == before);
+  Tensor<float> g;
+  CHECK(bce_dice_value_and_grad(x, z, g) == v);
+}
+#endif
 
 TEST_CASE("cuda runtime: a caller-given workspace is used instead of the pool") {
   SEGLOSS_REQUIRE_GPU();

@@ -69,14 +69,50 @@ Pool& pool() {
   return *p;
 }
 
+// A thread's entries for its per-thread stream are freed when the thread exits (its
+// thread_local PerThreadEntries is destroyed while the thread, and so its per-thread stream,
+// still exists): the thread's stream is synchronized first, then the buffers are freed. Linux
+// reuses a dead thread's std::thread::id, so without this a new thread would share the buffer
+// that the old thread's stream might still be reading; with it the new thread finds the entry
+// empty and allocates its own.
+struct PerThreadEntries {
+  std::vector<std::pair<int, PoolEntry*>> entries;  // (device, entry)
+  ~PerThreadEntries() {
+    int current = 0;
+    if (cudaGetDevice(&current) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    for (auto& [device, e] : entries) {
+      std::lock_guard<std::mutex> ge(e->mutex);
+      if (!e->data) continue;
+      cudaSetDevice(device);
+      cudaStreamSynchronize(cudaStreamPerThread);
+      cudaFree(e->data);
+      e->data = nullptr;
+      e->bytes = 0;
+    }
+    cudaGetLastError();  // errors here (a runtime shutting down) are not reported
+    cudaSetDevice(current);
+  }
+};
+
 PoolEntry& pool_entry(int device, cudaStream_t s, int kind) {
   Pool& p = pool();
-  std::lock_guard<std::mutex> g(p.mutex);
-  const PoolKey key{
-      device, s, s == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id(), kind};
+  std::unique_lock<std::mutex> g(p.mutex);
+  const bool per_thread = s == cudaStreamPerThread;
+  const PoolKey key{device, s, per_thread ? std::this_thread::get_id() : std::thread::id(), kind};
   auto& e = p.entries[key];
   if (!e) e = std::make_unique<PoolEntry>();
-  return *e;
+  PoolEntry* entry = e.get();
+  g.unlock();
+  if (per_thread) {  // once per entry and thread (a reused id's entry is registered again)
+    thread_local PerThreadEntries mine;
+    bool known = false;
+    for (auto& [d, k] : mine.entries) known = known || k == entry;
+    if (!known) mine.entries.emplace_back(device, entry);
+  }
+  return *entry;
 }
 
 // The buffer of this device's entry of `kind` for stream s, grown to `bytes` at least, with its
