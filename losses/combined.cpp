@@ -14,6 +14,9 @@
 #include "../backends/cpu/focal.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/softmax_overlap_passes.hpp"
+#if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/scratch.hpp"
+#endif
 
 namespace segloss {
 namespace {
@@ -240,13 +243,19 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
 // flag of backends/cuda/softmax_overlap.cu). value_and_grad waits twice (each term's value comes
 // back to the host; a bad label is raised by the Dice term, with the CPU's message); backward
 // waits for nothing. The first term's argument errors name the term, as on the CPU. The Dice term
-// reads the logits after the first term wrote grad, so grad may not be the logits (the CPU allows
-// exactly in place).
-template <class T>
-void check_cuda_not_in_place(const char* fn, const Tensor<T>& logits, const Tensor<T>& grad) {
-  SEGLOSS_CHECK(grad.data() != logits.data(), fn,
-                "grad is the logits; on cuda the Dice term reads the logits again after the first "
-                "term wrote its gradient, so a combined loss cannot run in place on cuda yet");
+// reads the logits after the first term wrote grad, so exactly in place (grad the logits, which
+// the CPU allows) runs the terms into the stream's cached scratch buffer
+// (backends/cuda/scratch.hpp: no allocation after warm-up) and then copies that gradient into
+// grad (a device copy and a wait, in a form that waits anyway).
+template <class T, class Run>
+auto cuda_maybe_in_place(const char* fn, const Tensor<T>& logits, Tensor<T>& grad, Run&& run) {
+  if (grad.data() != logits.data()) return run(grad.data());
+  cuda::detail::ScratchLease lease(fn, static_cast<size_t>(logits.numel()) * sizeof(T));
+  const Tensor<T> apart =
+      Tensor<T>::view(reinterpret_cast<T*>(lease.data()), logits.shape(), Device::cuda);
+  const auto r = run(apart.data());
+  grad.copy_from(apart);  // after every kernel that reads the logits (stream order), then waits
+  return r;
 }
 
 // first(grad, grad_weight, grad_out) runs the first term's CUDA passes (its value returned);
@@ -279,14 +288,15 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
   CeDiceParts v;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits twice: each term's value
-    check_cuda_not_in_place(fn, logits, grad);
-    check_not_aliased(fn, logits, target, grad, false);
-    const auto r =
-        cuda_terms(fn, "cross-entropy", logits, target, grad.data(), o.dice, o.ce_weight,
-                   o.dice_weight, static_cast<const T*>(nullptr), [&](T* g, double w, const T* go) {
-                     return detail::cross_entropy_cuda_term(logits, target, g, o.ce, w, go);
-                   });
+  if (logits.device() == Device::cuda) {                // waits twice: each term's value
+    check_not_aliased(fn, logits, target, grad, true);  // exactly in place: through the scratch
+    const auto r = cuda_maybe_in_place(fn, logits, grad, [&](T* into) {
+      return cuda_terms(fn, "cross-entropy", logits, target, into, o.dice, o.ce_weight,
+                        o.dice_weight, static_cast<const T*>(nullptr),
+                        [&](T* g, double w, const T* go) {
+                          return detail::cross_entropy_cuda_term(logits, target, g, o.ce, w, go);
+                        });
+    });
     v.ce = r.first;
     v.dice = r.second;
     if (parts) *parts = v;
@@ -413,14 +423,14 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
   DiceFocalParts v;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits twice: each term's value
-    check_cuda_not_in_place(fn, logits, grad);
-    check_not_aliased(fn, logits, target, grad, false);
-    const auto r =
-        cuda_terms(fn, "focal", logits, target, grad.data(), o.dice, o.focal_weight, o.dice_weight,
-                   static_cast<const T*>(nullptr), [&](T* g, double w, const T* go) {
-                     return detail::softmax_focal_cuda_term(logits, target, g, o.focal, w, go);
-                   });
+  if (logits.device() == Device::cuda) {                // waits twice: each term's value
+    check_not_aliased(fn, logits, target, grad, true);  // exactly in place: through the scratch
+    const auto r = cuda_maybe_in_place(fn, logits, grad, [&](T* into) {
+      return cuda_terms(fn, "focal", logits, target, into, o.dice, o.focal_weight, o.dice_weight,
+                        static_cast<const T*>(nullptr), [&](T* g, double w, const T* go) {
+                          return detail::softmax_focal_cuda_term(logits, target, g, o.focal, w, go);
+                        });
+    });
     v.focal = r.first;
     v.dice = r.second;
     if (parts) *parts = v;

@@ -26,8 +26,10 @@
 //
 // CUDA logits (docs/cuda.md, "ce_dice and dice_focal on CUDA"): forward, backward and
 // value_and_grad with every option of the terms' CUDA paths; the terms run apart (the first
-// term's gradient times its weight, then the Dice term's added), so grad may not be the logits
-// there. The statistics / finalize split runs on CUDA too (each term's split; two waits).
+// term's gradient times its weight, then the Dice term's added); grad may be exactly the logits
+// there too (since session 10: the terms write into the stream's cached scratch buffer, then one
+// device copy into grad). The statistics / finalize split runs on CUDA too (each term's split;
+// two waits).
 #pragma once
 
 #include "cross_entropy.hpp"
