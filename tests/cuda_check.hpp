@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include <segloss/segloss.hpp>
 
@@ -75,6 +76,20 @@ void check_parity(const Tensor<T>& ref, const Tensor<T>& got_any_device, double 
 inline void check_parity(double ref, double got, double tol, const char* what) {
   INFO(what, ": cpu ", ref, " cuda ", got);
   CHECK(std::abs(ref - got) <= tol * std::max(std::abs(ref), 1e-300));
+}
+
+// max |ref - got| <= tol * max |ref| over two vectors of statistics (the split's global and
+// local sums).
+inline void check_vector(const std::vector<double>& ref, const std::vector<double>& got, double tol,
+                         const char* what) {
+  INFO(what);
+  REQUIRE(ref.size() == got.size());
+  double scale = 0.0, diff = 0.0;
+  for (size_t k = 0; k < ref.size(); ++k) {
+    scale = std::max(scale, std::abs(ref[k]));
+    diff = std::max(diff, std::abs(ref[k] - got[k]));
+  }
+  CHECK(diff <= tol * std::max(scale, 1e-300));
 }
 
 // Case k < kFinalizeOptionCases of the overlap losses' finalize options (binary and softmax

@@ -28,19 +28,6 @@ double tol() {
   return parity_tol<T>();
 }
 
-// max |ref - got| <= tol * max |ref| over two vectors of statistics.
-void check_vector(const std::vector<double>& ref, const std::vector<double>& got, double t,
-                  const char* what) {
-  INFO(what);
-  REQUIRE(ref.size() == got.size());
-  double scale = 0.0, diff = 0.0;
-  for (size_t k = 0; k < ref.size(); ++k) {
-    scale = std::max(scale, std::abs(ref[k]));
-    diff = std::max(diff, std::abs(ref[k] - got[k]));
-  }
-  CHECK(diff <= t * std::max(scale, 1e-300));
-}
-
 // Image n of a batch, as a view (on the batch's device).
 template <class T>
 Tensor<T> slice(const Tensor<T>& v, int64_t n) {

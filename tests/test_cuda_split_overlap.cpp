@@ -37,19 +37,6 @@ Tensor<T> slice(const Tensor<T>& v, int64_t first, int64_t count) {
   return Tensor<T>::view(const_cast<T*>(v.data()) + first * per_image, s, v.device());
 }
 
-// max |a - b| <= tol * max |a| over two vectors of statistics.
-inline void check_vector(const std::vector<double>& ref, const std::vector<double>& got, double tol,
-                         const char* what) {
-  INFO(what);
-  REQUIRE(ref.size() == got.size());
-  double scale = 0.0, diff = 0.0;
-  for (size_t k = 0; k < ref.size(); ++k) {
-    scale = std::max(scale, std::abs(ref[k]));
-    diff = std::max(diff, std::abs(ref[k] - got[k]));
-  }
-  CHECK(diff <= tol * std::max(scale, 1e-300));
-}
-
 // The shard layouts of a batch of 5 images.
 const std::vector<std::vector<int64_t>> kLayouts = {{2, 3}, {1, 3, 1}};
 
