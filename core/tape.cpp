@@ -1029,7 +1029,7 @@ Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b) {
       }
     });
   }
-  detail::check_on_cpu(op, "mask", mask);
+  detail::check_same_device(op, "mask", mask, Device::cpu, "the values");
   const Shape shape = a.shape();
   const Layout lm = layout(mask.shape(), shape), la = layout(shape, shape);
   Tensor<T> out = Tensor<T>::empty(shape);
@@ -1312,7 +1312,7 @@ Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index) {
   a.tape().check_var(op, a);
   SEGLOSS_CHECK(index.defined(), op, "index is undefined");
   if (on_cuda(a)) return gather_cuda(op, a, index);
-  detail::check_on_cpu(op, "index", index);
+  detail::check_same_device(op, "index", index, Device::cpu, "the values");
   const int64_t n = a.value().numel();
   const int64_t* ix = index.data();
   for (int64_t i = 0; i < index.numel(); ++i)

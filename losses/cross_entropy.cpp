@@ -63,7 +63,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   a.rule.ignore_negative = o.ignore_negative;
   a.weight_total = static_cast<double>(c);
   if (o.weight.defined()) {
-    detail::check_on_cpu(fn, "weight", o.weight);
+    detail::check_same_device(fn, "weight", o.weight, logits.device());
     SEGLOSS_CHECK(o.weight.numel() == c, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
                   " values; expected one per class (", c, ") of logits ", s);
     a.weight = o.weight.data();

@@ -116,7 +116,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   a.rule.ignore_index = o.ignore_index;
   a.gamma = static_cast<T>(o.gamma);
   if (o.alpha.defined()) {
-    detail::check_on_cpu(fn, "alpha", o.alpha);
+    detail::check_same_device(fn, "alpha", o.alpha, logits.device());
     SEGLOSS_CHECK(o.alpha.numel() == c, fn, "alpha ", o.alpha.shape(), " has ", o.alpha.numel(),
                   " values; expected one per class (", c, ") of logits ", s);
     a.alpha = o.alpha.data();

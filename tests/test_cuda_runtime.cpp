@@ -75,6 +75,35 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        "soft_dice_backward: grad_out () is on device cpu, but logits are on "
                        "cuda: every tensor of a call must be on one device",
                        Error);
+  // CPU logits with a CUDA class weight (or alpha), and a CPU tape value with a CUDA mask or
+  // index: device mismatches, named as such (until session 10: "... has no CUDA path yet").
+  const auto xh = Tensor<float>::view(buf.data(), {2, 2, 4, 8});
+  const auto yh = Tensor<int64_t>::zeros({2, 4, 8});
+  CrossEntropyOptions<float> ce;
+  ce.weight = Tensor<float>::view(buf.data(), {2}, Device::cuda);
+  CHECK_THROWS_WITH_AS(cross_entropy(xh, yh, ce),
+                       "cross_entropy: weight (2) is on device cuda, but logits are on cpu: every "
+                       "tensor of a call must be on one device",
+                       Error);
+  SoftmaxFocalOptions<float> fo;
+  fo.alpha = Tensor<float>::view(buf.data(), {2}, Device::cuda);
+  CHECK_THROWS_WITH_AS(softmax_focal(xh, yh, fo),
+                       "softmax_focal: alpha (2) is on device cuda, but logits are on cpu: every "
+                       "tensor of a call must be on one device",
+                       Error);
+  {
+    ad::Tape<float> host_tape;
+    const ad::Var<float> hv = host_tape.leaf(Tensor<float>::zeros({2, 3}));
+    CHECK_THROWS_WITH_AS(ad::where(Tensor<float>::view(buf.data(), {2, 3}, Device::cuda), hv, hv),
+                         doctest::Contains("ad::where: mask (2,3) is on device cuda, but the "
+                                           "values are on cpu"),
+                         Error);
+    std::vector<int64_t> ix(2, 0);
+    CHECK_THROWS_WITH_AS(ad::gather(hv, Tensor<int64_t>::view(ix.data(), {2}, Device::cuda)),
+                         doctest::Contains("ad::gather: index (2) is on device cuda, but the "
+                                           "values are on cpu"),
+                         Error);
+  }
   // An op without a CUDA path: a caller's own tape op that checks for a CPU value (every
   // primitive of the tape has a CUDA path since session 10).
   ad::Tape<float> tape;
