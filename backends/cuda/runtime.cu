@@ -70,30 +70,43 @@ Pool& pool() {
 }
 
 // A thread's entries for its per-thread stream are freed when the thread exits (its
-// thread_local PerThreadEntries is destroyed while the thread, and so its per-thread stream,
+// thread_local PerThreadGuard is destroyed while the thread, and so its per-thread stream,
 // still exists): the thread's stream is synchronized first, then the buffers are freed. Linux
 // reuses a dead thread's std::thread::id, so without this a new thread would share the buffer
 // that the old thread's stream might still be reading; with it the new thread finds the entry
 // empty and allocates its own.
 struct PerThreadEntries {
   std::vector<std::pair<int, PoolEntry*>> entries;  // (device, entry)
-  ~PerThreadEntries() {
+};
+
+// The thread's list lives on the heap behind trivially destructible thread_locals: a call made
+// from a thread_local or static destructor after the guard below has run (a loss in a user's
+// destructor, on the per-thread stream) must not touch a destroyed list; it finds `gone` set and
+// leaves its entry to the process's exit.
+thread_local PerThreadEntries* t_entries = nullptr;
+thread_local bool t_gone = false;
+
+struct PerThreadGuard {
+  ~PerThreadGuard() {
+    PerThreadEntries* mine = t_entries;
+    t_entries = nullptr;
+    t_gone = true;
+    if (!mine) return;
     int current = 0;
-    if (cudaGetDevice(&current) != cudaSuccess) {
-      cudaGetLastError();
-      return;
-    }
-    for (auto& [device, e] : entries) {
-      std::lock_guard<std::mutex> ge(e->mutex);
-      if (!e->data) continue;
-      cudaSetDevice(device);
-      cudaStreamSynchronize(cudaStreamPerThread);
-      cudaFree(e->data);
-      e->data = nullptr;
-      e->bytes = 0;
+    if (cudaGetDevice(&current) == cudaSuccess) {
+      for (auto& [device, e] : mine->entries) {
+        std::lock_guard<std::mutex> ge(e->mutex);
+        if (!e->data) continue;
+        cudaSetDevice(device);
+        cudaStreamSynchronize(cudaStreamPerThread);
+        cudaFree(e->data);
+        e->data = nullptr;
+        e->bytes = 0;
+      }
+      cudaSetDevice(current);
     }
     cudaGetLastError();  // errors here (a runtime shutting down) are not reported
-    cudaSetDevice(current);
+    delete mine;
   }
 };
 
@@ -106,11 +119,14 @@ PoolEntry& pool_entry(int device, cudaStream_t s, int kind) {
   if (!e) e = std::make_unique<PoolEntry>();
   PoolEntry* entry = e.get();
   g.unlock();
-  if (per_thread) {  // once per entry and thread (a reused id's entry is registered again)
-    thread_local PerThreadEntries mine;
+  if (per_thread && !t_gone) {  // once per entry and thread (a reused id's entry registers again)
+    if (!t_entries) {
+      thread_local PerThreadGuard guard;  // constructed once, before the list: destroyed after
+      t_entries = new PerThreadEntries;
+    }
     bool known = false;
-    for (auto& [d, k] : mine.entries) known = known || k == entry;
-    if (!known) mine.entries.emplace_back(device, entry);
+    for (auto& [d, k] : t_entries->entries) known = known || k == entry;
+    if (!known) t_entries->entries.emplace_back(device, entry);
   }
   return *entry;
 }
