@@ -26,10 +26,8 @@ __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
 template <class Dst, class Src>
 void cuda_convert(Dst* dst, const Src* src, int64_t n, const char* function) {
   if (n <= 0) return;
-  constexpr int kBlock = 256;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-  cuda::launch(convert_kernel<Dst, Src>, grid, kBlock, 0, cuda::thread_stream(), dst, src, n);
+  cuda::launch(convert_kernel<Dst, Src>, cuda::grid_blocks(n), cuda::kThreads, 0,
+               cuda::thread_stream(), dst, src, n);
   cuda::check(cudaGetLastError(), function, "the 16-bit conversion kernel's launch");
 }
 

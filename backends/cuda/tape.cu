@@ -21,13 +21,8 @@ namespace segloss {
 namespace detail {
 namespace {
 
-constexpr int kBlock = 256;
-
-// Blocks of a grid-stride loop over n elements.
-unsigned grid_for(int64_t n) {
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  return static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-}
+// Threads per block of the grid-stride loops, whose grids are cuda::grid_blocks(n).
+constexpr int kBlock = cuda::kThreads;
 
 template <class T>
 __global__ void scale_add_kernel(T* dst, const T* src, T scale, int64_t n, bool assign) {
@@ -596,15 +591,16 @@ long long* upload(const cuda::Call& call, size_t at, const int64_t* host, int64_
 template <class T>
 void tape_scale_add(T* dst, const T* src, double scale, int64_t n, bool assign) {
   if (n <= 0) return;
-  cuda::launch(scale_add_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), dst, src,
-               static_cast<T>(scale), n, assign);
+  cuda::launch(scale_add_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), dst,
+               src, static_cast<T>(scale), n, assign);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the gradient kernel's launch");
 }
 
 template <class T>
 void tape_unary(TapeUnary op, const T* x, T* y, int64_t n, T k, T k2) {
   if (n <= 0) return;
-  cuda::launch(unary_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), op, x, y, n, k, k2);
+  cuda::launch(unary_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x, y, n,
+               k, k2);
   cuda::check(cudaGetLastError(), "ad::Tape", "an elementwise kernel's launch");
 }
 
@@ -612,16 +608,16 @@ template <class T>
 void tape_unary_grad(TapeUnary op, const T* x, const T* y, const T* g, T* gx, int64_t n, T k,
                      T k2) {
   if (n <= 0) return;
-  cuda::launch(unary_grad_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), op, x, y, g, gx,
-               n, k, k2);
+  cuda::launch(unary_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x,
+               y, g, gx, n, k, k2);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
 }
 
 template <class T>
 void tape_binary(TapeBinary op, const T* a, const T* b, T* out, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(binary_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), op, a, b, out, l,
-               n);
+  cuda::launch(binary_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, a, b,
+               out, l, n);
   cuda::check(cudaGetLastError(), "ad::Tape", "an elementwise kernel's launch");
 }
 
@@ -630,8 +626,8 @@ void tape_binary_grad(TapeBinary op, int which, const T* a, const T* b, const T*
                       T* gv, const TapeLayout& l, int64_t n, int64_t m, bool full) {
   if (full) {
     if (n <= 0) return;
-    cuda::launch(binary_grad_full_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), op,
-                 which, a, b, out, g, gv, l, n);
+    cuda::launch(binary_grad_full_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(),
+                 op, which, a, b, out, g, gv, l, n);
     cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
     return;
   }
@@ -647,48 +643,48 @@ void tape_reduce(const T* x, T* out, const TapeLayout& l, int64_t m, double scal
 template <class T>
 void tape_class_sum(const T* x, T* y, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(class_sum_kernel<T>, grid_for(n * s), kBlock, 0, cuda::thread_stream(), x, y, n, c,
-               s);
+  cuda::launch(class_sum_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), x,
+               y, n, c, s);
   cuda::check(cudaGetLastError(), "ad::class_sum", "the kernel's launch");
 }
 
 template <class T>
 void tape_broadcast_grad(const T* g, T* gx, const TapeLayout& l, int64_t n, double scale) {
   if (n <= 0) return;
-  cuda::launch(broadcast_grad_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), g, gx, l, n,
-               scale);
+  cuda::launch(broadcast_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), g,
+               gx, l, n, scale);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
 }
 
 template <class T>
 void tape_where(const T* mask, const T* a, const T* b, T* out, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(where_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), mask, a, b, out, l,
-               n);
+  cuda::launch(where_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), mask, a, b,
+               out, l, n);
   cuda::check(cudaGetLastError(), "ad::where", "the kernel's launch");
 }
 
 template <class T>
 void tape_where_grad(const T* mask, const T* g, T* gv, bool taken, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(where_grad_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), mask, g, gv,
-               taken, l, n);
+  cuda::launch(where_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), mask,
+               g, gv, taken, l, n);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the where kernel's launch");
 }
 
 template <class T>
 void tape_softmax(bool log, const T* x, T* y, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(softmax_kernel<T>, grid_for(n * s), kBlock, 0, cuda::thread_stream(), log, x, y, n,
-               c, s);
+  cuda::launch(softmax_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), log,
+               x, y, n, c, s);
   cuda::check(cudaGetLastError(), "ad::softmax", "the kernel's launch");
 }
 
 template <class T>
 void tape_softmax_grad(bool log, const T* y, const T* g, T* gx, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(softmax_grad_kernel<T>, grid_for(n * s), kBlock, 0, cuda::thread_stream(), log, y, g,
-               gx, n, c, s);
+  cuda::launch(softmax_grad_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(),
+               log, y, g, gx, n, c, s);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the softmax kernel's launch");
 }
 
@@ -715,8 +711,8 @@ void tape_sort_desc(const T* x, T* y, int64_t* perm, const std::vector<int64_t>&
 template <class T>
 void tape_permute_grad(const int64_t* perm, const T* g, T* gx, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(permute_grad_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), perm, g, gx,
-               n);
+  cuda::launch(permute_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), perm,
+               g, gx, n);
   cuda::check(cudaGetLastError(), "ad::Tape::backward", "the sort's gradient kernel's launch");
 }
 
@@ -735,21 +731,21 @@ void tape_group_op(TapeGroup op, const T* x, T* y, const std::vector<int64_t>& o
   const cudaStream_t st = call.stream();
   switch (op) {
     case TapeGroup::cumsum:
-      cuda::launch(cumsum_kernel<T>, grid_for(groups), kBlock, 0, st, x, y, off,
+      cuda::launch(cumsum_kernel<T>, cuda::grid_blocks(groups), kBlock, 0, st, x, y, off,
                    static_cast<long long>(groups), backward);
       break;
     case TapeGroup::adjacent_diff:
       if (n <= 0) return;
-      cuda::launch(adjacent_diff_kernel<T>, grid_for(n), kBlock, 0, st, x, y, off,
+      cuda::launch(adjacent_diff_kernel<T>, cuda::grid_blocks(n), kBlock, 0, st, x, y, off,
                    static_cast<long long>(groups), static_cast<long long>(n), backward);
       break;
     case TapeGroup::segment_sum:
       if (!backward) {
-        cuda::launch(segment_sum_kernel<T>, grid_for(groups), kBlock, 0, st, x, y, off,
+        cuda::launch(segment_sum_kernel<T>, cuda::grid_blocks(groups), kBlock, 0, st, x, y, off,
                      static_cast<long long>(groups));
       } else {
         if (n <= 0) return;
-        cuda::launch(segment_sum_grad_kernel<T>, grid_for(n), kBlock, 0, st, x, y, off,
+        cuda::launch(segment_sum_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, st, x, y, off,
                      static_cast<long long>(groups), static_cast<long long>(n));
       }
       break;
@@ -761,13 +757,14 @@ template <class T>
 void tape_gather(const T* x, const int64_t* index, bool index_on_device, T* y, int64_t n) {
   if (n <= 0) return;
   if (index_on_device) {
-    cuda::launch(gather_kernel<T>, grid_for(n), kBlock, 0, cuda::thread_stream(), x, index, y, n);
+    cuda::launch(gather_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), x, index,
+                 y, n);
     cuda::check(cudaGetLastError(), "ad::gather", "the kernel's launch");
     return;
   }
   cuda::Call call("ad::gather", cuda::detail::kHeaderBytes + region_bytes(n));
   const long long* ix = upload(call, cuda::detail::kHeaderBytes, index, n);
-  cuda::launch(gather_kernel<T>, grid_for(n), kBlock, 0, call.stream(), x,
+  cuda::launch(gather_kernel<T>, cuda::grid_blocks(n), kBlock, 0, call.stream(), x,
                reinterpret_cast<const int64_t*>(ix), y, n);
   call.launched();
 }
@@ -781,7 +778,7 @@ void tape_gather_grad(const T* g, T* gx, const std::vector<int64_t>& start,
   cuda::Call call("ad::Tape::backward", order_at + region_bytes(n));
   const long long* st = upload(call, cuda::detail::kHeaderBytes, start.data(), m + 1);
   const long long* od = upload(call, order_at, order.data(), n);
-  cuda::launch(gather_grad_kernel<T>, grid_for(m), kBlock, 0, call.stream(), g, gx, st, od,
+  cuda::launch(gather_grad_kernel<T>, cuda::grid_blocks(m), kBlock, 0, call.stream(), g, gx, st, od,
                static_cast<long long>(m));
   call.launched();
 }
@@ -793,8 +790,8 @@ int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, i
   if (total <= 0) return -1;
   cuda::Call call("ad::one_hot", cuda::detail::kHeaderBytes);
   unsigned long long* first_bad = call.at<unsigned long long>(cuda::header::kFirstBad);
-  cuda::launch(one_hot_kernel<T, L>, grid_for(total), kBlock, 0, call.stream(), labels, out,
-               static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(s),
+  cuda::launch(one_hot_kernel<T, L>, cuda::grid_blocks(total), kBlock, 0, call.stream(), labels,
+               out, static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(s),
                static_cast<long long>(ignore), first_bad);
   call.launched();
   // The one wait: the CPU raises on the first bad label, which only the host can do.
@@ -815,8 +812,8 @@ int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, i
 template <class T, class L>
 void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore) {
   if (count <= 0) return;
-  cuda::launch(valid_mask_kernel<T, L>, grid_for(count), kBlock, 0, cuda::thread_stream(), labels,
-               out, static_cast<long long>(count), static_cast<long long>(ignore));
+  cuda::launch(valid_mask_kernel<T, L>, cuda::grid_blocks(count), kBlock, 0, cuda::thread_stream(),
+               labels, out, static_cast<long long>(count), static_cast<long long>(ignore));
   cuda::check(cudaGetLastError(), "ad::valid_mask", "the kernel's launch");
 }
 
