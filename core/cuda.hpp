@@ -111,10 +111,19 @@ size_t surface_distance_labels_workspace_size(const Shape& labels, int64_t class
 // Bytes held by the cached workspace pool on every device and stream (0 before the first
 // call), with the 16-bit path's scratch buffers (one per device and stream, for the float copies
 // of losses/half_logits.hpp). It stays constant once the calls of a training step have all run
-// once.
+// once. It includes the buffers retired for CUDA graphs (below).
+//
+// CUDA graphs: a call captured into a graph (cudaStreamBeginCapture ... EndCapture) uses the
+// pool's buffer of its stream, and the graph keeps that address. Run each captured call once at
+// its largest shape before the capture (warm-up): a call under capture that would grow the pool
+// raises (a capture cannot allocate) with a message saying so. A buffer leased under capture is
+// retired, not freed, when a later, larger call on that stream grows the pool, so the graph
+// stays valid; release_pool() frees everything, after which graphs captured before it must not
+// be launched again.
 size_t pool_bytes();
 
-// Frees the pool's buffers (after synchronizing their streams). Later calls allocate again.
+// Frees the pool's buffers (after synchronizing their devices), the retired ones too. Later
+// calls allocate again; graphs captured before the release hold freed addresses.
 void release_pool();
 
 }  // namespace cuda

@@ -8,7 +8,12 @@
 
 #include <cuda_runtime.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -197,6 +202,57 @@ TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's captur
   }
   cudaFree(d);
   cudaStreamDestroy(s);
+}
+
+// Runs f in a child process (its stderr silenced) and returns how it ended: the signal that
+// stopped it, or 0 when it exited normally.
+template <class F>
+int signal_of_child(F f) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!std::freopen("/dev/null", "w", stderr)) _exit(2);
+    f();
+    _exit(0);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+  return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+TEST_CASE("cuda emulator: device memory used after cudaFree stops the program") {
+  void* live = nullptr;
+  void* freed = nullptr;
+  REQUIRE(cudaMalloc(&live, 1024) == cudaSuccess);
+  REQUIRE(cudaMalloc(&freed, 1024) == cudaSuccess);
+  REQUIRE(cudaFree(freed) == cudaSuccess);
+  CHECK(cudaFree(freed) == cudaErrorInvalidValue);  // a second free: not a live allocation
+  cudaGetLastError();
+  int host = 0;
+  CHECK(cudaFree(&host) == cudaErrorInvalidValue);  // not from cudaMalloc
+  cudaGetLastError();
+
+  auto* bytes = static_cast<unsigned char*>(freed);
+  const int key = 0;
+  // The controls: the same operations on live memory end normally.
+  CHECK(signal_of_child([&] { cudaMemset(live, 0, 1024); }) == 0);
+  CHECK(signal_of_child(
+            [&] { segloss_emu::launch(dim3(1), dim3(32), 0, nullptr, &key, {live}, [] {}); }) == 0);
+  // A memset, a copy (either end) and a kernel's pointer argument anywhere in the freed block.
+  CHECK(signal_of_child([&] { cudaMemset(freed, 0, 16); }) == SIGABRT);
+  CHECK(signal_of_child([&] { cudaMemsetAsync(bytes + 1000, 0, 100, nullptr); }) == SIGABRT);
+  CHECK(signal_of_child([&] { cudaMemcpy(live, bytes + 512, 8, cudaMemcpyDeviceToDevice); }) ==
+        SIGABRT);
+  CHECK(signal_of_child([&] { cudaMemcpy(bytes, live, 8, cudaMemcpyDeviceToDevice); }) == SIGABRT);
+  CHECK(signal_of_child([&] {
+          segloss_emu::launch(dim3(1), dim3(32), 0, nullptr, &key, {bytes + 7}, [] {});
+        }) == SIGABRT);
+  // A range that starts before the freed block and runs into it.
+  CHECK(signal_of_child([&] {
+          unsigned char* before = bytes - 8;
+          cudaMemset(before, 0, 16);
+        }) == SIGABRT);
+  REQUIRE(cudaFree(live) == cudaSuccess);
 }
 
 #endif  // SEGLOSS_CUDA_EMULATION

@@ -193,6 +193,72 @@ TEST_CASE("cuda runtime: the workspace pool does not grow after warm-up") {
   CHECK(cuda::pool_bytes() == warm);
 }
 
+// A graph keeps the address of the pool buffer its calls used. A larger call on the same stream
+// grows the pool afterwards: the old buffer is retired, not freed, so the graph's replay still
+// works on live memory (the emulator stops the program on a memset or kernel argument in memory
+// that cudaFree released, so freeing it fails this case). A call under capture that would grow
+// the pool raises, naming the warm-up.
+TEST_CASE("cuda runtime: a captured graph stays valid when a larger call grows the pool") {
+  SEGLOSS_REQUIRE_GPU();
+  cuda::release_pool();  // this stream's entry starts empty whatever ran before in the process
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  const Shape small{1, 1, 24, 20}, big{2, 2, 96, 96};
+  const auto xs = gpu(randn<float>(small, 13, 2.0)), zs = gpu(mask<float>(small, 14));
+  const auto xb = gpu(randn<float>(big, 15, 2.0)), zb = gpu(mask<float>(big, 16));
+  Tensor<float> gs = Tensor<float>::empty(small, Device::cuda);
+  Tensor<float> gb = Tensor<float>::empty(big, Device::cuda);
+  Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  {
+    cuda::StreamScope scope(s);
+    const double expected = bce_dice_value_and_grad(xs, zs, gs);  // warm-up at the small shape
+    const auto eager_grad = gs.to(Device::cpu);
+    const size_t warm = cuda::pool_bytes();
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    bce_dice_value_and_grad(xs, zs, gs, value);
+    cudaGraph_t graph = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+
+    const double big_value = bce_dice_value_and_grad(xb, zb, gb);  // grows the pool of s
+    CHECK(std::isfinite(big_value));
+    CHECK(cuda::pool_bytes() > warm);  // the new buffer, and the retired one still held
+
+    gs.copy_from(Tensor<float>::full(small, -7.f));
+    value.copy_from(Tensor<float>::full(Shape{}, -1.f));
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(value.to(Device::cpu)[0] == static_cast<float>(expected));
+    CHECK(same_bits(gs, eager_grad));
+
+    // Under capture the pool cannot grow: a larger call raises before it enqueues anything.
+    const Shape huge{2, 3, 128, 128};
+    const auto xh = gpu(randn<float>(huge, 17)), zh = gpu(mask<float>(huge, 18));
+    Tensor<float> gh = Tensor<float>::empty(huge, Device::cuda);
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xh, zh, gh, value),
+                         doctest::Contains("bce_dice_value_and_grad: the stream is being captured "
+                                           "into a CUDA graph and the workspace cached for it "
+                                           "holds"),
+                         Error);
+    cudaGraph_t empty_graph = nullptr;
+    CHECK(cudaStreamEndCapture(s, &empty_graph) == cudaSuccess);
+    size_t nodes = 1;
+    if (empty_graph) {
+      CHECK(cudaGraphGetNodes(empty_graph, nullptr, &nodes) == cudaSuccess);
+      cudaGraphDestroy(empty_graph);
+    }
+    CHECK(nodes == 0);
+
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cuda::release_pool();  // frees the retired buffer with the others
+  CHECK(cuda::pool_bytes() == 0);
+  cudaStreamDestroy(s);
+}
+
 #if defined(SEGLOSS_TEST_CUDA)
 // cudaStreamPerThread names a different stream on every thread, so its pool entries are the
 // thread's own; they are freed when the thread exits (after synchronizing its stream), since

@@ -40,10 +40,30 @@ namespace {
 // The pool: one growing buffer per (device, stream) and kind (the calls' workspace, or the
 // scratch of scratch.hpp), each with the mutex that serializes the calls enqueueing on it.
 enum PoolKind : int { kWorkspace = 0, kScratch = 1 };
+// A buffer that a stream under capture used may be baked into a CUDA graph: when a larger call
+// outgrows it, it is retired (kept, not freed) so that the graph stays valid; release_pool()
+// frees the retired buffers with the others.
 struct PoolEntry {
   std::mutex mutex;
   void* data = nullptr;
   size_t bytes = 0;
+  bool captured = false;  // `data` was leased by a call under graph capture
+  std::vector<std::pair<void*, size_t>> retired;
+
+  size_t held() const {
+    size_t total = bytes;
+    for (const auto& r : retired) total += r.second;
+    return total;
+  }
+  // Frees every buffer; the caller synchronized the streams that may still use them.
+  void free_all() {
+    if (data) cudaFree(data);
+    for (const auto& r : retired) cudaFree(r.first);
+    data = nullptr;
+    bytes = 0;
+    captured = false;
+    retired.clear();
+  }
 };
 
 // An entry's key: the device and the stream handle, and for cudaStreamPerThread the thread too
@@ -96,12 +116,10 @@ struct PerThreadGuard {
     if (cudaGetDevice(&current) == cudaSuccess) {
       for (auto& [device, e] : mine->entries) {
         std::lock_guard<std::mutex> ge(e->mutex);
-        if (!e->data) continue;
+        if (!e->data && e->retired.empty()) continue;
         cudaSetDevice(device);
         cudaStreamSynchronize(cudaStreamPerThread);
-        cudaFree(e->data);
-        e->data = nullptr;
-        e->bytes = 0;
+        e->free_all();
       }
       cudaSetDevice(current);
     }
@@ -131,26 +149,51 @@ PoolEntry& pool_entry(int device, cudaStream_t s, int kind) {
   return *entry;
 }
 
+// Whether s is being captured into a CUDA graph (an invalidated capture counts: it is still
+// open). A query that fails (the legacy stream beside a capture) says no: the call's own
+// operations then fail with the capture's error.
+bool capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &st) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return st != cudaStreamCaptureStatusNone;
+}
+
 // The buffer of this device's entry of `kind` for stream s, grown to `bytes` at least, with its
-// mutex held by `lock` when this returns.
+// mutex held by `lock` when this returns. Under graph capture the buffer cannot grow (a capture
+// may not allocate or wait): that is an error naming the warm-up; a buffer leased under capture
+// is marked, and retired instead of freed when it later grows (the graph holds its address).
 void* lease(const char* function, cudaStream_t s, int kind, size_t bytes,
             std::unique_lock<std::mutex>& lock) {
   int device = 0;
   check(cudaGetDevice(&device), function, "cudaGetDevice");
   PoolEntry& e = pool_entry(device, s, kind);
   lock = std::unique_lock<std::mutex>(e.mutex);
+  const bool in_capture = capturing(s);
   if (e.bytes < bytes) {
-    if (e.data) {  // kernels queued earlier on this stream may still read the old buffer
+    SEGLOSS_CHECK(!in_capture, function, "the stream is being captured into a CUDA graph and the ",
+                  kind == kWorkspace ? "workspace" : "scratch buffer", " cached for it holds ",
+                  e.bytes, " bytes but this call needs ", bytes,
+                  " (a capture cannot allocate): run the call once at this size before the "
+                  "capture (warm-up)",
+                  kind == kWorkspace ? ", or give a workspace (cuda::WorkspaceScope)" : "");
+    if (e.data && e.captured) {  // a graph may still use it: kept until release_pool()
+      e.retired.emplace_back(e.data, e.bytes);
+    } else if (e.data) {  // kernels queued earlier on this stream may still read the old buffer
       check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
       check(cudaFree(e.data), function,
             kind == kWorkspace ? "cudaFree of the workspace" : "cudaFree of the scratch buffer");
-      e.data = nullptr;
-      e.bytes = 0;
     }
+    e.data = nullptr;
+    e.bytes = 0;
+    e.captured = false;
     check(cudaMalloc(&e.data, bytes), function,
           kind == kWorkspace ? "cudaMalloc of the workspace" : "cudaMalloc of the scratch buffer");
     e.bytes = bytes;
   }
+  if (in_capture) e.captured = true;
   return e.data;
 }
 
@@ -182,7 +225,7 @@ size_t pool_bytes() {
   size_t total = 0;
   for (auto& [device, e] : pool_entries()) {
     std::lock_guard<std::mutex> ge(e->mutex);
-    total += e->bytes;
+    total += e->held();
   }
   return total;
 }
@@ -192,14 +235,12 @@ void release_pool() {
   cudaGetDevice(&current);
   for (auto& [device, e] : pool_entries()) {
     std::lock_guard<std::mutex> ge(e->mutex);
-    if (!e->data) continue;
+    if (!e->data && e->retired.empty()) continue;
     cudaSetDevice(device);
     // The whole device, not the entry's stream: that stream may have been destroyed since (a
     // stale handle is undefined behaviour), or be another thread's per-thread stream.
     cudaDeviceSynchronize();
-    cudaFree(e->data);
-    e->data = nullptr;
-    e->bytes = 0;
+    e->free_all();
   }
   cudaSetDevice(current);
 }

@@ -82,8 +82,11 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, cu
   // The arguments are converted to the parameter types once, as a launch copies them to the
   // device; each emulated thread gets its own copy, as each GPU thread sees the parameters.
   auto params = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+  std::vector<const void*> pointers;  // checked against freed device memory when the launch runs
+  std::apply([&pointers](const auto&... p) { (segloss_emu::add_pointer(pointers, p), ...); },
+             *params);
   segloss_emu::launch(
-      grid, block, shared_bytes, s, reinterpret_cast<const void*>(kernel),
+      grid, block, shared_bytes, s, reinterpret_cast<const void*>(kernel), std::move(pointers),
       [kernel, params] { std::apply([kernel](const auto&... p) { kernel(p...); }, *params); });
 #else
   kernel<<<grid, block, shared_bytes, s>>>(std::forward<A>(args)...);

@@ -42,6 +42,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 // ---- device-code keywords ----
 #define __global__
@@ -181,8 +182,27 @@ namespace segloss_emu {
 // Runs `kernel` for every thread of the grid now, or records it when `stream` is capturing.
 // Returns the launch's error (a bad configuration, or a capture broken by the stream).
 // `key` names the kernel (its address): each kernel's launches alternate their thread order.
+// `pointers`: the launch's pointer arguments, checked when the launch runs (a graph's replay
+// included) against the device memory cudaFree released (check_not_freed).
 cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
-                   std::function<void()> kernel);
+                   std::vector<const void*> pointers, std::function<void()> kernel);
+inline cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                          const void* key, std::function<void()> kernel) {
+  return launch(grid, block, shared_bytes, stream, key, {}, std::move(kernel));
+}
+
+// Stops the program when [p, p + bytes) touches device memory that cudaFree released and the
+// emulator still holds back (its last 64 MiB of freed blocks, poisoned with 0xfd bytes): a
+// memset, a copy or a kernel argument on a freed buffer, e.g. a CUDA graph replaying a workspace
+// that was freed after the capture. `what` names the use. A GPU may unmap such memory (an
+// illegal-address error that poisons the context) or give it to another allocation.
+void check_not_freed(const void* p, size_t bytes, const char* what);
+
+// Appends a launch argument to `pointers` when it is a pointer.
+template <class P>
+void add_pointer(std::vector<const void*>& pointers, const P& p) {
+  if constexpr (std::is_pointer_v<P>) pointers.push_back(static_cast<const void*>(p));
+}
 
 // The running block's dynamic shared memory (SEGLOSS_DYNAMIC_SHARED).
 void* dynamic_shared();

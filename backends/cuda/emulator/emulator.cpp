@@ -20,6 +20,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <map>
 #include <mutex>
 #include <new>
 #include <set>
@@ -39,6 +41,25 @@ namespace {
   std::fprintf(stderr, "segloss CUDA emulator: %s%s%s\n", what, detail[0] ? ": " : "", detail);
   std::fflush(stderr);
   std::abort();
+}
+
+// ---- device memory: the live blocks, and the freed ones held back ----
+// cudaFree poisons a block (0xfd bytes) and keeps it instead of releasing it, up to
+// kQuarantineBytes (the oldest are released first), so that its addresses are not reused while
+// held: a memset, a copy or a kernel's pointer argument that touches one (check_not_freed) is a
+// use after free, which stops the program with a message instead of silently working on memory
+// that a GPU would have unmapped or handed to another allocation.
+constexpr size_t kQuarantineBytes = size_t{64} << 20;
+struct Memory {
+  std::mutex mutex;
+  std::map<uintptr_t, size_t> live;   // start -> bytes (at least 1)
+  std::map<uintptr_t, size_t> freed;  // held back: start -> bytes
+  std::deque<uintptr_t> order;        // the held blocks, oldest first
+  size_t freed_bytes = 0;
+};
+Memory& memory() {
+  static auto* m = new Memory;  // never destroyed: buffers may be freed during static destruction
+  return *m;
 }
 
 // ---- fibers ----
@@ -489,15 +510,34 @@ unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const 
   return present;
 }
 
+void check_not_freed(const void* p, size_t bytes, const char* what) {
+  if (!p) return;
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t last = start + (bytes > 0 ? bytes : 1) - 1;
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto it = m.freed.upper_bound(last);  // the first held block that starts after the range
+  if (it == m.freed.begin()) return;
+  --it;  // the last held block that starts at or before the range's last byte
+  if (it->first + it->second <= start) return;
+  char detail[256];
+  std::snprintf(detail, sizeof detail,
+                "%s at %p (%zu bytes) touches the block [%p, +%zu bytes) that cudaFree released",
+                what, p, bytes, reinterpret_cast<void*>(it->first), it->second);
+  die("device memory used after cudaFree", detail);
+}
+
 cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
-                   std::function<void()> kernel) {
+                   std::vector<const void*> pointers, std::function<void()> kernel) {
   // A GPU's limits: 1024 threads per block, y and z of the grid below 65536, and 48 KiB of
   // dynamic shared memory unless the kernel opts in to more (the backend does not).
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (threads == 0 || threads > kMaxThreads || block.z > 64 || grid.x == 0 || grid.y == 0 ||
       grid.z == 0 || grid.y > 65535 || grid.z > 65535 || shared_bytes > 48 * 1024)
     return fail(cudaErrorInvalidConfiguration);
-  return enqueue(stream, [grid, block, shared_bytes, key, kernel = std::move(kernel)] {
+  return enqueue(stream, [grid, block, shared_bytes, key, pointers = std::move(pointers),
+                          kernel = std::move(kernel)] {
+    for (const void* p : pointers) check_not_freed(p, 1, "a kernel's pointer argument");
     run_grid(grid, block, shared_bytes, key, kernel);
   });
 }
@@ -609,32 +649,72 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   void* p = ::operator new (bytes > 0 ? bytes : 1, std::align_val_t{256}, std::nothrow);
   if (!p) return fail(cudaErrorMemoryAllocation);
   std::memset(p, 0xff, bytes);
+  {
+    segloss_emu::Memory& m = segloss_emu::memory();
+    std::lock_guard<std::mutex> lock(m.mutex);
+    m.live[reinterpret_cast<uintptr_t>(p)] = bytes > 0 ? bytes : 1;
+  }
   *ptr = p;
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* ptr) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
-  if (ptr) ::operator delete (ptr, std::align_val_t{256});
+  if (!ptr) return cudaSuccess;
+  segloss_emu::Memory& m = segloss_emu::memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  const auto start = reinterpret_cast<uintptr_t>(ptr);
+  const auto it = m.live.find(start);
+  if (it == m.live.end()) return fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed
+  const size_t bytes = it->second;
+  m.live.erase(it);
+  std::memset(ptr, 0xfd, bytes);
+  m.freed[start] = bytes;
+  m.order.push_back(start);
+  m.freed_bytes += bytes;
+  while (m.freed_bytes > segloss_emu::kQuarantineBytes) {
+    const uintptr_t oldest = m.order.front();
+    m.order.pop_front();
+    const auto f = m.freed.find(oldest);
+    m.freed_bytes -= f->second;
+    m.freed.erase(f);
+    ::operator delete (reinterpret_cast<void*>(oldest), std::align_val_t{256});
+  }
   return cudaSuccess;
 }
+namespace segloss_emu {
+namespace {
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  check_not_freed(src, bytes, "a copy's source");
+  check_not_freed(dst, bytes, "a copy's destination");
+  std::memmove(dst, src, bytes);
+}
+void set_bytes(void* dst, int value, size_t bytes) {
+  if (!bytes) return;
+  check_not_freed(dst, bytes, "a memset");
+  std::memset(dst, value, bytes);
+}
+}  // namespace
+}  // namespace segloss_emu
+
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
-  if (bytes) std::memmove(dst, src, bytes);
+  segloss_emu::copy_bytes(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
                             cudaStream_t stream) {
-  return segloss_emu::enqueue(stream, [dst, src, bytes] {
-    if (bytes) std::memmove(dst, src, bytes);
-  });
+  return segloss_emu::enqueue(stream,
+                              [dst, src, bytes] { segloss_emu::copy_bytes(dst, src, bytes); });
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
-  std::memset(dst, value, bytes);
+  segloss_emu::set_bytes(dst, value, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
-  return segloss_emu::enqueue(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
+  return segloss_emu::enqueue(stream,
+                              [dst, value, bytes] { segloss_emu::set_bytes(dst, value, bytes); });
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
