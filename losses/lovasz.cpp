@@ -353,7 +353,8 @@ void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& lab
     return;
   }
 #endif
-  value[0] = static_cast<T>(lovasz_softmax_value_and_grad(logits, labels, grad, options));
+  const double host = lovasz_softmax_value_and_grad(logits, labels, grad, options);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
 }
 
 template <class T, class L, class>
@@ -449,7 +450,8 @@ void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& label
     return;
   }
 #endif
-  value[0] = static_cast<T>(lovasz_hinge_value_and_grad(logits, labels, grad, options));
+  const double host = lovasz_hinge_value_and_grad(logits, labels, grad, options);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
 }
 
 template <class T>

@@ -635,7 +635,8 @@ void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& t
     return;
   }
 #endif
-  value[0] = static_cast<T>(generalized_dice_value_and_grad(logits, target, grad, o));
+  const double host = generalized_dice_value_and_grad(logits, target, grad, o);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
 }
 
 template <class T, class U, class>
