@@ -79,9 +79,10 @@ Inputs<T> on_gpu(const Inputs<T>& in) {
 }
 
 #define SEGLOSS_NAMED(LABEL, FN, X, Y, O)                                                   \
-  v.push_back(Named<T>{LABEL, [=](Tensor<T>& g) { return FN##_value_and_grad(X, Y, g, O); }, \
-                       [=](Tensor<T>& g, Tensor<T>& val) { FN##_value_and_grad(X, Y, g, val, O); }, \
-                       [=](const Tensor<T>& go) { return FN##_backward(X, Y, go, O); }})
+  v.push_back(                                                                              \
+      Named<T>{LABEL, [=](Tensor<T>& g) { return FN##_value_and_grad(X, Y, g, O); },        \
+               [=](Tensor<T>& g, Tensor<T>& val) { FN##_value_and_grad(X, Y, g, val, O); }, \
+               [=](const Tensor<T>& go) { return FN##_backward(X, Y, go, O); }})
 
 // The calls of the six functions (and a few options) on `in`'s device.
 template <class T>
@@ -182,8 +183,8 @@ TEST_CASE_TEMPLATE("cuda value into softmax: a bad label gives NaN without raisi
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 4, 6, 7};
   Inputs<T> in = make_inputs<T>(s, 51);
-  in.y32[42 + 5] = 9;    // image 1: a label outside [0, C)
-  in.y64[42 + 8] = -3;   // image 1
+  in.y32[42 + 5] = 9;          // image 1: a label outside [0, C)
+  in.y64[42 + 8] = -3;         // image 1
   in.t[4 * 42 + 11] = T(0.5);  // image 1: neither 0, 1 nor the ignore value
   const Inputs<T> ind = on_gpu(in);
   // per_image: only image 1's score is NaN (its gradient too); the value is NaN.
@@ -292,8 +293,9 @@ TEST_CASE("cuda value into softmax: the value's argument errors with CUDA logits
   do {                                                                                          \
     OPTIONS<float> o;                                                                           \
     CHECK_THROWS_WITH_AS(FN##_value_and_grad(x, Y, g, host_value, o),                           \
-                         #FN "_value_and_grad: value () is on device cpu, but logits are on cuda: "  \
-                         "every tensor of a call must be on one device",                       \
+                         #FN                                                                    \
+                         "_value_and_grad: value () is on device cpu, but logits are on cuda: " \
+                         "every tensor of a call must be on one device",                        \
                          Error);                                                                \
     CHECK_THROWS_WITH_AS(FN##_value_and_grad(x, Y, g, two, o),                                  \
                          #FN "_value_and_grad: value (2) must hold one element", Error);        \

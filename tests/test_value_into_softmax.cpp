@@ -65,35 +65,33 @@ void check_into(const Host& host, const Into& into) {
   CHECK(bits_equal(g_caller, g_host));
 }
 
-#define SEGLOSS_CHECK_INTO(FN, X, Y, O)                                            \
+#define SEGLOSS_CHECK_INTO(FN, X, Y, O)                                        \
   check_into<T>([&](Tensor<T>& g) { return FN##_value_and_grad(X, Y, g, O); }, \
                 [&](Tensor<T>& g, Tensor<T>& v) { FN##_value_and_grad(X, Y, g, v, O); })
 
 // The argument errors of the device-value form: a value of two elements, reduction none, and
 // undefined logits (the host form's message) raise.
-#define SEGLOSS_CHECK_INTO_ERRORS(FN, X, Y, O)                                                  \
-  do {                                                                                          \
-    Tensor<T> g;                                                                                \
-    auto two = Tensor<T>::zeros(Shape{2});                                                      \
-    CHECK_THROWS_WITH_AS(FN##_value_and_grad(X, Y, g, two, O),                                  \
-                         #FN "_value_and_grad: value (2) must hold one element", Error);        \
-    auto none = O;                                                                              \
-    none.reduction = Reduction::none;                                                           \
-    auto v = Tensor<T>::zeros(Shape{});                                                         \
-    const std::string host_none =                                                               \
-        message_of([&] { FN##_value_and_grad(X, Y, g, none); });                                \
-    CHECK(host_none.find("reduction none has no single value") != std::string::npos);           \
-    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, v, none); }) == host_none);             \
-    Tensor<T> undefined_value;                                                                  \
-    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, undefined_value, none); }) ==           \
-          host_none);                                                                           \
-    const Tensor<T> no_logits;                                                                  \
-    const std::string host_undefined =                                                          \
-        message_of([&] { FN##_value_and_grad(no_logits, Y, g, O); });                           \
-    CHECK(host_undefined == #FN "_value_and_grad: logits is undefined");                        \
-    Tensor<T> v2;                                                                               \
-    CHECK(message_of([&] { FN##_value_and_grad(no_logits, Y, g, v2, O); }) == host_undefined);  \
-    CHECK_FALSE(v2.defined());                                                                  \
+#define SEGLOSS_CHECK_INTO_ERRORS(FN, X, Y, O)                                                    \
+  do {                                                                                            \
+    Tensor<T> g;                                                                                  \
+    auto two = Tensor<T>::zeros(Shape{2});                                                        \
+    CHECK_THROWS_WITH_AS(FN##_value_and_grad(X, Y, g, two, O),                                    \
+                         #FN "_value_and_grad: value (2) must hold one element", Error);          \
+    auto none = O;                                                                                \
+    none.reduction = Reduction::none;                                                             \
+    auto v = Tensor<T>::zeros(Shape{});                                                           \
+    const std::string host_none = message_of([&] { FN##_value_and_grad(X, Y, g, none); });        \
+    CHECK(host_none.find("reduction none has no single value") != std::string::npos);             \
+    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, v, none); }) == host_none);               \
+    Tensor<T> undefined_value;                                                                    \
+    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, undefined_value, none); }) == host_none); \
+    const Tensor<T> no_logits;                                                                    \
+    const std::string host_undefined =                                                            \
+        message_of([&] { FN##_value_and_grad(no_logits, Y, g, O); });                             \
+    CHECK(host_undefined == #FN "_value_and_grad: logits is undefined");                          \
+    Tensor<T> v2;                                                                                 \
+    CHECK(message_of([&] { FN##_value_and_grad(no_logits, Y, g, v2, O); }) == host_undefined);    \
+    CHECK_FALSE(v2.defined());                                                                    \
   } while (0)
 
 template <class T, class U>
