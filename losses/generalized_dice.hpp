@@ -51,6 +51,14 @@ template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>
 double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
                                        Tensor<T>& grad,
                                        const GeneralizedDiceOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
+// bad label makes it NaN (and the gradient of its image) instead of raising. On the CPU it is the
+// host form's value rounded to T.
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                     Tensor<T>& grad, Tensor<T>& value,
+                                     const GeneralizedDiceOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum),
 // with OverlapStatistics: per_image = false: global = I_c, P_c, T_c of every class summed over

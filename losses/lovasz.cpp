@@ -323,6 +323,40 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
   return reduce(softmax_run<T, L>(p, grad.data(), &up), options.reduction);
 }
 
+// The value tensor of the device-value forms (core/checks.hpp's prepare_value), after the
+// host forms' first check of the logits, with its message.
+namespace {
+template <class T>
+void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
+  SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+  detail::prepare_value(fn, logits, value);
+}
+}  // namespace
+
+template <class T, class L, class>
+void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
+                                   Tensor<T>& grad, Tensor<T>& value,
+                                   const LovaszSoftmaxOptions<T>& options) {
+  const char* fn = "lovasz_softmax_value_and_grad";
+  prepare_device_value(fn, logits, value);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
+    SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                  "reduction none has no single value; use lovasz_softmax and "
+                  "lovasz_softmax_backward");
+    detail::check_lovasz_softmax_args(fn, logits, labels, options, /*cuda_path=*/true);
+    detail::prepare_grad(fn, logits, grad, {detail::apart("labels", labels)});
+    check_not_in_place(fn, logits, grad);
+    detail::cuda_value(value.data(), [&](cuda::Result<T> r) {
+      softmax_cuda<T, L>(fn, logits, labels, grad.data(), nullptr, nullptr, r, options);
+    });
+    return;
+  }
+#endif
+  const double host = lovasz_softmax_value_and_grad(logits, labels, grad, options);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
+}
+
 template <class T, class L, class>
 ValueAndGrad<T> lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
                                               const LovaszSoftmaxOptions<T>& options) {
@@ -399,6 +433,28 @@ double lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& lab
 }
 
 template <class T>
+void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& labels, Tensor<T>& grad,
+                                 Tensor<T>& value, const LovaszHingeOptions<T>& options) {
+  const char* fn = "lovasz_hinge_value_and_grad";
+  prepare_device_value(fn, logits, value);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
+    SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
+                  "reduction none has no single value; use lovasz_hinge and lovasz_hinge_backward");
+    auto a = hinge_args(fn, logits, labels, options);
+    detail::prepare_grad(fn, logits, grad, {detail::apart_or_same("labels", labels)});
+    a.grad = grad.data();
+    detail::cuda_value(value.data(), [&](cuda::Result<T> r) {
+      hinge_cuda<T>(fn, labels, a, options.reduction, nullptr, nullptr, r, options);
+    });
+    return;
+  }
+#endif
+  const double host = lovasz_hinge_value_and_grad(logits, labels, grad, options);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
+}
+
+template <class T>
 ValueAndGrad<T> lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& labels,
                                             const LovaszHingeOptions<T>& options) {
   ValueAndGrad<T> r;
@@ -413,6 +469,8 @@ ValueAndGrad<T> lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tenso
                                              const LovaszSoftmaxOptions<T>&);                      \
   template double lovasz_softmax_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
                                                 const LovaszSoftmaxOptions<T>&);                   \
+  template void lovasz_softmax_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,      \
+                                              Tensor<T>&, const LovaszSoftmaxOptions<T>&);         \
   template ValueAndGrad<T> lovasz_softmax_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
                                                          const LovaszSoftmaxOptions<T>&);
 SEGLOSS_INSTANTIATE(float, int32_t)
@@ -428,6 +486,8 @@ SEGLOSS_INSTANTIATE(double, int64_t)
                                            const LovaszHingeOptions<T>&);                        \
   template double lovasz_hinge_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
                                               const LovaszHingeOptions<T>&);                     \
+  template void lovasz_hinge_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,      \
+                                            Tensor<T>&, const LovaszHingeOptions<T>&);           \
   template ValueAndGrad<T> lovasz_hinge_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
                                                        const LovaszHingeOptions<T>&);
 SEGLOSS_INSTANTIATE(float)

@@ -89,7 +89,8 @@
 // stream, one block per problem (and class) with a stable radix sort of the same keys, so the
 // permutation is the CPU's; values agree with the CPU to rounding. Labels are checked on the
 // device: a bad label makes its problem's loss and gradient NaN, and the forms that return a host
-// value raise the CPU's message. The workspace grows with the input
+// value raise the CPU's message. The device-value form of value_and_grad (session 11) does not
+// wait: its value is NaN for a bad label. The workspace grows with the input
 // (cuda::lovasz_workspace_size). class_list with any C (above 1024 classes its mask goes
 // to the workspace, session 10).
 //
@@ -151,8 +152,16 @@ ValueAndGrad<T> lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Ten
 template <class T, class L, class = std::enable_if_t<detail::kLovaszLabel<L>>>
 double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
                                      Tensor<T>& grad, const LovaszSoftmaxOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
+// bad label makes it NaN (and its problem's gradient) instead of raising. On the CPU it is the
+// host form's value rounded to T.
+template <class T, class L, class = std::enable_if_t<detail::kLovaszLabel<L>>>
+void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
+                                   Tensor<T>& grad, Tensor<T>& value,
+                                   const LovaszSoftmaxOptions<T>& options = {});
 
-// The same four for the binary hinge; labels have the logits' shape and type.
+// The same five for the binary hinge; labels have the logits' shape and type.
 template <class T>
 Tensor<T> lovasz_hinge(const Tensor<T>& logits, const Tensor<T>& labels,
                        const LovaszHingeOptions<T>& options = {});
@@ -166,5 +175,9 @@ ValueAndGrad<T> lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tenso
 template <class T>
 double lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& labels,
                                    Tensor<T>& grad, const LovaszHingeOptions<T>& options = {});
+// The value into `value` instead, as for lovasz_softmax above.
+template <class T>
+void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& labels, Tensor<T>& grad,
+                                 Tensor<T>& value, const LovaszHingeOptions<T>& options = {});
 
 }  // namespace segloss

@@ -159,18 +159,25 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& tar
   return grad;
 }
 
+// device_value (one element on the logits' device, from prepare_device_value): the value goes
+// there too (on CUDA only there, without a wait; then 0 is returned and info is not filled).
 template <class T, class U, class O>
 double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                       const Tensor<U>& target, Tensor<T>& grad, const O& o,
-                      const detail::ScoreForm& f, OverlapInfo* info) {
+                      const detail::ScoreForm& f, OverlapInfo* info, T* device_value = nullptr) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn, "reduction none has no single value; use ",
                 name, " and ", name, "_backward");
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits for the value
+  if (logits.device() == Device::cuda) {  // waits for the value, unless it stays on the device
     const auto a = cuda_args(fn, logits, target, o);
     detail::prepare_grad(
         fn, logits, grad,
         {detail::target_input<T>(target), detail::apart("options.class_weight", o.class_weight)});
+    if (device_value) {  // no wait: a bad label or class weight makes the value NaN
+      cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
+                     cuda_upstream<T>(o), grad.data(), nullptr, device_value, false);
+      return 0.0;
+    }
     cuda::SoftmaxOverlapStatus st;
     const double value =
         cuda_run<T, U>(fn, a, target, detail::cuda_overlap_form(logits.shape(), o, f),
@@ -183,7 +190,17 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   detail::softmax_overlap_grad(r, detail::overlap_slopes<T>(r.scores, o, 1.0, nullptr),
                                grad.data());
   r.scores.fill(info);
-  return detail::overlap_value(r.scores, o);
+  const double value = detail::overlap_value(r.scores, o);
+  if (device_value) *device_value = static_cast<T>(value);
+  return value;
+}
+
+// The value tensor of the device-value forms (core/checks.hpp's prepare_value), after the
+// host forms' first check: logits undefined is named as they name it.
+template <class T>
+void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
+  SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+  detail::prepare_value(fn, logits, value);
 }
 
 // ---- the statistics / finalize split: the CPU's (internal/softmax_overlap_passes.hpp), or on
@@ -483,6 +500,13 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
     return value_and_grad(fn, #NAME, logits, target, grad, options, FORM, info);                  \
   }                                                                                               \
   template <class T, class U, class>                                                              \
+  void NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,   \
+                             Tensor<T>& value, const OPTIONS<T>& options) {                       \
+    const char* fn = #NAME "_value_and_grad";                                                     \
+    prepare_device_value(fn, logits, value);                                                      \
+    value_and_grad(fn, #NAME, logits, target, grad, options, FORM, nullptr, value.data());        \
+  }                                                                                               \
+  template <class T, class U, class>                                                              \
   ValueAndGrad<T> NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,         \
                                         const OPTIONS<T>& options, OverlapInfo* info) {           \
     ValueAndGrad<T> r;                                                                            \
@@ -595,6 +619,27 @@ double generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
 }
 
 template <class T, class U, class>
+void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
+                                     Tensor<T>& grad, Tensor<T>& value,
+                                     const GeneralizedDiceOptions<T>& o) {
+  const char* fn = "generalized_dice_value_and_grad";
+  prepare_device_value(fn, logits, value);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
+    SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
+                  "reduction none has no single value; use generalized_dice and "
+                  "generalized_dice_backward");
+    const auto a = cuda_gdl_args(fn, logits, target, o);
+    detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});
+    cuda_gdl_run<T, U>(fn, a, target, o, {}, grad.data(), nullptr, value.data(), false);
+    return;
+  }
+#endif
+  const double host = generalized_dice_value_and_grad(logits, target, grad, o);
+  value[0] = static_cast<T>(host);  // a CPU tensor (prepare_value)
+}
+
+template <class T, class U, class>
 ValueAndGrad<T> generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target,
                                                 const GeneralizedDiceOptions<T>& o) {
   ValueAndGrad<T> r;
@@ -697,6 +742,8 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                                                  const Tensor<T>&, const OPTIONS<T>&);            \
   template double NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
                                                     Tensor<T>&, const OPTIONS<T>&, OverlapInfo*); \
+  template void NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&, Tensor<T>&, \
+                                                  Tensor<T>&, const OPTIONS<T>&);                 \
   template ValueAndGrad<T> NAME##_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&,  \
                                                              const OPTIONS<T>&, OverlapInfo*);    \
   template OverlapStatistics NAME##_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&,    \
@@ -729,5 +776,17 @@ SEGLOSS_INSTANTIATE(double, int64_t)
 SEGLOSS_INSTANTIATE(double, double)
 #undef SEGLOSS_INSTANTIATE
 #undef SEGLOSS_INSTANTIATE_LOSS
+// generalized_dice's device-value form (session 11).
+#define SEGLOSS_INSTANTIATE(T, U)                                                               \
+  template void generalized_dice_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&, \
+                                                            Tensor<T>&, Tensor<T>&,             \
+                                                            const GeneralizedDiceOptions<T>&);
+SEGLOSS_INSTANTIATE(float, int32_t)
+SEGLOSS_INSTANTIATE(float, int64_t)
+SEGLOSS_INSTANTIATE(float, float)
+SEGLOSS_INSTANTIATE(double, int32_t)
+SEGLOSS_INSTANTIATE(double, int64_t)
+SEGLOSS_INSTANTIATE(double, double)
+#undef SEGLOSS_INSTANTIATE
 
 }  // namespace segloss

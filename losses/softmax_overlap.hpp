@@ -81,6 +81,9 @@ constexpr bool kClassTarget =
   double NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,  \
                                const OPTIONS<T>& options = {}, OverlapInfo * info = nullptr);      \
   template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
+  void NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,    \
+                             Tensor<T>& value, const OPTIONS<T>& options = {});                    \
+  template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,            \
                                       const OPTIONS<T>& options = {});                             \
   template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>                \
@@ -91,6 +94,13 @@ constexpr bool kClassTarget =
 // Forward: shape () for mean and sum; (N, C) per image or (C) for the batch for none.
 // Backward: grad_out has one element for mean and sum, and the forward's shape for none.
 // Fused value and gradient (mean or sum); the second form writes into `grad`.
+// The value into `value` instead (the third value_and_grad form): one element on the logits'
+// device (allocated, shape (), when undefined). On CUDA nothing waits: the value is written on
+// the stream, as the gradient is, and a bad label or class weight makes it NaN (and the
+// gradient of the bad label's image, as in backward) instead of raising; on the CPU it is the
+// host form's value rounded to T (a bad label raises). This form takes no `info`: its counts
+// under an empty policy other than formula are known only after a wait (the forward and the
+// host forms take it).
 // statistics / finalize: the split for data-parallel shards of overlap.hpp (OverlapStatistics:
 // 3 values per class with per_image = false, 3 in all with per_image = true; mean or sum). A
 // shard whose pixels are all ignored is fine: its sums are 0 (with per_image, its images' scores
