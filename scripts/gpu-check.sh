@@ -4,12 +4,14 @@
 # It needs nvcc, cmake, a C++ compiler and python3 with PyTorch (CUDA), and .deps/ filled by
 # scripts/gpu-deps.sh on a machine with Eigen and doctest (the GPU machine has neither and no
 # network). Steps, each timestamped: configure with -DSEGLOSS_CUDA=ON against .deps, build the
-# tests, the CUDA benchmark and examples/train_shapes (-j16), run the CUDA tests (every case of
-# segloss-tests -ltc -tc='*cuda*' in its own process: ok/FAIL per case, a crash does not stop
-# the run, a count at the end), train_shapes --quick --device cuda, the benchmark
+# tests (the CUDA test files only: SEGLOSS_CUDA_TESTS_ONLY), the CUDA benchmark and
+# examples/train_shapes (-j16), run the CUDA tests (every case of segloss-tests -tc='*cuda*' in
+# one process; if that fails or crashes, every case again in its own process: ok/FAIL per case,
+# a crash does not stop the run, a count at the end), train_shapes --quick --device cuda, the benchmark
 # (bench/cuda_bench.cu, each case in its own process) and the PyTorch comparison
 # (bench/compare_cuda_pytorch.py), then print a table. Writes under $OUT (default
-# build-gpu/out): gpu-check.log, tests.log (every case's output), cases.txt, train_shapes.log,
+# build-gpu/out): gpu-check.log, tests_one_process.log, tests.log (every case's output when
+# they were rerun apart), cases.txt, train_shapes.log,
 # cuda_bench.jsonl, torch.jsonl, summary.json. Meant to finish in under 5 minutes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +34,8 @@ fi
 ts "configure"
 configure() {
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_CUDA=ON \
-    -DCMAKE_PREFIX_PATH="$root/.deps" -DSEGLOSS_BUILD_TOOLS=OFF -DSEGLOSS_BUILD_EXAMPLES=ON "$@" \
+    -DCMAKE_PREFIX_PATH="$root/.deps" -DSEGLOSS_BUILD_TOOLS=OFF -DSEGLOSS_BUILD_EXAMPLES=ON \
+    -DSEGLOSS_CUDA_TESTS_ONLY=ON "$@" \
     > "$OUT/configure.txt" 2>&1
 }
 if ! configure; then
@@ -48,13 +51,26 @@ if ! cmake --build "$build" -j16 --target segloss-tests segloss-cuda-bench train
   exit 1
 fi
 
-ts "CUDA tests (one process per test case)"
-# Each case runs alone, so that a crash (SIGSEGV, abort) costs only that case. doctest's -tc
-# takes a comma-separated list of patterns: a comma inside a name is escaped with a backslash.
+ts "CUDA tests (one process; one process per case if that fails)"
 "$build/tests/segloss-tests" -ltc -tc='*cuda*' 2>/dev/null \
   | grep -v -E '^\[doctest\]|^=+$' | sed '/^$/d' > "$OUT/cases.txt"
+echo "$(wc -l < "$OUT/cases.txt") CUDA test cases"
+# First all cases in one process (one CUDA context: the per-process start-up of ~200 cases would
+# take minutes); its log keeps each case's duration.
+timeout 300 "$build/tests/segloss-tests" -tc='*cuda*' --duration=true > "$OUT/tests_one_process.log" 2>&1
+rc=$?
+tail -3 "$OUT/tests_one_process.log"
 : > "$OUT/tests.log"
 pass=0; fail=0; failed=()
+if [ "$rc" -eq 0 ] && grep -qE '^\[doctest\] test cases: +[1-9][0-9]* \| +[0-9]+ passed \| +0 failed' "$OUT/tests_one_process.log"; then
+  pass=$(grep -E '^\[doctest\] test cases:' "$OUT/tests_one_process.log" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
+  : > "$OUT/cases.txt"  # nothing to rerun
+  echo "one process: rc 0, every case passed"
+else
+  echo "one process: rc $rc; rerunning every case in its own process to name the failures"
+fi
+# Each case alone, so that a crash (SIGSEGV, abort) costs only that case. doctest's -tc takes a
+# comma-separated list of patterns: a comma inside a name is escaped with a backslash.
 while IFS= read -r name; do
   pattern=${name//,/\\,}
   start=$(date +%s.%N)
