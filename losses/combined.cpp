@@ -15,6 +15,7 @@
 #include "internal/fused_terms.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
+#include "../backends/cuda/focal.hpp"
 #include "../backends/cuda/scratch.hpp"
 #endif
 
@@ -271,7 +272,52 @@ std::pair<double, double> cuda_terms(const char* fn, const char* which, const Te
                                                   grad_out, /*accumulate=*/true);
   return {a, d};
 }
+
+// value_and_grad's device-value form on CUDA: nothing waits. first(g, w, out) runs the first
+// term's passes, its gradient times w stored into g and its value written into the device
+// element out; then the Dice term's passes add dice_weight times its gradient (accumulate) and
+// make *out first_weight * first + dice_weight * Dice on the device
+// (detail::softmax_dice_cuda_total, the device forward's total). A bad label makes *out NaN
+// (both terms' flags) and raises nothing. Exactly in place (grad the logits), the Dice term would
+// read logits the first term had overwritten: both terms write into the stream's cached scratch
+// buffer instead (no allocation after warm-up) and a device-to-device copy enqueued on the
+// stream after them moves the gradient into grad (no wait, unlike the host form's copy_from,
+// which waits anyway). The lease's buffer is reused only by later work on this stream, which
+// the copy precedes.
+template <class T, class U, class First>
+void cuda_device_value(const char* fn, const char* which, const Tensor<T>& logits,
+                       const Tensor<U>& target, Tensor<T>& grad, T* value,
+                       const SoftmaxOverlapOptions<T>& dice, double first_weight,
+                       double dice_weight, First&& first) {
+  check_not_aliased(fn, logits, target, grad, true);  // exactly in place: through the scratch
+  check_scalar(fn, "dice", dice.reduction);
+  const auto run = [&](T* into) {
+    detail::softmax_dice_cuda_total(
+        fn, logits, target, dice, value, first_weight, dice_weight,
+        [&] { term(fn, which, [&] { first(into, first_weight, value); }); }, into);
+  };
+  if (grad.data() != logits.data()) {
+    run(grad.data());
+    return;
+  }
+  cuda::detail::ScratchLease lease(fn, static_cast<size_t>(logits.numel()) * sizeof(T));
+  T* apart = reinterpret_cast<T*>(lease.data());
+  run(apart);
+  cuda::copy_on_stream(fn, grad.data(), static_cast<const T*>(apart), logits.numel());
+}
 #endif
+
+// A device-value form's `value`: allocated (shape (), on the logits' device) when undefined,
+// else one element on that device (cross_entropy's checks and messages).
+template <class T>
+void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
+  if (!value.defined()) {
+    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+    value = Tensor<T>::empty(Shape{}, logits.device());
+  }
+  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
+  detail::check_same_device(fn, "value", value, logits.device());
+}
 
 }  // namespace
 
@@ -307,6 +353,29 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
   ce_dice_fused(fn, logits, target, grad, o, o.ce_weight, o.dice_weight, v);
   if (parts) *parts = v;
   return o.ce_weight * v.ce + o.dice_weight * v.dice;
+}
+
+template <class T, class U, class>
+void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
+                            Tensor<T>& value, const CeDiceOptions<T>& o) {
+  const char* fn = "ce_dice_value_and_grad";
+  prepare_device_value(fn, logits, value);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
+    check_ce_dice<T, U>(fn, o);
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    detail::prepare_grad(fn, logits, grad,
+                         {detail::apart("options.ce.weight", o.ce.weight),
+                          detail::apart("options.dice.class_weight", o.dice.class_weight)});
+    cuda_device_value(fn, "cross-entropy", logits, target, grad, value.data(), o.dice, o.ce_weight,
+                      o.dice_weight, [&](T* g, double w, T* out) {
+                        detail::cross_entropy_cuda_term(logits, target, g, o.ce, w,
+                                                        static_cast<const T*>(nullptr), out);
+                      });
+    return;
+  }
+#endif
+  value[0] = static_cast<T>(ce_dice_value_and_grad(logits, target, grad, o, nullptr));
 }
 
 template <class T, class U, class>
@@ -444,6 +513,29 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
 }
 
 template <class T, class L, class>
+void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                               Tensor<T>& value, const DiceFocalOptions<T>& o) {
+  const char* fn = "dice_focal_value_and_grad";
+  prepare_device_value(fn, logits, value);
+#if defined(SEGLOSS_WITH_CUDA)
+  if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
+    check_dice_focal<T, L>(fn, o);
+    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+    detail::prepare_grad(fn, logits, grad,
+                         {detail::apart("options.focal.alpha", o.focal.alpha),
+                          detail::apart("options.dice.class_weight", o.dice.class_weight)});
+    cuda_device_value(fn, "focal", logits, target, grad, value.data(), o.dice, o.focal_weight,
+                      o.dice_weight, [&](T* g, double w, T* out) {
+                        detail::softmax_focal_cuda_term(logits, target, g, o.focal, w,
+                                                        static_cast<const T*>(nullptr), out);
+                      });
+    return;
+  }
+#endif
+  value[0] = static_cast<T>(dice_focal_value_and_grad(logits, target, grad, o, nullptr));
+}
+
+template <class T, class L, class>
 ValueAndGrad<T> dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                           const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   ValueAndGrad<T> r;
@@ -555,6 +647,8 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                                                   const Tensor<T>&, const CeDiceOptions<T>&);   \
   template double ce_dice_value_and_grad<T, U, void>(                                           \
       const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*);   \
+  template void ce_dice_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&, Tensor<T>&, \
+                                                  Tensor<T>&, const CeDiceOptions<T>&);          \
   template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                  \
       const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);               \
   template OverlapStatistics ce_dice_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&, \
@@ -570,6 +664,9 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   template double dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,        \
                                                         Tensor<T>&, const DiceFocalOptions<T>&,    \
                                                         DiceFocalParts*);                          \
+  template void dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,          \
+                                                     Tensor<T>&, Tensor<T>&,                       \
+                                                     const DiceFocalOptions<T>&);                  \
   template ValueAndGrad<T> dice_focal_value_and_grad<T, L, void>(                                  \
       const Tensor<T>&, const Tensor<L>&, const DiceFocalOptions<T>&, DiceFocalParts*);            \
   template OverlapStatistics dice_focal_statistics<T, L, void>(const Tensor<T>&, const Tensor<L>&, \

@@ -28,8 +28,11 @@
 // value_and_grad with every option of the terms' CUDA paths; the terms run apart (the first
 // term's gradient times its weight, then the Dice term's added); grad may be exactly the logits
 // there too (since session 10: the terms write into the stream's cached scratch buffer, then one
-// device copy into grad). The statistics / finalize split runs on CUDA too (each term's split;
-// two waits).
+// device copy into grad). The host-value value_and_grad waits twice (each term's value comes
+// back); the device-value form (session 11) waits for nothing: the first term's device value,
+// then the Dice term's, combined on the device (in float it may differ from the host form's
+// value rounded to float by an ulp: the first term's value is rounded to float before the sum).
+// The statistics / finalize split runs on CUDA too (each term's split; two waits).
 #pragma once
 
 #include "cross_entropy.hpp"
@@ -85,6 +88,13 @@ ValueAndGrad<T> ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>&
 template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
 double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
                               const CeDiceOptions<T>& options = {}, CeDiceParts* parts = nullptr);
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
+// bad label makes it NaN instead of raising. No `parts` (they would need a wait): the waiting
+// forms above give them.
+template <class T, class U, class = std::enable_if_t<detail::kClassTarget<T, U>>>
+void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
+                            Tensor<T>& value, const CeDiceOptions<T>& options = {});
 
 template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
 Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target,
@@ -100,6 +110,12 @@ template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
 double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                  const DiceFocalOptions<T>& options = {},
                                  DiceFocalParts* parts = nullptr);
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
+// bad label makes it NaN instead of raising. No `parts`, as for ce_dice.
+template <class T, class L, class = std::enable_if_t<detail::kLabelMap<L>>>
+void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                               Tensor<T>& value, const DiceFocalOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md). OverlapStatistics
 // whose global holds the first term's 3 values (cross_entropy_statistics' or

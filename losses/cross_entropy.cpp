@@ -377,7 +377,7 @@ namespace detail {
 template <class T, class L>
 double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
                                const CrossEntropyOptions<T>& options, double grad_weight,
-                               const T* grad_out) {
+                               const T* grad_out, T* device_value) {
   const char* fn = grad_out ? "cross_entropy_backward" : "cross_entropy_value_and_grad";
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use cross_entropy and "
@@ -386,8 +386,9 @@ double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target,
   a.grad = grad;
   a.grad_out = grad_out;
   a.grad_weight = grad_weight;
+  a.value = device_value;  // set: written on the stream, nothing waits
   (void)target;  // a bad label is the Dice term's to report (the CPU's message)
-  return cuda::cross_entropy(a, grad_out == nullptr).value;
+  return cuda::cross_entropy(a, grad_out == nullptr && device_value == nullptr).value;
 }
 
 template <class T, class L>
@@ -410,7 +411,8 @@ double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
 
 #define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                                 \
   template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*,           \
-                                          const CrossEntropyOptions<T>&, double, const T*); \
+                                          const CrossEntropyOptions<T>&, double, const T*,  \
+                                          T*);                                              \
   template void cross_entropy_cuda_forward_into(const Tensor<T>&, const Tensor<L>&,         \
                                                 const CrossEntropyOptions<T>&, T*);         \
   template double cross_entropy_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&,      \

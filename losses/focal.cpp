@@ -253,9 +253,13 @@ Tensor<T> sigmoid_focal_backward(const Tensor<T>& logits, const Tensor<T>& targe
   return grad;
 }
 
+namespace {
+
+// The value_and_grad forms of sigmoid_focal: device_value null, the host value (CUDA: the call
+// waits); else, on CUDA, the value written into device_value on the stream (no wait, 0 returned).
 template <class T>
-double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
-                                    Tensor<T>& grad, const SigmoidFocalOptions<T>& options) {
+double sigmoid_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                              const SigmoidFocalOptions<T>& options, T* device_value) {
   const char* fn = "sigmoid_focal_value_and_grad";
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use sigmoid_focal and "
@@ -267,12 +271,46 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
   a.grad = grad.data();
   a.grad_scale = scale;
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda)  // waits for the value
-    return detail::cuda_value(static_cast<T*>(nullptr), [&](cuda::Result<T> r) {
+  if (logits.device() == Device::cuda)  // waits for the value unless device_value is given
+    return detail::cuda_value(device_value, [&](cuda::Result<T> r) {
       cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), scale, r);
     });
 #endif
+  (void)device_value;  // the CPU: the caller stores the host value
   return cpu::sigmoid_focal(a) * scale;
+}
+
+// A device-value form's `value`: allocated (shape (), on the logits' device) when undefined,
+// else one element on that device (cross_entropy's checks and messages).
+template <class T>
+void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
+  if (!value.defined()) {
+    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
+    value = Tensor<T>::empty(Shape{}, logits.device());
+  }
+  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
+  detail::check_same_device(fn, "value", value, logits.device());
+}
+
+}  // namespace
+
+template <class T>
+double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                    Tensor<T>& grad, const SigmoidFocalOptions<T>& options) {
+  return sigmoid_value_and_grad(logits, target, grad, options, static_cast<T*>(nullptr));
+}
+
+template <class T>
+void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                  Tensor<T>& grad, Tensor<T>& value,
+                                  const SigmoidFocalOptions<T>& options) {
+  prepare_device_value("sigmoid_focal_value_and_grad", logits, value);
+  if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
+    sigmoid_value_and_grad(logits, target, grad, options, value.data());
+    return;
+  }
+  value[0] = static_cast<T>(sigmoid_value_and_grad(logits, target, grad, options,
+                                                   static_cast<T*>(nullptr)));
 }
 
 template <class T>
@@ -343,23 +381,29 @@ Tensor<T> softmax_focal_backward(const Tensor<T>& logits, const Tensor<L>& targe
   return grad;
 }
 
-template <class T, class L, class>
-double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
-                                    Tensor<T>& grad, const SoftmaxFocalOptions<T>& options) {
+namespace {
+
+// The value_and_grad forms of softmax_focal, as sigmoid_value_and_grad: device_value null, the
+// host value (CUDA: the call waits and raises a bad label); else, on CUDA, the value written into
+// device_value on the stream (no wait; a bad label makes it NaN).
+template <class T, class L>
+double softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                              const SoftmaxFocalOptions<T>& options, T* device_value) {
   const char* fn = "softmax_focal_value_and_grad";
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use softmax_focal and "
                 "softmax_focal_backward");
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // waits for the value
+  if (logits.device() == Device::cuda) {  // waits for the value unless device_value is given
     auto p = cuda_prepare(fn, logits, target, options);
     prepare_softmax_grad(fn, logits, target, grad, options);
     p.args.want_sum = true;
     p.args.grad = grad.data();
     return cuda_softmax_run<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
-                                  nullptr, true);
+                                  device_value, device_value == nullptr);
   }
 #endif
+  (void)device_value;  // the CPU: the caller stores the host value
   auto p = prepare(fn, logits, target, options);
   prepare_softmax_grad(fn, logits, target, grad, options);
   const double scale = p.scale(options.reduction);
@@ -367,6 +411,27 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
   p.args.grad = grad.data();
   p.args.grad_scale = scale;
   return cpu::softmax_focal(p.args) * scale;
+}
+
+}  // namespace
+
+template <class T, class L, class>
+double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                    Tensor<T>& grad, const SoftmaxFocalOptions<T>& options) {
+  return softmax_value_and_grad(logits, target, grad, options, static_cast<T*>(nullptr));
+}
+
+template <class T, class L, class>
+void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                  Tensor<T>& grad, Tensor<T>& value,
+                                  const SoftmaxFocalOptions<T>& options) {
+  prepare_device_value("softmax_focal_value_and_grad", logits, value);
+  if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
+    softmax_value_and_grad(logits, target, grad, options, value.data());
+    return;
+  }
+  value[0] = static_cast<T>(softmax_value_and_grad(logits, target, grad, options,
+                                                   static_cast<T*>(nullptr)));
 }
 
 template <class T, class L, class>
@@ -469,6 +534,8 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                                             const SigmoidFocalOptions<T>&);                       \
   template double sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,    \
                                                const SigmoidFocalOptions<T>&);                    \
+  template void sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&, Tensor<T>&,      \
+                                             Tensor<T>&, const SigmoidFocalOptions<T>&);          \
   template ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>&, const Tensor<T>&,       \
                                                         const SigmoidFocalOptions<T>&);           \
   template ShardStatistics sigmoid_focal_statistics(const Tensor<T>&, const Tensor<T>&,           \
@@ -486,7 +553,7 @@ namespace detail {
 template <class T, class L>
 double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
                                const SoftmaxFocalOptions<T>& options, double grad_weight,
-                               const T* grad_out) {
+                               const T* grad_out, T* device_value) {
   const char* fn = grad_out ? "softmax_focal_backward" : "softmax_focal_value_and_grad";
   SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
                 "reduction none has no single value; use softmax_focal and "
@@ -495,19 +562,25 @@ double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target,
   p.args.want_sum = grad_out == nullptr;
   p.args.grad = grad;
   (void)target;  // a bad label is the Dice term's to report (the CPU's message)
+  // device_value set: the value written on the stream (NaN for a bad label), nothing waits.
   return cuda::softmax_focal<T, L>(fn, p.args, options.reduction == Reduction::mean, grad_out,
-                                   nullptr, grad_out == nullptr, -1.0, grad_weight)
+                                   device_value, grad_out == nullptr && device_value == nullptr,
+                                   -1.0, grad_weight)
       .value;
 }
 
 template double softmax_focal_cuda_term(const Tensor<float>&, const Tensor<int32_t>&, float*,
-                                        const SoftmaxFocalOptions<float>&, double, const float*);
+                                        const SoftmaxFocalOptions<float>&, double, const float*,
+                                        float*);
 template double softmax_focal_cuda_term(const Tensor<float>&, const Tensor<int64_t>&, float*,
-                                        const SoftmaxFocalOptions<float>&, double, const float*);
+                                        const SoftmaxFocalOptions<float>&, double, const float*,
+                                        float*);
 template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int32_t>&, double*,
-                                        const SoftmaxFocalOptions<double>&, double, const double*);
+                                        const SoftmaxFocalOptions<double>&, double, const double*,
+                                        double*);
 template double softmax_focal_cuda_term(const Tensor<double>&, const Tensor<int64_t>&, double*,
-                                        const SoftmaxFocalOptions<double>&, double, const double*);
+                                        const SoftmaxFocalOptions<double>&, double, const double*,
+                                        double*);
 
 template <class T, class L>
 void softmax_focal_cuda_forward_into(const Tensor<T>& logits, const Tensor<L>& target,
@@ -583,6 +656,8 @@ template double softmax_focal_value_and_grad_with(
                                             const SoftmaxFocalOptions<T>&);                       \
   template double softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,    \
                                                const SoftmaxFocalOptions<T>&);                    \
+  template void softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&, Tensor<T>&,      \
+                                             Tensor<T>&, const SoftmaxFocalOptions<T>&);          \
   template ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>&, const Tensor<L>&,       \
                                                         const SoftmaxFocalOptions<T>&);           \
   template ShardStatistics softmax_focal_statistics(const Tensor<T>&, const Tensor<L>&,           \

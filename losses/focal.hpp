@@ -73,7 +73,8 @@
 // NaN, infinite or negative; sigmoid_focal: alpha NaN or > 1, a weight that does not broadcast;
 // softmax_focal: alpha without C values, a label outside [0, C) that is not ignore_index (the
 // message names its position and value); grad_out of the wrong shape; reduction none in
-// value_and_grad; a CUDA tensor in a build without CUDA.
+// value_and_grad (in every form); a `value` that is not one element on the logits' device; a
+// CUDA tensor in a build without CUDA.
 #pragma once
 
 #include <cstdint>
@@ -120,6 +121,12 @@ ValueAndGrad<T> sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tens
 template <class T>
 double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
                                     Tensor<T>& grad, const SigmoidFocalOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is.
+template <class T>
+void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
+                                  Tensor<T>& grad, Tensor<T>& value,
+                                  const SigmoidFocalOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
 // statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (numel),
@@ -156,6 +163,13 @@ ValueAndGrad<T> softmax_focal_value_and_grad(const Tensor<T>& logits, const Tens
 template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
 double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                     Tensor<T>& grad, const SoftmaxFocalOptions<T>& options = {});
+// The value into `value` instead: one element on the logits' device (allocated, shape (), when
+// undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
+// bad label makes it NaN instead of raising.
+template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
+void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
+                                  Tensor<T>& grad, Tensor<T>& value,
+                                  const SoftmaxFocalOptions<T>& options = {});
 
 // The split for data-parallel shards, as sigmoid_focal's, with global = {sum_i l_i over the
 // shard, the count of its pixels not ignored (the mean's divisor), that count again}. No pixel

@@ -269,16 +269,20 @@ double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Ten
 template <class T, class U>
 void softmax_dice_cuda_total(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                              const SoftmaxOverlapOptions<T>& o, T* out, double first_weight,
-                             double dice_weight, const std::function<void()>& first) {
+                             double dice_weight, const std::function<void()>& first, T* grad) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
                 "options.dice.reduction is none; a combined loss needs both terms reduced to one "
                 "value (mean or sum)");
   const auto a = cuda_args(fn, logits, target, o);  // the Dice term's checks first, as on the CPU
   first();
   const cuda::DeviceTotal total{first_weight, dice_weight};
-  cuda::softmax_overlap_run<T, U>(
-      fn, a, detail::cuda_overlap_form(logits.shape(), o, detail::dice_form()), cuda_upstream<T>(o),
-      static_cast<T*>(nullptr), static_cast<T*>(nullptr), out, false, false, &total);
+  cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o, detail::dice_form());
+  // With grad: the Dice gradient times dice_weight added onto the first term's (value_and_grad's
+  // device-value form; softmax_dice_cuda_term's scaling). The value is the Dice term's alone
+  // either way (f.dice_weight scales the gradient's coefficients only); the total weighs it.
+  if (grad) f.dice_weight = dice_weight;
+  cuda::softmax_overlap_run<T, U>(fn, a, f, cuda_upstream<T>(o), grad, static_cast<T*>(nullptr),
+                                  out, false, /*accumulate=*/grad != nullptr, &total);
 }
 template <class T, class U>
 OverlapStatistics softmax_dice_cuda_split_statistics(const char* fn, const Tensor<T>& logits,
@@ -304,7 +308,7 @@ double softmax_dice_cuda_split_finalize(const char* fn, const Tensor<T>& logits,
                                          const SoftmaxOverlapOptions<T>&, double, const T*, bool); \
   template void softmax_dice_cuda_total(const char*, const Tensor<T>&, const Tensor<U>&,           \
                                         const SoftmaxOverlapOptions<T>&, T*, double, double,       \
-                                        const std::function<void()>&);                             \
+                                        const std::function<void()>&, T*);                         \
   template OverlapStatistics softmax_dice_cuda_split_statistics(                                   \
       const char*, const Tensor<T>&, const Tensor<U>&, const SoftmaxOverlapOptions<T>&);           \
   template double softmax_dice_cuda_split_finalize(                                                \

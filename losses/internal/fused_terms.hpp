@@ -37,14 +37,17 @@ double softmax_focal_value_and_grad_with(
 // Dice term, which runs next on the same labels (both terms ignore the same pixels), raises the
 // CPU's message (under the combined function's name, as the CPU's fused pass does). Defined in
 // cross_entropy.cpp, focal.cpp and softmax_overlap.cpp when the CUDA backend is built.
+// device_value (value_and_grad's device-value form, grad_out null): the term's value is written
+// into that device element on the stream instead (NaN for a bad label); nothing waits and 0 is
+// returned.
 template <class T, class L>
 double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
                                const CrossEntropyOptions<T>& options, double grad_weight,
-                               const T* grad_out);
+                               const T* grad_out, T* device_value = nullptr);
 template <class T, class L>
 double softmax_focal_cuda_term(const Tensor<T>& logits, const Tensor<L>& target, T* grad,
                                const SoftmaxFocalOptions<T>& options, double grad_weight,
-                               const T* grad_out);
+                               const T* grad_out, T* device_value = nullptr);
 // The split's finalize of the first term on CUDA (the public cross_entropy_finalize and
 // softmax_focal_finalize, with their checks, waits and messages), its gradient stored into grad
 // times grad_weight; returns the term's unweighted value.
@@ -70,10 +73,14 @@ double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Ten
 // first() (which writes the first term's device value into *out: the two functions below), then
 // the Dice term's passes, whose device value makes *out first_weight * *out + dice_weight * Dice
 // (Call::device_total). A bad label in either term makes *out NaN.
+// grad set (value_and_grad's device-value form): first() has stored the first term's gradient
+// times first_weight into grad, and the Dice term's gradient pass adds dice_weight times its own
+// (accumulate); still no wait.
 template <class T, class U>
 void softmax_dice_cuda_total(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                              const SoftmaxOverlapOptions<T>& options, T* out, double first_weight,
-                             double dice_weight, const std::function<void()>& first);
+                             double dice_weight, const std::function<void()>& first,
+                             T* grad = nullptr);
 // The first terms' forwards (mean or sum) into one device element, with the public forwards'
 // checks and names (cross_entropy, softmax_focal); no wait.
 template <class T, class L>
