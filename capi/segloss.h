@@ -36,6 +36,10 @@
  *   segloss_X_backward(logits, target, grad_out, options, grad, cuda_stream)
  *       d(loss)/d(logits) scaled by grad_out (one element for mean and sum, the forward's
  *       shape for none) into `grad`.
+ *   segloss_X_value_and_grad_into(logits, target, options, value, grad, cuda_stream)
+ *       value_and_grad with the value written into the tensor `value` (one element, the
+ *       logits' dtype and device) instead of a double: on CUDA nothing waits, so a training
+ *       step on a stream never synchronizes (since session 11).
  * and, for the losses whose value needs sums over the whole batch (all but the Lovasz
  * losses), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
  *
@@ -397,28 +401,44 @@ SEGLOSS_C_API void segloss_lovasz_hinge_options_init(segloss_lovasz_hinge_option
       const segloss_tensor* logits, const segloss_tensor* target, const segloss_tensor* grad_out, \
       const OPTIONS* options, const segloss_tensor* grad, void* cuda_stream);
 
+/* segloss_X_value_and_grad_into: as value_and_grad, but the value goes into `value`, a tensor
+ * of one element (any shape with one element) with the logits' dtype, on the logits' device.
+ * On CPU tensors it is value_and_grad with the value stored (the same errors). On CUDA nothing
+ * waits: the value is written on the stream, after the gradient, and is only known when the
+ * stream has run; so a bad label (or a bad class weight), which value_and_grad reports as
+ * SEGLOSS_ERROR_INVALID_ARGUMENT, makes the value NaN instead (the gradient as the C++ form's
+ * documentation says), and checks that need no device value still fail at once. The C++
+ * functions are the four-argument X_value_and_grad(logits, target, grad, value, options). */
+#define SEGLOSS_C_DECLARE_LOSS_INTO(NAME, OPTIONS)                                        \
+  SEGLOSS_C_API segloss_status segloss_##NAME##_value_and_grad_into(                      \
+      const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options, \
+      const segloss_tensor* value, const segloss_tensor* grad, void* cuda_stream);
+#define SEGLOSS_C_DECLARE_LOSS_PAIR(NAME, OPTIONS) \
+  SEGLOSS_C_DECLARE_LOSS(NAME, OPTIONS)            \
+  SEGLOSS_C_DECLARE_LOSS_INTO(NAME, OPTIONS)
+
 /* Target: same shape and dtype as the logits (probabilities for binary_cross_entropy's
  * "logits"). */
-SEGLOSS_C_DECLARE_LOSS(bce_with_logits, segloss_bce_with_logits_options)
-SEGLOSS_C_DECLARE_LOSS(binary_cross_entropy, segloss_binary_cross_entropy_options)
-SEGLOSS_C_DECLARE_LOSS(sigmoid_focal, segloss_sigmoid_focal_options)
-SEGLOSS_C_DECLARE_LOSS(soft_dice, segloss_overlap_options)
-SEGLOSS_C_DECLARE_LOSS(soft_jaccard, segloss_overlap_options)
-SEGLOSS_C_DECLARE_LOSS(tversky, segloss_tversky_options)
-SEGLOSS_C_DECLARE_LOSS(bce_dice, segloss_bce_dice_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(bce_with_logits, segloss_bce_with_logits_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(binary_cross_entropy, segloss_binary_cross_entropy_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(sigmoid_focal, segloss_sigmoid_focal_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(soft_dice, segloss_overlap_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(soft_jaccard, segloss_overlap_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(tversky, segloss_tversky_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(bce_dice, segloss_bce_dice_options)
 /* lovasz_hinge: labels 0/1 shaped and typed like the logits. */
-SEGLOSS_C_DECLARE_LOSS(lovasz_hinge, segloss_lovasz_hinge_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(lovasz_hinge, segloss_lovasz_hinge_options)
 /* Target: labels (N, spatial...) as i32, i64 or u8, or probabilities like the logits. */
-SEGLOSS_C_DECLARE_LOSS(cross_entropy, segloss_cross_entropy_options)
-SEGLOSS_C_DECLARE_LOSS(softmax_dice, segloss_softmax_overlap_options)
-SEGLOSS_C_DECLARE_LOSS(softmax_jaccard, segloss_softmax_overlap_options)
-SEGLOSS_C_DECLARE_LOSS(softmax_tversky, segloss_softmax_tversky_options)
-SEGLOSS_C_DECLARE_LOSS(generalized_dice, segloss_generalized_dice_options)
-SEGLOSS_C_DECLARE_LOSS(ce_dice, segloss_ce_dice_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(cross_entropy, segloss_cross_entropy_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(softmax_dice, segloss_softmax_overlap_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(softmax_jaccard, segloss_softmax_overlap_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(softmax_tversky, segloss_softmax_tversky_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(generalized_dice, segloss_generalized_dice_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(ce_dice, segloss_ce_dice_options)
 /* Target: labels (N, spatial...) as i32, i64 or u8. */
-SEGLOSS_C_DECLARE_LOSS(softmax_focal, segloss_softmax_focal_options)
-SEGLOSS_C_DECLARE_LOSS(dice_focal, segloss_dice_focal_options)
-SEGLOSS_C_DECLARE_LOSS(lovasz_softmax, segloss_lovasz_softmax_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(softmax_focal, segloss_softmax_focal_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(dice_focal, segloss_dice_focal_options)
+SEGLOSS_C_DECLARE_LOSS_PAIR(lovasz_softmax, segloss_lovasz_softmax_options)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Exact losses across data-parallel shards: statistics / finalize                          */

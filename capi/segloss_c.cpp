@@ -599,6 +599,29 @@ segloss_status loss_value_and_grad(const char* function, const segloss_tensor* l
   });
 }
 
+// value_and_grad with the value into a one-element tensor of the logits' dtype and device
+// (segloss_X_value_and_grad_into): f(x, t, g, v, o) is the C++ form whose value stays there.
+template <Target K, bool Half, class COptions, class F>
+segloss_status loss_value_and_grad_into(const char* function, const segloss_tensor* logits,
+                                        const segloss_tensor* target, const COptions* options,
+                                        const segloss_tensor* value, const segloss_tensor* grad,
+                                        void* stream, F&& f) {
+  return guard(function, [&] {
+    const cuda::StreamScope stream_scope(stream);
+    with_logits<Half>(logits, function, "logits", [&](auto tag) {
+      using T = decltype(tag);
+      const auto x = view<T>(logits, function, "logits");
+      auto g = view<T>(grad, function, "grad");
+      auto v = view<T>(value, function, "value");
+      if (v.numel() != 1)
+        fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "value has shape ", v.shape(),
+             "; expected one element");
+      const auto o = to_cpp<T>(options, function);
+      with_target<K, T>(target, function, [&](const auto& t) { f(x, t, g, v, o); });
+    });
+  });
+}
+
 template <Target K, bool Half, class COptions, class F>
 segloss_status loss_forward(const char* function, const segloss_tensor* logits,
                             const segloss_tensor* target, const COptions* options,
@@ -984,8 +1007,9 @@ void segloss_surface_distance_options_init(segloss_surface_distance_options* o) 
 // Losses
 // ------------------------------------------------------------------------------------------
 
-// The three entry points of loss NAME (segloss::NAME, NAME_backward, NAME_value_and_grad) with
-// C options OPTIONS and target kind KIND. The generic lambdas pick the C++ overload.
+// The four entry points of loss NAME (segloss::NAME, NAME_backward, NAME_value_and_grad, and
+// its form with a value tensor) with C options OPTIONS and target kind KIND. The generic lambdas
+// pick the C++ overload.
 #define SEGLOSS_C_LOSS(NAME, OPTIONS, KIND)                                                       \
   segloss_status segloss_##NAME##_value_and_grad(                                                 \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
@@ -1010,6 +1034,15 @@ void segloss_surface_distance_options_init(segloss_surface_distance_options* o) 
         "segloss_" #NAME "_backward", logits, target, grad_out, options, grad, cuda_stream,       \
         [](const auto& x, const auto& t, const auto& go, const auto& o) {                         \
           return segloss::NAME##_backward(x, t, go, o);                                           \
+        });                                                                                       \
+  }                                                                                               \
+  segloss_status segloss_##NAME##_value_and_grad_into(                                            \
+      const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
+      const segloss_tensor* value, const segloss_tensor* grad, void* cuda_stream) {               \
+    return loss_value_and_grad_into<KIND, half_logits(#NAME)>(                                    \
+        "segloss_" #NAME "_value_and_grad_into", logits, target, options, value, grad,            \
+        cuda_stream, [](const auto& x, const auto& t, auto& g, auto& v, const auto& o) {          \
+          segloss::NAME##_value_and_grad(x, t, g, v, o);                                          \
         });                                                                                       \
   }
 

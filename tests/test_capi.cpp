@@ -38,13 +38,18 @@ bool same_value(double a, double b) {
   return a == b || (std::isnan(a) && std::isnan(b));
 }
 
-// The three entry points of a loss against the C++ calls with the same options. `fused`: the
-// reduction is mean or sum, so value_and_grad is defined.
-template <class T, class U, class CO, class PO, class CVag, class CFwd, class CBwd, class PVag,
-          class PFwd, class PBwd>
+// The four entry points of a loss against the C++ calls with the same options. `fused`: the
+// reduction is mean or sum, so value_and_grad (and its form with a value tensor) is defined;
+// otherwise value_and_grad_into must refuse, as value_and_grad does.
+template <class T, class U, class CO, class PO, class CVag, class CFwd, class CBwd, class CInto,
+          class PVag, class PFwd, class PBwd>
 void check_loss(const Tensor<T>& x, const Tensor<U>& t, const CO* co, const PO& po, bool fused,
-                CVag cvag, CFwd cfwd, CBwd cbwd, PVag pvag, PFwd pfwd, PBwd pbwd) {
+                CVag cvag, CFwd cfwd, CBwd cbwd, CInto cinto, PVag pvag, PFwd pfwd, PBwd pbwd) {
   const segloss_tensor dx = desc(x), dt = desc(t);
+  auto value = Tensor<T>::full(Shape{1}, T(-7));
+  const segloss_tensor dv = desc(value);
+  auto g3 = Tensor<T>::full(x.shape(), T(-7));
+  const segloss_tensor dg3 = desc(g3);
   if (fused) {
     auto g = Tensor<T>::full(x.shape(), T(-7));
     const segloss_tensor dg = desc(g);
@@ -53,6 +58,14 @@ void check_loss(const Tensor<T>& x, const Tensor<U>& t, const CO* co, const PO& 
     const auto ref = pvag(x, t, po);
     CHECK(same_value(v, ref.value));
     CHECK(same(g, ref.grad));
+    // The value into a tensor: the value rounded to T, the same gradient.
+    REQUIRE_MESSAGE(cinto(&dx, &dt, co, &dv, &dg3, nullptr) == SEGLOSS_OK, last_error());
+    CHECK(
+        same_value(static_cast<double>(value[0]), static_cast<double>(static_cast<T>(ref.value))));
+    CHECK(same(g3, ref.grad));
+  } else {
+    CHECK(cinto(&dx, &dt, co, &dv, &dg3, nullptr) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(value[0] == T(-7));
   }
   const Tensor<T> f = pfwd(x, t, po);
   auto out = Tensor<T>::full(f.shape(), T(-7));
@@ -72,6 +85,7 @@ void check_loss(const Tensor<T>& x, const Tensor<U>& t, const CO* co, const PO& 
   [](auto... a) { return segloss_##NAME##_value_and_grad(a...); },                                \
       [](auto... a) { return segloss_##NAME##_forward(a...); },                                   \
       [](auto... a) { return segloss_##NAME##_backward(a...); },                                  \
+      [](auto... a) { return segloss_##NAME##_value_and_grad_into(a...); },                       \
       [](const auto& x, const auto& t, const auto& o) { return NAME##_value_and_grad(x, t, o); }, \
       [](const auto& x, const auto& t, const auto& o) { return NAME(x, t, o); },                  \
       [](const auto& x, const auto& t, const auto& go, const auto& o) {                           \
@@ -1119,6 +1133,23 @@ TEST_CASE("capi: errors give a status and a message naming function, argument an
           SEGLOSS_ERROR_NULL_POINTER);
     CHECK(last_error() ==
           "segloss_lovasz_softmax_value_and_grad: options.class_list is a null pointer");
+  }
+  SUBCASE("value_and_grad_into's value tensor") {
+    CHECK(segloss_bce_dice_value_and_grad_into(&dx, &dz, nullptr, nullptr, &dg, nullptr) ==
+          SEGLOSS_ERROR_NULL_POINTER);
+    CHECK(last_error() == "segloss_bce_dice_value_and_grad_into: value is a null pointer");
+    auto two = Tensor<float>::zeros({2});
+    const segloss_tensor d2 = desc(two);
+    CHECK(segloss_bce_dice_value_and_grad_into(&dx, &dz, nullptr, &d2, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_bce_dice_value_and_grad_into: value has shape (2); expected one element");
+    auto vd = Tensor<double>::zeros({});
+    const segloss_tensor dvd = desc(vd);
+    CHECK(segloss_ce_dice_value_and_grad_into(&dx, &dz, nullptr, &dvd, &dg, nullptr) ==
+          SEGLOSS_ERROR_DTYPE);
+    CHECK(last_error() == "segloss_ce_dice_value_and_grad_into: value has dtype f64; expected f32");
+    CHECK(two[0] == 0.f);
   }
   SUBCASE("dtypes") {
     const auto xi = labels<int32_t>({2, 1, 4, 5}, 2, 64);

@@ -45,6 +45,20 @@ TEST_CASE_TEMPLATE("capi: 16-bit logits match C++", H, float16, bfloat16) {
   CHECK(v == ref.value);
   CHECK(same_bits(g, ref.grad));
 
+  // The value into a 16-bit tensor: the C++ form's value (the float value rounded to H).
+  auto value = Tensor<H>::full(Shape{}, H(-7.f));
+  const segloss_tensor dv = desc(value);
+  auto g2 = Tensor<H>::empty(s);
+  const segloss_tensor dg2 = desc(g2);
+  REQUIRE(segloss_bce_dice_value_and_grad_into(&dx, &dz, nullptr, &dv, &dg2, nullptr) ==
+          SEGLOSS_OK);
+  Tensor<H> want_value, want_grad;
+  bce_dice_value_and_grad(x, z, want_grad, want_value);
+  CHECK(same_bits(value, want_value));
+  CHECK(same_bits(g2, want_grad));
+  CHECK(static_cast<float>(value[0]) ==
+        static_cast<float>(H(static_cast<float>(bce_dice_value_and_grad(x, z).value))));
+
   segloss_overlap_options dice;
   segloss_overlap_options_init(&dice);
   dice.reduction = SEGLOSS_REDUCTION_NONE;
