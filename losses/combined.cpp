@@ -303,7 +303,8 @@ void cuda_device_value(const char* fn, const char* which, const Tensor<T>& logit
   cuda::detail::ScratchLease lease(fn, static_cast<size_t>(logits.numel()) * sizeof(T));
   T* apart = reinterpret_cast<T*>(lease.data());
   run(apart);
-  cuda::copy_on_stream(fn, grad.data(), static_cast<const T*>(apart), logits.numel());
+  cuda::detail::copy_on_stream(fn, grad.data(), apart,
+                               static_cast<size_t>(logits.numel()) * sizeof(T));
 }
 #endif
 

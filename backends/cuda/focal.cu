@@ -346,17 +346,6 @@ template void sigmoid_focal<float>(const char*, const cpu::SigmoidFocalArgs<floa
 template void sigmoid_focal<double>(const char*, const cpu::SigmoidFocalArgs<double>&,
                                     const double*, double, Result<double>);
 
-template <class T>
-void copy_on_stream(const char* function, T* dst, const T* src, int64_t n) {
-  if (n <= 0 || dst == src) return;
-  check(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToDevice,
-                        thread_stream()),
-        function, "cudaMemcpyAsync of the gradient");
-}
-
-template void copy_on_stream<float>(const char*, float*, const float*, int64_t);
-template void copy_on_stream<double>(const char*, double*, const double*, int64_t);
-
 #define SEGLOSS_INSTANTIATE(T, L)                                                                 \
   template FocalStatus softmax_focal<T, L>(const char*, const cpu::SoftmaxFocalArgs<T, L>&, bool, \
                                            const T*, T*, bool, double, double);

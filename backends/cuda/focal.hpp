@@ -46,14 +46,5 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
                           const T* grad_scale_by, T* device_value, bool host_status,
                           double reduced_count = -1.0, double grad_weight = 1.0);
 
-// dst[0, n) = src[0, n), two device buffers, enqueued on the current stream (a device-to-device
-// cudaMemcpyAsync; no wait, no allocation). ce_dice and dice_focal's device-value value_and_grad
-// run exactly in place (grad the logits) through the stream's scratch buffer and copy the
-// gradient out with it (losses/combined.cpp). It sits with the focal kernels (dice_focal's
-// first term) because session 11 did not own runtime.cu, its natural home; move it there when
-// convenient.
-template <class T>
-void copy_on_stream(const char* function, T* dst, const T* src, int64_t n);
-
 }  // namespace cuda
 }  // namespace segloss

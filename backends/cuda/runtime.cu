@@ -285,6 +285,12 @@ ScratchLease::ScratchLease(const char* function, size_t bytes) {
   data_ = static_cast<char*>(lease(function, thread_stream(), kScratch, bytes, lock_));
 }
 
+void copy_on_stream(const char* function, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, thread_stream()), function,
+        "cudaMemcpyAsync of the gradient");
+}
+
 }  // namespace detail
 
 void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,

@@ -31,6 +31,13 @@ class ScratchLease {
   char* data_ = nullptr;
 };
 
+// dst[0, bytes) = src[0, bytes), two device buffers, enqueued on the current stream (a
+// device-to-device cudaMemcpyAsync: no wait, no allocation). ce_dice and dice_focal's
+// device-value value_and_grad run exactly in place (grad the logits) through a scratch lease and
+// copy the gradient out with it (losses/combined.cpp); the copy is enqueued before the lease
+// ends, and the next user of the buffer follows it on the stream.
+void copy_on_stream(const char* function, void* dst, const void* src, size_t bytes);
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace segloss
