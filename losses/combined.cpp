@@ -641,21 +641,21 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
 
 // ---- instantiations ----
 
-#define SEGLOSS_INSTANTIATE_CE_DICE(T, U)                                                       \
-  template Tensor<T> ce_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,                    \
-                                         const CeDiceOptions<T>&, CeDiceParts*);                \
-  template Tensor<T> ce_dice_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
-                                                  const Tensor<T>&, const CeDiceOptions<T>&);   \
-  template double ce_dice_value_and_grad<T, U, void>(                                           \
-      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*);   \
+#define SEGLOSS_INSTANTIATE_CE_DICE(T, U)                                                          \
+  template Tensor<T> ce_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,                       \
+                                         const CeDiceOptions<T>&, CeDiceParts*);                   \
+  template Tensor<T> ce_dice_backward<T, U, void>(const Tensor<T>&, const Tensor<U>&,              \
+                                                  const Tensor<T>&, const CeDiceOptions<T>&);      \
+  template double ce_dice_value_and_grad<T, U, void>(                                              \
+      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const CeDiceOptions<T>&, CeDiceParts*);      \
   template void ce_dice_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&, Tensor<T>&, \
-                                                  Tensor<T>&, const CeDiceOptions<T>&);          \
-  template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                  \
-      const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);               \
-  template OverlapStatistics ce_dice_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&, \
-                                                            const CeDiceOptions<T>&);           \
-  template double ce_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,              \
-                                               const OverlapStatistics&, Tensor<T>&,            \
+                                                   Tensor<T>&, const CeDiceOptions<T>&);           \
+  template ValueAndGrad<T> ce_dice_value_and_grad<T, U, void>(                                     \
+      const Tensor<T>&, const Tensor<U>&, const CeDiceOptions<T>&, CeDiceParts*);                  \
+  template OverlapStatistics ce_dice_statistics<T, U, void>(const Tensor<T>&, const Tensor<U>&,    \
+                                                            const CeDiceOptions<T>&);              \
+  template double ce_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,                 \
+                                               const OverlapStatistics&, Tensor<T>&,               \
                                                const CeDiceOptions<T>&, CeDiceParts*);
 #define SEGLOSS_INSTANTIATE_DICE_FOCAL(T, L)                                                       \
   template Tensor<T> dice_focal<T, L, void>(const Tensor<T>&, const Tensor<L>&,                    \
@@ -665,9 +665,8 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   template double dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,        \
                                                         Tensor<T>&, const DiceFocalOptions<T>&,    \
                                                         DiceFocalParts*);                          \
-  template void dice_focal_value_and_grad<T, L, void>(const Tensor<T>&, const Tensor<L>&,          \
-                                                     Tensor<T>&, Tensor<T>&,                       \
-                                                     const DiceFocalOptions<T>&);                  \
+  template void dice_focal_value_and_grad<T, L, void>(                                             \
+      const Tensor<T>&, const Tensor<L>&, Tensor<T>&, Tensor<T>&, const DiceFocalOptions<T>&);     \
   template ValueAndGrad<T> dice_focal_value_and_grad<T, L, void>(                                  \
       const Tensor<T>&, const Tensor<L>&, const DiceFocalOptions<T>&, DiceFocalParts*);            \
   template OverlapStatistics dice_focal_statistics<T, L, void>(const Tensor<T>&, const Tensor<L>&, \
