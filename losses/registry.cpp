@@ -240,6 +240,94 @@ void copy_grad(const Tensor<T>& from, Tensor<T>& g) {
   std::copy(from.begin(), from.end(), g.begin());
 }
 
+// The option tensors of a loss's options struct moved to a device (the registry's device
+// problems): the members weight, pos_weight, class_weight and alpha where they are tensors, and
+// the terms' options of the combined losses (bce, dice, ce, focal).
+#define SEGLOSS_REGISTRY_HAS(M)        \
+  template <class O, class = void>     \
+  struct has_##M : std::false_type {}; \
+  template <class O>                   \
+  struct has_##M<O, std::void_t<decltype(std::declval<O&>().M)>> : std::true_type {};
+SEGLOSS_REGISTRY_HAS(weight)
+SEGLOSS_REGISTRY_HAS(pos_weight)
+SEGLOSS_REGISTRY_HAS(class_weight)
+SEGLOSS_REGISTRY_HAS(alpha)
+SEGLOSS_REGISTRY_HAS(bce)
+SEGLOSS_REGISTRY_HAS(dice)
+SEGLOSS_REGISTRY_HAS(ce)
+SEGLOSS_REGISTRY_HAS(focal)
+#undef SEGLOSS_REGISTRY_HAS
+
+template <class V>
+void move_tensor(V& v, Device d) {
+  if constexpr (std::is_same_v<V, Tensor<float>> || std::is_same_v<V, Tensor<double>>)
+    if (v.defined()) v = v.to(d);
+}
+
+template <class O>
+void options_to(O& o, Device d) {
+  if constexpr (has_weight<O>::value) move_tensor(o.weight, d);
+  if constexpr (has_pos_weight<O>::value) move_tensor(o.pos_weight, d);
+  if constexpr (has_class_weight<O>::value) move_tensor(o.class_weight, d);
+  if constexpr (has_alpha<O>::value) move_tensor(o.alpha, d);
+  if constexpr (has_bce<O>::value) options_to(o.bce, d);
+  if constexpr (has_dice<O>::value) options_to(o.dice, d);
+  if constexpr (has_ce<O>::value) options_to(o.ce, d);
+  if constexpr (has_focal<O>::value) options_to(o.focal, d);
+}
+
+// bind's problem with the loss on device d (not the CPU): the target and the option tensors are
+// copied there once; each closure copies x there and the results back (Entry::make_float_on).
+template <class T, class Opt, class Tgt, class C>
+Problem<T> bind_on(const Inputs<T>& in, const Tgt& host_target, const Opt& host_options, const C& c,
+                   Reduction reduction, Device d) {
+  const Tgt target = host_target.to(d);
+  Opt o = host_options;
+  options_to(o, d);
+  const Device cpu = Device::cpu;
+  Problem<T> p;
+  p.input = in.x;
+  Tensor<T> r, rd;
+  if (reduction != Reduction::none) {
+    p.value = [=](const Tensor<T>& x) { return double(c.forward(x.to(d), target, o).to(cpu)[0]); };
+    p.value_and_grad = [=](const Tensor<T>& x, Tensor<T>& g) {
+      Tensor<T> gd;
+      const double v = c.value_and_grad(x.to(d), target, gd, o);
+      copy_grad(gd.to(cpu), g);
+      return v;
+    };
+    p.magnitude = std::fabs(p.value(in.x));
+  } else {
+    const Tensor<T> y = c.forward(in.x.to(d), target, o).to(cpu);
+    r = normal<T>(y.shape(), in.seed + 99, 1.0);
+    rd = r.to(d);
+    p.magnitude = dot_magnitude(y, r);
+    p.value = [=](const Tensor<T>& x) { return dot(c.forward(x.to(d), target, o).to(cpu), r); };
+    p.value_and_grad = [=](const Tensor<T>& x, Tensor<T>& g) {
+      const Tensor<T> xd = x.to(d);
+      copy_grad(c.backward(xd, target, rd, o).to(cpu), g);
+      return dot(c.forward(xd, target, o).to(cpu), r);
+    };
+  }
+  if (c.composed)
+    p.composed = [=](const Tensor<T>& x, Tensor<T>& g) {
+      ad::Tape<T> tape;
+      const ad::Var<T> v = tape.leaf(x.to(d));
+      const ad::Var<T> out = c.composed_form(tape, v, target, o);
+      double value = 0;
+      if (reduction != Reduction::none) {
+        tape.backward(out);
+        value = out.item();
+      } else {
+        tape.backward(ad::sum(out * tape.constant(rd)));
+        value = dot(out.value().to(cpu), r);
+      }
+      copy_grad(tape.grad(v).to(cpu), g);
+      return value;
+    };
+  return p;
+}
+
 // Binds the calls to the inputs and options: mean and sum as they are, none through a fixed
 // random grad_out r (value <r, loss(x)>, gradient backward(x, r)).
 template <class T, class Opt, class Tgt, class C>
@@ -300,16 +388,23 @@ class Builder {
     e.eps = tol.eps;
     e.rtol = tol.rtol;
     e.float_tolerance = tol.float_tolerance;
-    e.make_float = make<float, Opt, K>(kind, reduction, c, setup);
-    e.make_double = make<double, Opt, K>(kind, reduction, c, setup);
+    e.make_float_on = make<float, Opt, K>(kind, reduction, c, setup);
+    e.make_double_on = make<double, Opt, K>(kind, reduction, c, setup);
+    e.make_float = [f = e.make_float_on](const Shape& s, uint64_t seed) {
+      return f(s, seed, Device::cpu);
+    };
+    e.make_double = [f = e.make_double_on](const Shape& s, uint64_t seed) {
+      return f(s, seed, Device::cpu);
+    };
     out_.push_back(std::move(e));
   }
 
  private:
   template <class T, template <class> class Opt, Target K, class C, class Setup>
-  static std::function<Problem<T>(const Shape&, uint64_t)> make(InputKind kind, Reduction reduction,
-                                                                C c, Setup setup) {
-    return [=](const Shape& s, uint64_t seed) {
+  static std::function<Problem<T>(const Shape&, uint64_t, Device)> make(InputKind kind,
+                                                                        Reduction reduction, C c,
+                                                                        Setup setup) {
+    return [=](const Shape& s, uint64_t seed, Device device) {
       Inputs<T> in;
       switch (kind) {
         case InputKind::binary_logits:
@@ -328,6 +423,7 @@ class Builder {
       Opt<T> o;
       set_reduction(o, reduction);
       setup(o, in);
+      if (device != Device::cpu) return bind_on(in, target_of<K>(in), o, c, reduction, device);
       return bind(in, target_of<K>(in), o, c, reduction);
     };
   }

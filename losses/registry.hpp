@@ -75,6 +75,14 @@ struct Entry {
   double float_tolerance = 5e-6;
   std::function<Problem<float>(const Shape&, uint64_t seed)> make_float;
   std::function<Problem<double>(const Shape&, uint64_t seed)> make_double;
+  // The same problem (the same numbers) with the loss run on `device`: Device::cuda copies the
+  // target and every option tensor (weights, class weights, pos_weight, alpha) to the GPU, and
+  // its closures copy x there, run the loss's CUDA path (the composed form on a CUDA tape) and
+  // copy the gradient back, so x and g stay CPU tensors and a CUDA problem is compared with the
+  // CPU one element for element (tests/test_cuda_registry.cpp). Device::cpu gives make_float's
+  // problem.
+  std::function<Problem<float>(const Shape&, uint64_t seed, Device)> make_float_on;
+  std::function<Problem<double>(const Shape&, uint64_t seed, Device)> make_double_on;
 
   std::string name() const { return loss + "/" + preset; }
 };
