@@ -54,6 +54,18 @@ def soft_dice(x, t):
     return 1 - score.mean()
 
 
+def softmax_dice(x, labels):
+    """softmax_dice's defaults (losses/softmax_overlap.hpp): per image and class, background
+    included, smooth 1e-5, the mean over the scores; MONAI's DiceLoss(softmax=True,
+    to_onehot_y=True) computes the same."""
+    p = torch.softmax(x, 1)
+    t = F.one_hot(labels, x.shape[1]).movedim(-1, 1).to(x.dtype)
+    dims = tuple(range(2, x.dim()))
+    inter = (p * t).sum(dims)
+    score = (2 * inter + 1e-5) / (p.sum(dims) + t.sum(dims) + 1e-5)
+    return 1 - score.mean()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="64,1,1024,1024")
@@ -88,7 +100,8 @@ def main():
         ("soft_dice_vg", step(lambda: soft_dice(x, t))),
     ]
     ce_shape = tuple(int(v) for v in a.ce_shape.split(","))
-    if not a.filter or a.filter in "cross_entropy_vg":
+    multiclass = ("cross_entropy_vg", "softmax_dice_vg", "ce_dice_vg")
+    if not a.filter or any(a.filter in n for n in multiclass):
         c = ce_shape[1]
         xc = (torch.randn(ce_shape, generator=gen) * 3).to(dev).requires_grad_(True)
         lab_shape = (ce_shape[0],) + ce_shape[2:]
@@ -101,14 +114,24 @@ def main():
             xc.grad = None
             F.cross_entropy(xc, labels).backward()
 
+        def sd():
+            xc.grad = None
+            softmax_dice(xc, labels).backward()
+
+        def cd():
+            xc.grad = None
+            (F.cross_entropy(xc, labels) + softmax_dice(xc, labels)).backward()
+
         cases.append(("cross_entropy_vg", ce))
+        cases.append(("softmax_dice_vg", sd))
+        cases.append(("ce_dice_vg", cd))
     name_dev = torch.cuda.get_device_name(0)
     print(f"torch {torch.__version__}", file=sys.stderr)
     for name, fn in cases:
         if a.filter and a.filter not in name and name != "copy":
             continue
         ms = median_ms(fn, a.reps)
-        sh = ce_shape if name == "cross_entropy_vg" else shape
+        sh = ce_shape if name in multiclass else shape
         print(json.dumps({"name": name, "shape": "(" + ",".join(map(str, sh)) + ")",
                           "device": name_dev, "median_ms": round(ms, 4),
                           "impl": "torch eager"}), flush=True)

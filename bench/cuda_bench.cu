@@ -14,6 +14,15 @@
 //                     the device: logits read once, labels read once, gradient written once,
 //                     (8 C + 8) bytes per pixel (the kernels also read the labels in the label
 //                     pass, 8 more bytes per pixel, not counted).
+//   softmax_dice_vg   softmax_dice_value_and_grad on the cross_entropy inputs (session 11: the
+//                     device-value form): the statistics pass reads logits and labels, the
+//                     gradient pass reads them again and writes the gradient: (12 C + 16) bytes
+//                     per pixel.
+//   ce_dice_vg        ce_dice_value_and_grad on the same inputs (device value): the math needs
+//                     the same two passes as softmax_dice (the Dice sums before any gradient),
+//                     so the same (12 C + 16) bytes; the CUDA path runs the two terms apart (a
+//                     cross-entropy pass, then the Dice passes adding to its gradient), so this
+//                     case shows what a fused one-softmax kernel would gain.
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
 // "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after 3
 // warm-ups); the forwards are left out: they return a new tensor, whose cudaMalloc and cudaFree
@@ -179,7 +188,9 @@ int main(int argc, char** argv) {
   const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
   Tensor<float> ce_x, ce_grad;
   Tensor<int64_t> ce_y;
-  if (args.filter.empty() || args.filter == "cross_entropy_vg") {
+  const bool multiclass = args.filter.empty() || args.filter == "cross_entropy_vg" ||
+                          args.filter == "softmax_dice_vg" || args.filter == "ce_dice_vg";
+  if (multiclass) {
     std::vector<float> hcx(static_cast<size_t>(cn));
     std::vector<int64_t> hcy(static_cast<size_t>(cpix));
     for (auto& v : hcx) v = normal(rng);
@@ -189,6 +200,9 @@ int main(int argc, char** argv) {
     ce_grad = Tensor<float>::empty(cs, Device::cuda);
   }
   const double ce_bytes = 8.0 * static_cast<double>(cn) + 8.0 * static_cast<double>(cpix);
+  const double dice_bytes = 12.0 * static_cast<double>(cn) + 16.0 * static_cast<double>(cpix);
+  const SoftmaxOverlapOptions<float> sd;
+  const CeDiceOptions<float> cd;
 
   const BceDiceOptions<float> bd;
   std::vector<Case> cases = {
@@ -203,6 +217,9 @@ int main(int argc, char** argv) {
       {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
       {"cross_entropy_vg", ce_bytes,
        [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); }},
+      {"softmax_dice_vg", dice_bytes,
+       [&] { softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd); }},
+      {"ce_dice_vg", dice_bytes, [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
   };
 
   cudaDeviceProp prop{};
@@ -221,8 +238,13 @@ int main(int argc, char** argv) {
         "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.4f, "
         "\"min_bytes\": %.0f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, "
         "\"fraction_of_copy\": %.3f}\n",
-        c.name.c_str(), (c.name == "cross_entropy_vg" ? cs : shape).str().c_str(), prop.name, ms,
-        c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
+        c.name.c_str(),
+        (c.name == "cross_entropy_vg" || c.name == "softmax_dice_vg" || c.name == "ce_dice_vg"
+             ? cs
+             : shape)
+            .str()
+            .c_str(),
+        prop.name, ms, c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
     std::fflush(stdout);
   }
   check(cudaStreamSynchronize(s), "final synchronize");
