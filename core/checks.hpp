@@ -194,6 +194,14 @@ void prepare_value(const char* function, const Tensor<T>& input, Tensor<T>& valu
   check_same_device(function, "value", value, input.device());
 }
 
+// prepare_value for the device-value forms of the losses, after their host forms' first check:
+// undefined logits are named as those name them.
+template <class T>
+void prepare_logits_value(const char* function, const Tensor<T>& logits, Tensor<T>& value) {
+  SEGLOSS_CHECK(logits.defined(), function, "logits is undefined");
+  prepare_value(function, logits, value);
+}
+
 inline void check_smooth(const char* function, const char* argument, double v) {
   SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, function, argument, " is ", v,
                 "; it must be finite and >= 0");

@@ -308,18 +308,6 @@ void cuda_device_value(const char* fn, const char* which, const Tensor<T>& logit
 }
 #endif
 
-// A device-value form's `value`: allocated (shape (), on the logits' device) when undefined,
-// else one element on that device (cross_entropy's checks and messages).
-template <class T>
-void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
-  if (!value.defined()) {
-    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
-    value = Tensor<T>::empty(Shape{}, logits.device());
-  }
-  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
-  detail::check_same_device(fn, "value", value, logits.device());
-}
-
 }  // namespace
 
 // ---- ce_dice ----
@@ -360,7 +348,7 @@ template <class T, class U, class>
 void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
                             Tensor<T>& value, const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_value_and_grad";
-  prepare_device_value(fn, logits, value);
+  detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
     check_ce_dice<T, U>(fn, o);
@@ -517,7 +505,7 @@ template <class T, class L, class>
 void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                Tensor<T>& value, const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_value_and_grad";
-  prepare_device_value(fn, logits, value);
+  detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
     check_dice_focal<T, L>(fn, o);

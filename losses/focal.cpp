@@ -280,18 +280,6 @@ double sigmoid_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, 
   return cpu::sigmoid_focal(a) * scale;
 }
 
-// A device-value form's `value`: allocated (shape (), on the logits' device) when undefined,
-// else one element on that device (cross_entropy's checks and messages).
-template <class T>
-void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
-  if (!value.defined()) {
-    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
-    value = Tensor<T>::empty(Shape{}, logits.device());
-  }
-  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
-  detail::check_same_device(fn, "value", value, logits.device());
-}
-
 }  // namespace
 
 template <class T>
@@ -301,16 +289,15 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
 }
 
 template <class T>
-void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
-                                  Tensor<T>& grad, Tensor<T>& value,
-                                  const SigmoidFocalOptions<T>& options) {
-  prepare_device_value("sigmoid_focal_value_and_grad", logits, value);
+void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const SigmoidFocalOptions<T>& options) {
+  detail::prepare_logits_value("sigmoid_focal_value_and_grad", logits, value);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     sigmoid_value_and_grad(logits, target, grad, options, value.data());
     return;
   }
-  value[0] = static_cast<T>(sigmoid_value_and_grad(logits, target, grad, options,
-                                                   static_cast<T*>(nullptr)));
+  value[0] = static_cast<T>(
+      sigmoid_value_and_grad(logits, target, grad, options, static_cast<T*>(nullptr)));
 }
 
 template <class T>
@@ -422,16 +409,15 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
 }
 
 template <class T, class L, class>
-void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
-                                  Tensor<T>& grad, Tensor<T>& value,
-                                  const SoftmaxFocalOptions<T>& options) {
-  prepare_device_value("softmax_focal_value_and_grad", logits, value);
+void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const SoftmaxFocalOptions<T>& options) {
+  detail::prepare_logits_value("softmax_focal_value_and_grad", logits, value);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     softmax_value_and_grad(logits, target, grad, options, value.data());
     return;
   }
-  value[0] = static_cast<T>(softmax_value_and_grad(logits, target, grad, options,
-                                                   static_cast<T*>(nullptr)));
+  value[0] = static_cast<T>(
+      softmax_value_and_grad(logits, target, grad, options, static_cast<T*>(nullptr)));
 }
 
 template <class T, class L, class>

@@ -323,22 +323,12 @@ double lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& l
   return reduce(softmax_run<T, L>(p, grad.data(), &up), options.reduction);
 }
 
-// The value tensor of the device-value forms (core/checks.hpp's prepare_value), after the
-// host forms' first check of the logits, with its message.
-namespace {
-template <class T>
-void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
-  SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
-  detail::prepare_value(fn, logits, value);
-}
-}  // namespace
-
 template <class T, class L, class>
 void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& labels,
                                    Tensor<T>& grad, Tensor<T>& value,
                                    const LovaszSoftmaxOptions<T>& options) {
   const char* fn = "lovasz_softmax_value_and_grad";
-  prepare_device_value(fn, logits, value);
+  detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
@@ -436,7 +426,7 @@ template <class T>
 void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& labels, Tensor<T>& grad,
                                  Tensor<T>& value, const LovaszHingeOptions<T>& options) {
   const char* fn = "lovasz_hinge_value_and_grad";
-  prepare_device_value(fn, logits, value);
+  detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,

@@ -159,8 +159,8 @@ Tensor<T> backward(const char* fn, const Tensor<T>& logits, const Tensor<U>& tar
   return grad;
 }
 
-// device_value (one element on the logits' device, from prepare_device_value): the value goes
-// there too (on CUDA only there, without a wait; then 0 is returned and info is not filled).
+// device_value (one element on the logits' device, from detail::prepare_logits_value): the value
+// goes there too (on CUDA only there, without a wait; then 0 is returned and info is not filled).
 template <class T, class U, class O>
 double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
                       const Tensor<U>& target, Tensor<T>& grad, const O& o,
@@ -193,14 +193,6 @@ double value_and_grad(const char* fn, const char* name, const Tensor<T>& logits,
   const double value = detail::overlap_value(r.scores, o);
   if (device_value) *device_value = static_cast<T>(value);
   return value;
-}
-
-// The value tensor of the device-value forms (core/checks.hpp's prepare_value), after the
-// host forms' first check: logits undefined is named as they name it.
-template <class T>
-void prepare_device_value(const char* fn, const Tensor<T>& logits, Tensor<T>& value) {
-  SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
-  detail::prepare_value(fn, logits, value);
 }
 
 // ---- the statistics / finalize split: the CPU's (internal/softmax_overlap_passes.hpp), or on
@@ -507,7 +499,7 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
   void NAME##_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,   \
                              Tensor<T>& value, const OPTIONS<T>& options) {                       \
     const char* fn = #NAME "_value_and_grad";                                                     \
-    prepare_device_value(fn, logits, value);                                                      \
+    detail::prepare_logits_value(fn, logits, value);                                              \
     value_and_grad(fn, #NAME, logits, target, grad, options, FORM, nullptr, value.data());        \
   }                                                                                               \
   template <class T, class U, class>                                                              \
@@ -627,7 +619,7 @@ void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& t
                                      Tensor<T>& grad, Tensor<T>& value,
                                      const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_value_and_grad";
-  prepare_device_value(fn, logits, value);
+  detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
