@@ -12,8 +12,6 @@
 #include <cstring>
 #include <string>
 
-#include <cuda_runtime.h>
-
 #include "cuda_check.hpp"
 #include "helpers.hpp"
 
@@ -275,6 +273,9 @@ TEST_CASE("cuda value into: several blocks per image, 10 runs bitwise") {
   }
 }
 
+#if defined(SEGLOSS_TEST_CUDA)  // the CUDA runtime's graph API: a build with the backend
+#include <cuda_runtime.h>
+
 TEST_CASE("cuda value into: captured into a CUDA graph after warm-up, in place too") {
   SEGLOSS_REQUIRE_GPU();
   cudaStream_t s = nullptr;
@@ -375,6 +376,7 @@ TEST_CASE("cuda value into: captured into a CUDA graph after warm-up, in place t
   }
   cudaStreamDestroy(s);
 }
+#endif
 
 TEST_CASE("cuda value into: a bad label gives a NaN value without raising") {
   SEGLOSS_REQUIRE_GPU();
