@@ -350,7 +350,9 @@ void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Te
   const char* fn = "ce_dice_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
+  // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
+  // CPU's order; the CUDA host-value form checks the first term's first).
+  if (logits.device() == Device::cuda) {
     check_ce_dice<T, U>(fn, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,
@@ -507,7 +509,9 @@ void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
   const char* fn = "dice_focal_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
-  if (logits.device() == Device::cuda) {  // nothing waits (the host form's checks, in its order)
+  // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
+  // CPU's order; the CUDA host-value form checks the first term's first).
+  if (logits.device() == Device::cuda) {
     check_dice_focal<T, L>(fn, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,

@@ -17,7 +17,9 @@
 #include "internal/softmax_overlap_passes.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/cross_entropy.hpp"
+#include "../backends/cuda/scratch.hpp"
 #include "../backends/cuda/softmax_overlap.hpp"
+#include "../core/cuda.hpp"
 #endif
 
 namespace segloss {
@@ -266,6 +268,10 @@ void softmax_dice_cuda_total(const char* fn, const Tensor<T>& logits, const Tens
                 "options.dice.reduction is none; a combined loss needs both terms reduced to one "
                 "value (mean or sum)");
   const auto a = cuda_args(fn, logits, target, o);  // the Dice term's checks first, as on the CPU
+  // Both terms' workspace at once (workspace_size covers cross_entropy, softmax_focal and the
+  // softmax overlap layouts): under graph capture a pool too small raises here, before the first
+  // term is recorded.
+  cuda::detail::reserve_workspace(fn, cuda::workspace_size(logits.shape()));
   first();
   const cuda::DeviceTotal total{first_weight, dice_weight};
   cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o, detail::dice_form());

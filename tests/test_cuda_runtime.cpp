@@ -3,6 +3,7 @@
 // message where none is present; the others run in every build.
 #include <doctest/doctest.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -209,11 +210,12 @@ TEST_CASE("cuda runtime: a captured graph stays valid when a larger call grows t
   Tensor<float> gs = Tensor<float>::empty(small, Device::cuda);
   Tensor<float> gb = Tensor<float>::empty(big, Device::cuda);
   Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  size_t warm = 0, grown = 0;
   {
     cuda::StreamScope scope(s);
     const double expected = bce_dice_value_and_grad(xs, zs, gs);  // warm-up at the small shape
     const auto eager_grad = gs.to(Device::cpu);
-    const size_t warm = cuda::pool_bytes();
+    warm = cuda::pool_bytes();
     REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
     bce_dice_value_and_grad(xs, zs, gs, value);
     cudaGraph_t graph = nullptr;
@@ -223,7 +225,8 @@ TEST_CASE("cuda runtime: a captured graph stays valid when a larger call grows t
 
     const double big_value = bce_dice_value_and_grad(xb, zb, gb);  // grows the pool of s
     CHECK(std::isfinite(big_value));
-    CHECK(cuda::pool_bytes() > warm);  // the new buffer, and the retired one still held
+    grown = cuda::pool_bytes();  // the new buffer, and the retired one still held
+    CHECK(grown > warm);
 
     gs.copy_from(Tensor<float>::full(small, -7.f));
     value.copy_from(Tensor<float>::full(Shape{}, -1.f));
@@ -254,8 +257,60 @@ TEST_CASE("cuda runtime: a captured graph stays valid when a larger call grows t
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
   }
+#if defined(SEGLOSS_CUDA_EMULATION)
+  const size_t live_before = segloss_emu::live_device_bytes();
+#endif
   cuda::release_pool();  // frees the retired buffer with the others
   CHECK(cuda::pool_bytes() == 0);
+#if defined(SEGLOSS_CUDA_EMULATION)
+  CHECK(live_before - segloss_emu::live_device_bytes() == grown);  // really freed, both buffers
+#endif
+  {
+    // What the big call needs alone: the pool held exactly the small buffer besides it.
+    cuda::StreamScope scope(s);
+    bce_dice_value_and_grad(xb, zb, gb);
+    CHECK(grown == warm + cuda::pool_bytes());
+  }
+  cuda::release_pool();
+  cudaStreamDestroy(s);
+}
+
+// ce_dice's device form runs two terms, each with its own call: it reserves both terms'
+// workspace first, so a capture of a call too large for the pool raises before the first term
+// is recorded (the first version recorded the cross-entropy term, then raised in the Dice term:
+// a caller ending the capture got half a step).
+TEST_CASE("cuda runtime: a combined loss too large for the pool under capture records nothing") {
+  SEGLOSS_REQUIRE_GPU();
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  const Shape small{1, 3, 4, 4}, large{1024, 8, 4, 4};  // large: a Dice layout above the warm pool
+  const auto xs = gpu(randn<float>(small, 19)), xl = gpu(randn<float>(large, 20));
+  const auto ys = gpu(labels<int64_t>(small.without(1), 3, 21));
+  const auto yl = gpu(labels<int64_t>(large.without(1), 8, 22));
+  Tensor<float> gs = Tensor<float>::empty(small, Device::cuda);
+  Tensor<float> gl = Tensor<float>::empty(large, Device::cuda);
+  Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  {
+    cuda::StreamScope scope(s);
+    ce_dice_value_and_grad(xs, ys, gs, value);  // warm-up at the small shape only
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    bool raised = false;
+    try {
+      ce_dice_value_and_grad(xl, yl, gl, value);
+    } catch (const Error& e) {
+      raised = std::string(e.what()).find("the stream is being captured into a CUDA graph") !=
+               std::string::npos;
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(s, &graph);
+    cudaGetLastError();
+    CHECK(raised);
+    REQUIRE(ended == cudaSuccess);
+    size_t nodes = 1;
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    CHECK(nodes == 0);
+    cudaGraphDestroy(graph);
+  }
   cudaStreamDestroy(s);
 }
 

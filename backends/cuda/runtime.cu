@@ -285,6 +285,22 @@ ScratchLease::ScratchLease(const char* function, size_t bytes) {
   data_ = static_cast<char*>(lease(function, thread_stream(), kScratch, bytes, lock_));
 }
 
+void reserve_workspace(const char* function, size_t bytes) {
+  const ThreadState& ts = thread_state();
+  if (ts.workspace) {  // a caller's buffer: Call's check, before any term enqueues
+    const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
+    const uintptr_t aligned = (start + kAlign - 1) / kAlign * kAlign;
+    const size_t usable =
+        ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
+    SEGLOSS_CHECK(usable + kAlign >= bytes, function, "the caller's workspace holds ",
+                  ts.workspace_bytes, " bytes but this call needs ", bytes,
+                  " (core/cuda.hpp: cuda::workspace_size)");
+    return;
+  }
+  std::unique_lock<std::mutex> lock;
+  lease(function, thread_stream(), kWorkspace, bytes, lock);
+}
+
 void copy_on_stream(const char* function, void* dst, const void* src, size_t bytes) {
   if (bytes == 0 || dst == src) return;
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, thread_stream()), function,

@@ -31,6 +31,13 @@ class ScratchLease {
   char* data_ = nullptr;
 };
 
+// Makes the current stream's workspace hold `bytes` (growing the pool now; with a caller's
+// WorkspaceScope, checks its size) before a call made of several calls enqueues anything: the
+// combined losses' device forms reserve cuda::workspace_size(shape) (which covers both terms),
+// so that under graph capture a pool too small for the second term raises before the first
+// term is recorded, not after (a half-recorded step).
+void reserve_workspace(const char* function, size_t bytes);
+
 // dst[0, bytes) = src[0, bytes), two device buffers, enqueued on the current stream (a
 // device-to-device cudaMemcpyAsync: no wait, no allocation). ce_dice and dice_focal's
 // device-value value_and_grad run exactly in place (grad the logits) through a scratch lease and

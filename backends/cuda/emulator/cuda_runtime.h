@@ -198,6 +198,10 @@ inline cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream
 // illegal-address error that poisons the context) or give it to another allocation.
 void check_not_freed(const void* p, size_t bytes, const char* what);
 
+// The bytes of device memory that cudaMalloc gave and cudaFree has not taken back (for tests:
+// a buffer the library should have freed shows here).
+size_t live_device_bytes();
+
 // Appends a launch argument to `pointers` when it is a pointer.
 template <class P>
 void add_pointer(std::vector<const void*>& pointers, const P& p) {

@@ -57,6 +57,33 @@ struct Memory {
   std::deque<uintptr_t> order;        // the held blocks, oldest first
   size_t freed_bytes = 0;
 };
+// Under AddressSanitizer a held block is also poisoned, so that a kernel reading it through a
+// pointer that check_not_freed does not see (one inside an argument struct) is reported as a
+// use after poison, as a freed block was before the blocks were held back.
+#if defined(__SANITIZE_ADDRESS__)
+#define SEGLOSS_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEGLOSS_EMU_ASAN 1
+#endif
+#endif
+void poison(void* p, size_t bytes) {
+#if defined(SEGLOSS_EMU_ASAN)
+  ASAN_POISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+void unpoison(void* p, size_t bytes) {
+#if defined(SEGLOSS_EMU_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 Memory& memory() {
   static auto* m = new Memory;  // never destroyed: buffers may be freed during static destruction
   return *m;
@@ -510,6 +537,14 @@ unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const 
   return present;
 }
 
+size_t live_device_bytes() {
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  size_t total = 0;
+  for (const auto& [start, bytes] : m.live) total += bytes;
+  return total;
+}
+
 void check_not_freed(const void* p, size_t bytes, const char* what) {
   if (!p) return;
   const auto start = reinterpret_cast<uintptr_t>(p);
@@ -668,6 +703,8 @@ cudaError_t cudaFree(void* ptr) {
   const size_t bytes = it->second;
   m.live.erase(it);
   std::memset(ptr, 0xfd, bytes);
+  segloss_emu::poison(ptr,
+                      bytes);  // under AddressSanitizer a read through any pointer is reported too
   m.freed[start] = bytes;
   m.order.push_back(start);
   m.freed_bytes += bytes;
@@ -676,6 +713,7 @@ cudaError_t cudaFree(void* ptr) {
     m.order.pop_front();
     const auto f = m.freed.find(oldest);
     m.freed_bytes -= f->second;
+    segloss_emu::unpoison(reinterpret_cast<void*>(oldest), f->second);
     m.freed.erase(f);
     ::operator delete (reinterpret_cast<void*>(oldest), std::align_val_t{256});
   }
