@@ -387,7 +387,7 @@ double cross_entropy_cuda_term(const Tensor<T>& logits, const Tensor<L>& target,
   a.grad_out = grad_out;
   a.grad_weight = grad_weight;
   a.value = device_value;  // set: written on the stream, nothing waits
-  (void)target;  // a bad label is the Dice term's to report (the CPU's message)
+  (void)target;            // a bad label is the Dice term's to report (the CPU's message)
   return cuda::cross_entropy(a, grad_out == nullptr && device_value == nullptr).value;
 }
 
@@ -409,14 +409,13 @@ double cross_entropy_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
   return cuda_finalize(fn, logits, target, reduced, grad, options, grad_weight);
 }
 
-#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                                 \
-  template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*,           \
-                                          const CrossEntropyOptions<T>&, double, const T*,  \
-                                          T*);                                              \
-  template void cross_entropy_cuda_forward_into(const Tensor<T>&, const Tensor<L>&,         \
-                                                const CrossEntropyOptions<T>&, T*);         \
-  template double cross_entropy_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&,      \
-                                                   const ShardStatistics&, Tensor<T>&,      \
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, L)                                                     \
+  template double cross_entropy_cuda_term(const Tensor<T>&, const Tensor<L>&, T*,               \
+                                          const CrossEntropyOptions<T>&, double, const T*, T*); \
+  template void cross_entropy_cuda_forward_into(const Tensor<T>&, const Tensor<L>&,             \
+                                                const CrossEntropyOptions<T>&, T*);             \
+  template double cross_entropy_cuda_finalize_term(const Tensor<T>&, const Tensor<L>&,          \
+                                                   const ShardStatistics&, Tensor<T>&,          \
                                                    const CrossEntropyOptions<T>&, double);
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)

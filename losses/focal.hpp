@@ -124,9 +124,8 @@ double sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
 // The value into `value` instead: one element on the logits' device (allocated, shape (), when
 // undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is.
 template <class T>
-void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target,
-                                  Tensor<T>& grad, Tensor<T>& value,
-                                  const SigmoidFocalOptions<T>& options = {});
+void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const SigmoidFocalOptions<T>& options = {});
 
 // The statistics / finalize split for data-parallel shards (docs/distributed.md; mean or sum).
 // statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (numel),
@@ -167,9 +166,8 @@ double softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& ta
 // undefined). On CUDA nothing waits: the value is written on the stream, as the gradient is; a
 // bad label makes it NaN instead of raising.
 template <class T, class L, class = std::enable_if_t<kFocalLabel<L>>>
-void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
-                                  Tensor<T>& grad, Tensor<T>& value,
-                                  const SoftmaxFocalOptions<T>& options = {});
+void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
+                                  Tensor<T>& value, const SoftmaxFocalOptions<T>& options = {});
 
 // The split for data-parallel shards, as sigmoid_focal's, with global = {sum_i l_i over the
 // shard, the count of its pixels not ignored (the mean's divisor), that count again}. No pixel

@@ -753,33 +753,23 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
   template double NAME##_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,                 \
                                               const OverlapStatistics&, Tensor<T>&,               \
                                               const OPTIONS<T>&);
-#define SEGLOSS_INSTANTIATE(T, U)                                                              \
-  SEGLOSS_INSTANTIATE_LOSS(softmax_dice, SoftmaxOverlapOptions, T, U)                          \
-  SEGLOSS_INSTANTIATE_LOSS(softmax_jaccard, SoftmaxOverlapOptions, T, U)                       \
-  SEGLOSS_INSTANTIATE_LOSS(softmax_tversky, SoftmaxTverskyOptions, T, U)                       \
-  template Tensor<T> generalized_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,          \
-                                                  const GeneralizedDiceOptions<T>&);           \
-  template Tensor<T> generalized_dice_backward<T, U, void>(                                    \
-      const Tensor<T>&, const Tensor<U>&, const Tensor<T>&, const GeneralizedDiceOptions<T>&); \
-  template double generalized_dice_value_and_grad<T, U, void>(                                 \
-      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const GeneralizedDiceOptions<T>&);       \
-  template ValueAndGrad<T> generalized_dice_value_and_grad<T, U, void>(                        \
-      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                   \
-  template OverlapStatistics generalized_dice_statistics<T, U, void>(                          \
-      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                   \
-  template double generalized_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,    \
-                                                        const OverlapStatistics&, Tensor<T>&,  \
-                                                        const GeneralizedDiceOptions<T>&);
-SEGLOSS_INSTANTIATE(float, int32_t)
-SEGLOSS_INSTANTIATE(float, int64_t)
-SEGLOSS_INSTANTIATE(float, float)
-SEGLOSS_INSTANTIATE(double, int32_t)
-SEGLOSS_INSTANTIATE(double, int64_t)
-SEGLOSS_INSTANTIATE(double, double)
-#undef SEGLOSS_INSTANTIATE
-#undef SEGLOSS_INSTANTIATE_LOSS
-// generalized_dice's device-value form (session 11).
 #define SEGLOSS_INSTANTIATE(T, U)                                                               \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_dice, SoftmaxOverlapOptions, T, U)                           \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_jaccard, SoftmaxOverlapOptions, T, U)                        \
+  SEGLOSS_INSTANTIATE_LOSS(softmax_tversky, SoftmaxTverskyOptions, T, U)                        \
+  template Tensor<T> generalized_dice<T, U, void>(const Tensor<T>&, const Tensor<U>&,           \
+                                                  const GeneralizedDiceOptions<T>&);            \
+  template Tensor<T> generalized_dice_backward<T, U, void>(                                     \
+      const Tensor<T>&, const Tensor<U>&, const Tensor<T>&, const GeneralizedDiceOptions<T>&);  \
+  template double generalized_dice_value_and_grad<T, U, void>(                                  \
+      const Tensor<T>&, const Tensor<U>&, Tensor<T>&, const GeneralizedDiceOptions<T>&);        \
+  template ValueAndGrad<T> generalized_dice_value_and_grad<T, U, void>(                         \
+      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                    \
+  template OverlapStatistics generalized_dice_statistics<T, U, void>(                           \
+      const Tensor<T>&, const Tensor<U>&, const GeneralizedDiceOptions<T>&);                    \
+  template double generalized_dice_finalize<T, U, void>(const Tensor<T>&, const Tensor<U>&,     \
+                                                        const OverlapStatistics&, Tensor<T>&,   \
+                                                        const GeneralizedDiceOptions<T>&);      \
   template void generalized_dice_value_and_grad<T, U, void>(const Tensor<T>&, const Tensor<U>&, \
                                                             Tensor<T>&, Tensor<T>&,             \
                                                             const GeneralizedDiceOptions<T>&);
@@ -790,5 +780,6 @@ SEGLOSS_INSTANTIATE(double, int32_t)
 SEGLOSS_INSTANTIATE(double, int64_t)
 SEGLOSS_INSTANTIATE(double, double)
 #undef SEGLOSS_INSTANTIATE
+#undef SEGLOSS_INSTANTIATE_LOSS
 
 }  // namespace segloss

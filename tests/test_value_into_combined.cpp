@@ -60,10 +60,8 @@ void check_into(const Shape& shape, Host&& host, Into&& into) {
   CHECK(same_bits(g_host, g_given));
   // Not one element.
   auto two = Tensor<T>::empty(Shape{2});
-  CHECK(message_of([&] { into(g_given, two); }).find("value_and_grad: value") !=
-        std::string::npos);
-  CHECK(message_of([&] { into(g_given, two); }).find("must hold one element") !=
-        std::string::npos);
+  CHECK(message_of([&] { into(g_given, two); }).find("value_and_grad: value") != std::string::npos);
+  CHECK(message_of([&] { into(g_given, two); }).find("must hold one element") != std::string::npos);
 }
 
 // Reduction none: the device-value form raises the host form's message.
@@ -179,7 +177,8 @@ TEST_CASE("value into: softmax_focal's device-value form equals its host form, f
   softmax_focal_case<double, int64_t>();
 }
 
-TEST_CASE("value into: ce_dice's device-value form equals its host form, labels and probabilities") {
+TEST_CASE(
+    "value into: ce_dice's device-value form equals its host form, labels and probabilities") {
   const Shape labels_shape{2, 6, 5};
   ce_dice_case<float>(labels<int64_t>(labels_shape, 4, 32, 0.2));
   ce_dice_case<double>(labels<int32_t>(labels_shape, 4, 33, 0.2));
