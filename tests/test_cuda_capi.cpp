@@ -63,13 +63,11 @@ TEST_CASE("cuda capi: boundary_weights and lovasz_hinge with CUDA descriptors") 
 #include <cuda_runtime.h>
 
 // segloss_X_value_and_grad_into with CUDA descriptors: the value stays on the device and has the
-// C++ device form's bits; a bad label gives a NaN value, not an error status. On a GPU the calls
-// also run on a created stream and are captured into a CUDA graph (which a wait or an allocation
-// breaks) whose replay gives the same bits. The emulator cannot run that part: libsegloss_c
-// embeds its own copy of the library and so of the emulator, to which a stream created by the
-// program is unknown (a GPU's stream handles are the driver's, valid in every copy of the
-// runtime); there the calls use the default stream, and the C++ forms' own capture tests cover
-// the no-wait rule (tests/test_cuda_value_into_*.cpp).
+// C++ device form's bits; a bad label gives a NaN value, not an error status. The calls run on a
+// created stream and are captured into a CUDA graph (which a wait or an allocation breaks) whose
+// replay gives the same bits. On the emulator too (since session 12): libsegloss_c embeds its own
+// copy of the library and of the emulator, and the emulator's copies in one process share one
+// state (device memory, streams), as a GPU's runtime copies share the driver's handles.
 TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 4, 12, 10};
@@ -89,10 +87,8 @@ TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   const segloss_tensor cx = cuda_desc(x), cy = cuda_desc(y), cz = cuda_desc(z), cv1 = cuda_desc(v1),
                        cv2 = cuda_desc(v2), cg1 = cuda_desc(g1), cg2 = cuda_desc(g2);
   cudaStream_t st = nullptr;
-#if !defined(SEGLOSS_CUDA_EMULATION)
   REQUIRE(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) == cudaSuccess);
-#endif
-  // On a GPU also the warm-up: the pool of stream st reaches the calls' size.
+  // The warm-up: the pool of stream st reaches the calls' size.
   REQUIRE_MESSAGE(
       segloss_ce_dice_value_and_grad_into(&cx, &cy, nullptr, &cv1, &cg1, st) == SEGLOSS_OK,
       testing::last_error());
@@ -105,7 +101,6 @@ TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   CHECK(same_bits(v2_scalar, want_bd_v));
   CHECK(same_bits(g2, want_bd_g));
 
-#if !defined(SEGLOSS_CUDA_EMULATION)
   v1.copy_from(Tensor<float>::full(Shape{}, -1.f));
   v2.copy_from(Tensor<float>::full({1}, -1.f));
   REQUIRE(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
@@ -125,7 +120,6 @@ TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   CHECK(same_bits(v2_scalar, want_bd_v));
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-#endif
 
   // A bad label: the status is OK (nothing waited to see it), the value NaN; the host-value
   // entry point reports it.
@@ -140,8 +134,6 @@ TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   CHECK(segloss_ce_dice_value_and_grad(&cx, &cyb, nullptr, &host, &cg1, st) ==
         SEGLOSS_ERROR_INVALID_ARGUMENT);
   CHECK(testing::last_error().find("label 9") != std::string::npos);
-#if !defined(SEGLOSS_CUDA_EMULATION)
   cudaStreamDestroy(st);
-#endif
 }
 #endif

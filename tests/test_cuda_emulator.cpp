@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -148,6 +149,14 @@ TEST_CASE("cuda emulator: dynamic shared memory is the launch's size, poisoned p
   CHECK(cudaGetLastError() == cudaSuccess);
 }
 
+// The int at device address d (host code cannot read device memory: the emulator stops it; and
+// a capture forbids cudaMemcpy).
+int device_int(const int* d) {
+  int v = 0;
+  segloss_emu::peek(&v, d, sizeof v);
+  return v;
+}
+
 TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's capture fails") {
   cudaStream_t s = nullptr;
   REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
@@ -159,7 +168,7 @@ TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's captur
   SUBCASE("recorded, not run, until the graph is launched") {
     REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
     REQUIRE(cudaMemsetAsync(d, 1, sizeof(int), s) == cudaSuccess);
-    CHECK(d[0] == 0);
+    CHECK(device_int(d) == 0);
     cudaGraph_t graph = nullptr;
     REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
     size_t nodes = 0;
@@ -168,7 +177,7 @@ TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's captur
     cudaGraphExec_t exec = nullptr;
     REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
     REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
-    CHECK(d[0] == 0x01010101);
+    CHECK(device_int(d) == 0x01010101);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
   }
@@ -190,14 +199,14 @@ TEST_CASE("cuda emulator: a capture records work, and fails where a GPU's captur
       CHECK(graph == nullptr);
       cudaGetLastError();
     }
-    CHECK(d[0] == 0);  // the legacy stream's memset did not run
+    CHECK(device_int(d) == 0);  // the legacy stream's memset did not run
     // A non-blocking stream's capture does not wait for the legacy stream: that work runs.
     REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
     CHECK(cudaMemsetAsync(d, 2, sizeof(int), nullptr) == cudaSuccess);
     cudaGraph_t graph = nullptr;
     CHECK(cudaStreamEndCapture(s, &graph) == cudaSuccess);
     cudaGraphDestroy(graph);
-    CHECK(d[0] == 0x02020202);
+    CHECK(device_int(d) == 0x02020202);
     cudaStreamDestroy(blocking);
   }
   cudaFree(d);
@@ -254,6 +263,156 @@ TEST_CASE("cuda emulator: device memory used after cudaFree stops the program") 
           cudaMemset(before, 0, 16);
         }) == SIGABRT);
   REQUIRE(cudaFree(live) == cudaSuccess);
+}
+
+// How a child process running f ended (the signal, 0 for a normal exit) and what it wrote to
+// stderr. SIGABRT and SIGSEGV get their default actions, behind the emulator's SIGSEGV handler
+// (not doctest's, which reports a crash on stdout).
+struct Outcome {
+  int signal = -1;
+  std::string err;
+};
+template <class F>
+Outcome outcome_of_child(F f) {
+  char path[] = "/tmp/segloss-emu-child-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::signal(SIGABRT, SIG_DFL);
+    std::signal(SIGSEGV, SIG_DFL);
+    segloss_emu::install_segv_handler();
+    if (dup2(fd, 2) < 0) _exit(2);
+    f();
+    _exit(0);
+  }
+  Outcome o;
+  int status = 0;
+  if (pid > 0 && waitpid(pid, &status, 0) == pid)
+    o.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  if (FILE* in = std::fopen(path, "r")) {
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) o.err.append(buf, n);
+    std::fclose(in);
+  }
+  close(fd);
+  std::remove(path);
+  return o;
+}
+bool says(const Outcome& o, const char* text) {
+  return o.err.find(text) != std::string::npos;
+}
+
+TEST_CASE("cuda emulator: device memory is not host memory") {
+  constexpr size_t kBytes = 1000;
+  unsigned char* dev = nullptr;
+  unsigned char* other = nullptr;
+  REQUIRE(cudaMalloc(&dev, kBytes) == cudaSuccess);
+  REQUIRE(cudaMalloc(&other, kBytes) == cudaSuccess);
+  std::vector<unsigned char> host(kBytes, 1);
+  const int key = 0;
+
+  SUBCASE("the controls: each use the right way ends normally") {
+    const Outcome o = outcome_of_child([&] {
+      cudaMemcpy(dev, host.data(), kBytes, cudaMemcpyHostToDevice);
+      cudaMemcpy(other, dev, kBytes, cudaMemcpyDeviceToDevice);
+      cudaMemcpy(host.data(), other, kBytes, cudaMemcpyDeviceToHost);
+      cudaMemcpy(host.data(), host.data() + 1, 10, cudaMemcpyHostToHost);
+      cudaMemset(dev + kBytes - 10, 0, 10);  // up to the block's last byte
+      // A kernel given a block's start, a pointer inside it and one past its end.
+      unsigned char* args[] = {dev, dev + 10, dev + kBytes};
+      segloss_emu::launch(dim3(1), dim3(32), 0, nullptr, &key, {args[0], args[1], args[2]}, [args] {
+        if (threadIdx.x == 0) args[0][0] = args[1][0];
+      });
+    });
+    CHECK(o.signal == 0);
+    CHECK(o.err.empty());
+  }
+  SUBCASE("host code reading or writing device memory stops the program, naming it") {
+    const Outcome read = outcome_of_child([&] {
+      volatile unsigned char v = dev[3];
+      (void)v;
+    });
+    CHECK(read.signal == SIGSEGV);
+    CHECK(says(read, "host code touched device memory"));
+    const Outcome write = outcome_of_child([&] { dev[kBytes - 1] = 0; });
+    CHECK(write.signal == SIGSEGV);
+    CHECK(says(write, "host code touched device memory"));
+  }
+  SUBCASE("a kernel given a host pointer stops the program") {
+    const Outcome o = outcome_of_child(
+        [&] { segloss_emu::launch(dim3(1), dim3(32), 0, nullptr, &key, {host.data()}, [] {}); });
+    CHECK(o.signal == SIGABRT);
+    CHECK(says(o, "a kernel given a host pointer"));
+  }
+  SUBCASE("a copy whose kind names the wrong side, or a memset of host memory") {
+    const Outcome h2d_from_device =
+        outcome_of_child([&] { cudaMemcpy(other, dev, 8, cudaMemcpyHostToDevice); });
+    CHECK(h2d_from_device.signal == SIGABRT);
+    CHECK(says(h2d_from_device, "device memory used as host memory"));
+    const Outcome h2d_to_host = outcome_of_child(
+        [&] { cudaMemcpy(host.data(), host.data() + 8, 8, cudaMemcpyHostToDevice); });
+    CHECK(h2d_to_host.signal == SIGABRT);
+    CHECK(says(h2d_to_host, "host memory used as device memory"));
+    const Outcome d2h_from_host = outcome_of_child(
+        [&] { cudaMemcpyAsync(host.data(), host.data() + 8, 8, cudaMemcpyDeviceToHost, nullptr); });
+    CHECK(d2h_from_host.signal == SIGABRT);
+    CHECK(says(d2h_from_host, "host memory used as device memory"));
+    const Outcome memset_host = outcome_of_child([&] { cudaMemset(host.data(), 0, 8); });
+    CHECK(memset_host.signal == SIGABRT);
+    CHECK(says(memset_host, "host memory used as device memory"));
+  }
+  SUBCASE("a copy or memset running past the end of its block") {
+    const Outcome copy = outcome_of_child(
+        [&] { cudaMemcpy(host.data(), dev + 8, kBytes - 7, cudaMemcpyDeviceToHost); });
+    CHECK(copy.signal == SIGABRT);
+    CHECK(says(copy, "runs past the end of its cudaMalloc block"));
+    const Outcome set = outcome_of_child([&] { cudaMemset(dev + 1, 0, kBytes); });
+    CHECK(set.signal == SIGABRT);
+    CHECK(says(set, "runs past the end of its cudaMalloc block"));
+  }
+  REQUIRE(cudaFree(dev) == cudaSuccess);
+  REQUIRE(cudaFree(other) == cudaSuccess);
+}
+
+TEST_CASE("cuda emulator: a launch's blocks run in one order, the next launch's in the other") {
+  // Each block appends its index: launches alternate forward and backward, so a block reading
+  // what another block of the same launch wrote (no order on a GPU) differs between two runs.
+  constexpr unsigned kBlocks = 6;
+  static const char tag = 0;
+  std::vector<unsigned> order[2];
+  for (int launch = 0; launch < 2; ++launch) {
+    std::vector<unsigned>* out = &order[launch];
+    REQUIRE(segloss_emu::launch(dim3(3, 2), dim3(32), 0, nullptr, &tag, [out] {
+              if (threadIdx.x == 0) out->push_back(blockIdx.y * 3 + blockIdx.x);
+            }) == cudaSuccess);
+  }
+  REQUIRE(order[0].size() == kBlocks);
+  REQUIRE(order[1].size() == kBlocks);
+  std::vector<unsigned> reversed(order[0].rbegin(), order[0].rend());
+  CHECK(order[1] == reversed);
+  std::vector<unsigned> sorted = order[0];
+  std::sort(sorted.begin(), sorted.end());
+  for (unsigned b = 0; b < kBlocks; ++b) CHECK(sorted[b] == b);  // every block once
+}
+
+TEST_CASE("cuda emulator: static and dynamic shared memory together at most 48 KiB") {
+  static const char tag = 0;
+  const auto use = [](size_t static_bytes, size_t dynamic_bytes) {
+    return outcome_of_child([=] {
+      segloss_emu::launch(dim3(1), dim3(32), dynamic_bytes, nullptr, &tag, [static_bytes] {
+        auto* sh = static_cast<unsigned char*>(segloss_emu::static_shared(&tag, static_bytes));
+        sh[threadIdx.x] = 1;
+      });
+    });
+  };
+  const Outcome fits = use(40 * 1024, 8 * 1024);
+  CHECK(fits.signal == 0);
+  const Outcome over = use(40 * 1024, 8 * 1024 + 16);
+  CHECK(over.signal == SIGABRT);
+  CHECK(says(over, "too much shared memory"));
 }
 
 #endif  // SEGLOSS_CUDA_EMULATION

@@ -7,15 +7,20 @@
 // thread is a fiber that runs until it waits at __syncthreads or at a warp collective
 // (__shfl_down_sync, __ballot_sync, __match_any_sync). __syncthreads is released when every live
 // thread of the block waits at one; a collective when every lane its mask names has arrived.
-// Each kernel's launches run its threads in increasing and decreasing order in turn, so a read of
-// shared memory that lacks its barrier sees the other order's result on one of two runs (the
-// determinism tests run each call 10 times). Undefined uses of the collectives (a mask naming an
-// exited lane, a shuffle from a lane that does not take part) and a block stuck between
+// Each kernel's launches run its threads (and its blocks) in increasing and decreasing order in
+// turn, so a read of shared memory that lacks its barrier sees the other order's result on one of
+// two runs (the determinism tests run each call 10 times). Undefined uses of the collectives (a
+// mask naming an exited lane, a shuffle from a lane that does not take part) and a block stuck
+// between
 // __syncthreads and a collective stop the program with a message.
 //
+// Device memory is kept apart from host memory (an arena the host cannot touch outside device
+// work; kernel pointer arguments and copy kinds checked), and every copy of the emulator in a
+// process (libsegloss_c embeds one) shares one state: device blocks and streams.
+//
 // What it cannot show: speed, the memory model between blocks or between a kernel and the host
-// (everything here runs in program order), host and device memory being different, and nvcc's
-// own compilation (CI compiles the real backend with nvcc separately). Streams run their work
+// (everything here runs in program order), and nvcc's own compilation (CI compiles the real
+// backend with nvcc separately). Streams run their work
 // when it is enqueued; a stream under capture records it instead (cudaStreamBeginCapture ...
 // cudaGraphLaunch replays it), and a capture fails, as on a GPU, when the captured code
 // synchronizes, allocates or frees, or enqueues on the legacy stream beside a blocking stream
@@ -181,9 +186,11 @@ namespace segloss_emu {
 
 // Runs `kernel` for every thread of the grid now, or records it when `stream` is capturing.
 // Returns the launch's error (a bad configuration, or a capture broken by the stream).
-// `key` names the kernel (its address): each kernel's launches alternate their thread order.
-// `pointers`: the launch's pointer arguments, checked when the launch runs (a graph's replay
-// included) against the device memory cudaFree released (check_not_freed).
+// `key` names the kernel (its address): each kernel's launches alternate their thread and block
+// order. `pointers`: the launch's pointer arguments, checked when the launch runs (a graph's
+// replay included): each must be null or in a live cudaMalloc block (one past its end
+// included); a freed block, a host address, or a device address no block holds stops the
+// program with a message.
 cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
                    std::vector<const void*> pointers, std::function<void()> kernel);
 inline cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
@@ -192,17 +199,35 @@ inline cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream
 }
 
 // Stops the program when [p, p + bytes) touches device memory that cudaFree released and the
-// emulator still holds back (its last 64 MiB of freed blocks, poisoned with 0xfd bytes): a
+// emulator still holds back (the addresses of its last 64 MiB of freed blocks): a
 // memset, a copy or a kernel argument on a freed buffer, e.g. a CUDA graph replaying a workspace
 // that was freed after the capture. `what` names the use. A GPU may unmap such memory (an
 // illegal-address error that poisons the context) or give it to another allocation.
 void check_not_freed(const void* p, size_t bytes, const char* what);
 
+// Copies device memory to the host outside any stream (for the emulator's own tests: a capture
+// forbids cudaMemcpy, and the host cannot read device memory directly).
+void peek(void* host, const void* device, size_t bytes);
+
+// Puts the emulator's SIGSEGV handler (host code or a kernel touching device memory that it may
+// not: it names the address, then hands the fault to the handler it replaced) in front of the
+// current one. Done when the device arena is made; a test harness that installs its own handler
+// afterwards (doctest does, per test case) can call it again.
+void install_segv_handler();
+
 // The bytes of device memory that cudaMalloc gave and cudaFree has not taken back (for tests:
 // a buffer the library should have freed shows here).
 size_t live_device_bytes();
 
-// Appends a launch argument to `pointers` when it is a pointer.
+// Device memory: cudaMalloc's blocks come from this range of addresses (emulator.cpp, "device
+// memory"), reserved at start-up and inaccessible to the host outside device work.
+constexpr uintptr_t kArenaBegin = uintptr_t{0x5e100} << 28;  // 0x5e1000000000
+constexpr uintptr_t kArenaEnd = kArenaBegin + (uintptr_t{1} << 38);
+
+// Appends a launch argument to `pointers` when it is a pointer. Pointers inside argument
+// structs are not looked for (a struct's padding can hold any bytes): a kernel that dereferences
+// one into a freed block or an unused page of the arena faults instead (those pages are
+// inaccessible), and the emulator's SIGSEGV handler says so.
 template <class P>
 void add_pointer(std::vector<const void*>& pointers, const P& p) {
   if constexpr (std::is_pointer_v<P>) pointers.push_back(static_cast<const void*>(p));

@@ -2,8 +2,10 @@
 // the fiber scheduler that runs a launch's blocks, and the runtime API on host memory.
 #include "cuda_runtime.h"
 
+#include <execinfo.h>
 #include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -17,9 +19,12 @@
 #endif
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -43,23 +48,132 @@ namespace {
   std::abort();
 }
 
-// ---- device memory: the live blocks, and the freed ones held back ----
-// cudaFree poisons a block (0xfd bytes) and keeps it instead of releasing it, up to
-// kQuarantineBytes (the oldest are released first), so that its addresses are not reused while
-// held: a memset, a copy or a kernel's pointer argument that touches one (check_not_freed) is a
-// use after free, which stops the program with a message instead of silently working on memory
-// that a GPU would have unmapped or handed to another allocation.
+// ---- device memory: an arena of its own, the live blocks, and the freed ones held back ----
+// Device memory is not host memory on a GPU: host code that dereferences a device pointer
+// faults there, and a kernel given a host pointer reads garbage or faults. Here both are the
+// same address space, so the emulator keeps device memory apart: cudaMalloc's blocks come from
+// one reserved arena (kArenaBytes of address space, page-granular blocks), which is inaccessible
+// (PROT_NONE) except while the emulator itself runs device work (a kernel, a memset, a copy;
+// DeviceAccess below). Host code touching device memory then faults, and the SIGSEGV handler
+// names it ("host code touched device memory at 0x... (the cudaMalloc block [...])"). Launch
+// arguments and copies are checked against the blocks (check_kernel_pointer, check_device_range):
+// a host pointer given to a kernel, a copy whose kind names the wrong side, a range running past
+// its block, all stop the program with a message.
+//
+// cudaFree holds a block's addresses back instead of reusing them, up to kQuarantineBytes (the
+// oldest are released first; its pages go back to the system at once): a memset, a copy or a
+// kernel's pointer argument that touches a held block is a use after free, which stops the
+// program with a message instead of silently working on memory that a GPU would have unmapped
+// or handed to another allocation.
+//
+// One state per process: libsegloss_c embeds its own copy of the library and so of the emulator,
+// and the program hands it device pointers and streams. The first copy to need the state maps the
+// arena at a fixed address and puts a pointer to the state in the arena's first page; a later
+// copy finds the mapping there and uses the same state (the layout is checked: both copies are
+// built from this file).
 constexpr size_t kQuarantineBytes = size_t{64} << 20;
-struct Memory {
+constexpr size_t kArenaBytes = kArenaEnd - kArenaBegin;  // address space only (MAP_NORESERVE)
+constexpr size_t kPage = 4096;
+constexpr uintptr_t kArenaAddress = kArenaBegin;    // cuda_runtime.h
+constexpr uint64_t kMagic = 0x73656c6f73734555ull;  // "UEssoles"
+constexpr uint64_t kLayoutVersion = 2;
+
+struct Graph;
+struct Stream {
+  bool blocking =
+      true;  // created without cudaStreamNonBlocking: synchronizes with the legacy stream
+  bool capturing = false;
+  bool invalidated = false;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  std::thread::id capture_thread;
+  Graph* graph = nullptr;
+};
+
+struct Shared {
+  // Device memory.
   std::mutex mutex;
+  char* base = nullptr;  // the arena; [base, base + kPage) holds the Header, always readable
+  size_t top = kPage;    // arena bytes handed out so far (blocks start at or above kPage)
   std::map<uintptr_t, size_t> live;   // start -> bytes (at least 1)
   std::map<uintptr_t, size_t> freed;  // held back: start -> bytes
   std::deque<uintptr_t> order;        // the held blocks, oldest first
+  std::map<uintptr_t, size_t> holes;  // released page ranges: start -> bytes, coalesced
   size_t freed_bytes = 0;
+  int open = 0;  // DeviceAccess scopes open in any thread: device memory is readable while > 0
+  uintptr_t open_lo = 0, open_hi = 0;  // the range made readable (while open > 0)
+  // Streams: the registry (created streams) and the legacy default stream; guarded by
+  // registry_mutex (recursive: the capture checks run inside calls that hold it).
+  std::recursive_mutex registry_mutex;
+  std::set<Stream*> streams;
+  Stream legacy_stream;
 };
-// Under AddressSanitizer a held block is also poisoned, so that a kernel reading it through a
-// pointer that check_not_freed does not see (one inside an argument struct) is reported as a
-// use after poison, as a freed block was before the blocks were held back.
+
+struct Header {
+  uint64_t magic;
+  uint64_t layout;  // kLayoutVersion and the state's size: both copies must agree
+  uint64_t size;
+  Shared* state;
+};
+
+uintptr_t arena_begin_ = 0, arena_end_ = 0;
+
+size_t rounded(size_t bytes) {
+  return (std::max<size_t>(bytes, 1) + kPage - 1) / kPage * kPage;
+}
+
+void on_segv(int sig, siginfo_t* info, void* context);
+struct sigaction previous_segv {};
+bool in_kernel_now();  // the running thread is inside a launch (defined with the fibers)
+
+void install_handler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old {};
+  sigaction(SIGSEGV, &sa, &old);
+  if (old.sa_sigaction != on_segv) previous_segv = old;
+}
+
+Shared* make_shared_state() {
+  void* p = mmap(reinterpret_cast<void*>(kArenaAddress), kArenaBytes, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED && errno == EEXIST) {
+    // Another copy of the emulator in this process made the arena: use its state.
+    const auto* h = reinterpret_cast<const Header*>(kArenaAddress);
+    if (h->magic != kMagic || h->layout != kLayoutVersion || h->size != sizeof(Shared))
+      die("the device arena's address is taken by something else, or by an emulator of another "
+          "version",
+          "");
+    arena_begin_ = kArenaAddress;
+    arena_end_ = kArenaAddress + kArenaBytes;
+    return h->state;
+  }
+  if (p == MAP_FAILED || reinterpret_cast<uintptr_t>(p) != kArenaAddress)
+    die("mmap of the device arena failed", std::strerror(errno));
+  if (mprotect(p, kPage, PROT_READ | PROT_WRITE) != 0) die("mprotect of the arena header", "");
+  auto* state = new Shared;  // never destroyed: buffers may be freed during static destruction
+  state->base = static_cast<char*>(p);
+  auto* h = static_cast<Header*>(p);
+  *h = Header{kMagic, kLayoutVersion, sizeof(Shared), state};
+  arena_begin_ = kArenaAddress;
+  arena_end_ = kArenaAddress + kArenaBytes;
+  install_handler();  // host code touching device memory faults: say what it was
+  return state;
+}
+
+Shared& shared() {
+  static Shared* s = make_shared_state();
+  return *s;
+}
+
+bool in_arena(uintptr_t p) {
+  return p >= arena_begin_ && p < arena_end_;
+}
+
+// Under AddressSanitizer the bytes of the arena that no live block holds are poisoned (the
+// freed blocks held back, a block's page tail, released ranges), so that a kernel reading past
+// its buffer, or through a stale pointer that the launch check does not see, is reported.
 #if defined(__SANITIZE_ADDRESS__)
 #define SEGLOSS_EMU_ASAN 1
 #elif defined(__has_feature)
@@ -84,9 +198,85 @@ void unpoison(void* p, size_t bytes) {
 #endif
 }
 
-Memory& memory() {
-  static auto* m = new Memory;  // never destroyed: buffers may be freed during static destruction
-  return *m;
+// Makes device memory readable and writable while the emulator runs device work (any thread),
+// and inaccessible again when the last such scope closes: one mprotect over the range from the
+// lowest live block to the end of the highest (mprotect's cost grows with the calls and with the
+// resident pages it covers, so neither one call per block nor the whole arena: freed blocks are
+// given back to the system at cudaFree, so the range's resident pages are the live blocks').
+// Inside that range a freed block is accessible during device work (its pages read as zeros;
+// under AddressSanitizer it is poisoned, so a kernel reading it is reported); outside it, and
+// always for the host, it faults.
+void protect_range(uintptr_t lo, uintptr_t hi, int prot) {
+  if (hi > lo && mprotect(reinterpret_cast<void*>(lo), hi - lo, prot) != 0)
+    die("mprotect of the device blocks failed", std::strerror(errno));
+}
+void live_range(const Shared& m, uintptr_t& lo, uintptr_t& hi) {
+  lo = hi = 0;
+  if (m.live.empty()) return;
+  const auto last = std::prev(m.live.end());
+  lo = m.live.begin()->first;
+  hi = last->first + rounded(last->second);
+}
+struct DeviceAccess {
+  DeviceAccess() {
+    Shared& m = shared();
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (m.open++ == 0) {
+      live_range(m, m.open_lo, m.open_hi);
+      protect_range(m.open_lo, m.open_hi, PROT_READ | PROT_WRITE);
+    }
+  }
+  ~DeviceAccess() {
+    Shared& m = shared();
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (--m.open == 0) {
+      // What was opened (blocks freed since included) and what is live now (blocks allocated
+      // since, which cudaMalloc opened).
+      uintptr_t lo = 0, hi = 0;
+      live_range(m, lo, hi);
+      if (m.open_hi > m.open_lo) {
+        lo = hi > lo ? std::min(lo, m.open_lo) : m.open_lo;
+        hi = std::max(hi, m.open_hi);
+      }
+      protect_range(lo, hi, PROT_NONE);
+    }
+  }
+  DeviceAccess(const DeviceAccess&) = delete;
+  DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+
+// The SIGSEGV handler: a fault inside the arena is host code touching device memory (the
+// emulator's own accesses run inside a DeviceAccess). It says so, then lets the previous handler
+// (AddressSanitizer's report, or the default: the program stops) handle the fault.
+void on_segv(int sig, siginfo_t* info, void* context) {
+  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (in_arena(addr)) {
+    char text[400];
+    int n = in_kernel_now()
+                ? std::snprintf(text, sizeof text,
+                                "segloss CUDA emulator: a kernel touched device memory at %p that "
+                                "no live cudaMalloc block holds (freed, or past the end of a block "
+                                "into the next page); the stack:\n",
+                                info->si_addr)
+                : std::snprintf(text, sizeof text,
+                                "segloss CUDA emulator: host code touched device memory at %p: on "
+                                "a GPU device memory cannot be read or written by the host (copy "
+                                "it with cudaMemcpy); the stack:\n",
+                                info->si_addr);
+    if (n > 0) {
+      ssize_t ignored = write(2, text, static_cast<size_t>(n));
+      (void)ignored;
+    }
+    void* frames[48];
+    backtrace_symbols_fd(frames, backtrace(frames, 48), 2);
+  }
+  sigaction(SIGSEGV, &previous_segv, nullptr);
+  if (previous_segv.sa_flags & SA_SIGINFO) {
+    if (previous_segv.sa_sigaction) previous_segv.sa_sigaction(sig, info, context);
+  } else if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
+    previous_segv.sa_handler(sig);
+  }
+  // Returning re-runs the faulting access under the previous handler (the default: stop).
 }
 
 // ---- fibers ----
@@ -254,6 +444,7 @@ struct Worker {
   std::unordered_map<const void*, uint64_t> launches;  // per kernel: its thread order alternates
   std::unordered_map<const void*, SharedVariable> static_shared;
   uint64_t block_serial = 0;
+  size_t dynamic_bytes = 0, static_bytes = 0;  // the running block's shared memory
   bool in_kernel = false;
 
   ~Worker() {
@@ -262,6 +453,10 @@ struct Worker {
 };
 
 thread_local Worker* worker_ptr = nullptr;
+
+bool in_kernel_now() {
+  return worker_ptr != nullptr && worker_ptr->in_kernel;
+}
 
 // On the heap: a large thread_local would be allocated in every thread that touches the
 // library's thread-local state (OpenMP's workers too).
@@ -376,17 +571,23 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* key,
   gridDim = grid;
   blockDim = block;
   w.in_kernel = true;
-  // Each kernel's launches alternate their thread order (a call of several kernels repeats,
-  // so a per-thread count would give each kernel the same order every time).
+  // Each kernel's launches alternate their thread order and their block order (a call of
+  // several kernels repeats, so a per-thread count would give each kernel the same order every
+  // time): a read of shared memory without its barrier, or a block reading what another block
+  // of the same launch writes (no order between blocks on a GPU), gives a different result in
+  // one of two launches.
   const bool reverse = (w.launches[key]++ & 1u) != 0;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = uint3{x, y, z};
-        ++w.block_serial;  // static shared variables are poisoned again on first use
-        std::fill(w.shared.begin(), w.shared.end(), static_cast<unsigned char>(0xff));
-        run_block(w, reverse);
-      }
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+  w.dynamic_bytes = shared_bytes;
+  for (uint64_t k = 0; k < blocks; ++k) {
+    const uint64_t b = reverse ? blocks - 1 - k : k;
+    blockIdx = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                     static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
+    ++w.block_serial;  // static shared variables are poisoned again on first use
+    w.static_bytes = 0;
+    std::fill(w.shared.begin(), w.shared.end(), static_cast<unsigned char>(0xff));
+    run_block(w, reverse);
+  }
   w.in_kernel = false;
   threadIdx = saved_thread;
   blockIdx = saved_block;
@@ -399,24 +600,17 @@ struct Graph {
   std::vector<std::function<void()>> nodes;
 };
 
-struct Stream {
-  bool blocking =
-      true;  // created without cudaStreamNonBlocking: synchronizes with the legacy stream
-  bool capturing = false;
-  bool invalidated = false;
-  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
-  std::thread::id capture_thread;
-  Graph* graph = nullptr;
-};
-
-// Guards the stream registry and every stream's capture state (recursive: the capture checks
-// run inside calls that hold it).
-std::recursive_mutex registry_mutex;
-std::set<Stream*>& streams() {
-  static auto* s = new std::set<Stream*>;
-  return *s;
+// The stream registry and the legacy stream are in the process's shared state (above), so a
+// stream the program created is known to libsegloss_c's copy of the emulator too.
+std::recursive_mutex& registry_mutex() {
+  return shared().registry_mutex;
 }
-Stream legacy_stream;  // the default stream (handle 0 or cudaStreamLegacy)
+std::set<Stream*>& streams() {
+  return shared().streams;
+}
+Stream& legacy_stream() {
+  return shared().legacy_stream;
+}
 thread_local Stream per_thread_stream;
 
 thread_local cudaError_t last_error = cudaSuccess;
@@ -427,8 +621,8 @@ cudaError_t fail(cudaError_t e) {
 }
 
 Stream* resolve(cudaStream_t s) {
-  if (s == nullptr || s == cudaStreamLegacy) return &legacy_stream;
-  std::lock_guard<std::recursive_mutex> lock(registry_mutex);
+  if (s == nullptr || s == cudaStreamLegacy) return &legacy_stream();
+  std::lock_guard<std::recursive_mutex> lock(registry_mutex());
   if (s == cudaStreamPerThread) return &per_thread_stream;
   auto* st = reinterpret_cast<Stream*>(s);
   return streams().count(st) ? st : nullptr;
@@ -437,7 +631,7 @@ Stream* resolve(cudaStream_t s) {
 // A capture on this thread that a synchronizing call, an allocation or the legacy stream breaks
 // (the global and thread-local modes; relaxed allows them).
 Stream* strict_capture_of_this_thread() {
-  std::lock_guard<std::recursive_mutex> lock(registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(registry_mutex());
   for (Stream* s : streams())
     if (s->capturing && s->mode != cudaStreamCaptureModeRelaxed &&
         (s->mode == cudaStreamCaptureModeGlobal || s->capture_thread == std::this_thread::get_id()))
@@ -459,7 +653,7 @@ cudaError_t forbidden_during_capture() {
 // mode), as on a GPU.
 cudaError_t enqueue(cudaStream_t handle, std::function<void()> op) {
   {
-    std::lock_guard<std::recursive_mutex> lock(registry_mutex);
+    std::lock_guard<std::recursive_mutex> lock(registry_mutex());
     Stream* s = resolve(handle);
     if (!s) return fail(cudaErrorInvalidResourceHandle);
     if (s->capturing) {
@@ -467,7 +661,7 @@ cudaError_t enqueue(cudaStream_t handle, std::function<void()> op) {
       s->graph->nodes.push_back(std::move(op));
       return cudaSuccess;
     }
-    if (s == &legacy_stream) {
+    if (s == &legacy_stream()) {
       for (Stream* c : streams())
         if (c->capturing && c->blocking) {
           c->invalidated = true;
@@ -497,6 +691,17 @@ void* static_shared(const void* tag, size_t bytes) {
   if (v.block != w.block_serial) {  // first use in this block: poisoned, as a GPU leaves it
     std::fill(v.bytes.begin(), v.bytes.end(), static_cast<unsigned char>(0xff));
     v.block = w.block_serial;
+    // A GPU's limit: static and dynamic shared memory together at most 48 KiB per block
+    // (without the opt-in the backend does not use). The launch checked the dynamic part alone.
+    w.static_bytes += bytes;
+    if (w.static_bytes + w.dynamic_bytes > 48 * 1024) {
+      char detail[160];
+      std::snprintf(detail, sizeof detail,
+                    "%zu bytes of static and %zu of dynamic shared memory in one block (a GPU "
+                    "allows 48 KiB)",
+                    w.static_bytes, w.dynamic_bytes);
+      die("too much shared memory", detail);
+    }
   }
   return v.bytes.data();
 }
@@ -538,28 +743,130 @@ unsigned warp_exchange(unsigned mask, uint64_t mine, uint64_t (&all)[32], const 
 }
 
 size_t live_device_bytes() {
-  Memory& m = memory();
+  Shared& m = shared();
   std::lock_guard<std::mutex> lock(m.mutex);
   size_t total = 0;
   for (const auto& [start, bytes] : m.live) total += bytes;
   return total;
 }
 
-void check_not_freed(const void* p, size_t bytes, const char* what) {
-  if (!p) return;
-  const auto start = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t last = start + (bytes > 0 ? bytes : 1) - 1;
-  Memory& m = memory();
-  std::lock_guard<std::mutex> lock(m.mutex);
+namespace {
+
+using Blocks = std::map<uintptr_t, size_t>;
+
+// The live block that holds address a, one past its end included (a pointer to a buffer's end
+// is common), or live.end(). Called with the state's mutex held.
+Blocks::const_iterator live_block_of(const Shared& m, uintptr_t a) {
+  auto it = m.live.upper_bound(a);
+  if (it == m.live.begin()) return m.live.end();
+  --it;
+  return a <= it->first + it->second ? it : m.live.end();
+}
+
+// The held (freed) block that [start, last] touches, or freed.end().
+Blocks::const_iterator freed_block_touching(const Shared& m, uintptr_t start, uintptr_t last) {
   auto it = m.freed.upper_bound(last);  // the first held block that starts after the range
-  if (it == m.freed.begin()) return;
+  if (it == m.freed.begin()) return m.freed.end();
   --it;  // the last held block that starts at or before the range's last byte
-  if (it->first + it->second <= start) return;
+  return it->first + it->second > start ? it : m.freed.end();
+}
+
+[[noreturn]] void die_freed(Blocks::const_iterator it, const void* p, size_t bytes,
+                            const char* what) {
   char detail[256];
   std::snprintf(detail, sizeof detail,
                 "%s at %p (%zu bytes) touches the block [%p, +%zu bytes) that cudaFree released",
                 what, p, bytes, reinterpret_cast<void*>(it->first), it->second);
   die("device memory used after cudaFree", detail);
+}
+
+// [p, p + bytes) must lie in one live block: the device side of a copy, a memset.
+void check_device_range(const void* p, size_t bytes, const char* what) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  Shared& m = shared();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  const auto it = live_block_of(m, a);
+  if (it != m.live.end() && a + bytes <= it->first + it->second) return;
+  char detail[300];
+  if (it != m.live.end()) {
+    std::snprintf(detail, sizeof detail,
+                  "%s [%p, +%zu bytes) runs past the end of its cudaMalloc block [%p, +%zu bytes)",
+                  what, p, bytes, reinterpret_cast<void*>(it->first), it->second);
+    die("device memory accessed out of bounds", detail);
+  }
+  const auto f = freed_block_touching(m, a, a + bytes - 1);
+  if (f != m.freed.end()) die_freed(f, p, bytes, what);
+  if (in_arena(a)) {
+    std::snprintf(detail, sizeof detail,
+                  "%s at %p (%zu bytes): no cudaMalloc block holds it (freed long ago?)", what, p,
+                  bytes);
+    die("not device memory", detail);
+  }
+  std::snprintf(detail, sizeof detail,
+                "%s at %p (%zu bytes) is host memory, where the call needs device memory (a "
+                "memset, or the device side of the copy's kind)",
+                what, p, bytes);
+  die("host memory used as device memory", detail);
+}
+
+// [p, p + bytes) must be host memory: the host side of a copy.
+void check_host_range(const void* p, size_t bytes, const char* what) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (!in_arena(a) && !in_arena(a + bytes - 1)) return;
+  char detail[300];
+  std::snprintf(detail, sizeof detail,
+                "%s at %p (%zu bytes) is device memory, but the copy's kind says host memory", what,
+                p, bytes);
+  die("device memory used as host memory", detail);
+}
+
+// A kernel's pointer argument (or a device address found in an argument struct): null, or in a
+// live block.
+void check_kernel_pointer(const void* p) {
+  if (!p) return;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  Shared& m = shared();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  if (live_block_of(m, a) != m.live.end()) return;
+  const auto f = freed_block_touching(m, a, a);
+  if (f != m.freed.end()) die_freed(f, p, 1, "a kernel's pointer argument");
+  char detail[300];
+  if (in_arena(a)) {
+    std::snprintf(detail, sizeof detail,
+                  "a kernel's pointer argument %p points into device memory that no cudaMalloc "
+                  "block holds (freed long ago?)",
+                  p);
+    die("a kernel given a stale device pointer", detail);
+  }
+  std::snprintf(detail, sizeof detail,
+                "a kernel's pointer argument %p is host memory: a kernel on a GPU cannot read it "
+                "(copy the data to the device)",
+                p);
+  die("a kernel given a host pointer", detail);
+}
+
+}  // namespace
+
+void install_segv_handler() {
+  shared();  // the arena first (it installs the handler the first time)
+  install_handler();
+}
+
+void peek(void* host, const void* device, size_t bytes) {
+  if (!bytes) return;
+  check_device_range(device, bytes, "peek's source");
+  check_host_range(host, bytes, "peek's destination");
+  DeviceAccess access;
+  std::memcpy(host, device, bytes);
+}
+
+void check_not_freed(const void* p, size_t bytes, const char* what) {
+  if (!p) return;
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  Shared& m = shared();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  const auto f = freed_block_touching(m, start, start + (bytes > 0 ? bytes : 1) - 1);
+  if (f != m.freed.end()) die_freed(f, p, bytes, what);
 }
 
 cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, const void* key,
@@ -572,7 +879,8 @@ cudaError_t launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stre
     return fail(cudaErrorInvalidConfiguration);
   return enqueue(stream, [grid, block, shared_bytes, key, pointers = std::move(pointers),
                           kernel = std::move(kernel)] {
-    for (const void* p : pointers) check_not_freed(p, 1, "a kernel's pointer argument");
+    for (const void* p : pointers) check_kernel_pointer(p);
+    DeviceAccess access;
     run_grid(grid, block, shared_bytes, key, kernel);
   });
 }
@@ -680,14 +988,40 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   *ptr = nullptr;
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
   if (bytes > (size_t{1} << 40)) return fail(cudaErrorMemoryAllocation);
-  // 256-byte aligned, as cudaMalloc's memory is; filled with 0xff, as a GPU does not zero it.
-  void* p = ::operator new (bytes > 0 ? bytes : 1, std::align_val_t{256}, std::nothrow);
-  if (!p) return fail(cudaErrorMemoryAllocation);
-  std::memset(p, 0xff, bytes);
+  // Page-aligned blocks of the device arena (so 256-byte aligned, as cudaMalloc's are): a
+  // released range that fits, else fresh arena pages.
+  const size_t size = segloss_emu::rounded(bytes);
+  segloss_emu::Shared& m = segloss_emu::shared();
+  uintptr_t start = 0;
   {
-    segloss_emu::Memory& m = segloss_emu::memory();
     std::lock_guard<std::mutex> lock(m.mutex);
-    m.live[reinterpret_cast<uintptr_t>(p)] = bytes > 0 ? bytes : 1;
+    for (auto it = m.holes.begin(); it != m.holes.end(); ++it) {
+      if (it->second < size) continue;
+      start = it->first;
+      if (it->second > size) m.holes[start + size] = it->second - size;
+      m.holes.erase(it);
+      break;
+    }
+    if (!start) {
+      if (m.top + size > segloss_emu::kArenaBytes) return fail(cudaErrorMemoryAllocation);
+      start = reinterpret_cast<uintptr_t>(m.base) + m.top;
+      m.top += size;
+    }
+    // While device work runs (another thread's kernel) the live blocks are open: so is this one.
+    if (m.open > 0) {
+      if (mprotect(reinterpret_cast<void*>(start), size, PROT_READ | PROT_WRITE) != 0)
+        segloss_emu::die("mprotect of a device block failed", std::strerror(errno));
+      m.open_lo = m.open_hi > m.open_lo ? std::min(m.open_lo, start) : start;
+      m.open_hi = std::max(m.open_hi, start + size);
+    }
+    m.live[start] = bytes > 0 ? bytes : 1;
+  }
+  void* p = reinterpret_cast<void*>(start);
+  segloss_emu::unpoison(p, bytes > 0 ? bytes : 1);
+  if (size > bytes) segloss_emu::poison(static_cast<char*>(p) + bytes, size - bytes);
+  {
+    segloss_emu::DeviceAccess access;
+    std::memset(p, 0xff, bytes);  // a GPU does not zero it either
   }
   *ptr = p;
   return cudaSuccess;
@@ -695,16 +1029,24 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
   if (!ptr) return cudaSuccess;
-  segloss_emu::Memory& m = segloss_emu::memory();
-  std::lock_guard<std::mutex> lock(m.mutex);
+  segloss_emu::Shared& m = segloss_emu::shared();
   const auto start = reinterpret_cast<uintptr_t>(ptr);
-  const auto it = m.live.find(start);
-  if (it == m.live.end()) return fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed
-  const size_t bytes = it->second;
-  m.live.erase(it);
-  std::memset(ptr, 0xfd, bytes);
-  segloss_emu::poison(ptr,
-                      bytes);  // under AddressSanitizer a read through any pointer is reported too
+  size_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    const auto it = m.live.find(start);
+    if (it == m.live.end()) return fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed
+    bytes = it->second;
+  }
+  segloss_emu::poison(ptr, bytes);  // under AddressSanitizer a read through any pointer is reported
+  std::lock_guard<std::mutex> lock(m.mutex);
+  m.live.erase(start);
+  // Its pages go back to the system (so the toggles above stay cheap) and it is inaccessible
+  // (unless inside the range of live blocks while device work runs: then it reads as zeros).
+  const size_t size = segloss_emu::rounded(bytes);
+  madvise(ptr, size, MADV_DONTNEED);
+  if (mprotect(ptr, size, PROT_NONE) != 0)
+    segloss_emu::die("mprotect of a device block failed", std::strerror(errno));
   m.freed[start] = bytes;
   m.order.push_back(start);
   m.freed_bytes += bytes;
@@ -713,37 +1055,70 @@ cudaError_t cudaFree(void* ptr) {
     m.order.pop_front();
     const auto f = m.freed.find(oldest);
     m.freed_bytes -= f->second;
-    segloss_emu::unpoison(reinterpret_cast<void*>(oldest), f->second);
+    const size_t size = segloss_emu::rounded(f->second);
     m.freed.erase(f);
-    ::operator delete (reinterpret_cast<void*>(oldest), std::align_val_t{256});
+    // Released: the range goes to the holes (still poisoned under AddressSanitizer).
+    auto next = m.holes.lower_bound(oldest);
+    uintptr_t hole = oldest;
+    size_t hole_size = size;
+    if (next != m.holes.end() && next->first == oldest + size) {
+      hole_size += next->second;
+      next = m.holes.erase(next);
+    }
+    if (next != m.holes.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == oldest) {
+        hole = prev->first;
+        hole_size += prev->second;
+        m.holes.erase(prev);
+      }
+    }
+    m.holes[hole] = hole_size;
   }
   return cudaSuccess;
 }
 namespace segloss_emu {
 namespace {
-void copy_bytes(void* dst, const void* src, size_t bytes) {
+// A copy checks each side against its kind (cudaMemcpyDefault: only that neither touches freed
+// device memory), then runs with the arena open.
+void copy_bytes(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (!bytes) return;
-  check_not_freed(src, bytes, "a copy's source");
-  check_not_freed(dst, bytes, "a copy's destination");
+  const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyDefault) {
+    check_not_freed(src, bytes, "a copy's source");
+    check_not_freed(dst, bytes, "a copy's destination");
+  } else {
+    if (src_device)
+      check_device_range(src, bytes, "a copy's source");
+    else
+      check_host_range(src, bytes, "a copy's source");
+    if (dst_device)
+      check_device_range(dst, bytes, "a copy's destination");
+    else
+      check_host_range(dst, bytes, "a copy's destination");
+  }
+  DeviceAccess access;
   std::memmove(dst, src, bytes);
 }
 void set_bytes(void* dst, int value, size_t bytes) {
   if (!bytes) return;
-  check_not_freed(dst, bytes, "a memset");
+  check_device_range(dst, bytes, "a memset");
+  DeviceAccess access;
   std::memset(dst, value, bytes);
 }
 }  // namespace
 }  // namespace segloss_emu
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
-  segloss_emu::copy_bytes(dst, src, bytes);
+  segloss_emu::copy_bytes(dst, src, bytes, kind);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
-  return segloss_emu::enqueue(stream,
-                              [dst, src, bytes] { segloss_emu::copy_bytes(dst, src, bytes); });
+  return segloss_emu::enqueue(
+      stream, [dst, src, bytes, kind] { segloss_emu::copy_bytes(dst, src, bytes, kind); });
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
@@ -761,34 +1136,34 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   auto* s = new segloss_emu::Stream;
   s->blocking = (flags & cudaStreamNonBlocking) == 0;
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   segloss_emu::streams().insert(s);
   *stream = reinterpret_cast<cudaStream_t>(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   auto* s = reinterpret_cast<segloss_emu::Stream*>(stream);
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   if (!segloss_emu::streams().erase(s)) return fail(cudaErrorInvalidResourceHandle);
   delete s->graph;
   delete s;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   if (s->capturing) {
     s->invalidated = true;
     return fail(cudaErrorStreamCaptureUnsupported);
   }
-  if (s == &segloss_emu::legacy_stream) return segloss_emu::forbidden_during_capture();
+  if (s == &segloss_emu::legacy_stream()) return segloss_emu::forbidden_during_capture();
   return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
-  if (!s || s == &segloss_emu::legacy_stream || s == &segloss_emu::per_thread_stream)
+  if (!s || s == &segloss_emu::legacy_stream() || s == &segloss_emu::per_thread_stream)
     return fail(cudaErrorNotSupported);  // the emulator captures created streams only
   if (s->capturing) return fail(cudaErrorIllegalState);
   s->capturing = true;
@@ -799,7 +1174,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   *graph = nullptr;
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
@@ -817,7 +1192,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
-  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex);
+  std::lock_guard<std::recursive_mutex> lock(segloss_emu::registry_mutex());
   segloss_emu::Stream* s = segloss_emu::resolve(stream);
   if (!s) return fail(cudaErrorInvalidResourceHandle);
   *status = !s->capturing    ? cudaStreamCaptureStatusNone
