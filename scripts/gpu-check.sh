@@ -241,7 +241,6 @@ build_from_source() {  # the GPU build: -DSEGLOSS_CUDA=ON against .deps, -j16
 }
 
 build_dry() {  # the emulator build here: the same programs on the CPU emulator
-  . /work/briefs/ccache.env 2> /dev/null || true
   local launcher=()
   command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_CUDA=EMULATE \

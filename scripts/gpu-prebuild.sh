@@ -50,7 +50,6 @@ jobs=${JOBS:-2}
 nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 [ -x "$nvcc" ] || { echo "gpu-prebuild: no nvcc at $nvcc (set NVCC)"; exit 1; }
 [ -d "$root/.deps" ] || { echo "gpu-prebuild: run scripts/gpu-deps.sh first (.deps/ is missing)"; exit 1; }
-if [ -f /work/briefs/ccache.env ]; then . /work/briefs/ccache.env; fi
 launcher=()
 if command -v ccache > /dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
