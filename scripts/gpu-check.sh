@@ -767,7 +767,10 @@ elif [ "$have_bins" = 0 ]; then
 else
   step "compute-sanitizer (optional)"
   san=$(command -v compute-sanitizer || true)
-  [ -z "$san" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && san=/usr/local/cuda/bin/compute-sanitizer
+  for c in "$(dirname "$nvcc_bin")/compute-sanitizer" /usr/local/cuda/bin/compute-sanitizer \
+      /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+    if [ -z "$san" ] && [ -x "$c" ]; then san=$c; fi
+  done
   # The real test binary, not the dry run's stand-in. The dry run has no GPU for a sanitizer:
   # a stand-in compute-sanitizer runs the emulator binary and answers as the real one does,
   # memcheck "0 errors" (but 3 errors for the Lovász case) and racecheck a refusal, so that the

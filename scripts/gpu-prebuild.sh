@@ -24,16 +24,24 @@
 # Rebuild after every commit that changes a source: gpu-check.sh refuses stale binaries.
 
 # The files whose contents decide the binaries, one path a line (relative, sorted): every C/C++/
-# CUDA source and header and every CMake file outside build and scratch folders. A superset of
-# what the three targets read (the CPU test files are included too): a change anywhere there
-# makes gpu-check.sh build from source, which is slower but never wrong.
+# CUDA source and header and every CMake file of the tree. A superset of what the three targets
+# read (the CPU test files are included too): a change anywhere there makes gpu-check.sh build
+# from source, which is slower but never wrong. With git: the tracked and untracked-not-ignored
+# files (what the device tool sends); without (the device's copy may have no .git): every file
+# present, less the build, scratch and carried folders, which is what arrived there.
 segloss_build_inputs() {
-  (cd "$1" && find . \( -path ./.git -o -path './build*' -o -path ./.deps -o -path ./.gpu-prebuilt \
-        -o -path ./out -o -path ./.cache -o -path ./third_party_local -o -path ./.whl \
-        -o -path ./.gl -o -name __pycache__ \) -prune -o -type f \
-      \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.c' -o -name '*.cu' \
-         -o -name '*.cuh' -o -name '*.inc' -o -name CMakeLists.txt -o -name '*.cmake' \
-         -o -name '*.in' -o -name '*.map' \) -print | sed 's|^\./||' | LC_ALL=C sort)
+  local pattern='(\.(cpp|hpp|h|c|cu|cuh|inc|cmake|in|map)|(^|/)CMakeLists\.txt)$'
+  local skip='^(\.git|build[^/]*|\.deps|\.gpu-prebuilt|out|\.cache|third_party_local|\.whl|\.gl|shared)/|(^|/)__pycache__/'
+  (
+    cd "$1" || exit 1
+    if git rev-parse --is-inside-work-tree > /dev/null 2>&1; then
+      git ls-files --cached --others --exclude-standard
+    else
+      find . -type f | sed 's|^\./||'
+    fi | grep -E "$pattern" | grep -vE "$skip" | while IFS= read -r f; do
+      if [ -f "$f" ]; then printf '%s\n' "$f"; fi
+    done | LC_ALL=C sort
+  )
 }
 
 # Sourced by gpu-check.sh for segloss_build_inputs only.
