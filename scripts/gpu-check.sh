@@ -95,10 +95,15 @@ meta="$scratch/meta.tsv"
 setmeta() { printf '%s\t%s\n' "$1" "$2" >> "$meta"; }
 setmeta label "$label"
 setmeta budget_s "$budget"
-setmeta status_reasons ""
 fail() {  # fail REASON: the check failed (status 1), with the reason in summary.json
   status=1
   printf 'fail\t%s\n' "$1" >> "$meta"
+}
+# The test cases a doctest log reports failing (an ERROR, a FATAL ERROR, a crash), each once:
+# the last "TEST CASE:" header before each error line, however many subcase lines lie between.
+failed_cases() {
+  awk '/^TEST CASE:/ {tc = $0; sub(/^TEST CASE: */, "", tc)}
+       /(^|: )(FATAL )?ERROR: / && tc != "" && !seen[tc]++ {print tc}' "$1"
 }
 # A program killed by its cap: timeout's 124 (TERM), or 137 (the KILL after 10 more seconds).
 timed_out() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
@@ -408,8 +413,7 @@ else
       cur_note="FAIL: $why"
       fail "the one-process CUDA test run failed ($why)"
       echo "FAIL  one process: $why; the cases are rerun apart after the benchmark (step 7)"
-      grep -B3 -E "ERROR|FATAL|CRASHED" "$scratch/one_process.log" | grep -E "^TEST CASE:" | sort -u \
-        | sed 's/^TEST CASE: */  failed in the one-process run: /' | head -20
+      failed_cases "$scratch/one_process.log" | sed 's/^/  failed in the one-process run: /' | head -20
     fi
     # SEGLOSS_REQUIRE_GPU returns (a pass) with this message when no device is visible: on the
     # GPU machine that is a failure of the check, not of the code.
@@ -693,8 +697,7 @@ if [ -n "$one_process_rc" ] && [ "$one_process_rc" != 0 ] && [ "$one_process_rc"
   step "CUDA tests, a process per case"
   # First the cases that reported an error, then the first case without a duration line (the
   # one running when the process crashed or hung), then the rest in order.
-  grep -B3 -E "ERROR|FATAL|CRASHED" "$scratch/one_process.log" | grep -E "^TEST CASE:" \
-    | sed 's/^TEST CASE: *//' | sort -u > "$scratch/first.txt"
+  failed_cases "$scratch/one_process.log" > "$scratch/first.txt"
   sed -nE 's/^[0-9.]+ s: //p' "$scratch/one_process.log" > "$scratch/finished.txt"
   grep -vxF -f "$scratch/finished.txt" "$cases" | head -1 >> "$scratch/first.txt"
   { cat "$scratch/first.txt"; cat "$cases"; } | awk 'NF && !seen[$0]++' > "$scratch/rerun.txt"
@@ -708,7 +711,7 @@ if [ -n "$one_process_rc" ] && [ "$one_process_rc" != 0 ] && [ "$one_process_rc"
     # doctest's -tc takes a comma-separated list of patterns: a comma in a name is escaped.
     pattern=${name//,/\\,}
     start=$(date +%s.%N)
-    run_bin timeout -k 10 "$cap" "$tests_bin" -tc="$pattern" > "$scratch/case.log" 2>&1
+    run_bin timeout -k 10 "$cap" "$tests_bin" -tc="$pattern" < /dev/null > "$scratch/case.log" 2>&1
     rc=$?
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
     ran=$(grep -E '^\[doctest\] test cases:' "$scratch/case.log" | grep -oE '[0-9]+ passed' | head -1)
