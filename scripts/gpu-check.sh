@@ -520,6 +520,7 @@ elif ! "$python" -c "import torch" 2> /dev/null; then
   cur_note="skipped: no torch"
   torch_result="skipped: $python has no torch"
   echo "$torch_result"
+  [ "$dry" = 1 ] && echo "  (the dry run needs Debian's CPU torch: apt-get install python3-torch)"
   [ "$dry" = 0 ] && fail "no torch on the GPU machine's $python"
 else
   PYTHONUNBUFFERED=1 timeout -k 10 "$cap" "$python" "$root/bench/compare_cuda_pytorch.py" "${torch_args[@]}" \
