@@ -190,7 +190,7 @@ check_prebuilt() {
   local env_lib="LD_LIBRARY_PATH=$pre_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if ! env "$env_lib" timeout -k 5 60 "$pre_dir/bin/segloss-tests" -ltc -tc='*cuda*' > "$scratch/ltc.txt" 2>&1 \
       || ! grep -q '^cuda ' "$scratch/ltc.txt"; then
-    why_not_prebuilt="its segloss-tests does not start here: $(tail -3 "$scratch/ltc.txt" | tr '\n' ' ')"
+    why_not_prebuilt="its segloss-tests does not start here: $(tail -3 "$scratch/ltc.txt" | tr '\n' ' ')(it needs glibc $(awk '$1 == "needs_glibc" {print $2}' "$pre/manifest.txt"); here: $(ldd --version 2>&1 | head -1))"
     return 1
   fi
   if ! env "$env_lib" timeout -k 5 30 "$pre_dir/bin/train_shapes" --help > "$scratch/ts_help.txt" 2>&1; then

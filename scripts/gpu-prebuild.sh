@@ -139,6 +139,10 @@ printf '%s\n' "$sums" > "$dest/sources.sha256"
   echo "nvcc $("$nvcc" --version | grep -oE 'release [0-9.]+, V[0-9.]+' | head -1)"
   echo "cxx $(c++ --version | head -1)"
   echo "glibc $(ldd --version | head -1 | grep -oE '[0-9]+\.[0-9]+$')"
+  # The newest glibc symbol version the programs and libraries ask for: the GPU machine's glibc
+  # must be at least that (2.36 with GCC 12's static libstdc++: arc4random in random_device).
+  echo "needs_glibc $(for f in "$stage"/bin/* "$stage"/lib/*; do objdump -T "$f"; done \
+    | grep -oE 'GLIBC_[0-9.]+' | sed 's/GLIBC_//' | sort -uV | tail -1)"
   echo "cuda_architectures 90-real;75-virtual (sm_90 machine code, compute_75 PTX)"
   echo "options ${opts[*]}"
   echo "sources $(printf '%s\n' "$inputs" | wc -l) files (sources.sha256)"
