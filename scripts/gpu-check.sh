@@ -19,9 +19,14 @@
 #   6. the table (results.md, summary.json), with issue 7's PASS/MISS lines;
 #   7. if the one-process run failed: every case again in its own process, first the cases that
 #      failed and the one that was running when it crashed or hung, while the budget lasts;
-#   8. if more than 90 s are left: compute-sanitizer memcheck and racecheck on one test case per
-#      kernel family (optional: "not available" when it refuses to run; errors it finds fail);
+#   8. if more than 110 s are left: compute-sanitizer memcheck, then racecheck, on one test case
+#      per kernel family, 45 s a case, 180 s in all (GPU_CHECK_SANITIZER_S; GPU_CHECK_SANITIZER=0
+#      skips it): optional, "not available" when it refuses to run; errors it finds fail;
 #   9. the table again, with everything that finished.
+# The dry run builds the emulator binaries in build-gpu-dry (its budget clock starts after that
+# build), runs 20 test cases through a stand-in that plants one failure and one crash, the bench
+# and torch (--device cpu, /usr/bin/python3) at tiny sizes, a stand-in compute-sanitizer, and
+# then checks that exactly the planted failures were reported: exit 0 when the plumbing works.
 # Writes under $OUT (default build-gpu/out; build-gpu-dry/out for the dry run), at most 8 files
 # (the device tool brings back 8): gpu-check.log (this output), tests.log (the one-process run,
 # then each rerun case's output), cuda_bench.jsonl, torch.jsonl, results.md (the table for
