@@ -19,15 +19,33 @@ Output: one JSON object per line on stdout: {"name", "shape", "device", "median_
 Run it with a python3 that has PyTorch with CUDA:
     python3 bench/compare_cuda_pytorch.py [--shape 64,1,1024,1024] [--reps 20] [--filter name]
 scripts/gpu-check.sh divides these medians by segloss-cuda-bench's for the same name.
+
+--device cpu is for scripts/gpu-check.sh --dry-run only (a CPU-only torch, tiny shapes): the same
+cases timed with time.perf_counter on the CPU, "device" labelled as an emulator dry run, so that
+the script's plumbing (this program's arguments, its JSON, the table) is exercised without a GPU;
+those numbers are no measurement of anything.
 """
 
 import argparse
 import json
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
+
+
+def median_ms_cpu(fn, reps):
+    """--device cpu (the dry run): wall-clock medians on the CPU."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        a = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - a) * 1e3)
+    return statistics.median(times)
 
 
 def median_ms(fn, reps):
@@ -72,11 +90,14 @@ def main():
     ap.add_argument("--ce-shape", default="16,21,448,448")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--filter", default="")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cpu: scripts/gpu-check.sh --dry-run only (not a measurement)")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
+    if a.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"name": "none", "skipped": "no CUDA device"}))
         return 0
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+    timer = median_ms if a.device == "cuda" else median_ms_cpu
     shape = tuple(int(v) for v in a.shape.split(","))
     gen = torch.Generator(device="cpu").manual_seed(7)
     x0 = (torch.randn(shape, generator=gen) * 3).to(dev)
@@ -125,12 +146,13 @@ def main():
         cases.append(("cross_entropy_vg", ce))
         cases.append(("softmax_dice_vg", sd))
         cases.append(("ce_dice_vg", cd))
-    name_dev = torch.cuda.get_device_name(0)
+    name_dev = (torch.cuda.get_device_name(0) if a.device == "cuda"
+                else "cpu (emulator dry run: not a GPU number)")
     print(f"torch {torch.__version__}", file=sys.stderr)
     for name, fn in cases:
         if a.filter and a.filter not in name and name != "copy":
             continue
-        ms = median_ms(fn, a.reps)
+        ms = timer(fn, a.reps)
         sh = ce_shape if name in multiclass else shape
         print(json.dumps({"name": name, "shape": "(" + ",".join(map(str, sh)) + ")",
                           "device": name_dev, "median_ms": round(ms, 4),

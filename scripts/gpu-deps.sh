@@ -2,7 +2,10 @@
 # Fills .deps/ (ignored by git) with copies of the headers and CMake packages that the GPU
 # machine lacks: Eigen 3 and doctest, from this machine's Debian packages (libeigen3-dev,
 # doctest-dev). scripts/gpu-check.sh builds against them there (CMAKE_PREFIX_PATH=.deps).
-# About 10 MB; carry `.deps` with the repository to the GPU machine.
+# About 9 MiB; carry `.deps` with the repository to the GPU machine, with .gpu-prebuilt
+# (scripts/gpu-prebuild.sh, which needs .deps too): gpu-check.sh builds from source against .deps
+# only when the prebuilt binaries are missing, stale or do not start there (docs/cuda.md
+# "Checking on a GPU").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps="$root/.deps"
