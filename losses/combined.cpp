@@ -267,9 +267,11 @@ std::pair<double, double> cuda_terms(const char* fn, const char* which, const Te
                                      const SoftmaxOverlapOptions<T>& dice, double first_weight,
                                      double dice_weight, const T* grad_out, First&& first) {
   check_scalar(fn, "dice", dice.reduction);
-  const double a = term(fn, which, [&] { return first(grad, first_weight, grad_out); });
-  const double d = detail::softmax_dice_cuda_term(fn, logits, target, grad, dice, dice_weight,
-                                                  grad_out, /*accumulate=*/true);
+  // The Dice term's arguments are checked before the first term runs (the CPU's order).
+  double a = 0;
+  const double d = detail::softmax_dice_cuda_term(
+      fn, logits, target, grad, dice, dice_weight, grad_out, /*accumulate=*/true,
+      [&] { a = term(fn, which, [&] { return first(grad, first_weight, grad_out); }); });
   return {a, d};
 }
 
@@ -351,7 +353,7 @@ void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Te
   detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
-  // CPU's order; the CUDA host-value form checks the first term's first).
+  // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
     check_ce_dice<T, U>(fn, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
@@ -510,7 +512,7 @@ void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
   detail::prepare_logits_value(fn, logits, value);
 #if defined(SEGLOSS_WITH_CUDA)
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
-  // CPU's order; the CUDA host-value form checks the first term's first).
+  // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
     check_dice_focal<T, L>(fn, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);

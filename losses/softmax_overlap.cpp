@@ -248,11 +248,13 @@ namespace detail {
 template <class T, class U>
 double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                               T* grad, const SoftmaxOverlapOptions<T>& o, double grad_weight,
-                              const T* grad_out, bool accumulate) {
+                              const T* grad_out, bool accumulate,
+                              const std::function<void()>& first) {
   SEGLOSS_CHECK(o.reduction != Reduction::none, fn,
                 "options.dice.reduction is none; a combined loss needs both terms reduced to one "
                 "value (mean or sum)");
   const auto a = cuda_args(fn, logits, target, o);
+  if (first) first();
   cuda::OverlapForm f = detail::cuda_overlap_form(logits.shape(), o, detail::dice_form());
   f.dice_weight = grad_weight;
   cuda::Upstream<T> up = cuda_upstream<T>(o);
@@ -301,16 +303,17 @@ double softmax_dice_cuda_split_finalize(const char* fn, const Tensor<T>& logits,
       fn, a, f, cuda_upstream<T>(o), detail::cuda_overlap_split(reduced, offset), grad, accumulate);
   return cuda_status(fn, st, a, target);
 }
-#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                        \
-  template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*,      \
-                                         const SoftmaxOverlapOptions<T>&, double, const T*, bool); \
-  template void softmax_dice_cuda_total(const char*, const Tensor<T>&, const Tensor<U>&,           \
-                                        const SoftmaxOverlapOptions<T>&, T*, double, double,       \
-                                        const std::function<void()>&, T*);                         \
-  template OverlapStatistics softmax_dice_cuda_split_statistics(                                   \
-      const char*, const Tensor<T>&, const Tensor<U>&, const SoftmaxOverlapOptions<T>&);           \
-  template double softmax_dice_cuda_split_finalize(                                                \
-      const char*, const Tensor<T>&, const Tensor<U>&, const OverlapStatistics&, size_t, T*,       \
+#define SEGLOSS_INSTANTIATE_CUDA_TERM(T, U)                                                       \
+  template double softmax_dice_cuda_term(const char*, const Tensor<T>&, const Tensor<U>&, T*,     \
+                                         const SoftmaxOverlapOptions<T>&, double, const T*, bool, \
+                                         const std::function<void()>&);                           \
+  template void softmax_dice_cuda_total(const char*, const Tensor<T>&, const Tensor<U>&,          \
+                                        const SoftmaxOverlapOptions<T>&, T*, double, double,      \
+                                        const std::function<void()>&, T*);                        \
+  template OverlapStatistics softmax_dice_cuda_split_statistics(                                  \
+      const char*, const Tensor<T>&, const Tensor<U>&, const SoftmaxOverlapOptions<T>&);          \
+  template double softmax_dice_cuda_split_finalize(                                               \
+      const char*, const Tensor<T>&, const Tensor<U>&, const OverlapStatistics&, size_t, T*,      \
       const SoftmaxOverlapOptions<T>&, double, bool);
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int32_t)
 SEGLOSS_INSTANTIATE_CUDA_TERM(float, int64_t)

@@ -333,6 +333,47 @@ TEST_CASE("cuda combined: bitwise identical value and gradient over 10 runs") {
   }
 }
 
+TEST_CASE("cuda combined: with both terms' arguments wrong, the Dice term's error comes first") {
+  // The CPU checks the Dice term's arguments before the first term's; since session 12 the CUDA
+  // host-value forms (which run the terms apart) do too, as the device-value forms did.
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 5, 4, 4};
+  const auto x = randn<float>(s, 63);
+  const auto y = labels<int64_t>(s.without(1), 5, 64);
+  const auto xd = gpu(x);
+  const auto yd = gpu(y);
+  const auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CeDiceOptions<float> co, cod;
+  co.ce.weight = Tensor<float>::full({4}, 1.0f);          // C = 5: wrong length
+  co.dice.class_weight = Tensor<float>::full({3}, 1.0f);  // wrong length too
+  cod = co;
+  cod.ce.weight = gpu(co.ce.weight);
+  cod.dice.class_weight = gpu(co.dice.class_weight);
+  DiceFocalOptions<float> fo, fod;
+  fo.focal.alpha = Tensor<float>::full({4}, 0.5f);
+  fo.dice.class_weight = Tensor<float>::full({3}, 1.0f);
+  fod = fo;
+  fod.focal.alpha = gpu(fo.focal.alpha);
+  fod.dice.class_weight = gpu(fo.dice.class_weight);
+
+  const std::string ce_cpu = message([&] { ce_dice_value_and_grad(x, y, co); });
+  CHECK(ce_cpu.find("class_weight") != std::string::npos);  // the Dice term's
+  CHECK(message([&] { ce_dice_value_and_grad(xd, yd, cod); }) == ce_cpu);
+  Tensor<float> g, v;
+  CHECK(message([&] { ce_dice_value_and_grad(xd, yd, g, v, cod); }) == ce_cpu);
+  const std::string fo_cpu = message([&] { dice_focal_value_and_grad(x, y, fo); });
+  CHECK(fo_cpu.find("class_weight") != std::string::npos);
+  CHECK(message([&] { dice_focal_value_and_grad(xd, yd, fod); }) == fo_cpu);
+  CHECK(message([&] { dice_focal_value_and_grad(xd, yd, g, v, fod); }) == fo_cpu);
+}
+
 TEST_CASE("cuda combined: a bad label raises the CPU's message") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 5, 4, 4};

@@ -60,11 +60,13 @@ double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
                                         const ShardStatistics& reduced, Tensor<T>& grad,
                                         const SoftmaxFocalOptions<T>& options, double grad_weight);
 // fn names the Dice term's errors (the combined function, as on the CPU). grad null: the value
-// only.
+// only. first, if given, runs after the Dice term's argument checks and before its passes (a
+// combined loss's first term: so both devices check the Dice term's arguments first).
 template <class T, class U>
 double softmax_dice_cuda_term(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                               T* grad, const SoftmaxOverlapOptions<T>& options, double grad_weight,
-                              const T* grad_out, bool accumulate);
+                              const T* grad_out, bool accumulate,
+                              const std::function<void()>& first = {});
 // The Dice term of a combined loss's split on CUDA: its statistics (the sums copied back; waits)
 // and its finalize from the reduced statistics, whose Dice part starts at `offset`: the gradient
 // times grad_weight added to grad (accumulate) or stored; returns the term's value. As
