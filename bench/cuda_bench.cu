@@ -235,9 +235,9 @@ int main(int argc, char** argv) {
     const double gbs = c.min_bytes / (ms * 1e6);
     if (c.name == "copy") copy_gbs = gbs;
     std::printf(
-        "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.4f, "
-        "\"min_bytes\": %.0f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, "
-        "\"fraction_of_copy\": %.3f}\n",
+        "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.6f, "
+        "\"min_bytes\": %.0f, \"gb_per_s\": %.2f, \"copy_gb_per_s\": %.2f, "
+        "\"fraction_of_copy\": %.5f}\n",
         c.name.c_str(),
         (c.name == "cross_entropy_vg" || c.name == "softmax_dice_vg" || c.name == "ce_dice_vg"
              ? cs

@@ -28,10 +28,11 @@
 # read (the CPU test files are included too): a change anywhere there makes gpu-check.sh build
 # from source, which is slower but never wrong. With git: the tracked and untracked-not-ignored
 # files (what the device tool sends); without (the device's copy may have no .git): every file
-# present, less the build, scratch and carried folders, which is what arrived there.
+# present, less the build, scratch and carried folders, which is what arrived there. The CUDA
+# emulator's sources are left out: the GPU build never compiles them.
 segloss_build_inputs() {
   local pattern='(\.(cpp|hpp|h|c|cu|cuh|inc|cmake|in|map)|(^|/)CMakeLists\.txt)$'
-  local skip='^(\.git|build[^/]*|\.deps|\.gpu-prebuilt|out|\.cache|third_party_local|\.whl|\.gl|shared)/|(^|/)__pycache__/'
+  local skip='^(\.git|build[^/]*|\.deps|\.gpu-prebuilt|out|\.cache|third_party_local|\.whl|\.gl|shared|backends/cuda/emulator)/|(^|/)__pycache__/'
   (
     cd "$1" || exit 1
     if git rev-parse --is-inside-work-tree > /dev/null 2>&1; then

@@ -219,10 +219,9 @@ void install_segv_handler();
 // a buffer the library should have freed shows here).
 size_t live_device_bytes();
 
-// Device memory: cudaMalloc's blocks come from this range of addresses (emulator.cpp, "device
-// memory"), reserved at start-up and inaccessible to the host outside device work.
+// Device memory: cudaMalloc's blocks come from a range of addresses starting here (emulator.cpp,
+// "device memory"), reserved at the first use and inaccessible to the host outside device work.
 constexpr uintptr_t kArenaBegin = uintptr_t{0x5e100} << 28;  // 0x5e1000000000
-constexpr uintptr_t kArenaEnd = kArenaBegin + (uintptr_t{1} << 38);
 
 // Appends a launch argument to `pointers` when it is a pointer. Pointers inside argument
 // structs are not looked for (a struct's padding can hold any bytes): a kernel that dereferences

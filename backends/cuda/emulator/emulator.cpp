@@ -52,7 +52,7 @@ namespace {
 // Device memory is not host memory on a GPU: host code that dereferences a device pointer
 // faults there, and a kernel given a host pointer reads garbage or faults. Here both are the
 // same address space, so the emulator keeps device memory apart: cudaMalloc's blocks come from
-// one reserved arena (kArenaBytes of address space, page-granular blocks), which is inaccessible
+// one reserved arena (16 GiB of address space, page-granular blocks), which is inaccessible
 // (PROT_NONE) except while the emulator itself runs device work (a kernel, a memset, a copy;
 // DeviceAccess below). Host code touching device memory then faults, and the SIGSEGV handler
 // names it ("host code touched device memory at 0x... (the cudaMalloc block [...])"). Launch
@@ -71,12 +71,31 @@ namespace {
 // arena at a fixed address and puts a pointer to the state in the arena's first page; a later
 // copy finds the mapping there and uses the same state (the layout is checked: both copies are
 // built from this file).
-constexpr size_t kQuarantineBytes = size_t{64} << 20;
-constexpr size_t kArenaBytes = kArenaEnd - kArenaBegin;  // address space only (MAP_NORESERVE)
+constexpr size_t kQuarantineBytes = size_t{64} << 20;  // address space held back (spans)
 constexpr size_t kPage = 4096;
-constexpr uintptr_t kArenaAddress = kArenaBegin;    // cuda_runtime.h
+constexpr uintptr_t kArenaAddress = kArenaBegin;  // cuda_runtime.h
+// The arena's address space (MAP_NORESERVE, PROT_NONE: no memory, but it counts against
+// `ulimit -v`): the first size that maps. The emulator reports 4 GiB of device memory.
+constexpr size_t kArenaSizes[] = {size_t{16} << 30, size_t{4} << 30, size_t{1} << 30};
 constexpr uint64_t kMagic = 0x73656c6f73734555ull;  // "UEssoles"
-constexpr uint64_t kLayoutVersion = 2;
+constexpr uint64_t kLayoutVersion = 3;
+
+// Under AddressSanitizer the bytes of the arena that no live block holds are poisoned (the
+// freed blocks held back, a block's page tail and the gap page after it, released ranges), so
+// that a kernel reading past its buffer, or through a stale pointer that the launch check does
+// not see, is reported.
+#if defined(__SANITIZE_ADDRESS__)
+#define SEGLOSS_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEGLOSS_EMU_ASAN 1
+#endif
+#endif
+#if defined(SEGLOSS_EMU_ASAN)
+constexpr uint64_t kAsan = 1;
+#else
+constexpr uint64_t kAsan = 0;
+#endif
 
 struct Graph;
 struct Stream {
@@ -90,15 +109,17 @@ struct Stream {
 };
 
 struct Shared {
-  // Device memory.
+  // Device memory. A block of b bytes occupies rounded(b) pages and a gap page after them
+  // (span(b)), so that a read past its end never lands in the next block.
   std::mutex mutex;
   char* base = nullptr;  // the arena; [base, base + kPage) holds the Header, always readable
+  size_t bytes = 0;      // the arena's size
   size_t top = kPage;    // arena bytes handed out so far (blocks start at or above kPage)
   std::map<uintptr_t, size_t> live;   // start -> bytes (at least 1)
   std::map<uintptr_t, size_t> freed;  // held back: start -> bytes
   std::deque<uintptr_t> order;        // the held blocks, oldest first
   std::map<uintptr_t, size_t> holes;  // released page ranges: start -> bytes, coalesced
-  size_t freed_bytes = 0;
+  size_t freed_span = 0;              // the held blocks' spans
   int open = 0;  // DeviceAccess scopes open in any thread: device memory is readable while > 0
   uintptr_t open_lo = 0, open_hi = 0;  // the range made readable (while open > 0)
   // Streams: the registry (created streams) and the legacy default stream; guarded by
@@ -108,10 +129,15 @@ struct Shared {
   Stream legacy_stream;
 };
 
+// The arena's first page. Every copy of the emulator in the process must agree on all of it (a
+// copy built with AddressSanitizer and one without would poison differently).
 struct Header {
   uint64_t magic;
-  uint64_t layout;  // kLayoutVersion and the state's size: both copies must agree
-  uint64_t size;
+  uint64_t layout;  // kLayoutVersion
+  uint64_t size;    // sizeof(Shared)
+  uint64_t asan;    // kAsan
+  uint64_t page, quarantine;
+  uint64_t arena_bytes;
   Shared* state;
 };
 
@@ -119,6 +145,9 @@ uintptr_t arena_begin_ = 0, arena_end_ = 0;
 
 size_t rounded(size_t bytes) {
   return (std::max<size_t>(bytes, 1) + kPage - 1) / kPage * kPage;
+}
+size_t span(size_t bytes) {
+  return rounded(bytes) + kPage;
 }
 
 void on_segv(int sig, siginfo_t* info, void* context);
@@ -134,32 +163,59 @@ void install_handler() {
   sigaction(SIGSEGV, &sa, &old);
   if (old.sa_sigaction != on_segv) previous_segv = old;
 }
+// doctest restores the handler it found at the end of each test case: put ours back (called
+// when device work starts, so before any fault it could name).
+void reinstall_handler() {
+  struct sigaction current {};
+  if (sigaction(SIGSEGV, nullptr, &current) == 0 && current.sa_sigaction != on_segv)
+    install_handler();
+}
+
+// Whether [p, p + bytes) is readable, without touching it (a write from it to a pipe fails with
+// EFAULT when it is not).
+bool readable(const void* p, size_t bytes) {
+  int fds[2];
+  if (pipe(fds) != 0) return false;
+  const bool ok = write(fds[1], p, bytes) == static_cast<ssize_t>(bytes);
+  close(fds[0]);
+  close(fds[1]);
+  return ok;
+}
 
 Shared* make_shared_state() {
-  void* p = mmap(reinterpret_cast<void*>(kArenaAddress), kArenaBytes, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-  if (p == MAP_FAILED && errno == EEXIST) {
-    // Another copy of the emulator in this process made the arena: use its state.
-    const auto* h = reinterpret_cast<const Header*>(kArenaAddress);
-    if (h->magic != kMagic || h->layout != kLayoutVersion || h->size != sizeof(Shared))
-      die("the device arena's address is taken by something else, or by an emulator of another "
-          "version",
-          "");
+  for (size_t bytes : kArenaSizes) {
+    void* p = mmap(reinterpret_cast<void*>(kArenaAddress), bytes, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED && errno == EEXIST) {
+      // Another copy of the emulator in this process made the arena: use its state.
+      const auto* h = reinterpret_cast<const Header*>(kArenaAddress);
+      if (!readable(h, sizeof(Header)) || h->magic != kMagic)
+        die("the device arena's address is taken by another mapping", "");
+      if (h->layout != kLayoutVersion || h->size != sizeof(Shared) || h->asan != kAsan ||
+          h->page != kPage || h->quarantine != kQuarantineBytes)
+        die("two copies of the emulator in this process disagree (another version, or one built "
+            "with AddressSanitizer and one without)",
+            "");
+      arena_begin_ = kArenaAddress;
+      arena_end_ = kArenaAddress + h->arena_bytes;
+      return h->state;
+    }
+    if (p == MAP_FAILED) continue;  // too large for the address-space limit: a smaller one
+    if (reinterpret_cast<uintptr_t>(p) != kArenaAddress)
+      die("mmap of the device arena gave another address", "");
+    if (mprotect(p, kPage, PROT_READ | PROT_WRITE) != 0) die("mprotect of the arena header", "");
+    auto* state = new Shared;  // never destroyed: buffers may be freed during static destruction
+    state->base = static_cast<char*>(p);
+    state->bytes = bytes;
+    auto* h = static_cast<Header*>(p);
+    *h = Header{kMagic, kLayoutVersion, sizeof(Shared), kAsan, kPage, kQuarantineBytes, bytes,
+                state};
     arena_begin_ = kArenaAddress;
-    arena_end_ = kArenaAddress + kArenaBytes;
-    return h->state;
+    arena_end_ = kArenaAddress + bytes;
+    install_handler();  // host code touching device memory faults: say what it was
+    return state;
   }
-  if (p == MAP_FAILED || reinterpret_cast<uintptr_t>(p) != kArenaAddress)
-    die("mmap of the device arena failed", std::strerror(errno));
-  if (mprotect(p, kPage, PROT_READ | PROT_WRITE) != 0) die("mprotect of the arena header", "");
-  auto* state = new Shared;  // never destroyed: buffers may be freed during static destruction
-  state->base = static_cast<char*>(p);
-  auto* h = static_cast<Header*>(p);
-  *h = Header{kMagic, kLayoutVersion, sizeof(Shared), state};
-  arena_begin_ = kArenaAddress;
-  arena_end_ = kArenaAddress + kArenaBytes;
-  install_handler();  // host code touching device memory faults: say what it was
-  return state;
+  die("mmap of the device arena failed (1 GiB of address space at least)", std::strerror(errno));
 }
 
 Shared& shared() {
@@ -171,16 +227,6 @@ bool in_arena(uintptr_t p) {
   return p >= arena_begin_ && p < arena_end_;
 }
 
-// Under AddressSanitizer the bytes of the arena that no live block holds are poisoned (the
-// freed blocks held back, a block's page tail, released ranges), so that a kernel reading past
-// its buffer, or through a stale pointer that the launch check does not see, is reported.
-#if defined(__SANITIZE_ADDRESS__)
-#define SEGLOSS_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SEGLOSS_EMU_ASAN 1
-#endif
-#endif
 void poison(void* p, size_t bytes) {
 #if defined(SEGLOSS_EMU_ASAN)
   ASAN_POISON_MEMORY_REGION(p, bytes);
@@ -222,6 +268,7 @@ struct DeviceAccess {
     Shared& m = shared();
     std::lock_guard<std::mutex> lock(m.mutex);
     if (m.open++ == 0) {
+      reinstall_handler();
       live_range(m, m.open_lo, m.open_hi);
       protect_range(m.open_lo, m.open_hi, PROT_READ | PROT_WRITE);
     }
@@ -261,7 +308,8 @@ void on_segv(int sig, siginfo_t* info, void* context) {
                 : std::snprintf(text, sizeof text,
                                 "segloss CUDA emulator: host code touched device memory at %p: on "
                                 "a GPU device memory cannot be read or written by the host (copy "
-                                "it with cudaMemcpy); the stack:\n",
+                                "it with cudaMemcpy); or a kernel of another copy of the emulator "
+                                "read memory no live block holds: the stack says which:\n",
                                 info->si_addr);
     if (n > 0) {
       ssize_t ignored = write(2, text, static_cast<size_t>(n));
@@ -548,6 +596,20 @@ void run_block(Worker& w, bool reverse) {
   }
 }
 
+// The first order of a kernel's pair of launches `pair`: a bit of splitmix64 (Steele, Lea and
+// Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014) of the pair's index and
+// the seed.
+bool order_bit(uint64_t pair) {
+  static const uint64_t seed = [] {
+    const char* s = std::getenv("SEGLOSS_EMU_ORDER_SEED");
+    return s ? std::strtoull(s, nullptr, 0) : uint64_t{0};
+  }();
+  uint64_t z = pair * 0x9e3779b97f4a7c15ull + seed;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return ((z ^ (z >> 31)) >> 17 & 1u) != 0;
+}
+
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* key,
               const std::function<void()>& kernel) {
   Worker& w = worker();
@@ -571,12 +633,16 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* key,
   gridDim = grid;
   blockDim = block;
   w.in_kernel = true;
-  // Each kernel's launches alternate their thread order and their block order (a call of
-  // several kernels repeats, so a per-thread count would give each kernel the same order every
-  // time): a read of shared memory without its barrier, or a block reading what another block
-  // of the same launch writes (no order between blocks on a GPU), gives a different result in
-  // one of two launches.
-  const bool reverse = (w.launches[key]++ & 1u) != 0;
+  // The order of a launch's threads and blocks, forward or backward: a read of shared memory
+  // without its barrier, or a block reading what another block of the same launch writes (no
+  // order between blocks on a GPU), gives a different result in one order. Each kernel's
+  // launches come in pairs of opposite orders (so two launches of a kernel differ: a test can
+  // rely on it), and each pair's first order is a pseudo-random bit: so a kernel launched an
+  // even number of times per call still runs in other orders from call to call, which the
+  // 10-run determinism tests then see. A per-kernel count, not one per thread: a call of several
+  // kernels repeats. SEGLOSS_EMU_ORDER_SEED changes the bits.
+  const uint64_t n = w.launches[key]++;
+  const bool reverse = ((n & 1u) != 0) != order_bit(n / 2);
   const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
   w.dynamic_bytes = shared_bytes;
   for (uint64_t k = 0; k < blocks; ++k) {
@@ -988,24 +1054,24 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   *ptr = nullptr;
   if (cudaError_t e = segloss_emu::forbidden_during_capture()) return e;
   if (bytes > (size_t{1} << 40)) return fail(cudaErrorMemoryAllocation);
-  // Page-aligned blocks of the device arena (so 256-byte aligned, as cudaMalloc's are): a
-  // released range that fits, else fresh arena pages.
-  const size_t size = segloss_emu::rounded(bytes);
+  // Page-aligned blocks of the device arena (so 256-byte aligned, as cudaMalloc's are), each
+  // followed by a gap page: a released range that fits, else fresh arena pages.
+  const size_t size = segloss_emu::rounded(bytes), span = segloss_emu::span(bytes);
   segloss_emu::Shared& m = segloss_emu::shared();
   uintptr_t start = 0;
   {
     std::lock_guard<std::mutex> lock(m.mutex);
     for (auto it = m.holes.begin(); it != m.holes.end(); ++it) {
-      if (it->second < size) continue;
+      if (it->second < span) continue;
       start = it->first;
-      if (it->second > size) m.holes[start + size] = it->second - size;
+      if (it->second > span) m.holes[start + span] = it->second - span;
       m.holes.erase(it);
       break;
     }
     if (!start) {
-      if (m.top + size > segloss_emu::kArenaBytes) return fail(cudaErrorMemoryAllocation);
+      if (m.top + span > m.bytes) return fail(cudaErrorMemoryAllocation);
       start = reinterpret_cast<uintptr_t>(m.base) + m.top;
-      m.top += size;
+      m.top += span;
     }
     // While device work runs (another thread's kernel) the live blocks are open: so is this one.
     if (m.open > 0) {
@@ -1017,8 +1083,8 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
     m.live[start] = bytes > 0 ? bytes : 1;
   }
   void* p = reinterpret_cast<void*>(start);
-  segloss_emu::unpoison(p, bytes > 0 ? bytes : 1);
-  if (size > bytes) segloss_emu::poison(static_cast<char*>(p) + bytes, size - bytes);
+  segloss_emu::unpoison(p, bytes);
+  segloss_emu::poison(static_cast<char*>(p) + bytes, span - bytes);  // the tail and the gap
   {
     segloss_emu::DeviceAccess access;
     std::memset(p, 0xff, bytes);  // a GPU does not zero it either
@@ -1031,37 +1097,35 @@ cudaError_t cudaFree(void* ptr) {
   if (!ptr) return cudaSuccess;
   segloss_emu::Shared& m = segloss_emu::shared();
   const auto start = reinterpret_cast<uintptr_t>(ptr);
-  size_t bytes = 0;
-  {
-    std::lock_guard<std::mutex> lock(m.mutex);
-    const auto it = m.live.find(start);
-    if (it == m.live.end()) return fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed
-    bytes = it->second;
-  }
-  segloss_emu::poison(ptr, bytes);  // under AddressSanitizer a read through any pointer is reported
   std::lock_guard<std::mutex> lock(m.mutex);
-  m.live.erase(start);
+  const auto it = m.live.find(start);
+  if (it == m.live.end()) return fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed
+  const size_t bytes = it->second;
+  m.live.erase(it);
+  segloss_emu::poison(ptr, bytes);  // under AddressSanitizer a read through any pointer is reported
   // Its pages go back to the system (so the toggles above stay cheap) and it is inaccessible
   // (unless inside the range of live blocks while device work runs: then it reads as zeros).
+  // Unlike a GPU's, this cudaFree does not wait for other threads' kernels: one still using the
+  // block faults.
   const size_t size = segloss_emu::rounded(bytes);
   madvise(ptr, size, MADV_DONTNEED);
   if (mprotect(ptr, size, PROT_NONE) != 0)
     segloss_emu::die("mprotect of a device block failed", std::strerror(errno));
   m.freed[start] = bytes;
   m.order.push_back(start);
-  m.freed_bytes += bytes;
-  while (m.freed_bytes > segloss_emu::kQuarantineBytes) {
+  m.freed_span += segloss_emu::span(bytes);
+  while (m.freed_span > segloss_emu::kQuarantineBytes) {
     const uintptr_t oldest = m.order.front();
     m.order.pop_front();
     const auto f = m.freed.find(oldest);
-    m.freed_bytes -= f->second;
-    const size_t size = segloss_emu::rounded(f->second);
+    const size_t released = segloss_emu::span(f->second);
+    m.freed_span -= released;
     m.freed.erase(f);
     // Released: the range goes to the holes (still poisoned under AddressSanitizer).
     auto next = m.holes.lower_bound(oldest);
     uintptr_t hole = oldest;
-    size_t hole_size = size;
-    if (next != m.holes.end() && next->first == oldest + size) {
+    size_t hole_size = released;
+    if (next != m.holes.end() && next->first == oldest + released) {
       hole_size += next->second;
       next = m.holes.erase(next);
     }
