@@ -47,8 +47,16 @@
 #include "../core/tensor.hpp"
 #include "bce_dice.hpp"
 #include "bce_with_logits.hpp"
+#include "binary_cross_entropy.hpp"
+#include "combined.hpp"
 #include "cross_entropy.hpp"
+#include "focal.hpp"
+#include "generalized_dice.hpp"
+#include "lovasz.hpp"
 #include "soft_dice.hpp"
+#include "soft_jaccard.hpp"
+#include "softmax_overlap.hpp"
+#include "tversky.hpp"
 
 namespace segloss {
 
@@ -60,56 +68,78 @@ Tensor<float> to_float(const Tensor<H>& t);
 template <class H>
 Tensor<H> to_half(const Tensor<float>& t);
 
-// The 16-bit specializations of the four losses' templates (defined in losses/half_logits.cpp).
-#define SEGLOSS_HALF_BINARY(H, name, Options, Extra)                                        \
+// The 16-bit specializations of every loss's five public forms (defined in
+// losses/half_logits.cpp): for each, logits Tensor<H>, a target (Tensor<H>, or int32 / int64
+// labels), options Opt<H>; EP() is the trailing pointer parameter (info, parts) of the forward
+// and the two value_and_grad forms returning a value or a ValueAndGrad, VP() that of the form
+// writing the value into a tensor (each with its leading comma, or nothing). The template
+// arguments are deduced from the parameters (the class-target losses' third is its default).
+#define SEGLOSS_HALF_FORMS(H, Target, name, Opt, EP, VP)                                    \
   template <>                                                                               \
-  Tensor<H> name<H>(const Tensor<H>&, const Tensor<H>&, const Options<H>& Extra);           \
+  Tensor<H> name(const Tensor<H>&, const Target&, const Opt& EP());                         \
   template <>                                                                               \
-  Tensor<H> name##_backward<H>(const Tensor<H>&, const Tensor<H>&, const Tensor<H>&,        \
-                               const Options<H>&);                                          \
+  Tensor<H> name##_backward(const Tensor<H>&, const Target&, const Tensor<H>&, const Opt&); \
   template <>                                                                               \
-  ValueAndGrad<H> name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&,              \
-                                           const Options<H>& Extra);                        \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>&, const Target&, const Opt& EP());  \
   template <>                                                                               \
-  double name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&, Tensor<H>&,           \
-                                  const Options<H>& Extra);                                 \
+  double name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, const Opt& EP()); \
   template <>                                                                               \
-  void name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&, Tensor<H>&, Tensor<H>&, \
-                                const Options<H>& Extra);
-#define SEGLOSS_HALF_NO_EXTRA
-#define SEGLOSS_HALF_DICE_EXTRA , OverlapInfo*
-#define SEGLOSS_HALF_BCE_DICE_EXTRA , BceDiceParts*
+  void name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, Tensor<H>&,       \
+                             const Opt& VP());
+#define SEGLOSS_HALF_NO()
+#define SEGLOSS_HALF_INFO() , OverlapInfo*
+#define SEGLOSS_HALF_BCE_DICE_PARTS() , BceDiceParts*
+#define SEGLOSS_HALF_CE_DICE_PARTS() , CeDiceParts*
+#define SEGLOSS_HALF_DICE_FOCAL_PARTS() , DiceFocalParts*
+// Labels: int32 and int64. Classes: labels, or probabilities of the logits' type.
+#define SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)            \
+  SEGLOSS_HALF_FORMS(H, Tensor<int32_t>, name, Opt, EP, VP) \
+  SEGLOSS_HALF_FORMS(H, Tensor<int64_t>, name, Opt, EP, VP)
+#define SEGLOSS_HALF_CLASSES(H, name, Opt, EP, VP) \
+  SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)        \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, name, Opt, EP, VP)
 
-#define SEGLOSS_HALF_CROSS_ENTROPY(H, L)                                                          \
-  template <>                                                                                     \
-  Tensor<H> cross_entropy<H, L, void>(const Tensor<H>&, const Tensor<L>&,                         \
-                                      const CrossEntropyOptions<H>&);                             \
-  template <>                                                                                     \
-  Tensor<H> cross_entropy_backward<H, L, void>(const Tensor<H>&, const Tensor<L>&,                \
-                                               const Tensor<H>&, const CrossEntropyOptions<H>&);  \
-  template <>                                                                                     \
-  ValueAndGrad<H> cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&,    \
-                                                           const CrossEntropyOptions<H>&);        \
-  template <>                                                                                     \
-  double cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&, Tensor<H>&, \
-                                                  const CrossEntropyOptions<H>&);                 \
-  template <>                                                                                     \
-  void cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&, Tensor<H>&,   \
-                                                Tensor<H>&, const CrossEntropyOptions<H>&);
-
-#define SEGLOSS_HALF_DECLARE(H)                                                        \
-  SEGLOSS_HALF_BINARY(H, bce_with_logits, BceWithLogitsOptions, SEGLOSS_HALF_NO_EXTRA) \
-  SEGLOSS_HALF_BINARY(H, soft_dice, OverlapOptions, SEGLOSS_HALF_DICE_EXTRA)           \
-  SEGLOSS_HALF_BINARY(H, bce_dice, BceDiceOptions, SEGLOSS_HALF_BCE_DICE_EXTRA)        \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int32_t)                                               \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int64_t)
+#define SEGLOSS_HALF_DECLARE(H)                                                                   \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, SEGLOSS_HALF_NO,     \
+                     SEGLOSS_HALF_NO)                                                             \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>,            \
+                     SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, SEGLOSS_HALF_NO,        \
+                     SEGLOSS_HALF_NO)                                                             \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO,               \
+                     SEGLOSS_HALF_INFO)                                                           \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO,            \
+                     SEGLOSS_HALF_INFO)                                                           \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO,                 \
+                     SEGLOSS_HALF_INFO)                                                           \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS,      \
+                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                 \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>, SEGLOSS_HALF_NO,          \
+                     SEGLOSS_HALF_NO)                                                             \
+  SEGLOSS_HALF_CLASSES(H, cross_entropy, CrossEntropyOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,              \
+                       SEGLOSS_HALF_NO)                                                           \
+  SEGLOSS_HALF_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,           \
+                       SEGLOSS_HALF_NO)                                                           \
+  SEGLOSS_HALF_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO,           \
+                       SEGLOSS_HALF_NO)                                                           \
+  SEGLOSS_HALF_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, SEGLOSS_HALF_NO,           \
+                       SEGLOSS_HALF_NO)                                                           \
+  SEGLOSS_HALF_CLASSES(H, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_LABELS(H, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS,          \
+                      SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_LABELS(H, lovasz_softmax, LovaszSoftmaxOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
 SEGLOSS_HALF_DECLARE(float16)
 SEGLOSS_HALF_DECLARE(bfloat16)
 #undef SEGLOSS_HALF_DECLARE
-#undef SEGLOSS_HALF_CROSS_ENTROPY
-#undef SEGLOSS_HALF_BINARY
-#undef SEGLOSS_HALF_NO_EXTRA
-#undef SEGLOSS_HALF_DICE_EXTRA
-#undef SEGLOSS_HALF_BCE_DICE_EXTRA
+#undef SEGLOSS_HALF_CLASSES
+#undef SEGLOSS_HALF_LABELS
+#undef SEGLOSS_HALF_FORMS
+#undef SEGLOSS_HALF_NO
+#undef SEGLOSS_HALF_INFO
+#undef SEGLOSS_HALF_BCE_DICE_PARTS
+#undef SEGLOSS_HALF_CE_DICE_PARTS
+#undef SEGLOSS_HALF_DICE_FOCAL_PARTS
 
 }  // namespace segloss
