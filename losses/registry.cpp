@@ -415,6 +415,24 @@ auto half_target(const Tgt& t, Device d) {
     return t.to(d);
 }
 
+// The option tensors of a float options struct rounded to H in place (the members options_to
+// moves).
+template <class H, class V>
+void round_tensor(V& v) {
+  if constexpr (std::is_same_v<V, Tensor<float>>) v = through<H>(v);
+}
+template <class H, class O>
+void round_options(O& o) {
+  if constexpr (has_weight<O>::value) round_tensor<H>(o.weight);
+  if constexpr (has_pos_weight<O>::value) round_tensor<H>(o.pos_weight);
+  if constexpr (has_class_weight<O>::value) round_tensor<H>(o.class_weight);
+  if constexpr (has_alpha<O>::value) round_tensor<H>(o.alpha);
+  if constexpr (has_bce<O>::value) round_options<H>(o.bce);
+  if constexpr (has_dice<O>::value) round_options<H>(o.dice);
+  if constexpr (has_ce<O>::value) round_options<H>(o.ce);
+  if constexpr (has_focal<O>::value) round_options<H>(o.focal);
+}
+
 // The HalfProblem of a float problem's inputs and options, on device d: x, a dense target and
 // the option tensors rounded to H first.
 template <class H, class Opt, class Tgt, class C>
@@ -422,12 +440,14 @@ HalfProblem<H> bind_half(const Inputs<float>& in, const Tgt& host_target, const 
                          const C& c, Reduction reduction, Device d) {
   Tgt target = host_target;
   if constexpr (std::is_same_v<Tgt, Tensor<float>>) target = through<H>(host_target);
-  const Opt rounded =
-      detail::convert_options<float>(host_options, [](const auto& t) { return through<H>(t); });
+  // The float options: the preset's, with their tensors rounded in place (not through the
+  // field list of half_options.hpp, so that a field it forgets differs between the two).
+  Opt rounded = host_options;
+  round_options<H>(rounded);
   const auto oh = detail::convert_options<H>(
       rounded, [d](const auto& t) { return t.defined() ? to_half<H>(t).to(d) : Tensor<H>(); });
-  const Opt of = detail::convert_options<float>(
-      rounded, [d](const auto& t) { return t.defined() ? t.to(d) : t; });
+  Opt of = rounded;
+  if (d != Device::cpu) options_to(of, d);
   const auto th = half_target<H>(target, d);
   const auto tf = target.to(d);
   const Device cpu = Device::cpu;
