@@ -1,14 +1,21 @@
-// @brief float16 and bfloat16 logits for bce_with_logits, soft_dice, bce_dice and cross_entropy.
+// @brief float16 and bfloat16 logits for every loss.
 //
-// These four losses (the ones the CUDA benchmark of issue 7 measures) accept Tensor<float16> and
-// Tensor<bfloat16> logits through the same calls as float and double:
-//   forward, backward, and the three forms of value_and_grad.
-// Every other tensor of a call has the logits' 16-bit type (BCE and Dice targets, weight,
-// pos_weight, class_weight, cross_entropy's class weight, grad_out, grad, value); cross_entropy's
-// labels stay int32 or int64. A float target with half logits is not a call that compiles
-// (Tensor<float> is not Tensor<float16>); convert it with to_half below. The 16-bit types
-// store exactly what a training engine keeps in memory: targets in {0, 1} and usual weights are
-// exact in both.
+// Every loss accepts Tensor<float16> and Tensor<bfloat16> logits through the same calls as
+// float and double: forward, backward, and the three forms of value_and_grad (returning a
+// ValueAndGrad, writing grad and returning the double, writing grad and a device value):
+//   bce_with_logits, binary_cross_entropy (16-bit probabilities), sigmoid_focal, soft_dice,
+//   soft_jaccard, tversky, bce_dice, lovasz_hinge (a target like the logits);
+//   cross_entropy, softmax_dice, softmax_jaccard, softmax_tversky, generalized_dice, ce_dice
+//   (int32 / int64 labels, or probability targets like the logits);
+//   softmax_focal, dice_focal, lovasz_softmax (int32 / int64 labels).
+// (Until session 12 only bce_with_logits, soft_dice, bce_dice and cross_entropy with labels.)
+// Every other floating tensor of a call has the logits' 16-bit type (targets, weight,
+// pos_weight, class_weight, alpha, grad_out, grad, value); labels stay int32 or int64. A float
+// target with half logits is not a call that compiles (Tensor<float> is not Tensor<float16>);
+// convert it with to_half below. The 16-bit types store exactly what a training engine keeps in
+// memory: targets in {0, 1} and usual weights are exact in both. The statistics / finalize
+// split is float and double only (no 16-bit instantiation: a call fails to link; the C API
+// answers SEGLOSS_ERROR_DTYPE).
 //
 // The one conversion path (the same on the CPU and on CUDA, so the API is device-agnostic):
 //   1. every 16-bit input is widened to a float tensor on its device (exact);
@@ -35,10 +42,19 @@
 // cuda::release_pool frees it). A fused half kernel (loading 16 bits in the loss kernels) is not
 // written yet.
 //
+// Code: four generic helpers in half_logits.cpp (forward, backward, the form writing grad, the
+// form writing grad and value; the ValueAndGrad form calls the second), instantiated for every
+// loss by one macro per shape of call. The fields of every options struct are listed once, in
+// losses/internal/half_options.hpp: a new option field must be added there too (the registry
+// test tests/test_half_all.cpp fails for a preset setting a field the list forgets).
+//
 // Errors are the float loss's (they name the function; shapes and values as for float), plus a
-// gradient or value buffer of the wrong shape or device. Other losses have no 16-bit
-// instantiation: a call with Tensor<float16> logits fails to link, naming the function and
-// segloss::float16; the C API answers SEGLOSS_ERROR_DTYPE naming the function and the dtype.
+// gradient or value buffer of the wrong shape or device.
+//
+// Tests: tests/test_half.cpp and tests/test_half_losses.cpp (the first four in depth),
+// tests/test_half_all.cpp (every registry entry: the value exactly, every 16-bit result the
+// float one rounded once, bit for bit), on CUDA tests/test_cuda_half.cpp and
+// tests/test_cuda_half_all.cpp.
 #pragma once
 
 #include <cstdint>
