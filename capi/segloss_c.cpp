@@ -996,32 +996,32 @@ void segloss_surface_distance_options_init(segloss_surface_distance_options* o) 
   segloss_status segloss_##NAME##_value_and_grad(                                                 \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
       double* value, const segloss_tensor* grad, void* cuda_stream) {                             \
-    return loss_value_and_grad<KIND>(                                         \
-        "segloss_" #NAME "_value_and_grad", logits, target, options, value, grad, cuda_stream,    \
-        [](const auto& x, const auto& t, auto& g, const auto& o) {                                \
-          return segloss::NAME##_value_and_grad(x, t, g, o);                                      \
-        });                                                                                       \
+    return loss_value_and_grad<KIND>("segloss_" #NAME "_value_and_grad", logits, target, options, \
+                                     value, grad, cuda_stream,                                    \
+                                     [](const auto& x, const auto& t, auto& g, const auto& o) {   \
+                                       return segloss::NAME##_value_and_grad(x, t, g, o);         \
+                                     });                                                          \
   }                                                                                               \
   segloss_status segloss_##NAME##_forward(const segloss_tensor* logits,                           \
                                           const segloss_tensor* target, const OPTIONS* options,   \
                                           const segloss_tensor* out, void* cuda_stream) {         \
-    return loss_forward<KIND>(                                                \
+    return loss_forward<KIND>(                                                                    \
         "segloss_" #NAME "_forward", logits, target, options, out, cuda_stream,                   \
         [](const auto& x, const auto& t, const auto& o) { return segloss::NAME(x, t, o); });      \
   }                                                                                               \
   segloss_status segloss_##NAME##_backward(                                                       \
       const segloss_tensor* logits, const segloss_tensor* target, const segloss_tensor* grad_out, \
       const OPTIONS* options, const segloss_tensor* grad, void* cuda_stream) {                    \
-    return loss_backward<KIND>(                                               \
-        "segloss_" #NAME "_backward", logits, target, grad_out, options, grad, cuda_stream,       \
-        [](const auto& x, const auto& t, const auto& go, const auto& o) {                         \
-          return segloss::NAME##_backward(x, t, go, o);                                           \
-        });                                                                                       \
+    return loss_backward<KIND>("segloss_" #NAME "_backward", logits, target, grad_out, options,   \
+                               grad, cuda_stream,                                                 \
+                               [](const auto& x, const auto& t, const auto& go, const auto& o) {  \
+                                 return segloss::NAME##_backward(x, t, go, o);                    \
+                               });                                                                \
   }                                                                                               \
   segloss_status segloss_##NAME##_value_and_grad_into(                                            \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
       const segloss_tensor* value, const segloss_tensor* grad, void* cuda_stream) {               \
-    return loss_value_and_grad_into<KIND>(                                    \
+    return loss_value_and_grad_into<KIND>(                                                        \
         "segloss_" #NAME "_value_and_grad_into", logits, target, options, value, grad,            \
         cuda_stream, [](const auto& x, const auto& t, auto& g, auto& v, const auto& o) {          \
           segloss::NAME##_value_and_grad(x, t, g, v, o);                                          \

@@ -196,41 +196,43 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
 // EA() are the trailing pointer parameter (named `extra`) of the forward and the value_and_grad
 // forms returning a value, and its argument; VP() and VA() those of the form writing the value
 // into a tensor: each with its leading comma, or nothing.
-#define SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, EA, VP, VA)                               \
-  template <>                                                                                     \
-  Tensor<H> name(const Tensor<H>& logits, const Target& target, const Options& options EP()) {    \
-    return half_forward(                                                                          \
-        #name, logits, target, options,                                                           \
-        [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EA()); });         \
-  }                                                                                               \
-  template <>                                                                                     \
-  Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                        \
-                            const Tensor<H>& grad_out, const Options& options) {                  \
-    return half_backward(#name "_backward", logits, target, grad_out, options,                    \
-                         [](const auto& x, const auto& t, const auto& go, const auto& o) {        \
-                           return name##_backward(x, t, go, o);                                   \
-                         });                                                                      \
-  }                                                                                               \
-  template <>                                                                                     \
-  double name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,    \
-                               const Options& options EP()) {                                     \
-    return value_and_grad_into(#name "_value_and_grad", logits, target, grad, options,             \
-                               [&](const auto& x, const auto& t, Tensor<float>& g,                \
-                                   const auto& o) { return name##_value_and_grad(x, t, g, o EA()); }); \
-  }                                                                                               \
-  template <>                                                                                     \
-  void name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,      \
-                             Tensor<H>& value, const Options& options VP()) {                     \
-    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,           \
-                         [&](const auto& x, const auto& t, Tensor<float>& g, Tensor<float>& v,    \
-                             const auto& o) { name##_value_and_grad(x, t, g, v, o VA()); });      \
-  }                                                                                               \
-  template <>                                                                                     \
-  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>& logits, const Target& target,            \
-                                        const Options& options EP()) {                            \
-    ValueAndGrad<H> r;                                                                            \
-    r.value = name##_value_and_grad(logits, target, r.grad, options EA());                        \
-    return r;                                                                                     \
+#define SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, EA, VP, VA)                            \
+  template <>                                                                                  \
+  Tensor<H> name(const Tensor<H>& logits, const Target& target, const Options& options EP()) { \
+    return half_forward(                                                                       \
+        #name, logits, target, options,                                                        \
+        [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EA()); });      \
+  }                                                                                            \
+  template <>                                                                                  \
+  Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                     \
+                            const Tensor<H>& grad_out, const Options& options) {               \
+    return half_backward(#name "_backward", logits, target, grad_out, options,                 \
+                         [](const auto& x, const auto& t, const auto& go, const auto& o) {     \
+                           return name##_backward(x, t, go, o);                                \
+                         });                                                                   \
+  }                                                                                            \
+  template <>                                                                                  \
+  double name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad, \
+                               const Options& options EP()) {                                  \
+    return value_and_grad_into(                                                                \
+        #name "_value_and_grad", logits, target, grad, options,                                \
+        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                   \
+          return name##_value_and_grad(x, t, g, o EA());                                       \
+        });                                                                                    \
+  }                                                                                            \
+  template <>                                                                                  \
+  void name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,   \
+                             Tensor<H>& value, const Options& options VP()) {                  \
+    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,        \
+                         [&](const auto& x, const auto& t, Tensor<float>& g, Tensor<float>& v, \
+                             const auto& o) { name##_value_and_grad(x, t, g, v, o VA()); });   \
+  }                                                                                            \
+  template <>                                                                                  \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>& logits, const Target& target,         \
+                                        const Options& options EP()) {                         \
+    ValueAndGrad<H> r;                                                                         \
+    r.value = name##_value_and_grad(logits, target, r.grad, options EA());                     \
+    return r;                                                                                  \
   }
 #define SEGLOSS_HALF_NO()
 #define SEGLOSS_HALF_EXTRA() , extra
@@ -240,37 +242,39 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
 #define SEGLOSS_HALF_DICE_FOCAL_PARTS() , DiceFocalParts* extra
 // A loss without a pointer parameter; one with `extra` in the forward and value_and_grad forms
 // returning a value, in the value-tensor form too (_ALL) or not.
-#define SEGLOSS_HALF_PLAIN(H, Target, name, Options) \
-  SEGLOSS_HALF_LOSS(H, Target, name, Options, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
-#define SEGLOSS_HALF_WITH(H, Target, name, Options, EP) \
-  SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, SEGLOSS_HALF_EXTRA, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_PLAIN(H, Target, name, Options)                                             \
+  SEGLOSS_HALF_LOSS(H, Target, name, Options, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, \
+                    SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_WITH(H, Target, name, Options, EP)                                \
+  SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, SEGLOSS_HALF_EXTRA, SEGLOSS_HALF_NO, \
+                    SEGLOSS_HALF_NO)
 #define SEGLOSS_HALF_WITH_ALL(H, Target, name, Options, EP) \
   SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, SEGLOSS_HALF_EXTRA, EP, SEGLOSS_HALF_EXTRA)
 
-#define SEGLOSS_HALF_DEFINE(H)                                                                 \
-  template Tensor<float> to_float<H>(const Tensor<H>&);                                        \
-  template Tensor<H> to_half<H>(const Tensor<float>&);                                         \
-  SEGLOSS_HALF_PLAIN(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>)                   \
-  SEGLOSS_HALF_PLAIN(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>)         \
-  SEGLOSS_HALF_PLAIN(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>)                      \
-  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO)         \
-  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO)      \
-  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO)           \
+#define SEGLOSS_HALF_DEFINE(H)                                                                  \
+  template Tensor<float> to_float<H>(const Tensor<H>&);                                         \
+  template Tensor<H> to_half<H>(const Tensor<float>&);                                          \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>)                    \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>)          \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>)                       \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO)          \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO)       \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO)            \
   SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS) \
-  SEGLOSS_HALF_PLAIN(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>)                        \
-  SEGLOSS_HALF_CLASSES(H, Tensor<int32_t>)                                                     \
-  SEGLOSS_HALF_CLASSES(H, Tensor<int64_t>)                                                     \
-  SEGLOSS_HALF_CLASSES(H, Tensor<H>)                                                           \
-  SEGLOSS_HALF_LABELS(H, Tensor<int32_t>)                                                      \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>)                         \
+  SEGLOSS_HALF_CLASSES(H, Tensor<int32_t>)                                                      \
+  SEGLOSS_HALF_CLASSES(H, Tensor<int64_t>)                                                      \
+  SEGLOSS_HALF_CLASSES(H, Tensor<H>)                                                            \
+  SEGLOSS_HALF_LABELS(H, Tensor<int32_t>)                                                       \
   SEGLOSS_HALF_LABELS(H, Tensor<int64_t>)
 // The losses taking labels or probabilities of the logits' type (Target), and those taking
 // labels only.
-#define SEGLOSS_HALF_CLASSES(H, Target)                                                        \
-  SEGLOSS_HALF_PLAIN(H, Target, cross_entropy, CrossEntropyOptions<H>)                         \
-  SEGLOSS_HALF_WITH(H, Target, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO)      \
-  SEGLOSS_HALF_WITH(H, Target, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO)   \
-  SEGLOSS_HALF_WITH(H, Target, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO)   \
-  SEGLOSS_HALF_PLAIN(H, Target, generalized_dice, GeneralizedDiceOptions<H>)                   \
+#define SEGLOSS_HALF_CLASSES(H, Target)                                                      \
+  SEGLOSS_HALF_PLAIN(H, Target, cross_entropy, CrossEntropyOptions<H>)                       \
+  SEGLOSS_HALF_WITH(H, Target, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO)    \
+  SEGLOSS_HALF_WITH(H, Target, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO) \
+  SEGLOSS_HALF_WITH(H, Target, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO) \
+  SEGLOSS_HALF_PLAIN(H, Target, generalized_dice, GeneralizedDiceOptions<H>)                 \
   SEGLOSS_HALF_WITH(H, Target, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS)
 #define SEGLOSS_HALF_LABELS(H, Target)                                                         \
   SEGLOSS_HALF_PLAIN(H, Target, softmax_focal, SoftmaxFocalOptions<H>)                         \

@@ -90,17 +90,17 @@ Tensor<H> to_half(const Tensor<float>& t);
 // and the two value_and_grad forms returning a value or a ValueAndGrad, VP() that of the form
 // writing the value into a tensor (each with its leading comma, or nothing). The template
 // arguments are deduced from the parameters (the class-target losses' third is its default).
-#define SEGLOSS_HALF_FORMS(H, Target, name, Opt, EP, VP)                                    \
-  template <>                                                                               \
-  Tensor<H> name(const Tensor<H>&, const Target&, const Opt& EP());                         \
-  template <>                                                                               \
-  Tensor<H> name##_backward(const Tensor<H>&, const Target&, const Tensor<H>&, const Opt&); \
-  template <>                                                                               \
-  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>&, const Target&, const Opt& EP());  \
-  template <>                                                                               \
+#define SEGLOSS_HALF_FORMS(H, Target, name, Opt, EP, VP)                                      \
+  template <>                                                                                 \
+  Tensor<H> name(const Tensor<H>&, const Target&, const Opt& EP());                           \
+  template <>                                                                                 \
+  Tensor<H> name##_backward(const Tensor<H>&, const Target&, const Tensor<H>&, const Opt&);   \
+  template <>                                                                                 \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>&, const Target&, const Opt& EP());    \
+  template <>                                                                                 \
   double name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, const Opt& EP()); \
-  template <>                                                                               \
-  void name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, Tensor<H>&,       \
+  template <>                                                                                 \
+  void name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, Tensor<H>&,         \
                              const Opt& VP());
 #define SEGLOSS_HALF_NO()
 #define SEGLOSS_HALF_INFO() , OverlapInfo*
@@ -108,43 +108,43 @@ Tensor<H> to_half(const Tensor<float>& t);
 #define SEGLOSS_HALF_CE_DICE_PARTS() , CeDiceParts*
 #define SEGLOSS_HALF_DICE_FOCAL_PARTS() , DiceFocalParts*
 // Labels: int32 and int64. Classes: labels, or probabilities of the logits' type.
-#define SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)            \
+#define SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)           \
   SEGLOSS_HALF_FORMS(H, Tensor<int32_t>, name, Opt, EP, VP) \
   SEGLOSS_HALF_FORMS(H, Tensor<int64_t>, name, Opt, EP, VP)
 #define SEGLOSS_HALF_CLASSES(H, name, Opt, EP, VP) \
   SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)        \
   SEGLOSS_HALF_FORMS(H, Tensor<H>, name, Opt, EP, VP)
 
-#define SEGLOSS_HALF_DECLARE(H)                                                                   \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, SEGLOSS_HALF_NO,     \
-                     SEGLOSS_HALF_NO)                                                             \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>,            \
-                     SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)                                            \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, SEGLOSS_HALF_NO,        \
-                     SEGLOSS_HALF_NO)                                                             \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO,               \
-                     SEGLOSS_HALF_INFO)                                                           \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO,            \
-                     SEGLOSS_HALF_INFO)                                                           \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO,                 \
-                     SEGLOSS_HALF_INFO)                                                           \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS,      \
-                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                 \
-  SEGLOSS_HALF_FORMS(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>, SEGLOSS_HALF_NO,          \
-                     SEGLOSS_HALF_NO)                                                             \
+#define SEGLOSS_HALF_DECLARE(H)                                                                    \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, SEGLOSS_HALF_NO,      \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>,             \
+                     SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)                                             \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, SEGLOSS_HALF_NO,         \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO,                \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO,             \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO,                  \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS,       \
+                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                  \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>, SEGLOSS_HALF_NO,           \
+                     SEGLOSS_HALF_NO)                                                              \
   SEGLOSS_HALF_CLASSES(H, cross_entropy, CrossEntropyOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO) \
-  SEGLOSS_HALF_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,              \
-                       SEGLOSS_HALF_NO)                                                           \
-  SEGLOSS_HALF_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,           \
-                       SEGLOSS_HALF_NO)                                                           \
-  SEGLOSS_HALF_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO,           \
-                       SEGLOSS_HALF_NO)                                                           \
-  SEGLOSS_HALF_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, SEGLOSS_HALF_NO,           \
-                       SEGLOSS_HALF_NO)                                                           \
-  SEGLOSS_HALF_CLASSES(H, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS, SEGLOSS_HALF_NO) \
-  SEGLOSS_HALF_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO) \
-  SEGLOSS_HALF_LABELS(H, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS,          \
-                      SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,               \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, SEGLOSS_HALF_NO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS, SEGLOSS_HALF_NO)  \
+  SEGLOSS_HALF_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)  \
+  SEGLOSS_HALF_LABELS(H, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS,           \
+                      SEGLOSS_HALF_NO)                                                             \
   SEGLOSS_HALF_LABELS(H, lovasz_softmax, LovaszSoftmaxOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
 SEGLOSS_HALF_DECLARE(float16)
 SEGLOSS_HALF_DECLARE(bfloat16)

@@ -229,19 +229,17 @@ Calls<F, B, V, P, VV, VR> calls(F f, B b, V v, P p, bool composed, VV vv, VR vr)
       [](const auto& x, const auto& t, auto& g, const auto& o) {             \
         return NAME##_value_and_grad(x, t, g, o);                            \
       }
-#define SEGLOSS_REGISTRY_CALLS(NAME)                                \
-  calls(                                                            \
-      SEGLOSS_REGISTRY_FUSED(NAME),                                 \
-      [](auto& tape, const auto& v, const auto& t, const auto& o) { \
-        return composed::NAME(tape, v, t, o);                       \
-      },                                                            \
-      true,                                                         \
+#define SEGLOSS_REGISTRY_CALLS(NAME)                                      \
+  calls(                                                                  \
+      SEGLOSS_REGISTRY_FUSED(NAME),                                       \
+      [](auto& tape, const auto& v, const auto& t, const auto& o) {       \
+        return composed::NAME(tape, v, t, o);                             \
+      },                                                                  \
+      true,                                                               \
       [](const auto& x, const auto& t, auto& g, auto& v, const auto& o) { \
-        NAME##_value_and_grad(x, t, g, v, o);                       \
-      },                                                            \
-      [](const auto& x, const auto& t, const auto& o) {             \
-        return NAME##_value_and_grad(x, t, o);                      \
-      })
+        NAME##_value_and_grad(x, t, g, v, o);                             \
+      },                                                                  \
+      [](const auto& x, const auto& t, const auto& o) { return NAME##_value_and_grad(x, t, o); })
 
 // Copies `from` into the caller's gradient buffer (allocated when undefined).
 template <class T>

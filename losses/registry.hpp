@@ -72,8 +72,8 @@ struct Problem {
 // closures pass undefined buffers (the call allocates them) and copy the results back.
 template <class H>
 struct HalfProblem {
-  Tensor<H> input;     // x, exactly as it is widened: to_float(input) is the float loss's x
-  Tensor<H> grad_out;  // for backward: the forward's shape (one element for mean and sum)
+  Tensor<H> input;      // x, exactly as it is widened: to_float(input) is the float loss's x
+  Tensor<H> grad_out;   // for backward: the forward's shape (one element for mean and sum)
   bool reduced = true;  // mean or sum: the value_and_grad forms apply (not for none)
   std::function<Tensor<H>(const Tensor<H>& x)> forward;
   std::function<Tensor<H>(const Tensor<H>& x, const Tensor<H>& grad_out)> backward;

@@ -78,8 +78,8 @@ int64_t nonzero(const Tensor<H>& t) {
 template <class H>
 struct Results {
   Tensor<H> forward, backward;
-  double value = 0;  // value_and_grad's double (mean and sum)
-  Tensor<H> grad;    // its gradient
+  double value = 0;                    // value_and_grad's double (mean and sum)
+  Tensor<H> grad;                      // its gradient
   Tensor<H> value_tensor, value_grad;  // the form writing the value into a tensor
 };
 

@@ -78,34 +78,34 @@ TEST_CASE_TEMPLATE("capi: 16-bit logits match C++", H, float16, bfloat16) {
 
 // Every loss's forward, backward, value_and_grad and value_and_grad_into with default options
 // (NULL) against the C++ calls on the same tensors, bit for bit.
-#define SEGLOSS_TEST_C_LOSS(NAME, X, T)                                                           \
-  do {                                                                                            \
-    INFO(#NAME);                                                                                  \
-    segloss_tensor dx_ = desc(X), dt_ = desc(T);                                                  \
-    auto g_ = Tensor<H>::empty(X.shape());                                                        \
-    segloss_tensor dg_ = desc(g_);                                                                \
-    double v_ = 0;                                                                                \
-    REQUIRE(segloss_##NAME##_value_and_grad(&dx_, &dt_, nullptr, &v_, &dg_, nullptr) ==           \
-            SEGLOSS_OK);                                                                          \
-    const auto r_ = NAME##_value_and_grad(X, T);                                                  \
-    CHECK(v_ == r_.value);                                                                        \
-    CHECK(same_bits(g_, r_.grad));                                                                \
-    const auto f_ = NAME(X, T);                                                                   \
-    auto out_ = Tensor<H>::empty(f_.shape());                                                     \
-    segloss_tensor do_ = desc(out_);                                                              \
-    REQUIRE(segloss_##NAME##_forward(&dx_, &dt_, nullptr, &do_, nullptr) == SEGLOSS_OK);          \
-    CHECK(same_bits(out_, f_));                                                                   \
-    REQUIRE(segloss_##NAME##_backward(&dx_, &dt_, &dgo, nullptr, &dg_, nullptr) == SEGLOSS_OK);   \
-    CHECK(same_bits(g_, NAME##_backward(X, T, go)));                                              \
-    auto val_ = Tensor<H>::full(Shape{}, H(-7.f));                                                \
-    segloss_tensor dv_ = desc(val_);                                                              \
-    REQUIRE(segloss_##NAME##_value_and_grad_into(&dx_, &dt_, nullptr, &dv_, &dg_, nullptr) ==     \
-            SEGLOSS_OK);                                                                          \
-    Tensor<H> wg_, wv_;                                                                           \
-    NAME##_value_and_grad(X, T, wg_, wv_);                                                        \
-    CHECK(same_bits(val_, wv_));                                                                  \
-    CHECK(same_bits(g_, wg_));                                                                    \
-    ++calls;                                                                                      \
+#define SEGLOSS_TEST_C_LOSS(NAME, X, T)                                                         \
+  do {                                                                                          \
+    INFO(#NAME);                                                                                \
+    segloss_tensor dx_ = desc(X), dt_ = desc(T);                                                \
+    auto g_ = Tensor<H>::empty(X.shape());                                                      \
+    segloss_tensor dg_ = desc(g_);                                                              \
+    double v_ = 0;                                                                              \
+    REQUIRE(segloss_##NAME##_value_and_grad(&dx_, &dt_, nullptr, &v_, &dg_, nullptr) ==         \
+            SEGLOSS_OK);                                                                        \
+    const auto r_ = NAME##_value_and_grad(X, T);                                                \
+    CHECK(v_ == r_.value);                                                                      \
+    CHECK(same_bits(g_, r_.grad));                                                              \
+    const auto f_ = NAME(X, T);                                                                 \
+    auto out_ = Tensor<H>::empty(f_.shape());                                                   \
+    segloss_tensor do_ = desc(out_);                                                            \
+    REQUIRE(segloss_##NAME##_forward(&dx_, &dt_, nullptr, &do_, nullptr) == SEGLOSS_OK);        \
+    CHECK(same_bits(out_, f_));                                                                 \
+    REQUIRE(segloss_##NAME##_backward(&dx_, &dt_, &dgo, nullptr, &dg_, nullptr) == SEGLOSS_OK); \
+    CHECK(same_bits(g_, NAME##_backward(X, T, go)));                                            \
+    auto val_ = Tensor<H>::full(Shape{}, H(-7.f));                                              \
+    segloss_tensor dv_ = desc(val_);                                                            \
+    REQUIRE(segloss_##NAME##_value_and_grad_into(&dx_, &dt_, nullptr, &dv_, &dg_, nullptr) ==   \
+            SEGLOSS_OK);                                                                        \
+    Tensor<H> wg_, wv_;                                                                         \
+    NAME##_value_and_grad(X, T, wg_, wv_);                                                      \
+    CHECK(same_bits(val_, wv_));                                                                \
+    CHECK(same_bits(g_, wg_));                                                                  \
+    ++calls;                                                                                    \
   } while (0)
 
 TEST_CASE_TEMPLATE("capi: 16-bit logits in every loss's four entry points match C++", H, float16,

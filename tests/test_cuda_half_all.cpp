@@ -113,8 +113,8 @@ TEST_CASE_TEMPLATE("cuda half all: bitwise identical results over 10 runs", H, f
 // losses, Lovász) allocate nothing and wait for nothing: captured into one CUDA graph (a capture
 // fails on a cudaMalloc, a cudaFree or a wait), whose replay gives the eager bits, and the pool
 // (with the scratch) did not grow.
-TEST_CASE_TEMPLATE("cuda half all: after warm-up the into-buffer forms allocate nothing (graph)",
-                   H, float16, bfloat16) {
+TEST_CASE_TEMPLATE("cuda half all: after warm-up the into-buffer forms allocate nothing (graph)", H,
+                   float16, bfloat16) {
   SEGLOSS_REQUIRE_GPU();
   cudaStream_t s = nullptr;
   REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);

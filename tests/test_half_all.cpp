@@ -36,8 +36,9 @@ void check_all_entries() {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("half all: every registered loss and preset, value exact and results rounded once",
-                   H, float16, bfloat16) {
+TEST_CASE_TEMPLATE(
+    "half all: every registered loss and preset, value exact and results rounded once", H, float16,
+    bfloat16) {
   check_all_entries<H>();
 }
 
