@@ -224,16 +224,15 @@ void with_float(const segloss_tensor* t, const char* function, const char* argum
     case SEGLOSS_F16:
     case SEGLOSS_BF16:
       fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
-           "; this function takes f32 or f64 (16-bit logits: the losses' forward, backward, "
-           "value_and_grad and value_and_grad_into)");
+           "; this function takes f32 or f64 (16-bit logits: the losses' entry points)");
     default:
       fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
            "; expected f32 or f64");
   }
 }
 
-// Calls f(T{}) for the logits' floating dtype: f32, f64, f16 and bf16 (every loss's forward,
-// backward and value_and_grad entry points: losses/half_logits.hpp).
+// Calls f(T{}) for the logits' floating dtype: f32, f64, f16 and bf16 (every loss's entry
+// points: losses/half_logits.hpp).
 template <class F>
 void with_logits(const segloss_tensor* t, const char* function, const char* argument, F&& f) {
   require(t, function, argument);
@@ -662,7 +661,7 @@ segloss_status loss_statistics(const char* function, const segloss_tensor* logit
     require(statistics, function, "statistics");
     *statistics = nullptr;
     const cuda::StreamScope stream_scope(stream);
-    with_float(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       const auto o = to_cpp<T>(options, function);
@@ -684,7 +683,7 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
     require(reduced, function, "reduced");
     require(value, function, "value");
     const cuda::StreamScope stream_scope(stream);
-    with_float(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");

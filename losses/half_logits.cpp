@@ -188,6 +188,15 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
   round_into(v, value, fn);
 }
 
+// The statistics of the split (docs/distributed.md) on the widened inputs: the float loss's,
+// as they are (doubles; on CUDA the call waits for them, as the float one does).
+template <class H, class U, class O, class F>
+auto half_statistics(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
+                     const O& options, F&& float_statistics) {
+  FloatCopies c(fn, logits.device(), input_bytes(logits, target, options));
+  return float_statistics(c.widen(logits), widen_target(target, c), widen(options, c));
+}
+
 }  // namespace
 
 // The five 16-bit specializations of one loss (declared in losses/half_logits.hpp), for logits
@@ -280,7 +289,59 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
   SEGLOSS_HALF_PLAIN(H, Target, softmax_focal, SoftmaxFocalOptions<H>)                         \
   SEGLOSS_HALF_WITH(H, Target, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS) \
   SEGLOSS_HALF_PLAIN(H, Target, lovasz_softmax, LovaszSoftmaxOptions<H>)
+// The statistics / finalize split of one loss: finalize is the form writing grad and returning
+// the double (value_and_grad_into) over the float finalize. FP() and FA() are its trailing
+// `parts` parameter and argument, or nothing.
+#define SEGLOSS_HALF_SPLIT(H, Target, name, Options, Stats, FP, FA)                                \
+  template <>                                                                                      \
+  Stats name##_statistics(const Tensor<H>& logits, const Target& target, const Options& options) { \
+    return half_statistics(                                                                        \
+        #name "_statistics", logits, target, options,                                              \
+        [](const auto& x, const auto& t, const auto& o) { return name##_statistics(x, t, o); });   \
+  }                                                                                                \
+  template <>                                                                                      \
+  double name##_finalize(const Tensor<H>& logits, const Target& target, const Stats& reduced,      \
+                         Tensor<H>& grad, const Options& options FP()) {                           \
+    return value_and_grad_into(                                                                    \
+        #name "_finalize", logits, target, grad, options,                                          \
+        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                       \
+          return name##_finalize(x, t, reduced, g, o FA());                                        \
+        });                                                                                        \
+  }
+#define SEGLOSS_HALF_SPLIT_PLAIN(H, Target, name, Options, Stats) \
+  SEGLOSS_HALF_SPLIT(H, Target, name, Options, Stats, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_SPLIT_PARTS(H, Target, name, Options, FP) \
+  SEGLOSS_HALF_SPLIT(H, Target, name, Options, OverlapStatistics, FP, SEGLOSS_HALF_EXTRA)
+#define SEGLOSS_HALF_DEFINE_SPLIT(H)                                                               \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>,                 \
+                           ShardStatistics)                                                        \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, ShardStatistics)   \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, soft_dice, OverlapOptions<H>, OverlapStatistics)          \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, OverlapStatistics)       \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, tversky, TverskyOptions<H>, OverlapStatistics)            \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS) \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<int32_t>)                                                   \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<int64_t>)                                                   \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<H>)                                                         \
+  SEGLOSS_HALF_SPLIT_LABELS(H, Tensor<int32_t>)                                                    \
+  SEGLOSS_HALF_SPLIT_LABELS(H, Tensor<int64_t>)
+#define SEGLOSS_HALF_SPLIT_CLASSES(H, Target)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, cross_entropy, CrossEntropyOptions<H>, ShardStatistics)    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_dice, SoftmaxOverlapOptions<H>, OverlapStatistics) \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_jaccard, SoftmaxOverlapOptions<H>,                 \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_tversky, SoftmaxTverskyOptions<H>,                 \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, generalized_dice, GeneralizedDiceOptions<H>,               \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Target, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS)
+#define SEGLOSS_HALF_SPLIT_LABELS(H, Target)                                                  \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_focal, SoftmaxFocalOptions<H>, ShardStatistics) \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Target, dice_focal, DiceFocalOptions<H>,                        \
+                           SEGLOSS_HALF_DICE_FOCAL_PARTS)
 SEGLOSS_HALF_DEFINE(float16)
 SEGLOSS_HALF_DEFINE(bfloat16)
+SEGLOSS_HALF_DEFINE_SPLIT(float16)
+SEGLOSS_HALF_DEFINE_SPLIT(bfloat16)
 
 }  // namespace segloss

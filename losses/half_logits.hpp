@@ -146,8 +146,56 @@ Tensor<H> to_half(const Tensor<float>& t);
   SEGLOSS_HALF_LABELS(H, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS,           \
                       SEGLOSS_HALF_NO)                                                             \
   SEGLOSS_HALF_LABELS(H, lovasz_softmax, LovaszSoftmaxOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
+// The statistics / finalize split (docs/distributed.md): Stats is the statistics type, FP() the
+// finalize's trailing `parts` parameter or nothing.
+#define SEGLOSS_HALF_SPLIT(H, Target, name, Opt, Stats, FP)                         \
+  template <>                                                                       \
+  Stats name##_statistics(const Tensor<H>&, const Target&, const Opt&);             \
+  template <>                                                                       \
+  double name##_finalize(const Tensor<H>&, const Target&, const Stats&, Tensor<H>&, \
+                         const Opt& FP());
+#define SEGLOSS_HALF_SPLIT_LABELS(H, name, Opt, Stats, FP)     \
+  SEGLOSS_HALF_SPLIT(H, Tensor<int32_t>, name, Opt, Stats, FP) \
+  SEGLOSS_HALF_SPLIT(H, Tensor<int64_t>, name, Opt, Stats, FP)
+#define SEGLOSS_HALF_SPLIT_CLASSES(H, name, Opt, Stats, FP) \
+  SEGLOSS_HALF_SPLIT_LABELS(H, name, Opt, Stats, FP)        \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, name, Opt, Stats, FP)
+#define SEGLOSS_HALF_DECLARE_SPLIT(H)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, ShardStatistics,      \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, ShardStatistics,         \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, soft_dice, OverlapOptions<H>, OverlapStatistics,                \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, OverlapStatistics,             \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, tversky, TverskyOptions<H>, OverlapStatistics, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, bce_dice, BceDiceOptions<H>, OverlapStatistics,                 \
+                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                  \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, cross_entropy, CrossEntropyOptions<H>, ShardStatistics,            \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, OverlapStatistics,         \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, OverlapStatistics,      \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, OverlapStatistics,      \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, OverlapStatistics,    \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, ce_dice, CeDiceOptions<H>, OverlapStatistics,                      \
+                             SEGLOSS_HALF_CE_DICE_PARTS)                                           \
+  SEGLOSS_HALF_SPLIT_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, ShardStatistics,             \
+                            SEGLOSS_HALF_NO)                                                       \
+  SEGLOSS_HALF_SPLIT_LABELS(H, dice_focal, DiceFocalOptions<H>, OverlapStatistics,                 \
+                            SEGLOSS_HALF_DICE_FOCAL_PARTS)
 SEGLOSS_HALF_DECLARE(float16)
 SEGLOSS_HALF_DECLARE(bfloat16)
+SEGLOSS_HALF_DECLARE_SPLIT(float16)
+SEGLOSS_HALF_DECLARE_SPLIT(bfloat16)
+#undef SEGLOSS_HALF_DECLARE_SPLIT
+#undef SEGLOSS_HALF_SPLIT_CLASSES
+#undef SEGLOSS_HALF_SPLIT_LABELS
+#undef SEGLOSS_HALF_SPLIT
 #undef SEGLOSS_HALF_DECLARE
 #undef SEGLOSS_HALF_CLASSES
 #undef SEGLOSS_HALF_LABELS

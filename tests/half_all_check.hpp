@@ -13,8 +13,11 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <segloss/segloss.hpp>
+
+#include "helpers.hpp"
 
 namespace segloss::testing::half_all {
 
@@ -139,5 +142,97 @@ registry::HalfProblem<H> make(const registry::Entry& e, const Shape& shape, uint
   else
     return e.make_bfloat16_on(shape, seed, d);
 }
+
+// The statistics / finalize split with 16-bit logits (docs/distributed.md), default options: the
+// statistics are the float split's on the widened inputs (the doubles bit for bit); finalize of
+// two such shards (global doubled): the value the float finalize's, the gradient that float
+// gradient rounded once.
+template <class U>
+auto widened(const Tensor<U>& t) {
+  if constexpr (kHalf<U>)
+    return to_float(t);
+  else
+    return t;
+}
+
+inline bool same_doubles(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0);
+}
+
+template <class H>
+struct SplitResults {
+  std::vector<double> global, local;
+  double value = 0;
+  Tensor<H> grad;  // on the CPU
+};
+
+template <class H, class Tgt, class S, class F>
+SplitResults<H> check_split(const char* name, S statistics, F finalize, const Tensor<H>& x,
+                            const Tgt& t) {
+  INFO(name, " split (", type_name<H>(), ")");
+  const auto st = statistics(x, t);
+  const auto stf = statistics(to_float(x), widened(t));
+  CHECK(!st.global.empty());
+  CHECK(same_doubles(st.global, stf.global));
+  CHECK(same_doubles(st.local, stf.local));
+  SplitResults<H> r;
+  r.global = st.global;
+  r.local = st.local;
+  // Two shards of these statistics: global doubled (every loss's global is a sum over shards).
+  auto reduced = st;
+  auto reduced_f = stf;
+  for (auto& v : reduced.global) v *= 2;
+  for (auto& v : reduced_f.global) v *= 2;
+  Tensor<H> g;
+  r.value = finalize(x, t, reduced, g);
+  Tensor<float> gf;
+  const double vf = finalize(to_float(x), widened(t), reduced_f, gf);
+  CHECK(same_double(r.value, vf));
+  r.grad = g.to(Device::cpu);
+  CHECK(not_rounded(r.grad, gf.to(Device::cpu)) == 0);
+  CHECK(nonzero(r.grad) > 0);
+  return r;
+}
+
+#define SEGLOSS_HALF_SPLIT_CALLS(NAME)                                                             \
+#NAME,                                                                                           \
+      [](const auto& x,                                                                            \
+         const auto&                                                                               \
+             t) { return NAME##_statistics(x, t); },                                               \
+                                                  [](const auto& x, const auto& t, const auto& st, \
+                                                     auto&                                         \
+                                                         g) { return NAME##_finalize(x, t, st, g); }
+
+// Calls check(name, statistics, finalize, x, target) for every loss with a split, its inputs
+// on device d: a 16-bit target like the logits, int64 / int32 labels, 16-bit probabilities.
+template <class H, class C>
+void for_each_split(Device d, C&& check) {
+  const Shape s{2, 3, 5, 6};
+  const auto x = to_half<H>(testing::randn<float>(s, 21, 2.0)).to(d);
+  const auto z = to_half<H>(testing::mask<float>(s, 22)).to(d);
+  const auto q = to_half<H>(testing::normalized_uniform<float>(s, 23)).to(d);
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 24, 0.1, -100).to(d);
+  const auto y32 = testing::labels<int32_t>(s.without(1), 3, 25).to(d);
+  check(SEGLOSS_HALF_SPLIT_CALLS(bce_with_logits), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(sigmoid_focal), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(soft_dice), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(soft_jaccard), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(tversky), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(bce_dice), x, z);
+  check(SEGLOSS_HALF_SPLIT_CALLS(cross_entropy), x, y);
+  check(SEGLOSS_HALF_SPLIT_CALLS(cross_entropy), x, q);
+  check(SEGLOSS_HALF_SPLIT_CALLS(softmax_dice), x, y32);
+  check(SEGLOSS_HALF_SPLIT_CALLS(softmax_dice), x, q);
+  check(SEGLOSS_HALF_SPLIT_CALLS(softmax_jaccard), x, y);
+  check(SEGLOSS_HALF_SPLIT_CALLS(softmax_tversky), x, q);
+  check(SEGLOSS_HALF_SPLIT_CALLS(generalized_dice), x, y);
+  check(SEGLOSS_HALF_SPLIT_CALLS(generalized_dice), x, q);
+  check(SEGLOSS_HALF_SPLIT_CALLS(ce_dice), x, y32);
+  check(SEGLOSS_HALF_SPLIT_CALLS(ce_dice), x, q);
+  check(SEGLOSS_HALF_SPLIT_CALLS(softmax_focal), x, y);
+  check(SEGLOSS_HALF_SPLIT_CALLS(dice_focal), x, y);
+}
+constexpr int kSplitCalls = 18;
 
 }  // namespace segloss::testing::half_all

@@ -1,6 +1,6 @@
-// The C API with SEGLOSS_F16 and SEGLOSS_BF16 logits: every loss's four entry points against the
-// C++ calls (the same code, so bitwise equal), and the dtype errors of the functions that take
-// f32 or f64 only (statistics / finalize) and of mixed dtypes.
+// The C API with SEGLOSS_F16 and SEGLOSS_BF16 logits: every loss's four entry points and the
+// statistics / finalize split against the C++ calls (the same code, so bitwise equal), and the
+// dtype errors of the functions that take f32 or f64 only (the metrics) and of mixed dtypes.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -145,7 +145,39 @@ TEST_CASE_TEMPLATE("capi: 16-bit logits in every loss's four entry points match 
   CHECK(registry::losses().size() == 17);  // every loss is above: a new one needs a line here
 }
 
-TEST_CASE("capi: 16-bit logits in statistics / finalize, and mixed dtypes, are dtype errors") {
+// The split with 16-bit logits: statistics and finalize against the C++ calls, bit for bit.
+TEST_CASE_TEMPLATE("capi: 16-bit logits in statistics / finalize match C++", H, float16, bfloat16) {
+  const Shape s{2, 3, 5, 4};
+  const auto x = to_half<H>(testing::randn<float>(s, 31, 2.0));
+  const auto z = to_half<H>(testing::mask<float>(s, 32));
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 33);
+  segloss_tensor dx = desc(x), dz = desc(z), dy = desc(y);
+  auto g = Tensor<H>::empty(s);
+  segloss_tensor dg = desc(g);
+  double v = 0;
+  segloss_statistics* st = nullptr;
+  REQUIRE(segloss_bce_dice_statistics(&dx, &dz, nullptr, &st, nullptr) == SEGLOSS_OK);
+  const OverlapStatistics want = bce_dice_statistics(x, z);
+  double* data = nullptr;
+  int64_t count = 0;
+  REQUIRE(segloss_statistics_global(st, &data, &count) == SEGLOSS_OK);
+  REQUIRE(count == static_cast<int64_t>(want.global.size()));
+  CHECK(std::memcmp(data, want.global.data(), want.global.size() * sizeof(double)) == 0);
+  REQUIRE(segloss_bce_dice_finalize(&dx, &dz, st, nullptr, &v, &dg, nullptr) == SEGLOSS_OK);
+  Tensor<H> want_g;
+  CHECK(v == bce_dice_finalize(x, z, want, want_g));
+  CHECK(same_bits(g, want_g));
+  segloss_statistics_destroy(st);
+  st = nullptr;
+  REQUIRE(segloss_softmax_focal_statistics(&dx, &dy, nullptr, &st, nullptr) == SEGLOSS_OK);
+  const ShardStatistics want_f = softmax_focal_statistics(x, y);
+  REQUIRE(segloss_softmax_focal_finalize(&dx, &dy, st, nullptr, &v, &dg, nullptr) == SEGLOSS_OK);
+  CHECK(v == softmax_focal_finalize(x, y, want_f, want_g));
+  CHECK(same_bits(g, want_g));
+  segloss_statistics_destroy(st);
+}
+
+TEST_CASE("capi: 16-bit tensors in the metrics, and mixed dtypes, are dtype errors") {
   const Shape s{1, 2, 3, 3};
   const auto x = to_half<float16>(testing::randn<float>(s, 4, 1.0));
   const auto z = to_half<float16>(testing::mask<float>(s, 5));
@@ -153,11 +185,10 @@ TEST_CASE("capi: 16-bit logits in statistics / finalize, and mixed dtypes, are d
   auto g = Tensor<float16>::empty(s);
   segloss_tensor dx = desc(x), dz = desc(z), dzf = desc(zf), dg = desc(g);
   double v = 0;
-  segloss_statistics* st0 = nullptr;
-  CHECK(segloss_soft_jaccard_statistics(&dx, &dz, nullptr, &st0, nullptr) == SEGLOSS_ERROR_DTYPE);
-  CHECK(last_error().find("segloss_soft_jaccard_statistics: logits has dtype f16; this "
-                          "function takes f32 or f64") == 0);
-  CHECK(st0 == nullptr);
+  segloss_dice_score_result result;
+  CHECK(segloss_dice_score(&dx, &dz, nullptr, &result, nullptr, nullptr) == SEGLOSS_ERROR_DTYPE);
+  CHECK(last_error().find("segloss_dice_score: pred has dtype f16; this function takes f32 or "
+                          "f64") == 0);
   const auto xb = to_half<bfloat16>(to_float(x));
   segloss_tensor dxb = desc(xb);
   CHECK(segloss_sigmoid_focal_forward(&dxb, &dz, nullptr, &dg, nullptr) == SEGLOSS_ERROR_DTYPE);
@@ -175,7 +206,8 @@ TEST_CASE("capi: 16-bit logits in statistics / finalize, and mixed dtypes, are d
   CHECK(segloss_lovasz_softmax_value_and_grad(&dx, &dyf, nullptr, &v, &dg, nullptr) ==
         SEGLOSS_ERROR_DTYPE);
   segloss_statistics* st = nullptr;
-  CHECK(segloss_bce_with_logits_statistics(&dx, &dz, nullptr, &st, nullptr) == SEGLOSS_ERROR_DTYPE);
+  CHECK(segloss_bce_with_logits_statistics(&dx, &dzf, nullptr, &st, nullptr) ==
+        SEGLOSS_ERROR_DTYPE);
   CHECK(st == nullptr);
   CHECK(std::string(segloss_status_name(SEGLOSS_ERROR_DTYPE)) == "SEGLOSS_ERROR_DTYPE");
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cuda_check.hpp"
 #include "half_all_check.hpp"
@@ -85,6 +86,26 @@ TEST_CASE_TEMPLATE("cuda half all: every registered loss and preset, contract an
                    float16, bfloat16) {
   SEGLOSS_REQUIRE_GPU();
   check_all_entries<H>();
+}
+
+// The statistics / finalize split of every loss that has one: the contract on CUDA, and the
+// CUDA results against the CPU's (statistics 1e-5 relative to their largest magnitude).
+TEST_CASE_TEMPLATE("cuda half all: the statistics / finalize split, contract and CPU parity", H,
+                   float16, bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  std::vector<half_all::SplitResults<H>> cpu, gpu;
+  half_all::for_each_split<H>(Device::cpu,
+                              [&](auto&&... a) { cpu.push_back(half_all::check_split(a...)); });
+  half_all::for_each_split<H>(Device::cuda,
+                              [&](auto&&... a) { gpu.push_back(half_all::check_split(a...)); });
+  REQUIRE(cpu.size() == size_t(half_all::kSplitCalls));
+  REQUIRE(gpu.size() == cpu.size());
+  for (size_t k = 0; k < cpu.size(); ++k) {
+    CAPTURE(k);
+    testing::check_vector(cpu[k].global, gpu[k].global, 1e-5, "global");
+    close_value(cpu[k].value, gpu[k].value, "finalize's value");
+    close16(cpu[k].grad, gpu[k].grad, "finalize's gradient");
+  }
 }
 
 // The first entry of every loss (its default preset), on a shape that crosses several blocks,

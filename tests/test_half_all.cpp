@@ -53,6 +53,16 @@ TEST_CASE_TEMPLATE("half all: every registered loss on 1-D and 3-D inputs", H, f
   }
 }
 
+TEST_CASE_TEMPLATE("half all: the statistics / finalize split of every loss that has one", H,
+                   float16, bfloat16) {
+  int calls = 0;
+  half_all::for_each_split<H>(Device::cpu, [&](auto&&... a) {
+    half_all::check_split(a...);
+    ++calls;
+  });
+  CHECK(calls == half_all::kSplitCalls);
+}
+
 // The 16-bit call raises the float loss's errors (the function's name, the float message) and
 // the buffer errors of the into-buffer forms.
 TEST_CASE_TEMPLATE("half all: errors are the float loss's", H, float16, bfloat16) {
