@@ -13,9 +13,10 @@
 // pos_weight, class_weight, alpha, grad_out, grad, value); labels stay int32 or int64. A float
 // target with half logits is not a call that compiles (Tensor<float> is not Tensor<float16>);
 // convert it with to_half below. The 16-bit types store exactly what a training engine keeps in
-// memory: targets in {0, 1} and usual weights are exact in both. The statistics / finalize
-// split is float and double only (no 16-bit instantiation: a call fails to link; the C API
-// answers SEGLOSS_ERROR_DTYPE).
+// memory: targets in {0, 1} and usual weights are exact in both. The statistics / finalize split
+// (docs/distributed.md) of every loss that has one takes 16-bit logits too: statistics are the
+// float split's on the widened inputs (doubles, as they are), finalize is the form writing grad
+// and returning the double.
 //
 // The one conversion path (the same on the CPU and on CUDA, so the API is device-agnostic):
 //   1. every 16-bit input is widened to a float tensor on its device (exact);
@@ -42,9 +43,10 @@
 // cuda::release_pool frees it). A fused half kernel (loading 16 bits in the loss kernels) is not
 // written yet.
 //
-// Code: four generic helpers in half_logits.cpp (forward, backward, the form writing grad, the
-// form writing grad and value; the ValueAndGrad form calls the second), instantiated for every
-// loss by one macro per shape of call. The fields of every options struct are listed once, in
+// Code: five generic helpers in half_logits.cpp (forward, backward, the form writing grad, the
+// form writing grad and value, the split's statistics; the ValueAndGrad form calls the third,
+// finalize is the third over the float finalize), instantiated for every loss by one macro per
+// shape of call. The fields of every options struct are listed once, in
 // losses/internal/half_options.hpp: a new option field must be added there too (the registry
 // test tests/test_half_all.cpp fails for a preset setting a field the list forgets).
 //
