@@ -224,33 +224,20 @@ void with_float(const segloss_tensor* t, const char* function, const char* argum
     case SEGLOSS_F16:
     case SEGLOSS_BF16:
       fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
-           "; this function takes f32 or f64 (16-bit logits: bce_with_logits, soft_dice, "
-           "bce_dice and cross_entropy's forward, backward and value_and_grad)");
+           "; this function takes f32 or f64 (16-bit logits: the losses' entry points)");
     default:
       fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
            "; expected f32 or f64");
   }
 }
 
-// The losses whose forward, backward and value_and_grad take 16-bit logits
-// (losses/half_logits.hpp).
-constexpr bool same_name(const char* a, const char* b) {
-  while (*a != '\0' && *a == *b) ++a, ++b;
-  return *a == *b;
-}
-constexpr bool half_logits(const char* name) {
-  return same_name(name, "bce_with_logits") || same_name(name, "soft_dice") ||
-         same_name(name, "bce_dice") || same_name(name, "cross_entropy");
-}
-
-// Calls f(T{}) for the logits' floating dtype: f32, f64, and with Half f16 and bf16.
-template <bool Half, class F>
+// Calls f(T{}) for the logits' floating dtype: f32, f64, f16 and bf16 (every loss's entry
+// points: losses/half_logits.hpp).
+template <class F>
 void with_logits(const segloss_tensor* t, const char* function, const char* argument, F&& f) {
-  if constexpr (Half) {
-    require(t, function, argument);
-    if (int_of(t->dtype) == SEGLOSS_F16) return f(float16{});
-    if (int_of(t->dtype) == SEGLOSS_BF16) return f(bfloat16{});
-  }
+  require(t, function, argument);
+  if (int_of(t->dtype) == SEGLOSS_F16) return f(float16{});
+  if (int_of(t->dtype) == SEGLOSS_BF16) return f(bfloat16{});
   with_float(t, function, argument, f);
 }
 
@@ -299,12 +286,6 @@ void with_target(const segloss_tensor* t, const char* function, F&& f) {
   if constexpr (K == Target::same) {
     f(view<T>(t, function, "target"));
   } else if constexpr (K == Target::labels) {
-    with_labels(t, function, "target", f);
-  } else if constexpr (kHalf<T>) {  // 16-bit logits: label maps only
-    const int dtype = int_of(t->dtype);
-    if (dtype == dtype_of<T>())
-      fail(SEGLOSS_ERROR_DTYPE, function, "target has dtype ", dtype_str(dtype),
-           "; with 16-bit logits the target is a label map (i32, i64 or u8), not probabilities");
     with_labels(t, function, "target", f);
   } else {
     const int dtype = int_of(t->dtype);
@@ -582,14 +563,14 @@ LovaszHingeOptions<T> to_cpp(const segloss_lovasz_hinge_options* c, const char* 
 // The three loss entry points, and the statistics / finalize pair
 // ------------------------------------------------------------------------------------------
 
-template <Target K, bool Half, class COptions, class F>
+template <Target K, class COptions, class F>
 segloss_status loss_value_and_grad(const char* function, const segloss_tensor* logits,
                                    const segloss_tensor* target, const COptions* options,
                                    double* value, const segloss_tensor* grad, void* stream, F&& f) {
   return guard(function, [&] {
     require(value, function, "value");
     const cuda::StreamScope stream_scope(stream);
-    with_logits<Half>(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
@@ -601,14 +582,14 @@ segloss_status loss_value_and_grad(const char* function, const segloss_tensor* l
 
 // value_and_grad with the value into a one-element tensor of the logits' dtype and device
 // (segloss_X_value_and_grad_into): f(x, t, g, v, o) is the C++ form whose value stays there.
-template <Target K, bool Half, class COptions, class F>
+template <Target K, class COptions, class F>
 segloss_status loss_value_and_grad_into(const char* function, const segloss_tensor* logits,
                                         const segloss_tensor* target, const COptions* options,
                                         const segloss_tensor* value, const segloss_tensor* grad,
                                         void* stream, F&& f) {
   return guard(function, [&] {
     const cuda::StreamScope stream_scope(stream);
-    with_logits<Half>(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
@@ -622,14 +603,14 @@ segloss_status loss_value_and_grad_into(const char* function, const segloss_tens
   });
 }
 
-template <Target K, bool Half, class COptions, class F>
+template <Target K, class COptions, class F>
 segloss_status loss_forward(const char* function, const segloss_tensor* logits,
                             const segloss_tensor* target, const COptions* options,
                             const segloss_tensor* out, void* stream, F&& f) {
   return guard(function, [&] {
     require(out, function, "out");
     const cuda::StreamScope stream_scope(stream);
-    with_logits<Half>(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       view<T>(out, function, "out");  // dtype and shape checks before the work
@@ -640,14 +621,14 @@ segloss_status loss_forward(const char* function, const segloss_tensor* logits,
   });
 }
 
-template <Target K, bool Half, class COptions, class F>
+template <Target K, class COptions, class F>
 segloss_status loss_backward(const char* function, const segloss_tensor* logits,
                              const segloss_tensor* target, const segloss_tensor* grad_out,
                              const COptions* options, const segloss_tensor* grad, void* stream,
                              F&& f) {
   return guard(function, [&] {
     const cuda::StreamScope stream_scope(stream);
-    with_logits<Half>(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       const auto go = view<T>(grad_out, function, "grad_out");
@@ -680,7 +661,7 @@ segloss_status loss_statistics(const char* function, const segloss_tensor* logit
     require(statistics, function, "statistics");
     *statistics = nullptr;
     const cuda::StreamScope stream_scope(stream);
-    with_float(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       const auto o = to_cpp<T>(options, function);
@@ -702,7 +683,7 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
     require(reduced, function, "reduced");
     require(value, function, "value");
     const cuda::StreamScope stream_scope(stream);
-    with_float(logits, function, "logits", [&](auto tag) {
+    with_logits(logits, function, "logits", [&](auto tag) {
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
@@ -1014,32 +995,32 @@ void segloss_surface_distance_options_init(segloss_surface_distance_options* o) 
   segloss_status segloss_##NAME##_value_and_grad(                                                 \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
       double* value, const segloss_tensor* grad, void* cuda_stream) {                             \
-    return loss_value_and_grad<KIND, half_logits(#NAME)>(                                         \
-        "segloss_" #NAME "_value_and_grad", logits, target, options, value, grad, cuda_stream,    \
-        [](const auto& x, const auto& t, auto& g, const auto& o) {                                \
-          return segloss::NAME##_value_and_grad(x, t, g, o);                                      \
-        });                                                                                       \
+    return loss_value_and_grad<KIND>("segloss_" #NAME "_value_and_grad", logits, target, options, \
+                                     value, grad, cuda_stream,                                    \
+                                     [](const auto& x, const auto& t, auto& g, const auto& o) {   \
+                                       return segloss::NAME##_value_and_grad(x, t, g, o);         \
+                                     });                                                          \
   }                                                                                               \
   segloss_status segloss_##NAME##_forward(const segloss_tensor* logits,                           \
                                           const segloss_tensor* target, const OPTIONS* options,   \
                                           const segloss_tensor* out, void* cuda_stream) {         \
-    return loss_forward<KIND, half_logits(#NAME)>(                                                \
+    return loss_forward<KIND>(                                                                    \
         "segloss_" #NAME "_forward", logits, target, options, out, cuda_stream,                   \
         [](const auto& x, const auto& t, const auto& o) { return segloss::NAME(x, t, o); });      \
   }                                                                                               \
   segloss_status segloss_##NAME##_backward(                                                       \
       const segloss_tensor* logits, const segloss_tensor* target, const segloss_tensor* grad_out, \
       const OPTIONS* options, const segloss_tensor* grad, void* cuda_stream) {                    \
-    return loss_backward<KIND, half_logits(#NAME)>(                                               \
-        "segloss_" #NAME "_backward", logits, target, grad_out, options, grad, cuda_stream,       \
-        [](const auto& x, const auto& t, const auto& go, const auto& o) {                         \
-          return segloss::NAME##_backward(x, t, go, o);                                           \
-        });                                                                                       \
+    return loss_backward<KIND>("segloss_" #NAME "_backward", logits, target, grad_out, options,   \
+                               grad, cuda_stream,                                                 \
+                               [](const auto& x, const auto& t, const auto& go, const auto& o) {  \
+                                 return segloss::NAME##_backward(x, t, go, o);                    \
+                               });                                                                \
   }                                                                                               \
   segloss_status segloss_##NAME##_value_and_grad_into(                                            \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options,         \
       const segloss_tensor* value, const segloss_tensor* grad, void* cuda_stream) {               \
-    return loss_value_and_grad_into<KIND, half_logits(#NAME)>(                                    \
+    return loss_value_and_grad_into<KIND>(                                                        \
         "segloss_" #NAME "_value_and_grad_into", logits, target, options, value, grad,            \
         cuda_stream, [](const auto& x, const auto& t, auto& g, auto& v, const auto& o) {          \
           segloss::NAME##_value_and_grad(x, t, g, v, o);                                          \

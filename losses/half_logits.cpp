@@ -6,6 +6,7 @@
 
 #include "../core/checks.hpp"
 #include "internal/half_convert.hpp"
+#include "internal/half_options.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/scratch.hpp"
 #endif
@@ -102,75 +103,20 @@ class FloatCopies {
 #endif
 };
 
-// The options with their tensors widened to float, and the bytes of those copies.
-template <class H>
-BceWithLogitsOptions<float> widen(const BceWithLogitsOptions<H>& o, FloatCopies& c) {
-  BceWithLogitsOptions<float> f;
-  f.reduction = o.reduction;
-  f.weight = c.widen(o.weight);
-  f.pos_weight = c.widen(o.pos_weight);
-  f.mean_over = o.mean_over;
-  f.label_smoothing = o.label_smoothing;
-  return f;
+// The options with their tensors widened to float (losses/internal/half_options.hpp lists the
+// fields of every options struct), and the bytes of those copies.
+template <class O>
+auto widen(const O& o, FloatCopies& c) {
+  return detail::convert_options<float>(o, [&](const auto& t) { return c.widen(t); });
 }
-template <class H>
-size_t options_bytes(const BceWithLogitsOptions<H>& o) {
-  return copy_bytes(o.weight) + copy_bytes(o.pos_weight);
-}
-
-template <class H>
-OverlapOptions<float> widen(const OverlapOptions<H>& o, FloatCopies& c) {
-  OverlapOptions<float> f;
-  f.reduction = o.reduction;
-  f.smooth_nr = o.smooth_nr;
-  f.smooth_dr = o.smooth_dr;
-  f.per_image = o.per_image;
-  f.activation = o.activation;
-  f.squared = o.squared;
-  f.weight = c.widen(o.weight);
-  f.weighting = o.weighting;
-  f.class_weight = c.widen(o.class_weight);
-  f.include_background = o.include_background;
-  f.empty = o.empty;
-  f.gamma = o.gamma;
-  f.log = o.log;
-  f.clamp = o.clamp;
-  return f;
-}
-template <class H>
-size_t options_bytes(const OverlapOptions<H>& o) {
-  return copy_bytes(o.weight) + copy_bytes(o.class_weight);
-}
-
-template <class H>
-BceDiceOptions<float> widen(const BceDiceOptions<H>& o, FloatCopies& c) {
-  BceDiceOptions<float> f;
-  f.bce_weight = o.bce_weight;
-  f.dice_weight = o.dice_weight;
-  f.bce = widen(o.bce, c);
-  f.dice = widen(o.dice, c);
-  return f;
-}
-template <class H>
-size_t options_bytes(const BceDiceOptions<H>& o) {
-  return options_bytes(o.bce) + options_bytes(o.dice);
-}
-
-template <class H>
-CrossEntropyOptions<float> widen(const CrossEntropyOptions<H>& o, FloatCopies& c) {
-  CrossEntropyOptions<float> f;
-  f.reduction = o.reduction;
-  f.weight = c.widen(o.weight);
-  f.ignore_index = o.ignore_index;
-  f.label_smoothing = o.label_smoothing;
-  f.ignore_negative = o.ignore_negative;
-  f.mean_over = o.mean_over;
-  f.all_ignored = o.all_ignored;
-  return f;
-}
-template <class H>
-size_t options_bytes(const CrossEntropyOptions<H>& o) {
-  return copy_bytes(o.weight);
+template <class O>
+size_t options_bytes(const O& o) {
+  size_t bytes = 0;
+  detail::convert_options<float>(o, [&](const auto& t) {
+    bytes += copy_bytes(t);
+    return Tensor<float>();
+  });
+  return bytes;
 }
 
 // A target of the logits' 16-bit type is widened; labels pass through unchanged.
@@ -242,65 +188,160 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
   round_into(v, value, fn);
 }
 
+// The statistics of the split (docs/distributed.md) on the widened inputs: the float loss's,
+// as they are (doubles; on CUDA the call waits for them, as the float one does).
+template <class H, class U, class O, class F>
+auto half_statistics(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
+                     const O& options, F&& float_statistics) {
+  FloatCopies c(fn, logits.device(), input_bytes(logits, target, options));
+  return float_statistics(c.widen(logits), widen_target(target, c), widen(options, c));
+}
+
 }  // namespace
 
 // The five 16-bit specializations of one loss (declared in losses/half_logits.hpp), for logits
-// Tensor<H> and a target of type Target (Tensor<H>, or cross_entropy's labels). Their template
-// arguments are deduced from the parameters (cross_entropy's third is its default, void).
-// EXTRA_PARAM and EXTRA_ARG are the trailing pointer parameter of the loss's forward and
-// value_and_grad and its name, each preceded by SEGLOSS_COMMA, or both empty.
-#define SEGLOSS_HALF_LOSS(H, Target, name, Options, EXTRA_PARAM, EXTRA_ARG)                       \
-  template <>                                                                                     \
-  Tensor<H> name(const Tensor<H>& logits, const Target& target,                                   \
-                 const Options<H>& options EXTRA_PARAM) {                                         \
-    return half_forward(                                                                          \
-        #name, logits, target, options,                                                           \
-        [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EXTRA_ARG); });    \
-  }                                                                                               \
-  template <>                                                                                     \
-  Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                        \
-                            const Tensor<H>& grad_out, const Options<H>& options) {               \
-    return half_backward(#name "_backward", logits, target, grad_out, options,                    \
-                         [](const auto& x, const auto& t, const auto& go, const auto& o) {        \
-                           return name##_backward(x, t, go, o);                                   \
-                         });                                                                      \
-  }                                                                                               \
-  template <>                                                                                     \
-  double name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,    \
-                               const Options<H>& options EXTRA_PARAM) {                           \
-    return value_and_grad_into(                                                                   \
-        #name "_value_and_grad", logits, target, grad, options,                                   \
-        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                      \
-          return name##_value_and_grad(x, t, g, o EXTRA_ARG);                                     \
-        });                                                                                       \
-  }                                                                                               \
-  template <>                                                                                     \
-  void name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,      \
-                             Tensor<H>& value, const Options<H>& options EXTRA_PARAM) {           \
-    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,           \
-                         [&](const auto& x, const auto& t, Tensor<float>& g, Tensor<float>& v,    \
-                             const auto& o) { name##_value_and_grad(x, t, g, v, o EXTRA_ARG); }); \
-  }                                                                                               \
-  template <>                                                                                     \
-  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>& logits, const Target& target,            \
-                                        const Options<H>& options EXTRA_PARAM) {                  \
-    ValueAndGrad<H> r;                                                                            \
-    r.value = name##_value_and_grad(logits, target, r.grad, options EXTRA_ARG);                   \
-    return r;                                                                                     \
+// Tensor<H> and a target of type Target (Tensor<H>, or labels). Their template arguments are
+// deduced from the parameters (the class-target losses' third is its default, void). EP() and
+// EA() are the trailing pointer parameter (named `extra`) of the forward and the value_and_grad
+// forms returning a value, and its argument; VP() and VA() those of the form writing the value
+// into a tensor: each with its leading comma, or nothing.
+#define SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, EA, VP, VA)                            \
+  template <>                                                                                  \
+  Tensor<H> name(const Tensor<H>& logits, const Target& target, const Options& options EP()) { \
+    return half_forward(                                                                       \
+        #name, logits, target, options,                                                        \
+        [&](const auto& x, const auto& t, const auto& o) { return name(x, t, o EA()); });      \
+  }                                                                                            \
+  template <>                                                                                  \
+  Tensor<H> name##_backward(const Tensor<H>& logits, const Target& target,                     \
+                            const Tensor<H>& grad_out, const Options& options) {               \
+    return half_backward(#name "_backward", logits, target, grad_out, options,                 \
+                         [](const auto& x, const auto& t, const auto& go, const auto& o) {     \
+                           return name##_backward(x, t, go, o);                                \
+                         });                                                                   \
+  }                                                                                            \
+  template <>                                                                                  \
+  double name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad, \
+                               const Options& options EP()) {                                  \
+    return value_and_grad_into(                                                                \
+        #name "_value_and_grad", logits, target, grad, options,                                \
+        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                   \
+          return name##_value_and_grad(x, t, g, o EA());                                       \
+        });                                                                                    \
+  }                                                                                            \
+  template <>                                                                                  \
+  void name##_value_and_grad(const Tensor<H>& logits, const Target& target, Tensor<H>& grad,   \
+                             Tensor<H>& value, const Options& options VP()) {                  \
+    value_and_grad_value(#name "_value_and_grad", logits, target, grad, value, options,        \
+                         [&](const auto& x, const auto& t, Tensor<float>& g, Tensor<float>& v, \
+                             const auto& o) { name##_value_and_grad(x, t, g, v, o VA()); });   \
+  }                                                                                            \
+  template <>                                                                                  \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>& logits, const Target& target,         \
+                                        const Options& options EP()) {                         \
+    ValueAndGrad<H> r;                                                                         \
+    r.value = name##_value_and_grad(logits, target, r.grad, options EA());                     \
+    return r;                                                                                  \
   }
+#define SEGLOSS_HALF_NO()
+#define SEGLOSS_HALF_EXTRA() , extra
+#define SEGLOSS_HALF_INFO() , OverlapInfo* extra
+#define SEGLOSS_HALF_BCE_DICE_PARTS() , BceDiceParts* extra
+#define SEGLOSS_HALF_CE_DICE_PARTS() , CeDiceParts* extra
+#define SEGLOSS_HALF_DICE_FOCAL_PARTS() , DiceFocalParts* extra
+// A loss without a pointer parameter; one with `extra` in the forward and value_and_grad forms
+// returning a value, in the value-tensor form too (_ALL) or not.
+#define SEGLOSS_HALF_PLAIN(H, Target, name, Options)                                             \
+  SEGLOSS_HALF_LOSS(H, Target, name, Options, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO, \
+                    SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_WITH(H, Target, name, Options, EP)                                \
+  SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, SEGLOSS_HALF_EXTRA, SEGLOSS_HALF_NO, \
+                    SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_WITH_ALL(H, Target, name, Options, EP) \
+  SEGLOSS_HALF_LOSS(H, Target, name, Options, EP, SEGLOSS_HALF_EXTRA, EP, SEGLOSS_HALF_EXTRA)
 
-#define SEGLOSS_HALF_DEFINE(H)                                                                 \
-  template Tensor<float> to_float<H>(const Tensor<H>&);                                        \
-  template Tensor<H> to_half<H>(const Tensor<float>&);                                         \
-  SEGLOSS_HALF_LOSS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions, , )                   \
-  SEGLOSS_HALF_LOSS(H, Tensor<H>, soft_dice, OverlapOptions, SEGLOSS_COMMA OverlapInfo* info,  \
-                    SEGLOSS_COMMA info)                                                        \
-  SEGLOSS_HALF_LOSS(H, Tensor<H>, bce_dice, BceDiceOptions, SEGLOSS_COMMA BceDiceParts* parts, \
-                    SEGLOSS_COMMA parts)                                                       \
-  SEGLOSS_HALF_LOSS(H, Tensor<int32_t>, cross_entropy, CrossEntropyOptions, , )                \
-  SEGLOSS_HALF_LOSS(H, Tensor<int64_t>, cross_entropy, CrossEntropyOptions, , )
-#define SEGLOSS_COMMA ,
+#define SEGLOSS_HALF_DEFINE(H)                                                                  \
+  template Tensor<float> to_float<H>(const Tensor<H>&);                                         \
+  template Tensor<H> to_half<H>(const Tensor<float>&);                                          \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>)                    \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>)          \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>)                       \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO)          \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO)       \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO)            \
+  SEGLOSS_HALF_WITH_ALL(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS) \
+  SEGLOSS_HALF_PLAIN(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>)                         \
+  SEGLOSS_HALF_CLASSES(H, Tensor<int32_t>)                                                      \
+  SEGLOSS_HALF_CLASSES(H, Tensor<int64_t>)                                                      \
+  SEGLOSS_HALF_CLASSES(H, Tensor<H>)                                                            \
+  SEGLOSS_HALF_LABELS(H, Tensor<int32_t>)                                                       \
+  SEGLOSS_HALF_LABELS(H, Tensor<int64_t>)
+// The losses taking labels or probabilities of the logits' type (Target), and those taking
+// labels only.
+#define SEGLOSS_HALF_CLASSES(H, Target)                                                      \
+  SEGLOSS_HALF_PLAIN(H, Target, cross_entropy, CrossEntropyOptions<H>)                       \
+  SEGLOSS_HALF_WITH(H, Target, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO)    \
+  SEGLOSS_HALF_WITH(H, Target, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO) \
+  SEGLOSS_HALF_WITH(H, Target, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO) \
+  SEGLOSS_HALF_PLAIN(H, Target, generalized_dice, GeneralizedDiceOptions<H>)                 \
+  SEGLOSS_HALF_WITH(H, Target, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS)
+#define SEGLOSS_HALF_LABELS(H, Target)                                                         \
+  SEGLOSS_HALF_PLAIN(H, Target, softmax_focal, SoftmaxFocalOptions<H>)                         \
+  SEGLOSS_HALF_WITH(H, Target, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS) \
+  SEGLOSS_HALF_PLAIN(H, Target, lovasz_softmax, LovaszSoftmaxOptions<H>)
+// The statistics / finalize split of one loss: finalize is the form writing grad and returning
+// the double (value_and_grad_into) over the float finalize. FP() and FA() are its trailing
+// `parts` parameter and argument, or nothing.
+#define SEGLOSS_HALF_SPLIT(H, Target, name, Options, Stats, FP, FA)                                \
+  template <>                                                                                      \
+  Stats name##_statistics(const Tensor<H>& logits, const Target& target, const Options& options) { \
+    return half_statistics(                                                                        \
+        #name "_statistics", logits, target, options,                                              \
+        [](const auto& x, const auto& t, const auto& o) { return name##_statistics(x, t, o); });   \
+  }                                                                                                \
+  template <>                                                                                      \
+  double name##_finalize(const Tensor<H>& logits, const Target& target, const Stats& reduced,      \
+                         Tensor<H>& grad, const Options& options FP()) {                           \
+    return value_and_grad_into(                                                                    \
+        #name "_finalize", logits, target, grad, options,                                          \
+        [&](const auto& x, const auto& t, Tensor<float>& g, const auto& o) {                       \
+          return name##_finalize(x, t, reduced, g, o FA());                                        \
+        });                                                                                        \
+  }
+#define SEGLOSS_HALF_SPLIT_PLAIN(H, Target, name, Options, Stats) \
+  SEGLOSS_HALF_SPLIT(H, Target, name, Options, Stats, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
+#define SEGLOSS_HALF_SPLIT_PARTS(H, Target, name, Options, FP) \
+  SEGLOSS_HALF_SPLIT(H, Target, name, Options, OverlapStatistics, FP, SEGLOSS_HALF_EXTRA)
+#define SEGLOSS_HALF_DEFINE_SPLIT(H)                                                               \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>,                 \
+                           ShardStatistics)                                                        \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, ShardStatistics)   \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, soft_dice, OverlapOptions<H>, OverlapStatistics)          \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, OverlapStatistics)       \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Tensor<H>, tversky, TverskyOptions<H>, OverlapStatistics)            \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS) \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<int32_t>)                                                   \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<int64_t>)                                                   \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, Tensor<H>)                                                         \
+  SEGLOSS_HALF_SPLIT_LABELS(H, Tensor<int32_t>)                                                    \
+  SEGLOSS_HALF_SPLIT_LABELS(H, Tensor<int64_t>)
+#define SEGLOSS_HALF_SPLIT_CLASSES(H, Target)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, cross_entropy, CrossEntropyOptions<H>, ShardStatistics)    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_dice, SoftmaxOverlapOptions<H>, OverlapStatistics) \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_jaccard, SoftmaxOverlapOptions<H>,                 \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_tversky, SoftmaxTverskyOptions<H>,                 \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, generalized_dice, GeneralizedDiceOptions<H>,               \
+                           OverlapStatistics)                                                    \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Target, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS)
+#define SEGLOSS_HALF_SPLIT_LABELS(H, Target)                                                  \
+  SEGLOSS_HALF_SPLIT_PLAIN(H, Target, softmax_focal, SoftmaxFocalOptions<H>, ShardStatistics) \
+  SEGLOSS_HALF_SPLIT_PARTS(H, Target, dice_focal, DiceFocalOptions<H>,                        \
+                           SEGLOSS_HALF_DICE_FOCAL_PARTS)
 SEGLOSS_HALF_DEFINE(float16)
 SEGLOSS_HALF_DEFINE(bfloat16)
+SEGLOSS_HALF_DEFINE_SPLIT(float16)
+SEGLOSS_HALF_DEFINE_SPLIT(bfloat16)
 
 }  // namespace segloss

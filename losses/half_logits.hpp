@@ -1,14 +1,22 @@
-// @brief float16 and bfloat16 logits for bce_with_logits, soft_dice, bce_dice and cross_entropy.
+// @brief float16 and bfloat16 logits for every loss.
 //
-// These four losses (the ones the CUDA benchmark of issue 7 measures) accept Tensor<float16> and
-// Tensor<bfloat16> logits through the same calls as float and double:
-//   forward, backward, and the three forms of value_and_grad.
-// Every other tensor of a call has the logits' 16-bit type (BCE and Dice targets, weight,
-// pos_weight, class_weight, cross_entropy's class weight, grad_out, grad, value); cross_entropy's
-// labels stay int32 or int64. A float target with half logits is not a call that compiles
-// (Tensor<float> is not Tensor<float16>); convert it with to_half below. The 16-bit types
-// store exactly what a training engine keeps in memory: targets in {0, 1} and usual weights are
-// exact in both.
+// Every loss accepts Tensor<float16> and Tensor<bfloat16> logits through the same calls as
+// float and double: forward, backward, and the three forms of value_and_grad (returning a
+// ValueAndGrad, writing grad and returning the double, writing grad and a device value):
+//   bce_with_logits, binary_cross_entropy (16-bit probabilities), sigmoid_focal, soft_dice,
+//   soft_jaccard, tversky, bce_dice, lovasz_hinge (a target like the logits);
+//   cross_entropy, softmax_dice, softmax_jaccard, softmax_tversky, generalized_dice, ce_dice
+//   (int32 / int64 labels, or probability targets like the logits);
+//   softmax_focal, dice_focal, lovasz_softmax (int32 / int64 labels).
+// (Until session 12 only bce_with_logits, soft_dice, bce_dice and cross_entropy with labels.)
+// Every other floating tensor of a call has the logits' 16-bit type (targets, weight,
+// pos_weight, class_weight, alpha, grad_out, grad, value); labels stay int32 or int64. A float
+// target with half logits is not a call that compiles (Tensor<float> is not Tensor<float16>);
+// convert it with to_half below. The 16-bit types store exactly what a training engine keeps in
+// memory: targets in {0, 1} and usual weights are exact in both. The statistics / finalize split
+// (docs/distributed.md) of every loss that has one takes 16-bit logits too: statistics are the
+// float split's on the widened inputs (doubles, as they are), finalize is the form writing grad
+// and returning the double.
 //
 // The one conversion path (the same on the CPU and on CUDA, so the API is device-agnostic):
 //   1. every 16-bit input is widened to a float tensor on its device (exact);
@@ -35,10 +43,20 @@
 // cuda::release_pool frees it). A fused half kernel (loading 16 bits in the loss kernels) is not
 // written yet.
 //
+// Code: five generic helpers in half_logits.cpp (forward, backward, the form writing grad, the
+// form writing grad and value, the split's statistics; the ValueAndGrad form calls the third,
+// finalize is the third over the float finalize), instantiated for every loss by one macro per
+// shape of call. The fields of every options struct are listed once, in
+// losses/internal/half_options.hpp: a new option field must be added there too (the registry
+// test tests/test_half_all.cpp fails for a preset setting a field the list forgets).
+//
 // Errors are the float loss's (they name the function; shapes and values as for float), plus a
-// gradient or value buffer of the wrong shape or device. Other losses have no 16-bit
-// instantiation: a call with Tensor<float16> logits fails to link, naming the function and
-// segloss::float16; the C API answers SEGLOSS_ERROR_DTYPE naming the function and the dtype.
+// gradient or value buffer of the wrong shape or device.
+//
+// Tests: tests/test_half.cpp and tests/test_half_losses.cpp (the first four in depth),
+// tests/test_half_all.cpp (every registry entry: the value exactly, every 16-bit result the
+// float one rounded once, bit for bit), on CUDA tests/test_cuda_half.cpp and
+// tests/test_cuda_half_all.cpp.
 #pragma once
 
 #include <cstdint>
@@ -47,8 +65,16 @@
 #include "../core/tensor.hpp"
 #include "bce_dice.hpp"
 #include "bce_with_logits.hpp"
+#include "binary_cross_entropy.hpp"
+#include "combined.hpp"
 #include "cross_entropy.hpp"
+#include "focal.hpp"
+#include "generalized_dice.hpp"
+#include "lovasz.hpp"
 #include "soft_dice.hpp"
+#include "soft_jaccard.hpp"
+#include "softmax_overlap.hpp"
+#include "tversky.hpp"
 
 namespace segloss {
 
@@ -60,56 +86,126 @@ Tensor<float> to_float(const Tensor<H>& t);
 template <class H>
 Tensor<H> to_half(const Tensor<float>& t);
 
-// The 16-bit specializations of the four losses' templates (defined in losses/half_logits.cpp).
-#define SEGLOSS_HALF_BINARY(H, name, Options, Extra)                                        \
-  template <>                                                                               \
-  Tensor<H> name<H>(const Tensor<H>&, const Tensor<H>&, const Options<H>& Extra);           \
-  template <>                                                                               \
-  Tensor<H> name##_backward<H>(const Tensor<H>&, const Tensor<H>&, const Tensor<H>&,        \
-                               const Options<H>&);                                          \
-  template <>                                                                               \
-  ValueAndGrad<H> name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&,              \
-                                           const Options<H>& Extra);                        \
-  template <>                                                                               \
-  double name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&, Tensor<H>&,           \
-                                  const Options<H>& Extra);                                 \
-  template <>                                                                               \
-  void name##_value_and_grad<H>(const Tensor<H>&, const Tensor<H>&, Tensor<H>&, Tensor<H>&, \
-                                const Options<H>& Extra);
-#define SEGLOSS_HALF_NO_EXTRA
-#define SEGLOSS_HALF_DICE_EXTRA , OverlapInfo*
-#define SEGLOSS_HALF_BCE_DICE_EXTRA , BceDiceParts*
+// The 16-bit specializations of every loss's five public forms (defined in
+// losses/half_logits.cpp): for each, logits Tensor<H>, a target (Tensor<H>, or int32 / int64
+// labels), options Opt<H>; EP() is the trailing pointer parameter (info, parts) of the forward
+// and the two value_and_grad forms returning a value or a ValueAndGrad, VP() that of the form
+// writing the value into a tensor (each with its leading comma, or nothing). The template
+// arguments are deduced from the parameters (the class-target losses' third is its default).
+#define SEGLOSS_HALF_FORMS(H, Target, name, Opt, EP, VP)                                      \
+  template <>                                                                                 \
+  Tensor<H> name(const Tensor<H>&, const Target&, const Opt& EP());                           \
+  template <>                                                                                 \
+  Tensor<H> name##_backward(const Tensor<H>&, const Target&, const Tensor<H>&, const Opt&);   \
+  template <>                                                                                 \
+  ValueAndGrad<H> name##_value_and_grad(const Tensor<H>&, const Target&, const Opt& EP());    \
+  template <>                                                                                 \
+  double name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, const Opt& EP()); \
+  template <>                                                                                 \
+  void name##_value_and_grad(const Tensor<H>&, const Target&, Tensor<H>&, Tensor<H>&,         \
+                             const Opt& VP());
+#define SEGLOSS_HALF_NO()
+#define SEGLOSS_HALF_INFO() , OverlapInfo*
+#define SEGLOSS_HALF_BCE_DICE_PARTS() , BceDiceParts*
+#define SEGLOSS_HALF_CE_DICE_PARTS() , CeDiceParts*
+#define SEGLOSS_HALF_DICE_FOCAL_PARTS() , DiceFocalParts*
+// Labels: int32 and int64. Classes: labels, or probabilities of the logits' type.
+#define SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)           \
+  SEGLOSS_HALF_FORMS(H, Tensor<int32_t>, name, Opt, EP, VP) \
+  SEGLOSS_HALF_FORMS(H, Tensor<int64_t>, name, Opt, EP, VP)
+#define SEGLOSS_HALF_CLASSES(H, name, Opt, EP, VP) \
+  SEGLOSS_HALF_LABELS(H, name, Opt, EP, VP)        \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, name, Opt, EP, VP)
 
-#define SEGLOSS_HALF_CROSS_ENTROPY(H, L)                                                          \
-  template <>                                                                                     \
-  Tensor<H> cross_entropy<H, L, void>(const Tensor<H>&, const Tensor<L>&,                         \
-                                      const CrossEntropyOptions<H>&);                             \
-  template <>                                                                                     \
-  Tensor<H> cross_entropy_backward<H, L, void>(const Tensor<H>&, const Tensor<L>&,                \
-                                               const Tensor<H>&, const CrossEntropyOptions<H>&);  \
-  template <>                                                                                     \
-  ValueAndGrad<H> cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&,    \
-                                                           const CrossEntropyOptions<H>&);        \
-  template <>                                                                                     \
-  double cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&, Tensor<H>&, \
-                                                  const CrossEntropyOptions<H>&);                 \
-  template <>                                                                                     \
-  void cross_entropy_value_and_grad<H, L, void>(const Tensor<H>&, const Tensor<L>&, Tensor<H>&,   \
-                                                Tensor<H>&, const CrossEntropyOptions<H>&);
-
-#define SEGLOSS_HALF_DECLARE(H)                                                        \
-  SEGLOSS_HALF_BINARY(H, bce_with_logits, BceWithLogitsOptions, SEGLOSS_HALF_NO_EXTRA) \
-  SEGLOSS_HALF_BINARY(H, soft_dice, OverlapOptions, SEGLOSS_HALF_DICE_EXTRA)           \
-  SEGLOSS_HALF_BINARY(H, bce_dice, BceDiceOptions, SEGLOSS_HALF_BCE_DICE_EXTRA)        \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int32_t)                                               \
-  SEGLOSS_HALF_CROSS_ENTROPY(H, int64_t)
+#define SEGLOSS_HALF_DECLARE(H)                                                                    \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, SEGLOSS_HALF_NO,      \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, binary_cross_entropy, BinaryCrossEntropyOptions<H>,             \
+                     SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)                                             \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, SEGLOSS_HALF_NO,         \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_dice, OverlapOptions<H>, SEGLOSS_HALF_INFO,                \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, SEGLOSS_HALF_INFO,             \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, tversky, TverskyOptions<H>, SEGLOSS_HALF_INFO,                  \
+                     SEGLOSS_HALF_INFO)                                                            \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, bce_dice, BceDiceOptions<H>, SEGLOSS_HALF_BCE_DICE_PARTS,       \
+                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                  \
+  SEGLOSS_HALF_FORMS(H, Tensor<H>, lovasz_hinge, LovaszHingeOptions<H>, SEGLOSS_HALF_NO,           \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_CLASSES(H, cross_entropy, CrossEntropyOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,               \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, SEGLOSS_HALF_INFO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, SEGLOSS_HALF_INFO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, SEGLOSS_HALF_NO,            \
+                       SEGLOSS_HALF_NO)                                                            \
+  SEGLOSS_HALF_CLASSES(H, ce_dice, CeDiceOptions<H>, SEGLOSS_HALF_CE_DICE_PARTS, SEGLOSS_HALF_NO)  \
+  SEGLOSS_HALF_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)  \
+  SEGLOSS_HALF_LABELS(H, dice_focal, DiceFocalOptions<H>, SEGLOSS_HALF_DICE_FOCAL_PARTS,           \
+                      SEGLOSS_HALF_NO)                                                             \
+  SEGLOSS_HALF_LABELS(H, lovasz_softmax, LovaszSoftmaxOptions<H>, SEGLOSS_HALF_NO, SEGLOSS_HALF_NO)
+// The statistics / finalize split (docs/distributed.md): Stats is the statistics type, FP() the
+// finalize's trailing `parts` parameter or nothing.
+#define SEGLOSS_HALF_SPLIT(H, Target, name, Opt, Stats, FP)                         \
+  template <>                                                                       \
+  Stats name##_statistics(const Tensor<H>&, const Target&, const Opt&);             \
+  template <>                                                                       \
+  double name##_finalize(const Tensor<H>&, const Target&, const Stats&, Tensor<H>&, \
+                         const Opt& FP());
+#define SEGLOSS_HALF_SPLIT_LABELS(H, name, Opt, Stats, FP)     \
+  SEGLOSS_HALF_SPLIT(H, Tensor<int32_t>, name, Opt, Stats, FP) \
+  SEGLOSS_HALF_SPLIT(H, Tensor<int64_t>, name, Opt, Stats, FP)
+#define SEGLOSS_HALF_SPLIT_CLASSES(H, name, Opt, Stats, FP) \
+  SEGLOSS_HALF_SPLIT_LABELS(H, name, Opt, Stats, FP)        \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, name, Opt, Stats, FP)
+#define SEGLOSS_HALF_DECLARE_SPLIT(H)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, bce_with_logits, BceWithLogitsOptions<H>, ShardStatistics,      \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, sigmoid_focal, SigmoidFocalOptions<H>, ShardStatistics,         \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, soft_dice, OverlapOptions<H>, OverlapStatistics,                \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, soft_jaccard, OverlapOptions<H>, OverlapStatistics,             \
+                     SEGLOSS_HALF_NO)                                                              \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, tversky, TverskyOptions<H>, OverlapStatistics, SEGLOSS_HALF_NO) \
+  SEGLOSS_HALF_SPLIT(H, Tensor<H>, bce_dice, BceDiceOptions<H>, OverlapStatistics,                 \
+                     SEGLOSS_HALF_BCE_DICE_PARTS)                                                  \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, cross_entropy, CrossEntropyOptions<H>, ShardStatistics,            \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_dice, SoftmaxOverlapOptions<H>, OverlapStatistics,         \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_jaccard, SoftmaxOverlapOptions<H>, OverlapStatistics,      \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, softmax_tversky, SoftmaxTverskyOptions<H>, OverlapStatistics,      \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, generalized_dice, GeneralizedDiceOptions<H>, OverlapStatistics,    \
+                             SEGLOSS_HALF_NO)                                                      \
+  SEGLOSS_HALF_SPLIT_CLASSES(H, ce_dice, CeDiceOptions<H>, OverlapStatistics,                      \
+                             SEGLOSS_HALF_CE_DICE_PARTS)                                           \
+  SEGLOSS_HALF_SPLIT_LABELS(H, softmax_focal, SoftmaxFocalOptions<H>, ShardStatistics,             \
+                            SEGLOSS_HALF_NO)                                                       \
+  SEGLOSS_HALF_SPLIT_LABELS(H, dice_focal, DiceFocalOptions<H>, OverlapStatistics,                 \
+                            SEGLOSS_HALF_DICE_FOCAL_PARTS)
 SEGLOSS_HALF_DECLARE(float16)
 SEGLOSS_HALF_DECLARE(bfloat16)
+SEGLOSS_HALF_DECLARE_SPLIT(float16)
+SEGLOSS_HALF_DECLARE_SPLIT(bfloat16)
+#undef SEGLOSS_HALF_DECLARE_SPLIT
+#undef SEGLOSS_HALF_SPLIT_CLASSES
+#undef SEGLOSS_HALF_SPLIT_LABELS
+#undef SEGLOSS_HALF_SPLIT
 #undef SEGLOSS_HALF_DECLARE
-#undef SEGLOSS_HALF_CROSS_ENTROPY
-#undef SEGLOSS_HALF_BINARY
-#undef SEGLOSS_HALF_NO_EXTRA
-#undef SEGLOSS_HALF_DICE_EXTRA
-#undef SEGLOSS_HALF_BCE_DICE_EXTRA
+#undef SEGLOSS_HALF_CLASSES
+#undef SEGLOSS_HALF_LABELS
+#undef SEGLOSS_HALF_FORMS
+#undef SEGLOSS_HALF_NO
+#undef SEGLOSS_HALF_INFO
+#undef SEGLOSS_HALF_BCE_DICE_PARTS
+#undef SEGLOSS_HALF_CE_DICE_PARTS
+#undef SEGLOSS_HALF_DICE_FOCAL_PARTS
 
 }  // namespace segloss

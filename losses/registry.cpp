@@ -20,6 +20,8 @@
 #include "cross_entropy.hpp"
 #include "focal.hpp"
 #include "generalized_dice.hpp"
+#include "half_logits.hpp"
+#include "internal/half_options.hpp"
 #include "lovasz.hpp"
 #include "soft_dice.hpp"
 #include "soft_jaccard.hpp"
@@ -202,17 +204,21 @@ struct Tolerance {
 // A loss's calls on (x, target, options): forward, backward, value_and_grad into a caller
 // buffer, and its composed form from tape primitives (losses/composed.hpp) when `composed` is
 // true (else that member is never called).
-template <class F, class B, class V, class P>
+// Also the two other value_and_grad forms, for the 16-bit problems (HalfProblem): the one
+// writing the value into a tensor, and the one returning a ValueAndGrad.
+template <class F, class B, class V, class P, class VV, class VR>
 struct Calls {
   F forward;
   B backward;
   V value_and_grad;
   P composed_form;
   bool composed;
+  VV value_and_grad_value;
+  VR value_and_grad_returned;
 };
-template <class F, class B, class V, class P>
-Calls<F, B, V, P> calls(F f, B b, V v, P p, bool composed) {
-  return {f, b, v, p, composed};
+template <class F, class B, class V, class P, class VV, class VR>
+Calls<F, B, V, P, VV, VR> calls(F f, B b, V v, P p, bool composed, VV vv, VR vr) {
+  return {f, b, v, p, composed, vv, vr};
 }
 
 #define SEGLOSS_REGISTRY_FUSED(NAME)                                         \
@@ -223,13 +229,17 @@ Calls<F, B, V, P> calls(F f, B b, V v, P p, bool composed) {
       [](const auto& x, const auto& t, auto& g, const auto& o) {             \
         return NAME##_value_and_grad(x, t, g, o);                            \
       }
-#define SEGLOSS_REGISTRY_CALLS(NAME)                                \
-  calls(                                                            \
-      SEGLOSS_REGISTRY_FUSED(NAME),                                 \
-      [](auto& tape, const auto& v, const auto& t, const auto& o) { \
-        return composed::NAME(tape, v, t, o);                       \
-      },                                                            \
-      true)
+#define SEGLOSS_REGISTRY_CALLS(NAME)                                      \
+  calls(                                                                  \
+      SEGLOSS_REGISTRY_FUSED(NAME),                                       \
+      [](auto& tape, const auto& v, const auto& t, const auto& o) {       \
+        return composed::NAME(tape, v, t, o);                             \
+      },                                                                  \
+      true,                                                               \
+      [](const auto& x, const auto& t, auto& g, auto& v, const auto& o) { \
+        NAME##_value_and_grad(x, t, g, v, o);                             \
+      },                                                                  \
+      [](const auto& x, const auto& t, const auto& o) { return NAME##_value_and_grad(x, t, o); })
 
 // Copies `from` into the caller's gradient buffer (allocated when undefined).
 template <class T>
@@ -371,6 +381,120 @@ Problem<T> bind(const Inputs<T>& in, const Tgt& target, const Opt& o, const C& c
   return p;
 }
 
+// The inputs of a problem of kind `kind`.
+template <class T>
+Inputs<T> inputs_of(InputKind kind, const Shape& s, uint64_t seed) {
+  switch (kind) {
+    case InputKind::binary_logits:
+      return binary_inputs<T>(s, seed, false);
+    case InputKind::probabilities:
+      return binary_inputs<T>(s, seed, true);
+    case InputKind::multiclass_labels:
+      return multiclass_inputs<T>(s, seed, false);
+    case InputKind::multiclass_probs:
+      return multiclass_inputs<T>(s, seed, true);
+  }
+  return {};
+}
+
+// t rounded to H and widened back: the float tensor of t's values representable in H.
+template <class H>
+Tensor<float> through(const Tensor<float>& t) {
+  return t.defined() ? to_float(to_half<H>(t)) : t;
+}
+
+// A float problem's target as the 16-bit loss takes it on device d: a dense target rounded to
+// H (its values are representable: bind_half rounded them), labels as they are.
+template <class H, class Tgt>
+auto half_target(const Tgt& t, Device d) {
+  if constexpr (std::is_same_v<Tgt, Tensor<float>>)
+    return to_half<H>(t).to(d);
+  else
+    return t.to(d);
+}
+
+// The option tensors of a float options struct rounded to H in place (the members options_to
+// moves).
+template <class H, class V>
+void round_tensor(V& v) {
+  if constexpr (std::is_same_v<V, Tensor<float>>) v = through<H>(v);
+}
+template <class H, class O>
+void round_options(O& o) {
+  if constexpr (has_weight<O>::value) round_tensor<H>(o.weight);
+  if constexpr (has_pos_weight<O>::value) round_tensor<H>(o.pos_weight);
+  if constexpr (has_class_weight<O>::value) round_tensor<H>(o.class_weight);
+  if constexpr (has_alpha<O>::value) round_tensor<H>(o.alpha);
+  if constexpr (has_bce<O>::value) round_options<H>(o.bce);
+  if constexpr (has_dice<O>::value) round_options<H>(o.dice);
+  if constexpr (has_ce<O>::value) round_options<H>(o.ce);
+  if constexpr (has_focal<O>::value) round_options<H>(o.focal);
+}
+
+// The HalfProblem of a float problem's inputs and options, on device d: x, a dense target and
+// the option tensors rounded to H first.
+template <class H, class Opt, class Tgt, class C>
+HalfProblem<H> bind_half(const Inputs<float>& in, const Tgt& host_target, const Opt& host_options,
+                         const C& c, Reduction reduction, Device d) {
+  Tgt target = host_target;
+  if constexpr (std::is_same_v<Tgt, Tensor<float>>) target = through<H>(host_target);
+  // The float options: the preset's, with their tensors rounded in place (not through the
+  // field list of half_options.hpp, so that a field it forgets differs between the two).
+  Opt rounded = host_options;
+  round_options<H>(rounded);
+  const auto oh = detail::convert_options<H>(
+      rounded, [d](const auto& t) { return t.defined() ? to_half<H>(t).to(d) : Tensor<H>(); });
+  Opt of = rounded;
+  if (d != Device::cpu) options_to(of, d);
+  const auto th = half_target<H>(target, d);
+  const auto tf = target.to(d);
+  const Device cpu = Device::cpu;
+  HalfProblem<H> p;
+  p.input = to_half<H>(in.x);
+  p.reduced = reduction != Reduction::none;
+  // The forward's shape, from the CPU float loss (a device call costs the emulator more).
+  const Shape ys = c.forward(in.x, target, rounded).shape();
+  p.grad_out = to_half<H>(normal<float>(ys, in.seed + 99, 1.0));
+  p.forward = [=](const Tensor<H>& x) { return c.forward(x.to(d), th, oh).to(cpu); };
+  p.backward = [=](const Tensor<H>& x, const Tensor<H>& go) {
+    return c.backward(x.to(d), th, go.to(d), oh).to(cpu);
+  };
+  p.value_and_grad = [=](const Tensor<H>& x, Tensor<H>& g) {
+    Tensor<H> gd;
+    const double v = c.value_and_grad(x.to(d), th, gd, oh);
+    g = gd.to(cpu);
+    return v;
+  };
+  p.value_and_grad_returned = [=](const Tensor<H>& x) {
+    ValueAndGrad<H> r = c.value_and_grad_returned(x.to(d), th, oh);
+    r.grad = r.grad.to(cpu);
+    return r;
+  };
+  p.value_and_grad_value = [=](const Tensor<H>& x, Tensor<H>& g, Tensor<H>& v) {
+    Tensor<H> gd, vd;
+    c.value_and_grad_value(x.to(d), th, gd, vd, oh);
+    g = gd.to(cpu);
+    v = vd.to(cpu);
+  };
+  p.forward_float = [=](const Tensor<float>& x) { return c.forward(x.to(d), tf, of).to(cpu); };
+  p.backward_float = [=](const Tensor<float>& x, const Tensor<float>& go) {
+    return c.backward(x.to(d), tf, go.to(d), of).to(cpu);
+  };
+  p.value_and_grad_float = [=](const Tensor<float>& x, Tensor<float>& g) {
+    Tensor<float> gd;
+    const double v = c.value_and_grad(x.to(d), tf, gd, of);
+    g = gd.to(cpu);
+    return v;
+  };
+  p.value_and_grad_value_float = [=](const Tensor<float>& x, Tensor<float>& g, Tensor<float>& v) {
+    Tensor<float> gd, vd;
+    c.value_and_grad_value(x.to(d), tf, gd, vd, of);
+    g = gd.to(cpu);
+    v = vd.to(cpu);
+  };
+  return p;
+}
+
 class Builder {
  public:
   explicit Builder(std::vector<Entry>& out) : out_(out) {}
@@ -390,6 +514,8 @@ class Builder {
     e.float_tolerance = tol.float_tolerance;
     e.make_float_on = make<float, Opt, K>(kind, reduction, c, setup);
     e.make_double_on = make<double, Opt, K>(kind, reduction, c, setup);
+    e.make_float16_on = make_half<float16, Opt, K>(kind, reduction, c, setup);
+    e.make_bfloat16_on = make_half<bfloat16, Opt, K>(kind, reduction, c, setup);
     e.make_float = [f = e.make_float_on](const Shape& s, uint64_t seed) {
       return f(s, seed, Device::cpu);
     };
@@ -425,6 +551,20 @@ class Builder {
       setup(o, in);
       if (device != Device::cpu) return bind_on(in, target_of<K>(in), o, c, reduction, device);
       return bind(in, target_of<K>(in), o, c, reduction);
+    };
+  }
+
+  // The float problem's inputs and options, rounded to H (bind_half).
+  template <class H, template <class> class Opt, Target K, class C, class Setup>
+  static std::function<HalfProblem<H>(const Shape&, uint64_t, Device)> make_half(
+      InputKind kind, Reduction reduction, C c, Setup setup) {
+    return [=](const Shape& s, uint64_t seed, Device device) {
+      Inputs<float> in = inputs_of<float>(kind, s, seed);
+      Opt<float> o;
+      set_reduction(o, reduction);
+      setup(o, in);
+      in.x = through<H>(in.x);
+      return bind_half<H>(in, target_of<K>(in), o, c, reduction, device);
     };
   }
 

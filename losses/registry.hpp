@@ -34,6 +34,8 @@
 #include <vector>
 
 #include "../core/gradcheck.hpp"
+#include "../core/half.hpp"
+#include "../core/result.hpp"
 #include "../core/shape.hpp"
 #include "../core/tensor.hpp"
 
@@ -57,6 +59,34 @@ struct Problem {
   std::function<double(const Tensor<T>& x)> value;
   std::function<double(const Tensor<T>& x, Tensor<T>& grad)> value_and_grad;
   std::function<double(const Tensor<T>& x, Tensor<T>& grad)> composed;  // empty: none
+};
+
+// An entry's problem with 16-bit logits (losses/half_logits.hpp), H = float16 or bfloat16: the
+// entry's numbers rounded to H (x, a dense target, every option tensor; labels as they are), so
+// every input is exactly representable in H, and closures over the entry's 16-bit calls, every
+// public form, and over the float loss's calls on the same inputs widened to float (exact): the
+// 16-bit path's contract is that its value is the float value and its gradient (and per-element
+// loss) that float result rounded to H once (tests/test_half_all.cpp, and on CUDA
+// tests/test_cuda_half_all.cpp). Each closure takes CPU tensors, runs the call on the problem's
+// device (with the target and option tensors there) and returns CPU tensors; the into-buffer
+// closures pass undefined buffers (the call allocates them) and copy the results back.
+template <class H>
+struct HalfProblem {
+  Tensor<H> input;      // x, exactly as it is widened: to_float(input) is the float loss's x
+  Tensor<H> grad_out;   // for backward: the forward's shape (one element for mean and sum)
+  bool reduced = true;  // mean or sum: the value_and_grad forms apply (not for none)
+  std::function<Tensor<H>(const Tensor<H>& x)> forward;
+  std::function<Tensor<H>(const Tensor<H>& x, const Tensor<H>& grad_out)> backward;
+  std::function<double(const Tensor<H>& x, Tensor<H>& grad)> value_and_grad;  // the double form
+  std::function<ValueAndGrad<H>(const Tensor<H>& x)> value_and_grad_returned;
+  std::function<void(const Tensor<H>& x, Tensor<H>& grad, Tensor<H>& value)> value_and_grad_value;
+  // The float loss on the widened target and options, same forms.
+  std::function<Tensor<float>(const Tensor<float>& x)> forward_float;
+  std::function<Tensor<float>(const Tensor<float>& x, const Tensor<float>& grad_out)>
+      backward_float;
+  std::function<double(const Tensor<float>& x, Tensor<float>& grad)> value_and_grad_float;
+  std::function<void(const Tensor<float>& x, Tensor<float>& grad, Tensor<float>& value)>
+      value_and_grad_value_float;
 };
 
 struct Entry {
@@ -83,6 +113,9 @@ struct Entry {
   // problem.
   std::function<Problem<float>(const Shape&, uint64_t seed, Device)> make_float_on;
   std::function<Problem<double>(const Shape&, uint64_t seed, Device)> make_double_on;
+  // The same problem with 16-bit logits (HalfProblem), on `device`.
+  std::function<HalfProblem<float16>(const Shape&, uint64_t seed, Device)> make_float16_on;
+  std::function<HalfProblem<bfloat16>(const Shape&, uint64_t seed, Device)> make_bfloat16_on;
 
   std::string name() const { return loss + "/" + preset; }
 };

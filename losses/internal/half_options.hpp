@@ -1,0 +1,202 @@
+// The options structs of every loss converted between element types, field by field: one list
+// of the fields, used both ways. The 16-bit path (losses/half_logits.cpp) widens the options of
+// a 16-bit call to float with it; the loss registry (losses/registry.cpp) rounds a float
+// problem's options into 16 bits with it. Every option tensor goes through `tensor` (a callable
+// taking a Tensor<From> and returning a Tensor<To>); every other field is copied. Adding a field
+// to an options struct: add it here too (tests/test_half_all.cpp fails for a registry preset
+// that sets a field this file forgets). Not installed.
+#pragma once
+
+#include "../bce_dice.hpp"
+#include "../bce_with_logits.hpp"
+#include "../binary_cross_entropy.hpp"
+#include "../combined.hpp"
+#include "../cross_entropy.hpp"
+#include "../focal.hpp"
+#include "../generalized_dice.hpp"
+#include "../lovasz.hpp"
+#include "../soft_dice.hpp"
+#include "../soft_jaccard.hpp"
+#include "../softmax_overlap.hpp"
+#include "../tversky.hpp"
+
+namespace segloss {
+namespace detail {
+
+template <class To, class From, class F>
+BceWithLogitsOptions<To> convert_options(const BceWithLogitsOptions<From>& o, F&& tensor) {
+  BceWithLogitsOptions<To> r;
+  r.reduction = o.reduction;
+  r.weight = tensor(o.weight);
+  r.pos_weight = tensor(o.pos_weight);
+  r.mean_over = o.mean_over;
+  r.label_smoothing = o.label_smoothing;
+  return r;
+}
+
+template <class To, class From, class F>
+BinaryCrossEntropyOptions<To> convert_options(const BinaryCrossEntropyOptions<From>& o,
+                                              F&& tensor) {
+  BinaryCrossEntropyOptions<To> r;
+  r.reduction = o.reduction;
+  r.weight = tensor(o.weight);
+  return r;
+}
+
+// soft_dice and soft_jaccard (SoftDiceOptions and SoftJaccardOptions are OverlapOptions).
+template <class To, class From, class F>
+OverlapOptions<To> convert_options(const OverlapOptions<From>& o, F&& tensor) {
+  OverlapOptions<To> r;
+  r.reduction = o.reduction;
+  r.smooth_nr = o.smooth_nr;
+  r.smooth_dr = o.smooth_dr;
+  r.per_image = o.per_image;
+  r.activation = o.activation;
+  r.squared = o.squared;
+  r.weight = tensor(o.weight);
+  r.weighting = o.weighting;
+  r.class_weight = tensor(o.class_weight);
+  r.include_background = o.include_background;
+  r.empty = o.empty;
+  r.gamma = o.gamma;
+  r.log = o.log;
+  r.clamp = o.clamp;
+  return r;
+}
+
+template <class To, class From, class F>
+TverskyOptions<To> convert_options(const TverskyOptions<From>& o, F&& tensor) {
+  TverskyOptions<To> r;
+  static_cast<OverlapOptions<To>&>(r) =
+      convert_options<To>(static_cast<const OverlapOptions<From>&>(o), tensor);
+  r.alpha = o.alpha;
+  r.beta = o.beta;
+  return r;
+}
+
+template <class To, class From, class F>
+BceDiceOptions<To> convert_options(const BceDiceOptions<From>& o, F&& tensor) {
+  BceDiceOptions<To> r;
+  r.bce_weight = o.bce_weight;
+  r.dice_weight = o.dice_weight;
+  r.bce = convert_options<To>(o.bce, tensor);
+  r.dice = convert_options<To>(o.dice, tensor);
+  return r;
+}
+
+template <class To, class From, class F>
+CrossEntropyOptions<To> convert_options(const CrossEntropyOptions<From>& o, F&& tensor) {
+  CrossEntropyOptions<To> r;
+  r.reduction = o.reduction;
+  r.weight = tensor(o.weight);
+  r.ignore_index = o.ignore_index;
+  r.label_smoothing = o.label_smoothing;
+  r.ignore_negative = o.ignore_negative;
+  r.mean_over = o.mean_over;
+  r.all_ignored = o.all_ignored;
+  return r;
+}
+
+template <class To, class From, class F>
+SoftmaxOverlapOptions<To> convert_options(const SoftmaxOverlapOptions<From>& o, F&& tensor) {
+  SoftmaxOverlapOptions<To> r;
+  r.reduction = o.reduction;
+  r.smooth_nr = o.smooth_nr;
+  r.smooth_dr = o.smooth_dr;
+  r.per_image = o.per_image;
+  r.squared = o.squared;
+  r.class_weight = tensor(o.class_weight);
+  r.include_background = o.include_background;
+  r.empty = o.empty;
+  r.gamma = o.gamma;
+  r.log = o.log;
+  r.clamp = o.clamp;
+  r.ignore_index = o.ignore_index;
+  return r;
+}
+
+template <class To, class From, class F>
+SoftmaxTverskyOptions<To> convert_options(const SoftmaxTverskyOptions<From>& o, F&& tensor) {
+  SoftmaxTverskyOptions<To> r;
+  static_cast<SoftmaxOverlapOptions<To>&>(r) =
+      convert_options<To>(static_cast<const SoftmaxOverlapOptions<From>&>(o), tensor);
+  r.alpha = o.alpha;
+  r.beta = o.beta;
+  return r;
+}
+
+template <class To, class From, class F>
+GeneralizedDiceOptions<To> convert_options(const GeneralizedDiceOptions<From>& o, F&&) {
+  GeneralizedDiceOptions<To> r;
+  r.reduction = o.reduction;
+  r.smooth_nr = o.smooth_nr;
+  r.smooth_dr = o.smooth_dr;
+  r.per_image = o.per_image;
+  r.w_type = o.w_type;
+  r.include_background = o.include_background;
+  r.ignore_index = o.ignore_index;
+  return r;
+}
+
+template <class To, class From, class F>
+SigmoidFocalOptions<To> convert_options(const SigmoidFocalOptions<From>& o, F&& tensor) {
+  SigmoidFocalOptions<To> r;
+  r.reduction = o.reduction;
+  r.alpha = o.alpha;
+  r.gamma = o.gamma;
+  r.weight = tensor(o.weight);
+  return r;
+}
+
+template <class To, class From, class F>
+SoftmaxFocalOptions<To> convert_options(const SoftmaxFocalOptions<From>& o, F&& tensor) {
+  SoftmaxFocalOptions<To> r;
+  r.reduction = o.reduction;
+  r.alpha = tensor(o.alpha);
+  r.gamma = o.gamma;
+  r.ignore_index = o.ignore_index;
+  return r;
+}
+
+template <class To, class From, class F>
+LovaszSoftmaxOptions<To> convert_options(const LovaszSoftmaxOptions<From>& o, F&&) {
+  LovaszSoftmaxOptions<To> r;
+  r.reduction = o.reduction;
+  r.per_image = o.per_image;
+  r.classes = o.classes;
+  r.class_list = o.class_list;
+  r.ignore_index = o.ignore_index;
+  return r;
+}
+
+template <class To, class From, class F>
+LovaszHingeOptions<To> convert_options(const LovaszHingeOptions<From>& o, F&&) {
+  LovaszHingeOptions<To> r;
+  r.reduction = o.reduction;
+  r.per_image = o.per_image;
+  r.ignore = o.ignore;
+  return r;
+}
+
+template <class To, class From, class F>
+CeDiceOptions<To> convert_options(const CeDiceOptions<From>& o, F&& tensor) {
+  CeDiceOptions<To> r;
+  r.ce_weight = o.ce_weight;
+  r.dice_weight = o.dice_weight;
+  r.ce = convert_options<To>(o.ce, tensor);
+  r.dice = convert_options<To>(o.dice, tensor);
+  return r;
+}
+
+template <class To, class From, class F>
+DiceFocalOptions<To> convert_options(const DiceFocalOptions<From>& o, F&& tensor) {
+  DiceFocalOptions<To> r;
+  r.dice_weight = o.dice_weight;
+  r.focal_weight = o.focal_weight;
+  r.dice = convert_options<To>(o.dice, tensor);
+  r.focal = convert_options<To>(o.focal, tensor);
+  return r;
+}
+
+}  // namespace detail
+}  // namespace segloss
