@@ -14,12 +14,12 @@
  * boundary. On failure the outputs may be partly written (a C++ check that runs before the
  * kernel leaves them untouched; see each loss's C++ header).
  *
- * 16-bit logits. bce_with_logits, soft_dice, bce_dice and cross_entropy take SEGLOSS_F16 and
- * SEGLOSS_BF16 logits in their forward, backward and value_and_grad (not statistics / finalize);
- * every other floating tensor of the call (target, weights, grad_out, grad, out) then has the
- * logits' dtype; cross_entropy's target is a label map. They run the float loss on widened
- * copies and round the results (losses/half_logits.hpp). Other functions answer
- * SEGLOSS_ERROR_DTYPE for them.
+ * 16-bit logits. Every loss takes SEGLOSS_F16 and SEGLOSS_BF16 logits in its forward, backward,
+ * value_and_grad, value_and_grad_into and statistics / finalize (since session 12; before, only
+ * bce_with_logits, soft_dice, bce_dice and cross_entropy); every other floating tensor of the
+ * call (target, weights, grad_out, grad, out) then has the logits' dtype; a label target stays a
+ * label map. They run the float loss on widened copies and round the results
+ * (losses/half_logits.hpp). The metrics and boundary_weights answer SEGLOSS_ERROR_DTYPE for them.
  *
  * Options. Each loss family has an options struct; segloss_X_options_init(&o) sets the
  * defaults documented in the C++ header losses/X.hpp (the same names, the same meaning).
@@ -128,9 +128,9 @@ typedef enum segloss_dtype {
   SEGLOSS_I32 = 2,
   SEGLOSS_I64 = 3,
   SEGLOSS_U8 = 4,  /* label maps only (8-bit PNG labels); copied to int32 inside the call */
-  SEGLOSS_F16 = 5, /* IEEE float16 logits (and their target, weights, grad): bce_with_logits,
-                      soft_dice, bce_dice and cross_entropy (labels i32/i64/u8) only */
-  SEGLOSS_BF16 = 6 /* bfloat16, the same losses as SEGLOSS_F16 */
+  SEGLOSS_F16 = 5, /* IEEE float16 logits (and their target, weights, grad): every loss (labels
+                      stay i32/i64/u8); not the metrics */
+  SEGLOSS_BF16 = 6 /* bfloat16, as SEGLOSS_F16 */
 } segloss_dtype;
 
 typedef enum segloss_device { SEGLOSS_CPU = 0, SEGLOSS_CUDA = 1 } segloss_device;

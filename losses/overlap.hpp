@@ -3,8 +3,8 @@
 // probabilities. The options and the math they share are here; soft_dice.hpp, soft_jaccard.hpp
 // and tversky.hpp declare the three losses.
 //
-// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double (soft_dice also
-// float16 and bfloat16: losses/half_logits.hpp), and target t of the same shape and type with
+// Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double (also float16
+// and bfloat16: losses/half_logits.hpp), and target t of the same shape and type with
 // values in [0, 1]. p = sigmoid(x), or p = x when activation = none.
 //
 // Statistics. One score j per image and channel (per_image, the default) or per channel over
