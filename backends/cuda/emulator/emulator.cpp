@@ -208,8 +208,8 @@ Shared* make_shared_state() {
     state->base = static_cast<char*>(p);
     state->bytes = bytes;
     auto* h = static_cast<Header*>(p);
-    *h = Header{kMagic, kLayoutVersion, sizeof(Shared), kAsan, kPage, kQuarantineBytes, bytes,
-                state};
+    *h = Header{kMagic, kLayoutVersion,   sizeof(Shared), kAsan,
+                kPage,  kQuarantineBytes, bytes,          state};
     arena_begin_ = kArenaAddress;
     arena_end_ = kArenaAddress + bytes;
     install_handler();  // host code touching device memory faults: say what it was
