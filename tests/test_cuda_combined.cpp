@@ -333,6 +333,19 @@ TEST_CASE("cuda combined: bitwise identical value and gradient over 10 runs") {
   }
 }
 
+namespace {
+// The message of the segloss::Error that f raises, or "no error".
+template <class F>
+std::string message(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+}  // namespace
+
 TEST_CASE("cuda combined: with both terms' arguments wrong, the Dice term's error comes first") {
   // The CPU checks the Dice term's arguments before the first term's; since session 12 the CUDA
   // host-value forms (which run the terms apart) do too, as the device-value forms did.
@@ -342,14 +355,6 @@ TEST_CASE("cuda combined: with both terms' arguments wrong, the Dice term's erro
   const auto y = labels<int64_t>(s.without(1), 5, 64);
   const auto xd = gpu(x);
   const auto yd = gpu(y);
-  const auto message = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   CeDiceOptions<float> co, cod;
   co.ce.weight = Tensor<float>::full({4}, 1.0f);          // C = 5: wrong length
   co.dice.class_weight = Tensor<float>::full({3}, 1.0f);  // wrong length too
@@ -383,14 +388,6 @@ TEST_CASE("cuda combined: a bad label raises the CPU's message") {
   y[30] = -3;
   const auto xd = gpu(x);
   const auto yd = gpu(y);
-  const auto message = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   const std::string ce_cpu = message([&] { ce_dice_value_and_grad(x, y); });
   CHECK(ce_cpu.find("label 5 at (1,1,1)") != std::string::npos);
   CHECK(message([&] { ce_dice_value_and_grad(xd, yd); }) == ce_cpu);

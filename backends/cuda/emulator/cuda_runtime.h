@@ -209,12 +209,6 @@ void check_not_freed(const void* p, size_t bytes, const char* what);
 // forbids cudaMemcpy, and the host cannot read device memory directly).
 void peek(void* host, const void* device, size_t bytes);
 
-// Puts the emulator's SIGSEGV handler (host code or a kernel touching device memory that it may
-// not: it names the address, then hands the fault to the handler it replaced) in front of the
-// current one. Done when the device arena is made; a test harness that installs its own handler
-// afterwards (doctest does, per test case) can call it again.
-void install_segv_handler();
-
 // The bytes of device memory that cudaMalloc gave and cudaFree has not taken back (for tests:
 // a buffer the library should have freed shows here).
 size_t live_device_bytes();

@@ -913,11 +913,6 @@ void check_kernel_pointer(const void* p) {
 
 }  // namespace
 
-void install_segv_handler() {
-  shared();  // the arena first (it installs the handler the first time)
-  install_handler();
-}
-
 void peek(void* host, const void* device, size_t bytes) {
   if (!bytes) return;
   check_device_range(device, bytes, "peek's source");
