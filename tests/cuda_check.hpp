@@ -73,6 +73,40 @@ void check_parity(const Tensor<T>& ref, const Tensor<T>& got_any_device, double 
   CHECK(diff <= tol * std::max(scale, 1e-300));
 }
 
+// check_parity, except at no more than max_outliers entries, each still within 2 max |ref|. For
+// float Lovasz-Softmax gradients: the device's exp is not the CPU's, so two errors that tie to
+// within an ulp can sort the other way round on each device; both orders are right (the loss is
+// not differentiable there), and each swap changes the gradient of the two pixels it moves.
+template <class T>
+void check_parity_except(const Tensor<T>& ref, const Tensor<T>& got_any_device, double tol,
+                         int64_t max_outliers, const char* what) {
+  const Tensor<T> got = got_any_device.to(Device::cpu);
+  INFO(what);
+  REQUIRE(got.shape() == ref.shape());
+  double scale = 0.0;
+  int64_t nan_mismatch = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i)
+    if (!std::isnan(static_cast<double>(ref[i])))
+      scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
+  int64_t outliers = 0;
+  double worst = 0.0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = static_cast<double>(ref[i]), g = static_cast<double>(got[i]);
+    if (std::isnan(r) != std::isnan(g)) ++nan_mismatch;
+    if (std::isnan(r) || std::isnan(g)) continue;
+    const double d = std::abs(r - g);
+    if (d > tol * std::max(scale, 1e-300)) ++outliers;
+    worst = std::max(worst, d);
+  }
+  INFO("entries beyond the tolerance: ", outliers, " of ", ref.numel(), " (at most ", max_outliers,
+       "); the largest difference ", worst, ", max |ref| ", scale);
+  if (outliers > 0)
+    MESSAGE(what, ": ", outliers, " of ", ref.numel(), " entries differ (swapped ties)");
+  CHECK(nan_mismatch == 0);
+  CHECK(outliers <= max_outliers);
+  CHECK(worst <= 2.0 * scale);
+}
+
 inline void check_parity(double ref, double got, double tol, const char* what) {
   INFO(what, ": cpu ", ref, " cuda ", got);
   CHECK(std::abs(ref - got) <= tol * std::max(std::abs(ref), 1e-300));

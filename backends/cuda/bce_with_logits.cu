@@ -3,6 +3,8 @@
 // the two-stage reduction of runtime.cuh.
 #include "bce_with_logits.hpp"
 
+#include <type_traits>
+
 #include "../../core/pointwise.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
@@ -12,7 +14,10 @@ namespace segloss {
 namespace cuda {
 namespace {
 
-template <class T>
+// kWeighted: the pixel weight is present (any broadcast pattern). Without it the pass has no
+// weight code at all: the unweighted pass is the common one, and its loop is then small enough
+// for more blocks per multiprocessor (bench/RESULTS.md, "CUDA on NVIDIA H200").
+template <class T, bool kWeighted>
 struct BceBody {
   using Part = T;
   cpu::BceWithLogitsArgs<T> a;
@@ -24,6 +29,7 @@ struct BceBody {
     const T *x, *z, *grad_out, *wrow;
     T *loss, *grad;
     const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
+    segloss::detail::BroadcastKind wkind;               // weight->kind, in a register (weight.cuh)
     T pos_weight, scale, zs, zb;
     bool want_value;
     bool zero;  // a mean over a weight sum of 0: the value is 0, the gradient exact zeros
@@ -43,7 +49,8 @@ struct BceBody {
       const T xi = in.x;
       const T zi = in.z * zs + zb;  // the label-smoothed target (z itself when zs = 1, zb = 0)
       const pw::LogitWithLog<T> lg = pw::logit_with_log<T>(xi);
-      const T w = weight_at(*weight, wrow, s);
+      T w = T(1);
+      if constexpr (kWeighted) w = weight_at(wkind, *weight, wrow, s);
       if (want_value) {
         const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
         if (loss) loss[i] = l;
@@ -64,6 +71,7 @@ struct BceBody {
     t.loss = a.loss;
     t.grad = a.grad;
     t.weight = &a.weight;
+    t.wkind = a.weight.kind;
     t.wrow = weight_row(a.weight, plane);
     t.pos_weight =
         a.pos_weight ? a.pos_weight[a.pos_weight_count == 1 ? 0 : plane % a.channels] : T(1);
@@ -99,14 +107,21 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
   const double* mean_scale =
       m.weight ? weight_sum_scale(call, g, l.partials, m.weight, m.count, a.planes * a.plane_size)
                : nullptr;
-  const BceBody<T> body{a, grad_scale_by, mean_scale, m.zero};
-  if (!a.want_sum) {
-    plane_pass<0>(call, g, body, nullptr);
-    return;
-  }
-  double* partials = call.at<double>(l.partials);
+  const auto pass = [&](double* partials, auto weighted) {
+    const BceBody<T, decltype(weighted)::value> body{a, grad_scale_by, mean_scale, m.zero};
+    if (partials)
+      plane_pass<1>(call, g, body, partials);
+    else
+      plane_pass<0>(call, g, body, nullptr);
+  };
+  const bool weighted = a.weight.kind != segloss::detail::BroadcastKind::absent;
+  double* partials = a.want_sum ? call.at<double>(l.partials) : nullptr;
+  if (weighted)
+    pass(partials, std::true_type{});
+  else
+    pass(partials, std::false_type{});
+  if (!a.want_sum) return;
   double* total = call.at<double>(l.sums);
-  plane_pass<1>(call, g, body, partials);
   combine(call, partials, 1, g.blocks(), 1, total);
   cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, mean_scale,
                call.value());

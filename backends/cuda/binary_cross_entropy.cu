@@ -29,6 +29,7 @@ struct BceProbsBody {
     const T *p, *z, *grad_out, *wrow;
     T *loss, *grad;
     const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
+    segloss::detail::BroadcastKind wkind;               // weight->kind, in a register (weight.cuh)
     unsigned long long* first_bad;
     int64_t numel;
     T scale;
@@ -46,7 +47,7 @@ struct BceProbsBody {
       if (!(p_ok && z_ok))
         atomicMin(first_bad, static_cast<unsigned long long>(p_ok ? numel + i : i));
       const T nan = static_cast<T>(NAN);
-      const T w = weight_at(*weight, wrow, s);
+      const T w = weight_at(wkind, *weight, wrow, s);
       if (want_value) {
         const T l = p_ok && z_ok ? w * pw::bce_probs_value<T>(in.p, in.z) : nan;
         if (loss) loss[i] = l;
@@ -67,6 +68,7 @@ struct BceProbsBody {
     t.loss = a.loss;
     t.grad = a.grad;
     t.weight = &a.weight;
+    t.wkind = a.weight.kind;
     t.wrow = weight_row(a.weight, plane);
     t.first_bad = first_bad;
     t.numel = numel;

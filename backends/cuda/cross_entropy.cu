@@ -335,8 +335,18 @@ __device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64
   return loss;
 }
 
+// Blocks of 256 a multiprocessor must fit (registers at most 65536 / (256 * that)). With float
+// logits and labels the register buckets fit 64 registers without spilling, 4 blocks instead of
+// the 3 that 76 registers allowed: the pass waits on its math, and more warps hide it (a copy
+// of this pass ran twice as fast at 4 blocks as at 2 on an H200; bench/RESULTS.md, "CUDA on
+// NVIDIA H200"). Probability targets (twice the registers) and double keep what they need.
 template <class T, class L, int K>
-__global__ void __launch_bounds__(kThreads)
+constexpr int fused_min_blocks() {
+  return sizeof(T) == 4 && !std::is_floating_point_v<L> && K > 8 ? 4 : 1;
+}
+
+template <class T, class L, int K>
+__global__ void __launch_bounds__(kThreads, (fused_min_blocks<T, L, K>()))
     fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial) {
   const int C = static_cast<int>(a.classes);
   const int64_t S = a.pixels, total = a.images * S;

@@ -69,6 +69,7 @@ struct SigmoidBody {
     const T *x, *z, *grad_out, *wrow;
     T *loss, *grad;
     const segloss::detail::BroadcastReader<T>* weight;  // in the kernel's parameters
+    segloss::detail::BroadcastKind wkind;               // weight->kind, in a register (weight.cuh)
     T alpha_base, alpha_slope, gamma, scale;
     int kind;
     bool want_value;
@@ -83,7 +84,7 @@ struct SigmoidBody {
                                                T (&acc)[K]) const {
       const T xi = in.x, zi = in.z;
       const auto f = sigmoid_focal_term<T>(kind, xi, zi, gamma, pw::logit_with_log<T>(xi));
-      const T c = weight_at(*weight, wrow, s) * (alpha_base + alpha_slope * zi);  // w a_t
+      const T c = weight_at(wkind, *weight, wrow, s) * (alpha_base + alpha_slope * zi);  // w a_t
       if (want_value) {
         const T l = c * f.value;
         if (loss) loss[i] = l;
@@ -104,6 +105,7 @@ struct SigmoidBody {
     t.loss = a.loss;
     t.grad = a.grad;
     t.weight = &a.weight;
+    t.wkind = a.weight.kind;
     t.wrow = weight_row(a.weight, plane);
     t.alpha_base = a.alpha_base;
     t.alpha_slope = a.alpha_slope;

@@ -25,17 +25,27 @@ template <class T>
 struct BcePlane {
   const T* wrow = nullptr;
   const segloss::detail::BroadcastReader<T>* weight = nullptr;  // in the kernel's parameters
+  segloss::detail::BroadcastKind wkind = segloss::detail::BroadcastKind::absent;  // weight->kind
   T pos_weight = 1, zs = 1, zb = 0;
 
   __device__ static BcePlane make(const cpu::BceWithLogitsArgs<T>& b, int64_t plane) {
     BcePlane q;
     q.weight = &b.weight;
+    q.wkind = b.weight.kind;
     q.wrow = weight_row(b.weight, plane);
     q.pos_weight =
         b.pos_weight ? b.pos_weight[b.pos_weight_count == 1 ? 0 : plane % b.channels] : T(1);
     q.zs = b.target_scale;
     q.zb = b.target_shift;
     return q;
+  }
+  // The weight of element s; 1 without reading anything when kWeighted is false.
+  template <bool kWeighted>
+  __device__ __forceinline__ T w(int64_t s) const {
+    if constexpr (kWeighted)
+      return weight_at(wkind, *weight, wrow, s);
+    else
+      return T(1);
   }
 };
 
@@ -45,25 +55,29 @@ struct BcePlane {
 template <class T>
 struct PixelWeight {
   const segloss::detail::BroadcastReader<T>* reader = nullptr;  // in the kernel's parameters
+  segloss::detail::BroadcastKind kind = segloss::detail::BroadcastKind::absent;  // reader->kind
   const T* row = nullptr;
   bool weighted = false, w2 = true;
 
   __device__ static PixelWeight make(const cpu::OverlapArgs<T>& a, int64_t plane) {
     PixelWeight q;
     q.reader = &a.weight;
+    q.kind = a.weight.kind;
     q.row = weight_row(a.weight, plane);
     q.weighted = a.weight.kind != segloss::detail::BroadcastKind::absent;
     q.w2 = a.w_squared_pt;
     return q;
   }
   __device__ __forceinline__ void at(int64_t s, T& w_i, T& w_pt) const {
-    const T w = weight_at(*reader, row, s);
+    const T w = weight_at(kind, *reader, row, s);
     w_i = w * w;
     w_pt = w2 ? w_i : w;
   }
 };
 
-template <class T, bool kSigmoid, bool kBce>
+// kBceW: the BCE term's pixel weight may be present (read through weight.cuh); false when
+// the caller knows it is absent (the fused call without one: no weight code in the loop).
+template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
 struct StatsBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
@@ -107,8 +121,7 @@ struct StatsBody {
       acc[2] += tk;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        acc[3] +=
-            (weight_at(*b.weight, b.wrow, s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg));
+        acc[3] += b.template w<kBceW>(s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
       }
     }
   };
@@ -124,7 +137,7 @@ struct StatsBody {
   }
 };
 
-template <class T, bool kSigmoid, bool kBce>
+template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
 struct GradBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
@@ -169,8 +182,7 @@ struct GradBody {
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        g += (bscale * weight_at(*b.weight, b.wrow, s)) *
-             pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
+        g += (bscale * b.template w<kBceW>(s)) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
       }
       grad[i] = g;
     }
@@ -357,7 +369,7 @@ inline const char* bad_class_weight_message(bool bce_dice) {
                     "device)";
 }
 
-template <class T, bool kSigmoid, bool kBce>
+template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
                 const OverlapForm& f, Upstream<T> up, T* grad, T* scores) {
@@ -366,13 +378,14 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
-  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce>{a, bce}, partials);
+  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kBceW>{a, bce}, partials);
   combine(call, partials, g.planes, g.parts, K, sums);
   cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), sums, K, f, up, scores, coef,
                call.value(), bce_scale, call.at<double>(kCountsOffset), call.flag());
   call.launched();
   if (grad)
-    plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce>{a, bce, coef, bce_scale, grad}, nullptr);
+    plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kBceW>{a, bce, coef, bce_scale, grad},
+                  nullptr);
 }
 
 // The whole call: the passes, then the value where r asks for it. bce_weight (bce_dice's BCE
@@ -393,7 +406,10 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
     f.bce_scale_by = weight_sum_scale(call, g, l.partials, bce_weight, bce_weight_count,
                                       a.planes * a.plane_size);
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
-    run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores);
+    if (bce.weight.kind == segloss::detail::BroadcastKind::absent)
+      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores);
+    else
+      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores);
   } else if (a.sigmoid) {
     run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores);
   } else {

@@ -15,11 +15,14 @@ __device__ __forceinline__ const T* weight_row(const segloss::detail::BroadcastR
                                                           : r.data + r.plane_offset(plane);
 }
 
-// The weight of element s of the plane whose row is `row`.
+// The weight of element s of the plane whose row is `row`, the pattern `kind` (r.kind) held in a
+// register by the caller: r is a kernel parameter read through a pointer, and reading its kind
+// there for every element cost a load each. Only the general pattern reads r.
 template <class T>
-__device__ __forceinline__ T weight_at(const segloss::detail::BroadcastReader<T>& r, const T* row,
+__device__ __forceinline__ T weight_at(segloss::detail::BroadcastKind kind,
+                                       const segloss::detail::BroadcastReader<T>& r, const T* row,
                                        int64_t s) {
-  switch (r.kind) {
+  switch (kind) {
     case segloss::detail::BroadcastKind::absent:
       return T(1);
     case segloss::detail::BroadcastKind::per_plane:

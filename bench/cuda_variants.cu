@@ -1,0 +1,407 @@
+// An experiment, not a benchmark of the library: the two passes issue 7 times (bce_with_logits'
+// plane pass and cross_entropy's fused pass) rebuilt in a few shapes, to learn which change
+// moves them towards the device-to-device copy's bandwidth before changing the library
+// (bench/RESULTS.md, "CUDA on NVIDIA H200"). Each variant computes the same value and gradient
+// (checked against the first variant of its group); the math is the library's (core/pointwise.hpp).
+// Built by scripts/gpu-variants.sh with nvcc for sm_90; prints JSON lines, then a table.
+//   bce_*: value (sum) and gradient of BCE with logits, float, (64, 1, 1024, 1024)
+//   ce_*:  value and gradient of cross-entropy with int64 labels, float, (16, 21, 448, 448)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../core/pointwise.hpp"
+
+namespace {
+
+using segloss::Math;
+namespace pw = segloss::pw;
+
+constexpr int kThreads = 256;
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "cuda_variants: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// ---- BCE with logits (the library's plane pass: core/cuda_internal.hpp's grid) ----
+
+struct Grid {
+  int64_t planes, plane_size, parts, part_size;
+};
+
+Grid plane_grid(int64_t planes, int64_t plane_size, int64_t target_blocks, int64_t align) {
+  Grid g{planes, plane_size, 1, plane_size};
+  const int64_t want = (plane_size + 4095) / 4096;
+  const int64_t cap = std::max<int64_t>(1, target_blocks / planes);
+  g.parts = std::max<int64_t>(1, std::min(want, cap));
+  g.part_size = ((plane_size + g.parts - 1) / g.parts + align - 1) / align * align;
+  return g;
+}
+
+__device__ __forceinline__ float bce_elem(float x, float z, float scale, float& g) {
+  const pw::LogitWithLog<float> lg = pw::logit_with_log<float>(x);
+  g = scale * pw::bce_logits_grad<float>(x, z, 1.0f, lg);
+  return pw::bce_logits_value<float>(x, z, 1.0f, lg);
+}
+
+__device__ __forceinline__ float bce_elem_fast(float x, float z, float scale, float& g) {
+  const float e = __expf(-fabsf(x));
+  const float one = 1.0f + e, two = 2.0f + e;
+  const float inv = __frcp_rn(one * two);
+  pw::LogitWithLog<float> lg;
+  lg.e = e;
+  lg.r = two * inv;
+  lg.q = one * inv;
+  g = scale * pw::bce_logits_grad<float>(x, z, 1.0f, lg);
+  return pw::bce_logits_value<float>(x, z, 1.0f, lg);
+}
+
+template <int K>
+__device__ void block_sum(double v, double* out) {
+  __shared__ double buf[kThreads];
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = buf[0];
+}
+
+// Mode 0: the library's math; 1: no math (g = x - z, the pattern's ceiling); 2: fast exp/rcp.
+template <int Mode>
+__device__ __forceinline__ float elem(float x, float z, float scale, float& g) {
+  if constexpr (Mode == 0) return bce_elem(x, z, scale, g);
+  if constexpr (Mode == 1) {
+    g = x - z;
+    return g;
+  }
+  return bce_elem_fast(x, z, scale, g);
+}
+
+// The library's plane pass: thread t handles begin + t + j * 256, 8 per step, int64 indices.
+template <int Mode, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    bce_scalar(Grid g, const float* x, const float* z, float* grad, float scale, double* part) {
+  const int64_t plane = blockIdx.x / g.parts, pi = blockIdx.x % g.parts;
+  const int64_t begin = pi * g.part_size;
+  const int64_t end = std::min(begin + g.part_size, g.plane_size);
+  const int64_t base = plane * g.plane_size;
+  double acc = 0.0;
+  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * 8) {
+    float xi[8], zi[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) {
+        xi[u] = x[base + s];
+        zi[u] = z[base + s];
+      }
+    }
+    float p = 0.0f;
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) {
+        float gg;
+        p += elem<Mode>(xi[u], zi[u], scale, gg);
+        grad[base + s] = gg;
+      }
+    }
+    acc += p;
+  }
+  block_sum<1>(acc, part + blockIdx.x);
+}
+
+// float4 loads and stores: the block's range (a multiple of 4 elements, planes too) in float4
+// units, thread t handles t + j * 256, U float4 per step; 32-bit offsets inside the block.
+template <int Mode, int U, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    bce_vec4(Grid g, const float* x, const float* z, float* grad, float scale, double* part) {
+  const int64_t plane = blockIdx.x / g.parts, pi = blockIdx.x % g.parts;
+  const int64_t begin = pi * g.part_size;
+  const int64_t end = std::min(begin + g.part_size, g.plane_size);
+  const int64_t base = plane * g.plane_size + begin;
+  const float4* x4 = reinterpret_cast<const float4*>(x + base);
+  const float4* z4 = reinterpret_cast<const float4*>(z + base);
+  float4* g4 = reinterpret_cast<float4*>(grad + base);
+  const int n4 = static_cast<int>((end - begin) / 4);
+  double acc = 0.0;
+  for (int s0 = threadIdx.x; s0 < n4; s0 += kThreads * U) {
+    float4 xi[U], zi[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int s = s0 + u * kThreads;
+      if (s < n4) {
+        xi[u] = __ldcs(x4 + s);
+        zi[u] = __ldcs(z4 + s);
+      }
+    }
+    float p = 0.0f;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int s = s0 + u * kThreads;
+      if (s < n4) {
+        float4 o;
+        p += elem<Mode>(xi[u].x, zi[u].x, scale, o.x);
+        p += elem<Mode>(xi[u].y, zi[u].y, scale, o.y);
+        p += elem<Mode>(xi[u].z, zi[u].z, scale, o.z);
+        p += elem<Mode>(xi[u].w, zi[u].w, scale, o.w);
+        __stcs(g4 + s, o);
+      }
+    }
+    acc += p;
+  }
+  block_sum<1>(acc, part + blockIdx.x);
+}
+
+// ---- cross-entropy with labels, C <= 24 in registers (the library's fused pass) ----
+
+// Mode 0: the library's math; 1: no math (the pattern's ceiling).
+template <int Mode, int K>
+__device__ __forceinline__ float ce_pixel(const float* x, float* g, int64_t S, int C, int y,
+                                          float up) {
+  using M = Math<float>;
+  float v[K];
+#pragma unroll
+  for (int c = 0; c < K; ++c)
+    if (c < C) v[c] = __ldcs(x + c * S);
+  if constexpr (Mode == 1) {
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < K; ++c)
+      if (c < C) {
+        s += v[c];
+        __stcs(g + c * S, v[c] * up);
+      }
+    return s;
+  }
+  float m = v[0];
+#pragma unroll
+  for (int c = 1; c < K; ++c)
+    if (c < C) m = M::max(m, v[c]);
+  float se = 0.0f, x_y = 0.0f;
+#pragma unroll
+  for (int c = 0; c < K; ++c)
+    if (c < C) {
+      const float xc = v[c] - m;
+      x_y = c == y ? xc : x_y;
+      v[c] = M::exp(xc);
+      se += v[c];
+    }
+  const float loss = pw::cross_entropy_loss<float>(M::log(se), x_y, 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
+  const float inv = M::recip(se);
+#pragma unroll
+  for (int c = 0; c < K; ++c)
+    if (c < C)
+      __stcs(g + c * S, up * pw::cross_entropy_grad<float>(v[c] * inv, c == y ? 1.0f : 0.0f, 1.0f,
+                                                           1.0f, 0.0f, 0.0f, 1.0f));
+  return loss;
+}
+
+// The library's shape: a pixel per thread, grid-stride over at most `max_blocks` blocks.
+template <int Mode, int K, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    ce_fused(const float* x, const int64_t* y, float* grad, int64_t N, int64_t S, int C, float up,
+             double* part) {
+  const int64_t total = N * S;
+  double acc = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  for (int64_t pix = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; pix < total;
+       pix += stride) {
+    const int64_t n = pix / S, s = pix - n * S;
+    const int64_t base = n * C * S + s;
+    const int yi = static_cast<int>(y[pix]);
+    acc += ce_pixel<Mode, K>(x + base, grad + base, S, C, yi, up);
+  }
+  block_sum<1>(acc, part + blockIdx.x);
+}
+
+// Blocks inside one image (S a multiple of 256 here): no division, 32-bit offsets in the image.
+template <int Mode, int K, int MinBlocks>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    ce_image_blocks(const float* x, const int64_t* y, float* grad, int64_t S, int C, float up,
+                    int64_t blocks_per_image, double* part) {
+  const int64_t n = blockIdx.x / blocks_per_image, b = blockIdx.x % blocks_per_image;
+  const int64_t s = b * kThreads + threadIdx.x;
+  double acc = 0.0;
+  if (s < S) {
+    const int64_t base = n * C * S + s;
+    acc = ce_pixel<Mode, K>(x + base, grad + base, S, C, static_cast<int>(y[n * S + s]), up);
+  }
+  block_sum<1>(acc, part + blockIdx.x);
+}
+
+// ---- timing ----
+
+struct Row {
+  std::string name;
+  double ms, gbs, frac;
+  double sum;
+};
+
+double median_ms(cudaStream_t st, int reps, const std::function<void()>& f) {
+  cudaEvent_t a, b;
+  ck(cudaEventCreate(&a), "event");
+  ck(cudaEventCreate(&b), "event");
+  for (int i = 0; i < 3; ++i) f();
+  ck(cudaStreamSynchronize(st), "warm-up");
+  ck(cudaGetLastError(), "warm-up launch");
+  std::vector<float> t;
+  for (int i = 0; i < reps; ++i) {
+    ck(cudaEventRecord(a, st), "record");
+    f();
+    ck(cudaEventRecord(b, st), "record");
+    ck(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    ck(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    t.push_back(ms);
+  }
+  ck(cudaGetLastError(), "launch");
+  std::sort(t.begin(), t.end());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return t[t.size() / 2];
+}
+
+__global__ void fill(float* p, int64_t n, uint64_t seed, float lo, float hi, int quant) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    uint64_t h = (static_cast<uint64_t>(i) + seed) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    const float u = static_cast<float>(h >> 40) / 16777216.0f;
+    p[i] = quant ? (u < 0.5f ? 0.0f : 1.0f) : lo + (hi - lo) * u;
+  }
+}
+
+__global__ void fill_labels(int64_t* p, int64_t n, int C) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = static_cast<int64_t>((static_cast<uint64_t>(i) * 2654435761u >> 7) % C);
+}
+
+double host_sum(const double* d, int64_t n) {
+  std::vector<double> h(n);
+  ck(cudaMemcpy(h.data(), d, n * sizeof(double), cudaMemcpyDeviceToHost), "memcpy");
+  double s = 0;
+  for (double v : h) s += v;
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int reps = argc > 1 ? std::atoi(argv[1]) : 20;
+  cudaDeviceProp prop;
+  ck(cudaGetDeviceProperties(&prop, 0), "properties");
+  cudaStream_t st;
+  ck(cudaStreamCreate(&st), "stream");
+  std::vector<Row> rows;
+  const auto report = [&](const std::string& name, double ms, double bytes, double copy_gbs,
+                          double sum) {
+    const double gbs = bytes / ms / 1e6;
+    rows.push_back({name, ms, gbs, copy_gbs > 0 ? gbs / copy_gbs : 1.0, sum});
+    std::printf(
+        "{\"name\": \"%s\", \"device\": \"%s\", \"median_ms\": %.6f, \"gb_per_s\": %.2f, "
+        "\"fraction_of_copy\": %.5f, \"sum\": %.9g}\n",
+        name.c_str(), prop.name, ms, gbs, copy_gbs > 0 ? gbs / copy_gbs : 1.0, sum);
+    std::fflush(stdout);
+  };
+
+  // BCE: (64, 1, 1024, 1024).
+  const int64_t planes = 64, P = 1 << 20, n = planes * P;
+  float *x, *z, *g;
+  double* part;
+  ck(cudaMalloc(&x, n * 4), "malloc");
+  ck(cudaMalloc(&z, n * 4), "malloc");
+  ck(cudaMalloc(&g, n * 4), "malloc");
+  ck(cudaMalloc(&part, 16384 * sizeof(double)), "malloc");
+  fill<<<4096, 256, 0, st>>>(x, n, 1, -6.0f, 6.0f, 0);
+  fill<<<4096, 256, 0, st>>>(z, n, 2, 0.0f, 1.0f, 1);
+  const double copy_ms =
+      median_ms(st, reps, [&] { cudaMemcpyAsync(g, x, n * 4, cudaMemcpyDeviceToDevice, st); });
+  const double copy_gbs = 2.0 * n * 4 / copy_ms / 1e6;
+  report("copy", copy_ms, 2.0 * n * 4, copy_gbs, 0);
+  const double bce_bytes = 3.0 * n * 4;
+  const float scale = 1.0f / n;
+  const auto run_bce = [&](const char* name, auto kernel, int64_t target_blocks, int64_t align) {
+    const Grid gr = plane_grid(planes, P, target_blocks, align);
+    const unsigned blocks = static_cast<unsigned>(gr.planes * gr.parts);
+    const double ms =
+        median_ms(st, reps, [&] { kernel<<<blocks, kThreads, 0, st>>>(gr, x, z, g, scale, part); });
+    report(std::string(name) + " blocks=" + std::to_string(blocks), ms, bce_bytes, copy_gbs,
+           host_sum(part, blocks));
+  };
+  run_bce("bce_lib_scalar", bce_scalar<0, 1>, 3168, 1);
+  run_bce("bce_lib_scalar_nomath", bce_scalar<1, 1>, 3168, 1);
+  run_bce("bce_lib_scalar_fastmath", bce_scalar<2, 1>, 3168, 1);
+  run_bce("bce_lib_scalar_min6", bce_scalar<0, 6>, 3168, 1);
+  run_bce("bce_vec4_u2", bce_vec4<0, 2, 1>, 3168, 4);
+  run_bce("bce_vec4_u2_nomath", bce_vec4<1, 2, 1>, 3168, 4);
+  run_bce("bce_vec4_u2_fastmath", bce_vec4<2, 2, 1>, 3168, 4);
+  run_bce("bce_vec4_u1", bce_vec4<0, 1, 1>, 3168, 4);
+  run_bce("bce_vec4_u4", bce_vec4<0, 4, 1>, 3168, 4);
+  run_bce("bce_vec4_u2_min6", bce_vec4<0, 2, 6>, 3168, 4);
+  run_bce("bce_vec4_u2_min8", bce_vec4<0, 2, 8>, 3168, 4);
+  run_bce("bce_vec4_u2_blocks2x", bce_vec4<0, 2, 1>, 6336, 4);
+  run_bce("bce_vec4_u2_blocks4x", bce_vec4<0, 2, 1>, 12672, 4);
+  run_bce("bce_vec4_u1_blocks4x", bce_vec4<0, 1, 1>, 12672, 4);
+  ck(cudaFree(x), "free");
+  ck(cudaFree(z), "free");
+  ck(cudaFree(g), "free");
+
+  // Cross-entropy: (16, 21, 448, 448), int64 labels.
+  const int64_t N = 16, C = 21, S = 448 * 448, total = N * S;
+  float *cx, *cg;
+  int64_t* cy;
+  ck(cudaMalloc(&cx, N * C * S * 4), "malloc");
+  ck(cudaMalloc(&cg, N * C * S * 4), "malloc");
+  ck(cudaMalloc(&cy, total * 8), "malloc");
+  fill<<<4096, 256, 0, st>>>(cx, N * C * S, 3, -3.0f, 3.0f, 0);
+  fill_labels<<<4096, 256, 0, st>>>(cy, total, static_cast<int>(C));
+  const double ce_bytes = 2.0 * N * C * S * 4 + total * 8.0;
+  const float up = 1.0f / total;
+  const auto run_ce = [&](const char* name, auto kernel, int max_blocks) {
+    const int64_t b = (total + kThreads - 1) / kThreads;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(b, max_blocks));
+    const double ms = median_ms(st, reps, [&] {
+      kernel<<<blocks, kThreads, 0, st>>>(cx, cy, cg, N, S, static_cast<int>(C), up, part);
+    });
+    report(std::string(name) + " blocks=" + std::to_string(blocks), ms, ce_bytes, copy_gbs,
+           host_sum(part, blocks));
+  };
+  run_ce("ce_lib_fused", ce_fused<0, 24, 1>, 4096);
+  run_ce("ce_lib_fused_nomath", ce_fused<1, 24, 1>, 4096);
+  run_ce("ce_fused_min4", ce_fused<0, 24, 4>, 4096);
+  run_ce("ce_fused_blocks16k", ce_fused<0, 24, 1>, 16384);
+  run_ce("ce_fused_k21", ce_fused<0, 21, 1>, 4096);
+  const auto run_ce_img = [&](const char* name, auto kernel) {
+    const int64_t bpi = (S + kThreads - 1) / kThreads;
+    const unsigned blocks = static_cast<unsigned>(N * bpi);
+    const double ms = median_ms(st, reps, [&] {
+      kernel<<<blocks, kThreads, 0, st>>>(cx, cy, cg, S, static_cast<int>(C), up, bpi, part);
+    });
+    report(std::string(name) + " blocks=" + std::to_string(blocks), ms, ce_bytes, copy_gbs,
+           host_sum(part, blocks));
+  };
+  run_ce_img("ce_image_blocks", ce_image_blocks<0, 24, 1>);
+  run_ce_img("ce_image_blocks_nomath", ce_image_blocks<1, 24, 1>);
+  run_ce_img("ce_image_blocks_min4", ce_image_blocks<0, 24, 4>);
+
+  std::printf("\n%-44s %10s %9s %8s %16s\n", "variant", "ms", "GB/s", "of copy", "sum");
+  for (const Row& r : rows)
+    std::printf("%-44s %10.4f %9.0f %8.3f %16.9g\n", r.name.c_str(), r.ms, r.gbs, r.frac, r.sum);
+  return 0;
+}
