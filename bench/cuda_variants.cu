@@ -1,11 +1,17 @@
-// An experiment, not a benchmark of the library: the two passes issue 7 times (bce_with_logits'
-// plane pass and cross_entropy's fused pass) rebuilt in a few shapes, to learn which change
-// moves them towards the device-to-device copy's bandwidth before changing the library
-// (bench/RESULTS.md, "CUDA on NVIDIA H200"). Each variant computes the same value and gradient
-// (checked against the first variant of its group); the math is the library's (core/pointwise.hpp).
-// Built by scripts/gpu-variants.sh with nvcc for sm_90; prints JSON lines, then a table.
-//   bce_*: value (sum) and gradient of BCE with logits, float, (64, 1, 1024, 1024)
-//   ce_*:  value and gradient of cross-entropy with int64 labels, float, (16, 21, 448, 448)
+// An experiment, not a benchmark of the library: passes of the losses issue 7 times, rebuilt in
+// a few shapes, to learn on a GPU which change moves them towards the device-to-device copy's
+// bandwidth before changing the library (bench/RESULTS.md, "CUDA on NVIDIA H200, session 13").
+// Each variant computes the same value and gradient as the first of its group (the "sum" column:
+// equal sums, except the "nomath" variants, which only move the bytes); the math is the
+// library's (core/pointwise.hpp). Built and run by scripts/gpu-variants.sh (nvcc, sm_90).
+//   bce_*:     bce_with_logits' value and gradient pass, float, (64, 1, 1024, 1024): scalar loads
+//              as the library's plane pass, float4 loads, unrolls, blocks per SM, grid sizes
+//   ce_*:      cross_entropy's fused pass with int64 labels, float, (16, 21, 448, 448): logits in
+//              registers at 1 to 5 blocks per SM, or staged through shared memory (cp.async)
+//   bcedice_*: bce_dice's statistics and gradient passes, the library's own bodies
+//              (backends/cuda/overlap_passes.cuh) in copies of plane_pass_kernel with other
+//              blocks per SM and unrolls (written after the last GPU call of session 13: not
+//              run yet)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -17,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "../backends/cuda/overlap_passes.cuh"
 #include "../core/pointwise.hpp"
 
 namespace {
@@ -242,6 +249,109 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   block_sum<1>(acc, part + blockIdx.x);
 }
 
+// Staged through shared memory: each thread copies its pixel's C logits into its own column of
+// the block's tile with cp.async (no registers held while the loads fly), waits for its own
+// copies only (no other thread reads the column), then works from the tile with few registers,
+// so more blocks fit on a multiprocessor.
+__device__ __forceinline__ void cp_async4(float* smem, const float* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+#else
+  *smem = *gmem;
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+template <int K, int MinBlocks, bool kAsync>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    ce_smem(const float* x, const int64_t* y, float* grad, int64_t N, int64_t S, int C, float up,
+            double* part) {
+  using M = Math<float>;
+  __shared__ float tile[K][kThreads];
+  const int64_t total = N * S;
+  double acc = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int t = threadIdx.x;
+  for (int64_t pix = static_cast<int64_t>(blockIdx.x) * kThreads + t; pix < total; pix += stride) {
+    const int64_t n = pix / S, s = pix - n * S;
+    const int64_t base = n * C * S + s;
+    const float* xp = x + base;
+    if constexpr (kAsync) {
+      for (int c = 0; c < C; ++c) cp_async4(&tile[c][t], xp + c * S);
+    } else {
+#pragma unroll
+      for (int c0 = 0; c0 < K; c0 += 8) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (c0 + j < C) v[j] = __ldcs(xp + (c0 + j) * S);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (c0 + j < C) tile[c0 + j][t] = v[j];
+      }
+    }
+    const int yi = static_cast<int>(y[pix]);
+    if constexpr (kAsync) cp_async_wait_all();
+    float m = tile[0][t];
+    for (int c = 1; c < C; ++c) m = M::max(m, tile[c][t]);
+    float se = 0.0f, x_y = 0.0f;
+    for (int c = 0; c < C; ++c) {
+      const float xc = tile[c][t] - m;
+      x_y = c == yi ? xc : x_y;
+      const float e = M::exp(xc);
+      tile[c][t] = e;
+      se += e;
+    }
+    acc += pw::cross_entropy_loss<float>(M::log(se), x_y, 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
+    const float inv = M::recip(se);
+    float* gp = grad + base;
+    for (int c = 0; c < C; ++c)
+      __stcs(gp + c * S, up * pw::cross_entropy_grad<float>(tile[c][t] * inv, c == yi ? 1.0f : 0.0f,
+                                                            1.0f, 1.0f, 0.0f, 0.0f, 1.0f));
+  }
+  block_sum<1>(acc, part + blockIdx.x);
+}
+
+// ---- bce_dice's two passes: the library's bodies (backends/cuda/overlap_passes.cuh) ----
+
+// The library's plane_pass_kernel with the minimum blocks per multiprocessor and the unroll as
+// parameters (runtime.cuh: the same loop).
+template <int K, class Body, int MinBlocks, int Unroll>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    pass_kernel(const segloss::cuda::detail::PlaneGrid g, const __grid_constant__ Body body,
+                double* partials) {
+  using Part = typename Body::Part;
+  constexpr int KK = K > 0 ? K : 1;
+  const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
+  const int64_t begin = part_index * g.part_size;
+  const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
+  using At = decltype(body.at(0));
+  const At at = body.at(plane);
+  double acc[KK] = {};
+  const int64_t base = plane * g.plane_size;
+  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * Unroll) {
+    typename At::In in[Unroll];
+#pragma unroll
+    for (int u = 0; u < Unroll; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) in[u] = at.load(base + s);
+    }
+    Part part[KK] = {};
+#pragma unroll
+    for (int u = 0; u < Unroll; ++u) {
+      const int64_t s = s0 + u * kThreads;
+      if (s < end) at(s, base + s, in[u], part);
+    }
+    for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
+  }
+  if constexpr (K > 0) segloss::cuda::block_sum<K>(acc, partials + blockIdx.x * K);
+}
+
 // ---- timing ----
 
 struct Row {
@@ -347,7 +457,6 @@ int main(int argc, char** argv) {
   run_bce("bce_lib_scalar", bce_scalar<0, 1>, 3168, 1);
   run_bce("bce_lib_scalar_nomath", bce_scalar<1, 1>, 3168, 1);
   run_bce("bce_lib_scalar_fastmath", bce_scalar<2, 1>, 3168, 1);
-  run_bce("bce_lib_scalar_min6", bce_scalar<0, 6>, 3168, 1);
   run_bce("bce_vec4_u2", bce_vec4<0, 2, 1>, 3168, 4);
   run_bce("bce_vec4_u2_nomath", bce_vec4<1, 2, 1>, 3168, 4);
   run_bce("bce_vec4_u2_fastmath", bce_vec4<2, 2, 1>, 3168, 4);
@@ -358,6 +467,53 @@ int main(int argc, char** argv) {
   run_bce("bce_vec4_u2_blocks2x", bce_vec4<0, 2, 1>, 6336, 4);
   run_bce("bce_vec4_u2_blocks4x", bce_vec4<0, 2, 1>, 12672, 4);
   run_bce("bce_vec4_u1_blocks4x", bce_vec4<0, 1, 1>, 12672, 4);
+  // bce_dice's passes on the same (64, 1, 1024, 1024) inputs, the library's bodies.
+  {
+    namespace od = segloss::cuda::overlap_detail;
+    segloss::cpu::OverlapArgs<float> oa;
+    oa.x = x;
+    oa.t = z;
+    oa.planes = planes;
+    oa.plane_size = P;
+    segloss::cpu::BceWithLogitsArgs<float> ba;
+    ba.x = x;
+    ba.z = z;
+    ba.planes = planes;
+    ba.plane_size = P;
+    const auto gr = segloss::cuda::detail::plane_grid(planes, P);
+    const unsigned blocks = static_cast<unsigned>(gr.blocks());
+    double* coef;
+    ck(cudaMalloc(&coef, 2 * planes * sizeof(double) + 64), "malloc");
+    ck(cudaMemset(coef, 0, 2 * planes * sizeof(double) + 64), "memset");
+    double* bscale = coef + 2 * planes;
+    const double stats_bytes = 2.0 * n * 4, grad_bytes = 3.0 * n * 4;
+    const auto stats = [&](const char* name, auto kernel, auto body) {
+      const double ms =
+          median_ms(st, reps, [&] { kernel<<<blocks, kThreads, 0, st>>>(gr, body, part); });
+      report(name, ms, stats_bytes, copy_gbs, host_sum(part, blocks * 4));
+    };
+    using SB = od::StatsBody<float, true, true, false>;
+    using SD = od::StatsBody<float, true, false, false>;
+    const SB sb{oa, ba};
+    const SD sd{oa, ba};
+    stats("bcedice_stats_lib", segloss::cuda::plane_pass_kernel<4, SB>, sb);
+    stats("bcedice_stats_min5", pass_kernel<4, SB, 5, 8>, sb);
+    stats("bcedice_stats_min6", pass_kernel<4, SB, 6, 8>, sb);
+    stats("bcedice_stats_u4", pass_kernel<4, SB, 1, 4>, sb);
+    stats("bcedice_stats_u4_min6", pass_kernel<4, SB, 6, 4>, sb);
+    stats("softdice_stats_lib (no BCE value)", segloss::cuda::plane_pass_kernel<3, SD>, sd);
+    using GB = od::GradBody<float, true, true, false>;
+    const GB gb{oa, ba, coef, bscale, g};
+    const auto grad = [&](const char* name, auto kernel) {
+      const double ms =
+          median_ms(st, reps, [&] { kernel<<<blocks, kThreads, 0, st>>>(gr, gb, nullptr); });
+      report(name, ms, grad_bytes, copy_gbs, 0);
+    };
+    grad("bcedice_grad_lib", segloss::cuda::plane_pass_kernel<0, GB>);
+    grad("bcedice_grad_min6", pass_kernel<0, GB, 6, 8>);
+    grad("bcedice_grad_u4", pass_kernel<0, GB, 1, 4>);
+    ck(cudaFree(coef), "free");
+  }
   ck(cudaFree(x), "free");
   ck(cudaFree(z), "free");
   ck(cudaFree(g), "free");
@@ -387,6 +543,12 @@ int main(int argc, char** argv) {
   run_ce("ce_fused_min4", ce_fused<0, 24, 4>, 4096);
   run_ce("ce_fused_blocks16k", ce_fused<0, 24, 1>, 16384);
   run_ce("ce_fused_k21", ce_fused<0, 21, 1>, 4096);
+  run_ce("ce_fused_min5", ce_fused<0, 24, 5>, 4096);
+  run_ce("ce_smem_async_min6", ce_smem<24, 6, true>, 4096);
+  run_ce("ce_smem_async_min8", ce_smem<24, 8, true>, 4096);
+  run_ce("ce_smem_async_min6_blocks12k", ce_smem<24, 6, true>, 12544);
+  run_ce("ce_smem_regs8_min6", ce_smem<24, 6, false>, 4096);
+  run_ce("ce_smem_regs8_min8", ce_smem<24, 8, false>, 4096);
   const auto run_ce_img = [&](const char* name, auto kernel) {
     const int64_t bpi = (S + kThreads - 1) / kThreads;
     const unsigned blocks = static_cast<unsigned>(N * bpi);

@@ -61,8 +61,9 @@ size_t workspace_size(const Shape& input, int stats) {
   const int64_t planes = input.rank() >= 2 ? input[0] * input[1] : 1;
   const int64_t plane_size = input.rank() >= 2 ? input.numel_from(2) : input.numel();
   // The largest of every call's layout (core/cuda_internal.hpp) for this input.
+  const int64_t pixels = input.rank() >= 2 ? input[0] * plane_size : input.numel();
   size_t need = std::max(detail::layout(detail::plane_grid(planes, plane_size), stats).total,
-                         detail::kCrossEntropyBytes);
+                         detail::cross_entropy_bytes(pixels));
   if (input.rank() >= 2) {
     const detail::PlaneGrid images = detail::plane_grid(input[0], plane_size);
     need = std::max({need, detail::confusion_bytes(input[1]),

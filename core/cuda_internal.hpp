@@ -80,11 +80,20 @@ inline size_t softmax_focal_bytes(const PlaneGrid& g) {
          align_up(4 * sizeof(double));
 }
 
-// cross_entropy (backends/cuda/cross_entropy.cu): a fixed size whatever the shape, since its grid
-// has at most kCrossEntropyMaxBlocks blocks: the header, a 256-byte status, and three arrays of
-// one 8-byte partial per block.
-constexpr int kCrossEntropyMaxBlocks = 4096;
-constexpr size_t kCrossEntropyBytes = kHeaderBytes + 256 + 3 * 8 * kCrossEntropyMaxBlocks;
+// cross_entropy (backends/cuda/cross_entropy.cu) over `pixels` pixels (N * S): a thread per
+// pixel, at most kCrossEntropyMaxBlocks blocks (a grid-stride loop beyond 4.2M pixels). Its
+// workspace: the header, a 256-byte status, and three arrays of one 8-byte partial per block.
+constexpr int kCrossEntropyMaxBlocks = 16384;
+
+inline int64_t cross_entropy_blocks(int64_t pixels) {
+  const int64_t b = (pixels + kThreads - 1) / kThreads;
+  return b < 1 ? 1 : b > kCrossEntropyMaxBlocks ? kCrossEntropyMaxBlocks : b;
+}
+
+inline size_t cross_entropy_bytes(int64_t pixels) {
+  return kHeaderBytes + 256 +
+         3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));
+}
 
 // The confusion matrix of C classes (backends/cuda/confusion_matrix.cu): two headers and C * C
 // 64-bit counts.

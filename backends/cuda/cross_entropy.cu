@@ -34,7 +34,7 @@ namespace segloss {
 namespace cuda {
 namespace {
 
-constexpr int kMaxBlocks = 4096;
+constexpr int kMaxBlocks = 16384;     // a pixel per thread up to 4.2M pixels
 constexpr int kRegisterClasses = 32;  // C up to this keeps a pixel's logits in registers
 
 // The device-side status at the start of the workspace.
@@ -50,21 +50,22 @@ struct Status {
 
 struct Layout {
   Status* status;
-  double* label_weight;  // kMaxBlocks
+  double* label_weight;  // a partial per block
   long long* label_count;
-  double* loss_partial;  // kMaxBlocks
+  double* loss_partial;
 };
 
 constexpr size_t kStatusBytes = 256;
-constexpr size_t kPartialBytes = sizeof(double) * kMaxBlocks;
 
-Layout layout(void* workspace) {
+// The regions for `blocks` blocks (core/cuda_internal.hpp's cross_entropy_bytes).
+Layout layout(void* workspace, int blocks) {
+  const size_t partial_bytes = detail::align_up(static_cast<size_t>(blocks) * sizeof(double));
   char* p = static_cast<char*>(workspace);
   Layout l;
   l.status = reinterpret_cast<Status*>(p);
   l.label_weight = reinterpret_cast<double*>(p + kStatusBytes);
-  l.label_count = reinterpret_cast<long long*>(p + kStatusBytes + kPartialBytes);
-  l.loss_partial = reinterpret_cast<double*>(p + kStatusBytes + 2 * kPartialBytes);
+  l.label_count = reinterpret_cast<long long*>(p + kStatusBytes + partial_bytes);
+  l.loss_partial = reinterpret_cast<double*>(p + kStatusBytes + 2 * partial_bytes);
   return l;
 }
 
@@ -73,8 +74,7 @@ __device__ __forceinline__ bool ignored(int64_t y, int64_t ignore_index, bool ig
 }
 
 int blocks_for(int64_t items) {
-  const int64_t b = (items + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 1 ? 1 : b > kMaxBlocks ? kMaxBlocks : b);
+  return static_cast<int>(detail::cross_entropy_blocks(items));
 }
 
 template <class L, class T>
@@ -218,6 +218,69 @@ __device__ __forceinline__ T pixel_in_registers(const T* x, T* g, int64_t S, int
   return by_state(state, loss);
 }
 
+// An asynchronous 4-byte copy from global to shared memory (cp.async, sm_80 and later), and the
+// wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
+__device__ __forceinline__ void copy_async(float* to_shared, const float* from) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
+#else
+  *to_shared = *from;
+#endif
+}
+__device__ __forceinline__ void wait_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// pixel_in_registers' math, the logits staged in this thread's column of the block's tile
+// (col[c * kThreads] is class c) instead of registers: copied in asynchronously, so no register
+// holds a load in flight, and the pass needs about 40 registers instead of 64 to 76; 6 blocks
+// fit on a multiprocessor instead of 3 or 4. Only this thread touches its column: it waits for
+// its own copies, no barrier. The same operations in the same order as pixel_in_registers: the
+// same bits. (float labels, 8 < C <= 32; a copy of the pass ran at 0.88 of the copy's bandwidth
+// on an H200 this way, against 0.61 at 4 blocks of registers; bench/RESULTS.md.)
+template <class T>
+__device__ __forceinline__ T pixel_in_shared(const T* x, T* g, int64_t S, int C, int y, int state,
+                                             const T* w, T up, T eps, T eps_over_c, T w_total,
+                                             T* col) {
+  using M = Math<T>;
+  {
+    const T* xc = x;
+    for (int c = 0; c < C; ++c) {
+      copy_async(col + c * kThreads, xc);
+      xc += S;
+    }
+  }
+  wait_copies();
+  T m = col[0];
+  for (int c = 1; c < C; ++c) m = M::max(m, col[c * kThreads]);
+  T se = T(0), wx = T(0), x_y = T(0);
+  for (int c = 0; c < C; ++c) {
+    const T xc = col[c * kThreads] - m;
+    x_y = c == y ? xc : x_y;
+    const T e = M::exp(xc);
+    col[c * kThreads] = e;
+    se += e;
+    if (eps > T(0)) wx += w[c] * xc;
+  }
+  const T w_y = w[y];
+  const T lse = M::log(se);
+  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  if (g) {
+    const T inv_se = M::recip(se);
+    for (int c = 0; c < C; ++c) {
+      const T p = col[c * kThreads] * inv_se;
+      const T d = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
+                                                 eps_over_c, w_total);
+      __stcs(g, by_state(state, d));
+      g += S;
+    }
+  }
+  return by_state(state, loss);
+}
+
 // Any C: three walks over the row (max; exponentials and sums; gradient), which mostly hit the
 // caches after the first.
 template <class T>
@@ -335,18 +398,16 @@ __device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64
   return loss;
 }
 
-// Blocks of 256 a multiprocessor must fit (registers at most 65536 / (256 * that)). With float
-// logits and labels the register buckets fit 64 registers without spilling, 4 blocks instead of
-// the 3 that 76 registers allowed: the pass waits on its math, and more warps hide it (a copy
-// of this pass ran twice as fast at 4 blocks as at 2 on an H200; bench/RESULTS.md, "CUDA on
-// NVIDIA H200"). Probability targets (twice the registers) and double keep what they need.
-template <class T, class L, int K>
+// Blocks of 256 a multiprocessor must fit (registers at most 65536 / (256 * that)): the staged
+// pass (kShared, pixel_in_shared) 6; the register buckets what their registers give (float
+// with C = 21: 76 registers, 3 blocks).
+template <bool kShared>
 constexpr int fused_min_blocks() {
-  return sizeof(T) == 4 && !std::is_floating_point_v<L> && K > 8 ? 4 : 1;
+  return kShared ? 6 : 1;
 }
 
-template <class T, class L, int K>
-__global__ void __launch_bounds__(kThreads, (fused_min_blocks<T, L, K>()))
+template <class T, class L, int K, bool kShared = false>
+__global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
     fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial) {
   const int C = static_cast<int>(a.classes);
   const int64_t S = a.pixels, total = a.images * S;
@@ -363,6 +424,8 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<T, L, K>()))
     __syncthreads();
     w = sh_weight;
   }
+  // The staged pass's tile: a column of K logits per thread (kShared only; one element otherwise).
+  SEGLOSS_STATIC_SHARED(T, tile, [(kShared ? K : 1)][(kShared ? kThreads : 1)]);
   double acc = 0.0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   for (int64_t pix = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; pix < total;
@@ -385,7 +448,10 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<T, L, K>()))
                         : y < 0 || y >= a.classes                     ? kBad
                                                                       : kCounted;
       const int yi = state == kCounted ? static_cast<int>(y) : 0;
-      if constexpr (K > 0)
+      if constexpr (kShared)
+        loss = pixel_in_shared<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total,
+                                  &tile[0][threadIdx.x]);
+      else if constexpr (K > 0)
         loss = pixel_in_registers<T, K>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c,
                                         w_total);
       else
@@ -419,22 +485,21 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-// cuda::workspace_size (core/cuda.cpp) knows this size as detail::kCrossEntropyBytes.
-static_assert(kMaxBlocks == detail::kCrossEntropyMaxBlocks &&
-                  detail::kHeaderBytes + kStatusBytes + 3 * kPartialBytes ==
-                      detail::kCrossEntropyBytes,
-              "core/cuda_internal.hpp's kCrossEntropyBytes must describe this layout");
+// cuda::workspace_size (core/cuda.cpp) knows this size as detail::cross_entropy_bytes.
+static_assert(kMaxBlocks == detail::kCrossEntropyMaxBlocks && kStatusBytes == 256,
+              "core/cuda_internal.hpp's cross_entropy_bytes must describe this layout");
 
-size_t cross_entropy_workspace_bytes() {
-  return detail::kCrossEntropyBytes;
+size_t cross_entropy_workspace_bytes(int64_t pixels) {
+  return detail::cross_entropy_bytes(pixels);
 }
 
 template <class T, class L>
 CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_status) {
-  Call call(a.function, cross_entropy_workspace_bytes());
-  const cudaStream_t s = call.stream();
-  const Layout w = layout(call.at<char>(detail::kHeaderBytes));
   const int64_t total = a.images * a.pixels;
+  Call call(a.function, cross_entropy_workspace_bytes(total));
+  const cudaStream_t s = call.stream();
+  const int blocks = blocks_for(total);  // the label pass's and the fused pass's grid
+  const Layout w = layout(call.at<char>(detail::kHeaderBytes), blocks);
   const bool scalar = a.reduction != Reduction::none;
   const bool mean = a.reduction == Reduction::mean;
   check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
@@ -443,7 +508,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   constexpr bool kProbs = std::is_floating_point_v<L>;
   int label_blocks = 0;
   if constexpr (!kProbs) {
-    label_blocks = blocks_for(total);
+    label_blocks = blocks;
     cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
                  a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
                  &w.status->first_bad);
@@ -455,18 +520,21 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
                w.label_count, w.status, a.use_reduced, a.reduced_divisor, a.reduced_none_counted,
                a.grad_weight);
   call.launched();
-  const int blocks = blocks_for(total);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
   // The register array is sized for the next bucket of C: registers per thread decide how many
-  // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256).
+  // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256). float with
+  // labels and 8 < C <= 32 is staged through shared memory instead (pixel_in_shared), in a tile
+  // of the bucket's rows (16, 24 or 32 KB).
+  constexpr bool kStaged = std::is_same_v<T, float> && !kProbs;
   if (a.classes <= 8)
     cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= 16)
-    cuda::launch(fused<T, L, 16>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(fused<T, L, 16, kStaged>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= 24)
-    cuda::launch(fused<T, L, 24>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(fused<T, L, 24, kStaged>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= kRegisterClasses)
-    cuda::launch(fused<T, L, kRegisterClasses>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(fused<T, L, kRegisterClasses, kStaged>, blocks, kThreads, 0, s, a, w.status,
+                 partial);
   else
     cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial);
   call.launched();

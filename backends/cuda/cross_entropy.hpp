@@ -60,8 +60,8 @@ struct CrossEntropyStatus {
   double weight_sum = 0.0;  // the sum of their class weights (N * S for probabilities), likewise
 };
 
-// The workspace bytes of one call (a fixed size: the grid has at most a fixed number of blocks).
-size_t cross_entropy_workspace_bytes();
+// The workspace bytes of one call over `pixels` pixels (N * S): detail::cross_entropy_bytes.
+size_t cross_entropy_workspace_bytes(int64_t pixels);
 
 // Enqueues the passes. With host_status, copies the value and the error flag back and waits
 // for the stream; otherwise returns at once (status fields left at their defaults).

@@ -75,9 +75,10 @@ struct PixelWeight {
   }
 };
 
-// kBceW: the BCE term's pixel weight may be present (read through weight.cuh); false when
-// the caller knows it is absent (the fused call without one: no weight code in the loop).
-template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
+// kWeights: a weight may be present (the overlap's pixel weight, the BCE term's), read through
+// weight.cuh; false when the caller knows that none is: the loop then has no weight code, fewer
+// registers and more blocks per multiprocessor (bench/RESULTS.md, "CUDA on NVIDIA H200").
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 struct StatsBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
@@ -109,7 +110,7 @@ struct StatsBody {
         p = xi;
       }
       T pt = p * ti, pk = squared ? p * p : p, tk = squared ? ti * ti : ti;
-      if (w.weighted) {  // wI p t, wP p^k, wP t^k
+      if (kWeights && w.weighted) {  // wI p t, wP p^k, wP t^k
         T w_i, w_pt;
         w.at(s, w_i, w_pt);
         pt *= w_i;
@@ -121,7 +122,7 @@ struct StatsBody {
       acc[2] += tk;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        acc[3] += b.template w<kBceW>(s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
+        acc[3] += b.template w<kWeights>(s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
       }
     }
   };
@@ -137,7 +138,7 @@ struct StatsBody {
   }
 };
 
-template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 struct GradBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
@@ -173,7 +174,7 @@ struct GradBody {
         dp = T(1);
       }
       T gi = ca * ti, gp = squared ? cb * (p + p) : cb;
-      if (w.weighted) {
+      if (kWeights && w.weighted) {
         T w_i, w_pt;
         w.at(s, w_i, w_pt);
         gi *= w_i;
@@ -182,7 +183,8 @@ struct GradBody {
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        g += (bscale * b.template w<kBceW>(s)) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
+        g +=
+            (bscale * b.template w<kWeights>(s)) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
       }
       grad[i] = g;
     }
@@ -369,7 +371,7 @@ inline const char* bad_class_weight_message(bool bce_dice) {
                     "device)";
 }
 
-template <class T, bool kSigmoid, bool kBce, bool kBceW = kBce>
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
                 const OverlapForm& f, Upstream<T> up, T* grad, T* scores) {
@@ -378,13 +380,13 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
-  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kBceW>{a, bce}, partials);
+  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce}, partials);
   combine(call, partials, g.planes, g.parts, K, sums);
   cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), sums, K, f, up, scores, coef,
                call.value(), bce_scale, call.at<double>(kCountsOffset), call.flag());
   call.launched();
   if (grad)
-    plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kBceW>{a, bce, coef, bce_scale, grad},
+    plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kWeights>{a, bce, coef, bce_scale, grad},
                   nullptr);
 }
 
@@ -405,15 +407,23 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
   if (kBce && bce_weight)
     f.bce_scale_by = weight_sum_scale(call, g, l.partials, bce_weight, bce_weight_count,
                                       a.planes * a.plane_size);
+  constexpr auto absent = segloss::detail::BroadcastKind::absent;
+  const bool plain = a.weight.kind == absent && (!kBce || bce.weight.kind == absent);
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
-    if (bce.weight.kind == segloss::detail::BroadcastKind::absent)
+    if (plain)
       run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores);
     else
       run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores);
   } else if (a.sigmoid) {
-    run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores);
+    if (plain)
+      run_passes<T, true, false, false>(call, g, l, a, bce, f, up, grad, scores);
+    else
+      run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores);
   } else {
-    run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores);
+    if (plain)
+      run_passes<T, false, false, false>(call, g, l, a, bce, f, up, grad, scores);
+    else
+      run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores);
   }
   if (r.device) call.device_value(r.device);
   if (counts) {  // asked for: copied back, with a wait
