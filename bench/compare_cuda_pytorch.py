@@ -1,7 +1,8 @@
 """PyTorch eager CUDA timings for the cases of segloss-cuda-bench (bench/cuda_bench.cu).
 
 What it measures, on the GPU, as the median of --reps timed iterations (torch.cuda.Event around
-each, after 3 warm-ups) of one forward + backward (the gradient to the logits):
+each, after the warm-up: at least 3 iterations and at least --warmup-ms of wall time, 200 by
+default, as segloss-cuda-bench) of one forward + backward (the gradient to the logits):
   - copy            y.copy_(x) of the logits (the bandwidth cross-check; no backward)
   - bce_dice_vg     F.binary_cross_entropy_with_logits(x, t) (mean) + soft Dice written in torch:
                     p = sigmoid(x); per image and channel I = sum p*t, P = sum p, T = sum t;
@@ -48,10 +49,21 @@ def median_ms_cpu(fn, reps):
     return statistics.median(times)
 
 
-def median_ms(fn, reps):
-    for _ in range(3):
+WARMUP_MS = 200.0
+
+
+def warm_up(fn):
+    """At least 3 calls and at least WARMUP_MS of wall time (at most 10,000 calls)."""
+    start = time.perf_counter()
+    for k in range(10000):
         fn()
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        if k >= 2 and (time.perf_counter() - start) * 1e3 >= WARMUP_MS:
+            break
+
+
+def median_ms(fn, reps):
+    warm_up(fn)
     times = []
     for _ in range(reps):
         a = torch.cuda.Event(enable_timing=True)
@@ -89,10 +101,13 @@ def main():
     ap.add_argument("--shape", default="64,1,1024,1024")
     ap.add_argument("--ce-shape", default="16,21,448,448")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--warmup-ms", type=float, default=200.0)
     ap.add_argument("--filter", default="")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                     help="cpu: scripts/gpu-check.sh --dry-run only (not a measurement)")
     a = ap.parse_args()
+    global WARMUP_MS
+    WARMUP_MS = max(0.0, a.warmup_ms)
     if a.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"name": "none", "skipped": "no CUDA device"}))
         return 0

@@ -24,13 +24,16 @@
 //                     cross-entropy pass, then the Dice passes adding to its gradient), so this
 //                     case shows what a fused one-softmax kernel would gain.
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
-// "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after 3
-// warm-ups); the forwards are left out: they return a new tensor, whose cudaMalloc and cudaFree
-// would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must move,
-// not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
+// "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after the
+// warm-up: at least 3 calls and at least --warmup-ms of wall time, 200 by default, so that the
+// timed calls do not depend on how fast the GPU's clocks leave idle: an H200 idles at 345 MHz,
+// 3 calls are about 1.5 ms of work, and these passes are bound by instructions and warps more
+// than by bytes); the forwards are left out: they return a new tensor, whose cudaMalloc and
+// cudaFree would be timed with them; gb_per_s = min_bytes / median (the minimum bytes the math must
+// move, not what the kernels move); fraction_of_copy = gb_per_s / the copy case's.
 //
 // Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
-//                           [--filter name] [--list]
+//                           [--warmup-ms 200] [--filter name] [--list]
 // --filter runs the copy case and the case of exactly that name; --list prints the case names
 // (without touching the GPU's memory). After each warm-up and each timed call the bench checks
 // cudaGetLastError and synchronizes, and aborts naming the case on an error.
@@ -39,6 +42,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -65,6 +69,7 @@ struct Args {
   Shape shape{64, 1, 1024, 1024};    // 2^26 logits
   Shape ce_shape{16, 21, 448, 448};  // cross_entropy: C = 21, 67.4M logits
   int reps = 20;
+  double warmup_ms = 200.0;
   std::string filter;
   bool list = false;
 };
@@ -75,6 +80,8 @@ Args parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--reps" && i + 1 < argc) {
       a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (k == "--warmup-ms" && i + 1 < argc) {
+      a.warmup_ms = std::max(0.0, std::atof(argv[++i]));
     } else if (k == "--list") {
       a.list = true;
     } else if (k == "--filter" && i + 1 < argc) {
@@ -91,7 +98,7 @@ Args parse(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] "
-                   "[--reps 20] [--filter name] [--list]\n");
+                   "[--reps 20] [--warmup-ms 200] [--filter name] [--list]\n");
       std::exit(k == "--help" ? 0 : 2);
     }
   }
@@ -117,16 +124,21 @@ void run_case(const std::string& name, const std::function<void()>& f) {
   }
 }
 
-// Median time (ms) of `reps` calls of f on stream s, each between two events, after 3 warm-ups
-// (checked for errors, as are the timed calls).
-double median_ms(cudaStream_t s, int reps, const std::string& name,
+// Median time (ms) of `reps` calls of f on stream s, each between two events, after the warm-up:
+// at least 3 calls and at least warmup_ms of wall time (at most 10,000 calls), each checked for
+// errors, as are the timed calls.
+double median_ms(cudaStream_t s, int reps, double warmup_ms, const std::string& name,
                  const std::function<void()>& f) {
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "cudaEventCreate");
   check(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10000; ++i) {
     run_case(name, f);
     check_case(s, name, "warm-up");
+    const std::chrono::duration<double, std::milli> spent =
+        std::chrono::steady_clock::now() - start;
+    if (i >= 2 && spent.count() >= warmup_ms) break;
   }
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) {
@@ -231,7 +243,7 @@ int main(int argc, char** argv) {
   }
   for (const Case& c : cases) {
     if (c.name != "copy" && !args.filter.empty() && c.name != args.filter) continue;
-    const double ms = median_ms(s, args.reps, c.name, c.run);
+    const double ms = median_ms(s, args.reps, args.warmup_ms, c.name, c.run);
     const double gbs = c.min_bytes / (ms * 1e6);
     if (c.name == "copy") copy_gbs = gbs;
     std::printf(

@@ -654,7 +654,7 @@ if dry:
 md.append(f"GPU {meta.get('gpu', '?')}, driver {meta.get('driver', '?')}, nvcc "
           f"{meta.get('nvcc_binaries', '?')} (here: {meta.get('nvcc_here', '?')}), binaries "
           f"{meta.get('binaries', '?')}; PyTorch: {meta.get('torch', '?')}. segloss-cuda-bench: "
-          "median of the timed calls (CUDA events, after 3 warm-ups), value and gradient, float32, "
+          "median of the timed calls (CUDA events, after a warm-up of at least 3 calls and 200 ms), value and gradient, float32, "
           "the value kept on the device; GB/s = minimum bytes (each input read once per pass "
           "the math needs, the gradient written once) / time; of copy = that over the "
           "device-to-device copy's (read + written) in the same process.")
