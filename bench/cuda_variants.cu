@@ -9,7 +9,7 @@
 //   ce_*:      cross_entropy's fused pass with int64 labels, float, (16, 21, 448, 448): logits in
 //              registers at 1 to 5 blocks per SM, or staged through shared memory (cp.async)
 //   bcedice_*: bce_dice's statistics and gradient passes, the library's own bodies
-//              (backends/cuda/overlap_passes.cuh) in copies of plane_pass_kernel with other
+//              (backends/cuda/overlap_passes.cuh) in plane_pass_kernel with other
 //              blocks per SM and unrolls (written after the last GPU call of session 13: not
 //              run yet)
 #include <cuda_runtime.h>
@@ -319,39 +319,6 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 
 // ---- bce_dice's two passes: the library's bodies (backends/cuda/overlap_passes.cuh) ----
 
-// The library's plane_pass_kernel with the minimum blocks per multiprocessor and the unroll as
-// parameters (runtime.cuh: the same loop).
-template <int K, class Body, int MinBlocks, int Unroll>
-__global__ void __launch_bounds__(kThreads, MinBlocks)
-    pass_kernel(const segloss::cuda::detail::PlaneGrid g, const __grid_constant__ Body body,
-                double* partials) {
-  using Part = typename Body::Part;
-  constexpr int KK = K > 0 ? K : 1;
-  const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
-  const int64_t begin = part_index * g.part_size;
-  const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
-  using At = decltype(body.at(0));
-  const At at = body.at(plane);
-  double acc[KK] = {};
-  const int64_t base = plane * g.plane_size;
-  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * Unroll) {
-    typename At::In in[Unroll];
-#pragma unroll
-    for (int u = 0; u < Unroll; ++u) {
-      const int64_t s = s0 + u * kThreads;
-      if (s < end) in[u] = at.load(base + s);
-    }
-    Part part[KK] = {};
-#pragma unroll
-    for (int u = 0; u < Unroll; ++u) {
-      const int64_t s = s0 + u * kThreads;
-      if (s < end) at(s, base + s, in[u], part);
-    }
-    for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
-  }
-  if constexpr (K > 0) segloss::cuda::block_sum<K>(acc, partials + blockIdx.x * K);
-}
-
 // ---- timing ----
 
 struct Row {
@@ -497,10 +464,10 @@ int main(int argc, char** argv) {
     const SB sb{oa, ba};
     const SD sd{oa, ba};
     stats("bcedice_stats_lib", segloss::cuda::plane_pass_kernel<4, SB>, sb);
-    stats("bcedice_stats_min5", pass_kernel<4, SB, 5, 8>, sb);
-    stats("bcedice_stats_min6", pass_kernel<4, SB, 6, 8>, sb);
-    stats("bcedice_stats_u4", pass_kernel<4, SB, 1, 4>, sb);
-    stats("bcedice_stats_u4_min6", pass_kernel<4, SB, 6, 4>, sb);
+    stats("bcedice_stats_min5", segloss::cuda::plane_pass_kernel<4, SB, 5, 8>, sb);
+    stats("bcedice_stats_min6", segloss::cuda::plane_pass_kernel<4, SB, 6, 8>, sb);
+    stats("bcedice_stats_u4", segloss::cuda::plane_pass_kernel<4, SB, 1, 4>, sb);
+    stats("bcedice_stats_u4_min6", segloss::cuda::plane_pass_kernel<4, SB, 6, 4>, sb);
     stats("softdice_stats_lib (no BCE value)", segloss::cuda::plane_pass_kernel<3, SD>, sd);
     using GB = od::GradBody<float, true, true, false>;
     const GB gb{oa, ba, coef, bscale, g};
@@ -510,8 +477,8 @@ int main(int argc, char** argv) {
       report(name, ms, grad_bytes, copy_gbs, 0);
     };
     grad("bcedice_grad_lib", segloss::cuda::plane_pass_kernel<0, GB>);
-    grad("bcedice_grad_min6", pass_kernel<0, GB, 6, 8>);
-    grad("bcedice_grad_u4", pass_kernel<0, GB, 1, 4>);
+    grad("bcedice_grad_min6", segloss::cuda::plane_pass_kernel<0, GB, 6, 8>);
+    grad("bcedice_grad_u4", segloss::cuda::plane_pass_kernel<0, GB, 1, 4>);
     ck(cudaFree(coef), "free");
   }
   ck(cudaFree(x), "free");

@@ -256,6 +256,17 @@ TEST_CASE("cuda cross_entropy: N = 1, a 1x1 image, and a grid-stride size (> 163
   }
 }
 
+// value_and_grad with grad the logits themselves (in place) against the out-of-place call: the
+// same value and the same gradient bits (targets y on the device: labels or probabilities).
+template <class T, class Y>
+void check_in_place(const Tensor<T>& x, const Tensor<Y>& yd, const CrossEntropyOptions<T>& o) {
+  const auto want = cross_entropy_value_and_grad(dev(x), yd, o);
+  Tensor<T> xd = dev(x);
+  const double v = cross_entropy_value_and_grad(xd, yd, xd, o);
+  CHECK(v == want.value);
+  CHECK(testing::same_bits(xd, want.grad));
+}
+
 TEST_CASE("cuda cross_entropy: labels, grad the logits (in place), every path of the pass") {
   SEGLOSS_REQUIRE_GPU();
   // C = 5: registers; 12, 21, 30: float logits staged in shared memory (the 16, 24 and 32
@@ -264,15 +275,11 @@ TEST_CASE("cuda cross_entropy: labels, grad the logits (in place), every path of
     CAPTURE(c);
     const Shape s{2, c, 9, 31};  // 558 pixels: three blocks, the last one partly idle
     const auto x = testing::randn<float>(s, 48, 2.0);
-    const auto yd = dev(labels<int64_t>(s.without(1), c, 49, 0.1));
+    const auto y = labels<int64_t>(s.without(1), c, 49, 0.1);
     CrossEntropyOptions<float> o;
     o.label_smoothing = 0.1;
-    const auto want = cross_entropy_value_and_grad(dev(x), yd, o);
-    Tensor<float> xd = dev(x);
-    const double v = cross_entropy_value_and_grad(xd, yd, xd, o);
-    CHECK(v == want.value);
-    CHECK(testing::same_bits(xd, want.grad));
-    check_parity(x, labels<int64_t>(s.without(1), c, 49, 0.1), o);
+    check_in_place(x, dev(y), o);
+    check_parity(x, y, o);
   }
 }
 
@@ -421,15 +428,9 @@ TEST_CASE("cuda cross_entropy: probability targets, a grid-stride size, in place
     for (int64_t c : {int64_t{5}, int64_t{40}}) {  // registers and walks
       CAPTURE(c);
       const Shape s{2, c, 6, 7};
-      const auto x = testing::randn<double>(s, 44, 2.0);
-      const auto qd = dev(soft_targets<double>(s, 45));
       CrossEntropyOptions<double> o;
       o.label_smoothing = 0.2;
-      const auto want = cross_entropy_value_and_grad(dev(x), qd, o);
-      Tensor<double> xd = dev(x);
-      const double v = cross_entropy_value_and_grad(xd, qd, xd, o);
-      CHECK(v == want.value);
-      CHECK(testing::same_bits(xd, want.grad));
+      check_in_place(testing::randn<double>(s, 44, 2.0), dev(soft_targets<double>(s, 45)), o);
     }
   }
   SUBCASE("a NaN target stays in its pixel") {

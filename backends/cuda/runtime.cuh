@@ -240,12 +240,16 @@ constexpr int kUnroll = 8;
 // element i (an At::In), and its operator()(s, i, in, part) handles element s of the plane
 // (linear index i) from them and adds its K statistics to part (of type Body::Part, the element
 // type). Thread t of a block handles the elements begin + t + j * 256
-// of its range, kUnroll of them per step. With K > 0 the block writes its K sums to
-// partials[block * K + k]; K = 0 is a pass that only writes (a gradient). The body is a
+// of its range, Unroll (kUnroll by default) of them per step. With K > 0 the block writes its K
+// sums to partials[block * K + k]; K = 0 is a pass that only writes (a gradient). The body is a
 // __grid_constant__ parameter: a plane's view may point into it (a broadcast weight's reader)
 // without a per-thread copy.
-template <int K, class Body>
-__global__ void __launch_bounds__(kThreads)
+// MinBlocks and Unroll: the blocks a multiprocessor must fit (__launch_bounds__; 0: no minimum,
+// as no second argument: 1 is not the same, it moved ptxas's choice for the BCE pass from 48
+// registers to 56) and the elements per step; the library's passes use the defaults,
+// bench/cuda_variants.cu tries others.
+template <int K, class Body, int MinBlocks = 0, int Unroll = kUnroll>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
     plane_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
   using Part = typename Body::Part;
   constexpr int KK = K > 0 ? K : 1;
@@ -256,18 +260,18 @@ __global__ void __launch_bounds__(kThreads)
   const At at = body.at(plane);
   double acc[KK] = {};
   const int64_t base = plane * g.plane_size;
-  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * kUnroll) {
+  for (int64_t s0 = begin + threadIdx.x; s0 < end; s0 += kThreads * Unroll) {
     // Every load of the step before any store: a gradient pass's stores could alias the next
     // elements' inputs as far as the compiler knows, which would serialize load, math, store.
-    typename At::In in[kUnroll];
+    typename At::In in[Unroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       const int64_t s = s0 + u * kThreads;
       if (s < end) in[u] = at.load(base + s);
     }
     Part part[KK] = {};
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       const int64_t s = s0 + u * kThreads;
       if (s < end) at(s, base + s, in[u], part);
     }
