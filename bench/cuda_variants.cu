@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 __device__ __forceinline__ void cp_async4(float* smem, const float* gmem) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem) : "memory");
 #else
   *smem = *gmem;
 #endif

@@ -4,6 +4,7 @@
 #include "cuda.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "cuda_internal.hpp"
 #include "tensor.hpp"
@@ -15,6 +16,18 @@ namespace detail {
 ThreadState& thread_state() {
   thread_local ThreadState state;
   return state;
+}
+
+namespace {
+std::atomic<bool> g_cross_entropy_staging{true};
+}  // namespace
+
+bool cross_entropy_staging() {
+  return g_cross_entropy_staging.load(std::memory_order_relaxed);
+}
+
+void set_cross_entropy_staging(bool on) {
+  g_cross_entropy_staging.store(on, std::memory_order_relaxed);
 }
 
 }  // namespace detail

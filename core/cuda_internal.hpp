@@ -90,6 +90,12 @@ inline int64_t cross_entropy_blocks(int64_t pixels) {
   return b < 1 ? 1 : b > kCrossEntropyMaxBlocks ? kCrossEntropyMaxBlocks : b;
 }
 
+// Whether cross_entropy stages float logits with labels and 8 < C <= 32 through shared memory
+// (backends/cuda/cross_entropy.cu pixel_in_shared; on by default). For the tests only: with it
+// off, the register path runs, and the two must give the same bits. Process-wide.
+bool cross_entropy_staging();
+void set_cross_entropy_staging(bool on);
+
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +
          3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));

@@ -2,7 +2,7 @@
 # The pass experiment (bench/cuda_variants.cu; bench/RESULTS.md, "CUDA on NVIDIA H200, session
 # 13"): builds it with nvcc for sm_90 (static CUDA runtime) into .gpu-exp/cuda_variants, then runs
 # it when a GPU answers. Build here (nvcc, no GPU needed), carry .gpu-exp to the GPU machine
-# (.git/info/exclude ignores it; the device tool's `carry`), run there:
+# (.gitignore ignores it; the device tool's `carry`), run there:
 #     bash scripts/gpu-variants.sh --build-only     here
 #     bash scripts/gpu-variants.sh [reps]           on the GPU machine (20 timed calls by default)
 # Prints a JSON line per variant, then a table; exit 1 if a CUDA call fails.

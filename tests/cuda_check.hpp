@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <segloss/segloss.hpp>
@@ -58,7 +59,7 @@ template <class T>
 void check_parity(const Tensor<T>& ref, const Tensor<T>& got_any_device, double tol,
                   const char* what) {
   const Tensor<T> got = got_any_device.to(Device::cpu);
-  INFO(what);
+  INFO(std::string(what));
   REQUIRE(got.shape() == ref.shape());
   double scale = 0.0, diff = 0.0;
   int64_t nan_mismatch = 0;
@@ -73,6 +74,15 @@ void check_parity(const Tensor<T>& ref, const Tensor<T>& got_any_device, double 
   CHECK(diff <= tol * std::max(scale, 1e-300));
 }
 
+// How many entries check_parity_except allows for a float Lovász-Softmax gradient of `classes`
+// classes: 4 swaps of two pixels (2 C entries each) where near-ties are likely (4096 entries or
+// more; the GPU runs of session 13 saw one or two swaps), at most 1% of the entries; none in
+// smaller problems. A bug that spoils a few pixels of a large problem can hide in it: the
+// double tests, the values and the palette ties test stay exact.
+inline int64_t lovasz_swap_allowance(int64_t numel, int64_t classes) {
+  return numel < 4096 ? 0 : std::min<int64_t>(numel / 100, 8 * classes);
+}
+
 // check_parity, except at no more than max_outliers entries, each still within 2 max |ref|. For
 // float Lovasz-Softmax gradients: the device's exp is not the CPU's, so two errors that tie to
 // within an ulp can sort the other way round on each device; both orders are right (the loss is
@@ -81,7 +91,7 @@ template <class T>
 void check_parity_except(const Tensor<T>& ref, const Tensor<T>& got_any_device, double tol,
                          int64_t max_outliers, const char* what) {
   const Tensor<T> got = got_any_device.to(Device::cpu);
-  INFO(what);
+  INFO(std::string(what));
   REQUIRE(got.shape() == ref.shape());
   double scale = 0.0;
   int64_t nan_mismatch = 0;
@@ -101,7 +111,9 @@ void check_parity_except(const Tensor<T>& ref, const Tensor<T>& got_any_device, 
   INFO("entries beyond the tolerance: ", outliers, " of ", ref.numel(), " (at most ", max_outliers,
        "); the largest difference ", worst, ", max |ref| ", scale);
   if (outliers > 0)
-    MESSAGE(what, ": ", outliers, " of ", ref.numel(), " entries differ (swapped ties)");
+    MESSAGE(std::string(what), ": ", outliers, " of ", ref.numel(),
+            " entries beyond the tolerance (at most ", max_outliers,
+            " allowed: swapped near-ties)");
   CHECK(nan_mismatch == 0);
   CHECK(outliers <= max_outliers);
   CHECK(worst <= 2.0 * scale);
@@ -116,7 +128,7 @@ inline void check_parity(double ref, double got, double tol, const char* what) {
 // local sums).
 inline void check_vector(const std::vector<double>& ref, const std::vector<double>& got, double tol,
                          const char* what) {
-  INFO(what);
+  INFO(std::string(what));
   REQUIRE(ref.size() == got.size());
   double scale = 0.0, diff = 0.0;
   for (size_t k = 0; k < ref.size(); ++k) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <segloss/core/cuda_internal.hpp>
+
 #include "cuda_check.hpp"
 #include "helpers.hpp"
 
@@ -331,6 +333,61 @@ TEST_CASE("cuda cross_entropy: bitwise identical value and gradient over 10 runs
     CHECK(std::memcmp(g.data(), g0.data(), sizeof(float) * static_cast<size_t>(g0.numel())) == 0);
     const auto f = host(cross_entropy(xd, yd, o));
     CHECK(static_cast<double>(f[0]) == static_cast<double>(static_cast<float>(first.value)));
+  }
+}
+
+// Bits of a float tensor on the device, NaN payloads folded to one pattern.
+std::vector<uint32_t> float_bits(const Tensor<float>& t_any) {
+  const Tensor<float> t = host(t_any);
+  std::vector<uint32_t> b(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const float v = std::isnan(t[i]) ? NAN : t[i];
+    std::memcpy(&b[static_cast<size_t>(i)], &v, sizeof v);
+  }
+  return b;
+}
+
+TEST_CASE("cuda cross_entropy: the staged pass gives the register pass's bits (float labels)") {
+  SEGLOSS_REQUIRE_GPU();
+  // float logits with labels and 8 < C <= 32 run pixel_in_shared (the logits staged in shared
+  // memory with cp.async on a GPU), which must do the register pass's operations in the same
+  // order. The test turns the staging off (core/cuda_internal.hpp) to get the register pass.
+  struct Restore {
+    ~Restore() { cuda::detail::set_cross_entropy_staging(true); }
+  } restore;
+  for (int64_t c : {int64_t{12}, int64_t{21}, int64_t{30}}) {
+    CAPTURE(c);
+    const Shape s{2, c, 9, 31};
+    auto x = testing::randn<float>(s, 50, 3.0);
+    auto y = labels<int64_t>(s.without(1), c, 51, 0.1);
+    x[(1 * c + 2) * 279 + 17] = NAN;  // image 1, class 2, pixel 17: its loss and gradient NaN
+    y[279 + 40] = c + 3;              // image 1, pixel 40: a bad label (NaN on the device)
+    const auto xd = dev(x);
+    const auto yd = dev(y);
+    CrossEntropyOptions<float> o;
+    o.weight = dev(testing::uniform<float>(Shape{c}, 52, 0.5, 2.0));
+    o.label_smoothing = 0.1;
+    CrossEntropyOptions<float> none = o;
+    none.reduction = Reduction::none;
+    std::vector<std::vector<uint32_t>> got[2];
+    for (int staged = 0; staged < 2; ++staged) {
+      cuda::detail::set_cross_entropy_staging(staged == 1);
+      Tensor<float> grad, value;
+      cross_entropy_value_and_grad(xd, yd, grad, value, o);  // the device-value form: no raise
+      got[staged] = {float_bits(value), float_bits(grad), float_bits(cross_entropy(xd, yd, none)),
+                     float_bits(cross_entropy_backward(
+                         xd, yd, dev(testing::uniform<float>(s.without(1), 53, 0.5, 2.0)), none))};
+    }
+    for (size_t k = 0; k < 4; ++k) {
+      CAPTURE(k);  // value, gradient, loss (none), backward (none)
+      CHECK(got[0][k] == got[1][k]);
+    }
+    // The NaN logit and the bad label stay in their pixels.
+    const auto loss = host(cross_entropy(xd, yd, none));
+    for (int64_t i = 0; i < loss.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::isnan(loss[i]) == (i == 279 + 17 || i == 279 + 40));
+    }
   }
 }
 

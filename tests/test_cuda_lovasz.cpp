@@ -271,7 +271,7 @@ void check_softmax(const Tensor<T>& x, const Tensor<L>& y, const LovaszSoftmaxOp
   // float: near-ties may sort the other way round on the device (check_parity_except), unless
   // the inputs have none.
   const bool swaps = sizeof(T) == 4 && !exact_grad && !no_near_ties;
-  const int64_t most = b.numel() / 100;
+  const int64_t most = lovasz_swap_allowance(b.numel(), x.size(1));
   if (swaps)
     check_parity_except(b, bd, tl, most, "backward");
   else

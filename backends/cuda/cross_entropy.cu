@@ -399,11 +399,13 @@ __device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64
 }
 
 // Blocks of 256 a multiprocessor must fit (registers at most 65536 / (256 * that)): the staged
-// pass (kShared, pixel_in_shared) 6; the register buckets what their registers give (float
-// with C = 21: 76 registers, 3 blocks).
+// pass (kShared, pixel_in_shared) 6 (on an H100/H200: its 16.5 to 33 KB tile lets fewer fit
+// where a multiprocessor has less shared memory); the register buckets no minimum (0: ptxas's
+// own choice; 1 would not be the same, it gave them 5 to 85 more registers; float with labels,
+// C <= 8: 32 registers, 8 blocks).
 template <bool kShared>
 constexpr int fused_min_blocks() {
-  return kShared ? 6 : 1;
+  return kShared ? 6 : 0;
 }
 
 template <class T, class L, int K, bool kShared = false>
@@ -486,7 +488,8 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 // cuda::workspace_size (core/cuda.cpp) knows this size as detail::cross_entropy_bytes.
-static_assert(kMaxBlocks == detail::kCrossEntropyMaxBlocks && kStatusBytes == 256,
+static_assert(kMaxBlocks == detail::kCrossEntropyMaxBlocks && kStatusBytes == 256 &&
+                  sizeof(Status) <= kStatusBytes,
               "core/cuda_internal.hpp's cross_entropy_bytes must describe this layout");
 
 size_t cross_entropy_workspace_bytes(int64_t pixels) {
@@ -522,19 +525,23 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   call.launched();
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
   // The register array is sized for the next bucket of C: registers per thread decide how many
-  // blocks fit on a multiprocessor (float, C = 21: 76 registers, 3 blocks of 256). float with
-  // labels and 8 < C <= 32 is staged through shared memory instead (pixel_in_shared), in a tile
-  // of the bucket's rows (16, 24 or 32 KB).
-  constexpr bool kStaged = std::is_same_v<T, float> && !kProbs;
+  // blocks fit on a multiprocessor (float probabilities, C = 21: 95 registers, 2 blocks of 256).
+  // float with labels and 8 < C <= 32 is staged through shared memory instead
+  // (pixel_in_shared), in a tile of the bucket's rows (16, 24 or 32 KB), unless a test turned
+  // the staging off (detail::cross_entropy_staging: the two paths must give the same bits).
+  const bool staged = std::is_same_v<T, float> && !kProbs && detail::cross_entropy_staging();
+  constexpr bool kCanStage = std::is_same_v<T, float> && !kProbs;
   if (a.classes <= 8)
     cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial);
   else if (a.classes <= 16)
-    cuda::launch(fused<T, L, 16, kStaged>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(staged ? fused<T, L, 16, kCanStage> : fused<T, L, 16>, blocks, kThreads, 0, s, a,
+                 w.status, partial);
   else if (a.classes <= 24)
-    cuda::launch(fused<T, L, 24, kStaged>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(staged ? fused<T, L, 24, kCanStage> : fused<T, L, 24>, blocks, kThreads, 0, s, a,
+                 w.status, partial);
   else if (a.classes <= kRegisterClasses)
-    cuda::launch(fused<T, L, kRegisterClasses, kStaged>, blocks, kThreads, 0, s, a, w.status,
-                 partial);
+    cuda::launch(staged ? fused<T, L, kRegisterClasses, kCanStage> : fused<T, L, kRegisterClasses>,
+                 blocks, kThreads, 0, s, a, w.status, partial);
   else
     cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial);
   call.launched();
