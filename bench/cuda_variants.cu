@@ -252,21 +252,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // Staged through shared memory: each thread copies its pixel's C logits into its own column of
 // the block's tile with cp.async (no registers held while the loads fly), waits for its own
 // copies only (no other thread reads the column), then works from the tile with few registers,
-// so more blocks fit on a multiprocessor.
-__device__ __forceinline__ void cp_async4(float* smem, const float* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *smem = *gmem;
-#endif
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
-
+// so more blocks fit on a multiprocessor (runtime.cuh's copy_async, as the library's pass).
 template <int K, int MinBlocks, bool kAsync>
 __global__ void __launch_bounds__(kThreads, MinBlocks)
     ce_smem(const float* x, const int64_t* y, float* grad, int64_t N, int64_t S, int C, float up,
@@ -282,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     const int64_t base = n * C * S + s;
     const float* xp = x + base;
     if constexpr (kAsync) {
-      for (int c = 0; c < C; ++c) cp_async4(&tile[c][t], xp + c * S);
+      for (int c = 0; c < C; ++c) segloss::cuda::copy_async(&tile[c][t], xp + c * S);
     } else {
 #pragma unroll
       for (int c0 = 0; c0 < K; c0 += 8) {
@@ -296,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
       }
     }
     const int yi = static_cast<int>(y[pix]);
-    if constexpr (kAsync) cp_async_wait_all();
+    if constexpr (kAsync) segloss::cuda::wait_copies();
     float m = tile[0][t];
     for (int c = 1; c < C; ++c) m = M::max(m, tile[c][t]);
     float se = 0.0f, x_y = 0.0f;

@@ -218,22 +218,6 @@ __device__ __forceinline__ T pixel_in_registers(const T* x, T* g, int64_t S, int
   return by_state(state, loss);
 }
 
-// An asynchronous 4-byte copy from global to shared memory (cp.async, sm_80 and later), and the
-// wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
-__device__ __forceinline__ void copy_async(float* to_shared, const float* from) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
-#else
-  *to_shared = *from;
-#endif
-}
-__device__ __forceinline__ void wait_copies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
-
 // pixel_in_registers' math, the logits staged in this thread's column of the block's tile
 // (col[c * kThreads] is class c) instead of registers: copied in asynchronously, so no register
 // holds a load in flight, and the pass needs about 40 registers instead of 64 to 76; 6 blocks

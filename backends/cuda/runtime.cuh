@@ -48,6 +48,22 @@ __device__ __forceinline__ float mul_rn(float a, float b) {
 #endif
 }
 
+// An asynchronous 4-byte copy from global to shared memory (cp.async, sm_80 and later), and the
+// wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
+__device__ __forceinline__ void copy_async(float* to_shared, const float* from) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
+#else
+  *to_shared = *from;
+#endif
+}
+__device__ __forceinline__ void wait_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
 // Blocks of kThreads for `items` independent threads' work, at most 2^20 (grid-stride loops
 // cover the rest).
 inline unsigned grid_blocks(int64_t items) {
