@@ -14,6 +14,16 @@
 //                     the device: logits read once, labels read once, gradient written once,
 //                     (8 C + 8) bytes per pixel (the kernels also read the labels in the label
 //                     pass, 8 more bytes per pixel, not counted).
+//   bce_dice_vg_stats_bce  bce_dice_vg with the BCE term summed in pass 1 instead of the
+//                     gradient pass (the schedule before session 14; core/cuda_internal.hpp
+//                     set_bce_value_in_gradient), for the comparison in the same process: the
+//                     same bytes and value bits.
+//   cross_entropy_vg_registers  cross_entropy_vg with the logits held in registers instead of
+//                     staged through shared memory (set_cross_entropy_staging; the pass before
+//                     session 13's last change): the same bytes and bits.
+//   softmax_dice_vg_walk  softmax_dice_vg with the passes that walk the class axis in memory
+//                     instead of the staged ones (set_softmax_overlap_staging; the passes before
+//                     session 14), for the comparison in the same process.
 //   softmax_dice_vg   softmax_dice_value_and_grad on the cross_entropy inputs (session 11: the
 //                     device-value form): the statistics pass reads logits and labels, the
 //                     gradient pass reads them again and writes the gradient: (12 C + 16) bytes
@@ -52,6 +62,7 @@
 #include <string>
 #include <vector>
 
+#include <segloss/core/cuda_internal.hpp>
 #include <segloss/segloss.hpp>
 
 using namespace segloss;
@@ -200,8 +211,12 @@ int main(int argc, char** argv) {
   const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
   Tensor<float> ce_x, ce_grad;
   Tensor<int64_t> ce_y;
-  const bool multiclass = args.filter.empty() || args.filter == "cross_entropy_vg" ||
-                          args.filter == "softmax_dice_vg" || args.filter == "ce_dice_vg";
+  // The cases on the cross_entropy inputs (--ce-shape).
+  const auto on_ce_inputs = [](const std::string& name) {
+    return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
+           name == "softmax_dice_vg" || name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
+  };
+  const bool multiclass = args.filter.empty() || on_ce_inputs(args.filter);
   if (multiclass) {
     std::vector<float> hcx(static_cast<size_t>(cn));
     std::vector<int64_t> hcy(static_cast<size_t>(cpix));
@@ -225,12 +240,30 @@ int main(int argc, char** argv) {
                "cudaMemcpyAsync");
        }},
       {"bce_dice_vg", 5 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bd); }},
+      {"bce_dice_vg_stats_bce", 5 * f4,
+       [&] {
+         cuda::detail::set_bce_value_in_gradient(false);
+         bce_dice_value_and_grad(x, z, grad, value, bd);
+         cuda::detail::set_bce_value_in_gradient(true);
+       }},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
       {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
       {"cross_entropy_vg", ce_bytes,
        [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); }},
+      {"cross_entropy_vg_registers", ce_bytes,
+       [&] {
+         cuda::detail::set_cross_entropy_staging(false);
+         cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value);
+         cuda::detail::set_cross_entropy_staging(true);
+       }},
       {"softmax_dice_vg", dice_bytes,
        [&] { softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd); }},
+      {"softmax_dice_vg_walk", dice_bytes,
+       [&] {
+         cuda::detail::set_softmax_overlap_staging(false);
+         softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd);
+         cuda::detail::set_softmax_overlap_staging(true);
+       }},
       {"ce_dice_vg", dice_bytes, [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
   };
 
@@ -250,13 +283,8 @@ int main(int argc, char** argv) {
         "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.6f, "
         "\"min_bytes\": %.0f, \"gb_per_s\": %.2f, \"copy_gb_per_s\": %.2f, "
         "\"fraction_of_copy\": %.5f}\n",
-        c.name.c_str(),
-        (c.name == "cross_entropy_vg" || c.name == "softmax_dice_vg" || c.name == "ce_dice_vg"
-             ? cs
-             : shape)
-            .str()
-            .c_str(),
-        prop.name, ms, c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
+        c.name.c_str(), (on_ce_inputs(c.name) ? cs : shape).str().c_str(), prop.name, ms,
+        c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0);
     std::fflush(stdout);
   }
   check(cudaStreamSynchronize(s), "final synchronize");

@@ -20,6 +20,8 @@ ThreadState& thread_state() {
 
 namespace {
 std::atomic<bool> g_cross_entropy_staging{true};
+std::atomic<bool> g_bce_value_in_gradient{true};
+std::atomic<bool> g_softmax_overlap_staging{true};
 }  // namespace
 
 bool cross_entropy_staging() {
@@ -28,6 +30,22 @@ bool cross_entropy_staging() {
 
 void set_cross_entropy_staging(bool on) {
   g_cross_entropy_staging.store(on, std::memory_order_relaxed);
+}
+
+bool bce_value_in_gradient() {
+  return g_bce_value_in_gradient.load(std::memory_order_relaxed);
+}
+
+void set_bce_value_in_gradient(bool on) {
+  g_bce_value_in_gradient.store(on, std::memory_order_relaxed);
+}
+
+bool softmax_overlap_staging() {
+  return g_softmax_overlap_staging.load(std::memory_order_relaxed);
+}
+
+void set_softmax_overlap_staging(bool on) {
+  g_softmax_overlap_staging.store(on, std::memory_order_relaxed);
 }
 
 }  // namespace detail

@@ -96,6 +96,21 @@ inline int64_t cross_entropy_blocks(int64_t pixels) {
 bool cross_entropy_staging();
 void set_cross_entropy_staging(bool on);
 
+// Whether bce_dice's fused value and gradient sums the BCE term in its gradient pass (on by
+// default) rather than in its statistics pass (backends/cuda/overlap_passes.cuh
+// run_value_in_gradient). The value's bits are the same either way. For the tests and the bench
+// (segloss-cuda-bench's bce_dice_vg_stats_bce line) only. Process-wide.
+bool bce_value_in_gradient();
+void set_bce_value_in_gradient(bool on);
+
+// Whether the softmax overlap losses' passes stage each pixel's logits through shared memory
+// (backends/cuda/softmax_overlap.cu staged_stats_kernel, staged_grad_kernel; on by default) when
+// the targets are labels and C <= 32 (float) or 16 (double). For the tests and the bench
+// (softmax_dice_vg_walk) only: with it off, the passes that walk the class axis in memory run;
+// the gradient from given sums has the same bits either way. Process-wide.
+bool softmax_overlap_staging();
+void set_softmax_overlap_staging(bool on);
+
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +
          3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));

@@ -598,8 +598,9 @@ def load(name):
 
 
 ours, torch = load("cuda_bench.jsonl"), load("torch.jsonl")
-order = ["copy", "bce_dice_vg", "bce_vg", "soft_dice_vg", "cross_entropy_vg", "softmax_dice_vg",
-         "ce_dice_vg"]
+order = ["copy", "bce_dice_vg", "bce_dice_vg_stats_bce", "bce_vg", "soft_dice_vg",
+         "cross_entropy_vg", "cross_entropy_vg_registers", "softmax_dice_vg",
+         "softmax_dice_vg_walk", "ce_dice_vg"]
 names = [n for n in order if n in ours or n in torch]
 names += sorted((set(ours) | set(torch)) - set(names))
 

@@ -11,6 +11,8 @@
 #include "cuda_check.hpp"
 #include "helpers.hpp"
 
+#include <segloss/core/cuda_internal.hpp>
+
 using namespace segloss;
 using namespace segloss::testing;
 
@@ -540,6 +542,91 @@ TEST_CASE("cuda bce_dice: parts from every fused form match the CPU (float and d
   SEGLOSS_REQUIRE_GPU();
   bce_dice_parts_all<float>();
   bce_dice_parts_all<double>();
+}
+
+// bce_dice's fused value and gradient sums the BCE term in its gradient pass by default
+// (backends/cuda/overlap_passes.cuh run_value_in_gradient); the other schedule sums it in pass 1.
+// Both add the same BCE values in the same order, so the value and the parts have the same bits;
+// the gradient takes p from logit_with_log in the first, so it may differ in the last bits.
+template <class T>
+void bce_dice_schedules_all() {
+  struct Restore {
+    ~Restore() { cuda::detail::set_bce_value_in_gradient(true); }
+  } restore;
+  const double tol = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+  for (const Shape& s : kShapes)
+    for (int k = 0; k < 6; ++k) {
+      CAPTURE(s);
+      CAPTURE(k);
+      BceDiceOptions<T> o;
+      o.bce = bce_case<T>(k, s, Reduction::mean);
+      o.dice = overlap_case<SoftDiceOptions<T>>(k * 5, s, Reduction::mean);
+      o.bce_weight = k == 3 ? 0.7 : 1.0;
+      o.dice_weight = k == 3 ? 1.3 : 2.0;
+      if (k == 4) o.bce.mean_over = BceMeanOver::weight_sum;
+      if (k == 4 && !o.bce.weight.defined()) o.bce.weight = uniform<T>(s, 43, 0.1, 2.0);
+      BceDiceOptions<T> og = o;
+      og.bce = on_gpu(o.bce);
+      const auto xd = gpu(randn<T>(s, 160 + k, 3.0));
+      const auto zd = gpu(k == 5 ? uniform<T>(s, 170, 0, 1) : mask<T>(s, 170 + k));
+      double v[2];
+      BceDiceParts p[2], q[2];
+      Tensor<T> g[2], gd[2], value[2];
+      for (int in_gradient = 0; in_gradient < 2; ++in_gradient) {
+        cuda::detail::set_bce_value_in_gradient(in_gradient == 1);
+        v[in_gradient] = bce_dice_value_and_grad(xd, zd, g[in_gradient], og, &p[in_gradient]);
+        bce_dice_value_and_grad(xd, zd, gd[in_gradient], value[in_gradient], og, &q[in_gradient]);
+      }
+      CHECK(v[0] == v[1]);
+      CHECK(p[0].bce == p[1].bce);
+      CHECK(p[0].dice == p[1].dice);
+      CHECK(q[0].bce == q[1].bce);
+      CHECK(q[0].dice == q[1].dice);
+      CHECK(same_bits(value[0], value[1]));
+      check_parity(g[0].to(Device::cpu), g[1], tol, "gradient");
+      CHECK(same_bits(g[1], gd[1]));
+      if (s == Shape{2, 1, 300, 301} && k == 0) {
+        // The switch does change the path: some gradient entries differ in their last bits.
+        const Tensor<T> a = g[0].to(Device::cpu), b = g[1].to(Device::cpu);
+        int64_t differ = 0;
+        for (int64_t i = 0; i < a.numel(); ++i) differ += a[i] != b[i];
+        CHECK(differ > 0);
+      }
+    }
+}
+
+TEST_CASE("cuda bce_dice: the BCE term summed in either pass gives the same value bits") {
+  SEGLOSS_REQUIRE_GPU();
+  bce_dice_schedules_all<float>();
+  bce_dice_schedules_all<double>();
+}
+
+TEST_CASE("cuda bce_dice: a bad Dice class weight in the device-value form: NaN, either schedule") {
+  SEGLOSS_REQUIRE_GPU();
+  struct Restore {
+    ~Restore() { cuda::detail::set_bce_value_in_gradient(true); }
+  } restore;
+  const Shape s{2, 3, 9, 8};
+  const auto xd = gpu(randn<float>(s, 61, 2.0)), zd = gpu(mask<float>(s, 62));
+  BceDiceOptions<float> o;
+  std::vector<float> w = {1.0f, -1.0f, 1.0f};
+  o.dice.class_weight = gpu(Tensor<float>::view(w.data(), {3}));
+  for (int in_gradient = 0; in_gradient < 2; ++in_gradient) {
+    CAPTURE(in_gradient);
+    cuda::detail::set_bce_value_in_gradient(in_gradient == 1);
+    Tensor<float> g, value;
+    BceDiceParts p;
+    bce_dice_value_and_grad(xd, zd, g, value, o, &p);
+    CHECK(std::isnan(value.to(Device::cpu)[0]));
+    CHECK(std::isnan(p.bce));
+    CHECK(std::isnan(p.dice));
+    o.dice.class_weight = gpu(Tensor<float>::full({3}, 1.0f));
+    bce_dice_value_and_grad(xd, zd, g, value, o, &p);  // the next call is clean again
+    CHECK(std::isfinite(value.to(Device::cpu)[0]));
+    CHECK(std::isfinite(p.bce));
+    CHECK(std::isfinite(p.dice));
+    o.dice.class_weight = gpu(Tensor<float>::view(w.data(), {3}));
+  }
 }
 
 TEST_CASE("cuda bce_dice: a bad Dice class weight gives NaN parts, or raises with a host value") {

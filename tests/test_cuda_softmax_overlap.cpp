@@ -14,6 +14,8 @@
 #include "cuda_check.hpp"
 #include "helpers.hpp"
 
+#include <segloss/core/cuda_internal.hpp>
+
 using namespace segloss;
 using namespace segloss::testing;
 
@@ -545,6 +547,68 @@ TEST_CASE("cuda generalized_dice: bitwise determinism, and a bad label raises") 
                        "[0, 5) and not ignore_index -100",
                        Error);
   CHECK(std::isnan(generalized_dice(xd, gpu(y)).to(Device::cpu)[0]));
+}
+
+// The staged passes (labels, C <= 32 in float, 16 in double: backends/cuda/softmax_overlap.cu,
+// staged_stats_kernel and staged_grad_kernel) against the passes that walk the class axis in
+// memory (turned on by cuda::detail::set_softmax_overlap_staging(false)): from the same sums (the
+// split's finalize) the same gradient bits; the values of the fused call within the last bits
+// (the staged statistics add the same numbers in another order); the same bad-label index.
+template <class T>
+void staged_against_walk() {
+  struct Restore {
+    ~Restore() { cuda::detail::set_softmax_overlap_staging(true); }
+  } restore;
+  const double close = sizeof(T) == 4 ? 2e-6 : 1e-14;
+  const std::vector<int64_t> classes =
+      sizeof(T) == 4 ? std::vector<int64_t>{2, 5, 8, 9, 21, 32} : std::vector<int64_t>{3, 16};
+  for (int64_t C : classes)
+    for (int variant = 0; variant < 3; ++variant) {
+      CAPTURE(C);
+      CAPTURE(variant);
+      const Shape s{3, C, 37, 41};  // 1,517 pixels: 6 tiles, the last one partial
+      const auto xd = gpu(randn<T>(s, 300 + C, 3.0));
+      const auto yd = gpu(labels<int64_t>(s.without(1), C, 310 + C, 0.1, -100));
+      SoftmaxOverlapOptions<T> o;
+      o.squared = variant == 1;
+      o.per_image = variant != 2;
+      o.include_background = variant != 1;
+      double v[2];
+      Tensor<T> g[2], gs[2];
+      OverlapStatistics st;
+      for (int staged = 0; staged < 2; ++staged) {
+        cuda::detail::set_softmax_overlap_staging(staged == 1);
+        v[staged] = softmax_dice_value_and_grad(xd, yd, g[staged], o);
+        if (staged == 0) st = softmax_dice_statistics(xd, yd, o);  // the walk's sums for both
+        softmax_dice_finalize(xd, yd, st, gs[staged], o);
+      }
+      CHECK(same_bits(gs[0], gs[1]));
+      check_parity(v[0], v[1], close, "value");
+      check_parity(g[0].to(Device::cpu), g[1], close, "gradient");
+    }
+  // A bad label (the smallest index is reported) and an ignored pixel, either way.
+  const Shape s{2, 5, 30, 20};
+  const auto xd = gpu(randn<T>(s, 320));
+  auto y = labels<int64_t>(s.without(1), 5, 321);
+  y[600 + 301] = 9;  // image 1, (15, 1)
+  y[600 + 77] = -4;  // image 1, (3, 17): the first
+  y[5] = -100;
+  const auto yd = gpu(y);
+  for (int staged = 0; staged < 2; ++staged) {
+    CAPTURE(staged);
+    cuda::detail::set_softmax_overlap_staging(staged == 1);
+    CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(xd, yd),
+                         "softmax_dice_value_and_grad: target has label -4 at (1,3,17), outside "
+                         "[0, 5) and not ignore_index -100",
+                         Error);
+    CHECK(std::isnan(softmax_dice(xd, yd).to(Device::cpu)[0]));
+  }
+}
+
+TEST_CASE("cuda softmax overlap: the staged passes agree with the passes that walk the classes") {
+  SEGLOSS_REQUIRE_GPU();
+  staged_against_walk<float>();
+  staged_against_walk<double>();
 }
 
 TEST_CASE("cuda workspace_size covers every loss of the backend on the shape") {

@@ -42,6 +42,10 @@ struct OverlapForm {
   // bce_dice: where the finalize kernel writes the two terms' values (BCE, then Dice; two device
   // doubles, the call header's kParts slot); set by bce_dice_run, null otherwise.
   double* parts = nullptr;
+  // bce_dice whose gradient pass sums the BCE term (overlap_passes.cuh run_value_in_gradient):
+  // the finalize kernel, which sees Dice sums only (K = 3), leaves the Dice value and the BCE
+  // gradient scale, and bce_value_kernel makes the value and the parts after the gradient pass.
+  bool bce_in_gradient = false;
   // The split's finalize (overlap_finalize_run) with per_image false: the sums are one image of
   // the batch's reduced channel sums (images = 1), and the coefficients go to every plane of the
   // shard's coef_images images. 0: images.

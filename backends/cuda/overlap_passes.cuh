@@ -7,6 +7,8 @@
 // with dP_i = 2 p_i for squared sums, else 1 (losses/overlap.hpp and docs/gradients.md derive it).
 #pragma once
 
+#include <type_traits>
+
 #include "../../core/pointwise.hpp"
 #include "overlap.hpp"
 #include "runtime.cuh"
@@ -78,7 +80,10 @@ struct PixelWeight {
 // kWeights: a weight may be present (the overlap's pixel weight, the BCE term's), read through
 // weight.cuh; false when the caller knows that none is: the loop then has no weight code, fewer
 // registers and more blocks per multiprocessor (bench/RESULTS.md, "CUDA on NVIDIA H200").
-template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
+// kBceSum (bce_dice): pass 1 sums the BCE term too (K = 4); false when the gradient pass sums
+// it (run_value_in_gradient), which leaves the Dice sums (K = 3) with the same p: p still
+// comes from logit_with_log, as with the BCE sum, so the Dice sums have the same bits.
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true, bool kBceSum = kBce>
 struct StatsBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
@@ -120,7 +125,7 @@ struct StatsBody {
       acc[0] += pt;
       acc[1] += pk;
       acc[2] += tk;
-      if constexpr (kBce) {
+      if constexpr (kBce && kBceSum) {
         const T zz = ti * b.zs + b.zb;
         acc[3] += b.template w<kWeights>(s) * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
       }
@@ -138,8 +143,13 @@ struct StatsBody {
   }
 };
 
-template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
+// kBceValue (bce_dice, run_value_in_gradient): the pass also sums the weighted BCE values
+// (K = 1), as pass 1 does with kBceSum: the same expression from the same logit_with_log, so
+// the same bits. p and dp/dx then come from logit_with_log too, so the gradient may differ from
+// the other schedule's in the last bits (r = (2 + e) / ((1 + e)(2 + e)) here, 1 / (1 + e) there).
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true, bool kBceValue = false>
 struct GradBody {
+  static_assert(!kBceValue || (kBce && kSigmoid), "kBceValue: bce_dice's gradient pass only");
   using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
@@ -161,11 +171,16 @@ struct GradBody {
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
 
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in, T (&)[K]) const {
+    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
+                                               T (&acc)[K]) const {
       const T xi = in.x, ti = in.t;
       T p, dp;
-      pw::Logit<T> lg;
-      if constexpr (kSigmoid) {
+      std::conditional_t<kBceValue, pw::LogitWithLog<T>, pw::Logit<T>> lg;
+      if constexpr (kBceValue) {
+        lg = pw::logit_with_log<T>(xi);
+        p = pw::sigmoid<T>(xi, lg);
+        dp = pw::sigmoid_grad<T>(lg);
+      } else if constexpr (kSigmoid) {
         lg = pw::logit<T>(xi);
         p = pw::sigmoid<T>(xi, lg);
         dp = pw::sigmoid_grad<T>(lg);
@@ -183,8 +198,9 @@ struct GradBody {
       T g = (gi + gp) * dp;
       if constexpr (kBce) {
         const T zz = ti * b.zs + b.zb;
-        g +=
-            (bscale * b.template w<kWeights>(s)) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
+        const T wb = b.template w<kWeights>(s);
+        g += (bscale * wb) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
+        if constexpr (kBceValue) acc[0] += wb * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
       }
       grad[i] = g;
     }
@@ -253,19 +269,41 @@ __device__ FinalScore final_score(const double* sums, int K, const OverlapForm& 
   return s;
 }
 
-// One thread: the scores from the per-plane sums (stride K: I, P, T[, BCE sum]), the value,
-// the per-plane coefficients, the BCE gradient scale, the per-score losses when asked, and the
-// counts of scores kept and skipped (counts[0], counts[1]). Mirrors
+// bce_dice's BCE term: the factor of its sum (bce_scale, times the device's 1/W with mean_over
+// weight_sum), and the value w_bce BCE + w_dice Dice (the CPU's: two rounded products, no FMA),
+// with the parts when asked.
+__device__ __forceinline__ double bce_mean_scale(const OverlapForm& f) {
+  return f.bce_scale_by ? f.bce_scale * *f.bce_scale_by : f.bce_scale;
+}
+
+__device__ __forceinline__ void bce_dice_value(double bce_sum, double dice, const OverlapForm& f,
+                                               double* value) {
+  const double bs = bce_mean_scale(f);
+  const double bce = bs == 0.0 ? 0.0 : bce_sum * bs;
+  *value = mul_rn(f.bce_weight, bce) + mul_rn(f.dice_weight, dice);
+  if (f.parts) {
+    f.parts[0] = bce;
+    f.parts[1] = dice;
+  }
+}
+
+// One block, which stages the sums (runtime.cuh stage_sums), then one thread: the scores from
+// the per-plane sums (stride K: I, P, T[, BCE sum]), the value, the per-plane coefficients, the
+// BCE gradient scale, the per-score losses when asked, and the counts of scores kept and
+// skipped (counts[0], counts[1]). Mirrors
 // losses/internal/overlap_scores.hpp: overlap_totals, overlap_value, overlap_values and
 // overlap_slopes, with the per-score math of core/pointwise.hpp (overlap_score_loss, _slope).
 // The scores are computed twice (the mean log and clamp forms need the totals before any
 // slope) rather than stored. A class weight that is negative or not finite sets
 // kBadClassWeight in the flag and makes the value, the scores and the coefficients NaN.
 template <class T>
-__global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstream<T> up, T* scores,
-                                double* coef, double* value, double* bce_scale, double* counts,
-                                int* flag) {
+__global__ void __launch_bounds__(kThreads)
+    finalize_kernel(const double* all_sums, int K, OverlapForm f, Upstream<T> up, T* scores,
+                    double* coef, double* value, double* bce_scale, double* counts, int* flag) {
+  SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t C = f.channels, planes = f.images * C;
+  const double* sums = stage_sums(all_sums, planes * K, staged);
+  if (threadIdx.x != 0) return;
   const int64_t count = f.per_image ? planes : C;
   // The images whose planes get coefficients: those of the sums, or in the split without
   // per_image the shard's (the sums are then one image of the batch's channel sums).
@@ -349,18 +387,31 @@ __global__ void finalize_kernel(const double* sums, int K, OverlapForm f, Upstre
   if (K == 4) {
     double bce_sum = 0.0;
     for (int64_t p = 0; p < planes; ++p) bce_sum += sums[p * K + 3];
-    // bce_dice's mean over the weight sum: f.bce_scale (1) times the device's 1/W.
-    const double bs = f.bce_scale_by ? f.bce_scale * *f.bce_scale_by : f.bce_scale;
-    const double bce = bs == 0.0 ? 0.0 : bce_sum * bs;
-    *value = mul_rn(f.bce_weight, bce) + mul_rn(f.dice_weight, dice);  // the CPU's, no FMA
-    *bce_scale = g0 * f.bce_weight * bs;
-    if (f.parts) {
-      f.parts[0] = bce;
-      f.parts[1] = dice;
-    }
+    *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
+    bce_dice_value(bce_sum, dice, f, value);
+  } else if (f.bce_in_gradient) {  // bce_value_kernel adds the BCE term after the gradient pass
+    *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
+    *value = dice;
   } else {
     *value = dice;
   }
+}
+
+// bce_dice run_value_in_gradient's last kernel: the BCE sums of the planes (the gradient pass's,
+// combined) added in plane order, as finalize_kernel adds them at K = 4, and the value and the
+// parts from them and the Dice value that finalize left at *value. After a bad class weight
+// (finalize made the value and the parts NaN) it changes nothing. (A template, as the other
+// kernels of this header, so that each .cu including it may instantiate it: T is not used.)
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    bce_value_kernel(const double* all_bce_sums, OverlapForm f, double* value, const int* flag) {
+  SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
+  const int64_t planes = f.images * f.channels;
+  const double* bce_sums = stage_sums(all_bce_sums, planes, staged);
+  if (threadIdx.x != 0 || (*flag & kBadClassWeight)) return;
+  double bce_sum = 0.0;
+  for (int64_t p = 0; p < planes; ++p) bce_sum += bce_sums[p];
+  bce_dice_value(bce_sum, *value, f, value);
 }
 
 // The error of a bad class weight that a host value reports (bce_dice: its Dice term's).
@@ -369,6 +420,40 @@ inline const char* bad_class_weight_message(bool bce_dice) {
                     "the device)"
                   : "options.class_weight holds a negative or non-finite value (checked on the "
                     "device)";
+}
+
+// bce_dice's value and gradient with the BCE term summed in the gradient pass instead of pass
+// 1 (the default; detail::bce_value_in_gradient). Pass 1 sums I, P, T only; finalize leaves the
+// Dice value, the coefficients and the BCE gradient scale; the gradient pass writes the gradient
+// and sums the BCE values per block (in pass 1's order: the same bits); combine adds them per
+// plane into the sums region's last quarter (layout(g, 4) holds 4 doubles per plane, the Dice
+// sums take 3); bce_value_kernel makes the value. Why: on the H200 pass 1 was bound by
+// instructions (bench/RESULTS.md, "CUDA on NVIDIA H200"), the BCE value's series being much of
+// its work, while bce_with_logits, whose one pass makes the BCE value and gradient, ran at 0.78
+// of the copy. Not measured on a GPU yet: segloss-cuda-bench's bce_dice_vg_stats_bce line runs
+// the other schedule in the same process, for the comparison.
+template <class T, bool kWeights>
+void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
+                           const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
+                           OverlapForm f, Upstream<T> up, T* grad) {
+  double* partials = call.at<double>(l.partials);
+  double* sums = call.at<double>(l.sums);
+  double* bce_sums = sums + 3 * g.planes;
+  double* coef = call.at<double>(l.coef);
+  double* bce_scale = call.at<double>(kBceScaleOffset);
+  f.bce_in_gradient = true;
+  plane_pass<3>(call, g, StatsBody<T, true, true, kWeights, false>{a, bce}, partials);
+  combine(call, partials, g.planes, g.parts, 3, sums);
+  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, up,
+               static_cast<T*>(nullptr), coef, call.value(), bce_scale,
+               call.at<double>(kCountsOffset), call.flag());
+  call.launched();
+  plane_pass<1>(call, g, GradBody<T, true, true, kWeights, true>{a, bce, coef, bce_scale, grad},
+                partials);
+  combine(call, partials, g.planes, g.parts, 1, bce_sums);
+  cuda::launch(bce_value_kernel<T>, 1, kThreads, 0, call.stream(), bce_sums, f, call.value(),
+               call.flag());
+  call.launched();
 }
 
 template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
@@ -380,9 +465,15 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
+  if constexpr (kBce) {
+    if (grad && detail::bce_value_in_gradient()) {
+      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad);
+      return;
+    }
+  }
   plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce}, partials);
   combine(call, partials, g.planes, g.parts, K, sums);
-  cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), sums, K, f, up, scores, coef,
+  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, K, f, up, scores, coef,
                call.value(), bce_scale, call.at<double>(kCountsOffset), call.flag());
   call.launched();
   if (grad)
@@ -499,9 +590,9 @@ double run_finalize(const char* function, const cpu::OverlapArgs<T>& a,
     f.coef_images = f.images;
     f.images = 1;
   }
-  cuda::launch(finalize_kernel<T>, 1, 1, 0, call.stream(), from, 3, f, up, static_cast<T*>(nullptr),
-               coef, call.value(), static_cast<double*>(nullptr), call.at<double>(kCountsOffset),
-               call.flag());
+  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), from, 3, f, up,
+               static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
+               call.at<double>(kCountsOffset), call.flag());
   call.launched();
   if constexpr (kBce) {
     plane_pass<0>(call, g, GradBody<T, true, true>{a, bce, coef, bce_scale, grad}, nullptr);

@@ -48,12 +48,20 @@ __device__ __forceinline__ float mul_rn(float a, float b) {
 #endif
 }
 
-// An asynchronous 4-byte copy from global to shared memory (cp.async, sm_80 and later), and the
-// wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
+// An asynchronous 4- or 8-byte copy from global to shared memory (cp.async, sm_80 and later), and
+// the wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
 __device__ __forceinline__ void copy_async(float* to_shared, const float* from) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
+#else
+  *to_shared = *from;
+#endif
+}
+__device__ __forceinline__ void copy_async(double* to_shared, const double* from) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(from) : "memory");
 #else
   *to_shared = *from;
 #endif
@@ -246,6 +254,22 @@ __device__ void block_sum(const double (&acc)[K], double* out) {
   }
   if (threadIdx.x == 0)
     for (int k = 0; k < K; ++k) out[k] = buf[k][0];
+}
+
+// The finalize kernels do their math in one thread, which reads the per-plane sums one
+// dependent load at a time (some of them several times): each load a round trip to L2 while
+// the rest of the GPU waits for the next pass. So the kernel runs a whole block first, which
+// copies the n sums into shared memory; thread 0 then reads them there. The same values in the
+// same order: the same bits. Every thread of the block calls it (it waits for the block); it
+// returns where to read the sums: the shared copy when n <= kStagedDoubles, else `from` itself.
+constexpr int64_t kStagedDoubles = 4096;  // 32 KiB of static shared memory
+
+__device__ __forceinline__ const double* stage_sums(const double* from, int64_t n, double* shared) {
+  const bool fits = n <= kStagedDoubles;
+  if (fits)
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) shared[i] = from[i];
+  __syncthreads();
+  return fits ? shared : from;
 }
 
 // Elements a thread handles per step: their loads are issued together, and their statistics

@@ -222,6 +222,226 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- the staged passes (session 14): labels, C <= 32 in float (16 in double) ----
+//
+// Each thread copies its pixel's C logits into its own column of the block's tile in shared
+// memory (cp.async on sm_80 and later, as cross_entropy.cu's pixel_in_shared) and works there:
+// one read of the logits from memory and one exp per class, where the passes above walk the
+// class axis in memory three or four times and take 2 C (statistics) or 3 C + 1 (gradient)
+// exps per pixel.
+//
+// Statistics: thread t takes pixel s0 + t of each tile of 256 pixels; its column becomes p_c
+// (zeros for an ignored pixel or one past the end) and its label a code (the class, kIgnored, or
+// kBad: t_c NaN, as stats_kernel). After a barrier, warp w sums class c = w + 8 j of the tile:
+// lane l adds the pixels l + 32 k (k < 8) in T, then adds that to its double sums, which it keeps
+// over the block's range; at the end each warp adds its lanes (warp_sum in double) and writes its
+// classes' 3 partials. One warp per class: no combine of warps, and no shuffle per tile (the
+// pass above adds 3 shuffle trees per class per 32 pixels). The sums are the same numbers added
+// in another order than stats_kernel's: the value may differ in the last bits.
+//
+// Gradient: grad_kernel's operations in the same order on the column (m and r as softmax_of,
+// e_c = exp(x_c - m) kept in the column, p_c = e_c inv): the same bits. Only this thread reads
+// its column, so no barrier.
+//
+// Not measured on a GPU yet (written without one); segloss-cuda-bench's softmax_dice_vg_walk runs
+// the passes above in the same process (cuda::detail::set_softmax_overlap_staging).
+constexpr int kIgnoredCode = -1, kBadCode = -2;
+
+// The most rows of a tile: 32 of float, 16 of double (32 KiB of shared memory).
+template <class T>
+constexpr int kMaxRows = static_cast<int>(32 * 1024 / (kThreads * sizeof(T)));
+
+// The tile's rows for C classes (a multiple of kWarps), 0 where the staged passes do not apply:
+// labels only, C <= kMaxRows<T>.
+template <class T, class U>
+int staged_rows(int64_t C) {
+  if (!kLabels<T, U> || C < 1 || C > kMaxRows<T> || !detail::softmax_overlap_staging()) return 0;
+  return static_cast<int>((C + kWarps - 1) / kWarps * kWarps);
+}
+
+// The label code of pixel s (see above), and the bad-label report of stats_kernel: the lowest
+// bad lane of the warp (consecutive pixels: the smallest index) sets the flag and the index.
+template <class T, class U>
+__device__ __forceinline__ int label_code(const cpu::SoftmaxOverlapArgs<T, U>& a, int64_t n,
+                                          int64_t s, bool inside, int* flag,
+                                          unsigned long long* first_bad) {
+  int code = kIgnoredCode;
+  if (inside) {
+    const int64_t y = static_cast<int64_t>(a.target[n * a.pixels + s]);
+    code = y == a.ignore_index       ? kIgnoredCode
+           : y < 0 || y >= a.classes ? kBadCode
+                                     : static_cast<int>(y);
+  }
+  const unsigned bad_lanes = __ballot_sync(0xffffffffu, code == kBadCode);
+  if (bad_lanes != 0u &&
+      static_cast<int>(threadIdx.x & 31) == __ffs(static_cast<int>(bad_lanes)) - 1) {
+    atomicOr(flag, kBadLabel);
+    atomicMax(first_bad, ~static_cast<unsigned long long>(n * a.pixels + s));
+  }
+  return code;
+}
+
+// Copies the pixel's C logits (S apart) into its column (rows kThreads apart), then makes them
+// e_c = exp(x_c - m) with m and r as softmax_of; returns inv = 1 / sum_c e_c.
+template <class T>
+__device__ __forceinline__ T stage_exp(const T* x, int C, int64_t S, T* col, int& r) {
+  using M = segloss::Math<T>;
+  for (int c = 0; c < C; ++c) copy_async(col + c * kThreads, x + c * S);
+  wait_copies();
+  T m = col[0];
+  r = 0;
+  for (int c = 1; c < C; ++c) {
+    const T v = col[c * kThreads];
+    if (v > m) {
+      m = v;
+      r = c;
+    }
+  }
+  T se = T(0);
+  for (int c = 0; c < C; ++c) {
+    const T e = M::exp(col[c * kThreads] - m);
+    col[c * kThreads] = e;
+    se += e;
+  }
+  return T(1) / se;
+}
+
+template <class T, class U, int K>
+__global__ void __launch_bounds__(kThreads)
+    staged_stats_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, double* partials,
+                        int* flag, unsigned long long* first_bad) {
+  static_assert(K % kWarps == 0, "a whole number of classes per warp");
+  constexpr int kSlots = K / kWarps;
+  SEGLOSS_STATIC_SHARED(T, tile, [K][kThreads]);
+  SEGLOSS_STATIC_SHARED(int, codes, [kThreads]);
+  const int C = static_cast<int>(a.classes);
+  const int64_t S = a.pixels;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
+  const int64_t begin = part * g.part_size;
+  const int64_t end = begin + g.part_size < S ? begin + g.part_size : S;
+  const T* x = a.x + n * a.classes * S;
+  T* col = &tile[0][threadIdx.x];
+  double acc[kSlots][3] = {};
+  for (int64_t s0 = begin; s0 < end; s0 += kThreads) {  // the same steps for the whole block
+    const int64_t s = s0 + threadIdx.x;
+    const int code = label_code(a, n, s, s < end, flag, first_bad);
+    if (code == kIgnoredCode) {
+      for (int c = 0; c < C; ++c) col[c * kThreads] = T(0);
+    } else {
+      int r;
+      const T inv = stage_exp(x + s, C, S, col, r);
+      for (int c = 0; c < C; ++c) col[c * kThreads] *= inv;  // p_c = e_c inv
+    }
+    codes[threadIdx.x] = code;
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kSlots; ++j) {
+      const int c = warp + kWarps * j;
+      if (c >= C) continue;
+      T vi = T(0), vp = T(0), vt = T(0);
+#pragma unroll
+      for (int k = 0; k < kThreads / 32; ++k) {
+        const int q = lane + 32 * k;
+        const T p = tile[c][q];
+        const int y = codes[q];
+        const T t = y == kBadCode ? static_cast<T>(NAN) : (y == c ? T(1) : T(0));
+        vi += p * t;
+        vp += a.squared ? p * p : p;
+        vt += a.squared ? t * t : t;
+      }
+      acc[j][0] += static_cast<double>(vi);
+      acc[j][1] += static_cast<double>(vp);
+      acc[j][2] += static_cast<double>(vt);
+    }
+    __syncthreads();  // the next tile overwrites the columns and the codes
+  }
+  double* out = partials + blockIdx.x * (3 * a.classes);
+#pragma unroll
+  for (int j = 0; j < kSlots; ++j) {
+    const int c = warp + kWarps * j;
+    if (c >= C) continue;  // the same for the whole warp: the shuffles see every lane
+    for (int k = 0; k < 3; ++k) {
+      const double v = warp_sum<double>(acc[j][k]);
+      if (lane == 0) out[3 * c + k] = v;
+    }
+  }
+}
+
+template <class T, class U, int K>
+__global__ void __launch_bounds__(kThreads)
+    staged_grad_kernel(const PlaneGrid g, const cpu::SoftmaxOverlapArgs<T, U> a, const double* coef,
+                       T* grad, int* flag, unsigned long long* first_bad, bool accumulate) {
+  SEGLOSS_STATIC_SHARED(T, tile, [K][kThreads]);
+  SEGLOSS_STATIC_SHARED(T, ab, [2][K]);  // the image's a_c, b_c in T, as grad_kernel's
+  const int C = static_cast<int>(a.classes);
+  const int64_t S = a.pixels, planes = a.images * a.classes;
+  const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
+  for (int c = threadIdx.x; c < C; c += kThreads) {
+    ab[0][c] = static_cast<T>(coef[n * C + c]);
+    ab[1][c] = static_cast<T>(coef[planes + n * C + c]);
+  }
+  __syncthreads();
+  const int64_t begin = part * g.part_size;
+  const int64_t end = begin + g.part_size < S ? begin + g.part_size : S;
+  const T* x = a.x + n * a.classes * S;
+  T* out = grad + n * a.classes * S;
+  T* col = &tile[0][threadIdx.x];
+  for (int64_t s = begin + threadIdx.x; s < end; s += kThreads) {
+    const int64_t y = static_cast<int64_t>(a.target[n * S + s]);
+    const bool ignored = y == a.ignore_index;
+    if (ignored || y < 0 || y >= C) {  // as grad_kernel
+      const T v = ignored ? T(0) : static_cast<T>(NAN);
+      if (!ignored) {
+        atomicOr(flag, kBadLabel);
+        atomicMax(first_bad, ~static_cast<unsigned long long>(n * S + s));
+      }
+      if (!(accumulate && ignored))
+        for (int c = 0; c < C; ++c) out[c * S + s] = v;
+      continue;
+    }
+    int r;
+    const T inv = stage_exp(x + s, C, S, col, r);
+    auto g_of = [&](int c, T p) {
+      T gc = (y == c ? T(1) : T(0)) * ab[0][c];
+      if (a.squared) {
+        const T b = ab[1][c];
+        gc += p * (b + b);
+      } else {
+        gc += ab[1][c];
+      }
+      return gc;
+    };
+    const T g_ref = g_of(r, col[r * kThreads] * inv);
+    T dot = T(0);
+    for (int c = 0; c < C; ++c) {
+      const T p = col[c * kThreads] * inv;
+      dot += p * (g_of(c, p) - g_ref);
+    }
+    for (int c = 0; c < C; ++c) {
+      const T p = col[c * kThreads] * inv;
+      const T v = p * ((g_of(c, p) - g_ref) - dot);
+      out[c * S + s] = accumulate ? out[c * S + s] + v : v;
+    }
+  }
+}
+
+// Calls launch_rows(std::integral_constant<int, rows>) for rows = staged_rows (8, 16, and for
+// float 24 or 32), so that only the tiles that fit are compiled.
+template <class T, class Launch>
+void with_rows(int rows, const Launch& launch_rows) {
+  if (rows <= 8) {
+    launch_rows(std::integral_constant<int, 8>{});
+  } else if (rows <= 16) {
+    launch_rows(std::integral_constant<int, 16>{});
+  } else if constexpr (kMaxRows<T> >= 32) {
+    if (rows <= 24)
+      launch_rows(std::integral_constant<int, 24>{});
+    else
+      launch_rows(std::integral_constant<int, 32>{});
+  }
+}
+
 // ---- generalized Dice: the finalize of losses/softmax_overlap.cpp's gdl_scores ----
 
 // A class's weight from its target sum t, before the rule for absent classes (w_type: 0
@@ -230,15 +450,20 @@ __device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
   return w_type == 2 ? 1.0 / (t * t) : w_type == 1 ? 1.0 / t : 1.0;
 }
 
-// One thread: per score j (an image, or the batch) the class weights (an infinite one, of a
+// One block: it stages the sums (runtime.cuh stage_sums), then one thread computes, per score
+// j (an image, or the batch), the class weights (an infinite one, of a
 // class absent from the target, replaced by the largest finite one: MONAI's rule), the score
 // S_j = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), the value, the
 // per-score losses 1 - S_j when asked, and the coefficients of the gradient pass
 // a = G_j 2 w_c / D_j, b = -G_j w_c N_j / D_j^2 of every plane of the score, in the CPU's order.
 template <class T>
-__global__ void gdl_finalize_kernel(const double* sums, GdlForm f, Upstream<T> up, T* scores,
-                                    double* coef, double* value) {
+__global__ void __launch_bounds__(kThreads)
+    gdl_finalize_kernel(const double* all_sums, GdlForm f, Upstream<T> up, T* scores, double* coef,
+                        double* value) {
+  SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);  // runtime.cuh stage_sums
   const int64_t N = f.images, C = f.classes;
+  const double* sums = stage_sums(all_sums, N * C * 3, staged);
+  if (threadIdx.x != 0) return;
   const int64_t count = f.per_image ? N : 1, c0 = f.include_background ? 0 : 1;
   const int64_t images_per_score = f.per_image ? 1 : N;
   // The images whose planes get coefficients: the sums', or in the split without per_image the
@@ -340,7 +565,16 @@ void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   const ClassChunks ch = class_chunks(a.classes);
   const size_t shared = static_cast<size_t>(kWarps * 3 * ch.size) * sizeof(double);
   // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
-  if (blocks > 0) {
+  const int rows = staged_rows<T, U>(a.classes);  // 0 without labels
+  if (blocks > 0 && rows > 0) {
+    if constexpr (kLabels<T, U>)
+      with_rows<T>(rows, [&](auto k) {
+        cuda::launch(staged_stats_kernel<T, U, decltype(k)::value>, blocks, kThreads, 0,
+                     call.stream(), g, a, call.at<double>(l.partials), call.flag(),
+                     call.at<unsigned long long>(kFirstBadOffset));
+      });
+    call.launched();
+  } else if (blocks > 0) {
     for (int64_t y0 = 0; y0 < ch.count; y0 += kMaxGridY) {
       const int64_t ys = ch.count - y0 < kMaxGridY ? ch.count - y0 : kMaxGridY;
       cuda::launch(stats_kernel<T, U>, dim3(blocks, static_cast<unsigned>(ys)), kThreads, shared,
@@ -359,6 +593,17 @@ void gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
               const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad, bool accumulate = false) {
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   if (!grad || blocks == 0) return;
+  const int rows = staged_rows<T, U>(a.classes);  // 0 without labels
+  if (rows > 0) {
+    if constexpr (kLabels<T, U>)
+      with_rows<T>(rows, [&](auto k) {
+        cuda::launch(staged_grad_kernel<T, U, decltype(k)::value>, blocks, kThreads, 0,
+                     call.stream(), g, a, static_cast<const double*>(call.at<double>(l.coef)), grad,
+                     call.flag(), call.at<unsigned long long>(kFirstBadOffset), accumulate);
+      });
+    call.launched();
+    return;
+  }
   const bool coef_shared = grad_coef_shared<T>(a.classes);
   cuda::launch(grad_kernel<T, U>, blocks, kThreads,
                coef_shared ? static_cast<size_t>(2 * a.classes) * sizeof(T) : size_t{0},
@@ -449,9 +694,9 @@ SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          T* device_value, bool host_status, bool accumulate,
                                          const DeviceTotal* total) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, up, scores,
-                 coef, call.value(), nullptr, call.at<double>(overlap_detail::kCountsOffset),
-                 call.flag());
+    cuda::launch(overlap_detail::finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, up,
+                 scores, coef, call.value(), nullptr,
+                 call.at<double>(overlap_detail::kCountsOffset), call.flag());
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status, accumulate, total);
 }
@@ -462,7 +707,7 @@ SoftmaxOverlapStatus generalized_dice_run(const char* function,
                                           Upstream<T> up, T* grad, T* scores, T* device_value,
                                           bool host_status) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    cuda::launch(gdl_finalize_kernel<T>, 1, 1, 0, call.stream(), sums, f, up, scores, coef,
+    cuda::launch(gdl_finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, f, up, scores, coef,
                  call.value());
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
@@ -493,7 +738,7 @@ SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                             double* coef) {
     Upstream<T> u = up;
     u.totals = totals;
-    cuda::launch(overlap_detail::finalize_kernel<T>, 1, 1, 0, call.stream(), sums, 3, f, u,
+    cuda::launch(overlap_detail::finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, u,
                  static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
                  call.at<double>(overlap_detail::kCountsOffset), call.flag());
   };
@@ -512,7 +757,7 @@ SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
                             double* coef) {
     Upstream<T> u;
     u.totals = totals;
-    cuda::launch(gdl_finalize_kernel<T>, 1, 1, 0, call.stream(), sums, f, u,
+    cuda::launch(gdl_finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, f, u,
                  static_cast<T*>(nullptr), coef, call.value());
   };
   return run_split<T, U>(function, a, f.per_image, s, finalize, grad);
