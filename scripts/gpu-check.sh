@@ -478,7 +478,7 @@ step "benchmark (segloss-cuda-bench, a process per case)"
 bench_ok=0
 bench_fail=0
 bench_skipped=0
-bench_deadline=$(($(date +%s) + $(cap_for 150)))
+bench_deadline=$(($(date +%s) + $(cap_for 225)))  # 9 cases since session 14 (6 before)
 if [ "$have_bins" = 1 ]; then
   names=$(run_bin timeout -k 5 60 "$bench_bin" --list | grep -E '^[A-Za-z0-9_]+$')
   if [ -z "$names" ]; then

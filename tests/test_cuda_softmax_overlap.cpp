@@ -603,6 +603,22 @@ void staged_against_walk() {
                          Error);
     CHECK(std::isnan(softmax_dice(xd, yd).to(Device::cpu)[0]));
   }
+  // Two bad labels in one warp (pixels 35 and 40 of image 1: lanes 3 and 8 of warp 1): only the
+  // statistics pass reports them in the split's statistics, through the warp's lowest bad lane.
+  auto y2 = labels<int64_t>(s.without(1), 5, 322);
+  y2[600 + 40] = 6;
+  y2[600 + 35] = 8;  // (1, 1, 15): the first
+  const auto y2d = gpu(y2);
+  for (int staged = 0; staged < 2; ++staged) {
+    CAPTURE(staged);
+    cuda::detail::set_softmax_overlap_staging(staged == 1);
+    CHECK_THROWS_WITH_AS(softmax_dice_statistics(xd, y2d),
+                         doctest::Contains("target has label 8 at (1,1,15), outside [0, 5)"),
+                         Error);
+    CHECK_THROWS_WITH_AS(generalized_dice_statistics(xd, y2d),
+                         doctest::Contains("target has label 8 at (1,1,15), outside [0, 5)"),
+                         Error);
+  }
 }
 
 TEST_CASE("cuda softmax overlap: the staged passes agree with the passes that walk the classes") {

@@ -143,13 +143,17 @@ struct StatsBody {
   }
 };
 
-// kBceValue (bce_dice, run_value_in_gradient): the pass also sums the weighted BCE values
-// (K = 1), as pass 1 does with kBceSum: the same expression from the same logit_with_log, so
-// the same bits. p and dp/dx then come from logit_with_log too, so the gradient may differ from
-// the other schedule's in the last bits (r = (2 + e) / ((1 + e)(2 + e)) here, 1 / (1 + e) there).
-template <class T, bool kSigmoid, bool kBce, bool kWeights = true, bool kBceValue = false>
+// bce_dice's run_value_in_gradient: kWithLog takes p and dp/dx from logit_with_log (as pass 1
+// does with the BCE term), so the gradient may differ from the other schedule's in the last bits
+// (r = (2 + e) / ((1 + e)(2 + e)) here, 1 / (1 + e) there); kBceValue also sums the weighted BCE
+// values (K = 1), as pass 1 does with kBceSum: the same expression from the same logit_with_log,
+// so the same bits. A gradient without a value (backward) takes kWithLog alone: the same
+// gradient bits as value_and_grad's, without the BCE value's series.
+template <class T, bool kSigmoid, bool kBce, bool kWeights = true, bool kWithLog = false,
+          bool kBceValue = false>
 struct GradBody {
-  static_assert(!kBceValue || (kBce && kSigmoid), "kBceValue: bce_dice's gradient pass only");
+  static_assert(!kWithLog || (kBce && kSigmoid), "kWithLog: bce_dice's gradient pass only");
+  static_assert(!kBceValue || kWithLog, "kBceValue needs logit_with_log");
   using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
@@ -175,8 +179,8 @@ struct GradBody {
                                                T (&acc)[K]) const {
       const T xi = in.x, ti = in.t;
       T p, dp;
-      std::conditional_t<kBceValue, pw::LogitWithLog<T>, pw::Logit<T>> lg;
-      if constexpr (kBceValue) {
+      std::conditional_t<kWithLog, pw::LogitWithLog<T>, pw::Logit<T>> lg;
+      if constexpr (kWithLog) {
         lg = pw::logit_with_log<T>(xi);
         p = pw::sigmoid<T>(xi, lg);
         dp = pw::sigmoid_grad<T>(lg);
@@ -296,10 +300,11 @@ __device__ __forceinline__ void bce_dice_value(double bce_sum, double dice, cons
 // The scores are computed twice (the mean log and clamp forms need the totals before any
 // slope) rather than stored. A class weight that is negative or not finite sets
 // kBadClassWeight in the flag and makes the value, the scores and the coefficients NaN.
+// No __launch_bounds__: it made ptxas spill (64 registers) in the one thread's long code.
 template <class T>
-__global__ void __launch_bounds__(kThreads)
-    finalize_kernel(const double* all_sums, int K, OverlapForm f, Upstream<T> up, T* scores,
-                    double* coef, double* value, double* bce_scale, double* counts, int* flag) {
+__global__ void finalize_kernel(const double* all_sums, int K, OverlapForm f, Upstream<T> up,
+                                T* scores, double* coef, double* value, double* bce_scale,
+                                double* counts, int* flag) {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t C = f.channels, planes = f.images * C;
   const double* sums = stage_sums(all_sums, planes * K, staged);
@@ -403,8 +408,8 @@ __global__ void __launch_bounds__(kThreads)
 // (finalize made the value and the parts NaN) it changes nothing. (A template, as the other
 // kernels of this header, so that each .cu including it may instantiate it: T is not used.)
 template <class T>
-__global__ void __launch_bounds__(kThreads)
-    bce_value_kernel(const double* all_bce_sums, OverlapForm f, double* value, const int* flag) {
+__global__ void bce_value_kernel(const double* all_bce_sums, OverlapForm f, double* value,
+                                 const int* flag) {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t planes = f.images * f.channels;
   const double* bce_sums = stage_sums(all_bce_sums, planes, staged);
@@ -432,10 +437,12 @@ inline const char* bad_class_weight_message(bool bce_dice) {
 // its work, while bce_with_logits, whose one pass makes the BCE value and gradient, ran at 0.78
 // of the copy. Not measured on a GPU yet: segloss-cuda-bench's bce_dice_vg_stats_bce line runs
 // the other schedule in the same process, for the comparison.
+// With value_wanted false (backward: no value, no parts) the gradient pass writes the same
+// gradient without summing the BCE values, and the last combine and kernel do not run.
 template <class T, bool kWeights>
 void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                            const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-                           OverlapForm f, Upstream<T> up, T* grad) {
+                           OverlapForm f, Upstream<T> up, T* grad, bool value_wanted) {
   double* partials = call.at<double>(l.partials);
   double* sums = call.at<double>(l.sums);
   double* bce_sums = sums + 3 * g.planes;
@@ -448,7 +455,14 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
                static_cast<T*>(nullptr), coef, call.value(), bce_scale,
                call.at<double>(kCountsOffset), call.flag());
   call.launched();
-  plane_pass<1>(call, g, GradBody<T, true, true, kWeights, true>{a, bce, coef, bce_scale, grad},
+  if (!value_wanted) {
+    plane_pass<0>(call, g,
+                  GradBody<T, true, true, kWeights, true, false>{a, bce, coef, bce_scale, grad},
+                  nullptr);
+    return;
+  }
+  plane_pass<1>(call, g,
+                GradBody<T, true, true, kWeights, true, true>{a, bce, coef, bce_scale, grad},
                 partials);
   combine(call, partials, g.planes, g.parts, 1, bce_sums);
   cuda::launch(bce_value_kernel<T>, 1, kThreads, 0, call.stream(), bce_sums, f, call.value(),
@@ -456,18 +470,26 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
   call.launched();
 }
 
+// value_wanted: the caller reads the value or the parts (a host or device value); false for a
+// backward, which bce_dice's run_value_in_gradient then spares the BCE value.
 template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-                const OverlapForm& f, Upstream<T> up, T* grad, T* scores) {
+                const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
+                bool value_wanted = true) {
   constexpr int K = kBce ? 4 : 3;
   double* partials = call.at<double>(l.partials);
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
-  if constexpr (kBce) {
-    if (grad && detail::bce_value_in_gradient()) {
-      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad);
+  // bce_dice with a gradient: the BCE value in the gradient pass, for the weight-free passes
+  // only. With a weight the registers moved both ways (ptxas, sm_90, float: pass 1 80 -> 64
+  // with 16 bytes spilled, the gradient pass 64 with spills -> 78), and no bench line measures
+  // the weighted case: it keeps the schedule that ran on the H200. Scores (none for bce_dice
+  // today) would need pass 1's finalize: the other schedule.
+  if constexpr (kBce && !kWeights) {
+    if (grad && !scores && detail::bce_value_in_gradient()) {
+      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, value_wanted);
       return;
     }
   }
@@ -501,10 +523,11 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
   constexpr auto absent = segloss::detail::BroadcastKind::absent;
   const bool plain = a.weight.kind == absent && (!kBce || bce.weight.kind == absent);
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
+    const bool value_wanted = r.host || r.device || host_parts;
     if (plain)
-      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores, value_wanted);
     else
-      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores, value_wanted);
   } else if (a.sigmoid) {
     if (plain)
       run_passes<T, true, false, false>(call, g, l, a, bce, f, up, grad, scores);

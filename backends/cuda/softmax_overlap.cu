@@ -235,8 +235,9 @@ __global__ void __launch_bounds__(kThreads)
 // kBad: t_c NaN, as stats_kernel). After a barrier, warp w sums class c = w + 8 j of the tile:
 // lane l adds the pixels l + 32 k (k < 8) in T, then adds that to its double sums, which it keeps
 // over the block's range; at the end each warp adds its lanes (warp_sum in double) and writes its
-// classes' 3 partials. One warp per class: no combine of warps, and no shuffle per tile (the
-// pass above adds 3 shuffle trees per class per 32 pixels). The sums are the same numbers added
+// classes' 3 partials. One warp per class: no combine of warps, and no shuffle per tile (three
+// shuffle trees per class per block, for I, P and T; the pass above adds three per class per 32
+// pixels). The sums are the same numbers added
 // in another order than stats_kernel's: the value may differ in the last bits.
 //
 // Gradient: grad_kernel's operations in the same order on the column (m and r as softmax_of,
@@ -456,10 +457,10 @@ __device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
 // S_j = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), the value, the
 // per-score losses 1 - S_j when asked, and the coefficients of the gradient pass
 // a = G_j 2 w_c / D_j, b = -G_j w_c N_j / D_j^2 of every plane of the score, in the CPU's order.
+// No __launch_bounds__, as finalize_kernel: with it ptxas spilled (64 registers).
 template <class T>
-__global__ void __launch_bounds__(kThreads)
-    gdl_finalize_kernel(const double* all_sums, GdlForm f, Upstream<T> up, T* scores, double* coef,
-                        double* value) {
+__global__ void gdl_finalize_kernel(const double* all_sums, GdlForm f, Upstream<T> up, T* scores,
+                                    double* coef, double* value) {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);  // runtime.cuh stage_sums
   const int64_t N = f.images, C = f.classes;
   const double* sums = stage_sums(all_sums, N * C * 3, staged);
