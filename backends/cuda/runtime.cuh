@@ -50,18 +50,15 @@ __device__ __forceinline__ float mul_rn(float a, float b) {
 
 // An asynchronous 4- or 8-byte copy from global to shared memory (cp.async, sm_80 and later), and
 // the wait for this thread's copies. Elsewhere (the compute_75 PTX, the emulator) a plain copy.
-__device__ __forceinline__ void copy_async(float* to_shared, const float* from) {
+template <class T>
+__device__ __forceinline__ void copy_async(T* to_shared, const T* from) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "copy_async copies 4 or 8 bytes");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
-#else
-  *to_shared = *from;
-#endif
-}
-__device__ __forceinline__ void copy_async(double* to_shared, const double* from) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(from) : "memory");
+  if constexpr (sizeof(T) == 4)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(from) : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(from) : "memory");
 #else
   *to_shared = *from;
 #endif

@@ -51,19 +51,26 @@ __device__ __forceinline__ T warp_sum(T v) {
 
 // The softmax of the pixel at x (classes S apart): m = the largest logit (r its first class)
 // and inv = 1 / sum_c exp(x_c - m); p_c = exp(x_c - m) inv.
-template <class T>
-__device__ __forceinline__ void softmax_of(const T* x, int64_t C, int64_t S, T& m, T& inv,
-                                           int64_t& r) {
-  using M = segloss::Math<T>;
+// m = the largest of the C values `stride` apart from x, r its first index (a NaN is skipped
+// unless it comes first, as the comparisons do).
+template <class T, class I>
+__device__ __forceinline__ void first_max(const T* x, I C, int64_t stride, T& m, I& r) {
   m = x[0];
   r = 0;
-  for (int64_t c = 1; c < C; ++c) {
-    const T v = x[c * S];
+  for (I c = 1; c < C; ++c) {
+    const T v = x[c * stride];
     if (v > m) {
       m = v;
       r = c;
     }
   }
+}
+
+template <class T>
+__device__ __forceinline__ void softmax_of(const T* x, int64_t C, int64_t S, T& m, T& inv,
+                                           int64_t& r) {
+  using M = segloss::Math<T>;
+  first_max(x, C, S, m, r);
   T se = T(0);
   for (int64_t c = 0; c < C; ++c) se += M::exp(x[c * S] - m);
   inv = T(1) / se;
@@ -289,15 +296,8 @@ __device__ __forceinline__ T stage_exp(const T* x, int C, int64_t S, T* col, int
   using M = segloss::Math<T>;
   for (int c = 0; c < C; ++c) copy_async(col + c * kThreads, x + c * S);
   wait_copies();
-  T m = col[0];
-  r = 0;
-  for (int c = 1; c < C; ++c) {
-    const T v = col[c * kThreads];
-    if (v > m) {
-      m = v;
-      r = c;
-    }
-  }
+  T m;
+  first_max(static_cast<const T*>(col), C, kThreads, m, r);
   T se = T(0);
   for (int c = 0; c < C; ++c) {
     const T e = M::exp(col[c * kThreads] - m);
