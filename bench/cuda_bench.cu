@@ -18,6 +18,11 @@
 //                     gradient pass (the schedule before session 14; core/cuda_internal.hpp
 //                     set_bce_value_in_gradient), for the comparison in the same process: the
 //                     same bytes and value bits.
+//   bce_dice_weighted_vg  bce_dice_vg with a BCE weight per element (the boundary-weighted
+//                     recipe's shape of work): each pass also reads the weight, 7 floats per
+//                     element; the schedule that ran on the H200 (the BCE term in pass 1).
+//   bce_dice_weighted_vg_in_grad  the same with the BCE term summed in the gradient pass
+//                     (set_bce_value_in_gradient_weighted, off by default), for the comparison.
 //   cross_entropy_vg_registers  cross_entropy_vg with the logits held in registers instead of
 //                     staged through shared memory (set_cross_entropy_staging; the pass before
 //                     session 13's last change): the same bytes and bits.
@@ -204,6 +209,15 @@ int main(int argc, char** argv) {
   auto copy = Tensor<float>::empty(shape, Device::cuda);
   auto value = Tensor<float>::empty(Shape{}, Device::cuda);
   const double f4 = 4.0 * static_cast<double>(n);  // bytes of one float tensor
+  // The weighted bce_dice cases' BCE weight, one per element (1, 1.5 or 2 in blocks of 64).
+  Tensor<float> bce_w;
+  if (args.filter.empty() || args.filter.rfind("bce_dice_weighted", 0) == 0) {
+    std::vector<float> hw(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      hw[static_cast<size_t>(i)] =
+          1.0f + 0.5f * static_cast<float>(((i / w / 64) + (i % w / 64)) % 3);
+    bce_w = Tensor<float>::view(hw.data(), shape).to(Device::cuda);
+  }
 
   // cross_entropy: logits ~ normal(0, 3), labels (i / 64) % C over the flattened label index
   // (the pattern of compare_cuda_pytorch.py).
@@ -232,6 +246,8 @@ int main(int argc, char** argv) {
   const CeDiceOptions<float> cd;
 
   const BceDiceOptions<float> bd;
+  BceDiceOptions<float> bdw;
+  bdw.bce.weight = bce_w;
   std::vector<Case> cases = {
       {"copy", 2 * f4,
        [&] {
@@ -245,6 +261,13 @@ int main(int argc, char** argv) {
          cuda::detail::set_bce_value_in_gradient(false);
          bce_dice_value_and_grad(x, z, grad, value, bd);
          cuda::detail::set_bce_value_in_gradient(true);
+       }},
+      {"bce_dice_weighted_vg", 7 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bdw); }},
+      {"bce_dice_weighted_vg_in_grad", 7 * f4,
+       [&] {
+         cuda::detail::set_bce_value_in_gradient_weighted(true);
+         bce_dice_value_and_grad(x, z, grad, value, bdw);
+         cuda::detail::set_bce_value_in_gradient_weighted(false);
        }},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
       {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},

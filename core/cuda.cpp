@@ -21,6 +21,7 @@ ThreadState& thread_state() {
 namespace {
 std::atomic<bool> g_cross_entropy_staging{true};
 std::atomic<bool> g_bce_value_in_gradient{true};
+std::atomic<bool> g_bce_value_in_gradient_weighted{false};
 std::atomic<bool> g_softmax_overlap_staging{true};
 }  // namespace
 
@@ -38,6 +39,14 @@ bool bce_value_in_gradient() {
 
 void set_bce_value_in_gradient(bool on) {
   g_bce_value_in_gradient.store(on, std::memory_order_relaxed);
+}
+
+bool bce_value_in_gradient_weighted() {
+  return g_bce_value_in_gradient_weighted.load(std::memory_order_relaxed);
+}
+
+void set_bce_value_in_gradient_weighted(bool on) {
+  g_bce_value_in_gradient_weighted.store(on, std::memory_order_relaxed);
 }
 
 bool softmax_overlap_staging() {

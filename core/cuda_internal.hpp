@@ -102,6 +102,11 @@ void set_cross_entropy_staging(bool on);
 // (segloss-cuda-bench's bce_dice_vg_stats_bce line) only. Process-wide.
 bool bce_value_in_gradient();
 void set_bce_value_in_gradient(bool on);
+// The same with a pixel weight or a BCE weight: off by default (the weighted passes' registers
+// moved both ways with it, and no GPU run has measured them); for the tests and the bench
+// (bce_dice_weighted_vg_in_grad) only. Process-wide.
+bool bce_value_in_gradient_weighted();
+void set_bce_value_in_gradient_weighted(bool on);
 
 // Whether the softmax overlap losses' passes stage each pixel's logits through shared memory
 // (backends/cuda/softmax_overlap.cu staged_stats_kernel, staged_grad_kernel; on by default) when

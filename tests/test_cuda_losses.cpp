@@ -551,14 +551,20 @@ TEST_CASE("cuda bce_dice: parts from every fused form match the CPU (float and d
 template <class T>
 void bce_dice_schedules_all() {
   struct Restore {
-    ~Restore() { cuda::detail::set_bce_value_in_gradient(true); }
+    ~Restore() {
+      cuda::detail::set_bce_value_in_gradient(true);
+      cuda::detail::set_bce_value_in_gradient_weighted(false);
+    }
   } restore;
   const double tol = std::is_same_v<T, float> ? 1e-6 : 1e-14;
-  // The schedule applies without a weight (run_passes): the BCE cases without one (0: none;
-  // 5: pos_weight, label smoothing, soft targets), each with Dice options covering per_image,
-  // squared, include_background and smooth (overlap_case's bits), and both terms' weights.
+  // Every BCE case (bce_case: 0 none; 1-3 a BCE weight of three broadcasts; 4 pos_weight, and
+  // mean_over weight_sum with a weight; 5 pos_weight, label smoothing, soft targets), each with
+  // Dice options covering per_image, squared, include_background and smooth (overlap_case's
+  // bits), and both terms' weights. The weighted cases switch the schedule with
+  // set_bce_value_in_gradient_weighted (off by default), the others with
+  // set_bce_value_in_gradient.
   for (const Shape& s : kShapes)
-    for (int k : {0, 5})
+    for (int k = 0; k < 6; ++k)
       for (int d : {0, 3, 6, 9, 12, 15}) {
         CAPTURE(s);
         CAPTURE(k);
@@ -568,6 +574,9 @@ void bce_dice_schedules_all() {
         o.dice = overlap_case<SoftDiceOptions<T>>(d, s, Reduction::mean);
         o.bce_weight = d == 3 ? 0.7 : 1.0;
         o.dice_weight = d == 3 ? 1.3 : 2.0;
+        if (k == 4) o.bce.mean_over = BceMeanOver::weight_sum;  // 1/W reduced on the device
+        if (k == 4) o.bce.weight = uniform<T>(s, 43, 0.1, 2.0);
+        const bool weighted = o.bce.weight.defined();
         BceDiceOptions<T> og = o;
         og.bce = on_gpu(o.bce);
         const auto xd = gpu(randn<T>(s, 160 + k + d, 3.0));
@@ -577,7 +586,10 @@ void bce_dice_schedules_all() {
         Tensor<T> g[2], gd[2], value[2], gb[2];
         const auto one = gpu(Tensor<T>::full(Shape{}, T(1)));
         for (int in_gradient = 0; in_gradient < 2; ++in_gradient) {
-          cuda::detail::set_bce_value_in_gradient(in_gradient == 1);
+          if (weighted)
+            cuda::detail::set_bce_value_in_gradient_weighted(in_gradient == 1);
+          else
+            cuda::detail::set_bce_value_in_gradient(in_gradient == 1);
           v[in_gradient] = bce_dice_value_and_grad(xd, zd, g[in_gradient], og, &p[in_gradient]);
           bce_dice_value_and_grad(xd, zd, gd[in_gradient], value[in_gradient], og, &q[in_gradient]);
           gb[in_gradient] = bce_dice_backward(xd, zd, one, og);  // no value: no BCE sum
@@ -594,7 +606,7 @@ void bce_dice_schedules_all() {
           CHECK(same_bits(g[in_gradient], gd[in_gradient]));
           CHECK(same_bits(g[in_gradient], gb[in_gradient]));
         }
-        if (s == Shape{2, 1, 300, 301} && k == 0 && d == 0) {
+        if (s == Shape{2, 1, 300, 301} && (k == 0 || k == 1) && d == 0) {
           // The switch does change the path: some gradient entries differ in their last bits.
           const Tensor<T> a = g[0].to(Device::cpu), b = g[1].to(Device::cpu);
           int64_t differ = 0;

@@ -482,13 +482,16 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
-  // bce_dice with a gradient: the BCE value in the gradient pass, for the weight-free passes
-  // only. With a weight the registers moved both ways (ptxas, sm_90, float: pass 1 80 -> 64
-  // with 16 bytes spilled, the gradient pass 64 with spills -> 78), and no bench line measures
-  // the weighted case: it keeps the schedule that ran on the H200. Scores (none for bce_dice
-  // today) would need pass 1's finalize: the other schedule.
-  if constexpr (kBce && !kWeights) {
-    if (grad && !scores && detail::bce_value_in_gradient()) {
+  // bce_dice with a gradient: the BCE value in the gradient pass, by default for the weight-free
+  // passes only. With a weight the registers moved both ways (ptxas, sm_90, float: pass 1 80 ->
+  // 64 with 16 bytes spilled, the gradient pass 64 with spills -> 78), and no GPU run has
+  // measured it: it keeps the schedule that ran on the H200 unless the tests or the bench
+  // (bce_dice_weighted_vg_in_grad) turn it on. Scores (none for bce_dice today) would need pass
+  // 1's finalize: the other schedule.
+  if constexpr (kBce) {
+    const bool in_gradient =
+        kWeights ? detail::bce_value_in_gradient_weighted() : detail::bce_value_in_gradient();
+    if (grad && !scores && in_gradient) {
       run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, value_wanted);
       return;
     }
