@@ -389,14 +389,13 @@ __global__ void finalize_kernel(const double* all_sums, int K, OverlapForm f, Up
       cb[p] = b;
     }
   }
+  // bce_dice: the BCE term's gradient scale; its value here from pass 1's sums (K = 4), or by
+  // bce_value_kernel after the gradient pass (bce_in_gradient: the Dice value waits at *value).
+  if (K == 4 || f.bce_in_gradient) *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
   if (K == 4) {
     double bce_sum = 0.0;
     for (int64_t p = 0; p < planes; ++p) bce_sum += sums[p * K + 3];
-    *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
     bce_dice_value(bce_sum, dice, f, value);
-  } else if (f.bce_in_gradient) {  // bce_value_kernel adds the BCE term after the gradient pass
-    *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
-    *value = dice;
   } else {
     *value = dice;
   }
