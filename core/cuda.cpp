@@ -23,6 +23,7 @@ std::atomic<bool> g_cross_entropy_staging{true};
 std::atomic<bool> g_bce_value_in_gradient{true};
 std::atomic<bool> g_bce_value_in_gradient_weighted{false};
 std::atomic<bool> g_softmax_overlap_staging{true};
+std::atomic<bool> g_last_block_tails{true};
 }  // namespace
 
 bool cross_entropy_staging() {
@@ -55,6 +56,14 @@ bool softmax_overlap_staging() {
 
 void set_softmax_overlap_staging(bool on) {
   g_softmax_overlap_staging.store(on, std::memory_order_relaxed);
+}
+
+bool last_block_tails() {
+  return g_last_block_tails.load(std::memory_order_relaxed);
+}
+
+void set_last_block_tails(bool on) {
+  g_last_block_tails.store(on, std::memory_order_relaxed);
 }
 
 }  // namespace detail

@@ -116,6 +116,15 @@ void set_bce_value_in_gradient_weighted(bool on);
 bool softmax_overlap_staging();
 void set_softmax_overlap_staging(bool on);
 
+// Whether a pass's last block to finish runs the one-block step that follows it (on by default):
+// cross_entropy's prepare after the label pass and finish after the fused pass, the overlap
+// losses' finalize after the combine of their sums (backends/cuda/runtime.cuh last_block). Off,
+// each of those steps is a kernel of its own, as before session 15. The same code on the same
+// data: the same bits either way. For the tests and the bench (the *_tail_kernels lines) only.
+// Process-wide.
+bool last_block_tails();
+void set_last_block_tails(bool on);
+
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +
          3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));

@@ -391,6 +391,121 @@ TEST_CASE("cuda cross_entropy: the staged pass gives the register pass's bits (f
   }
 }
 
+// The value, the gradient, the per-pixel loss and the backward of one configuration, as bits
+// (the host value as its double's bits), and the host form's error message ("" when none).
+// dirty() runs before each call: a call on other targets of the same shape, which leaves other
+// partials in the workspace, so that a follow-up step that read a block's partial before that
+// block wrote it would read another call's value, not this call's from the call before.
+template <class T, class Y, class Dirty>
+std::vector<std::vector<uint64_t>> ce_results(const Tensor<T>& xd, const Tensor<Y>& yd,
+                                              CrossEntropyOptions<T> o, const Dirty& dirty,
+                                              std::string& error) {
+  const auto bits = [](const Tensor<T>& t_any) {
+    const Tensor<T> t = t_any.to(Device::cpu);
+    std::vector<uint64_t> out;
+    for (T v : t) {
+      uint64_t b = 0;
+      std::memcpy(&b, &v, sizeof(T));
+      out.push_back(b);
+    }
+    return out;
+  };
+  std::vector<std::vector<uint64_t>> got;
+  for (Reduction r : {Reduction::mean, Reduction::sum}) {
+    o.reduction = r;
+    Tensor<T> grad, value;
+    dirty();
+    cross_entropy_value_and_grad(xd, yd, grad, value, o);  // the device value: no raise
+    got.push_back(bits(value));
+    got.push_back(bits(grad));
+    dirty();
+    got.push_back(bits(cross_entropy(xd, yd, o)));
+    try {
+      dirty();
+      const double v = cross_entropy_value_and_grad(xd, yd, o).value;
+      uint64_t b = 0;
+      std::memcpy(&b, &v, sizeof(double));
+      got.push_back({b});
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  o.reduction = Reduction::none;
+  dirty();
+  got.push_back(bits(cross_entropy(xd, yd, o)));
+  const Tensor<T> up = dev(testing::uniform<T>(xd.shape().without(1), 61, 0.5, 2.0));
+  dirty();
+  got.push_back(bits(cross_entropy_backward(xd, yd, up, o)));
+  return got;
+}
+
+TEST_CASE(
+    "cuda cross_entropy: prepare and finish in the pass's last block give their kernels' bits") {
+  SEGLOSS_REQUIRE_GPU();
+  // By default the label pass's last block to finish runs prepare, and the fused pass's runs
+  // finish (runtime.cuh last_block); the test turns that off (core/cuda_internal.hpp) to run
+  // them as kernels of their own. The same code on the same partials: the same bits, the same
+  // error. Several blocks in each shape (the emulator runs the blocks in increasing and
+  // decreasing order in turn, so the last block is the grid's last or its first).
+  struct Restore {
+    ~Restore() { cuda::detail::set_last_block_tails(true); }
+  } restore;
+  const auto both = [](auto run) {
+    std::vector<std::vector<uint64_t>> got[2];
+    std::string error[2];
+    for (int tails = 0; tails < 2; ++tails) {
+      cuda::detail::set_last_block_tails(tails == 1);
+      got[tails] = run(error[tails]);
+    }
+    REQUIRE(got[0].size() == got[1].size());
+    for (size_t k = 0; k < got[0].size(); ++k) {
+      CAPTURE(k);
+      CHECK(got[0][k] == got[1][k]);
+    }
+    CHECK(error[0] == error[1]);
+    return error[1];
+  };
+  for (int64_t c : {int64_t{5}, int64_t{21}, int64_t{40}}) {  // registers, staged, the walk
+    CAPTURE(c);
+    const Shape s{3, c, 41, 37};  // 4551 pixels: 18 blocks
+    const auto xd = dev(testing::randn<float>(s, 62, 3.0));
+    auto y = labels<int64_t>(s.without(1), c, 63, 0.1);
+    const auto other = dev(labels<int64_t>(s.without(1), c, 68, 0.5));
+    CrossEntropyOptions<float> o;
+    o.weight = dev(testing::uniform<float>(Shape{c}, 64, 0.5, 2.0));
+    o.label_smoothing = 0.1;
+    const auto dirty = [&] { (void)cross_entropy_value_and_grad(xd, other, o); };
+    CHECK(both([&](std::string& e) { return ce_results(xd, dev(y), o, dirty, e); }).empty());
+    o.mean_over = MeanOver::valid_pixels;  // the divisor: the count of counted pixels
+    CHECK(both([&](std::string& e) { return ce_results(xd, dev(y), o, dirty, e); }).empty());
+    y[2 * 1517 + 900] = c + 2;  // two bad labels: the first is named, both ways
+    y[1517 + 33] = -7;
+    const std::string error =
+        both([&](std::string& e) { return ce_results(xd, dev(y), o, dirty, e); });
+    CHECK(error.find("target has label -7 at (1,0,33)") != std::string::npos);
+  }
+  {  // every pixel ignored: the NaN policy's value, both ways
+    const Shape s{2, 21, 40, 40};
+    const auto xd = dev(testing::randn<double>(s, 65, 2.0));
+    const auto yd = dev(Tensor<int64_t>::full(s.without(1), -100));
+    const auto other = dev(labels<int64_t>(s.without(1), 21, 69));
+    CrossEntropyOptions<double> o;
+    o.all_ignored = AllIgnored::nan;
+    const auto dirty = [&] { (void)cross_entropy_value_and_grad(xd, other, o); };
+    CHECK(both([&](std::string& e) { return ce_results(xd, yd, o, dirty, e); }).empty());
+  }
+  {  // probability targets: prepare is a kernel (no label pass), finish the last block's
+    const Shape s{2, 21, 50, 45};
+    const auto xd = dev(testing::randn<float>(s, 66, 3.0));
+    const auto qd = dev(soft_targets<float>(s, 67));
+    const auto other = dev(soft_targets<float>(s, 70));
+    CrossEntropyOptions<float> o;
+    o.label_smoothing = 0.05;
+    const auto dirty = [&] { (void)cross_entropy_value_and_grad(xd, other, o); };
+    CHECK(both([&](std::string& e) { return ce_results(xd, qd, o, dirty, e); }).empty());
+  }
+}
+
 TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a device result NaN") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 5, 4, 4};

@@ -7,16 +7,19 @@
 // (max, sums, gradient), which mostly hits the caches. Probability targets q (N, C, S) are read
 // the same way as the logits, row by row, alongside them.
 //
-// Four launches on the caller's stream (cross_entropy.hpp):
-//   1. label_pass: every label checked (the first bad linear index by an integer atomicMin, so
-//      the same index whatever the scheduling), and per block the count of counted pixels and
-//      the sum of their class weights (double); not run for probability targets, where every
-//      pixel counts and the mean divides by N * S, as PyTorch;
+// Four steps on the caller's stream (cross_entropy.hpp), after the Call's header is zeroed:
+//   1. label_pass: every label checked (the first bad linear index by an integer atomicMax of its
+//      complement in the header, so the same index whatever the scheduling), and per block the
+//      count of counted pixels and the sum of their class weights (double); not run for
+//      probability targets, where every pixel counts and the mean divides by N * S, as PyTorch;
 //   2. prepare (one block): the block partials added in a fixed order; the mean's divisor,
 //      W = sum_c w_c, the value's mean factor and the gradient's scale, kept on the device so
 //      nothing waits for the host;
 //   3. fused: loss and gradient per pixel; one double partial of the loss per block;
 //   4. finish (one block): the partials added in a fixed order, the reduction applied.
+// Steps 2 and 4 run in the last block of steps 1 and 3 to finish (runtime.cuh last_block): two
+// launches instead of four (detail::last_block_tails; off, each is a kernel of its own, with the
+// same code and bits). Probability targets launch prepare on its own.
 // The grid is a fixed function of the shape (at most kMaxBlocks blocks, grid-stride loops),
 // and every sum runs in a fixed order: the value is bitwise the same from run to run.
 #include "cross_entropy.hpp"
@@ -24,7 +27,9 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "../../core/pointwise.hpp"
@@ -37,15 +42,15 @@ namespace {
 constexpr int kMaxBlocks = 16384;     // a pixel per thread up to 4.2M pixels
 constexpr int kRegisterClasses = 32;  // C up to this keeps a pixel's logits in registers
 
-// The device-side status at the start of the workspace.
+// The device-side status after the Call's header (whose kFirstBad slot holds the complement of
+// the first bad label's index, 0 for none).
 struct Status {
-  double value;                  // the reduced value (double)
-  unsigned long long first_bad;  // all ones: no bad label
-  long long count;               // counted pixels
-  double weight_sum;             // sum of their class weights
-  double w_total;                // W = sum_c w_c
-  double mean_factor;            // the value's factor for mean (NaN: all ignored, nan policy)
-  double grad_scale;             // the gradient's factor for mean and sum (grad_out included)
+  double value;        // the reduced value (double)
+  long long count;     // counted pixels
+  double weight_sum;   // sum of their class weights
+  double w_total;      // W = sum_c w_c
+  double mean_factor;  // the value's factor for mean (NaN: all ignored, nan policy)
+  double grad_scale;   // the gradient's factor for mean and sum (grad_out included)
 };
 
 struct Layout {
@@ -77,11 +82,77 @@ int blocks_for(int64_t items) {
   return static_cast<int>(detail::cross_entropy_blocks(items));
 }
 
+// prepare's inputs: one block's work after the label pass (or without one, for probabilities).
+template <class T>
+struct PrepareArgs {
+  int blocks;             // the label pass's partials (0: none)
+  long long fixed_count;  // >= 0: probabilities, every pixel counts
+  int64_t classes;
+  const T* weight;  // the class weights, or null
+  bool mean, mean_valid, all_ignored_nan;
+  const T* grad_out_scalar;
+  const double* weight_partial;
+  const long long* count_partial;
+  Status* st;
+  bool use_reduced;  // the split's finalize: the whole batch's divisor and count
+  double reduced_divisor;
+  bool reduced_none_counted;
+  double grad_weight;
+};
+
+// Every thread of a block calls it; thread 0 writes the status.
+template <class T>
+__device__ void prepare_block(const PrepareArgs<T>& p) {
+  double ws = 0.0;
+  long long count = 0;
+  for (int b = threadIdx.x; b < p.blocks; b += kThreads) {
+    ws += p.weight_partial[b];
+    count += p.count_partial[b];
+  }
+  SEGLOSS_STATIC_SHARED(double, sh_w, [kThreads / 32]);
+  SEGLOSS_STATIC_SHARED(long long, sh_c, [kThreads / 32]);
+  ws = block_total(ws, sh_w);
+  count = block_total(count, sh_c);
+  if (threadIdx.x != 0) return;
+  if (p.fixed_count >= 0) {  // probabilities: no label pass; the mean divides by N * S
+    count = p.fixed_count;
+    ws = static_cast<double>(p.fixed_count);
+  }
+  double w_total = static_cast<double>(p.classes);
+  if (p.weight) {
+    w_total = 0.0;
+    for (int64_t c = 0; c < p.classes; ++c) w_total += static_cast<double>(p.weight[c]);
+  }
+  // As the CPU path (losses/cross_entropy.cpp): 1/divisor, and when no pixel counts, 0 for the
+  // gradient and 0 or NaN for the value. Weights summing to 0 divide by 0 as PyTorch does.
+  // The split's finalize: the whole batch's divisor and count (the CPU's finalize, too).
+  const bool none_counted = p.use_reduced ? p.reduced_none_counted : count == 0;
+  const double divisor = p.use_reduced  ? p.reduced_divisor
+                         : p.mean_valid ? static_cast<double>(count)
+                                        : ws;
+  const double factor = none_counted ? 0.0 : 1.0 / divisor;
+  Status* st = p.st;
+  st->count = count;
+  st->weight_sum = ws;
+  st->w_total = w_total;
+  st->mean_factor = none_counted && p.all_ignored_nan ? nan("") : factor;
+  const double g0 = p.grad_out_scalar ? static_cast<double>(p.grad_out_scalar[0]) : 1.0;
+  st->grad_scale = g0 * (p.mean ? factor : 1.0) * p.grad_weight;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) prepare(const PrepareArgs<T> p) {
+  prepare_block(p);
+}
+
+// ticket: the header's kTicket, when the last block runs prepare (p); null when prepare is a
+// kernel of its own.
 template <class L, class T>
 __global__ void __launch_bounds__(kThreads)
     label_pass(const L* __restrict__ labels, int64_t total, int64_t classes, int64_t ignore_index,
                bool ignore_negative, const T* __restrict__ weight, double* weight_partial,
-               long long* count_partial, unsigned long long* first_bad) {
+               long long* count_partial, unsigned long long* first_bad_mark, unsigned* ticket,
+               const PrepareArgs<T> p) {
   double ws = 0.0;
   long long count = 0;
   unsigned long long bad = ~0ull;
@@ -97,7 +168,8 @@ __global__ void __launch_bounds__(kThreads)
     ws += weight ? static_cast<double>(weight[y]) : 1.0;
     ++count;
   }
-  if (bad != ~0ull) atomicMin(first_bad, bad);  // integers: the minimum, in any order
+  // Integers: the largest complement is the smallest index, in any order.
+  if (bad != ~0ull) atomicMax(first_bad_mark, ~bad);
   SEGLOSS_STATIC_SHARED(double, sh_w, [kThreads / 32]);
   SEGLOSS_STATIC_SHARED(long long, sh_c, [kThreads / 32]);
   ws = block_total(ws, sh_w);
@@ -106,49 +178,7 @@ __global__ void __launch_bounds__(kThreads)
     weight_partial[blockIdx.x] = ws;
     count_partial[blockIdx.x] = count;
   }
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    prepare(int blocks, long long fixed_count, int64_t classes, const T* __restrict__ weight,
-            bool mean, bool mean_valid, bool all_ignored_nan, const T* __restrict__ grad_out_scalar,
-            const double* weight_partial, const long long* count_partial, Status* st,
-            bool use_reduced, double reduced_divisor, bool reduced_none_counted,
-            double grad_weight) {
-  double ws = 0.0;
-  long long count = 0;
-  for (int b = threadIdx.x; b < blocks; b += kThreads) {
-    ws += weight_partial[b];
-    count += count_partial[b];
-  }
-  SEGLOSS_STATIC_SHARED(double, sh_w, [kThreads / 32]);
-  SEGLOSS_STATIC_SHARED(long long, sh_c, [kThreads / 32]);
-  ws = block_total(ws, sh_w);
-  count = block_total(count, sh_c);
-  if (threadIdx.x != 0) return;
-  if (fixed_count >= 0) {  // probabilities: no label pass; the mean divides by N * S
-    count = fixed_count;
-    ws = static_cast<double>(fixed_count);
-  }
-  double w_total = static_cast<double>(classes);
-  if (weight) {
-    w_total = 0.0;
-    for (int64_t c = 0; c < classes; ++c) w_total += static_cast<double>(weight[c]);
-  }
-  // As the CPU path (losses/cross_entropy.cpp): 1/divisor, and when no pixel counts, 0 for the
-  // gradient and 0 or NaN for the value. Weights summing to 0 divide by 0 as PyTorch does.
-  // The split's finalize: the whole batch's divisor and count (the CPU's finalize, too).
-  const bool none_counted = use_reduced ? reduced_none_counted : count == 0;
-  const double divisor = use_reduced  ? reduced_divisor
-                         : mean_valid ? static_cast<double>(count)
-                                      : ws;
-  const double factor = none_counted ? 0.0 : 1.0 / divisor;
-  st->count = count;
-  st->weight_sum = ws;
-  st->w_total = w_total;
-  st->mean_factor = none_counted && all_ignored_nan ? nan("") : factor;
-  const double g0 = grad_out_scalar ? static_cast<double>(grad_out_scalar[0]) : 1.0;
-  st->grad_scale = g0 * (mean ? factor : 1.0) * grad_weight;
+  if (ticket && last_block(ticket)) prepare_block(p);
 }
 
 // What a pixel's label makes of it: counted, ignored (loss and gradient 0 whatever its logits),
@@ -392,9 +422,56 @@ constexpr int fused_min_blocks() {
   return kShared ? 6 : 0;
 }
 
+// finish's inputs: one block's work after the fused pass.
+template <class T>
+struct FinishArgs {
+  int blocks;
+  bool mean;
+  const double* loss_partial;
+  Status* st;
+  const unsigned long long* first_bad_mark;  // the header's kFirstBad
+  T* value;                                  // the caller's value, or null
+  double* value_slot;                        // the Call's result slot and flag
+  int* flag_slot;
+};
+
+// Every thread of a block calls it; thread 0 writes the value.
+template <class T>
+__device__ __forceinline__ void finish_block(const FinishArgs<T>& f) {
+  double sum = 0.0;
+  for (int b = threadIdx.x; b < f.blocks; b += kThreads) sum += f.loss_partial[b];
+  SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
+  sum = block_total(sum, sh);
+  if (threadIdx.x != 0) return;
+  const double m = f.st->mean_factor;
+  const double v = !f.mean ? sum : isnan(m) ? m : sum * m;
+  f.st->value = v;
+  *f.value_slot = v;  // Call::host_value and device_value read the result slot and flag
+  if (*f.first_bad_mark != 0) *f.flag_slot = kBadLabel;
+  if (f.value) *f.value = static_cast<T>(v);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) finish(const FinishArgs<T> f) {
+  finish_block(f);
+}
+
+// The fused pass's last block calls finish_block through a call for the register buckets: inlined
+// there, ptxas gave float C <= 8 37 or 38 registers instead of 32 (fewer blocks per
+// multiprocessor) and double C <= 8 with int32 labels an 8-byte spill; called, the buckets keep
+// their registers within 2 (a 56-byte frame, used by the call alone). Inlined for the walk (K = 0),
+// where the call cost float probabilities 8 registers (sm_90, nvcc 13.0).
+template <class T>
+__device__ __noinline__ void finish_block_call(const FinishArgs<T>& f) {
+  finish_block(f);
+}
+
+// ticket: the header's kTicket, when the last block runs finish (f; only with loss_partial);
+// null when finish is a kernel of its own.
 template <class T, class L, int K, bool kShared = false>
 __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
-    fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial) {
+    fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial,
+          unsigned* ticket, const FinishArgs<T> f) {
   const int C = static_cast<int>(a.classes);
   const int64_t S = a.pixels, total = a.images * S;
   const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / a.classes);
@@ -450,23 +527,12 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
   SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
   acc = block_total(acc, sh);
   if (threadIdx.x == 0) loss_partial[blockIdx.x] = acc;
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    finish(int blocks, bool mean, const double* loss_partial, Status* st, T* value,
-           double* value_slot, int* flag_slot) {
-  double sum = 0.0;
-  for (int b = threadIdx.x; b < blocks; b += kThreads) sum += loss_partial[b];
-  SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
-  sum = block_total(sum, sh);
-  if (threadIdx.x != 0) return;
-  const double f = st->mean_factor;
-  const double v = !mean ? sum : isnan(f) ? f : sum * f;
-  st->value = v;
-  *value_slot = v;  // the Call's result slot and flag: Call::host_value and device_value read them
-  if (st->first_bad != ~0ull) *flag_slot = kBadLabel;
-  if (value) *value = static_cast<T>(v);
+  if (ticket && last_block(ticket)) {
+    if constexpr (K == 0)
+      finish_block(f);
+    else
+      finish_block_call(f);
+  }
 }
 
 }  // namespace
@@ -489,25 +555,41 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const Layout w = layout(call.at<char>(detail::kHeaderBytes), blocks);
   const bool scalar = a.reduction != Reduction::none;
   const bool mean = a.reduction == Reduction::mean;
-  check(cudaMemsetAsync(&w.status->first_bad, 0xff, sizeof(unsigned long long), s), a.function,
-        "cudaMemsetAsync");
+  auto* first_bad_mark = call.at<unsigned long long>(header::kFirstBad);
+  // prepare and finish run in the last block of the pass before them, unless a test or the bench
+  // turned that off (detail::last_block_tails: the same bits either way).
+  unsigned* ticket = detail::last_block_tails() ? call.at<unsigned>(header::kTicket) : nullptr;
   // Probabilities have no label pass: prepare takes N * S as the count and the divisor.
   constexpr bool kProbs = std::is_floating_point_v<L>;
-  int label_blocks = 0;
+  const PrepareArgs<T> prep{kProbs ? 0 : blocks,
+                            kProbs ? static_cast<long long>(total) : -1,
+                            a.classes,
+                            a.weight,
+                            mean,
+                            a.mean_over_valid,
+                            a.all_ignored_nan,
+                            scalar ? a.grad_out : nullptr,
+                            w.label_weight,
+                            w.label_count,
+                            w.status,
+                            a.use_reduced,
+                            a.reduced_divisor,
+                            a.reduced_none_counted,
+                            a.grad_weight};
   if constexpr (!kProbs) {
-    label_blocks = blocks;
-    cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
+    cuda::launch(label_pass<L, T>, blocks, kThreads, 0, s, a.labels, total, a.classes,
                  a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
-                 &w.status->first_bad);
+                 first_bad_mark, ticket, prep);
     call.launched();
   }
-  const long long fixed_count = kProbs ? static_cast<long long>(total) : -1;
-  cuda::launch(prepare<T>, 1, kThreads, 0, s, label_blocks, fixed_count, a.classes, a.weight, mean,
-               a.mean_over_valid, a.all_ignored_nan, scalar ? a.grad_out : nullptr, w.label_weight,
-               w.label_count, w.status, a.use_reduced, a.reduced_divisor, a.reduced_none_counted,
-               a.grad_weight);
-  call.launched();
+  if (kProbs || !ticket) {
+    cuda::launch(prepare<T>, 1, kThreads, 0, s, prep);
+    call.launched();
+  }
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
+  const FinishArgs<T> fin{blocks,         mean,    partial,      w.status,
+                          first_bad_mark, a.value, call.value(), call.flag()};
+  unsigned* fused_ticket = scalar ? ticket : nullptr;
   // The register array is sized for the next bucket of C: registers per thread decide how many
   // blocks fit on a multiprocessor (float probabilities, C = 21: 95 registers, 2 blocks of 256).
   // float with labels and 8 < C <= 32 is staged through shared memory instead
@@ -516,34 +598,41 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const bool staged = std::is_same_v<T, float> && !kProbs && detail::cross_entropy_staging();
   constexpr bool kCanStage = std::is_same_v<T, float> && !kProbs;
   if (a.classes <= 8)
-    cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
   else if (a.classes <= 16)
     cuda::launch(staged ? fused<T, L, 16, kCanStage> : fused<T, L, 16>, blocks, kThreads, 0, s, a,
-                 w.status, partial);
+                 w.status, partial, fused_ticket, fin);
   else if (a.classes <= 24)
     cuda::launch(staged ? fused<T, L, 24, kCanStage> : fused<T, L, 24>, blocks, kThreads, 0, s, a,
-                 w.status, partial);
+                 w.status, partial, fused_ticket, fin);
   else if (a.classes <= kRegisterClasses)
     cuda::launch(staged ? fused<T, L, kRegisterClasses, kCanStage> : fused<T, L, kRegisterClasses>,
-                 blocks, kThreads, 0, s, a, w.status, partial);
+                 blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
   else
-    cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial);
+    cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
   call.launched();
-  if (scalar) {
-    cuda::launch(finish<T>, 1, kThreads, 0, s, blocks, mean, partial, w.status, a.value,
-                 call.value(), call.flag());
+  if (scalar && !fused_ticket) {
+    cuda::launch(finish<T>, 1, kThreads, 0, s, fin);
     call.launched();
   }
   CrossEntropyStatus r;
   if (!host_status) return r;
-  Status host;
-  check(cudaMemcpyAsync(&host, w.status, sizeof(Status), cudaMemcpyDeviceToHost, s), a.function,
-        "cudaMemcpyAsync of the status");
+  // The header (the first bad label's mark) and the status after it, in one copy.
+  struct {
+    unsigned char header[detail::kHeaderBytes];
+    Status st;
+  } host;
+  static_assert(offsetof(decltype(host), st) == detail::kHeaderBytes,
+                "the status follows the header");
+  check(cudaMemcpyAsync(&host, call.at<char>(0), sizeof(host), cudaMemcpyDeviceToHost, s),
+        a.function, "cudaMemcpyAsync of the status");
   check(cudaStreamSynchronize(s), a.function, "cudaStreamSynchronize");
-  r.value = host.value;
-  r.first_bad = host.first_bad == ~0ull ? -1 : static_cast<int64_t>(host.first_bad);
-  r.count = static_cast<double>(host.count);
-  r.weight_sum = host.weight_sum;
+  unsigned long long mark = 0;
+  std::memcpy(&mark, host.header + header::kFirstBad, sizeof(mark));
+  r.value = host.st.value;
+  r.first_bad = mark == 0 ? -1 : static_cast<int64_t>(~mark);
+  r.count = static_cast<double>(host.st.count);
+  r.weight_sum = host.st.weight_sum;
   return r;
 }
 

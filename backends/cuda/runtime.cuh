@@ -155,13 +155,15 @@ constexpr size_t kCounts = 32;     // two doubles: the overlap finalize's scores
 constexpr size_t kWeightSum = 48;  // double: bce mean_over weight_sum's divisor W (weight_sum.cuh)
 constexpr size_t kWeightScale = 56;  // double: its factor 1/W, 0 when W = 0 (weight_sum.cuh)
 constexpr size_t kParts = 64;        // two doubles: bce_dice's BCE and Dice terms (its parts)
-constexpr size_t kEnd = 80;
+constexpr size_t kTicket = 80;       // unsigned: the blocks of the running pass done (last_block)
+constexpr size_t kEnd = 84;
 static_assert(kFlag >= kValue + sizeof(double) && kBceScale >= kFlag + sizeof(int) &&
                   kFirstBad >= kBceScale + sizeof(double) &&
                   kCounts >= kFirstBad + sizeof(unsigned long long) &&
                   kWeightSum >= kCounts + 2 * sizeof(double) &&
                   kWeightScale >= kWeightSum + sizeof(double) &&
-                  kParts >= kWeightScale + sizeof(double) && kEnd >= kParts + 2 * sizeof(double),
+                  kParts >= kWeightScale + sizeof(double) &&
+                  kTicket >= kParts + 2 * sizeof(double) && kEnd >= kTicket + sizeof(unsigned),
               "the header's slots overlap");
 static_assert(kEnd <= detail::kHeaderBytes, "the header's slots exceed the header");
 static_assert(kFirstBad % alignof(unsigned long long) == 0 && kCounts % alignof(double) == 0 &&
@@ -251,6 +253,32 @@ __device__ void block_sum(const double (&acc)[K], double* out) {
   }
   if (threadIdx.x == 0)
     for (int k = 0; k < K; ++k) out[k] = buf[k][0];
+}
+
+// Whether this block is the last of its grid to get here, for a pass whose one-block follow-up
+// step (a finalize, cross_entropy's prepare and finish) its last block runs instead of a kernel
+// of its own: one launch, and its latency, less per step. Every thread of the block calls it,
+// after the block's results are written; it returns the same answer to all of them. ticket
+// (the header's kTicket) is 0 at the launch: the Call's header is zeroed, and the last block
+// puts it back to 0 for the call's next such pass. The fence before the count orders each
+// block's writes before it, the fence after it orders the last block's reads after every
+// count: the last block sees every block's results (the CUDA programming guide's "memory fence
+// functions" example, a sum whose last block adds the partials). The follow-up step runs the
+// same code on the same data as its own kernel did: the same bits.
+__device__ __forceinline__ bool last_block(unsigned* ticket) {
+  SEGLOSS_STATIC_SHARED(int, last, [1]);
+  __syncthreads();  // the block's writes before thread 0's fence (fences are cumulative)
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const unsigned done = atomicAdd(ticket, 1u);
+    last[0] = done + 1 == gridDim.x;
+    if (last[0]) {
+      __threadfence();
+      *ticket = 0;  // no other block of this grid touches it any more
+    }
+  }
+  __syncthreads();
+  return last[0] != 0;
 }
 
 // The finalize kernels do their math in one thread, which reads the per-plane sums one

@@ -54,6 +54,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__
 #define __shared__ static thread_local
 #define __launch_bounds__(...)
 #define __grid_constant__
@@ -339,6 +340,9 @@ template <class T>
 T atomicMax(T* p, T v) {
   return segloss_emu::read_modify_write(p, [v](T old) { return old < v ? v : old; });
 }
+
+// Everything here runs in program order, one block after another: a fence has nothing to order.
+inline void __threadfence() {}
 
 template <class T>
 T __ldcs(const T* p) {
