@@ -18,6 +18,9 @@
 //                     gradient pass (the schedule before session 14; core/cuda_internal.hpp
 //                     set_bce_value_in_gradient), for the comparison in the same process: the
 //                     same bytes and value bits.
+//   bce_dice_vg_tail_kernels  bce_dice_vg with its finalize and BCE value steps as kernels of
+//                     their own after each combine instead of run by the combine's last block
+//                     (set_last_block_tails; before session 15): the same bytes and bits.
 //   bce_dice_weighted_vg  bce_dice_vg with a BCE weight per element (the boundary-weighted
 //                     recipe's shape of work): each pass also reads the weight, 7 floats per
 //                     element; the schedule that ran on the H200 (the BCE term in pass 1).
@@ -32,6 +35,8 @@
 //   softmax_dice_vg_walk  softmax_dice_vg with the passes that walk the class axis in memory
 //                     instead of the staged ones (set_softmax_overlap_staging; the passes before
 //                     session 14), for the comparison in the same process.
+//   softmax_dice_vg_tail_kernels  softmax_dice_vg with the finalize as a kernel of its own (as
+//                     bce_dice_vg_tail_kernels).
 //   softmax_dice_vg   softmax_dice_value_and_grad on the cross_entropy inputs (session 11: the
 //                     device-value form): the statistics pass reads logits and labels, the
 //                     gradient pass reads them again and writes the gradient: (12 C + 16) bytes
@@ -260,8 +265,8 @@ int main(int argc, char** argv) {
   // The cases on the cross_entropy inputs (--ce-shape).
   const auto on_ce_inputs = [](const std::string& name) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
-           name == "cross_entropy_vg_tail_kernels" || name == "softmax_dice_vg" ||
-           name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
+           name == "cross_entropy_vg_tail_kernels" || name == "softmax_dice_vg_tail_kernels" ||
+           name == "softmax_dice_vg" || name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
   };
   const bool multiclass = args.filter.empty() || on_ce_inputs(args.filter);
   if (multiclass) {
@@ -295,6 +300,12 @@ int main(int argc, char** argv) {
          bce_dice_value_and_grad(x, z, grad, value, bd);
          cuda::detail::set_bce_value_in_gradient(true);
        }},
+      {"bce_dice_vg_tail_kernels", 5 * f4,
+       [&] {
+         cuda::detail::set_last_block_tails(false);
+         bce_dice_value_and_grad(x, z, grad, value, bd);
+         cuda::detail::set_last_block_tails(true);
+       }},
       {"bce_dice_weighted_vg", 7 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bdw); }},
       {"bce_dice_weighted_vg_in_grad", 7 * f4,
        [&] {
@@ -325,6 +336,12 @@ int main(int argc, char** argv) {
          cuda::detail::set_softmax_overlap_staging(false);
          softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd);
          cuda::detail::set_softmax_overlap_staging(true);
+       }},
+      {"softmax_dice_vg_tail_kernels", dice_bytes,
+       [&] {
+         cuda::detail::set_last_block_tails(false);
+         softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd);
+         cuda::detail::set_last_block_tails(true);
        }},
       {"ce_dice_vg", dice_bytes, [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
   };

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include <segloss/core/cuda_internal.hpp>
 #include <segloss/segloss.hpp>
 
 // Skips the rest of a test case that needs a GPU, with a message, when none is present.
@@ -200,6 +202,49 @@ bool same_bits(const Tensor<T>& a_any, const Tensor<T>& b_any) {
   if (a.shape() != b.shape()) return false;
   return std::equal(a.begin(), a.end(), b.begin(),
                     [](T x, T y) { return std::memcmp(&x, &y, sizeof(T)) == 0; });
+}
+
+// The bits of every element of t (copied to the host), and of a host double, for results that
+// must be the same to the bit.
+template <class T>
+std::vector<uint64_t> bits_of(const Tensor<T>& t_any) {
+  const Tensor<T> t = t_any.to(Device::cpu);
+  std::vector<uint64_t> out;
+  for (T v : t) {
+    uint64_t b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    out.push_back(b);
+  }
+  return out;
+}
+inline std::vector<uint64_t> bits_of(double v) {
+  uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof(double));
+  return {b};
+}
+
+// Runs run(error) (which returns a list of bits_of results and sets error to a raised message, if
+// any) with the one-block steps as kernels of their own (cuda::detail::last_block_tails off),
+// then in the last block of the pass before them (on, the default, which it leaves on), and
+// checks that both give the same bits and the same error. Returns that error.
+template <class F>
+std::string check_tails_same_bits(const F& run) {
+  struct Restore {
+    ~Restore() { cuda::detail::set_last_block_tails(true); }
+  } restore;
+  std::vector<std::vector<uint64_t>> got[2];
+  std::string error[2];
+  for (int tails = 0; tails < 2; ++tails) {
+    cuda::detail::set_last_block_tails(tails == 1);
+    got[tails] = run(error[tails]);
+  }
+  REQUIRE(got[0].size() == got[1].size());
+  for (size_t k = 0; k < got[0].size(); ++k) {
+    CAPTURE(k);
+    CHECK(got[0][k] == got[1][k]);
+  }
+  CHECK(error[0] == error[1]);
+  return error[1];
 }
 
 }  // namespace segloss::testing

@@ -400,42 +400,30 @@ template <class T, class Y, class Dirty>
 std::vector<std::vector<uint64_t>> ce_results(const Tensor<T>& xd, const Tensor<Y>& yd,
                                               CrossEntropyOptions<T> o, const Dirty& dirty,
                                               std::string& error) {
-  const auto bits = [](const Tensor<T>& t_any) {
-    const Tensor<T> t = t_any.to(Device::cpu);
-    std::vector<uint64_t> out;
-    for (T v : t) {
-      uint64_t b = 0;
-      std::memcpy(&b, &v, sizeof(T));
-      out.push_back(b);
-    }
-    return out;
-  };
+  using testing::bits_of;
   std::vector<std::vector<uint64_t>> got;
   for (Reduction r : {Reduction::mean, Reduction::sum}) {
     o.reduction = r;
     Tensor<T> grad, value;
     dirty();
     cross_entropy_value_and_grad(xd, yd, grad, value, o);  // the device value: no raise
-    got.push_back(bits(value));
-    got.push_back(bits(grad));
+    got.push_back(bits_of(value));
+    got.push_back(bits_of(grad));
     dirty();
-    got.push_back(bits(cross_entropy(xd, yd, o)));
+    got.push_back(bits_of(cross_entropy(xd, yd, o)));
     try {
       dirty();
-      const double v = cross_entropy_value_and_grad(xd, yd, o).value;
-      uint64_t b = 0;
-      std::memcpy(&b, &v, sizeof(double));
-      got.push_back({b});
+      got.push_back(bits_of(cross_entropy_value_and_grad(xd, yd, o).value));
     } catch (const Error& e) {
       error = e.what();
     }
   }
   o.reduction = Reduction::none;
   dirty();
-  got.push_back(bits(cross_entropy(xd, yd, o)));
+  got.push_back(bits_of(cross_entropy(xd, yd, o)));
   const Tensor<T> up = dev(testing::uniform<T>(xd.shape().without(1), 61, 0.5, 2.0));
   dirty();
-  got.push_back(bits(cross_entropy_backward(xd, yd, up, o)));
+  got.push_back(bits_of(cross_entropy_backward(xd, yd, up, o)));
   return got;
 }
 
@@ -447,24 +435,7 @@ TEST_CASE(
   // them as kernels of their own. The same code on the same partials: the same bits, the same
   // error. Several blocks in each shape (the emulator runs the blocks in increasing and
   // decreasing order in turn, so the last block is the grid's last or its first).
-  struct Restore {
-    ~Restore() { cuda::detail::set_last_block_tails(true); }
-  } restore;
-  const auto both = [](auto run) {
-    std::vector<std::vector<uint64_t>> got[2];
-    std::string error[2];
-    for (int tails = 0; tails < 2; ++tails) {
-      cuda::detail::set_last_block_tails(tails == 1);
-      got[tails] = run(error[tails]);
-    }
-    REQUIRE(got[0].size() == got[1].size());
-    for (size_t k = 0; k < got[0].size(); ++k) {
-      CAPTURE(k);
-      CHECK(got[0][k] == got[1][k]);
-    }
-    CHECK(error[0] == error[1]);
-    return error[1];
-  };
+  const auto both = [](auto run) { return testing::check_tails_same_bits(run); };
   for (int64_t c : {int64_t{5}, int64_t{21}, int64_t{40}}) {  // registers, staged, the walk
     CAPTURE(c);
     const Shape s{3, c, 41, 37};  // 4551 pixels: 18 blocks

@@ -622,6 +622,131 @@ TEST_CASE("cuda bce_dice: the BCE term summed in either pass gives the same valu
   bce_dice_schedules_all<double>();
 }
 
+// The one-block steps after a combine (the overlap losses' finalize, bce_dice's BCE value,
+// bce_with_logits' scaled value) in the combine's last block, against kernels of their own
+// (cuda::detail::last_block_tails off): the same bits of every result and the same error. Before
+// each call, dirty() runs the same loss on other targets of the same shape, so that a step that
+// read a sum before its block wrote it would see another call's value (the emulator runs the
+// blocks one after another, in increasing and decreasing order in turn).
+template <class T>
+void tails_overlap_all() {
+  for (const Shape& s : {Shape{2, 3, 17, 19}, Shape{2, 1, 300, 301}}) {
+    CAPTURE(s);
+    const auto xd = gpu(randn<T>(s, 400, 3.0));
+    const auto zd = gpu(mask<T>(s, 401));
+    const auto other = gpu(mask<T>(s, 402, 0.7));
+    const auto up = gpu(randn<T>(Shape{s[0], s[1]}, 403));
+    for (int d : {0, 5, 10, 15}) {  // per_image, squared, include_background, smooth
+      CAPTURE(d);
+      SoftDiceOptions<T> o = overlap_case<SoftDiceOptions<T>>(d, s, Reduction::mean);
+      o.class_weight = gpu(uniform<T>(Shape{s[1]}, 404, 0.5, 2.0));
+      const auto dirty = [&] { (void)soft_dice_value_and_grad(xd, other, o); };
+      check_tails_same_bits([&](std::string& error) {
+        std::vector<std::vector<uint64_t>> got;
+        Tensor<T> g, value;
+        OverlapInfo info;
+        dirty();
+        got.push_back(bits_of(soft_dice_value_and_grad(xd, zd, g, o, &info)));
+        got.push_back(bits_of(g));
+        got.push_back({static_cast<uint64_t>(info.kept), static_cast<uint64_t>(info.skipped)});
+        dirty();
+        soft_dice_value_and_grad(xd, zd, g, value, o);
+        got.push_back(bits_of(value));
+        SoftDiceOptions<T> none = o;  // the per-score values and their upstream
+        none.reduction = Reduction::none;
+        none.per_image = true;
+        dirty();
+        got.push_back(bits_of(soft_dice(xd, zd, none)));
+        dirty();
+        got.push_back(bits_of(soft_dice_backward(xd, zd, up, none)));
+        error.clear();
+        return got;
+      });
+    }
+    {  // a bad class weight: NaN and the same error both ways
+      SoftDiceOptions<T> o;
+      o.class_weight = gpu(Tensor<T>::full(Shape{s[1]}, T(-1)));
+      const std::string error = check_tails_same_bits([&](std::string& e) {
+        std::vector<std::vector<uint64_t>> got;
+        got.push_back(bits_of(soft_dice(xd, zd, o)));
+        Tensor<T> g;
+        try {
+          (void)soft_dice_value_and_grad(xd, zd, g, o);
+        } catch (const Error& err) {
+          e = err.what();
+        }
+        return got;
+      });
+      CHECK(error.find("negative or non-finite") != std::string::npos);
+    }
+    for (int k : {0, 1, 4}) {  // bce_dice: no weight, a BCE weight, mean over the weight sum
+      for (int in_gradient = 0; in_gradient < 2; ++in_gradient) {
+        CAPTURE(k);
+        CAPTURE(in_gradient);
+        BceDiceOptions<T> o;
+        o.bce = bce_case<T>(k, s, Reduction::mean);
+        if (k == 4) o.bce.mean_over = BceMeanOver::weight_sum;
+        if (k == 4) o.bce.weight = uniform<T>(s, 405, 0.1, 2.0);
+        o.bce = on_gpu(o.bce);
+        o.dice = overlap_case<SoftDiceOptions<T>>(5, s, Reduction::mean);
+        cuda::detail::set_bce_value_in_gradient(in_gradient == 1);
+        cuda::detail::set_bce_value_in_gradient_weighted(in_gradient == 1);
+        const auto dirty = [&] { (void)bce_dice_value_and_grad(xd, other, o); };
+        check_tails_same_bits([&](std::string&) {
+          std::vector<std::vector<uint64_t>> got;
+          Tensor<T> g, value;
+          BceDiceParts p, q;
+          dirty();
+          got.push_back(bits_of(bce_dice_value_and_grad(xd, zd, g, o, &p)));
+          got.push_back(bits_of(g));
+          got.push_back(bits_of(p.bce));
+          got.push_back(bits_of(p.dice));
+          dirty();
+          bce_dice_value_and_grad(xd, zd, g, value, o, &q);
+          got.push_back(bits_of(value));
+          got.push_back(bits_of(q.bce));
+          dirty();
+          got.push_back(bits_of(bce_dice(xd, zd, o)));
+          return got;
+        });
+      }
+      cuda::detail::set_bce_value_in_gradient(true);
+      cuda::detail::set_bce_value_in_gradient_weighted(false);
+    }
+    for (int k : {0, 4}) {  // bce_with_logits: the mean, and the mean over the weight sum
+      CAPTURE(k);
+      BceWithLogitsOptions<T> o = bce_case<T>(k, s, Reduction::mean);
+      if (k == 4) o.mean_over = BceMeanOver::weight_sum;
+      if (k == 4) o.weight = uniform<T>(s, 406, 0.1, 2.0);
+      o = on_gpu(o);
+      const auto dirty = [&] { (void)bce_with_logits_value_and_grad(xd, other, o); };
+      check_tails_same_bits([&](std::string&) {
+        std::vector<std::vector<uint64_t>> got;
+        Tensor<T> g, value;
+        dirty();
+        got.push_back(bits_of(bce_with_logits_value_and_grad(xd, zd, g, o)));
+        got.push_back(bits_of(g));
+        dirty();
+        bce_with_logits_value_and_grad(xd, zd, g, value, o);
+        got.push_back(bits_of(value));
+        return got;
+      });
+    }
+  }
+}
+
+TEST_CASE("cuda overlap losses: the finalize in the combine's last block gives its kernel's bits") {
+  SEGLOSS_REQUIRE_GPU();
+  struct Restore {
+    ~Restore() {
+      cuda::detail::set_bce_value_in_gradient(true);
+      cuda::detail::set_bce_value_in_gradient_weighted(false);
+    }
+  } restore;
+  tails_overlap_all<float>();
+  tails_overlap_all<double>();
+}
+
 TEST_CASE("cuda bce_dice: a bad Dice class weight in the device-value form: NaN, either schedule") {
   SEGLOSS_REQUIRE_GPU();
   struct Restore {
@@ -639,7 +764,7 @@ TEST_CASE("cuda bce_dice: a bad Dice class weight in the device-value form: NaN,
     BceDiceParts p;
     bce_dice_value_and_grad(xd, zd, g, value, o, &p);
     CHECK(std::isnan(value.to(Device::cpu)[0]));  // NaN from the flag even without the check
-    CHECK(std::isnan(p.bce));  // this one fails if bce_value_kernel ignores the flag
+    CHECK(std::isnan(p.bce));                     // this one fails if BceValue ignores the flag
     CHECK(std::isnan(p.dice));
     o.dice.class_weight = gpu(Tensor<float>::full({3}, 1.0f));
     bce_dice_value_and_grad(xd, zd, g, value, o, &p);  // the next call is clean again

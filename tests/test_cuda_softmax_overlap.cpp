@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -654,4 +655,71 @@ TEST_CASE("cuda workspace_size covers every loss of the backend on the shape") {
   CHECK(softmax_focal_value_and_grad(xd, yd).value == focal);
   CHECK(cross_entropy_value_and_grad(xd, yd).value == ce);
   CHECK(cuda::pool_bytes() == pool_before);
+}
+
+// The finalize in the combine's last block (runtime.cuh combine_then) against a kernel of its own
+// (cuda::detail::last_block_tails off): the same bits and the same error, for softmax_dice
+// (labels staged and walked, probabilities) and generalized Dice. dirty() runs the loss on other
+// targets first, as in test_cuda_losses.cpp's tails_overlap_all.
+template <class T>
+void tails_softmax_all() {
+  for (int64_t C : {int64_t{5}, int64_t{40}}) {
+    CAPTURE(C);
+    const Shape s = C == 5 ? Shape{3, C, 37, 41} : Shape{2, C, 19, 23};  // the walk is slow here
+    const int64_t pixels = s[2] * s[3];
+    const auto xd = gpu(randn<T>(s, 330 + C, 3.0));
+    auto y = labels<int64_t>(s.without(1), C, 331, 0.1, -100);
+    const auto other = gpu(labels<int64_t>(s.without(1), C, 332, 0.3, -100));
+    const auto q = gpu(uniform<T>(s, 333, 0.0, 1.0));
+    const auto q_other = gpu(uniform<T>(s, 334, 0.0, 1.0));
+    for (int variant = 0; variant < 3; ++variant) {
+      CAPTURE(variant);
+      SoftmaxOverlapOptions<T> o;
+      o.squared = variant == 1;
+      o.per_image = variant != 2;
+      o.include_background = variant != 1;
+      GeneralizedDiceOptions<T> go;
+      go.per_image = variant != 2;
+      const auto yd = gpu(y);
+      check_tails_same_bits([&](std::string&) {
+        std::vector<std::vector<uint64_t>> got;
+        Tensor<T> g, value;
+        (void)softmax_dice_value_and_grad(xd, other, o);
+        got.push_back(bits_of(softmax_dice_value_and_grad(xd, yd, g, o)));
+        got.push_back(bits_of(g));
+        (void)softmax_dice_value_and_grad(xd, other, o);
+        softmax_dice_value_and_grad(xd, yd, g, value, o);
+        got.push_back(bits_of(value));
+        (void)softmax_dice_value_and_grad(xd, q_other, o);
+        got.push_back(bits_of(softmax_dice_value_and_grad(xd, q, g, o)));
+        got.push_back(bits_of(g));
+        (void)generalized_dice_value_and_grad(xd, other, go);
+        got.push_back(bits_of(generalized_dice_value_and_grad(xd, yd, g, go)));
+        got.push_back(bits_of(g));
+        return got;
+      });
+    }
+    y[pixels + 200] = C + 1;  // a bad label: the same error both ways
+    const auto yd = gpu(y);
+    const std::string error = check_tails_same_bits([&](std::string& e) {
+      std::vector<std::vector<uint64_t>> got;
+      got.push_back(bits_of(softmax_dice(xd, yd)));
+      try {
+        (void)softmax_dice_value_and_grad(xd, yd);
+      } catch (const Error& err) {
+        e = err.what();
+      }
+      return got;
+    });
+    const std::string at =
+        "at (1," + std::to_string(200 / s[3]) + "," + std::to_string(200 % s[3]) + ")";
+    CHECK(error.find(at) != std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "cuda softmax overlap: the finalize in the combine's last block gives its kernel's bits") {
+  SEGLOSS_REQUIRE_GPU();
+  tails_softmax_all<float>();
+  tails_softmax_all<double>();
 }

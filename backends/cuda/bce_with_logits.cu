@@ -86,14 +86,21 @@ struct BceBody {
   }
 };
 
-// value = sum * scale, times the weight sum's factor when given (0 exactly when that is 0).
-__global__ void scale_value_kernel(const double* sum, double scale, const double* mean_scale,
-                                   double* value) {
-  if (!mean_scale)
-    *value = *sum * scale;
-  else
-    *value = *mean_scale == 0.0 ? 0.0 : *sum * (scale * *mean_scale);
-}
+// value = sum * scale, times the weight sum's factor when given (0 exactly when that is 0): a
+// one-block step (runtime.cuh combine_then), thread 0's.
+struct ScaleValue {
+  const double* sum;
+  double scale;
+  const double* mean_scale;
+  double* value;
+  __device__ void operator()() const {
+    if (threadIdx.x != 0) return;
+    if (!mean_scale)
+      *value = *sum * scale;
+    else
+      *value = *mean_scale == 0.0 ? 0.0 : *sum * (scale * *mean_scale);
+  }
+};
 
 }  // namespace
 
@@ -122,10 +129,8 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
     pass(partials, std::false_type{});
   if (!a.want_sum) return;
   double* total = call.at<double>(l.sums);
-  combine(call, partials, 1, g.blocks(), 1, total);
-  cuda::launch(scale_value_kernel, 1, 1, 0, call.stream(), total, value_scale, mean_scale,
-               call.value());
-  call.launched();
+  combine_then(call, partials, 1, g.blocks(), 1, total,
+               ScaleValue{total, value_scale, mean_scale, call.value()});
   if (r.device) call.device_value(r.device);
   if (r.host) *r.host = call.host_value();
 }

@@ -300,11 +300,22 @@ __device__ __forceinline__ void bce_dice_value(double bce_sum, double dice, cons
 // The scores are computed twice (the mean log and clamp forms need the totals before any
 // slope) rather than stored. A class weight that is negative or not finite sets
 // kBadClassWeight in the flag and makes the value, the scores and the coefficients NaN.
-// No __launch_bounds__: it made ptxas spill (64 registers) in the one thread's long code.
+// A one-block step (runtime.cuh run_step, combine_then). No __launch_bounds__ on its kernels:
+// it made ptxas spill (64 registers) in the one thread's long code.
 template <class T>
-__global__ void finalize_kernel(const double* all_sums, int K, OverlapForm f, Upstream<T> up,
-                                T* scores, double* coef, double* value, double* bce_scale,
-                                double* counts, int* flag) {
+struct Finalize {
+  const double* all_sums;
+  int K;
+  OverlapForm f;
+  Upstream<T> up;
+  T* scores;
+  double *coef, *value, *bce_scale, *counts;
+  int* flag;
+  __device__ void operator()() const;
+};
+
+template <class T>
+__device__ void Finalize<T>::operator()() const {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t C = f.channels, planes = f.images * C;
   const double* sums = stage_sums(all_sums, planes * K, staged);
@@ -390,7 +401,7 @@ __global__ void finalize_kernel(const double* all_sums, int K, OverlapForm f, Up
     }
   }
   // bce_dice: the BCE term's gradient scale; its value here from pass 1's sums (K = 4), or by
-  // bce_value_kernel after the gradient pass (bce_in_gradient: the Dice value waits at *value).
+  // BceValue after the gradient pass (bce_in_gradient: the Dice value waits at *value).
   if (K == 4 || f.bce_in_gradient) *bce_scale = g0 * f.bce_weight * bce_mean_scale(f);
   if (K == 4) {
     double bce_sum = 0.0;
@@ -401,14 +412,23 @@ __global__ void finalize_kernel(const double* all_sums, int K, OverlapForm f, Up
   }
 }
 
-// bce_dice run_value_in_gradient's last kernel: the BCE sums of the planes (the gradient pass's,
-// combined) added in plane order, as finalize_kernel adds them at K = 4, and the value and the
+// bce_dice run_value_in_gradient's last step: the BCE sums of the planes (the gradient pass's,
+// combined) added in plane order, as Finalize adds them at K = 4, and the value and the
 // parts from them and the Dice value that finalize left at *value. After a bad class weight
-// (finalize made the value and the parts NaN) it changes nothing. (A template, as the other
-// kernels of this header, so that each .cu including it may instantiate it: T is not used.)
+// (finalize made the value and the parts NaN) it changes nothing. A one-block step, as Finalize.
+// (A template, as the other kernels of this header, so that each .cu including it may
+// instantiate it: T is not used.)
 template <class T>
-__global__ void bce_value_kernel(const double* all_bce_sums, OverlapForm f, double* value,
-                                 const int* flag) {
+struct BceValue {
+  const double* all_bce_sums;
+  OverlapForm f;
+  double* value;
+  const int* flag;
+  __device__ void operator()() const;
+};
+
+template <class T>
+__device__ void BceValue<T>::operator()() const {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t planes = f.images * f.channels;
   const double* bce_sums = stage_sums(all_bce_sums, planes, staged);
@@ -431,7 +451,7 @@ inline const char* bad_class_weight_message(bool bce_dice) {
 // Dice value, the coefficients and the BCE gradient scale; the gradient pass writes the gradient
 // and sums the BCE values per block (in pass 1's order: the same bits); combine adds them per
 // plane into the sums region's last quarter (layout(g, 4) holds 4 doubles per plane, the Dice
-// sums take 3); bce_value_kernel makes the value. Why: on the H200 pass 1 was bound by
+// sums take 3); BceValue makes the value. Why: on the H200 pass 1 was bound by
 // instructions (bench/RESULTS.md, "CUDA on NVIDIA H200"), the BCE value's series being much of
 // its work, while bce_with_logits, whose one pass makes the BCE value and gradient, ran at 0.78
 // of the copy. Not measured on a GPU yet: segloss-cuda-bench's bce_dice_vg_stats_bce line runs
@@ -449,11 +469,9 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
   double* bce_scale = call.at<double>(kBceScaleOffset);
   f.bce_in_gradient = true;
   plane_pass<3>(call, g, StatsBody<T, true, true, kWeights, false>{a, bce}, partials);
-  combine(call, partials, g.planes, g.parts, 3, sums);
-  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, up,
-               static_cast<T*>(nullptr), coef, call.value(), bce_scale,
-               call.at<double>(kCountsOffset), call.flag());
-  call.launched();
+  combine_then(call, partials, g.planes, g.parts, 3, sums,
+               Finalize<T>{sums, 3, f, up, nullptr, coef, call.value(), bce_scale,
+                           call.at<double>(kCountsOffset), call.flag()});
   if (!value_wanted) {
     plane_pass<0>(call, g,
                   GradBody<T, true, true, kWeights, true, false>{a, bce, coef, bce_scale, grad},
@@ -463,10 +481,8 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
   plane_pass<1>(call, g,
                 GradBody<T, true, true, kWeights, true, true>{a, bce, coef, bce_scale, grad},
                 partials);
-  combine(call, partials, g.planes, g.parts, 1, bce_sums);
-  cuda::launch(bce_value_kernel<T>, 1, kThreads, 0, call.stream(), bce_sums, f, call.value(),
-               call.flag());
-  call.launched();
+  combine_then(call, partials, g.planes, g.parts, 1, bce_sums,
+               BceValue<T>{bce_sums, f, call.value(), call.flag()});
 }
 
 // value_wanted: the caller reads the value or the parts (a host or device value); false for a
@@ -496,10 +512,9 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
     }
   }
   plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce}, partials);
-  combine(call, partials, g.planes, g.parts, K, sums);
-  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, K, f, up, scores, coef,
-               call.value(), bce_scale, call.at<double>(kCountsOffset), call.flag());
-  call.launched();
+  combine_then(call, partials, g.planes, g.parts, K, sums,
+               Finalize<T>{sums, K, f, up, scores, coef, call.value(), bce_scale,
+                           call.at<double>(kCountsOffset), call.flag()});
   if (grad)
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kWeights>{a, bce, coef, bce_scale, grad},
                   nullptr);
@@ -615,10 +630,8 @@ double run_finalize(const char* function, const cpu::OverlapArgs<T>& a,
     f.coef_images = f.images;
     f.images = 1;
   }
-  cuda::launch(finalize_kernel<T>, 1, kThreads, 0, call.stream(), from, 3, f, up,
-               static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
-               call.at<double>(kCountsOffset), call.flag());
-  call.launched();
+  run_step(call, Finalize<T>{from, 3, f, up, nullptr, coef, call.value(), nullptr,
+                             call.at<double>(kCountsOffset), call.flag()});
   if constexpr (kBce) {
     plane_pass<0>(call, g, GradBody<T, true, true>{a, bce, coef, bce_scale, grad}, nullptr);
   } else if (a.sigmoid) {

@@ -198,12 +198,7 @@ void* lease(const char* function, cudaStream_t s, int kind, size_t bytes,
 }
 
 __global__ void combine_kernel(const double* partials, int64_t parts, int k, double* out) {
-  const int64_t q = blockIdx.x / k;
-  const int j = static_cast<int>(blockIdx.x % k);
-  double acc[1] = {0.0};
-  for (int64_t r = threadIdx.x; r < parts; r += kThreads)
-    acc[0] += partials[(q * parts + r) * k + j];
-  block_sum<1>(acc, out + blockIdx.x);
+  combine_block(partials, parts, k, out);
 }
 
 }  // namespace

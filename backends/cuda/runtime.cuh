@@ -359,5 +359,52 @@ void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* 
 void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
              double* out);
 
+// One block of combine: the value blockIdx.x (group blockIdx.x / k, entry blockIdx.x % k).
+__device__ __forceinline__ void combine_block(const double* partials, int64_t parts, int k,
+                                              double* out) {
+  const int64_t q = blockIdx.x / k;
+  const int j = static_cast<int>(blockIdx.x % k);
+  double acc[1] = {0.0};
+  for (int64_t r = threadIdx.x; r < parts; r += kThreads)
+    acc[0] += partials[(q * parts + r) * k + j];
+  block_sum<1>(acc, out + blockIdx.x);
+}
+
+// A one-block step (a finalize) as a functor: every thread of one block of kThreads calls
+// step(); it may use static shared memory and __syncthreads.
+template <class Step>
+__global__ void step_kernel(const __grid_constant__ Step step) {
+  step();
+}
+
+template <class Step>
+void run_step(const Call& call, const Step& step) {
+  launch(step_kernel<Step>, 1, kThreads, 0, call.stream(), step);
+  call.launched();
+}
+
+template <class Step>
+__global__ void combine_then_kernel(const double* partials, int64_t parts, int k, double* out,
+                                    unsigned* ticket, const __grid_constant__ Step step) {
+  combine_block(partials, parts, k, out);
+  if (last_block(ticket)) step();
+}
+
+// combine, then `step` (run_step's functor) on its results: in combine's last block to finish
+// (last_block), or, with detail::last_block_tails off, as combine and a kernel of its own. The
+// same code on the same sums either way: the same bits.
+template <class Step>
+void combine_then(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
+                  double* out, const Step& step) {
+  if (groups * k == 0 || !detail::last_block_tails()) {
+    combine(call, partials, groups, parts, k, out);
+    run_step(call, step);
+    return;
+  }
+  launch(combine_then_kernel<Step>, static_cast<unsigned>(groups * k), kThreads, 0, call.stream(),
+         partials, parts, k, out, call.at<unsigned>(header::kTicket), step);
+  call.launched();
+}
+
 }  // namespace cuda
 }  // namespace segloss

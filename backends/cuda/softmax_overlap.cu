@@ -457,10 +457,20 @@ __device__ __forceinline__ double gdl_raw_weight(int w_type, double t) {
 // S_j = (2 sum_c w_c I_c + smooth_nr) / (sum_c w_c (P_c + T_c) + smooth_dr), the value, the
 // per-score losses 1 - S_j when asked, and the coefficients of the gradient pass
 // a = G_j 2 w_c / D_j, b = -G_j w_c N_j / D_j^2 of every plane of the score, in the CPU's order.
-// No __launch_bounds__, as finalize_kernel: with it ptxas spilled (64 registers).
+// A one-block step (runtime.cuh run_step, combine_then), as overlap_passes.cuh's Finalize; no
+// __launch_bounds__ on its kernels, as there: with it ptxas spilled (64 registers).
 template <class T>
-__global__ void gdl_finalize_kernel(const double* all_sums, GdlForm f, Upstream<T> up, T* scores,
-                                    double* coef, double* value) {
+struct GdlFinalize {
+  const double* all_sums;
+  GdlForm f;
+  Upstream<T> up;
+  T* scores;
+  double *coef, *value;
+  __device__ void operator()() const;
+};
+
+template <class T>
+__device__ void GdlFinalize<T>::operator()() const {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);  // runtime.cuh stage_sums
   const int64_t N = f.images, C = f.classes;
   const double* sums = stage_sums(all_sums, N * C * 3, staged);
@@ -558,10 +568,10 @@ bool grad_coef_shared(int64_t C) {
 // The statistics pass and its combine: the per-(image, class) sums I, P, T. The grid is (the
 // PlaneGrid's blocks) x (the class chunks); every block writes the 3 values of each class of its
 // chunk into its block's 3 C partials, so the combine sees the same layout whatever the chunks.
+// The partials only: combine (statistics) or combine_then (run) adds them per image.
 template <class T, class U>
-void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
-                const cpu::SoftmaxOverlapArgs<T, U>& a) {
-  const int64_t K = 3 * a.classes;
+void statistics_pass(const Call& call, const PlaneGrid& g, const detail::Layout& l,
+                     const cpu::SoftmaxOverlapArgs<T, U>& a) {
   const unsigned blocks = static_cast<unsigned>(g.blocks());
   const ClassChunks ch = class_chunks(a.classes);
   const size_t shared = static_cast<size_t>(kWarps * 3 * ch.size) * sizeof(double);
@@ -584,7 +594,14 @@ void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
       call.launched();
     }
   }
-  combine(call, call.at<double>(l.partials), a.images, g.parts, static_cast<int>(K),
+}
+
+// The statistics pass and its combine: the per-image class sums in the sums region.
+template <class T, class U>
+void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
+                const cpu::SoftmaxOverlapArgs<T, U>& a) {
+  statistics_pass(call, g, l, a);
+  combine(call, call.at<double>(l.partials), a.images, g.parts, static_cast<int>(3 * a.classes),
           call.at<double>(l.sums));
 }
 
@@ -645,8 +662,9 @@ inline SoftmaxOverlapStatus read_status(const char* function, const Call& call,
   return st;
 }
 
-// The whole call: the statistics pass and its combine, `finalize(call, sums, coef)` (which
-// launches the finalize kernel of the loss), the gradient pass when grad is set, then the value.
+// The whole call: the statistics pass, its combine and the loss's finalize step (the functor
+// `finalize(call, sums, coef)` returns; in the combine's last block: combine_then), the gradient
+// pass when grad is set, then the value.
 template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
                          const Finalize& finalize, T* grad, T* device_value, bool host_status,
@@ -654,9 +672,11 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
   const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
   const detail::Layout l = detail::softmax_layout(g, a.classes);  // core/cuda_internal.hpp
   Call call(function, l.total);
-  statistics(call, g, l, a);
-  finalize(call, call.at<double>(l.sums), call.at<double>(l.coef));
-  call.launched();
+  statistics_pass(call, g, l, a);
+  double* sums = call.at<double>(l.sums);
+  combine_then(call, call.at<double>(l.partials), a.images, g.parts,
+               static_cast<int>(3 * a.classes), sums,
+               finalize(call, sums, call.at<double>(l.coef)));
   gradient(call, g, l, a, grad, accumulate);
   if (device_value && total)
     call.device_total(device_value, total->held_scale, total->value_scale);
@@ -667,7 +687,8 @@ SoftmaxOverlapStatus run(const char* function, const cpu::SoftmaxOverlapArgs<T, 
 
 // The split's finalize: the fused call's workspace, whose partials region (no statistics pass
 // runs) receives the reduced global sums and whose sums region the shard's local sums (with
-// per_image); then `finalize(call, from, totals, coef)` and the gradient pass; waits.
+// per_image); then the step `finalize(call, from, totals, coef)` returns, and the gradient pass;
+// waits.
 template <class T, class U, class Finalize>
 SoftmaxOverlapStatus run_split(const char* function, const cpu::SoftmaxOverlapArgs<T, U>& a,
                                bool per_image, const OverlapSplit& s, const Finalize& finalize,
@@ -680,8 +701,8 @@ SoftmaxOverlapStatus run_split(const char* function, const cpu::SoftmaxOverlapAr
   overlap_detail::upload(call, global, s.global, s.global_size);
   if (per_image)
     overlap_detail::upload(call, sums, s.local, static_cast<size_t>(a.images * a.classes) * 3);
-  finalize(call, per_image ? sums : global, per_image ? global : nullptr, call.at<double>(l.coef));
-  call.launched();
+  run_step(call, finalize(call, per_image ? sums : global, per_image ? global : nullptr,
+                          call.at<double>(l.coef)));
   gradient(call, g, l, a, grad, accumulate);
   return read_status(function, call);
 }
@@ -695,9 +716,11 @@ SoftmaxOverlapStatus softmax_overlap_run(const char* function,
                                          T* device_value, bool host_status, bool accumulate,
                                          const DeviceTotal* total) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    cuda::launch(overlap_detail::finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, up,
-                 scores, coef, call.value(), nullptr,
-                 call.at<double>(overlap_detail::kCountsOffset), call.flag());
+    return overlap_detail::Finalize<T>{
+        sums,         3,       f,
+        up,           scores,  coef,
+        call.value(), nullptr, call.at<double>(overlap_detail::kCountsOffset),
+        call.flag()};
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status, accumulate, total);
 }
@@ -708,8 +731,7 @@ SoftmaxOverlapStatus generalized_dice_run(const char* function,
                                           Upstream<T> up, T* grad, T* scores, T* device_value,
                                           bool host_status) {
   const auto finalize = [&](const Call& call, const double* sums, double* coef) {
-    cuda::launch(gdl_finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, f, up, scores, coef,
-                 call.value());
+    return GdlFinalize<T>{sums, f, up, scores, coef, call.value()};
   };
   return run<T, U>(function, a, finalize, grad, device_value, host_status);
 }
@@ -739,9 +761,16 @@ SoftmaxOverlapStatus softmax_overlap_finalize_run(const char* function,
                             double* coef) {
     Upstream<T> u = up;
     u.totals = totals;
-    cuda::launch(overlap_detail::finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, 3, f, u,
-                 static_cast<T*>(nullptr), coef, call.value(), static_cast<double*>(nullptr),
-                 call.at<double>(overlap_detail::kCountsOffset), call.flag());
+    return overlap_detail::Finalize<T>{sums,
+                                       3,
+                                       f,
+                                       u,
+                                       nullptr,
+                                       coef,
+                                       call.value(),
+                                       nullptr,
+                                       call.at<double>(overlap_detail::kCountsOffset),
+                                       call.flag()};
   };
   return run_split<T, U>(function, a, f.per_image, s, finalize, grad, accumulate);
 }
@@ -758,8 +787,7 @@ SoftmaxOverlapStatus generalized_dice_finalize_run(const char* function,
                             double* coef) {
     Upstream<T> u;
     u.totals = totals;
-    cuda::launch(gdl_finalize_kernel<T>, 1, kThreads, 0, call.stream(), sums, f, u,
-                 static_cast<T*>(nullptr), coef, call.value());
+    return GdlFinalize<T>{sums, f, u, nullptr, coef, call.value()};
   };
   return run_split<T, U>(function, a, f.per_image, s, finalize, grad);
 }
