@@ -57,8 +57,7 @@
 // back_to_back_ms: the time per call of --reps calls enqueued back to back between two events
 // (the host running ahead of the GPU, as in a training loop); back_to_back_fraction_of_copy
 // compares it with the copy measured the same way. Issue 7's targets are on median_ms; the
-// difference between the two is what a call spends outside its kernels (the host's work before
-// the first kernel, the latency of each launch).
+// difference between the two is the host's work and launch overhead that an idle GPU waits for.
 //
 // Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
 //                           [--warmup-ms 200] [--filter name] [--list]
@@ -188,10 +187,10 @@ double median_ms(cudaStream_t s, int reps, double warmup_ms, const std::string& 
 
 // Time (ms) per call of `reps` calls of f enqueued back to back between two events, after one
 // more call: the GPU works through the queue while the host enqueues the next calls, so the
-// host's work per call and most of the gaps between kernels are hidden as long as the host is
-// ahead (a training loop's situation). median_ms starts each call on an idle GPU instead, which
-// counts the host's work before the first kernel and every launch's latency; the difference of
-// the two is what a call spends outside its kernels.
+// host's work per call and the launch overhead are hidden as long as the host is ahead (a
+// training loop's situation); the drain and fill at each boundary between dependent kernels
+// remain. median_ms starts each call on an idle GPU instead, which counts the host's work before
+// the first kernel too.
 double back_to_back_ms(cudaStream_t s, int reps, const std::string& name,
                        const std::function<void()>& f) {
   cudaEvent_t a, b;

@@ -13,6 +13,10 @@
 #include <segloss/core/cuda_internal.hpp>
 #include <segloss/segloss.hpp>
 
+#if defined(SEGLOSS_TEST_CUDA)
+#include <cuda_runtime.h>
+#endif
+
 // Skips the rest of a test case that needs a GPU, with a message, when none is present.
 #define SEGLOSS_REQUIRE_GPU()             \
   do {                                    \
@@ -246,5 +250,43 @@ std::string check_tails_same_bits(const F& run) {
   CHECK(error[0] == error[1]);
   return error[1];
 }
+
+#if defined(SEGLOSS_TEST_CUDA)
+// The graph nodes (kernels, copies, memsets) that call() enqueues: captured on a stream of its
+// own, after a first call on that stream (a capture cannot allocate the stream's workspace).
+template <class F>
+size_t captured_nodes(const F& call) {
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  size_t nodes = 0;
+  {
+    cuda::StreamScope scope(s);
+    call();
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    call();
+    cudaGraph_t graph = nullptr;
+    REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
+    REQUIRE(cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess);
+    cudaGraphDestroy(graph);
+  }
+  cudaStreamDestroy(s);
+  return nodes;
+}
+
+// The launches that running the one-block steps in the last block of the pass before them saves
+// in one call (the nodes with cuda::detail::last_block_tails off, less those with it on): shows
+// that the tails are taken, which the same-bits checks alone cannot.
+template <class F>
+int64_t tail_launches_saved(const F& call) {
+  struct Restore {
+    ~Restore() { cuda::detail::set_last_block_tails(true); }
+  } restore;
+  cuda::detail::set_last_block_tails(false);
+  const size_t apart = captured_nodes(call);
+  cuda::detail::set_last_block_tails(true);
+  return static_cast<int64_t>(apart) - static_cast<int64_t>(captured_nodes(call));
+}
+#endif
 
 }  // namespace segloss::testing

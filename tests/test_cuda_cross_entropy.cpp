@@ -465,6 +465,21 @@ TEST_CASE(
     const auto dirty = [&] { (void)cross_entropy_value_and_grad(xd, other, o); };
     CHECK(both([&](std::string& e) { return ce_results(xd, yd, o, dirty, e); }).empty());
   }
+#if defined(SEGLOSS_TEST_CUDA)
+  {  // the tails are taken: prepare and finish, two launches fewer (one for probabilities)
+    const Shape s{2, 21, 30, 20};
+    const auto xd = dev(testing::randn<float>(s, 71, 3.0));
+    const auto yd = dev(labels<int64_t>(s.without(1), 21, 72, 0.1));
+    const auto qd = dev(soft_targets<float>(s, 73));
+    Tensor<float> grad = Tensor<float>::empty(s, Device::cuda);
+    Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+    CrossEntropyOptions<float> o;
+    CHECK(testing::tail_launches_saved(
+              [&] { cross_entropy_value_and_grad(xd, yd, grad, value, o); }) == 2);
+    CHECK(testing::tail_launches_saved(
+              [&] { cross_entropy_value_and_grad(xd, qd, grad, value, o); }) == 1);
+  }
+#endif
   {  // probability targets: prepare is a kernel (no label pass), finish the last block's
     const Shape s{2, 21, 50, 45};
     const auto xd = dev(testing::randn<float>(s, 66, 3.0));

@@ -745,6 +745,17 @@ TEST_CASE("cuda overlap losses: the finalize in the combine's last block gives i
   } restore;
   tails_overlap_all<float>();
   tails_overlap_all<double>();
+#if defined(SEGLOSS_TEST_CUDA)
+  // The tails are taken: one launch fewer per combine and step (bce_dice's default schedule has
+  // two of them, the finalize and the BCE value).
+  const Shape s{2, 3, 17, 19};
+  const auto xd = gpu(randn<float>(s, 410, 3.0)), zd = gpu(mask<float>(s, 411));
+  Tensor<float> g = Tensor<float>::empty(s, Device::cuda);
+  Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  CHECK(tail_launches_saved([&] { soft_dice_value_and_grad(xd, zd, g, value); }) == 1);
+  CHECK(tail_launches_saved([&] { bce_dice_value_and_grad(xd, zd, g, value); }) == 2);
+  CHECK(tail_launches_saved([&] { bce_with_logits_value_and_grad(xd, zd, g, value); }) == 1);
+#endif
 }
 
 TEST_CASE("cuda bce_dice: a bad Dice class weight in the device-value form: NaN, either schedule") {

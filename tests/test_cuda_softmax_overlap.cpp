@@ -722,4 +722,14 @@ TEST_CASE(
   SEGLOSS_REQUIRE_GPU();
   tails_softmax_all<float>();
   tails_softmax_all<double>();
+#if defined(SEGLOSS_TEST_CUDA)
+  // The tails are taken: the finalize in the combine, one launch fewer.
+  const Shape s{2, 5, 20, 30};
+  const auto xd = gpu(randn<float>(s, 340, 3.0));
+  const auto yd = gpu(labels<int64_t>(s.without(1), 5, 341));
+  Tensor<float> g = Tensor<float>::empty(s, Device::cuda);
+  Tensor<float> value = Tensor<float>::empty(Shape{}, Device::cuda);
+  CHECK(tail_launches_saved([&] { softmax_dice_value_and_grad(xd, yd, g, value); }) == 1);
+  CHECK(tail_launches_saved([&] { generalized_dice_value_and_grad(xd, yd, g, value); }) == 1);
+#endif
 }

@@ -459,15 +459,18 @@ __global__ void __launch_bounds__(kThreads) finish(const FinishArgs<T> f) {
 // The fused pass's last block calls finish_block through a call for the register buckets: inlined
 // there, ptxas gave float C <= 8 37 or 38 registers instead of 32 (fewer blocks per
 // multiprocessor) and double C <= 8 with int32 labels an 8-byte spill; called, the buckets keep
-// their registers within 2 (a 56-byte frame, used by the call alone). Inlined for the walk (K = 0),
-// where the call cost float probabilities 8 registers (sm_90, nvcc 13.0).
+// their registers (by value: a reference to the kernel's parameter made every thread copy it to a
+// 56-byte local frame at the kernel's start). Inlined for the walk (K = 0), where the call cost
+// float probabilities 8 registers (sm_90, nvcc 13.0).
 template <class T>
-__device__ __noinline__ void finish_block_call(const FinishArgs<T>& f) {
+__device__ __noinline__ void finish_block_call(const FinishArgs<T> f) {
   finish_block(f);
 }
 
 // ticket: the header's kTicket, when the last block runs finish (f; only with loss_partial);
-// null when finish is a kernel of its own.
+// null when finish is a kernel of its own. st is __restrict__ for the fields this pass reads
+// (prepare wrote them before the launch); finish writes st->value through f.st, a field this
+// pass never reads through st.
 template <class T, class L, int K, bool kShared = false>
 __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
     fused(const CrossEntropyArgs<T, L> a, const Status* __restrict__ st, double* loss_partial,

@@ -166,9 +166,10 @@ static_assert(kFlag >= kValue + sizeof(double) && kBceScale >= kFlag + sizeof(in
                   kTicket >= kParts + 2 * sizeof(double) && kEnd >= kTicket + sizeof(unsigned),
               "the header's slots overlap");
 static_assert(kEnd <= detail::kHeaderBytes, "the header's slots exceed the header");
-static_assert(kFirstBad % alignof(unsigned long long) == 0 && kCounts % alignof(double) == 0 &&
-                  kBceScale % alignof(double) == 0 && kWeightSum % alignof(double) == 0 &&
-                  kWeightScale % alignof(double) == 0 && kParts % alignof(double) == 0,
+static_assert(kTicket % alignof(unsigned) == 0 && kFirstBad % alignof(unsigned long long) == 0 &&
+                  kCounts % alignof(double) == 0 && kBceScale % alignof(double) == 0 &&
+                  kWeightSum % alignof(double) == 0 && kWeightScale % alignof(double) == 0 &&
+                  kParts % alignof(double) == 0,
               "a header slot is misaligned");
 }  // namespace header
 
@@ -260,21 +261,39 @@ __device__ void block_sum(const double (&acc)[K], double* out) {
 // of its own: one launch, and its latency, less per step. Every thread of the block calls it,
 // after the block's results are written; it returns the same answer to all of them. ticket
 // (the header's kTicket) is 0 at the launch: the Call's header is zeroed, and the last block
-// puts it back to 0 for the call's next such pass. The fence before the count orders each
-// block's writes before it, the fence after it orders the last block's reads after every
-// count: the last block sees every block's results (the CUDA programming guide's "memory fence
-// functions" example, a sum whose last block adds the partials). The follow-up step runs the
-// same code on the same data as its own kernel did: the same bits.
+// puts it back to 0 for the call's next such pass. Thread 0 draws a ticket with a release add
+// (after the barrier: release is cumulative, so it covers every write of the block that the
+// barrier ordered before it); the block that draws the last ticket fences (acquire), and so
+// sees every block's results (the CUDA programming guide's sum whose last block adds the
+// partials, "memory fence functions", with the fence of the writers as a release: on sm_90
+// __threadfence is MEMBAR.SC and an invalidation of the whole L1 (CCTL.IVALL), which every block
+// would pay, while the release add is MEMBAR.ALL without it). The follow-up step runs the same
+// code on the same data as its own kernel did: the same bits.
+__device__ __forceinline__ unsigned arrive_release(unsigned* ticket) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  unsigned done;
+  asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(done) : "l"(ticket) : "memory");
+  return done;
+#else
+  return atomicAdd(ticket, 1u);
+#endif
+}
+
 __device__ __forceinline__ bool last_block(unsigned* ticket) {
   SEGLOSS_STATIC_SHARED(int, last, [1]);
-  __syncthreads();  // the block's writes before thread 0's fence (fences are cumulative)
+  __syncthreads();  // the block's writes before thread 0's release
   if (threadIdx.x == 0) {
-    __threadfence();
-    const unsigned done = atomicAdd(ticket, 1u);
+    const unsigned done = arrive_release(ticket);
     last[0] = done + 1 == gridDim.x;
+#if defined(SEGLOSS_CUDA_EMULATION)
+    // The blocks run one after another here, so the last ticket is the last block run: a choice
+    // of another block, or of several, stops the program instead of racing on a GPU.
+    if ((last[0] != 0) != segloss_emu::running_last_block())
+      segloss_emu::fail_collective("last_block", "the last ticket is not the launch's last block");
+#endif
     if (last[0]) {
-      __threadfence();
-      *ticket = 0;  // no other block of this grid touches it any more
+      __threadfence();  // acquire: every other block's results before this block's reads
+      *ticket = 0;      // no other block of this grid touches it any more
     }
   }
   __syncthreads();

@@ -236,6 +236,9 @@ void* static_shared(const void* tag, size_t bytes);
 unsigned lane();
 // Stops the program: a warp collective used in a way that is undefined on a GPU.
 [[noreturn]] void fail_collective(const char* what, const char* detail);
+// Whether the running block is the last that the launch runs (the blocks run one after another):
+// runtime.cuh's last_block checks its ticket against it.
+bool running_last_block();
 
 // Barriers and warp collectives of the running fiber.
 void sync_block();

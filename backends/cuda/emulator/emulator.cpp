@@ -492,6 +492,7 @@ struct Worker {
   std::unordered_map<const void*, uint64_t> launches;  // per kernel: its thread order alternates
   std::unordered_map<const void*, SharedVariable> static_shared;
   uint64_t block_serial = 0;
+  bool last_run_block = false;                 // the running block is the launch's last
   size_t dynamic_bytes = 0, static_bytes = 0;  // the running block's shared memory
   bool in_kernel = false;
 
@@ -650,6 +651,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* key,
     blockIdx = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
                      static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
     ++w.block_serial;  // static shared variables are poisoned again on first use
+    w.last_run_block = k + 1 == blocks;
     w.static_bytes = 0;
     std::fill(w.shared.begin(), w.shared.end(), static_cast<unsigned char>(0xff));
     run_block(w, reverse);
@@ -781,6 +783,10 @@ void fail_collective(const char* what, const char* detail) {
   std::snprintf(text, sizeof text, "block (%u,%u,%u), thread %u: %s", blockIdx.x, blockIdx.y,
                 blockIdx.z, worker_ptr->current, detail);
   die(what, text);
+}
+
+bool running_last_block() {
+  return worker_ptr->last_run_block;
 }
 
 void sync_block() {
