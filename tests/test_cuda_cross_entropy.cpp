@@ -478,6 +478,9 @@ TEST_CASE(
               [&] { cross_entropy_value_and_grad(xd, yd, grad, value, o); }) == 2);
     CHECK(testing::tail_launches_saved(
               [&] { cross_entropy_value_and_grad(xd, qd, grad, value, o); }) == 1);
+    // The whole call with labels: the header's memset, the label pass, the fused pass.
+    CHECK(testing::captured_nodes([&] { cross_entropy_value_and_grad(xd, yd, grad, value, o); }) ==
+          3);
   }
 #endif
   {  // probability targets: prepare is a kernel (no label pass), finish the last block's

@@ -755,6 +755,11 @@ TEST_CASE("cuda overlap losses: the finalize in the combine's last block gives i
   CHECK(tail_launches_saved([&] { soft_dice_value_and_grad(xd, zd, g, value); }) == 1);
   CHECK(tail_launches_saved([&] { bce_dice_value_and_grad(xd, zd, g, value); }) == 2);
   CHECK(tail_launches_saved([&] { bce_with_logits_value_and_grad(xd, zd, g, value); }) == 1);
+  // The whole call, the device value included (the last step writes it): the header's memset,
+  // the passes and the combines.
+  CHECK(captured_nodes([&] { soft_dice_value_and_grad(xd, zd, g, value); }) == 4);
+  CHECK(captured_nodes([&] { bce_dice_value_and_grad(xd, zd, g, value); }) == 5);
+  CHECK(captured_nodes([&] { bce_with_logits_value_and_grad(xd, zd, g, value); }) == 3);
 #endif
 }
 

@@ -86,19 +86,24 @@ struct BceBody {
   }
 };
 
-// value = sum * scale, times the weight sum's factor when given (0 exactly when that is 0): a
-// one-block step (runtime.cuh combine_then), thread 0's.
+// value = sum * scale, times the weight sum's factor when given (0 exactly when that is 0), and
+// the caller's device value when asked (device_out): a one-block step (runtime.cuh
+// combine_then), thread 0's.
+template <class T>
 struct ScaleValue {
   const double* sum;
   double scale;
   const double* mean_scale;
   double* value;
+  const int* flag;
+  T* device_out;
   __device__ void operator()() const {
     if (threadIdx.x != 0) return;
     if (!mean_scale)
       *value = *sum * scale;
     else
       *value = *mean_scale == 0.0 ? 0.0 : *sum * (scale * *mean_scale);
+    if (device_out) store_value(value, flag, device_out);
   }
 };
 
@@ -130,8 +135,7 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
   if (!a.want_sum) return;
   double* total = call.at<double>(l.sums);
   combine_then(call, partials, 1, g.blocks(), 1, total,
-               ScaleValue{total, value_scale, mean_scale, call.value()});
-  if (r.device) call.device_value(r.device);
+               ScaleValue<T>{total, value_scale, mean_scale, call.value(), call.flag(), r.device});
   if (r.host) *r.host = call.host_value();
 }
 

@@ -311,6 +311,7 @@ struct Finalize {
   T* scores;
   double *coef, *value, *bce_scale, *counts;
   int* flag;
+  T* device_out = nullptr;  // the caller's device value, when this step makes the call's last value
   __device__ void operator()() const;
 };
 
@@ -342,6 +343,7 @@ __device__ void Finalize<T>::operator()() const {
     if (bce_scale) *bce_scale = NAN;
     if (f.parts) f.parts[0] = f.parts[1] = NAN;
     counts[0] = counts[1] = 0.0;
+    if (device_out) store_value(value, flag, device_out);
     return;
   }
   // overlap_totals: n, sum_j c_j l_j, sum_j c_j S_j over the scores counted.
@@ -410,6 +412,7 @@ __device__ void Finalize<T>::operator()() const {
   } else {
     *value = dice;
   }
+  if (device_out) store_value(value, flag, device_out);
 }
 
 // bce_dice run_value_in_gradient's last step: the BCE sums of the planes (the gradient pass's,
@@ -424,11 +427,16 @@ struct BceValue {
   OverlapForm f;
   double* value;
   const int* flag;
-  __device__ void operator()() const;
+  T* device_out = nullptr;  // the caller's device value, if any
+  __device__ void operator()() const {
+    compute();
+    if (threadIdx.x == 0 && device_out) store_value(value, flag, device_out);
+  }
+  __device__ void compute() const;
 };
 
 template <class T>
-__device__ void BceValue<T>::operator()() const {
+__device__ void BceValue<T>::compute() const {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t planes = f.images * f.channels;
   const double* bce_sums = stage_sums(all_bce_sums, planes, staged);
@@ -458,10 +466,12 @@ inline const char* bad_class_weight_message(bool bce_dice) {
 // the other schedule in the same process, for the comparison.
 // With value_wanted false (backward: no value, no parts) the gradient pass writes the same
 // gradient without summing the BCE values, and the last combine and kernel do not run.
+// device_out: the caller's device value, which the last step writes (BceValue).
 template <class T, bool kWeights>
 void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                            const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-                           OverlapForm f, Upstream<T> up, T* grad, bool value_wanted) {
+                           OverlapForm f, Upstream<T> up, T* grad, T* device_out,
+                           bool value_wanted) {
   double* partials = call.at<double>(l.partials);
   double* sums = call.at<double>(l.sums);
   double* bce_sums = sums + 3 * g.planes;
@@ -482,15 +492,17 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
                 GradBody<T, true, true, kWeights, true, true>{a, bce, coef, bce_scale, grad},
                 partials);
   combine_then(call, partials, g.planes, g.parts, 1, bce_sums,
-               BceValue<T>{bce_sums, f, call.value(), call.flag()});
+               BceValue<T>{bce_sums, f, call.value(), call.flag(), device_out});
 }
 
 // value_wanted: the caller reads the value or the parts (a host or device value); false for a
-// backward, which bce_dice's run_value_in_gradient then spares the BCE value.
+// backward, which bce_dice's run_value_in_gradient then spares the BCE value. device_out: the
+// caller's device value (or null), written by the step that makes the value (Finalize, or
+// BceValue after the gradient pass): no store kernel after the passes.
 template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-                const OverlapForm& f, Upstream<T> up, T* grad, T* scores,
+                const OverlapForm& f, Upstream<T> up, T* grad, T* scores, T* device_out,
                 bool value_wanted = true) {
   constexpr int K = kBce ? 4 : 3;
   double* partials = call.at<double>(l.partials);
@@ -507,20 +519,21 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
     const bool in_gradient =
         kWeights ? detail::bce_value_in_gradient_weighted() : detail::bce_value_in_gradient();
     if (grad && !scores && in_gradient) {
-      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, value_wanted);
+      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, device_out, value_wanted);
       return;
     }
   }
   plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce}, partials);
   combine_then(call, partials, g.planes, g.parts, K, sums,
                Finalize<T>{sums, K, f, up, scores, coef, call.value(), bce_scale,
-                           call.at<double>(kCountsOffset), call.flag()});
+                           call.at<double>(kCountsOffset), call.flag(), device_out});
   if (grad)
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kWeights>{a, bce, coef, bce_scale, grad},
                   nullptr);
 }
 
-// The whole call: the passes, then the value where r asks for it. bce_weight (bce_dice's BCE
+// The whole call: the passes (whose last step writes r.device, the device value), then the host
+// value where r asks for it. bce_weight (bce_dice's BCE
 // weight, bce_weight_count values on the device): the BCE term's mean over the weight sum, W
 // reduced first (weight_sum.cuh) and its 1/W read by the finalize kernel. host_parts (bce_dice's
 // parts, two host doubles: BCE, Dice): copied back from the header's kParts slot, which waits
@@ -542,21 +555,21 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
     const bool value_wanted = r.host || r.device || host_parts;
     if (plain)
-      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores, value_wanted);
+      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores, r.device,
+                                       value_wanted);
     else
-      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores, value_wanted);
+      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores, r.device, value_wanted);
   } else if (a.sigmoid) {
     if (plain)
-      run_passes<T, true, false, false>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, true, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
     else
-      run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
   } else {
     if (plain)
-      run_passes<T, false, false, false>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, false, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
     else
-      run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores);
+      run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
   }
-  if (r.device) call.device_value(r.device);
   if (counts) {  // asked for: copied back, with a wait
     double c[2];
     check(cudaMemcpyAsync(c, call.at<double>(kCountsOffset), sizeof(c), cudaMemcpyDeviceToHost,

@@ -214,9 +214,16 @@ class Call {
   std::unique_lock<std::mutex> lock_;
 };
 
+// out[0] = the result slot as T, or NaN when the error flag is set: Call::device_value's kernel,
+// and the last step of a call that writes the device value itself (one launch fewer).
+template <class T>
+__device__ __forceinline__ void store_value(const double* value, const int* flag, T* out) {
+  out[0] = *flag ? static_cast<T>(NAN) : static_cast<T>(*value);
+}
+
 template <class T>
 __global__ void store_value_kernel(const double* value, const int* flag, T* out) {
-  out[0] = *flag ? static_cast<T>(NAN) : static_cast<T>(*value);
+  store_value(value, flag, out);
 }
 
 template <class T>
