@@ -285,6 +285,20 @@ int main(int argc, char** argv) {
   const BceDiceOptions<float> bd;
   BceDiceOptions<float> bdw;
   bdw.bce.weight = bce_w;
+  // The calls, and a case that runs one with a switch of core/cuda_internal.hpp set to `value`
+  // (the code a change replaced), then back to its default: both in the same process.
+  const auto bce_dice_run = [&] { bce_dice_value_and_grad(x, z, grad, value, bd); };
+  const auto bce_dice_w_run = [&] { bce_dice_value_and_grad(x, z, grad, value, bdw); };
+  const auto ce_run = [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); };
+  const auto sd_run = [&] { softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd); };
+  const auto switched = [](void (*set)(bool), bool value, std::function<void()> run) {
+    return [set, value, run] {
+      set(value);
+      run();
+      set(!value);
+    };
+  };
+  namespace sw = cuda::detail;  // the switches
   std::vector<Case> cases = {
       {"copy", 2 * f4,
        [&] {
@@ -292,56 +306,25 @@ int main(int argc, char** argv) {
                                cudaMemcpyDeviceToDevice, s),
                "cudaMemcpyAsync");
        }},
-      {"bce_dice_vg", 5 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bd); }},
+      {"bce_dice_vg", 5 * f4, bce_dice_run},
       {"bce_dice_vg_stats_bce", 5 * f4,
-       [&] {
-         cuda::detail::set_bce_value_in_gradient(false);
-         bce_dice_value_and_grad(x, z, grad, value, bd);
-         cuda::detail::set_bce_value_in_gradient(true);
-       }},
-      {"bce_dice_vg_tail_kernels", 5 * f4,
-       [&] {
-         cuda::detail::set_last_block_tails(false);
-         bce_dice_value_and_grad(x, z, grad, value, bd);
-         cuda::detail::set_last_block_tails(true);
-       }},
-      {"bce_dice_weighted_vg", 7 * f4, [&] { bce_dice_value_and_grad(x, z, grad, value, bdw); }},
+       switched(sw::set_bce_value_in_gradient, false, bce_dice_run)},
+      {"bce_dice_vg_tail_kernels", 5 * f4, switched(sw::set_last_block_tails, false, bce_dice_run)},
+      {"bce_dice_weighted_vg", 7 * f4, bce_dice_w_run},
       {"bce_dice_weighted_vg_in_grad", 7 * f4,
-       [&] {
-         cuda::detail::set_bce_value_in_gradient_weighted(true);
-         bce_dice_value_and_grad(x, z, grad, value, bdw);
-         cuda::detail::set_bce_value_in_gradient_weighted(false);
-       }},
+       switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
       {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
-      {"cross_entropy_vg", ce_bytes,
-       [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); }},
+      {"cross_entropy_vg", ce_bytes, ce_run},
       {"cross_entropy_vg_registers", ce_bytes,
-       [&] {
-         cuda::detail::set_cross_entropy_staging(false);
-         cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value);
-         cuda::detail::set_cross_entropy_staging(true);
-       }},
+       switched(sw::set_cross_entropy_staging, false, ce_run)},
       {"cross_entropy_vg_tail_kernels", ce_bytes,
-       [&] {
-         cuda::detail::set_last_block_tails(false);
-         cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value);
-         cuda::detail::set_last_block_tails(true);
-       }},
-      {"softmax_dice_vg", dice_bytes,
-       [&] { softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd); }},
+       switched(sw::set_last_block_tails, false, ce_run)},
+      {"softmax_dice_vg", dice_bytes, sd_run},
       {"softmax_dice_vg_walk", dice_bytes,
-       [&] {
-         cuda::detail::set_softmax_overlap_staging(false);
-         softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd);
-         cuda::detail::set_softmax_overlap_staging(true);
-       }},
+       switched(sw::set_softmax_overlap_staging, false, sd_run)},
       {"softmax_dice_vg_tail_kernels", dice_bytes,
-       [&] {
-         cuda::detail::set_last_block_tails(false);
-         softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd);
-         cuda::detail::set_last_block_tails(true);
-       }},
+       switched(sw::set_last_block_tails, false, sd_run)},
       {"ce_dice_vg", dice_bytes, [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
   };
 

@@ -82,7 +82,13 @@ int blocks_for(int64_t items) {
   return static_cast<int>(detail::cross_entropy_blocks(items));
 }
 
-// prepare's inputs: one block's work after the label pass (or without one, for probabilities).
+// prepare's inputs: one block's work after the label pass (or without one, for probabilities);
+// a one-block step (runtime.cuh run_step) when it is not run by the label pass's last block.
+template <class T>
+struct PrepareArgs;
+template <class T>
+__device__ void prepare_block(const PrepareArgs<T>& p);
+
 template <class T>
 struct PrepareArgs {
   int blocks;             // the label pass's partials (0: none)
@@ -98,6 +104,7 @@ struct PrepareArgs {
   double reduced_divisor;
   bool reduced_none_counted;
   double grad_weight;
+  __device__ void operator()() const { prepare_block(*this); }
 };
 
 // Every thread of a block calls it; thread 0 writes the status.
@@ -138,11 +145,6 @@ __device__ void prepare_block(const PrepareArgs<T>& p) {
   st->mean_factor = none_counted && p.all_ignored_nan ? nan("") : factor;
   const double g0 = p.grad_out_scalar ? static_cast<double>(p.grad_out_scalar[0]) : 1.0;
   st->grad_scale = g0 * (p.mean ? factor : 1.0) * p.grad_weight;
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads) prepare(const PrepareArgs<T> p) {
-  prepare_block(p);
 }
 
 // ticket: the header's kTicket, when the last block runs prepare (p); null when prepare is a
@@ -422,7 +424,13 @@ constexpr int fused_min_blocks() {
   return kShared ? 6 : 0;
 }
 
-// finish's inputs: one block's work after the fused pass.
+// finish's inputs: one block's work after the fused pass; a one-block step (run_step) when the
+// fused pass's last block does not run it.
+template <class T>
+struct FinishArgs;
+template <class T>
+__device__ __forceinline__ void finish_block(const FinishArgs<T>& f);
+
 template <class T>
 struct FinishArgs {
   int blocks;
@@ -433,6 +441,7 @@ struct FinishArgs {
   T* value;                                  // the caller's value, or null
   double* value_slot;                        // the Call's result slot and flag
   int* flag_slot;
+  __device__ void operator()() const { finish_block(*this); }
 };
 
 // Every thread of a block calls it; thread 0 writes the value.
@@ -449,11 +458,6 @@ __device__ __forceinline__ void finish_block(const FinishArgs<T>& f) {
   *f.value_slot = v;  // Call::host_value and device_value read the result slot and flag
   if (*f.first_bad_mark != 0) *f.flag_slot = kBadLabel;
   if (f.value) *f.value = static_cast<T>(v);
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads) finish(const FinishArgs<T> f) {
-  finish_block(f);
 }
 
 // The fused pass's last block calls finish_block through a call for the register buckets: inlined
@@ -585,10 +589,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
                  first_bad_mark, ticket, prep);
     call.launched();
   }
-  if (kProbs || !ticket) {
-    cuda::launch(prepare<T>, 1, kThreads, 0, s, prep);
-    call.launched();
-  }
+  if (kProbs || !ticket) run_step(call, prep);
   double* partial = scalar ? w.loss_partial : nullptr;  // none: the per-pixel loss only
   const FinishArgs<T> fin{blocks,         mean,    partial,      w.status,
                           first_bad_mark, a.value, call.value(), call.flag()};
@@ -614,10 +615,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   else
     cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
   call.launched();
-  if (scalar && !fused_ticket) {
-    cuda::launch(finish<T>, 1, kThreads, 0, s, fin);
-    call.launched();
-  }
+  if (scalar && !fused_ticket) run_step(call, fin);
   CrossEntropyStatus r;
   if (!host_status) return r;
   // The header (the first bad label's mark) and the status after it, in one copy.

@@ -428,22 +428,21 @@ struct BceValue {
   double* value;
   const int* flag;
   T* device_out = nullptr;  // the caller's device value, if any
-  __device__ void operator()() const {
-    compute();
-    if (threadIdx.x == 0 && device_out) store_value(value, flag, device_out);
-  }
-  __device__ void compute() const;
+  __device__ void operator()() const;
 };
 
 template <class T>
-__device__ void BceValue<T>::compute() const {
+__device__ void BceValue<T>::operator()() const {
   SEGLOSS_STATIC_SHARED(double, staged, [kStagedDoubles]);
   const int64_t planes = f.images * f.channels;
   const double* bce_sums = stage_sums(all_bce_sums, planes, staged);
-  if (threadIdx.x != 0 || (*flag & kBadClassWeight)) return;
-  double bce_sum = 0.0;
-  for (int64_t p = 0; p < planes; ++p) bce_sum += bce_sums[p];
-  bce_dice_value(bce_sum, *value, f, value);
+  if (threadIdx.x != 0) return;
+  if (!(*flag & kBadClassWeight)) {
+    double bce_sum = 0.0;
+    for (int64_t p = 0; p < planes; ++p) bce_sum += bce_sums[p];
+    bce_dice_value(bce_sum, *value, f, value);
+  }
+  if (device_out) store_value(value, flag, device_out);
 }
 
 // The error of a bad class weight that a host value reports (bce_dice: its Dice term's).
@@ -533,9 +532,9 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
 }
 
 // The whole call: the passes (whose last step writes r.device, the device value), then the host
-// value where r asks for it. bce_weight (bce_dice's BCE
-// weight, bce_weight_count values on the device): the BCE term's mean over the weight sum, W
-// reduced first (weight_sum.cuh) and its 1/W read by the finalize kernel. host_parts (bce_dice's
+// value where r asks for it. bce_weight (bce_dice's BCE weight, bce_weight_count values on the
+// device): the BCE term's mean over the weight sum, W reduced first (weight_sum.cuh) and its 1/W
+// read by the finalize step. host_parts (bce_dice's
 // parts, two host doubles: BCE, Dice): copied back from the header's kParts slot, which waits
 // for the stream (once, with the host value when r asks for one too).
 template <class T, bool kBce>
