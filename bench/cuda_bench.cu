@@ -26,6 +26,10 @@
 //                     element; the schedule that ran on the H200 (the BCE term in pass 1).
 //   bce_dice_weighted_vg_in_grad  the same with the BCE term summed in the gradient pass
 //                     (set_bce_value_in_gradient_weighted, off by default), for the comparison.
+//   bce_dice_vg_scalar_loads, bce_dice_weighted_vg_scalar_loads, soft_dice_vg_scalar_loads
+//                     the same calls with the passes' scalar loads and stores (plane_pass_kernel)
+//                     instead of 16-byte ones (quad_pass_kernel; set_quad_loads; before
+//                     session 16): the same bytes, another cut of the sums.
 //   cross_entropy_vg_registers  cross_entropy_vg with the logits held in registers instead of
 //                     staged through shared memory (set_cross_entropy_staging; the pass before
 //                     session 13's last change): the same bytes and bits.
@@ -289,6 +293,7 @@ int main(int argc, char** argv) {
   // (the code a change replaced), then back to its default: both in the same process.
   const auto bce_dice_run = [&] { bce_dice_value_and_grad(x, z, grad, value, bd); };
   const auto bce_dice_w_run = [&] { bce_dice_value_and_grad(x, z, grad, value, bdw); };
+  const auto soft_dice_run = [&] { soft_dice_value_and_grad(x, z, grad, value); };
   const auto ce_run = [&] { cross_entropy_value_and_grad(ce_x, ce_y, ce_grad, value); };
   const auto sd_run = [&] { softmax_dice_value_and_grad(ce_x, ce_y, ce_grad, value, sd); };
   const auto switched = [](void (*set)(bool), bool value, std::function<void()> run) {
@@ -314,7 +319,11 @@ int main(int argc, char** argv) {
       {"bce_dice_weighted_vg_in_grad", 7 * f4,
        switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
-      {"soft_dice_vg", 5 * f4, [&] { soft_dice_value_and_grad(x, z, grad, value); }},
+      {"bce_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, bce_dice_run)},
+      {"bce_dice_weighted_vg_scalar_loads", 7 * f4,
+       switched(sw::set_quad_loads, false, bce_dice_w_run)},
+      {"soft_dice_vg", 5 * f4, soft_dice_run},
+      {"soft_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, soft_dice_run)},
       {"cross_entropy_vg", ce_bytes, ce_run},
       {"cross_entropy_vg_registers", ce_bytes,
        switched(sw::set_cross_entropy_staging, false, ce_run)},

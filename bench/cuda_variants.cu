@@ -455,6 +455,8 @@ int main(int argc, char** argv) {
     stats("bcedice_stats_u4", segloss::cuda::plane_pass_kernel<4, SB, 1, 4>, sb);
     stats("bcedice_stats_u4_min6", segloss::cuda::plane_pass_kernel<4, SB, 6, 4>, sb);
     stats("softdice_stats_lib (no BCE value)", segloss::cuda::plane_pass_kernel<3, SD>, sd);
+    stats("bcedice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<4, SB>, sb);
+    stats("softdice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<3, SD>, sd);
     using GB = od::GradBody<float, true, true, false>;
     const GB gb{oa, ba, coef, bscale, g};
     const auto grad = [&](const char* name, auto kernel) {
@@ -465,6 +467,7 @@ int main(int argc, char** argv) {
     grad("bcedice_grad_lib", segloss::cuda::plane_pass_kernel<0, GB>);
     grad("bcedice_grad_min6", segloss::cuda::plane_pass_kernel<0, GB, 6, 8>);
     grad("bcedice_grad_u4", segloss::cuda::plane_pass_kernel<0, GB, 1, 4>);
+    grad("bcedice_grad_quad (16-byte loads, stores)", segloss::cuda::quad_pass_kernel<0, GB>);
     ck(cudaFree(coef), "free");
   }
   ck(cudaFree(x), "free");

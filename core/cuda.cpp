@@ -24,6 +24,7 @@ std::atomic<bool> g_bce_value_in_gradient{true};
 std::atomic<bool> g_bce_value_in_gradient_weighted{false};
 std::atomic<bool> g_softmax_overlap_staging{true};
 std::atomic<bool> g_last_block_tails{true};
+std::atomic<bool> g_quad_loads{true};
 }  // namespace
 
 bool cross_entropy_staging() {
@@ -64,6 +65,14 @@ bool last_block_tails() {
 
 void set_last_block_tails(bool on) {
   g_last_block_tails.store(on, std::memory_order_relaxed);
+}
+
+bool quad_loads() {
+  return g_quad_loads.load(std::memory_order_relaxed);
+}
+
+void set_quad_loads(bool on) {
+  g_quad_loads.store(on, std::memory_order_relaxed);
 }
 
 }  // namespace detail

@@ -26,8 +26,10 @@ inline size_t align_up(size_t b) {
 }
 
 // A pass over `planes` planes of `plane_size` contiguous elements (an image and channel each):
-// every plane is cut into `parts` equal ranges of `part_size` elements, one block each, block
-// b = plane * parts + part. The cut depends on the shape only.
+// every plane is cut into `parts` ranges of `part_size` elements (the last one shorter), one
+// block each, block b = plane * parts + part. The cut depends on the shape only. part_size is a
+// multiple of 4, so that a range starts where its plane's alignment allows 16-byte loads
+// (runtime.cuh quad_pass_kernel).
 struct PlaneGrid {
   int64_t planes = 0, plane_size = 0, parts = 1, part_size = 0;
   int64_t blocks() const { return planes * parts; }
@@ -40,7 +42,7 @@ inline PlaneGrid plane_grid(int64_t planes, int64_t plane_size) {
   const int64_t want = (plane_size + kMinPerBlock - 1) / kMinPerBlock;
   const int64_t cap = std::max<int64_t>(1, kTargetBlocks / std::max<int64_t>(planes, 1));
   g.parts = std::max<int64_t>(1, std::min(want, cap));
-  g.part_size = (plane_size + g.parts - 1) / g.parts;
+  g.part_size = ((plane_size + g.parts - 1) / g.parts + 3) / 4 * 4;
   return g;
 }
 
@@ -124,6 +126,15 @@ void set_softmax_overlap_staging(bool on);
 // Process-wide.
 bool last_block_tails();
 void set_last_block_tails(bool on);
+
+// Whether the passes whose bodies take 16-byte loads (the sigmoid overlap losses' statistics and
+// gradient passes: soft_dice, Jaccard, Tversky, bce_dice) run backends/cuda/runtime.cuh's
+// quad_pass_kernel (on by default): each thread takes 4 consecutive elements at a time, read and
+// written with float4 (double2) loads and stores where aligned. Off, they run plane_pass_kernel
+// with its scalar loads, as before session 16: another cut of the sums, so bits that may differ
+// in the last places. For the bench (the *_scalar_loads lines) and the tests only. Process-wide.
+bool quad_loads();
+void set_quad_loads(bool on);
 
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +

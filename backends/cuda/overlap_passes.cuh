@@ -77,6 +77,15 @@ struct PixelWeight {
   }
 };
 
+// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with 16-byte loads.
+template <class T, class In>
+__device__ __forceinline__ void read_quad(const T* x, const T* t, int64_t i, In (&in)[4]) {
+  T xv[4], tv[4];
+  load_quad(x + i, xv);
+  load_quad(t + i, tv);
+  for (int k = 0; k < 4; ++k) in[k] = {xv[k], tv[k]};
+}
+
 // kWeights: a weight may be present (the overlap's pixel weight, the BCE term's), read through
 // weight.cuh; false when the caller knows that none is: the loop then has no weight code, fewer
 // registers and more blocks per multiprocessor (bench/RESULTS.md, "CUDA on NVIDIA H200").
@@ -99,6 +108,14 @@ struct StatsBody {
       T x, t;
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+    // 16-byte loads (runtime.cuh quad_pass_kernel).
+    static constexpr bool kQuads = true;
+    __device__ __forceinline__ bool aligned(int64_t i) const {
+      return aligned16(x + i) && aligned16(t + i);
+    }
+    __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
+      read_quad(x, t, i, in);
+    }
 
     template <int K>
     __device__ __forceinline__ void operator()(int64_t s, int64_t, const In& in,
@@ -173,10 +190,26 @@ struct GradBody {
       T x, t;
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
+    // 16-byte loads and stores (runtime.cuh quad_pass_kernel); the pass stores the gradient
+    // that operator() returns. Without a weight, the float pass that sums the BCE value asks for
+    // 5 blocks per multiprocessor: ptxas (sm_90) gave it 54 registers (4 blocks; 46 in
+    // plane_pass_kernel), 48 and no spills with the bound. The others fit as they are (40 to
+    // 48 without a weight); bounded to 48 the weighted ones spilled 80 to 144 bytes.
+    static constexpr bool kQuads = true;
+    static constexpr int kMinBlocks = !kWeights && kBceValue && sizeof(T) == 4 ? 5 : 0;
+    __device__ __forceinline__ bool aligned(int64_t i) const {
+      return aligned16(x + i) && aligned16(t + i) && aligned16(grad + i);
+    }
+    __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
+      read_quad(x, t, i, in);
+    }
+    __device__ __forceinline__ void store(int64_t i, T g) const { grad[i] = g; }
+    __device__ __forceinline__ void store_quad(int64_t i, const T (&g)[4]) const {
+      cuda::store_quad(grad + i, g);
+    }
 
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
-                                               T (&acc)[K]) const {
+    __device__ __forceinline__ T operator()(int64_t s, int64_t, const In& in, T (&acc)[K]) const {
       const T xi = in.x, ti = in.t;
       T p, dp;
       std::conditional_t<kWithLog, pw::LogitWithLog<T>, pw::Logit<T>> lg;
@@ -206,7 +239,7 @@ struct GradBody {
         g += (bscale * wb) * pw::bce_logits_grad<T>(xi, zz, b.pos_weight, lg);
         if constexpr (kBceValue) acc[0] += wb * pw::bce_logits_value<T>(xi, zz, b.pos_weight, lg);
       }
-      grad[i] = g;
+      return g;
     }
   };
 

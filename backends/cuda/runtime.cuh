@@ -327,6 +327,19 @@ __device__ __forceinline__ const double* stage_sums(const double* from, int64_t 
 // are added in the element type (as the CPU adds 8 packets) before one addition in double.
 constexpr int kUnroll = 8;
 
+// One element of a pass: the body's operator() adds the element's statistics to part and, for a
+// body that writes one value per element through the pass (GradBody: its operator() returns the
+// value), the pass stores that value with at.store(i, value); a body whose operator() returns
+// nothing writes what it writes itself.
+template <class At, class In, class Part, int K>
+__device__ __forceinline__ void pass_element(const At& at, int64_t s, int64_t i, const In& in,
+                                             Part (&part)[K]) {
+  if constexpr (std::is_void_v<decltype(at(s, i, in, part))>)
+    at(s, i, in, part);
+  else
+    at.store(i, at(s, i, in, part));
+}
+
 // A pass over the grid. body.at(plane) gives the plane's view: its load(i) reads the inputs of
 // element i (an At::In), and its operator()(s, i, in, part) handles element s of the plane
 // (linear index i) from them and adds its K statistics to part (of type Body::Part, the element
@@ -338,7 +351,8 @@ constexpr int kUnroll = 8;
 // MinBlocks and Unroll: the blocks a multiprocessor must fit (__launch_bounds__; 0: no minimum,
 // as no second argument: 1 is not the same, it moved ptxas's choice for the BCE pass from 48
 // registers to 56) and the elements per step; the library's passes use the defaults,
-// bench/cuda_variants.cu tries others.
+// bench/cuda_variants.cu tries others. A body with 16-byte loads (QuadBody) runs
+// quad_pass_kernel instead, unless detail::quad_loads() is off.
 template <int K, class Body, int MinBlocks = 0, int Unroll = kUnroll>
 __global__ void __launch_bounds__(kThreads, MinBlocks)
     plane_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
@@ -364,7 +378,152 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 #pragma unroll
     for (int u = 0; u < Unroll; ++u) {
       const int64_t s = s0 + u * kThreads;
-      if (s < end) at(s, base + s, in[u], part);
+      if (s < end) pass_element(at, s, base + s, in[u], part);
+    }
+    for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
+  }
+  if constexpr (K > 0) block_sum<K>(acc, partials + blockIdx.x * K);
+}
+
+// ---- 16-byte loads and stores (session 16) ----
+// Session 13's experiment (bench/RESULTS.md, "The experiment") ran the BCE pass with float4
+// loads and stores at 0.957 of the copy against 0.909 with the library's scalar loop: a quarter
+// of the load and store instructions for the same bytes. quad_pass_kernel gives that to the
+// bodies that can take it (QuadBody), with the elements of a thread fixed by the shape alone:
+// thread t handles the quads (4 consecutive elements) t + j * 256 of its block's range, two quads
+// per step (kUnroll elements), in element order. A quad is read with 16-byte loads when the
+// block's range starts 16-byte aligned in every array the body reads and writes (cudaMalloc'd
+// tensors, plane_grid's part_size is a multiple of 4) and the quad is whole, else one element at
+// a time: the same elements in the same order either way, so a tensor at any offset gives the
+// same bits. The mapping is not plane_pass_kernel's, so the bits are not that kernel's (the
+// cut of the sums differs); detail::set_quad_loads(false) runs that kernel, for the bench's A/B.
+
+// Whether p is 16-byte aligned.
+template <class T>
+__device__ __forceinline__ bool aligned16(const T* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// The 4 elements at p (16-byte aligned): one float4 load, or two double2 loads; elsewhere (the
+// emulator, other element types) one element at a time.
+template <class T>
+__device__ __forceinline__ void load_quad(const T* p, T (&v)[4]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    const float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+  } else if constexpr (std::is_same_v<T, double>) {
+    const double2 a = reinterpret_cast<const double2*>(p)[0];
+    const double2 b = reinterpret_cast<const double2*>(p)[1];
+    v[0] = a.x;
+    v[1] = a.y;
+    v[2] = b.x;
+    v[3] = b.y;
+  } else
+#endif
+  {
+    for (int k = 0; k < 4; ++k) v[k] = p[k];
+  }
+}
+
+template <class T>
+__device__ __forceinline__ void store_quad(T* p, const T (&v)[4]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else if constexpr (std::is_same_v<T, double>) {
+    reinterpret_cast<double2*>(p)[0] = make_double2(v[0], v[1]);
+    reinterpret_cast<double2*>(p)[1] = make_double2(v[2], v[3]);
+  } else
+#endif
+  {
+    for (int k = 0; k < 4; ++k) p[k] = v[k];
+  }
+}
+
+// A body whose plane view (At) declares kQuads (and may declare kMinBlocks, quad_pass_kernel's
+// blocks per multiprocessor) and gives, besides load and operator():
+//   aligned(i):          whether every array it reads or writes is 16-byte aligned at element i;
+//   load_quad(i, in[4]): the inputs of elements i .. i + 3 (i aligned), with load_quad above;
+//   and, when its operator() returns the value to store, store(i, v) and store_quad(i, v[4]).
+template <class At, class = void>
+struct QuadView : std::false_type {};
+template <class At>
+struct QuadView<At, std::enable_if_t<At::kQuads>> : std::true_type {};
+template <class Body>
+constexpr bool QuadBody = QuadView<decltype(std::declval<const Body&>().at(0))>::value;
+
+// The blocks per multiprocessor a quad body asks of ptxas (At::kMinBlocks, 0 for none).
+template <class At, class = void>
+struct QuadMinBlocks : std::integral_constant<int, 0> {};
+template <class At>
+struct QuadMinBlocks<At, std::void_t<decltype(At::kMinBlocks)>>
+    : std::integral_constant<int, At::kMinBlocks> {};
+template <class Body>
+constexpr int quad_min_blocks = QuadMinBlocks<decltype(std::declval<const Body&>().at(0))>::value;
+
+template <int K, class Body, int MinBlocks = quad_min_blocks<Body>>
+__global__ void __launch_bounds__(kThreads, MinBlocks)
+    quad_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
+  using Part = typename Body::Part;
+  using At = decltype(body.at(0));
+  using In = typename At::In;
+  constexpr int KK = K > 0 ? K : 1;
+  constexpr int Q = kUnroll / 4;  // quads per step
+  constexpr int64_t kStride = 4 * kThreads;
+  const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
+  const int64_t begin = part_index * g.part_size;
+  const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
+  const At at = body.at(plane);
+  const int64_t first = plane * g.plane_size + begin;  // the linear index of the range's start
+  const int64_t n = end - begin;
+  const bool vec = at.aligned(first);
+  double acc[KK] = {};
+  for (int64_t q0 = 4 * static_cast<int64_t>(threadIdx.x); q0 < n; q0 += kStride * Q) {
+    In in[Q][4];
+#pragma unroll
+    for (int u = 0; u < Q; ++u) {
+      const int64_t q = q0 + u * kStride;
+      if (vec && q + 4 <= n) {
+        at.load_quad(first + q, in[u]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (q + k < n) in[u][k] = at.load(first + q + k);
+      }
+    }
+    Part part[KK] = {};
+    if constexpr (std::is_void_v<decltype(at(begin, first, in[0][0], part))>) {
+#pragma unroll
+      for (int u = 0; u < Q; ++u)
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int64_t q = q0 + u * kStride + k;
+          if (q < n) at(begin + q, first + q, in[u][k], part);
+        }
+    } else {
+      Part out[Q][4];
+#pragma unroll
+      for (int u = 0; u < Q; ++u)
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int64_t q = q0 + u * kStride + k;
+          if (q < n) out[u][k] = at(begin + q, first + q, in[u][k], part);
+        }
+#pragma unroll
+      for (int u = 0; u < Q; ++u) {
+        const int64_t q = q0 + u * kStride;
+        if (vec && q + 4 <= n) {
+          at.store_quad(first + q, out[u]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < 4; ++k)
+            if (q + k < n) at.store(first + q + k, out[u][k]);
+        }
+      }
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
   }
@@ -374,6 +533,14 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 template <int K, class Body>
 void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials) {
   if (g.blocks() == 0) return;
+  if constexpr (QuadBody<Body>) {
+    if (detail::quad_loads()) {
+      launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0,
+             call.stream(), g, body, partials);
+      call.launched();
+      return;
+    }
+  }
   launch(plane_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
          g, body, partials);
   call.launched();
