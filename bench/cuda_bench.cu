@@ -30,6 +30,10 @@
 //                     the same calls with the passes' scalar loads and stores (plane_pass_kernel)
 //                     instead of 16-byte ones (quad_pass_kernel; set_quad_loads; before
 //                     session 16): the same bytes, another cut of the sums.
+//   bce_dice_vg_forward_order, soft_dice_vg_forward_order  the same calls with the gradient
+//                     pass's blocks in index order instead of from the last range, where the
+//                     statistics pass ended (set_gradient_from_the_end; before session 16):
+//                     the same bytes and bits.
 //   cross_entropy_vg_registers  cross_entropy_vg with the logits held in registers instead of
 //                     staged through shared memory (set_cross_entropy_staging; the pass before
 //                     session 13's last change): the same bytes and bits.
@@ -324,6 +328,10 @@ int main(int argc, char** argv) {
        switched(sw::set_quad_loads, false, bce_dice_w_run)},
       {"soft_dice_vg", 5 * f4, soft_dice_run},
       {"soft_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, soft_dice_run)},
+      {"bce_dice_vg_forward_order", 5 * f4,
+       switched(sw::set_gradient_from_the_end, false, bce_dice_run)},
+      {"soft_dice_vg_forward_order", 5 * f4,
+       switched(sw::set_gradient_from_the_end, false, soft_dice_run)},
       {"cross_entropy_vg", ce_bytes, ce_run},
       {"cross_entropy_vg_registers", ce_bytes,
        switched(sw::set_cross_entropy_staging, false, ce_run)},

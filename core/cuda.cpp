@@ -25,6 +25,7 @@ std::atomic<bool> g_bce_value_in_gradient_weighted{false};
 std::atomic<bool> g_softmax_overlap_staging{true};
 std::atomic<bool> g_last_block_tails{true};
 std::atomic<bool> g_quad_loads{true};
+std::atomic<bool> g_gradient_from_the_end{true};
 }  // namespace
 
 bool cross_entropy_staging() {
@@ -73,6 +74,14 @@ bool quad_loads() {
 
 void set_quad_loads(bool on) {
   g_quad_loads.store(on, std::memory_order_relaxed);
+}
+
+bool gradient_from_the_end() {
+  return g_gradient_from_the_end.load(std::memory_order_relaxed);
+}
+
+void set_gradient_from_the_end(bool on) {
+  g_gradient_from_the_end.store(on, std::memory_order_relaxed);
 }
 
 }  // namespace detail

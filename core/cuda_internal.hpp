@@ -136,6 +136,14 @@ void set_last_block_tails(bool on);
 bool quad_loads();
 void set_quad_loads(bool on);
 
+// Whether the sigmoid overlap losses' gradient pass, when it follows their statistics pass in
+// the same call, runs its blocks from the last range to the first (on by default; with
+// quad_loads only): it then starts on the inputs the statistics pass read last, which may still
+// be in L2. Each range's partials are the same, in the same place: the same bits either way. For
+// the bench (the *_forward_order lines) and the tests only. Process-wide.
+bool gradient_from_the_end();
+void set_gradient_from_the_end(bool on);
+
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +
          3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));

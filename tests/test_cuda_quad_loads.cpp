@@ -3,7 +3,8 @@
 // any offset from a 16-byte boundary (the element-wise fallback) give the bits of aligned ones
 // (float4 / double2 on a GPU), planes that start unaligned (an odd plane size) included; and the
 // passes agree with the CPU, and with the scalar kernel they replace (quad_loads off: another cut
-// of the sums), within the parity tolerance. Each test skips with a message where no GPU is.
+// of the sums), within the parity tolerance; the gradient pass from the end (after the statistics
+// pass) gives the bits of the forward order. Each test skips with a message where no GPU is.
 #include <doctest/doctest.h>
 
 #include <functional>
@@ -23,6 +24,7 @@ namespace {
 struct RestoreQuads {
   ~RestoreQuads() {
     cuda::detail::set_quad_loads(true);
+    cuda::detail::set_gradient_from_the_end(true);
     cuda::detail::set_bce_value_in_gradient(true);
     cuda::detail::set_bce_value_in_gradient_weighted(false);
   }
@@ -122,6 +124,56 @@ TEST_CASE("cuda overlap passes: 16-byte loads and the element-wise fallback give
     offsets_give_the_same_bits<float>(s);
     offsets_give_the_same_bits<double>(s);
   }
+}
+
+TEST_CASE("cuda overlap passes: the gradient pass from the end gives the forward order's bits") {
+  // The gradient pass after the statistics pass runs its blocks from the last range
+  // (gradient_from_the_end): each range's partials (bce_dice's BCE value) in the same place.
+  SEGLOSS_REQUIRE_GPU();
+  RestoreQuads restore;
+  for (const Shape& s : {Shape{2, 3, 17, 19}, Shape{2, 2, 301, 301}}) {
+    CAPTURE(s);
+    const Tensor<float> x = gpu(randn<float>(s, 75, 3.0)), z = gpu(mask<float>(s, 76));
+    const Tensor<float> w = gpu(uniform<float>(s, 77, 0.5, 2.0));
+    cuda::detail::set_gradient_from_the_end(false);
+    const auto want = overlap_bits<float>(x, z, 0, w);
+    cuda::detail::set_gradient_from_the_end(true);
+    const auto got = overlap_bits<float>(x, z, 0, w);
+    REQUIRE(got.size() == want.size());
+    for (size_t k = 0; k < got.size(); ++k) {
+      CAPTURE(k);
+      CHECK(got[k] == want[k]);
+    }
+  }
+  // Each range's BCE partial in its own place: three planes whose BCE sums S0 > 2^60 and S1, S2
+  // ~ 100 add to other bits in plane order than in the reverse order (checked below on the CPU's
+  // per-plane sums), so a pass from the end that wrote its partials where its block index points
+  // (plane 2's sum in plane 0's place) gives another value.
+  std::vector<double> hx(75, -4.0);
+  for (int i = 0; i < 25; ++i) hx[static_cast<size_t>(i)] = -5e16;
+  const Tensor<double> x = Tensor<double>::from(hx, Shape{3, 1, 5, 5});
+  const Tensor<double> z = Tensor<double>::full(Shape{3, 1, 5, 5}, 1.0);
+  double plane_sum[3];
+  for (int64_t q = 0; q < 3; ++q) {
+    const Tensor<double> xq = Tensor<double>::view(x.data() + 25 * q, Shape{1, 1, 5, 5});
+    const Tensor<double> zq = Tensor<double>::view(z.data() + 25 * q, Shape{1, 1, 5, 5});
+    BceWithLogitsOptions<double> sum;
+    sum.reduction = Reduction::sum;
+    plane_sum[q] = bce_with_logits(xq, zq, sum)[0];
+  }
+  REQUIRE((plane_sum[0] + plane_sum[1]) + plane_sum[2] !=
+          (plane_sum[2] + plane_sum[1]) + plane_sum[0]);
+  const Tensor<double> xd = gpu(x), zd = gpu(z);
+  double value[2];
+  std::vector<uint64_t> grad[2];
+  for (int from_the_end = 0; from_the_end < 2; ++from_the_end) {
+    cuda::detail::set_gradient_from_the_end(from_the_end == 1);
+    Tensor<double> g;
+    value[from_the_end] = bce_dice_value_and_grad(xd, zd, g);
+    grad[from_the_end] = bits_of(g);
+  }
+  CHECK(bits_of(value[0]) == bits_of(value[1]));
+  CHECK(grad[0] == grad[1]);
 }
 
 TEST_CASE(

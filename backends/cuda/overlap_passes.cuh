@@ -478,6 +478,13 @@ __device__ void BceValue<T>::operator()() const {
   if (device_out) store_value(value, flag, device_out);
 }
 
+// The order of a gradient pass that follows the statistics pass over the same inputs in the same
+// call: from the end (runtime.cuh quad_pass_kernel), so that it starts on the ranges the
+// statistics pass read last, unless detail::gradient_from_the_end is off (the bench's A/B).
+inline PassOrder after_statistics() {
+  return detail::gradient_from_the_end() ? PassOrder::from_the_end : PassOrder::forward;
+}
+
 // The error of a bad class weight that a host value reports (bce_dice: its Dice term's).
 inline const char* bad_class_weight_message(bool bce_dice) {
   return bce_dice ? "options.dice.class_weight holds a negative or non-finite value (checked on "
@@ -517,12 +524,12 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
   if (!value_wanted) {
     plane_pass<0>(call, g,
                   GradBody<T, true, true, kWeights, true, false>{a, bce, coef, bce_scale, grad},
-                  nullptr);
+                  nullptr, after_statistics());
     return;
   }
   plane_pass<1>(call, g,
                 GradBody<T, true, true, kWeights, true, true>{a, bce, coef, bce_scale, grad},
-                partials);
+                partials, after_statistics());
   combine_then(call, partials, g.planes, g.parts, 1, bce_sums,
                BceValue<T>{bce_sums, f, call.value(), call.flag(), device_out});
 }
@@ -561,7 +568,7 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                            call.at<double>(kCountsOffset), call.flag(), device_out});
   if (grad)
     plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kWeights>{a, bce, coef, bce_scale, grad},
-                  nullptr);
+                  nullptr, after_statistics());
 }
 
 // The whole call: the passes (whose last step writes r.device, the device value), then the host

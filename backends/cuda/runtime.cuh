@@ -465,16 +465,23 @@ struct QuadMinBlocks<At, std::void_t<decltype(At::kMinBlocks)>>
 template <class Body>
 constexpr int quad_min_blocks = QuadMinBlocks<decltype(std::declval<const Body&>().at(0))>::value;
 
+// from_the_end: block b takes the range (and writes the partials) of block blocks - 1 - b. The
+// GPU starts the blocks in about the order of their index, so a pass that follows one over the
+// same inputs (the overlap losses' gradient pass after their statistics pass) starts on the
+// ranges that pass read last, which may still be in L2 (50 MB on an H100/H200). Each range's
+// partials are the same, in the same place: the same bits.
 template <int K, class Body, int MinBlocks = quad_min_blocks<Body>>
 __global__ void __launch_bounds__(kThreads, MinBlocks)
-    quad_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
+    quad_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials,
+                     bool from_the_end = false) {
   using Part = typename Body::Part;
   using At = decltype(body.at(0));
   using In = typename At::In;
   constexpr int KK = K > 0 ? K : 1;
   constexpr int Q = kUnroll / 4;  // quads per step
   constexpr int64_t kStride = 4 * kThreads;
-  const int64_t plane = blockIdx.x / g.parts, part_index = blockIdx.x % g.parts;
+  const int64_t block = from_the_end ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int64_t plane = block / g.parts, part_index = block % g.parts;
   const int64_t begin = part_index * g.part_size;
   const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
   const At at = body.at(plane);
@@ -527,16 +534,21 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
   }
-  if constexpr (K > 0) block_sum<K>(acc, partials + blockIdx.x * K);
+  if constexpr (K > 0) block_sum<K>(acc, partials + block * K);
 }
 
+// The order of a pass's blocks over the ranges (quad_pass_kernel's from_the_end; the scalar
+// kernel runs forward).
+enum class PassOrder { forward, from_the_end };
+
 template <int K, class Body>
-void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials) {
+void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
+                PassOrder order = PassOrder::forward) {
   if (g.blocks() == 0) return;
   if constexpr (QuadBody<Body>) {
     if (detail::quad_loads()) {
       launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0,
-             call.stream(), g, body, partials);
+             call.stream(), g, body, partials, order == PassOrder::from_the_end);
       call.launched();
       return;
     }
