@@ -26,10 +26,10 @@
 //                     element; the schedule that ran on the H200 (the BCE term in pass 1).
 //   bce_dice_weighted_vg_in_grad  the same with the BCE term summed in the gradient pass
 //                     (set_bce_value_in_gradient_weighted, off by default), for the comparison.
-//   bce_dice_vg_scalar_loads, bce_dice_weighted_vg_scalar_loads, soft_dice_vg_scalar_loads
-//                     the same calls with the passes' scalar loads and stores (plane_pass_kernel)
-//                     instead of 16-byte ones (quad_pass_kernel; set_quad_loads; before
-//                     session 16): the same bytes, another cut of the sums.
+//   bce_dice_vg_scalar_loads, soft_dice_vg_scalar_loads  the same calls with the passes'
+//                     scalar loads and stores (plane_pass_kernel) instead of 16-byte ones
+//                     (quad_pass_kernel; set_quad_loads; before session 16): the same bytes,
+//                     another cut of the sums. (The weighted passes keep the scalar ones.)
 //   bce_dice_vg_forward_order, soft_dice_vg_forward_order  the same calls with the gradient
 //                     pass's blocks in index order instead of from the last range, where the
 //                     statistics pass ended (set_gradient_from_the_end; before session 16):
@@ -324,8 +324,6 @@ int main(int argc, char** argv) {
        switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
       {"bce_vg", 3 * f4, [&] { bce_with_logits_value_and_grad(x, z, grad, value); }},
       {"bce_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, bce_dice_run)},
-      {"bce_dice_weighted_vg_scalar_loads", 7 * f4,
-       switched(sw::set_quad_loads, false, bce_dice_w_run)},
       {"soft_dice_vg", 5 * f4, soft_dice_run},
       {"soft_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, soft_dice_run)},
       {"bce_dice_vg_forward_order", 5 * f4,

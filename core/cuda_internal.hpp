@@ -127,12 +127,12 @@ void set_softmax_overlap_staging(bool on);
 bool last_block_tails();
 void set_last_block_tails(bool on);
 
-// Whether the passes whose bodies take 16-byte loads (the sigmoid overlap losses' statistics and
-// gradient passes: soft_dice, Jaccard, Tversky, bce_dice) run backends/cuda/runtime.cuh's
-// quad_pass_kernel (on by default): each thread takes 4 consecutive elements at a time, read and
-// written with float4 (double2) loads and stores where aligned. Off, they run plane_pass_kernel
-// with its scalar loads, as before session 16: another cut of the sums, so bits that may differ
-// in the last places. For the bench (the *_scalar_loads lines) and the tests only. Process-wide.
+// Whether the sigmoid overlap losses' weight-free statistics and gradient passes (soft_dice,
+// Jaccard, Tversky, bce_dice) run backends/cuda/runtime.cuh's quad_pass_kernel where every access
+// is aligned (on by default; runs_quads): each thread takes 4 consecutive elements at a time with
+// 16-byte loads and stores. Off, they run plane_pass_kernel with its scalar loads, as before
+// session 16: another cut of the sums, so bits that may differ in the last places. For the bench
+// (the *_scalar_loads lines) and the tests only. Process-wide.
 bool quad_loads();
 void set_quad_loads(bool on);
 

@@ -478,7 +478,7 @@ step "benchmark (segloss-cuda-bench, a process per case)"
 bench_ok=0
 bench_fail=0
 bench_skipped=0
-bench_deadline=$(($(date +%s) + $(cap_for 270)))  # 19 cases since session 16 (6 in session 13)
+bench_deadline=$(($(date +%s) + $(cap_for 270)))  # 18 cases since session 16 (6 in session 13)
 if [ "$have_bins" = 1 ]; then
   names=$(run_bin timeout -k 5 60 "$bench_bin" --list | grep -E '^[A-Za-z0-9_]+$')
   if [ -z "$names" ]; then
@@ -600,8 +600,8 @@ def load(name):
 ours, torch = load("cuda_bench.jsonl"), load("torch.jsonl")
 order = ["copy", "bce_dice_vg", "bce_dice_vg_stats_bce", "bce_dice_vg_tail_kernels",
          "bce_dice_vg_scalar_loads", "bce_dice_vg_forward_order", "bce_dice_weighted_vg",
-         "bce_dice_weighted_vg_in_grad", "bce_dice_weighted_vg_scalar_loads", "bce_vg",
-         "soft_dice_vg", "soft_dice_vg_scalar_loads", "soft_dice_vg_forward_order",
+         "bce_dice_weighted_vg_in_grad", "bce_vg", "soft_dice_vg", "soft_dice_vg_scalar_loads",
+         "soft_dice_vg_forward_order",
          "cross_entropy_vg", "cross_entropy_vg_registers", "cross_entropy_vg_tail_kernels",
          "softmax_dice_vg", "softmax_dice_vg_walk", "softmax_dice_vg_tail_kernels", "ce_dice_vg"]
 names = [n for n in order if n in ours or n in torch]

@@ -97,6 +97,9 @@ struct StatsBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
+  // The gradient the call's gradient pass writes, if any: the statistics pass runs with 16-byte
+  // loads only where that pass can too, so a call's passes all take one cut of the sums.
+  const T* grad = nullptr;
 
   struct At {
     const T *x, *t;
@@ -108,11 +111,9 @@ struct StatsBody {
       T x, t;
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
-    // 16-byte loads (runtime.cuh quad_pass_kernel).
-    static constexpr bool kQuads = true;
-    __device__ __forceinline__ bool aligned(int64_t i) const {
-      return aligned16(x + i) && aligned16(t + i);
-    }
+    // 16-byte loads (runtime.cuh quad_pass_kernel), for the weight-free passes only (kQuads, as
+    // GradBody's, below).
+    static constexpr bool kQuads = !kWeights;
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
       read_quad(x, t, i, in);
     }
@@ -148,6 +149,12 @@ struct StatsBody {
       }
     }
   };
+
+  // Whether the arrays quad_pass_kernel reads, and the call's gradient, are 16-byte aligned
+  // (runtime.cuh runs_quads).
+  bool aligned16() const {
+    return cuda::aligned16(a.x) && cuda::aligned16(a.t) && cuda::aligned16(grad);
+  }
 
   __device__ At at(int64_t plane) const {
     At q;
@@ -191,15 +198,14 @@ struct GradBody {
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
     // 16-byte loads and stores (runtime.cuh quad_pass_kernel); the pass stores the gradient
-    // that operator() returns. Without a weight, the float pass that sums the BCE value asks for
-    // 5 blocks per multiprocessor: ptxas (sm_90) gave it 54 registers (4 blocks; 46 in
-    // plane_pass_kernel), 48 and no spills with the bound. The others fit as they are (40 to
-    // 48 without a weight); bounded to 48 the weighted ones spilled 80 to 144 bytes.
-    static constexpr bool kQuads = true;
+    // that operator() returns. Only without a weight (ptxas, sm_90, float): there the passes
+    // keep their registers (statistics 48, gradient 42 to 48), while with a weight the quad
+    // pass took 80 registers and spilled 16 to 24 bytes where the scalar one had 64 to 80 and
+    // spilled 0 to 8. The weight-free float pass that sums the BCE value asks for 5 blocks per
+    // multiprocessor: unbounded ptxas gave it 54 registers (4 blocks; 46 in plane_pass_kernel),
+    // bounded 48 and no spills.
+    static constexpr bool kQuads = !kWeights;
     static constexpr int kMinBlocks = !kWeights && kBceValue && sizeof(T) == 4 ? 5 : 0;
-    __device__ __forceinline__ bool aligned(int64_t i) const {
-      return aligned16(x + i) && aligned16(t + i) && aligned16(grad + i);
-    }
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
       read_quad(x, t, i, in);
     }
@@ -242,6 +248,11 @@ struct GradBody {
       return g;
     }
   };
+
+  // Whether the arrays quad_pass_kernel reads and writes are 16-byte aligned (runs_quads).
+  bool aligned16() const {
+    return cuda::aligned16(a.x) && cuda::aligned16(a.t) && cuda::aligned16(grad);
+  }
 
   __device__ At at(int64_t plane) const {
     At q;
@@ -517,7 +528,7 @@ void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::L
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
   f.bce_in_gradient = true;
-  plane_pass<3>(call, g, StatsBody<T, true, true, kWeights, false>{a, bce}, partials);
+  plane_pass<3>(call, g, StatsBody<T, true, true, kWeights, false>{a, bce, grad}, partials);
   combine_then(call, partials, g.planes, g.parts, 3, sums,
                Finalize<T>{sums, 3, f, up, nullptr, coef, call.value(), bce_scale,
                            call.at<double>(kCountsOffset), call.flag()});
@@ -562,7 +573,7 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
       return;
     }
   }
-  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce}, partials);
+  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce, grad}, partials);
   combine_then(call, partials, g.planes, g.parts, K, sums,
                Finalize<T>{sums, K, f, up, scores, coef, call.value(), bce_scale,
                            call.at<double>(kCountsOffset), call.flag(), device_out});

@@ -352,7 +352,7 @@ __device__ __forceinline__ void pass_element(const At& at, int64_t s, int64_t i,
 // as no second argument: 1 is not the same, it moved ptxas's choice for the BCE pass from 48
 // registers to 56) and the elements per step; the library's passes use the defaults,
 // bench/cuda_variants.cu tries others. A body with 16-byte loads (QuadBody) runs
-// quad_pass_kernel instead, unless detail::quad_loads() is off.
+// quad_pass_kernel instead where its accesses are aligned (runs_quads).
 template <int K, class Body, int MinBlocks = 0, int Unroll = kUnroll>
 __global__ void __launch_bounds__(kThreads, MinBlocks)
     plane_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials) {
@@ -389,18 +389,19 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // Session 13's experiment (bench/RESULTS.md, "The experiment") ran the BCE pass with float4
 // loads and stores at 0.957 of the copy against 0.909 with the library's scalar loop: a quarter
 // of the load and store instructions for the same bytes. quad_pass_kernel gives that to the
-// bodies that can take it (QuadBody), with the elements of a thread fixed by the shape alone:
-// thread t handles the quads (4 consecutive elements) t + j * 256 of its block's range, two quads
-// per step (kUnroll elements), in element order. A quad is read with 16-byte loads when the
-// block's range starts 16-byte aligned in every array the body reads and writes (cudaMalloc'd
-// tensors, plane_grid's part_size is a multiple of 4) and the quad is whole, else one element at
-// a time: the same elements in the same order either way, so a tensor at any offset gives the
-// same bits. The mapping is not plane_pass_kernel's, so the bits are not that kernel's (the
-// cut of the sums differs); detail::set_quad_loads(false) runs that kernel, for the bench's A/B.
+// bodies that can take it (QuadBody): thread t handles the quads (4 consecutive elements)
+// t + j * 256 of its block's range, two quads per step (kUnroll elements), in element order, each
+// read (and its gradient written) with one 16-byte access per array: one float4, or two double2.
+// plane_pass runs it where every access is whole and aligned: the planes' size a multiple of 4
+// (plane_grid's part_size is one too, so every range starts and ends on a quad) and every array
+// the body reads or writes 16-byte aligned (cudaMalloc'd tensors are; a view may not be). Else,
+// or with detail::set_quad_loads(false), plane_pass_kernel runs: another cut of the sums (a
+// thread adds 8 elements 256 apart there), so the bits may differ in the last places between
+// the two, each deterministic.
 
-// Whether p is 16-byte aligned.
+// Whether p is 16-byte aligned (host or device).
 template <class T>
-__device__ __forceinline__ bool aligned16(const T* p) {
+inline bool aligned16(const T* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
@@ -444,11 +445,11 @@ __device__ __forceinline__ void store_quad(T* p, const T (&v)[4]) {
   }
 }
 
-// A body whose plane view (At) declares kQuads (and may declare kMinBlocks, quad_pass_kernel's
+// A quad body: its plane view (At) declares kQuads (and may declare kMinBlocks, quad_pass_kernel's
 // blocks per multiprocessor) and gives, besides load and operator():
-//   aligned(i):          whether every array it reads or writes is 16-byte aligned at element i;
-//   load_quad(i, in[4]): the inputs of elements i .. i + 3 (i aligned), with load_quad above;
-//   and, when its operator() returns the value to store, store(i, v) and store_quad(i, v[4]).
+//   load_quad(i, in[4]): the inputs of elements i .. i + 3 (i a multiple of 4), with load_quad;
+//   and, when its operator() returns the value to store, store(i, v) and store_quad(i, v[4]);
+// and the body itself (on the host) aligned16(): whether every array it reads or writes is.
 template <class At, class = void>
 struct QuadView : std::false_type {};
 template <class At>
@@ -486,50 +487,37 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   const int64_t end = begin + g.part_size < g.plane_size ? begin + g.part_size : g.plane_size;
   const At at = body.at(plane);
   const int64_t first = plane * g.plane_size + begin;  // the linear index of the range's start
-  const int64_t n = end - begin;
-  const bool vec = at.aligned(first);
+  const int64_t n = end - begin;                       // a multiple of 4
   double acc[KK] = {};
   for (int64_t q0 = 4 * static_cast<int64_t>(threadIdx.x); q0 < n; q0 += kStride * Q) {
     In in[Q][4];
 #pragma unroll
     for (int u = 0; u < Q; ++u) {
       const int64_t q = q0 + u * kStride;
-      if (vec && q + 4 <= n) {
-        at.load_quad(first + q, in[u]);
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          if (q + k < n) in[u][k] = at.load(first + q + k);
-      }
+      if (q < n) at.load_quad(first + q, in[u]);
     }
     Part part[KK] = {};
     if constexpr (std::is_void_v<decltype(at(begin, first, in[0][0], part))>) {
 #pragma unroll
-      for (int u = 0; u < Q; ++u)
+      for (int u = 0; u < Q; ++u) {
+        const int64_t q = q0 + u * kStride;
+        if (q < n)
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int64_t q = q0 + u * kStride + k;
-          if (q < n) at(begin + q, first + q, in[u][k], part);
-        }
+          for (int k = 0; k < 4; ++k) at(begin + q + k, first + q + k, in[u][k], part);
+      }
     } else {
       Part out[Q][4];
 #pragma unroll
-      for (int u = 0; u < Q; ++u)
+      for (int u = 0; u < Q; ++u) {
+        const int64_t q = q0 + u * kStride;
+        if (q < n)
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int64_t q = q0 + u * kStride + k;
-          if (q < n) out[u][k] = at(begin + q, first + q, in[u][k], part);
-        }
+          for (int k = 0; k < 4; ++k) out[u][k] = at(begin + q + k, first + q + k, in[u][k], part);
+      }
 #pragma unroll
       for (int u = 0; u < Q; ++u) {
         const int64_t q = q0 + u * kStride;
-        if (vec && q + 4 <= n) {
-          at.store_quad(first + q, out[u]);
-        } else {
-#pragma unroll
-          for (int k = 0; k < 4; ++k)
-            if (q + k < n) at.store(first + q + k, out[u][k]);
-        }
+        if (q < n) at.store_quad(first + q, out[u]);
       }
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
@@ -541,12 +529,21 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // kernel runs forward).
 enum class PassOrder { forward, from_the_end };
 
+// Whether plane_pass runs `body` with quad_pass_kernel on grid g (see above).
+template <class Body>
+bool runs_quads(const PlaneGrid& g, const Body& body) {
+  if constexpr (QuadBody<Body>)
+    return detail::quad_loads() && g.plane_size % 4 == 0 && body.aligned16();
+  else
+    return false;
+}
+
 template <int K, class Body>
 void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
                 PassOrder order = PassOrder::forward) {
   if (g.blocks() == 0) return;
   if constexpr (QuadBody<Body>) {
-    if (detail::quad_loads()) {
+    if (runs_quads(g, body)) {
       launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0,
              call.stream(), g, body, partials, order == PassOrder::from_the_end);
       call.launched();
