@@ -26,10 +26,10 @@ inline size_t align_up(size_t b) {
 }
 
 // A pass over `planes` planes of `plane_size` contiguous elements (an image and channel each):
-// every plane is cut into `parts` ranges of `part_size` elements (the last one shorter), one
-// block each, block b = plane * parts + part. The cut depends on the shape only. part_size is a
-// multiple of 4, so that a range starts where its plane's alignment allows 16-byte loads
-// (runtime.cuh quad_pass_kernel).
+// every plane is cut into `parts` ranges of `part_size` elements (the last one shorter, none
+// empty), one block each, block b = plane * parts + part. The cut depends on the shape only.
+// part_size is a multiple of 4, so that a range starts where its plane's alignment allows 16-byte
+// loads (runtime.cuh quad_pass_kernel).
 struct PlaneGrid {
   int64_t planes = 0, plane_size = 0, parts = 1, part_size = 0;
   int64_t blocks() const { return planes * parts; }
@@ -43,6 +43,9 @@ inline PlaneGrid plane_grid(int64_t planes, int64_t plane_size) {
   const int64_t cap = std::max<int64_t>(1, kTargetBlocks / std::max<int64_t>(planes, 1));
   g.parts = std::max<int64_t>(1, std::min(want, cap));
   g.part_size = ((plane_size + g.parts - 1) / g.parts + 3) / 4 * 4;
+  // Rounding part_size up can leave the last parts empty (3 planes of 4,443,657: 1,056 parts of
+  // 4,212): drop them, so that every block has elements.
+  if (g.part_size > 0) g.parts = (plane_size + g.part_size - 1) / g.part_size;
   return g;
 }
 

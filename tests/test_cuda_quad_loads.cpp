@@ -239,3 +239,27 @@ TEST_CASE(
     if (s[2] == 300) CHECK(bits[0] != bits[1]);
   }
 }
+
+TEST_CASE("cuda plane_grid: ranges of a multiple of 4 elements, none empty, covering each plane") {
+  // Host arithmetic only (core/cuda_internal.hpp): runs without a GPU. part_size rounds up to a
+  // multiple of 4 (quad_pass_kernel's ranges start on a quad); that rounding must not leave a
+  // last part empty or past the plane (3 planes of 4,443,657 elements did: 1,056 parts of 4,212).
+  for (int64_t planes : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, int64_t{64}, int64_t{3168},
+                         int64_t{5000}}) {
+    std::vector<int64_t> sizes = {0, 1, 3, 4, 5, 4095, 4096, 4097, 90601, 4443657, 1 << 20};
+    for (int64_t p = 1; p < 300000; p += 997) sizes.push_back(p);
+    for (int64_t p = 12960000; p < 12990000; p += 331) sizes.push_back(p);
+    for (const int64_t size : sizes) {
+      const cuda::detail::PlaneGrid g = cuda::detail::plane_grid(planes, size);
+      CAPTURE(planes);
+      CAPTURE(size);
+      REQUIRE(g.parts >= 1);
+      CHECK(g.part_size % 4 == 0);
+      CHECK(g.blocks() <= std::max<int64_t>(cuda::detail::kTargetBlocks, planes));
+      if (size > 0) {
+        CHECK((g.parts - 1) * g.part_size < size);  // the last part has elements
+        CHECK(g.parts * g.part_size >= size);       // the parts cover the plane
+      }
+    }
+  }
+}
