@@ -455,8 +455,15 @@ int main(int argc, char** argv) {
     stats("bcedice_stats_u4", segloss::cuda::plane_pass_kernel<4, SB, 1, 4>, sb);
     stats("bcedice_stats_u4_min6", segloss::cuda::plane_pass_kernel<4, SB, 6, 4>, sb);
     stats("softdice_stats_lib (no BCE value)", segloss::cuda::plane_pass_kernel<3, SD>, sd);
-    stats("bcedice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<4, SB>, sb);
-    stats("softdice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<3, SD>, sd);
+    // quad_pass_kernel takes a 4th argument (from_the_end): a default argument does not carry
+    // through the kernel pointer these helpers take.
+    const auto stats_quad = [&](const char* name, auto kernel, auto body) {
+      const double ms =
+          median_ms(st, reps, [&] { kernel<<<blocks, kThreads, 0, st>>>(gr, body, part, false); });
+      report(name, ms, stats_bytes, copy_gbs, host_sum(part, blocks * 4));
+    };
+    stats_quad("bcedice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<4, SB>, sb);
+    stats_quad("softdice_stats_quad (16-byte loads)", segloss::cuda::quad_pass_kernel<3, SD>, sd);
     using GB = od::GradBody<float, true, true, false>;
     const GB gb{oa, ba, coef, bscale, g};
     const auto grad = [&](const char* name, auto kernel) {
@@ -467,7 +474,12 @@ int main(int argc, char** argv) {
     grad("bcedice_grad_lib", segloss::cuda::plane_pass_kernel<0, GB>);
     grad("bcedice_grad_min6", segloss::cuda::plane_pass_kernel<0, GB, 6, 8>);
     grad("bcedice_grad_u4", segloss::cuda::plane_pass_kernel<0, GB, 1, 4>);
-    grad("bcedice_grad_quad (16-byte loads, stores)", segloss::cuda::quad_pass_kernel<0, GB>);
+    {
+      const double ms = median_ms(st, reps, [&] {
+        segloss::cuda::quad_pass_kernel<0, GB><<<blocks, kThreads, 0, st>>>(gr, gb, nullptr, false);
+      });
+      report("bcedice_grad_quad (16-byte loads, stores)", ms, grad_bytes, copy_gbs, 0);
+    }
     ck(cudaFree(coef), "free");
   }
   ck(cudaFree(x), "free");

@@ -10,6 +10,7 @@
 #include <array>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -44,10 +45,12 @@ struct Shifted {
 };
 
 // Every sigmoid overlap entry point the passes serve, on x and z (device tensors): the values'
-// and gradients' bits, in a fixed order; [0] those of the weight-free calls into a grad at
-// grad_offset, [1] those of the weight-free calls that write a gradient of their own or none (the
-// forwards, bce_dice's backward), whose passes do not depend on grad_offset, [2] those of the
-// calls with a pixel weight or a BCE weight, which run the scalar passes.
+// and gradients' bits, in a fixed order, in three lists by what decides their kernels: [0]
+// bce_dice's weight-free calls into a grad at grad_offset (x, z and the grad's alignment: its
+// BCE value may be summed in the gradient pass), [1] the other weight-free calls (x and z's:
+// soft_dice and Tversky sum nothing in their gradient pass, the forwards and bce_dice's backward
+// write no grad or one of their own), [2] the calls with a pixel or BCE weight (the scalar
+// passes always).
 template <class T>
 std::array<std::vector<std::vector<uint64_t>>, 3> overlap_bits(const Tensor<T>& x,
                                                                const Tensor<T>& z,
@@ -61,7 +64,7 @@ std::array<std::vector<std::vector<uint64_t>>, 3> overlap_bits(const Tensor<T>& 
     o.squared = variant == 1;
     o.per_image = variant != 2;
     if (variant == 2) o.weight = w;
-    auto& into = got[variant == 2 ? 2 : 0];
+    auto& into = got[variant == 2 ? 2 : 1];
     auto& own = got[variant == 2 ? 2 : 1];
     into.push_back(bits_of(soft_dice_value_and_grad(x, z, g.view, o)));
     into.push_back(bits_of(g.view));
@@ -71,8 +74,8 @@ std::array<std::vector<std::vector<uint64_t>>, 3> overlap_bits(const Tensor<T>& 
     TverskyOptions<T> to;
     to.alpha = T(0.3);
     to.beta = T(0.7);
-    got[0].push_back(bits_of(tversky_value_and_grad(x, z, g.view, to)));  // no weight
-    got[0].push_back(bits_of(g.view));
+    got[1].push_back(bits_of(tversky_value_and_grad(x, z, g.view, to)));  // no weight
+    got[1].push_back(bits_of(g.view));
   }
   for (int schedule = 0; schedule < 2; ++schedule) {
     cuda::detail::set_bce_value_in_gradient(schedule == 1);
@@ -100,9 +103,9 @@ std::array<std::vector<std::vector<uint64_t>>, 3> overlap_bits(const Tensor<T>& 
 }
 
 // On the inputs at offsets (ox, oz) elements from a 16-byte boundary and the gradient at og: the
-// bits of the quad passes (aligned copies at offset 0) where the call has no weight, the planes'
-// size is a multiple of 4 and every array the call uses is 16-byte aligned (an offset of 4
-// floats or 2 doubles), else those of the scalar passes (quad_loads off, offset 0).
+// bits of the quad passes (aligned copies at offset 0) where the call is in float without a
+// weight, the planes' size is a multiple of 4 and every array that decides (above) is 16-byte
+// aligned (an offset of 4 floats), else those of the scalar passes (quad_loads off, offset 0).
 template <class T>
 void quads_where_aligned(const Shape& s) {
   CAPTURE(s);
@@ -114,11 +117,16 @@ void quads_where_aligned(const Shape& s) {
   const auto scalar = overlap_bits<T>(x0.view, z0.view, 0, w);
   cuda::detail::set_quad_loads(true);
   const bool whole = s.numel() / (s[0] * s[1]) % 4 == 0;
+  constexpr bool kFloat = std::is_same_v<T, float>;  // double runs the scalar passes
   // Where the quad kernel runs on large planes, its sums differ from the scalar kernel's in the
   // last bits (another cut), so the checks below tell the two apart: the values in double
   // (value_and_grad's) show it; a float value or gradient may round the difference away.
-  if (whole && s.numel() > 100000) CHECK(quads[0] != scalar[0]);
+  if (kFloat && whole && s.numel() > 100000) {
+    CHECK(quads[0] != scalar[0]);
+    CHECK(quads[1] != scalar[1]);
+  }
   CHECK(quads[2] == scalar[2]);  // the weighted calls: the scalar passes either way
+  if (!kFloat) CHECK(quads == scalar);
   struct Offsets {
     int64_t x, z, g;
   };
@@ -134,7 +142,7 @@ void quads_where_aligned(const Shape& s) {
     const bool inputs_aligned = on_16(o.x) && on_16(o.z);
     for (int kind = 0; kind < 3; ++kind) {
       CAPTURE(kind);
-      const bool aligned = kind != 2 && inputs_aligned && (kind == 1 || on_16(o.g));
+      const bool aligned = kFloat && kind != 2 && inputs_aligned && (kind == 1 || on_16(o.g));
       const auto& want = (whole && aligned ? quads : scalar)[static_cast<size_t>(kind)];
       REQUIRE(got[static_cast<size_t>(kind)].size() == want.size());
       for (size_t k = 0; k < want.size(); ++k) {
@@ -155,7 +163,7 @@ TEST_CASE("cuda overlap passes: the quad pass where every access is aligned, the
   for (const Shape& s : {Shape{2, 2, 300, 302}, Shape{1, 2, 4, 6, 7}, Shape{1, 1, 1, 4},
                          Shape{2, 3, 17, 19}, Shape{2, 2, 301, 301}, Shape{1, 1, 1, 3}}) {
     quads_where_aligned<float>(s);
-    if (s.numel() < 100000) quads_where_aligned<double>(s);  // the emulator's time
+    if (s.numel() < 100000) quads_where_aligned<double>(s);  // scalar passes; the emulator's time
   }
 }
 
@@ -174,30 +182,30 @@ TEST_CASE("cuda overlap passes: the gradient pass from the end gives the forward
     const auto got = overlap_bits<float>(x, z, 0, w);
     CHECK(got == want);
   }
-  // Each range's BCE partial in its own place: three planes of 16 elements (the quad pass) whose
-  // BCE sums S0 > 2^60 and S1, S2 ~ 96 add to other bits in plane order than in the reverse order
-  // (checked below on the CPU's per-plane sums), so a pass from the end that wrote its partials
-  // where its block index points (plane 2's sum in plane 0's place) gives another value.
-  std::vector<double> hx(48, -6.0);
-  for (int i = 0; i < 16; ++i) hx[static_cast<size_t>(i)] = -8e16;
-  const Tensor<double> x = Tensor<double>::from(hx, Shape{3, 1, 4, 4});
-  const Tensor<double> z = Tensor<double>::full(Shape{3, 1, 4, 4}, 1.0);
+  // Each range's BCE partial in its own place: three float planes of 16 elements (the quad pass)
+  // whose BCE sums S0 > 2^60 and S1, S2 ~ 96 add to other bits in plane order than in the reverse
+  // order (checked below on the CPU's per-plane sums), so a pass from the end that wrote its
+  // partials where its block index points (plane 2's sum in plane 0's place) gives another value.
+  std::vector<float> hx(48, -6.0f);
+  for (int i = 0; i < 16; ++i) hx[static_cast<size_t>(i)] = -8e16f;
+  const Tensor<float> x = Tensor<float>::from(hx, Shape{3, 1, 4, 4});
+  const Tensor<float> z = Tensor<float>::full(Shape{3, 1, 4, 4}, 1.0);
   double plane_sum[3];
   for (int64_t q = 0; q < 3; ++q) {
-    const Tensor<double> xq = Tensor<double>::view(x.data() + 16 * q, Shape{1, 1, 4, 4});
-    const Tensor<double> zq = Tensor<double>::view(z.data() + 16 * q, Shape{1, 1, 4, 4});
-    BceWithLogitsOptions<double> sum;
+    const Tensor<float> xq = Tensor<float>::view(x.data() + 16 * q, Shape{1, 1, 4, 4});
+    const Tensor<float> zq = Tensor<float>::view(z.data() + 16 * q, Shape{1, 1, 4, 4});
+    BceWithLogitsOptions<float> sum;
     sum.reduction = Reduction::sum;
     plane_sum[q] = bce_with_logits(xq, zq, sum)[0];
   }
   REQUIRE((plane_sum[0] + plane_sum[1]) + plane_sum[2] !=
           (plane_sum[2] + plane_sum[1]) + plane_sum[0]);
-  const Tensor<double> xd = gpu(x), zd = gpu(z);
+  const Tensor<float> xd = gpu(x), zd = gpu(z);
   double value[2];
   std::vector<uint64_t> grad[2];
   for (int from_the_end = 0; from_the_end < 2; ++from_the_end) {
     cuda::detail::set_gradient_from_the_end(from_the_end == 1);
-    Tensor<double> g;
+    Tensor<float> g;
     value[from_the_end] = bce_dice_value_and_grad(xd, zd, g);
     grad[from_the_end] = bits_of(g);
   }
@@ -220,23 +228,30 @@ TEST_CASE(
     const Tensor<float> cpu_scores = soft_dice(x, z, per_plane);
     Tensor<float> g_cpu;
     const double cpu_bd = bce_dice_value_and_grad(x, z, g_cpu);
-    std::vector<std::vector<uint64_t>> bits[2];
+    std::vector<uint64_t> scores_bits[2], dice_bits[2], bce_bits[2];
     for (int quads = 0; quads < 2; ++quads) {
       CAPTURE(quads);
       cuda::detail::set_quad_loads(quads == 1);
       const Tensor<float> scores = soft_dice(xd, zd, per_plane);
       check_parity(cpu_scores, scores, parity_tol<float>(), "soft_dice scores");
       Tensor<float> g;
-      const double bd = bce_dice_value_and_grad(xd, zd, g);
+      BceDiceParts parts;
+      const double bd = bce_dice_value_and_grad(xd, zd, g, {}, &parts);
       CHECK(bd == doctest::Approx(cpu_bd).epsilon(parity_tol<float>()));
       check_parity(g_cpu, g, parity_tol<float>(), "bce_dice grad");
-      bits[quads] = {bits_of(scores), bits_of(bd)};
+      scores_bits[quads] = bits_of(scores);
+      dice_bits[quads] = bits_of(parts.dice);  // from the statistics pass's sums
+      bce_bits[quads] = bits_of(parts.bce);    // summed in the gradient pass (the default)
     }
     // Which pass ran: the two cut each plane's sums differently (a thread adds 4 consecutive
     // elements and the 4 at +1024 in one kernel, elements 256 apart in the other, in float before
     // double), so on 90,300 elements per plane the sums differ in their last bits. Were the switch
-    // ignored, or the quad pass never chosen, every bit would be the same.
-    if (s[2] == 300) CHECK(bits[0] != bits[1]);
+    // ignored, or the quad pass never chosen for the statistics pass or for the gradient pass, one
+    // of these would have the same bits both ways.
+    if (s[2] == 300) {
+      CHECK(dice_bits[0] != dice_bits[1]);
+      CHECK(bce_bits[0] != bce_bits[1]);
+    }
   }
 }
 

@@ -97,8 +97,10 @@ struct StatsBody {
   using Part = T;
   cpu::OverlapArgs<T> a;
   cpu::BceWithLogitsArgs<T> bce;
-  // The gradient the call's gradient pass writes, if any: the statistics pass runs with 16-byte
-  // loads only where that pass can too, so a call's passes all take one cut of the sums.
+  // bce_dice's gradient, if the call writes one: its statistics pass runs with 16-byte loads only
+  // where its gradient pass can too, so that the value (whose BCE term one schedule sums in the
+  // gradient pass) takes one cut of the sums. The other losses' gradient pass sums nothing, so
+  // their value does not depend on the gradient's alignment; they leave it null.
   const T* grad = nullptr;
 
   struct At {
@@ -111,9 +113,9 @@ struct StatsBody {
       T x, t;
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
-    // 16-byte loads (runtime.cuh quad_pass_kernel), for the weight-free passes only (kQuads, as
-    // GradBody's, below).
-    static constexpr bool kQuads = !kWeights;
+    // 16-byte loads (runtime.cuh quad_pass_kernel), for the weight-free float passes only
+    // (kQuads, as GradBody's, below).
+    static constexpr bool kQuads = !kWeights && std::is_same_v<T, float>;
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
       read_quad(x, t, i, in);
     }
@@ -198,14 +200,15 @@ struct GradBody {
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
     // 16-byte loads and stores (runtime.cuh quad_pass_kernel); the pass stores the gradient
-    // that operator() returns. Only without a weight (ptxas, sm_90, float): there the passes
-    // keep their registers (statistics 48, gradient 42 to 48), while with a weight the quad
-    // pass took 80 registers and spilled 16 to 24 bytes where the scalar one had 64 to 80 and
-    // spilled 0 to 8. The weight-free float pass that sums the BCE value asks for 5 blocks per
-    // multiprocessor: unbounded ptxas gave it 54 registers (4 blocks; 46 in plane_pass_kernel),
-    // bounded 48 and no spills.
-    static constexpr bool kQuads = !kWeights;
-    static constexpr int kMinBlocks = !kWeights && kBceValue && sizeof(T) == 4 ? 5 : 0;
+    // that operator() returns. Only in float without a weight (ptxas, sm_90): there the passes
+    // keep about their registers (statistics 40 to 60, gradient 39 to 48), while with a weight
+    // the quad kernel took 80 registers and spilled 16 to 24 bytes where the scalar one has 64 to
+    // 80 and spills 0 to 8, and in double it took 12 to 18 registers more (a block fewer per
+    // multiprocessor). The float pass that sums the BCE value and the one of probabilities ask
+    // for 5 blocks per multiprocessor: unbounded ptxas gave them 53 and 58 registers (4 blocks;
+    // 46 and 40 in plane_pass_kernel), bounded 48 and 40, no spills.
+    static constexpr bool kQuads = !kWeights && std::is_same_v<T, float>;
+    static constexpr int kMinBlocks = kBceValue || !kSigmoid ? 5 : 0;
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
       read_quad(x, t, i, in);
     }
@@ -573,7 +576,8 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
       return;
     }
   }
-  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce, grad}, partials);
+  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce, kBce ? grad : nullptr},
+                partials);
   combine_then(call, partials, g.planes, g.parts, K, sums,
                Finalize<T>{sums, K, f, up, scores, coef, call.value(), bce_scale,
                            call.at<double>(kCountsOffset), call.flag(), device_out});

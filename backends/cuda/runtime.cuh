@@ -405,6 +405,18 @@ inline bool aligned16(const T* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
+// On the emulator, where the quad accesses are element-wise, a quad that is not 16-byte aligned
+// stops the program, as a misaligned float4 access would fault on a GPU.
+template <class T>
+__device__ __forceinline__ void check_quad(const T* p) {
+#if defined(SEGLOSS_CUDA_EMULATION)
+  if (!aligned16(p))
+    segloss_emu::fail_collective("load_quad / store_quad", "a quad that is not 16-byte aligned");
+#else
+  (void)p;
+#endif
+}
+
 // The 4 elements at p (16-byte aligned): one float4 load, or two double2 loads; elsewhere (the
 // emulator, other element types) one element at a time.
 template <class T>
@@ -426,21 +438,27 @@ __device__ __forceinline__ void load_quad(const T* p, T (&v)[4]) {
   } else
 #endif
   {
+    check_quad(p);
     for (int k = 0; k < 4; ++k) v[k] = p[k];
   }
 }
 
+// The stores go through __stcs (st.global.cs, evict-first: STG.E.EF.128, as the experiment's
+// float4 variant stored; the call does not read the gradient again). Written as plain float4
+// assignments, nvcc 13.0 split the first quad's store of every step into four 32-bit stores (its
+// SASS had one STG.E.128 and four STG.E per step; found in review).
 template <class T>
 __device__ __forceinline__ void store_quad(T* p, const T (&v)[4]) {
 #if defined(__CUDA_ARCH__)
   if constexpr (std::is_same_v<T, float>) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
   } else if constexpr (std::is_same_v<T, double>) {
-    reinterpret_cast<double2*>(p)[0] = make_double2(v[0], v[1]);
-    reinterpret_cast<double2*>(p)[1] = make_double2(v[2], v[3]);
+    __stcs(reinterpret_cast<double2*>(p), make_double2(v[0], v[1]));
+    __stcs(reinterpret_cast<double2*>(p) + 1, make_double2(v[2], v[3]));
   } else
 #endif
   {
+    check_quad(p);
     for (int k = 0; k < 4; ++k) p[k] = v[k];
   }
 }
