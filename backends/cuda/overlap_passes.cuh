@@ -77,10 +77,10 @@ struct PixelWeight {
   }
 };
 
-// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with 16-byte loads.
-template <class T, class In>
-__device__ __forceinline__ void read_quad(const T* x, const T* t, int64_t i, In (&in)[4]) {
-  T xv[4], tv[4];
+// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with float4 loads.
+template <class In>
+__device__ __forceinline__ void read_quad(const float* x, const float* t, int64_t i, In (&in)[4]) {
+  float xv[4], tv[4];
   load_quad(x + i, xv);
   load_quad(t + i, tv);
   for (int k = 0; k < 4; ++k) in[k] = {xv[k], tv[k]};

@@ -391,7 +391,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
 // of the load and store instructions for the same bytes. quad_pass_kernel gives that to the
 // bodies that can take it (QuadBody): thread t handles the quads (4 consecutive elements)
 // t + j * 256 of its block's range, two quads per step (kUnroll elements), in element order, each
-// read (and its gradient written) with one 16-byte access per array: one float4, or two double2.
+// read (and its gradient written) with one float4 access per array.
 // plane_pass runs it where every access is whole and aligned: the planes' size a multiple of 4
 // (plane_grid's part_size is one too, so every range starts and ends on a quad) and every array
 // the body reads or writes 16-byte aligned (cudaMalloc'd tensors are; a view may not be). Else,
@@ -417,50 +417,32 @@ __device__ __forceinline__ void check_quad(const T* p) {
 #endif
 }
 
-// The 4 elements at p (16-byte aligned): one float4 load, or two double2 loads; elsewhere (the
-// emulator, other element types) one element at a time.
-template <class T>
-__device__ __forceinline__ void load_quad(const T* p, T (&v)[4]) {
+// The 4 floats at p (16-byte aligned): one float4 load; on the emulator one at a time. Float only:
+// the quad passes run in float (overlap_passes.cuh kQuads).
+__device__ __forceinline__ void load_quad(const float* p, float (&v)[4]) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
-  } else if constexpr (std::is_same_v<T, double>) {
-    const double2 a = reinterpret_cast<const double2*>(p)[0];
-    const double2 b = reinterpret_cast<const double2*>(p)[1];
-    v[0] = a.x;
-    v[1] = a.y;
-    v[2] = b.x;
-    v[3] = b.y;
-  } else
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  v[0] = q.x;
+  v[1] = q.y;
+  v[2] = q.z;
+  v[3] = q.w;
+#else
+  check_quad(p);
+  for (int k = 0; k < 4; ++k) v[k] = p[k];
 #endif
-  {
-    check_quad(p);
-    for (int k = 0; k < 4; ++k) v[k] = p[k];
-  }
 }
 
-// The stores go through __stcs (st.global.cs, evict-first: STG.E.EF.128, as the experiment's
-// float4 variant stored; the call does not read the gradient again). Written as plain float4
-// assignments, nvcc 13.0 split the first quad's store of every step into four 32-bit stores (its
+// The store goes through __stcs (st.global.cs, evict-first: STG.E.EF.128, as the experiment's
+// float4 variant stored; the call does not read the gradient again). Written as a plain float4
+// assignment, nvcc 13.0 split the first quad's store of every step into four 32-bit stores (its
 // SASS had one STG.E.128 and four STG.E per step; found in review).
-template <class T>
-__device__ __forceinline__ void store_quad(T* p, const T (&v)[4]) {
+__device__ __forceinline__ void store_quad(float* p, const float (&v)[4]) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) {
-    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
-  } else if constexpr (std::is_same_v<T, double>) {
-    __stcs(reinterpret_cast<double2*>(p), make_double2(v[0], v[1]));
-    __stcs(reinterpret_cast<double2*>(p) + 1, make_double2(v[2], v[3]));
-  } else
+  __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
+#else
+  check_quad(p);
+  for (int k = 0; k < 4; ++k) p[k] = v[k];
 #endif
-  {
-    check_quad(p);
-    for (int k = 0; k < 4; ++k) p[k] = v[k];
-  }
 }
 
 // A quad body: its plane view (At) declares kQuads (and may declare kMinBlocks, quad_pass_kernel's
@@ -492,13 +474,16 @@ constexpr int quad_min_blocks = QuadMinBlocks<decltype(std::declval<const Body&>
 template <int K, class Body, int MinBlocks = quad_min_blocks<Body>>
 __global__ void __launch_bounds__(kThreads, MinBlocks)
     quad_pass_kernel(const PlaneGrid g, const __grid_constant__ Body body, double* partials,
-                     bool from_the_end = false) {
+                     bool from_the_end) {
   using Part = typename Body::Part;
   using At = decltype(body.at(0));
   using In = typename At::In;
   constexpr int KK = K > 0 ? K : 1;
   constexpr int Q = kUnroll / 4;  // quads per step
   constexpr int64_t kStride = 4 * kThreads;
+  // A body whose operator() returns the element's value (GradBody), which the pass stores.
+  constexpr bool kWrites = !std::is_void_v<decltype(body.at(0)(
+      int64_t{0}, int64_t{0}, std::declval<const In&>(), std::declval<Part(&)[KK]>()))>;
   const int64_t block = from_the_end ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const int64_t plane = block / g.parts, part_index = block % g.parts;
   const int64_t begin = part_index * g.part_size;
@@ -515,23 +500,20 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
       if (q < n) at.load_quad(first + q, in[u]);
     }
     Part part[KK] = {};
-    if constexpr (std::is_void_v<decltype(at(begin, first, in[0][0], part))>) {
+    [[maybe_unused]] Part out[Q][4];  // the values a writing body returns, stored per quad
 #pragma unroll
-      for (int u = 0; u < Q; ++u) {
-        const int64_t q = q0 + u * kStride;
-        if (q < n)
+    for (int u = 0; u < Q; ++u) {
+      const int64_t q = q0 + u * kStride;
+      if (q < n)
 #pragma unroll
-          for (int k = 0; k < 4; ++k) at(begin + q + k, first + q + k, in[u][k], part);
-      }
-    } else {
-      Part out[Q][4];
-#pragma unroll
-      for (int u = 0; u < Q; ++u) {
-        const int64_t q = q0 + u * kStride;
-        if (q < n)
-#pragma unroll
-          for (int k = 0; k < 4; ++k) out[u][k] = at(begin + q + k, first + q + k, in[u][k], part);
-      }
+        for (int k = 0; k < 4; ++k) {
+          if constexpr (kWrites)
+            out[u][k] = at(begin + q + k, first + q + k, in[u][k], part);
+          else
+            at(begin + q + k, first + q + k, in[u][k], part);
+        }
+    }
+    if constexpr (kWrites) {
 #pragma unroll
       for (int u = 0; u < Q; ++u) {
         const int64_t q = q0 + u * kStride;
