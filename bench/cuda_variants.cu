@@ -52,6 +52,7 @@ Grid plane_grid(int64_t planes, int64_t plane_size, int64_t target_blocks, int64
   const int64_t cap = std::max<int64_t>(1, target_blocks / planes);
   g.parts = std::max<int64_t>(1, std::min(want, cap));
   g.part_size = ((plane_size + g.parts - 1) / g.parts + align - 1) / align * align;
+  if (g.part_size > 0) g.parts = (plane_size + g.part_size - 1) / g.part_size;  // none empty
   return g;
 }
 

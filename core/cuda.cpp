@@ -18,71 +18,27 @@ ThreadState& thread_state() {
   return state;
 }
 
-namespace {
-std::atomic<bool> g_cross_entropy_staging{true};
-std::atomic<bool> g_bce_value_in_gradient{true};
-std::atomic<bool> g_bce_value_in_gradient_weighted{false};
-std::atomic<bool> g_softmax_overlap_staging{true};
-std::atomic<bool> g_last_block_tails{true};
-std::atomic<bool> g_quad_loads{true};
-std::atomic<bool> g_gradient_from_the_end{true};
-}  // namespace
+// The switches of cuda_internal.hpp (what each one switches is written there): a relaxed atomic
+// flag with its default, its getter and its setter.
+#define SEGLOSS_CUDA_SWITCH(name, initial)           \
+  namespace {                                        \
+  std::atomic<bool> g_##name{initial};               \
+  }                                                  \
+  bool name() {                                      \
+    return g_##name.load(std::memory_order_relaxed); \
+  }                                                  \
+  void set_##name(bool on) {                         \
+    g_##name.store(on, std::memory_order_relaxed);   \
+  }
 
-bool cross_entropy_staging() {
-  return g_cross_entropy_staging.load(std::memory_order_relaxed);
-}
-
-void set_cross_entropy_staging(bool on) {
-  g_cross_entropy_staging.store(on, std::memory_order_relaxed);
-}
-
-bool bce_value_in_gradient() {
-  return g_bce_value_in_gradient.load(std::memory_order_relaxed);
-}
-
-void set_bce_value_in_gradient(bool on) {
-  g_bce_value_in_gradient.store(on, std::memory_order_relaxed);
-}
-
-bool bce_value_in_gradient_weighted() {
-  return g_bce_value_in_gradient_weighted.load(std::memory_order_relaxed);
-}
-
-void set_bce_value_in_gradient_weighted(bool on) {
-  g_bce_value_in_gradient_weighted.store(on, std::memory_order_relaxed);
-}
-
-bool softmax_overlap_staging() {
-  return g_softmax_overlap_staging.load(std::memory_order_relaxed);
-}
-
-void set_softmax_overlap_staging(bool on) {
-  g_softmax_overlap_staging.store(on, std::memory_order_relaxed);
-}
-
-bool last_block_tails() {
-  return g_last_block_tails.load(std::memory_order_relaxed);
-}
-
-void set_last_block_tails(bool on) {
-  g_last_block_tails.store(on, std::memory_order_relaxed);
-}
-
-bool quad_loads() {
-  return g_quad_loads.load(std::memory_order_relaxed);
-}
-
-void set_quad_loads(bool on) {
-  g_quad_loads.store(on, std::memory_order_relaxed);
-}
-
-bool gradient_from_the_end() {
-  return g_gradient_from_the_end.load(std::memory_order_relaxed);
-}
-
-void set_gradient_from_the_end(bool on) {
-  g_gradient_from_the_end.store(on, std::memory_order_relaxed);
-}
+SEGLOSS_CUDA_SWITCH(cross_entropy_staging, true)
+SEGLOSS_CUDA_SWITCH(bce_value_in_gradient, true)
+SEGLOSS_CUDA_SWITCH(bce_value_in_gradient_weighted, false)
+SEGLOSS_CUDA_SWITCH(softmax_overlap_staging, true)
+SEGLOSS_CUDA_SWITCH(last_block_tails, true)
+SEGLOSS_CUDA_SWITCH(quad_loads, true)
+SEGLOSS_CUDA_SWITCH(gradient_from_the_end, true)
+#undef SEGLOSS_CUDA_SWITCH
 
 }  // namespace detail
 
