@@ -17,8 +17,17 @@ namespace {
 // kWeighted: the pixel weight is present (any broadcast pattern). Without it the pass has no
 // weight code at all: the unweighted pass is the common one, and its loop is then small enough
 // for more blocks per multiprocessor (bench/RESULTS.md, "CUDA on NVIDIA H200").
-template <class T, bool kWeighted>
+// kPlain: the float, weight-free pass of a call that writes a gradient and nothing else per
+// element (no loss array, no upstream gradient per element): operator() returns the gradient
+// and quad_pass_kernel stores it, with 16-byte loads and stores (runtime.cuh, as the overlap
+// passes; session 13's experiment ran this pass so at 0.957 of the copy against 0.909 with the
+// scalar loop). The call launches it (quad_pass) only where runs_quads holds: x, z and the
+// gradient 16-byte aligned, planes of a multiple of 4. Elsewhere the general body runs on
+// plane_pass_kernel, as before: there it takes 48 registers with the value, the plain body 53.
+template <class T, bool kWeighted, bool kPlain = false>
 struct BceBody {
+  static_assert(!kPlain || (!kWeighted && std::is_same_v<T, float>),
+                "the plain BCE body is the float, weight-free quad pass's");
   using Part = T;
   cpu::BceWithLogitsArgs<T> a;
   const T* grad_scale_by;
@@ -38,11 +47,28 @@ struct BceBody {
       T x, z;
     };
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], z[i]}; }
+    static constexpr bool kQuads = kPlain;
+    // 47 registers with the value (57 unbounded: 4 blocks per multiprocessor), no spills.
+    static constexpr int kMinBlocks = kPlain ? 5 : 0;
+    __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
+      float xv[4], zv[4];
+      cuda::load_quad(x + i, xv);
+      cuda::load_quad(z + i, zv);
+      for (int k = 0; k < 4; ++k) in[k] = {xv[k], zv[k]};
+    }
+    __device__ __forceinline__ void store_quad(int64_t i, const T (&g)[4]) const {
+      cuda::store_quad(grad + i, g);
+    }
 
+    // The plain body returns the element's gradient for quad_pass_kernel to store; the other
+    // writes what the call asks itself. Zeros where `zero` (stored, not scaled: 0 times a NaN gradient
+    // would be NaN).
     template <int K>
-    __device__ __forceinline__ void operator()(int64_t s, int64_t i, const In& in,
+    __device__ __forceinline__ auto operator()(int64_t s, int64_t i, const In& in,
                                                T (&acc)[K]) const {
-      if (zero) {  // stored, not scaled: 0 times a NaN gradient would be NaN
+      if constexpr (kPlain) {
+        if (zero) return T(0);
+      } else if (zero) {
         if (grad) grad[i] = T(0);
         return;
       }
@@ -53,15 +79,23 @@ struct BceBody {
       if constexpr (kWeighted) w = weight_at(wkind, *weight, wrow, s);
       if (want_value) {
         const T l = w * pw::bce_logits_value<T>(xi, zi, pos_weight, lg);
-        if (loss) loss[i] = l;
+        if constexpr (!kPlain)
+          if (loss) loss[i] = l;
         acc[0] += l;
       }
-      if (grad) {
+      if constexpr (kPlain) {
+        return scale * pw::bce_logits_grad<T>(xi, zi, pos_weight, lg);
+      } else if (grad) {
         const T g = (scale * w) * pw::bce_logits_grad<T>(xi, zi, pos_weight, lg);
         grad[i] = grad_out ? g * grad_out[i] : g;
       }
     }
   };
+
+  // Whether the arrays quad_pass_kernel reads and writes are 16-byte aligned (runs_quads).
+  bool aligned16() const {
+    return cuda::aligned16(a.x) && cuda::aligned16(a.z) && cuda::aligned16(a.grad);
+  }
 
   __device__ At at(int64_t plane) const {
     At t;
@@ -119,19 +153,27 @@ void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
   const double* mean_scale =
       m.weight ? weight_sum_scale(call, g, l.partials, m.weight, m.count, a.planes * a.plane_size)
                : nullptr;
-  const auto pass = [&](double* partials, auto weighted) {
-    const BceBody<T, decltype(weighted)::value> body{a, grad_scale_by, mean_scale, m.zero};
+  double* partials = a.want_sum ? call.at<double>(l.partials) : nullptr;
+  const auto pass = [&](const auto& body) {
     if (partials)
       plane_pass<1>(call, g, body, partials);
     else
       plane_pass<0>(call, g, body, nullptr);
   };
-  const bool weighted = a.weight.kind != segloss::detail::BroadcastKind::absent;
-  double* partials = a.want_sum ? call.at<double>(l.partials) : nullptr;
-  if (weighted)
-    pass(partials, std::true_type{});
-  else
-    pass(partials, std::false_type{});
+  if (a.weight.kind != segloss::detail::BroadcastKind::absent) {
+    pass(BceBody<T, true>{a, grad_scale_by, mean_scale, m.zero});
+  } else {
+    // The plain body where quad_pass_kernel runs (value_and_grad, backward after a mean or sum,
+    // the split's finalize; in float, aligned; see BceBody).
+    bool quads = false;
+    if constexpr (std::is_same_v<T, float>) {
+      const BceBody<T, false, true> plain{a, grad_scale_by, mean_scale, m.zero};
+      quads = a.grad && !a.loss && !a.grad_out && runs_quads(g, plain);
+      if (quads && partials) quad_pass<1>(call, g, plain, partials);
+      if (quads && !partials) quad_pass<0>(call, g, plain, nullptr);
+    }
+    if (!quads) pass(BceBody<T, false>{a, grad_scale_by, mean_scale, m.zero});
+  }
   if (!a.want_sum) return;
   double* total = call.at<double>(l.sums);
   combine_then(call, partials, 1, g.blocks(), 1, total,

@@ -538,17 +538,23 @@ bool runs_quads(const PlaneGrid& g, const Body& body) {
     return false;
 }
 
+// quad_pass_kernel on grid g: for a caller that has checked runs_quads(g, body) itself (a body
+// made only for the quad kernel); plane_pass chooses between the two kernels.
+template <int K, class Body>
+void quad_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
+               PassOrder order = PassOrder::forward) {
+  if (g.blocks() == 0) return;
+  launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
+         g, body, partials, order == PassOrder::from_the_end);
+  call.launched();
+}
+
 template <int K, class Body>
 void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
                 PassOrder order = PassOrder::forward) {
   if (g.blocks() == 0) return;
   if constexpr (QuadBody<Body>) {
-    if (runs_quads(g, body)) {
-      launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0,
-             call.stream(), g, body, partials, order == PassOrder::from_the_end);
-      call.launched();
-      return;
-    }
+    if (runs_quads(g, body)) return quad_pass<K>(call, g, body, partials, order);
   }
   launch(plane_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
          g, body, partials);
