@@ -31,6 +31,12 @@
 //                     16-byte ones (quad_pass_kernel; set_quad_loads; before session 16, session
 //                     17 for bce_vg): the same bytes, another cut of the sums. (The weighted
 //                     passes keep the scalar ones.)
+//   bce_dice_vg_target_floats, soft_dice_vg_target_floats  the same calls with the gradient
+//                     pass reading the targets instead of the bits the statistics pass wrote of
+//                     them (set_target_bits; before session 17). min_bytes stays issue 7's (the
+//                     targets read in both passes): with the bits the calls move 4 floats and
+//                     2/32 of one per element (the bench's targets are binary), so their
+//                     fraction_of_copy is not a bandwidth fraction of the bytes they move.
 //   bce_dice_vg_forward_order, soft_dice_vg_forward_order  the same calls with the gradient
 //                     pass's blocks in index order instead of from the last range, where the
 //                     statistics pass ended (set_gradient_from_the_end; before session 16):
@@ -342,6 +348,8 @@ int main(int argc, char** argv) {
       {"soft_dice_vg_forward_order", 5 * f4,
        switched(sw::set_gradient_from_the_end, false, soft_dice_run)},
       {"bce_vg_scalar_loads", 3 * f4, switched(sw::set_quad_loads, false, bce_run)},
+      {"bce_dice_vg_target_floats", 5 * f4, switched(sw::set_target_bits, false, bce_dice_run)},
+      {"soft_dice_vg_target_floats", 5 * f4, switched(sw::set_target_bits, false, soft_dice_run)},
       {"softmax_dice_vg_walk", dice_bytes,
        switched(sw::set_softmax_overlap_staging, false, sd_run)},
       {"softmax_dice_vg_tail_kernels", dice_bytes,

@@ -38,7 +38,13 @@ SEGLOSS_CUDA_SWITCH(softmax_overlap_staging, true)
 SEGLOSS_CUDA_SWITCH(last_block_tails, true)
 SEGLOSS_CUDA_SWITCH(quad_loads, true)
 SEGLOSS_CUDA_SWITCH(gradient_from_the_end, true)
+SEGLOSS_CUDA_SWITCH(target_bits, true)
 #undef SEGLOSS_CUDA_SWITCH
+
+std::atomic<int64_t>& emulated_quad_loads() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
 
 }  // namespace detail
 

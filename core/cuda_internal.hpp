@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -146,6 +147,19 @@ void set_quad_loads(bool on);
 // the bench (the *_forward_order lines) and the tests only. Process-wide.
 bool gradient_from_the_end();
 void set_gradient_from_the_end(bool on);
+
+// Whether the sigmoid overlap losses' statistics pass, when a quad gradient pass follows it in
+// the same call, also writes the targets as bits where they are exactly +0.0 or 1.0, for the
+// gradient pass to read instead of the targets (on by default; backends/cuda/runtime.cuh
+// TargetBits): the same bits of every result either way. For the bench (the *_target_floats
+// lines) and the tests only. Process-wide.
+bool target_bits();
+void set_target_bits(bool on);
+
+// The 16-byte loads (runtime.cuh load_quad) the CPU emulator has run in this process: a count
+// for the tests of which arrays a quad pass reads (the gradient pass that reads the target bits
+// loads x alone). A GPU does not count them (0).
+std::atomic<int64_t>& emulated_quad_loads();
 
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <functional>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -30,6 +31,7 @@ struct RestoreQuads {
     cuda::detail::set_gradient_from_the_end(true);
     cuda::detail::set_bce_value_in_gradient(true);
     cuda::detail::set_bce_value_in_gradient_weighted(false);
+    cuda::detail::set_target_bits(true);
   }
 };
 
@@ -372,5 +374,131 @@ TEST_CASE(
       CHECK(got[0] == (whole && aligned ? quads : scalar)[0]);
       CHECK(got[1] == scalar[1]);
     }
+  }
+}
+
+TEST_CASE("cuda overlap passes: binary targets read as bits give every result's bits") {
+  // The statistics pass writes the targets as bits where a thread's are all +0.0 or 1.0, and the
+  // gradient pass after it reads them instead (runtime.cuh TargetBits): binary, soft and mixed
+  // targets (a few non-binary entries, -0.0 and NaN among them, so that some threads of a block
+  // read bits and others the targets), every entry point, the same bits with the switch off.
+  SEGLOSS_REQUIRE_GPU();
+  RestoreQuads restore;
+  for (const Shape& s : {Shape{2, 2, 300, 302}, Shape{2, 3, 16, 20}, Shape{1, 2, 4, 6, 8}}) {
+    CAPTURE(s);
+    const Tensor<float> x = gpu(randn<float>(s, 101, 3.0));
+    const Tensor<float> w = gpu(uniform<float>(s, 102, 0.5, 2.0));
+    Tensor<float> mixed = mask<float>(s, 103);
+    const int64_t n = mixed.numel();
+    for (const int64_t i : {int64_t{5}, n / 3, n / 2, n - 1}) mixed.data()[i] = 0.5f;
+    mixed.data()[n / 4] = -0.0f;
+    mixed.data()[n / 5] = std::numeric_limits<float>::quiet_NaN();
+    const Tensor<float> targets[] = {gpu(mask<float>(s, 104)),
+                                     gpu(uniform<float>(s, 105, 0.0, 1.0)), gpu(mixed)};
+    // Jaccard and probabilities (Activation::none: the probability passes) besides.
+    const Tensor<float> p = gpu(uniform<float>(s, 106, 0.0, 1.0));
+    const auto more_bits = [&](const Tensor<float>& z) {
+      std::vector<std::vector<uint64_t>> got;
+      Tensor<float> g;
+      got.push_back(bits_of(soft_jaccard_value_and_grad(x, z, g)));
+      got.push_back(bits_of(g));
+      SoftDiceOptions<float> probabilities;
+      probabilities.activation = Activation::none;
+      got.push_back(bits_of(soft_dice_value_and_grad(p, z, g, probabilities)));
+      got.push_back(bits_of(g));
+      return got;
+    };
+    for (int kind = 0; kind < 3; ++kind) {
+      CAPTURE(kind);
+      cuda::detail::set_target_bits(false);
+      const auto want = overlap_bits<float>(x, targets[kind], 0, w);
+      const auto want_more = more_bits(targets[kind]);
+      cuda::detail::set_target_bits(true);
+      const auto got = overlap_bits<float>(x, targets[kind], 0, w);
+      CHECK(got == want);
+      CHECK(more_bits(targets[kind]) == want_more);
+    }
+  }
+}
+
+TEST_CASE("cuda overlap passes: the gradient pass reads binary targets as bits (emulator count)") {
+  // Which arrays the passes load, counted by the emulator's load_quad: bce_dice's statistics pass
+  // loads x and t (2 quads per 4 elements), its gradient pass x alone where a thread's targets
+  // were binary, x and t elsewhere. 2 planes of 64 x 64: a range per plane, 2 steps per thread.
+  SEGLOSS_REQUIRE_GPU();
+  if (!cuda::emulated()) {
+    MESSAGE("the load count is the emulator's: nothing to count on a GPU");
+    return;
+  }
+  RestoreQuads restore;
+  const Shape s{2, 1, 64, 64};
+  const int64_t quads = s.numel() / 4;
+  const Tensor<float> x = gpu(randn<float>(s, 111, 3.0));
+  Tensor<float> one_soft = mask<float>(s, 112);
+  one_soft.data()[77] = 0.25f;  // in thread 19's first quad of range 0
+  const Tensor<float> binary = gpu(mask<float>(s, 112)), soft = gpu(uniform<float>(s, 113, 0, 1));
+  const Tensor<float> some = gpu(one_soft);
+  const Tensor<float> p = gpu(uniform<float>(s, 114, 0, 1));
+  // loss 0: bce_dice, 1: soft_dice, 2: soft_dice of probabilities (the probability passes).
+  const auto loads = [&](const Tensor<float>& z, bool bits, int loss) {
+    cuda::detail::set_target_bits(bits);
+    Tensor<float> g;
+    SoftDiceOptions<float> probabilities;
+    probabilities.activation = Activation::none;
+    const int64_t before = cuda::detail::emulated_quad_loads().load();
+    if (loss == 0) bce_dice_value_and_grad(x, z, g);
+    if (loss == 1) soft_dice_value_and_grad(x, z, g);
+    if (loss == 2) soft_dice_value_and_grad(p, z, g, probabilities);
+    return cuda::detail::emulated_quad_loads().load() - before;
+  };
+  for (int loss = 0; loss < 3; ++loss) {
+    CAPTURE(loss);
+    CHECK(loads(binary, false, loss) == 4 * quads);
+    CHECK(loads(binary, true, loss) == 3 * quads);
+    CHECK(loads(soft, true, loss) == 4 * quads);
+    // Thread 19 of range 0 reads its targets again: its 4 quads (2 steps of 2).
+    CHECK(loads(some, true, loss) == 3 * quads + 4);
+  }
+  // A caller's workspace just big enough for the call without the bits (found by search: the
+  // smallest that does not raise) runs without them, with the same results; one with room for
+  // them takes them. The bits never make a call raise that ran before.
+  const auto device_buffer = [](size_t bytes) {
+    return Tensor<double>::empty(Shape{static_cast<int64_t>(bytes / sizeof(double) + 1)},
+                                 Device::cuda);
+  };
+  const Tensor<double> ws = device_buffer(cuda::workspace_size(s) + 4096);
+  const auto runs_in = [&](size_t bytes) {
+    cuda::WorkspaceScope scope(ws.data(), bytes);
+    try {
+      Tensor<float> g;
+      bce_dice_value_and_grad(x, binary, g);
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  };
+  cuda::detail::set_target_bits(false);
+  size_t lo = 0, hi = cuda::workspace_size(s);  // runs_in(hi), not runs_in(lo)
+  REQUIRE(runs_in(hi));
+  REQUIRE(!runs_in(lo));
+  while (hi - lo > 1) (runs_in((lo + hi) / 2) ? hi : lo) = (lo + hi) / 2;
+  Tensor<float> g_want, g_got;
+  const double want = bce_dice_value_and_grad(x, binary, g_want);
+  {
+    cuda::WorkspaceScope scope(ws.data(), hi);
+    cuda::detail::set_target_bits(true);
+    const int64_t before = cuda::detail::emulated_quad_loads().load();
+    const double got = bce_dice_value_and_grad(x, binary, g_got);
+    CHECK(cuda::detail::emulated_quad_loads().load() - before == 4 * quads);
+    CHECK(bits_of(got) == bits_of(want));
+    CHECK(bits_of(g_got) == bits_of(g_want));
+  }
+  {
+    cuda::WorkspaceScope scope(ws.data(), hi + 4096);
+    const int64_t before = cuda::detail::emulated_quad_loads().load();
+    const double got = bce_dice_value_and_grad(x, binary, g_got);
+    CHECK(cuda::detail::emulated_quad_loads().load() - before == 3 * quads);
+    CHECK(bits_of(got) == bits_of(want));
+    CHECK(bits_of(g_got) == bits_of(g_want));
   }
 }

@@ -236,7 +236,10 @@ TEST_CASE("cuda runtime: a captured graph stays valid when a larger call grows t
     CHECK(same_bits(gs, eager_grad));
 
     // Under capture the pool cannot grow: a larger call raises before it enqueues anything.
-    const Shape huge{2, 3, 128, 128};
+    // Larger than the big call with its target bits (12 blocks: 9 KiB of bits, backends/cuda/
+    // runtime.cuh TargetBits), which under capture the call would do without: 512 blocks'
+    // partials alone (16 KiB).
+    const Shape huge{8, 16, 128, 128};
     const auto xh = gpu(randn<float>(huge, 17)), zh = gpu(mask<float>(huge, 18));
     Tensor<float> gh = Tensor<float>::empty(huge, Device::cuda);
     REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);

@@ -77,13 +77,21 @@ struct PixelWeight {
   }
 };
 
-// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with float4 loads.
+// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with float4 loads;
+// read_quad_x: x alone (the gradient pass that reads the targets as bits, runtime.cuh
+// TargetBits).
 template <class In>
 __device__ __forceinline__ void read_quad(const float* x, const float* t, int64_t i, In (&in)[4]) {
   float xv[4], tv[4];
   load_quad(x + i, xv);
   load_quad(t + i, tv);
   for (int k = 0; k < 4; ++k) in[k] = {xv[k], tv[k]};
+}
+template <class In>
+__device__ __forceinline__ void read_quad_x(const float* x, int64_t i, In (&in)[4]) {
+  float xv[4];
+  load_quad(x + i, xv);
+  for (int k = 0; k < 4; ++k) in[k].x = xv[k];
 }
 
 // kWeights: a weight may be present (the overlap's pixel weight, the BCE term's), read through
@@ -102,12 +110,15 @@ struct StatsBody {
   // gradient pass) takes one cut of the sums. The other losses' gradient pass sums nothing, so
   // their value does not depend on the gradient's alignment; they leave it null.
   const T* grad = nullptr;
+  TargetBits bits = {};  // where the quad pass writes the targets as bits (none: data null)
 
   struct At {
     const T *x, *t;
     bool squared;
     PixelWeight<T> w;
     BcePlane<T> b;
+    TargetBits bits;
+    static constexpr int kTargetBits = 1;  // writes them (runtime.cuh)
 
     struct In {
       T x, t;
@@ -165,6 +176,7 @@ struct StatsBody {
     q.squared = a.squared;
     q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
+    q.bits = bits;
     return q;
   }
 };
@@ -186,6 +198,7 @@ struct GradBody {
   const double* coef;       // a_p at [plane], b_p at [planes + plane]
   const double* bce_scale;  // the BCE term's gradient scale (finalize wrote it)
   T* grad;
+  TargetBits bits = {};  // the statistics pass's target bits, read instead of t (none: data null)
 
   struct At {
     const T *x, *t;
@@ -194,6 +207,8 @@ struct GradBody {
     bool squared;
     PixelWeight<T> w;
     BcePlane<T> b;
+    TargetBits bits;
+    static constexpr int kTargetBits = 2;  // reads them (runtime.cuh)
 
     struct In {
       T x, t;
@@ -201,16 +216,20 @@ struct GradBody {
     __device__ __forceinline__ In load(int64_t i) const { return {x[i], t[i]}; }
     // 16-byte loads and stores (runtime.cuh quad_pass_kernel); the pass stores the gradient
     // that operator() returns. Only in float without a weight (ptxas, sm_90): there the passes
-    // keep about their registers (statistics 40 to 60, gradient 39 to 48), while with a weight
-    // the quad kernel took 80 registers and spilled 16 to 24 bytes where the scalar one has 64 to
-    // 80 and spills 0 to 8, and in double it took 12 to 18 registers more (a block fewer per
-    // multiprocessor). The float pass that sums the BCE value and the one of probabilities ask
-    // for 5 blocks per multiprocessor: unbounded ptxas gave them 53 and 58 registers (4 blocks;
-    // 46 and 40 in plane_pass_kernel), bounded 48 and 40, no spills.
+    // keep about their registers (session 16, before the target bits: statistics 40 to 60,
+    // gradient 39 to 48; with them 40 to 55 and 41 to 48), while with a weight the quad kernel
+    // took 80 registers and spilled 16 to 24 bytes where the scalar one has 64 to 80 and spills
+    // 0 to 8, and in double it took 12 to 18 registers more (a block fewer per multiprocessor).
+    // The float pass that sums the BCE value and the one of probabilities ask for 5 blocks per
+    // multiprocessor: unbounded ptxas gave them 53 and 58 registers (4 blocks; 46 and 40 in
+    // plane_pass_kernel), bounded 48 and 40 (41 with the target bits), no spills.
     static constexpr bool kQuads = !kWeights && std::is_same_v<T, float>;
     static constexpr int kMinBlocks = kBceValue || !kSigmoid ? 5 : 0;
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
       read_quad(x, t, i, in);
+    }
+    __device__ __forceinline__ void load_quad_x(int64_t i, In (&in)[4]) const {
+      read_quad_x(x, i, in);
     }
     __device__ __forceinline__ void store(int64_t i, T g) const { grad[i] = g; }
     __device__ __forceinline__ void store_quad(int64_t i, const T (&g)[4]) const {
@@ -268,9 +287,29 @@ struct GradBody {
     q.squared = a.squared;
     q.w = PixelWeight<T>::make(a, plane);
     if constexpr (kBce) q.b = BcePlane<T>::make(bce, plane);
+    q.bits = bits;
     return q;
   }
 };
+
+// Gives a statistics pass and the gradient pass after it (in the same call) the target bits
+// where both run quad_pass_kernel (runtime.cuh TargetBits); else neither has them.
+template <class Stats, class Grad>
+void share_target_bits(const PlaneGrid& g, Stats& stats, Grad& grad, const TargetBits& bits) {
+  if (bits.data && runs_quads(g, stats) && runs_quads(g, grad)) stats.bits = grad.bits = bits;
+}
+
+// A pass of the overlap bodies: with the target bits, quad_pass_kernel without asking
+// runs_quads again (share_target_bits did: both passes must run it, even if another thread
+// switches quad_loads in between); else plane_pass's choice.
+template <int K, class Body>
+void overlap_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
+                  PassOrder order = PassOrder::forward) {
+  if constexpr (QuadBody<Body>) {
+    if (body.bits.data) return quad_pass<K>(call, g, body, partials, order);
+  }
+  plane_pass<K>(call, g, body, partials, order);
+}
 
 // Offset in the call's header of the counts of scores kept and skipped (two doubles), which
 // finalize leaves for a caller that asks for them (the softmax losses keep their first bad label
@@ -523,27 +562,32 @@ inline const char* bad_class_weight_message(bool bce_dice) {
 template <class T, bool kWeights>
 void run_value_in_gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                            const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
-                           OverlapForm f, Upstream<T> up, T* grad, T* device_out,
-                           bool value_wanted) {
+                           OverlapForm f, Upstream<T> up, T* grad, T* device_out, bool value_wanted,
+                           const TargetBits& bits) {
   double* partials = call.at<double>(l.partials);
   double* sums = call.at<double>(l.sums);
   double* bce_sums = sums + 3 * g.planes;
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
   f.bce_in_gradient = true;
-  plane_pass<3>(call, g, StatsBody<T, true, true, kWeights, false>{a, bce, grad}, partials);
-  combine_then(call, partials, g.planes, g.parts, 3, sums,
-               Finalize<T>{sums, 3, f, up, nullptr, coef, call.value(), bce_scale,
-                           call.at<double>(kCountsOffset), call.flag()});
+  StatsBody<T, true, true, kWeights, false> stats{a, bce, grad};
+  const auto statistics = [&] {
+    overlap_pass<3>(call, g, stats, partials);
+    combine_then(call, partials, g.planes, g.parts, 3, sums,
+                 Finalize<T>{sums, 3, f, up, nullptr, coef, call.value(), bce_scale,
+                             call.at<double>(kCountsOffset), call.flag()});
+  };
   if (!value_wanted) {
-    plane_pass<0>(call, g,
-                  GradBody<T, true, true, kWeights, true, false>{a, bce, coef, bce_scale, grad},
-                  nullptr, after_statistics());
+    GradBody<T, true, true, kWeights, true, false> gradient{a, bce, coef, bce_scale, grad};
+    share_target_bits(g, stats, gradient, bits);
+    statistics();
+    overlap_pass<0>(call, g, gradient, nullptr, after_statistics());
     return;
   }
-  plane_pass<1>(call, g,
-                GradBody<T, true, true, kWeights, true, true>{a, bce, coef, bce_scale, grad},
-                partials, after_statistics());
+  GradBody<T, true, true, kWeights, true, true> gradient{a, bce, coef, bce_scale, grad};
+  share_target_bits(g, stats, gradient, bits);
+  statistics();
+  overlap_pass<1>(call, g, gradient, partials, after_statistics());
   combine_then(call, partials, g.planes, g.parts, 1, bce_sums,
                BceValue<T>{bce_sums, f, call.value(), call.flag(), device_out});
 }
@@ -556,7 +600,7 @@ template <class T, bool kSigmoid, bool kBce, bool kWeights = true>
 void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                 const cpu::OverlapArgs<T>& a, const cpu::BceWithLogitsArgs<T>& bce,
                 const OverlapForm& f, Upstream<T> up, T* grad, T* scores, T* device_out,
-                bool value_wanted = true) {
+                bool value_wanted, const TargetBits& bits) {
   constexpr int K = kBce ? 4 : 3;
   double* partials = call.at<double>(l.partials);
   double* sums = call.at<double>(l.sums);
@@ -572,18 +616,19 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
     const bool in_gradient =
         kWeights ? detail::bce_value_in_gradient_weighted() : detail::bce_value_in_gradient();
     if (grad && !scores && in_gradient) {
-      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, device_out, value_wanted);
+      run_value_in_gradient<T, kWeights>(call, g, l, a, bce, f, up, grad, device_out, value_wanted,
+                                         bits);
       return;
     }
   }
-  plane_pass<K>(call, g, StatsBody<T, kSigmoid, kBce, kWeights>{a, bce, kBce ? grad : nullptr},
-                partials);
+  StatsBody<T, kSigmoid, kBce, kWeights> stats{a, bce, kBce ? grad : nullptr};
+  GradBody<T, kSigmoid, kBce, kWeights> gradient{a, bce, coef, bce_scale, grad};
+  if (grad) share_target_bits(g, stats, gradient, bits);
+  overlap_pass<K>(call, g, stats, partials);
   combine_then(call, partials, g.planes, g.parts, K, sums,
                Finalize<T>{sums, K, f, up, scores, coef, call.value(), bce_scale,
                            call.at<double>(kCountsOffset), call.flag(), device_out});
-  if (grad)
-    plane_pass<0>(call, g, GradBody<T, kSigmoid, kBce, kWeights>{a, bce, coef, bce_scale, grad},
-                  nullptr, after_statistics());
+  if (grad) overlap_pass<0>(call, g, gradient, nullptr, after_statistics());
 }
 
 // The whole call: the passes (whose last step writes r.device, the device value), then the host
@@ -598,31 +643,50 @@ void run(const char* function, const cpu::OverlapArgs<T>& a, const cpu::BceWithL
          OverlapCounts* counts = nullptr, const T* bce_weight = nullptr,
          int64_t bce_weight_count = 0, double* host_parts = nullptr) {
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
-  const detail::Layout l = detail::layout(g, kBce ? 4 : 3);
+  detail::Layout l = detail::layout(g, kBce ? 4 : 3);
+  constexpr auto absent = segloss::detail::BroadcastKind::absent;
+  const bool plain = a.weight.kind == absent && (!kBce || bce.weight.kind == absent);
+  // The target bits' region (runtime.cuh TargetBits) where the passes may take them: a float
+  // call with a gradient and no weight (share_target_bits decides), whose workspace can hold
+  // them (a caller's of cuda::workspace_size() bytes, or the pool under capture, may not: the
+  // call then reads the targets, with the same results).
+  const size_t bits_at = l.total;
+  const size_t bits_bytes =
+      detail::align_up(static_cast<size_t>(g.blocks() * target_bits_range_bytes(g)));
+  const bool may_pack = std::is_same_v<T, float> && plain && grad && detail::target_bits() &&
+                        detail::quad_loads() && a.plane_size % 4 == 0 && aligned16(a.x) &&
+                        aligned16(a.t) && aligned16(grad) &&
+                        detail::workspace_holds(bits_at + bits_bytes);
+  const int64_t range_bytes = may_pack ? target_bits_range_bytes(g) : 0;
+  if (may_pack) l.total += bits_bytes;
   Call call(function, l.total);
+  const TargetBits bits{may_pack ? call.at<uint8_t>(bits_at) : nullptr, range_bytes};
   if (kBce && host_parts) f.parts = call.at<double>(header::kParts);
   if (kBce && bce_weight)
     f.bce_scale_by = weight_sum_scale(call, g, l.partials, bce_weight, bce_weight_count,
                                       a.planes * a.plane_size);
-  constexpr auto absent = segloss::detail::BroadcastKind::absent;
-  const bool plain = a.weight.kind == absent && (!kBce || bce.weight.kind == absent);
+  const bool value_wanted = !kBce || r.host || r.device || host_parts;
+  const auto passes = [&](auto sigmoid, auto bce_term, auto weights) {
+    run_passes<T, decltype(sigmoid)::value, decltype(bce_term)::value, decltype(weights)::value>(
+        call, g, l, a, bce, f, up, grad, scores, r.device, value_wanted, bits);
+  };
+  using yes = std::true_type;
+  using no = std::false_type;
   if constexpr (kBce) {  // bce_dice reads logits: always the sigmoid
-    const bool value_wanted = r.host || r.device || host_parts;
     if (plain)
-      run_passes<T, true, true, false>(call, g, l, a, bce, f, up, grad, scores, r.device,
-                                       value_wanted);
+      passes(yes{}, yes{}, no{});
     else
-      run_passes<T, true, true>(call, g, l, a, bce, f, up, grad, scores, r.device, value_wanted);
+      passes(yes{}, yes{}, yes{});
   } else if (a.sigmoid) {
     if (plain)
-      run_passes<T, true, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
+      passes(yes{}, no{}, no{});
     else
-      run_passes<T, true, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
+      passes(yes{}, no{}, yes{});
   } else {
     if (plain)
-      run_passes<T, false, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
+      passes(no{}, no{}, no{});
     else
-      run_passes<T, false, false>(call, g, l, a, bce, f, up, grad, scores, r.device);
+      passes(no{}, no{}, yes{});
   }
   if (counts) {  // asked for: copied back, with a wait
     double c[2];

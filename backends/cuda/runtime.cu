@@ -240,18 +240,29 @@ void release_pool() {
   cudaSetDevice(current);
 }
 
+namespace {
+
+// The caller's workspace (ts.workspace, not null): its first kAlign-aligned byte, and the bytes
+// from there.
+std::pair<char*, size_t> usable_workspace(const detail::ThreadState& ts) {
+  const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
+  const uintptr_t aligned = (start + detail::kAlign - 1) / detail::kAlign * detail::kAlign;
+  const size_t usable =
+      ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
+  return {reinterpret_cast<char*>(aligned), usable};
+}
+
+}  // namespace
+
 Call::Call(const char* function, size_t bytes) : function_(function), stream_(thread_stream()) {
   const detail::ThreadState& ts = detail::thread_state();
   if (ts.workspace) {
-    const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
-    const uintptr_t aligned = (start + detail::kAlign - 1) / detail::kAlign * detail::kAlign;
-    const size_t usable =
-        ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
+    const auto [aligned, usable] = usable_workspace(ts);
     SEGLOSS_CHECK(usable >= bytes, function, "the caller's workspace holds ", ts.workspace_bytes,
                   " bytes but this call needs ", bytes + detail::kAlign,
                   " (core/cuda.hpp: cuda::workspace_size, or the size query of this "
                   "function's own workspace where it has one)");
-    base_ = reinterpret_cast<char*>(aligned);
+    base_ = aligned;
   } else {
     base_ = static_cast<char*>(lease(function, stream_, kWorkspace, bytes, lock_));
   }
@@ -283,10 +294,7 @@ ScratchLease::ScratchLease(const char* function, size_t bytes) {
 void reserve_workspace(const char* function, size_t bytes) {
   const ThreadState& ts = thread_state();
   if (ts.workspace) {  // a caller's buffer: Call's check, before any term enqueues
-    const auto start = reinterpret_cast<uintptr_t>(ts.workspace);
-    const uintptr_t aligned = (start + kAlign - 1) / kAlign * kAlign;
-    const size_t usable =
-        ts.workspace_bytes > aligned - start ? ts.workspace_bytes - (aligned - start) : 0;
+    const size_t usable = usable_workspace(ts).second;
     SEGLOSS_CHECK(usable + kAlign >= bytes, function, "the caller's workspace holds ",
                   ts.workspace_bytes, " bytes but this call needs ", bytes,
                   " (core/cuda.hpp: cuda::workspace_size)");
@@ -294,6 +302,18 @@ void reserve_workspace(const char* function, size_t bytes) {
   }
   std::unique_lock<std::mutex> lock;
   lease(function, thread_stream(), kWorkspace, bytes, lock);
+}
+
+bool workspace_holds(size_t bytes) {
+  const ThreadState& ts = thread_state();
+  if (ts.workspace) return usable_workspace(ts).second >= bytes;
+  const cudaStream_t s = thread_stream();
+  if (!capturing(s)) return true;  // the pool may grow
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  PoolEntry& e = pool_entry(device, s, kWorkspace);
+  std::lock_guard<std::mutex> g(e.mutex);
+  return e.bytes >= bytes;
 }
 
 void copy_on_stream(const char* function, void* dst, const void* src, size_t bytes) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <tuple>
@@ -172,6 +173,14 @@ static_assert(kTicket % alignof(unsigned) == 0 && kFirstBad % alignof(unsigned l
                   kParts % alignof(double) == 0,
               "a header slot is misaligned");
 }  // namespace header
+
+// Whether a call on the current stream can have a workspace of `bytes` without an error: the
+// caller's WorkspaceScope holds them, or the pool holds them or may grow (not under graph
+// capture). For a call that uses more workspace only to go faster (the overlap losses' target
+// bits): it keeps to cuda::workspace_size() otherwise.
+namespace detail {
+bool workspace_holds(size_t bytes);
+}  // namespace detail
 
 // One library call on the current stream: its workspace (from the caller's WorkspaceScope, or
 // the pool of this device and stream, locked for the call's lifetime so that calls from other
@@ -428,6 +437,9 @@ __device__ __forceinline__ void load_quad(const float* p, float (&v)[4]) {
   v[3] = q.w;
 #else
   check_quad(p);
+#if defined(SEGLOSS_CUDA_EMULATION)
+  detail::emulated_quad_loads().fetch_add(1, std::memory_order_relaxed);
+#endif
   for (int k = 0; k < 4; ++k) v[k] = p[k];
 #endif
 }
@@ -466,6 +478,49 @@ struct QuadMinBlocks<At, std::void_t<decltype(At::kMinBlocks)>>
 template <class Body>
 constexpr int quad_min_blocks = QuadMinBlocks<decltype(std::declval<const Body&>().at(0))>::value;
 
+// ---- Binary targets as bits (session 17) ----
+// A quad body's plane view may declare kTargetBits: 1 for a pass that writes, next to its work,
+// one bit per target element (t == 1) and per thread whether all its targets were exactly +0.0
+// or 1.0 (the statistics pass); 2 for a pass over the same grid that reads them instead of the
+// targets where that thread's were (the gradient pass after it, in the same call). Its `bits`
+// (a TargetBits) says where; a null `data` turns it off. The bits of a range (of its block) are
+// kThreads flag bytes (thread t's at t), then kThreads bytes per step (thread t's at
+// kThreads * (step + 1) + t: bit 4 u + k is element k of its quad u), so each access of a warp is
+// 32 consecutive bytes, and the gradient pass (whose blocks may run the ranges from the end)
+// reads what the same thread of the same range wrote. Only +0.0 and 1.0 count as binary, so
+// the targets come back with their bits: the same gradient and values. The gradient pass then
+// reads 1/32 of the targets' bytes; soft and other targets (a thread's at a time) read them.
+struct TargetBits {
+  uint8_t* data = nullptr;
+  int64_t range_bytes = 0;  // kThreads * (steps + 1)
+};
+
+// The bytes of one range's bits on grid g (a step of quad_pass_kernel takes 4 * kThreads *
+// kQuadsPerStep elements of the range).
+constexpr int kQuadsPerStep = kUnroll / 4;
+inline int64_t target_bits_range_bytes(const PlaneGrid& g) {
+  const int64_t per_step = 4 * kThreads * kQuadsPerStep;
+  return kThreads * ((g.part_size + per_step - 1) / per_step + 1);
+}
+
+template <class At, class = void>
+struct TargetBitsMode : std::integral_constant<int, 0> {};
+template <class At>
+struct TargetBitsMode<At, std::void_t<decltype(At::kTargetBits)>>
+    : std::integral_constant<int, At::kTargetBits> {};
+
+// A float's bits (host or device).
+__host__ __device__ __forceinline__ uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+constexpr uint32_t kOneBits = 0x3f800000u;  // 1.0f
+
 // from_the_end: block b takes the range (and writes the partials) of block blocks - 1 - b. The
 // GPU starts the blocks in about the order of their index, so a pass that follows one over the
 // same inputs (the overlap losses' gradient pass after their statistics pass) starts on the
@@ -479,7 +534,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   using At = decltype(body.at(0));
   using In = typename At::In;
   constexpr int KK = K > 0 ? K : 1;
-  constexpr int Q = kUnroll / 4;  // quads per step
+  constexpr int Q = kQuadsPerStep;
+  constexpr int kBits = TargetBitsMode<At>::value;  // 1: writes the target bits, 2: reads them
   constexpr int64_t kStride = 4 * kThreads;
   // A body whose operator() returns the element's value (GradBody), which the pass stores.
   constexpr bool kWrites = !std::is_void_v<decltype(body.at(0)(
@@ -492,12 +548,51 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
   const int64_t first = plane * g.plane_size + begin;  // the linear index of the range's start
   const int64_t n = end - begin;                       // a multiple of 4
   double acc[KK] = {};
-  for (int64_t q0 = 4 * static_cast<int64_t>(threadIdx.x); q0 < n; q0 += kStride * Q) {
+  [[maybe_unused]] uint8_t* bits = nullptr;  // this range's target bits (TargetBits)
+  [[maybe_unused]] bool packed = false;      // kBits == 2: read this thread's targets as bits
+  [[maybe_unused]] bool binary = true;       // kBits == 1: every target so far +0.0 or 1.0
+  if constexpr (kBits != 0) {
+    if (at.bits.data) bits = at.bits.data + block * at.bits.range_bytes;
+    if constexpr (kBits == 2) packed = bits && bits[threadIdx.x];
+  }
+  // This thread's byte of the step in bits.
+  int64_t step_byte = kThreads + static_cast<int64_t>(threadIdx.x);
+  for (int64_t q0 = 4 * static_cast<int64_t>(threadIdx.x); q0 < n;
+       q0 += kStride * Q, step_byte += kThreads) {
     In in[Q][4];
+    if (packed) {
+      if constexpr (kBits == 2) {
+        const uint32_t byte = bits[step_byte];
 #pragma unroll
-    for (int u = 0; u < Q; ++u) {
-      const int64_t q = q0 + u * kStride;
-      if (q < n) at.load_quad(first + q, in[u]);
+        for (int u = 0; u < Q; ++u) {
+          const int64_t q = q0 + u * kStride;
+          if (q < n) at.load_quad_x(first + q, in[u]);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) in[u][k].t = (byte >> (4 * u + k)) & 1u ? Part(1) : Part(0);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < Q; ++u) {
+        const int64_t q = q0 + u * kStride;
+        if (q < n) at.load_quad(first + q, in[u]);
+      }
+    }
+    if constexpr (kBits == 1) {
+      if (bits) {
+        uint32_t byte = 0;
+#pragma unroll
+        for (int u = 0; u < Q; ++u) {
+          if (q0 + u * kStride >= n) continue;
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const uint32_t b = float_bits(in[u][k].t);
+            binary = binary && (b == 0u || b == kOneBits);
+            byte |= static_cast<uint32_t>(b == kOneBits) << (4 * u + k);
+          }
+        }
+        bits[step_byte] = static_cast<uint8_t>(byte);
+      }
     }
     Part part[KK] = {};
     [[maybe_unused]] Part out[Q][4];  // the values a writing body returns, stored per quad
@@ -522,6 +617,8 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
   }
+  if constexpr (kBits == 1)
+    if (bits) bits[threadIdx.x] = binary;
   if constexpr (K > 0) block_sum<K>(acc, partials + block * K);
 }
 
