@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <tuple>
@@ -24,6 +23,7 @@
 #include "../../core/cuda.hpp"
 #include "../../core/cuda_internal.hpp"
 #include "../../core/error.hpp"
+#include "../../core/half.hpp"
 
 namespace segloss {
 namespace cuda {
@@ -509,16 +509,6 @@ template <class At>
 struct TargetBitsMode<At, std::void_t<decltype(At::kTargetBits)>>
     : std::integral_constant<int, At::kTargetBits> {};
 
-// A float's bits (host or device).
-__host__ __device__ __forceinline__ uint32_t float_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-#endif
-}
 constexpr uint32_t kOneBits = 0x3f800000u;  // 1.0f
 
 // from_the_end: block b takes the range (and writes the partials) of block blocks - 1 - b. The
@@ -586,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
           if (q0 + u * kStride >= n) continue;
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
-            const uint32_t b = float_bits(in[u][k].t);
+            const uint32_t b = segloss::detail::float_bits(in[u][k].t);
             binary = binary && (b == 0u || b == kOneBits);
             byte |= static_cast<uint32_t>(b == kOneBits) << (4 * u + k);
           }
