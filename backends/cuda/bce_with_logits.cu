@@ -51,18 +51,15 @@ struct BceBody {
     // 47 registers with the value (57 unbounded: 4 blocks per multiprocessor), no spills.
     static constexpr int kMinBlocks = kPlain ? 5 : 0;
     __device__ __forceinline__ void load_quad(int64_t i, In (&in)[4]) const {
-      float xv[4], zv[4];
-      cuda::load_quad(x + i, xv);
-      cuda::load_quad(z + i, zv);
-      for (int k = 0; k < 4; ++k) in[k] = {xv[k], zv[k]};
+      read_quad(x, z, i, in);
     }
     __device__ __forceinline__ void store_quad(int64_t i, const T (&g)[4]) const {
       cuda::store_quad(grad + i, g);
     }
 
     // The plain body returns the element's gradient for quad_pass_kernel to store; the other
-    // writes what the call asks itself. Zeros where `zero` (stored, not scaled: 0 times a NaN gradient
-    // would be NaN).
+    // writes what the call asks itself. Zeros where `zero` (stored, not scaled: 0 times a NaN
+    // gradient would be NaN).
     template <int K>
     __device__ __forceinline__ auto operator()(int64_t s, int64_t i, const In& in,
                                                T (&acc)[K]) const {

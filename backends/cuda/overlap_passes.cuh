@@ -77,16 +77,8 @@ struct PixelWeight {
   }
 };
 
-// The inputs of elements i .. i + 3 of x and t (i 16-byte aligned in both) with float4 loads;
-// read_quad_x: x alone (the gradient pass that reads the targets as bits, runtime.cuh
-// TargetBits).
-template <class In>
-__device__ __forceinline__ void read_quad(const float* x, const float* t, int64_t i, In (&in)[4]) {
-  float xv[4], tv[4];
-  load_quad(x + i, xv);
-  load_quad(t + i, tv);
-  for (int k = 0; k < 4; ++k) in[k] = {xv[k], tv[k]};
-}
+// The inputs of elements i .. i + 3 of x alone (16-byte aligned), for the gradient pass that
+// reads the targets as bits (runtime.cuh TargetBits); read_quad (runtime.cuh) reads x and t.
 template <class In>
 __device__ __forceinline__ void read_quad_x(const float* x, int64_t i, In (&in)[4]) {
   float xv[4];

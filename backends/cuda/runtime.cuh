@@ -457,6 +457,16 @@ __device__ __forceinline__ void store_quad(float* p, const float (&v)[4]) {
 #endif
 }
 
+// The inputs {x, t} of elements i .. i + 3 of two arrays (i 16-byte aligned in both), one float4
+// load each.
+template <class In>
+__device__ __forceinline__ void read_quad(const float* x, const float* t, int64_t i, In (&in)[4]) {
+  float xv[4], tv[4];
+  load_quad(x + i, xv);
+  load_quad(t + i, tv);
+  for (int k = 0; k < 4; ++k) in[k] = {xv[k], tv[k]};
+}
+
 // A quad body: its plane view (At) declares kQuads (and may declare kMinBlocks, quad_pass_kernel's
 // blocks per multiprocessor) and gives, besides load and operator():
 //   load_quad(i, in[4]): the inputs of elements i .. i + 3 (i a multiple of 4), with load_quad;
