@@ -39,6 +39,7 @@ SEGLOSS_CUDA_SWITCH(last_block_tails, true)
 SEGLOSS_CUDA_SWITCH(quad_loads, true)
 SEGLOSS_CUDA_SWITCH(gradient_from_the_end, true)
 SEGLOSS_CUDA_SWITCH(target_bits, true)
+SEGLOSS_CUDA_SWITCH(label_codes, true)
 #undef SEGLOSS_CUDA_SWITCH
 
 std::atomic<int64_t>& emulated_quad_loads() {

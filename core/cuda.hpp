@@ -17,12 +17,13 @@
 // pool's size). Calls on one stream from several threads are serialized while they enqueue.
 // A caller who manages memory itself gives a buffer with WorkspaceScope instead; then segloss
 // allocates nothing, and a buffer smaller than the call needs is an error that names the size
-// (workspace_size() computes it beforehand). One use of the workspace is optional: the sigmoid
+// (workspace_size() computes it beforehand). Two uses of the workspace are optional: the sigmoid
 // overlap losses (soft_dice, Jaccard, Tversky, bce_dice) on float inputs keep their targets as
 // bits between their two passes (about 1/8 byte per element, docs/cuda.md "Binary targets as
-// bits") where the workspace holds them: the pool grows for them outside graph capture, and a
-// caller's buffer of workspace_size() bytes, which does not count them, runs without them where
-// they do not fit, with the same results.
+// bits"), and cross_entropy with labels and C <= 254 keeps a byte per pixel of its labels between
+// its two passes (docs/cuda.md "Label codes"), where the workspace holds them: the pool grows for
+// them outside graph capture, and a caller's buffer of workspace_size() bytes, which does not
+// count them, runs without them where they do not fit, with the same results.
 #pragma once
 
 #include <cstddef>

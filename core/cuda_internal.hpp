@@ -156,6 +156,14 @@ void set_gradient_from_the_end(bool on);
 bool target_bits();
 void set_target_bits(bool on);
 
+// Whether cross_entropy's label pass, where C <= 254 and the workspace holds a byte per pixel,
+// also writes each pixel's label as a byte (the class, or 254 ignored, 255 bad), for the fused
+// pass to read instead of the caller's 4- or 8-byte labels (on by default; backends/cuda/
+// cross_entropy.cu label codes): the same bits of every result either way. For the bench
+// (cross_entropy_vg_label_reads) and the tests only. Process-wide.
+bool label_codes();
+void set_label_codes(bool on);
+
 // The 16-byte loads (runtime.cuh load_quad) the CPU emulator has run in this process: a count
 // for the tests of which arrays a quad pass reads (the gradient pass that reads the target bits
 // loads x alone). A GPU does not count them (0).

@@ -495,6 +495,111 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("cuda cross_entropy: the fused pass reading the label codes gives the labels' bits") {
+  SEGLOSS_REQUIRE_GPU();
+  // Where C <= 254, the label pass writes each pixel's label as a byte (its class, 254 ignored,
+  // 255 bad), which the fused pass reads instead of the label (backends/cuda/cross_entropy.cu);
+  // the test turns that off (core/cuda_internal.hpp) to read the labels. Every bucket of C
+  // (registers, staged, the walk), the largest C with codes and the smallest without, int32 and
+  // int64 labels, float and double; ignored, negative and too large labels among them.
+  struct Restore {
+    ~Restore() { cuda::detail::set_label_codes(true); }
+  } restore;
+  const auto run = [](auto x, auto y, auto o, int64_t c) {
+    CAPTURE(c);
+    const auto xd = dev(x);
+    using L = typename decltype(y)::value_type;
+    y[3] = static_cast<L>(c);                    // bad: C
+    y[130] = static_cast<L>(-7);                 // bad unless ignore_negative
+    y[y.numel() - 1] = static_cast<L>(c + 200);  // bad
+    const auto yd = dev(y);
+    const auto nothing = [] {};
+    for (int variant = 0; variant < 3; ++variant) {
+      CAPTURE(variant);
+      if (variant == 1) o.ignore_index = 2;  // a class ignored: code 254 for a valid class
+      if (variant == 2) {
+        o.ignore_negative = true;  // -7 ignored, not bad
+        o.mean_over = MeanOver::valid_pixels;
+      }
+      std::string errors[2];
+      std::vector<std::vector<uint64_t>> got[2];
+      for (int codes = 0; codes < 2; ++codes) {
+        cuda::detail::set_label_codes(codes == 1);
+        got[codes] = ce_results(xd, yd, o, nothing, errors[codes]);
+      }
+      CHECK(errors[0] == errors[1]);
+      CHECK(!errors[0].empty());
+      REQUIRE(got[0].size() == got[1].size());
+      for (size_t k = 0; k < got[0].size(); ++k) {
+        CAPTURE(k);
+        CHECK(got[0][k] == got[1][k]);
+      }
+    }
+  };
+  for (int64_t c : {int64_t{5}, int64_t{21}, int64_t{40}, int64_t{254}, int64_t{255}}) {
+    const Shape s{2, c, 13, 11};  // 286 pixels: 2 blocks
+    CrossEntropyOptions<float> of;
+    of.weight = dev(testing::uniform<float>(Shape{c}, 81, 0.5, 2.0));
+    of.label_smoothing = 0.1;
+    run(testing::randn<float>(s, 82, 3.0), labels<int64_t>(s.without(1), c, 83, 0.1), of, c);
+    run(testing::randn<float>(s, 84, 3.0), labels<int32_t>(s.without(1), c, 85, 0.1), of, c);
+    CrossEntropyOptions<double> od;
+    run(testing::randn<double>(s, 86, 3.0), labels<int64_t>(s.without(1), c, 87, 0.1), od, c);
+  }
+}
+
+TEST_CASE("cuda cross_entropy: the label codes in the workspace, only where it holds them") {
+  SEGLOSS_REQUIRE_GPU();
+  // A caller's workspace with room for the codes after the call's layout gets them there, one
+  // byte per pixel: the class, 254 ignored, 255 bad. One without that room (the call's own
+  // size, which workspace_size() counts) runs without them, with the same bits, and nothing is
+  // written past it.
+  const int64_t c = 21;
+  const Shape s{2, c, 13, 11};
+  const int64_t total = 2 * 13 * 11;
+  const auto x = dev(testing::randn<float>(s, 91, 3.0));
+  auto y = labels<int64_t>(s.without(1), c, 92, 0.2);
+  y[7] = 40;  // bad
+  const auto yd = dev(y);
+  const size_t codes_at = cuda::detail::align_up(cuda::detail::cross_entropy_bytes(total));
+  const size_t codes_end = codes_at + cuda::detail::align_up(static_cast<size_t>(total));
+  const size_t buffer_bytes = codes_end + 4096;
+  std::vector<double> sentinel(buffer_bytes / sizeof(double));
+  std::memset(sentinel.data(), 0xAB, sentinel.size() * sizeof(double));
+  const auto raw = [](const Tensor<double>& t) {
+    const Tensor<double> h = host(t);
+    std::vector<uint8_t> b(static_cast<size_t>(h.numel()) * sizeof(double));
+    std::memcpy(b.data(), h.data(), b.size());
+    return b;
+  };
+  const auto results = [&](size_t bytes, std::vector<uint8_t>& after) {
+    const Tensor<double> ws =
+        dev(Tensor<double>::view(sentinel.data(), Shape{static_cast<int64_t>(sentinel.size())}));
+    std::vector<std::vector<uint64_t>> got;
+    {
+      cuda::WorkspaceScope scope(ws.data(), bytes);
+      Tensor<float> grad, value;
+      cross_entropy_value_and_grad(x, yd, grad, value);
+      got = {testing::bits_of(value), testing::bits_of(grad)};
+    }
+    after = raw(ws);
+    return got;
+  };
+  std::vector<uint8_t> with, without;
+  const auto got_with = results(codes_end, with);
+  const auto got_without = results(cuda::detail::cross_entropy_bytes(total), without);
+  CHECK(got_with == got_without);
+  for (int64_t i = 0; i < total; ++i) {
+    CAPTURE(i);
+    const int want = y[i] == -100 ? 254 : (y[i] < 0 || y[i] >= c) ? 255 : static_cast<int>(y[i]);
+    CHECK(static_cast<int>(with[codes_at + static_cast<size_t>(i)]) == want);
+  }
+  size_t untouched = 0;  // the bytes past the smaller workspace
+  for (size_t i = cuda::detail::cross_entropy_bytes(total); i < without.size(); ++i)
+    untouched += without[i] == 0xAB;
+  CHECK(untouched == without.size() - cuda::detail::cross_entropy_bytes(total));
+}
+
 TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a device result NaN") {
   SEGLOSS_REQUIRE_GPU();
   const Shape s{2, 5, 4, 4};

@@ -10,8 +10,10 @@
 // Four steps on the caller's stream (cross_entropy.hpp), after the Call's header is zeroed:
 //   1. label_pass: every label checked (the first bad linear index by an integer atomicMax of its
 //      complement in the header, so the same index whatever the scheduling), and per block the
-//      count of counted pixels and the sum of their class weights (double); not run for
-//      probability targets, where every pixel counts and the mean divides by N * S, as PyTorch;
+//      count of counted pixels and the sum of their class weights (double); where C <= 254 and
+//      the workspace holds them, a byte per pixel, its label's code (the class, ignored or bad),
+//      which the fused pass reads instead of the label; not run for probability targets, where
+//      every pixel counts and the mean divides by N * S, as PyTorch;
 //   2. prepare (one block): the block partials added in a fixed order; the mean's divisor,
 //      W = sum_c w_c, the value's mean factor and the gradient's scale, kept on the device so
 //      nothing waits for the host;
@@ -41,6 +43,14 @@ namespace {
 
 constexpr int kMaxBlocks = 16384;     // a pixel per thread up to 4.2M pixels
 constexpr int kRegisterClasses = 32;  // C up to this keeps a pixel's logits in registers
+
+// Label codes: where C <= kMaxCodedClasses and the workspace holds them, the label pass writes a
+// byte per pixel, the class of a counted pixel or one of these two, and the fused pass reads it
+// instead of the caller's label (4 or 8 bytes): at C = 21 with int64 labels a call moves 178
+// bytes per pixel instead of 184 (logits and gradient 168, labels 8, codes 1 + 1).
+constexpr int kCodeIgnored = 254;
+constexpr int kCodeBad = 255;
+constexpr int64_t kMaxCodedClasses = 254;
 
 // The device-side status after the Call's header (whose kFirstBad slot holds the complement of
 // the first bad label's index, 0 for none).
@@ -149,12 +159,13 @@ __device__ void prepare_block(const PrepareArgs<T>& p) {
 
 // ticket: the header's kTicket, when the last block runs prepare (p); null when prepare is a
 // kernel of its own.
+// codes: if not null, each pixel's label code (kCodeIgnored, kCodeBad, or its class).
 template <class L, class T>
 __global__ void __launch_bounds__(kThreads)
     label_pass(const L* __restrict__ labels, int64_t total, int64_t classes, int64_t ignore_index,
                bool ignore_negative, const T* __restrict__ weight, double* weight_partial,
-               long long* count_partial, unsigned long long* first_bad_mark, unsigned* ticket,
-               const PrepareArgs<T> p) {
+               long long* count_partial, unsigned long long* first_bad_mark,
+               uint8_t* __restrict__ codes, unsigned* ticket, const PrepareArgs<T> p) {
   double ws = 0.0;
   long long count = 0;
   unsigned long long bad = ~0ull;
@@ -162,13 +173,18 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < total;
        i += stride) {
     const int64_t y = static_cast<int64_t>(labels[i]);
-    if (ignored(y, ignore_index, ignore_negative)) continue;
-    if (y < 0 || y >= classes) {
+    int code;
+    if (ignored(y, ignore_index, ignore_negative)) {
+      code = kCodeIgnored;
+    } else if (y < 0 || y >= classes) {
       if (bad == ~0ull) bad = static_cast<unsigned long long>(i);  // i grows: the thread's first
-      continue;
+      code = kCodeBad;
+    } else {
+      ws += weight ? static_cast<double>(weight[y]) : 1.0;
+      ++count;
+      code = static_cast<int>(y);
     }
-    ws += weight ? static_cast<double>(weight[y]) : 1.0;
-    ++count;
+    if (codes) codes[i] = static_cast<uint8_t>(code);
   }
   // Integers: the largest complement is the smallest index, in any order.
   if (bad != ~0ull) atomicMax(first_bad_mark, ~bad);
@@ -513,11 +529,18 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
       else
         loss = soft_pixel_walk<T>(a.x + base, q, g, S, C, w, up, eps, eps_over_c);
     } else {
-      const int64_t y = static_cast<int64_t>(a.labels[pix]);
-      const int state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
-                        : y < 0 || y >= a.classes                     ? kBad
-                                                                      : kCounted;
-      const int yi = state == kCounted ? static_cast<int>(y) : 0;
+      int state, yi;
+      if constexpr (std::is_same_v<L, uint8_t>) {  // the label pass's codes
+        const int code = a.labels[pix];
+        state = code == kCodeIgnored ? kIgnored : code == kCodeBad ? kBad : kCounted;
+        yi = state == kCounted ? code : 0;
+      } else {
+        const int64_t y = static_cast<int64_t>(a.labels[pix]);
+        state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
+                : y < 0 || y >= a.classes                     ? kBad
+                                                              : kCounted;
+        yi = state == kCounted ? static_cast<int>(y) : 0;
+      }
       if constexpr (kShared)
         loss = pixel_in_shared<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total,
                                   &tile[0][threadIdx.x]);
@@ -542,6 +565,62 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
   }
 }
 
+// The fused pass on the bucket of C. The register array is sized for the next bucket of C:
+// registers per thread decide how many blocks fit on a multiprocessor (float probabilities,
+// C = 21: 95 registers, 2 blocks of 256). float with labels (or their codes) and 8 < C <= 32 is
+// staged through shared memory instead (pixel_in_shared), in a tile of the bucket's rows (16, 24
+// or 32 KB), unless a test turned the staging off (detail::cross_entropy_staging: the two paths
+// must give the same bits).
+template <class T, class L>
+void launch_fused(const CrossEntropyArgs<T, L>& a, int blocks, cudaStream_t s, const Status* st,
+                  double* partial, unsigned* ticket, const FinishArgs<T>& fin) {
+  constexpr bool kCanStage = std::is_same_v<T, float> && !std::is_floating_point_v<L>;
+  const bool staged = kCanStage && detail::cross_entropy_staging();
+  if (a.classes <= 8)
+    cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, st, partial, ticket, fin);
+  else if (a.classes <= 16)
+    cuda::launch(staged ? fused<T, L, 16, kCanStage> : fused<T, L, 16>, blocks, kThreads, 0, s, a,
+                 st, partial, ticket, fin);
+  else if (a.classes <= 24)
+    cuda::launch(staged ? fused<T, L, 24, kCanStage> : fused<T, L, 24>, blocks, kThreads, 0, s, a,
+                 st, partial, ticket, fin);
+  else if (a.classes <= kRegisterClasses)
+    cuda::launch(staged ? fused<T, L, kRegisterClasses, kCanStage> : fused<T, L, kRegisterClasses>,
+                 blocks, kThreads, 0, s, a, st, partial, ticket, fin);
+  else
+    cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, st, partial, ticket, fin);
+}
+
+// a with the label pass's codes in place of its labels, every other field as it is (the fused
+// pass then cannot read the caller's labels). Every field of CrossEntropyArgs is copied here.
+template <class T, class L>
+CrossEntropyArgs<T, uint8_t> with_codes(const CrossEntropyArgs<T, L>& a, const uint8_t* codes) {
+  CrossEntropyArgs<T, uint8_t> c;
+  c.function = a.function;
+  c.x = a.x;
+  c.images = a.images;
+  c.classes = a.classes;
+  c.pixels = a.pixels;
+  c.labels = codes;
+  c.probs = a.probs;
+  c.ignore_index = a.ignore_index;
+  c.ignore_negative = a.ignore_negative;
+  c.weight = a.weight;
+  c.eps = a.eps;
+  c.reduction = a.reduction;
+  c.mean_over_valid = a.mean_over_valid;
+  c.all_ignored_nan = a.all_ignored_nan;
+  c.loss = a.loss;
+  c.value = a.value;
+  c.grad = a.grad;
+  c.grad_out = a.grad_out;
+  c.use_reduced = a.use_reduced;
+  c.reduced_divisor = a.reduced_divisor;
+  c.reduced_none_counted = a.reduced_none_counted;
+  c.grad_weight = a.grad_weight;
+  return c;
+}
+
 }  // namespace
 
 // cuda::workspace_size (core/cuda.cpp) knows this size as detail::cross_entropy_bytes.
@@ -556,7 +635,17 @@ size_t cross_entropy_workspace_bytes(int64_t pixels) {
 template <class T, class L>
 CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_status) {
   const int64_t total = a.images * a.pixels;
-  Call call(a.function, cross_entropy_workspace_bytes(total));
+  // Probabilities have no label pass: prepare takes N * S as the count and the divisor.
+  constexpr bool kProbs = std::is_floating_point_v<L>;
+  // The label codes after the layout, where the workspace holds them: the pool grows for them
+  // except under capture, and a caller's workspace of workspace_size() bytes (which does not
+  // count them) runs without them, with the same bits.
+  const size_t codes_at = detail::align_up(cross_entropy_workspace_bytes(total));
+  const size_t codes_bytes = detail::align_up(static_cast<size_t>(total));
+  const bool coded = !kProbs && detail::label_codes() && a.classes <= kMaxCodedClasses &&
+                     detail::workspace_holds(codes_at + codes_bytes);
+  Call call(a.function, coded ? codes_at + codes_bytes : cross_entropy_workspace_bytes(total));
+  uint8_t* codes = coded ? call.at<uint8_t>(codes_at) : nullptr;
   const cudaStream_t s = call.stream();
   const int blocks = blocks_for(total);  // the label pass's and the fused pass's grid
   const Layout w = layout(call.at<char>(detail::kHeaderBytes), blocks);
@@ -566,8 +655,6 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   // prepare and finish run in the last block of the pass before them, unless a test or the bench
   // turned that off (detail::last_block_tails: the same bits either way).
   unsigned* ticket = detail::last_block_tails() ? call.at<unsigned>(header::kTicket) : nullptr;
-  // Probabilities have no label pass: prepare takes N * S as the count and the divisor.
-  constexpr bool kProbs = std::is_floating_point_v<L>;
   const PrepareArgs<T> prep{kProbs ? 0 : blocks,
                             kProbs ? static_cast<long long>(total) : -1,
                             a.classes,
@@ -586,7 +673,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   if constexpr (!kProbs) {
     cuda::launch(label_pass<L, T>, blocks, kThreads, 0, s, a.labels, total, a.classes,
                  a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
-                 first_bad_mark, ticket, prep);
+                 first_bad_mark, codes, ticket, prep);
     call.launched();
   }
   if (kProbs || !ticket) run_step(call, prep);
@@ -594,26 +681,10 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const FinishArgs<T> fin{blocks,         mean,    partial,      w.status,
                           first_bad_mark, a.value, call.value(), call.flag()};
   unsigned* fused_ticket = scalar ? ticket : nullptr;
-  // The register array is sized for the next bucket of C: registers per thread decide how many
-  // blocks fit on a multiprocessor (float probabilities, C = 21: 95 registers, 2 blocks of 256).
-  // float with labels and 8 < C <= 32 is staged through shared memory instead
-  // (pixel_in_shared), in a tile of the bucket's rows (16, 24 or 32 KB), unless a test turned
-  // the staging off (detail::cross_entropy_staging: the two paths must give the same bits).
-  const bool staged = std::is_same_v<T, float> && !kProbs && detail::cross_entropy_staging();
-  constexpr bool kCanStage = std::is_same_v<T, float> && !kProbs;
-  if (a.classes <= 8)
-    cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
-  else if (a.classes <= 16)
-    cuda::launch(staged ? fused<T, L, 16, kCanStage> : fused<T, L, 16>, blocks, kThreads, 0, s, a,
-                 w.status, partial, fused_ticket, fin);
-  else if (a.classes <= 24)
-    cuda::launch(staged ? fused<T, L, 24, kCanStage> : fused<T, L, 24>, blocks, kThreads, 0, s, a,
-                 w.status, partial, fused_ticket, fin);
-  else if (a.classes <= kRegisterClasses)
-    cuda::launch(staged ? fused<T, L, kRegisterClasses, kCanStage> : fused<T, L, kRegisterClasses>,
-                 blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
+  if (codes)
+    launch_fused(with_codes(a, codes), blocks, s, w.status, partial, fused_ticket, fin);
   else
-    cuda::launch(fused<T, L, 0>, blocks, kThreads, 0, s, a, w.status, partial, fused_ticket, fin);
+    launch_fused(a, blocks, s, w.status, partial, fused_ticket, fin);
   call.launched();
   if (scalar && !fused_ticket) run_step(call, fin);
   CrossEntropyStatus r;
