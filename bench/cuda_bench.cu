@@ -284,8 +284,8 @@ int main(int argc, char** argv) {
   const auto on_ce_inputs = [](const std::string& name) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
            name == "cross_entropy_vg_tail_kernels" || name == "cross_entropy_vg_label_reads" ||
-           name == "softmax_dice_vg_tail_kernels" ||
-           name == "softmax_dice_vg" || name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
+           name == "softmax_dice_vg_tail_kernels" || name == "softmax_dice_vg" ||
+           name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
   };
   const bool multiclass = args.filter.empty() || on_ce_inputs(args.filter);
   if (multiclass) {

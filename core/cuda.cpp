@@ -47,6 +47,11 @@ std::atomic<int64_t>& emulated_quad_loads() {
   return count;
 }
 
+std::atomic<int64_t>& label_code_launches() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
+
 }  // namespace detail
 
 bool built() {

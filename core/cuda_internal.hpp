@@ -169,6 +169,10 @@ void set_label_codes(bool on);
 // loads x alone). A GPU does not count them (0).
 std::atomic<int64_t>& emulated_quad_loads();
 
+// The cross_entropy calls in this process whose fused pass was launched on the label codes
+// (label_codes above): a count for the tests (on a GPU too; the host counts its launches).
+std::atomic<int64_t>& label_code_launches();
+
 inline size_t cross_entropy_bytes(int64_t pixels) {
   return kHeaderBytes + 256 +
          3 * align_up(static_cast<size_t>(cross_entropy_blocks(pixels)) * sizeof(double));

@@ -499,14 +499,21 @@ TEST_CASE("cuda cross_entropy: the fused pass reading the label codes gives the 
   SEGLOSS_REQUIRE_GPU();
   // Where C <= 254, the label pass writes each pixel's label as a byte (its class, 254 ignored,
   // 255 bad), which the fused pass reads instead of the label (backends/cuda/cross_entropy.cu);
-  // the test turns that off (core/cuda_internal.hpp) to read the labels. Every bucket of C
-  // (registers, staged, the walk), the largest C with codes and the smallest without, int32 and
-  // int64 labels, float and double; ignored, negative and too large labels among them.
+  // the test turns that off (core/cuda_internal.hpp) to read the labels. Every bucket of C (8,
+  // 16, 24, 32: registers or staged; the walk), float on both of its paths, the largest C with
+  // codes and the smallest without, int32 and int64 labels, float and double; ignored, negative
+  // and too large labels among them.
   struct Restore {
-    ~Restore() { cuda::detail::set_label_codes(true); }
+    ~Restore() {
+      cuda::detail::set_label_codes(true);
+      cuda::detail::set_cross_entropy_staging(true);
+    }
   } restore;
   const auto run = [](auto x, auto y, auto o, int64_t c) {
     CAPTURE(c);
+    CAPTURE(sizeof(typename decltype(x)::value_type));
+    CAPTURE(sizeof(typename decltype(y)::value_type));
+    CAPTURE(cuda::detail::cross_entropy_staging());
     const auto xd = dev(x);
     using L = typename decltype(y)::value_type;
     y[3] = static_cast<L>(c);                    // bad: C
@@ -525,7 +532,11 @@ TEST_CASE("cuda cross_entropy: the fused pass reading the label codes gives the 
       std::vector<std::vector<uint64_t>> got[2];
       for (int codes = 0; codes < 2; ++codes) {
         cuda::detail::set_label_codes(codes == 1);
+        const int64_t before = cuda::detail::label_code_launches().load();
         got[codes] = ce_results(xd, yd, o, nothing, errors[codes]);
+        // Each of ce_results' 8 calls launches the fused pass once, on the codes where C <= 254.
+        CHECK(cuda::detail::label_code_launches().load() - before ==
+              (codes == 1 && c <= 254 ? 8 : 0));
       }
       CHECK(errors[0] == errors[1]);
       CHECK(!errors[0].empty());
@@ -536,15 +547,20 @@ TEST_CASE("cuda cross_entropy: the fused pass reading the label codes gives the 
       }
     }
   };
-  for (int64_t c : {int64_t{5}, int64_t{21}, int64_t{40}, int64_t{254}, int64_t{255}}) {
+  for (int64_t c : {int64_t{5}, int64_t{12}, int64_t{21}, int64_t{30}, int64_t{40}, int64_t{254},
+                    int64_t{255}}) {
     const Shape s{2, c, 13, 11};  // 286 pixels: 2 blocks
     CrossEntropyOptions<float> of;
     of.weight = dev(testing::uniform<float>(Shape{c}, 81, 0.5, 2.0));
     of.label_smoothing = 0.1;
-    run(testing::randn<float>(s, 82, 3.0), labels<int64_t>(s.without(1), c, 83, 0.1), of, c);
-    run(testing::randn<float>(s, 84, 3.0), labels<int32_t>(s.without(1), c, 85, 0.1), of, c);
+    for (bool staged : {true, false}) {
+      cuda::detail::set_cross_entropy_staging(staged);
+      run(testing::randn<float>(s, 82, 3.0), labels<int64_t>(s.without(1), c, 83, 0.1), of, c);
+      run(testing::randn<float>(s, 84, 3.0), labels<int32_t>(s.without(1), c, 85, 0.1), of, c);
+    }
     CrossEntropyOptions<double> od;
     run(testing::randn<double>(s, 86, 3.0), labels<int64_t>(s.without(1), c, 87, 0.1), od, c);
+    run(testing::randn<double>(s, 88, 3.0), labels<int32_t>(s.without(1), c, 89, 0.1), od, c);
   }
 }
 
@@ -572,32 +588,43 @@ TEST_CASE("cuda cross_entropy: the label codes in the workspace, only where it h
     std::memcpy(b.data(), h.data(), b.size());
     return b;
   };
-  const auto results = [&](size_t bytes, std::vector<uint8_t>& after) {
+  // The call's results, the buffer's bytes after it, and whether its fused pass took the codes.
+  const auto results = [&](size_t bytes, std::vector<uint8_t>& after, bool& on_codes) {
     const Tensor<double> ws =
         dev(Tensor<double>::view(sentinel.data(), Shape{static_cast<int64_t>(sentinel.size())}));
     std::vector<std::vector<uint64_t>> got;
     {
       cuda::WorkspaceScope scope(ws.data(), bytes);
       Tensor<float> grad, value;
+      const int64_t before = cuda::detail::label_code_launches().load();
       cross_entropy_value_and_grad(x, yd, grad, value);
+      on_codes = cuda::detail::label_code_launches().load() - before == 1;
       got = {testing::bits_of(value), testing::bits_of(grad)};
     }
     after = raw(ws);
     return got;
   };
   std::vector<uint8_t> with, without;
-  const auto got_with = results(codes_end, with);
-  const auto got_without = results(cuda::detail::cross_entropy_bytes(total), without);
+  bool with_on_codes = false, without_on_codes = true;
+  const auto got_with = results(codes_end, with, with_on_codes);
+  const auto got_without =
+      results(cuda::detail::cross_entropy_bytes(total), without, without_on_codes);
+  CHECK(with_on_codes);
+  CHECK(!without_on_codes);
   CHECK(got_with == got_without);
   for (int64_t i = 0; i < total; ++i) {
     CAPTURE(i);
     const int want = y[i] == -100 ? 254 : (y[i] < 0 || y[i] >= c) ? 255 : static_cast<int>(y[i]);
     CHECK(static_cast<int>(with[codes_at + static_cast<size_t>(i)]) == want);
   }
-  size_t untouched = 0;  // the bytes past the smaller workspace
-  for (size_t i = cuda::detail::cross_entropy_bytes(total); i < without.size(); ++i)
-    untouched += without[i] == 0xAB;
-  CHECK(untouched == without.size() - cuda::detail::cross_entropy_bytes(total));
+  // Nothing past either workspace is written.
+  const auto untouched_from = [](const std::vector<uint8_t>& b, size_t from) {
+    size_t n = 0;
+    for (size_t i = from; i < b.size(); ++i) n += b[i] == 0xAB;
+    return n == b.size() - from;
+  };
+  CHECK(untouched_from(with, codes_end));
+  CHECK(untouched_from(without, cuda::detail::cross_entropy_bytes(total)));
 }
 
 TEST_CASE("cuda cross_entropy: a bad label makes value_and_grad raise and a device result NaN") {

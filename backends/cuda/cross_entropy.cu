@@ -681,10 +681,15 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const FinishArgs<T> fin{blocks,         mean,    partial,      w.status,
                           first_bad_mark, a.value, call.value(), call.flag()};
   unsigned* fused_ticket = scalar ? ticket : nullptr;
-  if (codes)
-    launch_fused(with_codes(a, codes), blocks, s, w.status, partial, fused_ticket, fin);
-  else
-    launch_fused(a, blocks, s, w.status, partial, fused_ticket, fin);
+  bool on_codes = false;
+  if constexpr (!kProbs) {
+    if (codes) {
+      launch_fused(with_codes(a, codes), blocks, s, w.status, partial, fused_ticket, fin);
+      on_codes = true;
+      detail::label_code_launches().fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (!on_codes) launch_fused(a, blocks, s, w.status, partial, fused_ticket, fin);
   call.launched();
   if (scalar && !fused_ticket) run_step(call, fin);
   CrossEntropyStatus r;
