@@ -50,7 +50,7 @@ constexpr int kRegisterClasses = 32;  // C up to this keeps a pixel's logits in 
 // bytes per pixel instead of 184 (logits and gradient 168, labels 8, codes 1 + 1).
 constexpr int kCodeIgnored = 254;
 constexpr int kCodeBad = 255;
-constexpr int64_t kMaxCodedClasses = 254;
+constexpr int64_t kMaxCodedClasses = kCodeIgnored;  // classes 0 to 253: below both codes
 
 // The device-side status after the Call's header (whose kFirstBad slot holds the complement of
 // the first bad label's index, 0 for none).
@@ -681,15 +681,14 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   const FinishArgs<T> fin{blocks,         mean,    partial,      w.status,
                           first_bad_mark, a.value, call.value(), call.flag()};
   unsigned* fused_ticket = scalar ? ticket : nullptr;
-  bool on_codes = false;
+  // codes is null for probabilities: `if constexpr` only keeps their launch from compiling.
   if constexpr (!kProbs) {
     if (codes) {
       launch_fused(with_codes(a, codes), blocks, s, w.status, partial, fused_ticket, fin);
-      on_codes = true;
       detail::label_code_launches().fetch_add(1, std::memory_order_relaxed);
     }
   }
-  if (!on_codes) launch_fused(a, blocks, s, w.status, partial, fused_ticket, fin);
+  if (!codes) launch_fused(a, blocks, s, w.status, partial, fused_ticket, fin);
   call.launched();
   if (scalar && !fused_ticket) run_step(call, fin);
   CrossEntropyStatus r;
