@@ -66,7 +66,8 @@
 //                     cross-entropy pass, then the Dice passes adding to its gradient), so this
 //                     case shows what a fused one-softmax kernel would gain.
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
-// "fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after the
+// "fraction_of_copy", "back_to_back_ms", "back_to_back_fraction_of_copy", "bytes_moved",
+// "moved_fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after the
 // warm-up: at least 3 calls and at least --warmup-ms of wall time, 200 by default, so that the
 // timed calls do not depend on how fast the GPU's clocks leave idle: an H200 idles at 345 MHz,
 // 3 calls are about 1.5 ms of work, and these passes are bound by instructions and warps more
@@ -77,14 +78,25 @@
 // (the host running ahead of the GPU, as in a training loop); back_to_back_fraction_of_copy
 // compares it with the copy measured the same way. Issue 7's targets are on median_ms; the
 // difference between the two is the host's work and launch overhead that an idle GPU waits for.
+// bytes_moved: what the call's kernels read and write by their design, on the bench's inputs
+// (binary targets, int64 labels, C = 21, the switches as the case sets them): a count from the
+// code's passes, not a profiler's; the partials, the headers and the target bits' flag bytes
+// (a byte per thread and range) are left out. It differs from min_bytes where the kernels move
+// more than the math needs (cross_entropy: the label pass reads the labels, then writes a code
+// per pixel that the fused pass reads: (8 C + 10) bytes per pixel; ce_dice: its two terms run
+// apart, (24 C + 26)) or fewer (bce_dice, soft_dice: a bit per binary target instead of the
+// float in the gradient pass, 16.25 bytes per element against 20); moved_fraction_of_copy =
+// (bytes_moved / median) / the copy's GB/s: how close the kernels come to the copy on the bytes
+// they move. Issue 7's targets stay on min_bytes (fraction_of_copy).
 //
 // Usage: segloss-cuda-bench [--n 64,1,1024,1024] [--ce-shape 16,21,448,448] [--reps 20]
 //                           [--warmup-ms 200] [--filter name] [--list]
 // --filter runs the copy case and the case of exactly that name; --list prints the case names
 // (without touching the GPU's memory). After each warm-up and each timed call the bench checks
 // cudaGetLastError and synchronizes, and aborts naming the case on an error.
-// A new case is one entry of `cases` in main: its name, its minimum bytes, and a callable that
-// enqueues one call on the current stream (cross_entropy: logits and labels, C = 21).
+// A new case is one entry of `cases` in main: its name, its minimum bytes, the bytes it moves,
+// and a callable that enqueues one call on the current stream (cross_entropy: logits and
+// labels, C = 21).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -231,6 +243,7 @@ double back_to_back_ms(cudaStream_t s, int reps, const std::string& name,
 struct Case {
   std::string name;
   double min_bytes;
+  double bytes_moved;  // what the call's kernels read and write by their design (see the top)
   std::function<void()> run;
 };
 
@@ -321,46 +334,72 @@ int main(int argc, char** argv) {
     };
   };
   namespace sw = cuda::detail;  // the switches
+  // bytes_moved (see the top). The target bits, a bit per element written by the statistics pass
+  // and read by the gradient pass, are taken by the 16-byte passes (an image and channel's
+  // elements a multiple of 4) on binary targets (the bench's) where the workspace has room (the
+  // pool grows for them). The label codes, a byte per pixel written by the label pass and read
+  // by the fused pass instead of the labels, are counted rather than assumed:
+  // sw::label_code_launches counts cross_entropy's fused launches on them.
+  const bool quads = shape.rank() >= 3 && (n / (shape[0] * shape[1])) % 4 == 0;
+  const double bits_moved = quads ? 4 * f4 + 2 * (static_cast<double>(n) / 8.0) : 5 * f4;
+  bool ce_codes = false;
+  if (multiclass && !args.list) {
+    const int64_t before = sw::label_code_launches().load();
+    ce_run();
+    check(cudaStreamSynchronize(s), "the cross_entropy call before the cases");
+    ce_codes = sw::label_code_launches().load() > before;
+  }
+  const double ce_label_reads_moved = ce_bytes + 8.0 * static_cast<double>(cpix);
+  const double ce_moved =
+      ce_codes ? ce_bytes + 2.0 * static_cast<double>(cpix) : ce_label_reads_moved;
+  const double ce_dice_moved = ce_moved + dice_bytes + 4.0 * static_cast<double>(cn);
   // The order of --list, in which gpu-check runs the cases (a process each) until its budget
   // ends: issue 7's two cases first, then the other losses, then the A/B lines (a case run with
   // a switch set to the code a change replaced), so that a short budget drops the A/B lines.
   std::vector<Case> cases = {
-      {"copy", 2 * f4,
+      {"copy", 2 * f4, 2 * f4,
        [&] {
          check(cudaMemcpyAsync(copy.data(), x.data(), static_cast<size_t>(f4),
                                cudaMemcpyDeviceToDevice, s),
                "cudaMemcpyAsync");
        }},
-      {"bce_dice_vg", 5 * f4, bce_dice_run},
-      {"cross_entropy_vg", ce_bytes, ce_run},
-      {"bce_vg", 3 * f4, bce_run},
-      {"soft_dice_vg", 5 * f4, soft_dice_run},
-      {"softmax_dice_vg", dice_bytes, sd_run},
-      {"ce_dice_vg", dice_bytes, [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
-      {"bce_dice_weighted_vg", 7 * f4, bce_dice_w_run},
-      // A/B lines.
-      {"bce_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, bce_dice_run)},
-      {"bce_dice_vg_forward_order", 5 * f4,
+      {"bce_dice_vg", 5 * f4, bits_moved, bce_dice_run},
+      {"cross_entropy_vg", ce_bytes, ce_moved, ce_run},
+      {"bce_vg", 3 * f4, 3 * f4, bce_run},
+      {"soft_dice_vg", 5 * f4, bits_moved, soft_dice_run},
+      {"softmax_dice_vg", dice_bytes, dice_bytes, sd_run},
+      {"ce_dice_vg", dice_bytes, ce_dice_moved,
+       [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
+      {"bce_dice_weighted_vg", 7 * f4, 7 * f4, bce_dice_w_run},
+      // A/B lines. The scalar loads' passes take no target bits (only the 16-byte ones do).
+      {"bce_dice_vg_scalar_loads", 5 * f4, 5 * f4,
+       switched(sw::set_quad_loads, false, bce_dice_run)},
+      {"bce_dice_vg_forward_order", 5 * f4, bits_moved,
        switched(sw::set_gradient_from_the_end, false, bce_dice_run)},
-      {"bce_dice_vg_stats_bce", 5 * f4,
+      {"bce_dice_vg_stats_bce", 5 * f4, bits_moved,
        switched(sw::set_bce_value_in_gradient, false, bce_dice_run)},
-      {"bce_dice_vg_tail_kernels", 5 * f4, switched(sw::set_last_block_tails, false, bce_dice_run)},
-      {"cross_entropy_vg_registers", ce_bytes,
+      {"bce_dice_vg_tail_kernels", 5 * f4, bits_moved,
+       switched(sw::set_last_block_tails, false, bce_dice_run)},
+      {"cross_entropy_vg_registers", ce_bytes, ce_moved,
        switched(sw::set_cross_entropy_staging, false, ce_run)},
-      {"cross_entropy_vg_tail_kernels", ce_bytes,
+      {"cross_entropy_vg_tail_kernels", ce_bytes, ce_moved,
        switched(sw::set_last_block_tails, false, ce_run)},
-      {"cross_entropy_vg_label_reads", ce_bytes, switched(sw::set_label_codes, false, ce_run)},
-      {"soft_dice_vg_scalar_loads", 5 * f4, switched(sw::set_quad_loads, false, soft_dice_run)},
-      {"soft_dice_vg_forward_order", 5 * f4,
+      {"cross_entropy_vg_label_reads", ce_bytes, ce_label_reads_moved,
+       switched(sw::set_label_codes, false, ce_run)},
+      {"soft_dice_vg_scalar_loads", 5 * f4, 5 * f4,
+       switched(sw::set_quad_loads, false, soft_dice_run)},
+      {"soft_dice_vg_forward_order", 5 * f4, bits_moved,
        switched(sw::set_gradient_from_the_end, false, soft_dice_run)},
-      {"bce_vg_scalar_loads", 3 * f4, switched(sw::set_quad_loads, false, bce_run)},
-      {"bce_dice_vg_target_floats", 5 * f4, switched(sw::set_target_bits, false, bce_dice_run)},
-      {"soft_dice_vg_target_floats", 5 * f4, switched(sw::set_target_bits, false, soft_dice_run)},
-      {"softmax_dice_vg_walk", dice_bytes,
+      {"bce_vg_scalar_loads", 3 * f4, 3 * f4, switched(sw::set_quad_loads, false, bce_run)},
+      {"bce_dice_vg_target_floats", 5 * f4, 5 * f4,
+       switched(sw::set_target_bits, false, bce_dice_run)},
+      {"soft_dice_vg_target_floats", 5 * f4, 5 * f4,
+       switched(sw::set_target_bits, false, soft_dice_run)},
+      {"softmax_dice_vg_walk", dice_bytes, dice_bytes,
        switched(sw::set_softmax_overlap_staging, false, sd_run)},
-      {"softmax_dice_vg_tail_kernels", dice_bytes,
+      {"softmax_dice_vg_tail_kernels", dice_bytes, dice_bytes,
        switched(sw::set_last_block_tails, false, sd_run)},
-      {"bce_dice_weighted_vg_in_grad", 7 * f4,
+      {"bce_dice_weighted_vg_in_grad", 7 * f4, 7 * f4,
        switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
   };
 
@@ -376,6 +415,7 @@ int main(int argc, char** argv) {
     const double ms = median_ms(s, args.reps, args.warmup_ms, c.name, c.run);
     const double b2b = back_to_back_ms(s, args.reps, c.name, c.run);
     const double gbs = c.min_bytes / (ms * 1e6), b2b_gbs = c.min_bytes / (b2b * 1e6);
+    const double moved_gbs = c.bytes_moved / (ms * 1e6);
     if (c.name == "copy") {
       copy_gbs = gbs;
       copy_b2b_gbs = b2b_gbs;
@@ -384,10 +424,12 @@ int main(int argc, char** argv) {
         "{\"name\": \"%s\", \"shape\": \"%s\", \"device\": \"%s\", \"median_ms\": %.6f, "
         "\"min_bytes\": %.0f, \"gb_per_s\": %.2f, \"copy_gb_per_s\": %.2f, "
         "\"fraction_of_copy\": %.5f, \"back_to_back_ms\": %.6f, "
-        "\"back_to_back_fraction_of_copy\": %.5f}\n",
+        "\"back_to_back_fraction_of_copy\": %.5f, \"bytes_moved\": %.0f, "
+        "\"moved_fraction_of_copy\": %.5f}\n",
         c.name.c_str(), (on_ce_inputs(c.name) ? cs : shape).str().c_str(), prop.name, ms,
         c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0, b2b,
-        copy_b2b_gbs > 0 ? b2b_gbs / copy_b2b_gbs : 0.0);
+        copy_b2b_gbs > 0 ? b2b_gbs / copy_b2b_gbs : 0.0, c.bytes_moved,
+        copy_gbs > 0 ? moved_gbs / copy_gbs : 0.0);
     std::fflush(stdout);
   }
   check(cudaStreamSynchronize(s), "final synchronize");
