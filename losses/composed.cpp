@@ -164,9 +164,10 @@ ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logi
   ClassTarget<T> c;
   if constexpr (std::is_floating_point_v<U>) {
     SEGLOSS_CHECK(ignore_index == -100 && !ignore_negative, fn,
-                  "ignore_index applies to label targets only; with probabilities it must keep "
-                  "its default (ignore_index ",
-                  ignore_index, ")");
+                  "ignore_index and ignore_negative apply to label targets only; with "
+                  "probabilities they must keep their defaults (ignore_index -100, "
+                  "ignore_negative false), not ignore_index ",
+                  ignore_index, ", ignore_negative ", ignore_negative ? "true" : "false");
     c.t = tape.constant(target);
     c.valid = tape.scalar(1.0);
     c.counted = target.numel() / classes;
@@ -370,8 +371,15 @@ Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
     SEGLOSS_CHECK(o.mean_over == MeanOver::weights, fn,
                   "mean_over applies to label targets only; with probabilities it must keep its "
                   "default");
-  const ClassTarget<T> c =
-      class_target(tape, fn, x.value(), target, o.ignore_index, o.ignore_negative);
+  // With probabilities any negative ignore_index changes nothing (as cross_entropy, PyTorch):
+  // class_target then takes its default.
+  if constexpr (std::is_floating_point_v<U>)
+    SEGLOSS_CHECK(o.ignore_index < 0, fn, "options.ignore_index is ", o.ignore_index,
+                  "; with probability targets it must be negative (it applies to label targets "
+                  "only; PyTorch refuses ignore_index >= 0 for a floating point target)");
+  const int64_t ignore =
+      std::is_floating_point_v<U> && o.ignore_index < 0 ? int64_t{-100} : o.ignore_index;
+  const ClassTarget<T> c = class_target(tape, fn, x.value(), target, ignore, o.ignore_negative);
   if (o.weight.defined())
     SEGLOSS_CHECK(o.weight.numel() == C, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
                   " values; expected one per class (", C, ") of logits ", x.shape());

@@ -34,14 +34,21 @@ void check_smoothing(const char* fn, const CrossEntropyOptions<T>& o) {
       "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
 }
 
-// With probabilities, the options of labels must keep their defaults (as PyTorch).
+// With probabilities, as PyTorch: no label can equal a negative ignore_index, so any negative
+// one is accepted and changes nothing (PyTorch refuses only ignore_index >= 0, "not supported for
+// floating point target"); ignore_negative and mean_over valid_pixels, options of labels only,
+// must keep their defaults.
 template <class T>
 void check_probability_options(const char* fn, const CrossEntropyOptions<T>& o) {
-  SEGLOSS_CHECK(o.ignore_index == -100 && !o.ignore_negative && o.mean_over == MeanOver::weights,
-                fn,
-                "ignore_index, ignore_negative and mean_over apply to label targets only; "
-                "with probabilities they must keep their defaults (ignore_index ",
-                o.ignore_index, ", ignore_negative ", o.ignore_negative ? "true" : "false", ")");
+  SEGLOSS_CHECK(o.ignore_index < 0, fn, "options.ignore_index is ", o.ignore_index,
+                "; with probability targets it must be negative (it applies to label targets "
+                "only; PyTorch refuses ignore_index >= 0 for a floating point target)");
+  SEGLOSS_CHECK(!o.ignore_negative && o.mean_over == MeanOver::weights, fn,
+                "ignore_negative and mean_over apply to label targets only; with probabilities "
+                "they must keep their defaults (ignore_negative false, mean_over weights), not "
+                "ignore_negative ",
+                o.ignore_negative ? "true" : "false", ", mean_over ",
+                o.mean_over == MeanOver::weights ? "weights" : "valid_pixels");
 }
 
 template <class T, class L>

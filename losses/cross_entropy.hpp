@@ -25,8 +25,9 @@
 //   weight           optional class weights, C values (w_c = 1 when undefined).
 //   ignore_index     a label whose pixels count nowhere: loss 0 and gradient 0 (whatever their
 //                    logits or grad_out, even NaN), not in the mean's divisor. Default -100.
-//                    Hard labels only: with probabilities, a non-default ignore_index,
-//                    ignore_negative or mean_over valid_pixels is an error (as PyTorch).
+//                    Hard labels only: with probabilities a negative ignore_index changes
+//                    nothing and one >= 0 is an error (as PyTorch), as are ignore_negative and
+//                    mean_over valid_pixels (options of labels).
 //   label_smoothing  eps in [0, 1].
 //   ignore_negative  every negative label is ignored (pytorch-fcn's cross_entropy2d), besides
 //                    ignore_index. Default false.

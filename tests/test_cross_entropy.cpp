@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "loss_check.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 using testing::check_loss_gradients;
@@ -238,16 +240,63 @@ TEST_CASE("cross_entropy: bad input names the function, argument and values") {
                        Error);
   o = {};
   o.ignore_index = 1;
-  CHECK_THROWS_WITH_AS(cross_entropy(x, Tensor<double>::full(s, 1.0 / 3), o),
-                       "cross_entropy: ignore_index, ignore_negative and mean_over apply to label "
-                       "targets only; with probabilities they must keep their defaults "
-                       "(ignore_index 1, ignore_negative false)",
+  const auto third = Tensor<double>::full(s, 1.0 / 3);
+  CHECK_THROWS_WITH_AS(cross_entropy(x, third, o),
+                       "cross_entropy: options.ignore_index is 1; with probability targets it "
+                       "must be negative (it applies to label targets only; PyTorch refuses "
+                       "ignore_index >= 0 for a floating point target)",
+                       Error);
+  o.ignore_index = 0;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, third, o), doctest::Contains("ignore_index is 0;"), Error);
+  o = {};
+  o.ignore_negative = true;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, third, o),
+                       "cross_entropy: ignore_negative and mean_over apply to label targets only; "
+                       "with probabilities they must keep their defaults (ignore_negative false, "
+                       "mean_over weights), not ignore_negative true, mean_over weights",
+                       Error);
+  o = {};
+  o.mean_over = MeanOver::valid_pixels;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, third, o),
+                       doctest::Contains("not ignore_negative false, mean_over valid_pixels"),
                        Error);
   o = {};
   o.label_smoothing = 1.5;
   CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
                        "cross_entropy: options.label_smoothing is 1.5; it must be in [0, 1]",
                        Error);
+}
+
+TEST_CASE("cross_entropy: with probability targets a negative ignore_index changes nothing") {
+  // PyTorch accepts any negative ignore_index with a floating point target (no label can equal
+  // it) and refuses one >= 0: every form gives the default's bits with -1, -7 or INT64_MIN.
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<double>(s, 61, 2.0);
+  const auto q = probabilities(s, 62);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    CrossEntropyOptions<double> d;
+    d.reduction = r;
+    d.weight = Tensor<double>::from({0.5, 2.0, 1.25}, {3});
+    d.label_smoothing = 0.1;
+    const bool scalar = r != Reduction::none;  // value_and_grad needs one value
+    const auto want = cross_entropy(x, q, d);
+    const auto want_vg = scalar ? cross_entropy_value_and_grad(x, q, d) : ValueAndGrad<double>{};
+    const auto go = r == Reduction::none ? testing::randn<double>(s.without(1), 63)
+                                         : Tensor<double>::full(Shape{}, 0.7);
+    const auto want_bw = cross_entropy_backward(x, q, go, d);
+    for (int64_t ii : {int64_t{-1}, int64_t{-7}, std::numeric_limits<int64_t>::min()}) {
+      CAPTURE(ii);
+      CrossEntropyOptions<double> o = d;
+      o.ignore_index = ii;
+      CHECK(testing::same_bits(cross_entropy(x, q, o), want));
+      if (scalar) {
+        const auto vg = cross_entropy_value_and_grad(x, q, o);
+        CHECK(vg.value == want_vg.value);
+        CHECK(testing::same_bits(vg.grad, want_vg.grad));
+      }
+      CHECK(testing::same_bits(cross_entropy_backward(x, q, go, o), want_bw));
+    }
+  }
 }
 
 TEST_CASE("cross_entropy: a grad that overlaps the target or the weight is refused") {

@@ -192,6 +192,11 @@ void check_probability_options(const Shape& s, uint64_t seed) {
       o.label_smoothing = 0.3;
       check_parity(x, q, o);
     }
+    SUBCASE("a negative ignore_index (no label to match: nothing changes, as PyTorch)") {
+      o.weight = w;
+      o.ignore_index = -1;
+      check_parity(x, q, o);
+    }
     SUBCASE("targets not summing to 1, and label smoothing 1") {
       o.weight = w;
       o.label_smoothing = 1.0;
@@ -823,11 +828,11 @@ TEST_CASE("cuda cross_entropy: mixed devices and unsupported targets are errors"
   const auto q = testing::unread_cuda_view<float>(s);
   CrossEntropyOptions<float> p;
   p.ignore_index = 1;
-  CHECK_THROWS_WITH_AS(
-      cross_entropy(xd, q, p),
-      "cross_entropy: ignore_index, ignore_negative and mean_over apply to label targets only; "
-      "with probabilities they must keep their defaults (ignore_index 1, ignore_negative false)",
-      Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(xd, q, p),
+                       "cross_entropy: options.ignore_index is 1; with probability targets it "
+                       "must be negative (it applies to label targets only; PyTorch refuses "
+                       "ignore_index >= 0 for a floating point target)",
+                       Error);
   p = CrossEntropyOptions<float>::pytorch_fcn();
   CHECK_THROWS_WITH_AS(cross_entropy_backward(xd, q, testing::unread_cuda_view<float>(Shape{}), p),
                        doctest::Contains("apply to label targets only"), Error);

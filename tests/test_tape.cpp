@@ -604,6 +604,16 @@ TEST_CASE("composed: cross_entropy equals the fused loss (weights, ignore_index,
   po.weight = o.weight;
   po.label_smoothing = 0.1;
   CHECK_COMPOSED(cross_entropy, x, q, po, kAll)
+  po.ignore_index = -1;  // any negative ignore_index changes nothing with probabilities (PyTorch)
+  CHECK_COMPOSED(cross_entropy, x, q, po, kAll)
+  po.ignore_index = 2;
+  {
+    Tape<double> tape;
+    CHECK_THROWS_WITH_AS(composed::cross_entropy(tape, tape.leaf(x), q, po),
+                         doctest::Contains("composed::cross_entropy: options.ignore_index is 2; "
+                                           "with probability targets it must be negative"),
+                         Error);
+  }
   // Every pixel ignored: 0 (default) or NaN, with a zero gradient.
   const auto all = Tensor<int64_t>::full({2, 3, 5}, -100);
   for (AllIgnored a : {AllIgnored::zero, AllIgnored::nan}) {
