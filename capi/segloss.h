@@ -363,7 +363,8 @@ typedef struct segloss_lovasz_softmax_options {
   segloss_reduction reduction;
   int per_image;
   segloss_lovasz_classes classes;
-  const int64_t* class_list; /* class_list_size entries; NULL or 0 entries: use `classes` */
+  const int64_t* class_list; /* class_list_size entries; size 0: use `classes` (a size > 0
+                                needs a pointer: NULL is SEGLOSS_ERROR_NULL_POINTER) */
   int64_t class_list_size;
   int64_t ignore_index;
 } segloss_lovasz_softmax_options;
@@ -408,7 +409,7 @@ SEGLOSS_C_API void segloss_lovasz_hinge_options_init(segloss_lovasz_hinge_option
  * stream has run; so a bad label (or a bad class weight), which value_and_grad reports as
  * SEGLOSS_ERROR_INVALID_ARGUMENT, makes the value NaN instead (the gradient as the C++ form's
  * documentation says), and checks that need no device value still fail at once. The C++
- * functions are the four-argument X_value_and_grad(logits, target, grad, value, options). */
+ * functions are the five-argument X_value_and_grad(logits, target, grad, value, options). */
 #define SEGLOSS_C_DECLARE_LOSS_INTO(NAME, OPTIONS)                                        \
   SEGLOSS_C_API segloss_status segloss_##NAME##_value_and_grad_into(                      \
       const segloss_tensor* logits, const segloss_tensor* target, const OPTIONS* options, \
@@ -649,7 +650,7 @@ SEGLOSS_C_API segloss_status segloss_dice_score(const segloss_tensor* pred,
                                                 const segloss_tensor* scores, void* cuda_stream);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Surface distances (metrics/surface_distance.hpp; CPU only)                               */
+/* Surface distances (metrics/surface_distance.hpp)                                          */
 /* ---------------------------------------------------------------------------------------- */
 
 typedef enum segloss_surface_empty {
@@ -660,11 +661,12 @@ typedef enum segloss_surface_empty {
 /* Defaults: spacing 1 per axis (NULL), percentile 95, tolerance 1, no class_tolerance,
  * directed 0, empty monai, ignore_index -100. */
 typedef struct segloss_surface_distance_options {
-  const double* spacing; /* spacing_size values, one per spatial axis (D, H, W order); NULL: 1 */
+  const double* spacing; /* spacing_size values, one per spatial axis (D, H, W order); size 0:
+                            1 per axis (a size > 0 needs a pointer: NULL is an error) */
   int64_t spacing_size;
   double percentile;
   double tolerance;
-  const double* class_tolerance; /* one per scored column; NULL: tolerance for all */
+  const double* class_tolerance; /* one per scored column; size 0: tolerance for all */
   int64_t class_tolerance_size;
   int directed;
   segloss_surface_empty empty;
@@ -684,17 +686,30 @@ typedef struct segloss_surface_distance_result {
 SEGLOSS_C_API void segloss_surface_distance_options_init(segloss_surface_distance_options* o);
 /* Binary masks pred and target (N, C, spatial...), f32 or f64, values 0 or 1. `per_pair`, when
  * not NULL, receives f64 values shaped (4, N, C): hausdorff, hausdorff_percentile,
- * average_surface_distance, surface_dice. */
+ * average_surface_distance, surface_dice.
+ * CUDA masks (both on the device, i32/i64 label maps likewise; u8 labels are CPU only) run
+ * their borders and distance transforms on the device: the _on_stream forms enqueue them on
+ * cuda_stream (a cudaStream_t; NULL is the default stream) and wait for it; the forms without
+ * a stream use the default (legacy) stream, which does not wait for work on a stream created
+ * with cudaStreamNonBlocking. The result and per_pair are on the host (per_pair on the CPU). */
 SEGLOSS_C_API segloss_status
 segloss_surface_distance(const segloss_tensor* pred, const segloss_tensor* target,
                          const segloss_surface_distance_options* options,
                          segloss_surface_distance_result* result, const segloss_tensor* per_pair);
+SEGLOSS_C_API segloss_status segloss_surface_distance_on_stream(
+    const segloss_tensor* pred, const segloss_tensor* target,
+    const segloss_surface_distance_options* options, segloss_surface_distance_result* result,
+    const segloss_tensor* per_pair, void* cuda_stream);
 /* Label maps (N, spatial...), i32, i64 or u8; class classes[k] is the mask label == classes[k];
  * per_pair shaped (4, N, K) with K = num_classes_listed. */
 SEGLOSS_C_API segloss_status segloss_surface_distance_labels(
     const segloss_tensor* pred_labels, const segloss_tensor* true_labels, const int64_t* classes,
     int64_t num_classes_listed, const segloss_surface_distance_options* options,
     segloss_surface_distance_result* result, const segloss_tensor* per_pair);
+SEGLOSS_C_API segloss_status segloss_surface_distance_labels_on_stream(
+    const segloss_tensor* pred_labels, const segloss_tensor* true_labels, const int64_t* classes,
+    int64_t num_classes_listed, const segloss_surface_distance_options* options,
+    segloss_surface_distance_result* result, const segloss_tensor* per_pair, void* cuda_stream);
 
 #ifdef __cplusplus
 } /* extern "C" */

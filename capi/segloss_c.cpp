@@ -88,6 +88,8 @@ segloss_status guard(const char* function, F&& f) noexcept {
     return SEGLOSS_OK;
   } catch (const CError& e) {
     return record(e.status, function, e.message.c_str());
+  } catch (const segloss::OutOfMemory& e) {  // a device allocation
+    return record(SEGLOSS_ERROR_OUT_OF_MEMORY, function, e.what());
   } catch (const segloss::Error& e) {
     return record(SEGLOSS_ERROR_INVALID_ARGUMENT, function, e.what());
   } catch (const std::bad_alloc&) {
@@ -336,15 +338,22 @@ EmptyPolicy empty_of(const segloss_empty_policy& e, const char* function, const 
   return SEGLOSS_ENUM(e, 4, field, EmptyPolicy, "segloss_empty_policy");
 }
 
+// p: the fields' prefix in messages ("bce." inside bce_dice's options).
+template <class T>
+void bce_with_logits_to_cpp(const segloss_bce_with_logits_options& c, BceWithLogitsOptions<T>& o,
+                            const char* function, const std::string& p) {
+  o.reduction = reduction_of(c.reduction, function, (p + "reduction").c_str());
+  o.weight = optional_view<T>(c.weight, function, ("options." + p + "weight").c_str());
+  o.pos_weight = optional_view<T>(c.pos_weight, function, ("options." + p + "pos_weight").c_str());
+  o.mean_over =
+      SEGLOSS_ENUM(c.mean_over, 2, (p + "mean_over").c_str(), BceMeanOver, "segloss_bce_mean_over");
+  o.label_smoothing = c.label_smoothing;
+}
+
 template <class T>
 BceWithLogitsOptions<T> to_cpp(const segloss_bce_with_logits_options* c, const char* function) {
   BceWithLogitsOptions<T> o;
-  if (!c) return o;
-  o.reduction = reduction_of(c->reduction, function, "reduction");
-  o.weight = optional_view<T>(c->weight, function, "options.weight");
-  o.pos_weight = optional_view<T>(c->pos_weight, function, "options.pos_weight");
-  o.mean_over = SEGLOSS_ENUM(c->mean_over, 2, "mean_over", BceMeanOver, "segloss_bce_mean_over");
-  o.label_smoothing = c->label_smoothing;
+  if (c) bce_with_logits_to_cpp(*c, o, function, "");
   return o;
 }
 
@@ -415,7 +424,7 @@ BceDiceOptions<T> to_cpp(const segloss_bce_dice_options* c, const char* function
   if (!c) return o;
   o.bce_weight = c->bce_weight;
   o.dice_weight = c->dice_weight;
-  o.bce = to_cpp<T>(&c->bce, function);
+  bce_with_logits_to_cpp<T>(c->bce, o.bce, function, "bce.");
   overlap_to_cpp<T>(c->dice, o.dice, function, "dice.");
   return o;
 }
@@ -1462,7 +1471,9 @@ void surface_out(const SurfaceDistanceResult& r, segloss_surface_distance_result
       fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "per_pair has shape ", out.shape(),
            "; expected ", want);
     if (out.device() != Device::cpu)
-      fail(SEGLOSS_ERROR_DEVICE, function, "per_pair is on cuda; surface distances run on the CPU");
+      fail(SEGLOSS_ERROR_DEVICE, function,
+           "per_pair is on cuda; it must be on the CPU (the surface distances' results are on "
+           "the host, with CUDA inputs too)");
     const int64_t n = s.numel();
     std::copy(r.hausdorff.begin(), r.hausdorff.end(), out.data());
     std::copy(r.hausdorff_percentile.begin(), r.hausdorff_percentile.end(), out.data() + n);
@@ -1478,18 +1489,17 @@ void surface_out(const SurfaceDistanceResult& r, segloss_surface_distance_result
   result->one_empty = r.one_empty;
 }
 
-}  // namespace
-
-extern "C" {
-
-segloss_status segloss_surface_distance(const segloss_tensor* pred, const segloss_tensor* target,
-                                        const segloss_surface_distance_options* options,
-                                        segloss_surface_distance_result* result,
-                                        const segloss_tensor* per_pair) {
-  const char* function = "segloss_surface_distance";
+// The two forms of the surface distances. CUDA masks or label maps run on `stream` (NULL: the
+// legacy default stream), which the call waits for: the result is on the host.
+segloss_status surface_masks(const char* function, const segloss_tensor* pred,
+                             const segloss_tensor* target,
+                             const segloss_surface_distance_options* options,
+                             segloss_surface_distance_result* result,
+                             const segloss_tensor* per_pair, void* stream) {
   return guard(function, [&] {
     require(result, function, "result");
     const auto o = surface_options(options, function);
+    const cuda::StreamScope stream_scope(stream);
     with_float(pred, function, "pred", [&](auto tag) {
       using T = decltype(tag);
       const auto r = segloss::surface_distance(view<T>(pred, function, "pred"),
@@ -1499,13 +1509,12 @@ segloss_status segloss_surface_distance(const segloss_tensor* pred, const seglos
   });
 }
 
-segloss_status segloss_surface_distance_labels(const segloss_tensor* pred_labels,
-                                               const segloss_tensor* true_labels,
-                                               const int64_t* classes, int64_t num_classes_listed,
-                                               const segloss_surface_distance_options* options,
-                                               segloss_surface_distance_result* result,
-                                               const segloss_tensor* per_pair) {
-  const char* function = "segloss_surface_distance_labels";
+segloss_status surface_labels(const char* function, const segloss_tensor* pred_labels,
+                              const segloss_tensor* true_labels, const int64_t* classes,
+                              int64_t num_classes_listed,
+                              const segloss_surface_distance_options* options,
+                              segloss_surface_distance_result* result,
+                              const segloss_tensor* per_pair, void* stream) {
   return guard(function, [&] {
     require(result, function, "result");
     if (num_classes_listed < 0)
@@ -1513,12 +1522,53 @@ segloss_status segloss_surface_distance_labels(const segloss_tensor* pred_labels
     if (num_classes_listed > 0) require(classes, function, "classes");
     const std::vector<int64_t> list(classes, classes + num_classes_listed);
     const auto o = surface_options(options, function);
+    const cuda::StreamScope stream_scope(stream);
     with_labels(pred_labels, function, "pred_labels", [&](const auto& p) {
       with_labels(true_labels, function, "true_labels", [&](const auto& t) {
         surface_out(segloss::surface_distance_labels(p, t, list, o), result, per_pair, function);
       });
     });
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+segloss_status segloss_surface_distance(const segloss_tensor* pred, const segloss_tensor* target,
+                                        const segloss_surface_distance_options* options,
+                                        segloss_surface_distance_result* result,
+                                        const segloss_tensor* per_pair) {
+  return surface_masks("segloss_surface_distance", pred, target, options, result, per_pair,
+                       nullptr);
+}
+
+segloss_status segloss_surface_distance_on_stream(const segloss_tensor* pred,
+                                                  const segloss_tensor* target,
+                                                  const segloss_surface_distance_options* options,
+                                                  segloss_surface_distance_result* result,
+                                                  const segloss_tensor* per_pair,
+                                                  void* cuda_stream) {
+  return surface_masks("segloss_surface_distance_on_stream", pred, target, options, result,
+                       per_pair, cuda_stream);
+}
+
+segloss_status segloss_surface_distance_labels(const segloss_tensor* pred_labels,
+                                               const segloss_tensor* true_labels,
+                                               const int64_t* classes, int64_t num_classes_listed,
+                                               const segloss_surface_distance_options* options,
+                                               segloss_surface_distance_result* result,
+                                               const segloss_tensor* per_pair) {
+  return surface_labels("segloss_surface_distance_labels", pred_labels, true_labels, classes,
+                        num_classes_listed, options, result, per_pair, nullptr);
+}
+
+segloss_status segloss_surface_distance_labels_on_stream(
+    const segloss_tensor* pred_labels, const segloss_tensor* true_labels, const int64_t* classes,
+    int64_t num_classes_listed, const segloss_surface_distance_options* options,
+    segloss_surface_distance_result* result, const segloss_tensor* per_pair, void* cuda_stream) {
+  return surface_labels("segloss_surface_distance_labels_on_stream", pred_labels, true_labels,
+                        classes, num_classes_listed, options, result, per_pair, cuda_stream);
 }
 
 }  // extern "C"

@@ -1,4 +1,4 @@
-// The one exception type of segloss, and the checks that throw it.
+// The exception type of segloss, and the checks that throw it.
 //
 // Every message starts with the public function that rejected its input, then names the
 // argument and the values or shapes involved, e.g.
@@ -15,6 +15,15 @@ namespace segloss {
 class Error : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
+};
+
+// A device allocation that failed (cudaMalloc: cudaErrorMemoryAllocation), for a tensor or the
+// workspace pool: an Error like every other, which a caller may also catch on its own (to retry
+// with a smaller batch, say). The C API returns SEGLOSS_ERROR_OUT_OF_MEMORY for it, as for a
+// failed host allocation (std::bad_alloc).
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
 };
 
 namespace detail {

@@ -1026,8 +1026,15 @@ void run_surface(Ctx& c, const Batch& b) {
   const int64_t n = numel_of(pred);
   const bool fx = dtype_of(b.x) == SEGLOSS_F32 || dtype_of(b.x) == SEGLOSS_F64;
   for (int64_t i = 0; i < n && fx; ++i) put(pred, i, get(b.x, i) > 0 ? 1.0 : 0.0);
-  check(segloss_surface_distance(&pred, &b.t, op, &res, per_pair(c, b.n, b.classes)),
-        "segloss_surface_distance");
+  // The forms with and without a stream (NULL: the same work on the CPU), chosen by the input.
+  const bool on_stream = c.r.byte() % 2 == 1;
+  if (on_stream)
+    check(segloss_surface_distance_on_stream(&pred, &b.t, op, &res, per_pair(c, b.n, b.classes),
+                                             nullptr),
+          "segloss_surface_distance_on_stream");
+  else
+    check(segloss_surface_distance(&pred, &b.t, op, &res, per_pair(c, b.n, b.classes)),
+          "segloss_surface_distance");
   // Label maps: the classes listed by the input.
   const int64_t k = c.r.byte() % 4;
   auto* classes = static_cast<int64_t*>(c.alloc(static_cast<size_t>(k) * sizeof(int64_t)));
@@ -1035,9 +1042,13 @@ void run_surface(Ctx& c, const Batch& b) {
   segloss_tensor pl = make_tensor(c, dtype_of(b.lab), b.lab.ndim, b.lab.shape);
   const int64_t nl = numel_of(pl);
   for (int64_t i = 0; i < nl; ++i) put(pl, i, get(b.lab, (i + 1) % nl));
-  check(segloss_surface_distance_labels(&pl, &b.lab, classes, k, op, &res,
-                                        per_pair(c, b.lab.ndim > 0 ? b.lab.shape[0] : 1, k)),
-        "segloss_surface_distance_labels");
+  const segloss_tensor* pp = per_pair(c, b.lab.ndim > 0 ? b.lab.shape[0] : 1, k);
+  if (on_stream)
+    check(segloss_surface_distance_labels_on_stream(&pl, &b.lab, classes, k, op, &res, pp, nullptr),
+          "segloss_surface_distance_labels_on_stream");
+  else
+    check(segloss_surface_distance_labels(&pl, &b.lab, classes, k, op, &res, pp),
+          "segloss_surface_distance_labels");
 }
 
 void run_boundary(Ctx& c, const Batch& b) {

@@ -76,11 +76,14 @@ void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>&
 }
 
 // Runs one term's public function; its errors are re-raised under the combined function's
-// name, with the term named ("ce_dice: in the cross-entropy term: cross_entropy: ...").
+// name, with the term named ("ce_dice: in the cross-entropy term: cross_entropy: ..."), and
+// with their type (a device allocation's OutOfMemory stays one).
 template <class F>
 auto term(const char* fn, const char* which, F&& f) {
   try {
     return f();
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(std::string(fn) + ": in the " + which + " term: " + e.what());
   } catch (const Error& e) {
     throw Error(std::string(fn) + ": in the " + which + " term: " + e.what());
   }

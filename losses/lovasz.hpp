@@ -39,8 +39,10 @@
 //
 // Reductions (both losses). The loss of a problem is L_j as above. per_image: mean is
 // (1/N) sum_n L_n (every image counts, also one whose pixels are all ignored or whose classes
-// are all left out: its L_n is 0, as in the reference), sum is sum_n L_n, none gives the N
-// values (shape (N)). Without per_image there is one problem: mean and sum give L, none gives
+// are all left out: its L_n is 0, as the reference lovasz_hinge's; the reference
+// lovasz_softmax returns an empty tensor for such an image, which makes its per-image mean
+// meaningless, so 0 is our choice there), sum is sum_n L_n, none gives the N values (shape
+// (N)). Without per_image there is one problem: mean and sum give L, none gives
 // shape (1).
 //
 // Options of lovasz_softmax (defaults as the reference lovasz_softmax, except ignore_index):

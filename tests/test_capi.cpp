@@ -1092,6 +1092,32 @@ TEST_CASE("capi: dice_score and surface distances match C++") {
         SEGLOSS_ERROR_INVALID_ARGUMENT);
   CHECK(last_error() ==
         "segloss_surface_distance_labels: per_pair has shape (4,2,3); expected (4,2,2)");
+
+  // The _on_stream forms (a NULL stream here, CPU tensors): the same results, and errors under
+  // their own names.
+  segloss_surface_distance_result so_r;
+  auto per_pair2 = Tensor<double>::empty({4, 2, 2});
+  const segloss_tensor dpp2 = desc(per_pair2);
+  REQUIRE(segloss_surface_distance_on_stream(&dpm, &dtm, &sc, &so_r, &dpp2, nullptr) == SEGLOSS_OK);
+  CHECK(same_value(so_r.mean_hausdorff, sref.mean_hausdorff));
+  CHECK(same_value(so_r.mean_hausdorff_percentile, sref.mean_hausdorff_percentile));
+  CHECK(same_value(so_r.mean_surface_dice, sref.mean_surface_dice));
+  for (int64_t i = 0; i < 4; ++i) CHECK(same_value(per_pair2[4 + i], sref.hausdorff_percentile[i]));
+  REQUIRE(segloss_surface_distance_labels_on_stream(&dpl, &dtl, classes, 2, nullptr, &so_r, &dpp2,
+                                                    nullptr) == SEGLOSS_OK);
+  CHECK(same_value(so_r.mean_average_surface_distance, lref.mean_average_surface_distance));
+  for (int64_t i = 0; i < 4; ++i) CHECK(same_value(per_pair2[12 + i], lref.surface_dice[i]));
+  CHECK(segloss_surface_distance_labels_on_stream(&dpl, &dtl, classes, 2, nullptr, &so_r, &dwrong,
+                                                  nullptr) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  CHECK(last_error() ==
+        "segloss_surface_distance_labels_on_stream: per_pair has shape (4,2,3); expected "
+        "(4,2,2)");
+  CHECK(segloss_surface_distance_on_stream(&dpm, &dtm, &sc, nullptr, nullptr, nullptr) ==
+        SEGLOSS_ERROR_NULL_POINTER);
+  CHECK(last_error() == "segloss_surface_distance_on_stream: result is a null pointer");
+  sc.spacing = nullptr;  // a count above 0 needs a pointer
+  CHECK(segloss_surface_distance(&dpm, &dtm, &sc, &sr, nullptr) == SEGLOSS_ERROR_NULL_POINTER);
+  CHECK(last_error() == "segloss_surface_distance: options.spacing is a null pointer");
 }
 
 TEST_CASE("capi: errors give a status and a message naming function, argument and values") {
@@ -1194,6 +1220,33 @@ TEST_CASE("capi: errors give a status and a message naming function, argument an
     CHECK(last_error() ==
           "segloss_bce_with_logits_value_and_grad: options.pos_weight has dtype f64; expected "
           "f32");
+    // Inside bce_dice's options the BCE fields are named with their prefix, as the Dice ones.
+    segloss_bce_dice_options bd;
+    segloss_bce_dice_options_init(&bd);
+    bd.bce.pos_weight = &dwd;
+    CHECK(segloss_bce_dice_value_and_grad(&dx, &dz, &bd, &v, &dg, nullptr) == SEGLOSS_ERROR_DTYPE);
+    CHECK(last_error() ==
+          "segloss_bce_dice_value_and_grad: options.bce.pos_weight has dtype f64; expected f32");
+    segloss_bce_dice_options_init(&bd);
+    bd.bce.weight = &dwd;
+    CHECK(segloss_bce_dice_value_and_grad(&dx, &dz, &bd, &v, &dg, nullptr) == SEGLOSS_ERROR_DTYPE);
+    CHECK(last_error() ==
+          "segloss_bce_dice_value_and_grad: options.bce.weight has dtype f64; expected f32");
+    segloss_bce_dice_options_init(&bd);
+    const int nine = 9, seven = 7;  // ints the enums do not hold, stored through their bytes
+    std::memcpy(&bd.bce.reduction, &nine, sizeof nine);
+    CHECK(segloss_bce_dice_value_and_grad(&dx, &dz, &bd, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_bce_dice_value_and_grad: options.bce.reduction is 9, not a value of "
+          "segloss_reduction");
+    segloss_bce_dice_options_init(&bd);
+    std::memcpy(&bd.bce.mean_over, &seven, sizeof seven);
+    CHECK(segloss_bce_dice_value_and_grad(&dx, &dz, &bd, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_bce_dice_value_and_grad: options.bce.mean_over is 7, not a value of "
+          "segloss_bce_mean_over");
   }
   SUBCASE("shapes") {
     const auto zs = mask<float>({2, 1, 4, 4}, 67);

@@ -137,3 +137,87 @@ TEST_CASE("cuda capi: value_and_grad_into keeps the value on the device") {
   cudaStreamDestroy(st);
 }
 #endif
+
+// A failed device allocation is segloss::OutOfMemory (an Error) in C++ and
+// SEGLOSS_ERROR_OUT_OF_MEMORY through the C API, as a failed host allocation, so that an engine
+// can tell it from a bad argument. 2^39 floats (2 TiB) is more than any GPU (and the emulator)
+// holds; the inputs are never read (the output's allocation fails first).
+TEST_CASE("cuda capi: a failed device allocation is SEGLOSS_ERROR_OUT_OF_MEMORY") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape huge{1, 1, int64_t{1} << 20, int64_t{1} << 19};
+  CHECK_THROWS_AS(Tensor<float>::empty(huge, Device::cuda), OutOfMemory);
+  CHECK_THROWS_WITH_AS(Tensor<float>::empty(huge, Device::cuda),
+                       doctest::Contains("cudaErrorMemoryAllocation"), Error);
+  const auto x = testing::unread_cuda_view<float>(huge);
+  const segloss_tensor cx = cuda_desc(x);
+  segloss_bce_with_logits_options o;
+  segloss_bce_with_logits_options_init(&o);
+  o.reduction = SEGLOSS_REDUCTION_NONE;
+  CHECK(segloss_bce_with_logits_forward(&cx, &cx, &o, &cx, nullptr) == SEGLOSS_ERROR_OUT_OF_MEMORY);
+  const std::string e = testing::last_error();
+  CHECK(e.rfind("segloss_bce_with_logits_forward: ", 0) == 0);
+  CHECK(e.find("cudaErrorMemoryAllocation") != std::string::npos);
+}
+
+#if defined(SEGLOSS_TEST_CUDA)
+// The surface distances with CUDA masks and label maps through the C API: the _on_stream forms
+// run on the caller's stream (here one created non-blocking, which the legacy default stream
+// does not wait for) and give the C++ CPU result exactly; per_pair must be on the CPU.
+TEST_CASE("cuda capi: surface distances on the caller's stream") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 2, 11, 9};
+  const auto pm = testing::mask<float>(s, 71, 0.5), tm = testing::mask<float>(s, 72, 0.5);
+  SurfaceDistanceOptions so;
+  so.spacing = {1.5, 0.5};
+  so.percentile = 90;
+  const auto want = surface_distance(pm, tm, so);
+  cudaStream_t st = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) == cudaSuccess);
+  // The masks are copied to the device on st: the call must be ordered after the copies.
+  auto pd = Tensor<float>::empty(s, Device::cuda), td = Tensor<float>::empty(s, Device::cuda);
+  const size_t bytes = static_cast<size_t>(s.numel()) * sizeof(float);
+  REQUIRE(cudaMemcpyAsync(pd.data(), pm.data(), bytes, cudaMemcpyHostToDevice, st) == cudaSuccess);
+  REQUIRE(cudaMemcpyAsync(td.data(), tm.data(), bytes, cudaMemcpyHostToDevice, st) == cudaSuccess);
+  const segloss_tensor cp = cuda_desc(pd), ct = cuda_desc(td);
+  const double spacing[2] = {1.5, 0.5};
+  segloss_surface_distance_options c;
+  segloss_surface_distance_options_init(&c);
+  c.spacing = spacing;
+  c.spacing_size = 2;
+  c.percentile = 90;
+  segloss_surface_distance_result r;
+  auto per_pair = Tensor<double>::empty({4, 2, 2});
+  const segloss_tensor dpp = desc(per_pair);
+  REQUIRE_MESSAGE(segloss_surface_distance_on_stream(&cp, &ct, &c, &r, &dpp, st) == SEGLOSS_OK,
+                  testing::last_error());
+  CHECK(r.mean_hausdorff == want.mean_hausdorff);
+  CHECK(r.mean_hausdorff_percentile == want.mean_hausdorff_percentile);
+  CHECK(r.mean_average_surface_distance == want.mean_average_surface_distance);
+  CHECK(r.mean_surface_dice == want.mean_surface_dice);
+  for (int64_t i = 0; i < 4; ++i) {
+    CHECK(per_pair[i] == want.hausdorff[i]);
+    CHECK(per_pair[12 + i] == want.surface_dice[i]);
+  }
+  const auto pl = testing::labels<int32_t>(s.without(1), 3, 73);
+  const auto tl = testing::labels<int32_t>(s.without(1), 3, 74);
+  const auto lwant = surface_distance_labels(pl, tl, {1, 2});
+  const auto pld = gpu(pl), tld = gpu(tl);
+  const segloss_tensor cpl = cuda_desc(pld), ctl = cuda_desc(tld);
+  const int64_t classes[2] = {1, 2};
+  REQUIRE_MESSAGE(segloss_surface_distance_labels_on_stream(&cpl, &ctl, classes, 2, nullptr, &r,
+                                                            &dpp, st) == SEGLOSS_OK,
+                  testing::last_error());
+  CHECK(r.mean_hausdorff == lwant.mean_hausdorff);
+  CHECK(r.mean_surface_dice == lwant.mean_surface_dice);
+  for (int64_t i = 0; i < 4; ++i) CHECK(per_pair[4 + i] == lwant.hausdorff_percentile[i]);
+  // per_pair on the device is refused, naming the entry point.
+  auto pp_dev = Tensor<double>::empty({4, 2, 2}, Device::cuda);
+  const segloss_tensor cpp = cuda_desc(pp_dev);
+  CHECK(segloss_surface_distance_on_stream(&cp, &ct, &c, &r, &cpp, st) == SEGLOSS_ERROR_DEVICE);
+  CHECK(testing::last_error() ==
+        "segloss_surface_distance_on_stream: per_pair is on cuda; it must be on the CPU (the "
+        "surface distances' results are on the host, with CUDA inputs too)");
+  REQUIRE(cudaStreamSynchronize(st) == cudaSuccess);
+  cudaStreamDestroy(st);
+}
+#endif

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -18,6 +19,12 @@ namespace cuda {
 void check(cudaError_t e, const char* function, const char* what) {
   if (e == cudaSuccess) return;
   cudaGetLastError();  // clear it, so that a later launch check does not report it again
+  if (e == cudaErrorMemoryAllocation) {  // segloss::OutOfMemory (core/error.hpp)
+    std::ostringstream os;
+    os << function << ": " << what << " failed: " << cudaGetErrorName(e) << ": "
+       << cudaGetErrorString(e);
+    throw OutOfMemory(os.str());
+  }
   segloss::detail::fail(function, what, " failed: ", cudaGetErrorName(e), ": ",
                         cudaGetErrorString(e));
 }
