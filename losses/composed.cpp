@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../backends/cpu/lovasz.hpp"
+#include "../core/pointwise.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
@@ -268,7 +269,14 @@ Var<T> bce_with_logits(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   return reduce(l, o.reduction, divisor);
 }
 
-// l = -w [z max(log p, -100) + (1 - z) max(log(1 - p), -100)].
+// l = -w [z max(log p, -100) + (1 - z) max(log(1 - p), -100)], with PyTorch's gradient
+// w (p - z) / max((1 - p) p, EPSILON), which is not the derivative of the clamped value
+// (binary_cross_entropy.hpp): at p = 0 or 1 the clamp is flat while 1/p or 1/(1 - p) is
+// infinite (0 inf = NaN through the primitives), and below log p = -100 the clamp would cut the
+// gradient to 0. So the value is the clamped formula on p's value p' (a constant), plus a term
+// that is exactly 0 in value and carries that gradient: l = w [V(p') + D (p - p')], V the
+// clamped loss above and D the constant (p' - z) / max((1 - p') p', EPSILON)
+// (pw::bce_probs_grad, the fused kernel's function).
 template <class T>
 Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& target,
                             const BinaryCrossEntropyOptions<T>& o) {
@@ -286,8 +294,12 @@ Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& tar
     }
   const double inf = std::numeric_limits<double>::infinity();
   const Var<T> z = tape.constant(target);
-  Var<T> l =
-      -(z * ad::clamp(ad::log(p), -100.0, inf) + (1.0 - z) * ad::clamp(ad::log1p(-p), -100.0, inf));
+  const Var<T> pv = tape.constant(p.value());  // p' (no gradient)
+  Tensor<T> d = Tensor<T>::empty(p.shape());
+  for (int64_t i = 0; i < d.numel(); ++i) d[i] = pw::bce_probs_grad<T>(host_p[i], host_t[i]);
+  Var<T> l = -(z * ad::clamp(ad::log(pv), -100.0, inf) +
+               (1.0 - z) * ad::clamp(ad::log1p(-pv), -100.0, inf)) +
+             tape.constant(d) * (p - pv);
   if (o.weight.defined()) {
     detail::make_broadcast_reader(fn, "weight", p.shape(), o.weight.shape(), o.weight.data(), true);
     l = pytorch_weight(tape, o.weight) * l;

@@ -500,6 +500,50 @@ TEST_CASE("composed: binary_cross_entropy and sigmoid_focal equal the fused loss
   }
 }
 
+TEST_CASE("composed: binary_cross_entropy has PyTorch's gradient where the clamp is flat") {
+  // At p = 0 or 1 and below log p = -100 the clamped value is flat, while PyTorch's gradient
+  // (the fused loss's) is w (p - z) / max((1 - p) p, 1e-12f): -1e12 at p = 0 with z = 1, 0 at
+  // p = 0 with z = 0. The primitives alone would give 0 inf = NaN, or 0 below -100.
+  const Shape s{1, 1, 3, 4};
+  const auto p = Tensor<double>::from(
+      {0.0, 1.0, 0.0, 1.0, 1e-60, 1.0 - 1e-16, 0.25, 1e-13, 0.5, 1.0, 0.0, 0.75}, s);
+  const auto z =
+      Tensor<double>::from({1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.25, 0.5, 1.0, 0.3, 0.6, 0.0}, s);
+  // Each element within 1e-12 of the fused one, relative to itself (the gradient spans 0 to
+  // 1e12, so a tolerance relative to the largest entry would not see the small ones).
+  const auto each_close = [](const Tensor<double>& a, const Tensor<double>& b) {
+    REQUIRE(a.shape() == b.shape());
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::isfinite(a[i]));
+      CHECK(std::fabs(a[i] - b[i]) <= 1e-12 * std::fabs(b[i]));
+    }
+  };
+  for (bool weighted : {false, true}) {
+    BinaryCrossEntropyOptions<double> o;
+    if (weighted) o.weight = testing::uniform<double>({1, 1, 3, 1}, 34, 0.5, 2.0);
+    for (Reduction r : kAll) {
+      CAPTURE(weighted);
+      CAPTURE(reduction_name(r));
+      o.reduction = r;
+      Tape<double> tape;
+      const Var<double> v = tape.leaf(p);
+      const Var<double> out = composed::binary_cross_entropy(tape, v, z, o);
+      if (r == Reduction::none) {
+        each_close(out.value(), binary_cross_entropy(p, z, o));
+        const auto go = testing::uniform<double>(s, 35, 0.5, 2.0);
+        tape.backward(ad::sum(out * tape.constant(go)));
+        each_close(tape.grad(v), binary_cross_entropy_backward(p, z, go, o));
+      } else {
+        tape.backward(out);
+        const auto f = binary_cross_entropy_value_and_grad(p, z, o);
+        CHECK(out.item() == doctest::Approx(f.value).epsilon(1e-12));
+        each_close(tape.grad(v), f.grad);
+      }
+    }
+  }
+}
+
 // Option sets of the overlap family: 0 defaults, 1 batch scores with smooth terms and squared
 // sums, 2 weights on inputs with class weights, no background and focal gamma, 3 the weighted
 // log form, 4 the clamp form on probabilities, 5 the skip and one empty policies (an empty
