@@ -46,9 +46,9 @@
  * cuda_stream: a cudaStream_t passed as void*; NULL means the default (legacy) stream. The
  * call enqueues its kernels on it (segloss::cuda::StreamScope) when the tensors live on a CUDA
  * device; CPU tensors ignore it. A call that returns a host value (value_and_grad's double)
- * waits for that stream only. segloss_has_cuda() says whether CUDA tensors can be used; which
- * losses have CUDA kernels is listed in docs/cuda.md (others refuse CUDA tensors with
- * SEGLOSS_ERROR_INVALID_ARGUMENT and a message).
+ * waits for that stream only. segloss_has_cuda() says whether CUDA tensors can be used; every
+ * loss and metric has a CUDA path (docs/cuda.md). Calls run on the current CUDA device
+ * (cudaSetDevice): a call's CUDA tensors and stream must belong to it.
  *
  * Thread safety: calls on distinct outputs may run concurrently from any threads; a confusion
  * matrix or statistics object must not be used by two threads at once.
