@@ -27,12 +27,18 @@ class OutOfMemory : public Error {
 };
 
 namespace detail {
+// "function: parts...", the format of every segloss message.
 template <class... Args>
-[[noreturn]] void fail(const char* function, Args&&... parts) {
+std::string message(const char* function, Args&&... parts) {
   std::ostringstream os;
   os << function << ": ";
   (os << ... << std::forward<Args>(parts));
-  throw Error(os.str());
+  return os.str();
+}
+
+template <class... Args>
+[[noreturn]] void fail(const char* function, Args&&... parts) {
+  throw Error(message(function, std::forward<Args>(parts)...));
 }
 }  // namespace detail
 

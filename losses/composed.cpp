@@ -12,6 +12,7 @@
 #include "../backends/cpu/lovasz.hpp"
 #include "../core/pointwise.hpp"
 #include "internal/bce_args.hpp"
+#include "internal/cross_entropy_checks.hpp"
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
 #include "internal/overlap_scores.hpp"
@@ -376,19 +377,10 @@ Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   const char* fn = "composed::cross_entropy";
   check_input(fn, tape, x);
   const int64_t C = x.value().size(1);
-  SEGLOSS_CHECK(
-      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
-      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
-  if constexpr (std::is_floating_point_v<U>)
-    SEGLOSS_CHECK(o.mean_over == MeanOver::weights, fn,
-                  "mean_over applies to label targets only; with probabilities it must keep its "
-                  "default");
+  detail::check_ce_smoothing(fn, o);
   // With probabilities any negative ignore_index changes nothing (as cross_entropy, PyTorch):
   // class_target then takes its default.
-  if constexpr (std::is_floating_point_v<U>)
-    SEGLOSS_CHECK(o.ignore_index < 0, fn, "options.ignore_index is ", o.ignore_index,
-                  "; with probability targets it must be negative (it applies to label targets "
-                  "only; PyTorch refuses ignore_index >= 0 for a floating point target)");
+  if constexpr (std::is_floating_point_v<U>) detail::check_ce_probability_options(fn, o);
   const int64_t ignore =
       std::is_floating_point_v<U> && o.ignore_index < 0 ? int64_t{-100} : o.ignore_index;
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, ignore, o.ignore_negative);

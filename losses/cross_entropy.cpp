@@ -8,6 +8,7 @@
 
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../core/checks.hpp"
+#include "internal/cross_entropy_checks.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
 #include "internal/shards.hpp"
@@ -27,36 +28,12 @@ struct Prepared {
   bool none_counted = false;  // no pixel counts (every label ignored)
 };
 
-template <class T>
-void check_smoothing(const char* fn, const CrossEntropyOptions<T>& o) {
-  SEGLOSS_CHECK(
-      std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
-      "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");
-}
-
-// With probabilities, as PyTorch: no label can equal a negative ignore_index, so any negative
-// one is accepted and changes nothing (PyTorch refuses only ignore_index >= 0, "not supported for
-// floating point target"); ignore_negative and mean_over valid_pixels, options of labels only,
-// must keep their defaults.
-template <class T>
-void check_probability_options(const char* fn, const CrossEntropyOptions<T>& o) {
-  SEGLOSS_CHECK(o.ignore_index < 0, fn, "options.ignore_index is ", o.ignore_index,
-                "; with probability targets it must be negative (it applies to label targets "
-                "only; PyTorch refuses ignore_index >= 0 for a floating point target)");
-  SEGLOSS_CHECK(!o.ignore_negative && o.mean_over == MeanOver::weights, fn,
-                "ignore_negative and mean_over apply to label targets only; with probabilities "
-                "they must keep their defaults (ignore_negative false, mean_over weights), not "
-                "ignore_negative ",
-                o.ignore_negative ? "true" : "false", ", mean_over ",
-                o.mean_over == MeanOver::weights ? "weights" : "valid_pixels");
-}
-
 template <class T, class L>
 Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>& target,
                        const CrossEntropyOptions<T>& o) {
   constexpr bool kSoft = std::is_floating_point_v<L>;
   detail::check_class_target(fn, logits, target);
-  check_smoothing(fn, o);
+  detail::check_ce_smoothing(fn, o);
   const Shape& s = logits.shape();
   const int64_t n = s[0], c = s[1], pixels = s.numel_from(2);
   Prepared<T, L> p;
@@ -79,7 +56,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   }
   p.values_shape = s.without(1);
   if constexpr (kSoft) {
-    check_probability_options(fn, o);
+    detail::check_ce_probability_options(fn, o);
     a.probs = target.data();
     p.divisor = static_cast<double>(n * pixels);
     p.counted = p.divisor;
@@ -129,12 +106,12 @@ template <class T, class L>
 cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
                                        const Tensor<L>& target, const CrossEntropyOptions<T>& o) {
   detail::check_class_target(fn, logits, target, true);
-  check_smoothing(fn, o);
+  detail::check_ce_smoothing(fn, o);
   const Shape& s = logits.shape();
   cuda::CrossEntropyArgs<T, L> a;
   a.function = fn;
   if constexpr (std::is_floating_point_v<L>) {
-    check_probability_options(fn, o);
+    detail::check_ce_probability_options(fn, o);
     a.probs = target.data();
   } else {
     a.labels = target.data();

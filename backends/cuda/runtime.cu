@@ -4,7 +4,7 @@
 
 #include <map>
 #include <memory>
-#include <sstream>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -19,14 +19,10 @@ namespace cuda {
 void check(cudaError_t e, const char* function, const char* what) {
   if (e == cudaSuccess) return;
   cudaGetLastError();  // clear it, so that a later launch check does not report it again
-  if (e == cudaErrorMemoryAllocation) {  // segloss::OutOfMemory (core/error.hpp)
-    std::ostringstream os;
-    os << function << ": " << what << " failed: " << cudaGetErrorName(e) << ": "
-       << cudaGetErrorString(e);
-    throw OutOfMemory(os.str());
-  }
-  segloss::detail::fail(function, what, " failed: ", cudaGetErrorName(e), ": ",
-                        cudaGetErrorString(e));
+  const std::string m = segloss::detail::message(function, what, " failed: ", cudaGetErrorName(e),
+                                                 ": ", cudaGetErrorString(e));
+  if (e == cudaErrorMemoryAllocation) throw OutOfMemory(m);  // core/error.hpp
+  throw Error(m);
 }
 
 bool available() {
