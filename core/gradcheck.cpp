@@ -63,11 +63,13 @@ GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
     const double ana = analytic[i];
     const double abs_err = std::fabs(ana - num);
     const double scale = std::max(std::fabs(ana), std::fabs(num));
-    const double rel_err = scale > o.atol ? abs_err / scale : 0.0;
+    const double rel_err = std::isnan(abs_err) ? abs_err : scale > o.atol ? abs_err / scale : 0.0;
     ++r.checked;
-    // NaN in either makes the element fail.
+    // NaN in either makes the element fail, and is the worst error: the first NaN stays named
+    // (a later finite error compared with it would otherwise replace it).
     if (!(abs_err <= o.atol + o.rtol * std::fabs(num))) ++r.failures;
-    if (!(abs_err <= r.max_abs_error)) {
+    const auto worse = [](double e, double worst) { return !std::isnan(worst) && !(e <= worst); };
+    if (worse(abs_err, r.max_abs_error)) {
       r.max_abs_error = abs_err;
       r.worst_abs_index = i;
       if (r.worst_rel_index < 0) {
@@ -75,7 +77,7 @@ GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
         r.numeric_at_worst = num;
       }
     }
-    if (!(rel_err <= r.max_rel_error)) {
+    if (worse(rel_err, r.max_rel_error)) {
       r.max_rel_error = rel_err;
       r.worst_rel_index = i;
       r.analytic_at_worst = ana;

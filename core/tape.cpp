@@ -528,10 +528,16 @@ Var<T> unary(const char* op, const Var<T>& a, F f, D d, detail::TapeUnary code, 
   const T* x = xv.data();
   T* o = out.data();
   parallel_for(xv.numel(), [&](int64_t i) { o[i] = f(x[i]); });
-  return a.tape().record(op, out, {a}, [a, out, d](Tape<T>& tape, const Tensor<T>& g) {
+  // clamp, relu and pow pass nothing where their derivative is 0, whatever comes from above: an
+  // inf there (pow(0, 0.5)'s, say) would give 0 inf = NaN. PyTorch masks these the same way.
+  const bool masks = detail::tape_unary_masks(code);
+  return a.tape().record(op, out, {a}, [a, out, d, masks](Tape<T>& tape, const Tensor<T>& g) {
     const T *x = a.value().data(), *y = out.data(), *gd = g.data();
     T* gx = tape.grad_buffer(a).data();
-    parallel_for(g.numel(), [&](int64_t i) { gx[i] += gd[i] * d(x[i], y[i]); });
+    parallel_for(g.numel(), [&](int64_t i) {
+      const T dv = d(x[i], y[i]);
+      if (!(masks && dv == T(0))) gx[i] += gd[i] * dv;
+    });
   });
 }
 
@@ -677,7 +683,8 @@ Var<T> pow(const Var<T>& a, double p) {
         detail::TapeUnary::square);
   return unary(
       "ad::pow", a, [k](T x) { return std::pow(x, k); },
-      [k](T x, T) { return k * std::pow(x, k - T(1)); }, detail::TapeUnary::pow, k);
+      [k](T x, T) { return k == T(0) ? T(0) : k * std::pow(x, k - T(1)); },  // not 0 inf at 0
+      detail::TapeUnary::pow, k);
 }
 
 // ---------------------------------------------------------------------------------------------

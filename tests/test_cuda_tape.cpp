@@ -199,6 +199,13 @@ void check_unary_ops() {
   check_graph<T>("c - a", x, [](Tape<T>&, const V& v) { return 2.0 - v[0]; });
   check_graph<T>("c / a", p, [](Tape<T>&, const V& v) { return 2.0 / v[0]; });
   check_graph<T>("-a", x, [](Tape<T>&, const V& v) { return -v[0]; });
+  // Masked gradients: pow(., 0.5)'s inf at 0 does not pass relu or clamp where they are flat,
+  // and pow(., 0) has slope 0 at 0.
+  check_graph<T>("pow relu", x, [](Tape<T>&, const V& v) { return ad::pow(ad::relu(v[0]), 0.5); });
+  check_graph<T>("pow clamp", x,
+                 [](Tape<T>&, const V& v) { return ad::pow(ad::clamp(v[0], 0.0, 1.0), 0.5); });
+  check_graph<T>("pow 0 of relu", x,
+                 [](Tape<T>&, const V& v) { return ad::pow(ad::relu(v[0]), 0.0) * 1.0; });
   // A chain: every gradient buffer is written once, then added into.
   check_graph<T>("chain", x, [](Tape<T>&, const V& v) {
     return ad::sigmoid(v[0]) * ad::exp(-v[0]) + ad::softplus(v[0] * 0.5) - v[0];

@@ -54,6 +54,24 @@ TEST_CASE("gradcheck: a sign error fails, NaN fails") {
   CHECK_FALSE(gradcheck(f, x, g).passed);
 }
 
+// A NaN is the worst error and stays named: the elements after it, with finite errors, replaced
+// it in the summary (a reviewer's case: "max abs error 1.58e-10 at 99" with element 3 NaN).
+TEST_CASE("gradcheck: a NaN element is the one named") {
+  const auto x = testing::randn<double>({2, 3, 4}, 4);
+  auto g = df(x);
+  g[3] = NAN;
+  g[20] *= 1.5;  // a finite failure after it
+  const auto r = gradcheck(f, x, g);
+  INFO(r.summary());
+  CHECK_FALSE(r.passed);
+  CHECK(r.failures == 2);
+  CHECK(r.worst_abs_index == 3);
+  CHECK(r.worst_rel_index == 3);
+  CHECK(std::isnan(r.max_abs_error));
+  CHECK(std::isnan(r.max_rel_error));
+  CHECK(std::isnan(r.analytic_at_worst));
+}
+
 TEST_CASE("gradcheck: a seeded sample checks that many elements, reproducibly") {
   const auto x = testing::randn<double>({4, 2, 50}, 4);
   GradcheckOptions o;

@@ -583,6 +583,77 @@ O overlap_variant(int k, const Shape& s) {
   return o;
 }
 
+// relu, clamp and pow(., 0) pass nothing where their slope is 0, as PyTorch's: the product
+// 0 * inf (pow(., 0.5)'s slope at 0) was NaN. Reviewer's cases, PyTorch's gradients.
+TEST_CASE("tape: a flat relu, clamp or pow(., 0) masks an infinite gradient from above") {
+  const auto x = Tensor<double>::from({-1.0, 0.25, 0.0, 4.0}, {4});
+  {
+    Tape<double> t;
+    const Var<double> v = t.leaf(x);
+    t.backward(ad::sum(ad::pow(ad::relu(v), 0.5)));
+    CHECK(t.grad(v)[0] == 0.0);  // was NaN
+    CHECK(t.grad(v)[1] == 1.0);  // 0.5 / sqrt(0.25)
+    CHECK(t.grad(v)[2] == 0.0);  // relu'(0) = 0 masks pow's inf
+    CHECK(t.grad(v)[3] == 0.25);
+  }
+  {
+    Tape<double> t;
+    const Var<double> v = t.leaf(x);
+    t.backward(ad::sum(ad::pow(ad::clamp(v, 0.0, 1.0), 0.5)));
+    CHECK(t.grad(v)[0] == 0.0);  // was NaN
+    CHECK(t.grad(v)[1] == 1.0);
+    CHECK(std::isinf(t.grad(v)[2]));  // clamp'(lo) = 1, as PyTorch: pow's inf passes
+    CHECK(t.grad(v)[3] == 0.0);
+  }
+  {
+    Tape<double> t;
+    const Var<double> v = t.leaf(x);
+    t.backward(ad::sum(ad::pow(v, 0.0)));
+    for (int i = 0; i < 4; ++i) CHECK(t.grad(v)[i] == 0.0);  // x = 0 gave 0 * inf = NaN
+  }
+}
+
+// gamma < 1 with a score above 1 (smooth_nr > smooth_dr on an empty target): the clamp of 1 - S
+// is flat at 0, where pow(., gamma) is infinitely steep; the fused loss's gradient there is 0.
+TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above 1") {
+  const Shape s{2, 1, 2, 2};
+  const auto x = testing::randn<double>(s, 7);
+  auto z = testing::mask<double>(s, 8);
+  for (int64_t i = 0; i < 4; ++i) z[i] = 0;  // image 0 empty: S = smooth_nr / ...
+  SoftDiceOptions<double> o;
+  o.gamma = 0.5;
+  o.smooth_nr = 2.0;
+  o.smooth_dr = 1.0;
+  const auto fused = soft_dice_value_and_grad(x, z, o);
+  Tape<double> t;
+  const Var<double> v = t.leaf(x);
+  const Var<double> l = composed::soft_dice(t, v, z, o);
+  t.backward(l);
+  CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    CAPTURE(i);
+    CHECK(std::isfinite(t.grad(v)[i]));
+    CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
+  }
+  const Shape sc{1, 3, 2, 2};
+  const auto xc = testing::randn<double>(sc, 9);
+  const auto y = Tensor<int64_t>::from({0, 1, 0, 1}, {1, 2, 2});  // class 2 absent: S > 1
+  SoftmaxOverlapOptions<double> so;
+  so.gamma = 0.5;
+  so.smooth_nr = 2.0;
+  so.smooth_dr = 1.0;
+  const auto fc = softmax_dice_value_and_grad(xc, y, so);
+  Tape<double> tc;
+  const Var<double> vc = tc.leaf(xc);
+  const Var<double> lc = composed::softmax_dice(tc, vc, y, so);
+  tc.backward(lc);
+  CHECK(lc.value()[0] == doctest::Approx(fc.value).epsilon(1e-12));
+  for (int64_t i = 0; i < xc.numel(); ++i) {
+    CAPTURE(i);
+    CHECK(tc.grad(vc)[i] == doctest::Approx(fc.grad[i]).epsilon(1e-10).scale(1e-12));
+  }
+}
+
 TEST_CASE("composed: soft_dice, soft_jaccard and tversky equal the fused losses") {
   const Shape s{2, 3, 4, 5};
   const auto x = testing::randn<double>(s, 42, 2.0);

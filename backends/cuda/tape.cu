@@ -127,7 +127,7 @@ __device__ inline T unary_derivative(TapeUnary op, T x, T y, T k, T k2) {
     case TapeUnary::square:
       return T(2) * x;
     case TapeUnary::pow:
-      return k * tape_pow(x, k - T(1));
+      return k == T(0) ? T(0) : k * tape_pow(x, k - T(1));  // not 0 inf at 0
     case TapeUnary::relu:
       return is_nan(x) || x > T(0) ? T(1) : T(0);
   }
@@ -190,8 +190,10 @@ template <class T>
 __global__ void unary_grad_kernel(TapeUnary op, const T* x, const T* y, const T* g, T* gx,
                                   int64_t n, T k, T k2) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
-    gx[i] += cuda::mul_rn(g[i], unary_derivative(op, x[i], y[i], k, k2));  // no FMA
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    const T d = unary_derivative(op, x[i], y[i], k, k2);
+    if (!(tape_unary_masks(op) && d == T(0))) gx[i] += cuda::mul_rn(g[i], d);  // no FMA
+  }
 }
 
 template <class T>

@@ -36,6 +36,12 @@ enum class TapeUnary : int {
   pow,          // x^k
   relu,         // max(x, 0), NaN passes
 };
+// The ops whose gradient is masked: where their derivative is 0 they pass nothing back, not
+// 0 times what came from above (which may be inf), as PyTorch's clamp and relu.
+constexpr bool tape_unary_masks(TapeUnary op) {
+  return op == TapeUnary::clamp || op == TapeUnary::relu || op == TapeUnary::pow;
+}
+
 // Elementwise ops of two inputs (with broadcasting).
 enum class TapeBinary : int { add, sub, mul, div };
 
