@@ -33,11 +33,15 @@ class Shape {
     SEGLOSS_CHECK(rank_ < kMaxRank, "Shape", "adding extent ", extent, " to ", str(),
                   " exceeds the maximum rank ", kMaxRank);
     SEGLOSS_CHECK(extent >= 0, "Shape", "extent ", extent, " at axis ", rank_, " is negative");
+    // The product of the nonzero extents must fit, so that every sub-shape's count (numel_from)
+    // does too, even when a zero extent makes the whole shape empty.
     int64_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= d_[i];
+    for (int i = 0; i < rank_; ++i)
+      if (d_[i] != 0) n *= d_[i];
     int64_t product = 0;
-    SEGLOSS_CHECK(!__builtin_mul_overflow(n, extent, &product), "Shape", "extents ", str(), " and ",
-                  extent, " hold more than 2^63 - 1 elements");
+    SEGLOSS_CHECK(!__builtin_mul_overflow(n, extent == 0 ? 1 : extent, &product), "Shape",
+                  "extents ", str(), " and ", extent,
+                  " multiply past 2^63 - 1 (zero extents left out)");
     d_[rank_++] = extent;
   }
 

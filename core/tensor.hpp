@@ -70,6 +70,12 @@ class Tensor {
     t.defined_ = true;
     const size_t n = static_cast<size_t>(shape.numel());
     if (device == Device::cuda) {
+      // A byte count past size_t would wrap to a small allocation (2^62 floats to 0 bytes).
+      if (n > SIZE_MAX / sizeof(T))
+        throw OutOfMemory(detail::message("Tensor::empty", "a CUDA tensor ", shape, " of ",
+                                          sizeof(T),
+                                          "-byte elements has more bytes than size_t "
+                                          "can count"));
       // Allocated even for zero elements, so that a CUDA build without a GPU fails here too.
       T* p = static_cast<T*>(detail::device_alloc(n * sizeof(T), "Tensor::empty"));
       t.storage_ = std::shared_ptr<T[]>(p, [](T* q) { detail::device_free(q); });

@@ -113,6 +113,23 @@ cpu::HistResult count_logits(const char* fn, const T* logits, const L* truth, in
   return cpu::confusion_from_logits(logits, truth, images, pixels, rule, hist);
 }
 
+// The sum of the counts, which must fit in int64 (a matrix from from_counts or written through
+// data() can hold anything): every row, column and score sum is then exact.
+int64_t checked_total(const char* fn, const std::vector<int64_t>& hist) {
+  int64_t sum = 0;
+  for (const int64_t v : hist)
+    SEGLOSS_CHECK(!__builtin_add_overflow(sum, v, &sum), fn,
+                  "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
+  return sum;
+}
+
+// Room for `pixels` more counts (an update adds at most one per pixel).
+void check_room(const char* fn, const std::vector<int64_t>& hist, int64_t pixels) {
+  const int64_t total = checked_total(fn, hist);
+  SEGLOSS_CHECK(total <= std::numeric_limits<int64_t>::max() - pixels, fn, "the matrix holds ",
+                total, " pixels; ", pixels, " more could pass 2^63 - 1");
+}
+
 }  // namespace
 
 ConfusionMatrix::ConfusionMatrix(int64_t num_classes, const ConfusionMatrixOptions& options)
@@ -130,6 +147,7 @@ ConfusionMatrix ConfusionMatrix::from_counts(int64_t num_classes, std::vector<in
                 num_classes * num_classes);
   for (size_t i = 0; i < counts.size(); ++i)
     SEGLOSS_CHECK(counts[i] >= 0, fn, "counts[", i, "] is ", counts[i], "; counts are >= 0");
+  checked_total(fn, counts);
   ConfusionMatrix m(num_classes, options);
   m.hist_ = std::move(counts);
   return m;
@@ -139,6 +157,7 @@ template <class P, class L, class>
 void ConfusionMatrix::update(const Tensor<P>& pred_labels, const Tensor<L>& true_labels) {
   const char* fn = "ConfusionMatrix::update";
   check_label_pair(fn, pred_labels, true_labels);
+  check_room(fn, hist_, true_labels.numel());
   const auto r = count_labels(fn, pred_labels.data(), true_labels.data(), true_labels.numel(),
                               rule_of(classes_, options_), hist_.data(), true_labels.device());
   report(fn, r, 0, pred_labels.data(), true_labels, classes_, options_);
@@ -148,6 +167,7 @@ template <class T, class L, class>
 void ConfusionMatrix::update_from_logits(const Tensor<T>& logits, const Tensor<L>& true_labels) {
   const char* fn = "ConfusionMatrix::update_from_logits";
   check_logits_pair(fn, logits, true_labels, classes_);
+  check_room(fn, hist_, true_labels.numel());
   const Shape& s = logits.shape();
   const auto r = count_logits(fn, logits.data(), true_labels.data(), s[0], s.numel_from(2),
                               rule_of(classes_, options_), hist_.data(), logits.device());
@@ -157,6 +177,8 @@ void ConfusionMatrix::update_from_logits(const Tensor<T>& logits, const Tensor<L
 void ConfusionMatrix::merge(const ConfusionMatrix& other) {
   SEGLOSS_CHECK(other.classes_ == classes_, "ConfusionMatrix::merge", "other has ", other.classes_,
                 " classes; this matrix has ", classes_);
+  check_room("ConfusionMatrix::merge", hist_,
+             checked_total("ConfusionMatrix::merge (other)", other.hist_));
   for (size_t i = 0; i < hist_.size(); ++i) hist_[i] += other.hist_[i];
 }
 
@@ -177,7 +199,7 @@ Tensor<int64_t> ConfusionMatrix::matrix() const {
 }
 
 int64_t ConfusionMatrix::total() const {
-  return std::accumulate(hist_.begin(), hist_.end(), int64_t{0});
+  return checked_total("ConfusionMatrix::total", hist_);
 }
 
 std::vector<int64_t> ConfusionMatrix::true_counts() const {

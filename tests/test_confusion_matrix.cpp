@@ -311,6 +311,44 @@ TEST_CASE("confusion_matrix: streaming updates, merge, reset and from_counts") {
   CHECK(a.total() == 0);
 }
 
+// The counts' sum must fit in int64: from_counts (after an all-reduce, say), merge and update
+// refuse what would pass 2^63 - 1, where the sums overflowed (signed overflow, a negative total
+// and a pixel accuracy of -1; a reviewer's cases under UBSan).
+TEST_CASE("confusion_matrix: counts that would sum past 2^63 - 1 are refused") {
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  CHECK_THROWS_WITH_AS(ConfusionMatrix::from_counts(2, {max, 1, 0, 0}),
+                       "ConfusionMatrix::from_counts: the counts sum past 2^63 - 1; a matrix "
+                       "holds at most that many pixels",
+                       Error);
+  CHECK_THROWS_AS(ConfusionMatrix::from_counts(2, {int64_t{1} << 62, 0, 0, int64_t{1} << 62}),
+                  Error);
+  auto full = ConfusionMatrix::from_counts(2, {max - 3, 0, 0, 0});
+  CHECK(full.total() == max - 3);
+  auto copy = full;
+  CHECK_THROWS_WITH_AS(full.merge(copy),
+                       doctest::Contains("ConfusionMatrix::merge: the matrix holds "
+                                         "9223372036854775804 pixels; 9223372036854775804 more "
+                                         "could pass 2^63 - 1"),
+                       Error);
+  const auto four = Tensor<int64_t>::from({0, 1, 1, 0}, {1, 4});
+  CHECK_THROWS_WITH_AS(full.update(four, four),
+                       "ConfusionMatrix::update: the matrix holds 9223372036854775804 pixels; 4 "
+                       "more could pass 2^63 - 1",
+                       Error);
+  CHECK_THROWS_AS(full.update_from_logits(Tensor<float>::zeros({1, 2, 4}), four), Error);
+  CHECK(full.total() == max - 3);  // nothing was added
+  const auto three = Tensor<int64_t>::from({0, 1, 1}, {1, 3});
+  full.update(three, three);  // exactly to 2^63 - 1
+  CHECK(full.total() == max);
+  CHECK(pixel_accuracy(full) == doctest::Approx(1.0));
+  // Counts written through data() (an all-reduce in place) are checked where they are summed.
+  ConfusionMatrix m(2);
+  m.data()[0] = max;
+  m.data()[3] = 1;
+  CHECK_THROWS_WITH_AS(m.total(), doctest::Contains("ConfusionMatrix::total: the counts sum past"),
+                       Error);
+}
+
 TEST_CASE("confusion_matrix: per-image matrices sum to the batch's") {
   const Shape s{3, 5, 6, 7};
   const auto x = testing::randn<double>(s, 91);

@@ -148,6 +148,13 @@ TEST_CASE("cuda capi: a failed device allocation is SEGLOSS_ERROR_OUT_OF_MEMORY"
   CHECK_THROWS_AS(Tensor<float>::empty(huge, Device::cuda), OutOfMemory);
   CHECK_THROWS_WITH_AS(Tensor<float>::empty(huge, Device::cuda),
                        doctest::Contains("cudaErrorMemoryAllocation"), Error);
+  // A byte count past size_t (2^62 floats: 0 bytes once wrapped) is refused before cudaMalloc,
+  // not turned into a small allocation (a reviewer's case).
+  CHECK_THROWS_WITH_AS(Tensor<float>::empty(Shape{int64_t{1} << 62}, Device::cuda),
+                       "Tensor::empty: a CUDA tensor (4611686018427387904) of 4-byte elements has "
+                       "more bytes than size_t can count",
+                       OutOfMemory);
+  CHECK_THROWS_AS(Tensor<double>::empty(Shape{int64_t{1} << 61, 2}, Device::cuda), OutOfMemory);
   const auto x = testing::unread_cuda_view<float>(huge);
   const segloss_tensor cx = cuda_desc(x);
   segloss_bce_with_logits_options o;

@@ -606,6 +606,39 @@ TEST_CASE("edge: C = 1000 classes") {
   CHECK(cm.total() == 12);
 }
 
+// The class-axis losses take at most 2^24 classes: the CPU kernels carry a label as a float lane,
+// and a reviewer found label 2^24 + 1 of 2^24 + 2 classes read as 2^24 (cross_entropy 16.5 in
+// float where double gave 6.6). At the bound itself the float result is right.
+TEST_CASE("edge: 2^24 classes are the most a class-axis loss takes") {
+  const int64_t C = int64_t{1} << 24;
+  auto x = Tensor<float>::zeros({1, C + 1, 1});
+  const auto y = Tensor<int64_t>::from({0}, {1, 1});
+  const std::string too_many =
+      "logits (1,16777217,1) have 16777217 classes; the class-axis losses take at most 16777216 "
+      "(2^24, the integers a float holds exactly)";
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y), ("cross_entropy_value_and_grad: " + too_many).c_str(),
+                       Error);
+  CHECK_THROWS_WITH_AS(softmax_focal_value_and_grad(x, y), ("softmax_focal_value_and_grad: " + too_many).c_str(),
+                       Error);
+  CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(x, y), doctest::Contains(too_many.c_str()), Error);
+  CHECK_THROWS_WITH_AS(lovasz_softmax_value_and_grad(x, y), doctest::Contains(too_many.c_str()), Error);
+  const auto q = Tensor<float>::zeros({1, C + 1, 1});
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, q), doctest::Contains(too_many.c_str()), Error);
+
+  // C = 2^24, the label the last class, its logit 10 and the others 0: the loss is
+  // log(C - 1 + e^10) - 10, the gradient 1 / (C - 1 + e^10) at every other class and p - 1 at
+  // the label's. The label is read right (the bug gave -1 at another class); the tolerance is
+  // loose because a float sum of 2^24 terms e^-10 per pixel keeps few digits (6.527 for 6.637).
+  auto xc = Tensor<float>::zeros({1, C, 1});
+  xc[C - 1] = 10.0f;
+  const auto yc = Tensor<int64_t>::from({C - 1}, {1, 1});
+  const auto vg = cross_entropy_value_and_grad(xc, yc);
+  const double z = static_cast<double>(C - 1) + std::exp(10.0);
+  CHECK(vg.value == doctest::Approx(std::log(z) - 10.0).epsilon(0.03));
+  CHECK(vg.grad[C - 2] == doctest::Approx(1.0 / z).epsilon(0.3));
+  CHECK(vg.grad[C - 1] == doctest::Approx(std::exp(10.0) / z - 1.0).epsilon(1e-3));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Index arithmetic at chunk boundaries (the >= 2^31 case itself: tests/large, ctest -L large)
 

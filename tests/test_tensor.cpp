@@ -21,9 +21,18 @@ TEST_CASE("shape: 64-bit extents, and a product past 2^63 is an error") {
   const Shape s{3, 1, 65536, 65536};
   CHECK(s.numel() == int64_t{3} * 65536 * 65536);
   CHECK_THROWS_WITH_AS(Shape({int64_t{1} << 31, int64_t{1} << 31, 4}),
-                       "Shape: extents (2147483648,2147483648) and 4 hold more than 2^63 - 1 "
-                       "elements",
+                       "Shape: extents (2147483648,2147483648) and 4 multiply past 2^63 - 1 "
+                       "(zero extents left out)",
                        Error);
+  // A zero extent makes the shape empty, but the other extents' products (numel_from) must
+  // still be countable: reviewer's case, numel_from(1) of (0, 2^40, 2^40) was 2^80.
+  CHECK_THROWS_WITH_AS(Shape({0, int64_t{1} << 40, int64_t{1} << 40}),
+                       "Shape: extents (0,1099511627776) and 1099511627776 multiply past "
+                       "2^63 - 1 (zero extents left out)",
+                       Error);
+  const Shape empty{0, int64_t{1} << 31, int64_t{1} << 31};
+  CHECK(empty.numel() == 0);
+  CHECK(empty.numel_from(1) == int64_t{1} << 62);
 }
 
 TEST_CASE("tensor: integer label tensors") {

@@ -431,7 +431,8 @@ void lovasz_hinge(const char* function, const cpu::LovaszHingeArgs<T>& a, bool m
   k.ib = call.at<unsigned long long>(l.idx_b);
   k.flag = call.flag();
   k.first_bad = call.at<unsigned long long>(header::kFirstBad);
-  launch(hinge_kernel<T>, static_cast<unsigned>(a.problems), kThreads, 0, call.stream(), k);
+  launch(hinge_kernel<T>, grid_of(call, a.problems, "one block per image"), kThreads, 0,
+         call.stream(), k);
   call.launched();
   launch(finish_kernel<T>, 1, 1, 0, call.stream(), static_cast<const double*>(k.losses),
          static_cast<long long>(a.problems), mean, call.value(), losses);
@@ -494,11 +495,13 @@ void lovasz_softmax(const char* function, const cpu::LovaszSoftmaxArgs<T, L>& a,
   const unsigned pixel_blocks = static_cast<unsigned>(want < 4096 ? want : 4096);
   launch(softmax_pixel_kernel<T, L>, pixel_blocks, kThreads, 0, st, k);
   call.launched();
-  launch(softmax_count_kernel<T, L>, static_cast<unsigned>(segments), kThreads, 0, st, k);
+  launch(softmax_count_kernel<T, L>, grid_of(call, segments, "one block per segment"), kThreads, 0,
+         st, k);
   call.launched();
   launch(softmax_plan_kernel<T, L>, 1, 1, 0, st, k, static_cast<long long>(problems));
   call.launched();
-  launch(softmax_segment_kernel<T, L>, static_cast<unsigned>(segments), kThreads, 0, st, k);
+  launch(softmax_segment_kernel<T, L>, grid_of(call, segments, "one block per segment"), kThreads,
+         0, st, k);
   call.launched();
   if (a.grad) {
     launch(softmax_jacobian_kernel<T, L>, pixel_blocks, kThreads, 0, st, k);

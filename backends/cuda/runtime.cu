@@ -330,7 +330,7 @@ void copy_on_stream(const char* function, void* dst, const void* src, size_t byt
 void combine(const Call& call, const double* partials, int64_t groups, int64_t parts, int k,
              double* out) {
   if (groups * k == 0) return;
-  cuda::launch(combine_kernel, static_cast<unsigned>(groups * k), kThreads, 0, call.stream(),
+  cuda::launch(combine_kernel, grid_of(call, groups * k, "the combine"), kThreads, 0, call.stream(),
                partials, parts, k, out);
   call.launched();
 }

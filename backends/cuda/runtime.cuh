@@ -223,6 +223,15 @@ class Call {
   std::unique_lock<std::mutex> lock_;
 };
 
+// A grid of one block per plane, group or segment: refused past CUDA's 2^31 - 1 blocks (a launch
+// fails there, and the cast to unsigned would cut the grid past 2^32) with an Error naming the
+// call's function, instead of a launch error or a silently short grid.
+inline unsigned grid_of(const Call& call, int64_t blocks, const char* what) {
+  SEGLOSS_CHECK(blocks <= 2147483647, call.function(), what, " needs ", blocks,
+                " CUDA blocks; a grid holds at most 2^31 - 1");
+  return static_cast<unsigned>(blocks);
+}
+
 // out[0] = the result slot as T, or NaN when the error flag is set: Call::device_value's kernel,
 // and the last step of a call that writes the device value itself (one launch fewer).
 template <class T>
@@ -391,7 +400,7 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     }
     for (int k = 0; k < KK; ++k) acc[k] += static_cast<double>(part[k]);
   }
-  if constexpr (K > 0) block_sum<K>(acc, partials + blockIdx.x * K);
+  if constexpr (K > 0) block_sum<K>(acc, partials + static_cast<int64_t>(blockIdx.x) * K);
 }
 
 // ---- 16-byte loads and stores (session 16) ----
@@ -641,8 +650,8 @@ template <int K, class Body>
 void quad_pass(const Call& call, const PlaneGrid& g, const Body& body, double* partials,
                PassOrder order = PassOrder::forward) {
   if (g.blocks() == 0) return;
-  launch(quad_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
-         g, body, partials, order == PassOrder::from_the_end);
+  launch(quad_pass_kernel<K, Body>, grid_of(call, g.blocks(), "a pass over the planes"), kThreads,
+         0, call.stream(), g, body, partials, order == PassOrder::from_the_end);
   call.launched();
 }
 
@@ -653,8 +662,8 @@ void plane_pass(const Call& call, const PlaneGrid& g, const Body& body, double* 
   if constexpr (QuadBody<Body>) {
     if (runs_quads(g, body)) return quad_pass<K>(call, g, body, partials, order);
   }
-  launch(plane_pass_kernel<K, Body>, static_cast<unsigned>(g.blocks()), kThreads, 0, call.stream(),
-         g, body, partials);
+  launch(plane_pass_kernel<K, Body>, grid_of(call, g.blocks(), "a pass over the planes"), kThreads,
+         0, call.stream(), g, body, partials);
   call.launched();
 }
 
@@ -706,8 +715,8 @@ void combine_then(const Call& call, const double* partials, int64_t groups, int6
     run_step(call, step);
     return;
   }
-  launch(combine_then_kernel<Step>, static_cast<unsigned>(groups * k), kThreads, 0, call.stream(),
-         partials, parts, k, out, call.at<unsigned>(header::kTicket), step);
+  launch(combine_then_kernel<Step>, grid_of(call, groups * k, "the combine"), kThreads, 0,
+         call.stream(), partials, parts, k, out, call.at<unsigned>(header::kTicket), step);
   call.launched();
 }
 

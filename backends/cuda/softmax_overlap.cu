@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   // The block's partials of its chunk: 3 values per class at 3 c of the block's 3 C.
-  double* out = partials + blockIdx.x * (3 * C) + 3 * c_lo;
+  double* out = partials + static_cast<int64_t>(blockIdx.x) * (3 * C) + 3 * c_lo;
   for (int64_t k = threadIdx.x; k < K; k += kThreads) {
     double v = 0.0;
     for (int w = 0; w < kWarps; ++w) v += sums[w * K + k];
@@ -572,7 +572,7 @@ bool grad_coef_shared(int64_t C) {
 template <class T, class U>
 void statistics_pass(const Call& call, const PlaneGrid& g, const detail::Layout& l,
                      const cpu::SoftmaxOverlapArgs<T, U>& a) {
-  const unsigned blocks = static_cast<unsigned>(g.blocks());
+  const unsigned blocks = grid_of(call, g.blocks(), "a pass over the pixels");
   const ClassChunks ch = class_chunks(a.classes);
   const size_t shared = static_cast<size_t>(kWarps * 3 * ch.size) * sizeof(double);
   // No image or no pixel: nothing to launch (a grid of 0 blocks is a launch error).
@@ -609,7 +609,7 @@ void statistics(const Call& call, const PlaneGrid& g, const detail::Layout& l,
 template <class T, class U>
 void gradient(const Call& call, const PlaneGrid& g, const detail::Layout& l,
               const cpu::SoftmaxOverlapArgs<T, U>& a, T* grad, bool accumulate = false) {
-  const unsigned blocks = static_cast<unsigned>(g.blocks());
+  const unsigned blocks = grid_of(call, g.blocks(), "a pass over the pixels");
   if (!grad || blocks == 0) return;
   const int rows = staged_rows<T, U>(a.classes);  // 0 without labels
   if (rows > 0) {

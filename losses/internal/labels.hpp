@@ -11,6 +11,10 @@
 namespace segloss {
 namespace detail {
 
+// The most classes a class-axis loss (cross_entropy, the softmax overlap losses, softmax_focal,
+// lovasz_softmax and their combinations) takes: 2^24.
+inline constexpr int64_t kMaxLossClasses = int64_t{1} << 24;
+
 // The logits are an image (N, C, spatial...); a label target is (N, spatial...), a probability
 // target (L floating) has the logits' shape. With cuda_path the logits may be on CUDA (in a build
 // with the backend), and the target must then be there too.
@@ -19,6 +23,11 @@ void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>
                         bool cuda_path = false) {
   check_image(fn, "logits", logits, cuda_path);
   const Shape& s = logits.shape();
+  // The CPU's class-axis kernels carry a label as a float lane (exact up to 2^24), and the CUDA
+  // kernels count classes (3 C partial sums, say) in int: both stay exact below this bound.
+  SEGLOSS_CHECK(s[1] <= kMaxLossClasses, fn, "logits ", s, " have ", s[1],
+                " classes; the class-axis losses take at most ", kMaxLossClasses,
+                " (2^24, the integers a float holds exactly)");
   SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
   check_same_device(fn, "target", target, logits.device());
   if constexpr (std::is_floating_point_v<L>) {
