@@ -194,6 +194,19 @@ void prepare_value(const char* function, const Tensor<T>& input, Tensor<T>& valu
   check_same_device(function, "value", value, input.device());
 }
 
+// The one-element value of a _value_and_grad form may not share memory with the call's inputs
+// or its grad: it is written last, over a gradient element or an input (a reviewer's case: a
+// value inside grad turned grad[5] into the loss, with no error).
+template <class T, class U>
+void check_value_apart(const char* function, const Tensor<T>& value, const Tensor<T>& logits,
+                       const Tensor<U>& target, const Tensor<T>& grad,
+                       const char* input = "logits") {
+  const std::size_t bytes = data_bytes(value);
+  for (const OtherInput& o : {apart(input, logits), apart("target", target), apart("grad", grad)})
+    SEGLOSS_CHECK(!overlaps(value.data(), bytes, o.data, o.bytes), function, "value overlaps ",
+                  o.name, "; pass a buffer apart from it");
+}
+
 // prepare_value for the device-value forms of the losses, after their host forms' first check:
 // undefined logits are named as those name them.
 template <class T>

@@ -202,6 +202,7 @@ void bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, T
   const char* fn = "bce_dice_value_and_grad";
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, target, grad);
   value_and_grad<T>(fn, logits, target, grad, options, parts, value.data());
 }
 

@@ -163,6 +163,7 @@ void bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
   const char* fn = "bce_with_logits_value_and_grad";
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, target, grad);
   value_and_grad<T>(fn, logits, target, grad, options, value.data());
 }
 

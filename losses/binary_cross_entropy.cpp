@@ -167,6 +167,7 @@ void binary_cross_entropy_value_and_grad(const Tensor<T>& probs, const Tensor<T>
   const char* fn = "binary_cross_entropy_value_and_grad";
   detail::check_image(fn, "probs", probs, /*cuda_path=*/true);
   detail::prepare_value(fn, probs, value);
+  detail::check_value_apart(fn, value, probs, target, grad, "probs");
   value_and_grad<T>(fn, probs, target, grad, options, value.data());
 }
 

@@ -261,12 +261,8 @@ template <class T, class L, class>
 void cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                   Tensor<T>& value, const CrossEntropyOptions<T>& options) {
   const char* fn = "cross_entropy_value_and_grad";
-  if (!value.defined()) {
-    SEGLOSS_CHECK(logits.defined(), fn, "logits is undefined");
-    value = Tensor<T>::empty(Shape{}, logits.device());
-  }
-  SEGLOSS_CHECK(value.numel() == 1, fn, "value ", value.shape(), " must hold one element");
-  detail::check_same_device(fn, "value", value, logits.device());
+  detail::prepare_logits_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, target, grad);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,

@@ -292,6 +292,7 @@ template <class T>
 void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                                   Tensor<T>& value, const SigmoidFocalOptions<T>& options) {
   detail::prepare_logits_value("sigmoid_focal_value_and_grad", logits, value);
+  detail::check_value_apart("sigmoid_focal_value_and_grad", value, logits, target, grad);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     sigmoid_value_and_grad(logits, target, grad, options, value.data());
     return;
@@ -412,6 +413,7 @@ template <class T, class L, class>
 void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                   Tensor<T>& value, const SoftmaxFocalOptions<T>& options) {
   detail::prepare_logits_value("softmax_focal_value_and_grad", logits, value);
+  detail::check_value_apart("softmax_focal_value_and_grad", value, logits, target, grad);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     softmax_value_and_grad(logits, target, grad, options, value.data());
     return;

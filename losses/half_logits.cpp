@@ -178,6 +178,7 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
                           Tensor<H>& grad, Tensor<H>& value, const O& options, F&& float_loss) {
   detail::prepare_grad(fn, logits, grad);
   detail::prepare_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, target, grad);
   FloatCopies c(fn, logits.device(),
                 input_bytes(logits, target, options) + copy_bytes(logits) + copy_bytes(1));
   Tensor<float> x = c.widen(logits);

@@ -329,6 +329,7 @@ void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& lab
                                    const LovaszSoftmaxOptions<T>& options) {
   const char* fn = "lovasz_softmax_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, labels, grad);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
@@ -427,6 +428,7 @@ void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& label
                                  Tensor<T>& value, const LovaszHingeOptions<T>& options) {
   const char* fn = "lovasz_hinge_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, labels, grad);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,

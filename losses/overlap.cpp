@@ -262,6 +262,7 @@ detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
     const char* fn = #NAME "_value_and_grad";                                                     \
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);                                \
     detail::prepare_value(fn, logits, value);                                                     \
+    detail::check_value_apart(fn, value, logits, target, grad);                                   \
     value_and_grad<T>(fn, #NAME, logits, target, grad, options, FORM, info, value.data());        \
   }                                                                                               \
   template void NAME##_value_and_grad(const Tensor<float>&, const Tensor<float>&, Tensor<float>&, \

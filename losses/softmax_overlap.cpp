@@ -509,6 +509,7 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
                              Tensor<T>& value, const OPTIONS<T>& options) {                       \
     const char* fn = #NAME "_value_and_grad";                                                     \
     detail::prepare_logits_value(fn, logits, value);                                              \
+    detail::check_value_apart(fn, value, logits, target, grad);                                   \
     value_and_grad(fn, #NAME, logits, target, grad, options, FORM, nullptr, value.data());        \
   }                                                                                               \
   template <class T, class U, class>                                                              \
@@ -629,6 +630,7 @@ void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& t
                                      const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
+  detail::check_value_apart(fn, value, logits, target, grad);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(o.reduction != Reduction::none, fn,

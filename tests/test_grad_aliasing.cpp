@@ -5,8 +5,10 @@
 // placed at an offset after the target (the stores run ahead of the reads) and exactly on it.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -172,4 +174,75 @@ TEST_CASE("grad aliasing: a grad over a weight is refused at an offset, exactly 
   pw.pos_weight = per_class;
   CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, t, grad, pw),
                        doctest::Contains("grad overlaps options.pos_weight"), Error);
+}
+
+// The value of the _value_and_grad(x, t, grad, value) forms is written last: inside grad it
+// replaced a gradient element with the loss, inside the logits or target it wrote into an input,
+// with no error (a reviewer's case). Each placement is refused; a value apart works.
+TEST_CASE("value aliasing: a value inside grad, the logits or the target is refused") {
+  const auto x = testing::randn<double>(kShape, 11, 2.0);
+  const auto t = testing::mask<double>(kShape, 12);
+  const auto y = testing::labels<int64_t>(kShape.without(1), 3, 13);
+  std::vector<double> x_copy(x.begin(), x.end()), t_copy(t.begin(), t.end());
+  const auto xv = Tensor<double>::view(x_copy.data(), kShape);
+  const auto tv = Tensor<double>::view(t_copy.data(), kShape);
+  std::vector<double> g_storage(static_cast<size_t>(kShape.numel()));
+  auto gv = Tensor<double>::view(g_storage.data(), kShape);
+  // f(logits, probability target, label target, grad, value)
+  using F = std::function<void(const Tensor<double>&, const Tensor<double>&, const Tensor<int64_t>&,
+                               Tensor<double>&, Tensor<double>&)>;
+  const std::vector<std::pair<const char*, F>> losses = {
+      {"bce_with_logits", [](auto& a, auto& b, auto&, auto& g,
+                             auto& v) { bce_with_logits_value_and_grad(a, b, g, v); }},
+      {"soft_dice",
+       [](auto& a, auto& b, auto&, auto& g, auto& v) { soft_dice_value_and_grad(a, b, g, v); }},
+      {"bce_dice",
+       [](auto& a, auto& b, auto&, auto& g, auto& v) { bce_dice_value_and_grad(a, b, g, v); }},
+      {"sigmoid_focal",
+       [](auto& a, auto& b, auto&, auto& g, auto& v) { sigmoid_focal_value_and_grad(a, b, g, v); }},
+      {"lovasz_hinge",
+       [](auto& a, auto& b, auto&, auto& g, auto& v) { lovasz_hinge_value_and_grad(a, b, g, v); }},
+      {"cross_entropy",
+       [](auto& a, auto&, auto& l, auto& g, auto& v) { cross_entropy_value_and_grad(a, l, g, v); }},
+      {"cross_entropy (probabilities)",
+       [](auto& a, auto& b, auto&, auto& g, auto& v) { cross_entropy_value_and_grad(a, b, g, v); }},
+      {"softmax_dice",
+       [](auto& a, auto&, auto& l, auto& g, auto& v) { softmax_dice_value_and_grad(a, l, g, v); }},
+      {"generalized_dice", [](auto& a, auto&, auto& l, auto& g,
+                              auto& v) { generalized_dice_value_and_grad(a, l, g, v); }},
+      {"softmax_focal",
+       [](auto& a, auto&, auto& l, auto& g, auto& v) { softmax_focal_value_and_grad(a, l, g, v); }},
+      {"lovasz_softmax", [](auto& a, auto&, auto& l, auto& g,
+                            auto& v) { lovasz_softmax_value_and_grad(a, l, g, v); }},
+      {"ce_dice",
+       [](auto& a, auto&, auto& l, auto& g, auto& v) { ce_dice_value_and_grad(a, l, g, v); }},
+      {"dice_focal",
+       [](auto& a, auto&, auto& l, auto& g, auto& v) { dice_focal_value_and_grad(a, l, g, v); }},
+  };
+  for (const auto& [name, f] : losses) {
+    const std::string loss = name;
+    CAPTURE(loss);
+    const bool probs = loss.find("probabilities") != std::string::npos;
+    const bool labels = !probs && loss.find("softmax") != std::string::npos;
+    const bool multi = probs || labels || loss == "cross_entropy" || loss == "generalized_dice" ||
+                       loss == "ce_dice" || loss == "dice_focal";
+    // A value apart: no error, the inputs untouched.
+    auto apart = Tensor<double>::empty(Shape{});
+    f(xv, tv, y, gv, apart);
+    CHECK(std::equal(x_copy.begin(), x_copy.end(), x.begin()));
+    CHECK(std::equal(t_copy.begin(), t_copy.end(), t.begin()));
+    auto in_grad = Tensor<double>::view(g_storage.data() + 5, Shape{});
+    CHECK_THROWS_WITH_AS(f(xv, tv, y, gv, in_grad), doctest::Contains("value overlaps grad"),
+                         Error);
+    auto in_logits = Tensor<double>::view(x_copy.data() + 5, Shape{});
+    CHECK_THROWS_WITH_AS(f(xv, tv, y, gv, in_logits), doctest::Contains("value overlaps logits"),
+                         Error);
+    if (!multi || probs) {
+      auto in_target = Tensor<double>::view(t_copy.data() + 5, Shape{});
+      CHECK_THROWS_WITH_AS(f(xv, tv, y, gv, in_target), doctest::Contains("value overlaps target"),
+                           Error);
+    }
+    CHECK(std::equal(x_copy.begin(), x_copy.end(), x.begin()));  // nothing written
+    CHECK(std::equal(t_copy.begin(), t_copy.end(), t.begin()));
+  }
 }
