@@ -58,12 +58,12 @@ void check_same_device(const char* function, const char* argument, const Tensor<
 // on CUDA, for a function with a CUDA path).
 template <class T>
 void check_image(const char* function, const char* argument, const Tensor<T>& t,
-                 bool cuda_path = false) {
+                 bool cuda_path = false, const char* empty = "an empty batch has no loss") {
   SEGLOSS_CHECK(t.defined(), function, argument, " is undefined");
   SEGLOSS_CHECK(t.rank() >= 3 && t.rank() <= 5, function, argument, " ", t.shape(), " has rank ",
                 t.rank(), "; expected (N, C, spatial...) with 1 to 3 spatial axes");
-  SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(),
-                " is empty (a zero extent); an empty batch has no loss");
+  SEGLOSS_CHECK(t.numel() > 0, function, argument, " ", t.shape(), " is empty (a zero extent); ",
+                empty);
   check_input_device(function, argument, t, cuda_path);
   // opt-in (core/finite.hpp); host memory only
   if (check_finite_enabled() && t.device() == Device::cpu) check_finite(t, argument, function);

@@ -58,7 +58,7 @@ namespace {
 template <class T>
 cpu::DiceScoreArgs<T> dice_score_args(const char* fn, const Tensor<T>& pred,
                                       const Tensor<T>& target, const DiceScoreOptions& o) {
-  detail::check_image(fn, "pred", pred, /*cuda_path=*/true);
+  detail::check_image(fn, "pred", pred, /*cuda_path=*/true, "an empty batch has no score");
   SEGLOSS_CHECK(target.defined(), fn, "target is undefined");
   SEGLOSS_CHECK(target.shape() == pred.shape(), fn, "target ", target.shape(),
                 " does not match pred ", pred.shape());

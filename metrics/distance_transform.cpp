@@ -33,7 +33,7 @@ std::vector<double> checked_spacing(const char* function, const std::vector<doub
 template <class T>
 Tensor<double> distance_transform(const Tensor<T>& mask, const DistanceTransformOptions& options) {
   const char* fn = "distance_transform";
-  detail::check_image(fn, "mask", mask, /*cuda_path=*/true);
+  detail::check_image(fn, "mask", mask, /*cuda_path=*/true, "an empty batch has no distances");
   const Shape& s = mask.shape();
   const int spatial = s.rank() - 2;
   const std::vector<double> spacing = detail::checked_spacing(fn, options.spacing, spatial);

@@ -313,6 +313,11 @@ TEST_CASE("dice_score: bad input") {
   const auto t = testing::mask<float>({2, 1, 8, 8}, 11);
   CHECK_THROWS_WITH_AS(dice_score(x, testing::mask<float>({2, 1, 8, 7}, 1)),
                        "dice_score: target (2,1,8,7) does not match pred (2,1,8,8)", Error);
+  CHECK_THROWS_WITH_AS(
+      dice_score(Tensor<float>::empty({0, 1, 8, 8}), Tensor<float>::empty({0, 1, 8, 8})),
+      "dice_score: pred (0,1,8,8) is empty (a zero extent); an empty batch has "
+      "no score",
+      Error);
   DiceScoreOptions o;
   o.threshold = std::nan("");
   CHECK_THROWS_WITH_AS(dice_score(x, t, o),

@@ -174,7 +174,7 @@ TEST_CASE("edt: bad input names the function and the argument") {
                        Error);
   CHECK_THROWS_WITH_AS(distance_transform(Tensor<double>::zeros({1, 1, 0, 4})),
                        "distance_transform: mask (1,1,0,4) is empty (a zero extent); an empty "
-                       "batch has no loss",
+                       "batch has no distances",
                        Error);
   CHECK_THROWS_WITH_AS(distance_transform(Tensor<double>()),
                        "distance_transform: mask is undefined", Error);

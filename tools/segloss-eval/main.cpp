@@ -179,8 +179,9 @@ int run(int argc, char** argv) {
     return kUsage;
   }
   if (r.other_files > 0)
-    std::fprintf(stderr, "segloss-eval: note: %lld entries that are not .png files were not read\n",
-                 static_cast<long long>(r.other_files));
+    std::fprintf(stderr, "segloss-eval: note: %lld %s not .png files were not read\n",
+                 static_cast<long long>(r.other_files),
+                 r.other_files == 1 ? "entry that is" : "entries that are");
   if (r.images == 0 && r.problems.empty())
     r.problems.push_back({"missing", o.eval.truth_dir, "no PNG file in the truth folder"});
   if (!r.problems.empty()) {

@@ -81,8 +81,8 @@ void print_table(std::FILE* out, const ReportInfo& info) {
   const EvalResult& r = *info.result;
   const Scores s = compute(r);
   const int64_t C = r.matrix.num_classes();
-  std::fprintf(out, "%" PRId64 " image pairs, %" PRId64 " pixels: %" PRId64 " scored, %" PRId64,
-               r.images, r.pixels, r.counted, r.pixels - r.counted);
+  std::fprintf(out, "%" PRId64 " image pair%s, %" PRId64 " pixels: %" PRId64 " scored, %" PRId64,
+               r.images, r.images == 1 ? "" : "s", r.pixels, r.counted, r.pixels - r.counted);
   if (ignore_possible(info.ignore))
     std::fprintf(out, " ignored (truth %" PRId64 ")\n\n", info.ignore);
   else
