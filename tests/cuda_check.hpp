@@ -38,12 +38,16 @@
 
 namespace segloss::testing {
 
-// A tensor labelled CUDA over a host dummy, for the argument checks that raise before any CUDA
-// call (so they run without a GPU). Its elements are never read: nothing may dereference it.
+// A tensor labelled CUDA at a made-up address, for the argument checks that raise before any
+// CUDA call (so they run without a GPU). Its elements are never read: nothing may dereference it.
 template <class T>
 Tensor<T> unread_cuda_view(const Shape& shape) {
-  static T dummy[1];
-  return Tensor<T>::view(dummy, shape, Device::cuda);
+  // Each view gets its own address range (never dereferenced), so that the overlap checks of a
+  // call (grad, value) see tensors apart, as real buffers would be.
+  static std::uintptr_t next = 0x100000000000;
+  const std::uintptr_t at = next;
+  next += static_cast<std::uintptr_t>(shape.numel()) * sizeof(T) + 256;
+  return Tensor<T>::view(reinterpret_cast<T*>(at), shape, Device::cuda);
 }
 
 // A copy on the GPU (an undefined tensor stays undefined).

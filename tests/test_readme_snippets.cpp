@@ -14,6 +14,8 @@
 
 #include <segloss/segloss.hpp>
 
+#include "doc_blocks.hpp"
+
 // ---- the quickstart block ----
 TEST_CASE("readme: the quickstart block runs and its gradient passes gradcheck") {
   const int64_t n = 2, classes = 3, h = 4, w = 5;
@@ -112,51 +114,22 @@ auto fcn = segloss::label_accuracy_score(cm);  // pixel acc., mean class acc., m
   CHECK(fcn.pixel_accuracy >= 0.0);
 }
 
-namespace {
-std::vector<std::string> words_per_line(std::istream& in) {
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string word, joined;
-    while (words >> word) joined += (joined.empty() ? "" : " ") + word;
-    if (!joined.empty()) out.push_back(joined);
-  }
-  return out;
-}
-}  // namespace
-
 TEST_CASE("readme: every C++ block of the README is in this file") {
   const std::string readme = std::string(SEGLOSS_GOLDEN_DIR) + "/../../README.md";
   std::ifstream doc(readme), self(__FILE__);
   REQUIRE_MESSAGE(doc.good(), "cannot open ", readme);
   REQUIRE_MESSAGE(self.good(), "cannot open ", __FILE__);
-  const std::vector<std::string> source = words_per_line(self);
-  std::vector<std::vector<std::string>> blocks;
-  std::string line, text;
-  bool in_block = false;
-  while (std::getline(doc, line)) {
-    if (!in_block && line.rfind("```cpp", 0) == 0) {
-      in_block = true;
-      text.clear();
-    } else if (in_block && line.rfind("```", 0) == 0) {
-      in_block = false;
-      std::istringstream in(text);
-      blocks.push_back(words_per_line(in));
-    } else if (in_block) {
-      text += line + "\n";
-    }
-  }
-  REQUIRE_FALSE(in_block);
+  const std::vector<std::string> source = segloss::testing::normalized_lines(self);
+  bool unterminated = false;
+  auto blocks = segloss::testing::cpp_blocks(doc, unterminated);
+  REQUIRE_FALSE(unterminated);
   CHECK(blocks.size() == 4);
   for (auto& b : blocks) {
     // The quickstart block's #include line is at the top of this file.
     while (!b.empty() && b.front().rfind("#include", 0) == 0) b.erase(b.begin());
     REQUIRE(!b.empty());
     INFO("README block starting '", b.front(), "'");
-    bool found = false;
-    for (size_t i = 0; !found && i + b.size() <= source.size(); ++i)
-      found = std::equal(b.begin(), b.end(), source.begin() + static_cast<std::ptrdiff_t>(i));
+    const bool found = segloss::testing::contains_block(source, b);
     CHECK_MESSAGE(found, "the README's block is not in tests/test_readme_snippets.cpp verbatim");
   }
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "golden_reader.hpp"
+#include "doc_blocks.hpp"
 #include "helpers.hpp"
 
 using namespace segloss;
@@ -841,53 +842,20 @@ TEST_CASE("seed calls: golden seed cases in float at 1e-5") {
 // The page and this file agree
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-std::vector<std::string> normalized_lines(std::istream& in) {
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::string w, joined;
-    while (words >> w) joined += (joined.empty() ? "" : " ") + w;
-    if (!joined.empty()) out.push_back(joined);
-  }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("seed calls: every code block of the page is in this file") {
   const std::string page = std::string(SEGLOSS_GOLDEN_DIR) + "/../../docs/seed-compatibility.md";
   std::ifstream doc(page), self(__FILE__);
   REQUIRE_MESSAGE(doc.good(), "cannot open ", page);
   REQUIRE_MESSAGE(self.good(), "cannot open ", __FILE__);
-  const std::vector<std::string> source = normalized_lines(self);
-  // The ```cpp blocks of the page.
-  std::vector<std::vector<std::string>> blocks;
-  std::string line;
-  bool in_block = false;
-  std::string text;
-  while (std::getline(doc, line)) {
-    if (!in_block && line.rfind("```cpp", 0) == 0) {
-      in_block = true;
-      text.clear();
-    } else if (in_block && line.rfind("```", 0) == 0) {
-      in_block = false;
-      std::istringstream in(text);
-      blocks.push_back(normalized_lines(in));
-    } else if (in_block) {
-      text += line + "\n";
-    }
-  }
-  REQUIRE_FALSE(in_block);
+  const std::vector<std::string> source = testing::normalized_lines(self);
+  bool unterminated = false;
+  const auto blocks = testing::cpp_blocks(doc, unterminated);  // the page's ```cpp blocks
+  REQUIRE_FALSE(unterminated);
   CHECK(blocks.size() >= 20);
   for (const auto& b : blocks) {
     REQUIRE(!b.empty());
     INFO("block starting '", b.front(), "'");
-    bool found = false;
-    for (size_t i = 0; !found && i + b.size() <= source.size(); ++i)
-      found = std::equal(b.begin(), b.end(), source.begin() + static_cast<std::ptrdiff_t>(i));
+    const bool found = testing::contains_block(source, b);
     CHECK_MESSAGE(found, "the page's block is not in tests/test_seed_calls.cpp verbatim");
   }
 }

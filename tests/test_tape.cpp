@@ -617,41 +617,44 @@ TEST_CASE("tape: a flat relu, clamp or pow(., 0) masks an infinite gradient from
 // is flat at 0, where pow(., gamma) is infinitely steep; the fused loss's gradient there is 0.
 TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above 1") {
   const Shape s{2, 1, 2, 2};
-  const auto x = testing::randn<double>(s, 7);
+  auto x = testing::randn<double>(s, 7);
   auto z = testing::mask<double>(s, 8);
-  for (int64_t i = 0; i < 4; ++i) z[i] = 0;  // image 0 empty: S = smooth_nr / ...
+  for (int64_t i = 0; i < 4; ++i) {  // image 0 empty and predicted empty: S near 2 / 1
+    z[i] = 0;
+    x[i] = -8.0;
+  }
   SoftDiceOptions<double> o;
   o.gamma = 0.5;
   o.smooth_nr = 2.0;
   o.smooth_dr = 1.0;
-  const auto fused = soft_dice_value_and_grad(x, z, o);
-  Tape<double> t;
-  const Var<double> v = t.leaf(x);
-  const Var<double> l = composed::soft_dice(t, v, z, o);
-  t.backward(l);
-  CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    CAPTURE(i);
-    CHECK(std::isfinite(t.grad(v)[i]));
-    CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
-  }
+  // The composed value and gradient against the fused ones.
+  const auto same_as_fused = [](const Tensor<double>& in, const auto& target, const auto& fused,
+                                auto composed_loss) {
+    Tape<double> t;
+    const Var<double> v = t.leaf(in);
+    const Var<double> l = composed_loss(t, v, target);
+    t.backward(l);
+    CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
+    for (int64_t i = 0; i < in.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::isfinite(t.grad(v)[i]));
+      CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
+    }
+  };
+  same_as_fused(x, z, soft_dice_value_and_grad(x, z, o), [&](auto& t, auto& v, auto& target) {
+    return composed::soft_dice(t, v, target, o);
+  });
   const Shape sc{1, 3, 2, 2};
-  const auto xc = testing::randn<double>(sc, 9);
-  const auto y = Tensor<int64_t>::from({0, 1, 0, 1}, {1, 2, 2});  // class 2 absent: S > 1
+  auto xc = testing::randn<double>(sc, 9);
+  for (int64_t i = 8; i < 12; ++i) xc[i] = -8.0;  // class 2 absent and not predicted: S > 1
+  const auto y = Tensor<int64_t>::from({0, 1, 0, 1}, {1, 2, 2});
   SoftmaxOverlapOptions<double> so;
   so.gamma = 0.5;
   so.smooth_nr = 2.0;
   so.smooth_dr = 1.0;
-  const auto fc = softmax_dice_value_and_grad(xc, y, so);
-  Tape<double> tc;
-  const Var<double> vc = tc.leaf(xc);
-  const Var<double> lc = composed::softmax_dice(tc, vc, y, so);
-  tc.backward(lc);
-  CHECK(lc.value()[0] == doctest::Approx(fc.value).epsilon(1e-12));
-  for (int64_t i = 0; i < xc.numel(); ++i) {
-    CAPTURE(i);
-    CHECK(tc.grad(vc)[i] == doctest::Approx(fc.grad[i]).epsilon(1e-10).scale(1e-12));
-  }
+  same_as_fused(xc, y, softmax_dice_value_and_grad(xc, y, so), [&](auto& t, auto& v, auto& target) {
+    return composed::softmax_dice(t, v, target, so);
+  });
 }
 
 TEST_CASE("composed: soft_dice, soft_jaccard and tversky equal the fused losses") {
