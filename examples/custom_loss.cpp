@@ -4,10 +4,15 @@
 //
 // The loss: a boundary-aware focal Tversky loss with per-class weights, on softmax
 // probabilities p and one-hot labels t, with a boundary weight map b (pixels near an edge of
-// the labels weigh more; losses/boundary_weights.hpp):
-//   I_nc = sum_i b_i p_ic t_ic,  FP_nc = sum_i b_i p_ic (1 - t_ic),  FN_nc = sum_i b_i (1 - p_ic)
-//   t_ic TI_nc = (I + s) / (I + alpha FP + beta FN + s) L = sum_nc w_c (1 - TI_nc)^gamma / (N sum_c
-//   w_c)
+// the labels weigh more; losses/boundary_weights.hpp), per image n and class c, with s the
+// smooth term and w_c the class weights:
+// clang-format off
+//   I_nc  = sum_i b_i p_ic t_ic
+//   FP_nc = sum_i b_i p_ic (1 - t_ic)
+//   FN_nc = sum_i b_i (1 - p_ic) t_ic
+//   TI_nc = (I_nc + s) / (I_nc + alpha FP_nc + beta FN_nc + s)
+//   L     = sum_nc w_c (1 - TI_nc)^gamma / (N sum_c w_c)
+// clang-format on
 // (Salehi et al. 2017 for Tversky, Abraham and Khan 2019 for its focal form.) Nobody derived
 // its gradient: the tape does.
 #include <cstdio>

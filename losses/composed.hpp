@@ -2,6 +2,17 @@
 // reference that each fused loss is checked against (value and gradient to 1e-10 in double),
 // and examples of how to write a loss on the tape (core/tape.hpp) without deriving it.
 //
+// One exception to that agreement: with gamma < 1, composed::softmax_focal and
+// composed::sigmoid_focal give a NaN gradient at a pixel whose 1 - p_t rounds to exactly 0
+// (saturated logits: the label's logit about 17 + ln(C - 1) above all others in float,
+// 37 + ln(C - 1) in double; for the sigmoid, |x| above about 104 in float, 745 in double).
+// There pow(q, gamma) has the slope gamma 0^(gamma - 1) = inf, which the chain rule meets with
+// a factor 0 (inf times 0 = NaN), as PyTorch's autograd of the same formula does. The fused
+// losses give the finite limit. The overlap losses' focal form with gamma < 1 and a score
+// above 1 does agree with the fused one: the clamp of 1 - S is flat there, and clamp, relu and
+// pow pass no gradient where their slope is 0 (as PyTorch's do), so pow's inf does not reach
+// the logits.
+//
 // Convention (every function here follows it):
 //   template <class T>
 //   ad::Var<T> NAME(ad::Tape<T>& tape, const ad::Var<T>& logits, const Tensor<U>& target,

@@ -39,10 +39,12 @@
 //                    gradient). Sum and none are 0 there either way.
 //   pytorch_fcn()    the preset for cross_entropy2d: ignore_negative, mean over valid pixels.
 //
-// Errors (segloss::Error): rank outside 3..5, a zero extent, a target shape other than the
-// logits' without the class axis (or equal to it, for probabilities), a label outside [0, C)
-// that is not ignored (the message names its position and value), weight without C values,
-// label_smoothing outside [0, 1], grad_out of the wrong shape.
+// Errors (segloss::Error): rank outside 3..5, a zero extent, more than 2^24 = 16,777,216
+// classes (the CPU kernels carry a label as a float lane; the bound of every class-axis loss),
+// a target shape other than the logits' without the class axis (or equal to it, for
+// probabilities), a label outside [0, C) that is not ignored (the message names its position
+// and value), weight without C values, label_smoothing outside [0, 1], grad_out of the wrong
+// shape, a `value` that overlaps the logits, the target or grad.
 // NaN logits propagate to the value and gradient of their pixel. Class weights whose sum over
 // the counted pixels is 0 divide by 0, as in PyTorch (NaN or inf).
 //

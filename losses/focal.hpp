@@ -71,9 +71,10 @@
 // The gradient buffer of value_and_grad may be the logits themselves (in place).
 // Errors (segloss::Error): rank outside 3..5, a zero extent, a target of the wrong shape, gamma
 // NaN, infinite or negative; sigmoid_focal: alpha NaN or > 1, a weight that does not broadcast;
-// softmax_focal: alpha without C values, a label outside [0, C) that is not ignore_index (the
-// message names its position and value); grad_out of the wrong shape; reduction none in
-// value_and_grad (in every form); a `value` that is not one element on the logits' device; a
+// softmax_focal: more than 2^24 classes (as cross_entropy), alpha without C values, a label
+// outside [0, C) that is not ignore_index (the message names its position and value);
+// grad_out of the wrong shape; reduction none in value_and_grad (in every form); a `value` that
+// is not one element on the logits' device, or that overlaps the logits, the target or grad; a
 // CUDA tensor in a build without CUDA.
 #pragma once
 

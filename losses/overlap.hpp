@@ -44,9 +44,13 @@
 // temporary; bce_dice runs a BCE term inside the same two passes.
 //
 // Edge cases: the log form of a score fixed at 0 (empty = zero) is -log 0 = inf with reduction
-// sum or none. With smooth_dr = 0, a score whose D is 0 is 0/0 = NaN, which propagates (keep
-// smooth_dr > 0, or choose an `empty` policy other than formula). The focal form's derivative
-// for gamma < 1 grows without bound as S -> 1 and is 0 once S >= 1. NaN inputs propagate.
+// sum or none. With smooth_dr = 0, a score whose D is 0 is smooth_nr / 0 = +inf when
+// smooth_nr > 0 (the default): its loss is -inf in the linear and log forms (0 in the focal
+// and clamp forms), and the gradient of its pixels is NaN (dS/dI and dS/dP are 0/0 or
+// infinite, times p and t that are 0); with smooth_nr = 0 too, the score is 0/0 = NaN. Either
+// propagates (keep smooth_dr > 0, or choose an `empty` policy other than formula). The focal
+// form's derivative for gamma < 1 grows without bound as S -> 1 and is 0 once S >= 1. NaN
+// inputs propagate.
 // Errors (segloss::Error) for: rank outside 3..5, a zero extent, shape mismatch, negative or
 // non-finite smooth terms, a weight that does not broadcast, a class_weight not of shape (C)
 // or with negative or non-finite values, include_background = false with C = 1, gamma <= 0 or
@@ -118,7 +122,9 @@ struct OverlapInfo {
 //     shard's per-plane sums for its gradient.
 // The softmax overlap losses and generalized_dice (softmax_overlap.hpp, generalized_dice.hpp)
 // and the combined losses bce_dice and ce_dice use the same type (their headers give the
-// layout). docs/distributed.md has the protocol.
+// layout). docs/distributed.md has the protocol. finalize checks only the sizes, per_image and
+// channels, so it accepts statistics of another loss with the same layout (soft_jaccard's in
+// soft_dice_finalize) or of other options: pass the same loss and options to both calls.
 struct OverlapStatistics : ShardStatistics {
   bool per_image = true;
   int64_t channels = 0;

@@ -27,7 +27,8 @@
 // class_weight always has C entries, where MONAI takes C - 1 without the background); MONAI's
 // jaccard = True is softmax_jaccard with both smooth terms halved. MONAI's TverskyLoss is
 // softmax_tversky (alpha on the false positives). Errors: as in overlap.hpp, plus label
-// values and target shapes, and ignore_index with probability targets.
+// values and target shapes, more than 2^24 classes (as cross_entropy), and ignore_index with
+// probability targets.
 #pragma once
 
 #include <cstdint>

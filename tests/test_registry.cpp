@@ -33,7 +33,7 @@ bool identifier_char(char c) {
 
 // The loss functions a header declares: every NAME in "NAME_value_and_grad(" and in the softmax
 // overlap family's declaration macro "SEGLOSS_DECLARE_SOFTMAX_OVERLAP(NAME,". Every fused loss
-// has a value_and_grad (design.md), so this finds them all.
+// has a value_and_grad (docs/conventions.md, "Reductions"), so this finds them all.
 // Comments are left out (they name losses in prose, e.g. "X_value_and_grad").
 std::set<std::string> declared_losses(const std::string& source) {
   std::string text;
