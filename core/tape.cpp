@@ -528,9 +528,9 @@ Var<T> unary(const char* op, const Var<T>& a, F f, D d, detail::TapeUnary code, 
   const T* x = xv.data();
   T* o = out.data();
   parallel_for(xv.numel(), [&](int64_t i) { o[i] = f(x[i]); });
-  // clamp, relu and pow pass nothing where their derivative is 0, whatever comes from above: an
-  // inf there (pow(0, 0.5)'s, say) would give 0 inf = NaN. PyTorch masks these the same way.
-  const bool masks = detail::tape_unary_masks(code);
+  // clamp, relu and pow(., 0) pass nothing where their derivative is 0, whatever comes from
+  // above: an inf there (pow(0, 0.5)'s, say) would give 0 inf = NaN. PyTorch masks the same ones.
+  const bool masks = detail::tape_unary_masks(code, static_cast<double>(k));
   return a.tape().record(op, out, {a}, [a, out, d, masks](Tape<T>& tape, const Tensor<T>& g) {
     const T *x = a.value().data(), *y = out.data(), *gd = g.data();
     T* gx = tape.grad_buffer(a).data();

@@ -611,6 +611,14 @@ TEST_CASE("tape: a flat relu, clamp or pow(., 0) masks an infinite gradient from
     t.backward(ad::sum(ad::pow(v, 0.0)));
     for (int i = 0; i < 4; ++i) CHECK(t.grad(v)[i] == 0.0);  // x = 0 gave 0 * inf = NaN
   }
+  {
+    // pow(., 3) is not masked, as PyTorch's: its slope 0 at x = 0 times pow(., 0.5)'s inf is NaN.
+    Tape<double> t;
+    const Var<double> v = t.leaf(x);
+    t.backward(ad::sum(ad::pow(ad::pow(v, 3.0), 0.5)));
+    CHECK(std::isnan(t.grad(v)[2]));
+    CHECK(t.grad(v)[3] == doctest::Approx(1.5 * 2.0));  // d/dx x^1.5 = 1.5 sqrt(x)
+  }
 }
 
 // gamma < 1 with a score above 1 (smooth_nr > smooth_dr on an empty target): the clamp of 1 - S

@@ -192,7 +192,8 @@ __global__ void unary_grad_kernel(TapeUnary op, const T* x, const T* y, const T*
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
     const T d = unary_derivative(op, x[i], y[i], k, k2);
-    if (!(tape_unary_masks(op) && d == T(0))) gx[i] += cuda::mul_rn(g[i], d);  // no FMA
+    if (!(tape_unary_masks(op, static_cast<double>(k)) && d == T(0)))
+      gx[i] += cuda::mul_rn(g[i], d);  // no FMA
   }
 }
 

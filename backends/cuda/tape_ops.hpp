@@ -36,10 +36,11 @@ enum class TapeUnary : int {
   pow,          // x^k
   relu,         // max(x, 0), NaN passes
 };
-// The ops whose gradient is masked: where their derivative is 0 they pass nothing back, not
-// 0 times what came from above (which may be inf), as PyTorch's clamp and relu.
-constexpr bool tape_unary_masks(TapeUnary op) {
-  return op == TapeUnary::clamp || op == TapeUnary::relu || op == TapeUnary::pow;
+// The ops whose gradient is masked, as PyTorch's: clamp and relu pass nothing back where their
+// derivative is 0 (not 0 times what came from above, which may be inf), and pow(., 0) nothing
+// at all. pow(., k) for other k multiplies, as PyTorch's does (0 inf = NaN at x = 0, k > 1).
+constexpr bool tape_unary_masks(TapeUnary op, double k) {
+  return op == TapeUnary::clamp || op == TapeUnary::relu || (op == TapeUnary::pow && k == 0.0);
 }
 
 // Elementwise ops of two inputs (with broadcasting).
