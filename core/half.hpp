@@ -59,7 +59,7 @@ SEGLOSS_HD inline float bits_float(uint32_t u) {
 
 // IEEE binary16 bits to float, exact.
 SEGLOSS_HD inline float half_bits_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1fu;
   const uint32_t fraction = h & 0x3ffu;
   if (exponent == 0x1fu)  // Inf, or a NaN made quiet with its payload

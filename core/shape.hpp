@@ -3,7 +3,6 @@
 // reduced results can be rank 0 (a scalar), 1 or 2. Shape itself only knows extents.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <ostream>
@@ -87,7 +86,7 @@ class Shape {
 
   // The multi-index of linear (row-major) element i, as "(n,c,h,w)".
   std::string position(int64_t i) const {
-    std::array<int64_t, kMaxRank> idx{};
+    int64_t idx[kMaxRank] = {};
     for (int d = rank_ - 1; d >= 0; --d) {
       idx[d] = i % d_[d];
       i /= d_[d];
@@ -100,7 +99,7 @@ class Shape {
   }
 
  private:
-  std::array<int64_t, kMaxRank> d_{};
+  int64_t d_[kMaxRank] = {};  // a C array: indexed by int without a sign conversion
   int rank_ = 0;
 };
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build tree into a temporary prefix, then builds and runs programs against it:
-#   C++ with find_package(segloss), C++ with g++ and pkg-config (segloss.pc),
+#   C++ with find_package(segloss), C++ with g++ and pkg-config (segloss.pc), the headers
+#   under strict warnings as errors (strict_warnings.cpp),
 #   C with find_package(segloss) in a C-only project, C with cc and pkg-config (segloss.pc, and
 #   segloss_c.pc); the C programs must reproduce the C++ program's soft Dice value.
 # $3: the compiler flags of the build (a sanitizer build's library needs the sanitizer runtime
@@ -23,6 +24,14 @@ pkg-config --exists segloss
 g++ $flags "$source/tests/consumer/main.cpp" -o "$tmp/consumer-pc" \
   $(pkg-config --cflags --libs segloss)
 "$tmp/consumer-pc" > /dev/null
+
+# The headers under a consumer's strict warnings, as errors (strict_warnings.cpp instantiates
+# every member of the class templates a consumer reaches).
+strict="-Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow -Wold-style-cast"
+strict="$strict -Wdouble-promotion -Werror"
+g++ -std=c++17 $flags $strict "$source/tests/consumer/strict_warnings.cpp" -o "$tmp/strict" \
+  $(pkg-config --cflags --libs segloss)
+"$tmp/strict"
 
 # The C API: a C-only CMake project with find_package(segloss) and segloss::segloss_c.
 cmake -S "$source/tests/consumer/c" -B "$tmp/consumer-c" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
