@@ -25,10 +25,10 @@
 //   albu BCEDiceLoss: BCE (mean) + Dice (smooth_nr 2, smooth_dr 1) with dice.clamp = true.
 //
 // CUDA (docs/cuda.md): logits on a CUDA device run the fused passes there, with the options
-// each term supports on CUDA (bce_with_logits.hpp: every option, mean_over weight_sum since
-// session 9, its W summed on the device, written without a GPU; overlap.hpp: every option, the
+// each term supports on CUDA (bce_with_logits.hpp: every option, mean_over weight_sum, its
+// W summed on the device; overlap.hpp: every option, the
 // weight and class_weight CUDA tensors), and the statistics / finalize split (finalize fills
-// `parts` too). `parts` of the fused forms (since session 10, written without a GPU) is copied
+// `parts` too). `parts` of the fused forms is copied
 // back from the device: asking for it waits for the stream, even where the value stays on the
 // device (a bad Dice class weight then gives NaN parts, where a host value raises). Three
 // kernels and a small combine per call (three more for weight_sum's W), no wait unless a host

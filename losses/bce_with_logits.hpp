@@ -48,8 +48,7 @@
 //
 // CUDA (docs/cuda.md): logits on a CUDA device run the CUDA kernel; target, weight, pos_weight,
 // grad, grad_out and value must then be on the device too (an error otherwise). Every option
-// works there; mean_over weight_sum since session 9 (written without a GPU, its tests pass on
-// the CPU emulator and on an H200, session 13): W is summed on the device in a fixed order and 1/W
+// works there, mean_over weight_sum too: W is summed on the device in a fixed order and 1/W
 // read there, so it does not wait either (the split's statistics copy W back). The forward's
 // scalar stays on the device (no wait); the value_and_grad returning a double waits for the
 // stream; the form with `value` does not. The sum is deterministic but adds in another order

@@ -27,9 +27,9 @@
 // CUDA logits (docs/cuda.md, "ce_dice and dice_focal on CUDA"): forward, backward and
 // value_and_grad with every option of the terms' CUDA paths; the terms run apart (the first
 // term's gradient times its weight, then the Dice term's added); grad may be exactly the logits
-// there too (since session 10: the terms write into the stream's cached scratch buffer, then one
+// there too (the terms write into the stream's cached scratch buffer, then one
 // device copy into grad). The host-value value_and_grad waits twice (each term's value comes
-// back); the device-value form (session 11) waits for nothing: the first term's device value,
+// back); the device-value form waits for nothing: the first term's device value,
 // then the Dice term's, combined on the device (in float it may differ from the host form's
 // value rounded to float by an ulp: the first term's value is rounded to float before the sum).
 // The statistics / finalize split runs on CUDA too (each term's split; two waits).

@@ -8,7 +8,6 @@
 //   cross_entropy, softmax_dice, softmax_jaccard, softmax_tversky, generalized_dice, ce_dice
 //   (int32 / int64 labels, or probability targets like the logits);
 //   softmax_focal, dice_focal, lovasz_softmax (int32 / int64 labels).
-// (Until session 12 only bce_with_logits, soft_dice, bce_dice and cross_entropy with labels.)
 // Every other floating tensor of a call has the logits' 16-bit type (targets, weight,
 // pos_weight, class_weight, alpha, grad_out, grad, value); labels stay int32 or int64. A float
 // target with half logits is not a call that compiles (Tensor<float> is not Tensor<float16>);
@@ -34,7 +33,7 @@
 // Cost: the path makes float copies of the inputs (and of the gradient), 2 + 4 bytes read and
 // written per element more than a fused kernel would. On the CPU the copies are allocated per
 // call. On CUDA the widening and rounding are elementwise kernels on the current stream
-// (backends/cuda/half.cu), and since session 10 the copies are views into the stream's cached
+// (backends/cuda/half.cu), and the copies are views into the stream's cached
 // scratch buffer (backends/cuda/scratch.hpp), so after a warm-up call the forms writing into the
 // caller's grad allocate nothing; the one writing the value into a caller's device tensor also
 // waits for nothing (a CUDA graph can capture it), while the one returning a double waits for

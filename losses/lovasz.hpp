@@ -86,15 +86,14 @@
 // about 1e-311 for exp(-2e4) where the exact value underflows to 0, so a gradient entry may be
 // of that size where the CUDA path has 0), errors tie at 0 and keep pixel order.
 //
-// CUDA (docs/cuda.md, "lovasz_hinge and lovasz_softmax on CUDA"; written in session 9 without a
-// GPU, tested on the CPU emulator): CUDA tensors run every form and option above on the current
-// stream, one block per problem (and class) with a stable radix sort of the same keys, so the
-// permutation is the CPU's; values agree with the CPU to rounding. Labels are checked on the
-// device: a bad label makes its problem's loss and gradient NaN, and the forms that return a host
-// value raise the CPU's message. The device-value form of value_and_grad (session 11) does not
+// CUDA (docs/cuda.md, "lovasz_hinge and lovasz_softmax on CUDA"): CUDA tensors run every form and
+// option above on the current stream, one block per problem (and class) with a stable radix sort of
+// the same keys, so the permutation is the CPU's; values agree with the CPU to rounding. Labels are
+// checked on the device: a bad label makes its problem's loss and gradient NaN, and the forms that
+// return a host value raise the CPU's message. The device-value form of value_and_grad does not
 // wait: its value is NaN for a bad label. The workspace grows with the input
 // (cuda::lovasz_workspace_size). class_list with any C (above 1024 classes its mask goes
-// to the workspace, session 10).
+// to the workspace).
 //
 // Errors (segloss::Error): rank outside 3..5, a zero extent, labels of the wrong shape, a label
 // outside [0, C) that is not ignore_index (softmax) or a label other than 0 and 1 that is not
