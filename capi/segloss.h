@@ -15,8 +15,7 @@
  * kernel leaves them untouched; see each loss's C++ header).
  *
  * 16-bit logits. Every loss takes SEGLOSS_F16 and SEGLOSS_BF16 logits in its forward, backward,
- * value_and_grad, value_and_grad_into and statistics / finalize (since session 12; before, only
- * bce_with_logits, soft_dice, bce_dice and cross_entropy); every other floating tensor of the
+ * value_and_grad, value_and_grad_into and statistics / finalize; every other floating tensor of the
  * call (target, weights, grad_out, grad, out) then has the logits' dtype; a label target stays a
  * label map. They run the float loss on widened copies and round the results
  * (losses/half_logits.hpp). The metrics and boundary_weights answer SEGLOSS_ERROR_DTYPE for them.
@@ -39,7 +38,7 @@
  *   segloss_X_value_and_grad_into(logits, target, options, value, grad, cuda_stream)
  *       value_and_grad with the value written into the tensor `value` (one element, the
  *       logits' dtype and device) instead of a double: on CUDA nothing waits, so a training
- *       step on a stream never synchronizes (since session 11).
+ *       step on a stream never synchronizes.
  * and, for the losses whose value needs sums over the whole batch (all but the Lovasz
  * losses), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
  *
@@ -112,8 +111,9 @@ typedef enum segloss_status {
 } segloss_status;
 
 /* The message of this thread's last failed call ("" when none), e.g.
- * "segloss_bce_with_logits_value_and_grad: bce_with_logits: target (2,1,4,4) does not match
- * logits (2,1,4,5)". The pointer stays valid until this thread's next failing call. */
+ * "segloss_bce_with_logits_value_and_grad: bce_with_logits_value_and_grad: target (2,1,4,4)
+ * does not match logits (2,1,4,5)". The pointer stays valid until this thread's next failing
+ * call, or until the thread exits. */
 SEGLOSS_C_API const char* segloss_last_error(void);
 /* "SEGLOSS_OK", "SEGLOSS_ERROR_DTYPE", ...; "unknown status" for other values. */
 SEGLOSS_C_API const char* segloss_status_name(segloss_status status);
@@ -138,7 +138,8 @@ typedef enum segloss_device { SEGLOSS_CPU = 0, SEGLOSS_CUDA = 1 } segloss_device
 #define SEGLOSS_MAX_NDIM 5
 
 typedef struct segloss_tensor {
-  void* data;                      /* the first element; may be NULL only when an extent is 0 */
+  void* data;                      /* the first element, aligned to its dtype's size (an error
+                                      otherwise); may be NULL only when an extent is 0 */
   segloss_dtype dtype;             /* element type */
   segloss_device device;           /* where data lives */
   int32_t ndim;                    /* 0 (a scalar) to SEGLOSS_MAX_NDIM */

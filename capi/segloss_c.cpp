@@ -6,6 +6,7 @@
 #include "segloss.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/checks.hpp"
 #include "../segloss.hpp"
 
 using namespace segloss;
@@ -76,7 +78,7 @@ template <class... Args>
 [[noreturn]] void fail(segloss_status status, const char* function, Args&&... parts) {
   (void)function;  // guard() prefixes the entry point's name
   std::ostringstream os;
-  (os << ... << std::forward<Args>(parts));
+  (os << ... << detail::message_part(std::forward<Args>(parts)));
   throw CError{status, os.str()};
 }
 
@@ -167,10 +169,14 @@ Shape shape_of(const segloss_tensor& t, const char* function, const char* argume
     fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " has ndim ", t.ndim,
          "; expected 0 to ", SEGLOSS_MAX_NDIM);
   Shape s;
+  int64_t product = 1;  // of the nonzero extents, which Shape requires to fit in int64
   for (int i = 0; i < t.ndim; ++i) {
     if (t.shape[i] < 0)
       fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " has extent ", t.shape[i],
            " at axis ", i);
+    if (t.shape[i] != 0 && __builtin_mul_overflow(product, t.shape[i], &product))
+      fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " has extent ", t.shape[i],
+           " at axis ", i, ", and its extents multiply past 2^63 - 1");
     s.push_back(t.shape[i]);
   }
   return s;
@@ -203,6 +209,12 @@ Tensor<T> view(const segloss_tensor* t, const char* function, const char* argume
   const Device d = device_of(*t, function, argument);
   if (t->data == nullptr && s.numel() > 0)
     fail(SEGLOSS_ERROR_NULL_POINTER, function, argument, ".data is a null pointer for shape ", s);
+  // A misaligned element pointer is undefined behaviour in C++ (the vector loads and stores of
+  // the kernels assume it), and an FFI caller can pass one (a buffer at an odd byte offset).
+  if (reinterpret_cast<std::uintptr_t>(t->data) % alignof(T) != 0)
+    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, ".data ", t->data,
+         " is not aligned to ", alignof(T), " bytes, as ", dtype_name(dtype_of<T>()),
+         " elements must be");
   return Tensor<T>::view(static_cast<T*>(t->data), s, d);
 }
 
@@ -273,6 +285,22 @@ void with_labels(const segloss_tensor* t, const char* function, const char* argu
       fail(SEGLOSS_ERROR_DTYPE, function, argument, " has dtype ", dtype_str(int_of(t->dtype)),
            "; expected i32, i64 or u8 labels");
   }
+}
+
+// u8 labels reach the C++ losses as an int32 copy, so the C++ checks that a caller's grad or
+// value is apart from the target see the copy, not the caller's buffer: compare the byte ranges
+// here (an overlap would write into the caller's labels). A NULL or malformed target is left to
+// with_target's errors.
+template <class T>
+void check_apart_from_u8(const char* function, const segloss_tensor* target, const Tensor<T>& out,
+                         const char* argument) {
+  if (target == nullptr || int_of(target->dtype) != SEGLOSS_U8 || target->ndim < 0 ||
+      target->ndim > SEGLOSS_MAX_NDIM)
+    return;
+  const auto labels = static_cast<std::size_t>(shape_of(*target, function, "target").numel());
+  if (detail::overlaps(out.data(), detail::data_bytes(out), target->data, labels))
+    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument,
+         " overlaps target (u8 labels); pass a buffer apart from it");
 }
 
 // What a loss takes as its target.
@@ -583,6 +611,7 @@ segloss_status loss_value_and_grad(const char* function, const segloss_tensor* l
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
+      check_apart_from_u8(function, target, g, "grad");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function, [&](const auto& t) { *value = f(x, t, g, o); });
     });
@@ -606,6 +635,8 @@ segloss_status loss_value_and_grad_into(const char* function, const segloss_tens
       if (v.numel() != 1)
         fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "value has shape ", v.shape(),
              "; expected one element");
+      check_apart_from_u8(function, target, g, "grad");
+      check_apart_from_u8(function, target, v, "value");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function, [&](const auto& t) { f(x, t, g, v, o); });
     });
@@ -696,6 +727,7 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
+      check_apart_from_u8(function, target, g, "grad");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function,
                         [&](const auto& t) { *value = f(x, t, reduced->overlap, g, o); });

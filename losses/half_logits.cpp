@@ -107,12 +107,12 @@ class FloatCopies {
 // fields of every options struct), and the bytes of those copies.
 template <class O>
 auto widen(const O& o, FloatCopies& c) {
-  return detail::convert_options<float>(o, [&](const auto& t) { return c.widen(t); });
+  return detail::convert_options<float>(o, [&](const auto& t, const char*) { return c.widen(t); });
 }
 template <class O>
 size_t options_bytes(const O& o) {
   size_t bytes = 0;
-  detail::convert_options<float>(o, [&](const auto& t) {
+  detail::convert_options<float>(o, [&](const auto& t, const char*) {
     bytes += copy_bytes(t);
     return Tensor<float>();
   });
@@ -159,11 +159,35 @@ Tensor<H> half_backward(const char* fn, const Tensor<H>& logits, const Tensor<U>
       float_loss(c.widen(logits), widen_target(target, c), c.widen(grad_out), widen(options, c)));
 }
 
+// A caller's grad must not overlap the target or an option tensor, as in the float losses
+// (core/checks.hpp). Here the float loss reads copies, or the labels before grad is written, so
+// the result would be right, but the rounding into grad would overwrite the caller's input. A
+// target of the logits' type may be grad exactly (as in the float losses).
+template <class H, class U, class O>
+void check_grad_apart(const char* fn, const Tensor<H>& grad, const Tensor<U>& target,
+                      const O& options) {
+  const std::size_t bytes = detail::data_bytes(grad);
+  const auto refuse = [&](const char* prefix, const char* name, const void* data, std::size_t b,
+                          bool same_ok) {
+    const bool same = same_ok && data == static_cast<const void*>(grad.data()) && b == bytes;
+    SEGLOSS_CHECK(
+        same || !detail::overlaps(grad.data(), bytes, data, b), fn, "grad overlaps ", prefix, name,
+        same_ok ? "; pass it exactly or a buffer apart from it" : "; pass a buffer apart from it");
+  };
+  refuse("", "target", target.data(), target.defined() ? detail::data_bytes(target) : 0,
+         std::is_same_v<U, H>);
+  detail::convert_options<float>(options, [&](const auto& t, const char* name) {
+    if (t.defined()) refuse("options.", name, t.data(), detail::data_bytes(t), false);
+    return Tensor<float>();
+  });
+}
+
 // The value_and_grad form writing into the caller's `grad` (and returning the double).
 template <class H, class U, class O, class F>
 double value_and_grad_into(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
                            Tensor<H>& grad, const O& options, F&& float_loss) {
   detail::prepare_grad(fn, logits, grad);
+  check_grad_apart(fn, grad, target, options);
   FloatCopies c(fn, logits.device(), input_bytes(logits, target, options) + copy_bytes(logits));
   Tensor<float> x = c.widen(logits);
   Tensor<float> g = c.take(logits.shape());
@@ -177,6 +201,7 @@ template <class H, class U, class O, class F>
 void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<U>& target,
                           Tensor<H>& grad, Tensor<H>& value, const O& options, F&& float_loss) {
   detail::prepare_grad(fn, logits, grad);
+  check_grad_apart(fn, grad, target, options);
   detail::prepare_value(fn, logits, value);
   detail::check_value_apart(fn, value, logits, target, grad);
   FloatCopies c(fn, logits.device(),

@@ -442,8 +442,9 @@ HalfProblem<H> bind_half(const Inputs<float>& in, const Tgt& host_target, const 
   // field list of half_options.hpp, so that a field it forgets differs between the two).
   Opt rounded = host_options;
   round_options<H>(rounded);
-  const auto oh = detail::convert_options<H>(
-      rounded, [d](const auto& t) { return t.defined() ? to_half<H>(t).to(d) : Tensor<H>(); });
+  const auto oh = detail::convert_options<H>(rounded, [d](const auto& t, const char*) {
+    return t.defined() ? to_half<H>(t).to(d) : Tensor<H>();
+  });
   Opt of = rounded;
   if (d != Device::cpu) options_to(of, d);
   const auto th = half_target<H>(target, d);

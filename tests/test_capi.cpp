@@ -4,7 +4,9 @@
 // fails, each with its status and message and no exception crossing the boundary.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -1521,4 +1523,102 @@ TEST_CASE("capi: enum fields and arguments far out of range are read as integers
   CHECK(segloss_surface_distance(&dz, &dz, &sdo, &sr, nullptr) == SEGLOSS_ERROR_INVALID_ARGUMENT);
   CHECK(last_error() ==
         "segloss_surface_distance: options.empty is -100, not a value of segloss_surface_empty");
+}
+
+// A reviewer's reports: a misaligned data pointer (an FFI buffer at an odd byte offset) reached
+// the vector loads (UB; a clean status in a release build); a grad or value over the caller's u8
+// labels was not refused (the C++ check saw the int32 copy) and the call wrote into the labels;
+// extents whose product passes 2^63 - 1 gave Shape's message without the argument's name.
+TEST_CASE("capi: misaligned data, a grad or value over u8 labels, extents that overflow") {
+  SUBCASE("misaligned data is refused, naming the argument and the alignment") {
+    std::vector<double> storage(64, 0.0);  // 8-byte aligned
+    auto* bytes = reinterpret_cast<unsigned char*>(storage.data());
+    const int64_t shape[4] = {1, 1, 2, 4};
+    segloss_tensor dx = segloss_tensor_make(bytes + 1, SEGLOSS_F32, 4, shape);
+    segloss_tensor dz = segloss_tensor_make(bytes + 64, SEGLOSS_F32, 4, shape);
+    segloss_tensor dg = segloss_tensor_make(bytes + 128, SEGLOSS_F32, 4, shape);
+    double v = 0;
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dz, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("segloss_bce_with_logits_value_and_grad: logits.data ") == 0);
+    CHECK(last_error().find(" is not aligned to 4 bytes, as f32 elements must be") !=
+          std::string::npos);
+    dx.data = bytes;  // aligned now; the grad at an odd offset
+    dg.data = bytes + 130;
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dz, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("grad.data ") != std::string::npos);
+    dg.data = bytes + 128;
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dz, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_OK);
+    // f64 wants 8 bytes: an address 4 bytes off is refused.
+    segloss_tensor dxd = segloss_tensor_make(bytes + 4, SEGLOSS_F64, 4, shape);
+    const int64_t lshape[3] = {1, 2, 4};
+    segloss_tensor dy = segloss_tensor_make(bytes + 256, SEGLOSS_I32, 3, lshape);
+    segloss_tensor dgd = segloss_tensor_make(bytes + 320, SEGLOSS_F64, 4, shape);
+    CHECK(segloss_cross_entropy_value_and_grad(&dxd, &dy, nullptr, &v, &dgd, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("is not aligned to 8 bytes, as f64 elements must be") !=
+          std::string::npos);
+    // i32 labels 2 bytes off.
+    segloss_tensor dx1 = segloss_tensor_make(bytes, SEGLOSS_F64, 4, shape);
+    segloss_tensor dy2 = segloss_tensor_make(bytes + 258, SEGLOSS_I32, 3, lshape);
+    CHECK(segloss_cross_entropy_value_and_grad(&dx1, &dy2, nullptr, &v, &dgd, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("target.data ") != std::string::npos);
+  }
+  SUBCASE("a grad or value over u8 labels is refused and the labels are left alone") {
+    const auto x = randn<float>({1, 3, 2, 4}, 71);
+    // 8 u8 labels at the start of a 128-byte buffer (new[]-aligned); a float grad of 24
+    // elements, or a float value, placed 4 bytes in overlaps labels 4 to 7.
+    std::vector<uint8_t> buffer(128, 1);
+    const int64_t lshape[3] = {1, 2, 4};
+    const segloss_tensor dx = desc(x);
+    const segloss_tensor dy = segloss_tensor_make(buffer.data(), SEGLOSS_U8, 3, lshape);
+    double v = 0;
+    segloss_tensor dg_over = dx;
+    dg_over.data = buffer.data() + 4;
+    CHECK(segloss_cross_entropy_value_and_grad(&dx, &dy, nullptr, &v, &dg_over, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_cross_entropy_value_and_grad: grad overlaps target (u8 labels); pass a "
+          "buffer apart from it");
+    auto g = Tensor<float>::empty(x.shape());
+    const segloss_tensor dg = desc(g);
+    const segloss_tensor dv_over = segloss_tensor_make(buffer.data() + 4, SEGLOSS_F32, 0, nullptr);
+    CHECK(segloss_cross_entropy_value_and_grad_into(&dx, &dy, nullptr, &dv_over, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_cross_entropy_value_and_grad_into: value overlaps target (u8 labels); pass a "
+          "buffer apart from it");
+    segloss_statistics* st = nullptr;
+    REQUIRE(segloss_cross_entropy_statistics(&dx, &dy, nullptr, &st, nullptr) == SEGLOSS_OK);
+    CHECK(segloss_cross_entropy_finalize(&dx, &dy, st, nullptr, &v, &dg_over, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_cross_entropy_finalize: grad overlaps target (u8 labels); pass a buffer "
+          "apart from it");
+    segloss_statistics_destroy(st);
+    CHECK(std::all_of(buffer.begin(), buffer.end(), [](uint8_t b) { return b == 1; }));
+    // Apart: accepted, with the value of the same labels as i32.
+    const auto y32 = Tensor<int32_t>::full({1, 2, 4}, 1);
+    const segloss_tensor dy32 = desc(y32);
+    double v32 = 0;
+    REQUIRE(segloss_cross_entropy_value_and_grad(&dx, &dy, nullptr, &v, &dg, nullptr) ==
+            SEGLOSS_OK);
+    REQUIRE(segloss_cross_entropy_value_and_grad(&dx, &dy32, nullptr, &v32, &dg, nullptr) ==
+            SEGLOSS_OK);
+    CHECK(v == v32);
+  }
+  SUBCASE("extents whose product passes 2^63 - 1 are named") {
+    const int64_t shape[4] = {INT64_MAX / 2, 4, 1, 1};
+    float dummy[4] = {0, 0, 0, 0};
+    segloss_tensor dx = segloss_tensor_make(dummy, SEGLOSS_F32, 4, shape);
+    double v = 0;
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dx, nullptr, &v, &dx, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_bce_with_logits_value_and_grad: logits has extent 4 at axis 1, and its "
+          "extents multiply past 2^63 - 1");
+  }
 }

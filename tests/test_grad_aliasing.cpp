@@ -246,3 +246,43 @@ TEST_CASE("value aliasing: a value inside grad, the logits or the target is refu
     CHECK(std::equal(t_copy.begin(), t_copy.end(), t.begin()));
   }
 }
+
+// 16-bit logits (losses/half_logits.hpp) run the float loss on copies and round the gradient
+// into the caller's grad at the end: a grad over the labels or an option tensor did not change
+// the result, but it was not refused and the rounding wrote into the caller's input (a
+// reviewer's report, through the C API). Now refused as in the float losses.
+TEST_CASE_TEMPLATE("grad aliasing: 16-bit logits refuse a grad over the target or an option", H,
+                   float16, bfloat16) {
+  const Shape s{1, 3, 2, 4};
+  const auto x = to_half<H>(testing::randn<float>(s, 81));
+  // int32 labels and a 16-bit grad in one buffer: grad starts at label 2.
+  std::vector<int32_t> storage(64, 1);
+  const auto y = Tensor<int32_t>::view(storage.data(), s.without(1));
+  auto grad = Tensor<H>::view(reinterpret_cast<H*>(storage.data() + 2), s);
+  const std::vector<int32_t> before(storage.begin(), storage.begin() + 8);
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, grad),
+                       doctest::Contains("grad overlaps target; pass a buffer apart from it"),
+                       Error);
+  auto value = Tensor<H>::empty(Shape{});
+  CHECK_THROWS_WITH_AS(softmax_dice_value_and_grad(x, y, grad, value),
+                       doctest::Contains("grad overlaps target"), Error);
+  CHECK(std::equal(before.begin(), before.end(), storage.begin()));
+  // A class weight inside grad.
+  auto g2 = Tensor<H>::empty(s);
+  CrossEntropyOptions<H> o;
+  o.weight = Tensor<H>::view(g2.data() + 5, Shape{3});
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, g2, o),
+                       doctest::Contains("grad overlaps options.weight"), Error);
+  // A target of the logits' type may be grad exactly (read before grad is written), not at an
+  // offset.
+  auto z = to_half<H>(testing::mask<float>(s, 82));
+  const double v = bce_with_logits_value_and_grad(x, z.clone()).value;
+  auto zin = z.clone();
+  CHECK(bce_with_logits_value_and_grad(x, zin, zin) == v);
+  std::vector<H> zbuf(static_cast<size_t>(2 * s.numel()));
+  auto zoff = Tensor<H>::view(zbuf.data(), s);
+  zoff.copy_from(z);
+  auto goff = Tensor<H>::view(zbuf.data() + 3, s);
+  CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, zoff, goff),
+                       doctest::Contains("grad overlaps target; pass it exactly"), Error);
+}

@@ -2,9 +2,9 @@
 // of the fields, used both ways. The 16-bit path (losses/half_logits.cpp) widens the options of
 // a 16-bit call to float with it; the loss registry (losses/registry.cpp) rounds a float
 // problem's options into 16 bits with it. Every option tensor goes through `tensor` (a callable
-// taking a Tensor<From> and returning a Tensor<To>); every other field is copied. Adding a field
-// to an options struct: add it here too (tests/test_half_all.cpp fails for a registry preset
-// that sets a field this file forgets). Not installed.
+// taking a Tensor<From> and the field's name, returning a Tensor<To>); every other field is copied.
+// Adding a field to an options struct: add it here too (tests/test_half_all.cpp fails for a
+// registry preset that sets a field this file forgets). Not installed.
 #pragma once
 
 #include "../bce_dice.hpp"
@@ -27,8 +27,8 @@ template <class To, class From, class F>
 BceWithLogitsOptions<To> convert_options(const BceWithLogitsOptions<From>& o, F&& tensor) {
   BceWithLogitsOptions<To> r;
   r.reduction = o.reduction;
-  r.weight = tensor(o.weight);
-  r.pos_weight = tensor(o.pos_weight);
+  r.weight = tensor(o.weight, "weight");
+  r.pos_weight = tensor(o.pos_weight, "pos_weight");
   r.mean_over = o.mean_over;
   r.label_smoothing = o.label_smoothing;
   return r;
@@ -39,7 +39,7 @@ BinaryCrossEntropyOptions<To> convert_options(const BinaryCrossEntropyOptions<Fr
                                               F&& tensor) {
   BinaryCrossEntropyOptions<To> r;
   r.reduction = o.reduction;
-  r.weight = tensor(o.weight);
+  r.weight = tensor(o.weight, "weight");
   return r;
 }
 
@@ -53,9 +53,9 @@ OverlapOptions<To> convert_options(const OverlapOptions<From>& o, F&& tensor) {
   r.per_image = o.per_image;
   r.activation = o.activation;
   r.squared = o.squared;
-  r.weight = tensor(o.weight);
+  r.weight = tensor(o.weight, "weight");
   r.weighting = o.weighting;
-  r.class_weight = tensor(o.class_weight);
+  r.class_weight = tensor(o.class_weight, "class_weight");
   r.include_background = o.include_background;
   r.empty = o.empty;
   r.gamma = o.gamma;
@@ -88,7 +88,7 @@ template <class To, class From, class F>
 CrossEntropyOptions<To> convert_options(const CrossEntropyOptions<From>& o, F&& tensor) {
   CrossEntropyOptions<To> r;
   r.reduction = o.reduction;
-  r.weight = tensor(o.weight);
+  r.weight = tensor(o.weight, "weight");
   r.ignore_index = o.ignore_index;
   r.label_smoothing = o.label_smoothing;
   r.ignore_negative = o.ignore_negative;
@@ -105,7 +105,7 @@ SoftmaxOverlapOptions<To> convert_options(const SoftmaxOverlapOptions<From>& o, 
   r.smooth_dr = o.smooth_dr;
   r.per_image = o.per_image;
   r.squared = o.squared;
-  r.class_weight = tensor(o.class_weight);
+  r.class_weight = tensor(o.class_weight, "class_weight");
   r.include_background = o.include_background;
   r.empty = o.empty;
   r.gamma = o.gamma;
@@ -144,7 +144,7 @@ SigmoidFocalOptions<To> convert_options(const SigmoidFocalOptions<From>& o, F&& 
   r.reduction = o.reduction;
   r.alpha = o.alpha;
   r.gamma = o.gamma;
-  r.weight = tensor(o.weight);
+  r.weight = tensor(o.weight, "weight");
   return r;
 }
 
@@ -152,7 +152,7 @@ template <class To, class From, class F>
 SoftmaxFocalOptions<To> convert_options(const SoftmaxFocalOptions<From>& o, F&& tensor) {
   SoftmaxFocalOptions<To> r;
   r.reduction = o.reduction;
-  r.alpha = tensor(o.alpha);
+  r.alpha = tensor(o.alpha, "alpha");
   r.gamma = o.gamma;
   r.ignore_index = o.ignore_index;
   return r;
