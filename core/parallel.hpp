@@ -99,6 +99,22 @@ const double* fill_slots(const ChunkGrid& grid, Body&& body) {
 // which starts at zero. out[plane * k + j] receives the plane's sums, combined in chunk order.
 template <class Body>
 void reduce_planes_n(const ChunkGrid& grid, int k, Body&& body, double* out) {
+  if (grid.chunks_per_plane() == 1) {
+    // One chunk per plane (small planes, e.g. many small images): each plane's sums are its
+    // chunk's, so the chunk adds straight into them, with no slots (which would double the
+    // output's memory, N k doubles) and no copy. The same bits as through the slots (a sum
+    // starting from 0.0 either way).
+    const int64_t n = grid.planes();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (n > 1)
+#endif
+    for (int64_t p = 0; p < n; ++p) {
+      double* acc = out + p * k;
+      std::fill(acc, acc + k, 0.0);
+      body(grid[p], acc);
+    }
+    return;
+  }
   const double* s = fill_slots_n(grid, k, body);
   const int64_t per_plane = grid.chunks_per_plane();
   for (int64_t p = 0; p < grid.planes(); ++p) {

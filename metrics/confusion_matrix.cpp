@@ -113,13 +113,18 @@ cpu::HistResult count_logits(const char* fn, const T* logits, const L* truth, in
   return cpu::confusion_from_logits(logits, truth, images, pixels, rule, hist);
 }
 
-// The sum of the counts, which must fit in int64 (a matrix from from_counts or written through
-// data() can hold anything): every row, column and score sum is then exact.
+// The sum of the counts, which must be >= 0 each and fit in int64 together (a matrix from
+// from_counts or written through data() can hold anything): every row, column and score sum is
+// then exact. (A negative count written through data() gave a pixel accuracy of 1.29.)
 int64_t checked_total(const char* fn, const std::vector<int64_t>& hist) {
   int64_t sum = 0;
-  for (const int64_t v : hist)
+  for (size_t i = 0; i < hist.size(); ++i) {
+    const int64_t v = hist[i];
+    SEGLOSS_CHECK(v >= 0, fn, "count ", i, " of the matrix is ", v,
+                  "; counts are >= 0 (were they written through data()?)");
     SEGLOSS_CHECK(!__builtin_add_overflow(sum, v, &sum), fn,
                   "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
+  }
   return sum;
 }
 
@@ -203,6 +208,7 @@ int64_t ConfusionMatrix::total() const {
 }
 
 std::vector<int64_t> ConfusionMatrix::true_counts() const {
+  checked_total("ConfusionMatrix::true_counts", hist_);  // then no row sum can overflow
   std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
   for (int64_t t = 0; t < classes_; ++t)
     for (int64_t p = 0; p < classes_; ++p) r[t] += hist_[t * classes_ + p];
@@ -210,6 +216,7 @@ std::vector<int64_t> ConfusionMatrix::true_counts() const {
 }
 
 std::vector<int64_t> ConfusionMatrix::pred_counts() const {
+  checked_total("ConfusionMatrix::pred_counts", hist_);
   std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
   for (int64_t t = 0; t < classes_; ++t)
     for (int64_t p = 0; p < classes_; ++p) r[p] += hist_[t * classes_ + p];

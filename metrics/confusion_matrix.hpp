@@ -111,7 +111,9 @@ class ConfusionMatrix {
   const std::vector<int64_t>& counts() const { return hist_; }
   // The counts as one buffer (C * C int64, row-major as counts()) for an all-reduce in place
   // across shards: MPI_Allreduce(MPI_IN_PLACE, cm.data(), int(cm.size()), MPI_INT64_T, MPI_SUM,
-  // comm) leaves every rank with the batch's matrix (integer sums: exact in any order).
+  // comm) leaves every rank with the batch's matrix (integer sums: exact in any order). Counts
+  // written here are checked where they are summed (total, true_counts, pred_counts, every
+  // score): a negative count, or counts summing past 2^63 - 1, raise there.
   int64_t* data() { return hist_.data(); }
   const int64_t* data() const { return hist_.data(); }
   size_t size() const { return hist_.size(); }

@@ -65,14 +65,18 @@ double trace(const ConfusionMatrix& cm) {
   return t;
 }
 
-ConfusionMatrix sum_of(const char* fn, const std::vector<ConfusionMatrix>& images) {
+// The list of per-image matrices: not empty, and one class count.
+void check_images(const char* fn, const std::vector<ConfusionMatrix>& images) {
   SEGLOSS_CHECK(!images.empty(), fn, "images is empty; there is nothing to score");
+  for (size_t i = 0; i < images.size(); ++i)
+    SEGLOSS_CHECK(images[i].num_classes() == images[0].num_classes(), fn, "images[", i, "] has ",
+                  images[i].num_classes(), " classes; images[0] has ", images[0].num_classes());
+}
+
+ConfusionMatrix sum_of(const char* fn, const std::vector<ConfusionMatrix>& images) {
+  check_images(fn, images);
   ConfusionMatrix total(images[0].num_classes(), images[0].options());
-  for (size_t i = 0; i < images.size(); ++i) {
-    SEGLOSS_CHECK(images[i].num_classes() == total.num_classes(), fn, "images[", i, "] has ",
-                  images[i].num_classes(), " classes; images[0] has ", total.num_classes());
-    total.merge(images[i]);
-  }
+  for (const ConfusionMatrix& m : images) total.merge(m);
   return total;
 }
 
@@ -148,7 +152,7 @@ std::vector<double> image_scores(const std::vector<ConfusionMatrix>& images, Sco
                                  const ScoreOptions& options) {
   const char* fn = "image_scores";
   check_options(fn, options);
-  sum_of(fn, images);  // checks the list
+  check_images(fn, images);  // (not sum_of: a C^2 merge per image, only to check the list)
   std::vector<double> r;
   r.reserve(images.size());
   for (const ConfusionMatrix& m : images)

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -347,6 +348,35 @@ TEST_CASE("confusion_matrix: counts that would sum past 2^63 - 1 are refused") {
   m.data()[3] = 1;
   CHECK_THROWS_WITH_AS(m.total(), doctest::Contains("ConfusionMatrix::total: the counts sum past"),
                        Error);
+  CHECK_THROWS_WITH_AS(class_scores(m, Score::iou),
+                       doctest::Contains("ConfusionMatrix::true_counts: the counts sum past"),
+                       Error);
+}
+
+// A reviewer's report (through the C API): a negative count written through data() gave a
+// pixel accuracy of 1.29 and an IoU of 2, where from_counts refuses the same counts. Every
+// sum of the counts (total, true_counts, pred_counts, so every score) now refuses it.
+TEST_CASE("confusion_matrix: a negative count written through data() is refused by the scores") {
+  ConfusionMatrix m(2);
+  m.data()[0] = 5;
+  m.data()[1] = -2;
+  m.data()[3] = 4;
+  const auto refused = [](const std::function<void()>& f, const std::string& where) {
+    const std::string expected = where + ": count 1 of the matrix is -2";
+    CHECK_THROWS_WITH_AS(f(), doctest::Contains(expected.c_str()), Error);
+  };
+  refused([&] { m.total(); }, "ConfusionMatrix::total");
+  refused([&] { pixel_accuracy(m); }, "ConfusionMatrix::total");
+  refused([&] { class_scores(m, Score::iou); }, "ConfusionMatrix::true_counts");
+  refused([&] { m.pred_counts(); }, "ConfusionMatrix::pred_counts");
+  refused([&] { label_accuracy_score(m); }, "ConfusionMatrix::total");
+  refused(
+      [&] {
+        m.update(Tensor<int32_t>::zeros({1, 2}), Tensor<int32_t>::zeros({1, 2}));
+      },
+      "ConfusionMatrix::update");
+  m.data()[1] = 2;
+  CHECK(pixel_accuracy(m) == doctest::Approx(9.0 / 11.0));
 }
 
 TEST_CASE("confusion_matrix: per-image matrices sum to the batch's") {

@@ -3,11 +3,13 @@
 // scores computed directly with ConfusionMatrix on the labels the test drew.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -668,4 +670,71 @@ TEST_CASE("segloss-eval: --surface HD95 and ASSD per class, with known distances
   CHECK(ji["per_class"][1]["hd95"].score() == 1.0);
   CHECK(ji["per_class"][2]["hd95"].kind == Json::null);
   CHECK(ji["per_class"][2]["surface_images"].integer() == 0);
+}
+
+namespace {
+
+// CRC-32 of PNG chunks (ISO 3309, the polynomial 0xedb88320), for hand-made files.
+uint32_t png_crc(const std::string& bytes) {
+  uint32_t c = 0xffffffffu;
+  for (const unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xffffffffu;
+}
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+std::string png_chunk(const std::string& type, const std::string& data) {
+  return be32(static_cast<uint32_t>(data.size())) + type + data + be32(png_crc(type + data));
+}
+
+}  // namespace
+
+// A reviewer's reports: a 100-byte file whose header claims 100000x100000 pixels made the tool
+// allocate and touch 10 GB before libpng found the data short (47 s, and an OOM kill with a few
+// such files); a FIFO named *.png blocked the run forever; a file name that is not UTF-8 made
+// --json print invalid JSON.
+TEST_CASE(
+    "segloss-eval: a header claiming more pixels than the file holds, a FIFO, a non-UTF-8 name") {
+  TempDir dir;
+  const std::vector<int32_t> l20(20, 1);
+  write_label_png(dir.pred("ok.png"), l20, 4, 5);
+  write_label_png(dir.truth("ok.png"), l20, 4, 5);
+  // IHDR 100000 x 100000, 8-bit gray; an IDAT of a few stored zlib bytes; IEND.
+  std::string ihdr = be32(100000) + be32(100000);
+  ihdr += std::string{8, 0, 0, 0, 0};
+  const std::string idat{
+      0x78, 0x01, 0x01, 0x01, 0x00, static_cast<char>(0xfe), static_cast<char>(0xff), 0x00};
+  const std::string liar = std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) +
+                           png_chunk("IDAT", idat) + png_chunk("IEND", "");
+  for (const std::string& p : {dir.pred("liar.png"), dir.truth("liar.png")})
+    std::ofstream(p, std::ios::binary) << liar;
+  REQUIRE(::mkfifo(dir.truth("fifo.png").c_str(), 0600) == 0);
+  write_label_png(dir.pred("fifo.png"), l20, 4, 5);
+  const std::string latin1 = std::string("b") + static_cast<char>(0xff) + ".png";
+  write_label_png(dir.pred(latin1), l20, 4, 5);  // no truth: an `extra` problem naming it
+
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "3", "--threads", "1"});
+  INFO(r.err);
+  CHECK(r.code == 1);
+  CHECK(contains(r.err, "unreadable " + dir.truth("liar.png") +
+                            ": header claims 100000x100000 pixels, more than its " +
+                            std::to_string(liar.size()) +
+                            " bytes can hold (deflate expands at most 1032:1)"));
+  CHECK(contains(r.err, "unreadable " + dir.truth("fifo.png") + ": is not a regular file"));
+  CHECK(contains(r.err, "extra      " + dir.pred(latin1)));
+
+  const RunResult j =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "3", "--threads", "1", "--json"});
+  CHECK(j.code == 1);
+  CHECK(j.out.find(static_cast<char>(0xff)) == std::string::npos);
+  CHECK(contains(j.out, "b\\ufffd.png"));
+  const Json v = parse_json(j.out);
+  CHECK_FALSE(v["ok"].b);
+  CHECK(v["problems"].items.size() == 4);  // liar (both files), fifo, the extra file
 }

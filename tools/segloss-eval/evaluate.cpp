@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <thread>
 
@@ -222,7 +223,19 @@ EvalResult evaluate(const EvalOptions& o) {
   const auto work = [&](int w) {
     set_num_threads(1);  // the parallelism is over the files
     for (int64_t k; (k = next++) < n;) {
-      score_pair(o, pairs[k], matrices[w], outcomes[k]);
+      // Nothing may escape a worker thread (std::terminate): an allocation that fails while
+      // counting (a large --classes) becomes this pair's problem, and the run prints no scores.
+      try {
+        score_pair(o, pairs[k], matrices[w], outcomes[k]);
+      } catch (const std::bad_alloc&) {
+        outcomes[k].problems.push_back(
+            {"error", path_in(o.truth_dir, pairs[k]),
+             "out of memory while counting it (--classes " + std::to_string(o.classes) +
+                 ": each worker holds two matrices of 8 C^2 bytes; try fewer --threads)"});
+      } catch (const std::exception& e) {
+        outcomes[k].problems.push_back({"error", path_in(o.truth_dir, pairs[k]),
+                                        std::string("could not be scored: ") + e.what()});
+      }
       if (++done == n) {
         std::lock_guard<std::mutex> lock(m);
         finished.notify_all();

@@ -47,7 +47,7 @@
 namespace segloss::tools {
 
 struct Problem {
-  std::string kind;     // missing, extra, unreadable, size, labels
+  std::string kind;     // missing, extra, unreadable, size, labels, error
   std::string file;     // the path at fault
   std::string message;  // one line, without the file name
 };

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -23,7 +24,7 @@ namespace {
 using segloss::tools::EvalOptions;
 using segloss::tools::EvalResult;
 
-constexpr int kOk = 0, kFileProblems = 1, kUsage = 2;
+constexpr int kOk = 0, kFileProblems = 1, kUsage = 2, kOutOfMemory = 3;
 
 const char* const kHelp = R"(Usage: segloss-eval PRED_DIR TRUTH_DIR --classes C [options]
 
@@ -174,6 +175,14 @@ int run(int argc, char** argv) {
   EvalResult r;
   try {
     r = segloss::tools::evaluate(o.eval);
+  } catch (const std::bad_alloc&) {  // the matrices themselves (a large --classes)
+    const double gib = 8.0 * static_cast<double>(o.eval.classes) *
+                       static_cast<double>(o.eval.classes) / 1073741824.0;
+    std::fprintf(stderr,
+                 "segloss-eval: out of memory: --classes %lld needs %.3g GiB per confusion "
+                 "matrix, and a run holds one per worker plus the total; try fewer --threads\n",
+                 static_cast<long long>(o.eval.classes), gib);
+    return kOutOfMemory;
   } catch (const std::exception& e) {  // a folder that cannot be listed
     std::fprintf(stderr, "segloss-eval: %s\n", e.what());
     return kUsage;

@@ -9,9 +9,12 @@
 
 #include <png.h>
 
+#include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 namespace segloss::tools {
 namespace {
@@ -114,6 +117,12 @@ bool write_all(Io* io, png_uint_32 width, png_uint_32 height, int depth, int col
 }  // namespace
 
 LabelImage read_label_png(const std::string& path) {
+  // A FIFO or device named *.png would block or never end: only a regular file is read (a link
+  // to one is followed; a broken link fails to open below).
+  std::error_code type_error;
+  const auto type = std::filesystem::status(path, type_error).type();
+  if (!type_error && type != std::filesystem::file_type::regular)
+    fail(path, "is not a regular file");
   Io io;
   io.file = std::fopen(path.c_str(), "rb");
   if (!io.file) fail(path, std::string("cannot be opened: ") + std::strerror(errno));
@@ -132,6 +141,18 @@ LabelImage read_label_png(const std::string& path) {
                    "-bit); a label map is grayscale (8 or 16-bit) or palette indices");
 
   const int64_t height = h.height, width = h.width;
+  // The header is a claim: before allocating for it, the pixels must fit in what the file could
+  // hold. The image data is deflated rows of ceil(width depth / 8) bytes plus a filter byte, and
+  // deflate expands at most 1032:1, so a 100-byte file cannot hold 100000x100000 pixels (which
+  // would otherwise allocate and touch 10 GB before libpng found the data short).
+  std::error_code size_error;
+  const auto file_bytes = std::filesystem::file_size(path, size_error);
+  const double packed_row = std::ceil(static_cast<double>(width) * h.bit_depth / 8.0) + 1.0;
+  const double least_raw = static_cast<double>(height) * packed_row;
+  if (!size_error && least_raw > 1032.0 * static_cast<double>(file_bytes) + 65536.0)
+    fail(path, "header claims " + std::to_string(width) + "x" + std::to_string(height) +
+                   " pixels, more than its " + std::to_string(file_bytes) +
+                   " bytes can hold (deflate expands at most 1032:1)");
   const size_t bytes = h.bit_depth == 16 ? 2 : 1;
   if (rowbytes != static_cast<size_t>(width) * bytes)
     fail(path, "unexpected row size " + std::to_string(rowbytes) + " bytes for width " +

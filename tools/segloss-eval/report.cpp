@@ -55,15 +55,54 @@ std::string fixed(double v) {
   return buf;
 }
 
+// The length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlong form, no
+// surrogate, nothing above U+10FFFF), or 0 when it is not one.
+size_t utf8_length(const std::string& s, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = at(i);
+  size_t n = 0;
+  unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  return n;
+}
+
+// A JSON string. File names and --names lines are bytes: a byte that is not part of well-formed
+// UTF-8 (a Latin-1 file name, say) is written as U+FFFD, so the output stays valid JSON.
 void json_string(std::FILE* out, const std::string& s) {
   std::fputc('"', out);
-  for (const unsigned char c : s) {
-    if (c == '"' || c == '\\')
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
       std::fprintf(out, "\\%c", c);
-    else if (c < 0x20)
+      ++i;
+    } else if (c < 0x20) {
       std::fprintf(out, "\\u%04x", c);
-    else
+      ++i;
+    } else if (c < 0x80) {
       std::fputc(c, out);
+      ++i;
+    } else if (const size_t n = utf8_length(s, i)) {
+      std::fwrite(s.data() + i, 1, n, out);
+      i += n;
+    } else {
+      std::fputs("\\ufffd", out);
+      ++i;
+    }
   }
   std::fputc('"', out);
 }
