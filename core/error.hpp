@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace segloss {
@@ -27,12 +28,28 @@ class OutOfMemory : public Error {
 };
 
 namespace detail {
+// A floating-point number in a message: as `ostream <<` writes it (6 significant digits) when
+// that reads back as the same value, else the shortest form that does, so that a value just
+// outside a range is not printed as its bound ("percentile is 100.0000001", not "is 100").
+// core/error.cpp.
+std::string message_number(double v);
+std::string message_number(float v);
+
+template <class T>
+decltype(auto) message_part(T&& part) {
+  using D = std::decay_t<T>;
+  if constexpr (std::is_same_v<D, double> || std::is_same_v<D, float>)
+    return message_number(part);
+  else
+    return std::forward<T>(part);
+}
+
 // "function: parts...", the format of every segloss message.
 template <class... Args>
 std::string message(const char* function, Args&&... parts) {
   std::ostringstream os;
   os << function << ": ";
-  (os << ... << std::forward<Args>(parts));
+  (os << ... << message_part(std::forward<Args>(parts)));
   return os.str();
 }
 

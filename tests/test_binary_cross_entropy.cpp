@@ -204,7 +204,8 @@ TEST_CASE("binary_cross_entropy: probabilities or targets outside [0, 1], and Na
                        "binary_cross_entropy: probs has value inf at index 23 (1,0,2,3), "
                        "outside [0, 1]",
                        Error);
-  // A bad value beyond the first chunk is found too, and nothing is written on error.
+  // A bad value beyond the first chunk is found too (and printed in full: "1" would read as
+  // inside the range), and nothing is written on error.
   const Shape big{1, 1, 40000};
   auto pb = testing::uniform<double>(big, 16, 0, 1);
   pb[39999] = 1.0000000000000002;
@@ -212,7 +213,7 @@ TEST_CASE("binary_cross_entropy: probabilities or targets outside [0, 1], and Na
   auto grad = Tensor<double>::view(buf.data(), big);
   CHECK_THROWS_WITH_AS(
       binary_cross_entropy_value_and_grad(pb, testing::mask<double>(big, 17), grad),
-      "binary_cross_entropy_value_and_grad: probs has value 1 at index 39999 "
+      "binary_cross_entropy_value_and_grad: probs has value 1.0000000000000002 at index 39999 "
       "(0,0,39999), outside [0, 1]",
       Error);
   for (double v : buf) REQUIRE(v == -7.0);

@@ -317,6 +317,36 @@ TEST_CASE("edge: NaN in logits or targets propagates to the value, every family"
   }
 }
 
+// conventions.md "NaN and infinity", gradients.md 3.6: a NaN in one Dice score makes that
+// score's pixels NaN; the other score keeps a finite gradient in the linear form, NaN in the
+// mean log form, and 0 in the mean clamp form (the clamp's slope at a NaN mean score is 0, as
+// torch.clamp's backward).
+TEST_CASE("edge: a NaN in one soft_dice score, by form: linear, log and clamp") {
+  auto x = randn<double>({1, 2, 1, 4}, 5);
+  const auto t = mask<double>({1, 2, 1, 4}, 6);
+  x[1] = kNaN;  // plane 0
+  for (int form = 0; form < 3; ++form) {
+    CAPTURE(form);
+    OverlapOptions<double> o;
+    o.per_image = true;
+    o.log = form == 1;
+    o.clamp = form == 2;
+    const auto r = soft_dice_value_and_grad(x, t, o);
+    CHECK(std::isnan(r.value));
+    for (int64_t i = 0; i < 4; ++i) CHECK(std::isnan(r.grad[i]));
+    for (int64_t i = 4; i < 8; ++i) {
+      if (form == 0) {
+        CHECK(std::isfinite(r.grad[i]));
+        CHECK(r.grad[i] != 0.0);
+      } else if (form == 1) {
+        CHECK(std::isnan(r.grad[i]));
+      } else {
+        CHECK(r.grad[i] == 0.0);
+      }
+    }
+  }
+}
+
 TEST_CASE("edge: infinite logits are outside the contract: a non-finite value, never a crash") {
   auto x = randn<double>({1, 2, 3, 3}, 1);
   const auto t = mask<double>({1, 2, 3, 3}, 2);
@@ -711,4 +741,24 @@ TEST_CASE("edge: a grad buffer overlapping the logits at an offset is refused, i
   for (int64_t i = 0; i < n; ++i) buf[i] = x0[i];
   CHECK(cross_entropy_value_and_grad(x, y, apart) == doctest::Approx(ref.value).epsilon(1e-15));
   for (int64_t i = 0; i < n; ++i) CHECK(apart[i] == ref.grad[i]);
+}
+
+// A reviewer's report: "options.percentile is 100; it must be in [0, 100]" for 100.0000001.
+// Numbers in messages keep the 6-digit form when it reads back exactly, else are printed in
+// full (core/error.hpp, message_number).
+TEST_CASE("edge: a number in a message is printed in full when 6 digits would change it") {
+  CHECK(detail::message("f", "x is ", 0.5) == "f: x is 0.5");
+  CHECK(detail::message("f", "x is ", 1e-05) == "f: x is 1e-05");
+  CHECK(detail::message("f", "x is ", 100000.0) == "f: x is 100000");
+  CHECK(detail::message("f", "x is ", 100.0000001) == "f: x is 100.0000001");
+  CHECK(detail::message("f", "x is ", 1.0 / 3.0) == "f: x is 0.3333333333333333");
+  CHECK(detail::message("f", "x is ", 0.1f) == "f: x is 0.1");
+  CHECK(detail::message("f", "x is ", 1.0000001f) == "f: x is 1.0000001");
+  CHECK(detail::message("f", "x is ", kNaN, " ", 7, " ", int64_t{1} << 40) ==
+        "f: x is nan 7 1099511627776");
+  SurfaceDistanceOptions o;
+  o.percentile = 100.0000001;
+  const auto m = Tensor<double>::zeros({1, 1, 3, 3});
+  CHECK_THROWS_WITH_AS(surface_distance(m, m, o), doctest::Contains("percentile is 100.0000001"),
+                       Error);
 }

@@ -1,0 +1,35 @@
+// Numbers in error messages (core/error.hpp).
+#include "error.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
+namespace segloss {
+namespace detail {
+
+namespace {
+
+template <class T>
+std::string shortest_if_needed(T v, T (*parse)(const char*, char**)) {
+  std::ostringstream os;
+  os << v;
+  std::string s = os.str();
+  if (!std::isfinite(v) || parse(s.c_str(), nullptr) == v) return s;
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : s;
+}
+
+}  // namespace
+
+std::string message_number(double v) {
+  return shortest_if_needed<double>(v, std::strtod);
+}
+
+std::string message_number(float v) {
+  return shortest_if_needed<float>(v, std::strtof);
+}
+
+}  // namespace detail
+}  // namespace segloss
