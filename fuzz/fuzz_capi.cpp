@@ -13,9 +13,11 @@
 //     allows), optional tensors (weights, class weights, alpha) of a good or a bad shape or
 //     dtype, NULL pointers where the header allows them (options, optional tensors, lists) and
 //     where it does not (value, grad, result: an error status is expected);
-//   - the loss family, and which of value_and_grad / forward / backward / statistics + finalize
-//     run; the confusion matrix (create, from_counts, update, update_from_logits, merge, reset,
-//     counts, data, every score), dice_score, surface distances and boundary weights.
+//   - the loss family, and which of value_and_grad / value_and_grad_into / forward / backward /
+//     statistics + finalize run (value_and_grad_into's value tensor may be of the wrong size or
+//     dtype, NULL, or inside another argument); the confusion matrix (create, from_counts, update,
+//     update_from_logits, merge, reset, counts, data, every score), dice_score, surface distances
+//     and boundary weights.
 //
 // Invariants (a violation aborts, which libFuzzer reports as a crash):
 //   - the status is one of segloss_status's values;
@@ -608,6 +610,9 @@ template <class O>
 using VgFn = segloss_status (*)(const segloss_tensor*, const segloss_tensor*, const O*, double*,
                                 const segloss_tensor*, void*);
 template <class O>
+using IntoFn = segloss_status (*)(const segloss_tensor*, const segloss_tensor*, const O*,
+                                  const segloss_tensor*, const segloss_tensor*, void*);
+template <class O>
 using FwdFn = segloss_status (*)(const segloss_tensor*, const segloss_tensor*, const O*,
                                  const segloss_tensor*, void*);
 template <class O>
@@ -625,6 +630,7 @@ template <class O>
 struct Loss {
   const char* name;
   VgFn<O> vg;
+  IntoFn<O> into;  // value_and_grad_into: the value into a one-element tensor
   FwdFn<O> fwd;
   BwdFn<O> bwd;
   StatsFn<O> stats;  // NULL for the Lovasz losses
@@ -655,6 +661,50 @@ const segloss_tensor* grad_buffer(Ctx& c, const Batch& b) {
   return &c.tensors.back();
 }
 
+// value_and_grad_into: the value into a tensor of one element with the logits' dtype (mostly),
+// or a bad one: two elements, the other float dtype, NULL, or one inside the gradient buffer or
+// the logits (refused: the value may not overlap another argument). On the CPU it must store
+// value_and_grad's value, rounded to the logits' dtype, when both calls succeed.
+template <class O>
+void run_into(Ctx& c, const Batch& b, const Loss<O>& L, const segloss_tensor* target, const O* opts,
+              bool vg_ok, double vg_value) {
+  const std::string f = fn(L.name, "value_and_grad_into");
+  const segloss_tensor* g = grad_buffer(c, b);
+  const uint8_t k = c.r.byte();
+  int dtype = dtype_of(b.x);
+  int64_t shape[SEGLOSS_MAX_NDIM] = {1, 1, 1, 1, 1};
+  int ndim = k & 3;                      // (), (1), (1,1) or (1,1,1): any shape of one element
+  if (k == 255) shape[0] = 2, ndim = 1;  // two elements: refused
+  if (k == 254) dtype = dtype == SEGLOSS_F32 ? SEGLOSS_F64 : SEGLOSS_F32;  // refused
+  segloss_tensor value = make_tensor(c, dtype, ndim, shape);
+  const segloss_tensor* vp = &value;
+  bool overlaps = false;
+  if (k == 253) vp = nullptr;
+  if (k == 252 && g && g->data && numel_of(*g) > 0) {  // inside grad
+    value.data = g->data;
+    std::memcpy(&value.dtype, &g->dtype, sizeof value.dtype);  // any int: not an enum load
+    overlaps = true;
+  }
+  if (k == 251 && b.x.data && numel_of(b.x) > 0) {  // inside the logits
+    value.data = b.x.data;
+    std::memcpy(&value.dtype, &b.x.dtype, sizeof value.dtype);  // any int: not an enum load
+    overlaps = true;
+  }
+  const bool ok = check(L.into(&b.x, target, opts, vp, g, nullptr), f.c_str());
+  if (ok && overlaps) finding(f + ": accepted a value overlapping another argument");
+  if (!ok || !vp) return;
+  const double v = get(value, 0);
+  check_finite(c, ok, f.c_str(), v, g);
+  if (vg_ok && !overlaps && dtype == dtype_of(b.x) &&
+      (dtype == SEGLOSS_F32 || dtype == SEGLOSS_F64)) {
+    const double want =
+        dtype == SEGLOSS_F32 ? static_cast<double>(static_cast<float>(vg_value)) : vg_value;
+    if (!(v == want || (std::isnan(v) && std::isnan(want))))
+      finding(f + ": stored " + std::to_string(v) + ", value_and_grad gave " +
+              std::to_string(vg_value));
+  }
+}
+
 template <class O>
 void run_loss(Ctx& c, const Batch& b, const Loss<O>& L, const segloss_tensor* target,
               bool target_clean, StatsHolder& held) {
@@ -665,14 +715,16 @@ void run_loss(Ctx& c, const Batch& b, const Loss<O>& L, const segloss_tensor* ta
   if (!opts) c.clean = before;  // NULL options: the defaults, which are sane
   c.clean = c.clean && b.x_clean && target_clean;
   const uint8_t which = c.r.byte();
+  bool vg_ok = false;
+  double vg_value = 0;
   if (which & 1) {  // value_and_grad
     const std::string f = fn(L.name, "value_and_grad");
     const segloss_tensor* g = grad_buffer(c, b);
-    double value = 0;
-    double* vp = c.r.byte() == 255 ? nullptr : &value;
-    const bool ok = check(L.vg(&b.x, target, opts, vp, g, nullptr), f.c_str());
-    check_finite(c, ok, f.c_str(), value, g);
+    double* vp = c.r.byte() == 255 ? nullptr : &vg_value;
+    vg_ok = check(L.vg(&b.x, target, opts, vp, g, nullptr), f.c_str()) && vp;
+    check_finite(c, vg_ok, f.c_str(), vg_value, g);
   }
+  if (which & 64) run_into(c, b, L, target, opts, vg_ok, vg_value);
   if (which & 2) {  // forward, then backward with the forward's shape
     const std::string f = fn(L.name, "forward");
     int ndim = 0;
@@ -736,17 +788,18 @@ void run_loss(Ctx& c, const Batch& b, const Loss<O>& L, const segloss_tensor* ta
 }
 
 template <class O>
-Loss<O> loss(const char* name, VgFn<O> vg, FwdFn<O> fwd, BwdFn<O> bwd, StatsFn<O> st,
-             FinFn<O> fin) {
-  return Loss<O>{name, vg, fwd, bwd, st, fin};
+Loss<O> loss(const char* name, VgFn<O> vg, IntoFn<O> into, FwdFn<O> fwd, BwdFn<O> bwd,
+             StatsFn<O> st, FinFn<O> fin) {
+  return Loss<O>{name, vg, into, fwd, bwd, st, fin};
 }
 
-#define LOSS(NAME)                                                       \
-  loss(#NAME, segloss_##NAME##_value_and_grad, segloss_##NAME##_forward, \
-       segloss_##NAME##_backward, segloss_##NAME##_statistics, segloss_##NAME##_finalize)
-#define LOSS_NO_SPLIT(NAME, O)                                              \
-  loss<O>(#NAME, segloss_##NAME##_value_and_grad, segloss_##NAME##_forward, \
-          segloss_##NAME##_backward, nullptr, nullptr)
+#define LOSS(NAME)                                                                       \
+  loss(#NAME, segloss_##NAME##_value_and_grad, segloss_##NAME##_value_and_grad_into,     \
+       segloss_##NAME##_forward, segloss_##NAME##_backward, segloss_##NAME##_statistics, \
+       segloss_##NAME##_finalize)
+#define LOSS_NO_SPLIT(NAME, O)                                                          \
+  loss<O>(#NAME, segloss_##NAME##_value_and_grad, segloss_##NAME##_value_and_grad_into, \
+          segloss_##NAME##_forward, segloss_##NAME##_backward, nullptr, nullptr)
 
 // The target of a "classes" loss: the labels, or probabilities like the logits.
 const segloss_tensor* class_target(Ctx& c, const Batch& b, bool& clean) {
