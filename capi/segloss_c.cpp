@@ -287,13 +287,21 @@ void with_labels(const segloss_tensor* t, const char* function, const char* argu
   }
 }
 
+// What a loss takes as its target.
+enum class Target {
+  same,     // the logits' shape and dtype
+  labels,   // a label map (i32, i64, u8)
+  classes,  // a label map, or probabilities of the logits' dtype
+};
+
 // u8 labels reach the C++ losses as an int32 copy, so the C++ checks that a caller's grad or
 // value is apart from the target see the copy, not the caller's buffer: compare the byte ranges
 // here (an overlap would write into the caller's labels). A NULL or malformed target is left to
 // with_target's errors.
-template <class T>
+template <Target K, class T>
 void check_apart_from_u8(const char* function, const segloss_tensor* target, const Tensor<T>& out,
                          const char* argument) {
+  if constexpr (K == Target::same) return;  // a u8 target is a dtype error there (with_target)
   if (target == nullptr || int_of(target->dtype) != SEGLOSS_U8 || target->ndim < 0 ||
       target->ndim > SEGLOSS_MAX_NDIM)
     return;
@@ -302,13 +310,6 @@ void check_apart_from_u8(const char* function, const segloss_tensor* target, con
     fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument,
          " overlaps target (u8 labels); pass a buffer apart from it");
 }
-
-// What a loss takes as its target.
-enum class Target {
-  same,     // the logits' shape and dtype
-  labels,   // a label map (i32, i64, u8)
-  classes,  // a label map, or probabilities of the logits' dtype
-};
 
 template <Target K, class T, class F>
 void with_target(const segloss_tensor* t, const char* function, F&& f) {
@@ -611,7 +612,7 @@ segloss_status loss_value_and_grad(const char* function, const segloss_tensor* l
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
-      check_apart_from_u8(function, target, g, "grad");
+      check_apart_from_u8<K>(function, target, g, "grad");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function, [&](const auto& t) { *value = f(x, t, g, o); });
     });
@@ -635,8 +636,8 @@ segloss_status loss_value_and_grad_into(const char* function, const segloss_tens
       if (v.numel() != 1)
         fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "value has shape ", v.shape(),
              "; expected one element");
-      check_apart_from_u8(function, target, g, "grad");
-      check_apart_from_u8(function, target, v, "value");
+      check_apart_from_u8<K>(function, target, g, "grad");
+      check_apart_from_u8<K>(function, target, v, "value");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function, [&](const auto& t) { f(x, t, g, v, o); });
     });
@@ -727,7 +728,7 @@ segloss_status loss_finalize(const char* function, const segloss_tensor* logits,
       using T = decltype(tag);
       const auto x = view<T>(logits, function, "logits");
       auto g = view<T>(grad, function, "grad");
-      check_apart_from_u8(function, target, g, "grad");
+      check_apart_from_u8<K>(function, target, g, "grad");
       const auto o = to_cpp<T>(options, function);
       with_target<K, T>(target, function,
                         [&](const auto& t) { *value = f(x, t, reduced->overlap, g, o); });

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <system_error>
 
 namespace segloss {
 namespace detail {
@@ -24,6 +25,11 @@ std::string shortest_if_needed(T v, T (*parse)(const char*, char**)) {
 }  // namespace
 
 std::string message_number(double v) {
+  // A float element widened to double for its check (most checks of float tensors do so) is
+  // printed as the float it is: "0.3", not "0.30000001192092896".
+  if (std::isfinite(v) && std::fabs(v) <= 3.4028234663852886e38 &&
+      static_cast<double>(static_cast<float>(v)) == v)
+    return shortest_if_needed<float>(static_cast<float>(v), std::strtof);
   return shortest_if_needed<double>(v, std::strtod);
 }
 

@@ -30,8 +30,9 @@ class OutOfMemory : public Error {
 namespace detail {
 // A floating-point number in a message: as `ostream <<` writes it (6 significant digits) when
 // that reads back as the same value, else the shortest form that does, so that a value just
-// outside a range is not printed as its bound ("percentile is 100.0000001", not "is 100").
-// core/error.cpp.
+// outside a range is not printed as its bound ("percentile is 100.0000001", not "is 100"). A
+// double that is exactly a float (a float element widened for its check) is printed as that
+// float: "0.3", not "0.30000001192092896". core/error.cpp.
 std::string message_number(double v);
 std::string message_number(float v);
 

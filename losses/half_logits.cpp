@@ -95,7 +95,7 @@ class FloatCopies {
   }
 
  private:
-  const char* fn_;
+  [[maybe_unused]] const char* fn_;  // named in the CUDA scratch errors
   Device device_;
 #if defined(SEGLOSS_WITH_CUDA)
   std::optional<cuda::detail::ScratchLease> lease_;
@@ -162,7 +162,8 @@ Tensor<H> half_backward(const char* fn, const Tensor<H>& logits, const Tensor<U>
 // A caller's grad must not overlap the target or an option tensor, as in the float losses
 // (core/checks.hpp). Here the float loss reads copies, or the labels before grad is written, so
 // the result would be right, but the rounding into grad would overwrite the caller's input. A
-// target of the logits' type may be grad exactly (as in the float losses).
+// target of the logits' type, or an option tensor, may be grad exactly (the float losses allow
+// it for the target and the per-pixel weights; here every input is read before grad is written).
 template <class H, class U, class O>
 void check_grad_apart(const char* fn, const Tensor<H>& grad, const Tensor<U>& target,
                       const O& options) {
@@ -177,7 +178,7 @@ void check_grad_apart(const char* fn, const Tensor<H>& grad, const Tensor<U>& ta
   refuse("", "target", target.data(), target.defined() ? detail::data_bytes(target) : 0,
          std::is_same_v<U, H>);
   detail::convert_options<float>(options, [&](const auto& t, const char* name) {
-    if (t.defined()) refuse("options.", name, t.data(), detail::data_bytes(t), false);
+    if (t.defined()) refuse("options.", name, t.data(), detail::data_bytes(t), true);
     return Tensor<float>();
   });
 }

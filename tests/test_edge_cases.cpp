@@ -754,6 +754,9 @@ TEST_CASE("edge: a number in a message is printed in full when 6 digits would ch
   CHECK(detail::message("f", "x is ", 1.0 / 3.0) == "f: x is 0.3333333333333333");
   CHECK(detail::message("f", "x is ", 0.1f) == "f: x is 0.1");
   CHECK(detail::message("f", "x is ", 1.0000001f) == "f: x is 1.0000001");
+  // A float element widened to double for its check prints as the float.
+  CHECK(detail::message("f", "x is ", static_cast<double>(0.3f)) == "f: x is 0.3");
+  CHECK(detail::message("f", "x is ", static_cast<double>(1.1f)) == "f: x is 1.1");
   CHECK(detail::message("f", "x is ", kNaN, " ", 7, " ", int64_t{1} << 40) ==
         "f: x is nan 7 1099511627776");
   SurfaceDistanceOptions o;

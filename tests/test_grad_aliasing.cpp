@@ -273,9 +273,24 @@ TEST_CASE_TEMPLATE("grad aliasing: 16-bit logits refuse a grad over the target o
   o.weight = Tensor<H>::view(g2.data() + 5, Shape{3});
   CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y, g2, o),
                        doctest::Contains("grad overlaps options.weight"), Error);
+  // A nested options struct's field is named with its struct, as in the float losses.
+  const auto z = to_half<H>(testing::mask<float>(s, 82));
+  std::vector<H> wbuf(static_cast<size_t>(2 * s.numel()), H(1.0f));
+  BceDiceOptions<H> bd;
+  bd.dice.weight = Tensor<H>::view(wbuf.data(), s);
+  auto gw = Tensor<H>::view(wbuf.data() + 1, s);
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(x, z, gw, bd),
+                       doctest::Contains("grad overlaps options.dice.weight"), Error);
+  // The per-pixel weight itself may be grad (every input is read before grad is written), as
+  // in the float losses; the value is the one with a separate grad.
+  BceWithLogitsOptions<H> bw;
+  bw.weight = to_half<H>(testing::uniform<float>(s, 83, 0.5, 2.0));
+  const double separate = bce_with_logits_value_and_grad(x, z, bw).value;
+  auto same = bw.weight.clone();
+  bw.weight = same;
+  CHECK(bce_with_logits_value_and_grad(x, z, same, bw) == separate);
   // A target of the logits' type may be grad exactly (read before grad is written), not at an
   // offset.
-  auto z = to_half<H>(testing::mask<float>(s, 82));
   const double v = bce_with_logits_value_and_grad(x, z.clone()).value;
   auto zin = z.clone();
   CHECK(bce_with_logits_value_and_grad(x, zin, zin) == v);

@@ -7,6 +7,8 @@
 // registry preset that sets a field this file forgets). Not installed.
 #pragma once
 
+#include <string>
+
 #include "../bce_dice.hpp"
 #include "../bce_with_logits.hpp"
 #include "../binary_cross_entropy.hpp"
@@ -22,6 +24,15 @@
 
 namespace segloss {
 namespace detail {
+
+// The callable `tensor` of a nested options struct: its fields are named with the struct's
+// name before them ("bce.weight"), as the float losses' messages name them.
+template <class F>
+auto nested(const char* prefix, F& tensor) {
+  return [prefix, &tensor](const auto& t, const char* name) {
+    return tensor(t, (std::string(prefix) + name).c_str());
+  };
+}
 
 template <class To, class From, class F>
 BceWithLogitsOptions<To> convert_options(const BceWithLogitsOptions<From>& o, F&& tensor) {
@@ -79,8 +90,8 @@ BceDiceOptions<To> convert_options(const BceDiceOptions<From>& o, F&& tensor) {
   BceDiceOptions<To> r;
   r.bce_weight = o.bce_weight;
   r.dice_weight = o.dice_weight;
-  r.bce = convert_options<To>(o.bce, tensor);
-  r.dice = convert_options<To>(o.dice, tensor);
+  r.bce = convert_options<To>(o.bce, nested("bce.", tensor));
+  r.dice = convert_options<To>(o.dice, nested("dice.", tensor));
   return r;
 }
 
@@ -183,8 +194,8 @@ CeDiceOptions<To> convert_options(const CeDiceOptions<From>& o, F&& tensor) {
   CeDiceOptions<To> r;
   r.ce_weight = o.ce_weight;
   r.dice_weight = o.dice_weight;
-  r.ce = convert_options<To>(o.ce, tensor);
-  r.dice = convert_options<To>(o.dice, tensor);
+  r.ce = convert_options<To>(o.ce, nested("ce.", tensor));
+  r.dice = convert_options<To>(o.dice, nested("dice.", tensor));
   return r;
 }
 
@@ -193,8 +204,8 @@ DiceFocalOptions<To> convert_options(const DiceFocalOptions<From>& o, F&& tensor
   DiceFocalOptions<To> r;
   r.dice_weight = o.dice_weight;
   r.focal_weight = o.focal_weight;
-  r.dice = convert_options<To>(o.dice, tensor);
-  r.focal = convert_options<To>(o.focal, tensor);
+  r.dice = convert_options<To>(o.dice, nested("dice.", tensor));
+  r.focal = convert_options<To>(o.focal, nested("focal.", tensor));
   return r;
 }
 

@@ -54,9 +54,11 @@ bar is drawn on stderr when stderr is a terminal.
 Exit status:
   0  the scores were printed
   1  a file problem: a missing or extra file, an unreadable one, a pair of different sizes,
-     or a label outside [0, C). Every problem is listed (on stderr; with --json, on stdout
-     as JSON) and no score is printed.
+     a label outside [0, C), or a pair that could not be counted (out of memory with a
+     large C). Every problem is listed (on stderr; with --json, on stdout as JSON) and no
+     score is printed.
   2  a usage error (bad option, folder that cannot be listed, bad --names file)
+  3  out of memory for the confusion matrices (8 C^2 bytes each; try fewer --threads)
 )";
 
 using segloss::tools::parse_int;
