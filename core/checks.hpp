@@ -151,20 +151,26 @@ OtherInput target_input(const Tensor<U>& t) {
   return {"target", t.data(), t.defined() ? data_bytes(t) : 0, std::is_same_v<T, U>};
 }
 
+// A prepared grad refused when it overlaps `o` (except exactly, o.same_ok); `prefix` goes before
+// o's name in the message ("options." for an option tensor).
+template <class T>
+void check_grad_apart(const char* function, const Tensor<T>& grad, const OtherInput& o,
+                      const char* prefix = "") {
+  const std::size_t bytes = data_bytes(grad);
+  const bool same =
+      o.same_ok && o.data == static_cast<const void*>(grad.data()) && o.bytes == bytes;
+  SEGLOSS_CHECK(
+      same || !overlaps(grad.data(), bytes, o.data, o.bytes), function, "grad overlaps ", prefix,
+      o.name,
+      o.same_ok ? "; pass it exactly or a buffer apart from it" : "; pass a buffer apart from it");
+}
+
 // prepare_grad, then each other input refused when grad overlaps it (except exactly, same_ok).
 template <class T>
 void prepare_grad(const char* function, const Tensor<T>& logits, Tensor<T>& grad,
                   std::initializer_list<OtherInput> others, const char* input = "logits") {
   prepare_grad(function, logits, grad, input);
-  const std::size_t bytes = data_bytes(grad);
-  for (const OtherInput& o : others) {
-    const bool same =
-        o.same_ok && o.data == static_cast<const void*>(grad.data()) && o.bytes == bytes;
-    SEGLOSS_CHECK(same || !overlaps(grad.data(), bytes, o.data, o.bytes), function,
-                  "grad overlaps ", o.name,
-                  o.same_ok ? "; pass it exactly or a buffer apart from it"
-                            : "; pass a buffer apart from it");
-  }
+  for (const OtherInput& o : others) check_grad_apart(function, grad, o);
 }
 
 // grad_out for backward: one element for a scalar reduction, else `expected`; on `device`.

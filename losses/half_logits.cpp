@@ -167,18 +167,9 @@ Tensor<H> half_backward(const char* fn, const Tensor<H>& logits, const Tensor<U>
 template <class H, class U, class O>
 void check_grad_apart(const char* fn, const Tensor<H>& grad, const Tensor<U>& target,
                       const O& options) {
-  const std::size_t bytes = detail::data_bytes(grad);
-  const auto refuse = [&](const char* prefix, const char* name, const void* data, std::size_t b,
-                          bool same_ok) {
-    const bool same = same_ok && data == static_cast<const void*>(grad.data()) && b == bytes;
-    SEGLOSS_CHECK(
-        same || !detail::overlaps(grad.data(), bytes, data, b), fn, "grad overlaps ", prefix, name,
-        same_ok ? "; pass it exactly or a buffer apart from it" : "; pass a buffer apart from it");
-  };
-  refuse("", "target", target.data(), target.defined() ? detail::data_bytes(target) : 0,
-         std::is_same_v<U, H>);
+  detail::check_grad_apart(fn, grad, detail::target_input<H>(target));
   detail::convert_options<float>(options, [&](const auto& t, const char* name) {
-    if (t.defined()) refuse("options.", name, t.data(), detail::data_bytes(t), true);
+    detail::check_grad_apart(fn, grad, detail::apart_or_same(name, t), "options.");
     return Tensor<float>();
   });
 }

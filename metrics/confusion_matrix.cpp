@@ -128,6 +128,30 @@ int64_t checked_total(const char* fn, const std::vector<int64_t>& hist) {
   return sum;
 }
 
+// The row and column sums and the total, each count checked as checked_total does, in one pass.
+// The total bounds every row and column sum, so these cannot overflow once it fits.
+ConfusionMatrix::Margins margins_of(const char* fn, int64_t classes,
+                                    const std::vector<int64_t>& hist) {
+  ConfusionMatrix::Margins m;
+  m.true_counts.assign(static_cast<size_t>(classes), 0);
+  m.pred_counts.assign(static_cast<size_t>(classes), 0);
+  size_t i = 0;
+  for (int64_t t = 0; t < classes; ++t) {
+    int64_t row = 0;
+    for (int64_t p = 0; p < classes; ++p, ++i) {
+      const int64_t v = hist[i];
+      SEGLOSS_CHECK(v >= 0, fn, "count ", i, " of the matrix is ", v,
+                    "; counts are >= 0 (were they written through data()?)");
+      SEGLOSS_CHECK(!__builtin_add_overflow(m.total, v, &m.total), fn,
+                    "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
+      row += v;
+      m.pred_counts[static_cast<size_t>(p)] += v;
+    }
+    m.true_counts[static_cast<size_t>(t)] = row;
+  }
+  return m;
+}
+
 // Room for `pixels` more counts (an update adds at most one per pixel).
 void check_room(const char* fn, const std::vector<int64_t>& hist, int64_t pixels) {
   const int64_t total = checked_total(fn, hist);
@@ -207,20 +231,16 @@ int64_t ConfusionMatrix::total() const {
   return checked_total("ConfusionMatrix::total", hist_);
 }
 
+ConfusionMatrix::Margins ConfusionMatrix::margins() const {
+  return margins_of("ConfusionMatrix::margins", classes_, hist_);
+}
+
 std::vector<int64_t> ConfusionMatrix::true_counts() const {
-  checked_total("ConfusionMatrix::true_counts", hist_);  // then no row sum can overflow
-  std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
-  for (int64_t t = 0; t < classes_; ++t)
-    for (int64_t p = 0; p < classes_; ++p) r[t] += hist_[t * classes_ + p];
-  return r;
+  return margins_of("ConfusionMatrix::true_counts", classes_, hist_).true_counts;
 }
 
 std::vector<int64_t> ConfusionMatrix::pred_counts() const {
-  checked_total("ConfusionMatrix::pred_counts", hist_);
-  std::vector<int64_t> r(static_cast<size_t>(classes_), 0);
-  for (int64_t t = 0; t < classes_; ++t)
-    for (int64_t p = 0; p < classes_; ++p) r[p] += hist_[t * classes_ + p];
-  return r;
+  return margins_of("ConfusionMatrix::pred_counts", classes_, hist_).pred_counts;
 }
 
 template <class P, class L, class>

@@ -112,8 +112,8 @@ class ConfusionMatrix {
   // The counts as one buffer (C * C int64, row-major as counts()) for an all-reduce in place
   // across shards: MPI_Allreduce(MPI_IN_PLACE, cm.data(), int(cm.size()), MPI_INT64_T, MPI_SUM,
   // comm) leaves every rank with the batch's matrix (integer sums: exact in any order). Counts
-  // written here are checked where they are summed (total, true_counts, pred_counts, every
-  // score): a negative count, or counts summing past 2^63 - 1, raise there.
+  // written here are checked where they are summed (total, true_counts, pred_counts, margins,
+  // every score): a negative count, or counts summing past 2^63 - 1, raise there.
   int64_t* data() { return hist_.data(); }
   const int64_t* data() const { return hist_.data(); }
   size_t size() const { return hist_.size(); }
@@ -121,6 +121,13 @@ class ConfusionMatrix {
   int64_t total() const;                     // every counted pixel
   std::vector<int64_t> true_counts() const;  // row sums: the support of each class
   std::vector<int64_t> pred_counts() const;  // column sums
+  // The row sums, the column sums and the total together, checked and formed in one pass over
+  // the C * C counts (true_counts and pred_counts make one pass each).
+  struct Margins {
+    std::vector<int64_t> true_counts, pred_counts;
+    int64_t total = 0;
+  };
+  Margins margins() const;
 
  private:
   int64_t classes_;

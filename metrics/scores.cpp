@@ -112,18 +112,27 @@ const char* average_name(Average a) {
   return "?";
 }
 
-std::vector<double> class_scores(const ConfusionMatrix& cm, Score score,
-                                 const ScoreOptions& options) {
-  check_options("class_scores", options);
+namespace {
+
+// class_scores from margins already formed (label_accuracy_score forms them once for several).
+std::vector<double> class_scores_of(const ConfusionMatrix& cm, const ConfusionMatrix::Margins& m,
+                                    Score score, const ScoreOptions& options) {
   const int64_t C = cm.num_classes();
-  const std::vector<int64_t> rows = cm.true_counts(), cols = cm.pred_counts();
   std::vector<double> r(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
     const double tp = static_cast<double>(cm.count(c, c));
-    r[c] = score_of(score, tp, static_cast<double>(cols[c]) - tp, static_cast<double>(rows[c]) - tp,
-                    options);
+    r[c] = score_of(score, tp, static_cast<double>(m.pred_counts[c]) - tp,
+                    static_cast<double>(m.true_counts[c]) - tp, options);
   }
   return r;
+}
+
+}  // namespace
+
+std::vector<double> class_scores(const ConfusionMatrix& cm, Score score,
+                                 const ScoreOptions& options) {
+  check_options("class_scores", options);
+  return class_scores_of(cm, cm.margins(), score, options);
 }
 
 double average_score(const ConfusionMatrix& cm, Score score, Average average,
@@ -174,8 +183,9 @@ double pixel_accuracy(const ConfusionMatrix& cm) {
 }
 
 double cohen_kappa(const ConfusionMatrix& cm, const ScoreOptions& options) {
-  const double n = static_cast<double>(cm.total()), tr = trace(cm);
-  const std::vector<int64_t> rows = cm.true_counts(), cols = cm.pred_counts();
+  const ConfusionMatrix::Margins m = cm.margins();
+  const std::vector<int64_t>&rows = m.true_counts, &cols = m.pred_counts;
+  const double n = static_cast<double>(m.total), tr = trace(cm);
   double expected = 0, den = 0;  // sum_c support_c pred_c;  sum_c support_c (n - pred_c)
   for (size_t c = 0; c < rows.size(); ++c) {
     const double r = static_cast<double>(rows[c]), k = static_cast<double>(cols[c]);
@@ -186,8 +196,9 @@ double cohen_kappa(const ConfusionMatrix& cm, const ScoreOptions& options) {
 }
 
 double matthews_corrcoef(const ConfusionMatrix& cm, const ScoreOptions& options) {
-  const double n = static_cast<double>(cm.total()), tr = trace(cm);
-  const std::vector<int64_t> rows = cm.true_counts(), cols = cm.pred_counts();
+  const ConfusionMatrix::Margins m = cm.margins();
+  const std::vector<int64_t>&rows = m.true_counts, &cols = m.pred_counts;
+  const double n = static_cast<double>(m.total), tr = trace(cm);
   double cross = 0, var_pred = 0, var_true = 0;
   for (size_t c = 0; c < rows.size(); ++c) {
     const double t = static_cast<double>(rows[c]), p = static_cast<double>(cols[c]);
@@ -200,14 +211,15 @@ double matthews_corrcoef(const ConfusionMatrix& cm, const ScoreOptions& options)
 
 FcnScores label_accuracy_score(const ConfusionMatrix& cm) {
   FcnScores s;
-  const double n = static_cast<double>(cm.total());
-  s.pixel_accuracy = pixel_accuracy(cm);
-  s.mean_class_accuracy = average_score(cm, Score::recall, Average::macro);
-  s.iou = class_scores(cm, Score::iou);
+  const ConfusionMatrix::Margins m = cm.margins();  // one checked pass for every score below
+  const double n = static_cast<double>(m.total);
+  s.pixel_accuracy = ratio(trace(cm), n, EmptyPolicy::skip);
+  s.mean_class_accuracy =
+      mean_of(class_scores_of(cm, m, Score::recall, {}), nullptr, EmptyPolicy::skip);
+  s.iou = class_scores_of(cm, m, Score::iou, {});
   s.mean_iou = mean_of(s.iou, nullptr, EmptyPolicy::skip);
-  const std::vector<int64_t> rows = cm.true_counts();
-  for (size_t c = 0; c < rows.size(); ++c)
-    if (rows[c] > 0) s.fw_iou += static_cast<double>(rows[c]) / n * s.iou[c];
+  for (size_t c = 0; c < m.true_counts.size(); ++c)
+    if (m.true_counts[c] > 0) s.fw_iou += static_cast<double>(m.true_counts[c]) / n * s.iou[c];
   return s;
 }
 

@@ -99,6 +99,10 @@ TEST_CASE("confusion_matrix: rows are truth, columns prediction") {
   CHECK(m.total() == 4);
   CHECK(m.true_counts() == std::vector<int64_t>{3, 0, 1});
   CHECK(m.pred_counts() == std::vector<int64_t>{1, 1, 2});
+  const ConfusionMatrix::Margins margins = m.margins();
+  CHECK(margins.true_counts == std::vector<int64_t>{3, 0, 1});
+  CHECK(margins.pred_counts == std::vector<int64_t>{1, 1, 2});
+  CHECK(margins.total == 4);
   const Tensor<int64_t> t = m.matrix();
   REQUIRE(t.shape() == Shape{3, 3});
   CHECK(t[0 * 3 + 2] == 2);
@@ -349,13 +353,15 @@ TEST_CASE("confusion_matrix: counts that would sum past 2^63 - 1 are refused") {
   CHECK_THROWS_WITH_AS(m.total(), doctest::Contains("ConfusionMatrix::total: the counts sum past"),
                        Error);
   CHECK_THROWS_WITH_AS(class_scores(m, Score::iou),
+                       doctest::Contains("ConfusionMatrix::margins: the counts sum past"), Error);
+  CHECK_THROWS_WITH_AS(m.true_counts(),
                        doctest::Contains("ConfusionMatrix::true_counts: the counts sum past"),
                        Error);
 }
 
 // A reviewer's report (through the C API): a negative count written through data() gave a
 // pixel accuracy of 1.29 and an IoU of 2, where from_counts refuses the same counts. Every
-// sum of the counts (total, true_counts, pred_counts, so every score) now refuses it.
+// sum of the counts (total, true_counts, pred_counts, margins, so every score) now refuses it.
 TEST_CASE("confusion_matrix: a negative count written through data() is refused by the scores") {
   ConfusionMatrix m(2);
   m.data()[0] = 5;
@@ -367,9 +373,12 @@ TEST_CASE("confusion_matrix: a negative count written through data() is refused 
   };
   refused([&] { m.total(); }, "ConfusionMatrix::total");
   refused([&] { pixel_accuracy(m); }, "ConfusionMatrix::total");
-  refused([&] { class_scores(m, Score::iou); }, "ConfusionMatrix::true_counts");
+  refused([&] { class_scores(m, Score::iou); }, "ConfusionMatrix::margins");
+  refused([&] { m.true_counts(); }, "ConfusionMatrix::true_counts");
   refused([&] { m.pred_counts(); }, "ConfusionMatrix::pred_counts");
-  refused([&] { label_accuracy_score(m); }, "ConfusionMatrix::total");
+  refused([&] { m.margins(); }, "ConfusionMatrix::margins");
+  refused([&] { cohen_kappa(m); }, "ConfusionMatrix::margins");
+  refused([&] { label_accuracy_score(m); }, "ConfusionMatrix::margins");
   refused(
       [&] {
         m.update(Tensor<int32_t>::zeros({1, 2}), Tensor<int32_t>::zeros({1, 2}));
