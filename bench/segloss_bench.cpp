@@ -2,7 +2,9 @@
 // map and the metrics, which have no gradient, the call itself) against the memory-bandwidth
 // floor, at the sizes:
 //   binary       (8,1,512,512) and the volume (2,4,96,96,96) (four binary channels);
-//   multi-class  (8,21,512,512), (4,150,256,256) and the volume (2,4,96,96,96), int64 labels;
+//   multi-class  (8,21,512,512), (4,150,256,256), the volume (2,4,96,96,96), and one pixel per
+//                image (262144,21,1) against the same pixels as one image (1,21,262144); int64
+//                labels;
 //   Lovasz-Softmax also on (2,21,256,256), surface metrics on one 256^3 volume.
 //
 // For every case and thread count it prints one JSON object per line:
@@ -806,6 +808,10 @@ int main(int argc, char** argv) {
   if (!args.quick) {
     bench_multiclass(bench, Shape{8, 21, 512, 512}, true);
     bench_multiclass(bench, Shape{4, 150, 256, 256}, false);
+    // One pixel per image (classification-like), and the same pixels as one image: the layout
+    // cost of docs/conventions.md's "Layout and speed", measured in the same run.
+    bench_multiclass(bench, Shape{1 << 18, 21, 1}, false);
+    bench_multiclass(bench, Shape{1, 21, 1 << 18}, false);
     bench_lovasz_small(bench);
     bench_surface(bench);
   }

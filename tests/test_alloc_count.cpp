@@ -172,10 +172,10 @@ TEST_CASE("alloc_count: losses allocate no more per call on 16 times the pixels"
 // One pixel per image, (N, C, 1): a reviewer measured 264 MB left allocated on the calling
 // thread after softmax_dice on (2^18, 21, 1) float logits (22 MB): the thread-local reduction
 // slots, one set of 3 C doubles per plane, which never shrink. A plane of one chunk now sums
-// straight into its result, so those slots do not grow with N (cross_entropy's chunk sums, one
-// double per image, still do: 8 bytes against the 4 C of its logits). (The per-image statistics and
-// gradient factors, 5 C doubles per image, are the call's own and are freed; docs/conventions.md
-// "Layout and speed".)
+// straight into its result, so those slots do not grow with N. cross_entropy's chunk sums held
+// one double per image until images smaller than a packet were walked as one run of pixels; now
+// they do not grow either. (The per-image statistics and gradient factors, 5 C doubles per
+// image, are the call's own and are freed; docs/conventions.md "Layout and speed".)
 TEST_CASE("alloc_count: small planes leave no workspace behind that grows with the images") {
   const auto held_after = [](int64_t images) {
     const Shape s{images, 5, 1};
@@ -191,7 +191,6 @@ TEST_CASE("alloc_count: small planes leave no workspace behind that grows with t
   };
   const int64_t small = held_after(64), large = held_after(65536);
   INFO("held after the calls: ", small, " bytes at N = 64, ", large, " at N = 65536");
-  // softmax_dice's slots were 3 C = 15 doubles (120 bytes) per image; cross_entropy's one
-  // double per image (its chunk sums, 8 bytes) is what stays.
-  CHECK(large - small <= 8 * 65536 + 4096);
+  // softmax_dice's slots were 3 C = 15 doubles (120 bytes) per image, cross_entropy's 8 bytes.
+  CHECK(large - small <= 4096);
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fold_check.hpp"
 #include "loss_check.hpp"
 
 using namespace segloss;
@@ -454,6 +455,45 @@ TEST_CASE("softmax_focal: gradcheck, gamma 0, 0.5, 1, 1.3, 2, 3 with and without
       if (alpha) o.alpha = Tensor<double>::from({0.25, 1.5, 0.75, 2.0, 0.5}, {5});
       check_softmax_reductions(x, y, o);
     }
+}
+
+// (N, C, 1) logits, one pixel per image, are walked as one run of pixels, as cross_entropy's
+// are (backends/cpu/fold_images.hpp): every form equals the same pixels laid out as one image
+// (the same bits at S = 1), for each gamma kind, alpha and ignore_index; and the gradient holds.
+TEST_CASE("softmax_focal: images smaller than a packet equal one image of N*S pixels") {
+  const auto check = [](auto zero) {
+    using T = decltype(zero);
+    for (const Shape& s : {Shape{37, 5, 1}, Shape{300, 21, 1}, Shape{19, 3, 2}, Shape{9, 4, 7},
+                           Shape{5, 2, 15}, Shape{23, 1, 1}}) {
+      CAPTURE(s);
+      const int64_t C = s[1];
+      const auto x = testing::randn<T>(s, 71, 3.0);
+      const auto y = labels<int64_t>(s.without(1), C, 72, 0.2, 255);
+      for (double gamma : {2.0, 0.0, 1.5}) {
+        CAPTURE(gamma);
+        SoftmaxFocalOptions<T> o;
+        o.gamma = gamma;
+        o.ignore_index = 255;
+        SEGLOSS_CHECK_FOLDED(softmax_focal, x, y, o);
+        std::vector<T> alpha(static_cast<size_t>(C));
+        for (int64_t c = 0; c < C; ++c)
+          alpha[c] = static_cast<T>(0.25 * static_cast<double>(c % 5 + 1));
+        o.alpha = Tensor<T>::from(alpha, {C});
+        SEGLOSS_CHECK_FOLDED(softmax_focal, x, labels<int32_t>(s.without(1), C, 73), o);
+      }
+    }
+  };
+  check(0.0f);
+  check(0.0);
+  for (double gamma : {2.0, 0.5}) {
+    SoftmaxFocalOptions<double> o;
+    o.gamma = gamma;
+    o.ignore_index = 255;
+    o.alpha = Tensor<double>::from({0.25, 1.5, 0.75, 2.0}, {4});
+    const Shape s{21, 4, 1};
+    check_softmax_reductions(testing::randn<double>(s, 74, 2.0),
+                             labels<int64_t>(s.without(1), 4, 75, 0.2, 255), o);
+  }
 }
 
 TEST_CASE("softmax_focal: gradcheck, ignore_index -100, 255 and 0 (a real class), int32 labels") {

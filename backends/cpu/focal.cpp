@@ -16,6 +16,7 @@
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
+#include "fold_images.hpp"
 #include "softmax_overlap_pixels.hpp"
 #include "weight_lane.hpp"
 
@@ -195,16 +196,24 @@ double focal_chunk(const SoftmaxFocalArgs<T, L>& a, const detail::Chunk& ch) {
   return sum;
 }
 
+// Images smaller than a packet are walked as one run of pixels (fold_images.hpp).
 template <int K, class T, class L>
 double softmax_run(const SoftmaxFocalArgs<T, L>& a) {
-  const detail::ChunkGrid grid(a.images, a.pixels, class_chunk_pixels(a.classes));
+  const detail::ChunkGrid grid =
+      class_axis_grid<T>(a.images, a.pixels, class_chunk_pixels(a.classes));
+  const auto run = [&](const detail::Chunk& ch) {
+    if (!fold_images<T>(a.pixels)) return focal_chunk<K>(a, ch);
+    return folded_chunk<T>(a, ch, [](const auto& b, int64_t n, int64_t s, T* e, auto v) {
+      return focal_pixels<K, T, L, decltype(v)>(b, n, s, e);
+    });
+  };
   if (!a.want_sum) {
-    detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { focal_chunk<K>(a, ch); });
+    detail::for_each_chunk(grid, [&](const detail::Chunk& ch) { run(ch); });
     return 0.0;
   }
   double total = 0.0;
   detail::reduce_all<1>(
-      grid, [&](const detail::Chunk& ch, double* acc) { acc[0] += focal_chunk<K>(a, ch); }, &total);
+      grid, [&](const detail::Chunk& ch, double* acc) { acc[0] += run(ch); }, &total);
   return total;
 }
 
