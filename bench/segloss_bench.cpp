@@ -1,10 +1,12 @@
 // segloss-bench: times every loss's fused value_and_grad and every metric (for the boundary weight
 // map and the metrics, which have no gradient, the call itself) against the memory-bandwidth
 // floor, at the sizes:
-//   binary       (8,1,512,512) and the volume (2,4,96,96,96) (four binary channels);
+//   binary       (8,1,512,512) and the volume (2,4,96,96,96) (four binary channels); one
+//                element per plane (1048576,1,1) against one plane (1,1,1048576) (there the
+//                elementwise losses and the batch soft Dice only);
 //   multi-class  (8,21,512,512), (4,150,256,256), the volume (2,4,96,96,96), and one pixel per
-//                image (262144,21,1) against the same pixels as one image (1,21,262144); int64
-//                labels;
+//                image (262144,21,1) against the same pixels as one image (1,21,262144) (there
+//                cross_entropy, softmax_focal and softmax_dice only); int64 labels;
 //   Lovasz-Softmax also on (2,21,256,256), surface metrics on one 256^3 volume.
 //
 // For every case and thread count it prints one JSON object per line:
@@ -215,8 +217,23 @@ void stream(const std::vector<const float*>& inputs, float* out, int64_t n) {
 // the flat index (for (8,1,512,512), b = 128), and pixel weights w = 1 + 2 t. `planar`: the 2D
 // cases that exist only for images (the boundary weight map and the Carvana loss built on it,
 // the C API, the tape).
-void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
+// Keeps the cases named in `names` (the one-element-per-plane shapes run only the cases that
+// docs/conventions.md's "Layout and speed" names).
+void keep_only(std::vector<Case>& cases, const std::vector<std::string>& names) {
+  cases.erase(std::remove_if(cases.begin(), cases.end(),
+                             [&](const Case& k) {
+                               return std::find(names.begin(), names.end(), k.name) == names.end();
+                             }),
+              cases.end());
+}
+
+// `layout`: only bce_with_logits, its weighted form, binary_cross_entropy, sigmoid_focal and the
+// batch soft Dice, for the one-element-per-plane shapes.
+void bench_binary(const Bench& bench, const Shape& shape, bool planar, bool layout = false) {
   const int64_t n = shape.numel(), W = shape[shape.rank() - 1], b = std::max<int64_t>(1, W / 4);
+  const std::vector<std::string> layout_names = {"bce_with_logits", "bce_with_logits_weighted",
+                                                 "binary_cross_entropy", "sigmoid_focal",
+                                                 "soft_dice_batch"};
   const std::vector<std::string> planar_names = {"bce_with_logits_weighted_mean_over_weight_sum",
                                                  "carvana_combined_loss",
                                                  "boundary_weights_k11",
@@ -250,6 +267,7 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
                                     "bce_with_logits+soft_dice_split",
                                     "bce_with_logits_split"};
   if (planar) names.insert(names.end(), planar_names.begin(), planar_names.end());
+  if (layout) names = layout_names;
   if (!bench.any(names, shape)) return;
 
   std::mt19937 rng(7);
@@ -408,8 +426,9 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
     };
     cases.insert(cases.end(), planar_cases.begin(), planar_cases.end());
   }
+  if (layout) keep_only(cases, layout_names);
   bench.run(cases, shape, n, reps);
-  if (!planar) return;
+  if (!planar || layout) return;
 
   // The tape (core/tape.hpp) against the fused calls. In these lines floor_ms is the direct
   // fused value_and_grad call (into a reused gradient buffer) measured in the same run, so
@@ -466,8 +485,11 @@ void bench_binary(const Bench& bench, const Shape& shape, bool planar) {
 // labels, and the labels with a prediction (i / 48) % C; their floors read what they read and
 // sum it. `full`: also the split and score cases (on the first shape only, to keep the run
 // short).
-void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
+// `layout`: only the cases that docs/conventions.md's "Layout and speed" names (cross_entropy,
+// softmax_focal, softmax_dice), for the one-pixel-per-image shapes.
+void bench_multiclass(const Bench& bench, const Shape& shape, bool full, bool layout = false) {
   const int64_t n = shape[0], c = shape[1], px = shape.numel_from(2), total = n * px;
+  const std::vector<std::string> layout_names = {"cross_entropy", "softmax_focal", "softmax_dice"};
   std::vector<std::string> names = {"cross_entropy",
                                     "cross_entropy_weight",
                                     "cross_entropy_ignore_index",
@@ -483,6 +505,10 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
                                     "confusion_matrix_logits"};
   // The cases on the label maps alone print the labels' shape (N, spatial...).
   std::vector<std::string> label_names = {"confusion_matrix_labels"};
+  if (layout) {
+    names = layout_names;
+    label_names.clear();
+  }
   if (full) {
     for (const char* s : {"cross_entropy_split", "ce_dice_split", "ce_dice_probs",
                           "ce_dice_backward", "dice_focal_backward"})
@@ -647,7 +673,9 @@ void bench_multiclass(const Bench& bench, const Shape& shape, bool full) {
     };
     cases.insert(cases.end(), more.begin(), more.end());
   }
+  if (layout) keep_only(cases, layout_names);
   bench.run(cases, shape, total, reps);
+  if (layout) return;
 
   std::vector<Case> label_cases = {
       {"confusion_matrix_labels",
@@ -810,8 +838,10 @@ int main(int argc, char** argv) {
     bench_multiclass(bench, Shape{4, 150, 256, 256}, false);
     // One pixel per image (classification-like), and the same pixels as one image: the layout
     // cost of docs/conventions.md's "Layout and speed", measured in the same run.
-    bench_multiclass(bench, Shape{1 << 18, 21, 1}, false);
-    bench_multiclass(bench, Shape{1, 21, 1 << 18}, false);
+    bench_multiclass(bench, Shape{1 << 18, 21, 1}, false, true);
+    bench_multiclass(bench, Shape{1, 21, 1 << 18}, false, true);
+    bench_binary(bench, Shape{1 << 20, 1, 1}, false, true);
+    bench_binary(bench, Shape{1, 1, 1 << 20}, false, true);
     bench_lovasz_small(bench);
     bench_surface(bench);
   }

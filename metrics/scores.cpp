@@ -147,8 +147,9 @@ double average_score(const ConfusionMatrix& cm, Score score, Average average,
     case Average::macro:
       return mean_of(class_scores(cm, score, options), nullptr, options.empty);
     case Average::weighted: {
-      const std::vector<double> w = to_double(cm.true_counts());
-      return mean_of(class_scores(cm, score, options), &w, options.empty);
+      const ConfusionMatrix::Margins m = cm.margins();
+      const std::vector<double> w = to_double(m.true_counts);
+      return mean_of(class_scores_of(cm, m, score, options), &w, options.empty);
     }
     case Average::per_image:
       break;

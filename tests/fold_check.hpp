@@ -75,6 +75,17 @@ void check_folded(const Tensor<T>& x, const Tensor<L>& t, O o, F&& forward, B&& 
     else
       CHECK(vg.value == doctest::Approx(vg1.value).epsilon(1e-5));
     check_same(as_one_image(vg.grad), vg1.grad, exact);
+    // In place (grad is the logits: each packet gathers its logits before its gradient is
+    // written back), and on one thread: the same bits as the call above.
+    Tensor<T> in_place = reshaped(x, x.shape());
+    CHECK(value_and_grad(in_place, t, in_place, o) == vg.value);
+    check_same(in_place, vg.grad, true);
+    const int threads = num_threads();
+    set_num_threads(1);
+    const auto one = value_and_grad(x, t, o);
+    set_num_threads(threads);
+    CHECK(one.value == vg.value);
+    check_same(one.grad, vg.grad, true);
   }
 }
 

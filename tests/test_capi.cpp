@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <segloss/capi/segloss.h>
@@ -737,7 +738,9 @@ void check_split(const Tensor<T>& x, const Tensor<U>& z, const CO* co, const PO&
   }
   const auto whole = pvag(x, z, po);
   CHECK(vk[0] == vk[1]);
-  CHECK(vk[0] == doctest::Approx(whole.value).epsilon(1e-10));
+  // Up to the order of the additions (docs/distributed.md): a float kernel sums blocks of
+  // packets in float before widening, and the shards' blocks are not the whole batch's.
+  CHECK(vk[0] == doctest::Approx(whole.value).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-10));
   for (int64_t i = 0; i < x.numel(); ++i)
     CHECK(double(grad[i]) == doctest::Approx(double(whole.grad[i])).epsilon(1e-5));
 }

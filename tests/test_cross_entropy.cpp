@@ -356,7 +356,9 @@ void check_folded_shapes() {
   // S below a packet's width in float and double, with N * S leaving a tail; C = 1 to 150.
   for (const Shape& s :
        {Shape{37, 5, 1}, Shape{4, 3, 1, 1, 1}, Shape{19, 3, 2}, Shape{11, 21, 3}, Shape{9, 4, 7},
-        Shape{5, 2, 15}, Shape{300, 21, 1}, Shape{6, 150, 1}, Shape{23, 1, 1}}) {
+        Shape{5, 2, 15}, Shape{300, 21, 1}, Shape{6, 150, 1}, Shape{23, 1, 1},
+        // several chunks (768 pixels at C = 21, 64 at 150, 3264 at 5)
+        Shape{1000, 21, 1}, Shape{200, 150, 1}, Shape{3000, 5, 3}}) {
     CAPTURE(s);
     const int64_t C = s[1];
     const auto x = testing::randn<T>(s, 51, 3.0);
@@ -381,7 +383,7 @@ void check_folded_shapes() {
 
 // (N, C, 1) logits (one pixel per image, as in classification) went pixel by pixel
 // without vectorizing, 5x slower than the same pixels as one image. Images smaller than a
-// packet are now walked as one run of N * S pixels (backends/cpu/cross_entropy.cpp).
+// packet are now walked as one run of N * S pixels (backends/cpu/fold_images.hpp).
 TEST_CASE("cross_entropy: images smaller than a packet equal one image of N*S pixels") {
   check_folded_shapes<float>();
   check_folded_shapes<double>();

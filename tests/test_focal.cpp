@@ -463,8 +463,9 @@ TEST_CASE("softmax_focal: gradcheck, gamma 0, 0.5, 1, 1.3, 2, 3 with and without
 TEST_CASE("softmax_focal: images smaller than a packet equal one image of N*S pixels") {
   const auto check = [](auto zero) {
     using T = decltype(zero);
-    for (const Shape& s : {Shape{37, 5, 1}, Shape{300, 21, 1}, Shape{19, 3, 2}, Shape{9, 4, 7},
-                           Shape{5, 2, 15}, Shape{23, 1, 1}}) {
+    for (const Shape& s :
+         {Shape{37, 5, 1}, Shape{300, 21, 1}, Shape{19, 3, 2}, Shape{9, 4, 7}, Shape{5, 2, 15},
+          Shape{23, 1, 1}, Shape{1000, 21, 1}, Shape{200, 150, 1}}) {
       CAPTURE(s);
       const int64_t C = s[1];
       const auto x = testing::randn<T>(s, 71, 3.0);

@@ -4,6 +4,7 @@
 
 #include "../../core/parallel.hpp"
 #include "bce_term.hpp"
+#include "flat_planes.hpp"
 #include "simd.hpp"
 
 namespace segloss {
@@ -52,7 +53,9 @@ double run(const BceWithLogitsArgs<T>& a) {
 }  // namespace
 
 template <class T>
-double bce_with_logits(const BceWithLogitsArgs<T>& a) {
+double bce_with_logits(const BceWithLogitsArgs<T>& args) {
+  const BceWithLogitsArgs<T> a = flat_planes(
+      args, args.pos_weight == nullptr || args.pos_weight_count == 1 || args.channels == 1);
   return with_weight_kind(a.weight, [&](auto kind) { return run<T, decltype(kind)::value>(a); });
 }
 

@@ -4,6 +4,7 @@
 #include "binary_cross_entropy.hpp"
 
 #include "../../core/parallel.hpp"
+#include "flat_planes.hpp"
 #include "simd.hpp"
 #include "weight_lane.hpp"
 
@@ -78,7 +79,8 @@ int64_t first_outside_unit_interval(const T* v, int64_t n) {
 }
 
 template <class T>
-double binary_cross_entropy(const BinaryCrossEntropyArgs<T>& a) {
+double binary_cross_entropy(const BinaryCrossEntropyArgs<T>& args) {
+  const BinaryCrossEntropyArgs<T> a = flat_planes(args);  // small planes as one
   return with_weight_kind(a.weight, [&](auto kind) { return run<T, decltype(kind)::value>(a); });
 }
 

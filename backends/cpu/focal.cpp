@@ -16,6 +16,7 @@
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
+#include "flat_planes.hpp"
 #include "fold_images.hpp"
 #include "softmax_overlap_pixels.hpp"
 #include "weight_lane.hpp"
@@ -220,7 +221,8 @@ double softmax_run(const SoftmaxFocalArgs<T, L>& a) {
 }  // namespace
 
 template <class T>
-double sigmoid_focal(const SigmoidFocalArgs<T>& a) {
+double sigmoid_focal(const SigmoidFocalArgs<T>& args) {
+  const SigmoidFocalArgs<T> a = flat_planes(args);  // small planes as one
   return with_weight_kind(a.weight, [&](auto wk) {
     return with_gamma_kind(static_cast<double>(a.gamma), [&](auto gk) {
       return sigmoid_run<T, decltype(wk)::value, decltype(gk)::value>(a);

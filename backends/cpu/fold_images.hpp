@@ -2,12 +2,14 @@
 // time (cross_entropy, softmax_focal). Logits (N, C, 1), one pixel per image (PyTorch's (N, C)
 // with a spatial axis added), left the per-image walk nothing to vectorize: every pixel went the
 // scalar way, with a chunk of its own (cross_entropy's value and gradient: 32 ms as (2^18, 21, 1)
-// against 6 ms as (1, 21, 2^18) on one core of the project's machine).
+// against 4 ms as (1, 21, 2^18) on one core of the project's machine; 7 ms folded).
 //
 // Folded, the pixels of all images are one run, j = n * S + s, whose labels, grad_out and
 // per-pixel losses are already consecutive. A packet of kW such pixels has its C logits (and
 // probabilities) copied into a C x kW buffer, the layout of one image of kW pixels; the kernel's
-// pixel function runs on it unchanged, and its gradient is copied back. The copies stay in L1.
+// pixel function runs on it unchanged, and its gradient is copied back. The buffers hold 2 to 4
+// times C x kW values (L1-sized for C up to about 100 in float with AVX-512). The gradient is
+// written with ordinary stores (the per-image walk streams large ones: simd.hpp store_stream).
 // The grid is then one plane of N * S pixels, the grid of that one image: with S = 1 the result
 // has the same bits as the same pixels laid out as (1, C, N).
 #pragma once
@@ -22,6 +24,8 @@
 namespace segloss {
 namespace cpu {
 
+// Whether (N, C, S) is folded: S below the build's packet width (16 floats or 8 doubles with
+// AVX-512, 4 and 2 with the SSE2 of a build without SEGLOSS_NATIVE).
 template <class T>
 constexpr bool fold_images(int64_t pixels) {
   return pixels < kLanes<T>;
@@ -50,21 +54,21 @@ double folded_chunk(const A& a, const detail::Chunk& ch, F&& pixel) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
   constexpr int kW = kLanes<T>;
   const int64_t C = a.classes, S = a.pixels;
+  bool probs = false;
+  if constexpr (HasProbs<A>::value) probs = a.probs != nullptr;
+  // The pixel function's exponentials, the logits, then the gradient and the probabilities
+  // where the call has them: C x kW values each.
   const size_t block = static_cast<size_t>(C * kW);
-  T* const e = class_buffer<T>(4 * block);
+  T* const e = class_buffer<T>((2 + (a.grad ? 1 : 0) + (probs ? 1 : 0)) * block);
   T* const xb = e + block;
-  T* const pb = xb + block;
-  T* const gb = pb + block;
+  T* const gb = a.grad ? xb + block : nullptr;
+  T* const pb = probs ? (gb ? gb : xb) + block : nullptr;
   A b = a;  // one image of kW pixels, in the buffers
   b.x = xb;
   b.images = 1;
   b.pixels = kW;
-  b.grad = a.grad ? gb : nullptr;
-  bool probs = false;
-  if constexpr (HasProbs<A>::value) {
-    probs = a.probs != nullptr;
-    b.probs = probs ? pb : nullptr;
-  }
+  b.grad = gb;
+  if constexpr (HasProbs<A>::value) b.probs = pb;
   int64_t offset[kW];  // where pixel l of the packet starts: class c is at offset[l] + c * S
   // With S = 1 the packet's kW x C block is contiguous: a transpose (measured 12% faster than
   // the element loop at C = 21).

@@ -1,0 +1,143 @@
+// Small planes of the elementwise losses walked as one plane (backends/cpu/flat_planes.hpp):
+// logits (N, 1, 1) or (N, C, 1), as a binary or multi-label classifier gives them, went element
+// by element with a chunk each, 25x slower than the same elements as one plane. Where nothing
+// depends on the plane (no weight or a full-shape weight; a pos_weight shared by the channels)
+// the result must now be the same bits as the same elements laid out as (1, 1, N C S): the same
+// chunks, packets and sums. Where something does (a broadcast weight, a per-channel
+// pos_weight), the plane-by-plane walk stays, checked here by finite differences.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "fold_check.hpp"
+#include "loss_check.hpp"
+
+using namespace segloss;
+using testing::check_same;
+using testing::reshaped;
+
+namespace {
+
+template <class T>
+Tensor<T> flat(const Tensor<T>& t) {
+  return t.defined() ? reshaped(t, {1, 1, t.numel()}) : t;
+}
+
+// Every form of a loss on x against the same elements laid out as one plane; `flat_options`
+// maps the options to that layout.
+template <class T, class O, class F, class B, class V, class M>
+void check_one_plane(const Tensor<T>& x, const Tensor<T>& z, O o, M flat_options, F forward,
+                     B backward, V value_and_grad) {
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    CAPTURE(static_cast<int>(r));
+    o.reduction = r;
+    const O fo = flat_options(o);
+    const Tensor<T> f = forward(x, z, o), f1 = forward(flat(x), flat(z), fo);
+    check_same(f, f1, true);
+    const Tensor<T> go =
+        r == Reduction::none ? testing::randn<T>(f.shape(), 81) : Tensor<T>::from({T(0.5)}, {});
+    check_same(backward(x, z, go, o), backward(flat(x), flat(z), flat(go), fo), true);
+    if (r == Reduction::none) continue;
+    const auto vg = value_and_grad(x, z, o), vg1 = value_and_grad(flat(x), flat(z), fo);
+    CHECK(vg.value == vg1.value);
+    check_same(vg.grad, vg1.grad, true);
+  }
+}
+
+#define FORMS(name)                                                                          \
+  [](auto&&... a) { return name(a...); }, [](auto&&... a) { return name##_backward(a...); }, \
+      [](auto&&... a) { return name##_value_and_grad(a...); }
+
+const std::vector<Shape>& small_planes() {
+  static const std::vector<Shape> shapes{{1000, 1, 1},      {37, 3, 1},   {19, 2, 5},
+                                         {300, 4, 1, 1, 1}, {7, 5, 3, 2}, {3000, 1, 7}};
+  return shapes;
+}
+
+template <class T>
+void check_shapes() {
+  for (const Shape& s : small_planes()) {
+    CAPTURE(s);
+    const auto x = testing::randn<T>(s, 82, 3.0);
+    const auto z = testing::mask<T>(s, 83);
+    const auto w = testing::uniform<T>(s, 84, 0.25, 2.0);  // full shape: element i's weight
+    {
+      INFO("bce_with_logits");
+      const auto to_flat = [](BceWithLogitsOptions<T> o) {
+        o.weight = flat(o.weight);
+        return o;
+      };
+      BceWithLogitsOptions<T> o;
+      check_one_plane(x, z, o, to_flat, FORMS(bce_with_logits));
+      o.weight = w;
+      o.pos_weight = Tensor<T>::from({T(2.5)}, {1});  // one value for every channel
+      o.label_smoothing = 0.1;
+      check_one_plane(x, z, o, to_flat, FORMS(bce_with_logits));
+      o.mean_over = BceMeanOver::weight_sum;
+      check_one_plane(x, z, o, to_flat, FORMS(bce_with_logits));
+    }
+    {
+      INFO("binary_cross_entropy");
+      const auto p = testing::uniform<T>(s, 85, 0.02, 0.98);
+      const auto to_flat = [](BinaryCrossEntropyOptions<T> o) {
+        o.weight = flat(o.weight);
+        return o;
+      };
+      BinaryCrossEntropyOptions<T> o;
+      check_one_plane(p, z, o, to_flat, FORMS(binary_cross_entropy));
+      o.weight = w;
+      check_one_plane(p, z, o, to_flat, FORMS(binary_cross_entropy));
+    }
+    {
+      INFO("sigmoid_focal");
+      const auto to_flat = [](SigmoidFocalOptions<T> o) {
+        o.weight = flat(o.weight);
+        return o;
+      };
+      for (double gamma : {2.0, 0.5, 0.0}) {
+        CAPTURE(gamma);
+        SigmoidFocalOptions<T> o;
+        o.gamma = gamma;
+        check_one_plane(x, z, o, to_flat, FORMS(sigmoid_focal));
+        o.weight = w;
+        o.alpha = -1.0;
+        check_one_plane(x, z, o, to_flat, FORMS(sigmoid_focal));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("flat planes: small planes of the elementwise losses equal one plane, bit for bit") {
+  check_shapes<float>();
+  check_shapes<double>();
+}
+
+// The walks that stay plane by plane on small planes, and the flat one, against finite
+// differences: a per-sample weight (N, 1, 1) broadcast over C = 3 channels, a per-channel
+// pos_weight, and a full-shape weight.
+TEST_CASE("flat planes: gradcheck on one element per plane, flat and plane by plane") {
+  const Shape s{9, 3, 1};
+  const auto x = testing::randn<double>(s, 86, 2.0);
+  const auto z = testing::uniform<double>(s, 87, 0.0, 1.0);
+  const auto check = [&](const BceWithLogitsOptions<double>& o) {
+    testing::check_all_reductions(x, z, o, FORMS(bce_with_logits));
+  };
+  BceWithLogitsOptions<double> o;
+  check(o);  // flat
+  o.weight = testing::uniform<double>({9, 1, 1}, 88, 0.25, 2.0);
+  check(o);  // per sample, broadcast over the channels: plane by plane
+  o.weight = testing::uniform<double>(s, 89, 0.25, 2.0);
+  o.pos_weight = Tensor<double>::from({0.5, 2.0, 3.0}, {3});
+  check(o);  // per-channel pos_weight: plane by plane
+  o.pos_weight = Tensor<double>::from({2.0}, {1});
+  check(o);  // flat
+  SigmoidFocalOptions<double> f;
+  f.weight = testing::uniform<double>({9, 1, 1}, 90, 0.25, 2.0);
+  testing::check_all_reductions(x, testing::mask<double>(s, 91), f, FORMS(sigmoid_focal));
+  BinaryCrossEntropyOptions<double> b;
+  b.weight = testing::uniform<double>(s, 92, 0.25, 2.0);
+  testing::check_all_reductions(testing::uniform<double>(s, 93, 0.05, 0.95), z, b,
+                                FORMS(binary_cross_entropy));
+}
