@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <locale>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -78,6 +79,7 @@ template <class... Args>
 [[noreturn]] void fail(segloss_status status, const char* function, Args&&... parts) {
   (void)function;  // guard() prefixes the entry point's name
   std::ostringstream os;
+  os.imbue(std::locale::classic());  // as detail::message
   (os << ... << detail::message_part(std::forward<Args>(parts)));
   throw CError{status, os.str()};
 }

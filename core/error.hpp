@@ -5,6 +5,7 @@
 //   "bce_with_logits: target (2,1,64,64) does not match logits (2,1,64,63)".
 #pragma once
 
+#include <locale>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -49,6 +50,7 @@ decltype(auto) message_part(T&& part) {
 template <class... Args>
 std::string message(const char* function, Args&&... parts) {
   std::ostringstream os;
+  os.imbue(std::locale::classic());  // whatever std::locale::global says: "0.5", "1048576"
   os << function << ": ";
   (os << ... << message_part(std::forward<Args>(parts)));
   return os.str();

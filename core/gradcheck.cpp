@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <locale>
 #include <sstream>
 #include <unordered_set>
 #include <vector>
@@ -14,6 +15,7 @@ namespace segloss {
 
 std::string GradcheckResult::summary() const {
   std::ostringstream os;
+  os.imbue(std::locale::classic());
   os.precision(3);
   os << (passed ? "passed" : "FAILED") << ": " << checked << " elements, " << failures
      << " outside tolerance; max abs error " << max_abs_error << " at " << worst_abs_index

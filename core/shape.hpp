@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <ostream>
+#include <locale>
 #include <sstream>
 #include <string>
 
@@ -78,6 +79,7 @@ class Shape {
   // "(2,1,64,64)"; "()" for a scalar.
   std::string str() const {
     std::ostringstream os;
+    os.imbue(std::locale::classic());  // no digit grouping from a global locale
     os << '(';
     for (int i = 0; i < rank_; ++i) os << (i ? "," : "") << d_[i];
     os << ')';
@@ -92,6 +94,7 @@ class Shape {
       i /= d_[d];
     }
     std::ostringstream os;
+    os.imbue(std::locale::classic());  // no digit grouping from a global locale
     os << '(';
     for (int d = 0; d < rank_; ++d) os << (d ? "," : "") << idx[d];
     os << ')';

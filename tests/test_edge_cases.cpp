@@ -7,6 +7,8 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <locale>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -764,4 +766,43 @@ TEST_CASE("edge: a number in a message is printed in full when 6 digits would ch
   const auto m = Tensor<double>::zeros({1, 1, 3, 3});
   CHECK_THROWS_WITH_AS(surface_distance(m, m, o), doctest::Contains("percentile is 100.0000001"),
                        Error);
+}
+
+namespace {
+
+// A German-style number format: ',' before the decimals, '.' between groups of 3 digits.
+struct CommaDecimals : std::numpunct<char> {
+  char do_decimal_point() const override { return ','; }
+  char do_thousands_sep() const override { return '.'; }
+  std::string do_grouping() const override { return "\3"; }
+};
+
+// Sets the global C++ locale for its lifetime and restores the previous one.
+struct GlobalLocale {
+  std::locale saved;
+  explicit GlobalLocale(const std::locale& l) : saved(std::locale::global(l)) {}
+  ~GlobalLocale() { std::locale::global(saved); }
+};
+
+}  // namespace
+
+// A program that sets a global locale (std::locale::global) must not change segloss's messages:
+// they were written through ostreams of the global locale, so "x is 0,25", a shape as
+// "(1.048.576,2)" and 1048576 as "1.048.576"; and the 6-digit form was read back with strtod,
+// which follows setlocale's LC_NUMERIC instead.
+TEST_CASE("edge: messages do not follow the global locale") {
+  const GlobalLocale comma(std::locale(std::locale::classic(), new CommaDecimals));
+  {
+    std::ostringstream check;  // the locale is in force: a stream of it groups and uses ','
+    check << 0.25 << ' ' << 1048576;
+    REQUIRE(check.str() == "0,25 1.048.576");
+  }
+  CHECK(detail::message("f", "x is ", 0.25, " n ", int64_t{1048576}, " ", Shape{1048576, 2}) ==
+        "f: x is 0.25 n 1048576 (1048576,2)");
+  CHECK(detail::message("f", "x is ", 100.0000001, " ", 0.1f) == "f: x is 100.0000001 0.1");
+  CHECK(Shape{1048576, 3}.position(1048576 * 3 - 1) == "(1048575,2)");
+  SurfaceDistanceOptions o;
+  o.percentile = 100.5;
+  const auto m = Tensor<double>::zeros({1, 1, 3, 3});
+  CHECK_THROWS_WITH_AS(surface_distance(m, m, o), doctest::Contains("percentile is 100.5;"), Error);
 }
