@@ -693,7 +693,8 @@ Tensor<T> half_of(const Tensor<T>& t, int which) {
 template <class T, class U, class CO, class PO, class CStats, class CFinal, class PStats,
           class PFinal, class PVag>
 void check_split(const Tensor<T>& x, const Tensor<U>& z, const CO* co, const PO& po, CStats cstats,
-                 CFinal cfinal, PStats pstats, PFinal pfinal, PVag pvag) {
+                 CFinal cfinal, PStats pstats, PFinal pfinal, PVag pvag,
+                 double float_value_eps = 1e-10) {
   const segloss_tensor dx = desc(x), dz = desc(z);
   segloss_statistics* st = nullptr;
   REQUIRE_MESSAGE(cstats(&dx, &dz, co, &st, nullptr) == SEGLOSS_OK, last_error());
@@ -738,9 +739,8 @@ void check_split(const Tensor<T>& x, const Tensor<U>& z, const CO* co, const PO&
   }
   const auto whole = pvag(x, z, po);
   CHECK(vk[0] == vk[1]);
-  // Up to the order of the additions (docs/distributed.md): a float kernel sums blocks of
-  // packets in float before widening, and the shards' blocks are not the whole batch's.
-  CHECK(vk[0] == doctest::Approx(whole.value).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-10));
+  CHECK(vk[0] ==
+        doctest::Approx(whole.value).epsilon(std::is_same_v<T, float> ? float_value_eps : 1e-10));
   for (int64_t i = 0; i < x.numel(); ++i)
     CHECK(double(grad[i]) == doctest::Approx(double(whole.grad[i])).epsilon(1e-5));
 }
@@ -785,9 +785,13 @@ TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", 
     bc.reduction = SEGLOSS_REDUCTION_SUM;
     BceWithLogitsOptions<T> bo;
     bo.reduction = Reduction::sum;
-    check_split(x, z, &bc, bo, SPLIT_FNS(bce_with_logits));
+    // These two walk the small planes of (4, 3, 6, 5) as one plane (backends/cpu/
+    // flat_planes.hpp), whose float packets add in float blocks before widening: the shards'
+    // blocks are not the whole batch's, so the sums agree to float rounding (at most about
+    // 8e-7 relative for these nonnegative terms; docs/distributed.md).
+    check_split(x, z, &bc, bo, SPLIT_FNS(bce_with_logits), 1e-6);
     check_split(x, z, static_cast<const segloss_sigmoid_focal_options*>(nullptr),
-                SigmoidFocalOptions<T>{}, SPLIT_FNS(sigmoid_focal));
+                SigmoidFocalOptions<T>{}, SPLIT_FNS(sigmoid_focal), 1e-6);
     segloss_bce_dice_options bd;
     segloss_bce_dice_options_init(&bd);
     bd.dice.per_image = 0;

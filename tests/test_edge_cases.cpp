@@ -800,6 +800,13 @@ TEST_CASE("edge: messages do not follow the global locale") {
   CHECK(detail::message("f", "x is ", 0.25, " n ", int64_t{1048576}, " ", Shape{1048576, 2}) ==
         "f: x is 0.25 n 1048576 (1048576,2)");
   CHECK(detail::message("f", "x is ", 100.0000001, " ", 0.1f) == "f: x is 100.0000001 0.1");
+  // "0.0001" reads back exactly: printed as ostream writes it, not as to_chars ("1e-04").
+  CHECK(detail::message("f", "x is ", 0.0001) == "f: x is 0.0001");
+  GradcheckResult g;
+  g.checked = 1048576;
+  g.max_abs_error = 0.25;
+  CHECK(g.summary().find("1048576 elements") != std::string::npos);
+  CHECK(g.summary().find("max abs error 0.25") != std::string::npos);
   CHECK(Shape{1048576, 3}.position(1048576 * 3 - 1) == "(1048575,2)");
   SurfaceDistanceOptions o;
   o.percentile = 100.5;

@@ -7,6 +7,8 @@
 // pos_weight), the plane-by-plane walk stays, checked here by finite differences.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "fold_check.hpp"
@@ -140,4 +142,69 @@ TEST_CASE("flat planes: gradcheck on one element per plane, flat and plane by pl
   b.weight = testing::uniform<double>(s, 92, 0.25, 2.0);
   testing::check_all_reductions(testing::uniform<double>(s, 93, 0.05, 0.95), z, b,
                                 FORMS(binary_cross_entropy));
+}
+
+// The guard itself: a weight or pos_weight that depends on the plane must not be joined (read as
+// if it had the input's full shape, a (9, 1, 1) weight would be read out of its bounds). Each
+// loss value against PyTorch's formula, in double, reduction none:
+//   l = w [(1 - z) x + (1 + (pw_c - 1) z) (log1p(exp(-|x|)) + max(-x, 0))].
+// And a full-shape weight of lower rank, (C, S) for an input (1, C, S), which is joined.
+TEST_CASE("flat planes: a weight or pos_weight that depends on the plane is read per plane") {
+  const Shape s{9, 3, 1};
+  const auto x = testing::randn<double>(s, 94, 3.0);
+  const auto z = testing::mask<double>(s, 95);
+  const auto per_sample = testing::uniform<double>({9, 1, 1}, 96, 0.25, 2.0);
+  const auto per_channel = Tensor<double>::from({0.5, 2.0, 3.0}, {3});
+  const auto direct = [&](int64_t i, double w, double pw) {
+    const double xi = x[i], zi = z[i];
+    return w * ((1 - zi) * xi +
+                (1 + (pw - 1) * zi) * (std::log1p(std::exp(-std::abs(xi))) + std::max(-xi, 0.0)));
+  };
+  BceWithLogitsOptions<double> o;
+  o.reduction = Reduction::none;
+  o.weight = per_sample;
+  o.pos_weight = per_channel;
+  const auto l = bce_with_logits(x, z, o);
+  o.weight = {};
+  const auto lp = bce_with_logits(x, z, o);  // pos_weight only
+  o.weight = per_sample;
+  o.pos_weight = {};
+  const auto lw = bce_with_logits(x, z, o);  // weight only
+  for (int64_t i = 0; i < s.numel(); ++i) {
+    CAPTURE(i);
+    const double w = per_sample[i / 3], pw = per_channel[i % 3];
+    CHECK(l[i] == doctest::Approx(direct(i, w, pw)).epsilon(1e-13));
+    CHECK(lp[i] == doctest::Approx(direct(i, 1.0, pw)).epsilon(1e-13));
+    CHECK(lw[i] == doctest::Approx(direct(i, w, 1.0)).epsilon(1e-13));
+  }
+  // sigmoid_focal and binary_cross_entropy with the per-sample weight against the same weight
+  // expanded to the input's shape (which is joined).
+  auto expanded = Tensor<double>::empty(s);
+  for (int64_t i = 0; i < s.numel(); ++i) expanded[i] = per_sample[i / 3];
+  SigmoidFocalOptions<double> f, fe;
+  f.reduction = fe.reduction = Reduction::none;
+  f.weight = per_sample;
+  fe.weight = expanded;
+  const auto a = sigmoid_focal(x, z, f), b = sigmoid_focal(x, z, fe);
+  const auto p = testing::uniform<double>(s, 97, 0.05, 0.95);
+  BinaryCrossEntropyOptions<double> c, ce;
+  c.reduction = ce.reduction = Reduction::none;
+  c.weight = per_sample;
+  ce.weight = expanded;
+  const auto pa = binary_cross_entropy(p, z, c), pb = binary_cross_entropy(p, z, ce);
+  for (int64_t i = 0; i < s.numel(); ++i) {
+    CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-14));
+    CHECK(pa[i] == doctest::Approx(pb[i]).epsilon(1e-14));
+  }
+  // A (C, S) weight for a (1, C, S) input has the input's elements, leading axis dropped.
+  const Shape one{1, 3, 5};
+  const auto x1 = testing::randn<float>(one, 98, 2.0);
+  const auto z1 = testing::mask<float>(one, 99);
+  BceWithLogitsOptions<float> o1, o1flat;
+  o1.weight = testing::uniform<float>({3, 5}, 100, 0.25, 2.0);
+  o1flat.weight = flat(o1.weight);
+  const auto v = bce_with_logits_value_and_grad(x1, z1, o1),
+             vf = bce_with_logits_value_and_grad(flat(x1), flat(z1), o1flat);
+  CHECK(v.value == vf.value);
+  check_same(v.grad, vf.grad, true);
 }
