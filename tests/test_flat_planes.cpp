@@ -63,12 +63,12 @@ void check_shapes() {
     const auto x = testing::randn<T>(s, 82, 3.0);
     const auto z = testing::mask<T>(s, 83);
     const auto w = testing::uniform<T>(s, 84, 0.25, 2.0);  // full shape: element i's weight
+    const auto to_flat = [](auto o) {  // the options for the (1, 1, N C S) layout
+      o.weight = flat(o.weight);
+      return o;
+    };
     {
       INFO("bce_with_logits");
-      const auto to_flat = [](BceWithLogitsOptions<T> o) {
-        o.weight = flat(o.weight);
-        return o;
-      };
       BceWithLogitsOptions<T> o;
       check_one_plane(x, z, o, to_flat, FORMS(bce_with_logits));
       o.weight = w;
@@ -81,10 +81,6 @@ void check_shapes() {
     {
       INFO("binary_cross_entropy");
       const auto p = testing::uniform<T>(s, 85, 0.02, 0.98);
-      const auto to_flat = [](BinaryCrossEntropyOptions<T> o) {
-        o.weight = flat(o.weight);
-        return o;
-      };
       BinaryCrossEntropyOptions<T> o;
       check_one_plane(p, z, o, to_flat, FORMS(binary_cross_entropy));
       o.weight = w;
@@ -92,10 +88,6 @@ void check_shapes() {
     }
     {
       INFO("sigmoid_focal");
-      const auto to_flat = [](SigmoidFocalOptions<T> o) {
-        o.weight = flat(o.weight);
-        return o;
-      };
       for (double gamma : {2.0, 0.5, 0.0}) {
         CAPTURE(gamma);
         SigmoidFocalOptions<T> o;
