@@ -116,20 +116,22 @@ cpu::HistResult count_logits(const char* fn, const T* logits, const L* truth, in
 // The sum of the counts, which must be >= 0 each and fit in int64 together (a matrix from
 // from_counts or written through data() can hold anything): every row, column and score sum is
 // then exact. (A negative count written through data() gave a pixel accuracy of 1.29.)
+// Count i, v, checked and added to `sum`.
+inline void add_count(const char* fn, size_t i, int64_t v, int64_t& sum) {
+  SEGLOSS_CHECK(v >= 0, fn, "count ", i, " of the matrix is ", v,
+                "; counts are >= 0 (were they written through data()?)");
+  SEGLOSS_CHECK(!__builtin_add_overflow(sum, v, &sum), fn,
+                "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
+}
+
 int64_t checked_total(const char* fn, const std::vector<int64_t>& hist) {
   int64_t sum = 0;
-  for (size_t i = 0; i < hist.size(); ++i) {
-    const int64_t v = hist[i];
-    SEGLOSS_CHECK(v >= 0, fn, "count ", i, " of the matrix is ", v,
-                  "; counts are >= 0 (were they written through data()?)");
-    SEGLOSS_CHECK(!__builtin_add_overflow(sum, v, &sum), fn,
-                  "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
-  }
+  for (size_t i = 0; i < hist.size(); ++i) add_count(fn, i, hist[i], sum);
   return sum;
 }
 
 // The row and column sums and the total, each count checked as checked_total does, in one pass.
-// The total bounds every row and column sum, so these cannot overflow once it fits.
+// The total bounds every row and column sum, so these cannot overflow once it is checked.
 ConfusionMatrix::Margins margins_of(const char* fn, int64_t classes,
                                     const std::vector<int64_t>& hist) {
   ConfusionMatrix::Margins m;
@@ -140,10 +142,7 @@ ConfusionMatrix::Margins margins_of(const char* fn, int64_t classes,
     int64_t row = 0;
     for (int64_t p = 0; p < classes; ++p, ++i) {
       const int64_t v = hist[i];
-      SEGLOSS_CHECK(v >= 0, fn, "count ", i, " of the matrix is ", v,
-                    "; counts are >= 0 (were they written through data()?)");
-      SEGLOSS_CHECK(!__builtin_add_overflow(m.total, v, &m.total), fn,
-                    "the counts sum past 2^63 - 1; a matrix holds at most that many pixels");
+      add_count(fn, i, v, m.total);
       row += v;
       m.pred_counts[static_cast<size_t>(p)] += v;
     }
