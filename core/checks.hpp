@@ -226,5 +226,20 @@ inline void check_smooth(const char* function, const char* argument, double v) {
                 "; it must be finite and >= 0");
 }
 
+// An enum option holds one of its enumerators, `names` in order: a value made by a cast or by
+// copying other bytes (Reduction(7)) is an error listing what it may be, rather than whichever
+// branch the code takes for it. `path` is how the caller reaches the option ("options.",
+// "options.dice."), `field` its name.
+template <class E, size_t N>
+void check_enum(const char* function, const char* path, const char* field, E value,
+                const char* const (&names)[N]) {
+  const auto v = static_cast<long long>(static_cast<std::underlying_type_t<E>>(value));
+  if (v >= 0 && v < static_cast<long long>(N)) return;
+  std::string allowed;
+  for (size_t i = 0; i < N; ++i)
+    allowed += (i ? ", " : "") + std::string(names[i]) + " (" + std::to_string(i) + ")";
+  fail(function, path, field, " is ", v, "; it must be one of ", allowed);
+}
+
 }  // namespace detail
 }  // namespace segloss

@@ -27,6 +27,13 @@ enum class Activation { sigmoid, none };
 // target (its weighted sum is 0), the thresholded score tests target and prediction both.
 enum class EmptyPolicy { formula, one, zero, skip };
 
+// The enumerators' names in order, for detail::check_enum (core/checks.hpp).
+namespace detail {
+inline constexpr const char* kReductionNames[] = {"none", "mean", "sum"};
+inline constexpr const char* kActivationNames[] = {"sigmoid", "none"};
+inline constexpr const char* kEmptyPolicyNames[] = {"formula", "one", "zero", "skip"};
+}  // namespace detail
+
 inline const char* empty_policy_name(EmptyPolicy e) {
   return e == EmptyPolicy::formula ? "formula"
          : e == EmptyPolicy::one   ? "one"

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "tensor.hpp"
@@ -23,9 +24,14 @@ struct ValueAndGrad {
 // `local` stays on the shard (sums the shard's own gradient needs; empty for most losses).
 // A shard with no pixels contributes zeros: a vector of zeros of the same size is the identity
 // of the sum. Each loss documents its layout of `global`.
+// `source` names the loss whose statistics call made them ("cross_entropy", "soft_dice", ...);
+// that loss's finalize refuses statistics with another name, since several losses share a
+// layout and a mix-up would otherwise give a silently wrong loss. Statistics built by hand (an
+// empty source) are taken as they are. It does not check the options: pass the same to both.
 struct ShardStatistics {
   std::vector<double> global;  // all-reduce (sum) across the shards before finalize
   std::vector<double> local;   // stays on the shard
+  std::string source;          // the loss that made them; empty: not checked
   double* data() { return global.data(); }
   const double* data() const { return global.data(); }
   size_t size() const { return global.size(); }

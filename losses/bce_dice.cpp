@@ -28,6 +28,10 @@ struct Plan {
 template <class T>
 Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
              const BceDiceOptions<T>& o) {
+  // The enums first, named by their path (the terms' own checks would say "options.").
+  detail::check_enum(fn, "options.bce.", "reduction", o.bce.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.bce.", "mean_over", o.bce.mean_over, detail::kBceMeanOverNames);
+  detail::check_enum(fn, "options.dice.", "reduction", o.dice.reduction, detail::kReductionNames);
   SEGLOSS_CHECK(o.bce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
                 "reduction none is not supported (options.bce.reduction ",
                 reduction_name(o.bce.reduction), ", options.dice.reduction ",
@@ -238,7 +242,7 @@ OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& 
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
   st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(fn, logits, options.bce),
                                        static_cast<double>(logits.numel())});
-  return st;
+  return detail::tagged(fn, std::move(st));
 }
 
 template <class T>

@@ -194,7 +194,7 @@ ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor
 #else
   sum = cpu::bce_with_logits(a);
 #endif
-  return detail::mean_statistics(sum, detail::bce_mean_divisor(fn, logits, options),
+  return detail::mean_statistics(fn, sum, detail::bce_mean_divisor(fn, logits, options),
                                  static_cast<double>(logits.numel()));
 }
 

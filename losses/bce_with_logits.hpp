@@ -63,6 +63,9 @@ namespace segloss {
 
 // What reduction mean divides by: the element count (PyTorch) or the sum of the weight.
 enum class BceMeanOver { elements, weight_sum };
+namespace detail {
+inline constexpr const char* kBceMeanOverNames[] = {"elements", "weight_sum"};
+}  // namespace detail
 
 template <class T>
 struct BceWithLogitsOptions {

@@ -17,6 +17,7 @@ cpu::BinaryCrossEntropyArgs<T> prepare(const char* fn, const Tensor<T>& probs,
                                        const Tensor<T>& target,
                                        const BinaryCrossEntropyOptions<T>& o) {
   detail::check_same_shape_pair(fn, probs, target, "probs", /*cuda_path=*/true);
+  detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
   const Shape& s = probs.shape();
   cpu::BinaryCrossEntropyArgs<T> a;
   a.p = probs.data();

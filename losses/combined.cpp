@@ -169,8 +169,19 @@ void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& 
       &v.dice);
 }
 
+// The Dice term's enums, named by their path (its own checks would say "options.").
+template <class T>
+void check_dice_enums(const char* fn, const SoftmaxOverlapOptions<T>& dice) {
+  detail::check_enum(fn, "options.dice.", "reduction", dice.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.dice.", "empty", dice.empty, detail::kEmptyPolicyNames);
+}
+
 template <class T, class U>
 void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
+  detail::check_enum(fn, "options.ce.", "reduction", o.ce.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.ce.", "mean_over", o.ce.mean_over, detail::kMeanOverNames);
+  detail::check_enum(fn, "options.ce.", "all_ignored", o.ce.all_ignored, detail::kAllIgnoredNames);
+  check_dice_enums(fn, o.dice);
   check_weights(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
   check_scalar(fn, "ce", o.ce.reduction);
   check_same_ignore<U>(fn, "ce", o.ce.ignore_index, o.dice.ignore_index);
@@ -182,6 +193,8 @@ void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
 
 template <class T, class L>
 void check_dice_focal(const char* fn, const DiceFocalOptions<T>& o) {
+  detail::check_enum(fn, "options.focal.", "reduction", o.focal.reduction, detail::kReductionNames);
+  check_dice_enums(fn, o.dice);
   check_weights(fn, "dice_weight", o.dice_weight, "focal_weight", o.focal_weight);
   check_scalar(fn, "focal", o.focal.reduction);
   check_same_ignore<L>(fn, "focal", o.focal.ignore_index, o.dice.ignore_index);
@@ -204,7 +217,7 @@ OverlapStatistics split_statistics(const char* fn, const char* which, const Tens
 #endif
   const ShardStatistics a = term(fn, which, first);
   st.global.insert(st.global.begin(), a.global.begin(), a.global.end());
-  return st;
+  return detail::tagged(fn, std::move(st));
 }
 
 // first(reduced first-term statistics, grad, grad_weight) writes the first term's gradient and

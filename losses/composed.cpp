@@ -218,9 +218,15 @@ detail::ScoreForm checked_tversky_form(const char* fn, double alpha, double beta
   return detail::tversky_form(alpha, beta);
 }
 
-template <class T>
-void check_gamma(const char* fn, double gamma) {
-  SEGLOSS_CHECK(std::isfinite(gamma) && gamma >= 0.0, fn, "options.gamma is ", gamma,
+void check_reduction(const char* fn, Reduction r) {
+  detail::check_enum(fn, "options.", "reduction", r, detail::kReductionNames);
+}
+
+// The focal losses' reduction and gamma (as the fused losses, losses/focal.cpp).
+template <class O>
+void check_reduction_gamma(const char* fn, const O& o) {
+  check_reduction(fn, o.reduction);
+  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma >= 0.0, fn, "options.gamma is ", o.gamma,
                 "; it must be finite and >= 0");
 }
 
@@ -283,6 +289,7 @@ Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& tar
                             const BinaryCrossEntropyOptions<T>& o) {
   const char* fn = "composed::binary_cross_entropy";
   check_input(fn, tape, p);
+  check_reduction(fn, o.reduction);
   detail::check_same_shape_pair(fn, p.value(), target, "probs", true);
   const char* names[] = {"probs", "target"};
   const Tensor<T> host_p = on_host(p.value()), host_t = on_host(target);
@@ -316,7 +323,7 @@ Var<T> sigmoid_focal(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   const char* fn = "composed::sigmoid_focal";
   check_input(fn, tape, x);
   detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
-  check_gamma<T>(fn, o.gamma);
+  check_reduction_gamma(fn, o);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
   const Var<T> z = tape.constant(target);
@@ -377,7 +384,7 @@ Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   const char* fn = "composed::cross_entropy";
   check_input(fn, tape, x);
   const int64_t C = x.value().size(1);
-  detail::check_ce_smoothing(fn, o);
+  detail::check_ce_scalars(fn, o);
   // With probabilities any negative ignore_index changes nothing (as cross_entropy, PyTorch):
   // class_target then takes its default.
   if constexpr (std::is_floating_point_v<U>) detail::check_ce_probability_options(fn, o);
@@ -410,7 +417,7 @@ Var<T> softmax_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                      const SoftmaxFocalOptions<T>& o) {
   const char* fn = "composed::softmax_focal";
   check_input(fn, tape, x);
-  check_gamma<T>(fn, o.gamma);
+  check_reduction_gamma(fn, o);
   const int64_t C = x.value().size(1);
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
   if (o.alpha.defined())
@@ -448,6 +455,8 @@ Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   const char* fn = "composed::generalized_dice";
   check_input(fn, tape, x);
   detail::check_image(fn, "logits", x.value(), true);
+  check_reduction(fn, o.reduction);
+  detail::check_enum(fn, "options.", "w_type", o.w_type, detail::kGeneralizedDiceWeightNames);
   detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
   detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
   const int64_t C = x.value().size(1);
@@ -640,6 +649,7 @@ Var<T> lovasz_hinge(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
                     const LovaszHingeOptions<T>& o) {
   const char* fn = "composed::lovasz_hinge";
   check_input(fn, tape, x);
+  check_reduction(fn, o.reduction);
   detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
   const Shape shape = x.shape();
   const bool has_ignore = o.ignore.has_value();

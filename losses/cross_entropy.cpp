@@ -33,7 +33,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
                        const CrossEntropyOptions<T>& o) {
   constexpr bool kSoft = std::is_floating_point_v<L>;
   detail::check_class_target(fn, logits, target);
-  detail::check_ce_smoothing(fn, o);
+  detail::check_ce_scalars(fn, o);
   const Shape& s = logits.shape();
   const int64_t n = s[0], c = s[1], pixels = s.numel_from(2);
   Prepared<T, L> p;
@@ -106,7 +106,7 @@ template <class T, class L>
 cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
                                        const Tensor<L>& target, const CrossEntropyOptions<T>& o) {
   detail::check_class_target(fn, logits, target, true);
-  detail::check_ce_smoothing(fn, o);
+  detail::check_ce_scalars(fn, o);
   const Shape& s = logits.shape();
   cuda::CrossEntropyArgs<T, L> a;
   a.function = fn;
@@ -294,13 +294,13 @@ ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L
     a.reduction = Reduction::sum;  // the value is the loss sum
     const auto st = cuda_status(a, target, true);
     const double divisor = a.mean_over_valid ? st.count : st.weight_sum;
-    return detail::mean_statistics(st.value, divisor, st.count);
+    return detail::mean_statistics(fn, st.value, divisor, st.count);
   }
 #endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double sum = cpu::cross_entropy(p.args);
-  return detail::mean_statistics(sum, p.divisor, p.counted);
+  return detail::mean_statistics(fn, sum, p.divisor, p.counted);
 }
 
 // The shard's gradient with the batch's divisor: mean_factor reads the reduced divisor and

@@ -69,6 +69,10 @@ namespace segloss {
 
 enum class MeanOver { weights, valid_pixels };
 enum class AllIgnored { zero, nan };
+namespace detail {
+inline constexpr const char* kMeanOverNames[] = {"weights", "valid_pixels"};
+inline constexpr const char* kAllIgnoredNames[] = {"zero", "nan"};
+}  // namespace detail
 
 template <class T>
 struct CrossEntropyOptions {

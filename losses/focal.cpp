@@ -37,8 +37,11 @@ void prepare_softmax_grad(const char* fn, const Tensor<T>& logits, const Tensor<
       {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
 }
 
-void check_gamma(const char* fn, double gamma) {
-  SEGLOSS_CHECK(std::isfinite(gamma) && gamma >= 0.0, fn, "options.gamma is ", gamma,
+// The options both focal losses have: reduction one of its values, gamma finite and >= 0.
+template <class O>
+void check_reduction_gamma(const char* fn, const O& o) {
+  detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
+  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma >= 0.0, fn, "options.gamma is ", o.gamma,
                 "; it must be finite and >= 0");
 }
 
@@ -52,7 +55,7 @@ cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
                                       const Tensor<T>& target, const SigmoidFocalOptions<T>& o,
                                       bool cuda_path = false) {
   detail::check_same_shape_pair(fn, logits, target, "logits", cuda_path);
-  check_gamma(fn, o.gamma);
+  check_reduction_gamma(fn, o);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
   const Shape& s = logits.shape();
@@ -104,7 +107,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
                        const SoftmaxFocalOptions<T>& o) {
   detail::check_class_target(fn, logits, target);
   const Shape& s = logits.shape();
-  check_gamma(fn, o.gamma);
+  check_reduction_gamma(fn, o);
   const int64_t c = s[1];
   Prepared<T, L> p;
   auto& a = p.args;
@@ -134,7 +137,7 @@ Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tenso
                             const SoftmaxFocalOptions<T>& o) {
   detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
   const Shape& s = logits.shape();
-  check_gamma(fn, o.gamma);
+  check_reduction_gamma(fn, o);
   Prepared<T, L> p;
   auto& a = p.args;
   a.x = logits.data();
@@ -446,10 +449,10 @@ ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T
     cuda::Result<T> r;
     r.host = &sum;
     cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, r);
-    return detail::mean_statistics(sum, n, n);
+    return detail::mean_statistics(fn, sum, n, n);
   }
 #endif
-  return detail::mean_statistics(cpu::sigmoid_focal(a), n, n);
+  return detail::mean_statistics(fn, cpu::sigmoid_focal(a), n, n);
 }
 
 template <class T>
@@ -485,13 +488,13 @@ ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L
     auto p = cuda_prepare(fn, logits, target, options);
     p.args.want_sum = true;
     const auto st = cuda_softmax_status<T, L>(fn, p.args, target, false, nullptr, nullptr, true);
-    return detail::mean_statistics(st.value, st.counted, st.counted);
+    return detail::mean_statistics(fn, st.value, st.counted, st.counted);
   }
 #endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double counted = static_cast<double>(p.counted);
-  return detail::mean_statistics(cpu::softmax_focal(p.args), counted, counted);
+  return detail::mean_statistics(fn, cpu::softmax_focal(p.args), counted, counted);
 }
 
 template <class T, class L, class>

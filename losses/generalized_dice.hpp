@@ -25,6 +25,9 @@
 namespace segloss {
 
 enum class GeneralizedDiceWeight { square, simple, uniform };
+namespace detail {
+inline constexpr const char* kGeneralizedDiceWeightNames[] = {"square", "simple", "uniform"};
+}  // namespace detail
 
 template <class T>
 struct GeneralizedDiceOptions {

@@ -184,6 +184,7 @@ template <class T>
 cpu::LovaszHingeArgs<T> hinge_args(const char* fn, const Tensor<T>& logits, const Tensor<T>& labels,
                                    const LovaszHingeOptions<T>& o) {
   detail::check_same_shape_pair(fn, logits, labels, "logits", /*cuda_path=*/true);
+  detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
   const Shape& s = logits.shape();
   const bool has_ignore = o.ignore.has_value();
   const double ignore = has_ignore ? *o.ignore : 0.0;

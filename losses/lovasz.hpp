@@ -115,6 +115,9 @@ namespace segloss {
 
 // Which classes lovasz_softmax averages over, when no explicit class_list is given.
 enum class LovaszClasses { present, all };
+namespace detail {
+inline constexpr const char* kLovaszClassesNames[] = {"present", "all"};
+}  // namespace detail
 
 template <class T>
 struct LovaszSoftmaxOptions {

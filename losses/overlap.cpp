@@ -274,7 +274,7 @@ detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<T>& target,           \
                                       const OPTIONS<T>& options) {                                \
     const char* fn = #NAME "_statistics";                                                         \
-    return split_statistics<T>(fn, logits, target, options, FORM);                                \
+    return detail::tagged(fn, split_statistics<T>(fn, logits, target, options, FORM));            \
   }                                                                                               \
   template <class T>                                                                              \
   double NAME##_finalize(const Tensor<T>& logits, const Tensor<T>& target,                        \

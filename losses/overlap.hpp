@@ -82,6 +82,9 @@ enum class OverlapWeighting {
   squared,    // w^2 in every sum (Carvana WeightedSoftDiceLoss)
   on_inputs,  // p and t multiplied by w before the sums (albu dice_loss)
 };
+namespace detail {
+inline constexpr const char* kOverlapWeightingNames[] = {"squared", "on_inputs"};
+}  // namespace detail
 
 template <class T>
 struct OverlapOptions {
@@ -122,9 +125,9 @@ struct OverlapInfo {
 //     shard's per-plane sums for its gradient.
 // The softmax overlap losses and generalized_dice (softmax_overlap.hpp, generalized_dice.hpp)
 // and the combined losses bce_dice and ce_dice use the same type (their headers give the
-// layout). docs/distributed.md has the protocol. finalize checks only the sizes, per_image and
-// channels, so it accepts statistics of another loss with the same layout (soft_jaccard's in
-// soft_dice_finalize) or of other options: pass the same loss and options to both calls.
+// layout). docs/distributed.md has the protocol. finalize checks the source (another loss's
+// statistics, such as soft_jaccard's in soft_dice_finalize, are an error), the sizes, per_image
+// and channels; it cannot tell statistics of other options: pass the same options to both calls.
 struct OverlapStatistics : ShardStatistics {
   bool per_image = true;
   int64_t channels = 0;

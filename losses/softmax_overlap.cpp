@@ -419,6 +419,8 @@ void gdl_gradient(const detail::SoftmaxPlan<T, U>& p, const GdlScores& s,
 
 template <class T>
 void check_gdl_options(const char* fn, const Shape& input, const GeneralizedDiceOptions<T>& o) {
+  detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.", "w_type", o.w_type, detail::kGeneralizedDiceWeightNames);
   detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
   detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
   SEGLOSS_CHECK(o.include_background || input[1] > 1, fn, "options.include_background is false",
@@ -523,7 +525,7 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,           \
                                       const OPTIONS<T>& options) {                                \
     const char* fn = #NAME "_statistics";                                                         \
-    return split_statistics(fn, logits, target, options, FORM);                                   \
+    return detail::tagged(fn, split_statistics(fn, logits, target, options, FORM));               \
   }                                                                                               \
   template <class T, class U, class>                                                              \
   double NAME##_finalize(const Tensor<T>& logits, const Tensor<U>& target,                        \
@@ -689,7 +691,7 @@ OverlapStatistics generalized_dice_statistics(const Tensor<T>& logits, const Ten
       for (int k = 0; k < 3; ++k) st.global[(q % C) * 3 + k] += p.stats[q * 3 + k];
   }
   st.local = std::move(p.stats);
-  return st;
+  return detail::tagged(fn, std::move(st));
 }
 
 template <class T, class U, class>
@@ -709,6 +711,7 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
   const Shape& shape = logits.shape();
   const int64_t C = shape[1];
   const size_t want_global = o.per_image ? 2 : static_cast<size_t>(3 * C);
+  detail::check_source(fn, st);
   SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == C &&
                     st.local.size() == static_cast<size_t>(3 * shape[0] * C) &&
                     st.global.size() == want_global,

@@ -20,6 +20,12 @@ void check_classes(const char* fn, int64_t c) {
                 "; it must be in [1, ", ConfusionMatrix::kMaxClasses, "]");
 }
 
+// The classes and the options a matrix is made with.
+void check_setup(const char* fn, int64_t c, const ConfusionMatrixOptions& o) {
+  check_classes(fn, c);
+  detail::check_enum(fn, "options.", "out_of_range", o.out_of_range, detail::kOutOfRangeNames);
+}
+
 cpu::HistRule rule_of(int64_t classes, const ConfusionMatrixOptions& o) {
   cpu::HistRule r;
   r.classes = classes;
@@ -162,14 +168,14 @@ void check_room(const char* fn, const std::vector<int64_t>& hist, int64_t pixels
 
 ConfusionMatrix::ConfusionMatrix(int64_t num_classes, const ConfusionMatrixOptions& options)
     : classes_(num_classes), options_(options) {
-  check_classes("ConfusionMatrix", num_classes);
+  check_setup("ConfusionMatrix", num_classes, options);
   hist_.assign(static_cast<size_t>(num_classes * num_classes), 0);
 }
 
 ConfusionMatrix ConfusionMatrix::from_counts(int64_t num_classes, std::vector<int64_t> counts,
                                              const ConfusionMatrixOptions& options) {
   const char* fn = "ConfusionMatrix::from_counts";
-  check_classes(fn, num_classes);
+  check_setup(fn, num_classes, options);
   SEGLOSS_CHECK(static_cast<int64_t>(counts.size()) == num_classes * num_classes, fn, "counts has ",
                 counts.size(), " values; ", num_classes, " classes need ",
                 num_classes * num_classes);
@@ -247,7 +253,7 @@ std::vector<ConfusionMatrix> confusion_per_image(const Tensor<P>& pred_labels,
                                                  const Tensor<L>& true_labels, int64_t num_classes,
                                                  const ConfusionMatrixOptions& options) {
   const char* fn = "confusion_per_image";
-  check_classes(fn, num_classes);
+  check_setup(fn, num_classes, options);
   check_label_pair(fn, pred_labels, true_labels);
   SEGLOSS_CHECK(true_labels.rank() >= 2, fn, "true_labels ", true_labels.shape(),
                 " has rank 1; per-image matrices need (N, spatial...)");
@@ -272,7 +278,7 @@ std::vector<ConfusionMatrix> confusion_per_image_from_logits(
                 logits.defined() ? logits.shape().str() : std::string("(undefined)"),
                 " has no class axis; expected (N, C, spatial...)");
   const int64_t c = logits.size(1);
-  check_classes(fn, c);
+  check_setup(fn, c, options);
   check_logits_pair(fn, logits, true_labels, c);
   const int64_t n = logits.size(0), px = logits.shape().numel_from(2);
   std::vector<ConfusionMatrix> out;

@@ -63,6 +63,9 @@ namespace segloss {
 
 // What a true label outside [0, C) that is not ignore_index does.
 enum class OutOfRange { error, drop };
+namespace detail {
+inline constexpr const char* kOutOfRangeNames[] = {"error", "drop"};
+}  // namespace detail
 
 struct ConfusionMatrixOptions {
   int64_t ignore_index = -100;

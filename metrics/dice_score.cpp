@@ -69,6 +69,8 @@ cpu::DiceScoreArgs<T> dice_score_args(const char* fn, const Tensor<T>& pred,
   detail::check_smooth(fn, "options.smooth_nr", o.smooth_nr);
   detail::check_smooth(fn, "options.smooth_dr", o.smooth_dr);
   SEGLOSS_CHECK(o.border >= 0, fn, "options.border is ", o.border, "; it must be >= 0");
+  detail::check_enum(fn, "options.", "activation", o.activation, detail::kActivationNames);
+  detail::check_enum(fn, "options.", "empty", o.empty, detail::kEmptyPolicyNames);
 
   const Shape& s = pred.shape();
   const int spatial = s.rank() - 2;

@@ -34,6 +34,7 @@ template <class T>
 Tensor<double> distance_transform(const Tensor<T>& mask, const DistanceTransformOptions& options) {
   const char* fn = "distance_transform";
   detail::check_image(fn, "mask", mask, /*cuda_path=*/true, "an empty batch has no distances");
+  detail::check_enum(fn, "options.", "to", options.to, detail::kDistanceToNames);
   const Shape& s = mask.shape();
   const int spatial = s.rank() - 2;
   const std::vector<double> spacing = detail::checked_spacing(fn, options.spacing, spatial);

@@ -48,6 +48,9 @@ namespace segloss {
 
 // What the distance is measured to.
 enum class DistanceTo { background, foreground };
+namespace detail {
+inline constexpr const char* kDistanceToNames[] = {"background", "foreground"};
+}  // namespace detail
 
 struct DistanceTransformOptions {
   std::vector<double> spacing;             // per spatial axis; empty: 1

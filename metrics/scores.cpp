@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../core/checks.hpp"
 #include "../core/error.hpp"
 
 namespace segloss {
@@ -19,7 +20,9 @@ double ratio(double num, double den, EmptyPolicy e) {
   return e == EmptyPolicy::one ? 1.0 : e == EmptyPolicy::zero ? 0.0 : kNaN;
 }
 
-void check_options(const char* fn, const ScoreOptions& o) {
+void check_options(const char* fn, Score score, const ScoreOptions& o) {
+  detail::check_enum(fn, "", "score", score, detail::kScoreNames);
+  detail::check_enum(fn, "options.", "empty", o.empty, detail::kEmptyPolicyNames);
   SEGLOSS_CHECK(std::isfinite(o.beta) && o.beta >= 0.0, fn, "options.beta is ", o.beta,
                 "; it must be finite and >= 0");
 }
@@ -131,14 +134,15 @@ std::vector<double> class_scores_of(const ConfusionMatrix& cm, const ConfusionMa
 
 std::vector<double> class_scores(const ConfusionMatrix& cm, Score score,
                                  const ScoreOptions& options) {
-  check_options("class_scores", options);
+  check_options("class_scores", score, options);
   return class_scores_of(cm, cm.margins(), score, options);
 }
 
 double average_score(const ConfusionMatrix& cm, Score score, Average average,
                      const ScoreOptions& options) {
   const char* fn = "average_score";
-  check_options(fn, options);
+  check_options(fn, score, options);
+  detail::check_enum(fn, "", "average", average, detail::kAverageNames);
   switch (average) {
     case Average::micro: {
       const double tp = trace(cm), miss = static_cast<double>(cm.total()) - tp;
@@ -161,7 +165,7 @@ double average_score(const ConfusionMatrix& cm, Score score, Average average,
 std::vector<double> image_scores(const std::vector<ConfusionMatrix>& images, Score score,
                                  const ScoreOptions& options) {
   const char* fn = "image_scores";
-  check_options(fn, options);
+  check_options(fn, score, options);
   check_images(fn, images);  // (not sum_of: a C^2 merge per image, only to check the list)
   std::vector<double> r;
   r.reserve(images.size());
@@ -173,7 +177,8 @@ std::vector<double> image_scores(const std::vector<ConfusionMatrix>& images, Sco
 double average_score(const std::vector<ConfusionMatrix>& images, Score score, Average average,
                      const ScoreOptions& options) {
   const char* fn = "average_score";
-  check_options(fn, options);
+  check_options(fn, score, options);
+  detail::check_enum(fn, "", "average", average, detail::kAverageNames);
   if (average != Average::per_image)
     return average_score(sum_of(fn, images), score, average, options);
   return mean_of(image_scores(images, score, options), nullptr, options.empty);
@@ -184,6 +189,7 @@ double pixel_accuracy(const ConfusionMatrix& cm) {
 }
 
 double cohen_kappa(const ConfusionMatrix& cm, const ScoreOptions& options) {
+  detail::check_enum("cohen_kappa", "options.", "empty", options.empty, detail::kEmptyPolicyNames);
   const ConfusionMatrix::Margins m = cm.margins();
   const std::vector<int64_t>&rows = m.true_counts, &cols = m.pred_counts;
   const double n = static_cast<double>(m.total), tr = trace(cm);
@@ -197,6 +203,8 @@ double cohen_kappa(const ConfusionMatrix& cm, const ScoreOptions& options) {
 }
 
 double matthews_corrcoef(const ConfusionMatrix& cm, const ScoreOptions& options) {
+  detail::check_enum("matthews_corrcoef", "options.", "empty", options.empty,
+                     detail::kEmptyPolicyNames);
   const ConfusionMatrix::Margins m = cm.margins();
   const std::vector<int64_t>&rows = m.true_counts, &cols = m.pred_counts;
   const double n = static_cast<double>(m.total), tr = trace(cm);

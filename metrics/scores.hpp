@@ -76,6 +76,10 @@ namespace segloss {
 
 enum class Score { iou, dice, precision, recall, fbeta };
 enum class Average { micro, macro, weighted, per_image };
+namespace detail {
+inline constexpr const char* kScoreNames[] = {"iou", "dice", "precision", "recall", "fbeta"};
+inline constexpr const char* kAverageNames[] = {"micro", "macro", "weighted", "per_image"};
+}  // namespace detail
 
 const char* score_name(Score s);
 const char* average_name(Average a);

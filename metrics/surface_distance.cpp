@@ -159,6 +159,7 @@ PairScores score_pair(const uint8_t* masks, const Geometry& geo, const SurfaceDi
 }
 
 void check_options(const char* fn, const SurfaceDistanceOptions& o, int64_t columns) {
+  detail::check_enum(fn, "options.", "empty", o.empty, detail::kSurfaceEmptyNames);
   SEGLOSS_CHECK(std::isfinite(o.percentile) && o.percentile >= 0.0 && o.percentile <= 100.0, fn,
                 "options.percentile is ", o.percentile, "; it must be in [0, 100]");
   SEGLOSS_CHECK(std::isfinite(o.tolerance) && o.tolerance >= 0.0, fn, "options.tolerance is ",

@@ -107,6 +107,9 @@ namespace segloss {
 
 // What a pair with an empty mask scores (see above).
 enum class SurfaceEmpty { monai, bounded };
+namespace detail {
+inline constexpr const char* kSurfaceEmptyNames[] = {"monai", "bounded"};
+}  // namespace detail
 
 struct SurfaceDistanceOptions {
   std::vector<double> spacing;          // per spatial axis; empty: 1

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <utility>
 
 #include <segloss/segloss.hpp>
@@ -90,5 +91,16 @@ class ScopedValue {
   T& variable_;
   T saved_;
 };
+
+// The message of the segloss::Error that f raises, or "" when it raises none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace segloss::testing

@@ -869,6 +869,21 @@ TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", 
     CHECK(segloss_cross_entropy_statistics(&dx, &dy, nullptr, &st, nullptr) ==
           SEGLOSS_ERROR_INVALID_ARGUMENT);  // label 255 is not ignored by default
     CHECK(st == nullptr);
+    // Another loss's statistics, of the same layout (soft_dice's and soft_jaccard's per-image
+    // totals), are refused, and the grad is not written.
+    REQUIRE_MESSAGE(segloss_soft_dice_statistics(&dx, &dz, nullptr, &st, nullptr) == SEGLOSS_OK,
+                    last_error());
+    for (int64_t i = 0; i < g.numel(); ++i) g[i] = T(7);
+    CHECK(segloss_soft_jaccard_finalize(&dx, &dz, st, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("soft_jaccard_finalize: the statistics come from "
+                            "soft_dice_statistics, not soft_jaccard_statistics") !=
+          std::string::npos);
+    bool untouched = true;
+    for (int64_t i = 0; i < g.numel(); ++i) untouched = untouched && g[i] == T(7);
+    CHECK(untouched);
+    CHECK(segloss_soft_dice_finalize(&dx, &dz, st, nullptr, &v, &dg, nullptr) == SEGLOSS_OK);
+    segloss_statistics_destroy(st);
   }
 }
 #undef SPLIT_FNS

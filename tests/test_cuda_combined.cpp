@@ -333,19 +333,6 @@ TEST_CASE("cuda combined: bitwise identical value and gradient over 10 runs") {
   }
 }
 
-namespace {
-// The message of the segloss::Error that f raises, or "no error".
-template <class F>
-std::string message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return std::string(e.what());
-  }
-  return std::string("no error");
-}
-}  // namespace
-
 TEST_CASE("cuda combined: with both terms' arguments wrong, the Dice term's error comes first") {
   // The CPU checks the Dice term's arguments before the first term's; since session 12 the CUDA
   // host-value forms (which run the terms apart) do too, as the device-value forms did.
@@ -368,15 +355,15 @@ TEST_CASE("cuda combined: with both terms' arguments wrong, the Dice term's erro
   fod.focal.alpha = gpu(fo.focal.alpha);
   fod.dice.class_weight = gpu(fo.dice.class_weight);
 
-  const std::string ce_cpu = message([&] { ce_dice_value_and_grad(x, y, co); });
+  const std::string ce_cpu = error_of([&] { ce_dice_value_and_grad(x, y, co); });
   CHECK(ce_cpu.find("class_weight") != std::string::npos);  // the Dice term's
-  CHECK(message([&] { ce_dice_value_and_grad(xd, yd, cod); }) == ce_cpu);
+  CHECK(error_of([&] { ce_dice_value_and_grad(xd, yd, cod); }) == ce_cpu);
   Tensor<float> g, v;
-  CHECK(message([&] { ce_dice_value_and_grad(xd, yd, g, v, cod); }) == ce_cpu);
-  const std::string fo_cpu = message([&] { dice_focal_value_and_grad(x, y, fo); });
+  CHECK(error_of([&] { ce_dice_value_and_grad(xd, yd, g, v, cod); }) == ce_cpu);
+  const std::string fo_cpu = error_of([&] { dice_focal_value_and_grad(x, y, fo); });
   CHECK(fo_cpu.find("class_weight") != std::string::npos);
-  CHECK(message([&] { dice_focal_value_and_grad(xd, yd, fod); }) == fo_cpu);
-  CHECK(message([&] { dice_focal_value_and_grad(xd, yd, g, v, fod); }) == fo_cpu);
+  CHECK(error_of([&] { dice_focal_value_and_grad(xd, yd, fod); }) == fo_cpu);
+  CHECK(error_of([&] { dice_focal_value_and_grad(xd, yd, g, v, fod); }) == fo_cpu);
 }
 
 TEST_CASE("cuda combined: a bad label raises the CPU's message") {
@@ -388,18 +375,18 @@ TEST_CASE("cuda combined: a bad label raises the CPU's message") {
   y[30] = -3;
   const auto xd = gpu(x);
   const auto yd = gpu(y);
-  const std::string ce_cpu = message([&] { ce_dice_value_and_grad(x, y); });
+  const std::string ce_cpu = error_of([&] { ce_dice_value_and_grad(x, y); });
   CHECK(ce_cpu.find("label 5 at (1,1,1)") != std::string::npos);
-  CHECK(message([&] { ce_dice_value_and_grad(xd, yd); }) == ce_cpu);
-  const std::string fo_cpu = message([&] { dice_focal_value_and_grad(x, y); });
+  CHECK(error_of([&] { ce_dice_value_and_grad(xd, yd); }) == ce_cpu);
+  const std::string fo_cpu = error_of([&] { dice_focal_value_and_grad(x, y); });
   CHECK(fo_cpu.find("label 5 at (1,1,1)") != std::string::npos);
-  CHECK(message([&] { dice_focal_value_and_grad(xd, yd); }) == fo_cpu);
+  CHECK(error_of([&] { dice_focal_value_and_grad(xd, yd); }) == fo_cpu);
   // The forward with parts waits and raises the CPU's message; without parts its value stays on
   // the device, nothing waits, and it is NaN (as every CUDA forward's device value).
   CeDiceParts cp;
   DiceFocalParts fp;
-  CHECK(message([&] { ce_dice(x, y); }) == message([&] { ce_dice(xd, yd, {}, &cp); }));
-  CHECK(message([&] { dice_focal(x, y); }) == message([&] { dice_focal(xd, yd, {}, &fp); }));
+  CHECK(error_of([&] { ce_dice(x, y); }) == error_of([&] { ce_dice(xd, yd, {}, &cp); }));
+  CHECK(error_of([&] { dice_focal(x, y); }) == error_of([&] { dice_focal(xd, yd, {}, &fp); }));
   CHECK(std::isnan(ce_dice(xd, yd).to(Device::cpu)[0]));
   CHECK(std::isnan(dice_focal(xd, yd).to(Device::cpu)[0]));
   // backward does not wait: the bad pixels' gradient is NaN (the Dice term's sums make their

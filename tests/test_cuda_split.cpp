@@ -37,17 +37,6 @@ Tensor<T> slice(const Tensor<T>& v, int64_t first, int64_t count) {
 // The shard layouts of a batch of 5: one shard, then two and three uneven ones.
 const std::vector<std::vector<int64_t>> kLayouts = {{5}, {2, 3}, {1, 3, 1}, {4, 1}};
 
-// The message of the segloss::Error that f raises ("" when none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // The four losses behind one interface: stat, fin and vag call the loss's statistics, finalize
 // and value_and_grad; dev(o) moves the options' tensors to the device.
 struct Bce {

@@ -540,17 +540,6 @@ void bce_dice_dice_options(const Shape& s, uint64_t seed) {
     }
 }
 
-// The message of what f throws ("" when nothing is thrown).
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST_CASE("cuda split: soft_dice, every option, float and double") {
@@ -636,8 +625,8 @@ TEST_CASE("cuda bce_dice: a bad Dice class weight raises on a host value, NaN on
   // statistics copies the class weights to the host: the CPU's message
   BceDiceOptions<float> oc;
   oc.dice.class_weight = cw;
-  CHECK(message_of([&] { bce_dice_statistics(xd, zd, o); }) ==
-        message_of([&] { bce_dice_statistics(xd.to(Device::cpu), zd.to(Device::cpu), oc); }));
+  CHECK(error_of([&] { bce_dice_statistics(xd, zd, o); }) ==
+        error_of([&] { bce_dice_statistics(xd.to(Device::cpu), zd.to(Device::cpu), oc); }));
 }
 
 TEST_CASE("cuda split: finalize is bitwise identical over 10 runs") {
@@ -698,48 +687,50 @@ TEST_CASE("cuda split: the error paths") {
   batch.per_image = false;
   const auto other = softmax_dice_statistics(x, y, batch);
   const auto other_d = softmax_dice_statistics(xd, yd, batch);
-  const std::string cpu_msg = message_of([&] { soft_dice_finalize(x, m, other, g); });
-  CHECK(cpu_msg.find("do not come from this shard's") != std::string::npos);
-  CHECK(message_of([&] { soft_dice_finalize(xd, md, other_d, g); }) == cpu_msg);
-  const std::string cpu_sm = message_of([&] { softmax_dice_finalize(x, y, other, g); });
-  CHECK(message_of([&] { softmax_dice_finalize(xd, yd, other_d, g); }) == cpu_sm);
-  const std::string cpu_gd = message_of([&] { generalized_dice_finalize(x, y, other, g); });
+  const std::string cpu_msg = error_of([&] { soft_dice_finalize(x, m, other, g); });
+  CHECK(cpu_msg.find("the statistics come from softmax_dice_statistics, not "
+                     "soft_dice_statistics") != std::string::npos);
+  CHECK(error_of([&] { soft_dice_finalize(xd, md, other_d, g); }) == cpu_msg);
+  const std::string cpu_sm = error_of([&] { softmax_dice_finalize(x, y, other, g); });
+  CHECK(cpu_sm.find("do not come from this shard's") != std::string::npos);  // per_image differs
+  CHECK(error_of([&] { softmax_dice_finalize(xd, yd, other_d, g); }) == cpu_sm);
+  const std::string cpu_gd = error_of([&] { generalized_dice_finalize(x, y, other, g); });
   CHECK(!cpu_gd.empty());
-  CHECK(message_of([&] { generalized_dice_finalize(xd, yd, other_d, g); }) == cpu_gd);
-  const std::string cpu_bd = message_of([&] { bce_dice_finalize(x, m, other, g); });
+  CHECK(error_of([&] { generalized_dice_finalize(xd, yd, other_d, g); }) == cpu_gd);
+  const std::string cpu_bd = error_of([&] { bce_dice_finalize(x, m, other, g); });
   CHECK(!cpu_bd.empty());
-  CHECK(message_of([&] { bce_dice_finalize(xd, md, other_d, g); }) == cpu_bd);
+  CHECK(error_of([&] { bce_dice_finalize(xd, md, other_d, g); }) == cpu_bd);
   SoftDiceOptions<float> none;
   none.reduction = Reduction::none;
-  CHECK(message_of([&] { soft_dice_statistics(xd, md, none); }) ==
-        message_of([&] { soft_dice_statistics(x, m, none); }));
+  CHECK(error_of([&] { soft_dice_statistics(xd, md, none); }) ==
+        error_of([&] { soft_dice_statistics(x, m, none); }));
 
   // bad labels raise in statistics (the CPU's message) and in finalize
   auto bad = y.clone();
   bad[27] = 3;  // image 1, (1, 2)
   const auto bad_d = gpu(bad);
-  const std::string cpu_bad = message_of([&] { softmax_dice_statistics(x, bad); });
+  const std::string cpu_bad = error_of([&] { softmax_dice_statistics(x, bad); });
   CHECK(cpu_bad.find("target has label 3 at (1,1,2)") != std::string::npos);
-  CHECK(message_of([&] { softmax_dice_statistics(xd, bad_d); }) == cpu_bad);
-  CHECK(message_of([&] { generalized_dice_statistics(xd, bad_d); }) ==
-        message_of([&] { generalized_dice_statistics(x, bad); }));
+  CHECK(error_of([&] { softmax_dice_statistics(xd, bad_d); }) == cpu_bad);
+  CHECK(error_of([&] { generalized_dice_statistics(xd, bad_d); }) ==
+        error_of([&] { generalized_dice_statistics(x, bad); }));
   const auto good_st = softmax_dice_statistics(xd, yd);
   Tensor<float> gb;
-  CHECK(message_of([&] { softmax_dice_finalize(xd, bad_d, good_st, gb); }) ==
-        message_of([&] { softmax_dice_finalize(x, bad, softmax_dice_statistics(x, y), g); }));
+  CHECK(error_of([&] { softmax_dice_finalize(xd, bad_d, good_st, gb); }) ==
+        error_of([&] { softmax_dice_finalize(x, bad, softmax_dice_statistics(x, y), g); }));
   const auto good_gst = generalized_dice_statistics(xd, yd);
-  CHECK(message_of([&] {
+  CHECK(error_of([&] {
           generalized_dice_finalize(xd, bad_d, good_gst, gb);
         }).find("target has label 3 at (1,1,2)") != std::string::npos);
 
   // grad on the wrong device
   auto host_grad = Tensor<float>::empty(s);
   const auto st = soft_dice_statistics(xd, md);
-  CHECK(message_of([&] { soft_dice_finalize(xd, md, st, host_grad); }).find("grad") !=
+  CHECK(error_of([&] { soft_dice_finalize(xd, md, st, host_grad); }).find("grad") !=
         std::string::npos);
-  CHECK(message_of([&] { softmax_dice_finalize(xd, yd, good_st, host_grad); }).find("grad") !=
+  CHECK(error_of([&] { softmax_dice_finalize(xd, yd, good_st, host_grad); }).find("grad") !=
         std::string::npos);
-  CHECK(message_of([&] {
+  CHECK(error_of([&] {
           bce_dice_finalize(xd, md, bce_dice_statistics(xd, md), host_grad);
         }).find("grad") != std::string::npos);
 
@@ -750,17 +741,17 @@ TEST_CASE("cuda split: the error paths") {
   SoftDiceOptions<float> oc, od;
   oc.class_weight = cw;
   od.class_weight = cw.to(Device::cuda);
-  CHECK(message_of([&] { soft_dice_statistics(xd, md, od); }) ==
-        message_of([&] { soft_dice_statistics(x, m, oc); }));
+  CHECK(error_of([&] { soft_dice_statistics(xd, md, od); }) ==
+        error_of([&] { soft_dice_statistics(x, m, oc); }));
   // A bad class weight and a bad label: the class weight is named first, as on the CPU.
   SoftmaxOverlapOptions<float> sc, sd;
   sc.class_weight = cw;
   sd.class_weight = cw.to(Device::cuda);
-  const std::string cpu_both = message_of([&] { softmax_dice_statistics(x, bad, sc); });
+  const std::string cpu_both = error_of([&] { softmax_dice_statistics(x, bad, sc); });
   CHECK(cpu_both.find("class_weight") != std::string::npos);
-  CHECK(message_of([&] { softmax_dice_statistics(xd, bad_d, sd); }) == cpu_both);
+  CHECK(error_of([&] { softmax_dice_statistics(xd, bad_d, sd); }) == cpu_both);
   const auto st_cw = soft_dice_statistics(xd, md);  // made without the class weights
-  CHECK(message_of([&] {
+  CHECK(error_of([&] {
           soft_dice_finalize(xd, md, st_cw, gb, od);
         }).find("class_weight holds a negative or non-finite value") != std::string::npos);
 }

@@ -25,16 +25,6 @@ double host_of(const Tensor<T>& v) {
   return static_cast<double>(v.to(Device::cpu)[0]);
 }
 
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 // One loss with one set of options: cpu(g) is the CPU host form (returns the value), host(g) the
 // CUDA host form, into(g, v) the CUDA device-value form. exact_value: the device value has the
 // bits of the CUDA host form's value rounded to T (else within 1e-6 relative of it: ce_dice and
@@ -399,9 +389,9 @@ TEST_CASE("cuda value into: a bad label gives a NaN value without raising") {
   CHECK(std::isnan(host_of(v)));
   CHECK(std::isnan(g.to(Device::cpu)[(1 * 4 + 2) * 20 + 7]));
   // The same calls' host forms raise the CPU's message.
-  const std::string want = message_of([&] { ce_dice_value_and_grad(x.to(Device::cpu), y); });
+  const std::string want = error_of([&] { ce_dice_value_and_grad(x.to(Device::cpu), y); });
   CHECK(want.find("label 4 at (1,1,3)") != std::string::npos);
-  CHECK(message_of([&] { ce_dice_value_and_grad(x, yd); }) == want);
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, yd); }) == want);
   // A good call after the bad one gives a finite value (the flag is the call's own).
   const auto y_ok = gpu(labels<int64_t>(shape.without(1), 4, 83));
   ce_dice_value_and_grad(x, y_ok, g, v);
@@ -426,11 +416,10 @@ TEST_CASE("cuda value into: the host forms' argument errors") {
                        doctest::Contains("must hold one element"), Error);
   CHECK_THROWS_WITH_AS(sigmoid_focal_value_and_grad(x, z, g, two),
                        doctest::Contains("must hold one element"), Error);
-  for (const std::string& m :
-       {message_of([&] { ce_dice_value_and_grad(x, y, g, on_cpu); }),
-        message_of([&] { dice_focal_value_and_grad(x, y, g, on_cpu); }),
-        message_of([&] { softmax_focal_value_and_grad(x, y, g, on_cpu); }),
-        message_of([&] { sigmoid_focal_value_and_grad(x, z, g, on_cpu); })}) {
+  for (const std::string& m : {error_of([&] { ce_dice_value_and_grad(x, y, g, on_cpu); }),
+                               error_of([&] { dice_focal_value_and_grad(x, y, g, on_cpu); }),
+                               error_of([&] { softmax_focal_value_and_grad(x, y, g, on_cpu); }),
+                               error_of([&] { sigmoid_focal_value_and_grad(x, z, g, on_cpu); })}) {
     CHECK(m.find("value") != std::string::npos);
     CHECK(m.find("cpu") != std::string::npos);
   }
@@ -438,31 +427,31 @@ TEST_CASE("cuda value into: the host forms' argument errors") {
   Tensor<float> v, g2;
   CeDiceOptions<float> co;
   co.dice.reduction = Reduction::none;
-  CHECK(message_of([&] { ce_dice_value_and_grad(x, y, g, v, co); }) ==
-        message_of([&] { ce_dice_value_and_grad(x, y, g2, co); }));
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, y, g, v, co); }) ==
+        error_of([&] { ce_dice_value_and_grad(x, y, g2, co); }));
   co.dice.reduction = Reduction::mean;
   co.ce.reduction = Reduction::none;
-  CHECK(message_of([&] { ce_dice_value_and_grad(x, y, g, v, co); }) ==
-        message_of([&] { ce_dice_value_and_grad(x, y, g2, co); }));
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, y, g, v, co); }) ==
+        error_of([&] { ce_dice_value_and_grad(x, y, g2, co); }));
   DiceFocalOptions<float> fo;
   fo.focal.reduction = Reduction::none;
-  const std::string df = message_of([&] { dice_focal_value_and_grad(x, y, g2, fo); });
+  const std::string df = error_of([&] { dice_focal_value_and_grad(x, y, g2, fo); });
   CHECK(df.find("options.focal.reduction is none") != std::string::npos);
-  CHECK(message_of([&] { dice_focal_value_and_grad(x, y, g, v, fo); }) == df);
+  CHECK(error_of([&] { dice_focal_value_and_grad(x, y, g, v, fo); }) == df);
   SoftmaxFocalOptions<float> so;
   so.reduction = Reduction::none;
-  const std::string sf = message_of([&] { softmax_focal_value_and_grad(x, y, g2, so); });
+  const std::string sf = error_of([&] { softmax_focal_value_and_grad(x, y, g2, so); });
   CHECK(sf.find("reduction none") != std::string::npos);
-  CHECK(message_of([&] { softmax_focal_value_and_grad(x, y, g, v, so); }) == sf);
+  CHECK(error_of([&] { softmax_focal_value_and_grad(x, y, g, v, so); }) == sf);
   SigmoidFocalOptions<float> go;
   go.reduction = Reduction::none;
-  const std::string gf = message_of([&] { sigmoid_focal_value_and_grad(x, z, g2, go); });
+  const std::string gf = error_of([&] { sigmoid_focal_value_and_grad(x, z, g2, go); });
   CHECK(gf.find("reduction none") != std::string::npos);
-  CHECK(message_of([&] { sigmoid_focal_value_and_grad(x, z, g, v, go); }) == gf);
+  CHECK(error_of([&] { sigmoid_focal_value_and_grad(x, z, g, v, go); }) == gf);
   // A term's own error names the combined function and the term, as in the host form.
   CeDiceOptions<float> w;
   w.ce.weight = gpu(Tensor<float>::full(Shape{2}, 1.0f));
-  const std::string we = message_of([&] { ce_dice_value_and_grad(x, y, g2, w); });
+  const std::string we = error_of([&] { ce_dice_value_and_grad(x, y, g2, w); });
   CHECK(we.find("in the cross-entropy term") != std::string::npos);
-  CHECK(message_of([&] { ce_dice_value_and_grad(x, y, g, v, w); }) == we);
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, y, g, v, w); }) == we);
 }

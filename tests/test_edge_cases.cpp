@@ -17,6 +17,7 @@
 #include "loss_check.hpp"
 
 using namespace segloss;
+using segloss::testing::error_of;
 using segloss::testing::labels;
 using segloss::testing::mask;
 using segloss::testing::randn;
@@ -25,16 +26,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// The message of the segloss::Error that f raises, or "<no error>".
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 // f raises segloss::Error and its message contains every part.
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {

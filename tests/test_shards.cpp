@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "stored_check.hpp"
 
 using namespace segloss;
 
@@ -436,15 +437,84 @@ TEST_CASE("shards: bad statistics and reduction none are errors") {
                        "local planes, 9 global values) do not come from this shard's (5,3,6,5) "
                        "with these options (per_image true, 3 global values)",
                        Error);
-  // A combined loss's statistics hold the first term's 3 values before the Dice term's.
-  CHECK_THROWS_WITH_AS(ce_dice_finalize(x, y, softmax_dice_statistics(x, y), g),
+  // A combined loss's statistics hold the first term's 3 values before the Dice term's. The
+  // layout checks below see statistics without a source (built by hand), which skip the test
+  // of the next case.
+  const auto untagged = [](OverlapStatistics st) {
+    st.source.clear();
+    return st;
+  };
+  CHECK_THROWS_WITH_AS(ce_dice_finalize(x, y, untagged(softmax_dice_statistics(x, y)), g),
                        "ce_dice_finalize: the statistics (per_image true, 3 channels, 15 local "
                        "planes, 3 global values) do not come from this shard's (5,3,6,5) with "
                        "these options (per_image true, 6 global values)",
                        Error);
-  CHECK_THROWS_WITH_AS(generalized_dice_finalize(x, y, dice, g),
+  CHECK_THROWS_WITH_AS(generalized_dice_finalize(x, y, untagged(dice), g),
                        "generalized_dice_finalize: the statistics (per_image false, 3 classes, 15 "
                        "local planes, 9 global values) do not come from this shard's (5,3,6,5) "
                        "with these options (per_image true, 2 global values)",
                        Error);
+}
+
+// Several losses share a layout (the four mean losses' 3 values; soft_dice's and soft_jaccard's
+// per-image totals), so only the source tells their statistics apart: without it, these calls
+// returned another loss's value and a wrongly scaled gradient.
+TEST_CASE("shards: a finalize refuses another loss's statistics, and takes untagged ones") {
+  const auto x = testing::randn<double>(kShape, 396);
+  const auto z = testing::uniform<double>(kShape, 397, 0.0, 1.0);
+  const auto y = labels_with_ignored();
+  Tensor<double> g;
+
+  const auto bce = bce_with_logits_statistics(x, z);
+  CHECK(bce.source == "bce_with_logits");
+  CHECK_THROWS_WITH_AS(
+      sigmoid_focal_finalize(x, z, bce, g),
+      "sigmoid_focal_finalize: the statistics come from bce_with_logits_statistics, "
+      "not sigmoid_focal_statistics; a loss's finalize takes only its own loss's "
+      "statistics",
+      Error);
+  const auto ce = cross_entropy_statistics(x, y);
+  CHECK(ce.source == "cross_entropy");
+  CHECK_THROWS_WITH_AS(softmax_focal_finalize(x, y, ce, g),
+                       "softmax_focal_finalize: the statistics come from cross_entropy_statistics, "
+                       "not softmax_focal_statistics; a loss's finalize takes only its own loss's "
+                       "statistics",
+                       Error);
+  const auto dice = soft_dice_statistics(x, z);
+  CHECK(dice.source == "soft_dice");
+  CHECK_THROWS_WITH_AS(soft_jaccard_finalize(x, z, dice, g),
+                       "soft_jaccard_finalize: the statistics come from soft_dice_statistics, not "
+                       "soft_jaccard_statistics; a loss's finalize takes only its own loss's "
+                       "statistics",
+                       Error);
+  // Each of the other losses names itself; a combined loss's term does not leak its name.
+  CHECK(sigmoid_focal_statistics(x, z).source == "sigmoid_focal");
+  CHECK(softmax_focal_statistics(x, y).source == "softmax_focal");
+  CHECK(soft_jaccard_statistics(x, z).source == "soft_jaccard");
+  CHECK(tversky_statistics(x, z).source == "tversky");
+  CHECK(bce_dice_statistics(x, z).source == "bce_dice");
+  CHECK(softmax_dice_statistics(x, y).source == "softmax_dice");
+  CHECK(softmax_jaccard_statistics(x, y).source == "softmax_jaccard");
+  CHECK(softmax_tversky_statistics(x, y).source == "softmax_tversky");
+  CHECK(generalized_dice_statistics(x, y).source == "generalized_dice");
+  CHECK(ce_dice_statistics(x, y).source == "ce_dice");
+  CHECK(dice_focal_statistics(x, y).source == "dice_focal");
+  CHECK_THROWS_WITH_AS(ce_dice_finalize(x, y, dice_focal_statistics(x, y), g),
+                       "ce_dice_finalize: the statistics come from dice_focal_statistics, not "
+                       "ce_dice_statistics; a loss's finalize takes only its own loss's statistics",
+                       Error);
+
+  // Statistics built by hand (no source) are taken as they are, with the same result.
+  const double tagged_value = soft_dice_finalize(x, z, dice, g);
+  const Tensor<double> tagged_grad = testing::copy_of(g);
+  OverlapStatistics by_hand;
+  by_hand.global = dice.global;
+  by_hand.local = dice.local;
+  by_hand.per_image = dice.per_image;
+  by_hand.channels = dice.channels;
+  CHECK(soft_dice_finalize(x, z, by_hand, g) == tagged_value);
+  CHECK(testing::same_bits(g, tagged_grad));
+  ShardStatistics ce_by_hand;
+  ce_by_hand.global = ce.global;
+  CHECK(cross_entropy_finalize(x, y, ce_by_hand, g) == cross_entropy_finalize(x, y, ce, g));
 }

@@ -32,6 +32,8 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
                                                const Tensor<T>& target,
                                                const BceWithLogitsOptions<T>& o) {
   check_same_shape_pair(function, logits, target, "logits", /*cuda_path=*/true);
+  check_enum(function, "options.", "reduction", o.reduction, kReductionNames);
+  check_enum(function, "options.", "mean_over", o.mean_over, kBceMeanOverNames);
   const Shape& s = logits.shape();
   const Device device = logits.device();
   cpu::BceWithLogitsArgs<T> a;

@@ -5,14 +5,19 @@
 
 #include <cmath>
 
+#include "../../core/checks.hpp"
 #include "../../core/error.hpp"
 #include "../cross_entropy.hpp"
 
 namespace segloss {
 namespace detail {
 
+// The scalar options: label_smoothing in [0, 1], each enum one of its values.
 template <class T>
-void check_ce_smoothing(const char* fn, const CrossEntropyOptions<T>& o) {
+void check_ce_scalars(const char* fn, const CrossEntropyOptions<T>& o) {
+  check_enum(fn, "options.", "reduction", o.reduction, kReductionNames);
+  check_enum(fn, "options.", "mean_over", o.mean_over, kMeanOverNames);
+  check_enum(fn, "options.", "all_ignored", o.all_ignored, kAllIgnoredNames);
   SEGLOSS_CHECK(
       std::isfinite(o.label_smoothing) && o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, fn,
       "options.label_smoothing is ", o.label_smoothing, "; it must be in [0, 1]");

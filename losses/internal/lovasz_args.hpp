@@ -20,6 +20,8 @@ template <class T, class L>
 void check_lovasz_softmax_args(const char* fn, const Tensor<T>& logits, const Tensor<L>& labels,
                                const LovaszSoftmaxOptions<T>& o, bool cuda_path = false) {
   check_class_target(fn, logits, labels, cuda_path);
+  check_enum(fn, "options.", "reduction", o.reduction, kReductionNames);
+  check_enum(fn, "options.", "classes", o.classes, kLovaszClassesNames);
   const Shape& s = logits.shape();
   const int64_t C = s[1];
   for (size_t k = 0; k < o.class_list.size(); ++k) {

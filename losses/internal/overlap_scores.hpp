@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../../backends/cpu/overlap.hpp"
@@ -17,6 +19,7 @@
 #include "../../core/checks.hpp"
 #include "../../core/pointwise.hpp"
 #include "../overlap.hpp"
+#include "shards.hpp"
 
 namespace segloss {
 namespace detail {
@@ -57,6 +60,13 @@ struct OverlapScores {
   }
 };
 
+// Whether overlap options O have the binary losses' activation and weighting.
+template <class O, class = void>
+struct has_activation : std::false_type {};
+template <class O>
+struct has_activation<O, std::void_t<decltype(std::declval<const O&>().activation)>>
+    : std::true_type {};
+
 // The options every overlap loss shares (OverlapOptions<T>, SoftmaxOverlapOptions<T>, ...).
 // `path` is how the caller reaches the options in error messages: "options." for a loss's own
 // options, "options.dice." for those of bce_dice's Dice term.
@@ -66,6 +76,12 @@ template <class O>
 void check_overlap_options(const char* fn, const Shape& input, const O& o,
                            const char* path = "options.", Device device = Device::cpu) {
   // (the argument's name is put together on the error path only: no allocation per call)
+  check_enum(fn, path, "reduction", o.reduction, kReductionNames);
+  check_enum(fn, path, "empty", o.empty, kEmptyPolicyNames);
+  if constexpr (has_activation<O>::value) {  // the binary losses' options (OverlapOptions)
+    check_enum(fn, path, "activation", o.activation, kActivationNames);
+    check_enum(fn, path, "weighting", o.weighting, kOverlapWeightingNames);
+  }
   SEGLOSS_CHECK(std::isfinite(o.smooth_nr) && o.smooth_nr >= 0.0, fn, path, "smooth_nr is ",
                 o.smooth_nr, "; it must be finite and >= 0");
   SEGLOSS_CHECK(std::isfinite(o.smooth_dr) && o.smooth_dr >= 0.0, fn, path, "smooth_dr is ",
@@ -341,6 +357,7 @@ size_t overlap_split_size(const Shape& input, const O& o) {
 template <class O>
 void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t offset, const Shape& s,
                          const O& o) {
+  check_source(fn, st);
   const size_t want_global = offset + overlap_split_size(s, o);
   SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == s[1] &&
                     st.local.size() == static_cast<size_t>(3 * s[0] * s[1]) &&

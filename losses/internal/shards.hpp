@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include "../../core/error.hpp"
 #include "../../core/reduction.hpp"
@@ -23,14 +26,42 @@ inline void check_split_reduction(const char* fn, Reduction r) {
 constexpr size_t kMeanSplitSize = 3;
 enum MeanSplit : size_t { kLossSum = 0, kDivisor = 1, kCounted = 2 };
 
-inline ShardStatistics mean_statistics(double loss_sum, double divisor, double counted) {
-  ShardStatistics st;
-  st.global = {loss_sum, divisor, counted};
+// The loss a statistics or finalize function belongs to: its name without the suffix
+// ("cross_entropy_statistics" and "cross_entropy_finalize" are both "cross_entropy").
+inline std::string_view split_loss(const char* fn) {
+  std::string_view name(fn);
+  for (std::string_view suffix : {std::string_view("_statistics"), std::string_view("_finalize")})
+    if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix)
+      return name.substr(0, name.size() - suffix.size());
+  return name;
+}
+
+// Statistics made by the statistics call `fn`: st with its source set (ShardStatistics::source).
+template <class S>
+S tagged(const char* fn, S st) {
+  st.source = std::string(split_loss(fn));
   return st;
 }
 
-// Statistics whose global part is not `size` values long are an error.
+// Statistics made by another loss's statistics call are an error; those built by hand (no
+// source) are taken as they are.
+inline void check_source(const char* fn, const ShardStatistics& st) {
+  const std::string_view loss = split_loss(fn);
+  SEGLOSS_CHECK(st.source.empty() || st.source == loss, fn, "the statistics come from ", st.source,
+                "_statistics, not ", loss,
+                "_statistics; a loss's finalize takes only its own loss's statistics");
+}
+
+inline ShardStatistics mean_statistics(const char* fn, double loss_sum, double divisor,
+                                       double counted) {
+  ShardStatistics st;
+  st.global = {loss_sum, divisor, counted};
+  return tagged(fn, std::move(st));
+}
+
+// Statistics of another loss, or whose global part is not `size` values long, are an error.
 inline void check_mean_split(const char* fn, const ShardStatistics& st, size_t size) {
+  check_source(fn, st);
   SEGLOSS_CHECK(st.global.size() == size, fn, "the statistics have ", st.global.size(),
                 " global values; this loss's statistics have ", size,
                 " (were they made by another loss's statistics?)");
