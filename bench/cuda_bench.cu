@@ -65,6 +65,14 @@
 //                     so the same (12 C + 16) bytes; the CUDA path runs the two terms apart (a
 //                     cross-entropy pass, then the Dice passes adding to its gradient), so this
 //                     case shows what a fused one-softmax kernel would gain.
+//   softmax_focal_vg  softmax_focal_value_and_grad (gamma 2) on the cross_entropy inputs: the
+//                     same minimum bytes as cross_entropy; it moves the labels twice (a label
+//                     pass counts the pixels the mean divides by, then the fused pass).
+//   cross_entropy_vg_one_pixel, softmax_focal_vg_one_pixel, bce_vg_one_pixel
+//                     the same calls on the same memory viewed as one pixel per image:
+//                     (pixels, C, 1) and (elements, 1, 1), PyTorch's (N, C) of a classifier. The
+//                     CPU walks these layouts by joined images (backends/cpu/fold_images.hpp,
+//                     flat_planes.hpp); these lines show whether the GPU's grids need the same.
 // Keys: {"name", "shape", "device", "median_ms", "min_bytes", "gb_per_s", "copy_gb_per_s",
 // "fraction_of_copy", "back_to_back_ms", "back_to_back_fraction_of_copy", "bytes_moved",
 // "moved_fraction_of_copy"}: median of --reps timed calls (cudaEvents on one stream, after the
@@ -298,7 +306,9 @@ int main(int argc, char** argv) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
            name == "cross_entropy_vg_tail_kernels" || name == "cross_entropy_vg_label_reads" ||
            name == "softmax_dice_vg_tail_kernels" || name == "softmax_dice_vg" ||
-           name == "softmax_dice_vg_walk" || name == "ce_dice_vg";
+           name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
+           name == "cross_entropy_vg_one_pixel" || name == "softmax_focal_vg" ||
+           name == "softmax_focal_vg_one_pixel";
   };
   const bool multiclass = args.filter.empty() || on_ce_inputs(args.filter);
   if (multiclass) {
@@ -314,6 +324,18 @@ int main(int argc, char** argv) {
   const double dice_bytes = 12.0 * static_cast<double>(cn) + 16.0 * static_cast<double>(cpix);
   const SoftmaxOverlapOptions<float> sd;
   const CeDiceOptions<float> cd;
+  // The one-pixel-per-image views of the same memory (see the top).
+  const Shape one_pixel{n, 1, 1}, ce_one_pixel{cpix, classes, 1};
+  const auto x1 = Tensor<float>::view(x.data(), one_pixel, Device::cuda);
+  const auto z1 = Tensor<float>::view(z.data(), one_pixel, Device::cuda);
+  auto grad1 = Tensor<float>::view(grad.data(), one_pixel, Device::cuda);
+  Tensor<float> ce_x1, ce_grad1;
+  Tensor<int64_t> ce_y1;
+  if (multiclass) {
+    ce_x1 = Tensor<float>::view(ce_x.data(), ce_one_pixel, Device::cuda);
+    ce_y1 = Tensor<int64_t>::view(ce_y.data(), Shape{cpix, 1}, Device::cuda);
+    ce_grad1 = Tensor<float>::view(ce_grad.data(), ce_one_pixel, Device::cuda);
+  }
 
   const BceDiceOptions<float> bd;
   BceDiceOptions<float> bdw;
@@ -371,6 +393,14 @@ int main(int argc, char** argv) {
       {"ce_dice_vg", dice_bytes, ce_dice_moved,
        [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
       {"bce_dice_weighted_vg", 7 * f4, 7 * f4, bce_dice_w_run},
+      {"cross_entropy_vg_one_pixel", ce_bytes, ce_moved,
+       [&] { cross_entropy_value_and_grad(ce_x1, ce_y1, ce_grad1, value); }},
+      {"softmax_focal_vg", ce_bytes, ce_label_reads_moved,
+       [&] { softmax_focal_value_and_grad(ce_x, ce_y, ce_grad, value); }},
+      {"softmax_focal_vg_one_pixel", ce_bytes, ce_label_reads_moved,
+       [&] { softmax_focal_value_and_grad(ce_x1, ce_y1, ce_grad1, value); }},
+      {"bce_vg_one_pixel", 3 * f4, 3 * f4,
+       [&] { bce_with_logits_value_and_grad(x1, z1, grad1, value); }},
       // A/B lines. The scalar loads' passes take no target bits (only the 16-byte ones do).
       {"bce_dice_vg_scalar_loads", 5 * f4, 5 * f4,
        switched(sw::set_quad_loads, false, bce_dice_run)},
@@ -426,8 +456,15 @@ int main(int argc, char** argv) {
         "\"fraction_of_copy\": %.5f, \"back_to_back_ms\": %.6f, "
         "\"back_to_back_fraction_of_copy\": %.5f, \"bytes_moved\": %.0f, "
         "\"moved_fraction_of_copy\": %.5f}\n",
-        c.name.c_str(), (on_ce_inputs(c.name) ? cs : shape).str().c_str(), prop.name, ms,
-        c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0, b2b,
+        c.name.c_str(),
+        (c.name == "cross_entropy_vg_one_pixel" || c.name == "softmax_focal_vg_one_pixel"
+             ? ce_one_pixel
+         : c.name == "bce_vg_one_pixel" ? one_pixel
+         : on_ce_inputs(c.name)         ? cs
+                                        : shape)
+            .str()
+            .c_str(),
+        prop.name, ms, c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0, b2b,
         copy_b2b_gbs > 0 ? b2b_gbs / copy_b2b_gbs : 0.0, c.bytes_moved,
         copy_gbs > 0 ? moved_gbs / copy_gbs : 0.0);
     std::fflush(stdout);

@@ -95,15 +95,18 @@ WorkspaceScope::~WorkspaceScope() {
 size_t workspace_size(const Shape& input, int stats) {
   const int64_t planes = input.rank() >= 2 ? input[0] * input[1] : 1;
   const int64_t plane_size = input.rank() >= 2 ? input.numel_from(2) : input.numel();
-  // The largest of every call's layout (core/cuda_internal.hpp) for this input.
+  // The largest of every call's layout (core/cuda_internal.hpp) for this input. The elementwise
+  // losses' joined small planes (backends/cpu/flat_planes.hpp) need no more than the planes'
+  // own layout: one plane's partials exceed the planes' by fewer than P, where the P planes
+  // hold 3 P values more (a sum and two coefficients each).
   const int64_t pixels = input.rank() >= 2 ? input[0] * plane_size : input.numel();
   size_t need = std::max(detail::layout(detail::plane_grid(planes, plane_size), stats).total,
                          detail::cross_entropy_bytes(pixels));
   if (input.rank() >= 2) {
     const detail::PlaneGrid images = detail::plane_grid(input[0], plane_size);
-    need = std::max({need, detail::confusion_bytes(input[1]),
-                     detail::softmax_layout(images, input[1]).total,
-                     detail::softmax_focal_bytes(images)});
+    need = std::max(
+        {need, detail::confusion_bytes(input[1]), detail::softmax_layout(images, input[1]).total,
+         detail::softmax_focal_bytes(detail::softmax_focal_grid(input[0], plane_size))});
   }
   // kAlign more than the layout: a caller's buffer may start anywhere.
   return need + detail::kAlign;

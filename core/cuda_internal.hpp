@@ -79,8 +79,19 @@ inline Layout softmax_layout(const PlaneGrid& g, int64_t classes) {
   return l;
 }
 
-// softmax_focal (backends/cuda/focal.cu), over g = plane_grid(N, S): [header | partials: one
-// double per block | the count, the mean's factor, the gradient's scale, the total].
+// softmax_focal (backends/cuda/focal.cu) joins images of fewer than kMinPerBlock pixels into one
+// plane of N S pixels; its grid, with no more blocks than plane_grid(N, S) then (each image had
+// one at least).
+inline bool softmax_focal_joined(int64_t images, int64_t pixels) {
+  return images > 1 && pixels < kMinPerBlock;
+}
+inline PlaneGrid softmax_focal_grid(int64_t images, int64_t pixels) {
+  return softmax_focal_joined(images, pixels) ? plane_grid(1, images * pixels)
+                                              : plane_grid(images, pixels);
+}
+
+// softmax_focal's workspace over its grid g: [header | partials: one double per block | the
+// count, the mean's factor, the gradient's scale, the total].
 inline size_t softmax_focal_bytes(const PlaneGrid& g) {
   return kHeaderBytes + align_up(static_cast<size_t>(g.blocks()) * sizeof(double)) +
          align_up(4 * sizeof(double));

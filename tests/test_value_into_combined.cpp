@@ -28,17 +28,6 @@ bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
          std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(T)) == 0;
 }
 
-// The message a call raises ("" when it raises nothing).
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // host(grad) is the host-value form, into(grad, value) the device-value form of one loss with one
 // set of options: the same gradient bits, and the host value rounded to T in `value`.
 template <class T, class Host, class Into>
@@ -60,18 +49,18 @@ void check_into(const Shape& shape, Host&& host, Into&& into) {
   CHECK(same_bits(g_host, g_given));
   // Not one element.
   auto two = Tensor<T>::empty(Shape{2});
-  CHECK(message_of([&] { into(g_given, two); }).find("value_and_grad: value") != std::string::npos);
-  CHECK(message_of([&] { into(g_given, two); }).find("must hold one element") != std::string::npos);
+  CHECK(error_of([&] { into(g_given, two); }).find("value_and_grad: value") != std::string::npos);
+  CHECK(error_of([&] { into(g_given, two); }).find("must hold one element") != std::string::npos);
 }
 
 // Reduction none: the device-value form raises the host form's message.
 template <class T, class Host, class Into>
 void check_none(Host&& host, Into&& into) {
   Tensor<T> g, v;
-  const std::string want = message_of([&] { host(g); });
+  const std::string want = error_of([&] { host(g); });
   CHECK(want.find("none") != std::string::npos);
   Tensor<T> g2;
-  CHECK(message_of([&] { into(g2, v); }) == want);
+  CHECK(error_of([&] { into(g2, v); }) == want);
 }
 
 template <class T>
@@ -215,10 +204,10 @@ TEST_CASE("value into: the combined losses' device-value form in place and with 
   auto bad = y.clone();
   bad[7] = 9;
   Tensor<double> g, g2;
-  const std::string want = message_of([&] { ce_dice_value_and_grad(x0, bad, g, co); });
+  const std::string want = error_of([&] { ce_dice_value_and_grad(x0, bad, g, co); });
   CHECK(want.find("label 9") != std::string::npos);
-  CHECK(message_of([&] { ce_dice_value_and_grad(x0, bad, g2, v, co); }) == want);
-  const std::string fwant = message_of([&] { dice_focal_value_and_grad(x0, bad, g, fo); });
+  CHECK(error_of([&] { ce_dice_value_and_grad(x0, bad, g2, v, co); }) == want);
+  const std::string fwant = error_of([&] { dice_focal_value_and_grad(x0, bad, g, fo); });
   CHECK(fwant.find("label 9") != std::string::npos);
-  CHECK(message_of([&] { dice_focal_value_and_grad(x0, bad, g2, v, fo); }) == fwant);
+  CHECK(error_of([&] { dice_focal_value_and_grad(x0, bad, g2, v, fo); }) == fwant);
 }

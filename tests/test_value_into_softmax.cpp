@@ -31,17 +31,6 @@ bool bits_equal(T a, T b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
-// The message of the segloss::Error that f raises ("" when it raises none).
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // host(g) is the host form (returns the double), into(g, v) the device-value form of one call.
 template <class T, class Host, class Into>
 void check_into(const Host& host, const Into& into) {
@@ -71,27 +60,26 @@ void check_into(const Host& host, const Into& into) {
 
 // The argument errors of the device-value form: a value of two elements, reduction none, and
 // undefined logits (the host form's message) raise.
-#define SEGLOSS_CHECK_INTO_ERRORS(FN, X, Y, O)                                                    \
-  do {                                                                                            \
-    Tensor<T> g;                                                                                  \
-    auto two = Tensor<T>::zeros(Shape{2});                                                        \
-    CHECK_THROWS_WITH_AS(FN##_value_and_grad(X, Y, g, two, O),                                    \
-                         #FN "_value_and_grad: value (2) must hold one element", Error);          \
-    auto none = O;                                                                                \
-    none.reduction = Reduction::none;                                                             \
-    auto v = Tensor<T>::zeros(Shape{});                                                           \
-    const std::string host_none = message_of([&] { FN##_value_and_grad(X, Y, g, none); });        \
-    CHECK(host_none.find("reduction none has no single value") != std::string::npos);             \
-    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, v, none); }) == host_none);               \
-    Tensor<T> undefined_value;                                                                    \
-    CHECK(message_of([&] { FN##_value_and_grad(X, Y, g, undefined_value, none); }) == host_none); \
-    const Tensor<T> no_logits;                                                                    \
-    const std::string host_undefined =                                                            \
-        message_of([&] { FN##_value_and_grad(no_logits, Y, g, O); });                             \
-    CHECK(host_undefined == #FN "_value_and_grad: logits is undefined");                          \
-    Tensor<T> v2;                                                                                 \
-    CHECK(message_of([&] { FN##_value_and_grad(no_logits, Y, g, v2, O); }) == host_undefined);    \
-    CHECK_FALSE(v2.defined());                                                                    \
+#define SEGLOSS_CHECK_INTO_ERRORS(FN, X, Y, O)                                                     \
+  do {                                                                                             \
+    Tensor<T> g;                                                                                   \
+    auto two = Tensor<T>::zeros(Shape{2});                                                         \
+    CHECK_THROWS_WITH_AS(FN##_value_and_grad(X, Y, g, two, O),                                     \
+                         #FN "_value_and_grad: value (2) must hold one element", Error);           \
+    auto none = O;                                                                                 \
+    none.reduction = Reduction::none;                                                              \
+    auto v = Tensor<T>::zeros(Shape{});                                                            \
+    const std::string host_none = error_of([&] { FN##_value_and_grad(X, Y, g, none); });           \
+    CHECK(host_none.find("reduction none has no single value") != std::string::npos);              \
+    CHECK(error_of([&] { FN##_value_and_grad(X, Y, g, v, none); }) == host_none);                  \
+    Tensor<T> undefined_value;                                                                     \
+    CHECK(error_of([&] { FN##_value_and_grad(X, Y, g, undefined_value, none); }) == host_none);    \
+    const Tensor<T> no_logits;                                                                     \
+    const std::string host_undefined = error_of([&] { FN##_value_and_grad(no_logits, Y, g, O); }); \
+    CHECK(host_undefined == #FN "_value_and_grad: logits is undefined");                           \
+    Tensor<T> v2;                                                                                  \
+    CHECK(error_of([&] { FN##_value_and_grad(no_logits, Y, g, v2, O); }) == host_undefined);       \
+    CHECK_FALSE(v2.defined());                                                                     \
   } while (0)
 
 template <class T, class U>
@@ -191,9 +179,9 @@ TEST_CASE_TEMPLATE("value into (CPU): argument errors and bad labels", T, float,
   bad_t[9] = T(2);
   Tensor<T> g, v;
   const auto same = [&](auto host, auto into) {
-    const std::string want = message_of(host);
+    const std::string want = error_of(host);
     CHECK(want.find("label") != std::string::npos);
-    CHECK(message_of(into) == want);
+    CHECK(error_of(into) == want);
   };
   same([&] { softmax_dice_value_and_grad(x, bad, g, o); },
        [&] { softmax_dice_value_and_grad(x, bad, g, v, o); });

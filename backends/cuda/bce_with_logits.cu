@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "../../core/pointwise.hpp"
+#include "../cpu/flat_planes.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
 #include "weight_sum.cuh"
@@ -141,9 +142,13 @@ struct ScaleValue {
 }  // namespace
 
 template <class T>
-void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& a,
+void bce_with_logits(const char* function, const cpu::BceWithLogitsArgs<T>& args,
                      const T* grad_scale_by, double value_scale, Result<T> r,
                      const WeightMean<T>& m) {
+  // Small planes as one, as on the CPU (backends/cpu/flat_planes.hpp): the grid gives every
+  // plane a block of its own, so (N, 1, 1) was N blocks of one element each.
+  const cpu::BceWithLogitsArgs<T> a = cpu::flat_planes(
+      args, args.pos_weight == nullptr || args.pos_weight_count == 1 || args.channels == 1);
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, 1);
   Call call(function, l.total);

@@ -5,6 +5,7 @@
 #include "binary_cross_entropy.hpp"
 
 #include "../../core/pointwise.hpp"
+#include "../cpu/flat_planes.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
 
@@ -86,9 +87,12 @@ __global__ void scale_value_kernel(const double* sum, double scale, double* valu
 }  // namespace
 
 template <class T>
-void binary_cross_entropy(const char* function, const cpu::BinaryCrossEntropyArgs<T>& a,
+void binary_cross_entropy(const char* function, const cpu::BinaryCrossEntropyArgs<T>& args,
                           const T* grad_scale_by, double value_scale, Result<T> r,
                           UnitIntervalError* bad) {
+  // Small planes as one, as on the CPU (backends/cpu/flat_planes.hpp); the bad value's index
+  // is the element's either way.
+  const cpu::BinaryCrossEntropyArgs<T> a = cpu::flat_planes(args);
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, 1);
   Call call(function, l.total);

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "../../core/pointwise.hpp"
+#include "../cpu/flat_planes.hpp"
 #include "runtime.cuh"
 #include "weight.cuh"
 
@@ -181,22 +182,25 @@ __global__ void finish_kernel(const double* total, const double* factor, double*
 }
 
 // The fused pass: per pixel (plane = image n, position s, i = n S + s) its loss, and its
-// gradient over the C classes, as backends/cpu/focal.cpp's focal_pixels.
+// gradient over the C classes, as backends/cpu/focal.cpp's focal_pixels. `joined`: the grid is
+// one plane of the N S pixels (softmax_focal below), s = i, and each pixel finds its image.
 template <class T, class L>
 struct SoftmaxBody {
   using Part = T;
   cpu::SoftmaxFocalArgs<T, L> a;
   const double* scale;  // the gradient's scale (prepare_kernel wrote it)
   int kind;
+  bool joined;
 
   struct At {
-    const T* x;  // the image's logits
+    const T* x;  // the image's logits (joined: the first image's)
     const L* labels;
     const T *alpha, *grad_out;
-    T *loss, *grad;  // grad: the image's gradient
+    T *loss, *grad;  // grad: the image's gradient (joined: the first image's)
     int64_t classes, pixels, ignore_index;
     T gamma, scale;
     int kind;
+    bool joined;
 
     struct In {
       int64_t y;
@@ -210,6 +214,14 @@ struct SoftmaxBody {
                                                T (&acc)[K]) const {
       using M = segloss::Math<T>;
       const int64_t C = classes, S = pixels, y = in.y;
+      const T* x = this->x;
+      T* grad = this->grad;
+      if (joined) {  // pixel i = n S + s of the joined plane: its image's logits and gradient
+        const int64_t n = s / S;
+        s -= n * S;
+        x += n * C * S;
+        if (grad) grad += n * C * S;
+      }
       if (y == ignore_index || y < 0 || y >= C) {  // ignored: 0; a bad label: NaN
         const T v = y == ignore_index ? T(0) : static_cast<T>(NAN);
         if (loss) loss[i] = v;
@@ -259,6 +271,7 @@ struct SoftmaxBody {
     t.gamma = a.gamma;
     t.scale = static_cast<T>(*scale);
     t.kind = kind;
+    t.joined = joined;
     return t;
   }
 };
@@ -266,8 +279,9 @@ struct SoftmaxBody {
 }  // namespace
 
 template <class T>
-void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& a, const T* grad_scale_by,
-                   double value_scale, Result<T> r) {
+void sigmoid_focal(const char* function, const cpu::SigmoidFocalArgs<T>& args,
+                   const T* grad_scale_by, double value_scale, Result<T> r) {
+  const cpu::SigmoidFocalArgs<T> a = cpu::flat_planes(args);  // small planes as one, as the CPU
   const PlaneGrid g = detail::plane_grid(a.planes, a.plane_size);
   const detail::Layout l = detail::layout(g, 1);
   Call call(function, l.total);
@@ -290,7 +304,11 @@ template <class T, class L>
 FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L>& a, bool mean,
                           const T* grad_scale_by, T* device_value, bool host_status,
                           double reduced_count, double grad_weight) {
-  const PlaneGrid g = detail::plane_grid(a.images, a.pixels);
+  // Images of fewer pixels than a block's share as one plane of N S pixels (each pixel finds its
+  // image, SoftmaxBody): the grid gives each plane a block at least, so (N, C, 1), PyTorch's
+  // (N, C), was N blocks of one pixel each, and N partial sums.
+  const bool joined = detail::softmax_focal_joined(a.images, a.pixels);
+  const PlaneGrid g = detail::softmax_focal_grid(a.images, a.pixels);
   // The workspace (detail::softmax_focal_bytes): [header | partials: one per block | count,
   // factor, scale, total].
   const size_t partials_at = detail::kHeaderBytes;
@@ -310,7 +328,8 @@ FocalStatus softmax_focal(const char* function, const cpu::SoftmaxFocalArgs<T, L
   cuda::launch(prepare_kernel<T>, 1, 1, 0, call.stream(), count, mean, grad_scale_by, factor, scale,
                reduced_count, grad_weight);
   call.launched();
-  const SoftmaxBody<T, L> body{a, scale, cpu::focal_gamma_kind(static_cast<double>(a.gamma))};
+  const SoftmaxBody<T, L> body{a, scale, cpu::focal_gamma_kind(static_cast<double>(a.gamma)),
+                               joined};
   FocalStatus st;
   if (!a.want_sum) {
     plane_pass<0>(call, g, body, nullptr);
