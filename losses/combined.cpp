@@ -169,19 +169,21 @@ void dice_focal_fused(const char* fn, const Tensor<T>& logits, const Tensor<L>& 
       &v.dice);
 }
 
-// The Dice term's enums, named by their path (its own checks would say "options.").
+// The Dice term's options, named by their path: the shared softmax passes check them again as
+// "options." (a loss's own options), so these run first and an error names options.dice.
 template <class T>
-void check_dice_enums(const char* fn, const SoftmaxOverlapOptions<T>& dice) {
-  detail::check_enum(fn, "options.dice.", "reduction", dice.reduction, detail::kReductionNames);
-  detail::check_enum(fn, "options.dice.", "empty", dice.empty, detail::kEmptyPolicyNames);
+void check_dice_term(const char* fn, const Tensor<T>& logits,
+                     const SoftmaxOverlapOptions<T>& dice) {
+  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
+  detail::check_overlap_options(fn, logits.shape(), dice, "options.dice.", logits.device());
 }
 
 template <class T, class U>
-void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
+void check_ce_dice(const char* fn, const Tensor<T>& logits, const CeDiceOptions<T>& o) {
   detail::check_enum(fn, "options.ce.", "reduction", o.ce.reduction, detail::kReductionNames);
   detail::check_enum(fn, "options.ce.", "mean_over", o.ce.mean_over, detail::kMeanOverNames);
   detail::check_enum(fn, "options.ce.", "all_ignored", o.ce.all_ignored, detail::kAllIgnoredNames);
-  check_dice_enums(fn, o.dice);
+  check_dice_term(fn, logits, o.dice);
   check_weights(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
   check_scalar(fn, "ce", o.ce.reduction);
   check_same_ignore<U>(fn, "ce", o.ce.ignore_index, o.dice.ignore_index);
@@ -192,9 +194,9 @@ void check_ce_dice(const char* fn, const CeDiceOptions<T>& o) {
 }
 
 template <class T, class L>
-void check_dice_focal(const char* fn, const DiceFocalOptions<T>& o) {
+void check_dice_focal(const char* fn, const Tensor<T>& logits, const DiceFocalOptions<T>& o) {
   detail::check_enum(fn, "options.focal.", "reduction", o.focal.reduction, detail::kReductionNames);
-  check_dice_enums(fn, o.dice);
+  check_dice_term(fn, logits, o.dice);
   check_weights(fn, "dice_weight", o.dice_weight, "focal_weight", o.focal_weight);
   check_scalar(fn, "focal", o.focal.reduction);
   check_same_ignore<L>(fn, "focal", o.focal.ignore_index, o.dice.ignore_index);
@@ -334,7 +336,7 @@ template <class T, class U, class>
 double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Tensor<T>& grad,
                               const CeDiceOptions<T>& o, CeDiceParts* parts) {
   const char* fn = "ce_dice_value_and_grad";
-  check_ce_dice<T, U>(fn, o);
+  check_ce_dice<T, U>(fn, logits, o);
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.ce.weight", o.ce.weight),
@@ -372,7 +374,7 @@ void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Te
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
   // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
-    check_ce_dice<T, U>(fn, o);
+    check_ce_dice<T, U>(fn, logits, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,
                          {detail::apart("options.ce.weight", o.ce.weight),
@@ -400,7 +402,7 @@ template <class T, class U, class>
 Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDiceOptions<T>& o,
                   CeDiceParts* parts) {
   const char* fn = "ce_dice";
-  check_ce_dice<T, U>(fn, o);
+  check_ce_dice<T, U>(fn, logits, o);
   check_scalar(fn, "dice", o.dice.reduction);
   CeDiceParts v;
 #if defined(SEGLOSS_WITH_CUDA)
@@ -438,7 +440,7 @@ template <class T, class U, class>
 Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
                            const Tensor<T>& grad_out, const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_backward";
-  check_ce_dice<T, U>(fn, o);
+  check_ce_dice<T, U>(fn, logits, o);
   detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
@@ -462,7 +464,7 @@ template <class T, class U, class>
 OverlapStatistics ce_dice_statistics(const Tensor<T>& logits, const Tensor<U>& target,
                                      const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_statistics";
-  check_ce_dice<T, U>(fn, o);
+  check_ce_dice<T, U>(fn, logits, o);
   return split_statistics(fn, "cross-entropy", logits, target, o.dice,
                           [&] { return cross_entropy_statistics(logits, target, o.ce); });
 }
@@ -472,7 +474,7 @@ double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
                         const OverlapStatistics& reduced, Tensor<T>& grad,
                         const CeDiceOptions<T>& o, CeDiceParts* parts) {
   const char* fn = "ce_dice_finalize";
-  check_ce_dice<T, U>(fn, o);
+  check_ce_dice<T, U>(fn, logits, o);
   CeDiceParts v;
   split_finalize(
       fn, "cross-entropy", logits, target, reduced, grad, o.dice, o.dice_weight, o.ce_weight,
@@ -495,7 +497,7 @@ template <class T, class L, class>
 double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                  const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   const char* fn = "dice_focal_value_and_grad";
-  check_dice_focal<T, L>(fn, o);
+  check_dice_focal<T, L>(fn, logits, o);
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.focal.alpha", o.focal.alpha),
@@ -532,7 +534,7 @@ void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
   // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
-    check_dice_focal<T, L>(fn, o);
+    check_dice_focal<T, L>(fn, logits, o);
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,
                          {detail::apart("options.focal.alpha", o.focal.alpha),
@@ -560,7 +562,7 @@ template <class T, class L, class>
 Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const DiceFocalOptions<T>& o,
                      DiceFocalParts* parts) {
   const char* fn = "dice_focal";
-  check_dice_focal<T, L>(fn, o);
+  check_dice_focal<T, L>(fn, logits, o);
   check_scalar(fn, "dice", o.dice.reduction);
   DiceFocalParts v;
 #if defined(SEGLOSS_WITH_CUDA)
@@ -600,7 +602,7 @@ template <class T, class L, class>
 Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
                               const Tensor<T>& grad_out, const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_backward";
-  check_dice_focal<T, L>(fn, o);
+  check_dice_focal<T, L>(fn, logits, o);
   detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
@@ -624,7 +626,7 @@ template <class T, class L, class>
 OverlapStatistics dice_focal_statistics(const Tensor<T>& logits, const Tensor<L>& target,
                                         const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_statistics";
-  check_dice_focal<T, L>(fn, o);
+  check_dice_focal<T, L>(fn, logits, o);
   return split_statistics(fn, "focal", logits, target, o.dice,
                           [&] { return softmax_focal_statistics(logits, target, o.focal); });
 }
@@ -634,7 +636,7 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                            const OverlapStatistics& reduced, Tensor<T>& grad,
                            const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   const char* fn = "dice_focal_finalize";
-  check_dice_focal<T, L>(fn, o);
+  check_dice_focal<T, L>(fn, logits, o);
   DiceFocalParts v;
   split_finalize(
       fn, "focal", logits, target, reduced, grad, o.dice, o.dice_weight, o.focal_weight,

@@ -152,3 +152,50 @@ TEST_CASE("combined: bad input names the function and options") {
                        "finite",
                        Error);
 }
+
+TEST_CASE("combined: the Dice term's option errors name options.dice, in every form") {
+  using testing::error_of;
+  const auto x = logits_of();
+  const auto y = testing::labels<int64_t>(kShape.without(1), 4, 77);
+  const auto go = Tensor<double>::full({}, 1.0);
+  CeDiceOptions<double> cd;
+  cd.dice.smooth_nr = -1;
+  const std::string smooth = "options.dice.smooth_nr is -1; it must be finite and >= 0";
+  CHECK(error_of([&] { ce_dice(x, y, cd); }) == "ce_dice: " + smooth);
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, y, cd); }) == "ce_dice_value_and_grad: " + smooth);
+  CHECK(error_of([&] { ce_dice_backward(x, y, go, cd); }) == "ce_dice_backward: " + smooth);
+  CHECK(error_of([&] { ce_dice_statistics(x, y, cd); }) == "ce_dice_statistics: " + smooth);
+  cd = CeDiceOptions<double>{};
+  cd.dice.class_weight = Tensor<double>::full({3}, 1.0);
+  CHECK(error_of([&] { ce_dice(x, y, cd); }) ==
+        "ce_dice: options.dice.class_weight (3) must have shape (4), one weight per channel of "
+        "the input (2,4,5,3)");
+  cd.dice.class_weight = Tensor<double>::full({4}, 1.0);
+  cd.dice.class_weight[2] = -0.5;
+  CHECK(error_of([&] { ce_dice_value_and_grad(x, y, cd); }) ==
+        "ce_dice_value_and_grad: options.dice.class_weight[2] is -0.5; class weights must be "
+        "finite and >= 0");
+  const auto st = ce_dice_statistics(x, y);
+  Tensor<double> g;
+  cd = CeDiceOptions<double>{};
+  cd.dice.log = true;
+  cd.dice.clamp = true;
+  CHECK(error_of([&] { ce_dice_finalize(x, y, st, g, cd); }) ==
+        "ce_dice_finalize: options.dice.log and options.dice.clamp are both set; choose one");
+
+  DiceFocalOptions<double> df;
+  df.dice.gamma = 0;
+  const std::string gamma = "options.dice.gamma is 0; it must be finite and > 0";
+  CHECK(error_of([&] { dice_focal(x, y, df); }) == "dice_focal: " + gamma);
+  CHECK(error_of([&] { dice_focal_value_and_grad(x, y, df); }) ==
+        "dice_focal_value_and_grad: " + gamma);
+  CHECK(error_of([&] { dice_focal_backward(x, y, go, df); }) == "dice_focal_backward: " + gamma);
+  CHECK(error_of([&] { dice_focal_statistics(x, y, df); }) == "dice_focal_statistics: " + gamma);
+  df = DiceFocalOptions<double>{};
+  df.dice.include_background = false;
+  const auto one = logits_of(Shape{2, 1, 5, 3});
+  const auto zeros = testing::labels<int64_t>(Shape{2, 5, 3}, 1, 78);
+  CHECK(error_of([&] { dice_focal(one, zeros, df); }) ==
+        "dice_focal: options.dice.include_background is false but the input (2,1,5,3) has a "
+        "single channel (C = 1): no score would remain");
+}
