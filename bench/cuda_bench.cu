@@ -250,6 +250,7 @@ double back_to_back_ms(cudaStream_t s, int reps, const std::string& name,
 
 struct Case {
   std::string name;
+  Shape shape;  // the logits' shape the case runs on, printed
   double min_bytes;
   double bytes_moved;  // what the call's kernels read and write by their design (see the top)
   std::function<void()> run;
@@ -301,7 +302,8 @@ int main(int argc, char** argv) {
   const int64_t cn = cs.numel(), classes = cs[1], cpix = cn / classes;
   Tensor<float> ce_x, ce_grad;
   Tensor<int64_t> ce_y;
-  // The cases on the cross_entropy inputs (--ce-shape).
+  // The cases on the cross_entropy inputs (--ce-shape; their Case::shape is cs or ce_one_pixel):
+  // a --filter on another case skips making them.
   const auto on_ce_inputs = [](const std::string& name) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
            name == "cross_entropy_vg_tail_kernels" || name == "cross_entropy_vg_label_reads" ||
@@ -379,57 +381,57 @@ int main(int argc, char** argv) {
   // ends: issue 7's two cases first, then the other losses, then the A/B lines (a case run with
   // a switch set to the code a change replaced), so that a short budget drops the A/B lines.
   std::vector<Case> cases = {
-      {"copy", 2 * f4, 2 * f4,
+      {"copy", shape, 2 * f4, 2 * f4,
        [&] {
          check(cudaMemcpyAsync(copy.data(), x.data(), static_cast<size_t>(f4),
                                cudaMemcpyDeviceToDevice, s),
                "cudaMemcpyAsync");
        }},
-      {"bce_dice_vg", 5 * f4, bits_moved, bce_dice_run},
-      {"cross_entropy_vg", ce_bytes, ce_moved, ce_run},
-      {"bce_vg", 3 * f4, 3 * f4, bce_run},
-      {"soft_dice_vg", 5 * f4, bits_moved, soft_dice_run},
-      {"softmax_dice_vg", dice_bytes, dice_bytes, sd_run},
-      {"ce_dice_vg", dice_bytes, ce_dice_moved,
+      {"bce_dice_vg", shape, 5 * f4, bits_moved, bce_dice_run},
+      {"cross_entropy_vg", cs, ce_bytes, ce_moved, ce_run},
+      {"bce_vg", shape, 3 * f4, 3 * f4, bce_run},
+      {"soft_dice_vg", shape, 5 * f4, bits_moved, soft_dice_run},
+      {"softmax_dice_vg", cs, dice_bytes, dice_bytes, sd_run},
+      {"ce_dice_vg", cs, dice_bytes, ce_dice_moved,
        [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
-      {"bce_dice_weighted_vg", 7 * f4, 7 * f4, bce_dice_w_run},
-      {"cross_entropy_vg_one_pixel", ce_bytes, ce_moved,
+      {"bce_dice_weighted_vg", shape, 7 * f4, 7 * f4, bce_dice_w_run},
+      {"cross_entropy_vg_one_pixel", ce_one_pixel, ce_bytes, ce_moved,
        [&] { cross_entropy_value_and_grad(ce_x1, ce_y1, ce_grad1, value); }},
-      {"softmax_focal_vg", ce_bytes, ce_label_reads_moved,
+      {"softmax_focal_vg", cs, ce_bytes, ce_label_reads_moved,
        [&] { softmax_focal_value_and_grad(ce_x, ce_y, ce_grad, value); }},
-      {"softmax_focal_vg_one_pixel", ce_bytes, ce_label_reads_moved,
+      {"softmax_focal_vg_one_pixel", ce_one_pixel, ce_bytes, ce_label_reads_moved,
        [&] { softmax_focal_value_and_grad(ce_x1, ce_y1, ce_grad1, value); }},
-      {"bce_vg_one_pixel", 3 * f4, 3 * f4,
+      {"bce_vg_one_pixel", one_pixel, 3 * f4, 3 * f4,
        [&] { bce_with_logits_value_and_grad(x1, z1, grad1, value); }},
       // A/B lines. The scalar loads' passes take no target bits (only the 16-byte ones do).
-      {"bce_dice_vg_scalar_loads", 5 * f4, 5 * f4,
+      {"bce_dice_vg_scalar_loads", shape, 5 * f4, 5 * f4,
        switched(sw::set_quad_loads, false, bce_dice_run)},
-      {"bce_dice_vg_forward_order", 5 * f4, bits_moved,
+      {"bce_dice_vg_forward_order", shape, 5 * f4, bits_moved,
        switched(sw::set_gradient_from_the_end, false, bce_dice_run)},
-      {"bce_dice_vg_stats_bce", 5 * f4, bits_moved,
+      {"bce_dice_vg_stats_bce", shape, 5 * f4, bits_moved,
        switched(sw::set_bce_value_in_gradient, false, bce_dice_run)},
-      {"bce_dice_vg_tail_kernels", 5 * f4, bits_moved,
+      {"bce_dice_vg_tail_kernels", shape, 5 * f4, bits_moved,
        switched(sw::set_last_block_tails, false, bce_dice_run)},
-      {"cross_entropy_vg_registers", ce_bytes, ce_moved,
+      {"cross_entropy_vg_registers", cs, ce_bytes, ce_moved,
        switched(sw::set_cross_entropy_staging, false, ce_run)},
-      {"cross_entropy_vg_tail_kernels", ce_bytes, ce_moved,
+      {"cross_entropy_vg_tail_kernels", cs, ce_bytes, ce_moved,
        switched(sw::set_last_block_tails, false, ce_run)},
-      {"cross_entropy_vg_label_reads", ce_bytes, ce_label_reads_moved,
+      {"cross_entropy_vg_label_reads", cs, ce_bytes, ce_label_reads_moved,
        switched(sw::set_label_codes, false, ce_run)},
-      {"soft_dice_vg_scalar_loads", 5 * f4, 5 * f4,
+      {"soft_dice_vg_scalar_loads", shape, 5 * f4, 5 * f4,
        switched(sw::set_quad_loads, false, soft_dice_run)},
-      {"soft_dice_vg_forward_order", 5 * f4, bits_moved,
+      {"soft_dice_vg_forward_order", shape, 5 * f4, bits_moved,
        switched(sw::set_gradient_from_the_end, false, soft_dice_run)},
-      {"bce_vg_scalar_loads", 3 * f4, 3 * f4, switched(sw::set_quad_loads, false, bce_run)},
-      {"bce_dice_vg_target_floats", 5 * f4, 5 * f4,
+      {"bce_vg_scalar_loads", shape, 3 * f4, 3 * f4, switched(sw::set_quad_loads, false, bce_run)},
+      {"bce_dice_vg_target_floats", shape, 5 * f4, 5 * f4,
        switched(sw::set_target_bits, false, bce_dice_run)},
-      {"soft_dice_vg_target_floats", 5 * f4, 5 * f4,
+      {"soft_dice_vg_target_floats", shape, 5 * f4, 5 * f4,
        switched(sw::set_target_bits, false, soft_dice_run)},
-      {"softmax_dice_vg_walk", dice_bytes, dice_bytes,
+      {"softmax_dice_vg_walk", cs, dice_bytes, dice_bytes,
        switched(sw::set_softmax_overlap_staging, false, sd_run)},
-      {"softmax_dice_vg_tail_kernels", dice_bytes, dice_bytes,
+      {"softmax_dice_vg_tail_kernels", cs, dice_bytes, dice_bytes,
        switched(sw::set_last_block_tails, false, sd_run)},
-      {"bce_dice_weighted_vg_in_grad", 7 * f4, 7 * f4,
+      {"bce_dice_weighted_vg_in_grad", shape, 7 * f4, 7 * f4,
        switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
   };
 
@@ -456,17 +458,9 @@ int main(int argc, char** argv) {
         "\"fraction_of_copy\": %.5f, \"back_to_back_ms\": %.6f, "
         "\"back_to_back_fraction_of_copy\": %.5f, \"bytes_moved\": %.0f, "
         "\"moved_fraction_of_copy\": %.5f}\n",
-        c.name.c_str(),
-        (c.name == "cross_entropy_vg_one_pixel" || c.name == "softmax_focal_vg_one_pixel"
-             ? ce_one_pixel
-         : c.name == "bce_vg_one_pixel" ? one_pixel
-         : on_ce_inputs(c.name)         ? cs
-                                        : shape)
-            .str()
-            .c_str(),
-        prop.name, ms, c.min_bytes, gbs, copy_gbs, copy_gbs > 0 ? gbs / copy_gbs : 0.0, b2b,
-        copy_b2b_gbs > 0 ? b2b_gbs / copy_b2b_gbs : 0.0, c.bytes_moved,
-        copy_gbs > 0 ? moved_gbs / copy_gbs : 0.0);
+        c.name.c_str(), c.shape.str().c_str(), prop.name, ms, c.min_bytes, gbs, copy_gbs,
+        copy_gbs > 0 ? gbs / copy_gbs : 0.0, b2b, copy_b2b_gbs > 0 ? b2b_gbs / copy_b2b_gbs : 0.0,
+        c.bytes_moved, copy_gbs > 0 ? moved_gbs / copy_gbs : 0.0);
     std::fflush(stdout);
   }
   check(cudaStreamSynchronize(s), "final synchronize");

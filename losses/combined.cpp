@@ -14,6 +14,7 @@
 #include "../backends/cpu/focal.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/softmax_overlap_passes.hpp"
+#include "internal/term_errors.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/focal.hpp"
 #include "../backends/cuda/scratch.hpp"
@@ -75,20 +76,6 @@ void check_not_aliased(const char* fn, const Tensor<T>& logits, const Tensor<U>&
   }
 }
 
-// Runs one term's public function; its errors are re-raised under the combined function's
-// name, with the term named ("ce_dice: in the cross-entropy term: cross_entropy: ..."), and
-// with their type (a device allocation's OutOfMemory stays one).
-template <class F>
-auto term(const char* fn, const char* which, F&& f) {
-  try {
-    return f();
-  } catch (const OutOfMemory& e) {
-    throw OutOfMemory(std::string(fn) + ": in the " + which + " term: " + e.what());
-  } catch (const Error& e) {
-    throw Error(std::string(fn) + ": in the " + which + " term: " + e.what());
-  }
-}
-
 // The two passes of ce_dice and dice_focal, one softmax per pixel. Pass 1 runs through the first
 // term's value_and_grad_with (its checks and reduction): value_with(kernel) calls it, and the
 // kernel is pass1(args, dice args, stats), the first term's value and the Dice statistics from
@@ -106,7 +93,7 @@ double two_passes(const char* fn, const char* which, const Tensor<T>& logits,
   double first_value = 0.0;
   const auto r = detail::softmax_scored_with(
       fn, logits, target, dice, detail::dice_form(), [&](detail::SoftmaxPlan<T, U>& plan) {
-        first_value = term(fn, which, [&] {
+        first_value = detail::in_term(fn, which, [&] {
           return value_with([&](const Args& a) {
             first = a;
             first.grad = nullptr;  // written in pass 2, from p
@@ -217,7 +204,7 @@ OverlapStatistics split_statistics(const char* fn, const char* which, const Tens
   OverlapStatistics st =
       detail::softmax_split_statistics(fn, logits, target, dice, detail::dice_form());
 #endif
-  const ShardStatistics a = term(fn, which, first);
+  const ShardStatistics a = detail::in_term(fn, which, first);
   st.global.insert(st.global.begin(), a.global.begin(), a.global.end());
   return detail::tagged(fn, std::move(st));
 }
@@ -234,7 +221,6 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
                     const SoftmaxOverlapOptions<T>& dice, double dice_weight, double first_weight,
                     FirstFinalize&& first, double* first_value, double* dice_value) {
   check_scalar(fn, "dice", dice.reduction);
-  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.dice.class_weight", dice.class_weight)});
@@ -243,13 +229,13 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
   a.global.assign(reduced.global.begin(), reduced.global.begin() + detail::kMeanSplitSize);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
-    *first_value = term(fn, which, [&] { return first(a, grad, first_weight); });
+    *first_value = detail::in_term(fn, which, [&] { return first(a, grad, first_weight); });
     *dice_value = detail::softmax_dice_cuda_split_finalize(
         fn, logits, target, reduced, detail::kMeanSplitSize, grad.data(), dice, dice_weight, true);
     return;
   }
 #endif
-  *first_value = term(fn, which, [&] { return first(a, grad, 1.0); });
+  *first_value = detail::in_term(fn, which, [&] { return first(a, grad, 1.0); });
   *dice_value = detail::softmax_split_finalize(fn, logits, target, reduced, detail::kMeanSplitSize,
                                                grad.data(), dice, detail::dice_form(), dice_weight,
                                                true, first_weight);
@@ -289,7 +275,7 @@ std::pair<double, double> cuda_terms(const char* fn, const char* which, const Te
   double a = 0;
   const double d = detail::softmax_dice_cuda_term(
       fn, logits, target, grad, dice, dice_weight, grad_out, /*accumulate=*/true,
-      [&] { a = term(fn, which, [&] { return first(grad, first_weight, grad_out); }); });
+      [&] { a = detail::in_term(fn, which, [&] { return first(grad, first_weight, grad_out); }); });
   return {a, d};
 }
 
@@ -314,7 +300,7 @@ void cuda_device_value(const char* fn, const char* which, const Tensor<T>& logit
   const auto run = [&](T* into) {
     detail::softmax_dice_cuda_total(
         fn, logits, target, dice, value, first_weight, dice_weight,
-        [&] { term(fn, which, [&] { first(into, first_weight, value); }); }, into);
+        [&] { detail::in_term(fn, which, [&] { first(into, first_weight, value); }); }, into);
   };
   if (grad.data() != logits.data()) {
     run(grad.data());
@@ -337,7 +323,6 @@ double ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, 
                               const CeDiceOptions<T>& o, CeDiceParts* parts) {
   const char* fn = "ce_dice_value_and_grad";
   check_ce_dice<T, U>(fn, logits, o);
-  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.ce.weight", o.ce.weight),
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
@@ -375,7 +360,6 @@ void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Te
   // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
     check_ce_dice<T, U>(fn, logits, o);
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,
                          {detail::apart("options.ce.weight", o.ce.weight),
                           detail::apart("options.dice.class_weight", o.dice.class_weight)});
@@ -407,12 +391,11 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
   CeDiceParts v;
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // with parts: waits for both terms' values
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     if (!parts) {  // nothing waits: the terms' values and the total stay on the device
       Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
       detail::softmax_dice_cuda_total(
           fn, logits, target, o.dice, out.data(), o.ce_weight, o.dice_weight, [&] {
-            term(fn, "cross-entropy", [&] {
+            detail::in_term(fn, "cross-entropy", [&] {
               detail::cross_entropy_cuda_forward_into(logits, target, o.ce, out.data());
             });
           });
@@ -420,7 +403,7 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
     }
     v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
                                             1.0, static_cast<const T*>(nullptr), false);
-    v.ce = term(fn, "cross-entropy", [&] {
+    v.ce = detail::in_term(fn, "cross-entropy", [&] {
       return static_cast<double>(cross_entropy(logits, target, o.ce).to(Device::cpu)[0]);
     });
     if (parts) *parts = v;
@@ -430,8 +413,9 @@ Tensor<T> ce_dice(const Tensor<T>& logits, const Tensor<U>& target, const CeDice
 #endif
   v.dice = detail::overlap_value(
       detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
-  v.ce = term(fn, "cross-entropy",
-              [&] { return static_cast<double>(cross_entropy(logits, target, o.ce)[0]); });
+  v.ce = detail::in_term(fn, "cross-entropy", [&] {
+    return static_cast<double>(cross_entropy(logits, target, o.ce)[0]);
+  });
   if (parts) *parts = v;
   return Tensor<T>::full(Shape{}, static_cast<T>(o.ce_weight * v.ce + o.dice_weight * v.dice));
 }
@@ -444,7 +428,6 @@ Tensor<T> ce_dice_backward(const Tensor<T>& logits, const Tensor<U>& target,
   detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
     cuda_terms(fn, "cross-entropy", logits, target, grad.data(), o.dice, o.ce_weight, o.dice_weight,
                grad_out.data(), [&](T* g, double w, const T* go) {
@@ -498,7 +481,6 @@ double dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targe
                                  const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   const char* fn = "dice_focal_value_and_grad";
   check_dice_focal<T, L>(fn, logits, o);
-  detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.focal.alpha", o.focal.alpha),
                         detail::apart("options.dice.class_weight", o.dice.class_weight)});
@@ -535,7 +517,6 @@ void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
   // CPU's order, and the CUDA host-value form's since session 12).
   if (logits.device() == Device::cuda) {
     check_dice_focal<T, L>(fn, logits, o);
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     detail::prepare_grad(fn, logits, grad,
                          {detail::apart("options.focal.alpha", o.focal.alpha),
                           detail::apart("options.dice.class_weight", o.dice.class_weight)});
@@ -567,12 +548,11 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
   DiceFocalParts v;
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // with parts: waits for both terms' values
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     if (!parts) {  // nothing waits: the terms' values and the total stay on the device
       Tensor<T> out = Tensor<T>::empty(Shape{}, Device::cuda);
       detail::softmax_dice_cuda_total(
           fn, logits, target, o.dice, out.data(), o.focal_weight, o.dice_weight, [&] {
-            term(fn, "focal", [&] {
+            detail::in_term(fn, "focal", [&] {
               detail::softmax_focal_cuda_forward_into(logits, target, o.focal, out.data());
             });
           });
@@ -580,7 +560,7 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
     }
     v.dice = detail::softmax_dice_cuda_term(fn, logits, target, static_cast<T*>(nullptr), o.dice,
                                             1.0, static_cast<const T*>(nullptr), false);
-    v.focal = term(fn, "focal", [&] {
+    v.focal = detail::in_term(fn, "focal", [&] {
       return static_cast<double>(softmax_focal(logits, target, o.focal).to(Device::cpu)[0]);
     });
     if (parts) *parts = v;
@@ -591,8 +571,8 @@ Tensor<T> dice_focal(const Tensor<T>& logits, const Tensor<L>& target, const Dic
 #endif
   v.dice = detail::overlap_value(
       detail::softmax_scored(fn, logits, target, o.dice, detail::dice_form()).scores, o.dice);
-  v.focal = term(fn, "focal",
-                 [&] { return static_cast<double>(softmax_focal(logits, target, o.focal)[0]); });
+  v.focal = detail::in_term(
+      fn, "focal", [&] { return static_cast<double>(softmax_focal(logits, target, o.focal)[0]); });
   if (parts) *parts = v;
   return Tensor<T>::full(Shape{},
                          static_cast<T>(o.dice_weight * v.dice + o.focal_weight * v.focal));
@@ -606,7 +586,6 @@ Tensor<T> dice_focal_backward(const Tensor<T>& logits, const Tensor<L>& target,
   detail::check_grad_out(fn, grad_out, true, Shape{}, logits.device());
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // grad_out is read on the device: no wait
-    detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
     Tensor<T> grad = Tensor<T>::empty(logits.shape(), Device::cuda);
     cuda_terms(fn, "focal", logits, target, grad.data(), o.dice, o.focal_weight, o.dice_weight,
                grad_out.data(), [&](T* g, double w, const T* go) {

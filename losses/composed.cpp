@@ -16,6 +16,7 @@
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
 #include "internal/overlap_scores.hpp"
+#include "internal/term_errors.hpp"
 
 namespace segloss::composed {
 
@@ -361,13 +362,18 @@ template <class T>
 Var<T> bce_dice(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
                 const BceDiceOptions<T>& o) {
   const char* fn = "composed::bce_dice";
+  // The enums first, by their path (a bad value would pass the none check below).
+  detail::check_enum(fn, "options.bce.", "reduction", o.bce.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.dice.", "reduction", o.dice.reduction, detail::kReductionNames);
   check_term_weights<T>(fn, "bce_weight", o.bce_weight, "dice_weight", o.dice_weight);
   SEGLOSS_CHECK(o.bce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
                 "reduction none is not supported: the two terms' shapes differ");
   SEGLOSS_CHECK(o.dice.activation == Activation::sigmoid, fn,
                 "options.dice.activation must be sigmoid: both terms read logits");
-  return o.bce_weight * bce_with_logits(tape, x, target, o.bce) +
-         o.dice_weight * soft_dice(tape, x, target, o.dice);
+  return o.bce_weight *
+             detail::in_term(fn, "BCE", [&] { return bce_with_logits(tape, x, target, o.bce); }) +
+         o.dice_weight *
+             detail::in_term(fn, "Dice", [&] { return soft_dice(tape, x, target, o.dice); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,6 +500,8 @@ Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
 template <class T, class U, class>
 Var<T> ce_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, const CeDiceOptions<T>& o) {
   const char* fn = "composed::ce_dice";
+  detail::check_enum(fn, "options.ce.", "reduction", o.ce.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.dice.", "reduction", o.dice.reduction, detail::kReductionNames);
   check_term_weights<T>(fn, "ce_weight", o.ce_weight, "dice_weight", o.dice_weight);
   SEGLOSS_CHECK(o.ce.reduction != Reduction::none && o.dice.reduction != Reduction::none, fn,
                 "reduction none is not supported: the two terms' shapes differ");
@@ -502,22 +510,28 @@ Var<T> ce_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, const Ce
                   "the terms must ignore the same pixels: ce.ignore_index ", o.ce.ignore_index,
                   ", dice.ignore_index ", o.dice.ignore_index, ", ce.ignore_negative ",
                   o.ce.ignore_negative ? "true" : "false");
-  return o.ce_weight * cross_entropy(tape, x, target, o.ce) +
-         o.dice_weight * softmax_dice(tape, x, target, o.dice);
+  return o.ce_weight * detail::in_term(fn, "cross-entropy",
+                                       [&] { return cross_entropy(tape, x, target, o.ce); }) +
+         o.dice_weight *
+             detail::in_term(fn, "Dice", [&] { return softmax_dice(tape, x, target, o.dice); });
 }
 
 template <class T, class L, class>
 Var<T> dice_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                   const DiceFocalOptions<T>& o) {
   const char* fn = "composed::dice_focal";
+  detail::check_enum(fn, "options.dice.", "reduction", o.dice.reduction, detail::kReductionNames);
+  detail::check_enum(fn, "options.focal.", "reduction", o.focal.reduction, detail::kReductionNames);
   check_term_weights<T>(fn, "dice_weight", o.dice_weight, "focal_weight", o.focal_weight);
   SEGLOSS_CHECK(o.dice.reduction != Reduction::none && o.focal.reduction != Reduction::none, fn,
                 "reduction none is not supported: the two terms' shapes differ");
   SEGLOSS_CHECK(o.dice.ignore_index == o.focal.ignore_index, fn,
                 "the terms must ignore the same pixels: dice.ignore_index ", o.dice.ignore_index,
                 ", focal.ignore_index ", o.focal.ignore_index);
-  return o.dice_weight * softmax_dice(tape, x, target, o.dice) +
-         o.focal_weight * softmax_focal(tape, x, target, o.focal);
+  return o.dice_weight *
+             detail::in_term(fn, "Dice", [&] { return softmax_dice(tape, x, target, o.dice); }) +
+         o.focal_weight *
+             detail::in_term(fn, "focal", [&] { return softmax_focal(tape, x, target, o.focal); });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -413,7 +413,9 @@ TEST_CASE("bce_with_logits: label_smoothing equals BCE on the smoothed target") 
   for (int64_t i = 0; i < s.numel(); ++i) CHECK(a.grad[i] == b.grad[i]);
 }
 
-TEST_CASE("bce_with_logits: label_smoothing outside [0, 1] or NaN is an error") {
+TEST_CASE(
+    "bce_with_logits: label_smoothing outside [0, 1] or NaN is an error; bce_dice names "
+    "options.bce") {
   const auto x = testing::randn<double>({1, 1, 8}, 62), z = testing::mask<double>({1, 1, 8}, 63);
   BceWithLogitsOptions<double> o;
   o.label_smoothing = -0.1;
@@ -433,7 +435,21 @@ TEST_CASE("bce_with_logits: label_smoothing outside [0, 1] or NaN is an error") 
   BceDiceOptions<double> d;
   d.bce.label_smoothing = 2.0;
   CHECK_THROWS_WITH_AS(bce_dice(x, z, d),
-                       "bce_dice: options.label_smoothing is 2; it must be in [0, 1]", Error);
+                       "bce_dice: options.bce.label_smoothing is 2; it must be in [0, 1]", Error);
+  // bce_dice names its BCE term's tensor options by their path too (the Dice term has a weight).
+  d = {};
+  d.bce.weight = Tensor<double>::full({3}, 1.0);
+  CHECK_THROWS_WITH_AS(bce_dice(x, z, d),
+                       "bce_dice: options.bce.weight (3) does not broadcast to the input (1,1,8) "
+                       "(axis 2: 3 vs 8)",
+                       Error);
+  d = {};
+  d.bce.pos_weight = Tensor<double>::full({2}, 1.0);
+  CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(x, z, d),
+                       "bce_dice_value_and_grad: options.bce.pos_weight (2) is neither one value "
+                       "nor one per channel of logits (1,1,8): expected (1), or PyTorch's "
+                       "per-channel shape (1,1,...) with one axis fewer than the logits",
+                       Error);
 }
 
 TEST_CASE("bce_with_logits: label_smoothing and mean_over flow through bce_dice") {

@@ -183,6 +183,20 @@ TEST_CASE("enum options: the composed (tape) losses refuse them too") {
   bce.reduction = bad<Reduction>(3);
   CHECK(error_of([&] { composed::binary_cross_entropy(tape, vp, z, bce); }) ==
         "composed::binary_cross_entropy: options.reduction is 3; it must be one of " + kReductions);
+
+  // The combined losses name the term the option belongs to, before their none check.
+  CeDiceOptions<double> cd;
+  cd.ce.reduction = bad<Reduction>(7);
+  CHECK(error_of([&] { composed::ce_dice(tape, v, y, cd); }) ==
+        "composed::ce_dice: options.ce.reduction is 7; it must be one of " + kReductions);
+  DiceFocalOptions<double> df;
+  df.focal.reduction = bad<Reduction>(4);
+  CHECK(error_of([&] { composed::dice_focal(tape, v, y, df); }) ==
+        "composed::dice_focal: options.focal.reduction is 4; it must be one of " + kReductions);
+  BceDiceOptions<double> bd;
+  bd.dice.reduction = bad<Reduction>(5);
+  CHECK(error_of([&] { composed::bce_dice(tape, v, z, bd); }) ==
+        "composed::bce_dice: options.dice.reduction is 5; it must be one of " + kReductions);
 }
 
 TEST_CASE("enum options: the metrics refuse values outside their enums") {

@@ -882,6 +882,38 @@ TEST_CASE("tape: errors") {
   CHECK_THROWS_WITH_AS(composed::bce_dice(tape, v, x, bd),
                        doctest::Contains("composed::bce_dice: reduction none is not supported"),
                        Error);
+  // A combined loss's term errors name the combined loss and the term, as the fused ones do.
+  bd = {};
+  bd.bce.label_smoothing = 2.0;
+  CHECK_THROWS_WITH_AS(composed::bce_dice(tape, v, testing::mask<double>({2, 3, 4, 4}, 63), bd),
+                       "composed::bce_dice: in the BCE term: composed::bce_with_logits: "
+                       "options.label_smoothing is 2; it must be in [0, 1]",
+                       Error);
+  bd = {};
+  bd.dice.smooth_nr = -1.0;
+  CHECK_THROWS_WITH_AS(composed::bce_dice(tape, v, testing::mask<double>({2, 3, 4, 4}, 64), bd),
+                       "composed::bce_dice: in the Dice term: composed::soft_dice: "
+                       "options.smooth_nr is -1; it must be finite and >= 0",
+                       Error);
+  const auto y = testing::labels<int64_t>({2, 4, 4}, 3, 65);
+  CeDiceOptions<double> cd;
+  cd.ce.label_smoothing = 1.5;
+  CHECK_THROWS_WITH_AS(composed::ce_dice(tape, v, y, cd),
+                       "composed::ce_dice: in the cross-entropy term: composed::cross_entropy: "
+                       "options.label_smoothing is 1.5; it must be in [0, 1]",
+                       Error);
+  DiceFocalOptions<double> df;
+  df.focal.gamma = -1.0;
+  CHECK_THROWS_WITH_AS(composed::dice_focal(tape, v, y, df),
+                       "composed::dice_focal: in the focal term: composed::softmax_focal: "
+                       "options.gamma is -1; it must be finite and >= 0",
+                       Error);
+  df = {};
+  df.dice.class_weight = Tensor<double>::full({5}, 1.0);
+  CHECK_THROWS_WITH_AS(composed::dice_focal(tape, v, y, df),
+                       doctest::Contains("composed::dice_focal: in the Dice term: "
+                                         "composed::softmax_dice: options.class_weight (5)"),
+                       Error);
   tape.clear();
   CHECK_THROWS_WITH_AS(ad::exp(v), doctest::Contains("is not on the tape"), Error);
 }

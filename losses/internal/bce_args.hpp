@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstring>
+#include <string>
 
 #include "../../backends/cpu/bce_with_logits.hpp"
 #include "../../core/checks.hpp"
@@ -26,14 +28,20 @@ inline bool is_per_channel(const Shape& w, const Shape& input) {
   return true;
 }
 
-// Checks the inputs and options and fills everything the kernel reads.
+// Checks the inputs and options and fills everything the kernel reads. The options' errors name
+// them by `path`: "options." for bce_with_logits, "options.bce." for bce_dice's BCE term. The
+// tensor options keep their bare names in bce_with_logits ("weight (3,4,1,1) does not
+// broadcast"), as in cross_entropy and the focal losses; in a term they take the path.
 template <class T>
 cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tensor<T>& logits,
                                                const Tensor<T>& target,
-                                               const BceWithLogitsOptions<T>& o) {
+                                               const BceWithLogitsOptions<T>& o,
+                                               const char* path = "options.") {
   check_same_shape_pair(function, logits, target, "logits", /*cuda_path=*/true);
-  check_enum(function, "options.", "reduction", o.reduction, kReductionNames);
-  check_enum(function, "options.", "mean_over", o.mean_over, kBceMeanOverNames);
+  check_enum(function, path, "reduction", o.reduction, kReductionNames);
+  check_enum(function, path, "mean_over", o.mean_over, kBceMeanOverNames);
+  const std::string term = std::strcmp(path, "options.") == 0 ? "" : path;
+  const std::string weight = term + "weight", pos_weight = term + "pos_weight";
   const Shape& s = logits.shape();
   const Device device = logits.device();
   cpu::BceWithLogitsArgs<T> a;
@@ -42,14 +50,14 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
   a.channels = s[1];
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
-  if (o.weight.defined()) check_same_device(function, "weight", o.weight, device);
-  a.weight = make_broadcast_reader(function, "weight", s, o.weight.shape(), o.weight.data(),
+  if (o.weight.defined()) check_same_device(function, weight.c_str(), o.weight, device);
+  a.weight = make_broadcast_reader(function, weight.c_str(), s, o.weight.shape(), o.weight.data(),
                                    o.weight.defined());
   if (o.pos_weight.defined()) {
-    check_same_device(function, "pos_weight", o.pos_weight, device);
+    check_same_device(function, pos_weight.c_str(), o.pos_weight, device);
     const Shape& pws = o.pos_weight.shape();
     const int64_t n = o.pos_weight.numel();
-    SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, "pos_weight ", pws,
+    SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, pos_weight, " ", pws,
                   " is neither one value nor one per channel of logits ", s, ": expected (", s[1],
                   "), or PyTorch's per-channel shape (", s[1],
                   ",1,...) with one axis fewer than the logits");
@@ -57,8 +65,8 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
     a.pos_weight_count = n;
   }
   const double eps = o.label_smoothing;
-  SEGLOSS_CHECK(std::isfinite(eps) && eps >= 0.0 && eps <= 1.0, function,
-                "options.label_smoothing is ", eps, "; it must be in [0, 1]");
+  SEGLOSS_CHECK(std::isfinite(eps) && eps >= 0.0 && eps <= 1.0, function, path,
+                "label_smoothing is ", eps, "; it must be in [0, 1]");
   a.target_scale = static_cast<T>(1.0 - eps);
   a.target_shift = static_cast<T>(eps / 2);
   return a;
