@@ -413,9 +413,7 @@ TEST_CASE("bce_with_logits: label_smoothing equals BCE on the smoothed target") 
   for (int64_t i = 0; i < s.numel(); ++i) CHECK(a.grad[i] == b.grad[i]);
 }
 
-TEST_CASE(
-    "bce_with_logits: label_smoothing outside [0, 1] or NaN is an error; bce_dice names "
-    "options.bce") {
+TEST_CASE("bce_with_logits: label_smoothing outside [0, 1] or NaN is an error, also in bce_dice") {
   const auto x = testing::randn<double>({1, 1, 8}, 62), z = testing::mask<double>({1, 1, 8}, 63);
   BceWithLogitsOptions<double> o;
   o.label_smoothing = -0.1;
