@@ -2,12 +2,11 @@
 #pragma once
 
 #include <cmath>
-#include <cstring>
-#include <string>
 
 #include "../../backends/cpu/bce_with_logits.hpp"
 #include "../../core/checks.hpp"
 #include "../bce_with_logits.hpp"
+#include "option_name.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../../backends/cuda/bce_with_logits.hpp"
 #endif
@@ -30,18 +29,19 @@ inline bool is_per_channel(const Shape& w, const Shape& input) {
 
 // Checks the inputs and options and fills everything the kernel reads. The options' errors name
 // them by `path`: "options." for bce_with_logits, "options.bce." for bce_dice's BCE term. The
-// tensor options keep their bare names in bce_with_logits ("weight (3,4,1,1) does not
-// broadcast"), as in cross_entropy and the focal losses; in a term they take the path.
+// tensor options take `tensor_path`: empty in bce_with_logits, whose messages keep the bare
+// names ("weight (3,4,1,1) does not broadcast") as cross_entropy and the focal losses do, and
+// the term's path in bce_dice (its Dice term has a weight too).
 template <class T>
 cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tensor<T>& logits,
                                                const Tensor<T>& target,
                                                const BceWithLogitsOptions<T>& o,
-                                               const char* path = "options.") {
+                                               const char* path = "options.",
+                                               const char* tensor_path = "") {
   check_same_shape_pair(function, logits, target, "logits", /*cuda_path=*/true);
   check_enum(function, path, "reduction", o.reduction, kReductionNames);
   check_enum(function, path, "mean_over", o.mean_over, kBceMeanOverNames);
-  const std::string term = std::strcmp(path, "options.") == 0 ? "" : path;
-  const std::string weight = term + "weight", pos_weight = term + "pos_weight";
+  const OptionName weight(tensor_path, "weight"), pos_weight(tensor_path, "pos_weight");
   const Shape& s = logits.shape();
   const Device device = logits.device();
   cpu::BceWithLogitsArgs<T> a;
@@ -57,7 +57,7 @@ cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tenso
     check_same_device(function, pos_weight.c_str(), o.pos_weight, device);
     const Shape& pws = o.pos_weight.shape();
     const int64_t n = o.pos_weight.numel();
-    SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, pos_weight, " ", pws,
+    SEGLOSS_CHECK(n == 1 || is_per_channel(pws, s), function, pos_weight.c_str(), " ", pws,
                   " is neither one value nor one per channel of logits ", s, ": expected (", s[1],
                   "), or PyTorch's per-channel shape (", s[1],
                   ",1,...) with one axis fewer than the logits");

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "../../core/checks.hpp"
 #include "../../core/pointwise.hpp"
 #include "../overlap.hpp"
+#include "option_name.hpp"
 #include "shards.hpp"
 
 namespace segloss {
@@ -100,7 +100,7 @@ void check_overlap_options(const char* fn, const Shape& input, const O& o,
                   o.class_weight.shape(), " must have shape (", input[1],
                   "), one weight per channel of the input ", input);
     if (o.class_weight.device() != device)
-      check_same_device(fn, (std::string(path) + "class_weight").c_str(), o.class_weight, device);
+      check_same_device(fn, OptionName(path, "class_weight").c_str(), o.class_weight, device);
     if (device != Device::cpu) return;
     for (int64_t c = 0; c < input[1]; ++c) {
       const double v = static_cast<double>(o.class_weight[c]);
@@ -148,8 +148,7 @@ cpu::OverlapArgs<T> overlap_args(const char* fn, const Tensor<T>& logits, const 
   a.plane_size = s.numel_from(2);
   a.sigmoid = o.activation == Activation::sigmoid;
   a.squared = o.squared;
-  // The argument's name for the weight's errors (built only when there is a weight).
-  const std::string weight = o.weight.defined() ? std::string(path) + "weight" : std::string();
+  const OptionName weight(path, "weight");  // for the weight's errors
   if (o.weight.defined())
     check_same_device(fn, weight.c_str(), o.weight,
                       on_cuda && cuda_all ? Device::cuda : Device::cpu);
