@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/deps.sh"
 segloss_install_deps
 cmake -S "$root" -B "$root/build-emu" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_CUDA=EMULATE -DSEGLOSS_CUDA_TESTS_ONLY=ON \
-  -DSEGLOSS_BUILD_BENCH=OFF -DSEGLOSS_BUILD_EXAMPLES=OFF -DSEGLOSS_BUILD_TOOLS=OFF
+  -DSEGLOSS_TEST_COMPILE_OPTIONS=-O0 -DSEGLOSS_BUILD_BENCH=OFF -DSEGLOSS_BUILD_EXAMPLES=OFF -DSEGLOSS_BUILD_TOOLS=OFF
 cmake --build "$root/build-emu" -j "$(nproc)" --target segloss-tests
 cd "$root/build-emu"
 export OMP_WAIT_POLICY=PASSIVE

@@ -15,9 +15,12 @@ segloss_install_deps() {
   fi
 }
 
-# Configures and builds build/ (Release, tuned for this CPU: SEGLOSS_NATIVE measurably helps,
-# see bench/RESULTS.md).
+# Configures and builds build/: the library in Release, tuned for this CPU (SEGLOSS_NATIVE
+# measurably helps, see bench/RESULTS.md); the test code at -O0 (SEGLOSS_TEST_COMPILE_OPTIONS):
+# optimizing the doctest files cost about 5 times their compile time (g++ -O3 on
+# tests/test_capi.cpp: 112 s against 19 s), and the tests spend their run time in the library.
 segloss_build() {
-  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_NATIVE=ON "$@"
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DSEGLOSS_NATIVE=ON \
+    -DSEGLOSS_TEST_COMPILE_OPTIONS=-O0 "$@"
   cmake --build "$root/build" -j "$(nproc)"
 }

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <segloss/segloss.hpp>
 
@@ -101,6 +103,18 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "";
+}
+
+// The thread counts a thread-invariance test runs at: `counts` where the library runs OpenMP
+// threads; {1} where it is serial (SEGLOSS_OPENMP=OFF, as in CI's sanitizer stages), since
+// set_num_threads changes nothing there and every count would repeat the same serial run.
+inline std::vector<int> thread_counts(std::initializer_list<int> counts) {
+  const int saved = num_threads();
+  set_num_threads(2);
+  const bool serial = num_threads() == 1;
+  set_num_threads(saved);
+  if (serial) return {1};
+  return std::vector<int>(counts);
 }
 
 }  // namespace segloss::testing

@@ -26,7 +26,7 @@ void check_thread_invariance(Run run) {
   omp_set_num_threads(1);
 #endif
   const auto ref = run();
-  for (int threads : {1, 2, 3, 8}) {
+  for (int threads : testing::thread_counts({1, 2, 3, 8})) {
 #if defined(_OPENMP)
     omp_set_num_threads(threads);
 #endif

@@ -115,7 +115,7 @@ void check_thread_invariance(Run run) {
   const int saved = num_threads();
   set_num_threads(1);
   const auto ref = run();
-  for (int threads : {2, 3, 8}) {
+  for (int threads : testing::thread_counts({2, 3, 8})) {
     CAPTURE(threads);
     set_num_threads(threads);
     const auto r = run();

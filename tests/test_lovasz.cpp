@@ -307,7 +307,7 @@ TEST_CASE("lovasz: bit-identical across thread counts, float and double") {
   omp_set_num_threads(1);
 #endif
   const auto ref = run_all();
-  for (int threads : {2, 3, 8}) {
+  for (int threads : testing::thread_counts({2, 3, 8})) {
 #if defined(_OPENMP)
     omp_set_num_threads(threads);
 #endif
