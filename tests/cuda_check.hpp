@@ -13,6 +13,8 @@
 #include <segloss/core/cuda_internal.hpp>
 #include <segloss/segloss.hpp>
 
+#include "helpers.hpp"
+
 #if defined(SEGLOSS_TEST_CUDA)
 #include <cuda_runtime.h>
 #endif
@@ -201,15 +203,6 @@ O finalize_option_case(int k, int64_t classes, Reduction r, const Tensor<T>& cw)
       break;
   }
   return o;
-}
-
-// Bitwise equality of two tensors (on any device).
-template <class T>
-bool same_bits(const Tensor<T>& a_any, const Tensor<T>& b_any) {
-  const Tensor<T> a = a_any.to(Device::cpu), b = b_any.to(Device::cpu);
-  if (a.shape() != b.shape()) return false;
-  return std::equal(a.begin(), a.end(), b.begin(),
-                    [](T x, T y) { return std::memcmp(&x, &y, sizeof(T)) == 0; });
 }
 
 // The bits of every element of t (copied to the host), and of a host double, for results that

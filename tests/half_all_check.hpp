@@ -30,12 +30,6 @@ inline bool same_double(double a, double b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
-template <class H>
-bool same_bits16(const Tensor<H>& a, const Tensor<H>& b) {
-  if (!a.defined() || !b.defined() || a.shape() != b.shape()) return false;
-  return std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(H)) == 0;
-}
-
 // The elements of got that are not want rounded to nearest even into H: neither the bits of
 // H(want) (core/half.hpp's rounding) nor, checked independently, the representable value
 // nearest to want (no neighbouring 16-bit value closer; Inf only beyond the largest finite
@@ -125,7 +119,7 @@ Results<H> check_contract(const registry::HalfProblem<H>& p) {
   CHECK(not_rounded(r.grad, gf) == 0);
   const ValueAndGrad<H> vg = p.value_and_grad_returned(x);
   CHECK(same_double(vg.value, vf));
-  CHECK(same_bits16(vg.grad, r.grad));
+  CHECK(same_bits(vg.grad, r.grad));
   Tensor<float> gv, vv;
   p.value_and_grad_value_float(xf, gv, vv);
   p.value_and_grad_value(x, r.value_grad, r.value_tensor);

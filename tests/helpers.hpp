@@ -2,10 +2,13 @@
 // seams.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -93,6 +96,23 @@ class ScopedValue {
   T& variable_;
   T saved_;
 };
+
+// Bitwise equality of two numbers, or of two defined tensors of one shape on any device (copied
+// to the host). The only definition in the tests: two templates of one name in segloss::testing
+// with different bodies break the one-definition rule, and at -O0 (SEGLOSS_TEST_COMPILE_OPTIONS)
+// the linker kept a host-only copy that read the CUDA emulator's device memory and crashed.
+template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+template <class T>
+bool same_bits(const Tensor<T>& a_any, const Tensor<T>& b_any) {
+  if (!a_any.defined() || !b_any.defined()) return false;
+  const Tensor<T> a = a_any.to(Device::cpu), b = b_any.to(Device::cpu);
+  if (a.shape() != b.shape()) return false;
+  return std::equal(a.begin(), a.end(), b.begin(),
+                    [](T x, T y) { return std::memcmp(&x, &y, sizeof(T)) == 0; });
+}
 
 // The message of the segloss::Error that f raises, or "" when it raises none.
 template <class F>

@@ -12,13 +12,9 @@
 
 #include <segloss/segloss.hpp>
 
-namespace segloss::testing {
+#include "helpers.hpp"
 
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
+namespace segloss::testing {
 
 template <class T>
 Tensor<T> copy_of(const Tensor<T>& t) {

@@ -14,16 +14,7 @@
 using namespace segloss;
 using segloss::testing::desc;
 using segloss::testing::last_error;
-
-namespace {
-
-template <class H>
-bool same_bits(const Tensor<H>& a, const Tensor<H>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(H)) == 0;
-}
-
-}  // namespace
+using segloss::testing::same_bits;
 
 TEST_CASE_TEMPLATE("capi: 16-bit logits match C++", H, float16, bfloat16) {
   const Shape s{2, 3, 5, 4};

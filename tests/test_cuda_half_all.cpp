@@ -27,6 +27,7 @@
 
 using namespace segloss;
 namespace half_all = segloss::testing::half_all;
+using segloss::testing::same_bits;
 
 namespace {
 
@@ -59,8 +60,8 @@ void check_all_entries() {
     CAPTURE(e.name());
     const auto host = half_all::make<H>(e, registry::default_shape(), 7, Device::cpu);
     const auto dev = half_all::make<H>(e, registry::default_shape(), 7, Device::cuda);
-    REQUIRE(half_all::same_bits16(host.input, dev.input));
-    REQUIRE(half_all::same_bits16(host.grad_out, dev.grad_out));
+    REQUIRE(same_bits(host.input, dev.input));
+    REQUIRE(same_bits(host.grad_out, dev.grad_out));
     const auto c = half_all::check_contract(host);
     const auto d = half_all::check_contract(dev);
     close16(c.forward, d.forward, "forward");
@@ -122,8 +123,8 @@ TEST_CASE_TEMPLATE("cuda half all: bitwise identical results over 10 runs", H, f
     for (int run = 1; run < 10; ++run) {
       Tensor<H> g, v;
       p.value_and_grad_value(p.input, g, v);
-      CHECK(half_all::same_bits16(g, g0));
-      CHECK(half_all::same_bits16(v, v0));
+      CHECK(same_bits(g, g0));
+      CHECK(same_bits(v, v0));
     }
   }
 }

@@ -10,14 +10,9 @@
 #endif
 
 using namespace segloss;
+using segloss::testing::same_bits;
 
 namespace {
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
 
 template <class Run>
 void check_thread_invariance(Run run) {

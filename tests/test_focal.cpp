@@ -14,6 +14,7 @@
 
 using namespace segloss;
 using testing::labels;
+using testing::same_bits;
 
 namespace {
 
@@ -102,12 +103,6 @@ std::vector<double> repeat(const std::vector<double>& v, int k) {
 bool close_relative(double a, long double ref, double rtol) {
   if (std::fabs(ref) < 1e-290L) return std::fabs(a) < 1e-290;
   return std::fabs(static_cast<long double>(a) - ref) <= rtol * std::fabs(ref);
-}
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
 }
 
 template <class Run>

@@ -16,6 +16,7 @@
 #include "helpers.hpp"
 
 using namespace segloss;
+using segloss::testing::same_bits;
 
 namespace {
 
@@ -54,16 +55,6 @@ std::set<std::string> declared_losses(const std::string& source) {
     if (name != "NAME" && !name.empty()) names.insert(name);
   }
   return names;
-}
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * static_cast<size_t>(a.numel())) == 0;
-}
-
-bool same_bits(double a, double b) {
-  return std::memcmp(&a, &b, sizeof(double)) == 0;
 }
 
 // run() at 1 thread, then again at 1 (a repeated run), 2, 3 and 8 threads (the repeat only, on

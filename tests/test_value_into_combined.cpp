@@ -17,17 +17,6 @@ using namespace segloss::testing;
 
 namespace {
 
-template <class T>
-bool same_bits(T a, T b) {
-  return std::memcmp(&a, &b, sizeof(T)) == 0;
-}
-
-template <class T>
-bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(T)) == 0;
-}
-
 // host(grad) is the host-value form, into(grad, value) the device-value form of one loss with one
 // set of options: the same gradient bits, and the host value rounded to T in `value`.
 template <class T, class Host, class Into>
