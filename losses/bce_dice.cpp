@@ -44,7 +44,7 @@ Plan<T> plan(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
   Plan<T> p;
   p.dice = detail::overlap_args(fn, logits, target, o.dice, /*cuda_path=*/true, "options.dice.",
                                 /*cuda_all=*/true);
-  p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce, "options.bce.", "options.bce.");
+  p.bce = detail::bce_with_logits_args(fn, logits, target, o.bce, "options.bce.");
   p.device_weight_mean = detail::bce_device_weight_mean(logits, o.bce);
   p.bce_scale = p.device_weight_mean ? 1.0 : detail::bce_mean_scale(fn, logits, o.bce);
   p.stats.resize(static_cast<size_t>(p.dice.planes * kStats));

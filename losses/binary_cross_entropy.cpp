@@ -25,9 +25,9 @@ cpu::BinaryCrossEntropyArgs<T> prepare(const char* fn, const Tensor<T>& probs,
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
   if (o.weight.defined())
-    detail::check_same_device(fn, "weight", o.weight, probs.device(), "probs");
-  a.weight = detail::make_broadcast_reader(fn, "weight", s, o.weight.shape(), o.weight.data(),
-                                           o.weight.defined());
+    detail::check_same_device(fn, "options.weight", o.weight, probs.device(), "probs");
+  a.weight = detail::make_broadcast_reader(fn, "options.weight", s, o.weight.shape(),
+                                           o.weight.data(), o.weight.defined());
   if (probs.device() == Device::cuda) return a;  // checked by the kernel's pass (run below)
   const struct {
     const char* name;

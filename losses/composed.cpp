@@ -310,7 +310,8 @@ Var<T> binary_cross_entropy(Tape<T>& tape, const Var<T>& p, const Tensor<T>& tar
                (1.0 - z) * ad::clamp(ad::log1p(-pv), -100.0, inf)) +
              tape.constant(d) * (p - pv);
   if (o.weight.defined()) {
-    detail::make_broadcast_reader(fn, "weight", p.shape(), o.weight.shape(), o.weight.data(), true);
+    detail::make_broadcast_reader(fn, "options.weight", p.shape(), o.weight.shape(),
+                                  o.weight.data(), true);
     l = pytorch_weight(tape, o.weight) * l;
   }
   return reduce(l, o.reduction, static_cast<double>(p.value().numel()));
@@ -333,7 +334,8 @@ Var<T> sigmoid_focal(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   Var<T> l = o.gamma == 0.0 ? ce : ad::pow(q, o.gamma) * ce;
   if (o.alpha >= 0.0) l = (o.alpha * z + (1.0 - o.alpha) * (1.0 - z)) * l;
   if (o.weight.defined()) {
-    detail::make_broadcast_reader(fn, "weight", x.shape(), o.weight.shape(), o.weight.data(), true);
+    detail::make_broadcast_reader(fn, "options.weight", x.shape(), o.weight.shape(),
+                                  o.weight.data(), true);
     l = pytorch_weight(tape, o.weight) * l;
   }
   return reduce(l, o.reduction, static_cast<double>(x.value().numel()));
@@ -398,8 +400,9 @@ Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
       std::is_floating_point_v<U> && o.ignore_index < 0 ? int64_t{-100} : o.ignore_index;
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, ignore, o.ignore_negative);
   if (o.weight.defined())
-    SEGLOSS_CHECK(o.weight.numel() == C, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
-                  " values; expected one per class (", C, ") of logits ", x.shape());
+    SEGLOSS_CHECK(o.weight.numel() == C, fn, "options.weight ", o.weight.shape(), " has ",
+                  o.weight.numel(), " values; expected one per class (", C, ") of logits ",
+                  x.shape());
   const Var<T> w = o.weight.defined() ? tape.constant(o.weight) : tape.scalar(1.0);
   const double eps = o.label_smoothing;
   const Var<T> q = (1.0 - eps) * c.t + (eps / static_cast<double>(C)) * c.valid;

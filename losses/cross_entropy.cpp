@@ -47,9 +47,9 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   a.rule.ignore_negative = o.ignore_negative;
   a.weight_total = static_cast<double>(c);
   if (o.weight.defined()) {
-    detail::check_same_device(fn, "weight", o.weight, logits.device());
-    SEGLOSS_CHECK(o.weight.numel() == c, fn, "weight ", o.weight.shape(), " has ", o.weight.numel(),
-                  " values; expected one per class (", c, ") of logits ", s);
+    detail::check_same_device(fn, "options.weight", o.weight, logits.device());
+    SEGLOSS_CHECK(o.weight.numel() == c, fn, "options.weight ", o.weight.shape(), " has ",
+                  o.weight.numel(), " values; expected one per class (", c, ") of logits ", s);
     a.weight = o.weight.data();
     a.weight_total = 0.0;
     for (int64_t k = 0; k < c; ++k) a.weight_total += static_cast<double>(a.weight[k]);
@@ -117,8 +117,8 @@ cuda::CrossEntropyArgs<T, L> cuda_args(const char* fn, const Tensor<T>& logits,
     a.labels = target.data();
   }
   if (o.weight.defined()) {
-    detail::check_same_device(fn, "weight", o.weight, Device::cuda);
-    SEGLOSS_CHECK(o.weight.numel() == s[1], fn, "weight ", o.weight.shape(), " has ",
+    detail::check_same_device(fn, "options.weight", o.weight, Device::cuda);
+    SEGLOSS_CHECK(o.weight.numel() == s[1], fn, "options.weight ", o.weight.shape(), " has ",
                   o.weight.numel(), " values; expected one per class (", s[1], ") of logits ", s);
     a.weight = o.weight.data();
   }

@@ -64,9 +64,10 @@ cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
   a.z = target.data();
   a.planes = s[0] * s[1];
   a.plane_size = s.numel_from(2);
-  if (o.weight.defined()) detail::check_same_device(fn, "weight", o.weight, logits.device());
-  a.weight = detail::make_broadcast_reader(fn, "weight", s, o.weight.shape(), o.weight.data(),
-                                           o.weight.defined());
+  if (o.weight.defined())
+    detail::check_same_device(fn, "options.weight", o.weight, logits.device());
+  a.weight = detail::make_broadcast_reader(fn, "options.weight", s, o.weight.shape(),
+                                           o.weight.data(), o.weight.defined());
   if (o.alpha >= 0.0) {  // alpha z + (1 - alpha)(1 - z) = (1 - alpha) + (2 alpha - 1) z
     a.alpha_base = static_cast<T>(1.0 - o.alpha);
     a.alpha_slope = static_cast<T>(2.0 * o.alpha - 1.0);
@@ -119,9 +120,9 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
   a.rule.ignore_index = o.ignore_index;
   a.gamma = static_cast<T>(o.gamma);
   if (o.alpha.defined()) {
-    detail::check_same_device(fn, "alpha", o.alpha, logits.device());
-    SEGLOSS_CHECK(o.alpha.numel() == c, fn, "alpha ", o.alpha.shape(), " has ", o.alpha.numel(),
-                  " values; expected one per class (", c, ") of logits ", s);
+    detail::check_same_device(fn, "options.alpha", o.alpha, logits.device());
+    SEGLOSS_CHECK(o.alpha.numel() == c, fn, "options.alpha ", o.alpha.shape(), " has ",
+                  o.alpha.numel(), " values; expected one per class (", c, ") of logits ", s);
     a.alpha = o.alpha.data();
   }
   p.values_shape = s.without(1);
@@ -148,9 +149,9 @@ Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tenso
   a.rule.ignore_index = o.ignore_index;
   a.gamma = static_cast<T>(o.gamma);
   if (o.alpha.defined()) {
-    detail::check_same_device(fn, "alpha", o.alpha, Device::cuda);
-    SEGLOSS_CHECK(o.alpha.numel() == s[1], fn, "alpha ", o.alpha.shape(), " has ", o.alpha.numel(),
-                  " values; expected one per class (", s[1], ") of logits ", s);
+    detail::check_same_device(fn, "options.alpha", o.alpha, Device::cuda);
+    SEGLOSS_CHECK(o.alpha.numel() == s[1], fn, "options.alpha ", o.alpha.shape(), " has ",
+                  o.alpha.numel(), " values; expected one per class (", s[1], ") of logits ", s);
     a.alpha = o.alpha.data();
   }
   p.values_shape = s.without(1);

@@ -232,20 +232,21 @@ TEST_CASE("bce_with_logits: bad input names the function, argument and values") 
   BceWithLogitsOptions<double> o;
   o.weight = Tensor<double>::zeros({3, 4, 1, 1});
   CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
-                       "bce_with_logits: weight (3,4,1,1) does not broadcast to the input "
+                       "bce_with_logits: options.weight (3,4,1,1) does not broadcast to the input "
                        "(2,3,4,4) (axis 1: 4 vs 3)",
                        Error);
   o.weight = Tensor<double>::zeros({1, 2, 3, 4, 4});
-  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
-                       "bce_with_logits: weight (1,2,3,4,4) has more axes than the input (2,3,4,4)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits(x, z, o),
+      "bce_with_logits: options.weight (1,2,3,4,4) has more axes than the input (2,3,4,4)", Error);
   o.weight = {};
   o.pos_weight = Tensor<double>::zeros({2});
-  CHECK_THROWS_WITH_AS(bce_with_logits(x, z, o),
-                       "bce_with_logits: pos_weight (2) is neither one value nor one per channel "
-                       "of logits (2,3,4,4): expected (3), or PyTorch's per-channel shape "
-                       "(3,1,...) with one axis fewer than the logits",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits(x, z, o),
+      "bce_with_logits: options.pos_weight (2) is neither one value nor one per channel "
+      "of logits (2,3,4,4): expected (3), or PyTorch's per-channel shape "
+      "(3,1,...) with one axis fewer than the logits",
+      Error);
   o.pos_weight = Tensor<double>::zeros({1, 1, 3});  // PyTorch would weight along W
   CHECK_THROWS_AS(bce_with_logits(x, z, o), Error);
   o.pos_weight = Tensor<double>::zeros({3, 1});  // neither (3) nor (3,1,1)

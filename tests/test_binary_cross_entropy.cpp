@@ -242,10 +242,11 @@ TEST_CASE("binary_cross_entropy: bad input names the function, argument and valu
       Error);
   BinaryCrossEntropyOptions<double> o;
   o.weight = Tensor<double>::zeros({3, 4, 1, 1});
-  CHECK_THROWS_WITH_AS(binary_cross_entropy(p, z, o),
-                       "binary_cross_entropy: weight (3,4,1,1) does not broadcast to the input "
-                       "(2,3,4,4) (axis 1: 4 vs 3)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      binary_cross_entropy(p, z, o),
+      "binary_cross_entropy: options.weight (3,4,1,1) does not broadcast to the input "
+      "(2,3,4,4) (axis 1: 4 vs 3)",
+      Error);
   o.weight = {};
   CHECK_THROWS_WITH_AS(binary_cross_entropy_backward(p, z, Tensor<double>::zeros({2}), o),
                        "binary_cross_entropy_backward: grad_out (2) must hold one element for a "

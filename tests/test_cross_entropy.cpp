@@ -237,10 +237,11 @@ TEST_CASE("cross_entropy: bad input names the function, argument and values") {
                        Error);
   CrossEntropyOptions<double> o;
   o.weight = Tensor<double>::zeros({2});
-  CHECK_THROWS_WITH_AS(cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
-                       "cross_entropy: weight (2) has 2 values; expected one per class (3) of "
-                       "logits (2,3,4,4)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(x, labels<int64_t>({2, 4, 4}, 3, 1), o),
+      "cross_entropy: options.weight (2) has 2 values; expected one per class (3) of "
+      "logits (2,3,4,4)",
+      Error);
   o = {};
   o.ignore_index = 1;
   const auto third = Tensor<double>::full(s, 1.0 / 3);

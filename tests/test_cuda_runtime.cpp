@@ -63,10 +63,11 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
                        Error);
   BceWithLogitsOptions<float> o;
   o.weight = Tensor<float>::view(buf.data(), {1, 1, 8, 8});
-  CHECK_THROWS_WITH_AS(bce_with_logits(xd, xd, o),
-                       "bce_with_logits: weight (1,1,8,8) is on device cpu, but logits are on "
-                       "cuda: every tensor of a call must be on one device",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      bce_with_logits(xd, xd, o),
+      "bce_with_logits: options.weight (1,1,8,8) is on device cpu, but logits are on "
+      "cuda: every tensor of a call must be on one device",
+      Error);
   Tensor<float> grad = Tensor<float>::zeros({2, 1, 8, 8});
   CHECK_THROWS_WITH_AS(bce_dice_value_and_grad(xd, xd, grad),
                        "bce_dice_value_and_grad: grad (2,1,8,8) is on device cpu, but logits are "
@@ -82,16 +83,18 @@ TEST_CASE("cuda runtime: tensors of one call on different devices are an error")
   const auto yh = Tensor<int64_t>::zeros({2, 4, 8});
   CrossEntropyOptions<float> ce;
   ce.weight = Tensor<float>::view(buf.data(), {2}, Device::cuda);
-  CHECK_THROWS_WITH_AS(cross_entropy(xh, yh, ce),
-                       "cross_entropy: weight (2) is on device cuda, but logits are on cpu: every "
-                       "tensor of a call must be on one device",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(xh, yh, ce),
+      "cross_entropy: options.weight (2) is on device cuda, but logits are on cpu: every "
+      "tensor of a call must be on one device",
+      Error);
   SoftmaxFocalOptions<float> fo;
   fo.alpha = Tensor<float>::view(buf.data(), {2}, Device::cuda);
-  CHECK_THROWS_WITH_AS(softmax_focal(xh, yh, fo),
-                       "softmax_focal: alpha (2) is on device cuda, but logits are on cpu: every "
-                       "tensor of a call must be on one device",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      softmax_focal(xh, yh, fo),
+      "softmax_focal: options.alpha (2) is on device cuda, but logits are on cpu: every "
+      "tensor of a call must be on one device",
+      Error);
   {
     ad::Tape<float> host_tape;
     const ad::Var<float> hv = host_tape.leaf(Tensor<float>::zeros({2, 3}));

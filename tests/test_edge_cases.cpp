@@ -159,20 +159,21 @@ TEST_CASE("edge: weight, pos_weight and class weights of the wrong shape") {
   const auto lab = labels<int64_t>({2, 4, 5}, 3, 3);
   BceWithLogitsOptions<float> b;
   b.weight = Tensor<float>::full({3, 2, 5}, 1.f);
-  expect_error([&] { bce_with_logits(x, t, b); }, {"weight (3,2,5) does not broadcast"});
+  expect_error([&] { bce_with_logits(x, t, b); }, {"options.weight (3,2,5) does not broadcast"});
   b.weight = Tensor<float>();
   b.pos_weight = Tensor<float>::full({2}, 1.f);
-  expect_error([&] { bce_with_logits(x, t, b); },
-               {"bce_with_logits: pos_weight (2) is neither one value nor one per channel"});
+  expect_error(
+      [&] { bce_with_logits(x, t, b); },
+      {"bce_with_logits: options.pos_weight (2) is neither one value nor one per channel"});
   CrossEntropyOptions<float> ce;
   ce.weight = Tensor<float>::full({4}, 1.f);
-  expect_error([&] { cross_entropy(x, lab, ce); }, {"cross_entropy:", "weight"});
+  expect_error([&] { cross_entropy(x, lab, ce); }, {"cross_entropy:", "options.weight (4)"});
   SoftmaxOverlapOptions<float> sd;
   sd.class_weight = Tensor<float>::full({2}, 1.f);
   expect_error([&] { softmax_dice(x, lab, sd); }, {"softmax_dice:", "class_weight"});
   SoftmaxFocalOptions<float> sf;
   sf.alpha = Tensor<float>::full({5}, 1.f);
-  expect_error([&] { softmax_focal(x, lab, sf); }, {"softmax_focal:", "alpha"});
+  expect_error([&] { softmax_focal(x, lab, sf); }, {"softmax_focal:", "options.alpha (5)"});
 }
 
 TEST_CASE("edge: grad_out, grad buffers and value_and_grad with reduction none") {

@@ -405,7 +405,7 @@ TEST_CASE("sigmoid_focal: bad input names the function, argument and values") {
   o.alpha = 0.25;
   o.weight = Tensor<double>::zeros({3, 4, 1, 1});
   CHECK_THROWS_WITH_AS(sigmoid_focal(x, z, o),
-                       "sigmoid_focal: weight (3,4,1,1) does not broadcast to the input "
+                       "sigmoid_focal: options.weight (3,4,1,1) does not broadcast to the input "
                        "(2,3,4,4) (axis 1: 4 vs 3)",
                        Error);
   o.weight = {};
@@ -774,10 +774,11 @@ TEST_CASE("softmax_focal: bad input names the function, argument and values") {
   y[1 * 20 + 2 * 5 + 3] = 0;
   SoftmaxFocalOptions<double> o;
   o.alpha = Tensor<double>::from({1.0, 2.0}, {2});
-  CHECK_THROWS_WITH_AS(softmax_focal(x, y, o),
-                       "softmax_focal: alpha (2) has 2 values; expected one per class (3) of "
-                       "logits (2,3,4,5)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      softmax_focal(x, y, o),
+      "softmax_focal: options.alpha (2) has 2 values; expected one per class (3) of "
+      "logits (2,3,4,5)",
+      Error);
   o.alpha = {};
   o.gamma = -1;
   CHECK_THROWS_WITH_AS(softmax_focal(x, y, o),

@@ -877,6 +877,26 @@ TEST_CASE("tape: errors") {
   CHECK_THROWS_WITH_AS(composed::cross_entropy(tape, v, bad),
                        doctest::Contains("composed::cross_entropy: target has label 3 at (0,0,0)"),
                        Error);
+  // Tensor options are named by their path from `options`, as the scalar ones.
+  CrossEntropyOptions<double> cw;
+  cw.weight = Tensor<double>::full({4}, 1.0);
+  CHECK_THROWS_WITH_AS(
+      composed::cross_entropy(tape, v, testing::labels<int64_t>({2, 4, 4}, 3, 66), cw),
+      "composed::cross_entropy: options.weight (4) has 4 values; expected one "
+      "per class (3) of logits (2,3,4,4)",
+      Error);
+  SigmoidFocalOptions<double> fw;
+  fw.weight = Tensor<double>::full({5, 1, 1}, 1.0);
+  CHECK_THROWS_WITH_AS(composed::sigmoid_focal(tape, v, x, fw),
+                       doctest::Contains("composed::sigmoid_focal: options.weight (5,1,1) does "
+                                         "not broadcast to the input (2,3,4,4)"),
+                       Error);
+  BceWithLogitsOptions<double> bw;
+  bw.pos_weight = Tensor<double>::full({2}, 1.0);
+  CHECK_THROWS_WITH_AS(composed::bce_with_logits(tape, v, x, bw),
+                       doctest::Contains("composed::bce_with_logits: options.pos_weight (2) is "
+                                         "neither one value nor one per channel"),
+                       Error);
   BceDiceOptions<double> bd;
   bd.dice.reduction = Reduction::none;
   CHECK_THROWS_WITH_AS(composed::bce_dice(tape, v, x, bd),

@@ -28,20 +28,17 @@ inline bool is_per_channel(const Shape& w, const Shape& input) {
 }
 
 // Checks the inputs and options and fills everything the kernel reads. The options' errors name
-// them by `path`: "options." for bce_with_logits, "options.bce." for bce_dice's BCE term. The
-// tensor options take `tensor_path`: empty in bce_with_logits, whose messages keep the bare
-// names ("weight (3,4,1,1) does not broadcast") as cross_entropy and the focal losses do, and
-// the term's path in bce_dice (its Dice term has a weight too).
+// them by `path`: "options." for bce_with_logits ("options.weight (3,4,1,1) does not
+// broadcast"), "options.bce." for bce_dice's BCE term (its Dice term has a weight too).
 template <class T>
 cpu::BceWithLogitsArgs<T> bce_with_logits_args(const char* function, const Tensor<T>& logits,
                                                const Tensor<T>& target,
                                                const BceWithLogitsOptions<T>& o,
-                                               const char* path = "options.",
-                                               const char* tensor_path = "") {
+                                               const char* path = "options.") {
   check_same_shape_pair(function, logits, target, "logits", /*cuda_path=*/true);
   check_enum(function, path, "reduction", o.reduction, kReductionNames);
   check_enum(function, path, "mean_over", o.mean_over, kBceMeanOverNames);
-  const OptionName weight(tensor_path, "weight"), pos_weight(tensor_path, "pos_weight");
+  const OptionName weight(path, "weight"), pos_weight(path, "pos_weight");
   const Shape& s = logits.shape();
   const Device device = logits.device();
   cpu::BceWithLogitsArgs<T> a;
