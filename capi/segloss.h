@@ -455,8 +455,10 @@ SEGLOSS_C_DECLARE_LOSS_PAIR(lovasz_softmax, segloss_lovasz_softmax_options)
  *   3. segloss_X_finalize(logits, target, st, options, &value, grad, stream)  on every shard:
  *      the loss of the whole batch, and the gradient of this shard's logits;
  *   4. segloss_statistics_destroy(st).
- * Reduction mean or sum; options must be the same in steps 1 and 3 (not checked). Statistics
- * remember the loss that made them: another loss's finalize refuses them. */
+ * Reduction mean or sum; options must be the same in steps 1 and 3. Statistics remember the
+ * loss that made them and a digest of its options (every scalar and enum, and the shape of each
+ * option tensor, not its values): another loss's finalize refuses them, and so does a finalize
+ * given other options (SEGLOSS_ERROR_INVALID_ARGUMENT). */
 typedef struct segloss_statistics segloss_statistics;
 
 /* The numbers to all-reduce (sum): a pointer into `st`, valid until it is destroyed. */

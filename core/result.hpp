@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,14 @@ struct ValueAndGrad {
 // `source` names the loss whose statistics call made them ("cross_entropy", "soft_dice", ...);
 // that loss's finalize refuses statistics with another name, since several losses share a
 // layout and a mix-up would otherwise give a silently wrong loss. Statistics built by hand (an
-// empty source) are taken as they are. It does not check the options: pass the same to both.
+// empty source) are taken as they are. `options` is a digest of the options the statistics
+// call was given (their scalar fields, and their tensors' shapes, not values); finalize refuses
+// statistics whose digest is not that of its own options, and does not check a digest of 0.
 struct ShardStatistics {
   std::vector<double> global;  // all-reduce (sum) across the shards before finalize
   std::vector<double> local;   // stays on the shard
   std::string source;          // the loss that made them; empty: not checked
+  uint64_t options = 0;        // a digest of the options that made them; 0: not checked
   double* data() { return global.data(); }
   const double* data() const { return global.data(); }
   size_t size() const { return global.size(); }

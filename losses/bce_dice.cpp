@@ -7,6 +7,7 @@
 #include "../backends/cpu/bce_dice.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/cuda_result.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
 
@@ -242,7 +243,7 @@ OverlapStatistics bce_dice_statistics(const Tensor<T>& logits, const Tensor<T>& 
   for (int64_t q = 0; q < p.dice.planes; ++q) bce_sum += p.stats[q * kStats + 3];
   st.global.insert(st.global.begin(), {bce_sum, detail::bce_mean_divisor(fn, logits, options.bce),
                                        static_cast<double>(logits.numel())});
-  return detail::tagged(fn, std::move(st));
+  return detail::tagged(fn, std::move(st), detail::options_digest(options));
 }
 
 template <class T>
@@ -254,6 +255,7 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
     detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice);
+    detail::check_split_options(fn, reduced, detail::options_digest(options));
     const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
     BceDiceParts v;
     v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
@@ -274,6 +276,7 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   v.dice = detail::overlap_split_coefficients<T>(fn, reduced, detail::kMeanSplitSize,
                                                  logits.shape(), options.dice, detail::dice_form(),
                                                  options.dice_weight, ca, cb);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
   v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
   prepare_bce_dice_grad(fn, logits, target, grad, options);

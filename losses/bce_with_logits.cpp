@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "internal/bce_args.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/bce_with_logits.hpp"
@@ -195,7 +196,8 @@ ShardStatistics bce_with_logits_statistics(const Tensor<T>& logits, const Tensor
   sum = cpu::bce_with_logits(a);
 #endif
   return detail::mean_statistics(fn, sum, detail::bce_mean_divisor(fn, logits, options),
-                                 static_cast<double>(logits.numel()));
+                                 static_cast<double>(logits.numel()),
+                                 detail::options_digest(options));
 }
 
 template <class T>
@@ -206,6 +208,7 @@ double bce_with_logits_finalize(const Tensor<T>& logits, const Tensor<T>& target
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = detail::bce_with_logits_args(fn, logits, target, options);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_bce_grad(fn, logits, target, grad, options);
   const double scale = detail::bce_scale_of(options, reduced.global[detail::kDivisor]);
 #if defined(SEGLOSS_WITH_CUDA)

@@ -13,6 +13,7 @@
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../backends/cpu/focal.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #include "internal/term_errors.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -189,11 +190,12 @@ void check_dice_focal(const char* fn, const Tensor<T>& logits, const DiceFocalOp
   check_same_ignore<L>(fn, "focal", o.focal.ignore_index, o.dice.ignore_index);
 }
 
-// The split of a combined loss: the first term's statistics (3 values) then the Dice term's.
+// The split of a combined loss: the first term's statistics (3 values) then the Dice term's,
+// tagged with the digest of the combined loss's options.
 template <class T, class U, class FirstStatistics>
 OverlapStatistics split_statistics(const char* fn, const char* which, const Tensor<T>& logits,
                                    const Tensor<U>& target, const SoftmaxOverlapOptions<T>& dice,
-                                   FirstStatistics&& first) {
+                                   uint64_t digest, FirstStatistics&& first) {
   check_scalar(fn, "dice", dice.reduction);
 #if defined(SEGLOSS_WITH_CUDA)
   OverlapStatistics st =
@@ -206,11 +208,12 @@ OverlapStatistics split_statistics(const char* fn, const char* which, const Tens
 #endif
   const ShardStatistics a = detail::in_term(fn, which, first);
   st.global.insert(st.global.begin(), a.global.begin(), a.global.end());
-  return detail::tagged(fn, std::move(st));
+  return detail::tagged(fn, std::move(st), digest);
 }
 
 // first(reduced first-term statistics, grad, grad_weight) writes the first term's gradient and
-// returns its value; the Dice gradient (times dice_weight) is added to first_weight times it. On
+// returns its value; the Dice gradient (times dice_weight) is added to first_weight times it.
+// `digest` is that of the combined loss's options (the statistics must carry it). On
 // the CPU the first term writes its own gradient (grad_weight 1) and the Dice pass scales it by
 // first_weight as it adds (prior_scale); on CUDA the first term's pass scales it (grad_weight
 // first_weight) and the Dice pass adds (accumulate), as in the fused CUDA path below. Both
@@ -219,9 +222,11 @@ template <class T, class U, class FirstFinalize>
 void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
                     const Tensor<U>& target, const OverlapStatistics& reduced, Tensor<T>& grad,
                     const SoftmaxOverlapOptions<T>& dice, double dice_weight, double first_weight,
-                    FirstFinalize&& first, double* first_value, double* dice_value) {
+                    uint64_t digest, FirstFinalize&& first, double* first_value,
+                    double* dice_value) {
   check_scalar(fn, "dice", dice.reduction);
   detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
+  detail::check_split_options(fn, reduced, digest);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.dice.class_weight", dice.class_weight)});
   check_not_aliased(fn, logits, target, grad, false);
@@ -448,7 +453,7 @@ OverlapStatistics ce_dice_statistics(const Tensor<T>& logits, const Tensor<U>& t
                                      const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_statistics";
   check_ce_dice<T, U>(fn, logits, o);
-  return split_statistics(fn, "cross-entropy", logits, target, o.dice,
+  return split_statistics(fn, "cross-entropy", logits, target, o.dice, detail::options_digest(o),
                           [&] { return cross_entropy_statistics(logits, target, o.ce); });
 }
 
@@ -461,6 +466,7 @@ double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
   CeDiceParts v;
   split_finalize(
       fn, "cross-entropy", logits, target, reduced, grad, o.dice, o.dice_weight, o.ce_weight,
+      detail::options_digest(o),
       [&](const ShardStatistics& a, Tensor<T>& g, double w) {
 #if defined(SEGLOSS_WITH_CUDA)
         if (logits.device() == Device::cuda)
@@ -606,7 +612,7 @@ OverlapStatistics dice_focal_statistics(const Tensor<T>& logits, const Tensor<L>
                                         const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_statistics";
   check_dice_focal<T, L>(fn, logits, o);
-  return split_statistics(fn, "focal", logits, target, o.dice,
+  return split_statistics(fn, "focal", logits, target, o.dice, detail::options_digest(o),
                           [&] { return softmax_focal_statistics(logits, target, o.focal); });
 }
 
@@ -619,6 +625,7 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   DiceFocalParts v;
   split_finalize(
       fn, "focal", logits, target, reduced, grad, o.dice, o.dice_weight, o.focal_weight,
+      detail::options_digest(o),
       [&](const ShardStatistics& a, Tensor<T>& g, double w) {
 #if defined(SEGLOSS_WITH_CUDA)
         if (logits.device() == Device::cuda)

@@ -11,6 +11,7 @@
 #include "internal/cross_entropy_checks.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/cross_entropy.hpp"
@@ -294,13 +295,14 @@ ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L
     a.reduction = Reduction::sum;  // the value is the loss sum
     const auto st = cuda_status(a, target, true);
     const double divisor = a.mean_over_valid ? st.count : st.weight_sum;
-    return detail::mean_statistics(fn, st.value, divisor, st.count);
+    return detail::mean_statistics(fn, st.value, divisor, st.count,
+                                   detail::options_digest(options));
   }
 #endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double sum = cpu::cross_entropy(p.args);
-  return detail::mean_statistics(fn, sum, p.divisor, p.counted);
+  return detail::mean_statistics(fn, sum, p.divisor, p.counted, detail::options_digest(options));
 }
 
 // The shard's gradient with the batch's divisor: mean_factor reads the reduced divisor and
@@ -315,6 +317,7 @@ double cuda_finalize(const char* fn, const Tensor<T>& logits, const Tensor<L>& t
                      const ShardStatistics& reduced, Tensor<T>& grad,
                      const CrossEntropyOptions<T>& options, double grad_weight) {
   auto a = cuda_args(fn, logits, target, options);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_ce_grad(fn, logits, target, grad, options);
   a.grad = grad.data();
   a.grad_weight = grad_weight;
@@ -344,6 +347,7 @@ double cross_entropy_finalize(const Tensor<T>& logits, const Tensor<L>& target,
   auto p = prepare(fn, logits, target, options);
   p.divisor = reduced.global[detail::kDivisor];
   p.none_counted = reduced.global[detail::kCounted] == 0.0;
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_ce_grad(fn, logits, target, grad, options);
   p.args.grad = grad.data();
   p.args.grad_scale = options.reduction == Reduction::sum ? 1.0 : mean_factor(p, options, true);

@@ -8,6 +8,7 @@
 #include "../core/checks.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/cross_entropy.hpp"
@@ -188,6 +189,7 @@ double cuda_softmax_finalize(const char* fn, const Tensor<T>& logits, const Tens
                              const SoftmaxFocalOptions<T>& options, double grad_weight) {
   const double divisor = reduced.global[detail::kDivisor];
   auto p = cuda_prepare(fn, logits, target, options);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_softmax_grad(fn, logits, target, grad, options);
   p.args.grad = grad.data();
   p.args.want_sum = true;  // the flag is read back with the (unused) shard value
@@ -450,10 +452,10 @@ ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T
     cuda::Result<T> r;
     r.host = &sum;
     cuda::sigmoid_focal(fn, a, static_cast<const T*>(nullptr), 1.0, r);
-    return detail::mean_statistics(fn, sum, n, n);
+    return detail::mean_statistics(fn, sum, n, n, detail::options_digest(options));
   }
 #endif
-  return detail::mean_statistics(fn, cpu::sigmoid_focal(a), n, n);
+  return detail::mean_statistics(fn, cpu::sigmoid_focal(a), n, n, detail::options_digest(options));
 }
 
 template <class T>
@@ -464,6 +466,7 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   detail::check_split_reduction(fn, options.reduction);
   detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
   auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_sigmoid_grad(fn, logits, target, grad, options);
   const double scale = split_scale(options.reduction, reduced.global[detail::kDivisor]);
   a.grad = grad.data();
@@ -489,13 +492,15 @@ ShardStatistics softmax_focal_statistics(const Tensor<T>& logits, const Tensor<L
     auto p = cuda_prepare(fn, logits, target, options);
     p.args.want_sum = true;
     const auto st = cuda_softmax_status<T, L>(fn, p.args, target, false, nullptr, nullptr, true);
-    return detail::mean_statistics(fn, st.value, st.counted, st.counted);
+    return detail::mean_statistics(fn, st.value, st.counted, st.counted,
+                                   detail::options_digest(options));
   }
 #endif
   auto p = prepare(fn, logits, target, options);
   p.args.want_sum = true;
   const double counted = static_cast<double>(p.counted);
-  return detail::mean_statistics(fn, cpu::softmax_focal(p.args), counted, counted);
+  return detail::mean_statistics(fn, cpu::softmax_focal(p.args), counted, counted,
+                                 detail::options_digest(options));
 }
 
 template <class T, class L, class>
@@ -512,6 +517,7 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
     return cuda_softmax_finalize(fn, logits, target, reduced, grad, options, 1.0);
 #endif
   auto p = prepare(fn, logits, target, options);
+  detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_softmax_grad(fn, logits, target, grad, options);
   p.args.grad = grad.data();
   p.args.grad_scale = scale;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "internal/cuda_result.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
 #include "soft_dice.hpp"
@@ -202,13 +203,14 @@ OverlapStatistics split_statistics(const char* fn, const Tensor<T>& logits, cons
 template <class T>
 double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& target,
                       const OverlapStatistics& st, Tensor<T>& grad, const OverlapOptions<T>& o,
-                      const detail::ScoreForm& f) {
+                      const detail::ScoreForm& f, uint64_t digest) {
   detail::check_split_reduction(fn, o.reduction);
   const auto args = detail::overlap_args(fn, logits, target, o, /*cuda_path=*/true, "options.",
                                          /*cuda_all=*/true);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
     detail::check_overlap_split(fn, st, 0, logits.shape(), o);
+    detail::check_split_options(fn, st, digest);
     prepare_overlap_grad(fn, logits, target, grad, o);
     return cuda::overlap_finalize_run<T>(fn, args, detail::cuda_overlap_form(logits.shape(), o, f),
                                          upstream(o), detail::cuda_overlap_split(st, 0),
@@ -218,6 +220,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
   std::vector<double> ca, cb;
   const double value =
       detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);
+  detail::check_split_options(fn, st, digest);
   prepare_overlap_grad(fn, logits, target, grad, o);
   cpu::overlap_gradient(args, ca.data(), cb.data(), grad.data());
   return value;
@@ -274,14 +277,16 @@ detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<T>& target,           \
                                       const OPTIONS<T>& options) {                                \
     const char* fn = #NAME "_statistics";                                                         \
-    return detail::tagged(fn, split_statistics<T>(fn, logits, target, options, FORM));            \
+    return detail::tagged(fn, split_statistics<T>(fn, logits, target, options, FORM),             \
+                          detail::options_digest(options));                                       \
   }                                                                                               \
   template <class T>                                                                              \
   double NAME##_finalize(const Tensor<T>& logits, const Tensor<T>& target,                        \
                          const OverlapStatistics& reduced, Tensor<T>& grad,                       \
                          const OPTIONS<T>& options) {                                             \
     const char* fn = #NAME "_finalize";                                                           \
-    return split_finalize<T>(fn, logits, target, reduced, grad, options, FORM);                   \
+    return split_finalize<T>(fn, logits, target, reduced, grad, options, FORM,                    \
+                             detail::options_digest(options));                                    \
   }                                                                                               \
   template OverlapStatistics NAME##_statistics(const Tensor<float>&, const Tensor<float>&,        \
                                                const OPTIONS<float>&);                            \

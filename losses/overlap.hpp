@@ -127,7 +127,8 @@ struct OverlapInfo {
 // and the combined losses bce_dice and ce_dice use the same type (their headers give the
 // layout). docs/distributed.md has the protocol. finalize checks the source (another loss's
 // statistics, such as soft_jaccard's in soft_dice_finalize, are an error), the sizes, per_image
-// and channels; it cannot tell statistics of other options: pass the same options to both calls.
+// and channels, and the options' digest (ShardStatistics::options; an option tensor's values
+// are not in it): pass the same options to both calls.
 struct OverlapStatistics : ShardStatistics {
   bool per_image = true;
   int64_t channels = 0;

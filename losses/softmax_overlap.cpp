@@ -14,6 +14,7 @@
 #include "../backends/cpu/softmax_overlap.hpp"
 #include "generalized_dice.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/options_digest.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/cross_entropy.hpp"
@@ -225,6 +226,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& 
                       const OverlapStatistics& reduced, Tensor<T>& grad, const O& o,
                       const detail::ScoreForm& f) {
   detail::check_overlap_split(fn, reduced, 0, logits.shape(), o);
+  const uint64_t digest = detail::options_digest(o);
   detail::prepare_grad(
       fn, logits, grad,
       {detail::target_input<T>(target), detail::apart("options.class_weight", o.class_weight)});
@@ -232,13 +234,15 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& 
   if (logits.device() == Device::cuda) {
     detail::check_split_reduction(fn, o.reduction);
     const auto a = cuda_args(fn, logits, target, o);
+    detail::check_split_options(fn, reduced, digest);
     const auto st = cuda::softmax_overlap_finalize_run<T, U>(
         fn, a, detail::cuda_overlap_form(logits.shape(), o, f), cuda_upstream<T>(o),
         detail::cuda_overlap_split(reduced, 0), grad.data());
     return cuda_status(fn, st, a, target);
   }
 #endif
-  return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), o, f);
+  return detail::softmax_split_finalize(fn, logits, target, reduced, 0, grad.data(), o, f, 1.0,
+                                        false, 1.0, digest);
 }
 
 }  // namespace
@@ -525,7 +529,8 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
   OverlapStatistics NAME##_statistics(const Tensor<T>& logits, const Tensor<U>& target,           \
                                       const OPTIONS<T>& options) {                                \
     const char* fn = #NAME "_statistics";                                                         \
-    return detail::tagged(fn, split_statistics(fn, logits, target, options, FORM));               \
+    return detail::tagged(fn, split_statistics(fn, logits, target, options, FORM),                \
+                          detail::options_digest(options));                                       \
   }                                                                                               \
   template <class T, class U, class>                                                              \
   double NAME##_finalize(const Tensor<T>& logits, const Tensor<U>& target,                        \
@@ -691,7 +696,7 @@ OverlapStatistics generalized_dice_statistics(const Tensor<T>& logits, const Ten
       for (int k = 0; k < 3; ++k) st.global[(q % C) * 3 + k] += p.stats[q * 3 + k];
   }
   st.local = std::move(p.stats);
-  return detail::tagged(fn, std::move(st));
+  return detail::tagged(fn, std::move(st), detail::options_digest(o));
 }
 
 template <class T, class U, class>
@@ -720,6 +725,7 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                 " global values) do not come from this shard's ", shape,
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
+  detail::check_split_options(fn, st, detail::options_digest(o));
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
     detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});

@@ -882,6 +882,16 @@ TEST_CASE_TEMPLATE("capi: statistics and finalize match C++ and split exactly", 
     bool untouched = true;
     for (int64_t i = 0; i < g.numel(); ++i) untouched = untouched && g[i] == T(7);
     CHECK(untouched);
+    // The same loss's statistics made with other options are refused too, grad untouched.
+    segloss_overlap_options smooth;
+    segloss_overlap_options_init(&smooth);
+    smooth.smooth_nr = 1.0;
+    CHECK(segloss_soft_dice_finalize(&dx, &dz, st, &smooth, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("soft_dice_finalize: the statistics were made with other options "
+                            "than these") != std::string::npos);
+    for (int64_t i = 0; i < g.numel(); ++i) untouched = untouched && g[i] == T(7);
+    CHECK(untouched);
     CHECK(segloss_soft_dice_finalize(&dx, &dz, st, nullptr, &v, &dg, nullptr) == SEGLOSS_OK);
     segloss_statistics_destroy(st);
   }

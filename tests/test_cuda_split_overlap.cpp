@@ -620,7 +620,11 @@ TEST_CASE("cuda bce_dice: a bad Dice class weight raises on a host value, NaN on
                        Error);
   CHECK(std::isnan(bce_dice(xd, zd, o).to(Device::cpu)[0]));
   Tensor<float> g;
-  CHECK_THROWS_WITH_AS(bce_dice_finalize(xd, zd, bce_dice_statistics(xd, zd), g, o),
+  // statistics made with valid class weights of the same shape (the options' digest compares
+  // shapes, not values), then finalize with the bad ones: the device's check
+  BceDiceOptions<float> good;
+  good.dice.class_weight = gpu(Tensor<float>::full(Shape{3}, 1.0f));
+  CHECK_THROWS_WITH_AS(bce_dice_finalize(xd, zd, bce_dice_statistics(xd, zd, good), g, o),
                        doctest::Contains("options.dice.class_weight holds a negative"), Error);
   // statistics copies the class weights to the host: the CPU's message
   BceDiceOptions<float> oc;
@@ -694,6 +698,42 @@ TEST_CASE("cuda split: the error paths") {
   const std::string cpu_sm = error_of([&] { softmax_dice_finalize(x, y, other, g); });
   CHECK(cpu_sm.find("do not come from this shard's") != std::string::npos);  // per_image differs
   CHECK(error_of([&] { softmax_dice_finalize(xd, yd, other_d, g); }) == cpu_sm);
+  // statistics of the same loss made with other options: refused with the CPU's message (each
+  // call with a grad of its own: the CPU call allocates its grad on the CPU)
+  const auto same_refusal = [](const auto& on_cpu, const auto& on_cuda) {
+    Tensor<float> gc, gd;
+    const std::string cpu = error_of([&] { on_cpu(gc); });
+    CHECK(cpu.find("the statistics were made with other options than these") != std::string::npos);
+    CHECK(error_of([&] { on_cuda(gd); }) == cpu);
+  };
+#define SAME_REFUSAL(NAME, TARGET, OPTIONS)                                   \
+  same_refusal(                                                               \
+      [&](Tensor<float>& h) {                                                 \
+        NAME##_finalize(x, TARGET, NAME##_statistics(x, TARGET, OPTIONS), h); \
+      },                                                                      \
+      [&](Tensor<float>& h) {                                                 \
+        const auto t = gpu(TARGET);                                           \
+        NAME##_finalize(xd, t, NAME##_statistics(xd, t, OPTIONS), h);         \
+      })
+  SoftDiceOptions<float> smooth;
+  smooth.smooth_nr = 1.0;
+  SAME_REFUSAL(soft_dice, m, smooth);
+  CrossEntropyOptions<float> ls;
+  ls.label_smoothing = 0.1;
+  SAME_REFUSAL(cross_entropy, y, ls);
+  SoftmaxOverlapOptions<float> nobg;
+  nobg.include_background = false;
+  SAME_REFUSAL(softmax_dice, y, nobg);
+  SoftmaxFocalOptions<float> fg;
+  fg.gamma = 1.0;
+  SAME_REFUSAL(softmax_focal, y, fg);
+  BceDiceOptions<float> bw;
+  bw.bce_weight = 0.5;
+  SAME_REFUSAL(bce_dice, m, bw);
+  CeDiceOptions<float> cdw;
+  cdw.dice_weight = 0.5;
+  SAME_REFUSAL(ce_dice, y, cdw);
+#undef SAME_REFUSAL
   const std::string cpu_gd = error_of([&] { generalized_dice_finalize(x, y, other, g); });
   CHECK(!cpu_gd.empty());
   CHECK(error_of([&] { generalized_dice_finalize(xd, yd, other_d, g); }) == cpu_gd);
@@ -750,7 +790,10 @@ TEST_CASE("cuda split: the error paths") {
   const std::string cpu_both = error_of([&] { softmax_dice_statistics(x, bad, sc); });
   CHECK(cpu_both.find("class_weight") != std::string::npos);
   CHECK(error_of([&] { softmax_dice_statistics(xd, bad_d, sd); }) == cpu_both);
-  const auto st_cw = soft_dice_statistics(xd, md);  // made without the class weights
+  // made with valid class weights of the same shape (the options' digest compares shapes)
+  SoftDiceOptions<float> og;
+  og.class_weight = gpu(Tensor<float>::full(Shape{3}, 1.0f));
+  const auto st_cw = soft_dice_statistics(xd, md, og);
   CHECK(error_of([&] {
           soft_dice_finalize(xd, md, st_cw, gb, od);
         }).find("class_weight holds a negative or non-finite value") != std::string::npos);

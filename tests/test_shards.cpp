@@ -512,3 +512,113 @@ TEST_CASE("shards: a finalize refuses another loss's statistics, and takes untag
   ce_by_hand.global = ce.global;
   CHECK(cross_entropy_finalize(x, y, ce_by_hand, g) == cross_entropy_finalize(x, y, ce, g));
 }
+
+// Statistics of the same loss made with other options gave, before the digest, a loss that no
+// single process computes (e.g. a BCE mean over the weight sum of one set of weights scaled by
+// another) and raised nothing. Every finalize now compares the digest of its options with the
+// statistics' (tensor options by shape, not values), after the source, the layout and its own
+// options' values, and before it writes the gradient; statistics without a digest are taken.
+TEST_CASE("shards: a finalize refuses statistics made with other options") {
+  const auto x = testing::randn<double>(kShape, 398);
+  const auto z = testing::uniform<double>(kShape, 399, 0.0, 1.0);
+  const auto y = labels_with_ignored();
+  const auto refused = [](const std::string& loss) {
+    return loss + "_finalize: the statistics were made with other options than these (their " +
+           "digests differ); pass the same options to " + loss + "_statistics and " + loss +
+           "_finalize";
+  };
+  // Runs finalize on statistics made with `made` and expects the refusal, with grad untouched;
+  // then on statistics made with `used` itself, which it takes.
+  const auto check = [&](const std::string& loss, auto statistics, auto finalize, const auto& made,
+                         const auto& used) {
+    CAPTURE(loss);
+    const auto other = statistics(made);
+    CHECK(other.options != 0);
+    auto g = Tensor<double>::full(kShape, 7.0);
+    CHECK(testing::error_of([&] { finalize(other, g, used); }) == refused(loss));
+    CHECK(g[0] == 7.0);
+    CHECK(g[g.numel() - 1] == 7.0);
+    const auto same = statistics(used);
+    CHECK(same.options != other.options);
+    CHECK(testing::error_of([&] { finalize(same, g, used); }).empty());
+  };
+
+  // NAME's statistics made with DEFAULTS, finalize with USED (on target TARGET).
+#define CHECK_REFUSED(NAME, TARGET, DEFAULTS, USED)                          \
+  check(                                                                     \
+      #NAME, [&](const auto& o) { return NAME##_statistics(x, TARGET, o); }, \
+      [&](const auto& st, auto& g, const auto& o) {                          \
+        return NAME##_finalize(x, TARGET, st, g, o);                         \
+      },                                                                     \
+      DEFAULTS, USED)
+  CrossEntropyOptions<double> ce;
+  ce.label_smoothing = 0.1;
+  CHECK_REFUSED(cross_entropy, y, CrossEntropyOptions<double>{}, ce);
+  BceWithLogitsOptions<double> bce;
+  bce.pos_weight = Tensor<double>::full({3}, 2.0);  // the digest sees a tensor by its shape
+  CHECK_REFUSED(bce_with_logits, z, BceWithLogitsOptions<double>{}, bce);
+  SigmoidFocalOptions<double> sf;
+  sf.gamma = 1.0;
+  CHECK_REFUSED(sigmoid_focal, z, SigmoidFocalOptions<double>{}, sf);
+  SoftmaxFocalOptions<double> mf;
+  mf.gamma = 0.5;
+  CHECK_REFUSED(softmax_focal, y, SoftmaxFocalOptions<double>{}, mf);
+  SoftDiceOptions<double> sd;
+  sd.smooth_nr = 1.0;  // per image: the shard's scores use it
+  CHECK_REFUSED(soft_dice, z, SoftDiceOptions<double>{}, sd);
+  TverskyOptions<double> tv;
+  tv.alpha = 0.7;  // a field of the derived struct
+  CHECK_REFUSED(tversky, z, TverskyOptions<double>{}, tv);
+  SoftmaxOverlapOptions<double> md;
+  md.include_background = false;
+  CHECK_REFUSED(softmax_dice, y, SoftmaxOverlapOptions<double>{}, md);
+  SoftmaxTverskyOptions<double> mt;
+  mt.beta = 0.8;
+  CHECK_REFUSED(softmax_tversky, y, SoftmaxTverskyOptions<double>{}, mt);
+  GeneralizedDiceOptions<double> gd;
+  gd.w_type = GeneralizedDiceWeight::simple;
+  CHECK_REFUSED(generalized_dice, y, GeneralizedDiceOptions<double>{}, gd);
+  BceDiceOptions<double> bd;
+  bd.bce_weight = 0.5;
+  CHECK_REFUSED(bce_dice, z, BceDiceOptions<double>{}, bd);
+  CeDiceOptions<double> cd;
+  cd.ce.label_smoothing = 0.1;  // a term's option
+  CHECK_REFUSED(ce_dice, y, CeDiceOptions<double>{}, cd);
+  DiceFocalOptions<double> df;
+  df.focal.gamma = 1.0;
+  CHECK_REFUSED(dice_focal, y, DiceFocalOptions<double>{}, df);
+
+#undef CHECK_REFUSED
+
+  // finalize's own bad option values are named before the digest is compared.
+  Tensor<double> g0;
+  SoftmaxOverlapOptions<double> both;
+  both.log = true;
+  both.clamp = true;
+  CHECK(testing::error_of([&] {
+          softmax_dice_finalize(x, y, softmax_dice_statistics(x, y), g0, both);
+        }) == "softmax_dice_finalize: options.log and options.clamp are both set; choose one");
+  SoftDiceOptions<double> negative;
+  negative.smooth_dr = -1.0;
+  CHECK(testing::error_of([&] {
+          soft_dice_finalize(x, z, soft_dice_statistics(x, z), g0, negative);
+        }) == "soft_dice_finalize: options.smooth_dr is -1; it must be finite and >= 0");
+  CrossEntropyOptions<double> smoothing;
+  smoothing.label_smoothing = 2.0;
+  CHECK(testing::error_of([&] {
+          cross_entropy_finalize(x, y, cross_entropy_statistics(x, y), g0, smoothing);
+        }) == "cross_entropy_finalize: options.label_smoothing is 2; it must be in [0, 1]");
+
+  // The digest sees a tensor's shape, not its values: other values of the same shape are taken.
+  BceWithLogitsOptions<double> other_values;
+  other_values.pos_weight = Tensor<double>::full({3}, 5.0);
+  CHECK(bce_with_logits_statistics(x, z, bce).options ==
+        bce_with_logits_statistics(x, z, other_values).options);
+  // Statistics without a digest (0: built by hand) are taken whatever the options.
+  ShardStatistics by_hand;
+  by_hand.global = cross_entropy_statistics(x, y).global;
+  Tensor<double> g;
+  CHECK(testing::error_of([&] { cross_entropy_finalize(x, y, by_hand, g, ce); }).empty());
+  // A combined loss's statistics carry its own options' digest, not a term's.
+  CHECK(ce_dice_statistics(x, y).options != cross_entropy_statistics(x, y).options);
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,10 +37,12 @@ inline std::string_view split_loss(const char* fn) {
   return name;
 }
 
-// Statistics made by the statistics call `fn`: st with its source set (ShardStatistics::source).
+// Statistics made by the statistics call `fn` with options of digest `options`
+// (options_digest.hpp): st with its source and options set (ShardStatistics).
 template <class S>
-S tagged(const char* fn, S st) {
+S tagged(const char* fn, S st, uint64_t options) {
   st.source = std::string(split_loss(fn));
+  st.options = options;
   return st;
 }
 
@@ -52,11 +55,24 @@ inline void check_source(const char* fn, const ShardStatistics& st) {
                 "_statistics; a loss's finalize takes only its own loss's statistics");
 }
 
+// Statistics made with other options than finalize's (digest `options`, options_digest.hpp) are
+// an error. Each finalize checks it after the statistics' source and layout and its own
+// options' values (whose messages say more; only ce_dice's and dice_focal's first-term values,
+// checked by that term's own finalize, come after it), before it writes anything. Statistics
+// without a digest (built by hand, or the first term's part of a combined loss's) are taken.
+inline void check_split_options(const char* fn, const ShardStatistics& st, uint64_t options) {
+  const std::string_view loss = split_loss(fn);
+  SEGLOSS_CHECK(st.options == 0 || st.options == options, fn,
+                "the statistics were made with other options than these (their digests differ); "
+                "pass the same options to ",
+                loss, "_statistics and ", loss, "_finalize");
+}
+
 inline ShardStatistics mean_statistics(const char* fn, double loss_sum, double divisor,
-                                       double counted) {
+                                       double counted, uint64_t options) {
   ShardStatistics st;
   st.global = {loss_sum, divisor, counted};
-  return tagged(fn, std::move(st));
+  return tagged(fn, std::move(st), options);
 }
 
 // Statistics of another loss, or whose global part is not `size` values long, are an error.

@@ -157,12 +157,13 @@ OverlapStatistics softmax_split_statistics(const char* fn, const Tensor<T>& logi
 
 // Finalize from the reduced statistics, whose overlap part starts at `offset`: writes g times
 // the shard's gradient into grad (accumulate and prior_scale as in softmax_gradient, for a
-// combined loss's second term); returns the loss.
+// combined loss's second term); returns the loss. `digest`: that of the caller's options, which
+// the statistics must carry (check_split_options; 0 where the caller checked it already).
 template <class T, class U, class O>
 double softmax_split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                               const OverlapStatistics& st, size_t offset, T* grad, const O& o,
                               const ScoreForm& f, double g = 1.0, bool accumulate = false,
-                              double prior_scale = 1.0) {
+                              double prior_scale = 1.0, uint64_t digest = 0) {
   check_split_reduction(fn, o.reduction);
   check_image(fn, "logits", logits);
   check_overlap_options(fn, logits.shape(), o);
@@ -170,6 +171,7 @@ double softmax_split_finalize(const char* fn, const Tensor<T>& logits, const Ten
   std::vector<double> ca, cb;
   const double value =
       overlap_split_coefficients<T>(fn, st, offset, logits.shape(), o, f, g, ca, cb);
+  if (digest != 0) check_split_options(fn, st, digest);
   softmax_gradient(p, ca, cb, grad, accumulate, prior_scale);
   return value;
 }
