@@ -130,11 +130,12 @@ constexpr size_t field_count() {
   else
     return sizeof...(A);
 }
-#define SEGLOSS_DIGEST_FIELDS(Options, n)                                 \
-  static_assert(field_count<Options<float>>() == n,                       \
-                #Options " has other fields than digest_fields(" #Options \
-                         ") reads: add the new "                          \
-                         "field there, then change the count here")
+// clang-format off
+#define SEGLOSS_DIGEST_FIELDS(Options, n)                                                   \
+  static_assert(field_count<Options<float>>() == n,                                         \
+                #Options " has other fields than digest_fields(" #Options ") reads: "       \
+                "add the new field there, then change the count here")
+// clang-format on
 SEGLOSS_DIGEST_FIELDS(CrossEntropyOptions, 7);
 SEGLOSS_DIGEST_FIELDS(BceWithLogitsOptions, 5);
 SEGLOSS_DIGEST_FIELDS(SigmoidFocalOptions, 4);
