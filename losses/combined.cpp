@@ -12,6 +12,8 @@
 
 #include "../backends/cpu/cross_entropy.hpp"
 #include "../backends/cpu/focal.hpp"
+#include "internal/cross_entropy_checks.hpp"
+#include "internal/focal_checks.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/softmax_overlap_passes.hpp"
@@ -463,6 +465,13 @@ double ce_dice_finalize(const Tensor<T>& logits, const Tensor<U>& target,
                         const CeDiceOptions<T>& o, CeDiceParts* parts) {
   const char* fn = "ce_dice_finalize";
   check_ce_dice<T, U>(fn, logits, o);
+  // The term's option values, named before split_finalize compares the statistics' digest
+  // (which would only say "other options"); the same error as the term's finalize raises.
+  detail::in_term(fn, "cross-entropy", [&] {
+    detail::check_ce_scalars("cross_entropy_finalize", o.ce);
+    if constexpr (std::is_floating_point_v<U>)
+      detail::check_ce_probability_options("cross_entropy_finalize", o.ce);
+  });
   CeDiceParts v;
   split_finalize(
       fn, "cross-entropy", logits, target, reduced, grad, o.dice, o.dice_weight, o.ce_weight,
@@ -622,6 +631,9 @@ double dice_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                            const DiceFocalOptions<T>& o, DiceFocalParts* parts) {
   const char* fn = "dice_focal_finalize";
   check_dice_focal<T, L>(fn, logits, o);
+  // As ce_dice_finalize: the focal term's option values before the digest.
+  detail::in_term(fn, "focal",
+                  [&] { detail::check_reduction_gamma("softmax_focal_finalize", o.focal); });
   DiceFocalParts v;
   split_finalize(
       fn, "focal", logits, target, reduced, grad, o.dice, o.dice_weight, o.focal_weight,

@@ -13,6 +13,7 @@
 #include "../core/pointwise.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/cross_entropy_checks.hpp"
+#include "internal/focal_checks.hpp"
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
 #include "internal/overlap_scores.hpp"
@@ -223,14 +224,6 @@ void check_reduction(const char* fn, Reduction r) {
   detail::check_enum(fn, "options.", "reduction", r, detail::kReductionNames);
 }
 
-// The focal losses' reduction and gamma (as the fused losses, losses/focal.cpp).
-template <class O>
-void check_reduction_gamma(const char* fn, const O& o) {
-  check_reduction(fn, o.reduction);
-  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma >= 0.0, fn, "options.gamma is ", o.gamma,
-                "; it must be finite and >= 0");
-}
-
 template <class T>
 void check_term_weights(const char* fn, const char* a, double va, const char* b, double vb) {
   SEGLOSS_CHECK(std::isfinite(va) && std::isfinite(vb), fn, "options.", a, " ", va, " and options.",
@@ -325,7 +318,7 @@ Var<T> sigmoid_focal(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   const char* fn = "composed::sigmoid_focal";
   check_input(fn, tape, x);
   detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
-  check_reduction_gamma(fn, o);
+  detail::check_reduction_gamma(fn, o);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
   const Var<T> z = tape.constant(target);
@@ -426,7 +419,7 @@ Var<T> softmax_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
                      const SoftmaxFocalOptions<T>& o) {
   const char* fn = "composed::softmax_focal";
   check_input(fn, tape, x);
-  check_reduction_gamma(fn, o);
+  detail::check_reduction_gamma(fn, o);
   const int64_t C = x.value().size(1);
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
   if (o.alpha.defined())

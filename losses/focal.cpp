@@ -6,6 +6,7 @@
 
 #include "../backends/cpu/focal.hpp"
 #include "../core/checks.hpp"
+#include "internal/focal_checks.hpp"
 #include "internal/fused_terms.hpp"
 #include "internal/labels.hpp"
 #include "internal/options_digest.hpp"
@@ -38,14 +39,6 @@ void prepare_softmax_grad(const char* fn, const Tensor<T>& logits, const Tensor<
       {detail::apart("target", target), detail::apart("options.alpha", options.alpha)});
 }
 
-// The options both focal losses have: reduction one of its values, gamma finite and >= 0.
-template <class O>
-void check_reduction_gamma(const char* fn, const O& o) {
-  detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
-  SEGLOSS_CHECK(std::isfinite(o.gamma) && o.gamma >= 0.0, fn, "options.gamma is ", o.gamma,
-                "; it must be finite and >= 0");
-}
-
 // ---------------------------------------------------------------------------------------------
 // sigmoid_focal
 // ---------------------------------------------------------------------------------------------
@@ -56,7 +49,7 @@ cpu::SigmoidFocalArgs<T> sigmoid_args(const char* fn, const Tensor<T>& logits,
                                       const Tensor<T>& target, const SigmoidFocalOptions<T>& o,
                                       bool cuda_path = false) {
   detail::check_same_shape_pair(fn, logits, target, "logits", cuda_path);
-  check_reduction_gamma(fn, o);
+  detail::check_reduction_gamma(fn, o);
   SEGLOSS_CHECK(!std::isnan(o.alpha) && o.alpha <= 1.0, fn, "options.alpha is ", o.alpha,
                 "; it must be in [0, 1], or negative for no alpha factor");
   const Shape& s = logits.shape();
@@ -109,7 +102,7 @@ Prepared<T, L> prepare(const char* fn, const Tensor<T>& logits, const Tensor<L>&
                        const SoftmaxFocalOptions<T>& o) {
   detail::check_class_target(fn, logits, target);
   const Shape& s = logits.shape();
-  check_reduction_gamma(fn, o);
+  detail::check_reduction_gamma(fn, o);
   const int64_t c = s[1];
   Prepared<T, L> p;
   auto& a = p.args;
@@ -139,7 +132,7 @@ Prepared<T, L> cuda_prepare(const char* fn, const Tensor<T>& logits, const Tenso
                             const SoftmaxFocalOptions<T>& o) {
   detail::check_class_target(fn, logits, target, /*cuda_path=*/true);
   const Shape& s = logits.shape();
-  check_reduction_gamma(fn, o);
+  detail::check_reduction_gamma(fn, o);
   Prepared<T, L> p;
   auto& a = p.args;
   a.x = logits.data();

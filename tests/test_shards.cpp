@@ -608,6 +608,28 @@ TEST_CASE("shards: a finalize refuses statistics made with other options") {
   CHECK(testing::error_of([&] {
           cross_entropy_finalize(x, y, cross_entropy_statistics(x, y), g0, smoothing);
         }) == "cross_entropy_finalize: options.label_smoothing is 2; it must be in [0, 1]");
+  // So are a combined loss's first-term values (statistics made with valid options).
+  CeDiceOptions<double> ce_smoothing;
+  ce_smoothing.ce.label_smoothing = 2.0;
+  CHECK(testing::error_of(
+            [&] { ce_dice_finalize(x, y, ce_dice_statistics(x, y), g0, ce_smoothing); }) ==
+        "ce_dice_finalize: in the cross-entropy term: cross_entropy_finalize: "
+        "options.label_smoothing is 2; it must be in [0, 1]");
+  const auto p =
+      testing::uniform<double>(kShape, 402, 0.0, 1.0);  // probabilities need not sum to 1
+  CeDiceOptions<double> ce_ignore;
+  ce_ignore.ce.ignore_index = 1;
+  ce_ignore.dice.ignore_index = 1;
+  CHECK(testing::error_of([&] { ce_dice_finalize(x, p, ce_dice_statistics(x, p), g0, ce_ignore); })
+            .rfind("ce_dice_finalize: in the cross-entropy term: cross_entropy_finalize: "
+                   "options.ignore_index is 1; with probability targets it must be negative",
+                   0) == 0);
+  DiceFocalOptions<double> focal_gamma;
+  focal_gamma.focal.gamma = -1.0;
+  CHECK(testing::error_of(
+            [&] { dice_focal_finalize(x, y, dice_focal_statistics(x, y), g0, focal_gamma); }) ==
+        "dice_focal_finalize: in the focal term: softmax_focal_finalize: options.gamma is -1; "
+        "it must be finite and >= 0");
 
   // The digest sees a tensor's shape, not its values: other values of the same shape are taken.
   BceWithLogitsOptions<double> other_values;

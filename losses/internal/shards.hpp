@@ -57,9 +57,9 @@ inline void check_source(const char* fn, const ShardStatistics& st) {
 
 // Statistics made with other options than finalize's (digest `options`, options_digest.hpp) are
 // an error. Each finalize checks it after the statistics' source and layout and its own
-// options' values (whose messages say more; only ce_dice's and dice_focal's first-term values,
-// checked by that term's own finalize, come after it), before it writes anything. Statistics
-// without a digest (built by hand, or the first term's part of a combined loss's) are taken.
+// options' values (whose messages say more; ce_dice's and dice_focal's first-term values too,
+// which they check before their Dice term's), before it writes anything. Statistics without a
+// digest (built by hand, or the first term's part of a combined loss's) are taken.
 inline void check_split_options(const char* fn, const ShardStatistics& st, uint64_t options) {
   const std::string_view loss = split_loss(fn);
   SEGLOSS_CHECK(st.options == 0 || st.options == options, fn,
