@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -38,19 +39,26 @@ void check_input_device(const char* function, const char* argument, const Tensor
   if (!(cuda_path && cuda::built())) check_on_cpu(function, argument, t);
 }
 
+// " are on " after a plural input's name (logits, probs, pred_labels), " is on " after another
+// (mask, pred).
+inline const char* is_on(const char* input) {
+  const std::size_t n = std::strlen(input);
+  return n > 0 && input[n - 1] == 's' ? " are on " : " is on ";
+}
+
 // Every other tensor of a call is on the input's device.
 template <class T>
 void check_same_device(const char* function, const char* argument, const Tensor<T>& t,
                        Device device, const char* input = "logits") {
   if (device == Device::cpu) {
     SEGLOSS_CHECK(t.device() == Device::cpu || !cuda::built(), function, argument, " ", t.shape(),
-                  " is on device ", device_name(t.device()), ", but ", input,
-                  " are on cpu: every tensor of a call must be on one device");
+                  " is on device ", device_name(t.device()), ", but ", input, is_on(input),
+                  "cpu: every tensor of a call must be on one device");
     check_on_cpu(function, argument, t);
     return;
   }
   SEGLOSS_CHECK(t.device() == device, function, argument, " ", t.shape(), " is on device ",
-                device_name(t.device()), ", but ", input, " are on ", device_name(device),
+                device_name(t.device()), ", but ", input, is_on(input), device_name(device),
                 ": every tensor of a call must be on one device");
 }
 

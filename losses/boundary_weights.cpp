@@ -101,7 +101,10 @@ void boundary_weights(const Tensor<T>& mask, Tensor<T>& weights,
     SEGLOSS_CHECK(weights.shape() == s, fn, "weights ", weights.shape(), " does not match mask ",
                   s);
     detail::check_same_device(fn, "weights", weights, mask.device(), "mask");
-    SEGLOSS_CHECK(weights.data() != mask.data(), fn,
+    // Any shared byte, not only the same start: the bands and planes still read the mask while
+    // others write their weights.
+    const auto bytes = detail::data_bytes(mask);
+    SEGLOSS_CHECK(!detail::overlaps(weights.data(), bytes, mask.data(), bytes), fn,
                   "weights shares its memory with the mask; the box sums need the mask intact");
   }
 

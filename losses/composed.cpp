@@ -663,13 +663,13 @@ Var<T> lovasz_hinge(Tape<T>& tape, const Var<T>& x, const Tensor<T>& target,
   detail::check_same_shape_pair(fn, x.value(), target, "logits", true);
   const Shape shape = x.shape();
   const bool has_ignore = o.ignore.has_value();
-  const double ignore = has_ignore ? *o.ignore : 0.0;
+  const double ignore = detail::hinge_ignore(o);
   const Tensor<T> host = on_host(target);  // a CUDA target: checked, and the groups planned, here
   const int64_t bad = cpu::lovasz_hinge_first_bad(host.data(), host.numel(), has_ignore, ignore);
   if (bad >= 0) {
     if (has_ignore)
       detail::fail(fn, "target has label ", static_cast<double>(host[bad]), " at ",
-                   shape.position(bad), "; expected 0, 1 or options.ignore ", ignore);
+                   shape.position(bad), "; expected 0, 1 or options.ignore ", *o.ignore);
     detail::fail(fn, "target has label ", static_cast<double>(host[bad]), " at ",
                  shape.position(bad), "; expected 0 or 1 (options.ignore is not set)");
   }

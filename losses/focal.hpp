@@ -32,8 +32,9 @@
 //   alpha      0.25 (default): the weight a_t of positives (alpha) and negatives (1 - alpha);
 //              in [0, 1], or negative (torchvision's -1) for no alpha factor (a_t = 1).
 //              NaN or > 1 is an error.
-//   gamma      2 (default): the focusing exponent, finite and >= 0. 0, 1 and 2 are evaluated as
-//              products, any other value as exp(gamma log q).
+//   gamma      2 (default): the focusing exponent, finite (in T too: 1e39 is refused for float
+//              logits) and >= 0. 0, 1 and 2 are evaluated as products, any other value as
+//              exp(gamma log q).
 //   weight     optional per-element weight w broadcast to the logits like bce_with_logits'
 //              weight (PyTorch's rule, core/broadcast.hpp). Undefined: every weight is 1.
 //

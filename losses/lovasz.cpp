@@ -187,7 +187,7 @@ cpu::LovaszHingeArgs<T> hinge_args(const char* fn, const Tensor<T>& logits, cons
   detail::check_enum(fn, "options.", "reduction", o.reduction, detail::kReductionNames);
   const Shape& s = logits.shape();
   const bool has_ignore = o.ignore.has_value();
-  const double ignore = has_ignore ? *o.ignore : 0.0;
+  const double ignore = detail::hinge_ignore(o);
   // On CUDA the kernel checks the labels (the forms with a host value raise the same message).
   const int64_t bad =
       logits.device() == Device::cuda

@@ -61,8 +61,9 @@
 // Options of lovasz_hinge (defaults as the reference lovasz_hinge):
 //   reduction     mean (default), sum, none; see above.
 //   per_image     true (default): one problem per image; false: one over the batch.
-//   ignore        optional label value whose pixels belong to no problem (gradient 0). Default
-//                 none (every pixel counts), as the reference's ignore = None.
+//   ignore        optional label value whose pixels belong to no problem (gradient 0), compared
+//                 in the labels' type T, as PyTorch's labels != ignore (0.1 ignores float labels
+//                 0.1f). Default none (every pixel counts), as the reference's ignore = None.
 //   A problem without pixels (all ignored) has loss 0 and no gradient.
 //
 // Cost and memory. Per (problem, class) one sort of P errors: an LSD radix sort on their bits
@@ -71,13 +72,13 @@
 // parallel (OpenMP), each sort on one thread, so a batch problem with few classes uses as many
 // threads as it has classes; lovasz_hinge with per_image = false (one problem) splits its sort
 // across the threads (the walk stays on one). Memory:
-// two arrays of P (key, index) records per sort in flight (16 bytes per pixel in float, 32 in
-// double), i.e. O(P) per thread, which a sort needs; lovasz_softmax also keeps the max logit
-// and the inverse sum of exponentials of every pixel (2 values of T per pixel, 1/C of the
-// logits). The gradient is written into the output (the per-pixel dL/dp first, then the
-// softmax's Jacobian in place); nothing else the size of the logits is allocated. The loss is
-// not a sum over pixels, so there is no statistics/finalize split: a sharded batch must gather
-// its problems.
+// two arrays of P (key, position) records per sort in flight (16 bytes per pixel in float, 32
+// in double, and 32 in both from 2^31 pixels on, whose positions are 64-bit), i.e. O(P) per
+// thread, which a sort needs; lovasz_softmax also keeps the max logit and the inverse sum of
+// exponentials of every pixel (2 values of T per pixel, 2/C of the logits' size). The gradient
+// is written into the output (the per-pixel dL/dp first, then the softmax's Jacobian in place);
+// nothing else the size of the logits is allocated. The loss is not a sum over pixels, so there
+// is no statistics/finalize split: a sharded batch must gather its problems.
 //
 // NaN: a NaN logit sorts as the largest error of its problem, and the problem's loss is NaN. In
 // lovasz_softmax the gradient of its pixel is NaN (its softmax is); in lovasz_hinge the pixel's

@@ -325,4 +325,24 @@ TEST_CASE("boundary_weights: bad input") {
                        "boundary_weights: weights shares its memory with the mask; the box sums "
                        "need the mask intact",
                        Error);
+  // A buffer that overlaps the mask at an offset (a row on, a row before) is refused too: it was
+  // taken, and every weight came out wrong. One that only touches it is taken.
+  Tensor<float> buffer = Tensor<float>::zeros({3 * m.numel()});
+  auto mask_in_buffer = Tensor<float>::view(buffer.data() + m.numel(), m.shape());
+  mask_in_buffer.copy_from(m);
+  const auto apart = boundary_weights(m);
+  for (const int64_t offset : {int64_t{8}, int64_t{-8}, int64_t{1}}) {
+    CAPTURE(offset);
+    Tensor<float> shifted = Tensor<float>::view(mask_in_buffer.data() + offset, m.shape());
+    CHECK_THROWS_WITH_AS(boundary_weights(mask_in_buffer, shifted),
+                         "boundary_weights: weights shares its memory with the mask; the box sums "
+                         "need the mask intact",
+                         Error);
+  }
+  for (const int64_t offset : {m.numel(), -m.numel()}) {
+    CAPTURE(offset);
+    Tensor<float> touching = Tensor<float>::view(mask_in_buffer.data() + offset, m.shape());
+    boundary_weights(mask_in_buffer, touching);
+    CHECK(testing::same_bits(touching, apart));
+  }
 }

@@ -280,12 +280,12 @@ TEST_CASE("cuda boundary_weights: argument errors with a CUDA mask") {
                        Error);
   Tensor<float> host = Tensor<float>::zeros({2, 1, 16, 8});
   CHECK_THROWS_WITH_AS(boundary_weights(md, host),
-                       "boundary_weights: weights (2,1,16,8) is on device cpu, but mask are on "
+                       "boundary_weights: weights (2,1,16,8) is on device cpu, but mask is on "
                        "cuda: every tensor of a call must be on one device",
                        Error);
   Tensor<float> device_buf = unread_cuda_view<float>({2, 1, 16, 8});
   CHECK_THROWS_WITH_AS(boundary_weights(Tensor<float>::zeros({2, 1, 16, 8}), device_buf),
-                       "boundary_weights: weights (2,1,16,8) is on device cuda, but mask are on "
+                       "boundary_weights: weights (2,1,16,8) is on device cuda, but mask is on "
                        "cpu: every tensor of a call must be on one device",
                        Error);
 }

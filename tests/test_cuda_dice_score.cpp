@@ -163,7 +163,7 @@ TEST_CASE("cuda dice_score: mixed devices are errors") {
   const auto xd = testing::unread_cuda_view<float>(s);
   const auto t = testing::mask<float>(s, 1);
   CHECK_THROWS_WITH_AS(dice_score(xd, t),
-                       "dice_score: target (1,1,4,4) is on device cpu, but pred are on cuda: every "
+                       "dice_score: target (1,1,4,4) is on device cpu, but pred is on cuda: every "
                        "tensor of a call must be on one device",
                        Error);
 }

@@ -160,7 +160,7 @@ TEST_CASE("cuda surface_distance: errors") {
                        doctest::Contains("surface_distance: pred holds 0.5 at index 37"), Error);
   // Mixed devices.
   CHECK_THROWS_WITH_AS(surface_distance(gpu(p), t),
-                       doctest::Contains("target (2,2,6,5) is on device cpu, but pred are on cuda"),
+                       doctest::Contains("target (2,2,6,5) is on device cpu, but pred is on cuda"),
                        Error);
 }
 

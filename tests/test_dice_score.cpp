@@ -350,7 +350,7 @@ TEST_CASE("dice_score: bad input") {
   const auto gpu = Tensor<float>::view(buf.data(), {2, 1, 8, 8}, Device::cuda);
   CHECK_THROWS_WITH_AS(dice_score(x, gpu),
                        cuda::built() ? "dice_score: target (2,1,8,8) is on device cuda, but "
-                                       "pred are on cpu: every tensor of a call must be on one "
+                                       "pred is on cpu: every tensor of a call must be on one "
                                        "device"
                                      : "dice_score: target (2,1,8,8) is on device cuda, but this "
                                        "build has no CUDA backend",

@@ -394,6 +394,24 @@ TEST_CASE("sigmoid_focal: bad input names the function, argument and values") {
                        "sigmoid_focal: options.gamma is nan; it must be finite and >= 0", Error);
   o.gamma = INFINITY;
   CHECK_THROWS_AS(sigmoid_focal_value_and_grad(x, z, o), Error);
+  // Finite in double but not in float, in which float logits raise to it (it gave NaN).
+  const auto xf = testing::randn<float>({2, 3, 4, 4}, 29);
+  const auto zf = testing::mask<float>({2, 3, 4, 4}, 30);
+  SigmoidFocalOptions<float> huge;
+  huge.gamma = 1e39;
+  CHECK_THROWS_WITH_AS(
+      sigmoid_focal(xf, zf, huge),
+      "sigmoid_focal: options.gamma is 1e+39, more than float logits hold (3.4028235e+38)", Error);
+  SoftmaxFocalOptions<float> huge_softmax;
+  huge_softmax.gamma = 1e39;
+  CHECK_THROWS_WITH_AS(
+      softmax_focal_value_and_grad(xf, testing::labels<int64_t>(Shape{2, 4, 4}, 3, 31),
+                                   huge_softmax),
+      "softmax_focal_value_and_grad: options.gamma is 1e+39, more than float logits hold "
+      "(3.4028235e+38)",
+      Error);
+  huge.gamma = 1e38;  // finite in float: taken
+  CHECK(std::isfinite(sigmoid_focal(xf, zf, huge)[0]));
   o.gamma = 2;
   o.alpha = 1.5;
   CHECK_THROWS_WITH_AS(

@@ -443,6 +443,28 @@ TEST_CASE("lovasz: edge cases") {
     CHECK(std::isfinite(g[6]));
     CHECK(std::isnan(lovasz_hinge(x, testing::mask<double>(kShape, 83))[0]));
   }
+  SUBCASE("float labels: options.ignore is compared in the labels' type") {
+    // As PyTorch's labels != ignore, which converts ignore to the labels' dtype: 0.1 ignores the
+    // float labels 0.1f (no float equals 0.1 in double; the labels were refused as bad).
+    const auto x = testing::randn<float>(kShape, 86);
+    auto t = testing::mask<float>(kShape, 87);
+    auto t255 = t.clone();
+    for (int64_t i = 0; i < t.numel(); i += 5) t[i] = 0.1f, t255[i] = 255.0f;
+    LovaszHingeOptions<float> o, o255;
+    o.ignore = 0.1;
+    o255.ignore = 255.0;
+    for (bool per_image : {false, true}) {
+      o.per_image = o255.per_image = per_image;
+      const auto a = lovasz_hinge_value_and_grad(x, t, o);
+      const auto b = lovasz_hinge_value_and_grad(x, t255, o255);
+      CHECK(a.value == b.value);
+      CHECK(testing::same_bits(a.grad, b.grad));
+      ad::Tape<float> tape;
+      const auto l = composed::lovasz_hinge(tape, tape.leaf(x), t, o);
+      const auto l255 = composed::lovasz_hinge(tape, tape.leaf(x), t255, o255);
+      CHECK(l.value()[0] == l255.value()[0]);
+    }
+  }
   SUBCASE("a (N, C, S) multi-label problem per channel is a view (N*C, 1, S)") {
     const Shape s{2, 3, 5}, v{6, 1, 5};
     const auto x = testing::randn<double>(s, 84);

@@ -1,5 +1,6 @@
-// lovasz_softmax's argument checks (not installed), shared by the fused loss (losses/lovasz.cpp)
-// and the composed one (losses/composed.cpp) so that both raise the same errors.
+// lovasz_softmax's argument checks and lovasz_hinge's ignore value (not installed), shared by the
+// fused losses (losses/lovasz.cpp) and the composed ones (losses/composed.cpp) so that both raise
+// the same errors and ignore the same pixels.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +37,15 @@ void check_lovasz_softmax_args(const char* fn, const Tensor<T>& logits, const Te
   cpu::LabelRule rule;
   rule.ignore_index = o.ignore_index;
   check_labels<T>(fn, labels, C, rule);
+}
+
+// lovasz_hinge's ignore value as the labels are compared with it (in double): rounded to the
+// labels' type T first, as PyTorch's `labels != ignore` converts the number to the tensor's
+// dtype, so float labels 0.1f are ignored by options.ignore 0.1 (no float equals 0.1 in double).
+// 0 when unset.
+template <class T>
+double hinge_ignore(const LovaszHingeOptions<T>& o) {
+  return o.ignore.has_value() ? static_cast<double>(static_cast<T>(*o.ignore)) : 0.0;
 }
 
 }  // namespace detail
