@@ -519,7 +519,9 @@ typedef enum segloss_out_of_range {
   SEGLOSS_OUT_OF_RANGE_DROP = 1
 } segloss_out_of_range;
 
-/* Defaults: ignore_index -100, out_of_range error. */
+/* Defaults: ignore_index -100, out_of_range error. An ignore_index inside [0, C) (0: leave the
+ * background out) names a class that is not scored: NaN in the per-class scores, left out of
+ * every class mean (metrics/scores.hpp). */
 typedef struct segloss_confusion_matrix_options {
   int64_t ignore_index;
   segloss_out_of_range out_of_range;

@@ -19,7 +19,9 @@
 //   ignore_index  a true label whose pixels are not counted (their prediction is not read).
 //                 Default -100, PyTorch's ignore_index and segloss's cross_entropy default; VOC
 //                 and ADE20K label maps mark void pixels 255, pytorch-fcn's loader -1: set it
-//                 to match. It may be a class in [0, C) (e.g. 0 to leave out the background).
+//                 to match. It may be a class in [0, C) (e.g. 0 to leave out the background):
+//                 the scores then leave that class out (metrics/scores.hpp, "The ignored
+//                 class").
 //   out_of_range  a true label outside [0, C) that is not ignore_index:
 //                 error (default): segloss::Error naming its position and value; nothing is
 //                   counted from that update.

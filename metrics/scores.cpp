@@ -46,10 +46,21 @@ double score_of(Score s, double tp, double fp, double fn, const ScoreOptions& o)
   return kNaN;
 }
 
-// Mean of `v` weighted by `w` (null: 1), over the values the policy keeps.
-double mean_of(const std::vector<double>& v, const std::vector<double>* w, EmptyPolicy e) {
+// The class that an ignore_index inside [0, C) names, or -1. Its truth pixels are never counted,
+// so it is not scored: NaN in the per-class scores, and left out of every class mean whatever the
+// policy (a prediction of it at a counted pixel stays an error of that pixel's true class).
+int64_t ignored_class(const ConfusionMatrix& cm) {
+  const int64_t k = cm.options().ignore_index;
+  return k >= 0 && k < cm.num_classes() ? k : -1;
+}
+
+// Mean of `v` weighted by `w` (null: 1), over the values the policy keeps, but entry `left_out`
+// (ignored_class, or -1).
+double mean_of(const std::vector<double>& v, const std::vector<double>* w, EmptyPolicy e,
+               int64_t left_out = -1) {
   double num = 0, den = 0;
   for (size_t i = 0; i < v.size(); ++i) {
+    if (static_cast<int64_t>(i) == left_out) continue;
     if (e == EmptyPolicy::skip && std::isnan(v[i])) continue;
     const double wi = w ? (*w)[i] : 1.0;
     num += wi * v[i];
@@ -120,12 +131,13 @@ namespace {
 // class_scores from margins already formed (label_accuracy_score forms them once for several).
 std::vector<double> class_scores_of(const ConfusionMatrix& cm, const ConfusionMatrix::Margins& m,
                                     Score score, const ScoreOptions& options) {
-  const int64_t C = cm.num_classes();
+  const int64_t C = cm.num_classes(), ignored = ignored_class(cm);
   std::vector<double> r(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
     const double tp = static_cast<double>(cm.count(c, c));
-    r[c] = score_of(score, tp, static_cast<double>(m.pred_counts[c]) - tp,
-                    static_cast<double>(m.true_counts[c]) - tp, options);
+    r[c] = c == ignored ? kNaN
+                        : score_of(score, tp, static_cast<double>(m.pred_counts[c]) - tp,
+                                   static_cast<double>(m.true_counts[c]) - tp, options);
   }
   return r;
 }
@@ -149,11 +161,11 @@ double average_score(const ConfusionMatrix& cm, Score score, Average average,
       return score_of(score, tp, miss, miss, options);
     }
     case Average::macro:
-      return mean_of(class_scores(cm, score, options), nullptr, options.empty);
+      return mean_of(class_scores(cm, score, options), nullptr, options.empty, ignored_class(cm));
     case Average::weighted: {
       const ConfusionMatrix::Margins m = cm.margins();
       const std::vector<double> w = to_double(m.true_counts);
-      return mean_of(class_scores_of(cm, m, score, options), &w, options.empty);
+      return mean_of(class_scores_of(cm, m, score, options), &w, options.empty, ignored_class(cm));
     }
     case Average::per_image:
       break;
@@ -162,16 +174,27 @@ double average_score(const ConfusionMatrix& cm, Score score, Average average,
                "this overload has one matrix");
 }
 
-std::vector<double> image_scores(const std::vector<ConfusionMatrix>& images, Score score,
-                                 const ScoreOptions& options) {
-  const char* fn = "image_scores";
-  check_options(fn, score, options);
+namespace {
+
+// image_scores for `fn` (image_scores, or average_score per_image), whose name errors carry.
+std::vector<double> image_scores_of(const char* fn, const std::vector<ConfusionMatrix>& images,
+                                    Score score, const ScoreOptions& options) {
   check_images(fn, images);  // (not sum_of: a C^2 merge per image, only to check the list)
   std::vector<double> r;
   r.reserve(images.size());
   for (const ConfusionMatrix& m : images)
-    r.push_back(mean_of(class_scores(m, score, options), nullptr, options.empty));
+    r.push_back(mean_of(class_scores_of(m, m.margins(), score, options), nullptr, options.empty,
+                        ignored_class(m)));
   return r;
+}
+
+}  // namespace
+
+std::vector<double> image_scores(const std::vector<ConfusionMatrix>& images, Score score,
+                                 const ScoreOptions& options) {
+  const char* fn = "image_scores";
+  check_options(fn, score, options);
+  return image_scores_of(fn, images, score, options);
 }
 
 double average_score(const std::vector<ConfusionMatrix>& images, Score score, Average average,
@@ -181,7 +204,7 @@ double average_score(const std::vector<ConfusionMatrix>& images, Score score, Av
   detail::check_enum(fn, "", "average", average, detail::kAverageNames);
   if (average != Average::per_image)
     return average_score(sum_of(fn, images), score, average, options);
-  return mean_of(image_scores(images, score, options), nullptr, options.empty);
+  return mean_of(image_scores_of(fn, images, score, options), nullptr, options.empty);
 }
 
 double pixel_accuracy(const ConfusionMatrix& cm) {
@@ -223,10 +246,10 @@ FcnScores label_accuracy_score(const ConfusionMatrix& cm) {
   const ConfusionMatrix::Margins m = cm.margins();  // one checked pass for every score below
   const double n = static_cast<double>(m.total);
   s.pixel_accuracy = ratio(trace(cm), n, EmptyPolicy::skip);
-  s.mean_class_accuracy =
-      mean_of(class_scores_of(cm, m, Score::recall, {}), nullptr, EmptyPolicy::skip);
+  s.mean_class_accuracy = mean_of(class_scores_of(cm, m, Score::recall, {}), nullptr,
+                                  EmptyPolicy::skip, ignored_class(cm));
   s.iou = class_scores_of(cm, m, Score::iou, {});
-  s.mean_iou = mean_of(s.iou, nullptr, EmptyPolicy::skip);
+  s.mean_iou = mean_of(s.iou, nullptr, EmptyPolicy::skip, ignored_class(cm));
   for (size_t c = 0; c < m.true_counts.size(); ++c)
     if (m.true_counts[c] > 0) s.fw_iou += static_cast<double>(m.true_counts[c]) / n * s.iou[c];
   return s;

@@ -1,4 +1,4 @@
-// @brief Segmentation scores from a ConfusionMatrix: pytorch-fcn's label_accuracy_score exactly,
+// @brief Segmentation scores from a ConfusionMatrix: pytorch-fcn's label_accuracy_score,
 // and per-class IoU, Dice/F1, precision, recall and F-beta with micro, macro, weighted and
 // per-image averaging; Cohen's kappa and the multi-class Matthews correlation.
 //
@@ -24,6 +24,14 @@
 // truth and prediction. precision is also undefined for a class in the truth that is never
 // predicted, recall for a class predicted but absent from the truth (sklearn's zero_division
 // covers the same cases).
+//
+// The ignored class: an ignore_index inside [0, C) (ConfusionMatrixOptions, e.g. 0 to leave the
+// background out) names a class whose truth pixels are never counted. It is not scored: NaN in
+// class_scores and label_accuracy_score's iou whatever the policy, and left out of every class
+// mean (macro, weighted, per_image, acc_cls, mean_iu), as torchmetrics' macro average gives it
+// weight 0. A prediction of it at a counted pixel stays an error of that pixel's true class (a
+// false negative there, and a miss in pixel accuracy, micro, kappa and MCC). Before 2026-12-02
+// it was scored: IoU 0 wherever it was predicted, which lowered every mean.
 //
 // Averages (Average), all over the classes' values after the policy:
 //   micro     the score of the pooled counts TP = sum_c TP_c, FP = sum_c FP_c, FN = sum_c FN_c.
@@ -57,8 +65,10 @@
 //   (sklearn gives NaN for kappa, 0 for MCC).
 //   Everything is computed in double from the int64 counts.
 //
-// label_accuracy_score(cm) returns exactly pytorch-fcn's label_accuracy_score on the same
-// counts: acc = trace / n; acc_cls = nanmean_c(TP_c / support_c); iu_c = TP_c / (support_c +
+// label_accuracy_score(cm) returns pytorch-fcn's label_accuracy_score on the same counts, to the
+// last bits (numpy's nanmean and sum add in another order; the golden test allows 1e-12; a
+// class ignored inside [0, C), which pytorch-fcn has no notion of, is left out as above):
+// acc = trace / n; acc_cls = nanmean_c(TP_c / support_c); iu_c = TP_c / (support_c +
 // pred_c - TP_c); mean_iu = nanmean(iu); fwavacc = sum over support_c > 0 of (support_c / n)
 // iu_c. With nothing counted: acc, acc_cls and mean_iu are NaN, fwavacc is 0 (a sum over no
 // classes), as numpy gives. Per-class NaN entries stay NaN whatever the options.
@@ -89,7 +99,8 @@ struct ScoreOptions {
   double beta = 1.0;  // fbeta only
 };
 
-// One value per class (C); undefined ones per options.empty (NaN for skip and formula).
+// One value per class (C); undefined ones per options.empty (NaN for skip and formula); NaN for
+// the ignored class.
 std::vector<double> class_scores(const ConfusionMatrix& cm, Score score,
                                  const ScoreOptions& options = {});
 
@@ -114,6 +125,7 @@ struct FcnScores {
   double mean_iou = 0;             // mean_iu
   double fw_iou = 0;               // fwavacc
   std::vector<double> iou;         // iu, NaN for a class absent from truth and prediction
+                                   // and for the ignored class
 };
 FcnScores label_accuracy_score(const ConfusionMatrix& cm);
 

@@ -208,6 +208,61 @@ TEST_CASE("scores: per-image averaging skips images with nothing counted") {
         doctest::Approx(average_score(whole, Score::iou, Average::macro)));
 }
 
+// An ignore_index inside [0, C) (0: the background left out) names a class whose truth pixels
+// are never counted. It is not scored: NaN per class under every policy, and left out of every
+// class mean; a prediction of it stays a miss of the pixel's true class. It used to score IoU 0
+// wherever it was predicted, which lowered every mean.
+TEST_CASE("scores: the ignored class is left out of the per-class scores and every class mean") {
+  // truth (rows) never 0 (ignored); column 0 holds predictions of the ignored class.
+  //        p0 p1 p2
+  //   t0 [  0  0  0 ]
+  //   t1 [  2  3  1 ]
+  //   t2 [  1  0  4 ]
+  ConfusionMatrixOptions o;
+  o.ignore_index = 0;
+  const std::vector<int64_t> counts = {0, 0, 0, 2, 3, 1, 1, 0, 4};
+  const auto m = ConfusionMatrix::from_counts(3, counts, o);
+  const auto plain = ConfusionMatrix::from_counts(3, counts);  // ignore_index -100
+  // class 1: TP 3, FN 3, FP 0; class 2: TP 4, FN 1, FP 1.
+  const double iou1 = 3.0 / 6.0, iou2 = 4.0 / 6.0, rec1 = 3.0 / 6.0, rec2 = 4.0 / 5.0;
+  for (EmptyPolicy e :
+       {EmptyPolicy::skip, EmptyPolicy::formula, EmptyPolicy::one, EmptyPolicy::zero}) {
+    CAPTURE(static_cast<int>(e));
+    const auto iou = class_scores(m, Score::iou, with(e));
+    CHECK(std::isnan(iou[0]));
+    CHECK(iou[1] == doctest::Approx(iou1));
+    CHECK(iou[2] == doctest::Approx(iou2));
+    CHECK(average_score(m, Score::iou, Average::macro, with(e)) ==
+          doctest::Approx((iou1 + iou2) / 2));
+    CHECK(average_score(m, Score::recall, Average::weighted, with(e)) ==
+          doctest::Approx((6 * rec1 + 5 * rec2) / 11));
+    CHECK(average_score(std::vector<ConfusionMatrix>{m}, Score::iou, Average::per_image, with(e)) ==
+          doctest::Approx((iou1 + iou2) / 2));
+    // Without the ignore_index class 0 is scored: IoU 0 (TP 0, FP 3) in the mean.
+    CHECK(average_score(plain, Score::iou, Average::macro, with(e)) ==
+          doctest::Approx((0.0 + iou1 + iou2) / 3));
+  }
+  // The column still counts: the 3 pixels predicted as class 0 are misses.
+  CHECK(pixel_accuracy(m) == doctest::Approx(7.0 / 11.0));
+  CHECK(average_score(m, Score::iou, Average::micro) ==
+        average_score(plain, Score::iou, Average::micro));
+  CHECK(cohen_kappa(m) == cohen_kappa(plain));
+  const FcnScores f = label_accuracy_score(m);
+  CHECK(std::isnan(f.iou[0]));
+  CHECK(f.mean_iou == doctest::Approx((iou1 + iou2) / 2));
+  CHECK(f.mean_class_accuracy == doctest::Approx((rec1 + rec2) / 2));
+  CHECK(f.fw_iou == doctest::Approx(label_accuracy_score(plain).fw_iou));
+  CHECK(label_accuracy_score(plain).mean_iou == doctest::Approx((0.0 + iou1 + iou2) / 3));
+  // Labels through update: the same matrix.
+  ConfusionMatrix streamed(3, o);
+  streamed.update(Tensor<int64_t>::from({0, 1, 2, 0}, {4}),
+                  Tensor<int64_t>::from({1, 1, 2, 0}, {4}));
+  CHECK(streamed.count(0, 0) == 0);  // the ignored truth pixel is not counted
+  CHECK(std::isnan(class_scores(streamed, Score::dice)[0]));
+  CHECK(average_score(streamed, Score::dice, Average::macro) ==
+        doctest::Approx((2.0 / 3.0 + 1.0) / 2));
+}
+
 TEST_CASE("scores: bad arguments") {
   const auto m = matrix(2, {1, 2, 3, 4});
   CHECK_THROWS_WITH_AS(class_scores(m, Score::fbeta, with(EmptyPolicy::skip, -1.0)),
@@ -222,6 +277,13 @@ TEST_CASE("scores: bad arguments") {
                        "average_score: images is empty; there is nothing to score", Error);
   CHECK_THROWS_WITH_AS(image_scores({ConfusionMatrix(2), ConfusionMatrix(3)}, Score::iou),
                        "image_scores: images[1] has 3 classes; images[0] has 2", Error);
+  // per_image goes through image_scores' loop, but the errors name the function called.
+  CHECK_THROWS_WITH_AS(
+      average_score(std::vector<ConfusionMatrix>{}, Score::iou, Average::per_image),
+      "average_score: images is empty; there is nothing to score", Error);
+  CHECK_THROWS_WITH_AS(
+      average_score({ConfusionMatrix(2), ConfusionMatrix(3)}, Score::iou, Average::per_image),
+      "average_score: images[1] has 3 classes; images[0] has 2", Error);
   CHECK(std::string(score_name(Score::fbeta)) == "fbeta");
   CHECK(std::string(average_name(Average::per_image)) == "per_image");
 }

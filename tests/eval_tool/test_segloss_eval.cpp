@@ -375,6 +375,35 @@ TEST_CASE("segloss-eval: 16-bit labels above 255, --ignore V and --ignore none")
   CHECK(j["scored"].integer() == 72);
 }
 
+TEST_CASE("segloss-eval: --ignore 0 leaves the background out of the scores") {
+  // truth [[0,0,1,1],[0,0,1,1]], prediction [[0,0,0,1],[0,0,1,1]]: class 1 has TP 3, FN 1, FP 0
+  // (IoU 3/4, Dice 6/7); class 0, ignored, is not scored (it was: IoU 0 from its one wrong
+  // prediction, and Mean IoU 0.375).
+  TempDir dir;
+  const std::vector<int32_t> truth = {0, 0, 1, 1, 0, 0, 1, 1}, pred = {0, 0, 0, 1, 0, 0, 1, 1};
+  write_label_png(dir.pred("a.png"), pred, 2, 4);
+  write_label_png(dir.truth("a.png"), truth, 2, 4);
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "2", "--ignore", "0"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(contains(r.out, "Mean IoU                0.7500"));
+  CHECK(contains(r.out, "Mean Dice               0.8571"));
+  CHECK(contains(r.out, "Mean class accuracy     0.7500"));
+  CHECK(contains(r.out, "Pixel accuracy          0.7500"));
+  const size_t row = r.out.find("\n0 ");
+  REQUIRE(row != std::string::npos);
+  const std::string line = r.out.substr(row + 1, r.out.find('\n', row + 1) - row - 1);
+  CHECK(line.find("0.0000") == std::string::npos);  // IoU, Dice, precision: '-', not 0
+  const RunResult j =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "2", "--ignore", "0", "--json"});
+  REQUIRE(j.code == 0);
+  const Json json = parse_json(j.out);
+  CHECK(json["per_class"][size_t{0}]["iou"].kind == Json::null);
+  CHECK(json["per_class"][size_t{1}]["iou"].score() == 0.75);
+  CHECK(json["mean_iou"].score() == 0.75);
+  CHECK(json["per_class"][size_t{0}]["predicted"].integer() == 1);
+}
+
 TEST_CASE("segloss-eval: the table with --names") {
   TempDir dir;
   std::mt19937 rng(3);

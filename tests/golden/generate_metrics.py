@@ -22,6 +22,10 @@ What the references are:
     MCC as Gorodkin's covariance of one-hot matrices, COV(X, Y) / sqrt(COV(X, X) COV(Y, Y)).
     Undefined (0/0) values follow each policy: skip -> NaN, left out of means (np.nanmean);
     formula -> NaN, propagated (np.mean); one -> 1; zero -> 0.
+  * an ignore_index inside [0, C) (cases ignore_zero, drop_with_ignore_index) names a class that
+    is not scored: NaN per class whatever the policy, left out of every class mean (torchmetrics'
+    macro average gives it weight 0); fcn's acc_cls and mean_iu are then the seed's nanmeans over
+    the other classes (pytorch-fcn itself has no such class).
   * logits cases: the prediction is np.argmax(logits, axis=1) (first maximum; NaN wins), stored
     as tensor pred too.
 Inputs are drawn from numpy's default_rng with a per-case seed (BASE_SEED + crc32(name)), so adding
@@ -109,8 +113,16 @@ def counted(t, ignore_index, n_class):
     return (t != ignore_index) & (t >= 0) & (t < n_class)
 
 
-def per_class(t, p, n_class, score, beta, policy):
-    """t, p: 1-D arrays of the counted pixels."""
+def per_class(t, p, n_class, score, beta, policy, ignored=-1):
+    """t, p: 1-D arrays of the counted pixels. The ignored class (an ignore_index inside
+    [0, n_class)) is not scored: NaN whatever the policy."""
+    values = per_class_scored(t, p, n_class, score, beta, policy)
+    if 0 <= ignored < n_class:
+        values[ignored] = np.nan
+    return values
+
+
+def per_class_scored(t, p, n_class, score, beta, policy):
     k = np.arange(n_class)[:, None]
     tp = ((t[None, :] == k) & (p[None, :] == k)).sum(axis=1)
     fp = ((t[None, :] != k) & (p[None, :] == k)).sum(axis=1)
@@ -127,7 +139,7 @@ def per_class(t, p, n_class, score, beta, policy):
     return ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, policy)
 
 
-def averaged(t, p, n_class, score, beta, policy, average):
+def averaged(t, p, n_class, score, beta, policy, average, ignored=-1):
     if average == "micro":
         tp = float((t == p).sum())
         miss = float(t.size) - tp  # every wrong pixel is one FP and one FN
@@ -137,11 +149,14 @@ def averaged(t, p, n_class, score, beta, policy, average):
         if score in ("precision", "recall"):
             return float(ratio(tp, tp + miss, policy))
         return float(ratio((1 + b2) * tp, (1 + b2) * tp + b2 * miss + miss, policy))
-    values = per_class(t, p, n_class, score, beta, policy)
+    # The ignored class is left out of the class means, whatever the policy (torchmetrics' macro
+    # average gives it weight 0).
+    values = per_class(t, p, n_class, score, beta, policy, ignored)
+    scored = np.arange(n_class) != ignored
     if average == "macro":
-        return mean(values, policy)
+        return mean(values[scored], policy)
     support = np.array([(t == k).sum() for k in range(n_class)])
-    return mean(values, policy, support)
+    return mean(values[scored], policy, support[scored])
 
 
 def kappa(t, p, n_class, policy):
@@ -218,23 +233,34 @@ def make_case(name, n_class, truth, pred=None, logits=None, ignore_index=-100,
     hist = sum(_fast_hist(lt.flatten(), lp.flatten(), n_class)
                for lt, lp in zip(fcn_true, fcn_pred))
     lines.append(tensor_line("hist", hist))
-    lines.append(tensor_line("fcn", np.array(label_accuracy_score(fcn_true, fcn_pred, n_class))))
+    fcn = list(label_accuracy_score(fcn_true, fcn_pred, n_class))
+    if 0 <= ignore_index < n_class:
+        # pytorch-fcn has no ignored class inside [0, n_class); segloss leaves it out of acc_cls
+        # and mean_iu: the seed's nanmeans over the other classes.
+        scored = np.arange(n_class) != ignore_index
+        fcn[1] = np.nanmean((np.diag(hist) / hist.sum(axis=1))[scored])
+        iu = np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))
+        fcn[2] = np.nanmean(iu[scored])
+    lines.append(tensor_line("fcn", np.array(fcn)))
 
     keep = counted(truth, ignore_index, n_class)
     t, p = truth[keep], pred[keep]
     assert hist.sum() == t.size
     lines.append(tensor_line("pixel_accuracy", np.array(ratio((t == p).sum(), t.size, "skip"))))
     for s in SCORES:
-        lines.append(tensor_line("class." + s, per_class(t, p, n_class, s, beta, "skip")))
+        lines.append(tensor_line("class." + s,
+                                 per_class(t, p, n_class, s, beta, "skip", ignore_index)))
         lines.append(tensor_line("avg." + s, np.array(
-            [[averaged(t, p, n_class, s, beta, pol, a) for a in AVERAGES] for pol in POLICIES])))
+            [[averaged(t, p, n_class, s, beta, pol, a, ignore_index) for a in AVERAGES]
+             for pol in POLICIES])))
     lines.append(tensor_line("kappa", np.array([kappa(t, p, n_class, pol) for pol in POLICIES])))
     lines.append(tensor_line("mcc", np.array([mcc(t, p, n_class, pol) for pol in POLICIES])))
 
     # Per image: each image's macro score, then the mean over the images (skip: over the
     # images whose score is not NaN).
     for s in SCORES:
-        per_img = np.array([[averaged(ti[ki], pi[ki], n_class, s, beta, pol, "macro")
+        per_img = np.array([[averaged(ti[ki], pi[ki], n_class, s, beta, pol, "macro",
+                                      ignore_index)
                              for ti, pi, ki in zip(truth, pred, keep)] for pol in POLICIES])
         lines.append(tensor_line("image." + s, per_img))
         lines.append(tensor_line("per_image." + s, np.array(

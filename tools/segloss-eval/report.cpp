@@ -147,7 +147,7 @@ void print_table(std::FILE* out, const ReportInfo& info) {
     if (surface) std::fprintf(out, " %9s %9s", fixed(r.hd95[c]).c_str(), fixed(r.assd[c]).c_str());
     std::fputc('\n', out);
   }
-  std::fprintf(out, "('-': undefined, 0/0; left out of the means)\n");
+  std::fprintf(out, "('-': undefined, 0/0, or the ignored class; left out of the means)\n");
   if (surface)
     std::fprintf(out,
                  "(HD95, ASSD: pixels, mean over the images holding the class in truth or "
