@@ -44,7 +44,10 @@
 // temporary; bce_dice runs a BCE term inside the same two passes.
 //
 // Edge cases: the log form of a score fixed at 0 (empty = zero) is -log 0 = inf with reduction
-// sum or none. With smooth_dr = 0, a score whose D is 0 is smooth_nr / 0 = +inf when
+// sum or none; so is, with smooth_nr = 0, that of a score whose target is empty (S = 0 under
+// empty = formula, the default), and its pixels' gradient is NaN (G = -inf times t = 0): with
+// the log form and smooth_nr = 0, use empty = skip or one, or reduction mean (whose log goes
+// through the mean score). With smooth_dr = 0, a score whose D is 0 is smooth_nr / 0 = +inf when
 // smooth_nr > 0 (the default): its loss is -inf in the linear and log forms (0 in the focal
 // and clamp forms), and the gradient of its pixels is NaN (dS/dI and dS/dP are 0/0 or
 // infinite, times p and t that are 0); with smooth_nr = 0 too, the score is 0/0 = NaN. Either

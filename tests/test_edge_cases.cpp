@@ -459,6 +459,30 @@ TEST_CASE("edge: empty masks give the documented scores and finite gradients") {
   const auto lab = Tensor<int64_t>::zeros({2, 4, 4});  // class 1 absent
   CHECK(all_finite(softmax_dice_value_and_grad(x, lab).grad));
   CHECK(all_finite(generalized_dice_value_and_grad(x, lab).grad));
+
+  // The documented trap (overlap.hpp, conventions.md): the log form with smooth_nr = 0 and
+  // reduction sum scores an empty target 0, so its loss is inf and its pixels' gradient NaN;
+  // the mean log form takes the log of the mean score and stays finite, as does empty = one.
+  const auto xr = randn<double>({2, 2, 4, 4}, 91);
+  auto tr = mask<double>(xr.shape(), 92);
+  for (int64_t i = 16; i < 32; ++i) tr[i] = 0.0;  // image 0, channel 1: an empty target
+  SoftDiceOptions<double> lo;
+  lo.log = true;
+  lo.smooth_nr = 0.0;
+  lo.reduction = Reduction::sum;
+  const auto trap = soft_dice_value_and_grad(xr, tr, lo);
+  CHECK(trap.value == kInf);
+  CHECK(std::isnan(trap.grad[16]));
+  CHECK(std::isfinite(trap.grad[0]));  // the other scores' pixels
+  lo.empty = EmptyPolicy::one;
+  const auto one = soft_dice_value_and_grad(xr, tr, lo);
+  CHECK(std::isfinite(one.value));
+  CHECK(all_finite(one.grad));
+  lo.empty = EmptyPolicy::formula;
+  lo.reduction = Reduction::mean;
+  const auto mean = soft_dice_value_and_grad(xr, tr, lo);
+  CHECK(std::isfinite(mean.value));
+  CHECK(all_finite(mean.grad));
 }
 
 TEST_CASE("edge: every pixel ignored gives 0 and a zero gradient") {
