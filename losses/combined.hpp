@@ -2,7 +2,11 @@
 //   ce_dice:    L = ce_weight * cross_entropy + dice_weight * softmax_dice
 //   dice_focal: L = dice_weight * softmax_dice + focal_weight * softmax_focal
 // (MONAI's DiceCELoss and DiceFocalLoss have this shape, with lambda_ce / lambda_dice /
-// lambda_focal as the weights). Each term keeps every option of its own loss
+// lambda_focal as the weights; the terms are not MONAI's in every detail: softmax_focal's mean
+// is over the pixels not ignored, summed over the classes, and keeps the background whatever
+// dice.include_background, where MONAI's FocalLoss averages over N*C*spatial elements and drops
+// the background channel with include_background = false, so its focal term is about 1/C of
+// ours). Each term keeps every option of its own loss
 // (cross_entropy.hpp, softmax_overlap.hpp, focal.hpp); the gradient is the weighted sum of the
 // terms' gradients.
 //
