@@ -39,8 +39,8 @@
  *       value_and_grad with the value written into the tensor `value` (one element, the
  *       logits' dtype and device) instead of a double: on CUDA nothing waits, so a training
  *       step on a stream never synchronizes.
- * and, for the losses whose value needs sums over the whole batch (all but the Lovasz
- * losses), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
+ * and, for the losses with a statistics/finalize split (all but binary_cross_entropy and the
+ * Lovasz losses), segloss_X_statistics and segloss_X_finalize (see segloss_statistics below).
  *
  * cuda_stream: a cudaStream_t passed as void*; NULL means the default (legacy) stream. The
  * call enqueues its kernels on it (segloss::cuda::StreamScope) when the tensors live on a CUDA
@@ -117,6 +117,10 @@ typedef enum segloss_status {
 SEGLOSS_C_API const char* segloss_last_error(void);
 /* "SEGLOSS_OK", "SEGLOSS_ERROR_DTYPE", ...; "unknown status" for other values. */
 SEGLOSS_C_API const char* segloss_status_name(segloss_status status);
+
+/* The length of an array the caller passes with a count (class_list_size, spacing_size,
+ * class_tolerance_size, num_classes_listed) must be in [0, 2^31 - 1]; any other count is
+ * SEGLOSS_ERROR_INVALID_ARGUMENT before the array is read. */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Tensors                                                                                  */

@@ -113,6 +113,16 @@ P* require(P* p, const char* function, const char* argument) {
   return p;
 }
 
+// The length a caller gives for one of its arrays (a class list, the spacing): in [0, 2^31 - 1].
+// A wrong count (an uninitialised field, say) beyond that is refused before the array's end is
+// formed: 2^61 doubles past the start wrapped the pointer, and the list was read as empty.
+constexpr int64_t kMaxListSize = (int64_t{1} << 31) - 1;
+void check_list_size(const char* function, const char* argument, int64_t n) {
+  if (n < 0 || n > kMaxListSize)
+    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " is ", n, "; it must be in [0, ",
+         kMaxListSize, "]");
+}
+
 // The integer stored in a C enum object (a field or an argument). A C caller may store any int
 // there; in C++, loading an enum lvalue whose value is outside the enum's range is undefined
 // (clang's -fsanitize=enum reports it), so every enum the caller passes is read through its
@@ -576,9 +586,7 @@ LovaszSoftmaxOptions<T> to_cpp(const segloss_lovasz_softmax_options* c, const ch
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.per_image = c->per_image != 0;
   o.classes = SEGLOSS_ENUM(c->classes, 2, "classes", LovaszClasses, "segloss_lovasz_classes");
-  if (c->class_list_size < 0)
-    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "options.class_list_size is ",
-         c->class_list_size);
+  check_list_size(function, "options.class_list_size", c->class_list_size);
   if (c->class_list_size > 0) {
     require(c->class_list, function, "options.class_list");
     o.class_list.assign(c->class_list, c->class_list + c->class_list_size);
@@ -1329,8 +1337,10 @@ segloss_status segloss_confusion_matrix_data(segloss_confusion_matrix* cm, int64
   const char* function = "segloss_confusion_matrix_data";
   return guard(function, [&] {
     require(cm, function, "cm");
-    *require(data, function, "data") = cm->cm.data();
-    *require(count, function, "count") = static_cast<int64_t>(cm->cm.size());
+    require(data, function, "data");
+    require(count, function, "count");  // both checked before either is written
+    *data = cm->cm.data();
+    *count = static_cast<int64_t>(cm->cm.size());
   });
 }
 
@@ -1476,9 +1486,8 @@ SurfaceDistanceOptions surface_options(const segloss_surface_distance_options* c
                                        const char* function) {
   SurfaceDistanceOptions o;
   if (!c) return o;
-  if (c->spacing_size < 0 || c->class_tolerance_size < 0)
-    fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "options.spacing_size ", c->spacing_size,
-         " or options.class_tolerance_size ", c->class_tolerance_size, " is negative");
+  check_list_size(function, "options.spacing_size", c->spacing_size);
+  check_list_size(function, "options.class_tolerance_size", c->class_tolerance_size);
   if (c->spacing_size > 0) {
     require(c->spacing, function, "options.spacing");
     o.spacing.assign(c->spacing, c->spacing + c->spacing_size);
@@ -1552,8 +1561,7 @@ segloss_status surface_labels(const char* function, const segloss_tensor* pred_l
                               const segloss_tensor* per_pair, void* stream) {
   return guard(function, [&] {
     require(result, function, "result");
-    if (num_classes_listed < 0)
-      fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "num_classes_listed is ", num_classes_listed);
+    check_list_size(function, "num_classes_listed", num_classes_listed);
     if (num_classes_listed > 0) require(classes, function, "classes");
     const std::vector<int64_t> list(classes, classes + num_classes_listed);
     const auto o = surface_options(options, function);

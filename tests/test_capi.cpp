@@ -1193,6 +1193,29 @@ TEST_CASE("capi: errors give a status and a message naming function, argument an
           SEGLOSS_ERROR_NULL_POINTER);
     CHECK(last_error() ==
           "segloss_lovasz_softmax_value_and_grad: options.class_list is a null pointer");
+    // A count far past any array (an uninitialised field, say) is refused before the array's
+    // end is formed: 2^61 wrapped the pointer, and the call ran on an empty list.
+    const int64_t one_class[] = {1};
+    lo.class_list = one_class;
+    lo.class_list_size = int64_t{1} << 61;
+    CHECK(segloss_lovasz_softmax_value_and_grad(&dx, &dy, &lo, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_lovasz_softmax_value_and_grad: options.class_list_size is "
+          "2305843009213693952; it must be in [0, 2147483647]");
+    lo.class_list_size = -1;
+    CHECK(segloss_lovasz_softmax_value_and_grad(&dx, &dy, &lo, &v, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error() ==
+          "segloss_lovasz_softmax_value_and_grad: options.class_list_size is -1; "
+          "it must be in [0, 2147483647]");
+    // Both out-pointers are checked before either is written.
+    segloss_confusion_matrix* cm = nullptr;
+    REQUIRE(segloss_confusion_matrix_create(3, nullptr, &cm) == SEGLOSS_OK);
+    int64_t* data = nullptr;
+    CHECK(segloss_confusion_matrix_data(cm, &data, nullptr) == SEGLOSS_ERROR_NULL_POINTER);
+    CHECK(data == nullptr);
+    segloss_confusion_matrix_destroy(cm);
   }
   SUBCASE("value_and_grad_into's value tensor") {
     CHECK(segloss_bce_dice_value_and_grad_into(&dx, &dz, nullptr, nullptr, &dg, nullptr) ==
