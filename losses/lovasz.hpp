@@ -63,7 +63,8 @@
 //   per_image     true (default): one problem per image; false: one over the batch.
 //   ignore        optional label value whose pixels belong to no problem (gradient 0), compared
 //                 in the labels' type T, as PyTorch's labels != ignore (0.1 ignores float labels
-//                 0.1f). Default none (every pixel counts), as the reference's ignore = None.
+//                 0.1f, and float16 / bfloat16 labels of 0.1 rounded to their type). Default
+//                 none (every pixel counts), as the reference's ignore = None.
 //   A problem without pixels (all ignored) has loss 0 and no gradient.
 //
 // Cost and memory. Per (problem, class) one sort of P errors: an LSD radix sort on their bits

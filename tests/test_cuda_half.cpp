@@ -176,6 +176,27 @@ TEST_CASE_TEMPLATE("cuda half: a bad label raises, or makes the device value NaN
   CHECK(std::isnan(static_cast<float>(v.to(Device::cpu)[0])));
 }
 
+// options.ignore is rounded to the 16-bit label type on CUDA too (the widened call runs the
+// float CUDA loss): labels of 0.1 ignored by 0.1 give the CPU 16-bit result of the same call.
+TEST_CASE_TEMPLATE("cuda half: lovasz_hinge ignores 16-bit labels of options.ignore", H, float16,
+                   bfloat16) {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 1, 6, 7};
+  const auto x = half_randn<H>(s, 12, 2.0);
+  auto t = to_half<H>(testing::mask<float>(s, 13));
+  for (int64_t i = 0; i < t.numel(); i += 3) t[i] = H(0.1f);
+  LovaszHingeOptions<H> o;
+  o.ignore = 0.1;
+  for (bool per_image : {false, true}) {
+    CAPTURE(per_image);
+    o.per_image = per_image;
+    const auto cpu = lovasz_hinge_value_and_grad(x, t, o);
+    const auto gpu = lovasz_hinge_value_and_grad(dev(x), dev(t), o);
+    CHECK(gpu.value == doctest::Approx(cpu.value).epsilon(1e-5));
+    check_half(cpu.grad, gpu.grad, "lovasz_hinge grad");
+  }
+}
+
 // A tensor on the other device is the float loss's device error, as before the scratch (the
 // scratch holds only the copies of tensors on the logits' device).
 TEST_CASE_TEMPLATE("cuda half: inputs on mixed devices are the float loss's device errors", H,

@@ -334,6 +334,32 @@ TEST_CASE_TEMPLATE("half logits: |x| = 1e4 is finite, Inf logits follow the floa
   check_rounded(got.grad, ref.grad, "Inf logits");
 }
 
+TEST_CASE_TEMPLATE("half logits: lovasz_hinge compares 16-bit labels with ignore in their type", H,
+                   float16, bfloat16) {
+  // PyTorch's labels != ignore converts 0.1 to the labels' dtype, so 16-bit labels of 0.1 are
+  // ignored (before 2026-12-02 the float loss compared their widened value, H(0.1) as a float,
+  // with 0.1 rounded to float, and refused them as labels neither 0 nor 1).
+  const Shape s{2, 1, 3, 5};
+  const auto x = half_randn<H>(s, 301, 2.0);
+  auto t = half_mask<H>(s, 302), t255 = t.clone();
+  for (int64_t i = 0; i < t.numel(); i += 4) t[i] = H(0.1f), t255[i] = H(255.0f);
+  REQUIRE(static_cast<float>(H(0.1f)) != 0.1f);  // the case this test is about
+  LovaszHingeOptions<H> o, o255;
+  o.ignore = 0.1;
+  o255.ignore = 255.0;
+  for (bool per_image : {false, true}) {
+    CAPTURE(per_image);
+    o.per_image = o255.per_image = per_image;
+    const auto a = lovasz_hinge_value_and_grad(x, t, o);
+    const auto b = lovasz_hinge_value_and_grad(x, t255, o255);
+    CHECK(a.value == b.value);
+    CHECK(testing::same_bits(a.grad, b.grad));
+  }
+  // A value that is no label stays refused, and 0.2 does not ignore labels of 0.1.
+  o.ignore = 0.2;
+  CHECK_THROWS_WITH_AS(lovasz_hinge(x, t, o), doctest::Contains("lovasz_hinge"), Error);
+}
+
 TEST_CASE("half logits: a gradient beyond float16's range rounds to Inf, bfloat16 keeps it") {
   const Shape s{1, 1, 2, 2};
   const auto x = Tensor<float>::from({-3.0f, 2.0f, -1.0f, 0.5f}, s);

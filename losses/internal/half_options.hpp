@@ -185,7 +185,13 @@ LovaszHingeOptions<To> convert_options(const LovaszHingeOptions<From>& o, F&&) {
   LovaszHingeOptions<To> r;
   r.reduction = o.reduction;
   r.per_image = o.per_image;
-  r.ignore = o.ignore;
+  // Rounded to the 16-bit label type first (through float, as c10::Half and BFloat16 convert a
+  // double): the widened call compares float labels with it, so 16-bit labels of 0.1 are ignored
+  // by 0.1 as in PyTorch's labels != ignore, which converts the number to the labels' dtype.
+  if (o.ignore.has_value() && kHalf<From>)
+    r.ignore = static_cast<double>(static_cast<float>(From(static_cast<float>(*o.ignore))));
+  else
+    r.ignore = o.ignore;
   return r;
 }
 
