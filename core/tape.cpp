@@ -140,8 +140,10 @@ template <class T>
 void Tape<T>::check_var(const char* op, const Var<T>& v) const {
   SEGLOSS_CHECK(v.tape_ != nullptr, op, "a Var is undefined (default-constructed)");
   SEGLOSS_CHECK(v.tape_ == this, op, "Var #", v.id_, " belongs to another tape");
+  SEGLOSS_CHECK(v.generation_ == generation_, op, "Var #", v.id_,
+                " was made before the tape was cleared");
   SEGLOSS_CHECK(v.id_ >= 0 && v.id_ < size(), op, "Var #", v.id_, " is not on the tape (", size(),
-                " nodes; was the tape cleared?)");
+                " nodes)");
 }
 template <class T>
 void Tape<T>::check_cpu_var(const char* op, const Var<T>& v) const {
@@ -166,7 +168,7 @@ typename Tape<T>::Node& Tape<T>::node(const Var<T>& v) {
 template <class T>
 Var<T> Tape<T>::push(Node n) {
   nodes_.push_back(std::move(n));
-  return Var<T>(this, size() - 1);
+  return Var<T>(this, size() - 1, generation_);
 }
 
 template <class T>
@@ -383,7 +385,7 @@ void for_each_pair(const Layout& a, const Layout& b, int64_t n, Body&& body) {
 // The output shape of a binary op: the shape both operands broadcast to.
 template <class T>
 Shape binary_shape(const char* op, const Var<T>& a, const Var<T>& b) {
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   a.tape().check_var(op, b);
   const Shape &sa = a.shape(), &sb = b.shape();
   if (broadcasts(sb, sa)) return sa;
@@ -521,7 +523,7 @@ Var<T> binary(const char* op, detail::TapeBinary code, const Var<T>& a, const Va
 template <class T, class F, class D>
 Var<T> unary(const char* op, const Var<T>& a, F f, D d, detail::TapeUnary code, T k = T(0),
              T k2 = T(0)) {
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   if (on_cuda(a)) return unary_cuda(op, a, code, k, k2);
   const Tensor<T>& xv = a.value();
   Tensor<T> out = Tensor<T>::empty(xv.shape());
@@ -663,7 +665,9 @@ Var<T> softplus(const Var<T>& a) {
 }
 template <class T>
 Var<T> clamp(const Var<T>& a, double lo, double hi) {
-  SEGLOSS_CHECK(!(lo > hi), "ad::clamp", "lo ", lo, " is above hi ", hi);
+  SEGLOSS_CHECK(!std::isnan(lo) && !std::isnan(hi), "ad::clamp", "the bounds are lo ", lo,
+                " and hi ", hi, "; neither may be NaN");
+  SEGLOSS_CHECK(lo <= hi, "ad::clamp", "lo ", lo, " is above hi ", hi);
   const T l = static_cast<T>(lo), h = static_cast<T>(hi);
   return unary(
       "ad::clamp", a, [l, h](T x) { return x < l   ? l
@@ -674,7 +678,7 @@ Var<T> clamp(const Var<T>& a, double lo, double hi) {
 // (x^p)' = p x^(p-1). p = 2 is the exact product x * x; p = 1 is x itself (no node).
 template <class T>
 Var<T> pow(const Var<T>& a, double p) {
-  a.tape().check_var("ad::pow", a);
+  tape_of("ad::pow", a);
   if (p == 1.0) return a;
   const T k = static_cast<T>(p);
   if (p == 2.0)
@@ -730,7 +734,7 @@ Var<T> softmax_cuda(const char* op, const Var<T>& a, const ClassAxis& ax, bool l
 template <class T>
 Var<T> softmax(const Var<T>& a) {
   const char* op = "ad::softmax";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   if (on_cuda(a)) return softmax_cuda(op, a, ax, false);
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -771,7 +775,7 @@ Var<T> softmax(const Var<T>& a) {
 template <class T>
 Var<T> log_softmax(const Var<T>& a) {
   const char* op = "ad::log_softmax";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   if (on_cuda(a)) return softmax_cuda(op, a, ax, true);
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -820,7 +824,7 @@ Var<T> reduce_cuda(const char* op, const Var<T>& a, Keep keep, bool take_mean);
 
 template <class T>
 Var<T> reduce(const char* op, const Var<T>& a, Keep keep, bool take_mean) {
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   const Shape& in = a.shape();
   const bool needs_class = keep == Keep::klass || keep == Keep::image_class;
   SEGLOSS_CHECK(in.rank() >= (needs_class           ? 2
@@ -950,10 +954,10 @@ Var<T> mean_per_image_class(const Var<T>& a) {
 template <class T>
 Var<T> class_sum(const Var<T>& a) {
   const char* op = "ad::class_sum";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   const ClassAxis ax = class_axis(op, a.shape());
   Shape out_shape = a.shape();
-  out_shape[1] = 1;
+  out_shape.set(1, 1);
   if (on_cuda(a)) {  // one thread per pixel, in class order; backward broadcasts over classes
     Tensor<T> out = Tensor<T>::empty(out_shape, Device::cuda);
     detail::tape_class_sum(a.value().data(), out.data(), ax.n, ax.c, ax.s);
@@ -987,7 +991,7 @@ Var<T> class_sum(const Var<T>& a) {
 template <class T>
 Var<T> reshape(const Var<T>& a, const Shape& shape) {
   const char* op = "ad::reshape";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   SEGLOSS_CHECK(shape.numel() == a.shape().numel(), op, "cannot reshape ", a.shape(), " to ", shape,
                 ": the element counts differ");
   if (on_cuda(a)) {  // a copy on the stream (times 1, exact), the gradient added back
@@ -1013,7 +1017,7 @@ Var<T> reshape(const Var<T>& a, const Shape& shape) {
 template <class T>
 Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b) {
   const char* op = "ad::where";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   a.tape().check_var(op, b);
   SEGLOSS_CHECK(a.shape() == b.shape(), op, "a ", a.shape(), " and b ", b.shape(),
                 " must have one shape");
@@ -1207,7 +1211,7 @@ Var<T> gather_cuda(const char* op, const Var<T>& a, const Tensor<int64_t>& index
 template <class T>
 Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::sort_desc";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   const int64_t n = a.value().numel();
   check_offsets(op, offsets, n);
   if (on_cuda(a)) {
@@ -1248,7 +1252,7 @@ Sorted<T> sort_desc(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::cumsum";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   check_offsets(op, offsets, a.value().numel());
   if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::cumsum, a, offsets);
   const T* x = a.value().data();
@@ -1271,7 +1275,7 @@ Var<T> cumsum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::adjacent_diff";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   check_offsets(op, offsets, a.value().numel());
   if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::adjacent_diff, a, offsets);
   const T* x = a.value().data();
@@ -1292,7 +1296,7 @@ Var<T> adjacent_diff(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
   const char* op = "ad::segment_sum";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   check_offsets(op, offsets, a.value().numel());
   if (on_cuda(a)) return group_cuda(op, detail::TapeGroup::segment_sum, a, offsets);
   const T* x = a.value().data();
@@ -1316,7 +1320,7 @@ Var<T> segment_sum(const Var<T>& a, const std::vector<int64_t>& offsets) {
 template <class T>
 Var<T> gather(const Var<T>& a, const Tensor<int64_t>& index) {
   const char* op = "ad::gather";
-  a.tape().check_var(op, a);
+  tape_of(op, a);
   SEGLOSS_CHECK(index.defined(), op, "index is undefined");
   if (on_cuda(a)) return gather_cuda(op, a, index);
   detail::check_same_device(op, "index", index, Device::cpu, "the values");
@@ -1355,7 +1359,7 @@ Var<T> relu(const Var<T>& a) {
 // dL/d(input) = g * grad, with g the incoming gradient of the scalar value.
 template <class T>
 Var<T> fused_node(const char* op, const Var<T>& input, double value, Tensor<T> grad) {
-  input.tape().check_var(op, input);
+  tape_of(op, input);
   SEGLOSS_CHECK(grad.defined() && grad.shape() == input.shape(), op, "the fused gradient ",
                 grad.shape(), " does not match the input ", input.shape());
   return input.tape().record(op, Tensor<T>::full(Shape{}, static_cast<T>(value)), {input},

@@ -109,9 +109,11 @@ class Var {
 
  private:
   friend class Tape<T>;
-  Var(Tape<T>* tape, int64_t id) : tape_(tape), id_(id) {}
+  Var(Tape<T>* tape, int64_t id, uint64_t generation)
+      : tape_(tape), id_(id), generation_(generation) {}
   Tape<T>* tape_ = nullptr;
   int64_t id_ = -1;
+  uint64_t generation_ = 0;  // the tape's clear() count when the Var was made
 };
 
 template <class T>
@@ -163,8 +165,14 @@ class Tape {
 
   int64_t size() const { return static_cast<int64_t>(nodes_.size()); }
   const char* op_name(const Var<T>& v) const { return node(v).op; }
-  // Drops every node: Vars made before are no longer valid.
-  void clear() { nodes_.clear(); }
+  // Drops every node and gradient: Vars made before are no longer valid (an op given one
+  // raises an error naming it, also once new nodes took its position), and grad() needs a new
+  // backward().
+  void clear() {
+    nodes_.clear();
+    has_grads_ = false;
+    ++generation_;
+  }
 
  private:
   friend class Var<T>;
@@ -185,7 +193,17 @@ class Tape {
   // (Var::value(), Tape::value) stays valid while later ops are recorded.
   std::deque<Node> nodes_;
   bool has_grads_ = false;
+  uint64_t generation_ = 0;  // clear() calls so far
 };
+
+// The tape of a Var that the op `op` takes, after Tape::check_var (so that an undefined Var's
+// error names the op, not ad::Var).
+template <class T>
+Tape<T>& tape_of(const char* op, const Var<T>& v) {
+  SEGLOSS_CHECK(v.defined(), op, "a Var is undefined (default-constructed)");
+  v.tape().check_var(op, v);
+  return v.tape();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Primitives. Each records one node; its backward is next to its forward in tape.cpp.
@@ -267,7 +285,11 @@ Var<T> reshape(const Var<T>& a, const Shape& shape);
 
 // a where mask != 0, else b. a and b have one shape; mask broadcasts to it and is a constant
 // (no gradient flows into it). The gradient goes to a where mask is set, to b elsewhere, so a
-// NaN in the branch not taken does not reach the result or the gradient.
+// NaN value in the branch not taken does not reach the result. It can still reach the gradient:
+// the branch not taken gets gradient 0, and an op inside it whose slope is inf or NaN there
+// multiplies that 0 into NaN (as in PyTorch): where(m, log(x), 0) at x = 0 gives d/dx = NaN.
+// Guard the op's input instead (where(m, log(where(m, x, 1)), 0)), so that it never sees the
+// bad value.
 template <class T>
 Var<T> where(const Tensor<T>& mask, const Var<T>& a, const Var<T>& b);
 

@@ -116,7 +116,7 @@ Var<T> overlap_loss(Tape<T>& tape, const Var<T>& I, const Var<T>& P, const Var<T
   else if (o.gamma == 1.0)
     l = 1.0 - S;
   else
-    l = ad::pow(ad::clamp(1.0 - S, 0.0, std::numeric_limits<double>::infinity()), o.gamma);
+    l = ad::pow(ad::relu(1.0 - S), o.gamma);  // relu: slope 0 at S = 1, so pow's inf stops
   const Var<T> v = ad::where(kept, cw * l, zeros);
   return reduce(v, o.reduction, static_cast<double>(n));
 }
@@ -158,6 +158,17 @@ struct ClassTarget {
   Var<T> valid;         // (N, 1, spatial...) or a scalar 1
   int64_t counted = 0;  // pixels not ignored
 };
+
+// The logits x with those of the ignored pixels replaced by 0, for the softmax: the fused losses
+// skip an ignored pixel, so its logits (NaN or infinite too) reach neither the value nor a
+// gradient. Multiplying its softmax by 0 afterwards would not do: 0 * NaN is NaN, in the value
+// and in the chain rule. With `where` on the input, the ignored logits are not read, and their
+// gradient is 0. A probability target ignores no pixel: x itself.
+template <class T>
+Var<T> valid_logits(Tape<T>& tape, const Var<T>& x, const Tensor<T>& valid) {
+  if (valid.shape().rank() == 0) return x;
+  return ad::where(valid, x, filled(tape, x.shape(), 0.0));
+}
 
 template <class T, class U>
 ClassTarget<T> class_target(Tape<T>& tape, const char* fn, const Tensor<T>& logits,
@@ -203,7 +214,7 @@ Var<T> softmax_overlap(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target, 
   check_input(fn, tape, x);
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
   detail::check_overlap_options(fn, x.shape(), o, "options.", x.value().device());
-  const Var<T> p = ad::softmax(x) * c.valid;
+  const Var<T> p = ad::softmax(valid_logits(tape, x, c.valid.value())) * c.valid;
   const double k = o.squared ? 2.0 : 1.0;
   return overlap_loss(tape, score_sum(p * c.t, o.per_image), score_sum(ad::pow(p, k), o.per_image),
                       score_sum(ad::pow(c.t, k), o.per_image), f, o, fn);
@@ -399,7 +410,7 @@ Var<T> cross_entropy(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   const Var<T> w = o.weight.defined() ? tape.constant(o.weight) : tape.scalar(1.0);
   const double eps = o.label_smoothing;
   const Var<T> q = (1.0 - eps) * c.t + (eps / static_cast<double>(C)) * c.valid;
-  const Var<T> l = -ad::class_sum(w * q * ad::log_softmax(x));  // (N, 1, spatial...)
+  const Var<T> l = -ad::class_sum(w * q * ad::log_softmax(valid_logits(tape, x, c.valid.value())));
   if (o.reduction == Reduction::none) return ad::reshape(l, x.shape().without(1));
   if (o.reduction == Reduction::sum) return ad::sum(l);
   double divisor = static_cast<double>(c.counted);
@@ -424,8 +435,10 @@ Var<T> softmax_focal(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
   if (o.alpha.defined())
     SEGLOSS_CHECK(o.alpha.numel() == C, fn, "options.alpha ", o.alpha.shape(), " has ",
-                  o.alpha.numel(), " values; expected one per class (", C, ")");
-  const Var<T> log_pt = ad::class_sum(c.t * ad::log_softmax(x));  // 0 where ignored
+                  o.alpha.numel(), " values; expected one per class (", C, ") of logits ",
+                  x.shape());
+  const Var<T> log_pt =  // 0 where ignored
+      ad::class_sum(c.t * ad::log_softmax(valid_logits(tape, x, c.valid.value())));
   // 1 - p_t, with 1 where ignored (so that q^gamma stays differentiable there).
   const Var<T> q =
       ad::where(c.valid.value(), 1.0 - ad::exp(log_pt), filled(tape, log_pt.shape(), 1.0));
@@ -465,7 +478,7 @@ Var<T> generalized_dice(Tape<T>& tape, const Var<T>& x, const Tensor<U>& target,
   SEGLOSS_CHECK(o.include_background || C > 1, fn, "options.include_background is false",
                 " but the input ", x.shape(), " has a single class (C = 1): no class would remain");
   const ClassTarget<T> c = class_target(tape, fn, x.value(), target, o.ignore_index);
-  const Var<T> p = ad::softmax(x) * c.valid;
+  const Var<T> p = ad::softmax(valid_logits(tape, x, c.valid.value())) * c.valid;
   const Var<T> I = score_sum(p * c.t, o.per_image), P = score_sum(p, o.per_image),
                Tt = score_sum(c.t, o.per_image);
   // The weights: constants of the target, per score row (an image, or the batch).
@@ -647,7 +660,8 @@ Var<T> lovasz_softmax(Tape<T>& tape, const Var<T>& x, const Tensor<L>& target,
   if (grp.index.empty()) return lovasz_zero(tape, problems, o.reduction);
 
   const Var<T> fg = ad::one_hot(tape, target, C, o.ignore_index);
-  const Var<T> p = ad::softmax(x);
+  const Var<T> p =
+      ad::softmax(valid_logits(tape, x, ad::valid_mask(tape, target, o.ignore_index).value()));
   const Var<T> e = ad::where(fg.value(), 1.0 - p, p);
   return lovasz_reduce(lovasz_extension(tape, e, fg, grp, false), o.reduction);
 }

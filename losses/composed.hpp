@@ -8,10 +8,12 @@
 // 37 + ln(C - 1) in double; for the sigmoid, |x| above about 104 in float, 745 in double).
 // There pow(q, gamma) has the slope gamma 0^(gamma - 1) = inf, which the chain rule meets with
 // a factor 0 (inf times 0 = NaN), as PyTorch's autograd of the same formula does. The fused
-// losses give the finite limit. The overlap losses' focal form with gamma < 1 and a score
-// above 1 does agree with the fused one: the clamp of 1 - S is flat there, and clamp, relu and
-// pow pass no gradient where their slope is 0 (as PyTorch's do), so pow's inf does not reach
-// the logits.
+// losses give the finite limit. The overlap losses' focal form with gamma < 1 and a score of 1
+// or above does agree with the fused one: it is pow(relu(1 - S), gamma), relu's slope is 0 from
+// 0 on (S = 1 included; a clamp at 0 would pass slope 1 there), and relu and pow pass no
+// gradient where their slope is 0 (as PyTorch's do), so pow's inf does not reach the logits.
+// Ignored pixels agree too, whatever their logits (NaN or infinite): the softmax reads 0 in
+// their place (a `where` on the input, as core/tape.hpp's `where` advises).
 //
 // Convention (every function here follows it):
 //   template <class T>

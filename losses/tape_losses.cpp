@@ -13,7 +13,7 @@ namespace {
 // gradient into grad (allocated by the loss).
 template <class T, class Fused>
 Var<T> loss_node(const char* op, Reduction reduction, const Var<T>& input, Fused&& fused) {
-  input.tape().check_var(op, input);
+  tape_of(op, input);
   SEGLOSS_CHECK(reduction != Reduction::none, op,
                 "reduction none is not a loss node (a node is one scalar); use mean or sum, or "
                 "write the loss from primitives (losses/composed.hpp)");

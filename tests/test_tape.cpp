@@ -665,6 +665,98 @@ TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above
   });
 }
 
+// S exactly 1 (an empty target predicted empty at x = -50, with the default smooth_nr =
+// smooth_dr): pow(clamp(1 - S, 0, inf), gamma) passed clamp's slope 1 at 0 into pow's infinite
+// slope, and the gradient was NaN (a review, 2026-12-02). relu(1 - S) has slope 0 there.
+TEST_CASE("composed: the overlap focal form with gamma < 1 and a score of exactly 1") {
+  const Shape s{2, 1, 2, 2};
+  auto x = testing::randn<double>(s, 17);
+  auto z = testing::mask<double>(s, 18);
+  for (int64_t i = 0; i < 4; ++i) z[i] = 0, x[i] = -50.0;
+  SoftDiceOptions<double> o;
+  o.gamma = 0.5;
+  const auto fused = soft_dice_value_and_grad(x, z, o);
+  Tape<double> t;
+  const Var<double> v = t.leaf(x);
+  const Var<double> l = composed::soft_dice(t, v, z, o);
+  t.backward(l);
+  CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    CAPTURE(i);
+    REQUIRE(std::isfinite(t.grad(v)[i]));
+    CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
+  }
+  // The softmax form: class 2 absent and predicted absent.
+  const Shape sc{1, 3, 2, 2};
+  auto xc = testing::randn<double>(sc, 19);
+  for (int64_t i = 8; i < 12; ++i) xc[i] = -50.0;
+  const auto y = Tensor<int64_t>::from({0, 1, 0, 1}, {1, 2, 2});
+  SoftmaxOverlapOptions<double> so;
+  so.gamma = 0.5;
+  const auto fc = softmax_dice_value_and_grad(xc, y, so);
+  Tape<double> tc;
+  const Var<double> vc = tc.leaf(xc);
+  const Var<double> lc = composed::softmax_dice(tc, vc, y, so);
+  tc.backward(lc);
+  CHECK(lc.value()[0] == doctest::Approx(fc.value).epsilon(1e-12));
+  for (int64_t i = 0; i < xc.numel(); ++i) {
+    CAPTURE(i);
+    REQUIRE(std::isfinite(tc.grad(vc)[i]));
+    CHECK(tc.grad(vc)[i] == doctest::Approx(fc.grad[i]).epsilon(1e-10).scale(1e-12));
+  }
+}
+
+// An ignored pixel's logits do not matter to the fused losses (NaN and inf included); the
+// composed ones ran the softmax on them and multiplied by 0 afterwards, so the value and the
+// pixel's gradient were NaN (a review, 2026-12-02). Now the softmax reads 0 in their place.
+TEST_CASE("composed: a NaN or infinite logit at an ignored pixel changes nothing") {
+  const Shape s{2, 3, 2, 3};
+  const auto x0 = testing::randn<double>(s, 23, 2.0);
+  auto y = testing::labels<int64_t>({2, 2, 3}, 3, 24);
+  y[1] = -100;  // image 0, pixel 1
+  y[9] = -100;  // image 1, pixel 3
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity()}) {
+    CAPTURE(bad);
+    auto x = x0.clone();
+    x[1] = bad;               // image 0, class 0, pixel 1
+    x[18 + 2 * 6 + 3] = bad;  // image 1, class 2, pixel 3
+    auto check = [&](const char* what, const auto& fused, auto composed_loss) {
+      CAPTURE(what);
+      REQUIRE(std::isfinite(fused.value));
+      Tape<double> t;
+      const Var<double> v = t.leaf(x);
+      const Var<double> l = composed_loss(t, v);
+      t.backward(l);
+      CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
+      const auto& g = t.grad(v);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        CAPTURE(i);
+        REQUIRE(std::isfinite(g[i]));
+        CHECK(g[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
+      }
+      for (int64_t c = 0; c < 3; ++c) CHECK(g[c * 6 + 1] == 0.0);  // the ignored pixel
+    };
+    CrossEntropyOptions<double> ce;
+    ce.label_smoothing = 0.1;
+    check("cross_entropy", cross_entropy_value_and_grad(x, y, ce),
+          [&](auto& t, auto& v) { return composed::cross_entropy(t, v, y, ce); });
+    SoftmaxFocalOptions<double> sf;
+    check("softmax_focal", softmax_focal_value_and_grad(x, y, sf),
+          [&](auto& t, auto& v) { return composed::softmax_focal(t, v, y, sf); });
+    SoftmaxOverlapOptions<double> sd;
+    check("softmax_dice", softmax_dice_value_and_grad(x, y, sd),
+          [&](auto& t, auto& v) { return composed::softmax_dice(t, v, y, sd); });
+    GeneralizedDiceOptions<double> gd;
+    check("generalized_dice", generalized_dice_value_and_grad(x, y, gd),
+          [&](auto& t, auto& v) { return composed::generalized_dice(t, v, y, gd); });
+    LovaszSoftmaxOptions<double> lo;
+    lo.ignore_index = -100;
+    check("lovasz_softmax", lovasz_softmax_value_and_grad(x, y, lo),
+          [&](auto& t, auto& v) { return composed::lovasz_softmax(t, v, y, lo); });
+  }
+}
+
 TEST_CASE("composed: soft_dice, soft_jaccard and tversky equal the fused losses") {
   const Shape s{2, 3, 4, 5};
   const auto x = testing::randn<double>(s, 42, 2.0);
@@ -935,7 +1027,50 @@ TEST_CASE("tape: errors") {
                                          "composed::softmax_dice: options.class_weight (5)"),
                        Error);
   tape.clear();
-  CHECK_THROWS_WITH_AS(ad::exp(v), doctest::Contains("is not on the tape"), Error);
+  CHECK_THROWS_WITH_AS(ad::exp(v), doctest::Contains("was made before the tape was cleared"),
+                       Error);
+}
+
+// From a review (2026-12-02): a Var of a cleared tape was accepted once new nodes filled its
+// position (it read another node's value), grad() after clear() returned zeros instead of asking
+// for backward(), an undefined first operand's error named ad::Var instead of the op, and clamp
+// took NaN bounds (lo ignored in the value, every gradient 0).
+TEST_CASE("tape: clear() invalidates old Vars and gradients, errors name the op") {
+  Tape<double> tape;
+  const Var<double> x = tape.leaf(Tensor<double>::from({1.0, 2.0, 3.0}, {3}));
+  const Var<double> y = ad::exp(x);
+  tape.backward(ad::sum(y));
+  tape.clear();
+  const Var<double> x2 = tape.leaf(Tensor<double>::from({4.0, 5.0}, {2}));
+  tape.leaf(Tensor<double>::from({6.0}, {1}));
+  tape.leaf(Tensor<double>::from({7.0}, {1}));  // positions 0..2 are taken again
+  CHECK_THROWS_WITH_AS(ad::sum(x * 2.0), "ad::mul: Var #0 was made before the tape was cleared",
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::sum(y), "ad::sum: Var #1 was made before the tape was cleared", Error);
+  CHECK_THROWS_WITH_AS(tape.grad(x2), doctest::Contains("backward"), Error);
+  const Var<double> l = ad::sum(x2 * x2);
+  tape.backward(l);
+  CHECK(tape.grad(x2)[1] == 10.0);
+
+  const Var<double> none;
+  CHECK_THROWS_WITH_AS(ad::add(none, x2), "ad::add: a Var is undefined (default-constructed)",
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::exp(none), "ad::exp: a Var is undefined (default-constructed)", Error);
+  CHECK_THROWS_WITH_AS(ad::sum(none), "ad::sum: a Var is undefined (default-constructed)", Error);
+  CHECK_THROWS_WITH_AS(ad::where(Tensor<double>::from({1.0, 0.0}, {2}), none, x2),
+                       "ad::where: a Var is undefined (default-constructed)", Error);
+  CHECK_THROWS_WITH_AS(ad::pow(none, 0.5), "ad::pow: a Var is undefined (default-constructed)",
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      ad::bce_with_logits(none, Tensor<double>::zeros({2})),
+      doctest::Contains("ad::bce_with_logits: a Var is undefined (default-constructed)"), Error);
+
+  CHECK_THROWS_WITH_AS(ad::clamp(x2, std::nan(""), 1.0),
+                       "ad::clamp: the bounds are lo nan and hi 1; neither may be NaN", Error);
+  CHECK_THROWS_WITH_AS(ad::clamp(x2, 0.0, std::nan("")), doctest::Contains("neither may be NaN"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ad::clamp(x2, 2.0, 1.0), "ad::clamp: lo 2 is above hi 1", Error);
+  CHECK(ad::clamp(x2, 0.0, std::numeric_limits<double>::infinity()).value()[0] == 4.0);
 }
 
 // ---------------------------------------------------------------------------------------------
