@@ -7,6 +7,7 @@
 #include "../backends/cpu/bce_dice.hpp"
 #include "internal/bce_args.hpp"
 #include "internal/cuda_result.hpp"
+#include "internal/half_options.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
@@ -207,7 +208,7 @@ void bce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, T
   const char* fn = "bce_dice_value_and_grad";
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, options);
   value_and_grad<T>(fn, logits, target, grad, options, parts, value.data());
 }
 

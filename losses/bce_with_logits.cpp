@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "internal/bce_args.hpp"
+#include "internal/half_options.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -164,7 +165,7 @@ void bce_with_logits_value_and_grad(const Tensor<T>& logits, const Tensor<T>& ta
   const char* fn = "bce_with_logits_value_and_grad";
   detail::check_image(fn, "logits", logits, /*cuda_path=*/true);
   detail::prepare_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, options);
   value_and_grad<T>(fn, logits, target, grad, options, value.data());
 }
 

@@ -7,6 +7,7 @@
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/binary_cross_entropy.hpp"
 #include "internal/cuda_result.hpp"
+#include "internal/half_options.hpp"
 #endif
 
 namespace segloss {
@@ -168,7 +169,7 @@ void binary_cross_entropy_value_and_grad(const Tensor<T>& probs, const Tensor<T>
   const char* fn = "binary_cross_entropy_value_and_grad";
   detail::check_image(fn, "probs", probs, /*cuda_path=*/true);
   detail::prepare_value(fn, probs, value);
-  detail::check_value_apart(fn, value, probs, target, grad, "probs");
+  detail::check_value_apart_all(fn, value, probs, target, grad, options, "probs");
   value_and_grad<T>(fn, probs, target, grad, options, value.data());
 }
 

@@ -15,6 +15,7 @@
 #include "internal/cross_entropy_checks.hpp"
 #include "internal/focal_checks.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/half_options.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #include "internal/term_errors.hpp"
@@ -361,7 +362,7 @@ void ce_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& target, Te
                             Tensor<T>& value, const CeDiceOptions<T>& o) {
   const char* fn = "ce_dice_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, o);
 #if defined(SEGLOSS_WITH_CUDA)
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
   // CPU's order, and the CUDA host-value form's since session 12).
@@ -526,7 +527,7 @@ void dice_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target,
                                Tensor<T>& value, const DiceFocalOptions<T>& o) {
   const char* fn = "dice_focal_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, o);
 #if defined(SEGLOSS_WITH_CUDA)
   // On CUDA nothing waits. The Dice term's arguments are checked before the first term's (the
   // CPU's order, and the CUDA host-value form's since session 12).

@@ -10,6 +10,7 @@
 #include "../core/checks.hpp"
 #include "internal/cross_entropy_checks.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/half_options.hpp"
 #include "internal/labels.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
@@ -263,7 +264,7 @@ void cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targ
                                   Tensor<T>& value, const CrossEntropyOptions<T>& options) {
   const char* fn = "cross_entropy_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,

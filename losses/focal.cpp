@@ -8,6 +8,7 @@
 #include "../core/checks.hpp"
 #include "internal/focal_checks.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/half_options.hpp"
 #include "internal/labels.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/shards.hpp"
@@ -291,7 +292,8 @@ template <class T>
 void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& target, Tensor<T>& grad,
                                   Tensor<T>& value, const SigmoidFocalOptions<T>& options) {
   detail::prepare_logits_value("sigmoid_focal_value_and_grad", logits, value);
-  detail::check_value_apart("sigmoid_focal_value_and_grad", value, logits, target, grad);
+  detail::check_value_apart_all("sigmoid_focal_value_and_grad", value, logits, target, grad,
+                                options);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     sigmoid_value_and_grad(logits, target, grad, options, value.data());
     return;
@@ -412,7 +414,8 @@ template <class T, class L, class>
 void softmax_focal_value_and_grad(const Tensor<T>& logits, const Tensor<L>& target, Tensor<T>& grad,
                                   Tensor<T>& value, const SoftmaxFocalOptions<T>& options) {
   detail::prepare_logits_value("softmax_focal_value_and_grad", logits, value);
-  detail::check_value_apart("softmax_focal_value_and_grad", value, logits, target, grad);
+  detail::check_value_apart_all("softmax_focal_value_and_grad", value, logits, target, grad,
+                                options);
   if (logits.device() == Device::cuda) {  // nothing waits: the value is written on the stream
     softmax_value_and_grad(logits, target, grad, options, value.data());
     return;

@@ -195,7 +195,7 @@ void value_and_grad_value(const char* fn, const Tensor<H>& logits, const Tensor<
   detail::prepare_grad(fn, logits, grad);
   check_grad_apart(fn, grad, target, options);
   detail::prepare_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, options);
   FloatCopies c(fn, logits.device(),
                 input_bytes(logits, target, options) + copy_bytes(logits) + copy_bytes(1));
   Tensor<float> x = c.widen(logits);

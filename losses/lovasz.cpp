@@ -8,6 +8,7 @@
 
 #include "../backends/cpu/lovasz.hpp"
 #include "../core/checks.hpp"
+#include "internal/half_options.hpp"
 #include "internal/labels.hpp"
 #include "internal/lovasz_args.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -330,7 +331,7 @@ void lovasz_softmax_value_and_grad(const Tensor<T>& logits, const Tensor<L>& lab
                                    const LovaszSoftmaxOptions<T>& options) {
   const char* fn = "lovasz_softmax_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, labels, grad);
+  detail::check_value_apart_all(fn, value, logits, labels, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,
@@ -429,7 +430,7 @@ void lovasz_hinge_value_and_grad(const Tensor<T>& logits, const Tensor<T>& label
                                  Tensor<T>& value, const LovaszHingeOptions<T>& options) {
   const char* fn = "lovasz_hinge_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, labels, grad);
+  detail::check_value_apart_all(fn, value, logits, labels, grad, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(options.reduction != Reduction::none, fn,

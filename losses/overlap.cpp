@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "internal/cuda_result.hpp"
+#include "internal/half_options.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/overlap_scores.hpp"
 #include "internal/shards.hpp"
@@ -265,7 +266,7 @@ detail::ScoreForm tversky_form(const char* fn, const TverskyOptions<T>& o) {
     const char* fn = #NAME "_value_and_grad";                                                     \
     detail::check_image(fn, "logits", logits, /*cuda_path=*/true);                                \
     detail::prepare_value(fn, logits, value);                                                     \
-    detail::check_value_apart(fn, value, logits, target, grad);                                   \
+    detail::check_value_apart_all(fn, value, logits, target, grad, options);                      \
     value_and_grad<T>(fn, #NAME, logits, target, grad, options, FORM, info, value.data());        \
   }                                                                                               \
   template void NAME##_value_and_grad(const Tensor<float>&, const Tensor<float>&, Tensor<float>&, \

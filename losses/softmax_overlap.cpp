@@ -14,6 +14,7 @@
 #include "../backends/cpu/softmax_overlap.hpp"
 #include "generalized_dice.hpp"
 #include "internal/fused_terms.hpp"
+#include "internal/half_options.hpp"
 #include "internal/options_digest.hpp"
 #include "internal/softmax_overlap_passes.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
@@ -515,7 +516,7 @@ double cuda_gdl_run(const char* fn, const cpu::SoftmaxOverlapArgs<T, U>& a, cons
                              Tensor<T>& value, const OPTIONS<T>& options) {                       \
     const char* fn = #NAME "_value_and_grad";                                                     \
     detail::prepare_logits_value(fn, logits, value);                                              \
-    detail::check_value_apart(fn, value, logits, target, grad);                                   \
+    detail::check_value_apart_all(fn, value, logits, target, grad, options);                      \
     value_and_grad(fn, #NAME, logits, target, grad, options, FORM, nullptr, value.data());        \
   }                                                                                               \
   template <class T, class U, class>                                                              \
@@ -637,7 +638,7 @@ void generalized_dice_value_and_grad(const Tensor<T>& logits, const Tensor<U>& t
                                      const GeneralizedDiceOptions<T>& o) {
   const char* fn = "generalized_dice_value_and_grad";
   detail::prepare_logits_value(fn, logits, value);
-  detail::check_value_apart(fn, value, logits, target, grad);
+  detail::check_value_apart_all(fn, value, logits, target, grad, o);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // no wait: a bad label makes the value NaN
     SEGLOSS_CHECK(o.reduction != Reduction::none, fn,

@@ -301,3 +301,86 @@ TEST_CASE_TEMPLATE("grad aliasing: 16-bit logits refuse a grad over the target o
   CHECK_THROWS_WITH_AS(bce_with_logits_value_and_grad(x, zoff, goff),
                        doctest::Contains("grad overlaps target; pass it exactly"), Error);
 }
+
+// The value of the device-value forms may not share memory with an option tensor either: on
+// CUDA the overlap and combined losses write the value before a later pass reads the class
+// weights (a reviewer's case: ce_dice with the value over options.dice.class_weight returned
+// 2.7797 instead of 2.8154, with no error), and on the CPU the value overwrote the caller's
+// option. Each placement is refused on every device the build has, for float and 16-bit logits.
+namespace {
+template <class T>
+void check_value_over_options(Device device) {
+  const Shape s{2, 3, 4, 5};
+  const auto x = testing::randn<float>(s, 91, 2.0);
+  const auto y = testing::labels<int64_t>(s.without(1), 3, 92);
+  const auto t = testing::mask<float>(s, 93);
+  auto on = [&](const auto& h) { return device == Device::cpu ? h : h.to(device); };
+  const Tensor<T> xt = on(testing::cast<T>(x)), tt = on(testing::cast<T>(t));
+  const Tensor<int64_t> yt = on(y);
+  // One buffer holding the option tensor; the value at its element 1.
+  const Tensor<T> buf = on(testing::cast<T>(testing::uniform<float>(Shape{64}, 94, 0.5, 2.0)));
+  const Tensor<T> before = buf.to(Device::cpu);
+  const auto per_class = Tensor<T>::view(buf.data(), Shape{3}, device);
+  const auto per_pixel = Tensor<T>::view(buf.data(), Shape{1, 1, 1, 5}, device);
+  Tensor<T> value = Tensor<T>::view(buf.data() + 1, Shape{}, device), grad;
+  auto refused = [&](const char* loss_name, const char* what_name, auto&& f) {
+    const std::string loss = loss_name, what = what_name;
+    CAPTURE(loss);
+    CAPTURE(what);
+    const std::string want = std::string("value overlaps ") + what;
+    CHECK_THROWS_WITH_AS(f(), doctest::Contains(want.c_str()), Error);
+  };
+  CeDiceOptions<T> cd;
+  cd.dice.class_weight = per_class;
+  refused("ce_dice", "options.dice.class_weight",
+          [&] { ce_dice_value_and_grad(xt, yt, grad, value, cd); });
+  cd = {};
+  cd.ce.weight = per_class;
+  refused("ce_dice", "options.ce.weight", [&] { ce_dice_value_and_grad(xt, yt, grad, value, cd); });
+  DiceFocalOptions<T> df;
+  df.focal.alpha = per_class;
+  refused("dice_focal", "options.focal.alpha",
+          [&] { dice_focal_value_and_grad(xt, yt, grad, value, df); });
+  CrossEntropyOptions<T> ce;
+  ce.weight = per_class;
+  refused("cross_entropy", "options.weight",
+          [&] { cross_entropy_value_and_grad(xt, yt, grad, value, ce); });
+  SoftmaxOverlapOptions<T> so;
+  so.class_weight = per_class;
+  refused("softmax_dice", "options.class_weight",
+          [&] { softmax_dice_value_and_grad(xt, yt, grad, value, so); });
+  SoftmaxFocalOptions<T> sf;
+  sf.alpha = per_class;
+  refused("softmax_focal", "options.alpha",
+          [&] { softmax_focal_value_and_grad(xt, yt, grad, value, sf); });
+  SoftDiceOptions<T> sd;
+  sd.weight = per_pixel;
+  refused("soft_dice", "options.weight",
+          [&] { soft_dice_value_and_grad(xt, tt, grad, value, sd); });
+  BceWithLogitsOptions<T> bw;
+  bw.weight = per_pixel;
+  refused("bce_with_logits", "options.weight",
+          [&] { bce_with_logits_value_and_grad(xt, tt, grad, value, bw); });
+  BceDiceOptions<T> bd;
+  bd.dice.weight = per_pixel;
+  refused("bce_dice", "options.dice.weight",
+          [&] { bce_dice_value_and_grad(xt, tt, grad, value, bd); });
+  SigmoidFocalOptions<T> sg;
+  sg.weight = per_pixel;
+  refused("sigmoid_focal", "options.weight",
+          [&] { sigmoid_focal_value_and_grad(xt, tt, grad, value, sg); });
+  CHECK(testing::same_bits(buf.to(Device::cpu), before));  // nothing written
+  // The same option with the value apart: accepted.
+  Tensor<T> apart;
+  cd = {};
+  cd.dice.class_weight = per_class;
+  ce_dice_value_and_grad(xt, yt, grad, apart, cd);
+  CHECK(apart.numel() == 1);
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("value aliasing: a value over an option tensor is refused", T, float, double,
+                   float16, bfloat16) {
+  check_value_over_options<T>(Device::cpu);
+  if (cuda::available()) check_value_over_options<T>(Device::cuda);
+}

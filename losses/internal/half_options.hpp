@@ -1,13 +1,16 @@
 // The options structs of every loss converted between element types, field by field: one list
 // of the fields, used both ways. The 16-bit path (losses/half_logits.cpp) widens the options of
 // a 16-bit call to float with it; the loss registry (losses/registry.cpp) rounds a float
-// problem's options into 16 bits with it. Every option tensor goes through `tensor` (a callable
+// problem's options into 16 bits with it; check_value_apart_all (at the end) walks the option
+// tensors with it. Every option tensor goes through `tensor` (a callable
 // taking a Tensor<From> and the field's name, returning a Tensor<To>); every other field is copied.
 // Adding a field to an options struct: add it here too (tests/test_half_all.cpp fails for a
 // registry preset that sets a field this file forgets). Not installed.
 #pragma once
 
 #include <string>
+
+#include "../../core/checks.hpp"
 
 #include "../bce_dice.hpp"
 #include "../bce_with_logits.hpp"
@@ -213,6 +216,23 @@ DiceFocalOptions<To> convert_options(const DiceFocalOptions<From>& o, F&& tensor
   r.dice = convert_options<To>(o.dice, nested("dice.", tensor));
   r.focal = convert_options<To>(o.focal, nested("focal.", tensor));
   return r;
+}
+
+// check_value_apart (core/checks.hpp), and the one-element value apart from every option tensor
+// of `options` too: on CUDA the overlap and combined losses write the value before a later pass
+// reads the class weights, and on the CPU the value would overwrite the caller's option (a
+// reviewer's case: a value over options.dice.class_weight changed the loss, with no error).
+template <class T, class U, class O>
+void check_value_apart_all(const char* function, const Tensor<T>& value, const Tensor<T>& logits,
+                           const Tensor<U>& target, const Tensor<T>& grad, const O& options,
+                           const char* input = "logits") {
+  check_value_apart(function, value, logits, target, grad, input);
+  const std::size_t bytes = data_bytes(value);
+  convert_options<T>(options, [&](const auto& t, const char* name) {
+    SEGLOSS_CHECK(!t.defined() || !overlaps(value.data(), bytes, t.data(), data_bytes(t)), function,
+                  "value overlaps options.", name, "; pass a buffer apart from it");
+    return Tensor<T>();
+  });
 }
 
 }  // namespace detail
