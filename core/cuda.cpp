@@ -174,6 +174,9 @@ void device_free(void*) noexcept {}
 void device_copy(void*, Device, const void*, Device, size_t, const char* function) {
   fail(function, "device cuda is not available: this build has no CUDA backend");
 }
+void device_fill(void*, const void*, size_t, size_t, const char* function) {
+  fail(function, "device cuda is not available: this build has no CUDA backend");
+}
 
 }  // namespace detail
 #endif

@@ -8,7 +8,9 @@
 // Streams. Every CUDA call of segloss enqueues its kernels on the calling thread's current
 // stream: the one of the innermost StreamScope alive on the thread, else the legacy default
 // stream (nullptr). Nothing synchronizes, except a call that returns a host value (a double,
-// or a host tensor), which waits for its own stream only.
+// or a host tensor), which waits for its own stream only, and a call that grows the pool below
+// (the first of its size on a stream), which waits for that stream before it frees the smaller
+// buffer. Tensor::to, copy_from and full on CUDA return once their copy or fill is done.
 //
 // Workspace. A call needs a small device workspace (block partials of its reductions, its
 // per-plane sums, the result slot and the error flag). By default it comes from a pool cached
@@ -16,14 +18,17 @@
 // on that stream, so no cudaMalloc happens per call after the first (pool_bytes() shows the
 // pool's size). Calls on one stream from several threads are serialized while they enqueue.
 // A caller who manages memory itself gives a buffer with WorkspaceScope instead; then segloss
-// allocates nothing, and a buffer smaller than the call needs is an error that names the size
-// (workspace_size() computes it beforehand). Two uses of the workspace are optional: the sigmoid
-// overlap losses (soft_dice, Jaccard, Tversky, bce_dice) on float inputs keep their targets as
-// bits between their two passes (about 1/8 byte per element, docs/cuda.md "Binary targets as
-// bits"), and cross_entropy with labels and C <= 254 keeps a byte per pixel of its labels between
-// its two passes (docs/cuda.md "Label codes"), where the workspace holds them: the pool grows for
-// them outside graph capture, and a caller's buffer of workspace_size() bytes, which does not
-// count them, runs without them where they do not fit, with the same results.
+// takes no workspace from the pool, and a buffer smaller than the call needs is an error that
+// names the size (workspace_size() computes it beforehand). The scope does not cover the scratch
+// buffer (docs/cuda.md "Data types"): the 16-bit losses' float copies and the
+// in-place ce_dice / dice_focal copy still come from the pool's scratch entry, which grows once.
+// Two uses of the workspace are optional: the sigmoid overlap losses (soft_dice, Jaccard, Tversky,
+// bce_dice) on float inputs keep their targets as bits between their two passes (about 1/8 byte per
+// element, docs/cuda.md "Binary targets as bits"), and cross_entropy with labels and C <= 254 keeps
+// a byte per pixel of its labels between its two passes (docs/cuda.md "Label codes"), where the
+// workspace holds them: the pool grows for them outside graph capture, and a caller's buffer of
+// workspace_size() bytes, which does not count them, runs without them where they do not fit, with
+// the same results.
 #pragma once
 
 #include <cstddef>

@@ -47,7 +47,16 @@ class Shape {
 
   int rank() const { return rank_; }
   int64_t operator[](int axis) const { return d_[axis]; }
-  int64_t& operator[](int axis) { return d_[axis]; }
+  // Sets the extent at `axis` (< rank()), with push_back's checks: no negative extent, and the
+  // product of the nonzero extents fits in int64. (There is no writable operator[]: it let a
+  // caller make Shape{-2, 1, -3}, whose numel() 6 passed every later check.)
+  void set(int axis, int64_t extent) {
+    SEGLOSS_CHECK(axis >= 0 && axis < rank_, "Shape::set", "axis ", axis, " is outside [0, ", rank_,
+                  ") of ", str());
+    Shape s;
+    for (int i = 0; i < rank_; ++i) s.push_back(i == axis ? extent : d_[i]);
+    *this = s;
+  }
 
   int64_t numel() const {
     int64_t n = 1;

@@ -44,6 +44,10 @@ void device_free(void* data) noexcept;
 // Copies `bytes` bytes between any two devices on the current stream and waits for the copy.
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
                  const char* function);
+// Sets `count` elements of `element_bytes` bytes (2, 4 or 8) at device memory `dst` to the
+// element at host address `value`, on the current stream, and waits for the fill.
+void device_fill(void* dst, const void* value, size_t element_bytes, size_t count,
+                 const char* function);
 }  // namespace detail
 
 template <class T>
@@ -94,10 +98,15 @@ class Tensor {
     }
     return t;
   }
+  // Every element `value`. On CUDA the fill runs on the device (no host copy of the tensor) on
+  // the current stream, and returns once it is done, as to() does.
   static Tensor full(const Shape& shape, T value, Device device = Device::cpu) {
-    if (device == Device::cuda) return full(shape, value).to(Device::cuda);
     Tensor t = empty(shape, device);
-    std::fill(t.data_, t.data_ + shape.numel(), value);
+    if (device == Device::cuda)
+      detail::device_fill(t.data_, &value, sizeof(T), static_cast<size_t>(shape.numel()),
+                          "Tensor::full");
+    else
+      std::fill(t.data_, t.data_ + shape.numel(), value);
     return t;
   }
   static Tensor zeros(const Shape& shape, Device device = Device::cpu) {
@@ -150,6 +159,15 @@ class Tensor {
     SEGLOSS_CHECK(defined_ && src.defined_ && src.shape_ == shape_, "Tensor::copy_from", "source ",
                   src.shape_, " does not match destination ", shape_, " (or one is undefined)");
     if (numel() == 0 || src.data_ == data_) return;
+    // Overlapping ranges at an offset: std::copy and cudaMemcpyAsync leave the result undefined
+    // (the CUDA emulator's memmove hid it), so refuse them.
+    if (device_ == src.device_) {
+      const auto d = reinterpret_cast<std::uintptr_t>(data_);
+      const auto r = reinterpret_cast<std::uintptr_t>(src.data_);
+      const std::uintptr_t bytes = static_cast<std::uintptr_t>(numel()) * sizeof(T);
+      SEGLOSS_CHECK(d >= r + bytes || r >= d + bytes, "Tensor::copy_from", "source and destination",
+                    " overlap at an offset (views of one buffer); copy through a separate tensor");
+    }
     if (device_ == Device::cpu && src.device_ == Device::cpu) {
       std::copy(src.data_, src.data_ + numel(), data_);
       return;

@@ -86,7 +86,7 @@ struct Inputs {
   int64_t pixels() const { return shape.numel() / (n() * c()); }
   Shape with_channels(int64_t channels) const {
     Shape s = shape;
-    s[1] = channels;
+    s.set(1, channels);
     return s;
   }
   // (C, 1, ...): one value per channel, broadcast over the spatial axes.

@@ -684,7 +684,7 @@ namespace {
 template <class T>
 Tensor<T> half_of(const Tensor<T>& t, int which) {
   Shape s = t.shape();
-  s[0] /= 2;
+  s.set(0, s[0] / 2);
   return Tensor<T>::view(t.data() + which * s.numel(), s);
 }
 

@@ -156,7 +156,7 @@ BceWithLogitsOptions<T> bce_case(int k, const Shape& s, Reduction r) {
   const int rank = s.rank();
   if (k == 1) {  // a per-pixel weight shared by the channels: (N, 1, spatial...)
     Shape ws = s;
-    ws[1] = 1;
+    ws.set(1, 1);
     o.weight = uniform<T>(ws, 41, 0.1, 2.0);
   } else if (k == 2) {  // a per-channel weight (C, 1, ..., 1)
     Shape ws{s[1]};
@@ -328,7 +328,7 @@ void overlap_weight_all(const L& loss, bool allow_squared = true) {
         const int rank = s.rank();
         Shape ws = s;
         if ((k & 3) == 0) {
-          ws[1] = 1;
+          ws.set(1, 1);
         } else if ((k & 3) == 1) {
           ws = Shape{s[1]};
           for (int d = 2; d < rank; ++d) ws.push_back(1);

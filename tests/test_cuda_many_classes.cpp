@@ -33,7 +33,7 @@ template <class T>
 Tensor<T> slice(const Tensor<T>& v, int64_t n) {
   Shape s = v.shape();
   const int64_t per_image = s.numel_from(1);
-  s[0] = 1;
+  s.set(0, 1);
   return Tensor<T>::view(const_cast<T*>(v.data()) + n * per_image, s, v.device());
 }
 

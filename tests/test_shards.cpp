@@ -22,7 +22,7 @@ template <class T>
 Tensor<T> slice(const Tensor<T>& v, int64_t first, int64_t count) {
   Shape s = v.shape();
   const int64_t per_image = v.numel() / s[0];
-  s[0] = count;
+  s.set(0, count);
   return Tensor<T>::view(const_cast<T*>(v.data()) + first * per_image, s);
 }
 

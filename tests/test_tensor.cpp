@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include <segloss/segloss.hpp>
 
 using namespace segloss;
@@ -33,6 +35,23 @@ TEST_CASE("shape: 64-bit extents, and a product past 2^63 is an error") {
   const Shape empty{0, int64_t{1} << 31, int64_t{1} << 31};
   CHECK(empty.numel() == 0);
   CHECK(empty.numel_from(1) == int64_t{1} << 62);
+}
+
+// Shape has no writable operator[] (a review, 2026-12-02: s[0] = -2; s[2] = -3 made a shape of
+// numel() 6 that every later check took, and a CUDA kernel read outside its buffer); set()
+// runs push_back's checks.
+TEST_CASE("shape: set() checks the extent and the product") {
+  Shape s{2, 1, 3};
+  s.set(1, 4);
+  CHECK(s == Shape{2, 4, 3});
+  CHECK_THROWS_WITH_AS(s.set(0, -2), "Shape: extent -2 at axis 0 is negative", Error);
+  CHECK(s == Shape{2, 4, 3});  // unchanged by the refused set
+  CHECK_THROWS_WITH_AS(s.set(3, 1), "Shape::set: axis 3 is outside [0, 3) of (2,4,3)", Error);
+  CHECK_THROWS_WITH_AS(s.set(-1, 1), doctest::Contains("axis -1 is outside"), Error);
+  Shape big{1, 4, 1};
+  CHECK_THROWS_WITH_AS(big.set(0, INT64_MAX), doctest::Contains("multiply past 2^63 - 1"), Error);
+  s.set(2, 0);
+  CHECK(s.numel() == 0);
 }
 
 TEST_CASE("tensor: integer label tensors") {
@@ -76,6 +95,21 @@ TEST_CASE("tensor: views over caller memory") {
   CHECK_THROWS_WITH_AS(Tensor<float>::view(static_cast<float*>(nullptr), {2, 1, 4, 4}),
                        "Tensor::view: data is a null pointer for shape (2,1,4,4)", Error);
   CHECK_NOTHROW(Tensor<float>::view(static_cast<float*>(nullptr), {0, 1, 4}));
+  // copy_from between views of one buffer: the same range is a no-op, ranges that only touch
+  // are copied, an overlap at an offset is refused (undefined for std::copy and cudaMemcpy).
+  std::vector<double> b(12);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<double>(i);
+  const auto lo = Tensor<double>::view(b.data(), {6}), hi = Tensor<double>::view(b.data() + 6, {6});
+  lo.copy_from(lo);
+  hi.copy_from(lo);
+  CHECK(b[11] == 5.0);
+  const auto mid = Tensor<double>::view(b.data() + 3, {6});
+  CHECK_THROWS_WITH_AS(mid.copy_from(lo),
+                       "Tensor::copy_from: source and destination overlap at an offset (views of "
+                       "one buffer); copy through a separate tensor",
+                       Error);
+  CHECK_THROWS_AS(lo.copy_from(mid), Error);
+  CHECK(b[3] == 3.0);  // nothing copied
 }
 
 TEST_CASE("tensor: undefined and cuda") {
@@ -96,5 +130,21 @@ TEST_CASE("tensor: undefined and cuda") {
     const auto h = t.to(Device::cpu);
     CHECK(h[0] == 2.5f);
     CHECK(h[2] == 2.5f);
+    // Filled on the device (2026-12-02; before, through a host tensor of the same size): every
+    // element type, a memset for zeros (and -0.0 keeps its sign bit), an empty tensor.
+    const auto every = [](const auto& d, auto v) {
+      const auto c = d.to(Device::cpu);
+      bool same = c.numel() > 0;
+      for (int64_t i = 0; i < c.numel(); ++i) same = same && std::memcmp(&c[i], &v, sizeof(v)) == 0;
+      return same;
+    };
+    CHECK(every(Tensor<double>::full({1000}, -3.25, Device::cuda), -3.25));
+    CHECK(every(Tensor<double>::full({7}, -0.0, Device::cuda), -0.0));
+    CHECK(every(Tensor<double>::zeros({7}, Device::cuda), 0.0));
+    CHECK(every(Tensor<int64_t>::full({1001}, -100, Device::cuda), int64_t{-100}));
+    CHECK(every(Tensor<int32_t>::full({5}, 255, Device::cuda), int32_t{255}));
+    CHECK(every(Tensor<float16>::full({9}, float16(1.5f), Device::cuda), float16(1.5f)));
+    CHECK(every(Tensor<bfloat16>::full({9}, bfloat16(-2.0f), Device::cuda), bfloat16(-2.0f)));
+    CHECK(Tensor<float>::full({0, 3}, 1.0f, Device::cuda).numel() == 0);
   }
 }

@@ -2,6 +2,7 @@
 // Call and the combine stage of the reductions (runtime.cuh).
 #include "runtime.cuh"
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -346,7 +347,10 @@ void* device_alloc(size_t bytes, const char* function) {
 }
 
 void device_free(void* data) noexcept {
-  if (data) cudaFree(data);
+  // A failed cudaFree (during a stream capture, or after a kernel fault) cannot be reported from
+  // a destructor; clear its error, so that the next segloss call's launch check does not raise
+  // it as that call's own failure. (A sticky error stays, and the next call reports it.)
+  if (data && cudaFree(data) != cudaSuccess) cudaGetLastError();
 }
 
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
@@ -357,6 +361,50 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
           : (src_device == Device::cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
   const cudaStream_t s = cuda::thread_stream();
   cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), function, "cudaMemcpyAsync");
+  cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
+}
+
+namespace {
+template <class W>
+__global__ void fill_kernel(W* dst, W value, int64_t n) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
+    dst[i] = value;
+}
+template <class W>
+void fill_words(void* dst, const void* value, size_t count, cudaStream_t s) {
+  W w;
+  std::memcpy(&w, value, sizeof(W));
+  cuda::launch(fill_kernel<W>, cuda::grid_blocks(static_cast<int64_t>(count)), cuda::kThreads, 0, s,
+               static_cast<W*>(dst), w, static_cast<int64_t>(count));
+}
+}  // namespace
+
+void device_fill(void* dst, const void* value, size_t element_bytes, size_t count,
+                 const char* function) {
+  if (count == 0) return;
+  const cudaStream_t s = cuda::thread_stream();
+  const auto* bytes = static_cast<const unsigned char*>(value);
+  bool zero = true;
+  for (size_t i = 0; i < element_bytes; ++i) zero = zero && bytes[i] == 0;
+  if (zero) {  // zeros (+0.0 too): a memset
+    cuda::check(cudaMemsetAsync(dst, 0, count * element_bytes, s), function, "cudaMemsetAsync");
+  } else {
+    switch (element_bytes) {
+      case 2:
+        fill_words<uint16_t>(dst, value, count, s);
+        break;
+      case 4:
+        fill_words<uint32_t>(dst, value, count, s);
+        break;
+      case 8:
+        fill_words<uint64_t>(dst, value, count, s);
+        break;
+      default:
+        fail(function, "internal: an element of ", element_bytes, " bytes");
+    }
+    cuda::check(cudaGetLastError(), function, "the fill kernel's launch");
+  }
   cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
 }
 

@@ -227,7 +227,7 @@ class Call {
 // fails there, and the cast to unsigned would cut the grid past 2^32) with an Error naming the
 // call's function, instead of a launch error or a silently short grid.
 inline unsigned grid_of(const Call& call, int64_t blocks, const char* what) {
-  SEGLOSS_CHECK(blocks <= 2147483647, call.function(), what, " needs ", blocks,
+  SEGLOSS_CHECK(blocks >= 0 && blocks <= 2147483647, call.function(), what, " needs ", blocks,
                 " CUDA blocks; a grid holds at most 2^31 - 1");
   return static_cast<unsigned>(blocks);
 }
