@@ -81,8 +81,9 @@ void check_image(const char* function, const char* argument, const Tensor<T>& t,
 // target of the same shape, on the input's device.
 template <class T, class U>
 void check_same_shape_pair(const char* function, const Tensor<T>& logits, const Tensor<U>& target,
-                           const char* input = "logits", bool cuda_path = false) {
-  check_image(function, input, logits, cuda_path);
+                           const char* input = "logits", bool cuda_path = false,
+                           const char* empty = "an empty batch has no loss") {
+  check_image(function, input, logits, cuda_path, empty);
   SEGLOSS_CHECK(target.defined(), function, "target is undefined");
   SEGLOSS_CHECK(target.shape() == logits.shape(), function, "target ", target.shape(),
                 " does not match ", input, " ", logits.shape());

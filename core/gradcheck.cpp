@@ -29,10 +29,22 @@ GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
   const char* fn = "gradcheck";
   SEGLOSS_CHECK(x.defined(), fn, "x is undefined");
   SEGLOSS_CHECK(x.numel() > 0, fn, "x ", x.shape(), " has no elements");
-  SEGLOSS_CHECK(analytic.defined() && analytic.shape() == x.shape(), fn, "analytic ",
-                analytic.shape(), " does not match x ", x.shape());
+  SEGLOSS_CHECK(analytic.defined(), fn, "analytic is undefined");
+  SEGLOSS_CHECK(analytic.shape() == x.shape(), fn, "analytic ", analytic.shape(),
+                " does not match x ", x.shape());
+  // Host code reads and perturbs both element by element (a CUDA x crashed it).
+  SEGLOSS_CHECK(x.device() == Device::cpu, fn, "x ", x.shape(), " is on device ",
+                device_name(x.device()),
+                "; gradcheck takes CPU tensors (copy with to(Device::cpu))");
+  SEGLOSS_CHECK(analytic.device() == Device::cpu, fn, "analytic ", analytic.shape(),
+                " is on device ", device_name(analytic.device()),
+                "; gradcheck takes CPU tensors (copy with to(Device::cpu))");
   SEGLOSS_CHECK(o.eps > 0.0 && std::isfinite(o.eps), fn, "options.eps is ", o.eps,
                 "; it must be finite and > 0");
+  SEGLOSS_CHECK(o.atol >= 0.0 && std::isfinite(o.atol), fn, "options.atol is ", o.atol,
+                "; it must be finite and >= 0");
+  SEGLOSS_CHECK(o.rtol >= 0.0 && std::isfinite(o.rtol), fn, "options.rtol is ", o.rtol,
+                "; it must be finite and >= 0");
   SEGLOSS_CHECK(o.samples >= 0, fn, "options.samples is ", o.samples, "; it must be >= 0");
 
   const int64_t n = x.numel();

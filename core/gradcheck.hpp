@@ -25,8 +25,8 @@ namespace segloss {
 
 struct GradcheckOptions {
   double eps = 1e-6;     // finite-difference step
-  double atol = 1e-8;    // absolute tolerance
-  double rtol = 1e-5;    // relative tolerance
+  double atol = 1e-8;    // absolute tolerance, finite and >= 0
+  double rtol = 1e-5;    // relative tolerance, finite and >= 0
   int64_t samples = 0;   // elements to check: 0 = all, else this many distinct ones at random
   uint64_t seed = 1234;  // seed of the sample
 };

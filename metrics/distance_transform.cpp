@@ -22,9 +22,13 @@ std::vector<double> checked_spacing(const char* function, const std::vector<doub
   if (spacing.empty()) return std::vector<double>(static_cast<size_t>(spatial), 1.0);
   SEGLOSS_CHECK(static_cast<int>(spacing.size()) == spatial, function, "options.spacing has ",
                 spacing.size(), " values; the input has ", spatial, " spatial axes");
+  // The kernels work with squared spacings and squared distances in double: a spacing past about
+  // 1e154 squares to inf, one below about 1e-154 to 0 (or a subnormal), and either gave NaN
+  // distances. [1e-100, 1e100] leaves room for the squared extents too.
   for (size_t a = 0; a < spacing.size(); ++a)
-    SEGLOSS_CHECK(std::isfinite(spacing[a]) && spacing[a] > 0.0, function, "options.spacing[", a,
-                  "] is ", spacing[a], "; it must be finite and > 0");
+    SEGLOSS_CHECK(spacing[a] >= kMinSpacing && spacing[a] <= kMaxSpacing, function,
+                  "options.spacing[", a, "] is ", spacing[a], "; it must be in [", kMinSpacing,
+                  ", ", kMaxSpacing, "] (distances are squared in double)");
   return spacing;
 }
 

@@ -26,7 +26,8 @@
 //
 // Options and defaults:
 //   spacing   {} (1 per axis); else one value per spatial axis, in axis order (D, H, W), each
-//             finite and > 0
+//             in [1e-100, 1e100] (distances are squared in double; outside, they overflowed or
+//             underflowed to NaN)
 //   to        DistanceTo::background
 //   squared   false
 //
@@ -37,7 +38,7 @@
 //
 // Errors (segloss::Error): an undefined mask, rank outside 3..5, a zero extent, a CUDA tensor
 // in a build without the CUDA backend, a spacing of the wrong length or with a value that is
-// not finite and > 0.
+// outside [1e-100, 1e100].
 #pragma once
 
 #include <vector>
@@ -63,8 +64,10 @@ Tensor<double> distance_transform(const Tensor<T>& mask,
                                   const DistanceTransformOptions& options = {});
 
 namespace detail {
+// The accepted spacing values (options.spacing above).
+constexpr double kMinSpacing = 1e-100, kMaxSpacing = 1e100;
 // The spacing of `spatial` axes from options (1 when empty), checked: one value per axis, each
-// finite and > 0. Shared with the surface metrics.
+// in [kMinSpacing, kMaxSpacing]. Shared with the surface metrics.
 std::vector<double> checked_spacing(const char* function, const std::vector<double>& spacing,
                                     int spatial);
 }  // namespace detail

@@ -301,7 +301,8 @@ template <class T>
 SurfaceDistanceResult surface_distance(const Tensor<T>& pred, const Tensor<T>& target,
                                        const SurfaceDistanceOptions& options) {
   const char* fn = "surface_distance";
-  detail::check_same_shape_pair(fn, pred, target, "pred", /*cuda_path=*/true);
+  detail::check_same_shape_pair(fn, pred, target, "pred", /*cuda_path=*/true,
+                                "an empty batch has no distances");
   const Shape& s = pred.shape();
   const Geometry geo = make_geometry(fn, s, 2, options);
   check_options(fn, options, s[1]);

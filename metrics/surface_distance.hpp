@@ -62,7 +62,8 @@
 //
 // Options and defaults:
 //   spacing          {} (1 per axis); else one value per spatial axis, (D, H, W) order, each
-//                    finite and > 0 (MONAI's spacing)
+//                    in [1e-100, 1e100] (MONAI's spacing; the bounds keep the squared
+//                    distances in double finite and normal)
 //   percentile       95; finite, in [0, 100] (0 is the minimum, 100 the maximum; MONAI reads 0
 //                    as no percentile and returns the maximum: docs/surface-distance.md)
 //   tolerance        1; the NSD tolerance tau in the units of spacing, finite and >= 0, used

@@ -189,4 +189,36 @@ TEST_CASE("edt: bad input names the function and the argument") {
     CHECK_THROWS_WITH_AS(distance_transform(m, o), doctest::Contains("options.spacing[1] is "),
                          Error);
   }
+  // Finite spacings whose squares overflow or underflow in double gave NaN distances (a review,
+  // 2026-12-02: 1e-200 and 1e155, as against scipy's finite values); they are refused, for the
+  // surface metrics too, and the bounds themselves give the exact distances.
+  auto one = Tensor<double>::zeros({1, 1, 3, 4});
+  one[5] = 1.0;  // (1, 1)
+  DistanceTransformOptions f;
+  f.to = DistanceTo::foreground;
+  SurfaceDistanceOptions so;
+  for (double bad : {1e-200, 1e-101, 1e101, 1e155}) {
+    CAPTURE(bad);
+    f.spacing = so.spacing = {bad, 1.0};
+    CHECK_THROWS_WITH_AS(distance_transform(one, f), doctest::Contains("options.spacing[0] is "),
+                         Error);
+    CHECK_THROWS_WITH_AS(distance_transform(one, f),
+                         doctest::Contains("; it must be in [1e-100, 1e+100]"), Error);
+    CHECK_THROWS_WITH_AS(surface_distance(one, one, so),
+                         doctest::Contains("surface_distance: options.spacing[0] is "), Error);
+  }
+  for (double edge : {1e-100, 1e100}) {
+    CAPTURE(edge);
+    f.spacing = {edge, 1.0};
+    const auto d = distance_transform(one, f);
+    CHECK(d[5] == 0.0);
+    CHECK(d[4] == 1.0);   // (1, 0): one step along W
+    CHECK(d[1] == edge);  // (0, 1): one step along H (sqrt(s^2) is s exactly)
+    CHECK(d[0] == doctest::Approx(std::hypot(edge, 1.0)).epsilon(1e-15));  // (0, 0)
+  }
+  CHECK_THROWS_WITH_AS(
+      surface_distance(Tensor<double>::zeros({1, 1, 0, 4}), Tensor<double>::zeros({1, 1, 0, 4})),
+      "surface_distance: pred (1,1,0,4) is empty (a zero extent); an empty "
+      "batch has no distances",
+      Error);
 }

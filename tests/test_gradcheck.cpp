@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "helpers.hpp"
@@ -108,4 +109,26 @@ TEST_CASE("gradcheck: bad arguments") {
   o.eps = 0;
   CHECK_THROWS_AS(gradcheck(f, x, df(x), o), Error);
   CHECK_THROWS_WITH_AS(gradcheck(f, Tensor<double>{}, df(x)), "gradcheck: x is undefined", Error);
+  // From a review (2026-12-02): an undefined analytic read as a 0-d one, rtol = inf passed a
+  // gradient 10^6 too large, atol = -1 or rtol = NaN failed a right one without saying why, and
+  // CUDA tensors crashed (host code read device memory).
+  CHECK_THROWS_WITH_AS(gradcheck(f, x, Tensor<double>{}), "gradcheck: analytic is undefined",
+                       Error);
+  o = {};
+  o.rtol = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(gradcheck(f, x, df(x), o),
+                       "gradcheck: options.rtol is inf; it must be finite and >= 0", Error);
+  o = {};
+  o.rtol = std::nan("");
+  CHECK_THROWS_WITH_AS(gradcheck(f, x, df(x), o), doctest::Contains("options.rtol is nan"), Error);
+  o = {};
+  o.atol = -1.0;
+  CHECK_THROWS_WITH_AS(gradcheck(f, x, df(x), o),
+                       "gradcheck: options.atol is -1; it must be finite and >= 0", Error);
+  if (cuda::available()) {
+    CHECK_THROWS_WITH_AS(gradcheck(f, x.to(Device::cuda), df(x)),
+                         doctest::Contains("gradcheck: x (1,1,5) is on device cuda"), Error);
+    CHECK_THROWS_WITH_AS(gradcheck(f, x, df(x).to(Device::cuda)),
+                         doctest::Contains("gradcheck: analytic (1,1,5) is on device cuda"), Error);
+  }
 }

@@ -27,7 +27,7 @@ named (e.g. segloss-gradcheck soft_dice cross_entropy), on seeded random inputs 
 (2, 3, 5, 6) (labels (2, 5, 6) with about 10% ignored pixels for the multi-class losses):
   grad rel / abs  the fused gradient (value_and_grad) against central finite differences of
                   the forward value, in double, over every element: the worst relative error
-                  (among the elements whose error is above the absolute tolerance) and the
+                  (among the elements whose magnitude is above the absolute tolerance) and the
                   worst absolute error; an element passes within the entry's rtol (1e-6) plus
                   an absolute term scaled to the value's rounding (1e-14 |value| / eps)
   composed        the largest difference between the fused value and gradient and those of
