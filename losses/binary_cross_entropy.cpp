@@ -4,10 +4,10 @@
 
 #include "../backends/cpu/binary_cross_entropy.hpp"
 #include "../core/checks.hpp"
+#include "internal/half_options.hpp"
 #if defined(SEGLOSS_WITH_CUDA)
 #include "../backends/cuda/binary_cross_entropy.hpp"
 #include "internal/cuda_result.hpp"
-#include "internal/half_options.hpp"
 #endif
 
 namespace segloss {
