@@ -92,16 +92,6 @@ void check_same_shape_pair(const char* function, const Tensor<T>& logits, const 
     check_finite(target, "target", function);
 }
 
-// Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte. The addresses are
-// compared as std::uintptr_t: <, <= on pointers into different objects are unspecified. An empty
-// range overlaps nothing; ranges that only touch (one ends where the other starts) do not overlap.
-inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
-  if (a_bytes == 0 || b_bytes == 0) return false;
-  const auto a0 = reinterpret_cast<std::uintptr_t>(a);
-  const auto b0 = reinterpret_cast<std::uintptr_t>(b);
-  return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
-}
-
 // A tensor's elements as a byte range for overlaps().
 template <class T>
 std::size_t data_bytes(const Tensor<T>& t) {

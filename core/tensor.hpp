@@ -37,6 +37,16 @@ inline const char* device_name(Device d) {
 }
 
 namespace detail {
+// Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte. The addresses are
+// compared as std::uintptr_t: <, <= on pointers into different objects are unspecified. An empty
+// range overlaps nothing; ranges that only touch (one ends where the other starts) do not overlap.
+inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+  if (a_bytes == 0 || b_bytes == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a);
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b);
+  return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
 // Device memory, defined by the CUDA backend (backends/cuda/runtime.cu), or throwing in a build
 // without it (core/cuda.cpp). Errors name `function`.
 void* device_alloc(size_t bytes, const char* function);
@@ -161,13 +171,10 @@ class Tensor {
     if (numel() == 0 || src.data_ == data_) return;
     // Overlapping ranges at an offset: std::copy and cudaMemcpyAsync leave the result undefined
     // (the CUDA emulator's memmove hid it), so refuse them.
-    if (device_ == src.device_) {
-      const auto d = reinterpret_cast<std::uintptr_t>(data_);
-      const auto r = reinterpret_cast<std::uintptr_t>(src.data_);
-      const std::uintptr_t bytes = static_cast<std::uintptr_t>(numel()) * sizeof(T);
-      SEGLOSS_CHECK(d >= r + bytes || r >= d + bytes, "Tensor::copy_from", "source and destination",
-                    " overlap at an offset (views of one buffer); copy through a separate tensor");
-    }
+    const std::size_t bytes = static_cast<std::size_t>(numel()) * sizeof(T);
+    SEGLOSS_CHECK(device_ != src.device_ || !detail::overlaps(data_, bytes, src.data_, bytes),
+                  "Tensor::copy_from", "source and destination overlap at an offset (views of one",
+                  " buffer); copy through a separate tensor");
     if (device_ == Device::cpu && src.device_ == Device::cpu) {
       std::copy(src.data_, src.data_ + numel(), data_);
       return;

@@ -621,6 +621,27 @@ TEST_CASE("tape: a flat relu, clamp or pow(., 0) masks an infinite gradient from
   }
 }
 
+namespace {
+// composed(tape, leaf of `in`) against the fused loss's value and gradient: the value to 1e-12,
+// every gradient element finite and within 1e-10. Returns the composed gradient.
+template <class Fused, class Composed>
+Tensor<double> check_same_as_fused(const Tensor<double>& in, const Fused& fused,
+                                   Composed composed_loss) {
+  Tape<double> t;
+  const Var<double> v = t.leaf(in);
+  const Var<double> l = composed_loss(t, v);
+  t.backward(l);
+  CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
+  const Tensor<double> g = t.grad(v).clone();
+  for (int64_t i = 0; i < in.numel(); ++i) {
+    CAPTURE(i);
+    REQUIRE(std::isfinite(g[i]));
+    CHECK(g[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
+  }
+  return g;
+}
+}  // namespace
+
 // gamma < 1 with a score above 1 (smooth_nr > smooth_dr on an empty target): the clamp of 1 - S
 // is flat at 0, where pow(., gamma) is infinitely steep; the fused loss's gradient there is 0.
 TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above 1") {
@@ -635,23 +656,8 @@ TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above
   o.gamma = 0.5;
   o.smooth_nr = 2.0;
   o.smooth_dr = 1.0;
-  // The composed value and gradient against the fused ones.
-  const auto same_as_fused = [](const Tensor<double>& in, const auto& target, const auto& fused,
-                                auto composed_loss) {
-    Tape<double> t;
-    const Var<double> v = t.leaf(in);
-    const Var<double> l = composed_loss(t, v, target);
-    t.backward(l);
-    CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
-    for (int64_t i = 0; i < in.numel(); ++i) {
-      CAPTURE(i);
-      CHECK(std::isfinite(t.grad(v)[i]));
-      CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
-    }
-  };
-  same_as_fused(x, z, soft_dice_value_and_grad(x, z, o), [&](auto& t, auto& v, auto& target) {
-    return composed::soft_dice(t, v, target, o);
-  });
+  check_same_as_fused(x, soft_dice_value_and_grad(x, z, o),
+                      [&](auto& t, auto& v) { return composed::soft_dice(t, v, z, o); });
   const Shape sc{1, 3, 2, 2};
   auto xc = testing::randn<double>(sc, 9);
   for (int64_t i = 8; i < 12; ++i) xc[i] = -8.0;  // class 2 absent and not predicted: S > 1
@@ -660,9 +666,8 @@ TEST_CASE("composed: soft_dice and softmax_dice with gamma < 1 and a score above
   so.gamma = 0.5;
   so.smooth_nr = 2.0;
   so.smooth_dr = 1.0;
-  same_as_fused(xc, y, softmax_dice_value_and_grad(xc, y, so), [&](auto& t, auto& v, auto& target) {
-    return composed::softmax_dice(t, v, target, so);
-  });
+  check_same_as_fused(xc, softmax_dice_value_and_grad(xc, y, so),
+                      [&](auto& t, auto& v) { return composed::softmax_dice(t, v, y, so); });
 }
 
 // S exactly 1 (an empty target predicted empty at x = -50, with the default smooth_nr =
@@ -675,17 +680,8 @@ TEST_CASE("composed: the overlap focal form with gamma < 1 and a score of exactl
   for (int64_t i = 0; i < 4; ++i) z[i] = 0, x[i] = -50.0;
   SoftDiceOptions<double> o;
   o.gamma = 0.5;
-  const auto fused = soft_dice_value_and_grad(x, z, o);
-  Tape<double> t;
-  const Var<double> v = t.leaf(x);
-  const Var<double> l = composed::soft_dice(t, v, z, o);
-  t.backward(l);
-  CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    CAPTURE(i);
-    REQUIRE(std::isfinite(t.grad(v)[i]));
-    CHECK(t.grad(v)[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
-  }
+  check_same_as_fused(x, soft_dice_value_and_grad(x, z, o),
+                      [&](auto& t, auto& v) { return composed::soft_dice(t, v, z, o); });
   // The softmax form: class 2 absent and predicted absent.
   const Shape sc{1, 3, 2, 2};
   auto xc = testing::randn<double>(sc, 19);
@@ -693,17 +689,8 @@ TEST_CASE("composed: the overlap focal form with gamma < 1 and a score of exactl
   const auto y = Tensor<int64_t>::from({0, 1, 0, 1}, {1, 2, 2});
   SoftmaxOverlapOptions<double> so;
   so.gamma = 0.5;
-  const auto fc = softmax_dice_value_and_grad(xc, y, so);
-  Tape<double> tc;
-  const Var<double> vc = tc.leaf(xc);
-  const Var<double> lc = composed::softmax_dice(tc, vc, y, so);
-  tc.backward(lc);
-  CHECK(lc.value()[0] == doctest::Approx(fc.value).epsilon(1e-12));
-  for (int64_t i = 0; i < xc.numel(); ++i) {
-    CAPTURE(i);
-    REQUIRE(std::isfinite(tc.grad(vc)[i]));
-    CHECK(tc.grad(vc)[i] == doctest::Approx(fc.grad[i]).epsilon(1e-10).scale(1e-12));
-  }
+  check_same_as_fused(xc, softmax_dice_value_and_grad(xc, y, so),
+                      [&](auto& t, auto& v) { return composed::softmax_dice(t, v, y, so); });
 }
 
 // An ignored pixel's logits do not matter to the fused losses (NaN and inf included); the
@@ -724,17 +711,7 @@ TEST_CASE("composed: a NaN or infinite logit at an ignored pixel changes nothing
     auto check = [&](const char* what, const auto& fused, auto composed_loss) {
       CAPTURE(what);
       REQUIRE(std::isfinite(fused.value));
-      Tape<double> t;
-      const Var<double> v = t.leaf(x);
-      const Var<double> l = composed_loss(t, v);
-      t.backward(l);
-      CHECK(l.value()[0] == doctest::Approx(fused.value).epsilon(1e-12));
-      const auto& g = t.grad(v);
-      for (int64_t i = 0; i < x.numel(); ++i) {
-        CAPTURE(i);
-        REQUIRE(std::isfinite(g[i]));
-        CHECK(g[i] == doctest::Approx(fused.grad[i]).epsilon(1e-10).scale(1e-12));
-      }
+      const auto g = check_same_as_fused(x, fused, composed_loss);
       for (int64_t c = 0; c < 3; ++c) CHECK(g[c * 6 + 1] == 0.0);  // the ignored pixel
     };
     CrossEntropyOptions<double> ce;

@@ -191,10 +191,10 @@ LovaszHingeOptions<To> convert_options(const LovaszHingeOptions<From>& o, F&&) {
   // Rounded to the 16-bit label type first (through float, as c10::Half and BFloat16 convert a
   // double): the widened call compares float labels with it, so 16-bit labels of 0.1 are ignored
   // by 0.1 as in PyTorch's labels != ignore, which converts the number to the labels' dtype.
-  if (o.ignore.has_value() && kHalf<From>)
-    r.ignore = static_cast<double>(static_cast<float>(From(static_cast<float>(*o.ignore))));
-  else
-    r.ignore = o.ignore;
+  r.ignore = o.ignore;
+  if constexpr (kHalf<From>)
+    if (o.ignore.has_value())
+      r.ignore = static_cast<double>(static_cast<float>(From(static_cast<float>(*o.ignore))));
   return r;
 }
 
@@ -229,7 +229,7 @@ void check_value_apart_all(const char* function, const Tensor<T>& value, const T
   check_value_apart(function, value, logits, target, grad, input);
   const std::size_t bytes = data_bytes(value);
   convert_options<T>(options, [&](const auto& t, const char* name) {
-    SEGLOSS_CHECK(!t.defined() || !overlaps(value.data(), bytes, t.data(), data_bytes(t)), function,
+    SEGLOSS_CHECK(!overlaps(value.data(), bytes, t.data(), data_bytes(t)), function,
                   "value overlaps options.", name, "; pass a buffer apart from it");
     return Tensor<T>();
   });
