@@ -132,6 +132,7 @@ void cross_entropy_value_and_grad(const Tensor<T>& logits, const Tensor<L>& targ
 // batch's loss (all_ignored applies when no shard counts a pixel) and writes this shard's part
 // of the batch's gradient into `grad` (allocated when undefined): one pass over the logits. A
 // shard whose pixels are all ignored is fine (its statistics are zeros, its gradient is 0).
+// finalize refuses a count that is NaN, infinite or negative.
 template <class T, class L, class = std::enable_if_t<kCrossEntropyTarget<T, L>>>
 ShardStatistics cross_entropy_statistics(const Tensor<T>& logits, const Tensor<L>& target,
                                          const CrossEntropyOptions<T>& options = {});

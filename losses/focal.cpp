@@ -78,9 +78,17 @@ double sigmoid_mean_scale(const Tensor<T>& logits, Reduction r) {
 }
 
 // The scale of a mean over `divisor` elements or pixels (0 when there are none), or of a sum.
+// The divisor is a count (check_focal_split refuses a NaN or negative one).
 double split_scale(Reduction r, double divisor) {
   if (r != Reduction::mean) return 1.0;
-  return divisor > 0.0 ? 1.0 / divisor : 0.0;
+  return divisor == 0.0 ? 0.0 : 1.0 / divisor;
+}
+
+// A focal loss's statistics: its own, three values long, and its divisor and count (both counts
+// of elements or pixels) finite and >= 0.
+void check_focal_split(const char* fn, const ShardStatistics& reduced) {
+  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  detail::check_split_count(fn, reduced, detail::kDivisor, "divisor");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +196,7 @@ double cuda_softmax_finalize(const char* fn, const Tensor<T>& logits, const Tens
   p.args.grad = grad.data();
   p.args.want_sum = true;  // the flag is read back with the (unused) shard value
   cuda_softmax_status<T, L>(fn, p.args, target, options.reduction == Reduction::mean, nullptr,
-                            nullptr, true, divisor > 0.0 ? divisor : 0.0, grad_weight);
+                            nullptr, true, divisor, grad_weight);
   return reduced.global[detail::kLossSum] * split_scale(options.reduction, divisor);
 }
 #endif
@@ -460,7 +468,7 @@ double sigmoid_focal_finalize(const Tensor<T>& logits, const Tensor<T>& target,
                               const SigmoidFocalOptions<T>& options) {
   const char* fn = "sigmoid_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
-  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  check_focal_split(fn, reduced);
   auto a = sigmoid_args(fn, logits, target, options, /*cuda_path=*/true);
   detail::check_split_options(fn, reduced, detail::options_digest(options));
   prepare_sigmoid_grad(fn, logits, target, grad, options);
@@ -505,7 +513,7 @@ double softmax_focal_finalize(const Tensor<T>& logits, const Tensor<L>& target,
                               const SoftmaxFocalOptions<T>& options) {
   const char* fn = "softmax_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
-  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  check_focal_split(fn, reduced);
   const double divisor = reduced.global[detail::kDivisor];
   const double scale = split_scale(options.reduction, divisor);
 #if defined(SEGLOSS_WITH_CUDA)
@@ -592,7 +600,7 @@ double softmax_focal_cuda_finalize_term(const Tensor<T>& logits, const Tensor<L>
                                         const SoftmaxFocalOptions<T>& options, double grad_weight) {
   const char* fn = "softmax_focal_finalize";
   detail::check_split_reduction(fn, options.reduction);
-  detail::check_mean_split(fn, reduced, detail::kMeanSplitSize);
+  check_focal_split(fn, reduced);
   return cuda_softmax_finalize(fn, logits, target, reduced, grad, options, grad_weight);
 }
 #define SEGLOSS_INSTANTIATE_FINALIZE_TERM(T, L)                                        \

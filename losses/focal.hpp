@@ -133,6 +133,7 @@ void sigmoid_focal_value_and_grad(const Tensor<T>& logits, const Tensor<T>& targ
 // statistics: global = {sum_i l_i over the shard, the mean's divisor over the shard (numel),
 // numel}: one pass. The caller sums global across the shards; finalize returns the batch's loss
 // and writes this shard's part of the batch's gradient into `grad` (allocated when undefined).
+// Both focal finalizes refuse a divisor or count that is NaN, infinite or negative.
 template <class T>
 ShardStatistics sigmoid_focal_statistics(const Tensor<T>& logits, const Tensor<T>& target,
                                          const SigmoidFocalOptions<T>& options = {});

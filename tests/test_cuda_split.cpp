@@ -224,7 +224,7 @@ void check_bitwise(const Tensor<T>& x, const Tensor<U>& t, const O& o) {
 }
 
 // The split's checks on CUDA give the CPU's messages: statistics of another loss (an overlap
-// loss's length), reduction none; and a grad on the CPU is refused.
+// loss's length), a NaN count, reduction none; and a grad on the CPU is refused.
 template <class Loss, class T, class U, class O>
 void check_errors(const Tensor<T>& x, const Tensor<U>& t, const O& o) {
   const O od = Loss::dev(o);
@@ -236,6 +236,11 @@ void check_errors(const Tensor<T>& x, const Tensor<U>& t, const O& o) {
   const std::string cpu_msg = error_of([&] { Loss::fin(x, t, other, g, o); });
   CHECK(cpu_msg.find("were they made by another loss's statistics?") != std::string::npos);
   CHECK(error_of([&] { Loss::fin(xd, td, other, gd, od); }) == cpu_msg);
+  ShardStatistics nan_count;
+  nan_count.global = {1.0, 4.0, std::nan("")};  // a count is finite and >= 0
+  const std::string count_msg = error_of([&] { Loss::fin(x, t, nan_count, g, o); });
+  CHECK(count_msg.find("the statistics' count (global[2]) is nan") != std::string::npos);
+  CHECK(error_of([&] { Loss::fin(xd, td, nan_count, gd, od); }) == count_msg);
   O none = o, none_d = od;
   none.reduction = none_d.reduction = Reduction::none;
   const std::string none_msg = error_of([&] { Loss::stat(x, t, none); });

@@ -457,6 +457,57 @@ TEST_CASE("shards: bad statistics and reduction none are errors") {
                        Error);
 }
 
+// The counts in a mean loss's statistics (the counted elements or pixels, and a focal loss's
+// divisor, itself a count) come from a sum of counts: a NaN or a negative one (statistics built
+// by hand, or corrupted on the way) is refused. Before, softmax_focal_finalize turned a NaN or
+// negative divisor into a loss of 0 and a zero gradient without a word. A divisor of 0 (every
+// pixel ignored) still gives 0.
+TEST_CASE("shards: a NaN or negative count in a mean loss's statistics is refused") {
+  const auto x = testing::randn<double>(kShape, 398);
+  const auto z = testing::mask<double>(kShape, 399, 0.3);
+  const auto y = labels_with_ignored();
+  Tensor<double> g;
+  const auto with = [](const ShardStatistics& st, size_t at, double v) {
+    ShardStatistics out = st;
+    out.global[at] = v;
+    return out;
+  };
+  const double nan = std::nan("");
+  const auto mf = softmax_focal_statistics(x, y);
+  CHECK(testing::error_of([&] { softmax_focal_finalize(x, y, with(mf, 1, nan), g); }) ==
+        "softmax_focal_finalize: the statistics' divisor (global[1]) is nan; a count of "
+        "elements or pixels summed across shards is finite and >= 0");
+  CHECK(testing::error_of([&] { softmax_focal_finalize(x, y, with(mf, 1, -3.0), g); }) ==
+        "softmax_focal_finalize: the statistics' divisor (global[1]) is -3; a count of "
+        "elements or pixels summed across shards is finite and >= 0");
+  CHECK(testing::error_of([&] { softmax_focal_finalize(x, y, with(mf, 2, -1.0), g); }) ==
+        "softmax_focal_finalize: the statistics' count (global[2]) is -1; a count of "
+        "elements or pixels summed across shards is finite and >= 0");
+  const auto sf = sigmoid_focal_statistics(x, z);
+  CHECK(testing::error_of([&] {
+          sigmoid_focal_finalize(x, z, with(sf, 1, HUGE_VAL), g);
+        }).find("sigmoid_focal_finalize: the statistics' divisor (global[1]) is inf") == 0);
+  const auto ce = cross_entropy_statistics(x, y);
+  CHECK(testing::error_of([&] {
+          cross_entropy_finalize(x, y, with(ce, 2, nan), g);
+        }).find("cross_entropy_finalize: the statistics' count (global[2]) is nan") == 0);
+  const auto bce = bce_with_logits_statistics(x, z);
+  CHECK(testing::error_of([&] {
+          bce_with_logits_finalize(x, z, with(bce, 2, -2.0), g);
+        }).find("bce_with_logits_finalize: the statistics' count (global[2]) is -2") == 0);
+  // A combined loss names its term.
+  const auto df = dice_focal_statistics(x, y);
+  OverlapStatistics bad_df = df;
+  bad_df.global[1] = nan;
+  const std::string df_msg = testing::error_of([&] { dice_focal_finalize(x, y, bad_df, g); });
+  CHECK(df_msg.find("dice_focal_finalize") == 0);
+  CHECK(df_msg.find("divisor (global[1]) is nan") != std::string::npos);
+  // Every pixel ignored: divisor and count 0, loss 0 and a zero gradient.
+  const ShardStatistics empty = with(with(with(mf, 0, 0.0), 1, 0.0), 2, 0.0);
+  CHECK(softmax_focal_finalize(x, y, empty, g) == 0.0);
+  for (int64_t i = 0; i < g.numel(); ++i) REQUIRE(g[i] == 0.0);
+}
+
 // Several losses share a layout (the four mean losses' 3 values; soft_dice's and soft_jaccard's
 // per-image totals), so only the source tells their statistics apart: without it, these calls
 // returned another loss's value and a wrongly scaled gradient.

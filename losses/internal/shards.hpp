@@ -2,6 +2,7 @@
 // layout of a mean loss's statistics. docs/distributed.md has the protocol.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -75,12 +76,25 @@ inline ShardStatistics mean_statistics(const char* fn, double loss_sum, double d
   return tagged(fn, std::move(st), options);
 }
 
-// Statistics of another loss, or whose global part is not `size` values long, are an error.
+// A count in a mean loss's statistics (the counted elements or pixels; a focal loss's divisor)
+// summed across shards: statistics built by hand or corrupted in transit can hold a NaN or a
+// negative count, which would otherwise scale the gradient by NaN or by 0 without a word.
+inline void check_split_count(const char* fn, const ShardStatistics& st, MeanSplit at,
+                              const char* what) {
+  const double v = st.global[at];
+  SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0, fn, "the statistics' ", what, " (global[",
+                static_cast<size_t>(at), "]) is ", v,
+                "; a count of elements or pixels summed across shards is finite and >= 0");
+}
+
+// Statistics of another loss, whose global part is not `size` values long, or whose count is
+// not finite and >= 0, are an error.
 inline void check_mean_split(const char* fn, const ShardStatistics& st, size_t size) {
   check_source(fn, st);
   SEGLOSS_CHECK(st.global.size() == size, fn, "the statistics have ", st.global.size(),
                 " global values; this loss's statistics have ", size,
                 " (were they made by another loss's statistics?)");
+  check_split_count(fn, st, kCounted, "count");
 }
 
 }  // namespace detail
