@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <locale>
@@ -18,9 +19,10 @@ std::string GradcheckResult::summary() const {
   os.imbue(std::locale::classic());
   os.precision(3);
   os << (passed ? "passed" : "FAILED") << ": " << checked << " elements, " << failures
-     << " outside tolerance; max abs error " << max_abs_error << " at " << worst_abs_index
-     << ", max rel error " << max_rel_error << " at " << worst_rel_index << " (analytic "
-     << analytic_at_worst << ", numeric " << numeric_at_worst << ")";
+     << " outside tolerance; worst element " << worst_index << " (analytic " << analytic_at_worst
+     << ", numeric " << numeric_at_worst << ", error " << worst_ratio
+     << " times its tolerance); max abs error " << max_abs_error << " at " << worst_abs_index
+     << ", max rel error " << max_rel_error << " at " << worst_rel_index;
   return os.str();
 }
 
@@ -78,24 +80,32 @@ GradcheckResult gradcheck(const ScalarFunction& f, const Tensor<double>& x,
     const double abs_err = std::fabs(ana - num);
     const double scale = std::max(std::fabs(ana), std::fabs(num));
     const double rel_err = std::isnan(abs_err) ? abs_err : scale > o.atol ? abs_err / scale : 0.0;
+    const double tolerance = o.atol + o.rtol * std::fabs(num);
+    // A NaN or infinite g_i or n_i fails (an infinite n_i made the tolerance infinite, and any
+    // finite g_i passed), with the ratio NaN. Otherwise the error in tolerances: 0 / 0 (atol = 0,
+    // both 0) is 0, e / 0 is inf.
+    const bool finite = std::isfinite(ana) && std::isfinite(num);
+    const double ratio = !finite          ? std::numeric_limits<double>::quiet_NaN()
+                         : abs_err == 0.0 ? 0.0
+                                          : abs_err / tolerance;
     ++r.checked;
-    // NaN in either makes the element fail, and is the worst error: the first NaN stays named
-    // (a later finite error compared with it would otherwise replace it).
-    if (!(abs_err <= o.atol + o.rtol * std::fabs(num))) ++r.failures;
+    // A NaN ratio is the worst error: the first stays named (a later finite error compared
+    // with it would otherwise replace it).
+    if (!(ratio <= 1.0)) ++r.failures;
     const auto worse = [](double e, double worst) { return !std::isnan(worst) && !(e <= worst); };
+    if (r.worst_index < 0 || worse(ratio, r.worst_ratio)) {
+      r.worst_ratio = ratio;
+      r.worst_index = i;
+      r.analytic_at_worst = ana;
+      r.numeric_at_worst = num;
+    }
     if (worse(abs_err, r.max_abs_error)) {
       r.max_abs_error = abs_err;
       r.worst_abs_index = i;
-      if (r.worst_rel_index < 0) {
-        r.analytic_at_worst = ana;
-        r.numeric_at_worst = num;
-      }
     }
     if (worse(rel_err, r.max_rel_error)) {
       r.max_rel_error = rel_err;
       r.worst_rel_index = i;
-      r.analytic_at_worst = ana;
-      r.numeric_at_worst = num;
     }
   }
   r.passed = r.failures == 0;

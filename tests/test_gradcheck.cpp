@@ -41,8 +41,40 @@ TEST_CASE("gradcheck: a wrong element is found and named") {
   CHECK_FALSE(r.passed);
   CHECK(r.failures == 1);
   CHECK(r.worst_rel_index == 17);
+  CHECK(r.worst_index == 17);
+  CHECK(r.worst_ratio > 1.0);
+  CHECK(r.analytic_at_worst == g[17]);
   CHECK(r.max_rel_error == doctest::Approx(0.01 / 1.01).epsilon(1e-4));
-  CHECK(r.summary().find("FAILED") == 0);
+  CHECK(r.summary().find("FAILED: 24 elements, 1 outside tolerance; worst element 17 ") == 0);
+}
+
+// The summary names the failing element. It named the element of the largest relative error,
+// which can be one that passes: a gradient of 3e-8 off by 5e-9 is 15% wrong and within
+// atol = 1e-8, while the element that fails is 1% wrong.
+TEST_CASE("gradcheck: the element named is the one outside its tolerance") {
+  auto x = testing::randn<double>({2, 3, 4}, 2);
+  x[5] = 1e-4;  // df/dx = 3e-8 there
+  auto g = df(x);
+  g[5] += 5e-9;  // half its tolerance: far from the finite differences' noise (1e-9)
+  g[17] *= 1.01;
+  const auto r = gradcheck(f, x, g);
+  INFO(r.summary());
+  CHECK_FALSE(r.passed);
+  CHECK(r.failures == 1);
+  CHECK(r.worst_rel_index == 5);  // passes: its error is below atol
+  CHECK(r.max_rel_error > 0.1);
+  CHECK(r.worst_index == 17);
+  CHECK(r.worst_ratio > 1.0);
+  CHECK(r.analytic_at_worst == g[17]);
+  CHECK(r.numeric_at_worst == doctest::Approx(df(x)[17]).epsilon(1e-6));
+  CHECK(r.summary().find("worst element 17 (analytic ") != std::string::npos);
+  // All pass: the element nearest its tolerance, below 1.
+  g[17] = df(x)[17];
+  const auto ok = gradcheck(f, x, g);
+  CHECK(ok.passed);
+  CHECK(ok.worst_index == 5);
+  CHECK(ok.worst_ratio > 0.3);
+  CHECK(ok.worst_ratio < 1.0);
 }
 
 TEST_CASE("gradcheck: a sign error fails, NaN fails") {
@@ -68,9 +100,33 @@ TEST_CASE("gradcheck: a NaN element is the one named") {
   CHECK(r.failures == 2);
   CHECK(r.worst_abs_index == 3);
   CHECK(r.worst_rel_index == 3);
+  CHECK(r.worst_index == 3);
+  CHECK(std::isnan(r.worst_ratio));
   CHECK(std::isnan(r.max_abs_error));
   CHECK(std::isnan(r.max_rel_error));
   CHECK(std::isnan(r.analytic_at_worst));
+}
+
+// An infinite numeric derivative made the tolerance infinite (atol + rtol * inf), so any finite
+// analytic value passed.
+TEST_CASE("gradcheck: an infinite numeric or analytic value fails") {
+  const auto x = Tensor<double>::from({0.5, -1.0, 2.0}, {3});
+  const auto blows_up = [](const Tensor<double>& v) {  // infinite when x_1 moves up
+    return v[0] * v[0] + (v[1] > -1.0 ? HUGE_VAL : 0.0) + v[2];
+  };
+  const auto g = Tensor<double>::from({1.0, 0.0, 1.0}, {3});
+  const auto r = gradcheck(blows_up, x, g);
+  INFO(r.summary());
+  CHECK_FALSE(r.passed);
+  CHECK(r.failures == 1);
+  CHECK(r.worst_index == 1);
+  CHECK(std::isnan(r.worst_ratio));
+  auto h = Tensor<double>::from({1.0, 2.0, 1.0}, {3});
+  h[0] = HUGE_VAL;
+  const auto q =
+      gradcheck([](const Tensor<double>& v) { return v[0] * v[0] + 2 * v[1] + v[2]; }, x, h);
+  CHECK(q.failures == 1);
+  CHECK(q.worst_index == 0);
 }
 
 TEST_CASE("gradcheck: a seeded sample checks that many elements, reproducibly") {
