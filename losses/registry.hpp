@@ -143,7 +143,7 @@ struct CheckOptions {
 
 struct CheckResult {
   GradcheckResult gradcheck;    // analytic (value_and_grad) against finite differences
-  double forward_mismatch = 0;  // |value_and_grad's value - value| / max(|value|, 1e-300)
+  double forward_mismatch = 0;  // |value_and_grad's value - value| / max(magnitude, 1e-3)
   bool has_composed = false;
   double composed_error = 0;  // max over value and gradient of |fused - composed|
   double float_error = 0;     // float32 against double, relative (see Entry)

@@ -21,7 +21,8 @@
 //   skip (default): left out of the mean, counted in `skipped`, NaN in `scores`; if every
 //                   score is skipped the mean is NaN;
 //   formula:        the formula: 0/0 = NaN without smoothing (the seeds' DiceScore), which
-//                   makes the mean NaN; smooth_nr / smooth_dr with smoothing;
+//                   makes the mean NaN; smooth_nr / smooth_dr with smoothing (+inf, and a
+//                   mean of +inf, with smooth_nr > 0 and smooth_dr = 0);
 //   one:            1 (a perfect match);   zero: 0.
 // A target that is empty while the prediction is not scores 2*0/(P + smooth_dr) = 0 (or
 // smooth_nr / (P + smooth_dr)) by the formula under every policy.
