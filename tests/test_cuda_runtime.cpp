@@ -374,4 +374,24 @@ TEST_CASE("cuda runtime: a caller-given workspace is used instead of the pool") 
   cudaStreamDestroy(s);
 }
 
+// A CUDA error that the caller's own code left unchecked on the thread was reported by the next
+// segloss call's launch check as "a kernel launch failed". The call names it as an earlier
+// error, before it enqueues anything, and takes it: the next call runs.
+TEST_CASE("cuda runtime: an error the caller left pending is named as earlier, then cleared") {
+  SEGLOSS_REQUIRE_GPU();
+  int count = 0;
+  REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);
+  const auto x = gpu(randn<double>(Shape{2, 3, 4, 5}, 11));
+  const auto y = gpu(labels<int64_t>(Shape{2, 4, 5}, 3, 12));
+  const double expected = cross_entropy_value_and_grad(x, y).value;
+  REQUIRE(cudaSetDevice(count + 3) == cudaErrorInvalidDevice);  // left pending, unchecked
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(x, y),
+                       "cross_entropy_value_and_grad: a CUDA error was pending on this thread "
+                       "before the call (from earlier work, left unchecked): "
+                       "cudaErrorInvalidDevice: invalid device ordinal",
+                       Error);
+  CHECK(cudaPeekAtLastError() == cudaSuccess);
+  CHECK(cross_entropy_value_and_grad(x, y).value == expected);
+}
+
 #endif

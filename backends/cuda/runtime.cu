@@ -60,9 +60,11 @@ struct PoolEntry {
     return total;
   }
   // Frees every buffer; the caller synchronized the streams that may still use them.
+  // A failed cudaFree is not reported, nor left pending for the next call to find.
   void free_all() {
-    if (data) cudaFree(data);
-    for (const auto& r : retired) cudaFree(r.first);
+    if (data && cudaFree(data) != cudaSuccess) cudaGetLastError();
+    for (const auto& r : retired)
+      if (cudaFree(r.first) != cudaSuccess) cudaGetLastError();
     data = nullptr;
     bytes = 0;
     captured = false;
@@ -242,6 +244,7 @@ void release_pool() {
     e->free_all();
   }
   cudaSetDevice(current);
+  cudaGetLastError();  // errors here are not reported, nor left for the next call to find
 }
 
 namespace {
@@ -259,6 +262,17 @@ std::pair<char*, size_t> usable_workspace(const detail::ThreadState& ts) {
 }  // namespace
 
 Call::Call(const char* function, size_t bytes) : function_(function), stream_(thread_stream()) {
+  // An error that earlier work on this thread left unchecked (a failed cudaSetDevice, an
+  // ignored cudaMemcpy) would surface at this call's launch check as "a kernel launch failed":
+  // it is named for what it is before anything is enqueued, and taken (cudaGetLastError), so
+  // that the next call runs unless the error is sticky (a kernel's fault, which ends the context).
+  const cudaError_t pending = cudaGetLastError();
+  if (pending != cudaSuccess)
+    throw Error(segloss::detail::message(
+        function,
+        "a CUDA error was pending on this thread before the call (from earlier work, "
+        "left unchecked): ",
+        cudaGetErrorName(pending), ": ", cudaGetErrorString(pending)));
   const detail::ThreadState& ts = detail::thread_state();
   if (ts.workspace) {
     const auto [aligned, usable] = usable_workspace(ts);
@@ -314,7 +328,10 @@ bool workspace_holds(size_t bytes) {
   const cudaStream_t s = thread_stream();
   if (!capturing(s)) return true;  // the pool may grow
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
   PoolEntry& e = pool_entry(device, s, kWorkspace);
   std::lock_guard<std::mutex> g(e.mutex);
   return e.bytes >= bytes;

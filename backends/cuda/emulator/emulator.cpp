@@ -1038,6 +1038,8 @@ const char* cudaGetErrorString(cudaError_t e) {
       return "out of memory";
     case cudaErrorInvalidConfiguration:
       return "invalid configuration argument";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle:
       return "invalid resource handle";
     case cudaErrorStreamCaptureUnsupported:
