@@ -4,9 +4,8 @@
 //   n_i = (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)
 // for every element i, or for a seeded random sample of them, and compares g_i with n_i.
 // An element passes when |g_i - n_i| <= atol + rtol * |n_i| (numpy's allclose), and fails when
-// g_i or n_i is NaN or infinite. The result
-// names the element farthest outside (or, when all pass, nearest to) its tolerance, and the
-// worst elements by absolute and by relative error.
+// g_i or n_i is NaN or infinite. The result names the element farthest outside (or, when all
+// pass, nearest to) its tolerance, and the worst elements by absolute and by relative error.
 //
 // Choose inputs where f is smooth: finite differences cannot test a kink (a max, a clamp, a
 // threshold), and a step of eps must not cross one. Central differences in double with
