@@ -177,6 +177,7 @@ void device_copy(void*, Device, const void*, Device, size_t, const char* functio
 void device_fill(void*, const void*, size_t, size_t, const char* function) {
   fail(function, "device cuda is not available: this build has no CUDA backend");
 }
+void device_take_pending(const char*) {}
 
 }  // namespace detail
 #endif

@@ -212,6 +212,7 @@ void Tape<T>::backward(const Var<T>& loss) {
   SEGLOSS_CHECK(l.value.numel() == 1, "ad::Tape::backward", "the loss (", l.op, ", Var #", loss.id_,
                 ") has shape ", l.value.shape(),
                 "; backward starts from a one-element scalar (reduce it with sum or mean)");
+  if (l.value.device() == Device::cuda) detail::device_take_pending("ad::Tape::backward");
   for (Node& n : nodes_) {
     n.grad = Tensor<T>();
     n.grad_adopted = false;

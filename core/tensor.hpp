@@ -58,6 +58,14 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
 // element at host address `value`, on the current stream, and waits for the fill.
 void device_fill(void* dst, const void* value, size_t element_bytes, size_t count,
                  const char* function);
+// An error that earlier work on this thread left unchecked (a failed cudaSetDevice, an ignored
+// cudaMemcpy) would surface at the next launch check as that launch's failure. Every CUDA entry
+// calls this before it enqueues anything (a loss's or metric's cuda::Call, the tape's primitives
+// and backward, the 16-bit conversions, device_copy and device_fill): it throws "function: a
+// CUDA error was pending on this thread before the call (from earlier work, left unchecked):
+// <name>: <message>" and takes the error, so that the next call runs (a sticky error, a kernel's
+// fault, stays with the context). Nothing in a build without CUDA.
+void device_take_pending(const char* function);
 }  // namespace detail
 
 template <class T>

@@ -90,12 +90,12 @@ class FloatCopies {
     if (!t.defined()) return Tensor<float>();
     if (t.device() != device_) return to_float(t);
     Tensor<float> out = take(t.shape());
-    detail::convert_elements(out.data(), t.data(), t.numel(), t.device(), "to_float");
+    detail::convert_elements(out.data(), t.data(), t.numel(), t.device(), fn_);
     return out;
   }
 
  private:
-  [[maybe_unused]] const char* fn_;  // named in the CUDA scratch errors
+  const char* fn_;  // the loss, named in the conversion's and the CUDA scratch's errors
   Device device_;
 #if defined(SEGLOSS_WITH_CUDA)
   std::optional<cuda::detail::ScratchLease> lease_;

@@ -3,6 +3,7 @@
 // message where none is present; the others run in every build.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 #include <thread>
 #include <vector>
@@ -392,6 +393,63 @@ TEST_CASE("cuda runtime: an error the caller left pending is named as earlier, t
                        Error);
   CHECK(cudaPeekAtLastError() == cudaSuccess);
   CHECK(cross_entropy_value_and_grad(x, y).value == expected);
+}
+
+// The entries that launch outside a Call: each names the pending error in its own words, takes
+// it (the next entry runs), and enqueues nothing before.
+TEST_CASE(
+    "cuda runtime: the tape, the 16-bit conversions and Tensor's fill and copy name a "
+    "pending error too") {
+  SEGLOSS_REQUIRE_GPU();
+  int count = 0;
+  REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);
+  const std::string pending =
+      ": a CUDA error was pending on this thread before the call (from earlier work, left "
+      "unchecked): cudaErrorInvalidDevice: invalid device ordinal";
+  const auto leave_pending = [count] {
+    REQUIRE(cudaSetDevice(count + 3) == cudaErrorInvalidDevice);
+  };
+  const auto host = randn<float>(Shape{2, 3, 4}, 13);
+  const auto x = gpu(host);
+
+  leave_pending();  // Tensor::full with a nonzero value (the fill kernel) and with zero (a memset)
+  CHECK_THROWS_WITH_AS(Tensor<float>::full(Shape{5}, 2.0f, Device::cuda),
+                       ("Tensor::full" + pending).c_str(), Error);
+  leave_pending();
+  CHECK_THROWS_WITH_AS(Tensor<float>::full(Shape{5}, 0.0f, Device::cuda),
+                       ("Tensor::full" + pending).c_str(), Error);
+  CHECK(Tensor<float>::full(Shape{5}, 2.0f, Device::cuda).to(Device::cpu).data()[4] == 2.0f);
+
+  leave_pending();  // a copy to the device
+  Tensor<float> y = Tensor<float>::empty(host.shape(), Device::cuda);
+  CHECK_THROWS_WITH_AS(y.copy_from(host), ("Tensor::copy_from" + pending).c_str(), Error);
+  y.copy_from(host);
+  CHECK(y.to(Device::cpu).data()[23] == host.data()[23]);
+
+  leave_pending();  // a 16-bit conversion
+  CHECK_THROWS_WITH_AS(to_half<float16>(x), ("to_half" + pending).c_str(), Error);
+  const Tensor<float16> h = to_half<float16>(x);
+  CHECK(to_float(h).to(Device::cpu).data()[0] == float(float16(host.data()[0])));
+  // A 16-bit loss widens its logits first, under its own name.
+  const auto labels = gpu(Tensor<int64_t>::full(Shape{2, 4}, 1));
+  const double expected = cross_entropy_value_and_grad(h, labels).value;
+  leave_pending();
+  CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(h, labels),
+                       ("cross_entropy_value_and_grad" + pending).c_str(), Error);
+  CHECK(cross_entropy_value_and_grad(h, labels).value == expected);
+
+  {
+    ad::Tape<float> tape;  // a tape's elementwise primitive, then its backward
+    const ad::Var<float> v = tape.leaf(x);
+    leave_pending();
+    CHECK_THROWS_WITH_AS(ad::exp(v), ("ad::Tape" + pending).c_str(), Error);
+    const ad::Var<float> loss = ad::sum(ad::exp(v));
+    leave_pending();
+    CHECK_THROWS_WITH_AS(tape.backward(loss), ("ad::Tape::backward" + pending).c_str(), Error);
+    tape.backward(loss);
+    CHECK(tape.grad(v).to(Device::cpu).data()[7] == doctest::Approx(std::exp(host.data()[7])));
+  }
+  CHECK(cudaPeekAtLastError() == cudaSuccess);
 }
 
 #endif

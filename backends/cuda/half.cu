@@ -26,9 +26,8 @@ __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
 template <class Dst, class Src>
 void cuda_convert(Dst* dst, const Src* src, int64_t n, const char* function) {
   if (n <= 0) return;
-  cuda::launch(convert_kernel<Dst, Src>, cuda::grid_blocks(n), cuda::kThreads, 0,
-               cuda::thread_stream(), dst, src, n);
-  cuda::check(cudaGetLastError(), function, "the 16-bit conversion kernel's launch");
+  cuda::launch_checked(function, "the 16-bit conversion kernel's launch", convert_kernel<Dst, Src>,
+                       cuda::grid_blocks(n), cuda::kThreads, 0, cuda::thread_stream(), dst, src, n);
 }
 
 template void cuda_convert<float, float16>(float*, const float16*, int64_t, const char*);

@@ -262,17 +262,7 @@ std::pair<char*, size_t> usable_workspace(const detail::ThreadState& ts) {
 }  // namespace
 
 Call::Call(const char* function, size_t bytes) : function_(function), stream_(thread_stream()) {
-  // An error that earlier work on this thread left unchecked (a failed cudaSetDevice, an
-  // ignored cudaMemcpy) would surface at this call's launch check as "a kernel launch failed":
-  // it is named for what it is before anything is enqueued, and taken (cudaGetLastError), so
-  // that the next call runs unless the error is sticky (a kernel's fault, which ends the context).
-  const cudaError_t pending = cudaGetLastError();
-  if (pending != cudaSuccess)
-    throw Error(segloss::detail::message(
-        function,
-        "a CUDA error was pending on this thread before the call (from earlier work, "
-        "left unchecked): ",
-        cudaGetErrorName(pending), ": ", cudaGetErrorString(pending)));
+  segloss::detail::device_take_pending(function);  // before anything is enqueued
   const detail::ThreadState& ts = detail::thread_state();
   if (ts.workspace) {
     const auto [aligned, usable] = usable_workspace(ts);
@@ -357,6 +347,15 @@ void combine(const Call& call, const double* partials, int64_t groups, int64_t p
 
 namespace detail {
 
+void device_take_pending(const char* function) {
+  const cudaError_t pending = cudaGetLastError();
+  if (pending != cudaSuccess)
+    fail(function,
+         "a CUDA error was pending on this thread before the call (from earlier work, left "
+         "unchecked): ",
+         cudaGetErrorName(pending), ": ", cudaGetErrorString(pending));
+}
+
 void* device_alloc(size_t bytes, const char* function) {
   void* p = nullptr;
   cuda::check(cudaMalloc(&p, bytes > 0 ? bytes : 1), function, "cudaMalloc");
@@ -376,6 +375,7 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
       dst_device == Device::cuda
           ? (src_device == Device::cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
           : (src_device == Device::cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  device_take_pending(function);
   const cudaStream_t s = cuda::thread_stream();
   cuda::check(cudaMemcpyAsync(dst, src, bytes, kind, s), function, "cudaMemcpyAsync");
   cuda::check(cudaStreamSynchronize(s), function, "cudaStreamSynchronize");
@@ -400,6 +400,7 @@ void fill_words(void* dst, const void* value, size_t count, cudaStream_t s) {
 void device_fill(void* dst, const void* value, size_t element_bytes, size_t count,
                  const char* function) {
   if (count == 0) return;
+  device_take_pending(function);
   const cudaStream_t s = cuda::thread_stream();
   const auto* bytes = static_cast<const unsigned char*>(value);
   bool zero = true;

@@ -24,6 +24,7 @@
 #include "../../core/cuda_internal.hpp"
 #include "../../core/error.hpp"
 #include "../../core/half.hpp"
+#include "../../core/tensor.hpp"
 
 namespace segloss {
 namespace cuda {
@@ -113,6 +114,18 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, cu
 #else
   kernel<<<grid, block, shared_bytes, s>>>(std::forward<A>(args)...);
 #endif
+}
+
+// A kernel launched outside a Call (the tape's elementwise primitives, the 16-bit conversions,
+// Tensor::full): segloss::detail::device_take_pending(function) (core/tensor.hpp), the launch,
+// then check(cudaGetLastError(), function, what), `what` naming the launch ("an elementwise
+// kernel's launch").
+template <class... P, class... A>
+void launch_checked(const char* function, const char* what, void (*kernel)(P...), dim3 grid,
+                    dim3 block, size_t shared_bytes, cudaStream_t s, A&&... args) {
+  segloss::detail::device_take_pending(function);
+  launch(kernel, grid, block, shared_bytes, s, std::forward<A>(args)...);
+  check(cudaGetLastError(), function, what);
 }
 
 // Declares a static shared array, `__shared__ type name dims` (dims: "[n]" or "[k][n]"). The

@@ -324,9 +324,9 @@ void launch_sum(const char* what, const TapeLayout& l, int which, const Term& te
   // One block per output: a grid's x extent is at most 2^31 - 1 blocks.
   SEGLOSS_CHECK(m <= 2147483647, what, "a sum with ", m,
                 " outputs (one block each) exceeds the CUDA grid's 2^31 - 1 blocks");
-  cuda::launch(sum_kernel<T, Term>, static_cast<unsigned>(m), cuda::kThreads, 0,
-               cuda::thread_stream(), l, which, term, out, scale, add);
-  cuda::check(cudaGetLastError(), what, "the sum kernel's launch");
+  cuda::launch_checked(what, "the sum kernel's launch", sum_kernel<T, Term>,
+                       static_cast<unsigned>(m), cuda::kThreads, 0, cuda::thread_stream(), l, which,
+                       term, out, scale, add);
 }
 
 // ---- softmax over the class axis: one thread per pixel ----
@@ -594,34 +594,32 @@ long long* upload(const cuda::Call& call, size_t at, const int64_t* host, int64_
 template <class T>
 void tape_scale_add(T* dst, const T* src, double scale, int64_t n, bool assign) {
   if (n <= 0) return;
-  cuda::launch(scale_add_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), dst,
-               src, static_cast<T>(scale), n, assign);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "the gradient kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "the gradient kernel's launch", scale_add_kernel<T>,
+                       cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), dst, src,
+                       static_cast<T>(scale), n, assign);
 }
 
 template <class T>
 void tape_unary(TapeUnary op, const T* x, T* y, int64_t n, T k, T k2) {
   if (n <= 0) return;
-  cuda::launch(unary_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x, y, n,
-               k, k2);
-  cuda::check(cudaGetLastError(), "ad::Tape", "an elementwise kernel's launch");
+  cuda::launch_checked("ad::Tape", "an elementwise kernel's launch", unary_kernel<T>,
+                       cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x, y, n, k, k2);
 }
 
 template <class T>
 void tape_unary_grad(TapeUnary op, const T* x, const T* y, const T* g, T* gx, int64_t n, T k,
                      T k2) {
   if (n <= 0) return;
-  cuda::launch(unary_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x,
-               y, g, gx, n, k, k2);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "an elementwise kernel's launch", unary_grad_kernel<T>,
+                       cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, x, y, g, gx, n,
+                       k, k2);
 }
 
 template <class T>
 void tape_binary(TapeBinary op, const T* a, const T* b, T* out, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(binary_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, a, b,
-               out, l, n);
-  cuda::check(cudaGetLastError(), "ad::Tape", "an elementwise kernel's launch");
+  cuda::launch_checked("ad::Tape", "an elementwise kernel's launch", binary_kernel<T>,
+                       cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), op, a, b, out, l, n);
 }
 
 template <class T>
@@ -629,9 +627,9 @@ void tape_binary_grad(TapeBinary op, int which, const T* a, const T* b, const T*
                       T* gv, const TapeLayout& l, int64_t n, int64_t m, bool full) {
   if (full) {
     if (n <= 0) return;
-    cuda::launch(binary_grad_full_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(),
-                 op, which, a, b, out, g, gv, l, n);
-    cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
+    cuda::launch_checked("ad::Tape::backward", "an elementwise kernel's launch",
+                         binary_grad_full_kernel<T>, cuda::grid_blocks(n), kBlock, 0,
+                         cuda::thread_stream(), op, which, a, b, out, g, gv, l, n);
     return;
   }
   launch_sum("ad::Tape::backward", l, which, BinaryGradTerm<T>{op, which, a, b, out, g}, gv, m, 1.0,
@@ -646,49 +644,47 @@ void tape_reduce(const T* x, T* out, const TapeLayout& l, int64_t m, double scal
 template <class T>
 void tape_class_sum(const T* x, T* y, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(class_sum_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), x,
-               y, n, c, s);
-  cuda::check(cudaGetLastError(), "ad::class_sum", "the kernel's launch");
+  cuda::launch_checked("ad::class_sum", "the kernel's launch", class_sum_kernel<T>,
+                       cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), x, y, n, c, s);
 }
 
 template <class T>
 void tape_broadcast_grad(const T* g, T* gx, const TapeLayout& l, int64_t n, double scale) {
   if (n <= 0) return;
-  cuda::launch(broadcast_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), g,
-               gx, l, n, scale);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "an elementwise kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "an elementwise kernel's launch",
+                       broadcast_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0,
+                       cuda::thread_stream(), g, gx, l, n, scale);
 }
 
 template <class T>
 void tape_where(const T* mask, const T* a, const T* b, T* out, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(where_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), mask, a, b,
-               out, l, n);
-  cuda::check(cudaGetLastError(), "ad::where", "the kernel's launch");
+  cuda::launch_checked("ad::where", "the kernel's launch", where_kernel<T>, cuda::grid_blocks(n),
+                       kBlock, 0, cuda::thread_stream(), mask, a, b, out, l, n);
 }
 
 template <class T>
 void tape_where_grad(const T* mask, const T* g, T* gv, bool taken, const TapeLayout& l, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(where_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), mask,
-               g, gv, taken, l, n);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "the where kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "the where kernel's launch", where_grad_kernel<T>,
+                       cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), mask, g, gv, taken,
+                       l, n);
 }
 
 template <class T>
 void tape_softmax(bool log, const T* x, T* y, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(softmax_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), log,
-               x, y, n, c, s);
-  cuda::check(cudaGetLastError(), "ad::softmax", "the kernel's launch");
+  cuda::launch_checked("ad::softmax", "the kernel's launch", softmax_kernel<T>,
+                       cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), log, x, y, n, c,
+                       s);
 }
 
 template <class T>
 void tape_softmax_grad(bool log, const T* y, const T* g, T* gx, int64_t n, int64_t c, int64_t s) {
   if (n * s <= 0) return;
-  cuda::launch(softmax_grad_kernel<T>, cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(),
-               log, y, g, gx, n, c, s);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "the softmax kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "the softmax kernel's launch", softmax_grad_kernel<T>,
+                       cuda::grid_blocks(n * s), kBlock, 0, cuda::thread_stream(), log, y, g, gx, n,
+                       c, s);
 }
 
 // ---- the group primitives ----
@@ -714,9 +710,9 @@ void tape_sort_desc(const T* x, T* y, int64_t* perm, const std::vector<int64_t>&
 template <class T>
 void tape_permute_grad(const int64_t* perm, const T* g, T* gx, int64_t n) {
   if (n <= 0) return;
-  cuda::launch(permute_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), perm,
-               g, gx, n);
-  cuda::check(cudaGetLastError(), "ad::Tape::backward", "the sort's gradient kernel's launch");
+  cuda::launch_checked("ad::Tape::backward", "the sort's gradient kernel's launch",
+                       permute_grad_kernel<T>, cuda::grid_blocks(n), kBlock, 0,
+                       cuda::thread_stream(), perm, g, gx, n);
 }
 
 // The group ops without a sort: the offsets in the workspace, one kernel.
@@ -760,9 +756,8 @@ template <class T>
 void tape_gather(const T* x, const int64_t* index, bool index_on_device, T* y, int64_t n) {
   if (n <= 0) return;
   if (index_on_device) {
-    cuda::launch(gather_kernel<T>, cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), x, index,
-                 y, n);
-    cuda::check(cudaGetLastError(), "ad::gather", "the kernel's launch");
+    cuda::launch_checked("ad::gather", "the kernel's launch", gather_kernel<T>,
+                         cuda::grid_blocks(n), kBlock, 0, cuda::thread_stream(), x, index, y, n);
     return;
   }
   cuda::Call call("ad::gather", cuda::detail::kHeaderBytes + region_bytes(n));
@@ -815,9 +810,9 @@ int64_t tape_one_hot(const L* labels, T* out, int64_t n, int64_t c, int64_t s, i
 template <class T, class L>
 void tape_valid_mask(const L* labels, T* out, int64_t count, int64_t ignore) {
   if (count <= 0) return;
-  cuda::launch(valid_mask_kernel<T, L>, cuda::grid_blocks(count), kBlock, 0, cuda::thread_stream(),
-               labels, out, static_cast<long long>(count), static_cast<long long>(ignore));
-  cuda::check(cudaGetLastError(), "ad::valid_mask", "the kernel's launch");
+  cuda::launch_checked("ad::valid_mask", "the kernel's launch", valid_mask_kernel<T, L>,
+                       cuda::grid_blocks(count), kBlock, 0, cuda::thread_stream(), labels, out,
+                       static_cast<long long>(count), static_cast<long long>(ignore));
 }
 
 #define SEGLOSS_INSTANTIATE_LABEL(T, L)                                                            \
