@@ -161,6 +161,10 @@ void score_pair(const EvalOptions& o, const std::string& name, ConfusionMatrix& 
                                 std::to_string(truth.width)});
     return;
   }
+  // The distances first, so that an error there (an allocation) leaves cm unchanged. A label
+  // that the count below refuses is in none of their class masks, and the pair is then a
+  // problem whose distances are not used.
+  if (o.surface) surface_pair(o, pred, truth, out);
   const Shape shape{truth.height, truth.width};
   try {
     cm.update(Tensor<int32_t>::view(pred.labels.data(), shape),
@@ -170,7 +174,6 @@ void score_pair(const EvalOptions& o, const std::string& name, ConfusionMatrix& 
     return;
   }
   out.pixels = truth.height * truth.width;
-  if (o.surface) surface_pair(o, pred, truth, out);
 }
 
 }  // namespace
