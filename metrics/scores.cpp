@@ -250,8 +250,14 @@ FcnScores label_accuracy_score(const ConfusionMatrix& cm) {
                                   EmptyPolicy::skip, ignored_class(cm));
   s.iou = class_scores_of(cm, m, Score::iou, {});
   s.mean_iou = mean_of(s.iou, nullptr, EmptyPolicy::skip, ignored_class(cm));
+  // pytorch-fcn's sum of freq_c * iu_c over the classes with truth, in its order and rounding.
+  // The ignored class (NaN IoU) is left out and its truth pixels with it, as in Average::weighted:
+  // update never counts them, but from_counts or data() may (a histogram made elsewhere).
+  const int64_t left_out = ignored_class(cm);
+  const double kept = left_out < 0 ? n : n - static_cast<double>(m.true_counts[left_out]);
   for (size_t c = 0; c < m.true_counts.size(); ++c)
-    if (m.true_counts[c] > 0) s.fw_iou += static_cast<double>(m.true_counts[c]) / n * s.iou[c];
+    if (m.true_counts[c] > 0 && static_cast<int64_t>(c) != left_out)
+      s.fw_iou += static_cast<double>(m.true_counts[c]) / kept * s.iou[c];
   return s;
 }
 

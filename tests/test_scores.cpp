@@ -263,6 +263,25 @@ TEST_CASE("scores: the ignored class is left out of the per-class scores and eve
         doctest::Approx((2.0 / 3.0 + 1.0) / 2));
 }
 
+TEST_CASE("scores: fw_iou leaves out an ignored class whose row was counted elsewhere") {
+  // update never counts a truth pixel of the ignored class, but from_counts (a histogram made
+  // elsewhere) may: row 0 holds 55 such pixels. fw_iou leaves them out with the class, as the
+  // weighted mean does, instead of adding 55/117 times the ignored class's NaN IoU.
+  ConfusionMatrixOptions o;
+  o.ignore_index = 0;
+  const auto m = ConfusionMatrix::from_counts(3, {50, 2, 3, 1, 20, 4, 2, 5, 30}, o);
+  const double iou1 = 20.0 / (25 + 27 - 20), iou2 = 30.0 / (37 + 37 - 30);
+  const FcnScores f = label_accuracy_score(m);
+  CHECK(std::isnan(f.iou[0]));
+  CHECK(f.mean_iou == doctest::Approx((iou1 + iou2) / 2));
+  CHECK(f.fw_iou == doctest::Approx((25 * iou1 + 37 * iou2) / 62).epsilon(1e-14));
+  CHECK(f.fw_iou ==
+        doctest::Approx(average_score(m, Score::iou, Average::weighted)).epsilon(1e-14));
+  // Only the ignored class has truth: a sum over no classes, as with nothing counted.
+  const auto only_ignored = ConfusionMatrix::from_counts(2, {7, 3, 0, 0}, o);
+  CHECK(label_accuracy_score(only_ignored).fw_iou == 0.0);
+}
+
 TEST_CASE("scores: bad arguments") {
   const auto m = matrix(2, {1, 2, 3, 4});
   CHECK_THROWS_WITH_AS(class_scores(m, Score::fbeta, with(EmptyPolicy::skip, -1.0)),
