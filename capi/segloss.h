@@ -119,8 +119,8 @@ SEGLOSS_C_API const char* segloss_last_error(void);
 SEGLOSS_C_API const char* segloss_status_name(segloss_status status);
 
 /* The length of an array the caller passes with a count (class_list_size, spacing_size,
- * class_tolerance_size, num_classes_listed) must be in [0, 2^31 - 1]; any other count is
- * SEGLOSS_ERROR_INVALID_ARGUMENT before the array is read. */
+ * class_tolerance_size, num_classes_listed, and segloss_average_score_images' count) must be in
+ * [0, 2^31 - 1]; any other count is SEGLOSS_ERROR_INVALID_ARGUMENT before the array is read. */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Tensors                                                                                  */

@@ -1396,7 +1396,7 @@ segloss_status segloss_average_score_images(const segloss_confusion_matrix* cons
   const char* function = "segloss_average_score_images";
   return guard(function, [&] {
     require(value, function, "value");
-    if (count < 0) fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, "count is ", count);
+    check_list_size(function, "count", count);
     if (count > 0) require(images, function, "images");
     std::vector<ConfusionMatrix> list;
     list.reserve(static_cast<size_t>(count));

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -1025,6 +1026,17 @@ TEST_CASE("capi: confusion matrix and scores match C++") {
   CHECK(segloss_average_score_images(images.data(), 0, SEGLOSS_SCORE_DICE,
                                      SEGLOSS_AVERAGE_PER_IMAGE, nullptr,
                                      &a) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+  // A count outside [0, 2^31 - 1] is refused before the list is read or reserved, as the
+  // header's other counts are (it was an out-of-memory status from the reservation).
+  for (const int64_t count : {int64_t{-1}, int64_t{1} << 31, std::numeric_limits<int64_t>::max()}) {
+    CAPTURE(count);
+    CHECK(segloss_average_score_images(images.data(), count, SEGLOSS_SCORE_DICE,
+                                       SEGLOSS_AVERAGE_PER_IMAGE, nullptr,
+                                       &a) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(segloss_last_error()) == "segloss_average_score_images: count is " +
+                                                   std::to_string(count) +
+                                                   "; it must be in [0, 2147483647]");
+  }
   for (auto* m : images) segloss_confusion_matrix_destroy(m);
 
   // Reset; errors leave the matrix unchanged.

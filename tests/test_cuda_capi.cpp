@@ -59,6 +59,55 @@ TEST_CASE("cuda capi: boundary_weights and lovasz_hinge with CUDA descriptors") 
         std::string::npos);
 }
 
+// docs/c-api.md: forward and backward copy their result into `out`/`grad` on either device;
+// value_and_grad and value_and_grad_into write straight into buffers that must be on the
+// logits' device.
+TEST_CASE("cuda capi: forward and backward fill a buffer on either device") {
+  SEGLOSS_REQUIRE_GPU();
+  const Shape s{2, 3, 9, 7};
+  const auto x = testing::randn<float>(s, 11, 2.0);
+  const auto t = testing::mask<float>(s, 12);
+  const auto xd = gpu(x), td = gpu(t);
+  const segloss_tensor cx = cuda_desc(xd), ct = cuda_desc(td);
+  segloss_bce_with_logits_options o;
+  segloss_bce_with_logits_options_init(&o);
+  BceWithLogitsOptions<float> co;  // the C defaults: reduction mean
+  const auto want_value = bce_with_logits(xd, td, co);
+  const auto grad_out = Tensor<float>::full(Shape{}, 1.5f);
+  const auto want_grad = bce_with_logits_backward(xd, td, gpu(grad_out), co);
+  const auto gd_out = gpu(grad_out);
+  const segloss_tensor cgo = cuda_desc(gd_out);
+  for (const bool out_on_cuda : {false, true}) {
+    CAPTURE(out_on_cuda);
+    const Device d = out_on_cuda ? Device::cuda : Device::cpu;
+    auto value = Tensor<float>::full(Shape{}, -1.f).to(d);
+    auto grad = Tensor<float>::full(s, -1.f).to(d);
+    segloss_tensor cv = desc(value), cg = desc(grad);
+    cv.device = cg.device = out_on_cuda ? SEGLOSS_CUDA : SEGLOSS_CPU;
+    REQUIRE_MESSAGE(segloss_bce_with_logits_forward(&cx, &ct, &o, &cv, nullptr) == SEGLOSS_OK,
+                    testing::last_error());
+    CHECK(same_bits(value, want_value));
+    REQUIRE_MESSAGE(
+        segloss_bce_with_logits_backward(&cx, &ct, &cgo, &o, &cg, nullptr) == SEGLOSS_OK,
+        testing::last_error());
+    CHECK(same_bits(grad, want_grad));
+  }
+  // value_and_grad's gradient and value_and_grad_into's value on the host: refused, untouched.
+  auto grad = Tensor<float>::full(s, -1.f), value = Tensor<float>::full(Shape{}, -1.f);
+  const segloss_tensor hg = desc(grad), hv = desc(value);
+  auto gdev = Tensor<float>::empty(s, Device::cuda);
+  const segloss_tensor dg = cuda_desc(gdev);
+  double v = 0.0;
+  CHECK(segloss_bce_with_logits_value_and_grad(&cx, &ct, &o, &v, &hg, nullptr) != SEGLOSS_OK);
+  CHECK(testing::last_error().find("every tensor of a call must be on one device") !=
+        std::string::npos);
+  CHECK(segloss_bce_with_logits_value_and_grad_into(&cx, &ct, &o, &hv, &dg, nullptr) != SEGLOSS_OK);
+  CHECK(testing::last_error().find("every tensor of a call must be on one device") !=
+        std::string::npos);
+  CHECK(grad[0] == -1.f);
+  CHECK(value[0] == -1.f);
+}
+
 #if defined(SEGLOSS_TEST_CUDA)
 #include <cuda_runtime.h>
 
