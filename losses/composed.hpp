@@ -28,8 +28,9 @@
 // tape.grad(logits).
 //
 // Each function is a few lines of primitives, in the fused loss's notation; the gradient comes
-// from the tape. Options a composed form does not cover raise segloss::Error naming the
-// function and the option ("composed::soft_dice: options.empty one is not supported ...").
+// from the tape. What a composed form does not cover raises segloss::Error naming the function
+// and the option ("composed::bce_dice: reduction none is not supported: the two terms' shapes
+// differ").
 // The argument checks are the fused loss's own (same messages, with the composed name).
 // They are slower than the fused losses (one tensor per op); bench/segloss_bench.cpp reports
 // the ratio.

@@ -2,7 +2,7 @@
 // ignore_index, label_smoothing and reduction, for hard labels or probability targets.
 //
 // Input: logits x (N, C, spatial...) with 1 to 3 spatial axes, float or double, C >= 1
-// (float16 and bfloat16 with label targets: losses/half_logits.hpp).
+// (float16 and bfloat16, with labels or probability targets: losses/half_logits.hpp).
 // Target: labels (N, spatial...) as int32 or int64, or probabilities q (N, C, spatial...) of the
 // logits' type. With lse_i = log sum_c exp(x_ic) and log p_ic = x_ic - lse_i, for pixel i:
 //

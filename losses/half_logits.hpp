@@ -27,8 +27,8 @@
 // gradient is that float gradient rounded: the CPU result is the reference the CUDA path is
 // tested against (tests/test_cuda_half.cpp). The value_and_grad forms returning a double return
 // the float loss's double. A mean over a huge tensor rounds its gradient (~1/numel per element)
-// into float16's subnormals (below 6.1e-5) or to 0 (below 6e-8): use bfloat16, or reduction sum
-// with a scale, when numel is large.
+// into float16's subnormals (below 6.1e-5) or to 0 (at most 2^-25, 3e-8): use bfloat16, or
+// reduction sum with a scale, when numel is large.
 //
 // Cost: the path makes float copies of the inputs (and of the gradient), 2 + 4 bytes read and
 // written per element more than a fused kernel would. On the CPU the copies are allocated per
