@@ -193,6 +193,7 @@ Var<T> Tape<T>::scalar(double value) {
 template <class T>
 Var<T> Tape<T>::record(const char* op, Tensor<T> value, const std::vector<Var<T>>& inputs,
                        Backward backward) {
+  SEGLOSS_CHECK(value.defined(), op, "the value to record is undefined");
   Node n;
   n.op = op;
   n.value = std::move(value);
@@ -217,17 +218,24 @@ void Tape<T>::backward(const Var<T>& loss) {
     n.grad = Tensor<T>();
     n.grad_adopted = false;
   }
-  has_grads_ = true;
-  if (!l.requires_grad) return;
-  nodes_[static_cast<size_t>(loss.id_)].grad =
-      Tensor<T>::full(l.value.shape(), T(1), l.value.device());
-  // The tape is in topological order: every node's inputs come before it.
-  for (int64_t i = loss.id_; i >= 0; --i) {
-    Node& n = nodes_[static_cast<size_t>(i)];
-    if (!n.backward || !n.grad.defined()) continue;
-    const Tensor<T> g = n.grad;  // a handle: the closure may add into an input's buffer
-    n.backward(*this, g);
+  has_grads_ = false;
+  if (l.requires_grad) {
+    try {
+      nodes_[static_cast<size_t>(loss.id_)].grad =
+          Tensor<T>::full(l.value.shape(), T(1), l.value.device());
+      // The tape is in topological order: every node's inputs come before it.
+      for (int64_t i = loss.id_; i >= 0; --i) {
+        Node& n = nodes_[static_cast<size_t>(i)];
+        if (!n.backward || !n.grad.defined()) continue;
+        const Tensor<T> g = n.grad;  // a handle: the closure may add into an input's buffer
+        n.backward(*this, g);
+      }
+    } catch (...) {  // no gradient half made: grad() asks for a backward that completes
+      for (Node& n : nodes_) n.grad = Tensor<T>();
+      throw;
+    }
   }
+  has_grads_ = true;
 }
 
 template <class T>
@@ -236,7 +244,9 @@ const Tensor<T>& Tape<T>::grad(const Var<T>& v) const {
   const Node& n = nodes_[static_cast<size_t>(v.id_)];
   SEGLOSS_CHECK(n.requires_grad, "ad::Tape::grad", "Var #", v.id_, " (", n.op,
                 ") does not require a gradient (a constant, or computed from constants only)");
-  SEGLOSS_CHECK(has_grads_, "ad::Tape::grad", "no gradients yet: call backward(loss) first");
+  SEGLOSS_CHECK(has_grads_, "ad::Tape::grad",
+                "no gradients: call backward(loss) first (a backward that raised an error "
+                "leaves none)");
   Node& m = const_cast<Node&>(n);  // the zeros of a node the loss does not reach
   if (!m.grad.defined()) m.grad = Tensor<T>::zeros(n.value.shape(), n.value.device());
   return m.grad;
@@ -258,8 +268,12 @@ template <class T>
 void Tape<T>::accumulate(const Var<T>& v, const Tensor<T>& contribution, double scale, bool adopt) {
   Node& n = node(v);
   if (!n.requires_grad) return;
-  // Checked before anything is adopted or allocated, so a caught error leaves no gradient half
-  // made (an uninitialized buffer would otherwise be readable through grad()).
+  // Checked before anything is adopted or allocated (and backward drops every gradient when one
+  // fails), so a caught error leaves no gradient half made.
+  SEGLOSS_CHECK(contribution.defined() && contribution.shape() == n.value.shape(),
+                "ad::Tape::backward", "a gradient of shape ",
+                contribution.defined() ? contribution.shape().str() : std::string("(undefined)"),
+                " flows into Var #", v.id_, " (", n.op, ") of shape ", n.value.shape());
   SEGLOSS_CHECK(contribution.device() == n.value.device(), "ad::Tape::backward", "a gradient on ",
                 device_name(contribution.device()), " flows into Var #", v.id_, " on ",
                 device_name(n.value.device()));
@@ -1088,6 +1102,11 @@ Var<T> one_hot(Tape<T>& tape, const Tensor<L>& labels, int64_t classes, int64_t 
   const char* op = "ad::one_hot";
   check_labels(op, labels);
   SEGLOSS_CHECK(classes >= 1, op, "classes is ", classes, "; it must be >= 1");
+  int64_t cells = 1;  // the label map's nonzero extents (as Shape counts them)
+  for (int d = 0; d < labels.rank(); ++d) cells *= std::max<int64_t>(labels.shape()[d], 1);
+  SEGLOSS_CHECK(classes <= std::numeric_limits<int64_t>::max() / cells, op, "classes is ", classes,
+                "; a one-hot tensor of labels ", labels.shape(), " with as many classes has more ",
+                "than 2^63 - 1 elements");
   const int64_t n = labels.shape()[0], s = labels.numel() / std::max<int64_t>(n, 1);
   if (labels.device() == Device::cuda) {  // built on the device; the bad-label check waits once
     Tensor<T> out = Tensor<T>::empty(with_class_axis(labels.shape(), classes), Device::cuda);
@@ -1363,6 +1382,9 @@ Var<T> fused_node(const char* op, const Var<T>& input, double value, Tensor<T> g
   tape_of(op, input);
   SEGLOSS_CHECK(grad.defined() && grad.shape() == input.shape(), op, "the fused gradient ",
                 grad.shape(), " does not match the input ", input.shape());
+  SEGLOSS_CHECK(grad.device() == input.value().device(), op, "the fused gradient is on ",
+                device_name(grad.device()), " and the input on ",
+                device_name(input.value().device()));
   return input.tape().record(op, Tensor<T>::full(Shape{}, static_cast<T>(value)), {input},
                              [input, grad](Tape<T>& tape, const Tensor<T>& g) {
                                tape.accumulate(input, grad, static_cast<double>(g[0]), true);

@@ -53,6 +53,10 @@ TEST_CASE("cuda tape: a CUDA leaf in a build without CUDA, and argument errors r
       doctest::Contains("ad::sum_per_class: the input (24) has no class axis"), Error);
   CHECK_THROWS_WITH_AS(ad::clamp(x, 1.0, 0.0), doctest::Contains("ad::clamp: lo 1 is above hi 0"),
                        Error);
+  // A fused node's gradient on another device than its input is refused when the node is
+  // recorded; it was refused only in backward (a review, 2026-12-03).
+  CHECK_THROWS_WITH_AS(ad::fused_node("my_loss", x, 0.5, Tensor<float>::zeros(Shape{1, 2, 3, 4})),
+                       "my_loss: the fused gradient is on cpu and the input on cuda", Error);
 }
 
 namespace {

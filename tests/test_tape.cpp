@@ -1008,6 +1008,59 @@ TEST_CASE("tape: errors") {
                        Error);
 }
 
+// From a review (2026-12-03): Tape::record took an undefined value (the next op read through a
+// null pointer), accumulate took a contribution of another shape (it read past its end, or kept
+// it as the gradient), a backward that failed half way left grad() returning zeros or a part of
+// the gradients, and one_hot's overflowing class count was reported by Shape, not by the op.
+TEST_CASE("tape: record and accumulate check their tensors; a failed backward leaves no gradient") {
+  using Fn = Tape<double>::Backward;
+  Tape<double> tape;
+  const Var<double> x = tape.leaf(Tensor<double>::from({1, 2, 3, 4}, {4}));
+  CHECK_THROWS_WITH_AS(tape.record("my_op", Tensor<double>(), {x}, Fn()),
+                       "my_op: the value to record is undefined", Error);
+  const Var<double> w = tape.leaf(Tensor<double>::from({1, 2, 3}, {3}));
+  for (const bool adopt : {false, true}) {
+    for (const double scale : {1.0, 2.0}) {
+      CAPTURE(adopt);
+      CAPTURE(scale);
+      const Fn short_grad = [x, adopt, scale](Tape<double>& t, const Tensor<double>&) {
+        t.accumulate(x, Tensor<double>::full({2}, 1.0), scale, adopt);
+      };
+      // Recorded before w's ops, so backward reaches it after w's gradient is made.
+      const Var<double> bad = tape.record("my_op", x.value().clone(), {x}, short_grad);
+      const Var<double> loss = ad::sum(bad) + ad::sum(w * w);
+      tape.backward(ad::sum(w * w));  // a good backward first: its gradients are dropped
+      CHECK(tape.grad(w)[2] == 6.0);
+      CHECK_THROWS_WITH_AS(tape.backward(loss),
+                           "ad::Tape::backward: a gradient of shape (2) flows into Var #0 (leaf) "
+                           "of shape (4)",
+                           Error);
+      CHECK_THROWS_WITH_AS(tape.grad(w),
+                           "ad::Tape::grad: no gradients: call backward(loss) first (a backward "
+                           "that raised an error leaves none)",
+                           Error);
+      CHECK_THROWS_WITH_AS(tape.grad(x), doctest::Contains("no gradients"), Error);
+    }
+  }
+  const Var<double> none =
+      tape.record("my_op", x.value().clone(), {x}, [x](Tape<double>& t, const Tensor<double>&) {
+        t.accumulate(x, Tensor<double>(), 1.0, true);
+      });
+  CHECK_THROWS_WITH_AS(tape.backward(ad::sum(none)),
+                       "ad::Tape::backward: a gradient of shape (undefined) flows into Var #0 "
+                       "(leaf) of shape (4)",
+                       Error);
+  // The tape works on after the errors.
+  tape.backward(ad::sum(x * w.value()[0]) + ad::sum(w * w));
+  CHECK(tape.grad(x)[3] == 1.0);
+  CHECK(tape.grad(w)[1] == 4.0);
+  CHECK_THROWS_WITH_AS(ad::one_hot(tape, Tensor<int64_t>::from({0, 1}, {2}), int64_t{1} << 62),
+                       "ad::one_hot: classes is 4611686018427387904; a one-hot tensor of labels "
+                       "(2) with as many classes has more than 2^63 - 1 elements",
+                       Error);
+  CHECK(ad::one_hot(tape, Tensor<int64_t>::from({0, 1}, {2}), 3).shape() == Shape{2, 3});
+}
+
 // From a review (2026-12-02): a Var of a cleared tape was accepted once new nodes filled its
 // position (it read another node's value), grad() after clear() returned zeros instead of asking
 // for backward(), an undefined first operand's error named ad::Var instead of the op, and clamp
