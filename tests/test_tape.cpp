@@ -1012,7 +1012,8 @@ TEST_CASE("tape: errors") {
 // null pointer), accumulate took a contribution of another shape (it read past its end, or kept
 // it as the gradient), a backward that failed half way left grad() returning zeros or a part of
 // the gradients, and one_hot's overflowing class count was reported by Shape, not by the op.
-TEST_CASE("tape: record and accumulate check their tensors; a failed backward leaves no gradient") {
+TEST_CASE(
+    "tape: record and accumulate check their tensors, and a failed backward leaves no gradient") {
   using Fn = Tape<double>::Backward;
   Tape<double> tape;
   const Var<double> x = tape.leaf(Tensor<double>::from({1, 2, 3, 4}, {4}));
