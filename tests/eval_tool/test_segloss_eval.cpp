@@ -72,11 +72,14 @@ struct RunResult {
   std::string out, err;
 };
 
-RunResult run_tool(const TempDir& dir, const std::vector<std::string>& args) {
+// Runs the tool; its stdout goes to `stdout_to` when given (then r.out is empty).
+RunResult run_tool(const TempDir& dir, const std::vector<std::string>& args,
+                   const std::string& stdout_to = "") {
   std::string cmd = quote(SEGLOSS_EVAL_EXE);
   for (const std::string& a : args) cmd += " " + quote(a);
   const fs::path out = dir.path / "stdout.txt", err = dir.path / "stderr.txt";
-  cmd += " > " + quote(out.string()) + " 2> " + quote(err.string()) + " < /dev/null";
+  cmd += " > " + quote(stdout_to.empty() ? out.string() : stdout_to) + " 2> " +
+         quote(err.string()) + " < /dev/null";
   const int status = std::system(cmd.c_str());
   RunResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -593,6 +596,8 @@ TEST_CASE("segloss-eval: usage errors exit with 2, --help with 0") {
       {{p, t, "--classes", "3", "--names", dir.truth("none.txt")}, "cannot be opened"},
       {{p, (dir.path / "nowhere").string(), "--classes", "3"}, "cannot be listed"},
       {{p, t, "--classes", "3", "--surface=1"}, "--surface takes no value"},
+      {{p, t, "--classes", "3", "--names="}, "--names needs a file name; the value is empty"},
+      {{p, t, "--classes", "3", "--names", ""}, "--names needs a file name; the value is empty"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.message);
@@ -752,9 +757,8 @@ TEST_CASE(
   INFO(r.err);
   CHECK(r.code == 1);
   CHECK(contains(r.err, "unreadable " + dir.truth("liar.png") +
-                            ": header claims 100000x100000 pixels, more than its " +
-                            std::to_string(liar.size()) +
-                            " bytes can hold (deflate expands at most 1032:1)"));
+                            ": header claims 100000x100000 pixels, more than its 8 bytes of "
+                            "image data (IDAT) can hold (deflate expands at most 1032:1)"));
   CHECK(contains(r.err, "unreadable " + dir.truth("fifo.png") + ": is not a regular file"));
   CHECK(contains(r.err, "extra      " + dir.pred(latin1)));
 
@@ -766,4 +770,111 @@ TEST_CASE(
   const Json v = parse_json(j.out);
   CHECK_FALSE(v["ok"].b);
   CHECK(v["problems"].items.size() == 4);  // liar (both files), fifo, the extra file
+}
+
+namespace {
+
+// A zlib stream of stored (uncompressed) deflate blocks holding `raw` (RFC 1950, 1951).
+std::string zlib_stored(const std::string& raw) {
+  std::string z{0x78, 0x01};
+  size_t pos = 0;
+  do {
+    const size_t n = std::min<size_t>(65535, raw.size() - pos);
+    z += static_cast<char>(pos + n == raw.size() ? 1 : 0);  // BFINAL, BTYPE 00
+    z += {static_cast<char>(n & 0xff), static_cast<char>(n >> 8), static_cast<char>(~n & 0xff),
+          static_cast<char>((~n >> 8) & 0xff)};
+    z += raw.substr(pos, n);
+    pos += n;
+  } while (pos < raw.size());
+  uint32_t a = 1, b = 0;  // Adler-32
+  for (const unsigned char c : raw) {
+    a = (a + c) % 65521;
+    b = (b + a) % 65521;
+  }
+  return z + be32((b << 16) | a);
+}
+
+// A PNG of the given header fields and IDAT data, then `padding` zero bytes after IEND.
+std::string hand_png(uint32_t width, uint32_t height, int depth, const std::string& idat,
+                     size_t padding = 0) {
+  std::string ihdr = be32(width) + be32(height);
+  ihdr += {static_cast<char>(depth), 0, 0, 0, 0};  // grayscale, no interlace
+  return std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", idat) +
+         png_chunk("IEND", "") + std::string(padding, '\0');
+}
+
+}  // namespace
+
+// A reviewer's reports (2026-12-03): a 1-bit header padded after IEND passed the size check
+// (which counted the file's bytes, not the image data's) and the tool allocated 8 bytes per
+// stored byte before libpng found the data short; libpng's default limit of 1000000 pixels a
+// side refused valid wide files, and every header problem read only "Invalid IHDR data";
+// `--names ""` was taken as no --names; a full disk gave exit 0 with a truncated report. Also:
+// every bit depth read a row at a time, and Adam7-interlaced, against the library's counts.
+TEST_CASE("segloss-eval: bit depths and interlacing, header limits and causes, a full stdout") {
+  TempDir dir;
+  std::mt19937 rng(2026);
+  struct Case {
+    const char* name;
+    int64_t h, w;
+    PngColor color;
+    int depth;
+  };
+  const Case cases[] = {
+      {"g1.png", 11, 13, PngColor::gray, 1},    {"g2.png", 7, 1, PngColor::gray, 2},
+      {"g4.png", 1, 7, PngColor::gray, 4},      {"g16.png", 9, 2, PngColor::gray, 16},
+      {"p1.png", 1, 1, PngColor::palette, 1},   {"p2.png", 5, 5, PngColor::palette, 2},
+      {"p8.png", 23, 17, PngColor::palette, 8}, {"g8.png", 3, 70, PngColor::gray, 8},
+  };
+  std::vector<Image> images;
+  for (const Case& c : cases) {
+    const int32_t drawn = c.depth == 1 ? 2 : 4;
+    const Image im = draw(rng, c.h, c.w, drawn, drawn - 1, 255, 0.0);
+    // The prediction interlaced, the truth not: both must read as written.
+    write_label_png(dir.pred(c.name), im.pred, c.h, c.w, c.color, c.depth, true);
+    write_label_png(dir.truth(c.name), im.truth, c.h, c.w, c.color, c.depth, false);
+    images.push_back(im);
+  }
+  const RunResult r = run_tool(dir, {dir.pred(), dir.truth(), "--classes", "4", "--json"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  check_json(parse_json(r.out), images, 4, 255);
+
+  // A report that cannot be written: exit 4, not 0.
+  const RunResult full =
+      run_tool(dir, {dir.pred(), dir.truth(), "--classes", "4", "--json"}, "/dev/full");
+  CHECK(full.code == 4);
+  CHECK(contains(full.err, "segloss-eval: the output could not be written to stdout"));
+
+  // 1000001 x 1 is a valid PNG (libpng's reader refused it by default).
+  TempDir wide;
+  const std::vector<int32_t> row(1000001, 1);
+  write_label_png(wide.pred("w.png"), row, 1, 1000001);
+  write_label_png(wide.truth("w.png"), row, 1, 1000001);
+  const RunResult w = run_tool(wide, {wide.pred(), wide.truth(), "--classes", "2", "--json"});
+  INFO(w.err);
+  CHECK(w.code == 0);
+  if (w.code == 0) CHECK(parse_json(w.out)["scored"].integer() == 1000001);
+
+  // A zero width: libpng's cause, not only its "Invalid IHDR data". A 1-bit claim of 8000 x
+  // 2000 pixels with one row of data and 300 kB of padding after IEND: refused by the size
+  // check, which counts the IDAT bytes (1012), not the file's.
+  TempDir bad;
+  const std::string one_row = zlib_stored(std::string(1 + 1000, '\0'));
+  const std::string zero_width = hand_png(0, 1, 8, zlib_stored(std::string(1, '\0')));
+  const std::string padded = hand_png(8000, 2000, 1, one_row, 300000);
+  std::ofstream(bad.pred("z.png"), std::ios::binary) << zero_width;
+  std::ofstream(bad.truth("z.png"), std::ios::binary) << zero_width;
+  std::ofstream(bad.pred("pad.png"), std::ios::binary) << padded;
+  std::ofstream(bad.truth("pad.png"), std::ios::binary) << padded;
+  const RunResult b = run_tool(bad, {bad.pred(), bad.truth(), "--classes", "2"});
+  INFO(b.err);
+  CHECK(b.code == 1);
+  CHECK(contains(b.err, "unreadable " + bad.truth("z.png") +
+                            ": bad PNG data: Invalid IHDR data (libpng warned: Image width is "
+                            "zero in IHDR)"));
+  CHECK(contains(b.err, "unreadable " + bad.truth("pad.png") +
+                            ": header claims 8000x2000 pixels, more than its " +
+                            std::to_string(one_row.size()) +
+                            " bytes of image data (IDAT) can hold"));
 }

@@ -6,9 +6,12 @@
 // argument that does not start with '-' (or "-" alone, or anything after "--") is positional.
 #pragma once
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -90,6 +93,18 @@ inline int64_t parse_int(const std::string& option, const std::string& text, int
     throw UsageError{option + " is " + text + "; it must be in [" + std::to_string(lo) + ", " +
                      std::to_string(hi) + "]"};
   return v;
+}
+
+// The exit status once the output is printed: `code`, or kOutputFailed when stdout could not
+// be written (a full disk, a closed descriptor), so that a truncated report is never a success.
+constexpr int kOutputFailed = 4;
+inline int finish_output(const char* tool, int code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  const int e = errno;
+  std::fprintf(stderr, "%s: the output could not be written to stdout%s%s\n", tool, e ? ": " : "",
+               e ? std::strerror(e) : "");
+  return kOutputFailed;
 }
 
 }  // namespace segloss::tools

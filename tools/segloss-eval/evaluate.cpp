@@ -182,8 +182,8 @@ EvalResult evaluate(const EvalOptions& o) {
   EvalResult r;
   ConfusionMatrixOptions cm_options;
   cm_options.ignore_index = o.ignore;  // out_of_range stays OutOfRange::error
-  r.matrix = ConfusionMatrix(o.classes, cm_options);
 
+  // The folders first: one that cannot be listed is a usage error before any C^2 allocation.
   const std::vector<std::string> truth = list_pngs(o.truth_dir, r.other_files);
   const std::vector<std::string> pred = list_pngs(o.pred_dir, r.other_files);
 
@@ -210,15 +210,17 @@ EvalResult evaluate(const EvalOptions& o) {
     }
   }
 
+  r.matrix = ConfusionMatrix(o.classes, cm_options);
   const int64_t n = static_cast<int64_t>(pairs.size());
   std::vector<PairOutcome> outcomes(pairs.size());
   const double bytes_per_worker = 16.0 * static_cast<double>(o.classes * o.classes);
   const int64_t memory_cap =
       std::max<int64_t>(1, static_cast<int64_t>(4294967296.0 / bytes_per_worker));
-  const int workers =
-      static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({o.threads, n, memory_cap})));
-  std::vector<ConfusionMatrix> matrices(static_cast<size_t>(workers),
-                                        ConfusionMatrix(o.classes, cm_options));
+  // No worker (and no matrix) when there is no pair; each worker's matrix built in place.
+  const int workers = static_cast<int>(std::min<int64_t>({o.threads, n, memory_cap}));
+  std::vector<ConfusionMatrix> matrices;
+  matrices.reserve(static_cast<size_t>(workers));
+  for (int w = 0; w < workers; ++w) matrices.emplace_back(o.classes, cm_options);
   std::atomic<int64_t> next{0}, done{0};
   std::mutex m;
   std::condition_variable finished;
@@ -246,7 +248,15 @@ EvalResult evaluate(const EvalOptions& o) {
     }
   };
   std::vector<std::thread> threads;
-  for (int w = 0; w < workers; ++w) threads.emplace_back(work, w);
+  threads.reserve(static_cast<size_t>(workers));
+  try {
+    for (int w = 0; w < workers; ++w) threads.emplace_back(work, w);
+  } catch (const std::exception&) {
+    // A thread that cannot start (a limit on threads or on virtual memory) must not end the
+    // run (a joinable std::thread destroyed while unwinding is std::terminate): the workers
+    // that started take every pair from `next`; with none, the calling thread does the work.
+    if (threads.empty() && workers > 0) work(0);
+  }
   if (o.progress) {  // drawn by the calling thread while the workers run
     std::unique_lock<std::mutex> lock(m);
     while (done < n) {

@@ -59,6 +59,7 @@ Exit status:
      score is printed.
   2  a usage error (bad option, folder that cannot be listed, bad --names file)
   3  out of memory for the confusion matrices (8 C^2 bytes each; try fewer --threads)
+  4  stdout could not be written (a full disk, a closed descriptor)
 )";
 
 using segloss::tools::parse_int;
@@ -93,6 +94,7 @@ Options parse_args(int argc, char** argv) {
       o.eval.ignore = v == "none" ? -1 : parse_int(arg, v, -1, 65535);
     } else if (arg == "--names") {
       o.names_file = args.value();
+      if (o.names_file.empty()) throw UsageError{"--names needs a file name; the value is empty"};
     } else if (arg == "--json") {
       args.no_value();
       o.json = true;
@@ -160,7 +162,7 @@ int run(int argc, char** argv) {
     o = parse_args(argc, argv);
     if (o.help) {
       std::fputs(kHelp, stdout);
-      return kOk;
+      return segloss::tools::finish_output("segloss-eval", kOk);
     }
     if (!o.names_file.empty()) {
       names = read_names(o.names_file, o.eval.classes);
@@ -198,14 +200,14 @@ int run(int argc, char** argv) {
   if (!r.problems.empty()) {
     segloss::tools::print_problems(stderr, r.problems);
     if (o.json) segloss::tools::print_problems_json(stdout, r.problems);
-    return kFileProblems;
+    return segloss::tools::finish_output("segloss-eval", kFileProblems);
   }
   const segloss::tools::ReportInfo info{&r, names, o.eval.ignore};
   if (o.json)
     segloss::tools::print_json(stdout, info);
   else
     segloss::tools::print_table(stdout, info);
-  return kOk;
+  return segloss::tools::finish_output("segloss-eval", kOk);
 }
 
 }  // namespace

@@ -5,9 +5,11 @@
 //     scaling of the low depths to 8 bits);
 //   palette (indexed), bit depth 1, 2, 4 or 8: the palette index is the label (the palette is
 //     not expanded to colours: a VOC-style colour-coded mask reads as its class indices).
-// No colour transform is applied (gamma, sRGB and tRNS chunks are ignored). Interlaced files are
-// read whole. RGB, RGBA and gray+alpha files are refused: a label map with colour channels has
-// no single label per pixel.
+// No colour transform is applied (gamma, sRGB and tRNS chunks are ignored). A file is decoded a
+// row at a time (interlaced files whole, at their stored size), after a check that the image
+// data (IDAT) can hold the pixels the header claims, so memory follows the data actually there.
+// RGB, RGBA and gray+alpha files are refused: a label map with colour channels has no single label
+// per pixel.
 //
 // Writing (write_label_png) is for tests and synthetic data: one label per pixel stored as
 // grayscale or palette indices at a given bit depth, or, to exercise the refusal above, as RGB
@@ -43,8 +45,10 @@ LabelImage read_label_png(const std::string& path);
 enum class PngColor { gray, palette, rgb, gray_alpha };
 
 // Writes labels (row-major, height * width) as `color` at `bit_depth` (gray: 1, 2, 4, 8, 16;
-// palette: 1, 2, 4, 8; rgb and gray_alpha: 8). A palette file gets 2^depth entries.
+// palette: 1, 2, 4, 8; rgb and gray_alpha: 8), Adam7-interlaced when asked. A palette file gets
+// 2^depth entries.
 void write_label_png(const std::string& path, const std::vector<int32_t>& labels, int64_t height,
-                     int64_t width, PngColor color = PngColor::gray, int bit_depth = 8);
+                     int64_t width, PngColor color = PngColor::gray, int bit_depth = 8,
+                     bool interlaced = false);
 
 }  // namespace segloss::tools

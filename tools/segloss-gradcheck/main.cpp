@@ -51,6 +51,7 @@ Exit status:
   0  every check passed
   1  a check failed (the row says which), or a loss threw
   2  a usage error (unknown loss or option)
+  4  stdout could not be written (a full disk, a closed descriptor)
 )";
 // Hidden: --self-test-perturb R changes element 0 of every analytic gradient by the relative
 // amount R before the gradcheck, so that every row must fail: ctest runs it to show that the
@@ -154,12 +155,12 @@ int run(int argc, char** argv) {
   }
   if (o.help) {
     std::fputs(kHelp, stdout);
-    return kOk;
+    return segloss::tools::finish_output("segloss-gradcheck", kOk);
   }
   const auto entries = selected(o);
   if (o.list) {
     print_list(entries);
-    return kOk;
+    return segloss::tools::finish_output("segloss-gradcheck", kOk);
   }
 
   const bool progress = isatty(STDERR_FILENO);
@@ -219,7 +220,7 @@ int run(int argc, char** argv) {
     }
     std::printf("%zu checked, %d failed\n", entries.size(), failed);
   }
-  return failed == 0 ? kOk : kFailed;
+  return segloss::tools::finish_output("segloss-gradcheck", failed == 0 ? kOk : kFailed);
 }
 
 }  // namespace
