@@ -462,7 +462,9 @@ TEST_CASE("shards: bad statistics and reduction none are errors") {
 // by hand, or corrupted on the way) is refused. Before, softmax_focal_finalize turned a NaN or
 // negative divisor into a loss of 0 and a zero gradient without a word. A divisor of 0 (every
 // pixel ignored) still gives 0.
-TEST_CASE("shards: a NaN or negative count in a mean loss's statistics is refused") {
+TEST_CASE(
+    "shards: a NaN or negative count in a mean loss's statistics is refused, and a bad count of "
+    "scores") {
   const auto x = testing::randn<double>(kShape, 398);
   const auto z = testing::mask<double>(kShape, 399, 0.3);
   const auto y = labels_with_ignored();
@@ -502,6 +504,31 @@ TEST_CASE("shards: a NaN or negative count in a mean loss's statistics is refuse
   const std::string df_msg = testing::error_of([&] { dice_focal_finalize(x, y, bad_df, g); });
   CHECK(df_msg.find("dice_focal_finalize") == 0);
   CHECK(df_msg.find("divisor (global[1]) is nan") != std::string::npos);
+  // The count of kept scores of the per-image overlap losses (global[0], or the Dice term's
+  // after the mean part in a combined loss) and generalized_dice's count of scores: a whole
+  // number >= 0 (a reviewer's cases: -1 gave softmax_dice -8.58, 0 gave generalized_dice inf).
+  const auto over = [&](const OverlapStatistics& st, size_t at, double v) {
+    OverlapStatistics out = st;
+    out.global[at] = v;
+    return out;
+  };
+  const std::string tail = "; a count of scores summed across shards is a whole number >= 0";
+  const auto sd = soft_dice_statistics(x, z);
+  CHECK(testing::error_of([&] { soft_dice_finalize(x, z, over(sd, 0, -1.0), g); }) ==
+        "soft_dice_finalize: the statistics' count of scores (global[0]) is -1" + tail);
+  const auto smd = softmax_dice_statistics(x, y);
+  CHECK(testing::error_of([&] { softmax_dice_finalize(x, y, over(smd, 0, 2.5), g); }) ==
+        "softmax_dice_finalize: the statistics' count of scores (global[0]) is 2.5" + tail);
+  const auto gd = generalized_dice_statistics(x, y);
+  CHECK(testing::error_of([&] { generalized_dice_finalize(x, y, over(gd, 0, nan), g); }) ==
+        "generalized_dice_finalize: the statistics' count of scores (global[0]) is nan" + tail);
+  const auto cd = ce_dice_statistics(x, y);
+  CHECK(testing::error_of([&] {
+          ce_dice_finalize(x, y, over(cd, 3, -2.0), g);
+        }).find("the statistics' count of scores (global[3]) is -2") != std::string::npos);
+  // The counts as made still pass.
+  CHECK(std::isfinite(soft_dice_finalize(x, z, sd, g)));
+  CHECK(std::isfinite(generalized_dice_finalize(x, y, gd, g)));
   // Every pixel ignored: divisor and count 0, loss 0 and a zero gradient.
   const ShardStatistics empty = with(with(with(mf, 0, 0.0), 1, 0.0), 2, 0.0);
   CHECK(softmax_focal_finalize(x, y, empty, g) == 0.0);

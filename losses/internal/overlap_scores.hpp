@@ -366,6 +366,7 @@ void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t off
                 st.global.size(), " global values) do not come from this shard's ", s,
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
+  if (o.per_image) check_split_score_count(fn, st, offset);  // OverlapTotals::kept
 }
 
 // Finalize: from the reduced statistics (checked first), the per-plane coefficients ca, cb of

@@ -87,6 +87,16 @@ inline void check_split_count(const char* fn, const ShardStatistics& st, MeanSpl
                 "; a count of elements or pixels summed across shards is finite and >= 0");
 }
 
+// A count of scores summed across shards (the overlap losses' kept scores with per_image, and
+// generalized_dice's per-image scores): a whole number >= 0. A NaN, negative or fractional one
+// (statistics built by hand, or corrupted on the way) gave a silently wrong loss.
+inline void check_split_score_count(const char* fn, const ShardStatistics& st, size_t at) {
+  const double v = st.global[at];
+  SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0 && v == std::floor(v), fn,
+                "the statistics' count of scores (global[", at, "]) is ", v,
+                "; a count of scores summed across shards is a whole number >= 0");
+}
+
 // Statistics of another loss, whose global part is not `size` values long, or whose count is
 // not finite and >= 0, are an error.
 inline void check_mean_split(const char* fn, const ShardStatistics& st, size_t size) {
