@@ -7,7 +7,9 @@
 //   - turn the global flag on with set_check_finite(true): then every loss and metric that
 //     takes float or double logits, probabilities or targets scans them at its argument check,
 //     before any work, and raises segloss::Error naming the function, the argument and the
-//     first bad element. Weights, pos_weight, grad_out and integer labels are not scanned.
+//     first bad element. Weights, pos_weight, grad_out and integer labels are not scanned, nor
+//     is any CUDA tensor: the scan reads host memory (a device scan would add a pass and a
+//     wait to every call); check a device tensor's host copy yourself.
 //
 // check_finite raises
 //   "check_finite: logits (2,1,4,4) has nan at (0,0,1,2) (element 6)"

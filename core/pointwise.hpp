@@ -399,5 +399,21 @@ SEGLOSS_HD SEGLOSS_INLINE double overlap_score_slope(double s, double gamma, boo
   return m > 0.0 ? -gamma * ::pow(m, gamma - 1.0) : 0.0;
 }
 
+// A plane's gradient coefficient (computed in double) in the element type: a finite value
+// beyond float's range becomes float's largest, not infinity. Otherwise, with both smoothing
+// terms 0, an empty target and logits below about -88 (p subnormal, D about 1e-40), ca = 2G/D
+// overflowed to inf and ca * t = inf * 0 made the gradient NaN where the double gradient is 0
+// (a reviewer's case). An infinite or NaN coefficient passes as it is (D = 0 exactly:
+// docs/conventions.md); double is unchanged.
+template <class T>
+SEGLOSS_HD SEGLOSS_INLINE T narrow_coefficient(double v) {
+  if constexpr (sizeof(T) < sizeof(double)) {
+    constexpr double kMax = 3.4028234663852886e38, kDoubleMax = 1.7976931348623157e308;
+    if (v > kMax && v <= kDoubleMax) return static_cast<T>(kMax);
+    if (v < -kMax && v >= -kDoubleMax) return static_cast<T>(-kMax);
+  }
+  return static_cast<T>(v);
+}
+
 }  // namespace pw
 }  // namespace segloss

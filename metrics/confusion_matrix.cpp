@@ -201,6 +201,8 @@ template <class T, class L, class>
 void ConfusionMatrix::update_from_logits(const Tensor<T>& logits, const Tensor<L>& true_labels) {
   const char* fn = "ConfusionMatrix::update_from_logits";
   check_logits_pair(fn, logits, true_labels, classes_);
+  // opt-in (core/finite.hpp); host memory only
+  if (check_finite_enabled() && logits.device() == Device::cpu) check_finite(logits, "logits", fn);
   check_room(fn, hist_, true_labels.numel());
   const Shape& s = logits.shape();
   const auto r = count_logits(fn, logits.data(), true_labels.data(), s[0], s.numel_from(2),

@@ -396,8 +396,56 @@ TEST_CASE("edge: check_finite raises with the first bad element, and the opt-in 
   const auto xf = randn<float>(x.shape(), 5);
   expect_error([&] { bce_with_logits(xf, tn); }, {"bce_with_logits: target", "-inf at (0,0,0,3)"});
   CHECK_NOTHROW(bce_with_logits(xf, t));
+  // Probability targets of the class-axis losses, and the confusion matrix's logits (a
+  // reviewer's cases: they were not scanned).
+  auto q = Tensor<double>::full({2, 3, 4, 4}, 1.0 / 3.0);
+  const auto xq = randn<double>(q.shape(), 6);
+  q[7] = std::nan("");
+  expect_error([&] { cross_entropy(xq, q); }, {"cross_entropy: target (2,3,4,4) has nan at"});
+  expect_error([&] { softmax_dice(xq, q); }, {"softmax_dice: target", "nan"});
+  expect_error([&] { generalized_dice(xq, q); }, {"generalized_dice: target", "nan"});
+  expect_error([&] { ce_dice(xq, q); }, {"ce_dice", "target", "nan"});
+  ConfusionMatrix cm(3);
+  auto xn = xq.clone();
+  xn[5] = kInf;
+  expect_error(
+      [&] {
+        cm.update_from_logits(xn, labels<int64_t>({2, 4, 4}, 3, 7));
+      },
+      {"ConfusionMatrix::update_from_logits: logits (2,3,4,4) has inf at"});
+  CHECK(cm.total() == 0);
   set_check_finite(false);
   CHECK(std::isnan(soft_dice(x, t)[0]));
+}
+
+// A reviewer's case (2026-12-03): with both smoothing terms 0, an empty target and logits below
+// about -88, p is subnormal in float, D about 1e-40, and the plane's coefficient ca = 2G/D
+// overflowed when narrowed to float: ca * t = inf * 0 made every gradient NaN where the double
+// gradient is 0. The coefficient is now clamped to float's range (pw::narrow_coefficient).
+TEST_CASE("edge: an overlap coefficient beyond float's range does not make the gradient NaN") {
+  auto run = [](Device d) {
+    OverlapOptions<float> o;
+    o.smooth_nr = o.smooth_dr = 0.0;
+    for (const float x : {-95.f, -100.f, -103.f}) {
+      CAPTURE(x);
+      const auto logits = Tensor<float>::full({1, 1, 3}, x).to(d);
+      const auto empty = Tensor<float>::zeros({1, 1, 3}).to(d);
+      const auto vg = soft_dice_value_and_grad(logits, empty, o);
+      const auto g = vg.grad.to(Device::cpu);
+      CHECK(vg.value == 1.0);
+      CHECK(all_zero(g));
+    }
+    // softmax_dice: class 1 absent from the target, its logits far below class 0's.
+    SoftmaxOverlapOptions<float> so;
+    so.smooth_nr = so.smooth_dr = 0.0;
+    auto sx = Tensor<float>::zeros({1, 2, 4});
+    for (int64_t i = 4; i < 8; ++i) sx[i] = i % 2 ? -95.f : -100.f;
+    const auto lab = Tensor<int64_t>::zeros({1, 4});
+    const auto svg = softmax_dice_value_and_grad(sx.to(d), lab.to(d), so);
+    CHECK(all_finite(svg.grad.to(Device::cpu)));
+  };
+  run(Device::cpu);
+  if (cuda::available()) run(Device::cuda);
 }
 
 TEST_CASE("edge: logits of +-1e4 give a finite value and gradient, every loss, float and double") {

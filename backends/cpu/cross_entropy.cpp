@@ -23,7 +23,8 @@ namespace {
 // One packet (or pixel) at spatial position s of image n. Returns its losses. With kProbs
 // (ce_dice's fused first pass, no gradient), e holds the probabilities p_c afterwards.
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
-// confident pixel's small loss is not the difference of two large numbers.
+// confident pixel's small loss is not the difference of two large numbers (but log(se) rounds
+// se = 1 + R to 1 once R < eps: docs/gradients.md §3b).
 template <class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e,
                         bool stream = false) {

@@ -202,7 +202,7 @@ void gradient_chunk(const OverlapArgs<T>& a, const Term& term, const detail::Chu
   const auto tc = term.at(ch);
   const auto weight = pixel_weight<T, Var>(a, ch.plane);
   const int64_t plane_start = ch.plane * a.plane_size;
-  const T ca = static_cast<T>(coef_a), cb = static_cast<T>(coef_b);
+  const T ca = pw::narrow_coefficient<T>(coef_a), cb = pw::narrow_coefficient<T>(coef_b);
   const P ca_p = P::Constant(ca), cb_p = P::Constant(cb);
   const T* src = kStash ? a.stash : a.x;  // the stash is grad itself: read before written
   int64_t i = ch.begin;

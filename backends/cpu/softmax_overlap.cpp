@@ -168,7 +168,7 @@ SEGLOSS_INLINE void gradient_at(const SoftmaxOverlapArgs<T, U>& a, int64_t n, in
   for (int64_t c = 0; c < C; ++c) {
     const V p = load_lanes<T, V>(e + c * kW);
     const V t = overlap_pixels::class_target<T, U, V>(a, label, base, c);
-    const T a_c = static_cast<T>(ca[c]), b_c = static_cast<T>(cb[c]);
+    const T a_c = pw::narrow_coefficient<T>(ca[c]), b_c = pw::narrow_coefficient<T>(cb[c]);
     V gc = t * a_c;
     if (a.squared)
       gc += p * (b_c + b_c);

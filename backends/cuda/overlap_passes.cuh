@@ -273,8 +273,8 @@ struct GradBody {
     q.x = a.x;
     q.t = a.t;
     q.grad = grad;
-    q.ca = static_cast<T>(coef[plane]);
-    q.cb = static_cast<T>(coef[a.planes + plane]);
+    q.ca = pw::narrow_coefficient<T>(coef[plane]);
+    q.cb = pw::narrow_coefficient<T>(coef[a.planes + plane]);
     q.bscale = kBce ? static_cast<T>(*bce_scale) : T(0);
     q.squared = a.squared;
     q.w = PixelWeight<T>::make(a, plane);

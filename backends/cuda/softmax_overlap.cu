@@ -379,8 +379,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t S = a.pixels, planes = a.images * a.classes;
   const int64_t n = blockIdx.x / g.parts, part = blockIdx.x % g.parts;
   for (int c = threadIdx.x; c < C; c += kThreads) {
-    ab[0][c] = static_cast<T>(coef[n * C + c]);
-    ab[1][c] = static_cast<T>(coef[planes + n * C + c]);
+    ab[0][c] = pw::narrow_coefficient<T>(coef[n * C + c]);
+    ab[1][c] = pw::narrow_coefficient<T>(coef[planes + n * C + c]);
   }
   __syncthreads();
   const int64_t begin = part * g.part_size;

@@ -33,6 +33,9 @@ void check_class_target(const char* fn, const Tensor<T>& logits, const Tensor<L>
   if constexpr (std::is_floating_point_v<L>) {
     SEGLOSS_CHECK(target.shape() == s, fn, "target ", target.shape(),
                   " (probabilities) does not match logits ", s);
+    // opt-in (core/finite.hpp); host memory only
+    if (check_finite_enabled() && target.device() == Device::cpu)
+      check_finite(target, "target", fn);
   } else {
     SEGLOSS_CHECK(target.shape() == s.without(1), fn, "target ", target.shape(),
                   " does not match logits ", s, " without the class axis");
