@@ -145,8 +145,9 @@ class Tape {
   void backward(const Var<T>& loss);
 
   // dL/dv after backward(); zeros when L does not depend on v. Error when v does not require a
-  // gradient, or before backward(). The tensor may share its storage with a fused loss node's
-  // gradient (see accumulate): read it, or clone() it before writing into it.
+  // gradient, before backward(), or after a backward() that raised an error (it keeps none). The
+  // tensor may share its storage with a fused loss node's gradient (see accumulate): read it, or
+  // clone() it before writing into it.
   const Tensor<T>& grad(const Var<T>& v) const;
 
   // For node backwards: v's gradient buffer, allocated as zeros on first use, to add into.

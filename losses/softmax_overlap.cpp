@@ -727,7 +727,7 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
   detail::check_split_options(fn, st, detail::options_digest(o));
-  if (o.per_image) detail::check_split_score_count(fn, st, 0);
+  if (o.per_image) detail::check_split_score_count(fn, st, 0, shape[0]);  // a score per image
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
     detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});

@@ -70,8 +70,9 @@
 // class ignored inside [0, C), which pytorch-fcn has no notion of, is left out as above):
 // acc = trace / n; acc_cls = nanmean_c(TP_c / support_c); iu_c = TP_c / (support_c +
 // pred_c - TP_c); mean_iu = nanmean(iu); fwavacc = sum over support_c > 0 of (support_c / n)
-// iu_c. With nothing counted: acc, acc_cls and mean_iu are NaN, fwavacc is 0 (a sum over no
-// classes), as numpy gives. Per-class NaN entries stay NaN whatever the options.
+// iu_c, the ignored class and its support left out of the sum and of n. With nothing counted: acc,
+// acc_cls and mean_iu are NaN, fwavacc is 0 (a sum over no classes), as numpy gives. Per-class NaN
+// entries stay NaN whatever the options.
 //
 // Errors (segloss::Error): options.beta not finite or negative; Average::per_image on one matrix;
 // an empty list of matrices; matrices with different class counts.

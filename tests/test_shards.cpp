@@ -520,8 +520,14 @@ TEST_CASE(
   CHECK(testing::error_of([&] { softmax_dice_finalize(x, y, over(smd, 0, 2.5), g); }) ==
         "softmax_dice_finalize: the statistics' count of scores (global[0]) is 2.5" + tail);
   const auto gd = generalized_dice_statistics(x, y);
+  const std::string gd_tail =
+      "; a count of scores summed across shards is a whole number >= " + std::to_string(kShape[0]) +
+      " (this shard's own images)";
+  CHECK(gd.global[0] == static_cast<double>(kShape[0]));  // one score per image
   CHECK(testing::error_of([&] { generalized_dice_finalize(x, y, over(gd, 0, nan), g); }) ==
-        "generalized_dice_finalize: the statistics' count of scores (global[0]) is nan" + tail);
+        "generalized_dice_finalize: the statistics' count of scores (global[0]) is nan" + gd_tail);
+  CHECK(testing::error_of([&] { generalized_dice_finalize(x, y, over(gd, 0, 0.0), g); }) ==
+        "generalized_dice_finalize: the statistics' count of scores (global[0]) is 0" + gd_tail);
   const auto cd = ce_dice_statistics(x, y);
   CHECK(testing::error_of([&] {
           ce_dice_finalize(x, y, over(cd, 3, -2.0), g);

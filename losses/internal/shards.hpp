@@ -90,11 +90,14 @@ inline void check_split_count(const char* fn, const ShardStatistics& st, MeanSpl
 // A count of scores summed across shards (the overlap losses' kept scores with per_image, and
 // generalized_dice's per-image scores): a whole number >= 0. A NaN, negative or fractional one
 // (statistics built by hand, or corrupted on the way) gave a silently wrong loss.
-inline void check_split_score_count(const char* fn, const ShardStatistics& st, size_t at) {
+// `least`: the scores this shard alone has (generalized_dice: one per image), or 0.
+inline void check_split_score_count(const char* fn, const ShardStatistics& st, size_t at,
+                                    int64_t least = 0) {
   const double v = st.global[at];
-  SEGLOSS_CHECK(std::isfinite(v) && v >= 0.0 && v == std::floor(v), fn,
+  SEGLOSS_CHECK(std::isfinite(v) && v >= static_cast<double>(least) && v == std::floor(v), fn,
                 "the statistics' count of scores (global[", at, "]) is ", v,
-                "; a count of scores summed across shards is a whole number >= 0");
+                "; a count of scores summed across shards is a whole number >= ", least,
+                least > 0 ? " (this shard's own images)" : "");
 }
 
 // Statistics of another loss, whose global part is not `size` values long, or whose count is

@@ -867,6 +867,15 @@ TEST_CASE("segloss-eval: bit depths and interlacing, header limits and causes, a
   std::ofstream(bad.truth("z.png"), std::ios::binary) << zero_width;
   std::ofstream(bad.pred("pad.png"), std::ios::binary) << padded;
   std::ofstream(bad.truth("pad.png"), std::ios::binary) << padded;
+  // An interlaced 1-bit header of 1000000 x 4096 and an IDAT chunk that claims 2^31 - 1 bytes,
+  // then the end of the file: the claimed length counted (a seek past the end succeeds), and
+  // the tool allocated 500 MB for a 41-byte file (a second review).
+  std::string ihdr = be32(1000000) + be32(4096);
+  ihdr += {1, 0, 0, 0, 1};  // depth 1, grayscale, Adam7
+  const std::string fake_idat =
+      std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + be32(0x7fffffff) + "IDAT";
+  std::ofstream(bad.pred("fake.png"), std::ios::binary) << fake_idat;
+  std::ofstream(bad.truth("fake.png"), std::ios::binary) << fake_idat;
   const RunResult b = run_tool(bad, {bad.pred(), bad.truth(), "--classes", "2"});
   INFO(b.err);
   CHECK(b.code == 1);
@@ -877,4 +886,7 @@ TEST_CASE("segloss-eval: bit depths and interlacing, header limits and causes, a
                             ": header claims 8000x2000 pixels, more than its " +
                             std::to_string(one_row.size()) +
                             " bytes of image data (IDAT) can hold"));
+  CHECK(contains(b.err, "unreadable " + bad.truth("fake.png") +
+                            ": header claims 1000000x4096 pixels, more than its 0 bytes of image "
+                            "data (IDAT) can hold"));
 }

@@ -217,7 +217,10 @@ EvalResult evaluate(const EvalOptions& o) {
   const int64_t memory_cap =
       std::max<int64_t>(1, static_cast<int64_t>(4294967296.0 / bytes_per_worker));
   // No worker (and no matrix) when there is no pair; each worker's matrix built in place.
-  const int workers = static_cast<int>(std::min<int64_t>({o.threads, n, memory_cap}));
+  const int workers =
+      n == 0
+          ? 0
+          : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({o.threads, n, memory_cap})));
   std::vector<ConfusionMatrix> matrices;
   matrices.reserve(static_cast<size_t>(workers));
   for (int w = 0; w < workers; ++w) matrices.emplace_back(o.classes, cm_options);

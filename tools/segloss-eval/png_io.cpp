@@ -1,10 +1,10 @@
 // libpng reading and writing of label maps (contract in png_io.hpp).
 //
 // libpng reports an error through a callback that must not return: it longjmps back to the
-// setjmp of the function that called into libpng. Those functions (read_header, read_row,
-// read_rows, read_end, write_all) hold no C++ object with a destructor, so the jump skips no
-// cleanup; the message is kept in Io and turned into a PngError by the caller, whose Io destructor
-// frees libpng's structs and closes the file.
+// setjmp of the function that called into libpng. Those functions (read_header, start_rows,
+// read_row, read_rows, read_end, write_all) hold no C++ object with a destructor, so the jump skips
+// no cleanup; the message is kept in Io and turned into a PngError by the caller, whose Io
+// destructor frees libpng's structs and closes the file.
 #include "png_io.hpp"
 
 #include <png.h>
@@ -77,17 +77,24 @@ const char* color_name(int color) {
   }
 }
 
-// The bytes of the IDAT chunks (the image data), read from the chunk headers after the
-// signature; the file position is restored. A chunk length past the end ends the walk.
+// The bytes of the IDAT chunks (the image data) that the file holds, read from the chunk
+// headers after the signature; the file position is restored. A chunk whose claimed length
+// runs past the end of the file counts only the bytes there and ends the walk (a seek past the
+// end succeeds, so a 41-byte file claiming 2^31 - 1 bytes of IDAT counted them all).
 uint64_t idat_bytes(std::FILE* file) {
   const long start = std::ftell(file);
+  if (start < 0 || std::fseek(file, 0, SEEK_END) != 0) return 0;
+  const long end = std::ftell(file);
+  std::fseek(file, start, SEEK_SET);
   uint64_t total = 0;
   unsigned char head[8];
   while (std::fread(head, 1, 8, file) == 8) {
     const uint32_t length = (uint32_t{head[0]} << 24) | (uint32_t{head[1]} << 16) |
                             (uint32_t{head[2]} << 8) | uint32_t{head[3]};
-    if (std::memcmp(head + 4, "IDAT", 4) == 0) total += length;
-    if (std::memcmp(head + 4, "IEND", 4) == 0) break;
+    const long at = std::ftell(file);
+    const uint64_t left = at >= 0 && end > at ? static_cast<uint64_t>(end - at) : 0;
+    if (std::memcmp(head + 4, "IDAT", 4) == 0) total += std::min<uint64_t>(length, left);
+    if (std::memcmp(head + 4, "IEND", 4) == 0 || uint64_t{length} + 4 > left) break;
     if (std::fseek(file, static_cast<long>(length) + 4, SEEK_CUR) != 0) break;  // data and CRC
   }
   std::fseek(file, start, SEEK_SET);
@@ -99,17 +106,23 @@ struct Header {
   int bit_depth = 0, color = 0, interlace = 0;
 };
 
-// The header, then the one transform: interlaced passes combined. Rows stay as stored (samples
-// below 8 bits packed, 16-bit big-endian) and are unpacked by unpack_row, so the buffers hold
-// no more bytes than the image data decodes to. Returns false on a libpng error.
-bool read_header(Io* io, Header* h, png_size_t* rowbytes) {
+// The header (libpng allocates nothing for the image yet). Returns false on a libpng error.
+bool read_header(Io* io, Header* h) {
   if (setjmp(png_jmpbuf(io->png))) return false;
   png_init_io(io->png, io->file);
   png_set_sig_bytes(io->png, 8);
   png_read_info(io->png, io->info);
   png_get_IHDR(io->png, io->info, &h->width, &h->height, &h->bit_depth, &h->color, &h->interlace,
                nullptr, nullptr);
-  if (h->color != PNG_COLOR_TYPE_GRAY && h->color != PNG_COLOR_TYPE_PALETTE) return true;
+  return true;
+}
+
+// Once the header passed the checks: the one transform, interlaced passes combined, and the
+// row size (libpng allocates its row buffers here). Rows stay as stored (samples below 8 bits
+// packed, 16-bit big-endian) and are unpacked by unpack_row, so the buffers hold no more bytes
+// than the image data decodes to. Returns false on a libpng error.
+bool start_rows(Io* io, png_size_t* rowbytes) {
+  if (setjmp(png_jmpbuf(io->png))) return false;
   png_set_interlace_handling(io->png);
   png_read_update_info(io->png, io->info);
   *rowbytes = png_get_rowbytes(io->png, io->info);
@@ -193,8 +206,7 @@ LabelImage read_label_png(const std::string& path) {
   png_set_user_limits(io.png, 0x7fffffff, 0x7fffffff);
 
   Header h;
-  png_size_t rowbytes = 0;
-  if (!read_header(&io, &h, &rowbytes)) fail(path, bad_data(io));
+  if (!read_header(&io, &h)) fail(path, bad_data(io));
   if (h.color != PNG_COLOR_TYPE_GRAY && h.color != PNG_COLOR_TYPE_PALETTE)
     fail(path, std::string("is ") + color_name(h.color) + " (" + std::to_string(h.bit_depth) +
                    "-bit); a label map is grayscale (8 or 16-bit) or palette indices");
@@ -211,6 +223,8 @@ LabelImage read_label_png(const std::string& path) {
     fail(path, "header claims " + std::to_string(width) + "x" + std::to_string(height) +
                    " pixels, more than its " + std::to_string(data_bytes) +
                    " bytes of image data (IDAT) can hold (deflate expands at most 1032:1)");
+  png_size_t rowbytes = 0;
+  if (!start_rows(&io, &rowbytes)) fail(path, bad_data(io));
   const size_t stored_row = (static_cast<size_t>(width) * h.bit_depth + 7) / 8;
   if (rowbytes != stored_row)
     fail(path, "unexpected row size " + std::to_string(rowbytes) + " bytes for width " +
