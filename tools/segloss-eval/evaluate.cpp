@@ -258,7 +258,7 @@ EvalResult evaluate(const EvalOptions& o) {
     // A thread that cannot start (a limit on threads or on virtual memory) must not end the
     // run (a joinable std::thread destroyed while unwinding is std::terminate): the workers
     // that started take every pair from `next`; with none, the calling thread does the work.
-    if (threads.empty() && workers > 0) work(0);
+    if (threads.empty()) work(0);
   }
   if (o.progress) {  // drawn by the calling thread while the workers run
     std::unique_lock<std::mutex> lock(m);
