@@ -721,6 +721,25 @@ SEGLOSS_C_API segloss_status segloss_surface_distance_labels_on_stream(
     int64_t num_classes_listed, const segloss_surface_distance_options* options,
     segloss_surface_distance_result* result, const segloss_tensor* per_pair, void* cuda_stream);
 
+/* Every enum of this header is int-sized in the ABI (the option structs hold them, and
+ * functions take them). A compiler told to pack enums into fewer bytes (gcc's and clang's
+ * -fshort-enums, some embedded ABIs) would give those structs another layout than the
+ * library's; such a build stops here, at this typedef's negative array size, instead of passing
+ * misread options. */
+typedef char segloss_enums_must_be_int_sized
+    [(sizeof(segloss_status) == sizeof(int) && sizeof(segloss_dtype) == sizeof(int) &&
+      sizeof(segloss_device) == sizeof(int) && sizeof(segloss_reduction) == sizeof(int) &&
+      sizeof(segloss_activation) == sizeof(int) && sizeof(segloss_empty_policy) == sizeof(int) &&
+      sizeof(segloss_bce_mean_over) == sizeof(int) &&
+      sizeof(segloss_overlap_weighting) == sizeof(int) &&
+      sizeof(segloss_mean_over) == sizeof(int) && sizeof(segloss_all_ignored) == sizeof(int) &&
+      sizeof(segloss_generalized_dice_weight) == sizeof(int) &&
+      sizeof(segloss_lovasz_classes) == sizeof(int) &&
+      sizeof(segloss_out_of_range) == sizeof(int) && sizeof(segloss_score) == sizeof(int) &&
+      sizeof(segloss_average) == sizeof(int) && sizeof(segloss_surface_empty) == sizeof(int))
+         ? 1
+         : -1];
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

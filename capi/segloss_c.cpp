@@ -107,9 +107,24 @@ segloss_status guard(const char* function, F&& f) noexcept {
   }
 }
 
+// A pointer the call reads or writes must be aligned to its type (the outputs `double* value`,
+// `int64_t* count`, `int64_t** data`, the caller's arrays, its options and result structs), as
+// a tensor's data: reading or writing a double at an odd address is undefined behaviour in C++,
+// and an FFI caller can pass one.
+template <class P>
+void check_aligned(const P* p, const char* function, const char* argument) {
+  if constexpr (!std::is_void_v<P>) {
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(P) != 0)
+      fail(SEGLOSS_ERROR_INVALID_ARGUMENT, function, argument, " ", static_cast<const void*>(p),
+           " is not aligned to ", alignof(P), " bytes");
+  }
+}
+
+// Such a pointer that may not be null.
 template <class P>
 P* require(P* p, const char* function, const char* argument) {
   if (p == nullptr) fail(SEGLOSS_ERROR_NULL_POINTER, function, argument, " is a null pointer");
+  check_aligned(p, function, argument);
   return p;
 }
 
@@ -394,7 +409,10 @@ void bce_with_logits_to_cpp(const segloss_bce_with_logits_options& c, BceWithLog
 template <class T>
 BceWithLogitsOptions<T> to_cpp(const segloss_bce_with_logits_options* c, const char* function) {
   BceWithLogitsOptions<T> o;
-  if (c) bce_with_logits_to_cpp(*c, o, function, "");
+  if (c) {
+    check_aligned(c, function, "options");
+    bce_with_logits_to_cpp(*c, o, function, "");
+  }
   return o;
 }
 
@@ -403,6 +421,7 @@ BinaryCrossEntropyOptions<T> to_cpp(const segloss_binary_cross_entropy_options* 
                                     const char* function) {
   BinaryCrossEntropyOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.weight = optional_view<T>(c->weight, function, "options.weight");
   return o;
@@ -412,6 +431,7 @@ template <class T>
 SigmoidFocalOptions<T> to_cpp(const segloss_sigmoid_focal_options* c, const char* function) {
   SigmoidFocalOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.alpha = c->alpha;
   o.gamma = c->gamma;
@@ -445,7 +465,10 @@ void overlap_to_cpp(const segloss_overlap_options& c, OverlapOptions<T>& o, cons
 template <class T>
 OverlapOptions<T> to_cpp(const segloss_overlap_options* c, const char* function) {
   OverlapOptions<T> o;
-  if (c) overlap_to_cpp(*c, o, function, "");
+  if (c) {
+    check_aligned(c, function, "options");
+    overlap_to_cpp(*c, o, function, "");
+  }
   return o;
 }
 
@@ -453,6 +476,7 @@ template <class T>
 TverskyOptions<T> to_cpp(const segloss_tversky_options* c, const char* function) {
   TverskyOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   overlap_to_cpp<T>(c->overlap, o, function, "overlap.");
   o.alpha = c->alpha;
   o.beta = c->beta;
@@ -463,6 +487,7 @@ template <class T>
 BceDiceOptions<T> to_cpp(const segloss_bce_dice_options* c, const char* function) {
   BceDiceOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.bce_weight = c->bce_weight;
   o.dice_weight = c->dice_weight;
   bce_with_logits_to_cpp<T>(c->bce, o.bce, function, "bce.");
@@ -487,7 +512,10 @@ void cross_entropy_to_cpp(const segloss_cross_entropy_options& c, CrossEntropyOp
 template <class T>
 CrossEntropyOptions<T> to_cpp(const segloss_cross_entropy_options* c, const char* function) {
   CrossEntropyOptions<T> o;
-  if (c) cross_entropy_to_cpp(*c, o, function, "");
+  if (c) {
+    check_aligned(c, function, "options");
+    cross_entropy_to_cpp(*c, o, function, "");
+  }
   return o;
 }
 
@@ -503,7 +531,10 @@ void softmax_focal_to_cpp(const segloss_softmax_focal_options& c, SoftmaxFocalOp
 template <class T>
 SoftmaxFocalOptions<T> to_cpp(const segloss_softmax_focal_options* c, const char* function) {
   SoftmaxFocalOptions<T> o;
-  if (c) softmax_focal_to_cpp(*c, o, function, "");
+  if (c) {
+    check_aligned(c, function, "options");
+    softmax_focal_to_cpp(*c, o, function, "");
+  }
   return o;
 }
 
@@ -528,7 +559,10 @@ void softmax_overlap_to_cpp(const segloss_softmax_overlap_options& c, SoftmaxOve
 template <class T>
 SoftmaxOverlapOptions<T> to_cpp(const segloss_softmax_overlap_options* c, const char* function) {
   SoftmaxOverlapOptions<T> o;
-  if (c) softmax_overlap_to_cpp(*c, o, function, "");
+  if (c) {
+    check_aligned(c, function, "options");
+    softmax_overlap_to_cpp(*c, o, function, "");
+  }
   return o;
 }
 
@@ -536,6 +570,7 @@ template <class T>
 SoftmaxTverskyOptions<T> to_cpp(const segloss_softmax_tversky_options* c, const char* function) {
   SoftmaxTverskyOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   softmax_overlap_to_cpp<T>(c->overlap, o, function, "overlap.");
   o.alpha = c->alpha;
   o.beta = c->beta;
@@ -546,6 +581,7 @@ template <class T>
 GeneralizedDiceOptions<T> to_cpp(const segloss_generalized_dice_options* c, const char* function) {
   GeneralizedDiceOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.smooth_nr = c->smooth_nr;
   o.smooth_dr = c->smooth_dr;
@@ -561,6 +597,7 @@ template <class T>
 CeDiceOptions<T> to_cpp(const segloss_ce_dice_options* c, const char* function) {
   CeDiceOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.ce_weight = c->ce_weight;
   o.dice_weight = c->dice_weight;
   cross_entropy_to_cpp<T>(c->ce, o.ce, function, "ce.");
@@ -572,6 +609,7 @@ template <class T>
 DiceFocalOptions<T> to_cpp(const segloss_dice_focal_options* c, const char* function) {
   DiceFocalOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.dice_weight = c->dice_weight;
   o.focal_weight = c->focal_weight;
   softmax_overlap_to_cpp<T>(c->dice, o.dice, function, "dice.");
@@ -583,6 +621,7 @@ template <class T>
 LovaszSoftmaxOptions<T> to_cpp(const segloss_lovasz_softmax_options* c, const char* function) {
   LovaszSoftmaxOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.per_image = c->per_image != 0;
   o.classes = SEGLOSS_ENUM(c->classes, 2, "classes", LovaszClasses, "segloss_lovasz_classes");
@@ -599,6 +638,7 @@ template <class T>
 LovaszHingeOptions<T> to_cpp(const segloss_lovasz_hinge_options* c, const char* function) {
   LovaszHingeOptions<T> o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.reduction = reduction_of(c->reduction, function, "reduction");
   o.per_image = c->per_image != 0;
   if (c->has_ignore) o.ignore = c->ignore;
@@ -1190,6 +1230,7 @@ ConfusionMatrixOptions confusion_options(const segloss_confusion_matrix_options*
                                          const char* function) {
   ConfusionMatrixOptions o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.ignore_index = c->ignore_index;
   o.out_of_range = enum_of<OutOfRange>(int_of(c->out_of_range), 2, function, "out_of_range",
                                        "segloss_out_of_range");
@@ -1199,6 +1240,7 @@ ConfusionMatrixOptions confusion_options(const segloss_confusion_matrix_options*
 ScoreOptions score_options(const segloss_score_options* c, const char* function) {
   ScoreOptions o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   o.empty = enum_of<EmptyPolicy>(int_of(c->empty), 4, function, "empty", "segloss_empty_policy");
   o.beta = c->beta;
   return o;
@@ -1486,6 +1528,7 @@ SurfaceDistanceOptions surface_options(const segloss_surface_distance_options* c
                                        const char* function) {
   SurfaceDistanceOptions o;
   if (!c) return o;
+  check_aligned(c, function, "options");
   check_list_size(function, "options.spacing_size", c->spacing_size);
   check_list_size(function, "options.class_tolerance_size", c->class_tolerance_size);
   if (c->spacing_size > 0) {

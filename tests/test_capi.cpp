@@ -1634,6 +1634,41 @@ TEST_CASE("capi: misaligned data, a grad or value over u8 labels, extents that o
           SEGLOSS_ERROR_INVALID_ARGUMENT);
     CHECK(last_error().find("target.data ") != std::string::npos);
   }
+  SUBCASE("a misaligned output pointer is refused, naming it, and nothing is written there") {
+    std::vector<double> storage(64, 0.0);
+    auto* bytes = reinterpret_cast<unsigned char*>(storage.data());
+    const int64_t shape[4] = {1, 1, 2, 4};
+    segloss_tensor dx = segloss_tensor_make(bytes, SEGLOSS_F32, 4, shape);
+    segloss_tensor dz = segloss_tensor_make(bytes + 64, SEGLOSS_F32, 4, shape);
+    segloss_tensor dg = segloss_tensor_make(bytes + 128, SEGLOSS_F32, 4, shape);
+    std::memset(bytes + 256, 0xAB, 64);
+    auto* odd_value = reinterpret_cast<double*>(bytes + 260);  // 4 bytes off 8
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dz, nullptr, odd_value, &dg, nullptr) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("segloss_bce_with_logits_value_and_grad: value ") == 0);
+    CHECK(last_error().find(" is not aligned to 8 bytes") != std::string::npos);
+    segloss_confusion_matrix* cm = nullptr;
+    REQUIRE(segloss_confusion_matrix_create(3, nullptr, &cm) == SEGLOSS_OK);
+    auto* odd_count = reinterpret_cast<int64_t*>(bytes + 290);  // 2 bytes off 8
+    CHECK(segloss_confusion_matrix_num_classes(cm, odd_count) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("num_classes ") != std::string::npos);
+    CHECK(last_error().find(" is not aligned to 8 bytes") != std::string::npos);
+    auto* odd_accuracy = reinterpret_cast<double*>(bytes + 301);
+    CHECK(segloss_confusion_matrix_pixel_accuracy(cm, odd_accuracy) ==
+          SEGLOSS_ERROR_INVALID_ARGUMENT);
+    segloss_confusion_matrix_destroy(cm);
+    // An options struct holding an int64 at an address 4 bytes off 8, never read.
+    const auto* odd_options =
+        reinterpret_cast<const segloss_confusion_matrix_options*>(bytes + 308);
+    segloss_confusion_matrix* cm2 = nullptr;
+    CHECK(segloss_confusion_matrix_create(3, odd_options, &cm2) == SEGLOSS_ERROR_INVALID_ARGUMENT);
+    CHECK(last_error().find("segloss_confusion_matrix_create: options ") == 0);
+    CHECK(cm2 == nullptr);
+    for (int i = 256; i < 320; ++i) CHECK(bytes[i] == 0xAB);
+    double v = 0;  // aligned: the same call succeeds
+    CHECK(segloss_bce_with_logits_value_and_grad(&dx, &dz, nullptr, &v, &dg, nullptr) ==
+          SEGLOSS_OK);
+  }
   SUBCASE("a grad or value over u8 labels is refused and the labels are left alone") {
     const auto x = randn<float>({1, 3, 2, 4}, 71);
     // 8 u8 labels at the start of a 128-byte buffer (new[]-aligned); a float grad of 24

@@ -45,3 +45,14 @@ for pc in segloss segloss_c; do
     $(pkg-config --cflags --libs $pc) -lm
   "$tmp/consumer-c-$pc" "$dice"
 done
+
+# A C program that packs enums (-fshort-enums) would lay the option structs out otherwise than
+# the library: the installed header must refuse to compile, naming its check.
+printf '#include <segloss/capi/segloss.h>\nint main(void) { return 0; }\n' > "$tmp/short_enums.c"
+if cc -std=c99 -fshort-enums -fsyntax-only $(pkg-config --cflags segloss_c) "$tmp/short_enums.c" \
+  2> "$tmp/short_enums.err"; then
+  echo "segloss.h compiled with -fshort-enums" >&2
+  exit 1
+fi
+grep -q segloss_enums_must_be_int_sized "$tmp/short_enums.err"
+cc -std=c99 -Wall -Werror -fsyntax-only $(pkg-config --cflags segloss_c) "$tmp/short_enums.c"
