@@ -198,22 +198,25 @@ __device__ __forceinline__ float ce_pixel(const float* x, float* g, int64_t S, i
 #pragma unroll
   for (int c = 1; c < K; ++c)
     if (c < C) m = M::max(m, v[c]);
-  float se = 0.0f, x_y = 0.0f;
+  float se = 0.0f, rest = 0.0f, x_y = 0.0f, e_y = 1.0f;
 #pragma unroll
   for (int c = 0; c < K; ++c)
     if (c < C) {
       const float xc = v[c] - m;
       x_y = c == y ? xc : x_y;
       v[c] = M::exp(xc);
+      e_y = c == y ? v[c] : e_y;
       se += v[c];
+      rest += c == y ? 0.0f : v[c];
     }
-  const float loss = pw::cross_entropy_loss<float>(M::log(se), x_y, 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
-  const float inv = M::recip(se);
+  const float nll = pw::softmax_nll<float>(rest, e_y, x_y);
+  const float loss = pw::cross_entropy_loss<float>(nll, M::log(se), 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
+  const float inv = M::recip(se), q = rest * inv;
 #pragma unroll
   for (int c = 0; c < K; ++c)
     if (c < C)
-      __stcs(g + c * S, up * pw::cross_entropy_grad<float>(v[c] * inv, c == y ? 1.0f : 0.0f, 1.0f,
-                                                           1.0f, 0.0f, 0.0f, 1.0f));
+      __stcs(g + c * S, up * pw::cross_entropy_grad<float>(v[c] * inv, q, c == y ? 1.0f : 0.0f,
+                                                           1.0f, 1.0f, 0.0f, 0.0f, 1.0f));
   return loss;
 }
 
@@ -286,20 +289,24 @@ __global__ void __launch_bounds__(kThreads, MinBlocks)
     if constexpr (kAsync) segloss::cuda::wait_copies();
     float m = tile[0][t];
     for (int c = 1; c < C; ++c) m = M::max(m, tile[c][t]);
-    float se = 0.0f, x_y = 0.0f;
+    float se = 0.0f, rest = 0.0f, x_y = 0.0f, e_y = 1.0f;
     for (int c = 0; c < C; ++c) {
       const float xc = tile[c][t] - m;
       x_y = c == yi ? xc : x_y;
       const float e = M::exp(xc);
       tile[c][t] = e;
+      e_y = c == yi ? e : e_y;
       se += e;
+      rest += c == yi ? 0.0f : e;
     }
-    acc += pw::cross_entropy_loss<float>(M::log(se), x_y, 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
-    const float inv = M::recip(se);
+    const float nll = pw::softmax_nll<float>(rest, e_y, x_y);
+    acc += pw::cross_entropy_loss<float>(nll, M::log(se), 1.0f, 0.0f, 0.0f, 0.0f, 1.0f);
+    const float inv = M::recip(se), q = rest * inv;
     float* gp = grad + base;
     for (int c = 0; c < C; ++c)
-      __stcs(gp + c * S, up * pw::cross_entropy_grad<float>(tile[c][t] * inv, c == yi ? 1.0f : 0.0f,
-                                                            1.0f, 1.0f, 0.0f, 0.0f, 1.0f));
+      __stcs(gp + c * S,
+             up * pw::cross_entropy_grad<float>(tile[c][t] * inv, q, c == yi ? 1.0f : 0.0f, 1.0f,
+                                                1.0f, 0.0f, 0.0f, 1.0f));
   }
   block_sum<1>(acc, part + blockIdx.x);
 }

@@ -224,27 +224,39 @@ SEGLOSS_HD SEGLOSS_INLINE V bce_probs_grad(V p, V z) {
 }
 
 // Cross-entropy of one pixel with hard label y over C classes (losses/cross_entropy.hpp), from
-// lse = log sum_c exp(x_c) and the sums the caller gathered: x_y, w_y, and
-// sum_c w_c x_c (only read when eps > 0). W = sum_c w_c.
-//   l = (1 - eps) w_y (lse - x_y) + (eps / C) (W lse - sum_c w_c x_c)
+// what the caller gathered: nll = -log p_y (softmax_nll: log1p of the odds against the label,
+// accurate as p_y -> 1), w_y, and, read only when eps > 0, lse = log sum_c exp(x_c) and
+// wx = sum_c w_c x_c (x and lse relative to the same shift, the max logit). W = sum_c w_c.
+//   l = (1 - eps) w_y nll + (eps / C) (W lse - wx),   nll = lse - x_y
+// The first term keeps its relative precision where lse = log(1 + R) rounds to 0 (R =
+// sum_{c != y} exp(x_c - x_y) below the rounding unit; docs/gradients.md §3b). The smoothing term
+// takes lse as it is: beside the other classes' terms w_c (lse - x_c), each at least w_c times
+// the class's distance to the max, its absolute error (about w_y R) is nothing, unless every other
+// class weighs 0 (documented there).
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_loss(V lse, V x_y, V w_y, V wx_sum,
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_loss(V nll, V lse, V w_y, V wx_sum,
                                                typename M::Scalar eps,
                                                typename M::Scalar eps_over_c,
                                                typename M::Scalar w_total) {
   using T = typename M::Scalar;
-  return (T(1) - eps) * w_y * (lse - x_y) + eps_over_c * (w_total * lse - wx_sum);
+  return (T(1) - eps) * w_y * nll + eps_over_c * (w_total * lse - wx_sum);
 }
 
-// Its derivative in x_c, with p_c = exp(x_c - lse) and delta = [c = y]:
-//   (1 - eps) w_y (p_c - delta) + (eps / C) (p_c W - w_c)
+// Its derivative in x_c, with p_c = exp(x_c - lse), delta = [c = y] and q = 1 - p_y summed over
+// the other classes (rest / S, never 1 - p_y, which rounds to 0 as p_y -> 1):
+//   (1 - eps) w_y (p_c - delta) + (eps / C) (W p_c - w_c) = A p_c - (eps / C) w_c   (c != y)
+//                                                         = (eps / C) (W - w_y) - A q  (c = y)
+// with A = (1 - eps) w_y + (eps / C) W, so that the label's own entry does not cancel.
 template <class V, class M = Math<V>>
-SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_grad(V p_c, V delta, V w_y, typename M::Scalar w_c,
+SEGLOSS_HD SEGLOSS_INLINE V cross_entropy_grad(V p_c, V q, V delta, V w_y, typename M::Scalar w_c,
                                                typename M::Scalar eps,
                                                typename M::Scalar eps_over_c,
                                                typename M::Scalar w_total) {
   using T = typename M::Scalar;
-  return (T(1) - eps) * w_y * (p_c - delta) + eps_over_c * (w_total * p_c - w_c);
+  const V a = (T(1) - eps) * w_y + eps_over_c * w_total;
+  const V other = a * p_c - eps_over_c * w_c;
+  const V label = eps_over_c * (w_total - w_y) - a * q;
+  return (T(1) - delta) * other + delta * label;
 }
 
 // Cross-entropy of one pixel with probability targets q (losses/cross_entropy.hpp). The target's
@@ -276,6 +288,14 @@ template <class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE V label_indicator(V label, typename M::Scalar c) {
   using T = typename M::Scalar;
   return M::max(T(1) - M::abs(label - c), M::splat(T(0)));
+}
+
+// 1 - [c = y], for the same labels: min(|y - c|, 1), one operation fewer than
+// 1 - label_indicator (the per-class factor of a sum over the classes other than the label).
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V label_complement(V label, typename M::Scalar c) {
+  using T = typename M::Scalar;
+  return M::min(M::abs(label - c), M::splat(T(1)));
 }
 
 // ---- Focal losses (losses/focal.hpp; derivations in docs/gradients.md, section "focal") ----
@@ -335,14 +355,26 @@ SEGLOSS_HD SEGLOSS_INLINE FocalTerm<V> sigmoid_focal(V x, V z, typename M::Scala
   }
 }
 
+// -log p_t of a softmax from rest = sum_{c != t} exp(x_c - m), e_t = exp(d) and d = x_t - m <= 0
+// (m the max logit): log1p(rest / e_t), accurate as p_t -> 1 where log(S) - d rounds S = 1 + rest
+// to 1. Written log1p(rest / max(e_t, e^-40)) + (max(d, -40) - d) so that an e_t that underflows
+// (d < -40, and then rest >= 1: the max class is another one) costs under 1e-17 relative.
+// cross_entropy and softmax_focal share it.
+template <class V, class M = Math<V>>
+SEGLOSS_HD SEGLOSS_INLINE V softmax_nll(V rest, V e_t, V d) {
+  using T = typename M::Scalar;
+  constexpr T kFloor = T(40);  // exp(-40) = 4.2e-18
+  const V e_floor = M::max(e_t, M::splat(T(4.2483542552915889e-18)));
+  const V d_floor = M::max(d, M::splat(-kFloor));
+  return M::log1p(rest * M::recip(e_floor)) + (d_floor - d);
+}
+
 // The softmax focal loss of one pixel with label t, before its class factor a = alpha[t]:
 //   l = -(1 - p_t)^gamma log p_t,   p = softmax(x)
 // from what the pass over the classes gathered, all relative to the max logit m: the sum of
 // exponentials S = sum_c exp(x_c - m) (passed as 1/S), rest = sum_{c != t} exp(x_c - m) summed
 // on its own (so 1 - p_t = rest / S never cancels), e_t = exp(x_t - m) and d = x_t - m <= 0.
-//   nll = -log p_t = log1p(rest / e_t), accurate as p_t -> 1; written
-//         log1p(rest / max(e_t, e^-40)) + (max(d, -40) - d) so that an e_t that underflows
-//         (d < -40, and then rest >= 1: the max class is another one) costs under 1e-17 relative.
+//   nll = -log p_t = log1p(rest / e_t) (softmax_nll), accurate as p_t -> 1;
 //   q = 1 - p_t = rest / S;   h = p_t nll / q = e_t nll / rest, in [0, 1]
 // (-log p <= (1 - p) / p), 0 where rest = 0 (then nll = 0 too), and -> 1 as p_t -> 1.
 // value = a q^gamma nll; factor F = a q^gamma (1 + gamma h), so that
@@ -356,10 +388,7 @@ template <int K, class V, class M = Math<V>>
 SEGLOSS_HD SEGLOSS_INLINE SoftmaxFocalPixel<V> softmax_focal_pixel(V rest, V inv_sum, V e_t, V d,
                                                                    V a, typename M::Scalar gamma) {
   using T = typename M::Scalar;
-  constexpr T kFloor = T(40);  // exp(-40) = 4.2e-18
-  const V e_floor = M::max(e_t, M::splat(T(4.2483542552915889e-18)));
-  const V d_floor = M::max(d, M::splat(-kFloor));
-  const V nll = M::log1p(rest * M::recip(e_floor)) + (d_floor - d);
+  const V nll = softmax_nll<V, M>(rest, e_t, d);
   const V q = rest * inv_sum;
   if constexpr (K == 0) {
     return {a * nll, a, q};

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "lead_check.hpp"
 #include "loss_check.hpp"
 
 using namespace segloss;
@@ -66,6 +67,29 @@ TEST_CASE("ce_dice: the weighted sum of cross_entropy and softmax_dice, labels a
         return ce_dice_backward(v, q, go, p);
       },
       [&](const Tensor<double>& v) { return ce_dice_value_and_grad(v, q, p); });
+}
+
+TEST_CASE("ce_dice: a label logit far ahead: the CE term keeps its precision in float") {
+  // The CE term's value (the fused statistics pass) and its gradient (the Dice gradient pass's
+  // term, q = sum_{c != y} p_c) at leads of 20 and 30, where log(1 + R) and p_y - 1 round to 0 in
+  // float: float against double, element by element (both terms of a saturated pixel's gradient
+  // are about R).
+  for (int64_t C : {3, 21}) {
+    CAPTURE(C);
+    const auto in = testing::lead_pixels(C, 45, {20, 30});  // value: about (C - 1) e^-20
+    CeDiceOptions<double> o;
+    o.ce.reduction = Reduction::sum;
+    CeDiceOptions<float> of;
+    of.ce.reduction = Reduction::sum;
+    CeDiceParts pd, pf;
+    const auto d = ce_dice_value_and_grad(in.x, in.y, o, &pd);
+    const auto f = ce_dice_value_and_grad(testing::cast<float>(in.x), in.y, of, &pf);
+    CHECK(pf.ce == doctest::Approx(pd.ce).epsilon(1e-5));
+    for (int64_t i = 0; i < d.grad.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::fabs(f.grad[i] - d.grad[i]) <= 1e-4 * std::fabs(d.grad[i]));
+    }
+  }
 }
 
 TEST_CASE("dice_focal: the weighted sum of softmax_dice and softmax_focal, with ignore_index") {

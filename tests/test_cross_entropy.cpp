@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fold_check.hpp"
+#include "lead_check.hpp"
 #include "loss_check.hpp"
 #include "stored_check.hpp"
 
@@ -203,6 +204,59 @@ TEST_CASE("cross_entropy: a confident pixel keeps its small loss at any logit of
     const auto y = Tensor<int64_t>::from({0}, {1, 1});
     CHECK(cross_entropy(x, y)[0] == doctest::Approx(exact).epsilon(1e-4));
   }
+}
+
+TEST_CASE("cross_entropy: a label logit far ahead keeps the relative precision of loss and grad") {
+  // At a lead of 16 and more, log(sum_c e_c) rounds 1 + R to 1 in float: the loss and the label's
+  // gradient entry, both about R, came out 0 (docs/gradients.md §3b). The kernel sums R on its own
+  // (log1p(R / e_y) and -R / S). Negative leads: the label is not the max class (down to -100,
+  // where e_y underflows in float and pw::softmax_nll's floor acts). Packets, a tail and ignored
+  // lanes (every 7th pixel) at C = 2, 3 and 21, without and with class weights.
+  const std::vector<double> leads = testing::lead_values();
+  for (int64_t C : {2, 3, 21}) {
+    CAPTURE(C);
+    const auto in = testing::lead_pixels(C, 45, leads);
+    for (bool weighted : {false, true}) {
+      CAPTURE(weighted);
+      const std::vector<double> w = testing::lead_weights(C, weighted);
+      CrossEntropyOptions<double> o;
+      o.reduction = Reduction::none;
+      if (weighted) o.weight = Tensor<double>::from(w, {C});
+      const auto ones = Tensor<double>::full({1, 45}, 1.0);
+      testing::check_lead_pixels(in, cross_entropy(in.x, in.y, o),
+                                 cross_entropy_backward(in.x, in.y, ones, o), w, 1e-12, 300);
+      CrossEntropyOptions<float> of;
+      of.reduction = Reduction::none;
+      if (weighted) of.weight = testing::cast<float>(o.weight);
+      const auto xf = testing::cast<float>(in.x);
+      // Beyond a lead of about 87, e^-lead is subnormal in float.
+      testing::check_lead_pixels(
+          in, cross_entropy(xf, in.y, of),
+          cross_entropy_backward(xf, in.y, Tensor<float>::full({1, 45}, 1.f), of), w, 1e-5, 80);
+    }
+  }
+}
+
+TEST_CASE(
+    "cross_entropy: with smoothing and every other class weighted 0, the gradient keeps its "
+    "precision") {
+  // Weights (1, 0, 0), label 0 leading by 20, eps = 0.5: the smoothing term's label gradient
+  // (eps / C) (W p_y - w_y) = (eps / C) w_y (p_y - 1) would round to 0 in float; written
+  // (eps / C) (W - w_y) - A q with W - w_y = 0, the entry is -A q, A = (1 - eps) + eps / C.
+  // (The value's smoothing term is not: docs/gradients.md §3b.)
+  const auto x = Tensor<double>::from({20.0, 0.0, 0.25}, {1, 3, 1});
+  const auto y = Tensor<int64_t>::from({0}, {1, 1});
+  CrossEntropyOptions<float> o;
+  o.label_smoothing = 0.5f;
+  o.weight = Tensor<float>::from({1.f, 0.f, 0.f}, {3});
+  o.reduction = Reduction::sum;
+  const auto g =
+      cross_entropy_backward(testing::cast<float>(x), y, Tensor<float>::full({}, 1.f), o);
+  const long double e1 = std::exp(-20.0L), e2 = std::exp(-19.75L), sum = 1 + e1 + e2;
+  const long double a = 0.5L + 0.5L / 3;
+  CHECK(std::fabs(g[0] - static_cast<double>(-a * (e1 + e2) / sum)) <= 1e-5 * a * (e1 + e2));
+  CHECK(std::fabs(g[1] - static_cast<double>(a * e1 / sum)) <= 1e-5 * a * e1);
+  CHECK(std::fabs(g[2] - static_cast<double>(a * e2 / sum)) <= 1e-5 * a * e2);
 }
 
 TEST_CASE("cross_entropy: class weights summing to 0 divide by 0, as in PyTorch") {

@@ -15,6 +15,7 @@
 
 #include "cuda_check.hpp"
 #include "helpers.hpp"
+#include "lead_check.hpp"
 
 using namespace segloss;
 using testing::labels;
@@ -287,6 +288,42 @@ TEST_CASE("cuda cross_entropy: labels, grad the logits (in place), every path of
     o.label_smoothing = 0.1;
     check_in_place(x, dev(y), o);
     check_parity(x, y, o);
+  }
+}
+
+TEST_CASE(
+    "cuda cross_entropy: a label logit far ahead keeps the relative precision of loss and grad") {
+  SEGLOSS_REQUIRE_GPU();
+  // As the CPU test: log1p(R / e_y) and -R / S from R summed on its own, at leads where
+  // log(1 + R) rounds to 0 in float, in every path of the pass (C = 5 registers, 21 staged in
+  // shared memory, 40 the walks), without and with class weights; float and double.
+  const std::vector<double> leads = testing::lead_values();
+  for (int64_t C : {int64_t{5}, int64_t{21}, int64_t{40}}) {
+    CAPTURE(C);
+    const auto in = testing::lead_pixels(C, 300, leads);
+    const auto yd = dev(in.y);
+    for (bool weighted : {false, true}) {
+      CAPTURE(weighted);
+      const std::vector<double> w = testing::lead_weights(C, weighted);
+      CrossEntropyOptions<double> o;
+      o.reduction = Reduction::none;
+      CrossEntropyOptions<float> of;
+      of.reduction = Reduction::none;
+      if (weighted) {
+        o.weight = dev(Tensor<double>::from(w, {C}));
+        of.weight = dev(Tensor<float>::from(std::vector<float>(w.begin(), w.end()), {C}));
+      }
+      const auto xd = dev(in.x);
+      testing::check_lead_pixels(
+          in, host(cross_entropy(xd, yd, o)),
+          host(cross_entropy_backward(xd, yd, dev(Tensor<double>::full({1, 300}, 1.0)), o)), w,
+          1e-12, 300);
+      const auto xf = dev(testing::cast<float>(in.x));
+      testing::check_lead_pixels(
+          in, host(cross_entropy(xf, yd, of)),
+          host(cross_entropy_backward(xf, yd, dev(Tensor<float>::full({1, 300}, 1.f)), of)), w,
+          1e-5, 80);
+    }
   }
 }
 

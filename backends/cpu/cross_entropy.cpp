@@ -23,8 +23,9 @@ namespace {
 // One packet (or pixel) at spatial position s of image n. Returns its losses. With kProbs
 // (ce_dice's fused first pass, no gradient), e holds the probabilities p_c afterwards.
 // Everything is taken relative to the max logit m: lse - x_c = log(se) - (x_c - m), so a
-// confident pixel's small loss is not the difference of two large numbers (but log(se) rounds
-// se = 1 + R to 1 once R < eps: docs/gradients.md §3b).
+// confident pixel's small loss is not the difference of two large numbers. With hard labels,
+// pass A also sums rest = sum_{c != y} e_c, and the label's term is log1p(rest / e_y), not
+// log(se) - (x_y - m), which rounds se = 1 + rest to 1 once rest < eps (docs/gradients.md §3b).
 template <class T, class L, class V, bool kProbs = false>
 SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T* e,
                         bool stream = false) {
@@ -47,10 +48,19 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
                                             eps, eps_over_c);
   };
 
-  // Pass A: the max, the exponentials, their sum, and sum_c w_c (x_c - m) (times q'_c).
+  // Hard labels: the label per lane (-1 where ignored, which matches no class).
+  const int64_t pix = n * S + s;
+  V label = M::splat(T(0));
+  bool any_ignored = false;
+  if (!a.probs)
+    any_ignored =
+        label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+
+  // Pass A: the max, the exponentials, their sum, the sum over c != label (hard labels), and
+  // sum_c w_c (x_c - m) (times q'_c).
   V m = load_lanes<T, V>(x);
   for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
-  V se = M::splat(T(0)), wx = M::splat(T(0)), wq = M::splat(T(0));
+  V se = M::splat(T(0)), rest = M::splat(T(0)), wx = M::splat(T(0)), wq = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
     const V xc = load_lanes<T, V>(x + c * S) - m;
     const V ec = M::exp(xc);
@@ -60,18 +70,28 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
       const V wqc = soft_target(c);
       wq += wqc;
       wx += wqc * xc;
-    } else if (a.eps > 0.0) {
-      wx += weight(c) * xc;
+    } else {
+      rest += ec * pw::label_complement<V>(label, static_cast<T>(c));
+      if (a.eps > 0.0) wx += weight(c) * xc;
     }
   }
-  const V lse = M::log(se);  // relative to m
+  // log(se), relative to m: read by probability targets and the smoothing term only (labels
+  // without smoothing skip the log; their loss is nll's).
+  const V lse = a.probs || a.eps > 0.0 ? V(M::log(se)) : M::splat(T(0));
   const V inv_se = M::recip(se);
+  // Hard labels, per lane: nll = -log p_y from rest, d = x_y - m (as pass A computed it) and
+  // e_y = exp(d), gathered before kProbs normalises e (0 and 1 where ignored).
+  V nll = M::splat(T(0));
+  if (!a.probs) {
+    const V d = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
+    const V e_y = gather_lanes<T, V>(e, label, kW, 1, M::splat(T(1)));
+    nll = pw::softmax_nll<V>(rest, e_y, d);
+  }
   if constexpr (kProbs)  // p as the gradient loops below compute it
     for (int64_t c = 0; c < C; ++c)
       store_lanes<T, V>(e + c * kW, V(load_lanes<T, V>(e + c * kW) * inv_se));
 
   V loss, upstream = M::splat(T(0));
-  const int64_t pix = n * S + s;
   if (a.grad)
     upstream =
         a.grad_out ? load_lanes<T, V>(a.grad_out + pix) : M::splat(static_cast<T>(a.grad_scale));
@@ -90,26 +110,22 @@ SEGLOSS_INLINE V pixels(const CrossEntropyArgs<T, L>& a, int64_t n, int64_t s, T
     return loss;
   }
 
-  // Hard labels. Per lane: the label (-1 where ignored), its weight (0 where ignored: without
-  // class weights min(label + 1, 1)) and its logit relative to m (0 where ignored), gathered.
-  V label;
-  const bool any_ignored =
-      label_lanes<T, V>(a.labels + pix, a.rule.ignore_index, label, a.rule.ignore_negative);
+  // The label's weight, per lane (0 where ignored: without class weights min(label + 1, 1)).
   const V w_y = a.weight ? gather_lanes<T, V>(a.weight, label, 1, 0, M::splat(T(0)))
                          : V(M::min(V(label + T(1)), M::splat(T(1))));
-  const V x_y = gather_lanes<T, V>(x, label, S, 1, m, gather_fits(C, S, kW)) - m;
-  loss = pw::cross_entropy_loss<V>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  loss = pw::cross_entropy_loss<V>(nll, lse, w_y, wx, eps, eps_over_c, w_total);
   if (a.grad) {
     // A packet with an ignored lane is stored the ordinary way: its lanes are zeroed below,
     // and a streamed line is not overwritten by ordinary stores.
     const bool nt = stream && !any_ignored;
+    const V q = rest * inv_se;  // 1 - p_y
     for (int64_t c = 0; c < C; ++c) {
       const V p = load_lanes<T, V>(e + c * kW) * inv_se;
       const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-      store_grad_lanes<T, V>(
-          a.grad + base + c * S,
-          upstream * pw::cross_entropy_grad<V>(p, delta, w_y, weight(c), eps, eps_over_c, w_total),
-          nt);
+      store_grad_lanes<T, V>(a.grad + base + c * S,
+                             upstream * pw::cross_entropy_grad<V>(p, q, delta, w_y, weight(c), eps,
+                                                                  eps_over_c, w_total),
+                             nt);
     }
   }
   // Ignored pixels count nowhere: loss and gradient 0, whatever their logits or grad_out (a

@@ -140,7 +140,7 @@ SEGLOSS_INLINE V focal_pixels(const SoftmaxFocalArgs<T, L>& a, int64_t n, int64_
     const V ec = M::exp(V(load_lanes<T, V>(x + c * S) - m));
     store_lanes<T, V>(e + c * kW, ec);
     se += ec;
-    rest += ec * (T(1) - pw::label_indicator<V>(label, static_cast<T>(c)));
+    rest += ec * pw::label_complement<V>(label, static_cast<T>(c));
   }
 
   // Per lane: d = x_t - m (as pass A computed it) and e_t = exp(d); 0 and 1 where ignored.

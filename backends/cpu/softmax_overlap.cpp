@@ -37,19 +37,21 @@ struct NoTerm {
   }
 };
 
-// cross_entropy's gradient as its own kernel computes it from the same p (the same expression):
-// upstream * pw::cross_entropy_grad with labels; upstream * (p_c W_q - w_c q'_c) with
-// probabilities q (W_q = sum_c w_c q'_c, q'_c = (1 - eps) q_c + eps / C).
+// cross_entropy's gradient from p by its own kernel's expressions: upstream *
+// pw::cross_entropy_grad with labels, its q = 1 - p_y summed as sum_{c != y} p_c (as FocalTerm
+// does; the kernel has rest / S, which this pass does not keep), so that the label's entry keeps
+// its relative precision as p_y -> 1; upstream * (p_c W_q - w_c q'_c) with probabilities q
+// (W_q = sum_c w_c q'_c, q'_c = (1 - eps) q_c + eps / C).
 template <class T, class U>
 struct CeTerm {
   const CrossEntropyArgs<T, U>* args;
   T scale;
-  // Per pixel: w_y (labels) or W_q (probabilities), and the call's constants as values (kept
-  // in registers across the class loop's stores to grad, which could alias members read
-  // through `this`).
+  // Per pixel: w_y and q = 1 - p_y (labels) or W_q (probabilities), and the call's constants
+  // as values (kept in registers across the class loop's stores to grad, which could alias
+  // members read through `this`).
   template <class V>
   struct Pixel {
-    V w, upstream;
+    V w, q, upstream;
     T scale, eps, eps_over_c, w_total;
   };
   SEGLOSS_INLINE T weight(int64_t c) const { return args->weight ? args->weight[c] : T(1); }
@@ -59,9 +61,11 @@ struct CeTerm {
            px.eps_over_c;
   }
   template <class V>
-  SEGLOSS_INLINE Pixel<V> pixel(const V& label, int64_t base, const T*) const {
+  SEGLOSS_INLINE Pixel<V> pixel(const V& label, int64_t base, const T* e) const {
     using M = Math<V>;
+    constexpr int kW = lanes<T, V>();
     Pixel<V> px;
+    px.q = M::splat(T(0));
     px.upstream = M::splat(static_cast<T>(args->grad_scale));
     px.scale = scale;
     px.eps = static_cast<T>(args->eps);
@@ -70,8 +74,11 @@ struct CeTerm {
     if constexpr (overlap_pixels::kLabels<T, U>) {
       px.w = args->weight ? gather_lanes<T, V>(args->weight, label, 1, 0, M::splat(T(0)))
                           : V(M::min(V(label + T(1)), M::splat(T(1))));
+      for (int64_t c = 0; c < args->classes; ++c)
+        px.q += load_lanes<T, V>(e + c * kW) * pw::label_complement<V>(label, static_cast<T>(c));
     } else {
       (void)label;
+      (void)e;
       px.w = M::splat(T(0));
       for (int64_t c = 0; c < args->classes; ++c) px.w += weight(c) * smoothed<V>(px, base, c);
     }
@@ -82,8 +89,9 @@ struct CeTerm {
                       int64_t c) const {
     if constexpr (overlap_pixels::kLabels<T, U>) {
       const V delta = pw::label_indicator<V>(label, static_cast<T>(c));
-      return px.scale * V(px.upstream * pw::cross_entropy_grad<V>(p, delta, px.w, weight(c), px.eps,
-                                                                  px.eps_over_c, px.w_total));
+      return px.scale *
+             V(px.upstream * pw::cross_entropy_grad<V>(p, px.q, delta, px.w, weight(c), px.eps,
+                                                       px.eps_over_c, px.w_total));
     } else {
       (void)label;
       return px.scale * V(px.upstream * V(p * px.w - weight(c) * smoothed<V>(px, base, c)));
@@ -130,7 +138,7 @@ struct FocalTerm {
     const V p_t = gather_lanes<T, V>(e, label, kW, 1, M::splat(T(1)));
     V q = M::splat(T(0));
     for (int64_t c = 0; c < args->classes; ++c)
-      q += load_lanes<T, V>(e + c * kW) * (T(1) - pw::label_indicator<V>(label, static_cast<T>(c)));
+      q += load_lanes<T, V>(e + c * kW) * pw::label_complement<V>(label, static_cast<T>(c));
     const V upstream = M::splat(static_cast<T>(args->grad_scale));
     const V f = upstream * focal_factor_from_probs<K, V>(p_t, q, alpha_t, args->gamma);
     return {V(scale * f), q};

@@ -235,28 +235,33 @@ __device__ __forceinline__ T pixel_in_registers(const T* x, T* g, int64_t S, int
 #pragma unroll
   for (int c = 1; c < K; ++c)
     if (c < C) m = M::max(m, v[c]);
-  // Relative to the max m: lse - x_c = log(se) - (x_c - m), no cancellation of large values.
-  T se = T(0), wx = T(0), x_y = T(0);
+  // Relative to the max m: lse - x_c = log(se) - (x_c - m), no cancellation of large values;
+  // the label's -log p_y from rest = sum_{c != y} e_c (pw::softmax_nll, as the CPU kernel).
+  T se = T(0), rest = T(0), wx = T(0), x_y = T(0), e_y = T(1);
 #pragma unroll
   for (int c = 0; c < K; ++c) {
     if (c < C) {
       const T xc = v[c] - m;
       x_y = c == y ? xc : x_y;
       v[c] = M::exp(xc);
+      e_y = c == y ? v[c] : e_y;
       se += v[c];
+      rest += c == y ? T(0) : v[c];
       if (eps > T(0)) wx += w[c] * xc;
     }
   }
   const T w_y = w[y];
-  const T lse = M::log(se);
-  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  const T lse = eps > T(0) ? M::log(se) : T(0);  // read by the smoothing term only
+  const T nll = pw::softmax_nll<T>(rest, e_y, x_y);
+  const T loss = pw::cross_entropy_loss<T>(nll, lse, w_y, wx, eps, eps_over_c, w_total);
   if (g) {
     const T inv_se = M::recip(se);
+    const T q = rest * inv_se;
 #pragma unroll
     for (int c = 0; c < K; ++c) {
       if (c < C) {
         const T p = v[c] * inv_se;
-        const T d = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
+        const T d = up * pw::cross_entropy_grad<T>(p, q, c == y ? T(1) : T(0), w_y, w[c], eps,
                                                    eps_over_c, w_total);
         __stcs(g, by_state(state, d));
       }
@@ -288,23 +293,27 @@ __device__ __forceinline__ T pixel_in_shared(const T* x, T* g, int64_t S, int C,
   wait_copies();
   T m = col[0];
   for (int c = 1; c < C; ++c) m = M::max(m, col[c * kThreads]);
-  T se = T(0), wx = T(0), x_y = T(0);
+  T se = T(0), rest = T(0), wx = T(0), x_y = T(0), e_y = T(1);
   for (int c = 0; c < C; ++c) {
     const T xc = col[c * kThreads] - m;
     x_y = c == y ? xc : x_y;
     const T e = M::exp(xc);
     col[c * kThreads] = e;
+    e_y = c == y ? e : e_y;
     se += e;
+    rest += c == y ? T(0) : e;
     if (eps > T(0)) wx += w[c] * xc;
   }
   const T w_y = w[y];
-  const T lse = M::log(se);
-  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  const T lse = eps > T(0) ? M::log(se) : T(0);  // read by the smoothing term only
+  const T nll = pw::softmax_nll<T>(rest, e_y, x_y);
+  const T loss = pw::cross_entropy_loss<T>(nll, lse, w_y, wx, eps, eps_over_c, w_total);
   if (g) {
     const T inv_se = M::recip(se);
+    const T q = rest * inv_se;
     for (int c = 0; c < C; ++c) {
       const T p = col[c * kThreads] * inv_se;
-      const T d = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, w[c], eps,
+      const T d = up * pw::cross_entropy_grad<T>(p, q, c == y ? T(1) : T(0), w_y, w[c], eps,
                                                  eps_over_c, w_total);
       __stcs(g, by_state(state, d));
       g += S;
@@ -327,21 +336,26 @@ __device__ __forceinline__ T pixel_walk(const T* x, T* g, int64_t S, int C, int 
   const auto wc = [&](int c) { return w ? w[c] : T(1); };
   T m = x[0];
   for (int c = 1; c < C; ++c) m = M::max(m, x[c * S]);
-  T se = T(0), wx = T(0);
+  T se = T(0), rest = T(0), wx = T(0), e_y = T(1);
   for (int c = 0; c < C; ++c) {
     const T xc = x[c * S] - m;
-    se += M::exp(xc);
+    const T e = M::exp(xc);
+    e_y = c == y ? e : e_y;
+    se += e;
+    rest += c == y ? T(0) : e;
     if (eps > T(0)) wx += wc(c) * xc;
   }
   const T x_y = x[static_cast<int64_t>(y) * S] - m;
   const T w_y = wc(y);
-  const T lse = M::log(se);
-  const T loss = pw::cross_entropy_loss<T>(lse, x_y, w_y, wx, eps, eps_over_c, w_total);
+  const T lse = eps > T(0) ? M::log(se) : T(0);  // read by the smoothing term only
+  const T nll = pw::softmax_nll<T>(rest, e_y, x_y);
+  const T loss = pw::cross_entropy_loss<T>(nll, lse, w_y, wx, eps, eps_over_c, w_total);
   if (g) {
     const T inv_se = M::recip(se);
+    const T q = rest * inv_se;
     for (int c = 0; c < C; ++c) {
       const T p = M::exp(x[c * S] - m) * inv_se;
-      g[c * S] = up * pw::cross_entropy_grad<T>(p, c == y ? T(1) : T(0), w_y, wc(c), eps,
+      g[c * S] = up * pw::cross_entropy_grad<T>(p, q, c == y ? T(1) : T(0), w_y, wc(c), eps,
                                                 eps_over_c, w_total);
     }
   }
@@ -434,7 +448,8 @@ __device__ __forceinline__ T soft_pixel_walk(const T* x, const T* q, T* g, int64
 // pass (kShared, pixel_in_shared) 6 (on an H100/H200: its 16.5 to 33 KB tile lets fewer fit
 // where a multiprocessor has less shared memory); the register buckets no minimum (0: ptxas's
 // own choice; 1 would not be the same, it gave them 5 to 85 more registers; float with labels,
-// C <= 8: 32 registers, 8 blocks).
+// C <= 8: 40 registers, 6 blocks, since the label's term sums R on its own (pw::softmax_nll):
+// 32 and 8 before; forced to 8 blocks, ptxas spilled 20 to 112 bytes. Not measured on a GPU).
 template <bool kShared>
 constexpr int fused_min_blocks() {
   return kShared ? 6 : 0;
