@@ -37,6 +37,18 @@ struct NoTerm {
   }
 };
 
+// q = sum_{c != label} p_c per lane, from the pixel's probabilities e (class c at e + c * lanes):
+// 1 - p_label summed on its own, so that it keeps its relative precision as p_label -> 1 (CeTerm
+// and FocalTerm; their kernels sum R beside S in pass A instead).
+template <class T, class V>
+SEGLOSS_INLINE V sum_other_classes(const T* e, const V& label, int64_t classes) {
+  constexpr int kW = lanes<T, V>();
+  V q = Math<V>::splat(T(0));
+  for (int64_t c = 0; c < classes; ++c)
+    q += load_lanes<T, V>(e + c * kW) * pw::label_complement<V>(label, static_cast<T>(c));
+  return q;
+}
+
 // cross_entropy's gradient from p by its own kernel's expressions: upstream *
 // pw::cross_entropy_grad with labels, its q = 1 - p_y summed as sum_{c != y} p_c (as FocalTerm
 // does; the kernel has rest / S, which this pass does not keep), so that the label's entry keeps
@@ -63,7 +75,6 @@ struct CeTerm {
   template <class V>
   SEGLOSS_INLINE Pixel<V> pixel(const V& label, int64_t base, const T* e) const {
     using M = Math<V>;
-    constexpr int kW = lanes<T, V>();
     Pixel<V> px;
     px.q = M::splat(T(0));
     px.upstream = M::splat(static_cast<T>(args->grad_scale));
@@ -74,8 +85,7 @@ struct CeTerm {
     if constexpr (overlap_pixels::kLabels<T, U>) {
       px.w = args->weight ? gather_lanes<T, V>(args->weight, label, 1, 0, M::splat(T(0)))
                           : V(M::min(V(label + T(1)), M::splat(T(1))));
-      for (int64_t c = 0; c < args->classes; ++c)
-        px.q += load_lanes<T, V>(e + c * kW) * pw::label_complement<V>(label, static_cast<T>(c));
+      px.q = sum_other_classes<T, V>(e, label, args->classes);
     } else {
       (void)label;
       (void)e;
@@ -136,9 +146,7 @@ struct FocalTerm {
     const V alpha_t = args->alpha ? gather_lanes<T, V>(args->alpha, label, 1, 0, M::splat(T(0)))
                                   : V(M::min(V(label + T(1)), M::splat(T(1))));
     const V p_t = gather_lanes<T, V>(e, label, kW, 1, M::splat(T(1)));
-    V q = M::splat(T(0));
-    for (int64_t c = 0; c < args->classes; ++c)
-      q += load_lanes<T, V>(e + c * kW) * pw::label_complement<V>(label, static_cast<T>(c));
+    const V q = sum_other_classes<T, V>(e, label, args->classes);
     const V upstream = M::splat(static_cast<T>(args->grad_scale));
     const V f = upstream * focal_factor_from_probs<K, V>(p_t, q, alpha_t, args->gamma);
     return {V(scale * f), q};
