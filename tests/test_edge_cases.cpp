@@ -877,3 +877,65 @@ TEST_CASE("edge: messages do not follow the global locale") {
   const auto m = Tensor<double>::zeros({1, 1, 3, 3});
   CHECK_THROWS_WITH_AS(surface_distance(m, m, o), doctest::Contains("percentile is 100.5;"), Error);
 }
+
+namespace {
+
+// exp(-gap) / (1 + exp(-gap)), the probability of a class gap behind the other of two, within a
+// few units in the last place of T's subnormals where it is one.
+template <class T>
+bool underflowed_like_std(T got, double gap) {
+  const T e = std::exp(static_cast<T>(-gap)), want = e / (T(1) + e);
+  const T tiny = std::numeric_limits<T>::denorm_min();
+  return std::fabs(got - want) <= T(4) * std::numeric_limits<T>::epsilon() * want + T(2) * tiny;
+}
+
+template <class T>
+void check_far_behind(const std::vector<double>& gaps) {
+  CAPTURE(sizeof(T));
+  // 2 classes, 16 pixels per gap (a whole packet of any width), and one more for the scalar
+  // tail: class 0 leads, class 1 is gap behind. cross_entropy's gradient of class 1 is p_1.
+  const int64_t P = static_cast<int64_t>(16 * gaps.size()) + 1;
+  auto x = Tensor<T>::zeros({1, 2, P});
+  for (int64_t i = 0; i + 1 < P; ++i) x[P + i] = static_cast<T>(-gaps[static_cast<size_t>(i) / 16]);
+  const auto y = Tensor<int64_t>::zeros({1, P});
+  CrossEntropyOptions<T> o;
+  o.reduction = Reduction::sum;
+  const auto g = cross_entropy_value_and_grad(x, y, o).grad;
+  for (int64_t i = 0; i + 1 < P; ++i) {
+    const double gap = gaps[static_cast<size_t>(i) / 16];
+    CAPTURE(i);
+    CAPTURE(gap);
+    CHECK(underflowed_like_std<T>(g[P + i], gap));
+  }
+  // A pixel's softmax_jaccard does not depend on its company (zero smoothing: an absent class
+  // with p = 0 is 0 / 0): one pixel alone and 37 copies of it give the same per-class values.
+  SoftmaxOverlapOptions<T> so;
+  so.reduction = Reduction::none;
+  so.smooth_nr = so.smooth_dr = 0;
+  for (double gap : gaps) {
+    CAPTURE(gap);
+    const auto one = Tensor<T>::from({T(0), static_cast<T>(-gap)}, {1, 2, 1});
+    auto many = Tensor<T>::zeros({1, 2, 37});
+    for (int64_t i = 0; i < 37; ++i) many[37 + i] = static_cast<T>(-gap);
+    const auto a = softmax_jaccard(one, Tensor<int64_t>::zeros({1, 1}), so);
+    const auto b = softmax_jaccard(many, Tensor<int64_t>::zeros({1, 37}), so);
+    for (int64_t c = 0; c < 2; ++c) {
+      CAPTURE(c);
+      const bool same = std::isnan(static_cast<double>(a[c]))
+                            ? std::isnan(static_cast<double>(b[c]))
+                            : std::fabs(static_cast<double>(a[c] - b[c])) <= 1e-6;
+      CHECK(same);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("softmax: a class far behind the max underflows as std::exp does, in a packet too") {
+  // Eigen's vectorized exp clamps its argument at -709.78 (double) or -88.72 (float), which gave
+  // such a class about 5e-309 (3e-39) in a packet and its true subnormal or 0 in the scalar tail:
+  // with zero smoothing a softmax_jaccard of 37 pixels said 1 where one pixel said NaN (0 / 0).
+  // cpu::exp_underflowing shifts the argument and scales by 2^-n below the smallest normal result.
+  check_far_behind<double>({1, 700, 708.3, 708.5, 709.9, 720, 745, 745.5, 800, 1e4, kInf});
+  check_far_behind<float>({1, 50, 87.2, 87.5, 88.8, 90, 100, 103.9, 104.5, 200, kInf});
+}

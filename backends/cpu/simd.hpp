@@ -212,16 +212,40 @@ SEGLOSS_INLINE __m512 log_avx512(__m512 a, F&& atanh_series) {
 }
 #endif
 
+namespace cpu {
+
+// Eigen's vectorized exp clamps its argument at -709.784 (double) or -88.723 (float), so below
+// that it returns exp of the bound (about 5e-309, or 3e-39) instead of a smaller subnormal or 0,
+// as std::exp and the scalar tail of the same loop do: a pixel's probability depended on whether
+// it sat in a packet (a softmax_jaccard with zero smoothing gave log S = -710 for a class 800
+// behind, where a single pixel gave -inf). A packet with an argument below the smallest normal
+// result (x < log of the smallest normal number, or NaN) takes std::exp for those lanes: one
+// horizontal min per packet, and the scalar path only where the result is subnormal or 0.
+// Everywhere else Eigen's result is kept to the bit.
+template <class T, class V>
+SEGLOSS_INLINE V exp_underflowing(const V& x) {
+  constexpr T kCut = std::is_same_v<T, double> ? T(-708.39641853226410) : T(-87.3365448f);
+  V e = x.exp();
+  if (__builtin_expect(!(x.minCoeff() >= kCut), 0)) {
+    for (int l = 0; l < static_cast<int>(V::SizeAtCompileTime); ++l)
+      if (x[l] < kCut) e[l] = std::exp(x[l]);
+  }
+  return e;
+}
+
+}  // namespace cpu
+
 template <class T>
 struct Math<cpu::Packet<T>> {
   using Scalar = T;
   using V = cpu::Packet<T>;
   static SEGLOSS_INLINE V splat(T c) { return V::Constant(c); }
+  // exp_avx512 for float with AVX-512 (it underflows by itself), else Eigen's made to underflow.
   static SEGLOSS_INLINE V exp(const V& x) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) return exp_avx512(x);
 #endif
-    return x.exp();
+    return cpu::exp_underflowing<T>(x);
   }
   static SEGLOSS_INLINE V log(const V& x) {
     return x.log();
