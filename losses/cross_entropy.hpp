@@ -51,7 +51,10 @@
 // and value), weight without C values, label_smoothing outside [0, 1], grad_out of the wrong
 // shape, a `value` that overlaps the logits, the target or grad.
 // NaN logits propagate to the value and gradient of their pixel. Class weights whose sum over
-// the counted pixels is 0 divide by 0, as in PyTorch (NaN or inf).
+// the counted pixels is 0 make the mean divide by 0: NaN where the summed loss is 0 (as PyTorch),
+// +-inf where it is not, which with label_smoothing > 0 it can be (weights (0, 1), label 0,
+// smoothing 0.5: +inf, and a gradient of +-inf); PyTorch gives NaN there, as it divides its NLL
+// and smoothing terms separately and the first is 0 / 0.
 //
 // CUDA (docs/cuda.md): logits on a CUDA device run backends/cuda/cross_entropy.cu; the target,
 // weight, grad, grad_out and value must then be on the device too (an error otherwise). Labels

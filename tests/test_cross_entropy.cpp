@@ -460,3 +460,19 @@ TEST_CASE("cross_entropy: gradcheck, one pixel per image (N, C, 1)") {
     check_all_reductions(x, probabilities(s, 63), o);
   }
 }
+
+TEST_CASE("cross_entropy: class weights summing to 0 over the counted pixels divide by 0") {
+  // Weights (0, 1), every label 0: the mean's divisor is 0. Without smoothing the summed loss is 0
+  // too (NaN, as PyTorch); with smoothing 0.5 the smoothing term is (0.5 / 2) (lse - x_1) > 0, so
+  // the mean is +inf (PyTorch: NaN, it divides the NLL term's 0 by 0 on its own; the header says).
+  const auto x = Tensor<double>::from({0.0, 0.0}, {1, 2, 1});
+  const auto y = Tensor<int64_t>::from({0}, {1, 1});
+  CrossEntropyOptions<double> o;
+  o.weight = Tensor<double>::from({0.0, 1.0}, {2});
+  CHECK(std::isnan(cross_entropy(x, y, o)[0]));
+  o.label_smoothing = 0.5;
+  const auto r = cross_entropy_value_and_grad(x, y, o);
+  CHECK(r.value == std::numeric_limits<double>::infinity());
+  CHECK(r.grad[0] == std::numeric_limits<double>::infinity());
+  CHECK(r.grad[1] == -std::numeric_limits<double>::infinity());
+}
