@@ -74,7 +74,7 @@ struct Math<double> : ScalarMath<double> {
 namespace pw {
 
 // What the sigmoid family needs from one logit x, from one exp and one reciprocal:
-//   e = exp(-|x|) in (0, 1], never overflowing;  r = 1 / (1 + e).
+//   e = exp(-|x|) in [0, 1] (0 once it underflows), never overflowing;  r = 1 / (1 + e).
 template <class V>
 struct Logit {
   V e, r;

@@ -892,8 +892,9 @@ bool underflowed_like_std(T got, double gap) {
 template <class T>
 void check_far_behind(const std::vector<double>& gaps) {
   CAPTURE(sizeof(T));
-  // 2 classes, 16 pixels per gap (a whole packet of any width), and one more for the scalar
-  // tail: class 0 leads, class 1 is gap behind. cross_entropy's gradient of class 1 is p_1.
+  // 2 classes, 16 pixels per gap (a whole packet of any width), and one more (gap 0, unchecked)
+  // so that a scalar tail exists: class 0 leads, class 1 is gap behind. cross_entropy's gradient
+  // of class 1 is p_1.
   const int64_t P = static_cast<int64_t>(16 * gaps.size()) + 1;
   auto x = Tensor<T>::zeros({1, 2, P});
   for (int64_t i = 0; i + 1 < P; ++i) x[P + i] = static_cast<T>(-gaps[static_cast<size_t>(i) / 16]);
@@ -935,7 +936,7 @@ TEST_CASE("softmax: a class far behind the max underflows as std::exp does, in a
   // Eigen's vectorized exp clamps its argument at -709.78 (double) or -88.72 (float), which gave
   // such a class about 5e-309 (3e-39) in a packet and its true subnormal or 0 in the scalar tail:
   // with zero smoothing a softmax_jaccard of 37 pixels said 1 where one pixel said NaN (0 / 0).
-  // cpu::exp_underflowing shifts the argument and scales by 2^-n below the smallest normal result.
+  // cpu::exp_underflowing recomputes the lanes below log(smallest normal) with std::exp.
   check_far_behind<double>({1, 700, 708.3, 708.5, 709.9, 720, 745, 745.5, 800, 1e4, kInf});
   check_far_behind<float>({1, 50, 87.2, 87.5, 88.8, 90, 100, 103.9, 104.5, 200, kInf});
 }

@@ -218,17 +218,19 @@ namespace cpu {
 // that it returns exp of the bound (about 5e-309, or 3e-39) instead of a smaller subnormal or 0,
 // as std::exp and the scalar tail of the same loop do: a pixel's probability depended on whether
 // it sat in a packet (a softmax_jaccard with zero smoothing gave log S = -710 for a class 800
-// behind, where a single pixel gave -inf). A packet with an argument below the smallest normal
-// result (x < log of the smallest normal number, or NaN) takes std::exp for those lanes: one
-// horizontal min per packet, and the scalar path only where the result is subnormal or 0.
-// Everywhere else Eigen's result is kept to the bit.
+// behind, where a single pixel gave -inf). After one horizontal min per packet, the lanes below
+// kCut, the smallest argument whose exp is normal, take std::exp, or 0 below kZero, where
+// std::exp is 0 too (so a class masked with -inf or -1e4 costs a comparison per lane, not an
+// exp). A NaN lane keeps Eigen's NaN. Everywhere else Eigen's result is kept to the bit.
 template <class T, class V>
 SEGLOSS_INLINE V exp_underflowing(const V& x) {
-  constexpr T kCut = std::is_same_v<T, double> ? T(-708.39641853226410) : T(-87.3365448f);
+  constexpr bool kDouble = std::is_same_v<T, double>;
+  constexpr T kCut = kDouble ? T(-708.39641853226410) : T(-87.33654f);
+  constexpr T kZero = kDouble ? T(-745.2) : T(-104.0f);  // exp rounds to 0 below: -745.13, -103.97
   V e = x.exp();
   if (__builtin_expect(!(x.minCoeff() >= kCut), 0)) {
     for (int l = 0; l < static_cast<int>(V::SizeAtCompileTime); ++l)
-      if (x[l] < kCut) e[l] = std::exp(x[l]);
+      if (x[l] < kCut) e[l] = x[l] < kZero ? T(0) : std::exp(x[l]);
   }
   return e;
 }
