@@ -68,6 +68,11 @@
 //   softmax_focal_vg  softmax_focal_value_and_grad (gamma 2) on the cross_entropy inputs: the
 //                     same minimum bytes as cross_entropy; it moves the labels twice (a label
 //                     pass counts the pixels the mean divides by, then the fused pass).
+//   cross_entropy_vg_c4  cross_entropy_value_and_grad at C = 4 on the same logits' memory viewed
+//                     as (N, 4, H C / 4, W, ...), with labels (i / 64) % 4: the register bucket
+//                     C <= 8, whose float kernel grew from 32 to 40 registers in session 32
+//                     (bench/RESULTS.md); the same minimum bytes per logit and per pixel as
+//                     cross_entropy_vg.
 //   cross_entropy_vg_one_pixel, softmax_focal_vg_one_pixel, bce_vg_one_pixel
 //                     the same calls on the same memory viewed as one pixel per image:
 //                     (pixels, C, 1) and (elements, 1, 1), PyTorch's (N, C) of a classifier. The
@@ -310,7 +315,7 @@ int main(int argc, char** argv) {
            name == "softmax_dice_vg_tail_kernels" || name == "softmax_dice_vg" ||
            name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
            name == "cross_entropy_vg_one_pixel" || name == "softmax_focal_vg" ||
-           name == "softmax_focal_vg_one_pixel";
+           name == "softmax_focal_vg_one_pixel" || name == "cross_entropy_vg_c4";
   };
   const bool multiclass = args.filter.empty() || on_ce_inputs(args.filter);
   if (multiclass) {
@@ -323,6 +328,23 @@ int main(int argc, char** argv) {
     ce_grad = Tensor<float>::empty(cs, Device::cuda);
   }
   const double ce_bytes = 8.0 * static_cast<double>(cn) + 8.0 * static_cast<double>(cpix);
+  // cross_entropy_vg_c4: the first logits of ce_x viewed with 4 classes (H C / 4 rows: no more
+  // logits than ce_x holds), and labels of its own.
+  Shape c4 = cs;
+  c4.set(1, 4);
+  if (c4.rank() >= 3) c4.set(2, std::max<int64_t>(1, cs[2] * classes / 4));
+  const int64_t c4n = c4.numel(), c4pix = c4n / 4;
+  Tensor<float> c4_x, c4_grad;
+  Tensor<int64_t> c4_y;
+  const bool make_c4 = multiclass && c4n <= cn;
+  if (make_c4) {
+    std::vector<int64_t> hy(static_cast<size_t>(c4pix));
+    for (int64_t i = 0; i < c4pix; ++i) hy[static_cast<size_t>(i)] = (i / 64) % 4;
+    c4_x = Tensor<float>::view(ce_x.data(), c4, Device::cuda);
+    c4_y = Tensor<int64_t>::view(hy.data(), c4.without(1)).to(Device::cuda);
+    c4_grad = Tensor<float>::view(ce_grad.data(), c4, Device::cuda);
+  }
+  const double c4_bytes = 8.0 * static_cast<double>(c4n) + 8.0 * static_cast<double>(c4pix);
   const double dice_bytes = 12.0 * static_cast<double>(cn) + 16.0 * static_cast<double>(cpix);
   const SoftmaxOverlapOptions<float> sd;
   const CeDiceOptions<float> cd;
@@ -373,6 +395,14 @@ int main(int argc, char** argv) {
     check(cudaStreamSynchronize(s), "the cross_entropy call before the cases");
     ce_codes = sw::label_code_launches().load() > before;
   }
+  bool c4_codes = false;
+  if (make_c4 && !args.list) {
+    const int64_t before = sw::label_code_launches().load();
+    cross_entropy_value_and_grad(c4_x, c4_y, c4_grad, value);
+    check(cudaStreamSynchronize(s), "the 4-class cross_entropy call before the cases");
+    c4_codes = sw::label_code_launches().load() > before;
+  }
+  const double c4_moved = c4_bytes + (c4_codes ? 2.0 : 8.0) * static_cast<double>(c4pix);
   const double ce_label_reads_moved = ce_bytes + 8.0 * static_cast<double>(cpix);
   const double ce_moved =
       ce_codes ? ce_bytes + 2.0 * static_cast<double>(cpix) : ce_label_reads_moved;
@@ -395,6 +425,17 @@ int main(int argc, char** argv) {
       {"ce_dice_vg", cs, dice_bytes, ce_dice_moved,
        [&] { ce_dice_value_and_grad(ce_x, ce_y, ce_grad, value, cd); }},
       {"bce_dice_weighted_vg", shape, 7 * f4, 7 * f4, bce_dice_w_run},
+      {"cross_entropy_vg_c4", c4, c4_bytes, c4_moved,
+       [&] {
+         if (!make_c4) {
+           std::fprintf(stderr,
+                        "segloss-cuda-bench: cross_entropy_vg_c4: --ce-shape %s has no "
+                        "4-class view\n",
+                        cs.str().c_str());
+           std::exit(2);
+         }
+         cross_entropy_value_and_grad(c4_x, c4_y, c4_grad, value);
+       }},
       {"cross_entropy_vg_one_pixel", ce_one_pixel, ce_bytes, ce_moved,
        [&] { cross_entropy_value_and_grad(ce_x1, ce_y1, ce_grad1, value); }},
       {"softmax_focal_vg", cs, ce_bytes, ce_label_reads_moved,
