@@ -255,8 +255,8 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
   auto p = plan(fn, logits, target, options);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
-    detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice);
-    detail::check_split_options(fn, reduced, detail::options_digest(options));
+    detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice,
+                                detail::options_digest(options));
     const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
     BceDiceParts v;
     v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
@@ -274,10 +274,9 @@ double bce_dice_finalize(const Tensor<T>& logits, const Tensor<T>& target,
 #endif
   std::vector<double> ca, cb;
   BceDiceParts v;
-  v.dice = detail::overlap_split_coefficients<T>(fn, reduced, detail::kMeanSplitSize,
-                                                 logits.shape(), options.dice, detail::dice_form(),
-                                                 options.dice_weight, ca, cb);
-  detail::check_split_options(fn, reduced, detail::options_digest(options));
+  v.dice = detail::overlap_split_coefficients<T>(
+      fn, reduced, detail::kMeanSplitSize, logits.shape(), options.dice, detail::dice_form(),
+      options.dice_weight, ca, cb, detail::options_digest(options));
   const double bce_scale = detail::bce_scale_of(options.bce, reduced.global[detail::kDivisor]);
   v.bce = bce_scale == 0.0 ? 0.0 : reduced.global[detail::kLossSum] * bce_scale;
   prepare_bce_dice_grad(fn, logits, target, grad, options);

@@ -228,8 +228,7 @@ void split_finalize(const char* fn, const char* which, const Tensor<T>& logits,
                     uint64_t digest, FirstFinalize&& first, double* first_value,
                     double* dice_value) {
   check_scalar(fn, "dice", dice.reduction);
-  detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice);
-  detail::check_split_options(fn, reduced, digest);
+  detail::check_overlap_split(fn, reduced, detail::kMeanSplitSize, logits.shape(), dice, digest);
   detail::prepare_grad(fn, logits, grad,
                        {detail::apart("options.dice.class_weight", dice.class_weight)});
   check_not_aliased(fn, logits, target, grad, false);

@@ -210,8 +210,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
                                          /*cuda_all=*/true);
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {
-    detail::check_overlap_split(fn, st, 0, logits.shape(), o);
-    detail::check_split_options(fn, st, digest);
+    detail::check_overlap_split(fn, st, 0, logits.shape(), o, digest);
     prepare_overlap_grad(fn, logits, target, grad, o);
     return cuda::overlap_finalize_run<T>(fn, args, detail::cuda_overlap_form(logits.shape(), o, f),
                                          upstream(o), detail::cuda_overlap_split(st, 0),
@@ -220,8 +219,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<T>& 
 #endif
   std::vector<double> ca, cb;
   const double value =
-      detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb);
-  detail::check_split_options(fn, st, digest);
+      detail::overlap_split_coefficients<T>(fn, st, 0, logits.shape(), o, f, 1.0, ca, cb, digest);
   prepare_overlap_grad(fn, logits, target, grad, o);
   cpu::overlap_gradient(args, ca.data(), cb.data(), grad.data());
   return value;

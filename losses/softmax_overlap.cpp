@@ -226,7 +226,7 @@ template <class T, class U, class O>
 double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& target,
                       const OverlapStatistics& reduced, Tensor<T>& grad, const O& o,
                       const detail::ScoreForm& f) {
-  detail::check_overlap_split(fn, reduced, 0, logits.shape(), o);
+  detail::check_overlap_layout(fn, reduced, 0, logits.shape(), o);
   const uint64_t digest = detail::options_digest(o);
   detail::prepare_grad(
       fn, logits, grad,
@@ -235,7 +235,7 @@ double split_finalize(const char* fn, const Tensor<T>& logits, const Tensor<U>& 
   if (logits.device() == Device::cuda) {
     detail::check_split_reduction(fn, o.reduction);
     const auto a = cuda_args(fn, logits, target, o);
-    detail::check_split_options(fn, reduced, digest);
+    detail::check_overlap_split(fn, reduced, 0, logits.shape(), o, digest);
     const auto st = cuda::softmax_overlap_finalize_run<T, U>(
         fn, a, detail::cuda_overlap_form(logits.shape(), o, f), cuda_upstream<T>(o),
         detail::cuda_overlap_split(reduced, 0), grad.data());
@@ -727,7 +727,7 @@ double generalized_dice_finalize(const Tensor<T>& logits, const Tensor<U>& targe
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
   detail::check_split_options(fn, st, detail::options_digest(o));
-  if (o.per_image) detail::check_split_score_count(fn, st, 0, shape[0]);  // a score per image
+  if (o.per_image) detail::check_split_score_count(fn, st, 0, shape[0], "images");
 #if defined(SEGLOSS_WITH_CUDA)
   if (logits.device() == Device::cuda) {  // the reduced sums uploaded, the device's finalize
     detail::prepare_grad(fn, logits, grad, {detail::target_input<T>(target)});

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -512,8 +513,13 @@ TEST_CASE(
     out.global[at] = v;
     return out;
   };
-  const std::string tail = "; a count of scores summed across shards is a whole number >= 0";
+  // The overlap losses' count is at least this shard's own kept scores (a score per plane here:
+  // empty policy formula, background included): 5 images x 3 channels.
+  const std::string tail =
+      "; a count of scores summed across shards is a whole number >= 15 (this shard's own kept "
+      "scores)";
   const auto sd = soft_dice_statistics(x, z);
+  CHECK(sd.global[0] == 15.0);
   CHECK(testing::error_of([&] { soft_dice_finalize(x, z, over(sd, 0, -1.0), g); }) ==
         "soft_dice_finalize: the statistics' count of scores (global[0]) is -1" + tail);
   const auto smd = softmax_dice_statistics(x, y);
@@ -532,8 +538,9 @@ TEST_CASE(
   CHECK(testing::error_of([&] {
           ce_dice_finalize(x, y, over(cd, 3, -2.0), g);
         }).find("the statistics' count of scores (global[3]) is -2") != std::string::npos);
-  // The counts as made still pass.
+  // The counts as made still pass, and so does a larger count (other shards' scores).
   CHECK(std::isfinite(soft_dice_finalize(x, z, sd, g)));
+  CHECK(std::isfinite(soft_dice_finalize(x, z, over(sd, 0, 40.0), g)));
   CHECK(std::isfinite(generalized_dice_finalize(x, y, gd, g)));
   // Every pixel ignored: divisor and count 0, loss 0 and a zero gradient.
   const ShardStatistics empty = with(with(with(mf, 0, 0.0), 1, 0.0), 2, 0.0);
@@ -544,6 +551,76 @@ TEST_CASE(
 // Several losses share a layout (the four mean losses' 3 values; soft_dice's and soft_jaccard's
 // per-image totals), so only the source tells their statistics apart: without it, these calls
 // returned another loss's value and a wrongly scaled gradient.
+// A whole count below the shard's own kept scores cannot be a sum that includes them: before
+// this check (2026-12-04) it passed, and gave a loss too large by the ratio, or at 0 a loss of
+// 0 and a zero gradient, without a word. The shard's kept scores follow the options: the
+// background excluded, and with EmptyPolicy::skip the planes whose target sum is 0.
+TEST_CASE("shards: an overlap count below the shard's own kept scores is an error") {
+  const auto x = testing::randn<double>(kShape, 330);
+  auto z = testing::mask<double>(kShape, 332, 0.4);
+  for (int64_t i = 0; i < 6 * 5; ++i) z.data()[i] = 0.0;           // image 0, channel 0: empty
+  for (int64_t i = 0; i < 6 * 5; ++i) z.data()[2 * 30 + i] = 0.0;  // image 0, channel 2: empty
+  Tensor<double> g;
+  const auto over = [](const OverlapStatistics& st, size_t at, double v) {
+    OverlapStatistics out = st;
+    out.global[at] = v;
+    return out;
+  };
+  const auto message = [](const char* fn, size_t at, double v, int64_t least) {
+    std::ostringstream m;
+    m << fn << ": the statistics' count of scores (global[" << at << "]) is " << v
+      << "; a count of scores summed across shards is a whole number >= " << least
+      << " (this shard's own kept scores)";
+    return m.str();
+  };
+  struct Case {
+    bool include_background;
+    EmptyPolicy empty;
+    int64_t kept;  // of 15 planes
+  };
+  for (const Case& c : {Case{true, EmptyPolicy::formula, 15}, Case{false, EmptyPolicy::formula, 10},
+                        Case{true, EmptyPolicy::skip, 13}, Case{false, EmptyPolicy::skip, 9},
+                        Case{true, EmptyPolicy::one, 15}}) {
+    CAPTURE(c.include_background);
+    CAPTURE(static_cast<int>(c.empty));
+    SoftDiceOptions<double> o;
+    o.include_background = c.include_background;
+    o.empty = c.empty;
+    const auto st = soft_dice_statistics(x, z, o);
+    CHECK(st.global[0] == static_cast<double>(c.kept));
+    for (double v : {0.0, static_cast<double>(c.kept - 1)})
+      CHECK(testing::error_of([&] { soft_dice_finalize(x, z, over(st, 0, v), g, o); }) ==
+            message("soft_dice_finalize", 0, v, c.kept));
+    CHECK(std::isfinite(soft_dice_finalize(x, z, over(st, 0, c.kept + 7.0), g, o)));
+    // bce_dice's Dice term: its count after the BCE term's values.
+    BceDiceOptions<double> b;
+    b.dice.include_background = c.include_background;
+    b.dice.empty = c.empty;
+    const auto bst = bce_dice_statistics(x, z, b);
+    const size_t at = bst.global.size() - 3;
+    CHECK(bst.global[at] == static_cast<double>(c.kept));
+    CHECK(testing::error_of([&] { bce_dice_finalize(x, z, over(bst, at, 1.0), g, b); })
+              .find("count of scores (global[" + std::to_string(at) +
+                    "]) is 1; a count of "
+                    "scores summed across shards is a whole number >= " +
+                    std::to_string(c.kept)) != std::string::npos);
+  }
+  // The softmax losses, empty policy formula (the default): every plane's score is kept.
+  const auto y = labels_with_ignored();
+  SoftmaxOverlapOptions<double> so;
+  so.include_background = false;
+  const auto smd = softmax_dice_statistics(x, y, so);
+  CHECK(smd.global[0] == 10.0);
+  CHECK(testing::error_of([&] { softmax_dice_finalize(x, y, over(smd, 0, 9.0), g, so); }) ==
+        message("softmax_dice_finalize", 0, 9.0, 10));
+  const auto cd = ce_dice_statistics(x, y);
+  const size_t cat = cd.global.size() - 3;
+  CHECK(testing::error_of([&] {
+          ce_dice_finalize(x, y, over(cd, cat, 14.0), g);
+        }).find("is 14; a count of scores summed across shards is a whole number >= 15") !=
+        std::string::npos);
+}
+
 TEST_CASE("shards: a finalize refuses another loss's statistics, and takes untagged ones") {
   const auto x = testing::randn<double>(kShape, 396);
   const auto z = testing::uniform<double>(kShape, 397, 0.0, 1.0);

@@ -351,11 +351,27 @@ size_t overlap_split_size(const Shape& input, const O& o) {
   return o.per_image ? 3 : static_cast<size_t>(3 * input[1]);
 }
 
-// Statistics that do not come from this shard's input with these options are an error; the
-// overlap part of st.global starts after `offset` values of another term (a combined loss).
+// The per-image scores that a shard's local sums (I, P, T per plane) keep, as overlap_scores
+// counts them: every plane but the excluded background and, with EmptyPolicy::skip, those whose
+// target sum is 0. The shard's part of the count summed across shards (global[0]).
 template <class O>
-void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t offset, const Shape& s,
-                         const O& o) {
+int64_t own_kept_scores(const std::vector<double>& local, const Shape& input, const O& o) {
+  int64_t kept = 0;
+  const int64_t planes = input[0] * input[1];
+  for (int64_t q = 0; q < planes; ++q) {
+    if (q % input[1] == 0 && !o.include_background) continue;
+    if (local[q * 3 + 2] == 0.0 && o.empty == EmptyPolicy::skip) continue;
+    ++kept;
+  }
+  return kept;
+}
+
+// Statistics that do not come from this shard's input with these options (their source and
+// layout) are an error; the overlap part of st.global starts after `offset` values of another
+// term (a combined loss).
+template <class O>
+void check_overlap_layout(const char* fn, const OverlapStatistics& st, size_t offset,
+                          const Shape& s, const O& o) {
   check_source(fn, st);
   const size_t want_global = offset + overlap_split_size(s, o);
   SEGLOSS_CHECK(st.per_image == o.per_image && st.channels == s[1] &&
@@ -366,18 +382,31 @@ void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t off
                 st.global.size(), " global values) do not come from this shard's ", s,
                 " with these options (per_image ", o.per_image ? "true" : "false", ", ",
                 want_global, " global values)");
-  if (o.per_image) check_split_score_count(fn, st, offset);  // OverlapTotals::kept
 }
 
-// Finalize: from the reduced statistics (checked first), the per-plane coefficients ca, cb of
-// the gradient of g times the loss, for the shard's N C planes; returns the loss. With
-// per_image the shard's scores come from local and the mean's totals from global; without, the
-// batch scores come from the reduced per-channel sums.
+// check_overlap_layout, then the options and the count of kept scores.
+// `digest`: that of the caller's options (check_split_options), or 0 where the caller checked
+// it already. It is checked before the count of kept scores, which these options define: a
+// count made with other options (include_background, empty) is reported as that.
+template <class O>
+void check_overlap_split(const char* fn, const OverlapStatistics& st, size_t offset, const Shape& s,
+                         const O& o, uint64_t digest) {
+  check_overlap_layout(fn, st, offset, s, o);
+  if (digest != 0) check_split_options(fn, st, digest);
+  if (o.per_image)  // OverlapTotals::kept: at least the scores this shard's own sums keep
+    check_split_score_count(fn, st, offset, own_kept_scores(st.local, s, o), "kept scores");
+}
+
+// Finalize: from the reduced statistics (checked first; `digest` as check_overlap_split's), the
+// per-plane coefficients ca, cb of the gradient of g times the loss, for the shard's N C planes;
+// returns the loss. With per_image the shard's scores come from local and the mean's totals from
+// global; without, the batch scores come from the reduced per-channel sums.
 template <class T, class O>
 double overlap_split_coefficients(const char* fn, const OverlapStatistics& st, size_t offset,
                                   const Shape& s, const O& o, const ScoreForm& f, double g,
-                                  std::vector<double>& ca, std::vector<double>& cb) {
-  check_overlap_split(fn, st, offset, s, o);
+                                  std::vector<double>& ca, std::vector<double>& cb,
+                                  uint64_t digest) {
+  check_overlap_split(fn, st, offset, s, o, digest);
   const int64_t planes = s[0] * s[1];
   const double* global = st.global.data() + offset;
   if (o.per_image) {

@@ -88,16 +88,18 @@ inline void check_split_count(const char* fn, const ShardStatistics& st, MeanSpl
 }
 
 // A count of scores summed across shards (the overlap losses' kept scores with per_image, and
-// generalized_dice's per-image scores): a whole number >= 0. A NaN, negative or fractional one
-// (statistics built by hand, or corrupted on the way) gave a silently wrong loss.
-// `least`: the scores this shard alone has (generalized_dice: one per image), or 0.
+// generalized_dice's per-image scores): a whole number, at least this shard's own part. A NaN,
+// negative, fractional or too small one (statistics built by hand, or corrupted on the way)
+// gave a silently wrong loss.
+// `least`: the scores this shard alone has (generalized_dice: one per image; the per-image
+// overlap losses: the scores its local sums keep), which the sum includes; `what` names them.
 inline void check_split_score_count(const char* fn, const ShardStatistics& st, size_t at,
-                                    int64_t least = 0) {
+                                    int64_t least, const char* what) {
   const double v = st.global[at];
   SEGLOSS_CHECK(std::isfinite(v) && v >= static_cast<double>(least) && v == std::floor(v), fn,
                 "the statistics' count of scores (global[", at, "]) is ", v,
                 "; a count of scores summed across shards is a whole number >= ", least,
-                least > 0 ? " (this shard's own images)" : "");
+                " (this shard's own ", what, ")");
 }
 
 // Statistics of another loss, whose global part is not `size` values long, or whose count is

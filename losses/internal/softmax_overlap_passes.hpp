@@ -170,8 +170,7 @@ double softmax_split_finalize(const char* fn, const Tensor<T>& logits, const Ten
   const auto p = softmax_plan(fn, logits, target, o.ignore_index, o.squared);
   std::vector<double> ca, cb;
   const double value =
-      overlap_split_coefficients<T>(fn, st, offset, logits.shape(), o, f, g, ca, cb);
-  if (digest != 0) check_split_options(fn, st, digest);
+      overlap_split_coefficients<T>(fn, st, offset, logits.shape(), o, f, g, ca, cb, digest);
   softmax_gradient(p, ca, cb, grad, accumulate, prior_scale);
   return value;
 }
