@@ -142,12 +142,12 @@ size_t lovasz_workspace_size(const Shape& input) {
   const int64_t classes = input.rank() >= 2 ? input[1] : 1;
   const int64_t pixels = input.rank() >= 2 ? input.numel_from(2) : numel;
   // lovasz_hinge: one segment per image, every element a record; lovasz_softmax: one segment per
-  // (image, class) (per_image or not), every element a record, two values per pixel, and the
+  // (image, class) (per_image or not), every element a record, three values per pixel, and the
   // class mask of a class_list (counted whatever C: a bound). The key of a double (8 bytes) is
   // the larger.
   const size_t need = std::max(
       detail::lovasz_layout(images, numel, 0, 8).total,
-      detail::lovasz_layout(images * classes, numel, 2 * images * pixels, 8, (classes + 31) / 32)
+      detail::lovasz_layout(images * classes, numel, 3 * images * pixels, 8, (classes + 31) / 32)
           .total);
   return need + detail::kAlign;
 }

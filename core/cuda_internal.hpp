@@ -266,10 +266,11 @@ inline SurfaceLayout surface_layout(int64_t planes, int64_t plane_size, int64_t 
 // four int64 per segment (lovasz_softmax: ground truths and whether the class counts per segment,
 // whether the problem has a bad label per problem) | scales: two doubles per segment
 // (lovasz_softmax: the gradient's scale and the classes counted, per problem) | pixel values:
-// `pixel_values` doubles (lovasz_softmax's max logit and inverse sum of exponentials per pixel) |
-// the records twice (A and B of the radix sort): a key of key_bytes (4 for float, 8 for double) and
-// an int64 index (the ground truth in its top bit) per record | mask: `mask_words` 32-bit words
-// (lovasz_softmax's class_list over more than 1024 classes, one bit per class; else none)].
+// `pixel_values` doubles (lovasz_softmax's max logit, inverse sum of exponentials and 1 - p_max per
+// pixel) | the records twice (A and B of the radix sort): a key of key_bytes (4 for float, 8 for
+// double) and an int64 index (the ground truth in its top bit) per record | mask: `mask_words`
+// 32-bit words (lovasz_softmax's class_list over more than 1024 classes, one bit per class; else
+// none)].
 struct LovaszLayout {
   size_t losses = 0, counts = 0, scales = 0, pixels = 0, keys_a = 0, idx_a = 0, keys_b = 0,
          idx_b = 0, mask = 0, total = 0;

@@ -75,8 +75,10 @@
 // across the threads (the walk stays on one). Memory:
 // two arrays of P (key, position) records per sort in flight (16 bytes per pixel in float, 32
 // in double, and 32 in both from 2^31 pixels on, whose positions are 64-bit), i.e. O(P) per
-// thread, which a sort needs; lovasz_softmax also keeps the max logit and the inverse sum of
-// exponentials of every pixel (2 values of T per pixel, 2/C of the logits' size). The gradient
+// thread, which a sort needs; lovasz_softmax also keeps the max logit, the inverse sum of
+// exponentials and 1 - p of the most probable class of every pixel (3 values of T per pixel,
+// 3/C of the logits' size; the last keeps float's precision for a pixel whose top logit leads by
+// 15 or more, docs/gradients.md §11.3). The gradient
 // is written into the output (the per-pixel dL/dp first, then the softmax's Jacobian in place);
 // nothing else the size of the logits is allocated. The loss is not a sum over pixels, so there
 // is no statistics/finalize split: a sharded batch must gather its problems.

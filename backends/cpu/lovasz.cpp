@@ -9,10 +9,11 @@
 // whole call), which all threads sort together, with the same result. The walk then follows
 // Alg. 1 of the paper in double.
 //
-// lovasz_softmax runs in three steps: (A) the max logit and the inverse sum of exponentials of
-// every pixel; (B) per (problem, class), in parallel: the errors from p = exp(x - m) * r, the
-// sort, the walk, and dL/dp written into the class's planes of the gradient; (C) the softmax's
-// Jacobian in place, pixel by pixel, with p computed again from (m, r).
+// lovasz_softmax runs in three steps: (A) the max logit, the inverse sum of exponentials and
+// 1 - p of the most probable class, of every pixel; (B) per (problem, class), in parallel: the
+// errors from p = exp(x - m) * r, the sort, the walk, and dL/dp written into the class's planes
+// of the gradient; (C) the softmax's Jacobian in place, pixel by pixel, with p computed again
+// from (m, r).
 #include "lovasz.hpp"
 
 #include <algorithm>
@@ -227,16 +228,32 @@ struct SortBuffers {
 
 // ---- lovasz_softmax ----
 
-// Step A for one packet (or pixel): the max logit m and r = 1 / sum_c exp(x_c - m).
+// Step A for one packet (or pixel): the max logit m, r = 1 / sum_c exp(x_c - m), and
+// q = R r = 1 - p_max, with R = sum_c exp(x_c - m) over every class but one of the largest
+// logit. q is the ground-truth error of the most probable class without the cancellation of
+// 1 - p (for a pixel whose top logit leads by 20, p rounds to 1 in float and 1 - p to 0). h_c is
+// 1 for x_c = m, else 0 (d_c = x_c - m <= 0; |d_c| below 1 / kBig, only where m is subnormal, gives
+// an h between, with exp(d_c) = 1: R is then still about the ties' count less 1, as it should).
 template <class T, class V>
-SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out) {
+SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out,
+                                        T* q_out) {
   using M = Math<V>;
+  constexpr T kBig = std::numeric_limits<T>::max();
   V m = load_lanes<T, V>(x);
   for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
-  V se = M::splat(T(0));
-  for (int64_t c = 0; c < C; ++c) se += M::exp(V(load_lanes<T, V>(x + c * S) - m));
+  V se = M::splat(T(0)), rest = M::splat(T(0)), ties = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c) {
+    const V d = load_lanes<T, V>(x + c * S) - m;
+    const V t = M::exp(d);
+    const V h = M::max(V(d * kBig), M::splat(T(-1))) + T(1);
+    se += t;
+    rest += t * (T(1) - h);
+    ties += h;
+  }
+  const V r = M::recip(se);
   store_lanes<T, V>(m_out, m);
-  store_lanes<T, V>(r_out, M::recip(se));
+  store_lanes<T, V>(r_out, r);
+  store_lanes<T, V>(q_out, V((rest + (ties - T(1))) * r));
 }
 
 template <class T, class V>
@@ -245,24 +262,43 @@ SEGLOSS_INLINE V probability(const T* x, const T* m, const T* r) {
   return M::exp(V(load_lanes<T, V>(x) - load_lanes<T, V>(m))) * load_lanes<T, V>(r);
 }
 
+// The error of a pixel of class c whose probability of c is p: p for another label; for c,
+// 1 - p, or q = 1 - p_max where p > 1/2 (c is then the most probable class, and 1 - p cancels).
+template <class T>
+SEGLOSS_INLINE T error_at(bool fg, T p, T q) {
+  return fg ? (p > T(0.5) ? q : T(1) - p) : p;
+}
+
 // Step C for one packet (or pixel): grad holds G_c = dL/dp_c; replaces it with
-// p_c (G_c - sum_k p_k G_k), or 0 for an ignored pixel.
+// p_c (G_c - sum_k p_k G_k), or 0 for an ignored pixel. As softmax_overlap's gradient_at (docs/
+// gradients.md §10.2), G_c - sum_k p_k G_k is evaluated as d_c - sum_k p_k d_k with
+// d_c = G_c - G_r (the two agree as sum_k p_k = 1), r the first class of the largest logit: for
+// a saturated pixel the plain form cancels to an error of eps |G| where the result is about
+// (1 - p_r) |G_k - G_r|. r is found from x_c = m exactly (h as in step A), not from p, so that
+// every instruction set and the CUDA kernel take the same r when logits tie.
 template <class T, class L, class V>
 SEGLOSS_INLINE void jacobian_at(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t n, int64_t s,
                                 T* e) {
   using M = Math<V>;
   constexpr int kW = lanes<T, V>();
+  constexpr T kBig = std::numeric_limits<T>::max();
   const int64_t C = a.classes, S = a.pixels, base = n * C * S + s, pix = n * S + s;
   const T *m = mr + pix, *r = mr + a.images * S + pix;
-  V dot = M::splat(T(0));
+  const V mv = load_lanes<T, V>(m);
+  V pending = M::splat(T(1)), g_ref = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
-    const V p = probability<T, V>(a.x + base + c * S, m, r);
-    store_lanes<T, V>(e + c * kW, p);
-    dot += p * load_lanes<T, V>(a.grad + base + c * S);
+    const V x = load_lanes<T, V>(a.x + base + c * S);
+    store_lanes<T, V>(e + c * kW, V(M::exp(V(x - mv)) * load_lanes<T, V>(r)));  // probability
+    const V take = V(M::max(V(V(x - mv) * kBig), M::splat(T(-1))) + T(1)) * pending;
+    g_ref = M::select_nonneg(V(take - T(0.5)), load_lanes<T, V>(a.grad + base + c * S), g_ref);
+    pending -= take;
   }
+  V dot = M::splat(T(0));
+  for (int64_t c = 0; c < C; ++c)
+    dot += load_lanes<T, V>(e + c * kW) * V(load_lanes<T, V>(a.grad + base + c * S) - g_ref);
   for (int64_t c = 0; c < C; ++c) {
     T* g = a.grad + base + c * S;
-    store_lanes<T, V>(g, V(load_lanes<T, V>(e + c * kW) * (load_lanes<T, V>(g) - dot)));
+    store_lanes<T, V>(g, V(load_lanes<T, V>(e + c * kW) * V(V(load_lanes<T, V>(g) - g_ref) - dot)));
   }
   for (int l = 0; l < kW; ++l)
     if (static_cast<int64_t>(a.labels[pix + l]) == a.ignore_index)
@@ -293,7 +329,7 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
   alignas(64) T p[kL];
   for (int64_t n = n0; n < n0 + PI; ++n) {
     const T* x = a.x + (n * C + c) * S;
-    const T *m = mr + n * S, *r = mr + a.images * S + n * S;
+    const T *m = mr + n * S, *r = mr + a.images * S + n * S, *q = mr + 2 * a.images * S + n * S;
     const L* y = a.labels + n * S;
     T* g = a.grad ? a.grad + (n * C + c) * S : nullptr;
     const I base = static_cast<I>((n - n0) * S);
@@ -304,7 +340,7 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
         return;
       }
       const bool fg = label == c;
-      rec[count++] = {descending_key<T>(fg ? T(1) - prob : prob),
+      rec[count++] = {descending_key<T>(error_at<T>(fg, prob, q[s])),
                       static_cast<I>((base + static_cast<I>(s)) | (fg ? kFg : I(0)))};
     };
     int64_t s = 0;
@@ -434,18 +470,20 @@ void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
   using P = Packet<T>;
   constexpr int kL = kLanes<T>;
   const int64_t N = a.images, C = a.classes, S = a.pixels;
-  // Step A: m (N S values), then r (N S values).
-  std::unique_ptr<T[]> mr(new T[static_cast<size_t>(2 * N * S)]);
+  // Step A: m, r, then q (N S values each).
+  std::unique_ptr<T[]> mr(new T[static_cast<size_t>(3 * N * S)]);
   T* m = mr.get();
   T* r = m + N * S;
+  T* q = r + N * S;
   const detail::ChunkGrid grid(N, S, class_chunk_pixels(C));
   detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
     const int64_t n = ch.plane, s0 = ch.begin - n * S, s1 = ch.end - n * S;
     const T* x = a.x + n * C * S;
     int64_t s = s0;
     for (; s + kL <= s1; s += kL)
-      max_and_inverse_sum<T, P>(x + s, C, S, m + n * S + s, r + n * S + s);
-    for (; s < s1; ++s) max_and_inverse_sum<T, T>(x + s, C, S, m + n * S + s, r + n * S + s);
+      max_and_inverse_sum<T, P>(x + s, C, S, m + n * S + s, r + n * S + s, q + n * S + s);
+    for (; s < s1; ++s)
+      max_and_inverse_sum<T, T>(x + s, C, S, m + n * S + s, r + n * S + s, q + n * S + s);
   });
 
   // Step B.

@@ -200,7 +200,7 @@ struct SoftmaxKernelArgs {
   double* losses;     // per (problem, class)
   long long* counts;  // [4 jc]: ground truths, [4 jc + 1]: counted, [4 j + 2]: problem j is bad
   double* scales;     // [2 j]: the gradient's scale of problem j, [2 j + 1]: its classes counted
-  T *m, *r;           // per pixel: the max logit, 1 / sum_c exp(x_c - m)
+  T *m, *r, *q;       // per pixel: the max logit, 1 / sum_c exp(x_c - m), 1 - p_max
   KeyOf<T>*ka, *kb;
   unsigned long long *ia, *ib;
   int* flag;
@@ -216,8 +216,9 @@ __global__ void class_mask_kernel(unsigned int* mask, long long word0, long long
   for (long long i = threadIdx.x; i < words; i += blockDim.x) mask[word0 + i] = bits.bits[i];
 }
 
-// Per pixel (grid-stride): m and r as the CPU's step A (the scalar form: max in class order, the
-// sum of exponentials in class order, its reciprocal), and the label's check.
+// Per pixel (grid-stride): m, r and q as the CPU's step A (the scalar form: max in class order,
+// the sum of exponentials in class order, its reciprocal, and q = r times that sum over every
+// class but one of the largest logit), and the label's check.
 template <class T, class L>
 __global__ void __launch_bounds__(kThreads) softmax_pixel_kernel(const SoftmaxKernelArgs<T, L> k) {
   const auto& a = k.a;
@@ -231,10 +232,18 @@ __global__ void __launch_bounds__(kThreads) softmax_pixel_kernel(const SoftmaxKe
       const T v = x[c * S];
       m = m > v ? m : v;  // Math<T>::max
     }
-    T se = T(0);
-    for (long long c = 0; c < C; ++c) se += Math<T>::exp(x[c * S] - m);
+    T se = T(0), rest = T(0), ties = T(0);
+    const T big = sizeof(T) == 4 ? T(3.40282347e38f) : T(1.7976931348623157e308);  // the largest
+    for (long long c = 0; c < C; ++c) {
+      const T d = x[c * S] - m, t = Math<T>::exp(d);
+      const T h = Math<T>::max(d * big, T(-1)) + T(1);  // 1 at d = 0, 0 below -1 / big
+      se += t;
+      rest += t * (T(1) - h);
+      ties += h;
+    }
     k.m[i] = m;
     k.r[i] = T(1) / se;
+    k.q[i] = (rest + (ties - T(1))) * k.r[i];
     const long long y = static_cast<long long>(a.labels[i]);
     if (y != a.ignore_index && (y < 0 || y >= C)) {
       atomicMax(k.first_bad, ~static_cast<unsigned long long>(i));
@@ -328,6 +337,7 @@ __global__ void __launch_bounds__(kThreads)
   const L* y = a.labels + n0 * S;
   const T* m = k.m + n0 * S;
   const T* r = k.r + n0 * S;
+  const T* q = k.q + n0 * S;
   long long kept = 0;
   for (long long i = lo; i < hi; ++i)
     kept += static_cast<long long>(y[i]) != a.ignore_index ? 1 : 0;
@@ -344,7 +354,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     const bool fg = label == c;
     const T p = Math<T>::exp(a.x[e_at] - m[i]) * r[i];
-    ka[slot] = descending_key<T>(fg ? T(1) - p : p);
+    // 1 - p of the most probable class (p > 1/2) is q, without cancellation (the CPU's error_at)
+    ka[slot] = descending_key<T>(fg ? (p > T(0.5) ? q[i] : T(1) - p) : p);
     ia[slot] = static_cast<unsigned long long>(i) | (fg ? kFg : 0ull);
     ++slot;
   }
@@ -359,8 +370,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Per pixel (grid-stride): the softmax's Jacobian in place, as the CPU's step C: with G_c the
-// stored dL/dp_c, p_c (G_c - sum_k p_k G_k) (the dot in T, in class order); 0 for an ignored
-// pixel.
+// stored dL/dp_c, p_c ((G_c - G_r) - sum_k p_k (G_k - G_r)) (the dot in T, in class order; r the
+// first class of the largest logit); 0 for an ignored pixel.
 template <class T, class L>
 __global__ void __launch_bounds__(kThreads)
     softmax_jacobian_kernel(const SoftmaxKernelArgs<T, L> k) {
@@ -375,11 +386,15 @@ __global__ void __launch_bounds__(kThreads)
       continue;
     }
     const T m = k.m[i], r = k.r[i];
+    // G shifted by G_r, r the first class of the largest logit (the CPU's jacobian_at).
+    T g_ref = T(0);
+    for (long long c = C - 1; c >= 0; --c) g_ref = a.x[base + c * S] == m ? g[c * S] : g_ref;
     T dot = T(0);
-    for (long long c = 0; c < C; ++c) dot += Math<T>::exp(a.x[base + c * S] - m) * r * g[c * S];
+    for (long long c = 0; c < C; ++c)
+      dot += Math<T>::exp(a.x[base + c * S] - m) * r * (g[c * S] - g_ref);
     for (long long c = 0; c < C; ++c) {
       const T p = Math<T>::exp(a.x[base + c * S] - m) * r;
-      g[c * S] = p * (g[c * S] - dot);
+      g[c * S] = p * ((g[c * S] - g_ref) - dot);
     }
   }
 }
@@ -450,11 +465,11 @@ void lovasz_softmax(const char* function, const cpu::LovaszSoftmaxArgs<T, L>& a,
                     Result<T> r, LovaszBadLabel* bad) {
   const int64_t problems = a.images / a.problem_images, segments = problems * a.classes;
   const int64_t pixels = a.images * a.pixels, records = pixels * a.classes;
-  static_assert(sizeof(T) <= sizeof(double), "m and r fit the pixel region");
+  static_assert(sizeof(T) <= sizeof(double), "m, r and q fit the pixel region");
   const bool wide = rule.mode == LovaszClassRule::listed && rule.wide;
   const int64_t mask_words = wide ? (a.classes + 31) / 32 : 0;
   const detail::LovaszLayout l =
-      detail::lovasz_layout(segments, records, 2 * pixels, sizeof(KeyOf<T>), mask_words);
+      detail::lovasz_layout(segments, records, 3 * pixels, sizeof(KeyOf<T>), mask_words);
   Call call(function, l.total);
   SoftmaxKernelArgs<T, L> k;
   k.a = a;
@@ -483,6 +498,7 @@ void lovasz_softmax(const char* function, const cpu::LovaszSoftmaxArgs<T, L>& a,
   k.scales = call.at<double>(l.scales);
   k.m = call.at<T>(l.pixels);
   k.r = k.m + pixels;
+  k.q = k.r + pixels;
   k.ka = call.at<KeyOf<T>>(l.keys_a);
   k.kb = call.at<KeyOf<T>>(l.keys_b);
   k.ia = call.at<unsigned long long>(l.idx_a);
