@@ -6,6 +6,9 @@
 // image with per_image, else the whole batch). For a problem of P pixels with errors e_i >= 0
 // and ground truth gt_i in {0, 1}, sort the errors in decreasing order, e_(1) >= ... >= e_(P)
 // (a fixed permutation; ties broken by pixel index, first index first), and let G = sum_i gt_i:
+// (Ties are errors with the same bits: pixels with the same logits have them, wherever they sit
+// in the batch. Errors equal in exact arithmetic but computed from different logits, such as a
+// row's values in another class order, can differ in the last bit and sort by value.)
 //
 // clang-format off
 //   I_k = G - sum_{j<=k} gt_(j),   U_k = G + sum_{j<=k} (1 - gt_(j)),   J_k = 1 - I_k / U_k

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -383,6 +384,48 @@ TEST_CASE("lovasz_softmax: saturated pixels, float agrees with double") {
       CHECK(zeros == 0);  // every entry is checked relatively
       CHECK(worst <= 1e-4);
     }
+}
+
+// Equal errors keep pixel order (losses/lovasz.hpp), also at a plane's tail (its last S mod
+// kLanes pixels): every pixel has the same logits, pixel 0 is labelled 0 and the rest 1, so in
+// class 0's problem the background pixels 1..S-1 tie, and in pixel order each takes a smaller
+// g_k than the one before (I / (U (U + 1)), U growing), i.e. a smaller gradient. Before
+// 2026-12-04 the tail's probabilities came from std::exp and the packets' from the SIMD exp, an
+// ulp apart for some rows: a tail pixel sorted ahead of the pixels before it (a differential
+// fuzz: 1 row in 200 at S = 3 in double).
+template <class T>
+void check_ties_in_pixel_order() {
+  std::mt19937_64 rng(81);
+  std::uniform_real_distribution<double> u(-4.0, 4.0);
+  LovaszSoftmaxOptions<T> o;
+  o.class_list = {0};
+  o.reduction = Reduction::sum;
+  int64_t rows = 0, unordered = 0;
+  for (int64_t S : {3, 5, 6, 7, 9, 17, 19})
+    for (int k = 0; k < 150; ++k) {
+      const T a = static_cast<T>(u(rng)), b = static_cast<T>(u(rng));
+      if (!(a > b + T(0.25))) continue;  // p_0 > 1/2: the background errors come first
+      auto x = Tensor<T>::empty(Shape{1, 2, S});
+      auto y = Tensor<int64_t>::full(Shape{1, S}, 1);
+      y[0] = 0;
+      for (int64_t i = 0; i < S; ++i) {
+        x[i] = a;
+        x[S + i] = b;
+      }
+      const auto r = lovasz_softmax_value_and_grad(x, y, o);
+      bool ordered = true;
+      for (int64_t i = 2; i < S; ++i) ordered = ordered && r.grad[i] < r.grad[i - 1];
+      if (!ordered && unordered++ == 0)
+        MESSAGE("first unordered: S = ", S, ", logits (", a, ", ", b, ")");
+      ++rows;
+    }
+  CHECK(rows > 300);
+  CHECK(unordered == 0);
+}
+
+TEST_CASE("lovasz_softmax: equal errors keep pixel order, also at a plane's tail") {
+  check_ties_in_pixel_order<float>();
+  check_ties_in_pixel_order<double>();
 }
 
 TEST_CASE("lovasz: edge cases") {

@@ -228,22 +228,23 @@ struct SortBuffers {
 
 // ---- lovasz_softmax ----
 
-// Step A for one packet (or pixel): the max logit m, r = 1 / sum_c exp(x_c - m), and
+// Step A for one packet: the max logit m, r = 1 / sum_c exp(x_c - m), and
 // q = R r = 1 - p_max, with R = sum_c exp(x_c - m) over every class but one of the largest
 // logit. q is the ground-truth error of the most probable class without the cancellation of
 // 1 - p (for a pixel whose top logit leads by 20, p rounds to 1 in float and 1 - p to 0). h_c is
 // 1 for x_c = m, else 0 (d_c = x_c - m <= 0; |d_c| below 1 / kBig, only where m is subnormal, gives
 // an h between, with exp(d_c) = 1: R is then still about the ties' count less 1, as it should).
-template <class T, class V>
+template <class T>
 SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out,
                                         T* q_out) {
+  using V = Packet<T>;
   using M = Math<V>;
   constexpr T kBig = std::numeric_limits<T>::max();
-  V m = load_lanes<T, V>(x);
-  for (int64_t c = 1; c < C; ++c) m = M::max(m, load_lanes<T, V>(x + c * S));
+  V m = load<T>(x);
+  for (int64_t c = 1; c < C; ++c) m = M::max(m, load<T>(x + c * S));
   V se = M::splat(T(0)), rest = M::splat(T(0)), ties = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
-    const V d = load_lanes<T, V>(x + c * S) - m;
+    const V d = load<T>(x + c * S) - m;
     const V t = M::exp(d);
     const V h = M::max(V(d * kBig), M::splat(T(-1))) + T(1);
     se += t;
@@ -251,15 +252,29 @@ SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_o
     ties += h;
   }
   const V r = M::recip(se);
-  store_lanes<T, V>(m_out, m);
-  store_lanes<T, V>(r_out, r);
-  store_lanes<T, V>(q_out, V((rest + (ties - T(1))) * r));
+  store<T>(m_out, m);
+  store<T>(r_out, r);
+  store<T>(q_out, V((rest + (ties - T(1))) * r));
 }
 
-template <class T, class V>
-SEGLOSS_INLINE V probability(const T* x, const T* m, const T* r) {
-  using M = Math<V>;
-  return M::exp(V(load_lanes<T, V>(x) - load_lanes<T, V>(m))) * load_lanes<T, V>(r);
+// A plane's last k < kLanes pixels go through a packet too, its lanes k and above copies of the
+// last pixel (computed, then discarded): a pixel's p, and so its error, has the same bits
+// wherever it sits, and pixels with equal logits tie and keep pixel order (losses/lovasz.hpp).
+// With a scalar tail, std::exp differed from the packets' exp by an ulp, and a tail pixel could
+// sort ahead of an equal one before it (a differential fuzz against the reference, 2026-12-04).
+// pad_rows copies `rows` rows of the k pixels at src (row c at src + c * stride) into dst,
+// kLanes values per row.
+template <class T, class U>
+void pad_rows(const U* src, int64_t rows, int64_t stride, int64_t k, U* dst) {
+  constexpr int kL = kLanes<T>;
+  for (int64_t c = 0; c < rows; ++c)
+    for (int64_t l = 0; l < kL; ++l) dst[c * kL + l] = src[c * stride + (l < k ? l : k - 1)];
+}
+
+template <class T>
+SEGLOSS_INLINE Packet<T> probability(const T* x, const T* m, const T* r) {
+  using V = Packet<T>;
+  return Math<V>::exp(V(load<T>(x) - load<T>(m))) * load<T>(r);
 }
 
 // The error of a pixel of class c whose probability of c is p: p for another label; for c,
@@ -269,40 +284,39 @@ SEGLOSS_INLINE T error_at(bool fg, T p, T q) {
   return fg ? (p > T(0.5) ? q : T(1) - p) : p;
 }
 
-// Step C for one packet (or pixel): grad holds G_c = dL/dp_c; replaces it with
+// Step C for one packet: grad holds G_c = dL/dp_c; replaces it with
 // p_c (G_c - sum_k p_k G_k), or 0 for an ignored pixel. As softmax_overlap's gradient_at (docs/
 // gradients.md §10.2), G_c - sum_k p_k G_k is evaluated as d_c - sum_k p_k d_k with
 // d_c = G_c - G_r (the two agree as sum_k p_k = 1), r the first class of the largest logit: for
 // a saturated pixel the plain form cancels to an error of eps |G| where the result is about
 // (1 - p_r) |G_k - G_r|. r is found from x_c = m exactly (h as in step A), not from p, so that
 // every instruction set and the CUDA kernel take the same r when logits tie.
-template <class T, class L, class V>
-SEGLOSS_INLINE void jacobian_at(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t n, int64_t s,
-                                T* e) {
+// x, grad: the pixels' class 0 (class c at c * S); labels, m, r: the pixels' own.
+template <class T, class L>
+SEGLOSS_INLINE void jacobian_at(const T* x, T* grad, const L* labels, int64_t ignore_index,
+                                int64_t C, int64_t S, const T* m, const T* r, T* e) {
+  using V = Packet<T>;
   using M = Math<V>;
-  constexpr int kW = lanes<T, V>();
+  constexpr int kW = kLanes<T>;
   constexpr T kBig = std::numeric_limits<T>::max();
-  const int64_t C = a.classes, S = a.pixels, base = n * C * S + s, pix = n * S + s;
-  const T *m = mr + pix, *r = mr + a.images * S + pix;
-  const V mv = load_lanes<T, V>(m);
+  const V mv = load<T>(m);
   V pending = M::splat(T(1)), g_ref = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
-    const V x = load_lanes<T, V>(a.x + base + c * S);
-    store_lanes<T, V>(e + c * kW, V(M::exp(V(x - mv)) * load_lanes<T, V>(r)));  // probability
-    const V take = V(M::max(V(V(x - mv) * kBig), M::splat(T(-1))) + T(1)) * pending;
-    g_ref = M::select_nonneg(V(take - T(0.5)), load_lanes<T, V>(a.grad + base + c * S), g_ref);
+    const V d = load<T>(x + c * S) - mv;
+    store<T>(e + c * kW, V(M::exp(d) * load<T>(r)));  // probability
+    const V take = V(M::max(V(d * kBig), M::splat(T(-1))) + T(1)) * pending;
+    g_ref = M::select_nonneg(V(take - T(0.5)), load<T>(grad + c * S), g_ref);
     pending -= take;
   }
   V dot = M::splat(T(0));
-  for (int64_t c = 0; c < C; ++c)
-    dot += load_lanes<T, V>(e + c * kW) * V(load_lanes<T, V>(a.grad + base + c * S) - g_ref);
+  for (int64_t c = 0; c < C; ++c) dot += load<T>(e + c * kW) * V(load<T>(grad + c * S) - g_ref);
   for (int64_t c = 0; c < C; ++c) {
-    T* g = a.grad + base + c * S;
-    store_lanes<T, V>(g, V(load_lanes<T, V>(e + c * kW) * V(V(load_lanes<T, V>(g) - g_ref) - dot)));
+    T* g = grad + c * S;
+    store<T>(g, V(load<T>(e + c * kW) * V(V(load<T>(g) - g_ref) - dot)));
   }
   for (int l = 0; l < kW; ++l)
-    if (static_cast<int64_t>(a.labels[pix + l]) == a.ignore_index)
-      for (int64_t c = 0; c < C; ++c) a.grad[base + c * S + l] = T(0);
+    if (static_cast<int64_t>(labels[l]) == ignore_index)
+      for (int64_t c = 0; c < C; ++c) grad[c * S + l] = T(0);
 }
 
 // Step B for the class c of problem j: returns loss_c; with a gradient, writes G into the
@@ -310,7 +324,6 @@ SEGLOSS_INLINE void jacobian_at(const LovaszSoftmaxArgs<T, L>& a, const T* mr, i
 template <int kBits, class T, class L, class I>
 double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, int64_t c,
                     SortBuffers<kBits, KeyOf<T>, I>& buf) {
-  using P = Packet<T>;
   constexpr int kL = kLanes<T>;
   constexpr I kFg = kGroundTruthBit<I>;
   const int64_t C = a.classes, S = a.pixels, PI = a.problem_images, n0 = j * PI;
@@ -345,10 +358,17 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
     };
     int64_t s = 0;
     for (; s + kL <= S; s += kL) {
-      store(p, probability<T, P>(x + s, m + s, r + s));
+      store(p, probability<T>(x + s, m + s, r + s));
       for (int l = 0; l < kL; ++l) add(s + l, p[l]);
     }
-    for (; s < S; ++s) add(s, probability<T, T>(x + s, m + s, r + s));
+    if (s < S) {  // the tail, padded (pad_rows)
+      alignas(64) T xb[kL], mb[kL], rb[kL];
+      pad_rows<T>(x + s, 1, 0, S - s, xb);
+      pad_rows<T>(m + s, 1, 0, S - s, mb);
+      pad_rows<T>(r + s, 1, 0, S - s, rb);
+      store(p, probability<T>(xb, mb, rb));
+      for (int64_t l = 0; l < S - s; ++l) add(s + l, p[l]);
+    }
   }
   Rec<KeyOf<T>, I>* sorted = buf.sorter.sort(rec, buf.b.get(), count);
   const int64_t gts = a.counts[jc];
@@ -467,7 +487,6 @@ void lovasz_label_counts(const L* labels, int64_t images, int64_t pixels, int64_
 
 template <class T, class L>
 void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
-  using P = Packet<T>;
   constexpr int kL = kLanes<T>;
   const int64_t N = a.images, C = a.classes, S = a.pixels;
   // Step A: m, r, then q (N S values each).
@@ -481,9 +500,18 @@ void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
     const T* x = a.x + n * C * S;
     int64_t s = s0;
     for (; s + kL <= s1; s += kL)
-      max_and_inverse_sum<T, P>(x + s, C, S, m + n * S + s, r + n * S + s, q + n * S + s);
-    for (; s < s1; ++s)
-      max_and_inverse_sum<T, T>(x + s, C, S, m + n * S + s, r + n * S + s, q + n * S + s);
+      max_and_inverse_sum<T>(x + s, C, S, m + n * S + s, r + n * S + s, q + n * S + s);
+    if (s < s1) {  // the tail, padded (pad_rows)
+      T* xb = class_buffer<T>(static_cast<size_t>(C * kL));
+      pad_rows<T>(x + s, C, S, s1 - s, xb);
+      alignas(64) T mb[kL], rb[kL], qb[kL];
+      max_and_inverse_sum<T>(xb, C, kL, mb, rb, qb);
+      for (int64_t l = 0; l < s1 - s; ++l) {
+        m[n * S + s + l] = mb[l];
+        r[n * S + s + l] = rb[l];
+        q[n * S + s + l] = qb[l];
+      }
+    }
   });
 
   // Step B.
@@ -501,11 +529,28 @@ void lovasz_softmax(const LovaszSoftmaxArgs<T, L>& a, double* out) {
   // Step C.
   if (!a.grad) return;
   detail::for_each_chunk(grid, [&](const detail::Chunk& ch) {
-    T* e = class_buffer<T>(static_cast<size_t>(C * kL));
+    T* e = class_buffer<T>(static_cast<size_t>(3 * C * kL));  // e, then the tail's x and G
     const int64_t n = ch.plane, s0 = ch.begin - n * S, s1 = ch.end - n * S;
     int64_t s = s0;
-    for (; s + kL <= s1; s += kL) jacobian_at<T, L, P>(a, m, n, s, e);
-    for (; s < s1; ++s) jacobian_at<T, L, T>(a, m, n, s, e);
+    for (; s + kL <= s1; s += kL) {
+      const int64_t base = n * C * S + s, pix = n * S + s;
+      jacobian_at<T, L>(a.x + base, a.grad + base, a.labels + pix, a.ignore_index, C, S, m + pix,
+                        r + pix, e);
+    }
+    if (s < s1) {  // the tail, padded (pad_rows)
+      const int64_t base = n * C * S + s, pix = n * S + s, k = s1 - s;
+      T *xb = e + C * kL, *gb = xb + C * kL;
+      pad_rows<T>(a.x + base, C, S, k, xb);
+      pad_rows<T>(a.grad + base, C, S, k, gb);
+      alignas(64) T mb[kL], rb[kL];
+      alignas(64) L lb[kL];
+      pad_rows<T>(m + pix, 1, 0, k, mb);
+      pad_rows<T>(r + pix, 1, 0, k, rb);
+      pad_rows<T>(a.labels + pix, 1, 0, k, lb);
+      jacobian_at<T, L>(xb, gb, lb, a.ignore_index, C, kL, mb, rb, e);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t l = 0; l < k; ++l) a.grad[base + c * S + l] = gb[c * kL + l];
+    }
   });
 }
 
