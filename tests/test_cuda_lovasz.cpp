@@ -415,28 +415,32 @@ TEST_CASE(
   check_softmax(q, cast<int32_t>(y), of, false, true);
 }
 
-// Saturated pixels (tests/test_lovasz.cpp has the same inputs against double): every pixel right
-// with a lead of 20 or 30, where float's 1 - p rounds to 0; the device's q = 1 - p_max and its
-// Jacobian shifted by G_r agree with the CPU's. Errors well apart: no near ties.
+// Saturated pixels (tests/test_lovasz.cpp has the same inputs against double): the top logit
+// leads by 20 or 30, the label's or, at every fifth pixel with `wrong`, another class's; float's
+// 1 - p rounds to 0 or 1 there. The device's q = 1 - p_max, its keys from 1 - e for errors above
+// 1/2 and its Jacobian shifted by G_r agree with the CPU's. Errors well apart: no near ties.
 TEST_CASE("cuda lovasz_softmax: saturated pixels as on the CPU") {
   SEGLOSS_REQUIRE_GPU();
-  const int64_t N = 2, C = 3, S = 1024;
+  const int64_t N = 2, C = 3, S = 1021;
   const Shape s{N, C, 1, S};
   const auto y = labels<int64_t>(s.without(1), C, 38, 0.0);
-  for (double lead : {20.0, 30.0}) {
-    CAPTURE(lead);
-    auto x = Tensor<float>::zeros(s);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t i = 0; i < S; ++i)
-        x[(n * C + y[n * S + i]) * S + i] =
-            static_cast<float>(lead + (2.0 * static_cast<double>(i) + 0.5 * n) / S);
-    for (bool per_image : {false, true}) {
-      CAPTURE(per_image);
-      LovaszSoftmaxOptions<float> o;
-      o.per_image = per_image;
-      check_softmax(x, y, o, false, true);
+  for (bool wrong : {false, true})
+    for (double lead : {20.0, 30.0}) {
+      CAPTURE(wrong);
+      CAPTURE(lead);
+      auto x = Tensor<float>::zeros(s);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < S; ++i) {
+          const int64_t top = wrong && i % 5 == 3 ? (y[n * S + i] + 1) % C : y[n * S + i];
+          x[(n * C + top) * S + i] = static_cast<float>(lead + (2.0 * i + 0.5 * n) / 1024);
+        }
+      for (bool per_image : {false, true}) {
+        CAPTURE(per_image);
+        LovaszSoftmaxOptions<float> o;
+        o.per_image = per_image;
+        check_softmax(x, y, o, false, true);
+      }
     }
-  }
 }
 
 TEST_CASE_TEMPLATE("cuda lovasz_softmax: segments of several thousand records, 10 runs bitwise", T,

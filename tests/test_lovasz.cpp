@@ -344,46 +344,58 @@ TEST_CASE("lovasz: float agrees with double") {
   CHECK(worst <= 1e-3 * big);  // a few near-ties may sort apart in float; the rest agree
 }
 
-// Saturated pixels (docs/gradients.md §11.3): every pixel predicted right, its label's logit
-// ahead of the others (0) by L = lead + (2 i + n / 2) / S (exact in float), so the errors are
-// about e^-L and well apart: no two sort differently in float and double. (Equal logits in both
-// images tie; a tie broken the other way by an ulp moves some gradient entries by 1e-3.) In float 1
-// - p of the label's class rounded to 0 or to a multiple of 2^-24 (the value was 40 % off at a lead
-// of 20, a review), and the Jacobian's G_r - sum_k p_k G_k cancelled; step A's q = 1 - p_max and
-// the shift by G_r keep float's relative precision: float agrees with double to about 1e-6 at every
-// lead. (Before the fix: value off by 94 % or more from a lead of 20, gradient entries by 100 %.)
+// Saturated pixels (docs/gradients.md §11.3): each pixel's top logit leads the others (0) by
+// L = lead + (2 i + n / 2) / 1024 (exact in float), so the errors are about e^-L, or 1 - e^-L,
+// and well apart: no two sort differently in float and double. (Equal logits in both images
+// would tie, and a tie broken the other way by an ulp moves some gradient entries by 1e-3.) The
+// top logit is the label's, or with `wrong` another class's at every fifth pixel (a confident
+// mistake). S = 1021: a SIMD tail. In float 1 - p of a right pixel's label rounded to 0 or to a
+// multiple of 2^-24, the Jacobian's G_r - sum_k p_k G_k cancelled, and a wrong pixel's errors
+// (p_max of the top class, 1 - p of the label) had float's spacing near 1 and tied; step A's
+// q = 1 - p_max, the shift by G_r and softmax_key's keys from 1 - e keep float's relative
+// precision: float agrees with double to about 5e-7 (measured) at every lead. Before the fixes
+// of 2026-12-04 the value was 58 % off at a lead of 20 and gradient entries off by up to the
+// largest entry; with only the first two, wrong pixels left entries off by 42 % of the largest.
 TEST_CASE("lovasz_softmax: saturated pixels, float agrees with double") {
-  const int64_t N = 2, C = 3, S = 1024;
-  const Shape s{N, C, 1, S};
-  const auto y = labels_of<int64_t>(s, 71);
-  for (double lead : {5.0, 15.0, 20.0, 25.0, 30.0})
-    for (bool per_image : {false, true}) {
-      CAPTURE(lead);
-      CAPTURE(per_image);
-      auto xd = Tensor<double>::zeros(s);
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t i = 0; i < S; ++i)
-          xd[(n * C + y[n * S + i]) * S + i] =
-              lead + (2.0 * static_cast<double>(i) + 0.5 * static_cast<double>(n)) / S;
-      const auto xf = testing::cast<float>(xd);
-      LovaszSoftmaxOptions<float> of;
-      of.per_image = per_image;
-      LovaszSoftmaxOptions<double> od;
-      od.per_image = per_image;
-      const auto vf = lovasz_softmax_value_and_grad(xf, y, of);
-      const auto vd = lovasz_softmax_value_and_grad(xd, y, od);
-      REQUIRE(vd.value > 0.0);
-      CHECK(std::fabs(vf.value - vd.value) <= 1e-5 * vd.value);
-      double worst = 0;
-      int64_t zeros = 0;
-      for (int64_t i = 0; i < xd.numel(); ++i) {
-        zeros += vd.grad[i] == 0.0 ? 1 : 0;
-        if (vd.grad[i] != 0.0)
-          worst = std::max(worst, std::fabs(vf.grad[i] - vd.grad[i]) / std::fabs(vd.grad[i]));
-      }
-      CHECK(zeros == 0);  // every entry is checked relatively
-      CHECK(worst <= 1e-4);
-    }
+  const int64_t N = 2, S = 1021;
+  for (int64_t C : {3, 21})
+    for (bool wrong : {false, true})
+      for (double lead : {5.0, 15.0, 20.0, 25.0, 30.0})
+        for (bool per_image : {false, true}) {
+          if (C == 21 && (lead == 15.0 || lead == 25.0)) continue;
+          CAPTURE(C);
+          CAPTURE(wrong);
+          CAPTURE(lead);
+          CAPTURE(per_image);
+          const Shape s{N, C, 1, S};
+          const auto y = labels_of<int64_t>(s, 71);
+          auto xd = Tensor<double>::zeros(s);
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t i = 0; i < S; ++i) {
+              const int64_t label = y[n * S + i];
+              const int64_t top = wrong && i % 5 == 3 ? (label + 1) % C : label;
+              xd[(n * C + top) * S + i] =
+                  lead + (2.0 * static_cast<double>(i) + 0.5 * static_cast<double>(n)) / 1024;
+            }
+          const auto xf = testing::cast<float>(xd);
+          LovaszSoftmaxOptions<float> of;
+          of.per_image = per_image;
+          LovaszSoftmaxOptions<double> od;
+          od.per_image = per_image;
+          const auto vf = lovasz_softmax_value_and_grad(xf, y, of);
+          const auto vd = lovasz_softmax_value_and_grad(xd, y, od);
+          REQUIRE(vd.value > 0.0);
+          CHECK(std::fabs(vf.value - vd.value) <= 1e-5 * vd.value);
+          double worst = 0;
+          int64_t zeros = 0;
+          for (int64_t i = 0; i < xd.numel(); ++i) {
+            zeros += vd.grad[i] == 0.0 ? 1 : 0;
+            if (vd.grad[i] != 0.0)
+              worst = std::max(worst, std::fabs(vf.grad[i] - vd.grad[i]) / std::fabs(vd.grad[i]));
+          }
+          CHECK(zeros == 0);  // every entry is checked relatively
+          CHECK(worst <= 1e-4);
+        }
 }
 
 // Equal errors keep pixel order (losses/lovasz.hpp), also at a plane's tail (its last S mod

@@ -548,9 +548,6 @@ TEST_CASE(
   for (int64_t i = 0; i < g.numel(); ++i) REQUIRE(g[i] == 0.0);
 }
 
-// Several losses share a layout (the four mean losses' 3 values; soft_dice's and soft_jaccard's
-// per-image totals), so only the source tells their statistics apart: without it, these calls
-// returned another loss's value and a wrongly scaled gradient.
 // A whole count below the shard's own kept scores cannot be a sum that includes them: before
 // this check (2026-12-04) it passed, and gave a loss too large by the ratio, or at 0 a loss of
 // 0 and a zero gradient, without a word. The shard's kept scores follow the options: the
@@ -580,7 +577,7 @@ TEST_CASE("shards: an overlap count below the shard's own kept scores is an erro
   };
   for (const Case& c : {Case{true, EmptyPolicy::formula, 15}, Case{false, EmptyPolicy::formula, 10},
                         Case{true, EmptyPolicy::skip, 13}, Case{false, EmptyPolicy::skip, 9},
-                        Case{true, EmptyPolicy::one, 15}}) {
+                        Case{true, EmptyPolicy::one, 15}, Case{false, EmptyPolicy::zero, 10}}) {
     CAPTURE(c.include_background);
     CAPTURE(static_cast<int>(c.empty));
     SoftDiceOptions<double> o;
@@ -619,8 +616,24 @@ TEST_CASE("shards: an overlap count below the shard's own kept scores is an erro
           ce_dice_finalize(x, y, over(cd, cat, 14.0), g);
         }).find("is 14; a count of scores summed across shards is a whole number >= 15") !=
         std::string::npos);
+  const auto df = dice_focal_statistics(x, y);
+  const size_t dat = df.global.size() - 3;
+  CHECK(testing::error_of([&] {
+          dice_focal_finalize(x, y, over(df, dat, 0.0), g);
+        }).find("is 0; a count of scores summed across shards is a whole number >= 15") !=
+        std::string::npos);
+  // The options are checked before the count, which they define: statistics made without the
+  // background (10 kept) and finalized with it (15 would be the least) report the options.
+  SoftmaxOverlapOptions<double> with_bg;
+  CHECK(testing::error_of([&] { softmax_dice_finalize(x, y, smd, g, with_bg); }) ==
+        "softmax_dice_finalize: the statistics were made with other options than these (their "
+        "digests differ); pass the same options to softmax_dice_statistics and "
+        "softmax_dice_finalize");
 }
 
+// Several losses share a layout (the four mean losses' 3 values; soft_dice's and soft_jaccard's
+// per-image totals), so only the source tells their statistics apart: without it, these calls
+// returned another loss's value and a wrongly scaled gradient.
 TEST_CASE("shards: a finalize refuses another loss's statistics, and takes untagged ones") {
   const auto x = testing::randn<double>(kShape, 396);
   const auto z = testing::uniform<double>(kShape, 397, 0.0, 1.0);

@@ -2,8 +2,9 @@
 //
 // A sort key is the error's bit pattern with the sign cleared, complemented: for e >= 0 the bits
 // of a float grow with its value, so ascending keys are descending errors (a NaN, whose bits
-// exceed every finite value's, comes first). The records (key, position | ground-truth bit) are
-// sorted by an LSD radix sort on 11-bit digits, which is stable: records with equal keys keep
+// exceed every finite value's, comes first). lovasz_softmax's errors above 1/2 use the keys
+// with the top bit clear, from 1 - e (softmax_key). The records (key, position | ground-truth bit)
+// are sorted by an LSD radix sort on 11-bit digits, which is stable: records with equal keys keep
 // the order in which they were written, i.e. pixel order. Digits that are the same in every key
 // are skipped. Each sort runs on one thread, except lovasz_hinge's batch problem (one sort, the
 // whole call), which all threads sort together, with the same result. The walk then follows
@@ -48,12 +49,46 @@ SEGLOSS_INLINE KeyOf<T> descending_key(T e) {
   return static_cast<K>(~(b & (std::numeric_limits<K>::max() >> 1)));
 }
 
+// lovasz_softmax's key of a record of class c, whose probability of c is p (q = 1 - p_max of the
+// pixel): the error e is 1 - p for a ground truth (c is the label), else p, in [0, 1], given by
+// d = min(e, 1 - e) computed without cancellation: keys with the top bit clear (descending_key
+// never makes them) hold e > 1/2 as d's bits plus 1, so ascending keys are ascending d, i.e.
+// descending e, and come before every e <= 1/2 (descending_key's); key 0 is NaN, first as
+// descending_key's NaN. An error near 1 (a confident mistake: 1 - p of a ground truth whose p is
+// 1e-9, or p_max of another class) had only float's spacing near 1, 6e-8: such errors tied and
+// sorted by pixel order where double sorts them by value. For e > 1/2, d is p (a ground truth with
+// p < 1/2) or q (another label, c the most probable class, p > 1/2); for e <= 1/2, e is p (another
+// label), 1 - p or, where p > 1/2 and c is the most probable class, q (a ground truth: 1 - p
+// cancels).
 template <class T>
-SEGLOSS_INLINE T error_of(KeyOf<T> key) {
-  const KeyOf<T> b = ~key;
-  T e;
-  std::memcpy(&e, &b, sizeof e);
-  return e;
+SEGLOSS_INLINE KeyOf<T> softmax_key(bool fg, T p, T q) {
+  using K = KeyOf<T>;
+  if (fg ? p < T(0.5) : p > T(0.5)) {  // e > 1/2
+    const T d = fg ? p : q;
+    if (d != d) return K(0);
+    K b;
+    std::memcpy(&b, &d, sizeof b);
+    return static_cast<K>((b & (std::numeric_limits<K>::max() >> 1)) + 1);
+  }
+  if (p != p) return K(0);
+  return descending_key<T>(fg ? (p > T(0.5) ? q : T(1) - p) : p);
+}
+
+// The error of a key, in double (1 - d for a key of softmax_key's e > 1/2).
+template <class T>
+SEGLOSS_INLINE double error_of(KeyOf<T> key) {
+  using K = KeyOf<T>;
+  constexpr K kTop = ~(std::numeric_limits<K>::max() >> 1);
+  T v;
+  if (key & kTop) {
+    const K b = ~key;
+    std::memcpy(&v, &b, sizeof v);
+    return static_cast<double>(v);
+  }
+  if (key == 0) return std::numeric_limits<double>::quiet_NaN();
+  const K b = key - 1;
+  std::memcpy(&v, &b, sizeof v);
+  return 1.0 - static_cast<double>(v);
 }
 
 // A record: the key, and the pixel's position in its problem with the ground truth in the top bit.
@@ -206,7 +241,7 @@ double walk(const Rec<KeyOf<T>, I>* r, int64_t n, int64_t gts, Write&& write) {
     const double j = 1.0 - inter / uni;
     const double g = j - j_prev;
     j_prev = j;
-    loss += static_cast<double>(error_of<T>(r[k].key)) * g;
+    loss += error_of<T>(r[k].key) * g;
     if constexpr (kGrad) write(static_cast<int64_t>(r[k].idx & ~kFg), fg ? -g : g);
   }
   return loss;
@@ -231,9 +266,10 @@ struct SortBuffers {
 // Step A for one packet: the max logit m, r = 1 / sum_c exp(x_c - m), and
 // q = R r = 1 - p_max, with R = sum_c exp(x_c - m) over every class but one of the largest
 // logit. q is the ground-truth error of the most probable class without the cancellation of
-// 1 - p (for a pixel whose top logit leads by 20, p rounds to 1 in float and 1 - p to 0). h_c is
-// 1 for x_c = m, else 0 (d_c = x_c - m <= 0; |d_c| below 1 / kBig, only where m is subnormal, gives
-// an h between, with exp(d_c) = 1: R is then still about the ties' count less 1, as it should).
+// 1 - p (for a pixel whose top logit leads by 20, p rounds to 1 in float and 1 - p to 0), and
+// 1 - e of another class's error e = p_max (softmax_key). h_c is 1 for x_c = m, else 0
+// (d_c = x_c - m <= 0; a subnormal d_c, |d_c| < 1 / kBig, where x_c and m are near the smallest
+// normal, gives an h between, with exp(d_c) = 1: R is then still about the ties' count less 1).
 template <class T>
 SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out,
                                         T* q_out) {
@@ -277,20 +313,15 @@ SEGLOSS_INLINE Packet<T> probability(const T* x, const T* m, const T* r) {
   return Math<V>::exp(V(load<T>(x) - load<T>(m))) * load<T>(r);
 }
 
-// The error of a pixel of class c whose probability of c is p: p for another label; for c,
-// 1 - p, or q = 1 - p_max where p > 1/2 (c is then the most probable class, and 1 - p cancels).
-template <class T>
-SEGLOSS_INLINE T error_at(bool fg, T p, T q) {
-  return fg ? (p > T(0.5) ? q : T(1) - p) : p;
-}
-
 // Step C for one packet: grad holds G_c = dL/dp_c; replaces it with
 // p_c (G_c - sum_k p_k G_k), or 0 for an ignored pixel. As softmax_overlap's gradient_at (docs/
 // gradients.md §10.2), G_c - sum_k p_k G_k is evaluated as d_c - sum_k p_k d_k with
 // d_c = G_c - G_r (the two agree as sum_k p_k = 1), r the first class of the largest logit: for
 // a saturated pixel the plain form cancels to an error of eps |G| where the result is about
-// (1 - p_r) |G_k - G_r|. r is found from x_c = m exactly (h as in step A), not from p, so that
-// every instruction set and the CUDA kernel take the same r when logits tie.
+// (1 - p_r) |G_k - G_r|. r is found from x_c = m exactly (h as in step A; take is 0 or 1, and
+// select_nonneg at take - 1/2 selects exactly), not from p, so that every instruction set and
+// the CUDA kernel take the same r when logits tie (logits a subnormal apart excepted, where any
+// r changes only the rounding).
 // x, grad: the pixels' class 0 (class c at c * S); labels, m, r: the pixels' own.
 template <class T, class L>
 SEGLOSS_INLINE void jacobian_at(const T* x, T* grad, const L* labels, int64_t ignore_index,
@@ -353,7 +384,7 @@ double softmax_task(const LovaszSoftmaxArgs<T, L>& a, const T* mr, int64_t j, in
         return;
       }
       const bool fg = label == c;
-      rec[count++] = {descending_key<T>(error_at<T>(fg, prob, q[s])),
+      rec[count++] = {softmax_key<T>(fg, prob, q[s]),
                       static_cast<I>((base + static_cast<I>(s)) | (fg ? kFg : I(0)))};
     };
     int64_t s = 0;

@@ -44,12 +44,38 @@ __device__ __forceinline__ KeyOf<T> descending_key(T e) {
   return static_cast<K>(~(b & (~K(0) >> 1)));
 }
 
+// lovasz_softmax's key: the CPU's softmax_key (backends/cpu/lovasz.cpp): errors above 1/2 as
+// 1 + the bits of d = 1 - e (computed without cancellation: p, or q = 1 - p_max), with the top
+// bit clear, before every other key; NaN as key 0.
 template <class T>
-__device__ __forceinline__ T error_of(KeyOf<T> key) {
-  const KeyOf<T> b = ~key;
-  T e;
-  memcpy(&e, &b, sizeof e);
-  return e;
+__device__ __forceinline__ KeyOf<T> softmax_key(bool fg, T p, T q) {
+  using K = KeyOf<T>;
+  if (fg ? p < T(0.5) : p > T(0.5)) {
+    const T d = fg ? p : q;
+    if (d != d) return K(0);
+    K b;
+    memcpy(&b, &d, sizeof b);
+    return static_cast<K>((b & (~K(0) >> 1)) + 1);
+  }
+  if (p != p) return K(0);
+  return descending_key<T>(fg ? (p > T(0.5) ? q : T(1) - p) : p);
+}
+
+// The error of a key, in double, as the CPU's error_of.
+template <class T>
+__device__ __forceinline__ double error_of(KeyOf<T> key) {
+  using K = KeyOf<T>;
+  constexpr K kTop = ~(~K(0) >> 1);
+  T v;
+  if (key & kTop) {
+    const K b = ~key;
+    memcpy(&v, &b, sizeof v);
+    return static_cast<double>(v);
+  }
+  if (key == 0) return static_cast<double>(NAN);
+  const K b = key - 1;
+  memcpy(&v, &b, sizeof v);
+  return 1.0 - static_cast<double>(v);
 }
 
 // Alg. 1 over the n sorted records with G = gts ground truths: calls write(index, s g_k) for each
@@ -83,7 +109,7 @@ __device__ double block_walk(Shared& sh, const KeyOf<T>* keys, const unsigned lo
     const double j = 1.0 - inter / uni;
     const double g = j - j_prev;
     j_prev = j;
-    acc[0] += static_cast<double>(error_of<T>(keys[k])) * g;
+    acc[0] += error_of<T>(keys[k]) * g;
     write(static_cast<long long>(idx[k] & ~kFg), fg ? -g : g);
   }
   SEGLOSS_STATIC_SHARED(double, loss, [1]);
@@ -354,8 +380,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     const bool fg = label == c;
     const T p = Math<T>::exp(a.x[e_at] - m[i]) * r[i];
-    // 1 - p of the most probable class (p > 1/2) is q, without cancellation (the CPU's error_at)
-    ka[slot] = descending_key<T>(fg ? (p > T(0.5) ? q[i] : T(1) - p) : p);
+    ka[slot] = softmax_key<T>(fg, p, q[i]);
     ia[slot] = static_cast<unsigned long long>(i) | (fg ? kFg : 0ull);
     ++slot;
   }
