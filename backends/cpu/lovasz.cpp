@@ -70,8 +70,9 @@ SEGLOSS_INLINE KeyOf<T> softmax_key(bool fg, T p, T q) {
     std::memcpy(&b, &d, sizeof b);
     return static_cast<K>((b & (std::numeric_limits<K>::max() >> 1)) + 1);
   }
-  if (p != p) return K(0);
-  return descending_key<T>(fg ? (p > T(0.5) ? q : T(1) - p) : p);
+  const T e = fg ? (p > T(0.5) ? q : T(1) - p) : p;
+  if (e != e) return K(0);  // NaN p, or a NaN q where the error is q
+  return descending_key<T>(e);
 }
 
 // The error of a key, in double (1 - d for a key of softmax_key's e > 1/2).

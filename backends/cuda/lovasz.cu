@@ -57,8 +57,9 @@ __device__ __forceinline__ KeyOf<T> softmax_key(bool fg, T p, T q) {
     memcpy(&b, &d, sizeof b);
     return static_cast<K>((b & (~K(0) >> 1)) + 1);
   }
-  if (p != p) return K(0);
-  return descending_key<T>(fg ? (p > T(0.5) ? q : T(1) - p) : p);
+  const T e = fg ? (p > T(0.5) ? q : T(1) - p) : p;
+  if (e != e) return K(0);  // NaN p, or a NaN q where the error is q
+  return descending_key<T>(e);
 }
 
 // The error of a key, in double, as the CPU's error_of.
