@@ -19,8 +19,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <limits>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -31,6 +29,7 @@
 
 #include "../../core/parallel.hpp"
 #include "class_axis.hpp"
+#include "lovasz_keys.hpp"
 #include "simd.hpp"
 
 namespace segloss {
@@ -40,56 +39,18 @@ namespace {
 template <class T>
 using KeyOf = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
 
-// For e >= 0 or NaN: ascending keys are descending errors.
+// The keys (lovasz_keys.hpp, shared with the CUDA kernels) with this file's KeyOf.
 template <class T>
 SEGLOSS_INLINE KeyOf<T> descending_key(T e) {
-  using K = KeyOf<T>;
-  K b;
-  std::memcpy(&b, &e, sizeof b);
-  return static_cast<K>(~(b & (std::numeric_limits<K>::max() >> 1)));
+  return lovasz_keys::descending_key<T, KeyOf<T>>(e);
 }
-
-// lovasz_softmax's key of a record of class c, whose probability of c is p (q = 1 - p_max of the
-// pixel): the error e is 1 - p for a ground truth (c is the label), else p, in [0, 1], given by
-// d = min(e, 1 - e) computed without cancellation: keys with the top bit clear (descending_key
-// never makes them) hold e > 1/2 as d's bits plus 1, so ascending keys are ascending d, i.e.
-// descending e, and come before every e <= 1/2 (descending_key's); key 0 is NaN, first as
-// descending_key's NaN. An error near 1 (a confident mistake: 1 - p of a ground truth whose p is
-// 1e-9, or p_max of another class) had only float's spacing near 1, 6e-8: such errors tied and
-// sorted by pixel order where double sorts them by value. For e > 1/2, d is p (a ground truth with
-// p < 1/2) or q (another label, c the most probable class, p > 1/2); for e <= 1/2, e is p (another
-// label), 1 - p or, where p > 1/2 and c is the most probable class, q (a ground truth: 1 - p
-// cancels).
 template <class T>
 SEGLOSS_INLINE KeyOf<T> softmax_key(bool fg, T p, T q) {
-  using K = KeyOf<T>;
-  if (fg ? p < T(0.5) : p > T(0.5)) {  // e > 1/2
-    const T d = fg ? p : q;
-    if (d != d) return K(0);
-    K b;
-    std::memcpy(&b, &d, sizeof b);
-    return static_cast<K>((b & (std::numeric_limits<K>::max() >> 1)) + 1);
-  }
-  const T e = fg ? (p > T(0.5) ? q : T(1) - p) : p;
-  if (e != e) return K(0);  // NaN p, or a NaN q where the error is q
-  return descending_key<T>(e);
+  return lovasz_keys::softmax_key<T, KeyOf<T>>(fg, p, q);
 }
-
-// The error of a key, in double (1 - d for a key of softmax_key's e > 1/2).
 template <class T>
 SEGLOSS_INLINE double error_of(KeyOf<T> key) {
-  using K = KeyOf<T>;
-  constexpr K kTop = ~(std::numeric_limits<K>::max() >> 1);
-  T v;
-  if (key & kTop) {
-    const K b = ~key;
-    std::memcpy(&v, &b, sizeof v);
-    return static_cast<double>(v);
-  }
-  if (key == 0) return std::numeric_limits<double>::quiet_NaN();
-  const K b = key - 1;
-  std::memcpy(&v, &b, sizeof v);
-  return 1.0 - static_cast<double>(v);
+  return lovasz_keys::error_of<T, KeyOf<T>>(key);
 }
 
 // A record: the key, and the pixel's position in its problem with the ground truth in the top bit.
@@ -269,21 +230,20 @@ struct SortBuffers {
 // logit. q is the ground-truth error of the most probable class without the cancellation of
 // 1 - p (for a pixel whose top logit leads by 20, p rounds to 1 in float and 1 - p to 0), and
 // 1 - e of another class's error e = p_max (softmax_key). h_c is 1 for x_c = m, else 0
-// (d_c = x_c - m <= 0; a subnormal d_c, |d_c| < 1 / kBig, where x_c and m are near the smallest
-// normal, gives an h between, with exp(d_c) = 1: R is then still about the ties' count less 1).
+// (lovasz_keys::top_logit_indicator; where it is between, exp(d_c) = 1 and R is still about the
+// ties' count less 1).
 template <class T>
 SEGLOSS_INLINE void max_and_inverse_sum(const T* x, int64_t C, int64_t S, T* m_out, T* r_out,
                                         T* q_out) {
   using V = Packet<T>;
   using M = Math<V>;
-  constexpr T kBig = std::numeric_limits<T>::max();
   V m = load<T>(x);
   for (int64_t c = 1; c < C; ++c) m = M::max(m, load<T>(x + c * S));
   V se = M::splat(T(0)), rest = M::splat(T(0)), ties = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
     const V d = load<T>(x + c * S) - m;
     const V t = M::exp(d);
-    const V h = M::max(V(d * kBig), M::splat(T(-1))) + T(1);
+    const V h = lovasz_keys::top_logit_indicator<V, M>(d);
     se += t;
     rest += t * (T(1) - h);
     ties += h;
@@ -330,13 +290,12 @@ SEGLOSS_INLINE void jacobian_at(const T* x, T* grad, const L* labels, int64_t ig
   using V = Packet<T>;
   using M = Math<V>;
   constexpr int kW = kLanes<T>;
-  constexpr T kBig = std::numeric_limits<T>::max();
   const V mv = load<T>(m);
   V pending = M::splat(T(1)), g_ref = M::splat(T(0));
   for (int64_t c = 0; c < C; ++c) {
     const V d = load<T>(x + c * S) - mv;
     store<T>(e + c * kW, V(M::exp(d) * load<T>(r)));  // probability
-    const V take = V(M::max(V(d * kBig), M::splat(T(-1))) + T(1)) * pending;
+    const V take = lovasz_keys::top_logit_indicator<V, M>(d) * pending;
     g_ref = M::select_nonneg(V(take - T(0.5)), load<T>(grad + c * S), g_ref);
     pending -= take;
   }

@@ -22,11 +22,11 @@
 // kernel adds the segments' losses in problem order, as losses/lovasz.cpp's reduce().
 #include "lovasz.hpp"
 
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "../../core/pointwise.hpp"
+#include "../cpu/lovasz_keys.hpp"
 #include "radix_sort.cuh"
 #include "runtime.cuh"
 
@@ -36,47 +36,18 @@ namespace {
 
 constexpr unsigned long long kFg = 1ull << 63;  // the ground-truth bit of a record's index
 
+// The CPU's keys (../cpu/lovasz_keys.hpp), with radix_sort.cuh's KeyOf.
 template <class T>
 __device__ __forceinline__ KeyOf<T> descending_key(T e) {
-  using K = KeyOf<T>;
-  K b;
-  memcpy(&b, &e, sizeof b);
-  return static_cast<K>(~(b & (~K(0) >> 1)));
+  return lovasz_keys::descending_key<T, KeyOf<T>>(e);
 }
-
-// lovasz_softmax's key: the CPU's softmax_key (backends/cpu/lovasz.cpp): errors above 1/2 as
-// 1 + the bits of d = 1 - e (computed without cancellation: p, or q = 1 - p_max), with the top
-// bit clear, before every other key; NaN as key 0.
 template <class T>
 __device__ __forceinline__ KeyOf<T> softmax_key(bool fg, T p, T q) {
-  using K = KeyOf<T>;
-  if (fg ? p < T(0.5) : p > T(0.5)) {
-    const T d = fg ? p : q;
-    if (d != d) return K(0);
-    K b;
-    memcpy(&b, &d, sizeof b);
-    return static_cast<K>((b & (~K(0) >> 1)) + 1);
-  }
-  const T e = fg ? (p > T(0.5) ? q : T(1) - p) : p;
-  if (e != e) return K(0);  // NaN p, or a NaN q where the error is q
-  return descending_key<T>(e);
+  return lovasz_keys::softmax_key<T, KeyOf<T>>(fg, p, q);
 }
-
-// The error of a key, in double, as the CPU's error_of.
 template <class T>
 __device__ __forceinline__ double error_of(KeyOf<T> key) {
-  using K = KeyOf<T>;
-  constexpr K kTop = ~(~K(0) >> 1);
-  T v;
-  if (key & kTop) {
-    const K b = ~key;
-    memcpy(&v, &b, sizeof v);
-    return static_cast<double>(v);
-  }
-  if (key == 0) return static_cast<double>(NAN);
-  const K b = key - 1;
-  memcpy(&v, &b, sizeof v);
-  return 1.0 - static_cast<double>(v);
+  return lovasz_keys::error_of<T, KeyOf<T>>(key);
 }
 
 // Alg. 1 over the n sorted records with G = gts ground truths: calls write(index, s g_k) for each
@@ -260,10 +231,9 @@ __global__ void __launch_bounds__(kThreads) softmax_pixel_kernel(const SoftmaxKe
       m = m > v ? m : v;  // Math<T>::max
     }
     T se = T(0), rest = T(0), ties = T(0);
-    const T big = sizeof(T) == 4 ? T(3.40282347e38f) : T(1.7976931348623157e308);  // the largest
     for (long long c = 0; c < C; ++c) {
       const T d = x[c * S] - m, t = Math<T>::exp(d);
-      const T h = Math<T>::max(d * big, T(-1)) + T(1);  // 1 at d = 0, 0 below -1 / big
+      const T h = lovasz_keys::top_logit_indicator<T, Math<T>>(d);  // 1 at d = 0
       se += t;
       rest += t * (T(1) - h);
       ties += h;

@@ -353,7 +353,8 @@ size_t overlap_split_size(const Shape& input, const O& o) {
 
 // The per-image scores that a shard's local sums (I, P, T per plane) keep, as overlap_scores
 // counts them: every plane but the excluded background and, with EmptyPolicy::skip, those whose
-// target sum is 0. The shard's part of the count summed across shards (global[0]).
+// target sum is 0. The shard's part of the count summed across shards (global[0]). (Not through
+// overlap_scores itself: it reads options.class_weight, which a CUDA call keeps on the device.)
 template <class O>
 int64_t own_kept_scores(const std::vector<double>& local, const Shape& input, const O& o) {
   int64_t kept = 0;
