@@ -23,9 +23,11 @@
 //                     (set_last_block_tails; before session 15): the same bytes and bits.
 //   bce_dice_weighted_vg  bce_dice_vg with a BCE weight per element (the boundary-weighted
 //                     recipe's shape of work): each pass also reads the weight, 7 floats per
-//                     element; the schedule that ran on the H200 (the BCE term in pass 1).
-//   bce_dice_weighted_vg_in_grad  the same with the BCE term summed in the gradient pass
-//                     (set_bce_value_in_gradient_weighted, off by default), for the comparison.
+//                     element; the BCE term summed in the gradient pass (the default since
+//                     2026-12-04).
+//   bce_dice_weighted_vg_stats_bce  the same with the BCE term summed in pass 1
+//                     (set_bce_value_in_gradient_weighted(false); the default before
+//                     2026-12-04), for the comparison.
 //   bce_dice_vg_scalar_loads, soft_dice_vg_scalar_loads, bce_vg_scalar_loads  the same calls
 //                     with the passes' scalar loads and stores (plane_pass_kernel) instead of
 //                     16-byte ones (quad_pass_kernel; set_quad_loads; before session 16, session
@@ -51,6 +53,9 @@
 //                     labels instead of the byte per pixel the label pass wrote of them
 //                     (set_label_codes; before session 18): 184 bytes per pixel at C = 21
 //                     against 178 with the codes (min_bytes counts 176 for both), the same bits.
+//   cross_entropy_vg_label_grid  cross_entropy_vg with the label pass on the fused pass's grid, a
+//                     label per thread, instead of its own smaller grid of several labels a thread
+//                     (set_label_pass_own_grid; before 2026-12-04): the same bytes and bits.
 //   softmax_dice_vg_walk  softmax_dice_vg with the passes that walk the class axis in memory
 //                     instead of the staged ones (set_softmax_overlap_staging; the passes before
 //                     session 14), for the comparison in the same process.
@@ -312,8 +317,8 @@ int main(int argc, char** argv) {
   const auto on_ce_inputs = [](const std::string& name) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
            name == "cross_entropy_vg_tail_kernels" || name == "cross_entropy_vg_label_reads" ||
-           name == "softmax_dice_vg_tail_kernels" || name == "softmax_dice_vg" ||
-           name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
+           name == "cross_entropy_vg_label_grid" || name == "softmax_dice_vg_tail_kernels" ||
+           name == "softmax_dice_vg" || name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
            name == "cross_entropy_vg_one_pixel" || name == "softmax_focal_vg" ||
            name == "softmax_focal_vg_one_pixel" || name == "cross_entropy_vg_c4";
   };
@@ -459,6 +464,8 @@ int main(int argc, char** argv) {
        switched(sw::set_last_block_tails, false, ce_run)},
       {"cross_entropy_vg_label_reads", cs, ce_bytes, ce_label_reads_moved,
        switched(sw::set_label_codes, false, ce_run)},
+      {"cross_entropy_vg_label_grid", cs, ce_bytes, ce_moved,
+       switched(sw::set_label_pass_own_grid, false, ce_run)},
       {"soft_dice_vg_scalar_loads", shape, 5 * f4, 5 * f4,
        switched(sw::set_quad_loads, false, soft_dice_run)},
       {"soft_dice_vg_forward_order", shape, 5 * f4, bits_moved,
@@ -472,8 +479,8 @@ int main(int argc, char** argv) {
        switched(sw::set_softmax_overlap_staging, false, sd_run)},
       {"softmax_dice_vg_tail_kernels", cs, dice_bytes, dice_bytes,
        switched(sw::set_last_block_tails, false, sd_run)},
-      {"bce_dice_weighted_vg_in_grad", shape, 7 * f4, 7 * f4,
-       switched(sw::set_bce_value_in_gradient_weighted, true, bce_dice_w_run)},
+      {"bce_dice_weighted_vg_stats_bce", shape, 7 * f4, 7 * f4,
+       switched(sw::set_bce_value_in_gradient_weighted, false, bce_dice_w_run)},
   };
 
   cudaDeviceProp prop{};

@@ -33,13 +33,14 @@ ThreadState& thread_state() {
 
 SEGLOSS_CUDA_SWITCH(cross_entropy_staging, true)
 SEGLOSS_CUDA_SWITCH(bce_value_in_gradient, true)
-SEGLOSS_CUDA_SWITCH(bce_value_in_gradient_weighted, false)
+SEGLOSS_CUDA_SWITCH(bce_value_in_gradient_weighted, true)
 SEGLOSS_CUDA_SWITCH(softmax_overlap_staging, true)
 SEGLOSS_CUDA_SWITCH(last_block_tails, true)
 SEGLOSS_CUDA_SWITCH(quad_loads, true)
 SEGLOSS_CUDA_SWITCH(gradient_from_the_end, true)
 SEGLOSS_CUDA_SWITCH(target_bits, true)
 SEGLOSS_CUDA_SWITCH(label_codes, true)
+SEGLOSS_CUDA_SWITCH(label_pass_own_grid, true)
 #undef SEGLOSS_CUDA_SWITCH
 
 std::atomic<int64_t>& emulated_quad_loads() {

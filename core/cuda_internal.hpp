@@ -107,6 +107,32 @@ inline int64_t cross_entropy_blocks(int64_t pixels) {
   return b < 1 ? 1 : b > kCrossEntropyMaxBlocks ? kCrossEntropyMaxBlocks : b;
 }
 
+// The label pass's grid (backends/cuda/cross_entropy.cu label_pass): kCrossEntropyLabelBlocks
+// blocks (about one wave on an H200: 132 multiprocessors of 8 such blocks), or a block per 4096
+// labels (16 a thread) where that is more, so that each block's fixed work (its two block
+// sums, its partials, its arrival at the ticket) is spread over many labels; never more blocks
+// than the fused pass's grid (cross_entropy_blocks), whose partial arrays it writes into.
+// On an H200 the label pass on the fused pass's grid (a label per thread, 12,544 blocks at
+// (16,21,448,448)) ran at 0.65 TB/s, 40 us of the call's 232 (ncu; bench/RESULTS.md, 2026-12-04).
+constexpr int kCrossEntropyLabelBlocks = 1024;
+constexpr int64_t kCrossEntropyLabelsPerThread = 16;
+
+inline int64_t cross_entropy_label_blocks(int64_t pixels) {
+  const int64_t grid = cross_entropy_blocks(pixels);
+  const int64_t per_block = kThreads * kCrossEntropyLabelsPerThread;
+  int64_t b = (pixels + per_block - 1) / per_block;
+  if (b < kCrossEntropyLabelBlocks) b = kCrossEntropyLabelBlocks;
+  return b < grid ? b : grid;
+}
+
+// Whether cross_entropy's label pass runs on its own grid (cross_entropy_label_blocks; on by
+// default) rather than on the fused pass's, a label per thread, as before 2026-12-04. The count
+// and the bad-label index are the same either way; the class weights' sum is added in another
+// order (in double). For the tests and the bench (cross_entropy_vg_label_grid) only.
+// Process-wide.
+bool label_pass_own_grid();
+void set_label_pass_own_grid(bool on);
+
 // Whether cross_entropy stages float logits with labels and 8 < C <= 32 through shared memory
 // (backends/cuda/cross_entropy.cu pixel_in_shared; on by default). For the tests only: with it
 // off, the register path runs, and the two must give the same bits. Process-wide.
@@ -119,9 +145,9 @@ void set_cross_entropy_staging(bool on);
 // (segloss-cuda-bench's bce_dice_vg_stats_bce line) only. Process-wide.
 bool bce_value_in_gradient();
 void set_bce_value_in_gradient(bool on);
-// The same with a pixel weight or a BCE weight: off by default (the weighted passes' registers
-// moved both ways with it, and no GPU run has measured them); for the tests and the bench
-// (bce_dice_weighted_vg_in_grad) only. Process-wide.
+// The same with a pixel weight or a BCE weight: on by default since 2026-12-04, when the H200
+// measured the weighted bce_dice at 0.794 ms with it against 0.986 without (0.785 / 0.986 in a
+// second run); for the tests and the bench (bce_dice_weighted_vg_stats_bce) only. Process-wide.
 bool bce_value_in_gradient_weighted();
 void set_bce_value_in_gradient_weighted(bool on);
 

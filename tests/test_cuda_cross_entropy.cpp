@@ -433,6 +433,52 @@ TEST_CASE("cuda cross_entropy: the staged pass gives the register pass's bits (f
   }
 }
 
+TEST_CASE("cuda cross_entropy: the label pass on its own grid, several labels a thread") {
+  SEGLOSS_REQUIRE_GPU();
+  // 1,310,701 pixels: the label pass runs 1024 blocks (core/cuda_internal.hpp
+  // cross_entropy_label_blocks), 4 or 5 labels a thread, loaded 4 at a time (a second, partial
+  // group for the first 262,125 threads); the fused pass runs 5120 blocks, a pixel a thread. The
+  // count, the weights' sum and the first bad label must be what the pass on the fused pass's grid
+  // (a label per thread, the switch off) finds, and the result the CPU's.
+  struct Restore {
+    ~Restore() { cuda::detail::set_label_pass_own_grid(true); }
+  } restore;
+  const Shape s{1, 2, 1163, 1127};
+  const int64_t pixels = s.numel() / 2;
+  REQUIRE(cuda::detail::cross_entropy_label_blocks(pixels) == 1024);
+  REQUIRE(cuda::detail::cross_entropy_blocks(pixels) == 5120);
+  const auto x = testing::randn<float>(s, 61, 2.0);
+  auto y = labels<int64_t>(s.without(1), 2, 62, 0.1);  // about a tenth ignored (-100)
+  CrossEntropyOptions<float> o;
+  o.weight = Tensor<float>::from(std::vector<float>{0.75f, 2.5f}, {2});  // sums exact in double
+  check_parity(x, y, o);
+  // The same bits with the label pass on either grid (exact sums: no order to tell them apart).
+  const auto xd = dev(x);
+  const auto od = on_device(o);
+  std::vector<uint32_t> bits[2];
+  double values[2];
+  for (int own = 0; own < 2; ++own) {
+    cuda::detail::set_label_pass_own_grid(own == 1);
+    const auto vg = cross_entropy_value_and_grad(xd, dev(y), od);
+    values[own] = vg.value;
+    bits[own] = float_bits(vg.grad);
+  }
+  CHECK(values[0] == values[1]);
+  CHECK(bits[0] == bits[1]);
+  // Two bad labels in two threads (their first groups' fourth and third loads on the own grid):
+  // the smallest index is reported, on either grid.
+  y[1000003] = 7;
+  y[700001] = -5;
+  const std::string at = "target has label -5 at (0," + std::to_string(700001 / 1127) + "," +
+                         std::to_string(700001 % 1127) + "), outside [0, 2)";
+  for (int own = 0; own < 2; ++own) {
+    CAPTURE(own);
+    cuda::detail::set_label_pass_own_grid(own == 1);
+    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, dev(y), od),
+                         doctest::Contains(at.c_str()), Error);
+  }
+}
+
 // The value, the gradient, the per-pixel loss and the backward of one configuration, as bits
 // (the host value as its double's bits), and the host form's error message ("" when none).
 // dirty() runs before each call: a call on other targets of the same shape, which leaves other

@@ -553,7 +553,7 @@ void bce_dice_schedules_all() {
   struct Restore {
     ~Restore() {
       cuda::detail::set_bce_value_in_gradient(true);
-      cuda::detail::set_bce_value_in_gradient_weighted(false);
+      cuda::detail::set_bce_value_in_gradient_weighted(true);
     }
   } restore;
   const double tol = std::is_same_v<T, float> ? 1e-6 : 1e-14;
@@ -561,7 +561,7 @@ void bce_dice_schedules_all() {
   // mean_over weight_sum with a weight; 5 pos_weight, label smoothing, soft targets), each with
   // Dice options covering per_image, squared, include_background and smooth (overlap_case's
   // bits), and both terms' weights. The weighted cases switch the schedule with
-  // set_bce_value_in_gradient_weighted (off by default), the others with
+  // set_bce_value_in_gradient_weighted (on by default since 2026-12-04), the others with
   // set_bce_value_in_gradient.
   for (const Shape& s : kShapes)
     for (int k = 0; k < 6; ++k)
@@ -711,7 +711,7 @@ void tails_overlap_all() {
         });
       }
       cuda::detail::set_bce_value_in_gradient(true);
-      cuda::detail::set_bce_value_in_gradient_weighted(false);
+      cuda::detail::set_bce_value_in_gradient_weighted(true);
     }
     for (int k : {0, 4}) {  // bce_with_logits: the mean, and the mean over the weight sum
       CAPTURE(k);
@@ -740,7 +740,7 @@ TEST_CASE("cuda overlap losses: the finalize in the combine's last block gives i
   struct Restore {
     ~Restore() {
       cuda::detail::set_bce_value_in_gradient(true);
-      cuda::detail::set_bce_value_in_gradient_weighted(false);
+      cuda::detail::set_bce_value_in_gradient_weighted(true);
     }
   } restore;
   tails_overlap_all<float>();

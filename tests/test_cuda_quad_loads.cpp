@@ -30,7 +30,7 @@ struct RestoreQuads {
     cuda::detail::set_quad_loads(true);
     cuda::detail::set_gradient_from_the_end(true);
     cuda::detail::set_bce_value_in_gradient(true);
-    cuda::detail::set_bce_value_in_gradient_weighted(false);
+    cuda::detail::set_bce_value_in_gradient_weighted(true);
     cuda::detail::set_target_bits(true);
   }
 };
@@ -101,7 +101,7 @@ std::array<std::vector<std::vector<uint64_t>>, 3> overlap_bits(const Tensor<T>& 
     }
   }
   cuda::detail::set_bce_value_in_gradient(true);
-  cuda::detail::set_bce_value_in_gradient_weighted(false);
+  cuda::detail::set_bce_value_in_gradient_weighted(true);
   return got;
 }
 

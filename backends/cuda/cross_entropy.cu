@@ -22,7 +22,11 @@
 // Steps 2 and 4 run in the last block of steps 1 and 3 to finish (runtime.cuh last_block): two
 // launches instead of four (detail::last_block_tails; off, each is a kernel of its own, with the
 // same code and bits). Probability targets launch prepare on its own.
-// The grid is a fixed function of the shape (at most kMaxBlocks blocks, grid-stride loops),
+// The label pass runs on a grid of its own, 1024 blocks or a block per 4096 labels where that is
+// more, never more than the fused pass's (cuda_internal.hpp cross_entropy_label_blocks; with a
+// label per thread on the fused pass's grid, the blocks' fixed work cost more than their loads:
+// 40 us of a 232 us call on an H200, 15 us on its own grid). The grids are fixed functions of
+// the shape (at most kMaxBlocks blocks, grid-stride loops),
 // and every sum runs in a fixed order: the value is bitwise the same from run to run.
 #include "cross_entropy.hpp"
 
@@ -170,21 +174,35 @@ __global__ void __launch_bounds__(kThreads)
   long long count = 0;
   unsigned long long bad = ~0ull;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < total;
-       i += stride) {
-    const int64_t y = static_cast<int64_t>(labels[i]);
-    int code;
-    if (ignored(y, ignore_index, ignore_negative)) {
-      code = kCodeIgnored;
-    } else if (y < 0 || y >= classes) {
-      if (bad == ~0ull) bad = static_cast<unsigned long long>(i);  // i grows: the thread's first
-      code = kCodeBad;
-    } else {
-      ws += weight ? static_cast<double>(weight[y]) : 1.0;
-      ++count;
-      code = static_cast<int>(y);
+  // kLoads labels a stride apart are loaded before any is looked at (independent loads in flight:
+  // on its own grid a thread takes up to 16 labels, more beyond 67M pixels), then taken in the
+  // order of their index.
+  constexpr int kLoads = 4;
+  for (int64_t i0 = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i0 < total;
+       i0 += kLoads * stride) {
+    int64_t y[kLoads];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int64_t i = i0 + k * stride;
+      y[k] = i < total ? static_cast<int64_t>(labels[i]) : 0;
     }
-    if (codes) codes[i] = static_cast<uint8_t>(code);
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int64_t i = i0 + k * stride;
+      if (i >= total) break;
+      int code;
+      if (ignored(y[k], ignore_index, ignore_negative)) {
+        code = kCodeIgnored;
+      } else if (y[k] < 0 || y[k] >= classes) {
+        if (bad == ~0ull) bad = static_cast<unsigned long long>(i);  // i grows: the thread's first
+        code = kCodeBad;
+      } else {
+        ws += weight ? static_cast<double>(weight[y[k]]) : 1.0;
+        ++count;
+        code = static_cast<int>(y[k]);
+      }
+      if (codes) codes[i] = static_cast<uint8_t>(code);
+    }
   }
   // Integers: the largest complement is the smallest index, in any order.
   if (bad != ~0ull) atomicMax(first_bad_mark, ~bad);
@@ -662,7 +680,12 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   Call call(a.function, coded ? codes_at + codes_bytes : cross_entropy_workspace_bytes(total));
   uint8_t* codes = coded ? call.at<uint8_t>(codes_at) : nullptr;
   const cudaStream_t s = call.stream();
-  const int blocks = blocks_for(total);  // the label pass's and the fused pass's grid
+  const int blocks = blocks_for(total);  // the fused pass's grid
+  // The label pass's: its own, smaller (cuda_internal.hpp cross_entropy_label_blocks), unless the
+  // bench's A/B line asked for the fused pass's (a label per thread, as before 2026-12-04).
+  const int label_blocks = detail::label_pass_own_grid()
+                               ? static_cast<int>(detail::cross_entropy_label_blocks(total))
+                               : blocks;
   const Layout w = layout(call.at<char>(detail::kHeaderBytes), blocks);
   const bool scalar = a.reduction != Reduction::none;
   const bool mean = a.reduction == Reduction::mean;
@@ -670,7 +693,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
   // prepare and finish run in the last block of the pass before them, unless a test or the bench
   // turned that off (detail::last_block_tails: the same bits either way).
   unsigned* ticket = detail::last_block_tails() ? call.at<unsigned>(header::kTicket) : nullptr;
-  const PrepareArgs<T> prep{kProbs ? 0 : blocks,
+  const PrepareArgs<T> prep{kProbs ? 0 : label_blocks,
                             kProbs ? static_cast<long long>(total) : -1,
                             a.classes,
                             a.weight,
@@ -686,7 +709,7 @@ CrossEntropyStatus cross_entropy(const CrossEntropyArgs<T, L>& a, bool host_stat
                             a.reduced_none_counted,
                             a.grad_weight};
   if constexpr (!kProbs) {
-    cuda::launch(label_pass<L, T>, blocks, kThreads, 0, s, a.labels, total, a.classes,
+    cuda::launch(label_pass<L, T>, label_blocks, kThreads, 0, s, a.labels, total, a.classes,
                  a.ignore_index, a.ignore_negative, a.weight, w.label_weight, w.label_count,
                  first_bad_mark, codes, ticket, prep);
     call.launched();
