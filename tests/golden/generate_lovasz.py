@@ -65,12 +65,21 @@ def check_gaps(errors, hinge):
 # --------------------------------------------------------------------------------------------
 
 def jaccard_increments(gt_sorted):
-    """g_k = J_k - J_{k-1}, J_k = 1 - I_k / U_k with I_k = G - cumsum(gt), U_k = G + cumsum(1-gt)."""
-    total = gt_sorted.sum()
-    inter = total - torch.cumsum(gt_sorted, 0)
-    union = total + torch.cumsum(1.0 - gt_sorted, 0)
-    jac = 1.0 - inter / union
-    return torch.cat([jac[:1], jac[1:] - jac[:-1]])
+    """The weights g_k = J_k - J_{k-1} (J_0 = 0) of Alg. 1, from counts.
+
+    With the pixels in decreasing order of error, predict the first k of them wrong and the rest
+    right: the prediction is the ground truth (P pixels) with those k flipped. If pos_k of them
+    are positives and neg_k = k - pos_k negatives, the prediction keeps P - pos_k of the truth
+    and their union has P + neg_k pixels, so J_k = 1 - (P - pos_k) / (P + neg_k).
+    """
+    n = gt_sorted.numel()
+    first_k = torch.arange(1, n + 1, dtype=gt_sorted.dtype)  # k = 1 .. n
+    positives = gt_sorted.sum()                                # P
+    pos_k = torch.cumsum(gt_sorted, 0)
+    neg_k = first_k - pos_k
+    loss_k = 1.0 - (positives - pos_k) / (positives + neg_k)  # J_1 .. J_n
+    previous = torch.cat([loss_k.new_zeros(1), loss_k[:-1]])   # J_0 .. J_{n-1}
+    return loss_k - previous
 
 
 def lovasz_extension(errors, gt, hinge):
