@@ -56,6 +56,10 @@
 //   cross_entropy_vg_label_grid  cross_entropy_vg with the label pass on the fused pass's grid, a
 //                     label per thread, instead of its own smaller grid of several labels a thread
 //                     (set_label_pass_own_grid; before 2026-12-04): the same bytes and bits.
+//   cross_entropy_vg_quads  cross_entropy_vg with the staged pass taking four pixels a thread with
+//                     16-byte copies and stores (set_cross_entropy_quads(true); off by default
+//                     until a GPU has measured it, 2026-12-04): the same bytes, results within
+//                     rounding.
 //   softmax_dice_vg_walk  softmax_dice_vg with the passes that walk the class axis in memory
 //                     instead of the staged ones (set_softmax_overlap_staging; the passes before
 //                     session 14), for the comparison in the same process.
@@ -317,8 +321,9 @@ int main(int argc, char** argv) {
   const auto on_ce_inputs = [](const std::string& name) {
     return name == "cross_entropy_vg" || name == "cross_entropy_vg_registers" ||
            name == "cross_entropy_vg_tail_kernels" || name == "cross_entropy_vg_label_reads" ||
-           name == "cross_entropy_vg_label_grid" || name == "softmax_dice_vg_tail_kernels" ||
-           name == "softmax_dice_vg" || name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
+           name == "cross_entropy_vg_label_grid" || name == "cross_entropy_vg_quads" ||
+           name == "softmax_dice_vg_tail_kernels" || name == "softmax_dice_vg" ||
+           name == "softmax_dice_vg_walk" || name == "ce_dice_vg" ||
            name == "cross_entropy_vg_one_pixel" || name == "softmax_focal_vg" ||
            name == "softmax_focal_vg_one_pixel" || name == "cross_entropy_vg_c4";
   };
@@ -466,6 +471,8 @@ int main(int argc, char** argv) {
        switched(sw::set_label_codes, false, ce_run)},
       {"cross_entropy_vg_label_grid", cs, ce_bytes, ce_moved,
        switched(sw::set_label_pass_own_grid, false, ce_run)},
+      {"cross_entropy_vg_quads", cs, ce_bytes, ce_moved,
+       switched(sw::set_cross_entropy_quads, true, ce_run)},
       {"soft_dice_vg_scalar_loads", shape, 5 * f4, 5 * f4,
        switched(sw::set_quad_loads, false, soft_dice_run)},
       {"soft_dice_vg_forward_order", shape, 5 * f4, bits_moved,

@@ -32,6 +32,7 @@ ThreadState& thread_state() {
   }
 
 SEGLOSS_CUDA_SWITCH(cross_entropy_staging, true)
+SEGLOSS_CUDA_SWITCH(cross_entropy_quads, false)
 SEGLOSS_CUDA_SWITCH(bce_value_in_gradient, true)
 SEGLOSS_CUDA_SWITCH(bce_value_in_gradient_weighted, true)
 SEGLOSS_CUDA_SWITCH(softmax_overlap_staging, true)
@@ -44,6 +45,11 @@ SEGLOSS_CUDA_SWITCH(label_pass_own_grid, true)
 #undef SEGLOSS_CUDA_SWITCH
 
 std::atomic<int64_t>& emulated_quad_loads() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
+
+std::atomic<int64_t>& cross_entropy_quad_launches() {
   static std::atomic<int64_t> count{0};
   return count;
 }

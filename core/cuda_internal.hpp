@@ -139,6 +139,16 @@ void set_label_pass_own_grid(bool on);
 bool cross_entropy_staging();
 void set_cross_entropy_staging(bool on);
 
+// Whether cross_entropy's staged pass takes four pixels a thread with 16-byte copies and stores
+// (backends/cuda/cross_entropy.cu fused_quads) where it can: float logits with labels,
+// 8 < C <= 32, the pixels per image a multiple of 4, the logits and the gradient 16-byte aligned.
+// Off by default: no GPU has run it yet (its pattern ran at 0.955 of the copy's bandwidth in
+// bench/cuda_variants.cu, against 0.805 for the one-pixel pass); the bench's
+// cross_entropy_vg_quads line runs it beside cross_entropy_vg. Results within rounding of the
+// one-pixel pass (not its bits). For the tests and the bench only. Process-wide.
+bool cross_entropy_quads();
+void set_cross_entropy_quads(bool on);
+
 // Whether bce_dice's fused value and gradient sums the BCE term in its gradient pass (on by
 // default) rather than in its statistics pass (backends/cuda/overlap_passes.cuh
 // run_value_in_gradient). The value's bits are the same either way. For the tests and the bench
@@ -205,6 +215,10 @@ void set_label_codes(bool on);
 // for the tests of which arrays a quad pass reads (the gradient pass that reads the target bits
 // loads x alone). A GPU does not count them (0).
 std::atomic<int64_t>& emulated_quad_loads();
+
+// The cross_entropy launches in this process of the four-pixel pass (cross_entropy_quads above):
+// a count for the tests (the host counts its launches).
+std::atomic<int64_t>& cross_entropy_quad_launches();
 
 // The cross_entropy calls in this process whose fused pass was launched on the label codes
 // (label_codes above): a count for the tests (on a GPU too; the host counts its launches).

@@ -496,7 +496,7 @@ step "benchmark (segloss-cuda-bench, a process per case)"
 bench_ok=0
 bench_fail=0
 bench_skipped=0
-# 28 cases on 2026-12-04 (6 in session 13); PyTorch's step after it keeps up to 60 s.
+# 29 cases since 2026-12-04 (6 in session 13); PyTorch's step after it keeps up to 60 s.
 bench_cap=$(cap_for 270)
 [ "$bench_cap" -gt $(($(left) - reserve - 60)) ] && bench_cap=$(($(left) - reserve - 60))
 [ "$bench_cap" -lt 0 ] && bench_cap=0
@@ -627,7 +627,8 @@ order = ["copy", "bce_dice_vg", "bce_dice_vg_stats_bce", "bce_dice_vg_tail_kerne
          "bce_dice_weighted_vg_stats_bce", "bce_vg", "bce_vg_scalar_loads", "soft_dice_vg",
          "soft_dice_vg_scalar_loads", "soft_dice_vg_forward_order", "soft_dice_vg_target_floats",
          "cross_entropy_vg", "cross_entropy_vg_registers", "cross_entropy_vg_tail_kernels",
-         "cross_entropy_vg_label_reads", "cross_entropy_vg_label_grid", "cross_entropy_vg_c4", "cross_entropy_vg_one_pixel",
+         "cross_entropy_vg_label_reads", "cross_entropy_vg_label_grid",
+         "cross_entropy_vg_quads", "cross_entropy_vg_c4", "cross_entropy_vg_one_pixel",
          "softmax_focal_vg", "softmax_focal_vg_one_pixel", "bce_vg_one_pixel",
          "softmax_dice_vg", "softmax_dice_vg_walk", "softmax_dice_vg_tail_kernels", "ce_dice_vg"]
 names = [n for n in order if n in ours or n in torch]

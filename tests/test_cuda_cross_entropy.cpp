@@ -433,6 +433,102 @@ TEST_CASE("cuda cross_entropy: the staged pass gives the register pass's bits (f
   }
 }
 
+// got against want: NaN at the same entries, elsewhere |got - want| <= tol (|want| + max|want|).
+void check_near(const Tensor<float>& got_any, const Tensor<float>& want_any, double tol) {
+  const Tensor<float> got = host(got_any), want = host(want_any);
+  REQUIRE(got.shape() == want.shape());
+  double scale = 0;
+  for (int64_t i = 0; i < want.numel(); ++i)
+    if (!std::isnan(want[i])) scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double a = got[i], b = want[i];
+    const bool ok = std::isnan(b) ? std::isnan(a) : std::abs(a - b) <= tol * (std::abs(b) + scale);
+    if (!ok && bad++ == 0) first = i;
+  }
+  INFO(bad, " of ", want.numel(), " differ; first at ", first);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("cuda cross_entropy: four pixels a thread agree with a pixel a thread (switch on)") {
+  SEGLOSS_REQUIRE_GPU();
+  // detail::set_cross_entropy_quads(true) runs fused_quads (off by default until a GPU has
+  // measured it) for float logits with labels, 8 < C <= 32 and S % 4 == 0: each pixel gets the
+  // one-pixel pass's operations, so the results agree to rounding (FMA contraction may differ),
+  // NaN where that pass has NaN, bitwise from run to run, and the CPU's to its tolerance.
+  struct Restore {
+    ~Restore() { cuda::detail::set_cross_entropy_quads(false); }
+  } restore;
+  auto& launches = cuda::detail::cross_entropy_quad_launches();
+  for (int64_t c : {int64_t{12}, int64_t{21}, int64_t{30}}) {
+    CAPTURE(c);
+    const int64_t S = 296;  // 8 x 37: 222 quads, four blocks of 64, the last partly idle
+    const Shape s{3, c, 8, 37};
+    auto x = testing::randn<float>(s, 54, 3.0);
+    auto y = labels<int64_t>(s.without(1), c, 55, 0.1);
+    x[(1 * c + 2) * S + 17] = NAN;  // image 1, class 2, pixel 17: its loss and gradient NaN
+    y[S + 17] = 1;                  // (counted: an ignored pixel's loss is 0 whatever its logits)
+    y[S + 42] = c + 3;              // image 1, pixel 42: a bad label (NaN on the device)
+    y[2 * S + 3] = -100;            // ignored, the last of its quad
+    const auto xd = dev(x);
+    const auto yd = dev(y);
+    CrossEntropyOptions<float> o;
+    o.weight = dev(testing::uniform<float>(Shape{c}, 56, 0.5, 2.0));
+    o.label_smoothing = 0.1;
+    CrossEntropyOptions<float> none = o;
+    none.reduction = Reduction::none;
+    const auto go = dev(testing::uniform<float>(s.without(1), 57, 0.5, 2.0));
+    Tensor<float> grad[2], value[2], loss[2], back[2];
+    for (int quads = 0; quads < 2; ++quads) {
+      cuda::detail::set_cross_entropy_quads(quads == 1);
+      const int64_t before = launches.load();
+      cross_entropy_value_and_grad(xd, yd, grad[quads], value[quads], o);  // device value
+      loss[quads] = cross_entropy(xd, yd, none);
+      back[quads] = cross_entropy_backward(xd, yd, go, none);
+      CHECK(launches.load() - before == 3 * quads);
+    }
+    check_near(grad[1], grad[0], 1e-6);
+    check_near(loss[1], loss[0], 1e-6);
+    check_near(back[1], back[0], 1e-6);
+    CHECK(std::isnan(host(value[1])[0]));  // the bad label
+    const auto l = host(loss[1]);
+    for (int64_t i = 0; i < l.numel(); ++i) {
+      CAPTURE(i);
+      CHECK(std::isnan(l[i]) == (i == S + 17 || i == S + 42));
+    }
+    CHECK(l[2 * S + 3] == 0.0f);
+    // Without the bad label and the NaN: the CPU's results, in place too, and the same bits over
+    // 10 runs.
+    y[S + 42] = 1;
+    x[(1 * c + 2) * S + 17] = 0.5f;
+    cuda::detail::set_cross_entropy_quads(true);
+    CrossEntropyOptions<float> oc = o;
+    oc.weight = host(o.weight);
+    const int64_t before = launches.load();
+    check_parity(x, y, oc);
+    check_in_place(x, dev(y), o);
+    CHECK(launches.load() > before);
+    const auto x2 = dev(x);
+    const auto y2 = dev(y);
+    const auto first = cross_entropy_value_and_grad(x2, y2, o);
+    for (int run = 0; run < 9; ++run) {
+      const auto again = cross_entropy_value_and_grad(x2, y2, o);
+      CHECK(again.value == first.value);
+      CHECK(testing::same_bits(again.grad, first.grad));
+    }
+  }
+  // Where the pass cannot take four pixels a thread it takes one, the switch on: S % 4 != 0,
+  // C <= 8, C > 32.
+  cuda::detail::set_cross_entropy_quads(true);
+  for (const Shape& s : {Shape{2, 21, 9, 31}, Shape{2, 8, 8, 8}, Shape{2, 33, 8, 8}}) {
+    CAPTURE(s);
+    const int64_t before = launches.load();
+    check_parity(testing::randn<float>(s, 58, 2.0), labels<int64_t>(s.without(1), s[1], 59, 0.1),
+                 CrossEntropyOptions<float>{});
+    CHECK(launches.load() == before);
+  }
+}
+
 TEST_CASE("cuda cross_entropy: the label pass on its own grid, several labels a thread") {
   SEGLOSS_REQUIRE_GPU();
   // 1,310,701 pixels: the label pass runs 1024 blocks (core/cuda_internal.hpp

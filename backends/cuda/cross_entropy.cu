@@ -477,7 +477,7 @@ constexpr int fused_min_blocks() {
 // fused pass's last block does not run it.
 template <class T>
 struct FinishArgs;
-template <class T>
+template <class T, int kBlock = kThreads>
 __device__ __forceinline__ void finish_block(const FinishArgs<T>& f);
 
 template <class T>
@@ -493,13 +493,33 @@ struct FinishArgs {
   __device__ void operator()() const { finish_block(*this); }
 };
 
-// Every thread of a block calls it; thread 0 writes the value.
-template <class T>
+// block_total (launch.cuh) for blocks of kBlock threads (a multiple of 32, at most kThreads).
+template <int kBlock, class V>
+__device__ __forceinline__ V total_of_block(V v, V* sh) {
+  if constexpr (kBlock == kThreads) {
+    return block_total(v, sh);
+  } else {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+      v = lane < kBlock / 32 ? sh[lane] : V(0);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    }
+    return v;
+  }
+}
+
+// Every thread of a block of kBlock threads calls it; thread 0 writes the value.
+template <class T, int kBlock>
 __device__ __forceinline__ void finish_block(const FinishArgs<T>& f) {
   double sum = 0.0;
-  for (int b = threadIdx.x; b < f.blocks; b += kThreads) sum += f.loss_partial[b];
+  for (int b = threadIdx.x; b < f.blocks; b += kBlock) sum += f.loss_partial[b];
   SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
-  sum = block_total(sum, sh);
+  sum = total_of_block<kBlock>(sum, sh);
   if (threadIdx.x != 0) return;
   const double m = f.st->mean_factor;
   const double v = !f.mean ? sum : isnan(m) ? m : sum * m;
@@ -515,9 +535,26 @@ __device__ __forceinline__ void finish_block(const FinishArgs<T>& f) {
 // their registers (by value: a reference to the kernel's parameter made every thread copy it to a
 // 56-byte local frame at the kernel's start). Inlined for the walk (K = 0), where the call cost
 // float probabilities 8 registers (sm_90, nvcc 13.0).
-template <class T>
+template <class T, int kBlock = kThreads>
 __device__ __noinline__ void finish_block_call(const FinishArgs<T> f) {
-  finish_block(f);
+  finish_block<T, kBlock>(f);
+}
+
+// Pixel pix's state and class (0 unless counted), from the label pass's code or the label.
+template <class T, class L>
+__device__ __forceinline__ void label_state(const CrossEntropyArgs<T, L>& a, int64_t pix,
+                                            int& state, int& yi) {
+  if constexpr (std::is_same_v<L, uint8_t>) {  // the label pass's codes
+    const int code = a.labels[pix];
+    state = code == kCodeIgnored ? kIgnored : code == kCodeBad ? kBad : kCounted;
+    yi = state == kCounted ? code : 0;
+  } else {
+    const int64_t y = static_cast<int64_t>(a.labels[pix]);
+    state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
+            : y < 0 || y >= a.classes                     ? kBad
+                                                          : kCounted;
+    yi = state == kCounted ? static_cast<int>(y) : 0;
+  }
 }
 
 // ticket: the header's kTicket, when the last block runs finish (f; only with loss_partial);
@@ -563,17 +600,7 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
         loss = soft_pixel_walk<T>(a.x + base, q, g, S, C, w, up, eps, eps_over_c);
     } else {
       int state, yi;
-      if constexpr (std::is_same_v<L, uint8_t>) {  // the label pass's codes
-        const int code = a.labels[pix];
-        state = code == kCodeIgnored ? kIgnored : code == kCodeBad ? kBad : kCounted;
-        yi = state == kCounted ? code : 0;
-      } else {
-        const int64_t y = static_cast<int64_t>(a.labels[pix]);
-        state = ignored(y, a.ignore_index, a.ignore_negative) ? kIgnored
-                : y < 0 || y >= a.classes                     ? kBad
-                                                              : kCounted;
-        yi = state == kCounted ? static_cast<int>(y) : 0;
-      }
+      label_state(a, pix, state, yi);
       if constexpr (kShared)
         loss = pixel_in_shared<T>(a.x + base, g, S, C, yi, state, w, up, eps, eps_over_c, w_total,
                                   &tile[0][threadIdx.x]);
@@ -598,6 +625,148 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
   }
 }
 
+// Four pixels a thread (fused_quads; off by default, detail::cross_entropy_quads, until a GPU has
+// measured it): float logits with labels, 8 < C <= 32, S a multiple of 4, the logits and the
+// gradient 16-byte aligned. Each thread copies the C float4 columns of 4 consecutive pixels of one
+// image into its column of the tile with 16-byte cp.async, then works on the 4 pixels side by
+// side, a float4 of the tile per class and step (4 independent chains; the tile read 16 bytes a
+// thread, without bank conflicts), and writes the gradient a float4 row at a time: a warp reads
+// and writes 512 bytes of a class row at a time instead of 128. Each pixel gets
+// pixel_in_shared's operations in the same order (the compiler may contract them into FMAs
+// otherwise: results within rounding of that pass, not its bits). Blocks of 64 threads (a tile
+// of K float4 rows, 16 to 32 KB), as many as pixel_in_shared's (a block per 256 pixels), so the
+// partials are the same. On an H200 a copy of this pass without the weights and smoothing
+// (bench/cuda_variants.cu ce_quad_t64, C = 21) ran at 0.955 of the copy's bandwidth against 0.805
+// for the one-pixel staging; a first library version that took the 4 pixels one after another,
+// reading the tile 4 bytes at a time, was slower than the one-pixel pass (bench/RESULTS.md,
+// 2026-12-04).
+constexpr int kQuadThreads = 64;
+
+// A tile entry: a thread's 4 pixels of one class (16-byte aligned, as cp.async of 16 bytes needs).
+struct alignas(16) Quad {
+  float v[4];
+};
+
+// 16 bytes (4 floats, 16-byte aligned at both ends) into shared memory, asynchronously, not kept
+// in L1 (.cg); wait_copies waits for them. The emulator copies at once, checking the alignment.
+__device__ __forceinline__ void copy_async16(Quad* to_shared, const float* from) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(to_shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(from) : "memory");
+#elif defined(__CUDA_ARCH__)
+  *reinterpret_cast<float4*>(to_shared) = *reinterpret_cast<const float4*>(from);
+#else
+  check_quad(from);
+  for (int k = 0; k < 4; ++k) to_shared->v[k] = from[k];
+#endif
+}
+
+template <class L, int K>
+__global__ void __launch_bounds__(kQuadThreads)
+    fused_quads(const CrossEntropyArgs<float, L> a, const Status* __restrict__ st,
+                double* loss_partial, unsigned* ticket, const FinishArgs<float> f) {
+  using T = float;
+  using M = Math<T>;
+  const int C = static_cast<int>(a.classes);
+  const int64_t S = a.pixels, quads = a.images * S / 4;
+  const T eps = static_cast<T>(a.eps), eps_over_c = static_cast<T>(a.eps / a.classes);
+  const T w_total = static_cast<T>(st->w_total);
+  const bool per_pixel_up = a.reduction == Reduction::none;
+  const T scale = static_cast<T>(st->grad_scale);
+  SEGLOSS_STATIC_SHARED(T, sh_weight, [K]);
+  for (int c = threadIdx.x; c < K; c += kQuadThreads)
+    sh_weight[c] = c < C ? (a.weight ? a.weight[c] : T(1)) : T(0);
+  __syncthreads();
+  const T* w = sh_weight;
+  SEGLOSS_STATIC_SHARED(Quad, tile, [K][kQuadThreads]);
+  const int t = threadIdx.x;
+  double acc = 0.0;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kQuadThreads;
+  for (int64_t quad = static_cast<int64_t>(blockIdx.x) * kQuadThreads + t; quad < quads;
+       quad += stride) {
+    const int64_t pix = 4 * quad;
+    const int64_t n = pix / S, s = pix - n * S;
+    const int64_t base = n * a.classes * S + s;
+    for (int c = 0; c < C; ++c) copy_async16(&tile[c][t], a.x + base + c * S);
+    int state[4], y[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) label_state(a, pix + j, state[j], y[j]);
+    wait_copies();
+    // pixel_in_shared's steps, for the 4 pixels at once.
+    T m[4];
+    {
+      const Quad v = tile[0][t];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) m[j] = v.v[j];
+    }
+    for (int c = 1; c < C; ++c) {
+      const Quad v = tile[c][t];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) m[j] = M::max(m[j], v.v[j]);
+    }
+    T se[4], rest[4], wx[4], x_y[4], e_y[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) se[j] = rest[j] = wx[j] = x_y[j] = T(0), e_y[j] = T(1);
+    for (int c = 0; c < C; ++c) {
+      Quad v = tile[c][t];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const T xc = v.v[j] - m[j];
+        x_y[j] = c == y[j] ? xc : x_y[j];
+        const T e = M::exp(xc);
+        v.v[j] = e;
+        e_y[j] = c == y[j] ? e : e_y[j];
+        se[j] += e;
+        rest[j] += c == y[j] ? T(0) : e;
+        if (eps > T(0)) wx[j] += w[c] * xc;
+      }
+      tile[c][t] = v;
+    }
+    T w_y[4], loss[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      w_y[j] = w[y[j]];
+      const T lse = eps > T(0) ? M::log(se[j]) : T(0);  // read by the smoothing term only
+      const T nll = pw::softmax_nll<T>(rest[j], e_y[j], x_y[j]);
+      loss[j] = pw::cross_entropy_loss<T>(nll, lse, w_y[j], wx[j], eps, eps_over_c, w_total);
+    }
+    if (a.grad) {
+      T inv_se[4], q[4], up[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        inv_se[j] = M::recip(se[j]);
+        q[j] = rest[j] * inv_se[j];
+        up[j] = per_pixel_up ? (a.grad_out ? a.grad_out[pix + j] : T(1)) : scale;
+      }
+      T* g = a.grad + base;
+      for (int c = 0; c < C; ++c) {
+        const Quad v = tile[c][t];
+        float d[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const T p = v.v[j] * inv_se[j];
+          d[j] = by_state(
+              state[j], up[j] * pw::cross_entropy_grad<T>(p, q[j], c == y[j] ? T(1) : T(0), w_y[j],
+                                                          w[c], eps, eps_over_c, w_total));
+        }
+        store_quad(g, d);  // st.global.cs of a float4
+        g += S;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const T l = by_state(state[j], loss[j]);
+      if (a.loss) a.loss[pix + j] = l;
+      acc += static_cast<double>(l);
+    }
+  }
+  if (!loss_partial) return;
+  SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
+  acc = total_of_block<kQuadThreads>(acc, sh);
+  if (t == 0) loss_partial[blockIdx.x] = acc;
+  if (ticket && last_block(ticket)) finish_block_call<T, kQuadThreads>(f);
+}
+
 // The fused pass on the bucket of C. The register array is sized for the next bucket of C:
 // registers per thread decide how many blocks fit on a multiprocessor (float probabilities,
 // C = 21: 95 registers, 2 blocks of 256). float with labels (or their codes) and 8 < C <= 32 is
@@ -609,6 +778,18 @@ void launch_fused(const CrossEntropyArgs<T, L>& a, int blocks, cudaStream_t s, c
                   double* partial, unsigned* ticket, const FinishArgs<T>& fin) {
   constexpr bool kCanStage = std::is_same_v<T, float> && !std::is_floating_point_v<L>;
   const bool staged = kCanStage && detail::cross_entropy_staging();
+  if constexpr (kCanStage) {
+    // Four pixels a thread where asked for and every float4 access is whole and aligned.
+    if (staged && detail::cross_entropy_quads() && a.classes > 8 && a.classes <= kRegisterClasses &&
+        a.pixels % 4 == 0 && aligned16(a.x) && (!a.grad || aligned16(a.grad))) {
+      const auto kernel = a.classes <= 16   ? fused_quads<L, 16>
+                          : a.classes <= 24 ? fused_quads<L, 24>
+                                            : fused_quads<L, kRegisterClasses>;
+      cuda::launch(kernel, blocks, kQuadThreads, 0, s, a, st, partial, ticket, fin);
+      detail::cross_entropy_quad_launches().fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
   if (a.classes <= 8)
     cuda::launch(fused<T, L, 8>, blocks, kThreads, 0, s, a, st, partial, ticket, fin);
   else if (a.classes <= 16)
