@@ -599,11 +599,14 @@ int main(int argc, char** argv) {
   fill_labels<<<4096, 256, 0, st>>>(cy, total, static_cast<int>(C));
   const double ce_bytes = 2.0 * N * C * S * 4 + total * 8.0;
   const float up = 1.0f / total;
-  const auto run_ce = [&](const char* name, auto kernel, int max_blocks) {
-    const int64_t b = (total + kThreads - 1) / kThreads;
+  // A thread per `pixels` pixels (1, or 4 for the 16-byte staging: S % 4 == 0 here, 448 * 448),
+  // `threads` a block, at most max_blocks blocks (the partials buffer holds 16,384).
+  const auto run_ce = [&](const char* name, auto kernel, int max_blocks, int threads = kThreads,
+                          int pixels = 1) {
+    const int64_t b = (total / pixels + threads - 1) / threads;
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(b, max_blocks));
     const double ms = median_ms(st, reps, [&] {
-      kernel<<<blocks, kThreads, 0, st>>>(cx, cy, cg, N, S, static_cast<int>(C), up, part);
+      kernel<<<blocks, threads, 0, st>>>(cx, cy, cg, N, S, static_cast<int>(C), up, part);
     });
     report(std::string(name) + " blocks=" + std::to_string(blocks), ms, ce_bytes, copy_gbs,
            host_sum(part, blocks));
@@ -619,22 +622,12 @@ int main(int argc, char** argv) {
   run_ce("ce_smem_async_min6_blocks12k", ce_smem<24, 6, true>, 12544);
   run_ce("ce_smem_regs8_min6", ce_smem<24, 6, false>, 4096);
   run_ce("ce_smem_regs8_min8", ce_smem<24, 8, false>, 4096);
-  // The 16-byte staging: B threads a block, 4 pixels a thread (S % 4 == 0 here: 448 * 448).
-  const auto run_ce_quad = [&](const char* name, auto kernel, int threads, int max_blocks) {
-    const int64_t b = (total / 4 + threads - 1) / threads;
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(b, max_blocks));
-    const double ms = median_ms(st, reps, [&] {
-      kernel<<<blocks, threads, 0, st>>>(cx, cy, cg, N, S, static_cast<int>(C), up, part);
-    });
-    report(std::string(name) + " blocks=" + std::to_string(blocks), ms, ce_bytes, copy_gbs,
-           host_sum(part, blocks));
-  };
-  run_ce_quad("ce_quad_t64", ce_smem_quad<24, 64, 1>, 64, 16384);
-  run_ce_quad("ce_quad_t128_k21", ce_smem_quad<21, 128, 1>, 128, 16384);
-  run_ce_quad("ce_quad_t64_grid1056", ce_smem_quad<24, 64, 1>, 64, 1056);
-  run_ce_quad("ce_quad_t128_k21_grid528", ce_smem_quad<21, 128, 1>, 128, 528);
-  run_ce_quad("ce_quad_t64_k21", ce_smem_quad<21, 64, 1>, 64, 16384);
-  run_ce_quad("ce_quad_t32", ce_smem_quad<24, 32, 1>, 32, 16384);
+  run_ce("ce_quad_t64", ce_smem_quad<24, 64, 1>, 16384, 64, 4);
+  run_ce("ce_quad_t128_k21", ce_smem_quad<21, 128, 1>, 16384, 128, 4);
+  run_ce("ce_quad_t64_grid1056", ce_smem_quad<24, 64, 1>, 1056, 64, 4);
+  run_ce("ce_quad_t128_k21_grid528", ce_smem_quad<21, 128, 1>, 528, 128, 4);
+  run_ce("ce_quad_t64_k21", ce_smem_quad<21, 64, 1>, 16384, 64, 4);
+  run_ce("ce_quad_t32", ce_smem_quad<24, 32, 1>, 16384, 32, 4);
   const auto run_ce_img = [&](const char* name, auto kernel) {
     const int64_t bpi = (S + kThreads - 1) / kThreads;
     const unsigned blocks = static_cast<unsigned>(N * bpi);

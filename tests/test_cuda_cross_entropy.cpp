@@ -529,6 +529,92 @@ TEST_CASE("cuda cross_entropy: four pixels a thread agree with a pixel a thread 
   }
 }
 
+TEST_CASE(
+    "cuda cross_entropy: four pixels a thread: default options, raw and int32 labels, grid "
+    "stride, finish in either place") {
+  SEGLOSS_REQUIRE_GPU();
+  struct Restore {
+    ~Restore() {
+      cuda::detail::set_cross_entropy_quads(false);
+      cuda::detail::set_label_codes(true);
+      cuda::detail::set_last_block_tails(true);
+    }
+  } restore;
+  auto& launches = cuda::detail::cross_entropy_quad_launches();
+  // 19,200 pixels: 75 blocks, more than the 64 threads of the pass's last block, which adds the
+  // partials in the order of finish as a kernel of its own (256 threads).
+  const Shape s{2, 21, 96, 100};
+  const auto x = testing::randn<float>(s, 60, 3.0);
+  const auto y64 = labels<int64_t>(s.without(1), 21, 61, 0.1);
+  const auto x_d = dev(x);
+  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
+    for (int codes = 0; codes < 2; ++codes)
+      for (int wide = 0; wide < 2; ++wide) {  // int64 or int32 labels
+        CAPTURE(r);
+        CAPTURE(codes);
+        CAPTURE(wide);
+        cuda::detail::set_label_codes(codes == 1);
+        CrossEntropyOptions<float> o;  // no weight, no smoothing: the default options
+        o.reduction = r;
+        Tensor<float> got[2];
+        double value[2] = {0, 0};
+        for (int quads = 0; quads < 2; ++quads) {
+          cuda::detail::set_cross_entropy_quads(quads == 1);
+          const int64_t before = launches.load();
+          if (r == Reduction::none) {
+            got[quads] = wide ? cross_entropy(x_d, dev(y64), o)
+                              : cross_entropy(x_d, dev(testing::cast<int32_t>(y64)), o);
+          } else {
+            const auto vg =
+                wide ? cross_entropy_value_and_grad(x_d, dev(y64), o)
+                     : cross_entropy_value_and_grad(x_d, dev(testing::cast<int32_t>(y64)), o);
+            value[quads] = vg.value;
+            got[quads] = vg.grad;
+          }
+          CHECK(launches.load() - before == quads);
+        }
+        check_near(got[1], got[0], 1e-6);
+        CHECK(std::abs(value[1] - value[0]) <= 1e-6 * std::abs(value[0]));
+      }
+  cuda::detail::set_label_codes(true);
+  cuda::detail::set_cross_entropy_quads(true);
+  check_parity(x, y64, CrossEntropyOptions<float>{});
+  // finish in the pass's last block (64 threads) or as a kernel (256): the same bits. The label's
+  // logit leads by 0 to 60 (pixel losses from about 1 down to 1e-26), so that the partials' double
+  // sum is not exact and its grouping shows in the value's bits.
+  auto xl = x;
+  const int64_t S = 96 * 100;
+  for (int64_t i = 0; i < y64.numel(); ++i)
+    if (y64[i] >= 0) xl[(i / S * 21 + y64[i]) * S + i % S] += static_cast<float>(i % 61);
+  const auto xl_d = dev(xl);
+  double v[2];
+  std::vector<uint32_t> g[2];
+  for (int tails = 0; tails < 2; ++tails) {
+    cuda::detail::set_last_block_tails(tails == 1);
+    const auto vg = cross_entropy_value_and_grad(xl_d, dev(y64), CrossEntropyOptions<float>{});
+    v[tails] = vg.value;
+    g[tails] = float_bits(vg.grad);
+  }
+  CHECK(v[0] == v[1]);
+  CHECK(g[0] == g[1]);
+  cuda::detail::set_last_block_tails(true);
+  // 4,196,352 pixels: 16,384 blocks of 64 threads cover 1,048,576 of the 1,049,088 quads, so 512
+  // threads take a second quad (the grid-stride loop, the tile used again).
+  const Shape big{1, 9, 2048, 2049};
+  const auto xb = dev(testing::randn<float>(big, 62, 2.0));
+  const auto yb = dev(labels<int64_t>(big.without(1), 9, 63, 0.1));
+  Tensor<float> gb[2];
+  double vb[2];
+  for (int quads = 0; quads < 2; ++quads) {
+    cuda::detail::set_cross_entropy_quads(quads == 1);
+    const auto vg = cross_entropy_value_and_grad(xb, yb, CrossEntropyOptions<float>{});
+    vb[quads] = vg.value;
+    gb[quads] = vg.grad;
+  }
+  check_near(gb[1], gb[0], 1e-6);
+  CHECK(std::abs(vb[1] - vb[0]) <= 1e-6 * std::abs(vb[0]));
+}
+
 TEST_CASE("cuda cross_entropy: the label pass on its own grid, several labels a thread") {
   SEGLOSS_REQUIRE_GPU();
   // 1,310,701 pixels: the label pass runs 1024 blocks (core/cuda_internal.hpp
@@ -561,18 +647,48 @@ TEST_CASE("cuda cross_entropy: the label pass on its own grid, several labels a 
   }
   CHECK(values[0] == values[1]);
   CHECK(bits[0] == bits[1]);
-  // Two bad labels in two threads (their first groups' fourth and third loads on the own grid):
+  // Bad labels in two threads (their first groups' fourth and third loads on the own grid), and
+  // three in one thread (its first group's second and fourth loads, its second group's first):
   // the smallest index is reported, on either grid.
+  const auto first_bad = [&](int64_t at_index, int64_t label) {
+    const std::string at = "target has label " + std::to_string(label) + " at (0," +
+                           std::to_string(at_index / 1127) + "," + std::to_string(at_index % 1127) +
+                           "), outside [0, 2)";
+    for (int own = 0; own < 2; ++own) {
+      CAPTURE(own);
+      cuda::detail::set_label_pass_own_grid(own == 1);
+      CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, dev(y), od),
+                           doctest::Contains(at.c_str()), Error);
+    }
+  };
   y[1000003] = 7;
   y[700001] = -5;
-  const std::string at = "target has label -5 at (0," + std::to_string(700001 / 1127) + "," +
-                         std::to_string(700001 % 1127) + "), outside [0, 2)";
-  for (int own = 0; own < 2; ++own) {
-    CAPTURE(own);
-    cuda::detail::set_label_pass_own_grid(own == 1);
-    CHECK_THROWS_WITH_AS(cross_entropy_value_and_grad(xd, dev(y), od),
-                         doctest::Contains(at.c_str()), Error);
+  first_bad(700001, -5);
+  const int64_t stride = 1024 * 256;
+  y[5 + 4 * stride] = 8;
+  y[5 + 3 * stride] = 7;
+  y[5 + stride] = 9;
+  first_bad(5 + stride, 9);
+}
+
+TEST_CASE(
+    "cuda cross_entropy: the label pass's grid: at least 1024 blocks, at most the fused grid") {
+  for (int64_t p :
+       {int64_t{1}, int64_t{255}, int64_t{256}, int64_t{262144}, int64_t{262145}, int64_t{4194304},
+        int64_t{4194305}, int64_t{67108864}, int64_t{67108865}, int64_t{1} << 31}) {
+    CAPTURE(p);
+    const int64_t label = cuda::detail::cross_entropy_label_blocks(p);
+    const int64_t fused = cuda::detail::cross_entropy_blocks(p);
+    CHECK(label >= 1);
+    CHECK(label <= fused);
+    CHECK(label == std::min<int64_t>(fused, std::max<int64_t>(1024, (p + 4095) / 4096)));
+    CHECK(label * 256 * 16 >=
+          std::min<int64_t>(p, 16384 * 256 * 16));  // at most 16 labels a thread up to 2^26 pixels
   }
+  CHECK(cuda::detail::cross_entropy_label_blocks(1) == 1);
+  CHECK(cuda::detail::cross_entropy_label_blocks(262144) == 1024);
+  CHECK(cuda::detail::cross_entropy_label_blocks(4194305) == 1025);
+  CHECK(cuda::detail::cross_entropy_label_blocks(int64_t{1} << 31) == 16384);
 }
 
 // The value, the gradient, the per-pixel loss and the backward of one configuration, as bits

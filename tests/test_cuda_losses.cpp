@@ -576,9 +576,14 @@ void bce_dice_schedules_all() {
         o.dice_weight = d == 3 ? 1.3 : 2.0;
         if (k == 4) o.bce.mean_over = BceMeanOver::weight_sum;  // 1/W reduced on the device
         if (k == 4) o.bce.weight = uniform<T>(s, 43, 0.1, 2.0);
-        const bool weighted = o.bce.weight.defined();
+        // The Dice term's pixel weight: alone (k 0) and with the BCE weight (k 4), as the
+        // boundary-weighted recipe has both.
+        if ((k == 0 || k == 4) && (d == 6 || d == 9)) o.dice.weight = uniform<T>(s, 44, 0.1, 2.0);
+        // Either weight selects the weighted passes (overlap_passes.cuh, `plain`).
+        const bool weighted = o.bce.weight.defined() || o.dice.weight.defined();
         BceDiceOptions<T> og = o;
         og.bce = on_gpu(o.bce);
+        og.dice.weight = gpu(o.dice.weight);
         const auto xd = gpu(randn<T>(s, 160 + k + d, 3.0));
         const auto zd = gpu(k == 5 ? uniform<T>(s, 170, 0, 1) : mask<T>(s, 170 + d));
         double v[2];

@@ -493,33 +493,32 @@ struct FinishArgs {
   __device__ void operator()() const { finish_block(*this); }
 };
 
-// block_total (launch.cuh) for blocks of kBlock threads (a multiple of 32, at most kThreads).
-template <int kBlock, class V>
-__device__ __forceinline__ V total_of_block(V v, V* sh) {
-  if constexpr (kBlock == kThreads) {
-    return block_total(v, sh);
-  } else {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-      v = lane < kBlock / 32 ? sh[lane] : V(0);
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    }
-    return v;
-  }
-}
-
-// Every thread of a block of kBlock threads calls it; thread 0 writes the value.
+// Every thread of a block of kBlock threads calls it; thread 0 writes the value. The partials are
+// added in the order a block of kThreads threads adds them (block_total's), whatever kBlock: a
+// thread of a smaller block plays kThreads / kBlock threads of it, so the four-pixel pass's last
+// block (64 threads) and finish as a kernel of its own (256) give the same bits.
 template <class T, int kBlock>
 __device__ __forceinline__ void finish_block(const FinishArgs<T>& f) {
-  double sum = 0.0;
-  for (int b = threadIdx.x; b < f.blocks; b += kBlock) sum += f.loss_partial[b];
+  static_assert(kThreads % kBlock == 0 && kBlock % 32 == 0, "a block of whole warps");
+  constexpr int kPlays = kThreads / kBlock;
   SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
-  sum = total_of_block<kBlock>(sum, sh);
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < kPlays; ++r) {
+    const int u = r * kBlock + static_cast<int>(threadIdx.x);  // the thread it plays
+    double v = 0.0;
+    for (int b = u; b < f.blocks; b += kThreads) v += f.loss_partial[b];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) sh[u >> 5] = v;
+  }
+  __syncthreads();
+  double sum = 0.0;
+  if (threadIdx.x < 32) {
+    sum = lane < kThreads / 32 ? sh[lane] : 0.0;  // the 8 warps' sums, then zeros, as block_total
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, o);
+  }
   if (threadIdx.x != 0) return;
   const double m = f.st->mean_factor;
   const double v = !f.mean ? sum : isnan(m) ? m : sum * m;
@@ -635,11 +634,11 @@ __global__ void __launch_bounds__(kThreads, (fused_min_blocks<kShared>()))
 // pixel_in_shared's operations in the same order (the compiler may contract them into FMAs
 // otherwise: results within rounding of that pass, not its bits). Blocks of 64 threads (a tile
 // of K float4 rows, 16 to 32 KB), as many as pixel_in_shared's (a block per 256 pixels), so the
-// partials are the same. On an H200 a copy of this pass without the weights and smoothing
-// (bench/cuda_variants.cu ce_quad_t64, C = 21) ran at 0.955 of the copy's bandwidth against 0.805
-// for the one-pixel staging; a first library version that took the 4 pixels one after another,
-// reading the tile 4 bytes at a time, was slower than the one-pixel pass (bench/RESULTS.md,
-// 2026-12-04).
+// same number of partials; its last block's finish adds them in finish's 256-thread order. On an
+// H200 a copy of this pass without the weights and smoothing (bench/cuda_variants.cu ce_quad_t64, C
+// = 21) ran at 0.955 of the copy's bandwidth against 0.805 for the one-pixel staging; a first
+// library version that took the 4 pixels one after another, reading the tile 4 bytes at a time, was
+// slower than the one-pixel pass (bench/RESULTS.md, 2026-12-04).
 constexpr int kQuadThreads = 64;
 
 // A tile entry: a thread's 4 pixels of one class (16-byte aligned, as cp.async of 16 bytes needs).
@@ -762,7 +761,7 @@ __global__ void __launch_bounds__(kQuadThreads)
   }
   if (!loss_partial) return;
   SEGLOSS_STATIC_SHARED(double, sh, [kThreads / 32]);
-  acc = total_of_block<kQuadThreads>(acc, sh);
+  acc = block_total<double, kQuadThreads>(acc, sh);
   if (t == 0) loss_partial[blockIdx.x] = acc;
   if (ticket && last_block(ticket)) finish_block_call<T, kQuadThreads>(f);
 }

@@ -546,8 +546,9 @@ inline const char* bad_class_weight_message(bool bce_dice) {
 // sums take 3); BceValue makes the value. Why: on the H200 pass 1 was bound by
 // instructions (bench/RESULTS.md, "CUDA on NVIDIA H200"), the BCE value's series being much of
 // its work, while bce_with_logits, whose one pass makes the BCE value and gradient, ran at 0.78
-// of the copy. Not measured on a GPU yet: segloss-cuda-bench's bce_dice_vg_stats_bce line runs
-// the other schedule in the same process, for the comparison.
+// of the copy. On the H200 (2026-12-04) 0.425 ms against 0.430 for the other schedule
+// (segloss-cuda-bench's bce_dice_vg_stats_bce line, the same process); with a BCE weight 0.794
+// against 0.986 (bce_dice_weighted_vg_stats_bce).
 // With value_wanted false (backward: no value, no parts) the gradient pass writes the same
 // gradient without summing the BCE values, and the last combine and kernel do not run.
 // device_out: the caller's device value, which the last step writes (BceValue).
@@ -598,12 +599,13 @@ void run_passes(const Call& call, const PlaneGrid& g, const detail::Layout& l,
   double* sums = call.at<double>(l.sums);
   double* coef = call.at<double>(l.coef);
   double* bce_scale = call.at<double>(kBceScaleOffset);
-  // bce_dice with a gradient: the BCE value in the gradient pass, by default for the weight-free
-  // passes only. With a weight the registers moved both ways (ptxas, sm_90, float: pass 1 80 ->
-  // 64 with 16 bytes spilled, the gradient pass 64 with spills -> 78), and no GPU run has
-  // measured it: it keeps the schedule that ran on the H200 unless the tests or the bench
-  // (bce_dice_weighted_vg_in_grad) turn it on. Scores (none for bce_dice today) would need pass
-  // 1's finalize: the other schedule.
+  // bce_dice with a gradient: the BCE value in the gradient pass, by default. With a weight (the
+  // BCE's or the Dice term's) the registers moved both ways (ptxas, sm_90, float: pass 1 80 ->
+  // 64 with 16 bytes spilled, the gradient pass 64 with spills -> 78), yet on the H200 the call
+  // with a BCE weight ran at 0.794 ms this way against 0.986 (2026-12-04); a Dice pixel weight
+  // takes the same passes, not timed. detail::set_bce_value_in_gradient_weighted(false) runs the
+  // other schedule (the tests, the bench's bce_dice_weighted_vg_stats_bce). Scores (none for
+  // bce_dice today) would need pass 1's finalize: the other schedule.
   if constexpr (kBce) {
     const bool in_gradient =
         kWeights ? detail::bce_value_in_gradient_weighted() : detail::bce_value_in_gradient();

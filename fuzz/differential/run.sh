@@ -55,7 +55,7 @@ build_driver() {
   fi
   echo "building $driver against $lib"
   # shellcheck disable=SC2046  # build_flags is a list of words
-  g++ -std=c++17 -O1 -fopenmp -I"$build/include" -I"$root" -I/usr/include/eigen3 \
+  "${CXX:-g++}" -std=c++17 -O1 -fopenmp -I"$build/include" -I"$root" -I/usr/include/eigen3 \
     "$here/driver.cpp" "$lib" $(build_flags) -o "$driver"
 }
 
